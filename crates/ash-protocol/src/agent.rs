@@ -1,0 +1,457 @@
+//! The compiled agent surface: what `ash build` writes and `ash info --json` prints.
+//!
+//! Every path is relative to the directory the command was given, `/`-separated. Secret values
+//! never appear here: a secret shows as its `${VAR}` template, or as `"<redacted>"` when it was
+//! written literally.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the manifest shape. Bump on any change a reader could notice.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+/// `.ash/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentManifest {
+    /// Equals [`MANIFEST_FORMAT_VERSION`] for manifests this crate writes.
+    pub format_version: u32,
+    /// Version of the `ash` that compiled the manifest.
+    pub ash_version: String,
+    /// `"nested"` or `"flat"`.
+    pub layout: String,
+    /// The agent root relative to the project directory.
+    pub agent_root: String,
+    /// `sha256:<hex>` over the sorted `files` list (paths and hashes).
+    pub content_hash: String,
+    /// Every source file the agent was compiled from, sorted by path.
+    pub files: Vec<SourceFileInfo>,
+    /// The resolved agent.
+    pub agent: AgentSurface,
+}
+
+/// One source file and its content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceFileInfo {
+    /// Path relative to the project directory.
+    pub path: String,
+    /// `sha256:<hex>` of the file's bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// The resolved surface of one agent package (the root or a subagent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSurface {
+    /// Agent name.
+    pub name: String,
+    /// What the agent is for; required on subagents.
+    pub description: Option<String>,
+    /// Gateway-style `provider/model`, or null when unset (subagents inherit the parent's).
+    pub model: Option<String>,
+    /// Free-form string metadata from `agent.toml`.
+    pub metadata: BTreeMap<String, String>,
+    /// Prompt layers in the order they are joined.
+    pub prompt: Vec<PromptLayerInfo>,
+    /// Skills, sorted by name.
+    pub skills: Vec<SkillInfo>,
+    /// Every model-visible tool, sorted by name.
+    pub tools: Vec<ToolInfo>,
+    /// Named sandboxes, sorted by name.
+    pub sandboxes: Vec<SandboxInfo>,
+    /// Connections (root only), sorted by name.
+    pub connections: Vec<ConnectionInfo>,
+    /// Schedules (root only), sorted by name.
+    pub schedules: Vec<ScheduleInfo>,
+    /// Subagent packages, sorted by id.
+    pub subagents: Vec<SubagentInfo>,
+    /// Inbound IP allow list.
+    pub network: NetworkInfo,
+    /// Inbound auth strategies, in evaluation order.
+    pub auth: AuthInfo,
+    /// Budgets and limits.
+    pub limits: LimitsInfo,
+    /// Model providers declared in `agent.toml`, by name.
+    pub providers: BTreeMap<String, ProviderInfo>,
+    /// The package's `lib/` directory when present; it is never mounted into workspaces.
+    pub lib: Option<String>,
+}
+
+/// One prompt layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptLayerInfo {
+    /// Source file.
+    pub source: String,
+    /// The layer's text.
+    pub content: String,
+}
+
+/// One skill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkillInfo {
+    /// Skill name, the argument of `activate_skill`.
+    pub name: String,
+    /// `"flat"` (`skills/x.md`) or `"packaged"` (`skills/x/SKILL.md`).
+    pub kind: String,
+    /// Shown in the prompt's skill catalogue.
+    pub description: String,
+    /// The skill's main file.
+    pub source: String,
+    /// Body loaded on activation (frontmatter removed).
+    pub body: String,
+    /// Files seeded into the workspace under `skills/`, relative to the skills directory.
+    pub files: Vec<String>,
+    /// Packaged skills' `license` frontmatter.
+    pub license: Option<String>,
+    /// Packaged skills' string `metadata` frontmatter.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A model-visible tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum ToolInfo {
+    /// A command tool from `tools/*.toml`.
+    #[serde(rename_all = "camelCase")]
+    Command {
+        /// Model-visible name.
+        name: String,
+        /// Description shown to the model.
+        description: String,
+        /// JSON Schema of the input object.
+        input_schema: Value,
+        /// Argv; paths that started with `./` or `../` are resolved to project-relative paths.
+        argv: Vec<String>,
+        /// Per-call timeout.
+        timeout_ms: u64,
+        /// Named sandbox the command runs in, if any.
+        sandbox: Option<String>,
+        /// Source file.
+        source: String,
+    },
+    /// An HTTP tool that calls a named connection.
+    Http(HttpToolInfo),
+    /// The tool of a named sandbox, taking a shell command.
+    #[serde(rename_all = "camelCase")]
+    Sandbox {
+        /// Model-visible name, `<slug>_sandbox`.
+        name: String,
+        /// Description shown to the model.
+        description: String,
+        /// JSON Schema of the input object.
+        input_schema: Value,
+        /// The sandbox's name.
+        sandbox: String,
+        /// Source file.
+        source: String,
+    },
+    /// An allow-listed tool of an MCP connection.
+    #[serde(rename_all = "camelCase")]
+    Mcp {
+        /// Model-visible name, `<namespace>__<tool>`.
+        name: String,
+        /// Connection name.
+        connection: String,
+        /// The tool's name on the MCP server.
+        remote_name: String,
+        /// Source file of the connection.
+        source: String,
+    },
+    /// The delegation tool of a subagent.
+    #[serde(rename_all = "camelCase")]
+    Subagent {
+        /// Model-visible name.
+        name: String,
+        /// The subagent's description.
+        description: String,
+        /// JSON Schema of the input object (a message).
+        input_schema: Value,
+        /// Subagent id.
+        subagent: String,
+        /// The subagent's directory.
+        source: String,
+    },
+}
+
+/// An HTTP tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpToolInfo {
+    /// Model-visible name.
+    pub name: String,
+    /// Description shown to the model.
+    pub description: String,
+    /// JSON Schema of the input object.
+    pub input_schema: Value,
+    /// Connection name (an `http` connection).
+    pub connection: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path below the connection's base URL; `{field}` placeholders take input fields.
+    pub path: String,
+    /// Per-call timeout.
+    pub timeout_ms: u64,
+    /// Source file.
+    pub source: String,
+}
+
+/// A named sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxInfo {
+    /// Internal name from the file path, e.g. `repo-shell`.
+    pub name: String,
+    /// Model-visible tool name, e.g. `repo_shell_sandbox`.
+    pub tool_name: String,
+    /// Description shown to the model.
+    pub description: String,
+    /// `auto`, `local`, `bwrap`, `podman` or `docker`.
+    pub backend: String,
+    /// Container image for `podman`/`docker`.
+    pub image: Option<String>,
+    /// Commands that prepare the reusable template, once per template key.
+    pub bootstrap: Vec<String>,
+    /// Commands run once per durable session.
+    pub on_session: Vec<String>,
+    /// Per-command timeout.
+    pub timeout_ms: u64,
+    /// `sha256:<hex>` over backend, image and bootstrap commands; the template cache key.
+    pub template_key: String,
+    /// Source file.
+    pub source: String,
+}
+
+/// A connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    /// Name from the file slug.
+    pub name: String,
+    /// `mcp` or `http`.
+    pub kind: String,
+    /// How an MCP connection is reached; null for `http`.
+    pub transport: Option<TransportInfo>,
+    /// Base URL of an `http` connection; null for `mcp`.
+    pub base_url: Option<String>,
+    /// Extra headers of an `http` connection (values as templates).
+    pub headers: BTreeMap<String, String>,
+    /// Credentials the runtime attaches.
+    pub auth: ConnectionAuthInfo,
+    /// Timeout and retry policy.
+    pub policy: PolicyInfo,
+    /// MCP tool lowering; null when no tools are exposed to the model.
+    pub tools: Option<McpToolsInfo>,
+    /// Source file.
+    pub source: String,
+}
+
+/// MCP transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum TransportInfo {
+    /// Streamable HTTP.
+    #[serde(rename_all = "camelCase")]
+    StreamableHttp {
+        /// Server URL (as a template when interpolated).
+        url: String,
+    },
+    /// A child process speaking MCP on stdio.
+    #[serde(rename_all = "camelCase")]
+    Stdio {
+        /// Argv.
+        command: Vec<String>,
+    },
+}
+
+/// Connection credentials, secrets shown as templates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ConnectionAuthInfo {
+    /// No credentials.
+    None,
+    /// A header carrying a key.
+    #[serde(rename_all = "camelCase")]
+    ApiKey {
+        /// Header name.
+        header: String,
+        /// Header value (template).
+        value: String,
+    },
+    /// HTTP basic.
+    #[serde(rename_all = "camelCase")]
+    Basic {
+        /// User name (template).
+        username: String,
+        /// Password (template).
+        password: String,
+    },
+    /// Bearer token.
+    #[serde(rename_all = "camelCase")]
+    Bearer {
+        /// Token (template).
+        token: String,
+    },
+}
+
+/// Runtime-owned timeout and retry policy of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyInfo {
+    /// Per-request timeout.
+    pub timeout_ms: u64,
+    /// Retries after the first attempt.
+    pub retry_attempts: u32,
+}
+
+/// MCP tool lowering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct McpToolsInfo {
+    /// Always `allow`.
+    pub mode: String,
+    /// Remote tool names exposed to the model.
+    pub allow: Vec<String>,
+    /// Prefix of the model-visible names.
+    pub namespace: String,
+}
+
+/// A schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleInfo {
+    /// Path under `schedules/` without extension, e.g. `billing/sweep`.
+    pub name: String,
+    /// 5-field cron expression, evaluated in UTC.
+    pub cron: String,
+    /// The prompt the run receives.
+    pub prompt: String,
+    /// Next fire time (RFC 3339, UTC) after the moment `ash info` ran; null in `.ash/` manifests.
+    pub next_fire_at: Option<String>,
+    /// Source file.
+    pub source: String,
+}
+
+/// A subagent package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubagentInfo {
+    /// Directory name under `subagents/`.
+    pub id: String,
+    /// Model-visible name of the parent's delegation tool.
+    pub tool_name: String,
+    /// The package directory.
+    pub source: String,
+    /// The subagent's own surface.
+    pub agent: Box<AgentSurface>,
+}
+
+/// Inbound network policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInfo {
+    /// IPs and CIDR ranges, normalised.
+    pub ip_allow_list: Vec<String>,
+}
+
+/// Inbound auth.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthInfo {
+    /// Strategies in evaluation order.
+    pub strategies: Vec<AuthStrategyInfo>,
+}
+
+/// One inbound auth strategy, secrets shown as templates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AuthStrategyInfo {
+    /// `Authorization: Basic …`.
+    #[serde(rename_all = "camelCase")]
+    HttpBasic {
+        /// User name.
+        username: String,
+        /// Password (template).
+        password: String,
+    },
+    /// HMAC-signed JWT bearer tokens.
+    #[serde(rename_all = "camelCase")]
+    JwtHmac {
+        /// Required `iss`.
+        issuer: String,
+        /// Accepted `aud` values.
+        audiences: Vec<String>,
+        /// Accepted `sub` patterns (`*` wildcards); empty accepts any.
+        subjects: Vec<String>,
+        /// `HS256`, `HS384` or `HS512`.
+        algorithm: String,
+        /// Shared secret (template).
+        secret: String,
+        /// Allowed leeway for `exp`/`nbf`.
+        clock_skew_seconds: u64,
+    },
+    /// ECDSA-signed JWT bearer tokens.
+    #[serde(rename_all = "camelCase")]
+    JwtEcdsa {
+        /// Required `iss`.
+        issuer: String,
+        /// Accepted `aud` values.
+        audiences: Vec<String>,
+        /// Accepted `sub` patterns.
+        subjects: Vec<String>,
+        /// `ES256` or `ES384`.
+        algorithm: String,
+        /// PEM public key (template or literal; public keys are not secret).
+        public_key: String,
+        /// Allowed leeway for `exp`/`nbf`.
+        clock_skew_seconds: u64,
+    },
+    /// OpenID Connect tokens verified against the issuer's JWKS.
+    #[serde(rename_all = "camelCase")]
+    Oidc {
+        /// Required `iss`.
+        issuer: String,
+        /// Accepted `aud` values.
+        audiences: Vec<String>,
+        /// Accepted `sub` patterns.
+        subjects: Vec<String>,
+        /// Discovery document URL.
+        discovery_url: String,
+        /// Allowed leeway for `exp`/`nbf`.
+        clock_skew_seconds: u64,
+    },
+}
+
+/// Budgets and limits; null means the runtime default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsInfo {
+    /// Model calls per turn.
+    pub max_steps_per_turn: Option<u32>,
+    /// Input tokens per session.
+    pub max_input_tokens_per_session: Option<u64>,
+    /// Output tokens per session.
+    pub max_output_tokens_per_session: Option<u64>,
+    /// Cost per session in micro-US-dollars (1 USD = 1 000 000).
+    pub max_cost_micro_usd_per_session: Option<u64>,
+    /// Session lifetime.
+    pub session_timeout_ms: Option<u64>,
+}
+
+/// A declared model provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderInfo {
+    /// Wire format: `openai` (chat completions) or `anthropic` (messages).
+    pub api: String,
+    /// Base URL, null for the provider's default.
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+}

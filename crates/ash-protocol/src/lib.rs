@@ -1,0 +1,19 @@
+//! Wire and API types shared by every ash component.
+//!
+//! Owns the JSON shapes that cross a process boundary: the compiled agent manifest written to
+//! `.ash/`, the agent surface served by `ash info --json` and `GET /.well-known/ash/v1/info`, and
+//! diagnostics. JSON field names are camelCase, as in the seed's HTTP API; readers tolerate
+//! unknown fields.
+//!
+//! Does not contain logic: no validation, no I/O, no defaults beyond what serde needs.
+
+mod agent;
+mod diagnostic;
+
+pub use agent::{
+    AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
+    HttpToolInfo, LimitsInfo, McpToolsInfo, NetworkInfo, PolicyInfo, PromptLayerInfo, ProviderInfo,
+    SandboxInfo, ScheduleInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
+    MANIFEST_FORMAT_VERSION,
+};
+pub use diagnostic::{DiagnosticInfo, InfoOutput, SeverityInfo};

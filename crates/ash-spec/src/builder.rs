@@ -1,0 +1,4 @@
+//! placeholder
+/// Builder.
+#[derive(Debug)]
+pub struct AgentSpecBuilder;

@@ -1,0 +1,180 @@
+//! `${VAR}` interpolation and the secret-holding string types.
+//!
+//! Owns the template syntax (`${NAME}`, `$$` for a literal `$`) and the rule that a missing or
+//! empty variable is an error, never an empty value. Resolved values live in [`Secret`], which
+//! never prints its content. The environment itself is handed in by the caller; this crate never
+//! reads the process environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use zeroize::Zeroize as _;
+
+use crate::names::is_env_name;
+
+/// A string that must not reach logs, errors or manifests. Zeroed on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that must send it (an auth check, an outgoing header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// A value written in an agent file, possibly with `${VAR}` references, and its resolution.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Interpolated {
+    template: String,
+    value: Secret,
+}
+
+impl Interpolated {
+    /// A value with no references (programmatic authoring).
+    pub fn literal(value: impl Into<String>) -> Self {
+        let value = value.into();
+        Self { template: value.replace('$', "$$"), value: Secret::new(value) }
+    }
+
+    /// The text as written, e.g. `${ASH_BASIC_PASSWORD}`. Safe to show.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    /// The resolved value. Treat as secret.
+    pub fn expose(&self) -> &str {
+        self.value.expose()
+    }
+
+    /// Whether the template references at least one variable.
+    pub fn uses_env(&self) -> bool {
+        self.template.contains("${")
+    }
+
+    /// What may be shown for a secret field: the template when it comes from the environment,
+    /// otherwise `<redacted>`.
+    pub fn display_secret(&self) -> String {
+        if self.uses_env() { self.template.clone() } else { REDACTED.to_owned() }
+    }
+}
+
+/// Shown in place of a secret written literally in an agent file.
+pub const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for Interpolated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Interpolated({:?})", self.display_secret())
+    }
+}
+
+/// Why a template could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum InterpolateError {
+    #[error("environment variable `{0}` is not set")]
+    Missing(String),
+    #[error("environment variable `{0}` is set but empty")]
+    Empty(String),
+    #[error("`${{` at byte {0} is not closed by `}}`")]
+    Unclosed(usize),
+    #[error("`${{{0}}}` is not a valid variable name (letters, digits and `_`, not starting with a digit)")]
+    BadName(String),
+}
+
+/// Resolves every `${NAME}` in `template` from `env`; `$$` stands for a literal `$`.
+pub(crate) fn resolve(
+    template: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<Interpolated, InterpolateError> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(idx) = rest.find('$') {
+        out.push_str(&rest[..idx]);
+        let after = &rest[idx + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let Some(close) = tail.find('}') else {
+                return Err(InterpolateError::Unclosed(template.len() - rest.len() + idx));
+            };
+            let name = &tail[..close];
+            if !is_env_name(name) {
+                return Err(InterpolateError::BadName(name.to_owned()));
+            }
+            match env.get(name) {
+                None => return Err(InterpolateError::Missing(name.to_owned())),
+                Some(value) if value.is_empty() => {
+                    return Err(InterpolateError::Empty(name.to_owned()));
+                }
+                Some(value) => out.push_str(value),
+            }
+            rest = &tail[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(Interpolated { template: template.to_owned(), value: Secret::new(out) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("PASS".to_owned(), "s3cret".to_owned()),
+            ("EMPTY".to_owned(), String::new()),
+        ])
+    }
+
+    #[test]
+    fn resolves_and_escapes() {
+        let got = resolve("a-${PASS}-$$-$x", &env()).unwrap();
+        assert_eq!(got.expose(), "a-s3cret-$-$x");
+        assert_eq!(got.template(), "a-${PASS}-$$-$x");
+        assert!(got.uses_env());
+        assert_eq!(format!("{got:?}"), "Interpolated(\"a-${PASS}-$$-$x\")");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let cases = [
+            ("${MISSING}", InterpolateError::Missing("MISSING".into())),
+            ("${EMPTY}", InterpolateError::Empty("EMPTY".into())),
+            ("x${PASS", InterpolateError::Unclosed(1)),
+            ("${1BAD}", InterpolateError::BadName("1BAD".into())),
+            ("${}", InterpolateError::BadName(String::new())),
+        ];
+        for (input, want) in cases {
+            assert_eq!(resolve(input, &env()).unwrap_err(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let literal = Interpolated::literal("hunter2");
+        assert_eq!(literal.display_secret(), REDACTED);
+        assert!(!format!("{literal:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
+    }
+}

@@ -1,0 +1,300 @@
+//! `connections/*.toml`: MCP and HTTP connections with runtime-owned auth and policy.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::diagnostic::{FileDiag, Severity};
+use crate::load::agent_toml::check_url;
+use crate::load::tools::resolve_argv;
+use crate::load::{Ctx, interpolate, modules};
+use crate::names::{is_slug, is_tool_name, lower_kebab_case, lower_snake_case};
+use crate::slots;
+use crate::source::EntryKind;
+use crate::spec::{
+    Connection, ConnectionAuth, ConnectionKind, DEFAULT_CONNECTION_TIMEOUT_MS, MAX_RETRY_ATTEMPTS,
+    MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, Source,
+};
+use crate::toml_doc::{self, Fields};
+
+pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Connection> {
+    let mut out = Vec::new();
+    for entry in ctx.tree.list(dir, &mut ctx.diags) {
+        let rel = ctx.tree.rel(&entry.path);
+        let (stem, ext) = entry.stem_and_ext();
+        match (entry.kind, ext) {
+            (EntryKind::File, Some("toml")) => {
+                if !is_slug(stem) {
+                    ctx.diags.file(
+                        Severity::Error,
+                        "invalid-name",
+                        &rel,
+                        format!("connection name `{stem}` must be lowercase letters, digits, `-` or `_`; rename the file to `{}.toml`", lower_kebab_case(stem)),
+                        &slots::CONNECTION,
+                    );
+                    continue;
+                }
+                let name = stem.to_owned();
+                if let Some(connection) = load_one(ctx, &entry.path, name) {
+                    out.push(connection);
+                }
+            }
+            (EntryKind::File, _) if modules::report_slot_module(ctx, &entry, "connections") => {}
+            _ => ctx.diags.file(
+                Severity::Warning,
+                "unknown-entry",
+                &rel,
+                "connections are `<name>.toml` files; this entry is ignored",
+                &slots::CONNECTION,
+            ),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> {
+    let (rel, src) = ctx.read(path, &slots::CONNECTION)?;
+    let Ctx { tree, diags, env } = ctx;
+    let env = *env;
+    let mut d = FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::CONNECTION, out: diags };
+    let doc = toml_doc::parse(&src, &mut d)?;
+    let mut fields = Fields::root(&doc);
+    let kind_text = fields.required_string(&mut d, "kind", "`mcp` or `http`")?;
+
+    let kind = match kind_text.value.as_str() {
+        "mcp" => {
+            let transport = match fields.table(&mut d, "transport", "a table") {
+                None => {
+                    fields.missing(&mut d, "transport", "a [transport] table");
+                    None
+                }
+                Some(mut t) => {
+                    let parsed = match t.required_string(&mut d, "type", "`streamable-http` or `stdio`") {
+                        None => None,
+                        Some(ty) if ty.value == "streamable-http" => {
+                            let url = t.required_string(&mut d, "url", "the server URL");
+                            url.and_then(|u| {
+                                let resolved = interpolate(&mut d, env, &t.name("url"), &u, false)?;
+                                match check_url(resolved.expose()) {
+                                    Ok(()) => Some(McpTransport::StreamableHttp { url: resolved }),
+                                    Err(why) => {
+                                        d.error("invalid-url", Some(u.span), format!("`{}` {why}", t.name("url")), "`url`: an http or https URL");
+                                        None
+                                    }
+                                }
+                            })
+                        }
+                        Some(ty) if ty.value == "stdio" => {
+                            let argv = if t.has("command") {
+                                t.strings(&mut d, "command", "an argv list")
+                            } else {
+                                t.missing(&mut d, "command", "an argv list");
+                                None
+                            };
+                            let base = path.parent().unwrap_or(path);
+                            argv.and_then(|argv| resolve_argv(&mut d, tree, base, "transport.command", &argv))
+                                .map(|command| McpTransport::Stdio { command })
+                        }
+                        Some(ty) => {
+                            d.error(
+                                "invalid-value",
+                                Some(ty.span),
+                                format!("unknown MCP transport `{}`", ty.value),
+                                "`transport.type`: `streamable-http` or `stdio`",
+                            );
+                            None
+                        }
+                    };
+                    t.finish(&mut d);
+                    parsed
+                }
+            };
+            let tools = mcp_tools(&mut d, &mut fields, &name);
+            Some(ConnectionKind::Mcp { transport: transport?, tools: tools? })
+        }
+        "http" => {
+            let base_url = fields.required_string(&mut d, "base_url", "an http(s) URL");
+            let base_url = base_url.and_then(|u| {
+                let resolved = interpolate(&mut d, env, "base_url", &u, false)?;
+                match check_url(resolved.expose()) {
+                    Ok(()) => Some(resolved),
+                    Err(why) => {
+                        d.error("invalid-url", Some(u.span), format!("`base_url` {why}"), "`base_url`: an http or https URL");
+                        None
+                    }
+                }
+            });
+            let mut headers = BTreeMap::new();
+            let mut headers_ok = true;
+            for (key, value) in fields.string_map(&mut d, "headers") {
+                if !is_header_name(&key.value) {
+                    headers_ok = false;
+                    d.error("invalid-value", Some(key.span), format!("`{}` is not a valid HTTP header name", key.value), "header names: letters, digits and `-`");
+                    continue;
+                }
+                match interpolate(&mut d, env, &format!("headers.{}", key.value), &value, false) {
+                    Some(v) => {
+                        headers.insert(key.value, v);
+                    }
+                    None => headers_ok = false,
+                }
+            }
+            match (base_url, headers_ok) {
+                (Some(base_url), true) => Some(ConnectionKind::Http { base_url, headers }),
+                _ => None,
+            }
+        }
+        other => {
+            d.error(
+                "invalid-value",
+                Some(kind_text.span),
+                format!("unknown connection kind `{other}`"),
+                "`kind`: `mcp` or `http`",
+            );
+            return None;
+        }
+    };
+
+    let auth = match fields.table(&mut d, "auth", "a table") {
+        None => Some(ConnectionAuth::None),
+        Some(mut a) => {
+            let parsed = connection_auth(&mut d, env, &mut a);
+            a.finish(&mut d);
+            parsed
+        }
+    };
+    let (timeout_ms, retry_attempts) = match fields.table(&mut d, "policy", "a table") {
+        None => (DEFAULT_CONNECTION_TIMEOUT_MS, 0),
+        Some(mut p) => {
+            let timeout = p.integer(&mut d, "timeout_ms", 1, MAX_TOOL_TIMEOUT_MS).map_or(DEFAULT_CONNECTION_TIMEOUT_MS, |t| t.value);
+            let retries = p
+                .integer(&mut d, "retry_attempts", 0, u64::from(MAX_RETRY_ATTEMPTS))
+                .and_then(|r| u32::try_from(r.value).ok())
+                .unwrap_or(0);
+            p.finish(&mut d);
+            (timeout, retries)
+        }
+    };
+    fields.finish(&mut d);
+    Some(Connection { name, kind: kind?, auth: auth?, timeout_ms, retry_attempts, source: Source::File(rel) })
+}
+
+/// `[tools]`: `Some(None)` when absent (nothing lowered), `None` on error.
+fn mcp_tools(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>, connection: &str) -> Option<Option<McpTools>> {
+    let Some(mut t) = fields.table(d, "tools", "a table") else { return Some(None) };
+    let mut ok = true;
+    match t.string(d, "mode", "`allow`") {
+        Some(mode) if mode.value != "allow" => {
+            ok = false;
+            d.error(
+                "invalid-value",
+                Some(mode.span),
+                format!("tool mode `{}` is not supported", mode.value),
+                "`tools.mode`: `allow`, with the exposed tools listed in `allow`",
+            );
+        }
+        _ => {}
+    }
+    let namespace = match t.string(d, "namespace", "a lower_snake_case prefix") {
+        Some(ns) if is_tool_name(&ns.value) => ns.value,
+        Some(ns) => {
+            ok = false;
+            d.error(
+                "invalid-name",
+                Some(ns.span),
+                format!("namespace `{}` must be lower_snake_case; use `{}`", ns.value, lower_snake_case(&ns.value)),
+                "`tools.namespace`: lower_snake_case, starting with a letter",
+            );
+            String::new()
+        }
+        None => lower_snake_case(connection),
+    };
+    let allow = if t.has("allow") {
+        t.strings(d, "allow", "a list of the server's tool names")
+    } else {
+        t.missing(d, "allow", "a list of the server's tool names");
+        None
+    };
+    let mut names = Vec::new();
+    for tool in allow.unwrap_or_default() {
+        let visible = format!("{namespace}__{}", tool.value);
+        if tool.value.is_empty() || !is_tool_name(&format!("x{}", tool.value.to_ascii_lowercase())) || visible.len() > 64 {
+            ok = false;
+            d.error(
+                "invalid-name",
+                Some(tool.span),
+                format!("MCP tool `{}` cannot be exposed as `{visible}` (letters, digits and `_`, 64 characters in all)", tool.value),
+                "`tools.allow`: the server's tool names, each fitting `<namespace>__<tool>` in 64 characters",
+            );
+        } else if names.contains(&tool.value) {
+            d.warning("duplicate-entry", Some(tool.span), format!("`{}` is listed twice", tool.value), "each tool once");
+        } else {
+            names.push(tool.value);
+        }
+    }
+    if ok && names.is_empty() {
+        d.warning(
+            "empty-allow-list",
+            Some(t.span()),
+            "`tools.allow` is empty, so the model sees none of this server's tools",
+            "`tools.allow`: at least one tool name",
+        );
+    }
+    t.finish(d);
+    ok.then_some(Some(McpTools { allow: names, namespace }))
+}
+
+fn connection_auth(
+    d: &mut FileDiag<'_>,
+    env: &BTreeMap<String, String>,
+    a: &mut Fields<'_, '_>,
+) -> Option<ConnectionAuth> {
+    let kind = a.required_string(d, "kind", "`none`, `api-key`, `basic` or `bearer`")?;
+    let secret = |d: &mut FileDiag<'_>, a: &mut Fields<'_, '_>, key: &str, is_secret: bool| {
+        let value = a.required_string(d, key, "\"${ENV_VAR}\"")?;
+        interpolate(d, env, &a.name(key), &value, is_secret)
+    };
+    match kind.value.as_str() {
+        "none" => Some(ConnectionAuth::None),
+        "api-key" => {
+            let header = match a.string(d, "header", "an HTTP header name") {
+                None => Some("x-api-key".to_owned()),
+                Some(h) if is_header_name(&h.value) => Some(h.value),
+                Some(h) => {
+                    d.error("invalid-value", Some(h.span), format!("`{}` is not a valid HTTP header name", h.value), "`auth.header`: letters, digits and `-`");
+                    None
+                }
+            };
+            let value = secret(d, a, "value", true);
+            Some(ConnectionAuth::ApiKey { header: header?, value: value? })
+        }
+        "basic" => {
+            let username = secret(d, a, "username", false);
+            let password = secret(d, a, "password", true);
+            Some(ConnectionAuth::Basic { username: username?, password: password? })
+        }
+        "bearer" => Some(ConnectionAuth::Bearer { token: secret(d, a, "token", true)? }),
+        "service-account" => {
+            d.error(
+                "unsupported",
+                Some(kind.span),
+                "`service-account` auth is not supported yet",
+                "`auth.kind`: `none`, `api-key`, `basic` or `bearer` (e.g. a token minted outside ash)",
+            );
+            None
+        }
+        other => {
+            d.error(
+                "invalid-value",
+                Some(kind.span),
+                format!("unknown auth kind `{other}`"),
+                "`auth.kind`: `none`, `api-key`, `basic` or `bearer`",
+            );
+            None
+        }
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}

@@ -1,0 +1,154 @@
+//! `sandboxes/*.toml`: named command environments, each exposed as a `<slug>_sandbox` tool.
+
+use std::path::Path;
+
+use crate::diagnostic::{FileDiag, Severity};
+use crate::load::{Ctx, modules};
+use crate::names::{is_slug, is_tool_name, lower_kebab_case, lower_snake_case};
+use crate::slots;
+use crate::source::EntryKind;
+use crate::spec::{DEFAULT_SANDBOX_TIMEOUT_MS, MAX_TOOL_TIMEOUT_MS, Sandbox, SandboxBackend, Source};
+use crate::toml_doc::{self, Fields, Located};
+
+/// Most commands in one hook list; a longer list belongs in a script under lib/.
+const MAX_HOOK_COMMANDS: usize = 64;
+
+pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Sandbox> {
+    let mut sandboxes = Vec::new();
+    for entry in ctx.tree.list(dir, &mut ctx.diags) {
+        let rel = ctx.tree.rel(&entry.path);
+        let (stem, ext) = entry.stem_and_ext();
+        match (entry.kind, ext) {
+            (EntryKind::File, Some("toml")) => {
+                if !is_slug(stem) {
+                    ctx.diags.file(
+                        Severity::Error,
+                        "invalid-name",
+                        &rel,
+                        format!("sandbox name `{stem}` must be lowercase letters, digits, `-` or `_`; rename the file to `{}.toml`", lower_kebab_case(stem)),
+                        &slots::SANDBOX,
+                    );
+                    continue;
+                }
+                let name = stem.to_owned();
+                if let Some(sandbox) = load_one(ctx, &entry.path, name) {
+                    sandboxes.push(sandbox);
+                }
+            }
+            (EntryKind::File, _) if modules::report_slot_module(ctx, &entry, "sandboxes") => {}
+            _ => ctx.diags.file(
+                Severity::Warning,
+                "unknown-entry",
+                &rel,
+                "sandboxes are `<name>.toml` files; this entry is ignored",
+                &slots::SANDBOX,
+            ),
+        }
+    }
+    sandboxes.sort_by(|a, b| a.name.cmp(&b.name));
+    sandboxes
+}
+
+fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
+    let (rel, src) = ctx.read(path, &slots::SANDBOX)?;
+    let mut d = FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::SANDBOX, out: &mut ctx.diags };
+    let doc = toml_doc::parse(&src, &mut d)?;
+    let mut fields = Fields::root(&doc);
+    if let Some(explicit) = fields.string(&mut d, "name", "no `name`") {
+        d.warning(
+            "sandbox-name",
+            Some(explicit.span),
+            format!("sandbox names come from the file path; `name` is ignored and the sandbox is `{name}`"),
+            "no `name` key; rename the file to rename the sandbox",
+        );
+    }
+    let tool_name = format!("{}_sandbox", lower_snake_case(&name));
+    if !is_tool_name(&tool_name) {
+        d.error(
+            "invalid-name",
+            None,
+            format!("sandbox `{name}` lowers to `{tool_name}`, which is not a valid tool name; rename the file to start with a letter"),
+            "a file name starting with a lowercase letter",
+        );
+        return None;
+    }
+    let description = match fields.string(&mut d, "description", "what the model may do in this sandbox") {
+        Some(desc) if desc.value.trim().is_empty() => {
+            d.error("empty-description", Some(desc.span), "`description` is empty", "`description`: what the sandbox is for");
+            return None;
+        }
+        Some(desc) => desc.value.trim().to_owned(),
+        None => format!("Run a shell command in the {name} sandbox."),
+    };
+    let backend = match fields.string(&mut d, "backend", "auto, local, bwrap, podman or docker") {
+        None => Some(SandboxBackend::Auto),
+        Some(b) => SandboxBackend::parse(&b.value).or_else(|| {
+            d.error(
+                "invalid-value",
+                Some(b.span),
+                format!("unknown sandbox backend `{}`", b.value),
+                "`backend`: auto, local, bwrap, podman or docker",
+            );
+            None
+        }),
+    };
+    let image = fields.string(&mut d, "image", "a container image reference").map(|i| i.value);
+    if let (Some(backend), None) = (backend, &image) {
+        if matches!(backend, SandboxBackend::Podman | SandboxBackend::Docker) {
+            d.error(
+                "missing-key",
+                None,
+                format!("backend `{}` needs an `image`", backend.as_str()),
+                "`image`: a container image such as \"debian:bookworm-slim\"",
+            );
+            return None;
+        }
+    }
+    let bootstrap = hook(&mut d, &mut fields, "bootstrap");
+    let on_session = hook(&mut d, &mut fields, "on_session");
+    let timeout_ms = fields
+        .integer(&mut d, "timeout_ms", 1, MAX_TOOL_TIMEOUT_MS)
+        .map_or(DEFAULT_SANDBOX_TIMEOUT_MS, |t| t.value);
+    fields.finish(&mut d);
+    Some(Sandbox {
+        name,
+        tool_name,
+        description,
+        backend: backend?,
+        image,
+        bootstrap: bootstrap?,
+        on_session: on_session?,
+        timeout_ms,
+        source: Source::File(rel),
+    })
+}
+
+fn hook(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>, key: &str) -> Option<Vec<String>> {
+    if !fields.has(key) {
+        return Some(Vec::new());
+    }
+    let commands = fields.strings(d, key, "a list of shell command strings")?;
+    if commands.len() > MAX_HOOK_COMMANDS {
+        d.error(
+            "too-many-commands",
+            commands.first().map(|c| c.span.clone()),
+            format!("`{key}` has {} commands; the limit is {MAX_HOOK_COMMANDS}", commands.len()),
+            format!("`{key}`: at most {MAX_HOOK_COMMANDS} commands; move longer setups into a script in lib/"),
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(commands.len());
+    for Located { value, span } in commands {
+        if value.trim().is_empty() || value.contains('\0') {
+            d.error(
+                "invalid-value",
+                Some(span),
+                format!("`{key}` holds an empty command or a NUL byte"),
+                format!("`{key}`: non-empty shell commands"),
+            );
+            return None;
+        }
+        out.push(value);
+    }
+    Some(out)
+}
