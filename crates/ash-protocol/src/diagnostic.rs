@@ -53,3 +53,17 @@ pub struct InfoOutput {
     /// Errors first, then warnings, each group in file order.
     pub diagnostics: Vec<DiagnosticInfo>,
 }
+
+/// The document printed by `ash build --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildOutput {
+    /// Whether `.ash/` was written.
+    pub ok: bool,
+    /// Path of the manifest written, relative to the current directory; null when refused.
+    pub manifest: Option<String>,
+    /// The manifest's `contentHash`; null when refused.
+    pub content_hash: Option<String>,
+    /// Errors (when refused) or warnings (when written).
+    pub diagnostics: Vec<DiagnosticInfo>,
+}

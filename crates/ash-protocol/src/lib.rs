@@ -16,4 +16,4 @@ pub use agent::{
     SandboxInfo, ScheduleInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
     MANIFEST_FORMAT_VERSION,
 };
-pub use diagnostic::{DiagnosticInfo, InfoOutput, SeverityInfo};
+pub use diagnostic::{BuildOutput, DiagnosticInfo, InfoOutput, SeverityInfo};

@@ -13,6 +13,8 @@ mod schedules;
 mod skills;
 mod tools;
 
+pub(crate) use tools::check_input_schema;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
@@ -356,7 +358,7 @@ fn load_package(
     for entry in &entries {
         classify_other(ctx, entry, strict);
     }
-    check_collisions(ctx, &package);
+    check_collisions(&mut ctx.diags, &package);
     ctx.tree.leave();
     package
 }
@@ -467,13 +469,13 @@ fn load_subagents(
 }
 
 /// Every model-visible name in a package must be unique and not reserved.
-fn check_collisions(ctx: &mut Ctx<'_>, package: &Package) {
+pub(crate) fn check_collisions(diags: &mut Diagnostics, package: &Package) {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for tool in package.model_tools() {
         let (what, source) = describe_origin(&tool.origin);
         let file = source.display().to_owned();
         if RESERVED_TOOL_NAMES.contains(&tool.name.as_str()) {
-            ctx.diags.file(
+            diags.file(
                 Severity::Error,
                 "reserved-name",
                 &file,
@@ -483,7 +485,7 @@ fn check_collisions(ctx: &mut Ctx<'_>, package: &Package) {
             continue;
         }
         if let Some(first) = seen.get(&tool.name) {
-            ctx.diags.file(
+            diags.file(
                 Severity::Error,
                 "name-collision",
                 &file,

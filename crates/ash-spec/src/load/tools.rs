@@ -182,33 +182,27 @@ fn input_schema(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>) -> Option<Val
     let schema = fields.json(d, "input_schema")?;
     let Located { value, span } = schema;
     let expected = "`input_schema`: a JSON Schema object with type = \"object\"";
-    if value.get("type") != Some(&Value::String("object".to_owned())) {
-        d.error(
-            "invalid-schema",
-            Some(span),
-            "`input_schema` must describe an object (`type = \"object\"`): models call tools with a JSON object",
-            expected,
-        );
-        return None;
-    }
-    if let Err(err) = jsonschema::meta::validate(&value) {
-        d.error(
-            "invalid-schema",
-            Some(span),
-            format!("`input_schema` is not a valid JSON Schema: {err} (at `{}`)", pointer(err.instance_path().as_str())),
-            expected,
-        );
-        return None;
-    }
-    if let Err(err) = jsonschema::validator_for(&value) {
-        d.error("invalid-schema", Some(span), format!("`input_schema` cannot be compiled: {err}"), expected);
+    if let Err(why) = check_input_schema(&value) {
+        d.error("invalid-schema", Some(span), why, expected);
         return None;
     }
     Some(value)
 }
 
-fn pointer(path: &str) -> &str {
-    if path.is_empty() { "/" } else { path }
+/// Checks that `schema` is a valid JSON Schema describing an object; the error says why not.
+pub(crate) fn check_input_schema(schema: &Value) -> Result<(), String> {
+    if schema.get("type") != Some(&Value::String("object".to_owned())) {
+        return Err("`input_schema` must describe an object (`type = \"object\"`): models call tools with a JSON object".to_owned());
+    }
+    if let Err(err) = jsonschema::meta::validate(schema) {
+        let at = err.instance_path().as_str();
+        let at = if at.is_empty() { "/" } else { at };
+        return Err(format!("`input_schema` is not a valid JSON Schema: {err} (at `{at}`)"));
+    }
+    if let Err(err) = jsonschema::validator_for(schema) {
+        return Err(format!("`input_schema` cannot be compiled: {err}"));
+    }
+    Ok(())
 }
 
 fn http_kind(

@@ -1,0 +1,72 @@
+//! Command-line shape: every subcommand, flag and help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// ash: durable agents from a directory, and a network that shares idle machines.
+#[derive(Debug, Parser)]
+#[command(name = "ash", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Scaffold a new agent directory
+    ///
+    /// Writes a working agent in the nested layout (DIR/agent/). Refuses to touch a directory
+    /// that already has files in it.
+    Init(InitArgs),
+    /// Validate an agent directory and show what it resolves to
+    ///
+    /// Prints prompt layers, skills, tools with their model-visible names and schemas, sandboxes,
+    /// connections, schedules with their next fire time, subagents, and every diagnostic.
+    /// Exits 1 when the agent has errors.
+    Info(InfoArgs),
+    /// Compile an agent directory into DIR/.ash/
+    ///
+    /// Writes .ash/manifest.json (format version, content hashes, resolved surface) and
+    /// .ash/diagnostics.json. Two builds of the same tree are byte-for-byte identical. Writes
+    /// nothing and exits 1 when the agent has errors.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct InitArgs {
+    /// Directory to create (must be empty or missing)
+    #[arg(default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Which starting point to scaffold
+    #[arg(long, value_enum, default_value_t = Template::Weather)]
+    pub(crate) template: Template,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Template {
+    /// The weather agent: prompt layers, a skill, a command tool, a sandbox
+    Weather,
+    /// agent.toml and system.md only
+    Blank,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct InfoArgs {
+    /// Agent project directory (holding agent/, or the agent files themselves)
+    #[arg(default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Print one JSON document on stdout instead of text (see docs/cli-json.md)
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BuildArgs {
+    /// Agent project directory (holding agent/, or the agent files themselves)
+    #[arg(default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Print one JSON document on stdout instead of text (see docs/cli-json.md)
+    #[arg(long)]
+    pub(crate) json: bool,
+}

@@ -1,0 +1,197 @@
+//! `ash info`: load an agent directory and show its resolved surface and diagnostics.
+//!
+//! Text and `--json` render the same `InfoOutput`, so they cannot disagree.
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use ash_protocol::{AgentSurface, InfoOutput, MANIFEST_FORMAT_VERSION, ToolInfo};
+use chrono::{DateTime, Utc};
+
+use crate::cli::InfoArgs;
+use crate::cmd::Outcome;
+use crate::{config, output};
+
+pub(crate) fn run(args: &InfoArgs) -> anyhow::Result<Outcome> {
+    let loaded = ash_spec::load(&args.dir, &config::load_options())
+        .with_context(|| format!("loading the agent in {}", args.dir.display()))?;
+    let info = info_output(&loaded, Utc::now());
+    if args.json {
+        output::json(&info)?;
+    } else {
+        output::stdout(&render(&info));
+    }
+    Ok(if info.ok { Outcome::Success } else { Outcome::Failure })
+}
+
+/// The `--json` document; `now` fixes the schedules' next fire times.
+pub(crate) fn info_output(loaded: &ash_spec::Loaded, now: DateTime<Utc>) -> InfoOutput {
+    let spec = loaded.spec();
+    InfoOutput {
+        format_version: MANIFEST_FORMAT_VERSION,
+        layout: spec.layout().as_str().to_owned(),
+        agent_root: spec.layout().agent_root().to_owned(),
+        ok: !loaded.has_errors(),
+        agent: spec.surface(Some(now)),
+        diagnostics: loaded.diagnostics().iter().map(ash_spec::Diagnostic::to_info).collect(),
+    }
+}
+
+/// The text rendering.
+pub(crate) fn render(info: &InfoOutput) -> String {
+    let mut out = String::new();
+    let root = if info.agent_root == "." { "the directory itself".to_owned() } else { format!("{}/", info.agent_root) };
+    let _ = writeln!(out, "agent {} ({} layout: {root})", info.agent.name, info.layout);
+    render_surface(&mut out, &info.agent, "");
+    out.push('\n');
+    let n_errors = info.diagnostics.iter().filter(|d| d.severity == ash_protocol::SeverityInfo::Error).count();
+    let n_warnings = info.diagnostics.len() - n_errors;
+    if info.diagnostics.is_empty() {
+        out.push_str("diagnostics: none\n");
+    } else {
+        let _ = writeln!(out, "diagnostics: {n_errors} error(s), {n_warnings} warning(s)");
+        for d in &info.diagnostics {
+            let severity = match d.severity {
+                ash_protocol::SeverityInfo::Error => "error",
+                ash_protocol::SeverityInfo::Warning => "warning",
+            };
+            let at = match (d.line, d.column) {
+                (Some(l), Some(c)) => format!(":{l}:{c}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "{severity}[{}]: {}{at}: {}", d.code, d.file, d.message);
+            let _ = writeln!(out, "  expected: {}", d.expected);
+            out.push_str("  example:\n");
+            for line in d.example.lines() {
+                let _ = writeln!(out, "    | {line}");
+            }
+        }
+    }
+    out
+}
+
+fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
+    if let Some(desc) = &a.description {
+        let _ = writeln!(out, "{indent}  {desc}");
+    }
+    let _ = writeln!(out, "{indent}  model: {}", a.model.as_deref().unwrap_or("(not set; subagents inherit the parent's)"));
+    for (k, v) in &a.metadata {
+        let _ = writeln!(out, "{indent}  metadata {k}: {v}");
+    }
+
+    section(out, indent, "prompt layers", a.prompt.len());
+    for (idx, layer) in a.prompt.iter().enumerate() {
+        let _ = writeln!(out, "{indent}  {}. {} ({} bytes)", idx + 1, layer.source, layer.content.len());
+    }
+
+    section(out, indent, "skills", a.skills.len());
+    for s in &a.skills {
+        let _ = writeln!(out, "{indent}  {}  {}", s.name, s.description);
+        let _ = writeln!(out, "{indent}      {} skill, {} file(s) seeded: {}", s.kind, s.files.len(), s.source);
+    }
+
+    section(out, indent, "tools", a.tools.len());
+    for t in &a.tools {
+        match t {
+            ToolInfo::Command { name, description, input_schema, argv, timeout_ms, sandbox, .. } => {
+                let _ = writeln!(out, "{indent}  {name}  command  {description}");
+                let place = sandbox.as_ref().map_or(String::new(), |s| format!(" in sandbox {s}"));
+                let _ = writeln!(out, "{indent}      runs: {}{place} (timeout {timeout_ms} ms)", argv.join(" "));
+                let _ = writeln!(out, "{indent}      input: {input_schema}");
+            }
+            ToolInfo::Http(h) => {
+                let _ = writeln!(out, "{indent}  {}  http  {}", h.name, h.description);
+                let _ = writeln!(out, "{indent}      calls: {} {} on connection {} (timeout {} ms)", h.method, h.path, h.connection, h.timeout_ms);
+                let _ = writeln!(out, "{indent}      input: {}", h.input_schema);
+            }
+            ToolInfo::Sandbox { name, description, sandbox, .. } => {
+                let _ = writeln!(out, "{indent}  {name}  sandbox  {description}");
+                let _ = writeln!(out, "{indent}      runs a shell command in sandbox {sandbox}");
+            }
+            ToolInfo::Mcp { name, connection, remote_name, .. } => {
+                let _ = writeln!(out, "{indent}  {name}  mcp  tool `{remote_name}` of connection {connection}");
+            }
+            ToolInfo::Subagent { name, description, subagent, .. } => {
+                let _ = writeln!(out, "{indent}  {name}  subagent  {description}");
+                let _ = writeln!(out, "{indent}      delegates to subagents/{subagent}");
+            }
+        }
+    }
+
+    section(out, indent, "sandboxes", a.sandboxes.len());
+    for s in &a.sandboxes {
+        let _ = writeln!(
+            out,
+            "{indent}  {} -> {}  backend {}, {} bootstrap and {} on_session command(s), timeout {} ms",
+            s.name,
+            s.tool_name,
+            s.backend,
+            s.bootstrap.len(),
+            s.on_session.len(),
+            s.timeout_ms
+        );
+        let _ = writeln!(out, "{indent}      template {}", s.template_key);
+    }
+
+    section(out, indent, "connections", a.connections.len());
+    for c in &a.connections {
+        let target = match (&c.transport, &c.base_url) {
+            (Some(ash_protocol::TransportInfo::StreamableHttp { url }), _) => format!("streamable-http {url}"),
+            (Some(ash_protocol::TransportInfo::Stdio { command }), _) => format!("stdio {}", command.join(" ")),
+            (None, Some(url)) => url.clone(),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(out, "{indent}  {}  {}  {target}", c.name, c.kind);
+        let _ = writeln!(
+            out,
+            "{indent}      timeout {} ms, {} retr{}",
+            c.policy.timeout_ms,
+            c.policy.retry_attempts,
+            if c.policy.retry_attempts == 1 { "y" } else { "ies" }
+        );
+    }
+
+    section(out, indent, "schedules", a.schedules.len());
+    for s in &a.schedules {
+        let next = s.next_fire_at.as_deref().unwrap_or("never");
+        let _ = writeln!(out, "{indent}  {}  {}  next {next}", s.name, s.cron);
+    }
+
+    section(out, indent, "subagents", a.subagents.len());
+    for s in &a.subagents {
+        let _ = writeln!(out, "{indent}  └─ {} (tool {}, {})", s.id, s.tool_name, s.source);
+        render_surface(out, &s.agent, &format!("{indent}     "));
+    }
+
+    if let Some(lib) = &a.lib {
+        let _ = writeln!(out, "{indent}lib: {lib} (never mounted into workspaces)");
+    }
+    if !a.network.ip_allow_list.is_empty() {
+        let _ = writeln!(out, "{indent}ip allow list: {}", a.network.ip_allow_list.join(", "));
+    }
+    if !a.auth.strategies.is_empty() {
+        let kinds: Vec<&str> = a
+            .auth
+            .strategies
+            .iter()
+            .map(|s| match s {
+                ash_protocol::AuthStrategyInfo::HttpBasic { .. } => "http-basic",
+                ash_protocol::AuthStrategyInfo::JwtHmac { .. } => "jwt-hmac",
+                ash_protocol::AuthStrategyInfo::JwtEcdsa { .. } => "jwt-ecdsa",
+                ash_protocol::AuthStrategyInfo::Oidc { .. } => "oidc",
+            })
+            .collect();
+        let _ = writeln!(out, "{indent}auth: {}", kinds.join(", "));
+    }
+}
+
+fn section(out: &mut String, indent: &str, title: &str, n: usize) {
+    if indent.is_empty() {
+        out.push('\n');
+    }
+    if n == 0 {
+        let _ = writeln!(out, "{indent}{title}: none");
+    } else {
+        let _ = writeln!(out, "{indent}{title} ({n}):");
+    }
+}

@@ -1,0 +1,23 @@
+//! Subcommands. Each module has a `run` taking its parsed arguments.
+
+mod build;
+mod info;
+mod init;
+
+use crate::cli::{Cli, Command};
+
+/// How a command that ran ended.
+pub(crate) enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1: the command ran and the answer is no (e.g. the agent has errors).
+    Failure,
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Init(args) => init::run(&args),
+        Command::Info(args) => info::run(&args),
+        Command::Build(args) => build::run(&args),
+    }
+}
