@@ -104,8 +104,11 @@ impl Frontmatter {
         Some(value)
     }
 
+    /// The position of a value in the file: YAML line 1 is file line 2 (after `---`).
     fn at(value: &Spanned<Value>) -> Option<Position> {
-        Some(position(&value.referenced))
+        let mut pos = position(&value.referenced);
+        pos.line = pos.line.saturating_add(1);
+        Some(pos)
     }
 
     /// A string field; numbers and booleans are not silently converted.

@@ -218,12 +218,13 @@ fn mcp_tools(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>, connection: &str
     let mut names = Vec::new();
     for tool in allow.unwrap_or_default() {
         let visible = format!("{namespace}__{}", tool.value);
-        if tool.value.is_empty() || !is_tool_name(&format!("x{}", tool.value.to_ascii_lowercase())) || visible.len() > 64 {
+        let provider_safe = tool.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if tool.value.is_empty() || !provider_safe || visible.len() > 64 {
             ok = false;
             d.error(
                 "invalid-name",
                 Some(tool.span),
-                format!("MCP tool `{}` cannot be exposed as `{visible}` (letters, digits and `_`, 64 characters in all)", tool.value),
+                format!("MCP tool `{}` cannot be exposed as `{visible}` (letters, digits, `_` and `-`, 64 characters in all)", tool.value),
                 "`tools.allow`: the server's tool names, each fitting `<namespace>__<tool>` in 64 characters",
             );
         } else if names.contains(&tool.value) {

@@ -165,7 +165,8 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Loaded, LoadError> {
         &mut ctx,
         &agent_root, &PackageRole::Root { default_name, nested: layout == Layout::Nested },
         &[],
-    );
+    )
+    .unwrap_or_else(|| Package::empty("agent"));
     if layout == Layout::Flat && is_blank(&root) && !ctx.diags.has_errors() {
         ctx.diags.file(
             Severity::Error,
@@ -268,13 +269,13 @@ fn load_package(
     dir: &Path,
     role: &PackageRole,
     root_connections: &[Connection],
-) -> Package {
+) -> Option<Package> {
     let strict = match role {
         PackageRole::Root { nested, .. } => *nested,
         PackageRole::Subagent { .. } => true,
     };
     if !ctx.tree.enter(dir, &mut ctx.diags) {
-        return Package::empty("cycle");
+        return None;
     }
     let entries = ctx.tree.list(dir, &mut ctx.diags);
     let find = |name: &str| entries.iter().find(|e| e.name == name);
@@ -360,7 +361,7 @@ fn load_package(
     }
     check_collisions(&mut ctx.diags, &package);
     ctx.tree.leave();
-    package
+    Some(package)
 }
 
 fn root_only(ctx: &mut Ctx<'_>, path: &Path, slot: &str) {
@@ -462,7 +463,9 @@ fn load_subagents(
             continue;
         }
         let role = PackageRole::Subagent { id: id.clone(), depth };
-        let package = load_package(ctx, &entry.path, &role, root_connections);
+        let Some(package) = load_package(ctx, &entry.path, &role, root_connections) else {
+            continue;
+        };
         out.push(Subagent { id, tool_name, package: Box::new(package), source: Source::File(rel) });
     }
     out

@@ -58,6 +58,7 @@ fn walk(ctx: &mut Ctx<'_>, dir: &Path, prefix: &str, depth: usize, out: &mut Vec
 
 fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Schedule> {
     let (rel, text) = ctx.read(path, &slots::SCHEDULE)?;
+    let errors_before = ctx.diags.error_count();
     let mut d = FileDiag { file: &rel, src: &text, line_offset: 0, doc: &slots::SCHEDULE, out: &mut ctx.diags };
     let mut fm = frontmatter::parse(&text, &mut d);
     let cron = fm.string(&mut d, "cron", "a 5-field cron expression in quotes");
@@ -90,6 +91,9 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Schedule> {
     };
     if prompt.is_empty() {
         d.error("empty-prompt", None, "the schedule has no prompt after its frontmatter", "the prompt each run receives, as markdown");
+        return None;
+    }
+    if d.out.error_count() > errors_before {
         return None;
     }
     Some(Schedule { name, cron: cron?, prompt, source: Source::File(rel) })

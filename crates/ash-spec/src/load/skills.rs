@@ -89,6 +89,7 @@ fn checked_name(ctx: &mut Ctx<'_>, rel: &str, raw: &str, doc: &SlotDoc) -> Optio
 
 fn flat(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Skill> {
     let (rel, text) = ctx.read(path, &slots::SKILL_FLAT)?;
+    let errors_before = ctx.diags.error_count();
     let mut d = FileDiag { file: &rel, src: &text, line_offset: 0, doc: &slots::SKILL_FLAT, out: &mut ctx.diags };
     let mut fm = frontmatter::parse(&text, &mut d);
     let description = fm.string(&mut d, "description", "a one-line description");
@@ -101,6 +102,9 @@ fn flat(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Skill> {
     };
     if body.trim().is_empty() {
         d.warning("empty-skill", None, "the skill has no body; activating it loads nothing", "markdown after the frontmatter");
+    }
+    if d.out.error_count() > errors_before {
+        return None;
     }
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
     Some(Skill {
@@ -118,6 +122,7 @@ fn flat(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Skill> {
 fn packaged(ctx: &mut Ctx<'_>, dir: &Path, skill_md: &Path, name: String) -> Option<Skill> {
     let (rel, text) = ctx.read(skill_md, &slots::SKILL_PACKAGED)?;
     let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let errors_before = ctx.diags.error_count();
     let mut d =
         FileDiag { file: &rel, src: &text, line_offset: 0, doc: &slots::SKILL_PACKAGED, out: &mut ctx.diags };
     let mut fm = frontmatter::parse(&text, &mut d);
@@ -152,6 +157,9 @@ fn packaged(ctx: &mut Ctx<'_>, dir: &Path, skill_md: &Path, name: String) -> Opt
             return None;
         }
     };
+    if d.out.error_count() > errors_before {
+        return None;
+    }
     let files = ctx.tree.walk_files(dir, &slots::SKILL_PACKAGED, &mut ctx.diags);
     Some(Skill {
         name,

@@ -23,6 +23,7 @@ pub(super) struct Scope<'a> {
 
 pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path, scope: &Scope<'_>) -> Vec<Tool> {
     let mut tools = Vec::new();
+    let mut others = Vec::new();
     for entry in ctx.tree.list(dir, &mut ctx.diags) {
         let rel = ctx.tree.rel(&entry.path);
         let (stem, ext) = entry.stem_and_ext();
@@ -41,13 +42,23 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path, scope: &Scope<'_>) -> Vec<Tool
                 "tools/ is not read recursively; this directory is ignored",
                 &slots::TOOL_COMMAND,
             ),
-            (EntryKind::File, _) => ctx.diags.file(
+            (EntryKind::File, _) => others.push(rel),
+        }
+    }
+    // A script beside the tool file that runs it is fine; anything else is probably a typo.
+    for rel in others {
+        let used = tools.iter().any(|t| match &t.kind {
+            ToolKind::Command { argv, .. } => argv.contains(&rel),
+            ToolKind::Http { .. } => false,
+        });
+        if !used {
+            ctx.diags.file(
                 Severity::Warning,
                 "unknown-entry",
                 &rel,
-                "tools are `<name>.toml` files; this file is ignored",
+                "tools are `<name>.toml` files and this file is not used by one; it is ignored",
                 &slots::TOOL_COMMAND,
-            ),
+            );
         }
     }
     tools.sort_by(|a, b| a.name.cmp(&b.name));

@@ -71,7 +71,9 @@ pub(crate) fn diagnostics(loaded: &Loaded) -> String {
 
 fn render_package(out: &mut String, p: &Package, indent: &str) {
     let model = p.model.as_ref().map_or("-".to_owned(), ToString::to_string);
-    let _ = writeln!(out, "{indent}agent {} model={model}", p.name);
+    // A name defaulted from the temporary directory is random; show that it was defaulted.
+    let name = if p.name.starts_with("ash-fixture-") { "<dir-name>" } else { p.name.as_str() };
+    let _ = writeln!(out, "{indent}agent {name} model={model}");
     if let Some(desc) = &p.description {
         let _ = writeln!(out, "{indent}  description: {desc}");
     }

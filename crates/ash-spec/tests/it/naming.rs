@@ -46,7 +46,8 @@ description = "Clashes with the subagent tool."
 command = ["true"]
 //- agent/subagents/researcher/agent.toml
 description = "Research."
-//- agent/tools/db__query.toml
+//- agent/tools/db-query.toml
+name = "db__query"
 description = "Clashes with the MCP tool."
 command = ["true"]
 //- agent/connections/db.toml
