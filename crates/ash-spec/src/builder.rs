@@ -270,11 +270,10 @@ impl AgentSpecBuilder {
                     if argv.first().is_none_or(|a| a.trim().is_empty()) {
                         err(format!("tool `{}` has an empty command", tool.name), &slots::TOOL_COMMAND);
                     }
-                    if let Some(name) = sandbox {
-                        if !package.sandboxes.iter().any(|s| &s.name == name) {
+                    if let Some(name) = sandbox
+                        && !package.sandboxes.iter().any(|s| &s.name == name) {
                             err(format!("tool `{}` names unknown sandbox `{name}`", tool.name), &slots::TOOL_COMMAND);
                         }
-                    }
                 }
                 ToolKind::Http { connection, .. } => {
                     let is_http = connections

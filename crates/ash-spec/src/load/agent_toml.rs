@@ -199,15 +199,14 @@ fn parse_provider(d: &mut FileDiag<'_>, name: &str, mut table: Fields<'_, '_>) -
     };
     let mut ok = true;
     let base_url = table.string(d, "base_url", "an http(s) URL");
-    if let Some(url) = &base_url {
-        if let Err(why) = check_url(&url.value) {
+    if let Some(url) = &base_url
+        && let Err(why) = check_url(&url.value) {
             ok = false;
             d.error("invalid-url", Some(url.span.clone()), format!("`base_url`: {why}"), "`base_url`: an http or https URL");
         }
-    }
     let api_key_env = table.string(d, "api_key_env", "an environment variable name");
-    if let Some(var) = &api_key_env {
-        if !is_env_name(&var.value) {
+    if let Some(var) = &api_key_env
+        && !is_env_name(&var.value) {
             ok = false;
             d.error(
                 "invalid-value",
@@ -216,7 +215,6 @@ fn parse_provider(d: &mut FileDiag<'_>, name: &str, mut table: Fields<'_, '_>) -
                 "`api_key_env`: letters, digits and `_`, e.g. \"OPENAI_API_KEY\"",
             );
         }
-    }
     table.finish(d);
     ok.then(|| Provider {
         api,
@@ -366,8 +364,8 @@ fn jwt_claims(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>) -> Option<JwtCl
         fields.missing(d, "audiences", "a list of accepted `aud` values");
         None
     };
-    if let Some(list) = &audiences {
-        if list.is_empty() {
+    if let Some(list) = &audiences
+        && list.is_empty() {
             d.error(
                 "invalid-value",
                 Some(fields.span()),
@@ -376,7 +374,6 @@ fn jwt_claims(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>) -> Option<JwtCl
             );
             return None;
         }
-    }
     let subjects = fields.strings(d, "subjects", "a list of `sub` patterns (`*` matches anything)");
     let skew = fields.integer(d, "clock_skew_seconds", 0, MAX_CLOCK_SKEW_SECONDS);
     Some(JwtClaims {

@@ -93,8 +93,8 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
         }),
     };
     let image = fields.string(&mut d, "image", "a container image reference").map(|i| i.value);
-    if let (Some(backend), None) = (backend, &image) {
-        if matches!(backend, SandboxBackend::Podman | SandboxBackend::Docker) {
+    if let (Some(backend), None) = (backend, &image)
+        && matches!(backend, SandboxBackend::Podman | SandboxBackend::Docker) {
             d.error(
                 "missing-key",
                 None,
@@ -103,7 +103,6 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
             );
             return None;
         }
-    }
     let bootstrap = hook(&mut d, &mut fields, "bootstrap");
     let on_session = hook(&mut d, &mut fields, "on_session");
     let timeout_ms = fields

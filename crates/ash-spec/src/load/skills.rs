@@ -97,7 +97,7 @@ fn flat(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Skill> {
     let body = fm.body.trim_start_matches(['\n', '\r']).to_owned();
     fm.finish(&mut d);
     let description = match description {
-        Some((desc, at)) => check_description(&mut d, desc, at)?,
+        Some((desc, at)) => check_description(&mut d, &desc, at)?,
         None => fallback_description(&body, &name),
     };
     if body.trim().is_empty() {
@@ -126,8 +126,8 @@ fn packaged(ctx: &mut Ctx<'_>, dir: &Path, skill_md: &Path, name: String) -> Opt
     let mut d =
         FileDiag { file: &rel, src: &text, line_offset: 0, doc: &slots::SKILL_PACKAGED, out: &mut ctx.diags };
     let mut fm = frontmatter::parse(&text, &mut d);
-    if let Some((declared, at)) = fm.string(&mut d, "name", "the directory name") {
-        if declared != name {
+    if let Some((declared, at)) = fm.string(&mut d, "name", "the directory name")
+        && declared != name {
             d.report_at(
                 Severity::Error,
                 "skill-name-mismatch",
@@ -136,7 +136,6 @@ fn packaged(ctx: &mut Ctx<'_>, dir: &Path, skill_md: &Path, name: String) -> Opt
                 "`name` equal to the skill's directory name, or no `name`",
             );
         }
-    }
     let description = fm.string(&mut d, "description", "a one-line description");
     let license = fm.string(&mut d, "license", "a license name").map(|(l, _)| l);
     let metadata = fm.string_map(&mut d, "metadata");
@@ -146,7 +145,7 @@ fn packaged(ctx: &mut Ctx<'_>, dir: &Path, skill_md: &Path, name: String) -> Opt
     let present = fm.present;
     fm.finish(&mut d);
     let description = match description {
-        Some((desc, at)) => check_description(&mut d, desc, at)?,
+        Some((desc, at)) => check_description(&mut d, &desc, at)?,
         None => {
             d.error(
                 "missing-key",
@@ -175,7 +174,7 @@ fn packaged(ctx: &mut Ctx<'_>, dir: &Path, skill_md: &Path, name: String) -> Opt
 
 fn check_description(
     d: &mut FileDiag<'_>,
-    desc: String,
+    desc: &str,
     at: Option<crate::diagnostic::Position>,
 ) -> Option<String> {
     let desc = desc.trim().to_owned();

@@ -3,6 +3,8 @@
 //! Every test goes through `check`, which writes a fixture, loads it with a fixed environment
 //! and renders the result as stable text, so an API change edits one function.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers fail the test loudly")]
+
 mod build;
 mod builder;
 mod hostile;
