@@ -8,8 +8,11 @@ fn the_repository_is_tidy() {
     assert!(problems.is_empty(), "tidy problems:\n{}", problems.join("\n"));
 }
 
-/// Builds `cargo metadata`-shaped JSON from `(package, [(dep, kind)])`.
-fn metadata(packages: &[(&str, &[(&str, Option<&str>)])], members: &[&str]) -> serde_json::Value {
+/// A package and its dependencies with their kind (`None` normal, `Some("dev")`).
+type Package<'a> = (&'a str, &'a [(&'a str, Option<&'a str>)]);
+
+/// Builds `cargo metadata`-shaped JSON.
+fn metadata(packages: &[Package<'_>], members: &[&str]) -> serde_json::Value {
     let id = |name: &str| format!("{name} 0.1.0");
     let pkgs: Vec<_> = packages
         .iter()

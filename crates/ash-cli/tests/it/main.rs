@@ -1,0 +1,199 @@
+//! End-to-end tests of the `ash` binary: real processes, real directories.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code fails loudly")]
+#![allow(clippy::disallowed_methods, reason = "these tests run the ash binary itself")]
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ash_test_support::Fixture;
+use pretty_assertions::assert_eq;
+
+/// Runs `ash` with `args` in `cwd`, with a clean, fixed environment.
+fn ash(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ash"))
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        .output()
+        .expect("run ash")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+#[test]
+fn init_then_info_then_build() {
+    let fx = Fixture::new("");
+    let out = ash(fx.path(), &["init", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("created the weather agent `demo` in demo"));
+
+    let out = ash(fx.path(), &["info", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out).replace(fx.path().to_str().unwrap(), "<tmp>");
+    let text: String = text
+        .lines()
+        .map(|l| if l.contains("template sha256:") { "      template sha256:<key>" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("info_text", text);
+
+    let out = ash(fx.path(), &["info", "demo", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let info: ash_protocol::InfoOutput = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(info.ok);
+    assert_eq!(info.agent.name, "demo");
+    let tools: Vec<&str> = info
+        .agent
+        .tools
+        .iter()
+        .map(|t| match t {
+            ash_protocol::ToolInfo::Command { name, .. }
+            | ash_protocol::ToolInfo::Sandbox { name, .. }
+            | ash_protocol::ToolInfo::Mcp { name, .. }
+            | ash_protocol::ToolInfo::Subagent { name, .. } => name.as_str(),
+            ash_protocol::ToolInfo::Http(h) => h.name.as_str(),
+        })
+        .collect();
+    assert_eq!(tools, ["get_weather", "repo_shell_sandbox"]);
+
+    let out = ash(fx.path(), &["build", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = fs::read(fx.join("demo/.ash/manifest.json")).unwrap();
+    let out = ash(fx.path(), &["build", "demo", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let result: ash_protocol::BuildOutput = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(result.ok);
+    assert_eq!(first, fs::read(fx.join("demo/.ash/manifest.json")).unwrap(), "builds are reproducible");
+    let manifest: ash_protocol::AgentManifest = serde_json::from_slice(&first).unwrap();
+    assert_eq!(Some(manifest.content_hash), result.content_hash);
+}
+
+#[test]
+fn the_scaffolded_tool_script_runs() {
+    let fx = Fixture::new("");
+    assert_eq!(ash(fx.path(), &["init", "w"]).status.code(), Some(0));
+    let mut child = Command::new("sh")
+        .arg(fx.join("w/agent/lib/get-weather.sh"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(br#"{"city": "Paris"}"#).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["city"], "Paris");
+    assert_eq!(value["temperatureF"], 72);
+}
+
+#[test]
+fn init_blank_template() {
+    let fx = Fixture::new("");
+    let out = ash(fx.path(), &["init", "my-bot", "--template", "blank"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_to_string(fx.join("my-bot/agent/agent.toml")).unwrap(),
+        "name = \"my-bot\"\ndescription = \"A new ash agent.\"\nmodel = \"openai/gpt-4.1-mini\"\n"
+    );
+    assert_eq!(ash(fx.path(), &["info", "my-bot"]).status.code(), Some(0));
+}
+
+#[test]
+fn init_refuses_a_non_empty_directory() {
+    let fx = Fixture::new("//- taken/keep.txt\nmine\n");
+    let out = ash(fx.path(), &["init", "taken"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: taken is not empty; ash init only writes into an empty or new directory (try `ash init taken/my-agent`)\n"
+    );
+    let entries: Vec<_> = fs::read_dir(fx.join("taken")).unwrap().collect();
+    assert_eq!(entries.len(), 1);
+}
+
+#[test]
+fn info_and_build_on_a_broken_agent() {
+    let fx = Fixture::new(
+        r#"
+//- agent/agent.toml
+model = "nope"
+//- agent/system.md
+Hi.
+//- agent/tools/t.toml
+description = "T."
+"#,
+    );
+    let out = ash(fx.path(), &["info"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("diagnostics: 2 error(s), 0 warning(s)"), "{text}");
+    assert!(text.contains("error[invalid-model]: agent/agent.toml:1:9: `nope` has no provider"), "{text}");
+
+    let out = ash(fx.path(), &["info", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let info: ash_protocol::InfoOutput = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!info.ok);
+    assert_eq!(info.diagnostics.len(), 2);
+
+    let out = ash(fx.path(), &["build"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("refusing to build"), "{}", stderr(&out));
+    assert!(!fx.join(".ash").exists(), "nothing is written when the agent has errors");
+}
+
+#[test]
+fn missing_directory_is_a_usage_error() {
+    let fx = Fixture::new("");
+    let out = ash(fx.path(), &["info", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out), "error: loading the agent in nowhere\n  caused by: nowhere: no such directory\n");
+}
+
+#[test]
+fn env_interpolation_reads_the_process_environment() {
+    let fx = Fixture::new(
+        r#"
+//- agent/agent.toml
+[[auth.strategies]]
+kind = "http-basic"
+username = "ops"
+password = "${ASH_BASIC_PASSWORD}"
+//- agent/system.md
+Hi.
+"#,
+    );
+    let out = ash(fx.path(), &["info"]);
+    assert_eq!(out.status.code(), Some(1), "missing variable is an error");
+    let out = Command::new(env!("CARGO_BIN_EXE_ash"))
+        .args(["info", "--json"])
+        .current_dir(fx.path())
+        .env_clear()
+        .env("ASH_BASIC_PASSWORD", "s3cret-value")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("${ASH_BASIC_PASSWORD}") && !text.contains("s3cret-value"));
+}
+
+#[test]
+fn help_texts() {
+    let fx = Fixture::new("");
+    let mut all = String::new();
+    for args in [&["--help"][..], &["init", "--help"], &["info", "--help"], &["build", "--help"]] {
+        let out = ash(fx.path(), args);
+        assert_eq!(out.status.code(), Some(0));
+        all.push_str(&format!("$ ash {}\n{}\n", args.join(" "), stdout(&out)));
+    }
+    insta::assert_snapshot!("help", all);
+}
