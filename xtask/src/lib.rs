@@ -13,11 +13,13 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 /// Foundation crates: pure data and logic, synchronous I/O at most.
-pub const FOUNDATION: &[&str] = &["ash-protocol", "ash-identity", "ash-spec", "ash-ledger", "ash-pack"];
+pub const FOUNDATION: &[&str] =
+    &["ash-protocol", "ash-identity", "ash-spec", "ash-ledger", "ash-pack"];
 /// Edge crates: nothing but `ash-cli` may depend on them.
 pub const EDGES: &[&str] = &["ash-server", "ash-tui", "ash-node", "ash-cli"];
 /// Outside crates the foundation must not pull in, even transitively.
-pub const NOT_IN_FOUNDATION: &[&str] = &["tokio", "reqwest", "hyper", "axum", "libp2p", "rusqlite", "tokio-postgres"];
+pub const NOT_IN_FOUNDATION: &[&str] =
+    &["tokio", "reqwest", "hyper", "axum", "libp2p", "rusqlite", "tokio-postgres"];
 
 /// Heavy outside crates and the only workspace members that may depend on them directly
 /// (normal or build dependencies; dev-dependencies are free).
@@ -78,7 +80,11 @@ impl Graph {
             }
             for dep in package["dependencies"].as_array().into_iter().flatten() {
                 let Some(dep_name) = dep["name"].as_str() else { continue };
-                let bucket = if dep["kind"].as_str() == Some("dev") { &mut graph.dev } else { &mut graph.direct };
+                let bucket = if dep["kind"].as_str() == Some("dev") {
+                    &mut graph.dev
+                } else {
+                    &mut graph.direct
+                };
                 bucket.entry(name.to_owned()).or_default().insert(dep_name.to_owned());
             }
         }
@@ -91,7 +97,9 @@ impl Graph {
                     .into_iter()
                     .flatten()
                     .any(|k| k["kind"].as_str() != Some("dev"));
-                if let (true, Some(dep_name)) = (normal, dep["pkg"].as_str().and_then(|id| ids.get(id))) {
+                if let (true, Some(dep_name)) =
+                    (normal, dep["pkg"].as_str().and_then(|id| ids.get(id)))
+                {
                     entry.insert((*dep_name).to_owned());
                 }
             }
@@ -120,7 +128,10 @@ pub fn check_graph(graph: &Graph) -> Vec<String> {
     for (dep, allowed) in ROOMS {
         for (member, deps) in &graph.direct {
             if deps.contains(*dep) && !allowed.contains(&member.as_str()) {
-                problems.push(format!("{member} depends on {dep}, which only {} may use", allowed.join(", ")));
+                problems.push(format!(
+                    "{member} depends on {dep}, which only {} may use",
+                    allowed.join(", ")
+                ));
             }
         }
     }
@@ -140,7 +151,8 @@ pub fn check_graph(graph: &Graph) -> Vec<String> {
     for (member, deps) in &graph.direct {
         for edge in EDGES {
             if deps.contains(*edge) && member != "ash-cli" {
-                problems.push(format!("{member} depends on the edge crate {edge}; only ash-cli may"));
+                problems
+                    .push(format!("{member} depends on the edge crate {edge}; only ash-cli may"));
             }
         }
         if deps.contains("ash-test-support") {
@@ -158,7 +170,8 @@ pub fn check_files(root: &Path) -> anyhow::Result<Vec<String>> {
         collect_rs(&root.join(dir), &mut files)?;
     }
     for file in files {
-        let text = fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         let rel = file.strip_prefix(root).unwrap_or(&file).display().to_string();
         let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         if !first.starts_with("//!") {
@@ -192,7 +205,10 @@ fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// Runs `cargo metadata` for the workspace at `root`.
 pub fn metadata(root: &Path) -> anyhow::Result<Value> {
-    #[expect(clippy::disallowed_methods, reason = "xtask drives cargo itself; it is not ash runtime code")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "xtask drives cargo itself; it is not ash runtime code"
+    )]
     let output = std::process::Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(root)
@@ -206,7 +222,9 @@ pub fn metadata(root: &Path) -> anyhow::Result<Value> {
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// All problems in the repository.

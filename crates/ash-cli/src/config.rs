@@ -7,7 +7,10 @@ use ash_spec::LoadOptions;
 
 /// Load options carrying the process environment (UTF-8 variables only).
 pub(crate) fn load_options() -> LoadOptions {
-    #[expect(clippy::disallowed_methods, reason = "ash-cli::config is the one reader of the environment")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "ash-cli::config is the one reader of the environment"
+    )]
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();

@@ -12,8 +12,8 @@ mod diagnostic;
 
 pub use agent::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
-    HttpToolInfo, LimitsInfo, McpToolsInfo, NetworkInfo, PolicyInfo, PromptLayerInfo, ProviderInfo,
-    SandboxInfo, ScheduleInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
-    MANIFEST_FORMAT_VERSION,
+    HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo, PolicyInfo,
+    PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, SkillInfo, SourceFileInfo,
+    SubagentInfo, ToolInfo, TransportInfo,
 };
 pub use diagnostic::{BuildOutput, DiagnosticInfo, InfoOutput, SeverityInfo};

@@ -49,7 +49,11 @@ impl AgentSpec {
     /// assert_eq!(spec.root().model_tools()[0].name, "get_weather");
     /// ```
     pub fn builder(name: impl Into<String>) -> AgentSpecBuilder {
-        AgentSpecBuilder { package: Package::empty(name), subagents: Vec::new(), problems: Vec::new() }
+        AgentSpecBuilder {
+            package: Package::empty(name),
+            subagents: Vec::new(),
+            problems: Vec::new(),
+        }
     }
 }
 
@@ -115,7 +119,13 @@ impl AgentSpecBuilder {
 
     /// Adds a command tool with the default timeout and no sandbox.
     #[must_use]
-    pub fn command_tool<I, S>(self, name: &str, description: &str, input_schema: Value, argv: I) -> Self
+    pub fn command_tool<I, S>(
+        self,
+        name: &str,
+        description: &str,
+        input_schema: Value,
+        argv: I,
+    ) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -142,7 +152,13 @@ impl AgentSpecBuilder {
 
     /// Adds a sandbox named `name` (its tool becomes `<name>_sandbox`) with shell hooks.
     #[must_use]
-    pub fn sandbox(mut self, name: &str, description: &str, bootstrap: &[&str], on_session: &[&str]) -> Self {
+    pub fn sandbox(
+        mut self,
+        name: &str,
+        description: &str,
+        bootstrap: &[&str],
+        on_session: &[&str],
+    ) -> Self {
         self.package.sandboxes.push(Sandbox {
             name: name.to_owned(),
             tool_name: format!("{}_sandbox", lower_snake_case(name)),
@@ -227,7 +243,12 @@ impl AgentSpecBuilder {
         Ok(AgentSpec { layout: Layout::Code, root, files: BTreeMap::new() })
     }
 
-    fn finish(self, diags: &mut Diagnostics, depth: usize, root_connections: Option<&[Connection]>) -> Package {
+    fn finish(
+        self,
+        diags: &mut Diagnostics,
+        depth: usize,
+        root_connections: Option<&[Connection]>,
+    ) -> Package {
         let Self { mut package, subagents, problems } = self;
         for problem in problems {
             diags.push(problem);
@@ -235,17 +256,32 @@ impl AgentSpecBuilder {
         let mut errors: Vec<(String, &'static SlotDoc)> = Vec::new();
         let mut err = |message: String, doc: &'static SlotDoc| errors.push((message, doc));
         if !is_agent_name(&package.name) {
-            err(format!("agent name `{}` must be lowercase letters, digits, `-`, `_` or `.`", package.name), &slots::AGENT_TOML);
+            err(
+                format!(
+                    "agent name `{}` must be lowercase letters, digits, `-`, `_` or `.`",
+                    package.name
+                ),
+                &slots::AGENT_TOML,
+            );
         }
         if depth > 0 && package.description.as_deref().is_none_or(|d| d.trim().is_empty()) {
             err(format!("subagent `{}` needs a description", package.name), &slots::SUBAGENT);
         }
         if depth > 0 && !(package.connections.is_empty() && package.schedules.is_empty()) {
-            err(format!("subagent `{}`: connections and schedules are root-only", package.name), &slots::LAYOUT);
+            err(
+                format!("subagent `{}`: connections and schedules are root-only", package.name),
+                &slots::LAYOUT,
+            );
         }
         for skill in &package.skills {
             if !is_skill_name(&skill.name) {
-                err(format!("skill name `{}` must be lowercase letters, digits and single hyphens", skill.name), &slots::SKILL_FLAT);
+                err(
+                    format!(
+                        "skill name `{}` must be lowercase letters, digits and single hyphens",
+                        skill.name
+                    ),
+                    &slots::SKILL_FLAT,
+                );
             }
             if package.skills.iter().filter(|s| s.name == skill.name).count() > 1 {
                 err(format!("skill `{}` is defined twice", skill.name), &slots::SKILL_FLAT);
@@ -253,14 +289,23 @@ impl AgentSpecBuilder {
         }
         for sandbox in &mut package.sandboxes {
             if !is_slug(&sandbox.name) {
-                err(format!("sandbox name `{}` must be lowercase letters, digits, `-` or `_`", sandbox.name), &slots::SANDBOX);
+                err(
+                    format!(
+                        "sandbox name `{}` must be lowercase letters, digits, `-` or `_`",
+                        sandbox.name
+                    ),
+                    &slots::SANDBOX,
+                );
             }
             sandbox.tool_name = format!("{}_sandbox", lower_snake_case(&sandbox.name));
         }
         let connections = root_connections.unwrap_or(&package.connections).to_vec();
         for tool in &package.tools {
             if !is_tool_name(&tool.name) {
-                err(format!("tool name `{}` must match ^[a-z][a-z0-9_]{{0,63}}$", tool.name), &slots::TOOL_COMMAND);
+                err(
+                    format!("tool name `{}` must match ^[a-z][a-z0-9_]{{0,63}}$", tool.name),
+                    &slots::TOOL_COMMAND,
+                );
             }
             if let Err(why) = check_input_schema(&tool.input_schema) {
                 err(format!("tool `{}`: {why}", tool.name), &slots::TOOL_COMMAND);
@@ -268,30 +313,49 @@ impl AgentSpecBuilder {
             match &tool.kind {
                 ToolKind::Command { argv, sandbox, .. } => {
                     if argv.first().is_none_or(|a| a.trim().is_empty()) {
-                        err(format!("tool `{}` has an empty command", tool.name), &slots::TOOL_COMMAND);
+                        err(
+                            format!("tool `{}` has an empty command", tool.name),
+                            &slots::TOOL_COMMAND,
+                        );
                     }
                     if let Some(name) = sandbox
-                        && !package.sandboxes.iter().any(|s| &s.name == name) {
-                            err(format!("tool `{}` names unknown sandbox `{name}`", tool.name), &slots::TOOL_COMMAND);
-                        }
+                        && !package.sandboxes.iter().any(|s| &s.name == name)
+                    {
+                        err(
+                            format!("tool `{}` names unknown sandbox `{name}`", tool.name),
+                            &slots::TOOL_COMMAND,
+                        );
+                    }
                 }
                 ToolKind::Http { connection, .. } => {
-                    let is_http = connections
-                        .iter()
-                        .any(|c| &c.name == connection && matches!(c.kind, ConnectionKind::Http { .. }));
+                    let is_http = connections.iter().any(|c| {
+                        &c.name == connection && matches!(c.kind, ConnectionKind::Http { .. })
+                    });
                     if !is_http {
-                        err(format!("tool `{}` names unknown http connection `{connection}`", tool.name), &slots::TOOL_HTTP);
+                        err(
+                            format!(
+                                "tool `{}` names unknown http connection `{connection}`",
+                                tool.name
+                            ),
+                            &slots::TOOL_HTTP,
+                        );
                     }
                 }
             }
         }
         for (id, child) in subagents {
             if depth + 1 > MAX_SUBAGENT_DEPTH {
-                err(format!("subagent `{id}` nests deeper than {MAX_SUBAGENT_DEPTH} levels"), &slots::SUBAGENT);
+                err(
+                    format!("subagent `{id}` nests deeper than {MAX_SUBAGENT_DEPTH} levels"),
+                    &slots::SUBAGENT,
+                );
                 continue;
             }
             if !is_slug(&id) || !is_tool_name(&lower_snake_case(&id)) {
-                err(format!("subagent id `{id}` must be a slug starting with a letter"), &slots::SUBAGENT);
+                err(
+                    format!("subagent id `{id}` must be a slug starting with a letter"),
+                    &slots::SUBAGENT,
+                );
                 continue;
             }
             let child = child.finish(diags, depth + 1, Some(&connections));

@@ -32,7 +32,8 @@ impl CronExpr {
                 ));
             }
         }
-        let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
+        let parser =
+            CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
         let cron = match parser.parse(text) {
             Ok(cron) => cron,
             Err(err) => {
@@ -105,7 +106,10 @@ mod tests {
         let cases = [
             ("", "the cron expression is empty"),
             ("* * * *", "expected 5 fields (minute hour day-of-month month day-of-week), found 4"),
-            ("0 * * * * *", "expected 5 fields (minute hour day-of-month month day-of-week), found 6"),
+            (
+                "0 * * * * *",
+                "expected 5 fields (minute hour day-of-month month day-of-week), found 6",
+            ),
             ("0 0 30 2 *", "the expression never fires"),
         ];
         for (expr, want) in cases {

@@ -150,13 +150,8 @@ impl Diagnostics {
     /// Errors first, then warnings; each group by file, position and code.
     pub(crate) fn into_sorted(mut self) -> Vec<Diagnostic> {
         self.items.sort_by(|a, b| {
-            (a.severity, &a.file, a.position, a.code, &a.message).cmp(&(
-                b.severity,
-                &b.file,
-                b.position,
-                b.code,
-                &b.message,
-            ))
+            (a.severity, &a.file, a.position, a.code, &a.message)
+                .cmp(&(b.severity, &b.file, b.position, b.code, &b.message))
         });
         self.items.dedup();
         self.items

@@ -57,11 +57,12 @@ pub(crate) fn parse(text: &str, d: &mut FileDiag<'_>) -> Frontmatter {
     d.line_offset = saved + 1;
     match serde_saphyr::from_str::<Spanned<Value>>(yaml) {
         Ok(root) => match root.value {
-            Value::Object(_) => match serde_saphyr::from_str::<BTreeMap<String, Spanned<Value>>>(yaml)
-            {
-                Ok(fields) => out.fields = fields,
-                Err(err) => report_yaml(d, &err),
-            },
+            Value::Object(_) => {
+                match serde_saphyr::from_str::<BTreeMap<String, Spanned<Value>>>(yaml) {
+                    Ok(fields) => out.fields = fields,
+                    Err(err) => report_yaml(d, &err),
+                }
+            }
             Value::Null => {}
             _ => d.report_at(
                 Severity::Error,

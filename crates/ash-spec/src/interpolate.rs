@@ -94,7 +94,9 @@ pub(crate) enum InterpolateError {
     Empty(String),
     #[error("`${{` at byte {0} is not closed by `}}`")]
     Unclosed(usize),
-    #[error("`${{{0}}}` is not a valid variable name (letters, digits and `_`, not starting with a digit)")]
+    #[error(
+        "`${{{0}}}` is not a valid variable name (letters, digits and `_`, not starting with a digit)"
+    )]
     BadName(String),
 }
 

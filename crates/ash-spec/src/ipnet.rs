@@ -46,7 +46,11 @@ impl IpNet {
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let max = if self.addr.is_ipv4() { 32 } else { 128 };
-        if self.prefix == max { write!(f, "{}", self.addr) } else { write!(f, "{}/{}", self.addr, self.prefix) }
+        if self.prefix == max {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
     }
 }
 
@@ -66,7 +70,8 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let kept = if prefix == 0 { 0 } else { bits & (u128::MAX << (128 - u32::from(prefix))) };
+            let kept =
+                if prefix == 0 { 0 } else { bits & (u128::MAX << (128 - u32::from(prefix))) };
             IpAddr::V6(Ipv6Addr::from(kept))
         }
     }
@@ -87,7 +92,13 @@ mod tests {
         assert_eq!(IpNet::parse("::ffff:127.0.0.1").unwrap().to_string(), "127.0.0.1");
         assert!(IpNet::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
         assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert_eq!(IpNet::parse("1.2.3.4/33").unwrap_err(), "prefix `/33` must be a number from 0 to 32");
-        assert_eq!(IpNet::parse("localhost").unwrap_err(), "`localhost` is not an IPv4 or IPv6 address");
+        assert_eq!(
+            IpNet::parse("1.2.3.4/33").unwrap_err(),
+            "prefix `/33` must be a number from 0 to 32"
+        );
+        assert_eq!(
+            IpNet::parse("localhost").unwrap_err(),
+            "`localhost` is not an IPv4 or IPv6 address"
+        );
     }
 }

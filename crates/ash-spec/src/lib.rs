@@ -38,8 +38,8 @@ pub use source::{MAX_ASSET_BYTES, MAX_TEXT_BYTES};
 pub use spec::{
     AgentSpec, AuthStrategy, BUILTIN_PROVIDERS, Connection, ConnectionAuth, ConnectionKind,
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_SANDBOX_TIMEOUT_MS,
-    DEFAULT_TOOL_TIMEOUT_MS, HttpMethod, JwtAlgorithm, JwtClaims, Layout, Limits, MAX_RETRY_ATTEMPTS,
-    MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ModelRef, ModelTool, Package, PromptLayer, Provider,
-    ProviderApi, Sandbox, SandboxBackend, Schedule, Skill, SkillKind, Source, Subagent, Tool,
-    ToolKind, ToolOrigin,
+    DEFAULT_TOOL_TIMEOUT_MS, HttpMethod, JwtAlgorithm, JwtClaims, Layout, Limits,
+    MAX_RETRY_ATTEMPTS, MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ModelRef, ModelTool, Package,
+    PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend, Schedule, Skill, SkillKind,
+    Source, Subagent, Tool, ToolKind, ToolOrigin,
 };

@@ -119,7 +119,10 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
         prompt: p
             .prompt
             .iter()
-            .map(|l| PromptLayerInfo { source: l.source.display().to_owned(), content: l.content.clone() })
+            .map(|l| PromptLayerInfo {
+                source: l.source.display().to_owned(),
+                content: l.content.clone(),
+            })
             .collect(),
         skills: p
             .skills
@@ -207,7 +210,10 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
                             ConnectionAuthInfo::Bearer { token: token.display_secret() }
                         }
                     },
-                    policy: PolicyInfo { timeout_ms: c.timeout_ms, retry_attempts: c.retry_attempts },
+                    policy: PolicyInfo {
+                        timeout_ms: c.timeout_ms,
+                        retry_attempts: c.retry_attempts,
+                    },
                     tools,
                     source: c.source.display().to_owned(),
                 }
@@ -236,7 +242,9 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
                 agent: Box::new(package_surface(&s.package, now)),
             })
             .collect(),
-        network: NetworkInfo { ip_allow_list: p.ip_allow_list.iter().map(ToString::to_string).collect() },
+        network: NetworkInfo {
+            ip_allow_list: p.ip_allow_list.iter().map(ToString::to_string).collect(),
+        },
         auth: AuthInfo { strategies: p.auth.iter().map(auth_info).collect() },
         limits: LimitsInfo {
             max_steps_per_turn: p.limits.max_steps_per_turn,
@@ -275,16 +283,18 @@ fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
                 sandbox: sandbox.clone(),
                 source: tool.source.display().to_owned(),
             },
-            ToolKind::Http { connection, method, path, timeout_ms } => ToolInfo::Http(HttpToolInfo {
-                name,
-                description: tool.description.clone(),
-                input_schema: tool.input_schema.clone(),
-                connection: connection.clone(),
-                method: method.as_str().to_owned(),
-                path: path.clone(),
-                timeout_ms: *timeout_ms,
-                source: tool.source.display().to_owned(),
-            }),
+            ToolKind::Http { connection, method, path, timeout_ms } => {
+                ToolInfo::Http(HttpToolInfo {
+                    name,
+                    description: tool.description.clone(),
+                    input_schema: tool.input_schema.clone(),
+                    connection: connection.clone(),
+                    method: method.as_str().to_owned(),
+                    path: path.clone(),
+                    timeout_ms: *timeout_ms,
+                    source: tool.source.display().to_owned(),
+                })
+            }
         },
         ToolOrigin::Sandbox(sandbox) => ToolInfo::Sandbox {
             name,
@@ -382,7 +392,10 @@ pub struct BuildOutput {
 }
 
 /// Encodes a value as pretty JSON with a trailing newline: the bytes of every `.ash/` file.
-pub fn to_json_bytes<T: serde::Serialize>(value: &T, file: &'static str) -> Result<Vec<u8>, BuildError> {
+pub fn to_json_bytes<T: serde::Serialize>(
+    value: &T,
+    file: &'static str,
+) -> Result<Vec<u8>, BuildError> {
     let mut bytes =
         serde_json::to_vec_pretty(value).map_err(|source| BuildError::Encode { file, source })?;
     bytes.push(b'\n');
@@ -419,7 +432,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     let tmp = path.with_extension("json.tmp");
     let io_err = |source| BuildError::Io { path: path.to_owned(), source };
     let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(io_err)?;
+    let mut file =
+        fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(io_err)?;
     file.write_all(bytes).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     drop(file);

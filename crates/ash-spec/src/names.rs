@@ -116,7 +116,8 @@ mod tests {
             ("--__--", ""),
             ("météo", "m_t_o"),
         ];
-        let got: Vec<(&str, String)> = cases.iter().map(|(i, _)| (*i, lower_snake_case(i))).collect();
+        let got: Vec<(&str, String)> =
+            cases.iter().map(|(i, _)| (*i, lower_snake_case(i))).collect();
         let want: Vec<(&str, String)> = cases.iter().map(|(i, o)| (*i, (*o).to_owned())).collect();
         assert_eq!(got, want);
     }

@@ -295,7 +295,13 @@ impl Tree {
         let rel = self.rel(path);
         let kind = self.kind_of(path, diags)?;
         if kind != EntryKind::File {
-            diags.file(Severity::Error, "not-a-file", &rel, "expected a file, found a directory", doc);
+            diags.file(
+                Severity::Error,
+                "not-a-file",
+                &rel,
+                "expected a file, found a directory",
+                doc,
+            );
             return None;
         }
         let read = File::open(path).and_then(|file| {
@@ -320,8 +326,7 @@ impl Tree {
             );
             return None;
         }
-        self.files
-            .insert(rel, FileHash { sha256: sha256_hex(&bytes), bytes: bytes.len() as u64 });
+        self.files.insert(rel, FileHash { sha256: sha256_hex(&bytes), bytes: bytes.len() as u64 });
         Some(bytes)
     }
 
@@ -352,7 +357,9 @@ impl Tree {
                 Severity::Error,
                 "too-deep",
                 &self.rel(dir),
-                format!("directories nest deeper than {MAX_TREE_DEPTH} levels; the rest was skipped"),
+                format!(
+                    "directories nest deeper than {MAX_TREE_DEPTH} levels; the rest was skipped"
+                ),
                 doc,
             );
             return;

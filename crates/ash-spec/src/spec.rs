@@ -239,10 +239,11 @@ impl ModelRef {
                 "provider `{provider}` must be lowercase letters, digits, `-` or `_`"
             ));
         }
-        if model.is_empty() || model.len() > 200 || model.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "model id `{model}` must be 1 to 200 characters without spaces"
-            ));
+        if model.is_empty()
+            || model.len() > 200
+            || model.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!("model id `{model}` must be 1 to 200 characters without spaces"));
         }
         Ok(Self { provider: provider.to_owned(), model: model.to_owned() })
     }

@@ -215,7 +215,11 @@ impl<'t, 'i> Fields<'t, 'i> {
                     d.error(
                         "wrong-type",
                         Some(item.span()),
-                        format!("`{}[{idx}]` is {}, expected a string", self.name(key), describe(other)),
+                        format!(
+                            "`{}[{idx}]` is {}, expected a string",
+                            self.name(key),
+                            describe(other)
+                        ),
                         format!("`{}`: {expected}", self.name(key)),
                     );
                 }

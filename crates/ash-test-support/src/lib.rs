@@ -26,7 +26,8 @@ impl Fixture {
     /// assert!(fx.path().join("agent/system.md").is_file());
     /// ```
     pub fn new(text: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("ash-fixture-").tempdir().expect("create a temp dir");
+        let dir =
+            tempfile::Builder::new().prefix("ash-fixture-").tempdir().expect("create a temp dir");
         let fixture = Self { dir };
         for (path, content) in parse(text) {
             fixture.write(&path, &content);
@@ -51,7 +52,10 @@ impl Fixture {
 
     /// Writes raw bytes.
     pub fn write_bytes(&self, rel: &str, content: &[u8]) {
-        assert!(!rel.starts_with('/') && !rel.split('/').any(|p| p == ".."), "fixture path {rel} escapes");
+        assert!(
+            !rel.starts_with('/') && !rel.split('/').any(|p| p == ".."),
+            "fixture path {rel} escapes"
+        );
         let path = self.dir.path().join(rel);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).expect("create fixture directories");
@@ -106,7 +110,10 @@ mod tests {
         let files = parse("\n//- a.toml\nx = 1\n//- dir/b.md\n---\nhi\n");
         assert_eq!(
             files,
-            vec![("a.toml".to_owned(), "x = 1\n".to_owned()), ("dir/b.md".to_owned(), "---\nhi\n".to_owned())]
+            vec![
+                ("a.toml".to_owned(), "x = 1\n".to_owned()),
+                ("dir/b.md".to_owned(), "---\nhi\n".to_owned())
+            ]
         );
     }
 }

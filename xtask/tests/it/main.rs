@@ -56,7 +56,15 @@ fn broken_rules_are_reported() {
             ("ash-cli", &[("clap", None), ("ash-server", None), ("ash-test-support", Some("dev"))]),
             ("clap", &[]),
         ],
-        &["ash-spec", "ash-protocol", "ash-core", "ash-store", "ash-server", "ash-test-support", "ash-cli"],
+        &[
+            "ash-spec",
+            "ash-protocol",
+            "ash-core",
+            "ash-store",
+            "ash-server",
+            "ash-test-support",
+            "ash-cli",
+        ],
     );
     let graph = xtask::Graph::from_metadata(&meta).unwrap();
     let problems = xtask::check_graph(&graph);
@@ -79,7 +87,11 @@ fn files_without_headers_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("crates/x/src")).unwrap();
     std::fs::write(dir.path().join("crates/x/src/lib.rs"), "//! Owns x.\npub fn x() {}\n").unwrap();
-    std::fs::write(dir.path().join("crates/x/src/bad.rs"), "// not a module doc\nfn y() {}\n").unwrap();
+    std::fs::write(dir.path().join("crates/x/src/bad.rs"), "// not a module doc\nfn y() {}\n")
+        .unwrap();
     let problems = xtask::check_files(dir.path()).unwrap();
-    assert_eq!(problems, ["crates/x/src/bad.rs: does not start with a `//!` header saying what it owns"]);
+    assert_eq!(
+        problems,
+        ["crates/x/src/bad.rs: does not start with a `//!` header saying what it owns"]
+    );
 }

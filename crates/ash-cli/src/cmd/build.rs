@@ -32,8 +32,10 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Failure)
         }
         Ok((spec, warnings)) => {
-            let written = ash_spec::write_build(&args.dir, &spec, &warnings)
-                .with_context(|| format!("writing {}", args.dir.join(ash_spec::BUILD_DIR).display()))?;
+            let written =
+                ash_spec::write_build(&args.dir, &spec, &warnings).with_context(|| {
+                    format!("writing {}", args.dir.join(ash_spec::BUILD_DIR).display())
+                })?;
             if args.json {
                 output::json(&BuildOutput {
                     ok: true,

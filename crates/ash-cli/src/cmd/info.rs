@@ -40,11 +40,16 @@ pub(crate) fn info_output(loaded: &ash_spec::Loaded, now: DateTime<Utc>) -> Info
 /// The text rendering.
 pub(crate) fn render(info: &InfoOutput) -> String {
     let mut out = String::new();
-    let root = if info.agent_root == "." { "the directory itself".to_owned() } else { format!("{}/", info.agent_root) };
+    let root = if info.agent_root == "." {
+        "the directory itself".to_owned()
+    } else {
+        format!("{}/", info.agent_root)
+    };
     let _ = writeln!(out, "agent {} ({} layout: {root})", info.agent.name, info.layout);
     render_surface(&mut out, &info.agent, "");
     out.push('\n');
-    let n_errors = info.diagnostics.iter().filter(|d| d.severity == ash_protocol::SeverityInfo::Error).count();
+    let n_errors =
+        info.diagnostics.iter().filter(|d| d.severity == ash_protocol::SeverityInfo::Error).count();
     let n_warnings = info.diagnostics.len() - n_errors;
     if info.diagnostics.is_empty() {
         out.push_str("diagnostics: none\n");
@@ -74,34 +79,66 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
     if let Some(desc) = &a.description {
         let _ = writeln!(out, "{indent}  {desc}");
     }
-    let _ = writeln!(out, "{indent}  model: {}", a.model.as_deref().unwrap_or("(not set; subagents inherit the parent's)"));
+    let _ = writeln!(
+        out,
+        "{indent}  model: {}",
+        a.model.as_deref().unwrap_or("(not set; subagents inherit the parent's)")
+    );
     for (k, v) in &a.metadata {
         let _ = writeln!(out, "{indent}  metadata {k}: {v}");
     }
 
     section(out, indent, "prompt layers", a.prompt.len());
     for (idx, layer) in a.prompt.iter().enumerate() {
-        let _ = writeln!(out, "{indent}  {}. {} ({} bytes)", idx + 1, layer.source, layer.content.len());
+        let _ = writeln!(
+            out,
+            "{indent}  {}. {} ({} bytes)",
+            idx + 1,
+            layer.source,
+            layer.content.len()
+        );
     }
 
     section(out, indent, "skills", a.skills.len());
     for s in &a.skills {
         let _ = writeln!(out, "{indent}  {}  {}", s.name, s.description);
-        let _ = writeln!(out, "{indent}      {} skill, {} file(s) seeded: {}", s.kind, s.files.len(), s.source);
+        let _ = writeln!(
+            out,
+            "{indent}      {} skill, {} file(s) seeded: {}",
+            s.kind,
+            s.files.len(),
+            s.source
+        );
     }
 
     section(out, indent, "tools", a.tools.len());
     for t in &a.tools {
         match t {
-            ToolInfo::Command { name, description, input_schema, argv, timeout_ms, sandbox, .. } => {
+            ToolInfo::Command {
+                name,
+                description,
+                input_schema,
+                argv,
+                timeout_ms,
+                sandbox,
+                ..
+            } => {
                 let _ = writeln!(out, "{indent}  {name}  command  {description}");
                 let place = sandbox.as_ref().map_or(String::new(), |s| format!(" in sandbox {s}"));
-                let _ = writeln!(out, "{indent}      runs: {}{place} (timeout {timeout_ms} ms)", argv.join(" "));
+                let _ = writeln!(
+                    out,
+                    "{indent}      runs: {}{place} (timeout {timeout_ms} ms)",
+                    argv.join(" ")
+                );
                 let _ = writeln!(out, "{indent}      input: {input_schema}");
             }
             ToolInfo::Http(h) => {
                 let _ = writeln!(out, "{indent}  {}  http  {}", h.name, h.description);
-                let _ = writeln!(out, "{indent}      calls: {} {} on connection {} (timeout {} ms)", h.method, h.path, h.connection, h.timeout_ms);
+                let _ = writeln!(
+                    out,
+                    "{indent}      calls: {} {} on connection {} (timeout {} ms)",
+                    h.method, h.path, h.connection, h.timeout_ms
+                );
                 let _ = writeln!(out, "{indent}      input: {}", h.input_schema);
             }
             ToolInfo::Sandbox { name, description, sandbox, .. } => {
@@ -109,7 +146,10 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
                 let _ = writeln!(out, "{indent}      runs a shell command in sandbox {sandbox}");
             }
             ToolInfo::Mcp { name, connection, remote_name, .. } => {
-                let _ = writeln!(out, "{indent}  {name}  mcp  tool `{remote_name}` of connection {connection}");
+                let _ = writeln!(
+                    out,
+                    "{indent}  {name}  mcp  tool `{remote_name}` of connection {connection}"
+                );
             }
             ToolInfo::Subagent { name, description, subagent, .. } => {
                 let _ = writeln!(out, "{indent}  {name}  subagent  {description}");
@@ -136,8 +176,12 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
     section(out, indent, "connections", a.connections.len());
     for c in &a.connections {
         let target = match (&c.transport, &c.base_url) {
-            (Some(ash_protocol::TransportInfo::StreamableHttp { url }), _) => format!("streamable-http {url}"),
-            (Some(ash_protocol::TransportInfo::Stdio { command }), _) => format!("stdio {}", command.join(" ")),
+            (Some(ash_protocol::TransportInfo::StreamableHttp { url }), _) => {
+                format!("streamable-http {url}")
+            }
+            (Some(ash_protocol::TransportInfo::Stdio { command }), _) => {
+                format!("stdio {}", command.join(" "))
+            }
             (None, Some(url)) => url.clone(),
             (None, None) => String::new(),
         };

@@ -15,7 +15,11 @@ type TemplateFile = (&'static str, &'static str, bool);
 
 const WEATHER: &[TemplateFile] = &[
     (".gitignore", include_str!("../../../../examples/weather-agent/.gitignore"), false),
-    ("agent/agent.toml", include_str!("../../../../examples/weather-agent/agent/agent.toml"), false),
+    (
+        "agent/agent.toml",
+        include_str!("../../../../examples/weather-agent/agent/agent.toml"),
+        false,
+    ),
     ("agent/system.md", include_str!("../../../../examples/weather-agent/agent/system.md"), false),
     (
         "agent/system/my-location.md",

@@ -73,7 +73,11 @@ fn init_then_info_then_build() {
     assert_eq!(out.status.code(), Some(0));
     let result: ash_protocol::BuildOutput = serde_json::from_slice(&out.stdout).unwrap();
     assert!(result.ok);
-    assert_eq!(first, fs::read(fx.join("demo/.ash/manifest.json")).unwrap(), "builds are reproducible");
+    assert_eq!(
+        first,
+        fs::read(fx.join("demo/.ash/manifest.json")).unwrap(),
+        "builds are reproducible"
+    );
     let manifest: ash_protocol::AgentManifest = serde_json::from_slice(&first).unwrap();
     assert_eq!(Some(manifest.content_hash), result.content_hash);
 }
@@ -137,7 +141,10 @@ description = "T."
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("diagnostics: 2 error(s), 0 warning(s)"), "{text}");
-    assert!(text.contains("error[invalid-model]: agent/agent.toml:1:9: `nope` has no provider"), "{text}");
+    assert!(
+        text.contains("error[invalid-model]: agent/agent.toml:1:9: `nope` has no provider"),
+        "{text}"
+    );
 
     let out = ash(fx.path(), &["info", "--json"]);
     assert_eq!(out.status.code(), Some(1));
@@ -156,7 +163,10 @@ fn missing_directory_is_a_usage_error() {
     let fx = Fixture::new("");
     let out = ash(fx.path(), &["info", "nowhere"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(stderr(&out), "error: loading the agent in nowhere\n  caused by: nowhere: no such directory\n");
+    assert_eq!(
+        stderr(&out),
+        "error: loading the agent in nowhere\n  caused by: nowhere: no such directory\n"
+    );
 }
 
 #[test]

@@ -24,8 +24,13 @@ const MIN_HMAC_SECRET_BYTES: usize = 32;
 pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: &mut Package) {
     let Some((rel, src)) = ctx.read(path, &slots::AGENT_TOML) else { return };
     let env = ctx.env;
-    let mut d =
-        FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::AGENT_TOML, out: &mut ctx.diags };
+    let mut d = FileDiag {
+        file: &rel,
+        src: &src,
+        line_offset: 0,
+        doc: &slots::AGENT_TOML,
+        out: &mut ctx.diags,
+    };
     let Some(doc) = toml_doc::parse(&src, &mut d) else { return };
     let mut root = Fields::root(&doc);
 
@@ -119,7 +124,9 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
     if let Some(mut auth) = root.table(&mut d, "auth", "a table") {
         d.doc = &slots::AUTH;
         if is_root {
-            for strategy in auth.tables(&mut d, "strategies", "an array of tables `[[auth.strategies]]`") {
+            for strategy in
+                auth.tables(&mut d, "strategies", "an array of tables `[[auth.strategies]]`")
+            {
                 if let Some(parsed) = auth_strategy(&mut d, env, strategy) {
                     package.auth.push(parsed);
                 }
@@ -137,7 +144,8 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
         d.doc = &slots::AGENT_TOML;
     }
 
-    if let Some(mut providers) = root.table(&mut d, "providers", "a table of `[providers.<name>]`") {
+    if let Some(mut providers) = root.table(&mut d, "providers", "a table of `[providers.<name>]`")
+    {
         d.doc = &slots::PROVIDERS;
         if is_root {
             let names = providers.keys();
@@ -147,7 +155,9 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
                     d.error(
                         "invalid-name",
                         Some(table.span()),
-                        format!("provider name `{name}` must be lowercase letters, digits, `-` or `_`"),
+                        format!(
+                            "provider name `{name}` must be lowercase letters, digits, `-` or `_`"
+                        ),
                         "`[providers.<name>]` with a lowercase name",
                     );
                     continue;
@@ -180,7 +190,8 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
 }
 
 fn parse_provider(d: &mut FileDiag<'_>, name: &str, mut table: Fields<'_, '_>) -> Option<Provider> {
-    let default_api = if name == "anthropic" { ProviderApi::Anthropic } else { ProviderApi::OpenAi };
+    let default_api =
+        if name == "anthropic" { ProviderApi::Anthropic } else { ProviderApi::OpenAi };
     let api = match table.string(d, "api", "`openai` or `anthropic`") {
         None => default_api,
         Some(api) => match api.value.as_str() {
@@ -200,21 +211,28 @@ fn parse_provider(d: &mut FileDiag<'_>, name: &str, mut table: Fields<'_, '_>) -
     let mut ok = true;
     let base_url = table.string(d, "base_url", "an http(s) URL");
     if let Some(url) = &base_url
-        && let Err(why) = check_url(&url.value) {
-            ok = false;
-            d.error("invalid-url", Some(url.span.clone()), format!("`base_url`: {why}"), "`base_url`: an http or https URL");
-        }
+        && let Err(why) = check_url(&url.value)
+    {
+        ok = false;
+        d.error(
+            "invalid-url",
+            Some(url.span.clone()),
+            format!("`base_url`: {why}"),
+            "`base_url`: an http or https URL",
+        );
+    }
     let api_key_env = table.string(d, "api_key_env", "an environment variable name");
     if let Some(var) = &api_key_env
-        && !is_env_name(&var.value) {
-            ok = false;
-            d.error(
-                "invalid-value",
-                Some(var.span.clone()),
-                format!("`api_key_env` = `{}` is not an environment variable name", var.value),
-                "`api_key_env`: letters, digits and `_`, e.g. \"OPENAI_API_KEY\"",
-            );
-        }
+        && !is_env_name(&var.value)
+    {
+        ok = false;
+        d.error(
+            "invalid-value",
+            Some(var.span.clone()),
+            format!("`api_key_env` = `{}` is not an environment variable name", var.value),
+            "`api_key_env`: letters, digits and `_`, e.g. \"OPENAI_API_KEY\"",
+        );
+    }
     table.finish(d);
     ok.then(|| Provider {
         api,
@@ -235,8 +253,9 @@ fn parse_limits(d: &mut FileDiag<'_>, mut limits: Fields<'_, '_>) -> Limits {
         max_output_tokens_per_session: limits
             .integer(d, "max_output_tokens_per_session", 1, 1 << 40)
             .map(|n| n.value),
-        max_cost_micro_usd_per_session: limits.non_negative_number(d, "max_cost_usd_per_session").and_then(
-            |usd| {
+        max_cost_micro_usd_per_session: limits
+            .non_negative_number(d, "max_cost_usd_per_session")
+            .and_then(|usd| {
                 // Budgets above a billion dollars are a typo, not a budget.
                 if usd.value > 1e9 {
                     d.error(
@@ -247,12 +266,17 @@ fn parse_limits(d: &mut FileDiag<'_>, mut limits: Fields<'_, '_>) -> Limits {
                     );
                     return None;
                 }
-                #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "checked 0..=1e9 above")]
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "checked 0..=1e9 above"
+                )]
                 let micro = (usd.value * 1e6).round() as u64;
                 Some(micro)
-            },
-        ),
-        session_timeout_ms: limits.integer(d, "session_timeout_ms", 1000, 365 * DAY_MS).map(|n| n.value),
+            }),
+        session_timeout_ms: limits
+            .integer(d, "session_timeout_ms", 1000, 365 * DAY_MS)
+            .map(|n| n.value),
     };
     limits.finish(d);
     out
@@ -263,12 +287,14 @@ fn auth_strategy(
     env: &std::collections::BTreeMap<String, String>,
     mut fields: Fields<'_, '_>,
 ) -> Option<AuthStrategy> {
-    let kind = fields.required_string(d, "kind", "`http-basic`, `jwt-hmac`, `jwt-ecdsa` or `oidc`")?;
+    let kind =
+        fields.required_string(d, "kind", "`http-basic`, `jwt-hmac`, `jwt-ecdsa` or `oidc`")?;
     let strategy = match kind.value.as_str() {
         "http-basic" => {
             let username = fields.required_string(d, "username", "a user name");
             let password = fields.required_string(d, "password", "\"${ENV_VAR}\"");
-            let password = password.and_then(|p| interpolate(d, env, &fields.name("password"), &p, true));
+            let password =
+                password.and_then(|p| interpolate(d, env, &fields.name("password"), &p, true));
             let username = username.and_then(|u| {
                 if u.value.is_empty() || u.value.contains(':') {
                     d.error(
@@ -286,7 +312,11 @@ fn auth_strategy(
         }
         "jwt-hmac" => {
             let claims = jwt_claims(d, &mut fields);
-            let algorithm = algorithm(d, &mut fields, &[JwtAlgorithm::Hs256, JwtAlgorithm::Hs384, JwtAlgorithm::Hs512]);
+            let algorithm = algorithm(
+                d,
+                &mut fields,
+                &[JwtAlgorithm::Hs256, JwtAlgorithm::Hs384, JwtAlgorithm::Hs512],
+            );
             let secret = fields.required_string(d, "secret", "\"${ENV_VAR}\"");
             let secret = secret.and_then(|s| {
                 let resolved = interpolate(d, env, &fields.name("secret"), &s, true)?;
@@ -320,11 +350,16 @@ fn auth_strategy(
                     None
                 }
             });
-            Some(AuthStrategy::JwtEcdsa { claims: claims?, algorithm: algorithm?, public_key: key? })
+            Some(AuthStrategy::JwtEcdsa {
+                claims: claims?,
+                algorithm: algorithm?,
+                public_key: key?,
+            })
         }
         "oidc" => {
             let claims = jwt_claims(d, &mut fields);
-            let url = fields.required_string(d, "discovery_url", "the issuer's discovery document URL");
+            let url =
+                fields.required_string(d, "discovery_url", "the issuer's discovery document URL");
             let url = url.and_then(|u| {
                 let resolved = interpolate(d, env, &fields.name("discovery_url"), &u, false)?;
                 match check_url(resolved.expose()) {
@@ -365,15 +400,16 @@ fn jwt_claims(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>) -> Option<JwtCl
         None
     };
     if let Some(list) = &audiences
-        && list.is_empty() {
-            d.error(
-                "invalid-value",
-                Some(fields.span()),
-                format!("`{}` is empty, so no token could pass", fields.name("audiences")),
-                "`audiences`: at least one accepted `aud` value",
-            );
-            return None;
-        }
+        && list.is_empty()
+    {
+        d.error(
+            "invalid-value",
+            Some(fields.span()),
+            format!("`{}` is empty, so no token could pass", fields.name("audiences")),
+            "`audiences`: at least one accepted `aud` value",
+        );
+        return None;
+    }
     let subjects = fields.strings(d, "subjects", "a list of `sub` patterns (`*` matches anything)");
     let skew = fields.integer(d, "clock_skew_seconds", 0, MAX_CLOCK_SKEW_SECONDS);
     Some(JwtClaims {

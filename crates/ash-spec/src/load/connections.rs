@@ -56,7 +56,8 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
     let (rel, src) = ctx.read(path, &slots::CONNECTION)?;
     let Ctx { tree, diags, env } = ctx;
     let env = *env;
-    let mut d = FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::CONNECTION, out: diags };
+    let mut d =
+        FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::CONNECTION, out: diags };
     let doc = toml_doc::parse(&src, &mut d)?;
     let mut fields = Fields::root(&doc);
     let kind_text = fields.required_string(&mut d, "kind", "`mcp` or `http`")?;
@@ -69,42 +70,53 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
                     None
                 }
                 Some(mut t) => {
-                    let parsed = match t.required_string(&mut d, "type", "`streamable-http` or `stdio`") {
-                        None => None,
-                        Some(ty) if ty.value == "streamable-http" => {
-                            let url = t.required_string(&mut d, "url", "the server URL");
-                            url.and_then(|u| {
-                                let resolved = interpolate(&mut d, env, &t.name("url"), &u, false)?;
-                                match check_url(resolved.expose()) {
-                                    Ok(()) => Some(McpTransport::StreamableHttp { url: resolved }),
-                                    Err(why) => {
-                                        d.error("invalid-url", Some(u.span), format!("`{}` {why}", t.name("url")), "`url`: an http or https URL");
-                                        None
+                    let parsed =
+                        match t.required_string(&mut d, "type", "`streamable-http` or `stdio`") {
+                            None => None,
+                            Some(ty) if ty.value == "streamable-http" => {
+                                let url = t.required_string(&mut d, "url", "the server URL");
+                                url.and_then(|u| {
+                                    let resolved =
+                                        interpolate(&mut d, env, &t.name("url"), &u, false)?;
+                                    match check_url(resolved.expose()) {
+                                        Ok(()) => {
+                                            Some(McpTransport::StreamableHttp { url: resolved })
+                                        }
+                                        Err(why) => {
+                                            d.error(
+                                                "invalid-url",
+                                                Some(u.span),
+                                                format!("`{}` {why}", t.name("url")),
+                                                "`url`: an http or https URL",
+                                            );
+                                            None
+                                        }
                                     }
-                                }
-                            })
-                        }
-                        Some(ty) if ty.value == "stdio" => {
-                            let argv = if t.has("command") {
-                                t.strings(&mut d, "command", "an argv list")
-                            } else {
-                                t.missing(&mut d, "command", "an argv list");
-                                None
-                            };
-                            let base = path.parent().unwrap_or(path);
-                            argv.and_then(|argv| resolve_argv(&mut d, tree, base, "transport.command", &argv))
+                                })
+                            }
+                            Some(ty) if ty.value == "stdio" => {
+                                let argv = if t.has("command") {
+                                    t.strings(&mut d, "command", "an argv list")
+                                } else {
+                                    t.missing(&mut d, "command", "an argv list");
+                                    None
+                                };
+                                let base = path.parent().unwrap_or(path);
+                                argv.and_then(|argv| {
+                                    resolve_argv(&mut d, tree, base, "transport.command", &argv)
+                                })
                                 .map(|command| McpTransport::Stdio { command })
-                        }
-                        Some(ty) => {
-                            d.error(
-                                "invalid-value",
-                                Some(ty.span),
-                                format!("unknown MCP transport `{}`", ty.value),
-                                "`transport.type`: `streamable-http` or `stdio`",
-                            );
-                            None
-                        }
-                    };
+                            }
+                            Some(ty) => {
+                                d.error(
+                                    "invalid-value",
+                                    Some(ty.span),
+                                    format!("unknown MCP transport `{}`", ty.value),
+                                    "`transport.type`: `streamable-http` or `stdio`",
+                                );
+                                None
+                            }
+                        };
                     t.finish(&mut d);
                     parsed
                 }
@@ -119,7 +131,12 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
                 match check_url(resolved.expose()) {
                     Ok(()) => Some(resolved),
                     Err(why) => {
-                        d.error("invalid-url", Some(u.span), format!("`base_url` {why}"), "`base_url`: an http or https URL");
+                        d.error(
+                            "invalid-url",
+                            Some(u.span),
+                            format!("`base_url` {why}"),
+                            "`base_url`: an http or https URL",
+                        );
                         None
                     }
                 }
@@ -129,7 +146,12 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
             for (key, value) in fields.string_map(&mut d, "headers") {
                 if !is_header_name(&key.value) {
                     headers_ok = false;
-                    d.error("invalid-value", Some(key.span), format!("`{}` is not a valid HTTP header name", key.value), "header names: letters, digits and `-`");
+                    d.error(
+                        "invalid-value",
+                        Some(key.span),
+                        format!("`{}` is not a valid HTTP header name", key.value),
+                        "header names: letters, digits and `-`",
+                    );
                     continue;
                 }
                 match interpolate(&mut d, env, &format!("headers.{}", key.value), &value, false) {
@@ -166,7 +188,9 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
     let (timeout_ms, retry_attempts) = match fields.table(&mut d, "policy", "a table") {
         None => (DEFAULT_CONNECTION_TIMEOUT_MS, 0),
         Some(mut p) => {
-            let timeout = p.integer(&mut d, "timeout_ms", 1, MAX_TOOL_TIMEOUT_MS).map_or(DEFAULT_CONNECTION_TIMEOUT_MS, |t| t.value);
+            let timeout = p
+                .integer(&mut d, "timeout_ms", 1, MAX_TOOL_TIMEOUT_MS)
+                .map_or(DEFAULT_CONNECTION_TIMEOUT_MS, |t| t.value);
             let retries = p
                 .integer(&mut d, "retry_attempts", 0, u64::from(MAX_RETRY_ATTEMPTS))
                 .and_then(|r| u32::try_from(r.value).ok())
@@ -176,11 +200,22 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
         }
     };
     fields.finish(&mut d);
-    Some(Connection { name, kind: kind?, auth: auth?, timeout_ms, retry_attempts, source: Source::File(rel) })
+    Some(Connection {
+        name,
+        kind: kind?,
+        auth: auth?,
+        timeout_ms,
+        retry_attempts,
+        source: Source::File(rel),
+    })
 }
 
 /// `[tools]`: `Some(None)` when absent (nothing lowered), `None` on error.
-fn mcp_tools(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>, connection: &str) -> Option<Option<McpTools>> {
+fn mcp_tools(
+    d: &mut FileDiag<'_>,
+    fields: &mut Fields<'_, '_>,
+    connection: &str,
+) -> Option<Option<McpTools>> {
     let Some(mut t) = fields.table(d, "tools", "a table") else { return Some(None) };
     let mut ok = true;
     match t.string(d, "mode", "`allow`") {
@@ -202,7 +237,11 @@ fn mcp_tools(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>, connection: &str
             d.error(
                 "invalid-name",
                 Some(ns.span),
-                format!("namespace `{}` must be lower_snake_case; use `{}`", ns.value, lower_snake_case(&ns.value)),
+                format!(
+                    "namespace `{}` must be lower_snake_case; use `{}`",
+                    ns.value,
+                    lower_snake_case(&ns.value)
+                ),
                 "`tools.namespace`: lower_snake_case, starting with a letter",
             );
             String::new()
@@ -218,7 +257,8 @@ fn mcp_tools(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>, connection: &str
     let mut names = Vec::new();
     for tool in allow.unwrap_or_default() {
         let visible = format!("{namespace}__{}", tool.value);
-        let provider_safe = tool.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let provider_safe =
+            tool.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if tool.value.is_empty() || !provider_safe || visible.len() > 64 {
             ok = false;
             d.error(
@@ -228,7 +268,12 @@ fn mcp_tools(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>, connection: &str
                 "`tools.allow`: the server's tool names, each fitting `<namespace>__<tool>` in 64 characters",
             );
         } else if names.contains(&tool.value) {
-            d.warning("duplicate-entry", Some(tool.span), format!("`{}` is listed twice", tool.value), "each tool once");
+            d.warning(
+                "duplicate-entry",
+                Some(tool.span),
+                format!("`{}` is listed twice", tool.value),
+                "each tool once",
+            );
         } else {
             names.push(tool.value);
         }
@@ -262,7 +307,12 @@ fn connection_auth(
                 None => Some("x-api-key".to_owned()),
                 Some(h) if is_header_name(&h.value) => Some(h.value),
                 Some(h) => {
-                    d.error("invalid-value", Some(h.span), format!("`{}` is not a valid HTTP header name", h.value), "`auth.header`: letters, digits and `-`");
+                    d.error(
+                        "invalid-value",
+                        Some(h.span),
+                        format!("`{}` is not a valid HTTP header name", h.value),
+                        "`auth.header`: letters, digits and `-`",
+                    );
                     None
                 }
             };

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, FileDiag, Severity};
 use crate::interpolate::{Interpolated, resolve};
-use crate::names::{RESERVED_TOOL_NAMES, is_slug, is_tool_name, lower_kebab_case, lower_snake_case};
+use crate::names::{
+    RESERVED_TOOL_NAMES, is_slug, is_tool_name, lower_kebab_case, lower_snake_case,
+};
 use crate::slots::{self, SlotDoc};
 use crate::source::{Entry, EntryKind, Tree};
 use crate::spec::{AgentSpec, Connection, Layout, Package, Source, Subagent};
@@ -111,7 +113,8 @@ const SLOT_ENTRIES: &[&str] = &[
 ];
 
 /// Slots of later ash versions or other frameworks, recognised so the warning can say so.
-const UNSUPPORTED_ENTRIES: &[&str] = &["channels", "hooks", "evals", "sandbox", "instrumentation.ts"];
+const UNSUPPORTED_ENTRIES: &[&str] =
+    &["channels", "hooks", "evals", "sandbox", "instrumentation.ts"];
 
 /// Reads `dir` (the project directory) into an [`AgentSpec`] plus diagnostics.
 pub fn load(dir: &Path, options: &LoadOptions) -> Result<Loaded, LoadError> {
@@ -163,7 +166,8 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Loaded, LoadError> {
     let default_name = default_agent_name(&project_canonical);
     let root = load_package(
         &mut ctx,
-        &agent_root, &PackageRole::Root { default_name, nested: layout == Layout::Nested },
+        &agent_root,
+        &PackageRole::Root { default_name, nested: layout == Layout::Nested },
         &[],
     )
     .unwrap_or_else(|| Package::empty("agent"));
@@ -352,7 +356,8 @@ fn load_package(
             PackageRole::Root { .. } => 0,
             PackageRole::Subagent { depth, .. } => *depth,
         };
-        let connections = if role.is_root() { package.connections.clone() } else { root_connections.to_vec() };
+        let connections =
+            if role.is_root() { package.connections.clone() } else { root_connections.to_vec() };
         package.subagents = load_subagents(ctx, &path, depth + 1, &connections);
     }
 
@@ -482,7 +487,10 @@ pub(crate) fn check_collisions(diags: &mut Diagnostics, package: &Package) {
                 Severity::Error,
                 "reserved-name",
                 &file,
-                format!("{what} `{}` takes a name ash reserves for its own tool; rename it", tool.name),
+                format!(
+                    "{what} `{}` takes a name ash reserves for its own tool; rename it",
+                    tool.name
+                ),
                 &slots::TOOL_COMMAND,
             );
             continue;

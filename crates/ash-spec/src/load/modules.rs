@@ -11,7 +11,8 @@ use crate::source::{Entry, EntryKind};
 const MODULE_EXTS: &[&str] = &["ts", "mts", "cts", "tsx", "js", "mjs", "cjs", "jsx"];
 
 fn is_module(entry: &Entry) -> bool {
-    entry.kind == EntryKind::File && entry.stem_and_ext().1.is_some_and(|ext| MODULE_EXTS.contains(&ext))
+    entry.kind == EntryKind::File
+        && entry.stem_and_ext().1.is_some_and(|ext| MODULE_EXTS.contains(&ext))
 }
 
 /// Reports `agent.ts`, `system.ts` and `instructions.ts` at a package root.

@@ -7,7 +7,9 @@ use crate::load::{Ctx, modules};
 use crate::names::{is_slug, is_tool_name, lower_kebab_case, lower_snake_case};
 use crate::slots;
 use crate::source::EntryKind;
-use crate::spec::{DEFAULT_SANDBOX_TIMEOUT_MS, MAX_TOOL_TIMEOUT_MS, Sandbox, SandboxBackend, Source};
+use crate::spec::{
+    DEFAULT_SANDBOX_TIMEOUT_MS, MAX_TOOL_TIMEOUT_MS, Sandbox, SandboxBackend, Source,
+};
 use crate::toml_doc::{self, Fields, Located};
 
 /// Most commands in one hook list; a longer list belongs in a script under lib/.
@@ -51,7 +53,13 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Sandbox> {
 
 fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
     let (rel, src) = ctx.read(path, &slots::SANDBOX)?;
-    let mut d = FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::SANDBOX, out: &mut ctx.diags };
+    let mut d = FileDiag {
+        file: &rel,
+        src: &src,
+        line_offset: 0,
+        doc: &slots::SANDBOX,
+        out: &mut ctx.diags,
+    };
     let doc = toml_doc::parse(&src, &mut d)?;
     let mut fields = Fields::root(&doc);
     if let Some(explicit) = fields.string(&mut d, "name", "no `name`") {
@@ -72,14 +80,20 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
         );
         return None;
     }
-    let description = match fields.string(&mut d, "description", "what the model may do in this sandbox") {
-        Some(desc) if desc.value.trim().is_empty() => {
-            d.error("empty-description", Some(desc.span), "`description` is empty", "`description`: what the sandbox is for");
-            return None;
-        }
-        Some(desc) => desc.value.trim().to_owned(),
-        None => format!("Run a shell command in the {name} sandbox."),
-    };
+    let description =
+        match fields.string(&mut d, "description", "what the model may do in this sandbox") {
+            Some(desc) if desc.value.trim().is_empty() => {
+                d.error(
+                    "empty-description",
+                    Some(desc.span),
+                    "`description` is empty",
+                    "`description`: what the sandbox is for",
+                );
+                return None;
+            }
+            Some(desc) => desc.value.trim().to_owned(),
+            None => format!("Run a shell command in the {name} sandbox."),
+        };
     let backend = match fields.string(&mut d, "backend", "auto, local, bwrap, podman or docker") {
         None => Some(SandboxBackend::Auto),
         Some(b) => SandboxBackend::parse(&b.value).or_else(|| {
@@ -94,15 +108,16 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
     };
     let image = fields.string(&mut d, "image", "a container image reference").map(|i| i.value);
     if let (Some(backend), None) = (backend, &image)
-        && matches!(backend, SandboxBackend::Podman | SandboxBackend::Docker) {
-            d.error(
-                "missing-key",
-                None,
-                format!("backend `{}` needs an `image`", backend.as_str()),
-                "`image`: a container image such as \"debian:bookworm-slim\"",
-            );
-            return None;
-        }
+        && matches!(backend, SandboxBackend::Podman | SandboxBackend::Docker)
+    {
+        d.error(
+            "missing-key",
+            None,
+            format!("backend `{}` needs an `image`", backend.as_str()),
+            "`image`: a container image such as \"debian:bookworm-slim\"",
+        );
+        return None;
+    }
     let bootstrap = hook(&mut d, &mut fields, "bootstrap");
     let on_session = hook(&mut d, &mut fields, "on_session");
     let timeout_ms = fields

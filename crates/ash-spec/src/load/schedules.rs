@@ -37,7 +37,9 @@ fn walk(ctx: &mut Ctx<'_>, dir: &Path, prefix: &str, depth: usize, out: &mut Vec
             continue;
         }
         match (entry.kind, ext) {
-            (EntryKind::Dir, _) => walk(ctx, &entry.path, &format!("{prefix}{segment}/"), depth + 1, out),
+            (EntryKind::Dir, _) => {
+                walk(ctx, &entry.path, &format!("{prefix}{segment}/"), depth + 1, out)
+            }
             (EntryKind::File, Some("md")) => {
                 if let Some(schedule) = load_one(ctx, &entry.path, format!("{prefix}{segment}")) {
                     out.push(schedule);
@@ -59,7 +61,13 @@ fn walk(ctx: &mut Ctx<'_>, dir: &Path, prefix: &str, depth: usize, out: &mut Vec
 fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Schedule> {
     let (rel, text) = ctx.read(path, &slots::SCHEDULE)?;
     let errors_before = ctx.diags.error_count();
-    let mut d = FileDiag { file: &rel, src: &text, line_offset: 0, doc: &slots::SCHEDULE, out: &mut ctx.diags };
+    let mut d = FileDiag {
+        file: &rel,
+        src: &text,
+        line_offset: 0,
+        doc: &slots::SCHEDULE,
+        out: &mut ctx.diags,
+    };
     let mut fm = frontmatter::parse(&text, &mut d);
     let cron = fm.string(&mut d, "cron", "a 5-field cron expression in quotes");
     let prompt = fm.body.trim().to_owned();
@@ -90,7 +98,12 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Schedule> {
         },
     };
     if prompt.is_empty() {
-        d.error("empty-prompt", None, "the schedule has no prompt after its frontmatter", "the prompt each run receives, as markdown");
+        d.error(
+            "empty-prompt",
+            None,
+            "the schedule has no prompt after its frontmatter",
+            "the prompt each run receives, as markdown",
+        );
         return None;
     }
     if d.out.error_count() > errors_before {

@@ -20,7 +20,9 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Skill> {
         let (stem, ext) = entry.stem_and_ext();
         let skill = match (entry.kind, ext) {
             (EntryKind::File, Some("md")) => {
-                let Some(name) = checked_name(ctx, &rel, stem, &slots::SKILL_FLAT) else { continue };
+                let Some(name) = checked_name(ctx, &rel, stem, &slots::SKILL_FLAT) else {
+                    continue;
+                };
                 flat(ctx, &entry.path, name)
             }
             (EntryKind::Dir, _) => {
@@ -35,7 +37,8 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Skill> {
                     );
                     continue;
                 }
-                let Some(name) = checked_name(ctx, &rel, &entry.name, &slots::SKILL_PACKAGED) else {
+                let Some(name) = checked_name(ctx, &rel, &entry.name, &slots::SKILL_PACKAGED)
+                else {
                     continue;
                 };
                 packaged(ctx, &entry.path, &skill_md, name)
@@ -59,7 +62,11 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Skill> {
                 Severity::Error,
                 "name-collision",
                 skill.source.display(),
-                format!("skill `{}` is also defined by {}; rename one of them", skill.name, first.source.display()),
+                format!(
+                    "skill `{}` is also defined by {}; rename one of them",
+                    skill.name,
+                    first.source.display()
+                ),
                 &slots::SKILL_FLAT,
             );
             continue;
@@ -90,7 +97,13 @@ fn checked_name(ctx: &mut Ctx<'_>, rel: &str, raw: &str, doc: &SlotDoc) -> Optio
 fn flat(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Skill> {
     let (rel, text) = ctx.read(path, &slots::SKILL_FLAT)?;
     let errors_before = ctx.diags.error_count();
-    let mut d = FileDiag { file: &rel, src: &text, line_offset: 0, doc: &slots::SKILL_FLAT, out: &mut ctx.diags };
+    let mut d = FileDiag {
+        file: &rel,
+        src: &text,
+        line_offset: 0,
+        doc: &slots::SKILL_FLAT,
+        out: &mut ctx.diags,
+    };
     let mut fm = frontmatter::parse(&text, &mut d);
     let description = fm.string(&mut d, "description", "a one-line description");
     fm.accept(&["name"]);
@@ -101,7 +114,12 @@ fn flat(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Skill> {
         None => fallback_description(&body, &name),
     };
     if body.trim().is_empty() {
-        d.warning("empty-skill", None, "the skill has no body; activating it loads nothing", "markdown after the frontmatter");
+        d.warning(
+            "empty-skill",
+            None,
+            "the skill has no body; activating it loads nothing",
+            "markdown after the frontmatter",
+        );
     }
     if d.out.error_count() > errors_before {
         return None;
@@ -123,19 +141,25 @@ fn packaged(ctx: &mut Ctx<'_>, dir: &Path, skill_md: &Path, name: String) -> Opt
     let (rel, text) = ctx.read(skill_md, &slots::SKILL_PACKAGED)?;
     let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
     let errors_before = ctx.diags.error_count();
-    let mut d =
-        FileDiag { file: &rel, src: &text, line_offset: 0, doc: &slots::SKILL_PACKAGED, out: &mut ctx.diags };
+    let mut d = FileDiag {
+        file: &rel,
+        src: &text,
+        line_offset: 0,
+        doc: &slots::SKILL_PACKAGED,
+        out: &mut ctx.diags,
+    };
     let mut fm = frontmatter::parse(&text, &mut d);
     if let Some((declared, at)) = fm.string(&mut d, "name", "the directory name")
-        && declared != name {
-            d.report_at(
-                Severity::Error,
-                "skill-name-mismatch",
-                at,
-                format!("frontmatter `name: {declared}` differs from the directory name `{name}`"),
-                "`name` equal to the skill's directory name, or no `name`",
-            );
-        }
+        && declared != name
+    {
+        d.report_at(
+            Severity::Error,
+            "skill-name-mismatch",
+            at,
+            format!("frontmatter `name: {declared}` differs from the directory name `{name}`"),
+            "`name` equal to the skill's directory name, or no `name`",
+        );
+    }
     let description = fm.string(&mut d, "description", "a one-line description");
     let license = fm.string(&mut d, "license", "a license name").map(|(l, _)| l);
     let metadata = fm.string_map(&mut d, "metadata");
@@ -179,7 +203,13 @@ fn check_description(
 ) -> Option<String> {
     let desc = desc.trim().to_owned();
     if desc.is_empty() {
-        d.report_at(Severity::Error, "empty-description", at, "`description` is empty", "`description`: when to use the skill");
+        d.report_at(
+            Severity::Error,
+            "empty-description",
+            at,
+            "`description` is empty",
+            "`description`: when to use the skill",
+        );
         return None;
     }
     if desc.chars().count() > MAX_DESCRIPTION_CHARS {

@@ -68,7 +68,8 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path, scope: &Scope<'_>) -> Vec<Tool
 fn load_one(ctx: &mut Ctx<'_>, path: &Path, stem: &str, scope: &Scope<'_>) -> Option<Tool> {
     let (rel, src) = ctx.read(path, &slots::TOOL_COMMAND)?;
     let Ctx { tree, diags, .. } = ctx;
-    let mut d = FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::TOOL_COMMAND, out: diags };
+    let mut d =
+        FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::TOOL_COMMAND, out: diags };
     let doc = toml_doc::parse(&src, &mut d)?;
     let mut fields = Fields::root(&doc);
 
@@ -93,10 +94,16 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, stem: &str, scope: &Scope<'_>) -> Op
     }
 
     let name = tool_name(&mut d, &mut fields, stem);
-    let description = fields.required_string(&mut d, "description", "what the tool does, for the model");
+    let description =
+        fields.required_string(&mut d, "description", "what the tool does, for the model");
     let description = description.and_then(|desc| {
         if desc.value.trim().is_empty() {
-            d.error("empty-description", Some(desc.span), "`description` is empty", "`description`: what the tool does");
+            d.error(
+                "empty-description",
+                Some(desc.span),
+                "`description` is empty",
+                "`description`: what the tool does",
+            );
             None
         } else {
             Some(desc.value.trim().to_owned())
@@ -127,7 +134,11 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, stem: &str, scope: &Scope<'_>) -> Op
                 d.error(
                     "unknown-sandbox",
                     Some(s.span),
-                    format!("no sandbox named `{}` in this package (known: {})", s.value, list_or_none(&known)),
+                    format!(
+                        "no sandbox named `{}` in this package (known: {})",
+                        s.value,
+                        list_or_none(&known)
+                    ),
                     "`sandbox`: the file name of a sandboxes/<name>.toml in the same package",
                 );
                 None
@@ -232,7 +243,10 @@ fn http_kind(
                 d.error(
                     "wrong-connection-kind",
                     Some(c.span),
-                    format!("connection `{}` is an MCP connection; HTTP tools need kind = \"http\"", c.value),
+                    format!(
+                        "connection `{}` is an MCP connection; HTTP tools need kind = \"http\"",
+                        c.value
+                    ),
                     "`connection`: the name of a connections/<name>.toml with kind = \"http\"",
                 );
                 None
@@ -247,7 +261,11 @@ fn http_kind(
                 d.error(
                     "unknown-connection",
                     Some(c.span),
-                    format!("no http connection named `{}` (known: {})", c.value, list_or_none(&known)),
+                    format!(
+                        "no http connection named `{}` (known: {})",
+                        c.value,
+                        list_or_none(&known)
+                    ),
                     "`connection`: the name of a connections/<name>.toml with kind = \"http\"",
                 );
                 None
@@ -271,10 +289,19 @@ fn http_kind(
     Some(ToolKind::Http { connection: connection?, method: method?, path: path?, timeout_ms })
 }
 
-fn check_http_path(d: &mut FileDiag<'_>, path: &Located<String>, schema: Option<&Value>) -> Option<String> {
+fn check_http_path(
+    d: &mut FileDiag<'_>,
+    path: &Located<String>,
+    schema: Option<&Value>,
+) -> Option<String> {
     let expected = "`path`: starts with `/`; `{field}` placeholders name required input properties";
     if !path.value.starts_with('/') || path.value.chars().any(char::is_whitespace) {
-        d.error("invalid-value", Some(path.span.clone()), "`path` must start with `/` and contain no spaces", expected);
+        d.error(
+            "invalid-value",
+            Some(path.span.clone()),
+            "`path` must start with `/` and contain no spaces",
+            expected,
+        );
         return None;
     }
     let required: Vec<&str> = schema
@@ -286,7 +313,12 @@ fn check_http_path(d: &mut FileDiag<'_>, path: &Located<String>, schema: Option<
     let mut ok = true;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else {
-            d.error("invalid-value", Some(path.span.clone()), "`path` has a `{` without `}`", expected);
+            d.error(
+                "invalid-value",
+                Some(path.span.clone()),
+                "`path` has a `{` without `}`",
+                expected,
+            );
             return None;
         };
         let field = &rest[open + 1..open + close];
@@ -313,7 +345,9 @@ pub(super) fn resolve_argv(
     key: &str,
     argv: &[Located<String>],
 ) -> Option<Vec<String>> {
-    let expected = format!("`{key}`: a non-empty argv list; `./` and `../` paths are relative to this file and stay inside the agent directory");
+    let expected = format!(
+        "`{key}`: a non-empty argv list; `./` and `../` paths are relative to this file and stay inside the agent directory"
+    );
     if argv.is_empty() || argv[0].value.trim().is_empty() {
         let span = argv.first().map(|a| a.span.clone());
         d.error("invalid-value", span, format!("`{key}` needs at least a program"), expected);
@@ -324,7 +358,12 @@ pub(super) fn resolve_argv(
     for arg in argv {
         if arg.value.contains('\0') {
             ok = false;
-            d.error("invalid-value", Some(arg.span.clone()), "arguments cannot contain NUL bytes", expected.as_str());
+            d.error(
+                "invalid-value",
+                Some(arg.span.clone()),
+                "arguments cannot contain NUL bytes",
+                expected.as_str(),
+            );
             continue;
         }
         if !(arg.value.starts_with("./") || arg.value.starts_with("../")) {

@@ -68,8 +68,7 @@ fn two_builds_of_the_same_tree_are_identical() {
     build(&other);
     assert_eq!(bytes_first, tree_bytes(&other));
 
-    let manifest: ash_protocol::AgentManifest =
-        serde_json::from_slice(&bytes_first[0].1).unwrap();
+    let manifest: ash_protocol::AgentManifest = serde_json::from_slice(&bytes_first[0].1).unwrap();
     let files: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
         files,

@@ -61,7 +61,8 @@ fn weather_by_builder() -> AgentSpec {
 #[test]
 fn builder_and_directory_compile_to_one_model() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/weather-agent");
-    let (from_dir, warnings) = ash_spec::load(&dir, &crate::options()).unwrap().into_result().unwrap();
+    let (from_dir, warnings) =
+        ash_spec::load(&dir, &crate::options()).unwrap().into_result().unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let mut a = serde_json::to_value(from_dir.surface(None)).unwrap();
     let mut b = serde_json::to_value(weather_by_builder().surface(None)).unwrap();
@@ -82,6 +83,7 @@ fn builder_reports_every_problem() {
         .subagent("helper", AgentSpec::builder("helper"))
         .build()
         .unwrap_err();
-    let messages: Vec<String> = errors.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+    let messages: Vec<String> =
+        errors.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
     insta::assert_snapshot!(messages.join("\n"));
 }

@@ -60,7 +60,9 @@ Aliases are fine; unknown keys warn.
 
 #[test]
 fn yaml_alias_bombs_are_refused() {
-    let mut yaml = String::from("---\na0: &a0 [\"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\"]\n");
+    let mut yaml = String::from(
+        "---\na0: &a0 [\"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\"]\n",
+    );
     for i in 1..12 {
         let prev = i - 1;
         yaml.push_str(&format!(
@@ -98,8 +100,12 @@ fn non_utf8_names_and_contents() {
 
 #[test]
 fn symlinks_that_leave_the_agent_are_not_followed() {
-    let outside = Fixture::new("//- secret.md\nTOP SECRET\n//- tool.toml\ndescription = \"x\"\ncommand = [\"true\"]\n");
-    let fx = Fixture::new("//- agent/system.md\nHi.\n//- agent/tools/ok.toml\ndescription = \"ok\"\ncommand = [\"true\"]\n");
+    let outside = Fixture::new(
+        "//- secret.md\nTOP SECRET\n//- tool.toml\ndescription = \"x\"\ncommand = [\"true\"]\n",
+    );
+    let fx = Fixture::new(
+        "//- agent/system.md\nHi.\n//- agent/tools/ok.toml\ndescription = \"ok\"\ncommand = [\"true\"]\n",
+    );
     fx.symlink(outside.join("secret.md").to_str().unwrap(), "agent/system/leak.md");
     fx.symlink(outside.join("tool.toml").to_str().unwrap(), "agent/tools/leak.toml");
     fx.symlink("../../../nowhere", "agent/skills/broken.md");
@@ -235,5 +241,7 @@ fn an_empty_directory_is_not_an_agent() {
 
 #[test]
 fn slots_that_are_files_instead_of_directories() {
-    assert_snapshot!(check("//- agent/system.md\nHi.\n//- agent/tools\nnot a dir\n//- agent/skills\nnot a dir\n"));
+    assert_snapshot!(check(
+        "//- agent/system.md\nHi.\n//- agent/tools\nnot a dir\n//- agent/skills\nnot a dir\n"
+    ));
 }

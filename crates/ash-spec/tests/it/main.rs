@@ -3,7 +3,12 @@
 //! Every test goes through `check`, which writes a fixture, loads it with a fixed environment
 //! and renders the result as stable text, so an API change edits one function.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers fail the test loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test loudly"
+)]
 
 mod build;
 mod builder;
@@ -80,10 +85,19 @@ fn render_package(out: &mut String, p: &Package, indent: &str) {
         let _ = writeln!(out, "{indent}  description: {desc}");
     }
     for layer in &p.prompt {
-        let _ = writeln!(out, "{indent}  prompt {}: {:?}", layer.source.display(), layer.content.trim());
+        let _ = writeln!(
+            out,
+            "{indent}  prompt {}: {:?}",
+            layer.source.display(),
+            layer.content.trim()
+        );
     }
     for s in &p.skills {
-        let _ = writeln!(out, "{indent}  skill {} ({:?}): {} files={:?}", s.name, s.kind, s.description, s.files);
+        let _ = writeln!(
+            out,
+            "{indent}  skill {} ({:?}): {} files={:?}",
+            s.name, s.kind, s.description, s.files
+        );
     }
     for t in p.model_tools() {
         let what = match t.origin {
@@ -96,7 +110,9 @@ fn render_package(out: &mut String, p: &Package, indent: &str) {
                 }
             },
             ToolOrigin::Sandbox(s) => format!("sandbox {}", s.name),
-            ToolOrigin::Mcp { connection, remote_name } => format!("mcp {}.{remote_name}", connection.name),
+            ToolOrigin::Mcp { connection, remote_name } => {
+                format!("mcp {}.{remote_name}", connection.name)
+            }
             ToolOrigin::Subagent(s) => format!("subagent {}", s.id),
         };
         let _ = writeln!(out, "{indent}  tool {}: {what}", t.name);

@@ -390,8 +390,12 @@ bootstrap = [""]
 
 #[test]
 fn sandbox_template_keys_follow_bootstrap_only() {
-    let a = crate::check_spec("//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo\"]\non_session = [\"a\"]\n");
-    let b = crate::check_spec("//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo\"]\non_session = [\"b\"]\ndescription = \"d\"\n");
+    let a = crate::check_spec(
+        "//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo\"]\non_session = [\"a\"]\n",
+    );
+    let b = crate::check_spec(
+        "//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo\"]\non_session = [\"b\"]\ndescription = \"d\"\n",
+    );
     let c = crate::check_spec("//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo2\"]\n");
     let key = |spec: &ash_spec::AgentSpec| spec.root().sandboxes[0].template_key();
     assert_eq!(key(&a), key(&b));
