@@ -3,13 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::diagnostic::{FileDiag, Severity};
+use crate::diagnostic::FileDiag;
 use crate::load::agent_toml::check_url;
 use crate::load::tools::resolve_argv;
-use crate::load::{Ctx, interpolate, modules};
-use crate::names::{is_slug, is_tool_name, lower_kebab_case, lower_snake_case};
+use crate::load::{Ctx, interpolate, load_named_tomls};
+use crate::names::{is_tool_name, lower_snake_case};
 use crate::slots;
-use crate::source::EntryKind;
 use crate::spec::{
     Connection, ConnectionAuth, ConnectionKind, DEFAULT_CONNECTION_TIMEOUT_MS, MAX_RETRY_ATTEMPTS,
     MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, Source,
@@ -17,37 +16,8 @@ use crate::spec::{
 use crate::toml_doc::{self, Fields};
 
 pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Connection> {
-    let mut out = Vec::new();
-    for entry in ctx.tree.list(dir, &mut ctx.diags) {
-        let rel = ctx.tree.rel(&entry.path);
-        let (stem, ext) = entry.stem_and_ext();
-        match (entry.kind, ext) {
-            (EntryKind::File, Some("toml")) => {
-                if !is_slug(stem) {
-                    ctx.diags.file(
-                        Severity::Error,
-                        "invalid-name",
-                        &rel,
-                        format!("connection name `{stem}` must be lowercase letters, digits, `-` or `_`; rename the file to `{}.toml`", lower_kebab_case(stem)),
-                        &slots::CONNECTION,
-                    );
-                    continue;
-                }
-                let name = stem.to_owned();
-                if let Some(connection) = load_one(ctx, &entry.path, name) {
-                    out.push(connection);
-                }
-            }
-            (EntryKind::File, _) if modules::report_slot_module(ctx, &entry, "connections") => {}
-            _ => ctx.diags.file(
-                Severity::Warning,
-                "unknown-entry",
-                &rel,
-                "connections are `<name>.toml` files; this entry is ignored",
-                &slots::CONNECTION,
-            ),
-        }
-    }
+    let mut out =
+        load_named_tomls(ctx, dir, "connections", "connection", &slots::CONNECTION, load_one);
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

@@ -369,6 +369,48 @@ fn load_package(
     Some(package)
 }
 
+/// Loads every `<name>.toml` file of slot directory `dir` whose name is a slug, with
+/// `load_one(ctx, path, name)`. Module files, bad names and other entries are reported.
+pub(crate) fn load_named_tomls<T>(
+    ctx: &mut Ctx<'_>,
+    dir: &Path,
+    slot: &str,
+    noun: &str,
+    doc: &SlotDoc,
+    mut load_one: impl FnMut(&mut Ctx<'_>, &Path, String) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for entry in ctx.tree.list(dir, &mut ctx.diags) {
+        let rel = ctx.tree.rel(&entry.path);
+        let (stem, ext) = entry.stem_and_ext();
+        match (entry.kind, ext) {
+            (EntryKind::File, Some("toml")) if is_slug(stem) => {
+                let name = stem.to_owned();
+                out.extend(load_one(ctx, &entry.path, name));
+            }
+            (EntryKind::File, Some("toml")) => ctx.diags.file(
+                Severity::Error,
+                "invalid-name",
+                &rel,
+                format!(
+                    "{noun} name `{stem}` must be lowercase letters, digits, `-` or `_`; rename the file to `{}.toml`",
+                    lower_kebab_case(stem)
+                ),
+                doc,
+            ),
+            (EntryKind::File, _) if modules::report_slot_module(ctx, &entry, slot) => {}
+            _ => ctx.diags.file(
+                Severity::Warning,
+                "unknown-entry",
+                &rel,
+                format!("{slot} are `<name>.toml` files; this entry is ignored"),
+                doc,
+            ),
+        }
+    }
+    out
+}
+
 fn root_only(ctx: &mut Ctx<'_>, path: &Path, slot: &str) {
     let rel = ctx.tree.rel(path);
     ctx.diags.file(

@@ -2,11 +2,10 @@
 
 use std::path::Path;
 
-use crate::diagnostic::{FileDiag, Severity};
-use crate::load::{Ctx, modules};
-use crate::names::{is_slug, is_tool_name, lower_kebab_case, lower_snake_case};
+use crate::diagnostic::FileDiag;
+use crate::load::{Ctx, load_named_tomls};
+use crate::names::{is_tool_name, lower_snake_case};
 use crate::slots;
-use crate::source::EntryKind;
 use crate::spec::{
     DEFAULT_SANDBOX_TIMEOUT_MS, MAX_TOOL_TIMEOUT_MS, Sandbox, SandboxBackend, Source,
 };
@@ -16,39 +15,9 @@ use crate::toml_doc::{self, Fields, Located};
 const MAX_HOOK_COMMANDS: usize = 64;
 
 pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Sandbox> {
-    let mut sandboxes = Vec::new();
-    for entry in ctx.tree.list(dir, &mut ctx.diags) {
-        let rel = ctx.tree.rel(&entry.path);
-        let (stem, ext) = entry.stem_and_ext();
-        match (entry.kind, ext) {
-            (EntryKind::File, Some("toml")) => {
-                if !is_slug(stem) {
-                    ctx.diags.file(
-                        Severity::Error,
-                        "invalid-name",
-                        &rel,
-                        format!("sandbox name `{stem}` must be lowercase letters, digits, `-` or `_`; rename the file to `{}.toml`", lower_kebab_case(stem)),
-                        &slots::SANDBOX,
-                    );
-                    continue;
-                }
-                let name = stem.to_owned();
-                if let Some(sandbox) = load_one(ctx, &entry.path, name) {
-                    sandboxes.push(sandbox);
-                }
-            }
-            (EntryKind::File, _) if modules::report_slot_module(ctx, &entry, "sandboxes") => {}
-            _ => ctx.diags.file(
-                Severity::Warning,
-                "unknown-entry",
-                &rel,
-                "sandboxes are `<name>.toml` files; this entry is ignored",
-                &slots::SANDBOX,
-            ),
-        }
-    }
-    sandboxes.sort_by(|a, b| a.name.cmp(&b.name));
-    sandboxes
+    let mut out = load_named_tomls(ctx, dir, "sandboxes", "sandbox", &slots::SANDBOX, load_one);
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
