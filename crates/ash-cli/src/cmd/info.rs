@@ -207,6 +207,25 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
         render_surface(out, &s.agent, &format!("{indent}     "));
     }
 
+    let l = &a.limits;
+    let limits: Vec<String> = [
+        ("max_steps_per_turn", l.max_steps_per_turn.map(u64::from)),
+        ("max_input_tokens_per_session", l.max_input_tokens_per_session),
+        ("max_output_tokens_per_session", l.max_output_tokens_per_session),
+        ("max_cost_micro_usd_per_session", l.max_cost_micro_usd_per_session),
+        ("session_timeout_ms", l.session_timeout_ms),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| format!("{k} {v}")))
+    .collect();
+    if !limits.is_empty() {
+        let _ = writeln!(out, "{indent}limits: {}", limits.join(", "));
+    }
+    for (name, p) in &a.providers {
+        let base = p.base_url.as_deref().unwrap_or("default URL");
+        let key = p.api_key_env.as_deref().map_or(String::new(), |k| format!(", key from ${k}"));
+        let _ = writeln!(out, "{indent}provider {name}: {} API at {base}{key}", p.api);
+    }
     if let Some(lib) = &a.lib {
         let _ = writeln!(out, "{indent}lib: {lib} (never mounted into workspaces)");
     }
