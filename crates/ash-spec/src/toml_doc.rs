@@ -193,7 +193,7 @@ impl<'t, 'i> Fields<'t, 'i> {
         }
     }
 
-    /// A list of strings; a single string is accepted as a list of one when `allow_single`.
+    /// A list of strings.
     pub(crate) fn strings(
         &mut self,
         d: &mut FileDiag<'_>,

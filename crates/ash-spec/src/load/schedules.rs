@@ -19,7 +19,18 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Schedule> {
 }
 
 fn walk(ctx: &mut Ctx<'_>, dir: &Path, prefix: &str, depth: usize, out: &mut Vec<Schedule>) {
-    if depth > MAX_TREE_DEPTH || !ctx.tree.enter(dir, &mut ctx.diags) {
+    if depth > MAX_TREE_DEPTH {
+        let rel = ctx.tree.rel(dir);
+        ctx.diags.file(
+            Severity::Error,
+            "too-deep",
+            &rel,
+            format!("schedules nest deeper than {MAX_TREE_DEPTH} levels; the rest was skipped"),
+            &slots::SCHEDULE,
+        );
+        return;
+    }
+    if !ctx.tree.enter(dir, &mut ctx.diags) {
         return;
     }
     for entry in ctx.tree.list(dir, &mut ctx.diags) {

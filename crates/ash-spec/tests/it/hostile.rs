@@ -245,3 +245,19 @@ fn slots_that_are_files_instead_of_directories() {
         "//- agent/system.md\nHi.\n//- agent/tools\nnot a dir\n//- agent/skills\nnot a dir\n"
     ));
 }
+
+#[test]
+fn deeply_nested_values_are_errors_not_stack_overflows() {
+    let fx = Fixture::new("//- agent/system.md\nHi.\n");
+    let depth = 100_000;
+    let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    fx.write("agent/tools/t.toml", &format!("description = \"x\"\ncommand = [\"true\"]\ninput_schema = {{ type = \"object\", x = {nested} }}\n"));
+    fx.write("agent/skills/s.md", &format!("---\ndescription: {nested}\n---\nBody.\n"));
+    let loaded = load(&fx);
+    let codes: Vec<(&str, &str)> =
+        loaded.diagnostics().iter().map(|d| (d.code, d.file.as_str())).collect();
+    assert_eq!(
+        codes,
+        [("yaml-syntax", "agent/skills/s.md"), ("toml-syntax", "agent/tools/t.toml")]
+    );
+}
