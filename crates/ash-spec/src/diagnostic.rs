@@ -168,7 +168,16 @@ pub(crate) struct FileDiag<'a> {
     pub(crate) out: &'a mut Diagnostics,
 }
 
-impl FileDiag<'_> {
+impl<'a> FileDiag<'a> {
+    pub(crate) fn new(
+        file: &'a str,
+        src: &'a str,
+        doc: &'static SlotDoc,
+        out: &'a mut Diagnostics,
+    ) -> Self {
+        Self { file, src, line_offset: 0, doc, out }
+    }
+
     pub(crate) fn position(&self, span: Option<Range<usize>>) -> Option<Position> {
         span.map(|span| {
             let mut pos = Position::of_offset(self.src, span.start);

@@ -24,13 +24,7 @@ const MIN_HMAC_SECRET_BYTES: usize = 32;
 pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: &mut Package) {
     let Some((rel, src)) = ctx.read(path, &slots::AGENT_TOML) else { return };
     let env = ctx.env;
-    let mut d = FileDiag {
-        file: &rel,
-        src: &src,
-        line_offset: 0,
-        doc: &slots::AGENT_TOML,
-        out: &mut ctx.diags,
-    };
+    let mut d = FileDiag::new(&rel, &src, &slots::AGENT_TOML, &mut ctx.diags);
     let Some(doc) = toml_doc::parse(&src, &mut d) else { return };
     let mut root = Fields::root(&doc);
 

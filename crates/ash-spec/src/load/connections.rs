@@ -26,8 +26,7 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
     let (rel, src) = ctx.read(path, &slots::CONNECTION)?;
     let Ctx { tree, diags, env } = ctx;
     let env = *env;
-    let mut d =
-        FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::CONNECTION, out: diags };
+    let mut d = FileDiag::new(&rel, &src, &slots::CONNECTION, diags);
     let doc = toml_doc::parse(&src, &mut d)?;
     let mut fields = Fields::root(&doc);
     let kind_text = fields.required_string(&mut d, "kind", "`mcp` or `http`")?;

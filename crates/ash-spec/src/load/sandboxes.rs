@@ -22,13 +22,7 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path) -> Vec<Sandbox> {
 
 fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
     let (rel, src) = ctx.read(path, &slots::SANDBOX)?;
-    let mut d = FileDiag {
-        file: &rel,
-        src: &src,
-        line_offset: 0,
-        doc: &slots::SANDBOX,
-        out: &mut ctx.diags,
-    };
+    let mut d = FileDiag::new(&rel, &src, &slots::SANDBOX, &mut ctx.diags);
     let doc = toml_doc::parse(&src, &mut d)?;
     let mut fields = Fields::root(&doc);
     if let Some(explicit) = fields.string(&mut d, "name", "no `name`") {

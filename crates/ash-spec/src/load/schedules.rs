@@ -72,13 +72,7 @@ fn walk(ctx: &mut Ctx<'_>, dir: &Path, prefix: &str, depth: usize, out: &mut Vec
 fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Schedule> {
     let (rel, text) = ctx.read(path, &slots::SCHEDULE)?;
     let errors_before = ctx.diags.error_count();
-    let mut d = FileDiag {
-        file: &rel,
-        src: &text,
-        line_offset: 0,
-        doc: &slots::SCHEDULE,
-        out: &mut ctx.diags,
-    };
+    let mut d = FileDiag::new(&rel, &text, &slots::SCHEDULE, &mut ctx.diags);
     let mut fm = frontmatter::parse(&text, &mut d);
     let cron = fm.string(&mut d, "cron", "a 5-field cron expression in quotes");
     let prompt = fm.body.trim().to_owned();

@@ -97,13 +97,7 @@ fn checked_name(ctx: &mut Ctx<'_>, rel: &str, raw: &str, doc: &SlotDoc) -> Optio
 fn flat(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Skill> {
     let (rel, text) = ctx.read(path, &slots::SKILL_FLAT)?;
     let errors_before = ctx.diags.error_count();
-    let mut d = FileDiag {
-        file: &rel,
-        src: &text,
-        line_offset: 0,
-        doc: &slots::SKILL_FLAT,
-        out: &mut ctx.diags,
-    };
+    let mut d = FileDiag::new(&rel, &text, &slots::SKILL_FLAT, &mut ctx.diags);
     let mut fm = frontmatter::parse(&text, &mut d);
     let description = fm.string(&mut d, "description", "a one-line description");
     fm.accept(&["name"]);
@@ -141,13 +135,7 @@ fn packaged(ctx: &mut Ctx<'_>, dir: &Path, skill_md: &Path, name: String) -> Opt
     let (rel, text) = ctx.read(skill_md, &slots::SKILL_PACKAGED)?;
     let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
     let errors_before = ctx.diags.error_count();
-    let mut d = FileDiag {
-        file: &rel,
-        src: &text,
-        line_offset: 0,
-        doc: &slots::SKILL_PACKAGED,
-        out: &mut ctx.diags,
-    };
+    let mut d = FileDiag::new(&rel, &text, &slots::SKILL_PACKAGED, &mut ctx.diags);
     let mut fm = frontmatter::parse(&text, &mut d);
     if let Some((declared, at)) = fm.string(&mut d, "name", "the directory name")
         && declared != name

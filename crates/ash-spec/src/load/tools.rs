@@ -68,8 +68,7 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path, scope: &Scope<'_>) -> Vec<Tool
 fn load_one(ctx: &mut Ctx<'_>, path: &Path, stem: &str, scope: &Scope<'_>) -> Option<Tool> {
     let (rel, src) = ctx.read(path, &slots::TOOL_COMMAND)?;
     let Ctx { tree, diags, .. } = ctx;
-    let mut d =
-        FileDiag { file: &rel, src: &src, line_offset: 0, doc: &slots::TOOL_COMMAND, out: diags };
+    let mut d = FileDiag::new(&rel, &src, &slots::TOOL_COMMAND, diags);
     let doc = toml_doc::parse(&src, &mut d)?;
     let mut fields = Fields::root(&doc);
 
