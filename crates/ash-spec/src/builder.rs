@@ -161,7 +161,6 @@ impl AgentSpecBuilder {
     ) -> Self {
         self.package.sandboxes.push(Sandbox {
             name: name.to_owned(),
-            tool_name: format!("{}_sandbox", lower_snake_case(name)),
             description: description.to_owned(),
             backend: SandboxBackend::Auto,
             image: None,
@@ -287,7 +286,7 @@ impl AgentSpecBuilder {
                 err(format!("skill `{}` is defined twice", skill.name), &slots::SKILL_FLAT);
             }
         }
-        for sandbox in &mut package.sandboxes {
+        for sandbox in &package.sandboxes {
             if !is_slug(&sandbox.name) {
                 err(
                     format!(
@@ -297,9 +296,8 @@ impl AgentSpecBuilder {
                     &slots::SANDBOX,
                 );
             }
-            sandbox.tool_name = format!("{}_sandbox", lower_snake_case(&sandbox.name));
         }
-        let connections = root_connections.unwrap_or(&package.connections).to_vec();
+        let connections = root_connections.unwrap_or(&package.connections);
         for tool in &package.tools {
             if !is_tool_name(&tool.name) {
                 err(
@@ -358,13 +356,8 @@ impl AgentSpecBuilder {
                 );
                 continue;
             }
-            let child = child.finish(diags, depth + 1, Some(&connections));
-            package.subagents.push(Subagent {
-                tool_name: lower_snake_case(&id),
-                id,
-                package: Box::new(child),
-                source: Source::Code,
-            });
+            let child = child.finish(diags, depth + 1, Some(connections));
+            package.subagents.push(Subagent { id, package: Box::new(child), source: Source::Code });
         }
         for (message, doc) in errors {
             diags.file(Severity::Error, "invalid-value", CODE, message, doc);

@@ -29,7 +29,7 @@ pub use cron::CronExpr;
 pub use diagnostic::{Diagnostic, Position, Severity};
 pub use interpolate::{Interpolated, REDACTED, Secret};
 pub use ipnet::IpNet;
-pub use load::{LoadError, LoadOptions, Loaded, MAX_SUBAGENT_DEPTH, load};
+pub use load::{LoadError, LoadOptions, Loaded, MAX_SUBAGENT_DEPTH, default_agent_name, load};
 pub use manifest::{
     BUILD_DIR, BuildError, BuildOutput, DIAGNOSTICS_FILE, MANIFEST_FILE, to_json_bytes, write_build,
 };

@@ -148,7 +148,7 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
             .iter()
             .map(|s| SandboxInfo {
                 name: s.name.clone(),
-                tool_name: s.tool_name.clone(),
+                tool_name: s.tool_name(),
                 description: s.description.clone(),
                 backend: s.backend.as_str().to_owned(),
                 image: s.image.clone(),
@@ -237,7 +237,7 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
             .iter()
             .map(|s| SubagentInfo {
                 id: s.id.clone(),
-                tool_name: s.tool_name.clone(),
+                tool_name: s.tool_name(),
                 source: s.source.display().to_owned(),
                 agent: Box::new(package_surface(&s.package, now)),
             })

@@ -168,10 +168,7 @@ impl Package {
             out.push(ModelTool { name: tool.name.clone(), origin: ToolOrigin::Authored(tool) });
         }
         for sandbox in &self.sandboxes {
-            out.push(ModelTool {
-                name: sandbox.tool_name.clone(),
-                origin: ToolOrigin::Sandbox(sandbox),
-            });
+            out.push(ModelTool { name: sandbox.tool_name(), origin: ToolOrigin::Sandbox(sandbox) });
         }
         for connection in &self.connections {
             if let ConnectionKind::Mcp { tools: Some(tools), .. } = &connection.kind {
@@ -185,7 +182,7 @@ impl Package {
         }
         for subagent in &self.subagents {
             out.push(ModelTool {
-                name: subagent.tool_name.clone(),
+                name: subagent.tool_name(),
                 origin: ToolOrigin::Subagent(subagent),
             });
         }
@@ -398,8 +395,6 @@ impl HttpMethod {
 pub struct Sandbox {
     /// Name from the file path (`repo-shell`).
     pub name: String,
-    /// Model-visible tool name (`repo_shell_sandbox`).
-    pub tool_name: String,
     /// Description shown to the model.
     pub description: String,
     /// Isolation backend.
@@ -414,6 +409,13 @@ pub struct Sandbox {
     pub timeout_ms: u64,
     /// Where it was authored.
     pub source: Source,
+}
+
+impl Sandbox {
+    /// The model-visible tool name: the name lowered, plus `_sandbox` (`repo_shell_sandbox`).
+    pub fn tool_name(&self) -> String {
+        format!("{}_sandbox", crate::names::lower_snake_case(&self.name))
+    }
 }
 
 /// Default per-command sandbox timeout (ten minutes: builds and test suites run here).
@@ -568,12 +570,17 @@ pub struct Schedule {
 pub struct Subagent {
     /// Directory name.
     pub id: String,
-    /// The parent's delegation tool name.
-    pub tool_name: String,
     /// The package.
     pub package: Box<Package>,
     /// Where it was authored.
     pub source: Source,
+}
+
+impl Subagent {
+    /// The parent's delegation tool name: the id lowered (`code-reviewer` → `code_reviewer`).
+    pub fn tool_name(&self) -> String {
+        crate::names::lower_snake_case(&self.id)
+    }
 }
 
 /// An inbound auth strategy.

@@ -198,7 +198,9 @@ fn is_blank(package: &Package) -> bool {
         && package.schedules.is_empty()
 }
 
-fn default_agent_name(dir: &Path) -> String {
+/// The name an agent gets without `name` in agent.toml: its directory's name in kebab-case, or
+/// `agent` when nothing usable is left.
+pub fn default_agent_name(dir: &Path) -> String {
     let base = dir.file_name().and_then(|n| n.to_str()).unwrap_or("agent");
     let name = lower_kebab_case(base);
     if name.is_empty() { "agent".to_owned() } else { name }
@@ -346,8 +348,9 @@ fn load_package(
     if let Some(path) = dir_slot(ctx, "skills") {
         package.skills = skills::load(ctx, &path);
     }
+    // Connections are root-only; a subagent's HTTP tools use the root's.
+    let connections = if role.is_root() { &package.connections[..] } else { root_connections };
     if let Some(path) = dir_slot(ctx, "tools") {
-        let connections = if role.is_root() { &package.connections[..] } else { root_connections };
         let scope = tools::Scope { sandboxes: &package.sandboxes, connections };
         package.tools = tools::load(ctx, &path, &scope);
     }
@@ -356,9 +359,7 @@ fn load_package(
             PackageRole::Root { .. } => 0,
             PackageRole::Subagent { depth, .. } => *depth,
         };
-        let connections =
-            if role.is_root() { package.connections.clone() } else { root_connections.to_vec() };
-        package.subagents = load_subagents(ctx, &path, depth + 1, &connections);
+        package.subagents = load_subagents(ctx, &path, depth + 1, connections);
     }
 
     for entry in &entries {
@@ -513,7 +514,7 @@ fn load_subagents(
         let Some(package) = load_package(ctx, &entry.path, &role, root_connections) else {
             continue;
         };
-        out.push(Subagent { id, tool_name, package: Box::new(package), source: Source::File(rel) });
+        out.push(Subagent { id, package: Box::new(package), source: Source::File(rel) });
     }
     out
 }

@@ -89,7 +89,6 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
     fields.finish(&mut d);
     Some(Sandbox {
         name,
-        tool_name,
         description,
         backend: backend?,
         image,

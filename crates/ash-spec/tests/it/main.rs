@@ -128,7 +128,7 @@ fn render_package(out: &mut String, p: &Package, indent: &str) {
         let _ = writeln!(out, "{indent}  lib {lib}");
     }
     for s in &p.subagents {
-        let _ = writeln!(out, "{indent}  subagent {} (tool {}):", s.id, s.tool_name);
+        let _ = writeln!(out, "{indent}  subagent {} (tool {}):", s.id, s.tool_name());
         render_package(out, &s.package, &format!("{indent}    "));
     }
 }
