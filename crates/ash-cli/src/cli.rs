@@ -24,13 +24,13 @@ pub(crate) enum Command {
     /// Prints prompt layers, skills, tools with their model-visible names and schemas, sandboxes,
     /// connections, schedules with their next fire time, subagents, and every diagnostic.
     /// Exits 1 when the agent has errors.
-    Info(InfoArgs),
+    Info(AgentDirArgs),
     /// Compile an agent directory into DIR/.ash/
     ///
     /// Writes .ash/manifest.json (format version, content hashes, resolved surface) and
     /// .ash/diagnostics.json. Two builds of the same tree are byte-for-byte identical. Writes
     /// nothing and exits 1 when the agent has errors.
-    Build(BuildArgs),
+    Build(AgentDirArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,18 +51,9 @@ pub(crate) enum Template {
     Blank,
 }
 
+/// Arguments of the commands that read an agent directory (`info`, `build`).
 #[derive(Debug, clap::Args)]
-pub(crate) struct InfoArgs {
-    /// Agent project directory (holding agent/, or the agent files themselves)
-    #[arg(default_value = ".")]
-    pub(crate) dir: PathBuf,
-    /// Print one JSON document on stdout instead of text (see docs/cli-json.md)
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct BuildArgs {
+pub(crate) struct AgentDirArgs {
     /// Agent project directory (holding agent/, or the agent files themselves)
     #[arg(default_value = ".")]
     pub(crate) dir: PathBuf,

@@ -3,11 +3,11 @@
 use anyhow::Context as _;
 use ash_protocol::BuildOutput;
 
-use crate::cli::BuildArgs;
+use crate::cli::AgentDirArgs;
 use crate::cmd::Outcome;
 use crate::{config, output};
 
-pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: &AgentDirArgs) -> anyhow::Result<Outcome> {
     let loaded = ash_spec::load(&args.dir, &config::load_options())
         .with_context(|| format!("loading the agent in {}", args.dir.display()))?;
     let name = loaded.spec().name().to_owned();

@@ -8,11 +8,11 @@ use anyhow::Context as _;
 use ash_protocol::{AgentSurface, InfoOutput, MANIFEST_FORMAT_VERSION, ToolInfo};
 use chrono::{DateTime, Utc};
 
-use crate::cli::InfoArgs;
+use crate::cli::AgentDirArgs;
 use crate::cmd::Outcome;
 use crate::{config, output};
 
-pub(crate) fn run(args: &InfoArgs) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: &AgentDirArgs) -> anyhow::Result<Outcome> {
     let loaded = ash_spec::load(&args.dir, &config::load_options())
         .with_context(|| format!("loading the agent in {}", args.dir.display()))?;
     let info = info_output(&loaded, Utc::now());

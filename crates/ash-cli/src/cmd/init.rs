@@ -74,7 +74,9 @@ pub(crate) fn run(args: &InitArgs) -> anyhow::Result<Outcome> {
         }
         Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
     }
-    let name = agent_name(dir)?;
+    let absolute = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
+    // The same name `ash info` would give the directory; written into agent.toml explicitly.
+    let name = ash_spec::default_agent_name(&absolute);
     let (files, template_name, placeholder) = match args.template {
         Template::Weather => (WEATHER, "weather", "name = \"weather-agent\""),
         Template::Blank => (BLANK, "blank", "name = \"blank-agent\""),
@@ -95,14 +97,6 @@ pub(crate) fn run(args: &InitArgs) -> anyhow::Result<Outcome> {
         dir.display()
     ));
     Ok(Outcome::Success)
-}
-
-/// The agent name: the directory's name lowered to kebab-case.
-fn agent_name(dir: &Path) -> anyhow::Result<String> {
-    let absolute = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
-    let base = absolute.file_name().and_then(|n| n.to_str()).unwrap_or("agent");
-    let name = ash_spec::lower_snake_case(base).replace('_', "-");
-    Ok(if name.is_empty() { "agent".to_owned() } else { name })
 }
 
 fn write_new(path: &Path, content: &str, executable: bool) -> anyhow::Result<()> {
