@@ -2,13 +2,15 @@
 //!
 //! Owns the JSON shapes that cross a process boundary: the compiled agent manifest written to
 //! `.ash/`, the agent surface served by `ash info --json` and `GET /.well-known/ash/v1/info`, and
-//! diagnostics. JSON field names are camelCase, as in the seed's HTTP API; readers tolerate
+//! diagnostics, and the provider-neutral model conversation and stream types the run log
+//! stores. JSON field names are camelCase, as in the seed's HTTP API; readers tolerate
 //! unknown fields.
 //!
 //! Does not contain logic: no validation, no I/O, no defaults beyond what serde needs.
 
 mod agent;
 mod diagnostic;
+mod model;
 
 pub use agent::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
@@ -17,3 +19,7 @@ pub use agent::{
     SubagentInfo, ToolInfo, TransportInfo,
 };
 pub use diagnostic::{BuildOutput, DiagnosticInfo, InfoOutput, SeverityInfo};
+pub use model::{
+    AssistantPart, FinishReason, Message, ModelEvent, ModelResponse, ReasoningEffort, ToolCall,
+    ToolDefinition, ToolResultPart, Usage, UserPart,
+};

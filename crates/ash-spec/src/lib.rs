@@ -2,7 +2,7 @@
 //! compiled `.ash/` artifact.
 //!
 //! Owns the agent-directory format (`agent.toml`, `system.md`/`system/`, `skills/`, `tools/`,
-//! `sandboxes/`, `connections/`, `schedules/`, `subagents/`, `lib/`), its naming rules, and
+//! `sandboxes/`, `connections/`, `schedules/`, `subagents/`, `lib/`, `scripts/`), its naming rules, and
 //! [`AgentSpec::builder`] for authoring the same model in Rust. Every problem becomes a
 //! [`Diagnostic`] with the file, position, expectation and a minimal valid example; loading
 //! reports all of them instead of stopping at the first.
@@ -19,6 +19,7 @@ mod ipnet;
 mod load;
 mod manifest;
 mod names;
+mod providers;
 mod slots;
 mod source;
 mod spec;
@@ -34,9 +35,10 @@ pub use manifest::{
     BUILD_DIR, BuildError, BuildOutput, DIAGNOSTICS_FILE, MANIFEST_FILE, to_json_bytes, write_build,
 };
 pub use names::{MAX_TOOL_NAME_LEN, RESERVED_TOOL_NAMES, is_tool_name, lower_snake_case};
+pub use providers::{BUILTIN_PROVIDERS, BuiltinProvider, SCRIPTED_PROVIDER, builtin_provider};
 pub use source::{MAX_ASSET_BYTES, MAX_TEXT_BYTES};
 pub use spec::{
-    AgentSpec, AuthStrategy, BUILTIN_PROVIDERS, Connection, ConnectionAuth, ConnectionKind,
+    AgentSpec, AuthStrategy, Connection, ConnectionAuth, ConnectionKind,
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_SANDBOX_TIMEOUT_MS,
     DEFAULT_TOOL_TIMEOUT_MS, HttpMethod, JwtAlgorithm, JwtClaims, Layout, Limits,
     MAX_RETRY_ATTEMPTS, MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ModelRef, ModelTool, Package,

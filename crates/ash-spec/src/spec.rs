@@ -99,6 +99,10 @@ impl Source {
 pub struct Package {
     /// Agent name.
     pub name: String,
+    /// The package directory relative to the project: `agent`, `.` for a flat root,
+    /// `agent/subagents/<id>` for a subagent; empty when built in code. Paths an author writes
+    /// in the package (such as a `scripted/<file>` model) are relative to it.
+    pub dir: String,
     /// What the agent does; required for subagents (the parent model reads it).
     pub description: Option<String>,
     /// Model; `None` on a subagent means "same as the parent".
@@ -136,6 +140,7 @@ impl Package {
     pub fn empty(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
+            dir: String::new(),
             description: None,
             model: None,
             metadata: BTreeMap::new(),
@@ -261,9 +266,6 @@ impl fmt::Display for ModelRef {
         write!(f, "{}/{}", self.provider, self.model)
     }
 }
-
-/// Providers ash knows without a `[providers.<name>]` table.
-pub const BUILTIN_PROVIDERS: &[&str] = &["anthropic", "ollama", "openai"];
 
 /// One prompt layer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,15 +3,18 @@
 //! Owns the keys of `agent.toml` and their checks. Inbound network, auth and providers are
 //! root-only; in a subagent they are reported and ignored.
 
-use std::path::Path;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
 
 use crate::diagnostic::FileDiag;
 use crate::ipnet::IpNet;
 use crate::load::{Ctx, PackageRole, interpolate};
 use crate::names::{is_agent_name, is_env_name, is_slug, lower_kebab_case};
+use crate::providers::{BUILTIN_PROVIDERS, SCRIPTED_PROVIDER, builtin_provider};
 use crate::slots;
+use crate::source::MAX_TEXT_BYTES;
 use crate::spec::{
-    AuthStrategy, BUILTIN_PROVIDERS, DEFAULT_CLOCK_SKEW_SECONDS, JwtAlgorithm, JwtClaims, Limits,
+    AuthStrategy, DEFAULT_CLOCK_SKEW_SECONDS, JwtAlgorithm, JwtClaims, Limits,
     ModelRef, Package, Provider, ProviderApi,
 };
 use crate::toml_doc::{self, Fields};
@@ -68,7 +71,9 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
         }
         None => {}
     }
+    let mut model_span = None;
     if let Some(model) = root.string(&mut d, "model", "a `provider/model` string") {
+        model_span = Some(model.span.clone());
         match ModelRef::parse(&model.value) {
             Ok(parsed) => package.model = Some(parsed),
             Err(why) => d.error(
@@ -167,20 +172,54 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
     }
     root.finish(&mut d);
 
+    let mut script = None;
     if let Some(model) = &package.model {
         let provider = model.provider();
-        if !BUILTIN_PROVIDERS.contains(&provider) && !package.providers.contains_key(provider) {
+        if provider == SCRIPTED_PROVIDER {
+            script = check_script(&mut d, path, model.model(), model_span);
+        } else if builtin_provider(provider).is_none() && !package.providers.contains_key(provider)
+        {
+            let names: Vec<&str> = BUILTIN_PROVIDERS.iter().map(|p| p.name).collect();
             d.warning(
                 "unknown-provider",
-                None,
+                model_span,
                 format!(
-                    "model provider `{provider}` is neither built in ({}) nor declared in [providers.{provider}]",
-                    BUILTIN_PROVIDERS.join(", ")
+                    "model provider `{provider}` is neither built in ({}, {SCRIPTED_PROVIDER}) nor declared in [providers.{provider}]",
+                    names.join(", ")
                 ),
                 "a built-in provider or a `[providers.<name>]` table",
             );
         }
     }
+    if let Some(script) = script {
+        // Hashed like any authored file, so editing the script changes the manifest.
+        ctx.tree.hash_file(&script, MAX_TEXT_BYTES, &slots::FILE, &mut ctx.diags);
+    }
+}
+
+/// `scripted/<file>`: the script must be a relative path to a file beside `agent.toml`.
+fn check_script(
+    d: &mut FileDiag<'_>,
+    agent_toml: &Path,
+    script: &str,
+    span: Option<Range<usize>>,
+) -> Option<PathBuf> {
+    let relative = Path::new(script);
+    let package_dir = agent_toml.parent().unwrap_or(Path::new("."));
+    let why = if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        format!("script path `{script}` must stay inside the agent directory (no `..`, no leading `/`)")
+    } else if !package_dir.join(relative).is_file() {
+        format!("script `{script}` does not exist next to agent.toml")
+    } else {
+        return Some(package_dir.join(relative));
+    };
+    d.error(
+        "scripted-model",
+        span,
+        why,
+        "`model`: \"scripted/<file>\" naming a JSONL script in the package, e.g. \"scripted/scripts/demo.jsonl\"",
+    );
+    None
 }
 
 fn parse_provider(d: &mut FileDiag<'_>, name: &str, mut table: Fields<'_, '_>) -> Option<Provider> {

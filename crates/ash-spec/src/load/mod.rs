@@ -110,6 +110,7 @@ const SLOT_ENTRIES: &[&str] = &[
     "schedules",
     "subagents",
     "lib",
+    "scripts",
 ];
 
 /// Slots of later ash versions or other frameworks, recognised so the warning can say so.
@@ -306,6 +307,7 @@ fn load_package(
         PackageRole::Root { default_name, .. } => default_name.clone(),
         PackageRole::Subagent { id, .. } => id.clone(),
     });
+    package.dir = ctx.tree.rel(dir);
 
     // agent.toml first: it names the package and declares providers.
     if let Some(entry) = find("agent.toml").filter(|e| e.kind == EntryKind::File) {
@@ -326,6 +328,10 @@ fn load_package(
     if let Some(path) = dir_slot(ctx, "lib") {
         package.lib = Some(ctx.tree.rel(&path));
         // lib/ is hashed so a changed helper changes the manifest, but never mounted.
+        ctx.tree.walk_files(&path, &slots::FILE, &mut ctx.diags);
+    }
+    if let Some(path) = dir_slot(ctx, "scripts") {
+        // Model scripts for the `scripted/` provider; hashed, never mounted.
         ctx.tree.walk_files(&path, &slots::FILE, &mut ctx.diags);
     }
     if let Some(path) = dir_slot(ctx, "sandboxes") {

@@ -1,0 +1,395 @@
+//! `FakeModelServer`: an axum server on 127.0.0.1:0 that answers like OpenAI and Anthropic.
+//!
+//! Owns the reply queue (each request takes the next `Reply`, or cycles them in repeat mode),
+//! request recording, and the HTTP side of fault injection: error statuses with bodies and
+//! headers, slow chunks, connections dropped mid-body, responses that never come. The wire
+//! rendering of a `Turn` lives in `wire.rs`, written from the providers' documentation and
+//! independent of `ash-llm`'s parser, so each checks the other.
+
+mod wire;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ash_protocol::FinishReason;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Response, StatusCode, Uri};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A model turn, rendered in the wire format of the endpoint that was called.
+    Turn(Turn),
+    /// A literal response: status, headers and body chunks.
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// Extra headers (the content type included).
+        headers: Vec<(String, String)>,
+        /// Body chunks, sent one at a time.
+        chunks: Vec<Bytes>,
+        /// Pause before each chunk.
+        delay: Duration,
+        /// Break the connection after the last chunk instead of ending the body.
+        drop: bool,
+    },
+    /// Accept the request and never answer.
+    Hang,
+}
+
+impl Reply {
+    /// A JSON error body with `status`.
+    pub fn error(status: u16, body: &Value) -> Self {
+        Self::Raw {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            chunks: vec![Bytes::from(body.to_string())],
+            delay: Duration::ZERO,
+            drop: false,
+        }
+    }
+
+    /// 429 with `retry-after: seconds` and an OpenAI-style error body.
+    pub fn rate_limited(seconds: u64) -> Self {
+        let mut reply = Self::error(
+            429,
+            &serde_json::json!({"error": {"message": "Rate limit reached", "type": "rate_limit_error"}}),
+        );
+        if let Self::Raw { headers, .. } = &mut reply {
+            headers.push(("retry-after".into(), seconds.to_string()));
+        }
+        reply
+    }
+
+    /// An HTML page with `status`, as proxies and captive portals send.
+    pub fn html(status: u16, title: &str) -> Self {
+        Self::Raw {
+            status,
+            headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
+            chunks: vec![Bytes::from(format!(
+                "<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+            ))],
+            delay: Duration::ZERO,
+            drop: false,
+        }
+    }
+
+    /// A 200 event stream made of exactly these chunks.
+    pub fn sse(chunks: &[&str]) -> Self {
+        Self::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            chunks: chunks.iter().map(|c| Bytes::from(c.to_string())).collect(),
+            delay: Duration::ZERO,
+            drop: false,
+        }
+    }
+}
+
+/// A model turn: parts in order, usage, finish reason, and streaming behaviour.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    /// Content in the order it is streamed.
+    pub parts: Vec<TurnPart>,
+    /// Token counts reported.
+    pub usage: WireUsage,
+    /// Finish reason; by default `tool-calls` when there are tool calls, else `stop`.
+    pub finish: Option<FinishReason>,
+    /// Characters per text, reasoning or argument fragment.
+    pub chunk_chars: usize,
+    /// Pause before each frame.
+    pub delay: Duration,
+    /// Break the connection after this many frames.
+    pub drop_after: Option<usize>,
+    /// Interleave the argument fragments of parallel tool calls (OpenAI format).
+    pub interleave: bool,
+}
+
+/// One part of a `Turn`.
+#[derive(Debug, Clone)]
+pub enum TurnPart {
+    /// Visible text.
+    Text(String),
+    /// Reasoning: OpenAI-compatible `reasoning_content`, Anthropic `thinking` with a signature.
+    Reasoning {
+        /// The text.
+        text: String,
+        /// Anthropic signature.
+        signature: String,
+    },
+    /// A tool call.
+    ToolCall {
+        /// Call id.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Argument JSON text, sent in fragments.
+        arguments: String,
+    },
+}
+
+/// Token counts in the fake's terms: `input` excludes cache reads and writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireUsage {
+    /// Uncached prompt tokens.
+    pub input: u64,
+    /// Generated tokens.
+    pub output: u64,
+    /// Prompt tokens read from cache.
+    pub cache_read: u64,
+    /// Prompt tokens written to cache (Anthropic only).
+    pub cache_write: u64,
+}
+
+impl Turn {
+    fn new(parts: Vec<TurnPart>) -> Self {
+        Self {
+            parts,
+            usage: WireUsage { input: 10, output: 5, cache_read: 0, cache_write: 0 },
+            finish: None,
+            chunk_chars: 8,
+            delay: Duration::ZERO,
+            drop_after: None,
+            interleave: false,
+        }
+    }
+
+    /// A turn that says `text`.
+    pub fn text(text: &str) -> Self {
+        Self::new(vec![TurnPart::Text(text.to_owned())])
+    }
+
+    /// A turn with no parts yet.
+    pub fn empty() -> Self {
+        Self::new(Vec::new())
+    }
+
+    /// Adds text.
+    pub fn then_text(mut self, text: &str) -> Self {
+        self.parts.push(TurnPart::Text(text.to_owned()));
+        self
+    }
+
+    /// Adds reasoning with a signature.
+    pub fn then_reasoning(mut self, text: &str, signature: &str) -> Self {
+        self.parts.push(TurnPart::Reasoning { text: text.to_owned(), signature: signature.to_owned() });
+        self
+    }
+
+    /// Adds a tool call.
+    pub fn then_tool_call(mut self, id: &str, name: &str, arguments: &str) -> Self {
+        self.parts.push(TurnPart::ToolCall {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            arguments: arguments.to_owned(),
+        });
+        self
+    }
+
+    /// Sets the usage.
+    pub fn usage(mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) -> Self {
+        self.usage = WireUsage { input, output, cache_read, cache_write };
+        self
+    }
+
+    /// Sets the finish reason.
+    pub fn finish(mut self, reason: FinishReason) -> Self {
+        self.finish = Some(reason);
+        self
+    }
+
+    /// Sets the fragment size.
+    pub fn chunk_chars(mut self, chars: usize) -> Self {
+        self.chunk_chars = chars.max(1);
+        self
+    }
+
+    /// Pauses before each frame.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Breaks the connection after `frames` frames.
+    pub fn drop_after(mut self, frames: usize) -> Self {
+        self.drop_after = Some(frames);
+        self
+    }
+
+    /// Interleaves parallel tool-call fragments.
+    pub fn interleave(mut self) -> Self {
+        self.interleave = true;
+        self
+    }
+}
+
+/// A request the server received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// Request path, e.g. `/v1/chat/completions`.
+    pub path: String,
+    /// Headers with lowercase names.
+    pub headers: BTreeMap<String, String>,
+    /// The body as JSON, `Null` when it was not JSON.
+    pub body: Value,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    replies: VecDeque<Reply>,
+    repeat: bool,
+    requests: Vec<RecordedRequest>,
+}
+
+/// The fake server. Stops when dropped.
+#[derive(Debug)]
+pub struct FakeModelServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeModelServer {
+    /// Starts on 127.0.0.1 with an ephemeral port.
+    pub async fn start() -> Self {
+        Self::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn bind(addr: SocketAddr) -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
+        let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let state = Arc::clone(&shared);
+            async move { handle(&state, &uri, &headers, &body).await }
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the fake model server");
+        let addr = listener.local_addr().expect("local address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, state, task }
+    }
+
+    /// The base URL to configure as a provider's `base_url`: `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Queues a reply.
+    pub fn push(&self, reply: Reply) -> &Self {
+        self.lock().replies.push_back(reply);
+        self
+    }
+
+    /// Answers every request with the queued replies in a cycle instead of consuming them.
+    pub fn repeat(&self) -> &Self {
+        self.lock().repeat = true;
+        self
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// Replies not yet used.
+    pub fn remaining(&self) -> usize {
+        self.lock().replies.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for FakeModelServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(state: &Mutex<State>, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response<Body> {
+    let path = uri.path().to_owned();
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let (reply, number) = {
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.requests.push(RecordedRequest {
+            path: path.clone(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect(),
+            body: json.clone(),
+        });
+        let reply = state.replies.pop_front();
+        if let (Some(reply), true) = (&reply, state.repeat) {
+            state.replies.push_back(reply.clone());
+        }
+        (reply, state.requests.len())
+    };
+    let format = if path.ends_with("/chat/completions") {
+        wire::Format::OpenAi
+    } else if path.ends_with("/messages") {
+        wire::Format::Anthropic
+    } else {
+        return respond(404, &[("content-type", "application/json")], vec![Bytes::from(
+            serde_json::json!({"error": {"message": format!("fake model server: no route {path}"), "type": "not_found"}}).to_string(),
+        )], Duration::ZERO, false);
+    };
+    match reply {
+        None => respond(500, &[("content-type", "application/json")], vec![Bytes::from(
+            serde_json::json!({"error": {"message": format!("fake model server: no scripted reply left for request {number}"), "type": "fake_exhausted"}}).to_string(),
+        )], Duration::ZERO, false),
+        Some(Reply::Hang) => std::future::pending().await,
+        Some(Reply::Raw { status, headers, chunks, delay, drop }) => {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            respond(status, &headers, chunks, delay, drop)
+        }
+        Some(Reply::Turn(turn)) => {
+            let model = json.get("model").and_then(Value::as_str).unwrap_or("fake-model");
+            let include_usage = json.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+            let mut frames = wire::render(format, &turn, model, include_usage);
+            let drop = turn.drop_after.is_some_and(|n| n < frames.len());
+            if let Some(n) = turn.drop_after {
+                frames.truncate(n);
+            }
+            respond(200, &[("content-type", "text/event-stream"), ("cache-control", "no-cache")], frames, turn.delay, drop)
+        }
+    }
+}
+
+fn respond(status: u16, headers: &[(&str, &str)], chunks: Vec<Bytes>, delay: Duration, drop: bool) -> Response<Body> {
+    let stream = futures_util::stream::unfold((chunks.into_iter(), drop), move |(mut chunks, drop)| async move {
+        match chunks.next() {
+            Some(chunk) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok::<_, std::io::Error>(chunk), (chunks, drop)))
+            }
+            // An error from the body stream makes hyper abort the connection mid-body. The pause
+            // lets hyper flush the frames already yielded, so the client sees them first.
+            None if drop => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((Err(std::io::Error::other("fake model server: dropped connection")), (chunks, false)))
+            }
+            None => None,
+        }
+    });
+    let mut response = Response::builder().status(StatusCode::from_u16(status).expect("a valid status"));
+    for (name, value) in headers {
+        response = response.header(*name, *value);
+    }
+    response.body(Body::from_stream(stream)).expect("a valid response")
+}
