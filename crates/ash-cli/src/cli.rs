@@ -31,6 +31,14 @@ pub(crate) enum Command {
     /// .ash/diagnostics.json. Two builds of the same tree are byte-for-byte identical. Writes
     /// nothing and exits 1 when the agent has errors.
     Build(AgentDirArgs),
+    /// Show the model providers and try the agent's model
+    ///
+    /// Lists every provider (built in, from $ASH_HOME/config.toml, from the agent's
+    /// [providers.<name>]) with its wire format, base URL and whether its key variable is set,
+    /// and says whether the agent's `model` resolves. With --prompt, sends one message (with the
+    /// agent's system prompt, without tools) and streams the answer: text on stdout; reasoning,
+    /// tool calls and usage on stderr. Exits 1 when the model does not resolve or the call fails.
+    Models(ModelsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +66,20 @@ pub(crate) struct AgentDirArgs {
     #[arg(default_value = ".")]
     pub(crate) dir: PathBuf,
     /// Print one JSON document on stdout instead of text (see docs/cli-json.md)
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash models`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ModelsArgs {
+    /// Agent project directory (holding agent/, or the agent files themselves)
+    #[arg(default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Send this message to the agent's model and stream the answer
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) prompt: Option<String>,
+    /// Print JSON: the summary as one document, or with --prompt one model event per line
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -1,9 +1,16 @@
 //! The one place that reads the process environment.
 //!
 //! Inner crates receive what they need as typed values; here the environment becomes the
-//! `LoadOptions` used for `${VAR}` interpolation in agent files.
+//! `LoadOptions` used for `${VAR}` interpolation in agent files, `$ASH_HOME` is found, the
+//! user's `config.toml` is read, and the model provider table is layered (built-ins, user
+//! config, the agent's `[providers]`) with keys from the environment.
 
-use ash_spec::LoadOptions;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use ash_llm::ProviderTable;
+use ash_spec::{Diagnostic, LoadOptions, Package, UserConfig, parse_user_config};
 
 /// Load options carrying the process environment (UTF-8 variables only).
 pub(crate) fn load_options() -> LoadOptions {
@@ -15,4 +22,45 @@ pub(crate) fn load_options() -> LoadOptions {
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
     LoadOptions { env }
+}
+
+/// `$ASH_HOME`, else `~/.ash`; `None` when neither can be found.
+pub(crate) fn ash_home() -> Option<PathBuf> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "ash-cli::config is the one reader of the environment"
+    )]
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("ASH_HOME").or_else(|| var("HOME").map(|home| home.join(".ash")))
+}
+
+/// The user's config file, `$ASH_HOME/config.toml`, parsed; an absent file is an empty config.
+pub(crate) fn user_config() -> anyhow::Result<(UserConfig, Vec<Diagnostic>)> {
+    let Some(path) = ash_home().map(|home| home.join("config.toml")) else {
+        return Ok((UserConfig::default(), Vec::new()));
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(parse_user_config(&path.display().to_string(), &text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Ok((UserConfig::default(), Vec::new()))
+        }
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The provider table: built-ins, then the user's config, then the agent's `[providers]`,
+/// with keys read from the environment.
+pub(crate) fn provider_table(
+    env: &BTreeMap<String, String>,
+    user: &UserConfig,
+    agent: Option<&Package>,
+) -> ProviderTable {
+    let mut table = ProviderTable::builtin(env);
+    for (name, layer) in &user.providers {
+        table.apply(name, layer, env);
+    }
+    for (name, layer) in agent.map(|p| &p.providers).into_iter().flatten() {
+        table.apply(name, layer, env);
+    }
+    table
 }

@@ -25,6 +25,12 @@ pub(crate) fn note(text: &str) {
     eprintln!("{text}");
 }
 
+/// Text for people without a newline, shown at once (streamed reasoning).
+pub(crate) fn note_partial(text: &str) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+}
+
 /// Diagnostics, rendered for people, to stderr.
 pub(crate) fn diagnostics(diagnostics: &[Diagnostic]) {
     for d in diagnostics {

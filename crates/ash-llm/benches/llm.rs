@@ -3,7 +3,12 @@
 //! Run with `cargo bench -p ash-llm --bench llm` (an optimised build). Prints, for each wire
 //! format, how many events per second the decoder turns a 10,000-chunk response into, the same
 //! through real HTTP against the fake model server, and the latency of small requests.
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, reason = "a benchmark binary")]
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark binary"
+)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -75,9 +80,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     println!("ash-llm benchmarks ({CHUNKS}-chunk responses)\n");
     println!("decoder only (bytes already in memory, 16 KiB reads):");
-    for (name, api, body) in
-        [("openai", ProviderApi::OpenAi, openai_body()), ("anthropic", ProviderApi::Anthropic, anthropic_body())]
-    {
+    for (name, api, body) in [
+        ("openai", ProviderApi::OpenAi, openai_body()),
+        ("anthropic", ProviderApi::Anthropic, anthropic_body()),
+    ] {
         parse(api, &body, 3);
         let (rate, mbps, events) = parse(api, &body, 30);
         println!("  {name:<10} {events} events  {:>10.0} events/s  {mbps:>7.1} MB/s", rate);
@@ -85,18 +91,26 @@ async fn main() {
 
     let server = FakeModelServer::start().await;
     let env: BTreeMap<String, String> =
-        [("OPENAI_API_KEY", "bench"), ("ANTHROPIC_API_KEY", "bench")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        [("OPENAI_API_KEY", "bench"), ("ANTHROPIC_API_KEY", "bench")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
     let mut table = ProviderTable::builtin(&env);
     for (name, api) in [("openai", ProviderApi::OpenAi), ("anthropic", ProviderApi::Anthropic)] {
-        table.apply(name, &Provider { api, base_url: Some(server.base_url()), api_key_env: None }, &env);
+        table.apply(
+            name,
+            &Provider { api, base_url: Some(server.base_url()), api_key_env: None },
+            &env,
+        );
     }
     let client = Client::new(table, ClientConfig::default()).unwrap();
-    let request = ModelRequest { messages: vec![Message::user("bench")], ..ModelRequest::default() };
+    let request =
+        ModelRequest { messages: vec![Message::user("bench")], ..ModelRequest::default() };
 
     println!("\nend to end over loopback HTTP (fake server renders and sends, client decodes):");
     let long = Turn::text(&"token ".repeat(CHUNKS)).chunk_chars(6);
     for name in ["openai", "anthropic"] {
-        let model = client.model(&ModelRef::parse(&format!("{name}/m")).unwrap(), Path::new(".")).unwrap();
+        let model =
+            client.model(&ModelRef::parse(&format!("{name}/m")).unwrap(), Path::new(".")).unwrap();
         let rounds = 5;
         for _ in 0..rounds + 1 {
             server.push(Reply::Turn(long.clone()));
@@ -112,13 +126,18 @@ async fn main() {
             }
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("  {name:<10} {:>10.0} events/s  ({:.1} ms per {CHUNKS}-chunk response)", events as f64 / secs, secs * 1000.0 / f64::from(rounds));
+        println!(
+            "  {name:<10} {:>10.0} events/s  ({:.1} ms per {CHUNKS}-chunk response)",
+            events as f64 / secs,
+            secs * 1000.0 / f64::from(rounds)
+        );
     }
 
     println!("\nper-request overhead (one short turn, sequential, keep-alive):");
     let short = Turn::text("ok");
     for name in ["openai", "anthropic"] {
-        let model = client.model(&ModelRef::parse(&format!("{name}/m")).unwrap(), Path::new(".")).unwrap();
+        let model =
+            client.model(&ModelRef::parse(&format!("{name}/m")).unwrap(), Path::new(".")).unwrap();
         let n = 500;
         for _ in 0..n + 20 {
             server.push(Reply::Turn(short.clone()));

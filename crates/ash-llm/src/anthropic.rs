@@ -243,8 +243,14 @@ impl Decoder {
         self.blocks.iter().find(|(i, _, _)| *i == index)
     }
 
-    fn start_block(&mut self, index: u64, block: &Value, out: &mut Vec<ModelEvent>) -> Result<(), LlmError> {
-        let text = |key: &str| block.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    fn start_block(
+        &mut self,
+        index: u64,
+        block: &Value,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<(), LlmError> {
+        let text =
+            |key: &str| block.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
         let (kind, id) = match block.get("type").and_then(Value::as_str) {
             Some("text") => {
                 let initial = text("text");
@@ -281,8 +287,13 @@ impl Decoder {
                 out.push(ModelEvent::ToolCallStarted { id: id.clone(), name });
                 // Input normally streams as `input_json_delta`; a non-empty initial object
                 // (some proxies send the whole input here) counts as the first fragment.
-                if let Some(input) = block.get("input").filter(|v| v.as_object().is_some_and(|m| !m.is_empty())) {
-                    out.push(ModelEvent::ToolCallDelta { id: id.clone(), delta: input.to_string() });
+                if let Some(input) =
+                    block.get("input").filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+                {
+                    out.push(ModelEvent::ToolCallDelta {
+                        id: id.clone(),
+                        delta: input.to_string(),
+                    });
                 }
                 (Block::Tool, id)
             }
@@ -294,9 +305,16 @@ impl Decoder {
         Ok(())
     }
 
-    fn delta(&self, index: Option<u64>, delta: &Value, out: &mut Vec<ModelEvent>) -> Result<(), LlmError> {
+    fn delta(
+        &self,
+        index: Option<u64>,
+        delta: &Value,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<(), LlmError> {
         let Some((_, block, id)) = self.block(index) else {
-            return Err(self.protocol(format!("content_block_delta for block {index:?}, which was never started")));
+            return Err(self.protocol(format!(
+                "content_block_delta for block {index:?}, which was never started"
+            )));
         };
         let field = |key: &str| delta.get(key).and_then(Value::as_str).map(str::to_owned);
         match (delta.get("type").and_then(Value::as_str), block) {
@@ -320,9 +338,13 @@ impl Decoder {
                     out.push(ModelEvent::ToolCallDelta { id: id.clone(), delta });
                 }
             }
-            (Some(kind @ ("text_delta" | "thinking_delta" | "signature_delta" | "input_json_delta")), block)
-                if *block != Block::Other =>
-            {
+            (
+                Some(
+                    kind @ ("text_delta" | "thinking_delta" | "signature_delta"
+                    | "input_json_delta"),
+                ),
+                block,
+            ) if *block != Block::Other => {
                 return Err(self.protocol(format!("{kind} for block {index:?} of another kind")));
             }
             // citations_delta and future delta types: tolerated.
@@ -333,17 +355,25 @@ impl Decoder {
 }
 
 impl WireDecoder for Decoder {
-    fn event(&mut self, event: &str, data: &str, out: &mut Vec<ModelEvent>) -> Result<(), LlmError> {
+    fn event(
+        &mut self,
+        event: &str,
+        data: &str,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<(), LlmError> {
         if self.done {
             return Ok(());
         }
         let envelope: Envelope = serde_json::from_str(data).map_err(|err| {
-            let what = if event.is_empty() { "an event".to_owned() } else { format!("a `{event}` event") };
+            let what =
+                if event.is_empty() { "an event".to_owned() } else { format!("a `{event}` event") };
             self.protocol(json_error(&what, data, &err))
         })?;
         match envelope.kind.as_str() {
             "message_start" => {
-                let message = envelope.message.ok_or_else(|| self.protocol("message_start without `message`"))?;
+                let message = envelope
+                    .message
+                    .ok_or_else(|| self.protocol("message_start without `message`"))?;
                 self.started = true;
                 out.push(ModelEvent::ResponseStarted { id: message.id, model: message.model });
                 if let Some(usage) = message.usage {
@@ -353,12 +383,16 @@ impl WireDecoder for Decoder {
             }
             "content_block_start" => {
                 let (Some(index), Some(block)) = (envelope.index, envelope.content_block) else {
-                    return Err(self.protocol("content_block_start without `index` or `content_block`"));
+                    return Err(
+                        self.protocol("content_block_start without `index` or `content_block`")
+                    );
                 };
                 self.start_block(index, &block, out)?;
             }
             "content_block_delta" => {
-                let delta = envelope.delta.ok_or_else(|| self.protocol("content_block_delta without `delta`"))?;
+                let delta = envelope
+                    .delta
+                    .ok_or_else(|| self.protocol("content_block_delta without `delta`"))?;
                 self.delta(envelope.index, &delta, out)?;
             }
             "content_block_stop" => {
@@ -368,7 +402,12 @@ impl WireDecoder for Decoder {
                 self.blocks.retain(|(i, _, _)| Some(*i) != envelope.index);
             }
             "message_delta" => {
-                if let Some(reason) = envelope.delta.as_ref().and_then(|d| d.get("stop_reason")).and_then(Value::as_str) {
+                if let Some(reason) = envelope
+                    .delta
+                    .as_ref()
+                    .and_then(|d| d.get("stop_reason"))
+                    .and_then(Value::as_str)
+                {
                     self.stop_reason = Some(reason.to_owned());
                 }
                 if let Some(usage) = envelope.usage {
@@ -399,7 +438,8 @@ impl WireDecoder for Decoder {
                 let error = envelope.error.unwrap_or(Value::Null);
                 let kind = error.get("type").and_then(Value::as_str).unwrap_or("error").to_owned();
                 let message = error.get("message").and_then(Value::as_str).unwrap_or("no message");
-                let retryable = matches!(kind.as_str(), "overloaded_error" | "api_error" | "rate_limit_error");
+                let retryable =
+                    matches!(kind.as_str(), "overloaded_error" | "api_error" | "rate_limit_error");
                 return Err(LlmError::Provider {
                     provider: self.provider.clone(),
                     kind,

@@ -56,7 +56,10 @@ impl Client {
     pub fn model(&self, model: &ModelRef, package_dir: &Path) -> Result<Model, LlmError> {
         if model.provider() == SCRIPTED_PROVIDER {
             let script = Script::load(package_dir, model.model())?;
-            return Ok(Model { name: model.to_string(), backend: Backend::Scripted(Arc::new(script)) });
+            return Ok(Model {
+                name: model.to_string(),
+                backend: Backend::Scripted(Arc::new(script)),
+            });
         }
         let provider = self.providers.get(model.provider())?;
         let url = endpoint(provider)?;
@@ -128,11 +131,16 @@ impl Model {
             Backend::Scripted(script) => ModelStream::scripted(script, request, cancel),
             Backend::Http(model) => {
                 let body = match model.api {
-                    ProviderApi::OpenAi => openai::request_body(&model.provider, &model.model, request),
+                    ProviderApi::OpenAi => {
+                        openai::request_body(&model.provider, &model.model, request)
+                    }
                     ProviderApi::Anthropic => anthropic::request_body(&model.model, request),
                 };
                 match serde_json::to_vec(&body) {
-                    Ok(body) => ModelStream::http(HttpCall::new(Arc::clone(model), Bytes::from(body)), cancel),
+                    Ok(body) => ModelStream::http(
+                        HttpCall::new(Arc::clone(model), Bytes::from(body)),
+                        cancel,
+                    ),
                     Err(err) => ModelStream::failed(LlmError::Request {
                         provider: model.provider.clone(),
                         reason: format!("cannot encode the request body: {err}"),
@@ -143,7 +151,11 @@ impl Model {
     }
 
     /// Calls the model and collects the whole response.
-    pub async fn complete(&self, request: &ModelRequest, cancel: CancellationToken) -> Result<ModelResponse, LlmError> {
+    pub async fn complete(
+        &self,
+        request: &ModelRequest,
+        cancel: CancellationToken,
+    ) -> Result<ModelResponse, LlmError> {
         self.stream(request, cancel).collect().await
     }
 }
@@ -162,7 +174,7 @@ fn endpoint(provider: &ProviderConfig) -> Result<Url, LlmError> {
         ProviderApi::Anthropic => "messages",
     };
     let url = Url::parse(&format!("{}/{path}", base.trim_end_matches('/')))
-        .map_err(|err| invalid(&redact_userinfo(base), &err.to_string()))?;
+        .map_err(|err| invalid(&crate::config::redact_userinfo(base), &err.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(invalid(&display_url(&url), "it must be an http or https URL with a host"));
     }
@@ -173,14 +185,18 @@ fn headers(provider: &ProviderConfig) -> Result<HeaderMap, LlmError> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-    headers.insert(USER_AGENT, HeaderValue::from_static(concat!("ash/", env!("CARGO_PKG_VERSION"))));
+    headers
+        .insert(USER_AGENT, HeaderValue::from_static(concat!("ash/", env!("CARGO_PKG_VERSION"))));
     let key = match (&provider.api_key, provider.key_required) {
         (Some(key), _) => Some(key),
         (None, false) => None,
         (None, true) => {
             return Err(LlmError::MissingKey {
                 provider: provider.name.clone(),
-                env: provider.api_key_env.clone().unwrap_or_else(|| "the provider's key variable".to_owned()),
+                env: provider
+                    .api_key_env
+                    .clone()
+                    .unwrap_or_else(|| "the provider's key variable".to_owned()),
             });
         }
     };
@@ -191,7 +207,8 @@ fn headers(provider: &ProviderConfig) -> Result<HeaderMap, LlmError> {
     match provider.api {
         ProviderApi::OpenAi => {
             if let Some(key) = key {
-                let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| bad_key())?;
+                let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose()))
+                    .map_err(|_| bad_key())?;
                 value.set_sensitive(true);
                 headers.insert(AUTHORIZATION, value);
             }
@@ -215,11 +232,4 @@ fn display_url(url: &Url) -> String {
     let _ = shown.set_username("");
     let _ = shown.set_password(None);
     shown.to_string()
-}
-
-fn redact_userinfo(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://{}", &text[..scheme], &text[at + 1..]),
-        _ => text.to_owned(),
-    }
 }

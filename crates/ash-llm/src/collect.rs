@@ -34,8 +34,12 @@ impl Collector {
                 _ => self.content.push(AssistantPart::Text { text: text.clone() }),
             },
             ModelEvent::ReasoningDelta { text } => match self.content.last_mut() {
-                Some(AssistantPart::Reasoning { text: last, signature: None }) => last.push_str(text),
-                _ => self.content.push(AssistantPart::Reasoning { text: text.clone(), signature: None }),
+                Some(AssistantPart::Reasoning { text: last, signature: None }) => {
+                    last.push_str(text)
+                }
+                _ => self
+                    .content
+                    .push(AssistantPart::Reasoning { text: text.clone(), signature: None }),
             },
             ModelEvent::ReasoningSignature { signature } => match self.content.last_mut() {
                 Some(AssistantPart::Reasoning { signature: slot @ None, .. }) => {

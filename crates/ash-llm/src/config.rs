@@ -53,6 +53,23 @@ pub struct ProviderConfig {
     pub key_required: bool,
 }
 
+impl ProviderConfig {
+    /// The base URL without user-info, safe to show.
+    pub fn display_base_url(&self) -> Option<String> {
+        self.base_url.as_deref().map(redact_userinfo)
+    }
+}
+
+/// `scheme://user:pass@host/...` without `user:pass@`.
+pub(crate) fn redact_userinfo(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://{}", &text[..scheme], &text[at + 1..])
+        }
+        _ => text.to_owned(),
+    }
+}
+
 /// Every provider a client can call, by name.
 #[derive(Debug, Clone)]
 pub struct ProviderTable {

@@ -24,7 +24,9 @@ mod wire;
 
 pub use client::{Client, Model};
 pub use collect::Collector;
-pub use config::{ApiKey, ClientConfig, ProviderConfig, ProviderTable, ResponseLimits, RetryPolicy};
+pub use config::{
+    ApiKey, ClientConfig, ProviderConfig, ProviderTable, ResponseLimits, RetryPolicy,
+};
 pub use error::{KeyHint, LlmError, TimeoutPhase};
 pub use request::{DEFAULT_ANTHROPIC_MAX_TOKENS, ModelRequest, ToolArgumentsError, tool_input};
 pub use stream::ModelStream;

@@ -44,10 +44,12 @@ pub(crate) fn request_body(provider: &str, model: &str, request: &ModelRequest) 
                             "function": {"name": call.name, "arguments": call.arguments},
                         })),
                         // Chat Completions has no way to send reasoning back.
-                        AssistantPart::Reasoning { .. } | AssistantPart::RedactedReasoning { .. } => {}
+                        AssistantPart::Reasoning { .. }
+                        | AssistantPart::RedactedReasoning { .. } => {}
                     }
                 }
-                let mut msg = json!({"role": "assistant", "content": (!text.is_empty()).then_some(text)});
+                let mut msg =
+                    json!({"role": "assistant", "content": (!text.is_empty()).then_some(text)});
                 if !calls.is_empty() {
                     msg["tool_calls"] = Value::Array(calls);
                 }
@@ -194,7 +196,11 @@ impl Decoder {
         LlmError::Protocol { provider: self.provider.clone(), message }
     }
 
-    fn tool_delta(&mut self, delta: ToolCallDelta, out: &mut Vec<ModelEvent>) -> Result<(), LlmError> {
+    fn tool_delta(
+        &mut self,
+        delta: ToolCallDelta,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<(), LlmError> {
         let function = delta.function.unwrap_or(FunctionDelta { name: None, arguments: None });
         // A missing index means "the call this id names", or a new call when the id is new.
         let index = match delta.index {
@@ -215,7 +221,8 @@ impl Decoder {
                         limit: self.max_tool_calls.to_string(),
                     });
                 }
-                let id = delta.id.filter(|id| !id.is_empty()).unwrap_or_else(|| format!("call_{index}"));
+                let id =
+                    delta.id.filter(|id| !id.is_empty()).unwrap_or_else(|| format!("call_{index}"));
                 self.calls.push(OpenCall {
                     index,
                     id,
@@ -241,7 +248,10 @@ impl Decoder {
             call.pending.push_str(&arguments);
             if !call.name.is_empty() {
                 call.started = true;
-                out.push(ModelEvent::ToolCallStarted { id: call.id.clone(), name: call.name.clone() });
+                out.push(ModelEvent::ToolCallStarted {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                });
                 if !call.pending.is_empty() {
                     let delta = std::mem::take(&mut call.pending);
                     out.push(ModelEvent::ToolCallDelta { id: call.id.clone(), delta });
@@ -253,7 +263,10 @@ impl Decoder {
 
     fn end(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), LlmError> {
         if let Some(call) = self.calls.iter().find(|c| !c.started) {
-            return Err(self.protocol(format!("tool call {} (`{}`) never received a name", call.index, call.id)));
+            return Err(self.protocol(format!(
+                "tool call {} (`{}`) never received a name",
+                call.index, call.id
+            )));
         }
         for call in &self.calls {
             out.push(ModelEvent::ToolCallEnded { id: call.id.clone() });
@@ -275,7 +288,12 @@ impl Decoder {
 }
 
 impl WireDecoder for Decoder {
-    fn event(&mut self, _event: &str, data: &str, out: &mut Vec<ModelEvent>) -> Result<(), LlmError> {
+    fn event(
+        &mut self,
+        _event: &str,
+        data: &str,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<(), LlmError> {
         if self.done {
             return Ok(());
         }
@@ -296,7 +314,9 @@ impl WireDecoder for Decoder {
                 continue;
             }
             if let Some(delta) = choice.delta {
-                if let Some(text) = delta.reasoning_content.or(delta.reasoning).filter(|t| !t.is_empty()) {
+                if let Some(text) =
+                    delta.reasoning_content.or(delta.reasoning).filter(|t| !t.is_empty())
+                {
                     out.push(ModelEvent::ReasoningDelta { text });
                 }
                 if let Some(text) = delta.content.or(delta.refusal).filter(|t| !t.is_empty()) {
@@ -332,7 +352,8 @@ impl WireDecoder for Decoder {
         if self.finish.is_some() {
             return self.end(out);
         }
-        Err(self.protocol("the stream ended before a finish reason (truncated response)".to_owned()))
+        Err(self
+            .protocol("the stream ended before a finish reason (truncated response)".to_owned()))
     }
 }
 
@@ -354,5 +375,10 @@ fn in_stream_error(provider: &str, error: &Value) -> LlmError {
     let retryable = numeric == 429
         || (500..600).contains(&numeric)
         || ["rate_limit", "server_error", "overloaded", "timeout"].iter().any(|k| kind.contains(k));
-    LlmError::Provider { provider: provider.to_owned(), kind, message: clean_message(message), retryable }
+    LlmError::Provider {
+        provider: provider.to_owned(),
+        kind,
+        message: clean_message(message),
+        retryable,
+    }
 }

@@ -66,7 +66,11 @@ impl Script {
     /// Reads and checks `relative` (below `package_dir`).
     pub(crate) fn load(package_dir: &Path, relative: &str) -> Result<Self, LlmError> {
         let display = relative.to_owned();
-        let fail = |line: usize, message: String| LlmError::Script { path: display.clone(), line, message };
+        let fail = |line: usize, message: String| LlmError::Script {
+            path: display.clone(),
+            line,
+            message,
+        };
         if !Path::new(relative).components().all(|c| matches!(c, Component::Normal(_))) {
             return Err(fail(0, "the script path must stay inside the agent directory".to_owned()));
         }
@@ -90,7 +94,10 @@ impl Script {
             turns.push(turn(turns.len(), parsed).map_err(|message| fail(number + 1, message))?);
         }
         if turns.is_empty() {
-            return Err(fail(0, "the script has no turns; add one JSON object per line".to_owned()));
+            return Err(fail(
+                0,
+                "the script has no turns; add one JSON object per line".to_owned(),
+            ));
         }
         Ok(Self { path: display, turns })
     }
@@ -103,14 +110,19 @@ fn turn(index: usize, line: Line) -> Result<Turn, String> {
     let delay = Duration::from_millis(line.delay_ms);
     if let Some(error) = line.error {
         if line.text.is_some() || line.reasoning.is_some() || !line.tool_calls.is_empty() {
-            return Err("`error` cannot be combined with `text`, `reasoning` or `toolCalls`".to_owned());
+            return Err(
+                "`error` cannot be combined with `text`, `reasoning` or `toolCalls`".to_owned()
+            );
         }
         return Ok(Turn { events: Vec::new(), error: Some(error), delay });
     }
     if line.text.is_none() && line.reasoning.is_none() && line.tool_calls.is_empty() {
         return Err("the line needs `text`, `reasoning`, `toolCalls` or `error`".to_owned());
     }
-    let mut events = vec![ModelEvent::ResponseStarted { id: Some(format!("scripted-{}", index + 1)), model: None }];
+    let mut events = vec![ModelEvent::ResponseStarted {
+        id: Some(format!("scripted-{}", index + 1)),
+        model: None,
+    }];
     if let Some(reasoning) = line.reasoning {
         events.extend(words(&reasoning).map(|text| ModelEvent::ReasoningDelta { text }));
     }
@@ -124,11 +136,15 @@ fn turn(index: usize, line: Line) -> Result<Turn, String> {
         }
         let id = call.id.unwrap_or_else(|| format!("call_{}_{}", index + 1, n + 1));
         events.push(ModelEvent::ToolCallStarted { id: id.clone(), name: call.name });
-        events.push(ModelEvent::ToolCallDelta { id: id.clone(), delta: Value::Object(call.input).to_string() });
+        events.push(ModelEvent::ToolCallDelta {
+            id: id.clone(),
+            delta: Value::Object(call.input).to_string(),
+        });
         events.push(ModelEvent::ToolCallEnded { id });
     }
     events.push(ModelEvent::Usage { usage: line.usage.unwrap_or_default() });
-    let reason = line.finish.unwrap_or(if has_calls { FinishReason::ToolCalls } else { FinishReason::Stop });
+    let reason =
+        line.finish.unwrap_or(if has_calls { FinishReason::ToolCalls } else { FinishReason::Stop });
     events.push(ModelEvent::Finished { reason });
     Ok(Turn { events, error: None, delay })
 }
@@ -147,7 +163,8 @@ pub(crate) struct ScriptedStream {
 
 impl ScriptedStream {
     pub(crate) fn new(script: &Arc<Script>, request: &ModelRequest) -> Self {
-        let index = request.messages.iter().filter(|m| matches!(m, Message::Assistant { .. })).count();
+        let index =
+            request.messages.iter().filter(|m| matches!(m, Message::Assistant { .. })).count();
         let Some(turn) = script.turns.get(index) else {
             return Self {
                 events: VecDeque::new(),
@@ -171,7 +188,10 @@ impl ScriptedStream {
         }
     }
 
-    pub(crate) async fn next(&mut self, cancel: &CancellationToken) -> Option<Result<ModelEvent, LlmError>> {
+    pub(crate) async fn next(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Option<Result<ModelEvent, LlmError>> {
         if cancel.is_cancelled() {
             self.events.clear();
             self.error = None;

@@ -42,7 +42,11 @@ impl ModelStream {
         Self { inner: Inner::Http(Box::new(call)), cancel }
     }
 
-    pub(crate) fn scripted(script: &Arc<Script>, request: &ModelRequest, cancel: CancellationToken) -> Self {
+    pub(crate) fn scripted(
+        script: &Arc<Script>,
+        request: &ModelRequest,
+        cancel: CancellationToken,
+    ) -> Self {
         Self { inner: Inner::Scripted(ScriptedStream::new(script, request)), cancel }
     }
 
@@ -155,7 +159,11 @@ impl HttpCall {
                 match self.connect(cancel).await {
                     Ok(response) => {
                         let config = &self.model.config;
-                        self.decoder = Some(Decoder::new(self.model.api, &self.model.provider, &config.limits));
+                        self.decoder = Some(Decoder::new(
+                            self.model.api,
+                            &self.model.provider,
+                            &config.limits,
+                        ));
                         self.response = Some(response);
                     }
                     Err(LlmError::Cancelled) => return self.cancelled(),
@@ -249,7 +257,10 @@ impl HttpCall {
                 });
             }
             Ok(Err(err)) => {
-                return Err(LlmError::Interrupted { provider: model.provider.clone(), reason: reason(&err) });
+                return Err(LlmError::Interrupted {
+                    provider: model.provider.clone(),
+                    reason: reason(&err),
+                });
             }
             Ok(Ok(response)) => response,
         };
@@ -260,7 +271,9 @@ impl HttpCall {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_ascii_lowercase();
-        if status.is_success() && (content_type.is_empty() || content_type.starts_with("text/event-stream")) {
+        if status.is_success()
+            && (content_type.is_empty() || content_type.starts_with("text/event-stream"))
+        {
             return Ok(response);
         }
         let wait = retry_after(response.headers());
@@ -304,7 +317,9 @@ impl HttpCall {
                 chunk = tokio::time::timeout(idle, response.chunk()) => chunk,
             };
             match chunk {
-                Ok(Ok(Some(bytes))) => body.extend_from_slice(&bytes[..bytes.len().min(limit - body.len())]),
+                Ok(Ok(Some(bytes))) => {
+                    body.extend_from_slice(&bytes[..bytes.len().min(limit - body.len())])
+                }
                 _ => break,
             }
         }
@@ -313,7 +328,10 @@ impl HttpCall {
 }
 
 fn is_content(event: &ModelEvent) -> bool {
-    !matches!(event, ModelEvent::ResponseStarted { .. } | ModelEvent::Usage { .. } | ModelEvent::Retrying { .. })
+    !matches!(
+        event,
+        ModelEvent::ResponseStarted { .. } | ModelEvent::Usage { .. } | ModelEvent::Retrying { .. }
+    )
 }
 
 /// A transport error's reason with its causes, without the URL.

@@ -16,7 +16,8 @@ use crate::{anthropic, openai};
 /// One wire format's event handling.
 pub(crate) trait WireDecoder {
     /// Handles one server-sent event.
-    fn event(&mut self, event: &str, data: &str, out: &mut Vec<ModelEvent>) -> Result<(), LlmError>;
+    fn event(&mut self, event: &str, data: &str, out: &mut Vec<ModelEvent>)
+    -> Result<(), LlmError>;
     /// The body ended: emit what closes the response, or fail if it was cut short.
     fn finish(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), LlmError>;
 }
@@ -40,7 +41,9 @@ impl Decoder {
     /// A decoder for a response from `provider` (named in errors).
     pub fn new(api: ProviderApi, provider: &str, limits: &ResponseLimits) -> Self {
         let wire = match api {
-            ProviderApi::OpenAi => Wire::OpenAi(openai::Decoder::new(provider, limits.max_tool_calls)),
+            ProviderApi::OpenAi => {
+                Wire::OpenAi(openai::Decoder::new(provider, limits.max_tool_calls))
+            }
             ProviderApi::Anthropic => {
                 Wire::Anthropic(anthropic::Decoder::new(provider, limits.max_tool_calls))
             }
@@ -176,14 +179,20 @@ pub(crate) fn error_body_message(body: &[u8], content_type: &str) -> String {
         return clean_message(text);
     }
     let lower = text.to_ascii_lowercase();
-    if content_type.contains("html") || lower.starts_with("<!doctype html") || lower.starts_with("<html") {
+    if content_type.contains("html")
+        || lower.starts_with("<!doctype html")
+        || lower.starts_with("<html")
+    {
         let title = lower.find("<title>").and_then(|start| {
             let rest = &text[start + "<title>".len()..];
             rest.to_ascii_lowercase().find("</title>").map(|end| &rest[..end])
         });
         return match title {
             Some(title) if !title.trim().is_empty() => {
-                format!("an HTML page titled \"{}\" instead of an API response", clean_message(title))
+                format!(
+                    "an HTML page titled \"{}\" instead of an API response",
+                    clean_message(title)
+                )
             }
             _ => "an HTML page instead of an API response".to_owned(),
         };

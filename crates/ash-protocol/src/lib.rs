@@ -11,6 +11,7 @@
 mod agent;
 mod diagnostic;
 mod model;
+mod providers;
 
 pub use agent::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
@@ -23,3 +24,4 @@ pub use model::{
     AssistantPart, FinishReason, Message, ModelEvent, ModelResponse, ReasoningEffort, ToolCall,
     ToolDefinition, ToolResultPart, Usage, UserPart,
 };
+pub use providers::{ModelsOutput, ProviderStatus};

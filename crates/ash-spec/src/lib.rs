@@ -24,6 +24,7 @@ mod slots;
 mod source;
 mod spec;
 mod toml_doc;
+mod user_config;
 
 pub use builder::AgentSpecBuilder;
 pub use cron::CronExpr;
@@ -45,3 +46,4 @@ pub use spec::{
     PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend, Schedule, Skill, SkillKind,
     Source, Subagent, Tool, ToolKind, ToolOrigin,
 };
+pub use user_config::{UserConfig, parse_user_config};

@@ -21,17 +21,37 @@ pub struct BuiltinProvider {
     pub key_required: bool,
 }
 
-const fn hosted(name: &'static str, api: ProviderApi, base_url: &'static str, key: &'static str) -> BuiltinProvider {
+const fn hosted(
+    name: &'static str,
+    api: ProviderApi,
+    base_url: &'static str,
+    key: &'static str,
+) -> BuiltinProvider {
     BuiltinProvider { name, api, base_url, api_key_env: Some(key), key_required: true }
 }
 
-const fn local(name: &'static str, base_url: &'static str, key: Option<&'static str>) -> BuiltinProvider {
-    BuiltinProvider { name, api: ProviderApi::OpenAi, base_url, api_key_env: key, key_required: false }
+const fn local(
+    name: &'static str,
+    base_url: &'static str,
+    key: Option<&'static str>,
+) -> BuiltinProvider {
+    BuiltinProvider {
+        name,
+        api: ProviderApi::OpenAi,
+        base_url,
+        api_key_env: key,
+        key_required: false,
+    }
 }
 
 /// Built-in providers, sorted by name.
 pub const BUILTIN_PROVIDERS: &[BuiltinProvider] = &[
-    hosted("anthropic", ProviderApi::Anthropic, "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY"),
+    hosted(
+        "anthropic",
+        ProviderApi::Anthropic,
+        "https://api.anthropic.com/v1",
+        "ANTHROPIC_API_KEY",
+    ),
     hosted("deepseek", ProviderApi::OpenAi, "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
     hosted("groq", ProviderApi::OpenAi, "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
     local("llamacpp", "http://127.0.0.1:8080/v1", None),

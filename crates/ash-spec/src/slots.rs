@@ -48,6 +48,13 @@ pub(crate) const PROVIDERS: SlotDoc = SlotDoc {
               api_key_env = \"LOCAL_API_KEY\"",
 };
 
+pub(crate) const USER_CONFIG: SlotDoc = SlotDoc {
+    expected: "a TOML file with `[providers.<name>]` tables, the same keys as in agent.toml",
+    example: "[providers.openai]\n\
+              base_url = \"https://gateway.example.com/v1\"\n\
+              api_key_env = \"GATEWAY_API_KEY\"",
+};
+
 pub(crate) const SYSTEM: SlotDoc = SlotDoc {
     expected: "system.md (or instructions.md) holding the base prompt, and optional markdown \
                layers in system/ (or instructions/), joined in file-name order",

@@ -3,6 +3,7 @@
 mod build;
 mod info;
 mod init;
+mod models;
 
 use crate::cli::{Cli, Command};
 
@@ -19,5 +20,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Init(args) => init::run(&args),
         Command::Info(args) => info::run(&args),
         Command::Build(args) => build::run(&args),
+        Command::Models(args) => models::run(&args),
     }
 }

@@ -9,8 +9,15 @@ use std::process::{Command, Output};
 use ash_test_support::Fixture;
 use pretty_assertions::assert_eq;
 
+mod models;
+
 /// Runs `ash` with `args` in `cwd`, with a clean, fixed environment.
 fn ash(cwd: &Path, args: &[&str]) -> Output {
+    ash_env(cwd, args, &[])
+}
+
+/// Runs `ash` with a clean, fixed environment plus `env`.
+fn ash_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ash"))
         .args(args)
         .current_dir(cwd)
@@ -18,6 +25,7 @@ fn ash(cwd: &Path, args: &[&str]) -> Output {
         .env("PATH", "/usr/bin:/bin")
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
+        .envs(env.iter().copied())
         .output()
         .expect("run ash")
 }
@@ -200,7 +208,13 @@ Hi.
 fn help_texts() {
     let fx = Fixture::new("");
     let mut all = String::new();
-    for args in [&["--help"][..], &["init", "--help"], &["info", "--help"], &["build", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["init", "--help"],
+        &["info", "--help"],
+        &["build", "--help"],
+        &["models", "--help"],
+    ] {
         let out = ash(fx.path(), args);
         assert_eq!(out.status.code(), Some(0));
         all.push_str(&format!("$ ash {}\n{}\n", args.join(" "), stdout(&out)));

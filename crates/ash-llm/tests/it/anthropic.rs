@@ -30,7 +30,10 @@ async fn thinking_text_tool_use_and_cache_usage() {
     req.reasoning_effort = Some(ReasoningEffort::Medium);
     req.temperature = Some(0.2);
 
-    let response = model(&client, "anthropic/claude-test").complete(&req, CancellationToken::new()).await.unwrap();
+    let response = model(&client, "anthropic/claude-test")
+        .complete(&req, CancellationToken::new())
+        .await
+        .unwrap();
 
     let call = |id: &str, city: &str| {
         AssistantPart::ToolCall(ToolCall {
@@ -53,7 +56,12 @@ async fn thinking_text_tool_use_and_cache_usage() {
                 call("toolu_1", "Paris"),
                 call("toolu_2", "Rome"),
             ],
-            usage: Usage { input_tokens: 170, output_tokens: 30, cache_read_tokens: 100, cache_write_tokens: 50 },
+            usage: Usage {
+                input_tokens: 170,
+                output_tokens: 30,
+                cache_read_tokens: 100,
+                cache_write_tokens: 50
+            },
             finish_reason: FinishReason::ToolCalls,
         }
     );
@@ -91,18 +99,42 @@ async fn history_alternates_and_keeps_signed_thinking() {
             Message::user("Weather?"),
             Message::Assistant {
                 content: vec![
-                    AssistantPart::Reasoning { text: "signed".to_owned(), signature: Some("s1".to_owned()) },
-                    AssistantPart::Reasoning { text: "from another provider".to_owned(), signature: None },
+                    AssistantPart::Reasoning {
+                        text: "signed".to_owned(),
+                        signature: Some("s1".to_owned()),
+                    },
+                    AssistantPart::Reasoning {
+                        text: "from another provider".to_owned(),
+                        signature: None,
+                    },
                     AssistantPart::RedactedReasoning { data: "opaque".to_owned() },
                     AssistantPart::Text { text: String::new() },
-                    AssistantPart::ToolCall(ToolCall { id: "t1".to_owned(), name: "get_weather".to_owned(), arguments: r#"{"city":"Paris"}"#.to_owned() }),
-                    AssistantPart::ToolCall(ToolCall { id: "t2".to_owned(), name: "get_weather".to_owned(), arguments: r#"{"city":"#.to_owned() }),
+                    AssistantPart::ToolCall(ToolCall {
+                        id: "t1".to_owned(),
+                        name: "get_weather".to_owned(),
+                        arguments: r#"{"city":"Paris"}"#.to_owned(),
+                    }),
+                    AssistantPart::ToolCall(ToolCall {
+                        id: "t2".to_owned(),
+                        name: "get_weather".to_owned(),
+                        arguments: r#"{"city":"#.to_owned(),
+                    }),
                 ],
             },
             Message::Tool {
                 content: vec![
-                    ToolResultPart { call_id: "t1".to_owned(), tool_name: "get_weather".to_owned(), output: "sunny".to_owned(), is_error: false },
-                    ToolResultPart { call_id: "t2".to_owned(), tool_name: "get_weather".to_owned(), output: "invalid arguments".to_owned(), is_error: true },
+                    ToolResultPart {
+                        call_id: "t1".to_owned(),
+                        tool_name: "get_weather".to_owned(),
+                        output: "sunny".to_owned(),
+                        is_error: false,
+                    },
+                    ToolResultPart {
+                        call_id: "t2".to_owned(),
+                        tool_name: "get_weather".to_owned(),
+                        output: "invalid arguments".to_owned(),
+                        is_error: true,
+                    },
                 ],
             },
             Message::user("And tomorrow?"),
@@ -111,7 +143,10 @@ async fn history_alternates_and_keeps_signed_thinking() {
         temperature: Some(0.0),
         ..ModelRequest::default()
     };
-    let response = model(&client, "anthropic/claude-test").complete(&req, CancellationToken::new()).await.unwrap();
+    let response = model(&client, "anthropic/claude-test")
+        .complete(&req, CancellationToken::new())
+        .await
+        .unwrap();
     assert_eq!(response.finish_reason, FinishReason::Length);
     let body = &server.requests()[0].body;
     assert_eq!(body["max_tokens"], 100);
@@ -154,7 +189,10 @@ async fn unknown_events_blocks_and_deltas_are_tolerated() {
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     ]));
     let client = client_with(&server, fast_config());
-    let response = model(&client, "anthropic/c").complete(&request("x"), CancellationToken::new()).await.unwrap();
+    let response = model(&client, "anthropic/c")
+        .complete(&request("x"), CancellationToken::new())
+        .await
+        .unwrap();
     assert_eq!(
         response,
         ModelResponse {

@@ -28,7 +28,11 @@ const ANTHROPIC: &str = concat!(
     "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
 );
 
-fn decode(api: ProviderApi, chunks: &[&[u8]], limits: &ResponseLimits) -> Result<Vec<ModelEvent>, String> {
+fn decode(
+    api: ProviderApi,
+    chunks: &[&[u8]],
+    limits: &ResponseLimits,
+) -> Result<Vec<ModelEvent>, String> {
     let mut decoder = Decoder::new(api, "p", limits);
     let mut out = Vec::new();
     for chunk in chunks {
@@ -55,7 +59,8 @@ fn every_split_point_gives_the_same_events() {
 
 #[test]
 fn openai_events() {
-    let events = decode(ProviderApi::OpenAi, &[OPENAI.as_bytes()], &ResponseLimits::default()).unwrap();
+    let events =
+        decode(ProviderApi::OpenAi, &[OPENAI.as_bytes()], &ResponseLimits::default()).unwrap();
     assert_eq!(
         events,
         vec![
@@ -64,7 +69,13 @@ fn openai_events() {
             ModelEvent::ToolCallStarted { id: "a".into(), name: "f".into() },
             ModelEvent::ToolCallDelta { id: "a".into(), delta: "{\"x\":".into() },
             ModelEvent::ToolCallDelta { id: "a".into(), delta: "1}".into() },
-            ModelEvent::Usage { usage: ash_protocol::Usage { input_tokens: 9, output_tokens: 4, ..Default::default() } },
+            ModelEvent::Usage {
+                usage: ash_protocol::Usage {
+                    input_tokens: 9,
+                    output_tokens: 4,
+                    ..Default::default()
+                }
+            },
             ModelEvent::ToolCallEnded { id: "a".into() },
             ModelEvent::Finished { reason: ash_protocol::FinishReason::ToolCalls },
         ]
@@ -73,8 +84,12 @@ fn openai_events() {
 
 #[test]
 fn anthropic_events() {
-    let events = decode(ProviderApi::Anthropic, &[ANTHROPIC.as_bytes()], &ResponseLimits::default()).unwrap();
-    let usage = |output| ModelEvent::Usage { usage: ash_protocol::Usage { input_tokens: 5, output_tokens: output, ..Default::default() } };
+    let events =
+        decode(ProviderApi::Anthropic, &[ANTHROPIC.as_bytes()], &ResponseLimits::default())
+            .unwrap();
+    let usage = |output| ModelEvent::Usage {
+        usage: ash_protocol::Usage { input_tokens: 5, output_tokens: output, ..Default::default() },
+    };
     assert_eq!(
         events,
         vec![
@@ -91,7 +106,8 @@ fn anthropic_events() {
 
 #[test]
 fn hostile_input() {
-    let small = ResponseLimits { max_event_bytes: 256, max_tool_calls: 2, ..ResponseLimits::default() };
+    let small =
+        ResponseLimits { max_event_bytes: 256, max_tool_calls: 2, ..ResponseLimits::default() };
     let calls = (0..3)
         .map(|i| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":{i},\"id\":\"c{i}\",\"function\":{{\"name\":\"f\"}}}}]}}}}]}}\n\n"))
         .collect::<String>();
@@ -120,7 +136,12 @@ fn hostile_input() {
         (ProviderApi::Anthropic, b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\"}}\n\n".to_vec(), "p: malformed response: tool_use block 0 has no id or name"),
     ];
     for (api, bytes, want) in cases {
-        assert_eq!(decode(api, &[&bytes], &small), Err(want.to_owned()), "{}", String::from_utf8_lossy(&bytes));
+        assert_eq!(
+            decode(api, &[&bytes], &small),
+            Err(want.to_owned()),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
 }
 

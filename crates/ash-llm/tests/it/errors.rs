@@ -202,7 +202,8 @@ async fn failure_table() {
             server.push(reply);
         }
         let client = client_with(&server, fast_config());
-        let result = model(&client, case.model).complete(&request("x"), CancellationToken::new()).await;
+        let result =
+            model(&client, case.model).complete(&request("x"), CancellationToken::new()).await;
         let got = match &result {
             Ok(response) => match response.content.as_slice() {
                 [AssistantPart::Text { text }] => Ok(text.as_str()),
@@ -214,7 +215,9 @@ async fn failure_table() {
             }
         };
         let matches = match (&got, &case.want) {
-            (Err(got), Err(want)) if want.ends_with('*') => got.starts_with(want.trim_end_matches('*')),
+            (Err(got), Err(want)) if want.ends_with('*') => {
+                got.starts_with(want.trim_end_matches('*'))
+            }
             (got, want) => got == want,
         };
         let requests = server.requests().len();
@@ -251,7 +254,10 @@ async fn retry_after_partial_output_when_allowed() {
     for event in &events {
         collector.push(event);
     }
-    assert_eq!(collector.finish().unwrap().content, vec![AssistantPart::Text { text: "Second try.".to_owned() }]);
+    assert_eq!(
+        collector.finish().unwrap().content,
+        vec![AssistantPart::Text { text: "Second try.".to_owned() }]
+    );
 }
 
 #[tokio::test]
@@ -262,7 +268,10 @@ async fn no_response_times_out() {
     config.response_timeout = Duration::from_millis(300);
     config.retry.max_attempts = 2;
     let client = client_with(&server, config);
-    let err = model(&client, "openai/m").complete(&request("x"), CancellationToken::new()).await.unwrap_err();
+    let err = model(&client, "openai/m")
+        .complete(&request("x"), CancellationToken::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "openai: waiting for the response took longer than 0.3s");
     assert_eq!(server.requests().len(), 2);
 }
@@ -275,14 +284,21 @@ async fn silence_between_chunks_times_out() {
     config.idle_timeout = Duration::from_millis(200);
     config.retry.max_attempts = 1;
     let client = client_with(&server, config);
-    let err = model(&client, "anthropic/m").complete(&request("x"), CancellationToken::new()).await.unwrap_err();
+    let err = model(&client, "anthropic/m")
+        .complete(&request("x"), CancellationToken::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "anthropic: waiting for the next chunk took longer than 0.2s");
 }
 
 #[tokio::test]
 async fn cancellation_mid_stream_ends_the_call() {
     let server = FakeModelServer::start().await;
-    server.push(Reply::Turn(Turn::text("a long answer that streams slowly").chunk_chars(2).delay(Duration::from_millis(20))));
+    server.push(Reply::Turn(
+        Turn::text("a long answer that streams slowly")
+            .chunk_chars(2)
+            .delay(Duration::from_millis(20)),
+    ));
     let client = client_with(&server, fast_config());
     let cancel = CancellationToken::new();
     let mut stream = model(&client, "openai/m").stream(&request("x"), cancel.clone());
@@ -309,7 +325,8 @@ async fn cancellation_during_backoff() {
     let client = client_with(&server, config);
     let cancel = CancellationToken::new();
     let mut stream = model(&client, "openai/m").stream(&request("x"), cancel.clone());
-    let next = tokio::spawn(async move { stream.next().await.map(|r| r.map_err(|e| e.to_string())) });
+    let next =
+        tokio::spawn(async move { stream.next().await.map(|r| r.map_err(|e| e.to_string())) });
     // Wait until the 429 was served, then cancel while the client sleeps before retrying.
     while server.requests().is_empty() {
         tokio::task::yield_now().await;
@@ -327,9 +344,16 @@ async fn connection_refused_names_the_url_not_the_key() {
     let env = BTreeMap::from([("OPENAI_API_KEY".to_owned(), KEY.to_owned())]);
     let mut table = ProviderTable::builtin(&env);
     let url = format!("http://user:hunter2@127.0.0.1:{port}/v1");
-    table.apply("openai", &Provider { api: ProviderApi::OpenAi, base_url: Some(url), api_key_env: None }, &env);
+    table.apply(
+        "openai",
+        &Provider { api: ProviderApi::OpenAi, base_url: Some(url), api_key_env: None },
+        &env,
+    );
     let client = Client::new(table, fast_config()).unwrap();
-    let err = model(&client, "openai/m").complete(&request("x"), CancellationToken::new()).await.unwrap_err();
+    let err = model(&client, "openai/m")
+        .complete(&request("x"), CancellationToken::new())
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(
         text.starts_with(&format!("openai: cannot connect to http://127.0.0.1:{port}/v1/chat/completions: connection failed")),
@@ -346,18 +370,31 @@ async fn size_limits() {
     server.push(Reply::Turn(Turn::text(&"y".repeat(40_000)).chunk_chars(100)));
     server.push(Reply::sse(&[&("data: ".to_owned() + &"z".repeat(2000))]));
     let config = |event: usize, response: u64| ClientConfig {
-        limits: ResponseLimits { max_event_bytes: event, max_response_bytes: response, ..ResponseLimits::default() },
+        limits: ResponseLimits {
+            max_event_bytes: event,
+            max_response_bytes: response,
+            ..ResponseLimits::default()
+        },
         ..fast_config()
     };
     let one_event = client_with(&server, config(1024, 1 << 20));
-    let err = model(&one_event, "openai/m").complete(&request("x"), CancellationToken::new()).await.unwrap_err();
+    let err = model(&one_event, "openai/m")
+        .complete(&request("x"), CancellationToken::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "openai: response exceeds the single event size limit of 1 KiB");
     let whole = client_with(&server, config(1 << 20, 16 << 10));
-    let err = model(&whole, "openai/m").complete(&request("x"), CancellationToken::new()).await.unwrap_err();
+    let err = model(&whole, "openai/m")
+        .complete(&request("x"), CancellationToken::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "openai: response exceeds the response size limit of 16 KiB");
     // An unterminated line longer than the limit is refused without buffering further.
     let err = model(&one_event, "openai/m").complete(&request("x"), CancellationToken::new()).await;
-    assert_eq!(err.unwrap_err().to_string(), "openai: response exceeds the single event size limit of 1 KiB");
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "openai: response exceeds the single event size limit of 1 KiB"
+    );
 }
 
 #[test]
@@ -365,11 +402,15 @@ fn configuration_errors_before_any_request() {
     let empty = BTreeMap::new();
     let client = Client::new(ProviderTable::builtin(&empty), ClientConfig::default()).unwrap();
     let resolve = |name: &str| {
-        client.model(&ModelRef::parse(name).unwrap(), Path::new(".")).map(|m| m.name().to_owned()).map_err(|e| e.to_string())
+        client
+            .model(&ModelRef::parse(name).unwrap(), Path::new("."))
+            .map(|m| m.name().to_owned())
+            .map_err(|e| e.to_string())
     };
     assert_eq!(
         resolve("openai/gpt-4.1-mini"),
-        Err("openai: no API key; set OPENAI_API_KEY (or `api_key_env` in [providers.openai])".to_owned())
+        Err("openai: no API key; set OPENAI_API_KEY (or `api_key_env` in [providers.openai])"
+            .to_owned())
     );
     assert_eq!(
         resolve("nope/x"),
@@ -378,10 +419,27 @@ fn configuration_errors_before_any_request() {
     assert_eq!(resolve("ollama/qwen2.5"), Ok("ollama/qwen2.5".to_owned()));
 
     let mut table = ProviderTable::builtin(&empty);
-    table.apply("gateway", &Provider { api: ProviderApi::OpenAi, base_url: None, api_key_env: None }, &empty);
-    table.apply("ftp", &Provider { api: ProviderApi::OpenAi, base_url: Some("ftp://example.test".to_owned()), api_key_env: None }, &empty);
+    table.apply(
+        "gateway",
+        &Provider { api: ProviderApi::OpenAi, base_url: None, api_key_env: None },
+        &empty,
+    );
+    table.apply(
+        "ftp",
+        &Provider {
+            api: ProviderApi::OpenAi,
+            base_url: Some("ftp://example.test".to_owned()),
+            api_key_env: None,
+        },
+        &empty,
+    );
     let client = Client::new(table, ClientConfig::default()).unwrap();
-    let resolve = |name: &str| client.model(&ModelRef::parse(name).unwrap(), Path::new(".")).map(|_| ()).map_err(|e| e.to_string());
+    let resolve = |name: &str| {
+        client
+            .model(&ModelRef::parse(name).unwrap(), Path::new("."))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
     assert_eq!(
         resolve("gateway/m"),
         Err("gateway: base URL `` is not usable: none is configured; set `base_url` in [providers.<name>]".to_owned())

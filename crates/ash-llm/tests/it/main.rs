@@ -59,7 +59,11 @@ fn model(client: &Client, name: &str) -> Model {
 }
 
 fn request(text: &str) -> ModelRequest {
-    ModelRequest { system: "Be brief.".to_owned(), messages: vec![Message::user(text)], ..ModelRequest::default() }
+    ModelRequest {
+        system: "Be brief.".to_owned(),
+        messages: vec![Message::user(text)],
+        ..ModelRequest::default()
+    }
 }
 
 fn weather_tool() -> ToolDefinition {

@@ -24,7 +24,8 @@ async fn text_with_usage_and_the_exact_request() {
     req.temperature = Some(0.5);
     req.reasoning_effort = Some(ReasoningEffort::Low);
 
-    let response = model(&client, "openai/gpt-test").complete(&req, CancellationToken::new()).await.unwrap();
+    let response =
+        model(&client, "openai/gpt-test").complete(&req, CancellationToken::new()).await.unwrap();
 
     assert_eq!(
         response,
@@ -32,7 +33,12 @@ async fn text_with_usage_and_the_exact_request() {
             id: Some("chatcmpl-fake".to_owned()),
             model: Some("gpt-test".to_owned()),
             content: vec![AssistantPart::Text { text: "Hello, world! It is sunny.".to_owned() }],
-            usage: Usage { input_tokens: 15, output_tokens: 7, cache_read_tokens: 3, cache_write_tokens: 0 },
+            usage: Usage {
+                input_tokens: 15,
+                output_tokens: 7,
+                cache_read_tokens: 3,
+                cache_write_tokens: 0
+            },
             finish_reason: FinishReason::Stop,
         }
     );
@@ -68,7 +74,11 @@ async fn text_with_usage_and_the_exact_request() {
 async fn events_stream_in_order() {
     let server = FakeModelServer::start().await;
     server.push(Reply::Turn(
-        Turn::empty().then_reasoning("Think.", "").then_text("Hi there").then_tool_call("c1", "get_weather", r#"{"city":"Oslo"}"#).chunk_chars(6),
+        Turn::empty()
+            .then_reasoning("Think.", "")
+            .then_text("Hi there")
+            .then_tool_call("c1", "get_weather", r#"{"city":"Oslo"}"#)
+            .chunk_chars(6),
     ));
     let client = client_with(&server, fast_config());
     let (events, error) = events(&model(&client, "openai/gpt-test"), &request("x")).await;
@@ -77,7 +87,10 @@ async fn events_stream_in_order() {
     assert_eq!(
         events,
         vec![
-            ModelEvent::ResponseStarted { id: Some("chatcmpl-fake".to_owned()), model: Some("gpt-test".to_owned()) },
+            ModelEvent::ResponseStarted {
+                id: Some("chatcmpl-fake".to_owned()),
+                model: Some("gpt-test".to_owned())
+            },
             ModelEvent::ReasoningDelta { text: "Think.".to_owned() },
             text("Hi the"),
             text("re"),
@@ -85,7 +98,9 @@ async fn events_stream_in_order() {
             ModelEvent::ToolCallDelta { id: "c1".to_owned(), delta: r#"{"city"#.to_owned() },
             ModelEvent::ToolCallDelta { id: "c1".to_owned(), delta: r#"":"Osl"#.to_owned() },
             ModelEvent::ToolCallDelta { id: "c1".to_owned(), delta: r#"o"}"#.to_owned() },
-            ModelEvent::Usage { usage: Usage { input_tokens: 10, output_tokens: 5, ..Usage::default() } },
+            ModelEvent::Usage {
+                usage: Usage { input_tokens: 10, output_tokens: 5, ..Usage::default() }
+            },
             ModelEvent::ToolCallEnded { id: "c1".to_owned() },
             ModelEvent::Finished { reason: FinishReason::ToolCalls },
         ]
@@ -104,9 +119,16 @@ async fn parallel_tool_calls_with_interleaved_fragments() {
             .chunk_chars(3),
     ));
     let client = client_with(&server, fast_config());
-    let response = model(&client, "openai/gpt-test").complete(&request("x"), CancellationToken::new()).await.unwrap();
+    let response = model(&client, "openai/gpt-test")
+        .complete(&request("x"), CancellationToken::new())
+        .await
+        .unwrap();
     let call = |id: &str, name: &str, arguments: &str| {
-        AssistantPart::ToolCall(ToolCall { id: id.to_owned(), name: name.to_owned(), arguments: arguments.to_owned() })
+        AssistantPart::ToolCall(ToolCall {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            arguments: arguments.to_owned(),
+        })
     };
     assert_eq!(
         response.content,
@@ -136,14 +158,32 @@ async fn history_with_tool_results_is_sent_in_chat_format() {
                 content: vec![
                     AssistantPart::Reasoning { text: "two calls".to_owned(), signature: None },
                     AssistantPart::Text { text: "Checking.".to_owned() },
-                    AssistantPart::ToolCall(ToolCall { id: "a".to_owned(), name: "get_weather".to_owned(), arguments: r#"{"city":"Paris"}"#.to_owned() }),
-                    AssistantPart::ToolCall(ToolCall { id: "b".to_owned(), name: "get_weather".to_owned(), arguments: r#"{"city":"Oslo"}"#.to_owned() }),
+                    AssistantPart::ToolCall(ToolCall {
+                        id: "a".to_owned(),
+                        name: "get_weather".to_owned(),
+                        arguments: r#"{"city":"Paris"}"#.to_owned(),
+                    }),
+                    AssistantPart::ToolCall(ToolCall {
+                        id: "b".to_owned(),
+                        name: "get_weather".to_owned(),
+                        arguments: r#"{"city":"Oslo"}"#.to_owned(),
+                    }),
                 ],
             },
             Message::Tool {
                 content: vec![
-                    ToolResultPart { call_id: "a".to_owned(), tool_name: "get_weather".to_owned(), output: "sunny".to_owned(), is_error: false },
-                    ToolResultPart { call_id: "b".to_owned(), tool_name: "get_weather".to_owned(), output: "unknown city".to_owned(), is_error: true },
+                    ToolResultPart {
+                        call_id: "a".to_owned(),
+                        tool_name: "get_weather".to_owned(),
+                        output: "sunny".to_owned(),
+                        is_error: false,
+                    },
+                    ToolResultPart {
+                        call_id: "b".to_owned(),
+                        tool_name: "get_weather".to_owned(),
+                        output: "unknown city".to_owned(),
+                        is_error: true,
+                    },
                 ],
             },
         ],
@@ -174,7 +214,10 @@ async fn compatible_servers_without_ids_or_done() {
         "data: {\"model\":\"qwen\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
     ]));
     let client = client_with(&server, fast_config());
-    let response = model(&client, "openai/qwen").complete(&request("x"), CancellationToken::new()).await.unwrap();
+    let response = model(&client, "openai/qwen")
+        .complete(&request("x"), CancellationToken::new())
+        .await
+        .unwrap();
     assert_eq!(
         response,
         ModelResponse {

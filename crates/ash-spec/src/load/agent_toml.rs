@@ -3,6 +3,7 @@
 //! Owns the keys of `agent.toml` and their checks. Inbound network, auth and providers are
 //! root-only; in a subagent they are reported and ignored.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
@@ -14,8 +15,8 @@ use crate::providers::{BUILTIN_PROVIDERS, SCRIPTED_PROVIDER, builtin_provider};
 use crate::slots;
 use crate::source::MAX_TEXT_BYTES;
 use crate::spec::{
-    AuthStrategy, DEFAULT_CLOCK_SKEW_SECONDS, JwtAlgorithm, JwtClaims, Limits,
-    ModelRef, Package, Provider, ProviderApi,
+    AuthStrategy, DEFAULT_CLOCK_SKEW_SECONDS, JwtAlgorithm, JwtClaims, Limits, ModelRef, Package,
+    Provider, ProviderApi,
 };
 use crate::toml_doc::{self, Fields};
 
@@ -147,24 +148,7 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
     {
         d.doc = &slots::PROVIDERS;
         if is_root {
-            let names = providers.keys();
-            for name in names {
-                let Some(table) = providers.table(&mut d, &name, "a table") else { continue };
-                if !is_slug(&name) {
-                    d.error(
-                        "invalid-name",
-                        Some(table.span()),
-                        format!(
-                            "provider name `{name}` must be lowercase letters, digits, `-` or `_`"
-                        ),
-                        "`[providers.<name>]` with a lowercase name",
-                    );
-                    continue;
-                }
-                if let Some(provider) = parse_provider(&mut d, &name, table) {
-                    package.providers.insert(name, provider);
-                }
-            }
+            package.providers = parse_providers(&mut d, &mut providers);
         } else {
             root_only(&mut d, &providers, "providers");
         }
@@ -207,7 +191,9 @@ fn check_script(
     let relative = Path::new(script);
     let package_dir = agent_toml.parent().unwrap_or(Path::new("."));
     let why = if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
-        format!("script path `{script}` must stay inside the agent directory (no `..`, no leading `/`)")
+        format!(
+            "script path `{script}` must stay inside the agent directory (no `..`, no leading `/`)"
+        )
     } else if !package_dir.join(relative).is_file() {
         format!("script `{script}` does not exist next to agent.toml")
     } else {
@@ -220,6 +206,30 @@ fn check_script(
         "`model`: \"scripted/<file>\" naming a JSONL script in the package, e.g. \"scripted/scripts/demo.jsonl\"",
     );
     None
+}
+
+/// `[providers.<name>]` tables, in `agent.toml` or the user's config file.
+pub(crate) fn parse_providers(
+    d: &mut FileDiag<'_>,
+    providers: &mut Fields<'_, '_>,
+) -> BTreeMap<String, Provider> {
+    let mut out = BTreeMap::new();
+    for name in providers.keys() {
+        let Some(table) = providers.table(d, &name, "a table") else { continue };
+        if !is_slug(&name) {
+            d.error(
+                "invalid-name",
+                Some(table.span()),
+                format!("provider name `{name}` must be lowercase letters, digits, `-` or `_`"),
+                "`[providers.<name>]` with a lowercase name",
+            );
+            continue;
+        }
+        if let Some(provider) = parse_provider(d, &name, table) {
+            out.insert(name, provider);
+        }
+    }
+    out
 }
 
 fn parse_provider(d: &mut FileDiag<'_>, name: &str, mut table: Fields<'_, '_>) -> Option<Provider> {

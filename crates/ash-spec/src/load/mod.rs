@@ -13,6 +13,7 @@ mod schedules;
 mod skills;
 mod tools;
 
+pub(crate) use agent_toml::parse_providers;
 pub(crate) use tools::check_input_schema;
 
 use std::collections::BTreeMap;

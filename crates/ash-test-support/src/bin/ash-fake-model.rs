@@ -42,7 +42,8 @@ async fn run() -> Result<(), String> {
                 turns.push(Turn::text(&"token ".repeat(n)).chunk_chars(6));
             }
             "--delay-ms" => {
-                let ms: u64 = value("--delay-ms")?.parse().map_err(|e| format!("--delay-ms: {e}"))?;
+                let ms: u64 =
+                    value("--delay-ms")?.parse().map_err(|e| format!("--delay-ms: {e}"))?;
                 delay = std::time::Duration::from_millis(ms);
             }
             "--script" => {
@@ -53,7 +54,8 @@ async fn run() -> Result<(), String> {
                     if line.is_empty() || line.starts_with('#') {
                         continue;
                     }
-                    let json: Value = serde_json::from_str(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+                    let json: Value =
+                        serde_json::from_str(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
                     turns.push(turn(&json));
                 }
             }
@@ -85,9 +87,14 @@ fn turn(json: &Value) -> Turn {
     if let Some(text) = json.get("text").and_then(Value::as_str) {
         turn = turn.then_text(text);
     }
-    for (n, call) in json.get("toolCalls").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (n, call) in
+        json.get("toolCalls").and_then(Value::as_array).into_iter().flatten().enumerate()
+    {
         let name = call.get("name").and_then(Value::as_str).unwrap_or("tool");
-        let id = call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{n}"), str::to_owned);
+        let id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("call_{n}"), str::to_owned);
         let input = call.get("input").cloned().unwrap_or_else(|| serde_json::json!({}));
         turn = turn.then_tool_call(&id, name, &input.to_string());
     }

@@ -177,7 +177,8 @@ impl Turn {
 
     /// Adds reasoning with a signature.
     pub fn then_reasoning(mut self, text: &str, signature: &str) -> Self {
-        self.parts.push(TurnPart::Reasoning { text: text.to_owned(), signature: signature.to_owned() });
+        self.parts
+            .push(TurnPart::Reasoning { text: text.to_owned(), signature: signature.to_owned() });
         self
     }
 
@@ -268,7 +269,8 @@ impl FakeModelServer {
             let state = Arc::clone(&shared);
             async move { handle(&state, &uri, &headers, &body).await }
         });
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the fake model server");
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.expect("bind the fake model server");
         let addr = listener.local_addr().expect("local address");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -319,7 +321,12 @@ impl Drop for FakeModelServer {
     }
 }
 
-async fn handle(state: &Mutex<State>, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response<Body> {
+async fn handle(
+    state: &Mutex<State>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response<Body> {
     let path = uri.path().to_owned();
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let (reply, number) = {
@@ -328,7 +335,9 @@ async fn handle(state: &Mutex<State>, uri: &Uri, headers: &HeaderMap, body: &Byt
             path: path.clone(),
             headers: headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())
+                })
                 .collect(),
             body: json.clone(),
         });
@@ -369,25 +378,38 @@ async fn handle(state: &Mutex<State>, uri: &Uri, headers: &HeaderMap, body: &Byt
     }
 }
 
-fn respond(status: u16, headers: &[(&str, &str)], chunks: Vec<Bytes>, delay: Duration, drop: bool) -> Response<Body> {
-    let stream = futures_util::stream::unfold((chunks.into_iter(), drop), move |(mut chunks, drop)| async move {
-        match chunks.next() {
-            Some(chunk) => {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+fn respond(
+    status: u16,
+    headers: &[(&str, &str)],
+    chunks: Vec<Bytes>,
+    delay: Duration,
+    drop: bool,
+) -> Response<Body> {
+    let stream = futures_util::stream::unfold(
+        (chunks.into_iter(), drop),
+        move |(mut chunks, drop)| async move {
+            match chunks.next() {
+                Some(chunk) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<_, std::io::Error>(chunk), (chunks, drop)))
                 }
-                Some((Ok::<_, std::io::Error>(chunk), (chunks, drop)))
+                // An error from the body stream makes hyper abort the connection mid-body. The pause
+                // lets hyper flush the frames already yielded, so the client sees them first.
+                None if drop => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Some((
+                        Err(std::io::Error::other("fake model server: dropped connection")),
+                        (chunks, false),
+                    ))
+                }
+                None => None,
             }
-            // An error from the body stream makes hyper abort the connection mid-body. The pause
-            // lets hyper flush the frames already yielded, so the client sees them first.
-            None if drop => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Some((Err(std::io::Error::other("fake model server: dropped connection")), (chunks, false)))
-            }
-            None => None,
-        }
-    });
-    let mut response = Response::builder().status(StatusCode::from_u16(status).expect("a valid status"));
+        },
+    );
+    let mut response =
+        Response::builder().status(StatusCode::from_u16(status).expect("a valid status"));
     for (name, value) in headers {
         response = response.header(*name, *value);
     }

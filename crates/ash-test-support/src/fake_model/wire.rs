@@ -66,7 +66,9 @@ fn openai(turn: &Turn, model: &str, include_usage: bool) -> Vec<Bytes> {
                     "function": {"name": name, "arguments": ""},
                 }]})];
                 for piece in pieces(arguments, turn.chunk_chars) {
-                    deltas.push(json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}));
+                    deltas.push(
+                        json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}),
+                    );
                 }
                 if turn.interleave {
                     calls.push(deltas);
@@ -137,11 +139,19 @@ fn anthropic(turn: &Turn, model: &str) -> Vec<Bytes> {
         event("ping", json!({"type": "ping"})),
     ];
     for (index, part) in turn.parts.iter().enumerate() {
-        let delta = |delta: Value| event("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": delta}));
+        let delta = |delta: Value| {
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": delta}),
+            )
+        };
         let (start, deltas): (Value, Vec<Bytes>) = match part {
             TurnPart::Text(text) => (
                 json!({"type": "text", "text": ""}),
-                pieces(text, turn.chunk_chars).into_iter().map(|p| delta(json!({"type": "text_delta", "text": p}))).collect(),
+                pieces(text, turn.chunk_chars)
+                    .into_iter()
+                    .map(|p| delta(json!({"type": "text_delta", "text": p})))
+                    .collect(),
             ),
             TurnPart::Reasoning { text, signature } => {
                 let mut deltas: Vec<Bytes> = pieces(text, turn.chunk_chars)
@@ -159,9 +169,15 @@ fn anthropic(turn: &Turn, model: &str) -> Vec<Bytes> {
                     .collect(),
             ),
         };
-        frames.push(event("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": start})));
+        frames.push(event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": start}),
+        ));
         frames.extend(deltas);
-        frames.push(event("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+        frames.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
     }
     let stop = match turn.finish {
         Some(FinishReason::Stop) => "end_turn",
