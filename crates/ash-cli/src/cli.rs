@@ -33,8 +33,8 @@ pub(crate) enum Command {
     Build(AgentDirArgs),
     /// Show the model providers and try the agent's model
     ///
-    /// Lists every provider (built in, from $ASH_HOME/config.toml, from the agent's
-    /// [providers.<name>]) with its wire format, base URL and whether its key variable is set,
+    /// Lists every provider (built in, from $ASH_HOME/config.toml, from the agent's providers
+    /// tables) with its wire format, base URL and whether its key variable is set,
     /// and says whether the agent's `model` resolves. With --prompt, sends one message (with the
     /// agent's system prompt, without tools) and streams the answer: text on stdout; reasoning,
     /// tool calls and usage on stderr. Exits 1 when the model does not resolve or the call fails.
