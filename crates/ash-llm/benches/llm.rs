@@ -86,7 +86,7 @@ async fn main() {
     ] {
         parse(api, &body, 3);
         let (rate, mbps, events) = parse(api, &body, 30);
-        println!("  {name:<10} {events} events  {:>10.0} events/s  {mbps:>7.1} MB/s", rate);
+        println!("  {name:<10} {events} events  {rate:>10.0} events/s  {mbps:>7.1} MB/s");
     }
 
     let server = FakeModelServer::start().await;
