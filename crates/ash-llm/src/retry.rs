@@ -61,3 +61,53 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).ok()?);
     Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
 }
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let cases: &[(&[(&'static str, &str)], Option<Duration>)] = &[
+            (&[], None),
+            (&[("retry-after", "3")], Some(Duration::from_secs(3))),
+            (&[("retry-after", "1.5")], Some(Duration::from_millis(1500))),
+            (&[("retry-after-ms", "250"), ("retry-after", "9")], Some(Duration::from_millis(250))),
+            (&[("retry-after", "-1")], None),
+            (&[("retry-after", "soon")], None),
+            (&[("retry-after", "NaN")], None),
+            (&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")], Some(Duration::ZERO)),
+            (&[("retry-after", "99999999999")], Some(Duration::from_secs(86_400))),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(retry_after(&headers(pairs)), *want, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stays_capped() {
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            ..RetryPolicy::default()
+        };
+        let jitter = Jitter::new(Some(1));
+        for (attempt, base) in [(2, 100), (3, 200), (4, 400), (5, 800), (6, 1000), (40, 1000)] {
+            for _ in 0..50 {
+                let wait = jitter.backoff(&policy, attempt);
+                let base = Duration::from_millis(base);
+                assert!(wait >= base / 2 && wait < base, "attempt {attempt}: {wait:?}");
+            }
+        }
+    }
+}
