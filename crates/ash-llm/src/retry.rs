@@ -76,9 +76,11 @@ mod tests {
         map
     }
 
+    type Case<'a> = (&'a [(&'static str, &'a str)], Option<Duration>);
+
     #[test]
     fn retry_after_forms() {
-        let cases: &[(&[(&'static str, &str)], Option<Duration>)] = &[
+        let cases: &[Case<'_>] = &[
             (&[], None),
             (&[("retry-after", "3")], Some(Duration::from_secs(3))),
             (&[("retry-after", "1.5")], Some(Duration::from_millis(1500))),
