@@ -233,3 +233,33 @@ async fn compatible_servers_without_ids_or_done() {
         }
     );
 }
+
+#[tokio::test]
+async fn invalid_tool_arguments_reach_the_caller_as_typed_errors() {
+    let server = FakeModelServer::start().await;
+    server.push(Reply::Turn(
+        Turn::empty()
+            .then_tool_call("a", "get_weather", r#"{"city": "Par"#)
+            .then_tool_call("b", "get_weather", r#"["Paris"]"#)
+            .finish(FinishReason::Length),
+    ));
+    let client = client_with(&server, fast_config());
+    let response =
+        model(&client, "openai/m").complete(&request("x"), CancellationToken::new()).await.unwrap();
+    assert_eq!(response.finish_reason, FinishReason::Length);
+    let errors: Vec<String> = response
+        .content
+        .iter()
+        .filter_map(|part| match part {
+            AssistantPart::ToolCall(call) => Some(tool_input(call).unwrap_err().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "arguments of tool `get_weather` (call a) are not valid JSON: EOF while parsing a string at line 1 column 13",
+            "arguments of tool `get_weather` (call b) must be a JSON object, not an array",
+        ]
+    );
+}
