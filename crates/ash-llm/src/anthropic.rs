@@ -188,8 +188,6 @@ enum Block {
 /// Decoder state for one response.
 pub(crate) struct Decoder {
     provider: String,
-    max_tool_calls: usize,
-    tool_calls: usize,
     /// Open blocks by index: kind and, for tools, the call id.
     blocks: Vec<(u64, Block, String)>,
     input: u64,
@@ -202,11 +200,9 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    pub(crate) fn new(provider: &str, max_tool_calls: usize) -> Self {
+    pub(crate) fn new(provider: &str) -> Self {
         Self {
             provider: provider.to_owned(),
-            max_tool_calls,
-            tool_calls: 0,
             blocks: Vec::new(),
             input: 0,
             output: 0,
@@ -271,14 +267,6 @@ impl Decoder {
                 (Block::Other, String::new())
             }
             Some("tool_use") => {
-                if self.tool_calls >= self.max_tool_calls {
-                    return Err(LlmError::TooLarge {
-                        provider: self.provider.clone(),
-                        what: "tool calls per response",
-                        limit: self.max_tool_calls.to_string(),
-                    });
-                }
-                self.tool_calls += 1;
                 let id = text("id");
                 let name = text("name");
                 if id.is_empty() || name.is_empty() {

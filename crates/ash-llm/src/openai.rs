@@ -173,7 +173,6 @@ struct OpenCall {
 /// Decoder state for one response.
 pub(crate) struct Decoder {
     provider: String,
-    max_tool_calls: usize,
     started: bool,
     calls: Vec<OpenCall>,
     finish: Option<String>,
@@ -181,10 +180,9 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    pub(crate) fn new(provider: &str, max_tool_calls: usize) -> Self {
+    pub(crate) fn new(provider: &str) -> Self {
         Self {
             provider: provider.to_owned(),
-            max_tool_calls,
             started: false,
             calls: Vec::new(),
             finish: None,
@@ -214,13 +212,6 @@ impl Decoder {
         let position = match self.calls.iter().position(|c| c.index == index) {
             Some(position) => position,
             None => {
-                if self.calls.len() >= self.max_tool_calls {
-                    return Err(LlmError::TooLarge {
-                        provider: self.provider.clone(),
-                        what: "tool calls per response",
-                        limit: self.max_tool_calls.to_string(),
-                    });
-                }
                 let id =
                     delta.id.filter(|id| !id.is_empty()).unwrap_or_else(|| format!("call_{index}"));
                 self.calls.push(OpenCall {

@@ -27,11 +27,56 @@ enum Wire {
     Anthropic(anthropic::Decoder),
 }
 
+/// The per-event half of a decoder: the wire format, the limits it shares across formats, and
+/// the first failure (later events are ignored once one happened).
+struct Events {
+    provider: String,
+    wire: Wire,
+    tool_calls: usize,
+    max_tool_calls: usize,
+    failure: Option<LlmError>,
+}
+
+impl Events {
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<ModelEvent>) {
+        if self.failure.is_some() {
+            return;
+        }
+        let before = out.len();
+        let result = match &mut self.wire {
+            Wire::OpenAi(d) => d.event(&event.event, &event.data, out),
+            Wire::Anthropic(d) => d.event(&event.event, &event.data, out),
+        };
+        if let Err(err) = result {
+            self.failure = Some(err);
+            return;
+        }
+        for index in before..out.len() {
+            if matches!(out[index], ModelEvent::ToolCallStarted { .. }) {
+                self.tool_calls += 1;
+                if self.tool_calls > self.max_tool_calls {
+                    // The call over the limit, and what follows it, is never handed out.
+                    out.truncate(index);
+                    self.failure = Some(LlmError::TooLarge {
+                        provider: self.provider.clone(),
+                        what: "tool calls per response",
+                        limit: self.max_tool_calls.to_string(),
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn take_failure(&mut self) -> Result<(), LlmError> {
+        self.failure.take().map_or(Ok(()), Err)
+    }
+}
+
 /// Decodes one streaming response of the given wire format.
 pub struct Decoder {
-    provider: String,
     sse: SseParser,
-    wire: Wire,
+    events: Events,
     received: u64,
     max_response_bytes: u64,
     max_event_bytes: usize,
@@ -41,17 +86,18 @@ impl Decoder {
     /// A decoder for a response from `provider` (named in errors).
     pub fn new(api: ProviderApi, provider: &str, limits: &ResponseLimits) -> Self {
         let wire = match api {
-            ProviderApi::OpenAi => {
-                Wire::OpenAi(openai::Decoder::new(provider, limits.max_tool_calls))
-            }
-            ProviderApi::Anthropic => {
-                Wire::Anthropic(anthropic::Decoder::new(provider, limits.max_tool_calls))
-            }
+            ProviderApi::OpenAi => Wire::OpenAi(openai::Decoder::new(provider)),
+            ProviderApi::Anthropic => Wire::Anthropic(anthropic::Decoder::new(provider)),
         };
         Self {
-            provider: provider.to_owned(),
             sse: SseParser::new(limits.max_event_bytes),
-            wire,
+            events: Events {
+                provider: provider.to_owned(),
+                wire,
+                tool_calls: 0,
+                max_tool_calls: limits.max_tool_calls,
+                failure: None,
+            },
             received: 0,
             max_response_bytes: limits.max_response_bytes,
             max_event_bytes: limits.max_event_bytes,
@@ -63,40 +109,24 @@ impl Decoder {
         self.received += bytes.len() as u64;
         if self.received > self.max_response_bytes {
             return Err(LlmError::TooLarge {
-                provider: self.provider.clone(),
+                provider: self.events.provider.clone(),
                 what: "response size",
                 limit: human_bytes(self.max_response_bytes),
             });
         }
-        let mut failure = None;
-        let wire = &mut self.wire;
-        let result = self.sse.feed(bytes, &mut |event: SseEvent| {
-            if failure.is_none()
-                && let Err(err) = dispatch(wire, &event, out)
-            {
-                failure = Some(err);
-            }
-        });
+        let events = &mut self.events;
+        let result = self.sse.feed(bytes, &mut |event: SseEvent| events.on_event(&event, out));
         self.check(result)?;
-        failure.map_or(Ok(()), Err)
+        self.events.take_failure()
     }
 
     /// The body ended; fails if the response was cut short.
     pub fn finish(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), LlmError> {
-        let mut failure = None;
-        let wire = &mut self.wire;
-        let result = self.sse.finish(&mut |event: SseEvent| {
-            if failure.is_none()
-                && let Err(err) = dispatch(wire, &event, out)
-            {
-                failure = Some(err);
-            }
-        });
+        let events = &mut self.events;
+        let result = self.sse.finish(&mut |event: SseEvent| events.on_event(&event, out));
         self.check(result)?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
-        match &mut self.wire {
+        self.events.take_failure()?;
+        match &mut self.events.wire {
             Wire::OpenAi(d) => d.finish(out),
             Wire::Anthropic(d) => d.finish(out),
         }
@@ -105,22 +135,15 @@ impl Decoder {
     fn check(&self, result: Result<(), SseError>) -> Result<(), LlmError> {
         result.map_err(|err| match err {
             SseError::NotUtf8 { line } => LlmError::Protocol {
-                provider: self.provider.clone(),
+                provider: self.events.provider.clone(),
                 message: format!("line {line} of the event stream is not UTF-8"),
             },
             SseError::TooLarge => LlmError::TooLarge {
-                provider: self.provider.clone(),
+                provider: self.events.provider.clone(),
                 what: "single event size",
                 limit: human_bytes(self.max_event_bytes as u64),
             },
         })
-    }
-}
-
-fn dispatch(wire: &mut Wire, event: &SseEvent, out: &mut Vec<ModelEvent>) -> Result<(), LlmError> {
-    match wire {
-        Wire::OpenAi(d) => d.event(&event.event, &event.data, out),
-        Wire::Anthropic(d) => d.event(&event.event, &event.data, out),
     }
 }
 
