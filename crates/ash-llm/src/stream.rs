@@ -84,13 +84,19 @@ impl ModelStream {
     }
 }
 
+/// One attempt's response and the decoder reading it.
+struct Attempt {
+    response: reqwest::Response,
+    decoder: Decoder,
+}
+
 /// One HTTP model call across its attempts.
 pub(crate) struct HttpCall {
     model: Arc<HttpModel>,
     body: Bytes,
     attempt: u32,
-    response: Option<reqwest::Response>,
-    decoder: Option<Decoder>,
+    /// The response being read, with its decoder; `None` between attempts.
+    active: Option<Attempt>,
     backoff: Option<Duration>,
     pending: VecDeque<ModelEvent>,
     scratch: Vec<ModelEvent>,
@@ -106,8 +112,7 @@ impl HttpCall {
             model,
             body,
             attempt: 0,
-            response: None,
-            decoder: None,
+            active: None,
             backoff: None,
             pending: VecDeque::new(),
             scratch: Vec::new(),
@@ -124,7 +129,7 @@ impl HttpCall {
                 return Some(Ok(event));
             }
             if let Some(error) = self.failure.take() {
-                self.response = None;
+                self.active = None;
                 match self.retry_delay(&error) {
                     Some(delay) => {
                         self.backoff = Some(delay);
@@ -149,7 +154,7 @@ impl HttpCall {
             if cancel.is_cancelled() {
                 return self.cancelled();
             }
-            let Some(response) = &mut self.response else {
+            let Some(attempt) = &mut self.active else {
                 if let Some(delay) = self.backoff.take() {
                     tokio::select! {
                         () = cancel.cancelled() => return self.cancelled(),
@@ -158,13 +163,10 @@ impl HttpCall {
                 }
                 match self.connect(cancel).await {
                     Ok(response) => {
-                        let config = &self.model.config;
-                        self.decoder = Some(Decoder::new(
-                            self.model.api,
-                            &self.model.provider,
-                            &config.limits,
-                        ));
-                        self.response = Some(response);
+                        let model = &self.model;
+                        let decoder =
+                            Decoder::new(model.api, &model.provider, &model.config.limits);
+                        self.active = Some(Attempt { response, decoder });
                     }
                     Err(LlmError::Cancelled) => return self.cancelled(),
                     Err(error) => self.failure = Some(error),
@@ -174,9 +176,8 @@ impl HttpCall {
             let idle = self.model.config.idle_timeout;
             let chunk = tokio::select! {
                 () = cancel.cancelled() => return self.cancelled(),
-                chunk = tokio::time::timeout(idle, response.chunk()) => chunk,
+                chunk = tokio::time::timeout(idle, attempt.response.chunk()) => chunk,
             };
-            let Some(decoder) = &mut self.decoder else { continue };
             let result = match chunk {
                 Err(_) => Err(LlmError::Timeout {
                     provider: self.model.provider.clone(),
@@ -187,16 +188,17 @@ impl HttpCall {
                     provider: self.model.provider.clone(),
                     reason: reason(&err),
                 }),
-                Ok(Ok(Some(bytes))) => decoder.feed(&bytes, &mut self.scratch),
+                Ok(Ok(Some(bytes))) => attempt.decoder.feed(&bytes, &mut self.scratch),
                 Ok(Ok(None)) => {
-                    self.response = None;
-                    decoder.finish(&mut self.scratch)
+                    let finished = attempt.decoder.finish(&mut self.scratch);
+                    self.active = None;
+                    finished
                 }
             };
             if self.scratch.iter().any(|e| matches!(e, ModelEvent::Finished { .. })) {
                 // Whatever follows the end of the response is not read.
                 self.done = true;
-                self.response = None;
+                self.active = None;
             }
             self.pending.extend(self.scratch.drain(..));
             if let Err(error) = result {
@@ -207,7 +209,7 @@ impl HttpCall {
 
     fn cancelled(&mut self) -> Option<Result<ModelEvent, LlmError>> {
         self.done = true;
-        self.response = None;
+        self.active = None;
         self.pending.clear();
         Some(Err(LlmError::Cancelled))
     }
