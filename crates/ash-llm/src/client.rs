@@ -14,7 +14,7 @@ use reqwest::Url;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ClientConfig, ProviderConfig, ProviderTable};
+use crate::config::{ClientConfig, ProviderConfig, ProviderTable, redact_userinfo};
 use crate::error::{KeyHint, LlmError};
 use crate::request::ModelRequest;
 use crate::retry::Jitter;
@@ -174,7 +174,7 @@ fn endpoint(provider: &ProviderConfig) -> Result<Url, LlmError> {
         ProviderApi::Anthropic => "messages",
     };
     let url = Url::parse(&format!("{}/{path}", base.trim_end_matches('/')))
-        .map_err(|err| invalid(&crate::config::redact_userinfo(base), &err.to_string()))?;
+        .map_err(|err| invalid(&redact_userinfo(base), &err.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(invalid(&display_url(&url), "it must be an http or https URL with a host"));
     }
@@ -227,9 +227,5 @@ fn headers(provider: &ProviderConfig) -> Result<HeaderMap, LlmError> {
 
 /// `url` without user-info (a gateway URL may carry credentials).
 fn display_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    // Both fail only for URLs that cannot have credentials anyway.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.to_string()
+    redact_userinfo(url.as_str())
 }

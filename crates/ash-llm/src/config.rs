@@ -60,13 +60,15 @@ impl ProviderConfig {
     }
 }
 
-/// `scheme://user:pass@host/...` without `user:pass@`.
+/// `scheme://user:pass@host/...` without `user:pass@`. Only the authority is searched, so an
+/// `@` in the path stays.
 pub(crate) fn redact_userinfo(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://{}", &text[..scheme], &text[at + 1..])
-        }
-        _ => text.to_owned(),
+    let Some(scheme_end) = text.find("://").map(|i| i + 3) else { return text.to_owned() };
+    let rest = &text[scheme_end..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{}{}", &text[..scheme_end], &rest[at + 1..]),
+        None => text.to_owned(),
     }
 }
 
@@ -223,6 +225,26 @@ impl Default for ResponseLimits {
             max_response_bytes: 256 << 20,
             max_tool_calls: 256,
             max_error_body_bytes: 64 << 10,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_userinfo;
+
+    #[test]
+    fn userinfo_is_removed_from_the_authority_only() {
+        let cases = [
+            ("https://user:pass@gw.test/v1", "https://gw.test/v1"),
+            ("https://token@gw.test", "https://gw.test"),
+            ("https://gw.test/v1/@team", "https://gw.test/v1/@team"),
+            ("https://a:b@gw.test/v1?x=@y", "https://gw.test/v1?x=@y"),
+            ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
+            ("not a url @ all", "not a url @ all"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_userinfo(input), want, "{input}");
         }
     }
 }

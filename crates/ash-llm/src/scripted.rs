@@ -193,17 +193,11 @@ impl ScriptedStream {
         cancel: &CancellationToken,
     ) -> Option<Result<ModelEvent, LlmError>> {
         if cancel.is_cancelled() {
-            self.events.clear();
-            self.error = None;
-            return Some(Err(LlmError::Cancelled));
+            return self.cancelled();
         }
         if !self.delay.is_zero() && (!self.events.is_empty() || self.error.is_some()) {
             tokio::select! {
-                () = cancel.cancelled() => {
-                    self.events.clear();
-                    self.error = None;
-                    return Some(Err(LlmError::Cancelled));
-                }
+                () = cancel.cancelled() => return self.cancelled(),
                 () = tokio::time::sleep(self.delay) => {}
             }
         }
@@ -211,5 +205,12 @@ impl ScriptedStream {
             Some(event) => Some(Ok(event)),
             None => self.error.take().map(Err),
         }
+    }
+
+    /// Ends the replay: nothing more is handed out.
+    fn cancelled(&mut self) -> Option<Result<ModelEvent, LlmError>> {
+        self.events.clear();
+        self.error = None;
+        Some(Err(LlmError::Cancelled))
     }
 }
