@@ -348,33 +348,53 @@ async fn handle(
         (reply, state.requests.len())
     };
     let format = if path.ends_with("/chat/completions") {
-        wire::Format::OpenAi
+        Some(wire::Format::OpenAi)
     } else if path.ends_with("/messages") {
-        wire::Format::Anthropic
+        Some(wire::Format::Anthropic)
     } else {
-        return respond(404, &[("content-type", "application/json")], vec![Bytes::from(
-            serde_json::json!({"error": {"message": format!("fake model server: no route {path}"), "type": "not_found"}}).to_string(),
-        )], Duration::ZERO, false);
+        None
     };
-    match reply {
-        None => respond(500, &[("content-type", "application/json")], vec![Bytes::from(
-            serde_json::json!({"error": {"message": format!("fake model server: no scripted reply left for request {number}"), "type": "fake_exhausted"}}).to_string(),
-        )], Duration::ZERO, false),
-        Some(Reply::Hang) => std::future::pending().await,
-        Some(Reply::Raw { status, headers, chunks, delay, drop }) => {
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            respond(status, &headers, chunks, delay, drop)
-        }
-        Some(Reply::Turn(turn)) => {
-            let model = json.get("model").and_then(Value::as_str).unwrap_or("fake-model");
-            let include_usage = json.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-            let mut frames = wire::render(format, &turn, model, include_usage);
-            let drop = turn.drop_after.is_some_and(|n| n < frames.len());
-            if let Some(n) = turn.drop_after {
-                frames.truncate(n);
-            }
-            respond(200, &[("content-type", "text/event-stream"), ("cache-control", "no-cache")], frames, turn.delay, drop)
-        }
+    let error = |status, message: String, kind: &str| {
+        Reply::error(status, &serde_json::json!({"error": {"message": message, "type": kind}}))
+    };
+    let reply = match (format, reply) {
+        (None, _) => error(404, format!("fake model server: no route {path}"), "not_found"),
+        (_, None) => error(
+            500,
+            format!("fake model server: no scripted reply left for request {number}"),
+            "fake_exhausted",
+        ),
+        (Some(format), Some(Reply::Turn(turn))) => render_turn(format, &turn, &json),
+        (_, Some(reply)) => reply,
+    };
+    // Every `Turn` was rendered to `Raw` above; what is left is `Hang`.
+    let Reply::Raw { status, headers, chunks, delay, drop } = reply else {
+        return std::future::pending().await;
+    };
+    let headers: Vec<(&str, &str)> =
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    respond(status, &headers, chunks, delay, drop)
+}
+
+/// A turn as the 200 event stream the endpoint's wire format would send.
+fn render_turn(format: wire::Format, turn: &Turn, request: &Value) -> Reply {
+    let model = request.get("model").and_then(Value::as_str).unwrap_or("fake-model");
+    let include_usage =
+        request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+    let mut chunks = wire::render(format, turn, model, include_usage);
+    let drop = turn.drop_after.is_some_and(|n| n < chunks.len());
+    if let Some(n) = turn.drop_after {
+        chunks.truncate(n);
+    }
+    Reply::Raw {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "text/event-stream".into()),
+            ("cache-control".into(), "no-cache".into()),
+        ],
+        chunks,
+        delay: turn.delay,
+        drop,
     }
 }
 
