@@ -8,9 +8,8 @@ use ash_protocol::{
 use ash_test_support::{FakeModelServer, Reply, Turn};
 use pretty_assertions::assert_eq;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
-use crate::{KEY, client_with, fast_config, model, request, weather_tool};
+use crate::{KEY, client_with, complete, fast_config, request, weather_tool};
 
 #[tokio::test]
 async fn thinking_text_tool_use_and_cache_usage() {
@@ -30,10 +29,7 @@ async fn thinking_text_tool_use_and_cache_usage() {
     req.reasoning_effort = Some(ReasoningEffort::Medium);
     req.temperature = Some(0.2);
 
-    let response = model(&client, "anthropic/claude-test")
-        .complete(&req, CancellationToken::new())
-        .await
-        .unwrap();
+    let response = complete(&client, "anthropic/claude-test", &req).await.unwrap();
 
     let call = |id: &str, city: &str| {
         AssistantPart::ToolCall(ToolCall {
@@ -143,10 +139,7 @@ async fn history_alternates_and_keeps_signed_thinking() {
         temperature: Some(0.0),
         ..ModelRequest::default()
     };
-    let response = model(&client, "anthropic/claude-test")
-        .complete(&req, CancellationToken::new())
-        .await
-        .unwrap();
+    let response = complete(&client, "anthropic/claude-test", &req).await.unwrap();
     assert_eq!(response.finish_reason, FinishReason::Length);
     let body = &server.requests()[0].body;
     assert_eq!(body["max_tokens"], 100);
@@ -189,10 +182,7 @@ async fn unknown_events_blocks_and_deltas_are_tolerated() {
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     ]));
     let client = client_with(&server, fast_config());
-    let response = model(&client, "anthropic/c")
-        .complete(&request("x"), CancellationToken::new())
-        .await
-        .unwrap();
+    let response = complete(&client, "anthropic/c", &request("x")).await.unwrap();
     assert_eq!(
         response,
         ModelResponse {

@@ -14,7 +14,7 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::{KEY, assert_no_key, client_with, events, fast_config, model, request};
+use crate::{KEY, assert_no_key, client_with, complete, events, fast_config, model, request};
 
 const HINT: &str = "check that OPENAI_API_KEY holds a valid key with access to this model";
 
@@ -81,7 +81,7 @@ fn cases() -> Vec<Case> {
         case(
             "empty error body",
             "openai/m",
-            vec![Reply::Raw { status: 500, headers: vec![], chunks: vec![], delay: Duration::ZERO, drop: false }; 3],
+            vec![Reply::body(500, "", vec![]); 3],
             Err("openai: HTTP 500: empty response body".into()),
             3,
         ),
@@ -126,26 +126,14 @@ fn cases() -> Vec<Case> {
         case(
             "200 with JSON instead of a stream",
             "openai/m",
-            vec![Reply::Raw {
-                status: 200,
-                headers: vec![("content-type".into(), "application/json".into())],
-                chunks: vec![json!({"choices": []}).to_string().into()],
-                delay: Duration::ZERO,
-                drop: false,
-            }],
+            vec![Reply::body(200, "application/json", vec![json!({"choices": []}).to_string().into()])],
             Err("openai: malformed response: expected an event stream (text/event-stream) but got `application/json`: {\"choices\":[]}".into()),
             1,
         ),
         case(
             "non-UTF-8 stream",
             "openai/m",
-            vec![Reply::Raw {
-                status: 200,
-                headers: vec![("content-type".into(), "text/event-stream".into())],
-                chunks: vec![b"data: \xff\xfe\n\n".to_vec().into()],
-                delay: Duration::ZERO,
-                drop: false,
-            }],
+            vec![Reply::body(200, "text/event-stream", vec![b"data: \xff\xfe\n\n".to_vec().into()])],
             Err("openai: malformed response: line 1 of the event stream is not UTF-8".into()),
             1,
         ),
@@ -202,8 +190,7 @@ async fn failure_table() {
             server.push(reply);
         }
         let client = client_with(&server, fast_config());
-        let result =
-            model(&client, case.model).complete(&request("x"), CancellationToken::new()).await;
+        let result = complete(&client, case.model, &request("x")).await;
         let got = match &result {
             Ok(response) => match response.content.as_slice() {
                 [AssistantPart::Text { text }] => Ok(text.as_str()),
@@ -268,10 +255,7 @@ async fn no_response_times_out() {
     config.response_timeout = Duration::from_millis(300);
     config.retry.max_attempts = 2;
     let client = client_with(&server, config);
-    let err = model(&client, "openai/m")
-        .complete(&request("x"), CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = complete(&client, "openai/m", &request("x")).await.unwrap_err();
     assert_eq!(err.to_string(), "openai: waiting for the response took longer than 0.3s");
     assert_eq!(server.requests().len(), 2);
 }
@@ -284,10 +268,7 @@ async fn silence_between_chunks_times_out() {
     config.idle_timeout = Duration::from_millis(200);
     config.retry.max_attempts = 1;
     let client = client_with(&server, config);
-    let err = model(&client, "anthropic/m")
-        .complete(&request("x"), CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = complete(&client, "anthropic/m", &request("x")).await.unwrap_err();
     assert_eq!(err.to_string(), "anthropic: waiting for the next chunk took longer than 0.2s");
 }
 
@@ -350,10 +331,7 @@ async fn connection_refused_names_the_url_not_the_key() {
         &env,
     );
     let client = Client::new(table, fast_config()).unwrap();
-    let err = model(&client, "openai/m")
-        .complete(&request("x"), CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = complete(&client, "openai/m", &request("x")).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.starts_with(&format!("openai: cannot connect to http://127.0.0.1:{port}/v1/chat/completions: connection failed")),
@@ -378,19 +356,13 @@ async fn size_limits() {
         ..fast_config()
     };
     let one_event = client_with(&server, config(1024, 1 << 20));
-    let err = model(&one_event, "openai/m")
-        .complete(&request("x"), CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = complete(&one_event, "openai/m", &request("x")).await.unwrap_err();
     assert_eq!(err.to_string(), "openai: response exceeds the single event size limit of 1 KiB");
     let whole = client_with(&server, config(1 << 20, 16 << 10));
-    let err = model(&whole, "openai/m")
-        .complete(&request("x"), CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = complete(&whole, "openai/m", &request("x")).await.unwrap_err();
     assert_eq!(err.to_string(), "openai: response exceeds the response size limit of 16 KiB");
     // An unterminated line longer than the limit is refused without buffering further.
-    let err = model(&one_event, "openai/m").complete(&request("x"), CancellationToken::new()).await;
+    let err = complete(&one_event, "openai/m", &request("x")).await;
     assert_eq!(
         err.unwrap_err().to_string(),
         "openai: response exceeds the single event size limit of 1 KiB"

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ash_llm::{Client, ClientConfig, LlmError, Model, ModelRequest, ProviderTable, RetryPolicy};
-use ash_protocol::{Message, ModelEvent, ToolDefinition};
+use ash_protocol::{Message, ModelEvent, ModelResponse, ToolDefinition};
 use ash_spec::{ModelRef, Provider, ProviderApi};
 use ash_test_support::FakeModelServer;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,15 @@ fn client_with(server: &FakeModelServer, config: ClientConfig) -> Client {
 
 fn model(client: &Client, name: &str) -> Model {
     client.model(&ModelRef::parse(name).unwrap(), Path::new(".")).unwrap()
+}
+
+/// Calls `name` through `client` and collects the response.
+async fn complete(
+    client: &Client,
+    name: &str,
+    request: &ModelRequest,
+) -> Result<ModelResponse, LlmError> {
+    model(client, name).complete(request, CancellationToken::new()).await
 }
 
 fn request(text: &str) -> ModelRequest {

@@ -9,9 +9,8 @@ use ash_protocol::{
 use ash_test_support::{FakeModelServer, Reply, Turn};
 use pretty_assertions::assert_eq;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
-use crate::{KEY, client_with, events, fast_config, model, request, weather_tool};
+use crate::{KEY, client_with, complete, events, fast_config, model, request, weather_tool};
 
 #[tokio::test]
 async fn text_with_usage_and_the_exact_request() {
@@ -24,8 +23,7 @@ async fn text_with_usage_and_the_exact_request() {
     req.temperature = Some(0.5);
     req.reasoning_effort = Some(ReasoningEffort::Low);
 
-    let response =
-        model(&client, "openai/gpt-test").complete(&req, CancellationToken::new()).await.unwrap();
+    let response = complete(&client, "openai/gpt-test", &req).await.unwrap();
 
     assert_eq!(
         response,
@@ -119,10 +117,7 @@ async fn parallel_tool_calls_with_interleaved_fragments() {
             .chunk_chars(3),
     ));
     let client = client_with(&server, fast_config());
-    let response = model(&client, "openai/gpt-test")
-        .complete(&request("x"), CancellationToken::new())
-        .await
-        .unwrap();
+    let response = complete(&client, "openai/gpt-test", &request("x")).await.unwrap();
     let call = |id: &str, name: &str, arguments: &str| {
         AssistantPart::ToolCall(ToolCall {
             id: id.to_owned(),
@@ -189,7 +184,7 @@ async fn history_with_tool_results_is_sent_in_chat_format() {
         ],
         ..ModelRequest::default()
     };
-    model(&client, "openai/gpt-test").complete(&req, CancellationToken::new()).await.unwrap();
+    complete(&client, "openai/gpt-test", &req).await.unwrap();
     assert_eq!(
         server.requests()[0].body["messages"],
         json!([
@@ -214,10 +209,7 @@ async fn compatible_servers_without_ids_or_done() {
         "data: {\"model\":\"qwen\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
     ]));
     let client = client_with(&server, fast_config());
-    let response = model(&client, "openai/qwen")
-        .complete(&request("x"), CancellationToken::new())
-        .await
-        .unwrap();
+    let response = complete(&client, "openai/qwen", &request("x")).await.unwrap();
     assert_eq!(
         response,
         ModelResponse {
@@ -244,8 +236,7 @@ async fn invalid_tool_arguments_reach_the_caller_as_typed_errors() {
             .finish(FinishReason::Length),
     ));
     let client = client_with(&server, fast_config());
-    let response =
-        model(&client, "openai/m").complete(&request("x"), CancellationToken::new()).await.unwrap();
+    let response = complete(&client, "openai/m", &request("x")).await.unwrap();
     assert_eq!(response.finish_reason, FinishReason::Length);
     let errors: Vec<String> = response
         .content

@@ -43,15 +43,19 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// `status` with these body chunks and, unless empty, this content type; sent at once.
+    pub fn body(status: u16, content_type: &str, chunks: Vec<Bytes>) -> Self {
+        let headers = if content_type.is_empty() {
+            Vec::new()
+        } else {
+            vec![("content-type".into(), content_type.into())]
+        };
+        Self::Raw { status, headers, chunks, delay: Duration::ZERO, drop: false }
+    }
+
     /// A JSON error body with `status`.
     pub fn error(status: u16, body: &Value) -> Self {
-        Self::Raw {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            chunks: vec![Bytes::from(body.to_string())],
-            delay: Duration::ZERO,
-            drop: false,
-        }
+        Self::body(status, "application/json", vec![Bytes::from(body.to_string())])
     }
 
     /// 429 with `retry-after: seconds` and an OpenAI-style error body.
@@ -68,26 +72,16 @@ impl Reply {
 
     /// An HTML page with `status`, as proxies and captive portals send.
     pub fn html(status: u16, title: &str) -> Self {
-        Self::Raw {
-            status,
-            headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
-            chunks: vec![Bytes::from(format!(
-                "<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
-            ))],
-            delay: Duration::ZERO,
-            drop: false,
-        }
+        let page = format!(
+            "<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+        );
+        Self::body(status, "text/html; charset=utf-8", vec![Bytes::from(page)])
     }
 
     /// A 200 event stream made of exactly these chunks.
     pub fn sse(chunks: &[&str]) -> Self {
-        Self::Raw {
-            status: 200,
-            headers: vec![("content-type".into(), "text/event-stream".into())],
-            chunks: chunks.iter().map(|c| Bytes::from(c.to_string())).collect(),
-            delay: Duration::ZERO,
-            drop: false,
-        }
+        let chunks = chunks.iter().map(|c| Bytes::from(c.to_string())).collect();
+        Self::body(200, "text/event-stream", chunks)
     }
 }
 
