@@ -206,10 +206,11 @@ pub(crate) fn error_body_message(body: &[u8], content_type: &str) -> String {
         || lower.starts_with("<!doctype html")
         || lower.starts_with("<html")
     {
-        let title = lower.find("<title>").and_then(|start| {
-            let rest = &text[start + "<title>".len()..];
-            rest.to_ascii_lowercase().find("</title>").map(|end| &rest[..end])
-        });
+        // ASCII lowercasing keeps byte offsets, so positions in `lower` index `text`.
+        let title = lower
+            .find("<title>")
+            .map(|i| i + "<title>".len())
+            .and_then(|start| lower[start..].find("</title>").map(|len| &text[start..start + len]));
         return match title {
             Some(title) if !title.trim().is_empty() => {
                 format!(
