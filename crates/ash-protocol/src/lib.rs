@@ -2,14 +2,16 @@
 //!
 //! Owns the JSON shapes that cross a process boundary: the compiled agent manifest written to
 //! `.ash/`, the agent surface served by `ash info --json` and `GET /.well-known/ash/v1/info`, and
-//! diagnostics, and the provider-neutral model conversation and stream types the run log
-//! stores. JSON field names are camelCase, as in the seed's HTTP API; readers tolerate
+//! diagnostics, the provider-neutral model conversation and stream types the run log
+//! stores, the harness HTTP bodies and the run events of its NDJSON stream. JSON field names are camelCase, as in the seed's HTTP API; readers tolerate
 //! unknown fields.
 //!
 //! Does not contain logic: no validation, no I/O, no defaults beyond what serde needs.
 
 mod agent;
+mod api;
 mod diagnostic;
+mod events;
 mod model;
 mod providers;
 
@@ -19,7 +21,18 @@ pub use agent::{
     PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, SkillInfo, SourceFileInfo,
     SubagentInfo, ToolInfo, TransportInfo,
 };
+pub use api::{
+    API_PREFIX, ApiError, CancelAccepted, HEARTBEAT_TYPE, Health, Heartbeat, HeartbeatData,
+    MessageAccepted, MessageRequest, RUN_ID_HEADER, RunInfo, RunStatus, SESSION_ID_HEADER,
+    STREAM_FORMAT_HEADER, STREAM_VERSION_HEADER,
+};
 pub use diagnostic::{BuildOutput, DiagnosticInfo, InfoOutput, SeverityInfo};
+pub use events::{
+    Action, ActionError, ActionOutput, ActionResult, ActionStatus, ActionsRequested, Event,
+    EventBody, EventMeta, MessageCompleted, MessageReceived, RunCompleted, RunFailed, RunMode,
+    RunStarted, STREAM_VERSION, SessionWaiting, StepCompleted, StopReason, ThinkingCompleted,
+    TurnCancelled, TurnCompleted, TurnFailed, TurnStarted,
+};
 pub use model::{
     AssistantPart, FinishReason, Message, ModelEvent, ModelResponse, ReasoningEffort, ToolCall,
     ToolDefinition, ToolResultPart, Usage, UserPart,
