@@ -327,7 +327,8 @@ pub struct Tool {
 pub enum ToolKind {
     /// A process: input JSON on stdin, result JSON on stdout.
     Command {
-        /// Argv; `./`/`../` paths were resolved to project-relative paths.
+        /// Argv; authored `./`/`../` paths were resolved to project-relative paths written
+        /// `./<path>`: every argument starting with `./` is relative to the project directory.
         argv: Vec<String>,
         /// Per-call timeout in milliseconds.
         timeout_ms: u64,
@@ -514,7 +515,8 @@ pub enum McpTransport {
     },
     /// A child process on stdio.
     Stdio {
-        /// Argv; `./`/`../` paths were resolved to project-relative paths.
+        /// Argv; authored `./`/`../` paths were resolved to project-relative paths written
+        /// `./<path>`: every argument starting with `./` is relative to the project directory.
         command: Vec<String>,
     },
 }

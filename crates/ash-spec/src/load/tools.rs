@@ -48,7 +48,9 @@ pub(super) fn load(ctx: &mut Ctx<'_>, dir: &Path, scope: &Scope<'_>) -> Vec<Tool
     // A script beside the tool file that runs it is fine; anything else is probably a typo.
     for rel in others {
         let used = tools.iter().any(|t| match &t.kind {
-            ToolKind::Command { argv, .. } => argv.contains(&rel),
+            ToolKind::Command { argv, .. } => {
+                argv.iter().any(|a| a.strip_prefix("./") == Some(rel.as_str()))
+            }
             ToolKind::Http { .. } => false,
         });
         if !used {
@@ -387,7 +389,8 @@ pub(super) fn resolve_argv(
                 expected.as_str(),
             );
         } else {
-            out.push(normalize(&tree.rel(&joined)));
+            // `./` marks a project-relative path for whoever runs the command.
+            out.push(format!("./{}", normalize(&tree.rel(&joined))));
         }
     }
     ok.then_some(out)

@@ -42,7 +42,7 @@ fn weather_by_builder() -> AgentSpec {
                 "type": "object"
             }),
             kind: ash_spec::ToolKind::Command {
-                argv: vec!["sh".to_owned(), "agent/lib/get-weather.sh".to_owned()],
+                argv: vec!["sh".to_owned(), "./agent/lib/get-weather.sh".to_owned()],
                 timeout_ms: 10_000,
                 sandbox: None,
             },
