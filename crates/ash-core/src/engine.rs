@@ -1,0 +1,419 @@
+//! The engine: accepts messages, owns one worker task per active run, serves run status,
+//! cancellation and event followers, and shuts down without losing work.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ash_llm::Model;
+use ash_protocol::{
+    API_PREFIX, CancelAccepted, EventBody, MessageAccepted, MessageReceived, MessageRequest,
+    RunInfo, RunStarted, RunStatus, TurnStarted,
+};
+use ash_spec::AgentSpec;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::{Follower, Hub};
+use crate::ids;
+use crate::store::{Commit, Expect, JournalRecord, NewRun, Store, StoreError, rfc3339};
+use crate::tools::{SchemaError, Toolbox};
+
+/// Steps per turn when `limits.max_steps_per_turn` is not set.
+pub const DEFAULT_MAX_STEPS_PER_TURN: u32 = 50;
+/// Largest accepted message, in bytes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// How an engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The project directory the agent was loaded from.
+    pub project_dir: PathBuf,
+    /// Where session workspaces are created (`<dir>/<runId>/`).
+    pub workspaces_dir: PathBuf,
+    /// The environment every tool process starts from (`PATH`, `LANG`, …); nothing else of the
+    /// server's environment reaches tools.
+    pub process_env: BTreeMap<String, String>,
+    /// How long a worker's claim on a run lasts without renewal. After a crash, another worker
+    /// (or the restarted one) continues the run once this has passed.
+    pub lease_ttl: Duration,
+    /// How often the engine looks for runs whose worker died.
+    pub sweep_interval: Duration,
+    /// On shutdown, how long running tool calls may finish before they are killed (and re-run
+    /// after the restart).
+    pub shutdown_grace: Duration,
+    /// Largest accepted message, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl EngineConfig {
+    /// Defaults for an agent in `project_dir` keeping workspaces under `workspaces_dir`.
+    pub fn new(project_dir: impl Into<PathBuf>, workspaces_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            project_dir: project_dir.into(),
+            workspaces_dir: workspaces_dir.into(),
+            process_env: BTreeMap::from([
+                ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+                ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ]),
+            lease_ttl: Duration::from_secs(10),
+            sweep_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(10),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A tool schema did not compile.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The workspaces directory could not be created.
+    #[error("cannot create the workspaces directory {path}: {source}")]
+    Workspaces {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Empty or only whitespace.
+    #[error("`message` is empty; send the text of the user's message")]
+    EmptyMessage,
+    /// Too long.
+    #[error("`message` is {size} bytes; the limit is {limit}")]
+    MessageTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// No session has this token.
+    #[error("no session has this continuation token; omit it to start a new session")]
+    UnknownToken,
+    /// The session is working on a turn.
+    #[error("the session is {}; wait for `session.waiting` before sending the next message", .0.as_str())]
+    Busy(RunStatus),
+    /// The session ended.
+    #[error("the session has ended ({}); start a new session without a continuation token", .0.as_str())]
+    Ended(RunStatus),
+    /// The engine is shutting down.
+    #[error("the server is shutting down; retry against the restarted server")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The harness engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("owner", &self.inner.owner_id).finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) spec: AgentSpec,
+    pub(crate) model: Model,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: EngineConfig,
+    pub(crate) toolbox: Toolbox,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) owner_id: String,
+    active: Mutex<HashMap<String, ActiveRun>>,
+    tasks: TaskTracker,
+    /// Stop taking work; workers stop at the next safe point.
+    pub(crate) shutdown: CancellationToken,
+    /// The grace period is over: running actions are killed.
+    pub(crate) hard_stop: CancellationToken,
+}
+
+struct ActiveRun {
+    /// Set when a message arrived while the worker was finishing: it must look again.
+    again: bool,
+    /// Wakes the worker to check for a cancel request now.
+    wake: Arc<Notify>,
+}
+
+impl Engine {
+    /// Starts an engine for `spec`, answering with `model`, keeping state in `store`. It
+    /// immediately resumes every unfinished run whose worker is gone.
+    pub fn start(
+        spec: AgentSpec,
+        model: Model,
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(&config.workspaces_dir).map_err(|source| {
+            EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
+        })?;
+        let toolbox = Toolbox::new(spec.root())?;
+        let inner = Arc::new(Inner {
+            spec,
+            model,
+            store,
+            config,
+            toolbox,
+            hub: Arc::new(Hub::default()),
+            owner_id: ids::owner_id(),
+            active: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+        });
+        inner.tasks.spawn(sweep(Arc::clone(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// The agent.
+    pub fn spec(&self) -> &AgentSpec {
+        &self.inner.spec
+    }
+
+    /// Authored tools this engine does not run yet (HTTP tools); they are not offered to the
+    /// model.
+    pub fn unsupported_tools(&self) -> &[String] {
+        self.inner.toolbox.unsupported()
+    }
+
+    /// This engine's lease owner id.
+    pub fn owner_id(&self) -> &str {
+        &self.inner.owner_id
+    }
+
+    /// Accepts a message: starts a session, or continues the waiting session `token` names.
+    /// Returns as soon as the message is stored; the turn runs in the background.
+    pub async fn send(&self, request: MessageRequest) -> Result<MessageAccepted, SendError> {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() {
+            return Err(SendError::ShuttingDown);
+        }
+        if request.message.len() > inner.config.max_message_bytes {
+            return Err(SendError::MessageTooLarge {
+                size: request.message.len(),
+                limit: inner.config.max_message_bytes,
+            });
+        }
+        if request.message.trim().is_empty() {
+            return Err(SendError::EmptyMessage);
+        }
+        let (run_id, token, start_index) = match request.continuation_token {
+            None => {
+                let run_id = ids::run_id();
+                let token = ids::continuation_token();
+                let mode = request.mode.unwrap_or_default();
+                let mut first = turn_commit(Expect::Status(RunStatus::Queued), 0, request.message);
+                first.events.insert(
+                    0,
+                    EventBody::RunStarted(RunStarted {
+                        run_id: run_id.clone(),
+                        session_id: run_id.clone(),
+                        mode,
+                    }),
+                );
+                let run =
+                    NewRun { run_id: run_id.clone(), continuation_token: token.clone(), mode };
+                let events = inner.store.create_run(run, first).await?;
+                inner.hub.publish(&run_id, &events);
+                (run_id, token, 0)
+            }
+            Some(token) => {
+                let record =
+                    inner.store.run_by_token(&token).await?.ok_or(SendError::UnknownToken)?;
+                match record.status {
+                    RunStatus::Waiting => {}
+                    status if status.is_terminal() => return Err(SendError::Ended(status)),
+                    status => return Err(SendError::Busy(status)),
+                }
+                let commit =
+                    turn_commit(Expect::Status(RunStatus::Waiting), record.turns, request.message);
+                let events = match inner.store.commit(&record.run_id, commit).await {
+                    Ok(events) => events,
+                    // Another message won the race for this turn.
+                    Err(StoreError::Conflict { .. }) => {
+                        return Err(SendError::Busy(RunStatus::Queued));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                inner.hub.publish(&record.run_id, &events);
+                let start = events.first().map_or(record.event_count, |e| e.meta.index);
+                (record.run_id, token, start)
+            }
+        };
+        inner.ensure_worker(&run_id);
+        Ok(MessageAccepted {
+            ok: true,
+            stream_path: format!("{API_PREFIX}/runs/{run_id}/stream"),
+            session_id: run_id.clone(),
+            run_id,
+            continuation_token: token,
+            start_index,
+        })
+    }
+
+    /// Status and usage of a run.
+    pub async fn run_info(&self, run_id: &str) -> Result<Option<RunInfo>, StoreError> {
+        Ok(self.inner.store.run(run_id).await?.map(|r| RunInfo {
+            ok: true,
+            session_id: r.run_id.clone(),
+            run_id: r.run_id,
+            mode: r.mode,
+            status: r.status,
+            turns: r.turns,
+            event_count: r.event_count,
+            usage: r.usage,
+            created_at: rfc3339(r.created_at_ms),
+            updated_at: rfc3339(r.updated_at_ms),
+        }))
+    }
+
+    /// Asks the run's worker, wherever it runs, to cancel the active turn.
+    pub async fn cancel(&self, run_id: &str) -> Result<Option<CancelAccepted>, StoreError> {
+        let Some(status) = self.inner.store.request_cancel(run_id).await? else {
+            return Ok(None);
+        };
+        if status.is_active()
+            && let Some(run) = self.inner.lock_active().get(run_id)
+        {
+            run.wake.notify_one();
+        }
+        let status = if status.is_active() { "cancelling" } else { "no_active_turn" };
+        Ok(Some(CancelAccepted { ok: true, status: status.to_owned() }))
+    }
+
+    /// Follows `run_id`'s events from index `start`; `None` for an unknown run.
+    pub async fn follow(&self, run_id: &str, start: u64) -> Result<Option<Follower>, StoreError> {
+        if self.inner.store.run(run_id).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Follower::new(
+            run_id.to_owned(),
+            start,
+            Arc::clone(&self.inner.store),
+            Arc::clone(&self.inner.hub),
+            self.inner.hard_stop.clone(),
+        )))
+    }
+
+    /// Runs with a live worker task (a parked session has none).
+    pub fn active_runs(&self) -> usize {
+        self.inner.lock_active().len()
+    }
+
+    /// Runs with a live event channel (a parked session without readers has none).
+    pub fn live_channels(&self) -> usize {
+        self.inner.hub.channel_count()
+    }
+
+    /// Stops taking messages, lets workers reach a safe point (model calls stop at once and
+    /// repeat after a restart; tool calls get [`EngineConfig::shutdown_grace`] to finish), ends
+    /// followers, and waits for every task.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.shutdown.cancel();
+        inner.tasks.close();
+        if tokio::time::timeout(inner.config.shutdown_grace, inner.tasks.wait()).await.is_err() {
+            inner.hard_stop.cancel();
+            inner.tasks.wait().await;
+        }
+        inner.hard_stop.cancel();
+    }
+}
+
+/// The commit that queues turn `sequence` with `message`.
+fn turn_commit(expect: Expect, sequence: u32, message: String) -> Commit {
+    let turn_id = ids::turn_id(sequence);
+    let mut commit = Commit::new(expect);
+    commit.events = vec![
+        EventBody::TurnStarted(TurnStarted { turn_id: turn_id.clone(), sequence }),
+        EventBody::MessageReceived(MessageReceived { turn_id, message: message.clone() }),
+    ];
+    commit.records = vec![JournalRecord::TurnQueued { sequence, message }];
+    commit.status = Some(RunStatus::Queued);
+    commit.turns = 1;
+    commit
+}
+
+impl Inner {
+    fn lock_active(&self) -> MutexGuard<'_, HashMap<String, ActiveRun>> {
+        self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes sure a worker task owns `run_id` and will see its latest message.
+    pub(crate) fn ensure_worker(self: &Arc<Self>, run_id: &str) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let mut active = self.lock_active();
+        if let Some(run) = active.get_mut(run_id) {
+            run.again = true;
+            return;
+        }
+        let wake = Arc::new(Notify::new());
+        active.insert(run_id.to_owned(), ActiveRun { again: false, wake: Arc::clone(&wake) });
+        drop(active);
+        self.tasks.spawn(worker(Arc::clone(self), run_id.to_owned(), wake));
+    }
+
+    /// Called by a worker about to exit: `true` means work arrived and it must go on.
+    fn worker_should_continue(&self, run_id: &str) -> bool {
+        let mut active = self.lock_active();
+        match active.get_mut(run_id) {
+            Some(run) if run.again && !self.shutdown.is_cancelled() => {
+                run.again = false;
+                true
+            }
+            _ => {
+                active.remove(run_id);
+                false
+            }
+        }
+    }
+
+    /// Steps a turn may take.
+    pub(crate) fn max_steps(&self) -> u32 {
+        self.spec.root().limits.max_steps_per_turn.unwrap_or(DEFAULT_MAX_STEPS_PER_TURN)
+    }
+}
+
+async fn worker(inner: Arc<Inner>, run_id: String, wake: Arc<Notify>) {
+    loop {
+        if let Err(error) = crate::owner::drive(&inner, &run_id, &wake).await {
+            tracing::warn!(run_id = %run_id, %error, "run worker stopped; the run resumes after its lease expires");
+        }
+        if !inner.worker_should_continue(&run_id) {
+            break;
+        }
+    }
+}
+
+/// Resumes runs whose worker is gone, now and every `sweep_interval`.
+async fn sweep(inner: Arc<Inner>) {
+    loop {
+        match inner.store.claimable_runs(64).await {
+            Ok(runs) => {
+                for run_id in runs {
+                    inner.ensure_worker(&run_id);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot list unfinished runs"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(inner.config.sweep_interval) => {}
+            () = inner.shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Live delivery of stored events to stream readers, and the [`Follower`] that joins history
+//! and live events without a gap or a duplicate.
+//!
+//! Events are published only after the store committed them. A follower subscribes first, then
+//! reads the store from its cursor, then waits for live events; whenever a live event is not the
+//! one it expects (it lagged, or arrived ahead), it reads the store again. So the store is the
+//! truth and the channel only a wake-up with a fast path.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ash_protocol::Event;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, StoreError};
+
+/// Live events kept per run for slow readers before they must re-read the store.
+const CHANNEL_CAPACITY: usize = 256;
+/// Events read from the store per page.
+const PAGE: usize = 256;
+
+/// Per-run broadcast channels, created on first subscription and dropped with the last reader.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    channels: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<Event>>>> {
+        self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends stored events to current readers of `run_id`.
+    pub(crate) fn publish(&self, run_id: &str, events: &[Event]) {
+        let mut channels = self.lock();
+        if let Some(sender) = channels.get(run_id) {
+            if sender.receiver_count() == 0 {
+                channels.remove(run_id);
+                return;
+            }
+            for event in events {
+                // No receiver left between the check and the send is fine: nothing to deliver.
+                let _ = sender.send(Arc::new(event.clone()));
+            }
+        }
+    }
+
+    fn subscribe(&self, run_id: &str) -> broadcast::Receiver<Arc<Event>> {
+        self.lock()
+            .entry(run_id.to_owned())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe()
+    }
+
+    fn unsubscribe(&self, run_id: &str) {
+        let mut channels = self.lock();
+        if channels.get(run_id).is_some_and(|s| s.receiver_count() == 0) {
+            channels.remove(run_id);
+        }
+    }
+
+    /// Runs with a live channel (for tests of the cleanup).
+    pub(crate) fn channel_count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Reads a run's events from a cursor: history from the store, then live ones.
+pub struct Follower {
+    run_id: String,
+    next: u64,
+    receiver: Option<broadcast::Receiver<Arc<Event>>>,
+    buffer: VecDeque<Event>,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+    done: bool,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower").field("run_id", &self.run_id).field("next", &self.next).finish()
+    }
+}
+
+impl Follower {
+    pub(crate) fn new(
+        run_id: String,
+        start: u64,
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        stop: CancellationToken,
+    ) -> Self {
+        // Subscribe before the first store read so nothing committed in between is missed.
+        let receiver = Some(hub.subscribe(&run_id));
+        Self {
+            run_id,
+            next: start,
+            receiver,
+            buffer: VecDeque::new(),
+            store,
+            hub,
+            stop,
+            done: false,
+        }
+    }
+
+    /// Index of the next event this follower returns.
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+
+    /// The next event; `None` after the run's terminal event or when the engine shuts down.
+    /// Cancel-safe: dropping the future loses nothing.
+    pub async fn next(&mut self) -> Result<Option<Event>, StoreError> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.next = event.meta.index + 1;
+                if event.body.is_terminal() {
+                    self.done = true;
+                }
+                return Ok(Some(event));
+            }
+            if self.done || self.stop.is_cancelled() {
+                return Ok(None);
+            }
+            let page = self.store.events(&self.run_id, self.next, PAGE).await?;
+            if !page.is_empty() {
+                self.buffer.extend(page);
+                continue;
+            }
+            let Some(receiver) = self.receiver.as_mut() else { return Ok(None) };
+            let received = tokio::select! {
+                received = receiver.recv() => received,
+                () = self.stop.cancelled() => return Ok(None),
+            };
+            match received {
+                Ok(event) if event.meta.index == self.next => {
+                    self.buffer.push_back((*event).clone())
+                }
+                // Old (already read from the store) or ahead (missed some): the store decides.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Ok(None),
+            }
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        self.hub.unsubscribe(&self.run_id);
+    }
+}

@@ -1,0 +1,55 @@
+//! Identifiers: time-ordered ULID-style ids for runs and events, random continuation tokens.
+
+/// Crockford's base32 alphabet, as ULIDs use it.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A 26-character, time-ordered, random id (ULID text form of a UUIDv7).
+pub(crate) fn ulid() -> String {
+    let value = u128::from_be_bytes(*uuid::Uuid::now_v7().as_bytes());
+    (0..26)
+        .rev()
+        .map(|i| {
+            let digit = ((value >> (i * 5)) & 0x1f) as usize;
+            char::from(CROCKFORD.get(digit).copied().unwrap_or(b'0'))
+        })
+        .collect()
+}
+
+/// `wrun_<ULID>`: a run (and session) id.
+pub(crate) fn run_id() -> String {
+    format!("wrun_{}", ulid())
+}
+
+/// `evt_<ULID>`: an event id.
+pub(crate) fn event_id() -> String {
+    format!("evt_{}", ulid())
+}
+
+/// `ash:<uuid v4>`: an unguessable continuation token.
+pub(crate) fn continuation_token() -> String {
+    format!("ash:{}", uuid::Uuid::new_v4())
+}
+
+/// `node_<ULID>`: the lease owner id of one engine instance.
+pub(crate) fn owner_id() -> String {
+    format!("node_{}", ulid())
+}
+
+/// `turn_<sequence>`.
+pub(crate) fn turn_id(sequence: u32) -> String {
+    format!("turn_{sequence}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ulids_are_26_crockford_characters_and_sort_by_time() {
+        let a = super::ulid();
+        std::thread::yield_now();
+        let b = super::ulid();
+        assert_eq!(a.len(), 26);
+        assert!(a.bytes().all(|c| super::CROCKFORD.contains(&c)), "{a}");
+        assert!(a.as_str() <= b.as_str() || a[..10] == b[..10], "{a} then {b}");
+        assert!(super::continuation_token().starts_with("ash:"));
+    }
+}

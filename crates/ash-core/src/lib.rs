@@ -1,0 +1,39 @@
+//! The ash harness engine: an agent spec becomes durable sessions that survive crashes.
+//!
+//! Owns sessions, runs, turns and steps; one worker task per active run holding a lease in the
+//! store; the turn loop (prompt assembly, model call, actions, repeat until the model stops or a
+//! limit says stop); conversation and task modes; per-session workspaces; the built-in tools
+//! (`bash`, `read_file`, `write_file`, `activate_skill`/`load_skill`) and command tools; the
+//! [`Store`] trait with the journal and event records, and an in-memory implementation; and the
+//! live event hub with [`Follower`]s that join history and live events without gaps.
+//!
+//! Durability rule: a model output is committed before its actions run, each action result when
+//! it completes, and every event is stored before it is published. A restarted worker replays
+//! the journal, never repeats a finished step or action, and re-runs an interrupted action with
+//! its `attempt` incremented.
+//!
+//! Never speaks HTTP, reads the process environment, or spawns processes except through
+//! `ash-sandbox`. SQLite and PostgreSQL stores live in `ash-store`.
+
+mod engine;
+mod hub;
+mod ids;
+mod memory;
+mod owner;
+mod prompt;
+mod replay;
+mod store;
+mod tools;
+mod workspace;
+
+pub use engine::{
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STEPS_PER_TURN, Engine, EngineConfig, EngineError,
+    SendError,
+};
+pub use hub::Follower;
+pub use memory::MemoryStore;
+pub use store::{
+    Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError,
+    StoreFuture, add_usage, check_expect, next_flags, now_ms, rfc3339, stamp_events,
+};
+pub use tools::SchemaError;

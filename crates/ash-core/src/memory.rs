@@ -1,0 +1,235 @@
+//! `MemoryStore`: the [`Store`] for tests and throwaway runs. Nothing survives the process.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use ash_protocol::{Event, RunStatus, Usage};
+
+use crate::store::{
+    Commit, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError, StoreFuture,
+    add_usage, check_expect, next_flags, now_ms, stamp_events,
+};
+
+/// A [`Store`] that keeps everything in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    runs: HashMap<String, Entry>,
+    tokens: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: RunRecord,
+    events: Vec<Event>,
+    journal: Vec<JournalRecord>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied commit: every commit is
+        // checked before it mutates anything.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn ready<'a, T: Send + 'a>(value: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Entry {
+    fn apply(&mut self, commit: Commit, now: i64) -> Vec<Event> {
+        let (status, cancel) =
+            next_flags(self.record.status, self.record.cancel_requested, &commit);
+        let events = stamp_events(commit.events, self.record.event_count, now);
+        let record = &mut self.record;
+        record.event_count += events.len() as u64;
+        record.journal_count += commit.records.len() as u64;
+        record.status = status;
+        record.cancel_requested = cancel;
+        record.usage = add_usage(record.usage, commit.usage);
+        record.turns = record.turns.saturating_add(commit.turns);
+        record.updated_at_ms = now;
+        if commit.release_lease {
+            record.lease = None;
+        }
+        self.journal.extend(commit.records);
+        self.events.extend(events.iter().cloned());
+        events
+    }
+}
+
+impl Store for MemoryStore {
+    fn create_run(&self, run: NewRun, first: Commit) -> StoreFuture<'_, Vec<Event>> {
+        let mut state = self.lock();
+        if state.runs.contains_key(&run.run_id)
+            || state.tokens.contains_key(&run.continuation_token)
+        {
+            return ready(Err(StoreError::Conflict {
+                run_id: run.run_id,
+                reason: "a run with this id or token exists".to_owned(),
+            }));
+        }
+        let now = now_ms();
+        let mut entry = Entry {
+            record: RunRecord {
+                run_id: run.run_id.clone(),
+                continuation_token: run.continuation_token.clone(),
+                mode: run.mode,
+                status: RunStatus::Queued,
+                turns: 0,
+                event_count: 0,
+                journal_count: 0,
+                usage: Usage::default(),
+                created_at_ms: now,
+                updated_at_ms: now,
+                lease: None,
+                cancel_requested: false,
+            },
+            events: Vec::new(),
+            journal: Vec::new(),
+        };
+        let events = entry.apply(first, now);
+        state.tokens.insert(run.continuation_token, run.run_id.clone());
+        state.runs.insert(run.run_id, entry);
+        ready(Ok(events))
+    }
+
+    fn commit<'a>(&'a self, run_id: &'a str, commit: Commit) -> StoreFuture<'a, Vec<Event>> {
+        let mut state = self.lock();
+        let Some(entry) = state.runs.get_mut(run_id) else {
+            return ready(Err(StoreError::NotFound(run_id.to_owned())));
+        };
+        if let Err(e) = check_expect(&entry.record, &commit.expect) {
+            return ready(Err(e));
+        }
+        ready(Ok(entry.apply(commit, now_ms())))
+    }
+
+    fn run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Option<RunRecord>> {
+        ready(Ok(self.lock().runs.get(run_id).map(|e| e.record.clone())))
+    }
+
+    fn run_by_token<'a>(&'a self, token: &'a str) -> StoreFuture<'a, Option<RunRecord>> {
+        let state = self.lock();
+        let record =
+            state.tokens.get(token).and_then(|id| state.runs.get(id)).map(|e| e.record.clone());
+        ready(Ok(record))
+    }
+
+    fn events<'a>(
+        &'a self,
+        run_id: &'a str,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Event>> {
+        let state = self.lock();
+        let events = state.runs.get(run_id).map_or_else(Vec::new, |e| {
+            let start = usize::try_from(from).unwrap_or(usize::MAX).min(e.events.len());
+            e.events.iter().skip(start).take(limit).cloned().collect()
+        });
+        ready(Ok(events))
+    }
+
+    fn journal<'a>(&'a self, run_id: &'a str, from: u64) -> StoreFuture<'a, Vec<JournalRecord>> {
+        let state = self.lock();
+        let records = state.runs.get(run_id).map_or_else(Vec::new, |e| {
+            let start = usize::try_from(from).unwrap_or(usize::MAX).min(e.journal.len());
+            e.journal.iter().skip(start).cloned().collect()
+        });
+        ready(Ok(records))
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let mut state = self.lock();
+        let Some(entry) = state.runs.get_mut(run_id) else {
+            return ready(Ok(false));
+        };
+        let now = now_ms();
+        let record = &mut entry.record;
+        let free = match &record.lease {
+            None => true,
+            Some(lease) => lease.owner == owner || lease.expires_at_ms <= now,
+        };
+        if !free || !record.status.is_active() {
+            return ready(Ok(false));
+        }
+        record.lease =
+            Some(Lease { owner: owner.to_owned(), expires_at_ms: now.saturating_add(ttl_ms(ttl)) });
+        ready(Ok(true))
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Option<LeaseState>> {
+        let mut state = self.lock();
+        let Some(entry) = state.runs.get_mut(run_id) else {
+            return ready(Ok(None));
+        };
+        let record = &mut entry.record;
+        match &mut record.lease {
+            Some(lease) if lease.owner == owner => {
+                lease.expires_at_ms = now_ms().saturating_add(ttl_ms(ttl));
+                ready(Ok(Some(LeaseState { cancel_requested: record.cancel_requested })))
+            }
+            _ => ready(Ok(None)),
+        }
+    }
+
+    fn release_lease<'a>(&'a self, run_id: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
+        let mut state = self.lock();
+        if let Some(entry) = state.runs.get_mut(run_id)
+            && entry.record.lease.as_ref().is_some_and(|l| l.owner == owner)
+        {
+            entry.record.lease = None;
+        }
+        ready(Ok(()))
+    }
+
+    fn claimable_runs(&self, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        let state = self.lock();
+        let now = now_ms();
+        let mut runs: Vec<&RunRecord> = state
+            .runs
+            .values()
+            .map(|e| &e.record)
+            .filter(|r| r.status.is_active())
+            .filter(|r| r.lease.as_ref().is_none_or(|l| l.expires_at_ms <= now))
+            .collect();
+        runs.sort_by(|a, b| (a.updated_at_ms, &a.run_id).cmp(&(b.updated_at_ms, &b.run_id)));
+        ready(Ok(runs.into_iter().take(limit).map(|r| r.run_id.clone()).collect()))
+    }
+
+    fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Option<RunStatus>> {
+        let mut state = self.lock();
+        let Some(entry) = state.runs.get_mut(run_id) else {
+            return ready(Ok(None));
+        };
+        if entry.record.status.is_active() {
+            entry.record.cancel_requested = true;
+        }
+        ready(Ok(Some(entry.record.status)))
+    }
+}

@@ -1,0 +1,553 @@
+//! A run's worker: takes the lease, replays the journal, and drives the open turn step by step,
+//! committing each model output before its actions and each action result as it completes.
+
+use std::sync::Arc;
+
+use ash_llm::ModelRequest;
+use ash_protocol::{
+    Action, ActionError, ActionOutput, ActionResult, ActionStatus, ActionsRequested, AssistantPart,
+    EventBody, FinishReason, MessageCompleted, ModelResponse, RunCompleted, RunFailed, RunMode,
+    RunStatus, SessionWaiting, StepCompleted, StopReason, ThinkingCompleted, ToolCall,
+    ToolResultPart, TurnCancelled, TurnCompleted, TurnFailed, Usage,
+};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Inner;
+use crate::ids;
+use crate::prompt::system_prompt;
+use crate::replay::{RunState, TurnState, calls_of, text_of};
+use crate::store::{Commit, Expect, JournalRecord, RunRecord, StoreError, add_usage};
+use crate::tools::{CallContext, Outcome, Toolbox};
+use crate::workspace::Workspace;
+
+/// Why a worker stopped before its run parked or ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("another worker took over the run")]
+    LeaseLost,
+    #[error("cannot prepare the workspace: {0}")]
+    Workspace(std::io::Error),
+}
+
+/// How a turn's work ended.
+enum Stop {
+    /// The turn ended (and the lease was released with the final commit).
+    Ended,
+    /// Shutdown: the lease is released and the run continues after a restart.
+    Interrupted,
+}
+
+/// Works on `run_id` until its open turn ends, the engine shuts down, or the lease is lost.
+pub(crate) async fn drive(
+    inner: &Arc<Inner>,
+    run_id: &str,
+    wake: &Notify,
+) -> Result<(), WorkerError> {
+    let store = &inner.store;
+    let ttl = inner.config.lease_ttl;
+    if !store.acquire_lease(run_id, &inner.owner_id, ttl).await? {
+        return Ok(());
+    }
+    let Some(record) = store.run(run_id).await? else { return Ok(()) };
+    let mut state = RunState::default();
+    state.apply_all(store.journal(run_id, 0).await?);
+    if state.turn.is_none() {
+        // Nothing open: a worker that finished raced with this one.
+        store.release_lease(run_id, &inner.owner_id).await?;
+        return Ok(());
+    }
+    let workspace = {
+        let (dir, id, project) = (
+            inner.config.workspaces_dir.clone(),
+            run_id.to_owned(),
+            inner.config.project_dir.clone(),
+        );
+        let package = inner.spec.root().clone();
+        tokio::task::spawn_blocking(move || Workspace::open(&dir, &id, &project, &package))
+            .await
+            .map_err(|e| WorkerError::Workspace(std::io::Error::other(e)))?
+            .map_err(WorkerError::Workspace)?
+    };
+    let cancel = CancellationToken::new();
+    let mut turn = TurnWorker { inner, record, state, workspace, cancel: cancel.clone() };
+    if turn.record.status == RunStatus::Queued {
+        let mut commit = turn.commit();
+        commit.status = Some(RunStatus::Running);
+        turn.apply(commit).await?;
+    }
+    let stop = tokio::select! {
+        stop = turn.run() => stop?,
+        lost = watch_lease(inner, run_id, wake, &cancel) => return Err(lost),
+    };
+    if let Stop::Interrupted = stop {
+        store.release_lease(run_id, &inner.owner_id).await?;
+    }
+    Ok(())
+}
+
+/// Renews the lease every third of its lifetime (or when woken), turns a stored cancel request
+/// into `cancel`, and returns if the lease was lost.
+async fn watch_lease(
+    inner: &Inner,
+    run_id: &str,
+    wake: &Notify,
+    cancel: &CancellationToken,
+) -> WorkerError {
+    let ttl = inner.config.lease_ttl;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(ttl / 3) => {}
+            () = wake.notified() => {}
+        }
+        match inner.store.renew_lease(run_id, &inner.owner_id, ttl).await {
+            Ok(Some(state)) => {
+                if state.cancel_requested {
+                    cancel.cancel();
+                }
+            }
+            Ok(None) => return WorkerError::LeaseLost,
+            // A store hiccup: keep working; the next renewal or commit will tell.
+            Err(error) => tracing::warn!(run_id, %error, "cannot renew the lease"),
+        }
+    }
+}
+
+struct TurnWorker<'a> {
+    inner: &'a Arc<Inner>,
+    record: RunRecord,
+    state: RunState,
+    workspace: Workspace,
+    cancel: CancellationToken,
+}
+
+impl TurnWorker<'_> {
+    fn commit(&self) -> Commit {
+        Commit::new(Expect::Lease(self.inner.owner_id.clone()))
+    }
+
+    fn turn(&self) -> Option<&TurnState> {
+        self.state.turn.as_ref()
+    }
+
+    /// Stores `commit`, then updates the replayed state and publishes its events.
+    async fn apply(&mut self, commit: Commit) -> Result<(), StoreError> {
+        let records = commit.records.clone();
+        let usage = commit.usage;
+        let status = commit.status;
+        let turns = commit.turns;
+        let events = self.inner.store.commit(&self.record.run_id, commit).await?;
+        self.state.apply_all(records);
+        self.record.usage = add_usage(self.record.usage, usage);
+        self.record.turns += turns;
+        self.record.event_count += events.len() as u64;
+        if let Some(status) = status {
+            self.record.status = status;
+        }
+        self.inner.hub.publish(&self.record.run_id, &events);
+        Ok(())
+    }
+
+    async fn run(&mut self) -> Result<Stop, WorkerError> {
+        loop {
+            let Some(turn) = self.turn().cloned() else { return Ok(Stop::Ended) };
+            if self.inner.shutdown.is_cancelled() {
+                return Ok(Stop::Interrupted);
+            }
+            if self.cancel.is_cancelled() {
+                return self.end_cancelled(&turn).await.map(|()| Stop::Ended).map_err(Into::into);
+            }
+            if let Some(open) = &turn.open {
+                match open.next_call().cloned() {
+                    Some(call) => {
+                        if let Stop::Interrupted = self.run_action(&turn, call).await? {
+                            return Ok(Stop::Interrupted);
+                        }
+                    }
+                    None => {
+                        let mut commit = self.commit();
+                        step_finished(&mut commit, &turn);
+                        self.apply(commit).await?;
+                    }
+                }
+                continue;
+            }
+            if turn.step >= self.inner.max_steps() {
+                return self
+                    .end_turn(&turn, StopReason::StepLimit)
+                    .await
+                    .map(|()| Stop::Ended)
+                    .map_err(Into::into);
+            }
+            if self.over_budget() {
+                return self
+                    .end_turn(&turn, StopReason::TokenLimit)
+                    .await
+                    .map(|()| Stop::Ended)
+                    .map_err(Into::into);
+            }
+            let response = tokio::select! {
+                response = self.call_model(&turn) => response,
+                () = self.cancel.cancelled() => continue,
+                () = self.inner.shutdown.cancelled() => return Ok(Stop::Interrupted),
+            };
+            match response {
+                Ok(response) => self.record_step(&turn, response).await?,
+                Err(error) => {
+                    let message = error.to_string();
+                    return self
+                        .end_failed(&turn, "model_error", message)
+                        .await
+                        .map(|()| Stop::Ended)
+                        .map_err(Into::into);
+                }
+            }
+        }
+    }
+
+    fn over_budget(&self) -> bool {
+        let limits = &self.inner.spec.root().limits;
+        let usage = self.record.usage;
+        limits.max_input_tokens_per_session.is_some_and(|max| usage.input_tokens >= max)
+            || limits.max_output_tokens_per_session.is_some_and(|max| usage.output_tokens >= max)
+    }
+
+    async fn call_model(&self, _turn: &TurnState) -> Result<ModelResponse, ash_llm::LlmError> {
+        let request = ModelRequest {
+            system: system_prompt(
+                self.inner.spec.root(),
+                self.workspace.root(),
+                self.inner.toolbox.skills(),
+            ),
+            messages: self.state.history.clone(),
+            tools: self.inner.toolbox.definitions().to_vec(),
+            ..ModelRequest::default()
+        };
+        // Dropping the stream (cancel, shutdown) aborts the request; the call has no side
+        // effects and simply happens again.
+        self.inner.model.stream(&request, CancellationToken::new()).collect().await
+    }
+
+    /// Stores a model output before any of its actions run.
+    async fn record_step(
+        &mut self,
+        turn: &TurnState,
+        response: ModelResponse,
+    ) -> Result<(), StoreError> {
+        let turn_id = ids::turn_id(turn.sequence);
+        let step = turn.step;
+        let calls = calls_of(&response.content);
+        let finish_reason =
+            if calls.is_empty() { response.finish_reason } else { FinishReason::ToolCalls };
+        let mut commit = self.commit();
+        for part in &response.content {
+            if let AssistantPart::Reasoning { text, .. } = part
+                && !text.trim().is_empty()
+            {
+                commit.events.push(EventBody::ThinkingCompleted(ThinkingCompleted {
+                    turn_id: turn_id.clone(),
+                    step_index: step,
+                    text: text.clone(),
+                }));
+            }
+        }
+        if let Some(text) = text_of(&response.content) {
+            commit.events.push(EventBody::MessageCompleted(MessageCompleted {
+                turn_id: turn_id.clone(),
+                step_index: step,
+                message: text,
+                finish_reason,
+            }));
+        }
+        if !calls.is_empty() {
+            commit.events.push(EventBody::ActionsRequested(ActionsRequested {
+                turn_id: turn_id.clone(),
+                step_index: step,
+                actions: calls.iter().map(action_of).collect(),
+            }));
+        }
+        commit.records.push(JournalRecord::StepOutput {
+            turn: turn.sequence,
+            step,
+            content: response.content,
+            finish_reason,
+            usage: response.usage,
+        });
+        commit.usage = response.usage;
+        if !calls.is_empty() {
+            return self.apply(commit).await;
+        }
+        // No actions: the step and the turn end in the same commit.
+        let mut after = turn.clone();
+        after.usage = add_usage(after.usage, response.usage);
+        after.open = Some(crate::replay::OpenStep {
+            calls: Vec::new(),
+            results: Vec::new(),
+            attempts: Default::default(),
+            finish_reason,
+            usage: response.usage,
+        });
+        if let Some(text) = commit.events.iter().find_map(|e| match e {
+            EventBody::MessageCompleted(m) => Some(m.message.clone()),
+            _ => None,
+        }) {
+            after.reply = Some(text);
+        }
+        step_finished(&mut commit, &after);
+        after.step += 1;
+        let run_usage = add_usage(self.record.usage, response.usage);
+        self.finish_turn(
+            &mut commit,
+            &after,
+            &TurnEnd::Completed(StopReason::Completed),
+            run_usage,
+        );
+        self.apply(commit).await
+    }
+
+    /// Runs one action (again, with a higher attempt, if a crash interrupted it) and stores its
+    /// result.
+    async fn run_action(&mut self, turn: &TurnState, call: ToolCall) -> Result<Stop, WorkerError> {
+        let Some(open) = &turn.open else { return Ok(Stop::Ended) };
+        let attempt = open.attempts.get(&call.id).map_or(1, |a| a + 1);
+        let mut started = self.commit();
+        started.records.push(JournalRecord::ActionStarted {
+            turn: turn.sequence,
+            step: turn.step,
+            call_id: call.id.clone(),
+            attempt,
+        });
+        self.apply(started).await?;
+
+        let Some(outcome) = self.execute(turn, &call).await else {
+            return Ok(Stop::Interrupted);
+        };
+        let mut commit = self.commit();
+        push_result(&mut commit, turn, &call, attempt, &outcome);
+        if open.results.len() + 1 == open.calls.len() {
+            step_finished(&mut commit, turn);
+        }
+        self.apply(commit).await?;
+        Ok(Stop::Ended)
+    }
+
+    /// Executes `call`; `None` when shutdown killed it and it must run again after a restart.
+    async fn execute(&self, turn: &TurnState, call: &ToolCall) -> Option<Outcome> {
+        let session = json!({
+            "sessionId": self.record.run_id,
+            "runId": self.record.run_id,
+            "mode": self.record.mode.as_str(),
+            "turn": { "id": ids::turn_id(turn.sequence), "sequence": turn.sequence },
+            "parent": null,
+            "auth": { "current": null, "initiator": null },
+        });
+        let action_cancel = CancellationToken::new();
+        let ctx = CallContext {
+            workspace: &self.workspace,
+            project_dir: &self.inner.config.project_dir,
+            session: &session,
+            env: &self.inner.config.process_env,
+            cancel: &action_cancel,
+        };
+        let running = self.inner.toolbox.call(call, &ctx);
+        tokio::pin!(running);
+        let outcome = tokio::select! {
+            outcome = &mut running => Some(outcome),
+            () = self.cancel.cancelled() => {
+                action_cancel.cancel();
+                running.await;
+                Some(Outcome::error("cancelled by the user"))
+            }
+            () = self.inner.hard_stop.cancelled() => {
+                // Shutdown grace is over: kill it and leave no result, so it runs again.
+                action_cancel.cancel();
+                running.await;
+                None
+            }
+        };
+        outcome
+    }
+
+    async fn end_turn(&mut self, turn: &TurnState, reason: StopReason) -> Result<(), StoreError> {
+        let mut commit = self.commit();
+        let end = match (self.record.mode, reason) {
+            (RunMode::Task, StopReason::StepLimit) => TurnEnd::Failed(
+                "step_limit".to_owned(),
+                format!("the turn reached its limit of {} steps", self.inner.max_steps()),
+            ),
+            (RunMode::Task, StopReason::TokenLimit) => TurnEnd::Failed(
+                "token_limit".to_owned(),
+                "the session reached its token budget (`limits` in agent.toml)".to_owned(),
+            ),
+            _ => TurnEnd::Completed(reason),
+        };
+        self.finish_turn(&mut commit, turn, &end, self.record.usage);
+        self.apply(commit).await
+    }
+
+    async fn end_failed(
+        &mut self,
+        turn: &TurnState,
+        code: &str,
+        message: String,
+    ) -> Result<(), StoreError> {
+        let mut commit = self.commit();
+        self.finish_turn(
+            &mut commit,
+            turn,
+            &TurnEnd::Failed(code.to_owned(), message),
+            self.record.usage,
+        );
+        self.apply(commit).await
+    }
+
+    /// Closes the open step with a "cancelled" result for every call that has none, then ends
+    /// the turn. The conversation stays valid for the next turn.
+    async fn end_cancelled(&mut self, turn: &TurnState) -> Result<(), StoreError> {
+        let mut commit = self.commit();
+        if let Some(open) = &turn.open {
+            for call in open.calls.iter().skip(open.results.len()) {
+                let attempt = open.attempts.get(&call.id).copied().unwrap_or(1);
+                push_result(
+                    &mut commit,
+                    turn,
+                    call,
+                    attempt,
+                    &Outcome::error("cancelled by the user"),
+                );
+            }
+            step_finished(&mut commit, turn);
+        }
+        self.finish_turn(&mut commit, turn, &TurnEnd::Cancelled, self.record.usage);
+        self.apply(commit).await
+    }
+
+    /// Adds the end of `turn` to `commit`: the turn event, then `session.waiting`
+    /// (conversation) or the run's end (task), the status, and the lease release.
+    fn finish_turn(&self, commit: &mut Commit, turn: &TurnState, end: &TurnEnd, run_usage: Usage) {
+        let turn_id = ids::turn_id(turn.sequence);
+        commit.records.push(JournalRecord::TurnEnded { turn: turn.sequence });
+        let usage = turn.usage;
+        let failure = match end {
+            TurnEnd::Completed(stop_reason) => {
+                commit.events.push(EventBody::TurnCompleted(TurnCompleted {
+                    turn_id,
+                    steps: turn.step,
+                    stop_reason: *stop_reason,
+                    usage,
+                }));
+                None
+            }
+            TurnEnd::Failed(code, message) => {
+                commit.events.push(EventBody::TurnFailed(TurnFailed {
+                    turn_id,
+                    code: code.clone(),
+                    message: message.clone(),
+                    usage,
+                }));
+                Some((code.clone(), message.clone()))
+            }
+            TurnEnd::Cancelled => {
+                commit.events.push(EventBody::TurnCancelled(TurnCancelled { turn_id, usage }));
+                Some(("cancelled".to_owned(), "the run was cancelled".to_owned()))
+            }
+        };
+        commit.release_lease = true;
+        match (self.record.mode, failure) {
+            (RunMode::Conversation, _) => {
+                commit.events.push(EventBody::SessionWaiting(SessionWaiting {
+                    continuation_token: self.record.continuation_token.clone(),
+                }));
+                commit.status = Some(RunStatus::Waiting);
+            }
+            (RunMode::Task, None) => {
+                commit.events.push(EventBody::RunCompleted(RunCompleted {
+                    output: turn.reply.clone(),
+                    usage: run_usage,
+                }));
+                commit.status = Some(RunStatus::Completed);
+            }
+            (RunMode::Task, Some((code, message))) => {
+                commit.events.push(EventBody::RunFailed(RunFailed { code, message }));
+                commit.status = Some(RunStatus::Failed);
+            }
+        }
+    }
+}
+
+enum TurnEnd {
+    Completed(StopReason),
+    Failed(String, String),
+    Cancelled,
+}
+
+/// The `actions.requested` entry of a call.
+fn action_of(call: &ToolCall) -> Action {
+    let input = serde_json::from_str::<Value>(&call.arguments)
+        .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+    if Toolbox::is_skill_call(&call.name) {
+        Action::LoadSkill { call_id: call.id.clone(), input }
+    } else {
+        Action::ToolCall { call_id: call.id.clone(), tool_name: call.name.clone(), input }
+    }
+}
+
+/// Adds an action's journal record and `action.result` event to `commit`.
+fn push_result(
+    commit: &mut Commit,
+    turn: &TurnState,
+    call: &ToolCall,
+    attempt: u32,
+    outcome: &Outcome,
+) {
+    let result = if Toolbox::is_skill_call(&call.name) {
+        let name = serde_json::from_str::<Value>(&call.arguments)
+            .ok()
+            .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
+        ActionOutput::LoadSkillResult { name }
+    } else {
+        ActionOutput::ToolResult { tool_name: call.name.clone(), output: outcome.output.clone() }
+    };
+    commit.events.push(EventBody::ActionResult(ActionResult {
+        turn_id: ids::turn_id(turn.sequence),
+        step_index: turn.step,
+        call_id: call.id.clone(),
+        attempt,
+        status: if outcome.error.is_some() {
+            ActionStatus::Failed
+        } else {
+            ActionStatus::Completed
+        },
+        result,
+        error: outcome.error.clone().map(|message| ActionError { message }),
+    }));
+    commit.records.push(JournalRecord::ActionFinished {
+        turn: turn.sequence,
+        step: turn.step,
+        result: ToolResultPart {
+            call_id: call.id.clone(),
+            tool_name: call.name.clone(),
+            output: outcome.model_text(),
+            is_error: outcome.error.is_some(),
+        },
+    });
+}
+
+/// Adds the end of the open step to `commit`.
+fn step_finished(commit: &mut Commit, turn: &TurnState) {
+    let (finish_reason, usage) = turn
+        .open
+        .as_ref()
+        .map_or((FinishReason::Stop, Usage::default()), |o| (o.finish_reason, o.usage));
+    commit.records.push(JournalRecord::StepFinished { turn: turn.sequence, step: turn.step });
+    commit.events.push(EventBody::StepCompleted(StepCompleted {
+        turn_id: ids::turn_id(turn.sequence),
+        step_index: turn.step,
+        finish_reason,
+        usage,
+    }));
+}

@@ -1,0 +1,151 @@
+//! Rebuilding a run from its journal: the conversation so far and where the open turn stands.
+//!
+//! Replay is pure: the same records always give the same state, which is what makes a restarted
+//! worker continue exactly where the crashed one stopped.
+
+use std::collections::HashMap;
+
+use ash_protocol::{AssistantPart, FinishReason, Message, ToolCall, ToolResultPart, Usage};
+
+use crate::store::{JournalRecord, add_usage};
+
+/// A run's state as its journal describes it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct RunState {
+    /// Every message of every finished step, in order, plus the open step's assistant message.
+    pub(crate) history: Vec<Message>,
+    /// The turn being worked on.
+    pub(crate) turn: Option<TurnState>,
+    /// Records replayed so far; the next journal read starts here.
+    pub(crate) journal_len: u64,
+}
+
+/// An open turn.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TurnState {
+    /// Turn ordinal.
+    pub(crate) sequence: u32,
+    /// Index of the step to run next, or of the open step.
+    pub(crate) step: u32,
+    /// Tokens of the turn's finished model calls.
+    pub(crate) usage: Usage,
+    /// Text of the latest step that produced any: the turn's reply.
+    pub(crate) reply: Option<String>,
+    /// A step whose model output is stored and whose actions are not all finished.
+    pub(crate) open: Option<OpenStep>,
+}
+
+/// A step between its model output and its last action result.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OpenStep {
+    /// The tool calls, in the order they run.
+    pub(crate) calls: Vec<ToolCall>,
+    /// Results so far, in call order.
+    pub(crate) results: Vec<ToolResultPart>,
+    /// Highest attempt started per call id.
+    pub(crate) attempts: HashMap<String, u32>,
+    /// Why the model stopped.
+    pub(crate) finish_reason: FinishReason,
+    /// Tokens of the step's model call.
+    pub(crate) usage: Usage,
+}
+
+impl OpenStep {
+    /// The first call without a result.
+    pub(crate) fn next_call(&self) -> Option<&ToolCall> {
+        self.calls.get(self.results.len())
+    }
+}
+
+/// The visible text of an assistant message's parts, if any.
+pub(crate) fn text_of(content: &[AssistantPart]) -> Option<String> {
+    let text: Vec<&str> = content
+        .iter()
+        .filter_map(|p| match p {
+            AssistantPart::Text { text } if !text.trim().is_empty() => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    (!text.is_empty()).then(|| text.concat())
+}
+
+/// The tool calls of an assistant message's parts.
+pub(crate) fn calls_of(content: &[AssistantPart]) -> Vec<ToolCall> {
+    content
+        .iter()
+        .filter_map(|p| match p {
+            AssistantPart::ToolCall(call) => Some(call.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl RunState {
+    /// Applies records in order.
+    pub(crate) fn apply_all(&mut self, records: impl IntoIterator<Item = JournalRecord>) {
+        for record in records {
+            self.apply(record);
+        }
+    }
+
+    /// Applies one record.
+    pub(crate) fn apply(&mut self, record: JournalRecord) {
+        self.journal_len += 1;
+        match record {
+            JournalRecord::TurnQueued { sequence, message } => {
+                self.history.push(Message::user(message));
+                self.turn = Some(TurnState {
+                    sequence,
+                    step: 0,
+                    usage: Usage::default(),
+                    reply: None,
+                    open: None,
+                });
+            }
+            JournalRecord::StepOutput { step, content, finish_reason, usage, .. } => {
+                let calls = calls_of(&content);
+                let reply = text_of(&content);
+                self.history.push(Message::Assistant { content });
+                if let Some(turn) = &mut self.turn {
+                    turn.step = step;
+                    turn.usage = add_usage(turn.usage, usage);
+                    if reply.is_some() {
+                        turn.reply = reply;
+                    }
+                    turn.open = Some(OpenStep {
+                        calls,
+                        results: Vec::new(),
+                        attempts: HashMap::new(),
+                        finish_reason,
+                        usage,
+                    });
+                }
+            }
+            JournalRecord::ActionStarted { call_id, attempt, .. } => {
+                if let Some(open) = self.open_step() {
+                    open.attempts.insert(call_id, attempt);
+                }
+            }
+            JournalRecord::ActionFinished { result, .. } => {
+                if let Some(open) = self.open_step() {
+                    open.results.push(result);
+                }
+            }
+            JournalRecord::StepFinished { step, .. } => {
+                if let Some(turn) = &mut self.turn {
+                    if let Some(open) = turn.open.take()
+                        && !open.results.is_empty()
+                    {
+                        self.history.push(Message::Tool { content: open.results });
+                    }
+                    turn.step = step + 1;
+                }
+            }
+            JournalRecord::TurnEnded { .. } => self.turn = None,
+        }
+    }
+
+    fn open_step(&mut self) -> Option<&mut OpenStep> {
+        self.turn.as_mut().and_then(|t| t.open.as_mut())
+    }
+}

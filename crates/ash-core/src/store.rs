@@ -1,0 +1,333 @@
+//! The `Store` trait: what the engine needs to keep runs durable, and the records it keeps.
+//!
+//! A run has a row ([`RunRecord`]: token, mode, status, counters, lease, cancel flag), an
+//! append-only journal of [`JournalRecord`]s the engine replays to rebuild a run after a crash,
+//! and an append-only event log whose indexes are contiguous from 0. Every change goes through
+//! one atomic [`Commit`] guarded by a precondition ([`Expect`]), so a follow-up message and a
+//! worker, or two workers, can never interleave half-written state.
+//!
+//! Implementations: [`crate::MemoryStore`] here, SQLite and PostgreSQL in `ash-store`; one
+//! conformance suite (in `ash-test-support`) runs against all of them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ash_protocol::{AssistantPart, Event, EventBody, EventMeta, FinishReason, RunMode, RunStatus};
+use ash_protocol::{ToolResultPart, Usage};
+use serde::{Deserialize, Serialize};
+
+/// A boxed future returned by [`Store`] methods.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Durable state of runs. Every method is atomic.
+pub trait Store: Send + Sync + 'static {
+    /// Creates a run and applies its first commit (whose [`Commit::expect`] is ignored).
+    /// Fails with [`StoreError::Conflict`] if the id or token exists.
+    fn create_run(&self, run: NewRun, first: Commit) -> StoreFuture<'_, Vec<Event>>;
+
+    /// Applies `commit` to an existing run if its precondition holds, and returns the stored
+    /// events with their indexes.
+    fn commit<'a>(&'a self, run_id: &'a str, commit: Commit) -> StoreFuture<'a, Vec<Event>>;
+
+    /// The run's row.
+    fn run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Option<RunRecord>>;
+
+    /// The run a continuation token belongs to.
+    fn run_by_token<'a>(&'a self, token: &'a str) -> StoreFuture<'a, Option<RunRecord>>;
+
+    /// Up to `limit` events from index `from`, in order.
+    fn events<'a>(
+        &'a self,
+        run_id: &'a str,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Event>>;
+
+    /// Journal records from position `from`, in order.
+    fn journal<'a>(&'a self, run_id: &'a str, from: u64) -> StoreFuture<'a, Vec<JournalRecord>>;
+
+    /// Takes the run's lease for `owner` if the run is queued or running and the lease is free,
+    /// expired, or already `owner`'s. Returns whether `owner` now holds it.
+    fn acquire_lease<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Extends `owner`'s lease. `None` when `owner` no longer holds it.
+    fn renew_lease<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Option<LeaseState>>;
+
+    /// Gives up `owner`'s lease, if held.
+    fn release_lease<'a>(&'a self, run_id: &'a str, owner: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Runs that are queued or running and whose lease is free or expired, oldest first.
+    fn claimable_runs(&self, limit: usize) -> StoreFuture<'_, Vec<String>>;
+
+    /// Flags an active run for cancellation and returns its status (`None`: unknown run).
+    /// Inactive runs are left as they are.
+    fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Option<RunStatus>>;
+}
+
+/// A run to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    /// Run (and session) id.
+    pub run_id: String,
+    /// Continuation token.
+    pub continuation_token: String,
+    /// Mode.
+    pub mode: RunMode,
+}
+
+/// A run's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// Run (and session) id.
+    pub run_id: String,
+    /// Continuation token.
+    pub continuation_token: String,
+    /// Mode.
+    pub mode: RunMode,
+    /// Status.
+    pub status: RunStatus,
+    /// Turns started.
+    pub turns: u32,
+    /// Events stored; the next event's index.
+    pub event_count: u64,
+    /// Journal records stored.
+    pub journal_count: u64,
+    /// Tokens of every step.
+    pub usage: Usage,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+    /// Last change, milliseconds since the Unix epoch.
+    pub updated_at_ms: i64,
+    /// Who works on it, until when.
+    pub lease: Option<Lease>,
+    /// Whether a cancel was requested for the active turn.
+    pub cancel_requested: bool,
+}
+
+/// A worker's claim on a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Owner id.
+    pub owner: String,
+    /// Expiry, milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+/// What a lease renewal learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseState {
+    /// Whether a cancel was requested.
+    pub cancel_requested: bool,
+}
+
+/// One atomic change to a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// What must hold for the change to apply.
+    pub expect: Expect,
+    /// Journal records to append.
+    pub records: Vec<JournalRecord>,
+    /// Events to append; the store assigns ids, indexes and times.
+    pub events: Vec<EventBody>,
+    /// New status. Leaving the active statuses clears the cancel flag; entering `queued`
+    /// clears it too.
+    pub status: Option<RunStatus>,
+    /// Tokens to add to the run's total.
+    pub usage: Usage,
+    /// Turns to add to the run's count.
+    pub turns: u32,
+    /// Whether to drop the lease in the same change.
+    pub release_lease: bool,
+}
+
+impl Commit {
+    /// An empty commit with precondition `expect`.
+    pub fn new(expect: Expect) -> Self {
+        Self {
+            expect,
+            records: Vec::new(),
+            events: Vec::new(),
+            status: None,
+            usage: Usage::default(),
+            turns: 0,
+            release_lease: false,
+        }
+    }
+}
+
+/// The precondition of a [`Commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// The run has this status (a follow-up expects `waiting`).
+    Status(RunStatus),
+    /// This owner holds the lease (a worker's write).
+    Lease(String),
+}
+
+/// One durable fact about a run's progress; replaying the journal rebuilds the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum JournalRecord {
+    /// A user message was accepted and starts turn `sequence`.
+    #[serde(rename_all = "camelCase")]
+    TurnQueued {
+        /// Turn ordinal.
+        sequence: u32,
+        /// The message.
+        message: String,
+    },
+    /// A model call finished: its whole output, stored before any action runs.
+    #[serde(rename_all = "camelCase")]
+    StepOutput {
+        /// Turn ordinal.
+        turn: u32,
+        /// Step index within the turn.
+        step: u32,
+        /// The assistant message's parts.
+        content: Vec<AssistantPart>,
+        /// Why the model stopped.
+        finish_reason: FinishReason,
+        /// Tokens of the call.
+        usage: Usage,
+    },
+    /// An action is about to run (again, if `attempt` > 1).
+    #[serde(rename_all = "camelCase")]
+    ActionStarted {
+        /// Turn ordinal.
+        turn: u32,
+        /// Step index.
+        step: u32,
+        /// Call id.
+        call_id: String,
+        /// Attempt, from 1.
+        attempt: u32,
+    },
+    /// An action finished; the part is what the model sees.
+    #[serde(rename_all = "camelCase")]
+    ActionFinished {
+        /// Turn ordinal.
+        turn: u32,
+        /// Step index.
+        step: u32,
+        /// The result.
+        result: ToolResultPart,
+    },
+    /// Every action of the step has a result.
+    #[serde(rename_all = "camelCase")]
+    StepFinished {
+        /// Turn ordinal.
+        turn: u32,
+        /// Step index.
+        step: u32,
+    },
+    /// The turn ended (completed, failed or cancelled).
+    #[serde(rename_all = "camelCase")]
+    TurnEnded {
+        /// Turn ordinal.
+        turn: u32,
+    },
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No run has this id.
+    #[error("run `{0}` does not exist")]
+    NotFound(String),
+    /// The commit's precondition did not hold, or a create collided.
+    #[error("run `{run_id}` changed underneath: {reason}")]
+    Conflict {
+        /// The run.
+        run_id: String,
+        /// What did not match.
+        reason: String,
+    },
+    /// Stored data could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The backend failed.
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC text of a time in milliseconds since the Unix epoch.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Gives event bodies their ids, contiguous indexes from `first_index`, and the time `at_ms`.
+/// Store implementations call this inside their transaction.
+pub fn stamp_events(bodies: Vec<EventBody>, first_index: u64, at_ms: i64) -> Vec<Event> {
+    let at = rfc3339(at_ms);
+    bodies
+        .into_iter()
+        .zip(first_index..)
+        .map(|(body, index)| Event {
+            body,
+            meta: EventMeta { id: crate::ids::event_id(), index, at: at.clone() },
+        })
+        .collect()
+}
+
+/// Adds `b` to `a`, saturating.
+pub fn add_usage(a: Usage, b: Usage) -> Usage {
+    Usage {
+        input_tokens: a.input_tokens.saturating_add(b.input_tokens),
+        output_tokens: a.output_tokens.saturating_add(b.output_tokens),
+        cache_read_tokens: a.cache_read_tokens.saturating_add(b.cache_read_tokens),
+        cache_write_tokens: a.cache_write_tokens.saturating_add(b.cache_write_tokens),
+    }
+}
+
+/// The status and cancel flag a run has after `commit`. Shared by the implementations so they
+/// agree: a new turn (`queued`) and every inactive status clear the flag.
+pub fn next_flags(
+    current: RunStatus,
+    cancel_requested: bool,
+    commit: &Commit,
+) -> (RunStatus, bool) {
+    match commit.status {
+        None => (current, cancel_requested),
+        Some(RunStatus::Running) => (RunStatus::Running, cancel_requested),
+        Some(status) => (status, false),
+    }
+}
+
+/// Checks `commit`'s precondition against a run's row.
+pub fn check_expect(record: &RunRecord, expect: &Expect) -> Result<(), StoreError> {
+    let conflict = |reason: String| StoreError::Conflict { run_id: record.run_id.clone(), reason };
+    match expect {
+        Expect::Status(status) if record.status != *status => Err(conflict(format!(
+            "expected status `{}`, found `{}`",
+            status.as_str(),
+            record.status.as_str()
+        ))),
+        Expect::Lease(owner) => match &record.lease {
+            Some(lease) if lease.owner == *owner => Ok(()),
+            Some(lease) => Err(conflict(format!("the lease belongs to `{}`", lease.owner))),
+            None => Err(conflict("the lease was released".to_owned())),
+        },
+        Expect::Status(_) => Ok(()),
+    }
+}

@@ -1,0 +1,89 @@
+//! Command tools (`tools/*.toml` with `command`): input JSON on stdin, the session in
+//! `ASH_SESSION`, a JSON result on stdout.
+
+use std::time::Duration;
+
+use ash_sandbox::{ExecRequest, LimitHit, Limits};
+use serde_json::{Map, Value};
+
+use super::{CallContext, Outcome};
+
+/// Bytes of stdout (and of stderr) a command tool may print.
+pub(crate) const COMMAND_OUTPUT_BYTES: usize = 1024 * 1024;
+/// Characters of stdout or stderr quoted back in an error.
+const QUOTE_CHARS: usize = 400;
+
+pub(crate) async fn run(
+    name: &str,
+    argv: &[String],
+    timeout: Duration,
+    input: &Map<String, Value>,
+    ctx: &CallContext<'_>,
+) -> Outcome {
+    // Authored `./` paths were stored project-relative by the compiler.
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|arg| match arg.strip_prefix("./") {
+            Some(rel) => ctx.project_dir.join(rel).display().to_string(),
+            None => arg.clone(),
+        })
+        .collect();
+    let mut env = ctx.env.clone();
+    env.insert("ASH_SESSION".to_owned(), ctx.session.to_string());
+    env.insert("ASH_WORKSPACE".to_owned(), ctx.workspace.root().display().to_string());
+    env.insert("HOME".to_owned(), ctx.workspace.root().display().to_string());
+    let request = ExecRequest {
+        argv,
+        cwd: ctx.workspace.root().to_path_buf(),
+        env,
+        stdin: Value::Object(input.clone()).to_string().into_bytes(),
+        limits: Limits { wall_time: timeout, output_bytes: COMMAND_OUTPUT_BYTES },
+    };
+    let out = match ash_sandbox::exec(&request, ctx.cancel).await {
+        Ok(out) => out,
+        Err(e) => return Outcome::error(format!("tool `{name}`: {e}")),
+    };
+    match out.limit {
+        Some(LimitHit::WallTime) => {
+            return Outcome::error(format!(
+                "tool `{name}` did not finish within {} ms and was killed",
+                timeout.as_millis()
+            ));
+        }
+        Some(LimitHit::Cancelled) => return Outcome::error(format!("tool `{name}` was cancelled")),
+        None => {}
+    }
+    if !out.status.success() {
+        return Outcome::error(format!(
+            "tool `{name}` failed with exit code {}: {}",
+            out.status.code(),
+            quote(&out.stderr).unwrap_or_else(|| "(no stderr)".to_owned())
+        ));
+    }
+    if out.stdout_truncated {
+        return Outcome::error(format!(
+            "tool `{name}` printed more than {COMMAND_OUTPUT_BYTES} bytes; its output was discarded"
+        ));
+    }
+    match serde_json::from_slice::<Value>(&out.stdout) {
+        Ok(value) => Outcome::ok(value),
+        Err(e) => Outcome::error(format!(
+            "tool `{name}` must print one JSON value on stdout, but printed {} ({e})",
+            quote(&out.stdout).map_or_else(|| "nothing".to_owned(), |q| format!("`{q}`"))
+        )),
+    }
+}
+
+/// The start of `bytes` as trimmed text, or `None` when there is nothing.
+fn quote(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut quoted: String = text.chars().take(QUOTE_CHARS).collect();
+    if text.chars().nth(QUOTE_CHARS).is_some() {
+        quoted.push('…');
+    }
+    Some(quoted)
+}
