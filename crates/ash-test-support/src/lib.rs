@@ -4,12 +4,14 @@
 //! (`FakeModelServer`), which speaks the real OpenAI Chat Completions and Anthropic Messages
 //! wire formats over loopback HTTP with server-sent events, replays scripted replies (text,
 //! reasoning, parallel tool calls, usage, errors, rate limits, slow and dropped streams) and
-//! records every request. Later issues add fake MCP servers here.
+//! records every request; and `store_conformance`, the suite every `ash_core::Store` must pass.
+//! Later issues add fake MCP servers here.
 //! Panics on misuse, because a broken fixture is a broken test.
 #![allow(clippy::expect_used, clippy::panic, reason = "test support fails the test loudly")]
 
 mod fake_model;
 mod fixture;
+pub mod store_conformance;
 
 pub use fake_model::{FakeModelServer, RecordedRequest, Reply, Turn, TurnPart, WireUsage};
 pub use fixture::{Fixture, parse, test_switch};

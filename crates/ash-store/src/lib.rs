@@ -1,0 +1,13 @@
+//! Durable [`ash_core::Store`] implementations.
+//!
+//! Owns [`SqliteStore`]: one SQLite file in WAL mode holding runs, their journals and their
+//! event logs; every commit is one transaction, a damaged or foreign file is refused and left
+//! untouched, and the schema is versioned. PostgreSQL for several machines comes next behind
+//! the same trait; the conformance suite in `ash-test-support` runs against every backend.
+//!
+//! Never decides what a run does: the rules (preconditions, status transitions, event stamps)
+//! are `ash-core`'s and are only applied here.
+
+mod sqlite;
+
+pub use sqlite::{Durability, OpenError, SCHEMA_VERSION, SqliteStore};

@@ -1,0 +1,533 @@
+//! `SqliteStore`: runs, journal and events in one SQLite file (WAL), every commit one
+//! transaction.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ash_core::{
+    Commit, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError, StoreFuture,
+    add_usage, check_expect, next_flags, now_ms, stamp_events,
+};
+use ash_protocol::{Event, RunMode, RunStatus, Usage};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
+
+/// Version of the schema this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ash_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    token TEXT NOT NULL UNIQUE,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL,
+    turns INTEGER NOT NULL,
+    event_count INTEGER NOT NULL,
+    journal_count INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_expires INTEGER,
+    cancel_requested INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, updated_at);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (run_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+";
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous = FULL`: a commit survives power loss once it returned.
+    Full,
+    /// `synchronous = NORMAL`: a commit survives a process crash; the last ones may be lost on
+    /// power loss. Faster.
+    Normal,
+}
+
+/// Why a store file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// SQLite refused the file.
+    #[error("cannot open the store {path}: {reason}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's reason.
+        reason: String,
+    },
+    /// The file is damaged or not a store; it was left untouched.
+    #[error(
+        "the store {path} is damaged or not an ash store ({reason}); it was left untouched — move it aside to start fresh, or restore a backup"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the check found.
+        reason: String,
+    },
+    /// A newer ash wrote it.
+    #[error(
+        "the store {path} has schema version {found}; this ash reads up to {SCHEMA_VERSION}; upgrade ash"
+    )]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+}
+
+/// A [`Store`] in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, checks its integrity and schema, and
+    /// leaves a damaged file untouched.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, OpenError> {
+        let sqlite =
+            |e: rusqlite::Error| OpenError::Sqlite { path: path.to_owned(), reason: e.to_string() };
+        let corrupt = |reason: String| OpenError::Corrupt { path: path.to_owned(), reason };
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| OpenError::Sqlite { path: path.to_owned(), reason: e.to_string() })?;
+        }
+        let conn = Connection::open(path).map_err(sqlite)?;
+        // Read-only checks first: a file that is not a database must not be written to.
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        if check != "ok" {
+            return Err(corrupt(check));
+        }
+        let has_meta: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'ash_meta'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| corrupt(e.to_string()))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| {
+                row.get(0)
+            })
+            .map_err(|e| corrupt(e.to_string()))?;
+        if !has_meta && tables > 0 {
+            return Err(corrupt("it holds tables but no ash schema".to_owned()));
+        }
+        if has_meta {
+            let version: Option<String> = conn
+                .query_row("SELECT value FROM ash_meta WHERE key = 'schema_version'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| corrupt(e.to_string()))?;
+            let found = version.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            if found > SCHEMA_VERSION {
+                return Err(OpenError::TooNew { path: path.to_owned(), found });
+            }
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(sqlite)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
+        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO ash_meta (key, value) VALUES ('schema_version', ?1)",
+            params![SCHEMA_VERSION.to_string()],
+        )
+        .map_err(sqlite)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    fn with<T, F>(&self, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut conn = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                f(&mut conn)
+            })
+            .await
+            .map_err(backend)?
+        })
+    }
+}
+
+fn mode_from(text: &str) -> Result<RunMode, String> {
+    match text {
+        "conversation" => Ok(RunMode::Conversation),
+        "task" => Ok(RunMode::Task),
+        other => Err(format!("unknown run mode `{other}`")),
+    }
+}
+
+fn status_from(text: &str) -> Result<RunStatus, String> {
+    [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Waiting,
+        RunStatus::Completed,
+        RunStatus::Failed,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
+    .ok_or_else(|| format!("unknown run status `{text}`"))
+}
+
+const RUN_COLUMNS: &str = "run_id, token, mode, status, turns, event_count, journal_count, \
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, created_at, updated_at, \
+    lease_owner, lease_expires, cancel_requested";
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A value SQLite holds that no ash wrote.
+fn bad_value(column: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, what.into())
+}
+
+/// Maps SQLite errors, naming damaged values as corruption.
+fn sql(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(_, _, what) => {
+            StoreError::Corrupt(what.to_string())
+        }
+        other => backend(other),
+    }
+}
+
+fn read_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let mode: String = row.get(2)?;
+    let status: String = row.get(3)?;
+    let owner: Option<String> = row.get(13)?;
+    let expires: Option<i64> = row.get(14)?;
+    Ok(RunRecord {
+        run_id: row.get(0)?,
+        continuation_token: row.get(1)?,
+        mode: mode_from(&mode).map_err(|e| bad_value(2, e))?,
+        status: status_from(&status).map_err(|e| bad_value(3, e))?,
+        turns: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+        event_count: u64_of(row.get(5)?),
+        journal_count: u64_of(row.get(6)?),
+        usage: Usage {
+            input_tokens: u64_of(row.get(7)?),
+            output_tokens: u64_of(row.get(8)?),
+            cache_read_tokens: u64_of(row.get(9)?),
+            cache_write_tokens: u64_of(row.get(10)?),
+        },
+        created_at_ms: row.get(11)?,
+        updated_at_ms: row.get(12)?,
+        lease: owner.zip(expires).map(|(owner, expires_at_ms)| Lease { owner, expires_at_ms }),
+        cancel_requested: row.get::<_, i64>(15)? != 0,
+    })
+}
+
+fn load_run(tx: &Connection, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+    tx.query_row(
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"),
+        params![run_id],
+        read_run,
+    )
+    .optional()
+    .map_err(sql)
+}
+
+/// Applies `commit` to `record` inside `tx` and returns the stamped events.
+fn apply(
+    tx: &Transaction<'_>,
+    record: &RunRecord,
+    commit: Commit,
+) -> Result<Vec<Event>, StoreError> {
+    let now = now_ms();
+    let (status, cancel) = next_flags(record.status, record.cancel_requested, &commit);
+    let events = stamp_events(commit.events, record.event_count, now);
+    {
+        let mut insert = tx
+            .prepare_cached("INSERT INTO events (run_id, idx, event) VALUES (?1, ?2, ?3)")
+            .map_err(backend)?;
+        for event in &events {
+            let text = serde_json::to_string(event).map_err(backend)?;
+            insert
+                .execute(params![record.run_id, i64_of(event.meta.index), text])
+                .map_err(backend)?;
+        }
+        let mut insert = tx
+            .prepare_cached("INSERT INTO journal (run_id, seq, record) VALUES (?1, ?2, ?3)")
+            .map_err(backend)?;
+        for (record_json, seq) in commit.records.iter().zip(record.journal_count..) {
+            let text = serde_json::to_string(record_json).map_err(backend)?;
+            insert.execute(params![record.run_id, i64_of(seq), text]).map_err(backend)?;
+        }
+    }
+    let usage = add_usage(record.usage, commit.usage);
+    let (owner, expires) = if commit.release_lease {
+        (None, None)
+    } else {
+        record
+            .lease
+            .as_ref()
+            .map_or((None, None), |l| (Some(l.owner.clone()), Some(l.expires_at_ms)))
+    };
+    tx.execute(
+        "UPDATE runs SET status = ?2, turns = ?3, event_count = ?4, journal_count = ?5, \
+         input_tokens = ?6, output_tokens = ?7, cache_read_tokens = ?8, cache_write_tokens = ?9, \
+         updated_at = ?10, lease_owner = ?11, lease_expires = ?12, cancel_requested = ?13 \
+         WHERE run_id = ?1",
+        params![
+            record.run_id,
+            status.as_str(),
+            record.turns.saturating_add(commit.turns),
+            i64_of(record.event_count + events.len() as u64),
+            i64_of(record.journal_count + commit.records.len() as u64),
+            i64_of(usage.input_tokens),
+            i64_of(usage.output_tokens),
+            i64_of(usage.cache_read_tokens),
+            i64_of(usage.cache_write_tokens),
+            now,
+            owner,
+            expires,
+            i64::from(cancel),
+        ],
+    )
+    .map_err(backend)?;
+    Ok(events)
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store for SqliteStore {
+    fn create_run(&self, run: NewRun, first: Commit) -> StoreFuture<'_, Vec<Event>> {
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let now = now_ms();
+            let inserted = tx
+                .execute(
+                    &format!(
+                        "INSERT OR IGNORE INTO runs ({RUN_COLUMNS}) VALUES \
+                         (?1, ?2, ?3, 'queued', 0, 0, 0, 0, 0, 0, 0, ?4, ?4, NULL, NULL, 0)"
+                    ),
+                    params![run.run_id, run.continuation_token, run.mode.as_str(), now],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict {
+                    run_id: run.run_id,
+                    reason: "a run with this id or token exists".to_owned(),
+                });
+            }
+            let record = load_run(&tx, &run.run_id)?
+                .ok_or_else(|| StoreError::NotFound(run.run_id.clone()))?;
+            let events = apply(&tx, &record, first)?;
+            tx.commit().map_err(backend)?;
+            Ok(events)
+        })
+    }
+
+    fn commit<'a>(&'a self, run_id: &'a str, commit: Commit) -> StoreFuture<'a, Vec<Event>> {
+        let run_id = run_id.to_owned();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let record =
+                load_run(&tx, &run_id)?.ok_or_else(|| StoreError::NotFound(run_id.clone()))?;
+            check_expect(&record, &commit.expect)?;
+            let events = apply(&tx, &record, commit)?;
+            tx.commit().map_err(backend)?;
+            Ok(events)
+        })
+    }
+
+    fn run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Option<RunRecord>> {
+        let run_id = run_id.to_owned();
+        self.with(move |conn| load_run(conn, &run_id))
+    }
+
+    fn run_by_token<'a>(&'a self, token: &'a str) -> StoreFuture<'a, Option<RunRecord>> {
+        let token = token.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE token = ?1"),
+                params![token],
+                read_run,
+            )
+            .optional()
+            .map_err(sql)
+        })
+    }
+
+    fn events<'a>(
+        &'a self,
+        run_id: &'a str,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Event>> {
+        let run_id = run_id.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT idx, event FROM events WHERE run_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![run_id, i64_of(from), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (idx, text) = row.map_err(backend)?;
+                let event: Event = serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Corrupt(format!("event {idx} of run `{run_id}` cannot be read: {e}"))
+                })?;
+                out.push(event);
+            }
+            Ok(out)
+        })
+    }
+
+    fn journal<'a>(&'a self, run_id: &'a str, from: u64) -> StoreFuture<'a, Vec<JournalRecord>> {
+        let run_id = run_id.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, record FROM journal WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![run_id, i64_of(from)], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, text) = row.map_err(backend)?;
+                out.push(serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "journal record {seq} of run `{run_id}` cannot be read: {e}"
+                    ))
+                })?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let (run_id, owner) = (run_id.to_owned(), owner.to_owned());
+        self.with(move |conn| {
+            let now = now_ms();
+            let changed = conn
+                .execute(
+                    "UPDATE runs SET lease_owner = ?2, lease_expires = ?3 WHERE run_id = ?1 \
+                     AND status IN ('queued', 'running') \
+                     AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_expires <= ?4)",
+                    params![run_id, owner, now.saturating_add(ttl_ms(ttl)), now],
+                )
+                .map_err(backend)?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Option<LeaseState>> {
+        let (run_id, owner) = (run_id.to_owned(), owner.to_owned());
+        self.with(move |conn| {
+            conn.query_row(
+                "UPDATE runs SET lease_expires = ?3 WHERE run_id = ?1 AND lease_owner = ?2 RETURNING cancel_requested",
+                params![run_id, owner, now_ms().saturating_add(ttl_ms(ttl))],
+                |row| Ok(LeaseState { cancel_requested: row.get::<_, i64>(0)? != 0 }),
+            )
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn release_lease<'a>(&'a self, run_id: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
+        let (run_id, owner) = (run_id.to_owned(), owner.to_owned());
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE run_id = ?1 AND lease_owner = ?2",
+                params![run_id, owner],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn claimable_runs(&self, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT run_id FROM runs WHERE status IN ('queued', 'running') \
+                     AND (lease_owner IS NULL OR lease_expires <= ?1) ORDER BY updated_at, run_id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![now_ms(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| row.get(0))
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<String>, _>>().map_err(backend)
+        })
+    }
+
+    fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Option<RunStatus>> {
+        let run_id = run_id.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1 AND status IN ('queued', 'running')",
+                params![run_id],
+            )
+            .map_err(backend)?;
+            let status: Option<String> = conn
+                .query_row("SELECT status FROM runs WHERE run_id = ?1", params![run_id], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            status.map(|s| status_from(&s).map_err(StoreError::Corrupt)).transpose()
+        })
+    }
+}
