@@ -64,3 +64,30 @@ pub(crate) fn provider_table(
     }
     table
 }
+
+/// The environment tool processes start from: `PATH` and the locale of this process (with
+/// defaults), nothing else. Secrets in the server's environment never reach tools.
+pub(crate) fn process_env() -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for name in ["PATH", "LANG", "LC_ALL", "TZ"] {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "ash-cli::config is the one reader of the environment"
+        )]
+        if let Ok(value) = std::env::var(name) {
+            env.insert(name.to_owned(), value);
+        }
+    }
+    env.entry("PATH".to_owned()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".to_owned());
+    env.entry("LANG".to_owned()).or_insert_with(|| "C.UTF-8".to_owned());
+    env
+}
+
+/// The log level `ASH_LOG` names (`error`, `warn`, `info`, `debug`, `trace`), if set.
+pub(crate) fn log_level() -> Option<String> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "ash-cli::config is the one reader of the environment"
+    )]
+    std::env::var("ASH_LOG").ok().filter(|v| !v.is_empty())
+}

@@ -72,6 +72,14 @@ pub enum EngineError {
     /// A tool schema did not compile.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// The project directory cannot be resolved.
+    #[error("cannot resolve the project directory {path}: {source}")]
+    Project {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The workspaces directory could not be created.
     #[error("cannot create the workspaces directory {path}: {source}")]
     Workspaces {
@@ -155,9 +163,17 @@ impl Engine {
         spec: AgentSpec,
         model: Model,
         store: Arc<dyn Store>,
-        config: EngineConfig,
+        mut config: EngineConfig,
     ) -> Result<Self, EngineError> {
         std::fs::create_dir_all(&config.workspaces_dir).map_err(|source| {
+            EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
+        })?;
+        // Tools run in their workspace: paths into the project must not depend on the cwd.
+        config.project_dir = config
+            .project_dir
+            .canonicalize()
+            .map_err(|source| EngineError::Project { path: config.project_dir.clone(), source })?;
+        config.workspaces_dir = config.workspaces_dir.canonicalize().map_err(|source| {
             EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
         })?;
         let toolbox = Toolbox::new(spec.root())?;

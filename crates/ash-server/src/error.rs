@@ -50,7 +50,9 @@ impl From<SendError> for HttpError {
     fn from(e: SendError) -> Self {
         let (status, code) = match &e {
             SendError::EmptyMessage => (StatusCode::BAD_REQUEST, "empty_message"),
-            SendError::MessageTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),
+            SendError::MessageTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large")
+            }
             SendError::UnknownToken => (StatusCode::NOT_FOUND, "unknown_continuation_token"),
             SendError::Busy(_) => (StatusCode::CONFLICT, "session_busy"),
             SendError::Ended(_) => (StatusCode::CONFLICT, "session_ended"),

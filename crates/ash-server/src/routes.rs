@@ -102,7 +102,9 @@ async fn not_found() -> HttpError {
     HttpError::new(
         StatusCode::NOT_FOUND,
         "route_not_found",
-        format!("no such route; the API lives under {API_PREFIX}/ (health, info, message, runs/:runId, runs/:runId/stream, runs/:runId/cancel)"),
+        format!(
+            "no such route; the API lives under {API_PREFIX}/ (health, info, message, runs/:runId, runs/:runId/stream, runs/:runId/cancel)"
+        ),
     )
 }
 
@@ -151,7 +153,11 @@ async fn json_body(request: Request, limit: usize) -> Result<bytes::Bytes, HttpE
             "unsupported_media_type",
             format!(
                 "expected `content-type: application/json`, got {}",
-                if content_type.is_empty() { "none".to_owned() } else { format!("`{content_type}`") }
+                if content_type.is_empty() {
+                    "none".to_owned()
+                } else {
+                    format!("`{content_type}`")
+                }
             ),
         ));
     }
@@ -164,7 +170,10 @@ async fn json_body(request: Request, limit: usize) -> Result<bytes::Bytes, HttpE
     })
 }
 
-async fn run_info(State(app): State<App>, Path(run_id): Path<String>) -> Result<Response, HttpError> {
+async fn run_info(
+    State(app): State<App>,
+    Path(run_id): Path<String>,
+) -> Result<Response, HttpError> {
     match app.engine.run_info(&run_id).await? {
         Some(info) => Ok(Json(info).into_response()),
         None => Err(HttpError::run_not_found(&run_id)),
@@ -224,7 +233,10 @@ async fn stream(
         return Err(HttpError::run_not_found(&run_id));
     };
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson; charset=utf-8"),
+    );
     headers.insert(STREAM_FORMAT_HEADER, HeaderValue::from_static("ndjson"));
     headers.insert(STREAM_VERSION_HEADER, HeaderValue::from(STREAM_VERSION));
     if let Ok(id) = HeaderValue::from_str(&run_id) {

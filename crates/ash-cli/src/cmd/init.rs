@@ -42,6 +42,11 @@ const WEATHER: &[TemplateFile] = &[
         true,
     ),
     (
+        "agent/scripts/demo.jsonl",
+        include_str!("../../../../examples/weather-agent/agent/scripts/demo.jsonl"),
+        false,
+    ),
+    (
         "agent/sandboxes/repo-shell.toml",
         include_str!("../../../../examples/weather-agent/agent/sandboxes/repo-shell.toml"),
         false,

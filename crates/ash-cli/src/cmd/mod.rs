@@ -1,9 +1,14 @@
 //! Subcommands. Each module has a `run` taking its parsed arguments.
 
 mod build;
+mod dev;
+mod exec;
+mod harness;
 mod info;
 mod init;
 mod models;
+mod render;
+mod start;
 
 use crate::cli::{Cli, Command};
 
@@ -21,5 +26,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Info(args) => info::run(&args),
         Command::Build(args) => build::run(&args),
         Command::Models(args) => models::run(&args),
+        Command::Start(args) => start::run(&args),
+        Command::Dev(args) => dev::run(&args),
+        Command::Exec(args) => exec::run(&args),
     }
 }

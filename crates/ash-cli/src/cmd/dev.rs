@@ -1,0 +1,210 @@
+//! `ash dev`: a local server plus a REPL that talks to it over HTTP (or to `--url`).
+//!
+//! The REPL is an HTTP client of the public API, so it behaves exactly as any other client:
+//! POST /message, then read the NDJSON stream from the returned `startIndex`, reconnecting from
+//! the last index if the connection drops, until `session.waiting` or the run's end.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ash_protocol::{API_PREFIX, ApiError, Event, EventBody, MessageAccepted, MessageRequest};
+use ash_server::ServerConfig;
+use futures_util::StreamExt as _;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::DevArgs;
+use crate::cmd::harness::{self, StoreChoice};
+use crate::cmd::start::{init_logging, runtime};
+use crate::cmd::{Outcome, render};
+use crate::output;
+
+/// Reconnects to a stream before giving up on a turn.
+const RECONNECTS: u32 = 5;
+
+const HELP: &str = "Type a message and press Enter. Commands:
+  /new    start a new session (forget the continuation token)
+  /help   show this help
+  /quit   leave (also Ctrl-D)
+Ctrl-C cancels the running turn.";
+
+pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
+    runtime()?.block_on(async {
+        let stop = CancellationToken::new();
+        let (base, server) = match &args.url {
+            Some(url) => (url.trim_end_matches('/').to_owned(), None),
+            None => {
+                // Request lines would interleave with the conversation: warnings only.
+                init_logging(tracing::Level::WARN);
+                let store = args.store.clone().unwrap_or_else(|| harness::default_store(&args.dir));
+                let harness =
+                    harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args)?;
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+                    .await
+                    .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
+                let addr = listener.local_addr()?;
+                output::note(&format!(
+                    "ash dev: `{}` on http://{addr} (model {}, store {})",
+                    harness.engine.spec().name(),
+                    harness.model,
+                    harness.store
+                ));
+                if harness.scripted {
+                    output::note(&harness::scripted_label(&harness.model));
+                }
+                let engine = harness.engine.clone();
+                let shutdown = stop.clone().cancelled_owned();
+                let task = tokio::spawn(async move {
+                    let served =
+                        ash_server::serve(listener, engine, ServerConfig::default(), shutdown)
+                            .await;
+                    drop(harness);
+                    served
+                });
+                (format!("http://{addr}"), Some(task))
+            }
+        };
+        let result = repl(&base).await;
+        stop.cancel();
+        if let Some(task) = server {
+            task.await.context("the server task failed")?.context("serving HTTP")?;
+        }
+        result.map(|()| Outcome::Success)
+    })
+}
+
+async fn repl(base: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().build().context("starting the HTTP client")?;
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        output::note("Type a message; /help for commands.");
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut token: Option<String> = None;
+    loop {
+        if interactive {
+            output::note_partial("you> ");
+        }
+        let line = tokio::select! {
+            line = lines.next_line() => line.context("reading stdin")?,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let Some(line) = line else { break };
+        let message = line.trim();
+        match message {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            "/help" => {
+                output::note(HELP);
+                continue;
+            }
+            "/new" => {
+                token = None;
+                output::note("(new session)");
+                continue;
+            }
+            _ if message.starts_with('/') => {
+                output::note(&format!("unknown command `{message}`; /help lists them"));
+                continue;
+            }
+            _ => {}
+        }
+        match turn(&http, base, message, token.as_deref()).await {
+            Ok(Some(next)) => token = Some(next),
+            Ok(None) => token = None,
+            Err(error) => output::note(&format!("error: {error:#}")),
+        }
+    }
+    Ok(())
+}
+
+/// Sends one message and renders its turn. Returns the token for the next message, `None`
+/// when the session ended.
+async fn turn(
+    http: &reqwest::Client,
+    base: &str,
+    message: &str,
+    token: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let body = MessageRequest {
+        message: message.to_owned(),
+        continuation_token: token.map(str::to_owned),
+        mode: None,
+    };
+    let response = http
+        .post(format!("{base}{API_PREFIX}/message"))
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        match serde_json::from_str::<ApiError>(&text) {
+            Ok(error) => bail!("{} ({})", error.error, error.code),
+            Err(_) => bail!("the server answered {status}: {text}"),
+        }
+    }
+    let accepted: MessageAccepted = response.json().await.context("reading the server's answer")?;
+    let mut next = accepted.start_index;
+    let mut reconnects = 0;
+    let mut cancelled = false;
+    loop {
+        let url = format!("{base}{}?startIndex={next}", accepted.stream_path);
+        let stream = http.get(&url).send().await.and_then(reqwest::Response::error_for_status);
+        let mut bytes = match stream {
+            Ok(response) => response.bytes_stream(),
+            Err(error) if reconnects < RECONNECTS => {
+                reconnects += 1;
+                output::note(&format!("(stream lost: {error}; reconnecting)"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(error) => return Err(error).context("reading the event stream"),
+        };
+        let mut buffer = Vec::new();
+        loop {
+            let chunk = tokio::select! {
+                chunk = bytes.next() => chunk,
+                _ = tokio::signal::ctrl_c(), if !cancelled => {
+                    cancelled = true;
+                    output::note("(cancelling)");
+                    http.post(format!("{base}{API_PREFIX}/runs/{}/cancel", accepted.run_id))
+                        .send()
+                        .await
+                        .context("asking the server to cancel")?;
+                    continue;
+                }
+            };
+            let Some(Ok(chunk)) = chunk else { break };
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let Ok(event) = serde_json::from_slice::<Event>(&line) else { continue };
+                next = event.meta.index + 1;
+                let rendered = render::lines(&event.body, true);
+                for progress in rendered.progress {
+                    output::note(&format!("  {progress}"));
+                }
+                if let Some(reply) = rendered.reply {
+                    output::stdout(&format!("{}\n", reply.trim_end()));
+                }
+                match event.body {
+                    EventBody::SessionWaiting(waiting) => {
+                        return Ok(Some(waiting.continuation_token));
+                    }
+                    EventBody::RunCompleted(_) | EventBody::RunFailed(_) => return Ok(None),
+                    _ => {}
+                }
+            }
+        }
+        if reconnects >= RECONNECTS {
+            bail!(
+                "the event stream kept closing; the run goes on on the server ({})",
+                accepted.run_id
+            );
+        }
+        reconnects += 1;
+    }
+}

@@ -1,0 +1,67 @@
+//! `ash exec`: one task-mode turn in this process; the answer on stdout.
+
+use anyhow::Context as _;
+use ash_protocol::{EventBody, MessageRequest, RunMode};
+
+use crate::cli::ExecArgs;
+use crate::cmd::harness::{self, StoreChoice};
+use crate::cmd::start::runtime;
+use crate::cmd::{Outcome, render};
+use crate::output;
+
+pub(crate) fn run(args: &ExecArgs) -> anyhow::Result<Outcome> {
+    let (dir, prompt) = args.dir_and_prompt();
+    runtime()?.block_on(async {
+        let store = args.store.clone().map_or(StoreChoice::Memory, StoreChoice::Sqlite);
+        let harness = harness::start(&dir, store, &args.store_args)?;
+        if harness.scripted && !args.json {
+            output::note(&harness::scripted_label(&harness.model));
+        }
+        let engine = &harness.engine;
+        let accepted = engine
+            .send(MessageRequest {
+                message: prompt.to_owned(),
+                continuation_token: None,
+                mode: Some(RunMode::Task),
+            })
+            .await?;
+        let mut follower =
+            engine.follow(&accepted.run_id, 0).await?.context("the run disappeared")?;
+        let mut outcome = Outcome::Failure;
+        let mut cancelled = false;
+        loop {
+            let event = tokio::select! {
+                event = follower.next() => event?,
+                _ = tokio::signal::ctrl_c(), if !cancelled => {
+                    cancelled = true;
+                    output::note("cancelling…");
+                    engine.cancel(&accepted.run_id).await?;
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
+            if args.json {
+                output::stdout(&format!("{}\n", serde_json::to_string(&event)?));
+            } else {
+                let lines = render::lines(&event.body, false);
+                for line in lines.progress {
+                    output::note(&line);
+                }
+            }
+            match &event.body {
+                EventBody::RunCompleted(done) => {
+                    if !args.json {
+                        let answer = done.output.clone().unwrap_or_default();
+                        output::stdout(&format!("{}\n", answer.trim_end()));
+                    }
+                    outcome = Outcome::Success;
+                    break;
+                }
+                EventBody::RunFailed(_) => break,
+                _ => {}
+            }
+        }
+        engine.shutdown().await;
+        Ok(outcome)
+    })
+}

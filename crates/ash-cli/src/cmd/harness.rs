@@ -1,0 +1,117 @@
+//! What `ash start`, `ash dev` and `ash exec` share: load the agent, resolve its model (never
+//! falling back to another one), open the store, and start the engine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ash_core::{Engine, EngineConfig, MemoryStore, Store};
+use ash_llm::{Client, ClientConfig};
+use ash_spec::SCRIPTED_PROVIDER;
+use ash_store::{Durability, SqliteStore};
+
+use crate::cli::StoreArgs;
+use crate::{config, output};
+
+/// Where `ash start`/`ash dev` keep state by default, relative to the project.
+pub(crate) const DEFAULT_STATE_DIR: &str = ".ash/state";
+
+/// A started engine and where its state lives.
+pub(crate) struct Harness {
+    pub(crate) engine: Engine,
+    /// Human description of the store, e.g. `sqlite .ash/state/ash.db`.
+    pub(crate) store: String,
+    /// The model, e.g. `openai/gpt-4.1-mini`.
+    pub(crate) model: String,
+    /// Whether the model replays a script (said out loud in every front end).
+    pub(crate) scripted: bool,
+    /// State of a memory-only run, removed on drop.
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Where the store lives.
+pub(crate) enum StoreChoice {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// Memory only (nothing survives the process).
+    Memory,
+}
+
+/// Loads the agent in `dir` and starts an engine over `store`. Must run inside a tokio
+/// runtime. Fails with the diagnostics printed when the agent has errors.
+pub(crate) fn start(dir: &Path, store: StoreChoice, args: &StoreArgs) -> anyhow::Result<Harness> {
+    let options = config::load_options();
+    let loaded = ash_spec::load(dir, &options)
+        .with_context(|| format!("loading the agent in {}", dir.display()))?;
+    output::diagnostics(loaded.diagnostics());
+    if loaded.has_errors() {
+        bail!(
+            "the agent in {} has errors; fix them and try again (`ash info` shows them)",
+            dir.display()
+        );
+    }
+    let (spec, _) = loaded.into_result().map_err(|_| anyhow::anyhow!("the agent has errors"))?;
+    let (user, user_diags) = config::user_config()?;
+    output::diagnostics(&user_diags);
+    let root = spec.root();
+    let Some(model_ref) = root.model.clone() else {
+        bail!(
+            "the agent has no `model`; set one in agent.toml, e.g. `model = \"openai/gpt-4.1-mini\"`, or `model = \"scripted/scripts/demo.jsonl\"` to replay a script offline"
+        );
+    };
+    let table = config::provider_table(&options.env, &user, Some(root));
+    let client = Client::new(table, ClientConfig::default())?;
+    let model = client.model(&model_ref, &dir.join(&root.dir)).with_context(|| {
+        format!(
+            "the agent's model `{model_ref}` cannot be used (`ash models` shows every provider)"
+        )
+    })?;
+    let mut temp = None;
+    let (store, store_text, state_dir): (Arc<dyn Store>, String, PathBuf) = match store {
+        StoreChoice::Sqlite(path) => {
+            let durability = if args.fast_sync { Durability::Normal } else { Durability::Full };
+            let store = SqliteStore::open(&path, durability)?;
+            let state =
+                path.parent().map_or_else(|| dir.join(DEFAULT_STATE_DIR), Path::to_path_buf);
+            (Arc::new(store), format!("sqlite {}", path.display()), state)
+        }
+        StoreChoice::Memory => {
+            let dir = tempfile::Builder::new()
+                .prefix("ash-exec-")
+                .tempdir()
+                .context("creating a temporary state directory")?;
+            let state = dir.path().to_path_buf();
+            temp = Some(dir);
+            (Arc::new(MemoryStore::new()), "memory (nothing is kept)".to_owned(), state)
+        }
+    };
+    let mut engine_config = EngineConfig::new(dir, state_dir.join("workspaces"));
+    engine_config.process_env = config::process_env();
+    engine_config.lease_ttl = Duration::from_secs(args.lease_ttl.max(1));
+    let engine = Engine::start(spec, model, store, engine_config)?;
+    for tool in engine.unsupported_tools() {
+        output::note(&format!(
+            "warning: HTTP tool `{tool}` is not offered to the model yet (HTTP tools come with connections)"
+        ));
+    }
+    Ok(Harness {
+        engine,
+        store: store_text,
+        scripted: model_ref.provider() == SCRIPTED_PROVIDER,
+        model: model_ref.to_string(),
+        _temp: temp,
+    })
+}
+
+/// The default SQLite file of a project.
+pub(crate) fn default_store(dir: &Path) -> PathBuf {
+    dir.join(DEFAULT_STATE_DIR).join("ash.db")
+}
+
+/// The line that labels a scripted model, so a replay is never mistaken for a real model.
+pub(crate) fn scripted_label(model: &str) -> String {
+    format!(
+        "note: `{model}` replays a scripted conversation offline; no model is called. Set `model = \"openai/gpt-4.1-mini\"` (and OPENAI_API_KEY) in agent.toml to use a real one."
+    )
+}

@@ -1,0 +1,92 @@
+//! Rendering run events for people: what `ash dev` and `ash exec` print while a turn runs.
+
+use ash_protocol::{Action, ActionOutput, ActionStatus, EventBody, FinishReason};
+use serde_json::Value;
+
+/// Characters of a tool input or output shown inline.
+const PREVIEW_CHARS: usize = 240;
+
+/// What to print for one event.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Lines {
+    /// The agent's reply text (stdout).
+    pub(crate) reply: Option<String>,
+    /// Progress for people (stderr).
+    pub(crate) progress: Vec<String>,
+}
+
+fn preview(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let one_line = text.replace('\n', "⏎");
+    let mut short: String = one_line.chars().take(PREVIEW_CHARS).collect();
+    if one_line.chars().nth(PREVIEW_CHARS).is_some() {
+        short.push('…');
+    }
+    short
+}
+
+/// The lines an event produces. `narration_as_reply` prints text that precedes tool calls as
+/// a reply too (the REPL does; `ash exec` keeps stdout for the final answer).
+pub(crate) fn lines(body: &EventBody, narration_as_reply: bool) -> Lines {
+    let mut out = Lines::default();
+    match body {
+        EventBody::MessageCompleted(m) => {
+            if m.finish_reason != FinishReason::ToolCalls || narration_as_reply {
+                out.reply = Some(m.message.clone());
+            } else {
+                out.progress.push(m.message.clone());
+            }
+        }
+        EventBody::ThinkingCompleted(t) => {
+            out.progress.push(format!("(thinking) {}", preview(&Value::String(t.text.clone()))))
+        }
+        EventBody::ActionsRequested(requested) => {
+            for action in &requested.actions {
+                out.progress.push(match action {
+                    Action::ToolCall { tool_name, input, .. } => {
+                        format!("→ {tool_name} {}", preview(input))
+                    }
+                    Action::LoadSkill { input, .. } => format!("→ skill {}", preview(input)),
+                });
+            }
+        }
+        EventBody::ActionResult(result) => {
+            let (name, output) = match &result.result {
+                ActionOutput::ToolResult { tool_name, output } => {
+                    (tool_name.as_str(), preview(output))
+                }
+                ActionOutput::LoadSkillResult { name } => (name.as_str(), "loaded".to_owned()),
+            };
+            let attempt = if result.attempt > 1 {
+                format!(" (attempt {})", result.attempt)
+            } else {
+                String::new()
+            };
+            out.progress.push(match (&result.status, &result.error) {
+                (ActionStatus::Failed, Some(error)) => {
+                    format!("← {name} failed{attempt}: {}", error.message)
+                }
+                _ => format!("← {name}{attempt}: {output}"),
+            });
+        }
+        EventBody::TurnFailed(f) => {
+            out.progress.push(format!("turn failed ({}): {}", f.code, f.message))
+        }
+        EventBody::TurnCancelled(_) => out.progress.push("turn cancelled".to_owned()),
+        EventBody::RunFailed(f) => {
+            out.progress.push(format!("run failed ({}): {}", f.code, f.message))
+        }
+        EventBody::TurnCompleted(t) => out.progress.push(format!(
+            "({} step{}, {} tokens in, {} out)",
+            t.steps,
+            if t.steps == 1 { "" } else { "s" },
+            t.usage.input_tokens,
+            t.usage.output_tokens
+        )),
+        _ => {}
+    }
+    out
+}
