@@ -60,6 +60,7 @@ pub(crate) enum Command {
     /// Sends PROMPT to the agent in task mode, shows tool calls on stderr as they happen, and
     /// prints the final answer on stdout (or every event as NDJSON with --json). Exits 1 when
     /// the run fails.
+    #[command(override_usage = "ash exec [OPTIONS] [DIR] <PROMPT>")]
     Exec(ExecArgs),
 }
 
@@ -118,7 +119,7 @@ pub(crate) struct DevArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ExecArgs {
     /// [DIR] PROMPT: the agent project directory (default: the current one) and the task
-    #[arg(num_args = 1..=2, required = true, value_names = ["DIR", "PROMPT"])]
+    #[arg(num_args = 1..=2, required = true, value_name = "ARGS")]
     pub(crate) args: Vec<String>,
     /// Print every event as one JSON line on stdout (see docs/api.md)
     #[arg(long)]

@@ -1,5 +1,6 @@
 //! Running one command: spawn in a fresh process group, feed stdin, capture capped output,
-//! enforce the wall-clock limit and cancellation, and kill the group when done.
+//! enforce the wall-clock limit and cancellation, and kill the group when done (or when ash
+//! itself dies: the command gets SIGKILL as its parent-death signal).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -144,6 +145,15 @@ pub async fn exec(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // If ash dies (even by SIGKILL), the command dies with it instead of running on unowned;
+    // its run re-executes it after the restart.
+    #[allow(unsafe_code, reason = "pre_exec is the only way to set the parent-death signal")]
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
+    // is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        command
+            .pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+    }
     let started = Instant::now();
     let mut child = command
         .spawn()

@@ -10,6 +10,7 @@ use ash_test_support::Fixture;
 use pretty_assertions::assert_eq;
 
 mod models;
+mod serve;
 
 /// Runs `ash` with `args` in `cwd`, with a clean, fixed environment.
 fn ash(cwd: &Path, args: &[&str]) -> Output {
@@ -214,6 +215,9 @@ fn help_texts() {
         &["info", "--help"],
         &["build", "--help"],
         &["models", "--help"],
+        &["start", "--help"],
+        &["dev", "--help"],
+        &["exec", "--help"],
     ] {
         let out = ash(fx.path(), args);
         assert_eq!(out.status.code(), Some(0));
