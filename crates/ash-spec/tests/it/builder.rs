@@ -23,7 +23,7 @@ fn erase_sources(value: &mut Value) {
 fn weather_by_builder() -> AgentSpec {
     AgentSpec::builder("weather-agent")
         .description("Answers weather questions, defaulting to the user's usual location.")
-        .model("openai/gpt-4.1-mini")
+        .model("scripted/scripts/demo.jsonl")
         .limits(ash_spec::Limits { max_steps_per_turn: Some(16), ..Default::default() })
         .system(include_str!("../../../../examples/weather-agent/agent/system.md"))
         .system(include_str!("../../../../examples/weather-agent/agent/system/my-location.md"))
