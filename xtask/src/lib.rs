@@ -31,6 +31,7 @@ pub const ROOMS: &[(&str, &[&str])] = &[
     ("ratatui", &["ash-tui"]),
     ("crossterm", &["ash-tui"]),
     ("clap", &["ash-cli"]),
+    ("tracing-subscriber", &["ash-cli"]),
     ("anyhow", &["ash-cli", "xtask"]),
     ("rmcp", &["ash-core", "ash-test-support"]),
 ];
