@@ -118,7 +118,7 @@ pub(crate) struct DevArgs {
 /// Arguments of `ash exec`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ExecArgs {
-    /// [DIR] PROMPT: the agent project directory (default: the current one) and the task
+    /// `[DIR] PROMPT`: the agent project directory (default: the current one) and the task
     #[arg(num_args = 1..=2, required = true, value_name = "ARGS")]
     pub(crate) args: Vec<String>,
     /// Print every event as one JSON line on stdout (see docs/api.md)
