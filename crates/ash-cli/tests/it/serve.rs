@@ -543,3 +543,20 @@ fn dev_reads_messages_from_a_pipe_and_keeps_the_session() {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
 }
+
+#[test]
+fn start_refuses_a_damaged_store_and_leaves_it_untouched() {
+    let fx = Fixture::new("");
+    assert_eq!(ash_env(fx.path(), &["init", "demo"], &[]).status.code(), Some(0));
+    let garbage = b"not a database, but somebody's precious file".repeat(10);
+    std::fs::write(fx.join("state.db"), &garbage).unwrap();
+    let out = ash_env(fx.path(), &["start", "demo", "--port", "0", "--store", "state.db"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: the store state.db is damaged or not an ash store")
+            && err.contains("move it aside"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(fx.join("state.db")).unwrap(), garbage);
+}

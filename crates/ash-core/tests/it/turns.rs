@@ -263,6 +263,7 @@ async fn command_tools_validate_input_and_report_bad_output_to_the_model() {
            *plain*) echo 'not json';;\n\
            *hang*) sleep 30;;\n\
            *fail*) echo 'city database offline' >&2; exit 4;;\n\
+           *flood*) head -c 3000000 /dev/zero | tr '\\0' x;;\n\
            *) printf '{\"input\":%s,\"session\":%s}' \"$input\" \"$ASH_SESSION\";;\n\
          esac\n",
     )
@@ -276,7 +277,8 @@ async fn command_tools_validate_input_and_report_bad_output_to_the_model() {
                 .then_tool_call("t4", "lookup", r#"{"city":"x","mode":"hang"}"#)
                 .then_tool_call("t5", "lookup", r#"{"city":"x","mode":"fail"}"#)
                 .then_tool_call("t6", "lookup", r#"{"city": "Oslo""#)
-                .then_tool_call("t7", "no_such_tool", "{}"),
+                .then_tool_call("t7", "no_such_tool", "{}")
+                .then_tool_call("t8", "lookup", r#"{"city":"x","mode":"flood"}"#),
         ))
         .push(Reply::Turn(Turn::text("ok")));
     let run = h.send("look", None).await;
@@ -293,6 +295,7 @@ async fn command_tools_validate_input_and_report_bad_output_to_the_model() {
             Some("tool `lookup` failed with exit code 4: city database offline".to_owned()),
             errors[5].clone(),
             Some("unknown tool `no_such_tool`; available tools: bash, lookup, read_file, write_file".to_owned()),
+            Some("tool `lookup` printed more than 1048576 bytes; its output was discarded".to_owned()),
         ]
     );
     assert!(
