@@ -34,6 +34,6 @@ pub use hub::Follower;
 pub use memory::MemoryStore;
 pub use store::{
     Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError,
-    StoreFuture, add_usage, check_expect, next_flags, now_ms, rfc3339, stamp_events,
+    StoreFuture, add_usage, check_expect, lease_expiry, next_flags, now_ms, rfc3339, stamp_events,
 };
 pub use tools::SchemaError;

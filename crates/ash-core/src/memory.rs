@@ -8,7 +8,7 @@ use ash_protocol::{Event, RunStatus, Usage};
 
 use crate::store::{
     Commit, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError, StoreFuture,
-    add_usage, check_expect, next_flags, now_ms, stamp_events,
+    add_usage, check_expect, lease_expiry, next_flags, now_ms, stamp_events,
 };
 
 /// A [`Store`] that keeps everything in memory.
@@ -45,10 +45,6 @@ impl MemoryStore {
 
 fn ready<'a, T: Send + 'a>(value: Result<T, StoreError>) -> StoreFuture<'a, T> {
     Box::pin(std::future::ready(value))
-}
-
-fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Entry {
@@ -174,7 +170,7 @@ impl Store for MemoryStore {
             return ready(Ok(false));
         }
         record.lease =
-            Some(Lease { owner: owner.to_owned(), expires_at_ms: now.saturating_add(ttl_ms(ttl)) });
+            Some(Lease { owner: owner.to_owned(), expires_at_ms: lease_expiry(now, ttl) });
         ready(Ok(true))
     }
 
@@ -191,7 +187,7 @@ impl Store for MemoryStore {
         let record = &mut entry.record;
         match &mut record.lease {
             Some(lease) if lease.owner == owner => {
-                lease.expires_at_ms = now_ms().saturating_add(ttl_ms(ttl));
+                lease.expires_at_ms = lease_expiry(now_ms(), ttl);
                 ready(Ok(Some(LeaseState { cancel_requested: record.cancel_requested })))
             }
             _ => ready(Ok(None)),

@@ -269,6 +269,12 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// When a lease taken or renewed at `now_ms` for `ttl` expires. Shared by the implementations
+/// so they agree.
+pub fn lease_expiry(now_ms: i64, ttl: Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// RFC 3339 UTC text of a time in milliseconds since the Unix epoch.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ash_core::{
     Commit, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError, StoreFuture,
-    add_usage, check_expect, next_flags, now_ms, stamp_events,
+    add_usage, check_expect, lease_expiry, next_flags, now_ms, stamp_events,
 };
 use ash_protocol::{Event, RunMode, RunStatus, Usage};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
@@ -330,10 +330,6 @@ fn apply(
     Ok(events)
 }
 
-fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
-}
-
 impl Store for SqliteStore {
     fn create_run(&self, run: NewRun, first: Commit) -> StoreFuture<'_, Vec<Event>> {
         self.with(move |conn| {
@@ -463,7 +459,7 @@ impl Store for SqliteStore {
                     "UPDATE runs SET lease_owner = ?2, lease_expires = ?3 WHERE run_id = ?1 \
                      AND status IN ('queued', 'running') \
                      AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_expires <= ?4)",
-                    params![run_id, owner, now.saturating_add(ttl_ms(ttl)), now],
+                    params![run_id, owner, lease_expiry(now, ttl), now],
                 )
                 .map_err(backend)?;
             Ok(changed == 1)
@@ -480,7 +476,7 @@ impl Store for SqliteStore {
         self.with(move |conn| {
             conn.query_row(
                 "UPDATE runs SET lease_expires = ?3 WHERE run_id = ?1 AND lease_owner = ?2 RETURNING cancel_requested",
-                params![run_id, owner, now_ms().saturating_add(ttl_ms(ttl))],
+                params![run_id, owner, lease_expiry(now_ms(), ttl)],
                 |row| Ok(LeaseState { cancel_requested: row.get::<_, i64>(0)? != 0 }),
             )
             .optional()
