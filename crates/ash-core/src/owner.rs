@@ -158,7 +158,7 @@ impl TurnWorker<'_> {
                 return Ok(Stop::Interrupted);
             }
             if self.cancel.is_cancelled() {
-                return self.end_cancelled(&turn).await.map(|()| Stop::Ended).map_err(Into::into);
+                return Ok(self.end_cancelled(&turn).await?);
             }
             if let Some(open) = &turn.open {
                 match open.next_call().cloned() {
@@ -176,21 +176,13 @@ impl TurnWorker<'_> {
                 continue;
             }
             if turn.step >= self.inner.max_steps() {
-                return self
-                    .end_turn(&turn, StopReason::StepLimit)
-                    .await
-                    .map(|()| Stop::Ended)
-                    .map_err(Into::into);
+                return Ok(self.end_turn(&turn, StopReason::StepLimit).await?);
             }
             if self.over_budget() {
-                return self
-                    .end_turn(&turn, StopReason::TokenLimit)
-                    .await
-                    .map(|()| Stop::Ended)
-                    .map_err(Into::into);
+                return Ok(self.end_turn(&turn, StopReason::TokenLimit).await?);
             }
             let response = tokio::select! {
-                response = self.call_model(&turn) => response,
+                response = self.call_model() => response,
                 () = self.cancel.cancelled() => continue,
                 () = self.inner.shutdown.cancelled() => return Ok(Stop::Interrupted),
             };
@@ -198,11 +190,7 @@ impl TurnWorker<'_> {
                 Ok(response) => self.record_step(&turn, response).await?,
                 Err(error) => {
                     let message = error.to_string();
-                    return self
-                        .end_failed(&turn, "model_error", message)
-                        .await
-                        .map(|()| Stop::Ended)
-                        .map_err(Into::into);
+                    return Ok(self.end_failed(&turn, "model_error", message).await?);
                 }
             }
         }
@@ -215,7 +203,7 @@ impl TurnWorker<'_> {
             || limits.max_output_tokens_per_session.is_some_and(|max| usage.output_tokens >= max)
     }
 
-    async fn call_model(&self, _turn: &TurnState) -> Result<ModelResponse, ash_llm::LlmError> {
+    async fn call_model(&self) -> Result<ModelResponse, ash_llm::LlmError> {
         let request = ModelRequest {
             system: system_prompt(
                 self.inner.spec.root(),
@@ -280,31 +268,19 @@ impl TurnWorker<'_> {
         if !calls.is_empty() {
             return self.apply(commit).await;
         }
-        // No actions: the step and the turn end in the same commit.
-        let mut after = turn.clone();
-        after.usage = add_usage(after.usage, response.usage);
-        after.open = Some(crate::replay::OpenStep {
-            calls: Vec::new(),
-            results: Vec::new(),
-            attempts: Default::default(),
-            finish_reason,
-            usage: response.usage,
-        });
-        if let Some(text) = commit.events.iter().find_map(|e| match e {
-            EventBody::MessageCompleted(m) => Some(m.message.clone()),
-            _ => None,
-        }) {
-            after.reply = Some(text);
+        // No actions: the step and the turn end in the same commit. The ended step's turn is
+        // what replaying this commit's records gives.
+        let mut replayed = RunState { turn: Some(turn.clone()), ..RunState::default() };
+        replayed.apply_all(commit.records.clone());
+        if let Some(open) = replayed.turn.clone() {
+            step_finished(&mut commit, &open);
+            replayed.apply_all(commit.records.last().cloned());
         }
-        step_finished(&mut commit, &after);
-        after.step += 1;
-        let run_usage = add_usage(self.record.usage, response.usage);
-        self.finish_turn(
-            &mut commit,
-            &after,
-            &TurnEnd::Completed(StopReason::Completed),
-            run_usage,
-        );
+        if let Some(ended) = &replayed.turn {
+            let run_usage = add_usage(self.record.usage, commit.usage);
+            let end = TurnEnd::Completed(StopReason::Completed);
+            self.finish_turn(&mut commit, ended, &end, run_usage);
+        }
         self.apply(commit).await
     }
 
@@ -371,7 +347,7 @@ impl TurnWorker<'_> {
         outcome
     }
 
-    async fn end_turn(&mut self, turn: &TurnState, reason: StopReason) -> Result<(), StoreError> {
+    async fn end_turn(&mut self, turn: &TurnState, reason: StopReason) -> Result<Stop, StoreError> {
         let mut commit = self.commit();
         let end = match (self.record.mode, reason) {
             (RunMode::Task, StopReason::StepLimit) => TurnEnd::Failed(
@@ -385,7 +361,8 @@ impl TurnWorker<'_> {
             _ => TurnEnd::Completed(reason),
         };
         self.finish_turn(&mut commit, turn, &end, self.record.usage);
-        self.apply(commit).await
+        self.apply(commit).await?;
+        Ok(Stop::Ended)
     }
 
     async fn end_failed(
@@ -393,7 +370,7 @@ impl TurnWorker<'_> {
         turn: &TurnState,
         code: &str,
         message: String,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Stop, StoreError> {
         let mut commit = self.commit();
         self.finish_turn(
             &mut commit,
@@ -401,12 +378,13 @@ impl TurnWorker<'_> {
             &TurnEnd::Failed(code.to_owned(), message),
             self.record.usage,
         );
-        self.apply(commit).await
+        self.apply(commit).await?;
+        Ok(Stop::Ended)
     }
 
     /// Closes the open step with a "cancelled" result for every call that has none, then ends
     /// the turn. The conversation stays valid for the next turn.
-    async fn end_cancelled(&mut self, turn: &TurnState) -> Result<(), StoreError> {
+    async fn end_cancelled(&mut self, turn: &TurnState) -> Result<Stop, StoreError> {
         let mut commit = self.commit();
         if let Some(open) = &turn.open {
             for call in open.calls.iter().skip(open.results.len()) {
@@ -422,7 +400,8 @@ impl TurnWorker<'_> {
             step_finished(&mut commit, turn);
         }
         self.finish_turn(&mut commit, turn, &TurnEnd::Cancelled, self.record.usage);
-        self.apply(commit).await
+        self.apply(commit).await?;
+        Ok(Stop::Ended)
     }
 
     /// Adds the end of `turn` to `commit`: the turn event, then `session.waiting`
