@@ -45,13 +45,12 @@ pub(crate) fn start(dir: &Path, store: StoreChoice, args: &StoreArgs) -> anyhow:
     let loaded = ash_spec::load(dir, &options)
         .with_context(|| format!("loading the agent in {}", dir.display()))?;
     output::diagnostics(loaded.diagnostics());
-    if loaded.has_errors() {
-        bail!(
+    let (spec, _) = loaded.into_result().map_err(|_| {
+        anyhow::anyhow!(
             "the agent in {} has errors; fix them and try again (`ash info` shows them)",
             dir.display()
-        );
-    }
-    let (spec, _) = loaded.into_result().map_err(|_| anyhow::anyhow!("the agent has errors"))?;
+        )
+    })?;
     let (user, user_diags) = config::user_config()?;
     output::diagnostics(&user_diags);
     let root = spec.root();
