@@ -1,9 +1,11 @@
-//! Running one command: spawn in a fresh process group, feed stdin, capture capped output,
-//! enforce the wall-clock limit and cancellation, and kill the group when done (or when ash
-//! itself dies: the command gets SIGKILL as its parent-death signal).
+//! What a caller asks for ([`ExecRequest`]) and gets back ([`ExecOutput`]), and the supervision
+//! every backend shares: spawn in a fresh process group with a parent-death signal, feed stdin,
+//! capture capped output, read the helper's reports, enforce the wall-clock limit and
+//! cancellation, and kill the group when done.
 
 use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::{AsRawFd as _, RawFd};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -14,38 +16,35 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
+use crate::policy::{PolicyError, SandboxPolicy};
+use crate::proxy::Connection;
+use crate::spec::{REPORT_FD, Report, Rlimits};
+
 /// How long output is still read after the command's process group was killed. A process that
 /// left the group (with `setsid`) could otherwise hold the pipes open forever.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
-/// What a command may consume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall-clock time before the process group is killed.
-    pub wall_time: Duration,
-    /// Bytes kept of stdout, and separately of stderr; the rest is read and discarded.
-    pub output_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { wall_time: Duration::from_secs(30), output_bytes: 1024 * 1024 }
-    }
-}
-
-/// A command to run.
+/// A command to run under a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecRequest {
     /// Program and arguments; the program is looked up in the request's `PATH`.
     pub argv: Vec<String>,
-    /// Working directory.
+    /// Working directory (absolute).
     pub cwd: PathBuf,
-    /// The complete environment of the process; nothing is inherited.
+    /// The complete environment of the process; nothing is inherited. Secrets of the policy
+    /// are added on top.
     pub env: BTreeMap<String, String>,
     /// Bytes written to stdin, which is then closed.
     pub stdin: Vec<u8>,
-    /// Limits.
-    pub limits: Limits,
+    /// What the process may see, reach and consume.
+    pub policy: SandboxPolicy,
+}
+
+impl ExecRequest {
+    /// A request for `argv` in `cwd` under `policy`, with an empty environment and no input.
+    pub fn new(argv: Vec<String>, cwd: PathBuf, policy: SandboxPolicy) -> Self {
+        Self { argv, cwd, env: BTreeMap::new(), stdin: Vec::new(), policy }
+    }
 }
 
 /// How the process ended.
@@ -75,10 +74,32 @@ impl ExitStatus {
 /// Which limit stopped the command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitHit {
-    /// It ran past [`Limits::wall_time`].
+    /// It ran past the wall-clock limit.
     WallTime,
     /// The caller cancelled it.
     Cancelled,
+    /// It used more CPU time than allowed.
+    CpuTime,
+    /// The sandbox ran out of its memory limit (the kernel killed a process).
+    Memory,
+    /// A fork failed because the sandbox reached its process limit.
+    Pids,
+    /// It wrote more than its disk limit.
+    Disk,
+}
+
+impl LimitHit {
+    /// A short name for messages and JSON: `wall_time`, `memory`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WallTime => "wall_time",
+            Self::Cancelled => "cancelled",
+            Self::CpuTime => "cpu_time",
+            Self::Memory => "memory",
+            Self::Pids => "pids",
+            Self::Disk => "disk",
+        }
+    }
 }
 
 /// What a finished command left.
@@ -86,9 +107,9 @@ pub enum LimitHit {
 pub struct ExecOutput {
     /// How it ended.
     pub status: ExitStatus,
-    /// Captured stdout, at most [`Limits::output_bytes`].
+    /// Captured stdout, at most the policy's `output_bytes`, secrets redacted.
     pub stdout: Vec<u8>,
-    /// Captured stderr, at most [`Limits::output_bytes`].
+    /// Captured stderr, at most the policy's `output_bytes`, secrets redacted.
     pub stderr: Vec<u8>,
     /// Whether stdout was longer than what was kept.
     pub stdout_truncated: bool,
@@ -98,6 +119,10 @@ pub struct ExecOutput {
     pub limit: Option<LimitHit>,
     /// Time from spawn to exit.
     pub elapsed: Duration,
+    /// The backend that ran it.
+    pub backend: crate::BackendKind,
+    /// Every connection the proxy allowed or denied, in order (`allow` policies only).
+    pub connections: Vec<Connection>,
 }
 
 /// Why a command could not run.
@@ -106,7 +131,36 @@ pub enum SandboxError {
     /// The request named no program.
     #[error("the command is empty")]
     EmptyArgv,
-    /// The program could not be started.
+    /// The policy is unusable.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A path of the request or policy does not exist or cannot be resolved.
+    #[error("{what} `{path}`: {source}")]
+    Path {
+        /// Which path.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// The backend cannot enforce this policy.
+    #[error("the {backend} backend cannot {what}")]
+    Unsupported {
+        /// The backend.
+        backend: crate::BackendKind,
+        /// What it cannot do.
+        what: &'static str,
+    },
+    /// The backend is not available on this machine.
+    #[error("the {backend} backend is not available: {why}")]
+    Unavailable {
+        /// The backend.
+        backend: crate::BackendKind,
+        /// Why.
+        why: String,
+    },
+    /// The program (or the backend's launcher) could not be started.
     #[error("could not start `{program}`: {source}")]
     Spawn {
         /// The program.
@@ -114,6 +168,17 @@ pub enum SandboxError {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// Building the sandbox failed before the command ran.
+    #[error("sandbox setup failed ({stage}): {message}")]
+    Setup {
+        /// The step that failed.
+        stage: String,
+        /// The reason.
+        message: String,
+    },
+    /// The command could not be executed inside the sandbox.
+    #[error("could not run the command in the sandbox: {0}")]
+    Exec(String),
     /// Waiting for the process failed.
     #[error("lost track of `{program}`: {source}")]
     Wait {
@@ -122,53 +187,92 @@ pub enum SandboxError {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// The proxy or another host-side resource could not be prepared.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The operating system's reason.
+        source: io::Error,
+    },
 }
 
-/// Runs `request` to its end, its wall-clock limit, or `cancel`, whichever comes first. The
-/// process group is killed in every case before this returns.
-pub async fn exec(
-    request: &ExecRequest,
+/// A process a backend prepared, and what supervision needs to know about it.
+pub(crate) struct Launch {
+    pub command: tokio::process::Command,
+    /// Shown in errors.
+    pub program: String,
+    /// Bytes for stdin (a helper spec, then the command's input).
+    pub stdin: Vec<u8>,
+    /// Whether the child reports on fd 3 (the helper does).
+    pub reports: bool,
+    /// Open `cgroup.procs` files the child joins before it runs anything.
+    pub cgroup_procs: Vec<RawFd>,
+    /// Limits set in the child before it runs (plain backend; the helper sets its own).
+    pub rlimits: Option<Rlimits>,
+}
+
+/// What supervision saw.
+pub(crate) struct Supervised {
+    pub status: ExitStatus,
+    pub stdout: (Vec<u8>, bool),
+    pub stderr: (Vec<u8>, bool),
+    pub limit: Option<LimitHit>,
+    pub elapsed: Duration,
+    pub reports: Vec<Report>,
+}
+
+/// Spawns `launch` and supervises it to its end, `wall_time`, or `cancel`. The process group
+/// is killed in every case before this returns.
+pub(crate) async fn supervise(
+    launch: Launch,
+    wall_time: Duration,
+    output_bytes: usize,
     cancel: &CancellationToken,
-) -> Result<ExecOutput, SandboxError> {
-    let Some((program, args)) = request.argv.split_first() else {
-        return Err(SandboxError::EmptyArgv);
+) -> Result<Supervised, SandboxError> {
+    let (report_read, report_write) = if launch.reports {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Io {
+            what: "create the report pipe".into(),
+            source: e.into(),
+        })?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
     };
-    #[expect(clippy::disallowed_methods, reason = "ash-sandbox is the one place that spawns")]
-    let mut command = tokio::process::Command::new(program);
+    let write_fd = report_write.as_ref().map(|fd| fd.as_raw_fd());
+    let cgroup_procs = launch.cgroup_procs.clone();
+    let rlimits = launch.rlimits;
+    let mut launch = launch;
+    let command = &mut launch.command;
     command
-        .args(args)
-        .current_dir(&request.cwd)
-        .env_clear()
-        .envs(&request.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    // If ash dies (even by SIGKILL), the command dies with it instead of running on unowned;
-    // its run re-executes it after the restart.
-    #[allow(unsafe_code, reason = "pre_exec is the only way to set the parent-death signal")]
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
-    // is async-signal-safe; it touches no memory of the parent.
+    #[allow(unsafe_code, reason = "pre_exec is the only way to set these between fork and exec")]
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl(2),
+    // dup2(2), fcntl(2), write(2) and setrlimit(2), which are async-signal-safe; it reads only
+    // integers captured by value and a static byte string.
     unsafe {
-        command
-            .pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+        command.pre_exec(move || child_setup(write_fd, &cgroup_procs, rlimits.as_ref()));
     }
     let started = Instant::now();
     let mut child = command
         .spawn()
-        .map_err(|source| SandboxError::Spawn { program: program.clone(), source })?;
+        .map_err(|source| SandboxError::Spawn { program: launch.program.clone(), source })?;
+    // Our copy of the write end must close, or reading the reports never ends.
+    drop(report_write);
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let exited = CancellationToken::new();
-    let cap = request.limits.output_bytes;
 
     let wait = async {
         let (status, limit) = tokio::select! {
             status = child.wait() => (status, None),
-            () = tokio::time::sleep(request.limits.wall_time) => {
+            () = tokio::time::sleep(wall_time) => {
                 kill_group(group);
                 (child.wait().await, Some(LimitHit::WallTime))
             }
@@ -187,36 +291,78 @@ pub async fn exec(
         if let Some(mut stdin) = stdin {
             tokio::select! {
                 // A command that does not read its input closes the pipe; that is its business.
-                _ = stdin.write_all(&request.stdin) => {}
+                _ = stdin.write_all(&launch.stdin) => {}
                 () = exited.cancelled() => {}
             }
         }
     };
-    let ((status, limit, elapsed), (), out, err) = tokio::join!(
+    let reports = async {
+        let Some(fd) = report_read else { return Vec::new() };
+        let pipe = tokio::fs::File::from_std(std::fs::File::from(fd));
+        let (bytes, _) = read_capped(Some(pipe), 64 * 1024, &exited).await;
+        Report::parse_all(&bytes)
+    };
+    let ((status, limit, elapsed), (), stdout, stderr, reports) = tokio::join!(
         wait,
         feed,
-        read_capped(stdout, cap, &exited),
-        read_capped(stderr, cap, &exited)
+        read_capped(stdout, output_bytes, &exited),
+        read_capped(stderr, output_bytes, &exited),
+        reports
     );
     let status =
-        status.map_err(|source| SandboxError::Wait { program: program.clone(), source })?;
+        status.map_err(|source| SandboxError::Wait { program: launch.program.clone(), source })?;
     let status = match (status.code(), status.signal()) {
         (Some(code), _) => ExitStatus::Exited(code),
         (None, Some(signal)) => ExitStatus::Signaled(signal),
         (None, None) => ExitStatus::Exited(-1),
     };
-    Ok(ExecOutput {
-        status,
-        stdout: out.0,
-        stderr: err.0,
-        stdout_truncated: out.1,
-        stderr_truncated: err.1,
-        limit,
-        elapsed,
-    })
+    Ok(Supervised { status, stdout, stderr, limit, elapsed, reports })
 }
 
-fn kill_group(group: Option<Pid>) {
+/// In the child between fork and exec: die with ash, receive the report pipe as fd 3, join
+/// the cgroups.
+fn child_setup(report: Option<RawFd>, cgroup_procs: &[RawFd], rlimits: Option<&Rlimits>) -> io::Result<()> {
+    use nix::libc;
+    use nix::sys::resource::{Resource, setrlimit};
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+    if let Some(limits) = rlimits {
+        if let Some(cpu) = limits.cpu_secs {
+            setrlimit(Resource::RLIMIT_CPU, cpu, cpu + 1).map_err(io::Error::from)?;
+        }
+        for (resource, value) in [
+            (Resource::RLIMIT_AS, limits.address_space),
+            (Resource::RLIMIT_NOFILE, limits.nofile),
+            (Resource::RLIMIT_FSIZE, limits.fsize),
+        ] {
+            if let Some(v) = value {
+                setrlimit(resource, v, v).map_err(io::Error::from)?;
+            }
+        }
+    }
+    #[allow(unsafe_code, reason = "raw descriptor calls in a forked child")]
+    // SAFETY: plain syscalls on descriptors the parent opened for this child; no memory is
+    // shared or allocated.
+    unsafe {
+        if let Some(fd) = report {
+            if fd == REPORT_FD {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, REPORT_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        for fd in cgroup_procs {
+            // "0" moves the writing process.
+            if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn kill_group(group: Option<Pid>) {
     if let Some(group) = group {
         // ESRCH (already gone) is the common, good case.
         let _ = killpg(group, Signal::SIGKILL);

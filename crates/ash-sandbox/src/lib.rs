@@ -1,17 +1,44 @@
-//! The only place ash spawns processes.
+//! The only place ash spawns processes, and the isolation they run in.
 //!
-//! Owns [`ExecRequest`] (argv, working directory, a complete environment, stdin, limits) and
-//! [`exec`], which runs it in its own process group with a cleared environment, a wall-clock
-//! limit, a cap on captured output, and cancellation. When the command ends, times out or is
-//! cancelled, the whole process group is killed, so nothing it started in the background
-//! outlives it.
+//! Owns [`SandboxPolicy`] (filesystem view, network, limits, user, secrets), [`ExecRequest`]
+//! (argv, working directory, environment, stdin, policy) and [`Sandbox`], which runs a request
+//! through one backend:
 //!
-//! This is the plain backend: it confines what a process may run for and print, not what it may
-//! read, write or reach. Filesystem, network and resource isolation come with the native and
-//! container backends.
+//! - **native** (default on Linux, no extra packages): the `ash` binary re-executed as a helper
+//!   ([`helper_main`]) that enters new user, mount, pid, network, ipc and uts namespaces,
+//!   builds a private filesystem view, and applies Landlock, seccomp and rlimits before `exec`;
+//!   cgroups bound memory, processes and CPU of the whole run;
+//! - **bwrap**: bubblewrap builds the namespaces and view, the helper confines inside;
+//! - **podman** / **docker**: a container with the flags this kernel needs;
+//! - **plain**: no isolation, only limits and output caps.
 //!
-//! Never reads the caller's environment: a child sees exactly the variables in the request.
+//! `network = allow` runs a filtering proxy on the host ([`Connection`] records each decision).
+//! Injected secrets are redacted from captured output. Every process is killed when its run
+//! ends, times out or is cancelled.
+//!
+//! Never reads the caller's environment: a child sees exactly the variables in the request,
+//! and configuration comes in [`SandboxConfig`].
 
+mod backends;
+mod cgroup;
+mod check;
+mod confine;
 mod exec;
+mod helper;
+mod policy;
+mod proxy;
+mod redact;
+mod sandbox;
+mod spec;
 
-pub use exec::{ExecOutput, ExecRequest, ExitStatus, LimitHit, Limits, SandboxError, exec};
+pub use check::{BackendCheck, Check, check};
+pub use exec::{ExecOutput, ExecRequest, ExitStatus, LimitHit, SandboxError};
+pub use helper::helper_main;
+pub use policy::{
+    DEFAULT_HIDDEN, DEFAULT_READ_ONLY, FsPolicy, HostPattern, HostRule, Limits, NetPolicy,
+    PolicyError, SandboxPolicy, Secret, SecretDelivery, User, is_metadata, parse_bytes,
+    parse_duration,
+};
+pub use proxy::Connection;
+pub use sandbox::{BackendChoice, BackendKind, Sandbox, SandboxConfig};
+pub use spec::HELPER_ARG;

@@ -1,0 +1,224 @@
+//! How each backend turns a [`HelperSpec`] into a process to launch: the command itself
+//! (plain), the helper (native), `bwrap` running the helper (bubblewrap), or a container run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::exec::{Launch, supervise};
+use crate::helper::{Entry, plan};
+use crate::policy::{DEFAULT_READ_ONLY, Limits};
+use crate::spec::{HELPER_ARG, HelperSpec, PROXY_SOCKET};
+use crate::BackendKind;
+
+/// Where the helper binary appears inside bubblewrap.
+const BWRAP_HELPER: &str = "/run/ash-helper";
+
+#[expect(clippy::disallowed_methods, reason = "ash-sandbox is the one place that spawns")]
+fn command(program: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command.env_clear();
+    command
+}
+
+/// The command itself, with a cleared environment and the rlimits a plain process can take.
+pub(crate) fn plain(spec: &HelperSpec) -> Launch {
+    let name = spec.argv.first().cloned().unwrap_or_default();
+    // Looked up in the command's own PATH, as the other backends do.
+    let program = match spec.env.get("PATH") {
+        Some(path) if !name.contains('/') => path
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(&name))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| name.clone().into()),
+        _ => name.clone().into(),
+    };
+    let mut cmd = command(&program);
+    cmd.args(spec.argv.iter().skip(1)).current_dir(&spec.cwd).envs(&spec.env);
+    Launch { command: cmd, program: name, stdin: Vec::new(), reports: false, cgroup_procs: Vec::new(), rlimits: Some(spec.rlimits) }
+}
+
+fn framed(spec: &HelperSpec, stdin: &[u8]) -> Vec<u8> {
+    let mut bytes = spec.encode();
+    bytes.extend_from_slice(stdin);
+    bytes
+}
+
+/// The helper, which builds the namespaces and the view itself.
+pub(crate) fn native(helper: &Path, spec: &HelperSpec, stdin: &[u8]) -> Launch {
+    let mut cmd = command(helper);
+    cmd.arg(HELPER_ARG).current_dir("/");
+    Launch {
+        command: cmd,
+        program: spec.argv.first().cloned().unwrap_or_default(),
+        stdin: framed(spec, stdin),
+        reports: true,
+        cgroup_procs: Vec::new(),
+        rlimits: None,
+    }
+}
+
+/// `bwrap` building the same view as the native backend, running the helper inside to
+/// confine, forward and report.
+pub(crate) fn bwrap(bwrap: &Path, helper: &Path, spec: &HelperSpec, stdin: &[u8]) -> Launch {
+    let mut inner = spec.clone();
+    inner.isolate = false;
+    let args = bwrap_args(helper, spec);
+    let mut cmd = command(bwrap);
+    cmd.args(args).current_dir("/");
+    Launch {
+        command: cmd,
+        program: spec.argv.first().cloned().unwrap_or_default(),
+        stdin: framed(&inner, stdin),
+        reports: true,
+        cgroup_procs: Vec::new(),
+        rlimits: None,
+    }
+}
+
+pub(crate) fn bwrap_args(helper: &Path, spec: &HelperSpec) -> Vec<String> {
+    let s = |p: &Path| p.display().to_string();
+    let mut args: Vec<String> =
+        ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+            .map(String::from)
+            .to_vec();
+    if !spec.share_net {
+        args.push("--unshare-net".into());
+    }
+    let uid = spec.uid.to_string();
+    args.extend(
+        ["--uid", &uid, "--gid", &uid, "--hostname", "ash-sandbox", "--die-with-parent", "--new-session"]
+            .map(String::from),
+    );
+    let mounted: Vec<&Path> =
+        spec.read_only.iter().chain(spec.writable.iter()).map(|p| p.as_path()).collect();
+    let mut hidden_dirs = Vec::new();
+    for (path, entry) in plan(spec) {
+        let p = s(&path);
+        match entry {
+            Entry::Proc => args.extend(["--proc".into(), p]),
+            Entry::Dev => args.extend(["--dev".into(), p]),
+            Entry::Tmp => args.extend(["--size".into(), spec.tmp_bytes.to_string(), "--tmpfs".into(), p]),
+            Entry::Run => {
+                args.extend(["--tmpfs".into(), p, "--ro-bind".into(), s(helper), BWRAP_HELPER.into()]);
+                if let Some(socket) = &spec.proxy_socket {
+                    args.extend(["--bind".into(), s(socket), PROXY_SOCKET.into()]);
+                }
+                if !spec.secret_files.is_empty() {
+                    args.extend(["--tmpfs".into(), "/run/secrets".into()]);
+                }
+            }
+            Entry::ReadOnly => match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(&path) {
+                        args.extend(["--symlink".into(), s(&target), p]);
+                    }
+                }
+                Ok(_) => args.extend(["--ro-bind".into(), p.clone(), p]),
+                Err(_) => {}
+            },
+            Entry::Writable => args.extend(["--bind".into(), p.clone(), p]),
+            Entry::Hidden => {
+                let visible = mounted.iter().any(|root| path.starts_with(root) && path != *root);
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if visible && m.is_dir() => {
+                        args.extend(["--tmpfs".into(), p.clone()]);
+                        hidden_dirs.push(p);
+                    }
+                    Ok(m) if visible && m.is_file() => args.extend(["--ro-bind".into(), "/dev/null".into(), p]),
+                    _ => {}
+                }
+            }
+        }
+    }
+    for dir in hidden_dirs {
+        args.extend(["--remount-ro".into(), dir]);
+    }
+    args.extend(["--remount-ro".into(), "/run".into()]);
+    args.extend(["--chdir".into(), s(&spec.cwd), "--".into(), BWRAP_HELPER.into(), HELPER_ARG.into()]);
+    args
+}
+
+/// `podman run` / `docker run` with the flags this kernel needs, limits as container
+/// options, and a name so the container can be removed whatever happens.
+pub(crate) fn container(
+    kind: BackendKind,
+    runtime: &Path,
+    image: &str,
+    name: &str,
+    spec: &HelperSpec,
+    limits: &Limits,
+) -> Launch {
+    let mut cmd = command(runtime);
+    cmd.args(container_args(kind, image, name, spec, limits));
+    Launch {
+        command: cmd,
+        program: spec.argv.first().cloned().unwrap_or_default(),
+        stdin: Vec::new(),
+        reports: false,
+        cgroup_procs: Vec::new(),
+        rlimits: None,
+    }
+}
+
+pub(crate) fn container_args(kind: BackendKind, image: &str, name: &str, spec: &HelperSpec, limits: &Limits) -> Vec<String> {
+    let net = if spec.share_net { "host" } else { "none" };
+    let user = format!("{0}:{0}", spec.uid);
+    let mut args: Vec<String> = [
+        "run", "--rm", "-i", "--name", name, "--network", net, "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges", "--user", &user, "--hostname", "ash-sandbox",
+    ]
+    .map(String::from)
+    .to_vec();
+    if kind == BackendKind::Podman {
+        // crun fails on this kernel's hybrid cgroups, and no one here may raise rlimits.
+        args.extend(["--runtime", "runc", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"].map(String::from));
+    }
+    args.extend(["--tmpfs".into(), format!("/tmp:rw,nosuid,nodev,size={}", spec.tmp_bytes)]);
+    if let Some(m) = limits.memory_bytes {
+        args.extend(["--memory".into(), m.to_string(), "--memory-swap".into(), m.to_string()]);
+    }
+    if let Some(p) = limits.pids {
+        args.extend(["--pids-limit".into(), p.to_string()]);
+    }
+    if let Some(c) = limits.cpu_percent {
+        args.extend(["--cpus".into(), format!("{:.2}", f64::from(c) / 100.0)]);
+    }
+    if let Some(n) = limits.open_files {
+        args.extend(["--ulimit".into(), format!("nofile={n}:{n}")]);
+    }
+    if let Some(c) = limits.cpu_time {
+        args.extend(["--ulimit".into(), format!("cpu={0}:{0}", c.as_secs().max(1))]);
+    }
+    for path in &spec.writable {
+        args.extend(["--volume".into(), format!("{0}:{0}:rw", path.display())]);
+    }
+    // System directories come from the image; other read-only paths are mounted.
+    for path in spec.read_only.iter().filter(|p| !DEFAULT_READ_ONLY.iter().any(|d| Path::new(d) == p.as_path())) {
+        args.extend(["--volume".into(), format!("{0}:{0}:ro", path.display())]);
+    }
+    args.extend(["--workdir".into(), spec.cwd.display().to_string()]);
+    for (key, value) in spec.env.iter().filter(|(k, _)| k.as_str() != "PATH") {
+        args.extend(["--env".into(), format!("{key}={value}")]);
+    }
+    args.push(image.to_owned());
+    args.extend(spec.argv.iter().cloned());
+    args
+}
+
+/// `rm -f` the named container (it may outlive a killed `run` client).
+pub(crate) async fn remove_container(runtime: &Path, name: &str) {
+    let mut cmd = command(runtime);
+    cmd.args(["rm", "-f", name]);
+    let launch = Launch {
+        command: cmd,
+        program: "rm".into(),
+        stdin: Vec::new(),
+        reports: false,
+        cgroup_procs: Vec::new(),
+        rlimits: None,
+    };
+    let _ = supervise(launch, Duration::from_secs(30), 64 * 1024, &CancellationToken::new()).await;
+}

@@ -1,0 +1,197 @@
+//! The last two locks on a sandboxed command, applied in the process that is about to `exec`:
+//! Landlock (which paths it may read, write or execute; no signals or abstract sockets outside
+//! its domain) and a seccomp filter (no ptrace, mounts, namespaces, kernel keyring, BPF, module
+//! loading, raw or packet sockets, or terminal injection).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible as _, Ruleset, RulesetAttr as _,
+    RulesetCreatedAttr as _, RulesetStatus, Scope, path_beneath_rules,
+};
+use nix::libc;
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use crate::spec::HelperSpec;
+
+/// The Landlock ABI whose filesystem rights we ask for (best effort below it).
+const FS_ABI: ABI = ABI::V5;
+
+/// Device files a command may read and write.
+const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/random", "/dev/urandom"];
+
+/// How much of Landlock the kernel enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LandlockLevel {
+    Full,
+    Partial,
+    None,
+}
+
+/// Restricts this process (and what it executes) to the spec's view.
+pub(crate) fn landlock(spec: &HelperSpec) -> Result<LandlockLevel, landlock::RulesetError> {
+    let read = AccessFs::from_read(FS_ABI);
+    let all = AccessFs::from_all(FS_ABI);
+    let mut read_paths: Vec<PathBuf> = spec.read_only.clone();
+    read_paths.extend(["/proc", "/dev", "/run"].map(PathBuf::from));
+    let mut write_paths: Vec<PathBuf> = spec.writable.clone();
+    write_paths.push(PathBuf::from("/tmp"));
+    write_paths.push(PathBuf::from("/dev/shm"));
+    write_paths.extend(DEVICES.iter().map(PathBuf::from));
+    let status = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(all)?
+        .scope(Scope::from_all(ABI::V6))?
+        .create()?
+        .add_rules(path_beneath_rules(&read_paths, read))?
+        .add_rules(path_beneath_rules(&write_paths, all))?
+        .restrict_self()?;
+    Ok(match status.ruleset {
+        RulesetStatus::FullyEnforced => LandlockLevel::Full,
+        RulesetStatus::PartiallyEnforced => LandlockLevel::Partial,
+        RulesetStatus::NotEnforced => LandlockLevel::None,
+    })
+}
+
+/// Whether this kernel enforces Landlock, and at which ABI.
+pub(crate) fn landlock_abi() -> Option<i32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_long = 1;
+    #[allow(unsafe_code, reason = "the landlock crate does not expose the ABI query")]
+    // SAFETY: landlock_create_ruleset with a null attribute pointer, size 0 and the VERSION
+    // flag only returns the ABI number; it reads and writes no memory.
+    let abi = unsafe {
+        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, LANDLOCK_CREATE_RULESET_VERSION)
+    };
+    (abi > 0).then(|| i32::try_from(abi).unwrap_or(i32::MAX))
+}
+
+#[cfg(target_arch = "x86_64")]
+const ARCH: TargetArch = TargetArch::x86_64;
+#[cfg(target_arch = "aarch64")]
+const ARCH: TargetArch = TargetArch::aarch64;
+
+/// Syscalls a sandboxed command never needs and that widen the kernel's attack surface or
+/// let it reach outside: tracing, mounting, namespaces, keyrings, BPF, modules, and the like.
+fn denied_syscalls() -> Vec<i64> {
+    let mut list = vec![
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_chroot,
+        libc::SYS_setns,
+        libc::SYS_unshare,
+        libc::SYS_bpf,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_perf_event_open,
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_reboot,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_acct,
+        libc::SYS_userfaultfd,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_name_to_handle_at,
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_move_mount,
+        libc::SYS_open_tree,
+        libc::SYS_mount_setattr,
+        libc::SYS_quotactl,
+        libc::SYS_syslog,
+        libc::SYS_vhangup,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    list.extend([libc::SYS_iopl, libc::SYS_ioperm, libc::SYS_uselib]);
+    list
+}
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, seccompiler::BackendError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
+}
+
+/// The filter: EPERM for the denied syscalls, packet sockets, raw IP sockets, `clone` with
+/// namespace flags and the `TIOCSTI` ioctl; ENOSYS for `clone3` (whose flags a filter cannot
+/// read), so the C library falls back to `clone`.
+fn filters() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        denied_syscalls().into_iter().map(|nr| (nr, Vec::new())).collect();
+    let sock_type_mask = 0xf;
+    rules.insert(
+        libc::SYS_socket,
+        vec![
+            SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, libc::AF_PACKET as u64)?])?,
+            SeccompRule::new(vec![
+                cond(0, SeccompCmpOp::Eq, libc::AF_INET as u64)?,
+                cond(1, SeccompCmpOp::MaskedEq(sock_type_mask), libc::SOCK_RAW as u64)?,
+            ])?,
+            SeccompRule::new(vec![
+                cond(0, SeccompCmpOp::Eq, libc::AF_INET6 as u64)?,
+                cond(1, SeccompCmpOp::MaskedEq(sock_type_mask), libc::SOCK_RAW as u64)?,
+            ])?,
+        ],
+    );
+    let namespace_flags = [
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWNET,
+        libc::CLONE_NEWIPC,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWCGROUP,
+    ];
+    rules.insert(
+        libc::SYS_clone,
+        namespace_flags
+            .iter()
+            .map(|flag| {
+                let flag = *flag as u64;
+                SeccompRule::new(vec![cond(0, SeccompCmpOp::MaskedEq(flag), flag)?])
+            })
+            .collect::<Result<_, _>>()?,
+    );
+    rules.insert(
+        libc::SYS_ioctl,
+        vec![SeccompRule::new(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCSTI)?])?],
+    );
+    let deny = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), ARCH)?;
+    let clone3 = SeccompFilter::new(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        ARCH,
+    )?;
+    Ok(vec![deny.try_into()?, clone3.try_into()?])
+}
+
+/// Installs the filter in this process (and what it executes).
+pub(crate) fn seccomp() -> Result<(), String> {
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    for program in filters().map_err(|e| e.to_string())? {
+        seccompiler::apply_filter(&program).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_filter_compiles_for_this_architecture() {
+        let programs = super::filters().map(|p| p.len());
+        assert_eq!(programs.ok(), Some(2));
+    }
+}

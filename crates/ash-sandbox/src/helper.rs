@@ -1,0 +1,594 @@
+//! The sandbox helper: the process the native backend starts (the `ash` binary re-executed with
+//! [`HELPER_ARG`](crate::HELPER_ARG)). It runs single-threaded, so it may do what a `pre_exec`
+//! hook in a multi-threaded server must not: enter new user, mount, pid, network, ipc and uts
+//! namespaces, build the filesystem view and `pivot_root` into it, then, in the process that
+//! becomes the command, set rlimits, apply Landlock and seccomp, and `exec`.
+//!
+//! Process shape (native): helper (ash's child, host pid namespace) → init (pid 1 of the new
+//! namespace: builds the view, runs the network forwarder, reaps) → command. When the command
+//! ends, init reports its status on fd 3 and exits, and the kernel kills everything left in the
+//! namespace. Inside bubblewrap (`isolate = false`) the view and namespaces already exist and
+//! the helper only confines, forwards and reports.
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::{AsFd as _, FromRawFd as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::Signal;
+use nix::sys::statvfs::{FsFlags, statvfs};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, chdir, execve, fork, getgid, getuid, pivot_root, setsid};
+
+use crate::spec::{HelperSpec, PROXY_PORT, PROXY_SOCKET, REPORT_FD, Report, Rlimits};
+
+/// Exit code of the helper when the sandbox could not be set up.
+const SETUP_FAILED: i32 = 125;
+/// Connections the forwarder carries at once; more wait in the listen backlog.
+const MAX_FORWARDED: usize = 128;
+
+/// A failed setup step: which, and why.
+struct Failure {
+    stage: String,
+    message: String,
+}
+
+trait Stage<T> {
+    fn stage(self, stage: impl FnOnce() -> String) -> Result<T, Failure>;
+}
+
+impl<T, E: std::fmt::Display> Stage<T> for Result<T, E> {
+    fn stage(self, stage: impl FnOnce() -> String) -> Result<T, Failure> {
+        self.map_err(|e| Failure { stage: stage(), message: e.to_string() })
+    }
+}
+
+/// Runs the helper and exits; call it first thing in `main` when `argv[1]` is
+/// [`HELPER_ARG`](crate::HELPER_ARG), before any thread exists.
+pub fn helper_main() -> ! {
+    #[allow(unsafe_code, reason = "taking ownership of the report descriptor ash passed")]
+    // SAFETY: ash starts the helper with fd 3 open on the write end of its report pipe and
+    // nothing else in this process uses fd 3; we own it from here on.
+    let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
+    // The command must not inherit it (and forge reports).
+    let _ = fcntl(report.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    let code = match run(&mut report) {
+        Ok(code) => code,
+        Err(failure) => {
+            Report::Setup { stage: failure.stage, message: failure.message }.send(&mut report);
+            SETUP_FAILED
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Reads fd 0 without buffering, so the command's stdin that follows the spec stays unread.
+struct RawStdin;
+
+impl Read for RawStdin {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        nix::unistd::read(io::stdin().as_fd(), buf).map_err(io::Error::from)
+    }
+}
+
+fn run(report: &mut File) -> Result<i32, Failure> {
+    let spec = HelperSpec::decode(&mut RawStdin).stage(|| "read the sandbox spec".into())?;
+    if !spec.isolate {
+        return init(&spec, report);
+    }
+    let (uid, gid) = (getuid(), getgid());
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    if !spec.share_net {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).stage(|| "create namespaces (unshare)".into())?;
+    // Map our one uid and gid to the sandbox user; writing setgroups=deny first is required
+    // before an unprivileged gid_map.
+    fs::write("/proc/self/uid_map", format!("{} {uid} 1\n", spec.uid))
+        .stage(|| "write uid_map".into())?;
+    fs::write("/proc/self/setgroups", "deny\n").stage(|| "write setgroups".into())?;
+    fs::write("/proc/self/gid_map", format!("{} {gid} 1\n", spec.uid))
+        .stage(|| "write gid_map".into())?;
+    #[allow(unsafe_code, reason = "fork is the only way into the new pid namespace")]
+    // SAFETY: the helper is single-threaded (no thread has been started), so the child may
+    // allocate and use any library function.
+    match unsafe { fork() }.stage(|| "fork the namespace init".into())? {
+        ForkResult::Child => {
+            let code = match init(&spec, report) {
+                Ok(code) => code,
+                Err(failure) => {
+                    Report::Setup { stage: failure.stage, message: failure.message }.send(report);
+                    SETUP_FAILED
+                }
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => Ok(wait_exit_code(child)),
+    }
+}
+
+fn wait_exit_code(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return SETUP_FAILED,
+        }
+    }
+}
+
+/// Pid 1 of the sandbox (native) or the helper inside bubblewrap: builds the view if asked,
+/// starts the command, forwards proxy connections, reaps, and reports the command's end.
+fn init(spec: &HelperSpec, report: &mut File) -> Result<i32, Failure> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage(|| "set the parent-death signal".into())?;
+    if !spec.isolate {
+        write_secret_files(spec, Path::new("/run/secrets"))?;
+    }
+    if spec.isolate {
+        build_view(spec)?;
+        nix::unistd::sethostname("ash-sandbox").stage(|| "set the hostname".into())?;
+        if !spec.share_net {
+            loopback_up().stage(|| "bring up the sandbox's loopback".into())?;
+        }
+    }
+    // Bound before the command starts, so its first connection waits in the backlog.
+    let listener = match &spec.proxy_socket {
+        Some(_) => Some(
+            TcpListener::bind((Ipv4Addr::LOCALHOST, PROXY_PORT))
+                .stage(|| format!("listen on 127.0.0.1:{PROXY_PORT} for the proxy"))?,
+        ),
+        None => None,
+    };
+    #[allow(unsafe_code, reason = "fork starts the command while init stays to reap")]
+    // SAFETY: init is single-threaded here; the forwarder thread starts after the fork.
+    let command = match unsafe { fork() }.stage(|| "fork the command".into())? {
+        ForkResult::Child => {
+            let message = match exec_command(spec) {
+                Err(failure) if failure.stage == "exec" => {
+                    Report::Exec { message: failure.message }
+                }
+                Err(failure) => Report::Setup { stage: failure.stage, message: failure.message },
+                Ok(never) => match never {},
+            };
+            message.send(report);
+            std::process::exit(127)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    if let Some(listener) = listener {
+        // Detached on purpose: init exits when the command does, which ends the thread.
+        std::thread::spawn(move || forward(&listener));
+    }
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == command => {
+                Report::Exit { code }.send(report);
+                return Ok(0);
+            }
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == command => {
+                Report::Signal { signal: signal as i32 }.send(report);
+                return Ok(0);
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e).stage(|| "wait for the command".into()),
+        }
+    }
+}
+
+/// Relays each TCP connection to the sandbox's proxy port to ash's proxy socket.
+fn forward(listener: &TcpListener) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for tcp in listener.incoming() {
+        let Ok(tcp) = tcp else { continue };
+        if active.load(Ordering::Relaxed) >= MAX_FORWARDED {
+            continue;
+        }
+        let Ok(unix) = UnixStream::connect(PROXY_SOCKET) else { continue };
+        active.fetch_add(1, Ordering::Relaxed);
+        let active = Arc::clone(&active);
+        std::thread::spawn(move || {
+            splice(tcp, unix);
+            active.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+fn splice(tcp: TcpStream, unix: UnixStream) {
+    let (Ok(mut tcp_r), Ok(mut unix_r)) = (tcp.try_clone(), unix.try_clone()) else { return };
+    let (mut tcp_w, mut unix_w) = (tcp, unix);
+    let up = std::thread::spawn(move || {
+        let _ = io::copy(&mut tcp_r, &mut unix_w);
+        let _ = unix_w.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = io::copy(&mut unix_r, &mut tcp_w);
+    let _ = tcp_w.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
+}
+
+/// The command's last steps: session, limits, Landlock, seccomp, `exec`. Returns only on
+/// failure.
+fn exec_command(spec: &HelperSpec) -> Result<std::convert::Infallible, Failure> {
+    setsid().stage(|| "start a new session".into())?;
+    set_rlimits(&spec.rlimits)?;
+    chdir(&spec.cwd).stage(|| format!("enter the working directory {}", spec.cwd.display()))?;
+    crate::confine::landlock(spec).stage(|| "apply Landlock".into())?;
+    crate::confine::seccomp().stage(|| "apply the seccomp filter".into())?;
+    let program = resolve_program(spec).stage(|| "exec".into())?;
+    let argv = cstrings(spec.argv.iter().map(String::as_str)).stage(|| "exec".into())?;
+    let env = cstrings(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().iter().map(String::as_str))
+        .stage(|| "exec".into())?;
+    let err = execve(&program, &argv, &env).map_err(|e| e.desc()).err().unwrap_or("exec returned");
+    Err(Failure { stage: "exec".into(), message: format!("`{}`: {err}", spec.argv.join(" ")) })
+}
+
+fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<CString>, String> {
+    items.map(|s| CString::new(s).map_err(|_| format!("`{s}` contains a NUL byte"))).collect()
+}
+
+/// Finds `argv[0]` in the command's own `PATH` (not the helper's, which is empty).
+fn resolve_program(spec: &HelperSpec) -> Result<CString, String> {
+    let name = spec.argv.first().ok_or("the command is empty")?;
+    let found = if name.contains('/') {
+        Some(PathBuf::from(name))
+    } else {
+        let path = spec.env.get("PATH").map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
+        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).find(|p| {
+            fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    };
+    let found = found.ok_or_else(|| format!("`{name}`: command not found in the sandbox's PATH"))?;
+    CString::new(found.into_os_string().into_encoded_bytes()).map_err(|_| "NUL in path".into())
+}
+
+fn set_rlimits(limits: &Rlimits) -> Result<(), Failure> {
+    let set = |resource, value: Option<u64>, name: &str| -> Result<(), Failure> {
+        if let Some(v) = value {
+            setrlimit(resource, v, v).stage(|| format!("set {name}"))?;
+        }
+        Ok(())
+    };
+    // One second of grace between SIGXCPU and SIGKILL.
+    if let Some(cpu) = limits.cpu_secs {
+        setrlimit(Resource::RLIMIT_CPU, cpu, cpu + 1).stage(|| "set RLIMIT_CPU".into())?;
+    }
+    set(Resource::RLIMIT_AS, limits.address_space, "RLIMIT_AS")?;
+    set(Resource::RLIMIT_NPROC, limits.nproc, "RLIMIT_NPROC")?;
+    set(Resource::RLIMIT_NOFILE, limits.nofile, "RLIMIT_NOFILE")?;
+    set(Resource::RLIMIT_FSIZE, limits.fsize, "RLIMIT_FSIZE")?;
+    set(Resource::RLIMIT_CORE, Some(0), "RLIMIT_CORE")
+}
+
+/// What goes where in the new root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Entry {
+    Proc,
+    Dev,
+    Run,
+    Tmp,
+    ReadOnly,
+    Writable,
+    Hidden,
+}
+
+/// The mount plan: one entry per path, strongest kind wins, shallow paths first.
+pub(crate) fn plan(spec: &HelperSpec) -> Vec<(PathBuf, Entry)> {
+    let mut map = std::collections::BTreeMap::<PathBuf, Entry>::new();
+    let mut put = |path: &Path, entry: Entry| {
+        let slot = map.entry(path.to_path_buf()).or_insert(entry);
+        *slot = (*slot).max(entry);
+    };
+    for p in &spec.read_only {
+        put(p, Entry::ReadOnly);
+    }
+    for p in &spec.writable {
+        put(p, Entry::Writable);
+    }
+    for p in &spec.hidden {
+        put(p, Entry::Hidden);
+    }
+    for (p, e) in [("/proc", Entry::Proc), ("/dev", Entry::Dev), ("/run", Entry::Run)] {
+        map.insert(PathBuf::from(p), e);
+    }
+    map.entry(PathBuf::from("/tmp")).or_insert(Entry::Tmp);
+    let mut entries: Vec<_> = map.into_iter().collect();
+    entries.sort_by_key(|(p, e)| (p.components().count(), *e));
+    entries
+}
+
+const OLD: &str = "/oldroot";
+const NEW: &str = "/newroot";
+
+fn under(root: &str, path: &Path) -> PathBuf {
+    Path::new(root).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn build_view(spec: &HelperSpec) -> Result<(), Failure> {
+    let none: Option<&str> = None;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .stage(|| "make mounts private".into())?;
+    // A scratch root whose /oldroot is the host's root: bind sources stay reachable even
+    // where the new view puts a tmpfs over them (such as /tmp).
+    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=64k"))
+        .stage(|| "mount the scratch root".into())?;
+    for dir in ["/tmp/oldroot", "/tmp/newroot"] {
+        fs::create_dir(dir).stage(|| format!("create {dir}"))?;
+    }
+    pivot_root("/tmp", "/tmp/oldroot").stage(|| "pivot into the scratch root".into())?;
+    chdir("/").stage(|| "enter the scratch root".into())?;
+    mount(Some("tmpfs"), NEW, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+        .stage(|| "mount the new root".into())?;
+    fs::write("/empty", b"").stage(|| "create the placeholder for hidden files".into())?;
+    fs::set_permissions("/empty", fs::Permissions::from_mode(0o000))
+        .stage(|| "protect the placeholder".into())?;
+
+    let mut hidden_dirs = Vec::new();
+    for (path, entry) in plan(spec) {
+        let target = under(NEW, &path);
+        match entry {
+            Entry::ReadOnly | Entry::Writable => bind(&path, &target, entry == Entry::ReadOnly)?,
+            Entry::Hidden => {
+                if hide(&target)? {
+                    hidden_dirs.push(target);
+                }
+            }
+            Entry::Proc => {
+                make_dir(&target)?;
+                mount(Some("proc"), &target, Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, none)
+                    .stage(|| "mount /proc".into())?;
+            }
+            Entry::Dev => build_dev(&target)?,
+            Entry::Tmp => {
+                make_dir(&target)?;
+                let opts = format!("mode=1777,size={}", spec.tmp_bytes);
+                mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str()))
+                    .stage(|| "mount /tmp".into())?;
+            }
+            Entry::Run => build_run(spec, &target)?,
+        }
+    }
+    // Read-only only now: a writable path below a hidden one needed its mount point created.
+    for dir in hidden_dirs {
+        mount(none, &dir, none, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0755,size=4k"))
+            .stage(|| format!("hide {}", dir.display()))?;
+    }
+
+    chdir(NEW).stage(|| "enter the new root".into())?;
+    pivot_root(".", ".").stage(|| "pivot into the new root".into())?;
+    umount2(".", MntFlags::MNT_DETACH).stage(|| "detach the host's root".into())?;
+    chdir("/").stage(|| "enter /".into())?;
+    mount(none, "/", none, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, none)
+        .stage(|| "make the new root read-only".into())?;
+    Ok(())
+}
+
+fn make_dir(path: &Path) -> Result<(), Failure> {
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(path).stage(|| format!("create {}", path.display()))
+}
+
+fn make_file(path: &Path) -> Result<(), Failure> {
+    if let Some(parent) = path.parent() {
+        make_dir(parent)?;
+    }
+    if fs::symlink_metadata(path).is_err() {
+        File::create(path).stage(|| format!("create {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Binds host `path` at `target`, read-only or not, keeping the flags the kernel locks
+/// (nosuid, nodev, noexec, atime) and adding nosuid and nodev.
+fn bind(path: &Path, target: &Path, read_only: bool) -> Result<(), Failure> {
+    let source = under(OLD, path);
+    let meta = match fs::symlink_metadata(&source) {
+        Ok(meta) => meta,
+        // Missing system directories (no /lib32 here) are simply absent.
+        Err(_) if read_only => return Ok(()),
+        Err(e) => return Err(e).stage(|| format!("writable path {}", path.display())),
+    };
+    if meta.file_type().is_symlink() {
+        // `/bin -> usr/bin` on merged-/usr systems: keep the link, the target is bound itself.
+        let link = fs::read_link(&source).stage(|| format!("read link {}", path.display()))?;
+        if let Some(parent) = target.parent() {
+            make_dir(parent)?;
+        }
+        return std::os::unix::fs::symlink(&link, target).stage(|| format!("link {}", path.display()));
+    }
+    if meta.is_dir() {
+        make_dir(target)?;
+    } else {
+        make_file(target)?;
+    }
+    let none: Option<&str> = None;
+    mount(Some(&source), target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+        .stage(|| format!("bind {}", path.display()))?;
+    let locked = statvfs(target).map(|s| s.flags()).unwrap_or(FsFlags::empty());
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    for (fs_flag, ms_flag) in [
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if locked.contains(fs_flag) {
+            flags |= ms_flag;
+        }
+    }
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    mount(none, target, none, flags, none).stage(|| format!("remount {}", path.display()))
+}
+
+/// Covers `target` with an empty directory (returns true: the caller makes it read-only once
+/// everything is mounted) or an unreadable empty file.
+fn hide(target: &Path) -> Result<bool, Failure> {
+    let none: Option<&str> = None;
+    let Ok(meta) = fs::symlink_metadata(target) else { return Ok(false) };
+    if meta.is_dir() {
+        mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0755,size=4k"))
+            .stage(|| format!("hide {}", target.display()))?;
+        Ok(true)
+    } else if meta.is_file() {
+        mount(Some("/empty"), target, none, MsFlags::MS_BIND, none).stage(|| format!("hide {}", target.display()))?;
+        mount(none, target, none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, none)
+            .stage(|| format!("hide {}", target.display()))?;
+        Ok(false)
+    } else {
+        Ok(false)
+    }
+}
+
+/// A minimal /dev: the harmless character devices bound from the host, the usual links, and a
+/// private /dev/shm.
+fn build_dev(target: &Path) -> Result<(), Failure> {
+    let none: Option<&str> = None;
+    make_dir(target)?;
+    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755,size=64k"))
+        .stage(|| "mount /dev".into())?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let source = Path::new(OLD).join("dev").join(node);
+        if fs::symlink_metadata(&source).is_err() {
+            continue;
+        }
+        let dest = target.join(node);
+        make_file(&dest)?;
+        mount(Some(&source), &dest, none, MsFlags::MS_BIND, none).stage(|| format!("bind /dev/{node}"))?;
+    }
+    for (name, link) in
+        [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
+    {
+        std::os::unix::fs::symlink(link, target.join(name)).stage(|| format!("link /dev/{name}"))?;
+    }
+    let shm = target.join("shm");
+    make_dir(&shm)?;
+    mount(Some("tmpfs"), &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=1777,size=64m"))
+        .stage(|| "mount /dev/shm".into())?;
+    mount(none, target, none, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755,size=64k"))
+        .stage(|| "make /dev read-only".into())
+}
+
+/// /run: the proxy socket under /run/ash and secret files under /run/secrets, then read-only.
+fn build_run(spec: &HelperSpec, target: &Path) -> Result<(), Failure> {
+    let none: Option<&str> = None;
+    make_dir(target)?;
+    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0755,size=1m"))
+        .stage(|| "mount /run".into())?;
+    if let Some(socket) = &spec.proxy_socket {
+        let dest = under(NEW, Path::new(PROXY_SOCKET));
+        make_file(&dest)?;
+        mount(Some(&under(OLD, socket)), &dest, none, MsFlags::MS_BIND, none)
+            .stage(|| "bind the proxy socket".into())?;
+    }
+    if !spec.secret_files.is_empty() {
+        let dir = target.join("secrets");
+        fs::DirBuilder::new().mode(0o700).create(&dir).stage(|| "create /run/secrets".into())?;
+        write_secret_files(spec, &dir)?;
+    }
+    mount(none, target, none, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0755,size=1m"))
+        .stage(|| "make /run read-only".into())
+}
+
+/// Writes each secret file (mode 0400) into `dir`, then makes `dir` read-and-search only.
+fn write_secret_files(spec: &HelperSpec, dir: &Path) -> Result<(), Failure> {
+    if spec.secret_files.is_empty() {
+        return Ok(());
+    }
+    for (name, value) in &spec.secret_files {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(dir.join(name))
+            .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
+            .stage(|| format!("write secret file {name}"))?;
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o500)).stage(|| "close /run/secrets".into())
+}
+
+/// Sets `IFF_UP` on `lo` in the new network namespace (it starts down).
+fn loopback_up() -> io::Result<()> {
+    use nix::libc;
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    #[allow(unsafe_code, reason = "SIOCSIFFLAGS has no safe wrapper")]
+    // SAFETY: `req` is a zeroed, properly sized ifreq with a NUL-terminated name; the ioctls
+    // read and write only within it, and `socket` is an open descriptor for their duration.
+    unsafe {
+        use std::os::fd::AsRawFd as _;
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_puts_shallow_paths_first_and_the_strongest_kind_wins() {
+        let spec = HelperSpec {
+            argv: vec![],
+            cwd: "/".into(),
+            env: Default::default(),
+            isolate: true,
+            share_net: false,
+            read_only: vec!["/usr".into(), "/home/a/ws".into(), "/etc".into()],
+            writable: vec!["/home/a/ws".into(), "/tmp/x".into()],
+            hidden: vec!["/home".into(), "/etc/shadow".into()],
+            tmp_bytes: 1,
+            proxy_socket: None,
+            secret_files: vec![],
+            uid: 1000,
+            rlimits: Rlimits::default(),
+        };
+        let plan: Vec<(String, Entry)> =
+            plan(&spec).into_iter().map(|(p, e)| (p.display().to_string(), e)).collect();
+        let expected: Vec<(String, Entry)> = [
+            ("/proc", Entry::Proc),
+            ("/dev", Entry::Dev),
+            ("/run", Entry::Run),
+            ("/tmp", Entry::Tmp),
+            ("/etc", Entry::ReadOnly),
+            ("/usr", Entry::ReadOnly),
+            ("/home", Entry::Hidden),
+            ("/tmp/x", Entry::Writable),
+            ("/etc/shadow", Entry::Hidden),
+            ("/home/a/ws", Entry::Writable),
+        ]
+        .into_iter()
+        .map(|(p, e)| (p.to_owned(), e))
+        .collect();
+        assert_eq!(plan, expected);
+    }
+}

@@ -1,0 +1,481 @@
+//! [`Sandbox`]: one configured backend and the way every request goes through it — validate
+//! the policy, resolve paths, start the proxy and the cgroups the policy needs, launch through
+//! the backend, supervise, then read what the kernel counted, clean up, and redact.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cgroup::{Cgroups, Counters, Kind};
+use crate::exec::{ExecOutput, ExecRequest, ExitStatus, LimitHit, SandboxError, supervise};
+use crate::policy::{NetPolicy, SandboxPolicy, SecretDelivery};
+use crate::proxy::Proxy;
+use crate::spec::{HelperSpec, PROXY_PORT, Report, Rlimits};
+
+/// Size of the sandbox's private `/tmp` when the policy sets no disk limit.
+const DEFAULT_TMP_BYTES: u64 = 512 << 20;
+
+/// How processes are isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    /// No isolation: own process group, limits, output caps, cleared environment.
+    Plain,
+    /// ash's own: namespaces, a private filesystem view, Landlock, seccomp, rlimits, cgroups.
+    Native,
+    /// bubblewrap builds the namespaces and view; ash's helper adds Landlock, seccomp and
+    /// rlimits inside.
+    Bwrap,
+    /// A Podman container.
+    Podman,
+    /// A Docker container.
+    Docker,
+}
+
+impl BackendKind {
+    /// Every backend, strongest first (as `auto` tries them).
+    pub const ALL: [Self; 5] = [Self::Native, Self::Bwrap, Self::Podman, Self::Docker, Self::Plain];
+
+    /// Its name in configuration and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Native => "native",
+            Self::Bwrap => "bwrap",
+            Self::Podman => "podman",
+            Self::Docker => "docker",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// The strongest that works here: native, then bubblewrap, else plain.
+    #[default]
+    Auto,
+    /// Exactly this one (an error if it is not available).
+    Exactly(BackendKind),
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "bubblewrap" => Self::Exactly(BackendKind::Bwrap),
+            other => Self::Exactly(
+                BackendKind::ALL.into_iter().find(|k| k.as_str() == other).ok_or_else(|| {
+                    format!("unknown sandbox backend `{other}`; expected auto, native, bwrap, podman, docker or plain")
+                })?,
+            ),
+        })
+    }
+}
+
+/// How to build a [`Sandbox`]. The CLI fills it from its environment; libraries never read
+/// the environment themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// The backend.
+    pub backend: BackendChoice,
+    /// The binary that runs [`helper_main`](crate::helper_main) when given
+    /// [`HELPER_ARG`](crate::HELPER_ARG): the `ash` binary itself. Needed by the native and
+    /// bubblewrap backends.
+    pub helper: Option<PathBuf>,
+    /// A private directory for proxy sockets.
+    pub runtime_dir: PathBuf,
+    /// Directories searched for `bwrap`, `podman` and `docker` (a `PATH` value).
+    pub search_path: String,
+    /// The image podman and docker run.
+    pub image: Option<String>,
+}
+
+impl SandboxConfig {
+    /// A configuration for `backend` with no helper, no image, and the usual binary
+    /// directories.
+    pub fn new(backend: BackendChoice, runtime_dir: PathBuf) -> Self {
+        Self {
+            backend,
+            helper: None,
+            runtime_dir,
+            search_path: "/usr/local/bin:/usr/bin:/bin".into(),
+            image: None,
+        }
+    }
+}
+
+/// A configured backend. Cheap to share (`Arc`); every [`Sandbox::exec`] is independent.
+#[derive(Debug)]
+pub struct Sandbox {
+    kind: BackendKind,
+    config: SandboxConfig,
+    tools: Tools,
+    cgroups: Option<Cgroups>,
+    runs: AtomicU64,
+}
+
+/// Launchers found on this machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Tools {
+    pub bwrap: Option<PathBuf>,
+    pub podman: Option<PathBuf>,
+    pub docker: Option<PathBuf>,
+}
+
+impl Tools {
+    pub(crate) fn find(search_path: &str) -> Self {
+        let find = |name: &str| {
+            search_path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+        };
+        Self { bwrap: find("bwrap"), podman: find("podman"), docker: find("docker") }
+    }
+}
+
+impl Sandbox {
+    /// The plain backend: no isolation, no helper needed. For trusted commands and tests.
+    pub fn plain() -> Self {
+        Self {
+            kind: BackendKind::Plain,
+            config: SandboxConfig::new(BackendChoice::Exactly(BackendKind::Plain), PathBuf::from("/tmp")),
+            tools: Tools::default(),
+            cgroups: None,
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// Resolves the configured backend (probing `auto` by running `true` in each candidate)
+    /// and finds the cgroups this process may use.
+    pub async fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let tools = Tools::find(&config.search_path);
+        let cgroups = tokio::task::spawn_blocking(Cgroups::discover).await.unwrap_or(None);
+        let mut sandbox = Self { kind: BackendKind::Plain, config, tools, cgroups, runs: AtomicU64::new(0) };
+        match sandbox.config.backend {
+            BackendChoice::Exactly(kind) => {
+                sandbox.kind = kind;
+                sandbox.available()?;
+            }
+            BackendChoice::Auto => {
+                for kind in [BackendKind::Native, BackendKind::Bwrap] {
+                    sandbox.kind = kind;
+                    if sandbox.probe().await.is_ok() {
+                        return Ok(sandbox);
+                    }
+                }
+                sandbox.kind = BackendKind::Plain;
+            }
+        }
+        Ok(sandbox)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// The cgroup controllers in use (`memory (v1)`, …), empty when limits fall back to
+    /// rlimits.
+    pub fn cgroups(&self) -> Vec<String> {
+        self.cgroups.as_ref().map(Cgroups::describe).unwrap_or_default()
+    }
+
+    /// Whether the backend's launcher is present (not whether it works: see [`Self::probe`]).
+    fn available(&self) -> Result<(), SandboxError> {
+        let missing = |why: &str| Err(SandboxError::Unavailable { backend: self.kind, why: why.to_owned() });
+        match self.kind {
+            BackendKind::Plain => Ok(()),
+            BackendKind::Native if self.config.helper.is_none() => missing("no helper binary was configured"),
+            BackendKind::Native => Ok(()),
+            BackendKind::Bwrap if self.tools.bwrap.is_none() => missing("`bwrap` is not installed (apt install bubblewrap)"),
+            BackendKind::Bwrap if self.config.helper.is_none() => missing("no helper binary was configured"),
+            BackendKind::Bwrap => Ok(()),
+            BackendKind::Podman if self.tools.podman.is_none() => missing("`podman` is not installed"),
+            BackendKind::Docker if self.tools.docker.is_none() => missing("`docker` is not installed"),
+            BackendKind::Podman | BackendKind::Docker if self.config.image.is_none() => {
+                missing("no container image was configured (set `image`)")
+            }
+            BackendKind::Podman | BackendKind::Docker => Ok(()),
+        }
+    }
+
+    /// Runs `true` under a strict policy: whether this backend works here, and how long it took.
+    pub async fn probe(&self) -> Result<Duration, SandboxError> {
+        self.available()?;
+        let mut policy = SandboxPolicy::default();
+        policy.limits.wall_time = Duration::from_secs(20);
+        let mut request = ExecRequest::new(vec!["true".into()], PathBuf::from("/"), policy);
+        request.env.insert("PATH".into(), "/usr/bin:/bin".into());
+        let out = self.exec(&request, &CancellationToken::new()).await?;
+        if out.status.success() {
+            Ok(out.elapsed)
+        } else {
+            Err(SandboxError::Unavailable {
+                backend: self.kind,
+                why: format!("`true` exited with {}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim()),
+            })
+        }
+    }
+
+    /// Runs `request` to its end, a limit, or `cancel`. Everything it started is gone when
+    /// this returns.
+    pub async fn exec(&self, request: &ExecRequest, cancel: &CancellationToken) -> Result<ExecOutput, SandboxError> {
+        if request.argv.is_empty() {
+            return Err(SandboxError::EmptyArgv);
+        }
+        let policy = &request.policy;
+        policy.validate()?;
+        let view = View::resolve(request)?;
+        let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        let name = format!("ash-{}-{run}", std::process::id());
+
+        let mut env = request.env.clone();
+        for secret in policy.secrets.iter().filter(|s| s.delivery == SecretDelivery::Env) {
+            env.insert(secret.name.clone(), secret.value.clone());
+        }
+        let proxy = match (&policy.net, self.kind) {
+            (NetPolicy::Allow(_), BackendKind::Plain | BackendKind::Podman | BackendKind::Docker) => {
+                return Err(SandboxError::Unsupported {
+                    backend: self.kind,
+                    what: "enforce a network allow list (use the native or bwrap backend)",
+                });
+            }
+            (NetPolicy::Allow(rules), _) => {
+                std::fs::create_dir_all(&self.config.runtime_dir).map_err(|source| SandboxError::Io {
+                    what: format!("create {}", self.config.runtime_dir.display()),
+                    source,
+                })?;
+                let path = self.config.runtime_dir.join(format!("{name}.proxy.sock"));
+                let _ = std::fs::remove_file(&path);
+                let proxy = Proxy::start(path, rules.clone())
+                    .map_err(|source| SandboxError::Io { what: "start the network proxy".into(), source })?;
+                let url = format!("http://127.0.0.1:{PROXY_PORT}");
+                for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
+                    env.insert(key.into(), url.clone());
+                }
+                env.remove("NO_PROXY");
+                env.remove("no_proxy");
+                Some(proxy)
+            }
+            _ => None,
+        };
+        let limits = &policy.limits;
+        let cgroup = match &self.cgroups {
+            Some(cgroups) if self.kind != BackendKind::Podman && self.kind != BackendKind::Docker => {
+                cgroups.create(&name, limits).map_err(|source| SandboxError::Io {
+                    what: "create the sandbox's cgroups".into(),
+                    source,
+                })?
+            }
+            _ => None,
+        };
+        let memory_by_cgroup = self.cgroups.as_ref().is_some_and(|c| c.has(Kind::Memory));
+        let rlimits = Rlimits {
+            cpu_secs: limits.cpu_time.map(|d| d.as_secs().max(1)),
+            address_space: if memory_by_cgroup { None } else { limits.memory_bytes },
+            // Counted per user namespace, so only where the sandbox has its own.
+            nproc: if matches!(self.kind, BackendKind::Native | BackendKind::Bwrap) { limits.pids } else { None },
+            nofile: limits.open_files,
+            fsize: limits.disk_bytes,
+        };
+        let spec = HelperSpec {
+            argv: request.argv.clone(),
+            cwd: view.cwd.clone(),
+            env,
+            isolate: true,
+            share_net: matches!(policy.net, NetPolicy::Full),
+            read_only: view.read_only.clone(),
+            writable: view.writable.clone(),
+            hidden: view.hidden.clone(),
+            tmp_bytes: limits.disk_bytes.unwrap_or(DEFAULT_TMP_BYTES),
+            proxy_socket: proxy.as_ref().map(|p| p.path().to_path_buf()),
+            secret_files: policy
+                .secrets
+                .iter()
+                .filter(|s| s.delivery == SecretDelivery::File)
+                .map(|s| (s.name.clone(), s.value.clone()))
+                .collect(),
+            uid: policy.user.id(),
+            rlimits,
+        };
+        let disk_before = match limits.disk_bytes {
+            Some(_) => Some(disk_usage(view.writable.clone()).await),
+            None => None,
+        };
+        let launch = match self.kind {
+            BackendKind::Plain => crate::backends::plain(&spec),
+            BackendKind::Native => crate::backends::native(self.helper()?, &spec, &request.stdin),
+            BackendKind::Bwrap => crate::backends::bwrap(self.tool(self.tools.bwrap.as_ref())?, self.helper()?, &spec, &request.stdin),
+            BackendKind::Podman | BackendKind::Docker => {
+                let runtime = self.tool(if self.kind == BackendKind::Podman { self.tools.podman.as_ref() } else { self.tools.docker.as_ref() })?;
+                crate::backends::container(self.kind, runtime, self.config.image.as_deref().unwrap_or_default(), &name, &spec, limits)
+            }
+        };
+        let mut launch = launch;
+        if self.kind == BackendKind::Plain {
+            launch.stdin = request.stdin.clone();
+        }
+        if let Some(cgroup) = &cgroup {
+            launch.cgroup_procs = cgroup.procs_fds();
+        }
+        let supervised = supervise(launch, limits.wall_time, limits.output_bytes, cancel).await;
+        if matches!(self.kind, BackendKind::Podman | BackendKind::Docker)
+            && let Some(runtime) = if self.kind == BackendKind::Podman { &self.tools.podman } else { &self.tools.docker }
+        {
+            crate::backends::remove_container(runtime, &name).await;
+        }
+        let counters = match cgroup {
+            Some(cgroup) => cgroup.finish().await,
+            None => Counters::default(),
+        };
+        let connections = match proxy {
+            Some(proxy) => proxy.stop().await,
+            None => Vec::new(),
+        };
+        let supervised = supervised?;
+        let mut status = supervised.status;
+        for report in &supervised.reports {
+            match report {
+                Report::Setup { stage, message } => {
+                    return Err(SandboxError::Setup { stage: stage.clone(), message: message.clone() });
+                }
+                Report::Exec { message } => return Err(SandboxError::Exec(message.clone())),
+                Report::Exit { code } => status = ExitStatus::Exited(*code),
+                Report::Signal { signal } => status = ExitStatus::Signaled(*signal),
+            }
+        }
+        let grew = match (disk_before, limits.disk_bytes) {
+            (Some(before), Some(max)) => disk_usage(view.writable.clone()).await.saturating_sub(before) > max,
+            _ => false,
+        };
+        let limit = supervised.limit.or_else(|| {
+            let sig = match status {
+                ExitStatus::Signaled(sig) => Some(sig),
+                ExitStatus::Exited(_) => None,
+            };
+            match sig {
+                Some(s) if s == nix::libc::SIGXCPU => Some(LimitHit::CpuTime),
+                Some(s) if s == nix::libc::SIGXFSZ => Some(LimitHit::Disk),
+                Some(s) if s == nix::libc::SIGKILL && counters.oom_kills > 0 => Some(LimitHit::Memory),
+                Some(s) if s == nix::libc::SIGKILL && limits.cpu_time.is_some_and(|c| supervised.elapsed >= c) => {
+                    Some(LimitHit::CpuTime)
+                }
+                _ if counters.oom_kills > 0 && !status.success() => Some(LimitHit::Memory),
+                _ if counters.pids_max_hits > 0 && !status.success() => Some(LimitHit::Pids),
+                _ if grew => Some(LimitHit::Disk),
+                _ => None,
+            }
+        });
+        let (mut stdout, stdout_truncated) = supervised.stdout;
+        let (mut stderr, stderr_truncated) = supervised.stderr;
+        crate::redact::redact(&mut stdout, &policy.secrets, stdout_truncated);
+        crate::redact::redact(&mut stderr, &policy.secrets, stderr_truncated);
+        Ok(ExecOutput {
+            status,
+            stdout,
+            stderr,
+            stdout_truncated,
+            stderr_truncated,
+            limit,
+            elapsed: supervised.elapsed,
+            backend: self.kind,
+            connections,
+        })
+    }
+
+    fn helper(&self) -> Result<&Path, SandboxError> {
+        self.config.helper.as_deref().ok_or(SandboxError::Unavailable {
+            backend: self.kind,
+            why: "no helper binary was configured".into(),
+        })
+    }
+
+    fn tool<'a>(&self, tool: Option<&'a PathBuf>) -> Result<&'a Path, SandboxError> {
+        tool.map(PathBuf::as_path).ok_or(SandboxError::Unavailable {
+            backend: self.kind,
+            why: "its launcher is not installed".into(),
+        })
+    }
+}
+
+/// The request's paths, made canonical so the view and the rules agree with the kernel.
+struct View {
+    cwd: PathBuf,
+    read_only: Vec<PathBuf>,
+    writable: Vec<PathBuf>,
+    hidden: Vec<PathBuf>,
+}
+
+impl View {
+    fn resolve(request: &ExecRequest) -> Result<Self, SandboxError> {
+        let fs = &request.policy.fs;
+        let canonical = |what: &'static str, path: &Path| {
+            std::fs::canonicalize(path).map_err(|source| SandboxError::Path { what, path: path.to_path_buf(), source })
+        };
+        let cwd = canonical("working directory", &request.cwd)?;
+        let writable = fs.writable.iter().map(|p| canonical("writable path", p)).collect::<Result<Vec<_>, _>>()?;
+        // Missing read-only paths are skipped (not every system has /lib32); symlinked ones
+        // (merged /usr) are kept as written so the view recreates the link.
+        let read_only = fs.read_only.clone();
+        let mut hidden: Vec<PathBuf> = Vec::new();
+        for path in &fs.hidden {
+            hidden.push(path.clone());
+            if let Ok(real) = std::fs::canonicalize(path)
+                && &real != path
+            {
+                hidden.push(real);
+            }
+        }
+        let visible = |p: &Path| {
+            p == Path::new("/")
+                || p.starts_with("/tmp")
+                || writable.iter().chain(read_only.iter()).any(|root| p.starts_with(root) || p.starts_with(canonicalish(root)))
+        };
+        if !visible(&cwd) {
+            return Err(SandboxError::Path {
+                what: "working directory",
+                path: cwd,
+                source: std::io::Error::other("it is not inside the sandbox's view; add it to `writable` or `read_only`"),
+            });
+        }
+        Ok(Self { cwd, read_only, writable, hidden })
+    }
+}
+
+fn canonicalish(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Bytes in regular files under `roots` (at most a million entries are looked at).
+async fn disk_usage(roots: Vec<PathBuf>) -> u64 {
+    tokio::task::spawn_blocking(move || {
+        let mut total = 0u64;
+        let mut budget = 1_000_000u32;
+        let mut stack = roots;
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                budget = budget.saturating_sub(1);
+                if budget == 0 {
+                    return total;
+                }
+                match entry.metadata() {
+                    Ok(m) if m.is_dir() => stack.push(entry.path()),
+                    Ok(m) if m.is_file() => total = total.saturating_add(m.len()),
+                    _ => {}
+                }
+            }
+        }
+        total
+    })
+    .await
+    .unwrap_or(0)
+}

@@ -1,0 +1,157 @@
+//! What ash tells the sandbox helper ([`HelperSpec`], sent length-prefixed on the helper's
+//! stdin before the command's own input) and what the helper reports back ([`Report`], JSON
+//! lines on fd 3).
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The argument that turns the `ash` binary (or `ash-sandbox-helper`) into the helper.
+pub const HELPER_ARG: &str = "__ash-sandbox-helper";
+
+/// The descriptor the helper reports on.
+pub(crate) const REPORT_FD: i32 = 3;
+
+/// The largest spec the helper accepts.
+const MAX_SPEC_BYTES: u32 = 4 << 20;
+
+/// Port the in-sandbox forwarder listens on (inside the sandbox's own network namespace).
+pub(crate) const PROXY_PORT: u16 = 3128;
+
+/// Where the proxy socket appears inside the sandbox.
+pub(crate) const PROXY_SOCKET: &str = "/run/ash/proxy.sock";
+
+/// Everything the helper needs. Paths are host paths (canonical); the view keeps them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct HelperSpec {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    /// Build namespaces and the filesystem view (native), or only confine (inside bubblewrap).
+    pub isolate: bool,
+    pub share_net: bool,
+    pub read_only: Vec<PathBuf>,
+    pub writable: Vec<PathBuf>,
+    pub hidden: Vec<PathBuf>,
+    pub tmp_bytes: u64,
+    /// Host path of the proxy's socket, bound at [`PROXY_SOCKET`]; present for `allow`.
+    pub proxy_socket: Option<PathBuf>,
+    /// Files written under `/run/secrets` (name, value).
+    pub secret_files: Vec<(String, String)>,
+    pub uid: u32,
+    pub rlimits: Rlimits,
+}
+
+/// Per-process limits the helper sets before `exec`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Rlimits {
+    pub cpu_secs: Option<u64>,
+    pub address_space: Option<u64>,
+    pub nproc: Option<u64>,
+    pub nofile: Option<u64>,
+    pub fsize: Option<u64>,
+}
+
+/// One line the helper writes on [`REPORT_FD`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub(crate) enum Report {
+    /// Setting up the sandbox failed at `stage`; the command did not run.
+    Setup { stage: String, message: String },
+    /// The command could not be executed (`exec` failed).
+    Exec { message: String },
+    /// The command exited.
+    Exit { code: i32 },
+    /// A signal ended the command.
+    Signal { signal: i32 },
+}
+
+impl HelperSpec {
+    /// Frames the spec: a 4-byte big-endian length, then JSON.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(json.len() + 4);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&json);
+        out
+    }
+
+    /// Reads exactly one framed spec from `input`, leaving whatever follows unread (it is the
+    /// command's stdin).
+    pub(crate) fn decode(input: &mut impl Read) -> io::Result<Self> {
+        let mut len = [0u8; 4];
+        input.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len);
+        if len > MAX_SPEC_BYTES {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "sandbox spec too large"));
+        }
+        let mut json = vec![0u8; len as usize];
+        input.read_exact(&mut json)?;
+        serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+impl Report {
+    /// Writes the report as one line (one `write`, so lines from two processes never mix).
+    pub(crate) fn send(&self, out: &mut impl Write) {
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        let _ = out.write_all(&line);
+    }
+
+    /// Parses the report lines, ignoring any that are not reports.
+    pub(crate) fn parse_all(bytes: &[u8]) -> Vec<Self> {
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_round_trips_and_leaves_the_rest_unread() {
+        let spec = HelperSpec {
+            argv: vec!["true".into()],
+            cwd: "/w".into(),
+            env: BTreeMap::new(),
+            isolate: true,
+            share_net: false,
+            read_only: vec!["/usr".into()],
+            writable: vec!["/w".into()],
+            hidden: vec![],
+            tmp_bytes: 1,
+            proxy_socket: None,
+            secret_files: vec![],
+            uid: 1000,
+            rlimits: Rlimits::default(),
+        };
+        let mut bytes = spec.encode();
+        bytes.extend_from_slice(b"stdin");
+        let mut cursor = io::Cursor::new(bytes);
+        assert_eq!(HelperSpec::decode(&mut cursor).ok(), Some(spec));
+        let mut rest = String::new();
+        assert!(cursor.read_to_string(&mut rest).is_ok());
+        assert_eq!(rest, "stdin");
+    }
+
+    #[test]
+    fn hostile_specs_are_refused() {
+        for bytes in [
+            vec![],
+            vec![0, 0],
+            vec![0xff, 0xff, 0xff, 0xff],
+            vec![0, 0, 0, 10, b'{'],
+            vec![0, 0, 0, 2, b'{', b'}'],
+        ] {
+            assert!(HelperSpec::decode(&mut io::Cursor::new(bytes)).is_err());
+        }
+    }
+}
