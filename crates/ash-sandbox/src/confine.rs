@@ -49,6 +49,8 @@ pub(crate) fn landlock(spec: &HelperSpec) -> Result<LandlockLevel, landlock::Rul
         .create()?
         .add_rules(path_beneath_rules(&read_paths, read))?
         .add_rules(path_beneath_rules(&write_paths, all))?
+        // Names in the view may be listed: the view holds only what the policy shows.
+        .add_rules(path_beneath_rules(["/"], AccessFs::ReadDir))?
         .restrict_self()?;
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => LandlockLevel::Full,
