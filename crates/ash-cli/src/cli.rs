@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use ash_sandbox::{BackendChoice, NetPolicy};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// ash: durable agents from a directory, and a network that shares idle machines.
@@ -62,11 +63,25 @@ pub(crate) enum Command {
     /// the run fails.
     #[command(override_usage = "ash exec [OPTIONS] [DIR] <PROMPT>")]
     Exec(ExecArgs),
+    /// Run commands in a sandbox, or see what isolation this machine supports
+    ///
+    /// Every process ash starts (agent tools, network jobs) runs in a sandbox: a private
+    /// filesystem view, no network or an allow list, and limits. `ash sandbox exec` runs any
+    /// command that way; `ash sandbox check` shows which backends work here. See docs/sandbox.md.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
 }
 
-/// Durability and takeover settings shared by the serving commands.
+/// Durability, takeover and sandbox settings shared by the serving commands.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StoreArgs {
+    /// Where tool processes run: auto (the strongest available), native, bwrap, podman,
+    /// docker, or plain (no isolation)
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
+    pub(crate) sandbox: BackendChoice,
+    /// Network of tool processes: full, none, or allow:HOST[:PORT],…
+    #[arg(long, value_name = "MODE", default_value = "full", value_parser = parse_net)]
+    pub(crate) tool_network: NetPolicy,
     /// Seconds a worker's claim on a run lasts without renewal; after a crash, the run
     /// continues once it expired
     #[arg(long, value_name = "SECS", default_value_t = 10)]
@@ -183,4 +198,114 @@ impl ExecArgs {
             _ => (PathBuf::from("."), ""),
         }
     }
+}
+
+/// `ash sandbox …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SandboxCommand {
+    /// Run a command under a sandbox policy
+    ///
+    /// The command sees the system read-only, the working directory read-only (writable with
+    /// --writable .), a private /tmp, no network unless --net says otherwise, and none of
+    /// $HOME or $ASH_HOME. Its exit code becomes ash's; output is captured (capped, secrets
+    /// redacted) and printed when it ends. Piped stdin is passed on. With --json, prints one
+    /// object with status, limit hit, output and every proxy decision.
+    #[command(override_usage = "ash sandbox exec [OPTIONS] -- <COMMAND>...")]
+    Exec(Box<SandboxExecArgs>),
+    /// Show which backends and kernel features work on this machine
+    ///
+    /// Runs `true` through every backend (native, bwrap, podman, docker, plain) and reports
+    /// whether it worked and how long it took, the Landlock ABI, seccomp, user namespaces, the
+    /// usable cgroup controllers, and what `auto` picks.
+    Check(SandboxCheckArgs),
+}
+
+/// Arguments of `ash sandbox exec`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SandboxExecArgs {
+    /// Start from this policy file (TOML; see docs/sandbox.md); the flags below add to it
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Network: none, full, or allow:HOST[:PORT],… (through ash's filtering proxy)
+    #[arg(long, value_name = "MODE", value_parser = parse_net)]
+    pub(crate) net: Option<NetPolicy>,
+    /// Make DIR visible and writable (repeatable)
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub(crate) writable: Vec<PathBuf>,
+    /// Make DIR visible read-only (repeatable)
+    #[arg(long, value_name = "DIR")]
+    pub(crate) read_only: Vec<PathBuf>,
+    /// Working directory [default: the current one]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cwd: Option<PathBuf>,
+    /// auto, native, bwrap, podman, docker or plain
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
+    pub(crate) backend: BackendChoice,
+    /// Image for the podman and docker backends
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) image: Option<String>,
+    /// Wall-clock limit, e.g. 30s, 5m [default: 10m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// Memory limit of the whole sandbox, e.g. 512M
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) memory: Option<u64>,
+    /// Most processes alive at once
+    #[arg(long, value_name = "N")]
+    pub(crate) pids: Option<u64>,
+    /// Pass variable NAME from this environment, or set NAME=VALUE (repeatable); PATH, LANG,
+    /// LC_ALL, TZ and TERM pass by default
+    #[arg(long = "env", short = 'e', value_name = "NAME[=VALUE]")]
+    pub(crate) env: Vec<String>,
+    /// Pass variable NAME from this environment as a secret: the command gets it, captured
+    /// output shows [redacted:NAME] instead (repeatable)
+    #[arg(long = "secret", value_name = "NAME")]
+    pub(crate) secrets: Vec<String>,
+    /// Print one JSON object instead of the command's output (see docs/cli-json.md)
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The command and its arguments
+    #[arg(last = true, required = true, num_args = 1.., value_name = "COMMAND")]
+    pub(crate) command: Vec<String>,
+}
+
+/// Arguments of `ash sandbox check`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SandboxCheckArgs {
+    /// Image to try the podman and docker backends with
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) image: Option<String>,
+    /// Print JSON (see docs/cli-json.md)
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+fn parse_backend(text: &str) -> Result<BackendChoice, String> {
+    text.parse()
+}
+
+/// `none`, `full`, or `allow:HOST[:PORT],…`.
+pub(crate) fn parse_net(text: &str) -> Result<NetPolicy, String> {
+    match text {
+        "none" => Ok(NetPolicy::None),
+        "full" => Ok(NetPolicy::Full),
+        other => {
+            let Some(list) = other.strip_prefix("allow:") else {
+                return Err("expected none, full, or allow:HOST[:PORT],…".into());
+            };
+            let rules = list
+                .split(',')
+                .map(|h| h.parse().map_err(|e: ash_sandbox::PolicyError| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(NetPolicy::Allow(rules))
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    ash_sandbox::parse_duration(text).map_err(str::to_owned)
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    ash_sandbox::parse_bytes(text).map_err(str::to_owned)
 }

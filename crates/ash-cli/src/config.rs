@@ -91,3 +91,36 @@ pub(crate) fn log_level() -> Option<String> {
     )]
     std::env::var("ASH_LOG").ok().filter(|v| !v.is_empty())
 }
+
+/// The value of variable `name`, if set and UTF-8.
+pub(crate) fn var(name: &str) -> Option<String> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "ash-cli::config is the one reader of the environment"
+    )]
+    std::env::var(name).ok()
+}
+
+/// How to build the sandbox: this binary as the helper, `$ASH_HOME/run` for proxy sockets,
+/// `PATH` to find bwrap/podman/docker.
+pub(crate) fn sandbox_config(
+    backend: ash_sandbox::BackendChoice,
+    image: Option<String>,
+) -> ash_sandbox::SandboxConfig {
+    let runtime_dir = ash_home().map_or_else(|| PathBuf::from("/tmp/ash-run"), |h| h.join("run"));
+    let mut config = ash_sandbox::SandboxConfig::new(backend, runtime_dir);
+    config.helper = std::env::current_exe().ok();
+    if let Some(path) = var("PATH") {
+        config.search_path = path;
+    }
+    config.image = image;
+    config
+}
+
+/// Paths no sandboxed process may see: `$HOME` and `$ASH_HOME` (keys, config, sessions).
+pub(crate) fn private_paths() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = var("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).into_iter().collect();
+    paths.extend(ash_home());
+    paths.retain(|p| p.is_absolute() && p != std::path::Path::new("/"));
+    paths
+}

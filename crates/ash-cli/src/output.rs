@@ -12,6 +12,18 @@ pub(crate) fn stdout(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
+/// Writes raw bytes to stdout (a sandboxed command's output), ignoring a closed pipe.
+pub(crate) fn stdout_bytes(bytes: &[u8]) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}
+
+/// Writes raw bytes to stderr.
+pub(crate) fn stderr_bytes(bytes: &[u8]) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(bytes).and_then(|()| err.flush());
+}
+
 /// Writes one JSON document (pretty, newline-terminated) to stdout.
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;

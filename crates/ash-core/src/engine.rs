@@ -11,6 +11,7 @@ use ash_protocol::{
     API_PREFIX, CancelAccepted, EventBody, MessageAccepted, MessageReceived, MessageRequest,
     RunInfo, RunStarted, RunStatus, TurnStarted,
 };
+use ash_sandbox::{NetPolicy, Sandbox, SandboxPolicy};
 use ash_spec::AgentSpec;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,12 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Largest accepted message, in bytes.
     pub max_message_bytes: usize,
+    /// Where tool processes run.
+    pub sandbox: Arc<Sandbox>,
+    /// The policy template of every tool process: network, limits and hidden paths. Each call
+    /// adds its workspace (writable) and the project directory (read-only), and hides the
+    /// project's `.ash/` state and the other workspaces.
+    pub tool_policy: SandboxPolicy,
 }
 
 impl EngineConfig {
@@ -62,7 +69,19 @@ impl EngineConfig {
             sweep_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            sandbox: Arc::new(Sandbox::plain()),
+            tool_policy: default_tool_policy(),
         }
+    }
+}
+
+/// Tool processes by default: the system read-only, full network (tools call APIs), and
+/// limits for untrusted code ([`Limits::strict`](ash_sandbox::Limits::strict)).
+pub fn default_tool_policy() -> SandboxPolicy {
+    SandboxPolicy {
+        net: NetPolicy::Full,
+        limits: ash_sandbox::Limits::strict(),
+        ..SandboxPolicy::default()
     }
 }
 

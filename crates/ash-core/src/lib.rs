@@ -28,7 +28,7 @@ mod workspace;
 
 pub use engine::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STEPS_PER_TURN, Engine, EngineConfig, EngineError,
-    SendError,
+    SendError, default_tool_policy,
 };
 pub use hub::Follower;
 pub use memory::MemoryStore;

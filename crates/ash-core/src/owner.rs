@@ -19,7 +19,7 @@ use crate::ids;
 use crate::prompt::system_prompt;
 use crate::replay::{RunState, TurnState, calls_of, text_of};
 use crate::store::{Commit, Expect, JournalRecord, RunRecord, StoreError, add_usage};
-use crate::tools::{CallContext, Outcome, Toolbox};
+use crate::tools::{CallContext, Outcome, Toolbox, call_policy};
 use crate::workspace::Workspace;
 
 /// Why a worker stopped before its run parked or ended.
@@ -321,12 +321,16 @@ impl TurnWorker<'_> {
             "auth": { "current": null, "initiator": null },
         });
         let action_cancel = CancellationToken::new();
+        let config = &self.inner.config;
+        let policy = call_policy(&config.tool_policy, &config.project_dir, &config.workspaces_dir, self.workspace.root());
         let ctx = CallContext {
             workspace: &self.workspace,
-            project_dir: &self.inner.config.project_dir,
+            project_dir: &config.project_dir,
             session: &session,
-            env: &self.inner.config.process_env,
+            env: &config.process_env,
             cancel: &action_cancel,
+            sandbox: &config.sandbox,
+            policy: &policy,
         };
         let running = self.inner.toolbox.call(call, &ctx);
         tokio::pin!(running);

@@ -39,7 +39,7 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
                 init_logging(tracing::Level::WARN);
                 let store = args.store.clone().unwrap_or_else(|| harness::default_store(&args.dir));
                 let harness =
-                    harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args)?;
+                    harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args).await?;
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
                     .await
                     .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;

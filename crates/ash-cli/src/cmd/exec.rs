@@ -13,7 +13,7 @@ pub(crate) fn run(args: &ExecArgs) -> anyhow::Result<Outcome> {
     let (dir, prompt) = args.dir_and_prompt();
     runtime()?.block_on(async {
         let store = args.store.clone().map_or(StoreChoice::Memory, StoreChoice::Sqlite);
-        let harness = harness::start(&dir, store, &args.store_args)?;
+        let harness = harness::start(&dir, store, &args.store_args).await?;
         if harness.scripted && !args.json {
             output::note(&harness::scripted_label(&harness.model));
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use ash_core::{Engine, EngineConfig, MemoryStore, Store};
 use ash_llm::{Client, ClientConfig};
+use ash_sandbox::{BackendKind, Sandbox};
 use ash_spec::SCRIPTED_PROVIDER;
 use ash_store::{Durability, SqliteStore};
 
@@ -40,7 +41,7 @@ pub(crate) enum StoreChoice {
 
 /// Loads the agent in `dir` and starts an engine over `store`. Must run inside a tokio
 /// runtime. Fails with the diagnostics printed when the agent has errors.
-pub(crate) fn start(dir: &Path, store: StoreChoice, args: &StoreArgs) -> anyhow::Result<Harness> {
+pub(crate) async fn start(dir: &Path, store: StoreChoice, args: &StoreArgs) -> anyhow::Result<Harness> {
     let options = config::load_options();
     let loaded = ash_spec::load(dir, &options)
         .with_context(|| format!("loading the agent in {}", dir.display()))?;
@@ -88,6 +89,15 @@ pub(crate) fn start(dir: &Path, store: StoreChoice, args: &StoreArgs) -> anyhow:
     let mut engine_config = EngineConfig::new(dir, state_dir.join("workspaces"));
     engine_config.process_env = config::process_env();
     engine_config.lease_ttl = Duration::from_secs(args.lease_ttl.max(1));
+    let sandbox = Sandbox::new(config::sandbox_config(args.sandbox, None))
+        .await
+        .context("preparing the sandbox for tools (`ash sandbox check` shows what works here)")?;
+    if sandbox.backend() == BackendKind::Plain {
+        output::note("warning: tools run without isolation (sandbox backend `plain`); `ash sandbox check` shows why");
+    }
+    engine_config.sandbox = Arc::new(sandbox);
+    engine_config.tool_policy.net = args.tool_network.clone();
+    engine_config.tool_policy.fs.hidden.extend(config::private_paths());
     let engine = Engine::start(spec, model, store, engine_config)?;
     for tool in engine.unsupported_tools() {
         output::note(&format!(

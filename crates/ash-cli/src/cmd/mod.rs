@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod models;
 mod render;
+mod sandbox;
 mod start;
 
 use crate::cli::{Cli, Command};
@@ -18,6 +19,8 @@ pub(crate) enum Outcome {
     Success,
     /// Exit 1: the command ran and the answer is no (e.g. the agent has errors).
     Failure,
+    /// This exit code (a sandboxed command's own).
+    Code(u8),
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -29,5 +32,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Start(args) => start::run(&args),
         Command::Dev(args) => dev::run(&args),
         Command::Exec(args) => exec::run(&args),
+        Command::Sandbox(command) => sandbox::run(command),
     }
 }

@@ -10,6 +10,7 @@ use ash_test_support::Fixture;
 use pretty_assertions::assert_eq;
 
 mod models;
+mod sandbox;
 mod serve;
 
 /// Runs `ash` with `args` in `cwd`, with a clean, fixed environment.
@@ -218,6 +219,9 @@ fn help_texts() {
         &["start", "--help"],
         &["dev", "--help"],
         &["exec", "--help"],
+        &["sandbox", "--help"],
+        &["sandbox", "exec", "--help"],
+        &["sandbox", "check", "--help"],
     ] {
         let out = ash(fx.path(), args);
         assert_eq!(out.status.code(), Some(0));

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ash_sandbox::{ExecRequest, LimitHit, Limits};
+use ash_sandbox::LimitHit;
 use serde_json::{Map, Value, json};
 
 use super::{CallContext, Outcome};
@@ -82,14 +82,9 @@ pub(crate) async fn bash(input: &Map<String, Value>, ctx: &CallContext<'_>) -> O
         input.get("timeoutMs").and_then(Value::as_u64).map_or(BASH_TIMEOUT, Duration::from_millis);
     let mut env = ctx.env.clone();
     env.insert("HOME".to_owned(), ctx.workspace.root().display().to_string());
-    let request = ExecRequest {
-        argv: vec!["bash".to_owned(), "-c".to_owned(), command.to_owned()],
-        cwd: ctx.workspace.root().to_path_buf(),
-        env,
-        stdin: Vec::new(),
-        limits: Limits { wall_time: timeout, output_bytes: BASH_OUTPUT_BYTES },
-    };
-    let out = match ash_sandbox::exec(&request, ctx.cancel).await {
+    let argv = vec!["bash".to_owned(), "-c".to_owned(), command.to_owned()];
+    let request = ctx.request(argv, env, Vec::new(), timeout, BASH_OUTPUT_BYTES);
+    let out = match ctx.sandbox.exec(&request, ctx.cancel).await {
         Ok(out) => out,
         Err(e) => return Outcome::error(e.to_string()),
     };
@@ -110,6 +105,10 @@ pub(crate) async fn bash(input: &Map<String, Value>, ctx: &CallContext<'_>) -> O
             output: result,
         },
         Some(LimitHit::Cancelled) => Outcome::error("the command was cancelled"),
+        Some(other) => Outcome {
+            error: Some(format!("the command was killed: it reached its sandbox's {} limit", other.as_str())),
+            output: result,
+        },
         None => Outcome::ok(result),
     }
 }

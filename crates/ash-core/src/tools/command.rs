@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ash_sandbox::{ExecRequest, LimitHit, Limits};
+use ash_sandbox::LimitHit;
 use serde_json::{Map, Value};
 
 use super::{CallContext, Outcome};
@@ -32,14 +32,9 @@ pub(crate) async fn run(
     env.insert("ASH_SESSION".to_owned(), ctx.session.to_string());
     env.insert("ASH_WORKSPACE".to_owned(), ctx.workspace.root().display().to_string());
     env.insert("HOME".to_owned(), ctx.workspace.root().display().to_string());
-    let request = ExecRequest {
-        argv,
-        cwd: ctx.workspace.root().to_path_buf(),
-        env,
-        stdin: Value::Object(input.clone()).to_string().into_bytes(),
-        limits: Limits { wall_time: timeout, output_bytes: COMMAND_OUTPUT_BYTES },
-    };
-    let out = match ash_sandbox::exec(&request, ctx.cancel).await {
+    let stdin = Value::Object(input.clone()).to_string().into_bytes();
+    let request = ctx.request(argv, env, stdin, timeout, COMMAND_OUTPUT_BYTES);
+    let out = match ctx.sandbox.exec(&request, ctx.cancel).await {
         Ok(out) => out,
         Err(e) => return Outcome::error(format!("tool `{name}`: {e}")),
     };
@@ -51,6 +46,9 @@ pub(crate) async fn run(
             ));
         }
         Some(LimitHit::Cancelled) => return Outcome::error(format!("tool `{name}` was cancelled")),
+        Some(other) => {
+            return Outcome::error(format!("tool `{name}` was killed: it reached its {} limit", other.as_str()));
+        }
         None => {}
     }
     if !out.status.success() {

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ash_protocol::{ToolCall, ToolDefinition};
+use ash_sandbox::{ExecRequest, Sandbox, SandboxPolicy};
 use ash_spec::{Package, ToolKind};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -68,6 +69,45 @@ pub(crate) struct CallContext<'a> {
     pub(crate) env: &'a BTreeMap<String, String>,
     /// Cancels the call.
     pub(crate) cancel: &'a CancellationToken,
+    /// Where processes run.
+    pub(crate) sandbox: &'a Sandbox,
+    /// The policy of this call's processes (workspace writable, project read-only).
+    pub(crate) policy: &'a SandboxPolicy,
+}
+
+/// The policy of a call in `workspace`: the template, plus the workspace writable and the
+/// project read-only, with the project's `.ash/` (the store, other workspaces) and every other
+/// workspace hidden.
+pub(crate) fn call_policy(
+    template: &SandboxPolicy,
+    project_dir: &Path,
+    workspaces_dir: &Path,
+    workspace: &Path,
+) -> SandboxPolicy {
+    let mut policy = template.clone();
+    policy.fs.read_only.push(project_dir.to_path_buf());
+    policy.fs.hidden.push(project_dir.join(".ash"));
+    policy.fs.hidden.push(workspaces_dir.to_path_buf());
+    policy.fs.writable.push(workspace.to_path_buf());
+    policy
+}
+
+impl CallContext<'_> {
+    /// A request for `argv` in the workspace under this call's policy, with `wall_time` and
+    /// `output_bytes` as its limits.
+    pub(crate) fn request(
+        &self,
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+        stdin: Vec<u8>,
+        wall_time: Duration,
+        output_bytes: usize,
+    ) -> ExecRequest {
+        let mut policy = self.policy.clone();
+        policy.limits.wall_time = wall_time;
+        policy.limits.output_bytes = output_bytes;
+        ExecRequest { argv, cwd: self.workspace.root().to_path_buf(), env, stdin, policy }
+    }
 }
 
 enum Runner {
