@@ -34,6 +34,8 @@ pub const ROOMS: &[(&str, &[&str])] = &[
     ("tracing-subscriber", &["ash-cli"]),
     ("anyhow", &["ash-cli", "xtask"]),
     ("rmcp", &["ash-core", "ash-test-support"]),
+    ("landlock", &["ash-sandbox"]),
+    ("seccompiler", &["ash-sandbox"]),
 ];
 
 /// Pairs `(a, b)`: `a` must not depend on `b`, even transitively.

@@ -119,7 +119,8 @@ pub(crate) fn sandbox_config(
 
 /// Paths no sandboxed process may see: `$HOME` and `$ASH_HOME` (keys, config, sessions).
 pub(crate) fn private_paths() -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = var("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).into_iter().collect();
+    let mut paths: Vec<PathBuf> =
+        var("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).into_iter().collect();
     paths.extend(ash_home());
     paths.retain(|p| p.is_absolute() && p != std::path::Path::new("/"));
     paths

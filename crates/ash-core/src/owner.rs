@@ -322,7 +322,12 @@ impl TurnWorker<'_> {
         });
         let action_cancel = CancellationToken::new();
         let config = &self.inner.config;
-        let policy = call_policy(&config.tool_policy, &config.project_dir, &config.workspaces_dir, self.workspace.root());
+        let policy = call_policy(
+            &config.tool_policy,
+            &config.project_dir,
+            &config.workspaces_dir,
+            self.workspace.root(),
+        );
         let ctx = CallContext {
             workspace: &self.workspace,
             project_dir: &config.project_dir,

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::BackendKind;
 use crate::exec::{Launch, supervise};
 use crate::helper::{Entry, plan};
 use crate::policy::{DEFAULT_READ_ONLY, Limits};
 use crate::spec::{HELPER_ARG, HelperSpec, PROXY_SOCKET};
-use crate::BackendKind;
 
 /// Where the helper binary appears inside bubblewrap.
 const BWRAP_HELPER: &str = "/run/ash-helper";
@@ -37,7 +37,14 @@ pub(crate) fn plain(spec: &HelperSpec) -> Launch {
     };
     let mut cmd = command(&program);
     cmd.args(spec.argv.iter().skip(1)).current_dir(&spec.cwd).envs(&spec.env);
-    Launch { command: cmd, program: name, stdin: Vec::new(), reports: false, cgroup_procs: Vec::new(), rlimits: Some(spec.rlimits) }
+    Launch {
+        command: cmd,
+        program: name,
+        stdin: Vec::new(),
+        reports: false,
+        cgroup_procs: Vec::new(),
+        rlimits: Some(spec.rlimits),
+    }
 }
 
 fn framed(spec: &HelperSpec, stdin: &[u8]) -> Vec<u8> {
@@ -80,17 +87,31 @@ pub(crate) fn bwrap(bwrap: &Path, helper: &Path, spec: &HelperSpec, stdin: &[u8]
 
 pub(crate) fn bwrap_args(helper: &Path, spec: &HelperSpec) -> Vec<String> {
     let s = |p: &Path| p.display().to_string();
-    let mut args: Vec<String> =
-        ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
-            .map(String::from)
-            .to_vec();
+    let mut args: Vec<String> = [
+        "--unshare-user",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+    ]
+    .map(String::from)
+    .to_vec();
     if !spec.share_net {
         args.push("--unshare-net".into());
     }
     let uid = spec.uid.to_string();
     args.extend(
-        ["--uid", &uid, "--gid", &uid, "--hostname", "ash-sandbox", "--die-with-parent", "--new-session"]
-            .map(String::from),
+        [
+            "--uid",
+            &uid,
+            "--gid",
+            &uid,
+            "--hostname",
+            "ash-sandbox",
+            "--die-with-parent",
+            "--new-session",
+        ]
+        .map(String::from),
     );
     let mounted: Vec<&Path> =
         spec.read_only.iter().chain(spec.writable.iter()).map(|p| p.as_path()).collect();
@@ -100,9 +121,17 @@ pub(crate) fn bwrap_args(helper: &Path, spec: &HelperSpec) -> Vec<String> {
         match entry {
             Entry::Proc => args.extend(["--proc".into(), p]),
             Entry::Dev => args.extend(["--dev".into(), p]),
-            Entry::Tmp => args.extend(["--size".into(), spec.tmp_bytes.to_string(), "--tmpfs".into(), p]),
+            Entry::Tmp => {
+                args.extend(["--size".into(), spec.tmp_bytes.to_string(), "--tmpfs".into(), p])
+            }
             Entry::Run => {
-                args.extend(["--tmpfs".into(), p, "--ro-bind".into(), s(helper), BWRAP_HELPER.into()]);
+                args.extend([
+                    "--tmpfs".into(),
+                    p,
+                    "--ro-bind".into(),
+                    s(helper),
+                    BWRAP_HELPER.into(),
+                ]);
                 if let Some(socket) = &spec.proxy_socket {
                     args.extend(["--bind".into(), s(socket), PROXY_SOCKET.into()]);
                 }
@@ -127,7 +156,9 @@ pub(crate) fn bwrap_args(helper: &Path, spec: &HelperSpec) -> Vec<String> {
                         args.extend(["--tmpfs".into(), p.clone()]);
                         hidden_dirs.push(p);
                     }
-                    Ok(m) if visible && m.is_file() => args.extend(["--ro-bind".into(), "/dev/null".into(), p]),
+                    Ok(m) if visible && m.is_file() => {
+                        args.extend(["--ro-bind".into(), "/dev/null".into(), p])
+                    }
                     _ => {}
                 }
             }
@@ -137,7 +168,13 @@ pub(crate) fn bwrap_args(helper: &Path, spec: &HelperSpec) -> Vec<String> {
         args.extend(["--remount-ro".into(), dir]);
     }
     args.extend(["--remount-ro".into(), "/run".into()]);
-    args.extend(["--chdir".into(), s(&spec.cwd), "--".into(), BWRAP_HELPER.into(), HELPER_ARG.into()]);
+    args.extend([
+        "--chdir".into(),
+        s(&spec.cwd),
+        "--".into(),
+        BWRAP_HELPER.into(),
+        HELPER_ARG.into(),
+    ]);
     args
 }
 
@@ -163,18 +200,41 @@ pub(crate) fn container(
     }
 }
 
-pub(crate) fn container_args(kind: BackendKind, image: &str, name: &str, spec: &HelperSpec, limits: &Limits) -> Vec<String> {
+pub(crate) fn container_args(
+    kind: BackendKind,
+    image: &str,
+    name: &str,
+    spec: &HelperSpec,
+    limits: &Limits,
+) -> Vec<String> {
     let net = if spec.share_net { "host" } else { "none" };
     let user = format!("{0}:{0}", spec.uid);
     let mut args: Vec<String> = [
-        "run", "--rm", "-i", "--name", name, "--network", net, "--read-only", "--cap-drop", "ALL",
-        "--security-opt", "no-new-privileges", "--user", &user, "--hostname", "ash-sandbox",
+        "run",
+        "--rm",
+        "-i",
+        "--name",
+        name,
+        "--network",
+        net,
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--user",
+        &user,
+        "--hostname",
+        "ash-sandbox",
     ]
     .map(String::from)
     .to_vec();
     if kind == BackendKind::Podman {
         // crun fails on this kernel's hybrid cgroups, and no one here may raise rlimits.
-        args.extend(["--runtime", "runc", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"].map(String::from));
+        args.extend(
+            ["--runtime", "runc", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+                .map(String::from),
+        );
     }
     args.extend(["--tmpfs".into(), format!("/tmp:rw,nosuid,nodev,size={}", spec.tmp_bytes)]);
     if let Some(m) = limits.memory_bytes {
@@ -196,7 +256,11 @@ pub(crate) fn container_args(kind: BackendKind, image: &str, name: &str, spec: &
         args.extend(["--volume".into(), format!("{0}:{0}:rw", path.display())]);
     }
     // System directories come from the image; other read-only paths are mounted.
-    for path in spec.read_only.iter().filter(|p| !DEFAULT_READ_ONLY.iter().any(|d| Path::new(d) == p.as_path())) {
+    for path in spec
+        .read_only
+        .iter()
+        .filter(|p| !DEFAULT_READ_ONLY.iter().any(|d| Path::new(d) == p.as_path()))
+    {
         args.extend(["--volume".into(), format!("{0}:{0}:ro", path.display())]);
     }
     args.extend(["--workdir".into(), spec.cwd.display().to_string()]);

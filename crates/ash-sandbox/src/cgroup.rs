@@ -80,18 +80,26 @@ impl Cgroups {
         for (kind, base, v2) in &self.bases {
             let settings: Vec<(&str, String)> = match (kind, v2) {
                 (Kind::Memory, false) => limits.memory_bytes.map_or(vec![], |m| {
-                    vec![("memory.limit_in_bytes", m.to_string()), ("memory.memsw.limit_in_bytes", m.to_string())]
+                    vec![
+                        ("memory.limit_in_bytes", m.to_string()),
+                        ("memory.memsw.limit_in_bytes", m.to_string()),
+                    ]
                 }),
-                (Kind::Memory, true) => limits
-                    .memory_bytes
-                    .map_or(vec![], |m| vec![("memory.max", m.to_string()), ("memory.swap.max", "0".into())]),
-                (Kind::Pids, _) => limits.pids.map_or(vec![], |p| vec![("pids.max", p.to_string())]),
-                (Kind::Cpu, false) => limits.cpu_percent.map_or(vec![], |p| {
-                    vec![("cpu.cfs_period_us", "100000".into()), ("cpu.cfs_quota_us", (u64::from(p) * 1000).to_string())]
+                (Kind::Memory, true) => limits.memory_bytes.map_or(vec![], |m| {
+                    vec![("memory.max", m.to_string()), ("memory.swap.max", "0".into())]
                 }),
-                (Kind::Cpu, true) => {
-                    limits.cpu_percent.map_or(vec![], |p| vec![("cpu.max", format!("{} 100000", u64::from(p) * 1000))])
+                (Kind::Pids, _) => {
+                    limits.pids.map_or(vec![], |p| vec![("pids.max", p.to_string())])
                 }
+                (Kind::Cpu, false) => limits.cpu_percent.map_or(vec![], |p| {
+                    vec![
+                        ("cpu.cfs_period_us", "100000".into()),
+                        ("cpu.cfs_quota_us", (u64::from(p) * 1000).to_string()),
+                    ]
+                }),
+                (Kind::Cpu, true) => limits.cpu_percent.map_or(vec![], |p| {
+                    vec![("cpu.max", format!("{} 100000", u64::from(p) * 1000))]
+                }),
             };
             if settings.is_empty() {
                 continue;
@@ -180,7 +188,9 @@ fn bases(mountinfo: &str, membership: &str) -> Vec<(Kind, PathBuf, bool)> {
         };
         match *fstype {
             "cgroup" => {
-                for (kind, name) in [(Kind::Memory, "memory"), (Kind::Pids, "pids"), (Kind::Cpu, "cpu")] {
+                for (kind, name) in
+                    [(Kind::Memory, "memory"), (Kind::Pids, "pids"), (Kind::Cpu, "cpu")]
+                {
                     if opts.split(',').any(|o| o == name)
                         && let Some(path) = v1_path(membership, name)
                     {
@@ -196,7 +206,9 @@ fn bases(mountinfo: &str, membership: &str) -> Vec<(Kind, PathBuf, bool)> {
         let dir = join_under(&point, &root, &path);
         let delegated = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
         for (kind, name) in [(Kind::Memory, "memory"), (Kind::Pids, "pids"), (Kind::Cpu, "cpu")] {
-            if !out.iter().any(|(k, _, _)| *k == kind) && delegated.split_whitespace().any(|c| c == name) {
+            if !out.iter().any(|(k, _, _)| *k == kind)
+                && delegated.split_whitespace().any(|c| c == name)
+            {
                 out.push((kind, dir.clone(), true));
             }
         }

@@ -52,8 +52,15 @@ pub async fn check(config: &SandboxConfig) -> Check {
             Err(e) => Err(e),
         };
         backends.push(match result {
-            Ok(start) => BackendCheck { backend: kind, works: true, detail: guarantees(kind).into(), start: Some(start) },
-            Err(e) => BackendCheck { backend: kind, works: false, detail: e.to_string(), start: None },
+            Ok(start) => BackendCheck {
+                backend: kind,
+                works: true,
+                detail: guarantees(kind).into(),
+                start: Some(start),
+            },
+            Err(e) => {
+                BackendCheck { backend: kind, works: false, detail: e.to_string(), start: None }
+            }
         });
     }
     let auto = [BackendKind::Native, BackendKind::Bwrap]
@@ -61,7 +68,8 @@ pub async fn check(config: &SandboxConfig) -> Check {
         .find(|k| backends.iter().any(|b| b.backend == *k && b.works))
         .unwrap_or(BackendKind::Plain);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let max_userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    let max_userns =
+        std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
     Check {
         landlock_abi: crate::confine::landlock_abi(),
         seccomp: status.lines().any(|l| l.starts_with("Seccomp:")),
@@ -75,9 +83,15 @@ pub async fn check(config: &SandboxConfig) -> Check {
 /// One line on what a backend enforces.
 pub(crate) fn guarantees(kind: BackendKind) -> &'static str {
     match kind {
-        BackendKind::Native => "namespaces, private filesystem view, Landlock, seccomp, rlimits, cgroups, allow-list proxy",
-        BackendKind::Bwrap => "bubblewrap namespaces and view, plus Landlock, seccomp, rlimits, cgroups, allow-list proxy",
-        BackendKind::Podman | BackendKind::Docker => "container: read-only image root, no capabilities, limits; network none or full",
+        BackendKind::Native => {
+            "namespaces, private filesystem view, Landlock, seccomp, rlimits, cgroups, allow-list proxy"
+        }
+        BackendKind::Bwrap => {
+            "bubblewrap namespaces and view, plus Landlock, seccomp, rlimits, cgroups, allow-list proxy"
+        }
+        BackendKind::Podman | BackendKind::Docker => {
+            "container: read-only image root, no capabilities, limits; network none or full"
+        }
         BackendKind::Plain => "no isolation: time, output and rlimits only",
     }
 }

@@ -22,7 +22,8 @@ use crate::spec::HelperSpec;
 const FS_ABI: ABI = ABI::V5;
 
 /// Device files a command may read and write.
-const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/random", "/dev/urandom"];
+const DEVICES: &[&str] =
+    &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/random", "/dev/urandom"];
 
 /// How much of Landlock the kernel enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +67,12 @@ pub(crate) fn landlock_abi() -> Option<i32> {
     // SAFETY: landlock_create_ruleset with a null attribute pointer, size 0 and the VERSION
     // flag only returns the ABI number; it reads and writes no memory.
     let abi = unsafe {
-        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, LANDLOCK_CREATE_RULESET_VERSION)
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
     };
     (abi > 0).then(|| i32::try_from(abi).unwrap_or(i32::MAX))
 }
@@ -122,7 +128,11 @@ fn denied_syscalls() -> Vec<i64> {
     list
 }
 
-fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, seccompiler::BackendError> {
+fn cond(
+    arg: u8,
+    op: SeccompCmpOp,
+    value: u64,
+) -> Result<SeccompCondition, seccompiler::BackendError> {
     SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
 }
 
@@ -170,7 +180,12 @@ fn filters() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
         libc::SYS_ioctl,
         vec![SeccompRule::new(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCSTI)?])?],
     );
-    let deny = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), ARCH)?;
+    let deny = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        ARCH,
+    )?;
     let clone3 = SeccompFilter::new(
         BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
         SeccompAction::Allow,

@@ -231,9 +231,8 @@ pub(crate) async fn supervise(
     cancel: &CancellationToken,
 ) -> Result<Supervised, SandboxError> {
     let (report_read, report_write) = if launch.reports {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Io {
-            what: "create the report pipe".into(),
-            source: e.into(),
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+            SandboxError::Io { what: "create the report pipe".into(), source: e.into() }
         })?;
         (Some(r), Some(w))
     } else {
@@ -321,7 +320,11 @@ pub(crate) async fn supervise(
 
 /// In the child between fork and exec: die with ash, receive the report pipe as fd 3, join
 /// the cgroups.
-fn child_setup(report: Option<RawFd>, cgroup_procs: &[RawFd], rlimits: Option<&Rlimits>) -> io::Result<()> {
+fn child_setup(
+    report: Option<RawFd>,
+    cgroup_procs: &[RawFd],
+    rlimits: Option<&Rlimits>,
+) -> io::Result<()> {
     use nix::libc;
     use nix::sys::resource::{Resource, setrlimit};
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;

@@ -136,7 +136,8 @@ fn wait_exit_code(child: Pid) -> i32 {
 /// Pid 1 of the sandbox (native) or the helper inside bubblewrap: builds the view if asked,
 /// starts the command, forwards proxy connections, reaps, and reports the command's end.
 fn init(spec: &HelperSpec, report: &mut File) -> Result<i32, Failure> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage(|| "set the parent-death signal".into())?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .stage(|| "set the parent-death signal".into())?;
     if !spec.isolate {
         write_secret_files(spec, Path::new("/run/secrets"))?;
     }
@@ -231,8 +232,15 @@ fn exec_command(spec: &HelperSpec) -> Result<std::convert::Infallible, Failure> 
     crate::confine::seccomp().stage(|| "apply the seccomp filter".into())?;
     let program = resolve_program(spec).stage(|| "exec".into())?;
     let argv = cstrings(spec.argv.iter().map(String::as_str)).stage(|| "exec".into())?;
-    let env = cstrings(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().iter().map(String::as_str))
-        .stage(|| "exec".into())?;
+    let env = cstrings(
+        spec.env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    )
+    .stage(|| "exec".into())?;
     let err = execve(&program, &argv, &env).map_err(|e| e.desc()).err().unwrap_or("exec returned");
     Err(Failure { stage: "exec".into(), message: format!("`{}`: {err}", spec.argv.join(" ")) })
 }
@@ -252,7 +260,8 @@ fn resolve_program(spec: &HelperSpec) -> Result<CString, String> {
             fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     };
-    let found = found.ok_or_else(|| format!("`{name}`: command not found in the sandbox's PATH"))?;
+    let found =
+        found.ok_or_else(|| format!("`{name}`: command not found in the sandbox's PATH"))?;
     CString::new(found.into_os_string().into_encoded_bytes()).map_err(|_| "NUL in path".into())
 }
 
@@ -324,15 +333,27 @@ fn build_view(spec: &HelperSpec) -> Result<(), Failure> {
         .stage(|| "make mounts private".into())?;
     // A scratch root whose /oldroot is the host's root: bind sources stay reachable even
     // where the new view puts a tmpfs over them (such as /tmp).
-    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=64k"))
-        .stage(|| "mount the scratch root".into())?;
+    mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755,size=64k"),
+    )
+    .stage(|| "mount the scratch root".into())?;
     for dir in ["/tmp/oldroot", "/tmp/newroot"] {
         fs::create_dir(dir).stage(|| format!("create {dir}"))?;
     }
     pivot_root("/tmp", "/tmp/oldroot").stage(|| "pivot into the scratch root".into())?;
     chdir("/").stage(|| "enter the scratch root".into())?;
-    mount(Some("tmpfs"), NEW, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
-        .stage(|| "mount the new root".into())?;
+    mount(
+        Some("tmpfs"),
+        NEW,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .stage(|| "mount the new root".into())?;
     fs::write("/empty", b"").stage(|| "create the placeholder for hidden files".into())?;
     fs::set_permissions("/empty", fs::Permissions::from_mode(0o000))
         .stage(|| "protect the placeholder".into())?;
@@ -349,36 +370,68 @@ fn build_view(spec: &HelperSpec) -> Result<(), Failure> {
             }
             Entry::Proc => {
                 make_dir(&target)?;
-                mount(Some("proc"), &target, Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, none)
-                    .stage(|| "mount /proc".into())?;
+                mount(
+                    Some("proc"),
+                    &target,
+                    Some("proc"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    none,
+                )
+                .stage(|| "mount /proc".into())?;
             }
             Entry::Dev => build_dev(&target)?,
             Entry::Tmp => {
                 make_dir(&target)?;
                 let opts = format!("mode=1777,size={}", spec.tmp_bytes);
-                mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str()))
-                    .stage(|| "mount /tmp".into())?;
+                mount(
+                    Some("tmpfs"),
+                    &target,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(opts.as_str()),
+                )
+                .stage(|| "mount /tmp".into())?;
             }
             Entry::Run => build_run(spec, &target)?,
         }
     }
     // Read-only only now: a writable path below a hidden one needed its mount point created.
     for dir in hidden_dirs {
-        mount(none, &dir, none, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0755,size=4k"))
-            .stage(|| format!("hide {}", dir.display()))?;
+        mount(
+            none,
+            &dir,
+            none,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            Some("mode=0755,size=4k"),
+        )
+        .stage(|| format!("hide {}", dir.display()))?;
     }
 
     chdir(NEW).stage(|| "enter the new root".into())?;
     pivot_root(".", ".").stage(|| "pivot into the new root".into())?;
     umount2(".", MntFlags::MNT_DETACH).stage(|| "detach the host's root".into())?;
     chdir("/").stage(|| "enter /".into())?;
-    mount(none, "/", none, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, none)
-        .stage(|| "make the new root read-only".into())?;
+    mount(
+        none,
+        "/",
+        none,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        none,
+    )
+    .stage(|| "make the new root read-only".into())?;
     Ok(())
 }
 
 fn make_dir(path: &Path) -> Result<(), Failure> {
-    fs::DirBuilder::new().recursive(true).mode(0o755).create(path).stage(|| format!("create {}", path.display()))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .stage(|| format!("create {}", path.display()))
 }
 
 fn make_file(path: &Path) -> Result<(), Failure> {
@@ -407,7 +460,8 @@ fn bind(path: &Path, target: &Path, read_only: bool) -> Result<(), Failure> {
         if let Some(parent) = target.parent() {
             make_dir(parent)?;
         }
-        return std::os::unix::fs::symlink(&link, target).stage(|| format!("link {}", path.display()));
+        return std::os::unix::fs::symlink(&link, target)
+            .stage(|| format!("link {}", path.display()));
     }
     if meta.is_dir() {
         make_dir(target)?;
@@ -442,13 +496,30 @@ fn hide(target: &Path) -> Result<bool, Failure> {
     let none: Option<&str> = None;
     let Ok(meta) = fs::symlink_metadata(target) else { return Ok(false) };
     if meta.is_dir() {
-        mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0755,size=4k"))
-            .stage(|| format!("hide {}", target.display()))?;
+        mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=0755,size=4k"),
+        )
+        .stage(|| format!("hide {}", target.display()))?;
         Ok(true)
     } else if meta.is_file() {
-        mount(Some("/empty"), target, none, MsFlags::MS_BIND, none).stage(|| format!("hide {}", target.display()))?;
-        mount(none, target, none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, none)
+        mount(Some("/empty"), target, none, MsFlags::MS_BIND, none)
             .stage(|| format!("hide {}", target.display()))?;
+        mount(
+            none,
+            target,
+            none,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV,
+            none,
+        )
+        .stage(|| format!("hide {}", target.display()))?;
         Ok(false)
     } else {
         Ok(false)
@@ -460,8 +531,14 @@ fn hide(target: &Path) -> Result<bool, Failure> {
 fn build_dev(target: &Path) -> Result<(), Failure> {
     let none: Option<&str> = None;
     make_dir(target)?;
-    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755,size=64k"))
-        .stage(|| "mount /dev".into())?;
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=64k"),
+    )
+    .stage(|| "mount /dev".into())?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let source = Path::new(OLD).join("dev").join(node);
         if fs::symlink_metadata(&source).is_err() {
@@ -469,27 +546,50 @@ fn build_dev(target: &Path) -> Result<(), Failure> {
         }
         let dest = target.join(node);
         make_file(&dest)?;
-        mount(Some(&source), &dest, none, MsFlags::MS_BIND, none).stage(|| format!("bind /dev/{node}"))?;
+        mount(Some(&source), &dest, none, MsFlags::MS_BIND, none)
+            .stage(|| format!("bind /dev/{node}"))?;
     }
-    for (name, link) in
-        [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
-    {
-        std::os::unix::fs::symlink(link, target.join(name)).stage(|| format!("link /dev/{name}"))?;
+    for (name, link) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(link, target.join(name))
+            .stage(|| format!("link /dev/{name}"))?;
     }
     let shm = target.join("shm");
     make_dir(&shm)?;
-    mount(Some("tmpfs"), &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=1777,size=64m"))
-        .stage(|| "mount /dev/shm".into())?;
-    mount(none, target, none, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755,size=64k"))
-        .stage(|| "make /dev read-only".into())
+    mount(
+        Some("tmpfs"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=64m"),
+    )
+    .stage(|| "mount /dev/shm".into())?;
+    mount(
+        none,
+        target,
+        none,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=64k"),
+    )
+    .stage(|| "make /dev read-only".into())
 }
 
 /// /run: the proxy socket under /run/ash and secret files under /run/secrets, then read-only.
 fn build_run(spec: &HelperSpec, target: &Path) -> Result<(), Failure> {
     let none: Option<&str> = None;
     make_dir(target)?;
-    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0755,size=1m"))
-        .stage(|| "mount /run".into())?;
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=1m"),
+    )
+    .stage(|| "mount /run".into())?;
     if let Some(socket) = &spec.proxy_socket {
         let dest = under(NEW, Path::new(PROXY_SOCKET));
         make_file(&dest)?;
@@ -501,8 +601,18 @@ fn build_run(spec: &HelperSpec, target: &Path) -> Result<(), Failure> {
         fs::DirBuilder::new().mode(0o700).create(&dir).stage(|| "create /run/secrets".into())?;
         write_secret_files(spec, &dir)?;
     }
-    mount(none, target, none, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0755,size=1m"))
-        .stage(|| "make /run read-only".into())
+    mount(
+        none,
+        target,
+        none,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=1m"),
+    )
+    .stage(|| "make /run read-only".into())
 }
 
 /// Writes each secret file (mode 0400) into `dir`, then makes `dir` read-and-search only.
@@ -519,7 +629,8 @@ fn write_secret_files(spec: &HelperSpec, dir: &Path) -> Result<(), Failure> {
             .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
             .stage(|| format!("write secret file {name}"))?;
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o500)).stage(|| "close /run/secrets".into())
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o500))
+        .stage(|| "close /run/secrets".into())
 }
 
 /// Sets `IFF_UP` on `lo` in the new network namespace (it starts down).

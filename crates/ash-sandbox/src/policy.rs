@@ -108,9 +108,9 @@ impl HostRule {
         port_ok
             && match &self.host {
                 HostPattern::Domain(d) => d == host,
-                HostPattern::Subdomains(d) => {
-                    host.strip_suffix(d.as_str()).is_some_and(|rest| rest.ends_with('.') && rest.len() > 1)
-                }
+                HostPattern::Subdomains(d) => host
+                    .strip_suffix(d.as_str())
+                    .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
                 HostPattern::Ip(ip) => parse_ip_host(host) == Some(*ip),
             }
     }
@@ -388,7 +388,8 @@ impl SandboxPolicy {
     /// Reads a policy file's text. Unknown keys are errors; omitted sections keep the defaults
     /// of [`SandboxPolicy::default`].
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
-        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Toml(e.to_string()))?;
+        let file: PolicyFile =
+            toml::from_str(text).map_err(|e| PolicyError::Toml(e.to_string()))?;
         file.into_policy()
     }
 
@@ -524,7 +525,9 @@ impl PolicyFile {
         lim.cpu_time = l.cpu_time.map(|q| duration("limits.cpu_time", &q)).transpose()?;
         lim.cpu_percent = l
             .cpu_percent
-            .map(|n| positive("limits.cpu_percent", n).map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+            .map(|n| {
+                positive("limits.cpu_percent", n).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+            })
             .transpose()?;
         lim.memory_bytes = l.memory.map(|q| bytes("limits.memory", &q)).transpose()?;
         lim.pids = l.pids.map(|n| positive("limits.pids", n)).transpose()?;
@@ -551,7 +554,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| "expected a number with an optional unit (ms, s, m, h)")?;
+    let n: u64 =
+        digits.parse().map_err(|_| "expected a number with an optional unit (ms, s, m, h)")?;
     let d = match unit.trim() {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),

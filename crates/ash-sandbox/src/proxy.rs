@@ -105,7 +105,11 @@ pub(crate) struct Request {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct BadRequest(pub &'static str);
 
-async fn handle(mut client: UnixStream, rules: Arc<Vec<HostRule>>, log: Arc<Mutex<Vec<Connection>>>) {
+async fn handle(
+    mut client: UnixStream,
+    rules: Arc<Vec<HostRule>>,
+    log: Arc<Mutex<Vec<Connection>>>,
+) {
     let mut head = Vec::with_capacity(1024);
     let read = tokio::time::timeout(STEP_TIMEOUT, read_head(&mut client, &mut head)).await;
     let request = match read {
@@ -128,13 +132,19 @@ async fn handle(mut client: UnixStream, rules: Arc<Vec<HostRule>>, log: Arc<Mute
             tracing::warn!(host = %request.host, port = request.port, %reason, "sandbox connection denied");
         }
         if let Ok(mut log) = log.lock() {
-            log.push(Connection { host: request.host.clone(), port: request.port, allowed, reason });
+            log.push(Connection {
+                host: request.host.clone(),
+                port: request.port,
+                allowed,
+                reason,
+            });
         }
     };
     let (addr, rule) = match decision {
         Ok(found) => found,
         Err(reason) => {
-            let body = format!("ash sandbox: {}:{} is not allowed: {reason}", request.host, request.port);
+            let body =
+                format!("ash sandbox: {}:{} is not allowed: {reason}", request.host, request.port);
             record(false, reason);
             let _ = client.write_all(response(403, &body).as_bytes()).await;
             return;
@@ -144,12 +154,16 @@ async fn handle(mut client: UnixStream, rules: Arc<Vec<HostRule>>, log: Arc<Mute
         Ok(Ok(upstream)) => upstream,
         Ok(Err(e)) => {
             record(false, format!("allowed by {rule}, but connecting to {addr} failed: {e}"));
-            let _ = client.write_all(response(502, "ash sandbox: upstream connect failed").as_bytes()).await;
+            let _ = client
+                .write_all(response(502, "ash sandbox: upstream connect failed").as_bytes())
+                .await;
             return;
         }
         Err(_) => {
             record(false, format!("allowed by {rule}, but connecting to {addr} timed out"));
-            let _ = client.write_all(response(504, "ash sandbox: upstream connect timed out").as_bytes()).await;
+            let _ = client
+                .write_all(response(504, "ash sandbox: upstream connect timed out").as_bytes())
+                .await;
             return;
         }
     };
@@ -181,7 +195,9 @@ async fn handle(mut client: UnixStream, rules: Arc<Vec<HostRule>>, log: Arc<Mute
         }
     } else {
         record(true, format!("allowed by {rule}"));
-        if upstream.write_all(&request.upstream_head).await.is_err() || upstream.write_all(&rest).await.is_err() {
+        if upstream.write_all(&request.upstream_head).await.is_err()
+            || upstream.write_all(&rest).await.is_err()
+        {
             return;
         }
     }
@@ -199,7 +215,9 @@ async fn read_head(client: &mut UnixStream, head: &mut Vec<u8>) -> Result<usize,
             return Err(BadRequest("the request head is larger than 16 KiB"));
         }
         match client.read(&mut buf).await {
-            Ok(0) | Err(_) => return Err(BadRequest("the connection closed before the request ended")),
+            Ok(0) | Err(_) => {
+                return Err(BadRequest("the connection closed before the request ended"));
+            }
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
@@ -220,11 +238,13 @@ fn response(status: u16, body: &str) -> String {
 
 /// Parses a proxy request head (`CONNECT host:port` or `METHOD http://host[:port]/path`).
 pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
-    let text = std::str::from_utf8(head).map_err(|_| BadRequest("the request head is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(head).map_err(|_| BadRequest("the request head is not UTF-8"))?;
     let mut lines = text.split("\r\n");
     let line = lines.next().unwrap_or_default();
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(BadRequest("malformed request line"));
     };
@@ -234,14 +254,19 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(BadRequest("malformed method"));
     }
-    let headers: Vec<(&str, &str)> =
-        lines.filter(|l| !l.is_empty()).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim(), v.trim())).collect();
+    let headers: Vec<(&str, &str)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
     if method == "CONNECT" {
         let (host, port) = split_authority(target, None)?;
         return Ok(Request { connect: true, host, port, upstream_head: Vec::new() });
     }
     let Some(rest) = target.strip_prefix("http://") else {
-        return Err(BadRequest("plain HTTP requests must use an absolute http:// URI; use CONNECT for https"));
+        return Err(BadRequest(
+            "plain HTTP requests must use an absolute http:// URI; use CONNECT for https",
+        ));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -259,7 +284,9 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
     }
     let mut upstream_head = format!("{method} {path} {version}\r\n").into_bytes();
     for (name, value) in &headers {
-        if name.eq_ignore_ascii_case("proxy-connection") || name.eq_ignore_ascii_case("proxy-authorization") {
+        if name.eq_ignore_ascii_case("proxy-connection")
+            || name.eq_ignore_ascii_case("proxy-authorization")
+        {
             continue;
         }
         upstream_head.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
@@ -268,7 +295,10 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
     Ok(Request { connect: false, host, port, upstream_head })
 }
 
-fn split_authority(authority: &str, default_port: Option<u16>) -> Result<(String, u16), BadRequest> {
+fn split_authority(
+    authority: &str,
+    default_port: Option<u16>,
+) -> Result<(String, u16), BadRequest> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (ip, after) = rest.split_once(']').ok_or(BadRequest("malformed IPv6 authority"))?;
         (format!("[{ip}]"), after.strip_prefix(':'))
@@ -279,7 +309,9 @@ fn split_authority(authority: &str, default_port: Option<u16>) -> Result<(String
         }
     };
     let port = match (port, default_port) {
-        (Some(p), _) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or(BadRequest("malformed port"))?,
+        (Some(p), _) => {
+            p.parse::<u16>().ok().filter(|p| *p != 0).ok_or(BadRequest("malformed port"))?
+        }
         (None, Some(d)) => d,
         (None, None) => return Err(BadRequest("CONNECT needs host:port")),
     };
@@ -309,11 +341,9 @@ async fn decide(rules: &[HostRule], host: &str, port: u16) -> Result<(SocketAddr
         Err(e) => return Err(format!("cannot resolve: {e}")),
     };
     debug_assert!(!matches!(rule.host, HostPattern::Ip(_)));
-    addrs
-        .iter()
-        .find(|a| is_public(a.ip()))
-        .map(|a| (*a, rule.to_string()))
-        .ok_or_else(|| "resolves only to loopback, private, link-local or metadata addresses".into())
+    addrs.iter().find(|a| is_public(a.ip())).map(|a| (*a, rule.to_string())).ok_or_else(|| {
+        "resolves only to loopback, private, link-local or metadata addresses".into()
+    })
 }
 
 /// Whether a domain rule may lead to `ip`: not loopback, private, link-local, shared,
@@ -325,7 +355,11 @@ fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            !(v4.is_private() || v4.is_link_local() || v4.is_broadcast() || o[0] == 0 || (o[0] == 100 && (o[1] & 0xc0) == 64))
+            !(v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -376,7 +410,9 @@ pub(crate) fn server_name(bytes: &[u8]) -> Result<Option<String>, &'static str> 
             let len = list.u16()?;
             let name = list.take(usize::from(len))?;
             if name_type == 0 {
-                return std::str::from_utf8(name).map(|s| Some(s.to_owned())).map_err(|_| "server name is not UTF-8");
+                return std::str::from_utf8(name)
+                    .map(|s| Some(s.to_owned()))
+                    .map_err(|_| "server name is not UTF-8");
             }
         }
         return Ok(None);
@@ -413,28 +449,57 @@ mod tests {
     type Parsed = Result<(bool, String, u16, String), BadRequest>;
 
     fn req(head: &str) -> Parsed {
-        parse_request(head.as_bytes())
-            .map(|r| (r.connect, r.host, r.port, String::from_utf8_lossy(&r.upstream_head).into_owned()))
+        parse_request(head.as_bytes()).map(|r| {
+            (r.connect, r.host, r.port, String::from_utf8_lossy(&r.upstream_head).into_owned())
+        })
     }
 
     #[test]
     fn proxy_requests_parse_or_name_what_is_wrong() {
         let cases: Vec<(&str, Parsed)> = vec![
-            ("CONNECT api.example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", Ok((true, "api.example.com".into(), 443, String::new()))),
-            ("CONNECT [::1]:8080 HTTP/1.1\r\n\r\n", Ok((true, "[::1]".into(), 8080, String::new()))),
+            (
+                "CONNECT api.example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+                Ok((true, "api.example.com".into(), 443, String::new())),
+            ),
+            (
+                "CONNECT [::1]:8080 HTTP/1.1\r\n\r\n",
+                Ok((true, "[::1]".into(), 8080, String::new())),
+            ),
             (
                 "GET http://Example.com/a?b HTTP/1.1\r\nHost: example.com\r\nProxy-Connection: keep-alive\r\n\r\n",
-                Ok((false, "example.com".into(), 80, "GET /a?b HTTP/1.1\r\nHost: example.com\r\n\r\n".into())),
+                Ok((
+                    false,
+                    "example.com".into(),
+                    80,
+                    "GET /a?b HTTP/1.1\r\nHost: example.com\r\n\r\n".into(),
+                )),
             ),
-            ("GET http://127.0.0.1:9000 HTTP/1.0\r\n\r\n", Ok((false, "127.0.0.1".into(), 9000, "GET / HTTP/1.0\r\n\r\n".into()))),
+            (
+                "GET http://127.0.0.1:9000 HTTP/1.0\r\n\r\n",
+                Ok((false, "127.0.0.1".into(), 9000, "GET / HTTP/1.0\r\n\r\n".into())),
+            ),
             ("CONNECT example.com HTTP/1.1\r\n\r\n", Err(BadRequest("CONNECT needs host:port"))),
             ("CONNECT example.com:0 HTTP/1.1\r\n\r\n", Err(BadRequest("malformed port"))),
             ("CONNECT example.com:99999 HTTP/1.1\r\n\r\n", Err(BadRequest("malformed port"))),
-            ("GET /relative HTTP/1.1\r\n\r\n", Err(BadRequest("plain HTTP requests must use an absolute http:// URI; use CONNECT for https"))),
-            ("GET http://a.com/ HTTP/1.1\r\nHost: b.com\r\n\r\n", Err(BadRequest("the Host header does not match the request URI"))),
-            ("GET http://user:pw@a.com/ HTTP/1.1\r\n\r\n", Err(BadRequest("credentials in the URI are not allowed"))),
+            (
+                "GET /relative HTTP/1.1\r\n\r\n",
+                Err(BadRequest(
+                    "plain HTTP requests must use an absolute http:// URI; use CONNECT for https",
+                )),
+            ),
+            (
+                "GET http://a.com/ HTTP/1.1\r\nHost: b.com\r\n\r\n",
+                Err(BadRequest("the Host header does not match the request URI")),
+            ),
+            (
+                "GET http://user:pw@a.com/ HTTP/1.1\r\n\r\n",
+                Err(BadRequest("credentials in the URI are not allowed")),
+            ),
             ("GET http://a b/ HTTP/1.1\r\n\r\n", Err(BadRequest("malformed request line"))),
-            ("CONNECT a.com:443 SPDY/3\r\n\r\n", Err(BadRequest("only HTTP/1.x proxy requests are supported"))),
+            (
+                "CONNECT a.com:443 SPDY/3\r\n\r\n",
+                Err(BadRequest("only HTTP/1.x proxy requests are supported")),
+            ),
             ("get http://a.com/ HTTP/1.1\r\n\r\n", Err(BadRequest("malformed method"))),
             ("CONNECT a\u{0}b.com:443 HTTP/1.1\r\n\r\n", Err(BadRequest("malformed host"))),
             ("", Err(BadRequest("malformed request line"))),
@@ -442,7 +507,10 @@ mod tests {
         for (head, expected) in cases {
             assert_eq!(req(head), expected, "{head:?}");
         }
-        assert_eq!(parse_request(&[0xff, 0xfe]).map(|r| r.host), Err(BadRequest("the request head is not UTF-8")));
+        assert_eq!(
+            parse_request(&[0xff, 0xfe]).map(|r| r.host),
+            Err(BadRequest("the request head is not UTF-8"))
+        );
     }
 
     fn client_hello(name: Option<&str>) -> Vec<u8> {
@@ -474,7 +542,10 @@ mod tests {
 
     #[test]
     fn the_server_name_is_read_from_a_client_hello_and_garbage_is_an_error() {
-        assert_eq!(server_name(&client_hello(Some("api.example.com"))), Ok(Some("api.example.com".into())));
+        assert_eq!(
+            server_name(&client_hello(Some("api.example.com"))),
+            Ok(Some("api.example.com".into()))
+        );
         assert_eq!(server_name(&client_hello(None)), Ok(None));
         let full = client_hello(Some("a.example"));
         for cut in [1, 5, 10, full.len() - 1] {

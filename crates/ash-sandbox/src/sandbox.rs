@@ -135,7 +135,11 @@ pub(crate) struct Tools {
 impl Tools {
     pub(crate) fn find(search_path: &str) -> Self {
         let find = |name: &str| {
-            search_path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+            search_path
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.is_file())
         };
         Self { bwrap: find("bwrap"), podman: find("podman"), docker: find("docker") }
     }
@@ -146,7 +150,10 @@ impl Sandbox {
     pub fn plain() -> Self {
         Self {
             kind: BackendKind::Plain,
-            config: SandboxConfig::new(BackendChoice::Exactly(BackendKind::Plain), PathBuf::from("/tmp")),
+            config: SandboxConfig::new(
+                BackendChoice::Exactly(BackendKind::Plain),
+                PathBuf::from("/tmp"),
+            ),
             tools: Tools::default(),
             cgroups: None,
             runs: AtomicU64::new(0),
@@ -158,7 +165,8 @@ impl Sandbox {
     pub async fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let tools = Tools::find(&config.search_path);
         let cgroups = tokio::task::spawn_blocking(Cgroups::discover).await.unwrap_or(None);
-        let mut sandbox = Self { kind: BackendKind::Plain, config, tools, cgroups, runs: AtomicU64::new(0) };
+        let mut sandbox =
+            Self { kind: BackendKind::Plain, config, tools, cgroups, runs: AtomicU64::new(0) };
         match sandbox.config.backend {
             BackendChoice::Exactly(kind) => {
                 sandbox.kind = kind;
@@ -190,16 +198,27 @@ impl Sandbox {
 
     /// Whether the backend's launcher is present (not whether it works: see [`Self::probe`]).
     fn available(&self) -> Result<(), SandboxError> {
-        let missing = |why: &str| Err(SandboxError::Unavailable { backend: self.kind, why: why.to_owned() });
+        let missing =
+            |why: &str| Err(SandboxError::Unavailable { backend: self.kind, why: why.to_owned() });
         match self.kind {
             BackendKind::Plain => Ok(()),
-            BackendKind::Native if self.config.helper.is_none() => missing("no helper binary was configured"),
+            BackendKind::Native if self.config.helper.is_none() => {
+                missing("no helper binary was configured")
+            }
             BackendKind::Native => Ok(()),
-            BackendKind::Bwrap if self.tools.bwrap.is_none() => missing("`bwrap` is not installed (apt install bubblewrap)"),
-            BackendKind::Bwrap if self.config.helper.is_none() => missing("no helper binary was configured"),
+            BackendKind::Bwrap if self.tools.bwrap.is_none() => {
+                missing("`bwrap` is not installed (apt install bubblewrap)")
+            }
+            BackendKind::Bwrap if self.config.helper.is_none() => {
+                missing("no helper binary was configured")
+            }
             BackendKind::Bwrap => Ok(()),
-            BackendKind::Podman if self.tools.podman.is_none() => missing("`podman` is not installed"),
-            BackendKind::Docker if self.tools.docker.is_none() => missing("`docker` is not installed"),
+            BackendKind::Podman if self.tools.podman.is_none() => {
+                missing("`podman` is not installed")
+            }
+            BackendKind::Docker if self.tools.docker.is_none() => {
+                missing("`docker` is not installed")
+            }
             BackendKind::Podman | BackendKind::Docker if self.config.image.is_none() => {
                 missing("no container image was configured (set `image`)")
             }
@@ -220,14 +239,22 @@ impl Sandbox {
         } else {
             Err(SandboxError::Unavailable {
                 backend: self.kind,
-                why: format!("`true` exited with {}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim()),
+                why: format!(
+                    "`true` exited with {}: {}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             })
         }
     }
 
     /// Runs `request` to its end, a limit, or `cancel`. Everything it started is gone when
     /// this returns.
-    pub async fn exec(&self, request: &ExecRequest, cancel: &CancellationToken) -> Result<ExecOutput, SandboxError> {
+    pub async fn exec(
+        &self,
+        request: &ExecRequest,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutput, SandboxError> {
         if request.argv.is_empty() {
             return Err(SandboxError::EmptyArgv);
         }
@@ -242,23 +269,36 @@ impl Sandbox {
             env.insert(secret.name.clone(), secret.value.clone());
         }
         let proxy = match (&policy.net, self.kind) {
-            (NetPolicy::Allow(_), BackendKind::Plain | BackendKind::Podman | BackendKind::Docker) => {
+            (
+                NetPolicy::Allow(_),
+                BackendKind::Plain | BackendKind::Podman | BackendKind::Docker,
+            ) => {
                 return Err(SandboxError::Unsupported {
                     backend: self.kind,
                     what: "enforce a network allow list (use the native or bwrap backend)",
                 });
             }
             (NetPolicy::Allow(rules), _) => {
-                std::fs::create_dir_all(&self.config.runtime_dir).map_err(|source| SandboxError::Io {
-                    what: format!("create {}", self.config.runtime_dir.display()),
-                    source,
+                std::fs::create_dir_all(&self.config.runtime_dir).map_err(|source| {
+                    SandboxError::Io {
+                        what: format!("create {}", self.config.runtime_dir.display()),
+                        source,
+                    }
                 })?;
                 let path = self.config.runtime_dir.join(format!("{name}.proxy.sock"));
                 let _ = std::fs::remove_file(&path);
-                let proxy = Proxy::start(path, rules.clone())
-                    .map_err(|source| SandboxError::Io { what: "start the network proxy".into(), source })?;
+                let proxy = Proxy::start(path, rules.clone()).map_err(|source| {
+                    SandboxError::Io { what: "start the network proxy".into(), source }
+                })?;
                 let url = format!("http://127.0.0.1:{PROXY_PORT}");
-                for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
+                for key in [
+                    "HTTP_PROXY",
+                    "HTTPS_PROXY",
+                    "http_proxy",
+                    "https_proxy",
+                    "ALL_PROXY",
+                    "all_proxy",
+                ] {
                     env.insert(key.into(), url.clone());
                 }
                 env.remove("NO_PROXY");
@@ -269,7 +309,9 @@ impl Sandbox {
         };
         let limits = &policy.limits;
         let cgroup = match &self.cgroups {
-            Some(cgroups) if self.kind != BackendKind::Podman && self.kind != BackendKind::Docker => {
+            Some(cgroups)
+                if self.kind != BackendKind::Podman && self.kind != BackendKind::Docker =>
+            {
                 cgroups.create(&name, limits).map_err(|source| SandboxError::Io {
                     what: "create the sandbox's cgroups".into(),
                     source,
@@ -282,7 +324,11 @@ impl Sandbox {
             cpu_secs: limits.cpu_time.map(|d| d.as_secs().max(1)),
             address_space: if memory_by_cgroup { None } else { limits.memory_bytes },
             // Counted per user namespace, so only where the sandbox has its own.
-            nproc: if matches!(self.kind, BackendKind::Native | BackendKind::Bwrap) { limits.pids } else { None },
+            nproc: if matches!(self.kind, BackendKind::Native | BackendKind::Bwrap) {
+                limits.pids
+            } else {
+                None
+            },
             nofile: limits.open_files,
             fsize: limits.disk_bytes,
         };
@@ -313,10 +359,26 @@ impl Sandbox {
         let launch = match self.kind {
             BackendKind::Plain => crate::backends::plain(&spec),
             BackendKind::Native => crate::backends::native(self.helper()?, &spec, &request.stdin),
-            BackendKind::Bwrap => crate::backends::bwrap(self.tool(self.tools.bwrap.as_ref())?, self.helper()?, &spec, &request.stdin),
+            BackendKind::Bwrap => crate::backends::bwrap(
+                self.tool(self.tools.bwrap.as_ref())?,
+                self.helper()?,
+                &spec,
+                &request.stdin,
+            ),
             BackendKind::Podman | BackendKind::Docker => {
-                let runtime = self.tool(if self.kind == BackendKind::Podman { self.tools.podman.as_ref() } else { self.tools.docker.as_ref() })?;
-                crate::backends::container(self.kind, runtime, self.config.image.as_deref().unwrap_or_default(), &name, &spec, limits)
+                let runtime = self.tool(if self.kind == BackendKind::Podman {
+                    self.tools.podman.as_ref()
+                } else {
+                    self.tools.docker.as_ref()
+                })?;
+                crate::backends::container(
+                    self.kind,
+                    runtime,
+                    self.config.image.as_deref().unwrap_or_default(),
+                    &name,
+                    &spec,
+                    limits,
+                )
             }
         };
         let mut launch = launch;
@@ -328,7 +390,11 @@ impl Sandbox {
         }
         let supervised = supervise(launch, limits.wall_time, limits.output_bytes, cancel).await;
         if matches!(self.kind, BackendKind::Podman | BackendKind::Docker)
-            && let Some(runtime) = if self.kind == BackendKind::Podman { &self.tools.podman } else { &self.tools.docker }
+            && let Some(runtime) = if self.kind == BackendKind::Podman {
+                &self.tools.podman
+            } else {
+                &self.tools.docker
+            }
         {
             crate::backends::remove_container(runtime, &name).await;
         }
@@ -345,7 +411,10 @@ impl Sandbox {
         for report in &supervised.reports {
             match report {
                 Report::Setup { stage, message } => {
-                    return Err(SandboxError::Setup { stage: stage.clone(), message: message.clone() });
+                    return Err(SandboxError::Setup {
+                        stage: stage.clone(),
+                        message: message.clone(),
+                    });
                 }
                 Report::Exec { message } => return Err(SandboxError::Exec(message.clone())),
                 Report::Exit { code } => status = ExitStatus::Exited(*code),
@@ -353,7 +422,9 @@ impl Sandbox {
             }
         }
         let grew = match (disk_before, limits.disk_bytes) {
-            (Some(before), Some(max)) => disk_usage(view.writable.clone()).await.saturating_sub(before) > max,
+            (Some(before), Some(max)) => {
+                disk_usage(view.writable.clone()).await.saturating_sub(before) > max
+            }
             _ => false,
         };
         let limit = supervised.limit.or_else(|| {
@@ -364,8 +435,13 @@ impl Sandbox {
             match sig {
                 Some(s) if s == nix::libc::SIGXCPU => Some(LimitHit::CpuTime),
                 Some(s) if s == nix::libc::SIGXFSZ => Some(LimitHit::Disk),
-                Some(s) if s == nix::libc::SIGKILL && counters.oom_kills > 0 => Some(LimitHit::Memory),
-                Some(s) if s == nix::libc::SIGKILL && limits.cpu_time.is_some_and(|c| supervised.elapsed >= c) => {
+                Some(s) if s == nix::libc::SIGKILL && counters.oom_kills > 0 => {
+                    Some(LimitHit::Memory)
+                }
+                Some(s)
+                    if s == nix::libc::SIGKILL
+                        && limits.cpu_time.is_some_and(|c| supervised.elapsed >= c) =>
+                {
                     Some(LimitHit::CpuTime)
                 }
                 _ if counters.oom_kills > 0 && !status.success() => Some(LimitHit::Memory),
@@ -418,10 +494,18 @@ impl View {
     fn resolve(request: &ExecRequest) -> Result<Self, SandboxError> {
         let fs = &request.policy.fs;
         let canonical = |what: &'static str, path: &Path| {
-            std::fs::canonicalize(path).map_err(|source| SandboxError::Path { what, path: path.to_path_buf(), source })
+            std::fs::canonicalize(path).map_err(|source| SandboxError::Path {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })
         };
         let cwd = canonical("working directory", &request.cwd)?;
-        let writable = fs.writable.iter().map(|p| canonical("writable path", p)).collect::<Result<Vec<_>, _>>()?;
+        let writable = fs
+            .writable
+            .iter()
+            .map(|p| canonical("writable path", p))
+            .collect::<Result<Vec<_>, _>>()?;
         // Missing read-only paths are skipped (not every system has /lib32); symlinked ones
         // (merged /usr) are kept as written so the view recreates the link.
         let read_only = fs.read_only.clone();
@@ -437,13 +521,18 @@ impl View {
         let visible = |p: &Path| {
             p == Path::new("/")
                 || p.starts_with("/tmp")
-                || writable.iter().chain(read_only.iter()).any(|root| p.starts_with(root) || p.starts_with(canonicalish(root)))
+                || writable
+                    .iter()
+                    .chain(read_only.iter())
+                    .any(|root| p.starts_with(root) || p.starts_with(canonicalish(root)))
         };
         if !visible(&cwd) {
             return Err(SandboxError::Path {
                 what: "working directory",
                 path: cwd,
-                source: std::io::Error::other("it is not inside the sandbox's view; add it to `writable` or `read_only`"),
+                source: std::io::Error::other(
+                    "it is not inside the sandbox's view; add it to `writable` or `read_only`",
+                ),
             });
         }
         Ok(Self { cwd, read_only, writable, hidden })

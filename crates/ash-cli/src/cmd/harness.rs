@@ -41,7 +41,11 @@ pub(crate) enum StoreChoice {
 
 /// Loads the agent in `dir` and starts an engine over `store`. Must run inside a tokio
 /// runtime. Fails with the diagnostics printed when the agent has errors.
-pub(crate) async fn start(dir: &Path, store: StoreChoice, args: &StoreArgs) -> anyhow::Result<Harness> {
+pub(crate) async fn start(
+    dir: &Path,
+    store: StoreChoice,
+    args: &StoreArgs,
+) -> anyhow::Result<Harness> {
     let options = config::load_options();
     let loaded = ash_spec::load(dir, &options)
         .with_context(|| format!("loading the agent in {}", dir.display()))?;
@@ -93,7 +97,9 @@ pub(crate) async fn start(dir: &Path, store: StoreChoice, args: &StoreArgs) -> a
         .await
         .context("preparing the sandbox for tools (`ash sandbox check` shows what works here)")?;
     if sandbox.backend() == BackendKind::Plain {
-        output::note("warning: tools run without isolation (sandbox backend `plain`); `ash sandbox check` shows why");
+        output::note(
+            "warning: tools run without isolation (sandbox backend `plain`); `ash sandbox check` shows why",
+        );
     }
     engine_config.sandbox = Arc::new(sandbox);
     engine_config.tool_policy.net = args.tool_network.clone();

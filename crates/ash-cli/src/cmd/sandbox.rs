@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ash_sandbox::{
-    BackendKind, Check, ExecOutput, ExecRequest, ExitStatus, Limits, Sandbox, SandboxPolicy, Secret,
-    SecretDelivery,
+    BackendKind, Check, ExecOutput, ExecRequest, ExitStatus, Limits, Sandbox, SandboxPolicy,
+    Secret, SecretDelivery,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,8 @@ fn policy(args: &SandboxExecArgs, cwd: &std::path::Path) -> anyhow::Result<Sandb
     for dir in &args.read_only {
         policy.fs.read_only.push(absolute(dir)?);
     }
-    let visible = policy.fs.writable.iter().chain(&policy.fs.read_only).any(|root| cwd.starts_with(root));
+    let visible =
+        policy.fs.writable.iter().chain(&policy.fs.read_only).any(|root| cwd.starts_with(root));
     if !visible {
         policy.fs.read_only.push(cwd.to_path_buf());
     }
@@ -88,7 +89,9 @@ fn environment(args: &SandboxExecArgs) -> anyhow::Result<BTreeMap<String, String
                 Some(value) => {
                     env.insert(item.clone(), value);
                 }
-                None => bail!("--env {item}: the variable is not set in this environment (use NAME=VALUE to set one)"),
+                None => bail!(
+                    "--env {item}: the variable is not set in this environment (use NAME=VALUE to set one)"
+                ),
             },
         }
     }
@@ -181,7 +184,11 @@ fn check_text(report: &Check) -> String {
         report.landlock_abi.map_or_else(|| "not available".to_owned(), |abi| format!("ABI {abi}")),
         yes(report.seccomp),
         yes(report.user_namespaces),
-        if report.cgroups.is_empty() { "none usable (limits fall back to rlimits)".to_owned() } else { report.cgroups.join(", ") },
+        if report.cgroups.is_empty() {
+            "none usable (limits fall back to rlimits)".to_owned()
+        } else {
+            report.cgroups.join(", ")
+        },
     );
     text.push_str(&format!("{:<8} {:<6} {:>9}  {}\n", "BACKEND", "WORKS", "START", "DETAIL"));
     for b in &report.backends {

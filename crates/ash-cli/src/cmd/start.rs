@@ -12,7 +12,8 @@ pub(crate) fn run(args: &StartArgs) -> anyhow::Result<Outcome> {
     init_logging(tracing::Level::INFO);
     runtime()?.block_on(async {
         let store = args.store.clone().unwrap_or_else(|| harness::default_store(&args.dir));
-        let harness = harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args).await?;
+        let harness =
+            harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args).await?;
         let listener =
             tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.with_context(
                 || format!("listening on {}:{} (pick another with --port)", args.host, args.port),

@@ -15,8 +15,13 @@ fn check_reports_the_native_backend_and_what_auto_picks() {
     let out = ash(fx.path(), &["sandbox", "check", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let native = report["backends"].as_array().unwrap().iter().find(|b| b["backend"] == "native").unwrap();
-    assert_eq!((native["works"].as_bool(), report["auto"].as_str()), (Some(true), Some("native")), "{report}");
+    let native =
+        report["backends"].as_array().unwrap().iter().find(|b| b["backend"] == "native").unwrap();
+    assert_eq!(
+        (native["works"].as_bool(), report["auto"].as_str()),
+        (Some(true), Some("native")),
+        "{report}"
+    );
     assert!(report["landlockAbi"].as_i64().is_some_and(|abi| abi >= 1), "{report}");
     let text = stdout(&ash(fx.path(), &["sandbox", "check"]));
     assert!(text.contains("auto picks: native") && text.contains("BACKEND"), "{text}");
@@ -32,10 +37,20 @@ fn exec_confines_a_command_and_passes_its_exit_code() {
         home_key.display()
     );
     let home_str = home.display().to_string();
-    let out = ash_env(fx.path(), &["sandbox", "exec", "--", "sh", "-c", &script], &[("HOME", &home_str)]);
-    assert_eq!((out.status.code(), stdout(&out)), (Some(4), "project notes\nread-only\nno-key\n".to_owned()), "{}", stderr(&out));
+    let out =
+        ash_env(fx.path(), &["sandbox", "exec", "--", "sh", "-c", &script], &[("HOME", &home_str)]);
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(4), "project notes\nread-only\nno-key\n".to_owned()),
+        "{}",
+        stderr(&out)
+    );
 
-    let out = ash_env(fx.path(), &["sandbox", "exec", "-w", ".", "--", "sh", "-c", "echo new > made.txt"], &[("HOME", &home_str)]);
+    let out = ash_env(
+        fx.path(),
+        &["sandbox", "exec", "-w", ".", "--", "sh", "-c", "echo new > made.txt"],
+        &[("HOME", &home_str)],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(fx.join("made.txt")).unwrap(), "new\n");
 }
@@ -45,7 +60,19 @@ fn exec_json_reports_limits_and_redacts_secrets() {
     let fx = Fixture::new("");
     let out = ash_env(
         fx.path(),
-        &["sandbox", "exec", "--json", "--timeout", "500ms", "--secret", "API_KEY", "--", "sh", "-c", "echo $API_KEY; sleep 10"],
+        &[
+            "sandbox",
+            "exec",
+            "--json",
+            "--timeout",
+            "500ms",
+            "--secret",
+            "API_KEY",
+            "--",
+            "sh",
+            "-c",
+            "echo $API_KEY; sleep 10",
+        ],
         &[("API_KEY", "sk-test-abcdef")],
     );
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
@@ -63,14 +90,28 @@ fn exec_json_reports_limits_and_redacts_secrets() {
 
 #[test]
 fn bad_sandbox_arguments_and_policy_files_are_errors_that_say_what_is_wrong() {
-    let fx = Fixture::new("//- bad.toml\n[network]\nmode = \"allow\"\nallow = [\"169.254.169.254\"]\n//- typo.toml\n[limits]\nmemroy = \"1G\"\n");
+    let fx = Fixture::new(
+        "//- bad.toml\n[network]\nmode = \"allow\"\nallow = [\"169.254.169.254\"]\n//- typo.toml\n[limits]\nmemroy = \"1G\"\n",
+    );
     let cases: [(&[&str], &str); 6] = [
-        (&["sandbox", "exec", "--net", "allow:https://x.com", "--", "true"], "write a host and port, not a URL"),
-        (&["sandbox", "exec", "--net", "sometimes", "--", "true"], "expected none, full, or allow:HOST[:PORT]"),
+        (
+            &["sandbox", "exec", "--net", "allow:https://x.com", "--", "true"],
+            "write a host and port, not a URL",
+        ),
+        (
+            &["sandbox", "exec", "--net", "sometimes", "--", "true"],
+            "expected none, full, or allow:HOST[:PORT]",
+        ),
         (&["sandbox", "exec", "--backend", "vm", "--", "true"], "unknown sandbox backend `vm`"),
-        (&["sandbox", "exec", "--policy", "bad.toml", "--", "true"], "cloud metadata addresses are always blocked"),
+        (
+            &["sandbox", "exec", "--policy", "bad.toml", "--", "true"],
+            "cloud metadata addresses are always blocked",
+        ),
         (&["sandbox", "exec", "--policy", "typo.toml", "--", "true"], "unknown field `memroy`"),
-        (&["sandbox", "exec", "--policy", "missing.toml", "--", "true"], "reading the policy file missing.toml"),
+        (
+            &["sandbox", "exec", "--policy", "missing.toml", "--", "true"],
+            "reading the policy file missing.toml",
+        ),
     ];
     for (args, expected) in cases {
         let out = ash(fx.path(), args);
@@ -97,11 +138,18 @@ fn agent_tools_run_in_the_sandbox() {
     fs::write(fx.join("demo/agent/scripts/demo.jsonl"), script).unwrap();
     let home = fx.join("home").display().to_string();
     let store = fx.join("demo/.ash/state/ash.db").display().to_string();
-    let out = ash_env(fx.path(), &["exec", "demo", "go", "--json", "--store", &store], &[("HOME", &home)]);
+    let out = ash_env(
+        fx.path(),
+        &["exec", "demo", "go", "--json", "--store", &store],
+        &[("HOME", &home)],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(fx.join("demo/.ash/state/ash.db").exists());
     let all = stdout(&out);
     assert!(!all.contains("home secret"), "a tool read $HOME: {all}");
-    assert!(all.contains("No such file or directory") || all.contains("Permission denied"), "{all}");
+    assert!(
+        all.contains("No such file or directory") || all.contains("Permission denied"),
+        "{all}"
+    );
     assert!(all.contains("no-store") && all.contains("ws\\nash-sandbox"), "{all}");
 }

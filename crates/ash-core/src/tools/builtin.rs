@@ -106,7 +106,10 @@ pub(crate) async fn bash(input: &Map<String, Value>, ctx: &CallContext<'_>) -> O
         },
         Some(LimitHit::Cancelled) => Outcome::error("the command was cancelled"),
         Some(other) => Outcome {
-            error: Some(format!("the command was killed: it reached its sandbox's {} limit", other.as_str())),
+            error: Some(format!(
+                "the command was killed: it reached its sandbox's {} limit",
+                other.as_str()
+            )),
             output: result,
         },
         None => Outcome::ok(result),

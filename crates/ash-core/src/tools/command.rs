@@ -47,7 +47,10 @@ pub(crate) async fn run(
         }
         Some(LimitHit::Cancelled) => return Outcome::error(format!("tool `{name}` was cancelled")),
         Some(other) => {
-            return Outcome::error(format!("tool `{name}` was killed: it reached its {} limit", other.as_str()));
+            return Outcome::error(format!(
+                "tool `{name}` was killed: it reached its {} limit",
+                other.as_str()
+            ));
         }
         None => {}
     }

@@ -64,7 +64,11 @@ async fn writes_outside_the_writable_roots_fail() {
         );
         let out = run(&sb, &request(ws.path(), strict(ws.path()), &script)).await;
         assert_eq!(text(&out.stdout), "done\n", "{}", sb.backend());
-        assert!(!target.exists() && !Path::new("/etc/ash-escape").exists() && !Path::new("/usr/ash-escape").exists());
+        assert!(
+            !target.exists()
+                && !Path::new("/etc/ash-escape").exists()
+                && !Path::new("/usr/ash-escape").exists()
+        );
     }
 }
 
@@ -80,7 +84,11 @@ async fn home_ash_home_and_key_files_cannot_be_read() {
         // As the CLI does: the user's home and ash's home are hidden, and so is a key
         // directory inside the workspace.
         policy.fs.read_only.push(home.path().to_path_buf());
-        policy.fs.hidden.extend([home.path().to_path_buf(), ash_home.path().to_path_buf(), ws.path().join(".keys")]);
+        policy.fs.hidden.extend([
+            home.path().to_path_buf(),
+            ash_home.path().to_path_buf(),
+            ws.path().join(".keys"),
+        ]);
         let script = format!(
             "for f in {h}/secret.txt {a}/secret.txt /etc/shadow /etc/gshadow /root/.bashrc .keys/id; do \
                cat $f 2>/dev/null && echo \" <- read $f\"; done; ls /etc/ssh 2>/dev/null | head -3; echo done",
@@ -97,7 +105,8 @@ async fn symlinks_do_not_lead_out_of_the_workspace() {
     let outside = outside_dir();
     for (sb, _rt) in isolating().await {
         let ws = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.txt"), ws.path().join("planted")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), ws.path().join("planted"))
+            .unwrap();
         std::os::unix::fs::symlink("/etc/shadow", ws.path().join("shadow")).unwrap();
         let script = format!(
             "cat planted shadow 2>/dev/null; ln -s {}/secret.txt made && cat made 2>/dev/null; \
@@ -106,7 +115,10 @@ async fn symlinks_do_not_lead_out_of_the_workspace() {
         );
         let out = run(&sb, &request(ws.path(), strict(ws.path()), &script)).await;
         assert_eq!(text(&out.stdout), "done\n", "{}", sb.backend());
-        assert_eq!(std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(), "host secret");
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(),
+            "host secret"
+        );
     }
 }
 
@@ -128,7 +140,11 @@ async fn host_processes_are_invisible_and_cannot_be_signalled() {
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(usize::MAX);
         assert!(count <= 6, "{}: saw {count} processes: {stdout}", sb.backend());
-        assert!(!stdout.contains("signalled") && !stdout.contains("sees"), "{}: {stdout}", sb.backend());
+        assert!(
+            !stdout.contains("signalled") && !stdout.contains("sees"),
+            "{}: {stdout}",
+            sb.backend()
+        );
         assert!(stdout.contains("host ash-sandbox"), "{}: {stdout}", sb.backend());
     }
 }
@@ -177,8 +193,11 @@ async fn a_fork_bomb_stops_at_the_pids_limit() {
         let script = "perl -e 'my $n = 0; for (1..200) { my $p = fork(); last unless defined $p; \
             if ($p == 0) { sleep 3; exit 0 } $n++ } print \"forked $n\\n\"; exit($n < 200 ? 3 : 0)'";
         let out = run(&sb, &request(ws.path(), policy, script)).await;
-        let forked: usize =
-            text(&out.stdout).trim().strip_prefix("forked ").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+        let forked: usize = text(&out.stdout)
+            .trim()
+            .strip_prefix("forked ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
         assert!(forked < 32, "{}: {}", sb.backend(), text(&out.stdout));
         assert_eq!(out.status, ExitStatus::Exited(3), "{}", sb.backend());
         if !sb.cgroups().is_empty() {
@@ -195,7 +214,11 @@ async fn allocating_past_the_memory_limit_fails() {
         policy.limits.memory_bytes = Some(64 << 20);
         let script = "perl -e '$x = \"a\" x (256*1024*1024); print \"survived\\n\"'";
         let out = run(&sb, &request(ws.path(), policy, script)).await;
-        assert!(!out.status.success() && !text(&out.stdout).contains("survived"), "{}: {out:?}", sb.backend());
+        assert!(
+            !out.status.success() && !text(&out.stdout).contains("survived"),
+            "{}: {out:?}",
+            sb.backend()
+        );
         if sb.cgroups().iter().any(|c| c.starts_with("memory")) {
             assert_eq!(out.limit, Some(LimitHit::Memory), "{}", sb.backend());
         }
@@ -211,7 +234,8 @@ async fn nothing_outlives_the_sandbox_even_in_its_own_session() {
         let out = run(&sb, &request(ws.path(), strict(ws.path()), script)).await;
         assert_eq!(out.status, ExitStatus::Exited(0));
         tokio::time::sleep(Duration::from_millis(1800)).await;
-        let left: Vec<_> = ["bg", "daemon", "orphan"].into_iter().filter(|f| ws.path().join(f).exists()).collect();
+        let left: Vec<_> =
+            ["bg", "daemon", "orphan"].into_iter().filter(|f| ws.path().join(f).exists()).collect();
         assert_eq!(left, Vec::<&str>::new(), "{}: processes outlived the sandbox", sb.backend());
     }
 }
@@ -223,7 +247,8 @@ async fn setuid_binaries_do_not_escalate() {
         // A setuid copy of `id` in the workspace (owned by whoever runs the tests).
         std::fs::copy("/usr/bin/id", ws.path().join("id")).unwrap();
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(ws.path().join("id"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::fs::set_permissions(ws.path().join("id"), std::fs::Permissions::from_mode(0o4755))
+            .unwrap();
         let script = "./id -u; ./id -ru; grep -E '^(NoNewPrivs|CapEff|CapPrm)' /proc/self/status | tr -s '\\t ' ' '; \
             su -c true root </dev/null >/dev/null 2>&1 && echo 'su worked'; echo done";
         let out = run(&sb, &request(ws.path(), strict(ws.path()), script)).await;
@@ -244,7 +269,12 @@ async fn the_workspace_is_writable_and_results_arrive() {
         std::fs::write(ws.path().join("in.txt"), "input").unwrap();
         let script = "cat in.txt > out.txt; mkdir -p sub/dir && echo deep > sub/dir/f; echo tmp > /tmp/t && cat /tmp/t; exit 7";
         let out = run(&sb, &request(ws.path(), strict(ws.path()), script)).await;
-        assert_eq!((out.status, text(&out.stdout)), (ExitStatus::Exited(7), "tmp\n".to_owned()), "{}", sb.backend());
+        assert_eq!(
+            (out.status, text(&out.stdout)),
+            (ExitStatus::Exited(7), "tmp\n".to_owned()),
+            "{}",
+            sb.backend()
+        );
         assert_eq!(std::fs::read_to_string(ws.path().join("out.txt")).unwrap(), "input");
         assert_eq!(std::fs::read_to_string(ws.path().join("sub/dir/f")).unwrap(), "deep\n");
     }
@@ -257,7 +287,8 @@ async fn only_allowed_hosts_are_reachable_through_the_proxy() {
     for (sb, _rt) in isolating().await {
         let ws = tempfile::tempdir().unwrap();
         let mut policy = strict(ws.path());
-        policy.net = NetPolicy::Allow(vec![format!("127.0.0.1:{allowed}").parse::<HostRule>().unwrap()]);
+        policy.net =
+            NetPolicy::Allow(vec![format!("127.0.0.1:{allowed}").parse::<HostRule>().unwrap()]);
         let script = format!(
             "{a}; echo; echo ---; {d}; echo; echo ---; {m}; echo; echo ---; \
              (exec 3<>/dev/tcp/127.0.0.1/{allowed}) 2>/dev/null && echo 'direct connection worked'; echo \"proxy=$HTTPS_PROXY\"",
@@ -269,8 +300,16 @@ async fn only_allowed_hosts_are_reachable_through_the_proxy() {
         let stdout = text(&out.stdout);
         let parts: Vec<&str> = stdout.split("---\n").collect();
         assert_eq!(parts.len(), 4, "{}: {stdout} {}", sb.backend(), text(&out.stderr));
-        assert!(parts[0].starts_with("HTTP/1.1 200 OK") && parts[0].contains("allowed body"), "{}", parts[0]);
-        assert!(parts[1].starts_with("HTTP/1.1 403 Forbidden") && !parts[1].contains("denied body"), "{}", parts[1]);
+        assert!(
+            parts[0].starts_with("HTTP/1.1 200 OK") && parts[0].contains("allowed body"),
+            "{}",
+            parts[0]
+        );
+        assert!(
+            parts[1].starts_with("HTTP/1.1 403 Forbidden") && !parts[1].contains("denied body"),
+            "{}",
+            parts[1]
+        );
         assert!(parts[2].starts_with("HTTP/1.1 403 Forbidden"), "{}", parts[2]);
         assert_eq!(parts[3], "proxy=http://127.0.0.1:3128\n");
         assert_eq!(
@@ -320,7 +359,11 @@ async fn connect_tunnels_work_for_allowed_hosts_and_metadata_is_refused_even_if_
         let out = run(&sb, &request(ws.path(), policy, &script)).await;
         let stdout = text(&out.stdout);
         let parts: Vec<&str> = stdout.split("---\n").collect();
-        assert!(parts[0].starts_with("HTTP/1.1 200 Connection established"), "{}: {stdout}", sb.backend());
+        assert!(
+            parts[0].starts_with("HTTP/1.1 200 Connection established"),
+            "{}: {stdout}",
+            sb.backend()
+        );
         assert!(parts[0].contains("tunnelled"), "{stdout}");
         // `localhost` is listed by name, but a domain rule never leads to a loopback address.
         assert!(parts.get(1).is_some_and(|p| p.starts_with("HTTP/1.1 403")), "{stdout}");
@@ -355,7 +398,13 @@ async fn secret_files_are_readable_inside_and_redacted_outside() {
         let script = "wc -c < /run/secrets/TOKEN; cat /run/secrets/TOKEN; echo; echo \"env=${TOKEN:-none}\"; \
             (echo x > /run/secrets/TOKEN) 2>/dev/null && echo overwritten; cp /run/secrets/TOKEN leaked";
         let out = run(&sb, &request(ws.path(), policy, script)).await;
-        assert_eq!(text(&out.stdout), "16\n[redacted:TOKEN]\nenv=none\n", "{}: {}", sb.backend(), text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "16\n[redacted:TOKEN]\nenv=none\n",
+            "{}: {}",
+            sb.backend(),
+            text(&out.stderr)
+        );
         // What this cannot prevent: the process may copy the secret into the workspace.
         assert_eq!(std::fs::read_to_string(ws.path().join("leaked")).unwrap(), "tok-abcdef123456");
     }

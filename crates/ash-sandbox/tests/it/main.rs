@@ -48,7 +48,11 @@ async fn isolating() -> Vec<(Sandbox, tempfile::TempDir)> {
 
 /// `bash -c script` in `cwd` with a plain PATH.
 fn request(cwd: &Path, policy: SandboxPolicy, script: &str) -> ExecRequest {
-    let mut req = ExecRequest::new(vec!["bash".into(), "-c".into(), script.into()], cwd.to_path_buf(), policy);
+    let mut req = ExecRequest::new(
+        vec!["bash".into(), "-c".into(), script.into()],
+        cwd.to_path_buf(),
+        policy,
+    );
     req.env = BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]);
     req
 }

@@ -56,9 +56,23 @@ async fn output_exit_code_stdin_cwd_and_a_cleared_environment_arrive() {
 async fn a_flood_of_output_is_capped_and_the_command_still_finishes() {
     for (sb, _rt) in all().await {
         let dir = tempfile::tempdir().unwrap();
-        let out = run(&sb, &request(dir.path(), plain_policy(dir.path()), "head -c 5000000 /dev/zero; echo done >&2")).await;
+        let out = run(
+            &sb,
+            &request(
+                dir.path(),
+                plain_policy(dir.path()),
+                "head -c 5000000 /dev/zero; echo done >&2",
+            ),
+        )
+        .await;
         assert_eq!(
-            (out.status, out.stdout.len(), out.stdout_truncated, text(&out.stderr), out.stderr_truncated),
+            (
+                out.status,
+                out.stdout.len(),
+                out.stdout_truncated,
+                text(&out.stderr),
+                out.stderr_truncated
+            ),
             (ExitStatus::Exited(0), 1024, true, "done\n".to_owned(), false),
             "{}",
             sb.backend()
@@ -73,7 +87,11 @@ async fn the_wall_time_limit_kills_everything_the_command_started() {
         let marker = dir.path().join("survived");
         let mut policy = plain_policy(dir.path());
         policy.limits.wall_time = Duration::from_millis(500);
-        let req = request(dir.path(), policy, &format!("(sleep 2; touch {}) & echo started; sleep 30", marker.display()));
+        let req = request(
+            dir.path(),
+            policy,
+            &format!("(sleep 2; touch {}) & echo started; sleep 30", marker.display()),
+        );
         let out = run(&sb, &req).await;
         assert_eq!(
             (out.status, text(&out.stdout), out.limit),
@@ -115,7 +133,12 @@ async fn a_command_that_ignores_large_stdin_still_finishes() {
         let mut req = request(dir.path(), plain_policy(dir.path()), "echo no-read");
         req.stdin = vec![b'x'; 4 * 1024 * 1024];
         let out = run(&sb, &req).await;
-        assert_eq!((out.status, text(&out.stdout)), (ExitStatus::Exited(0), "no-read\n".to_owned()), "{}", sb.backend());
+        assert_eq!(
+            (out.status, text(&out.stdout)),
+            (ExitStatus::Exited(0), "no-read\n".to_owned()),
+            "{}",
+            sb.backend()
+        );
     }
 }
 
@@ -154,7 +177,7 @@ async fn secrets_reach_the_process_but_not_the_captured_output() {
         let req = request(
             dir.path(),
             policy,
-            "echo \"key=$API_KEY\"; echo \"len=${#API_KEY}\"; printf '%s' \"$API_KEY\" | rev; echo; echo \"$API_KEY\" >&2",
+            "echo \"key=$API_KEY\"; echo \"len=${#API_KEY}\"; printf '%s' \"$API_KEY\" | perl -ne 'print scalar reverse $_'; echo; echo \"$API_KEY\" >&2",
         );
         let out = run(&sb, &req).await;
         assert_eq!(
@@ -177,6 +200,11 @@ async fn the_cpu_time_limit_stops_a_busy_loop() {
         let mut policy = plain_policy(dir.path());
         policy.limits.cpu_time = Some(Duration::from_secs(1));
         let out = run(&sb, &request(dir.path(), policy, "while :; do :; done")).await;
-        assert_eq!((out.status.success(), out.limit), (false, Some(LimitHit::CpuTime)), "{}: {out:?}", sb.backend());
+        assert_eq!(
+            (out.status.success(), out.limit),
+            (false, Some(LimitHit::CpuTime)),
+            "{}: {out:?}",
+            sb.backend()
+        );
     }
 }

@@ -60,30 +60,85 @@ fn an_empty_file_is_the_default_policy() {
 #[test]
 fn malformed_and_hostile_policy_files_get_errors_that_name_the_problem() {
     let cases = [
-        ("[filesystem]\nwritable = [\"relative/dir\"]", "policy: `relative/dir` in `filesystem.writable` must be an absolute path"),
-        ("[filesystem]\nread_only = [\"/usr/../root\"]", "policy: `/usr/../root` in `filesystem.read_only` must not contain `..`"),
-        ("[network]\nmode = \"allow\"", "policy: network mode `allow` needs at least one entry in `network.allow`; use `none` for no network"),
-        ("[network]\nmode = \"none\"\nallow = [\"a.com\"]", "policy: `network.allow` is only meaningful with `mode = \"allow\"`"),
-        ("[network]\nmode = \"open\"", "policy: `network.mode` = `open`: expected `none`, `allow` or `full`"),
-        ("[network]\nallow = [\"https://a.com/x\"]", "policy: network allow entry `https://a.com/x`: write a host and port, not a URL (`api.example.com:443`)"),
-        ("[network]\nallow = [\"a.com:0\"]", "policy: network allow entry `a.com:0`: the port must be a number from 1 to 65535"),
-        ("[network]\nallow = [\"a.com:70000\"]", "policy: network allow entry `a.com:70000`: the port must be a number from 1 to 65535"),
-        ("[network]\nallow = [\"169.254.169.254\"]", "policy: network allow entry `169.254.169.254`: cloud metadata addresses are always blocked"),
-        ("[network]\nallow = [\"[fd00:ec2::254]:80\"]", "policy: network allow entry `[fd00:ec2::254]:80`: cloud metadata addresses are always blocked"),
-        ("[network]\nallow = [\"bad host!\"]", "policy: network allow entry `bad host!`: not a domain name, `*.domain`, or IP address"),
+        (
+            "[filesystem]\nwritable = [\"relative/dir\"]",
+            "policy: `relative/dir` in `filesystem.writable` must be an absolute path",
+        ),
+        (
+            "[filesystem]\nread_only = [\"/usr/../root\"]",
+            "policy: `/usr/../root` in `filesystem.read_only` must not contain `..`",
+        ),
+        (
+            "[network]\nmode = \"allow\"",
+            "policy: network mode `allow` needs at least one entry in `network.allow`; use `none` for no network",
+        ),
+        (
+            "[network]\nmode = \"none\"\nallow = [\"a.com\"]",
+            "policy: `network.allow` is only meaningful with `mode = \"allow\"`",
+        ),
+        (
+            "[network]\nmode = \"open\"",
+            "policy: `network.mode` = `open`: expected `none`, `allow` or `full`",
+        ),
+        (
+            "[network]\nallow = [\"https://a.com/x\"]",
+            "policy: network allow entry `https://a.com/x`: write a host and port, not a URL (`api.example.com:443`)",
+        ),
+        (
+            "[network]\nallow = [\"a.com:0\"]",
+            "policy: network allow entry `a.com:0`: the port must be a number from 1 to 65535",
+        ),
+        (
+            "[network]\nallow = [\"a.com:70000\"]",
+            "policy: network allow entry `a.com:70000`: the port must be a number from 1 to 65535",
+        ),
+        (
+            "[network]\nallow = [\"169.254.169.254\"]",
+            "policy: network allow entry `169.254.169.254`: cloud metadata addresses are always blocked",
+        ),
+        (
+            "[network]\nallow = [\"[fd00:ec2::254]:80\"]",
+            "policy: network allow entry `[fd00:ec2::254]:80`: cloud metadata addresses are always blocked",
+        ),
+        (
+            "[network]\nallow = [\"bad host!\"]",
+            "policy: network allow entry `bad host!`: not a domain name, `*.domain`, or IP address",
+        ),
         ("[network]\nallow = [\"\"]", "policy: network allow entry ``: it is empty"),
-        ("[network]\nallow = [\"*.\"]", "policy: network allow entry `*.`: not a domain name, `*.domain`, or IP address"),
-        ("[limits]\nmemory = \"12 parsecs\"", "policy: `limits.memory` = `12 parsecs`: unknown unit; use K, M or G"),
+        (
+            "[network]\nallow = [\"*.\"]",
+            "policy: network allow entry `*.`: not a domain name, `*.domain`, or IP address",
+        ),
+        (
+            "[limits]\nmemory = \"12 parsecs\"",
+            "policy: `limits.memory` = `12 parsecs`: unknown unit; use K, M or G",
+        ),
         ("[limits]\nmemory = 0", "policy: `limits.memory` = `0`: must be more than zero"),
-        ("[limits]\nmemory = \"99999999999G\"", "policy: `limits.memory` = `99999999999G`: too large"),
-        ("[limits]\nwall_time = \"soon\"", "policy: `limits.wall_time` = `soon`: expected a number with an optional unit (ms, s, m, h)"),
+        (
+            "[limits]\nmemory = \"99999999999G\"",
+            "policy: `limits.memory` = `99999999999G`: too large",
+        ),
+        (
+            "[limits]\nwall_time = \"soon\"",
+            "policy: `limits.wall_time` = `soon`: expected a number with an optional unit (ms, s, m, h)",
+        ),
         ("[limits]\npids = 0", "policy: `limits.pids` = `0`: must be at least 1"),
     ];
     for (text, expected) in cases {
-        assert_eq!(SandboxPolicy::from_toml(text).map_err(|e| e.to_string()), Err(expected.to_owned()), "{text}");
+        assert_eq!(
+            SandboxPolicy::from_toml(text).map_err(|e| e.to_string()),
+            Err(expected.to_owned()),
+            "{text}"
+        );
     }
     // Parser errors carry the location.
-    for text in ["[filesystem]\nwritable = \"/one\"", "unknown = 1", "[limits]\npids = -1", "[[[", "user = \"admin\""] {
+    for text in [
+        "[filesystem]\nwritable = \"/one\"",
+        "unknown = 1",
+        "[limits]\npids = -1",
+        "[[[",
+        "user = \"admin\"",
+    ] {
         let err = SandboxPolicy::from_toml(text).unwrap_err().to_string();
         assert!(err.starts_with("policy: ") && err.contains("line"), "{text}: {err}");
     }
