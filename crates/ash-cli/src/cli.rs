@@ -79,7 +79,7 @@ pub(crate) struct StoreArgs {
     /// docker, or plain (no isolation)
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub(crate) sandbox: BackendChoice,
-    /// Network of tool processes: full, none, or allow:HOST[:PORT],…
+    /// Network of tool processes: full, none, or `allow:HOST[:PORT],…`
     #[arg(long, value_name = "MODE", default_value = "full", value_parser = parse_net)]
     pub(crate) tool_network: NetPolicy,
     /// Seconds a worker's claim on a run lasts without renewal; after a crash, the run
@@ -226,7 +226,7 @@ pub(crate) struct SandboxExecArgs {
     /// Start from this policy file (TOML; see docs/sandbox.md); the flags below add to it
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
-    /// Network: none, full, or allow:HOST[:PORT],… (through ash's filtering proxy)
+    /// Network: none, full, or `allow:HOST[:PORT],…` (through ash's filtering proxy)
     #[arg(long, value_name = "MODE", value_parser = parse_net)]
     pub(crate) net: Option<NetPolicy>,
     /// Make DIR visible and writable (repeatable)
@@ -258,7 +258,7 @@ pub(crate) struct SandboxExecArgs {
     #[arg(long = "env", short = 'e', value_name = "NAME[=VALUE]")]
     pub(crate) env: Vec<String>,
     /// Pass variable NAME from this environment as a secret: the command gets it, captured
-    /// output shows [redacted:NAME] instead (repeatable)
+    /// output shows `[redacted:NAME]` instead (repeatable)
     #[arg(long = "secret", value_name = "NAME")]
     pub(crate) secrets: Vec<String>,
     /// Print one JSON object instead of the command's output (see docs/cli-json.md)
