@@ -353,7 +353,7 @@ impl Sandbox {
             rlimits,
         };
         let disk_before = match limits.disk_bytes {
-            Some(_) => Some(disk_usage(view.writable.clone()).await),
+            Some(_) => disk_usage(view.writable.clone()).await,
             None => None,
         };
         let launch = match self.kind {
@@ -422,9 +422,9 @@ impl Sandbox {
             }
         }
         let grew = match (disk_before, limits.disk_bytes) {
-            (Some(before), Some(max)) => {
-                disk_usage(view.writable.clone()).await.saturating_sub(before) > max
-            }
+            (Some(before), Some(max)) => disk_usage(view.writable.clone())
+                .await
+                .is_some_and(|after| after.saturating_sub(before) >= max),
             _ => false,
         };
         let limit = supervised.limit.or_else(|| {
@@ -543,19 +543,21 @@ fn canonicalish(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Bytes in regular files under `roots` (at most a million entries are looked at).
-async fn disk_usage(roots: Vec<PathBuf>) -> u64 {
+/// Entries looked at when measuring the writable roots; beyond this the growth check is
+/// skipped (per-file and `/tmp` limits still hold) rather than slowing every run down.
+const DISK_WALK_BUDGET: u32 = 50_000;
+
+/// Bytes in regular files under `roots`, or `None` when there are too many entries to count
+/// cheaply.
+async fn disk_usage(roots: Vec<PathBuf>) -> Option<u64> {
     tokio::task::spawn_blocking(move || {
         let mut total = 0u64;
-        let mut budget = 1_000_000u32;
+        let mut budget = DISK_WALK_BUDGET;
         let mut stack = roots;
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
-                budget = budget.saturating_sub(1);
-                if budget == 0 {
-                    return total;
-                }
+                budget = budget.checked_sub(1)?;
                 match entry.metadata() {
                     Ok(m) if m.is_dir() => stack.push(entry.path()),
                     Ok(m) if m.is_file() => total = total.saturating_add(m.len()),
@@ -563,8 +565,9 @@ async fn disk_usage(roots: Vec<PathBuf>) -> u64 {
                 }
             }
         }
-        total
+        Some(total)
     })
     .await
-    .unwrap_or(0)
+    .ok()
+    .flatten()
 }

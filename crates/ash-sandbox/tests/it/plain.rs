@@ -208,3 +208,28 @@ async fn the_cpu_time_limit_stops_a_busy_loop() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_disk_limit_stops_a_big_file_and_reports_total_growth() {
+    for (sb, _rt) in all().await {
+        let dir = tempfile::tempdir().unwrap();
+        let mut policy = plain_policy(dir.path());
+        policy.limits.disk_bytes = Some(1 << 20);
+        let out = run(
+            &sb,
+            &request(dir.path(), policy.clone(), "head -c 4000000 /dev/zero > big; echo after"),
+        )
+        .await;
+        assert_eq!(out.limit, Some(LimitHit::Disk), "{}: {out:?}", sb.backend());
+        let size = std::fs::metadata(dir.path().join("big")).map(|m| m.len()).unwrap_or(0);
+        assert!(size <= 1 << 20, "{}: wrote {size} bytes", sb.backend());
+        let many = "for i in 1 2 3 4; do head -c 600000 /dev/zero > part$i; done";
+        let out = run(&sb, &request(dir.path(), policy, many)).await;
+        assert_eq!(
+            (out.status, out.limit),
+            (ExitStatus::Exited(0), Some(LimitHit::Disk)),
+            "{}",
+            sb.backend()
+        );
+    }
+}
