@@ -286,3 +286,50 @@ pub(crate) async fn remove_container(runtime: &Path, name: &str) {
     };
     let _ = supervise(launch, Duration::from_secs(30), 64 * 1024, &CancellationToken::new()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::spec::Rlimits;
+
+    #[test]
+    fn the_podman_command_line_carries_every_limit_and_the_flags_this_kernel_needs() {
+        let spec = HelperSpec {
+            argv: vec!["make".into(), "test".into()],
+            cwd: "/work/repo".into(),
+            env: BTreeMap::from([("PATH".into(), "/x".into()), ("LANG".into(), "C.UTF-8".into())]),
+            isolate: true,
+            share_net: false,
+            read_only: vec!["/usr".into(), "/data".into()],
+            writable: vec!["/work/repo".into()],
+            hidden: vec![],
+            tmp_bytes: 1024,
+            proxy_socket: None,
+            secret_files: vec![],
+            uid: 1000,
+            rlimits: Rlimits::default(),
+        };
+        let limits = Limits {
+            memory_bytes: Some(64 << 20),
+            pids: Some(50),
+            cpu_percent: Some(50),
+            open_files: Some(256),
+            cpu_time: Some(Duration::from_secs(60)),
+            ..Limits::default()
+        };
+        let args = container_args(BackendKind::Podman, "img:1", "ash-1-0", &spec, &limits);
+        assert_eq!(
+            args.join(" "),
+            "run --rm -i --name ash-1-0 --network none --read-only --cap-drop ALL --security-opt no-new-privileges \
+             --user 1000:1000 --hostname ash-sandbox --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
+             --tmpfs /tmp:rw,nosuid,nodev,size=1024 --memory 67108864 --memory-swap 67108864 --pids-limit 50 --cpus 0.50 \
+             --ulimit nofile=256:256 --ulimit cpu=60:60 --volume /work/repo:/work/repo:rw --volume /data:/data:ro \
+             --workdir /work/repo --env LANG=C.UTF-8 img:1 make test"
+        );
+        let docker = container_args(BackendKind::Docker, "img:1", "n", &spec, &Limits::default());
+        assert!(!docker.iter().any(|a| a == "--runtime"), "{docker:?}");
+    }
+}
