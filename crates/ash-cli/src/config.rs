@@ -68,18 +68,16 @@ pub(crate) fn provider_table(
 /// The environment tool processes start from: `PATH` and the locale of this process (with
 /// defaults), nothing else. Secrets in the server's environment never reach tools.
 pub(crate) fn process_env() -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    for name in ["PATH", "LANG", "LC_ALL", "TZ"] {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "ash-cli::config is the one reader of the environment"
-        )]
-        if let Ok(value) = std::env::var(name) {
-            env.insert(name.to_owned(), value);
-        }
-    }
-    env.entry("PATH".to_owned()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".to_owned());
+    let mut env = pass_env(&["PATH", "LANG", "LC_ALL", "TZ"]);
     env.entry("LANG".to_owned()).or_insert_with(|| "C.UTF-8".to_owned());
+    env
+}
+
+/// The variables of `names` that are set here, and `PATH` (with a default when unset).
+pub(crate) fn pass_env(names: &[&str]) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> =
+        names.iter().filter_map(|name| Some(((*name).to_owned(), var(name)?))).collect();
+    env.entry("PATH".to_owned()).or_insert_with(|| ash_sandbox::DEFAULT_PATH.to_owned());
     env
 }
 

@@ -62,7 +62,7 @@ impl EngineConfig {
             project_dir: project_dir.into(),
             workspaces_dir: workspaces_dir.into(),
             process_env: BTreeMap::from([
-                ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+                ("PATH".to_owned(), ash_sandbox::DEFAULT_PATH.to_owned()),
                 ("LANG".to_owned(), "C.UTF-8".to_owned()),
             ]),
             lease_ttl: Duration::from_secs(10),

@@ -10,7 +10,7 @@ use crate::BackendKind;
 use crate::exec::{Launch, supervise};
 use crate::helper::{Entry, plan};
 use crate::policy::{DEFAULT_READ_ONLY, Limits};
-use crate::spec::{HELPER_ARG, HelperSpec, PROXY_SOCKET};
+use crate::spec::{HELPER_ARG, HelperSpec, PROXY_SOCKET, find_program};
 
 /// Where the helper binary appears inside bubblewrap.
 const BWRAP_HELPER: &str = "/run/ash-helper";
@@ -23,28 +23,22 @@ fn command(program: &Path) -> tokio::process::Command {
 }
 
 /// The command itself, with a cleared environment and the rlimits a plain process can take.
-pub(crate) fn plain(spec: &HelperSpec) -> Launch {
-    let name = spec.argv.first().cloned().unwrap_or_default();
+pub(crate) fn plain(spec: &HelperSpec, stdin: &[u8]) -> Launch {
+    let name = program_name(spec);
     // Looked up in the command's own PATH, as the other backends do.
-    let program = match spec.env.get("PATH") {
-        Some(path) if !name.contains('/') => path
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| Path::new(d).join(&name))
-            .find(|p| p.is_file())
-            .unwrap_or_else(|| name.clone().into()),
-        _ => name.clone().into(),
-    };
+    let program = spec
+        .env
+        .get("PATH")
+        .and_then(|search| find_program(search, &name))
+        .unwrap_or_else(|| name.clone().into());
     let mut cmd = command(&program);
     cmd.args(spec.argv.iter().skip(1)).current_dir(&spec.cwd).envs(&spec.env);
-    Launch {
-        command: cmd,
-        program: name,
-        stdin: Vec::new(),
-        reports: false,
-        cgroup_procs: Vec::new(),
-        rlimits: Some(spec.rlimits),
-    }
+    Launch { stdin: stdin.to_vec(), rlimits: Some(spec.rlimits), ..Launch::new(cmd, name) }
+}
+
+/// `argv[0]`, the name errors use.
+fn program_name(spec: &HelperSpec) -> String {
+    spec.argv.first().cloned().unwrap_or_default()
 }
 
 fn framed(spec: &HelperSpec, stdin: &[u8]) -> Vec<u8> {
@@ -57,14 +51,7 @@ fn framed(spec: &HelperSpec, stdin: &[u8]) -> Vec<u8> {
 pub(crate) fn native(helper: &Path, spec: &HelperSpec, stdin: &[u8]) -> Launch {
     let mut cmd = command(helper);
     cmd.arg(HELPER_ARG).current_dir("/");
-    Launch {
-        command: cmd,
-        program: spec.argv.first().cloned().unwrap_or_default(),
-        stdin: framed(spec, stdin),
-        reports: true,
-        cgroup_procs: Vec::new(),
-        rlimits: None,
-    }
+    Launch { stdin: framed(spec, stdin), reports: true, ..Launch::new(cmd, program_name(spec)) }
 }
 
 /// `bwrap` building the same view as the native backend, running the helper inside to
@@ -75,14 +62,7 @@ pub(crate) fn bwrap(bwrap: &Path, helper: &Path, spec: &HelperSpec, stdin: &[u8]
     let args = bwrap_args(helper, spec);
     let mut cmd = command(bwrap);
     cmd.args(args).current_dir("/");
-    Launch {
-        command: cmd,
-        program: spec.argv.first().cloned().unwrap_or_default(),
-        stdin: framed(&inner, stdin),
-        reports: true,
-        cgroup_procs: Vec::new(),
-        rlimits: None,
-    }
+    Launch { stdin: framed(&inner, stdin), reports: true, ..Launch::new(cmd, program_name(spec)) }
 }
 
 pub(crate) fn bwrap_args(helper: &Path, spec: &HelperSpec) -> Vec<String> {
@@ -190,14 +170,7 @@ pub(crate) fn container(
 ) -> Launch {
     let mut cmd = command(runtime);
     cmd.args(container_args(kind, image, name, spec, limits));
-    Launch {
-        command: cmd,
-        program: spec.argv.first().cloned().unwrap_or_default(),
-        stdin: Vec::new(),
-        reports: false,
-        cgroup_procs: Vec::new(),
-        rlimits: None,
-    }
+    Launch::new(cmd, program_name(spec))
 }
 
 pub(crate) fn container_args(
@@ -276,14 +249,7 @@ pub(crate) fn container_args(
 pub(crate) async fn remove_container(runtime: &Path, name: &str) {
     let mut cmd = command(runtime);
     cmd.args(["rm", "-f", name]);
-    let launch = Launch {
-        command: cmd,
-        program: "rm".into(),
-        stdin: Vec::new(),
-        reports: false,
-        cgroup_procs: Vec::new(),
-        rlimits: None,
-    };
+    let launch = Launch::new(cmd, "rm".into());
     let _ = supervise(launch, Duration::from_secs(30), 64 * 1024, &CancellationToken::new()).await;
 }
 

@@ -212,6 +212,20 @@ pub(crate) struct Launch {
     pub rlimits: Option<Rlimits>,
 }
 
+impl Launch {
+    /// `command`, known as `program` in errors, with no input, reports, cgroups or rlimits.
+    pub(crate) fn new(command: tokio::process::Command, program: String) -> Self {
+        Self {
+            command,
+            program,
+            stdin: Vec::new(),
+            reports: false,
+            cgroup_procs: Vec::new(),
+            rlimits: None,
+        }
+    }
+}
+
 /// What supervision saw.
 pub(crate) struct Supervised {
     pub status: ExitStatus,
@@ -225,7 +239,7 @@ pub(crate) struct Supervised {
 /// Spawns `launch` and supervises it to its end, `wall_time`, or `cancel`. The process group
 /// is killed in every case before this returns.
 pub(crate) async fn supervise(
-    launch: Launch,
+    mut launch: Launch,
     wall_time: Duration,
     output_bytes: usize,
     cancel: &CancellationToken,
@@ -241,7 +255,6 @@ pub(crate) async fn supervise(
     let write_fd = report_write.as_ref().map(|fd| fd.as_raw_fd());
     let cgroup_procs = launch.cgroup_procs.clone();
     let rlimits = launch.rlimits;
-    let mut launch = launch;
     let command = &mut launch.command;
     command
         .stdin(Stdio::piped())
@@ -326,21 +339,9 @@ fn child_setup(
     rlimits: Option<&Rlimits>,
 ) -> io::Result<()> {
     use nix::libc;
-    use nix::sys::resource::{Resource, setrlimit};
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     if let Some(limits) = rlimits {
-        if let Some(cpu) = limits.cpu_secs {
-            setrlimit(Resource::RLIMIT_CPU, cpu, cpu + 1).map_err(io::Error::from)?;
-        }
-        for (resource, value) in [
-            (Resource::RLIMIT_AS, limits.address_space),
-            (Resource::RLIMIT_NOFILE, limits.nofile),
-            (Resource::RLIMIT_FSIZE, limits.fsize),
-        ] {
-            if let Some(v) = value {
-                setrlimit(resource, v, v).map_err(io::Error::from)?;
-            }
-        }
+        limits.apply().map_err(|(_, e)| io::Error::from(e))?;
     }
     #[allow(unsafe_code, reason = "raw descriptor calls in a forked child")]
     // SAFETY: plain syscalls on descriptors the parent opened for this child; no memory is

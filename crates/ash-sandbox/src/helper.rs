@@ -31,7 +31,9 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, chdir, execve, fork, getgid, getuid, pivot_root, setsid};
 
-use crate::spec::{HelperSpec, PROXY_PORT, PROXY_SOCKET, REPORT_FD, Report, Rlimits};
+use crate::spec::{
+    DEFAULT_PATH, HelperSpec, PROXY_PORT, PROXY_SOCKET, REPORT_FD, Report, Rlimits, find_program,
+};
 
 /// Exit code of the helper when the sandbox could not be set up.
 const SETUP_FAILED: i32 = 125;
@@ -252,35 +254,17 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<CString>, St
 /// Finds `argv[0]` in the command's own `PATH` (not the helper's, which is empty).
 fn resolve_program(spec: &HelperSpec) -> Result<CString, String> {
     let name = spec.argv.first().ok_or("the command is empty")?;
-    let found = if name.contains('/') {
-        Some(PathBuf::from(name))
-    } else {
-        let path = spec.env.get("PATH").map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
-        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).find(|p| {
-            fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    };
-    let found =
-        found.ok_or_else(|| format!("`{name}`: command not found in the sandbox's PATH"))?;
+    let search = spec.env.get("PATH").map_or(DEFAULT_PATH, String::as_str);
+    let found = find_program(search, name)
+        .ok_or_else(|| format!("`{name}`: command not found in the sandbox's PATH"))?;
     CString::new(found.into_os_string().into_encoded_bytes()).map_err(|_| "NUL in path".into())
 }
 
 fn set_rlimits(limits: &Rlimits) -> Result<(), Failure> {
-    let set = |resource, value: Option<u64>, name: &str| -> Result<(), Failure> {
-        if let Some(v) = value {
-            setrlimit(resource, v, v).stage(|| format!("set {name}"))?;
-        }
-        Ok(())
-    };
-    // One second of grace between SIGXCPU and SIGKILL.
-    if let Some(cpu) = limits.cpu_secs {
-        setrlimit(Resource::RLIMIT_CPU, cpu, cpu + 1).stage(|| "set RLIMIT_CPU".into())?;
-    }
-    set(Resource::RLIMIT_AS, limits.address_space, "RLIMIT_AS")?;
-    set(Resource::RLIMIT_NPROC, limits.nproc, "RLIMIT_NPROC")?;
-    set(Resource::RLIMIT_NOFILE, limits.nofile, "RLIMIT_NOFILE")?;
-    set(Resource::RLIMIT_FSIZE, limits.fsize, "RLIMIT_FSIZE")?;
-    set(Resource::RLIMIT_CORE, Some(0), "RLIMIT_CORE")
+    limits
+        .apply()
+        .map_err(|(name, e)| Failure { stage: format!("set {name}"), message: e.to_string() })?;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).stage(|| "set RLIMIT_CORE".into())
 }
 
 /// What goes where in the new root.

@@ -41,4 +41,4 @@ pub use policy::{
 };
 pub use proxy::Connection;
 pub use sandbox::{BackendChoice, BackendKind, Sandbox, SandboxConfig};
-pub use spec::HELPER_ARG;
+pub use spec::{DEFAULT_PATH, HELPER_ARG};

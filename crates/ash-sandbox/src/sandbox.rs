@@ -13,7 +13,7 @@ use crate::cgroup::{Cgroups, Counters, Kind};
 use crate::exec::{ExecOutput, ExecRequest, ExitStatus, LimitHit, SandboxError, supervise};
 use crate::policy::{NetPolicy, SandboxPolicy, SecretDelivery};
 use crate::proxy::Proxy;
-use crate::spec::{HelperSpec, PROXY_PORT, Report, Rlimits};
+use crate::spec::{DEFAULT_PATH, HelperSpec, PROXY_PORT, Report, Rlimits, find_program};
 
 /// Size of the sandbox's private `/tmp` when the policy sets no disk limit.
 const DEFAULT_TMP_BYTES: u64 = 512 << 20;
@@ -104,13 +104,7 @@ impl SandboxConfig {
     /// A configuration for `backend` with no helper, no image, and the usual binary
     /// directories.
     pub fn new(backend: BackendChoice, runtime_dir: PathBuf) -> Self {
-        Self {
-            backend,
-            helper: None,
-            runtime_dir,
-            search_path: "/usr/local/bin:/usr/bin:/bin".into(),
-            image: None,
-        }
+        Self { backend, helper: None, runtime_dir, search_path: DEFAULT_PATH.into(), image: None }
     }
 }
 
@@ -134,13 +128,7 @@ pub(crate) struct Tools {
 
 impl Tools {
     pub(crate) fn find(search_path: &str) -> Self {
-        let find = |name: &str| {
-            search_path
-                .split(':')
-                .filter(|d| !d.is_empty())
-                .map(|d| Path::new(d).join(name))
-                .find(|p| p.is_file())
-        };
+        let find = |name| find_program(search_path, name);
         Self { bwrap: find("bwrap"), podman: find("podman"), docker: find("docker") }
     }
 }
@@ -356,8 +344,8 @@ impl Sandbox {
             Some(_) => disk_usage(view.writable.clone()).await,
             None => None,
         };
-        let launch = match self.kind {
-            BackendKind::Plain => crate::backends::plain(&spec),
+        let mut launch = match self.kind {
+            BackendKind::Plain => crate::backends::plain(&spec, &request.stdin),
             BackendKind::Native => crate::backends::native(self.helper()?, &spec, &request.stdin),
             BackendKind::Bwrap => crate::backends::bwrap(
                 self.tool(self.tools.bwrap.as_ref())?,
@@ -366,11 +354,7 @@ impl Sandbox {
                 &request.stdin,
             ),
             BackendKind::Podman | BackendKind::Docker => {
-                let runtime = self.tool(if self.kind == BackendKind::Podman {
-                    self.tools.podman.as_ref()
-                } else {
-                    self.tools.docker.as_ref()
-                })?;
+                let runtime = self.tool(self.container_runtime())?;
                 crate::backends::container(
                     self.kind,
                     runtime,
@@ -381,21 +365,11 @@ impl Sandbox {
                 )
             }
         };
-        let mut launch = launch;
-        if self.kind == BackendKind::Plain {
-            launch.stdin = request.stdin.clone();
-        }
         if let Some(cgroup) = &cgroup {
             launch.cgroup_procs = cgroup.procs_fds();
         }
         let supervised = supervise(launch, limits.wall_time, limits.output_bytes, cancel).await;
-        if matches!(self.kind, BackendKind::Podman | BackendKind::Docker)
-            && let Some(runtime) = if self.kind == BackendKind::Podman {
-                &self.tools.podman
-            } else {
-                &self.tools.docker
-            }
-        {
+        if let Some(runtime) = self.container_runtime() {
             crate::backends::remove_container(runtime, &name).await;
         }
         let counters = match cgroup {
@@ -465,6 +439,15 @@ impl Sandbox {
             backend: self.kind,
             connections,
         })
+    }
+
+    /// The `podman` or `docker` binary, for those backends.
+    fn container_runtime(&self) -> Option<&PathBuf> {
+        match self.kind {
+            BackendKind::Podman => self.tools.podman.as_ref(),
+            BackendKind::Docker => self.tools.docker.as_ref(),
+            BackendKind::Plain | BackendKind::Native | BackendKind::Bwrap => None,
+        }
     }
 
     fn helper(&self) -> Result<&Path, SandboxError> {

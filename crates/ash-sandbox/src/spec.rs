@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+/// The program search path when a request's environment has no `PATH`.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// The argument that turns the `ash` binary (or `ash-sandbox-helper`) into the helper.
 pub const HELPER_ARG: &str = "__ash-sandbox-helper";
@@ -52,6 +55,41 @@ pub(crate) struct Rlimits {
     pub nproc: Option<u64>,
     pub nofile: Option<u64>,
     pub fsize: Option<u64>,
+}
+
+impl Rlimits {
+    /// Sets each limit on this process, hard equal to soft except for CPU time (one second of
+    /// grace between SIGXCPU and SIGKILL). Calls only setrlimit(2), so it is safe between
+    /// `fork` and `exec`. On failure, names the resource.
+    pub(crate) fn apply(&self) -> Result<(), (&'static str, nix::errno::Errno)> {
+        use nix::sys::resource::{Resource, setrlimit};
+        if let Some(cpu) = self.cpu_secs {
+            setrlimit(Resource::RLIMIT_CPU, cpu, cpu + 1).map_err(|e| ("RLIMIT_CPU", e))?;
+        }
+        for (resource, name, value) in [
+            (Resource::RLIMIT_AS, "RLIMIT_AS", self.address_space),
+            (Resource::RLIMIT_NPROC, "RLIMIT_NPROC", self.nproc),
+            (Resource::RLIMIT_NOFILE, "RLIMIT_NOFILE", self.nofile),
+            (Resource::RLIMIT_FSIZE, "RLIMIT_FSIZE", self.fsize),
+        ] {
+            if let Some(v) = value {
+                setrlimit(resource, v, v).map_err(|e| (name, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Finds the executable `name` in `search` (a `PATH` value), as `execvp` would; a name
+/// containing `/` is taken as it is.
+pub(crate) fn find_program(search: &str, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    search.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).find(|p| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// One line the helper writes on [`REPORT_FD`].

@@ -77,9 +77,7 @@ fn policy(args: &SandboxExecArgs, cwd: &std::path::Path) -> anyhow::Result<Sandb
 }
 
 fn environment(args: &SandboxExecArgs) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut env: BTreeMap<String, String> =
-        DEFAULT_ENV.iter().filter_map(|n| Some(((*n).to_owned(), config::var(n)?))).collect();
-    env.entry("PATH".into()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut env = config::pass_env(DEFAULT_ENV);
     for item in &args.env {
         match item.split_once('=') {
             Some((name, value)) => {
