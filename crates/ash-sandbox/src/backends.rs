@@ -167,10 +167,12 @@ pub(crate) fn container(
     name: &str,
     spec: &HelperSpec,
     limits: &Limits,
+    stdin: &[u8],
 ) -> Launch {
     let mut cmd = command(runtime);
     cmd.args(container_args(kind, image, name, spec, limits));
-    Launch::new(cmd, program_name(spec))
+    // `run -i` hands the command our stdin.
+    Launch { stdin: stdin.to_vec(), ..Launch::new(cmd, program_name(spec)) }
 }
 
 pub(crate) fn container_args(

@@ -362,6 +362,7 @@ impl Sandbox {
                     &name,
                     &spec,
                     limits,
+                    &request.stdin,
                 )
             }
         };
