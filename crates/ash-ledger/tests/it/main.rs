@@ -1,0 +1,9 @@
+//! Integration tests of ash-ledger: the attack list, property tests over random histories,
+//! hostile bytes, bundles and incremental verification.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod attacks;
+mod format;
+mod props;
+mod world;
