@@ -33,8 +33,13 @@ impl<'a> LogWriter<'a> {
     /// Signs and returns the next entry. `cosignature` is the other party's signature (see
     /// [`Entry::cosignature`]); the caller appends the entry to storage.
     pub fn append(&mut self, time: u64, body: Body, cosignature: Option<Signature>) -> Entry {
-        let unsigned =
-            Unsigned { author: self.identity.node_id(), seq: self.next_seq, prev: self.head, time, body: &body };
+        let unsigned = Unsigned {
+            author: self.identity.node_id(),
+            seq: self.next_seq,
+            prev: self.head,
+            time,
+            body: &body,
+        };
         let signed = unsigned.signed_bytes();
         let signature = self.identity.sign(Domain::LedgerEntry, &signed);
         let entry = Entry::assemble(unsigned, signed, signature, cosignature);

@@ -63,7 +63,8 @@ pub fn write_bundle<'a, W: Write>(
     out.write_all(&BUNDLE_VERSION.to_be_bytes())?;
     out.write_all(&(entries.len() as u64).to_be_bytes())?;
     for entry in entries {
-        let len = u32::try_from(entry.bytes().len()).map_err(|_| BundleError::Header("entry too big".into()))?;
+        let len = u32::try_from(entry.bytes().len())
+            .map_err(|_| BundleError::Header("entry too big".into()))?;
         out.write_all(&len.to_be_bytes())?;
         out.write_all(entry.bytes())?;
     }
@@ -75,7 +76,9 @@ pub fn write_bundle<'a, W: Write>(
 pub fn read_bundle<R: Read>(mut input: R, max_entries: u64) -> Result<Vec<Entry>, BundleError> {
     let mut header = [0u8; 18];
     input.read_exact(&mut header).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => BundleError::Header("shorter than the 18-byte header".into()),
+        std::io::ErrorKind::UnexpectedEof => {
+            BundleError::Header("shorter than the 18-byte header".into())
+        }
         _ => BundleError::Io(e),
     })?;
     if &header[..8] != BUNDLE_MAGIC {
@@ -83,7 +86,9 @@ pub fn read_bundle<R: Read>(mut input: R, max_entries: u64) -> Result<Vec<Entry>
     }
     let version = u16::from_be_bytes([header[8], header[9]]);
     if version != BUNDLE_VERSION {
-        return Err(BundleError::Header(format!("version {version}; this ash reads version {BUNDLE_VERSION}")));
+        return Err(BundleError::Header(format!(
+            "version {version}; this ash reads version {BUNDLE_VERSION}"
+        )));
     }
     let mut count_bytes = [0u8; 8];
     count_bytes.copy_from_slice(&header[10..]);
@@ -106,7 +111,8 @@ pub fn read_bundle<R: Read>(mut input: R, max_entries: u64) -> Result<Vec<Entry>
             return Err(BundleError::Entry { index, source: DecodeError { offset: 0, what } });
         }
         input.read_exact(&mut buf[..len]).map_err(truncated)?;
-        let entry = Entry::decode(&buf[..len]).map_err(|source| BundleError::Entry { index, source })?;
+        let entry =
+            Entry::decode(&buf[..len]).map_err(|source| BundleError::Entry { index, source })?;
         entries.push(entry);
     }
     let mut probe = [0u8; 1];

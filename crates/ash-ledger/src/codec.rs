@@ -62,9 +62,13 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or_else(|| {
-            self.error(format!("truncated: {what} needs {n} bytes, {} left", self.bytes.len() - self.pos))
-        })?;
+        let end =
+            self.pos.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or_else(|| {
+                self.error(format!(
+                    "truncated: {what} needs {n} bytes, {} left",
+                    self.bytes.len() - self.pos
+                ))
+            })?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -102,7 +106,10 @@ impl<'a> Reader<'a> {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| DecodeError { offset: start, what: format!("{what} is not UTF-8") })?;
         if text.chars().any(char::is_control) {
-            return Err(DecodeError { offset: start, what: format!("{what} holds control characters") });
+            return Err(DecodeError {
+                offset: start,
+                what: format!("{what} holds control characters"),
+            });
         }
         Ok(text.to_owned())
     }

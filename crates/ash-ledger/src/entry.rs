@@ -282,7 +282,14 @@ pub struct Entry {
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Entry({} #{} {} {:?})", self.author.short(), self.seq, self.body.kind(), self.hash)
+        write!(
+            f,
+            "Entry({} #{} {} {:?})",
+            self.author.short(),
+            self.seq,
+            self.body.kind(),
+            self.hash
+        )
     }
 }
 
@@ -367,13 +374,19 @@ impl Entry {
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(DecodeError {
                 offset: base,
-                what: format!("entry of {} bytes is over the {MAX_ENTRY_BYTES}-byte limit", bytes.len()),
+                what: format!(
+                    "entry of {} bytes is over the {MAX_ENTRY_BYTES}-byte limit",
+                    bytes.len()
+                ),
             });
         }
         let mut r = Reader::new(bytes, base);
         let version = r.u8("version")?;
         if version != ENTRY_VERSION {
-            return Err(DecodeError { offset: base, what: format!("unsupported entry version {version}") });
+            return Err(DecodeError {
+                offset: base,
+                what: format!("unsupported entry version {version}"),
+            });
         }
         let author = r.id("author")?;
         let seq = r.u64("seq")?;
@@ -419,7 +432,11 @@ fn hash_bytes(bytes: &[u8]) -> Hash {
 /// Bytes the acceptor signs to commit to a result (domain `ash/ledger/result/v1`).
 pub(crate) fn commitment_bytes(s: &Settlement) -> Vec<u8> {
     let mut w = Writer::default();
-    w.bytes(&s.job.0).id(s.requester).id(s.acceptor).bytes(&s.reserve_hash.0).bytes(&s.result_hash.0);
+    w.bytes(&s.job.0)
+        .id(s.requester)
+        .id(s.acceptor)
+        .bytes(&s.reserve_hash.0)
+        .bytes(&s.result_hash.0);
     w.0
 }
 
@@ -458,13 +475,10 @@ fn encode_body(body: &Body, w: &mut Writer) {
                 .bytes(s.reserve.bytes());
         }
         Body::Release(r) => {
-            w.bytes(&r.job.0)
-                .u64(r.reserve_seq)
-                .bytes(&r.reserve_hash.0)
-                .u8(match r.reason {
-                    ReleaseReason::Expired => 1,
-                    ReleaseReason::Cancelled => 2,
-                });
+            w.bytes(&r.job.0).u64(r.reserve_seq).bytes(&r.reserve_hash.0).u8(match r.reason {
+                ReleaseReason::Expired => 1,
+                ReleaseReason::Cancelled => 2,
+            });
         }
     }
 }

@@ -19,8 +19,8 @@ pub use bundle::{BUNDLE_MAGIC, BUNDLE_VERSION, BundleError, read_bundle, write_b
 pub use codec::DecodeError;
 pub use credits::Credits;
 pub use entry::{
-    Body, ENTRY_VERSION, Entry, Hash, JobId, MAX_ENTRY_BYTES, MintKind, Outcome, Profile,
-    Release, ReleaseReason, Reserve, Settle, Settlement, Mint,
+    Body, ENTRY_VERSION, Entry, Hash, JobId, MAX_ENTRY_BYTES, Mint, MintKind, Outcome, Profile,
+    Release, ReleaseReason, Reserve, Settle, Settlement,
 };
 pub use verify::{
     Account, Balance, Equivocation, Pending, Rejection, Report, Rule, Rules, Verifier,

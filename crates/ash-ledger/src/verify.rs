@@ -342,12 +342,14 @@ impl Verifier {
     }
 
     fn equivocation(&mut self, kept: Entry, other: Entry) -> Rejection {
-        let valid = self
-            .key(other.author)
-            .is_some_and(|k| verify(&k, Domain::LedgerEntry, other.signed_bytes(), &other.signature).is_ok());
+        let valid = self.key(other.author).is_some_and(|k| {
+            verify(&k, Domain::LedgerEntry, other.signed_bytes(), &other.signature).is_ok()
+        });
         let detail = if valid {
             self.frozen.insert(other.author);
-            self.report.equivocations.push(Equivocation { kept: kept.clone(), other: other.clone() });
+            self.report
+                .equivocations
+                .push(Equivocation { kept: kept.clone(), other: other.clone() });
             format!("equivocation: entry {} was already signed as {}", other.seq, kept.hash())
         } else {
             "does not verify (and differs from the entry already known)".into()
@@ -383,8 +385,11 @@ impl Verifier {
             })
             .collect();
         for reserve in carried {
-            if let Some(kept) = by_author.get(&reserve.author).and_then(|log| log.get(&reserve.seq)) {
-                if kept.hash() != reserve.hash() && !conflicts.iter().any(|(_, o): &(Entry, Entry)| o.hash() == reserve.hash()) {
+            if let Some(kept) = by_author.get(&reserve.author).and_then(|log| log.get(&reserve.seq))
+            {
+                if kept.hash() != reserve.hash()
+                    && !conflicts.iter().any(|(_, o): &(Entry, Entry)| o.hash() == reserve.hash())
+                {
                     conflicts.push((kept.clone(), reserve));
                 }
             }
@@ -397,7 +402,10 @@ impl Verifier {
                         author,
                         seq: expected,
                         count: 0,
-                        waiting_for: format!("entry {expected} of {} (have {seq} next)", author.short()),
+                        waiting_for: format!(
+                            "entry {expected} of {} (have {seq} next)",
+                            author.short()
+                        ),
                     });
                     break;
                 }
@@ -464,12 +472,30 @@ impl Verifier {
         match &entry.body {
             Body::Settle(settle) => {
                 let s = &settle.settlement;
-                out.push((s.acceptor, Domain::LedgerResult, commitment_bytes(s), settle.commitment, Rule::Commitment));
+                out.push((
+                    s.acceptor,
+                    Domain::LedgerResult,
+                    commitment_bytes(s),
+                    settle.commitment,
+                    Rule::Commitment,
+                ));
                 let r = &settle.reserve;
-                out.push((r.author, Domain::LedgerEntry, r.signed_bytes().to_vec(), r.signature, Rule::Signature));
+                out.push((
+                    r.author,
+                    Domain::LedgerEntry,
+                    r.signed_bytes().to_vec(),
+                    r.signature,
+                    Rule::Signature,
+                ));
                 if let Some(cosig) = entry.cosignature {
                     let other = if entry.author == s.requester { s.acceptor } else { s.requester };
-                    out.push((other, Domain::LedgerSettlement, s.to_bytes(), cosig, Rule::Cosignature));
+                    out.push((
+                        other,
+                        Domain::LedgerSettlement,
+                        s.to_bytes(),
+                        cosig,
+                        Rule::Cosignature,
+                    ));
                 }
             }
             Body::Release(release) => {
@@ -505,7 +531,9 @@ impl Verifier {
         for (author, log) in &self.logs {
             for (index, entry) in log.entries.iter().enumerate() {
                 let Body::Settle(settle) = &entry.body else { continue };
-                if log.bad_signature.contains_key(&index) || self.static_settle_check(entry, settle).is_err() {
+                if log.bad_signature.contains_key(&index)
+                    || self.static_settle_check(entry, settle).is_err()
+                {
                     continue;
                 }
                 let s = &settle.settlement;
@@ -528,19 +556,31 @@ impl Verifier {
         let s = &settle.settlement;
         let r = &settle.reserve;
         let Body::Reserve(reserve) = &r.body else {
-            return Err((Rule::ReservationMismatch, format!("carries a {} entry, not a reserve", r.body.kind())));
+            return Err((
+                Rule::ReservationMismatch,
+                format!("carries a {} entry, not a reserve", r.body.kind()),
+            ));
         };
         if r.author != s.requester || r.seq != s.reserve_seq || r.hash() != s.reserve_hash {
-            return Err((Rule::ReservationMismatch, "the carried reservation is not the one named".into()));
+            return Err((
+                Rule::ReservationMismatch,
+                "the carried reservation is not the one named".into(),
+            ));
         }
         if reserve.job != s.job || reserve.acceptor != s.acceptor {
-            return Err((Rule::ReservationMismatch, "job or acceptor differs from the reservation".into()));
+            return Err((
+                Rule::ReservationMismatch,
+                "job or acceptor differs from the reservation".into(),
+            ));
         }
         if entry.author != s.requester && entry.author != s.acceptor {
             return Err((Rule::NotAParty, "the author is neither requester nor acceptor".into()));
         }
         if s.amount > reserve.amount {
-            return Err((Rule::AboveReserved, format!("settles {} of a {} reservation", s.amount, reserve.amount)));
+            return Err((
+                Rule::AboveReserved,
+                format!("settles {} of a {} reservation", s.amount, reserve.amount),
+            ));
         }
         match s.outcome {
             Outcome::Timeout => {
@@ -548,7 +588,10 @@ impl Verifier {
                     return Err((Rule::NotAParty, "only the acceptor settles a timeout".into()));
                 }
                 if entry.cosignature.is_some() {
-                    return Err((Rule::Cosignature, "a timeout settlement carries no counter-signature".into()));
+                    return Err((
+                        Rule::Cosignature,
+                        "a timeout settlement carries no counter-signature".into(),
+                    ));
                 }
                 if entry.time < reserve.deadline {
                     return Err((
@@ -559,13 +602,21 @@ impl Verifier {
                 if s.amount > reserve.amount.half() {
                     return Err((
                         Rule::TimeoutAboveHalf,
-                        format!("claims {} of a {} reservation (at most {})", s.amount, reserve.amount, reserve.amount.half()),
+                        format!(
+                            "claims {} of a {} reservation (at most {})",
+                            s.amount,
+                            reserve.amount,
+                            reserve.amount.half()
+                        ),
                     ));
                 }
             }
             Outcome::Accept | Outcome::Reject => {
                 if entry.cosignature.is_none() {
-                    return Err((Rule::Cosignature, "an accept or reject needs both parties' signatures".into()));
+                    return Err((
+                        Rule::Cosignature,
+                        "an accept or reject needs both parties' signatures".into(),
+                    ));
                 }
             }
         }
@@ -689,15 +740,24 @@ impl Verifier {
         let (index, prev) = {
             let log = self.logs.get(&author).ok_or((Rule::Gap, "unknown log".to_owned()))?;
             let index = log.cursor;
-            (index, index.checked_sub(1).and_then(|i| log.entries.get(i)).map(|e| (e.hash(), e.time)))
+            (
+                index,
+                index.checked_sub(1).and_then(|i| log.entries.get(i)).map(|e| (e.hash(), e.time)),
+            )
         };
         let expected_prev = prev.map_or(Hash([0; 32]), |(hash, _)| hash);
         if entry.prev != expected_prev {
-            return Err((Rule::Chain, format!("prev is {}, the previous entry's hash is {expected_prev}", entry.prev)));
+            return Err((
+                Rule::Chain,
+                format!("prev is {}, the previous entry's hash is {expected_prev}", entry.prev),
+            ));
         }
         if let Some((_, prev_time)) = prev {
             if entry.time < prev_time {
-                return Err((Rule::Clock, format!("time {} is before the previous entry's {prev_time}", entry.time)));
+                return Err((
+                    Rule::Clock,
+                    format!("time {} is before the previous entry's {prev_time}", entry.time),
+                ));
             }
         }
         let latest = self.rules.now.saturating_add(self.rules.max_clock_skew);
@@ -708,18 +768,29 @@ impl Verifier {
             return Err((Rule::FirstNotProfile, format!("entry 0 is a {}", entry.body.kind())));
         }
         if authority && !matches!(entry.body, Body::Profile(_) | Body::Mint(_)) {
-            return Err((Rule::AuthorityLog, format!("a {} in a mint authority's log", entry.body.kind())));
+            return Err((
+                Rule::AuthorityLog,
+                format!("a {} in a mint authority's log", entry.body.kind()),
+            ));
         }
-        if !matches!(entry.body, Body::Settle(_) | Body::Release(_)) && entry.cosignature.is_some() {
-            return Err((Rule::Cosignature, format!("a {} carries no counter-signature", entry.body.kind())));
+        if !matches!(entry.body, Body::Settle(_) | Body::Release(_)) && entry.cosignature.is_some()
+        {
+            return Err((
+                Rule::Cosignature,
+                format!("a {} carries no counter-signature", entry.body.kind()),
+            ));
         }
         match &entry.body {
             Body::Profile(profile) => {
                 let name = &profile.username;
-                let valid_chars =
-                    name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                let valid_chars = name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
                 if !(3..=32).contains(&name.len()) || !valid_chars {
-                    return Err((Rule::Profile, format!("username {name:?} is not 3–32 of a-z 0-9 _ -")));
+                    return Err((
+                        Rule::Profile,
+                        format!("username {name:?} is not 3–32 of a-z 0-9 _ -"),
+                    ));
                 }
                 if let Some(log) = self.logs.get_mut(&author) {
                     log.username = Some(name.clone());
@@ -727,11 +798,17 @@ impl Verifier {
             }
             Body::Mint(mint) => {
                 if !authority {
-                    return Err((Rule::MintNotAuthority, format!("{} is not a mint authority", author.short())));
+                    return Err((
+                        Rule::MintNotAuthority,
+                        format!("{} is not a mint authority", author.short()),
+                    ));
                 }
                 check_amount(mint.amount)?;
                 if mint.reason.len() > 200 {
-                    return Err((Rule::Reason, format!("reason of {} bytes (at most 200)", mint.reason.len())));
+                    return Err((
+                        Rule::Reason,
+                        format!("reason of {} bytes (at most 200)", mint.reason.len()),
+                    ));
                 }
                 if self.rules.authorities.contains(&mint.recipient) {
                     return Err((Rule::MintToAuthority, "authorities hold no credits".into()));
@@ -753,11 +830,16 @@ impl Verifier {
                     return Err((Rule::SelfDealing, "the acceptor is the requester".into()));
                 }
                 if reserve.deadline <= entry.time {
-                    return Err((Rule::Deadline, format!("deadline {} is not after {}", reserve.deadline, entry.time)));
+                    return Err((
+                        Rule::Deadline,
+                        format!("deadline {} is not after {}", reserve.deadline, entry.time),
+                    ));
                 }
                 let minted = self.minted.get(&author).copied().unwrap_or_default();
-                let log = self.logs.get_mut(&author).ok_or((Rule::Gap, "unknown log".to_owned()))?;
-                let has = i128::from(minted.get()) + i128::from(log.own_earned.get()) - i128::from(log.own_cost.get());
+                let log =
+                    self.logs.get_mut(&author).ok_or((Rule::Gap, "unknown log".to_owned()))?;
+                let has = i128::from(minted.get()) + i128::from(log.own_earned.get())
+                    - i128::from(log.own_cost.get());
                 if i128::from(reserve.amount.get()) > has {
                     return Err((
                         Rule::InsufficientBalance,
@@ -773,37 +855,58 @@ impl Verifier {
             Body::Settle(settle) => self.settle(entry, settle)?,
             Body::Release(release) => {
                 let key = (author, release.reserve_seq);
-                let reservation = self
-                    .reservations
-                    .get(&key)
-                    .filter(|r| r.hash == release.reserve_hash)
-                    .ok_or((Rule::UnknownReservation, format!("no reservation {} in this log", release.reserve_seq)))?;
+                let reservation =
+                    self.reservations.get(&key).filter(|r| r.hash == release.reserve_hash).ok_or(
+                        (
+                            Rule::UnknownReservation,
+                            format!("no reservation {} in this log", release.reserve_seq),
+                        ),
+                    )?;
                 if reservation.body.job != release.job {
-                    return Err((Rule::ReservationMismatch, "the job differs from the reservation".into()));
+                    return Err((
+                        Rule::ReservationMismatch,
+                        "the job differs from the reservation".into(),
+                    ));
                 }
                 if let Some((_, by, seq)) = self.canonical.get(&key) {
                     return Err((
                         Rule::ReservationResolved,
-                        format!("reservation {} is settled by {} at entry {seq}", release.reserve_seq, by.short()),
+                        format!(
+                            "reservation {} is settled by {} at entry {seq}",
+                            release.reserve_seq,
+                            by.short()
+                        ),
                     ));
                 }
                 if reservation.status != Status::Open {
-                    return Err((Rule::ReservationResolved, format!("reservation {} already ended", release.reserve_seq)));
+                    return Err((
+                        Rule::ReservationResolved,
+                        format!("reservation {} already ended", release.reserve_seq),
+                    ));
                 }
                 match release.reason {
                     ReleaseReason::Expired => {
                         if entry.cosignature.is_some() {
-                            return Err((Rule::Cosignature, "an expiry carries no counter-signature".into()));
+                            return Err((
+                                Rule::Cosignature,
+                                "an expiry carries no counter-signature".into(),
+                            ));
                         }
                         if entry.time < reservation.body.deadline {
                             return Err((
                                 Rule::ReleaseBeforeDeadline,
-                                format!("at {} before the deadline {}", entry.time, reservation.body.deadline),
+                                format!(
+                                    "at {} before the deadline {}",
+                                    entry.time, reservation.body.deadline
+                                ),
                             ));
                         }
                     }
                     ReleaseReason::Cancelled if entry.cosignature.is_none() => {
-                        return Err((Rule::Cosignature, "a cancellation needs the acceptor's signature".into()));
+                        return Err((
+                            Rule::Cosignature,
+                            "a cancellation needs the acceptor's signature".into(),
+                        ));
                     }
                     ReleaseReason::Cancelled => {}
                 }
@@ -811,7 +914,8 @@ impl Verifier {
                 if let Some(r) = self.reservations.get_mut(&key) {
                     r.status = Status::Released;
                 }
-                let log = self.logs.get_mut(&author).ok_or((Rule::Gap, "unknown log".to_owned()))?;
+                let log =
+                    self.logs.get_mut(&author).ok_or((Rule::Gap, "unknown log".to_owned()))?;
                 log.own_cost = log.own_cost.checked_sub(amount).ok_or(overflow())?;
                 log.resolved_here.insert(key);
             }
@@ -823,31 +927,45 @@ impl Verifier {
         self.static_settle_check(entry, settle)?;
         let s = &settle.settlement;
         let key = (s.requester, s.reserve_seq);
-        let reservation = self.reservations.get(&key).filter(|r| r.hash == s.reserve_hash).ok_or_else(|| {
-            (
-                Rule::UnknownReservation,
-                format!("reservation {} of {} is not in its valid log", s.reserve_seq, s.requester.short()),
-            )
-        })?;
+        let reservation =
+            self.reservations.get(&key).filter(|r| r.hash == s.reserve_hash).ok_or_else(|| {
+                (
+                    Rule::UnknownReservation,
+                    format!(
+                        "reservation {} of {} is not in its valid log",
+                        s.reserve_seq,
+                        s.requester.short()
+                    ),
+                )
+            })?;
         let bytes = s.to_bytes();
         match self.canonical.get(&key) {
             Some((canonical, ..)) if *canonical == bytes => {}
             Some((_, by, seq)) => {
                 return Err((
                     Rule::ConflictingSettlement,
-                    format!("the reservation is settled differently by {} at entry {seq}", by.short()),
+                    format!(
+                        "the reservation is settled differently by {} at entry {seq}",
+                        by.short()
+                    ),
                 ));
             }
             None => {}
         }
         let log = self.logs.get(&entry.author).ok_or((Rule::Gap, "unknown log".to_owned()))?;
         if log.resolved_here.contains(&key) {
-            return Err((Rule::ReservationResolved, format!("reservation {} was already settled in this log", s.reserve_seq)));
+            return Err((
+                Rule::ReservationResolved,
+                format!("reservation {} was already settled in this log", s.reserve_seq),
+            ));
         }
         let reserved = reservation.body.amount;
         match reservation.status {
             Status::Released => {
-                return Err((Rule::ReservationResolved, format!("reservation {} was released", s.reserve_seq)));
+                return Err((
+                    Rule::ReservationResolved,
+                    format!("reservation {} was released", s.reserve_seq),
+                ));
             }
             Status::Open => {
                 add(&mut self.paid, s.requester, s.amount)?;
@@ -882,8 +1000,10 @@ impl Verifier {
         }
         ids.into_iter()
             .map(|id| {
-                let get = |map: &HashMap<NodeId, Credits>| map.get(&id).copied().unwrap_or_default();
-                let (minted, earned, paid, reserved) = (get(&self.minted), get(&self.earned), get(&self.paid), get(&open));
+                let get =
+                    |map: &HashMap<NodeId, Credits>| map.get(&id).copied().unwrap_or_default();
+                let (minted, earned, paid, reserved) =
+                    (get(&self.minted), get(&self.earned), get(&self.paid), get(&open));
                 let available = i128::from(minted.get()) + i128::from(earned.get())
                     - i128::from(paid.get())
                     - i128::from(reserved.get());
@@ -894,7 +1014,10 @@ impl Verifier {
                     username: log.and_then(|l| l.username.clone()),
                     length: log.map_or(0, |l| l.entries.len() as u64),
                     verified: verified as u64,
-                    head: verified.checked_sub(1).and_then(|i| log?.entries.get(i)).map(Entry::hash),
+                    head: verified
+                        .checked_sub(1)
+                        .and_then(|i| log?.entries.get(i))
+                        .map(Entry::hash),
                     balance: Balance {
                         minted,
                         earned,
@@ -950,12 +1073,19 @@ fn signature_detail(rule: Rule) -> String {
 
 fn check_amount(amount: Credits) -> Result<(), (Rule, String)> {
     if amount == Credits::ZERO || amount > Credits::MAX_ENTRY {
-        return Err((Rule::Amount, format!("{amount} is not between 1 and {}", Credits::MAX_ENTRY)));
+        return Err((
+            Rule::Amount,
+            format!("{amount} is not between 1 and {}", Credits::MAX_ENTRY),
+        ));
     }
     Ok(())
 }
 
-fn add(map: &mut HashMap<NodeId, Credits>, id: NodeId, amount: Credits) -> Result<(), (Rule, String)> {
+fn add(
+    map: &mut HashMap<NodeId, Credits>,
+    id: NodeId,
+    amount: Credits,
+) -> Result<(), (Rule, String)> {
     let slot = map.entry(id).or_default();
     *slot = slot.checked_add(amount).ok_or(overflow())?;
     Ok(())

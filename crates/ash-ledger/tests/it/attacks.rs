@@ -2,7 +2,10 @@
 //! named rule and leave balances where honest history puts them.
 
 use ash_identity::Identity;
-use ash_ledger::{Body, Credits, MintKind, Outcome, Release, ReleaseReason, Reserve, Rule, Settle, Verifier, result_commitment};
+use ash_ledger::{
+    Body, Credits, MintKind, Outcome, Release, ReleaseReason, Reserve, Rule, Settle, Verifier,
+    result_commitment,
+};
 use pretty_assertions::assert_eq;
 
 use crate::world::{SIGNUP, World, balances, rejections};
@@ -24,11 +27,19 @@ fn honest_history_verifies_and_conserves() {
     let total: i64 = balances(&w, &report).iter().sum::<i64>() + 2;
     assert_eq!(total, 3 * SIGNUP as i64);
     let acc = &report.accounts[&w.id(2)];
-    assert_eq!((acc.balance.reserved, acc.balance.earned, acc.verified), (Credits::new(2), Credits::new(15), acc.length));
+    assert_eq!(
+        (acc.balance.reserved, acc.balance.earned, acc.verified),
+        (Credits::new(2), Credits::new(15), acc.length)
+    );
     // The open reservation can expire and be released.
     w.now += 120_000;
     let Body::Reserve(r) = &open.body else { unreachable!() };
-    let release = Release { job: r.job, reserve_seq: open.seq, reserve_hash: open.hash(), reason: ReleaseReason::Expired };
+    let release = Release {
+        job: r.job,
+        reserve_seq: open.seq,
+        reserve_hash: open.hash(),
+        reason: ReleaseReason::Expired,
+    };
     w.append(Some(2), Body::Release(release), None);
     assert_eq!(balances(&w, &w.verify()), vec![94, 91, 115]);
 }
@@ -37,7 +48,12 @@ fn honest_history_verifies_and_conserves() {
 fn self_minting_is_rejected() {
     let mut w = World::new(1);
     let me = w.id(0);
-    let body = Body::Mint(ash_ledger::Mint { recipient: me, amount: Credits::new(1_000_000), kind: MintKind::Grant, reason: "free".into() });
+    let body = Body::Mint(ash_ledger::Mint {
+        recipient: me,
+        amount: Credits::new(1_000_000),
+        kind: MintKind::Grant,
+        reason: "free".into(),
+    });
     w.append(Some(0), body, None);
     let report = w.verify();
     assert_eq!(rejections(&report), vec![(1, "mint", rule("mint-not-authority"))]);
@@ -49,7 +65,12 @@ fn a_mint_by_a_non_authority_log_is_rejected() {
     let mut w = World::new(2);
     // user1 plays "authority" in its own log: not listed in the network config.
     let target = w.id(0);
-    let body = Body::Mint(ash_ledger::Mint { recipient: target, amount: Credits::new(500), kind: MintKind::Grant, reason: "x".into() });
+    let body = Body::Mint(ash_ledger::Mint {
+        recipient: target,
+        amount: Credits::new(500),
+        kind: MintKind::Grant,
+        reason: "x".into(),
+    });
     w.append(Some(1), body, None);
     // And a real authority's mint with its recipient changed afterwards.
     let user1 = w.id(1);
@@ -82,20 +103,33 @@ fn an_earn_cosigned_by_a_throwaway_key_counts_for_nothing() {
     fake.users.push(throwaway);
     // The throwaway's own log: a profile and a huge reservation for user0 (no credits).
     let t = ash_identity::Identity::insecure_from_label("throwaway");
-    let profile = Body::Profile(ash_ledger::Profile { username: "throwaway".into(), sealing_key: t.sealing_public(), created_at: 0 });
+    let profile = Body::Profile(ash_ledger::Profile {
+        username: "throwaway".into(),
+        sealing_key: t.sealing_public(),
+        created_at: 0,
+    });
     let mut writer = ash_ledger::LogWriter::new(&t);
     let p = writer.append(w.now, profile, None);
     let job = w.job();
     let reserve = writer.append(
         w.now + 1,
-        Body::Reserve(Reserve { job, acceptor: w.id(0), amount: Credits::new(1_000_000), deadline: w.now + 10 }),
+        Body::Reserve(Reserve {
+            job,
+            acceptor: w.id(0),
+            amount: Credits::new(1_000_000),
+            deadline: w.now + 10,
+        }),
         None,
     );
     let mut settlement = w.settlement(&reserve, Outcome::Accept, 1_000_000);
     settlement.result_hash = ash_ledger::Hash([1; 32]);
     let commitment = result_commitment(&w.users[0], &settlement);
     let cosig = settlement.cosign(&t);
-    w.append(Some(0), Body::Settle(Box::new(Settle { settlement, commitment, reserve: reserve.clone() })), Some(cosig));
+    w.append(
+        Some(0),
+        Body::Settle(Box::new(Settle { settlement, commitment, reserve: reserve.clone() })),
+        Some(cosig),
+    );
     // Without the throwaway's log: pending, not counted.
     let report = w.verify();
     assert_eq!((rejections(&report), balances(&w, &report)), (vec![], vec![100]));
@@ -107,7 +141,10 @@ fn an_earn_cosigned_by_a_throwaway_key_counts_for_nothing() {
     let report = w.verify_entries(entries);
     assert_eq!(
         rejections(&report),
-        vec![(1, "reserve", rule("insufficient-balance")), (1, "settle", rule("unknown-reservation"))]
+        vec![
+            (1, "reserve", rule("insufficient-balance")),
+            (1, "settle", rule("unknown-reservation"))
+        ]
     );
     assert_eq!(balances(&w, &report), vec![100]);
 }
@@ -146,7 +183,12 @@ fn spending_a_reservation_twice_is_rejected() {
     w.settle(1, &reserve, s);
     w.now += 120_000;
     let Body::Reserve(r) = &reserve.body else { unreachable!() };
-    let release = Release { job: r.job, reserve_seq: reserve.seq, reserve_hash: reserve.hash(), reason: ReleaseReason::Expired };
+    let release = Release {
+        job: r.job,
+        reserve_seq: reserve.seq,
+        reserve_hash: reserve.hash(),
+        reason: ReleaseReason::Expired,
+    };
     w.append(Some(0), Body::Release(release), None);
     let report = w.verify();
     assert_eq!(rejections(&report), vec![(2, "release", rule("reservation-resolved"))]);
@@ -187,7 +229,9 @@ fn replaying_an_old_settlement_is_rejected() {
     w.settle(1, &old, settlement.clone());
     let new = w.reserve(0, 1, 6);
     // The same co-signed settlement, re-appended for the new job.
-    let Body::Settle(old_settle) = &w.entries[w.entries.len() - 2].body.clone() else { unreachable!() };
+    let Body::Settle(old_settle) = &w.entries[w.entries.len() - 2].body.clone() else {
+        unreachable!()
+    };
     let cosig = settlement.cosign(&w.users[0]);
     w.append(Some(1), Body::Settle(old_settle.clone()), Some(cosig));
     let report = w.verify();
@@ -204,7 +248,11 @@ fn replaying_an_old_settlement_is_rejected() {
     moved.reserve_hash = new2.hash();
     let commitment = result_commitment(&w2.users[1], &moved);
     let stale_cosig = w2.settlement(&old, Outcome::Accept, 6).cosign(&w2.users[0]);
-    w2.append(Some(1), Body::Settle(Box::new(Settle { settlement: moved, commitment, reserve: new2 })), Some(stale_cosig));
+    w2.append(
+        Some(1),
+        Body::Settle(Box::new(Settle { settlement: moved, commitment, reserve: new2 })),
+        Some(stale_cosig),
+    );
     let report = w2.verify();
     assert_eq!(rejections(&report), vec![(2, "settle", rule("cosignature"))]);
     // ...and if the requester does sign it, the old job id no longer matches.
@@ -233,12 +281,18 @@ fn rolling_back_by_fork_is_proven_and_frozen() {
     let mut writer = ash_ledger::LogWriter::resume(&w.users[0], &profile);
     let forked = writer.append(
         w.now,
-        Body::Reserve(Reserve { job, acceptor: w.id(1), amount: Credits::new(1), deadline: w.now + 5 }),
+        Body::Reserve(Reserve {
+            job,
+            acceptor: w.id(1),
+            amount: Credits::new(1),
+            deadline: w.now + 5,
+        }),
         None,
     );
     // The fork is shown instead of the original log: the acceptor's settle carries the original
     // reservation, so the fork is proven.
-    let mut entries: Vec<_> = w.entries.iter().filter(|e| e.hash() != reserve.hash()).cloned().collect();
+    let mut entries: Vec<_> =
+        w.entries.iter().filter(|e| e.hash() != reserve.hash()).cloned().collect();
     entries.push(forked.clone());
     let report = w.verify_entries(entries);
     assert_eq!(report.equivocations.len(), 1);
@@ -246,7 +300,8 @@ fn rolling_back_by_fork_is_proven_and_frozen() {
     assert!(!report.accounts[&w.id(1)].frozen);
     // Truncating the log (dropping the reservation) makes the settle wait, it does not undo it
     // for anyone holding the full log.
-    let truncated: Vec<_> = w.entries.iter().filter(|e| e.hash() != reserve.hash()).cloned().collect();
+    let truncated: Vec<_> =
+        w.entries.iter().filter(|e| e.hash() != reserve.hash()).cloned().collect();
     let report = w.verify_entries(truncated);
     assert_eq!(report.pending.len(), 1);
     // Incremental: a verifier that has seen the log refuses the fork with a proof.

@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use ash_identity::{Identity, NodeId, Signature};
 use ash_ledger::{
-    Body, Credits, Entry, JobId, LogWriter, Mint, MintKind, Outcome, Profile, Report, Reserve,
-    Rules, Settle, Settlement, Verifier, result_commitment, Hash,
+    Body, Credits, Entry, Hash, JobId, LogWriter, Mint, MintKind, Outcome, Profile, Report,
+    Reserve, Rules, Settle, Settlement, Verifier, result_commitment,
 };
 
 pub const T0: u64 = 1_700_000_000_000;
@@ -25,7 +25,8 @@ impl World {
     pub fn new(n: usize) -> Self {
         let authority = Identity::insecure_from_label("authority");
         let users = (0..n).map(|i| Identity::insecure_from_label(&format!("user{i}"))).collect();
-        let mut world = Self { authority, users, entries: Vec::new(), last: HashMap::new(), now: T0, jobs: 0 };
+        let mut world =
+            Self { authority, users, entries: Vec::new(), last: HashMap::new(), now: T0, jobs: 0 };
         world.profile(None, "authority");
         for i in 0..n {
             world.profile(Some(i), &format!("user{i}"));
@@ -49,12 +50,23 @@ impl World {
     }
 
     /// Appends to `who`'s log (None = the authority) at the current time.
-    pub fn append(&mut self, who: Option<usize>, body: Body, cosignature: Option<Signature>) -> Entry {
+    pub fn append(
+        &mut self,
+        who: Option<usize>,
+        body: Body,
+        cosignature: Option<Signature>,
+    ) -> Entry {
         let time = self.tick();
         self.append_at(who, time, body, cosignature)
     }
 
-    pub fn append_at(&mut self, who: Option<usize>, time: u64, body: Body, cosignature: Option<Signature>) -> Entry {
+    pub fn append_at(
+        &mut self,
+        who: Option<usize>,
+        time: u64,
+        body: Body,
+        cosignature: Option<Signature>,
+    ) -> Entry {
         let identity = who.map_or(&self.authority, |i| &self.users[i]);
         let mut writer = match self.last.get(&identity.node_id()) {
             Some(last) => LogWriter::resume(identity, last),
@@ -77,7 +89,12 @@ impl World {
     }
 
     pub fn mint(&mut self, recipient: NodeId, amount: u64, kind: MintKind) -> Entry {
-        let body = Body::Mint(Mint { recipient, amount: Credits::new(amount), kind, reason: "test".into() });
+        let body = Body::Mint(Mint {
+            recipient,
+            amount: Credits::new(amount),
+            kind,
+            reason: "test".into(),
+        });
         self.append(None, body, None)
     }
 
@@ -126,13 +143,22 @@ impl World {
         let requester = self.user_index(settlement.requester);
         let commitment = result_commitment(&self.users[acceptor], &settlement);
         let other = if author == acceptor { requester } else { acceptor };
-        let cosig = (settlement.outcome != Outcome::Timeout).then(|| settlement.cosign(&self.users[other]));
-        let body = Body::Settle(Box::new(Settle { settlement, commitment, reserve: reserve.clone() }));
+        let cosig =
+            (settlement.outcome != Outcome::Timeout).then(|| settlement.cosign(&self.users[other]));
+        let body =
+            Body::Settle(Box::new(Settle { settlement, commitment, reserve: reserve.clone() }));
         self.append(Some(author), body, cosig)
     }
 
     /// A complete job: reserve, then both parties record the settlement.
-    pub fn job_done(&mut self, requester: usize, acceptor: usize, reserved: u64, outcome: Outcome, paid: u64) {
+    pub fn job_done(
+        &mut self,
+        requester: usize,
+        acceptor: usize,
+        reserved: u64,
+        outcome: Outcome,
+        paid: u64,
+    ) {
         let reserve = self.reserve(requester, acceptor, reserved);
         let settlement = self.settlement(&reserve, outcome, paid);
         self.settle(acceptor, &reserve, settlement.clone());
@@ -158,6 +184,8 @@ pub fn rejections(report: &Report) -> Vec<(u64, &'static str, String)> {
     report
         .rejected
         .iter()
-        .map(|r| (r.seq, r.kind, serde_json::to_value(r.rule).unwrap().as_str().unwrap().to_owned()))
+        .map(|r| {
+            (r.seq, r.kind, serde_json::to_value(r.rule).unwrap().as_str().unwrap().to_owned())
+        })
         .collect()
 }
