@@ -224,8 +224,9 @@ impl Settlement {
 pub struct Settle {
     /// What is paid.
     pub settlement: Settlement,
-    /// The acceptor's signature over the result (domain `ash/ledger/result/v1`).
-    pub commitment: Signature,
+    /// For a timeout only: the acceptor's signature over the result it delivered (domain
+    /// `ash/ledger/result/v1`). An accept or reject is signed by both parties instead.
+    pub commitment: Option<Signature>,
     /// The requester's reserve entry, carried whole so the settle can be checked on its own.
     pub reserve: Entry,
 }
@@ -470,8 +471,10 @@ fn encode_body(body: &Body, w: &mut Writer) {
         }
         Body::Settle(s) => {
             s.settlement.encode(w);
-            w.bytes(&s.commitment.0)
-                .u32(u32::try_from(s.reserve.bytes().len()).unwrap_or(u32::MAX))
+            if let Some(commitment) = &s.commitment {
+                w.bytes(&commitment.0);
+            }
+            w.u32(u32::try_from(s.reserve.bytes().len()).unwrap_or(u32::MAX))
                 .bytes(s.reserve.bytes());
         }
         Body::Release(r) => {
@@ -515,7 +518,10 @@ fn decode_body(kind: u8, r: &mut Reader<'_>, outer: bool) -> Result<Body, Decode
                 return Err(r.error("a settle cannot be nested inside a settle"));
             }
             let settlement = Settlement::decode(r)?;
-            let commitment = r.signature("commitment")?;
+            let commitment = match settlement.outcome {
+                Outcome::Timeout => Some(r.signature("commitment")?),
+                Outcome::Accept | Outcome::Reject => None,
+            };
             let len = r.u32("reservation length")? as usize;
             let at = r.offset();
             let reserve = Entry::decode_at(r.take(len, "reservation")?, at, false)?;

@@ -5,7 +5,9 @@
 //! verified reservation to the acceptor it names. The rules are listed in `docs/ledger-format.md`
 //! and named by [`Rule`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use ash_identity::{Domain, NodeId, PublicKey, SignedItem, invalid_signatures, verify};
 use serde::Serialize;
@@ -197,6 +199,8 @@ impl Report {
 }
 
 type Key = (NodeId, u64);
+/// One signature to check: signer, domain, bytes, signature, and the rule broken if invalid.
+type Check<'e> = (NodeId, Domain, Cow<'e, [u8]>, &'e ash_identity::Signature, Rule);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -213,7 +217,7 @@ struct Reservation {
 
 #[derive(Default)]
 struct Log {
-    entries: Vec<Entry>,
+    entries: Vec<Arc<Entry>>,
     /// Index of the next entry to process.
     cursor: usize,
     stop: Option<Stop>,
@@ -295,7 +299,7 @@ impl Verifier {
             if existing.hash() == entry.hash() {
                 return Ok(false);
             }
-            let existing = existing.clone();
+            let existing = Entry::clone(existing);
             return Err(self.equivocation(existing, entry));
         }
         if log.stop.is_some() || log.cursor != log.entries.len() {
@@ -306,7 +310,13 @@ impl Verifier {
             let detail = format!("expected entry {}, got {}", log.entries.len(), entry.seq);
             return Err(rejection(&entry, Rule::Gap, detail, 0));
         }
-        let checks = self.signature_items_owned(&entry);
+        let checks: Vec<(NodeId, Domain, Vec<u8>, ash_identity::Signature, Rule)> = self
+            .signature_checks(&entry)
+            .into_iter()
+            .map(|(signer, domain, bytes, signature, rule)| {
+                (signer, domain, bytes.into_owned(), *signature, rule)
+            })
+            .collect();
         for (key, domain, bytes, signature, rule) in &checks {
             let Some(key) = self.key(*key) else {
                 return Err(rejection(&entry, *rule, "not a valid Ed25519 key".into(), 0));
@@ -323,8 +333,8 @@ impl Verifier {
             self.canonical.entry(key).or_insert((settle.settlement.to_bytes(), author, entry.seq));
         }
         let log = self.logs.entry(author).or_default();
-        log.entries.push(entry);
-        let entry = log.entries[index].clone();
+        log.entries.push(Arc::new(entry));
+        let entry = Arc::clone(&log.entries[index]);
         match self.process(&entry) {
             Ok(()) => {
                 if let Some(log) = self.logs.get_mut(&author) {
@@ -409,7 +419,7 @@ impl Verifier {
                     });
                     break;
                 }
-                log.entries.push(entry);
+                log.entries.push(Arc::new(entry));
             }
             self.logs.insert(author, log);
         }
@@ -423,22 +433,37 @@ impl Verifier {
 
     /// Batch-checks every signature, counter-signature, commitment and embedded reservation.
     fn check_signatures(&mut self) {
-        let mut checks = Vec::new();
-        for (author, log) in &self.logs {
-            for (index, entry) in log.entries.iter().enumerate() {
-                for check in self.signature_items_owned(entry) {
-                    checks.push((*author, index, check));
-                }
+        let mut signers = BTreeSet::new();
+        for entry in self.logs.values().flat_map(|log| &log.entries) {
+            signers.insert(entry.author);
+            if let Body::Settle(settle) = &entry.body {
+                signers.extend([
+                    settle.settlement.requester,
+                    settle.settlement.acceptor,
+                    settle.reserve.author,
+                ]);
+            }
+            if let Body::Release(_) = &entry.body {
+                signers.extend(self.release_acceptor(entry));
             }
         }
-        for (_, _, (signer, ..)) in &checks {
-            self.key(*signer);
+        for signer in signers {
+            self.key(signer);
         }
+        let this: &Self = self;
         let mut failed = Vec::new();
-        let mut items = Vec::with_capacity(checks.len());
-        let mut owners = Vec::with_capacity(checks.len());
+        let mut items = Vec::new();
+        let mut owners: Vec<(NodeId, usize, Rule)> = Vec::new();
+        let mut checks: Vec<(NodeId, usize, Check<'_>)> = Vec::new();
+        for (author, log) in &this.logs {
+            for (index, entry) in log.entries.iter().enumerate() {
+                checks.extend(
+                    this.signature_checks(entry).into_iter().map(|check| (*author, index, check)),
+                );
+            }
+        }
         for (author, index, (signer, domain, bytes, signature, rule)) in &checks {
-            match self.keys.get(signer) {
+            match this.keys.get(signer) {
                 Some(Some(key)) => {
                     items.push(SignedItem { key, domain: *domain, bytes, signature });
                     owners.push((*author, *index, *rule));
@@ -450,6 +475,8 @@ impl Verifier {
             let (author, index, rule) = owners[bad];
             failed.push((author, index, rule, signature_detail(rule)));
         }
+        drop(items);
+        drop(checks);
         for (author, index, rule, detail) in failed {
             if let Some(log) = self.logs.get_mut(&author) {
                 log.bad_signature.entry(index).or_insert((rule, detail));
@@ -457,66 +484,76 @@ impl Verifier {
         }
     }
 
+    /// The acceptor of the reservation a release refers to, when it is in the same log.
+    fn release_acceptor(&self, entry: &Entry) -> Option<NodeId> {
+        let Body::Release(release) = &entry.body else { return None };
+        let log = self.logs.get(&entry.author)?;
+        match &log.entries.get(usize::try_from(release.reserve_seq).ok()?)?.body {
+            Body::Reserve(r) => Some(r.acceptor),
+            _ => None,
+        }
+    }
+
     /// Every signature an entry needs: (signer, domain, bytes, signature, rule if invalid).
-    fn signature_items_owned(
-        &self,
-        entry: &Entry,
-    ) -> Vec<(NodeId, Domain, Vec<u8>, ash_identity::Signature, Rule)> {
+    fn signature_checks<'e>(&self, entry: &'e Entry) -> Vec<Check<'e>> {
         let mut out = vec![(
             entry.author,
             Domain::LedgerEntry,
-            entry.signed_bytes().to_vec(),
-            entry.signature,
+            Cow::Borrowed(entry.signed_bytes()),
+            &entry.signature,
             Rule::Signature,
         )];
         match &entry.body {
             Body::Settle(settle) => {
                 let s = &settle.settlement;
-                out.push((
-                    s.acceptor,
-                    Domain::LedgerResult,
-                    commitment_bytes(s),
-                    settle.commitment,
-                    Rule::Commitment,
-                ));
+                if let Some(commitment) = &settle.commitment {
+                    out.push((
+                        s.acceptor,
+                        Domain::LedgerResult,
+                        Cow::Owned(commitment_bytes(s)),
+                        commitment,
+                        Rule::Commitment,
+                    ));
+                }
+                // The carried reservation needs its own check only when the requester's log
+                // does not hold the very same entry (whose signature is checked there).
                 let r = &settle.reserve;
-                out.push((
-                    r.author,
-                    Domain::LedgerEntry,
-                    r.signed_bytes().to_vec(),
-                    r.signature,
-                    Rule::Signature,
-                ));
-                if let Some(cosig) = entry.cosignature {
+                let known = self
+                    .logs
+                    .get(&r.author)
+                    .and_then(|log| log.entries.get(usize::try_from(r.seq).ok()?))
+                    .is_some_and(|e| e.hash() == r.hash());
+                if !known {
+                    out.push((
+                        r.author,
+                        Domain::LedgerEntry,
+                        Cow::Borrowed(r.signed_bytes()),
+                        &r.signature,
+                        Rule::Signature,
+                    ));
+                }
+                if let Some(cosig) = &entry.cosignature {
                     let other = if entry.author == s.requester { s.acceptor } else { s.requester };
                     out.push((
                         other,
                         Domain::LedgerSettlement,
-                        s.to_bytes(),
+                        Cow::Owned(s.to_bytes()),
                         cosig,
                         Rule::Cosignature,
                     ));
                 }
             }
             Body::Release(release) => {
-                if let Some(cosig) = entry.cosignature {
-                    let acceptor = self
-                        .logs
-                        .get(&entry.author)
-                        .and_then(|log| log.entries.get(usize::try_from(release.reserve_seq).ok()?))
-                        .and_then(|e| match &e.body {
-                            Body::Reserve(r) => Some(r.acceptor),
-                            _ => None,
-                        });
-                    if let Some(acceptor) = acceptor {
-                        out.push((
-                            acceptor,
-                            Domain::LedgerRelease,
-                            release_bytes(entry.author, release),
-                            cosig,
-                            Rule::Cosignature,
-                        ));
-                    }
+                if let (Some(cosig), Some(acceptor)) =
+                    (&entry.cosignature, self.release_acceptor(entry))
+                {
+                    out.push((
+                        acceptor,
+                        Domain::LedgerRelease,
+                        Cow::Owned(release_bytes(entry.author, release)),
+                        cosig,
+                        Rule::Cosignature,
+                    ));
                 }
             }
             _ => {}
@@ -658,7 +695,7 @@ impl Verifier {
                 return Run::Done;
             }
             let index = log.cursor;
-            let entry = log.entries[index].clone();
+            let entry = Arc::clone(&log.entries[index]);
             if let Some((rule, detail)) = log.bad_signature.get(&index).cloned() {
                 self.stop_rejected(author, &entry, rule, detail);
                 return Run::Done;
@@ -1017,7 +1054,7 @@ impl Verifier {
                     head: verified
                         .checked_sub(1)
                         .and_then(|i| log?.entries.get(i))
-                        .map(Entry::hash),
+                        .map(|e| e.hash()),
                     balance: Balance {
                         minted,
                         earned,
@@ -1034,7 +1071,7 @@ impl Verifier {
     }
 
     /// The verified entries of one log, oldest first.
-    pub fn verified_entries(&self, author: NodeId) -> &[Entry] {
+    pub fn verified_entries(&self, author: NodeId) -> &[Arc<Entry>] {
         self.logs.get(&author).map_or(&[], |log| &log.entries[..log.cursor])
     }
 }

@@ -141,7 +141,8 @@ impl World {
     pub fn settle(&mut self, author: usize, reserve: &Entry, settlement: Settlement) -> Entry {
         let acceptor = self.user_index(settlement.acceptor);
         let requester = self.user_index(settlement.requester);
-        let commitment = result_commitment(&self.users[acceptor], &settlement);
+        let commitment = (settlement.outcome == Outcome::Timeout)
+            .then(|| result_commitment(&self.users[acceptor], &settlement));
         let other = if author == acceptor { requester } else { acceptor };
         let cosig =
             (settlement.outcome != Outcome::Timeout).then(|| settlement.cosign(&self.users[other]));
