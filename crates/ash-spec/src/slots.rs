@@ -48,8 +48,16 @@ pub(crate) const PROVIDERS: SlotDoc = SlotDoc {
               api_key_env = \"LOCAL_API_KEY\"",
 };
 
+pub(crate) const NETWORK_CONFIG: SlotDoc = SlotDoc {
+    expected: "[network] with `mint_authorities`, a list of node ids (64 hex digits) whose mints \
+               create credits",
+    example: "[network]\n\
+              mint_authorities = [\"5866666666666666666666666666666666666666666666666666666666666666\"]",
+};
+
 pub(crate) const USER_CONFIG: SlotDoc = SlotDoc {
-    expected: "a TOML file with `[providers.<name>]` tables, the same keys as in agent.toml",
+    expected: "a TOML file with `[providers.<name>]` tables (the same keys as in agent.toml) and a \
+               `[network]` table",
     example: "[providers.openai]\n\
               base_url = \"https://gateway.example.com/v1\"\n\
               api_key_env = \"GATEWAY_API_KEY\"",

@@ -5,9 +5,16 @@
 //! untouched, and the schema is versioned. PostgreSQL for several machines comes next behind
 //! the same trait; the conformance suite in `ash-test-support` runs against every backend.
 //!
+//! Also owns [`LedgerDb`], the network half's credit ledger on disk: an append-only SQLite file
+//! of entries as received (no update, no delete; enforced by triggers), with conflicting
+//! entries kept as equivocation proofs. What the entries mean is `ash-ledger`'s to decide.
+//!
 //! Never decides what a run does: the rules (preconditions, status transitions, event stamps)
 //! are `ash-core`'s and are only applied here.
 
+mod ledger;
 mod sqlite;
+
+pub use ledger::{Inserted, LedgerDb, LedgerDbError};
 
 pub use sqlite::{Durability, OpenError, SCHEMA_VERSION, SqliteStore};

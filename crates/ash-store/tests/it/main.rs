@@ -10,6 +10,8 @@ use ash_protocol::{EventBody, RunMode, RunStatus, TurnStarted};
 use ash_store::{Durability, OpenError, SqliteStore};
 use pretty_assertions::assert_eq;
 
+mod ledger;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_passes_the_store_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
