@@ -103,18 +103,33 @@ pub fn verify(
 /// Checks many signatures at once; `Ok` only if every one is valid. Uses both cores for large
 /// batches. Same answer as calling [`verify`] on each (up to a 2⁻¹²⁸ chance of a false accept).
 pub fn verify_batch(items: &[SignedItem<'_>]) -> Result<(), SignatureError> {
-    const PARALLEL_FROM: usize = 512;
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if items.len() < PARALLEL_FROM || threads < 2 {
-        return verify_chunk(items);
+    // Multi-scalar multiplications stay cache-friendly up to a few thousand points; bigger
+    // batches are cut into pieces of this size and the pieces shared out between cores.
+    const PIECE: usize = 4096;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8);
+    let pieces: Vec<&[SignedItem<'_>]> =
+        items.chunks(PIECE.min(items.len().div_ceil(threads)).max(256)).collect();
+    if pieces.len() < 2 || threads < 2 {
+        return pieces.into_iter().try_for_each(verify_chunk);
     }
-    let chunk = items.len().div_ceil(threads.min(8));
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            items.chunks(chunk).map(|part| scope.spawn(move || verify_chunk(part))).collect();
-        handles
+        let workers: Vec<_> = (0..threads.min(pieces.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        match pieces.get(i) {
+                            Some(piece) => verify_chunk(piece)?,
+                            None => return Ok(()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
             .into_iter()
-            .map(|handle| handle.join().unwrap_or(Err(SignatureError::Mismatch)))
+            .map(|worker| worker.join().unwrap_or(Err(SignatureError::Mismatch)))
             .collect::<Result<Vec<()>, _>>()
             .map(drop)
     })
