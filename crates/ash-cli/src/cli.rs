@@ -70,6 +70,154 @@ pub(crate) enum Command {
     /// command that way; `ash sandbox check` shows which backends work here. See docs/sandbox.md.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Create this machine's network identity and its profile entry
+    ///
+    /// Writes an Ed25519 identity and an X25519 sealing key to $ASH_HOME/keys/identity.key
+    /// (mode 0600) and appends the profile entry (username, sealing key) to the local ledger,
+    /// $ASH_HOME/ledger.db. Running it again prints the existing identity.
+    Join(JoinArgs),
+    /// Show this identity and its credit balance
+    ///
+    /// The balance is derived by verifying every stored ledger entry (mints by the mint
+    /// authorities in $ASH_HOME/config.toml, reservations, settlements), never read from a
+    /// stored number. Locked credits (open reservations) are shown separately.
+    Status(JsonArgs),
+    /// List an identity's ledger entries with the running balance
+    ///
+    /// Shows the verified entries that move ID's credits (default: this machine's identity),
+    /// oldest first: mints, reservations, settlements and releases, each with its effect and
+    /// the balance after it.
+    History(HistoryArgs),
+    /// Verify, export and import ledger bundles
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Mint authority commands: create the authority key, mint credits
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// Just `--json`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct JsonArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash join`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct JoinArgs {
+    /// Your username: 3–32 of a-z 0-9 _ - (shown to peers; not unique)
+    #[arg(long, short = 'u', value_name = "NAME")]
+    pub(crate) username: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash history`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HistoryArgs {
+    /// Whose history (a node id, 64 hex digits); default: this machine's identity
+    #[arg(value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `ash ledger …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum LedgerCommand {
+    /// Verify a bundle file and print every balance and every rejected entry
+    ///
+    /// Checks chains, signatures, counter-signatures, mints (only by mint authorities: those in
+    /// $ASH_HOME/config.toml plus --authority), funding of every reservation and every
+    /// settlement against its reservation. Prints each identity's balance and each rejected
+    /// entry with the rule it broke. Exits 1 if any entry is invalid or any identity
+    /// equivocated. See docs/ledger-format.md.
+    Verify(LedgerVerifyArgs),
+    /// Write the stored ledger (or some logs of it) to a bundle file
+    Export(LedgerExportArgs),
+    /// Store the entries of a bundle file in the local ledger
+    ///
+    /// Entries are kept as received and re-verified with everything already stored; nothing
+    /// stored is ever replaced (a different entry at a known position is kept as proof of
+    /// equivocation).
+    Import(LedgerImportArgs),
+}
+
+/// Arguments of `ash ledger verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LedgerVerifyArgs {
+    /// The bundle file
+    #[arg(value_name = "BUNDLE")]
+    pub(crate) bundle: PathBuf,
+    /// Also trust mints by this node id (repeatable)
+    #[arg(long, value_name = "ID")]
+    pub(crate) authority: Vec<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash ledger export`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LedgerExportArgs {
+    /// Only these identities' logs (plus the mint authorities'); default: everything stored
+    #[arg(value_name = "ID")]
+    pub(crate) ids: Vec<String>,
+    /// Write to FILE instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+/// Arguments of `ash ledger import`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LedgerImportArgs {
+    /// The bundle file
+    #[arg(value_name = "BUNDLE")]
+    pub(crate) bundle: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `ash admin …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Create the mint authority key (or print the existing one)
+    ///
+    /// Writes $ASH_HOME/keys/authority.key (mode 0600) and the authority's profile entry, and
+    /// prints the node id to list under `[network] mint_authorities` in every participant's
+    /// $ASH_HOME/config.toml.
+    Keygen(JsonArgs),
+    /// Mint credits to an identity (mint authority only)
+    ///
+    /// Appends a mint entry to the authority's log in the local ledger, after checking it
+    /// against everything stored (e.g. one signup mint per identity). Share it with
+    /// `ash ledger export`.
+    Mint(AdminMintArgs),
+}
+
+/// Arguments of `ash admin mint`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AdminMintArgs {
+    /// Who receives the credits (a node id, 64 hex digits)
+    #[arg(value_name = "ID")]
+    pub(crate) id: String,
+    /// How many credits (1 to 10^12)
+    #[arg(value_name = "AMOUNT")]
+    pub(crate) amount: u64,
+    /// Why, for people (at most 200 bytes)
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: String,
+    /// This is the identity's one signup bonus
+    #[arg(long)]
+    pub(crate) signup: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Durability, takeover and sandbox settings shared by the serving commands.

@@ -6,6 +6,7 @@ mod exec;
 mod harness;
 mod info;
 mod init;
+mod ledger;
 mod models;
 mod render;
 mod sandbox;
@@ -33,5 +34,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Dev(args) => dev::run(&args),
         Command::Exec(args) => exec::run(&args),
         Command::Sandbox(command) => sandbox::run(command),
+        Command::Join(args) => ledger::join(&args),
+        Command::Status(args) => ledger::status(&args),
+        Command::History(args) => ledger::history(&args),
+        Command::Ledger(command) => ledger::run(command),
+        Command::Admin(command) => ledger::admin(command),
     }
 }
