@@ -36,6 +36,9 @@ pub const ROOMS: &[(&str, &[&str])] = &[
     ("rmcp", &["ash-core", "ash-test-support"]),
     ("landlock", &["ash-sandbox"]),
     ("seccompiler", &["ash-sandbox"]),
+    ("ed25519-dalek", &["ash-identity"]),
+    ("curve25519-dalek", &["ash-identity"]),
+    ("x25519-dalek", &["ash-identity"]),
 ];
 
 /// Pairs `(a, b)`: `a` must not depend on `b`, even transitively.
