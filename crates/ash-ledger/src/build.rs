@@ -2,9 +2,7 @@
 
 use ash_identity::{Domain, Identity, Signature};
 
-use crate::entry::{
-    Body, Entry, Hash, Release, Settlement, Unsigned, commitment_bytes, release_bytes,
-};
+use crate::entry::{Body, Entry, Hash, Head, Release, Settlement, commitment_bytes, release_bytes};
 
 /// Appends entries to one identity's log: keeps the next sequence number and the head hash.
 #[derive(Debug)]
@@ -33,16 +31,11 @@ impl<'a> LogWriter<'a> {
     /// Signs and returns the next entry. `cosignature` is the other party's signature (see
     /// [`Entry::cosignature`]); the caller appends the entry to storage.
     pub fn append(&mut self, time: u64, body: Body, cosignature: Option<Signature>) -> Entry {
-        let unsigned = Unsigned {
-            author: self.identity.node_id(),
-            seq: self.next_seq,
-            prev: self.head,
-            time,
-            body: &body,
-        };
-        let signed = unsigned.signed_bytes();
+        let head =
+            Head { author: self.identity.node_id(), seq: self.next_seq, prev: self.head, time };
+        let signed = head.signed_bytes(&body);
         let signature = self.identity.sign(Domain::LedgerEntry, &signed);
-        let entry = Entry::assemble(unsigned, signed, signature, cosignature);
+        let entry = Entry::assemble(head, body, signed, signature, cosignature);
         self.next_seq = self.next_seq.saturating_add(1);
         self.head = entry.hash();
         entry

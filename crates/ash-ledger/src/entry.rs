@@ -294,26 +294,27 @@ impl fmt::Debug for Entry {
     }
 }
 
-/// The unsigned part of an entry, from which the signed bytes are encoded.
-pub(crate) struct Unsigned<'a> {
+/// Where an entry sits and when it was written: everything but its body and signatures.
+#[derive(Clone, Copy)]
+pub(crate) struct Head {
     pub(crate) author: NodeId,
     pub(crate) seq: u64,
     pub(crate) prev: Hash,
     pub(crate) time: u64,
-    pub(crate) body: &'a Body,
 }
 
-impl Unsigned<'_> {
-    pub(crate) fn signed_bytes(&self) -> Vec<u8> {
+impl Head {
+    /// The signed part of an entry with this head and `body`.
+    pub(crate) fn signed_bytes(&self, body: &Body) -> Vec<u8> {
         let mut payload = Writer::default();
-        encode_body(self.body, &mut payload);
+        encode_body(body, &mut payload);
         let mut w = Writer::default();
         w.u8(ENTRY_VERSION)
             .id(self.author)
             .u64(self.seq)
             .bytes(&self.prev.0)
             .u64(self.time)
-            .u8(self.body.code())
+            .u8(body.code())
             // Bodies are bounded far below 4 GiB by MAX_ENTRY_BYTES checks on decode and by
             // the builders' field limits.
             .u32(u32::try_from(payload.0.len()).unwrap_or(u32::MAX))
@@ -324,7 +325,8 @@ impl Unsigned<'_> {
 
 impl Entry {
     pub(crate) fn assemble(
-        unsigned: Unsigned<'_>,
+        head: Head,
+        body: Body,
         signed: Vec<u8>,
         signature: Signature,
         cosignature: Option<Signature>,
@@ -338,11 +340,11 @@ impl Entry {
         };
         let bytes = w.0;
         Self {
-            author: unsigned.author,
-            seq: unsigned.seq,
-            prev: unsigned.prev,
-            time: unsigned.time,
-            body: unsigned.body.clone(),
+            author: head.author,
+            seq: head.seq,
+            prev: head.prev,
+            time: head.time,
+            body,
             signature,
             cosignature,
             hash: hash_bytes(&bytes),

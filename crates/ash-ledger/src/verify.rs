@@ -199,6 +199,8 @@ impl Report {
 }
 
 type Key = (NodeId, u64);
+/// A settle claiming a reservation: its settlement bytes, author and seq.
+type Claim = (Vec<u8>, NodeId, u64);
 /// One signature to check: signer, domain, bytes, signature, and the rule broken if invalid.
 type Check<'e> = (NodeId, Domain, Cow<'e, [u8]>, &'e ash_identity::Signature, Rule);
 
@@ -243,7 +245,7 @@ pub struct Verifier {
     keys: HashMap<NodeId, Option<PublicKey>>,
     reservations: HashMap<Key, Reservation>,
     /// The settlement each reservation resolves to, when any settle claims it.
-    canonical: HashMap<Key, (Vec<u8>, NodeId, u64)>,
+    canonical: HashMap<Key, Claim>,
     minted: HashMap<NodeId, Credits>,
     signup_minted: HashSet<NodeId>,
     earned: HashMap<NodeId, Credits>,
@@ -291,7 +293,12 @@ impl Verifier {
 
     /// Verifies one new entry against everything verified so far and records it if valid.
     /// `Ok(false)` means the entry was already known.
-    pub fn append(&mut self, entry: Entry) -> Result<bool, Rejection> {
+    pub fn append(&mut self, entry: Entry) -> Result<bool, Box<Rejection>> {
+        self.append_one(entry).map_err(Box::new)
+    }
+
+    #[allow(clippy::result_large_err, reason = "private; boxed once at the public edge")]
+    fn append_one(&mut self, entry: Entry) -> Result<bool, Rejection> {
         let author = entry.author;
         let log = self.logs.entry(author).or_default();
         let index = usize::try_from(entry.seq).unwrap_or(usize::MAX);
@@ -300,7 +307,7 @@ impl Verifier {
                 return Ok(false);
             }
             let existing = Entry::clone(existing);
-            return Err(self.equivocation(existing, entry));
+            return Err(self.equivocation(&existing, &entry));
         }
         if log.stop.is_some() || log.cursor != log.entries.len() {
             let detail = "the log already stopped at an earlier entry".to_owned();
@@ -351,7 +358,7 @@ impl Verifier {
         }
     }
 
-    fn equivocation(&mut self, kept: Entry, other: Entry) -> Rejection {
+    fn equivocation(&mut self, kept: &Entry, other: &Entry) -> Rejection {
         let valid = self.key(other.author).is_some_and(|k| {
             verify(&k, Domain::LedgerEntry, other.signed_bytes(), &other.signature).is_ok()
         });
@@ -364,7 +371,7 @@ impl Verifier {
         } else {
             "does not verify (and differs from the entry already known)".into()
         };
-        rejection(&other, Rule::Signature, detail, 0)
+        rejection(other, Rule::Signature, detail, 0)
     }
 
     fn key(&mut self, id: NodeId) -> Option<PublicKey> {
@@ -396,12 +403,10 @@ impl Verifier {
             .collect();
         for reserve in carried {
             if let Some(kept) = by_author.get(&reserve.author).and_then(|log| log.get(&reserve.seq))
+                && kept.hash() != reserve.hash()
+                && !conflicts.iter().any(|(_, o): &(Entry, Entry)| o.hash() == reserve.hash())
             {
-                if kept.hash() != reserve.hash()
-                    && !conflicts.iter().any(|(_, o): &(Entry, Entry)| o.hash() == reserve.hash())
-                {
-                    conflicts.push((kept.clone(), reserve));
-                }
+                conflicts.push((kept.clone(), reserve));
             }
         }
         for (author, entries) in by_author {
@@ -424,7 +429,7 @@ impl Verifier {
             self.logs.insert(author, log);
         }
         for (kept, other) in conflicts {
-            let rejection = self.equivocation(kept, other);
+            let rejection = self.equivocation(&kept, &other);
             if self.report.equivocations.last().is_none_or(|e| e.other.hash() != rejection.hash) {
                 self.report.rejected.push(rejection);
             }
@@ -564,7 +569,7 @@ impl Verifier {
     /// For each reservation claimed by settles: the requester's own copy if it is statically
     /// valid, else the acceptor's. Independent of processing order.
     fn find_canonical_settlements(&mut self) {
-        let mut candidates: HashMap<Key, [Option<(Vec<u8>, NodeId, u64)>; 2]> = HashMap::new();
+        let mut candidates: HashMap<Key, [Option<Claim>; 2]> = HashMap::new();
         for (author, log) in &self.logs {
             for (index, entry) in log.entries.iter().enumerate() {
                 let Body::Settle(settle) = &entry.body else { continue };
@@ -789,13 +794,13 @@ impl Verifier {
                 format!("prev is {}, the previous entry's hash is {expected_prev}", entry.prev),
             ));
         }
-        if let Some((_, prev_time)) = prev {
-            if entry.time < prev_time {
-                return Err((
-                    Rule::Clock,
-                    format!("time {} is before the previous entry's {prev_time}", entry.time),
-                ));
-            }
+        if let Some((_, prev_time)) = prev
+            && entry.time < prev_time
+        {
+            return Err((
+                Rule::Clock,
+                format!("time {} is before the previous entry's {prev_time}", entry.time),
+            ));
         }
         let latest = self.rules.now.saturating_add(self.rules.max_clock_skew);
         if entry.time > latest {

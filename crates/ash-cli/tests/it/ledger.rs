@@ -25,7 +25,8 @@ fn join_mint_export_import_verify() {
     let (admin, bob) = (root.path().join("admin"), root.path().join("bob"));
     fs::create_dir_all(&admin).unwrap();
     fs::create_dir_all(&bob).unwrap();
-    let authority = json(&run(&admin, &["admin", "keygen", "--json"]))["id"].as_str().unwrap().to_owned();
+    let authority =
+        json(&run(&admin, &["admin", "keygen", "--json"]))["id"].as_str().unwrap().to_owned();
     let config = format!("[network]\nmint_authorities = [\"{authority}\"]\n");
     fs::write(admin.join("config.toml"), &config).unwrap();
     fs::write(bob.join("config.toml"), &config).unwrap();
@@ -34,12 +35,21 @@ fn join_mint_export_import_verify() {
 
     // The admin machine also has a user identity.
     let alice = json(&run(&admin, &["join", "--username", "Alice", "--json"]));
-    assert_eq!((alice["username"].as_str(), alice["created"].as_bool()), (Some("alice"), Some(true)));
+    assert_eq!(
+        (alice["username"].as_str(), alice["created"].as_bool()),
+        (Some("alice"), Some(true))
+    );
     let alice_id = alice["id"].as_str().unwrap().to_owned();
     let again = json(&run(&admin, &["join", "--json"]));
-    assert_eq!((again["id"].as_str(), again["created"].as_bool()), (Some(alice_id.as_str()), Some(false)));
+    assert_eq!(
+        (again["id"].as_str(), again["created"].as_bool()),
+        (Some(alice_id.as_str()), Some(false))
+    );
 
-    let minted = json(&run(&admin, &["admin", "mint", &alice_id, "100", "--signup", "--reason", "signup", "--json"]));
+    let minted = json(&run(
+        &admin,
+        &["admin", "mint", &alice_id, "100", "--signup", "--reason", "signup", "--json"],
+    ));
     assert_eq!((minted["amount"].as_u64(), minted["seq"].as_u64()), (Some(100), Some(1)));
     let twice = run(&admin, &["admin", "mint", &alice_id, "100", "--signup", "--reason", "again"]);
     assert_eq!(twice.status.code(), Some(2));
@@ -57,7 +67,13 @@ fn join_mint_export_import_verify() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["kind"].as_str().unwrap().to_owned(), r["change"].as_i64().unwrap(), r["balance"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["change"].as_i64().unwrap(),
+                r["balance"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(rows, vec![("mint".to_owned(), 100, 100)]);
 
@@ -68,7 +84,10 @@ fn join_mint_export_import_verify() {
     let out = run(&bob, &["join", "-u", "bob"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let imported = json(&run(&bob, &["ledger", "import", bundle.to_str().unwrap(), "--json"]));
-    assert_eq!((imported["new"].as_u64(), imported["report"]["valid"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(
+        (imported["new"].as_u64(), imported["report"]["valid"].as_bool()),
+        (Some(3), Some(true))
+    );
     let seen = json(&run(&bob, &["history", &alice_id, "--json"]));
     assert_eq!(seen.as_array().unwrap().len(), 1);
     let verified = json(&run(&bob, &["ledger", "verify", bundle.to_str().unwrap(), "--json"]));
@@ -82,7 +101,11 @@ fn join_mint_export_import_verify() {
     fs::write(&tampered, &bytes).unwrap();
     let out = run(&bob, &["ledger", "verify", tampered.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stdout(&out).contains(": signature: the signature does not verify"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(": signature: the signature does not verify"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -94,10 +117,16 @@ fn hostile_input_is_refused_with_what_to_do() {
         (vec!["status"], "no identity on this machine yet; run `ash join --username NAME`"),
         (vec!["join"], "choose a username for your profile: `ash join --username NAME`"),
         (vec!["join", "-u", "a"], "must be 3–32 of a-z 0-9 _ -"),
-        (vec!["ledger", "verify", "junk"], "not an ash ledger bundle: shorter than the 18-byte header"),
+        (
+            vec!["ledger", "verify", "junk"],
+            "not an ash ledger bundle: shorter than the 18-byte header",
+        ),
         (vec!["ledger", "verify", "missing"], "opening missing"),
         (vec!["history", "xyz"], "expected 64 hex digits; a node id is 64 hex digits"),
-        (vec!["admin", "mint", "00", "5", "--reason", "x"], "no mint authority key here; create one with `ash admin keygen`"),
+        (
+            vec!["admin", "mint", "00", "5", "--reason", "x"],
+            "no mint authority key here; create one with `ash admin keygen`",
+        ),
     ];
     for (args, expected) in cases {
         let out = run(h, &args);

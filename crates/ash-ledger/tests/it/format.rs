@@ -69,7 +69,7 @@ fn hostile_entries_are_refused_with_the_offset() {
     let mut trailing = settle.clone();
     trailing.push(0);
     cases.push((trailing, "1 unexpected bytes after the entry"));
-    let mut version = settle.clone();
+    let mut version = settle;
     version[0] = 2;
     cases.push((version, "byte 0: unsupported entry version 2"));
     let mut kind = w.entries[0].bytes().to_vec();

@@ -8,21 +8,21 @@ use ash_ledger::{
     Reserve, Rules, Settle, Settlement, Verifier, result_commitment,
 };
 
-pub const T0: u64 = 1_700_000_000_000;
-pub const SIGNUP: u64 = 100;
+pub(crate) const T0: u64 = 1_700_000_000_000;
+pub(crate) const SIGNUP: u64 = 100;
 
-pub struct World {
-    pub authority: Identity,
-    pub users: Vec<Identity>,
-    pub entries: Vec<Entry>,
+pub(crate) struct World {
+    pub(crate) authority: Identity,
+    pub(crate) users: Vec<Identity>,
+    pub(crate) entries: Vec<Entry>,
     last: HashMap<NodeId, Entry>,
-    pub now: u64,
+    pub(crate) now: u64,
     jobs: u64,
 }
 
 impl World {
     /// An authority and `n` users, each with a profile and a signup mint.
-    pub fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         let authority = Identity::insecure_from_label("authority");
         let users = (0..n).map(|i| Identity::insecure_from_label(&format!("user{i}"))).collect();
         let mut world =
@@ -36,21 +36,21 @@ impl World {
         world
     }
 
-    pub fn id(&self, i: usize) -> NodeId {
+    pub(crate) fn id(&self, i: usize) -> NodeId {
         self.users[i].node_id()
     }
 
-    pub fn rules(&self) -> Rules {
+    pub(crate) fn rules(&self) -> Rules {
         Rules::new(BTreeSet::from([self.authority.node_id()]), self.now + 1)
     }
 
-    pub fn tick(&mut self) -> u64 {
+    pub(crate) fn tick(&mut self) -> u64 {
         self.now += 1000;
         self.now
     }
 
     /// Appends to `who`'s log (None = the authority) at the current time.
-    pub fn append(
+    pub(crate) fn append(
         &mut self,
         who: Option<usize>,
         body: Body,
@@ -60,7 +60,7 @@ impl World {
         self.append_at(who, time, body, cosignature)
     }
 
-    pub fn append_at(
+    pub(crate) fn append_at(
         &mut self,
         who: Option<usize>,
         time: u64,
@@ -88,7 +88,7 @@ impl World {
         self.append(who, body, None);
     }
 
-    pub fn mint(&mut self, recipient: NodeId, amount: u64, kind: MintKind) -> Entry {
+    pub(crate) fn mint(&mut self, recipient: NodeId, amount: u64, kind: MintKind) -> Entry {
         let body = Body::Mint(Mint {
             recipient,
             amount: Credits::new(amount),
@@ -98,7 +98,7 @@ impl World {
         self.append(None, body, None)
     }
 
-    pub fn job(&mut self) -> JobId {
+    pub(crate) fn job(&mut self) -> JobId {
         self.jobs += 1;
         let mut id = [0u8; 16];
         id[8..].copy_from_slice(&self.jobs.to_be_bytes());
@@ -106,7 +106,7 @@ impl World {
     }
 
     /// `requester` reserves `amount` for `acceptor`, deadline one minute later.
-    pub fn reserve(&mut self, requester: usize, acceptor: usize, amount: u64) -> Entry {
+    pub(crate) fn reserve(&mut self, requester: usize, acceptor: usize, amount: u64) -> Entry {
         let job = self.job();
         let body = Body::Reserve(Reserve {
             job,
@@ -118,7 +118,7 @@ impl World {
     }
 
     /// The settlement of `reserve` with this outcome and amount.
-    pub fn settlement(&self, reserve: &Entry, outcome: Outcome, amount: u64) -> Settlement {
+    pub(crate) fn settlement(&self, reserve: &Entry, outcome: Outcome, amount: u64) -> Settlement {
         let Body::Reserve(r) = &reserve.body else { panic!("not a reserve") };
         Settlement {
             job: r.job,
@@ -132,13 +132,18 @@ impl World {
         }
     }
 
-    pub fn user_index(&self, id: NodeId) -> usize {
+    pub(crate) fn user_index(&self, id: NodeId) -> usize {
         self.users.iter().position(|u| u.node_id() == id).unwrap()
     }
 
     /// Appends a settle of `settlement` to `author`'s log, counter-signed by the other party
     /// unless it is a timeout.
-    pub fn settle(&mut self, author: usize, reserve: &Entry, settlement: Settlement) -> Entry {
+    pub(crate) fn settle(
+        &mut self,
+        author: usize,
+        reserve: &Entry,
+        settlement: Settlement,
+    ) -> Entry {
         let acceptor = self.user_index(settlement.acceptor);
         let requester = self.user_index(settlement.requester);
         let commitment = (settlement.outcome == Outcome::Timeout)
@@ -152,7 +157,7 @@ impl World {
     }
 
     /// A complete job: reserve, then both parties record the settlement.
-    pub fn job_done(
+    pub(crate) fn job_done(
         &mut self,
         requester: usize,
         acceptor: usize,
@@ -166,22 +171,22 @@ impl World {
         self.settle(requester, &reserve, settlement);
     }
 
-    pub fn verify(&self) -> Report {
+    pub(crate) fn verify(&self) -> Report {
         Verifier::verify_all(self.rules(), self.entries.clone()).1
     }
 
-    pub fn verify_entries(&self, entries: Vec<Entry>) -> Report {
+    pub(crate) fn verify_entries(&self, entries: Vec<Entry>) -> Report {
         Verifier::verify_all(self.rules(), entries).1
     }
 }
 
 /// Every user's available balance, in order.
-pub fn balances(world: &World, report: &Report) -> Vec<i64> {
+pub(crate) fn balances(world: &World, report: &Report) -> Vec<i64> {
     (0..world.users.len()).map(|i| report.accounts[&world.id(i)].balance.available).collect()
 }
 
 /// (seq, kind, rule) of every rejection, for whole-value assertions.
-pub fn rejections(report: &Report) -> Vec<(u64, &'static str, String)> {
+pub(crate) fn rejections(report: &Report) -> Vec<(u64, &'static str, String)> {
     report
         .rejected
         .iter()
