@@ -107,6 +107,16 @@ pub struct Profile {
     pub created_at: u64,
 }
 
+impl Profile {
+    /// Whether `name` is a valid username: 3–32 bytes of `a-z 0-9 _ -`.
+    pub fn valid_username(name: &str) -> bool {
+        (3..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    }
+}
+
 /// Why credits were minted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::credits::Credits;
 use crate::entry::{
-    Body, Entry, Hash, MintKind, Outcome, ReleaseReason, Reserve, Settle, commitment_bytes,
-    release_bytes,
+    Body, Entry, Hash, MintKind, Outcome, Profile, ReleaseReason, Reserve, Settle,
+    commitment_bytes, release_bytes,
 };
 
 /// What a verifier is told: who may mint, what time it is.
@@ -39,9 +39,8 @@ impl Rules {
     }
 }
 
-/// The rule an entry broke.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// The rule an entry broke. Reported (and serialised) by [`Rule::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
     /// The author's key is unusable or its signature does not verify.
     Signature,
@@ -99,6 +98,48 @@ pub enum Rule {
     ReleaseBeforeDeadline,
     /// A sum that does not fit in 64 bits.
     Overflow,
+}
+
+impl Rule {
+    /// The rule's name, as in reports, JSON and docs/ledger-format.md.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Signature => "signature",
+            Self::Cosignature => "cosignature",
+            Self::Commitment => "commitment",
+            Self::Chain => "chain",
+            Self::Gap => "gap",
+            Self::Clock => "clock",
+            Self::FutureTime => "future-time",
+            Self::FirstNotProfile => "first-not-profile",
+            Self::Profile => "profile",
+            Self::MintNotAuthority => "mint-not-authority",
+            Self::AuthorityLog => "authority-log",
+            Self::MintToAuthority => "mint-to-authority",
+            Self::DuplicateSignupMint => "duplicate-signup-mint",
+            Self::Amount => "amount",
+            Self::Reason => "reason",
+            Self::SelfDealing => "self-dealing",
+            Self::Deadline => "deadline",
+            Self::InsufficientBalance => "insufficient-balance",
+            Self::UnknownReservation => "unknown-reservation",
+            Self::ReservationMismatch => "reservation-mismatch",
+            Self::ReservationResolved => "reservation-resolved",
+            Self::ConflictingSettlement => "conflicting-settlement",
+            Self::NotAParty => "not-a-party",
+            Self::AboveReserved => "above-reserved",
+            Self::TimeoutBeforeDeadline => "timeout-before-deadline",
+            Self::TimeoutAboveHalf => "timeout-above-half",
+            Self::ReleaseBeforeDeadline => "release-before-deadline",
+            Self::Overflow => "overflow",
+        }
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 /// An entry that failed, and why.
@@ -332,13 +373,6 @@ impl Verifier {
                 return Err(rejection(&entry, *rule, signature_detail(*rule), 0));
             }
         }
-        if let Body::Settle(settle) = &entry.body {
-            if let Err((rule, detail)) = self.static_settle_check(&entry, settle) {
-                return Err(rejection(&entry, rule, detail, 0));
-            }
-            let key = (settle.settlement.requester, settle.settlement.reserve_seq);
-            self.canonical.entry(key).or_insert((settle.settlement.to_bytes(), author, entry.seq));
-        }
         let log = self.logs.entry(author).or_default();
         log.entries.push(Arc::new(entry));
         let entry = Arc::clone(&log.entries[index]);
@@ -346,6 +380,16 @@ impl Verifier {
             Ok(()) => {
                 if let Some(log) = self.logs.get_mut(&author) {
                     log.cursor += 1;
+                }
+                // The first valid settle of a reservation seen here is its settlement; a
+                // rejected one never claims it.
+                if let Body::Settle(settle) = &entry.body {
+                    let key = (settle.settlement.requester, settle.settlement.reserve_seq);
+                    self.canonical.entry(key).or_insert((
+                        settle.settlement.to_bytes(),
+                        author,
+                        entry.seq,
+                    ));
                 }
                 Ok(true)
             }
@@ -825,10 +869,7 @@ impl Verifier {
         match &entry.body {
             Body::Profile(profile) => {
                 let name = &profile.username;
-                let valid_chars = name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
-                });
-                if !(3..=32).contains(&name.len()) || !valid_chars {
+                if !Profile::valid_username(name) {
                     return Err((
                         Rule::Profile,
                         format!("username {name:?} is not 3–32 of a-z 0-9 _ -"),

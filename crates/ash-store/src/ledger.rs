@@ -47,6 +47,14 @@ pub enum LedgerDbError {
         /// The cause.
         source: rusqlite::Error,
     },
+    /// The ledger's directory could not be created.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The file is from a newer ash, or is not a ledger.
     #[error("{}: ledger schema version {found}; this ash reads version {LEDGER_SCHEMA}", path.display())]
     Version {
@@ -93,7 +101,7 @@ impl LedgerDb {
         let err = |source| LedgerDbError::Sqlite { path: path.to_owned(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .map_err(|e| err(rusqlite::Error::InvalidPath(dir.join(e.to_string()))))?;
+                .map_err(|source| LedgerDbError::Io { path: dir.to_owned(), source })?;
         }
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;

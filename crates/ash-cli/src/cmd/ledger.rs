@@ -95,11 +95,7 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
             .clone()
             .context("choose a username for your profile: `ash join --username NAME`")?
             .to_ascii_lowercase();
-        let valid = (3..=32).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !valid {
+        if !Profile::valid_username(&name) {
             bail!("username {name:?} must be 3–32 of a-z 0-9 _ -");
         }
         let profile = Profile {
@@ -188,7 +184,7 @@ struct Row {
 fn history_rows(verifier: &Verifier, report: &Report, id: NodeId) -> Vec<Row> {
     let mut effects: Vec<(u64, NodeId, u64, &'static str, i64, String)> = Vec::new();
     let mut settled = HashSet::new();
-    let own: Vec<Entry> = verifier.verified_entries(id).iter().map(|e| Entry::clone(e)).collect();
+    let own = verifier.verified_entries(id);
     let reserved =
         |seq: u64| match own.get(usize::try_from(seq).unwrap_or(usize::MAX)).map(|e| &e.body) {
             Some(Body::Reserve(r)) => r.amount.get(),
@@ -366,15 +362,12 @@ fn report_text(report: &Report) -> String {
         } else {
             String::new()
         };
-        let rule = serde_json::to_value(r.rule)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
         text.push_str(&format!(
-            "rejected {} #{} {}: {rule}: {}{ignored}\n",
+            "rejected {} #{} {}: {}: {}{ignored}\n",
             r.author.short(),
             r.seq,
             r.kind,
+            r.rule.name(),
             r.detail
         ));
     }
@@ -534,11 +527,7 @@ fn mint(args: &AdminMintArgs) -> anyhow::Result<Outcome> {
     let entry = LogWriter::resume(&authority, &last).append(now_ms().max(last.time), body, None);
     let (mut verifier, _) = verify_db(&db, trusted)?;
     if let Err(rejection) = verifier.append(entry.clone()) {
-        let rule = serde_json::to_value(rejection.rule)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        bail!("mint refused ({rule}): {}", rejection.detail);
+        bail!("mint refused ({}): {}", rejection.rule.name(), rejection.detail);
     }
     db.insert_all([&entry], now_ms())?;
     if args.json {

@@ -311,3 +311,33 @@ fn rolling_back_by_fork_is_proven_and_frozen() {
     assert!(err.detail.starts_with("equivocation"), "{}", err.detail);
     assert!(verifier.report().accounts[&w.id(0)].frozen);
 }
+
+#[test]
+fn a_rejected_settle_does_not_claim_its_reservation_incrementally() {
+    let mut w = World::new(2);
+    let reserve = w.reserve(0, 1, 6);
+    let early = w.settlement(&reserve, Outcome::Accept, 6);
+    let early = w.settle(1, &reserve, early);
+    let mut later = w.settlement(&reserve, Outcome::Reject, 3);
+    later.result_hash = ash_ledger::Hash([8; 32]);
+    // Built on the same log position, so it replaces `early` in user1's log.
+    w.entries.pop();
+    let (mut verifier, _) = Verifier::verify_all(
+        w.rules(),
+        w.entries.iter().filter(|e| e.hash() != reserve.hash()).cloned().collect::<Vec<_>>(),
+    );
+    // Without the reservation the first settle is refused...
+    let err = verifier.append(early).unwrap_err();
+    assert_eq!(err.rule, Rule::UnknownReservation);
+    // ...and does not stop another valid settlement once the reservation arrives.
+    assert!(verifier.append(reserve.clone()).unwrap());
+    let cosig = later.cosign(&w.users[0]);
+    let profile = w.entries.iter().find(|e| e.author == w.id(1) && e.seq == 0).unwrap().clone();
+    let entry = ash_ledger::LogWriter::resume(&w.users[1], &profile).append(
+        w.now + 1,
+        Body::Settle(Box::new(Settle { settlement: later, commitment: None, reserve })),
+        Some(cosig),
+    );
+    assert_eq!(verifier.append(entry).map_err(|e| e.rule), Ok(true));
+    assert_eq!(balances(&w, &verifier.report()), vec![97, 103]);
+}

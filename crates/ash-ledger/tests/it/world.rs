@@ -187,11 +187,5 @@ pub(crate) fn balances(world: &World, report: &Report) -> Vec<i64> {
 
 /// (seq, kind, rule) of every rejection, for whole-value assertions.
 pub(crate) fn rejections(report: &Report) -> Vec<(u64, &'static str, String)> {
-    report
-        .rejected
-        .iter()
-        .map(|r| {
-            (r.seq, r.kind, serde_json::to_value(r.rule).unwrap().as_str().unwrap().to_owned())
-        })
-        .collect()
+    report.rejected.iter().map(|r| (r.seq, r.kind, r.rule.name().to_owned())).collect()
 }
