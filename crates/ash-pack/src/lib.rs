@@ -1,0 +1,21 @@
+//! Source packages for the network: what leaves the machine, sealed to one recipient, and what
+//! comes back.
+//!
+//! Owns the walk ([`walk()`]: git's ignore rules, secrets that never leave, a secret scan), the
+//! package format (tar, zstd, AES-256-GCM in chunks, the content key sealed with HPKE to the
+//! recipient's sealing key; specified in `docs/package-format.md`), safe unpacking into a fresh
+//! directory, and git diffs (extract in a workspace, screen and apply atomically). Never talks
+//! to peers and never spawns processes itself: git runs through a [`Git`] the caller provides
+//! (backed by `ash-sandbox`).
+
+mod gitindex;
+mod paths;
+mod secrets;
+mod walk;
+
+pub use gitindex::IndexError;
+pub use paths::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathProblem, check_relative, link_stays_inside};
+pub use secrets::Finding;
+pub use walk::{
+    Entry, EntryKind, Excluded, Reason, Walk, WalkError, WalkOptions, global_excludes_file, walk,
+};
