@@ -35,6 +35,8 @@ pub enum Domain {
     LedgerCheckpoint,
     /// The binding of an X25519 sealing key to an identity.
     SealingKey,
+    /// The header of a sealed package or diff, signed by its sender.
+    SealedHeader,
 }
 
 impl Domain {
@@ -47,6 +49,7 @@ impl Domain {
             Self::LedgerRelease => "ash/ledger/release/v1",
             Self::LedgerCheckpoint => "ash/ledger/checkpoint/v1",
             Self::SealingKey => "ash/identity/sealing-key/v1",
+            Self::SealedHeader => "ash/pack/sealed-header/v1",
         }
     }
 

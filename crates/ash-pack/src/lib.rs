@@ -8,14 +8,28 @@
 //! to peers and never spawns processes itself: git runs through a [`Git`] the caller provides
 //! (backed by `ash-sandbox`).
 
+mod error;
 mod gitindex;
+mod package;
 mod paths;
+mod seal;
 mod secrets;
+mod tar;
+mod unpack;
 mod walk;
 
+pub use error::PackError;
 pub use gitindex::IndexError;
+pub use package::{
+    Limits, MANIFEST_MAGIC, Opened, PAYLOAD_MAGIC, PackOptions, PackageInfo, open, pack, scan,
+};
 pub use paths::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathProblem, check_relative, link_stays_inside};
+pub use seal::{
+    CHUNK_SIZE, Contents, Expect, HEADER_LEN, JobId, Opener, Recipient, SEAL_MAGIC, SEAL_VERSION,
+    SealError, SealedHeader, Sealer, read_header, seal_error,
+};
 pub use secrets::Finding;
+pub use tar::ArchiveError;
 pub use walk::{
     Entry, EntryKind, Excluded, Reason, Walk, WalkError, WalkOptions, global_excludes_file, walk,
 };
