@@ -79,7 +79,10 @@ pub(crate) fn read_index(
 
 const SPLIT: &str = "split index";
 
-fn parse(bytes: &[u8], hash_len: usize) -> Result<BTreeMap<String, Tracked>, (usize, &'static str)> {
+fn parse(
+    bytes: &[u8],
+    hash_len: usize,
+) -> Result<BTreeMap<String, Tracked>, (usize, &'static str)> {
     let mut reader = Reader { bytes, at: 0 };
     if reader.take(4)? != b"DIRC" {
         return Err((0, "no DIRC signature"));
@@ -233,16 +236,22 @@ mod tests {
         for (bytes, reason) in [
             (b"DIRX".to_vec(), "no DIRC signature"),
             (good[..30].to_vec(), "truncated"),
-            ({
-                let mut b = good.clone();
-                b[7] = 9;
-                b
-            }, "unsupported index version (ash reads 2, 3 and 4)"),
-            ({
-                let mut b = good.clone();
-                b[11] = 200; // 200 entries, one present
-                b
-            }, "truncated"),
+            (
+                {
+                    let mut b = good.clone();
+                    b[7] = 9;
+                    b
+                },
+                "unsupported index version (ash reads 2, 3 and 4)",
+            ),
+            (
+                {
+                    let mut b = good.clone();
+                    b[11] = 200; // 200 entries, one present
+                    b
+                },
+                "truncated",
+            ),
         ] {
             assert_eq!(parse(&bytes, 20).map_err(|e| e.1), Err(reason));
         }

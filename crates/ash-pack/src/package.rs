@@ -94,7 +94,8 @@ pub fn pack<W: Write>(
     out: W,
 ) -> Result<(PackageInfo, Vec<Finding>, W), PackError> {
     let stream = |e: io::Error| PackError::Payload(format!("cannot write: {e}"));
-    let sealer = Sealer::new(out, sender, recipient, Contents::Package, job).map_err(PackError::from_stream)?;
+    let sealer = Sealer::new(out, sender, recipient, Contents::Package, job)
+        .map_err(PackError::from_stream)?;
     let mut zstd = zstd::stream::write::Encoder::new(sealer, options.level).map_err(stream)?;
     if options.workers > 0 {
         zstd.multithread(options.workers).map_err(stream)?;
@@ -109,9 +110,7 @@ pub fn pack<W: Write>(
     for entry in &walk.entries {
         tar.header(entry).map_err(stream)?;
         let hash = match entry.kind {
-            EntryKind::File => {
-                copy_file(&walk.root, entry, &mut tar, &mut buf, &mut findings)?
-            }
+            EntryKind::File => copy_file(&walk.root, entry, &mut tar, &mut buf, &mut findings)?,
             EntryKind::Symlink => Sha256::digest(entry.target.as_deref().unwrap_or("")).into(),
             EntryKind::Dir => [0; 32],
         };
@@ -123,7 +122,8 @@ pub fn pack<W: Write>(
     if !findings.is_empty() && !options.allow_secrets {
         return Err(PackError::Secrets(findings));
     }
-    let info = PackageInfo { entries, total_bytes: total, digest: Sha256::digest(&manifest).into() };
+    let info =
+        PackageInfo { entries, total_bytes: total, digest: Sha256::digest(&manifest).into() };
     Ok((info, findings, out))
 }
 
@@ -266,7 +266,9 @@ fn unpack<R: Read>(
         count += 1;
         bytes = bytes.saturating_add(entry.size);
         if count > entries || bytes > total {
-            return Err(PackError::Payload("more entries or bytes than the summary says".to_owned()));
+            return Err(PackError::Payload(
+                "more entries or bytes than the summary says".to_owned(),
+            ));
         }
         if entry.size > limits.max_file_bytes {
             return Err(PackError::Limit { what: "file size", limit: limits.max_file_bytes });
@@ -277,6 +279,7 @@ fn unpack<R: Read>(
     if count != entries || bytes != total {
         return Err(PackError::Payload("fewer entries or bytes than the summary says".to_owned()));
     }
+    dest.check_links()?;
     // The sender's manifest must equal, byte for byte, the one built from what arrived.
     let mut payload = tar.into_inner();
     let mut theirs = Vec::with_capacity(manifest.len());
@@ -287,7 +290,6 @@ fn unpack<R: Read>(
     if theirs != manifest {
         return Err(PackError::Payload("the manifest does not match the archive".to_owned()));
     }
-    dest.check_links()?;
     Ok(PackageInfo { entries, total_bytes: total, digest: Sha256::digest(&manifest).into() })
 }
 

@@ -285,13 +285,24 @@ impl<W: Write> Sealer<W> {
         let cipher = Aes256Gcm::new((&*key).into());
         let chunk_size = CHUNK_SIZE as usize;
         let aad = Sha256::digest(header).into();
-        Ok(Self { out, cipher, aad, buf: Vec::with_capacity(chunk_size + TAG_LEN), chunk_size, counter: 0 })
+        Ok(Self {
+            out,
+            cipher,
+            aad,
+            buf: Vec::with_capacity(chunk_size + TAG_LEN),
+            chunk_size,
+            counter: 0,
+        })
     }
 
     fn emit(&mut self, last: bool) -> io::Result<()> {
         let tag = self
             .cipher
-            .encrypt_inout_detached(&nonce(self.counter, last), &self.aad, self.buf.as_mut_slice().into())
+            .encrypt_inout_detached(
+                &nonce(self.counter, last),
+                &self.aad,
+                self.buf.as_mut_slice().into(),
+            )
             .map_err(|_| io::Error::other("AES-GCM refused a chunk"))?;
         self.out.write_all(&self.buf)?;
         self.out.write_all(&tag)?;
@@ -357,7 +368,9 @@ impl<R: Read> Opener<R> {
         read_full(&mut inner, &mut header)?.then_some(()).ok_or(SealError::Header(SHORT))?;
         let parsed = parse_header(&header, contents)?;
         if parsed.recipient.node != me.node_id() {
-            return Err(SealError::NotForMe { found: parsed.recipient.node, me: me.node_id() }.into());
+            return Err(
+                SealError::NotForMe { found: parsed.recipient.node, me: me.node_id() }.into()
+            );
         }
         if parsed.recipient.key != me.sealing_public() {
             let mine = me.sealing_public();
@@ -425,7 +438,12 @@ impl<R: Read> Opener<R> {
         let (data, tag) = self.buf.split_at_mut(body);
         let tag: &[u8] = tag;
         self.cipher
-            .decrypt_inout_detached(&nonce(self.counter, last), &self.aad, data.into(), tag.try_into().map_err(|_| SealError::Chunk(self.counter))?)
+            .decrypt_inout_detached(
+                &nonce(self.counter, last),
+                &self.aad,
+                data.into(),
+                tag.try_into().map_err(|_| SealError::Chunk(self.counter))?,
+            )
             .map_err(|_| SealError::Chunk(self.counter))?;
         self.buf.truncate(body);
         self.pos = 0;

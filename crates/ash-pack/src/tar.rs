@@ -261,7 +261,9 @@ impl<R: Read> TarReader<R> {
             EntryKind::Dir => (0o755, None),
             EntryKind::Symlink => {
                 if target.is_empty() || target.starts_with('/') || target.len() > MAX_PATH_BYTES {
-                    return Err(self.refuse(Some(&path), "symlink target is empty, absolute or too long"));
+                    return Err(
+                        self.refuse(Some(&path), "symlink target is empty, absolute or too long")
+                    );
                 }
                 (0o777, Some(target))
             }
@@ -301,7 +303,8 @@ impl<R: Read> TarReader<R> {
         if &h[257..263] != b"ustar\0" || &h[263..265] != b"00" {
             return Err(self.refuse(None, "not a ustar header"));
         }
-        let stored = parse_octal(&h[148..156]).ok_or_else(|| self.refuse(None, "bad checksum field"))?;
+        let stored =
+            parse_octal(&h[148..156]).ok_or_else(|| self.refuse(None, "bad checksum field"))?;
         let sum: u64 = h
             .iter()
             .enumerate()
@@ -321,7 +324,8 @@ impl<R: Read> TarReader<R> {
         let name = text(&h[..100])?;
         let link = text(&h[157..257])?;
         let field = |range: std::ops::Range<usize>, what: &str| {
-            parse_octal(&h[range]).ok_or_else(|| self.refuse(Some(&name), format!("bad {what} field")))
+            parse_octal(&h[range])
+                .ok_or_else(|| self.refuse(Some(&name), format!("bad {what} field")))
         };
         let mode = field(100..108, "mode")?;
         let size = field(124..136, "size")?;
@@ -354,7 +358,9 @@ impl<R: Read> TarReader<R> {
                 "path" => &mut path,
                 "linkpath" => &mut target,
                 other => {
-                    return Err(self.refuse(None, format!("pax key `{other}` is not used by packages")));
+                    return Err(
+                        self.refuse(None, format!("pax key `{other}` is not used by packages"))
+                    );
                 }
             };
             if slot.replace(value.to_owned()).is_some() {

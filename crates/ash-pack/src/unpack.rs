@@ -67,11 +67,18 @@ impl Destination {
         let refuse = |problem: String| PackError::Destination { path: entry.path.clone(), problem };
         // Parents: directories made here (from the archive or implicitly), never links or files.
         let mut parent = String::new();
-        for name in entry.path.split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, p)| p) {
-            parent = if parent.is_empty() { (*name).to_owned() } else { format!("{parent}/{name}") };
+        for name in
+            entry.path.split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, p)| p)
+        {
+            parent =
+                if parent.is_empty() { (*name).to_owned() } else { format!("{parent}/{name}") };
             match self.placed.get(&parent) {
                 Some((EntryKind::Dir, _)) => {}
-                Some(_) => return Err(refuse(format!("parent `{parent}` is not a directory in this package"))),
+                Some(_) => {
+                    return Err(refuse(format!(
+                        "parent `{parent}` is not a directory in this package"
+                    )));
+                }
                 None => {
                     let abs = self.root.join(&parent);
                     fs::create_dir(&abs).map_err(|e| PackError::io(&abs, &e))?;

@@ -152,7 +152,8 @@ impl Walk {
 
 /// Walks `root` with git's rules; see the module documentation.
 pub fn walk(root: &Path, options: &WalkOptions) -> Result<Walk, WalkError> {
-    let root_error = |message: String| WalkError::Root { path: root.display().to_string(), message };
+    let root_error =
+        |message: String| WalkError::Root { path: root.display().to_string(), message };
     let root = fs::canonicalize(root).map_err(|e| root_error(e.to_string()))?;
     if !root.is_dir() {
         return Err(root_error("not a directory".to_owned()));
@@ -244,7 +245,11 @@ fn excludes_file_setting(text: &str) -> Option<String> {
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('[') {
-            in_core = line.trim_start_matches('[').trim_end_matches(']').trim().eq_ignore_ascii_case("core");
+            in_core = line
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim()
+                .eq_ignore_ascii_case("core");
             continue;
         }
         let Some((key, value)) = line.split_once('=') else { continue };
@@ -378,8 +383,10 @@ impl Walker {
 
     fn entry(&mut self, path: &str, name: &str, tracked_only: bool) -> Result<(), WalkError> {
         let abs = self.root.join(path);
-        let meta = fs::symlink_metadata(&abs)
-            .map_err(|e| WalkError::Io { path: abs.display().to_string(), message: e.to_string() })?;
+        let meta = fs::symlink_metadata(&abs).map_err(|e| WalkError::Io {
+            path: abs.display().to_string(),
+            message: e.to_string(),
+        })?;
         let file_type = meta.file_type();
         let is_dir = file_type.is_dir();
         if let Some(what) = secret_name(name, is_dir) {
@@ -418,7 +425,13 @@ impl Walker {
         if file_type.is_file() {
             let mode = if meta.mode() & 0o100 != 0 { 0o755 } else { 0o644 };
             let size = meta.len();
-            self.entries.push(Entry { path: path.to_owned(), kind: EntryKind::File, mode, size, target: None });
+            self.entries.push(Entry {
+                path: path.to_owned(),
+                kind: EntryKind::File,
+                mode,
+                size,
+                target: None,
+            });
         } else if file_type.is_symlink() {
             let target = fs::read_link(&abs).ok().and_then(|t| t.to_str().map(str::to_owned));
             match target {
@@ -513,8 +526,13 @@ fn dir_entry(path: &str) -> Entry {
     Entry { path: path.to_owned(), kind: EntryKind::Dir, mode: 0o755, size: 0, target: None }
 }
 
+/// `dir/name`, where either may be empty.
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") }
+    match (dir.is_empty(), name.is_empty()) {
+        (true, _) => name.to_owned(),
+        (_, true) => dir.to_owned(),
+        _ => format!("{dir}/{name}"),
+    }
 }
 
 /// `a/b/c` → `a/b`, `a`.
