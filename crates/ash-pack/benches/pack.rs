@@ -1,0 +1,192 @@
+//! Packing + sealing and opening + unpacking a generated 5,000-file / ~50 MB tree, with the
+//! machine's raw `tar | zstd` as the floor, and peak memory of each direction in a child
+//! process. Run: `cargo bench -p ash-pack --bench pack [-- --files N] [--dir /dev/shm]`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a benchmark")]
+#![allow(clippy::disallowed_methods, reason = "the floor is measured with the real tar and zstd")]
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ash_identity::Identity;
+use ash_pack::{Expect, JobId, Limits, PackOptions, Recipient, WalkOptions, open, pack, walk};
+
+const RUNS: usize = 7;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1], Path::new(&args[i + 2]), Path::new(&args[i + 3]));
+        return;
+    }
+    let files = args
+        .iter()
+        .position(|a| a == "--files")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5000);
+    // `--dir /dev/shm` keeps the disk out of the figures (file creation on a VM disk varies 20×).
+    let scratch = match args.iter().position(|a| a == "--dir").and_then(|i| args.get(i + 1)) {
+        Some(dir) => tempfile::tempdir_in(dir).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    let tree = scratch.path().join("tree");
+    let bytes = generate(&tree, files);
+    println!("tree: {files} files, {bytes} bytes ({:.1} MB)", bytes as f64 / 1e6);
+
+    let sealed_path = scratch.path().join("tree.ashpkg");
+    let mut pack_times = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        pack_to(&tree, &sealed_path);
+        pack_times.push(start.elapsed());
+    }
+    let sealed_len = fs::metadata(&sealed_path).unwrap().len();
+    report("walk + pack + seal", &pack_times);
+    println!(
+        "  sealed size {sealed_len} bytes ({:.1}% of the tree)",
+        100.0 * sealed_len as f64 / bytes as f64
+    );
+
+    let mut open_times = Vec::new();
+    for run in 0..RUNS {
+        let dest = scratch.path().join(format!("open{run}"));
+        // Earlier runs' dirty pages would otherwise be written back during this one.
+        sh("sync");
+        let start = Instant::now();
+        open_to(&sealed_path, &dest);
+        open_times.push(start.elapsed());
+        fs::remove_dir_all(&dest).unwrap();
+    }
+    report("open + unpack", &open_times);
+
+    let exe = std::env::current_exe().unwrap();
+    let children = [
+        ("pack", tree.clone(), sealed_path.clone()),
+        ("open", sealed_path.clone(), scratch.path().join("mem-open")),
+    ];
+    for (mode, from, to) in children {
+        let out = Command::new(&exe).args(["--child", mode]).arg(&from).arg(&to).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("peak memory of {mode} (whole process): {}", text.trim());
+    }
+
+    // The floor: GNU tar piped into zstd -3 (one thread), and back.
+    let floor_file = scratch.path().join("floor.tar.zst");
+    let mut floor_pack = Vec::new();
+    let mut floor_open = Vec::new();
+    for run in 0..RUNS {
+        let start = Instant::now();
+        sh(&format!(
+            "tar -C {} -cf - . | zstd -q -3 -T1 -o {} -f",
+            tree.display(),
+            floor_file.display()
+        ));
+        floor_pack.push(start.elapsed());
+        let dest = scratch.path().join(format!("floor{run}"));
+        fs::create_dir(&dest).unwrap();
+        sh("sync");
+        let start = Instant::now();
+        sh(&format!("zstd -q -d -c {} | tar -C {} -xf -", floor_file.display(), dest.display()));
+        floor_open.push(start.elapsed());
+        fs::remove_dir_all(&dest).unwrap();
+    }
+    report("floor: tar | zstd -3", &floor_pack);
+    report("floor: zstd -d | tar -x", &floor_open);
+}
+
+fn sh(script: &str) {
+    let status = Command::new("sh").args(["-c", script]).status().unwrap();
+    assert!(status.success(), "{script}");
+}
+
+fn identities() -> (Identity, Identity) {
+    (
+        Identity::insecure_from_label("bench-sender"),
+        Identity::insecure_from_label("bench-recipient"),
+    )
+}
+
+fn pack_to(tree: &Path, out: &Path) {
+    let (sender, recipient) = identities();
+    let to = Recipient { node: recipient.node_id(), key: recipient.sealing_public() };
+    let walk = walk(tree, &WalkOptions::default()).unwrap();
+    let file = std::io::BufWriter::with_capacity(256 << 10, fs::File::create(out).unwrap());
+    let (_, findings, file) =
+        pack(&walk, &sender, &to, JobId([1; 16]), &PackOptions::default(), file).unwrap();
+    assert!(findings.is_empty());
+    file.into_inner().unwrap().sync_data().ok();
+}
+
+fn open_to(sealed: &Path, dest: &Path) {
+    let (_, recipient) = identities();
+    let file = std::io::BufReader::with_capacity(256 << 10, fs::File::open(sealed).unwrap());
+    open(file, &recipient, Expect::default(), &Limits::default(), dest).unwrap();
+}
+
+/// Runs one direction (`pack TREE SEALED` or `open SEALED DEST`) and prints this process's
+/// peak resident memory.
+fn child(mode: &str, from: &Path, to: &Path) {
+    if mode == "pack" {
+        pack_to(from, to)
+    } else {
+        open_to(from, to)
+    }
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let peak = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: ?");
+    println!("{}", peak.trim_start_matches("VmHWM:").trim());
+}
+
+fn report(what: &str, times: &[Duration]) {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{what}: min {:.0} ms, median {:.0} ms, max {:.0} ms ({} runs)",
+        ms(sorted[0]),
+        ms(sorted[sorted.len() / 2]),
+        ms(sorted[sorted.len() - 1]),
+        sorted.len()
+    );
+}
+
+/// A source-like tree: `src/pkgNN/modN/fileN.ts` of about 10 KB each, plus ignored files.
+fn generate(root: &Path, files: usize) -> u64 {
+    let mut x = 0x2545_f491_u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let words = [
+        "value", "count", "index", "buffer", "result", "config", "handler", "state", "node",
+        "token",
+    ];
+    let mut total = 0;
+    fs::create_dir_all(root.join("dist")).unwrap();
+    fs::write(root.join(".gitignore"), "dist/\n*.log\n").unwrap();
+    fs::write(root.join("dist/bundle.js"), "ignored").unwrap();
+    fs::write(root.join("debug.log"), "ignored").unwrap();
+    for i in 0..files {
+        let dir = root.join(format!("src/pkg{:02}/mod{}", i % 50, (i / 50) % 10));
+        fs::create_dir_all(&dir).unwrap();
+        let mut text = String::with_capacity(10_000);
+        while text.len() < 9_700 {
+            let n = next();
+            let a = words[(n % 10) as usize];
+            let b = words[((n >> 8) % 10) as usize];
+            text.push_str(&format!(
+                "export function {a}{}(input: {b}, limit = {}): number {{\n  return input.{b} * {} + {a}.length;\n}}\n",
+                n % 100_000,
+                (n >> 20) % 1000,
+                (n >> 32) % 97
+            ));
+        }
+        total += text.len() as u64;
+        fs::write(dir.join(format!("file{i}.ts")), text).unwrap();
+    }
+    total
+}
