@@ -65,7 +65,7 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let children = [
         ("pack", tree.clone(), sealed_path.clone()),
-        ("open", sealed_path.clone(), scratch.path().join("mem-open")),
+        ("open", sealed_path, scratch.path().join("mem-open")),
     ];
     for (mode, from, to) in children {
         let out = Command::new(&exe).args(["--child", mode]).arg(&from).arg(&to).output().unwrap();

@@ -67,6 +67,7 @@ impl PackError {
     }
 
     /// Interprets an I/O error from the opening pipeline (sealed layer, decompressor, limits).
+    #[allow(clippy::needless_pass_by_value, reason = "used as `map_err(PackError::from_stream)`")]
     pub(crate) fn from_stream(e: io::Error) -> Self {
         if let Some(seal) = seal_error(&e) {
             return Self::Seal(seal.clone());

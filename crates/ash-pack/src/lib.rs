@@ -8,6 +8,7 @@
 //! to peers and never spawns processes itself: git runs through a [`Git`] the caller provides
 //! (backed by `ash-sandbox`).
 
+mod diff;
 mod error;
 mod gitindex;
 mod package;
@@ -18,6 +19,10 @@ mod tar;
 mod unpack;
 mod walk;
 
+pub use diff::{
+    Applied, ApplyOptions, Baseline, Conflict, Diff, DiffError, DiffSummary, FileChange, Git,
+    GitOutput, PatchFile, apply, baseline, extract, open_diff, screen, seal_diff,
+};
 pub use error::PackError;
 pub use gitindex::IndexError;
 pub use package::{

@@ -403,15 +403,16 @@ impl Walker {
         if tracked_only && !tracked && !has_tracked_below {
             return Ok(());
         }
-        if !tracked_only && !tracked {
-            if let Some((source, pattern)) = self.ignored(path, is_dir) {
-                self.exclude(path.to_owned(), is_dir, Reason::Ignored { source, pattern });
-                if has_tracked_below {
-                    self.entries.push(dir_entry(path));
-                    self.dir(path, true)?;
-                }
-                return Ok(());
+        if !tracked_only
+            && !tracked
+            && let Some((source, pattern)) = self.ignored(path, is_dir)
+        {
+            self.exclude(path.to_owned(), is_dir, Reason::Ignored { source, pattern });
+            if has_tracked_below {
+                self.entries.push(dir_entry(path));
+                self.dir(path, true)?;
             }
+            return Ok(());
         }
         if let Match::Ignore(glob) = self.ashignore.matched_path_or_any_parents(path, is_dir) {
             let pattern = glob.original().to_owned();

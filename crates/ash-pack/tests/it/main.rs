@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 #![allow(clippy::disallowed_methods, reason = "fixtures are built with the real git binary")]
 
+mod diff;
 mod package;
 mod walk;
 

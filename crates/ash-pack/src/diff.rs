@@ -1,0 +1,692 @@
+//! Result diffs: extracted from a workspace with git, sealed like packages, screened and
+//! applied to the user's tree with git.
+//!
+//! Extraction keeps its own git directory outside the workspace (the agent cannot rewrite the
+//! baseline), stages everything (`add -A`, honouring the tree's `.gitignore`) and diffs the
+//! baseline commit against it: the agent's own commits, new, deleted and renamed files, mode
+//! changes and binary files are all in the one binary diff. Applying first screens every path
+//! and symlink of the patch, then checks the whole patch (`git apply --check`) and only then
+//! writes it, so a patch applies completely or not at all; conflicts are reported per file.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write as _};
+use std::path::{Path, PathBuf};
+
+use ash_identity::Identity;
+use serde::Serialize;
+
+use crate::paths::{PathProblem, check_relative};
+use crate::seal::{
+    Contents, Expect, JobId, Opener, Recipient, SealError, SealedHeader, Sealer, seal_error,
+};
+
+/// Runs git. The binary provides one backed by `ash-sandbox`, with a clean environment:
+/// no system or global configuration (`GIT_CONFIG_NOSYSTEM=1`, `GIT_CONFIG_GLOBAL=/dev/null`).
+pub trait Git {
+    /// Runs `git <args>` in `cwd` with these extra environment variables and `stdin` as input.
+    fn run(
+        &self,
+        cwd: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        stdin: &[u8],
+    ) -> Result<GitOutput, String>;
+}
+
+/// What a git run left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitOutput {
+    /// Whether it exited with 0.
+    pub success: bool,
+    /// Captured standard output.
+    pub stdout: Vec<u8>,
+    /// Captured standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// Configuration every git run gets: no hooks, no external diff or text conversion, no
+/// filesystem monitor, paths unquoted where possible, fixed identity for baseline commits.
+const HARDENING: &[&str] = &[
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.quotePath=false",
+    "-c",
+    "core.autocrlf=false",
+    "-c",
+    "core.symlinks=true",
+    "-c",
+    "diff.noprefix=false",
+    "-c",
+    "diff.mnemonicPrefix=false",
+    "-c",
+    "diff.relative=false",
+    "-c",
+    "user.name=ash",
+    "-c",
+    "user.email=ash@localhost",
+    "-c",
+    "commit.gpgSign=false",
+];
+
+/// Why extracting, screening or applying a diff failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// Git could not be run.
+    #[error("cannot run git: {0}")]
+    Spawn(String),
+    /// A git command failed.
+    #[error("`git {command}` failed: {stderr}")]
+    Git {
+        /// The subcommand.
+        command: String,
+        /// Its error output.
+        stderr: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        message: String,
+    },
+    /// The patch touches a path it must not.
+    #[error("patch refused: {path}: {problem}")]
+    Unsafe {
+        /// The path as the patch names it.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The patch is not a git diff this code can read.
+    #[error("patch refused: line {line}: {problem}")]
+    Malformed {
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// Applying would conflict; nothing was changed.
+    #[error("the patch does not apply; nothing was changed ({} file(s) conflict)", .0.len())]
+    Conflicts(Vec<Conflict>),
+    /// The sealed layer refused the file.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// A sealed diff is larger than the limit.
+    #[error("the diff is larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    /// `--3way` needs a git repository at the tree's root.
+    #[error("--3way needs the tree to be the root of a git repository")]
+    ThreeWayWithoutRepo,
+}
+
+/// A file the patch could not be applied to, and git's reasons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// The file.
+    pub path: String,
+    /// Git's messages about it.
+    pub messages: Vec<String>,
+}
+
+/// One file a diff changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileChange {
+    /// The path after the change (before it, for a deletion).
+    pub path: String,
+    /// The path before a rename.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+    /// Lines added (`None` for a binary file).
+    pub added: Option<u64>,
+    /// Lines removed (`None` for a binary file).
+    pub removed: Option<u64>,
+}
+
+/// What a diff changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct DiffSummary {
+    /// Changed files, in git's order.
+    pub files: Vec<FileChange>,
+    /// Lines added in text files.
+    pub insertions: u64,
+    /// Lines removed in text files.
+    pub deletions: u64,
+}
+
+/// A workspace's baseline: ash's own git directory and the commit of the unpacked tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Baseline {
+    /// The git directory (outside the workspace).
+    pub git_dir: PathBuf,
+    /// The baseline commit.
+    pub commit: String,
+}
+
+/// An extracted diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    /// The patch: `git diff --binary` output.
+    pub patch: Vec<u8>,
+    /// What it changes.
+    pub summary: DiffSummary,
+}
+
+struct Repo<'a> {
+    git: &'a dyn Git,
+    git_dir: &'a Path,
+    work_tree: &'a Path,
+}
+
+impl Repo<'_> {
+    fn run(&self, args: &[&str]) -> Result<Vec<u8>, DiffError> {
+        let mut all: Vec<String> = HARDENING.iter().map(|s| (*s).to_owned()).collect();
+        all.push(format!("--git-dir={}", self.git_dir.display()));
+        all.push(format!("--work-tree={}", self.work_tree.display()));
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        run_checked(self.git, self.work_tree, &all, &[])
+    }
+}
+
+fn run_checked(
+    git: &dyn Git,
+    cwd: &Path,
+    args: &[String],
+    env: &[(String, String)],
+) -> Result<Vec<u8>, DiffError> {
+    let out = git.run(cwd, args, env, &[]).map_err(DiffError::Spawn)?;
+    if !out.success {
+        let command = args
+            .iter()
+            .find(|a| !a.starts_with('-') && !a.contains('='))
+            .cloned()
+            .unwrap_or_default();
+        return Err(DiffError::Git {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// Records `workspace` as it is now, in a new git directory `git_dir` (outside the workspace).
+pub fn baseline(git: &dyn Git, workspace: &Path, git_dir: &Path) -> Result<Baseline, DiffError> {
+    let mut init: Vec<String> = HARDENING.iter().map(|s| (*s).to_owned()).collect();
+    init.extend([
+        "init".to_owned(),
+        "-q".to_owned(),
+        "--bare".to_owned(),
+        git_dir.display().to_string(),
+    ]);
+    run_checked(git, workspace, &init, &[])?;
+    let repo = Repo { git, git_dir, work_tree: workspace };
+    repo.run(&["add", "-A"])?;
+    repo.run(&["commit", "-q", "--allow-empty", "--no-verify", "-m", "ash baseline"])?;
+    let commit = String::from_utf8_lossy(&repo.run(&["rev-parse", "HEAD"])?).trim().to_owned();
+    Ok(Baseline { git_dir: git_dir.to_path_buf(), commit })
+}
+
+/// The change from `baseline` to the workspace as it is now (committed or not).
+pub fn extract(git: &dyn Git, workspace: &Path, baseline: &Baseline) -> Result<Diff, DiffError> {
+    let repo = Repo { git, git_dir: &baseline.git_dir, work_tree: workspace };
+    repo.run(&["add", "-A"])?;
+    let output = baseline.git_dir.join("ash-result.patch");
+    let common = ["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "-M"];
+    let mut args = common.to_vec();
+    let out_arg = format!("--output={}", output.display());
+    args.extend(["--binary", "--full-index", &out_arg, &baseline.commit]);
+    repo.run(&args)?;
+    let patch = std::fs::read(&output).map_err(|e| DiffError::Io {
+        path: output.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let mut args = common.to_vec();
+    args.extend(["--numstat", "-z", &baseline.commit]);
+    let numstat = repo.run(&args)?;
+    Ok(Diff { patch, summary: parse_numstat(&numstat) })
+}
+
+/// Parses `git diff --numstat -z`: `added TAB removed TAB path NUL`, or for a rename
+/// `added TAB removed TAB NUL old NUL new NUL`; binary files show `-`.
+fn parse_numstat(bytes: &[u8]) -> DiffSummary {
+    let mut summary = DiffSummary::default();
+    let mut fields = bytes.split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned());
+    while let Some(record) = fields.next() {
+        let mut parts = record.splitn(3, '\t');
+        let (Some(added), Some(removed), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (path, renamed_from) = if path.is_empty() {
+            let old = fields.next().unwrap_or_default();
+            (fields.next().unwrap_or_default(), Some(old))
+        } else {
+            (path.to_owned(), None)
+        };
+        let added = added.parse().ok();
+        let removed = removed.parse().ok();
+        summary.insertions += added.unwrap_or(0);
+        summary.deletions += removed.unwrap_or(0);
+        summary.files.push(FileChange { path, renamed_from, added, removed });
+    }
+    summary
+}
+
+/// One file section of a patch, as screened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PatchFile {
+    /// Path before (absent for a new file).
+    pub old_path: Option<String>,
+    /// Path after (absent for a deletion).
+    pub new_path: Option<String>,
+    /// Mode after, when the patch sets one (`100644`, `100755`, `120000`).
+    pub new_mode: Option<String>,
+    /// A symlink's new target.
+    pub link_target: Option<String>,
+}
+
+/// Reads every file section of a git patch and refuses unsafe ones: paths that are absolute,
+/// traverse, touch `.git`, or have control characters; symlinks whose target leaves the tree;
+/// submodules; binary changes without data.
+pub fn screen(patch: &[u8]) -> Result<Vec<PatchFile>, DiffError> {
+    let text = std::str::from_utf8(patch)
+        .map_err(|_| DiffError::Malformed { line: 0, problem: "the patch is not UTF-8 text" })?;
+    let mut files: Vec<PatchFile> = Vec::new();
+    let mut in_hunk = false;
+    let mut seen_any = false;
+    for (i, line) in text.split('\n').enumerate() {
+        let line_no = i + 1;
+        let malformed = |problem| DiffError::Malformed { line: line_no, problem };
+        if let Some(rest) = line.strip_prefix("diff --git ") {
+            seen_any = true;
+            in_hunk = false;
+            let (old, new) = parse_diff_git(rest)
+                .ok_or_else(|| malformed("cannot read the paths of `diff --git`"))?;
+            files.push(PatchFile {
+                old_path: Some(old),
+                new_path: Some(new),
+                new_mode: None,
+                link_target: None,
+            });
+            continue;
+        }
+        let Some(file) = files.last_mut() else {
+            if line.starts_with("--- ") || line.starts_with("+++ ") {
+                return Err(malformed("not a git diff (no `diff --git` header)"));
+            }
+            continue; // commit message or other preamble
+        };
+        if in_hunk {
+            if line.starts_with("@@") {
+                continue;
+            }
+            if let Some(added) = line.strip_prefix('+')
+                && file.new_mode.as_deref() == Some("120000")
+                && file.link_target.is_none()
+            {
+                file.link_target = Some(added.to_owned());
+            }
+            if line.starts_with([' ', '+', '-', '\\']) || line.is_empty() {
+                continue;
+            }
+            in_hunk = false;
+        }
+        if line.starts_with("@@") {
+            in_hunk = true;
+        } else if let Some(path) = line.strip_prefix("--- ") {
+            file.old_path = side(path, "a/").map_err(|()| malformed("bad `---` path"))?;
+        } else if let Some(path) = line.strip_prefix("+++ ") {
+            file.new_path = side(path, "b/").map_err(|()| malformed("bad `+++` path"))?;
+        } else if let Some(path) =
+            line.strip_prefix("rename from ").or_else(|| line.strip_prefix("copy from "))
+        {
+            file.old_path = Some(unquote(path).ok_or_else(|| malformed("bad quoted path"))?);
+        } else if let Some(path) =
+            line.strip_prefix("rename to ").or_else(|| line.strip_prefix("copy to "))
+        {
+            file.new_path = Some(unquote(path).ok_or_else(|| malformed("bad quoted path"))?);
+        } else if let Some(mode) =
+            line.strip_prefix("new file mode ").or_else(|| line.strip_prefix("new mode "))
+        {
+            file.new_mode = Some(mode.to_owned());
+        } else if line.starts_with("deleted file mode ") {
+            file.new_path = None;
+        } else if line.starts_with("Binary files ") {
+            let path = file.new_path.clone().or_else(|| file.old_path.clone()).unwrap_or_default();
+            return Err(DiffError::Unsafe {
+                path,
+                problem: "binary change without data (diff made without --binary)".to_owned(),
+            });
+        } else if line.starts_with("index ") && line.ends_with(" 160000") {
+            let path = file.new_path.clone().unwrap_or_default();
+            return Err(DiffError::Unsafe {
+                path,
+                problem: "submodule changes are not applied".to_owned(),
+            });
+        }
+    }
+    if !seen_any && !text.trim().is_empty() {
+        return Err(DiffError::Malformed {
+            line: 1,
+            problem: "not a git diff (no `diff --git` header)",
+        });
+    }
+    for file in &mut files {
+        if file.new_mode.as_deref() == Some("160000") {
+            let path = file.new_path.clone().unwrap_or_default();
+            return Err(DiffError::Unsafe {
+                path,
+                problem: "submodule changes are not applied".to_owned(),
+            });
+        }
+        for path in [&file.old_path, &file.new_path].into_iter().flatten() {
+            check_relative(path).map_err(|p| unsafe_path(path, p))?;
+        }
+        if let (Some(path), Some(target)) = (&file.new_path, &file.link_target)
+            && !link_target_inside(path, target)
+        {
+            return Err(DiffError::Unsafe {
+                path: path.clone(),
+                problem: format!("symlink to `{target}` leaves the tree"),
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn unsafe_path(path: &str, problem: PathProblem) -> DiffError {
+    DiffError::Unsafe { path: path.to_owned(), problem: problem.to_string() }
+}
+
+/// `a/x` → `Some("x")`, `/dev/null` → `None`.
+fn side(path: &str, prefix: &str) -> Result<Option<String>, ()> {
+    if path == "/dev/null" {
+        return Ok(None);
+    }
+    let path = unquote(path).ok_or(())?;
+    path.strip_prefix(prefix).map(|p| Some(p.to_owned())).ok_or(())
+}
+
+/// The two paths of `diff --git a/X b/Y` (quoted or not).
+fn parse_diff_git(rest: &str) -> Option<(String, String)> {
+    let (old, new) = if rest.starts_with('"') {
+        let end = quoted_end(rest)?;
+        (unquote(&rest[..end])?, unquote(rest[end..].strip_prefix(' ')?)?)
+    } else if let Some(at) = rest.find(" \"") {
+        (rest[..at].to_owned(), unquote(&rest[at + 1..])?)
+    } else {
+        // Unquoted: without a rename both halves are the same path, so split in the middle.
+        let half = rest.len().checked_sub(1)? / 2;
+        let (old, new) = (rest.get(..half)?, rest.get(half + 1..)?);
+        if rest.as_bytes().get(half) != Some(&b' ') || old.get(2..)? != new.get(2..)? {
+            // A rename with spaces: the `rename from/to` lines give the names.
+            let (a, b) = rest.split_once(" b/")?;
+            (a.to_owned(), format!("b/{b}"))
+        } else {
+            (old.to_owned(), new.to_owned())
+        }
+    };
+    Some((old.strip_prefix("a/")?.to_owned(), new.strip_prefix("b/")?.to_owned()))
+}
+
+/// Index just past the closing quote of a C-quoted string starting at 0.
+fn quoted_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Git's C-style quoting: `"a\tb\303\251"`; unquoted text is returned as is.
+fn unquote(text: &str) -> Option<String> {
+    let Some(inner) = text.strip_prefix('"') else { return Some(text.to_owned()) };
+    let inner = inner.strip_suffix('"')?;
+    let mut out = Vec::new();
+    let mut bytes = inner.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let escaped = match bytes.next()? {
+            b'a' => 7,
+            b'b' => 8,
+            b't' => b'\t',
+            b'n' => b'\n',
+            b'v' => 11,
+            b'f' => 12,
+            b'r' => b'\r',
+            b'"' => b'"',
+            b'\\' => b'\\',
+            d @ b'0'..=b'3' => {
+                let (d2, d3) = (bytes.next()?, bytes.next()?);
+                let digit = |c: u8| (b'0'..=b'7').contains(&c).then(|| c - b'0');
+                (d - b'0') * 64 + digit(d2)? * 8 + digit(d3)?
+            }
+            _ => return None,
+        };
+        out.push(escaped);
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether a symlink at `link` pointing to `target` stays inside the tree, lexically.
+fn link_target_inside(link: &str, target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') {
+        return false;
+    }
+    let mut depth = link.matches('/').count();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+/// How to apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Only check; change nothing.
+    pub check_only: bool,
+    /// Fall back to a three-way merge where the patch does not apply cleanly (needs a git
+    /// repository; conflicting files then hold conflict markers).
+    pub three_way: bool,
+}
+
+/// What applying did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// The screened file sections.
+    pub files: Vec<PatchFile>,
+    /// Whether the tree was changed (false for `check_only`).
+    pub changed: bool,
+}
+
+/// Screens `patch` and applies it to `tree`: all of it, or — if any file conflicts — nothing,
+/// with the conflicts per file.
+pub fn apply(
+    git: &dyn Git,
+    tree: &Path,
+    patch: &[u8],
+    options: ApplyOptions,
+) -> Result<Applied, DiffError> {
+    let files = screen(patch)?;
+    let tree = std::fs::canonicalize(tree)
+        .map_err(|e| DiffError::Io { path: tree.display().to_string(), message: e.to_string() })?;
+    if files.is_empty() {
+        return Ok(Applied { files, changed: false });
+    }
+    let is_repo_root = tree.join(".git").exists();
+    if options.three_way && !is_repo_root {
+        return Err(DiffError::ThreeWayWithoutRepo);
+    }
+    // Git must not find a repository above the tree: paths are relative to the tree.
+    let parent = tree.parent().unwrap_or(Path::new("/")).display().to_string();
+    let env = [("GIT_CEILING_DIRECTORIES".to_owned(), parent)];
+    let mut base: Vec<String> = HARDENING.iter().map(|s| (*s).to_owned()).collect();
+    base.extend(["apply", "--whitespace=nowarn"].map(str::to_owned));
+    if options.three_way {
+        base.push("--3way".to_owned());
+    }
+    let mut check = base.clone();
+    check.push("--check".to_owned());
+    let out = git.run(&tree, &check, &env, patch).map_err(DiffError::Spawn)?;
+    if !out.success {
+        return Err(DiffError::Conflicts(conflicts(&out.stderr)));
+    }
+    if options.check_only {
+        return Ok(Applied { files, changed: false });
+    }
+    let out = git.run(&tree, &base, &env, patch).map_err(DiffError::Spawn)?;
+    if !out.success {
+        return Err(DiffError::Conflicts(conflicts(&out.stderr)));
+    }
+    Ok(Applied { files, changed: true })
+}
+
+/// Groups git's `error:` lines by file.
+fn conflicts(stderr: &[u8]) -> Vec<Conflict> {
+    let text = String::from_utf8_lossy(stderr);
+    let mut by_path: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(message) = line.strip_prefix("error: ") else { continue };
+        let path = if let Some(rest) = message.strip_prefix("patch failed: ") {
+            rest.rsplit_once(':').map_or(rest, |(p, _)| p)
+        } else if let Some((path, _)) = message.split_once(": ") {
+            path
+        } else {
+            ""
+        };
+        let path = path.trim_matches('\'').to_owned();
+        by_path.entry(path).or_default().push(message.to_owned());
+    }
+    by_path.into_iter().map(|(path, messages)| Conflict { path, messages }).collect()
+}
+
+/// Seals a patch for `recipient` (zstd inside, like a package).
+pub fn seal_diff(
+    patch: &[u8],
+    sender: &Identity,
+    recipient: &Recipient,
+    job: JobId,
+) -> Result<Vec<u8>, DiffError> {
+    let stream = |e: std::io::Error| match seal_error(&e) {
+        Some(s) => DiffError::Seal(s.clone()),
+        None => DiffError::Io { path: "sealed diff".to_owned(), message: e.to_string() },
+    };
+    let sealer = Sealer::new(Vec::new(), sender, recipient, Contents::Diff, job).map_err(stream)?;
+    let mut zstd = zstd::stream::write::Encoder::new(sealer, 3).map_err(stream)?;
+    zstd.write_all(patch).map_err(stream)?;
+    zstd.finish().map_err(stream)?.finish().map_err(stream)
+}
+
+/// Opens a sealed diff with `me`'s key; refuses more than `max_bytes` of patch.
+pub fn open_diff(
+    input: impl Read,
+    me: &Identity,
+    expect: Expect,
+    max_bytes: u64,
+) -> Result<(SealedHeader, Vec<u8>), DiffError> {
+    let stream = |e: std::io::Error| match seal_error(&e) {
+        Some(s) => DiffError::Seal(s.clone()),
+        None => DiffError::Io { path: "sealed diff".to_owned(), message: e.to_string() },
+    };
+    let (header, opener) = Opener::new(input, me, Contents::Diff, expect).map_err(stream)?;
+    let mut decoder = zstd::stream::read::Decoder::new(opener).map_err(stream)?;
+    decoder.window_log_max(23).map_err(stream)?;
+    let mut patch = Vec::new();
+    decoder.take(max_bytes + 1).read_to_end(&mut patch).map_err(stream)?;
+    if patch.len() as u64 > max_bytes {
+        return Err(DiffError::TooLarge(max_bytes));
+    }
+    Ok((header, patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_numstat_with_renames_and_binaries() {
+        let raw = b"3\t1\tsrc/a.rs\0-\t-\timg.png\0\x30\t0\t\0old name.txt\0new name.txt\0";
+        let summary = parse_numstat(raw);
+        assert_eq!(
+            summary,
+            DiffSummary {
+                files: vec![
+                    FileChange {
+                        path: "src/a.rs".into(),
+                        renamed_from: None,
+                        added: Some(3),
+                        removed: Some(1)
+                    },
+                    FileChange {
+                        path: "img.png".into(),
+                        renamed_from: None,
+                        added: None,
+                        removed: None
+                    },
+                    FileChange {
+                        path: "new name.txt".into(),
+                        renamed_from: Some("old name.txt".into()),
+                        added: Some(0),
+                        removed: Some(0),
+                    },
+                ],
+                insertions: 3,
+                deletions: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn unquotes_git_paths() {
+        assert_eq!(unquote("plain"), Some("plain".to_owned()));
+        assert_eq!(unquote(r#""a\tb\"c\\d""#), Some("a\tb\"c\\d".to_owned()));
+        assert_eq!(unquote(r#""caf\303\251""#), Some("café".to_owned()));
+        assert_eq!(unquote(r#""bad\q""#), None);
+        assert_eq!(unquote(r#""open"#), None);
+    }
+
+    #[test]
+    fn splits_diff_git_lines() {
+        for (line, want) in [
+            ("a/x y.txt b/x y.txt", Some(("x y.txt", "x y.txt"))),
+            (r#""a/t\tab" "b/t\tab""#, Some(("t\tab", "t\tab"))),
+            ("a/old b/new", Some(("old", "new"))),
+            ("nonsense", None),
+        ] {
+            let got = parse_diff_git(line);
+            assert_eq!(got.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn lexical_link_check() {
+        for (link, target, inside) in [
+            ("l", "a/b", true),
+            ("d/l", "../x", true),
+            ("l", "../x", false),
+            ("d/l", "../../x", false),
+            ("l", "/etc/passwd", false),
+            ("l", "a/../../x", false),
+        ] {
+            assert_eq!(link_target_inside(link, target), inside, "{link} -> {target}");
+        }
+    }
+}
