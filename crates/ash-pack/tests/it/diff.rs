@@ -270,7 +270,7 @@ fn sealed_diffs_are_bound_to_recipient_and_size() {
     );
     let err = open_diff(&sealed[..], &alice(), Expect::default(), 4).unwrap_err();
     assert_eq!(err.to_string(), "the diff is larger than the limit of 4 bytes");
-    let mut flipped = sealed.clone();
+    let mut flipped = sealed;
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
     let err = open_diff(&flipped[..], &alice(), Expect::default(), 1024).unwrap_err();

@@ -45,7 +45,7 @@ const TREE: &[(&str, &str)] = &[
     ("global.cache", "global excludes"),
     ("src/main.rs", "fn main() {}\n"),
     (
-        &"a/very/long/path/that/goes/on/and/on/beyond/one/hundred/bytes/of/tar/name/field/limits/file.rs",
+        "a/very/long/path/that/goes/on/and/on/beyond/one/hundred/bytes/of/tar/name/field/limits/file.rs",
         "long",
     ),
 ];
