@@ -94,6 +94,129 @@ pub(crate) enum Command {
     /// Mint authority commands: create the authority key, mint credits
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// See what a package of a directory would hold; seal, open and share packages
+    ///
+    /// A package is what `ash run` sends to a peer: the files git would list (`.gitignore`,
+    /// `.git/info/exclude`, the global excludes file, negations; tracked files always), minus
+    /// secrets that never leave (`.env*`, private keys, credential files, `.git/`) and the
+    /// root's `.ashignore`; tar + zstd, encrypted to one recipient. See docs/package-format.md.
+    #[command(subcommand)]
+    Pack(PackCommand),
+    /// Apply a result diff (sealed or plain) to a tree, all of it or nothing
+    ///
+    /// Screens every path first (no `.git/`, no `..`, no absolute paths, no symlinks that
+    /// leave the tree, no submodules), checks that the whole patch applies, and only then
+    /// writes it. Conflicts are listed per file and nothing changes. A sealed diff is opened
+    /// with this machine's identity.
+    Apply(ApplyArgs),
+}
+
+/// `ash pack …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum PackCommand {
+    /// List what a package of DIR would hold, what is left out and why, and likely secrets
+    List(PackListArgs),
+    /// Seal a package of DIR for one recipient
+    ///
+    /// Refuses if the secret scan finds likely secrets (tokens, private keys) in included
+    /// files: exclude them in .ashignore, or pass --allow-secrets to send them anyway.
+    Create(PackCreateArgs),
+    /// Open a package sealed to this machine's identity into a new directory
+    ///
+    /// Verifies the sender's signature and every chunk, and refuses traversal, absolute paths,
+    /// links leaving the tree, hard links, devices and size, count or compression-ratio bombs
+    /// before anything is written outside --into; on any error the directory is removed.
+    Open(PackOpenArgs),
+    /// Print this identity's sealing key, for others to seal packages to (--to-key)
+    Key(JsonArgs),
+}
+
+/// Arguments of `ash pack list`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PackListArgs {
+    /// The tree (default: the current directory)
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash pack create`.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("recipient").required(true).args(["to", "to_key"]))]
+pub(crate) struct PackCreateArgs {
+    /// The tree (default: the current directory)
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Recipient by node id; its sealing key comes from its profile in the local ledger
+    #[arg(long, value_name = "NODE_ID")]
+    pub(crate) to: Option<String>,
+    /// Recipient by a file holding its `ash pack key` output
+    #[arg(long, value_name = "FILE")]
+    pub(crate) to_key: Option<PathBuf>,
+    /// Where to write the sealed package
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    /// The job id to bind (32 hex digits; default: random)
+    #[arg(long, value_name = "HEX")]
+    pub(crate) job: Option<String>,
+    /// Send even though the secret scan found likely secrets
+    #[arg(long)]
+    pub(crate) allow_secrets: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash pack open`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PackOpenArgs {
+    /// The sealed package
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+    /// A new (or empty) directory to unpack into
+    #[arg(long, value_name = "DIR")]
+    pub(crate) into: PathBuf,
+    /// Refuse unless it was sealed by this node id
+    #[arg(long, value_name = "NODE_ID")]
+    pub(crate) from: Option<String>,
+    /// Most bytes of file content (e.g. 2GiB)
+    #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = parse_size)]
+    pub(crate) max_bytes: u64,
+    /// Most entries
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub(crate) max_entries: u64,
+    /// Most decompressed bytes per compressed byte
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub(crate) max_ratio: u64,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash apply`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApplyArgs {
+    /// The diff: a sealed result (opened with this identity) or a plain `git diff --binary`
+    #[arg(value_name = "PATCH")]
+    pub(crate) patch: PathBuf,
+    /// The tree to change (default: the current directory)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub(crate) into: PathBuf,
+    /// Only check that it applies; change nothing
+    #[arg(long)]
+    pub(crate) check: bool,
+    /// Merge where the patch does not apply cleanly, leaving conflict markers (the tree must
+    /// be a git repository's root)
+    #[arg(long = "3way")]
+    pub(crate) three_way: bool,
+    /// Refuse a sealed diff unless it was sealed by this node id
+    #[arg(long, value_name = "NODE_ID")]
+    pub(crate) from: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Just `--json`.

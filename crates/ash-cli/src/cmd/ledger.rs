@@ -23,12 +23,13 @@ use crate::{config, output};
 /// The most entries a bundle file may hold.
 const MAX_BUNDLE_ENTRIES: u64 = 50_000_000;
 
-struct Home {
+/// `$ASH_HOME`: keys, ledger, config.
+pub(crate) struct Home {
     dir: PathBuf,
 }
 
 impl Home {
-    fn find() -> anyhow::Result<Self> {
+    pub(crate) fn find() -> anyhow::Result<Self> {
         let dir = config::ash_home().context("cannot find $ASH_HOME or $HOME; set ASH_HOME")?;
         Ok(Self { dir })
     }
@@ -38,10 +39,10 @@ impl Home {
     fn authority_path(&self) -> PathBuf {
         self.dir.join("keys/authority.key")
     }
-    fn ledger(&self) -> anyhow::Result<LedgerDb> {
+    pub(crate) fn ledger(&self) -> anyhow::Result<LedgerDb> {
         Ok(LedgerDb::open(&self.dir.join("ledger.db"))?)
     }
-    fn identity(&self) -> anyhow::Result<Identity> {
+    pub(crate) fn identity(&self) -> anyhow::Result<Identity> {
         let path = self.identity_path();
         if !path.exists() {
             bail!("no identity on this machine yet; run `ash join --username NAME`");
@@ -67,7 +68,7 @@ fn authorities(extra: &[String]) -> anyhow::Result<BTreeSet<NodeId>> {
         .collect()
 }
 
-fn parse_id(text: &str) -> anyhow::Result<NodeId> {
+pub(crate) fn parse_id(text: &str) -> anyhow::Result<NodeId> {
     text.parse::<NodeId>()
         .map_err(|e| anyhow::anyhow!("{e}; a node id is 64 hex digits, as `ash status` prints"))
 }

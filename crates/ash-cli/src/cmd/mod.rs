@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod ledger;
 mod models;
+mod pack;
 mod render;
 mod sandbox;
 mod start;
@@ -39,5 +40,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::History(args) => ledger::history(&args),
         Command::Ledger(command) => ledger::run(command),
         Command::Admin(command) => ledger::admin(command),
+        Command::Pack(command) => pack::run(command),
+        Command::Apply(args) => pack::apply(&args),
     }
 }

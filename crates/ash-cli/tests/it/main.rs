@@ -11,6 +11,7 @@ use pretty_assertions::assert_eq;
 
 mod ledger;
 mod models;
+mod pack;
 mod sandbox;
 mod serve;
 

@@ -1,0 +1,389 @@
+//! Packages and diffs for people: `ash pack list|create|open|key` and `ash apply`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use ash_identity::{Identity, NodeId, SealingKeyCert};
+use ash_ledger::{Body, Entry};
+use ash_pack::{
+    ApplyOptions, DiffError, EntryKind, Expect, Git, GitOutput, JobId, Limits, PackError,
+    PackOptions, Reason, Recipient, SEAL_MAGIC, Walk, WalkOptions, apply as apply_patch,
+    global_excludes_file, open, open_diff, pack, scan, walk,
+};
+use ash_sandbox::{ExecRequest, Limits as SandboxLimits, Sandbox, SandboxPolicy};
+use serde_json::json;
+
+use super::Outcome;
+use super::ledger::{Home, parse_id};
+use crate::cli::{ApplyArgs, PackCommand, PackCreateArgs, PackListArgs, PackOpenArgs};
+use crate::{config, output};
+
+/// The largest sealed diff `ash apply` opens.
+const MAX_DIFF_BYTES: u64 = 1 << 30;
+
+pub(crate) fn run(command: PackCommand) -> anyhow::Result<Outcome> {
+    match command {
+        PackCommand::List(args) => list(&args),
+        PackCommand::Create(args) => create(&args),
+        PackCommand::Open(args) => open_package(&args),
+        PackCommand::Key(args) => {
+            let identity = Home::find()?.identity()?;
+            let cert = identity.sealing_cert().to_string();
+            if args.json {
+                output::json(
+                    &json!({ "node": identity.node_id().to_string(), "sealingKey": cert }),
+                )?;
+            } else {
+                output::stdout(&format!("{cert}\n"));
+            }
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+/// The walk options from the user's git configuration.
+fn walk_options() -> WalkOptions {
+    let home = config::var("HOME").map(PathBuf::from);
+    let xdg = config::var("XDG_CONFIG_HOME").map(PathBuf::from);
+    let global_excludes = home.and_then(|home| global_excludes_file(&home, xdg.as_deref()));
+    WalkOptions { global_excludes }
+}
+
+fn walk_dir(dir: &Path) -> anyhow::Result<Walk> {
+    walk(dir, &walk_options()).with_context(|| format!("cannot list {}", dir.display()))
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+fn reason_text(reason: &Reason) -> String {
+    match reason {
+        Reason::Ignored { source, pattern } => format!("ignored by {source}: {pattern}"),
+        Reason::Ashignore { pattern } => format!("excluded by .ashignore: {pattern}"),
+        Reason::Secret { what } => format!("never sent: {what}"),
+        Reason::LinkOutside { target } => format!("symlink leaves the tree: {target}"),
+        Reason::Unsupported { what } => format!("cannot be sent: {what}"),
+        Reason::Missing => "tracked by git but missing from the work tree".to_owned(),
+    }
+}
+
+fn list(args: &PackListArgs) -> anyhow::Result<Outcome> {
+    let walk = walk_dir(&args.dir)?;
+    let findings = scan(&walk)?;
+    let files = walk.entries.iter().filter(|e| e.kind != EntryKind::Dir).count();
+    if args.json {
+        output::json(&json!({
+            "root": walk.root,
+            "repository": walk.repo,
+            "files": files,
+            "totalBytes": walk.total_size(),
+            "entries": walk.entries,
+            "excluded": walk.excluded,
+            "secrets": findings,
+        }))?;
+        return Ok(Outcome::Success);
+    }
+    let mut text = String::new();
+    for entry in &walk.entries {
+        let size = match entry.kind {
+            EntryKind::File => human(entry.size),
+            EntryKind::Dir => "dir".to_owned(),
+            EntryKind::Symlink => format!("-> {}", entry.target.as_deref().unwrap_or("")),
+        };
+        let exec =
+            if entry.kind == EntryKind::File && entry.mode == 0o755 { " (executable)" } else { "" };
+        text.push_str(&format!("  {}  {size}{exec}\n", entry.path));
+    }
+    if !walk.excluded.is_empty() {
+        text.push_str("\nleft out:\n");
+        for excluded in &walk.excluded {
+            let slash = if excluded.is_dir { "/" } else { "" };
+            text.push_str(&format!(
+                "  {}{slash}  {}\n",
+                excluded.path,
+                reason_text(&excluded.reason)
+            ));
+        }
+    }
+    if !findings.is_empty() {
+        text.push_str("\nlikely secrets in included files (`ash pack create` refuses until they are excluded\nin .ashignore or you pass --allow-secrets):\n");
+        for f in &findings {
+            text.push_str(&format!("  {}:{}  {}  {}\n", f.path, f.line, f.rule, f.preview));
+        }
+    }
+    let repo = walk
+        .repo
+        .as_ref()
+        .map_or_else(String::new, |r| format!(" (git repository {})", r.display()));
+    text.push_str(&format!(
+        "\n{files} files, {} in {}{repo}; {} left out\n",
+        human(walk.total_size()),
+        walk.root.display(),
+        walk.excluded.len()
+    ));
+    output::stdout(&text);
+    Ok(Outcome::Success)
+}
+
+/// The recipient from `--to` (its profile in the local ledger) or `--to-key` (a certificate).
+fn recipient(home: &Home, args: &PackCreateArgs) -> anyhow::Result<Recipient> {
+    if let Some(file) = &args.to_key {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let cert: SealingKeyCert = text.trim().parse().with_context(|| {
+            format!("{}: not a sealing key from `ash pack key`", file.display())
+        })?;
+        return Ok(Recipient::from_cert(&cert));
+    }
+    let id = parse_id(args.to.as_deref().unwrap_or_default())?;
+    let log = home.ledger()?.log(id)?;
+    match log.first() {
+        Some(Entry { body: Body::Profile(profile), .. }) => {
+            Ok(Recipient { node: id, key: profile.sealing_key })
+        }
+        _ => bail!(
+            "no profile of {id} in the local ledger; import their ledger (`ash ledger import BUNDLE`) \
+             or use --to-key FILE with their `ash pack key` output"
+        ),
+    }
+}
+
+fn create(args: &PackCreateArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let identity = home.identity()?;
+    let to = recipient(&home, args)?;
+    let job = match &args.job {
+        Some(hex) => hex.parse::<JobId>().context("--job")?,
+        None => JobId::random()?,
+    };
+    let walk = walk_dir(&args.dir)?;
+    let files = walk.entries.iter().filter(|e| e.kind == EntryKind::File).count();
+    if !args.json {
+        output::note(&format!("packing {files} files ({})…", human(walk.total_size())));
+    }
+    let parent =
+        args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("cannot write into {}", parent.display()))?;
+    let writer = BufWriter::with_capacity(256 << 10, temp.as_file().try_clone()?);
+    let options = PackOptions { allow_secrets: args.allow_secrets, ..PackOptions::default() };
+    let (info, findings, writer) = match pack(&walk, &identity, &to, job, &options, writer) {
+        Ok(done) => done,
+        Err(PackError::Secrets(findings)) => {
+            for f in &findings {
+                output::note(&format!("  {}:{}  {}  {}", f.path, f.line, f.rule, f.preview));
+            }
+            bail!(
+                "refusing to pack: {} likely secret(s), listed above; exclude those files in \
+                 .ashignore, or pass --allow-secrets to send them anyway",
+                findings.len()
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    temp.persist(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let sealed = std::fs::metadata(&args.output)?.len();
+    let digest = ash_identity::encode_hex(&info.digest);
+    if args.json {
+        output::json(&json!({
+            "output": args.output,
+            "job": job.to_string(),
+            "sender": identity.node_id().to_string(),
+            "recipient": to.node.to_string(),
+            "entries": info.entries,
+            "totalBytes": info.total_bytes,
+            "sealedBytes": sealed,
+            "digest": digest,
+            "secretsAllowed": findings,
+        }))?;
+    } else {
+        output::stdout(&format!(
+            "sealed {} entries ({}) for {} into {} ({})\njob {job}\ndigest {digest}\n",
+            info.entries,
+            human(info.total_bytes),
+            to.node,
+            args.output.display(),
+            human(sealed),
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+fn open_package(args: &PackOpenArgs) -> anyhow::Result<Outcome> {
+    let identity = Home::find()?.identity()?;
+    let expect = Expect { sender: args.from.as_deref().map(parse_id).transpose()?, job: None };
+    let limits = Limits {
+        max_entries: args.max_entries,
+        max_total_bytes: args.max_bytes,
+        max_file_bytes: args.max_bytes,
+        max_ratio: args.max_ratio,
+    };
+    let file =
+        File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let opened =
+        open(BufReader::with_capacity(256 << 10, file), &identity, expect, &limits, &args.into)
+            .with_context(|| format!("{} was not unpacked", args.file.display()))?;
+    let digest = ash_identity::encode_hex(&opened.info.digest);
+    if args.json {
+        output::json(&json!({
+            "into": args.into,
+            "job": opened.header.job.to_string(),
+            "sender": opened.header.sender.to_string(),
+            "entries": opened.info.entries,
+            "totalBytes": opened.info.total_bytes,
+            "digest": digest,
+        }))?;
+    } else {
+        output::stdout(&format!(
+            "unpacked {} entries ({}) from {} into {}\njob {}\ndigest {digest}\n",
+            opened.info.entries,
+            human(opened.info.total_bytes),
+            opened.header.sender,
+            args.into.display(),
+            opened.header.job,
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+/// Git through ash-sandbox (plain backend: the user's own tree and the user's own git), with
+/// no system or global configuration and English messages.
+struct SandboxGit {
+    sandbox: Sandbox,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl SandboxGit {
+    fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        Ok(Self { sandbox: Sandbox::plain(), runtime })
+    }
+}
+
+impl Git for SandboxGit {
+    fn run(
+        &self,
+        cwd: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        stdin: &[u8],
+    ) -> Result<GitOutput, String> {
+        let mut argv = vec!["git".to_owned()];
+        argv.extend(args.iter().cloned());
+        let policy = SandboxPolicy {
+            limits: SandboxLimits {
+                wall_time: std::time::Duration::from_secs(600),
+                output_bytes: 64 << 20,
+                ..SandboxLimits::default()
+            },
+            ..SandboxPolicy::default()
+        };
+        let mut request = ExecRequest::new(argv, cwd.to_path_buf(), policy);
+        let mut vars: BTreeMap<String, String> = config::pass_env(&["PATH"]);
+        vars.insert("GIT_CONFIG_NOSYSTEM".to_owned(), "1".to_owned());
+        vars.insert("GIT_CONFIG_GLOBAL".to_owned(), "/dev/null".to_owned());
+        vars.insert("LC_ALL".to_owned(), "C".to_owned());
+        vars.extend(env.iter().cloned());
+        request.env = vars;
+        request.stdin = stdin.to_vec();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let out = self
+            .runtime
+            .block_on(self.sandbox.exec(&request, &cancel))
+            .map_err(|e| e.to_string())?;
+        Ok(GitOutput { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
+    }
+}
+
+pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
+    let mut bytes = Vec::new();
+    File::open(&args.patch)
+        .and_then(|f| f.take(MAX_DIFF_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", args.patch.display()))?;
+    let (patch, sender): (Vec<u8>, Option<NodeId>) = if bytes.starts_with(&SEAL_MAGIC) {
+        let identity: Identity = Home::find()?.identity()?;
+        let expect = Expect { sender: args.from.as_deref().map(parse_id).transpose()?, job: None };
+        let (header, patch) = open_diff(&bytes[..], &identity, expect, MAX_DIFF_BYTES)?;
+        (patch, Some(header.sender))
+    } else {
+        if bytes.len() as u64 > MAX_DIFF_BYTES {
+            bail!("{} is larger than 1 GiB", args.patch.display());
+        }
+        (bytes, None)
+    };
+    let options = ApplyOptions { check_only: args.check, three_way: args.three_way };
+    let git = SandboxGit::new()?;
+    match apply_patch(&git, &args.into, &patch, options) {
+        Ok(applied) => {
+            if args.json {
+                output::json(&json!({
+                    "applied": applied.changed,
+                    "checked": true,
+                    "sender": sender.map(|s| s.to_string()),
+                    "files": applied.files,
+                }))?;
+            } else {
+                let mut text = String::new();
+                for file in &applied.files {
+                    let (mark, path) = match (&file.old_path, &file.new_path) {
+                        (None, Some(new)) => ("A", new.clone()),
+                        (Some(old), None) => ("D", old.clone()),
+                        (Some(old), Some(new)) if old != new => ("R", format!("{old} -> {new}")),
+                        (_, new) => ("M", new.clone().unwrap_or_default()),
+                    };
+                    let mode = file
+                        .new_mode
+                        .as_deref()
+                        .map_or_else(String::new, |m| format!(" (mode {m})"));
+                    text.push_str(&format!("  {mark} {path}{mode}\n"));
+                }
+                let verb = if applied.changed { "applied to" } else { "applies cleanly to" };
+                text.push_str(&format!(
+                    "{} file(s) {verb} {}\n",
+                    applied.files.len(),
+                    args.into.display()
+                ));
+                output::stdout(&text);
+            }
+            Ok(Outcome::Success)
+        }
+        Err(DiffError::Conflicts(conflicts)) => {
+            if args.json {
+                output::json(&json!({ "applied": false, "conflicts": conflicts }))?;
+            } else {
+                let mut text = String::new();
+                for conflict in &conflicts {
+                    text.push_str(&format!(
+                        "  {}: {}\n",
+                        conflict.path,
+                        conflict.messages.join("; ")
+                    ));
+                }
+                text.push_str(&format!(
+                    "the patch does not apply to {}; nothing was changed ({} file(s) conflict)\n",
+                    args.into.display(),
+                    conflicts.len()
+                ));
+                output::stdout(&text);
+            }
+            Ok(Outcome::Failure)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
