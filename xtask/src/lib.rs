@@ -39,6 +39,10 @@ pub const ROOMS: &[(&str, &[&str])] = &[
     ("ed25519-dalek", &["ash-identity"]),
     ("curve25519-dalek", &["ash-identity"]),
     ("x25519-dalek", &["ash-identity"]),
+    ("hpke", &["ash-pack"]),
+    ("aes-gcm", &["ash-pack"]),
+    ("zstd", &["ash-pack"]),
+    ("ignore", &["ash-pack"]),
 ];
 
 /// Pairs `(a, b)`: `a` must not depend on `b`, even transitively.

@@ -1,17 +1,20 @@
 //! Packing + sealing and opening + unpacking a generated 5,000-file / ~50 MB tree, with the
 //! machine's raw `tar | zstd` as the floor, and peak memory of each direction in a child
-//! process. Run: `cargo bench -p ash-pack --bench pack [-- --files N] [--dir /dev/shm]`.
+//! process; then a diff of every file edited: baseline, extract, check + apply. Run: `cargo bench -p ash-pack --bench pack [-- --files N] [--dir /dev/shm]`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a benchmark")]
 #![allow(clippy::disallowed_methods, reason = "the floor is measured with the real tar and zstd")]
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ash_identity::Identity;
-use ash_pack::{Expect, JobId, Limits, PackOptions, Recipient, WalkOptions, open, pack, walk};
+use ash_pack::{
+    ApplyOptions, Expect, Git, GitOutput, JobId, Limits, PackOptions, Recipient, WalkOptions,
+    apply, baseline, extract, open, pack, walk,
+};
 
 const RUNS: usize = 7;
 
@@ -95,6 +98,95 @@ fn main() {
     }
     report("floor: tar | zstd -3", &floor_pack);
     report("floor: zstd -d | tar -x", &floor_open);
+
+    diff_bench(scratch.path(), &tree);
+}
+
+/// Git run directly, as the binary's sandboxed runner does (no configuration, English).
+struct StdGit;
+
+impl Git for StdGit {
+    fn run(
+        &self,
+        cwd: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        stdin: &[u8],
+    ) -> Result<GitOutput, String> {
+        use std::io::Write as _;
+        let mut child = Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("LC_ALL", "C")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        child.stdin.take().ok_or("no stdin")?.write_all(stdin).map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        Ok(GitOutput { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
+    }
+}
+
+/// Every file of the tree edited (every 40th line), plus one new file: baseline, extract, and
+/// check + apply onto a pristine copy.
+fn diff_bench(scratch: &Path, tree: &Path) {
+    let mut baseline_times = Vec::new();
+    let mut extract_times = Vec::new();
+    let mut apply_times = Vec::new();
+    let mut patch_len = 0;
+    for run in 0..3 {
+        let work = scratch.join(format!("diff-work{run}"));
+        let pristine = scratch.join(format!("diff-pristine{run}"));
+        sh(&format!(
+            "cp -a {} {} && cp -a {} {}",
+            tree.display(),
+            work.display(),
+            tree.display(),
+            pristine.display()
+        ));
+        let start = Instant::now();
+        let base = baseline(&StdGit, &work, &scratch.join(format!("base{run}.git"))).unwrap();
+        baseline_times.push(start.elapsed());
+        edit_every_file(&work);
+        let start = Instant::now();
+        let diff = extract(&StdGit, &work, &base).unwrap();
+        extract_times.push(start.elapsed());
+        assert_eq!(diff.summary.files.len(), 5001.min(diff.summary.files.len()));
+        patch_len = diff.patch.len();
+        let start = Instant::now();
+        apply(&StdGit, &pristine, &diff.patch, ApplyOptions::default()).unwrap();
+        apply_times.push(start.elapsed());
+    }
+    println!("diff of every file edited: {patch_len} bytes");
+    report("baseline (git add + commit, ash's git dir)", &baseline_times);
+    report("extract (add -A + binary diff + numstat)", &extract_times);
+    report("apply (screen + check + apply)", &apply_times);
+}
+
+fn edit_every_file(root: &Path) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in fs::read_dir(&dir).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "ts") {
+                let text = fs::read_to_string(&path).unwrap();
+                let edited: Vec<String> = text
+                    .lines()
+                    .enumerate()
+                    .map(|(i, l)| if i % 40 == 0 { format!("{l} // edited") } else { l.to_owned() })
+                    .collect();
+                fs::write(&path, edited.join("\n") + "\n").unwrap();
+            }
+        }
+    }
+    fs::write(root.join("NEW.md"), "a new file\n").unwrap();
 }
 
 fn sh(script: &str) {
