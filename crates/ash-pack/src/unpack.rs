@@ -66,13 +66,9 @@ impl Destination {
     ) -> Result<[u8; 32], PackError> {
         let refuse = |problem: String| PackError::Destination { path: entry.path.clone(), problem };
         // Parents: directories made here (from the archive or implicitly), never links or files.
-        let mut parent = String::new();
-        for name in
-            entry.path.split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, p)| p)
-        {
-            parent =
-                if parent.is_empty() { (*name).to_owned() } else { format!("{parent}/{name}") };
-            match self.placed.get(&parent) {
+        for (end, _) in entry.path.match_indices('/') {
+            let parent = &entry.path[..end];
+            match self.placed.get(parent) {
                 Some((EntryKind::Dir, _)) => {}
                 Some(_) => {
                     return Err(refuse(format!(
@@ -80,9 +76,9 @@ impl Destination {
                     )));
                 }
                 None => {
-                    let abs = self.root.join(&parent);
+                    let abs = self.root.join(parent);
                     fs::create_dir(&abs).map_err(|e| PackError::io(&abs, &e))?;
-                    self.placed.insert(parent.clone(), (EntryKind::Dir, false));
+                    self.placed.insert(parent.to_owned(), (EntryKind::Dir, false));
                 }
             }
         }
