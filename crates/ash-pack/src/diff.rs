@@ -134,6 +134,7 @@ pub struct Conflict {
 
 /// One file a diff changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FileChange {
     /// The path after the change (before it, for a deletion).
     pub path: String,
@@ -277,6 +278,7 @@ fn parse_numstat(bytes: &[u8]) -> DiffSummary {
 
 /// One file section of a patch, as screened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PatchFile {
     /// Path before (absent for a new file).
     pub old_path: Option<String>,

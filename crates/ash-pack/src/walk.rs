@@ -120,6 +120,7 @@ pub enum Reason {
 
 /// A path left out, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Excluded {
     /// Relative path (lossy if it is not UTF-8).
     pub path: String,
