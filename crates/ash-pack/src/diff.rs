@@ -71,6 +71,11 @@ const HARDENING: &[&str] = &[
     "commit.gpgSign=false",
 ];
 
+/// [`HARDENING`] followed by `args`.
+fn hardened(args: &[&str]) -> Vec<String> {
+    HARDENING.iter().chain(args).map(|s| (*s).to_owned()).collect()
+}
+
 /// Why extracting, screening or applying a diff failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
@@ -184,7 +189,7 @@ struct Repo<'a> {
 
 impl Repo<'_> {
     fn run(&self, args: &[&str]) -> Result<Vec<u8>, DiffError> {
-        let mut all: Vec<String> = HARDENING.iter().map(|s| (*s).to_owned()).collect();
+        let mut all = hardened(&[]);
         all.push(format!("--git-dir={}", self.git_dir.display()));
         all.push(format!("--work-tree={}", self.work_tree.display()));
         all.extend(args.iter().map(|s| (*s).to_owned()));
@@ -540,8 +545,7 @@ pub fn apply(
     // Git must not find a repository above the tree: paths are relative to the tree.
     let parent = tree.parent().unwrap_or(Path::new("/")).display().to_string();
     let env = [("GIT_CEILING_DIRECTORIES".to_owned(), parent)];
-    let mut base: Vec<String> = HARDENING.iter().map(|s| (*s).to_owned()).collect();
-    base.extend(["apply", "--whitespace=nowarn"].map(str::to_owned));
+    let mut base = hardened(&["apply", "--whitespace=nowarn"]);
     if options.three_way {
         base.push("--3way".to_owned());
     }
@@ -580,6 +584,15 @@ fn conflicts(stderr: &[u8]) -> Vec<Conflict> {
     by_path.into_iter().map(|(path, messages)| Conflict { path, messages }).collect()
 }
 
+/// An I/O error of the sealed-diff stream: the sealed layer's error if it is one.
+#[allow(clippy::needless_pass_by_value, reason = "used as `map_err(stream)`")]
+fn stream(e: std::io::Error) -> DiffError {
+    match seal_error(&e) {
+        Some(s) => DiffError::Seal(s.clone()),
+        None => DiffError::Io { path: "sealed diff".to_owned(), message: e.to_string() },
+    }
+}
+
 /// Seals a patch for `recipient` (zstd inside, like a package).
 pub fn seal_diff(
     patch: &[u8],
@@ -587,10 +600,6 @@ pub fn seal_diff(
     recipient: &Recipient,
     job: JobId,
 ) -> Result<Vec<u8>, DiffError> {
-    let stream = |e: std::io::Error| match seal_error(&e) {
-        Some(s) => DiffError::Seal(s.clone()),
-        None => DiffError::Io { path: "sealed diff".to_owned(), message: e.to_string() },
-    };
     let sealer = Sealer::new(Vec::new(), sender, recipient, Contents::Diff, job).map_err(stream)?;
     let mut zstd = zstd::stream::write::Encoder::new(sealer, 3).map_err(stream)?;
     zstd.write_all(patch).map_err(stream)?;
@@ -604,10 +613,6 @@ pub fn open_diff(
     expect: Expect,
     max_bytes: u64,
 ) -> Result<(SealedHeader, Vec<u8>), DiffError> {
-    let stream = |e: std::io::Error| match seal_error(&e) {
-        Some(s) => DiffError::Seal(s.clone()),
-        None => DiffError::Io { path: "sealed diff".to_owned(), message: e.to_string() },
-    };
     let (header, opener) = Opener::new(input, me, Contents::Diff, expect).map_err(stream)?;
     let mut decoder = zstd::stream::read::Decoder::new(opener).map_err(stream)?;
     decoder.window_log_max(23).map_err(stream)?;

@@ -31,7 +31,7 @@ pub use package::{
 pub use paths::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathProblem, check_relative, link_stays_inside};
 pub use seal::{
     CHUNK_SIZE, Contents, Expect, HEADER_LEN, JobId, Opener, Recipient, SEAL_MAGIC, SEAL_VERSION,
-    SealError, SealedHeader, Sealer, read_header, seal_error,
+    SealError, SealedHeader, Sealer, seal_error,
 };
 pub use secrets::Finding;
 pub use tar::ArchiveError;

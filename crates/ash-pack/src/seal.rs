@@ -365,7 +365,9 @@ impl<R: Read> Opener<R> {
         expect: Expect,
     ) -> Result<(SealedHeader, Self), io::Error> {
         let mut header = [0u8; HEADER_LEN];
-        read_full(&mut inner, &mut header)?.then_some(()).ok_or(SealError::Header(SHORT))?;
+        if fill(&mut inner, &mut header)? < HEADER_LEN {
+            return Err(SealError::Header(SHORT).into());
+        }
         let parsed = parse_header(&header, contents)?;
         if parsed.recipient.node != me.node_id() {
             return Err(
@@ -420,15 +422,7 @@ impl<R: Read> Opener<R> {
     /// Reads, authenticates and decrypts the next chunk into `buf`.
     fn next_chunk(&mut self) -> io::Result<()> {
         self.buf.resize(self.chunk_size + TAG_LEN, 0);
-        let mut filled = 0;
-        while filled < self.buf.len() {
-            match self.inner.read(&mut self.buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let filled = fill(&mut self.inner, &mut self.buf)?;
         let last = filled < self.buf.len();
         if filled < TAG_LEN {
             return Err(SealError::Truncated(self.counter).into());
@@ -468,24 +462,7 @@ impl<R: Read> Read for Opener<R> {
     }
 }
 
-/// Reads the header of a sealed file without opening it (for `ash pack` to show).
-pub fn read_header(input: &mut impl Read) -> Result<SealedHeader, io::Error> {
-    let mut header = [0u8; HEADER_LEN];
-    read_full(input, &mut header)?.then_some(()).ok_or(SealError::Header(SHORT))?;
-    let parsed = parse_header_any(&header)?;
-    Ok(parsed)
-}
-
 fn parse_header(header: &[u8; HEADER_LEN], expected: Contents) -> Result<SealedHeader, SealError> {
-    let parsed = parse_header_any(header)?;
-    if parsed.contents != expected {
-        let found = parsed.contents.name().to_owned();
-        return Err(SealError::Contents { expected: expected.name(), found });
-    }
-    Ok(parsed)
-}
-
-fn parse_header_any(header: &[u8; HEADER_LEN]) -> Result<SealedHeader, SealError> {
     if header[..8] != SEAL_MAGIC {
         return Err(SealError::Magic);
     }
@@ -503,6 +480,10 @@ fn parse_header_any(header: &[u8; HEADER_LEN]) -> Result<SealedHeader, SealError
     let chunk_size = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
     if !CHUNK_RANGE.contains(&chunk_size) {
         return Err(SealError::Header("chunk size outside 4 KiB..=1 MiB"));
+    }
+    if contents != expected {
+        let found = contents.name().to_owned();
+        return Err(SealError::Contents { expected: expected.name(), found });
     }
     let bytes32 = |at: usize| -> [u8; 32] {
         let mut b = [0u8; 32];
@@ -523,16 +504,16 @@ fn parse_header_any(header: &[u8; HEADER_LEN]) -> Result<SealedHeader, SealError
     })
 }
 
-/// Fills `buf`; `false` if the input ended first.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+/// Reads until `buf` is full or the input ends; returns how many bytes were read.
+fn fill(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match input.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
+            Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(filled)
 }

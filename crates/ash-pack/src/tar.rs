@@ -227,6 +227,7 @@ impl<R: Read> TarReader<R> {
                 return Err(self.refuse(None, "two pax headers in a row"));
             }
         }
+        let has_link = !header.link.is_empty();
         let mut path = long_path.unwrap_or(header.name);
         let target = long_target.unwrap_or(header.link);
         let kind = match header.typeflag {
@@ -271,7 +272,7 @@ impl<R: Read> TarReader<R> {
         if kind != EntryKind::File && header.size != 0 {
             return Err(self.refuse(Some(&path), "directory or symlink with data"));
         }
-        if kind != EntryKind::Symlink && !header.link_empty {
+        if kind != EntryKind::Symlink && has_link {
             return Err(self.refuse(Some(&path), "link name on a file or directory"));
         }
         self.remaining = header.size;
@@ -329,14 +330,7 @@ impl<R: Read> TarReader<R> {
         };
         let mode = field(100..108, "mode")?;
         let size = field(124..136, "size")?;
-        Ok(Header {
-            name,
-            link_empty: link.is_empty(),
-            link,
-            mode: u32::try_from(mode).unwrap_or(0),
-            size,
-            typeflag: h[156],
-        })
+        Ok(Header { name, link, mode: u32::try_from(mode).unwrap_or(0), size, typeflag: h[156] })
     }
 
     fn parse_pax(&self, mut records: &[u8]) -> Result<(Option<String>, Option<String>), ReadError> {
@@ -375,7 +369,6 @@ impl<R: Read> TarReader<R> {
 struct Header {
     name: String,
     link: String,
-    link_empty: bool,
     mode: u32,
     size: u64,
     typeflag: u8,

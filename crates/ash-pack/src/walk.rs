@@ -193,15 +193,7 @@ pub fn walk(root: &Path, options: &WalkOptions) -> Result<Walk, WalkError> {
         }
         None => BTreeMap::new(),
     };
-    let ashignore = {
-        let mut builder = GitignoreBuilder::new(&root);
-        let file = root.join(".ashignore");
-        if file.exists() {
-            // Invalid patterns are skipped, as git does with `.gitignore`.
-            let _ = builder.add(&file);
-        }
-        builder.build().unwrap_or_else(|_| Gitignore::empty())
-    };
+    let ashignore = matcher(&root, &root.join(".ashignore"));
 
     let mut walker = Walker {
         root: root.clone(),
@@ -311,25 +303,25 @@ struct Source {
 
 impl Source {
     fn load(work_tree: &Path, file: &Path, label: &str) -> Self {
-        let mut builder = GitignoreBuilder::new(work_tree);
-        if file.is_file() {
-            let _ = builder.add(file);
-        }
-        let matcher = builder.build().unwrap_or_else(|_| Gitignore::empty());
-        Self { dir: String::new(), label: label.to_owned(), matcher }
+        Self { dir: String::new(), label: label.to_owned(), matcher: matcher(work_tree, file) }
     }
 
     /// The `.gitignore` of `dir` (relative to the work tree); empty if there is none.
     fn gitignore(work_tree: &Path, dir: &str) -> Self {
         let abs = work_tree.join(dir);
-        let mut builder = GitignoreBuilder::new(&abs);
-        let file = abs.join(".gitignore");
-        if file.is_file() {
-            let _ = builder.add(&file);
-        }
-        let matcher = builder.build().unwrap_or_else(|_| Gitignore::empty());
+        let matcher = matcher(&abs, &abs.join(".gitignore"));
         Self { label: join(dir, ".gitignore"), dir: dir.to_owned(), matcher }
     }
+}
+
+/// The patterns of `file` (if it is a file), relative to `root`. Invalid patterns are skipped,
+/// as git does.
+fn matcher(root: &Path, file: &Path) -> Gitignore {
+    let mut builder = GitignoreBuilder::new(root);
+    if file.is_file() {
+        let _ = builder.add(file);
+    }
+    builder.build().unwrap_or_else(|_| Gitignore::empty())
 }
 
 struct Walker {
