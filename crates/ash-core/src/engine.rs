@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use ash_llm::Model;
 use ash_protocol::{
-    API_PREFIX, CancelAccepted, EventBody, MessageAccepted, MessageReceived, MessageRequest,
-    RunInfo, RunStarted, RunStatus, TurnStarted,
+    EventBody, MessageReceived, RunStarted, RunStatus, SessionAuthContext, TurnStarted,
 };
 use ash_sandbox::{NetPolicy, Sandbox, SandboxPolicy};
 use ash_spec::AgentSpec;
@@ -17,9 +16,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::{Accepted, CancelOutcome, Inbound, RunId, RunSnapshot, SessionId};
 use crate::hub::{Follower, Hub};
 use crate::ids;
-use crate::store::{Commit, Expect, JournalRecord, NewRun, Store, StoreError, rfc3339};
+use crate::store::{Commit, Expect, JournalRecord, NewRun, Store, StoreError};
 use crate::tools::{SchemaError, Toolbox};
 
 /// Steps per turn when `limits.max_steps_per_turn` is not set.
@@ -231,7 +231,7 @@ impl Engine {
 
     /// Accepts a message: starts a session, or continues the waiting session `token` names.
     /// Returns as soon as the message is stored; the turn runs in the background.
-    pub async fn send(&self, request: MessageRequest) -> Result<MessageAccepted, SendError> {
+    pub async fn send(&self, request: Inbound) -> Result<Accepted, SendError> {
         let inner = &self.inner;
         if inner.shutdown.is_cancelled() {
             return Err(SendError::ShuttingDown);
@@ -249,8 +249,13 @@ impl Engine {
             None => {
                 let run_id = ids::run_id();
                 let token = ids::continuation_token();
-                let mode = request.mode.unwrap_or_default();
-                let mut first = turn_commit(Expect::Status(RunStatus::Queued), 0, request.message);
+                let mode = request.mode;
+                let mut first = turn_commit(
+                    Expect::Status(RunStatus::Queued),
+                    0,
+                    request.message,
+                    request.caller,
+                );
                 first.events.insert(
                     0,
                     EventBody::RunStarted(RunStarted {
@@ -273,8 +278,12 @@ impl Engine {
                     status if status.is_terminal() => return Err(SendError::Ended(status)),
                     status => return Err(SendError::Busy(status)),
                 }
-                let commit =
-                    turn_commit(Expect::Status(RunStatus::Waiting), record.turns, request.message);
+                let commit = turn_commit(
+                    Expect::Status(RunStatus::Waiting),
+                    record.turns,
+                    request.message,
+                    request.caller,
+                );
                 let events = match inner.store.commit(&record.run_id, commit).await {
                     Ok(events) => events,
                     // Another message won the race for this turn.
@@ -289,53 +298,51 @@ impl Engine {
             }
         };
         inner.ensure_worker(&run_id);
-        Ok(MessageAccepted {
-            ok: true,
-            stream_path: format!("{API_PREFIX}/runs/{run_id}/stream"),
-            session_id: run_id.clone(),
-            run_id,
+        Ok(Accepted {
+            session_id: SessionId::new(run_id.clone()),
+            run_id: RunId::new(run_id),
             continuation_token: token,
             start_index,
         })
     }
 
-    /// Status and usage of a run.
-    pub async fn run_info(&self, run_id: &str) -> Result<Option<RunInfo>, StoreError> {
-        Ok(self.inner.store.run(run_id).await?.map(|r| RunInfo {
-            ok: true,
-            session_id: r.run_id.clone(),
-            run_id: r.run_id,
+    /// Status and usage of a run; `None` for an unknown run.
+    pub async fn run_info(&self, run_id: &RunId) -> Result<Option<RunSnapshot>, StoreError> {
+        Ok(self.inner.store.run(run_id.as_str()).await?.map(|r| RunSnapshot {
+            session_id: SessionId::new(r.run_id.clone()),
+            run_id: RunId::new(r.run_id),
             mode: r.mode,
             status: r.status,
             turns: r.turns,
             event_count: r.event_count,
             usage: r.usage,
-            created_at: rfc3339(r.created_at_ms),
-            updated_at: rfc3339(r.updated_at_ms),
+            created_at_ms: r.created_at_ms,
+            updated_at_ms: r.updated_at_ms,
         }))
     }
 
-    /// Asks the run's worker, wherever it runs, to cancel the active turn.
-    pub async fn cancel(&self, run_id: &str) -> Result<Option<CancelAccepted>, StoreError> {
-        let Some(status) = self.inner.store.request_cancel(run_id).await? else {
+    /// Asks the run's worker, wherever it runs, to cancel the active turn; `None` for an
+    /// unknown run.
+    pub async fn cancel(&self, run_id: &RunId) -> Result<Option<CancelOutcome>, StoreError> {
+        let Some(status) = self.inner.store.request_cancel(run_id.as_str()).await? else {
             return Ok(None);
         };
-        if status.is_active()
-            && let Some(run) = self.inner.lock_active().get(run_id)
-        {
+        if !status.is_active() {
+            return Ok(Some(CancelOutcome::NoActiveTurn));
+        }
+        if let Some(run) = self.inner.lock_active().get(run_id.as_str()) {
             run.wake.notify_one();
         }
-        let status = if status.is_active() { "cancelling" } else { "no_active_turn" };
-        Ok(Some(CancelAccepted { ok: true, status: status.to_owned() }))
+        Ok(Some(CancelOutcome::Cancelling))
     }
 
     /// Follows `run_id`'s events from index `start`; `None` for an unknown run.
-    pub async fn follow(&self, run_id: &str, start: u64) -> Result<Option<Follower>, StoreError> {
-        if self.inner.store.run(run_id).await?.is_none() {
+    pub async fn follow(&self, run_id: &RunId, start: u64) -> Result<Option<Follower>, StoreError> {
+        if self.inner.store.run(run_id.as_str()).await?.is_none() {
             return Ok(None);
         }
         Ok(Some(Follower::new(
-            run_id.to_owned(),
+            run_id.as_str().to_owned(),
             start,
             Arc::clone(&self.inner.store),
             Arc::clone(&self.inner.hub),
@@ -368,15 +375,20 @@ impl Engine {
     }
 }
 
-/// The commit that queues turn `sequence` with `message`.
-fn turn_commit(expect: Expect, sequence: u32, message: String) -> Commit {
+/// The commit that queues turn `sequence` with `message` from `caller`.
+fn turn_commit(
+    expect: Expect,
+    sequence: u32,
+    message: String,
+    caller: Option<SessionAuthContext>,
+) -> Commit {
     let turn_id = ids::turn_id(sequence);
     let mut commit = Commit::new(expect);
     commit.events = vec![
         EventBody::TurnStarted(TurnStarted { turn_id: turn_id.clone(), sequence }),
         EventBody::MessageReceived(MessageReceived { turn_id, message: message.clone() }),
     ];
-    commit.records = vec![JournalRecord::TurnQueued { sequence, message }];
+    commit.records = vec![JournalRecord::TurnQueued { sequence, message, caller }];
     commit.status = Some(RunStatus::Queued);
     commit.turns = 1;
     commit

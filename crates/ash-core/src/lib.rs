@@ -15,6 +15,7 @@
 //! Never speaks HTTP, reads the process environment, or spawns processes except through
 //! `ash-sandbox`. SQLite and PostgreSQL stores live in `ash-store`.
 
+mod api;
 mod engine;
 mod hub;
 mod ids;
@@ -26,6 +27,7 @@ mod store;
 mod tools;
 mod workspace;
 
+pub use api::{Accepted, CancelOutcome, Inbound, RunId, RunSnapshot, SessionId};
 pub use engine::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STEPS_PER_TURN, Engine, EngineConfig, EngineError,
     SendError, default_tool_policy,

@@ -7,10 +7,10 @@ use ash_llm::ModelRequest;
 use ash_protocol::{
     Action, ActionError, ActionOutput, ActionResult, ActionStatus, ActionsRequested, AssistantPart,
     EventBody, FinishReason, MessageCompleted, ModelResponse, RunCompleted, RunFailed, RunMode,
-    RunStatus, SessionWaiting, StepCompleted, StopReason, ThinkingCompleted, ToolCall,
-    ToolResultPart, TurnCancelled, TurnCompleted, TurnFailed, Usage,
+    RunStatus, SessionContext, SessionTurn, SessionWaiting, StepCompleted, StopReason,
+    ThinkingCompleted, ToolCall, ToolResultPart, TurnCancelled, TurnCompleted, TurnFailed, Usage,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -312,14 +312,15 @@ impl TurnWorker<'_> {
 
     /// Executes `call`; `None` when shutdown killed it and it must run again after a restart.
     async fn execute(&self, turn: &TurnState, call: &ToolCall) -> Option<Outcome> {
-        let session = json!({
-            "sessionId": self.record.run_id,
-            "runId": self.record.run_id,
-            "mode": self.record.mode.as_str(),
-            "turn": { "id": ids::turn_id(turn.sequence), "sequence": turn.sequence },
-            "parent": null,
-            "auth": { "current": null, "initiator": null },
-        });
+        let context = SessionContext {
+            session_id: self.record.run_id.clone(),
+            run_id: self.record.run_id.clone(),
+            mode: self.record.mode,
+            turn: SessionTurn { id: ids::turn_id(turn.sequence), sequence: turn.sequence },
+            parent: None,
+            auth: self.state.auth(turn),
+        };
+        let session = serde_json::to_value(&context).unwrap_or(Value::Null);
         let action_cancel = CancellationToken::new();
         let config = &self.inner.config;
         let policy = call_policy(

@@ -5,7 +5,10 @@
 
 use std::collections::HashMap;
 
-use ash_protocol::{AssistantPart, FinishReason, Message, ToolCall, ToolResultPart, Usage};
+use ash_protocol::{
+    AssistantPart, FinishReason, Message, SessionAuth, SessionAuthContext, ToolCall,
+    ToolResultPart, Usage,
+};
 
 use crate::store::{JournalRecord, add_usage};
 
@@ -18,6 +21,8 @@ pub(crate) struct RunState {
     pub(crate) turn: Option<TurnState>,
     /// Records replayed so far; the next journal read starts here.
     pub(crate) journal_len: u64,
+    /// Who sent the session's first message.
+    pub(crate) initiator: Option<SessionAuthContext>,
 }
 
 /// An open turn.
@@ -33,6 +38,8 @@ pub(crate) struct TurnState {
     pub(crate) reply: Option<String>,
     /// A step whose model output is stored and whose actions are not all finished.
     pub(crate) open: Option<OpenStep>,
+    /// Who sent the turn's message.
+    pub(crate) caller: Option<SessionAuthContext>,
 }
 
 /// A step between its model output and its last action result.
@@ -92,14 +99,18 @@ impl RunState {
     pub(crate) fn apply(&mut self, record: JournalRecord) {
         self.journal_len += 1;
         match record {
-            JournalRecord::TurnQueued { sequence, message } => {
+            JournalRecord::TurnQueued { sequence, message, caller } => {
                 self.history.push(Message::user(message));
+                if sequence == 0 {
+                    self.initiator.clone_from(&caller);
+                }
                 self.turn = Some(TurnState {
                     sequence,
                     step: 0,
                     usage: Usage::default(),
                     reply: None,
                     open: None,
+                    caller,
                 });
             }
             JournalRecord::StepOutput { step, content, finish_reason, usage, .. } => {
@@ -143,6 +154,11 @@ impl RunState {
             }
             JournalRecord::TurnEnded { .. } => self.turn = None,
         }
+    }
+
+    /// `auth` of the session context while `turn` is active.
+    pub(crate) fn auth(&self, turn: &TurnState) -> SessionAuth {
+        SessionAuth { current: turn.caller.clone(), initiator: self.initiator.clone() }
     }
 
     fn open_step(&mut self) -> Option<&mut OpenStep> {

@@ -186,6 +186,9 @@ pub enum JournalRecord {
         sequence: u32,
         /// The message.
         message: String,
+        /// Who sent it, when the agent requires authentication.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller: Option<ash_protocol::SessionAuthContext>,
     },
     /// A model call finished: its whole output, stored before any action runs.
     #[serde(rename_all = "camelCase")]

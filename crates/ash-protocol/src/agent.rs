@@ -358,6 +358,9 @@ pub struct SubagentInfo {
 pub struct NetworkInfo {
     /// IPs and CIDR ranges, normalised.
     pub ip_allow_list: Vec<String>,
+    /// Reverse proxies whose forwarding headers are believed, normalised.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Inbound auth.

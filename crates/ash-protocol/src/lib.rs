@@ -14,6 +14,7 @@ mod diagnostic;
 mod events;
 mod model;
 mod providers;
+mod session;
 
 pub use agent::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
@@ -38,3 +39,7 @@ pub use model::{
     ToolDefinition, ToolResultPart, Usage, UserPart,
 };
 pub use providers::{ModelsOutput, ProviderStatus};
+pub use session::{
+    AttributeValue, Authenticator, PrincipalType, SessionAuth, SessionAuthContext, SessionContext,
+    SessionTurn,
+};

@@ -1,16 +1,19 @@
 //! The routes, their request parsing, and the server loop with graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ash_core::Engine;
+use ash_core::{CancelOutcome, Engine, Inbound, RunId, RunSnapshot};
 use ash_protocol::{
-    API_PREFIX, Health, MessageRequest, RUN_ID_HEADER, SESSION_ID_HEADER, STREAM_FORMAT_HEADER,
-    STREAM_VERSION, STREAM_VERSION_HEADER,
+    API_PREFIX, CancelAccepted, Health, MessageAccepted, MessageRequest, RUN_ID_HEADER, RunInfo,
+    SESSION_ID_HEADER, STREAM_FORMAT_HEADER, STREAM_VERSION, STREAM_VERSION_HEADER,
+    SessionAuthContext,
 };
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
@@ -18,6 +21,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::auth::{self, Gate, GateError, OidcConfig};
 use crate::error::HttpError;
 
 /// How the server behaves.
@@ -27,11 +31,17 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// A heartbeat line goes out after this long without an event.
     pub heartbeat: Duration,
+    /// How OIDC issuers' keys are fetched and cached.
+    pub oidc: OidcConfig,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, heartbeat: Duration::from_secs(15) }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            heartbeat: Duration::from_secs(15),
+            oidc: OidcConfig::default(),
+        }
     }
 }
 
@@ -41,8 +51,15 @@ struct App {
     config: ServerConfig,
 }
 
-/// The API router over `engine`.
-pub fn router(engine: Engine, config: ServerConfig) -> Router {
+/// The API router over `engine`, behind the gate of its agent's `[network]` and `auth`
+/// configuration. Serve it with connect info (`SocketAddr`): without a peer address, an agent
+/// with an IP allow list answers every request with 403.
+pub fn router(engine: Engine, config: ServerConfig) -> Result<Router, GateError> {
+    let gate = Arc::new(Gate::new(engine.spec().root(), &config.oidc)?);
+    Ok(router_with_gate(engine, config, gate))
+}
+
+fn router_with_gate(engine: Engine, config: ServerConfig, gate: Arc<Gate>) -> Router {
     let api = Router::new()
         .route("/health", get(health))
         .route("/info", get(info))
@@ -56,7 +73,19 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
     Router::new()
         .nest(API_PREFIX, api)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(gate, auth::guard))
         .layer(middleware::from_fn(log_and_no_store))
+}
+
+/// Why the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The agent's access configuration cannot be enforced.
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// Accepting or serving connections failed.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Serves `engine` on `listener` until `shutdown` resolves; then stops accepting connections,
@@ -66,20 +95,28 @@ pub async fn serve(
     engine: Engine,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(engine.clone(), config);
+) -> Result<(), ServeError> {
+    let gate = Arc::new(Gate::new(engine.spec().root(), &config.oidc)?);
+    let app = router_with_gate(engine.clone(), config, Arc::clone(&gate));
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = axum::serve(listener, app).with_graceful_shutdown({
-        let stop = stop.clone();
-        async move { stop.cancelled().await }
-    });
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown({
+            let stop = stop.clone();
+            async move { stop.cancelled().await }
+        });
     let drain = async {
         shutdown.await;
         stop.cancel();
         engine.shutdown().await;
     };
-    let (served, ()) = tokio::join!(server.into_future(), drain);
-    served
+    let prefetch = async {
+        tokio::select! {
+            () = gate.prefetch() => {}
+            () = stop.cancelled() => {}
+        }
+    };
+    let (served, (), ()) = tokio::join!(server.into_future(), drain, prefetch);
+    Ok(served?)
 }
 
 /// One log line per request, and `cache-control: no-store` on every response.
@@ -117,7 +154,11 @@ async fn info(State(app): State<App>) -> Response {
         .into_response()
 }
 
-async fn message(State(app): State<App>, request: Request) -> Result<Response, HttpError> {
+async fn message(
+    State(app): State<App>,
+    caller: Option<Extension<SessionAuthContext>>,
+    request: Request,
+) -> Result<Response, HttpError> {
     let body = json_body(request, app.config.max_body_bytes).await?;
     let parsed: MessageRequest = serde_json::from_slice(&body).map_err(|e| {
         let code = if e.is_data() { "invalid_body" } else { "invalid_json" };
@@ -129,11 +170,25 @@ async fn message(State(app): State<App>, request: Request) -> Result<Response, H
             ),
         )
     })?;
-    let accepted = app.engine.send(parsed).await?;
-    let run_id = HeaderValue::from_str(&accepted.run_id).map_err(|e| {
+    let inbound = Inbound {
+        message: parsed.message,
+        continuation_token: parsed.continuation_token,
+        mode: parsed.mode.unwrap_or_default(),
+        caller: caller.map(|Extension(c)| c),
+    };
+    let accepted = app.engine.send(inbound).await?;
+    let run_id = HeaderValue::from_str(accepted.run_id.as_str()).map_err(|e| {
         HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     })?;
-    let mut response = (StatusCode::ACCEPTED, Json(accepted)).into_response();
+    let body = MessageAccepted {
+        ok: true,
+        stream_path: format!("{API_PREFIX}/runs/{}/stream", accepted.run_id),
+        run_id: accepted.run_id.to_string(),
+        session_id: accepted.session_id.to_string(),
+        continuation_token: accepted.continuation_token,
+        start_index: accepted.start_index,
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     response.headers_mut().insert(RUN_ID_HEADER, run_id);
     Ok(response)
 }
@@ -174,21 +229,34 @@ async fn run_info(
     State(app): State<App>,
     Path(run_id): Path<String>,
 ) -> Result<Response, HttpError> {
-    match app.engine.run_info(&run_id).await? {
-        Some(info) => Ok(Json(info).into_response()),
+    match app.engine.run_info(&RunId::new(run_id.clone())).await? {
+        Some(snapshot) => Ok(Json(run_info_body(&snapshot)).into_response()),
         None => Err(HttpError::run_not_found(&run_id)),
     }
 }
 
-async fn cancel(State(app): State<App>, Path(run_id): Path<String>) -> Result<Response, HttpError> {
-    match app.engine.cancel(&run_id).await? {
-        Some(accepted) => {
-            let status =
-                if accepted.status == "cancelling" { StatusCode::ACCEPTED } else { StatusCode::OK };
-            Ok((status, Json(accepted)).into_response())
-        }
-        None => Err(HttpError::run_not_found(&run_id)),
+fn run_info_body(r: &RunSnapshot) -> RunInfo {
+    RunInfo {
+        ok: true,
+        run_id: r.run_id.to_string(),
+        session_id: r.session_id.to_string(),
+        mode: r.mode,
+        status: r.status,
+        turns: r.turns,
+        event_count: r.event_count,
+        usage: r.usage,
+        created_at: ash_core::rfc3339(r.created_at_ms),
+        updated_at: ash_core::rfc3339(r.updated_at_ms),
     }
+}
+
+async fn cancel(State(app): State<App>, Path(run_id): Path<String>) -> Result<Response, HttpError> {
+    let (status, text) = match app.engine.cancel(&RunId::new(run_id.clone())).await? {
+        Some(CancelOutcome::Cancelling) => (StatusCode::ACCEPTED, "cancelling"),
+        Some(CancelOutcome::NoActiveTurn) => (StatusCode::OK, "no_active_turn"),
+        None => return Err(HttpError::run_not_found(&run_id)),
+    };
+    Ok((status, Json(CancelAccepted { ok: true, status: text.to_owned() })).into_response())
 }
 
 /// `startIndex` from the query: absent is 0; anything but a non-negative integer is refused.
@@ -217,7 +285,8 @@ async fn stream(
     request: Request,
 ) -> Result<Response, HttpError> {
     let start = start_index(request.uri().query())?;
-    let Some(info) = app.engine.run_info(&run_id).await? else {
+    let id = RunId::new(run_id.clone());
+    let Some(info) = app.engine.run_info(&id).await? else {
         return Err(HttpError::run_not_found(&run_id));
     };
     if start > info.event_count {
@@ -229,7 +298,7 @@ async fn stream(
             ),
         ));
     }
-    let Some(follower) = app.engine.follow(&run_id, start).await? else {
+    let Some(follower) = app.engine.follow(&id, start).await? else {
         return Err(HttpError::run_not_found(&run_id));
     };
     let mut headers = HeaderMap::new();

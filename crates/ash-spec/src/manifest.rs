@@ -244,6 +244,7 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
             .collect(),
         network: NetworkInfo {
             ip_allow_list: p.ip_allow_list.iter().map(ToString::to_string).collect(),
+            trusted_proxies: p.trusted_proxies.iter().map(ToString::to_string).collect(),
         },
         auth: AuthInfo { strategies: p.auth.iter().map(auth_info).collect() },
         limits: LimitsInfo {

@@ -19,8 +19,8 @@ pub(crate) const AGENT_TOML: SlotDoc = SlotDoc {
 };
 
 pub(crate) const NETWORK: SlotDoc = SlotDoc {
-    expected: "[network] ip_allow_list: a list of IP addresses or CIDR ranges",
-    example: "[network]\nip_allow_list = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\"]",
+    expected: "[network] ip_allow_list and trusted_proxies: lists of IP addresses or CIDR ranges",
+    example: "[network]\nip_allow_list = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\"]\ntrusted_proxies = [\"10.0.0.2\"]",
 };
 
 pub(crate) const AUTH: SlotDoc = SlotDoc {

@@ -125,6 +125,9 @@ pub struct Package {
     pub subagents: Vec<Subagent>,
     /// Inbound IP allow list (empty: open).
     pub ip_allow_list: Vec<IpNet>,
+    /// Reverse proxies whose forwarding headers name the client (empty: the socket peer is
+    /// the client and forwarding headers are ignored).
+    pub trusted_proxies: Vec<IpNet>,
     /// Inbound auth strategies in evaluation order (empty: open).
     pub auth: Vec<AuthStrategy>,
     /// Budgets.
@@ -152,6 +155,7 @@ impl Package {
             schedules: Vec::new(),
             subagents: Vec::new(),
             ip_allow_list: Vec::new(),
+            trusted_proxies: Vec::new(),
             auth: Vec::new(),
             limits: Limits::default(),
             providers: BTreeMap::new(),

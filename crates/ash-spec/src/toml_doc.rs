@@ -323,6 +323,24 @@ impl<'t, 'i> Fields<'t, 'i> {
             }
         }
     }
+
+    /// Like [`Fields::finish`], but an unknown key is an error: in tables that decide who may
+    /// call the agent, a misspelt key silently ignored would leave the server open.
+    pub(crate) fn finish_strict(self, d: &mut FileDiag<'_>) {
+        for (key, _) in self.table.iter() {
+            if !self.used.iter().any(|u| u == key.get_ref()) {
+                d.error(
+                    "unknown-key",
+                    Some(key.span()),
+                    format!(
+                        "unknown key `{}`; access-control tables accept only the keys ash enforces",
+                        self.name(key.get_ref())
+                    ),
+                    d.doc.expected,
+                );
+            }
+        }
+    }
 }
 
 fn to_json(value: &Spanned<DeValue<'_>>, d: &mut FileDiag<'_>, name: &str) -> Option<Value> {

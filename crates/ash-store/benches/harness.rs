@@ -20,9 +20,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ash_core::{Engine, EngineConfig, Store};
+use ash_core::{Engine, EngineConfig, Inbound, Store};
 use ash_llm::{Client, ClientConfig, Model, ModelRequest, ProviderTable};
-use ash_protocol::{Message, MessageRequest};
+use ash_protocol::Message;
 use ash_spec::{LoadOptions, ModelRef, Provider, ProviderApi};
 use ash_store::{Durability, SqliteStore};
 use ash_test_support::{FakeModelServer, Fixture, Reply, Turn};
@@ -53,10 +53,8 @@ fn engine(fx: &Fixture, server: &FakeModelServer, durability: Durability, name: 
 /// Sends a message and waits for `session.waiting`; returns the elapsed time and the token.
 async fn turn(engine: &Engine, token: Option<String>) -> (Duration, String) {
     let started = Instant::now();
-    let accepted = engine
-        .send(MessageRequest { message: "hi".to_owned(), continuation_token: token, mode: None })
-        .await
-        .unwrap();
+    let accepted =
+        engine.send(Inbound { continuation_token: token, ..Inbound::new("hi") }).await.unwrap();
     let mut follower =
         engine.follow(&accepted.run_id, accepted.start_index).await.unwrap().unwrap();
     while let Some(event) = follower.next().await.unwrap() {

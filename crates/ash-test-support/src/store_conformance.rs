@@ -21,7 +21,8 @@ fn new_run(id: &str) -> NewRun {
 
 fn first_commit() -> Commit {
     let mut commit = Commit::new(Expect::Status(RunStatus::Queued));
-    commit.records = vec![JournalRecord::TurnQueued { sequence: 0, message: "hi".to_owned() }];
+    commit.records =
+        vec![JournalRecord::TurnQueued { sequence: 0, message: "hi".to_owned(), caller: None }];
     commit.events = vec![turn_started(0), turn_started(1)];
     commit.status = Some(RunStatus::Queued);
     commit.turns = 1;
@@ -91,7 +92,7 @@ async fn creates_and_reads_back(store: Arc<dyn Store>) {
     assert_eq!(store.events("r1", 0, 10).await.expect("events"), events, "events round-trip");
     assert_eq!(
         store.journal("r1", 0).await.expect("journal"),
-        [JournalRecord::TurnQueued { sequence: 0, message: "hi".to_owned() }]
+        [JournalRecord::TurnQueued { sequence: 0, message: "hi".to_owned(), caller: None }]
     );
     assert_eq!(store.journal("r1", 1).await.expect("journal"), []);
 }

@@ -1,7 +1,8 @@
 //! `ash exec`: one task-mode turn in this process; the answer on stdout.
 
 use anyhow::Context as _;
-use ash_protocol::{EventBody, MessageRequest, RunMode};
+use ash_core::Inbound;
+use ash_protocol::{EventBody, RunMode};
 
 use crate::cli::ExecArgs;
 use crate::cmd::harness::{self, StoreChoice};
@@ -18,13 +19,7 @@ pub(crate) fn run(args: &ExecArgs) -> anyhow::Result<Outcome> {
             output::note(&harness::scripted_label(&harness.model));
         }
         let engine = &harness.engine;
-        let accepted = engine
-            .send(MessageRequest {
-                message: prompt.to_owned(),
-                continuation_token: None,
-                mode: Some(RunMode::Task),
-            })
-            .await?;
+        let accepted = engine.send(Inbound { mode: RunMode::Task, ..Inbound::new(prompt) }).await?;
         let mut follower =
             engine.follow(&accepted.run_id, 0).await?.context("the run disappeared")?;
         let mut outcome = Outcome::Failure;

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ash_core::{Engine, EngineConfig, MemoryStore, Store};
+use ash_core::{Accepted, Engine, EngineConfig, Inbound, MemoryStore, RunId, Store};
 use ash_llm::{Client, ClientConfig, ProviderTable};
-use ash_protocol::{Event, EventBody, MessageAccepted, MessageRequest, RunMode};
+use ash_protocol::{Event, EventBody, RunMode};
 use ash_spec::{LoadOptions, ModelRef, Provider, ProviderApi};
 use ash_test_support::{FakeModelServer, Fixture};
 use tempfile::TempDir;
@@ -51,7 +51,7 @@ impl Harness {
         engine_for(&self.fixture, &self.server, Arc::clone(&self.store), self.state.path(), tweak)
     }
 
-    pub(crate) async fn send(&self, message: &str, token: Option<&str>) -> MessageAccepted {
+    pub(crate) async fn send(&self, message: &str, token: Option<&str>) -> Accepted {
         send(&self.engine, message, token, None).await
     }
 
@@ -91,12 +91,12 @@ pub(crate) async fn send(
     message: &str,
     token: Option<&str>,
     mode: Option<RunMode>,
-) -> MessageAccepted {
+) -> Accepted {
     engine
-        .send(MessageRequest {
-            message: message.to_owned(),
+        .send(Inbound {
             continuation_token: token.map(str::to_owned),
-            mode,
+            mode: mode.unwrap_or_default(),
+            ..Inbound::new(message)
         })
         .await
         .unwrap()
@@ -105,7 +105,7 @@ pub(crate) async fn send(
 /// Reads events from `start` until one of `until` types (inclusive), with a generous timeout.
 pub(crate) async fn read_until(
     engine: &Engine,
-    run_id: &str,
+    run_id: &RunId,
     start: u64,
     until: &[&str],
 ) -> Vec<Event> {

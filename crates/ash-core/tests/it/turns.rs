@@ -3,10 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ash_core::{MemoryStore, SendError, Store};
+use ash_core::{CancelOutcome, Inbound, MemoryStore, RunId, SendError, Store};
 use ash_protocol::{
-    Action, ActionOutput, ActionStatus, EventBody, MessageRequest, RunMode, RunStatus, StopReason,
-    Usage,
+    Action, ActionOutput, ActionStatus, EventBody, RunMode, RunStatus, StopReason, Usage,
 };
 use ash_test_support::{Reply, Turn};
 use pretty_assertions::assert_eq;
@@ -73,7 +72,7 @@ async fn a_conversation_runs_tools_parks_and_continues_with_its_history() {
         events.iter().map(|e| e.meta.index).collect::<Vec<_>>(),
         (0..12).collect::<Vec<_>>()
     );
-    let workspace = h.workspace(&first.run_id).canonicalize().unwrap();
+    let workspace = h.workspace(first.run_id.as_str()).canonicalize().unwrap();
     assert_eq!(
         results(&events),
         [
@@ -187,10 +186,9 @@ async fn task_mode_ends_the_run_with_its_output_and_refuses_follow_ups() {
     assert_eq!((done.output.as_deref(), done.usage.input_tokens), (Some("42"), 7));
     let err = h
         .engine
-        .send(MessageRequest {
-            message: "more".into(),
+        .send(Inbound {
             continuation_token: Some(accepted.continuation_token.clone()),
-            mode: None,
+            ..Inbound::new("more")
         })
         .await
         .unwrap_err();
@@ -307,7 +305,7 @@ async fn command_tools_validate_input_and_report_bad_output_to_the_model() {
         json!({
             "input": {"city": "Oslo"},
             "session": {
-                "sessionId": run.run_id, "runId": run.run_id, "mode": "conversation",
+                "sessionId": run.run_id.as_str(), "runId": run.run_id.as_str(), "mode": "conversation",
                 "turn": {"id": "turn_0", "sequence": 0}, "parent": null,
                 "auth": {"current": null, "initiator": null}
             }
@@ -384,7 +382,7 @@ async fn cancel_stops_a_running_tool_and_the_session_takes_the_next_message() {
     read_until(&h.engine, &run.run_id, 0, &["actions.requested"]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let accepted = h.engine.cancel(&run.run_id).await.unwrap().unwrap();
-    assert_eq!(accepted.status, "cancelling");
+    assert_eq!(accepted, CancelOutcome::Cancelling);
     let events = read_until(&h.engine, &run.run_id, 0, &["session.waiting"]).await;
     assert_eq!(
         types(&events)[4..],
@@ -395,8 +393,8 @@ async fn cancel_stops_a_running_tool_and_the_session_takes_the_next_message() {
         got.iter().map(|r| r.4.clone()).collect::<Vec<_>>(),
         [Some("cancelled by the user".to_owned()), Some("cancelled by the user".to_owned())]
     );
-    assert_eq!(h.engine.cancel(&run.run_id).await.unwrap().unwrap().status, "no_active_turn");
-    assert!(h.engine.cancel("wrun_nope").await.unwrap().is_none());
+    assert_eq!(h.engine.cancel(&run.run_id).await.unwrap().unwrap(), CancelOutcome::NoActiveTurn);
+    assert!(h.engine.cancel(&RunId::new("wrun_nope")).await.unwrap().is_none());
     // The history stays valid: the next turn sends both tool results.
     h.send("again", Some(&run.continuation_token)).await;
     let more = read_until(&h.engine, &run.run_id, events.len() as u64, &["session.waiting"]).await;
@@ -427,11 +425,8 @@ async fn bad_messages_and_busy_sessions_are_refused_without_touching_the_run() {
     let run = h.send("hi", None).await;
     let err = |e: SendError| e.to_string();
     let attempt = |message: &str, token: Option<&str>| {
-        h.engine.send(MessageRequest {
-            message: message.to_owned(),
-            continuation_token: token.map(str::to_owned),
-            mode: None,
-        })
+        h.engine
+            .send(Inbound { continuation_token: token.map(str::to_owned), ..Inbound::new(message) })
     };
     assert_eq!(
         err(attempt("  \n", None).await.unwrap_err()),
@@ -449,8 +444,8 @@ async fn bad_messages_and_busy_sessions_are_refused_without_touching_the_run() {
     assert!(matches!(busy, SendError::Busy(_)), "{busy:?}");
     let info = h.engine.run_info(&run.run_id).await.unwrap().unwrap();
     assert_eq!((info.turns, info.event_count), (1, 3));
-    assert!(h.engine.run_info("wrun_missing").await.unwrap().is_none());
-    assert!(h.engine.follow("wrun_missing", 0).await.unwrap().is_none());
+    assert!(h.engine.run_info(&RunId::new("wrun_missing")).await.unwrap().is_none());
+    assert!(h.engine.follow(&RunId::new("wrun_missing"), 0).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -509,13 +504,13 @@ async fn an_action_interrupted_by_shutdown_runs_again_with_the_next_attempt() {
     read_until(&h.engine, &run.run_id, 0, &["action.result"]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.engine.shutdown().await;
-    assert_eq!(store.run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Running);
+    assert_eq!(store.run(run.run_id.as_str()).await.unwrap().unwrap().status, RunStatus::Running);
 
     let restarted = h.restart(|_| {});
     let events = read_until(&restarted, &run.run_id, 0, &["session.waiting"]).await;
     let got = results(&events);
     assert_eq!(got.iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(), [("d1", 1), ("d2", 2)]);
-    let ws = h.workspace(&run.run_id);
+    let ws = h.workspace(run.run_id.as_str());
     assert_eq!(std::fs::read_to_string(ws.join("once.log")).unwrap(), "run\n");
     assert_eq!(std::fs::read_to_string(ws.join("twice.log")).unwrap(), "start\nstart\nend\n");
     assert_eq!(types(&events).iter().filter(|t| **t == "actions.requested").count(), 1);

@@ -103,18 +103,11 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
         d.doc = &slots::NETWORK;
         if is_root {
             let list = network.strings(&mut d, "ip_allow_list", "a list of IPs or CIDR ranges");
-            for entry in list.unwrap_or_default() {
-                match IpNet::parse(&entry.value) {
-                    Ok(net) => package.ip_allow_list.push(net),
-                    Err(why) => d.error(
-                        "invalid-ip",
-                        Some(entry.span),
-                        why,
-                        "IPv4/IPv6 addresses or CIDR ranges such as \"10.0.0.0/8\"",
-                    ),
-                }
-            }
-            network.finish(&mut d);
+            package.ip_allow_list = ip_nets(&mut d, list);
+            let proxies =
+                network.strings(&mut d, "trusted_proxies", "a list of IPs or CIDR ranges");
+            package.trusted_proxies = ip_nets(&mut d, proxies);
+            network.finish_strict(&mut d);
         } else {
             root_only(&mut d, &network, "network");
         }
@@ -131,7 +124,7 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
                     package.auth.push(parsed);
                 }
             }
-            auth.finish(&mut d);
+            auth.finish_strict(&mut d);
         } else {
             root_only(&mut d, &auth, "auth");
         }
@@ -332,7 +325,8 @@ fn auth_strategy(
 ) -> Option<AuthStrategy> {
     let kind =
         fields.required_string(d, "kind", "`http-basic`, `jwt-hmac`, `jwt-ecdsa` or `oidc`")?;
-    let strategy = match kind.value.as_str() {
+    // Every key is read before the verdict, so unknown keys are reported with other errors.
+    let parse = || match kind.value.as_str() {
         "http-basic" => {
             let username = fields.required_string(d, "username", "a user name");
             let password = fields.required_string(d, "password", "\"${ENV_VAR}\"");
@@ -405,7 +399,7 @@ fn auth_strategy(
                 fields.required_string(d, "discovery_url", "the issuer's discovery document URL");
             let url = url.and_then(|u| {
                 let resolved = interpolate(d, env, &fields.name("discovery_url"), &u, false)?;
-                match check_url(resolved.expose()) {
+                match check_url(resolved.expose()).and_then(|()| https_or_loopback(resolved.expose())) {
                     Ok(()) => Some(resolved),
                     Err(why) => {
                         d.error(
@@ -430,8 +424,29 @@ fn auth_strategy(
             None
         }
     };
-    fields.finish(d);
+    let strategy = parse();
+    fields.finish_strict(d);
     strategy
+}
+
+/// Addresses and CIDR ranges of a `[network]` list.
+fn ip_nets(
+    d: &mut FileDiag<'_>,
+    list: Option<Vec<crate::toml_doc::Located<String>>>,
+) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for entry in list.unwrap_or_default() {
+        match IpNet::parse(&entry.value) {
+            Ok(net) => out.push(net),
+            Err(why) => d.error(
+                "invalid-ip",
+                Some(entry.span),
+                why,
+                "IPv4/IPv6 addresses or CIDR ranges such as \"10.0.0.0/8\"",
+            ),
+        }
+    }
+    out
 }
 
 fn jwt_claims(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>) -> Option<JwtClaims> {
@@ -482,6 +497,24 @@ fn algorithm(
         );
     }
     found
+}
+
+/// Keys that decide who may call the agent are fetched over TLS; plain `http://` only reaches
+/// this machine (a local provider in development and tests).
+fn https_or_loopback(url: &str) -> Result<(), &'static str> {
+    let Some(rest) = url.strip_prefix("http://") else { return Ok(()) };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err("must use https:// (plain http:// is accepted only for a loopback issuer)")
+    }
 }
 
 /// Checks that `url` is an absolute http(s) URL with a host. Never echoes the URL (it may hold

@@ -62,6 +62,7 @@ team = "platform"
 
 [network]
 ip_allow_list = ["127.0.0.1", "10.1.2.3/8", "::1", "fd00::/8"]
+trusted_proxies = ["10.0.0.2", "::ffff:10.0.0.3"]
 
 [[auth.strategies]]
 kind = "http-basic"
@@ -132,11 +133,24 @@ colour = "blue"
 
 [network]
 ip_allow_list = ["localhost", "10.0.0.0/33"]
+trusted_proxies = ["proxy.internal"]
+ip_allowlist = ["10.0.0.0/8"]
+
+[auth]
+strategy = "typo"
 
 [[auth.strategies]]
 kind = "http-basic"
 username = "ops"
 password = "hunter2"
+realm = "ignored would be open"
+
+[[auth.strategies]]
+kind = "oidc"
+issuer = "http://idp.example"
+audiences = ["a"]
+discovery_url = "http://idp.example/.well-known/openid-configuration"
+claims = { role = ["admin"] }
 
 [[auth.strategies]]
 kind = "jwt-hmac"

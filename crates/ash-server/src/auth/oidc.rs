@@ -1,0 +1,308 @@
+//! OpenID Connect issuers: the discovery document and the JWKS, fetched over HTTP and cached.
+//!
+//! Owns the key cache of one issuer. Readers take the current key set without waiting; a token
+//! naming a key the set lacks (or a set older than its maximum age) triggers one refresh, which
+//! every concurrent request shares, and refreshes are at least `min_refresh` apart, so tokens
+//! with made-up key ids cannot make ash hammer the issuer. A failed refresh keeps the old keys.
+//! The discovery document must name exactly the configured issuer; its `jwks_uri` must be
+//! https (plain http only on loopback); redirects are not followed; sizes and times are bounded.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::keys::{Alg, VerifyKey};
+
+/// How OIDC issuers are contacted and cached.
+#[derive(Debug, Clone, Copy)]
+pub struct OidcConfig {
+    /// Longest wait for the discovery document or the JWKS.
+    pub timeout: Duration,
+    /// Shortest time between two refreshes of one issuer's keys.
+    pub min_refresh: Duration,
+    /// Keys older than this are refreshed before use (and still used if the refresh fails).
+    pub max_age: Duration,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            min_refresh: Duration::from_secs(10),
+            max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Largest discovery document or JWKS read.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Most keys kept from one JWKS.
+const MAX_KEYS: usize = 64;
+
+/// Why no key could be found for a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LookupError {
+    /// The issuer's keys are known and none fits the token.
+    UnknownKey,
+    /// The issuer's keys cannot be fetched (and none are cached).
+    Unavailable,
+}
+
+struct KeySet {
+    keys: Vec<(Option<String>, Arc<VerifyKey>)>,
+    fetched: Instant,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    last_attempt: Option<Instant>,
+    jwks_uri: Option<String>,
+}
+
+/// One issuer's keys.
+pub(crate) struct Issuer {
+    issuer: String,
+    discovery_url: String,
+    http: reqwest::Client,
+    config: OidcConfig,
+    keys: RwLock<Option<Arc<KeySet>>>,
+    refresh: tokio::sync::Mutex<RefreshState>,
+}
+
+impl Issuer {
+    pub(crate) fn new(
+        issuer: String,
+        discovery_url: String,
+        http: reqwest::Client,
+        config: OidcConfig,
+    ) -> Self {
+        Self {
+            issuer,
+            discovery_url,
+            http,
+            config,
+            keys: RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(RefreshState::default()),
+        }
+    }
+
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn current(&self) -> Option<Arc<KeySet>> {
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The keys that may have signed a token with `kid` and `alg`: the key with that id, or
+    /// without an id every key of that algorithm.
+    pub(crate) async fn keys_for(
+        &self,
+        kid: Option<&str>,
+        alg: Alg,
+    ) -> Result<Vec<Arc<VerifyKey>>, LookupError> {
+        let pick = |set: &KeySet| -> Vec<Arc<VerifyKey>> {
+            set.keys
+                .iter()
+                .filter(|(id, key)| match kid {
+                    Some(kid) => id.as_deref() == Some(kid),
+                    None => key.alg() == alg,
+                })
+                .map(|(_, key)| Arc::clone(key))
+                .collect()
+        };
+        let fresh = |set: &KeySet| set.fetched.elapsed() < self.config.max_age;
+        if let Some(set) = self.current() {
+            let found = pick(&set);
+            if !found.is_empty() && fresh(&set) {
+                return Ok(found);
+            }
+        }
+        let mut state = self.refresh.lock().await;
+        let cached = self.current();
+        let recent = state.last_attempt.is_some_and(|t| t.elapsed() < self.config.min_refresh);
+        if let Some(set) = &cached {
+            let found = pick(set);
+            if !found.is_empty() && (fresh(set) || recent) {
+                return Ok(found);
+            }
+        }
+        if recent {
+            return Err(if cached.is_some() {
+                LookupError::UnknownKey
+            } else {
+                LookupError::Unavailable
+            });
+        }
+        state.last_attempt = Some(Instant::now());
+        match self.fetch(&mut state).await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Arc::clone(&set));
+                let found = pick(&set);
+                if found.is_empty() { Err(LookupError::UnknownKey) } else { Ok(found) }
+            }
+            Err(error) => {
+                tracing::warn!(issuer = %self.issuer, %error, "cannot refresh the OpenID provider's keys");
+                match cached {
+                    Some(set) => {
+                        let found = pick(&set);
+                        if found.is_empty() { Err(LookupError::UnknownKey) } else { Ok(found) }
+                    }
+                    None => Err(LookupError::Unavailable),
+                }
+            }
+        }
+    }
+
+    /// Fetches the keys now (at start-up), so the first caller does not wait.
+    pub(crate) async fn prefetch(&self) {
+        let mut state = self.refresh.lock().await;
+        if self.current().is_some() {
+            return;
+        }
+        state.last_attempt = Some(Instant::now());
+        match self.fetch(&mut state).await {
+            Ok(set) => {
+                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Arc::new(set));
+            }
+            Err(error) => tracing::warn!(
+                issuer = %self.issuer,
+                %error,
+                "cannot fetch the OpenID provider's keys; tokens of this issuer are refused with 503 until it answers"
+            ),
+        }
+    }
+
+    async fn fetch(&self, state: &mut RefreshState) -> Result<KeySet, String> {
+        let jwks_uri = match state.jwks_uri.clone() {
+            Some(uri) => uri,
+            None => {
+                let uri = self.discover().await?;
+                state.jwks_uri = Some(uri.clone());
+                uri
+            }
+        };
+        let jwks = match self.get_json(&jwks_uri).await {
+            Ok(jwks) => jwks,
+            Err(error) => {
+                // The document may have moved the keys: discover again next time.
+                state.jwks_uri = None;
+                return Err(format!("the JWKS: {error}"));
+            }
+        };
+        let Some(entries) = jwks.get("keys").and_then(Value::as_array) else {
+            return Err("the JWKS has no `keys` array".to_owned());
+        };
+        let mut keys = Vec::new();
+        for entry in entries.iter().take(MAX_KEYS) {
+            let kid = entry.get("kid").and_then(Value::as_str).map(str::to_owned);
+            match VerifyKey::from_jwk(entry) {
+                Ok(Some(key)) => keys.push((kid, Arc::new(key))),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(issuer = %self.issuer, kid = ?kid, %error, "skipping a key of the JWKS");
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Err("the JWKS has no usable signature key".to_owned());
+        }
+        Ok(KeySet { keys, fetched: Instant::now() })
+    }
+
+    /// Reads the discovery document and returns its `jwks_uri`.
+    async fn discover(&self) -> Result<String, String> {
+        let doc = self
+            .get_json(&self.discovery_url)
+            .await
+            .map_err(|e| format!("the discovery document: {e}"))?;
+        match doc.get("issuer").and_then(Value::as_str) {
+            Some(issuer) if issuer == self.issuer => {}
+            _ => {
+                return Err(
+                    "the discovery document names another issuer than `issuer` in agent.toml"
+                        .to_owned(),
+                );
+            }
+        }
+        let uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or("the discovery document has no `jwks_uri`")?;
+        if !secure_url(uri) {
+            return Err(
+                "the discovery document's `jwks_uri` is not https (or http on loopback)".to_owned()
+            );
+        }
+        Ok(uri.to_owned())
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let request = self.http.get(url).header("accept", "application/json").send();
+        let mut response = tokio::time::timeout(self.config.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {} ms", self.config.timeout.as_millis()))?
+            .map_err(|e| format!("request failed: {}", e.without_url()))?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        let read = async {
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| format!("reading failed: {}", e.without_url()))?
+            {
+                if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                    return Err(format!("larger than {MAX_DOCUMENT_BYTES} bytes"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<(), String>(())
+        };
+        tokio::time::timeout(self.config.timeout, read)
+            .await
+            .map_err(|_| format!("not read within {} ms", self.config.timeout.as_millis()))??;
+        serde_json::from_slice(&body).map_err(|_| "not JSON".to_owned())
+    }
+}
+
+/// https, or http to a loopback host.
+pub(crate) fn secure_url(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_tls_or_loopback_urls_are_secure() {
+        let cases = [
+            ("https://idp.example.com/jwks", true),
+            ("http://127.0.0.1:8080/jwks", true),
+            ("http://[::1]:8080/jwks", true),
+            ("http://localhost/jwks", true),
+            ("http://idp.example.com/jwks", false),
+            ("http://127.0.0.1@evil.example/jwks", false),
+            ("http://10.0.0.1/jwks", false),
+            ("ftp://127.0.0.1/jwks", false),
+            ("file:///etc/passwd", false),
+        ];
+        for (url, want) in cases {
+            assert_eq!(super::secure_url(url), want, "{url}");
+        }
+    }
+}
