@@ -361,6 +361,11 @@ pub(crate) struct StoreArgs {
     /// power loss; faster
     #[arg(long)]
     pub(crate) fast_sync: bool,
+    /// Run an agent that configures items this runtime does not execute yet (named sandboxes,
+    /// connections, HTTP tools, subagents, schedules, cost and session-time limits) without
+    /// them; each ignored item is printed at every start. Without it such an agent is refused
+    #[arg(long)]
+    pub(crate) allow_unsupported: bool,
 }
 
 /// Arguments of `ash start`.
@@ -385,12 +390,21 @@ pub(crate) struct StartArgs {
 /// Arguments of `ash dev`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DevArgs {
-    /// Agent project directory (holding agent/, or the agent files themselves)
-    #[arg(default_value = ".")]
-    pub(crate) dir: PathBuf,
+    /// Agent project directory (holding agent/, or the agent files themselves), or the base
+    /// URL of a running ash server (http://… or https://…) to talk to instead of starting one
+    #[arg(default_value = ".", value_name = "DIR|URL")]
+    pub(crate) target: String,
     /// Talk to the ash server at this base URL instead of starting one (e.g. http://127.0.0.1:3000)
     #[arg(long, value_name = "URL")]
     pub(crate) url: Option<String>,
+    /// Authenticate with HTTP Basic as USER; the password comes from ASH_PASSWORD, else from a
+    /// prompt on the terminal (never from the command line)
+    #[arg(long, value_name = "USER", conflicts_with = "token")]
+    pub(crate) basic: Option<String>,
+    /// Authenticate with a bearer token from ASH_TOKEN, else from a prompt on the terminal
+    /// (never from the command line)
+    #[arg(long)]
+    pub(crate) token: bool,
     /// Port for the local server (0 picks a free one)
     #[arg(long, default_value_t = 0)]
     pub(crate) port: u16,

@@ -123,3 +123,8 @@ pub(crate) fn private_paths() -> Vec<PathBuf> {
     paths.retain(|p| p.is_absolute() && p != std::path::Path::new("/"));
     paths
 }
+
+/// The secret of `ash dev --basic` (`ASH_PASSWORD`) or `--token` (`ASH_TOKEN`), when set.
+pub(crate) fn client_secret(name: &str) -> Option<ash_spec::Secret> {
+    var(name).filter(|v| !v.is_empty()).map(ash_spec::Secret::new)
+}

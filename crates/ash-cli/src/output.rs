@@ -2,7 +2,9 @@
 //! people. A closed stdout (e.g. `ash info | head`) is not an error.
 #![allow(clippy::print_stderr, reason = "this module is the CLI's output channel")]
 
-use std::io::{self, Write as _};
+use std::io::{self, BufRead as _, Write as _};
+
+use anyhow::Context as _;
 
 use ash_spec::Diagnostic;
 
@@ -56,4 +58,27 @@ pub(crate) fn error(err: &anyhow::Error) {
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
+}
+
+/// Asks for a secret on the terminal (`/dev/tty`, so piped stdin stays the REPL's), without
+/// echoing what is typed.
+pub(crate) fn prompt_secret(prompt: &str) -> anyhow::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .context("there is no terminal to ask on; set the secret in the environment instead")?;
+    let mut writer = &tty;
+    writer.write_all(prompt.as_bytes()).and_then(|()| writer.flush())?;
+    let original = tcgetattr(&tty).context("reading the terminal's settings")?;
+    let mut quiet = original.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&tty, SetArg::TCSANOW, &quiet).context("turning off the terminal's echo")?;
+    let mut line = String::new();
+    let read = io::BufReader::new(&tty).read_line(&mut line);
+    let _ = tcsetattr(&tty, SetArg::TCSANOW, &original);
+    let _ = writer.write_all(b"\n");
+    read.context("reading the secret")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

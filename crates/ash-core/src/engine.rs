@@ -53,6 +53,9 @@ pub struct EngineConfig {
     /// adds its workspace (writable) and the project directory (read-only), and hides the
     /// project's `.ash/` state and the other workspaces.
     pub tool_policy: SandboxPolicy,
+    /// Run an agent that configures items this engine does not execute
+    /// ([`crate::unsupported`]), without them. Off: such an agent is refused.
+    pub allow_unsupported: bool,
 }
 
 impl EngineConfig {
@@ -71,6 +74,7 @@ impl EngineConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             sandbox: Arc::new(Sandbox::plain()),
             tool_policy: default_tool_policy(),
+            allow_unsupported: false,
         }
     }
 }
@@ -99,6 +103,9 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+    /// The agent configures items this engine does not execute.
+    #[error("{}", unsupported_message(.0))]
+    Unsupported(Vec<ash_protocol::UnsupportedInfo>),
     /// The workspaces directory could not be created.
     #[error("cannot create the workspaces directory {path}: {source}")]
     Workspaces {
@@ -107,6 +114,17 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+fn unsupported_message(items: &[ash_protocol::UnsupportedInfo]) -> String {
+    let mut text = format!(
+        "the agent configures {} item(s) this runtime does not execute yet; remove them, or run without them with --allow-unsupported:",
+        items.len()
+    );
+    for item in items {
+        text.push_str(&format!("\n  {}: `{}`: {}", item.source, item.item, item.reason));
+    }
+    text
 }
 
 /// Why a message was not accepted.
@@ -184,6 +202,10 @@ impl Engine {
         store: Arc<dyn Store>,
         mut config: EngineConfig,
     ) -> Result<Self, EngineError> {
+        let unsupported = crate::support::unsupported(&spec);
+        if !unsupported.is_empty() && !config.allow_unsupported {
+            return Err(EngineError::Unsupported(unsupported));
+        }
         std::fs::create_dir_all(&config.workspaces_dir).map_err(|source| {
             EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
         })?;
@@ -218,10 +240,15 @@ impl Engine {
         &self.inner.spec
     }
 
-    /// Authored tools this engine does not run yet (HTTP tools); they are not offered to the
-    /// model.
-    pub fn unsupported_tools(&self) -> &[String] {
-        self.inner.toolbox.unsupported()
+    /// What the agent configures that this engine does not execute (empty unless the engine
+    /// was started with [`EngineConfig::allow_unsupported`]).
+    pub fn unsupported(&self) -> Vec<ash_protocol::UnsupportedInfo> {
+        crate::support::unsupported(&self.inner.spec)
+    }
+
+    /// The tools the model is offered, built-ins included, sorted by name.
+    pub fn offered_tools(&self) -> Vec<String> {
+        self.inner.toolbox.definitions().iter().map(|d| d.name.clone()).collect()
     }
 
     /// This engine's lease owner id.

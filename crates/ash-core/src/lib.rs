@@ -24,6 +24,7 @@ mod owner;
 mod prompt;
 mod replay;
 mod store;
+mod support;
 mod tools;
 mod workspace;
 
@@ -38,4 +39,5 @@ pub use store::{
     Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError,
     StoreFuture, add_usage, check_expect, lease_expiry, next_flags, now_ms, rfc3339, stamp_events,
 };
+pub use support::{runtime_surface, tool_name, unsupported};
 pub use tools::SchemaError;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Version of the manifest shape. Bump on any change a reader could notice.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 
 /// `.ash/manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +80,30 @@ pub struct AgentSurface {
     pub providers: BTreeMap<String, ProviderInfo>,
     /// The package's `lib/` directory when present; it is never mounted into workspaces.
     pub lib: Option<String>,
+    /// The names of exactly the tools the model is offered, built-ins included, sorted.
+    /// Filled by the runtime (`ash info`, `GET /info`); empty in `.ash/manifest.json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered_tools: Vec<String>,
+    /// What the agent configures that this runtime parses but does not execute. `ash start`,
+    /// `ash dev` and `ash exec` refuse to run while this is not empty, unless told to run
+    /// without these items. Filled by the runtime; empty in `.ash/manifest.json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported: Vec<UnsupportedInfo>,
+}
+
+/// Something an agent configures that the runtime does not execute yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnsupportedInfo {
+    /// The file that configures it.
+    pub source: String,
+    /// The slot or key, e.g. `sandboxes/repo-shell` or `limits.session_timeout_ms`.
+    pub item: String,
+    /// What is not executed and what to do.
+    pub reason: String,
+    /// Model-visible tools withheld because of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
 }
 
 /// One prompt layer.
@@ -118,6 +142,16 @@ pub struct SkillInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum ToolInfo {
+    /// A tool built into the runtime (`bash`, `read_file`, `write_file`, `activate_skill`).
+    #[serde(rename_all = "camelCase")]
+    Builtin {
+        /// Model-visible name.
+        name: String,
+        /// Description shown to the model.
+        description: String,
+        /// JSON Schema of the input object.
+        input_schema: Value,
+    },
     /// A command tool from `tools/*.toml`.
     #[serde(rename_all = "camelCase")]
     Command {

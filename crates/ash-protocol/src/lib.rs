@@ -20,7 +20,7 @@ pub use agent::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
     HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo, PolicyInfo,
     PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, SkillInfo, SourceFileInfo,
-    SubagentInfo, ToolInfo, TransportInfo,
+    SubagentInfo, ToolInfo, TransportInfo, UnsupportedInfo,
 };
 pub use api::{
     API_PREFIX, ApiError, CancelAccepted, HEARTBEAT_TYPE, Health, Heartbeat, HeartbeatData,

@@ -150,8 +150,8 @@ async fn health() -> Json<Health> {
 }
 
 async fn info(State(app): State<App>) -> Response {
-    Json(json!({ "ok": true, "agent": app.engine.spec().surface(Some(chrono::Utc::now())) }))
-        .into_response()
+    let agent = ash_core::runtime_surface(app.engine.spec(), Some(chrono::Utc::now()));
+    Json(json!({ "ok": true, "agent": agent })).into_response()
 }
 
 async fn message(

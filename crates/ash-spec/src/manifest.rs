@@ -269,6 +269,8 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
             })
             .collect(),
         lib: p.lib.clone(),
+        offered_tools: Vec::new(),
+        unsupported: Vec::new(),
     }
 }
 

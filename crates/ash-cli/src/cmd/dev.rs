@@ -5,11 +5,14 @@
 //! the last index if the connection drops, until `session.waiting` or the run's end.
 
 use std::io::IsTerminal as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ash_protocol::{API_PREFIX, ApiError, Event, EventBody, MessageAccepted, MessageRequest};
 use ash_server::ServerConfig;
+use ash_spec::Secret;
+use base64::Engine as _;
 use futures_util::StreamExt as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +21,7 @@ use crate::cli::DevArgs;
 use crate::cmd::harness::{self, StoreChoice};
 use crate::cmd::start::{init_logging, runtime};
 use crate::cmd::{Outcome, render};
-use crate::output;
+use crate::{config, output};
 
 /// Reconnects to a stream before giving up on a turn.
 const RECONNECTS: u32 = 5;
@@ -29,17 +32,93 @@ const HELP: &str = "Type a message and press Enter. Commands:
   /quit   leave (also Ctrl-D)
 Ctrl-C cancels the running turn.";
 
+/// Credentials the REPL sends on every request.
+enum Credentials {
+    Basic { user: String, password: Secret },
+    Bearer(Secret),
+}
+
+impl Credentials {
+    /// From `--basic USER` or `--token`: the secret from the environment, else the terminal.
+    fn from_args(args: &DevArgs) -> anyhow::Result<Option<Self>> {
+        if let Some(user) = &args.basic {
+            if user.is_empty() || user.contains(':') {
+                bail!("`--basic` takes a user name without `:`");
+            }
+            let password = match config::client_secret("ASH_PASSWORD") {
+                Some(password) => password,
+                None => Secret::new(output::prompt_secret(&format!("password for {user}: "))?),
+            };
+            return Ok(Some(Self::Basic { user: user.clone(), password }));
+        }
+        if args.token {
+            let token = match config::client_secret("ASH_TOKEN") {
+                Some(token) => token,
+                None => Secret::new(output::prompt_secret("bearer token: ")?),
+            };
+            if token.expose().trim().is_empty() {
+                bail!("the bearer token is empty");
+            }
+            return Ok(Some(Self::Bearer(token)));
+        }
+        Ok(None)
+    }
+
+    /// The `Authorization` header value, marked sensitive so it never reaches logs.
+    fn header(&self) -> anyhow::Result<reqwest::header::HeaderValue> {
+        let text = match self {
+            Self::Basic { user, password } => {
+                let pair = format!("{user}:{}", password.expose());
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+            }
+            Self::Bearer(token) => format!("Bearer {}", token.expose().trim()),
+        };
+        let mut value = reqwest::header::HeaderValue::from_str(&text).map_err(|_| {
+            anyhow::anyhow!("the credentials contain characters a header cannot carry")
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+/// Where the REPL's messages go: a URL, or an agent directory served here.
+fn target(args: &DevArgs) -> anyhow::Result<Result<String, PathBuf>> {
+    let looks_like_url = |t: &str| t.starts_with("http://") || t.starts_with("https://");
+    match &args.url {
+        Some(url) if args.target != "." => bail!(
+            "give either a URL (`ash dev {url}`) or a directory (`ash dev {}`), not both",
+            args.target
+        ),
+        Some(url) if !looks_like_url(url) => {
+            bail!("`--url` must start with http:// or https://, got `{url}`")
+        }
+        Some(url) => Ok(Ok(url.trim_end_matches('/').to_owned())),
+        None if looks_like_url(&args.target) => {
+            Ok(Ok(args.target.trim_end_matches('/').to_owned()))
+        }
+        None => Ok(Err(PathBuf::from(&args.target))),
+    }
+}
+
 pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
+    let target = target(args)?;
+    let credentials = Credentials::from_args(args)?;
     runtime()?.block_on(async {
         let stop = CancellationToken::new();
-        let (base, server) = match &args.url {
-            Some(url) => (url.trim_end_matches('/').to_owned(), None),
-            None => {
+        let (base, server) = match target {
+            Ok(url) => (url, None),
+            Err(dir) => {
                 // Request lines would interleave with the conversation: warnings only.
                 init_logging(tracing::Level::WARN);
-                let store = args.store.clone().unwrap_or_else(|| harness::default_store(&args.dir));
+                let store = args.store.clone().unwrap_or_else(|| harness::default_store(&dir));
                 let harness =
-                    harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args).await?;
+                    harness::start(&dir, StoreChoice::Sqlite(store), &args.store_args).await?;
+                let root = harness.engine.spec().root();
+                if !root.auth.is_empty() && credentials.is_none() {
+                    bail!(
+                        "the agent requires credentials (`[[auth.strategies]]` in agent.toml); run `ash dev --basic USER` (password from ASH_PASSWORD or a prompt) or `ash dev --token` (token from ASH_TOKEN or a prompt)"
+                    );
+                }
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
                     .await
                     .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
@@ -65,7 +144,7 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
                 (format!("http://{addr}"), Some(task))
             }
         };
-        let result = repl(&base).await;
+        let result = repl(&base, credentials.as_ref()).await;
         stop.cancel();
         if let Some(task) = server {
             task.await.context("the server task failed")?.context("serving HTTP")?;
@@ -74,8 +153,15 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-async fn repl(base: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().build().context("starting the HTTP client")?;
+async fn repl(base: &str, credentials: Option<&Credentials>) -> anyhow::Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(credentials) = credentials {
+        headers.insert(reqwest::header::AUTHORIZATION, credentials.header()?);
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .context("starting the HTTP client")?;
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         output::note("Type a message; /help for commands.");

@@ -104,10 +104,12 @@ pub(crate) async fn start(
     engine_config.sandbox = Arc::new(sandbox);
     engine_config.tool_policy.net = args.tool_network.clone();
     engine_config.tool_policy.fs.hidden.extend(config::private_paths());
+    engine_config.allow_unsupported = args.allow_unsupported;
     let engine = Engine::start(spec, model, store, engine_config)?;
-    for tool in engine.unsupported_tools() {
+    for item in engine.unsupported() {
         output::note(&format!(
-            "warning: HTTP tool `{tool}` is not offered to the model yet (HTTP tools come with connections)"
+            "warning: ignoring {} `{}` (--allow-unsupported): {}",
+            item.source, item.item, item.reason
         ));
     }
     Ok(Harness {

@@ -32,7 +32,7 @@ pub(crate) fn info_output(loaded: &ash_spec::Loaded, now: DateTime<Utc>) -> Info
         layout: spec.layout().as_str().to_owned(),
         agent_root: spec.layout().agent_root().to_owned(),
         ok: !loaded.has_errors(),
-        agent: spec.surface(Some(now)),
+        agent: ash_core::runtime_surface(spec, Some(now)),
         diagnostics: loaded.diagnostics().iter().map(ash_spec::Diagnostic::to_info).collect(),
     }
 }
@@ -114,6 +114,11 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
     section(out, indent, "tools", a.tools.len());
     for t in &a.tools {
         match t {
+            ToolInfo::Builtin { name, description, .. } => {
+                let first = description.split(". ").next().unwrap_or(description);
+                let _ =
+                    writeln!(out, "{indent}  {name}  built-in  {}", first.trim_end_matches('.'));
+            }
             ToolInfo::Command {
                 name,
                 description,
@@ -156,6 +161,13 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
                 let _ = writeln!(out, "{indent}      delegates to subagents/{subagent}");
             }
         }
+        let name = ash_core::tool_name(t);
+        if let Some(item) = a.unsupported.iter().find(|u| u.tools.iter().any(|n| n == name)) {
+            let _ = writeln!(out, "{indent}      NOT OFFERED: {}", item.reason);
+        }
+    }
+    if indent.is_empty() && !a.offered_tools.is_empty() {
+        let _ = writeln!(out, "  the model is offered: {}", a.offered_tools.join(", "));
     }
 
     section(out, indent, "sandboxes", a.sandboxes.len());
@@ -232,6 +244,9 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
     if !a.network.ip_allow_list.is_empty() {
         let _ = writeln!(out, "{indent}ip allow list: {}", a.network.ip_allow_list.join(", "));
     }
+    if !a.network.trusted_proxies.is_empty() {
+        let _ = writeln!(out, "{indent}trusted proxies: {}", a.network.trusted_proxies.join(", "));
+    }
     if !a.auth.strategies.is_empty() {
         let kinds: Vec<&str> = a
             .auth
@@ -244,7 +259,17 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
                 ash_protocol::AuthStrategyInfo::Oidc { .. } => "oidc",
             })
             .collect();
-        let _ = writeln!(out, "{indent}auth: {}", kinds.join(", "));
+        let _ = writeln!(out, "{indent}auth: {} (enforced on every route)", kinds.join(", "));
+    }
+    if !a.unsupported.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nnot executed by this runtime ({}); `ash start`, `ash dev` and `ash exec` refuse to run until they are removed, or run without them with --allow-unsupported:",
+            a.unsupported.len()
+        );
+        for u in &a.unsupported {
+            let _ = writeln!(out, "  {}: `{}`: {}", u.source, u.item, u.reason);
+        }
     }
 }
 

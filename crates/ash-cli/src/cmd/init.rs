@@ -46,11 +46,6 @@ const WEATHER: &[TemplateFile] = &[
         include_str!("../../../../examples/weather-agent/agent/scripts/demo.jsonl"),
         false,
     ),
-    (
-        "agent/sandboxes/repo-shell.toml",
-        include_str!("../../../../examples/weather-agent/agent/sandboxes/repo-shell.toml"),
-        false,
-    ),
 ];
 
 const BLANK: &[TemplateFile] = &[

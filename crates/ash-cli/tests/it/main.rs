@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use ash_test_support::Fixture;
 use pretty_assertions::assert_eq;
 
+mod auth;
 mod ledger;
 mod models;
 mod pack;
@@ -64,19 +65,10 @@ fn init_then_info_then_build() {
     let info: ash_protocol::InfoOutput = serde_json::from_slice(&out.stdout).unwrap();
     assert!(info.ok);
     assert_eq!(info.agent.name, "demo");
-    let tools: Vec<&str> = info
-        .agent
-        .tools
-        .iter()
-        .map(|t| match t {
-            ash_protocol::ToolInfo::Command { name, .. }
-            | ash_protocol::ToolInfo::Sandbox { name, .. }
-            | ash_protocol::ToolInfo::Mcp { name, .. }
-            | ash_protocol::ToolInfo::Subagent { name, .. } => name.as_str(),
-            ash_protocol::ToolInfo::Http(h) => h.name.as_str(),
-        })
-        .collect();
-    assert_eq!(tools, ["get_weather", "repo_shell_sandbox"]);
+    let tools: Vec<&str> = info.agent.tools.iter().map(ash_core::tool_name).collect();
+    assert_eq!(tools, ["activate_skill", "bash", "get_weather", "read_file", "write_file"]);
+    assert_eq!(info.agent.offered_tools, tools);
+    assert_eq!(info.agent.unsupported, []);
 
     let out = ash(fx.path(), &["build", "demo"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

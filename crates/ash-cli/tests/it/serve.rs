@@ -26,21 +26,33 @@ fn agent(server: &FakeModelServer, extra: &str) -> Fixture {
 }
 
 /// A running `ash start`.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
     fn start(dir: &Path, store: &Path) -> Self {
+        Self::start_with(dir, store, &[], &[])
+    }
+
+    /// `ash start` with extra arguments and environment variables.
+    pub(crate) fn start_with(
+        dir: &Path,
+        store: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ash"))
             .args(["start", ".", "--port", "0", "--lease-ttl", "1", "--store"])
             .arg(store)
+            .args(args)
             .current_dir(dir)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("OPENAI_API_KEY", "sk-test")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -63,6 +75,7 @@ impl Server {
             }
         });
         let Ok(base) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
             panic!("ash start did not come up:\n{}", log.lock().unwrap())
         };
         Self { child, base, log }
@@ -70,6 +83,16 @@ impl Server {
 
     fn url(&self, path: &str) -> String {
         format!("{}{PREFIX}{path}", self.base)
+    }
+
+    /// The port the server listens on.
+    pub(crate) fn port(&self) -> u16 {
+        self.base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the base URL")
+    }
+
+    /// What the server logged so far.
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     fn sigkill(mut self) {

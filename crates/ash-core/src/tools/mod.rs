@@ -137,7 +137,6 @@ pub(crate) struct Toolbox {
     definitions: Vec<ToolDefinition>,
     entries: HashMap<String, Entry>,
     skills: Vec<SkillEntry>,
-    unsupported: Vec<String>,
 }
 
 /// A tool's schema failed to compile (the spec checked it, so this is a bug elsewhere).
@@ -190,7 +189,7 @@ impl Toolbox {
                 Runner::Skill,
             )?;
         }
-        let mut unsupported = Vec::new();
+        // Tool kinds this runtime does not execute are left out; `crate::support` lists them.
         for tool in &package.tools {
             match &tool.kind {
                 ToolKind::Command { argv, timeout_ms, sandbox: _ } => add(
@@ -202,11 +201,11 @@ impl Toolbox {
                         timeout: Duration::from_millis(*timeout_ms),
                     },
                 )?,
-                ToolKind::Http { .. } => unsupported.push(tool.name.clone()),
+                ToolKind::Http { .. } => {}
             }
         }
         definitions.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Self { definitions, entries, skills, unsupported })
+        Ok(Self { definitions, entries, skills })
     }
 
     /// Tool definitions for the model, sorted by name.
@@ -214,14 +213,16 @@ impl Toolbox {
         &self.definitions
     }
 
+    /// Definitions of the built-in tools offered (not the package's own).
+    pub(crate) fn builtins(&self) -> impl Iterator<Item = &ToolDefinition> {
+        self.definitions.iter().filter(|d| {
+            self.entries.get(&d.name).is_some_and(|e| !matches!(e.runner, Runner::Command { .. }))
+        })
+    }
+
     /// The skills catalogue.
     pub(crate) fn skills(&self) -> &[SkillEntry] {
         &self.skills
-    }
-
-    /// Authored tools this engine cannot run yet (HTTP tools); they are not offered.
-    pub(crate) fn unsupported(&self) -> &[String] {
-        &self.unsupported
     }
 
     /// The name a call is recorded under: `load_skill` calls count as `activate_skill`.

@@ -1,0 +1,144 @@
+//! What of an agent this runtime executes, and what it only parses.
+//!
+//! Owns the list of configured items the engine does not run yet (named sandboxes,
+//! connections, HTTP tools, a command tool's `sandbox`, subagents, schedules, the cost and
+//! session-time budgets) and the runtime's view of the agent surface: the tools the model is
+//! really offered, built-ins included. [`crate::Engine::start`] refuses an agent with such
+//! items unless [`crate::EngineConfig::allow_unsupported`] says to run without them; `ash info`
+//! and `GET /info` show this same list, so what they show is what runs.
+
+use ash_protocol::{AgentSurface, ToolInfo, UnsupportedInfo};
+use ash_spec::{AgentSpec, ConnectionKind, ToolKind};
+use chrono::{DateTime, Utc};
+
+use crate::tools::Toolbox;
+
+/// The items of `spec` this runtime parses but does not execute, in file order.
+pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
+    let root = spec.root();
+    let mut out = Vec::new();
+    let mut push = |source: &str, item: String, reason: String, tools: Vec<String>| {
+        out.push(UnsupportedInfo { source: source.to_owned(), item, reason, tools });
+    };
+    for sandbox in &root.sandboxes {
+        push(
+            sandbox.source.display(),
+            format!("sandboxes/{}", sandbox.name),
+            format!(
+                "named sandboxes are not executed yet; the model is not offered `{}`",
+                sandbox.tool_name()
+            ),
+            vec![sandbox.tool_name()],
+        );
+    }
+    for connection in &root.connections {
+        let tools: Vec<String> = match &connection.kind {
+            ConnectionKind::Mcp { tools: Some(tools), .. } => {
+                tools.allow.iter().map(|t| format!("{}__{t}", tools.namespace)).collect()
+            }
+            ConnectionKind::Mcp { tools: None, .. } | ConnectionKind::Http { .. } => Vec::new(),
+        };
+        push(
+            connection.source.display(),
+            format!("connections/{}", connection.name),
+            "connections (MCP and HTTP) are not executed yet; none of their tools are offered"
+                .to_owned(),
+            tools,
+        );
+    }
+    for tool in &root.tools {
+        match &tool.kind {
+            ToolKind::Http { connection, .. } => push(
+                tool.source.display(),
+                format!("tools/{}", tool.name),
+                format!(
+                    "HTTP tools are not executed yet (they call connection `{connection}`); the model is not offered `{}`",
+                    tool.name
+                ),
+                vec![tool.name.clone()],
+            ),
+            ToolKind::Command { sandbox: Some(sandbox), .. } => push(
+                tool.source.display(),
+                format!("tools/{}.sandbox", tool.name),
+                format!(
+                    "a command tool's `sandbox` is not executed yet; `{}` would run in the default tool sandbox instead of `{sandbox}`",
+                    tool.name
+                ),
+                Vec::new(),
+            ),
+            ToolKind::Command { sandbox: None, .. } => {}
+        }
+    }
+    for subagent in &root.subagents {
+        push(
+            subagent.source.display(),
+            format!("subagents/{}", subagent.id),
+            format!(
+                "subagents are not executed yet; the model is not offered `{}`",
+                subagent.tool_name()
+            ),
+            vec![subagent.tool_name()],
+        );
+    }
+    for schedule in &root.schedules {
+        push(
+            schedule.source.display(),
+            format!("schedules/{}", schedule.name),
+            "schedules are not executed yet; this one would never fire".to_owned(),
+            Vec::new(),
+        );
+    }
+    let agent_toml = format!("{}/agent.toml", root.dir.trim_end_matches('/'));
+    let agent_toml = agent_toml.trim_start_matches("./").to_owned();
+    if root.limits.max_cost_micro_usd_per_session.is_some() {
+        push(
+            &agent_toml,
+            "limits.max_cost_usd_per_session".to_owned(),
+            "cost budgets are not enforced yet; the session would spend without this limit"
+                .to_owned(),
+            Vec::new(),
+        );
+    }
+    if root.limits.session_timeout_ms.is_some() {
+        push(
+            &agent_toml,
+            "limits.session_timeout_ms".to_owned(),
+            "session expiry is not enforced yet; sessions would never expire".to_owned(),
+            Vec::new(),
+        );
+    }
+    out
+}
+
+/// The agent surface as this runtime runs it: the authored surface plus the built-in tools,
+/// the names of the tools the model is offered, and the unsupported items. `now` fixes the
+/// schedules' next fire times.
+pub fn runtime_surface(spec: &AgentSpec, now: Option<DateTime<Utc>>) -> AgentSurface {
+    let mut surface = spec.surface(now);
+    // The spec's schemas were checked when it was built, so this compiles.
+    if let Ok(toolbox) = Toolbox::new(spec.root()) {
+        for builtin in toolbox.builtins() {
+            surface.tools.push(ToolInfo::Builtin {
+                name: builtin.name.clone(),
+                description: builtin.description.clone(),
+                input_schema: builtin.input_schema.clone(),
+            });
+        }
+        surface.tools.sort_by(|a, b| tool_name(a).cmp(tool_name(b)));
+        surface.offered_tools = toolbox.definitions().iter().map(|d| d.name.clone()).collect();
+    }
+    surface.unsupported = unsupported(spec);
+    surface
+}
+
+/// A tool's model-visible name.
+pub fn tool_name(tool: &ToolInfo) -> &str {
+    match tool {
+        ToolInfo::Builtin { name, .. }
+        | ToolInfo::Command { name, .. }
+        | ToolInfo::Sandbox { name, .. }
+        | ToolInfo::Mcp { name, .. }
+        | ToolInfo::Subagent { name, .. } => name,
+        ToolInfo::Http(http) => &http.name,
+    }
+}
