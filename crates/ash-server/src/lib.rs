@@ -12,5 +12,5 @@ mod error;
 mod routes;
 mod stream;
 
-pub use auth::{Gate, GateError, OidcConfig};
+pub use auth::{Denial, Gate, GateError, OidcConfig};
 pub use routes::{ServeError, ServerConfig, router, serve};

@@ -88,14 +88,20 @@ enum KeySource {
     Oidc(Issuer),
 }
 
-/// The outcome of a request that may not pass.
+/// Why a request may not pass. The routes answer each with the status `docs/auth.md` gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Denial {
+pub enum Denial {
+    /// The client's address is outside `[network] ip_allow_list` (403).
     IpNotAllowed,
+    /// A trusted proxy's forwarding header does not name the client (400).
     BadForwarding,
+    /// The `Authorization` header is too long (431).
     TooLarge,
+    /// No credentials, or credentials that do not authenticate, and why (401).
     Unauthorized(String),
+    /// Authenticated, but not allowed by the strategy's `subjects` (403).
     Forbidden(String),
+    /// The token's OpenID provider cannot be reached and no keys are cached (503).
     Unavailable,
 }
 
@@ -193,7 +199,7 @@ impl Gate {
 
     /// The verdict on a request from `peer` with `headers`, at `now` (seconds since the
     /// epoch): the caller (`None` when no auth is configured) or why it may not pass.
-    pub(crate) async fn check(
+    pub async fn check(
         &self,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
