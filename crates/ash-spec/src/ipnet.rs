@@ -1,7 +1,8 @@
 //! IP addresses and CIDR ranges for the inbound allow list.
 //!
 //! Owns parsing (`10.0.0.0/8`, `::1`, a bare address is a single-host range), normalisation
-//! (host bits cleared, IPv4-mapped IPv6 treated as IPv4) and membership.
+//! (host bits cleared, IPv4-mapped IPv6 treated as IPv4) and membership, and the rule for which
+//! URLs count as this machine (`tls_or_loopback`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -54,6 +55,22 @@ impl fmt::Display for IpNet {
     }
 }
 
+/// Whether `url` is `https://`, or `http://` to a loopback host (`127.0.0.0/8`, `::1`,
+/// `localhost`): the URLs access-control keys may be fetched from.
+pub fn tls_or_loopback(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -80,6 +97,27 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_tls_or_loopback_urls_pass() {
+        let cases = [
+            ("https://idp.example.com/jwks", true),
+            ("http://127.0.0.1:8080/jwks", true),
+            ("http://127.9.9.9/jwks", true),
+            ("http://[::1]:8080/jwks", true),
+            ("http://LOCALHOST/jwks", true),
+            ("http://idp.example.com/jwks", false),
+            ("http://127.0.0.1@evil.example/jwks", false),
+            ("http://127.0.0.1.evil.example/jwks", false),
+            ("http://[::ffff:10.0.0.1]/jwks", false),
+            ("http://10.0.0.1/jwks", false),
+            ("ftp://127.0.0.1/jwks", false),
+            ("file:///etc/passwd", false),
+        ];
+        for (url, want) in cases {
+            assert_eq!(tls_or_loopback(url), want, "{url}");
+        }
+    }
 
     #[test]
     fn parse_normalise_and_match() {

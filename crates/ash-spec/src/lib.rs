@@ -30,7 +30,7 @@ pub use builder::AgentSpecBuilder;
 pub use cron::CronExpr;
 pub use diagnostic::{Diagnostic, Position, Severity};
 pub use interpolate::{Interpolated, REDACTED, Secret};
-pub use ipnet::IpNet;
+pub use ipnet::{IpNet, tls_or_loopback};
 pub use load::{LoadError, LoadOptions, Loaded, MAX_SUBAGENT_DEPTH, default_agent_name, load};
 pub use manifest::{
     BUILD_DIR, BuildError, BuildOutput, DIAGNOSTICS_FILE, MANIFEST_FILE, to_json_bytes, write_build,

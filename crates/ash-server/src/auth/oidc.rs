@@ -233,7 +233,7 @@ impl Issuer {
             .get("jwks_uri")
             .and_then(Value::as_str)
             .ok_or("the discovery document has no `jwks_uri`")?;
-        if !secure_url(uri) {
+        if !ash_spec::tls_or_loopback(uri) {
             return Err(
                 "the discovery document's `jwks_uri` is not https (or http on loopback)".to_owned()
             );
@@ -268,41 +268,5 @@ impl Issuer {
             .await
             .map_err(|_| format!("not read within {} ms", self.config.timeout.as_millis()))??;
         serde_json::from_slice(&body).map_err(|_| "not JSON".to_owned())
-    }
-}
-
-/// https, or http to a loopback host.
-pub(crate) fn secure_url(url: &str) -> bool {
-    if url.starts_with("https://") {
-        return true;
-    }
-    let Some(rest) = url.strip_prefix("http://") else { return false };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_tls_or_loopback_urls_are_secure() {
-        let cases = [
-            ("https://idp.example.com/jwks", true),
-            ("http://127.0.0.1:8080/jwks", true),
-            ("http://[::1]:8080/jwks", true),
-            ("http://localhost/jwks", true),
-            ("http://idp.example.com/jwks", false),
-            ("http://127.0.0.1@evil.example/jwks", false),
-            ("http://10.0.0.1/jwks", false),
-            ("ftp://127.0.0.1/jwks", false),
-            ("file:///etc/passwd", false),
-        ];
-        for (url, want) in cases {
-            assert_eq!(super::secure_url(url), want, "{url}");
-        }
     }
 }

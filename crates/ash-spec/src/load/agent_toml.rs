@@ -502,15 +502,7 @@ fn algorithm(
 /// Keys that decide who may call the agent are fetched over TLS; plain `http://` only reaches
 /// this machine (a local provider in development and tests).
 fn https_or_loopback(url: &str) -> Result<(), &'static str> {
-    let Some(rest) = url.strip_prefix("http://") else { return Ok(()) };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if loopback {
+    if crate::tls_or_loopback(url) {
         Ok(())
     } else {
         Err("must use https:// (plain http:// is accepted only for a loopback issuer)")
