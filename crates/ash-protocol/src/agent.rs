@@ -392,9 +392,13 @@ pub struct SubagentInfo {
 pub struct NetworkInfo {
     /// IPs and CIDR ranges, normalised.
     pub ip_allow_list: Vec<String>,
-    /// Reverse proxies whose forwarding headers are believed, normalised.
+    /// Reverse proxies whose forwarding header is believed, normalised.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The one header read from trusted proxies (`x-forwarded-for`, `forwarded`,
+    /// `x-real-ip`); null without trusted proxies.
+    #[serde(default)]
+    pub forwarded_header: Option<String>,
 }
 
 /// Inbound auth.

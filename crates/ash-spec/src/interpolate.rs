@@ -64,13 +64,26 @@ impl Interpolated {
         self.value.expose()
     }
 
-    /// Whether the template references at least one variable.
+    /// Whether the value comes wholly from the environment: the template is nothing but
+    /// `${VAR}` references, so it holds no secret text of its own.
     pub fn uses_env(&self) -> bool {
-        self.template.contains("${")
+        let mut rest = self.template.as_str();
+        if rest.is_empty() {
+            return false;
+        }
+        while !rest.is_empty() {
+            let Some(tail) = rest.strip_prefix("${") else { return false };
+            let Some(close) = tail.find('}') else { return false };
+            if !is_env_name(&tail[..close]) {
+                return false;
+            }
+            rest = &tail[close + 1..];
+        }
+        true
     }
 
-    /// What may be shown for a secret field: the template when it comes from the environment,
-    /// otherwise `<redacted>`.
+    /// What may be shown for a secret field: the template when it is only `${VAR}` references,
+    /// otherwise `<redacted>` (literal text around a reference may be part of the secret).
     pub fn display_secret(&self) -> String {
         if self.uses_env() { self.template.clone() } else { REDACTED.to_owned() }
     }
@@ -154,8 +167,8 @@ mod tests {
         let got = resolve("a-${PASS}-$$-$x", &env()).unwrap();
         assert_eq!(got.expose(), "a-s3cret-$-$x");
         assert_eq!(got.template(), "a-${PASS}-$$-$x");
-        assert!(got.uses_env());
-        assert_eq!(format!("{got:?}"), "Interpolated(\"a-${PASS}-$$-$x\")");
+        assert!(!got.uses_env(), "literal text around the reference");
+        assert_eq!(format!("{got:?}"), "Interpolated(\"<redacted>\")");
     }
 
     #[test]
@@ -169,6 +182,25 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(resolve(input, &env()).unwrap_err(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn only_pure_references_count_as_from_the_environment() {
+        let cases = [
+            ("${PASS}", true),
+            ("${PASS}${PASS}", true),
+            ("hunter2${PASS}", false),
+            ("${PASS}-x", false),
+            ("abc$${x}", false),
+            ("$${PASS}", false),
+            ("plain", false),
+        ];
+        for (template, want) in cases {
+            let resolved = resolve(template, &env()).unwrap();
+            assert_eq!(resolved.uses_env(), want, "{template}");
+            let shown = resolved.display_secret();
+            assert_eq!(shown == template, want, "{template} shows {shown}");
         }
     }
 

@@ -63,6 +63,10 @@ pub fn tls_or_loopback(url: &str) -> bool {
     }
     let Some(rest) = url.strip_prefix("http://") else { return false };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // User info would make the host the part after `@`: `http://127.0.0.1:80@evil.example/`.
+    if authority.contains('@') {
+        return false;
+    }
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.split(':').next().unwrap_or(""),
@@ -108,6 +112,9 @@ mod tests {
             ("http://LOCALHOST/jwks", true),
             ("http://idp.example.com/jwks", false),
             ("http://127.0.0.1@evil.example/jwks", false),
+            ("http://127.0.0.1:80@evil.example/jwks", false),
+            ("http://[::1]@evil.example/jwks", false),
+            ("http://localhost:x@evil.example/jwks", false),
             ("http://127.0.0.1.evil.example/jwks", false),
             ("http://[::ffff:10.0.0.1]/jwks", false),
             ("http://10.0.0.1/jwks", false),

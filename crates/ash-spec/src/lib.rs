@@ -41,7 +41,7 @@ pub use source::{MAX_ASSET_BYTES, MAX_TEXT_BYTES};
 pub use spec::{
     AgentSpec, AuthStrategy, Connection, ConnectionAuth, ConnectionKind,
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_SANDBOX_TIMEOUT_MS,
-    DEFAULT_TOOL_TIMEOUT_MS, HttpMethod, JwtAlgorithm, JwtClaims, Layout, Limits,
+    DEFAULT_TOOL_TIMEOUT_MS, ForwardedHeader, HttpMethod, JwtAlgorithm, JwtClaims, Layout, Limits,
     MAX_RETRY_ATTEMPTS, MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ModelRef, ModelTool, Package,
     PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend, Schedule, Skill, SkillKind,
     Source, Subagent, Tool, ToolKind, ToolOrigin,

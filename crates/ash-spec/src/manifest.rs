@@ -245,6 +245,8 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
         network: NetworkInfo {
             ip_allow_list: p.ip_allow_list.iter().map(ToString::to_string).collect(),
             trusted_proxies: p.trusted_proxies.iter().map(ToString::to_string).collect(),
+            forwarded_header: (!p.trusted_proxies.is_empty())
+                .then(|| p.forwarded_header.as_str().to_owned()),
         },
         auth: AuthInfo { strategies: p.auth.iter().map(auth_info).collect() },
         limits: LimitsInfo {

@@ -128,6 +128,8 @@ pub struct Package {
     /// Reverse proxies whose forwarding headers name the client (empty: the socket peer is
     /// the client and forwarding headers are ignored).
     pub trusted_proxies: Vec<IpNet>,
+    /// The one forwarding header trusted proxies set; every other one is ignored.
+    pub forwarded_header: ForwardedHeader,
     /// Inbound auth strategies in evaluation order (empty: open).
     pub auth: Vec<AuthStrategy>,
     /// Budgets.
@@ -156,6 +158,7 @@ impl Package {
             subagents: Vec::new(),
             ip_allow_list: Vec::new(),
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             auth: Vec::new(),
             limits: Limits::default(),
             providers: BTreeMap::new(),
@@ -588,6 +591,40 @@ impl Subagent {
     /// The parent's delegation tool name: the id lowered (`code-reviewer` → `code_reviewer`).
     pub fn tool_name(&self) -> String {
         crate::names::lower_snake_case(&self.id)
+    }
+}
+
+/// The header trusted proxies name the client in. Only this one is read: a header the proxy
+/// does not manage passes through from the client unchanged and proves nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For`, appended to by each proxy (nginx `$proxy_add_x_forwarded_for`).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), the `for=` of each element.
+    Forwarded,
+    /// `X-Real-IP`, set (not appended) by the proxy.
+    XRealIp,
+}
+
+impl ForwardedHeader {
+    /// Parses the lowercase header name.
+    pub fn parse(input: &str) -> Option<Self> {
+        Some(match input {
+            "x-forwarded-for" => Self::XForwardedFor,
+            "forwarded" => Self::Forwarded,
+            "x-real-ip" => Self::XRealIp,
+            _ => return None,
+        })
+    }
+
+    /// The lowercase header name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+            Self::XRealIp => "x-real-ip",
+        }
     }
 }
 

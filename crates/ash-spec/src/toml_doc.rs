@@ -324,18 +324,15 @@ impl<'t, 'i> Fields<'t, 'i> {
         }
     }
 
-    /// Like [`Fields::finish`], but an unknown key is an error: in tables that decide who may
-    /// call the agent, a misspelt key silently ignored would leave the server open.
-    pub(crate) fn finish_strict(self, d: &mut FileDiag<'_>) {
+    /// Like [`Fields::finish`], but an unknown key is an error, for tables where a misspelt key
+    /// silently ignored could leave the agent open; `why` says so in the message.
+    pub(crate) fn finish_strict(self, d: &mut FileDiag<'_>, why: &str) {
         for (key, _) in self.table.iter() {
             if !self.used.iter().any(|u| u == key.get_ref()) {
                 d.error(
                     "unknown-key",
                     Some(key.span()),
-                    format!(
-                        "unknown key `{}`; access-control tables accept only the keys ash enforces",
-                        self.name(key.get_ref())
-                    ),
+                    format!("unknown key `{}`; {why}", self.name(key.get_ref())),
                     d.doc.expected,
                 );
             }

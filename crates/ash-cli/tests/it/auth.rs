@@ -266,12 +266,16 @@ async fn the_allow_list_comes_first_and_trusts_only_named_proxies() {
             Some("ip_not_allowed"),
         ),
         (
-            "Forwarded wins over X-Forwarded-For",
+            "a Forwarded header the proxy does not manage is ignored",
             false,
-            vec![
-                ("forwarded", "for=203.0.113.1".into()),
-                ("x-forwarded-for", "198.51.100.7".into()),
-            ],
+            vec![("forwarded", "for=198.51.100.7".into())],
+            403,
+            Some("ip_not_allowed"),
+        ),
+        (
+            "X-Real-IP from the client is ignored",
+            false,
+            vec![("x-real-ip", "198.51.100.7".into())],
             403,
             Some("ip_not_allowed"),
         ),

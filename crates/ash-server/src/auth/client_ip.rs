@@ -1,14 +1,14 @@
 //! Which address a request comes from, for the IP allow list.
 //!
 //! Owns the rule: the socket peer is the client, unless the peer is a trusted proxy named in
-//! `[network] trusted_proxies`; then the forwarding headers are read from the right (the hop
-//! nearest to ash) and the first address that is not itself a trusted proxy is the client.
-//! `Forwarded` (RFC 7239) wins over `X-Forwarded-For`, which wins over `X-Real-IP`. Without
-//! trusted proxies, no header can change the answer.
+//! `[network] trusted_proxies`; then the one header `[network] forwarded_header` names is read
+//! from the right (the hop nearest to ash) and the first address that is not itself a trusted
+//! proxy is the client. Other forwarding headers are never read: a header the proxy does not
+//! manage arrives as the client wrote it. Without trusted proxies, no header changes the answer.
 
 use std::net::{IpAddr, SocketAddr};
 
-use ash_spec::IpNet;
+use ash_spec::{ForwardedHeader, IpNet};
 use axum::http::HeaderMap;
 
 /// Why the client address could not be told.
@@ -24,19 +24,20 @@ pub(crate) fn client_ip(
     headers: &HeaderMap,
     peer: SocketAddr,
     trusted: &[IpNet],
+    header: ForwardedHeader,
 ) -> Result<IpAddr, ForwardedError> {
     let peer = unmap(peer.ip());
     if !trusted.iter().any(|net| net.contains(peer)) {
         return Ok(peer);
     }
-    let hops = if headers.contains_key("forwarded") {
-        forwarded_hops(headers)?
-    } else if headers.contains_key("x-forwarded-for") {
-        list_hops(headers, "x-forwarded-for")?
-    } else if headers.contains_key("x-real-ip") {
-        list_hops(headers, "x-real-ip")?
-    } else {
+    if !headers.contains_key(header.as_str()) {
         return Ok(peer);
+    }
+    let hops = match header {
+        ForwardedHeader::Forwarded => forwarded_hops(headers)?,
+        ForwardedHeader::XForwardedFor | ForwardedHeader::XRealIp => {
+            list_hops(headers, header.as_str())?
+        }
     };
     let mut client = peer;
     for hop in hops.into_iter().rev() {
@@ -124,81 +125,53 @@ mod tests {
 
     #[expect(clippy::type_complexity, reason = "a table of cases")]
     #[test]
+    #[rustfmt::skip]
     fn forwarding_headers_count_only_from_trusted_proxies() {
         let proxies = [IpNet::parse("10.0.0.0/8").unwrap()];
         let proxy: SocketAddr = "10.0.0.2:5000".parse().unwrap();
         let stranger: SocketAddr = "203.0.113.9:5000".parse().unwrap();
         let mapped: SocketAddr = "[::ffff:203.0.113.9]:5000".parse().unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        use ForwardedHeader::{Forwarded, XForwardedFor, XRealIp};
         let cases: Vec<(
             SocketAddr,
             &[IpNet],
+            ForwardedHeader,
             Vec<(&'static str, &str)>,
             Result<IpAddr, ForwardedError>,
         )> = vec![
-            (stranger, &proxies, vec![("x-forwarded-for", "127.0.0.1")], Ok(ip("203.0.113.9"))),
-            (mapped, &proxies, vec![], Ok(ip("203.0.113.9"))),
-            (proxy, &[], vec![("x-forwarded-for", "127.0.0.1")], Ok(ip("10.0.0.2"))),
-            (proxy, &proxies, vec![], Ok(ip("10.0.0.2"))),
-            (proxy, &proxies, vec![("x-forwarded-for", "198.51.100.1")], Ok(ip("198.51.100.1"))),
+            (stranger, &proxies, XForwardedFor, vec![("x-forwarded-for", "127.0.0.1")], Ok(ip("203.0.113.9"))),
+            (mapped, &proxies, XForwardedFor, vec![], Ok(ip("203.0.113.9"))),
+            (proxy, &[], XForwardedFor, vec![("x-forwarded-for", "127.0.0.1")], Ok(ip("10.0.0.2"))),
+            (proxy, &proxies, XForwardedFor, vec![], Ok(ip("10.0.0.2"))),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "198.51.100.1")], Ok(ip("198.51.100.1"))),
             // The client may write any left part; only the hop the proxy added counts.
-            (
-                proxy,
-                &proxies,
-                vec![("x-forwarded-for", "127.0.0.1, 198.51.100.1")],
-                Ok(ip("198.51.100.1")),
-            ),
-            (
-                proxy,
-                &proxies,
-                vec![("x-forwarded-for", "198.51.100.1, 10.0.0.7")],
-                Ok(ip("198.51.100.1")),
-            ),
-            (
-                proxy,
-                &proxies,
-                vec![("x-forwarded-for", "127.0.0.1"), ("x-forwarded-for", "198.51.100.1")],
-                Ok(ip("198.51.100.1")),
-            ),
-            (proxy, &proxies, vec![("x-forwarded-for", "10.0.0.5, 10.0.0.7")], Ok(ip("10.0.0.5"))),
-            (
-                proxy,
-                &proxies,
-                vec![("x-forwarded-for", "[2001:db8::1]:443")],
-                Ok(ip("2001:db8::1")),
-            ),
-            (
-                proxy,
-                &proxies,
-                vec![("x-forwarded-for", "198.51.100.1:8080")],
-                Ok(ip("198.51.100.1")),
-            ),
-            (
-                proxy,
-                &proxies,
-                vec![("x-forwarded-for", "nonsense")],
-                Err(ForwardedError::Malformed),
-            ),
-            (proxy, &proxies, vec![("x-forwarded-for", "")], Err(ForwardedError::Malformed)),
-            (proxy, &proxies, vec![("x-real-ip", "198.51.100.3")], Ok(ip("198.51.100.3"))),
-            (
-                proxy,
-                &proxies,
-                vec![("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8::2]:4711\"")],
-                Ok(ip("2001:db8::2")),
-            ),
-            (
-                proxy,
-                &proxies,
-                vec![("forwarded", "for=192.0.2.60"), ("x-forwarded-for", "198.51.100.1")],
-                Ok(ip("192.0.2.60")),
-            ),
-            (proxy, &proxies, vec![("forwarded", "for=unknown")], Err(ForwardedError::Malformed)),
-            (proxy, &proxies, vec![("forwarded", "proto=https")], Err(ForwardedError::Malformed)),
-            (proxy, &proxies, vec![("forwarded", "For=\"::ffff:192.0.2.1\"")], Ok(ip("192.0.2.1"))),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "127.0.0.1, 198.51.100.1")], Ok(ip("198.51.100.1"))),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "198.51.100.1, 10.0.0.7")], Ok(ip("198.51.100.1"))),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "127.0.0.1"), ("x-forwarded-for", "198.51.100.1")], Ok(ip("198.51.100.1"))),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "10.0.0.5, 10.0.0.7")], Ok(ip("10.0.0.5"))),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "[2001:db8::1]:443")], Ok(ip("2001:db8::1"))),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "198.51.100.1:8080")], Ok(ip("198.51.100.1"))),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "nonsense")], Err(ForwardedError::Malformed)),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "")], Err(ForwardedError::Malformed)),
+            (proxy, &proxies, XForwardedFor, vec![("x-forwarded-for", "fe80::1%eth0")], Err(ForwardedError::Malformed)),
+            // Headers the proxy does not manage pass through from the client: never read.
+            (proxy, &proxies, XForwardedFor, vec![("forwarded", "for=198.51.100.7"), ("x-forwarded-for", "203.0.113.9")], Ok(ip("203.0.113.9"))),
+            (proxy, &proxies, XForwardedFor, vec![("x-real-ip", "198.51.100.7")], Ok(ip("10.0.0.2"))),
+            (proxy, &proxies, XRealIp, vec![("x-real-ip", "198.51.100.3"), ("x-forwarded-for", "198.51.100.7")], Ok(ip("198.51.100.3"))),
+            (proxy, &proxies, Forwarded, vec![("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8::2]:4711\"")], Ok(ip("2001:db8::2"))),
+            (proxy, &proxies, Forwarded, vec![("forwarded", "for=192.0.2.60"), ("x-forwarded-for", "198.51.100.1")], Ok(ip("192.0.2.60"))),
+            (proxy, &proxies, Forwarded, vec![("x-forwarded-for", "198.51.100.1")], Ok(ip("10.0.0.2"))),
+            (proxy, &proxies, Forwarded, vec![("forwarded", "for=unknown")], Err(ForwardedError::Malformed)),
+            (proxy, &proxies, Forwarded, vec![("forwarded", "proto=https")], Err(ForwardedError::Malformed)),
+            (proxy, &proxies, Forwarded, vec![("forwarded", "For=\"::ffff:192.0.2.1\"")], Ok(ip("192.0.2.1"))),
         ];
-        for (peer, trusted, pairs, want) in cases {
-            assert_eq!(client_ip(&headers(&pairs), peer, trusted), want, "{peer} {pairs:?}");
+        for (peer, trusted, header, pairs, want) in cases {
+            assert_eq!(
+                client_ip(&headers(&pairs), peer, trusted, header),
+                want,
+                "{peer} {header:?} {pairs:?}"
+            );
         }
     }
 }

@@ -52,10 +52,8 @@ pub(crate) enum TokenError {
     NoIssuer,
     #[error("the bearer token's issuer is not accepted here")]
     UnknownIssuer,
-    #[error("the bearer token's signature is not valid")]
+    #[error("the bearer token is not signed by an issuer and key this agent accepts")]
     BadSignature,
-    #[error("the bearer token's key id is not among the issuer's keys")]
-    UnknownKey,
     #[error("the bearer token's `aud` does not name an accepted audience")]
     Audience,
     #[error("the bearer token has no numeric `exp`")]

@@ -71,6 +71,11 @@ impl Alg {
         }
     }
 
+    /// Whether this is an HMAC algorithm (a shared secret, never a published key).
+    pub(crate) fn is_hmac(self) -> bool {
+        matches!(self, Self::Hs256 | Self::Hs384 | Self::Hs512)
+    }
+
     fn rsa(self) -> Option<&'static RsaParameters> {
         Some(match self {
             Self::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,

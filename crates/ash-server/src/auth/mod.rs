@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ash_protocol::{Authenticator, PrincipalType, SessionAuthContext};
-use ash_spec::{AuthStrategy, IpNet, Package};
+use ash_spec::{AuthStrategy, ForwardedHeader, IpNet, Package};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -61,6 +61,7 @@ pub enum GateError {
 pub struct Gate {
     allow: Vec<IpNet>,
     trusted_proxies: Vec<IpNet>,
+    forwarded_header: ForwardedHeader,
     basic: Vec<BasicUser>,
     tokens: Vec<TokenStrategy>,
     challenges: Vec<HeaderValue>,
@@ -176,6 +177,7 @@ impl Gate {
         Ok(Self {
             allow: package.ip_allow_list.clone(),
             trusted_proxies: package.trusted_proxies.clone(),
+            forwarded_header: package.forwarded_header,
             basic,
             tokens,
             challenges,
@@ -208,8 +210,9 @@ impl Gate {
         if !self.allow.is_empty() {
             // Without a peer address (a router served without connect info) nobody passes.
             let peer = peer.ok_or(Denial::IpNotAllowed)?;
-            let ip = client_ip::client_ip(headers, peer, &self.trusted_proxies)
-                .map_err(|_| Denial::BadForwarding)?;
+            let ip =
+                client_ip::client_ip(headers, peer, &self.trusted_proxies, self.forwarded_header)
+                    .map_err(|_| Denial::BadForwarding)?;
             if !self.allow.iter().any(|net| net.contains(ip)) {
                 return Err(Denial::IpNotAllowed);
             }
@@ -283,13 +286,18 @@ impl Gate {
                 KeySource::Static(key) => {
                     key.verify(parsed.alg, parsed.signing_input, &parsed.signature)
                 }
+                // A JWKS never holds HMAC keys: an HS* token is not for this strategy.
+                KeySource::Oidc(_) if parsed.alg.is_hmac() => {
+                    note(2, unauthorized(&TokenError::BadSignature.to_string()));
+                    continue;
+                }
                 KeySource::Oidc(issuer) => {
                     match issuer.keys_for(parsed.kid.as_deref(), parsed.alg).await {
                         Ok(keys) => keys
                             .iter()
                             .any(|k| k.verify(parsed.alg, parsed.signing_input, &parsed.signature)),
                         Err(LookupError::UnknownKey) => {
-                            note(1, unauthorized(&TokenError::UnknownKey.to_string()));
+                            note(1, unauthorized(&TokenError::BadSignature.to_string()));
                             continue;
                         }
                         Err(LookupError::Unavailable) => {
@@ -333,7 +341,9 @@ impl Gate {
                 attributes: jwt::attributes(&parsed.claims),
             });
         }
-        Err(best.map_or_else(|| unauthorized(&TokenError::UnknownIssuer.to_string()), |(_, d)| d))
+        // An issuer no strategy names gets the same answer as a bad signature, so probing
+        // does not reveal which issuers are configured.
+        Err(best.map_or_else(|| unauthorized(&TokenError::BadSignature.to_string()), |(_, d)| d))
     }
 
     /// The error response for `denial`.

@@ -4,6 +4,7 @@
 //! naming a key the set lacks (or a set older than its maximum age) triggers one refresh, which
 //! every concurrent request shares, and refreshes are at least `min_refresh` apart, so tokens
 //! with made-up key ids cannot make ash hammer the issuer. A failed refresh keeps the old keys.
+//! Keys older than `max_age` are refreshed by one request while the others keep using them.
 //! The discovery document must name exactly the configured issuer; its `jwks_uri` must be
 //! https (plain http only on loopback); redirects are not followed; sizes and times are bounded.
 
@@ -113,67 +114,89 @@ impl Issuer {
                 .collect()
         };
         let fresh = |set: &KeySet| set.fetched.elapsed() < self.config.max_age;
-        if let Some(set) = self.current() {
-            let found = pick(&set);
-            if !found.is_empty() && fresh(&set) {
-                return Ok(found);
-            }
-        }
-        let mut state = self.refresh.lock().await;
         let cached = self.current();
-        let recent = state.last_attempt.is_some_and(|t| t.elapsed() < self.config.min_refresh);
         if let Some(set) = &cached {
             let found = pick(set);
-            if !found.is_empty() && (fresh(set) || recent) {
+            if !found.is_empty() {
+                if fresh(set) {
+                    return Ok(found);
+                }
+                // Old keys: one request refreshes them, everyone else goes on with them.
+                let Ok(mut state) = self.refresh.try_lock() else { return Ok(found) };
+                if self.recently_attempted(&state) {
+                    return Ok(found);
+                }
+                let refreshed = self.refresh_now(&mut state).await;
+                return Ok(refreshed
+                    .map(|set| pick(&set))
+                    .filter(|f| !f.is_empty())
+                    .unwrap_or(found));
+            }
+        }
+        // A key the cache lacks: wait for (or do) one refresh, for a bounded time.
+        let wait = self.config.timeout.saturating_mul(3);
+        let Ok(mut state) = tokio::time::timeout(wait, self.refresh.lock()).await else {
+            return Err(if cached.is_some() {
+                LookupError::UnknownKey
+            } else {
+                LookupError::Unavailable
+            });
+        };
+        let cached = self.current();
+        if let Some(set) = &cached {
+            let found = pick(set);
+            if !found.is_empty() {
                 return Ok(found);
             }
         }
-        if recent {
+        if self.recently_attempted(&state) {
             return Err(if cached.is_some() {
                 LookupError::UnknownKey
             } else {
                 LookupError::Unavailable
             });
         }
+        match self.refresh_now(&mut state).await {
+            Some(set) => {
+                let found = pick(&set);
+                if found.is_empty() { Err(LookupError::UnknownKey) } else { Ok(found) }
+            }
+            None if cached.is_some() => Err(LookupError::UnknownKey),
+            None => Err(LookupError::Unavailable),
+        }
+    }
+
+    /// Whether the last refresh ended less than `min_refresh` ago.
+    fn recently_attempted(&self, state: &RefreshState) -> bool {
+        state.last_attempt.is_some_and(|t| t.elapsed() < self.config.min_refresh)
+    }
+
+    /// Fetches the keys and installs them; `None` (logged) when that fails, the old keys
+    /// staying in place. The refresh interval counts from when the fetch ended, so a slow
+    /// provider does not get asked again by the requests that queued behind it.
+    async fn refresh_now(&self, state: &mut RefreshState) -> Option<Arc<KeySet>> {
+        let fetched = self.fetch(state).await;
         state.last_attempt = Some(Instant::now());
-        match self.fetch(&mut state).await {
+        match fetched {
             Ok(set) => {
                 let set = Arc::new(set);
                 *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
                     Some(Arc::clone(&set));
-                let found = pick(&set);
-                if found.is_empty() { Err(LookupError::UnknownKey) } else { Ok(found) }
+                Some(set)
             }
             Err(error) => {
                 tracing::warn!(issuer = %self.issuer, %error, "cannot refresh the OpenID provider's keys");
-                match cached {
-                    Some(set) => {
-                        let found = pick(&set);
-                        if found.is_empty() { Err(LookupError::UnknownKey) } else { Ok(found) }
-                    }
-                    None => Err(LookupError::Unavailable),
-                }
+                None
             }
         }
     }
 
-    /// Fetches the keys now (at start-up), so the first caller does not wait.
+    /// Fetches the keys now (at start-up), so the first caller does not wait. A failure is
+    /// logged; requests then retry, rate-limited.
     pub(crate) async fn prefetch(&self) {
         let mut state = self.refresh.lock().await;
-        if self.current().is_some() {
-            return;
-        }
-        state.last_attempt = Some(Instant::now());
-        match self.fetch(&mut state).await {
-            Ok(set) => {
-                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some(Arc::new(set));
-            }
-            Err(error) => tracing::warn!(
-                issuer = %self.issuer,
-                %error,
-                "cannot fetch the OpenID provider's keys; tokens of this issuer are refused with 503 until it answers"
-            ),
+        if self.current().is_none() {
+            self.refresh_now(&mut state).await;
         }
     }
 

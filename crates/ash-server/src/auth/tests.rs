@@ -419,7 +419,7 @@ async fn denials_carry_challenges_and_never_echo_credentials() {
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         body,
-        json!({"ok": false, "code": "unauthorized", "error": "the bearer token's signature is not valid"})
+        json!({"ok": false, "code": "unauthorized", "error": "the bearer token is not signed by an issuer and key this agent accepts"})
     );
 }
 
@@ -705,4 +705,75 @@ async fn principals_carry_the_claims_worth_keeping() {
             )]),
         }
     );
+}
+
+#[tokio::test]
+async fn old_keys_keep_working_while_one_request_refreshes_them() {
+    let key = ec_key();
+    let issuer = Issuer::start(vec![ec_jwk(&key, "k1")]).await;
+    // Every key set is "old" at once, and the provider now hangs.
+    let config = OidcConfig { max_age: Duration::ZERO, ..quick(Duration::ZERO) };
+    let gate = Arc::new(issuer.gate(config));
+    gate.prefetch().await;
+    issuer.set(Behaviour::Slow);
+    let token = format!(
+        "Bearer {}",
+        es256(&key, &json!({"alg": "ES256", "kid": "k1"}), &claims(&issuer.url, "app"))
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (gate, token) = (Arc::clone(&gate), token.clone());
+        tasks.spawn(
+            async move { verdict(&gate, &[("authorization", &token)], "127.0.0.1:1").await },
+        );
+    }
+    while let Some(got) = tasks.join_next().await {
+        assert_eq!(got.unwrap(), Got::Pass(Some(format!("{}:app", issuer.url))));
+    }
+    // One refresh was tried (and timed out); the others did not queue behind it.
+    assert_eq!(issuer.jwks_fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn hmac_tokens_never_make_an_oidc_strategy_of_the_same_issuer_fetch() {
+    let issuer = Issuer::start(vec![ec_jwk(&ec_key(), "k1")]).await;
+    let mut package = ash_spec::Package::empty("t");
+    package.auth = vec![
+        AuthStrategy::Oidc {
+            claims: token_claims(&issuer.url, &[]),
+            discovery_url: Interpolated::literal(format!(
+                "{}/.well-known/openid-configuration",
+                issuer.url
+            )),
+        },
+        AuthStrategy::JwtHmac {
+            claims: token_claims(&issuer.url, &[]),
+            algorithm: JwtAlgorithm::Hs256,
+            secret: Interpolated::literal(HMAC_SECRET),
+        },
+    ];
+    let gate = Gate::new(&package, &quick(Duration::ZERO)).unwrap();
+    let good = format!(
+        "Bearer {}",
+        hs256(HMAC_SECRET, &json!({"alg": "HS256"}), &claims(&issuer.url, "svc"))
+    );
+    let bad = format!(
+        "Bearer {}",
+        hs256(
+            "x-wrong-secret-x-wrong-secret-xx",
+            &json!({"alg": "HS256"}),
+            &claims(&issuer.url, "svc")
+        )
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            verdict(&gate, &[("authorization", &good)], "127.0.0.1:1").await,
+            Got::Pass(Some(format!("{}:svc", issuer.url)))
+        );
+        assert_eq!(
+            verdict(&gate, &[("authorization", &bad)], "127.0.0.1:1").await,
+            Got::Deny(401, "unauthorized")
+        );
+    }
+    assert_eq!(issuer.jwks_fetches.load(Ordering::SeqCst), 0);
 }

@@ -15,11 +15,13 @@ use crate::providers::{BUILTIN_PROVIDERS, SCRIPTED_PROVIDER, builtin_provider};
 use crate::slots;
 use crate::source::MAX_TEXT_BYTES;
 use crate::spec::{
-    AuthStrategy, DEFAULT_CLOCK_SKEW_SECONDS, JwtAlgorithm, JwtClaims, Limits, ModelRef, Package,
-    Provider, ProviderApi,
+    AuthStrategy, DEFAULT_CLOCK_SKEW_SECONDS, ForwardedHeader, JwtAlgorithm, JwtClaims, Limits,
+    ModelRef, Package, Provider, ProviderApi,
 };
 use crate::toml_doc::{self, Fields};
 
+/// Why unknown keys in `[network]` and `[auth]` are errors.
+const ACCESS_CONTROL: &str = "access-control tables accept only the keys ash enforces; a misspelt one would leave the agent open";
 /// Largest clock leeway accepted for JWTs (one hour).
 const MAX_CLOCK_SKEW_SECONDS: u64 = 3600;
 /// HMAC secrets shorter than this are guessable (RFC 7518 §3.2 asks for the hash size).
@@ -103,11 +105,32 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
         d.doc = &slots::NETWORK;
         if is_root {
             let list = network.strings(&mut d, "ip_allow_list", "a list of IPs or CIDR ranges");
-            package.ip_allow_list = ip_nets(&mut d, list);
+            package.ip_allow_list = ip_nets(&mut d, &network, "ip_allow_list", list);
             let proxies =
                 network.strings(&mut d, "trusted_proxies", "a list of IPs or CIDR ranges");
-            package.trusted_proxies = ip_nets(&mut d, proxies);
-            network.finish_strict(&mut d);
+            package.trusted_proxies = ip_nets(&mut d, &network, "trusted_proxies", proxies);
+            if let Some(header) = network.string(
+                &mut d,
+                "forwarded_header",
+                "`x-forwarded-for`, `forwarded` or `x-real-ip`",
+            ) {
+                match ForwardedHeader::parse(&header.value) {
+                    None => d.error(
+                        "invalid-value",
+                        Some(header.span),
+                        format!("unknown forwarding header `{}`", header.value),
+                        "`forwarded_header`: `x-forwarded-for` (default), `forwarded` or `x-real-ip`",
+                    ),
+                    Some(_) if package.trusted_proxies.is_empty() => d.error(
+                        "invalid-value",
+                        Some(header.span),
+                        "`forwarded_header` has no effect without `trusted_proxies`; name the proxies or remove it",
+                        "`trusted_proxies` listing the reverse proxies in front of ash",
+                    ),
+                    Some(parsed) => package.forwarded_header = parsed,
+                }
+            }
+            network.finish_strict(&mut d, ACCESS_CONTROL);
         } else {
             root_only(&mut d, &network, "network");
         }
@@ -117,14 +140,22 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
     if let Some(mut auth) = root.table(&mut d, "auth", "a table") {
         d.doc = &slots::AUTH;
         if is_root {
-            for strategy in
-                auth.tables(&mut d, "strategies", "an array of tables `[[auth.strategies]]`")
-            {
+            let strategies =
+                auth.tables(&mut d, "strategies", "an array of tables `[[auth.strategies]]`");
+            if strategies.is_empty() && auth.has("strategies") {
+                d.error(
+                    "invalid-value",
+                    Some(auth.span()),
+                    "`auth.strategies` is empty, which would leave the agent open; add a strategy or remove `[auth]`",
+                    "at least one `[[auth.strategies]]` table",
+                );
+            }
+            for strategy in strategies {
                 if let Some(parsed) = auth_strategy(&mut d, env, strategy) {
                     package.auth.push(parsed);
                 }
             }
-            auth.finish_strict(&mut d);
+            auth.finish_strict(&mut d, ACCESS_CONTROL);
         } else {
             root_only(&mut d, &auth, "auth");
         }
@@ -147,7 +178,12 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
         }
         d.doc = &slots::AGENT_TOML;
     }
-    root.finish(&mut d);
+    // A misspelt `[auth]` or `[network]` ignored would leave the agent open: unknown keys at
+    // the top of agent.toml are errors.
+    root.finish_strict(
+        &mut d,
+        "agent.toml accepts only the keys ash reads (free-form values go in `[metadata]`)",
+    );
 
     let mut script = None;
     if let Some(model) = &package.model {
@@ -332,6 +368,17 @@ fn auth_strategy(
             let password = fields.required_string(d, "password", "\"${ENV_VAR}\"");
             let password =
                 password.and_then(|p| interpolate(d, env, &fields.name("password"), &p, true));
+            let password = password.filter(|p| {
+                if p.expose().is_empty() {
+                    d.error(
+                        "invalid-value",
+                        Some(fields.span()),
+                        format!("`{}` is empty, so anyone could log in", fields.name("password")),
+                        "`password`: \"${ENV_VAR}\" holding a non-empty password",
+                    );
+                }
+                !p.expose().is_empty()
+            });
             let username = username.and_then(|u| {
                 if u.value.is_empty() || u.value.contains(':') {
                     d.error(
@@ -358,12 +405,13 @@ fn auth_strategy(
             let secret = secret.and_then(|s| {
                 let resolved = interpolate(d, env, &fields.name("secret"), &s, true)?;
                 if resolved.expose().len() < MIN_HMAC_SECRET_BYTES {
-                    d.warning(
+                    d.error(
                         "weak-secret",
                         Some(s.span),
-                        format!("the HMAC secret is shorter than {MIN_HMAC_SECRET_BYTES} bytes and can be guessed"),
+                        format!("the HMAC secret is shorter than {MIN_HMAC_SECRET_BYTES} bytes; anyone who guesses it can sign tokens"),
                         format!("`secret`: at least {MIN_HMAC_SECRET_BYTES} random bytes"),
                     );
+                    return None;
                 }
                 Some(resolved)
             });
@@ -425,15 +473,29 @@ fn auth_strategy(
         }
     };
     let strategy = parse();
-    fields.finish_strict(d);
+    fields.finish_strict(d, ACCESS_CONTROL);
     strategy
 }
 
-/// Addresses and CIDR ranges of a `[network]` list.
+/// Addresses and CIDR ranges of the `[network]` list `key`; an explicitly empty list is an
+/// error (it would read as "nobody" but mean "everybody").
 fn ip_nets(
     d: &mut FileDiag<'_>,
+    network: &Fields<'_, '_>,
+    key: &str,
     list: Option<Vec<crate::toml_doc::Located<String>>>,
 ) -> Vec<IpNet> {
+    if list.as_ref().is_some_and(Vec::is_empty) {
+        d.error(
+            "invalid-value",
+            Some(network.span()),
+            format!(
+                "`{}` is empty; remove it, or list addresses and CIDR ranges",
+                network.name(key)
+            ),
+            "IPv4/IPv6 addresses or CIDR ranges such as \"10.0.0.0/8\"",
+        );
+    }
     let mut out = Vec::new();
     for entry in list.unwrap_or_default() {
         match IpNet::parse(&entry.value) {
@@ -469,6 +531,18 @@ fn jwt_claims(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>) -> Option<JwtCl
         return None;
     }
     let subjects = fields.strings(d, "subjects", "a list of `sub` patterns (`*` matches anything)");
+    if subjects.as_ref().is_some_and(Vec::is_empty) {
+        d.error(
+            "invalid-value",
+            Some(fields.span()),
+            format!(
+                "`{}` is empty; leave it out to accept every subject, or list the accepted ones",
+                fields.name("subjects")
+            ),
+            "`subjects`: `sub` patterns such as \"worker:*\"",
+        );
+        return None;
+    }
     let skew = fields.integer(d, "clock_skew_seconds", 0, MAX_CLOCK_SKEW_SECONDS);
     Some(JwtClaims {
         issuer: issuer?.value,

@@ -48,12 +48,6 @@ fn weather_by_builder() -> AgentSpec {
             },
             source: ash_spec::Source::Code,
         })
-        .sandbox(
-            "repo-shell",
-            "Use this isolated repo shell for command-line maintenance tasks.",
-            &["mkdir -p repo"],
-            &["touch .session-ready"],
-        )
         .build()
         .unwrap()
 }

@@ -176,6 +176,48 @@ Hi.
 }
 
 #[test]
+fn access_control_mistakes_that_would_open_the_agent_are_errors() {
+    assert_snapshot!(check(
+        r#"
+//- agent/agent.toml
+name = "guarded"
+[Network]
+ip_allow_list = ["10.0.0.0/8"]
+
+[network]
+ip_allow_list = []
+forwarded_header = "x-forwarded-for"
+
+[[auth.strategies]]
+kind = "http-basic"
+username = "ops"
+password = ""
+
+[[auth.strategies]]
+kind = "jwt-hmac"
+issuer = "https://ci.example"
+audiences = ["guarded"]
+subjects = []
+secret = "short"
+
+[[auth.strategies]]
+kind = "oidc"
+issuer = "https://idp.example"
+audiences = ["guarded"]
+discovery_url = "http://127.0.0.1:80@idp.example/.well-known/openid-configuration"
+//- agent/system.md
+Hi.
+//- agent/subagents/helper/agent.toml
+description = "Helps."
+[auth]
+strategies = []
+//- agent/subagents/helper/system.md
+Help.
+"#
+    ));
+}
+
+#[test]
 fn prompt_layers_are_ordered_by_file_name_and_aliases_work() {
     assert_snapshot!(check(
         r#"
