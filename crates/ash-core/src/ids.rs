@@ -30,9 +30,9 @@ pub(crate) fn continuation_token() -> String {
     format!("ash:{}", uuid::Uuid::new_v4())
 }
 
-/// `node_<ULID>`: the lease owner id of one engine instance.
+/// `worker_<ULID>`: the lease owner id of one engine instance (not a network node id).
 pub(crate) fn owner_id() -> String {
-    format!("node_{}", ulid())
+    format!("worker_{}", ulid())
 }
 
 /// `turn_<sequence>`.

@@ -119,6 +119,7 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
                         "the agent requires credentials (`[[auth.strategies]]` in agent.toml); run `ash dev --basic USER` (password from ASH_PASSWORD or a prompt) or `ash dev --token` (token from ASH_TOKEN or a prompt)"
                     );
                 }
+                harness::check_access(&harness, &ServerConfig::default())?;
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
                     .await
                     .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
@@ -228,6 +229,11 @@ async fn turn(
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         match serde_json::from_str::<ApiError>(&text) {
+            Ok(error) if status == reqwest::StatusCode::UNAUTHORIZED => bail!(
+                "{} ({}); pass `--basic USER` (password from ASH_PASSWORD or a prompt) or `--token` (from ASH_TOKEN or a prompt)",
+                error.error,
+                error.code
+            ),
             Ok(error) => bail!("{} ({})", error.error, error.code),
             Err(_) => bail!("the server answered {status}: {text}"),
         }

@@ -121,6 +121,17 @@ pub(crate) async fn start(
     })
 }
 
+/// Builds the agent's access gate once before serving, so a key that does not parse stops the
+/// command before it says it is serving.
+pub(crate) fn check_access(
+    harness: &Harness,
+    config: &ash_server::ServerConfig,
+) -> anyhow::Result<()> {
+    ash_server::Gate::new(harness.engine.spec().root(), &config.oidc)
+        .map(drop)
+        .context("the agent's access configuration cannot be enforced")
+}
+
 /// The default SQLite file of a project.
 pub(crate) fn default_store(dir: &Path) -> PathBuf {
     dir.join(DEFAULT_STATE_DIR).join("ash.db")

@@ -14,6 +14,8 @@ pub(crate) fn run(args: &StartArgs) -> anyhow::Result<Outcome> {
         let store = args.store.clone().unwrap_or_else(|| harness::default_store(&args.dir));
         let harness =
             harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args).await?;
+        let server_config = ServerConfig::default();
+        harness::check_access(&harness, &server_config)?;
         let listener =
             tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.with_context(
                 || format!("listening on {}:{} (pick another with --port)", args.host, args.port),
@@ -28,14 +30,9 @@ pub(crate) fn run(args: &StartArgs) -> anyhow::Result<Outcome> {
         if harness.scripted {
             output::note(&harness::scripted_label(&harness.model));
         }
-        ash_server::serve(
-            listener,
-            harness.engine.clone(),
-            ServerConfig::default(),
-            shutdown_signal(),
-        )
-        .await
-        .context("serving HTTP")?;
+        ash_server::serve(listener, harness.engine.clone(), server_config, shutdown_signal())
+            .await
+            .context("serving HTTP")?;
         output::note("ash: stopped; unfinished runs continue at the next start");
         Ok(Outcome::Success)
     })

@@ -640,3 +640,23 @@ async fn a_real_openid_provider_issues_rs256_and_es256_tokens_ash_accepts() {
     let (status, body, _) = answer(port, false, "/health", &bearer(&unknown_kid)).await;
     assert_eq!((status, body["code"].clone()), (401, json!("unauthorized")), "{body}");
 }
+
+#[test]
+fn a_key_that_does_not_parse_stops_start_before_it_serves() {
+    let fx = Fixture::new(
+        "//- agent/agent.toml\nname = \"k\"\nmodel = \"scripted/demo.jsonl\"\n\
+         [[auth.strategies]]\nkind = \"jwt-ecdsa\"\nissuer = \"i\"\naudiences = [\"a\"]\n\
+         public_key = \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\"\n\
+         //- agent/demo.jsonl\n{\"text\": \"hi\"}\n//- agent/system.md\nHi.\n",
+    );
+    let out = ash_env(fx.path(), &["start", ".", "--port", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "auth strategy 1 (`jwt-ecdsa`) in agent.toml: the public key is not a valid ES256 key"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("serving"), "{err}");
+}
