@@ -350,8 +350,10 @@ pub(crate) struct StoreArgs {
     /// docker, or plain (no isolation)
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub(crate) sandbox: BackendChoice,
-    /// Network of tool processes: full, none, or `allow:HOST[:PORT],…`
-    #[arg(long, value_name = "MODE", default_value = "full", value_parser = parse_net)]
+    /// Network of tool processes: none (the default: tools reach nothing, not even this
+    /// server), `allow:HOST[:PORT],…` (only those, through a filtering proxy), or full (the
+    /// host's network, loopback included)
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = parse_net)]
     pub(crate) tool_network: NetPolicy,
     /// Seconds a worker's claim on a run lasts without renewal; after a crash, the run
     /// continues once it expired

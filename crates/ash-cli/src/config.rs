@@ -112,7 +112,55 @@ pub(crate) fn sandbox_config(
         config.search_path = path;
     }
     config.image = image;
+    config.host_id = subordinate_id().unwrap_or(ash_sandbox::DEFAULT_HOST_ID);
     config
+}
+
+/// The first id of root's subordinate range in `/etc/subuid` (when `/etc/subgid` gives root
+/// the same start): the id sandboxed processes run as when ash runs as root.
+fn subordinate_id() -> Option<u32> {
+    let start = |file: &str| -> Option<u32> {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines().find_map(|line| {
+            let mut parts = line.trim().split(':');
+            let (owner, start) = (parts.next()?, parts.next()?);
+            (owner == "root" || owner == "0").then(|| start.parse().ok()).flatten()
+        })
+    };
+    let uid = start("/etc/subuid")?;
+    (start("/etc/subgid") == Some(uid)).then_some(uid)
+}
+
+/// Files and directories of the project that agent tools must not see: the names packages
+/// never send (`.env*`, keys, credentials, `.git`), found by a bounded walk that does not
+/// follow links or enter `.ash/` (hidden as a whole).
+pub(crate) fn project_secrets(project: &std::path::Path) -> Vec<PathBuf> {
+    const MAX_ENTRIES: usize = 50_000;
+    const MAX_DEPTH: usize = 16;
+    let mut out = Vec::new();
+    let mut seen = 0;
+    let mut stack = vec![(project.to_path_buf(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_ENTRIES {
+                return out;
+            }
+            let Ok(kind) = entry.file_type() else { continue };
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if depth == 0 && name == ".ash" {
+                continue;
+            }
+            if ash_pack::secret_name(name, kind.is_dir()).is_some() {
+                out.push(entry.path());
+            } else if kind.is_dir() && depth < MAX_DEPTH {
+                stack.push((entry.path(), depth + 1));
+            }
+        }
+    }
+    out
 }
 
 /// Paths no sandboxed process may see: `$HOME` and `$ASH_HOME` (keys, config, sessions).

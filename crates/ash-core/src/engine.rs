@@ -79,11 +79,12 @@ impl EngineConfig {
     }
 }
 
-/// Tool processes by default: the system read-only, full network (tools call APIs), and
-/// limits for untrusted code ([`Limits::strict`](ash_sandbox::Limits::strict)).
+/// Tool processes by default: the system read-only, no network (an agent that needs APIs
+/// names them in an allow list), and limits for untrusted code
+/// ([`Limits::strict`](ash_sandbox::Limits::strict)).
 pub fn default_tool_policy() -> SandboxPolicy {
     SandboxPolicy {
-        net: NetPolicy::Full,
+        net: NetPolicy::None,
         limits: ash_sandbox::Limits::strict(),
         ..SandboxPolicy::default()
     }
@@ -206,9 +207,19 @@ impl Engine {
         if !unsupported.is_empty() && !config.allow_unsupported {
             return Err(EngineError::Unsupported(unsupported));
         }
-        std::fs::create_dir_all(&config.workspaces_dir).map_err(|source| {
-            EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
-        })?;
+        std::fs::create_dir_all(&config.workspaces_dir)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt as _;
+                // Workspaces hold what tools wrote: other local users have no business there.
+                std::fs::set_permissions(
+                    &config.workspaces_dir,
+                    std::fs::Permissions::from_mode(0o700),
+                )
+            })
+            .map_err(|source| EngineError::Workspaces {
+                path: config.workspaces_dir.clone(),
+                source,
+            })?;
         // Tools run in their workspace: paths into the project must not depend on the cwd.
         config.project_dir = config
             .project_dir

@@ -67,10 +67,13 @@ pub(crate) async fn drive(
             inner.config.project_dir.clone(),
         );
         let package = inner.spec.root().clone();
-        tokio::task::spawn_blocking(move || Workspace::open(&dir, &id, &project, &package))
-            .await
-            .map_err(|e| WorkerError::Workspace(std::io::Error::other(e)))?
-            .map_err(WorkerError::Workspace)?
+        let sandbox = Arc::clone(&inner.config.sandbox);
+        tokio::task::spawn_blocking(move || {
+            Workspace::open(&dir, &id, &project, &package, &sandbox)
+        })
+        .await
+        .map_err(|e| WorkerError::Workspace(std::io::Error::other(e)))?
+        .map_err(WorkerError::Workspace)?
     };
     let cancel = CancellationToken::new();
     let mut turn = TurnWorker { inner, record, state, workspace, cancel: cancel.clone() };

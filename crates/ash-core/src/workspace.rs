@@ -34,6 +34,7 @@ impl Workspace {
         run_id: &str,
         project_dir: &Path,
         package: &Package,
+        sandbox: &ash_sandbox::Sandbox,
     ) -> io::Result<Self> {
         let dir = workspaces.join(run_id);
         if !dir.exists() {
@@ -43,6 +44,8 @@ impl Workspace {
             }
             std::fs::create_dir_all(&staging)?;
             seed_skills(&staging, project_dir, package)?;
+            // Closed to other local users, and owned by the user tools run as.
+            sandbox.adopt(&staging).map_err(io::Error::other)?;
             // Rename makes a half-seeded workspace impossible after a crash.
             std::fs::rename(&staging, &dir)?;
         }

@@ -33,7 +33,7 @@ pub use seal::{
     CHUNK_SIZE, Contents, Expect, HEADER_LEN, JobId, Opener, Recipient, SEAL_MAGIC, SEAL_VERSION,
     SealError, SealedHeader, Sealer, seal_error,
 };
-pub use secrets::Finding;
+pub use secrets::{Finding, secret_name};
 pub use tar::ArchiveError;
 pub use walk::{
     Entry, EntryKind, Excluded, Reason, Walk, WalkError, WalkOptions, global_excludes_file, walk,

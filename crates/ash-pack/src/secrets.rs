@@ -11,8 +11,9 @@ use serde::Serialize;
 
 /// Why a path is always excluded, if it is.
 ///
-/// `name` is the last component; `is_dir` tells directories from files.
-pub(crate) fn secret_name(name: &str, is_dir: bool) -> Option<&'static str> {
+/// `name` is the last component; `is_dir` tells directories from files. The harness hides the
+/// same names from agent tools.
+pub fn secret_name(name: &str, is_dir: bool) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
     if lower == ".git" {
         return Some("git metadata");

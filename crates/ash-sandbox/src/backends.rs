@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BackendKind;
 use crate::exec::{Launch, supervise};
-use crate::helper::{Entry, plan};
+use crate::helper::{Entry, PROC_READ_ONLY, plan};
 use crate::policy::{DEFAULT_READ_ONLY, Limits};
 use crate::spec::{HELPER_ARG, HelperSpec, PROXY_SOCKET, find_program};
 
@@ -99,7 +99,15 @@ pub(crate) fn bwrap_args(helper: &Path, spec: &HelperSpec) -> Vec<String> {
     for (path, entry) in plan(spec) {
         let p = s(&path);
         match entry {
-            Entry::Proc => args.extend(["--proc".into(), p]),
+            Entry::Proc => {
+                args.extend(["--proc".into(), p]);
+                for sub in PROC_READ_ONLY {
+                    let sub = format!("/proc/{sub}");
+                    if std::path::Path::new(&sub).exists() {
+                        args.extend(["--ro-bind".into(), sub.clone(), sub]);
+                    }
+                }
+            }
             Entry::Dev => args.extend(["--dev".into(), p]),
             Entry::Tmp => {
                 args.extend(["--size".into(), spec.tmp_bytes.to_string(), "--tmpfs".into(), p])
@@ -278,6 +286,8 @@ mod tests {
             proxy_socket: None,
             secret_files: vec![],
             uid: 1000,
+            host_id: None,
+            landlock_abi: None,
             rlimits: Rlimits::default(),
         };
         let limits = Limits {

@@ -18,8 +18,11 @@ pub struct Check {
     pub cgroups: Vec<String>,
     /// Each backend, strongest first.
     pub backends: Vec<BackendCheck>,
-    /// What `backend = auto` picks here.
-    pub auto: BackendKind,
+    /// What `backend = auto` picks here; `None`: nothing isolates, and `auto` refuses.
+    pub auto: Option<BackendKind>,
+    /// The host uid sandboxed processes run as, when this process is root (otherwise they
+    /// run as this process's user).
+    pub host_id: Option<u32>,
 }
 
 /// One backend's result.
@@ -47,15 +50,16 @@ pub async fn check(config: &SandboxConfig) -> Check {
                 if cgroups.is_empty() {
                     cgroups = sandbox.cgroups();
                 }
-                sandbox.probe().await
+                let abi = sandbox.landlock_abi();
+                sandbox.probe().await.map(|start| (start, abi))
             }
             Err(e) => Err(e),
         };
         backends.push(match result {
-            Ok(start) => BackendCheck {
+            Ok((start, abi)) => BackendCheck {
                 backend: kind,
                 works: true,
-                detail: guarantees(kind).into(),
+                detail: enforced(kind, abi),
                 start: Some(start),
             },
             Err(e) => {
@@ -65,13 +69,18 @@ pub async fn check(config: &SandboxConfig) -> Check {
     }
     let auto = [BackendKind::Native, BackendKind::Bwrap]
         .into_iter()
-        .find(|k| backends.iter().any(|b| b.backend == *k && b.works))
-        .unwrap_or(BackendKind::Plain);
+        .find(|k| backends.iter().any(|b| b.backend == *k && b.works));
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let max_userns =
         std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    let landlock_abi = match config.landlock_abi {
+        Some(cap) if cap <= 0 => None,
+        Some(cap) => crate::confine::landlock_abi().map(|k| k.min(cap)),
+        None => crate::confine::landlock_abi(),
+    };
     Check {
-        landlock_abi: crate::confine::landlock_abi(),
+        host_id: nix::unistd::geteuid().is_root().then_some(config.host_id),
+        landlock_abi,
         seccomp: status.lines().any(|l| l.starts_with("Seccomp:")),
         user_namespaces: max_userns.trim().parse::<u64>().is_ok_and(|n| n > 0),
         cgroups,
@@ -80,18 +89,32 @@ pub async fn check(config: &SandboxConfig) -> Check {
     }
 }
 
-/// One line on what a backend enforces.
-pub(crate) fn guarantees(kind: BackendKind) -> &'static str {
+/// One line on what a backend enforces on this machine, with the Landlock ABI `abi` the
+/// kernel gives (what is missing is said, not implied).
+pub(crate) fn enforced(kind: BackendKind, abi: Option<i32>) -> String {
+    let landlock = match abi {
+        Some(abi) if abi >= 6 => format!("Landlock ABI {abi} (files, signals, abstract sockets)"),
+        Some(abi) => format!(
+            "Landlock ABI {abi} (files; signals and abstract sockets only by the namespaces)"
+        ),
+        None => {
+            "NO Landlock (this kernel does not enforce it: the mount view is the only file wall)"
+                .to_owned()
+        }
+    };
     match kind {
-        BackendKind::Native => {
-            "namespaces, private filesystem view, Landlock, seccomp, rlimits, cgroups, allow-list proxy"
-        }
-        BackendKind::Bwrap => {
-            "bubblewrap namespaces and view, plus Landlock, seccomp, rlimits, cgroups, allow-list proxy"
-        }
+        BackendKind::Native => format!(
+            "user, mount, pid, net, ipc, uts namespaces, private filesystem view, {landlock}, seccomp, rlimits, cgroups, allow-list proxy"
+        ),
+        BackendKind::Bwrap => format!(
+            "bubblewrap namespaces and view, plus {landlock}, seccomp, rlimits, cgroups, allow-list proxy"
+        ),
         BackendKind::Podman | BackendKind::Docker => {
             "container: read-only image root, no capabilities, limits; network none or full"
+                .to_owned()
         }
-        BackendKind::Plain => "no isolation: time, output and rlimits only",
+        BackendKind::Plain => {
+            "NO isolation: time, output and rlimits only; never picked by auto".to_owned()
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The last two locks on a sandboxed command, applied in the process that is about to `exec`:
 //! Landlock (which paths it may read, write or execute; no signals or abstract sockets outside
 //! its domain) and a seccomp filter (no ptrace, mounts, namespaces, kernel keyring, BPF, module
-//! loading, raw or packet sockets, or terminal injection).
+//! loading, raw or packet sockets, socket families beyond Unix/IP/routing netlink, `io_uring`,
+//! set-user-ID or set-group-ID files, or terminal injection).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,18 +36,25 @@ pub(crate) enum LandlockLevel {
 
 /// Restricts this process (and what it executes) to the spec's view.
 pub(crate) fn landlock(spec: &HelperSpec) -> Result<LandlockLevel, landlock::RulesetError> {
-    let read = AccessFs::from_read(FS_ABI);
-    let all = AccessFs::from_all(FS_ABI);
+    // A cap below the kernel's simulates an older kernel: only what that ABI knows is asked.
+    let abi = match spec.landlock_abi {
+        Some(cap) if cap <= 0 => return Ok(LandlockLevel::None),
+        Some(cap) => abi_of(cap).min_abi(FS_ABI),
+        None => FS_ABI,
+    };
+    let read = AccessFs::from_read(abi);
+    let all = AccessFs::from_all(abi);
     let mut read_paths: Vec<PathBuf> = spec.read_only.clone();
     read_paths.extend(["/proc", "/dev", "/run"].map(PathBuf::from));
     let mut write_paths: Vec<PathBuf> = spec.writable.clone();
     write_paths.push(PathBuf::from("/tmp"));
     write_paths.push(PathBuf::from("/dev/shm"));
     write_paths.extend(DEVICES.iter().map(PathBuf::from));
-    let status = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(all)?
-        .scope(Scope::from_all(ABI::V6))?
+    let scoped = spec.landlock_abi.is_none_or(|cap| cap >= 6);
+    let ruleset =
+        Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(all)?;
+    let ruleset = if scoped { ruleset.scope(Scope::from_all(ABI::V6))? } else { ruleset };
+    let status = ruleset
         .create()?
         .add_rules(path_beneath_rules(&read_paths, read))?
         .add_rules(path_beneath_rules(&write_paths, all))?
@@ -58,6 +66,28 @@ pub(crate) fn landlock(spec: &HelperSpec) -> Result<LandlockLevel, landlock::Rul
         RulesetStatus::PartiallyEnforced => LandlockLevel::Partial,
         RulesetStatus::NotEnforced => LandlockLevel::None,
     })
+}
+
+/// The crate's ABI for a kernel ABI number.
+fn abi_of(n: i32) -> ABI {
+    match n {
+        ..=1 => ABI::V1,
+        2 => ABI::V2,
+        3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        _ => ABI::V6,
+    }
+}
+
+trait MinAbi {
+    fn min_abi(self, other: ABI) -> ABI;
+}
+
+impl MinAbi for ABI {
+    fn min_abi(self, other: ABI) -> ABI {
+        if (self as i32) < (other as i32) { self } else { other }
+    }
 }
 
 /// Whether this kernel enforces Landlock, and at which ABI.
@@ -136,9 +166,40 @@ fn cond(
     SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
 }
 
-/// The filter: EPERM for the denied syscalls, packet sockets, raw IP sockets, `clone` with
-/// namespace flags and the `TIOCSTI` ioctl; ENOSYS for `clone3` (whose flags a filter cannot
-/// read), so the C library falls back to `clone`.
+/// File mode bits that make an executable run as its owner or group.
+const SET_ID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+
+/// Socket families a command may use: Unix, IPv4, IPv6, and netlink for routing information
+/// (the C library asks it for interface addresses). Everything else (vsock to a hypervisor,
+/// packet, bluetooth, …) fails with `EAFNOSUPPORT`.
+fn socket_rules() -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    use SeccompCmpOp::{Eq, Gt, Lt, Ne};
+    let family = |op, value: i32| cond(0, op, value as u64);
+    Ok(vec![
+        SeccompRule::new(vec![family(Eq, libc::AF_UNSPEC)?])?,
+        SeccompRule::new(vec![family(Gt, libc::AF_INET)?, family(Lt, libc::AF_INET6)?])?,
+        SeccompRule::new(vec![family(Gt, libc::AF_INET6)?, family(Ne, libc::AF_NETLINK)?])?,
+        SeccompRule::new(vec![
+            family(Eq, libc::AF_NETLINK)?,
+            cond(2, Ne, libc::NETLINK_ROUTE as u64)?,
+        ])?,
+    ])
+}
+
+/// Rules matching a mode argument (`arg`) with the set-user-ID or set-group-ID bit.
+fn set_id_rules(arg: u8) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    SET_ID_BITS
+        .iter()
+        .map(|bit| SeccompRule::new(vec![cond(arg, SeccompCmpOp::MaskedEq(*bit), *bit)?]))
+        .collect()
+}
+
+/// The filters: EPERM for the denied syscalls, packet and raw IP sockets, `clone` with
+/// namespace flags, the `TIOCSTI` ioctl, and any mode with the set-user-ID or set-group-ID bit
+/// (`chmod` and friends, and creating files or nodes so); `EAFNOSUPPORT` for socket families
+/// other than Unix, IPv4, IPv6 and routing netlink; ENOSYS for `clone3` and `openat2` (whose
+/// arguments sit in memory a filter cannot read) and for `io_uring` (which performs operations
+/// the filter never sees), so the C library and runtimes fall back to what is filtered.
 fn filters() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         denied_syscalls().into_iter().map(|nr| (nr, Vec::new())).collect();
@@ -180,19 +241,57 @@ fn filters() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
         libc::SYS_ioctl,
         vec![SeccompRule::new(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCSTI)?])?],
     );
+    // The mode argument's position in each call that sets or creates with a mode.
+    let mut mode_args = vec![
+        (libc::SYS_fchmod, 1),
+        (libc::SYS_fchmodat, 2),
+        (libc::SYS_fchmodat2, 2),
+        (libc::SYS_openat, 3),
+        (libc::SYS_mkdirat, 2),
+        (libc::SYS_mknodat, 2),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    mode_args.extend([
+        (libc::SYS_chmod, 1),
+        (libc::SYS_open, 2),
+        (libc::SYS_creat, 1),
+        (libc::SYS_mkdir, 1),
+        (libc::SYS_mknod, 1),
+    ]);
+    for (nr, arg) in mode_args {
+        rules.insert(nr, set_id_rules(arg)?);
+    }
     let deny = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         ARCH,
     )?;
-    let clone3 = SeccompFilter::new(
-        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+    let families = SeccompFilter::new(
+        BTreeMap::from([
+            (libc::SYS_socket, socket_rules()?),
+            (libc::SYS_socketpair, socket_rules()?),
+        ]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EAFNOSUPPORT as u32),
+        ARCH,
+    )?;
+    let unfiltered = SeccompFilter::new(
+        [
+            libc::SYS_clone3,
+            libc::SYS_openat2,
+            libc::SYS_io_uring_setup,
+            libc::SYS_io_uring_enter,
+            libc::SYS_io_uring_register,
+        ]
+        .into_iter()
+        .map(|nr| (nr, Vec::new()))
+        .collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         ARCH,
     )?;
-    Ok(vec![deny.try_into()?, clone3.try_into()?])
+    Ok(vec![deny.try_into()?, families.try_into()?, unfiltered.try_into()?])
 }
 
 /// Installs the filter in this process (and what it executes).
@@ -209,6 +308,6 @@ mod tests {
     #[test]
     fn the_filter_compiles_for_this_architecture() {
         let programs = super::filters().map(|p| p.len());
-        assert_eq!(programs.ok(), Some(2));
+        assert_eq!(programs.ok(), Some(3));
     }
 }

@@ -152,6 +152,15 @@ pub enum SandboxError {
         /// What it cannot do.
         what: &'static str,
     },
+    /// `auto` found no backend that isolates here.
+    #[error(
+        "no sandbox backend isolates processes on this machine ({}); enable user namespaces (`sysctl kernel.unprivileged_userns_clone=1`, or `kernel.apparmor_restrict_unprivileged_userns=0`), install bubblewrap, or choose the `plain` backend explicitly to run without isolation",
+        reasons.join("; ")
+    )]
+    NoIsolation {
+        /// Why each isolating backend failed.
+        reasons: Vec<String>,
+    },
     /// The backend is not available on this machine.
     #[error("the {backend} backend is not available: {why}")]
     Unavailable {
@@ -363,6 +372,8 @@ fn child_setup(
             }
         }
     }
+    // Whatever else ash has open (database files, sockets, pipes of other runs) stays here.
+    crate::fds::cloexec_from(if report.is_some() { REPORT_FD + 1 } else { REPORT_FD });
     Ok(())
 }
 

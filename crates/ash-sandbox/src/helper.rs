@@ -35,6 +35,12 @@ use crate::spec::{
     DEFAULT_PATH, HelperSpec, PROXY_PORT, PROXY_SOCKET, REPORT_FD, Report, Rlimits, find_program,
 };
 
+/// Parts of `/proc` that change the whole machine; read-only in every sandbox.
+pub(crate) const PROC_READ_ONLY: [&str; 4] = ["sys", "sysrq-trigger", "irq", "bus"];
+
+/// The sandbox user's id inside the namespace.
+const SANDBOX_ID: u32 = 1000;
+
 /// Exit code of the helper when the sandbox could not be set up.
 const SETUP_FAILED: i32 = 125;
 /// Connections the forwarder carries at once; more wait in the listen backlog.
@@ -65,6 +71,8 @@ pub fn helper_main() -> ! {
     let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
     // The command must not inherit it (and forge reports).
     let _ = fcntl(report.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    // Nothing else ash (or bubblewrap) had open may reach the command.
+    crate::fds::close_from(REPORT_FD + 1);
     let code = match run(&mut report) {
         Ok(code) => code,
         Err(failure) => {
@@ -98,14 +106,23 @@ fn run(report: &mut File) -> Result<i32, Failure> {
     if !spec.share_net {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    unshare(flags).stage(|| "create namespaces (unshare)".into())?;
-    // Map our one uid and gid to the sandbox user; writing setgroups=deny first is required
-    // before an unprivileged gid_map.
-    fs::write("/proc/self/uid_map", format!("{} {uid} 1\n", spec.uid))
-        .stage(|| "write uid_map".into())?;
-    fs::write("/proc/self/setgroups", "deny\n").stage(|| "write setgroups".into())?;
-    fs::write("/proc/self/gid_map", format!("{} {gid} 1\n", spec.uid))
-        .stage(|| "write gid_map".into())?;
+    match spec.host_id {
+        Some(host) if uid.is_root() => {
+            // ash runs as root: the namespace's root stays host root for init alone (it builds
+            // the view), and the command's user is an unprivileged host id, never root.
+            unshare_mapped_by_root(flags, host)?;
+        }
+        _ => {
+            unshare(flags).stage(|| "create namespaces (unshare)".into())?;
+            // Map our one uid and gid to the sandbox user; writing setgroups=deny first is
+            // required before an unprivileged gid_map.
+            fs::write("/proc/self/uid_map", format!("{} {uid} 1\n", spec.uid))
+                .stage(|| "write uid_map".into())?;
+            fs::write("/proc/self/setgroups", "deny\n").stage(|| "write setgroups".into())?;
+            fs::write("/proc/self/gid_map", format!("{} {gid} 1\n", spec.uid))
+                .stage(|| "write gid_map".into())?;
+        }
+    }
     #[allow(unsafe_code, reason = "fork is the only way into the new pid namespace")]
     // SAFETY: the helper is single-threaded (no thread has been started), so the child may
     // allocate and use any library function.
@@ -229,6 +246,9 @@ fn splice(tcp: TcpStream, unix: UnixStream) {
 fn exec_command(spec: &HelperSpec) -> Result<std::convert::Infallible, Failure> {
     setsid().stage(|| "start a new session".into())?;
     set_rlimits(&spec.rlimits)?;
+    if spec.isolate && spec.host_id.is_some() && getuid().is_root() {
+        become_sandbox_user(spec.uid)?;
+    }
     chdir(&spec.cwd).stage(|| format!("enter the working directory {}", spec.cwd.display()))?;
     crate::confine::landlock(spec).stage(|| "apply Landlock".into())?;
     crate::confine::seccomp().stage(|| "apply the seccomp filter".into())?;
@@ -245,6 +265,76 @@ fn exec_command(spec: &HelperSpec) -> Result<std::convert::Infallible, Failure> 
     .stage(|| "exec".into())?;
     let err = execve(&program, &argv, &env).map_err(|e| e.desc()).err().unwrap_or("exec returned");
     Err(Failure { stage: "exec".into(), message: format!("`{}`: {err}", spec.argv.join(" ")) })
+}
+
+/// Creates the namespaces with a map only a process still in the parent user namespace may
+/// write (ids other than our own): a short-lived child, forked first, writes it once we have
+/// unshared.
+fn unshare_mapped_by_root(flags: CloneFlags, host: u32) -> Result<(), Failure> {
+    use nix::unistd::{getpid, pipe, read, write};
+    let (ready_r, ready_w) = pipe().stage(|| "create the map pipe".into())?;
+    let (done_r, done_w) = pipe().stage(|| "create the map pipe".into())?;
+    let parent = getpid();
+    #[allow(unsafe_code, reason = "the map must be written from the parent user namespace")]
+    // SAFETY: the helper is single-threaded; the child only reads and writes files and exits.
+    match unsafe { fork() }.stage(|| "fork the map writer".into())? {
+        ForkResult::Child => {
+            drop(ready_w);
+            drop(done_r);
+            let mut byte = [0u8; 1];
+            let _ = read(&ready_r, &mut byte);
+            let map = format!("0 0 1\n{SANDBOX_ID} {host} 1\n");
+            let answer: &[u8] = if fs::write(format!("/proc/{parent}/uid_map"), &map).is_err() {
+                b"u"
+            } else if fs::write(format!("/proc/{parent}/gid_map"), &map).is_err() {
+                b"g"
+            } else {
+                b"1"
+            };
+            let _ = write(&done_w, answer);
+            #[allow(unsafe_code, reason = "leave without running the parent's exit handlers")]
+            // SAFETY: _exit(2) ends this forked child at once.
+            unsafe {
+                nix::libc::_exit(0)
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_r);
+            drop(done_w);
+            let unshared = unshare(flags);
+            let _ = write(&ready_w, if unshared.is_ok() { b"1" } else { b"0" });
+            let mut byte = [0u8; 1];
+            let _ = read(&done_r, &mut byte);
+            let _ = waitpid(child, None);
+            unshared.stage(|| "create namespaces (unshare)".into())?;
+            match &byte {
+                b"1" => Ok(()),
+                b"g" => Err(Failure { stage: "write gid_map".into(), message: "refused".into() }),
+                _ => Err(Failure { stage: "write uid_map".into(), message: "refused".into() }),
+            }
+        }
+    }
+}
+
+/// Under a root-run ash: drops from the namespace's root (host root) to the sandbox user (an
+/// unprivileged host id) with no supplementary groups and no capabilities; for `user = "root"`
+/// the command then gets uid 0 in a user namespace of its own, nested below that user.
+fn become_sandbox_user(inside: u32) -> Result<(), Failure> {
+    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+    let id = Uid::from_raw(SANDBOX_ID);
+    let gid = Gid::from_raw(SANDBOX_ID);
+    setgroups(&[]).stage(|| "drop supplementary groups".into())?;
+    setresgid(gid, gid, gid).stage(|| "become the sandbox group".into())?;
+    setresuid(id, id, id).stage(|| "become the sandbox user".into())?;
+    if inside == 0 {
+        unshare(CloneFlags::CLONE_NEWUSER).stage(|| "create the root user namespace".into())?;
+        fs::write("/proc/self/uid_map", format!("0 {SANDBOX_ID} 1\n"))
+            .stage(|| "write the root uid_map".into())?;
+        fs::write("/proc/self/setgroups", "deny\n").stage(|| "write setgroups".into())?;
+        fs::write("/proc/self/gid_map", format!("0 {SANDBOX_ID} 1\n"))
+            .stage(|| "write the root gid_map".into())?;
+    }
+    Ok(())
 }
 
 fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<CString>, String> {
@@ -362,6 +452,28 @@ fn build_view(spec: &HelperSpec) -> Result<(), Failure> {
                     none,
                 )
                 .stage(|| "mount /proc".into())?;
+                // Global kernel knobs stay out of reach even where file modes would allow.
+                for sub in PROC_READ_ONLY {
+                    let path = target.join(sub);
+                    if fs::symlink_metadata(&path).is_err() {
+                        continue;
+                    }
+                    mount(Some(&path), &path, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+                        .stage(|| format!("bind /proc/{sub}"))?;
+                    mount(
+                        none,
+                        &path,
+                        none,
+                        MsFlags::MS_BIND
+                            | MsFlags::MS_REMOUNT
+                            | MsFlags::MS_RDONLY
+                            | MsFlags::MS_NOSUID
+                            | MsFlags::MS_NODEV
+                            | MsFlags::MS_NOEXEC,
+                        none,
+                    )
+                    .stage(|| format!("make /proc/{sub} read-only"))?;
+                }
             }
             Entry::Dev => build_dev(&target)?,
             Entry::Tmp => {
@@ -604,14 +716,27 @@ fn write_secret_files(spec: &HelperSpec, dir: &Path) -> Result<(), Failure> {
     if spec.secret_files.is_empty() {
         return Ok(());
     }
+    // Under a root-run ash, init writes as the namespace's root: hand the files to the user
+    // the command runs as.
+    let owner = (spec.isolate && spec.host_id.is_some() && getuid().is_root()).then(|| {
+        (Some(nix::unistd::Uid::from_raw(SANDBOX_ID)), Some(nix::unistd::Gid::from_raw(SANDBOX_ID)))
+    });
     for (name, value) in &spec.secret_files {
+        let path = dir.join(name);
         fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o400)
-            .open(dir.join(name))
+            .open(&path)
             .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
             .stage(|| format!("write secret file {name}"))?;
+        if let Some((uid, gid)) = owner {
+            nix::unistd::chown(&path, uid, gid)
+                .stage(|| format!("hand over secret file {name}"))?;
+        }
+    }
+    if let Some((uid, gid)) = owner {
+        nix::unistd::chown(dir, uid, gid).stage(|| "hand over /run/secrets".into())?;
     }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o500))
         .stage(|| "close /run/secrets".into())
@@ -665,6 +790,8 @@ mod tests {
             proxy_socket: None,
             secret_files: vec![],
             uid: 1000,
+            host_id: None,
+            landlock_abi: None,
             rlimits: Rlimits::default(),
         };
         let plan: Vec<(String, Entry)> =

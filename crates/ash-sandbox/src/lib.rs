@@ -24,6 +24,7 @@ mod cgroup;
 mod check;
 mod confine;
 mod exec;
+mod fds;
 mod helper;
 mod policy;
 mod proxy;
@@ -40,5 +41,5 @@ pub use policy::{
     parse_duration,
 };
 pub use proxy::Connection;
-pub use sandbox::{BackendChoice, BackendKind, Sandbox, SandboxConfig};
+pub use sandbox::{BackendChoice, BackendKind, DEFAULT_HOST_ID, Sandbox, SandboxConfig};
 pub use spec::{DEFAULT_PATH, HELPER_ARG};

@@ -98,13 +98,32 @@ pub struct SandboxConfig {
     pub search_path: String,
     /// The image podman and docker run.
     pub image: Option<String>,
+    /// The unprivileged host uid and gid sandboxed processes run as when ash runs as root
+    /// (the CLI takes root's range from `/etc/subuid`, else [`DEFAULT_HOST_ID`]). Writable
+    /// roots must belong to it ([`Sandbox::adopt`]).
+    pub host_id: u32,
+    /// The highest Landlock ABI to rely on (`Some(0)`: none); `None` uses what the kernel
+    /// offers. Set lower to see what an older kernel enforces.
+    pub landlock_abi: Option<i32>,
 }
+
+/// The host id of sandboxed processes under a root-run ash when no subordinate range is
+/// configured: far above the ids of real users and of the usual subordinate ranges.
+pub const DEFAULT_HOST_ID: u32 = 2_000_000_000;
 
 impl SandboxConfig {
     /// A configuration for `backend` with no helper, no image, and the usual binary
     /// directories.
     pub fn new(backend: BackendChoice, runtime_dir: PathBuf) -> Self {
-        Self { backend, helper: None, runtime_dir, search_path: DEFAULT_PATH.into(), image: None }
+        Self {
+            backend,
+            helper: None,
+            runtime_dir,
+            search_path: DEFAULT_PATH.into(),
+            image: None,
+            host_id: DEFAULT_HOST_ID,
+            landlock_abi: None,
+        }
     }
 }
 
@@ -161,16 +180,84 @@ impl Sandbox {
                 sandbox.available()?;
             }
             BackendChoice::Auto => {
+                // `auto` never means "no isolation": without a working isolating backend it
+                // refuses, saying why each failed; `plain` must be chosen by name.
+                let mut reasons = Vec::new();
                 for kind in [BackendKind::Native, BackendKind::Bwrap] {
                     sandbox.kind = kind;
-                    if sandbox.probe().await.is_ok() {
-                        return Ok(sandbox);
+                    match sandbox.probe().await {
+                        Ok(_) => return Ok(sandbox),
+                        Err(e) => reasons.push(e.to_string()),
                     }
                 }
-                sandbox.kind = BackendKind::Plain;
+                return Err(SandboxError::NoIsolation { reasons });
             }
         }
         Ok(sandbox)
+    }
+
+    /// Whether this process runs as root (sandboxed processes then run as
+    /// [`SandboxConfig::host_id`]).
+    fn as_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// Makes `path` (a directory ash created for sandboxed writes, such as a session
+    /// workspace) usable as a writable root: under a root-run ash it is handed, with
+    /// everything below it, to [`SandboxConfig::host_id`] and closed to others (0700);
+    /// otherwise only closed to others. Symlinks are not followed.
+    pub fn adopt(&self, path: &Path) -> Result<(), SandboxError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let io = |what: &str, source| SandboxError::Io {
+            what: format!("{what} {}", path.display()),
+            source,
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("close", e))?;
+        if !Self::as_root() {
+            return Ok(());
+        }
+        let id = Some(self.config.host_id);
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(next) = stack.pop() {
+            std::os::unix::fs::lchown(&next, id, id).map_err(|e| io("hand over", e))?;
+            let meta = std::fs::symlink_metadata(&next).map_err(|e| io("read", e))?;
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&next).map_err(|e| io("list", e))? {
+                    stack.push(entry.map_err(|e| io("list", e))?.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The host uid (and gid) that must own what sandboxed processes may change: `Some`
+    /// under a root-run ash with an isolating backend, `None` when they run as ash's user.
+    pub fn host_owner(&self) -> Option<u32> {
+        (Self::as_root() && self.kind != BackendKind::Plain).then_some(self.config.host_id)
+    }
+
+    /// Under a root-run ash, every writable root must belong to the sandbox's host id: the
+    /// sandboxed process is never root, so it could not write anything else.
+    fn check_writable_owner(&self, writable: &[PathBuf]) -> Result<(), SandboxError> {
+        use std::os::unix::fs::MetadataExt as _;
+        if !Self::as_root() || self.kind == BackendKind::Plain {
+            return Ok(());
+        }
+        for path in writable {
+            let owner = std::fs::metadata(path).map(|m| m.uid()).unwrap_or(0);
+            if owner != self.config.host_id {
+                return Err(SandboxError::Path {
+                    what: "writable path",
+                    path: path.clone(),
+                    source: std::io::Error::other(format!(
+                        "ash runs as root, so sandboxed commands run as the unprivileged uid {id}, which does not own it; `chown -R {id}:{id}` it, or run ash as a normal user",
+                        id = self.config.host_id
+                    )),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The backend in use.
@@ -200,6 +287,9 @@ impl Sandbox {
             BackendKind::Bwrap if self.config.helper.is_none() => {
                 missing("no helper binary was configured")
             }
+            BackendKind::Bwrap if Self::as_root() => missing(
+                "ash runs as root, and bubblewrap would map the sandbox to host root; use the native backend (or run ash as a normal user)",
+            ),
             BackendKind::Bwrap => Ok(()),
             BackendKind::Podman if self.tools.podman.is_none() => {
                 missing("`podman` is not installed")
@@ -249,6 +339,16 @@ impl Sandbox {
         let policy = &request.policy;
         policy.validate()?;
         let view = View::resolve(request)?;
+        self.check_writable_owner(&view.writable)?;
+        if matches!(policy.net, NetPolicy::Full)
+            && matches!(self.kind, BackendKind::Native | BackendKind::Bwrap)
+            && self.landlock_abi().is_none_or(|abi| abi < 6)
+        {
+            return Err(SandboxError::Unsupported {
+                backend: self.kind,
+                what: "give `full` network here: on this kernel (Landlock ABI below 6) the host's abstract Unix sockets would be reachable; use `none` or an allow list",
+            });
+        }
         let run = self.runs.fetch_add(1, Ordering::Relaxed);
         let name = format!("ash-{}-{run}", std::process::id());
 
@@ -338,6 +438,9 @@ impl Sandbox {
                 .map(|s| (s.name.clone(), s.value.clone()))
                 .collect(),
             uid: policy.user.id(),
+            host_id: (Self::as_root() && self.kind == BackendKind::Native)
+                .then_some(self.config.host_id),
+            landlock_abi: self.config.landlock_abi,
             rlimits,
         };
         let disk_before = match limits.disk_bytes {
@@ -440,6 +543,17 @@ impl Sandbox {
             backend: self.kind,
             connections,
         })
+    }
+
+    /// The Landlock ABI sandboxed commands get: the kernel's, capped by
+    /// [`SandboxConfig::landlock_abi`]; `None` when there is none.
+    pub fn landlock_abi(&self) -> Option<i32> {
+        let kernel = crate::confine::landlock_abi();
+        match self.config.landlock_abi {
+            Some(cap) if cap <= 0 => None,
+            Some(cap) => kernel.map(|k| k.min(cap)),
+            None => kernel,
+        }
     }
 
     /// The `podman` or `docker` binary, for those backends.

@@ -44,6 +44,14 @@ pub(crate) struct HelperSpec {
     /// Files written under `/run/secrets` (name, value).
     pub secret_files: Vec<(String, String)>,
     pub uid: u32,
+    /// The unprivileged host id (uid and gid) the command runs as when ash runs as root; `None`
+    /// when ash is unprivileged (the command is then ash's own user).
+    #[serde(default)]
+    pub host_id: Option<u32>,
+    /// The highest Landlock ABI to use (`Some(0)`: none); `None` uses the kernel's. Lets tests
+    /// and operators see what an older kernel enforces.
+    #[serde(default)]
+    pub landlock_abi: Option<i32>,
     pub rlimits: Rlimits,
 }
 
@@ -169,6 +177,8 @@ mod tests {
             proxy_socket: None,
             secret_files: vec![],
             uid: 1000,
+            host_id: Some(2_000_000_000),
+            landlock_abi: None,
             rlimits: Rlimits::default(),
         };
         let mut bytes = spec.encode();

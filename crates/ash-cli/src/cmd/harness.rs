@@ -72,8 +72,14 @@ pub(crate) async fn start(
         )
     })?;
     let mut temp = None;
+    let mut store_paths = Vec::new();
     let (store, store_text, state_dir): (Arc<dyn Store>, String, PathBuf) = match store {
         StoreChoice::Sqlite(path) => {
+            let file = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+            store_paths.extend(
+                ["", "-wal", "-shm", "-journal"]
+                    .map(|suffix| PathBuf::from(format!("{}{suffix}", file.display()))),
+            );
             let durability = if args.fast_sync { Durability::Normal } else { Durability::Full };
             let store = SqliteStore::open(&path, durability)?;
             let state =
@@ -104,6 +110,9 @@ pub(crate) async fn start(
     engine_config.sandbox = Arc::new(sandbox);
     engine_config.tool_policy.net = args.tool_network.clone();
     engine_config.tool_policy.fs.hidden.extend(config::private_paths());
+    // Tools see the project read-only, but never its secret files or the run store.
+    engine_config.tool_policy.fs.hidden.extend(config::project_secrets(dir));
+    engine_config.tool_policy.fs.hidden.extend(store_paths);
     engine_config.allow_unsupported = args.allow_unsupported;
     let engine = Engine::start(spec, model, store, engine_config)?;
     for item in engine.unsupported() {

@@ -177,8 +177,14 @@ fn ms(d: Duration) -> String {
 
 fn check_text(report: &Check) -> String {
     let yes = |b: bool| if b { "yes" } else { "no" };
+    let user = match report.host_id {
+        Some(id) => format!(
+            "sandboxed processes run as: uid {id} (ash runs as root; writable directories must belong to it)\n"
+        ),
+        None => "sandboxed processes run as: this user, unprivileged\n".to_owned(),
+    };
     let mut text = format!(
-        "Landlock: {}\nseccomp: {}\nuser namespaces: {}\ncgroups: {}\n\n",
+        "{user}Landlock: {}\nseccomp: {}\nuser namespaces: {}\ncgroups: {}\n\n",
         report.landlock_abi.map_or_else(|| "not available".to_owned(), |abi| format!("ABI {abi}")),
         yes(report.seccomp),
         yes(report.user_namespaces),
@@ -198,7 +204,12 @@ fn check_text(report: &Check) -> String {
             b.detail
         ));
     }
-    text.push_str(&format!("\nauto picks: {}\n", report.auto));
+    match report.auto {
+        Some(kind) => text.push_str(&format!("\nauto picks: {kind}\n")),
+        None => text.push_str(
+            "\nauto picks: nothing; no backend isolates here, so `auto` refuses to run commands (choose `plain` explicitly to run without isolation)\n",
+        ),
+    }
     text
 }
 
@@ -208,7 +219,8 @@ fn check_json(report: &Check) -> serde_json::Value {
         "seccomp": report.seccomp,
         "userNamespaces": report.user_namespaces,
         "cgroups": report.cgroups,
-        "auto": report.auto.as_str(),
+        "auto": report.auto.map(ash_sandbox::BackendKind::as_str),
+        "hostId": report.host_id,
         "backends": report.backends.iter().map(|b| json!({
             "backend": b.backend.as_str(),
             "works": b.works,

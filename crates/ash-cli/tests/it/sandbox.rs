@@ -46,11 +46,25 @@ fn exec_confines_a_command_and_passes_its_exit_code() {
         stderr(&out)
     );
 
-    let out = ash_env(
-        fx.path(),
-        &["sandbox", "exec", "-w", ".", "--", "sh", "-c", "echo new > made.txt"],
-        &[("HOME", &home_str)],
-    );
+    let write = || {
+        ash_env(
+            fx.path(),
+            &["sandbox", "exec", "-w", ".", "--", "sh", "-c", "echo new > made.txt"],
+            &[("HOME", &home_str)],
+        )
+    };
+    // Under root, sandboxed commands run as an unprivileged uid that must own what they write.
+    let check: serde_json::Value =
+        serde_json::from_slice(&ash_env(fx.path(), &["sandbox", "check", "--json"], &[]).stdout)
+            .unwrap();
+    if let Some(id) = check["hostId"].as_u64() {
+        let out = write();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains(&format!("`chown -R {id}:{id}` it")), "{}", stderr(&out));
+        let id = u32::try_from(id).unwrap();
+        std::os::unix::fs::chown(fx.path(), Some(id), Some(id)).unwrap();
+    }
+    let out = write();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(fx.join("made.txt")).unwrap(), "new\n");
 }

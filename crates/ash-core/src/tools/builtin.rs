@@ -116,20 +116,58 @@ pub(crate) async fn bash(input: &Map<String, Value>, ctx: &CallContext<'_>) -> O
     }
 }
 
+/// Opens `path` for the host-side file tools: never through a final symlink, never blocking
+/// (a FIFO or a device cannot wedge the run), and only a regular file.
+fn open_regular(path: &std::path::Path, write: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .create(write)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file (a directory, FIFO, socket or device)",
+        ));
+    }
+    Ok(file)
+}
+
+/// Reads at most [`READ_MAX_BYTES`] (and a few more to tell truncation) of a regular file;
+/// returns them with the file's size.
+fn read_head(path: &std::path::Path) -> std::io::Result<(Vec<u8>, u64)> {
+    use std::io::Read as _;
+    let file = open_regular(path, false)?;
+    let size = file.metadata()?.len();
+    let mut bytes = Vec::with_capacity(READ_MAX_BYTES.min(usize::try_from(size).unwrap_or(0)) + 1);
+    file.take(READ_MAX_BYTES as u64 + 1).read_to_end(&mut bytes)?;
+    Ok((bytes, size))
+}
+
 pub(crate) async fn read_file(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
     let path = str_field(input, "path");
     let full = match ctx.workspace.resolve(path) {
         Ok(full) => full,
         Err(e) => return Outcome::error(e.to_string()),
     };
-    let bytes = match tokio::fs::read(&full).await {
-        Ok(bytes) => bytes,
-        Err(_) if full.is_dir() => {
-            return Outcome::error(format!("`{path}` is a directory; list it with `bash` (`ls`)"));
-        }
-        Err(e) => return Outcome::error(format!("cannot read `{path}`: {e}")),
+    if full.is_dir() {
+        return Outcome::error(format!("`{path}` is a directory; list it with `bash` (`ls`)"));
+    }
+    let reading = tokio::task::spawn_blocking({
+        let full = full.clone();
+        move || read_head(&full)
+    });
+    let (bytes, size) = tokio::select! {
+        read = reading => match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => return Outcome::error(format!("cannot read `{path}`: {e}")),
+            Err(e) => return Outcome::error(format!("cannot read `{path}`: {e}")),
+        },
+        () = ctx.cancel.cancelled() => return Outcome::error("cancelled"),
     };
-    let truncated = bytes.len() > READ_MAX_BYTES;
+    let truncated = bytes.len() > READ_MAX_BYTES || size > bytes.len() as u64;
     let mut kept = &bytes[..bytes.len().min(READ_MAX_BYTES)];
     // Cut at a character boundary, not in the middle of one.
     if truncated {
@@ -139,16 +177,36 @@ pub(crate) async fn read_file(input: &Map<String, Value>, ctx: &CallContext<'_>)
     }
     let Ok(text) = std::str::from_utf8(kept) else {
         return Outcome::error(format!(
-            "`{path}` is not UTF-8 text ({} bytes); inspect it with `bash` (e.g. `file`, `xxd | head`)",
-            bytes.len()
+            "`{path}` is not UTF-8 text ({size} bytes); inspect it with `bash` (e.g. `file`, `xxd | head`)"
         ));
     };
     let mut result = json!({ "path": path, "content": text });
     if truncated {
         result["truncated"] = Value::Bool(true);
-        result["bytes"] = json!(bytes.len());
+        result["bytes"] = json!(size);
     }
     Outcome::ok(result)
+}
+
+/// Writes `content` to a regular file at `full` (created, or emptied first), and hands the
+/// file and the directories made for it to `owner` when tools run as another user.
+fn write_regular(
+    full: &std::path::Path,
+    content: &str,
+    created: &[std::path::PathBuf],
+    owner: Option<u32>,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = open_regular(full, true)?;
+    file.set_len(0)?;
+    file.write_all(content.as_bytes())?;
+    if let Some(id) = owner {
+        std::os::unix::fs::fchown(&file, Some(id), Some(id))?;
+        for dir in created {
+            std::os::unix::fs::lchown(dir, Some(id), Some(id))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn write_file(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
@@ -161,6 +219,17 @@ pub(crate) async fn write_file(input: &Map<String, Value>, ctx: &CallContext<'_>
     if full.is_dir() {
         return Outcome::error(format!("`{path}` is a directory"));
     }
+    // Directories that do not exist yet, outermost first, to hand over once made.
+    let mut created = Vec::new();
+    let mut parent = full.parent();
+    while let Some(dir) = parent {
+        if dir.exists() || !dir.starts_with(ctx.workspace.root()) {
+            break;
+        }
+        created.push(dir.to_path_buf());
+        parent = dir.parent();
+    }
+    created.reverse();
     if let Some(parent) = full.parent()
         && let Err(e) = tokio::fs::create_dir_all(parent).await
     {
@@ -170,8 +239,15 @@ pub(crate) async fn write_file(input: &Map<String, Value>, ctx: &CallContext<'_>
     if let Err(e) = ctx.workspace.resolve(path) {
         return Outcome::error(e.to_string());
     }
-    match tokio::fs::write(&full, content).await {
-        Ok(()) => Outcome::ok(json!({ "path": path, "bytes": content.len() })),
+    let owner = ctx.sandbox.host_owner();
+    let text = content.to_owned();
+    let writing = tokio::task::spawn_blocking(move || write_regular(&full, &text, &created, owner));
+    match tokio::select! {
+        written = writing => written,
+        () = ctx.cancel.cancelled() => return Outcome::error("cancelled"),
+    } {
+        Ok(Ok(())) => Outcome::ok(json!({ "path": path, "bytes": content.len() })),
+        Ok(Err(e)) => Outcome::error(format!("cannot write `{path}`: {e}")),
         Err(e) => Outcome::error(format!("cannot write `{path}`: {e}")),
     }
 }

@@ -64,7 +64,12 @@ fn strict(ws: &Path) -> SandboxPolicy {
     policy
 }
 
+/// Runs `request`; its writable roots (temporary directories of the test) are first handed
+/// to the sandbox's user, as ash does with workspaces.
 async fn run(sandbox: &Sandbox, request: &ExecRequest) -> ExecOutput {
+    for dir in &request.policy.fs.writable {
+        sandbox.adopt(dir).unwrap();
+    }
     sandbox.exec(request, &CancellationToken::new()).await.unwrap()
 }
 

@@ -109,6 +109,7 @@ async fn cancel_kills_the_command() {
     for (sb, _rt) in all().await {
         let dir = tempfile::tempdir().unwrap();
         let req = request(dir.path(), plain_policy(dir.path()), "echo ready; exec sleep 30");
+        sb.adopt(dir.path()).unwrap();
         let cancel = CancellationToken::new();
         let trigger = cancel.clone();
         let canceller = async move {
@@ -147,6 +148,7 @@ async fn a_missing_program_an_empty_argv_and_a_bad_cwd_are_errors_that_say_so() 
     for (sb, _rt) in all().await {
         let dir = tempfile::tempdir().unwrap();
         let mut req = request(dir.path(), plain_policy(dir.path()), "");
+        sb.adopt(dir.path()).unwrap();
         req.argv = vec!["/nonexistent/program".into()];
         let err = sb.exec(&req, &CancellationToken::new()).await.unwrap_err();
         let message = err.to_string();
