@@ -123,6 +123,8 @@ pub struct ExecOutput {
     pub backend: crate::BackendKind,
     /// Every connection the proxy allowed or denied, in order (`allow` policies only).
     pub connections: Vec<Connection>,
+    /// Decisions made after the first thousand, counted but not kept.
+    pub connections_omitted: u64,
 }
 
 /// Why a command could not run.

@@ -23,6 +23,20 @@ pub const DEFAULT_HIDDEN: &[&str] = &[
     "/etc/sudoers.d",
     "/etc/ssh",
     "/etc/ssl/private",
+    "/etc/letsencrypt",
+    "/etc/wireguard",
+    "/etc/openvpn",
+    "/etc/ipsec.secrets",
+    "/etc/krb5.keytab",
+    "/etc/NetworkManager/system-connections",
+    "/etc/mysql/debian.cnf",
+    "/etc/postgresql",
+    "/etc/kubernetes",
+    "/etc/docker",
+    "/etc/containers/auth.json",
+    "/etc/pki/tls/private",
+    "/var/lib/postgresql",
+    "/var/lib/mysql",
     "/root",
     "/home",
 ];
@@ -260,12 +274,13 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Limits for untrusted code: 10 minutes, 2 GiB, 512 processes, 4096 files, 1 GiB written.
+    /// Limits for untrusted code: 10 minutes, one core, 2 GiB, 512 processes, 4096 files,
+    /// 1 GiB written.
     pub fn strict() -> Self {
         Self {
             wall_time: Duration::from_secs(600),
             cpu_time: Some(Duration::from_secs(600)),
-            cpu_percent: None,
+            cpu_percent: Some(100),
             memory_bytes: Some(2 << 30),
             pids: Some(512),
             open_files: Some(4096),

@@ -4,7 +4,12 @@
 //! tunnelled; the TLS server name must match the host) and plain HTTP with an absolute URI
 //! (the `Host` header must match). Names resolve on the host; a domain rule never reaches a
 //! loopback, private or link-local address, and cloud metadata addresses are refused always.
-//! Every decision is recorded as a [`Connection`] and logged.
+//! A domain rule never leads to one of this host's own addresses either. Each plain-HTTP
+//! connection carries exactly one request (its `Host` must be single and agree with the URI);
+//! a CONNECT tunnel that starts a TLS handshake must show its whole ClientHello, however it is
+//! split across writes, with the allowed server name. Every decision is recorded as a
+//! [`Connection`] (the first [`MAX_RECORDED`]; the rest are counted) and logged (the first
+//! [`MAX_LOGGED`] per run; then one line says how many more).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -24,6 +29,12 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_CONNECTIONS: usize = 128;
 /// Time allowed for the client's request head and for the upstream connect.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Decisions kept for the caller per run; later ones are only counted.
+pub(crate) const MAX_RECORDED: usize = 1000;
+/// Decisions written to the log per run; later ones are only counted.
+const MAX_LOGGED: usize = 100;
+/// Largest TLS record (16 KiB of data and its 5-byte header) read for the server name.
+const MAX_TLS_RECORD: usize = 16 * 1024 + 5;
 
 /// One decision of the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +49,37 @@ pub struct Connection {
     pub reason: String,
 }
 
-/// A running proxy; [`Proxy::stop`] ends it and returns its log.
+/// The decisions of one run: the first [`MAX_RECORDED`], and how many more there were.
+#[derive(Debug, Default)]
+pub(crate) struct Decisions {
+    kept: Vec<Connection>,
+    seen: usize,
+}
+
+impl Decisions {
+    fn record(&mut self, connection: Connection) {
+        self.seen += 1;
+        if self.seen <= MAX_LOGGED {
+            if connection.allowed {
+                tracing::info!(host = %connection.host, port = connection.port, reason = %connection.reason, "sandbox connection allowed");
+            } else {
+                tracing::warn!(host = %connection.host, port = connection.port, reason = %connection.reason, "sandbox connection denied");
+            }
+        } else if self.seen == MAX_LOGGED + 1 {
+            tracing::warn!("more sandbox connection decisions in this run are counted, not logged");
+        }
+        if self.kept.len() < MAX_RECORDED {
+            self.kept.push(connection);
+        }
+    }
+}
+
+/// A running proxy; [`Proxy::stop`] ends it and returns its decisions.
 pub(crate) struct Proxy {
     path: PathBuf,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    log: Arc<Mutex<Vec<Connection>>>,
+    log: Arc<Mutex<Decisions>>,
 }
 
 impl Proxy {
@@ -51,9 +87,9 @@ impl Proxy {
     pub(crate) fn start(path: PathBuf, rules: Vec<HostRule>) -> std::io::Result<Self> {
         let listener = UnixListener::bind(&path)?;
         let cancel = CancellationToken::new();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let rules = Arc::new(rules);
-        let task = tokio::spawn(serve(listener, rules, Arc::clone(&log), cancel.clone()));
+        let log = Arc::new(Mutex::new(Decisions::default()));
+        let policy = Arc::new(Policy { rules, own: own_addresses() });
+        let task = tokio::spawn(serve(listener, policy, Arc::clone(&log), cancel.clone()));
         Ok(Self { path, cancel, task, log })
     }
 
@@ -62,19 +98,41 @@ impl Proxy {
         &self.path
     }
 
-    /// Stops accepting, ends open tunnels, removes the socket, and returns the decisions.
-    pub(crate) async fn stop(self) -> Vec<Connection> {
+    /// Stops accepting, ends open tunnels, removes the socket, and returns the decisions kept
+    /// and how many more there were.
+    pub(crate) async fn stop(self) -> (Vec<Connection>, u64) {
         self.cancel.cancel();
         let _ = self.task.await;
         let _ = std::fs::remove_file(&self.path);
-        self.log.lock().map(|log| log.clone()).unwrap_or_default()
+        let log = self.log.lock().map(|mut log| std::mem::take(&mut *log)).unwrap_or_default();
+        let omitted = log.seen.saturating_sub(log.kept.len());
+        (log.kept, u64::try_from(omitted).unwrap_or(u64::MAX))
     }
+}
+
+/// The rules, and this host's own addresses (which no domain rule may lead to).
+struct Policy {
+    rules: Vec<HostRule>,
+    own: Vec<IpAddr>,
+}
+
+/// The addresses of this host's interfaces.
+fn own_addresses() -> Vec<IpAddr> {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    interfaces
+        .filter_map(|i| i.address)
+        .filter_map(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })
+        .collect()
 }
 
 async fn serve(
     listener: UnixListener,
-    rules: Arc<Vec<HostRule>>,
-    log: Arc<Mutex<Vec<Connection>>>,
+    policy: Arc<Policy>,
+    log: Arc<Mutex<Decisions>>,
     cancel: CancellationToken,
 ) {
     // Tunnels live in this set; dropping it (when the proxy stops) aborts them.
@@ -85,7 +143,7 @@ async fn serve(
             Some(_) = tunnels.join_next(), if !tunnels.is_empty() => {}
             accepted = listener.accept(), if tunnels.len() < MAX_CONNECTIONS => {
                 let Ok((stream, _)) = accepted else { continue };
-                tunnels.spawn(handle(stream, Arc::clone(&rules), Arc::clone(&log)));
+                tunnels.spawn(handle(stream, Arc::clone(&policy), Arc::clone(&log)));
             }
         }
     }
@@ -99,17 +157,15 @@ pub(crate) struct Request {
     pub port: u16,
     /// For plain HTTP: the head rewritten to origin form, to send upstream.
     pub upstream_head: Vec<u8>,
+    /// For plain HTTP: the body's length (`Content-Length`, 0 without one).
+    pub body_len: u64,
 }
 
 /// Why a request was refused before any rule was consulted.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct BadRequest(pub &'static str);
 
-async fn handle(
-    mut client: UnixStream,
-    rules: Arc<Vec<HostRule>>,
-    log: Arc<Mutex<Vec<Connection>>>,
-) {
+async fn handle(mut client: UnixStream, policy: Arc<Policy>, log: Arc<Mutex<Decisions>>) {
     let mut head = Vec::with_capacity(1024);
     let read = tokio::time::timeout(STEP_TIMEOUT, read_head(&mut client, &mut head)).await;
     let request = match read {
@@ -124,15 +180,10 @@ async fn handle(
             return;
         }
     };
-    let decision = decide(&rules, &request.host, request.port).await;
+    let decision = decide(&policy, &request.host, request.port).await;
     let record = |allowed: bool, reason: String| {
-        if allowed {
-            tracing::info!(host = %request.host, port = request.port, %reason, "sandbox connection allowed");
-        } else {
-            tracing::warn!(host = %request.host, port = request.port, %reason, "sandbox connection denied");
-        }
         if let Ok(mut log) = log.lock() {
-            log.push(Connection {
+            log.record(Connection {
                 host: request.host.clone(),
                 port: request.port,
                 allowed,
@@ -150,58 +201,107 @@ async fn handle(
             return;
         }
     };
-    let upstream = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(upstream)) => upstream,
-        Ok(Err(e)) => {
-            record(false, format!("allowed by {rule}, but connecting to {addr} failed: {e}"));
-            let _ = client
-                .write_all(response(502, "ash sandbox: upstream connect failed").as_bytes())
-                .await;
-            return;
-        }
-        Err(_) => {
-            record(false, format!("allowed by {rule}, but connecting to {addr} timed out"));
-            let _ = client
-                .write_all(response(504, "ash sandbox: upstream connect timed out").as_bytes())
-                .await;
-            return;
-        }
-    };
-    let mut upstream = upstream;
+    // A tunnel's first bytes are read before connecting: a TLS ClientHello must name the host
+    // that was allowed.
+    let mut first = rest;
     if request.connect {
         if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_err() {
             return;
         }
-        // The first bytes of the tunnel: if they are a TLS ClientHello, its server name must be
-        // the host that was allowed.
-        let mut first = rest;
-        if first.is_empty() {
-            let mut buf = vec![0u8; MAX_HEAD];
-            match tokio::time::timeout(STEP_TIMEOUT, client.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => first.extend_from_slice(&buf[..n]),
-                _ => return,
+        match tokio::time::timeout(STEP_TIMEOUT, read_first_record(&mut client, &mut first)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        if first.first() == Some(&0x16) {
+            match server_name(&first) {
+                Ok(Some(sni)) => {
+                    let sni = sni.to_ascii_lowercase();
+                    if parse_ip_host(&request.host).is_none() && sni != request.host {
+                        record(
+                            false,
+                            format!("TLS server name `{sni}` does not match the CONNECT host"),
+                        );
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    record(false, format!("the TLS ClientHello cannot be read: {why}"));
+                    return;
+                }
             }
         }
-        if let Some(Ok(Some(sni))) = (first.first() == Some(&0x16)).then(|| server_name(&first)) {
-            let sni = sni.to_ascii_lowercase();
-            if parse_ip_host(&request.host).is_none() && sni != request.host {
-                record(false, format!("TLS server name `{sni}` does not match the CONNECT host"));
-                return;
+    }
+    let upstream = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(upstream)) => upstream,
+        Ok(Err(e)) => {
+            record(false, format!("allowed by {rule}, but connecting to {addr} failed: {e}"));
+            if !request.connect {
+                let _ = client
+                    .write_all(response(502, "ash sandbox: upstream connect failed").as_bytes())
+                    .await;
             }
+            return;
         }
-        record(true, format!("allowed by {rule}"));
+        Err(_) => {
+            record(false, format!("allowed by {rule}, but connecting to {addr} timed out"));
+            if !request.connect {
+                let _ = client
+                    .write_all(response(504, "ash sandbox: upstream connect timed out").as_bytes())
+                    .await;
+            }
+            return;
+        }
+    };
+    let mut upstream = upstream;
+    record(true, format!("allowed by {rule}"));
+    if request.connect {
         if upstream.write_all(&first).await.is_err() {
             return;
         }
-    } else {
-        record(true, format!("allowed by {rule}"));
-        if upstream.write_all(&request.upstream_head).await.is_err()
-            || upstream.write_all(&rest).await.is_err()
-        {
-            return;
-        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    // Plain HTTP: exactly one request goes upstream (its head, then `Content-Length` bytes of
+    // body); anything the client sends after it is never forwarded, so a second request on
+    // the connection cannot skip the checks.
+    if upstream.write_all(&request.upstream_head).await.is_err() {
+        return;
+    }
+    let (mut client_read, mut client_write) = client.split();
+    let (mut upstream_read, mut upstream_write) = upstream.split();
+    let body = async {
+        let len = usize::try_from(request.body_len).unwrap_or(usize::MAX);
+        let early = first.len().min(len);
+        upstream_write.write_all(&first[..early]).await?;
+        let remaining = (len - early) as u64;
+        tokio::io::copy(&mut (&mut client_read).take(remaining), &mut upstream_write).await?;
+        upstream_write.flush().await
+    };
+    let answer = tokio::io::copy(&mut upstream_read, &mut client_write);
+    let _ = tokio::join!(body, answer);
+}
+
+/// Reads into `first` until it holds one whole TLS record (when it starts like one), or any
+/// bytes at all otherwise.
+async fn read_first_record(client: &mut UnixStream, first: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let want = match first.as_slice() {
+            [] => 1,
+            [0x16, _, _, hi, lo, ..] => (5 + usize::from(u16::from_be_bytes([*hi, *lo]))).min(MAX_TLS_RECORD),
+            [0x16, ..] => 5,
+            _ => return Ok(()),
+        };
+        if first.len() >= want {
+            return Ok(());
+        }
+        let n = client.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        first.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// Reads until the end of the head; returns the index just past `\r\n\r\n`.
@@ -226,6 +326,7 @@ async fn read_head(client: &mut UnixStream, head: &mut Vec<u8>) -> Result<usize,
 fn response(status: u16, body: &str) -> String {
     let reason = match status {
         400 => "Bad Request",
+        501 => "Not Implemented",
         403 => "Forbidden",
         502 => "Bad Gateway",
         _ => "Gateway Timeout",
@@ -261,7 +362,7 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
         .collect();
     if method == "CONNECT" {
         let (host, port) = split_authority(target, None)?;
-        return Ok(Request { connect: true, host, port, upstream_head: Vec::new() });
+        return Ok(Request { connect: true, host, port, upstream_head: Vec::new(), body_len: 0 });
     }
     let Some(rest) = target.strip_prefix("http://") else {
         return Err(BadRequest(
@@ -276,23 +377,43 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
         return Err(BadRequest("credentials in the URI are not allowed"));
     }
     let (host, port) = split_authority(authority, Some(80))?;
-    if let Some((_, value)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("host")) {
+    let named = |wanted: &'static str| {
+        headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(wanted))
+    };
+    if named("host").count() > 1 {
+        return Err(BadRequest("more than one Host header"));
+    }
+    if let Some((_, value)) = named("host").next() {
         let (h, p) = split_authority(value, Some(80))?;
         if h != host || p != port {
             return Err(BadRequest("the Host header does not match the request URI"));
         }
     }
+    if named("transfer-encoding").next().is_some() {
+        return Err(BadRequest(
+            "request bodies must have a Content-Length through the sandbox proxy (no Transfer-Encoding)",
+        ));
+    }
+    let mut lengths = named("content-length").map(|(_, v)| v.parse::<u64>());
+    let body_len = match (lengths.next(), lengths.next()) {
+        (None, _) => 0,
+        (Some(Ok(len)), None) => len,
+        _ => return Err(BadRequest("malformed or repeated Content-Length")),
+    };
     let mut upstream_head = format!("{method} {path} {version}\r\n").into_bytes();
     for (name, value) in &headers {
         if name.eq_ignore_ascii_case("proxy-connection")
             || name.eq_ignore_ascii_case("proxy-authorization")
+            || name.eq_ignore_ascii_case("connection")
+            || name.eq_ignore_ascii_case("keep-alive")
         {
             continue;
         }
         upstream_head.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
-    upstream_head.extend_from_slice(b"\r\n");
-    Ok(Request { connect: false, host, port, upstream_head })
+    // One request per connection: the upstream closes after answering it.
+    upstream_head.extend_from_slice(b"Connection: close\r\n\r\n");
+    Ok(Request { connect: false, host, port, upstream_head, body_len })
 }
 
 fn split_authority(
@@ -326,8 +447,8 @@ fn split_authority(
 }
 
 /// Decides where a request may go: the address to connect to and the rule, or why not.
-async fn decide(rules: &[HostRule], host: &str, port: u16) -> Result<(SocketAddr, String), String> {
-    let Some(rule) = rules.iter().find(|r| r.matches(host, port)) else {
+async fn decide(policy: &Policy, host: &str, port: u16) -> Result<(SocketAddr, String), String> {
+    let Some(rule) = policy.rules.iter().find(|r| r.matches(host, port)) else {
         return Err("not on the network allow list".into());
     };
     if let Some(ip) = parse_ip_host(host) {
@@ -341,9 +462,14 @@ async fn decide(rules: &[HostRule], host: &str, port: u16) -> Result<(SocketAddr
         Err(e) => return Err(format!("cannot resolve: {e}")),
     };
     debug_assert!(!matches!(rule.host, HostPattern::Ip(_)));
-    addrs.iter().find(|a| is_public(a.ip())).map(|a| (*a, rule.to_string())).ok_or_else(|| {
-        "resolves only to loopback, private, link-local or metadata addresses".into()
-    })
+    addrs
+        .iter()
+        .find(|a| is_public(a.ip()) && !policy.own.contains(&a.ip()))
+        .map(|a| (*a, rule.to_string()))
+        .ok_or_else(|| {
+            "resolves only to loopback, private, link-local, metadata or this host's own addresses"
+                .into()
+        })
 }
 
 /// Whether a domain rule may lead to `ip`: not loopback, private, link-local, shared,
@@ -466,17 +592,36 @@ mod tests {
                 Ok((true, "[::1]".into(), 8080, String::new())),
             ),
             (
-                "GET http://Example.com/a?b HTTP/1.1\r\nHost: example.com\r\nProxy-Connection: keep-alive\r\n\r\n",
+                "GET http://Example.com/a?b HTTP/1.1\r\nHost: example.com\r\nProxy-Connection: keep-alive\r\nConnection: keep-alive\r\n\r\n",
                 Ok((
                     false,
                     "example.com".into(),
                     80,
-                    "GET /a?b HTTP/1.1\r\nHost: example.com\r\n\r\n".into(),
+                    "GET /a?b HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n".into(),
                 )),
             ),
             (
                 "GET http://127.0.0.1:9000 HTTP/1.0\r\n\r\n",
-                Ok((false, "127.0.0.1".into(), 9000, "GET / HTTP/1.0\r\n\r\n".into())),
+                Ok((
+                    false,
+                    "127.0.0.1".into(),
+                    9000,
+                    "GET / HTTP/1.0\r\nConnection: close\r\n\r\n".into(),
+                )),
+            ),
+            (
+                "GET http://a.com/ HTTP/1.1\r\nHost: a.com\r\nHost: b.com\r\n\r\n",
+                Err(BadRequest("more than one Host header")),
+            ),
+            (
+                "POST http://a.com/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(BadRequest(
+                    "request bodies must have a Content-Length through the sandbox proxy (no Transfer-Encoding)",
+                )),
+            ),
+            (
+                "POST http://a.com/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Err(BadRequest("malformed or repeated Content-Length")),
             ),
             ("CONNECT example.com HTTP/1.1\r\n\r\n", Err(BadRequest("CONNECT needs host:port"))),
             ("CONNECT example.com:0 HTTP/1.1\r\n\r\n", Err(BadRequest("malformed port"))),

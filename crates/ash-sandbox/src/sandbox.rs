@@ -444,7 +444,7 @@ impl Sandbox {
             rlimits,
         };
         let disk_before = match limits.disk_bytes {
-            Some(_) => disk_usage(view.writable.clone()).await,
+            Some(_) => Some(disk_usage(view.writable.clone()).await),
             None => None,
         };
         let mut launch = match self.kind {
@@ -472,7 +472,25 @@ impl Sandbox {
         if let Some(cgroup) = &cgroup {
             launch.cgroup_procs = cgroup.procs_fds();
         }
-        let supervised = supervise(launch, limits.wall_time, limits.output_bytes, cancel).await;
+        // The disk limit holds while the command runs: a watcher measures the writable roots
+        // and stops the run once they grew past it.
+        let stop = cancel.child_token();
+        let done = CancellationToken::new();
+        let disk_hit = std::sync::atomic::AtomicBool::new(false);
+        let watch = async {
+            let (Some(before), Some(max)) = (disk_before, limits.disk_bytes) else { return };
+            if watch_disk(view.writable.clone(), before, max, &done).await {
+                disk_hit.store(true, Ordering::Relaxed);
+                stop.cancel();
+            }
+        };
+        let run = async {
+            let out = supervise(launch, limits.wall_time, limits.output_bytes, &stop).await;
+            done.cancel();
+            out
+        };
+        let (supervised, ()) = tokio::join!(run, watch);
+        let disk_hit = disk_hit.load(Ordering::Relaxed);
         if let Some(runtime) = self.container_runtime() {
             crate::backends::remove_container(runtime, &name).await;
         }
@@ -480,9 +498,9 @@ impl Sandbox {
             Some(cgroup) => cgroup.finish().await,
             None => Counters::default(),
         };
-        let connections = match proxy {
+        let (connections, connections_omitted) = match proxy {
             Some(proxy) => proxy.stop().await,
-            None => Vec::new(),
+            None => (Vec::new(), 0),
         };
         let supervised = supervised?;
         let mut status = supervised.status;
@@ -499,13 +517,15 @@ impl Sandbox {
                 Report::Signal { signal } => status = ExitStatus::Signaled(*signal),
             }
         }
-        let grew = match (disk_before, limits.disk_bytes) {
-            (Some(before), Some(max)) => disk_usage(view.writable.clone())
-                .await
-                .is_some_and(|after| after.saturating_sub(before) >= max),
-            _ => false,
-        };
-        let limit = supervised.limit.or_else(|| {
+        let grew = disk_hit
+            || match (disk_before, limits.disk_bytes) {
+                (Some(before), Some(max)) => {
+                    disk_usage(view.writable.clone()).await.saturating_sub(before) >= max
+                }
+                _ => false,
+            };
+        let limit = if disk_hit { Some(LimitHit::Disk) } else { supervised.limit };
+        let limit = limit.or_else(|| {
             let sig = match status {
                 ExitStatus::Signaled(sig) => Some(sig),
                 ExitStatus::Exited(_) => None,
@@ -542,6 +562,7 @@ impl Sandbox {
             elapsed: supervised.elapsed,
             backend: self.kind,
             connections,
+            connections_omitted,
         })
     }
 
@@ -641,31 +662,47 @@ fn canonicalish(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Entries looked at when measuring the writable roots; beyond this the growth check is
-/// skipped (per-file and `/tmp` limits still hold) rather than slowing every run down.
-const DISK_WALK_BUDGET: u32 = 50_000;
+/// The first pause between two measurements of the writable roots while a command runs.
+const DISK_POLL: Duration = Duration::from_millis(200);
 
-/// Bytes in regular files under `roots`, or `None` when there are too many entries to count
-/// cheaply.
-async fn disk_usage(roots: Vec<PathBuf>) -> Option<u64> {
+/// Measures `roots` until `done`, pausing at least four times as long as a measurement takes
+/// (so a tree of many files costs a bounded share of a core); `true` once they grew by `max`
+/// or more over `before`.
+async fn watch_disk(roots: Vec<PathBuf>, before: u64, max: u64, done: &CancellationToken) -> bool {
+    let mut pause = DISK_POLL;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = done.cancelled() => return false,
+        }
+        let started = std::time::Instant::now();
+        let now = disk_usage(roots.clone()).await;
+        if now.saturating_sub(before) >= max {
+            return true;
+        }
+        pause = DISK_POLL.max(started.elapsed() * 4);
+    }
+}
+
+/// Bytes allocated to the files under `roots` (blocks, so sparse files count what they use),
+/// walking every entry: a command that makes many files cannot make the check give up.
+async fn disk_usage(roots: Vec<PathBuf>) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
     tokio::task::spawn_blocking(move || {
         let mut total = 0u64;
-        let mut budget = DISK_WALK_BUDGET;
         let mut stack = roots;
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
-                budget = budget.checked_sub(1)?;
-                match entry.metadata() {
-                    Ok(m) if m.is_dir() => stack.push(entry.path()),
-                    Ok(m) if m.is_file() => total = total.saturating_add(m.len()),
-                    _ => {}
+                let Ok(meta) = entry.metadata() else { continue };
+                total = total.saturating_add(meta.blocks().saturating_mul(512));
+                if meta.is_dir() {
+                    stack.push(entry.path());
                 }
             }
         }
-        Some(total)
+        total
     })
     .await
-    .ok()
-    .flatten()
+    .unwrap_or(0)
 }
