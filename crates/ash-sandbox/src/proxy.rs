@@ -276,7 +276,8 @@ async fn handle(mut client: UnixStream, policy: Arc<Policy>, log: Arc<Mutex<Deci
         upstream_write.write_all(&first[..early]).await?;
         let remaining = (len - early) as u64;
         tokio::io::copy(&mut (&mut client_read).take(remaining), &mut upstream_write).await?;
-        upstream_write.flush().await
+        // Nothing more goes upstream on this connection.
+        upstream_write.shutdown().await
     };
     let answer = tokio::io::copy(&mut upstream_read, &mut client_write);
     let _ = tokio::join!(body, answer);
@@ -289,7 +290,9 @@ async fn read_first_record(client: &mut UnixStream, first: &mut Vec<u8>) -> std:
     loop {
         let want = match first.as_slice() {
             [] => 1,
-            [0x16, _, _, hi, lo, ..] => (5 + usize::from(u16::from_be_bytes([*hi, *lo]))).min(MAX_TLS_RECORD),
+            [0x16, _, _, hi, lo, ..] => {
+                (5 + usize::from(u16::from_be_bytes([*hi, *lo]))).min(MAX_TLS_RECORD)
+            }
             [0x16, ..] => 5,
             _ => return Ok(()),
         };
@@ -377,9 +380,8 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
         return Err(BadRequest("credentials in the URI are not allowed"));
     }
     let (host, port) = split_authority(authority, Some(80))?;
-    let named = |wanted: &'static str| {
-        headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(wanted))
-    };
+    let named =
+        |wanted: &'static str| headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(wanted));
     if named("host").count() > 1 {
         return Err(BadRequest("more than one Host header"));
     }

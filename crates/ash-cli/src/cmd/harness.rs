@@ -111,7 +111,8 @@ pub(crate) async fn start(
     engine_config.tool_policy.net = args.tool_network.clone();
     engine_config.tool_policy.fs.hidden.extend(config::private_paths());
     // Tools see the project read-only, but never its secret files or the run store.
-    engine_config.tool_policy.fs.hidden.extend(config::project_secrets(dir));
+    let project = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
+    engine_config.tool_policy.fs.hidden.extend(config::project_secrets(&project));
     engine_config.tool_policy.fs.hidden.extend(store_paths);
     engine_config.allow_unsupported = args.allow_unsupported;
     let engine = Engine::start(spec, model, store, engine_config)?;

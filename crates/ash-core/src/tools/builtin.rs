@@ -251,3 +251,35 @@ pub(crate) async fn write_file(input: &Map<String, Value>, ctx: &CallContext<'_>
         Err(e) => Outcome::error(format!("cannot write `{path}`: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    #[test]
+    fn host_side_file_tools_refuse_what_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("link")).unwrap();
+        // A FIFO with no writer would block a plain open forever; these return at once.
+        let read = read_head(&fifo).unwrap_err().to_string();
+        assert_eq!(read, "it is not a regular file (a directory, FIFO, socket or device)");
+        let write = write_regular(&fifo, "x", &[], None).unwrap_err();
+        assert_eq!(write.raw_os_error(), Some(nix::libc::ENXIO), "{write}");
+        let link = read_head(&dir.path().join("link")).unwrap_err();
+        assert_eq!(link.raw_os_error(), Some(nix::libc::ELOOP), "{link}");
+        assert!(read_head(dir.path()).is_err());
+    }
+
+    #[test]
+    fn reading_a_huge_sparse_file_reads_only_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        std::fs::File::create(&path).unwrap().set_len(1000 << 20).unwrap();
+        let (bytes, size) = read_head(&path).unwrap();
+        assert_eq!((bytes.len(), size), (READ_MAX_BYTES + 1, 1000 << 20));
+    }
+}

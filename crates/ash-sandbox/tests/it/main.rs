@@ -6,6 +6,7 @@
 #![allow(clippy::print_stderr, reason = "skipped tests say why")]
 
 mod escape;
+mod hostile;
 mod plain;
 mod policy;
 
