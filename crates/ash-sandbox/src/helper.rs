@@ -38,9 +38,6 @@ use crate::spec::{
 /// Parts of `/proc` that change the whole machine; read-only in every sandbox.
 pub(crate) const PROC_READ_ONLY: [&str; 4] = ["sys", "sysrq-trigger", "irq", "bus"];
 
-/// The sandbox user's id inside the namespace.
-const SANDBOX_ID: u32 = 1000;
-
 /// Exit code of the helper when the sandbox could not be set up.
 const SETUP_FAILED: i32 = 125;
 /// Connections the forwarder carries at once; more wait in the listen backlog.
@@ -98,30 +95,29 @@ fn run(report: &mut File) -> Result<i32, Failure> {
         return init(&spec, report);
     }
     let (uid, gid) = (getuid(), getgid());
-    let mut flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWNS
+    // Under a root-run ash the namespaces need no user namespace (root may create them), and
+    // init, which builds the view, stays root; the command alone becomes the unprivileged
+    // host id, in a user namespace of its own (`become_sandbox_user`). Otherwise a user
+    // namespace maps our one uid to the sandbox user.
+    let privileged = spec.host_id.is_some() && uid.is_root();
+    let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS;
+    if !privileged {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
     if !spec.share_net {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    match spec.host_id {
-        Some(host) if uid.is_root() => {
-            // ash runs as root: the namespace's root stays host root for init alone (it builds
-            // the view), and the command's user is an unprivileged host id, never root.
-            unshare_mapped_by_root(flags, host)?;
-        }
-        _ => {
-            unshare(flags).stage(|| "create namespaces (unshare)".into())?;
-            // Map our one uid and gid to the sandbox user; writing setgroups=deny first is
-            // required before an unprivileged gid_map.
-            fs::write("/proc/self/uid_map", format!("{} {uid} 1\n", spec.uid))
-                .stage(|| "write uid_map".into())?;
-            fs::write("/proc/self/setgroups", "deny\n").stage(|| "write setgroups".into())?;
-            fs::write("/proc/self/gid_map", format!("{} {gid} 1\n", spec.uid))
-                .stage(|| "write gid_map".into())?;
-        }
+    unshare(flags).stage(|| "create namespaces (unshare)".into())?;
+    if !privileged {
+        // Writing setgroups=deny first is required before an unprivileged gid_map.
+        fs::write("/proc/self/uid_map", format!("{} {uid} 1\n", spec.uid))
+            .stage(|| "write uid_map".into())?;
+        fs::write("/proc/self/setgroups", "deny\n").stage(|| "write setgroups".into())?;
+        fs::write("/proc/self/gid_map", format!("{} {gid} 1\n", spec.uid))
+            .stage(|| "write gid_map".into())?;
     }
     #[allow(unsafe_code, reason = "fork is the only way into the new pid namespace")]
     // SAFETY: the helper is single-threaded (no thread has been started), so the child may
@@ -246,8 +242,8 @@ fn splice(tcp: TcpStream, unix: UnixStream) {
 fn exec_command(spec: &HelperSpec) -> Result<std::convert::Infallible, Failure> {
     setsid().stage(|| "start a new session".into())?;
     set_rlimits(&spec.rlimits)?;
-    if spec.isolate && spec.host_id.is_some() && getuid().is_root() {
-        become_sandbox_user(spec.uid)?;
+    if let Some(host) = spec.host_id.filter(|_| spec.isolate && getuid().is_root()) {
+        become_sandbox_user(host, spec.uid)?;
     }
     chdir(&spec.cwd).stage(|| format!("enter the working directory {}", spec.cwd.display()))?;
     crate::confine::landlock(spec).stage(|| "apply Landlock".into())?;
@@ -267,74 +263,23 @@ fn exec_command(spec: &HelperSpec) -> Result<std::convert::Infallible, Failure> 
     Err(Failure { stage: "exec".into(), message: format!("`{}`: {err}", spec.argv.join(" ")) })
 }
 
-/// Creates the namespaces with a map only a process still in the parent user namespace may
-/// write (ids other than our own): a short-lived child, forked first, writes it once we have
-/// unshared.
-fn unshare_mapped_by_root(flags: CloneFlags, host: u32) -> Result<(), Failure> {
-    use nix::unistd::{getpid, pipe, read, write};
-    let (ready_r, ready_w) = pipe().stage(|| "create the map pipe".into())?;
-    let (done_r, done_w) = pipe().stage(|| "create the map pipe".into())?;
-    let parent = getpid();
-    #[allow(unsafe_code, reason = "the map must be written from the parent user namespace")]
-    // SAFETY: the helper is single-threaded; the child only reads and writes files and exits.
-    match unsafe { fork() }.stage(|| "fork the map writer".into())? {
-        ForkResult::Child => {
-            drop(ready_w);
-            drop(done_r);
-            let mut byte = [0u8; 1];
-            let _ = read(&ready_r, &mut byte);
-            let map = format!("0 0 1\n{SANDBOX_ID} {host} 1\n");
-            let answer: &[u8] = if fs::write(format!("/proc/{parent}/uid_map"), &map).is_err() {
-                b"u"
-            } else if fs::write(format!("/proc/{parent}/gid_map"), &map).is_err() {
-                b"g"
-            } else {
-                b"1"
-            };
-            let _ = write(&done_w, answer);
-            #[allow(unsafe_code, reason = "leave without running the parent's exit handlers")]
-            // SAFETY: _exit(2) ends this forked child at once.
-            unsafe {
-                nix::libc::_exit(0)
-            }
-        }
-        ForkResult::Parent { child } => {
-            drop(ready_r);
-            drop(done_w);
-            let unshared = unshare(flags);
-            let _ = write(&ready_w, if unshared.is_ok() { b"1" } else { b"0" });
-            let mut byte = [0u8; 1];
-            let _ = read(&done_r, &mut byte);
-            let _ = waitpid(child, None);
-            unshared.stage(|| "create namespaces (unshare)".into())?;
-            match &byte {
-                b"1" => Ok(()),
-                b"g" => Err(Failure { stage: "write gid_map".into(), message: "refused".into() }),
-                _ => Err(Failure { stage: "write uid_map".into(), message: "refused".into() }),
-            }
-        }
-    }
-}
-
-/// Under a root-run ash: drops from the namespace's root (host root) to the sandbox user (an
-/// unprivileged host id) with no supplementary groups and no capabilities; for `user = "root"`
-/// the command then gets uid 0 in a user namespace of its own, nested below that user.
-fn become_sandbox_user(inside: u32) -> Result<(), Failure> {
+/// Under a root-run ash (init is host root): becomes the unprivileged host id `host`, with no
+/// supplementary groups and no capabilities, then enters a user namespace of its own where
+/// that id is the sandbox user (`inside`: 1000, or 0 for `user = "root"`).
+fn become_sandbox_user(host: u32, inside: u32) -> Result<(), Failure> {
     use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
-    let id = Uid::from_raw(SANDBOX_ID);
-    let gid = Gid::from_raw(SANDBOX_ID);
+    let (uid, gid) = (Uid::from_raw(host), Gid::from_raw(host));
     setgroups(&[]).stage(|| "drop supplementary groups".into())?;
     setresgid(gid, gid, gid).stage(|| "become the sandbox group".into())?;
-    setresuid(id, id, id).stage(|| "become the sandbox user".into())?;
-    if inside == 0 {
-        unshare(CloneFlags::CLONE_NEWUSER).stage(|| "create the root user namespace".into())?;
-        fs::write("/proc/self/uid_map", format!("0 {SANDBOX_ID} 1\n"))
-            .stage(|| "write the root uid_map".into())?;
-        fs::write("/proc/self/setgroups", "deny\n").stage(|| "write setgroups".into())?;
-        fs::write("/proc/self/gid_map", format!("0 {SANDBOX_ID} 1\n"))
-            .stage(|| "write the root gid_map".into())?;
-    }
-    Ok(())
+    setresuid(uid, uid, uid).stage(|| "become the sandbox user".into())?;
+    // Changing credentials made this process non-dumpable, which hides its own /proc files
+    // (the maps below) from it; the command's exec would make it dumpable again anyway.
+    nix::sys::prctl::set_dumpable(true).stage(|| "allow writing our own maps".into())?;
+    unshare(CloneFlags::CLONE_NEWUSER).stage(|| "create the sandbox user namespace".into())?;
+    fs::write("/proc/self/uid_map", format!("{inside} {host} 1\n"))
+        .stage(|| "write uid_map".into())?;
+    fs::write("/proc/self/setgroups", "deny\n").stage(|| "write setgroups".into())?;
+    fs::write("/proc/self/gid_map", format!("{inside} {host} 1\n")).stage(|| "write gid_map".into())
 }
 
 fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<CString>, String> {
@@ -718,8 +663,8 @@ fn write_secret_files(spec: &HelperSpec, dir: &Path) -> Result<(), Failure> {
     }
     // Under a root-run ash, init writes as the namespace's root: hand the files to the user
     // the command runs as.
-    let owner = (spec.isolate && spec.host_id.is_some() && getuid().is_root()).then(|| {
-        (Some(nix::unistd::Uid::from_raw(SANDBOX_ID)), Some(nix::unistd::Gid::from_raw(SANDBOX_ID)))
+    let owner = spec.host_id.filter(|_| spec.isolate && getuid().is_root()).map(|host| {
+        (Some(nix::unistd::Uid::from_raw(host)), Some(nix::unistd::Gid::from_raw(host)))
     });
     for (name, value) in &spec.secret_files {
         let path = dir.join(name);
