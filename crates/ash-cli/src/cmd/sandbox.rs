@@ -157,6 +157,7 @@ fn exec_json(out: &ExecOutput) -> serde_json::Value {
         "connections": out.connections.iter().map(|c| json!({
             "host": c.host, "port": c.port, "allowed": c.allowed, "reason": c.reason,
         })).collect::<Vec<_>>(),
+        "connectionsOmitted": out.connections_omitted,
     })
 }
 

@@ -97,7 +97,7 @@ fn exec_json_reports_limits_and_redacts_secrets() {
         serde_json::json!({
             "backend": "native", "exitCode": null, "signal": 9, "limit": "wall_time", "elapsedMs": null,
             "stdout": "[redacted:API_KEY]\n", "stderr": "", "stdoutTruncated": false, "stderrTruncated": false,
-            "connections": [],
+            "connections": [], "connectionsOmitted": 0,
         })
     );
 }
