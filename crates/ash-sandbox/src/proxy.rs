@@ -660,32 +660,7 @@ mod tests {
         );
     }
 
-    fn client_hello(name: Option<&str>) -> Vec<u8> {
-        let mut exts = Vec::new();
-        if let Some(name) = name {
-            let n = name.as_bytes();
-            let mut sni = Vec::new();
-            sni.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
-            sni.push(0);
-            sni.extend_from_slice(&(n.len() as u16).to_be_bytes());
-            sni.extend_from_slice(n);
-            exts.extend_from_slice(&[0, 0]);
-            exts.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-            exts.extend_from_slice(&sni);
-        }
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]);
-        body.push(0); // session id
-        body.extend_from_slice(&[0, 2, 0x13, 0x01]); // one suite
-        body.extend_from_slice(&[1, 0]); // null compression
-        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-        body.extend_from_slice(&exts);
-        let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
-        hs.extend_from_slice(&body);
-        let mut rec = vec![0x16, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
-        rec.extend_from_slice(&hs);
-        rec
-    }
+    use super::tests_support::client_hello;
 
     #[test]
     fn the_server_name_is_read_from_a_client_hello_and_garbage_is_an_error() {
@@ -722,5 +697,68 @@ mod tests {
         ] {
             assert_eq!(is_public(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))), public, "{ip}");
         }
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use tokio::io::AsyncWriteExt as _;
+
+    use super::{read_first_record, server_name};
+
+    #[tokio::test]
+    async fn a_client_hello_split_across_writes_is_read_whole() {
+        let hello = super::tests_support::client_hello(Some("api.example.com"));
+        let (mut client, mut proxy) = tokio::net::UnixStream::pair().unwrap();
+        let pieces: Vec<Vec<u8>> = vec![
+            hello[..1].to_vec(),
+            hello[1..4].to_vec(),
+            hello[4..20].to_vec(),
+            hello[20..].to_vec(),
+        ];
+        let writer = tokio::spawn(async move {
+            for piece in pieces {
+                client.write_all(&piece).await.unwrap();
+                client.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        let mut first = Vec::new();
+        read_first_record(&mut proxy, &mut first).await.unwrap();
+        assert_eq!(first, hello);
+        assert_eq!(server_name(&first), Ok(Some("api.example.com".to_owned())));
+        drop(writer.await.unwrap());
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    /// A minimal TLS ClientHello record with an optional server name.
+    pub(super) fn client_hello(name: Option<&str>) -> Vec<u8> {
+        let mut exts = Vec::new();
+        if let Some(name) = name {
+            let n = name.as_bytes();
+            let mut sni = Vec::new();
+            sni.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
+            sni.push(0);
+            sni.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            sni.extend_from_slice(n);
+            exts.extend_from_slice(&[0, 0]);
+            exts.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+            exts.extend_from_slice(&sni);
+        }
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.push(0);
+        body.extend_from_slice(&[0, 2, 0x13, 0x01]);
+        body.extend_from_slice(&[1, 0]);
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend_from_slice(&exts);
+        let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+        hs.extend_from_slice(&body);
+        let mut rec = vec![0x16, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
+        rec.extend_from_slice(&hs);
+        rec
     }
 }
