@@ -368,6 +368,10 @@ pub(crate) struct StoreArgs {
     /// them; each ignored item is printed at every start. Without it such an agent is refused
     #[arg(long)]
     pub(crate) allow_unsupported: bool,
+    /// Start an empty store even though session workspaces beside it show that one existed
+    /// (without it, a missing store is an error: it was deleted or moved, and its runs with it)
+    #[arg(long)]
+    pub(crate) new_store: bool,
 }
 
 /// Arguments of `ash start`.
@@ -385,6 +389,18 @@ pub(crate) struct StartArgs {
     /// SQLite file for runs and events [default: DIR/.ash/state/ash.db]
     #[arg(long, value_name = "PATH")]
     pub(crate) store: Option<PathBuf>,
+    /// Connections open at once (at most the open-file limit less a reserve); beyond, a client
+    /// gets `503 too_many_connections`
+    #[arg(long, value_name = "N", default_value_t = 16_384)]
+    pub(crate) max_connections: usize,
+    /// Seconds a client has to send a request's headers, or its body; also how long a
+    /// kept-alive connection may idle
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub(crate) request_timeout: u64,
+    /// Seconds a response may make no progress (a client that stopped reading) before its
+    /// connection is closed; streams resume by `startIndex`
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub(crate) stall_timeout: u64,
     #[command(flatten)]
     pub(crate) store_args: StoreArgs,
 }

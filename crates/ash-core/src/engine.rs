@@ -185,6 +185,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     /// The grace period is over: running actions are killed.
     pub(crate) hard_stop: CancellationToken,
+    /// Rate limit of repeated worker warnings.
+    quiet: Quiet,
 }
 
 struct ActiveRun {
@@ -241,6 +243,7 @@ impl Engine {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
+            quiet: Quiet::default(),
         });
         inner.tasks.spawn(sweep(Arc::clone(&inner)));
         Ok(Self { inner })
@@ -388,6 +391,14 @@ impl Engine {
         )))
     }
 
+    /// Whether the engine can do its work: its store is still usable.
+    pub async fn health(&self) -> Result<(), StoreError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(StoreError::Backend("the engine is shutting down".to_owned()));
+        }
+        self.inner.store.check().await
+    }
+
     /// Runs with a live worker task (a parked session has none).
     pub fn active_runs(&self) -> usize {
         self.inner.lock_active().len()
@@ -474,10 +485,36 @@ impl Inner {
     }
 }
 
+/// At most one "worker stopped" warning per this long; the others are counted.
+const WORKER_WARNING_EVERY: Duration = Duration::from_secs(30);
+
+/// A warning that would repeat every sweep (a store that is gone, say) is written once per
+/// [`WORKER_WARNING_EVERY`], with how many were held back.
+#[derive(Default)]
+pub(crate) struct Quiet {
+    last: Mutex<Option<std::time::Instant>>,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Quiet {
+    /// Whether to write now; if so, how many were held back since the last one.
+    fn allow(&self) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < WORKER_WARNING_EVERY) {
+            self.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
+        Some(self.held.swap(0, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 async fn worker(inner: Arc<Inner>, run_id: String, wake: Arc<Notify>) {
     loop {
-        if let Err(error) = crate::owner::drive(&inner, &run_id, &wake).await {
-            tracing::warn!(run_id = %run_id, %error, "run worker stopped; the run resumes after its lease expires");
+        if let Err(error) = crate::owner::drive(&inner, &run_id, &wake).await
+            && let Some(held) = inner.quiet.allow()
+        {
+            tracing::warn!(run_id = %run_id, %error, held_back = held, "run worker stopped; the run resumes after its lease expires");
         }
         if !inner.worker_should_continue(&run_id) {
             break;
@@ -494,7 +531,11 @@ async fn sweep(inner: Arc<Inner>) {
                     inner.ensure_worker(&run_id);
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot list unfinished runs"),
+            Err(error) => {
+                if let Some(held) = inner.quiet.allow() {
+                    tracing::warn!(%error, held_back = held, "cannot list unfinished runs");
+                }
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(inner.config.sweep_interval) => {}

@@ -76,7 +76,15 @@ pub(crate) async fn drive(
         .map_err(WorkerError::Workspace)?
     };
     let cancel = CancellationToken::new();
-    let mut turn = TurnWorker { inner, record, state, workspace, cancel: cancel.clone() };
+    let releasing = CancellationToken::new();
+    let mut turn = TurnWorker {
+        inner,
+        record,
+        state,
+        workspace,
+        cancel: cancel.clone(),
+        releasing: releasing.clone(),
+    };
     if turn.record.status == RunStatus::Queued {
         let mut commit = turn.commit();
         commit.status = Some(RunStatus::Running);
@@ -84,7 +92,7 @@ pub(crate) async fn drive(
     }
     let stop = tokio::select! {
         stop = turn.run() => stop?,
-        lost = watch_lease(inner, run_id, wake, &cancel) => return Err(lost),
+        lost = watch_lease(inner, run_id, wake, &cancel, &releasing) => return Err(lost),
     };
     if let Stop::Interrupted = stop {
         store.release_lease(run_id, &inner.owner_id).await?;
@@ -99,6 +107,7 @@ async fn watch_lease(
     run_id: &str,
     wake: &Notify,
     cancel: &CancellationToken,
+    releasing: &CancellationToken,
 ) -> WorkerError {
     let ttl = inner.config.lease_ttl;
     loop {
@@ -112,6 +121,8 @@ async fn watch_lease(
                     cancel.cancel();
                 }
             }
+            // The turn's last commit gave the lease up itself: not a takeover.
+            Ok(None) if releasing.is_cancelled() => std::future::pending::<()>().await,
             Ok(None) => return WorkerError::LeaseLost,
             // A store hiccup: keep working; the next renewal or commit will tell.
             Err(error) => tracing::warn!(run_id, %error, "cannot renew the lease"),
@@ -125,6 +136,8 @@ struct TurnWorker<'a> {
     state: RunState,
     workspace: Workspace,
     cancel: CancellationToken,
+    /// Set before a commit that releases the lease is sent.
+    releasing: CancellationToken,
 }
 
 impl TurnWorker<'_> {
@@ -138,6 +151,9 @@ impl TurnWorker<'_> {
 
     /// Stores `commit`, then updates the replayed state and publishes its events.
     async fn apply(&mut self, commit: Commit) -> Result<(), StoreError> {
+        if commit.release_lease {
+            self.releasing.cancel();
+        }
         let records = commit.records.clone();
         let usage = commit.usage;
         let status = commit.status;

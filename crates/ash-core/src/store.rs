@@ -73,6 +73,12 @@ pub trait Store: Send + Sync + 'static {
     /// Flags an active run for cancellation and returns its status (`None`: unknown run).
     /// Inactive runs are left as they are.
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Option<RunStatus>>;
+
+    /// Whether the store can still be used: a file store whose files were removed or
+    /// replaced under it answers [`StoreError::Lost`] here and on every call after.
+    fn check(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A run to create.
@@ -262,6 +268,9 @@ pub enum StoreError {
     /// The backend failed.
     #[error("store failure: {0}")]
     Backend(String),
+    /// The store's files were removed or replaced while ash ran; nothing more is written.
+    #[error("the store is gone: {0}; ash stopped writing to it — restore it, then restart ash")]
+    Lost(String),
 }
 
 /// Milliseconds since the Unix epoch, now.

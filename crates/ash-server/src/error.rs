@@ -41,6 +41,9 @@ impl IntoResponse for HttpError {
 
 impl From<StoreError> for HttpError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Lost(_) = &e {
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string());
+        }
         tracing::error!(error = %e, "store failure");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())
     }
@@ -57,6 +60,9 @@ impl From<SendError> for HttpError {
             SendError::Busy(_) => (StatusCode::CONFLICT, "session_busy"),
             SendError::Ended(_) => (StatusCode::CONFLICT, "session_ended"),
             SendError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            SendError::Store(StoreError::Lost(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
             SendError::Store(store) => {
                 tracing::error!(error = %store, "store failure");
                 (StatusCode::INTERNAL_SERVER_ERROR, "store_error")

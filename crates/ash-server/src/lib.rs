@@ -10,6 +10,7 @@
 mod auth;
 mod error;
 mod routes;
+mod server;
 mod stream;
 
 pub use auth::{Denial, Gate, GateError, OidcConfig};

@@ -1,7 +1,6 @@
 //! The routes, their request parsing, and the server loop with graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use ash_protocol::{
 };
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -33,6 +33,19 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     /// How OIDC issuers' keys are fetched and cached.
     pub oidc: OidcConfig,
+    /// Connections open at once; beyond, a connection gets `503` and is closed.
+    pub max_connections: usize,
+    /// Time to send a request's headers, and the longest a kept-alive connection may idle.
+    pub header_timeout: Duration,
+    /// Time to send a request's body.
+    pub body_timeout: Duration,
+    /// A response write that makes no progress this long closes the connection (a reader that
+    /// stopped reading; it resumes by `startIndex`).
+    pub write_stall_timeout: Duration,
+    /// Event streams open at once; beyond, `503 too_many_streams`.
+    pub max_streams: usize,
+    /// On shutdown, how long in-flight requests may finish before their connections close.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +54,12 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             heartbeat: Duration::from_secs(15),
             oidc: OidcConfig::default(),
+            max_connections: 16_384,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_stall_timeout: Duration::from_secs(30),
+            max_streams: 4096,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -49,6 +68,7 @@ impl Default for ServerConfig {
 struct App {
     engine: Engine,
     config: ServerConfig,
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The API router over `engine`, behind the gate of its agent's `[network]` and `auth`
@@ -69,7 +89,12 @@ fn router_with_gate(engine: Engine, config: ServerConfig, gate: Arc<Gate>) -> Ro
         .route("/runs/{run_id}/cancel", post(cancel))
         .route("/sessions/{session_id}/stream", get(stream))
         .fallback(not_found)
-        .with_state(App { engine, config });
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(App {
+            streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
+            engine,
+            config,
+        });
     Router::new()
         .nest(API_PREFIX, api)
         .fallback(not_found)
@@ -97,13 +122,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let gate = Arc::new(Gate::new(engine.spec().root(), &config.oidc)?);
-    let app = router_with_gate(engine.clone(), config, Arc::clone(&gate));
+    let app = router_with_gate(engine.clone(), config.clone(), Arc::clone(&gate));
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown({
-            let stop = stop.clone();
-            async move { stop.cancelled().await }
-        });
+    let server = crate::server::accept_loop(listener, app, config, stop.clone());
     let drain = async {
         shutdown.await;
         stop.cancel();
@@ -115,8 +136,8 @@ pub async fn serve(
             () = stop.cancelled() => {}
         }
     };
-    let (served, (), ()) = tokio::join!(server.into_future(), drain, prefetch);
-    Ok(served?)
+    tokio::join!(server, drain, prefetch);
+    Ok(())
 }
 
 /// One log line per request, and `cache-control: no-store` on every response.
@@ -135,6 +156,21 @@ async fn log_and_no_store(request: Request, next: Next) -> Response {
     response
 }
 
+async fn method_not_allowed(request: Request) -> HttpError {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed here; docs/api.md lists each route's method", request.method()),
+    )
+}
+
+/// A `:runId` path segment, or a JSON error when it is not valid text.
+fn run_id_of(path: Result<Path<String>, PathRejection>) -> Result<String, HttpError> {
+    path.map(|Path(id)| id).map_err(|_| {
+        HttpError::bad_request("invalid_run_id", "the run id in the path is not valid UTF-8 text")
+    })
+}
+
 async fn not_found() -> HttpError {
     HttpError::new(
         StatusCode::NOT_FOUND,
@@ -145,8 +181,15 @@ async fn not_found() -> HttpError {
     )
 }
 
-async fn health() -> Json<Health> {
-    Json(Health { ok: true, status: "ready".to_owned() })
+/// Ready only while the engine can work: a store that is gone makes it `503`.
+async fn health(State(app): State<App>) -> Response {
+    match app.engine.health().await {
+        Ok(()) => Json(Health { ok: true, status: "ready".to_owned() }).into_response(),
+        Err(e) => {
+            HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+                .into_response()
+        }
+    }
 }
 
 async fn info(State(app): State<App>) -> Response {
@@ -159,14 +202,24 @@ async fn message(
     caller: Option<Extension<SessionAuthContext>>,
     request: Request,
 ) -> Result<Response, HttpError> {
-    let body = json_body(request, app.config.max_body_bytes).await?;
+    let body = json_body(request, app.config.max_body_bytes, app.config.body_timeout).await?;
+    // Only an object is a message: serde would also read a struct from an array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|b| *b != b'{') {
+        let is_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+        return Err(HttpError::bad_request(
+            if is_json { "invalid_body" } else { "invalid_json" },
+            "the body must be a JSON object: {\"message\": \"…\", \"continuationToken\"?: \"…\", \"mode\"?: \"conversation\" | \"task\"}",
+        ));
+    }
     let parsed: MessageRequest = serde_json::from_slice(&body).map_err(|e| {
-        let code = if e.is_data() { "invalid_body" } else { "invalid_json" };
+        // JSON of the wrong shape is `invalid_body` whatever serde calls the mismatch.
+        let shape = e.is_data() || serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+        let code = if shape { "invalid_body" } else { "invalid_json" };
         HttpError::bad_request(
             code,
             format!(
                 "{}: {e}; send {{\"message\": \"…\", \"continuationToken\"?: \"…\", \"mode\"?: \"conversation\" | \"task\"}}",
-                if e.is_data() { "the body has the wrong shape" } else { "the body is not valid JSON" }
+                if shape { "the body has the wrong shape" } else { "the body is not valid JSON" }
             ),
         )
     })?;
@@ -193,8 +246,13 @@ async fn message(
     Ok(response)
 }
 
-/// Reads a JSON request body: checks the content type and the size limit.
-async fn json_body(request: Request, limit: usize) -> Result<bytes::Bytes, HttpError> {
+/// Reads a JSON request body: checks the content type, the size limit (a declared length
+/// before reading), and the time it may take.
+async fn json_body(
+    request: Request,
+    limit: usize,
+    timeout: Duration,
+) -> Result<bytes::Bytes, HttpError> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -216,19 +274,54 @@ async fn json_body(request: Request, limit: usize) -> Result<bytes::Bytes, HttpE
             ),
         ));
     }
-    axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
+    let too_large = || {
         HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("the request body is larger than {limit} bytes"),
         )
-    })
+    };
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
+        Ok(Err(_)) => Err(HttpError::bad_request(
+            "invalid_body",
+            "the request body could not be read (malformed chunked encoding or a broken connection)",
+        )),
+        Err(_) => Err(HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {} s", timeout.as_secs()),
+        )),
+    }
+}
+
+/// Whether reading a body failed because it exceeded the limit.
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.to_string().contains("length limit exceeded") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 async fn run_info(
     State(app): State<App>,
-    Path(run_id): Path<String>,
+    run_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HttpError> {
+    let run_id = run_id_of(run_id)?;
     match app.engine.run_info(&RunId::new(run_id.clone())).await? {
         Some(snapshot) => Ok(Json(run_info_body(&snapshot)).into_response()),
         None => Err(HttpError::run_not_found(&run_id)),
@@ -250,7 +343,11 @@ fn run_info_body(r: &RunSnapshot) -> RunInfo {
     }
 }
 
-async fn cancel(State(app): State<App>, Path(run_id): Path<String>) -> Result<Response, HttpError> {
+async fn cancel(
+    State(app): State<App>,
+    run_id: Result<Path<String>, PathRejection>,
+) -> Result<Response, HttpError> {
+    let run_id = run_id_of(run_id)?;
     let (status, text) = match app.engine.cancel(&RunId::new(run_id.clone())).await? {
         Some(CancelOutcome::Cancelling) => (StatusCode::ACCEPTED, "cancelling"),
         Some(CancelOutcome::NoActiveTurn) => (StatusCode::OK, "no_active_turn"),
@@ -281,9 +378,10 @@ fn start_index(query: Option<&str>) -> Result<u64, HttpError> {
 
 async fn stream(
     State(app): State<App>,
-    Path(run_id): Path<String>,
+    run_id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, HttpError> {
+    let run_id = run_id_of(run_id)?;
     let start = start_index(request.uri().query())?;
     let id = RunId::new(run_id.clone());
     let Some(info) = app.engine.run_info(&id).await? else {
@@ -312,6 +410,16 @@ async fn stream(
         headers.insert(RUN_ID_HEADER, id.clone());
         headers.insert(SESSION_ID_HEADER, id);
     }
-    let body: Body = crate::stream::body(follower, app.config.heartbeat);
+    let Ok(permit) = Arc::clone(&app.streams).try_acquire_owned() else {
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!(
+                "the server has {} event streams open, as many as it allows; retry shortly",
+                app.config.max_streams
+            ),
+        ));
+    };
+    let body: Body = crate::stream::body(follower, app.config.heartbeat, permit);
     Ok((headers, body).into_response())
 }

@@ -15,11 +15,18 @@ fn line(value: &impl serde::Serialize) -> Bytes {
 
 /// The response body: events from the follower as they come, a heartbeat line after every
 /// `heartbeat` without one, ending after the run's terminal event or at shutdown.
-pub(crate) fn body(follower: Follower, heartbeat: Duration) -> Body {
-    let lines = futures_util::stream::unfold(Some(follower), move |follower| async move {
-        let mut follower = follower?;
+/// The stream holds `permit` (one of the server's stream slots) until it ends.
+pub(crate) fn body(
+    follower: Follower,
+    heartbeat: Duration,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Body {
+    let lines = futures_util::stream::unfold(Some((follower, permit)), move |state| async move {
+        let (mut follower, permit) = state?;
         match tokio::time::timeout(heartbeat, follower.next()).await {
-            Ok(Ok(Some(event))) => Some((Ok::<_, std::io::Error>(line(&event)), Some(follower))),
+            Ok(Ok(Some(event))) => {
+                Some((Ok::<_, std::io::Error>(line(&event)), Some((follower, permit))))
+            }
             Ok(Ok(None)) => None,
             Ok(Err(error)) => {
                 // Ending the body makes the client reconnect from its cursor.
@@ -31,7 +38,7 @@ pub(crate) fn body(follower: Follower, heartbeat: Duration) -> Body {
                     kind: HEARTBEAT_TYPE.to_owned(),
                     data: HeartbeatData { next_index: follower.next_index() },
                 };
-                Some((Ok(line(&beat)), Some(follower)))
+                Some((Ok(line(&beat)), Some((follower, permit))))
             }
         }
     });

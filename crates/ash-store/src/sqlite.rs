@@ -71,6 +71,17 @@ pub enum OpenError {
         /// SQLite's reason.
         reason: String,
     },
+    /// The file cannot be written (disk full, read-only filesystem, permissions); it is not
+    /// damaged and was left untouched.
+    #[error(
+        "cannot write the store {path}: {reason}; the file is intact and was left untouched — free disk space or make it writable, then start again"
+    )]
+    Unwritable {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's reason.
+        reason: String,
+    },
     /// The file is damaged or not a store; it was left untouched.
     #[error(
         "the store {path} is damaged or not an ash store ({reason}); it was left untouched — move it aside to start fresh, or restore a backup"
@@ -97,6 +108,64 @@ pub enum OpenError {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    file: Arc<FileIdentity>,
+}
+
+/// The store's file as opened, to notice it being removed or replaced underneath.
+#[derive(Debug)]
+struct FileIdentity {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    /// Whether the write-ahead log existed once opened (then it must go on existing).
+    wal: bool,
+    /// Set once the file was found gone; every call fails from then on.
+    lost: std::sync::OnceLock<String>,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            wal: Self::wal_path(path).exists(),
+            lost: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn wal_path(path: &Path) -> PathBuf {
+        PathBuf::from(format!("{}-wal", path.display()))
+    }
+
+    /// `Err(Lost)` when the file (or its write-ahead log) is no longer the one ash opened.
+    fn verify(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Some(reason) = self.lost.get() {
+            return Err(StoreError::Lost(reason.clone()));
+        }
+        let problem = match std::fs::metadata(&self.path) {
+            Err(_) => Some(format!("{} was removed", self.path.display())),
+            Ok(m) if (m.dev(), m.ino()) != (self.dev, self.ino) => {
+                Some(format!("{} was replaced by another file", self.path.display()))
+            }
+            Ok(_) => {
+                let wal = Self::wal_path(&self.path);
+                (self.wal && !wal.exists())
+                    .then(|| format!("its write-ahead log {} was removed", wal.display()))
+            }
+        };
+        match problem {
+            None => Ok(()),
+            Some(reason) => {
+                tracing::error!(store = %self.path.display(), %reason, "the store is gone; refusing to write");
+                let reason = self.lost.get_or_init(|| reason).clone();
+                Err(StoreError::Lost(reason))
+            }
+        }
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -107,8 +176,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, checks its integrity and schema, and
     /// leaves a damaged file untouched.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, OpenError> {
-        let sqlite =
-            |e: rusqlite::Error| OpenError::Sqlite { path: path.to_owned(), reason: e.to_string() };
+        let sqlite = |e: rusqlite::Error| classify(path, &e, None);
+        let corrupt_or = |e: rusqlite::Error| classify(path, &e, Some(()));
         let corrupt = |reason: String| OpenError::Corrupt { path: path.to_owned(), reason };
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
@@ -118,9 +187,8 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(sqlite)?;
         // Read-only checks first: a file that is not a database must not be written to.
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |row| row.get(0))
-            .map_err(|e| corrupt(e.to_string()))?;
+        let check: String =
+            conn.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(corrupt_or)?;
         if check != "ok" {
             return Err(corrupt(check));
         }
@@ -130,12 +198,12 @@ impl SqliteStore {
                 [],
                 |row| row.get(0),
             )
-            .map_err(|e| corrupt(e.to_string()))?;
+            .map_err(corrupt_or)?;
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| {
                 row.get(0)
             })
-            .map_err(|e| corrupt(e.to_string()))?;
+            .map_err(corrupt_or)?;
         if !has_meta && tables > 0 {
             return Err(corrupt("it holds tables but no ash schema".to_owned()));
         }
@@ -145,7 +213,7 @@ impl SqliteStore {
                     r.get(0)
                 })
                 .optional()
-                .map_err(|e| corrupt(e.to_string()))?;
+                .map_err(corrupt_or)?;
             let found = version.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
             if found > SCHEMA_VERSION {
                 return Err(OpenError::TooNew { path: path.to_owned(), found });
@@ -164,7 +232,9 @@ impl SqliteStore {
             params![SCHEMA_VERSION.to_string()],
         )
         .map_err(sqlite)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        let file = FileIdentity::of(path)
+            .map_err(|e| OpenError::Sqlite { path: path.to_owned(), reason: e.to_string() })?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), file: Arc::new(file) })
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -174,9 +244,11 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
+        let file = Arc::clone(&self.file);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let mut conn = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                file.verify()?;
                 f(&mut conn)
             })
             .await
@@ -221,6 +293,29 @@ fn i64_of(v: u64) -> i64 {
 /// A value SQLite holds that no ash wrote.
 fn bad_value(column: usize, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, what.into())
+}
+
+/// Sorts an error at open time: damage (only when `damage_possible` and SQLite says so),
+/// a file that cannot be written (full disk, read-only, permissions), or anything else.
+fn classify(path: &Path, e: &rusqlite::Error, damage_possible: Option<()>) -> OpenError {
+    use rusqlite::ErrorCode as C;
+    let reason = e.to_string();
+    let path = path.to_owned();
+    match e.sqlite_error_code() {
+        Some(C::DatabaseCorrupt | C::NotADatabase) if damage_possible.is_some() => {
+            OpenError::Corrupt { path, reason }
+        }
+        Some(
+            C::ReadOnly
+            | C::CannotOpen
+            | C::DiskFull
+            | C::SystemIoFailure
+            | C::PermissionDenied
+            | C::DatabaseBusy
+            | C::DatabaseLocked,
+        ) => OpenError::Unwritable { path, reason },
+        _ => OpenError::Sqlite { path, reason },
+    }
 }
 
 /// Maps SQLite errors, naming damaged values as corruption.
@@ -464,6 +559,10 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             Ok(changed == 1)
         })
+    }
+
+    fn check(&self) -> StoreFuture<'_, ()> {
+        self.with(|_| Ok(()))
     }
 
     fn renew_lease<'a>(

@@ -120,6 +120,7 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
                     );
                 }
                 harness::check_access(&harness, &ServerConfig::default())?;
+                crate::cmd::start::raise_open_files();
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
                     .await
                     .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;

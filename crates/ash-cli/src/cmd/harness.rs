@@ -75,6 +75,7 @@ pub(crate) async fn start(
     let mut store_paths = Vec::new();
     let (store, store_text, state_dir): (Arc<dyn Store>, String, PathBuf) = match store {
         StoreChoice::Sqlite(path) => {
+            refuse_missing_store(&path, args.new_store)?;
             let file = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
             store_paths.extend(
                 ["", "-wal", "-shm", "-journal"]
@@ -140,6 +141,29 @@ pub(crate) fn check_access(
     ash_server::Gate::new(harness.engine.spec().root(), &config.oidc)
         .map(drop)
         .context("the agent's access configuration cannot be enforced")
+}
+
+/// A store that should exist but does not is an error, never a silent fresh start: session
+/// workspaces beside its path show that runs were kept there.
+fn refuse_missing_store(path: &Path, new_store: bool) -> anyhow::Result<()> {
+    if new_store || path.exists() {
+        return Ok(());
+    }
+    let workspaces = path.parent().map(|dir| dir.join("workspaces"));
+    let sessions =
+        workspaces.as_ref().and_then(|dir| std::fs::read_dir(dir).ok()).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        });
+    if sessions > 0 {
+        bail!(
+            "the store {} is missing, but {sessions} session workspace(s) beside it show it held runs; it was deleted or moved — restore it (with its -wal file) from a backup, or start an empty store with --new-store",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The default SQLite file of a project.

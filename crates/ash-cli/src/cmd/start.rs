@@ -14,7 +14,8 @@ pub(crate) fn run(args: &StartArgs) -> anyhow::Result<Outcome> {
         let store = args.store.clone().unwrap_or_else(|| harness::default_store(&args.dir));
         let harness =
             harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args).await?;
-        let server_config = ServerConfig::default();
+        let files = raise_open_files();
+        let server_config = server_config(args, files);
         harness::check_access(&harness, &server_config)?;
         let listener =
             tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.with_context(
@@ -22,10 +23,11 @@ pub(crate) fn run(args: &StartArgs) -> anyhow::Result<Outcome> {
             )?;
         let addr = listener.local_addr()?;
         output::note(&format!(
-            "ash: serving `{}` on http://{addr} (model {}, store {})",
+            "ash: serving `{}` on http://{addr} (model {}, store {}, up to {} connections, {files} open files)",
             harness.engine.spec().name(),
             harness.model,
-            harness.store
+            harness.store,
+            server_config.max_connections,
         ));
         if harness.scripted {
             output::note(&harness::scripted_label(&harness.model));
@@ -36,6 +38,37 @@ pub(crate) fn run(args: &StartArgs) -> anyhow::Result<Outcome> {
         output::note("ash: stopped; unfinished runs continue at the next start");
         Ok(Outcome::Success)
     })
+}
+
+/// Open files kept for the store, tool processes, sockets to the model and logs: connections
+/// get the rest.
+const RESERVED_FILES: u64 = 256;
+
+/// The server's limits from the flags; connections never exceed what the open-file limit
+/// leaves after the reserve, so the cap refuses clients cleanly before descriptors run out.
+fn server_config(args: &StartArgs, open_files: u64) -> ServerConfig {
+    let by_files =
+        usize::try_from(open_files.saturating_sub(RESERVED_FILES).max(16)).unwrap_or(usize::MAX);
+    let request = std::time::Duration::from_secs(args.request_timeout.max(1));
+    ServerConfig {
+        max_connections: args.max_connections.clamp(1, by_files),
+        header_timeout: request,
+        body_timeout: request,
+        write_stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
+        ..ServerConfig::default()
+    }
+}
+
+/// Raises the soft limit on open files to the hard one (capped at a million): a server with
+/// thousands of clients needs more than the usual 1,024. Returns the limit in force.
+pub(crate) fn raise_open_files() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 0 };
+    let wanted = hard.min(1 << 20);
+    if wanted > soft && setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).is_ok() {
+        return wanted;
+    }
+    soft
 }
 
 /// A multi-threaded runtime for the serving commands.

@@ -15,6 +15,7 @@ mod models;
 mod pack;
 mod sandbox;
 mod serve;
+mod stayup;
 mod tools;
 
 /// Runs `ash` with `args` in `cwd`, with a clean, fixed environment.

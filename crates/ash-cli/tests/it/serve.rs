@@ -17,7 +17,7 @@ use crate::{ash_env, stderr, stdout};
 const PREFIX: &str = "/.well-known/ash/v1";
 
 /// An agent whose `openai` provider is the fake server.
-fn agent(server: &FakeModelServer, extra: &str) -> Fixture {
+pub(crate) fn agent(server: &FakeModelServer, extra: &str) -> Fixture {
     Fixture::new(&format!(
         "//- agent/agent.toml\nname = \"e2e\"\nmodel = \"openai/gpt-test\"\n[providers.openai]\nbase_url = \"{}\"\n\
          //- agent/system.md\nBe brief.\n{extra}",
@@ -100,11 +100,19 @@ impl Server {
         self.child.wait().unwrap();
     }
 
-    fn sigterm(mut self) -> (Option<i32>, String) {
+    pub(crate) fn sigterm(mut self) -> (Option<i32>, String) {
         let status =
             Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
-        let status = self.child.wait().unwrap();
+        // Shutdown is bounded: a server that does not stop is a failure, not a hang.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
         std::thread::sleep(Duration::from_millis(100));
         let log = self.log.lock().unwrap().clone();
         (status.code(), log)
