@@ -105,7 +105,19 @@ pub(crate) fn sandbox_config(
     backend: ash_sandbox::BackendChoice,
     image: Option<String>,
 ) -> ash_sandbox::SandboxConfig {
-    let runtime_dir = ash_home().map_or_else(|| PathBuf::from("/tmp/ash-run"), |h| h.join("run"));
+    // Without a home, root's sockets go under /run (never a shared /tmp a local user could
+    // prepare); another user's under a directory named for its uid.
+    let runtime_dir = ash_home().map_or_else(
+        || {
+            let uid = nix::unistd::geteuid();
+            if uid.is_root() {
+                PathBuf::from("/run/ash")
+            } else {
+                PathBuf::from(format!("/tmp/ash-run-{uid}"))
+            }
+        },
+        |h| h.join("run"),
+    );
     let mut config = ash_sandbox::SandboxConfig::new(backend, runtime_dir);
     config.helper = std::env::current_exe().ok();
     if let Some(path) = var("PATH") {

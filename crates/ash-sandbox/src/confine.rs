@@ -166,6 +166,9 @@ fn cond(
     SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
 }
 
+/// `SOCK_PACKET` (10): the old packet-socket type libc marks deprecated.
+const SOCK_PACKET: u64 = 10;
+
 /// File mode bits that make an executable run as its owner or group.
 const SET_ID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
 
@@ -215,6 +218,11 @@ fn filters() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
             SeccompRule::new(vec![
                 cond(0, SeccompCmpOp::Eq, libc::AF_INET6 as u64)?,
                 cond(1, SeccompCmpOp::MaskedEq(sock_type_mask), libc::SOCK_RAW as u64)?,
+            ])?,
+            // SOCK_PACKET on an IP socket is a packet socket by another name.
+            SeccompRule::new(vec![
+                cond(0, SeccompCmpOp::Eq, libc::AF_INET as u64)?,
+                cond(1, SeccompCmpOp::MaskedEq(sock_type_mask), SOCK_PACKET)?,
             ])?,
         ],
     );
@@ -291,7 +299,39 @@ fn filters() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
         SeccompAction::Errno(libc::ENOSYS as u32),
         ARCH,
     )?;
-    Ok(vec![deny.try_into()?, families.try_into()?, unfiltered.try_into()?])
+    Ok(vec![foreign_abi_guard(), deny.try_into()?, families.try_into()?, unfiltered.try_into()?])
+}
+
+/// A filter that refuses every call a rule above could miss by its number alone: on x86_64,
+/// the x32 ABI reuses the architecture value and sets bit 30 of the call number, so
+/// `0x40000000 | SYS_unshare` would not match a rule for `SYS_unshare`. Such calls get
+/// ENOSYS; a call made under another architecture is killed.
+fn foreign_abi_guard() -> BpfProgram {
+    use seccompiler::sock_filter;
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JMP_JEQ_K: u16 = 0x15;
+    const BPF_JMP_JGE_K: u16 = 0x35;
+    const BPF_RET_K: u16 = 0x06;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+    const OFFSET_NR: u32 = 0;
+    const OFFSET_ARCH: u32 = 4;
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xc000_00b7;
+    const X32_BIT: u32 = 0x4000_0000;
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        op(BPF_LD_W_ABS, 0, 0, OFFSET_ARCH),
+        op(BPF_JMP_JEQ_K, 1, 0, AUDIT_ARCH),
+        op(BPF_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS),
+        op(BPF_LD_W_ABS, 0, 0, OFFSET_NR),
+        op(BPF_JMP_JGE_K, 0, 1, X32_BIT),
+        op(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+    ]
 }
 
 /// Installs the filter in this process (and what it executes).
@@ -308,6 +348,6 @@ mod tests {
     #[test]
     fn the_filter_compiles_for_this_architecture() {
         let programs = super::filters().map(|p| p.len());
-        assert_eq!(programs.ok(), Some(3));
+        assert_eq!(programs.ok(), Some(4));
     }
 }

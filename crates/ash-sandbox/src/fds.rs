@@ -8,15 +8,21 @@ use nix::libc;
 
 /// `CLOSE_RANGE_CLOEXEC` (Linux 5.11).
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-/// Highest descriptor the fallback loop visits.
-const FALLBACK_MAX_FD: libc::c_int = 65_536;
+/// The highest descriptor number the fallback loop visits: the open-file hard limit.
+fn max_fd() -> libc::c_int {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    #[allow(unsafe_code, reason = "getrlimit has no async-signal-safe wrapper")]
+    // SAFETY: getrlimit(2) writes only into `limit`, which lives on this stack frame.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if ok { libc::c_int::try_from(limit.rlim_max).unwrap_or(libc::c_int::MAX) } else { 1 << 20 }
+}
 
 /// Closes every descriptor `>= first` now.
 pub(crate) fn close_from(first: libc::c_int) {
     if close_range(first, 0) {
         return;
     }
-    for fd in first..FALLBACK_MAX_FD {
+    for fd in first..max_fd() {
         #[allow(unsafe_code, reason = "closing descriptors this process owns")]
         // SAFETY: close(2) on a number; an unused one fails with EBADF.
         unsafe {
@@ -30,7 +36,7 @@ pub(crate) fn cloexec_from(first: libc::c_int) {
     if close_range(first, CLOSE_RANGE_CLOEXEC) {
         return;
     }
-    for fd in first..FALLBACK_MAX_FD {
+    for fd in first..max_fd() {
         #[allow(unsafe_code, reason = "flagging descriptors this process owns")]
         // SAFETY: fcntl(2) on a number; an unused one fails with EBADF.
         unsafe {

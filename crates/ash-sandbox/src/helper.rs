@@ -241,10 +241,12 @@ fn splice(tcp: TcpStream, unix: UnixStream) {
 /// failure.
 fn exec_command(spec: &HelperSpec) -> Result<std::convert::Infallible, Failure> {
     setsid().stage(|| "start a new session".into())?;
-    set_rlimits(&spec.rlimits)?;
+    // Under a root-run ash every run has the same host id: the process limit must be counted
+    // in the command's own user namespace, so the limits come after entering it.
     if let Some(host) = spec.host_id.filter(|_| spec.isolate && getuid().is_root()) {
         become_sandbox_user(host, spec.uid)?;
     }
+    set_rlimits(&spec.rlimits)?;
     chdir(&spec.cwd).stage(|| format!("enter the working directory {}", spec.cwd.display()))?;
     crate::confine::landlock(spec).stage(|| "apply Landlock".into())?;
     crate::confine::seccomp().stage(|| "apply the seccomp filter".into())?;

@@ -212,24 +212,36 @@ async fn handle(mut client: UnixStream, policy: Arc<Policy>, log: Arc<Mutex<Deci
             Ok(Ok(())) => {}
             _ => return,
         }
-        if first.first() == Some(&0x16) {
-            match server_name(&first) {
-                Ok(Some(sni)) => {
-                    let sni = sni.to_ascii_lowercase();
-                    if parse_ip_host(&request.host).is_none() && sni != request.host {
-                        record(
-                            false,
-                            format!("TLS server name `{sni}` does not match the CONNECT host"),
-                        );
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(why) => {
-                    record(false, format!("the TLS ClientHello cannot be read: {why}"));
+        // A domain rule is a name, and a name is only proven by TLS: the tunnel must start a
+        // handshake naming exactly that host. (An IP rule grants the address itself.)
+        let domain = parse_ip_host(&request.host).is_none();
+        match (first.first() == Some(&0x16)).then(|| server_name(&first)) {
+            Some(Ok(Some(sni))) => {
+                let sni = sni.to_ascii_lowercase();
+                if domain && sni != request.host {
+                    record(
+                        false,
+                        format!(
+                            "TLS server name `{}` does not match the CONNECT host",
+                            sni.escape_debug().take(255).collect::<String>()
+                        ),
+                    );
                     return;
                 }
             }
+            Some(Ok(None)) if domain => {
+                record(false, "the TLS ClientHello names no server".to_owned());
+                return;
+            }
+            Some(Err(why)) => {
+                record(false, format!("the TLS ClientHello cannot be read: {why}"));
+                return;
+            }
+            None if domain => {
+                record(false, "a tunnel to a domain must start a TLS handshake".to_owned());
+                return;
+            }
+            Some(Ok(None)) | None => {}
         }
     }
     let upstream = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr)).await {
@@ -358,11 +370,13 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(BadRequest("malformed method"));
     }
-    let headers: Vec<(&str, &str)> = lines
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect();
+    let lines: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+    // A bare LF or another control character would read differently upstream.
+    if lines.iter().any(|l| l.bytes().any(|b| b.is_ascii_control() && b != b'\t')) {
+        return Err(BadRequest("control characters in a header"));
+    }
+    let headers: Vec<(&str, &str)> =
+        lines.iter().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim(), v.trim())).collect();
     if method == "CONNECT" {
         let (host, port) = split_authority(target, None)?;
         return Ok(Request { connect: true, host, port, upstream_head: Vec::new(), body_len: 0 });
@@ -396,7 +410,9 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
             "request bodies must have a Content-Length through the sandbox proxy (no Transfer-Encoding)",
         ));
     }
-    let mut lengths = named("content-length").map(|(_, v)| v.parse::<u64>());
+    let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    let mut lengths = named("content-length")
+        .map(|(_, v)| if digits(v) { v.parse::<u64>().map_err(|_| ()) } else { Err(()) });
     let body_len = match (lengths.next(), lengths.next()) {
         (None, _) => 0,
         (Some(Ok(len)), None) => len,
@@ -408,10 +424,14 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
             || name.eq_ignore_ascii_case("proxy-authorization")
             || name.eq_ignore_ascii_case("connection")
             || name.eq_ignore_ascii_case("keep-alive")
+            || name.eq_ignore_ascii_case("content-length")
         {
             continue;
         }
         upstream_head.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    if body_len > 0 {
+        upstream_head.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
     }
     // One request per connection: the upstream closes after answering it.
     upstream_head.extend_from_slice(b"Connection: close\r\n\r\n");
@@ -459,10 +479,12 @@ async fn decide(policy: &Policy, host: &str, port: u16) -> Result<(SocketAddr, S
         }
         return Ok((SocketAddr::new(ip, port), rule.to_string()));
     }
-    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
-        Ok(addrs) => addrs.collect(),
-        Err(e) => return Err(format!("cannot resolve: {e}")),
-    };
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout(STEP_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => addrs.collect(),
+            Ok(Err(e)) => return Err(format!("cannot resolve: {e}")),
+            Err(_) => return Err("resolving timed out".into()),
+        };
     debug_assert!(!matches!(rule.host, HostPattern::Ip(_)));
     addrs
         .iter()
@@ -491,7 +513,10 @@ fn is_public(ip: IpAddr) -> bool {
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
-            !((s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80)
+            // Unique local, link-local, and the translation prefixes that embed an IPv4
+            // address (NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16).
+            let translated = (s[0] == 0x64 && s[1] == 0xff9b) || s[0] == 0x2002;
+            !((s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80 || translated)
                 && v6.to_ipv4_mapped().is_none_or(|v4| is_public(IpAddr::V4(v4)))
         }
     }
@@ -622,6 +647,23 @@ mod tests {
                 )),
             ),
             (
+                "GET http://a.com/ HTTP/1.1\r\nX: y\nHost: evil\r\n\r\n",
+                Err(BadRequest("control characters in a header")),
+            ),
+            (
+                "POST http://a.com/ HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+                Err(BadRequest("malformed or repeated Content-Length")),
+            ),
+            (
+                "POST http://a.com/x HTTP/1.1\r\nHost: a.com\r\nContent-Length: 0005\r\n\r\n",
+                Ok((
+                    false,
+                    "a.com".into(),
+                    80,
+                    "POST /x HTTP/1.1\r\nHost: a.com\r\nContent-Length: 5\r\nConnection: close\r\n\r\n".into(),
+                )),
+            ),
+            (
                 "POST http://a.com/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
                 Err(BadRequest("malformed or repeated Content-Length")),
             ),
@@ -694,6 +736,9 @@ mod tests {
             ("fe80::1", false),
             ("::ffff:127.0.0.1", false),
             ("fd00:ec2::254", false),
+            ("64:ff9b::a00:5", false),
+            ("64:ff9b:1::1", false),
+            ("2002:a00:5::1", false),
         ] {
             assert_eq!(is_public(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))), public, "{ip}");
         }

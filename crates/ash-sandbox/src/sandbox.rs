@@ -212,6 +212,13 @@ impl Sandbox {
             what: format!("{what} {}", path.display()),
             source,
         };
+        if Self::as_root()
+            && let Some(parent) = path.parent()
+        {
+            // Another user who could rename anything on the way could swap in a link and have
+            // root hand over (or expose) a host directory.
+            only_root_can_change(parent)?;
+        }
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| io("close", e))?;
         if !Self::as_root() {
@@ -367,12 +374,7 @@ impl Sandbox {
                 });
             }
             (NetPolicy::Allow(rules), _) => {
-                std::fs::create_dir_all(&self.config.runtime_dir).map_err(|source| {
-                    SandboxError::Io {
-                        what: format!("create {}", self.config.runtime_dir.display()),
-                        source,
-                    }
-                })?;
+                private_dir(&self.config.runtime_dir)?;
                 let path = self.config.runtime_dir.join(format!("{name}.proxy.sock"));
                 let _ = std::fs::remove_file(&path);
                 let proxy = Proxy::start(path, rules.clone()).map_err(|source| {
@@ -662,8 +664,73 @@ fn canonicalish(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Creates (if needed) a directory for ash's own sockets and checks that only this user can
+/// reach it: a real directory, not a link, owned by us, closed to others.
+fn private_dir(dir: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    let io =
+        |what: &str, source| SandboxError::Io { what: format!("{what} {}", dir.display()), source };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io("create", e))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| io("inspect", e))?;
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || !ours {
+        return Err(io(
+            "use",
+            std::io::Error::other(
+                "it must be a directory (not a link) owned by this user; remove it or fix its owner",
+            ),
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("close", e))?;
+    }
+    Ok(())
+}
+
+/// For a root-run ash: `dir` and every directory above it can be changed by root alone (each
+/// owned by root and not writable by others, or sticky with a root-owned entry on the path).
+fn only_root_can_change(dir: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut child_is_root: Option<bool> = None;
+    let mut current = Some(dir);
+    while let Some(path) = current {
+        let meta = std::fs::symlink_metadata(path).map_err(|source| SandboxError::Io {
+            what: format!("inspect {}", path.display()),
+            source,
+        })?;
+        let open_to_others = meta.mode() & 0o022 != 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        let safe = meta.uid() == 0
+            && (!open_to_others || (meta.is_dir() && sticky && child_is_root != Some(false)));
+        if !safe {
+            return Err(SandboxError::Path {
+                what: "directory",
+                path: path.to_path_buf(),
+                source: std::io::Error::other(
+                    "another user can change it; as root, ash hands only directories below root-owned, closed ones to the sandbox user — fix its owner and mode (`chown root:`, `chmod go-w`)",
+                ),
+            });
+        }
+        child_is_root = Some(meta.uid() == 0);
+        current = path.parent();
+    }
+    Ok(())
+}
+
 /// The first pause between two measurements of the writable roots while a command runs.
 const DISK_POLL: Duration = Duration::from_millis(200);
+
+/// What each directory entry counts toward the disk limit besides its blocks (an inode and
+/// its name), so millions of empty files are not free.
+const ENTRY_BYTES: u64 = 256;
+/// Directories deeper than this below a writable root are not entered.
+const MAX_WALK_DEPTH: usize = 256;
 
 /// Measures `roots` until `done`, pausing at least four times as long as a measurement takes
 /// (so a tree of many files costs a bounded share of a core); `true` once they grew by `max`
@@ -676,7 +743,16 @@ async fn watch_disk(roots: Vec<PathBuf>, before: u64, max: u64, done: &Cancellat
             () = done.cancelled() => return false,
         }
         let started = std::time::Instant::now();
-        let now = disk_usage(roots.clone()).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let measuring = disk_usage_until(roots.clone(), std::sync::Arc::clone(&stop));
+        let now = tokio::select! {
+            now = measuring => now,
+            () = done.cancelled() => {
+                // The walk ends at its next entries; the run's result does not wait for it.
+                stop.store(true, Ordering::Relaxed);
+                return false;
+            }
+        };
         if now.saturating_sub(before) >= max {
             return true;
         }
@@ -684,25 +760,77 @@ async fn watch_disk(roots: Vec<PathBuf>, before: u64, max: u64, done: &Cancellat
     }
 }
 
-/// Bytes allocated to the files under `roots` (blocks, so sparse files count what they use),
-/// walking every entry: a command that makes many files cannot make the check give up.
+/// Bytes the writable roots take: blocks allocated (so sparse files count what they use) plus
+/// [`ENTRY_BYTES`] per entry.
 async fn disk_usage(roots: Vec<PathBuf>) -> u64 {
-    use std::os::unix::fs::MetadataExt as _;
-    tokio::task::spawn_blocking(move || {
-        let mut total = 0u64;
-        let mut stack = roots;
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
-                total = total.saturating_add(meta.blocks().saturating_mul(512));
-                if meta.is_dir() {
-                    stack.push(entry.path());
-                }
+    disk_usage_until(roots, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))).await
+}
+
+async fn disk_usage_until(
+    roots: Vec<PathBuf>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> u64 {
+    tokio::task::spawn_blocking(move || roots.iter().map(|root| walk_usage(root, &stop)).sum())
+        .await
+        .unwrap_or(0)
+}
+
+/// Walks one root through directory descriptors, never following a link and never leaving its
+/// filesystem, so a command that swaps a directory for a link cannot point the walk at the
+/// host; depth first, so at most [`MAX_WALK_DEPTH`] directories are open at once; stops early
+/// (with what it counted) once `stop` is set.
+fn walk_usage(root: &Path, stop: &std::sync::atomic::AtomicBool) -> u64 {
+    use nix::dir::Dir;
+    use nix::sys::stat::{Mode, fstat};
+    let Ok(top) = Dir::open(root, WALK_FLAGS, Mode::empty()) else { return 0 };
+    let Ok(device) = fstat(&top).map(|s| s.st_dev) else { return 0 };
+    let mut walk = Walk { device, stop, seen: 0, total: 0 };
+    walk.dir(top, 0);
+    walk.total
+}
+
+const WALK_FLAGS: nix::fcntl::OFlag = nix::fcntl::OFlag::O_RDONLY
+    .union(nix::fcntl::OFlag::O_DIRECTORY)
+    .union(nix::fcntl::OFlag::O_NOFOLLOW)
+    .union(nix::fcntl::OFlag::O_CLOEXEC);
+
+struct Walk<'a> {
+    device: u64,
+    stop: &'a std::sync::atomic::AtomicBool,
+    seen: u64,
+    total: u64,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, mut dir: nix::dir::Dir, depth: usize) {
+        use nix::fcntl::AtFlags;
+        use nix::sys::stat::{Mode, SFlag, fstatat};
+        let names: Vec<std::ffi::CString> = dir
+            .iter()
+            .flatten()
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.to_bytes() != b"." && n.to_bytes() != b"..")
+            .collect();
+        for name in names {
+            self.seen += 1;
+            if self.seen.is_multiple_of(1024) && self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            self.total = self.total.saturating_add(ENTRY_BYTES);
+            let Ok(stat) = fstatat(&dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            let blocks = u64::try_from(stat.st_blocks).unwrap_or(0);
+            self.total = self.total.saturating_add(blocks.saturating_mul(512));
+            let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+            if kind == SFlag::S_IFDIR
+                && stat.st_dev == self.device
+                && depth < MAX_WALK_DEPTH
+                && let Ok(child) =
+                    nix::dir::Dir::openat(&dir, name.as_c_str(), WALK_FLAGS, Mode::empty())
+            {
+                self.dir(child, depth + 1);
             }
         }
-        total
-    })
-    .await
-    .unwrap_or(0)
+    }
 }

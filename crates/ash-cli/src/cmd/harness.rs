@@ -82,7 +82,20 @@ pub(crate) async fn start(
                     .map(|suffix| PathBuf::from(format!("{}{suffix}", file.display()))),
             );
             let durability = if args.fast_sync { Durability::Normal } else { Durability::Full };
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                use std::os::unix::fs::DirBuilderExt as _;
+                // Transcripts and tokens live here: closed to other local users.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
             let store = SqliteStore::open(&path, durability)?;
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
             let state =
                 path.parent().map_or_else(|| dir.join(DEFAULT_STATE_DIR), Path::to_path_buf);
             (Arc::new(store), format!("sqlite {}", path.display()), state)
@@ -114,7 +127,16 @@ pub(crate) async fn start(
     // Tools see the project read-only, but never its secret files or the run store.
     let project = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
     engine_config.tool_policy.fs.hidden.extend(config::project_secrets(&project));
-    engine_config.tool_policy.fs.hidden.extend(store_paths);
+    // The store's own directory (which holds the workspaces, closed to others) is hidden as a
+    // whole when it is not the project itself, so a workspace below it stays reachable.
+    for path in store_paths {
+        match path.parent() {
+            Some(dir) if dir != project && dir.starts_with(&project) => {
+                engine_config.tool_policy.fs.hidden.push(dir.to_path_buf());
+            }
+            _ => engine_config.tool_policy.fs.hidden.push(path),
+        }
+    }
     engine_config.allow_unsupported = args.allow_unsupported;
     let engine = Engine::start(spec, model, store, engine_config)?;
     for item in engine.unsupported() {

@@ -375,3 +375,40 @@ async fn the_disk_limit_holds_while_the_command_runs_even_past_many_files() {
         assert!(big < 30 << 20, "{}: {big} bytes written under a 10 MiB limit", sb.backend());
     }
 }
+
+#[tokio::test]
+async fn x32_system_calls_never_reach_the_kernel_unfiltered() {
+    for (sb, _rt) in isolating().await {
+        let ws = tempfile::tempdir().unwrap();
+        // getpid (39) and unshare (272) with the x32 bit: ENOSYS (38), filtered or not.
+        let script = "perl -e 'for my $nr (39, 272) { my $r = syscall(0x40000000 | $nr, 0x10000000); print \"$nr $r \", ($!+0), \"\\n\" }'";
+        let out = run(&sb, &request(ws.path(), strict(ws.path()), script)).await;
+        assert_eq!(
+            text(&out.stdout),
+            "39 -1 38\n272 -1 38\n",
+            "{}: {}",
+            sb.backend(),
+            text(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn under_root_only_directories_others_cannot_change_are_handed_over() {
+    if !as_root() {
+        eprintln!("skipping: only a root-run ash hands directories over");
+        return;
+    }
+    let Some((sb, _rt)) = super::sandbox(BackendKind::Native).await else { return };
+    let owned_by_other = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(owned_by_other.path(), Some(65534), Some(65534)).unwrap();
+    let staging = owned_by_other.path().join("ws");
+    std::fs::create_dir(&staging).unwrap();
+    let err = sb.adopt(&staging).unwrap_err().to_string();
+    assert!(err.contains("another user can change it"), "{err}");
+    // A root-owned parent in the sticky /tmp is fine.
+    let fine = tempfile::tempdir().unwrap();
+    let ws = fine.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    sb.adopt(&ws).unwrap();
+}
