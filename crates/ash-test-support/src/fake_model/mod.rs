@@ -238,6 +238,7 @@ pub struct RecordedRequest {
 struct State {
     replies: VecDeque<Reply>,
     repeat: bool,
+    by_step: bool,
     requests: Vec<RecordedRequest>,
 }
 
@@ -294,6 +295,14 @@ impl FakeModelServer {
         self
     }
 
+    /// Answers each request with the queued reply at the position of its step: the number of
+    /// assistant messages it carries. Concurrent conversations then each get their replies in
+    /// order, as from a real model.
+    pub fn by_step(&self) -> &Self {
+        self.lock().by_step = true;
+        self
+    }
+
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
@@ -335,10 +344,19 @@ async fn handle(
                 .collect(),
             body: json.clone(),
         });
-        let reply = state.replies.pop_front();
-        if let (Some(reply), true) = (&reply, state.repeat) {
-            state.replies.push_back(reply.clone());
-        }
+        let reply = if state.by_step {
+            let step = json["messages"]
+                .as_array()
+                .map_or(0, |m| m.iter().filter(|m| m["role"] == "assistant").count());
+            let len = state.replies.len().max(1);
+            state.replies.get(step % len).cloned()
+        } else {
+            let reply = state.replies.pop_front();
+            if let (Some(reply), true) = (&reply, state.repeat) {
+                state.replies.push_back(reply.clone());
+            }
+            reply
+        };
         (reply, state.requests.len())
     };
     let format = if path.ends_with("/chat/completions") {
