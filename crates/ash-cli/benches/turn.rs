@@ -80,8 +80,16 @@ struct Marks {
 }
 
 async fn engine_turn(engine: &Engine) -> Marks {
+    engine_turn_in(engine, None).await.0
+}
+
+/// One turn, in the session `token` names (a fresh one without); returns the next token.
+async fn engine_turn_in(engine: &Engine, token: Option<String>) -> (Marks, String) {
     let started = Instant::now();
-    let accepted = engine.send(Inbound::new("What's the weather in Paris?")).await.unwrap();
+    let accepted = engine
+        .send(Inbound { continuation_token: token, ..Inbound::new("What's the weather in Paris?") })
+        .await
+        .unwrap();
     let mut marks = Marks { accepted: started.elapsed(), ..Marks::default() };
     let mut follower =
         engine.follow(&accepted.run_id, accepted.start_index).await.unwrap().unwrap();
@@ -98,7 +106,7 @@ async fn engine_turn(engine: &Engine) -> Marks {
             _ => {}
         }
     }
-    marks
+    (marks, accepted.continuation_token)
 }
 
 /// One turn over HTTP: POST /message, then the stream from its start index to `session.waiting`.
@@ -239,6 +247,17 @@ fn main() {
             marks.push(engine_turn(&engine).await);
         }
         report("engine in process, native sandbox, SQLite FULL", &marks, bare);
+        // Later turns of one session: its sandbox is kept (a zygote per workspace view).
+        let mut later = Vec::new();
+        for _ in 0..turns.div_ceil(10) {
+            let (_, mut token) = engine_turn_in(&engine, None).await;
+            for _ in 0..9 {
+                let (marks, next) = engine_turn_in(&engine, Some(token)).await;
+                later.push(marks);
+                token = next;
+            }
+        }
+        report("  the same, later turns of a session", &later, bare);
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..CONCURRENT {

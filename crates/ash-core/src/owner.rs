@@ -84,6 +84,7 @@ pub(crate) async fn drive(
         workspace,
         cancel: cancel.clone(),
         releasing: releasing.clone(),
+        started: None,
     };
     if turn.record.status == RunStatus::Queued {
         let mut commit = turn.commit();
@@ -138,6 +139,8 @@ struct TurnWorker<'a> {
     cancel: CancellationToken,
     /// Set before a commit that releases the lease is sent.
     releasing: CancellationToken,
+    /// The call whose start this worker stored with its step's output and has not run yet.
+    started: Option<String>,
 }
 
 impl TurnWorker<'_> {
@@ -284,7 +287,16 @@ impl TurnWorker<'_> {
             usage: response.usage,
         });
         commit.usage = response.usage;
-        if !calls.is_empty() {
+        if let Some(first) = calls.first() {
+            // The first action starts in the same commit as the output that asks for it: one
+            // write (and one sync) less per step. After a crash it counts as in flight.
+            commit.records.push(JournalRecord::ActionStarted {
+                turn: turn.sequence,
+                step,
+                call_id: first.id.clone(),
+                attempt: 1,
+            });
+            self.started.clone_from(&Some(first.id.clone()));
             return self.apply(commit).await;
         }
         // No actions: the step and the turn end in the same commit. The ended step's turn is
@@ -307,15 +319,22 @@ impl TurnWorker<'_> {
     /// result.
     async fn run_action(&mut self, turn: &TurnState, call: ToolCall) -> Result<Stop, WorkerError> {
         let Some(open) = &turn.open else { return Ok(Stop::Ended) };
-        let attempt = open.attempts.get(&call.id).map_or(1, |a| a + 1);
-        let mut started = self.commit();
-        started.records.push(JournalRecord::ActionStarted {
-            turn: turn.sequence,
-            step: turn.step,
-            call_id: call.id.clone(),
-            attempt,
-        });
-        self.apply(started).await?;
+        let attempt = if self.started.as_deref() == Some(call.id.as_str()) {
+            // Its start was stored with the step's output, by this worker, just now.
+            self.started = None;
+            open.attempts.get(&call.id).copied().unwrap_or(1)
+        } else {
+            let attempt = open.attempts.get(&call.id).map_or(1, |a| a + 1);
+            let mut started = self.commit();
+            started.records.push(JournalRecord::ActionStarted {
+                turn: turn.sequence,
+                step: turn.step,
+                call_id: call.id.clone(),
+                attempt,
+            });
+            self.apply(started).await?;
+            attempt
+        };
 
         let Some(outcome) = self.execute(turn, &call).await else {
             return Ok(Stop::Interrupted);

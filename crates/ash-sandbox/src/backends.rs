@@ -16,7 +16,7 @@ use crate::spec::{HELPER_ARG, HelperSpec, PROXY_SOCKET, find_program};
 const BWRAP_HELPER: &str = "/run/ash-helper";
 
 #[expect(clippy::disallowed_methods, reason = "ash-sandbox is the one place that spawns")]
-fn command(program: &Path) -> tokio::process::Command {
+pub(crate) fn command(program: &Path) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(program);
     command.env_clear();
     command
@@ -289,6 +289,7 @@ mod tests {
             host_id: None,
             landlock_abi: None,
             rlimits: Rlimits::default(),
+            zygote: false,
         };
         let limits = Limits {
             memory_bytes: Some(64 << 20),

@@ -36,9 +36,20 @@ pub(crate) enum LandlockLevel {
 
 /// Restricts this process (and what it executes) to the spec's view.
 pub(crate) fn landlock(spec: &HelperSpec) -> Result<LandlockLevel, landlock::RulesetError> {
+    match ruleset(spec)? {
+        Some(ruleset) => restrict(ruleset),
+        None => Ok(LandlockLevel::None),
+    }
+}
+
+/// The Landlock ruleset of the spec's view, ready to restrict a process (`None`: Landlock is
+/// not to be used). A zygote builds it once; each command's process restricts itself with it.
+pub(crate) fn ruleset(
+    spec: &HelperSpec,
+) -> Result<Option<landlock::RulesetCreated>, landlock::RulesetError> {
     // A cap below the kernel's simulates an older kernel: only what that ABI knows is asked.
     let abi = match spec.landlock_abi {
-        Some(cap) if cap <= 0 => return Ok(LandlockLevel::None),
+        Some(cap) if cap <= 0 => return Ok(None),
         Some(cap) => abi_of(cap).min_abi(FS_ABI),
         None => FS_ABI,
     };
@@ -54,18 +65,51 @@ pub(crate) fn landlock(spec: &HelperSpec) -> Result<LandlockLevel, landlock::Rul
     let ruleset =
         Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(all)?;
     let ruleset = if scoped { ruleset.scope(Scope::from_all(ABI::V6))? } else { ruleset };
-    let status = ruleset
-        .create()?
-        .add_rules(path_beneath_rules(&read_paths, read))?
-        .add_rules(path_beneath_rules(&write_paths, all))?
-        // Names in the view may be listed: the view holds only what the policy shows.
-        .add_rules(path_beneath_rules(["/"], AccessFs::ReadDir))?
-        .restrict_self()?;
+    Ok(Some(
+        ruleset
+            .create()?
+            .add_rules(path_beneath_rules(&read_paths, read))?
+            .add_rules(path_beneath_rules(&write_paths, all))?
+            // Names in the view may be listed: the view holds only what the policy shows.
+            .add_rules(path_beneath_rules(["/"], AccessFs::ReadDir))?,
+    ))
+}
+
+/// Restricts this process with a prepared ruleset.
+pub(crate) fn restrict(
+    ruleset: landlock::RulesetCreated,
+) -> Result<LandlockLevel, landlock::RulesetError> {
+    let status = ruleset.restrict_self()?;
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => LandlockLevel::Full,
         RulesetStatus::PartiallyEnforced => LandlockLevel::Partial,
         RulesetStatus::NotEnforced => LandlockLevel::None,
     })
+}
+
+/// What a zygote prepares once for all its commands: the Landlock ruleset and the compiled
+/// seccomp filters.
+pub(crate) struct Prepared {
+    pub(crate) ruleset: Option<landlock::RulesetCreated>,
+    pub(crate) filters: Vec<BpfProgram>,
+}
+
+impl Prepared {
+    pub(crate) fn new(spec: &HelperSpec) -> Result<Self, String> {
+        Ok(Self {
+            ruleset: ruleset(spec).map_err(|e| e.to_string())?,
+            filters: filters().map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// Installs already compiled filters in this process (and what it executes).
+pub(crate) fn seccomp_with(programs: &[BpfProgram]) -> Result<(), String> {
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    for program in programs {
+        seccompiler::apply_filter(program).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The crate's ABI for a kernel ABI number.
@@ -336,11 +380,7 @@ fn foreign_abi_guard() -> BpfProgram {
 
 /// Installs the filter in this process (and what it executes).
 pub(crate) fn seccomp() -> Result<(), String> {
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
-    for program in filters().map_err(|e| e.to_string())? {
-        seccompiler::apply_filter(&program).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    seccomp_with(&filters().map_err(|e| e.to_string())?)
 }
 
 #[cfg(test)]

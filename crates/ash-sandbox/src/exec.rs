@@ -388,7 +388,7 @@ pub(crate) fn kill_group(group: Option<Pid>) {
 
 /// Reads `pipe` to its end, keeping the first `cap` bytes; stops `DRAIN_GRACE` after the
 /// process exited even if something still holds the pipe open.
-async fn read_capped(
+pub(crate) async fn read_capped(
     pipe: Option<impl AsyncRead + Unpin>,
     cap: usize,
     exited: &CancellationToken,

@@ -32,7 +32,8 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, chdir, execve, fork, getgid, getuid, pivot_root, setsid};
 
 use crate::spec::{
-    DEFAULT_PATH, HelperSpec, PROXY_PORT, PROXY_SOCKET, REPORT_FD, Report, Rlimits, find_program,
+    DEFAULT_PATH, HelperSpec, PROXY_PORT, PROXY_SOCKET, REPORT_FD, Report, Rlimits, ZYGOTE_FD,
+    ZygoteRequest, find_program,
 };
 
 /// Parts of `/proc` that change the whole machine; read-only in every sandbox.
@@ -68,8 +69,10 @@ pub fn helper_main() -> ! {
     let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
     // The command must not inherit it (and forge reports).
     let _ = fcntl(report.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-    // Nothing else ash (or bubblewrap) had open may reach the command.
-    crate::fds::close_from(REPORT_FD + 1);
+    // Nothing else ash (or bubblewrap) had open may reach the command; a zygote keeps the
+    // socket its commands come on.
+    let zygote = std::env::args().nth(2).as_deref() == Some(crate::spec::ZYGOTE_ARG);
+    crate::fds::close_from(if zygote { ZYGOTE_FD + 1 } else { REPORT_FD + 1 });
     let code = match run(&mut report) {
         Ok(code) => code,
         Err(failure) => {
@@ -163,6 +166,9 @@ fn init(spec: &HelperSpec, report: &mut File) -> Result<i32, Failure> {
             loopback_up().stage(|| "bring up the sandbox's loopback".into())?;
         }
     }
+    if spec.zygote {
+        return zygote_loop(spec, report);
+    }
     // Bound before the command starts, so its first connection waits in the backlog.
     let listener = match &spec.proxy_socket {
         Some(_) => Some(
@@ -207,6 +213,202 @@ fn init(spec: &HelperSpec, report: &mut File) -> Result<i32, Failure> {
     }
 }
 
+/// A zygote's life as the namespace's init: the view is built; each request on
+/// [`ZYGOTE_FD`] becomes a forked command (steps as [`exec_command`]) whose end is reported on
+/// the request's own report pipe; children are reaped as they end. Returns when ash closes the
+/// socket, which ends the namespace and everything in it.
+fn zygote_loop(spec: &HelperSpec, report: &mut File) -> Result<i32, Failure> {
+    use std::collections::HashMap;
+    use std::os::fd::{AsRawFd as _, OwnedFd};
+
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+
+    #[allow(unsafe_code, reason = "taking ownership of the socket ash passed")]
+    // SAFETY: ash starts a zygote with its command socket on ZYGOTE_FD and nothing else in this
+    // process uses that number.
+    let control = unsafe { OwnedFd::from_raw_fd(ZYGOTE_FD) };
+    let _ = fcntl(control.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    let mut children = SigSet::empty();
+    children.add(Signal::SIGCHLD);
+    let mut previous = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&children), Some(&mut previous))
+        .stage(|| "block SIGCHLD".into())?;
+    let reaped = SignalFd::with_flags(&children, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .stage(|| "watch for ended commands".into())?;
+    // Landlock rules and seccomp filters are built once; each command's process applies them.
+    let prepared_template = spec.clone();
+    Report::Ready.send(report);
+    let mut running: HashMap<i32, (u64, File)> = HashMap::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut ready = Some(
+        crate::confine::Prepared::new(spec)
+            .map_err(|message| Failure { stage: "prepare confinement".into(), message })?,
+    );
+    loop {
+        let mut fds = [
+            PollFd::new(control.as_fd(), PollFlags::POLLIN),
+            PollFd::new(reaped.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e).stage(|| "wait for commands".into()),
+        }
+        let control_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let reap_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if reap_ready {
+            while reaped.read_signal().ok().flatten().is_some() {}
+            loop {
+                match waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) => {
+                        if let Some((_, mut out)) = running.remove(&pid.as_raw()) {
+                            Report::Exit { code }.send(&mut out);
+                        }
+                    }
+                    Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                        if let Some((_, mut out)) = running.remove(&pid.as_raw()) {
+                            Report::Signal { signal: signal as i32 }.send(&mut out);
+                        }
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        if !control_ready {
+            continue;
+        }
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 64]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let message = match recvmsg::<()>(
+            control.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => m,
+            Err(Errno::EINTR | Errno::EAGAIN) => continue,
+            Err(_) => return Ok(0),
+        };
+        let mut received: Vec<OwnedFd> = Vec::new();
+        if let Ok(cmsgs) = message.cmsgs() {
+            for cmsg in cmsgs {
+                if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                    #[allow(unsafe_code, reason = "taking ownership of received descriptors")]
+                    // SAFETY: SCM_RIGHTS installed these descriptors in this process for us.
+                    received.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                }
+            }
+        }
+        let len = message.bytes;
+        if len == 0 {
+            // ash closed the socket: the zygote's work is over.
+            return Ok(0);
+        }
+        let Ok(request) = serde_json::from_slice::<ZygoteRequest>(&buf[..len]) else { continue };
+        match request {
+            ZygoteRequest::Kill { id } => {
+                for (pid, (run, _)) in &running {
+                    if *run == id {
+                        let _ = nix::sys::signal::killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+                        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+                    }
+                }
+            }
+            ZygoteRequest::Run { id, argv, cwd, env, rlimits, cgroups } => {
+                if received.len() != 4 + cgroups {
+                    continue;
+                }
+                // Each command's process consumes one prepared copy (fork duplicates it); the
+                // zygote makes the next one ahead of time.
+                let mut prepared =
+                    Some(match ready.take() {
+                        Some(p) => p,
+                        None => crate::confine::Prepared::new(&prepared_template).map_err(
+                            |message| Failure { stage: "prepare confinement".into(), message },
+                        )?,
+                    });
+                let mut child_spec = spec.clone();
+                child_spec.argv = argv;
+                child_spec.cwd = cwd;
+                child_spec.env = env;
+                child_spec.rlimits = rlimits;
+                #[allow(unsafe_code, reason = "fork is how a zygote starts a command")]
+                // SAFETY: the zygote is single-threaded (no forwarder runs in this mode).
+                match unsafe { fork() } {
+                    Ok(ForkResult::Child) => {
+                        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
+                        let code = start_in_zygote(&child_spec, &received, prepared.take());
+                        std::process::exit(code)
+                    }
+                    Ok(ForkResult::Parent { child }) => {
+                        ready = prepared.take();
+                        let mut fds = received.into_iter();
+                        let (_, _, _) = (fds.next(), fds.next(), fds.next());
+                        if let Some(report) = fds.next() {
+                            running.insert(child.as_raw(), (id, File::from(report)));
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// In a zygote's child: the request's pipes as stdin, stdout and stderr, its report pipe on
+/// fd 3, its cgroups joined, then the steps every command takes.
+fn start_in_zygote(
+    spec: &HelperSpec,
+    fds: &[std::os::fd::OwnedFd],
+    prepared: Option<crate::confine::Prepared>,
+) -> i32 {
+    use std::os::fd::AsRawFd as _;
+    let [stdin, stdout, stderr, report, cgroups @ ..] = fds else { return SETUP_FAILED };
+    let moved =
+        [(stdin, 0), (stdout, 1), (stderr, 2), (report, REPORT_FD)].iter().all(|(fd, to)| {
+            #[allow(unsafe_code, reason = "placing descriptors in a forked child")]
+            // SAFETY: dup2 on descriptors this process owns.
+            unsafe {
+                nix::libc::dup2(fd.as_raw_fd(), *to) >= 0
+            }
+        });
+    #[allow(unsafe_code, reason = "the report descriptor the child writes failures on")]
+    // SAFETY: fd 3 was just made a copy of the request's report pipe.
+    let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
+    let _ = fcntl(report.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    if !moved {
+        Report::Setup {
+            stage: "place the command's descriptors".into(),
+            message: "dup2 failed".into(),
+        }
+        .send(&mut report);
+        return SETUP_FAILED;
+    }
+    for cgroup in cgroups {
+        if nix::unistd::write(cgroup, b"0").is_err() {
+            Report::Setup {
+                stage: "join the run's cgroups".into(),
+                message: "write failed".into(),
+            }
+            .send(&mut report);
+            return SETUP_FAILED;
+        }
+    }
+    // Everything above the report pipe goes at exec (the prepared Landlock ruleset is one of
+    // them, and is applied before).
+    crate::fds::cloexec_from(REPORT_FD + 1);
+    let message = match exec_confined(spec, prepared) {
+        Err(failure) if failure.stage == "exec" => Report::Exec { message: failure.message },
+        Err(failure) => Report::Setup { stage: failure.stage, message: failure.message },
+        Ok(never) => match never {},
+    };
+    message.send(&mut report);
+    127
+}
+
 /// Relays each TCP connection to the sandbox's proxy port to ash's proxy socket.
 fn forward(listener: &TcpListener) {
     let active = Arc::new(AtomicUsize::new(0));
@@ -240,6 +442,14 @@ fn splice(tcp: TcpStream, unix: UnixStream) {
 /// The command's last steps: session, limits, Landlock, seccomp, `exec`. Returns only on
 /// failure.
 fn exec_command(spec: &HelperSpec) -> Result<std::convert::Infallible, Failure> {
+    exec_confined(spec, None)
+}
+
+/// [`exec_command`], with the Landlock ruleset and seccomp filters a zygote prepared.
+fn exec_confined(
+    spec: &HelperSpec,
+    prepared: Option<crate::confine::Prepared>,
+) -> Result<std::convert::Infallible, Failure> {
     setsid().stage(|| "start a new session".into())?;
     // Under a root-run ash every run has the same host id: the process limit must be counted
     // in the command's own user namespace, so the limits come after entering it.
@@ -248,8 +458,19 @@ fn exec_command(spec: &HelperSpec) -> Result<std::convert::Infallible, Failure> 
     }
     set_rlimits(&spec.rlimits)?;
     chdir(&spec.cwd).stage(|| format!("enter the working directory {}", spec.cwd.display()))?;
-    crate::confine::landlock(spec).stage(|| "apply Landlock".into())?;
-    crate::confine::seccomp().stage(|| "apply the seccomp filter".into())?;
+    match prepared {
+        Some(prepared) => {
+            if let Some(ruleset) = prepared.ruleset {
+                crate::confine::restrict(ruleset).stage(|| "apply Landlock".into())?;
+            }
+            crate::confine::seccomp_with(&prepared.filters)
+                .stage(|| "apply the seccomp filter".into())?;
+        }
+        None => {
+            crate::confine::landlock(spec).stage(|| "apply Landlock".into())?;
+            crate::confine::seccomp().stage(|| "apply the seccomp filter".into())?;
+        }
+    }
     let program = resolve_program(spec).stage(|| "exec".into())?;
     let argv = cstrings(spec.argv.iter().map(String::as_str)).stage(|| "exec".into())?;
     let env = cstrings(
@@ -740,6 +961,7 @@ mod tests {
             host_id: None,
             landlock_abi: None,
             rlimits: Rlimits::default(),
+            zygote: false,
         };
         let plan: Vec<(String, Entry)> =
             plan(&spec).into_iter().map(|(p, e)| (p.display().to_string(), e)).collect();

@@ -31,6 +31,7 @@ mod proxy;
 mod redact;
 mod sandbox;
 mod spec;
+mod zygote;
 
 pub use check::{BackendCheck, Check, check};
 pub use exec::{ExecOutput, ExecRequest, ExitStatus, LimitHit, SandboxError};

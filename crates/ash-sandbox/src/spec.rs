@@ -14,6 +14,9 @@ pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// The argument that turns the `ash` binary (or `ash-sandbox-helper`) into the helper.
 pub const HELPER_ARG: &str = "__ash-sandbox-helper";
 
+/// The second argument that makes the helper a zygote.
+pub(crate) const ZYGOTE_ARG: &str = "zygote";
+
 /// The descriptor the helper reports on.
 pub(crate) const REPORT_FD: i32 = 3;
 
@@ -53,6 +56,31 @@ pub(crate) struct HelperSpec {
     #[serde(default)]
     pub landlock_abi: Option<i32>,
     pub rlimits: Rlimits,
+    /// Build the view once and then run each command sent on [`ZYGOTE_FD`] (see
+    /// `crate::zygote`) instead of one command.
+    #[serde(default)]
+    pub zygote: bool,
+}
+
+/// The descriptor a zygote receives its commands on (a `SOCK_SEQPACKET` socket).
+pub(crate) const ZYGOTE_FD: i32 = 4;
+
+/// One message to a zygote.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub(crate) enum ZygoteRequest {
+    /// Run a command; the message carries stdin, stdout, stderr, the report pipe and the
+    /// run's `cgroup.procs` files, in that order.
+    Run {
+        id: u64,
+        argv: Vec<String>,
+        cwd: PathBuf,
+        env: BTreeMap<String, String>,
+        rlimits: Rlimits,
+        cgroups: usize,
+    },
+    /// Kill the command of run `id` and its process group.
+    Kill { id: u64 },
 }
 
 /// Per-process limits the helper sets before `exec`.
@@ -112,6 +140,8 @@ pub(crate) enum Report {
     Exit { code: i32 },
     /// A signal ended the command.
     Signal { signal: i32 },
+    /// A zygote built its view and waits for commands.
+    Ready,
 }
 
 impl HelperSpec {
@@ -180,6 +210,7 @@ mod tests {
             host_id: Some(2_000_000_000),
             landlock_abi: None,
             rlimits: Rlimits::default(),
+            zygote: false,
         };
         let mut bytes = spec.encode();
         bytes.extend_from_slice(b"stdin");
