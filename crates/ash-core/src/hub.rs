@@ -19,6 +19,9 @@ use crate::store::{Store, StoreError};
 const CHANNEL_CAPACITY: usize = 256;
 /// Events read from the store per page.
 const PAGE: usize = 256;
+/// Stored JSON read per page, past which the store may stop early: what a reader that does
+/// not read pins, beside the one line being written to it.
+const PAGE_BYTES: usize = 64 * 1024;
 
 /// Per-run broadcast channels, created on first subscription and dropped with the last reader.
 #[derive(Debug, Default)]
@@ -125,7 +128,7 @@ impl Follower {
             if self.done || self.stop.is_cancelled() {
                 return Ok(None);
             }
-            let page = self.store.events(&self.run_id, self.next, PAGE).await?;
+            let page = self.store.events(&self.run_id, self.next, PAGE, PAGE_BYTES).await?;
             if !page.is_empty() {
                 self.buffer.extend(page);
                 continue;

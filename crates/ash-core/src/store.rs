@@ -36,12 +36,15 @@ pub trait Store: Send + Sync + 'static {
     /// The run a continuation token belongs to.
     fn run_by_token<'a>(&'a self, token: &'a str) -> StoreFuture<'a, Option<RunRecord>>;
 
-    /// Up to `limit` events from index `from`, in order.
+    /// Up to `limit` events from index `from`, in order. A store may stop early to keep the
+    /// page near `max_bytes` of stored event JSON, but returns at least one event when any
+    /// exist, so a reader pages by asking again from the next index until a page is empty.
     fn events<'a>(
         &'a self,
         run_id: &'a str,
         from: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> StoreFuture<'a, Vec<Event>>;
 
     /// Journal records from position `from`, in order.

@@ -491,6 +491,7 @@ impl Store for SqliteStore {
         run_id: &'a str,
         from: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> StoreFuture<'a, Vec<Event>> {
         let run_id = run_id.to_owned();
         self.with(move |conn| {
@@ -503,8 +504,13 @@ impl Store for SqliteStore {
                 })
                 .map_err(backend)?;
             let mut out = Vec::new();
+            let mut bytes = 0usize;
             for row in rows {
+                if !out.is_empty() && bytes >= max_bytes {
+                    break;
+                }
                 let (idx, text) = row.map_err(backend)?;
+                bytes = bytes.saturating_add(text.len());
                 let event: Event = serde_json::from_str(&text).map_err(|e| {
                     StoreError::Corrupt(format!("event {idx} of run `{run_id}` cannot be read: {e}"))
                 })?;

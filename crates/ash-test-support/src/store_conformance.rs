@@ -89,7 +89,11 @@ async fn creates_and_reads_back(store: Arc<dyn Store>) {
     assert_eq!(store.run_by_token("ash:r1").await.expect("by token"), Some(record.clone()));
     assert_eq!(store.run_by_token("ash:nope").await.expect("by token"), None);
     assert_eq!(store.run("nope").await.expect("read"), None);
-    assert_eq!(store.events("r1", 0, 10).await.expect("events"), events, "events round-trip");
+    assert_eq!(
+        store.events("r1", 0, 10, usize::MAX).await.expect("events"),
+        events,
+        "events round-trip"
+    );
     assert_eq!(
         store.journal("r1", 0).await.expect("journal"),
         [JournalRecord::TurnQueued { sequence: 0, message: "hi".to_owned(), caller: None }]
@@ -106,7 +110,11 @@ async fn refuses_duplicate_runs(store: Arc<dyn Store>) {
     let clash = store.create_run(same_token, first_commit()).await;
     assert!(matches!(clash, Err(StoreError::Conflict { .. })), "duplicate token: {clash:?}");
     assert_eq!(store.run("r2").await.expect("read"), None);
-    assert_eq!(store.events("r1", 0, 10).await.expect("events").len(), 2, "first run intact");
+    assert_eq!(
+        store.events("r1", 0, 10, usize::MAX).await.expect("events").len(),
+        2,
+        "first run intact"
+    );
 }
 
 async fn preconditions_guard_commits(store: Arc<dyn Store>) {
@@ -223,11 +231,21 @@ async fn events_page_from_any_index(store: Arc<dyn Store>) {
         commit.events = vec![turn_started(n), turn_started(n + 100)];
         store.commit("r1", commit).await.expect("commit");
     }
-    let all = store.events("r1", 0, 1000).await.expect("events");
+    let all = store.events("r1", 0, 1000, usize::MAX).await.expect("events");
     assert_eq!(all.iter().map(|e| e.meta.index).collect::<Vec<_>>(), (0..22).collect::<Vec<_>>());
-    assert_eq!(store.events("r1", 5, 3).await.expect("page"), all[5..8]);
-    assert_eq!(store.events("r1", 22, 10).await.expect("end"), []);
-    assert_eq!(store.events("r1", u64::MAX, 10).await.expect("far"), []);
-    assert_eq!(store.events("nope", 0, 10).await.expect("unknown run"), []);
+    assert_eq!(store.events("r1", 5, 3, usize::MAX).await.expect("page"), all[5..8]);
+    assert_eq!(store.events("r1", 22, 10, usize::MAX).await.expect("end"), []);
+    assert_eq!(store.events("r1", u64::MAX, 10, usize::MAX).await.expect("far"), []);
+    assert_eq!(store.events("nope", 0, 10, usize::MAX).await.expect("unknown run"), []);
+    // A byte budget smaller than any event still yields every event, page by page.
+    let mut paged = Vec::new();
+    loop {
+        let page = store.events("r1", paged.len() as u64, 1000, 1).await.expect("small page");
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page);
+    }
+    assert_eq!(paged, all, "pages within a byte budget");
     assert_eq!(store.run("r1").await.expect("read").expect("exists").event_count, 22);
 }

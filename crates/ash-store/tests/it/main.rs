@@ -49,7 +49,9 @@ async fn data_survives_reopening() {
         store.create_run(run, started()).await.unwrap()
     };
     let store = SqliteStore::open(&path, Durability::Full).unwrap();
-    assert_eq!(store.events("r1", 0, 10).await.unwrap(), events);
+    assert_eq!(store.events("r1", 0, 10, usize::MAX).await.unwrap(), events);
+    // A budget of one byte: one event per page.
+    assert_eq!(store.events("r1", 0, 10, 1).await.unwrap(), events[..1]);
     assert_eq!(store.run("r1").await.unwrap().unwrap().mode, RunMode::Task);
 }
 
@@ -125,7 +127,7 @@ async fn a_damaged_row_is_reported_not_guessed() {
         conn.execute("UPDATE events SET event = '{broken' WHERE idx = 0", []).unwrap();
         conn.execute("UPDATE runs SET status = 'exploded'", []).unwrap();
     }
-    let err = store.events("r1", 0, 10).await.unwrap_err();
+    let err = store.events("r1", 0, 10, usize::MAX).await.unwrap_err();
     assert!(
         err.to_string().starts_with("stored data is corrupt: event 0 of run `r1` cannot be read"),
         "{err}"

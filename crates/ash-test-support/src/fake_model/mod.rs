@@ -98,6 +98,8 @@ pub struct Turn {
     pub chunk_chars: usize,
     /// Pause before each frame.
     pub delay: Duration,
+    /// Pause before the response starts (the model's time to first token).
+    pub latency: Duration,
     /// Break the connection after this many frames.
     pub drop_after: Option<usize>,
     /// Interleave the argument fragments of parallel tool calls (OpenAI format).
@@ -148,6 +150,7 @@ impl Turn {
             finish: None,
             chunk_chars: 8,
             delay: Duration::ZERO,
+            latency: Duration::ZERO,
             drop_after: None,
             interleave: false,
         }
@@ -207,6 +210,12 @@ impl Turn {
     /// Pauses before each frame.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Pauses before the response starts, as a model thinking would.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
         self
     }
 
@@ -369,6 +378,13 @@ async fn handle(
     let error = |status, message: String, kind: &str| {
         Reply::error(status, &serde_json::json!({"error": {"message": message, "type": kind}}))
     };
+    let latency = match &reply {
+        Some(Reply::Turn(turn)) => turn.latency,
+        _ => Duration::ZERO,
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let reply = match (format, reply) {
         (None, _) => error(404, format!("fake model server: no route {path}"), "not_found"),
         (_, None) => error(
