@@ -1,7 +1,7 @@
 //! `ash start` under load, measured from outside the process: what a crowd of sessions, a
 //! crowd of idle sockets and a crowd of readers that never read cost in time and memory.
 //!
-//! `cargo bench -p ash-cli --bench load [-- --sessions N --idle N --readers N [--server ARGS…]]`
+//! `cargo bench -p ash-cli --bench load [-- --sessions N [--no-tool] --idle N --readers N [--server ARGS…]]`
 //! prints (arguments after `--server` go to `ash start`, e.g. `--fast-sync`):
 //!
 //! - **sessions at once**: N (default 1,000) fresh sessions sent together, each the compared
@@ -230,17 +230,17 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 }
 
 /// Sessions sent together: throughput, latency, errors and memory.
-async fn sessions_at_once(count: usize, extra: &[String]) {
+async fn sessions_at_once(count: usize, with_tool: bool, extra: &[String]) {
     let model = FakeModelServer::start().await;
     let latency = Duration::from_millis(200);
-    model
-        .push(Reply::Turn(
+    if with_tool {
+        model.push(Reply::Turn(
             Turn::empty()
                 .then_tool_call("c1", "get_weather", r#"{"city":"Paris"}"#)
                 .latency(latency),
-        ))
-        .push(Reply::Turn(Turn::text("It's 72°F in Paris.").latency(latency)))
-        .by_step();
+        ));
+    }
+    model.push(Reply::Turn(Turn::text("It's 72°F in Paris.").latency(latency))).by_step();
     let fx = agent(&model);
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(fx.path(), state.path(), extra);
@@ -249,9 +249,13 @@ async fn sessions_at_once(count: usize, extra: &[String]) {
         session(&http, &server.base, None).await.unwrap();
     }
     let (before, _) = server.memory();
-    println!(
-        "\n{count} sessions at once (model 0.2 s per call, two calls and a sandboxed tool each)"
-    );
+    if with_tool {
+        println!(
+            "\n{count} sessions at once (model 0.2 s per call, two calls and a sandboxed tool each)"
+        );
+    } else {
+        println!("\n{count} sessions at once (model 0.2 s per call, one call each, no tool)");
+    }
     let cpu = server.cpu();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -379,7 +383,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         if sessions > 0 {
-            sessions_at_once(sessions, &extra).await;
+            sessions_at_once(sessions, !args.iter().any(|a| a == "--no-tool"), &extra).await;
         }
         if idle > 0 {
             idle_connections(idle, &extra).await;

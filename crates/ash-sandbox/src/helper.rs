@@ -63,6 +63,13 @@ impl<T, E: std::fmt::Display> Stage<T> for Result<T, E> {
 /// Runs the helper and exits; call it first thing in `main` when `argv[1]` is
 /// [`HELPER_ARG`](crate::HELPER_ARG), before any thread exists.
 pub fn helper_main() -> ! {
+    let zygote = std::env::args().nth(2).as_deref() == Some(crate::spec::ZYGOTE_ARG);
+    if zygote {
+        // ash starts a zygote without running code between fork and exec (a spawn, not a
+        // fork of its whole address space): the report pipe comes as stdout and the command
+        // socket as stderr; they move to their places here.
+        place_zygote_fds();
+    }
     #[allow(unsafe_code, reason = "taking ownership of the report descriptor ash passed")]
     // SAFETY: ash starts the helper with fd 3 open on the write end of its report pipe and
     // nothing else in this process uses fd 3; we own it from here on.
@@ -71,7 +78,6 @@ pub fn helper_main() -> ! {
     let _ = fcntl(report.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     // Nothing else ash (or bubblewrap) had open may reach the command; a zygote keeps the
     // socket its commands come on.
-    let zygote = std::env::args().nth(2).as_deref() == Some(crate::spec::ZYGOTE_ARG);
     crate::fds::close_from(if zygote { ZYGOTE_FD + 1 } else { REPORT_FD + 1 });
     let code = match run(&mut report) {
         Ok(code) => code,
@@ -81,6 +87,30 @@ pub fn helper_main() -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// Moves a zygote's report pipe (stdout) to [`REPORT_FD`] and its command socket (stderr)
+/// to [`ZYGOTE_FD`], points stdout and stderr at `/dev/null`, and asks to be killed with ash.
+/// On failure the zygote exits at once: ash sees no `ready` report and says so.
+fn place_zygote_fds() {
+    let placed = dup2_raw(1, REPORT_FD)
+        .and_then(|()| dup2_raw(2, ZYGOTE_FD))
+        .and_then(|()| {
+            let null = fs::OpenOptions::new().write(true).open("/dev/null")?;
+            dup2_raw(std::os::fd::AsRawFd::as_raw_fd(&null), 1)?;
+            dup2_raw(std::os::fd::AsRawFd::as_raw_fd(&null), 2)
+        })
+        .and_then(|()| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+    if placed.is_err() {
+        std::process::exit(SETUP_FAILED);
+    }
+}
+
+fn dup2_raw(from: i32, to: i32) -> io::Result<()> {
+    #[allow(unsafe_code, reason = "placing inherited descriptors at fixed numbers")]
+    // SAFETY: dup2 on descriptors this process inherited, before anything else uses them.
+    let done = unsafe { nix::libc::dup2(from, to) };
+    if done < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Reads fd 0 without buffering, so the command's stdin that follows the spec stays unread.

@@ -138,7 +138,6 @@ pub struct Sandbox {
     config: SandboxConfig,
     tools: Tools,
     cgroups: Option<Cgroups>,
-    runs: AtomicU64,
     zygotes: crate::zygote::Zygotes,
 }
 
@@ -168,7 +167,6 @@ impl Sandbox {
             ),
             tools: Tools::default(),
             cgroups: None,
-            runs: AtomicU64::new(0),
             zygotes: crate::zygote::Zygotes::default(),
         }
     }
@@ -183,7 +181,6 @@ impl Sandbox {
             config,
             tools,
             cgroups,
-            runs: AtomicU64::new(0),
             zygotes: crate::zygote::Zygotes::default(),
         };
         match sandbox.config.backend {
@@ -368,7 +365,9 @@ impl Sandbox {
                 what: "give `full` network here: on this kernel (Landlock ABI below 6) the host's abstract Unix sockets would be reachable; use `none` or an allow list",
             });
         }
-        let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        // Unique in this process, across every `Sandbox` in it (names are per process).
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
         let name = format!("ash-{}-{run}", std::process::id());
 
         let mut env = request.env.clone();

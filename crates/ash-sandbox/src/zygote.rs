@@ -22,9 +22,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::exec::{ExitStatus, LimitHit, SandboxError, Supervised, read_capped};
-use crate::spec::{
-    HELPER_ARG, HelperSpec, REPORT_FD, Report, Rlimits, ZYGOTE_ARG, ZYGOTE_FD, ZygoteRequest,
-};
+use crate::spec::{HELPER_ARG, HelperSpec, Report, Rlimits, ZYGOTE_ARG, ZygoteRequest};
 
 /// A zygote unused this long is retired.
 const IDLE: Duration = Duration::from_secs(30);
@@ -112,27 +110,24 @@ impl Zygote {
                 .map_err(|e| io("create a zygote socket", e))?;
         let (report_r, report_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("create a pipe", e))?;
+        // No code runs between fork and exec, so the standard library spawns with
+        // `posix_spawn` (a vfork) instead of copying ash's whole address space: the pipe and
+        // the socket travel as stdout and stderr, and the helper moves them into place.
         let mut command = crate::backends::command(helper);
         command
             .args([HELPER_ARG, ZYGOTE_ARG])
             .current_dir("/")
             .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(report_w))
+            .stderr(std::process::Stdio::from(theirs))
             .process_group(0)
             .kill_on_drop(true);
-        let (report_fd, control_fd) = (report_w.as_raw_fd(), theirs.as_raw_fd());
-        #[allow(unsafe_code, reason = "pre_exec places the report pipe and the socket")]
-        // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-        // syscalls (prctl, fcntl, dup2, close_range) on integers captured by value.
-        unsafe {
-            command.pre_exec(move || place(report_fd, control_fd));
-        }
         let mut process = command.spawn().map_err(|source| SandboxError::Spawn {
             program: helper.display().to_string(),
             source,
         })?;
-        drop((report_w, theirs));
+        // The child holds its copies now; dropping `command` closes ours.
+        drop(command);
         let mut template = spec.clone();
         template.zygote = true;
         template.argv = vec!["zygote".into()];
@@ -284,27 +279,4 @@ impl Zygote {
         };
         Ok(Supervised { status, stdout, stderr, limit, elapsed, reports })
     }
-}
-
-/// Between fork and exec of a zygote: die with ash, the report pipe on fd 3, the command
-/// socket on fd 4, nothing else.
-fn place(report: RawFd, control: RawFd) -> std::io::Result<()> {
-    use nix::libc;
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .map_err(std::io::Error::from)?;
-    #[allow(unsafe_code, reason = "raw descriptor calls in a forked child")]
-    // SAFETY: dup2/fcntl on descriptors the parent opened for this child.
-    unsafe {
-        let high_report = libc::fcntl(report, libc::F_DUPFD_CLOEXEC, 64);
-        let high_control = libc::fcntl(control, libc::F_DUPFD_CLOEXEC, 64);
-        if high_report < 0
-            || high_control < 0
-            || libc::dup2(high_report, REPORT_FD) < 0
-            || libc::dup2(high_control, ZYGOTE_FD) < 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    crate::fds::cloexec_from(ZYGOTE_FD + 1);
-    Ok(())
 }

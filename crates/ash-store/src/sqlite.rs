@@ -10,7 +10,7 @@ use ash_core::{
     add_usage, check_expect, lease_expiry, next_flags, now_ms, stamp_events,
 };
 use ash_protocol::{Event, RunMode, RunStatus, Usage};
-use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
 /// Version of the schema this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -109,6 +109,82 @@ pub enum OpenError {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     file: Arc<FileIdentity>,
+    /// Commits waiting for the connection. Whoever gets the connection next writes all of them
+    /// in one transaction (each in its own savepoint), so concurrent runs share one sync.
+    pending: Arc<Mutex<Vec<Pending>>>,
+}
+
+/// A commit waiting to be written, and where its outcome goes.
+struct Pending {
+    run_id: String,
+    commit: Commit,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Event>, StoreError>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("run_id", &self.run_id).finish_non_exhaustive()
+    }
+}
+
+/// The same failure again, for each commit of a group that shared it.
+fn again(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::NotFound(id) => StoreError::NotFound(id.clone()),
+        StoreError::Conflict { run_id, reason } => {
+            StoreError::Conflict { run_id: run_id.clone(), reason: reason.clone() }
+        }
+        StoreError::Corrupt(what) => StoreError::Corrupt(what.clone()),
+        StoreError::Backend(what) => StoreError::Backend(what.clone()),
+        StoreError::Lost(what) => StoreError::Lost(what.clone()),
+    }
+}
+
+/// Writes `group` in one transaction: a commit that fails (its precondition, say) is rolled
+/// back alone; the others are answered once the transaction is durable, or all fail with it.
+fn write_group(conn: &mut Connection, file: &FileIdentity, group: Vec<Pending>) {
+    let fail_all = |group: Vec<Pending>, error: StoreError| {
+        for pending in group {
+            let _ = pending.reply.send(Err(again(&error)));
+        }
+    };
+    if let Err(error) = file.verify() {
+        return fail_all(group, error);
+    }
+    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(error) => return fail_all(group, backend(error)),
+    };
+    let mut written = Vec::with_capacity(group.len());
+    for Pending { run_id, commit, reply } in group {
+        let outcome = tx.savepoint().map_err(backend).and_then(|mut savepoint| {
+            let record = load_run(&savepoint, &run_id)?
+                .ok_or_else(|| StoreError::NotFound(run_id.clone()))?;
+            check_expect(&record, &commit.expect)?;
+            let events = apply(&savepoint, &record, commit)?;
+            savepoint.set_drop_behavior(rusqlite::DropBehavior::Commit);
+            Ok(events)
+        });
+        match outcome {
+            Ok(events) => written.push((reply, events)),
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (reply, events) in written {
+                let _ = reply.send(Ok(events));
+            }
+        }
+        Err(error) => {
+            let error = backend(error);
+            for (reply, _) in written {
+                let _ = reply.send(Err(again(&error)));
+            }
+        }
+    }
 }
 
 /// The store's file as opened, to notice it being removed or replaced underneath.
@@ -234,7 +310,7 @@ impl SqliteStore {
         .map_err(sqlite)?;
         let file = FileIdentity::of(path)
             .map_err(|e| OpenError::Sqlite { path: path.to_owned(), reason: e.to_string() })?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), file: Arc::new(file) })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), file: Arc::new(file), pending: Arc::default() })
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -365,11 +441,7 @@ fn load_run(tx: &Connection, run_id: &str) -> Result<Option<RunRecord>, StoreErr
 }
 
 /// Applies `commit` to `record` inside `tx` and returns the stamped events.
-fn apply(
-    tx: &Transaction<'_>,
-    record: &RunRecord,
-    commit: Commit,
-) -> Result<Vec<Event>, StoreError> {
+fn apply(tx: &Connection, record: &RunRecord, commit: Commit) -> Result<Vec<Event>, StoreError> {
     let now = now_ms();
     let (status, cancel) = next_flags(record.status, record.cancel_requested, &commit);
     let events = stamp_events(commit.events, record.event_count, now);
@@ -454,17 +526,30 @@ impl Store for SqliteStore {
     }
 
     fn commit<'a>(&'a self, run_id: &'a str, commit: Commit) -> StoreFuture<'a, Vec<Event>> {
-        let run_id = run_id.to_owned();
-        self.with(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            let record =
-                load_run(&tx, &run_id)?.ok_or_else(|| StoreError::NotFound(run_id.clone()))?;
-            check_expect(&record, &commit.expect)?;
-            let events = apply(&tx, &record, commit)?;
-            tx.commit().map_err(backend)?;
-            Ok(events)
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Pending {
+            run_id: run_id.to_owned(),
+            commit,
+            reply,
+        });
+        let (conn, file, pending) =
+            (Arc::clone(&self.conn), Arc::clone(&self.file), Arc::clone(&self.pending));
+        Box::pin(async move {
+            let writer = tokio::task::spawn_blocking(move || {
+                let mut conn = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Everything queued while the connection was busy, this commit included unless
+                // the writer before took it along.
+                let group = std::mem::take(
+                    &mut *pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+                if !group.is_empty() {
+                    write_group(&mut conn, &file, group);
+                }
+            });
+            writer.await.map_err(backend)?;
+            outcome
+                .await
+                .map_err(|_| StoreError::Backend("the commit was dropped unanswered".to_owned()))?
         })
     }
 

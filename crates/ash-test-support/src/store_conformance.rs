@@ -49,6 +49,7 @@ where
     claimable_runs_are_active_and_unleased(make()).await;
     cancel_flags_follow_the_status(make()).await;
     events_page_from_any_index(make()).await;
+    concurrent_commits_are_answered_each_on_their_own(make()).await;
 }
 
 async fn creates_and_reads_back(store: Arc<dyn Store>) {
@@ -248,4 +249,50 @@ async fn events_page_from_any_index(store: Arc<dyn Store>) {
     }
     assert_eq!(paged, all, "pages within a byte budget");
     assert_eq!(store.run("r1").await.expect("read").expect("exists").event_count, 22);
+}
+
+/// Commits to many runs at once (which a store may write together): each gets its own outcome,
+/// a refused one changes nothing, and the accepted ones all land with their own indexes.
+async fn concurrent_commits_are_answered_each_on_their_own(store: Arc<dyn Store>) {
+    const RUNS: usize = 40;
+    for n in 0..RUNS {
+        let id = format!("r{n}");
+        store.create_run(new_run(&id), first_commit()).await.expect("create");
+        assert!(store.acquire_lease(&id, "a", TTL).await.expect("lease"));
+    }
+    let mut tasks = Vec::new();
+    for round in 0..3u32 {
+        for n in 0..RUNS {
+            let store = Arc::clone(&store);
+            // Every third run is written by a worker that does not hold its lease.
+            let owner = if n % 3 == 0 { "b" } else { "a" };
+            tasks.push(tokio::spawn(async move {
+                let mut commit = lease(owner);
+                commit.events = vec![turn_started(10 + round)];
+                (n, store.commit(&format!("r{n}"), commit).await)
+            }));
+        }
+        // The next round once this one is answered, so each run's commits stay in order.
+        for task in tasks.drain(..) {
+            let (n, outcome) = task.await.expect("task");
+            match outcome {
+                Ok(events) if n % 3 != 0 => {
+                    let index = 2 + u64::from(round);
+                    assert_eq!(
+                        events.iter().map(|e| e.meta.index).collect::<Vec<_>>(),
+                        [index],
+                        "run r{n}, round {round}"
+                    );
+                }
+                Err(StoreError::Conflict { run_id, .. }) if n % 3 == 0 => {
+                    assert_eq!(run_id, format!("r{n}"));
+                }
+                other => panic!("run r{n}, round {round}: unexpected {other:?}"),
+            }
+        }
+    }
+    for n in 0..RUNS {
+        let run = store.run(&format!("r{n}")).await.expect("read").expect("exists");
+        assert_eq!(run.event_count, if n % 3 == 0 { 2 } else { 5 }, "run r{n}");
+    }
 }
