@@ -1,7 +1,8 @@
 //! `ash start` under load, measured from outside the process: what a crowd of sessions, a
 //! crowd of idle sockets and a crowd of readers that never read cost in time and memory.
 //!
-//! `cargo bench -p ash-cli --bench load [-- --sessions N [--no-tool] --idle N --readers N [--server ARGS…]]`
+//! `cargo bench -p ash-cli --bench load [-- --sessions N [--no-tool] --idle N --readers N
+//! [--answer-kib K] [--server ARGS…]]`
 //! prints (arguments after `--server` go to `ash start`, e.g. `--fast-sync`):
 //!
 //! - **sessions at once**: N (default 1,000) fresh sessions sent together, each the compared
@@ -11,8 +12,8 @@
 //! - **idle connections**: N (default 10,000) sockets opened and left silent; `/health` latency
 //!   on a fresh connection meanwhile, and resident memory;
 //! - **readers that never read**: N (default 1,000) streams of one long session (16 turns of
-//!   512 KiB answers, 8 MiB of events) requested and never read; `/health` latency and resident
-//!   memory.
+//!   answers of `--answer-kib` KiB, 512 by default: 8 MiB of events) requested and never
+//!   read; `/health` latency and resident memory.
 //!
 //! The server runs with the default sandbox (native) and a durable SQLite store.
 #![allow(
@@ -326,9 +327,11 @@ async fn idle_connections(count: usize, extra: &[String]) {
 }
 
 /// Readers of one long stream that never read a byte of it.
-async fn stalled_readers(count: usize, extra: &[String]) {
+async fn stalled_readers(count: usize, answer_kib: usize, extra: &[String]) {
     let model = FakeModelServer::start().await;
-    model.push(Reply::Turn(Turn::text(&"x".repeat(512 * 1024)).chunk_chars(64 * 1024))).repeat();
+    model
+        .push(Reply::Turn(Turn::text(&"x".repeat(answer_kib * 1024)).chunk_chars(64 * 1024)))
+        .repeat();
     let fx = agent(&model);
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(fx.path(), state.path(), extra);
@@ -347,7 +350,9 @@ async fn stalled_readers(count: usize, extra: &[String]) {
         .await
         .unwrap();
     let path = accepted["streamPath"].as_str().unwrap().to_owned();
-    println!("\n{count} readers that never read (a session of 16 turns, 8 MiB of events)");
+    println!(
+        "\n{count} readers that never read (a session of 16 turns of {answer_kib} KiB answers)"
+    );
     server.report_health("before").await;
     let mut held = Vec::with_capacity(count);
     for _ in 0..count {
@@ -389,7 +394,7 @@ fn main() {
             idle_connections(idle, &extra).await;
         }
         if readers > 0 {
-            stalled_readers(readers, &extra).await;
+            stalled_readers(readers, arg(&args, "--answer-kib", 512), &extra).await;
         }
     });
 }
