@@ -141,7 +141,11 @@ impl CgroupRun {
         }
         drop(self.procs);
         for (_, dir, _) in &self.dirs {
-            for _ in 0..100 {
+            // The run's last process is usually still being reaped when its result arrives:
+            // look again soon, then less often, for about a second in all.
+            let mut pause = Duration::from_millis(1);
+            let mut waited = Duration::ZERO;
+            while waited < Duration::from_secs(1) {
                 let pids = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
                 let mut any = false;
                 for pid in pids.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
@@ -151,7 +155,9 @@ impl CgroupRun {
                 if !any && fs::remove_dir(dir).is_ok() {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(pause).await;
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_millis(10));
             }
         }
         counters
