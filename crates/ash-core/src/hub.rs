@@ -19,8 +19,8 @@ use crate::store::{Store, StoreError};
 const CHANNEL_CAPACITY: usize = 256;
 /// Events read from the store per page.
 const PAGE: usize = 256;
-/// Stored JSON read per page, past which the store may stop early: what a reader that does
-/// not read pins, beside the one line being written to it.
+/// Stored JSON per page: a page ends with the event that reaches it, so a reader that does
+/// not read pins at most this plus one event, beside the one line being written to it.
 const PAGE_BYTES: usize = 64 * 1024;
 
 /// Per-run broadcast channels, created on first subscription and dropped with the last reader.

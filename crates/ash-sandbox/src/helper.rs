@@ -90,8 +90,9 @@ pub fn helper_main() -> ! {
 }
 
 /// Moves a zygote's report pipe (stdout) to [`REPORT_FD`] and its command socket (stderr)
-/// to [`ZYGOTE_FD`], points stdout and stderr at `/dev/null`, and asks to be killed with ash.
-/// On failure the zygote exits at once: ash sees no `ready` report and says so.
+/// to [`ZYGOTE_FD`], points stdout and stderr at `/dev/null`, and asks to be killed with ash
+/// (whose pid is the argument after `zygote`). On failure, or if ash is gone already, the
+/// zygote exits at once: ash sees no `ready` report and says so.
 fn place_zygote_fds() {
     let placed = dup2_raw(1, REPORT_FD)
         .and_then(|()| dup2_raw(2, ZYGOTE_FD))
@@ -101,7 +102,10 @@ fn place_zygote_fds() {
             dup2_raw(std::os::fd::AsRawFd::as_raw_fd(&null), 2)
         })
         .and_then(|()| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
-    if placed.is_err() {
+    // Asked after the exec, so ash may already be gone: then its pid is no longer our parent.
+    let parent = std::env::args().nth(3);
+    let orphaned = parent != Some(nix::unistd::getppid().as_raw().to_string());
+    if placed.is_err() || orphaned {
         std::process::exit(SETUP_FAILED);
     }
 }

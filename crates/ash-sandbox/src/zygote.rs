@@ -116,6 +116,7 @@ impl Zygote {
         let mut command = crate::backends::command(helper);
         command
             .args([HELPER_ARG, ZYGOTE_ARG])
+            .arg(std::process::id().to_string())
             .current_dir("/")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::from(report_w))

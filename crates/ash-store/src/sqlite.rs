@@ -10,7 +10,7 @@ use ash_core::{
     add_usage, check_expect, lease_expiry, next_flags, now_ms, stamp_events,
 };
 use ash_protocol::{Event, RunMode, RunStatus, Usage};
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 /// Version of the schema this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -140,8 +140,10 @@ fn again(error: &StoreError) -> StoreError {
     }
 }
 
-/// Writes `group` in one transaction: a commit that fails (its precondition, say) is rolled
-/// back alone; the others are answered once the transaction is durable, or all fail with it.
+/// Writes `group` in one transaction, each commit in its own savepoint: a commit refused by
+/// its precondition is rolled back alone. Every caller is answered once the transaction's fate
+/// is known — accepted commits and refusals alike — and all of them fail with it if it does
+/// not become durable (a refusal may rest on writes that were never kept).
 fn write_group(conn: &mut Connection, file: &FileIdentity, group: Vec<Pending>) {
     let fail_all = |group: Vec<Pending>, error: StoreError| {
         for pending in group {
@@ -155,36 +157,55 @@ fn write_group(conn: &mut Connection, file: &FileIdentity, group: Vec<Pending>) 
         Ok(tx) => tx,
         Err(error) => return fail_all(group, backend(error)),
     };
-    let mut written = Vec::with_capacity(group.len());
+    let mut outcomes = Vec::with_capacity(group.len());
+    // Set when SQLite ended the transaction itself (I/O error, full disk): nothing after it
+    // may be written, or it would land outside the group, on its own.
+    let mut broken = None;
     for Pending { run_id, commit, reply } in group {
-        let outcome = tx.savepoint().map_err(backend).and_then(|mut savepoint| {
-            let record = load_run(&savepoint, &run_id)?
-                .ok_or_else(|| StoreError::NotFound(run_id.clone()))?;
-            check_expect(&record, &commit.expect)?;
-            let events = apply(&savepoint, &record, commit)?;
-            savepoint.set_drop_behavior(rusqlite::DropBehavior::Commit);
-            Ok(events)
-        });
-        match outcome {
-            Ok(events) => written.push((reply, events)),
-            Err(error) => {
-                let _ = reply.send(Err(error));
-            }
+        if broken.is_some() {
+            outcomes.push((reply, Err(StoreError::Backend(String::new()))));
+            continue;
         }
+        let outcome = write_one(&mut tx, &run_id, commit);
+        if outcome.is_err() && tx.is_autocommit() {
+            broken = Some(StoreError::Backend(
+                "the store ended the transaction after an error (is the disk full?)".to_owned(),
+            ));
+        }
+        outcomes.push((reply, outcome));
     }
-    match tx.commit() {
+    let kept = match broken {
+        Some(error) => Err(error),
+        None => tx.commit().map_err(backend),
+    };
+    match kept {
         Ok(()) => {
-            for (reply, events) in written {
-                let _ = reply.send(Ok(events));
+            for (reply, outcome) in outcomes {
+                let _ = reply.send(outcome);
             }
         }
         Err(error) => {
-            let error = backend(error);
-            for (reply, _) in written {
+            for (reply, _) in outcomes {
                 let _ = reply.send(Err(again(&error)));
             }
         }
     }
+}
+
+/// One commit of a group, in a savepoint released only when all of it was written.
+fn write_one(
+    tx: &mut Transaction<'_>,
+    run_id: &str,
+    commit: Commit,
+) -> Result<Vec<Event>, StoreError> {
+    // Dropped without `commit`, the savepoint rolls back what it wrote.
+    let savepoint = tx.savepoint().map_err(backend)?;
+    let record =
+        load_run(&savepoint, run_id)?.ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
+    check_expect(&record, &commit.expect)?;
+    let events = apply(&savepoint, &record, commit)?;
+    savepoint.commit().map_err(backend)?;
+    Ok(events)
 }
 
 /// The store's file as opened, to notice it being removed or replaced underneath.
@@ -526,27 +547,28 @@ impl Store for SqliteStore {
     }
 
     fn commit<'a>(&'a self, run_id: &'a str, commit: Commit) -> StoreFuture<'a, Vec<Event>> {
-        let (reply, outcome) = tokio::sync::oneshot::channel();
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Pending {
-            run_id: run_id.to_owned(),
-            commit,
-            reply,
-        });
         let (conn, file, pending) =
             (Arc::clone(&self.conn), Arc::clone(&self.file), Arc::clone(&self.pending));
+        let run_id = run_id.to_owned();
         Box::pin(async move {
-            let writer = tokio::task::spawn_blocking(move || {
+            // Queued when first polled: a future dropped unpolled writes nothing.
+            let (reply, outcome) = tokio::sync::oneshot::channel();
+            pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Pending {
+                run_id,
+                commit,
+                reply,
+            });
+            // A writer for this commit, unless the writer before takes it along; either way
+            // the answer comes on `outcome` (a writer that panics drops it: an error).
+            drop(tokio::task::spawn_blocking(move || {
                 let mut conn = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                // Everything queued while the connection was busy, this commit included unless
-                // the writer before took it along.
                 let group = std::mem::take(
                     &mut *pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
                 );
                 if !group.is_empty() {
                     write_group(&mut conn, &file, group);
                 }
-            });
-            writer.await.map_err(backend)?;
+            }));
             outcome
                 .await
                 .map_err(|_| StoreError::Backend("the commit was dropped unanswered".to_owned()))?
@@ -591,15 +613,15 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             let mut bytes = 0usize;
             for row in rows {
-                if !out.is_empty() && bytes >= max_bytes {
-                    break;
-                }
                 let (idx, text) = row.map_err(backend)?;
                 bytes = bytes.saturating_add(text.len());
                 let event: Event = serde_json::from_str(&text).map_err(|e| {
                     StoreError::Corrupt(format!("event {idx} of run `{run_id}` cannot be read: {e}"))
                 })?;
                 out.push(event);
+                if bytes >= max_bytes {
+                    break;
+                }
             }
             Ok(out)
         })
