@@ -25,77 +25,38 @@
     reason = "a benchmark binary"
 )]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ash_test_support::{FakeModelServer, Fixture, Reply, Turn};
+use ash_test_support::{FakeModelServer, Reply, Turn};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 const PREFIX: &str = "/.well-known/ash/v1";
 
-fn agent(server: &FakeModelServer) -> Fixture {
-    Fixture::new(&format!(
-        "//- agent/agent.toml\nname = \"load\"\nmodel = \"openai/bench\"\n[providers.openai]\nbase_url = \"{}\"\n\
-         //- agent/system.md\nYou answer weather questions.\n\
-         //- agent/tools/get-weather.toml\ndescription = \"Current weather for a city.\"\ncommand = [\"sh\", \"-c\", \"cat >/dev/null; printf '{{\\\"city\\\":\\\"Paris\\\",\\\"temperatureF\\\":72}}'\"]\n\
-         [input_schema]\ntype = \"object\"\nproperties.city = {{ type = \"string\" }}\nrequired = [\"city\"]\n",
-        server.base_url()
-    ))
+mod common;
+
+use common::{AshStart, percentile, weather_agent};
+
+/// `ash start` for `project`, its store in `state`, a long request timeout (the idle sockets
+/// must stay) and `extra`.
+fn start(project: &Path, state: &Path, extra: &[String]) -> AshStart {
+    let mut args = vec!["--request-timeout".to_owned(), "120".to_owned()];
+    args.extend_from_slice(extra);
+    AshStart::start(project, &state.join("ash.db"), &args)
 }
 
-/// A running `ash start`: the child, its base URL and its pid.
-struct Server {
-    child: Child,
-    base: String,
-    addr: String,
-    pid: u32,
-}
-
-impl Server {
-    fn start(project: &Path, state: &Path, extra: &[String]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ash"))
-            .args(["start", ".", "--port", "0", "--sandbox", "native", "--request-timeout", "120"])
-            .args(extra)
-            .arg("--store")
-            .arg(state.join("ash.db"))
-            .current_dir(project)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("OPENAI_API_KEY", "bench")
-            .env("ASH_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut said = Vec::new();
-        let base = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("ash start ended without listening:\n{}", said.join("\n"));
-            };
-            if let Some(at) = line.find("http://") {
-                break line[at..].split_whitespace().next().unwrap().to_owned();
-            }
-            said.push(line);
-        };
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                println!("  [server] {line}");
-            }
-        });
-        let addr = base.trim_start_matches("http://").to_owned();
-        let pid = child.id();
-        Self { child, base, addr, pid }
+/// What the load benchmark reads of the server.
+impl AshStart {
+    /// `127.0.0.1:PORT`.
+    fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 
     /// Resident and peak resident memory, in MiB.
     fn memory(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let field = |name: &str| {
             status
                 .lines()
@@ -109,7 +70,7 @@ impl Server {
 
     /// CPU time of the server and its reaped children (sandbox helpers and tools), in seconds.
     fn cpu(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
         // The fields after the command name's closing parenthesis; utime is the 12th of them.
         let after = &stat[stat.rfind(')').unwrap() + 2..];
         let ticks: f64 =
@@ -120,7 +81,7 @@ impl Server {
     /// `/health` on a fresh connection: the status and how long the answer took.
     async fn health(&self) -> (u16, Duration) {
         let started = Instant::now();
-        let mut stream = TcpStream::connect(&self.addr).await.unwrap();
+        let mut stream = TcpStream::connect(self.addr()).await.unwrap();
         stream
             .write_all(
                 format!("GET {PREFIX}/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -155,13 +116,6 @@ impl Server {
             ms(percentile(&times, 0.5)),
             ms(times[times.len() - 1]),
         );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -213,11 +167,6 @@ async fn session(
     Err("the stream ended before session.waiting".to_owned())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -242,9 +191,9 @@ async fn sessions_at_once(count: usize, with_tool: bool, extra: &[String]) {
         ));
     }
     model.push(Reply::Turn(Turn::text("It's 72°F in Paris.").latency(latency))).by_step();
-    let fx = agent(&model);
+    let fx = weather_agent(&model, "load");
     let state = tempfile::tempdir().unwrap();
-    let server = Server::start(fx.path(), state.path(), extra);
+    let server = start(fx.path(), state.path(), extra);
     let http = reqwest::Client::new();
     for _ in 0..5 {
         session(&http, &server.base, None).await.unwrap();
@@ -302,15 +251,15 @@ async fn sessions_at_once(count: usize, with_tool: bool, extra: &[String]) {
 /// Idle sockets: `/health` and memory while they are held.
 async fn idle_connections(count: usize, extra: &[String]) {
     let model = FakeModelServer::start().await;
-    let fx = agent(&model);
+    let fx = weather_agent(&model, "load");
     let state = tempfile::tempdir().unwrap();
-    let server = Server::start(fx.path(), state.path(), extra);
+    let server = start(fx.path(), state.path(), extra);
     println!("\n{count} idle connections");
     server.report_health("before").await;
     let started = Instant::now();
     let mut held = Vec::with_capacity(count);
     for _ in 0..count {
-        match TcpStream::connect(&server.addr).await {
+        match TcpStream::connect(server.addr()).await {
             Ok(stream) => held.push(stream),
             Err(error) => {
                 println!("  connect failed after {}: {error}", held.len());
@@ -332,9 +281,9 @@ async fn stalled_readers(count: usize, answer_kib: usize, extra: &[String]) {
     model
         .push(Reply::Turn(Turn::text(&"x".repeat(answer_kib * 1024)).chunk_chars(64 * 1024)))
         .repeat();
-    let fx = agent(&model);
+    let fx = weather_agent(&model, "load");
     let state = tempfile::tempdir().unwrap();
-    let server = Server::start(fx.path(), state.path(), extra);
+    let server = start(fx.path(), state.path(), extra);
     let http = reqwest::Client::new();
     let (_, mut token) = session(&http, &server.base, None).await.unwrap();
     for _ in 0..15 {
@@ -356,7 +305,7 @@ async fn stalled_readers(count: usize, answer_kib: usize, extra: &[String]) {
     server.report_health("before").await;
     let mut held = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut stream = TcpStream::connect(&server.addr).await.unwrap();
+        let mut stream = TcpStream::connect(server.addr()).await.unwrap();
         stream
             .write_all(format!("GET {path}?startIndex=0 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .await

@@ -18,9 +18,7 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,19 +28,12 @@ use ash_sandbox::{BackendChoice, BackendKind, Sandbox, SandboxConfig};
 use ash_spec::{LoadOptions, ModelRef, Provider, ProviderApi};
 use ash_store::{Durability, SqliteStore};
 use ash_test_support::{FakeModelServer, Fixture, Reply, Turn};
+use common::{AshStart, percentile, weather_agent};
 use serde_json::{Value, json};
 
-const CONCURRENT: usize = 100;
+mod common;
 
-fn agent(server: &FakeModelServer) -> Fixture {
-    Fixture::new(&format!(
-        "//- agent/agent.toml\nname = \"bench\"\nmodel = \"openai/bench\"\n[providers.openai]\nbase_url = \"{}\"\n\
-         //- agent/system.md\nYou answer weather questions.\n\
-         //- agent/tools/get-weather.toml\ndescription = \"Current weather for a city.\"\ncommand = [\"sh\", \"-c\", \"cat >/dev/null; printf '{{\\\"city\\\":\\\"Paris\\\",\\\"temperatureF\\\":72}}'\"]\n\
-         [input_schema]\ntype = \"object\"\nproperties.city = {{ type = \"string\" }}\nrequired = [\"city\"]\n",
-        server.base_url()
-    ))
-}
+const CONCURRENT: usize = 100;
 
 fn model_for(server: &FakeModelServer, dir: &Path) -> Model {
     let env = BTreeMap::from([("OPENAI_API_KEY".to_owned(), "bench".to_owned())]);
@@ -176,9 +167,24 @@ async fn bare_model_calls(server: &FakeModelServer, turns: usize) -> Duration {
     percentile(&times, 0.5)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+/// Runs [`CONCURRENT`] turns made by `turn` at once and prints the throughput.
+async fn at_once<F, T>(turn: impl Fn() -> F)
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENT {
+        tasks.spawn(turn());
+    }
+    while tasks.join_next().await.is_some() {}
+    let wall = started.elapsed();
+    println!(
+        "  {CONCURRENT} turns at once: {:.2} s, {:.0} turns/s",
+        wall.as_secs_f64(),
+        CONCURRENT as f64 / wall.as_secs_f64()
+    );
 }
 
 fn ms(d: Duration) -> String {
@@ -233,7 +239,7 @@ fn main() {
             )))
             .push(Reply::Turn(Turn::text("It's 72°F in Paris.")))
             .by_step();
-        let fx = agent(&server);
+        let fx = weather_agent(&server, "bench");
         let bare = bare_model_calls(&server, turns).await;
 
         // In process.
@@ -258,44 +264,17 @@ fn main() {
             }
         }
         report("  the same, later turns of a session", &later, bare);
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..CONCURRENT {
+        at_once(|| {
             let engine = engine.clone();
-            tasks.spawn(async move { engine_turn(&engine).await });
-        }
-        while tasks.join_next().await.is_some() {}
-        let wall = started.elapsed();
-        println!(
-            "  {CONCURRENT} turns at once: {:.2} s, {:.0} turns/s",
-            wall.as_secs_f64(),
-            CONCURRENT as f64 / wall.as_secs_f64()
-        );
+            async move { engine_turn(&engine).await }
+        })
+        .await;
         engine.shutdown().await;
 
         // `ash start` over HTTP.
         let state = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ash"))
-            .args(["start", ".", "--port", "0", "--sandbox", "native", "--store"])
-            .arg(state.path().join("ash.db"))
-            .current_dir(fx.path())
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("OPENAI_API_KEY", "bench")
-            .env("ASH_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().unwrap().unwrap();
-            if let Some(at) = line.find("http://") {
-                break line[at..].split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let server = AshStart::start(fx.path(), &state.path().join("ash.db"), &[]);
+        let base = server.base.clone();
         let http = reqwest::Client::new();
         for _ in 0..10 {
             http_turn(&http, &base).await;
@@ -305,20 +284,10 @@ fn main() {
             marks.push(http_turn(&http, &base).await);
         }
         report("ash start over HTTP, native sandbox, SQLite FULL", &marks, bare);
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..CONCURRENT {
+        at_once(|| {
             let (http, base) = (http.clone(), base.clone());
-            tasks.spawn(async move { http_turn(&http, &base).await });
-        }
-        while tasks.join_next().await.is_some() {}
-        let wall = started.elapsed();
-        println!(
-            "  {CONCURRENT} turns at once: {:.2} s, {:.0} turns/s",
-            wall.as_secs_f64(),
-            CONCURRENT as f64 / wall.as_secs_f64()
-        );
-        let _ = child.kill();
-        let _ = child.wait();
+            async move { http_turn(&http, &base).await }
+        })
+        .await;
     });
 }
