@@ -5,7 +5,7 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ash_protocol::{Event, EventBody};
 use ash_test_support::{FakeModelServer, Fixture, Reply, Turn};
@@ -297,30 +297,10 @@ async fn the_allow_list_comes_first_and_trusts_only_named_proxies() {
 /// Reads a run's stream (with credentials) until one of `until`.
 async fn events_until(port: u16, auth: &str, run_id: &str, start: u64, until: &str) -> Vec<Event> {
     let url = format!("http://127.0.0.1:{port}{PREFIX}/runs/{run_id}/stream?startIndex={start}");
-    let mut response =
+    let response =
         reqwest::Client::new().get(url).header("authorization", auth).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut buffer, mut events) = (Vec::new(), Vec::new());
-    loop {
-        let chunk =
-            tokio::time::timeout_at(deadline.into(), response.chunk()).await.unwrap().unwrap();
-        let Some(chunk) = chunk else { return events };
-        buffer.extend_from_slice(&chunk);
-        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            let value: Value = serde_json::from_slice(&line).unwrap();
-            if value["type"] == "stream.heartbeat" {
-                continue;
-            }
-            let event: Event = serde_json::from_value(value).unwrap();
-            let done = event.body.type_name() == until;
-            events.push(event);
-            if done {
-                return events;
-            }
-        }
-    }
+    crate::serve::read_events(response, &[until]).await
 }
 
 async fn post(port: u16, auth: &str, body: Value) -> (u16, Value) {

@@ -148,7 +148,7 @@ async fn accepted(server: &Server, body: Value) -> MessageAccepted {
 /// Reads the stream from `start` until an event of one of the `until` types.
 async fn stream_until(server: &Server, run_id: &str, start: u64, until: &[&str]) -> Vec<Event> {
     let url = server.url(&format!("/runs/{run_id}/stream?startIndex={start}"));
-    let mut response = http().get(url).send().await.unwrap();
+    let response = http().get(url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let headers = response.headers();
     assert_eq!(headers["content-type"], "application/x-ndjson; charset=utf-8");
@@ -156,6 +156,12 @@ async fn stream_until(server: &Server, run_id: &str, start: u64, until: &[&str])
         (&headers["x-ash-stream-version"], &headers["cache-control"]),
         (&"1".parse().unwrap(), &"no-store".parse().unwrap())
     );
+    read_events(response, until).await
+}
+
+/// The events of an NDJSON stream response (heartbeats skipped) up to and including the first
+/// of one of the `until` types, or to its end; fails after a minute.
+pub(crate) async fn read_events(mut response: reqwest::Response, until: &[&str]) -> Vec<Event> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buffer = Vec::new();
     let mut events = Vec::new();
