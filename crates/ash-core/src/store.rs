@@ -252,7 +252,7 @@ pub enum JournalRecord {
 }
 
 /// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// No run has this id.
     #[error("run `{0}` does not exist")]

@@ -118,25 +118,15 @@ pub struct SqliteStore {
 struct Pending {
     run_id: String,
     commit: Commit,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<Event>, StoreError>>,
+    reply: Reply,
 }
+
+/// Where a commit's outcome goes.
+type Reply = tokio::sync::oneshot::Sender<Result<Vec<Event>, StoreError>>;
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending").field("run_id", &self.run_id).finish_non_exhaustive()
-    }
-}
-
-/// The same failure again, for each commit of a group that shared it.
-fn again(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::NotFound(id) => StoreError::NotFound(id.clone()),
-        StoreError::Conflict { run_id, reason } => {
-            StoreError::Conflict { run_id: run_id.clone(), reason: reason.clone() }
-        }
-        StoreError::Corrupt(what) => StoreError::Corrupt(what.clone()),
-        StoreError::Backend(what) => StoreError::Backend(what.clone()),
-        StoreError::Lost(what) => StoreError::Lost(what.clone()),
     }
 }
 
@@ -145,34 +135,28 @@ fn again(error: &StoreError) -> StoreError {
 /// is known — accepted commits and refusals alike — and all of them fail with it if it does
 /// not become durable (a refusal may rest on writes that were never kept).
 fn write_group(conn: &mut Connection, file: &FileIdentity, group: Vec<Pending>) {
-    let fail_all = |group: Vec<Pending>, error: StoreError| {
-        for pending in group {
-            let _ = pending.reply.send(Err(again(&error)));
-        }
-    };
     if let Err(error) = file.verify() {
-        return fail_all(group, error);
+        return fail_all(group.into_iter().map(|p| p.reply), &error);
     }
     let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(error) => return fail_all(group, backend(error)),
+        Err(error) => return fail_all(group.into_iter().map(|p| p.reply), &backend(error)),
     };
+    let mut group = group.into_iter();
     let mut outcomes = Vec::with_capacity(group.len());
     // Set when SQLite ended the transaction itself (I/O error, full disk): nothing after it
     // may be written, or it would land outside the group, on its own.
     let mut broken = None;
-    for Pending { run_id, commit, reply } in group {
-        if broken.is_some() {
-            outcomes.push((reply, Err(StoreError::Backend(String::new()))));
-            continue;
-        }
+    for Pending { run_id, commit, reply } in group.by_ref() {
         let outcome = write_one(&mut tx, &run_id, commit);
-        if outcome.is_err() && tx.is_autocommit() {
+        let ended = outcome.is_err() && tx.is_autocommit();
+        outcomes.push((reply, outcome));
+        if ended {
             broken = Some(StoreError::Backend(
                 "the store ended the transaction after an error (is the disk full?)".to_owned(),
             ));
+            break;
         }
-        outcomes.push((reply, outcome));
     }
     let kept = match broken {
         Some(error) => Err(error),
@@ -184,11 +168,17 @@ fn write_group(conn: &mut Connection, file: &FileIdentity, group: Vec<Pending>) 
                 let _ = reply.send(outcome);
             }
         }
-        Err(error) => {
-            for (reply, _) in outcomes {
-                let _ = reply.send(Err(again(&error)));
-            }
-        }
+        Err(error) => fail_all(
+            outcomes.into_iter().map(|(reply, _)| reply).chain(group.map(|p| p.reply)),
+            &error,
+        ),
+    }
+}
+
+/// Answers every one of `replies` with `error`.
+fn fail_all(replies: impl IntoIterator<Item = Reply>, error: &StoreError) {
+    for reply in replies {
+        let _ = reply.send(Err(error.clone()));
     }
 }
 
