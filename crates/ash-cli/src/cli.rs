@@ -401,6 +401,9 @@ pub(crate) struct StartArgs {
     /// connection is closed; streams resume by `startIndex`
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub(crate) stall_timeout: u64,
+    /// Event streams open at once; beyond, a reader gets `503 too_many_streams`
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub(crate) max_streams: usize,
     #[command(flatten)]
     pub(crate) store_args: StoreArgs,
 }

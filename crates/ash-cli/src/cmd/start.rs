@@ -55,6 +55,7 @@ fn server_config(args: &StartArgs, open_files: u64) -> ServerConfig {
         header_timeout: request,
         body_timeout: request,
         write_stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
+        max_streams: args.max_streams.max(1),
         ..ServerConfig::default()
     }
 }

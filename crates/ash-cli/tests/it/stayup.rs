@@ -1,7 +1,8 @@
 //! `ash start` under clients that misbehave or are many: slow and silent clients are dropped,
 //! the connection cap refuses cleanly, an exhausted descriptor table does not stop it,
 //! shutdown does not wait for stalled clients, a store removed underneath is noticed and never
-//! silently replaced, and malformed requests get the JSON errors docs/api.md lists.
+//! silently replaced, a reader that stops reading is dropped and resumes, event streams are
+//! capped, and malformed requests get the JSON errors docs/api.md lists.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -331,4 +332,76 @@ fn a_full_or_read_only_disk_is_not_called_damage() {
     let text = String::from_utf8_lossy(&made.stderr).into_owned();
     assert_eq!(made.status.code(), Some(2), "{text}");
     assert!(text.contains("cannot write the store") && !text.contains("damaged"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_stops_reading_is_dropped_resumes_by_start_index_and_streams_are_capped() {
+    // One turn whose events (deltas of 64 KiB, then the whole text again) are far more than
+    // loopback's socket buffers hold.
+    let text = "x".repeat(6 * 1024 * 1024);
+    let model = FakeModelServer::start().await;
+    model.push(Reply::Turn(Turn::text(&text).chunk_chars(64 * 1024)));
+    let fx = agent(&model, "");
+    let server = Server::start_with(
+        fx.path(),
+        &fx.join("state/ash.db"),
+        &["--stall-timeout", "1", "--max-streams", "1"],
+        &[],
+    );
+    let port = server.port();
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{PREFIX}{p}");
+    let run: Value = client
+        .post(url("/message"))
+        .json(&json!({"message": "hi"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stream_url = |start: u64| {
+        url(&format!("/runs/{}/stream?startIndex={start}", run["runId"].as_str().unwrap()))
+    };
+    // The whole history, read by a reader that keeps up (it holds the only stream slot).
+    let whole = client.get(stream_url(0)).send().await.unwrap();
+    assert_eq!(whole.status().as_u16(), 200);
+    let refused = client.get(stream_url(0)).send().await.unwrap();
+    assert_eq!(
+        (refused.status().as_u16(), refused.json::<Value>().await.unwrap()["code"].clone()),
+        (503, json!("too_many_streams"))
+    );
+    let all = crate::serve::read_events(whole, &["session.waiting"]).await;
+    let last = all.last().map(|e| e.body.type_name());
+    assert_eq!(last, Some("session.waiting"));
+    // Its slot is free again once it is gone; a reader that takes the headers and then stops
+    // reading is cut once its writes stall, and the server stays healthy meanwhile.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stalled = client.get(stream_url(0)).send().await.unwrap();
+    assert_eq!(stalled.status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(healthy_within(port, Duration::from_secs(1)));
+    let mut buffer = Vec::new();
+    let mut lines: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cut = loop {
+        match tokio::time::timeout_at(deadline.into(), stalled.chunk()).await {
+            Err(_) => break false,
+            Ok(Err(_) | Ok(None)) => break true,
+            Ok(Ok(Some(chunk))) => buffer.extend_from_slice(&chunk),
+        }
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            lines.push(serde_json::from_slice(&line).unwrap());
+        }
+    };
+    let got: Vec<u64> = lines.iter().filter_map(|l| l["meta"]["index"].as_u64()).collect();
+    assert!(cut, "the stalled stream was never closed");
+    assert!(got.len() < all.len(), "the stalled reader got all {} events", got.len());
+    assert_eq!(got, (0..got.len() as u64).collect::<Vec<_>>(), "the events before the cut");
+    // It comes back where it was cut and gets the rest, in order, nothing lost or repeated.
+    let resumed = client.get(stream_url(got.len() as u64)).send().await.unwrap();
+    let rest = crate::serve::read_events(resumed, &["session.waiting"]).await;
+    let indexes: Vec<u64> = got.into_iter().chain(rest.iter().map(|e| e.meta.index)).collect();
+    assert_eq!(indexes, all.iter().map(|e| e.meta.index).collect::<Vec<_>>());
 }
