@@ -72,21 +72,22 @@ pub(crate) enum Command {
     Sandbox(SandboxCommand),
     /// Create this machine's network identity and its profile entry
     ///
-    /// Writes an Ed25519 identity and an X25519 sealing key to $ASH_HOME/keys/identity.key
+    /// Installs the network's genesis file (--genesis, the first time) as $ASH_HOME/genesis.toml,
+    /// writes an Ed25519 identity and an X25519 sealing key to $ASH_HOME/keys/identity.key
     /// (mode 0600) and appends the profile entry (username, sealing key) to the local ledger,
     /// $ASH_HOME/ledger.db. Running it again prints the existing identity.
     Join(JoinArgs),
     /// Show this identity and its credit balance
     ///
-    /// The balance is derived by verifying every stored ledger entry (mints by the mint
-    /// authorities in $ASH_HOME/config.toml, reservations, settlements), never read from a
-    /// stored number. Locked credits (open reservations) are shown separately.
+    /// Spendable credits are what a reservation may use now: received mints plus earned, minus
+    /// paid and locked, all from this identity's own verified log (zero if it was proven to
+    /// equivocate). Read from the verified state the last import or write left; nothing is
+    /// re-verified.
     Status(JsonArgs),
     /// List an identity's ledger entries with the running balance
     ///
-    /// Shows the verified entries that move ID's credits (default: this machine's identity),
-    /// oldest first: mints, reservations, settlements and releases, each with its effect and
-    /// the balance after it.
+    /// Shows ID's log (default: this machine's identity), oldest first: each entry's effect on
+    /// its spendable credits and the balance after it; refused entries with the rule they broke.
     History(HistoryArgs),
     /// Verify, export and import ledger bundles
     #[command(subcommand)]
@@ -230,6 +231,10 @@ pub(crate) struct JsonArgs {
 /// Arguments of `ash join`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct JoinArgs {
+    /// The network's genesis file (from its mint authority); installed as
+    /// $ASH_HOME/genesis.toml, needed the first time
+    #[arg(long, value_name = "FILE")]
+    pub(crate) genesis: Option<PathBuf>,
     /// Your username: 3–32 of a-z 0-9 _ - (shown to peers; not unique)
     #[arg(long, short = 'u', value_name = "NAME")]
     pub(crate) username: Option<String>,
@@ -252,21 +257,22 @@ pub(crate) struct HistoryArgs {
 /// `ash ledger …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum LedgerCommand {
-    /// Verify a bundle file and print every balance and every rejected entry
+    /// Verify a bundle file and print every balance and every refused entry
     ///
-    /// Checks chains, signatures, counter-signatures, mints (only by mint authorities: those in
-    /// $ASH_HOME/config.toml plus --authority), funding of every reservation and every
-    /// settlement against its reservation. Prints each identity's balance and each rejected
-    /// entry with the rule it broke. Exits 1 if any entry is invalid or any identity
-    /// equivocated. See docs/ledger-format.md.
+    /// Judges every entry by the rules of docs/ledger-format.md (signatures, network, chains,
+    /// mints by the genesis's authorities, funding, receipts, decisions, collects) without
+    /// trusting any checkpoint, and reports each checkpoint that disagrees. Prints each
+    /// identity's balance and each refused or waiting entry with the rule or what it waits for.
+    /// Exits 1 unless everything is valid and nobody equivocated.
     Verify(LedgerVerifyArgs),
-    /// Write the stored ledger (or some logs of it) to a bundle file
+    /// Write the stored ledger (or some logs of it and what they depend on) to a bundle file
     Export(LedgerExportArgs),
-    /// Store the entries of a bundle file in the local ledger
+    /// Verify a bundle file's entries and store the ones that belong
     ///
-    /// Entries are kept as received and re-verified with everything already stored; nothing
-    /// stored is ever replaced (a different entry at a known position is kept as proof of
-    /// equivocation).
+    /// Only entries signed by their author, of this network and in place in their log are
+    /// stored, each with its verdict; entries waiting for their predecessor are kept in a
+    /// bounded quarantine; the rest is refused and reported. Mints made out to this identity are
+    /// then received into its own log.
     Import(LedgerImportArgs),
 }
 
@@ -276,9 +282,9 @@ pub(crate) struct LedgerVerifyArgs {
     /// The bundle file
     #[arg(value_name = "BUNDLE")]
     pub(crate) bundle: PathBuf,
-    /// Also trust mints by this node id (repeatable)
-    #[arg(long, value_name = "ID")]
-    pub(crate) authority: Vec<String>,
+    /// The network's genesis file [default: $ASH_HOME/genesis.toml]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) genesis: Option<PathBuf>,
     /// Print JSON instead of text
     #[arg(long)]
     pub(crate) json: bool,
@@ -287,7 +293,7 @@ pub(crate) struct LedgerVerifyArgs {
 /// Arguments of `ash ledger export`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct LedgerExportArgs {
-    /// Only these identities' logs (plus the mint authorities'); default: everything stored
+    /// Only these identities' logs, plus the logs their entries depend on; default: everything
     #[arg(value_name = "ID")]
     pub(crate) ids: Vec<String>,
     /// Write to FILE instead of stdout
@@ -311,16 +317,65 @@ pub(crate) struct LedgerImportArgs {
 pub(crate) enum AdminCommand {
     /// Create the mint authority key (or print the existing one)
     ///
-    /// Writes $ASH_HOME/keys/authority.key (mode 0600) and the authority's profile entry, and
-    /// prints the node id to list under `[network] mint_authorities` in every participant's
-    /// $ASH_HOME/config.toml.
+    /// Writes $ASH_HOME/keys/authority.key (mode 0600) and prints its node id, to list in a
+    /// network's genesis (`ash admin genesis`).
     Keygen(JsonArgs),
+    /// Write a new network's genesis file
+    ///
+    /// The genesis names the network, its mint authorities (default: this machine's authority
+    /// key), its checkpoint witnesses and quorum, and the claim window; its hash is the network
+    /// id every ledger signature binds. Installed as $ASH_HOME/genesis.toml; give the file to
+    /// every participant (`ash join --genesis FILE`).
+    Genesis(AdminGenesisArgs),
     /// Mint credits to an identity (mint authority only)
     ///
-    /// Appends a mint entry to the authority's log in the local ledger, after checking it
-    /// against everything stored (e.g. one signup mint per identity). Share it with
-    /// `ash ledger export`.
+    /// Appends a mint entry to the authority's log in the local ledger, after verifying it. The
+    /// recipient receives it into its own log when it imports the authority's entries
+    /// (`ash ledger export`, then `ash ledger import`); one signup mint counts per identity.
     Mint(AdminMintArgs),
+    /// Sign checkpoints of identities' verified state (witness only)
+    ///
+    /// For each identity (default: every one not proven to equivocate), signs its state at its
+    /// latest judged entry with the authority key, which the genesis must list as a witness.
+    /// Peers then verify that identity from the checkpoint instead of from its whole history.
+    Checkpoint(AdminCheckpointArgs),
+}
+
+/// Arguments of `ash admin genesis`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AdminGenesisArgs {
+    /// The network's name: 1–64 of a-z 0-9 . _ -
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: String,
+    /// A mint authority's node id (repeatable) [default: this machine's authority key]
+    #[arg(long, value_name = "ID")]
+    pub(crate) authority: Vec<String>,
+    /// A checkpoint witness's node id (repeatable) [default: the authorities]
+    #[arg(long, value_name = "ID")]
+    pub(crate) witness: Vec<String>,
+    /// Witness signatures a checkpoint needs [default: a majority]
+    #[arg(long, value_name = "N")]
+    pub(crate) quorum: Option<u16>,
+    /// How long after a job's deadline a payment may be collected, in hours [default: 168]
+    #[arg(long, value_name = "HOURS")]
+    pub(crate) claim_window_hours: Option<u64>,
+    /// Also write the genesis to FILE
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash admin checkpoint`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AdminCheckpointArgs {
+    /// Whose state (node ids); default: every identity not proven to equivocate
+    #[arg(value_name = "ID")]
+    pub(crate) ids: Vec<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Arguments of `ash admin mint`.

@@ -23,15 +23,13 @@ use crate::node_id::PublicKey;
 /// What a signature is for. The tag is part of every signed message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Domain {
-    /// A ledger entry, signed by its author.
+    /// A ledger entry's signed part, signed by its author.
     LedgerEntry,
-    /// A settlement, counter-signed by the other party.
-    LedgerSettlement,
     /// An acceptor's commitment to a job result.
     LedgerResult,
-    /// A requester's reservation cancelled with the acceptor's agreement.
-    LedgerRelease,
-    /// A mint authority's attestation of a log prefix (a checkpoint).
+    /// An acceptor's agreement to cancel a reservation.
+    LedgerCancel,
+    /// A witness's attestation of one identity's state (a checkpoint).
     LedgerCheckpoint,
     /// The binding of an X25519 sealing key to an identity.
     SealingKey,
@@ -43,11 +41,10 @@ impl Domain {
     /// The ASCII tag prefixed to every message of this domain.
     pub const fn tag(self) -> &'static str {
         match self {
-            Self::LedgerEntry => "ash/ledger/entry/v1",
-            Self::LedgerSettlement => "ash/ledger/settlement/v1",
-            Self::LedgerResult => "ash/ledger/result/v1",
-            Self::LedgerRelease => "ash/ledger/release/v1",
-            Self::LedgerCheckpoint => "ash/ledger/checkpoint/v1",
+            Self::LedgerEntry => "ash/ledger/entry/v2",
+            Self::LedgerResult => "ash/ledger/result/v2",
+            Self::LedgerCancel => "ash/ledger/cancel/v2",
+            Self::LedgerCheckpoint => "ash/ledger/checkpoint/v2",
             Self::SealingKey => "ash/identity/sealing-key/v1",
             Self::SealedHeader => "ash/pack/sealed-header/v1",
         }
@@ -138,27 +135,51 @@ pub fn verify_batch(items: &[SignedItem<'_>]) -> Result<(), SignatureError> {
     })
 }
 
-/// The indices of the invalid signatures among `items` (empty when all are valid). Checks the
-/// whole set as a batch and bisects only where a batch fails.
+/// The indices of the invalid signatures among `items` (empty when all are valid), ascending.
+///
+/// Checks the whole set as one batch first. When that fails, each core scans its share in
+/// pieces of [`PIECE`]: a piece is checked as a batch, and a piece that fails is checked one
+/// signature at a time, as is every piece after it until one comes out clean. A set full of bad
+/// signatures therefore costs about one batch check plus one single check per signature, never
+/// the repeated batch checks of a bisection.
 pub fn invalid_signatures(items: &[SignedItem<'_>]) -> Vec<usize> {
-    let mut invalid = Vec::new();
-    bisect(items, 0, &mut invalid);
-    invalid
+    if items.is_empty() || verify_batch(items).is_ok() {
+        return Vec::new();
+    }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8);
+    let share = items.len().div_ceil(threads).max(PIECE);
+    if items.len() <= share {
+        return scan(items, 0);
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(share)
+            .enumerate()
+            .map(|(i, chunk)| scope.spawn(move || scan(chunk, i * share)))
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    })
 }
 
-fn bisect(items: &[SignedItem<'_>], offset: usize, invalid: &mut Vec<usize>) {
-    if items.is_empty() || verify_batch(items).is_ok() {
-        return;
-    }
-    if let [item] = items {
-        if verify(item.key, item.domain, item.bytes, item.signature).is_err() {
-            invalid.push(offset);
+/// Signatures checked together by [`invalid_signatures`] before it falls back to single checks.
+const PIECE: usize = 64;
+
+fn scan(items: &[SignedItem<'_>], offset: usize) -> Vec<usize> {
+    let mut invalid = Vec::new();
+    let mut one_by_one = false;
+    for (n, piece) in items.chunks(PIECE).enumerate() {
+        if !one_by_one && verify_batch(piece).is_ok() {
+            continue;
         }
-        return;
+        let before = invalid.len();
+        for (i, item) in piece.iter().enumerate() {
+            if verify(item.key, item.domain, item.bytes, item.signature).is_err() {
+                invalid.push(offset + n * PIECE + i);
+            }
+        }
+        one_by_one = invalid.len() > before;
     }
-    let (left, right) = items.split_at(items.len() / 2);
-    bisect(left, offset, invalid);
-    bisect(right, offset + left.len(), invalid);
+    invalid
 }
 
 struct Prepared {

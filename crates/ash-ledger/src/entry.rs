@@ -2,19 +2,18 @@
 
 use std::fmt;
 
-use ash_identity::{NodeId, SealingPublicKey, Signature, encode_hex};
+use ash_identity::{Domain, NodeId, SealingPublicKey, Signature, encode_hex};
 use sha2::{Digest as _, Sha256};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::credits::Credits;
 
 /// The entry format version written and accepted.
-pub const ENTRY_VERSION: u8 = 1;
-/// The largest encoded entry accepted (a settle holding its reservation is about 600 bytes).
-pub const MAX_ENTRY_BYTES: usize = 4096;
-const HASH_TAG: &[u8] = b"ash/ledger/hash/v1\0";
+pub const ENTRY_VERSION: u8 = 2;
+/// The largest encoded entry accepted (the largest kind, a profile, is under 300 bytes).
+pub const MAX_ENTRY_BYTES: usize = 1024;
 
-/// A SHA-256 hash of an entry (or of a job result).
+/// A SHA-256 hash: an entry's id, a network id, a result or a job's terms.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hash(pub [u8; 32]);
 
@@ -61,16 +60,22 @@ impl serde::Serialize for JobId {
 /// What an entry records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
-    /// Who this identity is; always entry 0.
+    /// Who this identity is; entry 0, and any later update.
     Profile(Profile),
-    /// New credits from a mint authority (only in an authority's log).
+    /// New credits from a mint authority, for one recipient to receive.
     Mint(Mint),
+    /// The recipient takes a mint into its own log.
+    Receive(Receive),
     /// A requester locks credits for one job and one acceptor until a deadline.
     Reserve(Reserve),
-    /// A reservation is paid out (accept, reject or timeout).
-    Settle(Box<Settle>),
-    /// A reservation ends unpaid (expired, or cancelled with the acceptor's agreement).
+    /// The requester records that the acceptor delivered a result.
+    Receipt(Receipt),
+    /// The requester accepts (full price) or rejects (half) a delivered result.
+    Decide(Decide),
+    /// A reservation ends unpaid: expired, or cancelled with the acceptor's agreement.
     Release(Release),
+    /// The acceptor takes what a decision (or a timeout) owes it into its own log.
+    Collect(Collect),
 }
 
 impl Body {
@@ -79,9 +84,12 @@ impl Body {
         match self {
             Self::Profile(_) => "profile",
             Self::Mint(_) => "mint",
+            Self::Receive(_) => "receive",
             Self::Reserve(_) => "reserve",
-            Self::Settle(_) => "settle",
+            Self::Receipt(_) => "receipt",
+            Self::Decide(_) => "decide",
             Self::Release(_) => "release",
+            Self::Collect(_) => "collect",
         }
     }
 
@@ -89,9 +97,22 @@ impl Body {
         match self {
             Self::Profile(_) => 1,
             Self::Mint(_) => 2,
-            Self::Reserve(_) => 3,
-            Self::Settle(_) => 4,
-            Self::Release(_) => 5,
+            Self::Receive(_) => 3,
+            Self::Reserve(_) => 4,
+            Self::Receipt(_) => 5,
+            Self::Decide(_) => 6,
+            Self::Release(_) => 7,
+            Self::Collect(_) => 8,
+        }
+    }
+
+    /// The entry of another log this one names by id and cannot be judged without (the mint
+    /// a receive takes, the decision or receipt a collect is paid by).
+    pub const fn names(&self) -> Option<Hash> {
+        match self {
+            Self::Receive(r) => Some(r.mint),
+            Self::Collect(c) => Some(c.source),
+            _ => None,
         }
     }
 }
@@ -130,7 +151,7 @@ pub enum MintKind {
 /// New credits, written by a mint authority in its own log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mint {
-    /// Who receives them.
+    /// Who may receive them.
     pub recipient: NodeId,
     /// How many (at least 1).
     pub amount: Credits,
@@ -138,6 +159,13 @@ pub struct Mint {
     pub kind: MintKind,
     /// Why, for people (≤ 200 bytes).
     pub reason: String,
+}
+
+/// The recipient's receipt of a mint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receive {
+    /// The mint entry's id.
+    pub mint: Hash,
 }
 
 /// A requester's lock on credits for one job.
@@ -149,164 +177,148 @@ pub struct Reserve {
     pub acceptor: NodeId,
     /// The most that can be paid (at least 1).
     pub amount: Credits,
-    /// After this time (ms) the acceptor may settle at the timeout price, or the requester
-    /// may release it.
+    /// Without a receipt, the requester may release it from this time (ms); with one, the
+    /// acceptor may collect half from this time.
     pub deadline: u64,
+    /// The hash of the job's [`Terms`].
+    pub terms: Hash,
 }
 
-/// How a job ended.
+/// The requester's record that the acceptor delivered a result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The reserve entry's id (in the same log).
+    pub reserve: Hash,
+    /// The hash of the delivered (sealed) result.
+    pub result: Hash,
+    /// The acceptor's signature over `network || reserve || result` (domain
+    /// `ash/ledger/result/v2`).
+    pub commitment: Signature,
+}
+
+/// How a delivered job ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
-    /// The requester applied the result.
+    /// The requester applied the result: the full reserved amount is paid.
     Accept,
-    /// The requester declined the result.
+    /// The requester declined the result: half is paid, rounded down.
     Reject,
-    /// The requester went silent past the deadline.
-    Timeout,
 }
 
-/// The payment both parties agree on (or the acceptor claims after a timeout).
+impl Outcome {
+    /// What this outcome pays from a reservation of `reserved`.
+    pub const fn price(self, reserved: Credits) -> Credits {
+        match self {
+            Self::Accept => reserved,
+            Self::Reject => reserved.half(),
+        }
+    }
+}
+
+/// The requester's decision on a delivered result.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settlement {
-    /// The job.
-    pub job: JobId,
-    /// Who pays.
-    pub requester: NodeId,
-    /// Who is paid.
-    pub acceptor: NodeId,
-    /// Sequence number of the reserve entry in the requester's log.
-    pub reserve_seq: u64,
-    /// Hash of that reserve entry.
-    pub reserve_hash: Hash,
-    /// Hash of the result the acceptor delivered (its diff).
-    pub result_hash: Hash,
-    /// Accept, reject or timeout.
+pub struct Decide {
+    /// The reserve entry's id (in the same log).
+    pub reserve: Hash,
+    /// Accept or reject.
     pub outcome: Outcome,
-    /// Credits paid (≤ the reservation; ≤ half of it for a timeout).
-    pub amount: Credits,
-}
-
-impl Settlement {
-    /// The canonical bytes both parties sign.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        self.encode(&mut w);
-        w.0
-    }
-
-    fn encode(&self, w: &mut Writer) {
-        w.bytes(&self.job.0)
-            .id(self.requester)
-            .id(self.acceptor)
-            .u64(self.reserve_seq)
-            .bytes(&self.reserve_hash.0)
-            .bytes(&self.result_hash.0)
-            .u8(match self.outcome {
-                Outcome::Accept => 1,
-                Outcome::Reject => 2,
-                Outcome::Timeout => 3,
-            })
-            .u64(self.amount.get());
-    }
-
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self {
-            job: JobId(r.array("job id")?),
-            requester: r.id("requester")?,
-            acceptor: r.id("acceptor")?,
-            reserve_seq: r.u64("reserve seq")?,
-            reserve_hash: Hash(r.array("reserve hash")?),
-            result_hash: Hash(r.array("result hash")?),
-            outcome: match r.u8("outcome")? {
-                1 => Outcome::Accept,
-                2 => Outcome::Reject,
-                3 => Outcome::Timeout,
-                other => return Err(r.error(format!("unknown outcome {other}"))),
-            },
-            amount: Credits::new(r.u64("amount")?),
-        })
-    }
-}
-
-/// A settle entry: the settlement, the acceptor's result commitment and the reservation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settle {
-    /// What is paid.
-    pub settlement: Settlement,
-    /// For a timeout only: the acceptor's signature over the result it delivered (domain
-    /// `ash/ledger/result/v1`). An accept or reject is signed by both parties instead.
-    pub commitment: Option<Signature>,
-    /// The requester's reserve entry, carried whole so the settle can be checked on its own.
-    pub reserve: Entry,
 }
 
 /// Why a reservation ended unpaid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReleaseReason {
-    /// Past the deadline with no settlement.
+    /// Past the deadline with nothing delivered.
     Expired,
-    /// Cancelled with the acceptor's counter-signature.
+    /// Cancelled with the acceptor's signature.
     Cancelled,
 }
 
 /// The end of a reservation without payment, in the requester's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
-    /// The job.
-    pub job: JobId,
-    /// Sequence number of the reserve entry (in the same log).
-    pub reserve_seq: u64,
-    /// Hash of that reserve entry.
-    pub reserve_hash: Hash,
-    /// Expired or cancelled.
+    /// The reserve entry's id (in the same log).
+    pub reserve: Hash,
+    /// Expired, or cancelled with the acceptor's signature.
     pub reason: ReleaseReason,
+    /// For a cancellation: the acceptor's signature over `network || reserve` (domain
+    /// `ash/ledger/cancel/v2`).
+    pub cancel: Option<Signature>,
+}
+
+/// The acceptor's collection of what a decision (or, after the deadline, a receipt) owes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collect {
+    /// The id of the requester's decide (its price) or receipt (half, as a timeout).
+    pub source: Hash,
+}
+
+/// What a job is, as both parties agreed before the requester reserved credits for it. The
+/// reservation carries its hash, so "the tier paid for is the tier run" can be checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Terms {
+    /// The model tier asked for (≤ 64 bytes).
+    pub tier: String,
+    /// The price agreed, in credits.
+    pub price: Credits,
+    /// The hash of the package the acceptor receives.
+    pub package: Hash,
+    /// The hash of the prompt.
+    pub prompt: Hash,
+    /// The agent kind asked for (≤ 64 bytes).
+    pub agent: String,
+}
+
+impl Terms {
+    /// `H("ash/ledger/terms/v2", bytes)`, the value a reservation's `terms` holds.
+    pub fn digest(&self) -> Hash {
+        let mut w = Writer::default();
+        w.u8(u8::try_from(self.tier.len()).unwrap_or(u8::MAX))
+            .bytes(self.tier.as_bytes())
+            .u64(self.price.get())
+            .bytes(&self.package.0)
+            .bytes(&self.prompt.0)
+            .u8(u8::try_from(self.agent.len()).unwrap_or(u8::MAX))
+            .bytes(self.agent.as_bytes());
+        tagged_hash(b"ash/ledger/terms/v2", &w.0)
+    }
 }
 
 /// One signed entry of an identity's log.
 ///
 /// Built by [`crate::LogWriter`] or decoded with [`Entry::decode`]; the canonical bytes and the
-/// hash are kept alongside the fields and always agree with them.
+/// id are kept alongside the fields and always agree with them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The network it belongs to (the genesis id).
+    pub network: Hash,
     /// Whose log this is; the signer.
     pub author: NodeId,
     /// Position in the log, from 0.
     pub seq: u64,
-    /// Hash of entry `seq − 1` (all zeros for entry 0).
+    /// Id of entry `seq − 1` (all zeros for entry 0).
     pub prev: Hash,
     /// When it was written (ms since the Unix epoch), by the author's clock.
     pub time: u64,
     /// What it records.
     pub body: Body,
-    /// The author's signature over the signed bytes (domain `ash/ledger/entry/v1`).
+    /// The author's signature over the signed part (domain `ash/ledger/entry/v2`).
     pub signature: Signature,
-    /// The counterparty's signature: over the settlement (domain `ash/ledger/settlement/v1`)
-    /// for an accept or reject settle, over the release (domain `ash/ledger/release/v1`) for a
-    /// cancelled release; absent otherwise.
-    pub cosignature: Option<Signature>,
     bytes: Vec<u8>,
-    signed_len: usize,
-    hash: Hash,
+    id: Hash,
 }
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Entry({} #{} {} {:?})",
-            self.author.short(),
-            self.seq,
-            self.body.kind(),
-            self.hash
-        )
+        write!(f, "Entry({} #{} {} {:?})", self.author.short(), self.seq, self.body.kind(), self.id)
     }
 }
 
-/// Where an entry sits and when it was written: everything but its body and signatures.
+/// Where an entry sits and when it was written: everything but its body and signature.
 #[derive(Clone, Copy)]
 pub(crate) struct Head {
+    pub(crate) network: Hash,
     pub(crate) author: NodeId,
     pub(crate) seq: u64,
     pub(crate) prev: Hash,
@@ -320,144 +332,133 @@ impl Head {
         encode_body(body, &mut payload);
         let mut w = Writer::default();
         w.u8(ENTRY_VERSION)
+            .bytes(&self.network.0)
             .id(self.author)
             .u64(self.seq)
             .bytes(&self.prev.0)
             .u64(self.time)
             .u8(body.code())
-            // Bodies are bounded far below 4 GiB by MAX_ENTRY_BYTES checks on decode and by
-            // the builders' field limits.
+            // Bodies are far below 4 GiB: every field is bounded.
             .u32(u32::try_from(payload.0.len()).unwrap_or(u32::MAX))
             .bytes(&payload.0);
         w.0
     }
 }
 
+/// `H(tag, bytes)` = `SHA-256(tag || 0x00 || bytes)`.
+pub(crate) fn tagged_hash(tag: &[u8], bytes: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(tag);
+    h.update([0u8]);
+    h.update(bytes);
+    Hash(h.finalize().into())
+}
+
 impl Entry {
-    pub(crate) fn assemble(
-        head: Head,
-        body: Body,
-        signed: Vec<u8>,
-        signature: Signature,
-        cosignature: Option<Signature>,
-    ) -> Self {
-        let signed_len = signed.len();
-        let mut w = Writer(signed);
-        w.bytes(&signature.0);
-        match cosignature {
-            Some(cosig) => w.u8(1).bytes(&cosig.0),
-            None => w.u8(0),
-        };
-        let bytes = w.0;
+    pub(crate) fn assemble(head: Head, body: Body, signed: Vec<u8>, signature: Signature) -> Self {
+        let id = tagged_hash(b"ash/ledger/id/v2", &signed);
+        let mut bytes = signed;
+        bytes.extend_from_slice(&signature.0);
         Self {
+            network: head.network,
             author: head.author,
             seq: head.seq,
             prev: head.prev,
             time: head.time,
             body,
             signature,
-            cosignature,
-            hash: hash_bytes(&bytes),
             bytes,
-            signed_len,
+            id,
         }
     }
 
-    /// The canonical encoding of the whole entry.
+    /// The canonical encoding of the whole entry (signed part and signature).
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
-    /// The bytes the author signs: everything before the signature.
+    /// The bytes the author signs: everything but the signature.
     pub fn signed_bytes(&self) -> &[u8] {
-        &self.bytes[..self.signed_len]
+        &self.bytes[..self.bytes.len() - 64]
     }
 
-    /// The entry's hash: `SHA-256("ash/ledger/hash/v1" 0x00 || bytes)`.
-    pub const fn hash(&self) -> Hash {
-        self.hash
+    /// The entry's id: `H("ash/ledger/id/v2", signed part)`. Only the author can change it.
+    pub const fn id(&self) -> Hash {
+        self.id
     }
 
-    /// Decodes one entry, which must fill `bytes` exactly.
+    /// Decodes one entry, which must fill `bytes` exactly. Checks the form, not the signature.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        Self::decode_at(bytes, 0, true)
-    }
-
-    fn decode_at(bytes: &[u8], base: usize, outer: bool) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(DecodeError {
-                offset: base,
+                offset: 0,
                 what: format!(
                     "entry of {} bytes is over the {MAX_ENTRY_BYTES}-byte limit",
                     bytes.len()
                 ),
             });
         }
-        let mut r = Reader::new(bytes, base);
+        let mut r = Reader::new(bytes, 0);
         let version = r.u8("version")?;
         if version != ENTRY_VERSION {
             return Err(DecodeError {
-                offset: base,
-                what: format!("unsupported entry version {version}"),
+                offset: 0,
+                what: format!(
+                    "ledger entry version {version}; this ash reads version {ENTRY_VERSION} \
+                     (see docs/ledger-format.md)"
+                ),
             });
         }
+        let network = Hash(r.array("network")?);
         let author = r.id("author")?;
         let seq = r.u64("seq")?;
-        let prev = Hash(r.array("prev hash")?);
+        let prev = Hash(r.array("prev")?);
         let time = r.u64("time")?;
         let kind = r.u8("kind")?;
         let len = r.u32("payload length")? as usize;
         let payload_at = r.offset();
         let payload = r.take(len, "payload")?;
         let mut p = Reader::new(payload, payload_at);
-        let body = decode_body(kind, &mut p, outer)?;
+        let body = decode_body(kind, &mut p)?;
         p.finish(body.kind())?;
-        let signed_len = r.offset() - base;
+        let signed_len = r.offset();
         let signature = r.signature("signature")?;
-        let cosignature = match r.u8("cosignature flag")? {
-            0 => None,
-            1 => Some(r.signature("cosignature")?),
-            other => return Err(r.error(format!("cosignature flag must be 0 or 1, not {other}"))),
-        };
         r.finish("the entry")?;
         Ok(Self {
+            network,
             author,
             seq,
             prev,
             time,
             body,
             signature,
-            cosignature,
             bytes: bytes.to_vec(),
-            signed_len,
-            hash: hash_bytes(bytes),
+            id: tagged_hash(b"ash/ledger/id/v2", &bytes[..signed_len]),
         })
     }
 }
 
-fn hash_bytes(bytes: &[u8]) -> Hash {
-    let mut h = Sha256::new();
-    h.update(HASH_TAG);
-    h.update(bytes);
-    Hash(h.finalize().into())
+/// Bytes the acceptor signs to commit to a result (domain `ash/ledger/result/v2`).
+pub fn commitment_bytes(network: Hash, reserve: Hash, result: Hash) -> Vec<u8> {
+    [network.0, reserve.0, result.0].concat()
 }
 
-/// Bytes the acceptor signs to commit to a result (domain `ash/ledger/result/v1`).
-pub(crate) fn commitment_bytes(s: &Settlement) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.bytes(&s.job.0)
-        .id(s.requester)
-        .id(s.acceptor)
-        .bytes(&s.reserve_hash.0)
-        .bytes(&s.result_hash.0);
-    w.0
+/// Bytes the acceptor signs to agree to a cancellation (domain `ash/ledger/cancel/v2`).
+pub fn cancel_bytes(network: Hash, reserve: Hash) -> Vec<u8> {
+    [network.0, reserve.0].concat()
 }
 
-/// Bytes the acceptor counter-signs to cancel a reservation (domain `ash/ledger/release/v1`).
-pub(crate) fn release_bytes(requester: NodeId, release: &Release) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.id(requester).bytes(&release.job.0).u64(release.reserve_seq).bytes(&release.reserve_hash.0);
-    w.0
+/// The domain of each counter-signature an entry carries, with the bytes it signs.
+pub(crate) fn countersigned(network: Hash, body: &Body) -> Option<(Domain, Vec<u8>, Signature)> {
+    match body {
+        Body::Receipt(r) => {
+            Some((Domain::LedgerResult, commitment_bytes(network, r.reserve, r.result), r.commitment))
+        }
+        Body::Release(Release { reserve, cancel: Some(sig), .. }) => {
+            Some((Domain::LedgerCancel, cancel_bytes(network, *reserve), *sig))
+        }
+        _ => None,
+    }
 }
 
 fn encode_body(body: &Body, w: &mut Writer) {
@@ -478,27 +479,41 @@ fn encode_body(body: &Body, w: &mut Writer) {
                 .u16(u16::try_from(m.reason.len()).unwrap_or(u16::MAX))
                 .bytes(m.reason.as_bytes());
         }
-        Body::Reserve(r) => {
-            w.bytes(&r.job.0).id(r.acceptor).u64(r.amount.get()).u64(r.deadline);
+        Body::Receive(r) => {
+            w.bytes(&r.mint.0);
         }
-        Body::Settle(s) => {
-            s.settlement.encode(w);
-            if let Some(commitment) = &s.commitment {
-                w.bytes(&commitment.0);
-            }
-            w.u32(u32::try_from(s.reserve.bytes().len()).unwrap_or(u32::MAX))
-                .bytes(s.reserve.bytes());
+        Body::Reserve(r) => {
+            w.bytes(&r.job.0)
+                .id(r.acceptor)
+                .u64(r.amount.get())
+                .u64(r.deadline)
+                .bytes(&r.terms.0);
+        }
+        Body::Receipt(r) => {
+            w.bytes(&r.reserve.0).bytes(&r.result.0).bytes(&r.commitment.0);
+        }
+        Body::Decide(d) => {
+            w.bytes(&d.reserve.0).u8(match d.outcome {
+                Outcome::Accept => 1,
+                Outcome::Reject => 2,
+            });
         }
         Body::Release(r) => {
-            w.bytes(&r.job.0).u64(r.reserve_seq).bytes(&r.reserve_hash.0).u8(match r.reason {
-                ReleaseReason::Expired => 1,
-                ReleaseReason::Cancelled => 2,
-            });
+            w.bytes(&r.reserve.0);
+            match (r.reason, &r.cancel) {
+                (ReleaseReason::Cancelled, Some(sig)) => w.u8(2).bytes(&sig.0),
+                // A cancellation without the acceptor's signature has no encoding; builders
+                // never make one (see `LogWriter`).
+                (ReleaseReason::Cancelled, None) | (ReleaseReason::Expired, _) => w.u8(1),
+            };
+        }
+        Body::Collect(c) => {
+            w.bytes(&c.source.0);
         }
     }
 }
 
-fn decode_body(kind: u8, r: &mut Reader<'_>, outer: bool) -> Result<Body, DecodeError> {
+fn decode_body(kind: u8, r: &mut Reader<'_>) -> Result<Body, DecodeError> {
     Ok(match kind {
         1 => {
             let len = usize::from(r.u8("username length")?);
@@ -519,36 +534,40 @@ fn decode_body(kind: u8, r: &mut Reader<'_>, outer: bool) -> Result<Body, Decode
             let len = usize::from(r.u16("reason length")?);
             Body::Mint(Mint { recipient, amount, kind, reason: r.text(len, "reason")? })
         }
-        3 => Body::Reserve(Reserve {
+        3 => Body::Receive(Receive { mint: Hash(r.array("mint id")?) }),
+        4 => Body::Reserve(Reserve {
             job: JobId(r.array("job id")?),
             acceptor: r.id("acceptor")?,
             amount: Credits::new(r.u64("amount")?),
             deadline: r.u64("deadline")?,
+            terms: Hash(r.array("terms")?),
         }),
-        4 => {
-            if !outer {
-                return Err(r.error("a settle cannot be nested inside a settle"));
-            }
-            let settlement = Settlement::decode(r)?;
-            let commitment = match settlement.outcome {
-                Outcome::Timeout => Some(r.signature("commitment")?),
-                Outcome::Accept | Outcome::Reject => None,
-            };
-            let len = r.u32("reservation length")? as usize;
-            let at = r.offset();
-            let reserve = Entry::decode_at(r.take(len, "reservation")?, at, false)?;
-            Body::Settle(Box::new(Settle { settlement, commitment, reserve }))
-        }
-        5 => Body::Release(Release {
-            job: JobId(r.array("job id")?),
-            reserve_seq: r.u64("reserve seq")?,
-            reserve_hash: Hash(r.array("reserve hash")?),
-            reason: match r.u8("release reason")? {
-                1 => ReleaseReason::Expired,
-                2 => ReleaseReason::Cancelled,
-                other => return Err(r.error(format!("unknown release reason {other}"))),
+        5 => Body::Receipt(Receipt {
+            reserve: Hash(r.array("reserve id")?),
+            result: Hash(r.array("result hash")?),
+            commitment: r.signature("commitment")?,
+        }),
+        6 => Body::Decide(Decide {
+            reserve: Hash(r.array("reserve id")?),
+            outcome: match r.u8("outcome")? {
+                1 => Outcome::Accept,
+                2 => Outcome::Reject,
+                other => return Err(r.error(format!("unknown outcome {other}"))),
             },
         }),
+        7 => {
+            let reserve = Hash(r.array("reserve id")?);
+            match r.u8("release reason")? {
+                1 => Body::Release(Release { reserve, reason: ReleaseReason::Expired, cancel: None }),
+                2 => Body::Release(Release {
+                    reserve,
+                    reason: ReleaseReason::Cancelled,
+                    cancel: Some(r.signature("cancel signature")?),
+                }),
+                other => return Err(r.error(format!("unknown release reason {other}"))),
+            }
+        }
+        8 => Body::Collect(Collect { source: Hash(r.array("source id")?) }),
         other => return Err(r.error(format!("unknown entry kind {other}"))),
     })
 }

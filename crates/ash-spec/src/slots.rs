@@ -49,10 +49,13 @@ pub(crate) const PROVIDERS: SlotDoc = SlotDoc {
 };
 
 pub(crate) const NETWORK_CONFIG: SlotDoc = SlotDoc {
-    expected: "[network] with `mint_authorities`, a list of node ids (64 hex digits) whose mints \
-               create credits",
-    example: "[network]\n\
-              mint_authorities = [\"5866666666666666666666666666666666666666666666666666666666666666\"]",
+    expected: "[network] holds no keys in this version: a network (its mint authorities, witnesses \
+               and parameters) is its genesis file, $ASH_HOME/genesis.toml, which `ash admin \
+               genesis` writes and `ash join --genesis FILE` installs",
+    example: "# $ASH_HOME/genesis.toml\n\
+              name = \"my-net\"\n\
+              created_at = 1700000000000\n\
+              authorities = [\"5866666666666666666666666666666666666666666666666666666666666666\"]",
 };
 
 pub(crate) const USER_CONFIG: SlotDoc = SlotDoc {

@@ -1,7 +1,8 @@
 //! The user's `config.toml` (`$ASH_HOME/config.toml`): settings that apply to every agent.
 //!
 //! Owns its shape — `[providers.<name>]` tables with the same keys as in `agent.toml`, which
-//! layer between the built-in providers and the agent's own, and `[network]` settings — and its
+//! layer between the built-in providers and the agent's own, and a `[network]` table that holds
+//! nothing yet (a network is its genesis file) — and its
 //! diagnostics. The CLI
 //! finds and reads the file; this module only parses text.
 
@@ -18,8 +19,6 @@ use crate::toml_doc::{self, Fields};
 pub struct UserConfig {
     /// `[providers.<name>]` overrides.
     pub providers: BTreeMap<String, Provider>,
-    /// `[network] mint_authorities`: node ids (64 hex digits) whose mints create credits.
-    pub mint_authorities: Vec<String>,
 }
 
 /// Parses a config file's text; `file` names it in diagnostics. Problems are reported and the
@@ -38,30 +37,13 @@ pub fn parse_user_config(file: &str, text: &str) -> (UserConfig, Vec<Diagnostic>
                 config.providers = parse_providers(&mut d, &mut providers);
                 d.doc = &slots::USER_CONFIG;
             }
-            if let Some(mut network) = root.table(&mut d, "network", "a `[network]` table") {
+            if let Some(network) = root.table(&mut d, "network", "a `[network]` table") {
                 d.doc = &slots::NETWORK_CONFIG;
-                if let Some(ids) = network.strings(&mut d, "mint_authorities", "a list of node ids")
-                {
-                    for id in ids {
-                        let hex =
-                            id.value.len() == 64 && id.value.bytes().all(|b| b.is_ascii_hexdigit());
-                        if hex {
-                            config.mint_authorities.push(id.value.to_ascii_lowercase());
-                        } else {
-                            d.error(
-                                "invalid-value",
-                                Some(id.span),
-                                format!(
-                                    "`network.mint_authorities` entry {:?} is not a node id",
-                                    id.value
-                                ),
-                                "a node id is 64 hex digits, as printed by `ash admin keygen`"
-                                    .to_owned(),
-                            );
-                        }
-                    }
-                }
-                network.finish(&mut d);
+                network.finish_strict(
+                    &mut d,
+                    "a network's mint authorities and parameters are in its genesis file, \
+                     $ASH_HOME/genesis.toml",
+                );
                 d.doc = &slots::USER_CONFIG;
             }
             root.finish(&mut d);

@@ -6,8 +6,9 @@
 //! the same trait; the conformance suite in `ash-test-support` runs against every backend.
 //!
 //! Also owns [`LedgerDb`], the network half's credit ledger on disk: an append-only SQLite file
-//! of entries as received (no update, no delete; enforced by triggers), with conflicting
-//! entries kept as equivocation proofs. What the entries mean is `ash-ledger`'s to decide.
+//! of the entries an `ash-ledger` verifier accepted (signed, on the network, in place), each
+//! verdict written once (enforced by triggers), checkpoints, a bounded quarantine, and a summary
+//! per identity. What the entries mean is `ash-ledger`'s to decide.
 //!
 //! Never decides what a run does: the rules (preconditions, status transitions, event stamps)
 //! are `ash-core`'s and are only applied here.
@@ -15,6 +16,6 @@
 mod ledger;
 mod sqlite;
 
-pub use ledger::{Inserted, LedgerDb, LedgerDbError};
+pub use ledger::{LedgerDb, LedgerDbError, Saved, StoredEntry};
 
 pub use sqlite::{Durability, OpenError, SCHEMA_VERSION, SqliteStore};

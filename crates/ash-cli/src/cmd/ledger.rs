@@ -1,29 +1,34 @@
 //! The network identity and the credit ledger: `ash join`, `ash status`, `ash history`,
-//! `ash ledger verify|export|import`, `ash admin keygen|mint`.
+//! `ash ledger verify|export|import`, `ash admin keygen|genesis|mint|checkpoint`.
+//!
+//! Every command that writes loads the verified ledger, offers its new entries to the
+//! verifier, and stores what it accepted; `status` and `history` read the stored verdicts and
+//! summaries without verifying anything again.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use ash_identity::{Identity, NodeId};
 use ash_ledger::{
-    Body, Credits, Entry, LogWriter, Mint, MintKind, Profile, Report, Rules, Verifier, read_bundle,
-    write_bundle,
+    Admission, Body, Bundle, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile,
+    Receive, Report, Verdict, Verifier, read_bundle, write_bundle,
 };
-use ash_store::{Inserted, LedgerDb};
+use ash_spec::Severity;
+use ash_store::LedgerDb;
 use serde_json::json;
 
 use super::Outcome;
 use crate::cli::{
-    AdminCommand, AdminMintArgs, HistoryArgs, JoinArgs, JsonArgs, LedgerCommand, LedgerExportArgs,
-    LedgerImportArgs, LedgerVerifyArgs,
+    AdminCheckpointArgs, AdminCommand, AdminGenesisArgs, AdminMintArgs, HistoryArgs, JoinArgs,
+    JsonArgs, LedgerCommand, LedgerExportArgs, LedgerImportArgs, LedgerVerifyArgs,
 };
 use crate::{config, output};
 
-/// The most entries a bundle file may hold.
-const MAX_BUNDLE_ENTRIES: u64 = 50_000_000;
+/// The most records a bundle file may hold.
+const MAX_BUNDLE_RECORDS: u64 = 50_000_000;
 
-/// `$ASH_HOME`: keys, ledger, config.
+/// `$ASH_HOME`: keys, genesis, ledger, config.
 pub(crate) struct Home {
     dir: PathBuf,
 }
@@ -31,6 +36,12 @@ pub(crate) struct Home {
 impl Home {
     pub(crate) fn find() -> anyhow::Result<Self> {
         let dir = config::ash_home().context("cannot find $ASH_HOME or $HOME; set ASH_HOME")?;
+        // A config the network commands would misread is an error, not a warning.
+        let (_, diagnostics) = config::user_config()?;
+        output::diagnostics(&diagnostics);
+        if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+            bail!("fix {} first", dir.join("config.toml").display());
+        }
         Ok(Self { dir })
     }
     fn identity_path(&self) -> PathBuf {
@@ -39,16 +50,67 @@ impl Home {
     fn authority_path(&self) -> PathBuf {
         self.dir.join("keys/authority.key")
     }
+    fn genesis_path(&self) -> PathBuf {
+        self.dir.join("genesis.toml")
+    }
     pub(crate) fn ledger(&self) -> anyhow::Result<LedgerDb> {
         Ok(LedgerDb::open(&self.dir.join("ledger.db"))?)
     }
     pub(crate) fn identity(&self) -> anyhow::Result<Identity> {
         let path = self.identity_path();
         if !path.exists() {
-            bail!("no identity on this machine yet; run `ash join --username NAME`");
+            bail!("no identity on this machine yet; run `ash join --genesis FILE --username NAME`");
         }
         Ok(Identity::load(&path)?)
     }
+    fn authority(&self) -> anyhow::Result<Identity> {
+        let path = self.authority_path();
+        if !path.exists() {
+            bail!("no mint authority key here; create one with `ash admin keygen`");
+        }
+        Ok(Identity::load(&path)?)
+    }
+    /// The installed genesis.
+    pub(crate) fn genesis(&self) -> anyhow::Result<Genesis> {
+        let path = self.genesis_path();
+        if !path.exists() {
+            bail!(
+                "no network here yet: join one with `ash join --genesis FILE` (the file comes from \
+                 its mint authority), or create one with `ash admin genesis`"
+            );
+        }
+        read_genesis(&path)
+    }
+    /// Installs `genesis` as this home's network; an installed different one is an error.
+    fn install_genesis(&self, genesis: &Genesis) -> anyhow::Result<bool> {
+        let path = self.genesis_path();
+        if path.exists() {
+            let installed = read_genesis(&path)?;
+            if installed.id() != genesis.id() {
+                bail!(
+                    "{} is network `{}` ({}), not `{}` ({}); one $ASH_HOME holds one network",
+                    path.display(),
+                    installed.name,
+                    installed.id(),
+                    genesis.name,
+                    genesis.id()
+                );
+            }
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, genesis.to_toml()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(true)
+    }
+}
+
+fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Genesis::from_toml(&text).with_context(|| format!("{}", path.display()))
 }
 
 fn now_ms() -> u64 {
@@ -57,72 +119,94 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Mint authorities from `$ASH_HOME/config.toml` plus `extra`.
-fn authorities(extra: &[String]) -> anyhow::Result<BTreeSet<NodeId>> {
-    let (user, diagnostics) = config::user_config()?;
-    output::diagnostics(&diagnostics);
-    user.mint_authorities
-        .iter()
-        .chain(extra)
-        .map(|id| id.parse::<NodeId>().with_context(|| format!("mint authority {id}")))
-        .collect()
-}
-
 pub(crate) fn parse_id(text: &str) -> anyhow::Result<NodeId> {
     text.parse::<NodeId>()
         .map_err(|e| anyhow::anyhow!("{e}; a node id is 64 hex digits, as `ash status` prints"))
 }
 
-fn verify_db(db: &LedgerDb, authorities: BTreeSet<NodeId>) -> anyhow::Result<(Verifier, Report)> {
-    Ok(Verifier::verify_all(Rules::new(authorities, now_ms()), db.all()?))
+/// Appends `body` to `identity`'s log after its verified head, offers it to `verifier`, and
+/// refuses (changing nothing) unless the rules find it valid.
+fn append_own(
+    verifier: &mut Verifier,
+    identity: &Identity,
+    body: Body,
+) -> anyhow::Result<Entry> {
+    let head = verifier.head(identity.node_id());
+    let mut writer = match &head {
+        Some(last) => LogWriter::resume(identity, last),
+        None => LogWriter::new(identity, verifier.genesis().id()),
+    };
+    let time = head.map_or(0, |h| h.time).max(now_ms());
+    let kind = body.kind();
+    let entry = writer.append(time, body);
+    match verifier.insert(entry.clone()) {
+        Admission::Accepted(Verdict::Valid) => Ok(entry),
+        Admission::Accepted(Verdict::Refused { rule, detail }) => {
+            bail!("{kind} refused ({}): {detail}", rule.name())
+        }
+        other => bail!("{kind} not accepted: {other:?}"),
+    }
+}
+
+/// Writes `identity`'s profile if its log has none yet.
+fn ensure_profile(
+    verifier: &mut Verifier,
+    identity: &Identity,
+    username: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    if let Some((name, _)) = verifier.profile(identity.node_id()) {
+        return Ok(Some(name));
+    }
+    let Some(name) = username else { return Ok(None) };
+    let name = name.to_ascii_lowercase();
+    if !Profile::valid_username(&name) {
+        bail!("username {name:?} must be 3–32 of a-z 0-9 _ -");
+    }
+    let profile =
+        Profile { username: name.clone(), sealing_key: identity.sealing_public(), created_at: now_ms() };
+    append_own(verifier, identity, Body::Profile(profile))?;
+    Ok(Some(name))
 }
 
 pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
+    if let Some(file) = &args.genesis {
+        home.install_genesis(&read_genesis(file)?)?;
+    }
+    let genesis = home.genesis()?;
     let path = home.identity_path();
     let mut db = home.ledger()?;
+    let mut verifier = db.load(genesis.clone(), now_ms())?;
     let (identity, created) = if path.exists() {
         (Identity::load(&path)?, false)
     } else {
-        let identity = Identity::generate()?;
-        identity.save(&path)?;
-        (identity, true)
+        (Identity::generate()?, true)
     };
     let id = identity.node_id();
-    let mut username = None;
-    if db.last(id)?.is_none() {
-        let name = args
-            .username
-            .clone()
-            .context("choose a username for your profile: `ash join --username NAME`")?
-            .to_ascii_lowercase();
-        if !Profile::valid_username(&name) {
-            bail!("username {name:?} must be 3–32 of a-z 0-9 _ -");
-        }
-        let profile = Profile {
-            username: name.clone(),
-            sealing_key: identity.sealing_public(),
-            created_at: now_ms(),
-        };
-        let entry = LogWriter::new(&identity).append(now_ms(), Body::Profile(profile), None);
-        db.insert_all([&entry], now_ms())?;
-        username = Some(name);
-    } else if let Some(Entry { body: Body::Profile(p), .. }) = db.log(id)?.first() {
-        username = Some(p.username.clone());
+    if verifier.profile(id).is_none() && args.username.is_none() {
+        bail!("choose a username for your profile: `ash join --username NAME`");
     }
+    let username = ensure_profile(&mut verifier, &identity, args.username.as_deref())?;
+    if created {
+        identity.save(&path)?;
+    }
+    db.save(&mut verifier, now_ms())?;
     if args.json {
         output::json(&json!({
             "id": id,
             "username": username,
             "created": created,
+            "network": {"name": genesis.name, "id": genesis.id()},
             "sealingKey": identity.sealing_cert().to_string(),
             "keyFile": path,
         }))?;
     } else {
         let verb = if created { "created" } else { "already joined as" };
         output::stdout(&format!(
-            "{verb} {}  ({id})\nkey file: {}\nask the mint authority for your signup credits: `ash admin mint {id} 100 --signup --reason signup`\n",
+            "{verb} {}  ({id})\nnetwork: {} ({})\nkey file: {}\nask the mint authority for your signup credits, then import its ledger: `ash ledger import BUNDLE`\n",
             username.as_deref().unwrap_or("?"),
+            genesis.name,
+            genesis.id(),
             path.display()
         ));
     }
@@ -132,150 +216,117 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
 pub(crate) fn status(args: &JsonArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
     let identity = home.identity()?;
+    let genesis = home.genesis()?;
     let id = identity.node_id();
-    let authorities = authorities(&[])?;
-    let no_authority = authorities.is_empty();
-    let (_, report) = verify_db(&home.ledger()?, authorities)?;
-    let account = report.accounts.get(&id);
-    let balance = account.map(|a| a.balance).unwrap_or_default();
+    let account = home.ledger()?.account(id)?;
+    let balance = account.as_ref().map(|a| a.balance).unwrap_or_default();
+    let frozen = account.as_ref().is_some_and(|a| a.frozen);
+    let name = account.as_ref().and_then(|a| a.username.clone());
     if args.json {
         output::json(&json!({
             "id": id,
-            "username": account.and_then(|a| a.username.clone()),
+            "username": name,
+            "network": {"name": genesis.name, "id": genesis.id()},
             "balance": balance,
-            "frozen": account.is_some_and(|a| a.frozen),
-            "mintAuthorities": !no_authority,
+            "frozen": frozen,
         }))?;
     } else {
-        let name = account.and_then(|a| a.username.clone()).unwrap_or_else(|| "?".into());
         output::stdout(&format!(
-            "\n  {name}  ·  {} credits{}\n  id: {id}\n  minted {} · earned {} · paid {} · locked {}\n\n",
-            balance.available,
-            if account.is_some_and(|a| a.frozen) {
-                "  ·  FROZEN (equivocation proven)"
-            } else {
-                ""
-            },
-            balance.minted.get(),
+            "\n  {}  ·  {} credits spendable{}\n  id: {id}\n  network: {}\n  received {} · earned {} · paid {} · locked {}\n\n",
+            name.as_deref().unwrap_or("?"),
+            balance.spendable.get(),
+            if frozen { "  ·  FROZEN (equivocation proven)" } else { "" },
+            genesis.name,
+            balance.received.get(),
             balance.earned.get(),
             balance.paid.get(),
-            balance.reserved.get(),
+            balance.locked.get(),
         ));
-        if no_authority {
-            output::note(
-                "no mint authority configured: add `[network] mint_authorities = [\"ID\"]` to $ASH_HOME/config.toml; until then no credits count",
-            );
-        }
     }
     Ok(Outcome::Success)
 }
 
-/// One line of history: an entry's effect on one identity's available credits.
+/// One line of history: an entry of the log and its effect on spendable credits.
 #[derive(serde::Serialize)]
 struct Row {
     time: u64,
-    author: NodeId,
     seq: u64,
     kind: &'static str,
+    verdict: String,
     change: i64,
     balance: i64,
     detail: String,
 }
 
-fn history_rows(verifier: &Verifier, report: &Report, id: NodeId) -> Vec<Row> {
-    let mut effects: Vec<(u64, NodeId, u64, &'static str, i64, String)> = Vec::new();
-    let mut settled = HashSet::new();
-    let own = verifier.verified_entries(id);
-    let reserved =
-        |seq: u64| match own.get(usize::try_from(seq).unwrap_or(usize::MAX)).map(|e| &e.body) {
-            Some(Body::Reserve(r)) => r.amount.get(),
-            _ => 0,
-        };
+fn history_rows(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<Vec<Row>> {
+    use std::collections::HashMap;
     let signed = |c: Credits| i64::try_from(c.get()).unwrap_or(i64::MAX);
-    // The identity's own log first, so its copy of a settlement is the one shown.
-    let mut authors: Vec<NodeId> = vec![id];
-    authors.extend(report.accounts.keys().copied().filter(|a| *a != id));
-    for author in authors {
-        for entry in verifier.verified_entries(author) {
-            let at = (entry.time, entry.author, entry.seq, entry.body.kind());
-            match &entry.body {
-                Body::Mint(m) if m.recipient == id => {
-                    effects.push((
-                        at.0,
-                        at.1,
-                        at.2,
-                        at.3,
-                        signed(m.amount),
-                        format!("from the mint authority: {}", m.reason),
-                    ));
-                }
-                Body::Reserve(r) if author == id => {
-                    effects.push((
-                        at.0,
-                        at.1,
-                        at.2,
-                        at.3,
-                        -signed(r.amount),
-                        format!("locked for job {} with {}", r.job, r.acceptor.short()),
-                    ));
-                }
-                Body::Release(r) if author == id => {
-                    let back = i64::try_from(reserved(r.reserve_seq)).unwrap_or(0);
-                    effects.push((at.0, at.1, at.2, at.3, back, format!("job {} released", r.job)));
-                }
-                Body::Settle(s) => {
-                    let s = &s.settlement;
-                    if !settled.insert((s.requester, s.reserve_seq)) {
-                        continue;
-                    }
-                    if s.acceptor == id {
-                        effects.push((
-                            at.0,
-                            at.1,
-                            at.2,
-                            at.3,
-                            signed(s.amount),
-                            format!(
-                                "earned from {} (job {}, {:?})",
-                                s.requester.short(),
-                                s.job,
-                                s.outcome
-                            ),
-                        ));
-                    } else if s.requester == id {
-                        let refund =
-                            i64::try_from(reserved(s.reserve_seq)).unwrap_or(0) - signed(s.amount);
-                        effects.push((
-                            at.0,
-                            at.1,
-                            at.2,
-                            at.3,
-                            refund,
-                            format!(
-                                "paid {} to {} (job {}, {:?})",
-                                s.amount,
-                                s.acceptor.short(),
-                                s.job,
-                                s.outcome
-                            ),
-                        ));
-                    } else {
-                        settled.remove(&(s.requester, s.reserve_seq));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    effects.sort_by_key(|e| (e.0, e.1, e.2));
+    let named = |hash| -> anyhow::Result<Option<Entry>> { Ok(db.entry(hash)?.map(|s| s.entry)) };
+    let mut reserved: HashMap<ash_ledger::Hash, Credits> = HashMap::new();
+    let mut collected: HashMap<ash_ledger::Hash, Credits> = HashMap::new();
     let mut balance = 0i64;
-    effects
-        .into_iter()
-        .map(|(time, author, seq, kind, change, detail)| {
-            balance = balance.saturating_add(change);
-            Row { time, author, seq, kind, change, balance, detail }
-        })
-        .collect()
+    let mut rows = Vec::new();
+    for stored in db.log(id)? {
+        let entry = stored.entry;
+        let verdict = stored.verdict.unwrap_or_else(|| "pending".into());
+        let valid = verdict == "valid";
+        let (change, detail) = match &entry.body {
+            Body::Profile(p) => (0, format!("profile {}", p.username)),
+            Body::Mint(m) => (0, format!("minted {} for {}", m.amount, m.recipient.short())),
+            Body::Receive(r) => match named(r.mint)?.map(|e| e.body) {
+                Some(Body::Mint(m)) => (signed(m.amount), format!("received {:?} mint: {}", m.kind, m.reason)),
+                _ => (0, format!("received mint {}", r.mint)),
+            },
+            Body::Reserve(r) => {
+                if valid {
+                    reserved.insert(entry.id(), r.amount);
+                }
+                (-signed(r.amount), format!("locked for job {} with {}", r.job, r.acceptor.short()))
+            }
+            Body::Receipt(r) => (0, format!("result {} delivered", r.result)),
+            Body::Decide(d) => {
+                let amount = reserved.get(&d.reserve).copied().unwrap_or_default();
+                let price = d.outcome.price(amount);
+                (signed(amount) - signed(price), format!("{:?}: paid {price}", d.outcome))
+            }
+            Body::Release(r) => {
+                let amount = reserved.get(&r.reserve).copied().unwrap_or_default();
+                (signed(amount), format!("{:?}", r.reason).to_lowercase())
+            }
+            Body::Collect(c) => {
+                let source = named(c.source)?;
+                let (reserve, owed) = match source.as_ref().map(|e| &e.body) {
+                    Some(Body::Decide(d)) => {
+                        let amount = named(d.reserve)?.and_then(|e| match e.body {
+                            Body::Reserve(r) => Some(r.amount),
+                            _ => None,
+                        });
+                        (Some(d.reserve), amount.map(|a| d.outcome.price(a)))
+                    }
+                    Some(Body::Receipt(r)) => {
+                        let amount = named(r.reserve)?.and_then(|e| match e.body {
+                            Body::Reserve(r) => Some(r.amount.half()),
+                            _ => None,
+                        });
+                        (Some(r.reserve), amount)
+                    }
+                    _ => (None, None),
+                };
+                let owed = owed.unwrap_or_default();
+                let before = reserve.and_then(|r| collected.get(&r).copied()).unwrap_or_default();
+                if valid && let Some(r) = reserve {
+                    collected.insert(r, owed);
+                }
+                let from = source.map_or_else(|| "?".to_owned(), |s| s.author.short());
+                (signed(owed.checked_sub(before).unwrap_or_default()), format!("collected from {from}"))
+            }
+        };
+        let change = if valid { change } else { 0 };
+        balance = balance.saturating_add(change);
+        rows.push(Row { time: entry.time, seq: entry.seq, kind: entry.body.kind(), verdict, change, balance, detail });
+    }
+    let _ = genesis;
+    Ok(rows)
 }
 
 pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
@@ -284,8 +335,9 @@ pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
         Some(text) => parse_id(text)?,
         None => home.identity()?.node_id(),
     };
-    let (verifier, report) = verify_db(&home.ledger()?, authorities(&[])?)?;
-    let rows = history_rows(&verifier, &report, id);
+    let genesis = home.genesis()?;
+    let db = home.ledger()?;
+    let rows = history_rows(&db, &genesis, id)?;
     if args.json {
         output::json(&rows)?;
         return Ok(Outcome::Success);
@@ -294,13 +346,14 @@ pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
     for row in &rows {
         let when = chrono::DateTime::from_timestamp_millis(i64::try_from(row.time).unwrap_or(0))
             .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+        let verdict = if row.verdict == "valid" { String::new() } else { format!("  [{}]", row.verdict) };
         text.push_str(&format!(
-            "{when}  {:<8} {:>+6} cr  bal {:>6}  {}\n",
-            row.kind, row.change, row.balance, row.detail
+            "{when}  #{:<4} {:<8} {:>+6} cr  bal {:>6}  {}{verdict}\n",
+            row.seq, row.kind, row.change, row.balance, row.detail
         ));
     }
-    let available = report.accounts.get(&id).map_or(0, |a| a.balance.available);
-    text.push_str(&format!("balance: {available} cr\n"));
+    let spendable = db.account(id)?.map_or(0, |a| a.balance.spendable.get());
+    text.push_str(&format!("spendable: {spendable} cr\n"));
     output::stdout(&text);
     Ok(Outcome::Success)
 }
@@ -313,31 +366,45 @@ pub(crate) fn run(command: LedgerCommand) -> anyhow::Result<Outcome> {
     }
 }
 
-fn read(path: &Path) -> anyhow::Result<Vec<Entry>> {
+/// Reads a bundle of `genesis`'s network.
+fn read(path: &Path, genesis: &Genesis) -> anyhow::Result<Bundle> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    read_bundle(std::io::BufReader::new(file), MAX_BUNDLE_ENTRIES)
-        .with_context(|| format!("reading {}", path.display()))
+    let bundle = read_bundle(std::io::BufReader::new(file), MAX_BUNDLE_RECORDS)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bundle.network != genesis.id() {
+        bail!(
+            "{} is a bundle of network {}, not of `{}` ({})",
+            path.display(),
+            bundle.network,
+            genesis.name,
+            genesis.id()
+        );
+    }
+    Ok(bundle)
 }
 
-fn report_json(report: &Report) -> serde_json::Value {
+fn report_json(report: &Report, disagreeing: &[String]) -> serde_json::Value {
     json!({
-        "valid": report.is_clean(),
+        "valid": report.is_clean() && disagreeing.is_empty(),
         "accounts": report.accounts.values().collect::<Vec<_>>(),
-        "rejected": report.rejected,
+        "refused": report.refused,
         "pending": report.pending,
+        "quarantined": report.quarantined,
         "equivocations": report.equivocations.iter().map(|e| json!({
-            "author": e.kept.author, "seq": e.kept.seq, "kept": e.kept.hash(), "other": e.other.hash(),
+            "author": e.kept.author, "seq": e.kept.seq, "kept": e.kept.id(), "other": e.other.id(),
         })).collect::<Vec<_>>(),
+        "checkpointsDisagreeing": disagreeing,
     })
 }
 
-fn report_text(report: &Report) -> String {
-    let entries: u64 = report.accounts.values().map(|a| a.length).sum();
+fn report_text(report: &Report, disagreeing: &[String]) -> String {
+    let entries: u64 = report.accounts.values().map(|a| a.entries).sum();
     let mut text = format!(
-        "{} identities, {entries} entries: {} rejected, {} pending, {} equivocations\n",
+        "{} identities, {entries} entries: {} refused, {} pending, {} quarantined, {} equivocations\n",
         report.accounts.len(),
-        report.rejected.len(),
+        report.refused.len(),
         report.pending.len(),
+        report.quarantined,
         report.equivocations.len()
     );
     for a in report.accounts.values() {
@@ -345,26 +412,21 @@ fn report_text(report: &Report) -> String {
         let role = if a.authority { "  (mint authority)" } else { "" };
         let frozen = if a.frozen { "  FROZEN" } else { "" };
         text.push_str(&format!(
-            "  {}  {:<16} {:>8} cr  minted {} earned {} paid {} locked {}  [{}/{} verified]{role}{frozen}\n",
+            "  {}  {:<16} {:>8} cr  received {} earned {} paid {} locked {}  [{} valid, {} refused]{role}{frozen}\n",
             a.id.short(),
             a.username.as_deref().unwrap_or("?"),
-            b.available,
-            b.minted.get(),
+            b.spendable.get(),
+            b.received.get(),
             b.earned.get(),
             b.paid.get(),
-            b.reserved.get(),
-            a.verified,
-            a.length
+            b.locked.get(),
+            a.valid,
+            a.refused,
         ));
     }
-    for r in &report.rejected {
-        let ignored = if r.ignored_after > 0 {
-            format!(" ({} later entries ignored)", r.ignored_after)
-        } else {
-            String::new()
-        };
+    for r in &report.refused {
         text.push_str(&format!(
-            "rejected {} #{} {}: {}: {}{ignored}\n",
+            "refused  {} #{} {}: {}: {}\n",
             r.author.short(),
             r.seq,
             r.kind,
@@ -373,87 +435,158 @@ fn report_text(report: &Report) -> String {
         ));
     }
     for p in &report.pending {
-        text.push_str(&format!(
-            "pending  {} #{} ({} entries): waiting for {}\n",
-            p.author.short(),
-            p.seq,
-            p.count,
-            p.waiting_for
-        ));
+        text.push_str(&format!("pending  {} #{}: waiting for {}\n", p.author.short(), p.seq, p.waiting_for));
     }
     for e in &report.equivocations {
         text.push_str(&format!(
             "equivocation {} #{}: signed both {} and {}\n",
             e.kept.author.short(),
             e.kept.seq,
-            e.kept.hash(),
-            e.other.hash()
+            e.kept.id(),
+            e.other.id()
         ));
+    }
+    for subject in disagreeing {
+        text.push_str(&format!("checkpoint of {subject} disagrees with the rules\n"));
     }
     text
 }
 
 fn verify(args: &LedgerVerifyArgs) -> anyhow::Result<Outcome> {
-    let entries = read(&args.bundle)?;
-    let authorities = authorities(&args.authority)?;
-    if authorities.is_empty() {
-        output::note(
-            "no mint authority given (config `[network] mint_authorities` or --authority): no credits count",
-        );
+    let genesis = match &args.genesis {
+        Some(path) => read_genesis(path)?,
+        None => Home::find()?.genesis()?,
+    };
+    let bundle = read(&args.bundle, &genesis)?;
+    let verifier = Verifier::verify_all(genesis.clone(), now_ms(), bundle.entries);
+    let mut disagreeing = Vec::new();
+    for checkpoint in &bundle.checkpoints {
+        let counts = checkpoint.check(&genesis).is_ok();
+        if !counts || verifier.agrees_with(checkpoint) == Some(false) {
+            disagreeing.push(checkpoint.subject.to_string());
+        }
     }
-    let (_, report) = Verifier::verify_all(Rules::new(authorities, now_ms()), entries);
+    let report = verifier.report();
     if args.json {
-        output::json(&report_json(&report))?;
+        output::json(&report_json(&report, &disagreeing))?;
     } else {
-        output::stdout(&report_text(&report));
+        output::stdout(&report_text(&report, &disagreeing));
     }
-    Ok(if report.is_clean() { Outcome::Success } else { Outcome::Failure })
+    Ok(if report.is_clean() && disagreeing.is_empty() { Outcome::Success } else { Outcome::Failure })
 }
 
 fn export(args: &LedgerExportArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
+    let genesis = home.genesis()?;
     let db = home.ledger()?;
-    let mut entries = db.all()?;
+    let (mut entries, mut checkpoints) = db.export()?;
     if !args.ids.is_empty() {
         let mut wanted: BTreeSet<NodeId> =
             args.ids.iter().map(|id| parse_id(id)).collect::<anyhow::Result<_>>()?;
-        wanted.extend(authorities(&[])?);
+        wanted.extend(genesis.authorities.iter().copied());
+        // The logs the wanted ones' entries name (a mint's authority, a collect's requester),
+        // until nothing new is named.
+        let by_id: std::collections::HashMap<ash_ledger::Hash, NodeId> =
+            entries.iter().map(|e| (e.id(), e.author)).collect();
+        loop {
+            let named: BTreeSet<NodeId> = entries
+                .iter()
+                .filter(|e| wanted.contains(&e.author))
+                .filter_map(|e| e.body.names())
+                .filter_map(|n| by_id.get(&n).copied())
+                .filter(|a| !wanted.contains(a))
+                .collect();
+            if named.is_empty() {
+                break;
+            }
+            wanted.extend(named);
+        }
         entries.retain(|e| wanted.contains(&e.author));
+        checkpoints.retain(|c| wanted.contains(&c.subject));
     }
+    let mut bytes = Vec::new();
+    write_bundle(&mut bytes, genesis.id(), entries.iter(), &checkpoints)?;
     match &args.output {
         Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            write_bundle(std::io::BufWriter::new(file), entries.iter())?;
-            output::note(&format!("wrote {} entries to {}", entries.len(), path.display()));
+            std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            output::note(&format!(
+                "wrote {} entries and {} checkpoints to {}",
+                entries.len(),
+                checkpoints.len(),
+                path.display()
+            ));
         }
-        None => {
-            let mut bytes = Vec::new();
-            write_bundle(&mut bytes, entries.iter())?;
-            output::stdout_bytes(&bytes);
-        }
+        None => output::stdout_bytes(&bytes),
     }
     Ok(Outcome::Success)
 }
 
 fn import(args: &LedgerImportArgs) -> anyhow::Result<Outcome> {
-    let entries = read(&args.bundle)?;
     let home = Home::find()?;
+    let genesis = home.genesis()?;
+    let bundle = read(&args.bundle, &genesis)?;
     let mut db = home.ledger()?;
-    let outcomes = db.insert_all(&entries, now_ms())?;
-    let count = |kind| outcomes.iter().filter(|o| **o == kind).count();
-    let (new, known, conflicts) =
-        (count(Inserted::New), count(Inserted::Known), count(Inserted::Conflict));
-    let (_, report) = verify_db(&db, authorities(&[])?)?;
+    let mut verifier = db.load(genesis, now_ms())?;
+    let mut checkpoints_refused = Vec::new();
+    for checkpoint in bundle.checkpoints {
+        let subject = checkpoint.subject;
+        if let Err(e) = verifier.add_checkpoint(checkpoint) {
+            checkpoints_refused.push(format!("{}: {e}", subject.short()));
+        }
+    }
+    let (mut known, mut door, mut quarantined, mut dropped) = (0u64, Vec::new(), 0u64, 0u64);
+    for entry in bundle.entries {
+        let at = format!("{} #{}", entry.author.short(), entry.seq);
+        match verifier.insert(entry) {
+            Admission::Accepted(_) => {}
+            Admission::Known => known += 1,
+            Admission::Quarantined => quarantined += 1,
+            Admission::Dropped => dropped += 1,
+            Admission::Refused(rule, detail) => door.push(format!("{at}: {}: {detail}", rule.name())),
+        }
+    }
+    // Mints made out to this identity go into its own log.
+    let mut received = Vec::new();
+    if let Ok(identity) = home.identity()
+        && verifier.profile(identity.node_id()).is_some()
+    {
+        for mint in verifier.receivable_mints(identity.node_id()) {
+            let Body::Mint(m) = &mint.body else { continue };
+            let amount = m.amount;
+            append_own(&mut verifier, &identity, Body::Receive(Receive { mint: mint.id() }))?;
+            received.push(amount.get());
+        }
+    }
+    let saved = db.save(&mut verifier, now_ms())?;
+    let report = verifier.report();
     if args.json {
-        output::json(
-            &json!({"new": new, "known": known, "conflicts": conflicts, "report": report_json(&report)}),
-        )?;
+        output::json(&json!({
+            "new": saved.new,
+            "known": known,
+            "refused": door,
+            "quarantined": quarantined,
+            "dropped": dropped,
+            "checkpointsRefused": checkpoints_refused,
+            "received": received,
+            "report": report_json(&report, &[]),
+        }))?;
     } else {
-        output::stdout(&format!(
-            "imported {new} new entries ({known} already known, {conflicts} conflicting kept as proof)\n{}",
-            report_text(&report)
-        ));
+        let mut text = format!(
+            "stored {} new entries ({known} already known, {quarantined} waiting for earlier entries, {} refused)\n",
+            saved.new,
+            door.len()
+        );
+        for line in &door {
+            text.push_str(&format!("refused  {line}\n"));
+        }
+        for line in &checkpoints_refused {
+            text.push_str(&format!("checkpoint refused  {line}\n"));
+        }
+        for amount in &received {
+            text.push_str(&format!("received a mint of {amount} cr into your log\n"));
+        }
+        text.push_str(&report_text(&report, &[]));
+        output::stdout(&text);
     }
     Ok(Outcome::Success)
 }
@@ -461,7 +594,9 @@ fn import(args: &LedgerImportArgs) -> anyhow::Result<Outcome> {
 pub(crate) fn admin(command: AdminCommand) -> anyhow::Result<Outcome> {
     match command {
         AdminCommand::Keygen(args) => keygen(&args),
+        AdminCommand::Genesis(args) => genesis(&args),
         AdminCommand::Mint(args) => mint(&args),
+        AdminCommand::Checkpoint(args) => checkpoint(&args),
     }
 }
 
@@ -476,22 +611,12 @@ fn keygen(args: &JsonArgs) -> anyhow::Result<Outcome> {
     } else {
         Identity::load(&path)?
     };
-    let mut db = home.ledger()?;
-    if db.last(authority.node_id())?.is_none() {
-        let profile = Profile {
-            username: "mint-authority".into(),
-            sealing_key: authority.sealing_public(),
-            created_at: now_ms(),
-        };
-        let entry = LogWriter::new(&authority).append(now_ms(), Body::Profile(profile), None);
-        db.insert_all([&entry], now_ms())?;
-    }
     let id = authority.node_id();
     if args.json {
         output::json(&json!({"id": id, "created": created, "keyFile": path}))?;
     } else {
         output::stdout(&format!(
-            "mint authority {id}{}\nkey file: {} (keep it offline and backed up)\nevery participant adds to $ASH_HOME/config.toml:\n\n[network]\nmint_authorities = [\"{id}\"]\n",
+            "mint authority {id}{}\nkey file: {} (keep it offline and backed up)\nnext: `ash admin genesis --name NETWORK` writes the network's genesis with this authority\n",
             if created { " (created)" } else { "" },
             path.display()
         ));
@@ -499,42 +624,71 @@ fn keygen(args: &JsonArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let ids = |list: &[String]| list.iter().map(|t| parse_id(t)).collect::<anyhow::Result<BTreeSet<NodeId>>>();
+    let mut authorities = ids(&args.authority)?;
+    let local = home.authority().ok();
+    if authorities.is_empty() {
+        let Some(authority) = &local else {
+            bail!("name the mint authorities with --authority ID, or create this machine's with `ash admin keygen`");
+        };
+        authorities.insert(authority.node_id());
+    }
+    let witnesses = if args.witness.is_empty() { authorities.clone() } else { ids(&args.witness)? };
+    let quorum = args.quorum.unwrap_or_else(|| u16::try_from(witnesses.len() / 2 + 1).unwrap_or(u16::MAX));
+    let window = args.claim_window_hours.map_or(ash_ledger::DEFAULT_CLAIM_WINDOW_MS, |h| h.saturating_mul(3_600_000));
+    let genesis = Genesis::with(&args.name, now_ms(), authorities, witnesses, quorum, window)?;
+    home.install_genesis(&genesis)?;
+    if let Some(path) = &args.output {
+        std::fs::write(path, genesis.to_toml()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    // This machine's authority writes its profile now that the network exists.
+    if let Some(authority) = local.filter(|a| genesis.is_authority(&a.node_id())) {
+        let mut db = home.ledger()?;
+        let mut verifier = db.load(home.genesis()?, now_ms())?;
+        ensure_profile(&mut verifier, &authority, Some("mint-authority"))?;
+        db.save(&mut verifier, now_ms())?;
+    }
+    let genesis = home.genesis()?;
+    if args.json {
+        output::json(&json!({"name": genesis.name, "id": genesis.id(), "file": home.genesis_path()}))?;
+    } else {
+        output::stdout(&format!(
+            "network `{}` ({})\ngenesis: {}\ngive this file to every participant: `ash join --genesis FILE --username NAME`\n",
+            genesis.name,
+            genesis.id(),
+            home.genesis_path().display()
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
 fn mint(args: &AdminMintArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
-    let path = home.authority_path();
-    if !path.exists() {
-        bail!("no mint authority key here; create one with `ash admin keygen`");
+    let authority = home.authority()?;
+    let genesis = home.genesis()?;
+    if !genesis.is_authority(&authority.node_id()) {
+        bail!(
+            "this authority ({}) is not in the genesis of `{}`: its mints would count for nothing",
+            authority.node_id().short(),
+            genesis.name
+        );
     }
-    let authority = Identity::load(&path)?;
     let recipient = parse_id(&args.id)?;
-    let mut trusted = authorities(&[])?;
-    if !trusted.contains(&authority.node_id()) {
-        output::note(&format!(
-            "this authority ({}) is not in `[network] mint_authorities` of $ASH_HOME/config.toml; nobody counts its mints until it is",
-            authority.node_id().short()
-        ));
-        trusted.insert(authority.node_id());
-    }
     let mut db = home.ledger()?;
-    let last = db
-        .last(authority.node_id())?
-        .context("the authority has no profile entry; run `ash admin keygen` again")?;
+    let mut verifier = db.load(genesis, now_ms())?;
+    ensure_profile(&mut verifier, &authority, Some("mint-authority"))?;
     let body = Body::Mint(Mint {
         recipient,
         amount: Credits::new(args.amount),
         kind: if args.signup { MintKind::Signup } else { MintKind::Grant },
         reason: args.reason.clone(),
     });
-    let entry = LogWriter::resume(&authority, &last).append(now_ms().max(last.time), body, None);
-    let (mut verifier, _) = verify_db(&db, trusted)?;
-    if let Err(rejection) = verifier.append(entry.clone()) {
-        bail!("mint refused ({}): {}", rejection.rule.name(), rejection.detail);
-    }
-    db.insert_all([&entry], now_ms())?;
+    let entry = append_own(&mut verifier, &authority, body)?;
+    db.save(&mut verifier, now_ms())?;
     if args.json {
-        output::json(
-            &json!({"recipient": recipient, "amount": args.amount, "seq": entry.seq, "hash": entry.hash()}),
-        )?;
+        output::json(&json!({"recipient": recipient, "amount": args.amount, "seq": entry.seq, "id": entry.id()}))?;
     } else {
         output::stdout(&format!(
             "minted {} cr to {} (entry {} of the authority's log); share it with `ash ledger export`\n",
@@ -542,6 +696,45 @@ fn mint(args: &AdminMintArgs) -> anyhow::Result<Outcome> {
             recipient.short(),
             entry.seq
         ));
+    }
+    Ok(Outcome::Success)
+}
+
+fn checkpoint(args: &AdminCheckpointArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let witness = home.authority()?;
+    let genesis = home.genesis()?;
+    if !genesis.witnesses.contains(&witness.node_id()) {
+        bail!("this key ({}) is not a witness of `{}`", witness.node_id().short(), genesis.name);
+    }
+    if genesis.checkpoint_quorum > 1 {
+        bail!(
+            "`{}` needs {} witness signatures per checkpoint; gathering them from several machines \
+             comes with the network service, and one witness alone cannot make a checkpoint count",
+            genesis.name,
+            genesis.checkpoint_quorum
+        );
+    }
+    let mut db = home.ledger()?;
+    let mut verifier = db.load(genesis, now_ms())?;
+    let subjects: Vec<NodeId> = if args.ids.is_empty() {
+        verifier.authors().collect()
+    } else {
+        args.ids.iter().map(|t| parse_id(t)).collect::<anyhow::Result<_>>()?
+    };
+    let mut made = Vec::new();
+    for subject in subjects {
+        let Some(mut checkpoint) = verifier.checkpoint(subject, now_ms()) else { continue };
+        checkpoint.sign(&witness);
+        let seq = checkpoint.seq;
+        verifier.add_checkpoint(checkpoint)?;
+        made.push(json!({"subject": subject, "seq": seq}));
+    }
+    db.save(&mut verifier, now_ms())?;
+    if args.json {
+        output::json(&made)?;
+    } else {
+        output::stdout(&format!("signed {} checkpoints; share them with `ash ledger export`\n", made.len()));
     }
     Ok(Outcome::Success)
 }

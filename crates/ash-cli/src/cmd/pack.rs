@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use ash_identity::{Identity, NodeId, SealingKeyCert};
-use ash_ledger::{Body, Entry};
+use ash_ledger::Body;
 use ash_pack::{
     ApplyOptions, DiffError, EntryKind, Expect, Git, GitOutput, JobId, Limits, PackError,
     PackOptions, Reason, Recipient, SEAL_MAGIC, Walk, WalkOptions, apply as apply_patch,
@@ -147,13 +147,20 @@ fn recipient(home: &Home, args: &PackCreateArgs) -> anyhow::Result<Recipient> {
         return Ok(Recipient::from_cert(&cert));
     }
     let id = parse_id(args.to.as_deref().unwrap_or_default())?;
-    let log = home.ledger()?.log(id)?;
-    match log.first() {
-        Some(Entry { body: Body::Profile(profile), .. }) => {
-            Ok(Recipient { node: id, key: profile.sealing_key })
-        }
-        _ => bail!(
-            "no profile of {id} in the local ledger; import their ledger (`ash ledger import BUNDLE`) \
+    // Only a profile the verifier found valid names a sealing key; a forged or unsigned one
+    // never reached the ledger.
+    let db = home.ledger()?;
+    if db.account(id)?.is_some_and(|a| a.frozen) {
+        bail!("{id} is frozen (it signed two different entries at one position); seal nothing to it");
+    }
+    let profile = db.log(id)?.into_iter().rev().find_map(|stored| match stored.entry.body {
+        Body::Profile(p) if stored.verdict.as_deref() == Some("valid") => Some(p),
+        _ => None,
+    });
+    match profile {
+        Some(profile) => Ok(Recipient { node: id, key: profile.sealing_key }),
+        None => bail!(
+            "no verified profile of {id} in the local ledger; import their ledger (`ash ledger import BUNDLE`) \
              or use --to-key FILE with their `ash pack key` output"
         ),
     }

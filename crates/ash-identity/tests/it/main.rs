@@ -89,7 +89,7 @@ fn signatures_are_bound_to_their_domain_and_bytes() {
     let key = alice.public_key();
     assert_eq!(verify(key, Domain::LedgerEntry, b"entry", &signature), Ok(()));
     let mismatches = [
-        verify(key, Domain::LedgerSettlement, b"entry", &signature),
+        verify(key, Domain::LedgerResult, b"entry", &signature),
         verify(key, Domain::LedgerEntry, b"entrx", &signature),
         verify(bob.public_key(), Domain::LedgerEntry, b"entry", &signature),
     ];

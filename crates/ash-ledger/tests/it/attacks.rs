@@ -1,343 +1,470 @@
-//! The attacks that worked on the system we follow, one test each; every one must fail with a
-//! named rule and leave balances where honest history puts them.
+//! The attacks of the ledger review, each with its exact outcome under format 2, and the
+//! honest flows they must not disturb.
 
-use ash_identity::Identity;
+use ash_identity::{Identity, Signature};
 use ash_ledger::{
-    Body, Credits, MintKind, Outcome, Release, ReleaseReason, Reserve, Rule, Settle, Verifier,
+    Admission, Body, Collect, Credits, Entry, Genesis, Hash, LogWriter, Mint, MintKind, Outcome,
+    Profile, Receive, Rule, Verdict, Verifier,
 };
 use pretty_assertions::assert_eq;
 
-use crate::world::{SIGNUP, World, balances, rejections};
-
-fn rule(name: &str) -> String {
-    name.to_owned()
-}
+use crate::world::{
+    Authority, DEADLINE, SIGNUP, T0, User, World, refusals, refused, spendable, test_genesis,
+    verdicts,
+};
 
 #[test]
-fn honest_history_verifies_and_conserves() {
+fn an_honest_history_verifies_clean_with_exact_balances() {
     let mut w = World::new(3);
-    w.job_done(0, 1, 6, Outcome::Accept, 6);
-    w.job_done(1, 2, 30, Outcome::Reject, 15);
-    let open = w.reserve(2, 0, 2);
+    w.job_done(0, 1, 30, Outcome::Accept);
+    w.job_done(1, 2, 10, Outcome::Reject);
     let report = w.verify();
-    assert_eq!(rejections(&report), vec![]);
-    assert!(report.is_clean() && report.pending.is_empty());
-    assert_eq!(balances(&w, &report), vec![94, 106 - 15, 115 - 2]);
-    let total: i64 = balances(&w, &report).iter().sum::<i64>() + 2;
-    assert_eq!(total, 3 * SIGNUP as i64);
-    let acc = &report.accounts[&w.id(2)];
+    assert!(report.is_clean(), "{:?}", report.refused);
+    // user0 paid 30; user1 earned 30, paid 5; user2 earned 5.
+    assert_eq!(spendable(&w, &report), vec![70, 125, 105]);
+    let b1 = report.accounts[&w.id(1)].balance;
     assert_eq!(
-        (acc.balance.reserved, acc.balance.earned, acc.verified),
-        (Credits::new(2), Credits::new(15), acc.length)
+        (b1.received.get(), b1.earned.get(), b1.paid.get(), b1.locked.get()),
+        (SIGNUP, 30, 5, 0)
     );
-    // The open reservation can expire and be released.
-    w.now += 120_000;
-    let Body::Reserve(r) = &open.body else { unreachable!() };
-    let release = Release {
-        job: r.job,
-        reserve_seq: open.seq,
-        reserve_hash: open.hash(),
-        reason: ReleaseReason::Expired,
-    };
-    w.append(Some(2), Body::Release(release), None);
-    assert_eq!(balances(&w, &w.verify()), vec![94, 91, 115]);
 }
 
 #[test]
-fn self_minting_is_rejected() {
+fn framing_needs_the_victims_key() {
+    let w = World::new(2);
+    let victim = w.last_of(User(0));
+    let profile = w.entries.iter().find(|e| e.author == w.id(0) && e.seq == 0).unwrap().clone();
+    let mut v = w.verifier();
+    // 1. The profile with its signature altered: the same id (the signed part is the same),
+    //    a bad signature: refused at the door, nothing frozen.
+    let mut bytes = profile.bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let forged = Entry::decode(&bytes).unwrap();
+    assert_eq!(forged.id(), profile.id());
+    assert_eq!(v.insert(forged), Admission::Known);
+    // 2. Bytes appended after the signature: not an entry at all.
+    let mut longer = profile.bytes().to_vec();
+    longer.extend_from_slice(&[0; 64]);
+    assert!(Entry::decode(&longer).is_err());
+    // 3. An entry at the victim's position 0 and 2, made by someone else: the signature is not
+    //    the victim's, so it is refused and proves nothing.
+    let attacker = Identity::insecure_from_label("attacker");
+    for after in [None, Some(&victim)] {
+        let signed_by_attacker = LogWriter::new(&attacker, w.network()).append(T0, Body::Profile(Profile {
+            username: "evil".into(),
+            sealing_key: attacker.sealing_public(),
+            created_at: T0,
+        }));
+        let mut bytes = signed_by_attacker.bytes().to_vec();
+        // Put the victim's id in the author field and, for the second, its head as prev.
+        bytes[33..65].copy_from_slice(w.id(0).as_bytes());
+        if let Some(after) = after {
+            bytes[65..73].copy_from_slice(&(after.seq + 1).to_be_bytes());
+            bytes[73..105].copy_from_slice(&after.id().0);
+        }
+        let framed = Entry::decode(&bytes).unwrap();
+        assert_eq!(
+            v.insert(framed),
+            Admission::Refused(Rule::Signature, "the author's signature does not verify".into())
+        );
+    }
+    let report = v.report();
+    let account = &report.accounts[&w.id(0)];
+    assert_eq!((account.frozen, report.equivocations.len(), account.balance.spendable.get()), (false, 0, SIGNUP));
+    assert_eq!(v.profile(w.id(0)).map(|p| p.1), Some(w.users[0].sealing_public()));
+}
+
+#[test]
+fn a_forged_profile_never_supplies_a_sealing_key() {
     let mut w = World::new(1);
-    let me = w.id(0);
-    let body = Body::Mint(ash_ledger::Mint {
-        recipient: me,
-        amount: Credits::new(1_000_000),
-        kind: MintKind::Grant,
-        reason: "free".into(),
-    });
-    w.append(Some(0), body, None);
-    let report = w.verify();
-    assert_eq!(rejections(&report), vec![(1, "mint", rule("mint-not-authority"))]);
-    assert_eq!(balances(&w, &report), vec![SIGNUP as i64]);
-}
-
-#[test]
-fn a_mint_by_a_non_authority_log_is_rejected() {
-    let mut w = World::new(2);
-    // user1 plays "authority" in its own log: not listed in the network config.
-    let target = w.id(0);
-    let body = Body::Mint(ash_ledger::Mint {
-        recipient: target,
-        amount: Credits::new(500),
-        kind: MintKind::Grant,
-        reason: "x".into(),
-    });
-    w.append(Some(1), body, None);
-    // And a real authority's mint with its recipient changed afterwards.
-    let user1 = w.id(1);
-    let mut forged = w.mint(user1, 5, MintKind::Grant).bytes().to_vec();
-    w.entries.pop();
-    let recipient_at = 1 + 32 + 8 + 32 + 8 + 1 + 4;
-    forged[recipient_at..recipient_at + 32].copy_from_slice(w.id(0).as_bytes());
-    w.entries.push(ash_ledger::Entry::decode(&forged).unwrap());
-    let report = w.verify();
-    assert_eq!(
-        rejections(&report),
-        vec![(3, "mint", rule("signature")), (1, "mint", rule("mint-not-authority"))]
+    let attacker = Identity::insecure_from_label("attacker");
+    let mut v = w.verifier();
+    // A later profile "by" the victim carrying the attacker's sealing key, signed by the
+    // attacker: refused at the door.
+    let head = w.last_of(User(0));
+    let mut writer = LogWriter::resume(&attacker, &head);
+    let forged = writer.append(
+        w.tick(),
+        Body::Profile(Profile { username: "user0".into(), sealing_key: attacker.sealing_public(), created_at: T0 }),
     );
-    assert_eq!(balances(&w, &report), vec![100, 100]);
+    let mut bytes = forged.bytes().to_vec();
+    bytes[33..65].copy_from_slice(w.id(0).as_bytes());
+    assert!(matches!(v.insert(Entry::decode(&bytes).unwrap()), Admission::Refused(Rule::Signature, _)));
+    assert_eq!(v.profile(w.id(0)).map(|p| p.1), Some(w.users[0].sealing_public()));
+    // An identity nobody has a verified profile of has no sealing key at all.
+    assert_eq!(v.profile(attacker.node_id()), None);
 }
 
 #[test]
-fn a_second_signup_mint_is_rejected() {
+fn unsigned_entries_at_an_authoritys_next_position_do_not_block_its_mints() {
     let mut w = World::new(1);
-    let user0 = w.id(0);
-    w.mint(user0, 100, MintKind::Signup);
-    assert_eq!(rejections(&w.verify()), vec![(2, "mint", rule("duplicate-signup-mint"))]);
-}
-
-#[test]
-fn an_earn_cosigned_by_a_throwaway_key_counts_for_nothing() {
-    let mut w = World::new(1);
-    let throwaway = Identity::insecure_from_label("throwaway");
-    let mut fake = World::new(0);
-    fake.users.push(throwaway);
-    // The throwaway's own log: a profile and a huge reservation for user0 (no credits).
-    let t = ash_identity::Identity::insecure_from_label("throwaway");
-    let profile = Body::Profile(ash_ledger::Profile {
-        username: "throwaway".into(),
-        sealing_key: t.sealing_public(),
-        created_at: 0,
-    });
-    let mut writer = ash_ledger::LogWriter::new(&t);
-    let p = writer.append(w.now, profile, None);
-    let job = w.job();
-    let reserve = writer.append(
-        w.now + 1,
-        Body::Reserve(Reserve {
-            job,
-            acceptor: w.id(0),
+    let mut v = w.verifier();
+    let head = w.last_of(Authority(0));
+    let garbage = {
+        let attacker = Identity::insecure_from_label("attacker");
+        let e = LogWriter::resume(&attacker, &head).append(w.tick(), Body::Mint(Mint {
+            recipient: attacker.node_id(),
             amount: Credits::new(1_000_000),
-            deadline: w.now + 10,
-        }),
-        None,
-    );
-    let mut settlement = w.settlement(&reserve, Outcome::Accept, 1_000_000);
-    settlement.result_hash = ash_ledger::Hash([1; 32]);
-    let commitment = None;
-    let cosig = settlement.cosign(&t);
-    w.append(
-        Some(0),
-        Body::Settle(Box::new(Settle { settlement, commitment, reserve: reserve.clone() })),
-        Some(cosig),
-    );
-    // Without the throwaway's log: pending, not counted.
+            kind: MintKind::Grant,
+            reason: "free money".into(),
+        }));
+        let mut bytes = e.bytes().to_vec();
+        bytes[33..65].copy_from_slice(w.authorities[0].node_id().as_bytes());
+        Entry::decode(&bytes).unwrap()
+    };
+    assert!(matches!(v.insert(garbage), Admission::Refused(Rule::Signature, _)));
+    let mint = w.mint_by(0, w.id(0), 50, MintKind::Grant);
+    let receive = w.receive(0, &mint);
+    assert_eq!(v.insert(mint), Admission::Accepted(Verdict::Valid));
+    assert_eq!(v.insert(receive), Admission::Accepted(Verdict::Valid));
+    assert_eq!(v.report().accounts[&w.id(0)].balance.spendable.get(), SIGNUP + 50);
+}
+
+#[test]
+fn a_refused_entry_takes_nothing_with_it() {
+    let mut w = World::new(2);
+    // user0 reserves more than it has (refused), then works normally.
+    w.reserve(0, 1, 500);
+    w.job_done(0, 1, 30, Outcome::Accept);
     let report = w.verify();
-    assert_eq!((rejections(&report), balances(&w, &report)), (vec![], vec![100]));
-    assert_eq!(report.pending.len(), 1);
-    assert!(report.pending[0].waiting_for.contains("requester"), "{:?}", report.pending);
-    // With it: the reservation is unfunded, so the earn is rejected.
-    let mut entries = w.entries.clone();
-    entries.extend([p, reserve]);
-    let report = w.verify_entries(entries);
+    assert_eq!(refusals(&w, &report), vec![refused("user0", 2, "reserve", "insufficient-balance")]);
+    assert_eq!(spendable(&w, &report), vec![70, 130]);
+}
+
+#[test]
+fn a_late_timeout_claim_is_refused_alone_and_voids_nothing() {
+    let mut w = World::new(3);
+    // user0 reserves for user1, nothing is delivered, user0 releases after the deadline and
+    // goes on with a job for user2.
+    let lapsed = w.reserve(0, 1, 40);
+    w.pass_deadline(&lapsed);
+    w.release_expired(&lapsed);
+    w.job_done(0, 2, 20, Outcome::Accept);
+    // A day later user1 claims the timeout of the lapsed job: there is no receipt to name, so
+    // it names the reservation itself, then user2's decision.
+    w.now += 24 * 3600 * 1000;
+    w.collect(1, &lapsed);
+    let decide = w.entries.iter().rev().find(|e| matches!(e.body, Body::Decide(_))).unwrap().clone();
+    w.collect(1, &decide);
+    let report = w.verify();
     assert_eq!(
-        rejections(&report),
+        refusals(&w, &report),
+        vec![refused("user1", 2, "collect", "not-collectable"), refused("user1", 3, "collect", "not-a-party")]
+    );
+    assert_eq!(spendable(&w, &report), vec![80, 100, 120]);
+}
+
+#[test]
+fn a_timeout_pays_half_after_the_deadline_within_the_window_and_a_late_decision_tops_up() {
+    let mut w = World::new(2);
+    let r = w.reserve(0, 1, 40);
+    let receipt = w.receipt(&r);
+    // Too early.
+    w.collect(1, &receipt);
+    w.pass_deadline(&r);
+    w.collect(1, &receipt);
+    // Twice is nothing more.
+    w.collect(1, &receipt);
+    let decide = w.decide(&r, Outcome::Accept);
+    w.collect(1, &decide);
+    let report = w.verify();
+    assert_eq!(
+        refusals(&w, &report),
         vec![
-            (1, "reserve", rule("insufficient-balance")),
-            (1, "settle", rule("unknown-reservation"))
+            refused("user1", 2, "collect", "timeout-before-deadline"),
+            refused("user1", 4, "collect", "nothing-to-collect"),
         ]
     );
-    assert_eq!(balances(&w, &report), vec![100]);
+    assert_eq!(spendable(&w, &report), vec![60, 140]);
+    // After the window no claim counts.
+    let mut w = World::new(2);
+    let r = w.reserve(0, 1, 40);
+    let receipt = w.receipt(&r);
+    w.pass_deadline(&r);
+    w.now += w.genesis.claim_window_ms + 1;
+    w.collect(1, &receipt);
+    let report = w.verify();
+    assert_eq!(refusals(&w, &report), vec![refused("user1", 2, "collect", "claim-window")]);
+    // user0's 40 stay locked until it decides; user1 got nothing.
+    assert_eq!(spendable(&w, &report), vec![60, 100]);
 }
 
 #[test]
-fn colluding_identities_only_move_credits_never_make_them() {
+fn a_cancellation_binds_both_sides() {
     let mut w = World::new(2);
-    // Legitimate back-and-forth.
-    w.job_done(0, 1, 100, Outcome::Accept, 100);
-    w.job_done(1, 0, 150, Outcome::Accept, 150);
-    // user1 and user0 co-sign a settlement far above the reservation.
+    let r = w.reserve(0, 1, 40);
+    w.cancel(&r);
+    // After the cancel no receipt, decision or timeout can follow.
+    let receipt = w.receipt(&r);
+    w.decide(&r, Outcome::Accept);
+    w.pass_deadline(&r);
+    w.collect(1, &receipt);
+    let report = w.verify();
+    assert_eq!(
+        refusals(&w, &report),
+        vec![
+            refused("user0", 4, "receipt", "unknown-reservation"),
+            refused("user0", 5, "decide", "unknown-reservation"),
+            refused("user1", 2, "collect", "refused-source"),
+        ]
+    );
+    assert_eq!(spendable(&w, &report), vec![100, 100]);
+    // A cancel after a delivery is refused: the delivery stands, and so does its timeout.
+    let mut w = World::new(2);
+    let r = w.reserve(0, 1, 40);
+    let receipt = w.receipt(&r);
+    w.cancel(&r);
+    w.pass_deadline(&r);
+    w.collect(1, &receipt);
+    let report = w.verify();
+    assert_eq!(refusals(&w, &report), vec![refused("user0", 4, "release", "already-delivered")]);
+    assert_eq!(spendable(&w, &report), vec![60, 120]);
+    // A cancel signed by someone other than the acceptor does not count.
+    let mut w = World::new(3);
+    let r = w.reserve(0, 1, 40);
+    let Body::Release(mut release) = w.cancel_body(&r) else { unreachable!() };
+    release.cancel = Some(ash_ledger::cancel_signature(&w.users[2], w.network(), r.id()));
+    w.append(User(0), Body::Release(release));
+    let report = w.verify();
+    assert_eq!(refusals(&w, &report), vec![refused("user0", 3, "release", "cosignature")]);
+    assert_eq!(spendable(&w, &report), vec![60, 100, 100]);
+}
+
+#[test]
+fn a_requester_fork_pays_both_acceptors_in_either_order() {
+    let mut w = World::new(3);
+    let before = w.last_of(User(0));
+    // Branch A: user0 reserves 80 for user1; branch B: the same position, 80 for user2.
+    let body_a = w.reserve_body(1, 80);
+    let a = w.append_after(User(0), Some(&before), body_a);
+    let receipt_a = w.receipt(&a);
+    let decide_a = w.decide(&a, Outcome::Accept);
+    let body_b = w.reserve_body(2, 80);
+    let b = w.append_after(User(0), Some(&before), body_b);
+    let receipt_b = w.append(User(0), w.receipt_body(&b));
+    let decide_b = w.append(User(0), Body::Decide(ash_ledger::Decide { reserve: b.id(), outcome: Outcome::Accept }));
+    w.collect(1, &decide_a);
+    w.collect(2, &decide_b);
+    let _ = (receipt_a, receipt_b);
+    let forward = w.verifier();
+    let mut reversed_entries = w.entries.clone();
+    reversed_entries.reverse();
+    let mut backward = Verifier::new(w.genesis.clone(), w.now + 1);
+    for e in reversed_entries {
+        backward.insert(e);
+    }
+    assert_eq!(verdicts(&forward, &w.entries), verdicts(&backward, &w.entries));
+    for v in [&forward, &backward] {
+        let report = v.report();
+        assert_eq!(refusals(&w, &report), vec![]);
+        // Each of the three positions the branches share is proven twice over.
+        assert_eq!(report.equivocations.len(), 3);
+        assert!(report.accounts[&w.id(0)].frozen);
+        // Both honest acceptors are paid; the forker can spend nothing.
+        assert_eq!(spendable(&w, &report), vec![0, 180, 180]);
+    }
+}
+
+#[test]
+fn a_second_signup_mint_is_refused_alone_and_the_authoritys_log_goes_on() {
+    let mut w = World::with_authorities(2, 2);
+    let second = w.mint_by(1, w.id(0), SIGNUP, MintKind::Signup);
+    let grant = w.mint_by(1, w.id(1), 500, MintKind::Grant);
+    w.receive(0, &second);
+    w.receive(1, &grant);
+    // Receiving the same grant twice.
+    w.receive(1, &grant);
+    let report = w.verify();
+    assert_eq!(
+        refusals(&w, &report),
+        vec![
+            refused("user0", 2, "receive", "duplicate-signup"),
+            refused("user1", 3, "receive", "mint-order"),
+        ]
+    );
+    assert_eq!(spendable(&w, &report), vec![100, 600]);
+    let authority = &report.accounts[&w.authorities[1].node_id()];
+    assert_eq!((authority.valid, authority.refused), (3, 0));
+}
+
+#[test]
+fn entries_do_not_replay_across_networks() {
+    let w = World::new(1);
+    let other = test_genesis("other-net", &w.authorities);
+    assert_ne!(other.id(), w.genesis.id());
+    let mut v = Verifier::new(other, w.now);
+    let outcomes: Vec<Admission> = w.entries.iter().take(1).map(|e| v.insert(e.clone())).collect();
+    assert!(matches!(&outcomes[..], [Admission::Refused(Rule::Network, _)]), "{outcomes:?}");
+    assert_eq!(v.report().accounts.len(), 0);
+}
+
+#[test]
+fn mints_and_receives_follow_the_authority_rules() {
+    let mut w = World::with_authorities(1, 2);
+    // A mint in a user's log, a receive of it, a mint to the authority, a receive of someone
+    // else's mint, and a receive of something that is not a mint.
+    let fake = w.append(User(0), Body::Mint(Mint {
+        recipient: w.id(0),
+        amount: Credits::new(10),
+        kind: MintKind::Grant,
+        reason: "self".into(),
+    }));
+    w.receive(0, &fake);
+    let to_authority = w.mint_by(0, w.authorities[0].node_id(), 10, MintKind::Grant);
+    let for_one = w.mint_by(0, w.id(1), 10, MintKind::Grant);
+    w.receive(0, &for_one);
+    let profile = w.last_of(User(1));
+    w.append(User(0), Body::Receive(Receive { mint: profile.id() }));
     let reserve = w.reserve(0, 1, 10);
-    let settlement = w.settlement(&reserve, Outcome::Accept, 999_999_999);
-    w.settle(1, &reserve, settlement);
+    w.append(Authority(0), Body::Collect(Collect { source: reserve.id() }));
+    let _ = to_authority;
     let report = w.verify();
-    assert_eq!(rejections(&report), vec![(4, "settle", rule("above-reserved"))]);
-    let b = balances(&w, &report);
-    assert_eq!(b, vec![150 - 10, 50]);
-    assert_eq!(b.iter().sum::<i64>() + 10, 200);
+    assert_eq!(
+        refusals(&w, &report),
+        vec![
+            refused("authority0", 3, "mint", "mint-to-authority"),
+            refused("authority0", 5, "collect", "authority-log"),
+            refused("user0", 2, "mint", "mint-not-authority"),
+            refused("user0", 3, "receive", "refused-source"),
+            refused("user0", 4, "receive", "not-recipient"),
+            refused("user0", 5, "receive", "not-a-mint"),
+        ]
+    );
+    let _ = report;
 }
 
 #[test]
-fn spending_a_reservation_twice_is_rejected() {
+fn reservations_follow_the_funding_rule_and_deadlines() {
     let mut w = World::new(2);
-    let reserve = w.reserve(0, 1, 6);
-    let settlement = w.settlement(&reserve, Outcome::Accept, 6);
-    w.settle(1, &reserve, settlement.clone());
-    w.settle(1, &reserve, settlement);
+    let r = w.reserve(0, 0, 10);
+    let _ = r;
+    let body = Body::Reserve(ash_ledger::Reserve {
+        job: w.job(),
+        acceptor: w.id(1),
+        amount: Credits::new(10),
+        deadline: w.now,
+        terms: Hash::default(),
+    });
+    w.append(User(0), body);
+    w.reserve(0, 1, 0);
+    w.reserve(0, 1, 60);
+    w.reserve(0, 1, 41);
+    w.reserve(0, 1, 40);
+    // Expiry only after the deadline; a decision only after a receipt.
+    let last = w.last_of(User(0));
+    w.release_expired(&last);
+    w.decide(&last, Outcome::Reject);
     let report = w.verify();
-    assert_eq!(rejections(&report), vec![(2, "settle", rule("reservation-resolved"))]);
-    assert_eq!(balances(&w, &report), vec![94, 106]);
-    // The requester releasing a settled reservation is rejected too.
+    assert_eq!(
+        refusals(&w, &report),
+        vec![
+            refused("user0", 2, "reserve", "self-dealing"),
+            refused("user0", 3, "reserve", "deadline"),
+            refused("user0", 4, "reserve", "amount"),
+            refused("user0", 6, "reserve", "insufficient-balance"),
+            refused("user0", 8, "release", "release-before-deadline"),
+            refused("user0", 9, "decide", "no-receipt"),
+        ]
+    );
+    let account = &report.accounts[&w.id(0)];
+    assert_eq!((account.balance.locked.get(), account.balance.spendable.get()), (100, 0));
+    let _ = DEADLINE;
+}
+
+#[test]
+fn a_wrong_commitment_is_refused() {
+    let mut w = World::new(3);
+    let r = w.reserve(0, 1, 40);
+    let Body::Receipt(mut receipt) = w.receipt_body(&r) else { unreachable!() };
+    receipt.commitment = Signature([9; 64]);
+    w.append(User(0), Body::Receipt(receipt));
+    let report = w.verify();
+    assert_eq!(refusals(&w, &report), vec![refused("user0", 3, "receipt", "commitment")]);
+}
+
+#[test]
+fn entries_dated_in_the_future_wait_for_the_clock() {
     let mut w = World::new(2);
-    let reserve = w.reserve(0, 1, 6);
-    let s = w.settlement(&reserve, Outcome::Accept, 6);
-    w.settle(1, &reserve, s);
-    w.now += 120_000;
-    let Body::Reserve(r) = &reserve.body else { unreachable!() };
-    let release = Release {
-        job: r.job,
-        reserve_seq: reserve.seq,
-        reserve_hash: reserve.hash(),
-        reason: ReleaseReason::Expired,
+    let later = w.now + 3_600_000;
+    let body = Body::Reserve(ash_ledger::Reserve {
+        job: w.job(),
+        acceptor: w.id(1),
+        amount: Credits::new(10),
+        deadline: later + DEADLINE,
+        terms: Hash::default(),
+    });
+    w.append_at(User(0), later, body);
+    let mut v = w.verifier_of(w.entries.clone());
+    let pending = v.report().pending;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].waiting_for, format!("the clock to reach {later}"));
+    v.set_now(later);
+    let report = v.report();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.accounts[&w.id(0)].balance.locked.get(), 10);
+}
+
+#[test]
+fn a_genesis_is_checked_and_round_trips() {
+    let w = World::new(0);
+    let text = w.genesis.to_toml();
+    assert_eq!(Genesis::from_toml(&text).unwrap(), w.genesis);
+    let id = w.authorities[0].node_id();
+    for (toml, error) in [
+        (format!("name = \"x\"\ncreated_at = 1\nauthorities = []\n"), "genesis: `authorities` must name 1–64 identities"),
+        (format!("name = \"Bad Name\"\ncreated_at = 1\nauthorities = [\"{id}\"]\n"), "genesis: name \"Bad Name\" must be 1–64 bytes of a-z 0-9 . _ -"),
+        (format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\", \"{id}\"]\n"), &format!("genesis: `authorities` names {id} twice")),
+        (format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\"]\ncheckpoint_quorum = 2\n"), "genesis: `checkpoint_quorum` 2 must be between 1 and the 1 witnesses"),
+    ] {
+        assert_eq!(Genesis::from_toml(&toml).unwrap_err().to_string(), error);
+    }
+    let unknown = format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\"]\nmint_authorities = []\n");
+    assert!(Genesis::from_toml(&unknown).unwrap_err().to_string().contains("unknown field `mint_authorities`"));
+}
+
+#[test]
+fn a_counterparty_verifies_from_its_checkpoint() {
+    let mut w = World::new(3);
+    for _ in 0..5 {
+        w.job_done(0, 1, 10, Outcome::Accept);
+        w.job_done(1, 0, 6, Outcome::Reject);
+    }
+    let before = w.verifier();
+    let checkpoint = |who: usize| {
+        let mut c = before.checkpoint(w.id(who), w.now).unwrap();
+        c.sign(&w.authorities[0]);
+        c
     };
-    w.append(Some(0), Body::Release(release), None);
-    let report = w.verify();
-    assert_eq!(rejections(&report), vec![(2, "release", rule("reservation-resolved"))]);
-    assert_eq!(balances(&w, &report), vec![94, 106]);
-}
-
-#[test]
-fn timeouts_only_after_the_deadline_and_at_most_half() {
-    let mut w = World::new(2);
-    let reserve = w.reserve(0, 1, 30);
-    let early = w.settlement(&reserve, Outcome::Timeout, 15);
-    w.settle(1, &reserve, early);
-    let report = w.verify();
-    assert_eq!(rejections(&report), vec![(1, "settle", rule("timeout-before-deadline"))]);
-    assert_eq!(balances(&w, &report), vec![70, 100]);
-
-    let mut w = World::new(2);
-    let reserve = w.reserve(0, 1, 30);
-    w.now += 60_000;
-    let greedy = w.settlement(&reserve, Outcome::Timeout, 16);
-    w.settle(1, &reserve, greedy);
-    assert_eq!(rejections(&w.verify()), vec![(1, "settle", rule("timeout-above-half"))]);
-
-    let mut w = World::new(2);
-    let reserve = w.reserve(0, 1, 30);
-    w.now += 60_000;
-    let fair = w.settlement(&reserve, Outcome::Timeout, 15);
-    w.settle(1, &reserve, fair);
-    let report = w.verify();
-    assert_eq!((rejections(&report), balances(&w, &report)), (vec![], vec![85, 115]));
-}
-
-#[test]
-fn replaying_an_old_settlement_is_rejected() {
-    let mut w = World::new(2);
-    let old = w.reserve(0, 1, 6);
-    let settlement = w.settlement(&old, Outcome::Accept, 6);
-    w.settle(1, &old, settlement.clone());
-    let new = w.reserve(0, 1, 6);
-    // The same co-signed settlement, re-appended for the new job.
-    let Body::Settle(old_settle) = &w.entries[w.entries.len() - 2].body.clone() else {
-        unreachable!()
-    };
-    let cosig = settlement.cosign(&w.users[0]);
-    w.append(Some(1), Body::Settle(old_settle.clone()), Some(cosig));
-    let report = w.verify();
-    assert_eq!(rejections(&report), vec![(2, "settle", rule("reservation-resolved"))]);
-    // Pointing the old settlement at the new reservation breaks the requester's
-    // counter-signature (the reservation hash is in the signed settlement)...
-    let mut w2 = World::new(2);
-    let old = w2.reserve(0, 1, 6);
-    let s_old = w2.settlement(&old, Outcome::Accept, 6);
-    w2.settle(1, &old, s_old.clone());
-    let new2 = w2.reserve(0, 1, 6);
-    let mut moved = s_old;
-    moved.reserve_seq = new2.seq;
-    moved.reserve_hash = new2.hash();
-    let commitment = None;
-    let stale_cosig = w2.settlement(&old, Outcome::Accept, 6).cosign(&w2.users[0]);
-    w2.append(
-        Some(1),
-        Body::Settle(Box::new(Settle { settlement: moved, commitment, reserve: new2 })),
-        Some(stale_cosig),
+    let (c0, c1) = (checkpoint(0), checkpoint(1));
+    let heads: Vec<Entry> = [&c0, &c1].iter().map(|c| w.entries.iter().find(|e| e.id() == c.head).unwrap().clone()).collect();
+    let tail = w.entries.len();
+    // After the checkpoints user0 hires user2, and user1 collects a late top-up of nothing.
+    w.job_done(0, 2, 20, Outcome::Accept);
+    let full = w.verify();
+    // The light verifier holds the checkpoints, the heads, what came after, and the short logs of
+    // the authority and user2: not user0's or user1's histories.
+    let mut light = Verifier::new(w.genesis.clone(), w.now + 1);
+    light.add_checkpoint(c0).unwrap();
+    light.add_checkpoint(c1).unwrap();
+    let short_logs = w.entries[..tail]
+        .iter()
+        .filter(|e| e.author == w.authorities[0].node_id() || e.author == w.id(2))
+        .cloned();
+    for e in w.entries[tail..].iter().cloned().chain(heads).chain(short_logs) {
+        light.insert(e);
+    }
+    let report = light.report();
+    for i in [0, 2] {
+        assert_eq!(report.accounts[&w.id(i)].balance, full.accounts[&w.id(i)].balance, "user{i}");
+    }
+    assert_eq!((report.refused.len(), report.pending.len(), report.quarantined), (0, 0, 0), "{report:?}");
+    // A checkpoint signed by a non-witness does not count.
+    let mut forged = before.checkpoint(w.id(0), w.now).unwrap();
+    forged.sign(&w.users[2]);
+    let mut v = Verifier::new(w.genesis.clone(), w.now);
+    assert_eq!(
+        v.add_checkpoint(forged).unwrap_err().to_string(),
+        "0 valid witness signatures; the network needs 1"
     );
-    let report = w2.verify();
-    assert_eq!(rejections(&report), vec![(2, "settle", rule("cosignature"))]);
-    // ...and if the requester does sign it, the old job id no longer matches.
-    let mut w3 = World::new(2);
-    let old = w3.reserve(0, 1, 6);
-    let s_old = w3.settlement(&old, Outcome::Accept, 6);
-    w3.settle(1, &old, s_old.clone());
-    let new3 = w3.reserve(0, 1, 6);
-    let mut moved = s_old;
-    moved.reserve_seq = new3.seq;
-    moved.reserve_hash = new3.hash();
-    w3.settle(1, &new3, moved);
-    assert_eq!(rejections(&w3.verify()), vec![(2, "settle", rule("reservation-mismatch"))]);
-    let _ = new;
-}
-
-#[test]
-fn rolling_back_by_fork_is_proven_and_frozen() {
-    let mut w = World::new(2);
-    let reserve = w.reserve(0, 1, 50);
-    let settlement = w.settlement(&reserve, Outcome::Accept, 50);
-    w.settle(1, &reserve, settlement);
-    // user0 rewrites entry 1 (the reservation) as a reservation of 1 for someone else.
-    let profile = w.entries.iter().find(|e| e.author == w.id(0) && e.seq == 0).unwrap().clone();
-    let job = w.job();
-    let mut writer = ash_ledger::LogWriter::resume(&w.users[0], &profile);
-    let forked = writer.append(
-        w.now,
-        Body::Reserve(Reserve {
-            job,
-            acceptor: w.id(1),
-            amount: Credits::new(1),
-            deadline: w.now + 5,
-        }),
-        None,
-    );
-    // The fork is shown instead of the original log: the acceptor's settle carries the original
-    // reservation, so the fork is proven.
-    let mut entries: Vec<_> =
-        w.entries.iter().filter(|e| e.hash() != reserve.hash()).cloned().collect();
-    entries.push(forked.clone());
-    let report = w.verify_entries(entries);
-    assert_eq!(report.equivocations.len(), 1);
-    assert!(report.accounts[&w.id(0)].frozen);
-    assert!(!report.accounts[&w.id(1)].frozen);
-    // Truncating the log (dropping the reservation) makes the settle wait, it does not undo it
-    // for anyone holding the full log.
-    let truncated: Vec<_> =
-        w.entries.iter().filter(|e| e.hash() != reserve.hash()).cloned().collect();
-    let report = w.verify_entries(truncated);
-    assert_eq!(report.pending.len(), 1);
-    // Incremental: a verifier that has seen the log refuses the fork with a proof.
-    let (mut verifier, report) = Verifier::verify_all(w.rules(), w.entries.clone());
-    assert!(report.is_clean());
-    let err = verifier.append(forked).unwrap_err();
-    assert_eq!(err.rule, Rule::Signature);
-    assert!(err.detail.starts_with("equivocation"), "{}", err.detail);
-    assert!(verifier.report().accounts[&w.id(0)].frozen);
-}
-
-#[test]
-fn a_rejected_settle_does_not_claim_its_reservation_incrementally() {
-    let mut w = World::new(2);
-    let reserve = w.reserve(0, 1, 6);
-    let early = w.settlement(&reserve, Outcome::Accept, 6);
-    let early = w.settle(1, &reserve, early);
-    let mut later = w.settlement(&reserve, Outcome::Reject, 3);
-    later.result_hash = ash_ledger::Hash([8; 32]);
-    // Built on the same log position, so it replaces `early` in user1's log.
-    w.entries.pop();
-    let (mut verifier, _) = Verifier::verify_all(
-        w.rules(),
-        w.entries.iter().filter(|e| e.hash() != reserve.hash()).cloned().collect::<Vec<_>>(),
-    );
-    // Without the reservation the first settle is refused...
-    let err = verifier.append(early).unwrap_err();
-    assert_eq!(err.rule, Rule::UnknownReservation);
-    // ...and does not stop another valid settlement once the reservation arrives.
-    assert!(verifier.append(reserve.clone()).unwrap());
-    let cosig = later.cosign(&w.users[0]);
-    let profile = w.entries.iter().find(|e| e.author == w.id(1) && e.seq == 0).unwrap().clone();
-    let entry = ash_ledger::LogWriter::resume(&w.users[1], &profile).append(
-        w.now + 1,
-        Body::Settle(Box::new(Settle { settlement: later, commitment: None, reserve })),
-        Some(cosig),
-    );
-    assert_eq!(verifier.append(entry).map_err(|e| e.rule), Ok(true));
-    assert_eq!(balances(&w, &verifier.report()), vec![97, 103]);
 }

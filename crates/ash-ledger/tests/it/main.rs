@@ -1,5 +1,5 @@
 //! Integration tests of ash-ledger: the attack list, property tests over random histories,
-//! hostile bytes, bundles and incremental verification.
+//! hostile bytes, bundles, checkpoints and incremental verification.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 

@@ -1,109 +1,169 @@
-//! The ledger file: append-only, conflicts kept as proofs, truncation cannot undo an entry.
-
-use std::collections::BTreeSet;
+//! The ledger file: only verified entries are stored, verdicts are written once, a reopened file
+//! gives the same verdicts and summaries, and damaged, old, newer or foreign files are refused.
 
 use ash_identity::Identity;
-use ash_ledger::{Body, Credits, Entry, JobId, LogWriter, Profile, Reserve, Rules, Verifier};
-use ash_store::{Inserted, LedgerDb};
+use ash_ledger::{
+    Admission, Body, Credits, Entry, Genesis, Hash, JobId, LogWriter, Mint, MintKind, Profile,
+    Receive, Reserve, Verifier,
+};
+use ash_store::{LedgerDb, LedgerDbError};
 use pretty_assertions::assert_eq;
 
-fn log(identity: &Identity, reserves: u64) -> Vec<Entry> {
-    let mut writer = LogWriter::new(identity);
-    let profile =
-        Profile { username: "alice".into(), sealing_key: identity.sealing_public(), created_at: 1 };
-    let mut entries = vec![writer.append(1, Body::Profile(profile), None)];
-    for i in 0..reserves {
-        let other = Identity::insecure_from_label("bob").node_id();
-        let body = Body::Reserve(Reserve {
-            job: JobId([i as u8; 16]),
-            acceptor: other,
-            amount: Credits::new(1),
-            deadline: 100 + i,
-        });
-        entries.push(writer.append(2 + i, body, None));
+const T0: u64 = 1_700_000_000_000;
+
+struct Net {
+    genesis: Genesis,
+    authority: Identity,
+    alice: Identity,
+    bob: Identity,
+}
+
+fn net(name: &str) -> Net {
+    let authority = Identity::insecure_from_label("authority");
+    let genesis = Genesis::new(name, T0, [authority.node_id()].into()).unwrap();
+    Net {
+        genesis,
+        authority,
+        alice: Identity::insecure_from_label("alice"),
+        bob: Identity::insecure_from_label("bob"),
     }
-    entries
+}
+
+fn profile(who: &Identity, name: &str) -> Body {
+    Body::Profile(Profile { username: name.into(), sealing_key: who.sealing_public(), created_at: T0 })
+}
+
+/// The authority's profile and a signup mint for alice; alice's profile, its receipt of the
+/// mint and `reserves` reservations of 10 for bob.
+fn history(n: &Net, reserves: u64) -> Vec<Entry> {
+    let network = n.genesis.id();
+    let mut auth = LogWriter::new(&n.authority, network);
+    let mut alice = LogWriter::new(&n.alice, network);
+    let mut bob = LogWriter::new(&n.bob, network);
+    let mint = |recipient| Body::Mint(Mint { recipient, amount: Credits::new(100), kind: MintKind::Signup, reason: "signup".into() });
+    let mut out = vec![auth.append(T0 + 1, profile(&n.authority, "authority"))];
+    let signup = auth.append(T0 + 2, mint(n.alice.node_id()));
+    out.push(signup.clone());
+    out.push(alice.append(T0 + 3, profile(&n.alice, "alice")));
+    out.push(alice.append(T0 + 4, Body::Receive(Receive { mint: signup.id() })));
+    out.push(bob.append(T0 + 5, profile(&n.bob, "bob")));
+    for i in 0..reserves {
+        out.push(alice.append(T0 + 10 + i, reserve(n, i)));
+    }
+    out
+}
+
+fn reserve(n: &Net, i: u64) -> Body {
+    Body::Reserve(Reserve {
+        job: JobId([u8::try_from(i).unwrap(); 16]),
+        acceptor: n.bob.node_id(),
+        amount: Credits::new(10),
+        deadline: T0 + 1_000_000,
+        terms: Hash::default(),
+    })
+}
+
+/// `entry` with its author replaced: a signature that is not the author's.
+fn forged_as(entry: &Entry, author: &Identity) -> Entry {
+    let mut bytes = entry.bytes().to_vec();
+    bytes[33..65].copy_from_slice(author.node_id().as_bytes());
+    Entry::decode(&bytes).unwrap()
 }
 
 #[test]
-fn entries_are_kept_and_conflicts_become_proofs() {
+fn only_verified_entries_are_stored_and_a_reopened_file_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let alice = Identity::insecure_from_label("alice");
-    let full = log(&alice, 3);
+    let n = net("store-test");
+    let entries = history(&n, 3);
     let mut db = LedgerDb::open(&path).unwrap();
-    assert_eq!(db.insert_all(&full, 10).unwrap(), vec![Inserted::New; 4]);
-    // A truncated copy changes nothing; a fork is kept aside.
-    assert_eq!(db.insert_all(&full[..2], 11).unwrap(), vec![Inserted::Known; 2]);
-    let mut writer = LogWriter::resume(&alice, &full[1]);
-    let fork = writer.append(
-        50,
-        Body::Reserve(Reserve {
-            job: JobId([9; 16]),
-            acceptor: alice.node_id(),
-            amount: Credits::new(1),
-            deadline: 99,
-        }),
-        None,
-    );
-    assert_eq!(db.insert_all([&fork], 12).unwrap(), vec![Inserted::Conflict]);
+    let mut v = db.load(n.genesis.clone(), T0 + 100).unwrap();
+    for e in &entries {
+        v.insert(e.clone());
+    }
+    // An entry at alice's next position signed by someone else: refused, never stored.
+    let mallory = Identity::insecure_from_label("mallory");
+    let fake = LogWriter::resume(&mallory, entries.last().unwrap()).append(T0 + 50, reserve(&n, 9));
+    let fake = forged_as(&fake, &n.alice);
+    assert!(matches!(v.insert(fake.clone()), Admission::Refused(..)));
+    // An entry whose predecessor nobody has seen: quarantined.
+    let mut bob = LogWriter::new(&n.bob, n.genesis.id());
+    let bob0 = bob.append(T0 + 5, profile(&n.bob, "bob"));
+    let _bob1 = bob.append(T0 + 70, profile(&n.bob, "bobby"));
+    let bob2 = bob.append(T0 + 71, profile(&n.bob, "bobbie"));
+    assert_eq!(v.insert(bob2.clone()), Admission::Quarantined);
+    let saved = db.save(&mut v, T0 + 100).unwrap();
+    assert_eq!((saved.new, saved.quarantined), (entries.len() as u64, 1));
+    let before = v.report();
+    let alice_before = v.account(n.alice.node_id());
     drop(db);
     let db = LedgerDb::open(&path).unwrap();
-    assert_eq!(db.log(alice.node_id()).unwrap(), full);
-    assert_eq!(db.last(alice.node_id()).unwrap().as_ref(), full.last());
-    let all = db.all().unwrap();
-    assert_eq!(all.len(), 5);
-    // The verifier turns the stored conflict into an equivocation proof.
-    let (_, report) = Verifier::verify_all(Rules::new(BTreeSet::new(), 1_000), all);
-    assert_eq!(report.equivocations.len(), 1);
-    assert!(report.accounts[&alice.node_id()].frozen);
+    assert!(db.entry(fake.id()).unwrap().is_none());
+    let v = db.load(n.genesis.clone(), T0 + 100).unwrap();
+    let after = v.report();
+    assert_eq!((after.accounts, after.quarantined), (before.accounts, before.quarantined));
+    assert_eq!(db.account(n.alice.node_id()).unwrap(), Some(alice_before.clone()));
+    assert_eq!(
+        (alice_before.balance.spendable.get(), alice_before.balance.locked.get(), alice_before.valid),
+        (70, 30, 5)
+    );
+    assert_eq!(bob0.id(), entries[4].id());
 }
 
 #[test]
-fn the_file_refuses_updates_and_deletes() {
+fn verdicts_are_written_once_and_entries_never_change() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let alice = Identity::insecure_from_label("alice");
+    let n = net("store-test");
     let mut db = LedgerDb::open(&path).unwrap();
-    db.insert_all(&log(&alice, 1), 1).unwrap();
+    let mut v = Verifier::verify_all(n.genesis.clone(), T0 + 100, history(&n, 1));
+    db.save(&mut v, 1).unwrap();
     drop(db);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    for sql in
-        ["DELETE FROM entries", "UPDATE entries SET seq = seq + 1", "DELETE FROM conflicts WHERE 1"]
-    {
-        let result = conn.execute(sql, []);
-        if sql.contains("entries") {
-            let err = result.unwrap_err().to_string();
-            assert!(err.contains("append-only"), "{sql}: {err}");
-        }
+    for (sql, expected) in [
+        ("DELETE FROM entries", "append-only"),
+        ("UPDATE entries SET seq = seq + 1", "append-only"),
+        ("UPDATE entries SET verdict = 'valid' WHERE verdict = 'valid'", "a verdict is written once"),
+        ("UPDATE meta SET value = x'00'", "the ledger's network never changes"),
+    ] {
+        let err = conn.execute(sql, []).unwrap_err().to_string();
+        assert!(err.contains(expected), "{sql}: {err}");
     }
-    drop(conn);
-    assert_eq!(LedgerDb::open(&path).unwrap().log(alice.node_id()).unwrap().len(), 2);
 }
 
 #[test]
-fn damaged_and_foreign_files_are_refused_with_the_reason() {
+fn old_newer_foreign_and_damaged_files_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let alice = Identity::insecure_from_label("alice");
-    LedgerDb::open(&path).unwrap().insert_all(&log(&alice, 1), 1).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "DROP TRIGGER entries_no_update; UPDATE entries SET bytes = x'0102' WHERE seq = 1;",
-    )
-    .unwrap();
-    drop(conn);
-    let err = LedgerDb::open(&path).unwrap().log(alice.node_id()).unwrap_err().to_string();
-    assert!(err.contains("stored entry 1 of") && err.contains("is damaged"), "{err}");
-
+    let n = net("store-test");
+    // A format 1 ledger (user_version 1, with tables).
+    let old = dir.path().join("old.db");
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute_batch("CREATE TABLE entries (x); PRAGMA user_version = 1;")
+        .unwrap();
+    let err = LedgerDb::open(&old).unwrap_err().to_string();
+    assert!(err.contains("ledger format 1; this ash reads format 2 (format 1 ledgers are not carried over"), "{err}");
     let newer = dir.path().join("newer.db");
     rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 7").unwrap();
     let err = LedgerDb::open(&newer).unwrap_err().to_string();
-    assert!(err.ends_with("ledger schema version 7; this ash reads version 1"), "{err}");
-
+    assert!(err.ends_with("ledger format 7; this ash reads format 2 (written by a newer ash)"), "{err}");
+    // Another network's genesis.
+    let path = dir.path().join("ledger.db");
+    let mut db = LedgerDb::open(&path).unwrap();
+    let mut v = Verifier::verify_all(n.genesis.clone(), T0 + 100, history(&n, 0));
+    db.save(&mut v, 1).unwrap();
+    let other = net("other-net").genesis;
+    let err = db.load(other.clone(), T0).err().unwrap();
+    assert!(matches!(err, LedgerDbError::Network { stored, wanted, .. } if stored == n.genesis.id() && wanted == other.id()));
+    drop(db);
+    // A damaged row.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TRIGGER entries_verdict_once; UPDATE entries SET bytes = x'0102' WHERE seq = 1;").unwrap();
+    drop(conn);
+    let err = LedgerDb::open(&path).unwrap().load(n.genesis, T0).err().unwrap().to_string();
+    assert!(err.contains("a stored entry is damaged"), "{err}");
     let junk = dir.path().join("junk.db");
-    std::fs::write(&junk, b"this is not sqlite, just some text that is long enough to be a header")
-        .unwrap();
+    std::fs::write(&junk, b"this is not sqlite, just some text that is long enough to be a header").unwrap();
     assert!(LedgerDb::open(&junk).is_err());
     assert_eq!(std::fs::read(&junk).unwrap().len(), 69, "the refused file is left untouched");
 }

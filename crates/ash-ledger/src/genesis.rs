@@ -1,0 +1,191 @@
+//! The genesis: what a network is (its mint authorities, witnesses and parameters) and its id,
+//! which every signed byte string of the ledger begins with.
+
+use std::collections::BTreeSet;
+
+use ash_identity::NodeId;
+
+use crate::codec::Writer;
+use crate::entry::{Hash, tagged_hash};
+
+/// How long after a reservation's deadline a payment may still be collected, by default (7 days).
+pub const DEFAULT_CLAIM_WINDOW_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Most authorities or witnesses a genesis may name.
+pub(crate) const MAX_GENESIS_IDS: usize = 64;
+
+/// A network's definition. Everyone on a network holds the same one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Genesis {
+    /// 1–64 bytes of `a-z 0-9 . _ -`, for people.
+    pub name: String,
+    /// When the network was created (ms since the Unix epoch).
+    pub created_at: u64,
+    /// Identities whose mints create credits.
+    pub authorities: BTreeSet<NodeId>,
+    /// Identities whose signatures make a checkpoint.
+    pub witnesses: BTreeSet<NodeId>,
+    /// Distinct witness signatures a checkpoint needs.
+    pub checkpoint_quorum: u16,
+    /// How long after a deadline a payment may be collected (ms).
+    pub claim_window_ms: u64,
+    id: Hash,
+}
+
+/// A genesis that is not valid, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("genesis: {0}")]
+pub struct GenesisError(pub String);
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: String,
+    created_at: u64,
+    authorities: Vec<String>,
+    #[serde(default)]
+    witnesses: Option<Vec<String>>,
+    #[serde(default)]
+    checkpoint_quorum: Option<u16>,
+    #[serde(default)]
+    claim_window_ms: Option<u64>,
+}
+
+impl Genesis {
+    /// A genesis with `authorities` as its witnesses, a majority quorum and the default window.
+    pub fn new(
+        name: &str,
+        created_at: u64,
+        authorities: BTreeSet<NodeId>,
+    ) -> Result<Self, GenesisError> {
+        let quorum = majority(authorities.len());
+        Self::with(name, created_at, authorities.clone(), authorities, quorum, DEFAULT_CLAIM_WINDOW_MS)
+    }
+
+    /// A genesis with every parameter given; checks them all.
+    pub fn with(
+        name: &str,
+        created_at: u64,
+        authorities: BTreeSet<NodeId>,
+        witnesses: BTreeSet<NodeId>,
+        checkpoint_quorum: u16,
+        claim_window_ms: u64,
+    ) -> Result<Self, GenesisError> {
+        let fail = |what: String| Err(GenesisError(what));
+        if !valid_name(name) {
+            return fail(format!("name {name:?} must be 1–64 bytes of a-z 0-9 . _ -"));
+        }
+        if authorities.is_empty() || authorities.len() > MAX_GENESIS_IDS {
+            return fail(format!("`authorities` must name 1–{MAX_GENESIS_IDS} identities"));
+        }
+        if witnesses.is_empty() || witnesses.len() > MAX_GENESIS_IDS {
+            return fail(format!("`witnesses` must name 1–{MAX_GENESIS_IDS} identities"));
+        }
+        if checkpoint_quorum == 0 || usize::from(checkpoint_quorum) > witnesses.len() {
+            return fail(format!(
+                "`checkpoint_quorum` {checkpoint_quorum} must be between 1 and the {} witnesses",
+                witnesses.len()
+            ));
+        }
+        if claim_window_ms == 0 {
+            return fail("`claim_window_ms` must be above 0".into());
+        }
+        let mut genesis = Self {
+            name: name.to_owned(),
+            created_at,
+            authorities,
+            witnesses,
+            checkpoint_quorum,
+            claim_window_ms,
+            id: Hash::default(),
+        };
+        genesis.id = tagged_hash(b"ash/ledger/network/v2", &genesis.to_bytes());
+        Ok(genesis)
+    }
+
+    /// Reads a genesis file (TOML, see docs/ledger-format.md).
+    pub fn from_toml(text: &str) -> Result<Self, GenesisError> {
+        let file: File = toml::from_str(text).map_err(|e| GenesisError(e.to_string()))?;
+        let ids = |field: &str, list: &[String]| -> Result<BTreeSet<NodeId>, GenesisError> {
+            let mut set = BTreeSet::new();
+            for text in list {
+                let id = text
+                    .parse::<NodeId>()
+                    .map_err(|e| GenesisError(format!("`{field}`: {text:?}: {e}")))?;
+                if !set.insert(id) {
+                    return Err(GenesisError(format!("`{field}` names {text} twice")));
+                }
+            }
+            Ok(set)
+        };
+        let authorities = ids("authorities", &file.authorities)?;
+        let witnesses = match &file.witnesses {
+            Some(list) => ids("witnesses", list)?,
+            None => authorities.clone(),
+        };
+        let quorum = file.checkpoint_quorum.unwrap_or_else(|| majority(witnesses.len()));
+        Self::with(
+            &file.name,
+            file.created_at,
+            authorities,
+            witnesses,
+            quorum,
+            file.claim_window_ms.unwrap_or(DEFAULT_CLAIM_WINDOW_MS),
+        )
+    }
+
+    /// The genesis as a TOML file that [`Genesis::from_toml`] reads back to the same network.
+    pub fn to_toml(&self) -> String {
+        let list = |set: &BTreeSet<NodeId>| {
+            set.iter().map(|id| format!("\n    \"{id}\",")).collect::<String>()
+        };
+        format!(
+            "# ash network genesis (ledger format 2); network id {}\n\
+             name = \"{}\"\ncreated_at = {}\nauthorities = [{}\n]\nwitnesses = [{}\n]\n\
+             checkpoint_quorum = {}\nclaim_window_ms = {}\n",
+            self.id,
+            self.name,
+            self.created_at,
+            list(&self.authorities),
+            list(&self.witnesses),
+            self.checkpoint_quorum,
+            self.claim_window_ms,
+        )
+    }
+
+    /// The canonical bytes the network id is the hash of.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(u8::try_from(self.name.len()).unwrap_or(u8::MAX)).bytes(self.name.as_bytes());
+        w.u64(self.created_at);
+        for set in [&self.authorities, &self.witnesses] {
+            w.u16(u16::try_from(set.len()).unwrap_or(u16::MAX));
+            for id in set {
+                w.id(*id);
+            }
+        }
+        w.u16(self.checkpoint_quorum).u64(self.claim_window_ms);
+        w.0
+    }
+
+    /// The network id: `H("ash/ledger/network/v2", genesis bytes)`.
+    pub const fn id(&self) -> Hash {
+        self.id
+    }
+
+    /// Whether `id` is a mint authority of this network.
+    pub fn is_authority(&self, id: &NodeId) -> bool {
+        self.authorities.contains(id)
+    }
+}
+
+const fn majority(n: usize) -> u16 {
+    let half = n / 2 + 1;
+    if half > u16::MAX as usize { u16::MAX } else { half as u16 }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-'
+        })
+}

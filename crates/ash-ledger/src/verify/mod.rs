@@ -1,0 +1,942 @@
+//! Verification: which entries are valid, which are refused and why, which wait, and the
+//! balances that follow.
+//!
+//! An entry is accepted into the verifier only with a valid author signature, our network and a
+//! place in its author's log (the predecessor held, or entry 0); entries whose predecessor is not
+//! here yet wait in a bounded quarantine. An accepted entry is judged by [`rules::judge`] once its
+//! predecessor is judged and the entry it names (if any) is; its verdict never changes after. So
+//! the verdicts are a function of the entries present, whatever order they came in.
+
+mod rules;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use ash_identity::{Domain, NodeId, PublicKey, SignedItem, invalid_signatures, verify};
+use serde::Serialize;
+
+pub(crate) use rules::{Collected, LogState, Open};
+pub use rules::Rule;
+use rules::{Named, judge};
+
+use crate::checkpoint::Checkpoint;
+use crate::credits::Credits;
+use crate::entry::{Body, Entry, Hash};
+use crate::genesis::Genesis;
+
+/// Distinct entries kept at one position of one log; beyond, a further variant is dropped
+/// (the equivocation is proven already).
+pub const MAX_VARIANTS: usize = 4;
+/// Entries waiting for their predecessor, at most; the oldest is dropped first.
+pub const MAX_QUARANTINE: usize = 100_000;
+/// How far an entry's time may be ahead of the verifier's clock before it waits (5 minutes).
+pub const DEFAULT_SKEW: u64 = 5 * 60 * 1000;
+
+/// An entry's standing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// It counts.
+    Valid,
+    /// It broke `rule`; it has no effect, and its log goes on without it.
+    Refused {
+        /// The rule.
+        rule: Rule,
+        /// Specifics, for people.
+        detail: String,
+    },
+    /// It cannot be judged yet: it waits for `waiting_for`.
+    Pending {
+        /// What is missing, for people.
+        waiting_for: String,
+    },
+}
+
+/// What became of an entry offered to [`Verifier::insert`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Accepted; its verdict so far.
+    Accepted(Verdict),
+    /// The same entry was already here.
+    Known,
+    /// Its predecessor is not here: it waits in quarantine.
+    Quarantined,
+    /// Refused at the door (network, signature, chain): not kept.
+    Refused(Rule, String),
+    /// A further variant at a position that already holds [`MAX_VARIANTS`]: not kept.
+    Dropped,
+}
+
+/// An entry refused, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// The log.
+    pub author: NodeId,
+    /// The entry.
+    pub seq: u64,
+    /// Its id.
+    pub id: Hash,
+    /// Its kind.
+    pub kind: &'static str,
+    /// The rule broken.
+    pub rule: Rule,
+    /// Specifics, for people.
+    pub detail: String,
+}
+
+/// An entry that cannot be judged yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Pending {
+    /// The log.
+    pub author: NodeId,
+    /// The entry.
+    pub seq: u64,
+    /// Its id.
+    pub id: Hash,
+    /// What it waits for.
+    pub waiting_for: String,
+}
+
+/// Proof that an identity signed two different entries at one position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Equivocation {
+    /// The entry held first.
+    pub kept: Arc<Entry>,
+    /// The other one.
+    pub other: Arc<Entry>,
+}
+
+/// Credits of one identity, from its own valid entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Balance {
+    /// Credits received from mints.
+    pub received: Credits,
+    /// Credits collected for jobs done.
+    pub earned: Credits,
+    /// Credits paid for jobs decided.
+    pub paid: Credits,
+    /// Credits locked in open reservations.
+    pub locked: Credits,
+    /// What a reservation may use now: `received + earned − paid − locked`, or 0 when frozen.
+    pub spendable: Credits,
+}
+
+/// One identity as verified.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Account {
+    /// Who.
+    pub id: NodeId,
+    /// The latest valid profile's username.
+    pub username: Option<String>,
+    /// Entries held (all positions and variants).
+    pub entries: u64,
+    /// Entries judged valid.
+    pub valid: u64,
+    /// Entries refused by a rule.
+    pub refused: u64,
+    /// The log's judged head: the latest judged entry (of the branch with the lowest id at a
+    /// fork).
+    pub head: Option<Hash>,
+    /// Its seq.
+    pub head_seq: Option<u64>,
+    /// Its credits.
+    pub balance: Balance,
+    /// Whether it is a mint authority.
+    pub authority: bool,
+    /// Equivocation was proven: its credits must not be accepted.
+    pub frozen: bool,
+}
+
+/// The outcome of verifying.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Every identity with a log here, by id.
+    pub accounts: BTreeMap<NodeId, Account>,
+    /// Entries refused, by a rule or at the door.
+    pub refused: Vec<Refusal>,
+    /// Entries that cannot be judged yet.
+    pub pending: Vec<Pending>,
+    /// Entries waiting for their predecessor.
+    pub quarantined: u64,
+    /// Proofs of equivocation.
+    pub equivocations: Vec<Equivocation>,
+}
+
+impl Report {
+    /// `true` when nothing was refused, nothing waits and nobody equivocated.
+    pub fn is_clean(&self) -> bool {
+        self.refused.is_empty()
+            && self.pending.is_empty()
+            && self.quarantined == 0
+            && self.equivocations.is_empty()
+    }
+}
+
+struct Node {
+    entry: Arc<Entry>,
+    verdict: Verdict,
+}
+
+/// The verifier: entries by id, their verdicts, and the state each log's judged head left.
+pub struct Verifier {
+    genesis: Genesis,
+    now: u64,
+    skew: u64,
+    keys: HashMap<NodeId, Option<PublicKey>>,
+    nodes: HashMap<Hash, Node>,
+    positions: HashMap<(NodeId, u64), Vec<Hash>>,
+    /// The state after an entry, kept for entries whose successor is not judged yet.
+    states: HashMap<Hash, LogState>,
+    /// Per log: the judged head (highest seq, lowest id at a tie).
+    heads: HashMap<NodeId, (u64, Hash)>,
+    /// Entries to retry once the key entry is judged or arrives.
+    waiting: HashMap<Hash, Vec<Hash>>,
+    /// Entries dated too far ahead of the clock.
+    early: BTreeSet<Hash>,
+    /// Quarantine: entries by id, their ids by the predecessor they wait for, arrival order.
+    orphans: HashMap<Hash, Entry>,
+    orphans_by_prev: HashMap<Hash, Vec<Hash>>,
+    orphan_order: VecDeque<Hash>,
+    door: Vec<Refusal>,
+    equivocations: Vec<Equivocation>,
+    frozen: BTreeSet<NodeId>,
+    checkpoints: HashMap<NodeId, Checkpoint>,
+    /// Per log: entries held, valid, refused.
+    counts: HashMap<NodeId, (u64, u64, u64)>,
+    /// Entries placed or judged since [`Verifier::take_changed`] last ran.
+    changed: BTreeSet<Hash>,
+}
+
+impl Verifier {
+    /// A verifier for `genesis`'s network with nothing in it, at the clock `now` (ms).
+    pub fn new(genesis: Genesis, now: u64) -> Self {
+        Self {
+            genesis,
+            now,
+            skew: DEFAULT_SKEW,
+            keys: HashMap::new(),
+            nodes: HashMap::new(),
+            positions: HashMap::new(),
+            states: HashMap::new(),
+            heads: HashMap::new(),
+            waiting: HashMap::new(),
+            early: BTreeSet::new(),
+            orphans: HashMap::new(),
+            orphans_by_prev: HashMap::new(),
+            orphan_order: VecDeque::new(),
+            door: Vec::new(),
+            equivocations: Vec::new(),
+            frozen: BTreeSet::new(),
+            checkpoints: HashMap::new(),
+            counts: HashMap::new(),
+            changed: BTreeSet::new(),
+        }
+    }
+
+    /// The entries placed or judged since the last call, with their verdicts now, for a store
+    /// to write.
+    pub fn take_changed(&mut self) -> Vec<(Arc<Entry>, Verdict)> {
+        std::mem::take(&mut self.changed)
+            .into_iter()
+            .filter_map(|id| self.nodes.get(&id).map(|n| (Arc::clone(&n.entry), n.verdict.clone())))
+            .collect()
+    }
+
+    /// The entries in quarantine (waiting for their predecessor), oldest first.
+    pub fn quarantined(&self) -> impl Iterator<Item = &Entry> {
+        self.orphan_order.iter().filter_map(|id| self.orphans.get(id))
+    }
+
+    /// The checkpoints that count here, one per subject (the latest).
+    pub fn checkpoints(&self) -> impl Iterator<Item = &Checkpoint> {
+        self.checkpoints.values()
+    }
+
+    /// The identities with a log here.
+    pub fn authors(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.counts.keys().copied()
+    }
+
+    /// Records `id`'s verdict, keeping the per-log counts.
+    fn set_verdict(&mut self, id: Hash, verdict: Verdict) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let slot = self.counts.entry(node.entry.author).or_default();
+        match &node.verdict {
+            Verdict::Valid => slot.1 -= 1,
+            Verdict::Refused { .. } => slot.2 -= 1,
+            Verdict::Pending { .. } => {}
+        }
+        match &verdict {
+            Verdict::Valid => slot.1 += 1,
+            Verdict::Refused { .. } => slot.2 += 1,
+            Verdict::Pending { .. } => {}
+        }
+        node.verdict = verdict;
+        self.changed.insert(id);
+    }
+
+    /// The network's genesis.
+    pub const fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// Verifies a whole set of entries (any order, any authors). Author signatures are checked
+    /// as one batch on all cores; the verdicts are those of inserting them one by one in any
+    /// order.
+    pub fn verify_all(genesis: Genesis, now: u64, entries: impl IntoIterator<Item = Entry>) -> Self {
+        let mut verifier = Self::new(genesis, now);
+        let mut entries: Vec<Entry> = entries.into_iter().collect();
+        // Each log in order, so that few entries wait for a predecessor.
+        entries.sort_unstable_by_key(|e| (e.author, e.seq, e.id()));
+        entries.dedup_by(|a, b| a.bytes() == b.bytes());
+        let bad = verifier.bad_signatures(&entries);
+        for (i, entry) in entries.into_iter().enumerate() {
+            if bad.contains(&i) {
+                verifier.refuse_at_door(&entry, Rule::Signature, "the author's signature does not verify");
+            } else {
+                verifier.admit(entry);
+            }
+        }
+        verifier
+    }
+
+    /// Offers one entry: checks its signature, places it, and judges what can be judged.
+    pub fn insert(&mut self, entry: Entry) -> Admission {
+        if self.nodes.contains_key(&entry.id()) || self.orphans.contains_key(&entry.id()) {
+            return Admission::Known;
+        }
+        let valid = self.key(entry.author).is_some_and(|key| {
+            verify(&key, Domain::LedgerEntry, entry.signed_bytes(), &entry.signature).is_ok()
+        });
+        if !valid {
+            return self.refuse_at_door(&entry, Rule::Signature, "the author's signature does not verify");
+        }
+        self.admit(entry)
+    }
+
+    /// Offers an entry whose signature was checked before it was stored (the ledger database
+    /// holds only such entries).
+    pub fn insert_checked(&mut self, entry: Entry) -> Admission {
+        if self.nodes.contains_key(&entry.id()) || self.orphans.contains_key(&entry.id()) {
+            return Admission::Known;
+        }
+        self.admit(entry)
+    }
+
+    /// Moves the clock on, judging entries that were dated ahead of it.
+    pub fn set_now(&mut self, now: u64) {
+        self.now = now;
+        let ready: Vec<Hash> = std::mem::take(&mut self.early).into_iter().collect();
+        self.run(ready);
+    }
+
+    /// Adds a checkpoint. Counts only with a quorum of valid witness signatures; then the
+    /// subject's entries on its chain up to the head take their verdicts from it, and later ones
+    /// are judged from its state.
+    pub fn add_checkpoint(&mut self, checkpoint: Checkpoint) -> Result<(), crate::CheckpointError> {
+        checkpoint.check(&self.genesis)?;
+        let subject = checkpoint.subject;
+        if self.checkpoints.get(&subject).is_some_and(|c| c.seq >= checkpoint.seq) {
+            return Ok(());
+        }
+        let head = checkpoint.head;
+        self.checkpoints.insert(subject, checkpoint);
+        self.anchor(head);
+        Ok(())
+    }
+
+    /// An entry's verdict, if the entry is here (quarantined entries count as pending).
+    pub fn verdict(&self, id: &Hash) -> Option<&Verdict> {
+        self.nodes.get(id).map(|n| &n.verdict)
+    }
+
+    /// An entry held here by its id.
+    pub fn entry(&self, id: &Hash) -> Option<&Arc<Entry>> {
+        self.nodes.get(id).map(|n| &n.entry)
+    }
+
+    /// The valid entries of `author`'s log along its judged head's chain, oldest first.
+    pub fn valid_entries(&self, author: NodeId) -> Vec<Arc<Entry>> {
+        self.chain(author).into_iter().filter(|e| self.verdict(&e.id()) == Some(&Verdict::Valid)).collect()
+    }
+
+    /// The entries of `author`'s log along its judged head's chain, oldest first, with verdicts.
+    pub fn chain(&self, author: NodeId) -> Vec<Arc<Entry>> {
+        let mut out = Vec::new();
+        let mut at = self.heads.get(&author).map(|(_, id)| *id);
+        while let Some(id) = at {
+            let Some(node) = self.nodes.get(&id) else { break };
+            out.push(Arc::clone(&node.entry));
+            at = (node.entry.seq > 0).then_some(node.entry.prev);
+        }
+        out.reverse();
+        out
+    }
+
+    /// The judged head of `author`'s log: its latest valid-or-refused entry.
+    pub fn head(&self, author: NodeId) -> Option<Arc<Entry>> {
+        let (_, id) = self.heads.get(&author)?;
+        self.entry(id).cloned()
+    }
+
+    /// `author`'s latest valid profile: username and sealing key. Comes from verified entries
+    /// only.
+    pub fn profile(&self, author: NodeId) -> Option<(String, ash_identity::SealingPublicKey)> {
+        self.head_state(author).and_then(|s| s.profile)
+    }
+
+    /// A checkpoint of `subject` at its judged head, unsigned: witnesses sign it with
+    /// [`Checkpoint::sign`]. `None` when the subject is frozen, has nothing judged, or has
+    /// entries still waiting below its head.
+    pub fn checkpoint(&self, subject: NodeId, time: u64) -> Option<Checkpoint> {
+        if self.frozen.contains(&subject) {
+            return None;
+        }
+        let (seq, head) = *self.heads.get(&subject)?;
+        let state = self.state_at(head)?;
+        let chain = self.chain(subject);
+        let mut refused: Vec<u64> = chain
+            .iter()
+            .filter(|e| matches!(self.verdict(&e.id()), Some(Verdict::Refused { .. })))
+            .map(|e| e.seq)
+            .collect();
+        if let Some(old) = self.checkpoints.get(&subject) {
+            refused.extend(old.refused.iter().copied());
+            refused.sort_unstable();
+            refused.dedup();
+        }
+        Some(Checkpoint {
+            network: self.genesis.id(),
+            subject,
+            seq,
+            head,
+            time,
+            refused,
+            state,
+            signatures: Vec::new(),
+        })
+    }
+
+    /// Valid mints made out to `recipient` that its log could still receive (after the last one
+    /// it received from each authority; no second signup), oldest first per authority.
+    pub fn receivable_mints(&self, recipient: NodeId) -> Vec<Arc<Entry>> {
+        let state = self.head_state(recipient).unwrap_or_default();
+        let mut out: Vec<Arc<Entry>> = self
+            .nodes
+            .values()
+            .filter(|n| n.verdict == Verdict::Valid)
+            .filter(|n| match &n.entry.body {
+                Body::Mint(m) => {
+                    m.recipient == recipient
+                        && state.mints.get(&n.entry.author).is_none_or(|last| n.entry.seq > *last)
+                        && !(m.kind == crate::MintKind::Signup && state.signup)
+                }
+                _ => false,
+            })
+            .map(|n| Arc::clone(&n.entry))
+            .collect();
+        out.sort_by_key(|e| (e.author, e.seq));
+        // Receiving a later mint of an authority first would make the earlier unreceivable,
+        // and a second signup would be refused: keep the first signup only.
+        let mut signup = state.signup;
+        out.retain(|e| match &e.body {
+            Body::Mint(m) if m.kind == crate::MintKind::Signup => !std::mem::replace(&mut signup, true),
+            _ => true,
+        });
+        out
+    }
+
+    /// Whether a checkpoint says what the rules say: `Some(true)` when its head is judged here
+    /// by the rules with the same state and refused entries, `Some(false)` when not, `None`
+    /// when its head is not here or not judged.
+    pub fn agrees_with(&self, checkpoint: &Checkpoint) -> Option<bool> {
+        let node = self.nodes.get(&checkpoint.head)?;
+        if matches!(node.verdict, Verdict::Pending { .. }) || node.entry.author != checkpoint.subject {
+            return None;
+        }
+        let state = self.state_at(checkpoint.head)?;
+        let mut refused = Vec::new();
+        let mut at = Some(checkpoint.head);
+        while let Some(id) = at {
+            let node = self.nodes.get(&id)?;
+            if matches!(node.verdict, Verdict::Refused { .. }) {
+                refused.push(node.entry.seq);
+            }
+            at = (node.entry.seq > 0).then_some(node.entry.prev);
+        }
+        refused.reverse();
+        Some(state == checkpoint.state && refused == checkpoint.refused && !self.frozen.contains(&checkpoint.subject))
+    }
+
+    /// The report: accounts, refusals, what waits, equivocations.
+    pub fn report(&self) -> Report {
+        let mut report = Report {
+            // A copy with a bad signature of an entry held here is not a refusal of the entry.
+            refused: self.door.iter().filter(|r| !self.nodes.contains_key(&r.id)).cloned().collect(),
+            quarantined: self.orphans.len() as u64,
+            equivocations: self.equivocations.clone(),
+            ..Report::default()
+        };
+        for (id, node) in &self.nodes {
+            let entry = &node.entry;
+            match &node.verdict {
+                Verdict::Valid => {}
+                Verdict::Refused { rule, detail } => {
+                    report.refused.push(Refusal {
+                        author: entry.author,
+                        seq: entry.seq,
+                        id: *id,
+                        kind: entry.body.kind(),
+                        rule: *rule,
+                        detail: detail.clone(),
+                    });
+                }
+                Verdict::Pending { waiting_for } => report.pending.push(Pending {
+                    author: entry.author,
+                    seq: entry.seq,
+                    id: *id,
+                    waiting_for: waiting_for.clone(),
+                }),
+            }
+        }
+        report.refused.sort_by_key(|r| (r.author, r.seq, r.id));
+        report.pending.sort_by_key(|p| (p.author, p.seq, p.id));
+        for id in self.counts.keys() {
+            report.accounts.insert(*id, self.account(*id));
+        }
+        report
+    }
+
+    /// One identity's account.
+    pub fn account(&self, id: NodeId) -> Account {
+        let (entries, valid, refused) = self.counts.get(&id).copied().unwrap_or_default();
+        let state = self.head_state(id).unwrap_or_default();
+        let frozen = self.frozen.contains(&id);
+        let head = self.heads.get(&id).copied();
+        Account {
+            id,
+            username: state.profile.as_ref().map(|(name, _)| name.clone()),
+            entries,
+            valid,
+            refused,
+            head: head.map(|(_, h)| h),
+            head_seq: head.map(|(s, _)| s),
+            balance: balance_of(&state, frozen),
+            authority: self.genesis.is_authority(&id),
+            frozen,
+        }
+    }
+
+    fn head_state(&self, author: NodeId) -> Option<LogState> {
+        let (_, head) = self.heads.get(&author)?;
+        self.state_at(*head)
+    }
+
+    fn key(&mut self, id: NodeId) -> Option<PublicKey> {
+        *self.keys.entry(id).or_insert_with(|| id.public_key().ok())
+    }
+
+    fn bad_signatures(&mut self, entries: &[Entry]) -> BTreeSet<usize> {
+        let keys: Vec<Option<PublicKey>> = entries.iter().map(|e| self.key(e.author)).collect();
+        let mut bad: BTreeSet<usize> = keys.iter().enumerate().filter(|(_, k)| k.is_none()).map(|(i, _)| i).collect();
+        let (indices, items): (Vec<usize>, Vec<SignedItem<'_>>) = entries
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .filter_map(|(i, (entry, key))| {
+                key.as_ref().map(|key| {
+                    (
+                        i,
+                        SignedItem {
+                            key,
+                            domain: Domain::LedgerEntry,
+                            bytes: entry.signed_bytes(),
+                            signature: &entry.signature,
+                        },
+                    )
+                })
+            })
+            .unzip();
+        bad.extend(invalid_signatures(&items).into_iter().map(|i| indices[i]));
+        bad
+    }
+
+    fn refuse_at_door(&mut self, entry: &Entry, rule: Rule, detail: &str) -> Admission {
+        self.door.push(Refusal {
+            author: entry.author,
+            seq: entry.seq,
+            id: entry.id(),
+            kind: entry.body.kind(),
+            rule,
+            detail: detail.to_owned(),
+        });
+        Admission::Refused(rule, detail.to_owned())
+    }
+
+    /// Places a signature-checked entry in its log, or in quarantine.
+    fn admit(&mut self, entry: Entry) -> Admission {
+        let id = entry.id();
+        if self.nodes.contains_key(&id) || self.orphans.contains_key(&id) {
+            return Admission::Known;
+        }
+        if entry.network != self.genesis.id() {
+            let detail = format!("network {} is not this one ({})", entry.network, self.genesis.id());
+            return self.refuse_at_door(&entry, Rule::Network, &detail);
+        }
+        if entry.seq == 0 && entry.prev != Hash::default() {
+            return self.refuse_at_door(&entry, Rule::Chain, "entry 0 must have a zero prev");
+        }
+        if entry.seq > 0 {
+            match self.nodes.get(&entry.prev) {
+                Some(prev) if prev.entry.author == entry.author && prev.entry.seq + 1 == entry.seq => {}
+                Some(_) => {
+                    return self.refuse_at_door(
+                        &entry,
+                        Rule::Chain,
+                        "prev names an entry that is not the author's previous one",
+                    );
+                }
+                None if !self.anchored_by_checkpoint(&entry) => {
+                    return self.quarantine(entry);
+                }
+                None => {}
+            }
+        }
+        let position = self.positions.entry((entry.author, entry.seq)).or_default();
+        if position.len() >= MAX_VARIANTS {
+            return Admission::Dropped;
+        }
+        let first = position.first().copied();
+        position.push(id);
+        let entry = Arc::new(entry);
+        if let Some(first) = first.and_then(|f| self.nodes.get(&f)) {
+            self.equivocations.push(Equivocation { kept: Arc::clone(&first.entry), other: Arc::clone(&entry) });
+            self.frozen.insert(entry.author);
+        }
+        let pending = Verdict::Pending { waiting_for: "judgement".into() };
+        self.counts.entry(entry.author).or_default().0 += 1;
+        self.changed.insert(id);
+        self.nodes.insert(id, Node { entry, verdict: pending });
+        let mut queue = vec![id];
+        // Whoever waited for this entry to arrive (its successors in quarantine, entries that
+        // name it) can move now.
+        queue.extend(self.waiting.remove(&id).unwrap_or_default());
+        let released = self.orphans_by_prev.remove(&id).unwrap_or_default();
+        self.run(queue);
+        for orphan in released {
+            if let Some(entry) = self.orphans.remove(&orphan) {
+                self.admit(entry);
+            }
+        }
+        let verdict = self.nodes.get(&id).map(|n| n.verdict.clone());
+        self.anchor_if_checkpointed(id);
+        Admission::Accepted(verdict.unwrap_or(Verdict::Pending { waiting_for: "judgement".into() }))
+    }
+
+    fn quarantine(&mut self, entry: Entry) -> Admission {
+        while self.orphans.len() >= MAX_QUARANTINE {
+            let Some(old) = self.orphan_order.pop_front() else { break };
+            if let Some(gone) = self.orphans.remove(&old)
+                && let Some(list) = self.orphans_by_prev.get_mut(&gone.prev)
+            {
+                list.retain(|id| *id != old);
+            }
+        }
+        let id = entry.id();
+        self.orphans_by_prev.entry(entry.prev).or_default().push(id);
+        self.orphan_order.push_back(id);
+        self.orphans.insert(id, entry);
+        Admission::Quarantined
+    }
+
+    /// Whether a checkpoint vouches for `entry` without its predecessor: it is the checkpoint's
+    /// head, or an ancestor of it found through held or quarantined entries.
+    fn anchored_by_checkpoint(&self, entry: &Entry) -> bool {
+        let Some(checkpoint) = self.checkpoints.get(&entry.author) else { return false };
+        if entry.seq > checkpoint.seq {
+            return false;
+        }
+        let mut at = checkpoint.head;
+        loop {
+            if at == entry.id() {
+                return true;
+            }
+            let prev = match (self.nodes.get(&at), self.orphans.get(&at)) {
+                (Some(node), _) => &node.entry,
+                (None, Some(orphan)) => orphan,
+                (None, None) => return false,
+            };
+            if prev.seq <= entry.seq {
+                return false;
+            }
+            at = prev.prev;
+        }
+    }
+
+    fn anchor_if_checkpointed(&mut self, id: Hash) {
+        let Some(node) = self.nodes.get(&id) else { return };
+        if self.checkpoints.get(&node.entry.author).is_some_and(|c| c.head == id) {
+            self.anchor(id);
+        }
+    }
+
+    /// Gives the checkpoint's verdicts to its head and the ancestors held (bringing them out of
+    /// quarantine), and its state to the head.
+    fn anchor(&mut self, head: Hash) {
+        let Some(node) = self.nodes.get(&head).map(|n| Arc::clone(&n.entry)).or_else(|| {
+            self.orphans.get(&head).cloned().map(Arc::new)
+        }) else {
+            return;
+        };
+        let Some(checkpoint) = self.checkpoints.get(&node.author).cloned() else { return };
+        let mut chain = Vec::new();
+        let mut at = Some(head);
+        while let Some(id) = at {
+            let entry = match (self.nodes.get(&id), self.orphans.remove(&id)) {
+                (Some(n), _) => Arc::clone(&n.entry),
+                (None, Some(orphan)) => Arc::new(orphan),
+                (None, None) => break,
+            };
+            at = (entry.seq > 0).then_some(entry.prev);
+            chain.push(entry);
+        }
+        let mut woken = Vec::new();
+        for entry in chain {
+            let id = entry.id();
+            let already = self.nodes.get(&id).is_some_and(|n| !matches!(n.verdict, Verdict::Pending { .. }));
+            if already {
+                continue;
+            }
+            let verdict = if checkpoint.refused.contains(&entry.seq) {
+                Verdict::Refused { rule: Rule::Chain, detail: "refused, says a checkpoint".into() }
+            } else {
+                Verdict::Valid
+            };
+            let position = self.positions.entry((entry.author, entry.seq)).or_default();
+            if !position.contains(&id) {
+                position.push(id);
+            }
+            if !self.nodes.contains_key(&id) {
+                self.counts.entry(entry.author).or_default().0 += 1;
+                let pending = Verdict::Pending { waiting_for: "judgement".into() };
+                self.nodes.insert(id, Node { entry, verdict: pending });
+            }
+            self.set_verdict(id, verdict);
+            woken.extend(self.waiting.remove(&id).unwrap_or_default());
+        }
+        self.states.entry(head).or_insert(checkpoint.state);
+        self.note_head(node.author, node.seq, head);
+        if let Some(children) = self.orphans_by_prev.remove(&head) {
+            for child in children {
+                if let Some(entry) = self.orphans.remove(&child) {
+                    self.admit(entry);
+                }
+            }
+        }
+        self.run(woken);
+    }
+
+    /// Judges queued entries, and whatever their verdicts unblock.
+    fn run(&mut self, mut queue: Vec<Hash>) {
+        while let Some(id) = queue.pop() {
+            if let Some(verdict) = self.try_judge(id) {
+                self.set_verdict(id, verdict);
+                queue.extend(self.waiting.remove(&id).unwrap_or_default());
+            }
+        }
+    }
+
+    fn wait(&mut self, id: Hash, on: Hash, what: String) -> Option<Verdict> {
+        let list = self.waiting.entry(on).or_default();
+        if !list.contains(&id) {
+            list.push(id);
+        }
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.verdict = Verdict::Pending { waiting_for: what };
+        }
+        None
+    }
+
+    /// The verdict of a pending entry, when everything it depends on is judged.
+    fn try_judge(&mut self, id: Hash) -> Option<Verdict> {
+        let node = self.nodes.get(&id)?;
+        if !matches!(node.verdict, Verdict::Pending { .. }) {
+            return None;
+        }
+        let entry = Arc::clone(&node.entry);
+        if entry.seq > 0 {
+            match self.nodes.get(&entry.prev).map(|n| &n.verdict) {
+                Some(Verdict::Pending { .. }) | None => {
+                    return self.wait(id, entry.prev, format!("entry {} of its log", entry.seq - 1));
+                }
+                Some(_) => {}
+            }
+        }
+        if entry.time > self.now.saturating_add(self.skew) {
+            self.early.insert(id);
+            if let Some(node) = self.nodes.get_mut(&id) {
+                node.verdict = Verdict::Pending { waiting_for: format!("the clock to reach {}", entry.time) };
+            }
+            return None;
+        }
+        let named = match entry.body.names() {
+            None => None,
+            Some(named) => match self.nodes.get(&named).map(|n| (&n.verdict, Arc::clone(&n.entry))) {
+                None | Some((Verdict::Pending { .. }, _)) => {
+                    return self.wait(id, named, format!("entry {named}"));
+                }
+                Some((Verdict::Refused { rule, .. }, _)) => {
+                    let detail = format!("the named entry {named} was refused ({})", rule.name());
+                    return Some(self.refused(id, &entry, Rule::RefusedSource, detail));
+                }
+                Some((Verdict::Valid, named)) => Some(named),
+            },
+        };
+        // A collect also needs the reservation its decision or receipt is about.
+        let reserve_entry = match named.as_deref().map(|n| &n.body) {
+            Some(Body::Decide(d)) if matches!(entry.body, Body::Collect(_)) => Some(d.reserve),
+            Some(Body::Receipt(r)) if matches!(entry.body, Body::Collect(_)) => Some(r.reserve),
+            _ => None,
+        };
+        let reserve = match reserve_entry {
+            None => None,
+            Some(rid) => match self.nodes.get(&rid).map(|n| Arc::clone(&n.entry)) {
+                None => return self.wait(id, rid, format!("reservation {rid}")),
+                Some(r) => Some(r),
+            },
+        };
+        let state = self.state_at_prev(&entry)?;
+        let view = match (&named, &reserve) {
+            (Some(n), Some(r)) => match &r.body {
+                Body::Reserve(body) if r.author == n.author => {
+                    Named::Source { source: n, reserve_id: r.id(), reserve: body }
+                }
+                _ => Named::None,
+            },
+            (Some(n), None) if matches!(n.body, Body::Mint(_)) => Named::Mint(n),
+            _ => Named::None,
+        };
+        let verdict = match judge(&self.genesis, &entry, &state, &view) {
+            Ok(next) => {
+                self.states.insert(id, next);
+                Verdict::Valid
+            }
+            Err((rule, detail)) => {
+                let mut next = state;
+                next.last_time = next.last_time.max(entry.time);
+                self.states.insert(id, next);
+                Verdict::Refused { rule, detail }
+            }
+        };
+        if entry.seq > 0 {
+            self.release_state(entry.prev, id);
+        }
+        self.note_head(entry.author, entry.seq, id);
+        Some(verdict)
+    }
+
+    fn refused(&mut self, id: Hash, entry: &Entry, rule: Rule, detail: String) -> Verdict {
+        if let Some(mut state) = self.state_at_prev(entry) {
+            state.last_time = state.last_time.max(entry.time);
+            self.states.insert(id, state);
+        }
+        if entry.seq > 0 {
+            self.release_state(entry.prev, id);
+        }
+        self.note_head(entry.author, entry.seq, id);
+        Verdict::Refused { rule, detail }
+    }
+
+    /// Drops the state after `id` once its child `judged` has been judged, unless another child
+    /// still waits or `id` is a checkpoint's head (states are replayed from those).
+    fn release_state(&mut self, id: Hash, judged: Hash) {
+        let Some(node) = self.nodes.get(&id) else { return };
+        let author = node.entry.author;
+        if self.checkpoints.get(&author).is_some_and(|c| c.head == id) {
+            return;
+        }
+        let waiting_sibling = self.positions.get(&(author, node.entry.seq + 1)).is_some_and(|ids| {
+            ids.iter().any(|c| {
+                *c != judged
+                    && self.nodes.get(c).is_some_and(|n| {
+                        n.entry.prev == id && matches!(n.verdict, Verdict::Pending { .. })
+                    })
+            })
+        });
+        if !waiting_sibling {
+            self.states.remove(&id);
+        }
+    }
+
+    fn note_head(&mut self, author: NodeId, seq: u64, id: Hash) {
+        let slot = self.heads.entry(author).or_insert((seq, id));
+        if seq > slot.0 || (seq == slot.0 && id < slot.1) {
+            *slot = (seq, id);
+        }
+    }
+
+    fn state_at_prev(&self, entry: &Entry) -> Option<LogState> {
+        if entry.seq == 0 {
+            return Some(LogState::default());
+        }
+        self.state_at(entry.prev)
+    }
+
+    /// The state after the judged entry `id`: kept, or replayed from the nearest entry whose
+    /// state is kept (a checkpoint's head, or the start of the log).
+    fn state_at(&self, id: Hash) -> Option<LogState> {
+        let mut path = Vec::new();
+        let mut at = id;
+        let mut state = loop {
+            if let Some(state) = self.states.get(&at) {
+                break state.clone();
+            }
+            let node = self.nodes.get(&at)?;
+            path.push(Arc::clone(&node.entry));
+            if node.entry.seq == 0 {
+                break LogState::default();
+            }
+            at = node.entry.prev;
+        };
+        for entry in path.iter().rev() {
+            state = match self.nodes.get(&entry.id()).map(|n| &n.verdict)? {
+                Verdict::Valid => {
+                    let named = entry.body.names().and_then(|n| self.nodes.get(&n)).map(|n| Arc::clone(&n.entry));
+                    let reserve = match named.as_deref().map(|n| &n.body) {
+                        Some(Body::Decide(d)) => self.nodes.get(&d.reserve).map(|n| Arc::clone(&n.entry)),
+                        Some(Body::Receipt(r)) => self.nodes.get(&r.reserve).map(|n| Arc::clone(&n.entry)),
+                        _ => None,
+                    };
+                    let view = match (&named, &reserve) {
+                        (Some(n), Some(r)) => match &r.body {
+                            Body::Reserve(body) => Named::Source { source: n, reserve_id: r.id(), reserve: body },
+                            _ => Named::None,
+                        },
+                        (Some(n), None) => Named::Mint(n),
+                        _ => Named::None,
+                    };
+                    judge(&self.genesis, entry, &state, &view).ok()?
+                }
+                Verdict::Refused { .. } => {
+                    let mut s = state;
+                    s.last_time = s.last_time.max(entry.time);
+                    s
+                }
+                Verdict::Pending { .. } => return None,
+            };
+        }
+        Some(state)
+    }
+}
+
+/// The balance a state shows; frozen identities can spend nothing.
+pub(crate) fn balance_of(state: &LogState, frozen: bool) -> Balance {
+    let spendable = if frozen { 0 } else { state.spendable().max(0) };
+    Balance {
+        received: state.received,
+        earned: state.earned,
+        paid: state.paid,
+        locked: state.locked,
+        spendable: Credits::new(u64::try_from(spendable).unwrap_or(u64::MAX)),
+    }
+}
