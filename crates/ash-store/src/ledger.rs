@@ -181,7 +181,7 @@ impl LedgerDb {
         LedgerDbError::Sqlite { path: self.path.clone(), source }
     }
 
-    fn damaged(&self, what: &'static str, reason: impl ToString) -> LedgerDbError {
+    fn damaged(&self, what: &'static str, reason: impl std::fmt::Display) -> LedgerDbError {
         LedgerDbError::Damaged { path: self.path.clone(), what, reason: reason.to_string() }
     }
 

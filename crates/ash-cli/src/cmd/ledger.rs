@@ -679,6 +679,17 @@ fn mint(args: &AdminMintArgs) -> anyhow::Result<Outcome> {
     let mut db = home.ledger()?;
     let mut verifier = db.load(genesis, now_ms())?;
     ensure_profile(&mut verifier, &authority, Some("mint-authority"))?;
+    if args.signup
+        && let Some(earlier) = verifier.valid_entries(authority.node_id()).iter().find(|e| {
+            matches!(&e.body, Body::Mint(m) if m.recipient == recipient && m.kind == MintKind::Signup)
+        })
+    {
+        bail!(
+            "this authority already minted a signup to {} (entry {}); an identity receives one",
+            recipient.short(),
+            earlier.seq
+        );
+    }
     let body = Body::Mint(Mint {
         recipient,
         amount: Credits::new(args.amount),

@@ -2,15 +2,15 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use pretty_assertions::assert_eq;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{ash_env, stderr, stdout};
 
-fn run(home: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(home: &Path, args: &[&str]) -> Output {
     ash_env(home, args, &[("ASH_HOME", home.to_str().unwrap())])
 }
 
@@ -19,128 +19,170 @@ fn json(out: &Output) -> Value {
     serde_json::from_str(&stdout(out)).unwrap()
 }
 
-#[test]
-fn join_mint_export_import_verify() {
+/// A new network: an authority key in `admin`, its genesis written there and to `file`.
+/// Returns the authority's id and the network id.
+pub(crate) fn new_network(admin: &Path, name: &str, file: &Path) -> (String, String) {
+    fs::create_dir_all(admin).unwrap();
+    let authority = json(&run(admin, &["admin", "keygen", "--json"]))["id"].as_str().unwrap().to_owned();
+    let made = json(&run(admin, &["admin", "genesis", "--name", name, "-o", file.to_str().unwrap(), "--json"]));
+    (authority, made["id"].as_str().unwrap().to_owned())
+}
+
+/// Joins `home` to the network of `genesis` as `name`; returns the node id.
+pub(crate) fn join(home: &Path, genesis: &Path, name: &str) -> String {
+    fs::create_dir_all(home).unwrap();
+    let joined = json(&run(home, &["join", "--genesis", genesis.to_str().unwrap(), "-u", name, "--json"]));
+    joined["id"].as_str().unwrap().to_owned()
+}
+
+/// `from` exports its ledger and `to` imports it; returns the import's JSON.
+pub(crate) fn share(from: &Path, to: &Path, scratch: &Path) -> Value {
+    let bundle = scratch.join("share.bundle");
+    let out = run(from, &["ledger", "export", "-o", bundle.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    json(&run(to, &["ledger", "import", bundle.to_str().unwrap(), "--json"]))
+}
+
+struct Net {
+    root: tempfile::TempDir,
+    admin: PathBuf,
+    genesis: PathBuf,
+    authority: String,
+    network: String,
+}
+
+fn net() -> Net {
     let root = tempfile::tempdir().unwrap();
-    let (admin, bob) = (root.path().join("admin"), root.path().join("bob"));
-    fs::create_dir_all(&admin).unwrap();
-    fs::create_dir_all(&bob).unwrap();
-    let authority =
-        json(&run(&admin, &["admin", "keygen", "--json"]))["id"].as_str().unwrap().to_owned();
-    let config = format!("[network]\nmint_authorities = [\"{authority}\"]\n");
-    fs::write(admin.join("config.toml"), &config).unwrap();
-    fs::write(bob.join("config.toml"), &config).unwrap();
-    let mode = fs::metadata(admin.join("keys/authority.key")).unwrap().permissions().mode() & 0o777;
+    let admin = root.path().join("admin");
+    let genesis = root.path().join("genesis.toml");
+    let (authority, network) = new_network(&admin, "test-net", &genesis);
+    Net { admin, genesis, authority, network, root }
+}
+
+#[test]
+fn a_network_from_its_genesis_to_received_credits_and_checkpoints() {
+    let n = net();
+    let (alice, bob) = (n.root.path().join("alice"), n.root.path().join("bob"));
+    fs::create_dir_all(&alice).unwrap();
+    let mode = fs::metadata(n.admin.join("keys/authority.key")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-
-    // The admin machine also has a user identity.
-    let alice = json(&run(&admin, &["join", "--username", "Alice", "--json"]));
+    let joined = json(&run(&alice, &["join", "--genesis", n.genesis.to_str().unwrap(), "-u", "Alice", "--json"]));
     assert_eq!(
-        (alice["username"].as_str(), alice["created"].as_bool()),
-        (Some("alice"), Some(true))
+        (&joined["username"], &joined["created"], &joined["network"]),
+        (&json!("alice"), &json!(true), &json!({"name": "test-net", "id": n.network}))
     );
-    let alice_id = alice["id"].as_str().unwrap().to_owned();
-    let again = json(&run(&admin, &["join", "--json"]));
-    assert_eq!(
-        (again["id"].as_str(), again["created"].as_bool()),
-        (Some(alice_id.as_str()), Some(false))
-    );
+    let alice_id = joined["id"].as_str().unwrap().to_owned();
+    let again = json(&run(&alice, &["join", "--json"]));
+    assert_eq!((&again["id"], &again["created"]), (&json!(alice_id), &json!(false)));
+    join(&bob, &n.genesis, "bob");
 
-    let minted = json(&run(
-        &admin,
-        &["admin", "mint", &alice_id, "100", "--signup", "--reason", "signup", "--json"],
-    ));
+    let minted = json(&run(&n.admin, &["admin", "mint", &alice_id, "100", "--signup", "--reason", "signup", "--json"]));
+    // Entry 0 of the authority's log is its profile, written with the genesis.
     assert_eq!((minted["amount"].as_u64(), minted["seq"].as_u64()), (Some(100), Some(1)));
-    let twice = run(&admin, &["admin", "mint", &alice_id, "100", "--signup", "--reason", "again"]);
+    let twice = run(&n.admin, &["admin", "mint", &alice_id, "100", "--signup", "--reason", "again"]);
     assert_eq!(twice.status.code(), Some(2));
-    assert!(stderr(&twice).contains("mint refused (duplicate-signup-mint)"), "{}", stderr(&twice));
-    let zero = run(&admin, &["admin", "mint", &alice_id, "0", "--reason", "nothing"]);
+    assert!(stderr(&twice).contains("already minted a signup to"), "{}", stderr(&twice));
+    let zero = run(&n.admin, &["admin", "mint", &alice_id, "0", "--reason", "nothing"]);
     assert!(stderr(&zero).contains("mint refused (amount)"), "{}", stderr(&zero));
 
-    let status = json(&run(&admin, &["status", "--json"]));
+    // Alice imports the authority's log (two entries) and receives her mint into her own log
+    // (a third).
+    let imported = share(&n.admin, &alice, n.root.path());
     assert_eq!(
-        status["balance"],
-        serde_json::json!({"minted": 100, "earned": 0, "paid": 0, "reserved": 0, "available": 100})
+        (&imported["new"], &imported["received"], &imported["report"]["valid"]),
+        (&json!(3), &json!([100]), &json!(true))
     );
-    let history = json(&run(&admin, &["history", "--json"]));
+    let status = json(&run(&alice, &["status", "--json"]));
+    assert_eq!(
+        (&status["balance"], &status["frozen"]),
+        (&json!({"received": 100, "earned": 0, "paid": 0, "locked": 0, "spendable": 100}), &json!(false))
+    );
+    let history = json(&run(&alice, &["history", "--json"]));
     let rows: Vec<(String, i64, i64)> = history
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            (
-                r["kind"].as_str().unwrap().to_owned(),
-                r["change"].as_i64().unwrap(),
-                r["balance"].as_i64().unwrap(),
-            )
-        })
+        .map(|r| (r["kind"].as_str().unwrap().to_owned(), r["change"].as_i64().unwrap(), r["balance"].as_i64().unwrap()))
         .collect();
-    assert_eq!(rows, vec![("mint".to_owned(), 100, 100)]);
+    assert_eq!(rows, vec![("profile".into(), 0, 0), ("receive".into(), 100, 100)]);
+    // Importing again changes nothing and receives nothing twice.
+    let again = share(&n.admin, &alice, n.root.path());
+    assert_eq!((&again["new"], &again["received"]), (&json!(0), &json!([])));
 
-    // Export, import on another machine, verify.
-    let bundle = root.path().join("ledger.bundle");
-    let out = run(&admin, &["ledger", "export", "-o", bundle.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = run(&bob, &["join", "-u", "bob"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let imported = json(&run(&bob, &["ledger", "import", bundle.to_str().unwrap(), "--json"]));
-    assert_eq!(
-        (imported["new"].as_u64(), imported["report"]["valid"].as_bool()),
-        (Some(3), Some(true))
-    );
-    let seen = json(&run(&bob, &["history", &alice_id, "--json"]));
-    assert_eq!(seen.as_array().unwrap().len(), 1);
+    // Bob sees Alice's balance after importing her log (it carries the authority's).
+    share(&alice, &bob, n.root.path());
+    let bundle = n.root.path().join("share.bundle");
     let verified = json(&run(&bob, &["ledger", "verify", bundle.to_str().unwrap(), "--json"]));
-    assert_eq!(verified["valid"], Value::Bool(true));
+    assert_eq!(verified["valid"], json!(true));
+    let seen = json(&run(&bob, &["history", &alice_id, "--json"]));
+    assert_eq!(seen.as_array().unwrap().len(), 2);
 
-    // A tampered bundle fails with the entry and the rule.
+    // The witness signs checkpoints; they travel in bundles and count on import.
+    share(&alice, &n.admin, n.root.path());
+    let signed = json(&run(&n.admin, &["admin", "checkpoint", "--json"]));
+    assert_eq!(signed.as_array().unwrap().len(), 2, "{signed}");
+    let imported = share(&n.admin, &bob, n.root.path());
+    assert_eq!(imported["checkpointsRefused"], json!([]));
+    let verified = json(&run(&bob, &["ledger", "verify", bundle.to_str().unwrap(), "--json"]));
+    assert_eq!(verified["checkpointsDisagreeing"], json!([]));
+
+    // A tampered bundle (the first entry's signature changed): the entry is refused with its
+    // rule, what came after it in its log waits for it, and verify exits 1.
     let mut bytes = fs::read(&bundle).unwrap();
-    let last = bytes.len() - 10;
-    bytes[last] ^= 1;
-    let tampered = root.path().join("tampered.bundle");
+    let len = u32::from_be_bytes(bytes[51..55].try_into().unwrap()) as usize;
+    bytes[55 + len - 1] ^= 1;
+    let tampered = n.root.path().join("tampered.bundle");
     fs::write(&tampered, &bytes).unwrap();
     let out = run(&bob, &["ledger", "verify", tampered.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains(": signature: the signature does not verify"),
-        "{}",
-        stdout(&out)
-    );
+    let text = stdout(&out);
+    assert!(text.contains("profile: signature: the author's signature does not verify"), "{text}");
+    let _ = n.authority;
 }
 
 #[test]
 fn hostile_input_is_refused_with_what_to_do() {
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
+    let n = net();
+    let h = n.root.path().join("carol");
+    fs::create_dir_all(&h).unwrap();
     fs::write(h.join("junk"), b"PK\x03\x04 not a bundle").unwrap();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["status"], "no identity on this machine yet; run `ash join --username NAME`"),
-        (vec!["join"], "choose a username for your profile: `ash join --username NAME`"),
-        (vec!["join", "-u", "a"], "must be 3–32 of a-z 0-9 _ -"),
-        (
-            vec!["ledger", "verify", "junk"],
-            "not an ash ledger bundle: shorter than the 18-byte header",
-        ),
-        (vec!["ledger", "verify", "missing"], "opening missing"),
-        (vec!["history", "xyz"], "expected 64 hex digits; a node id is 64 hex digits"),
-        (
-            vec!["admin", "mint", "00", "5", "--reason", "x"],
-            "no mint authority key here; create one with `ash admin keygen`",
-        ),
+    let genesis = n.genesis.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["status"], "no identity on this machine yet; run `ash join --genesis FILE --username NAME`".into()),
+        (vec!["join", "-u", "carol"], "no network here yet: join one with `ash join --genesis FILE`".into()),
+        (vec!["join", "--genesis", "junk", "-u", "carol"], "genesis: TOML parse error".into()),
+        (vec!["ledger", "verify", "junk", "--genesis", genesis], "not an ash ledger bundle: it does not start with `ASHLEDGR`".into()),
+        (vec!["ledger", "verify", "missing", "--genesis", genesis], "opening missing".into()),
+        (vec!["history", "xyz"], "expected 64 hex digits; a node id is 64 hex digits".into()),
+        (vec!["admin", "mint", "00", "5", "--reason", "x"], "no mint authority key here; create one with `ash admin keygen`".into()),
+        (vec!["join", "--genesis", genesis], "choose a username for your profile: `ash join --username NAME`".into()),
+        (vec!["join", "--genesis", genesis, "-u", "a"], "must be 3–32 of a-z 0-9 _ -".into()),
     ];
     for (args, expected) in cases {
-        let out = run(h, &args);
+        let out = run(&h, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(&expected), "{args:?}: {}", stderr(&out));
     }
-    fs::write(h.join("config.toml"), "[network]\nmint_authorities = [\"nope\"]\n").unwrap();
-    let out = run(h, &["join", "-u", "carol"]);
+    join(&h, &n.genesis, "carol");
+    // Another network's genesis and bundles are refused by name.
+    let other_genesis = n.root.path().join("other.toml");
+    new_network(&n.root.path().join("other-admin"), "other-net", &other_genesis);
+    let out = run(&h, &["join", "--genesis", other_genesis.to_str().unwrap(), "-u", "carol"]);
+    assert!(stderr(&out).contains("one $ASH_HOME holds one network"), "{}", stderr(&out));
+    let other_bundle = n.root.path().join("other.bundle");
+    let out = run(&n.root.path().join("other-admin"), &["ledger", "export", "-o", other_bundle.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = run(h, &["status"]);
-    assert!(stderr(&out).contains("is not a node id"), "{}", stderr(&out));
+    let out = run(&h, &["ledger", "import", other_bundle.to_str().unwrap()]);
+    assert!(stderr(&out).contains("is a bundle of network") && stderr(&out).contains("not of `test-net`"), "{}", stderr(&out));
+    // The old config key is refused, not ignored.
+    fs::write(h.join("config.toml"), format!("[network]\nmint_authorities = [\"{}\"]\n", n.authority)).unwrap();
+    let out = run(&h, &["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown key `network.mint_authorities`; a network's mint authorities and parameters are in its genesis file"), "{}", stderr(&out));
+    fs::remove_file(h.join("config.toml")).unwrap();
     // A key file others can read is refused.
     fs::set_permissions(h.join("keys/identity.key"), fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run(h, &["status"]);
+    let out = run(&h, &["status"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("run `chmod 600"), "{}", stderr(&out));
 }

@@ -57,8 +57,10 @@ fn world() -> World {
         dir
     };
     let (alice, bob, project, scratch) = (p("alice"), p("bob"), p("project"), p("scratch"));
-    json(&run(&alice, &alice, &["join", "-u", "alice", "--json"]));
-    json(&run(&bob, &bob, &["join", "-u", "bob", "--json"]));
+    let genesis = scratch.join("genesis.toml");
+    crate::ledger::new_network(&root.path().join("admin"), "pack-net", &genesis);
+    crate::ledger::join(&alice, &genesis, "alice");
+    crate::ledger::join(&bob, &genesis, "bob");
     git(&project, &["init", "-q"]);
     fs::write(project.join(".gitignore"), "target/\n").unwrap();
     fs::write(project.join("main.rs"), "fn main() {}\n").unwrap();

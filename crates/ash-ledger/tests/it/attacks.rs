@@ -412,7 +412,7 @@ fn a_genesis_is_checked_and_round_trips() {
     assert_eq!(Genesis::from_toml(&text).unwrap(), w.genesis);
     let id = w.authorities[0].node_id();
     for (toml, error) in [
-        (format!("name = \"x\"\ncreated_at = 1\nauthorities = []\n"), "genesis: `authorities` must name 1–64 identities"),
+        ("name = \"x\"\ncreated_at = 1\nauthorities = []\n".to_owned(), "genesis: `authorities` must name 1–64 identities"),
         (format!("name = \"Bad Name\"\ncreated_at = 1\nauthorities = [\"{id}\"]\n"), "genesis: name \"Bad Name\" must be 1–64 bytes of a-z 0-9 . _ -"),
         (format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\", \"{id}\"]\n"), &format!("genesis: `authorities` names {id} twice")),
         (format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\"]\ncheckpoint_quorum = 2\n"), "genesis: `checkpoint_quorum` 2 must be between 1 and the 1 witnesses"),

@@ -74,10 +74,17 @@ fn terms_have_a_fixed_digest() {
         prompt: Hash([2; 32]),
         agent: "builtin".into(),
     };
-    let mut other = terms.clone();
-    other.tier = "opus".into();
-    assert_ne!(terms.digest(), other.digest());
-    assert_eq!(terms.digest(), terms.clone().digest());
+    assert_eq!(terms.digest().to_string(), "739a153888a5e6e5258d774ad2267a184753ce6f98a8eb875428691341312ae6");
+    let changed = [
+        Terms { tier: "opus".into(), ..terms.clone() },
+        Terms { price: Credits::new(7), ..terms.clone() },
+        Terms { package: Hash([9; 32]), ..terms.clone() },
+        Terms { prompt: Hash([9; 32]), ..terms.clone() },
+        Terms { agent: "claude".into(), ..terms.clone() },
+    ];
+    for other in changed {
+        assert_ne!(other.digest(), terms.digest(), "{other:?}");
+    }
 }
 
 #[test]
@@ -99,7 +106,7 @@ fn hostile_entries_are_refused_with_the_offset() {
     let mut kind = profile.clone();
     kind[113] = 9;
     cases.push((kind, "unknown entry kind 9"));
-    let mut long_payload = profile.clone();
+    let mut long_payload = profile;
     long_payload[114..118].copy_from_slice(&u32::MAX.to_be_bytes());
     cases.push((long_payload, "byte 118: truncated: payload needs 4294967295 bytes"));
     let release = w.entries.iter().rev().find(|e| e.body.kind() == "release").unwrap().bytes().to_vec();

@@ -142,7 +142,10 @@ fn shuffle(entries: &mut [Entry], mut seed: u64) {
 }
 
 /// The accounts as numbers, for whole-value comparisons.
-fn accounts(v: &Verifier) -> BTreeMap<String, (u64, u64, u64, u64, u64, bool, Option<Hash>)> {
+/// An account as numbers: received, earned, paid, locked, spendable, frozen, head.
+type Numbers = (u64, u64, u64, u64, u64, bool, Option<Hash>);
+
+fn accounts(v: &Verifier) -> BTreeMap<String, Numbers> {
     v.report()
         .accounts
         .values()

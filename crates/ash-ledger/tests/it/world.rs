@@ -116,7 +116,7 @@ impl World {
         let network = self.network();
         let identity = self.identity(who);
         let mut writer = match after {
-            Some(last) => LogWriter::resume(&identity, last),
+            Some(last) => LogWriter::resume(identity, last),
             None => LogWriter::new(identity, network),
         };
         let entry = writer.append(time, body);

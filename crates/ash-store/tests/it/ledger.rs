@@ -91,7 +91,7 @@ fn only_verified_entries_are_stored_and_a_reopened_file_agrees() {
     let bob0 = bob.append(T0 + 5, profile(&n.bob, "bob"));
     let _bob1 = bob.append(T0 + 70, profile(&n.bob, "bobby"));
     let bob2 = bob.append(T0 + 71, profile(&n.bob, "bobbie"));
-    assert_eq!(v.insert(bob2.clone()), Admission::Quarantined);
+    assert_eq!(v.insert(bob2), Admission::Quarantined);
     let saved = db.save(&mut v, T0 + 100).unwrap();
     assert_eq!((saved.new, saved.quarantined), (entries.len() as u64, 1));
     let before = v.report();
