@@ -58,7 +58,12 @@ impl<'a> LogWriter<'a> {
 
 /// The acceptor's commitment to `result` for the reservation `reserve`, which the requester's
 /// receipt carries.
-pub fn result_commitment(acceptor: &Identity, network: Hash, reserve: Hash, result: Hash) -> Signature {
+pub fn result_commitment(
+    acceptor: &Identity,
+    network: Hash,
+    reserve: Hash,
+    result: Hash,
+) -> Signature {
     acceptor.sign(Domain::LedgerResult, &commitment_bytes(network, reserve, result))
 }
 

@@ -79,8 +79,8 @@ pub fn write_bundle<'a, W: Write>(
     out.write_all(&network.0)?;
     out.write_all(&((entries.len() + checkpoints.len()) as u64).to_be_bytes())?;
     let mut record = |kind: u8, bytes: &[u8]| -> Result<(), BundleError> {
-        let len = u32::try_from(bytes.len())
-            .map_err(|_| BundleError::Header("record too big".into()))?;
+        let len =
+            u32::try_from(bytes.len()).map_err(|_| BundleError::Header("record too big".into()))?;
         out.write_all(&[kind])?;
         out.write_all(&len.to_be_bytes())?;
         out.write_all(bytes)?;

@@ -186,7 +186,11 @@ fn encode_state(s: &LogState, w: &mut Writer) {
     }
     w.u32(u32::try_from(s.open.len()).unwrap_or(u32::MAX));
     for (id, open) in &s.open {
-        w.bytes(&id.0).bytes(&open.job.0).id(open.acceptor).u64(open.amount.get()).u64(open.deadline);
+        w.bytes(&id.0)
+            .bytes(&open.job.0)
+            .id(open.acceptor)
+            .u64(open.amount.get())
+            .u64(open.deadline);
         match &open.delivered {
             Some((receipt, result)) => w.u8(1).bytes(&receipt.0).bytes(&result.0),
             None => w.u8(0),

@@ -451,9 +451,11 @@ pub fn cancel_bytes(network: Hash, reserve: Hash) -> Vec<u8> {
 /// The domain of each counter-signature an entry carries, with the bytes it signs.
 pub(crate) fn countersigned(network: Hash, body: &Body) -> Option<(Domain, Vec<u8>, Signature)> {
     match body {
-        Body::Receipt(r) => {
-            Some((Domain::LedgerResult, commitment_bytes(network, r.reserve, r.result), r.commitment))
-        }
+        Body::Receipt(r) => Some((
+            Domain::LedgerResult,
+            commitment_bytes(network, r.reserve, r.result),
+            r.commitment,
+        )),
         Body::Release(Release { reserve, cancel: Some(sig), .. }) => {
             Some((Domain::LedgerCancel, cancel_bytes(network, *reserve), *sig))
         }
@@ -483,11 +485,7 @@ fn encode_body(body: &Body, w: &mut Writer) {
             w.bytes(&r.mint.0);
         }
         Body::Reserve(r) => {
-            w.bytes(&r.job.0)
-                .id(r.acceptor)
-                .u64(r.amount.get())
-                .u64(r.deadline)
-                .bytes(&r.terms.0);
+            w.bytes(&r.job.0).id(r.acceptor).u64(r.amount.get()).u64(r.deadline).bytes(&r.terms.0);
         }
         Body::Receipt(r) => {
             w.bytes(&r.reserve.0).bytes(&r.result.0).bytes(&r.commitment.0);
@@ -558,7 +556,9 @@ fn decode_body(kind: u8, r: &mut Reader<'_>) -> Result<Body, DecodeError> {
         7 => {
             let reserve = Hash(r.array("reserve id")?);
             match r.u8("release reason")? {
-                1 => Body::Release(Release { reserve, reason: ReleaseReason::Expired, cancel: None }),
+                1 => {
+                    Body::Release(Release { reserve, reason: ReleaseReason::Expired, cancel: None })
+                }
                 2 => Body::Release(Release {
                     reserve,
                     reason: ReleaseReason::Cancelled,

@@ -58,7 +58,14 @@ impl Genesis {
         authorities: BTreeSet<NodeId>,
     ) -> Result<Self, GenesisError> {
         let quorum = majority(authorities.len());
-        Self::with(name, created_at, authorities.clone(), authorities, quorum, DEFAULT_CLAIM_WINDOW_MS)
+        Self::with(
+            name,
+            created_at,
+            authorities.clone(),
+            authorities,
+            quorum,
+            DEFAULT_CLAIM_WINDOW_MS,
+        )
     }
 
     /// A genesis with every parameter given; checks them all.

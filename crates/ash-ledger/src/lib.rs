@@ -30,6 +30,6 @@ pub use entry::{
 };
 pub use genesis::{DEFAULT_CLAIM_WINDOW_MS, Genesis, GenesisError};
 pub use verify::{
-    Account, Admission, Balance, DEFAULT_SKEW, Equivocation, MAX_QUARANTINE, MAX_VARIANTS,
-    Pending, Refusal, Report, Rule, Verdict, Verifier,
+    Account, Admission, Balance, DEFAULT_SKEW, Equivocation, MAX_QUARANTINE, MAX_VARIANTS, Pending,
+    Refusal, Report, Rule, Verdict, Verifier,
 };

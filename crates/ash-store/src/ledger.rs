@@ -193,7 +193,11 @@ impl LedgerDb {
             .optional()
             .map_err(|e| self.err(e))?;
         value
-            .map(|v| <[u8; 32]>::try_from(v.as_slice()).map(Hash).map_err(|_| self.damaged("network id", "not 32 bytes")))
+            .map(|v| {
+                <[u8; 32]>::try_from(v.as_slice())
+                    .map(Hash)
+                    .map_err(|_| self.damaged("network id", "not 32 bytes"))
+            })
             .transpose()
     }
 
@@ -216,7 +220,8 @@ impl LedgerDb {
         self.check_network(&genesis)?;
         let mut verifier = Verifier::new(genesis, now);
         for bytes in self.column("SELECT bytes FROM checkpoints", [])? {
-            let checkpoint = Checkpoint::decode(&bytes).map_err(|e| self.damaged("checkpoint", e))?;
+            let checkpoint =
+                Checkpoint::decode(&bytes).map_err(|e| self.damaged("checkpoint", e))?;
             verifier.add_checkpoint(checkpoint).map_err(|e| self.damaged("checkpoint", e))?;
         }
         for bytes in self.column("SELECT bytes FROM entries ORDER BY author, seq", [])? {
@@ -234,7 +239,11 @@ impl LedgerDb {
     /// Writes what `verifier` placed or judged since it was loaded (or last saved), its
     /// quarantine and checkpoints, and the summaries of the identities concerned. One
     /// transaction.
-    pub fn save(&mut self, verifier: &mut Verifier, received_at: u64) -> Result<Saved, LedgerDbError> {
+    pub fn save(
+        &mut self,
+        verifier: &mut Verifier,
+        received_at: u64,
+    ) -> Result<Saved, LedgerDbError> {
         let path = self.path.clone();
         let err = |source| LedgerDbError::Sqlite { path: path.clone(), source };
         let network = verifier.genesis().id();
@@ -245,8 +254,11 @@ impl LedgerDb {
         let tx = self.conn.transaction().map_err(err)?;
         let mut saved = Saved::default();
         {
-            tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('network', ?1)", [network.0.as_slice()])
-                .map_err(err)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('network', ?1)",
+                [network.0.as_slice()],
+            )
+            .map_err(err)?;
             let mut insert = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO entries (id, author, seq, bytes, verdict, detail, received_at) \
@@ -277,7 +289,8 @@ impl LedgerDb {
                 if added > 0 {
                     saved.new += 1;
                 } else if name.is_some() {
-                    saved.judged += judge.execute(params![id.as_slice(), name, detail]).map_err(err)? as u64;
+                    saved.judged +=
+                        judge.execute(params![id.as_slice(), name, detail]).map_err(err)? as u64;
                 }
             }
             tx.execute("DELETE FROM quarantine", []).map_err(err)?;
@@ -297,7 +310,9 @@ impl LedgerDb {
                 .map_err(err)?;
             for c in verifier.checkpoints() {
                 let seq = i64::try_from(c.seq).unwrap_or(i64::MAX);
-                checkpoint.execute(params![c.subject.as_bytes().as_slice(), seq, c.to_bytes()]).map_err(err)?;
+                checkpoint
+                    .execute(params![c.subject.as_bytes().as_slice(), seq, c.to_bytes()])
+                    .map_err(err)?;
             }
             let mut account = tx
                 .prepare_cached(
@@ -398,11 +413,15 @@ impl LedgerDb {
             .prepare_cached("SELECT bytes, verdict FROM entries WHERE id = ?1")
             .map_err(|e| self.err(e))?;
         let row = stmt
-            .query_row([id.0.as_slice()], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<String>>(1)?)))
+            .query_row([id.0.as_slice()], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<String>>(1)?))
+            })
             .optional()
             .map_err(|e| self.err(e))?;
         row.map(|(bytes, verdict)| {
-            Entry::decode(&bytes).map(|entry| StoredEntry { entry, verdict }).map_err(|e| self.damaged("entry", e))
+            Entry::decode(&bytes)
+                .map(|entry| StoredEntry { entry, verdict })
+                .map_err(|e| self.damaged("entry", e))
         })
         .transpose()
     }
@@ -415,12 +434,17 @@ impl LedgerDb {
         }
         let mut checkpoints = Vec::new();
         for bytes in self.column("SELECT bytes FROM checkpoints ORDER BY subject", [])? {
-            checkpoints.push(Checkpoint::decode(&bytes).map_err(|e| self.damaged("checkpoint", e))?);
+            checkpoints
+                .push(Checkpoint::decode(&bytes).map_err(|e| self.damaged("checkpoint", e))?);
         }
         Ok((entries, checkpoints))
     }
 
-    fn column<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<Vec<Vec<u8>>, LedgerDbError> {
+    fn column<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> Result<Vec<Vec<u8>>, LedgerDbError> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt.query_map(params, |r| r.get::<_, Vec<u8>>(0)).map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))

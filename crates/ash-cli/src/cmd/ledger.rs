@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use ash_identity::{Identity, NodeId};
 use ash_ledger::{
-    Admission, Body, Bundle, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile,
-    Receive, Report, Verdict, Verifier, read_bundle, write_bundle,
+    Admission, Body, Bundle, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile, Receive,
+    Report, Verdict, Verifier, read_bundle, write_bundle,
 };
 use ash_spec::Severity;
 use ash_store::LedgerDb;
@@ -101,7 +101,8 @@ impl Home {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, genesis.to_toml()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, genesis.to_toml())
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
         Ok(true)
     }
@@ -126,11 +127,7 @@ pub(crate) fn parse_id(text: &str) -> anyhow::Result<NodeId> {
 
 /// Appends `body` to `identity`'s log after its verified head, offers it to `verifier`, and
 /// refuses (changing nothing) unless the rules find it valid.
-fn append_own(
-    verifier: &mut Verifier,
-    identity: &Identity,
-    body: Body,
-) -> anyhow::Result<Entry> {
+fn append_own(verifier: &mut Verifier, identity: &Identity, body: Body) -> anyhow::Result<Entry> {
     let head = verifier.head(identity.node_id());
     let mut writer = match &head {
         Some(last) => LogWriter::resume(identity, last),
@@ -162,8 +159,11 @@ fn ensure_profile(
     if !Profile::valid_username(&name) {
         bail!("username {name:?} must be 3–32 of a-z 0-9 _ -");
     }
-    let profile =
-        Profile { username: name.clone(), sealing_key: identity.sealing_public(), created_at: now_ms() };
+    let profile = Profile {
+        username: name.clone(),
+        sealing_key: identity.sealing_public(),
+        created_at: now_ms(),
+    };
     append_own(verifier, identity, Body::Profile(profile))?;
     Ok(Some(name))
 }
@@ -177,11 +177,8 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
     let path = home.identity_path();
     let mut db = home.ledger()?;
     let mut verifier = db.load(genesis.clone(), now_ms())?;
-    let (identity, created) = if path.exists() {
-        (Identity::load(&path)?, false)
-    } else {
-        (Identity::generate()?, true)
-    };
+    let (identity, created) =
+        if path.exists() { (Identity::load(&path)?, false) } else { (Identity::generate()?, true) };
     let id = identity.node_id();
     if verifier.profile(id).is_none() && args.username.is_none() {
         bail!("choose a username for your profile: `ash join --username NAME`");
@@ -274,7 +271,9 @@ fn history_rows(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<
             Body::Profile(p) => (0, format!("profile {}", p.username)),
             Body::Mint(m) => (0, format!("minted {} for {}", m.amount, m.recipient.short())),
             Body::Receive(r) => match named(r.mint)?.map(|e| e.body) {
-                Some(Body::Mint(m)) => (signed(m.amount), format!("received {:?} mint: {}", m.kind, m.reason)),
+                Some(Body::Mint(m)) => {
+                    (signed(m.amount), format!("received {:?} mint: {}", m.kind, m.reason))
+                }
                 _ => (0, format!("received mint {}", r.mint)),
             },
             Body::Reserve(r) => {
@@ -318,12 +317,23 @@ fn history_rows(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<
                     collected.insert(r, owed);
                 }
                 let from = source.map_or_else(|| "?".to_owned(), |s| s.author.short());
-                (signed(owed.checked_sub(before).unwrap_or_default()), format!("collected from {from}"))
+                (
+                    signed(owed.checked_sub(before).unwrap_or_default()),
+                    format!("collected from {from}"),
+                )
             }
         };
         let change = if valid { change } else { 0 };
         balance = balance.saturating_add(change);
-        rows.push(Row { time: entry.time, seq: entry.seq, kind: entry.body.kind(), verdict, change, balance, detail });
+        rows.push(Row {
+            time: entry.time,
+            seq: entry.seq,
+            kind: entry.body.kind(),
+            verdict,
+            change,
+            balance,
+            detail,
+        });
     }
     let _ = genesis;
     Ok(rows)
@@ -346,7 +356,8 @@ pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
     for row in &rows {
         let when = chrono::DateTime::from_timestamp_millis(i64::try_from(row.time).unwrap_or(0))
             .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-        let verdict = if row.verdict == "valid" { String::new() } else { format!("  [{}]", row.verdict) };
+        let verdict =
+            if row.verdict == "valid" { String::new() } else { format!("  [{}]", row.verdict) };
         text.push_str(&format!(
             "{when}  #{:<4} {:<8} {:>+6} cr  bal {:>6}  {}{verdict}\n",
             row.seq, row.kind, row.change, row.balance, row.detail
@@ -435,7 +446,12 @@ fn report_text(report: &Report, disagreeing: &[String]) -> String {
         ));
     }
     for p in &report.pending {
-        text.push_str(&format!("pending  {} #{}: waiting for {}\n", p.author.short(), p.seq, p.waiting_for));
+        text.push_str(&format!(
+            "pending  {} #{}: waiting for {}\n",
+            p.author.short(),
+            p.seq,
+            p.waiting_for
+        ));
     }
     for e in &report.equivocations {
         text.push_str(&format!(
@@ -472,7 +488,11 @@ fn verify(args: &LedgerVerifyArgs) -> anyhow::Result<Outcome> {
     } else {
         output::stdout(&report_text(&report, &disagreeing));
     }
-    Ok(if report.is_clean() && disagreeing.is_empty() { Outcome::Success } else { Outcome::Failure })
+    Ok(if report.is_clean() && disagreeing.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    })
 }
 
 fn export(args: &LedgerExportArgs) -> anyhow::Result<Outcome> {
@@ -542,7 +562,9 @@ fn import(args: &LedgerImportArgs) -> anyhow::Result<Outcome> {
             Admission::Known => known += 1,
             Admission::Quarantined => quarantined += 1,
             Admission::Dropped => dropped += 1,
-            Admission::Refused(rule, detail) => door.push(format!("{at}: {}: {detail}", rule.name())),
+            Admission::Refused(rule, detail) => {
+                door.push(format!("{at}: {}: {detail}", rule.name()))
+            }
         }
     }
     // Mints made out to this identity go into its own log.
@@ -626,22 +648,30 @@ fn keygen(args: &JsonArgs) -> anyhow::Result<Outcome> {
 
 fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
-    let ids = |list: &[String]| list.iter().map(|t| parse_id(t)).collect::<anyhow::Result<BTreeSet<NodeId>>>();
+    let ids = |list: &[String]| {
+        list.iter().map(|t| parse_id(t)).collect::<anyhow::Result<BTreeSet<NodeId>>>()
+    };
     let mut authorities = ids(&args.authority)?;
     let local = home.authority().ok();
     if authorities.is_empty() {
         let Some(authority) = &local else {
-            bail!("name the mint authorities with --authority ID, or create this machine's with `ash admin keygen`");
+            bail!(
+                "name the mint authorities with --authority ID, or create this machine's with `ash admin keygen`"
+            );
         };
         authorities.insert(authority.node_id());
     }
     let witnesses = if args.witness.is_empty() { authorities.clone() } else { ids(&args.witness)? };
-    let quorum = args.quorum.unwrap_or_else(|| u16::try_from(witnesses.len() / 2 + 1).unwrap_or(u16::MAX));
-    let window = args.claim_window_hours.map_or(ash_ledger::DEFAULT_CLAIM_WINDOW_MS, |h| h.saturating_mul(3_600_000));
+    let quorum =
+        args.quorum.unwrap_or_else(|| u16::try_from(witnesses.len() / 2 + 1).unwrap_or(u16::MAX));
+    let window = args
+        .claim_window_hours
+        .map_or(ash_ledger::DEFAULT_CLAIM_WINDOW_MS, |h| h.saturating_mul(3_600_000));
     let genesis = Genesis::with(&args.name, now_ms(), authorities, witnesses, quorum, window)?;
     home.install_genesis(&genesis)?;
     if let Some(path) = &args.output {
-        std::fs::write(path, genesis.to_toml()).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, genesis.to_toml())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     // This machine's authority writes its profile now that the network exists.
     if let Some(authority) = local.filter(|a| genesis.is_authority(&a.node_id())) {
@@ -652,7 +682,9 @@ fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
     }
     let genesis = home.genesis()?;
     if args.json {
-        output::json(&json!({"name": genesis.name, "id": genesis.id(), "file": home.genesis_path()}))?;
+        output::json(
+            &json!({"name": genesis.name, "id": genesis.id(), "file": home.genesis_path()}),
+        )?;
     } else {
         output::stdout(&format!(
             "network `{}` ({})\ngenesis: {}\ngive this file to every participant: `ash join --genesis FILE --username NAME`\n",
@@ -699,7 +731,9 @@ fn mint(args: &AdminMintArgs) -> anyhow::Result<Outcome> {
     let entry = append_own(&mut verifier, &authority, body)?;
     db.save(&mut verifier, now_ms())?;
     if args.json {
-        output::json(&json!({"recipient": recipient, "amount": args.amount, "seq": entry.seq, "id": entry.id()}))?;
+        output::json(
+            &json!({"recipient": recipient, "amount": args.amount, "seq": entry.seq, "id": entry.id()}),
+        )?;
     } else {
         output::stdout(&format!(
             "minted {} cr to {} (entry {} of the authority's log); share it with `ash ledger export`\n",
@@ -745,7 +779,10 @@ fn checkpoint(args: &AdminCheckpointArgs) -> anyhow::Result<Outcome> {
     if args.json {
         output::json(&made)?;
     } else {
-        output::stdout(&format!("signed {} checkpoints; share them with `ash ledger export`\n", made.len()));
+        output::stdout(&format!(
+            "signed {} checkpoints; share them with `ash ledger export`\n",
+            made.len()
+        ));
     }
     Ok(Outcome::Success)
 }

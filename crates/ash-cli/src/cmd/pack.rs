@@ -151,7 +151,9 @@ fn recipient(home: &Home, args: &PackCreateArgs) -> anyhow::Result<Recipient> {
     // never reached the ledger.
     let db = home.ledger()?;
     if db.account(id)?.is_some_and(|a| a.frozen) {
-        bail!("{id} is frozen (it signed two different entries at one position); seal nothing to it");
+        bail!(
+            "{id} is frozen (it signed two different entries at one position); seal nothing to it"
+        );
     }
     let profile = db.log(id)?.into_iter().rev().find_map(|stored| match stored.entry.body {
         Body::Profile(p) if stored.verdict.as_deref() == Some("valid") => Some(p),

@@ -23,15 +23,20 @@ fn json(out: &Output) -> Value {
 /// Returns the authority's id and the network id.
 pub(crate) fn new_network(admin: &Path, name: &str, file: &Path) -> (String, String) {
     fs::create_dir_all(admin).unwrap();
-    let authority = json(&run(admin, &["admin", "keygen", "--json"]))["id"].as_str().unwrap().to_owned();
-    let made = json(&run(admin, &["admin", "genesis", "--name", name, "-o", file.to_str().unwrap(), "--json"]));
+    let authority =
+        json(&run(admin, &["admin", "keygen", "--json"]))["id"].as_str().unwrap().to_owned();
+    let made = json(&run(
+        admin,
+        &["admin", "genesis", "--name", name, "-o", file.to_str().unwrap(), "--json"],
+    ));
     (authority, made["id"].as_str().unwrap().to_owned())
 }
 
 /// Joins `home` to the network of `genesis` as `name`; returns the node id.
 pub(crate) fn join(home: &Path, genesis: &Path, name: &str) -> String {
     fs::create_dir_all(home).unwrap();
-    let joined = json(&run(home, &["join", "--genesis", genesis.to_str().unwrap(), "-u", name, "--json"]));
+    let joined =
+        json(&run(home, &["join", "--genesis", genesis.to_str().unwrap(), "-u", name, "--json"]));
     joined["id"].as_str().unwrap().to_owned()
 }
 
@@ -64,9 +69,13 @@ fn a_network_from_its_genesis_to_received_credits_and_checkpoints() {
     let n = net();
     let (alice, bob) = (n.root.path().join("alice"), n.root.path().join("bob"));
     fs::create_dir_all(&alice).unwrap();
-    let mode = fs::metadata(n.admin.join("keys/authority.key")).unwrap().permissions().mode() & 0o777;
+    let mode =
+        fs::metadata(n.admin.join("keys/authority.key")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let joined = json(&run(&alice, &["join", "--genesis", n.genesis.to_str().unwrap(), "-u", "Alice", "--json"]));
+    let joined = json(&run(
+        &alice,
+        &["join", "--genesis", n.genesis.to_str().unwrap(), "-u", "Alice", "--json"],
+    ));
     assert_eq!(
         (&joined["username"], &joined["created"], &joined["network"]),
         (&json!("alice"), &json!(true), &json!({"name": "test-net", "id": n.network}))
@@ -76,10 +85,14 @@ fn a_network_from_its_genesis_to_received_credits_and_checkpoints() {
     assert_eq!((&again["id"], &again["created"]), (&json!(alice_id), &json!(false)));
     join(&bob, &n.genesis, "bob");
 
-    let minted = json(&run(&n.admin, &["admin", "mint", &alice_id, "100", "--signup", "--reason", "signup", "--json"]));
+    let minted = json(&run(
+        &n.admin,
+        &["admin", "mint", &alice_id, "100", "--signup", "--reason", "signup", "--json"],
+    ));
     // Entry 0 of the authority's log is its profile, written with the genesis.
     assert_eq!((minted["amount"].as_u64(), minted["seq"].as_u64()), (Some(100), Some(1)));
-    let twice = run(&n.admin, &["admin", "mint", &alice_id, "100", "--signup", "--reason", "again"]);
+    let twice =
+        run(&n.admin, &["admin", "mint", &alice_id, "100", "--signup", "--reason", "again"]);
     assert_eq!(twice.status.code(), Some(2));
     assert!(stderr(&twice).contains("already minted a signup to"), "{}", stderr(&twice));
     let zero = run(&n.admin, &["admin", "mint", &alice_id, "0", "--reason", "nothing"]);
@@ -95,14 +108,23 @@ fn a_network_from_its_genesis_to_received_credits_and_checkpoints() {
     let status = json(&run(&alice, &["status", "--json"]));
     assert_eq!(
         (&status["balance"], &status["frozen"]),
-        (&json!({"received": 100, "earned": 0, "paid": 0, "locked": 0, "spendable": 100}), &json!(false))
+        (
+            &json!({"received": 100, "earned": 0, "paid": 0, "locked": 0, "spendable": 100}),
+            &json!(false)
+        )
     );
     let history = json(&run(&alice, &["history", "--json"]));
     let rows: Vec<(String, i64, i64)> = history
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["kind"].as_str().unwrap().to_owned(), r["change"].as_i64().unwrap(), r["balance"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["change"].as_i64().unwrap(),
+                r["balance"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(rows, vec![("profile".into(), 0, 0), ("receive".into(), 100, 100)]);
     // Importing again changes nothing and receives nothing twice.
@@ -148,14 +170,29 @@ fn hostile_input_is_refused_with_what_to_do() {
     fs::write(h.join("junk"), b"PK\x03\x04 not a bundle").unwrap();
     let genesis = n.genesis.to_str().unwrap();
     let cases: Vec<(Vec<&str>, String)> = vec![
-        (vec!["status"], "no identity on this machine yet; run `ash join --genesis FILE --username NAME`".into()),
-        (vec!["join", "-u", "carol"], "no network here yet: join one with `ash join --genesis FILE`".into()),
+        (
+            vec!["status"],
+            "no identity on this machine yet; run `ash join --genesis FILE --username NAME`".into(),
+        ),
+        (
+            vec!["join", "-u", "carol"],
+            "no network here yet: join one with `ash join --genesis FILE`".into(),
+        ),
         (vec!["join", "--genesis", "junk", "-u", "carol"], "genesis: TOML parse error".into()),
-        (vec!["ledger", "verify", "junk", "--genesis", genesis], "not an ash ledger bundle: it does not start with `ASHLEDGR`".into()),
+        (
+            vec!["ledger", "verify", "junk", "--genesis", genesis],
+            "not an ash ledger bundle: it does not start with `ASHLEDGR`".into(),
+        ),
         (vec!["ledger", "verify", "missing", "--genesis", genesis], "opening missing".into()),
         (vec!["history", "xyz"], "expected 64 hex digits; a node id is 64 hex digits".into()),
-        (vec!["admin", "mint", "00", "5", "--reason", "x"], "no mint authority key here; create one with `ash admin keygen`".into()),
-        (vec!["join", "--genesis", genesis], "choose a username for your profile: `ash join --username NAME`".into()),
+        (
+            vec!["admin", "mint", "00", "5", "--reason", "x"],
+            "no mint authority key here; create one with `ash admin keygen`".into(),
+        ),
+        (
+            vec!["join", "--genesis", genesis],
+            "choose a username for your profile: `ash join --username NAME`".into(),
+        ),
         (vec!["join", "--genesis", genesis, "-u", "a"], "must be 3–32 of a-z 0-9 _ -".into()),
     ];
     for (args, expected) in cases {
@@ -170,12 +207,24 @@ fn hostile_input_is_refused_with_what_to_do() {
     let out = run(&h, &["join", "--genesis", other_genesis.to_str().unwrap(), "-u", "carol"]);
     assert!(stderr(&out).contains("one $ASH_HOME holds one network"), "{}", stderr(&out));
     let other_bundle = n.root.path().join("other.bundle");
-    let out = run(&n.root.path().join("other-admin"), &["ledger", "export", "-o", other_bundle.to_str().unwrap()]);
+    let out = run(
+        &n.root.path().join("other-admin"),
+        &["ledger", "export", "-o", other_bundle.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = run(&h, &["ledger", "import", other_bundle.to_str().unwrap()]);
-    assert!(stderr(&out).contains("is a bundle of network") && stderr(&out).contains("not of `test-net`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is a bundle of network")
+            && stderr(&out).contains("not of `test-net`"),
+        "{}",
+        stderr(&out)
+    );
     // The old config key is refused, not ignored.
-    fs::write(h.join("config.toml"), format!("[network]\nmint_authorities = [\"{}\"]\n", n.authority)).unwrap();
+    fs::write(
+        h.join("config.toml"),
+        format!("[network]\nmint_authorities = [\"{}\"]\n", n.authority),
+    )
+    .unwrap();
     let out = run(&h, &["status"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown key `network.mint_authorities`; a network's mint authorities and parameters are in its genesis file"), "{}", stderr(&out));

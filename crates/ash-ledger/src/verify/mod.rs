@@ -15,8 +15,8 @@ use std::sync::Arc;
 use ash_identity::{Domain, NodeId, PublicKey, SignedItem, invalid_signatures, verify};
 use serde::Serialize;
 
-pub(crate) use rules::{Collected, LogState, Open};
 pub use rules::Rule;
+pub(crate) use rules::{Collected, LogState, Open};
 use rules::{Named, judge};
 
 use crate::checkpoint::Checkpoint;
@@ -283,7 +283,11 @@ impl Verifier {
     /// Verifies a whole set of entries (any order, any authors). Author signatures are checked
     /// as one batch on all cores; the verdicts are those of inserting them one by one in any
     /// order.
-    pub fn verify_all(genesis: Genesis, now: u64, entries: impl IntoIterator<Item = Entry>) -> Self {
+    pub fn verify_all(
+        genesis: Genesis,
+        now: u64,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Self {
         let mut verifier = Self::new(genesis, now);
         let mut entries: Vec<Entry> = entries.into_iter().collect();
         // Each log in order, so that few entries wait for a predecessor.
@@ -292,7 +296,11 @@ impl Verifier {
         let bad = verifier.bad_signatures(&entries);
         for (i, entry) in entries.into_iter().enumerate() {
             if bad.contains(&i) {
-                verifier.refuse_at_door(&entry, Rule::Signature, "the author's signature does not verify");
+                verifier.refuse_at_door(
+                    &entry,
+                    Rule::Signature,
+                    "the author's signature does not verify",
+                );
             } else {
                 verifier.admit(entry);
             }
@@ -309,7 +317,11 @@ impl Verifier {
             verify(&key, Domain::LedgerEntry, entry.signed_bytes(), &entry.signature).is_ok()
         });
         if !valid {
-            return self.refuse_at_door(&entry, Rule::Signature, "the author's signature does not verify");
+            return self.refuse_at_door(
+                &entry,
+                Rule::Signature,
+                "the author's signature does not verify",
+            );
         }
         self.admit(entry)
     }
@@ -357,7 +369,10 @@ impl Verifier {
 
     /// The valid entries of `author`'s log along its judged head's chain, oldest first.
     pub fn valid_entries(&self, author: NodeId) -> Vec<Arc<Entry>> {
-        self.chain(author).into_iter().filter(|e| self.verdict(&e.id()) == Some(&Verdict::Valid)).collect()
+        self.chain(author)
+            .into_iter()
+            .filter(|e| self.verdict(&e.id()) == Some(&Verdict::Valid))
+            .collect()
     }
 
     /// The entries of `author`'s log along its judged head's chain, oldest first, with verdicts.
@@ -440,7 +455,9 @@ impl Verifier {
         // and a second signup would be refused: keep the first signup only.
         let mut signup = state.signup;
         out.retain(|e| match &e.body {
-            Body::Mint(m) if m.kind == crate::MintKind::Signup => !std::mem::replace(&mut signup, true),
+            Body::Mint(m) if m.kind == crate::MintKind::Signup => {
+                !std::mem::replace(&mut signup, true)
+            }
             _ => true,
         });
         out
@@ -451,7 +468,9 @@ impl Verifier {
     /// when its head is not here or not judged.
     pub fn agrees_with(&self, checkpoint: &Checkpoint) -> Option<bool> {
         let node = self.nodes.get(&checkpoint.head)?;
-        if matches!(node.verdict, Verdict::Pending { .. }) || node.entry.author != checkpoint.subject {
+        if matches!(node.verdict, Verdict::Pending { .. })
+            || node.entry.author != checkpoint.subject
+        {
             return None;
         }
         let state = self.state_at(checkpoint.head)?;
@@ -465,14 +484,23 @@ impl Verifier {
             at = (node.entry.seq > 0).then_some(node.entry.prev);
         }
         refused.reverse();
-        Some(state == checkpoint.state && refused == checkpoint.refused && !self.frozen.contains(&checkpoint.subject))
+        Some(
+            state == checkpoint.state
+                && refused == checkpoint.refused
+                && !self.frozen.contains(&checkpoint.subject),
+        )
     }
 
     /// The report: accounts, refusals, what waits, equivocations.
     pub fn report(&self) -> Report {
         let mut report = Report {
             // A copy with a bad signature of an entry held here is not a refusal of the entry.
-            refused: self.door.iter().filter(|r| !self.nodes.contains_key(&r.id)).cloned().collect(),
+            refused: self
+                .door
+                .iter()
+                .filter(|r| !self.nodes.contains_key(&r.id))
+                .cloned()
+                .collect(),
             quarantined: self.orphans.len() as u64,
             equivocations: self.equivocations.clone(),
             ..Report::default()
@@ -538,7 +566,8 @@ impl Verifier {
 
     fn bad_signatures(&mut self, entries: &[Entry]) -> BTreeSet<usize> {
         let keys: Vec<Option<PublicKey>> = entries.iter().map(|e| self.key(e.author)).collect();
-        let mut bad: BTreeSet<usize> = keys.iter().enumerate().filter(|(_, k)| k.is_none()).map(|(i, _)| i).collect();
+        let mut bad: BTreeSet<usize> =
+            keys.iter().enumerate().filter(|(_, k)| k.is_none()).map(|(i, _)| i).collect();
         let (indices, items): (Vec<usize>, Vec<SignedItem<'_>>) = entries
             .iter()
             .zip(&keys)
@@ -580,7 +609,8 @@ impl Verifier {
             return Admission::Known;
         }
         if entry.network != self.genesis.id() {
-            let detail = format!("network {} is not this one ({})", entry.network, self.genesis.id());
+            let detail =
+                format!("network {} is not this one ({})", entry.network, self.genesis.id());
             return self.refuse_at_door(&entry, Rule::Network, &detail);
         }
         if entry.seq == 0 && entry.prev != Hash::default() {
@@ -588,7 +618,8 @@ impl Verifier {
         }
         if entry.seq > 0 {
             match self.nodes.get(&entry.prev) {
-                Some(prev) if prev.entry.author == entry.author && prev.entry.seq + 1 == entry.seq => {}
+                Some(prev)
+                    if prev.entry.author == entry.author && prev.entry.seq + 1 == entry.seq => {}
                 Some(_) => {
                     return self.refuse_at_door(
                         &entry,
@@ -610,7 +641,8 @@ impl Verifier {
         position.push(id);
         let entry = Arc::new(entry);
         if let Some(first) = first.and_then(|f| self.nodes.get(&f)) {
-            self.equivocations.push(Equivocation { kept: Arc::clone(&first.entry), other: Arc::clone(&entry) });
+            self.equivocations
+                .push(Equivocation { kept: Arc::clone(&first.entry), other: Arc::clone(&entry) });
             self.frozen.insert(entry.author);
         }
         let pending = Verdict::Pending { waiting_for: "judgement".into() };
@@ -683,9 +715,12 @@ impl Verifier {
     /// Gives the checkpoint's verdicts to its head and the ancestors held (bringing them out of
     /// quarantine), and its state to the head.
     fn anchor(&mut self, head: Hash) {
-        let Some(node) = self.nodes.get(&head).map(|n| Arc::clone(&n.entry)).or_else(|| {
-            self.orphans.get(&head).cloned().map(Arc::new)
-        }) else {
+        let Some(node) = self
+            .nodes
+            .get(&head)
+            .map(|n| Arc::clone(&n.entry))
+            .or_else(|| self.orphans.get(&head).cloned().map(Arc::new))
+        else {
             return;
         };
         let Some(checkpoint) = self.checkpoints.get(&node.author).cloned() else { return };
@@ -703,7 +738,8 @@ impl Verifier {
         let mut woken = Vec::new();
         for entry in chain {
             let id = entry.id();
-            let already = self.nodes.get(&id).is_some_and(|n| !matches!(n.verdict, Verdict::Pending { .. }));
+            let already =
+                self.nodes.get(&id).is_some_and(|n| !matches!(n.verdict, Verdict::Pending { .. }));
             if already {
                 continue;
             }
@@ -767,7 +803,11 @@ impl Verifier {
         if entry.seq > 0 {
             match self.nodes.get(&entry.prev).map(|n| &n.verdict) {
                 Some(Verdict::Pending { .. }) | None => {
-                    return self.wait(id, entry.prev, format!("entry {} of its log", entry.seq - 1));
+                    return self.wait(
+                        id,
+                        entry.prev,
+                        format!("entry {} of its log", entry.seq - 1),
+                    );
                 }
                 Some(_) => {}
             }
@@ -775,13 +815,15 @@ impl Verifier {
         if entry.time > self.now.saturating_add(self.skew) {
             self.early.insert(id);
             if let Some(node) = self.nodes.get_mut(&id) {
-                node.verdict = Verdict::Pending { waiting_for: format!("the clock to reach {}", entry.time) };
+                node.verdict =
+                    Verdict::Pending { waiting_for: format!("the clock to reach {}", entry.time) };
             }
             return None;
         }
         let named = match entry.body.names() {
             None => None,
-            Some(named) => match self.nodes.get(&named).map(|n| (&n.verdict, Arc::clone(&n.entry))) {
+            Some(named) => match self.nodes.get(&named).map(|n| (&n.verdict, Arc::clone(&n.entry)))
+            {
                 None | Some((Verdict::Pending { .. }, _)) => {
                     return self.wait(id, named, format!("entry {named}"));
                 }
@@ -855,14 +897,15 @@ impl Verifier {
         if self.checkpoints.get(&author).is_some_and(|c| c.head == id) {
             return;
         }
-        let waiting_sibling = self.positions.get(&(author, node.entry.seq + 1)).is_some_and(|ids| {
-            ids.iter().any(|c| {
-                *c != judged
-                    && self.nodes.get(c).is_some_and(|n| {
-                        n.entry.prev == id && matches!(n.verdict, Verdict::Pending { .. })
-                    })
-            })
-        });
+        let waiting_sibling =
+            self.positions.get(&(author, node.entry.seq + 1)).is_some_and(|ids| {
+                ids.iter().any(|c| {
+                    *c != judged
+                        && self.nodes.get(c).is_some_and(|n| {
+                            n.entry.prev == id && matches!(n.verdict, Verdict::Pending { .. })
+                        })
+                })
+            });
         if !waiting_sibling {
             self.states.remove(&id);
         }
@@ -901,15 +944,25 @@ impl Verifier {
         for entry in path.iter().rev() {
             state = match self.nodes.get(&entry.id()).map(|n| &n.verdict)? {
                 Verdict::Valid => {
-                    let named = entry.body.names().and_then(|n| self.nodes.get(&n)).map(|n| Arc::clone(&n.entry));
+                    let named = entry
+                        .body
+                        .names()
+                        .and_then(|n| self.nodes.get(&n))
+                        .map(|n| Arc::clone(&n.entry));
                     let reserve = match named.as_deref().map(|n| &n.body) {
-                        Some(Body::Decide(d)) => self.nodes.get(&d.reserve).map(|n| Arc::clone(&n.entry)),
-                        Some(Body::Receipt(r)) => self.nodes.get(&r.reserve).map(|n| Arc::clone(&n.entry)),
+                        Some(Body::Decide(d)) => {
+                            self.nodes.get(&d.reserve).map(|n| Arc::clone(&n.entry))
+                        }
+                        Some(Body::Receipt(r)) => {
+                            self.nodes.get(&r.reserve).map(|n| Arc::clone(&n.entry))
+                        }
                         _ => None,
                     };
                     let view = match (&named, &reserve) {
                         (Some(n), Some(r)) => match &r.body {
-                            Body::Reserve(body) => Named::Source { source: n, reserve_id: r.id(), reserve: body },
+                            Body::Reserve(body) => {
+                                Named::Source { source: n, reserve_id: r.id(), reserve: body }
+                            }
                             _ => Named::None,
                         },
                         (Some(n), None) => Named::Mint(n),

@@ -7,7 +7,9 @@ use ash_identity::{NodeId, SealingPublicKey, verify};
 use serde::Serialize;
 
 use crate::credits::Credits;
-use crate::entry::{Body, Entry, Hash, JobId, MintKind, Profile, ReleaseReason, Reserve, countersigned};
+use crate::entry::{
+    Body, Entry, Hash, JobId, MintKind, Profile, ReleaseReason, Reserve, countersigned,
+};
 use crate::genesis::Genesis;
 
 /// The rule an entry broke. Reported (and serialised) by [`Rule::name`].
@@ -205,11 +207,17 @@ pub(crate) fn judge(
     let authority = genesis.is_authority(&author);
     match (&entry.body, authority) {
         (Body::Mint(_), false) => {
-            return Err((Rule::MintNotAuthority, format!("{} is not a mint authority", author.short())));
+            return Err((
+                Rule::MintNotAuthority,
+                format!("{} is not a mint authority", author.short()),
+            ));
         }
         (Body::Profile(_) | Body::Mint(_), _) | (_, false) => {}
         (body, true) => {
-            return Err((Rule::AuthorityLog, format!("a {} in a mint authority's log", body.kind())));
+            return Err((
+                Rule::AuthorityLog,
+                format!("a {} in a mint authority's log", body.kind()),
+            ));
         }
     }
     let mut next = state.clone();
@@ -218,14 +226,20 @@ pub(crate) fn judge(
         Body::Profile(profile) => {
             let name = &profile.username;
             if !Profile::valid_username(name) {
-                return Err((Rule::Profile, format!("username {name:?} is not 3–32 of a-z 0-9 _ -")));
+                return Err((
+                    Rule::Profile,
+                    format!("username {name:?} is not 3–32 of a-z 0-9 _ -"),
+                ));
             }
             next.profile = Some((name.clone(), profile.sealing_key));
         }
         Body::Mint(mint) => {
             check_amount(mint.amount)?;
             if mint.reason.len() > 200 {
-                return Err((Rule::Reason, format!("reason of {} bytes (at most 200)", mint.reason.len())));
+                return Err((
+                    Rule::Reason,
+                    format!("reason of {} bytes (at most 200)", mint.reason.len()),
+                ));
             }
             if genesis.is_authority(&mint.recipient) {
                 return Err((Rule::MintToAuthority, "authorities hold no credits".into()));
@@ -236,10 +250,16 @@ pub(crate) fn judge(
                 return Err((Rule::NotAMint, "the named entry is not a mint".into()));
             };
             let Body::Mint(mint) = &mint_entry.body else {
-                return Err((Rule::NotAMint, format!("the named entry is a {}", mint_entry.body.kind())));
+                return Err((
+                    Rule::NotAMint,
+                    format!("the named entry is a {}", mint_entry.body.kind()),
+                ));
             };
             if mint.recipient != author {
-                return Err((Rule::NotRecipient, format!("the mint is for {}", mint.recipient.short())));
+                return Err((
+                    Rule::NotRecipient,
+                    format!("the mint is for {}", mint.recipient.short()),
+                ));
             }
             if let Some(last) = state.mints.get(&mint_entry.author)
                 && mint_entry.seq <= *last
@@ -293,7 +313,10 @@ pub(crate) fn judge(
         Body::Receipt(receipt) => {
             let open = open_reservation(state, receipt.reserve)?;
             if open.delivered.is_some() {
-                return Err((Rule::AlreadyDelivered, "a receipt for it is already in the log".into()));
+                return Err((
+                    Rule::AlreadyDelivered,
+                    "a receipt for it is already in the log".into(),
+                ));
             }
             check_countersignature(entry, open.acceptor, Rule::Commitment)?;
             if let Some(slot) = next.open.get_mut(&receipt.reserve) {
@@ -334,7 +357,10 @@ pub(crate) fn judge(
         }
         Body::Collect(_) => {
             let Named::Source { source, reserve_id, reserve } = named else {
-                return Err((Rule::NotCollectable, "the named entry is not a decision or receipt".into()));
+                return Err((
+                    Rule::NotCollectable,
+                    "the named entry is not a decision or receipt".into(),
+                ));
             };
             if reserve.acceptor != author {
                 return Err((
@@ -353,11 +379,17 @@ pub(crate) fn judge(
                 }
                 Body::Receipt(_) => reserve.amount.half(),
                 other => {
-                    return Err((Rule::NotCollectable, format!("the named entry is a {}", other.kind())));
+                    return Err((
+                        Rule::NotCollectable,
+                        format!("the named entry is a {}", other.kind()),
+                    ));
                 }
             };
             if entry.time > until {
-                return Err((Rule::ClaimWindow, format!("at {} after the window closed at {until}", entry.time)));
+                return Err((
+                    Rule::ClaimWindow,
+                    format!("at {} after the window closed at {until}", entry.time),
+                ));
             }
             let already = state.collected.get(reserve_id).map_or(Credits::ZERO, |c| c.amount);
             let Some(more) = owed.checked_sub(already).filter(|m| *m > Credits::ZERO) else {
@@ -385,7 +417,8 @@ fn check_countersignature(entry: &Entry, signer: NodeId, rule: Rule) -> Result<(
     let Some((domain, bytes, signature)) = countersigned(entry.network, &entry.body) else {
         return Err((rule, "the acceptor's signature is missing".into()));
     };
-    let valid = signer.public_key().is_ok_and(|key| verify(&key, domain, &bytes, &signature).is_ok());
+    let valid =
+        signer.public_key().is_ok_and(|key| verify(&key, domain, &bytes, &signature).is_ok());
     if valid {
         Ok(())
     } else {
@@ -395,7 +428,10 @@ fn check_countersignature(entry: &Entry, signer: NodeId, rule: Rule) -> Result<(
 
 fn check_amount(amount: Credits) -> Result<(), Broken> {
     if amount == Credits::ZERO || amount > Credits::MAX_ENTRY {
-        return Err((Rule::Amount, format!("{amount} is not between 1 and {}", Credits::MAX_ENTRY)));
+        return Err((
+            Rule::Amount,
+            format!("{amount} is not between 1 and {}", Credits::MAX_ENTRY),
+        ));
     }
     Ok(())
 }

@@ -51,11 +51,14 @@ fn framing_needs_the_victims_key() {
     //    the victim's, so it is refused and proves nothing.
     let attacker = Identity::insecure_from_label("attacker");
     for after in [None, Some(&victim)] {
-        let signed_by_attacker = LogWriter::new(&attacker, w.network()).append(T0, Body::Profile(Profile {
-            username: "evil".into(),
-            sealing_key: attacker.sealing_public(),
-            created_at: T0,
-        }));
+        let signed_by_attacker = LogWriter::new(&attacker, w.network()).append(
+            T0,
+            Body::Profile(Profile {
+                username: "evil".into(),
+                sealing_key: attacker.sealing_public(),
+                created_at: T0,
+            }),
+        );
         let mut bytes = signed_by_attacker.bytes().to_vec();
         // Put the victim's id in the author field and, for the second, its head as prev.
         bytes[33..65].copy_from_slice(w.id(0).as_bytes());
@@ -71,7 +74,10 @@ fn framing_needs_the_victims_key() {
     }
     let report = v.report();
     let account = &report.accounts[&w.id(0)];
-    assert_eq!((account.frozen, report.equivocations.len(), account.balance.spendable.get()), (false, 0, SIGNUP));
+    assert_eq!(
+        (account.frozen, report.equivocations.len(), account.balance.spendable.get()),
+        (false, 0, SIGNUP)
+    );
     assert_eq!(v.profile(w.id(0)).map(|p| p.1), Some(w.users[0].sealing_public()));
 }
 
@@ -86,11 +92,18 @@ fn a_forged_profile_never_supplies_a_sealing_key() {
     let mut writer = LogWriter::resume(&attacker, &head);
     let forged = writer.append(
         w.tick(),
-        Body::Profile(Profile { username: "user0".into(), sealing_key: attacker.sealing_public(), created_at: T0 }),
+        Body::Profile(Profile {
+            username: "user0".into(),
+            sealing_key: attacker.sealing_public(),
+            created_at: T0,
+        }),
     );
     let mut bytes = forged.bytes().to_vec();
     bytes[33..65].copy_from_slice(w.id(0).as_bytes());
-    assert!(matches!(v.insert(Entry::decode(&bytes).unwrap()), Admission::Refused(Rule::Signature, _)));
+    assert!(matches!(
+        v.insert(Entry::decode(&bytes).unwrap()),
+        Admission::Refused(Rule::Signature, _)
+    ));
     assert_eq!(v.profile(w.id(0)).map(|p| p.1), Some(w.users[0].sealing_public()));
     // An identity nobody has a verified profile of has no sealing key at all.
     assert_eq!(v.profile(attacker.node_id()), None);
@@ -103,12 +116,15 @@ fn unsigned_entries_at_an_authoritys_next_position_do_not_block_its_mints() {
     let head = w.last_of(Authority(0));
     let garbage = {
         let attacker = Identity::insecure_from_label("attacker");
-        let e = LogWriter::resume(&attacker, &head).append(w.tick(), Body::Mint(Mint {
-            recipient: attacker.node_id(),
-            amount: Credits::new(1_000_000),
-            kind: MintKind::Grant,
-            reason: "free money".into(),
-        }));
+        let e = LogWriter::resume(&attacker, &head).append(
+            w.tick(),
+            Body::Mint(Mint {
+                recipient: attacker.node_id(),
+                amount: Credits::new(1_000_000),
+                kind: MintKind::Grant,
+                reason: "free money".into(),
+            }),
+        );
         let mut bytes = e.bytes().to_vec();
         bytes[33..65].copy_from_slice(w.authorities[0].node_id().as_bytes());
         Entry::decode(&bytes).unwrap()
@@ -145,12 +161,16 @@ fn a_late_timeout_claim_is_refused_alone_and_voids_nothing() {
     // it names the reservation itself, then user2's decision.
     w.now += 24 * 3600 * 1000;
     w.collect(1, &lapsed);
-    let decide = w.entries.iter().rev().find(|e| matches!(e.body, Body::Decide(_))).unwrap().clone();
+    let decide =
+        w.entries.iter().rev().find(|e| matches!(e.body, Body::Decide(_))).unwrap().clone();
     w.collect(1, &decide);
     let report = w.verify();
     assert_eq!(
         refusals(&w, &report),
-        vec![refused("user1", 2, "collect", "not-collectable"), refused("user1", 3, "collect", "not-a-party")]
+        vec![
+            refused("user1", 2, "collect", "not-collectable"),
+            refused("user1", 3, "collect", "not-a-party")
+        ]
     );
     assert_eq!(spendable(&w, &report), vec![80, 100, 120]);
 }
@@ -243,7 +263,10 @@ fn a_requester_fork_pays_both_acceptors_in_either_order() {
     let body_b = w.reserve_body(2, 80);
     let b = w.append_after(User(0), Some(&before), body_b);
     let receipt_b = w.append(User(0), w.receipt_body(&b));
-    let decide_b = w.append(User(0), Body::Decide(ash_ledger::Decide { reserve: b.id(), outcome: Outcome::Accept }));
+    let decide_b = w.append(
+        User(0),
+        Body::Decide(ash_ledger::Decide { reserve: b.id(), outcome: Outcome::Accept }),
+    );
     w.collect(1, &decide_a);
     w.collect(2, &decide_b);
     let _ = (receipt_a, receipt_b);
@@ -304,12 +327,15 @@ fn mints_and_receives_follow_the_authority_rules() {
     let mut w = World::with_authorities(1, 2);
     // A mint in a user's log, a receive of it, a mint to the authority, a receive of someone
     // else's mint, and a receive of something that is not a mint.
-    let fake = w.append(User(0), Body::Mint(Mint {
-        recipient: w.id(0),
-        amount: Credits::new(10),
-        kind: MintKind::Grant,
-        reason: "self".into(),
-    }));
+    let fake = w.append(
+        User(0),
+        Body::Mint(Mint {
+            recipient: w.id(0),
+            amount: Credits::new(10),
+            kind: MintKind::Grant,
+            reason: "self".into(),
+        }),
+    );
     w.receive(0, &fake);
     let to_authority = w.mint_by(0, w.authorities[0].node_id(), 10, MintKind::Grant);
     let for_one = w.mint_by(0, w.id(1), 10, MintKind::Grant);
@@ -412,15 +438,35 @@ fn a_genesis_is_checked_and_round_trips() {
     assert_eq!(Genesis::from_toml(&text).unwrap(), w.genesis);
     let id = w.authorities[0].node_id();
     for (toml, error) in [
-        ("name = \"x\"\ncreated_at = 1\nauthorities = []\n".to_owned(), "genesis: `authorities` must name 1–64 identities"),
-        (format!("name = \"Bad Name\"\ncreated_at = 1\nauthorities = [\"{id}\"]\n"), "genesis: name \"Bad Name\" must be 1–64 bytes of a-z 0-9 . _ -"),
-        (format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\", \"{id}\"]\n"), &format!("genesis: `authorities` names {id} twice")),
-        (format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\"]\ncheckpoint_quorum = 2\n"), "genesis: `checkpoint_quorum` 2 must be between 1 and the 1 witnesses"),
+        (
+            "name = \"x\"\ncreated_at = 1\nauthorities = []\n".to_owned(),
+            "genesis: `authorities` must name 1–64 identities",
+        ),
+        (
+            format!("name = \"Bad Name\"\ncreated_at = 1\nauthorities = [\"{id}\"]\n"),
+            "genesis: name \"Bad Name\" must be 1–64 bytes of a-z 0-9 . _ -",
+        ),
+        (
+            format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\", \"{id}\"]\n"),
+            &format!("genesis: `authorities` names {id} twice"),
+        ),
+        (
+            format!(
+                "name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\"]\ncheckpoint_quorum = 2\n"
+            ),
+            "genesis: `checkpoint_quorum` 2 must be between 1 and the 1 witnesses",
+        ),
     ] {
         assert_eq!(Genesis::from_toml(&toml).unwrap_err().to_string(), error);
     }
-    let unknown = format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\"]\nmint_authorities = []\n");
-    assert!(Genesis::from_toml(&unknown).unwrap_err().to_string().contains("unknown field `mint_authorities`"));
+    let unknown =
+        format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\"]\nmint_authorities = []\n");
+    assert!(
+        Genesis::from_toml(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `mint_authorities`")
+    );
 }
 
 #[test]
@@ -437,7 +483,10 @@ fn a_counterparty_verifies_from_its_checkpoint() {
         c
     };
     let (c0, c1) = (checkpoint(0), checkpoint(1));
-    let heads: Vec<Entry> = [&c0, &c1].iter().map(|c| w.entries.iter().find(|e| e.id() == c.head).unwrap().clone()).collect();
+    let heads: Vec<Entry> = [&c0, &c1]
+        .iter()
+        .map(|c| w.entries.iter().find(|e| e.id() == c.head).unwrap().clone())
+        .collect();
     let tail = w.entries.len();
     // After the checkpoints user0 hires user2, and user1 collects a late top-up of nothing.
     w.job_done(0, 2, 20, Outcome::Accept);
@@ -458,7 +507,11 @@ fn a_counterparty_verifies_from_its_checkpoint() {
     for i in [0, 2] {
         assert_eq!(report.accounts[&w.id(i)].balance, full.accounts[&w.id(i)].balance, "user{i}");
     }
-    assert_eq!((report.refused.len(), report.pending.len(), report.quarantined), (0, 0, 0), "{report:?}");
+    assert_eq!(
+        (report.refused.len(), report.pending.len(), report.quarantined),
+        (0, 0, 0),
+        "{report:?}"
+    );
     // A checkpoint signed by a non-witness does not count.
     let mut forged = before.checkpoint(w.id(0), w.now).unwrap();
     forged.sign(&w.users[2]);

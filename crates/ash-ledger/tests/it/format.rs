@@ -2,7 +2,7 @@
 
 use ash_identity::encode_hex;
 use ash_ledger::{
-    Body, BundleError, Checkpoint, Entry, Outcome, Release, Terms, Credits, Hash, read_bundle,
+    Body, BundleError, Checkpoint, Credits, Entry, Hash, Outcome, Release, Terms, read_bundle,
     write_bundle,
 };
 use pretty_assertions::assert_eq;
@@ -74,7 +74,10 @@ fn terms_have_a_fixed_digest() {
         prompt: Hash([2; 32]),
         agent: "builtin".into(),
     };
-    assert_eq!(terms.digest().to_string(), "739a153888a5e6e5258d774ad2267a184753ce6f98a8eb875428691341312ae6");
+    assert_eq!(
+        terms.digest().to_string(),
+        "739a153888a5e6e5258d774ad2267a184753ce6f98a8eb875428691341312ae6"
+    );
     let changed = [
         Terms { tier: "opus".into(), ..terms.clone() },
         Terms { price: Credits::new(7), ..terms.clone() },
@@ -109,7 +112,8 @@ fn hostile_entries_are_refused_with_the_offset() {
     let mut long_payload = profile;
     long_payload[114..118].copy_from_slice(&u32::MAX.to_be_bytes());
     cases.push((long_payload, "byte 118: truncated: payload needs 4294967295 bytes"));
-    let release = w.entries.iter().rev().find(|e| e.body.kind() == "release").unwrap().bytes().to_vec();
+    let release =
+        w.entries.iter().rev().find(|e| e.body.kind() == "release").unwrap().bytes().to_vec();
     let mut reason = release;
     reason[118 + 32] = 3;
     cases.push((reason, "unknown release reason 3"));
@@ -125,9 +129,15 @@ fn checkpoints_round_trip_and_count_only_with_a_quorum() {
     let w = every_kind();
     let v = w.verifier();
     let mut checkpoint = v.checkpoint(w.id(0), w.now).unwrap();
-    assert_eq!(checkpoint.check(&w.genesis).unwrap_err().to_string(), "0 valid witness signatures; the network needs 1");
+    assert_eq!(
+        checkpoint.check(&w.genesis).unwrap_err().to_string(),
+        "0 valid witness signatures; the network needs 1"
+    );
     checkpoint.sign(&w.users[1]);
-    assert_eq!(checkpoint.check(&w.genesis).unwrap_err().to_string(), "0 valid witness signatures; the network needs 1");
+    assert_eq!(
+        checkpoint.check(&w.genesis).unwrap_err().to_string(),
+        "0 valid witness signatures; the network needs 1"
+    );
     checkpoint.sign(&w.authorities[0]);
     assert_eq!(checkpoint.check(&w.genesis), Ok(()));
     let decoded = Checkpoint::decode(&checkpoint.to_bytes()).unwrap();
@@ -146,9 +156,13 @@ fn bundles_round_trip_and_refuse_damage() {
     let mut checkpoint = w.verifier().checkpoint(w.id(1), w.now).unwrap();
     checkpoint.sign(&w.authorities[0]);
     let mut bytes = Vec::new();
-    write_bundle(&mut bytes, w.network(), w.entries.iter(), std::slice::from_ref(&checkpoint)).unwrap();
+    write_bundle(&mut bytes, w.network(), w.entries.iter(), std::slice::from_ref(&checkpoint))
+        .unwrap();
     let bundle = read_bundle(bytes.as_slice(), 1000).unwrap();
-    assert_eq!((bundle.network, &bundle.entries, &bundle.checkpoints), (w.network(), &w.entries, &vec![checkpoint]));
+    assert_eq!(
+        (bundle.network, &bundle.entries, &bundle.checkpoints),
+        (w.network(), &w.entries, &vec![checkpoint])
+    );
     let cut = bytes.len() - 10;
     let count = w.entries.len() + 1;
     let cases: Vec<(Vec<u8>, u64, String)> = vec![

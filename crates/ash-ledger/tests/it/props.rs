@@ -80,7 +80,11 @@ fn play(n: usize, ops: &[Op]) -> World {
                 }
                 let acceptor = w.acceptor_of(&r);
                 let wanted = if timeout { "receipt" } else { "decide" };
-                if let Some(source) = sources.get(&j.index(jobs.len().max(1))).and_then(|s| s.iter().rev().find(|e| e.body.kind() == wanted)).cloned() {
+                if let Some(source) = sources
+                    .get(&j.index(jobs.len().max(1)))
+                    .and_then(|s| s.iter().rev().find(|e| e.body.kind() == wanted))
+                    .cloned()
+                {
                     w.collect(acceptor, &source);
                 }
             }
@@ -97,7 +101,11 @@ fn play(n: usize, ops: &[Op]) -> World {
             }
             Op::Fork(user) => {
                 let last = w.last_of(User(*user));
-                let before = w.entries.iter().find(|e| e.author == last.author && e.seq + 1 == last.seq).cloned();
+                let before = w
+                    .entries
+                    .iter()
+                    .find(|e| e.author == last.author && e.seq + 1 == last.seq)
+                    .cloned();
                 let body = Body::Profile(ash_ledger::Profile {
                     username: format!("fork{}", w.entries.len()),
                     sealing_key: w.users[*user].sealing_public(),
@@ -151,7 +159,18 @@ fn accounts(v: &Verifier) -> BTreeMap<String, Numbers> {
         .values()
         .map(|a| {
             let b = a.balance;
-            (a.id.short(), (b.received.get(), b.earned.get(), b.paid.get(), b.locked.get(), b.spendable.get(), a.frozen, a.head))
+            (
+                a.id.short(),
+                (
+                    b.received.get(),
+                    b.earned.get(),
+                    b.paid.get(),
+                    b.locked.get(),
+                    b.spendable.get(),
+                    a.frozen,
+                    a.head,
+                ),
+            )
         })
         .collect()
 }
@@ -236,4 +255,3 @@ proptest! {
         let _ = Verdict::Valid;
     }
 }
-

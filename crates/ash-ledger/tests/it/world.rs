@@ -40,7 +40,11 @@ pub(crate) fn test_genesis(name: &str, authorities: &[Identity]) -> Genesis {
 }
 
 pub(crate) fn authority_identity(i: usize) -> Identity {
-    Identity::insecure_from_label(&if i == 0 { "authority".to_owned() } else { format!("authority{i}") })
+    Identity::insecure_from_label(&if i == 0 {
+        "authority".to_owned()
+    } else {
+        format!("authority{i}")
+    })
 }
 
 impl World {
@@ -63,7 +67,10 @@ impl World {
             jobs: 0,
         };
         for i in 0..a {
-            world.profile(Authority(i), if i == 0 { "authority".into() } else { format!("authority{i}") });
+            world.profile(
+                Authority(i),
+                if i == 0 { "authority".into() } else { format!("authority{i}") },
+            );
         }
         for i in 0..n {
             world.profile(User(i), format!("user{i}"));
@@ -144,8 +151,19 @@ impl World {
         self.append(who, body)
     }
 
-    pub(crate) fn mint_by(&mut self, authority: usize, recipient: NodeId, amount: u64, kind: MintKind) -> Entry {
-        let body = Body::Mint(Mint { recipient, amount: Credits::new(amount), kind, reason: "test".into() });
+    pub(crate) fn mint_by(
+        &mut self,
+        authority: usize,
+        recipient: NodeId,
+        amount: u64,
+        kind: MintKind,
+    ) -> Entry {
+        let body = Body::Mint(Mint {
+            recipient,
+            amount: Credits::new(amount),
+            kind,
+            reason: "test".into(),
+        });
         self.append(Authority(authority), body)
     }
 
@@ -187,7 +205,8 @@ impl World {
     pub(crate) fn receipt_body(&self, reserve: &Entry) -> Body {
         let acceptor = self.acceptor_of(reserve);
         let result = Hash([7; 32]);
-        let commitment = result_commitment(&self.users[acceptor], self.network(), reserve.id(), result);
+        let commitment =
+            result_commitment(&self.users[acceptor], self.network(), reserve.id(), result);
         Body::Receipt(Receipt { reserve: reserve.id(), result, commitment })
     }
 
@@ -241,7 +260,13 @@ impl World {
     }
 
     /// A whole job: reserve, receipt, decision, collect.
-    pub(crate) fn job_done(&mut self, requester: usize, acceptor: usize, amount: u64, outcome: Outcome) {
+    pub(crate) fn job_done(
+        &mut self,
+        requester: usize,
+        acceptor: usize,
+        amount: u64,
+        outcome: Outcome,
+    ) {
         let reserve = self.reserve(requester, acceptor, amount);
         self.receipt(&reserve);
         let decide = self.decide(&reserve, outcome);
@@ -269,7 +294,10 @@ pub(crate) fn spendable(world: &World, report: &Report) -> Vec<u64> {
 }
 
 /// (author's username, seq, kind, rule) of every refusal, for whole-value assertions.
-pub(crate) fn refusals(world: &World, report: &Report) -> Vec<(String, u64, &'static str, &'static str)> {
+pub(crate) fn refusals(
+    world: &World,
+    report: &Report,
+) -> Vec<(String, u64, &'static str, &'static str)> {
     let mut out: Vec<_> = report
         .refused
         .iter()
@@ -303,4 +331,3 @@ pub(crate) fn name_of(world: &World, id: NodeId) -> String {
 pub(crate) fn verdicts(verifier: &Verifier, entries: &[Entry]) -> BTreeMap<Hash, Option<Verdict>> {
     entries.iter().map(|e| (e.id(), verifier.verdict(&e.id()).cloned())).collect()
 }
-

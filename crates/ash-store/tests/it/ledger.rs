@@ -30,7 +30,11 @@ fn net(name: &str) -> Net {
 }
 
 fn profile(who: &Identity, name: &str) -> Body {
-    Body::Profile(Profile { username: name.into(), sealing_key: who.sealing_public(), created_at: T0 })
+    Body::Profile(Profile {
+        username: name.into(),
+        sealing_key: who.sealing_public(),
+        created_at: T0,
+    })
 }
 
 /// The authority's profile and a signup mint for alice; alice's profile, its receipt of the
@@ -40,7 +44,14 @@ fn history(n: &Net, reserves: u64) -> Vec<Entry> {
     let mut auth = LogWriter::new(&n.authority, network);
     let mut alice = LogWriter::new(&n.alice, network);
     let mut bob = LogWriter::new(&n.bob, network);
-    let mint = |recipient| Body::Mint(Mint { recipient, amount: Credits::new(100), kind: MintKind::Signup, reason: "signup".into() });
+    let mint = |recipient| {
+        Body::Mint(Mint {
+            recipient,
+            amount: Credits::new(100),
+            kind: MintKind::Signup,
+            reason: "signup".into(),
+        })
+    };
     let mut out = vec![auth.append(T0 + 1, profile(&n.authority, "authority"))];
     let signup = auth.append(T0 + 2, mint(n.alice.node_id()));
     out.push(signup.clone());
@@ -104,7 +115,11 @@ fn only_verified_entries_are_stored_and_a_reopened_file_agrees() {
     assert_eq!((after.accounts, after.quarantined), (before.accounts, before.quarantined));
     assert_eq!(db.account(n.alice.node_id()).unwrap(), Some(alice_before.clone()));
     assert_eq!(
-        (alice_before.balance.spendable.get(), alice_before.balance.locked.get(), alice_before.valid),
+        (
+            alice_before.balance.spendable.get(),
+            alice_before.balance.locked.get(),
+            alice_before.valid
+        ),
         (70, 30, 5)
     );
     assert_eq!(bob0.id(), entries[4].id());
@@ -123,7 +138,10 @@ fn verdicts_are_written_once_and_entries_never_change() {
     for (sql, expected) in [
         ("DELETE FROM entries", "append-only"),
         ("UPDATE entries SET seq = seq + 1", "append-only"),
-        ("UPDATE entries SET verdict = 'valid' WHERE verdict = 'valid'", "a verdict is written once"),
+        (
+            "UPDATE entries SET verdict = 'valid' WHERE verdict = 'valid'",
+            "a verdict is written once",
+        ),
         ("UPDATE meta SET value = x'00'", "the ledger's network never changes"),
     ] {
         let err = conn.execute(sql, []).unwrap_err().to_string();
@@ -142,11 +160,19 @@ fn old_newer_foreign_and_damaged_files_are_refused_with_the_reason() {
         .execute_batch("CREATE TABLE entries (x); PRAGMA user_version = 1;")
         .unwrap();
     let err = LedgerDb::open(&old).unwrap_err().to_string();
-    assert!(err.contains("ledger format 1; this ash reads format 2 (format 1 ledgers are not carried over"), "{err}");
+    assert!(
+        err.contains(
+            "ledger format 1; this ash reads format 2 (format 1 ledgers are not carried over"
+        ),
+        "{err}"
+    );
     let newer = dir.path().join("newer.db");
     rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 7").unwrap();
     let err = LedgerDb::open(&newer).unwrap_err().to_string();
-    assert!(err.ends_with("ledger format 7; this ash reads format 2 (written by a newer ash)"), "{err}");
+    assert!(
+        err.ends_with("ledger format 7; this ash reads format 2 (written by a newer ash)"),
+        "{err}"
+    );
     // Another network's genesis.
     let path = dir.path().join("ledger.db");
     let mut db = LedgerDb::open(&path).unwrap();
@@ -154,16 +180,22 @@ fn old_newer_foreign_and_damaged_files_are_refused_with_the_reason() {
     db.save(&mut v, 1).unwrap();
     let other = net("other-net").genesis;
     let err = db.load(other.clone(), T0).err().unwrap();
-    assert!(matches!(err, LedgerDbError::Network { stored, wanted, .. } if stored == n.genesis.id() && wanted == other.id()));
+    assert!(
+        matches!(err, LedgerDbError::Network { stored, wanted, .. } if stored == n.genesis.id() && wanted == other.id())
+    );
     drop(db);
     // A damaged row.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TRIGGER entries_verdict_once; UPDATE entries SET bytes = x'0102' WHERE seq = 1;").unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER entries_verdict_once; UPDATE entries SET bytes = x'0102' WHERE seq = 1;",
+    )
+    .unwrap();
     drop(conn);
     let err = LedgerDb::open(&path).unwrap().load(n.genesis, T0).err().unwrap().to_string();
     assert!(err.contains("a stored entry is damaged"), "{err}");
     let junk = dir.path().join("junk.db");
-    std::fs::write(&junk, b"this is not sqlite, just some text that is long enough to be a header").unwrap();
+    std::fs::write(&junk, b"this is not sqlite, just some text that is long enough to be a header")
+        .unwrap();
     assert!(LedgerDb::open(&junk).is_err());
     assert_eq!(std::fs::read(&junk).unwrap().len(), 69, "the refused file is left untouched");
 }
