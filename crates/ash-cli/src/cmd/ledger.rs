@@ -555,9 +555,11 @@ fn import(args: &LedgerImportArgs) -> anyhow::Result<Outcome> {
         }
     }
     let (mut known, mut door, mut quarantined, mut dropped) = (0u64, Vec::new(), 0u64, 0u64);
-    for entry in bundle.entries {
-        let at = format!("{} #{}", entry.author.short(), entry.seq);
-        match verifier.insert(entry) {
+    let places: Vec<String> =
+        bundle.entries.iter().map(|e| format!("{} #{}", e.author.short(), e.seq)).collect();
+    let admissions = verifier.insert_many(bundle.entries);
+    for (at, admission) in places.into_iter().zip(admissions) {
+        match admission {
             Admission::Accepted(_) => {}
             Admission::Known => known += 1,
             Admission::Quarantined => quarantined += 1,
