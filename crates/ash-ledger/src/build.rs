@@ -49,7 +49,7 @@ impl<'a> LogWriter<'a> {
         };
         let signed = head.signed_bytes(&body);
         let signature = self.identity.sign(Domain::LedgerEntry, &signed);
-        let entry = Entry::assemble(head, body, signed, signature);
+        let entry = Entry::assemble(head, body, &signed, signature);
         self.next_seq = self.next_seq.saturating_add(1);
         self.head = entry.id();
         entry

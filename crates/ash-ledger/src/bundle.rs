@@ -87,7 +87,7 @@ pub fn write_bundle<'a, W: Write>(
         Ok(())
     };
     for entry in entries {
-        record(1, entry.bytes())?;
+        record(1, &entry.bytes())?;
     }
     for checkpoint in checkpoints {
         record(2, &checkpoint.to_bytes())?;

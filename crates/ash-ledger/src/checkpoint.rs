@@ -251,5 +251,6 @@ fn decode_state(r: &mut Reader<'_>) -> Result<LogState, DecodeError> {
             return Err(r.error("a collected reservation appears twice"));
         }
     }
+    s.index_expiry();
     Ok(s)
 }

@@ -287,8 +287,9 @@ impl Terms {
 
 /// One signed entry of an identity's log.
 ///
-/// Built by [`crate::LogWriter`] or decoded with [`Entry::decode`]; the canonical bytes and the
-/// id are kept alongside the fields and always agree with them.
+/// Built by [`crate::LogWriter`] or decoded with [`Entry::decode`], which accepts only the
+/// canonical encoding: the fields determine the bytes ([`Entry::bytes`] encodes them again),
+/// so two entries are equal exactly when their bytes are. The id is kept alongside.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The network it belongs to (the genesis id).
@@ -305,7 +306,6 @@ pub struct Entry {
     pub body: Body,
     /// The author's signature over the signed part (domain `ash/ledger/entry/v2`).
     pub signature: Signature,
-    bytes: Vec<u8>,
     id: Hash,
 }
 
@@ -355,10 +355,7 @@ pub(crate) fn tagged_hash(tag: &[u8], bytes: &[u8]) -> Hash {
 }
 
 impl Entry {
-    pub(crate) fn assemble(head: Head, body: Body, signed: Vec<u8>, signature: Signature) -> Self {
-        let id = tagged_hash(b"ash/ledger/id/v2", &signed);
-        let mut bytes = signed;
-        bytes.extend_from_slice(&signature.0);
+    pub(crate) fn assemble(head: Head, body: Body, signed: &[u8], signature: Signature) -> Self {
         Self {
             network: head.network,
             author: head.author,
@@ -367,19 +364,31 @@ impl Entry {
             time: head.time,
             body,
             signature,
-            bytes,
-            id,
+            id: tagged_hash(b"ash/ledger/id/v2", signed),
         }
     }
 
-    /// The canonical encoding of the whole entry (signed part and signature).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    const fn head(&self) -> Head {
+        Head {
+            network: self.network,
+            author: self.author,
+            seq: self.seq,
+            prev: self.prev,
+            time: self.time,
+        }
+    }
+
+    /// The canonical encoding of the whole entry (signed part and signature), encoded anew:
+    /// entries are held decoded, not as bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut bytes = self.signed_bytes();
+        bytes.extend_from_slice(&self.signature.0);
+        bytes
     }
 
     /// The bytes the author signs: everything but the signature.
-    pub fn signed_bytes(&self) -> &[u8] {
-        &self.bytes[..self.bytes.len() - 64]
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        self.head().signed_bytes(&self.body)
     }
 
     /// The entry's id: `H("ash/ledger/id/v2", signed part)`. Only the author can change it.
@@ -424,17 +433,17 @@ impl Entry {
         let signed_len = r.offset();
         let signature = r.signature("signature")?;
         r.finish("the entry")?;
-        Ok(Self {
-            network,
-            author,
-            seq,
-            prev,
-            time,
-            body,
-            signature,
-            bytes: bytes.to_vec(),
-            id: tagged_hash(b"ash/ledger/id/v2", &bytes[..signed_len]),
-        })
+        let head = Head { network, author, seq, prev, time };
+        let signed = &bytes[..signed_len];
+        // Every field has one encoding, so this holds for anything the reader accepted; it is
+        // checked because an entry's identity rests on it.
+        if head.signed_bytes(&body) != signed {
+            return Err(DecodeError {
+                offset: 0,
+                what: "the entry is not in its canonical encoding".into(),
+            });
+        }
+        Ok(Self::assemble(head, body, signed, signature))
     }
 }
 

@@ -224,14 +224,14 @@ impl LedgerDb {
                 Checkpoint::decode(&bytes).map_err(|e| self.damaged("checkpoint", e))?;
             verifier.add_checkpoint(checkpoint).map_err(|e| self.damaged("checkpoint", e))?;
         }
+        let mut entries = Vec::new();
         for bytes in self.column("SELECT bytes FROM entries ORDER BY author, seq", [])? {
-            let entry = Entry::decode(&bytes).map_err(|e| self.damaged("entry", e))?;
-            verifier.insert_checked(entry);
+            entries.push(Entry::decode(&bytes).map_err(|e| self.damaged("entry", e))?);
         }
         for bytes in self.column("SELECT bytes FROM quarantine", [])? {
-            let entry = Entry::decode(&bytes).map_err(|e| self.damaged("entry", e))?;
-            verifier.insert_checked(entry);
+            entries.push(Entry::decode(&bytes).map_err(|e| self.damaged("entry", e))?);
         }
+        verifier.insert_many_checked(entries);
         verifier.take_changed();
         Ok(verifier)
     }

@@ -21,7 +21,7 @@ use rules::{Named, judge};
 
 use crate::checkpoint::Checkpoint;
 use crate::credits::Credits;
-use crate::entry::{Body, Entry, Hash};
+use crate::entry::{Body, Entry, Hash, countersigned};
 use crate::genesis::Genesis;
 
 /// Distinct entries kept at one position of one log; beyond, a further variant is dropped
@@ -185,7 +185,11 @@ pub struct Verifier {
     skew: u64,
     keys: HashMap<NodeId, Option<PublicKey>>,
     nodes: HashMap<Hash, Node>,
-    positions: HashMap<(NodeId, u64), Vec<Hash>>,
+    /// The first entry held at each position of each log.
+    positions: HashMap<(NodeId, u64), Hash>,
+    /// The other entries held at a position whose author equivocated (at most
+    /// [`MAX_VARIANTS`] in all with the first).
+    variants: HashMap<(NodeId, u64), Vec<Hash>>,
     /// The state after an entry, kept for entries whose successor is not judged yet.
     states: HashMap<Hash, LogState>,
     /// Per log: the judged head (highest seq, lowest id at a tie).
@@ -206,6 +210,9 @@ pub struct Verifier {
     counts: HashMap<NodeId, (u64, u64, u64)>,
     /// Entries placed or judged since [`Verifier::take_changed`] last ran.
     changed: BTreeSet<Hash>,
+    /// Receipts and cancellations (by id) whose counter-signature verified in a batch, and
+    /// under which acceptor; dropped when the entry is judged.
+    countersigned: HashMap<Hash, NodeId>,
 }
 
 impl Verifier {
@@ -218,6 +225,7 @@ impl Verifier {
             keys: HashMap::new(),
             nodes: HashMap::new(),
             positions: HashMap::new(),
+            variants: HashMap::new(),
             states: HashMap::new(),
             heads: HashMap::new(),
             waiting: HashMap::new(),
@@ -231,6 +239,7 @@ impl Verifier {
             checkpoints: HashMap::new(),
             counts: HashMap::new(),
             changed: BTreeSet::new(),
+            countersigned: HashMap::new(),
         }
     }
 
@@ -295,10 +304,21 @@ impl Verifier {
     }
 
     /// Offers many entries at once (a bundle): what [`Verifier::insert`] does for each, with
-    /// the author signatures checked as one batch on all cores. Returns each entry's admission,
-    /// in the order given. Duplicates and entries held already cost no signature check, nor do
-    /// entries of another network.
+    /// the author signatures, and the acceptors' counter-signatures of receipts and
+    /// cancellations, checked as batches on all cores. Returns each entry's admission, in the
+    /// order given. Duplicates and entries held already cost no signature check, nor do entries
+    /// of another network.
     pub fn insert_many(&mut self, entries: Vec<Entry>) -> Vec<Admission> {
+        self.offer(entries, false)
+    }
+
+    /// [`Verifier::insert_many`] for entries whose author signatures were checked before they
+    /// were stored (the ledger database holds only such entries).
+    pub fn insert_many_checked(&mut self, entries: Vec<Entry>) -> Vec<Admission> {
+        self.offer(entries, true)
+    }
+
+    fn offer(&mut self, entries: Vec<Entry>, signatures_checked: bool) -> Vec<Admission> {
         let mut admissions = vec![Admission::Known; entries.len()];
         // Each log in order, so that few entries wait for a predecessor; byte-identical copies
         // once.
@@ -306,7 +326,7 @@ impl Verifier {
         order.sort_unstable_by(|(_, a), (_, b)| {
             (a.author, a.seq, a.id()).cmp(&(b.author, b.seq, b.id()))
         });
-        order.dedup_by(|(_, a), (_, b)| a.bytes() == b.bytes());
+        order.dedup_by(|(_, a), (_, b)| a == b);
         let mut fresh = Vec::with_capacity(order.len());
         for (i, entry) in order {
             if self.holds(&entry.id()) {
@@ -318,15 +338,70 @@ impl Verifier {
             }
             fresh.push((i, entry));
         }
-        let bad = self.bad_signatures(fresh.iter().map(|(_, e)| e));
+        let bad = if signatures_checked {
+            BTreeSet::new()
+        } else {
+            self.bad_signatures(fresh.iter().map(|(_, e)| e))
+        };
+        self.check_countersignatures(fresh.iter().map(|(_, e)| e));
         for (n, (i, entry)) in fresh.into_iter().enumerate() {
             admissions[i] = if bad.contains(&n) {
+                self.countersigned.remove(&entry.id());
                 self.refuse_at_door(&entry, Rule::Signature, BAD_SIGNATURE)
             } else {
                 self.admit(entry)
             };
         }
         admissions
+    }
+
+    /// Checks, as one batch, the counter-signatures of the receipts and cancellations among
+    /// `entries` whose reservation is among them or held here, and remembers which verified
+    /// under which acceptor; the rules then skip checking those again. One that does not
+    /// verify is simply not remembered: the rules check it and refuse the entry.
+    fn check_countersignatures<'e>(&mut self, entries: impl Iterator<Item = &'e Entry> + Clone) {
+        let batch: HashMap<Hash, &Entry> = entries
+            .clone()
+            .filter(|e| matches!(e.body, Body::Reserve(_)))
+            .map(|e| (e.id(), e))
+            .collect();
+        let mut wanted = Vec::new();
+        for entry in entries {
+            let reserve = match &entry.body {
+                Body::Receipt(r) => r.reserve,
+                Body::Release(r) if r.cancel.is_some() => r.reserve,
+                _ => continue,
+            };
+            let held = self.nodes.get(&reserve).map(|n| &*n.entry);
+            let Some(reserve) = batch.get(&reserve).copied().or(held) else { continue };
+            let Body::Reserve(body) = &reserve.body else { continue };
+            if reserve.author != entry.author {
+                continue;
+            }
+            let Some((domain, bytes, signature)) = countersigned(entry.network, &entry.body) else {
+                continue;
+            };
+            wanted.push((entry.id(), body.acceptor, domain, bytes, signature));
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let keys: Vec<Option<PublicKey>> = wanted.iter().map(|w| self.key(w.1)).collect();
+        let (indices, items): (Vec<usize>, Vec<SignedItem<'_>>) = wanted
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .filter_map(|(i, ((_, _, domain, bytes, signature), key))| {
+                key.as_ref().map(|key| (i, SignedItem { key, domain: *domain, bytes, signature }))
+            })
+            .unzip();
+        let bad: BTreeSet<usize> =
+            invalid_signatures(&items).into_iter().map(|i| indices[i]).collect();
+        for (i, (id, acceptor, ..)) in wanted.into_iter().enumerate() {
+            if keys[i].is_some() && !bad.contains(&i) {
+                self.countersigned.insert(id, acceptor);
+            }
+        }
     }
 
     /// Offers one entry: checks its signature, places it, and judges what can be judged.
@@ -338,7 +413,7 @@ impl Verifier {
             return self.refuse_other_network(&entry);
         }
         let valid = self.key(entry.author).is_some_and(|key| {
-            verify(&key, Domain::LedgerEntry, entry.signed_bytes(), &entry.signature).is_ok()
+            verify(&key, Domain::LedgerEntry, &entry.signed_bytes(), &entry.signature).is_ok()
         });
         if !valid {
             return self.refuse_at_door(&entry, Rule::Signature, BAD_SIGNATURE);
@@ -594,31 +669,35 @@ impl Verifier {
     }
 
     /// The positions in `entries` whose author signature does not verify.
-    fn bad_signatures<'e>(
-        &mut self,
-        entries: impl Iterator<Item = &'e Entry> + Clone,
-    ) -> BTreeSet<usize> {
-        let keys: Vec<Option<PublicKey>> = entries.clone().map(|e| self.key(e.author)).collect();
-        let mut bad: BTreeSet<usize> =
-            keys.iter().enumerate().filter(|(_, k)| k.is_none()).map(|(i, _)| i).collect();
-        let (indices, items): (Vec<usize>, Vec<SignedItem<'_>>) = entries
-            .zip(&keys)
-            .enumerate()
-            .filter_map(|(i, (entry, key))| {
-                key.as_ref().map(|key| {
-                    (
-                        i,
-                        SignedItem {
+    fn bad_signatures<'e>(&mut self, entries: impl Iterator<Item = &'e Entry>) -> BTreeSet<usize> {
+        // Signed parts are encoded for the check, a chunk at a time, so that checking a large
+        // bundle does not hold a second copy of it.
+        const CHUNK: usize = 16_384;
+        let entries: Vec<&Entry> = entries.collect();
+        let mut bad = BTreeSet::new();
+        for (c, chunk) in entries.chunks(CHUNK).enumerate() {
+            let keys: Vec<Option<PublicKey>> = chunk.iter().map(|e| self.key(e.author)).collect();
+            let signed: Vec<Vec<u8>> = chunk.iter().map(|e| e.signed_bytes()).collect();
+            let mut items = Vec::with_capacity(chunk.len());
+            let mut indices = Vec::with_capacity(chunk.len());
+            for (i, (entry, key)) in chunk.iter().zip(&keys).enumerate() {
+                match key {
+                    Some(key) => {
+                        indices.push(i);
+                        items.push(SignedItem {
                             key,
                             domain: Domain::LedgerEntry,
-                            bytes: entry.signed_bytes(),
+                            bytes: &signed[i],
                             signature: &entry.signature,
-                        },
-                    )
-                })
-            })
-            .unzip();
-        bad.extend(invalid_signatures(&items).into_iter().map(|i| indices[i]));
+                        });
+                    }
+                    None => {
+                        bad.insert(c * CHUNK + i);
+                    }
+                }
+            }
+            bad.extend(invalid_signatures(&items).into_iter().map(|i| c * CHUNK + indices[i]));
+        }
         bad
     }
 
@@ -634,41 +713,72 @@ impl Verifier {
         Admission::Refused(rule, detail.to_owned())
     }
 
-    /// Places a signature-checked entry in its log, or in quarantine.
+    /// Places a signature-checked entry in its log, or in quarantine, and then the quarantined
+    /// entries that were waiting for it (a loop, not recursion: a quarantined log can be long).
     fn admit(&mut self, entry: Entry) -> Admission {
         let id = entry.id();
+        let (admission, mut released) = self.place(entry);
+        while let Some(orphan) = released.pop() {
+            if let Some(entry) = self.orphans.remove(&orphan) {
+                released.extend(self.place(entry).1);
+            }
+        }
+        match admission {
+            Admission::Accepted(_) => Admission::Accepted(
+                self.verdict(&id)
+                    .cloned()
+                    .unwrap_or(Verdict::Pending { waiting_for: "judgement".into() }),
+            ),
+            other => other,
+        }
+    }
+
+    /// Places one entry; returns its admission and the quarantined entries it releases.
+    fn place(&mut self, entry: Entry) -> (Admission, Vec<Hash>) {
+        let id = entry.id();
         if self.holds(&id) {
-            return Admission::Known;
+            return (Admission::Known, Vec::new());
         }
         if entry.network != self.genesis.id() {
-            return self.refuse_other_network(&entry);
+            return (self.refuse_other_network(&entry), Vec::new());
         }
         if entry.seq == 0 && entry.prev != Hash::default() {
-            return self.refuse_at_door(&entry, Rule::Chain, "entry 0 must have a zero prev");
+            let refused = self.refuse_at_door(&entry, Rule::Chain, "entry 0 must have a zero prev");
+            return (refused, Vec::new());
         }
         if entry.seq > 0 {
             match self.nodes.get(&entry.prev) {
                 Some(prev)
                     if prev.entry.author == entry.author && prev.entry.seq + 1 == entry.seq => {}
                 Some(_) => {
-                    return self.refuse_at_door(
+                    let refused = self.refuse_at_door(
                         &entry,
                         Rule::Chain,
                         "prev names an entry that is not the author's previous one",
                     );
+                    return (refused, Vec::new());
                 }
                 None if !self.anchored_by_checkpoint(&entry) => {
-                    return self.quarantine(entry);
+                    return (self.quarantine(entry), Vec::new());
                 }
                 None => {}
             }
         }
-        let position = self.positions.entry((entry.author, entry.seq)).or_default();
-        if position.len() >= MAX_VARIANTS {
-            return Admission::Dropped;
-        }
-        let first = position.first().copied();
-        position.push(id);
+        let at = (entry.author, entry.seq);
+        let first = match self.positions.get(&at) {
+            Some(first) => {
+                let more = self.variants.entry(at).or_default();
+                if 1 + more.len() >= MAX_VARIANTS {
+                    return (Admission::Dropped, Vec::new());
+                }
+                more.push(id);
+                Some(*first)
+            }
+            None => {
+                self.positions.insert(at, id);
+                None
+            }
+        };
         let entry = Arc::new(entry);
         if let Some(first) = first.and_then(|f| self.nodes.get(&f)) {
             self.equivocations
@@ -685,14 +795,8 @@ impl Verifier {
         queue.extend(self.waiting.remove(&id).unwrap_or_default());
         let released = self.orphans_by_prev.remove(&id).unwrap_or_default();
         self.run(queue);
-        for orphan in released {
-            if let Some(entry) = self.orphans.remove(&orphan) {
-                self.admit(entry);
-            }
-        }
-        let verdict = self.nodes.get(&id).map(|n| n.verdict.clone());
         self.anchor_if_checkpointed(id);
-        Admission::Accepted(verdict.unwrap_or(Verdict::Pending { waiting_for: "judgement".into() }))
+        (Admission::Accepted(Verdict::Valid), released)
     }
 
     fn quarantine(&mut self, entry: Entry) -> Admission {
@@ -778,9 +882,18 @@ impl Verifier {
             } else {
                 Verdict::Valid
             };
-            let position = self.positions.entry((entry.author, entry.seq)).or_default();
-            if !position.contains(&id) {
-                position.push(id);
+            let at = (entry.author, entry.seq);
+            match self.positions.get(&at) {
+                None => {
+                    self.positions.insert(at, id);
+                }
+                Some(first) if *first == id => {}
+                Some(_) => {
+                    let more = self.variants.entry(at).or_default();
+                    if !more.contains(&id) {
+                        more.push(id);
+                    }
+                }
             }
             if !self.nodes.contains_key(&id) {
                 self.counts.entry(entry.author).or_default().0 += 1;
@@ -877,7 +990,7 @@ impl Verifier {
                 Some(r) => Some(r),
             },
         };
-        let state = self.state_at_prev(&entry)?;
+        let mut state = self.state_before(&entry, id)?;
         let view = match (&named, &reserve) {
             (Some(n), Some(r)) => match &r.body {
                 Body::Reserve(body) if r.author == n.author => {
@@ -888,57 +1001,66 @@ impl Verifier {
             (Some(n), None) if matches!(n.body, Body::Mint(_)) => Named::Mint(n),
             _ => Named::None,
         };
-        let verdict = match judge(&self.genesis, &entry, &state, &view) {
-            Ok(next) => {
-                self.states.insert(id, next);
+        let checked = self.countersigned.remove(&id);
+        let verdict = match judge(&self.genesis, &entry, &state, &view, checked) {
+            Ok(change) => {
+                state.apply(entry.time, change);
                 Verdict::Valid
             }
             Err((rule, detail)) => {
-                let mut next = state;
-                next.last_time = next.last_time.max(entry.time);
-                self.states.insert(id, next);
+                state.last_time = state.last_time.max(entry.time);
                 Verdict::Refused { rule, detail }
             }
         };
-        if entry.seq > 0 {
-            self.release_state(entry.prev, id);
-        }
+        self.states.insert(id, state);
         self.note_head(entry.author, entry.seq, id);
         Some(verdict)
     }
 
     fn refused(&mut self, id: Hash, entry: &Entry, rule: Rule, detail: String) -> Verdict {
-        if let Some(mut state) = self.state_at_prev(entry) {
+        self.countersigned.remove(&id);
+        if let Some(mut state) = self.state_before(entry, id) {
             state.last_time = state.last_time.max(entry.time);
             self.states.insert(id, state);
-        }
-        if entry.seq > 0 {
-            self.release_state(entry.prev, id);
         }
         self.note_head(entry.author, entry.seq, id);
         Verdict::Refused { rule, detail }
     }
 
-    /// Drops the state after `id` once its child `judged` has been judged, unless another child
-    /// still waits or `id` is a checkpoint's head (states are replayed from those).
-    fn release_state(&mut self, id: Hash, judged: Hash) {
-        let Some(node) = self.nodes.get(&id) else { return };
+    /// The state `entry`'s prefix left, to judge `entry` (whose id is `id`) from. Moved out of
+    /// `states` when nothing else will need it (no other child of the predecessor waits, and
+    /// the predecessor is not a checkpoint's head, whose state later entries replay from);
+    /// copied otherwise. Moving is what keeps judging a log linear: a state holds the log's
+    /// open and recently collected reservations.
+    fn state_before(&mut self, entry: &Entry, id: Hash) -> Option<LogState> {
+        if entry.seq == 0 {
+            return Some(LogState::default());
+        }
+        if self.releasable(entry.prev, id)
+            && let Some(state) = self.states.remove(&entry.prev)
+        {
+            return Some(state);
+        }
+        self.state_at(entry.prev)
+    }
+
+    /// Whether the state after `id` can go once its child `judged` is judged.
+    fn releasable(&self, id: Hash, judged: Hash) -> bool {
+        let Some(node) = self.nodes.get(&id) else { return false };
         let author = node.entry.author;
         if self.checkpoints.get(&author).is_some_and(|c| c.head == id) {
-            return;
+            return false;
         }
-        let waiting_sibling =
-            self.positions.get(&(author, node.entry.seq + 1)).is_some_and(|ids| {
-                ids.iter().any(|c| {
-                    *c != judged
-                        && self.nodes.get(c).is_some_and(|n| {
-                            n.entry.prev == id && matches!(n.verdict, Verdict::Pending { .. })
-                        })
+        let at = (author, node.entry.seq + 1);
+        let children =
+            self.positions.get(&at).into_iter().chain(self.variants.get(&at).into_iter().flatten());
+        let waiting_sibling = children.into_iter().any(|c| {
+            *c != judged
+                && self.nodes.get(c).is_some_and(|n| {
+                    n.entry.prev == id && matches!(n.verdict, Verdict::Pending { .. })
                 })
-            });
-        if !waiting_sibling {
-            self.states.remove(&id);
-        }
+        });
+        !waiting_sibling
     }
 
     fn note_head(&mut self, author: NodeId, seq: u64, id: Hash) {
@@ -946,13 +1068,6 @@ impl Verifier {
         if seq > slot.0 || (seq == slot.0 && id < slot.1) {
             *slot = (seq, id);
         }
-    }
-
-    fn state_at_prev(&self, entry: &Entry) -> Option<LogState> {
-        if entry.seq == 0 {
-            return Some(LogState::default());
-        }
-        self.state_at(entry.prev)
     }
 
     /// The state after the judged entry `id`: kept, or replayed from the nearest entry whose
@@ -998,7 +1113,10 @@ impl Verifier {
                         (Some(n), None) => Named::Mint(n),
                         _ => Named::None,
                     };
-                    judge(&self.genesis, entry, &state, &view).ok()?
+                    let change = judge(&self.genesis, entry, &state, &view, None).ok()?;
+                    let mut s = state;
+                    s.apply(entry.time, change);
+                    s
                 }
                 Verdict::Refused { .. } => {
                     let mut s = state;

@@ -1,7 +1,7 @@
 //! The credit rules: one entry judged against the state its log's prefix left, and the state
 //! it leaves. Pure: the same entry, state and named entries always give the same answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ash_identity::{NodeId, SealingPublicKey, verify};
 use serde::Serialize;
@@ -165,6 +165,8 @@ pub(crate) struct LogState {
     pub(crate) open: BTreeMap<Hash, Open>,
     /// Reservations collected for (as acceptor) whose claim window is still open.
     pub(crate) collected: BTreeMap<Hash, Collected>,
+    /// `collected` by the end of its window, to forget closed windows without a scan.
+    pub(crate) expiry: BTreeSet<(u64, Hash)>,
 }
 
 impl LogState {
@@ -186,14 +188,104 @@ pub(crate) enum Named<'a> {
     Source { source: &'a Entry, reserve_id: Hash, reserve: &'a Reserve },
 }
 
+/// What a valid entry changes in its log's state (beyond the latest time), computed by
+/// [`judge`] and made by [`LogState::apply`]: judging reads the state, applying owns it, so a
+/// state is never copied to judge the next entry.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// Nothing but the time (an authority's mint).
+    Nothing,
+    Profile(String, SealingPublicKey),
+    Receive {
+        received: Credits,
+        signup: bool,
+        authority: NodeId,
+        seq: u64,
+    },
+    Reserve {
+        id: Hash,
+        locked: Credits,
+        open: Open,
+    },
+    Deliver {
+        reserve: Hash,
+        receipt: Hash,
+        result: Hash,
+    },
+    /// A decision (`paid` set) or a release (`paid` unchanged) closes the reservation.
+    Close {
+        reserve: Hash,
+        paid: Credits,
+        locked: Credits,
+    },
+    Collect {
+        reserve: Hash,
+        earned: Credits,
+        collected: Collected,
+    },
+}
+
+impl LogState {
+    /// Makes a valid entry's change at `time`, and forgets collected reservations whose claim
+    /// window closed before it.
+    pub(crate) fn apply(&mut self, time: u64, change: Change) {
+        self.last_time = self.last_time.max(time);
+        match change {
+            Change::Nothing => {}
+            Change::Profile(name, key) => self.profile = Some((name, key)),
+            Change::Receive { received, signup, authority, seq } => {
+                self.received = received;
+                self.signup |= signup;
+                self.mints.insert(authority, seq);
+            }
+            Change::Reserve { id, locked, open } => {
+                self.locked = locked;
+                self.open.insert(id, open);
+            }
+            Change::Deliver { reserve, receipt, result } => {
+                if let Some(slot) = self.open.get_mut(&reserve) {
+                    slot.delivered = Some((receipt, result));
+                }
+            }
+            Change::Close { reserve, paid, locked } => {
+                self.paid = paid;
+                self.locked = locked;
+                self.open.remove(&reserve);
+            }
+            Change::Collect { reserve, earned, collected } => {
+                self.earned = earned;
+                if let Some(old) = self.collected.insert(reserve, collected) {
+                    self.expiry.remove(&(old.until, reserve));
+                }
+                self.expiry.insert((collected.until, reserve));
+            }
+        }
+        let now = self.last_time;
+        while let Some(&(until, id)) = self.expiry.first() {
+            if until >= now {
+                break;
+            }
+            self.expiry.pop_first();
+            self.collected.remove(&id);
+        }
+    }
+
+    /// Rebuilds the expiry index of `collected` (after decoding a checkpoint's state).
+    pub(crate) fn index_expiry(&mut self) {
+        self.expiry = self.collected.iter().map(|(id, c)| (c.until, *id)).collect();
+    }
+}
+
 /// Judges `entry` (whose signature and place in its log are checked) against `state`, the state
-/// its prefix left. Returns the state it leaves when valid.
+/// its prefix left. Returns what it changes when valid. `countersigned` says that the entry's
+/// counter-signature was already checked against this acceptor.
 pub(crate) fn judge(
     genesis: &Genesis,
     entry: &Entry,
     state: &LogState,
     named: &Named<'_>,
-) -> Result<LogState, Broken> {
+    countersigned: Option<NodeId>,
+) -> Result<Change, Broken> {
     let author = entry.author;
     if entry.seq > 0 && entry.time < state.last_time {
         return Err((
@@ -220,9 +312,7 @@ pub(crate) fn judge(
             ));
         }
     }
-    let mut next = state.clone();
-    next.last_time = state.last_time.max(entry.time);
-    match &entry.body {
+    let change = match &entry.body {
         Body::Profile(profile) => {
             let name = &profile.username;
             if !Profile::valid_username(name) {
@@ -231,7 +321,7 @@ pub(crate) fn judge(
                     format!("username {name:?} is not 3–32 of a-z 0-9 _ -"),
                 ));
             }
-            next.profile = Some((name.clone(), profile.sealing_key));
+            Change::Profile(name.clone(), profile.sealing_key)
         }
         Body::Mint(mint) => {
             check_amount(mint.amount)?;
@@ -244,6 +334,7 @@ pub(crate) fn judge(
             if genesis.is_authority(&mint.recipient) {
                 return Err((Rule::MintToAuthority, "authorities hold no credits".into()));
             }
+            Change::Nothing
         }
         Body::Receive(_) => {
             let Named::Mint(mint_entry) = named else {
@@ -276,9 +367,12 @@ pub(crate) fn judge(
             if mint.kind == MintKind::Signup && state.signup {
                 return Err((Rule::DuplicateSignup, "a signup mint was already received".into()));
             }
-            next.received = add(state.received, mint.amount)?;
-            next.signup |= mint.kind == MintKind::Signup;
-            next.mints.insert(mint_entry.author, mint_entry.seq);
+            Change::Receive {
+                received: add(state.received, mint.amount)?,
+                signup: mint.kind == MintKind::Signup,
+                authority: mint_entry.author,
+                seq: mint_entry.seq,
+            }
         }
         Body::Reserve(reserve) => {
             check_amount(reserve.amount)?;
@@ -298,17 +392,17 @@ pub(crate) fn judge(
                     format!("reserves {} with {spendable} cr spendable", reserve.amount),
                 ));
             }
-            next.locked = add(state.locked, reserve.amount)?;
-            next.open.insert(
-                entry.id(),
-                Open {
+            Change::Reserve {
+                id: entry.id(),
+                locked: add(state.locked, reserve.amount)?,
+                open: Open {
                     job: reserve.job,
                     acceptor: reserve.acceptor,
                     amount: reserve.amount,
                     deadline: reserve.deadline,
                     delivered: None,
                 },
-            );
+            }
         }
         Body::Receipt(receipt) => {
             let open = open_reservation(state, receipt.reserve)?;
@@ -318,9 +412,11 @@ pub(crate) fn judge(
                     "a receipt for it is already in the log".into(),
                 ));
             }
-            check_countersignature(entry, open.acceptor, Rule::Commitment)?;
-            if let Some(slot) = next.open.get_mut(&receipt.reserve) {
-                slot.delivered = Some((entry.id(), receipt.result));
+            check_countersignature(entry, open.acceptor, countersigned, Rule::Commitment)?;
+            Change::Deliver {
+                reserve: receipt.reserve,
+                receipt: entry.id(),
+                result: receipt.result,
             }
         }
         Body::Decide(decide) => {
@@ -328,9 +424,11 @@ pub(crate) fn judge(
             if open.delivered.is_none() {
                 return Err((Rule::NoReceipt, "no receipt for it is in the log".into()));
             }
-            next.paid = add(state.paid, decide.outcome.price(open.amount))?;
-            next.locked = sub(state.locked, open.amount)?;
-            next.open.remove(&decide.reserve);
+            Change::Close {
+                reserve: decide.reserve,
+                paid: add(state.paid, decide.outcome.price(open.amount))?,
+                locked: sub(state.locked, open.amount)?,
+            }
         }
         Body::Release(release) => {
             let open = open_reservation(state, release.reserve)?;
@@ -349,11 +447,14 @@ pub(crate) fn judge(
                 }
                 ReleaseReason::Expired => {}
                 ReleaseReason::Cancelled => {
-                    check_countersignature(entry, open.acceptor, Rule::Cosignature)?;
+                    check_countersignature(entry, open.acceptor, countersigned, Rule::Cosignature)?;
                 }
             }
-            next.locked = sub(state.locked, open.amount)?;
-            next.open.remove(&release.reserve);
+            Change::Close {
+                reserve: release.reserve,
+                paid: state.paid,
+                locked: sub(state.locked, open.amount)?,
+            }
         }
         Body::Collect(_) => {
             let Named::Source { source, reserve_id, reserve } = named else {
@@ -398,13 +499,14 @@ pub(crate) fn judge(
                     format!("{already} already collected of {owed} owed"),
                 ));
             };
-            next.earned = add(state.earned, more)?;
-            next.collected.insert(*reserve_id, Collected { amount: owed, until });
+            Change::Collect {
+                reserve: *reserve_id,
+                earned: add(state.earned, more)?,
+                collected: Collected { amount: owed, until },
+            }
         }
-    }
-    let now = next.last_time;
-    next.collected.retain(|_, c| c.until >= now);
-    Ok(next)
+    };
+    Ok(change)
 }
 
 fn open_reservation(state: &LogState, reserve: Hash) -> Result<&Open, Broken> {
@@ -413,7 +515,15 @@ fn open_reservation(state: &LogState, reserve: Hash) -> Result<&Open, Broken> {
     })
 }
 
-fn check_countersignature(entry: &Entry, signer: NodeId, rule: Rule) -> Result<(), Broken> {
+fn check_countersignature(
+    entry: &Entry,
+    signer: NodeId,
+    checked: Option<NodeId>,
+    rule: Rule,
+) -> Result<(), Broken> {
+    if checked == Some(signer) {
+        return Ok(());
+    }
     let Some((domain, bytes, signature)) = countersigned(entry.network, &entry.body) else {
         return Err((rule, "the acceptor's signature is missing".into()));
     };

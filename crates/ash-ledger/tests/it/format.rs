@@ -31,7 +31,7 @@ fn every_entry_round_trips() {
         ["collect", "decide", "mint", "profile", "receipt", "receive", "release", "reserve"]
     );
     for entry in &w.entries {
-        assert_eq!(&Entry::decode(entry.bytes()).unwrap(), entry);
+        assert_eq!(&Entry::decode(&entry.bytes()).unwrap(), entry);
     }
     assert!(w.verify().is_clean());
 }
@@ -42,7 +42,7 @@ fn profile_test_vector() {
     let w = World::new(0);
     let entry = &w.entries[0];
     assert_eq!(
-        (w.genesis.id().to_string(), encode_hex(entry.bytes()), entry.id().to_string()),
+        (w.genesis.id().to_string(), encode_hex(&entry.bytes()), entry.id().to_string()),
         (NETWORK.to_owned(), VECTOR.concat(), ID.to_owned())
     );
 }
