@@ -235,3 +235,146 @@ fn hostile_input_is_refused_with_what_to_do() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("run `chmod 600"), "{}", stderr(&out));
 }
+
+/// `entry` as if `victim` had written it: the author's field rewritten, the attacker's
+/// signature kept (so it does not verify).
+fn framed(entry: &ash_ledger::Entry, victim: ash_identity::NodeId) -> ash_ledger::Entry {
+    let mut bytes = entry.bytes();
+    // version (1) and network (32) come before the author.
+    bytes[33..65].copy_from_slice(victim.as_bytes());
+    ash_ledger::Entry::decode(&bytes).unwrap()
+}
+
+fn write_bundle(path: &Path, network: ash_ledger::Hash, entries: &[ash_ledger::Entry]) {
+    let mut out = Vec::new();
+    ash_ledger::write_bundle(&mut out, network, entries.iter(), &[]).unwrap();
+    fs::write(path, out).unwrap();
+}
+
+fn read_bundle(path: &Path) -> ash_ledger::Bundle {
+    ash_ledger::read_bundle(fs::read(path).unwrap().as_slice(), 1 << 20).unwrap()
+}
+
+#[test]
+fn forged_and_garbage_imports_change_nothing_a_user_relies_on() {
+    use ash_identity::{Identity, NodeId};
+    use ash_ledger::{Body, LogWriter, Profile};
+
+    let n = net();
+    let root = n.root.path();
+    let (alice, victim) = (root.join("alice"), root.join("victor"));
+    let alice_id = join(&alice, &n.genesis, "alice");
+    let victim_id = join(&victim, &n.genesis, "victor");
+    json(&run(
+        &n.admin,
+        &["admin", "mint", &alice_id, "100", "--signup", "--reason", "signup", "--json"],
+    ));
+    share(&n.admin, &alice, root);
+    share(&victim, &alice, root);
+    let victim_node: NodeId = victim_id.parse().unwrap();
+    let alice_node: NodeId = alice_id.parse().unwrap();
+    let status_before = json(&run(&alice, &["status", "--json"]));
+    let history_before = json(&run(&alice, &["history", "--json"]));
+
+    // Mallory writes profiles carrying her sealing key at the victim's next position and as a
+    // second entry 0, and garbage: entries at Alice's next positions, and long logs of
+    // throwaway keys whose first entries never come.
+    let exported = root.join("victim.bundle");
+    run(&victim, &["ledger", "export", "-o", exported.to_str().unwrap()]);
+    let genuine = read_bundle(&exported);
+    let last = |id: NodeId| {
+        genuine.entries.iter().filter(|e| e.author == id).max_by_key(|e| e.seq).unwrap().clone()
+    };
+    let mallory = Identity::insecure_from_label("mallory");
+    let profile = |name: &str| {
+        Body::Profile(Profile {
+            username: name.into(),
+            sealing_key: mallory.sealing_public(),
+            created_at: 1,
+        })
+    };
+    let now = last(victim_node).time + 1;
+    let mut hostile = vec![
+        framed(
+            &LogWriter::resume(&mallory, &last(victim_node)).append(now, profile("victor")),
+            victim_node,
+        ),
+        framed(
+            &LogWriter::new(&mallory, genuine.network).append(now, profile("victor")),
+            victim_node,
+        ),
+    ];
+    let alice_head = {
+        let own = root.join("alice.bundle");
+        run(&alice, &["ledger", "export", "-o", own.to_str().unwrap()]);
+        read_bundle(&own)
+            .entries
+            .into_iter()
+            .filter(|e| e.author == alice_node)
+            .max_by_key(|e| e.seq)
+            .unwrap()
+    };
+    let mut writer = LogWriter::resume(&mallory, &alice_head);
+    for _ in 0..50 {
+        hostile.push(framed(&writer.append(now, profile("alice")), alice_node));
+    }
+    for k in 0..10 {
+        let throwaway = Identity::insecure_from_label(&format!("throwaway{k}"));
+        let mut writer = LogWriter::new(&throwaway, genuine.network);
+        for i in 0..200 {
+            let entry = writer.append(now, profile("junk"));
+            if i > 0 {
+                hostile.push(entry);
+            }
+        }
+    }
+    let bundle = root.join("hostile.bundle");
+    write_bundle(&bundle, genuine.network, &hostile);
+    let imported = json(&run(&alice, &["ledger", "import", bundle.to_str().unwrap(), "--json"]));
+    let refused = imported["refused"].as_array().unwrap();
+    assert_eq!(
+        (
+            &imported["new"],
+            refused.len(),
+            &imported["quarantined"],
+            &imported["report"]["equivocations"]
+        ),
+        (&json!(0), 52, &json!(1990), &json!([])),
+        "{imported}"
+    );
+    assert!(
+        refused.iter().all(|r| r
+            .as_str()
+            .unwrap()
+            .contains("signature: the author's signature does not verify")),
+        "{imported}"
+    );
+
+    // Alice's balance, history and log head are what they were.
+    assert_eq!(json(&run(&alice, &["status", "--json"])), status_before);
+    assert_eq!(json(&run(&alice, &["history", "--json"])), history_before);
+
+    // Sealing to the victim uses the victim's own key: the victim opens the package.
+    let project = root.join("project");
+    fs::create_dir_all(&project).unwrap();
+    fs::write(project.join("main.rs"), "fn main() {}\n").unwrap();
+    let sealed = root.join("p.ashpkg");
+    let out = ash_env(
+        &project,
+        &["pack", "create", "--to", &victim_id, "-o", sealed.to_str().unwrap()],
+        &[("ASH_HOME", alice.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let into = root.join("opened");
+    let out =
+        run(&victim, &["pack", "open", sealed.to_str().unwrap(), "--into", into.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(into.join("main.rs")).unwrap(), "fn main() {}\n");
+
+    // Alice's own log goes on at its real next position.
+    json(&run(&n.admin, &["admin", "mint", &alice_id, "25", "--reason", "bonus", "--json"]));
+    let received = share(&n.admin, &alice, root);
+    assert_eq!(received["received"], json!([25]));
+    let status = json(&run(&alice, &["status", "--json"]));
+    assert_eq!(status["balance"]["spendable"], json!(125));
+}

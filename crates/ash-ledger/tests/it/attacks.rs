@@ -521,3 +521,28 @@ fn a_counterparty_verifies_from_its_checkpoint() {
         "0 valid witness signatures; the network needs 1"
     );
 }
+
+#[test]
+fn a_long_log_held_in_quarantine_is_released_in_a_loop() {
+    // A log offered newest first waits whole in quarantine; its entry 0 releases it all. The
+    // release is a loop: as recursion, 5,000 entries overflowed a test thread's stack.
+    let mut w = World::new(1);
+    for _ in 0..5_000 {
+        w.profile(User(0), "user0".into());
+    }
+    let user = w.id(0);
+    let mut v = Verifier::new(w.genesis.clone(), w.now + 1);
+    let (mine, others): (Vec<Entry>, Vec<Entry>) =
+        w.entries.iter().cloned().partition(|e| e.author == user);
+    for e in others {
+        v.insert(e);
+    }
+    let first = mine[0].clone();
+    for e in mine.into_iter().skip(1).rev() {
+        assert_eq!(v.insert(e), Admission::Quarantined);
+    }
+    assert_eq!(v.insert(first), Admission::Accepted(Verdict::Valid));
+    let report = v.report();
+    assert_eq!((report.quarantined, report.refused.len(), report.pending.len()), (0, 0, 0));
+    assert_eq!(report.accounts[&user].valid, 5_002);
+}
