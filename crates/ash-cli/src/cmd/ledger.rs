@@ -26,7 +26,7 @@ use crate::cli::{
 use crate::{config, output};
 
 /// The most records a bundle file may hold.
-const MAX_BUNDLE_RECORDS: u64 = 50_000_000;
+const MAX_BUNDLE_RECORDS: u64 = 2_000_000;
 
 /// `$ASH_HOME`: keys, genesis, ledger, config.
 pub(crate) struct Home {

@@ -1,6 +1,7 @@
 //! Properties over random multi-party histories with hostile participants: verdicts do not
 //! depend on arrival order (batch or one by one, any order, duplicates and bad copies
-//! included), the funding rule holds, and no acceptor collects more than it is owed.
+//! included), the funding rule holds, no acceptor collects more than it is owed, and no credit
+//! exists outside a mint.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -206,7 +207,7 @@ proptest! {
     }
 
     #[test]
-    fn spendable_is_the_funding_rule_and_nobody_collects_more_than_owed((n, ops, _) in history()) {
+    fn credits_follow_the_funding_rule_and_are_conserved((n, ops, _) in history()) {
         let w = play(n, &ops);
         let v = w.verifier();
         let report = v.report();
@@ -252,6 +253,27 @@ proptest! {
             prop_assert!(*got <= owed[reserve], "collected {got} of {}", owed[reserve]);
         }
         prop_assert_eq!(earned_total, collected.values().map(|c| c.get()).sum::<u64>());
-        let _ = Verdict::Valid;
+
+        // Conservation: every received credit is a valid mint received once, and all the
+        // credit anyone can spend is at most what was received: payments and timeout claims
+        // only move credit.
+        let mut received_mints: HashMap<Hash, u64> = HashMap::new();
+        let (mut received, mut spendable) = (0u128, 0u128);
+        for i in 0..n {
+            let b = report.accounts.get(&w.id(i)).map(|a| a.balance).unwrap_or_default();
+            received += u128::from(b.received.get());
+            spendable += u128::from(b.spendable.get());
+            for e in v.valid_entries(w.id(i)) {
+                if let Body::Receive(r) = &e.body {
+                    let Body::Mint(m) = &v.entry(&r.mint).unwrap().body else {
+                        unreachable!("a valid receive names a mint")
+                    };
+                    prop_assert_eq!(v.verdict(&r.mint), Some(&Verdict::Valid));
+                    prop_assert!(received_mints.insert(r.mint, m.amount.get()).is_none(), "a mint received twice");
+                }
+            }
+        }
+        prop_assert_eq!(received, received_mints.values().map(|a| u128::from(*a)).sum::<u128>());
+        prop_assert!(spendable <= received, "{spendable} spendable of {received} received");
     }
 }
