@@ -345,12 +345,15 @@ impl Verifier {
         };
         self.check_countersignatures(fresh.iter().map(|(_, e)| e));
         for (n, (i, entry)) in fresh.into_iter().enumerate() {
+            let id = entry.id();
             admissions[i] = if bad.contains(&n) {
-                self.countersigned.remove(&entry.id());
                 self.refuse_at_door(&entry, Rule::Signature, BAD_SIGNATURE)
             } else {
                 self.admit(entry)
             };
+            if !matches!(admissions[i], Admission::Accepted(_) | Admission::Quarantined) {
+                self.countersigned.remove(&id);
+            }
         }
         admissions
     }
