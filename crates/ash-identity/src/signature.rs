@@ -138,7 +138,7 @@ pub fn verify_batch(items: &[SignedItem<'_>]) -> Result<(), SignatureError> {
 /// The indices of the invalid signatures among `items` (empty when all are valid), ascending.
 ///
 /// Checks the whole set as one batch first. When that fails, each core scans its share in
-/// pieces of [`PIECE`]: a piece is checked as a batch, and a piece that fails is checked one
+/// pieces of 64: a piece is checked as a batch, and a piece that fails is checked one
 /// signature at a time, as is every piece after it until one comes out clean. A set full of bad
 /// signatures therefore costs about one batch check plus one single check per signature, never
 /// the repeated batch checks of a bisection.
