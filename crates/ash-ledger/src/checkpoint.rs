@@ -48,6 +48,15 @@ pub enum CheckpointError {
         /// Ours.
         expected: Hash,
     },
+    /// A witness appears twice among the signatures (a signer writes one each).
+    #[error("a witness signs the checkpoint twice")]
+    RepeatedWitness,
+    /// Its refused seqs do not ascend, or pass its own position.
+    #[error("the checkpoint's refused seqs must ascend and not pass its position")]
+    Unordered,
+    /// Its lists are longer than the encoding can count.
+    #[error("the checkpoint holds more entries than its encoding can count")]
+    TooLarge,
     /// Too few distinct witnesses of the genesis signed it validly.
     #[error("{valid} valid witness signatures; the network needs {quorum}")]
     Quorum {
@@ -84,12 +93,28 @@ impl Checkpoint {
         self.signatures.sort_by_key(|(id, _)| *id);
     }
 
-    /// Checks the network and the quorum of valid witness signatures.
+    /// Checks the network, that the body fits its encoding, and the quorum of valid witness
+    /// signatures (each witness counted once).
     pub fn check(&self, genesis: &Genesis) -> Result<(), CheckpointError> {
         if self.network != genesis.id() {
             return Err(CheckpointError::Network { found: self.network, expected: genesis.id() });
         }
+        if self.refused.len() > usize::from(u16::MAX)
+            || self.state.mints.len() > usize::from(u16::MAX)
+            || self.signatures.len() > usize::from(u16::MAX)
+        {
+            return Err(CheckpointError::TooLarge);
+        }
+        if !self.refused.windows(2).all(|w| w[0] < w[1])
+            || self.refused.last().is_some_and(|last| *last > self.seq)
+        {
+            return Err(CheckpointError::Unordered);
+        }
         let body = self.body_bytes();
+        let mut seen = BTreeSet::new();
+        if !self.signatures.iter().all(|(id, _)| seen.insert(*id)) {
+            return Err(CheckpointError::RepeatedWitness);
+        }
         let signers: BTreeSet<NodeId> = self
             .signatures
             .iter()

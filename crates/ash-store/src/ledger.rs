@@ -232,7 +232,24 @@ impl LedgerDb {
             entries.push(Entry::decode(&bytes).map_err(|e| self.damaged("entry", e))?);
         }
         verifier.insert_many_checked(entries);
-        verifier.take_changed();
+        // Entries stored as pending may be judged now (the clock moved on, a checkpoint vouches
+        // for them), and quarantined ones placed: the next save writes them.
+        let set = |sql: &str| -> Result<std::collections::HashSet<Vec<u8>>, LedgerDbError> {
+            Ok(self.column(sql, [])?.into_iter().collect())
+        };
+        let pending = set("SELECT id FROM entries WHERE verdict IS NULL")?;
+        let quarantined = set("SELECT id FROM quarantine")?;
+        let reached: Vec<Hash> = verifier
+            .take_changed()
+            .into_iter()
+            .filter(|(e, v)| {
+                let id = e.id().0;
+                quarantined.contains(id.as_slice())
+                    || (!matches!(v, Verdict::Pending { .. }) && pending.contains(id.as_slice()))
+            })
+            .map(|(e, _)| e.id())
+            .collect();
+        verifier.mark_changed(reached);
         Ok(verifier)
     }
 

@@ -9,7 +9,7 @@
 
 mod rules;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use ash_identity::{Domain, NodeId, PublicKey, SignedItem, invalid_signatures, verify};
@@ -31,6 +31,8 @@ pub const MAX_VARIANTS: usize = 4;
 pub const MAX_QUARANTINE: usize = 100_000;
 /// How far an entry's time may be ahead of the verifier's clock before it waits (5 minutes).
 pub const DEFAULT_SKEW: u64 = 5 * 60 * 1000;
+/// How far apart the states kept along an equivocating author's log are.
+const SNAPSHOT_EVERY: u64 = 16;
 const BAD_SIGNATURE: &str = "the author's signature does not verify";
 
 /// An entry's standing.
@@ -200,12 +202,14 @@ pub struct Verifier {
     early: BTreeSet<Hash>,
     /// Quarantine: entries by id, their ids by the predecessor they wait for, arrival order.
     orphans: HashMap<Hash, Entry>,
-    orphans_by_prev: HashMap<Hash, Vec<Hash>>,
+    orphans_by_prev: HashMap<Hash, BTreeSet<Hash>>,
     orphan_order: VecDeque<Hash>,
     door: Vec<Refusal>,
     equivocations: Vec<Equivocation>,
     frozen: BTreeSet<NodeId>,
     checkpoints: HashMap<NodeId, Checkpoint>,
+    /// Entries that took their verdict from a checkpoint rather than the rules.
+    anchored: HashSet<Hash>,
     /// Per log: entries held, valid, refused.
     counts: HashMap<NodeId, (u64, u64, u64)>,
     /// Entries placed or judged since [`Verifier::take_changed`] last ran.
@@ -237,10 +241,17 @@ impl Verifier {
             equivocations: Vec::new(),
             frozen: BTreeSet::new(),
             checkpoints: HashMap::new(),
+            anchored: HashSet::new(),
             counts: HashMap::new(),
             changed: BTreeSet::new(),
             countersigned: HashMap::new(),
         }
+    }
+
+    /// Marks entries held here as changed, so that the next [`Verifier::take_changed`] returns
+    /// them: for a store whose stored verdicts are behind what loading them reached.
+    pub fn mark_changed(&mut self, ids: impl IntoIterator<Item = Hash>) {
+        self.changed.extend(ids.into_iter().filter(|id| self.nodes.contains_key(id)));
     }
 
     /// The entries placed or judged since the last call, with their verdicts now, for a store
@@ -527,6 +538,10 @@ impl Verifier {
             refused.sort_unstable();
             refused.dedup();
         }
+        // The encoding's counts are bounded: such a log is not checkpointed.
+        if refused.len() > usize::from(u16::MAX) || state.mints.len() > usize::from(u16::MAX) {
+            return None;
+        }
         Some(Checkpoint {
             network: self.genesis.id(),
             subject,
@@ -767,6 +782,11 @@ impl Verifier {
                 None => {}
             }
         }
+        // An ancestor of a checkpoint's head that arrives after it takes its verdict from the
+        // checkpoint, as the ones held when the checkpoint came did.
+        let from_checkpoint = entry.seq > 0
+            && !self.nodes.contains_key(&entry.prev)
+            && self.checkpoints.get(&entry.author).is_some_and(|c| c.head != id);
         let at = (entry.author, entry.seq);
         let first = match self.positions.get(&at) {
             Some(first) => {
@@ -791,12 +811,19 @@ impl Verifier {
         let pending = Verdict::Pending { waiting_for: "judgement".into() };
         self.counts.entry(entry.author).or_default().0 += 1;
         self.changed.insert(id);
+        let verdict = from_checkpoint.then(|| self.checkpoint_verdict(&entry));
         self.nodes.insert(id, Node { entry, verdict: pending });
         let mut queue = vec![id];
+        if let Some(verdict) = verdict {
+            self.anchored.insert(id);
+            self.set_verdict(id, verdict);
+            queue.clear();
+        }
         // Whoever waited for this entry to arrive (its successors in quarantine, entries that
         // name it) can move now.
         queue.extend(self.waiting.remove(&id).unwrap_or_default());
-        let released = self.orphans_by_prev.remove(&id).unwrap_or_default();
+        let released: Vec<Hash> =
+            self.orphans_by_prev.remove(&id).unwrap_or_default().into_iter().collect();
         self.run(queue);
         self.anchor_if_checkpointed(id);
         (Admission::Accepted(Verdict::Valid), released)
@@ -808,37 +835,46 @@ impl Verifier {
             if let Some(gone) = self.orphans.remove(&old)
                 && let Some(list) = self.orphans_by_prev.get_mut(&gone.prev)
             {
-                list.retain(|id| *id != old);
+                list.remove(&old);
             }
         }
         let id = entry.id();
-        self.orphans_by_prev.entry(entry.prev).or_default().push(id);
+        self.orphans_by_prev.entry(entry.prev).or_default().insert(id);
         self.orphan_order.push_back(id);
         self.orphans.insert(id, entry);
         Admission::Quarantined
     }
 
     /// Whether a checkpoint vouches for `entry` without its predecessor: it is the checkpoint's
-    /// head, or an ancestor of it found through held or quarantined entries.
+    /// head, or the predecessor of an entry that took its verdict from the checkpoint. (Chains
+    /// held in quarantine when the checkpoint comes are walked by [`Verifier::anchor`].)
     fn anchored_by_checkpoint(&self, entry: &Entry) -> bool {
         let Some(checkpoint) = self.checkpoints.get(&entry.author) else { return false };
-        if entry.seq > checkpoint.seq {
+        if entry.id() == checkpoint.head {
+            return true;
+        }
+        if entry.seq >= checkpoint.seq {
             return false;
         }
-        let mut at = checkpoint.head;
-        loop {
-            if at == entry.id() {
-                return true;
-            }
-            let prev = match (self.nodes.get(&at), self.orphans.get(&at)) {
-                (Some(node), _) => &node.entry,
-                (None, Some(orphan)) => orphan,
-                (None, None) => return false,
-            };
-            if prev.seq <= entry.seq {
-                return false;
-            }
-            at = prev.prev;
+        let at = (entry.author, entry.seq + 1);
+        self.positions.get(&at).into_iter().chain(self.variants.get(&at).into_iter().flatten()).any(
+            |child| {
+                self.anchored.contains(child)
+                    && self.nodes.get(child).is_some_and(|n| n.entry.prev == entry.id())
+            },
+        )
+    }
+
+    /// The verdict a checkpoint gives an entry on its chain.
+    fn checkpoint_verdict(&self, entry: &Entry) -> Verdict {
+        let refused = self
+            .checkpoints
+            .get(&entry.author)
+            .is_some_and(|c| c.refused.binary_search(&entry.seq).is_ok());
+        if refused {
+            Verdict::Refused { rule: Rule::Chain, detail: "refused, says a checkpoint".into() }
+        } else {
+            Verdict::Valid
         }
     }
 
@@ -860,7 +896,14 @@ impl Verifier {
         else {
             return;
         };
-        let Some(checkpoint) = self.checkpoints.get(&node.author).cloned() else { return };
+        let Some(checkpoint) = self
+            .checkpoints
+            .get(&node.author)
+            .filter(|c| c.head == head && c.seq == node.seq)
+            .cloned()
+        else {
+            return;
+        };
         let mut chain = Vec::new();
         let mut at = Some(head);
         while let Some(id) = at {
@@ -873,6 +916,7 @@ impl Verifier {
             chain.push(entry);
         }
         let mut woken = Vec::new();
+        let mut released = BTreeSet::new();
         for entry in chain {
             let id = entry.id();
             let already =
@@ -880,24 +924,31 @@ impl Verifier {
             if already {
                 continue;
             }
-            let verdict = if checkpoint.refused.contains(&entry.seq) {
+            let verdict = if checkpoint.refused.binary_search(&entry.seq).is_ok() {
                 Verdict::Refused { rule: Rule::Chain, detail: "refused, says a checkpoint".into() }
             } else {
                 Verdict::Valid
             };
             let at = (entry.author, entry.seq);
-            match self.positions.get(&at) {
+            match self.positions.get(&at).copied() {
                 None => {
                     self.positions.insert(at, id);
                 }
-                Some(first) if *first == id => {}
-                Some(_) => {
+                Some(first) if first == id => {}
+                Some(first) => {
                     let more = self.variants.entry(at).or_default();
                     if !more.contains(&id) {
                         more.push(id);
                     }
+                    // Another entry already held at a position of the checkpoint's chain.
+                    if let Some(kept) = self.nodes.get(&first).map(|n| Arc::clone(&n.entry)) {
+                        self.equivocations.push(Equivocation { kept, other: Arc::clone(&entry) });
+                        self.frozen.insert(entry.author);
+                    }
                 }
             }
+            self.anchored.insert(id);
+            released.extend(self.orphans_by_prev.remove(&id).unwrap_or_default());
             if !self.nodes.contains_key(&id) {
                 self.counts.entry(entry.author).or_default().0 += 1;
                 let pending = Verdict::Pending { waiting_for: "judgement".into() };
@@ -908,11 +959,11 @@ impl Verifier {
         }
         self.states.entry(head).or_insert(checkpoint.state);
         self.note_head(node.author, node.seq, head);
-        if let Some(children) = self.orphans_by_prev.remove(&head) {
-            for child in children {
-                if let Some(entry) = self.orphans.remove(&child) {
-                    self.admit(entry);
-                }
+        // The entries waiting in quarantine for any entry of the chain: the head's successors,
+        // and other entries at the chain's positions (equivocations).
+        for child in released {
+            if let Some(entry) = self.orphans.remove(&child) {
+                self.admit(entry);
             }
         }
         self.run(woken);
@@ -929,10 +980,9 @@ impl Verifier {
     }
 
     fn wait(&mut self, id: Hash, on: Hash, what: String) -> Option<Verdict> {
-        let list = self.waiting.entry(on).or_default();
-        if !list.contains(&id) {
-            list.push(id);
-        }
+        // Pushed without a search: a list can be long (many entries naming one missing entry),
+        // and a duplicate only means one more try once `on` moves.
+        self.waiting.entry(on).or_default().push(id);
         if let Some(node) = self.nodes.get_mut(&id) {
             node.verdict = Verdict::Pending { waiting_for: what };
         }
@@ -1044,7 +1094,17 @@ impl Verifier {
         {
             return Some(state);
         }
-        self.state_at(entry.prev)
+        if !self.frozen.contains(&entry.author) {
+            return self.state_at(entry.prev);
+        }
+        // An author that equivocated can make every position a fork, each needing the state
+        // before it again: keep states along the way so each replay is short.
+        let mut snapshots = Vec::new();
+        let state = self.replay(entry.prev, Some(&mut snapshots));
+        for (at, snapshot) in snapshots {
+            self.states.entry(at).or_insert(snapshot);
+        }
+        state
     }
 
     /// Whether the state after `id` can go once its child `judged` is judged.
@@ -1052,6 +1112,9 @@ impl Verifier {
         let Some(node) = self.nodes.get(&id) else { return false };
         let author = node.entry.author;
         if self.checkpoints.get(&author).is_some_and(|c| c.head == id) {
+            return false;
+        }
+        if node.entry.seq % SNAPSHOT_EVERY == 0 && self.frozen.contains(&author) {
             return false;
         }
         let at = (author, node.entry.seq + 1);
@@ -1076,6 +1139,16 @@ impl Verifier {
     /// The state after the judged entry `id`: kept, or replayed from the nearest entry whose
     /// state is kept (a checkpoint's head, or the start of the log).
     fn state_at(&self, id: Hash) -> Option<LogState> {
+        self.replay(id, None)
+    }
+
+    /// [`Verifier::state_at`], also handing out the states met on the way at every
+    /// [`SNAPSHOT_EVERY`]th position, to be kept.
+    fn replay(
+        &self,
+        id: Hash,
+        mut snapshots: Option<&mut Vec<(Hash, LogState)>>,
+    ) -> Option<LogState> {
         let mut path = Vec::new();
         let mut at = id;
         let mut state = loop {
@@ -1128,6 +1201,12 @@ impl Verifier {
                 }
                 Verdict::Pending { .. } => return None,
             };
+            if let Some(out) = snapshots.as_deref_mut()
+                && entry.seq % SNAPSHOT_EVERY == 0
+                && entry.id() != id
+            {
+                out.push((entry.id(), state.clone()));
+            }
         }
         Some(state)
     }

@@ -346,6 +346,14 @@ pub(crate) fn judge(
                     format!("the named entry is a {}", mint_entry.body.kind()),
                 ));
             };
+            // A mint is valid only in an authority's log, but a checkpoint vouches for its
+            // subject's entries without the rules: a subject that is no authority mints nothing.
+            if !genesis.is_authority(&mint_entry.author) {
+                return Err((
+                    Rule::NotAMint,
+                    format!("{} is not a mint authority", mint_entry.author.short()),
+                ));
+            }
             if mint.recipient != author {
                 return Err((
                     Rule::NotRecipient,

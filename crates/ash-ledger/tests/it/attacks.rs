@@ -546,3 +546,124 @@ fn a_long_log_held_in_quarantine_is_released_in_a_loop() {
     assert_eq!((report.quarantined, report.refused.len(), report.pending.len()), (0, 0, 0));
     assert_eq!(report.accounts[&user].valid, 5_002);
 }
+
+#[test]
+fn a_lying_checkpoint_cannot_mint_for_a_non_authority_and_malformed_ones_do_not_count() {
+    let mut w = World::new(2);
+    // user0 writes a "mint" to user1: refused by the rules.
+    let fake = w.append(
+        User(0),
+        Body::Mint(Mint {
+            recipient: w.id(1),
+            amount: Credits::new(1_000),
+            kind: MintKind::Grant,
+            reason: "free money".into(),
+        }),
+    );
+    let full = w.verifier();
+    assert_eq!(
+        refusals(&w, &full.report()),
+        vec![refused("user0", fake.seq, "mint", "mint-not-authority")]
+    );
+    // A witness lies: a checkpoint of user0 that lists nothing refused.
+    let mut lie = full.checkpoint(w.id(0), w.now).unwrap();
+    lie.refused.clear();
+    lie.sign(&w.authorities[0]);
+    let receive = w.receive(1, &fake);
+    let mut v = Verifier::new(w.genesis.clone(), w.now + 1);
+    v.add_checkpoint(lie.clone()).unwrap();
+    let others: Vec<Entry> = w.entries.iter().filter(|e| e.author != w.id(0)).cloned().collect();
+    v.insert_many(others);
+    v.insert(fake.clone());
+    assert_eq!(v.verdict(&fake.id()), Some(&Verdict::Valid), "the lie is believed about user0");
+    assert_eq!(
+        v.verdict(&receive.id()).cloned(),
+        Some(Verdict::Refused {
+            rule: Rule::NotAMint,
+            detail: format!("{} is not a mint authority", w.id(0).short()),
+        })
+    );
+    assert_eq!(v.account(w.id(1)).balance.received, Credits::new(SIGNUP));
+
+    // Malformed checkpoints do not count, whoever signed them.
+    let mut repeated = lie.clone();
+    repeated.signatures.push(repeated.signatures[0]);
+    let mut unordered = lie.clone();
+    unordered.refused = vec![2, 1];
+    unordered.sign(&w.authorities[0]);
+    let mut huge = lie;
+    huge.refused = (0..70_000).collect();
+    huge.seq = 70_000;
+    huge.sign(&w.authorities[0]);
+    let errors: Vec<String> = [repeated, unordered, huge]
+        .into_iter()
+        .map(|c| c.check(&w.genesis).unwrap_err().to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            "a witness signs the checkpoint twice",
+            "the checkpoint's refused seqs must ascend and not pass its position",
+            "the checkpoint holds more entries than its encoding can count",
+        ]
+    );
+}
+
+#[test]
+fn a_checkpointed_log_takes_late_ancestors_and_reveals_forks_below_it_in_any_order() {
+    let mut w = World::new(2);
+    for _ in 0..3 {
+        w.job_done(0, 1, 5, Outcome::Accept);
+    }
+    let full = w.verifier();
+    let mut checkpoint = full.checkpoint(w.id(0), w.now).unwrap();
+    checkpoint.sign(&w.authorities[0]);
+    let chain: Vec<Entry> = full.chain(w.id(0)).iter().map(|e| (**e).clone()).collect();
+    let head = chain.last().unwrap().clone();
+    // user0 signs a second entry at position 3, forking below its checkpoint.
+    let fork = w.append_after(
+        User(0),
+        Some(&chain[2]),
+        Body::Profile(Profile {
+            username: "forked".into(),
+            sealing_key: w.users[0].sealing_public(),
+            created_at: T0,
+        }),
+    );
+    let others: Vec<Entry> = w.entries.iter().filter(|e| e.author != w.id(0)).cloned().collect();
+    let orders: [(&str, Vec<Entry>); 3] = [
+        ("head, then ancestors newest first, then the fork", {
+            let mut v = vec![head];
+            v.extend(chain.iter().rev().skip(1).cloned());
+            v.push(fork.clone());
+            v
+        }),
+        ("the fork first", {
+            let mut v = vec![fork.clone()];
+            v.extend(chain.iter().cloned());
+            v
+        }),
+        ("ancestors oldest first, head last", {
+            let mut v = chain.clone();
+            v.push(fork);
+            v
+        }),
+    ];
+    for (name, order) in orders {
+        let mut v = Verifier::new(w.genesis.clone(), w.now + 1);
+        v.add_checkpoint(checkpoint.clone()).unwrap();
+        v.insert_many(others.clone());
+        for e in order {
+            v.insert(e);
+        }
+        let report = v.report();
+        let chain_verdicts: Vec<Option<Verdict>> =
+            chain.iter().map(|e| v.verdict(&e.id()).cloned()).collect();
+        assert_eq!(chain_verdicts, vec![Some(Verdict::Valid); chain.len()], "{name}");
+        assert_eq!(
+            (report.equivocations.len(), report.accounts[&w.id(0)].frozen),
+            (1, true),
+            "{name}"
+        );
+    }
+}

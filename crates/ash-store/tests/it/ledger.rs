@@ -199,3 +199,29 @@ fn old_newer_foreign_and_damaged_files_are_refused_with_the_reason() {
     assert!(LedgerDb::open(&junk).is_err());
     assert_eq!(std::fs::read(&junk).unwrap().len(), 69, "the refused file is left untouched");
 }
+
+#[test]
+fn verdicts_reached_while_loading_are_saved() {
+    // Bob's second profile is dated an hour ahead: stored pending, it is judged once the clock
+    // gets there, and the next save writes that verdict and bob's summary.
+    let n = net("clock-net");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut entries = history(&n, 0);
+    let bob_first = entries[4].clone();
+    let later =
+        LogWriter::resume(&n.bob, &bob_first).append(T0 + 3_600_000, profile(&n.bob, "bobby"));
+    entries.push(later.clone());
+    let mut db = LedgerDb::open(&path).unwrap();
+    let mut v = Verifier::new(n.genesis.clone(), T0 + 10);
+    v.insert_many(entries);
+    db.save(&mut v, T0 + 10).unwrap();
+    assert_eq!(db.entry(later.id()).unwrap().unwrap().verdict, None);
+
+    let mut v = db.load(n.genesis.clone(), T0 + 3_600_001).unwrap();
+    let saved = db.save(&mut v, T0 + 3_600_001).unwrap();
+    assert_eq!((saved.new, saved.judged), (0, 1));
+    assert_eq!(db.entry(later.id()).unwrap().unwrap().verdict.as_deref(), Some("valid"));
+    let bob = db.account(n.bob.node_id()).unwrap().unwrap();
+    assert_eq!((bob.username.as_deref(), bob.valid, bob.head_seq), (Some("bobby"), 2, Some(1)));
+}
