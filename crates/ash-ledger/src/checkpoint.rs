@@ -100,7 +100,6 @@ impl Checkpoint {
             return Err(CheckpointError::Network { found: self.network, expected: genesis.id() });
         }
         if self.refused.len() > usize::from(u16::MAX)
-            || self.state.mints.len() > usize::from(u16::MAX)
             || self.signatures.len() > usize::from(u16::MAX)
         {
             return Err(CheckpointError::TooLarge);
@@ -205,9 +204,9 @@ fn encode_state(s: &LogState, w: &mut Writer) {
         }
         None => w.u8(0),
     };
-    w.u16(u16::try_from(s.mints.len()).unwrap_or(u16::MAX));
-    for (authority, seq) in &s.mints {
-        w.id(*authority).u64(*seq);
+    w.u32(u32::try_from(s.mints.len()).unwrap_or(u32::MAX));
+    for mint in &s.mints {
+        w.bytes(&mint.0);
     }
     w.u32(u32::try_from(s.open.len()).unwrap_or(u32::MAX));
     for (id, open) in &s.open {
@@ -246,10 +245,9 @@ fn decode_state(r: &mut Reader<'_>) -> Result<LogState, DecodeError> {
         let name = r.text(name_len, "username")?;
         s.profile = Some((name, SealingPublicKey(r.array("sealing key")?)));
     }
-    for _ in 0..r.u16("mints count")? {
-        let authority = r.id("authority")?;
-        if s.mints.insert(authority, r.u64("mint seq")?).is_some() {
-            return Err(r.error("an authority appears twice"));
+    for _ in 0..r.u32("mints count")? {
+        if !s.mints.insert(Hash(r.array("mint id")?)) {
+            return Err(r.error("a mint appears twice"));
         }
     }
     for _ in 0..r.u32("open count")? {

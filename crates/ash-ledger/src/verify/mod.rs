@@ -539,7 +539,7 @@ impl Verifier {
             refused.dedup();
         }
         // The encoding's counts are bounded: such a log is not checkpointed.
-        if refused.len() > usize::from(u16::MAX) || state.mints.len() > usize::from(u16::MAX) {
+        if refused.len() > usize::from(u16::MAX) {
             return None;
         }
         Some(Checkpoint {
@@ -554,8 +554,8 @@ impl Verifier {
         })
     }
 
-    /// Valid mints made out to `recipient` that its log could still receive (after the last one
-    /// it received from each authority; no second signup), oldest first per authority.
+    /// Valid mints made out to `recipient` that its log has not received (and no second signup),
+    /// oldest first per authority.
     pub fn receivable_mints(&self, recipient: NodeId) -> Vec<Arc<Entry>> {
         let state = self.head_state(recipient).unwrap_or_default();
         let mut out: Vec<Arc<Entry>> = self
@@ -565,7 +565,7 @@ impl Verifier {
             .filter(|n| match &n.entry.body {
                 Body::Mint(m) => {
                     m.recipient == recipient
-                        && state.mints.get(&n.entry.author).is_none_or(|last| n.entry.seq > *last)
+                        && !state.mints.contains(&n.entry.id())
                         && !(m.kind == crate::MintKind::Signup && state.signup)
                 }
                 _ => false,
@@ -573,8 +573,7 @@ impl Verifier {
             .map(|n| Arc::clone(&n.entry))
             .collect();
         out.sort_by_key(|e| (e.author, e.seq));
-        // Receiving a later mint of an authority first would make the earlier unreceivable,
-        // and a second signup would be refused: keep the first signup only.
+        // A second signup would be refused: keep the first only.
         let mut signup = state.signup;
         out.retain(|e| match &e.body {
             Body::Mint(m) if m.kind == crate::MintKind::Signup => {

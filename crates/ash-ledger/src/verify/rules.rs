@@ -43,8 +43,8 @@ pub enum Rule {
     NotAMint,
     /// A receive of a mint made out to someone else.
     NotRecipient,
-    /// A mint at or below the last one received from the same authority.
-    MintOrder,
+    /// A mint this log already received.
+    AlreadyReceived,
     /// A second signup mint received.
     DuplicateSignup,
     /// A reservation naming its own author as acceptor.
@@ -97,7 +97,7 @@ impl Rule {
             Self::RefusedSource => "refused-source",
             Self::NotAMint => "not-a-mint",
             Self::NotRecipient => "not-recipient",
-            Self::MintOrder => "mint-order",
+            Self::AlreadyReceived => "already-received",
             Self::DuplicateSignup => "duplicate-signup",
             Self::SelfDealing => "self-dealing",
             Self::Deadline => "deadline",
@@ -159,8 +159,8 @@ pub(crate) struct LogState {
     pub(crate) signup: bool,
     /// The latest valid profile: username and sealing key.
     pub(crate) profile: Option<(String, SealingPublicKey)>,
-    /// The last mint seq received from each authority.
-    pub(crate) mints: BTreeMap<NodeId, u64>,
+    /// The mints received (their ids): any order, each once.
+    pub(crate) mints: BTreeSet<Hash>,
     /// Open reservations by reserve id.
     pub(crate) open: BTreeMap<Hash, Open>,
     /// Reservations collected for (as acceptor) whose claim window is still open.
@@ -199,8 +199,7 @@ pub(crate) enum Change {
     Receive {
         received: Credits,
         signup: bool,
-        authority: NodeId,
-        seq: u64,
+        mint: Hash,
     },
     Reserve {
         id: Hash,
@@ -233,10 +232,10 @@ impl LogState {
         match change {
             Change::Nothing => {}
             Change::Profile(name, key) => self.profile = Some((name, key)),
-            Change::Receive { received, signup, authority, seq } => {
+            Change::Receive { received, signup, mint } => {
                 self.received = received;
                 self.signup |= signup;
-                self.mints.insert(authority, seq);
+                self.mints.insert(mint);
             }
             Change::Reserve { id, locked, open } => {
                 self.locked = locked;
@@ -360,17 +359,8 @@ pub(crate) fn judge(
                     format!("the mint is for {}", mint.recipient.short()),
                 ));
             }
-            if let Some(last) = state.mints.get(&mint_entry.author)
-                && mint_entry.seq <= *last
-            {
-                return Err((
-                    Rule::MintOrder,
-                    format!(
-                        "mint {} of {} is not after {last}, the last received from it",
-                        mint_entry.seq,
-                        mint_entry.author.short()
-                    ),
-                ));
+            if state.mints.contains(&mint_entry.id()) {
+                return Err((Rule::AlreadyReceived, "this log received the mint before".into()));
             }
             if mint.kind == MintKind::Signup && state.signup {
                 return Err((Rule::DuplicateSignup, "a signup mint was already received".into()));
@@ -378,8 +368,7 @@ pub(crate) fn judge(
             Change::Receive {
                 received: add(state.received, mint.amount)?,
                 signup: mint.kind == MintKind::Signup,
-                authority: mint_entry.author,
-                seq: mint_entry.seq,
+                mint: mint_entry.id(),
             }
         }
         Body::Reserve(reserve) => {

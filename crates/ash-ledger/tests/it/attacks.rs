@@ -303,7 +303,7 @@ fn a_second_signup_mint_is_refused_alone_and_the_authoritys_log_goes_on() {
         refusals(&w, &report),
         vec![
             refused("user0", 2, "receive", "duplicate-signup"),
-            refused("user1", 3, "receive", "mint-order"),
+            refused("user1", 3, "receive", "already-received"),
         ]
     );
     assert_eq!(spendable(&w, &report), vec![100, 600]);
@@ -666,4 +666,19 @@ fn a_checkpointed_log_takes_late_ancestors_and_reveals_forks_below_it_in_any_ord
             "{name}"
         );
     }
+}
+
+#[test]
+fn mints_are_received_in_any_order_and_each_once() {
+    // A peer that relays an authority's later mint first (or checkpoints and what came after
+    // them) cannot make an earlier mint unreceivable.
+    let mut w = World::new(1);
+    let first = w.mint_by(0, w.id(0), 10, MintKind::Grant);
+    let second = w.mint_by(0, w.id(0), 20, MintKind::Grant);
+    w.receive(0, &second);
+    w.receive(0, &first);
+    w.receive(0, &first);
+    let report = w.verify();
+    assert_eq!(refusals(&w, &report), vec![refused("user0", 4, "receive", "already-received")]);
+    assert_eq!(spendable(&w, &report), vec![SIGNUP + 30]);
 }
