@@ -271,8 +271,16 @@ pub struct Terms {
 }
 
 impl Terms {
-    /// `H("ash/ledger/terms/v2", bytes)`, the value a reservation's `terms` holds.
-    pub fn digest(&self) -> Hash {
+    /// The longest tier or agent kind.
+    pub const MAX_TEXT: usize = 64;
+
+    /// `H("ash/ledger/terms/v2", bytes)`, the value a reservation's `terms` holds; `None` when
+    /// the tier or the agent kind is over [`Terms::MAX_TEXT`] bytes (they could not be told
+    /// apart from others by their digest).
+    pub fn digest(&self) -> Option<Hash> {
+        if self.tier.len() > Self::MAX_TEXT || self.agent.len() > Self::MAX_TEXT {
+            return None;
+        }
         let mut w = Writer::default();
         w.u8(u8::try_from(self.tier.len()).unwrap_or(u8::MAX))
             .bytes(self.tier.as_bytes())
@@ -281,7 +289,7 @@ impl Terms {
             .bytes(&self.prompt.0)
             .u8(u8::try_from(self.agent.len()).unwrap_or(u8::MAX))
             .bytes(self.agent.as_bytes());
-        tagged_hash(b"ash/ledger/terms/v2", &w.0)
+        Some(tagged_hash(b"ash/ledger/terms/v2", &w.0))
     }
 }
 
