@@ -302,14 +302,48 @@ pub fn screen(patch: &[u8]) -> Result<Vec<PatchFile>, DiffError> {
     let text = std::str::from_utf8(patch)
         .map_err(|_| DiffError::Malformed { line: 0, problem: "the patch is not UTF-8 text" })?;
     let mut files: Vec<PatchFile> = Vec::new();
-    let mut in_hunk = false;
+    // Lines still expected in the current hunk (old side, new side), as its `@@` header counts
+    // them: git reads exactly that many, and so does the screen.
+    let mut hunk: Option<(u64, u64)> = None;
+    // Whether the current section had a hunk: a `---`/`+++` after one starts another patch.
+    let mut had_hunk = false;
+    // The mode an `index` line gives a file whose mode does not change.
+    let mut index_mode: Option<String> = None;
     let mut seen_any = false;
     for (i, line) in text.split('\n').enumerate() {
         let line_no = i + 1;
         let malformed = |problem| DiffError::Malformed { line: line_no, problem };
+        if let Some((old, new)) = hunk.as_mut() {
+            let (o, n) = match line.as_bytes().first() {
+                Some(b' ') | None => (1, 1),
+                Some(b'-') => (1, 0),
+                Some(b'+') => (0, 1),
+                Some(b'\\') => (0, 0),
+                Some(_) => return Err(malformed("a hunk ends before the lines its header counts")),
+            };
+            if *old < o || *new < n {
+                return Err(malformed("a hunk holds more lines than its header counts"));
+            }
+            (*old, *new) = (*old - o, *new - n);
+            if let (Some(added), Some(file)) = (line.strip_prefix('+'), files.last_mut())
+                && file.new_mode.as_deref().or(index_mode.as_deref()) == Some("120000")
+                && file.link_target.is_none()
+            {
+                file.link_target = Some(added.to_owned());
+            }
+            if (*old, *new) == (0, 0) {
+                // A `\ No newline` line may still follow.
+                hunk = None;
+            }
+            continue;
+        }
+        if line.starts_with("\\ ") && had_hunk {
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("diff --git ") {
             seen_any = true;
-            in_hunk = false;
+            had_hunk = false;
+            index_mode = None;
             let (old, new) = parse_diff_git(rest)
                 .ok_or_else(|| malformed("cannot read the paths of `diff --git`"))?;
             files.push(PatchFile {
@@ -326,23 +360,16 @@ pub fn screen(patch: &[u8]) -> Result<Vec<PatchFile>, DiffError> {
             }
             continue; // commit message or other preamble
         };
-        if in_hunk {
-            if line.starts_with("@@") {
-                continue;
-            }
-            if let Some(added) = line.strip_prefix('+')
-                && file.new_mode.as_deref() == Some("120000")
-                && file.link_target.is_none()
-            {
-                file.link_target = Some(added.to_owned());
-            }
-            if line.starts_with([' ', '+', '-', '\\']) || line.is_empty() {
-                continue;
-            }
-            in_hunk = false;
-        }
-        if line.starts_with("@@") {
-            in_hunk = true;
+        if let Some(header) = line.strip_prefix("@@ ") {
+            let counts =
+                hunk_counts(header).ok_or_else(|| malformed("cannot read a hunk header"))?;
+            hunk = (counts != (0, 0)).then_some(counts);
+            had_hunk = true;
+        } else if had_hunk && (line.starts_with("--- ") || line.starts_with("+++ ")) {
+            // Git would read this as another file's patch: every file needs its own header.
+            return Err(malformed("a second patch inside one file's section"));
+        } else if had_hunk && line.starts_with(['+', '-', ' ']) {
+            return Err(malformed("a hunk holds more lines than its header counts"));
         } else if let Some(path) = line.strip_prefix("--- ") {
             file.old_path = side(path, "a/").map_err(|()| malformed("bad `---` path"))?;
         } else if let Some(path) = line.strip_prefix("+++ ") {
@@ -359,20 +386,42 @@ pub fn screen(patch: &[u8]) -> Result<Vec<PatchFile>, DiffError> {
             line.strip_prefix("new file mode ").or_else(|| line.strip_prefix("new mode "))
         {
             file.new_mode = Some(mode.to_owned());
-        } else if line.starts_with("deleted file mode ") {
+        } else if let Some(mode) = line.strip_prefix("old mode ") {
+            index_mode.get_or_insert_with(|| mode.to_owned());
+        } else if let Some(mode) = line.strip_prefix("deleted file mode ") {
             file.new_path = None;
+            index_mode = Some(mode.to_owned());
         } else if line.starts_with("Binary files ") {
             let path = file.new_path.clone().or_else(|| file.old_path.clone()).unwrap_or_default();
             return Err(DiffError::Unsafe {
                 path,
                 problem: "binary change without data (diff made without --binary)".to_owned(),
             });
-        } else if line.starts_with("index ") && line.ends_with(" 160000") {
-            let path = file.new_path.clone().unwrap_or_default();
-            return Err(DiffError::Unsafe {
-                path,
-                problem: "submodule changes are not applied".to_owned(),
-            });
+        } else if line == "GIT binary patch" {
+            let link = [file.new_mode.as_deref(), index_mode.as_deref()].contains(&Some("120000"));
+            if link {
+                let path =
+                    file.new_path.clone().or_else(|| file.old_path.clone()).unwrap_or_default();
+                return Err(DiffError::Unsafe {
+                    path,
+                    problem: "a symlink in a binary patch (its target cannot be checked)"
+                        .to_owned(),
+                });
+            }
+            // Base85 lines follow (none can start like a header); a `---` among them would be
+            // another patch.
+            had_hunk = true;
+        } else if let Some((_, mode)) =
+            line.strip_prefix("index ").and_then(|rest| rest.split_once(' '))
+        {
+            if mode == "160000" {
+                let path = file.new_path.clone().unwrap_or_default();
+                return Err(DiffError::Unsafe {
+                    path,
+                    problem: "submodule changes are not applied".to_owned(),
+                });
+            }
+            index_mode = Some(mode.to_owned());
         }
     }
     if !seen_any && !text.trim().is_empty() {
@@ -402,6 +451,24 @@ pub fn screen(patch: &[u8]) -> Result<Vec<PatchFile>, DiffError> {
         }
     }
     Ok(files)
+}
+
+/// The old and new line counts of a hunk header's rest (`-a[,b] +c[,d] @@ …`).
+fn hunk_counts(header: &str) -> Option<(u64, u64)> {
+    let mut parts = header.split(' ');
+    let count = |part: Option<&str>, sign: char| -> Option<u64> {
+        let range = part?.strip_prefix(sign)?;
+        match range.split_once(',') {
+            Some((start, len)) => {
+                start.parse::<u64>().ok()?;
+                len.parse().ok()
+            }
+            None => range.parse::<u64>().ok().map(|_| 1),
+        }
+    };
+    let old = count(parts.next(), '-')?;
+    let new = count(parts.next(), '+')?;
+    (parts.next()? == "@@").then_some((old, new))
 }
 
 fn unsafe_path(path: &str, problem: PathProblem) -> DiffError {
@@ -549,6 +616,7 @@ pub fn apply(
     if options.three_way {
         base.push("--3way".to_owned());
     }
+    same_paths_as_git(git, &tree, &env, patch, &files)?;
     let mut check = base.clone();
     check.push("--check".to_owned());
     let out = git.run(&tree, &check, &env, patch).map_err(DiffError::Spawn)?;
@@ -563,6 +631,65 @@ pub fn apply(
         return Err(DiffError::Conflicts(conflicts(&out.stderr)));
     }
     Ok(Applied { files, changed: true })
+}
+
+/// Holds the screen to git's own reading of the patch (`git apply --numstat -z`): the patch is
+/// refused unless both name the same paths, so no section the screen did not see can be applied.
+fn same_paths_as_git(
+    git: &dyn Git,
+    tree: &Path,
+    env: &[(String, String)],
+    patch: &[u8],
+    files: &[PatchFile],
+) -> Result<(), DiffError> {
+    let out = git
+        .run(tree, &hardened(&["apply", "--numstat", "-z"]), env, patch)
+        .map_err(DiffError::Spawn)?;
+    if !out.success {
+        return Err(DiffError::Conflicts(conflicts(&out.stderr)));
+    }
+    let mut git_paths = std::collections::BTreeSet::new();
+    let mut tokens = out.stdout.split(|b| *b == 0);
+    while let Some(token) = tokens.next() {
+        if token.is_empty() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(token);
+        let mut fields = text.splitn(3, '\t');
+        let (Some(_), Some(_), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(DiffError::Malformed {
+                line: 0,
+                problem: "git's reading of the patch is unexpected",
+            });
+        };
+        if path.is_empty() {
+            // A rename or copy: the old and the new path follow.
+            for _ in 0..2 {
+                let name = tokens.next().unwrap_or_default();
+                git_paths.insert(String::from_utf8_lossy(name).into_owned());
+            }
+        } else {
+            git_paths.insert(path.to_owned());
+        }
+    }
+    // Git names a file by its new path (its old one when deleted; both for some renames).
+    let named: std::collections::BTreeSet<String> =
+        files.iter().filter_map(|f| f.new_path.clone().or_else(|| f.old_path.clone())).collect();
+    let touched: std::collections::BTreeSet<String> =
+        files.iter().flat_map(|f| [f.old_path.clone(), f.new_path.clone()]).flatten().collect();
+    let differ = git_paths
+        .iter()
+        .find(|p| !touched.contains(*p))
+        .or_else(|| named.iter().find(|p| !git_paths.contains(*p)));
+    if let Some(path) = differ {
+        return Err(DiffError::Unsafe {
+            path: path.clone(),
+            problem:
+                "git and the screen read the patch differently (a hidden or malformed section)"
+                    .to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Groups git's `error:` lines by file.

