@@ -215,6 +215,10 @@ pub(crate) struct ApplyArgs {
     /// Refuse a sealed diff unless it was sealed by this node id
     #[arg(long, value_name = "NODE_ID")]
     pub(crate) from: Option<String>,
+    /// Write files that run code or change how git treats files (CI, build and package
+    /// scripts, hooks, editor tasks, new executables) without asking
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
     /// Print JSON instead of text
     #[arg(long)]
     pub(crate) json: bool,

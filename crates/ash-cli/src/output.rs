@@ -60,6 +60,24 @@ pub(crate) fn error(err: &anyhow::Error) {
     }
 }
 
+/// Asks a yes-or-no question on the terminal (`/dev/tty`); `None` when there is no terminal
+/// to ask on (standard input is not one).
+pub(crate) fn confirm(question: &str) -> anyhow::Result<Option<bool>> {
+    use std::io::IsTerminal as _;
+    if !io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let Ok(tty) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty") else {
+        return Ok(None);
+    };
+    let mut writer = &tty;
+    writer.write_all(format!("{question} [y/N] ").as_bytes()).and_then(|()| writer.flush())?;
+    let mut line = String::new();
+    io::BufReader::new(&tty).read_line(&mut line).context("reading the answer")?;
+    let answer = line.trim();
+    Ok(Some(answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes")))
+}
+
 /// Asks for a secret on the terminal (`/dev/tty`, so piped stdin stays the REPL's), without
 /// echoing what is typed.
 pub(crate) fn prompt_secret(prompt: &str) -> anyhow::Result<String> {

@@ -19,6 +19,7 @@ use crate::paths::{PathProblem, check_relative};
 use crate::seal::{
     Contents, Expect, JobId, Opener, Recipient, SealError, SealedHeader, Sealer, seal_error,
 };
+use crate::sensitive::sensitive;
 
 /// Runs git. The binary provides one backed by `ash-sandbox`, with a clean environment:
 /// no system or global configuration (`GIT_CONFIG_NOSYSTEM=1`, `GIT_CONFIG_GLOBAL=/dev/null`).
@@ -293,11 +294,15 @@ pub struct PatchFile {
     pub new_mode: Option<String>,
     /// A symlink's new target.
     pub link_target: Option<String>,
+    /// Why this target deserves a look before it is written (it runs code on its own, changes
+    /// how git treats files, or becomes executable), if it does.
+    pub sensitive: Option<&'static str>,
 }
 
 /// Reads every file section of a git patch and refuses unsafe ones: paths that are absolute,
 /// traverse, touch `.git`, or have control characters; symlinks whose target leaves the tree;
-/// submodules; binary changes without data.
+/// submodules; binary changes without data. Marks the files that deserve a look
+/// ([`PatchFile::sensitive`]).
 pub fn screen(patch: &[u8]) -> Result<Vec<PatchFile>, DiffError> {
     let text = std::str::from_utf8(patch)
         .map_err(|_| DiffError::Malformed { line: 0, problem: "the patch is not UTF-8 text" })?;
@@ -351,6 +356,7 @@ pub fn screen(patch: &[u8]) -> Result<Vec<PatchFile>, DiffError> {
                 new_path: Some(new),
                 new_mode: None,
                 link_target: None,
+                sensitive: None,
             });
             continue;
         }
@@ -449,6 +455,8 @@ pub fn screen(patch: &[u8]) -> Result<Vec<PatchFile>, DiffError> {
                 problem: format!("symlink to `{target}` leaves the tree"),
             });
         }
+        file.sensitive =
+            file.new_path.as_deref().and_then(|path| sensitive(path, file.new_mode.as_deref()));
     }
     Ok(files)
 }

@@ -15,6 +15,7 @@ mod package;
 mod paths;
 mod seal;
 mod secrets;
+mod sensitive;
 mod tar;
 mod unpack;
 mod walk;

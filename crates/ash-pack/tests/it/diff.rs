@@ -335,3 +335,57 @@ fn a_patch_cannot_retarget_a_link_smuggle_one_in_binary_or_hide_a_section() {
     assert_eq!(applied.files.len(), 2, "{applied:?}");
     assert_eq!(std::fs::read_link(tree.join("link2")).unwrap(), Path::new("x"));
 }
+
+#[test]
+fn targets_that_run_code_are_marked_with_the_reason() {
+    let exec = "diff --git a/tools/run b/tools/run\nnew file mode 100755\nindex 0000000..1111111\n--- /dev/null\n+++ b/tools/run\n@@ -0,0 +1 @@\n+owned\n";
+    let paths = [
+        "src/lib.rs",
+        ".github/workflows/ci.yml",
+        ".gitlab-ci.yml",
+        "crates/x/build.rs",
+        "web/package.json",
+        "pyproject.toml",
+        "Makefile",
+        ".envrc",
+        ".vscode/tasks.json",
+        ".gitattributes",
+        "deleted.txt",
+    ];
+    let mut patch: String = paths.iter().map(|p| hunk_file(p)).collect();
+    patch.push_str(exec);
+    patch.push_str("diff --git a/.github/workflows/old.yml b/.github/workflows/old.yml\ndeleted file mode 100644\nindex 1111111..0000000\n--- a/.github/workflows/old.yml\n+++ /dev/null\n@@ -1 +0,0 @@\n-old\n");
+    let marks: Vec<(String, Option<&str>)> = screen(patch.as_bytes())
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.new_path.or(f.old_path).unwrap(), f.sensitive))
+        .collect();
+    assert_eq!(
+        marks,
+        vec![
+            ("src/lib.rs".to_owned(), None),
+            (".github/workflows/ci.yml".to_owned(), Some("CI workflow: runs on the forge")),
+            (".gitlab-ci.yml".to_owned(), Some("CI configuration: runs on the CI service")),
+            ("crates/x/build.rs".to_owned(), Some("build script: cargo runs it on build")),
+            (
+                "web/package.json".to_owned(),
+                Some("package manifest: its scripts run on install and build")
+            ),
+            (
+                "pyproject.toml".to_owned(),
+                Some("Python package configuration: runs or configures code on install")
+            ),
+            ("Makefile".to_owned(), Some("build rules: run by the build")),
+            (".envrc".to_owned(), Some("direnv: runs on entering the directory")),
+            (".vscode/tasks.json".to_owned(), Some("editor configuration: tasks it runs")),
+            (
+                ".gitattributes".to_owned(),
+                Some("git attributes: filters and diff drivers git runs")
+            ),
+            ("deleted.txt".to_owned(), None),
+            ("tools/run".to_owned(), Some("becomes executable")),
+            // Deleting is not writing: nothing to run.
+            (".github/workflows/old.yml".to_owned(), None),
+        ]
+    );
+}
