@@ -624,13 +624,14 @@ pub fn apply(
     if options.three_way {
         base.push("--3way".to_owned());
     }
-    same_paths_as_git(git, &tree, &env, patch, &files)?;
+    // One run checks that every file applies and reports git's own reading of the patch.
     let mut check = base.clone();
-    check.push("--check".to_owned());
+    check.extend(["--check".to_owned(), "--numstat".to_owned(), "-z".to_owned()]);
     let out = git.run(&tree, &check, &env, patch).map_err(DiffError::Spawn)?;
     if !out.success {
         return Err(DiffError::Conflicts(conflicts(&out.stderr)));
     }
+    same_paths_as_git(&out.stdout, &files)?;
     if options.check_only {
         return Ok(Applied { files, changed: false });
     }
@@ -641,23 +642,12 @@ pub fn apply(
     Ok(Applied { files, changed: true })
 }
 
-/// Holds the screen to git's own reading of the patch (`git apply --numstat -z`): the patch is
-/// refused unless both name the same paths, so no section the screen did not see can be applied.
-fn same_paths_as_git(
-    git: &dyn Git,
-    tree: &Path,
-    env: &[(String, String)],
-    patch: &[u8],
-    files: &[PatchFile],
-) -> Result<(), DiffError> {
-    let out = git
-        .run(tree, &hardened(&["apply", "--numstat", "-z"]), env, patch)
-        .map_err(DiffError::Spawn)?;
-    if !out.success {
-        return Err(DiffError::Conflicts(conflicts(&out.stderr)));
-    }
+/// Holds the screen to git's own reading of the patch (`git apply --numstat -z`, in
+/// `numstat`): the patch is refused unless both name the same paths, so no section the screen
+/// did not see can be applied.
+fn same_paths_as_git(numstat: &[u8], files: &[PatchFile]) -> Result<(), DiffError> {
     let mut git_paths = std::collections::BTreeSet::new();
-    let mut tokens = out.stdout.split(|b| *b == 0);
+    let mut tokens = numstat.split(|b| *b == 0);
     while let Some(token) = tokens.next() {
         if token.is_empty() {
             continue;

@@ -29,7 +29,9 @@ pub use gitindex::IndexError;
 pub use package::{
     Limits, MANIFEST_MAGIC, Opened, PAYLOAD_MAGIC, PackOptions, PackageInfo, open, pack, scan,
 };
-pub use paths::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathProblem, check_relative, link_stays_inside};
+pub use paths::{
+    MAX_DEPTH, MAX_NAME_BYTES, MAX_PATH_BYTES, PathProblem, check_relative, link_stays_inside,
+};
 pub use seal::{
     CHUNK_SIZE, Contents, Expect, HEADER_LEN, JobId, Opener, Recipient, SEAL_MAGIC, SEAL_VERSION,
     SealError, SealedHeader, Sealer, seal_error,

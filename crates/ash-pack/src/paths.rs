@@ -8,8 +8,11 @@ use std::path::Path;
 pub const MAX_PATH_BYTES: usize = 4095;
 /// Longest single name accepted, in bytes (Linux `NAME_MAX`).
 pub const MAX_NAME_BYTES: usize = 255;
+/// Most components in a relative path: deeper paths are refused (they cost every lookup and
+/// serve no source tree).
+pub const MAX_DEPTH: usize = 128;
 /// Symlinks followed while resolving one link before it counts as a loop.
-const MAX_HOPS: usize = 40;
+pub(crate) const MAX_HOPS: usize = 40;
 
 /// Why a relative path is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +29,9 @@ pub enum PathProblem {
     /// A component or the whole path is too long for the platform.
     #[error("name or path too long")]
     TooLong,
+    /// More than [`MAX_DEPTH`] components.
+    #[error("more than 128 components deep")]
+    TooDeep,
     /// A control character (including NUL) in a name.
     #[error("control character in name")]
     Control,
@@ -45,7 +51,10 @@ pub fn check_relative(path: &str) -> Result<(), PathProblem> {
     if path.len() > MAX_PATH_BYTES {
         return Err(PathProblem::TooLong);
     }
-    for name in path.split('/') {
+    for (depth, name) in path.split('/').enumerate() {
+        if depth == MAX_DEPTH {
+            return Err(PathProblem::TooDeep);
+        }
         check_name(name)?;
     }
     Ok(())
@@ -132,6 +141,8 @@ mod tests {
         }
         assert_eq!(check_relative(&"a".repeat(256)), Err(PathProblem::TooLong));
         assert_eq!(check_relative(&"a/".repeat(2048)), Err(PathProblem::TooLong));
+        assert_eq!(check_relative(&format!("{}b", "a/".repeat(127))), Ok(()));
+        assert_eq!(check_relative(&format!("{}b", "a/".repeat(128))), Err(PathProblem::TooDeep));
     }
 
     #[test]

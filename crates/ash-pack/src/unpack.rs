@@ -5,7 +5,7 @@
 //! at the end every symlink must resolve inside the destination. On failure the caller
 //! discards everything written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, OpenOptions, Permissions};
 use std::io::{Read, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::PackError;
-use crate::paths::link_stays_inside;
+use crate::paths::MAX_HOPS;
 use crate::tar::TarReader;
 use crate::walk::{Entry, EntryKind};
 
@@ -23,12 +23,31 @@ pub(crate) struct Destination {
     root: PathBuf,
     /// Whether `prepare` created the root (else it existed, empty).
     created: bool,
-    /// Everything placed so far, by path; `true` for entries the archive named (directories
-    /// can also be made implicitly as parents).
-    placed: HashMap<String, (EntryKind, bool)>,
-    links: Vec<String>,
+    /// Everything placed so far, as a tree: node 0 is the root. Looking a path up costs its
+    /// length, whatever its depth.
+    nodes: Vec<Node>,
+    /// Symlinks placed: their node and the directories from the root down to their parent.
+    links: Vec<(u32, Vec<u32>)>,
     kept: bool,
 }
+
+/// One placed entry.
+struct Node {
+    kind: EntryKind,
+    /// Named by the archive (else a directory made implicitly as a parent).
+    named: bool,
+    /// A symlink's target.
+    target: Option<String>,
+    /// A directory's children by name.
+    children: HashMap<Box<str>, u32>,
+    /// The path, for messages.
+    path: String,
+}
+
+/// Total steps (path components looked up) that checking every symlink of one package may
+/// take: resolving crafted chains of links costs this much at most, then the package is
+/// refused.
+const LINK_STEPS: usize = 1 << 22;
 
 impl Destination {
     /// Creates `path` (its parent must exist), or takes it if it is an empty directory.
@@ -53,7 +72,27 @@ impl Destination {
             Err(e) => return Err(PackError::io(path, &e)),
         };
         let root = fs::canonicalize(path).map_err(|e| PackError::io(path, &e))?;
-        Ok(Self { root, created, placed: HashMap::new(), links: Vec::new(), kept: false })
+        let top = Node {
+            kind: EntryKind::Dir,
+            named: true,
+            target: None,
+            children: HashMap::new(),
+            path: String::new(),
+        };
+        Ok(Self { root, created, nodes: vec![top], links: Vec::new(), kept: false })
+    }
+
+    fn child(&self, dir: u32, name: &str) -> Option<u32> {
+        self.nodes.get(dir as usize).and_then(|n| n.children.get(name)).copied()
+    }
+
+    fn add(&mut self, parent: u32, name: &str, node: Node) -> u32 {
+        let id = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+        self.nodes.push(node);
+        if let Some(dir) = self.nodes.get_mut(parent as usize) {
+            dir.children.insert(name.into(), id);
+        }
+        id
     }
 
     /// Places one entry, reading a file's data from `tar`; returns the manifest hash (file
@@ -66,41 +105,62 @@ impl Destination {
     ) -> Result<[u8; 32], PackError> {
         let refuse = |problem: String| PackError::Destination { path: entry.path.clone(), problem };
         // Parents: directories made here (from the archive or implicitly), never links or files.
-        for (end, _) in entry.path.match_indices('/') {
-            let parent = &entry.path[..end];
-            match self.placed.get(parent) {
-                Some((EntryKind::Dir, _)) => {}
-                Some(_) => {
-                    return Err(refuse(format!(
-                        "parent `{parent}` is not a directory in this package"
-                    )));
-                }
-                None => {
-                    let abs = self.root.join(parent);
-                    fs::create_dir(&abs).map_err(|e| PackError::io(&abs, &e))?;
-                    self.placed.insert(parent.to_owned(), (EntryKind::Dir, false));
-                }
+        let (parents, name) = match entry.path.rsplit_once('/') {
+            Some((parents, name)) => (Some(parents), name),
+            None => (None, entry.path.as_str()),
+        };
+        let mut dir = 0u32;
+        let mut chain = vec![0u32];
+        if let Some(parents) = parents {
+            let mut end = 0;
+            for part in parents.split('/') {
+                end += part.len();
+                let prefix = &entry.path[..end];
+                end += 1;
+                dir = match self.child(dir, part) {
+                    Some(id) if self.nodes[id as usize].kind == EntryKind::Dir => id,
+                    Some(_) => {
+                        return Err(refuse(format!(
+                            "parent `{prefix}` is not a directory in this package"
+                        )));
+                    }
+                    None => {
+                        let abs = self.root.join(prefix);
+                        fs::create_dir(&abs).map_err(|e| PackError::io(&abs, &e))?;
+                        let node = Node {
+                            kind: EntryKind::Dir,
+                            named: false,
+                            target: None,
+                            children: HashMap::new(),
+                            path: prefix.to_owned(),
+                        };
+                        self.add(dir, part, node)
+                    }
+                };
+                chain.push(dir);
             }
         }
         let abs = self.root.join(&entry.path);
-        match self.placed.get(&entry.path) {
-            Some((EntryKind::Dir, false)) if entry.kind == EntryKind::Dir => {
-                self.placed.insert(entry.path.clone(), (EntryKind::Dir, true));
+        if let Some(id) = self.child(dir, name) {
+            let node = &mut self.nodes[id as usize];
+            if node.kind == EntryKind::Dir && !node.named && entry.kind == EntryKind::Dir {
+                node.named = true;
                 return Ok([0; 32]);
             }
-            Some(_) => return Err(refuse("appears twice in the package".to_owned())),
-            None => {}
+            return Err(refuse("appears twice in the package".to_owned()));
         }
+        let mut target = None;
         let hash = match entry.kind {
             EntryKind::Dir => {
                 fs::create_dir(&abs).map_err(|e| PackError::io(&abs, &e))?;
                 [0; 32]
             }
             EntryKind::Symlink => {
-                let target = entry.target.as_deref().unwrap_or("");
-                std::os::unix::fs::symlink(target, &abs).map_err(|e| PackError::io(&abs, &e))?;
-                self.links.push(entry.path.clone());
-                Sha256::digest(target).into()
+                let link = entry.target.clone().unwrap_or_default();
+                std::os::unix::fs::symlink(&link, &abs).map_err(|e| PackError::io(&abs, &e))?;
+                let hash = Sha256::digest(&link).into();
+                target = Some(link);
+                hash
             }
             EntryKind::File => {
                 let mut file = OpenOptions::new()
@@ -124,21 +184,91 @@ impl Destination {
                 hasher.finalize().into()
             }
         };
-        self.placed.insert(entry.path.clone(), (entry.kind, true));
+        let is_link = target.is_some();
+        let node = Node {
+            kind: entry.kind,
+            named: true,
+            target,
+            children: HashMap::new(),
+            path: entry.path.clone(),
+        };
+        let id = self.add(dir, name, node);
+        if is_link {
+            self.links.push((id, chain));
+        }
         Ok(hash)
     }
 
-    /// Every symlink must resolve inside the destination, now that the tree is complete.
+    /// Every symlink must resolve inside the destination, now that the tree is complete. Links
+    /// are followed through the tree as placed (as the kernel would follow them); a `..` above
+    /// the root, an absolute target, a loop or more than [`LINK_STEPS`] steps in all refuse the
+    /// package. Missing components resolve lexically (a dangling link inside is fine).
     pub(crate) fn check_links(&self) -> Result<(), PackError> {
-        for link in &self.links {
-            if !link_stays_inside(&self.root, link) {
-                return Err(PackError::Destination {
-                    path: link.clone(),
-                    problem: "symlink resolves outside the package".to_owned(),
-                });
+        let mut budget = LINK_STEPS;
+        for (link, chain) in &self.links {
+            let node = &self.nodes[*link as usize];
+            let refuse = |problem: &str| PackError::Destination {
+                path: node.path.clone(),
+                problem: problem.to_owned(),
+            };
+            if !self.resolves_inside(*link, chain.clone(), &mut budget) {
+                if budget == 0 {
+                    return Err(refuse("its symlinks take too long to resolve"));
+                }
+                return Err(refuse("symlink resolves outside the package"));
             }
         }
         Ok(())
+    }
+
+    /// Follows the link `link`, whose parent directories from the root are `stack`.
+    fn resolves_inside(&self, link: u32, mut stack: Vec<u32>, budget: &mut usize) -> bool {
+        /// A component that does not exist: nothing below it exists either.
+        const MISSING: u32 = u32::MAX;
+        let Some(target) = self.nodes[link as usize].target.as_deref() else { return false };
+        if target.starts_with('/') {
+            return false;
+        }
+        let mut pending: VecDeque<&str> = target.split('/').collect();
+        let mut hops = 0;
+        while let Some(part) = pending.pop_front() {
+            if *budget == 0 {
+                return false;
+            }
+            *budget -= 1;
+            match part {
+                "" | "." => {}
+                ".." => {
+                    stack.pop();
+                    if stack.is_empty() {
+                        return false;
+                    }
+                }
+                name => {
+                    let here = stack.last().copied().unwrap_or(MISSING);
+                    let Some(id) = (here != MISSING).then(|| self.child(here, name)).flatten()
+                    else {
+                        stack.push(MISSING);
+                        continue;
+                    };
+                    let node = &self.nodes[id as usize];
+                    match (&node.kind, node.target.as_deref()) {
+                        (EntryKind::Symlink, Some(next)) => {
+                            hops += 1;
+                            if hops > MAX_HOPS || next.starts_with('/') {
+                                return false;
+                            }
+                            for part in next.split('/').rev() {
+                                pending.push_front(part);
+                            }
+                        }
+                        (EntryKind::Dir, _) => stack.push(id),
+                        _ => stack.push(MISSING),
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Keeps what was written.

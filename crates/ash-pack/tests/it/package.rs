@@ -299,6 +299,29 @@ fn ustar(name: &str, typeflag: u8, size: u64, link: &str) -> Vec<u8> {
     h
 }
 
+/// An entry whose path (and link target) travel in a pax header, as long paths do.
+fn pax_entry(path: &str, typeflag: u8, data: &[u8], link: Option<&str>) -> Vec<u8> {
+    let record = |key: &str, value: &str| {
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        format!("{len}{body}")
+    };
+    let mut records = record("path", path);
+    if let Some(link) = link {
+        records.push_str(&record("linkpath", link));
+    }
+    let mut out = ustar("pax", b'x', records.len() as u64, "");
+    out.extend_from_slice(records.as_bytes());
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out.extend_from_slice(&ustar("long", typeflag, data.len() as u64, ""));
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
 fn file(name: &str, data: &[u8]) -> Vec<u8> {
     let mut out = ustar(name, b'0', data.len() as u64, "");
     out.extend_from_slice(data);
@@ -425,6 +448,20 @@ fn hostile_archives_are_refused_before_anything_lands_outside() {
                 }],
             ),
             archive(0, None, "pax key `mtime` is not used by packages"),
+        ),
+        (
+            "deeper than 128 components",
+            hostile(1, 1, &[pax_entry(&format!("{}f", "d/".repeat(128)), b'0', b"x", None)]),
+            archive(
+                0,
+                Some(&format!("{}f", "d/".repeat(128))),
+                "unsafe path: more than 128 components deep",
+            ),
+        ),
+        (
+            "a link loop",
+            hostile(2, 0, &[ustar("a", b'2', 0, "b"), ustar("b", b'2', 0, "a")]),
+            "a: symlink resolves outside the package".to_owned(),
         ),
         (
             "more entries than the summary",
