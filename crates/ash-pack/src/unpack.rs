@@ -58,6 +58,19 @@ impl Destination {
         };
         let created = match fs::symlink_metadata(path) {
             Ok(meta) if meta.is_dir() => {
+                use std::os::unix::fs::MetadataExt as _;
+                // Nobody else may write into the tree while it is filled.
+                if meta.uid() != nix::unistd::geteuid().as_raw() {
+                    return Err(problem(
+                        "belongs to another user; unpack into a directory of your own",
+                    ));
+                }
+                if meta.mode() & 0o022 != 0 {
+                    return Err(problem(
+                        "others may write to it; unpack into a directory only you can write \
+                         (chmod go-w)",
+                    ));
+                }
                 let mut items = fs::read_dir(path).map_err(|e| PackError::io(path, &e))?;
                 if items.next().is_some() {
                     return Err(problem("not empty; unpack into a new or empty directory"));
@@ -66,7 +79,11 @@ impl Destination {
             }
             Ok(_) => return Err(problem("exists and is not a directory")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir(path).map_err(|e| PackError::io(path, &e))?;
+                use std::os::unix::fs::DirBuilderExt as _;
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(path)
+                    .map_err(|e| PackError::io(path, &e))?;
                 true
             }
             Err(e) => return Err(PackError::io(path, &e)),

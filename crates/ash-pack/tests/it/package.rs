@@ -545,9 +545,38 @@ fn destination_must_be_fresh() {
         err.to_string(),
         format!("{}: exists and is not a directory", out.path().join("keep.txt").display())
     );
-    // An existing empty directory is fine.
+    // An existing empty directory is fine, if only its owner may write to it.
     std::fs::create_dir(out.path().join("empty")).unwrap();
+    std::fs::set_permissions(out.path().join("empty"), std::fs::Permissions::from_mode(0o755))
+        .unwrap();
     open_as(&bob(), &sealed, &out.path().join("empty")).unwrap();
+    let shared = out.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(
+        open_as(&bob(), &sealed, &shared).unwrap_err().to_string(),
+        format!(
+            "{}: others may write to it; unpack into a directory only you can write (chmod go-w)",
+            shared.display()
+        )
+    );
+    // A new root is private.
+    open_as(&bob(), &sealed, &out.path().join("new")).unwrap();
+    let mode = std::fs::metadata(out.path().join("new")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    // Someone else's directory is refused (checked when the tests can give one away).
+    if nix::unistd::geteuid().is_root() {
+        let foreign = out.path().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+        assert_eq!(
+            open_as(&bob(), &sealed, &foreign).unwrap_err().to_string(),
+            format!(
+                "{}: belongs to another user; unpack into a directory of your own",
+                foreign.display()
+            )
+        );
+    }
 }
 
 #[test]
