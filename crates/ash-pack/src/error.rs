@@ -21,7 +21,7 @@ pub enum PackError {
         /// What the OS said.
         message: String,
     },
-    /// A file changed size while it was being packed.
+    /// A file changed (its size, or it is no longer a regular file) while it was being packed.
     #[error("{0} changed while it was being packed; pack again")]
     FileChanged(String),
     /// The scan found likely secrets and the caller did not allow them.

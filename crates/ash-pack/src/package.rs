@@ -5,8 +5,8 @@
 //! of entries, whatever the size of the files.
 
 use std::cell::Cell;
-use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -163,7 +163,22 @@ fn copy_file(
     findings: &mut Vec<Finding>,
 ) -> Result<[u8; 32], PackError> {
     let path = root.join(&entry.path);
-    let mut file = File::open(&path).map_err(|e| PackError::io(&path, &e))?;
+    // Never follow a link put in the file's place after the walk, and read only the regular
+    // file of the size the walk saw.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == nix::errno::Errno::ELOOP as i32 => {
+                PackError::FileChanged(entry.path.clone())
+            }
+            _ => PackError::io(&path, &e),
+        })?;
+    let meta = file.metadata().map_err(|e| PackError::io(&path, &e))?;
+    if !meta.is_file() || meta.len() != entry.size {
+        return Err(PackError::FileChanged(entry.path.clone()));
+    }
     let mut hasher = Sha256::new();
     let mut scanner = Scanner::new(&entry.path);
     let mut left = entry.size;

@@ -600,3 +600,18 @@ fn secrets_refuse_to_pack_unless_allowed() {
     let (_, findings, _) = pack(&w, &alice(), &to(&bob()), JOB, &options, Vec::new()).unwrap();
     assert_eq!(findings.len(), 1);
 }
+
+#[test]
+fn a_file_swapped_for_a_link_after_the_walk_is_not_followed() {
+    let src = tempfile::tempdir().unwrap();
+    write_tree(src.path(), &[("a.txt", "hello\n"), ("b.txt", "world\n")]);
+    let walked = walk(src.path(), &WalkOptions::default()).unwrap();
+    // Between the walk and the read, a.txt becomes a link to a secret of the same size.
+    std::fs::write(src.path().join("secret"), "s3cr3t").unwrap();
+    std::fs::remove_file(src.path().join("a.txt")).unwrap();
+    std::os::unix::fs::symlink(src.path().join("secret"), src.path().join("a.txt")).unwrap();
+    let err = pack(&walked, &alice(), &to(&bob()), JOB, &PackOptions::default(), Vec::new())
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.to_string(), "a.txt changed while it was being packed; pack again");
+}
