@@ -580,6 +580,27 @@ fn link_target_inside(link: &str, target: &str) -> bool {
     true
 }
 
+/// A renamed or copied symlink keeps its target, which the patch does not carry: read it from
+/// the tree and check it from the link's new place (a relative target can leave the tree from a
+/// shallower directory).
+fn moved_links_stay_inside(tree: &Path, files: &[PatchFile]) -> Result<(), DiffError> {
+    for file in files {
+        let (Some(old), Some(new)) = (&file.old_path, &file.new_path) else { continue };
+        if old == new || file.link_target.is_some() {
+            continue;
+        }
+        let Ok(target) = std::fs::read_link(tree.join(old)) else { continue };
+        let target = target.to_string_lossy();
+        if !link_target_inside(new, &target) {
+            return Err(DiffError::Unsafe {
+                path: new.clone(),
+                problem: format!("symlink to `{target}` moved here leaves the tree"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// How to apply.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApplyOptions {
@@ -613,6 +634,7 @@ pub fn apply(
     if files.is_empty() {
         return Ok(Applied { files, changed: false });
     }
+    moved_links_stay_inside(&tree, &files)?;
     let is_repo_root = tree.join(".git").exists();
     if options.three_way && !is_repo_root {
         return Err(DiffError::ThreeWayWithoutRepo);

@@ -325,6 +325,18 @@ fn a_patch_cannot_retarget_a_link_smuggle_one_in_binary_or_hide_a_section() {
         assert_eq!(err.to_string(), want, "{}", String::from_utf8_lossy(&patch));
         assert_eq!(listing(&tree), before);
     }
+    // A link moved to a shallower directory, where its relative target leaves the tree.
+    std::fs::create_dir(tree.join("sub")).unwrap();
+    std::os::unix::fs::symlink("../x", tree.join("sub/up")).unwrap();
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "a link in a subdirectory"]);
+    git(&tree, &["mv", "sub/up", "up"]);
+    let moved = git(&tree, &["diff", "--cached", "--binary", "-M"]);
+    git(&tree, &["reset", "-q", "--hard"]);
+    let before = listing(&tree);
+    let err = apply(&StdGit, &tree, &moved, ApplyOptions::default()).unwrap_err();
+    assert_eq!(err.to_string(), "patch refused: up: symlink to `../x` moved here leaves the tree");
+    assert_eq!(listing(&tree), before);
     // Renaming a link and changing a file's mode still pass, as git reads them.
     std::fs::rename(tree.join("link"), tree.join("link2")).unwrap();
     std::fs::set_permissions(tree.join("a.txt"), std::fs::Permissions::from_mode(0o755)).unwrap();
