@@ -236,7 +236,11 @@ pub fn baseline(git: &dyn Git, workspace: &Path, git_dir: &Path) -> Result<Basel
     Ok(Baseline { git_dir: git_dir.to_path_buf(), commit })
 }
 
-/// The change from `baseline` to the workspace as it is now (committed or not).
+/// The largest result diff extracted or applied (1 GiB).
+pub const MAX_DIFF_BYTES: u64 = 1 << 30;
+
+/// The change from `baseline` to the workspace as it is now (committed or not), refused when
+/// over [`MAX_DIFF_BYTES`].
 pub fn extract(git: &dyn Git, workspace: &Path, baseline: &Baseline) -> Result<Diff, DiffError> {
     let repo = Repo { git, git_dir: &baseline.git_dir, work_tree: workspace };
     repo.run(&["add", "-A"])?;
@@ -246,10 +250,19 @@ pub fn extract(git: &dyn Git, workspace: &Path, baseline: &Baseline) -> Result<D
     let out_arg = format!("--output={}", output.display());
     args.extend(["--binary", "--full-index", &out_arg, &baseline.commit]);
     repo.run(&args)?;
-    let patch = std::fs::read(&output).map_err(|e| DiffError::Io {
+    let io = |e: std::io::Error| DiffError::Io {
         path: output.display().to_string(),
         message: e.to_string(),
-    })?;
+    };
+    // The workspace is the agent's: its diff is read only up to the limit.
+    let mut patch = Vec::new();
+    std::fs::File::open(&output)
+        .and_then(|f| f.take(MAX_DIFF_BYTES + 1).read_to_end(&mut patch))
+        .map_err(io)?;
+    let _ = std::fs::remove_file(&output);
+    if patch.len() as u64 > MAX_DIFF_BYTES {
+        return Err(DiffError::TooLarge(MAX_DIFF_BYTES));
+    }
     let mut args = common.to_vec();
     args.extend(["--numstat", "-z", &baseline.commit]);
     let numstat = repo.run(&args)?;

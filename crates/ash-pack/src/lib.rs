@@ -22,7 +22,7 @@ mod walk;
 
 pub use diff::{
     Applied, ApplyOptions, Baseline, Conflict, Diff, DiffError, DiffSummary, FileChange, Git,
-    GitOutput, PatchFile, apply, baseline, extract, open_diff, screen, seal_diff,
+    GitOutput, MAX_DIFF_BYTES, PatchFile, apply, baseline, extract, open_diff, screen, seal_diff,
 };
 pub use error::PackError;
 pub use gitindex::IndexError;

@@ -9,8 +9,8 @@ use anyhow::{Context as _, bail};
 use ash_identity::{Identity, NodeId, SealingKeyCert};
 use ash_ledger::Body;
 use ash_pack::{
-    ApplyOptions, DiffError, EntryKind, Expect, Git, GitOutput, JobId, Limits, PackError,
-    PackOptions, Reason, Recipient, SEAL_MAGIC, Walk, WalkOptions, apply as apply_patch,
+    ApplyOptions, DiffError, EntryKind, Expect, Git, GitOutput, JobId, Limits, MAX_DIFF_BYTES,
+    PackError, PackOptions, Reason, Recipient, SEAL_MAGIC, Walk, WalkOptions, apply as apply_patch,
     global_excludes_file, open, open_diff, pack, scan, screen, walk,
 };
 use ash_sandbox::{ExecRequest, Limits as SandboxLimits, Sandbox, SandboxPolicy};
@@ -20,9 +20,6 @@ use super::Outcome;
 use super::ledger::{Home, parse_id};
 use crate::cli::{ApplyArgs, PackCommand, PackCreateArgs, PackListArgs, PackOpenArgs};
 use crate::{config, output};
-
-/// The largest sealed diff `ash apply` opens.
-const MAX_DIFF_BYTES: u64 = 1 << 30;
 
 pub(crate) fn run(command: PackCommand) -> anyhow::Result<Outcome> {
     match command {
