@@ -273,12 +273,24 @@ pub fn extract(git: &dyn Git, workspace: &Path, baseline: &Baseline) -> Result<D
 /// `added TAB removed TAB NUL old NUL new NUL`; binary files show `-`.
 fn parse_numstat(bytes: &[u8]) -> DiffSummary {
     let mut summary = DiffSummary::default();
+    for change in numstat_records(bytes).flatten() {
+        summary.insertions += change.added.unwrap_or(0);
+        summary.deletions += change.removed.unwrap_or(0);
+        summary.files.push(change);
+    }
+    summary
+}
+
+/// The records of `git diff --numstat -z` or `git apply --numstat -z` (see [`parse_numstat`]);
+/// `None` for one that does not have the three fields.
+fn numstat_records(bytes: &[u8]) -> impl Iterator<Item = Option<FileChange>> + '_ {
     let mut fields = bytes.split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned());
-    while let Some(record) = fields.next() {
+    std::iter::from_fn(move || {
+        let record = fields.by_ref().find(|f| !f.is_empty())?;
         let mut parts = record.splitn(3, '\t');
         let (Some(added), Some(removed), Some(path)) = (parts.next(), parts.next(), parts.next())
         else {
-            continue;
+            return Some(None);
         };
         let (path, renamed_from) = if path.is_empty() {
             let old = fields.next().unwrap_or_default();
@@ -286,13 +298,13 @@ fn parse_numstat(bytes: &[u8]) -> DiffSummary {
         } else {
             (path.to_owned(), None)
         };
-        let added = added.parse().ok();
-        let removed = removed.parse().ok();
-        summary.insertions += added.unwrap_or(0);
-        summary.deletions += removed.unwrap_or(0);
-        summary.files.push(FileChange { path, renamed_from, added, removed });
-    }
-    summary
+        Some(Some(FileChange {
+            path,
+            renamed_from,
+            added: added.parse().ok(),
+            removed: removed.parse().ok(),
+        }))
+    })
 }
 
 /// One file section of a patch, as screened.
@@ -682,28 +694,15 @@ pub fn apply(
 /// did not see can be applied.
 fn same_paths_as_git(numstat: &[u8], files: &[PatchFile]) -> Result<(), DiffError> {
     let mut git_paths = std::collections::BTreeSet::new();
-    let mut tokens = numstat.split(|b| *b == 0);
-    while let Some(token) = tokens.next() {
-        if token.is_empty() {
-            continue;
-        }
-        let text = String::from_utf8_lossy(token);
-        let mut fields = text.splitn(3, '\t');
-        let (Some(_), Some(_), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+    for change in numstat_records(numstat) {
+        let Some(change) = change else {
             return Err(DiffError::Malformed {
                 line: 0,
                 problem: "git's reading of the patch is unexpected",
             });
         };
-        if path.is_empty() {
-            // A rename or copy: the old and the new path follow.
-            for _ in 0..2 {
-                let name = tokens.next().unwrap_or_default();
-                git_paths.insert(String::from_utf8_lossy(name).into_owned());
-            }
-        } else {
-            git_paths.insert(path.to_owned());
-        }
+        git_paths.extend(change.renamed_from);
+        git_paths.insert(change.path);
     }
     // Git names a file by its new path (its old one when deleted; both for some renames).
     let named: std::collections::BTreeSet<String> =

@@ -44,6 +44,12 @@ struct Node {
     path: String,
 }
 
+impl Node {
+    fn new(kind: EntryKind, named: bool, path: String, target: Option<String>) -> Self {
+        Self { kind, named, target, children: HashMap::new(), path }
+    }
+}
+
 /// Total steps (path components looked up) that checking every symlink of one package may
 /// take: resolving crafted chains of links costs this much at most, then the package is
 /// refused.
@@ -89,13 +95,7 @@ impl Destination {
             Err(e) => return Err(PackError::io(path, &e)),
         };
         let root = fs::canonicalize(path).map_err(|e| PackError::io(path, &e))?;
-        let top = Node {
-            kind: EntryKind::Dir,
-            named: true,
-            target: None,
-            children: HashMap::new(),
-            path: String::new(),
-        };
+        let top = Node::new(EntryKind::Dir, true, String::new(), None);
         Ok(Self { root, created, nodes: vec![top], links: Vec::new(), kept: false })
     }
 
@@ -144,13 +144,7 @@ impl Destination {
                     None => {
                         let abs = self.root.join(prefix);
                         fs::create_dir(&abs).map_err(|e| PackError::io(&abs, &e))?;
-                        let node = Node {
-                            kind: EntryKind::Dir,
-                            named: false,
-                            target: None,
-                            children: HashMap::new(),
-                            path: prefix.to_owned(),
-                        };
+                        let node = Node::new(EntryKind::Dir, false, prefix.to_owned(), None);
                         self.add(dir, part, node)
                     }
                 };
@@ -202,13 +196,7 @@ impl Destination {
             }
         };
         let is_link = target.is_some();
-        let node = Node {
-            kind: entry.kind,
-            named: true,
-            target,
-            children: HashMap::new(),
-            path: entry.path.clone(),
-        };
+        let node = Node::new(entry.kind, true, entry.path.clone(), target);
         let id = self.add(dir, name, node);
         if is_link {
             self.links.push((id, chain));

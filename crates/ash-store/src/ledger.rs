@@ -224,28 +224,38 @@ impl LedgerDb {
                 Checkpoint::decode(&bytes).map_err(|e| self.damaged("checkpoint", e))?;
             verifier.add_checkpoint(checkpoint).map_err(|e| self.damaged("checkpoint", e))?;
         }
-        let mut entries = Vec::new();
-        for bytes in self.column("SELECT bytes FROM entries ORDER BY author, seq", [])? {
-            entries.push(Entry::decode(&bytes).map_err(|e| self.damaged("entry", e))?);
-        }
-        for bytes in self.column("SELECT bytes FROM quarantine", [])? {
-            entries.push(Entry::decode(&bytes).map_err(|e| self.damaged("entry", e))?);
-        }
-        verifier.insert_many_checked(entries);
         // Entries stored as pending may be judged now (the clock moved on, a checkpoint vouches
         // for them), and quarantined ones placed: the next save writes them.
-        let set = |sql: &str| -> Result<std::collections::HashSet<Vec<u8>>, LedgerDbError> {
-            Ok(self.column(sql, [])?.into_iter().collect())
-        };
-        let pending = set("SELECT id FROM entries WHERE verdict IS NULL")?;
-        let quarantined = set("SELECT id FROM quarantine")?;
+        let mut entries = Vec::new();
+        let mut pending = std::collections::HashSet::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT bytes, verdict IS NULL FROM entries ORDER BY author, seq")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, bool>(1)?)))
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (bytes, unjudged) = row.map_err(|e| self.err(e))?;
+            let entry = Entry::decode(&bytes).map_err(|e| self.damaged("entry", e))?;
+            if unjudged {
+                pending.insert(entry.id());
+            }
+            entries.push(entry);
+        }
+        let mut quarantined = std::collections::HashSet::new();
+        for bytes in self.column("SELECT bytes FROM quarantine", [])? {
+            let entry = Entry::decode(&bytes).map_err(|e| self.damaged("entry", e))?;
+            quarantined.insert(entry.id());
+            entries.push(entry);
+        }
+        verifier.insert_many_checked(entries);
         let reached: Vec<Hash> = verifier
             .take_changed()
             .into_iter()
             .filter(|(e, v)| {
-                let id = e.id().0;
-                quarantined.contains(id.as_slice())
-                    || (!matches!(v, Verdict::Pending { .. }) && pending.contains(id.as_slice()))
+                quarantined.contains(&e.id())
+                    || (!matches!(v, Verdict::Pending { .. }) && pending.contains(&e.id()))
             })
             .map(|(e, _)| e.id())
             .collect();

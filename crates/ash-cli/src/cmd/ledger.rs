@@ -555,10 +555,10 @@ fn import(args: &LedgerImportArgs) -> anyhow::Result<Outcome> {
         }
     }
     let (mut known, mut door, mut quarantined, mut dropped) = (0u64, Vec::new(), 0u64, 0u64);
-    let places: Vec<String> =
-        bundle.entries.iter().map(|e| format!("{} #{}", e.author.short(), e.seq)).collect();
+    let places: Vec<(NodeId, u64)> = bundle.entries.iter().map(|e| (e.author, e.seq)).collect();
     let admissions = verifier.insert_many(bundle.entries);
-    for (at, admission) in places.into_iter().zip(admissions) {
+    for ((author, seq), admission) in places.into_iter().zip(admissions) {
+        let at = format_args!("{} #{seq}", author.short());
         match admission {
             Admission::Accepted(_) => {}
             Admission::Known => known += 1,

@@ -31,6 +31,9 @@ pub const MAX_VARIANTS: usize = 4;
 pub const MAX_QUARANTINE: usize = 100_000;
 /// How far an entry's time may be ahead of the verifier's clock before it waits (5 minutes).
 pub const DEFAULT_SKEW: u64 = 5 * 60 * 1000;
+/// A signature to check: signer, domain, signed bytes, signature.
+type Check<'a> = (NodeId, Domain, &'a [u8], &'a ash_identity::Signature);
+
 /// How far apart the states kept along an equivocating author's log are.
 const SNAPSHOT_EVERY: u64 = 16;
 const BAD_SIGNATURE: &str = "the author's signature does not verify";
@@ -397,23 +400,16 @@ impl Verifier {
             };
             wanted.push((entry.id(), body.acceptor, domain, bytes, signature));
         }
-        if wanted.is_empty() {
-            return;
-        }
-        let keys: Vec<Option<PublicKey>> = wanted.iter().map(|w| self.key(w.1)).collect();
-        let (indices, items): (Vec<usize>, Vec<SignedItem<'_>>) = wanted
+        let checks: Vec<Check<'_>> = wanted
             .iter()
-            .zip(&keys)
-            .enumerate()
-            .filter_map(|(i, ((_, _, domain, bytes, signature), key))| {
-                key.as_ref().map(|key| (i, SignedItem { key, domain: *domain, bytes, signature }))
+            .map(|(_, acceptor, domain, bytes, signature)| {
+                (*acceptor, *domain, &bytes[..], signature)
             })
-            .unzip();
-        let bad: BTreeSet<usize> =
-            invalid_signatures(&items).into_iter().map(|i| indices[i]).collect();
-        for (i, (id, acceptor, ..)) in wanted.into_iter().enumerate() {
-            if keys[i].is_some() && !bad.contains(&i) {
-                self.countersigned.insert(id, acceptor);
+            .collect();
+        let bad = self.failing(&checks);
+        for (i, (id, acceptor, ..)) in wanted.iter().enumerate() {
+            if !bad.contains(&i) {
+                self.countersigned.insert(*id, *acceptor);
             }
         }
     }
@@ -693,28 +689,36 @@ impl Verifier {
         let entries: Vec<&Entry> = entries.collect();
         let mut bad = BTreeSet::new();
         for (c, chunk) in entries.chunks(CHUNK).enumerate() {
-            let keys: Vec<Option<PublicKey>> = chunk.iter().map(|e| self.key(e.author)).collect();
             let signed: Vec<Vec<u8>> = chunk.iter().map(|e| e.signed_bytes()).collect();
-            let mut items = Vec::with_capacity(chunk.len());
-            let mut indices = Vec::with_capacity(chunk.len());
-            for (i, (entry, key)) in chunk.iter().zip(&keys).enumerate() {
-                match key {
-                    Some(key) => {
-                        indices.push(i);
-                        items.push(SignedItem {
-                            key,
-                            domain: Domain::LedgerEntry,
-                            bytes: &signed[i],
-                            signature: &entry.signature,
-                        });
-                    }
-                    None => {
-                        bad.insert(c * CHUNK + i);
-                    }
+            let checks: Vec<Check<'_>> = chunk
+                .iter()
+                .zip(&signed)
+                .map(|(e, bytes)| (e.author, Domain::LedgerEntry, &bytes[..], &e.signature))
+                .collect();
+            bad.extend(self.failing(&checks).into_iter().map(|i| c * CHUNK + i));
+        }
+        bad
+    }
+
+    /// The positions in `checks` whose signature does not verify under its signer's key (an
+    /// unusable key counts as not verifying), checked as one batch on all cores.
+    fn failing(&mut self, checks: &[Check<'_>]) -> BTreeSet<usize> {
+        let keys: Vec<Option<PublicKey>> = checks.iter().map(|c| self.key(c.0)).collect();
+        let mut bad = BTreeSet::new();
+        let mut items = Vec::with_capacity(checks.len());
+        let mut indices = Vec::with_capacity(checks.len());
+        for (i, ((_, domain, bytes, signature), key)) in checks.iter().zip(&keys).enumerate() {
+            match key {
+                Some(key) => {
+                    indices.push(i);
+                    items.push(SignedItem { key, domain: *domain, bytes, signature });
+                }
+                None => {
+                    bad.insert(i);
                 }
             }
-            bad.extend(invalid_signatures(&items).into_iter().map(|i| c * CHUNK + indices[i]));
         }
+        bad.extend(invalid_signatures(&items).into_iter().map(|i| indices[i]));
         bad
     }
 
@@ -855,13 +859,15 @@ impl Verifier {
         if entry.seq >= checkpoint.seq {
             return false;
         }
-        let at = (entry.author, entry.seq + 1);
-        self.positions.get(&at).into_iter().chain(self.variants.get(&at).into_iter().flatten()).any(
-            |child| {
-                self.anchored.contains(child)
-                    && self.nodes.get(child).is_some_and(|n| n.entry.prev == entry.id())
-            },
-        )
+        self.held_at((entry.author, entry.seq + 1)).any(|child| {
+            self.anchored.contains(child)
+                && self.nodes.get(child).is_some_and(|n| n.entry.prev == entry.id())
+        })
+    }
+
+    /// The ids held at one position of a log: the first, then any variants.
+    fn held_at(&self, at: (NodeId, u64)) -> impl Iterator<Item = &Hash> {
+        self.positions.get(&at).into_iter().chain(self.variants.get(&at).into_iter().flatten())
     }
 
     /// The verdict a checkpoint gives an entry on its chain.
@@ -1029,13 +1035,7 @@ impl Verifier {
                 Some((Verdict::Valid, named)) => Some(named),
             },
         };
-        // A collect also needs the reservation its decision or receipt is about.
-        let reserve_entry = match named.as_deref().map(|n| &n.body) {
-            Some(Body::Decide(d)) if matches!(entry.body, Body::Collect(_)) => Some(d.reserve),
-            Some(Body::Receipt(r)) if matches!(entry.body, Body::Collect(_)) => Some(r.reserve),
-            _ => None,
-        };
-        let reserve = match reserve_entry {
+        let reserve = match collected_reserve(&entry, named.as_deref()) {
             None => None,
             Some(rid) => match self.nodes.get(&rid).map(|n| Arc::clone(&n.entry)) {
                 None => return self.wait(id, rid, format!("reservation {rid}")),
@@ -1043,16 +1043,7 @@ impl Verifier {
             },
         };
         let mut state = self.state_before(&entry, id)?;
-        let view = match (&named, &reserve) {
-            (Some(n), Some(r)) => match &r.body {
-                Body::Reserve(body) if r.author == n.author => {
-                    Named::Source { source: n, reserve_id: r.id(), reserve: body }
-                }
-                _ => Named::None,
-            },
-            (Some(n), None) if matches!(n.body, Body::Mint(_)) => Named::Mint(n),
-            _ => Named::None,
-        };
+        let view = view(named.as_deref(), reserve.as_deref());
         let checked = self.countersigned.remove(&id);
         let verdict = match judge(&self.genesis, &entry, &state, &view, checked) {
             Ok(change) => {
@@ -1116,10 +1107,7 @@ impl Verifier {
         if node.entry.seq % SNAPSHOT_EVERY == 0 && self.frozen.contains(&author) {
             return false;
         }
-        let at = (author, node.entry.seq + 1);
-        let children =
-            self.positions.get(&at).into_iter().chain(self.variants.get(&at).into_iter().flatten());
-        let waiting_sibling = children.into_iter().any(|c| {
+        let waiting_sibling = self.held_at((author, node.entry.seq + 1)).any(|c| {
             *c != judged
                 && self.nodes.get(c).is_some_and(|n| {
                     n.entry.prev == id && matches!(n.verdict, Verdict::Pending { .. })
@@ -1169,25 +1157,10 @@ impl Verifier {
                         .names()
                         .and_then(|n| self.nodes.get(&n))
                         .map(|n| Arc::clone(&n.entry));
-                    let reserve = match named.as_deref().map(|n| &n.body) {
-                        Some(Body::Decide(d)) => {
-                            self.nodes.get(&d.reserve).map(|n| Arc::clone(&n.entry))
-                        }
-                        Some(Body::Receipt(r)) => {
-                            self.nodes.get(&r.reserve).map(|n| Arc::clone(&n.entry))
-                        }
-                        _ => None,
-                    };
-                    let view = match (&named, &reserve) {
-                        (Some(n), Some(r)) => match &r.body {
-                            Body::Reserve(body) => {
-                                Named::Source { source: n, reserve_id: r.id(), reserve: body }
-                            }
-                            _ => Named::None,
-                        },
-                        (Some(n), None) => Named::Mint(n),
-                        _ => Named::None,
-                    };
+                    let reserve = collected_reserve(entry, named.as_deref())
+                        .and_then(|r| self.nodes.get(&r))
+                        .map(|n| Arc::clone(&n.entry));
+                    let view = view(named.as_deref(), reserve.as_deref());
                     let change = judge(&self.genesis, entry, &state, &view, None).ok()?;
                     let mut s = state;
                     s.apply(entry.time, change);
@@ -1208,6 +1181,33 @@ impl Verifier {
             }
         }
         Some(state)
+    }
+}
+
+/// The reservation a collect's named decision or receipt is about (a collect needs it too).
+fn collected_reserve(entry: &Entry, named: Option<&Entry>) -> Option<Hash> {
+    if !matches!(entry.body, Body::Collect(_)) {
+        return None;
+    }
+    match named.map(|n| &n.body) {
+        Some(Body::Decide(d)) => Some(d.reserve),
+        Some(Body::Receipt(r)) => Some(r.reserve),
+        _ => None,
+    }
+}
+
+/// What the rules see of the entries an entry names: a collect's source and reservation (in
+/// one log), or a receive's mint.
+fn view<'a>(named: Option<&'a Entry>, reserve: Option<&'a Entry>) -> Named<'a> {
+    match (named, reserve) {
+        (Some(n), Some(r)) => match &r.body {
+            Body::Reserve(body) if r.author == n.author => {
+                Named::Source { source: n, reserve_id: r.id(), reserve: body }
+            }
+            _ => Named::None,
+        },
+        (Some(n), None) if matches!(n.body, Body::Mint(_)) => Named::Mint(n),
+        _ => Named::None,
     }
 }
 
