@@ -190,13 +190,14 @@ fn diff_bench(scratch: &Path, tree: &Path) {
         assert_eq!(diff.summary.files.len(), 5001.min(diff.summary.files.len()));
         patch_len = diff.patch.len();
         let start = Instant::now();
-        apply(&StdGit, &pristine, &diff.patch, ApplyOptions::default()).unwrap();
+        apply(&StdGit, &pristine, &diff.patch, ApplyOptions::default(), &scratch.join("journals"))
+            .unwrap();
         apply_times.push(start.elapsed());
     }
     println!("diff of every file edited: {patch_len} bytes");
     report("baseline (git add + commit, ash's git dir)", &baseline_times);
     report("extract (add -A + binary diff + numstat)", &extract_times);
-    report("apply (screen + check + apply)", &apply_times);
+    report("apply (screen + check + journal + apply)", &apply_times);
 }
 
 fn edit_every_file(root: &Path) {

@@ -5,8 +5,9 @@
 //! baseline), stages everything (`add -A`, honouring the tree's `.gitignore`) and diffs the
 //! baseline commit against it: the agent's own commits, new, deleted and renamed files, mode
 //! changes and binary files are all in the one binary diff. Applying first screens every path
-//! and symlink of the patch, then checks the whole patch (`git apply --check`) and only then
-//! writes it, so a patch applies completely or not at all; conflicts are reported per file.
+//! and symlink of the patch, then checks the whole patch (`git apply --check`), keeps what is at
+//! every path it touches in a journal and only then writes it, so a patch applies completely or
+//! not at all, across a failure, a full disk or a crash; conflicts are reported per file.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use ash_identity::Identity;
 use serde::Serialize;
 
+use crate::journal::Journal;
 use crate::paths::{PathProblem, check_relative};
 use crate::seal::{
     Contents, Expect, JobId, Opener, Recipient, SealError, SealedHeader, Sealer, seal_error,
@@ -125,8 +127,28 @@ pub enum DiffError {
     #[error("the diff is larger than the limit of {0} bytes")]
     TooLarge(u64),
     /// `--3way` needs a git repository at the tree's root.
-    #[error("--3way needs the tree to be the root of a git repository")]
+    #[error("--3way needs the tree to be the root of a git repository (with a `.git` directory)")]
     ThreeWayWithoutRepo,
+    /// Git failed while writing (a full disk, a file it could not replace); the tree was put
+    /// back as it was.
+    #[error("git could not write the patch, so the tree was put back as it was: {stderr}")]
+    WriteFailed {
+        /// Git's error output.
+        stderr: String,
+    },
+    /// Putting the tree back after a failed or interrupted apply failed too; the pre-images are
+    /// kept and the next apply into the tree tries again.
+    #[error(
+        "the tree could not be put back as it was ({cause}); its pre-images are kept and the next \
+         apply into it tries again"
+    )]
+    RollBackFailed {
+        /// Why.
+        cause: Box<DiffError>,
+    },
+    /// Another apply is writing to the same tree.
+    #[error("another apply is writing to {0}; wait for it to finish")]
+    Busy(String),
 }
 
 /// A file the patch could not be applied to, and git's reasons.
@@ -643,24 +665,47 @@ pub struct Applied {
     pub files: Vec<PatchFile>,
     /// Whether the tree was changed (false for `check_only`).
     pub changed: bool,
+    /// With `three_way`: files the merge left with conflict markers, to be resolved.
+    pub conflicted: Vec<String>,
 }
 
-/// Screens `patch` and applies it to `tree`: all of it, or — if any file conflicts — nothing,
-/// with the conflicts per file.
+fn canonical(tree: &Path) -> Result<PathBuf, DiffError> {
+    std::fs::canonicalize(tree)
+        .map_err(|e| DiffError::Io { path: tree.display().to_string(), message: e.to_string() })
+}
+
+/// Puts `tree` back as it was before an apply that was interrupted (the process died while
+/// git wrote), using the pre-images kept under `journal_root`. Returns the paths put back; empty
+/// when no apply was interrupted. [`apply`] does this first on its own; call it to tell the
+/// person.
+pub fn recover(journal_root: &Path, tree: &Path) -> Result<Vec<String>, DiffError> {
+    let tree = canonical(tree)?;
+    Journal::lock(journal_root, &tree)?
+        .recover()
+        .map_err(|cause| DiffError::RollBackFailed { cause: Box::new(cause) })
+}
+
+/// Screens `patch` and applies it to `tree`: all of it, or nothing. If any file conflicts,
+/// nothing is written and the conflicts are listed per file. Before git writes, what is at every
+/// path the patch touches is kept under `journal_root` (outside the tree): if git fails
+/// part-way the tree is put back, and if the process dies the next apply (or [`recover`]) puts
+/// it back. One apply at a time writes to a tree.
 pub fn apply(
     git: &dyn Git,
     tree: &Path,
     patch: &[u8],
     options: ApplyOptions,
+    journal_root: &Path,
 ) -> Result<Applied, DiffError> {
     let files = screen(patch)?;
-    let tree = std::fs::canonicalize(tree)
-        .map_err(|e| DiffError::Io { path: tree.display().to_string(), message: e.to_string() })?;
+    let tree = canonical(tree)?;
+    let journal = Journal::lock(journal_root, &tree)?;
+    journal.recover().map_err(|cause| DiffError::RollBackFailed { cause: Box::new(cause) })?;
     if files.is_empty() {
-        return Ok(Applied { files, changed: false });
+        return Ok(Applied { files, changed: false, conflicted: Vec::new() });
     }
     moved_links_stay_inside(&tree, &files)?;
-    let is_repo_root = tree.join(".git").exists();
+    let is_repo_root = tree.join(".git").is_dir();
     if options.three_way && !is_repo_root {
         return Err(DiffError::ThreeWayWithoutRepo);
     }
@@ -674,19 +719,88 @@ pub fn apply(
     // One run checks that every file applies and reports git's own reading of the patch.
     let mut check = base.clone();
     check.extend(["--check".to_owned(), "--numstat".to_owned(), "-z".to_owned()]);
-    let out = git.run(&tree, &check, &env, patch).map_err(DiffError::Spawn)?;
-    if !out.success {
-        return Err(DiffError::Conflicts(conflicts(&out.stderr)));
+    let mut touched: std::collections::BTreeSet<&str> = files
+        .iter()
+        .flat_map(|f| [f.old_path.as_deref(), f.new_path.as_deref()])
+        .flatten()
+        .collect();
+    if options.three_way {
+        // A three-way apply also writes the index.
+        touched.insert(".git/index");
     }
-    same_paths_as_git(&out.stdout, &files)?;
-    if options.check_only {
-        return Ok(Applied { files, changed: false });
+    // The pre-images are kept while git checks: nothing is written until both are done.
+    let (checked, recorded) = std::thread::scope(|scope| {
+        let recording = (!options.check_only).then(|| scope.spawn(|| journal.record(touched)));
+        let checked = git.run(&tree, &check, &env, patch);
+        let recorded = recording.map(|thread| {
+            thread.join().unwrap_or_else(|_| {
+                Err(DiffError::Io {
+                    path: journal_root.display().to_string(),
+                    message: "keeping the pre-images failed unexpectedly".to_owned(),
+                })
+            })
+        });
+        (checked, recorded)
+    });
+    let verdict = checked.map_err(DiffError::Spawn).and_then(|out| {
+        if !out.success {
+            return Err(DiffError::Conflicts(conflicts(&out.stderr)));
+        }
+        same_paths_as_git(&out.stdout, &files)
+    });
+    match (verdict, recorded) {
+        (Ok(()), None) => return Ok(Applied { files, changed: false, conflicted: Vec::new() }),
+        (Ok(()), Some(Ok(()))) => {}
+        (Err(refused), recorded) => {
+            if recorded.is_some_and(|r| r.is_ok()) {
+                journal.discard()?;
+            }
+            return Err(refused);
+        }
+        (Ok(()), Some(Err(e))) => return Err(e),
     }
-    let out = git.run(&tree, &base, &env, patch).map_err(DiffError::Spawn)?;
-    if !out.success {
-        return Err(DiffError::Conflicts(conflicts(&out.stderr)));
+    let written = git.run(&tree, &base, &env, patch);
+    let conflicted = match &written {
+        Ok(out) if out.success => Vec::new(),
+        Ok(out) if options.three_way => merged_with_conflicts(&out.stderr).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    match written {
+        Ok(out) if out.success || !conflicted.is_empty() => {
+            journal.forget()?;
+            Ok(Applied { files, changed: true, conflicted })
+        }
+        failed => {
+            journal
+                .roll_back()
+                .map_err(|cause| DiffError::RollBackFailed { cause: Box::new(cause) })?;
+            Err(match failed {
+                Ok(out) => DiffError::WriteFailed {
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                },
+                Err(e) => DiffError::Spawn(e),
+            })
+        }
     }
-    Ok(Applied { files, changed: true })
+}
+
+/// The files a three-way apply merged with conflict markers, when that is all that went wrong
+/// (`None` if git reported an error).
+fn merged_with_conflicts(stderr: &[u8]) -> Option<Vec<String>> {
+    let text = String::from_utf8_lossy(stderr);
+    let mut files = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("error:") || line.starts_with("fatal:") {
+            return None;
+        }
+        if let Some(path) = line
+            .strip_prefix("Applied patch to '")
+            .and_then(|rest| rest.strip_suffix("' with conflicts."))
+        {
+            files.push(path.to_owned());
+        }
+    }
+    Some(files)
 }
 
 /// Holds the screen to git's own reading of the patch (`git apply --numstat -z`, in

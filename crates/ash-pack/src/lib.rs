@@ -11,6 +11,7 @@
 mod diff;
 mod error;
 mod gitindex;
+mod journal;
 mod package;
 mod paths;
 mod seal;
@@ -22,7 +23,8 @@ mod walk;
 
 pub use diff::{
     Applied, ApplyOptions, Baseline, Conflict, Diff, DiffError, DiffSummary, FileChange, Git,
-    GitOutput, MAX_DIFF_BYTES, PatchFile, apply, baseline, extract, open_diff, screen, seal_diff,
+    GitOutput, MAX_DIFF_BYTES, PatchFile, apply, baseline, extract, open_diff, recover, screen,
+    seal_diff,
 };
 pub use error::PackError;
 pub use gitindex::IndexError;

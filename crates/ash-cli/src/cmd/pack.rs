@@ -11,7 +11,7 @@ use ash_ledger::Body;
 use ash_pack::{
     ApplyOptions, DiffError, EntryKind, Expect, Git, GitOutput, JobId, Limits, MAX_DIFF_BYTES,
     PackError, PackOptions, Reason, Recipient, SEAL_MAGIC, Walk, WalkOptions, apply as apply_patch,
-    global_excludes_file, open, open_diff, pack, scan, screen, walk,
+    global_excludes_file, open, open_diff, pack, recover, scan, screen, walk,
 };
 use ash_sandbox::{ExecRequest, Limits as SandboxLimits, Sandbox, SandboxPolicy};
 use serde_json::json;
@@ -363,8 +363,20 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Failure);
     }
     let options = ApplyOptions { check_only: args.check, three_way: args.three_way };
+    // Pre-images of what an apply overwrites are kept here until it is done.
+    let journal = config::ash_home()
+        .context("cannot find $ASH_HOME or $HOME for the apply journal; set ASH_HOME")?
+        .join("apply");
+    let restored = recover(&journal, &args.into)?;
+    if !restored.is_empty() {
+        output::note(&format!(
+            "an earlier apply into {} was interrupted; its {} file(s) were put back as they were",
+            args.into.display(),
+            restored.len()
+        ));
+    }
     let git = SandboxGit::new()?;
-    match apply_patch(&git, &args.into, &patch, options) {
+    match apply_patch(&git, &args.into, &patch, options, &journal) {
         Ok(applied) => {
             if args.json {
                 output::json(&json!({
@@ -372,6 +384,8 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
                     "checked": true,
                     "sender": sender.map(|s| s.to_string()),
                     "files": applied.files,
+                    "conflicted": applied.conflicted,
+                    "recovered": restored,
                 }))?;
             } else {
                 let mut text = String::new();
@@ -395,9 +409,15 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
                     applied.files.len(),
                     args.into.display()
                 ));
+                if !applied.conflicted.is_empty() {
+                    text.push_str(&format!(
+                        "merged with conflicts (resolve the markers, then `git add`): {}\n",
+                        applied.conflicted.join(", ")
+                    ));
+                }
                 output::stdout(&text);
             }
-            Ok(Outcome::Success)
+            Ok(if applied.conflicted.is_empty() { Outcome::Success } else { Outcome::Failure })
         }
         Err(DiffError::Conflicts(conflicts)) => {
             if args.json {

@@ -237,3 +237,62 @@ fn apply_checks_applies_and_refuses() {
         "  A .github/workflows/ci.yml (mode 100644)  ! CI workflow: runs on the forge\n  A tool (mode 100755)  ! becomes executable\n2 file(s) applied to .\n"
     );
 }
+
+#[test]
+fn apply_on_a_full_disk_leaves_the_tree_as_it_was() {
+    if !nix::unistd::geteuid().is_root()
+        || Command::new("unshare").arg("--version").output().is_err()
+    {
+        eprintln!("skipping: needs root and unshare(1) for a private tmpfs");
+        return;
+    }
+    let w = world();
+    // The patch edits a small file, then adds one far larger than the disk.
+    let source = w.scratch.join("source");
+    fs::create_dir_all(&source).unwrap();
+    git(&source, &["init", "-q"]);
+    fs::write(source.join("a.txt"), "one\n").unwrap();
+    git(&source, &["add", "-A"]);
+    git(&source, &["commit", "-qm", "base"]);
+    fs::write(source.join("a.txt"), "one\ntwo\n").unwrap();
+    let noise: Vec<u8> =
+        (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(source.join("z.bin"), noise).unwrap();
+    git(&source, &["add", "-A"]);
+    let diff = Command::new("git")
+        .args(["diff", "--cached", "--binary"])
+        .current_dir(&source)
+        .env_clear()
+        .env("PATH", PATH)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    let patch = w.scratch.join("big.patch");
+    fs::write(&patch, &diff.stdout).unwrap();
+    let disk = w.scratch.join("disk");
+    fs::create_dir_all(&disk).unwrap();
+    let script = r#"mount -t tmpfs -o size=256k tmpfs "$1" && printf 'one\n' > "$1/a.txt" &&
+        listing() { (cd "$1" && find . -printf '%p %M %s\n' | sort && cat a.txt); } &&
+        listing "$1" && "$0" apply "$2" --into "$1" --yes; echo "exit $?"; listing "$1""#;
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", script])
+        .arg(env!("CARGO_BIN_EXE_ash"))
+        .arg(&disk)
+        .arg(&patch)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("ASH_HOME", &w.alice)
+        .env("HOME", &w.alice)
+        .output()
+        .unwrap();
+    let (text, errors) = (stdout(&out), stderr(&out));
+    let (before, after) = text.split_once("exit ").unwrap();
+    assert_eq!(after, format!("2\n{before}"), "{errors}");
+    assert!(before.ends_with("./a.txt -rw-r--r-- 4\none\n"), "{before}");
+    assert!(
+        errors.starts_with(
+            "error: git could not write the patch, so the tree was put back as it was: "
+        ) && errors.contains("z.bin"),
+        "{errors}"
+    );
+}

@@ -44,6 +44,13 @@ impl Git for StdGit {
     }
 }
 
+/// Where the tests' applies keep their journals (one per tree, inside).
+fn journals() -> &'static Path {
+    static ROOT: std::sync::LazyLock<tempfile::TempDir> =
+        std::sync::LazyLock::new(|| tempfile::tempdir().unwrap());
+    ROOT.path()
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     let status =
         Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status().unwrap();
@@ -150,12 +157,17 @@ fn extract_captures_everything_and_apply_reproduces_it() {
     let (header, patch) = open_diff(&sealed[..], &alice(), Expect::default(), 64 << 20).unwrap();
     assert_eq!((header.sender, patch.as_slice()), (bob().node_id(), diff.patch.as_slice()));
 
-    let check =
-        apply(&StdGit, &requester, &patch, ApplyOptions { check_only: true, three_way: false })
-            .unwrap();
+    let check = apply(
+        &StdGit,
+        &requester,
+        &patch,
+        ApplyOptions { check_only: true, three_way: false },
+        journals(),
+    )
+    .unwrap();
     assert!(!check.changed);
     assert_eq!(listing(&requester).len(), BASE.len());
-    apply(&StdGit, &requester, &patch, ApplyOptions::default()).unwrap();
+    apply(&StdGit, &requester, &patch, ApplyOptions::default(), journals()).unwrap();
     let mut expected = listing(&workspace);
     expected.retain(|(p, ..)| !p.starts_with("target/"));
     assert_eq!(listing(&requester), expected);
@@ -177,7 +189,8 @@ fn conflicts_are_reported_per_file_and_nothing_changes() {
     // Meanwhile the user changed lib.rs.
     std::fs::write(requester.join("src/lib.rs"), "pub fn uno() -> u32 {\n    1\n}\n").unwrap();
     let before = listing(&requester);
-    let err = apply(&StdGit, &requester, &diff.patch, ApplyOptions::default()).unwrap_err();
+    let err =
+        apply(&StdGit, &requester, &diff.patch, ApplyOptions::default(), journals()).unwrap_err();
     let DiffError::Conflicts(conflicts) = &err else { panic!("{err}") };
     assert_eq!(
         conflicts,
@@ -201,9 +214,13 @@ fn conflicts_are_reported_per_file_and_nothing_changes() {
         &requester,
         &diff.patch,
         ApplyOptions { check_only: false, three_way: true },
+        journals(),
     )
     .unwrap_err();
-    assert_eq!(err.to_string(), "--3way needs the tree to be the root of a git repository");
+    assert_eq!(
+        err.to_string(),
+        "--3way needs the tree to be the root of a git repository (with a `.git` directory)"
+    );
 }
 
 fn hunk_file(path: &str) -> String {
@@ -249,7 +266,8 @@ fn hostile_patches_are_refused_before_any_write() {
     std::fs::create_dir(&tree).unwrap();
     write_tree(&tree, &[("x", "a\n")]);
     for (patch, want) in cases {
-        let err = apply(&StdGit, &tree, patch.as_bytes(), ApplyOptions::default()).unwrap_err();
+        let err = apply(&StdGit, &tree, patch.as_bytes(), ApplyOptions::default(), journals())
+            .unwrap_err();
         assert_eq!(err.to_string(), want, "{patch}");
         assert_eq!(listing(&tree), vec![("x".to_owned(), 0, b"a\n".to_vec())]);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "wrote beside the tree");
@@ -321,7 +339,7 @@ fn a_patch_cannot_retarget_a_link_smuggle_one_in_binary_or_hide_a_section() {
         ),
     ];
     for (patch, want) in cases {
-        let err = apply(&StdGit, &tree, &patch, ApplyOptions::default()).unwrap_err();
+        let err = apply(&StdGit, &tree, &patch, ApplyOptions::default(), journals()).unwrap_err();
         assert_eq!(err.to_string(), want, "{}", String::from_utf8_lossy(&patch));
         assert_eq!(listing(&tree), before);
     }
@@ -334,7 +352,7 @@ fn a_patch_cannot_retarget_a_link_smuggle_one_in_binary_or_hide_a_section() {
     let moved = git(&tree, &["diff", "--cached", "--binary", "-M"]);
     git(&tree, &["reset", "-q", "--hard"]);
     let before = listing(&tree);
-    let err = apply(&StdGit, &tree, &moved, ApplyOptions::default()).unwrap_err();
+    let err = apply(&StdGit, &tree, &moved, ApplyOptions::default(), journals()).unwrap_err();
     assert_eq!(err.to_string(), "patch refused: up: symlink to `../x` moved here leaves the tree");
     assert_eq!(listing(&tree), before);
     // Renaming a link and changing a file's mode still pass, as git reads them.
@@ -343,7 +361,7 @@ fn a_patch_cannot_retarget_a_link_smuggle_one_in_binary_or_hide_a_section() {
     git(&tree, &["add", "-A"]);
     let patch = git(&tree, &["diff", "--cached", "--binary", "-M"]);
     git(&tree, &["reset", "-q", "--hard"]);
-    let applied = apply(&StdGit, &tree, &patch, ApplyOptions::default()).unwrap();
+    let applied = apply(&StdGit, &tree, &patch, ApplyOptions::default(), journals()).unwrap();
     assert_eq!(applied.files.len(), 2, "{applied:?}");
     assert_eq!(std::fs::read_link(tree.join("link2")).unwrap(), Path::new("x"));
 }
@@ -400,4 +418,297 @@ fn targets_that_run_code_are_marked_with_the_reason() {
             (".github/workflows/old.yml".to_owned(), None),
         ]
     );
+}
+
+/// A tree's entries: path, mode, contents (a link's target).
+type Shape = Vec<(String, u32, Vec<u8>)>;
+
+/// Every file, link and directory of a tree (without `.git`) with its full permission bits.
+fn shape(root: &Path) -> Shape {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in std::fs::read_dir(&dir).unwrap() {
+            let path = item.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if rel == ".git" {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                out.push((format!("{rel}/"), mode, Vec::new()));
+                stack.push(path);
+            } else if meta.file_type().is_symlink() {
+                out.push((
+                    rel,
+                    0o120000,
+                    std::fs::read_link(&path).unwrap().into_os_string().into_encoded_bytes(),
+                ));
+            } else {
+                out.push((rel, mode, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A repository and a patch that changes every kind of thing a rollback has to undo: an edit,
+/// a new file in new directories, a deletion that empties a directory, a file that becomes a
+/// directory and a directory that becomes a file, a retargeted link, an exec bit, a binary.
+/// Returns (tree, patch, shape before, shape after); the tree is as before.
+fn rollback_case(dir: &Path) -> (std::path::PathBuf, Vec<u8>, Shape, Shape) {
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    write_tree(
+        &tree,
+        &[
+            ("a.txt", "one\ntwo\n"),
+            ("becomes-dir", "a file now\n"),
+            ("was-dir/inner.txt", "inside\n"),
+            ("lonely/only.txt", "the only file here\n"),
+            ("run.sh", "#!/bin/sh\n"),
+            ("target.txt", "t\n"),
+            ("z.bin", "\0\u{1}binary"),
+        ],
+    );
+    std::os::unix::fs::symlink("target.txt", tree.join("link")).unwrap();
+    std::fs::set_permissions(tree.join("lonely"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    git(&tree, &["init", "-q"]);
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "base"]);
+    let before = shape(&tree);
+    std::fs::write(tree.join("a.txt"), "one\nTWO\n").unwrap();
+    std::fs::remove_file(tree.join("becomes-dir")).unwrap();
+    write_tree(
+        &tree,
+        &[("becomes-dir/child.txt", "now a directory\n"), ("new/deep/file.txt", "new\n")],
+    );
+    std::fs::remove_dir_all(tree.join("was-dir")).unwrap();
+    std::fs::write(tree.join("was-dir"), "now a file\n").unwrap();
+    std::fs::remove_dir_all(tree.join("lonely")).unwrap();
+    std::fs::set_permissions(tree.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(tree.join("link")).unwrap();
+    std::os::unix::fs::symlink("a.txt", tree.join("link")).unwrap();
+    std::fs::write(tree.join("z.bin"), b"\0\x02changed binary").unwrap();
+    git(&tree, &["add", "-A"]);
+    let patch = git(&tree, &["diff", "--cached", "--binary"]);
+    let after = shape(&tree);
+    git(&tree, &["reset", "-q", "--hard"]);
+    git(&tree, &["clean", "-qfd"]);
+    std::fs::set_permissions(tree.join("lonely"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    assert_eq!(shape(&tree), before);
+    (tree, patch, before, after)
+}
+
+/// Real git that, when asked to write (not to check), writes only the first file of the patch
+/// (or all of it) and then dies the way a killed process does, or reports a write error.
+struct Interrupted {
+    whole: bool,
+    then: Then,
+}
+
+#[derive(Clone, Copy)]
+enum Then {
+    Abort,
+    Fail,
+}
+
+impl Git for Interrupted {
+    fn run(
+        &self,
+        cwd: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        stdin: &[u8],
+    ) -> Result<GitOutput, String> {
+        if args.iter().any(|a| a == "--check") {
+            return StdGit.run(cwd, args, env, stdin);
+        }
+        let mut args = args.to_vec();
+        if !self.whole {
+            args.push("--include=a.txt".to_owned());
+        }
+        let out = StdGit.run(cwd, &args, env, stdin)?;
+        assert!(out.success, "{}", String::from_utf8_lossy(&out.stderr));
+        match self.then {
+            Then::Abort => std::process::abort(),
+            Then::Fail => Ok(GitOutput {
+                success: false,
+                stdout: Vec::new(),
+                stderr:
+                    b"error: unable to write file 'z.bin' mode 100644: No space left on device\n"
+                        .to_vec(),
+            }),
+        }
+    }
+}
+
+#[test]
+fn a_failed_write_puts_every_kind_of_change_back() {
+    use std::os::unix::fs::MetadataExt as _;
+    // Pre-images are hard links when the journal shares the tree's filesystem, copies when not
+    // (`/dev/shm` is another filesystem than the temporary directory, where there is one).
+    let elsewhere = tempfile::tempdir_in("/dev/shm").ok();
+    for whole in [false, true] {
+        for other_fs in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let journal = match (&elsewhere, other_fs) {
+                (_, false) => dir.path().join("journal"),
+                (Some(shm), true) => shm.path().join(format!("journal-{whole}")),
+                (None, true) => {
+                    eprintln!("no /dev/shm: copies are not tried");
+                    continue;
+                }
+            };
+            std::fs::create_dir_all(&journal).unwrap();
+            let device = |p: &Path| std::fs::metadata(p).unwrap().dev();
+            assert_eq!(device(&journal) != device(dir.path()), other_fs, "{journal:?}");
+            let (tree, patch, before, after) = rollback_case(dir.path());
+            let git = Interrupted { whole, then: Then::Fail };
+            let err = apply(&git, &tree, &patch, ApplyOptions::default(), &journal).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "git could not write the patch, so the tree was put back as it was: error: unable \
+                 to write file 'z.bin' mode 100644: No space left on device",
+                "whole: {whole}, other fs: {other_fs}"
+            );
+            assert_eq!(shape(&tree), before, "whole: {whole}, other fs: {other_fs}");
+            // Nothing is left to recover or kept, and the patch still applies.
+            assert_eq!(ash_pack::recover(&journal, &tree).unwrap(), Vec::<String>::new());
+            let kept: Vec<_> = std::fs::read_dir(
+                std::fs::read_dir(&journal).unwrap().next().unwrap().unwrap().path(),
+            )
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+            assert_eq!(kept, ["lock", "tree"]);
+            let applied = apply(&StdGit, &tree, &patch, ApplyOptions::default(), &journal).unwrap();
+            assert!(applied.changed);
+            assert_eq!(shape(&tree), after, "whole: {whole}, other fs: {other_fs}");
+        }
+    }
+}
+
+/// The child half of the crash test: set by the parent, it applies and is killed part-way.
+const CRASH_CHILD: &str = "ASH_PACK_TEST_CRASH_CHILD";
+
+#[test]
+fn a_crash_while_git_writes_is_rolled_back_by_the_next_apply() {
+    if let Ok(spec) = std::env::var(CRASH_CHILD) {
+        let mut parts = spec.splitn(3, '\n');
+        let (whole, tree, journal) =
+            (parts.next().unwrap() == "whole", parts.next().unwrap(), parts.next().unwrap());
+        let patch = std::fs::read(Path::new(journal).with_extension("patch")).unwrap();
+        let git = Interrupted { whole, then: Then::Abort };
+        let _ = apply(&git, Path::new(tree), &patch, ApplyOptions::default(), Path::new(journal));
+        unreachable!("git was to kill the process");
+    }
+    for whole in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal");
+        let (tree, patch, before, after) = rollback_case(dir.path());
+        std::fs::write(journal.with_extension("patch"), &patch).unwrap();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "diff::a_crash_while_git_writes_is_rolled_back_by_the_next_apply"])
+            .arg("--nocapture")
+            .env(
+                CRASH_CHILD,
+                format!(
+                    "{}\n{}\n{}",
+                    if whole { "whole" } else { "part" },
+                    tree.display(),
+                    journal.display()
+                ),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(child.signal(), Some(6), "the child dies by SIGABRT: {child:?}");
+        let half = shape(&tree);
+        assert_ne!(half, before, "the crash left the tree changed");
+        // The next apply puts the tree back first; asking first tells what it put back.
+        let restored = ash_pack::recover(&journal, &tree).unwrap();
+        assert_eq!(shape(&tree), before, "whole: {whole}");
+        // Every file the patch touched is written back, whether git reached it or not.
+        let expected = [
+            "a.txt",
+            "becomes-dir",
+            "link",
+            "lonely/only.txt",
+            "run.sh",
+            "was-dir/inner.txt",
+            "z.bin",
+        ];
+        assert_eq!(restored, expected, "whole: {whole}");
+        // Recovering twice is nothing; then the patch applies whole.
+        assert_eq!(ash_pack::recover(&journal, &tree).unwrap(), Vec::<String>::new());
+        apply(&StdGit, &tree, &patch, ApplyOptions::default(), &journal).unwrap();
+        assert_eq!(shape(&tree), after, "whole: {whole}");
+    }
+}
+
+/// Git that, while the first apply writes, tries a second apply into the same tree.
+struct Reentrant<'a> {
+    patch: &'a [u8],
+    journal: &'a Path,
+    second: std::cell::RefCell<Option<String>>,
+}
+
+impl Git for Reentrant<'_> {
+    fn run(
+        &self,
+        cwd: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        stdin: &[u8],
+    ) -> Result<GitOutput, String> {
+        if !args.iter().any(|a| a == "--check") {
+            let err =
+                apply(&StdGit, cwd, self.patch, ApplyOptions::default(), self.journal).unwrap_err();
+            *self.second.borrow_mut() = Some(err.to_string());
+        }
+        StdGit.run(cwd, args, env, stdin)
+    }
+}
+
+#[test]
+fn one_apply_at_a_time_writes_to_a_tree_and_three_way_keeps_its_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let (tree, patch, _, after) = rollback_case(dir.path());
+    let reentrant =
+        Reentrant { patch: &patch, journal: &journal, second: std::cell::RefCell::new(None) };
+    apply(&reentrant, &tree, &patch, ApplyOptions::default(), &journal).unwrap();
+    assert_eq!(shape(&tree), after);
+    let canonical = std::fs::canonicalize(&tree).unwrap();
+    assert_eq!(
+        reentrant.second.into_inner(),
+        Some(format!("another apply is writing to {}; wait for it to finish", canonical.display()))
+    );
+
+    // A three-way apply that merges with conflicts keeps them, markers and index, and says so.
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "applied"]);
+    std::fs::write(tree.join("a.txt"), "one\ntwo-mine\n").unwrap();
+    std::fs::write(tree.join("target.txt"), "t2\n").unwrap();
+    git(&tree, &["add", "-A"]);
+    let theirs = git(&tree, &["diff", "--cached", "--binary"]);
+    git(&tree, &["reset", "-q", "--hard"]);
+    std::fs::write(tree.join("a.txt"), "one\nTWO-ours\n").unwrap();
+    git(&tree, &["commit", "-qam", "ours"]);
+    let three_way = ApplyOptions { check_only: false, three_way: true };
+    let applied = apply(&StdGit, &tree, &theirs, three_way, &journal).unwrap();
+    assert_eq!((applied.changed, applied.conflicted), (true, vec!["a.txt".to_owned()]));
+    assert_eq!(
+        std::fs::read_to_string(tree.join("a.txt")).unwrap(),
+        "one\n<<<<<<< ours\nTWO-ours\n=======\ntwo-mine\n>>>>>>> theirs\n"
+    );
+    assert_eq!(std::fs::read_to_string(tree.join("target.txt")).unwrap(), "t2\n");
+    assert_eq!(git(&tree, &["status", "--porcelain"]), b"UU a.txt\nM  target.txt\n");
 }
