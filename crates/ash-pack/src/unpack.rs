@@ -1,15 +1,21 @@
 //! Writing entries into a fresh directory without ever writing through a link.
 //!
 //! Every path was checked by the tar reader (relative, no `.`/`..`, no `.git`, valid names).
-//! Here: no duplicates, no entry below a symlink or a file, files created with `O_EXCL`, and
-//! at the end every symlink must resolve inside the destination. On failure the caller
-//! discards everything written.
+//! Here: no duplicates, no entry below a symlink or a file, and every entry created relative to
+//! its parent directory's open handle (`mkdirat`, `symlinkat`, `openat` with `O_EXCL` and
+//! `O_NOFOLLOW`; directories opened with `O_NOFOLLOW`), from a root opened once: a directory
+//! swapped for a link while the tree is filled is never followed. At the end every symlink must
+//! resolve inside the destination. On failure the caller discards everything written.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{self, OpenOptions, Permissions};
+use std::fs::{self, File, Permissions};
 use std::io::{Read, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, fstat, mkdirat};
 
 use sha2::{Digest as _, Sha256};
 
@@ -21,6 +27,11 @@ use crate::walk::{Entry, EntryKind};
 /// A destination directory being filled.
 pub(crate) struct Destination {
     root: PathBuf,
+    /// The root, opened once.
+    root_fd: OwnedFd,
+    /// The directories open from the root down to where the last entry went (node, handle):
+    /// entries come in path order, so consecutive ones share most of it.
+    open: Vec<(u32, OwnedFd)>,
     /// Whether `prepare` created the root (else it existed, empty).
     created: bool,
     /// Everything placed so far, as a tree: node 0 is the root. Looking a path up costs its
@@ -95,8 +106,28 @@ impl Destination {
             Err(e) => return Err(PackError::io(path, &e)),
         };
         let root = fs::canonicalize(path).map_err(|e| PackError::io(path, &e))?;
+        let root_fd = open_dir(None, &root).map_err(|e| PackError::io(&root, &e))?;
+        // The directory opened must be the one checked.
+        let opened = fstat(&root_fd).map_err(|e| PackError::io(&root, &e.into()))?;
+        let checked = fs::symlink_metadata(path).map_err(|e| PackError::io(path, &e))?;
+        if (opened.st_dev, opened.st_ino) != (checked.dev(), checked.ino()) {
+            return Err(problem("was replaced while it was checked"));
+        }
         let top = Node::new(EntryKind::Dir, true, String::new(), None);
-        Ok(Self { root, created, nodes: vec![top], links: Vec::new(), kept: false })
+        Ok(Self {
+            root,
+            root_fd,
+            open: Vec::new(),
+            created,
+            nodes: vec![top],
+            links: Vec::new(),
+            kept: false,
+        })
+    }
+
+    /// The handle of the deepest open directory.
+    fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.open.last().map_or_else(|| self.root_fd.as_fd(), |(_, fd)| fd.as_fd())
     }
 
     fn child(&self, dir: u32, name: &str) -> Option<u32> {
@@ -130,26 +161,40 @@ impl Destination {
         let mut chain = vec![0u32];
         if let Some(parents) = parents {
             let mut end = 0;
-            for part in parents.split('/') {
+            for (depth, part) in parents.split('/').enumerate() {
                 end += part.len();
                 let prefix = &entry.path[..end];
                 end += 1;
-                dir = match self.child(dir, part) {
-                    Some(id) if self.nodes[id as usize].kind == EntryKind::Dir => id,
+                let (id, new) = match self.child(dir, part) {
+                    Some(id) if self.nodes[id as usize].kind == EntryKind::Dir => (id, false),
                     Some(_) => {
                         return Err(refuse(format!(
                             "parent `{prefix}` is not a directory in this package"
                         )));
                     }
                     None => {
-                        let abs = self.root.join(prefix);
-                        fs::create_dir(&abs).map_err(|e| PackError::io(&abs, &e))?;
                         let node = Node::new(EntryKind::Dir, false, prefix.to_owned(), None);
-                        self.add(dir, part, node)
+                        (self.add(dir, part, node), true)
                     }
                 };
+                dir = id;
                 chain.push(dir);
+                if self.open.get(depth).is_some_and(|(open, _)| *open == id) {
+                    continue;
+                }
+                self.open.truncate(depth);
+                let abs = || self.root.join(prefix);
+                if new {
+                    mkdirat(self.dir_fd(), part, Mode::from_bits_truncate(0o777))
+                        .map_err(|e| PackError::io(&abs(), &e.into()))?;
+                }
+                let fd = open_dir(Some(self.dir_fd()), Path::new(part))
+                    .map_err(|e| PackError::io(&abs(), &e))?;
+                self.open.push((id, fd));
             }
+            self.open.truncate(chain.len() - 1);
+        } else {
+            self.open.clear();
         }
         let abs = self.root.join(&entry.path);
         if let Some(id) = self.child(dir, name) {
@@ -163,23 +208,27 @@ impl Destination {
         let mut target = None;
         let hash = match entry.kind {
             EntryKind::Dir => {
-                fs::create_dir(&abs).map_err(|e| PackError::io(&abs, &e))?;
+                mkdirat(self.dir_fd(), name, Mode::from_bits_truncate(0o777))
+                    .map_err(|e| PackError::io(&abs, &e.into()))?;
                 [0; 32]
             }
             EntryKind::Symlink => {
                 let link = entry.target.clone().unwrap_or_default();
-                std::os::unix::fs::symlink(&link, &abs).map_err(|e| PackError::io(&abs, &e))?;
+                nix::unistd::symlinkat(link.as_str(), self.dir_fd(), name)
+                    .map_err(|e| PackError::io(&abs, &e.into()))?;
                 let hash = Sha256::digest(&link).into();
                 target = Some(link);
                 hash
             }
             EntryKind::File => {
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&abs)
-                    .map_err(|e| PackError::io(&abs, &e))?;
+                let flags = OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC;
+                let mut file = openat(self.dir_fd(), name, flags, Mode::from_bits_truncate(0o600))
+                    .map(File::from)
+                    .map_err(|e| PackError::io(&abs, &e.into()))?;
                 let mut hasher = Sha256::new();
                 loop {
                     let n = tar.read_data(buf).map_err(PackError::from_stream)?;
@@ -301,6 +350,16 @@ impl Destination {
             }
         }
     }
+}
+
+/// Opens a directory (relative to `parent` if given) without following a link to it.
+fn open_dir(parent: Option<BorrowedFd<'_>>, path: &Path) -> std::io::Result<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match parent {
+        Some(parent) => openat(parent, path, flags, Mode::empty()),
+        None => nix::fcntl::open(path, flags, Mode::empty()),
+    };
+    fd.map_err(std::io::Error::from)
 }
 
 impl Drop for Destination {

@@ -615,3 +615,61 @@ fn a_file_swapped_for_a_link_after_the_walk_is_not_followed() {
         .unwrap_err();
     assert_eq!(err.to_string(), "a.txt changed while it was being packed; pack again");
 }
+
+/// Reads a package a little at a time; once the unpack has made `d`, swaps it for a link to
+/// `outside`, as a co-writer in the destination would.
+struct SwapDuringUnpack<'a> {
+    input: &'a [u8],
+    dest: &'a Path,
+    outside: &'a Path,
+    swapped: bool,
+}
+
+impl std::io::Read for SwapDuringUnpack<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let d = self.dest.join("d");
+        if !self.swapped && d.is_dir() {
+            std::fs::rename(&d, self.dest.join("d-moved")).unwrap();
+            std::os::unix::fs::symlink(self.outside, &d).unwrap();
+            self.swapped = true;
+        }
+        let n = buf.len().min(1024).min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input = &self.input[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_directory_swapped_for_a_link_while_unpacking_is_not_followed() {
+    let src = tempfile::tempdir().unwrap();
+    // Incompressible files, so that `d` is made while most of the package is still to come.
+    let mut x = 0x2545_f491_u32;
+    for i in 0..200 {
+        let noise: Vec<u8> = (0..2048)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let dir = if i < 100 { "d" } else { "d/sub" };
+        std::fs::create_dir_all(src.path().join(dir)).unwrap();
+        std::fs::write(src.path().join(format!("{dir}/f{i:04}")), noise).unwrap();
+    }
+    let sealed = pack_tree(src.path());
+    assert!(sealed.len() > 4 * CHUNK_SIZE as usize);
+    let out = tempfile::tempdir().unwrap();
+    let (dest, outside) = (out.path().join("dest"), out.path().join("outside"));
+    std::fs::create_dir(&outside).unwrap();
+    let reader =
+        SwapDuringUnpack { input: &sealed, dest: &dest, outside: &outside, swapped: false };
+    let opened = open(reader, &bob(), Expect::default(), &Limits::default(), &dest).unwrap();
+    // Everything went where the unpack had made `d`, which moved; nothing through the link.
+    assert_eq!(opened.info.entries, 202);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "written through the link");
+    assert_eq!(std::fs::read_link(dest.join("d")).unwrap(), outside);
+    let moved = |dir: &str| std::fs::read_dir(dest.join(dir)).unwrap().count();
+    assert_eq!((moved("d-moved"), moved("d-moved/sub")), (101, 100));
+}
