@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use ash_identity::Identity;
 use ash_pack::{
-    ApplyOptions, Expect, Git, GitOutput, JobId, Limits, PackOptions, Recipient, WalkOptions,
-    apply, baseline, extract, open, pack, walk,
+    ApplyOptions, Expect, Git, GitOutput, JobId, Limits, MAX_DIFF_BYTES, PackOptions, Recipient,
+    WalkOptions, apply, baseline, extract, open, pack, walk,
 };
 
 const RUNS: usize = 7;
@@ -185,7 +185,7 @@ fn diff_bench(scratch: &Path, tree: &Path) {
         baseline_times.push(start.elapsed());
         edit_every_file(&work);
         let start = Instant::now();
-        let diff = extract(&StdGit, &work, &base).unwrap();
+        let diff = extract(&StdGit, &work, &base, MAX_DIFF_BYTES).unwrap();
         extract_times.push(start.elapsed());
         assert_eq!(diff.summary.files.len(), 5001.min(diff.summary.files.len()));
         patch_len = diff.patch.len();

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use ash_identity::Identity;
@@ -262,30 +263,63 @@ pub fn baseline(git: &dyn Git, workspace: &Path, git_dir: &Path) -> Result<Basel
 pub const MAX_DIFF_BYTES: u64 = 1 << 30;
 
 /// The change from `baseline` to the workspace as it is now (committed or not), refused when
-/// over [`MAX_DIFF_BYTES`].
-pub fn extract(git: &dyn Git, workspace: &Path, baseline: &Baseline) -> Result<Diff, DiffError> {
+/// over `max_bytes` (at most [`MAX_DIFF_BYTES`]). Git writes the patch into a pipe that this
+/// reads up to the limit and then closes, so a hostile workspace can neither fill the disk nor
+/// the memory with its diff; git, writing past the limit, dies on the closed pipe.
+pub fn extract(
+    git: &dyn Git,
+    workspace: &Path,
+    baseline: &Baseline,
+    max_bytes: u64,
+) -> Result<Diff, DiffError> {
+    let max_bytes = max_bytes.min(MAX_DIFF_BYTES);
     let repo = Repo { git, git_dir: &baseline.git_dir, work_tree: workspace };
     repo.run(&["add", "-A"])?;
-    let output = baseline.git_dir.join("ash-result.patch");
-    let common = ["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "-M"];
-    let mut args = common.to_vec();
-    let out_arg = format!("--output={}", output.display());
-    args.extend(["--binary", "--full-index", &out_arg, &baseline.commit]);
-    repo.run(&args)?;
+    let fifo = baseline.git_dir.join("ash-result.pipe");
     let io = |e: std::io::Error| DiffError::Io {
-        path: output.display().to_string(),
+        path: fifo.display().to_string(),
         message: e.to_string(),
     };
-    // The workspace is the agent's: its diff is read only up to the limit.
-    let mut patch = Vec::new();
-    std::fs::File::open(&output)
-        .and_then(|f| f.take(MAX_DIFF_BYTES + 1).read_to_end(&mut patch))
-        .map_err(io)?;
-    let _ = std::fs::remove_file(&output);
-    if patch.len() as u64 > MAX_DIFF_BYTES {
-        return Err(DiffError::TooLarge(MAX_DIFF_BYTES));
-    }
-    let mut args = common.to_vec();
+    let _ = std::fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+        .map_err(|e| io(e.into()))?;
+    let read = (|| {
+        // Opened for reading without waiting for a writer, then held open by a writer of our
+        // own until git is done: the reader sees the end only once git (if it ever opened the
+        // pipe) and this guard are both gone.
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .map_err(io)?;
+        let guard = std::fs::OpenOptions::new().write(true).open(&fifo).map_err(io)?;
+        nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()))
+            .map_err(|e| io(e.into()))?;
+        let common = ["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "-M"];
+        let mut args = common.to_vec();
+        let out_arg = format!("--output={}", fifo.display());
+        args.extend(["--binary", "--full-index", &out_arg, &baseline.commit]);
+        std::thread::scope(|scope| {
+            let reading = scope.spawn(move || {
+                let mut patch = Vec::new();
+                // Dropping the reader at the limit closes the pipe under git.
+                (&reader).take(max_bytes + 1).read_to_end(&mut patch).map(|_| patch)
+            });
+            let ran = repo.run(&args);
+            drop(guard);
+            let patch = reading.join().unwrap_or_else(|_| {
+                Err(std::io::Error::other("reading the diff failed unexpectedly"))
+            });
+            let patch = patch.map_err(io)?;
+            if patch.len() as u64 > max_bytes {
+                return Err(DiffError::TooLarge(max_bytes));
+            }
+            ran.map(|_| patch)
+        })
+    })();
+    let _ = std::fs::remove_file(&fifo);
+    let patch = read?;
+    let mut args = vec!["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "-M"];
     args.extend(["--numstat", "-z", &baseline.commit]);
     let numstat = repo.run(&args)?;
     Ok(Diff { patch, summary: parse_numstat(&numstat) })

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use ash_pack::{
     ApplyOptions, Conflict, DiffError, DiffSummary, Expect, FileChange, Git, GitOutput, JobId,
-    apply, baseline, extract, open_diff, screen, seal_diff,
+    MAX_DIFF_BYTES, apply, baseline, extract, open_diff, screen, seal_diff,
 };
 use pretty_assertions::assert_eq;
 
@@ -129,7 +129,7 @@ fn extract_captures_everything_and_apply_reproduces_it() {
     git(&workspace, &["add", "-A"]);
     git(&workspace, &["commit", "-qm", "agent work"]);
 
-    let diff = extract(&StdGit, &workspace, &base).unwrap();
+    let diff = extract(&StdGit, &workspace, &base, MAX_DIFF_BYTES).unwrap();
     let change = |path: &str, from: Option<&str>, added, removed| FileChange {
         path: path.to_owned(),
         renamed_from: from.map(str::to_owned),
@@ -185,7 +185,7 @@ fn conflicts_are_reported_per_file_and_nothing_changes() {
     let base = baseline(&StdGit, &workspace, &git_dir).unwrap();
     std::fs::write(workspace.join("README.md"), "# demo\nmore\n").unwrap();
     std::fs::write(workspace.join("src/lib.rs"), "pub fn one() -> u32 {\n    3\n}\n").unwrap();
-    let diff = extract(&StdGit, &workspace, &base).unwrap();
+    let diff = extract(&StdGit, &workspace, &base, MAX_DIFF_BYTES).unwrap();
     // Meanwhile the user changed lib.rs.
     std::fs::write(requester.join("src/lib.rs"), "pub fn uno() -> u32 {\n    1\n}\n").unwrap();
     let before = listing(&requester);
@@ -711,4 +711,47 @@ fn one_apply_at_a_time_writes_to_a_tree_and_three_way_keeps_its_conflicts() {
     );
     assert_eq!(std::fs::read_to_string(tree.join("target.txt")).unwrap(), "t2\n");
     assert_eq!(git(&tree, &["status", "--porcelain"]), b"UU a.txt\nM  target.txt\n");
+}
+
+#[test]
+fn a_diff_over_the_limit_is_cut_off_while_git_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (workspace, git_dir) = (dir.path().join("ws"), dir.path().join("b.git"));
+    std::fs::create_dir_all(&workspace).unwrap();
+    write_tree(&workspace, BASE);
+    let base = baseline(&StdGit, &workspace, &git_dir).unwrap();
+    // The agent writes 4 MB of text: far more than a pipe holds, and than the limit.
+    let line = "x".repeat(99) + "\n";
+    std::fs::write(workspace.join("big.txt"), line.repeat(40 * 1024)).unwrap();
+    let err = extract(&StdGit, &workspace, &base, 256 << 10).unwrap_err();
+    assert_eq!(err.to_string(), "the diff is larger than the limit of 262144 bytes");
+    // Nothing of it was left on disk, and under the limit the same workspace extracts.
+    let mut left: Vec<String> = std::fs::read_dir(&git_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("ash-"))
+        .collect();
+    left.sort();
+    assert_eq!(left, Vec::<String>::new());
+    let diff = extract(&StdGit, &workspace, &base, 8 << 20).unwrap();
+    assert!(diff.patch.len() > 4_096_000, "{}", diff.patch.len());
+    assert_eq!(diff.summary.files.len(), 1);
+    // A git that never writes the patch (it failed first) does not leave the reader waiting.
+    let err = extract(&Failing, &workspace, &base, 8 << 20).unwrap_err();
+    assert_eq!(err.to_string(), "`git add` failed: refused");
+}
+
+/// Git that fails every command.
+struct Failing;
+
+impl Git for Failing {
+    fn run(
+        &self,
+        _: &Path,
+        _: &[String],
+        _: &[(String, String)],
+        _: &[u8],
+    ) -> Result<GitOutput, String> {
+        Ok(GitOutput { success: false, stdout: Vec::new(), stderr: b"refused".to_vec() })
+    }
 }
