@@ -161,6 +161,11 @@ impl Git for StdGit {
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
         Ok(GitOutput { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
     }
+
+    /// Claimed: the benchmark's trees are its own.
+    fn isolated(&self) -> bool {
+        true
+    }
 }
 
 /// Every file of the tree edited (every 40th line), plus one new file: baseline, extract, and

@@ -35,6 +35,13 @@ pub trait Git {
         env: &[(String, String)],
         stdin: &[u8],
     ) -> Result<GitOutput, String>;
+
+    /// Whether git runs isolated from the host: in a sandbox that sees the host read-only, may
+    /// write only the trees it works on, and has no network (`ash-sandbox`'s native or
+    /// bubblewrap backend). [`baseline`] and [`extract`] run git over a tree a peer's agent
+    /// wrote and refuse a git that is not; [`apply`] runs over the user's own tree and takes
+    /// either.
+    fn isolated(&self) -> bool;
 }
 
 /// What a git run left.
@@ -147,6 +154,12 @@ pub enum DiffError {
         /// Why.
         cause: Box<DiffError>,
     },
+    /// [`baseline`] or [`extract`] was given a git that does not run isolated.
+    #[error(
+        "git over a workspace an agent wrote must run in an isolating sandbox (native or bwrap), \
+         not the plain backend"
+    )]
+    NotIsolated,
     /// Another apply is writing to the same tree.
     #[error("another apply is writing to {0}; wait for it to finish")]
     Busy(String),
@@ -242,8 +255,12 @@ fn run_checked(
     Ok(out.stdout)
 }
 
-/// Records `workspace` as it is now, in a new git directory `git_dir` (outside the workspace).
+/// Records `workspace` as it is now, in a new git directory `git_dir` (outside the workspace);
+/// `git` must be [isolated](Git::isolated).
 pub fn baseline(git: &dyn Git, workspace: &Path, git_dir: &Path) -> Result<Baseline, DiffError> {
+    if !git.isolated() {
+        return Err(DiffError::NotIsolated);
+    }
     let mut init: Vec<String> = HARDENING.iter().map(|s| (*s).to_owned()).collect();
     init.extend([
         "init".to_owned(),
@@ -263,7 +280,8 @@ pub fn baseline(git: &dyn Git, workspace: &Path, git_dir: &Path) -> Result<Basel
 pub const MAX_DIFF_BYTES: u64 = 1 << 30;
 
 /// The change from `baseline` to the workspace as it is now (committed or not), refused when
-/// over `max_bytes` (at most [`MAX_DIFF_BYTES`]). Git writes the patch into a pipe that this
+/// over `max_bytes` (at most [`MAX_DIFF_BYTES`]); `git` must be [isolated](Git::isolated). Git
+/// writes the patch into a pipe that this
 /// reads up to the limit and then closes, so a hostile workspace can neither fill the disk nor
 /// the memory with its diff; git, writing past the limit, dies on the closed pipe.
 pub fn extract(
@@ -272,6 +290,9 @@ pub fn extract(
     baseline: &Baseline,
     max_bytes: u64,
 ) -> Result<Diff, DiffError> {
+    if !git.isolated() {
+        return Err(DiffError::NotIsolated);
+    }
     let max_bytes = max_bytes.min(MAX_DIFF_BYTES);
     let repo = Repo { git, git_dir: &baseline.git_dir, work_tree: workspace };
     repo.run(&["add", "-A"])?;

@@ -315,6 +315,10 @@ impl Git for SandboxGit {
             .map_err(|e| e.to_string())?;
         Ok(GitOutput { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
     }
+
+    fn isolated(&self) -> bool {
+        self.sandbox.backend() != ash_sandbox::BackendKind::Plain
+    }
 }
 
 /// Asks before a patch writes files that run code or change how git treats files; `false` when

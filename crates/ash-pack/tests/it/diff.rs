@@ -42,6 +42,11 @@ impl Git for StdGit {
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
         Ok(GitOutput { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
     }
+
+    /// Claimed: the tests' workspaces are their own fixtures, not a peer's.
+    fn isolated(&self) -> bool {
+        true
+    }
 }
 
 /// Where the tests' applies keep their journals (one per tree, inside).
@@ -543,6 +548,10 @@ impl Git for Interrupted {
             }),
         }
     }
+
+    fn isolated(&self) -> bool {
+        true
+    }
 }
 
 #[test]
@@ -675,6 +684,10 @@ impl Git for Reentrant<'_> {
         }
         StdGit.run(cwd, args, env, stdin)
     }
+
+    fn isolated(&self) -> bool {
+        true
+    }
 }
 
 #[test]
@@ -739,6 +752,32 @@ fn a_diff_over_the_limit_is_cut_off_while_git_writes_it() {
     // A git that never writes the patch (it failed first) does not leave the reader waiting.
     let err = extract(&Failing, &workspace, &base, 8 << 20).unwrap_err();
     assert_eq!(err.to_string(), "`git add` failed: refused");
+    // A git that does not run isolated never touches the workspace.
+    let err = extract(&Unisolated, &workspace, &base, 8 << 20).unwrap_err();
+    let message = "git over a workspace an agent wrote must run in an isolating sandbox (native \
+                   or bwrap), not the plain backend";
+    assert_eq!(err.to_string(), message);
+    let err = baseline(&Unisolated, &workspace, &dir.path().join("c.git")).unwrap_err();
+    assert_eq!(err.to_string(), message);
+}
+
+/// Git as the plain backend runs it: not isolated.
+struct Unisolated;
+
+impl Git for Unisolated {
+    fn run(
+        &self,
+        _: &Path,
+        _: &[String],
+        _: &[(String, String)],
+        _: &[u8],
+    ) -> Result<GitOutput, String> {
+        panic!("an unisolated git was run over a workspace")
+    }
+
+    fn isolated(&self) -> bool {
+        false
+    }
 }
 
 /// Git that fails every command.
@@ -753,5 +792,9 @@ impl Git for Failing {
         _: &[u8],
     ) -> Result<GitOutput, String> {
         Ok(GitOutput { success: false, stdout: Vec::new(), stderr: b"refused".to_vec() })
+    }
+
+    fn isolated(&self) -> bool {
+        true
     }
 }
