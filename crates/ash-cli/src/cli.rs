@@ -126,8 +126,17 @@ pub(crate) enum PackCommand {
     ///
     /// Verifies the sender's signature and every chunk, and refuses traversal, absolute paths,
     /// links leaving the tree, hard links, devices and size, count or compression-ratio bombs
-    /// before anything is written outside --into; on any error the directory is removed.
+    /// before anything is written outside --into; on any error the directory is removed. Then
+    /// records the tree as unpacked (git in an isolating sandbox, in a git directory under
+    /// $ASH_HOME/workspaces) so that `ash pack result` can send back what changed.
     Open(PackOpenArgs),
+    /// Seal the changes made in a directory `ash pack open` unpacked, for its sender
+    ///
+    /// The diff is taken against the tree as it was unpacked (recorded by `ash pack open` in a
+    /// git directory of ash's own, outside the tree), with git running in an isolating sandbox
+    /// because the tree is not yours; the sealed result goes to the package's sender (or
+    /// --to / --to-key), bound to the package's job, for `ash apply`.
+    Result(PackResultArgs),
     /// Print this identity's sealing key, for others to seal packages to (--to-key)
     Key(JsonArgs),
 }
@@ -191,6 +200,37 @@ pub(crate) struct PackOpenArgs {
     /// Most decompressed bytes per compressed byte
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub(crate) max_ratio: u64,
+    /// Where git runs to record the tree as unpacked (for `ash pack result`): auto, native or
+    /// bwrap; never plain
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
+    pub(crate) sandbox: BackendChoice,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash pack result`.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("recipient").args(["to", "to_key"]))]
+pub(crate) struct PackResultArgs {
+    /// The directory `ash pack open` unpacked (default: the current directory)
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Where to write the sealed result
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    /// Seal for this node id instead of the package's sender (its profile in the local ledger)
+    #[arg(long, value_name = "NODE_ID")]
+    pub(crate) to: Option<String>,
+    /// Seal for the holder of this `ash pack key` output instead of the package's sender
+    #[arg(long, value_name = "FILE")]
+    pub(crate) to_key: Option<PathBuf>,
+    /// Largest diff (e.g. 100MiB; at most 1GiB)
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub(crate) max_bytes: u64,
+    /// Where git runs: auto (the strongest available), native or bwrap; never plain
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
+    pub(crate) sandbox: BackendChoice,
     /// Print JSON instead of text
     #[arg(long)]
     pub(crate) json: bool,

@@ -304,6 +304,15 @@ pub fn extract(
     let _ = std::fs::remove_file(&fifo);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
         .map_err(|e| io(e.into()))?;
+    // The pipe belongs to whoever owns the git directory: a root-run ash's sandboxed git runs
+    // as another user.
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let owner = std::fs::metadata(&baseline.git_dir).map_err(io)?;
+        if owner.uid() != nix::unistd::geteuid().as_raw() {
+            std::os::unix::fs::lchown(&fifo, Some(owner.uid()), Some(owner.gid())).map_err(io)?;
+        }
+    }
     let read = (|| {
         // Opened for reading without waiting for a writer, then held open by a writer of our
         // own until git is done: the reader sees the end only once git (if it ever opened the

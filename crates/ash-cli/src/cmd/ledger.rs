@@ -44,6 +44,10 @@ impl Home {
         }
         Ok(Self { dir })
     }
+    /// Where `ash pack open` records the trees it unpacked.
+    pub(crate) fn workspaces(&self) -> PathBuf {
+        self.dir.join("workspaces")
+    }
     fn identity_path(&self) -> PathBuf {
         self.dir.join("keys/identity.key")
     }

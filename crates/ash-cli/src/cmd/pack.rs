@@ -11,14 +11,19 @@ use ash_ledger::Body;
 use ash_pack::{
     ApplyOptions, DiffError, EntryKind, Expect, Git, GitOutput, JobId, Limits, MAX_DIFF_BYTES,
     PackError, PackOptions, Reason, Recipient, SEAL_MAGIC, Walk, WalkOptions, apply as apply_patch,
-    global_excludes_file, open, open_diff, pack, recover, scan, screen, walk,
+    baseline, extract, global_excludes_file, open, open_diff, pack, recover, scan, screen,
+    seal_diff, walk,
 };
-use ash_sandbox::{ExecRequest, Limits as SandboxLimits, Sandbox, SandboxPolicy};
+use ash_sandbox::{
+    BackendKind, ExecRequest, FsPolicy, Limits as SandboxLimits, Sandbox, SandboxPolicy,
+};
 use serde_json::json;
 
 use super::Outcome;
 use super::ledger::{Home, parse_id};
-use crate::cli::{ApplyArgs, PackCommand, PackCreateArgs, PackListArgs, PackOpenArgs};
+use crate::cli::{
+    ApplyArgs, PackCommand, PackCreateArgs, PackListArgs, PackOpenArgs, PackResultArgs,
+};
 use crate::{config, output};
 
 pub(crate) fn run(command: PackCommand) -> anyhow::Result<Outcome> {
@@ -26,6 +31,7 @@ pub(crate) fn run(command: PackCommand) -> anyhow::Result<Outcome> {
         PackCommand::List(args) => list(&args),
         PackCommand::Create(args) => create(&args),
         PackCommand::Open(args) => open_package(&args),
+        PackCommand::Result(args) => result(&args),
         PackCommand::Key(args) => {
             let identity = Home::find()?.identity()?;
             let cert = identity.sealing_cert().to_string();
@@ -134,8 +140,8 @@ fn list(args: &PackListArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The recipient from `--to` (its profile in the local ledger) or `--to-key` (a certificate).
-fn recipient(home: &Home, args: &PackCreateArgs) -> anyhow::Result<Recipient> {
-    if let Some(file) = &args.to_key {
+fn recipient(home: &Home, to: Option<&str>, to_key: Option<&Path>) -> anyhow::Result<Recipient> {
+    if let Some(file) = to_key {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let cert: SealingKeyCert = text.trim().parse().with_context(|| {
@@ -143,7 +149,7 @@ fn recipient(home: &Home, args: &PackCreateArgs) -> anyhow::Result<Recipient> {
         })?;
         return Ok(Recipient::from_cert(&cert));
     }
-    let id = parse_id(args.to.as_deref().unwrap_or_default())?;
+    let id = parse_id(to.unwrap_or_default())?;
     // Only a profile the verifier found valid names a sealing key; a forged or unsigned one
     // never reached the ledger.
     let db = home.ledger()?;
@@ -168,7 +174,7 @@ fn recipient(home: &Home, args: &PackCreateArgs) -> anyhow::Result<Recipient> {
 fn create(args: &PackCreateArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
     let identity = home.identity()?;
-    let to = recipient(&home, args)?;
+    let to = recipient(&home, args.to.as_deref(), args.to_key.as_deref())?;
     let job = match &args.job {
         Some(hex) => hex.parse::<JobId>().context("--job")?,
         None => JobId::random()?,
@@ -229,7 +235,8 @@ fn create(args: &PackCreateArgs) -> anyhow::Result<Outcome> {
 }
 
 fn open_package(args: &PackOpenArgs) -> anyhow::Result<Outcome> {
-    let identity = Home::find()?.identity()?;
+    let home = Home::find()?;
+    let identity = home.identity()?;
     let expect = Expect { sender: args.from.as_deref().map(parse_id).transpose()?, job: None };
     let limits = Limits {
         max_entries: args.max_entries,
@@ -243,14 +250,34 @@ fn open_package(args: &PackOpenArgs) -> anyhow::Result<Outcome> {
         open(BufReader::with_capacity(256 << 10, file), &identity, expect, &limits, &args.into)
             .with_context(|| format!("{} was not unpacked", args.file.display()))?;
     let digest = ash_identity::encode_hex(&opened.info.digest);
+    let record = OpenedTree {
+        workspace: std::fs::canonicalize(&args.into)
+            .with_context(|| format!("finding {}", args.into.display()))?,
+        job: opened.header.job.to_string(),
+        sender: opened.header.sender.to_string(),
+        digest: digest.clone(),
+        baseline: String::new(),
+    };
+    // The tree as unpacked, for `ash pack result`; without an isolating sandbox the tree is
+    // still unpacked, only the way back is closed.
+    let baseline = record_baseline(&home, &record, args.sandbox);
+    if let Err(e) = &baseline
+        && !args.json
+    {
+        output::note(&format!(
+            "ash: not recorded for `ash pack result`: {e:#}; the tree is unpacked all the same"
+        ));
+    }
     if args.json {
         output::json(&json!({
             "into": args.into,
-            "job": opened.header.job.to_string(),
-            "sender": opened.header.sender.to_string(),
+            "job": record.job,
+            "sender": record.sender,
             "entries": opened.info.entries,
             "totalBytes": opened.info.total_bytes,
             "digest": digest,
+            "baseline": baseline.as_ref().ok(),
+            "baselineError": baseline.as_ref().err().map(|e| format!("{e:#}")),
         }))?;
     } else {
         output::stdout(&format!(
@@ -265,20 +292,164 @@ fn open_package(args: &PackOpenArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Git through ash-sandbox (plain backend: the user's own tree and the user's own git), with
-/// no system or global configuration and English messages.
+/// What `ash pack open` remembers of a tree it unpacked, in
+/// `$ASH_HOME/workspaces/<job>/tree.json` beside `baseline.git`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct OpenedTree {
+    /// The tree, canonical.
+    workspace: PathBuf,
+    /// The package's job.
+    job: String,
+    /// The package's sender.
+    sender: String,
+    /// The package's digest.
+    digest: String,
+    /// The commit of the tree as unpacked, in `baseline.git`.
+    #[serde(default)]
+    baseline: String,
+}
+
+/// Records the unpacked tree in a git directory of ash's own (git isolated: the tree came
+/// from a peer); returns the baseline commit.
+fn record_baseline(
+    home: &Home,
+    record: &OpenedTree,
+    backend: ash_sandbox::BackendChoice,
+) -> anyhow::Result<String> {
+    let dir = home.workspaces().join(&record.job);
+    // One tree per job: opening the job again replaces what was recorded.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
+    }
+    let git_dir = dir.join("baseline.git");
+    std::fs::create_dir_all(&git_dir).with_context(|| format!("creating {}", git_dir.display()))?;
+    let git = SandboxGit::isolated(backend, vec![record.workspace.clone(), git_dir.clone()])?;
+    let base = baseline(&git, &record.workspace, &git_dir)?;
+    let file = dir.join("tree.json");
+    let recorded = OpenedTree { baseline: base.commit.clone(), ..record.clone() };
+    std::fs::write(&file, serde_json::to_vec_pretty(&recorded)?)
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(base.commit)
+}
+
+/// The record of the tree `dir`, which `ash pack open` unpacked on this machine.
+fn find_opened(home: &Home, dir: &Path) -> anyhow::Result<(OpenedTree, PathBuf)> {
+    let workspace =
+        std::fs::canonicalize(dir).with_context(|| format!("finding {}", dir.display()))?;
+    let root = home.workspaces();
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries.flatten().collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", root.display())),
+    };
+    for entry in entries {
+        let Ok(bytes) = std::fs::read(entry.path().join("tree.json")) else { continue };
+        let Ok(record) = serde_json::from_slice::<OpenedTree>(&bytes) else { continue };
+        if record.workspace == workspace && !record.baseline.is_empty() {
+            return Ok((record, entry.path().join("baseline.git")));
+        }
+    }
+    bail!(
+        "{} was not unpacked by `ash pack open` on this machine (or its baseline could not be \
+         recorded then); there is nothing to diff it against",
+        dir.display()
+    )
+}
+
+fn result(args: &PackResultArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let identity = home.identity()?;
+    let (record, git_dir) = find_opened(&home, &args.dir)?;
+    let to = if args.to.is_some() || args.to_key.is_some() {
+        recipient(&home, args.to.as_deref(), args.to_key.as_deref())?
+    } else {
+        recipient(&home, Some(&record.sender), None).context(
+            "sealing for the package's sender; pass --to-key FILE with their `ash pack key` output",
+        )?
+    };
+    let job: JobId = record.job.parse().context("the recorded job id")?;
+    let git = SandboxGit::isolated(args.sandbox, vec![record.workspace.clone(), git_dir.clone()])?;
+    let base = ash_pack::Baseline { git_dir, commit: record.baseline.clone() };
+    let diff = extract(&git, &record.workspace, &base, args.max_bytes)?;
+    let sealed = seal_diff(&diff.patch, &identity, &to, job)?;
+    let parent =
+        args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("cannot write into {}", parent.display()))?;
+    std::fs::write(temp.path(), &sealed)?;
+    temp.as_file().sync_all()?;
+    temp.persist(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let summary = &diff.summary;
+    if args.json {
+        output::json(&json!({
+            "output": args.output,
+            "job": record.job,
+            "recipient": to.node.to_string(),
+            "files": summary.files,
+            "insertions": summary.insertions,
+            "deletions": summary.deletions,
+            "sealedBytes": sealed.len(),
+        }))?;
+    } else {
+        output::stdout(&format!(
+            "{} file(s) changed, +{} -{}; sealed for {} into {} ({})\njob {}\n",
+            summary.files.len(),
+            summary.insertions,
+            summary.deletions,
+            to.node,
+            args.output.display(),
+            human(sealed.len() as u64),
+            record.job,
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+/// Git through ash-sandbox, with no system or global configuration and English messages: over
+/// the user's own tree on the plain backend (`ash apply`), or over a tree a peer sent, isolated
+/// (`ash pack open`, `ash pack result`): the host read-only, only that tree and ash's git
+/// directory writable, no network.
 struct SandboxGit {
     sandbox: Sandbox,
     runtime: tokio::runtime::Runtime,
+    /// What git may write, when isolated.
+    writable: Vec<PathBuf>,
+}
+
+fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 impl SandboxGit {
-    fn new() -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        Ok(Self { sandbox: Sandbox::plain(), runtime })
+    /// Git over the user's own tree.
+    fn own_tree() -> anyhow::Result<Self> {
+        Ok(Self { sandbox: Sandbox::plain(), runtime: current_thread_runtime()?, writable: vec![] })
+    }
+
+    /// Git over a tree a peer sent, isolated by `backend` (never plain); `writable` are handed
+    /// to the sandbox's user ([`Sandbox::adopt`]).
+    fn isolated(
+        backend: ash_sandbox::BackendChoice,
+        writable: Vec<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        if backend == ash_sandbox::BackendChoice::Exactly(BackendKind::Plain) {
+            bail!(
+                "git over a tree a peer sent runs isolated: choose the sandbox auto, native or \
+                 bwrap, not plain"
+            );
+        }
+        let runtime = current_thread_runtime()?;
+        let sandbox = runtime
+            .block_on(Sandbox::new(config::sandbox_config(backend, None)))
+            .context("git over a tree a peer sent needs an isolating sandbox")?;
+        for path in &writable {
+            sandbox.adopt(path)?;
+        }
+        Ok(Self { sandbox, runtime, writable })
     }
 }
 
@@ -292,10 +463,15 @@ impl Git for SandboxGit {
     ) -> Result<GitOutput, String> {
         let mut argv = vec!["git".to_owned()];
         argv.extend(args.iter().cloned());
+        let isolated = self.isolated();
         let policy = SandboxPolicy {
+            fs: FsPolicy { writable: self.writable.clone(), ..FsPolicy::default() },
             limits: SandboxLimits {
                 wall_time: std::time::Duration::from_secs(600),
                 output_bytes: 64 << 20,
+                memory_bytes: isolated.then_some(4 << 30),
+                // What `add -A` may write into the git directory.
+                disk_bytes: isolated.then_some(8 << 30),
                 ..SandboxLimits::default()
             },
             ..SandboxPolicy::default()
@@ -379,7 +555,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
             restored.len()
         ));
     }
-    let git = SandboxGit::new()?;
+    let git = SandboxGit::own_tree()?;
     match apply_patch(&git, &args.into, &patch, options, &journal) {
         Ok(applied) => {
             if args.json {

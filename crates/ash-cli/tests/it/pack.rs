@@ -296,3 +296,96 @@ fn apply_on_a_full_disk_leaves_the_tree_as_it_was() {
         "{errors}"
     );
 }
+
+#[test]
+fn a_result_goes_back_from_an_opened_tree_with_git_isolated() {
+    let w = world();
+    fs::remove_file(w.project.join("config.py")).unwrap();
+    let key = |home: &Path, name: &str| {
+        let file = w.scratch.join(name);
+        fs::write(&file, stdout(&run(home, home, &["pack", "key"]))).unwrap();
+        file
+    };
+    let (bob_key, alice_key) = (key(&w.bob, "bob.key"), key(&w.alice, "alice.key"));
+    let sealed = w.scratch.join("p.ashpkg");
+    let created = json(&run(
+        &w.alice,
+        &w.project,
+        &[
+            "pack",
+            "create",
+            "--to-key",
+            bob_key.to_str().unwrap(),
+            "-o",
+            sealed.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    // Bob opens it; the tree as unpacked is recorded by git in a sandbox.
+    let ws = w.scratch.join("ws");
+    let opened = json(&run(
+        &w.bob,
+        &w.scratch,
+        &["pack", "open", sealed.to_str().unwrap(), "--into", ws.to_str().unwrap(), "--json"],
+    ));
+    if !nix::unistd::geteuid().is_root() && opened["baseline"].is_null() {
+        eprintln!("skipping: no isolating sandbox here: {}", opened["baselineError"]);
+        return;
+    }
+    assert_eq!(opened["baseline"].as_str().map(str::len), Some(40), "{opened}");
+    if nix::unistd::geteuid().is_root() {
+        // Sandboxed git never runs as root: the tree was handed to the sandbox's user.
+        use std::os::unix::fs::MetadataExt as _;
+        assert_ne!(fs::metadata(&ws).unwrap().uid(), 0);
+    }
+    // An agent works in the tree.
+    fs::write(ws.join("main.rs"), "fn main() {\n    println!(\"done\");\n}\n").unwrap();
+    fs::write(ws.join("NOTES.md"), "what I did\n").unwrap();
+    let result = w.scratch.join("r.ashdiff");
+    let out_arg = result.to_str().unwrap();
+    let to_alice = ["--to-key", alice_key.to_str().unwrap()];
+
+    // Git over a peer's tree never runs unconfined, and only opened trees have a way back.
+    let out = run(
+        &w.bob,
+        &ws,
+        &[&["pack", "result", "-o", out_arg, "--sandbox", "plain"][..], &to_alice].concat(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: git over a tree a peer sent runs isolated: choose the sandbox auto, native or bwrap, not plain\n"
+    );
+    let out =
+        run(&w.bob, &w.scratch, &[&["pack", "result", ".", "-o", out_arg][..], &to_alice].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(". was not unpacked by `ash pack open` on this machine"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!result.exists());
+
+    let sent = json(&run(
+        &w.bob,
+        &ws,
+        &[&["pack", "result", "-o", out_arg, "--json"][..], &to_alice].concat(),
+    ));
+    let files: Vec<&str> =
+        sent["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(files, ["NOTES.md", "main.rs"]);
+    assert_eq!(
+        (sent["job"].as_str(), sent["insertions"].as_u64()),
+        (created["job"].as_str(), Some(4))
+    );
+
+    // Alice applies it, from Bob only.
+    let bob_id = created["recipient"].as_str().unwrap();
+    let applied = json(&run(&w.alice, &w.project, &["apply", out_arg, "--from", bob_id, "--json"]));
+    assert_eq!(applied["applied"], true, "{applied}");
+    assert_eq!(fs::read_to_string(w.project.join("NOTES.md")).unwrap(), "what I did\n");
+    assert_eq!(
+        fs::read_to_string(w.project.join("main.rs")).unwrap(),
+        "fn main() {\n    println!(\"done\");\n}\n"
+    );
+}
