@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use ash_identity::Identity;
 use serde::Serialize;
 
-use crate::journal::Journal;
+use crate::journal::{Journal, Recovered};
 use crate::paths::{PathProblem, check_relative};
 use crate::seal::{
     Contents, Expect, JobId, Opener, Recipient, SealError, SealedHeader, Sealer, seal_error,
@@ -160,6 +160,12 @@ pub enum DiffError {
          not the plain backend"
     )]
     NotIsolated,
+    /// An interrupted apply into the tree is still to be rolled back.
+    #[error(
+        "an interrupted apply into {0} is not rolled back yet; apply without --check rolls it \
+         back first"
+    )]
+    Interrupted(String),
     /// Another apply is writing to the same tree.
     #[error("another apply is writing to {0}; wait for it to finish")]
     Busy(String),
@@ -712,6 +718,38 @@ fn moved_links_stay_inside(tree: &Path, files: &[PatchFile]) -> Result<(), DiffE
     Ok(())
 }
 
+/// No path the patch touches lies below a symlink already in the tree: `git apply --3way`
+/// checks against the index, not the disk, and would write through a link the index does not
+/// know (an untracked `build -> /elsewhere`); and a journal played back must never pass one.
+fn nothing_below_a_link(tree: &Path, files: &[PatchFile]) -> Result<(), DiffError> {
+    let mut seen = std::collections::HashSet::new();
+    for path in files.iter().flat_map(|f| [&f.old_path, &f.new_path]).flatten() {
+        let mut end = 0;
+        for part in path.split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, p)| p) {
+            end += part.len();
+            let prefix = &path[..end];
+            end += 1;
+            if !seen.insert(prefix) {
+                continue;
+            }
+            match std::fs::symlink_metadata(tree.join(prefix)) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.is_symlink() => {
+                    return Err(DiffError::Unsafe {
+                        path: path.clone(),
+                        problem: format!(
+                            "`{prefix}` is a symlink in the tree; the patch writes below it"
+                        ),
+                    });
+                }
+                // Missing, or a file the patch replaces: nothing below it exists yet.
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How to apply.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApplyOptions {
@@ -739,10 +777,10 @@ fn canonical(tree: &Path) -> Result<PathBuf, DiffError> {
 }
 
 /// Puts `tree` back as it was before an apply that was interrupted (the process died while
-/// git wrote), using the pre-images kept under `journal_root`. Returns the paths put back; empty
-/// when no apply was interrupted. [`apply`] does this first on its own; call it to tell the
-/// person.
-pub fn recover(journal_root: &Path, tree: &Path) -> Result<Vec<String>, DiffError> {
+/// git wrote), using the pre-images kept under `journal_root`; what was there instead is moved
+/// aside into the journal, not lost. Says what it did (nothing when no apply was interrupted).
+/// [`apply`] does this first on its own; call it to tell the person.
+pub fn recover(journal_root: &Path, tree: &Path) -> Result<Recovered, DiffError> {
     let tree = canonical(tree)?;
     Journal::lock(journal_root, &tree)?
         .recover()
@@ -764,12 +802,21 @@ pub fn apply(
     let files = screen(patch)?;
     let tree = canonical(tree)?;
     let journal = Journal::lock(journal_root, &tree)?;
-    journal.recover().map_err(|cause| DiffError::RollBackFailed { cause: Box::new(cause) })?;
+    if options.check_only {
+        // A check changes nothing, not even to roll back an interrupted apply.
+        if journal.pending() {
+            return Err(DiffError::Interrupted(tree.display().to_string()));
+        }
+    } else {
+        journal.recover().map_err(|cause| DiffError::RollBackFailed { cause: Box::new(cause) })?;
+    }
     if files.is_empty() {
         return Ok(Applied { files, changed: false, conflicted: Vec::new() });
     }
     moved_links_stay_inside(&tree, &files)?;
-    let is_repo_root = tree.join(".git").is_dir();
+    nothing_below_a_link(&tree, &files)?;
+    // A real `.git` directory: through a link, the index journalled would be another's.
+    let is_repo_root = std::fs::symlink_metadata(tree.join(".git")).is_ok_and(|m| m.is_dir());
     if options.three_way && !is_repo_root {
         return Err(DiffError::ThreeWayWithoutRepo);
     }
@@ -849,10 +896,12 @@ pub fn apply(
 }
 
 /// The files a three-way apply merged with conflict markers, when that is all that went wrong
-/// (`None` if git reported an error).
+/// (`None` if git reported an error). Git lists them (`U path`) only once it has written
+/// everything, so a git that died part-way is never taken for a merge with conflicts.
 fn merged_with_conflicts(stderr: &[u8]) -> Option<Vec<String>> {
     let text = String::from_utf8_lossy(stderr);
-    let mut files = Vec::new();
+    let mut announced = std::collections::BTreeSet::new();
+    let mut listed = std::collections::BTreeSet::new();
     for line in text.lines() {
         if line.starts_with("error:") || line.starts_with("fatal:") {
             return None;
@@ -861,10 +910,12 @@ fn merged_with_conflicts(stderr: &[u8]) -> Option<Vec<String>> {
             .strip_prefix("Applied patch to '")
             .and_then(|rest| rest.strip_suffix("' with conflicts."))
         {
-            files.push(path.to_owned());
+            announced.insert(path.to_owned());
+        } else if let Some(path) = line.strip_prefix("U ") {
+            listed.insert(path.to_owned());
         }
     }
-    Some(files)
+    (!listed.is_empty() && listed == announced).then(|| listed.into_iter().collect())
 }
 
 /// Holds the screen to git's own reading of the patch (`git apply --numstat -z`, in

@@ -115,9 +115,14 @@ impl Journal {
         self.dir.join("kept")
     }
 
-    /// Plays back a journal an interrupted apply left, and removes it. Returns the paths put
-    /// back (empty when there was nothing to recover).
-    pub(crate) fn recover(&self) -> Result<Vec<String>, DiffError> {
+    /// Whether an interrupted apply left pre-images to play back.
+    pub(crate) fn pending(&self) -> bool {
+        self.preimages().exists()
+    }
+
+    /// Plays back a journal an interrupted apply left, and removes it. What was there then
+    /// and differs from the pre-images is moved aside, not lost.
+    pub(crate) fn recover(&self) -> Result<Recovered, DiffError> {
         let tmp = self.dir.join("preimages.tmp");
         // An unfinished journal means git never ran.
         match fs::remove_file(&tmp) {
@@ -128,9 +133,11 @@ impl Journal {
         if !self.preimages().exists() {
             // Links left by a crash after the journal was dropped.
             remove_all(&self.kept())?;
-            return Ok(Vec::new());
+            return Ok(Recovered::default());
         }
-        self.roll_back()
+        let done = self.play_back(true)?;
+        self.forget()?;
+        Ok(done)
     }
 
     /// Records what is now at each of `paths` (relative to the tree) and at the directories
@@ -293,11 +300,10 @@ impl Journal {
         }
     }
 
-    /// Plays the journal back after a failed apply and removes it.
-    pub(crate) fn roll_back(&self) -> Result<Vec<String>, DiffError> {
-        let restored = self.play_back()?;
-        self.forget()?;
-        Ok(restored)
+    /// Plays the journal back after git failed (what it wrote is dropped) and removes it.
+    pub(crate) fn roll_back(&self) -> Result<(), DiffError> {
+        self.play_back(false)?;
+        self.forget()
     }
 
     /// Drops pre-images that were kept for an apply that will not write after all.
@@ -311,13 +317,15 @@ impl Journal {
     /// Makes the tree durable, then removes the pre-images: after a successful apply, or once
     /// they are played back.
     pub(crate) fn forget(&self) -> Result<(), DiffError> {
-        sync_tree(&self.tree)?;
-        self.discard()
+        // The journal goes even if the sync fails: keeping it would undo a finished apply.
+        let synced = sync_tree(&self.tree);
+        self.discard()?;
+        synced
     }
 
     /// Puts every journalled path back as it was: new files and links go, new directories go
     /// if empty, removed directories come back, then files and links are written again.
-    fn play_back(&self) -> Result<Vec<String>, DiffError> {
+    fn play_back(&self, displace: bool) -> Result<Recovered, DiffError> {
         let path = self.preimages();
         let corrupt = |what: &str| DiffError::Io {
             path: path.display().to_string(),
@@ -388,86 +396,272 @@ impl Journal {
                 states.push((relative, state, Body::None));
             }
         }
-        let at = |p: &Path| self.tree.join(p);
+        let displaced_dir = self.dir.join("displaced");
+        if displace {
+            remove_all(&displaced_dir)?;
+        }
+        let mut done = Recovered::default();
+        let mut failed: Vec<String> = Vec::new();
+        let mut note = |p: &Path, result: Result<(), DiffError>| {
+            if let Err(e) = result {
+                failed.push(format!("{}: {e}", p.display()));
+            }
+        };
+        let mut input = File::open(&path).map_err(|e| io_error(&path, &e))?;
+        let aside = |p: &Path, done: &mut Recovered| -> Result<(), DiffError> {
+            if displace {
+                move_aside(&self.tree.join(p), &displaced_dir.join(p))?;
+                done.displaced.push(p.display().to_string());
+                Ok(())
+            } else {
+                remove_non_dir(&self.tree.join(p))
+            }
+        };
         // New files and links go, deepest first (directories that were there stay).
         for (p, state, _) in states.iter().rev() {
-            if *state == Before::Absent {
-                remove_non_dir(&at(p))?;
+            if *state != Before::Absent {
+                continue;
             }
+            let result = self.no_link_above(p).and_then(|()| {
+                match fs::symlink_metadata(self.tree.join(p)) {
+                    Ok(m) if m.is_dir() => Ok(()),
+                    Ok(_) => aside(p, &mut done),
+                    Err(e) if gone(&e) => Ok(()),
+                    Err(e) => Err(io_error(&self.tree.join(p), &e)),
+                }
+            });
+            note(p, result);
         }
         // New directories go if nothing else is in them.
         for (p, state, _) in states.iter().rev() {
-            if *state == Before::AbsentDir {
-                match fs::remove_dir(at(p)) {
-                    Ok(()) => {}
+            if *state != Before::AbsentDir {
+                continue;
+            }
+            let result =
+                self.no_link_above(p).and_then(|()| match fs::remove_dir(self.tree.join(p)) {
+                    Ok(()) => Ok(()),
                     Err(e)
                         if matches!(
                             e.kind(),
                             io::ErrorKind::NotFound
                                 | io::ErrorKind::DirectoryNotEmpty
                                 | io::ErrorKind::NotADirectory
-                        ) => {}
-                    Err(e) => return Err(io_error(&at(p), &e)),
-                }
-            }
+                        ) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(io_error(&self.tree.join(p), &e)),
+                });
+            note(p, result);
         }
         // Directories the patch removed come back, shallowest first.
         for (p, state, _) in &states {
-            if let Before::Dir(mode) = state {
-                let full = at(p);
-                match fs::symlink_metadata(&full) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => {
-                        remove_non_dir(&full)?;
-                        make_dir(&full, *mode)?;
+            let Before::Dir(mode) = state else { continue };
+            let full = self.tree.join(p);
+            let result = self.no_link_above(p).and_then(|()| match fs::symlink_metadata(&full) {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(_) => aside(p, &mut done).and_then(|()| make_dir(&full, *mode)),
+                Err(e) if gone(&e) => make_dir(&full, *mode),
+                Err(e) => Err(io_error(&full, &e)),
+            });
+            note(p, result);
+        }
+        // Files and links are written again, unless they are still as they were.
+        for (p, state, body) in &states {
+            if matches!(state, Before::Absent | Before::AbsentDir | Before::Dir(_)) {
+                continue;
+            }
+            let full = self.tree.join(p);
+            let result = self.no_link_above(p).and_then(|()| {
+                if self.unchanged(&full, state, body, &mut input)? {
+                    if let Before::File(mode, _) = state {
+                        fs::set_permissions(&full, fs::Permissions::from_mode(*mode))
+                            .map_err(|e| io_error(&full, &e))?;
                     }
-                    Err(e) if gone(&e) => make_dir(&full, *mode)?,
+                    return Ok(false);
+                }
+                match fs::symlink_metadata(&full) {
+                    Ok(m) if m.is_dir() => {
+                        fs::remove_dir(&full).map_err(|e| io_error(&full, &e))?;
+                    }
+                    Ok(_) => aside(p, &mut done)?,
+                    Err(e) if gone(&e) => {}
                     Err(e) => return Err(io_error(&full, &e)),
                 }
+                if let Some(parent) = full.parent() {
+                    fs::create_dir_all(parent).map_err(|e| io_error(parent, &e))?;
+                }
+                self.write_back(&full, state, body, &mut input)?;
+                Ok(true)
+            });
+            match result {
+                Ok(true) => done.restored.push(p.display().to_string()),
+                Ok(false) => {}
+                Err(e) => note(p, Err(e)),
             }
         }
-        // Files and links are written again.
-        let mut input = File::open(&path).map_err(|e| io_error(&path, &e))?;
-        let mut restored = Vec::new();
-        for (p, state, body) in &states {
-            let full = at(p);
-            match state {
-                Before::File(mode, len) => {
-                    clear_for(&full)?;
-                    if let Body::Linked(number) = body {
-                        let name = self.kept().join(number.to_string());
-                        fs::hard_link(&name, &full).map_err(|e| io_error(&full, &e))?;
-                    } else {
-                        let Body::Inline(offset) = body else { return Err(corrupt("no body")) };
-                        let mut file = OpenOptions::new()
-                            .write(true)
-                            .create_new(true)
-                            .mode(*mode)
-                            .open(&full)
-                            .map_err(|e| io_error(&full, &e))?;
-                        io::Seek::seek(&mut input, io::SeekFrom::Start(*offset))
-                            .map_err(|e| io_error(&path, &e))?;
-                        let copied = io::copy(&mut (&mut input).take(*len), &mut file)
-                            .map_err(|e| io_error(&full, &e))?;
-                        if copied != *len {
-                            return Err(corrupt("truncated"));
-                        }
-                    }
-                    // The umask may have narrowed the mode, or git changed it in place.
-                    fs::set_permissions(&full, fs::Permissions::from_mode(*mode))
-                        .map_err(|e| io_error(&full, &e))?;
-                }
-                Before::Link(target) => {
-                    clear_for(&full)?;
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &full)
-                        .map_err(|e| io_error(&full, &e))?;
-                }
-                Before::Absent | Before::AbsentDir | Before::Dir(_) => continue,
-            }
-            restored.push(p.display().to_string());
+        if let Some(first) = failed.first() {
+            return Err(DiffError::Io {
+                path: self.tree.display().to_string(),
+                message: format!(
+                    "{} path(s) could not be put back, first {first}; to give up restoring them, \
+                     remove {}",
+                    failed.len(),
+                    self.dir.display()
+                ),
+            });
         }
-        Ok(restored)
+        if !done.displaced.is_empty() {
+            done.kept_in = Some(displaced_dir);
+        }
+        Ok(done)
     }
+
+    /// A path the journal names must be reached through directories only.
+    fn no_link_above(&self, relative: &Path) -> Result<(), DiffError> {
+        let mut here = self.tree.clone();
+        let parts: Vec<_> = relative.components().collect();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            here.push(part);
+            match fs::symlink_metadata(&here) {
+                Ok(m) if m.is_symlink() => {
+                    return Err(DiffError::Unsafe {
+                        path: relative.display().to_string(),
+                        problem: format!("`{}` is now a symlink; not followed", here.display()),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if gone(&e) => break,
+                Err(e) => return Err(io_error(&here, &e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether what is at `full` is still exactly the pre-image.
+    fn unchanged(
+        &self,
+        full: &Path,
+        state: &Before,
+        body: &Body,
+        input: &mut File,
+    ) -> Result<bool, DiffError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(now) = fs::symlink_metadata(full) else { return Ok(false) };
+        Ok(match (state, body) {
+            (Before::Link(target), _) => {
+                now.is_symlink()
+                    && fs::read_link(full).is_ok_and(|t| t.as_os_str().as_bytes() == target)
+            }
+            (Before::File(..), Body::Linked(number)) => {
+                let kept = fs::symlink_metadata(self.kept().join(number.to_string()))
+                    .map_err(|e| io_error(full, &e))?;
+                now.is_file() && (now.dev(), now.ino()) == (kept.dev(), kept.ino())
+            }
+            (Before::File(_, len), Body::Inline(offset)) => {
+                if !now.is_file() || now.len() != *len {
+                    return Ok(false);
+                }
+                io::Seek::seek(input, io::SeekFrom::Start(*offset))
+                    .map_err(|e| io_error(&self.dir, &e))?;
+                let current = File::open(full).map_err(|e| io_error(full, &e))?;
+                same_bytes(current, input.take(*len)).map_err(|e| io_error(full, &e))?
+            }
+            _ => false,
+        })
+    }
+
+    /// Writes the pre-image of a file or link at `full`, where nothing is now.
+    fn write_back(
+        &self,
+        full: &Path,
+        state: &Before,
+        body: &Body,
+        input: &mut File,
+    ) -> Result<(), DiffError> {
+        match (state, body) {
+            (Before::Link(target), _) => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), full)
+                    .map_err(|e| io_error(full, &e))
+            }
+            (Before::File(mode, _), Body::Linked(number)) => {
+                fs::hard_link(self.kept().join(number.to_string()), full)
+                    .map_err(|e| io_error(full, &e))?;
+                fs::set_permissions(full, fs::Permissions::from_mode(*mode))
+                    .map_err(|e| io_error(full, &e))
+            }
+            (Before::File(mode, len), Body::Inline(offset)) => {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                    .mode(*mode)
+                    .open(full)
+                    .map_err(|e| io_error(full, &e))?;
+                io::Seek::seek(input, io::SeekFrom::Start(*offset))
+                    .map_err(|e| io_error(&self.dir, &e))?;
+                let copied =
+                    io::copy(&mut input.take(*len), &mut file).map_err(|e| io_error(full, &e))?;
+                if copied != *len {
+                    return Err(io_error(
+                        &self.dir,
+                        &io::Error::from(io::ErrorKind::UnexpectedEof),
+                    ));
+                }
+                // The umask may have narrowed the mode.
+                file.set_permissions(fs::Permissions::from_mode(*mode))
+                    .map_err(|e| io_error(full, &e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What playing a journal back did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Paths written back as they were before the interrupted apply.
+    pub restored: Vec<String>,
+    /// Paths whose content then was neither the pre-image nor absent (what the interrupted
+    /// apply wrote, or edits made since): moved aside into `kept_in`, never lost.
+    pub displaced: Vec<String>,
+    /// Where displaced files are, under the journal.
+    pub kept_in: Option<PathBuf>,
+}
+
+/// Whether two streams hold the same bytes.
+fn same_bytes(mut a: impl Read, mut b: impl Read) -> io::Result<bool> {
+    let (mut x, mut y) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            let mut rest = [0u8; 1];
+            return Ok(b.read(&mut rest)? == 0);
+        }
+        if b.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// Moves the file or link at `from` to `to` (creating its directory), across filesystems too.
+fn move_aside(from: &Path, to: &Path) -> Result<(), DiffError> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(|e| io_error(parent, &e))?;
+    }
+    match fs::rename(from, to) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() != io::ErrorKind::CrossesDevices => return Err(io_error(from, &e)),
+        Err(_) => {}
+    }
+    let meta = fs::symlink_metadata(from).map_err(|e| io_error(from, &e))?;
+    if meta.is_symlink() {
+        let target = fs::read_link(from).map_err(|e| io_error(from, &e))?;
+        std::os::unix::fs::symlink(target, to).map_err(|e| io_error(to, &e))?;
+    } else {
+        fs::copy(from, to).map_err(|e| io_error(to, &e))?;
+    }
+    fs::remove_file(from).map_err(|e| io_error(from, &e))
 }
 
 /// Where a journalled file's bytes are.
@@ -497,21 +691,6 @@ fn remove_non_dir(path: &Path) -> Result<(), DiffError> {
         Err(e) if gone(&e) => Ok(()),
         Err(e) => Err(io_error(path, &e)),
     }
-}
-
-/// Makes room for a file or link at `path`: whatever is there goes (a directory only if it is
-/// empty), and the directory it goes in exists.
-fn clear_for(path: &Path) -> Result<(), DiffError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir(path).map_err(|e| io_error(path, &e))?,
-        Ok(_) => fs::remove_file(path).map_err(|e| io_error(path, &e))?,
-        Err(e) if gone(&e) => {}
-        Err(e) => return Err(io_error(path, &e)),
-    }
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| io_error(parent, &e))?;
-    }
-    Ok(())
 }
 
 /// Nothing is at the path (or a file is where a directory above it would be).

@@ -28,6 +28,7 @@ pub use diff::{
 };
 pub use error::PackError;
 pub use gitindex::IndexError;
+pub use journal::Recovered;
 pub use package::{
     Limits, MANIFEST_MAGIC, Opened, PAYLOAD_MAGIC, PackOptions, PackageInfo, open, pack, scan,
 };

@@ -309,6 +309,40 @@ struct OpenedTree {
     baseline: String,
 }
 
+/// Where the record of the tree `workspace` (canonical) lives, and its lock: keyed by the
+/// tree's path, so a tree has one record whatever was unpacked into it before.
+fn record_paths(home: &Home, workspace: &Path) -> (PathBuf, PathBuf) {
+    use sha2::Digest as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let key = sha2::Sha256::digest(workspace.as_os_str().as_bytes());
+    let name = ash_identity::encode_hex(&key[..16]);
+    let root = home.workspaces();
+    (root.join(&name), root.join(format!("{name}.lock")))
+}
+
+/// Locks the record of a tree: one `ash pack open` or `ash pack result` at a time.
+fn lock_record(lock: &Path) -> anyhow::Result<File> {
+    if let Some(parent) = lock.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock)
+        .with_context(|| format!("opening {}", lock.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("another `ash pack open` or `ash pack result` is working on this tree")
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", lock.display()))
+        }
+    }
+}
+
 /// Records the unpacked tree in a git directory of ash's own (git isolated: the tree came
 /// from a peer); returns the baseline commit.
 fn record_baseline(
@@ -316,14 +350,19 @@ fn record_baseline(
     record: &OpenedTree,
     backend: ash_sandbox::BackendChoice,
 ) -> anyhow::Result<String> {
-    let dir = home.workspaces().join(&record.job);
-    // One tree per job: opening the job again replaces what was recorded.
+    let (dir, lock) = record_paths(home, &record.workspace);
+    let _lock = lock_record(&lock)?;
+    // Whatever was recorded for this path before is gone first.
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
     }
     let git_dir = dir.join("baseline.git");
     std::fs::create_dir_all(&git_dir).with_context(|| format!("creating {}", git_dir.display()))?;
-    let git = SandboxGit::isolated(backend, vec![record.workspace.clone(), git_dir.clone()])?;
+    let git = SandboxGit::isolated(backend, record.workspace.clone(), git_dir.clone())?;
+    // Freshly unpacked, nobody else in it yet: the sandbox's user may read the tree and write
+    // the git directory.
+    git.sandbox.adopt(&record.workspace)?;
+    git.sandbox.adopt(&git_dir)?;
     let base = baseline(&git, &record.workspace, &git_dir)?;
     let file = dir.join("tree.json");
     let recorded = OpenedTree { baseline: base.commit.clone(), ..record.clone() };
@@ -332,34 +371,35 @@ fn record_baseline(
     Ok(base.commit)
 }
 
-/// The record of the tree `dir`, which `ash pack open` unpacked on this machine.
-fn find_opened(home: &Home, dir: &Path) -> anyhow::Result<(OpenedTree, PathBuf)> {
+/// The record of the tree `dir`, which `ash pack open` unpacked on this machine, locked.
+fn find_opened(home: &Home, dir: &Path) -> anyhow::Result<(OpenedTree, PathBuf, File)> {
     let workspace =
         std::fs::canonicalize(dir).with_context(|| format!("finding {}", dir.display()))?;
-    let root = home.workspaces();
-    let entries = match std::fs::read_dir(&root) {
-        Ok(entries) => entries.flatten().collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", root.display())),
+    let (record_dir, lock) = record_paths(home, &workspace);
+    let not_opened = || {
+        anyhow::anyhow!(
+            "{} was not unpacked by `ash pack open` on this machine (or its baseline could not \
+             be recorded then); there is nothing to diff it against",
+            dir.display()
+        )
     };
-    for entry in entries {
-        let Ok(bytes) = std::fs::read(entry.path().join("tree.json")) else { continue };
-        let Ok(record) = serde_json::from_slice::<OpenedTree>(&bytes) else { continue };
-        if record.workspace == workspace && !record.baseline.is_empty() {
-            return Ok((record, entry.path().join("baseline.git")));
-        }
+    if !record_dir.exists() {
+        return Err(not_opened());
     }
-    bail!(
-        "{} was not unpacked by `ash pack open` on this machine (or its baseline could not be \
-         recorded then); there is nothing to diff it against",
-        dir.display()
-    )
+    let locked = lock_record(&lock)?;
+    let bytes = std::fs::read(record_dir.join("tree.json")).map_err(|_| not_opened())?;
+    let record: OpenedTree = serde_json::from_slice(&bytes)
+        .with_context(|| format!("reading {}", record_dir.join("tree.json").display()))?;
+    if record.workspace != workspace || record.baseline.is_empty() {
+        return Err(not_opened());
+    }
+    Ok((record, record_dir.join("baseline.git"), locked))
 }
 
 fn result(args: &PackResultArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
     let identity = home.identity()?;
-    let (record, git_dir) = find_opened(&home, &args.dir)?;
+    let (record, git_dir, _lock) = find_opened(&home, &args.dir)?;
     let to = if args.to.is_some() || args.to_key.is_some() {
         recipient(&home, args.to.as_deref(), args.to_key.as_deref())?
     } else {
@@ -368,7 +408,8 @@ fn result(args: &PackResultArgs) -> anyhow::Result<Outcome> {
         )?
     };
     let job: JobId = record.job.parse().context("the recorded job id")?;
-    let git = SandboxGit::isolated(args.sandbox, vec![record.workspace.clone(), git_dir.clone()])?;
+    // The tree stays as the agent left it: git only reads it.
+    let git = SandboxGit::isolated(args.sandbox, record.workspace.clone(), git_dir.clone())?;
     let base = ash_pack::Baseline { git_dir, commit: record.baseline.clone() };
     let diff = extract(&git, &record.workspace, &base, args.max_bytes)?;
     let sealed = seal_diff(&diff.patch, &identity, &to, job)?;
@@ -413,8 +454,8 @@ fn result(args: &PackResultArgs) -> anyhow::Result<Outcome> {
 struct SandboxGit {
     sandbox: Sandbox,
     runtime: tokio::runtime::Runtime,
-    /// What git may write, when isolated.
-    writable: Vec<PathBuf>,
+    /// What git may read and what it may write, when isolated.
+    fs: FsPolicy,
 }
 
 fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -427,14 +468,19 @@ fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 impl SandboxGit {
     /// Git over the user's own tree.
     fn own_tree() -> anyhow::Result<Self> {
-        Ok(Self { sandbox: Sandbox::plain(), runtime: current_thread_runtime()?, writable: vec![] })
+        Ok(Self {
+            sandbox: Sandbox::plain(),
+            runtime: current_thread_runtime()?,
+            fs: FsPolicy::default(),
+        })
     }
 
-    /// Git over a tree a peer sent, isolated by `backend` (never plain); `writable` are handed
-    /// to the sandbox's user ([`Sandbox::adopt`]).
+    /// Git over a tree a peer sent, isolated by `backend` (never plain): it reads `tree` and
+    /// writes only `git_dir`.
     fn isolated(
         backend: ash_sandbox::BackendChoice,
-        writable: Vec<PathBuf>,
+        tree: PathBuf,
+        git_dir: PathBuf,
     ) -> anyhow::Result<Self> {
         if backend == ash_sandbox::BackendChoice::Exactly(BackendKind::Plain) {
             bail!(
@@ -446,10 +492,10 @@ impl SandboxGit {
         let sandbox = runtime
             .block_on(Sandbox::new(config::sandbox_config(backend, None)))
             .context("git over a tree a peer sent needs an isolating sandbox")?;
-        for path in &writable {
-            sandbox.adopt(path)?;
-        }
-        Ok(Self { sandbox, runtime, writable })
+        let mut fs = FsPolicy::default();
+        fs.read_only.push(tree);
+        fs.writable.push(git_dir);
+        Ok(Self { sandbox, runtime, fs })
     }
 }
 
@@ -465,7 +511,7 @@ impl Git for SandboxGit {
         argv.extend(args.iter().cloned());
         let isolated = self.isolated();
         let policy = SandboxPolicy {
-            fs: FsPolicy { writable: self.writable.clone(), ..FsPolicy::default() },
+            fs: self.fs.clone(),
             limits: SandboxLimits {
                 wall_time: std::time::Duration::from_secs(600),
                 output_bytes: 64 << 20,
@@ -547,13 +593,24 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
     let journal = config::ash_home()
         .context("cannot find $ASH_HOME or $HOME for the apply journal; set ASH_HOME")?
         .join("apply");
-    let restored = recover(&journal, &args.into)?;
-    if !restored.is_empty() {
-        output::note(&format!(
-            "an earlier apply into {} was interrupted; its {} file(s) were put back as they were",
+    // A check changes nothing; `apply` refuses it while an interrupted apply is pending.
+    let recovered = if args.check { None } else { Some(recover(&journal, &args.into)?) };
+    if let Some(done) =
+        recovered.as_ref().filter(|d| !d.restored.is_empty() || !d.displaced.is_empty())
+    {
+        let mut note = format!(
+            "an earlier apply into {} was interrupted; {} file(s) were put back as they were",
             args.into.display(),
-            restored.len()
-        ));
+            done.restored.len()
+        );
+        if let Some(dir) = &done.kept_in {
+            note.push_str(&format!(
+                ", and {} file(s) that differed were moved to {}",
+                done.displaced.len(),
+                dir.display()
+            ));
+        }
+        output::note(&note);
     }
     let git = SandboxGit::own_tree()?;
     match apply_patch(&git, &args.into, &patch, options, &journal) {
@@ -565,7 +622,11 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
                     "sender": sender.map(|s| s.to_string()),
                     "files": applied.files,
                     "conflicted": applied.conflicted,
-                    "recovered": restored,
+                    "recovered": recovered.as_ref().map(|d| json!({
+                        "restored": d.restored,
+                        "displaced": d.displaced,
+                        "keptIn": d.kept_in,
+                    })),
                 }))?;
             } else {
                 let mut text = String::new();

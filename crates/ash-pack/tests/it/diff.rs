@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use ash_pack::{
     ApplyOptions, Conflict, DiffError, DiffSummary, Expect, FileChange, Git, GitOutput, JobId,
-    MAX_DIFF_BYTES, apply, baseline, extract, open_diff, screen, seal_diff,
+    MAX_DIFF_BYTES, Recovered, apply, baseline, extract, open_diff, screen, seal_diff,
 };
 use pretty_assertions::assert_eq;
 
@@ -585,7 +585,7 @@ fn a_failed_write_puts_every_kind_of_change_back() {
             );
             assert_eq!(shape(&tree), before, "whole: {whole}, other fs: {other_fs}");
             // Nothing is left to recover or kept, and the patch still applies.
-            assert_eq!(ash_pack::recover(&journal, &tree).unwrap(), Vec::<String>::new());
+            assert_eq!(ash_pack::recover(&journal, &tree).unwrap(), Recovered::default());
             let kept: Vec<_> = std::fs::read_dir(
                 std::fs::read_dir(&journal).unwrap().next().unwrap().unwrap().path(),
             )
@@ -641,22 +641,67 @@ fn a_crash_while_git_writes_is_rolled_back_by_the_next_apply() {
         assert_eq!(child.signal(), Some(6), "the child dies by SIGABRT: {child:?}");
         let half = shape(&tree);
         assert_ne!(half, before, "the crash left the tree changed");
-        // The next apply puts the tree back first; asking first tells what it put back.
-        let restored = ash_pack::recover(&journal, &tree).unwrap();
-        assert_eq!(shape(&tree), before, "whole: {whole}");
-        // Every file the patch touched is written back, whether git reached it or not.
-        let expected = [
-            "a.txt",
-            "becomes-dir",
-            "link",
-            "lonely/only.txt",
-            "run.sh",
-            "was-dir/inner.txt",
-            "z.bin",
-        ];
-        assert_eq!(restored, expected, "whole: {whole}");
+        // A check changes nothing, not even to roll back.
+        let check = ApplyOptions { check_only: true, three_way: false };
+        let err = apply(&StdGit, &tree, &patch, check, &journal).unwrap_err();
+        let canonical = std::fs::canonicalize(&tree).unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "an interrupted apply into {} is not rolled back yet; apply without --check rolls \
+                 it back first",
+                canonical.display()
+            )
+        );
+        assert_eq!(shape(&tree), half);
+        // Meanwhile the person edited a file the apply had written, and added one of their own.
+        std::fs::write(tree.join("a.txt"), "mine\n").unwrap();
+        std::fs::write(tree.join("notes.txt"), "my notes\n").unwrap();
+        // The next apply puts the tree back first; asking first tells what it put back and
+        // what it moved aside.
+        let done = ash_pack::recover(&journal, &tree).unwrap();
+        let mut expected_shape = before.clone();
+        expected_shape.push(("notes.txt".to_owned(), 0o100644, b"my notes\n".to_vec()));
+        expected_shape.sort();
+        assert_eq!(shape(&tree), expected_shape, "whole: {whole}");
+        let (restored, displaced): (&[&str], &[&str]) = if whole {
+            (
+                &[
+                    "a.txt",
+                    "becomes-dir",
+                    "link",
+                    "lonely/only.txt",
+                    "run.sh",
+                    "was-dir/inner.txt",
+                    "z.bin",
+                ],
+                &[
+                    "new/deep/file.txt",
+                    "becomes-dir/child.txt",
+                    "was-dir",
+                    "a.txt",
+                    "link",
+                    "run.sh",
+                    "z.bin",
+                ],
+            )
+        } else {
+            (&["a.txt"], &["a.txt"])
+        };
+        assert_eq!(
+            (
+                done.restored.iter().map(String::as_str).collect::<Vec<_>>(),
+                done.displaced.iter().map(String::as_str).collect::<Vec<_>>()
+            ),
+            (restored.to_vec(), displaced.to_vec()),
+            "whole: {whole}"
+        );
+        // Nothing is lost: the edit is kept aside.
+        let kept = done.kept_in.unwrap();
+        assert_eq!(std::fs::read_to_string(kept.join("a.txt")).unwrap(), "mine\n");
         // Recovering twice is nothing; then the patch applies whole.
-        assert_eq!(ash_pack::recover(&journal, &tree).unwrap(), Vec::<String>::new());
+        assert_eq!(ash_pack::recover(&journal, &tree).unwrap(), Recovered::default());
+        std::fs::remove_file(tree.join("notes.txt")).unwrap();
         apply(&StdGit, &tree, &patch, ApplyOptions::default(), &journal).unwrap();
         assert_eq!(shape(&tree), after, "whole: {whole}");
     }
@@ -797,4 +842,37 @@ impl Git for Failing {
     fn isolated(&self) -> bool {
         true
     }
+}
+
+#[test]
+fn a_patch_cannot_write_below_a_link_in_the_tree_even_three_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, outside) = (dir.path().join("tree"), dir.path().join("outside"));
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("x"), "original\n").unwrap();
+    write_tree(&tree, &[("a.txt", "a\n"), (".gitignore", "build\n")]);
+    git(&tree, &["init", "-q"]);
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "base"]);
+    // An untracked (ignored) link out of the tree, as build directories often are.
+    std::os::unix::fs::symlink(&outside, tree.join("build")).unwrap();
+    let patch = "diff --git a/build/x b/build/x\nnew file mode 100644\nindex 0000000..1111111\n--- /dev/null\n+++ b/build/x\n@@ -0,0 +1 @@\n+pwned\n";
+    for three_way in [false, true] {
+        let options = ApplyOptions { check_only: false, three_way };
+        let err = apply(&StdGit, &tree, patch.as_bytes(), options, journals()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "patch refused: build/x: `build` is a symlink in the tree; the patch writes below it"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(outside.join("x")).unwrap(), "original\n");
+    // A `.git` that is a link is no repository root for --3way: its index is not ours to keep.
+    let elsewhere = dir.path().join("repo.git");
+    std::fs::rename(tree.join(".git"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, tree.join(".git")).unwrap();
+    let options = ApplyOptions { check_only: false, three_way: true };
+    let ok_patch = hunk_file("new.txt");
+    let err = apply(&StdGit, &tree, ok_patch.as_bytes(), options, journals()).unwrap_err();
+    assert!(matches!(err, DiffError::ThreeWayWithoutRepo), "{err}");
 }
