@@ -202,7 +202,7 @@ fn diff_bench(scratch: &Path, tree: &Path) {
     println!("diff of every file edited: {patch_len} bytes");
     report("baseline (git add + commit, ash's git dir)", &baseline_times);
     report("extract (add -A + binary diff + numstat)", &extract_times);
-    report("apply (screen + check + journal + apply)", &apply_times);
+    report("apply (screen + git's reading + journal + apply)", &apply_times);
 }
 
 fn edit_every_file(root: &Path) {

@@ -5,9 +5,10 @@
 //! baseline), stages everything (`add -A`, honouring the tree's `.gitignore`) and diffs the
 //! baseline commit against it: the agent's own commits, new, deleted and renamed files, mode
 //! changes and binary files are all in the one binary diff. Applying first screens every path
-//! and symlink of the patch, then checks the whole patch (`git apply --check`), keeps what is at
-//! every path it touches in a journal and only then writes it, so a patch applies completely or
-//! not at all, across a failure, a full disk or a crash; conflicts are reported per file.
+//! and symlink of the patch and holds it to git's own reading, keeps what is at every path it
+//! touches in a journal, and only then lets git write it (git checks every file before it
+//! writes any), so a patch applies completely or not at all, across a conflict, a full disk or
+//! a crash; conflicts are reported per file.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
@@ -827,9 +828,14 @@ pub fn apply(
     if options.three_way {
         base.push("--3way".to_owned());
     }
-    // One run checks that every file applies and reports git's own reading of the patch.
+    // Git's own reading of the patch, to hold the screen to. A check reads the whole tree; an
+    // apply needs none first, since `git apply` itself checks every file before it writes any
+    // (the check runs only to report why a write failed).
+    let mut reading = base.clone();
+    reading.extend(["--numstat".to_owned(), "-z".to_owned()]);
     let mut check = base.clone();
     check.extend(["--check".to_owned(), "--numstat".to_owned(), "-z".to_owned()]);
+    let probe = if options.check_only { &check } else { &reading };
     let mut touched: std::collections::BTreeSet<&str> = files
         .iter()
         .flat_map(|f| [f.old_path.as_deref(), f.new_path.as_deref()])
@@ -839,10 +845,10 @@ pub fn apply(
         // A three-way apply also writes the index.
         touched.insert(".git/index");
     }
-    // The pre-images are kept while git checks: nothing is written until both are done.
+    // The pre-images are kept while git reads: nothing is written until both are done.
     let (checked, recorded) = std::thread::scope(|scope| {
         let recording = (!options.check_only).then(|| scope.spawn(|| journal.record(touched)));
-        let checked = git.run(&tree, &check, &env, patch);
+        let checked = git.run(&tree, probe, &env, patch);
         let recorded = recording.map(|thread| {
             thread.join().unwrap_or_else(|_| {
                 Err(DiffError::Io {
@@ -882,14 +888,19 @@ pub fn apply(
             Ok(Applied { files, changed: true, conflicted })
         }
         failed => {
+            // Usually git found a file that does not apply and wrote nothing; if it wrote part
+            // (a full disk), this puts it back. Then a check says which it was.
             journal
                 .roll_back()
                 .map_err(|cause| DiffError::RollBackFailed { cause: Box::new(cause) })?;
-            Err(match failed {
-                Ok(out) => DiffError::WriteFailed {
+            let out = failed.map_err(DiffError::Spawn)?;
+            let checked = git.run(&tree, &check, &env, patch).map_err(DiffError::Spawn)?;
+            Err(if checked.success {
+                DiffError::WriteFailed {
                     stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                },
-                Err(e) => DiffError::Spawn(e),
+                }
+            } else {
+                DiffError::Conflicts(conflicts(&checked.stderr))
             })
         }
     }

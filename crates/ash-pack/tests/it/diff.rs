@@ -528,7 +528,7 @@ impl Git for Interrupted {
         env: &[(String, String)],
         stdin: &[u8],
     ) -> Result<GitOutput, String> {
-        if args.iter().any(|a| a == "--check") {
+        if args.iter().any(|a| a == "--check" || a == "--numstat") {
             return StdGit.run(cwd, args, env, stdin);
         }
         let mut args = args.to_vec();
@@ -722,7 +722,7 @@ impl Git for Reentrant<'_> {
         env: &[(String, String)],
         stdin: &[u8],
     ) -> Result<GitOutput, String> {
-        if !args.iter().any(|a| a == "--check") {
+        if !args.iter().any(|a| a == "--check" || a == "--numstat") {
             let err =
                 apply(&StdGit, cwd, self.patch, ApplyOptions::default(), self.journal).unwrap_err();
             *self.second.borrow_mut() = Some(err.to_string());
