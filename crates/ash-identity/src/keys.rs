@@ -72,6 +72,13 @@ impl Identity {
         &self.public
     }
 
+    /// The Ed25519 seed, for the one transport that authenticates with this same key: the
+    /// peer-to-peer network's Noise handshake (`ash-net` makes its libp2p key from it, so that a
+    /// peer id *is* a node id). Nothing else may take the secret out.
+    pub fn transport_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
     /// Signs `bytes` for `domain`.
     pub fn sign(&self, domain: Domain, bytes: &[u8]) -> Signature {
         Signature(self.signing.sign(&domain.message(bytes)).to_bytes())

@@ -3,7 +3,8 @@
 //! Owns the JSON shapes that cross a process boundary: the compiled agent manifest written to
 //! `.ash/`, the agent surface served by `ash info --json` and `GET /.well-known/ash/v1/info`, and
 //! diagnostics, the provider-neutral model conversation and stream types the run log
-//! stores, the harness HTTP bodies and the run events of its NDJSON stream. JSON field names are camelCase, as in the seed's HTTP API; readers tolerate
+//! stores, the harness HTTP bodies and the run events of its NDJSON stream, and the messages
+//! peers send each other over the network. JSON field names are camelCase, as in the seed's HTTP API; readers tolerate
 //! unknown fields.
 //!
 //! Does not contain logic: no validation, no I/O, no defaults beyond what serde needs.
@@ -13,6 +14,7 @@ mod api;
 mod diagnostic;
 mod events;
 mod model;
+mod net;
 mod providers;
 mod session;
 
@@ -38,6 +40,7 @@ pub use model::{
     AssistantPart, FinishReason, Message, ModelEvent, ModelResponse, ReasoningEffort, ToolCall,
     ToolDefinition, ToolResultPart, Usage, UserPart,
 };
+pub use net::{PeerError, PeerInfo, PeerRequest, PeerResponse};
 pub use providers::{ModelsOutput, ProviderStatus};
 pub use session::{
     AttributeValue, Authenticator, PrincipalType, SessionAuth, SessionAuthContext, SessionContext,

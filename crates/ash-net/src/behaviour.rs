@@ -1,0 +1,112 @@
+//! The protocols a node speaks, assembled into one libp2p behaviour.
+
+use ash_protocol::{PeerRequest, PeerResponse};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns,
+    ping, request_response,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{
+    MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES, MAX_PENDING_INBOUND_PER_PEER,
+    MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, NetConfig, REQUEST_TIMEOUT,
+};
+
+/// A request on the wire: the id the answer echoes, and the request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RequestEnvelope {
+    pub id: u64,
+    pub body: PeerRequest,
+}
+
+/// An answer on the wire: the id of the request it answers, and the answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ResponseEnvelope {
+    pub id: u64,
+    pub body: PeerResponse,
+}
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub gossip: gossipsub::Behaviour,
+    pub request: request_response::cbor::Behaviour<RequestEnvelope, ResponseEnvelope>,
+}
+
+impl Behaviour {
+    pub(crate) fn new(
+        key: &identity::Keypair,
+        config: &NetConfig,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let peer = key.public().to_peer_id();
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(MAX_CONNECTIONS))
+            .with_max_pending_incoming(Some(MAX_CONNECTIONS / 4))
+            .with_max_pending_outgoing(Some(MAX_CONNECTIONS / 4))
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
+        let identify = identify::Behaviour::new(
+            identify::Config::new(config.protocol_version(), key.public())
+                .with_agent_version(config.agent_version.clone())
+                .with_push_listen_addr_updates(true),
+        );
+        let ping = ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval));
+        let kad_protocol =
+            StreamProtocol::try_from_owned(config.kad_protocol()).map_err(|e| e.to_string())?;
+        let mut kad = kad::Behaviour::with_config(
+            peer,
+            kad::store::MemoryStore::new(peer),
+            kad::Config::new(kad_protocol),
+        );
+        // Answer DHT queries only once reachable addresses are confirmed (AutoNAT) — until
+        // then, and on a LAN, a client; bootstrap nodes set server mode themselves.
+        kad.set_mode(Some(kad::Mode::Server));
+        let mdns = if config.mdns {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), peer)
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(config.gossip_heartbeat)
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(MAX_GOSSIP_BYTES)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let gossip = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config,
+        )
+        .map_err(str::to_owned)?;
+        let request_protocol =
+            StreamProtocol::try_from_owned(config.request_protocol()).map_err(|e| e.to_string())?;
+        let codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(MAX_REQUEST_BYTES)
+            .set_response_size_maximum(MAX_RESPONSE_BYTES);
+        let request = request_response::Behaviour::with_codec(
+            codec,
+            [(request_protocol, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(REQUEST_TIMEOUT)
+                .with_max_concurrent_streams(MAX_PENDING_INBOUND_PER_PEER * 4),
+        );
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            blocked: allow_block_list::Behaviour::default(),
+            identify,
+            ping,
+            kad,
+            mdns: Toggle::from(mdns),
+            gossip,
+            request,
+        })
+    }
+}

@@ -1,0 +1,543 @@
+//! The one task that owns the swarm: it turns commands into swarm calls and swarm events into
+//! [`NetEvent`]s, and keeps every per-peer bound.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use ash_identity::{Identity, NodeId};
+use ash_protocol::{PeerError, PeerRequest, PeerResponse};
+use futures_util::StreamExt as _;
+use libp2p::gossipsub::{self, IdentTopic, TopicHash};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, ping, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::behaviour::{Behaviour, BehaviourEvent, RequestEnvelope, ResponseEnvelope};
+use crate::config::{
+    MAX_PENDING_INBOUND_PER_PEER, NetConfig, REQUEST_TIMEOUT, REQUESTS_PER_PEER_PER_SECOND,
+    STRIKES_BEFORE_BLOCK,
+};
+use crate::handle::{Discovery, NetError, NetEvent, PeerSnapshot, Responder, Topic};
+use crate::peer_id::{keypair, node_of, peer_of};
+
+/// What handles ask of the loop.
+#[derive(Debug)]
+pub(crate) enum Command {
+    ListenAddresses {
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerSnapshot>>,
+    },
+    Dial {
+        address: String,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Request {
+        node: NodeId,
+        request: PeerRequest,
+        reply: oneshot::Sender<Result<PeerResponse, NetError>>,
+    },
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Respond {
+        key: u64,
+        response: PeerResponse,
+    },
+    Shutdown,
+}
+
+/// A request this node sent and waits on.
+struct Outbound {
+    id: u64,
+    node: NodeId,
+    reply: oneshot::Sender<Result<PeerResponse, NetError>>,
+}
+
+/// A request a peer sent, waiting for the caller's answer.
+struct Inbound {
+    peer: PeerId,
+    id: u64,
+    since: Instant,
+    channel: ResponseChannel<ResponseEnvelope>,
+}
+
+/// What the loop knows of a peer while it is connected.
+struct PeerState {
+    node: NodeId,
+    connections: u32,
+    /// Set once identify confirmed the peer speaks this network.
+    confirmed: bool,
+    addresses: BTreeSet<Multiaddr>,
+    agent_version: Option<String>,
+    rtt: Option<Duration>,
+    found_by: Discovery,
+    /// Request tokens (refilled at [`REQUESTS_PER_PEER_PER_SECOND`], at most twice that).
+    tokens: f64,
+    refilled: Instant,
+    pending_inbound: usize,
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    config: NetConfig,
+    local_peer: PeerId,
+    commands: mpsc::Receiver<Command>,
+    /// For responders; weak, so that the loop ends when the last handle goes.
+    responder_commands: mpsc::WeakSender<Command>,
+    events: mpsc::Sender<NetEvent>,
+    topics: HashMap<TopicHash, Topic>,
+    peers: HashMap<PeerId, PeerState>,
+    /// How peers about to be dialled were found.
+    found: HashMap<PeerId, Discovery>,
+    strikes: HashMap<PeerId, u32>,
+    outbound: HashMap<OutboundRequestId, Outbound>,
+    inbound: HashMap<u64, Inbound>,
+    next_id: u64,
+    dropped_events: u64,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        identity: &Identity,
+        config: NetConfig,
+        commands: mpsc::Receiver<Command>,
+        responder_commands: mpsc::WeakSender<Command>,
+        events: mpsc::Sender<NetEvent>,
+    ) -> Result<Self, NetError> {
+        let mut secret = *identity.transport_secret();
+        let key = keypair(&mut secret)
+            .ok_or_else(|| NetError::Start("the identity key is not an Ed25519 key".into()))?;
+        let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
+        let behaviour_config = config.clone();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| start(&e))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| start(&e))?
+            .with_behaviour(|key| Behaviour::new(key, &behaviour_config))
+            .map_err(|e| start(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        let local_peer = *swarm.local_peer_id();
+        let mut topics = HashMap::new();
+        for topic in Topic::ALL {
+            let ident = IdentTopic::new(config.topic_name(topic));
+            swarm.behaviour_mut().gossip.subscribe(&ident).map_err(|e| start(&e))?;
+            topics.insert(ident.hash(), topic);
+        }
+        for address in &config.listen {
+            let addr = parse(address)?;
+            swarm.listen_on(addr).map_err(|e| NetError::Address {
+                address: address.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        let mut found = HashMap::new();
+        for address in &config.bootstrap {
+            let addr = parse(address)?;
+            let Some(peer) = peer_in(&addr) else {
+                return Err(NetError::Address {
+                    address: address.clone(),
+                    reason: "a bootstrap address must end in /p2p/<peer id>".into(),
+                });
+            };
+            swarm.behaviour_mut().kad.add_address(&peer, without_peer(&addr));
+            found.insert(peer, Discovery::Dialled);
+            swarm.dial(addr).map_err(|e| NetError::Address {
+                address: address.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(Self {
+            swarm,
+            config,
+            local_peer,
+            commands,
+            responder_commands,
+            events,
+            topics,
+            peers: HashMap::new(),
+            found,
+            strikes: HashMap::new(),
+            outbound: HashMap::new(),
+            inbound: HashMap::new(),
+            next_id: 1,
+            dropped_events: 0,
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(command) => self.command(command),
+                },
+                event = self.swarm.select_next_some() => self.swarm_event(event),
+                _ = tick.tick() => self.prune(),
+            }
+        }
+        // Requests still waiting learn that the node stopped.
+        for (_, outbound) in self.outbound.drain() {
+            let _ = outbound.reply.send(Err(NetError::Stopped));
+        }
+        tracing::debug!(dropped_events = self.dropped_events, "network node stopped");
+    }
+
+    fn emit(&mut self, event: NetEvent) {
+        if self.events.try_send(event).is_err() {
+            self.dropped_events += 1;
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::ListenAddresses { reply } => {
+                let local = self.local_peer;
+                let addresses =
+                    self.swarm.listeners().map(|a| with_peer(a, local).to_string()).collect();
+                let _ = reply.send(addresses);
+            }
+            Command::Peers { reply } => {
+                let mut peers: Vec<PeerSnapshot> = self
+                    .peers
+                    .values()
+                    .filter(|p| p.confirmed)
+                    .map(|p| PeerSnapshot {
+                        node: p.node,
+                        addresses: p.addresses.iter().map(ToString::to_string).collect(),
+                        agent_version: p.agent_version.clone(),
+                        rtt: p.rtt,
+                        found_by: p.found_by,
+                    })
+                    .collect();
+                peers.sort_by_key(|p| p.node);
+                let _ = reply.send(peers);
+            }
+            Command::Dial { address, reply } => {
+                let result = parse(&address).and_then(|addr| {
+                    if let Some(peer) = peer_in(&addr) {
+                        self.found.entry(peer).or_insert(Discovery::Dialled);
+                    }
+                    self.swarm
+                        .dial(addr)
+                        .map_err(|e| NetError::Address { address, reason: e.to_string() })
+                });
+                let _ = reply.send(result);
+            }
+            Command::Request { node, request, reply } => {
+                let Some(peer) = peer_of(node) else {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer: node,
+                        reason: "not an Ed25519 node id".into(),
+                    }));
+                    return;
+                };
+                let id = self.next_id;
+                self.next_id += 1;
+                let request_id = self
+                    .swarm
+                    .behaviour_mut()
+                    .request
+                    .send_request(&peer, RequestEnvelope { id, body: request });
+                self.outbound.insert(request_id, Outbound { id, node, reply });
+            }
+            Command::Publish { topic, data, reply } => {
+                let hash = IdentTopic::new(self.config.topic_name(topic)).hash();
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossip
+                    .publish(hash, data)
+                    .map(|_| ())
+                    .map_err(|e| NetError::Publish(e.to_string()));
+                let _ = reply.send(result);
+            }
+            Command::Respond { key, response } => {
+                let Some(inbound) = self.inbound.remove(&key) else { return };
+                if let Some(state) = self.peers.get_mut(&inbound.peer) {
+                    state.pending_inbound = state.pending_inbound.saturating_sub(1);
+                }
+                let _ = self.swarm.behaviour_mut().request.send_response(
+                    inbound.channel,
+                    ResponseEnvelope { id: inbound.id, body: response },
+                );
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let address = with_peer(&address, self.local_peer).to_string();
+                self.emit(NetEvent::Listening { address });
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                let Some(node) = node_of(&peer_id) else {
+                    // Not an Ed25519 key: not an ash node.
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                };
+                let found_by = self.found.remove(&peer_id).unwrap_or(if endpoint.is_dialer() {
+                    Discovery::Routing
+                } else {
+                    Discovery::Inbound
+                });
+                let state = self.peers.entry(peer_id).or_insert_with(|| PeerState {
+                    node,
+                    connections: 0,
+                    confirmed: false,
+                    addresses: BTreeSet::new(),
+                    agent_version: None,
+                    rtt: None,
+                    found_by,
+                    tokens: f64::from(REQUESTS_PER_PEER_PER_SECOND) * 2.0,
+                    refilled: Instant::now(),
+                    pending_inbound: 0,
+                });
+                state.connections += 1;
+                if endpoint.is_dialer() {
+                    state.addresses.insert(without_peer(endpoint.get_remote_address()));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0
+                    && let Some(state) = self.peers.remove(&peer_id)
+                    && state.confirmed
+                {
+                    self.emit(NetEvent::PeerDisconnected { node: state.node });
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                self.identified(peer_id, info);
+            }
+            BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. }) => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, address) in found {
+                    if peer == self.local_peer || self.peers.contains_key(&peer) {
+                        continue;
+                    }
+                    self.found.entry(peer).or_insert(Discovery::Mdns);
+                    let dial = DialOpts::peer_id(peer)
+                        .addresses(vec![address])
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(dial);
+                }
+            }
+            BehaviourEvent::Gossip(gossipsub::Event::Message { message, .. }) => {
+                let (Some(topic), Some(from)) = (
+                    self.topics.get(&message.topic).copied(),
+                    message.source.as_ref().and_then(node_of),
+                ) else {
+                    return;
+                };
+                self.emit(NetEvent::Gossip { from, topic, data: message.data });
+            }
+            BehaviourEvent::Request(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request { request, channel, .. } => {
+                        self.inbound_request(peer, request, channel);
+                    }
+                    request_response::Message::Response { request_id, response } => {
+                        let Some(outbound) = self.outbound.remove(&request_id) else { return };
+                        if response.id != outbound.id {
+                            let _ = outbound.reply.send(Err(NetError::Request {
+                                peer: outbound.node,
+                                reason: "the answer does not echo the request's id".into(),
+                            }));
+                            self.strike(peer, "answered with another request's id");
+                            return;
+                        }
+                        let _ = outbound.reply.send(Ok(response.body));
+                    }
+                }
+            }
+            BehaviourEvent::Request(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(outbound) = self.outbound.remove(&request_id) {
+                    let _ = outbound.reply.send(Err(NetError::Request {
+                        peer: outbound.node,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            BehaviourEvent::Request(request_response::Event::InboundFailure {
+                peer,
+                error: request_response::InboundFailure::Io(e),
+                ..
+            }) => {
+                // Oversized or malformed: a protocol violation.
+                self.strike(peer, &format!("sent an unreadable request: {e}"));
+            }
+            _ => {}
+        }
+    }
+
+    fn identified(&mut self, peer: PeerId, info: identify::Info) {
+        if info.protocol_version != self.config.protocol_version() {
+            let reason = format!("speaks `{}`, another network", info.protocol_version);
+            self.emit(NetEvent::Refused { peer: peer.to_string(), reason });
+            let _ = self.swarm.disconnect_peer_id(peer);
+            return;
+        }
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        state.agent_version = Some(info.agent_version);
+        for address in info.listen_addrs.into_iter().take(16) {
+            let address = without_peer(&address);
+            self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
+            state.addresses.insert(address);
+        }
+        if !state.confirmed {
+            state.confirmed = true;
+            let (node, found_by) = (state.node, state.found_by);
+            self.emit(NetEvent::PeerConnected { node, found_by });
+            // A first peer: learn the rest of the network from it.
+            if self.peers.values().filter(|p| p.confirmed).count() == 1 {
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            }
+        }
+    }
+
+    fn inbound_request(
+        &mut self,
+        peer: PeerId,
+        request: RequestEnvelope,
+        channel: ResponseChannel<ResponseEnvelope>,
+    ) {
+        let refuse = |code: &str, message: &str| {
+            PeerResponse::Error(PeerError { code: code.into(), message: message.into() })
+        };
+        let Some(state) = self.peers.get_mut(&peer).filter(|s| s.confirmed) else {
+            let body = refuse("invalid", "identify first");
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .request
+                .send_response(channel, ResponseEnvelope { id: request.id, body });
+            return;
+        };
+        let now = Instant::now();
+        let rate = f64::from(REQUESTS_PER_PEER_PER_SECOND);
+        state.tokens = (state.tokens + now.duration_since(state.refilled).as_secs_f64() * rate)
+            .min(rate * 2.0);
+        state.refilled = now;
+        let refused = if state.tokens < 1.0 {
+            Some(refuse("rate_limited", "too many requests; slow down"))
+        } else if state.pending_inbound >= MAX_PENDING_INBOUND_PER_PEER {
+            Some(refuse("busy", "too many requests waiting for an answer"))
+        } else {
+            None
+        };
+        state.tokens = (state.tokens - 1.0).max(0.0);
+        let from = state.node;
+        if let Some(body) = refused {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .request
+                .send_response(channel, ResponseEnvelope { id: request.id, body });
+            return;
+        }
+        let Some(commands) = self.responder_commands.upgrade() else { return };
+        let key = self.next_id;
+        self.next_id += 1;
+        let responder = Responder { key, commands };
+        if self
+            .events
+            .try_send(NetEvent::Request { from, request: request.body, responder })
+            .is_err()
+        {
+            self.dropped_events += 1;
+            let body = refuse("busy", "this node is not keeping up");
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .request
+                .send_response(channel, ResponseEnvelope { id: request.id, body });
+            return;
+        }
+        state.pending_inbound += 1;
+        self.inbound.insert(key, Inbound { peer, id: request.id, since: now, channel });
+    }
+
+    /// A protocol violation: disconnect, and block after [`STRIKES_BEFORE_BLOCK`].
+    fn strike(&mut self, peer: PeerId, reason: &str) {
+        let strikes = self.strikes.entry(peer).or_insert(0);
+        *strikes += 1;
+        if *strikes >= STRIKES_BEFORE_BLOCK {
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        }
+        let _ = self.swarm.disconnect_peer_id(peer);
+        self.emit(NetEvent::Refused { peer: peer.to_string(), reason: reason.to_owned() });
+    }
+
+    /// Forgets answers the caller never gave (the peer's request times out).
+    fn prune(&mut self) {
+        let expired: Vec<u64> = self
+            .inbound
+            .iter()
+            .filter(|(_, i)| i.since.elapsed() > REQUEST_TIMEOUT)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in expired {
+            if let Some(inbound) = self.inbound.remove(&key)
+                && let Some(state) = self.peers.get_mut(&inbound.peer)
+            {
+                state.pending_inbound = state.pending_inbound.saturating_sub(1);
+            }
+        }
+    }
+}
+
+fn parse(address: &str) -> Result<Multiaddr, NetError> {
+    address.parse().map_err(|e: libp2p::multiaddr::Error| NetError::Address {
+        address: address.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The peer a multiaddr ends in.
+fn peer_in(address: &Multiaddr) -> Option<PeerId> {
+    match address.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+fn without_peer(address: &Multiaddr) -> Multiaddr {
+    address.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
+}
+
+fn with_peer(address: &Multiaddr, peer: PeerId) -> Multiaddr {
+    without_peer(address).with(Protocol::P2p(peer))
+}

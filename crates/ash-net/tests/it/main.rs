@@ -1,0 +1,184 @@
+//! Nodes on loopback, in one process: discovery by a bootstrap address, requests with their
+//! answers, signed gossip, another network refused, request floods limited.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::time::Duration;
+
+use ash_identity::Identity;
+use ash_net::{Discovery, Net, NetConfig, NetEvent, NetHandle, NetworkId, Topic};
+use ash_protocol::{PeerError, PeerInfo, PeerRequest, PeerResponse};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(network: u8, bootstrap: Vec<String>) -> NetConfig {
+    let mut config = NetConfig::new(NetworkId([network; 32]), "ash/test".to_owned());
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".to_owned()];
+    config.bootstrap = bootstrap;
+    config.mdns = false;
+    config.gossip_heartbeat = Duration::from_millis(200);
+    config.ping_interval = Duration::from_millis(500);
+    config
+}
+
+/// The next event `pick` accepts (others are skipped), within [`WAIT`].
+async fn next<T>(
+    events: &mut mpsc::Receiver<NetEvent>,
+    mut pick: impl FnMut(NetEvent) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let event = events.recv().await.expect("the node stopped");
+            if let Some(found) = pick(event) {
+                return found;
+            }
+        }
+    })
+    .await
+    .expect("the event did not come")
+}
+
+/// A node of `network` and its first listen address.
+async fn node(
+    label: &str,
+    network: u8,
+    bootstrap: Vec<String>,
+) -> (NetHandle, mpsc::Receiver<NetEvent>, String) {
+    let identity = Identity::insecure_from_label(label);
+    let (handle, mut events, _task) =
+        Net::start(&identity, config(network, bootstrap)).unwrap().split();
+    let address = next(&mut events, |e| match e {
+        NetEvent::Listening { address } => Some(address),
+        _ => None,
+    })
+    .await;
+    (handle, events, address)
+}
+
+/// Answers every `Info` request (the other node's side of a conversation).
+fn answer_info(
+    mut events: mpsc::Receiver<NetEvent>,
+) -> tokio::task::JoinHandle<mpsc::Receiver<NetEvent>> {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let NetEvent::Request { request: PeerRequest::Info, responder, .. } = event {
+                let info = PeerInfo {
+                    version: "ash/test".into(),
+                    serving: true,
+                    agents: vec!["builtin".into()],
+                };
+                if responder.respond(PeerResponse::Info(info)).await.is_err() {
+                    break;
+                }
+            }
+        }
+        events
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_found_by_a_bootstrap_address_answer_and_gossip() {
+    let (a, mut a_events, a_address) = node("a", 1, vec![]).await;
+    // Ed25519 peer ids print as 12D3KooW…; the address names this node.
+    assert!(
+        a_address.starts_with("/ip4/127.0.0.1/tcp/") && a_address.contains("/p2p/12D3KooW"),
+        "{a_address}"
+    );
+    assert_eq!(a.listen_addresses().await.unwrap(), vec![a_address.clone()]);
+    let (b, mut b_events, _) = node("b", 1, vec![a_address.clone()]).await;
+    let found = next(&mut b_events, |e| match e {
+        NetEvent::PeerConnected { node, found_by } => Some((node, found_by)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(found, (a.local_node(), Discovery::Dialled));
+    let found = next(&mut a_events, |e| match e {
+        NetEvent::PeerConnected { node, found_by } => Some((node, found_by)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(found, (b.local_node(), Discovery::Inbound));
+
+    // What B sees of A.
+    let peers = b.peers().await.unwrap();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(
+        (peers[0].node, peers[0].agent_version.as_deref(), peers[0].found_by),
+        (a.local_node(), Some("ash/test"), Discovery::Dialled)
+    );
+
+    // Signed gossip from B reaches A, with B as its author (retried until A's subscription
+    // has reached B).
+    let publish = tokio::time::timeout(WAIT, async {
+        while b.publish(Topic::Announcements, b"job 1".to_vec()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    publish.await.expect("gossip never had a peer");
+    let gossip = next(&mut a_events, |e| match e {
+        NetEvent::Gossip { from, topic, data } => Some((from, topic, data)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(gossip, (b.local_node(), Topic::Announcements, b"job 1".to_vec()));
+
+    // A request and its answer.
+    let answering = answer_info(a_events);
+    let answer = b.request(a.local_node(), PeerRequest::Info).await.unwrap();
+    assert_eq!(
+        answer,
+        PeerResponse::Info(PeerInfo {
+            version: "ash/test".into(),
+            serving: true,
+            agents: vec!["builtin".into()]
+        })
+    );
+
+    // A flood is limited: a burst of twice the per-second rate passes, the rest is refused.
+    // (Eight at a time: fewer than the answers a peer may keep waiting.)
+    use futures_util::StreamExt as _;
+    let answers: Vec<_> = futures_util::stream::iter(0..80)
+        .map(|_| b.request(a.local_node(), PeerRequest::Info))
+        .buffered(8)
+        .collect()
+        .await;
+    let limited = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(PeerResponse::Error(PeerError { code, .. })) if code == "rate_limited"))
+        .count();
+    let answered = answers.iter().filter(|a| matches!(a, Ok(PeerResponse::Info(_)))).count();
+    assert_eq!(limited + answered, 80, "{answers:?}");
+    assert!((39..=50).contains(&answered), "{answered} answered");
+
+    a.shutdown().await;
+    answering.await.unwrap();
+    // B learns that A left.
+    let gone = next(&mut b_events, |e| match e {
+        NetEvent::PeerDisconnected { node } => Some(node),
+        _ => None,
+    })
+    .await;
+    assert_eq!(gone, a.local_node());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_network_is_refused() {
+    let (a, mut a_events, a_address) = node("a2", 1, vec![]).await;
+    let (c, mut c_events, _) = node("c2", 2, vec![a_address]).await;
+    let refused = next(&mut a_events, |e| match e {
+        NetEvent::Refused { reason, .. } => Some(reason),
+        NetEvent::PeerConnected { node, .. } => panic!("{node} of another network was let in"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, format!("speaks `/ash/{}/1`, another network", "02".repeat(8)));
+    let refused = next(&mut c_events, |e| match e {
+        NetEvent::Refused { reason, .. } => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, format!("speaks `/ash/{}/1`, another network", "01".repeat(8)));
+    assert_eq!(a.peers().await.unwrap(), vec![]);
+    assert_eq!(c.peers().await.unwrap(), vec![]);
+}
