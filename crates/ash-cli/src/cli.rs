@@ -89,6 +89,19 @@ pub(crate) enum Command {
     /// Shows ID's log (default: this machine's identity), oldest first: each entry's effect on
     /// its spendable credits and the balance after it; refused entries with the rule they broke.
     History(HistoryArgs),
+    /// Run this machine's network node in the foreground
+    ///
+    /// Listens on TCP and QUIC on every interface (port 4517 unless --port or --listen), finds
+    /// peers of this network on the local network (mDNS) and through --bootstrap addresses, and
+    /// serves until Ctrl-C or SIGTERM. Prints each address it listens on: give one to others as
+    /// their --bootstrap. See docs/network.md.
+    Node(NodeArgs),
+    /// List the peers of this network that are online
+    ///
+    /// Starts a short-lived node (mDNS and --bootstrap), waits until peers are found or --wait
+    /// passes, and lists them: username and spendable balance from the local ledger (verified,
+    /// never what the peer says), the agents each offers, its addresses and round-trip time.
+    Peers(PeersArgs),
     /// Verify, export and import ledger bundles
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -267,6 +280,43 @@ pub(crate) struct ApplyArgs {
 /// Just `--json`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct JsonArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash node`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NodeArgs {
+    /// Multiaddr to listen on (repeatable; default TCP and QUIC on every interface at --port)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<String>,
+    /// Port for the default listen addresses (0: any free port)
+    #[arg(long, value_name = "PORT", default_value_t = 4517)]
+    pub(crate) port: u16,
+    /// A peer to ask first, `/ip4/…/tcp/…/p2p/<peer id>` as another node prints it (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Do not look for peers on the local network
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+    /// Print JSON lines instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash peers`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PeersArgs {
+    /// A peer to ask first, `/ip4/…/tcp/…/p2p/<peer id>` (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Do not look for peers on the local network
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+    /// How long to look for peers, at most (e.g. 5s)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub(crate) wait: std::time::Duration,
     /// Print JSON instead of text
     #[arg(long)]
     pub(crate) json: bool,

@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod ledger;
 mod models;
+mod network;
 mod pack;
 mod render;
 mod sandbox;
@@ -38,6 +39,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Join(args) => ledger::join(&args),
         Command::Status(args) => ledger::status(&args),
         Command::History(args) => ledger::history(&args),
+        Command::Node(args) => network::node(&args),
+        Command::Peers(args) => network::peers(&args),
         Command::Ledger(command) => ledger::run(command),
         Command::Admin(command) => ledger::admin(command),
         Command::Pack(command) => pack::run(command),

@@ -12,6 +12,7 @@ use pretty_assertions::assert_eq;
 mod auth;
 mod ledger;
 mod models;
+mod network;
 mod pack;
 mod sandbox;
 mod serve;

@@ -1,0 +1,243 @@
+//! `ash node` and `ash peers`: this machine's node of its network, in the foreground or for a
+//! moment.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use ash_net::{Net, NetConfig, NetEvent, NetHandle, NetworkId, PeerSnapshot};
+use ash_protocol::{PeerInfo, PeerRequest, PeerResponse};
+use serde_json::json;
+
+use super::Outcome;
+use super::ledger::Home;
+use super::start::{runtime, shutdown_signal};
+use crate::cli::{NodeArgs, PeersArgs};
+use crate::output;
+
+/// How long `ash peers` keeps looking once the first peer is found, for the others nearby.
+const SETTLE: Duration = Duration::from_millis(1500);
+/// How long `ash peers` waits for each peer's answer.
+const ASK: Duration = Duration::from_secs(3);
+
+fn agent_version() -> String {
+    format!("ash/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The node's configuration: this home's network, the given listen and bootstrap addresses.
+fn config(
+    home: &Home,
+    listen: Vec<String>,
+    bootstrap: &[String],
+    mdns: bool,
+) -> anyhow::Result<NetConfig> {
+    let genesis = home.genesis()?;
+    let mut config = NetConfig::new(NetworkId(genesis.id().0), agent_version());
+    config.listen = listen;
+    config.bootstrap = bootstrap.to_vec();
+    config.mdns = mdns;
+    Ok(config)
+}
+
+/// What this node says of itself when asked.
+fn own_info() -> PeerInfo {
+    PeerInfo { version: agent_version(), serving: false, agents: Vec::new() }
+}
+
+pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let identity = home.identity()?;
+    let listen = if args.listen.is_empty() {
+        vec![
+            format!("/ip4/0.0.0.0/tcp/{}", args.port),
+            format!("/ip4/0.0.0.0/udp/{}/quic-v1", args.port),
+        ]
+    } else {
+        args.listen.clone()
+    };
+    let config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
+    let json = args.json;
+    let line = |event: &str, fields: serde_json::Value, text: String| {
+        if json {
+            let mut value = json!({ "event": event });
+            if let (Some(map), Some(extra)) = (value.as_object_mut(), fields.as_object()) {
+                map.extend(extra.clone());
+            }
+            output::stdout(&format!("{value}\n"));
+        } else {
+            output::stdout(&format!("{text}\n"));
+        }
+    };
+    runtime()?.block_on(async {
+        let (handle, mut events, task) = Net::start(&identity, config)
+            .with_context(
+                || "starting the network node (is another `ash node` using the port? try --port)",
+            )?
+            .split();
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                () = &mut signal => break,
+                event = events.recv() => match event {
+                    None => break,
+                    Some(NetEvent::Listening { address }) => line(
+                        "listening",
+                        json!({ "address": address }),
+                        format!("listening on {address}"),
+                    ),
+                    Some(NetEvent::PeerConnected { node, found_by }) => line(
+                        "connected",
+                        json!({ "peer": node, "foundBy": found_by.as_str() }),
+                        format!("peer {node} connected ({})", found_by.as_str()),
+                    ),
+                    Some(NetEvent::PeerDisconnected { node }) => line(
+                        "disconnected",
+                        json!({ "peer": node }),
+                        format!("peer {node} disconnected"),
+                    ),
+                    Some(NetEvent::Refused { peer, reason }) => line(
+                        "refused",
+                        json!({ "peer": peer, "reason": reason }),
+                        format!("refused {peer}: {reason}"),
+                    ),
+                    Some(NetEvent::Request { request: PeerRequest::Info, responder, .. }) => {
+                        let _ = responder.respond(PeerResponse::Info(own_info())).await;
+                    }
+                    Some(NetEvent::Gossip { .. }) => {}
+                },
+            }
+        }
+        handle.shutdown().await;
+        task.stopped().await;
+        line("stopped", json!({}), "stopped".to_owned());
+        Ok(Outcome::Success)
+    })
+}
+
+/// A peer as `ash peers` shows it.
+struct Listed {
+    snapshot: PeerSnapshot,
+    info: Option<PeerInfo>,
+}
+
+pub(crate) fn peers(args: &PeersArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let identity = home.identity()?;
+    let genesis = home.genesis()?;
+    // Any free port: a running `ash node` keeps its own.
+    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
+    let config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
+    let started = Instant::now();
+    let (found, first) = runtime()?.block_on(async {
+        let (handle, mut events, task) = Net::start(&identity, config)?.split();
+        let mut first: Option<Duration> = None;
+        let deadline = tokio::time::Instant::now() + args.wait;
+        loop {
+            let until = match first {
+                Some(at) => (tokio::time::Instant::from_std(started + at + SETTLE)).min(deadline),
+                None => deadline,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => break,
+                event = events.recv() => match event {
+                    None => break,
+                    Some(NetEvent::PeerConnected { .. }) if first.is_none() => {
+                        first = Some(started.elapsed());
+                    }
+                    Some(NetEvent::Request { request: PeerRequest::Info, responder, .. }) => {
+                        let _ = responder.respond(PeerResponse::Info(own_info())).await;
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        let found = ask_all(&handle, handle.peers().await?).await;
+        handle.shutdown().await;
+        task.stopped().await;
+        Ok::<_, anyhow::Error>((found, first))
+    })?;
+    let ledger = home.ledger()?;
+    let mut rows = Vec::new();
+    for listed in &found {
+        let account = ledger.account(listed.snapshot.node)?;
+        let username = account.as_ref().and_then(|a| a.username.clone());
+        let balance = account.as_ref().map(|a| a.balance.spendable.get());
+        rows.push((listed, username, balance));
+    }
+    if args.json {
+        let peers: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(listed, username, balance)| {
+                json!({
+                    "id": listed.snapshot.node,
+                    "username": username,
+                    "balance": balance,
+                    "version": listed.snapshot.agent_version,
+                    "serving": listed.info.as_ref().map(|i| i.serving),
+                    "agents": listed.info.as_ref().map(|i| i.agents.clone()),
+                    "addresses": listed.snapshot.addresses,
+                    "rttMs": listed.snapshot.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    "foundBy": listed.snapshot.found_by.as_str(),
+                })
+            })
+            .collect();
+        output::json(&json!({
+            "network": { "name": genesis.name, "id": genesis.id() },
+            "discoveryMs": first.map(|d| d.as_millis()),
+            "peers": peers,
+        }))?;
+        return Ok(Outcome::Success);
+    }
+    let mut text = match first {
+        Some(at) => format!(
+            "{} peer(s) of network {} online; the first found in {:.2} s\n",
+            rows.len(),
+            genesis.name,
+            at.as_secs_f64()
+        ),
+        None => format!(
+            "no peers of network {} found in {} s (mDNS {}, {} bootstrap address(es))\n",
+            genesis.name,
+            args.wait.as_secs(),
+            if args.no_mdns { "off" } else { "on" },
+            args.bootstrap.len()
+        ),
+    };
+    for (listed, username, balance) in &rows {
+        let agents = listed
+            .info
+            .as_ref()
+            .map(
+                |i| if i.agents.is_empty() { "not serving".to_owned() } else { i.agents.join(",") },
+            )
+            .unwrap_or_else(|| "?".to_owned());
+        text.push_str(&format!(
+            "  {:<16} {}  {:>8}  {:<12} {:>8}  {}\n",
+            username.as_deref().unwrap_or("(unknown)"),
+            listed.snapshot.node.short(),
+            balance.map_or_else(|| "?".to_owned(), |b| format!("{b} cr")),
+            agents,
+            listed
+                .snapshot
+                .rtt
+                .map_or_else(|| "?".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)),
+            listed.snapshot.addresses.first().map_or("", String::as_str),
+        ));
+    }
+    output::stdout(&text);
+    Ok(Outcome::Success)
+}
+
+/// Asks every peer what it offers, at once, each for at most [`ASK`].
+async fn ask_all(handle: &NetHandle, peers: Vec<PeerSnapshot>) -> Vec<Listed> {
+    let asks = peers.into_iter().map(|snapshot| async move {
+        let info = match tokio::time::timeout(ASK, handle.request(snapshot.node, PeerRequest::Info))
+            .await
+        {
+            Ok(Ok(PeerResponse::Info(info))) => Some(info),
+            _ => None,
+        };
+        Listed { snapshot, info }
+    });
+    futures_util::future::join_all(asks).await
+}
