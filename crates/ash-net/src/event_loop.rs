@@ -351,14 +351,25 @@ impl EventLoop {
                     let _ = self.swarm.dial(dial);
                 }
             }
-            BehaviourEvent::Gossip(gossipsub::Event::Message { message, .. }) => {
+            BehaviourEvent::Gossip(gossipsub::Event::Message {
+                message,
+                propagation_source,
+                ..
+            }) => {
                 let (Some(topic), Some(from)) = (
                     self.topics.get(&message.topic).copied(),
                     message.source.as_ref().and_then(node_of),
                 ) else {
                     return;
                 };
-                self.emit(NetEvent::Gossip { from, topic, data: message.data });
+                match cbor4ii::serde::from_slice::<ash_protocol::Gossip>(&message.data) {
+                    Ok(decoded) => self.emit(NetEvent::Gossip { from, topic, message: decoded }),
+                    // Signed by its author, yet unreadable: whoever passed it on strikes.
+                    Err(e) => self.strike(
+                        propagation_source,
+                        &format!("gossiped an unreadable message: {e}"),
+                    ),
+                }
             }
             BehaviourEvent::Request(request_response::Event::Message { peer, message, .. }) => {
                 match message {
@@ -437,8 +448,10 @@ impl EventLoop {
         let refuse = |code: &str, message: &str| {
             PeerResponse::Error(PeerError { code: code.into(), message: message.into() })
         };
-        let Some(state) = self.peers.get_mut(&peer).filter(|s| s.confirmed) else {
-            let body = refuse("invalid", "identify first");
+        // Only peers of this network can open this protocol (its id carries the network), so
+        // a request need not wait for identify.
+        let Some(state) = self.peers.get_mut(&peer) else {
+            let body = refuse("invalid", "no connection");
             let _ = self
                 .swarm
                 .behaviour_mut()

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ash_identity::{Identity, NodeId};
-use ash_protocol::{PeerRequest, PeerResponse};
+use ash_protocol::{Gossip, PeerRequest, PeerResponse};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{COMMAND_QUEUE, EVENT_QUEUE, NetConfig};
@@ -99,7 +99,7 @@ pub enum NetEvent {
         /// The topic.
         topic: Topic,
         /// What it said.
-        data: Vec<u8>,
+        message: Gossip,
     },
     /// A peer asks this node something; answer with the responder (an unanswered request
     /// times out for the peer).
@@ -215,8 +215,10 @@ impl NetHandle {
         self.ask(|reply| Command::Request { node, request, reply }).await?
     }
 
-    /// Publishes signed gossip on `topic`.
-    pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), NetError> {
+    /// Publishes `message`, signed, on `topic`.
+    pub async fn publish(&self, topic: Topic, message: &Gossip) -> Result<(), NetError> {
+        let data = cbor4ii::serde::to_vec(Vec::new(), message)
+            .map_err(|e| NetError::Publish(e.to_string()))?;
         self.ask(|reply| Command::Publish { topic, data, reply }).await?
     }
 

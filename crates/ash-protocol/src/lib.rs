@@ -40,7 +40,10 @@ pub use model::{
     AssistantPart, FinishReason, Message, ModelEvent, ModelResponse, ReasoningEffort, ToolCall,
     ToolDefinition, ToolResultPart, Usage, UserPart,
 };
-pub use net::{PeerError, PeerInfo, PeerRequest, PeerResponse};
+pub use net::{
+    Gossip, LogHead, MAX_ENTRIES, MAX_GOSSIP_HEADS, MAX_HEADS, PeerError, PeerInfo, PeerRequest,
+    PeerResponse,
+};
 pub use providers::{ModelsOutput, ProviderStatus};
 pub use session::{
     AttributeValue, Authenticator, PrincipalType, SessionAuth, SessionAuthContext, SessionContext,

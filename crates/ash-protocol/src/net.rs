@@ -12,7 +12,53 @@ use serde::{Deserialize, Serialize};
 pub enum PeerRequest {
     /// What the peer is and offers.
     Info,
+    /// The heads of the ledger logs the peer holds, authors in ascending order after `after`
+    /// (hex node id; paging), at most `limit` (capped at [`MAX_HEADS`]).
+    LedgerHeads {
+        /// The last author of the previous page.
+        after: Option<String>,
+        /// At most this many.
+        limit: u32,
+    },
+    /// Entries of one log, in order from `from_seq`, at most `limit` (capped at
+    /// [`MAX_ENTRIES`], and by the answer size).
+    LedgerEntries {
+        /// The log's author (hex node id).
+        author: String,
+        /// The first position wanted.
+        from_seq: u64,
+        /// At most this many.
+        limit: u32,
+    },
 }
+
+/// Most heads one answer holds.
+pub const MAX_HEADS: u32 = 4096;
+/// Most entries one answer holds.
+pub const MAX_ENTRIES: u32 = 1024;
+
+/// The head of one ledger log: its author and the position of its latest judged entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogHead {
+    /// The author (hex node id).
+    pub author: String,
+    /// The latest judged position.
+    pub seq: u64,
+}
+
+/// What a node gossips.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Gossip {
+    /// Logs that changed here, with their new heads (on the ledger heads topic).
+    Heads {
+        /// At most [`MAX_GOSSIP_HEADS`].
+        heads: Vec<LogHead>,
+    },
+}
+
+/// Most heads one gossip message holds.
+pub const MAX_GOSSIP_HEADS: usize = 512;
 
 /// The answer to a [`PeerRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +66,18 @@ pub enum PeerRequest {
 pub enum PeerResponse {
     /// The answer to [`PeerRequest::Info`].
     Info(PeerInfo),
+    /// The answer to [`PeerRequest::LedgerHeads`].
+    LedgerHeads {
+        /// Heads, authors ascending.
+        heads: Vec<LogHead>,
+        /// Whether there are more after the last.
+        more: bool,
+    },
+    /// The answer to [`PeerRequest::LedgerEntries`]: each entry's canonical bytes, in order.
+    LedgerEntries {
+        /// The entries.
+        entries: Vec<serde_bytes::ByteBuf>,
+    },
     /// The request was refused.
     Error(PeerError),
 }

@@ -58,7 +58,11 @@ impl Home {
         self.dir.join("genesis.toml")
     }
     pub(crate) fn ledger(&self) -> anyhow::Result<LedgerDb> {
-        Ok(LedgerDb::open(&self.dir.join("ledger.db"))?)
+        Ok(LedgerDb::open(&self.ledger_path())?)
+    }
+    /// The ledger database's file.
+    pub(crate) fn ledger_path(&self) -> PathBuf {
+        self.dir.join("ledger.db")
     }
     pub(crate) fn identity(&self) -> anyhow::Result<Identity> {
         let path = self.identity_path();

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ash_net::{Net, NetConfig, NetEvent, NetHandle, NetworkId, PeerSnapshot};
+use ash_net::{NetConfig, NetHandle, NetworkId, PeerSnapshot};
+use ash_node::{Node, NodeConfig, NodeEvent};
 use ash_protocol::{PeerInfo, PeerRequest, PeerResponse};
 use serde_json::json;
 
@@ -23,19 +24,20 @@ fn agent_version() -> String {
     format!("ash/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// The node's configuration: this home's network, the given listen and bootstrap addresses.
+/// The node's configuration: this home's network and ledger, the given listen and bootstrap
+/// addresses.
 fn config(
     home: &Home,
     listen: Vec<String>,
     bootstrap: &[String],
     mdns: bool,
-) -> anyhow::Result<NetConfig> {
+) -> anyhow::Result<NodeConfig> {
     let genesis = home.genesis()?;
-    let mut config = NetConfig::new(NetworkId(genesis.id().0), agent_version());
-    config.listen = listen;
-    config.bootstrap = bootstrap.to_vec();
-    config.mdns = mdns;
-    Ok(config)
+    let mut net = NetConfig::new(NetworkId(genesis.id().0), agent_version());
+    net.listen = listen;
+    net.bootstrap = bootstrap.to_vec();
+    net.mdns = mdns;
+    Ok(NodeConfig { net, ledger: home.ledger_path(), genesis, info: own_info() })
 }
 
 /// What this node says of itself when asked.
@@ -68,47 +70,49 @@ pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<Outcome> {
         }
     };
     runtime()?.block_on(async {
-        let (handle, mut events, task) = Net::start(&identity, config)
-            .with_context(
-                || "starting the network node (is another `ash node` using the port? try --port)",
-            )?
-            .split();
+        let mut node = Node::start(&identity, config).with_context(
+            || "starting the network node (is another `ash node` using the port? try --port)",
+        )?;
         let signal = shutdown_signal();
         tokio::pin!(signal);
         loop {
             tokio::select! {
                 () = &mut signal => break,
-                event = events.recv() => match event {
+                event = node.next_event() => match event {
                     None => break,
-                    Some(NetEvent::Listening { address }) => line(
+                    Some(NodeEvent::Listening { address }) => line(
                         "listening",
                         json!({ "address": address }),
                         format!("listening on {address}"),
                     ),
-                    Some(NetEvent::PeerConnected { node, found_by }) => line(
+                    Some(NodeEvent::PeerConnected { node, found_by }) => line(
                         "connected",
                         json!({ "peer": node, "foundBy": found_by.as_str() }),
                         format!("peer {node} connected ({})", found_by.as_str()),
                     ),
-                    Some(NetEvent::PeerDisconnected { node }) => line(
+                    Some(NodeEvent::PeerDisconnected { node }) => line(
                         "disconnected",
                         json!({ "peer": node }),
                         format!("peer {node} disconnected"),
                     ),
-                    Some(NetEvent::Refused { peer, reason }) => line(
+                    Some(NodeEvent::Refused { peer, reason }) => line(
                         "refused",
                         json!({ "peer": peer, "reason": reason }),
                         format!("refused {peer}: {reason}"),
                     ),
-                    Some(NetEvent::Request { request: PeerRequest::Info, responder, .. }) => {
-                        let _ = responder.respond(PeerResponse::Info(own_info())).await;
+                    Some(NodeEvent::Synced { from, new, unreadable }) => {
+                        if new > 0 || unreadable > 0 {
+                            line(
+                                "synced",
+                                json!({ "peer": from, "new": new, "unreadable": unreadable }),
+                                format!("ledger: {new} new entries from {from}{}", if unreadable > 0 { format!(" ({unreadable} unreadable)") } else { String::new() }),
+                            );
+                        }
                     }
-                    Some(NetEvent::Gossip { .. }) => {}
                 },
             }
         }
-        handle.shutdown().await;
-        task.stopped().await;
+        node.stop().await;
         line("stopped", json!({}), "stopped".to_owned());
         Ok(Outcome::Success)
     })
@@ -128,9 +132,11 @@ pub(crate) fn peers(args: &PeersArgs) -> anyhow::Result<Outcome> {
     let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
     let config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
     let started = Instant::now();
-    let (found, first) = runtime()?.block_on(async {
-        let (handle, mut events, task) = Net::start(&identity, config)?.split();
+    let (found, first, rows) = runtime()?.block_on(async {
+        let mut node = Node::start(&identity, config)?;
         let mut first: Option<Duration> = None;
+        let mut connected = 0usize;
+        let mut synced = 0usize;
         let deadline = tokio::time::Instant::now() + args.wait;
         loop {
             let until = match first {
@@ -139,31 +145,43 @@ pub(crate) fn peers(args: &PeersArgs) -> anyhow::Result<Outcome> {
             };
             tokio::select! {
                 () = tokio::time::sleep_until(until) => break,
-                event = events.recv() => match event {
+                event = node.next_event() => match event {
                     None => break,
-                    Some(NetEvent::PeerConnected { .. }) if first.is_none() => {
-                        first = Some(started.elapsed());
+                    Some(NodeEvent::PeerConnected { .. }) => {
+                        connected += 1;
+                        first.get_or_insert_with(|| started.elapsed());
                     }
-                    Some(NetEvent::Request { request: PeerRequest::Info, responder, .. }) => {
-                        let _ = responder.respond(PeerResponse::Info(own_info())).await;
+                    // Every peer's ledger is in: nothing more to wait for.
+                    Some(NodeEvent::Synced { .. }) => {
+                        synced += 1;
+                        if synced >= connected && first.is_some_and(|at| started.elapsed() >= at + SETTLE / 3) {
+                            break;
+                        }
                     }
                     Some(_) => {}
                 },
             }
         }
-        let found = ask_all(&handle, handle.peers().await?).await;
-        handle.shutdown().await;
-        task.stopped().await;
-        Ok::<_, anyhow::Error>((found, first))
+        let found = ask_all(node.net(), node.net().peers().await?).await;
+        let ledger = node.ledger();
+        let rows: Vec<(Option<String>, Option<u64>)> = {
+            let ledger = ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            found
+                .iter()
+                .map(|listed| {
+                    let account = ledger.verifier().account(listed.snapshot.node);
+                    (account.username, (account.entries > 0).then(|| account.balance.spendable.get()))
+                })
+                .collect()
+        };
+        node.stop().await;
+        Ok::<_, anyhow::Error>((found, first, rows))
     })?;
-    let ledger = home.ledger()?;
-    let mut rows = Vec::new();
-    for listed in &found {
-        let account = ledger.account(listed.snapshot.node)?;
-        let username = account.as_ref().and_then(|a| a.username.clone());
-        let balance = account.as_ref().map(|a| a.balance.spendable.get());
-        rows.push((listed, username, balance));
-    }
+    let rows: Vec<(&Listed, Option<String>, Option<u64>)> = found
+        .iter()
+        .zip(rows)
+        .map(|(listed, (username, balance))| (listed, username, balance))
+        .collect();
     if args.json {
         let peers: Vec<serde_json::Value> = rows
             .iter()

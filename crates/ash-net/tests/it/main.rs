@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ash_identity::Identity;
 use ash_net::{Discovery, Net, NetConfig, NetEvent, NetHandle, NetworkId, Topic};
-use ash_protocol::{PeerError, PeerInfo, PeerRequest, PeerResponse};
+use ash_protocol::{Gossip, LogHead, PeerError, PeerInfo, PeerRequest, PeerResponse};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -77,6 +77,10 @@ fn answer_info(
     })
 }
 
+fn heads() -> Gossip {
+    Gossip::Heads { heads: vec![LogHead { author: "ab".repeat(32), seq: 7 }] }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_found_by_a_bootstrap_address_answer_and_gossip() {
     let (a, mut a_events, a_address) = node("a", 1, vec![]).await;
@@ -111,17 +115,17 @@ async fn peers_found_by_a_bootstrap_address_answer_and_gossip() {
     // Signed gossip from B reaches A, with B as its author (retried until A's subscription
     // has reached B).
     let publish = tokio::time::timeout(WAIT, async {
-        while b.publish(Topic::Announcements, b"job 1".to_vec()).await.is_err() {
+        while b.publish(Topic::LedgerHeads, &heads()).await.is_err() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
     publish.await.expect("gossip never had a peer");
     let gossip = next(&mut a_events, |e| match e {
-        NetEvent::Gossip { from, topic, data } => Some((from, topic, data)),
+        NetEvent::Gossip { from, topic, message } => Some((from, topic, message)),
         _ => None,
     })
     .await;
-    assert_eq!(gossip, (b.local_node(), Topic::Announcements, b"job 1".to_vec()));
+    assert_eq!(gossip, (b.local_node(), Topic::LedgerHeads, heads()));
 
     // A request and its answer.
     let answering = answer_info(a_events);

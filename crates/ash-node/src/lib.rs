@@ -1,0 +1,27 @@
+//! The network service: what a node does with its peers, over `ash-net`.
+//!
+//! Owns the node loop between the network and the ledger: answering peers' questions about the
+//! ledger (heads and ranges of entries), catching up with every peer that connects or gossips
+//! new heads (every received entry verified before it is stored, in bounded batches, at most
+//! [`MAX_SYNCS`] catch-ups at once), and gossiping the heads of logs that grew here. The job
+//! flow and signup by the mint authority's node come next.
+//!
+//! Never reads the environment and never prints: the CLI gives it its configuration and shows
+//! its [`NodeEvent`]s.
+
+mod ledger;
+mod node;
+
+pub use ledger::{Inserted, Ledger};
+pub use node::{MAX_HEAD_PAGES, MAX_SYNCS, Node, NodeConfig, NodeEvent};
+
+/// Why the node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The network failed.
+    #[error(transparent)]
+    Net(#[from] ash_net::NetError),
+    /// The ledger database failed.
+    #[error("ledger: {0}")]
+    Ledger(String),
+}
