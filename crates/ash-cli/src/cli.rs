@@ -305,6 +305,32 @@ pub(crate) struct NodeArgs {
     pub(crate) json: bool,
 }
 
+/// Arguments of `ash admin serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AdminServeArgs {
+    /// Multiaddr to listen on (repeatable; default TCP and QUIC on every interface at --port)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<String>,
+    /// Port for the default listen addresses (0: any free port)
+    #[arg(long, value_name = "PORT", default_value_t = 4517)]
+    pub(crate) port: u16,
+    /// A peer to ask first (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Do not look for peers on the local network
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+    /// Credits per signup
+    #[arg(long, value_name = "CREDITS", default_value_t = 100)]
+    pub(crate) signup_bonus: u64,
+    /// Signups minted per minute at most
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub(crate) signups_per_minute: u32,
+    /// Print JSON lines instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 /// Arguments of `ash peers`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PeersArgs {
@@ -332,6 +358,18 @@ pub(crate) struct JoinArgs {
     /// Your username: 3–32 of a-z 0-9 _ - (shown to peers; not unique)
     #[arg(long, short = 'u', value_name = "NAME")]
     pub(crate) username: Option<String>,
+    /// A peer to ask first, `/ip4/…/tcp/…/p2p/<peer id>` (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Do not look for peers on the local network
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+    /// How long to wait for the signup bonus from the mint authority's node
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub(crate) wait: std::time::Duration,
+    /// Do not go online: the signup bonus arrives the next time a node of this identity runs
+    #[arg(long)]
+    pub(crate) offline: bool,
     /// Print JSON instead of text
     #[arg(long)]
     pub(crate) json: bool,
@@ -421,6 +459,13 @@ pub(crate) enum AdminCommand {
     /// id every ledger signature binds. Installed as $ASH_HOME/genesis.toml; give the file to
     /// every participant (`ash join --genesis FILE`).
     Genesis(AdminGenesisArgs),
+    /// Run the mint authority's node: the signup bonus for every new identity, over the network
+    ///
+    /// A node like `ash node` that also mints the signup bonus (once per identity, at most
+    /// --signups-per-minute) for every identity with a profile it learns of; the newcomer's
+    /// node takes it into its log by itself. Needs this machine's authority key
+    /// (`ash admin keygen`) to be one of the genesis's authorities.
+    Serve(AdminServeArgs),
     /// Mint credits to an identity (mint authority only)
     ///
     /// Appends a mint entry to the authority's log in the local ledger, after verifying it. The

@@ -48,6 +48,9 @@ impl Behaviour {
         let peer = key.public().to_peer_id();
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(MAX_CONNECTIONS))
+            // A quarter is kept for connections this node makes: strangers dialling in cannot
+            // take every slot.
+            .with_max_established_incoming(Some(MAX_CONNECTIONS / 4 * 3))
             .with_max_pending_incoming(Some(MAX_CONNECTIONS / 4))
             .with_max_pending_outgoing(Some(MAX_CONNECTIONS / 4))
             .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
@@ -78,6 +81,8 @@ impl Behaviour {
         let gossip_config = gossipsub::ConfigBuilder::default()
             .heartbeat_interval(config.gossip_heartbeat)
             .validation_mode(gossipsub::ValidationMode::Strict)
+            // Nothing is forwarded before ash has read it: unreadable messages stop here.
+            .validate_messages()
             .max_transmit_size(MAX_GOSSIP_BYTES)
             .build()
             .map_err(|e| e.to_string())?;

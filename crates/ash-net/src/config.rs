@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Largest request one peer may send (CBOR bytes).
-pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
+/// Largest request one peer may send (CBOR bytes; requests are small questions).
+pub const MAX_REQUEST_BYTES: u64 = 64 << 10;
 /// Largest answer one peer may send (CBOR bytes).
 pub const MAX_RESPONSE_BYTES: u64 = 8 << 20;
 /// Largest gossip message.
@@ -26,6 +26,11 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Peers whose protocol violations disconnect them this many times are blocked for the
 /// node's life.
 pub(crate) const STRIKES_BEFORE_BLOCK: u32 = 3;
+/// Peers remembered for their strikes, request rate and discovery; beyond, the oldest
+/// memories are dropped.
+pub(crate) const REMEMBERED_PEERS: usize = 4096;
+/// Listen addresses kept per peer.
+pub(crate) const MAX_ADDRESSES_PER_PEER: usize = 16;
 
 /// The network a node belongs to: the id of its genesis (32 bytes). Protocol ids and gossip
 /// topics carry its first 8 bytes in hex.

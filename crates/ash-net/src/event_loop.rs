@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, RequestEnvelope, ResponseEnvelope};
 use crate::config::{
-    MAX_PENDING_INBOUND_PER_PEER, NetConfig, REQUEST_TIMEOUT, REQUESTS_PER_PEER_PER_SECOND,
-    STRIKES_BEFORE_BLOCK,
+    MAX_ADDRESSES_PER_PEER, MAX_PENDING_INBOUND_PER_PEER, NetConfig, REMEMBERED_PEERS,
+    REQUEST_TIMEOUT, REQUESTS_PER_PEER_PER_SECOND, STRIKES_BEFORE_BLOCK,
 };
 use crate::handle::{Discovery, NetError, NetEvent, PeerSnapshot, Responder, Topic};
 use crate::peer_id::{keypair, node_of, peer_of};
@@ -97,6 +97,8 @@ pub(crate) struct EventLoop {
     /// How peers about to be dialled were found.
     found: HashMap<PeerId, Discovery>,
     strikes: HashMap<PeerId, u32>,
+    /// Request tokens of peers that disconnected, so that reconnecting refills nothing.
+    buckets: HashMap<PeerId, (f64, Instant)>,
     outbound: HashMap<OutboundRequestId, Outbound>,
     inbound: HashMap<u64, Inbound>,
     next_id: u64,
@@ -172,6 +174,7 @@ impl EventLoop {
             peers: HashMap::new(),
             found,
             strikes: HashMap::new(),
+            buckets: HashMap::new(),
             outbound: HashMap::new(),
             inbound: HashMap::new(),
             next_id: 1,
@@ -298,6 +301,10 @@ impl EventLoop {
                 } else {
                     Discovery::Inbound
                 });
+                let (tokens, refilled) = self
+                    .buckets
+                    .remove(&peer_id)
+                    .unwrap_or((f64::from(REQUESTS_PER_PEER_PER_SECOND) * 2.0, Instant::now()));
                 let state = self.peers.entry(peer_id).or_insert_with(|| PeerState {
                     node,
                     connections: 0,
@@ -306,8 +313,8 @@ impl EventLoop {
                     agent_version: None,
                     rtt: None,
                     found_by,
-                    tokens: f64::from(REQUESTS_PER_PEER_PER_SECOND) * 2.0,
-                    refilled: Instant::now(),
+                    tokens,
+                    refilled,
                     pending_inbound: 0,
                 });
                 state.connections += 1;
@@ -318,9 +325,11 @@ impl EventLoop {
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
                 if num_established == 0
                     && let Some(state) = self.peers.remove(&peer_id)
-                    && state.confirmed
                 {
-                    self.emit(NetEvent::PeerDisconnected { node: state.node });
+                    remember(&mut self.buckets, peer_id, (state.tokens, state.refilled));
+                    if state.confirmed {
+                        self.emit(NetEvent::PeerDisconnected { node: state.node });
+                    }
                 }
             }
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
@@ -341,6 +350,9 @@ impl EventLoop {
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, address) in found {
                     if peer == self.local_peer || self.peers.contains_key(&peer) {
+                        continue;
+                    }
+                    if self.found.len() >= REMEMBERED_PEERS {
                         continue;
                     }
                     self.found.entry(peer).or_insert(Discovery::Mdns);
@@ -402,14 +414,6 @@ impl EventLoop {
                     }));
                 }
             }
-            BehaviourEvent::Request(request_response::Event::InboundFailure {
-                peer,
-                error: request_response::InboundFailure::Io(e),
-                ..
-            }) => {
-                // Oversized or malformed: a protocol violation.
-                self.strike(peer, &format!("sent an unreadable request: {e}"));
-            }
             _ => {}
         }
     }
@@ -423,11 +427,15 @@ impl EventLoop {
         }
         let Some(state) = self.peers.get_mut(&peer) else { return };
         state.agent_version = Some(info.agent_version);
-        for address in info.listen_addrs.into_iter().take(16) {
-            let address = without_peer(&address);
-            self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
-            state.addresses.insert(address);
+        // What it says now replaces what it said before (identify pushes come again).
+        let addresses: BTreeSet<Multiaddr> =
+            info.listen_addrs.iter().take(MAX_ADDRESSES_PER_PEER).map(without_peer).collect();
+        if !state.confirmed {
+            for address in &addresses {
+                self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
+            }
         }
+        state.addresses = addresses;
         if !state.confirmed {
             state.confirmed = true;
             let (node, found_by) = (state.node, state.found_by);
@@ -505,6 +513,9 @@ impl EventLoop {
 
     /// A protocol violation: disconnect, and block after [`STRIKES_BEFORE_BLOCK`].
     fn strike(&mut self, peer: PeerId, reason: &str) {
+        if self.strikes.len() >= REMEMBERED_PEERS && !self.strikes.contains_key(&peer) {
+            self.strikes.clear();
+        }
         let strikes = self.strikes.entry(peer).or_insert(0);
         *strikes += 1;
         if *strikes >= STRIKES_BEFORE_BLOCK {
@@ -530,6 +541,15 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// Remembers `value` for `peer`, forgetting everything once [`REMEMBERED_PEERS`] are held
+/// (cheap, and a flood of fresh identities gains nothing from it).
+fn remember<V>(map: &mut HashMap<PeerId, V>, peer: PeerId, value: V) {
+    if map.len() >= REMEMBERED_PEERS {
+        map.clear();
+    }
+    map.insert(peer, value);
 }
 
 fn parse(address: &str) -> Result<Multiaddr, NetError> {

@@ -5,8 +5,13 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ash_identity::NodeId;
-use ash_ledger::{Entry, Genesis, Verifier};
+use std::collections::HashSet;
+
+use ash_identity::{Identity, NodeId};
+use ash_ledger::{
+    Admission, Body, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile, Receive, Verdict,
+    Verifier,
+};
 use ash_protocol::LogHead;
 use ash_store::LedgerDb;
 
@@ -54,14 +59,13 @@ impl Ledger {
             self.verifier.authors().filter(|a| after.is_none_or(|after| *a > after)).collect();
         authors.sort_unstable();
         authors.dedup();
-        let more = authors.len() > limit;
-        let heads = authors
-            .into_iter()
-            .take(limit)
-            .filter_map(|author| {
-                Some(LogHead { author: author.to_string(), seq: self.head_seq(author)? })
-            })
-            .collect();
+        // Only logs with a judged head count, so a page is never empty while more follow.
+        let mut heads = Vec::new();
+        let mut rest = authors.into_iter().filter_map(|author| {
+            Some(LogHead { author: author.to_string(), seq: self.head_seq(author)? })
+        });
+        heads.extend(rest.by_ref().take(limit));
+        let more = rest.next().is_some();
         (heads, more)
     }
 
@@ -108,6 +112,101 @@ impl Ledger {
                 .collect()
         };
         Ok(Inserted { new: saved.new, heads })
+    }
+
+    /// Appends a new entry to `who`'s own log, verified like any other.
+    fn append(&mut self, who: &Identity, body: Body) -> Result<(), NodeError> {
+        let head = self.verifier.head(who.node_id());
+        let mut writer = match &head {
+            Some(last) => LogWriter::resume(who, last),
+            None => LogWriter::new(who, self.verifier.genesis().id()),
+        };
+        let time = head.map_or(0, |h| h.time).max(now_ms());
+        let kind = body.kind();
+        match self.verifier.insert(writer.append(time, body)) {
+            Admission::Accepted(Verdict::Valid) => Ok(()),
+            other => Err(NodeError::Ledger(format!("own {kind} entry not accepted: {other:?}"))),
+        }
+    }
+
+    /// Takes the mints made out to `me` into its own log (one `receive` entry each) and stores
+    /// them; returns the amounts. Nothing if `me` has no profile here yet.
+    pub fn receive_mints(&mut self, me: &Identity) -> Result<Vec<u64>, NodeError> {
+        if self.verifier.profile(me.node_id()).is_none() {
+            return Ok(Vec::new());
+        }
+        let mut received = Vec::new();
+        for mint in self.verifier.receivable_mints(me.node_id()) {
+            let Body::Mint(m) = &mint.body else { continue };
+            let amount = m.amount.get();
+            self.append(me, Body::Receive(Receive { mint: mint.id() }))?;
+            received.push(amount);
+        }
+        if !received.is_empty() {
+            self.save()?;
+        }
+        Ok(received)
+    }
+
+    /// As mint authority `authority`: a signup mint of `bonus` for each identity with a valid
+    /// profile that this authority has not minted one for, at most `max`; stored. Returns the
+    /// recipients.
+    pub fn mint_signups(
+        &mut self,
+        authority: &Identity,
+        bonus: u64,
+        max: usize,
+    ) -> Result<Vec<NodeId>, NodeError> {
+        let me = authority.node_id();
+        if !self.verifier.genesis().is_authority(&me) || max == 0 {
+            return Ok(Vec::new());
+        }
+        let minted: HashSet<NodeId> = self
+            .verifier
+            .valid_entries(me)
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Mint(m) if m.kind == MintKind::Signup => Some(m.recipient),
+                _ => None,
+            })
+            .collect();
+        let mut due: Vec<NodeId> = self
+            .verifier
+            .authors()
+            .filter(|a| *a != me && !minted.contains(a) && self.verifier.profile(*a).is_some())
+            .collect();
+        due.sort_unstable();
+        due.dedup();
+        due.truncate(max);
+        if due.is_empty() {
+            return Ok(due);
+        }
+        if self.verifier.profile(me).is_none() {
+            let profile = Profile {
+                username: "mint-authority".into(),
+                sealing_key: authority.sealing_public(),
+                created_at: now_ms(),
+            };
+            self.append(authority, Body::Profile(profile))?;
+        }
+        for recipient in &due {
+            let mint = Mint {
+                recipient: *recipient,
+                amount: Credits::new(bonus),
+                kind: MintKind::Signup,
+                reason: "signup bonus".into(),
+            };
+            self.append(authority, Body::Mint(mint))?;
+        }
+        self.save()?;
+        Ok(due)
+    }
+
+    fn save(&mut self) -> Result<(), NodeError> {
+        self.db
+            .save(&mut self.verifier, now_ms())
+            .map(|_| ())
+            .map_err(|e| NodeError::Ledger(e.to_string()))
     }
 
     /// The verifier, for reading balances and profiles.

@@ -4,7 +4,9 @@
 //! ledger (heads and ranges of entries), catching up with every peer that connects or gossips
 //! new heads (every received entry verified before it is stored, in bounded batches, at most
 //! [`MAX_SYNCS`] catch-ups at once), and gossiping the heads of logs that grew here. The job
-//! flow and signup by the mint authority's node come next.
+//! On a mint authority's node it mints the signup bonus for every identity it learns of (at a
+//! bounded rate); every node takes the mints made out to it into its own log. The job flow
+//! comes next.
 //!
 //! Never reads the environment and never prints: the CLI gives it its configuration and shows
 //! its [`NodeEvent`]s.
@@ -13,7 +15,10 @@ mod ledger;
 mod node;
 
 pub use ledger::{Inserted, Ledger};
-pub use node::{MAX_HEAD_PAGES, MAX_SYNCS, Node, NodeConfig, NodeEvent};
+pub use node::{
+    Authority, MAX_HEAD_PAGES, MAX_SYNC_ENTRIES, MAX_SYNC_HEADS, MAX_SYNCS, MAX_WAITING_SYNCS,
+    Node, NodeConfig, NodeEvent, SYNC_TIME,
+};
 
 /// Why the node failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -21,12 +21,39 @@ use tokio::task::JoinSet;
 use crate::NodeError;
 use crate::ledger::Ledger;
 
-/// Catch-ups running at once; a peer that would start another waits for its next gossip.
+/// Catch-ups running at once; others wait their turn (at most [`MAX_WAITING_SYNCS`] peers).
 pub const MAX_SYNCS: usize = 4;
+/// Peers waiting for a catch-up slot; beyond, the periodic catch-up reaches them.
+pub const MAX_WAITING_SYNCS: usize = 64;
 /// Pages of heads asked of one peer in one catch-up (of [`MAX_HEADS`] each).
 pub const MAX_HEAD_PAGES: usize = 64;
+/// Heads taken from one peer in one catch-up.
+pub const MAX_SYNC_HEADS: usize = 65_536;
+/// New entries stored from one peer in one catch-up; the rest waits for the next.
+pub const MAX_SYNC_ENTRIES: u64 = 100_000;
+/// How long one catch-up may take.
+pub const SYNC_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+/// Answers to peers being prepared at once; beyond, peers are told `busy`.
+const MAX_ANSWERS: usize = 16;
 /// Events waiting for the caller; beyond, they are dropped.
 const EVENT_QUEUE: usize = 256;
+/// How often the service retries gossip and mints held-back signups.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// Ticks between catch-ups with every connected peer.
+const RESYNC_TICKS: u64 = 30;
+/// Heads kept for gossip that could not go out yet.
+const MAX_UNSENT_HEADS: usize = 4096;
+
+/// A mint authority's node: it mints the signup bonus for every new identity it learns of.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    /// The authority's key (one of the genesis's authorities).
+    pub key: Arc<Identity>,
+    /// Credits per signup.
+    pub signup_bonus: u64,
+    /// Signups minted per minute at most (bursts of as many); the rest wait.
+    pub signups_per_minute: u32,
+}
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -39,6 +66,8 @@ pub struct NodeConfig {
     pub genesis: Genesis,
     /// What the node says of itself.
     pub info: PeerInfo,
+    /// Set on a mint authority's node.
+    pub authority: Option<Authority>,
 }
 
 /// What the node reports.
@@ -68,6 +97,20 @@ pub enum NodeEvent {
         /// Why.
         reason: String,
     },
+    /// Mints made out to this identity were taken into its log.
+    Received {
+        /// Their amounts.
+        amounts: Vec<u64>,
+        /// The spendable balance after.
+        balance: u64,
+    },
+    /// This authority minted signup bonuses.
+    Minted {
+        /// For whom.
+        recipients: Vec<NodeId>,
+        /// Credits each.
+        amount: u64,
+    },
     /// A catch-up with a peer ended.
     Synced {
         /// With whom.
@@ -96,18 +139,28 @@ pub(crate) fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
 impl Node {
     /// Opens the ledger and starts the network and the service loop, inside the current
     /// tokio runtime.
-    pub fn start(identity: &Identity, config: NodeConfig) -> Result<Self, NodeError> {
+    pub fn start(identity: Arc<Identity>, config: NodeConfig) -> Result<Self, NodeError> {
         let ledger = Arc::new(Mutex::new(Ledger::open(&config.ledger, config.genesis)?));
         let (net, net_events, net_task) =
-            Net::start(identity, config.net).map_err(NodeError::Net)?.split();
+            Net::start(&identity, config.net).map_err(NodeError::Net)?.split();
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
+        let signup_tokens =
+            config.authority.as_ref().map_or(0.0, |a| f64::from(a.signups_per_minute));
         let service = Service {
             net: net.clone(),
             ledger: Arc::clone(&ledger),
             info: config.info,
+            me: identity,
+            authority: config.authority,
+            signup_tokens,
+            refilled: std::time::Instant::now(),
+            unsent: Vec::new(),
             events,
             syncs: JoinSet::new(),
             syncing: HashSet::new(),
+            again: HashSet::new(),
+            waiting: std::collections::VecDeque::new(),
+            answers: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERS)),
         };
         let task = tokio::spawn(async move {
             service.run(net_events).await;
@@ -144,21 +197,37 @@ struct Service {
     net: NetHandle,
     ledger: Arc<Mutex<Ledger>>,
     info: PeerInfo,
+    me: Arc<Identity>,
+    authority: Option<Authority>,
+    signup_tokens: f64,
+    refilled: std::time::Instant,
+    unsent: Vec<LogHead>,
     events: mpsc::Sender<NodeEvent>,
-    syncs: JoinSet<(NodeId, Result<Synced, NodeError>)>,
+    syncs: JoinSet<(NodeId, Synced)>,
     syncing: HashSet<NodeId>,
+    /// Peers to catch up with again when their running catch-up ends.
+    again: HashSet<NodeId>,
+    /// Peers waiting for a slot, oldest first.
+    waiting: std::collections::VecDeque<NodeId>,
+    answers: Arc<tokio::sync::Semaphore>,
 }
 
-/// What one catch-up did.
+/// What one catch-up did (also when it ended early: what it stored still counts).
 #[derive(Debug, Default)]
 struct Synced {
     new: u64,
     unreadable: u64,
     heads: Vec<LogHead>,
+    /// Why it ended early.
+    error: Option<NodeError>,
 }
 
 impl Service {
     async fn run(mut self, mut net_events: mpsc::Receiver<NetEvent>) {
+        // What arrived while the node was down, or was minted for nobody yet.
+        self.settle().await;
+        let mut tick = tokio::time::interval(TICK);
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 event = net_events.recv() => match event {
@@ -169,6 +238,10 @@ impl Service {
                     if let Ok((peer, result)) = done {
                         self.synced(peer, result).await;
                     }
+                }
+                _ = tick.tick() => {
+                    ticks += 1;
+                    self.tick(ticks).await;
                 }
             }
         }
@@ -195,67 +268,202 @@ impl Service {
         }
     }
 
+    /// Answers a peer from a task of its own (ledger reads run on the blocking pool), at most
+    /// [`MAX_ANSWERS`] at once.
     async fn answer(&self, request: PeerRequest, responder: Responder) {
-        let invalid =
-            |message: String| PeerResponse::Error(PeerError { code: "invalid".into(), message });
-        let response = match request {
-            PeerRequest::Info => PeerResponse::Info(self.info.clone()),
-            PeerRequest::LedgerHeads { after, limit } => {
-                match after.map(|a| a.parse::<NodeId>()).transpose() {
-                    Ok(after) => {
-                        let limit = limit.min(MAX_HEADS) as usize;
-                        let (heads, more) = lock(&self.ledger).heads(after, limit);
-                        PeerResponse::LedgerHeads { heads, more }
-                    }
-                    Err(e) => invalid(format!("after: {e}")),
-                }
-            }
-            PeerRequest::LedgerEntries { author, from_seq, limit } => {
-                match author.parse::<NodeId>() {
-                    Ok(author) => {
-                        let limit = limit.min(MAX_ENTRIES) as usize;
-                        // Room for the envelope around the entries.
-                        let max = usize::try_from(MAX_RESPONSE_BYTES / 2).unwrap_or(usize::MAX);
-                        let entries = lock(&self.ledger).entries(author, from_seq, limit, max);
-                        PeerResponse::LedgerEntries {
-                            entries: entries.into_iter().map(serde_bytes::ByteBuf::from).collect(),
-                        }
-                    }
-                    Err(e) => invalid(format!("author: {e}")),
-                }
-            }
+        let Ok(permit) = Arc::clone(&self.answers).try_acquire_owned() else {
+            let busy =
+                PeerError { code: "busy".into(), message: "too many questions at once".into() };
+            let _ = responder.respond(PeerResponse::Error(busy)).await;
+            return;
         };
-        let _ = responder.respond(response).await;
+        let (ledger, info) = (Arc::clone(&self.ledger), self.info.clone());
+        tokio::spawn(async move {
+            let response = tokio::task::spawn_blocking(move || respond(&ledger, info, request))
+                .await
+                .unwrap_or_else(|_| {
+                    PeerResponse::Error(PeerError { code: "busy".into(), message: "failed".into() })
+                });
+            let _ = responder.respond(response).await;
+            drop(permit);
+        });
     }
 
     /// Starts catching up with `peer` (on the heads it gossiped, or on all it holds), unless
     /// one is running with it or [`MAX_SYNCS`] are.
     fn catch_up(&mut self, peer: NodeId, heads: Option<Vec<LogHead>>) {
-        if self.syncing.contains(&peer) || self.syncing.len() >= MAX_SYNCS {
+        if self.syncing.contains(&peer) {
+            // Once the running one ends, everything the peer holds is looked at again.
+            if self.again.len() < MAX_WAITING_SYNCS {
+                self.again.insert(peer);
+            }
+            return;
+        }
+        if self.syncing.len() >= MAX_SYNCS {
+            if !self.waiting.contains(&peer) && self.waiting.len() < MAX_WAITING_SYNCS {
+                self.waiting.push_back(peer);
+            }
             return;
         }
         self.syncing.insert(peer);
         let (net, ledger) = (self.net.clone(), Arc::clone(&self.ledger));
-        self.syncs.spawn(async move { (peer, sync(&net, &ledger, peer, heads).await) });
+        self.syncs.spawn(async move {
+            let mut synced = Synced::default();
+            if tokio::time::timeout(SYNC_TIME, sync(&net, &ledger, peer, heads, &mut synced))
+                .await
+                .is_err()
+            {
+                synced.error = Some(NodeError::Ledger("the catch-up took too long".into()));
+            }
+            (peer, synced)
+        });
     }
 
-    async fn synced(&mut self, peer: NodeId, result: Result<Synced, NodeError>) {
+    async fn synced(&mut self, peer: NodeId, mut synced: Synced) {
         self.syncing.remove(&peer);
-        let synced = match result {
-            Ok(synced) => synced,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "catch-up failed");
-                return;
-            }
-        };
+        if let Some(e) = &synced.error {
+            tracing::debug!(%peer, error = %e, "catch-up ended early");
+        }
+        synced.heads.sort_by(|a, b| a.author.cmp(&b.author).then(b.seq.cmp(&a.seq)));
+        synced.heads.dedup_by(|a, b| a.author == b.author);
+        // The next in line, then this peer again if it asked meanwhile.
+        if self.again.remove(&peer) {
+            self.catch_up(peer, None);
+        }
+        while self.syncing.len() < MAX_SYNCS
+            && let Some(next) = self.waiting.pop_front()
+        {
+            self.catch_up(next, None);
+        }
         self.emit(NodeEvent::Synced { from: peer, new: synced.new, unreadable: synced.unreadable });
         // Tell the others what grew here.
-        for chunk in synced.heads.chunks(MAX_GOSSIP_HEADS) {
+        self.gossip(synced.heads).await;
+        if synced.new > 0 {
+            self.settle().await;
+        }
+    }
+
+    /// Gossips `heads`; what cannot go out now (no peer on the topic yet) is tried again on
+    /// the next tick.
+    async fn gossip(&mut self, heads: Vec<LogHead>) {
+        self.unsent.extend(heads);
+        self.unsent.sort_by(|a, b| a.author.cmp(&b.author).then(b.seq.cmp(&a.seq)));
+        self.unsent.dedup_by(|a, b| a.author == b.author);
+        let heads = std::mem::take(&mut self.unsent);
+        for chunk in heads.chunks(MAX_GOSSIP_HEADS) {
             let message = Gossip::Heads { heads: chunk.to_vec() };
             if let Err(e) = self.net.publish(Topic::LedgerHeads, &message).await {
-                tracing::debug!(error = %e, "heads not gossiped");
+                tracing::debug!(error = %e, "heads not gossiped yet");
+                self.unsent.extend_from_slice(chunk);
             }
         }
+        self.unsent.truncate(MAX_UNSENT_HEADS);
+    }
+
+    /// Every [`TICK`]: gossip that could not go out, signups held back by the rate limit; every
+    /// [`RESYNC_TICKS`], a catch-up with every peer, in case gossip was lost.
+    async fn tick(&mut self, ticks: u64) {
+        if !self.unsent.is_empty() {
+            self.gossip(Vec::new()).await;
+        }
+        if self.authority.is_some() {
+            self.settle().await;
+        }
+        if ticks.is_multiple_of(RESYNC_TICKS)
+            && let Ok(peers) = self.net.peers().await
+        {
+            for peer in peers {
+                self.catch_up(peer.node, None);
+            }
+        }
+    }
+
+    /// Takes mints made out to this identity into its log and, on an authority's node, mints
+    /// the signup bonuses due (within the rate); gossips the heads that grew.
+    async fn settle(&mut self) {
+        let now = std::time::Instant::now();
+        let mut max_signups = 0;
+        if let Some(authority) = &self.authority {
+            let rate = f64::from(authority.signups_per_minute);
+            self.signup_tokens = (self.signup_tokens
+                + now.duration_since(self.refilled).as_secs_f64() * rate / 60.0)
+                .min(rate);
+            self.refilled = now;
+            max_signups = self.signup_tokens.floor() as usize;
+        }
+        let (ledger, me, authority) =
+            (Arc::clone(&self.ledger), Arc::clone(&self.me), self.authority.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let mut ledger = lock(&ledger);
+            let received = ledger.receive_mints(&me)?;
+            let minted = match &authority {
+                Some(a) => ledger.mint_signups(&a.key, a.signup_bonus, max_signups)?,
+                None => Vec::new(),
+            };
+            let mut heads = Vec::new();
+            for who in [Some(me.node_id()), authority.as_ref().map(|a| a.key.node_id())]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(seq) = ledger.head_seq(who) {
+                    heads.push(LogHead { author: who.to_string(), seq });
+                }
+            }
+            let balance = ledger.verifier().account(me.node_id()).balance.spendable.get();
+            Ok::<_, NodeError>((received, minted, heads, balance))
+        })
+        .await;
+        let (received, minted, heads, balance) = match done {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "settling the ledger failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        self.signup_tokens -= minted.len() as f64;
+        if !received.is_empty() {
+            self.emit(NodeEvent::Received { amounts: received.clone(), balance });
+        }
+        if let (false, Some(authority)) = (minted.is_empty(), &self.authority) {
+            self.emit(NodeEvent::Minted {
+                recipients: minted.clone(),
+                amount: authority.signup_bonus,
+            });
+        }
+        if !received.is_empty() || !minted.is_empty() {
+            self.gossip(heads).await;
+        }
+    }
+}
+
+/// The answer to one request.
+fn respond(ledger: &Mutex<Ledger>, info: PeerInfo, request: PeerRequest) -> PeerResponse {
+    let invalid =
+        |message: String| PeerResponse::Error(PeerError { code: "invalid".into(), message });
+    match request {
+        PeerRequest::Info => PeerResponse::Info(info),
+        PeerRequest::LedgerHeads { after, limit } => {
+            match after.map(|a| a.parse::<NodeId>()).transpose() {
+                Ok(after) => {
+                    let (heads, more) = lock(ledger).heads(after, limit.min(MAX_HEADS) as usize);
+                    PeerResponse::LedgerHeads { heads, more }
+                }
+                Err(e) => invalid(format!("after: {e}")),
+            }
+        }
+        PeerRequest::LedgerEntries { author, from_seq, limit } => match author.parse::<NodeId>() {
+            Ok(author) => {
+                // Room for the envelope around the entries.
+                let max = usize::try_from(MAX_RESPONSE_BYTES / 2).unwrap_or(usize::MAX);
+                let entries =
+                    lock(ledger).entries(author, from_seq, limit.min(MAX_ENTRIES) as usize, max);
+                PeerResponse::LedgerEntries {
+                    entries: entries.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                }
+            }
+            Err(e) => invalid(format!("author: {e}")),
+        },
     }
 }
 
@@ -266,18 +474,27 @@ async fn sync(
     ledger: &Arc<Mutex<Ledger>>,
     peer: NodeId,
     heads: Option<Vec<LogHead>>,
-) -> Result<Synced, NodeError> {
+    synced: &mut Synced,
+) {
     let heads = match heads {
         Some(heads) => heads,
-        None => all_heads(net, peer).await?,
+        None => match all_heads(net, peer).await {
+            Ok(heads) => heads,
+            Err(e) => {
+                synced.error = Some(e);
+                return;
+            }
+        },
     };
-    let mut synced = Synced::default();
-    for head in heads {
+    for head in heads.into_iter().take(MAX_SYNC_HEADS) {
         let Ok(author) = head.author.parse::<NodeId>() else {
             synced.unreadable += 1;
             continue;
         };
         loop {
+            if synced.new >= MAX_SYNC_ENTRIES {
+                return;
+            }
             let from = lock(ledger).head_seq(author).map_or(0, |seq| seq + 1);
             if from > head.seq {
                 break;
@@ -287,13 +504,16 @@ async fn sync(
                 from_seq: from,
                 limit: MAX_ENTRIES,
             };
-            let PeerResponse::LedgerEntries { entries } =
-                net.request(peer, request).await.map_err(NodeError::Net)?
-            else {
-                break;
+            let entries = match net.request(peer, request).await {
+                Ok(PeerResponse::LedgerEntries { entries }) => entries,
+                Ok(_) => break,
+                Err(e) => {
+                    synced.error = Some(NodeError::Net(e));
+                    return;
+                }
             };
             let mut decoded = Vec::with_capacity(entries.len());
-            for bytes in entries {
+            for bytes in entries.into_iter().take(MAX_ENTRIES as usize) {
                 match Entry::decode(&bytes) {
                     Ok(entry) if entry.author == author && entry.seq >= from => decoded.push(entry),
                     _ => synced.unreadable += 1,
@@ -303,9 +523,18 @@ async fn sync(
                 break;
             }
             let shared = Arc::clone(ledger);
-            let inserted = tokio::task::spawn_blocking(move || lock(&shared).insert(decoded))
-                .await
-                .map_err(|e| NodeError::Ledger(e.to_string()))??;
+            let inserted =
+                match tokio::task::spawn_blocking(move || lock(&shared).insert(decoded)).await {
+                    Ok(Ok(inserted)) => inserted,
+                    Ok(Err(e)) => {
+                        synced.error = Some(e);
+                        return;
+                    }
+                    Err(e) => {
+                        synced.error = Some(NodeError::Ledger(e.to_string()));
+                        return;
+                    }
+                };
             synced.new += inserted.new;
             synced.heads.extend(inserted.heads);
             // Nothing new (refused, or waiting for what the peer did not send): stop here.
@@ -314,25 +543,33 @@ async fn sync(
             }
         }
     }
-    synced.heads.sort_by(|a, b| a.author.cmp(&b.author).then(b.seq.cmp(&a.seq)));
-    synced.heads.dedup_by(|a, b| a.author == b.author);
-    Ok(synced)
 }
 
-/// Every head `peer` holds, page by page (at most [`MAX_HEAD_PAGES`]).
+/// Every head `peer` holds, page by page (at most [`MAX_HEAD_PAGES`] and
+/// [`MAX_SYNC_HEADS`]). A page longer than asked, or out of order, ends it.
 async fn all_heads(net: &NetHandle, peer: NodeId) -> Result<Vec<LogHead>, NodeError> {
-    let mut heads = Vec::new();
-    let mut after = None;
+    let mut heads: Vec<LogHead> = Vec::new();
+    let mut after: Option<NodeId> = None;
     for _ in 0..MAX_HEAD_PAGES {
-        let request = PeerRequest::LedgerHeads { after: after.clone(), limit: MAX_HEADS };
+        let request =
+            PeerRequest::LedgerHeads { after: after.map(|a| a.to_string()), limit: MAX_HEADS };
         let PeerResponse::LedgerHeads { heads: page, more } =
             net.request(peer, request).await.map_err(NodeError::Net)?
         else {
             break;
         };
-        after = page.last().map(|h| h.author.clone());
-        heads.extend(page);
-        if !more || after.is_none() {
+        if page.len() > MAX_HEADS as usize {
+            break;
+        }
+        for head in page {
+            let Ok(author) = head.author.parse::<NodeId>() else { return Ok(heads) };
+            if after.is_some_and(|a| author <= a) || heads.len() >= MAX_SYNC_HEADS {
+                return Ok(heads);
+            }
+            after = Some(author);
+            heads.push(head);
+        }
+        if !more {
             break;
         }
     }

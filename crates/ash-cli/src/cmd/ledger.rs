@@ -71,7 +71,7 @@ impl Home {
         }
         Ok(Identity::load(&path)?)
     }
-    fn authority(&self) -> anyhow::Result<Identity> {
+    pub(crate) fn authority(&self) -> anyhow::Result<Identity> {
         let path = self.authority_path();
         if !path.exists() {
             bail!("no mint authority key here; create one with `ash admin keygen`");
@@ -196,19 +196,49 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
         identity.save(&path)?;
     }
     db.save(&mut verifier, now_ms())?;
+    let mut balance = verifier.account(id).balance.spendable.get();
+    drop((db, verifier));
+    let sealing_key = identity.sealing_cert().to_string();
+    // Online, the mint authority's node sends the signup bonus back.
+    let mut received = None;
+    if !args.offline && balance == 0 {
+        if !args.json {
+            output::note(
+                "looking for the network to receive the signup bonus… (--offline skips this)",
+            );
+        }
+        received = super::network::await_signup(
+            &home,
+            identity,
+            &args.bootstrap,
+            !args.no_mdns,
+            args.wait,
+        )?;
+        if let Some((_, after)) = received {
+            balance = after;
+        }
+    }
     if args.json {
         output::json(&json!({
             "id": id,
             "username": username,
             "created": created,
             "network": {"name": genesis.name, "id": genesis.id()},
-            "sealingKey": identity.sealing_cert().to_string(),
+            "sealingKey": sealing_key,
             "keyFile": path,
+            "signupReceived": received.map(|(amount, _)| amount),
+            "balance": balance,
         }))?;
     } else {
         let verb = if created { "created" } else { "already joined as" };
+        let credits = match received {
+            Some((amount, _)) => format!("received the signup bonus: {amount} credits; balance {balance}\n"),
+            None if balance > 0 => format!("balance {balance}\n"),
+            None if args.offline => "offline: the signup bonus arrives the next time `ash node` runs\n".to_owned(),
+            None => "no signup bonus yet (no mint authority's node answered); it arrives the next time `ash node` runs online\n".to_owned(),
+        };
         output::stdout(&format!(
-            "{verb} {}  ({id})\nnetwork: {} ({})\nkey file: {}\nask the mint authority for your signup credits, then import its ledger: `ash ledger import BUNDLE`\n",
+            "{verb} {}  ({id})\nnetwork: {} ({})\nkey file: {}\n{credits}",
             username.as_deref().unwrap_or("?"),
             genesis.name,
             genesis.id(),
@@ -627,6 +657,7 @@ pub(crate) fn admin(command: AdminCommand) -> anyhow::Result<Outcome> {
     match command {
         AdminCommand::Keygen(args) => keygen(&args),
         AdminCommand::Genesis(args) => genesis(&args),
+        AdminCommand::Serve(args) => super::network::admin_serve(&args),
         AdminCommand::Mint(args) => mint(&args),
         AdminCommand::Checkpoint(args) => checkpoint(&args),
     }

@@ -1,18 +1,20 @@
 //! `ash node` and `ash peers`: this machine's node of its network, in the foreground or for a
 //! moment.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use ash_identity::Identity;
 use ash_net::{NetConfig, NetHandle, NetworkId, PeerSnapshot};
-use ash_node::{Node, NodeConfig, NodeEvent};
+use ash_node::{Authority, Node, NodeConfig, NodeEvent};
 use ash_protocol::{PeerInfo, PeerRequest, PeerResponse};
 use serde_json::json;
 
 use super::Outcome;
 use super::ledger::Home;
 use super::start::{runtime, shutdown_signal};
-use crate::cli::{NodeArgs, PeersArgs};
+use crate::cli::{AdminServeArgs, NodeArgs, PeersArgs};
 use crate::output;
 
 /// How long `ash peers` keeps looking once the first peer is found, for the others nearby.
@@ -37,7 +39,7 @@ fn config(
     net.listen = listen;
     net.bootstrap = bootstrap.to_vec();
     net.mdns = mdns;
-    Ok(NodeConfig { net, ledger: home.ledger_path(), genesis, info: own_info() })
+    Ok(NodeConfig { net, ledger: home.ledger_path(), genesis, info: own_info(), authority: None })
 }
 
 /// What this node says of itself when asked.
@@ -45,19 +47,52 @@ fn own_info() -> PeerInfo {
     PeerInfo { version: agent_version(), serving: false, agents: Vec::new() }
 }
 
+/// The listen addresses: those given, else TCP and QUIC on every interface at `port`.
+fn listen_addresses(listen: &[String], port: u16) -> Vec<String> {
+    if listen.is_empty() {
+        vec![format!("/ip4/0.0.0.0/tcp/{port}"), format!("/ip4/0.0.0.0/udp/{port}/quic-v1")]
+    } else {
+        listen.to_vec()
+    }
+}
+
 pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
-    let identity = home.identity()?;
-    let listen = if args.listen.is_empty() {
-        vec![
-            format!("/ip4/0.0.0.0/tcp/{}", args.port),
-            format!("/ip4/0.0.0.0/udp/{}/quic-v1", args.port),
-        ]
-    } else {
-        args.listen.clone()
-    };
+    let identity = Arc::new(home.identity()?);
+    let listen = listen_addresses(&args.listen, args.port);
     let config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
-    let json = args.json;
+    run_node(identity, config, args.json)
+}
+
+/// `ash admin serve`: a node that mints the signup bonus for every identity it learns of.
+pub(crate) fn admin_serve(args: &AdminServeArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let key = Arc::new(home.authority()?);
+    let genesis = home.genesis()?;
+    if !genesis.is_authority(&key.node_id()) {
+        anyhow::bail!(
+            "this authority ({}) is not in the genesis of `{}`: its mints would count for nothing",
+            key.node_id().short(),
+            genesis.name
+        );
+    }
+    // The machine's own identity if it joined, else the authority's key speaks for the node.
+    let identity = match home.identity() {
+        Ok(identity) => Arc::new(identity),
+        Err(_) => Arc::clone(&key),
+    };
+    let listen = listen_addresses(&args.listen, args.port);
+    let mut config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
+    config.authority = Some(Authority {
+        key,
+        signup_bonus: args.signup_bonus,
+        signups_per_minute: args.signups_per_minute,
+    });
+    run_node(identity, config, args.json)
+}
+
+/// Runs a node in the foreground until Ctrl-C or SIGTERM, printing what happens.
+fn run_node(identity: Arc<Identity>, config: NodeConfig, json: bool) -> anyhow::Result<Outcome> {
     let line = |event: &str, fields: serde_json::Value, text: String| {
         if json {
             let mut value = json!({ "event": event });
@@ -70,7 +105,7 @@ pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<Outcome> {
         }
     };
     runtime()?.block_on(async {
-        let mut node = Node::start(&identity, config).with_context(
+        let mut node = Node::start(identity, config).with_context(
             || "starting the network node (is another `ash node` using the port? try --port)",
         )?;
         let signal = shutdown_signal();
@@ -100,6 +135,20 @@ pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<Outcome> {
                         json!({ "peer": peer, "reason": reason }),
                         format!("refused {peer}: {reason}"),
                     ),
+                    Some(NodeEvent::Received { amounts, balance }) => line(
+                        "received",
+                        json!({ "amounts": amounts, "balance": balance }),
+                        format!("received {} credits; balance {balance}", amounts.iter().sum::<u64>()),
+                    ),
+                    Some(NodeEvent::Minted { recipients, amount }) => {
+                        for to in recipients {
+                            line(
+                                "minted",
+                                json!({ "to": to, "amount": amount }),
+                                format!("minted the signup bonus of {amount} for {to}"),
+                            );
+                        }
+                    }
                     Some(NodeEvent::Synced { from, new, unreadable }) => {
                         if new > 0 || unreadable > 0 {
                             line(
@@ -133,7 +182,7 @@ pub(crate) fn peers(args: &PeersArgs) -> anyhow::Result<Outcome> {
     let config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
     let started = Instant::now();
     let (found, first, rows) = runtime()?.block_on(async {
-        let mut node = Node::start(&identity, config)?;
+        let mut node = Node::start(Arc::new(identity), config)?;
         let mut first: Option<Duration> = None;
         let mut connected = 0usize;
         let mut synced = 0usize;
@@ -258,4 +307,44 @@ async fn ask_all(handle: &NetHandle, peers: Vec<PeerSnapshot>) -> Vec<Listed> {
         Listed { snapshot, info }
     });
     futures_util::future::join_all(asks).await
+}
+
+/// After `ash join`: a node for a moment, to send the new profile out and take in the signup
+/// bonus the mint authority's node sends back. Gives up after `wait`, or sooner when no peer is
+/// found at all. Returns the credits received, if any arrived.
+pub(crate) fn await_signup(
+    home: &Home,
+    identity: Identity,
+    bootstrap: &[String],
+    mdns: bool,
+    wait: Duration,
+) -> anyhow::Result<Option<(u64, u64)>> {
+    /// Without any peer by then, nobody will send the bonus now.
+    const ALONE: Duration = Duration::from_secs(3);
+    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
+    let config = config(home, listen, bootstrap, mdns)?;
+    runtime()?.block_on(async {
+        let mut node = Node::start(Arc::new(identity), config)?;
+        let started = tokio::time::Instant::now();
+        let mut peers = 0usize;
+        let mut received = None;
+        loop {
+            let until =
+                if peers == 0 { (started + ALONE).min(started + wait) } else { started + wait };
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => break,
+                event = node.next_event() => match event {
+                    None => break,
+                    Some(NodeEvent::PeerConnected { .. }) => peers += 1,
+                    Some(NodeEvent::Received { amounts, balance }) => {
+                        received = Some((amounts.iter().sum(), balance));
+                        break;
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        node.stop().await;
+        Ok(received)
+    })
 }

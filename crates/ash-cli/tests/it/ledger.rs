@@ -35,8 +35,10 @@ pub(crate) fn new_network(admin: &Path, name: &str, file: &Path) -> (String, Str
 /// Joins `home` to the network of `genesis` as `name`; returns the node id.
 pub(crate) fn join(home: &Path, genesis: &Path, name: &str) -> String {
     fs::create_dir_all(home).unwrap();
-    let joined =
-        json(&run(home, &["join", "--genesis", genesis.to_str().unwrap(), "-u", name, "--json"]));
+    let joined = json(&run(
+        home,
+        &["join", "--genesis", genesis.to_str().unwrap(), "-u", name, "--offline", "--json"],
+    ));
     joined["id"].as_str().unwrap().to_owned()
 }
 
@@ -74,14 +76,14 @@ fn a_network_from_its_genesis_to_received_credits_and_checkpoints() {
     assert_eq!(mode, 0o600);
     let joined = json(&run(
         &alice,
-        &["join", "--genesis", n.genesis.to_str().unwrap(), "-u", "Alice", "--json"],
+        &["join", "--genesis", n.genesis.to_str().unwrap(), "-u", "Alice", "--offline", "--json"],
     ));
     assert_eq!(
         (&joined["username"], &joined["created"], &joined["network"]),
         (&json!("alice"), &json!(true), &json!({"name": "test-net", "id": n.network}))
     );
     let alice_id = joined["id"].as_str().unwrap().to_owned();
-    let again = json(&run(&alice, &["join", "--json"]));
+    let again = json(&run(&alice, &["join", "--offline", "--json"]));
     assert_eq!((&again["id"], &again["created"]), (&json!(alice_id), &json!(false)));
     join(&bob, &n.genesis, "bob");
 

@@ -19,8 +19,14 @@ fn ash(home: &Path) -> Command {
 
 /// `ash node` on loopback, and the address it printed first.
 fn start_node(home: &Path) -> (Child, BufReader<std::process::ChildStdout>, String) {
+    start(home, &["node"])
+}
+
+/// `ash <command…>` as a node on loopback, and the address it printed first.
+fn start(home: &Path, command: &[&str]) -> (Child, BufReader<std::process::ChildStdout>, String) {
     let mut child = ash(home)
-        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--json"])
+        .args(command)
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -123,4 +129,39 @@ fn a_node_of_another_network_is_not_listed() {
     let events = stop(node, lines);
     assert_eq!(events[0]["event"], "refused", "{events:?}");
     assert!(events[0]["reason"].as_str().unwrap().ends_with("another network"), "{events:?}");
+}
+
+#[test]
+fn the_signup_bonus_arrives_by_itself_from_the_authority_node() {
+    let root = tempfile::tempdir().unwrap();
+    let genesis = root.path().join("net.genesis.toml");
+    let admin = root.path().join("admin");
+    crate::ledger::new_network(&admin, "net", &genesis);
+    let (node, lines, address) = start(&admin, &["admin", "serve"]);
+    let dana = root.path().join("dana");
+    std::fs::create_dir_all(&dana).unwrap();
+    let out = ash(&dana)
+        .args(["join", "--genesis", genesis.to_str().unwrap(), "-u", "dana"])
+        .args(["--bootstrap", &address, "--no-mdns", "--wait", "20s", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let joined: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (joined["signupReceived"].as_u64(), joined["balance"].as_u64()),
+        (Some(100), Some(100)),
+        "{joined}"
+    );
+    // The receipt is in Dana's own ledger.
+    let status = ash(&dana).args(["status", "--json"]).output().unwrap();
+    let status: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(status["balance"]["spendable"].as_u64(), Some(100), "{status}");
+    // The authority's node said whom it minted for, once.
+    let events = stop(node, lines);
+    let minted: Vec<&Value> = events.iter().filter(|e| e["event"] == "minted").collect();
+    assert_eq!(minted.len(), 1, "{events:?}");
+    assert_eq!(
+        (minted[0]["to"].as_str(), minted[0]["amount"].as_u64()),
+        (joined["id"].as_str(), Some(100))
+    );
 }

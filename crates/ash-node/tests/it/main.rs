@@ -5,12 +5,13 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ash_identity::{Identity, NodeId};
 use ash_ledger::{Body, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile};
 use ash_net::{Net, NetConfig, NetEvent, NetworkId};
-use ash_node::{Ledger, Node, NodeConfig, NodeEvent};
+use ash_node::{Authority, Ledger, Node, NodeConfig, NodeEvent};
 use ash_protocol::{LogHead, PeerInfo, PeerRequest, PeerResponse};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -40,13 +41,28 @@ fn net_config(genesis: &Genesis, bootstrap: Vec<String>) -> NetConfig {
 }
 
 fn node(who: &Identity, genesis: &Genesis, ledger: &Path, bootstrap: Vec<String>) -> Node {
+    node_with(who, genesis, ledger, bootstrap, None)
+}
+
+fn node_with(
+    who: &Identity,
+    genesis: &Genesis,
+    ledger: &Path,
+    bootstrap: Vec<String>,
+    authority: Option<Authority>,
+) -> Node {
     let config = NodeConfig {
         net: net_config(genesis, bootstrap),
         ledger: ledger.to_path_buf(),
         genesis: genesis.clone(),
         info: PeerInfo::default(),
+        authority,
     };
-    Node::start(who, config).unwrap()
+    // Identities are not Clone: the node gets its own copy of the same key.
+    let mut secret = *who.transport_secret();
+    let copy = Identity::from_secrets(&secret, &[7; 32]).unwrap();
+    secret.fill(0);
+    Node::start(Arc::new(copy), config).unwrap()
 }
 
 async fn next<T>(node: &mut Node, mut pick: impl FnMut(NodeEvent) -> Option<T>) -> T {
@@ -109,7 +125,8 @@ async fn logs_replicate_both_ways_and_forged_entries_are_never_stored() {
         _ => None,
     })
     .await;
-    assert_eq!(from_a, (alice.node_id(), 3, 0));
+    // (Alice's node took the mint made out to her into her log when it started: 4 entries.)
+    assert_eq!(from_a, (alice.node_id(), 4, 0));
     let from_b = next(&mut a, |e| match e {
         NodeEvent::Synced { from, new, unreadable } if new > 0 => Some((from, new, unreadable)),
         _ => None,
@@ -118,6 +135,9 @@ async fn logs_replicate_both_ways_and_forged_entries_are_never_stored() {
     assert_eq!(from_b, (bob.node_id(), 1, 0));
     assert_eq!(username(&b, alice.node_id()).as_deref(), Some("alice"));
     assert_eq!(username(&b, admin.node_id()).as_deref(), Some("admin"));
+    let balance =
+        b.ledger().lock().unwrap().verifier().account(alice.node_id()).balance.spendable.get();
+    assert_eq!(balance, 100);
     assert_eq!(username(&a, bob.node_id()).as_deref(), Some("bob"));
 
     // A hostile node offers carol's log: her profile with a broken signature, a profile
@@ -181,4 +201,55 @@ async fn logs_replicate_both_ways_and_forged_entries_are_never_stored() {
     // What B stored survives a restart, verified again on open.
     let ledger = Ledger::open(&b_db, genesis).unwrap();
     assert_eq!(ledger.verifier().account(alice.node_id()).username.as_deref(), Some("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authority_node_mints_the_signup_bonus_and_it_arrives_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, dana) =
+        (Identity::insecure_from_label("admin2"), Identity::insecure_from_label("dana"));
+    let genesis = genesis(&admin);
+    let (admin_db, dana_db) = (dir.path().join("admin.db"), dir.path().join("dana.db"));
+    // Dana has just joined: her profile and nothing else.
+    {
+        let mut ledger = Ledger::open(&dana_db, genesis.clone()).unwrap();
+        assert_eq!(ledger.insert(vec![profile(&dana, &genesis, "dana").0]).unwrap().new, 1);
+    }
+    let key = {
+        let secret = admin.transport_secret();
+        Arc::new(Identity::from_secrets(&secret, &[9; 32]).unwrap())
+    };
+    let authority = Authority { key, signup_bonus: 100, signups_per_minute: 10 };
+    let mut mint = node_with(&admin, &genesis, &admin_db, vec![], Some(authority));
+    let address = next(&mut mint, |e| match e {
+        NodeEvent::Listening { address } => Some(address),
+        _ => None,
+    })
+    .await;
+    let mut newcomer = node(&dana, &genesis, &dana_db, vec![address]);
+    let minted = next(&mut mint, |e| match e {
+        NodeEvent::Minted { recipients, amount } => Some((recipients, amount)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(minted, (vec![dana.node_id()], 100));
+    let received = next(&mut newcomer, |e| match e {
+        NodeEvent::Received { amounts, balance } => Some((amounts, balance)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(received, (vec![100], 100));
+    // Once only: the authority's log holds one signup mint for her, and her receipt reaches it.
+    newcomer.stop().await;
+    mint.stop().await;
+    let ledger = Ledger::open(&admin_db, genesis.clone()).unwrap();
+    let mints = ledger
+        .verifier()
+        .valid_entries(admin.node_id())
+        .iter()
+        .filter(|e| matches!(&e.body, Body::Mint(m) if m.recipient == dana.node_id()))
+        .count();
+    assert_eq!(mints, 1);
+    let ledger = Ledger::open(&dana_db, genesis).unwrap();
+    assert_eq!(ledger.verifier().account(dana.node_id()).balance.spendable.get(), 100);
 }
