@@ -12,8 +12,8 @@ use ash_net::{
     Discovery, MAX_RESPONSE_BYTES, Net, NetConfig, NetEvent, NetHandle, Responder, Topic,
 };
 use ash_protocol::{
-    Gossip, LogHead, MAX_ENTRIES, MAX_GOSSIP_HEADS, MAX_HEADS, PeerError, PeerInfo, PeerRequest,
-    PeerResponse,
+    Gossip, LogHead, LogStart, MAX_ENTRIES, MAX_GOSSIP_HEADS, MAX_HEADS, MAX_LOGS, PeerError,
+    PeerInfo, PeerRequest, PeerResponse,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -452,18 +452,34 @@ fn respond(ledger: &Mutex<Ledger>, info: PeerInfo, request: PeerRequest) -> Peer
                 Err(e) => invalid(format!("after: {e}")),
             }
         }
-        PeerRequest::LedgerEntries { author, from_seq, limit } => match author.parse::<NodeId>() {
-            Ok(author) => {
-                // Room for the envelope around the entries.
-                let max = usize::try_from(MAX_RESPONSE_BYTES / 2).unwrap_or(usize::MAX);
-                let entries =
-                    lock(ledger).entries(author, from_seq, limit.min(MAX_ENTRIES) as usize, max);
-                PeerResponse::LedgerEntries {
-                    entries: entries.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+        PeerRequest::LedgerEntries { logs, limit } => {
+            if logs.len() > MAX_LOGS {
+                return invalid(format!("at most {MAX_LOGS} logs per request"));
+            }
+            let mut starts = Vec::with_capacity(logs.len());
+            for log in logs {
+                match log.author.parse::<NodeId>() {
+                    Ok(author) => starts.push((author, log.from_seq)),
+                    Err(e) => return invalid(format!("author: {e}")),
                 }
             }
-            Err(e) => invalid(format!("author: {e}")),
-        },
+            // Room for the envelope around the entries.
+            let mut room = usize::try_from(MAX_RESPONSE_BYTES / 2).unwrap_or(usize::MAX);
+            let mut left = limit.min(MAX_ENTRIES) as usize;
+            let ledger = lock(ledger);
+            let mut entries = Vec::new();
+            for (author, from_seq) in starts {
+                if left == 0 || room == 0 {
+                    break;
+                }
+                for bytes in ledger.entries(author, from_seq, left, room) {
+                    left = left.saturating_sub(1);
+                    room = room.saturating_sub(bytes.len() + 8);
+                    entries.push(serde_bytes::ByteBuf::from(bytes));
+                }
+            }
+            PeerResponse::LedgerEntries { entries }
+        }
     }
 }
 
@@ -486,62 +502,100 @@ async fn sync(
             }
         },
     };
-    for head in heads.into_iter().take(MAX_SYNC_HEADS) {
-        let Ok(author) = head.author.parse::<NodeId>() else {
-            synced.unreadable += 1;
-            continue;
+    // The logs the peer is ahead on, and how far.
+    let mut behind: Vec<(NodeId, u64)> = Vec::new();
+    {
+        let ledger = lock(ledger);
+        for head in heads.into_iter().take(MAX_SYNC_HEADS) {
+            let Ok(author) = head.author.parse::<NodeId>() else {
+                synced.unreadable += 1;
+                continue;
+            };
+            if ledger.head_seq(author).is_none_or(|seq| seq < head.seq) {
+                behind.push((author, head.seq));
+            }
+        }
+    }
+    while !behind.is_empty() && synced.new < MAX_SYNC_ENTRIES {
+        // Up to MAX_LOGS logs per request, each from after its local head.
+        let batch: Vec<(NodeId, u64, u64)> = {
+            let ledger = lock(ledger);
+            behind
+                .iter()
+                .take(MAX_LOGS)
+                .map(|(author, target)| {
+                    (*author, ledger.head_seq(*author).map_or(0, |s| s + 1), *target)
+                })
+                .collect()
         };
-        loop {
-            if synced.new >= MAX_SYNC_ENTRIES {
+        let logs = batch
+            .iter()
+            .map(|(author, from, _)| LogStart { author: author.to_string(), from_seq: *from })
+            .collect();
+        let entries = match net
+            .request(peer, PeerRequest::LedgerEntries { logs, limit: MAX_ENTRIES })
+            .await
+        {
+            Ok(PeerResponse::LedgerEntries { entries }) => entries,
+            // Asked too fast: the peer's allowance refills.
+            Ok(PeerResponse::Error(e)) if e.code == "rate_limited" || e.code == "busy" => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+            Ok(_) => return,
+            Err(e) => {
+                synced.error = Some(NodeError::Net(e));
                 return;
             }
-            let from = lock(ledger).head_seq(author).map_or(0, |seq| seq + 1);
-            if from > head.seq {
-                break;
+        };
+        let wanted: std::collections::HashMap<NodeId, u64> =
+            batch.iter().map(|(a, from, _)| (*a, *from)).collect();
+        let mut decoded = Vec::with_capacity(entries.len());
+        let mut got: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
+        for bytes in entries.into_iter().take(MAX_ENTRIES as usize) {
+            match Entry::decode(&bytes) {
+                Ok(entry) if wanted.get(&entry.author).is_some_and(|from| entry.seq >= *from) => {
+                    *got.entry(entry.author).or_default() += 1;
+                    decoded.push(entry);
+                }
+                _ => synced.unreadable += 1,
             }
-            let request = PeerRequest::LedgerEntries {
-                author: author.to_string(),
-                from_seq: from,
-                limit: MAX_ENTRIES,
-            };
-            let entries = match net.request(peer, request).await {
-                Ok(PeerResponse::LedgerEntries { entries }) => entries,
-                Ok(_) => break,
+        }
+        if decoded.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(ledger);
+        let inserted =
+            match tokio::task::spawn_blocking(move || lock(&shared).insert(decoded)).await {
+                Ok(Ok(inserted)) => inserted,
+                Ok(Err(e)) => {
+                    synced.error = Some(e);
+                    return;
+                }
                 Err(e) => {
-                    synced.error = Some(NodeError::Net(e));
+                    synced.error = Some(NodeError::Ledger(e.to_string()));
                     return;
                 }
             };
-            let mut decoded = Vec::with_capacity(entries.len());
-            for bytes in entries.into_iter().take(MAX_ENTRIES as usize) {
-                match Entry::decode(&bytes) {
-                    Ok(entry) if entry.author == author && entry.seq >= from => decoded.push(entry),
-                    _ => synced.unreadable += 1,
-                }
+        synced.new += inserted.new;
+        synced.heads.extend(inserted.heads);
+        // A log of the batch that got entries stays while it moved and is not there yet (one
+        // that did not move was refused, or waits for what the peer did not send). One that got
+        // none stays if it came after the last that got some (the answer ran out of room), and
+        // goes if it came before (the peer had nothing).
+        let last_served = batch.iter().rposition(|(a, _, _)| got.contains_key(a));
+        let ledger_now = lock(ledger);
+        let place: std::collections::HashMap<NodeId, usize> =
+            batch.iter().enumerate().map(|(i, (a, _, _))| (*a, i)).collect();
+        behind.retain(|(author, target)| {
+            let Some(&i) = place.get(author) else { return true };
+            if !got.contains_key(author) {
+                return last_served.is_some_and(|last| i > last);
             }
-            if decoded.is_empty() {
-                break;
-            }
-            let shared = Arc::clone(ledger);
-            let inserted =
-                match tokio::task::spawn_blocking(move || lock(&shared).insert(decoded)).await {
-                    Ok(Ok(inserted)) => inserted,
-                    Ok(Err(e)) => {
-                        synced.error = Some(e);
-                        return;
-                    }
-                    Err(e) => {
-                        synced.error = Some(NodeError::Ledger(e.to_string()));
-                        return;
-                    }
-                };
-            synced.new += inserted.new;
-            synced.heads.extend(inserted.heads);
-            // Nothing new (refused, or waiting for what the peer did not send): stop here.
-            if inserted.new == 0 {
-                break;
-            }
-        }
+            let from = wanted.get(author).copied().unwrap_or(0);
+            let now = ledger_now.head_seq(*author).map_or(0, |s| s + 1);
+            now > from && now <= *target
+        });
     }
 }
 

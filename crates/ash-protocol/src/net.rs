@@ -20,14 +20,13 @@ pub enum PeerRequest {
         /// At most this many.
         limit: u32,
     },
-    /// Entries of one log, in order from `from_seq`, at most `limit` (capped at
-    /// [`MAX_ENTRIES`], and by the answer size).
+    /// Entries of some logs (at most [`MAX_LOGS`]), each in order from its `from_seq`, the
+    /// logs in the order given: at most `limit` entries in all (capped at [`MAX_ENTRIES`], and
+    /// by the answer size).
     LedgerEntries {
-        /// The log's author (hex node id).
-        author: String,
-        /// The first position wanted.
-        from_seq: u64,
-        /// At most this many.
+        /// Which logs, from where.
+        logs: Vec<LogStart>,
+        /// At most this many entries.
         limit: u32,
     },
 }
@@ -35,7 +34,18 @@ pub enum PeerRequest {
 /// Most heads one answer holds.
 pub const MAX_HEADS: u32 = 4096;
 /// Most entries one answer holds.
-pub const MAX_ENTRIES: u32 = 1024;
+pub const MAX_ENTRIES: u32 = 4096;
+/// Most logs one request for entries names.
+pub const MAX_LOGS: usize = 256;
+
+/// Where to start reading one log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogStart {
+    /// The log's author (hex node id).
+    pub author: String,
+    /// The first position wanted.
+    pub from_seq: u64,
+}
 
 /// The head of one ledger log: its author and the position of its latest judged entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
