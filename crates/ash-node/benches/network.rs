@@ -5,6 +5,8 @@
 //! `cargo bench -p ash-node --bench network` (README "Benchmarks").
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
+#![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+#![allow(clippy::cast_precision_loss, reason = "rates for people")]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
