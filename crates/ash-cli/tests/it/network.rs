@@ -165,3 +165,96 @@ fn the_signup_bonus_arrives_by_itself_from_the_authority_node() {
         (joined["id"].as_str(), Some(100))
     );
 }
+
+/// Two network namespaces joined by a veth pair: a LAN of two machines, `10.77.x.1` and
+/// `10.77.x.2`, removed when dropped.
+struct Lan {
+    names: [String; 2],
+}
+
+impl Lan {
+    fn new(subnet: u8) -> Option<Self> {
+        if !nix::unistd::geteuid().is_root() || Command::new("ip").arg("-V").output().is_err() {
+            return None;
+        }
+        let tag = format!("ash{}n{subnet}", std::process::id());
+        let names = [format!("{tag}a"), format!("{tag}b")];
+        let lan = Self { names: names.clone() };
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        for name in &names {
+            ip(&["netns", "add", name]);
+        }
+        ip(&[
+            "link", "add", "va", "netns", &names[0], "type", "veth", "peer", "name", "vb", "netns",
+            &names[1],
+        ]);
+        for (name, dev, host) in [(&names[0], "va", 1), (&names[1], "vb", 2)] {
+            ip(&["-n", name, "addr", "add", &format!("10.77.{subnet}.{host}/24"), "dev", dev]);
+            ip(&["-n", name, "link", "set", dev, "up"]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+        }
+        Some(lan)
+    }
+
+    /// `ash` run inside machine `n` (0 or 1).
+    fn ash(&self, n: usize, home: &Path) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.names[n], env!("CARGO_BIN_EXE_ash")])
+            .env_clear()
+            .env("ASH_HOME", home)
+            .env("HOME", home)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .current_dir(home);
+        command
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}
+
+#[test]
+fn two_machines_on_one_lan_find_each_other_by_mdns_with_no_configuration() {
+    let Some(lan) = Lan::new(1) else {
+        eprintln!("skipping: needs root and ip(8) for network namespaces");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let genesis = root.path().join("lan.genesis.toml");
+    crate::ledger::new_network(&root.path().join("admin"), "lan", &genesis);
+    let (alice, bob) = (root.path().join("alice"), root.path().join("bob"));
+    let alice_id = crate::ledger::join(&alice, &genesis, "alice");
+    crate::ledger::join(&bob, &genesis, "bob");
+    // Alice runs a node with no flags but a free port; Bob asks who is there.
+    let mut node = lan
+        .ash(0, &alice)
+        .args(["node", "--port", "0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    assert!(first.contains("\"listening\""), "{first}");
+    let out = lan.ash(1, &bob).args(["peers", "--wait", "10s", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let peer = &listed["peers"][0];
+    assert_eq!(
+        (peer["id"].as_str(), peer["username"].as_str(), peer["foundBy"].as_str()),
+        (Some(alice_id.as_str()), Some("alice"), Some("mdns")),
+        "{listed}"
+    );
+    assert!(peer["addresses"].to_string().contains("10.77.1.1"), "{listed}");
+    let events = stop(node, lines);
+    assert_eq!(events.last().map(|e| e["event"].clone()), Some(Value::from("stopped")));
+}
