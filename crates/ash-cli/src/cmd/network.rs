@@ -321,6 +321,8 @@ pub(crate) fn await_signup(
 ) -> anyhow::Result<Option<(u64, u64)>> {
     /// Without any peer by then, nobody will send the bonus now.
     const ALONE: Duration = Duration::from_secs(3);
+    /// How long the node stays up after the bonus arrived, for peers to fetch the receipt.
+    const RECEIPT_GRACE: Duration = Duration::from_millis(1500);
     let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
     let config = config(home, listen, bootstrap, mdns)?;
     runtime()?.block_on(async {
@@ -338,6 +340,8 @@ pub(crate) fn await_signup(
                     Some(NodeEvent::PeerConnected { .. }) => peers += 1,
                     Some(NodeEvent::Received { amounts, balance }) => {
                         received = Some((amounts.iter().sum(), balance));
+                        // A moment for the peers to fetch the receipt.
+                        tokio::time::sleep(RECEIPT_GRACE).await;
                         break;
                     }
                     Some(_) => {}
