@@ -380,3 +380,55 @@ fn a_partition_heals_and_the_ledgers_converge() {
     assert_eq!(valid(rows_at_bob(&carol_id))[..1], ["profile".to_owned()]);
     assert_eq!(valid(rows_at_bob(&authority_id)), ["profile", "mint", "mint"]);
 }
+
+#[test]
+fn a_node_killed_mid_run_restarts_on_an_intact_ledger_and_catches_up() {
+    let Some(lan) = Lan::new(3) else {
+        eprintln!("skipping: needs root and ip(8) for network namespaces");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let genesis = root.path().join("net.genesis.toml");
+    let admin = root.path().join("admin");
+    crate::ledger::new_network(&admin, "net", &genesis);
+    let bob = root.path().join("bob");
+    let bob_id = crate::ledger::join(&bob, &genesis, "bob");
+    let spawn = |n: usize, home: &Path, args: &[&str]| {
+        let mut child = lan
+            .ash(n, home)
+            .args(args)
+            .args(["--port", "0", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap());
+        (child, lines)
+    };
+    let (mint, mint_lines) = spawn(0, &admin, &["admin", "serve"]);
+    // Bob's node is killed outright once it has started taking in the network's ledger.
+    let (mut node, mut lines) = spawn(1, &bob, &["node"]);
+    wait_event(&mut lines, WAIT, |e| e["event"] == "connected")
+        .expect("Bob's node finds the authority's");
+    node.kill().unwrap();
+    node.wait().unwrap();
+    // Restarted, it opens what it stored (verified again) and gets the rest, its bonus too.
+    let (node, mut lines) = spawn(1, &bob, &["node"]);
+    let received =
+        wait_event(&mut lines, std::time::Duration::from_secs(60), |e| e["event"] == "received")
+            .expect("Bob's bonus arrives after the restart");
+    assert_eq!(received["balance"].as_u64(), Some(100), "{received}");
+    stop(node, lines);
+    stop(mint, mint_lines);
+    let status = ash(&bob).args(["status", "--json"]).output().unwrap();
+    let status: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(
+        (status["id"].as_str(), status["balance"]["spendable"].as_u64()),
+        (Some(bob_id.as_str()), Some(100))
+    );
+    let verified = ash(&bob)
+        .args(["ledger", "export", "-o", root.path().join("b.bundle").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
+}
