@@ -82,8 +82,10 @@ pub(crate) enum Command {
     /// Spendable credits are what a reservation may use now: received mints plus earned, minus
     /// paid and locked, all from this identity's own verified log (zero if it was proven to
     /// equivocate). Read from the verified state the last import or write left; nothing is
-    /// re-verified.
-    Status(JsonArgs),
+    /// re-verified. With this home's `ash node` running, also its peers and when the ledger
+    /// last brought news; with --network and no node running, a short-lived node looks for
+    /// peers and catches up first.
+    Status(StatusArgs),
     /// List an identity's ledger entries with the running balance
     ///
     /// Shows ID's log (default: this machine's identity), oldest first: each entry's effect on
@@ -327,6 +329,26 @@ pub(crate) struct AdminServeArgs {
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub(crate) signups_per_minute: u32,
     /// Print JSON lines instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash status`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// With no `ash node` running here, look for peers and catch up with them first
+    #[arg(long)]
+    pub(crate) network: bool,
+    /// A peer to ask first, for --network (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Do not look for peers on the local network
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+    /// How long --network looks for peers, at most
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub(crate) wait: std::time::Duration,
+    /// Print JSON instead of text
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -21,7 +21,7 @@ use serde_json::json;
 use super::Outcome;
 use crate::cli::{
     AdminCheckpointArgs, AdminCommand, AdminGenesisArgs, AdminMintArgs, HistoryArgs, JoinArgs,
-    JsonArgs, LedgerCommand, LedgerExportArgs, LedgerImportArgs, LedgerVerifyArgs,
+    JsonArgs, LedgerCommand, LedgerExportArgs, LedgerImportArgs, LedgerVerifyArgs, StatusArgs,
 };
 use crate::{config, output};
 
@@ -43,6 +43,10 @@ impl Home {
             bail!("fix {} first", dir.join("config.toml").display());
         }
         Ok(Self { dir })
+    }
+    /// Where a running node leaves its state (and proxies their sockets).
+    pub(crate) fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
     }
     /// Where `ash pack open` records the trees it unpacked.
     pub(crate) fn workspaces(&self) -> PathBuf {
@@ -248,7 +252,7 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-pub(crate) fn status(args: &JsonArgs) -> anyhow::Result<Outcome> {
+pub(crate) fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
     let identity = home.identity()?;
     let genesis = home.genesis()?;
@@ -257,6 +261,36 @@ pub(crate) fn status(args: &JsonArgs) -> anyhow::Result<Outcome> {
     let balance = account.as_ref().map(|a| a.balance).unwrap_or_default();
     let frozen = account.as_ref().is_some_and(|a| a.frozen);
     let name = account.as_ref().and_then(|a| a.username.clone());
+    drop(identity);
+    // The network: from the node running here, else (with --network) a look of our own.
+    let network = if let Some(node) = super::network::running_node(&home) {
+        json!({
+            "node": "running",
+            "pid": node.pid,
+            "peers": node.peers.len(),
+            "addresses": node.addresses,
+            "lastSync": node.last_sync,
+            "receivedEntries": node.received_entries,
+        })
+    } else if args.network {
+        let (peers, first, new) =
+            super::network::probe(&home, &args.bootstrap, !args.no_mdns, args.wait)?;
+        json!({
+            "node": "probe",
+            "peers": peers,
+            "discoveryMs": first.map(|d| d.as_millis()),
+            "receivedEntries": new,
+        })
+    } else {
+        json!({ "node": "not running" })
+    };
+    // What the look may have brought in.
+    let (balance, frozen) = if network["node"] == "probe" {
+        let account = home.ledger()?.account(id)?;
+        (account.as_ref().map(|a| a.balance).unwrap_or_default(), account.is_some_and(|a| a.frozen))
+    } else {
+        (balance, frozen)
+    };
     if args.json {
         output::json(&json!({
             "id": id,
@@ -264,10 +298,32 @@ pub(crate) fn status(args: &JsonArgs) -> anyhow::Result<Outcome> {
             "network": {"name": genesis.name, "id": genesis.id()},
             "balance": balance,
             "frozen": frozen,
+            "node": network,
         }))?;
     } else {
+        let node = match network["node"].as_str() {
+            Some("running") => format!(
+                "node: running (pid {}), {} peer(s) connected{}",
+                network["pid"],
+                network["peers"],
+                match network["lastSync"].as_u64() {
+                    Some(at) => format!(", ledger last brought news {} s ago", now_ms().saturating_sub(at) / 1000),
+                    None => String::new(),
+                }
+            ),
+            Some("probe") => match network["discoveryMs"].as_u64() {
+                Some(ms) => format!(
+                    "network: {} peer(s) online (first found in {:.2} s); {} new ledger entries taken in",
+                    network["peers"],
+                    ms as f64 / 1000.0,
+                    network["receivedEntries"]
+                ),
+                None => format!("network: no peers found in {} s", args.wait.as_secs()),
+            },
+            _ => "node: not running (`ash node` runs one; `ash status --network` looks for peers now)".to_owned(),
+        };
         output::stdout(&format!(
-            "\n  {}  ·  {} credits spendable{}\n  id: {id}\n  network: {}\n  received {} · earned {} · paid {} · locked {}\n\n",
+            "\n  {}  ·  {} credits spendable{}\n  id: {id}\n  network: {}\n  received {} · earned {} · paid {} · locked {}\n  {node}\n\n",
             name.as_deref().unwrap_or("?"),
             balance.spendable.get(),
             if frozen { "  ·  FROZEN (equivocation proven)" } else { "" },

@@ -61,7 +61,7 @@ pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<Outcome> {
     let identity = Arc::new(home.identity()?);
     let listen = listen_addresses(&args.listen, args.port);
     let config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
-    run_node(identity, config, args.json)
+    run_node(identity, config, args.json, &state_file(&home))
 }
 
 /// `ash admin serve`: a node that mints the signup bonus for every identity it learns of.
@@ -88,11 +88,62 @@ pub(crate) fn admin_serve(args: &AdminServeArgs) -> anyhow::Result<Outcome> {
         signup_bonus: args.signup_bonus,
         signups_per_minute: args.signups_per_minute,
     });
-    run_node(identity, config, args.json)
+    run_node(identity, config, args.json, &state_file(&home))
 }
 
 /// Runs a node in the foreground until Ctrl-C or SIGTERM, printing what happens.
-fn run_node(identity: Arc<Identity>, config: NodeConfig, json: bool) -> anyhow::Result<Outcome> {
+/// What a running `ash node` says of itself in `$ASH_HOME/run/node.json`, for `ash status`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NodeState {
+    /// The node's process.
+    pub(crate) pid: u32,
+    /// When it started (ms since the Unix epoch).
+    pub(crate) started: u64,
+    /// Where it listens.
+    pub(crate) addresses: Vec<String>,
+    /// Connected peers (node ids).
+    pub(crate) peers: Vec<String>,
+    /// When a catch-up last brought new entries (ms since the Unix epoch).
+    pub(crate) last_sync: Option<u64>,
+    /// Entries received from peers since it started.
+    pub(crate) received_entries: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The state file of this home's running node.
+fn state_file(home: &Home) -> std::path::PathBuf {
+    home.run_dir().join("node.json")
+}
+
+/// The running node's state, if a node of this home runs.
+pub(crate) fn running_node(home: &Home) -> Option<NodeState> {
+    let state: NodeState = serde_json::from_slice(&std::fs::read(state_file(home)).ok()?).ok()?;
+    std::path::Path::new("/proc").join(state.pid.to_string()).exists().then_some(state)
+}
+
+fn write_state(path: &std::path::Path, state: &NodeState) {
+    let tmp = path.with_extension("json.tmp");
+    let written = serde_json::to_vec_pretty(state)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::debug!(error = %e, "node state not written");
+    }
+}
+
+fn run_node(
+    identity: Arc<Identity>,
+    config: NodeConfig,
+    json: bool,
+    state_path: &std::path::Path,
+) -> anyhow::Result<Outcome> {
     let line = |event: &str, fields: serde_json::Value, text: String| {
         if json {
             let mut value = json!({ "event": event });
@@ -110,10 +161,33 @@ fn run_node(identity: Arc<Identity>, config: NodeConfig, json: bool) -> anyhow::
         )?;
         let signal = shutdown_signal();
         tokio::pin!(signal);
+        if let Some(dir) = state_path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut state =
+            NodeState { pid: std::process::id(), started: now_ms(), ..NodeState::default() };
+        write_state(state_path, &state);
         loop {
-            tokio::select! {
+            let event = tokio::select! {
                 () = &mut signal => break,
-                event = node.next_event() => match event {
+                event = node.next_event() => event,
+            };
+            match &event {
+                Some(NodeEvent::Listening { address }) => state.addresses.push(address.clone()),
+                Some(NodeEvent::PeerConnected { node, .. }) => state.peers.push(node.to_string()),
+                Some(NodeEvent::PeerDisconnected { node }) => {
+                    let gone = node.to_string();
+                    state.peers.retain(|p| *p != gone);
+                }
+                Some(NodeEvent::Synced { new, .. }) if *new > 0 => {
+                    state.last_sync = Some(now_ms());
+                    state.received_entries += new;
+                }
+                _ => {}
+            }
+            write_state(state_path, &state);
+            {
+                match event {
                     None => break,
                     Some(NodeEvent::Listening { address }) => line(
                         "listening",
@@ -138,7 +212,10 @@ fn run_node(identity: Arc<Identity>, config: NodeConfig, json: bool) -> anyhow::
                     Some(NodeEvent::Received { amounts, balance }) => line(
                         "received",
                         json!({ "amounts": amounts, "balance": balance }),
-                        format!("received {} credits; balance {balance}", amounts.iter().sum::<u64>()),
+                        format!(
+                            "received {} credits; balance {balance}",
+                            amounts.iter().sum::<u64>()
+                        ),
                     ),
                     Some(NodeEvent::Minted { recipients, amount }) => {
                         for to in recipients {
@@ -154,13 +231,21 @@ fn run_node(identity: Arc<Identity>, config: NodeConfig, json: bool) -> anyhow::
                             line(
                                 "synced",
                                 json!({ "peer": from, "new": new, "unreadable": unreadable }),
-                                format!("ledger: {new} new entries from {from}{}", if unreadable > 0 { format!(" ({unreadable} unreadable)") } else { String::new() }),
+                                format!(
+                                    "ledger: {new} new entries from {from}{}",
+                                    if unreadable > 0 {
+                                        format!(" ({unreadable} unreadable)")
+                                    } else {
+                                        String::new()
+                                    }
+                                ),
                             );
                         }
                     }
-                },
+                }
             }
         }
+        let _ = std::fs::remove_file(state_path);
         node.stop().await;
         line("stopped", json!({}), "stopped".to_owned());
         Ok(Outcome::Success)
@@ -350,5 +435,52 @@ pub(crate) fn await_signup(
         }
         node.stop().await;
         Ok(received)
+    })
+}
+
+/// `ash status --network` with no node running here: a short-lived node looks for peers (at most
+/// `wait`, or a moment after the first) and catches up with them. Returns the peers found, when
+/// the first was, and the entries received.
+pub(crate) fn probe(
+    home: &Home,
+    bootstrap: &[String],
+    mdns: bool,
+    wait: Duration,
+) -> anyhow::Result<(usize, Option<Duration>, u64)> {
+    let identity = Arc::new(home.identity()?);
+    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
+    let config = config(home, listen, bootstrap, mdns)?;
+    let started = Instant::now();
+    runtime()?.block_on(async {
+        let mut node = Node::start(identity, config)?;
+        let (mut first, mut connected, mut synced, mut new) = (None, 0usize, 0usize, 0u64);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let until = match first {
+                Some(at) => tokio::time::Instant::from_std(started + at + SETTLE).min(deadline),
+                None => deadline,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => break,
+                event = node.next_event() => match event {
+                    None => break,
+                    Some(NodeEvent::PeerConnected { .. }) => {
+                        connected += 1;
+                        first.get_or_insert_with(|| started.elapsed());
+                    }
+                    Some(NodeEvent::Synced { new: n, .. }) => {
+                        synced += 1;
+                        new += n;
+                        if synced >= connected && first.is_some_and(|at| started.elapsed() >= at + SETTLE / 3) {
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        let peers = node.net().peers().await.map(|p| p.len()).unwrap_or(connected);
+        node.stop().await;
+        Ok((peers, first, new))
     })
 }

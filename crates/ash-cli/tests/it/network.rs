@@ -100,12 +100,39 @@ fn a_peer_is_found_through_a_bootstrap_address_and_listed() {
         )
     );
 
+    // `ash status` tells of Alice's running node; Bob's, with none running, looks itself.
+    let status = ash(&alice).args(["status", "--json"]).output().unwrap();
+    let status: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(status["node"]["node"], "running", "{status}");
+    assert_eq!(status["node"]["addresses"][0].as_str(), Some(address.as_str()), "{status}");
+    let probe = ash(&bob)
+        .args(["status", "--network", "--bootstrap", &address, "--no-mdns", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(0), "{}", stderr(&probe));
+    let probe: Value = serde_json::from_str(&stdout(&probe)).unwrap();
+    assert_eq!(
+        (probe["node"]["node"].as_str(), probe["node"]["peers"].as_u64()),
+        (Some("probe"), Some(1)),
+        "{probe}"
+    );
+    let alone = ash(&bob).args(["status", "--json"]).output().unwrap();
+    let alone: Value = serde_json::from_str(&stdout(&alone)).unwrap();
+    assert_eq!(alone["node"], serde_json::json!({ "node": "not running" }));
+
     // Alice's node saw Bob come and go, and stops cleanly on SIGTERM.
     let events = stop(node, lines);
     // (Whether Alice's catch-up with Bob ended before he left depends on timing.)
     let kinds: Vec<&str> =
         events.iter().filter_map(|e| e["event"].as_str()).filter(|k| *k != "synced").collect();
-    assert_eq!(kinds, ["connected", "disconnected", "stopped"], "{events:?}");
+    // (Bob came twice: `ash peers`, then `ash status --network`.)
+    assert_eq!(
+        kinds,
+        ["connected", "disconnected", "connected", "disconnected", "stopped"],
+        "{events:?}"
+    );
+    // Stopped, the node leaves no state behind.
+    assert!(!alice.join("run/node.json").exists());
     assert_eq!(events[0]["foundBy"], "inbound");
 }
 
