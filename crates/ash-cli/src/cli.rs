@@ -91,6 +91,9 @@ pub(crate) enum Command {
     /// Shows ID's log (default: this machine's identity), oldest first: each entry's effect on
     /// its spendable credits and the balance after it; refused entries with the rule they broke.
     History(HistoryArgs),
+    /// Create a network: this machine becomes its mint authority
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Run this machine's network node in the foreground
     ///
     /// Listens on TCP and QUIC on every interface (port 4517 unless --port or --listen), finds
@@ -287,6 +290,37 @@ pub(crate) struct JsonArgs {
     pub(crate) json: bool,
 }
 
+/// `ash network …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum NetworkCommand {
+    /// Write a new network's genesis file, with this machine as its mint authority
+    ///
+    /// Creates the authority key if there is none ($ASH_HOME/keys/authority.key), writes the
+    /// genesis (default NAME.genesis.toml here), installs it, and prints its path and network
+    /// id. Give the file to everyone who joins: `ash join --network FILE --username NAME`.
+    Create(NetworkCreateArgs),
+}
+
+/// Arguments of `ash network create`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NetworkCreateArgs {
+    /// The network's name: 1–64 of a-z 0-9 . _ -
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
+    /// Where to write the genesis [default: NAME.genesis.toml in the current directory]
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Credits the authority's node gives each new identity (part of the network's id)
+    #[arg(long, value_name = "CREDITS", default_value_t = 100)]
+    pub(crate) signup_bonus: u64,
+    /// A node to ask first, `/ip4/…/tcp/…/p2p/<peer id>` (repeatable; not part of the id)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 /// Arguments of `ash node`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct NodeArgs {
@@ -322,9 +356,9 @@ pub(crate) struct AdminServeArgs {
     /// Do not look for peers on the local network
     #[arg(long)]
     pub(crate) no_mdns: bool,
-    /// Credits per signup
-    #[arg(long, value_name = "CREDITS", default_value_t = 100)]
-    pub(crate) signup_bonus: u64,
+    /// Credits per signup [default: the genesis's `signup_bonus`, else 100]
+    #[arg(long, value_name = "CREDITS")]
+    pub(crate) signup_bonus: Option<u64>,
     /// Signups minted per minute at most
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub(crate) signups_per_minute: u32,
@@ -375,7 +409,7 @@ pub(crate) struct PeersArgs {
 pub(crate) struct JoinArgs {
     /// The network's genesis file (from its mint authority); installed as
     /// $ASH_HOME/genesis.toml, needed the first time
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, alias = "network", value_name = "FILE")]
     pub(crate) genesis: Option<PathBuf>,
     /// Your username: 3–32 of a-z 0-9 _ - (shown to peers; not unique)
     #[arg(long, short = 'u', value_name = "NAME")]
@@ -520,6 +554,12 @@ pub(crate) struct AdminGenesisArgs {
     /// How long after a job's deadline a payment may be collected, in hours [default: 168]
     #[arg(long, value_name = "HOURS")]
     pub(crate) claim_window_hours: Option<u64>,
+    /// Credits the authority's node gives each new identity (part of the network's id)
+    #[arg(long, value_name = "CREDITS")]
+    pub(crate) signup_bonus: Option<u64>,
+    /// A node to ask first, `/ip4/…/tcp/…/p2p/<peer id>` (repeatable; not part of the id)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
     /// Also write the genesis to FILE
     #[arg(long, short = 'o', value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,

@@ -28,6 +28,12 @@ pub struct Genesis {
     pub checkpoint_quorum: u16,
     /// How long after a deadline a payment may be collected (ms).
     pub claim_window_ms: u64,
+    /// Credits the mint authority's node gives each new identity; `None`: its operator
+    /// chooses. Part of the id when set.
+    pub signup_bonus: Option<u64>,
+    /// Multiaddrs of nodes to ask first (`/ip4/…/tcp/…/p2p/<peer id>`). Hints, not rules: not
+    /// part of the id, so the list can change without making another network.
+    pub bootstrap: Vec<String>,
     id: Hash,
 }
 
@@ -48,7 +54,17 @@ struct File {
     checkpoint_quorum: Option<u16>,
     #[serde(default)]
     claim_window_ms: Option<u64>,
+    #[serde(default)]
+    signup_bonus: Option<u64>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    /// The network id the file claims; checked against its contents.
+    #[serde(default)]
+    id: Option<String>,
 }
+
+/// Most bootstrap addresses a genesis lists.
+const MAX_BOOTSTRAP: usize = 64;
 
 impl Genesis {
     /// A genesis with `authorities` as its witnesses, a majority quorum and the default window.
@@ -103,10 +119,43 @@ impl Genesis {
             witnesses,
             checkpoint_quorum,
             claim_window_ms,
+            signup_bonus: None,
+            bootstrap: Vec::new(),
             id: Hash::default(),
         };
         genesis.id = tagged_hash(b"ash/ledger/network/v2", &genesis.to_bytes());
         Ok(genesis)
+    }
+
+    /// This network with a signup bonus: another network (the bonus is part of the id).
+    pub fn with_signup_bonus(mut self, bonus: u64) -> Result<Self, GenesisError> {
+        if bonus == 0 || bonus > crate::Credits::MAX_ENTRY.get() {
+            return Err(GenesisError(format!(
+                "`signup_bonus` {bonus} must be between 1 and {}",
+                crate::Credits::MAX_ENTRY.get()
+            )));
+        }
+        self.signup_bonus = Some(bonus);
+        self.id = tagged_hash(b"ash/ledger/network/v2", &self.to_bytes());
+        Ok(self)
+    }
+
+    /// This network with these bootstrap addresses (the id does not change).
+    pub fn with_bootstrap(mut self, bootstrap: Vec<String>) -> Result<Self, GenesisError> {
+        if bootstrap.len() > MAX_BOOTSTRAP {
+            return Err(GenesisError(format!(
+                "`bootstrap` lists more than {MAX_BOOTSTRAP} addresses"
+            )));
+        }
+        for address in &bootstrap {
+            if !address.starts_with('/') || !address.contains("/p2p/") || address.len() > 512 {
+                return Err(GenesisError(format!(
+                    "`bootstrap`: {address:?} is not a multiaddr ending in /p2p/<peer id>"
+                )));
+            }
+        }
+        self.bootstrap = bootstrap;
+        Ok(self)
     }
 
     /// Reads a genesis file (TOML, see docs/ledger-format.md).
@@ -130,14 +179,28 @@ impl Genesis {
             None => authorities.clone(),
         };
         let quorum = file.checkpoint_quorum.unwrap_or_else(|| majority(witnesses.len()));
-        Self::with(
+        let mut genesis = Self::with(
             &file.name,
             file.created_at,
             authorities,
             witnesses,
             quorum,
             file.claim_window_ms.unwrap_or(DEFAULT_CLAIM_WINDOW_MS),
-        )
+        )?;
+        if let Some(bonus) = file.signup_bonus {
+            genesis = genesis.with_signup_bonus(bonus)?;
+        }
+        genesis = genesis.with_bootstrap(file.bootstrap)?;
+        if let Some(claimed) = file.id
+            && claimed != genesis.id.to_string()
+        {
+            return Err(GenesisError(format!(
+                "`id` {claimed} does not match the file's contents, which make network {}: the file \
+                 was changed, or is not the network it claims",
+                genesis.id
+            )));
+        }
+        Ok(genesis)
     }
 
     /// The genesis as a TOML file that [`Genesis::from_toml`] reads back to the same network.
@@ -145,9 +208,10 @@ impl Genesis {
         let list = |set: &BTreeSet<NodeId>| {
             set.iter().map(|id| format!("\n    \"{id}\",")).collect::<String>()
         };
-        format!(
-            "# ash network genesis (ledger format 2); network id {}\n\
-             name = \"{}\"\ncreated_at = {}\nauthorities = [{}\n]\nwitnesses = [{}\n]\n\
+        let mut text = format!(
+            "# ash network genesis (ledger format 2)\n\
+             # `id` is the hash of what follows but `bootstrap`; a file whose id does not match is refused.\n\
+             id = \"{}\"\nname = \"{}\"\ncreated_at = {}\nauthorities = [{}\n]\nwitnesses = [{}\n]\n\
              checkpoint_quorum = {}\nclaim_window_ms = {}\n",
             self.id,
             self.name,
@@ -156,7 +220,16 @@ impl Genesis {
             list(&self.witnesses),
             self.checkpoint_quorum,
             self.claim_window_ms,
-        )
+        );
+        if let Some(bonus) = self.signup_bonus {
+            text.push_str(&format!("signup_bonus = {bonus}\n"));
+        }
+        text.push_str("bootstrap = [");
+        for address in &self.bootstrap {
+            text.push_str(&format!("\n    \"{address}\","));
+        }
+        text.push_str(if self.bootstrap.is_empty() { "]\n" } else { "\n]\n" });
+        text
     }
 
     /// The canonical bytes the network id is the hash of.
@@ -171,6 +244,10 @@ impl Genesis {
             }
         }
         w.u16(self.checkpoint_quorum).u64(self.claim_window_ms);
+        // Added later, and only when set, so that the ids of networks without it stay.
+        if let Some(bonus) = self.signup_bonus {
+            w.bytes(b"signup_bonus").u64(bonus);
+        }
         w.0
     }
 

@@ -156,6 +156,10 @@ impl EventLoop {
                     reason: "a bootstrap address must end in /p2p/<peer id>".into(),
                 });
             };
+            // A genesis may list this very node.
+            if peer == local_peer {
+                continue;
+            }
             swarm.behaviour_mut().kad.add_address(&peer, without_peer(&addr));
             found.insert(peer, Discovery::Dialled);
             swarm.dial(addr).map_err(|e| NetError::Address {

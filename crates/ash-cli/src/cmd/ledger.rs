@@ -743,6 +743,35 @@ fn keygen(args: &JsonArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// `ash network create`: the authority key if there is none, then the genesis, written where
+/// people expect it.
+pub(crate) fn network_create(args: &crate::cli::NetworkCreateArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let path = home.authority_path();
+    if !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+            .with_context(|| format!("creating {}", path.display()))?;
+        Identity::generate()?.save(&path)?;
+    }
+    let output =
+        args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{}.genesis.toml", args.name)));
+    if output.exists() {
+        bail!("{} exists already; choose another file with -o", output.display());
+    }
+    let made = AdminGenesisArgs {
+        name: args.name.clone(),
+        authority: Vec::new(),
+        witness: Vec::new(),
+        quorum: None,
+        claim_window_hours: None,
+        signup_bonus: Some(args.signup_bonus),
+        bootstrap: args.bootstrap.clone(),
+        output: Some(output.clone()),
+        json: args.json,
+    };
+    genesis(&made)
+}
+
 fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
     let ids = |list: &[String]| {
@@ -764,7 +793,11 @@ fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
     let window = args
         .claim_window_hours
         .map_or(ash_ledger::DEFAULT_CLAIM_WINDOW_MS, |h| h.saturating_mul(3_600_000));
-    let genesis = Genesis::with(&args.name, now_ms(), authorities, witnesses, quorum, window)?;
+    let mut genesis = Genesis::with(&args.name, now_ms(), authorities, witnesses, quorum, window)?;
+    if let Some(bonus) = args.signup_bonus {
+        genesis = genesis.with_signup_bonus(bonus)?;
+    }
+    let genesis = genesis.with_bootstrap(args.bootstrap.clone())?;
     home.install_genesis(&genesis)?;
     if let Some(path) = &args.output {
         std::fs::write(path, genesis.to_toml())
@@ -778,16 +811,22 @@ fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
         db.save(&mut verifier, now_ms())?;
     }
     let genesis = home.genesis()?;
+    let file = args.output.clone().unwrap_or_else(|| home.genesis_path());
     if args.json {
-        output::json(
-            &json!({"name": genesis.name, "id": genesis.id(), "file": home.genesis_path()}),
-        )?;
+        output::json(&json!({
+            "name": genesis.name,
+            "id": genesis.id(),
+            "file": file,
+            "signupBonus": genesis.signup_bonus,
+            "bootstrap": genesis.bootstrap,
+        }))?;
     } else {
         output::stdout(&format!(
-            "network `{}` ({})\ngenesis: {}\ngive this file to every participant: `ash join --genesis FILE --username NAME`\n",
+            "network `{}` ({})\ngenesis: {}\ngive this file to every participant: `ash join --network {} --username NAME`; run the mint authority's node with `ash admin serve`\n",
             genesis.name,
             genesis.id(),
-            home.genesis_path().display()
+            file.display(),
+            file.display()
         ));
     }
     Ok(Outcome::Success)

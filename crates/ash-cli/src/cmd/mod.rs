@@ -39,6 +39,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Join(args) => ledger::join(&args),
         Command::Status(args) => ledger::status(&args),
         Command::History(args) => ledger::history(&args),
+        Command::Network(crate::cli::NetworkCommand::Create(args)) => ledger::network_create(&args),
         Command::Node(args) => network::node(&args),
         Command::Peers(args) => network::peers(&args),
         Command::Ledger(command) => ledger::run(command),

@@ -37,7 +37,8 @@ fn config(
     let genesis = home.genesis()?;
     let mut net = NetConfig::new(NetworkId(genesis.id().0), agent_version());
     net.listen = listen;
-    net.bootstrap = bootstrap.to_vec();
+    // The genesis's addresses, then the ones given.
+    net.bootstrap = genesis.bootstrap.iter().chain(bootstrap).cloned().collect();
     net.mdns = mdns;
     Ok(NodeConfig { net, ledger: home.ledger_path(), genesis, info: own_info(), authority: None })
 }
@@ -83,11 +84,16 @@ pub(crate) fn admin_serve(args: &AdminServeArgs) -> anyhow::Result<Outcome> {
     };
     let listen = listen_addresses(&args.listen, args.port);
     let mut config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
-    config.authority = Some(Authority {
-        key,
-        signup_bonus: args.signup_bonus,
-        signups_per_minute: args.signups_per_minute,
-    });
+    let signup_bonus = match (genesis.signup_bonus, args.signup_bonus) {
+        (Some(set), Some(asked)) if set != asked => anyhow::bail!(
+            "the genesis of `{}` sets the signup bonus to {set}; --signup-bonus {asked} would mint what it does not allow",
+            genesis.name
+        ),
+        (Some(set), _) => set,
+        (None, asked) => asked.unwrap_or(100),
+    };
+    config.authority =
+        Some(Authority { key, signup_bonus, signups_per_minute: args.signups_per_minute });
     run_node(identity, config, args.json, &state_file(&home))
 }
 

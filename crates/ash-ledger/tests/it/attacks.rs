@@ -459,6 +459,33 @@ fn a_genesis_is_checked_and_round_trips() {
     ] {
         assert_eq!(Genesis::from_toml(&toml).unwrap_err().to_string(), error);
     }
+    // The file carries its id, checked against its contents; a signup bonus makes another
+    // network, bootstrap addresses do not.
+    assert!(text.contains(&format!("id = \"{}\"", w.genesis.id())), "{text}");
+    let tampered = text.replace("claim_window_ms = ", "claim_window_ms = 1");
+    let error = Genesis::from_toml(&tampered).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!(
+            "genesis: `id` {} does not match the file's contents",
+            w.genesis.id()
+        )),
+        "{error}"
+    );
+    let bonus = w.genesis.clone().with_signup_bonus(100).unwrap();
+    assert_ne!(bonus.id(), w.genesis.id());
+    let address =
+        "/ip4/192.0.2.1/tcp/4517/p2p/12D3KooWHEEp8UJgm88zVNxasUWKXwwEEHemBxe2sdQKPX4Uepi6";
+    let hinted = bonus.clone().with_bootstrap(vec![address.to_owned()]).unwrap();
+    assert_eq!(hinted.id(), bonus.id());
+    assert_eq!(Genesis::from_toml(&hinted.to_toml()).unwrap(), hinted);
+    assert_eq!(
+        bonus.with_bootstrap(vec!["192.0.2.1:4517".to_owned()]).unwrap_err().to_string(),
+        "genesis: `bootstrap`: \"192.0.2.1:4517\" is not a multiaddr ending in /p2p/<peer id>"
+    );
+    assert_eq!(
+        w.genesis.with_signup_bonus(0).unwrap_err().to_string(),
+        "genesis: `signup_bonus` 0 must be between 1 and 1000000000000"
+    );
     let unknown =
         format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\"]\nmint_authorities = []\n");
     assert!(
