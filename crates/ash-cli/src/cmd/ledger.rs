@@ -766,7 +766,7 @@ pub(crate) fn network_create(args: &crate::cli::NetworkCreateArgs) -> anyhow::Re
         claim_window_hours: None,
         signup_bonus: Some(args.signup_bonus),
         bootstrap: args.bootstrap.clone(),
-        output: Some(output.clone()),
+        output: Some(output),
         json: args.json,
     };
     genesis(&made)
