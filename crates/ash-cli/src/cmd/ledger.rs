@@ -126,7 +126,7 @@ fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
     Genesis::from_toml(&text).with_context(|| format!("{}", path.display()))
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -12,7 +12,7 @@ use ash_protocol::{PeerInfo, PeerRequest, PeerResponse};
 use serde_json::json;
 
 use super::Outcome;
-use super::ledger::Home;
+use super::ledger::{Home, now_ms};
 use super::start::{runtime, shutdown_signal};
 use crate::cli::{AdminServeArgs, NodeArgs, PeersArgs};
 use crate::output;
@@ -114,12 +114,6 @@ pub(crate) struct NodeState {
     pub(crate) last_sync: Option<u64>,
     /// Entries received from peers since it started.
     pub(crate) received_entries: u64,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The state file of this home's running node.
@@ -269,39 +263,11 @@ pub(crate) fn peers(args: &PeersArgs) -> anyhow::Result<Outcome> {
     let identity = home.identity()?;
     let genesis = home.genesis()?;
     // Any free port: a running `ash node` keeps its own.
-    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
-    let config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
+    let config = config(&home, listen_addresses(&[], 0), &args.bootstrap, !args.no_mdns)?;
     let started = Instant::now();
     let (found, first, rows) = runtime()?.block_on(async {
         let mut node = Node::start(Arc::new(identity), config)?;
-        let mut first: Option<Duration> = None;
-        let mut connected = 0usize;
-        let mut synced = 0usize;
-        let deadline = tokio::time::Instant::now() + args.wait;
-        loop {
-            let until = match first {
-                Some(at) => (tokio::time::Instant::from_std(started + at + SETTLE)).min(deadline),
-                None => deadline,
-            };
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => break,
-                event = node.next_event() => match event {
-                    None => break,
-                    Some(NodeEvent::PeerConnected { .. }) => {
-                        connected += 1;
-                        first.get_or_insert_with(|| started.elapsed());
-                    }
-                    // Every peer's ledger is in: nothing more to wait for.
-                    Some(NodeEvent::Synced { .. }) => {
-                        synced += 1;
-                        if synced >= connected && first.is_some_and(|at| started.elapsed() >= at + SETTLE / 3) {
-                            break;
-                        }
-                    }
-                    Some(_) => {}
-                },
-            }
-        }
+        let first = look(&mut node, started, args.wait).await.first;
         let found = ask_all(node.net(), node.net().peers().await?).await;
         let ledger = node.ledger();
         let rows: Vec<(Option<String>, Option<u64>)> = {
@@ -310,7 +276,10 @@ pub(crate) fn peers(args: &PeersArgs) -> anyhow::Result<Outcome> {
                 .iter()
                 .map(|listed| {
                     let account = ledger.verifier().account(listed.snapshot.node);
-                    (account.username, (account.entries > 0).then(|| account.balance.spendable.get()))
+                    (
+                        account.username,
+                        (account.entries > 0).then(|| account.balance.spendable.get()),
+                    )
                 })
                 .collect()
         };
@@ -386,6 +355,50 @@ pub(crate) fn peers(args: &PeersArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// What a short look at the network found.
+struct Look {
+    /// When the first peer connected, after the node started.
+    first: Option<Duration>,
+    /// Ledger entries the catch-ups brought in.
+    new: u64,
+}
+
+/// Lets a node started at `started` look around: until `wait` passes, or [`SETTLE`] after the
+/// first peer is found, or sooner once every peer found has been caught up with.
+async fn look(node: &mut Node, started: Instant, wait: Duration) -> Look {
+    let mut found = Look { first: None, new: 0 };
+    let (mut connected, mut synced) = (0usize, 0usize);
+    let deadline = tokio::time::Instant::from_std(started + wait);
+    loop {
+        let until = match found.first {
+            Some(at) => tokio::time::Instant::from_std(started + at + SETTLE).min(deadline),
+            None => deadline,
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => break,
+            event = node.next_event() => match event {
+                None => break,
+                Some(NodeEvent::PeerConnected { .. }) => {
+                    connected += 1;
+                    found.first.get_or_insert_with(|| started.elapsed());
+                }
+                // Every peer's ledger is in: nothing more to wait for.
+                Some(NodeEvent::Synced { new, .. }) => {
+                    synced += 1;
+                    found.new += new;
+                    if synced >= connected
+                        && found.first.is_some_and(|at| started.elapsed() >= at + SETTLE / 3)
+                    {
+                        break;
+                    }
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    found
+}
+
 /// Asks every peer what it offers, at once, each for at most [`ASK`].
 async fn ask_all(handle: &NetHandle, peers: Vec<PeerSnapshot>) -> Vec<Listed> {
     let asks = peers.into_iter().map(|snapshot| async move {
@@ -414,8 +427,7 @@ pub(crate) fn await_signup(
     const ALONE: Duration = Duration::from_secs(3);
     /// How long the node stays up after the bonus arrived, for peers to fetch the receipt.
     const RECEIPT_GRACE: Duration = Duration::from_millis(1500);
-    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
-    let config = config(home, listen, bootstrap, mdns)?;
+    let config = config(home, listen_addresses(&[], 0), bootstrap, mdns)?;
     runtime()?.block_on(async {
         let mut node = Node::start(Arc::new(identity), config)?;
         let started = tokio::time::Instant::now();
@@ -454,38 +466,12 @@ pub(crate) fn probe(
     wait: Duration,
 ) -> anyhow::Result<(usize, Option<Duration>, u64)> {
     let identity = Arc::new(home.identity()?);
-    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
-    let config = config(home, listen, bootstrap, mdns)?;
+    let config = config(home, listen_addresses(&[], 0), bootstrap, mdns)?;
     let started = Instant::now();
     runtime()?.block_on(async {
         let mut node = Node::start(identity, config)?;
-        let (mut first, mut connected, mut synced, mut new) = (None, 0usize, 0usize, 0u64);
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let until = match first {
-                Some(at) => tokio::time::Instant::from_std(started + at + SETTLE).min(deadline),
-                None => deadline,
-            };
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => break,
-                event = node.next_event() => match event {
-                    None => break,
-                    Some(NodeEvent::PeerConnected { .. }) => {
-                        connected += 1;
-                        first.get_or_insert_with(|| started.elapsed());
-                    }
-                    Some(NodeEvent::Synced { new: n, .. }) => {
-                        synced += 1;
-                        new += n;
-                        if synced >= connected && first.is_some_and(|at| started.elapsed() >= at + SETTLE / 3) {
-                            break;
-                        }
-                    }
-                    Some(_) => {}
-                },
-            }
-        }
-        let peers = node.net().peers().await.map(|p| p.len()).unwrap_or(connected);
+        let Look { first, new } = look(&mut node, started, wait).await;
+        let peers = node.net().peers().await.map_or(0, |p| p.len());
         node.stop().await;
         Ok((peers, first, new))
     })

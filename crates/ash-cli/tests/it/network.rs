@@ -280,6 +280,27 @@ impl Lan {
     }
 }
 
+impl Lan {
+    /// `ash <args…> --port 0 --json` as a node in machine `n`, and its output lines.
+    fn node(
+        &self,
+        n: usize,
+        home: &Path,
+        args: &[&str],
+    ) -> (Child, BufReader<std::process::ChildStdout>) {
+        let mut child = self
+            .ash(n, home)
+            .args(args)
+            .args(["--port", "0", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap());
+        (child, lines)
+    }
+}
+
 impl Drop for Lan {
     fn drop(&mut self) {
         for name in &self.names {
@@ -301,14 +322,7 @@ fn two_machines_on_one_lan_find_each_other_by_mdns_with_no_configuration() {
     let alice_id = crate::ledger::join(&alice, &genesis, "alice");
     crate::ledger::join(&bob, &genesis, "bob");
     // Alice runs a node with no flags but a free port; Bob asks who is there.
-    let mut node = lan
-        .ash(0, &alice)
-        .args(["node", "--port", "0", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(node.stdout.take().unwrap());
+    let (node, mut lines) = lan.node(0, &alice, &["node"]);
     let mut first = String::new();
     lines.read_line(&mut first).unwrap();
     assert!(first.contains("\"listening\""), "{first}");
@@ -369,19 +383,7 @@ fn a_partition_heals_and_the_ledgers_converge() {
     crate::ledger::join(&bob, &genesis, "bob");
     let carol_id = crate::ledger::join(&carol, &genesis, "carol");
     // The authority's node on one machine, Bob's on the other.
-    let spawn = |n: usize, home: &Path, args: &[&str]| {
-        let mut child = lan
-            .ash(n, home)
-            .args(args)
-            .args(["--port", "0", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap());
-        (child, lines)
-    };
-    let (mint, mut mint_lines) = spawn(0, &admin, &["admin", "serve"]);
+    let (mint, mut mint_lines) = lan.node(0, &admin, &["admin", "serve"]);
     let local = wait_event(&mut mint_lines, WAIT, |e| {
         e["event"] == "listening"
             && e["address"].as_str().is_some_and(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
@@ -394,7 +396,7 @@ fn a_partition_heals_and_the_ledgers_converge() {
     .expect("the authority's node listens on the LAN");
     // (Its address as well as mDNS: the test is about the partition, not discovery.)
     let (node, mut bob_lines) =
-        spawn(1, &bob, &["node", "--bootstrap", lan_address["address"].as_str().unwrap()]);
+        lan.node(1, &bob, &["node", "--bootstrap", lan_address["address"].as_str().unwrap()]);
     wait_event(&mut bob_lines, WAIT, |e| e["event"] == "connected")
         .expect("Bob's node finds the authority's");
 
@@ -472,19 +474,7 @@ fn a_node_killed_mid_run_restarts_on_an_intact_ledger_and_catches_up() {
     crate::ledger::new_network(&admin, "net", &genesis);
     let bob = root.path().join("bob");
     let bob_id = crate::ledger::join(&bob, &genesis, "bob");
-    let spawn = |n: usize, home: &Path, args: &[&str]| {
-        let mut child = lan
-            .ash(n, home)
-            .args(args)
-            .args(["--port", "0", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap());
-        (child, lines)
-    };
-    let (mint, mut mint_lines) = spawn(0, &admin, &["admin", "serve"]);
+    let (mint, mut mint_lines) = lan.node(0, &admin, &["admin", "serve"]);
     let lan_address = wait_event(&mut mint_lines, WAIT, |e| {
         e["event"] == "listening"
             && e["address"].as_str().is_some_and(|a| a.starts_with("/ip4/10.77.3.1/tcp/"))
@@ -492,14 +482,14 @@ fn a_node_killed_mid_run_restarts_on_an_intact_ledger_and_catches_up() {
     .expect("the authority's node listens on the LAN");
     let bootstrap = ["node", "--bootstrap", lan_address["address"].as_str().unwrap()];
     // Bob's node is killed outright once it has started taking in the network's ledger.
-    let (mut node, mut lines) = spawn(1, &bob, &bootstrap);
+    let (mut node, mut lines) = lan.node(1, &bob, &bootstrap);
     wait_event(&mut lines, WAIT, |e| e["event"] == "connected")
         .expect("Bob's node finds the authority's");
     node.kill().unwrap();
     node.wait().unwrap();
     // Restarted, it opens what it stored (verified again) and gets the rest, its bonus too
     // (taken in before the kill or after the restart: either way it is in the ledger file).
-    let (node, lines) = spawn(1, &bob, &bootstrap);
+    let (node, lines) = lan.node(1, &bob, &bootstrap);
     let spendable = || {
         let out = ash(&bob).args(["status", "--json"]).output().unwrap();
         serde_json::from_str::<Value>(&stdout(&out))
