@@ -336,6 +336,10 @@ pub(crate) struct NodeArgs {
     /// Do not look for peers on the local network
     #[arg(long)]
     pub(crate) no_mdns: bool,
+    /// Relay for peers that cannot reach each other directly, and answer DHT queries: for a
+    /// machine others can reach at its listen addresses
+    #[arg(long)]
+    pub(crate) relay: bool,
     /// Print JSON lines instead of text
     #[arg(long)]
     pub(crate) json: bool,
@@ -344,27 +348,14 @@ pub(crate) struct NodeArgs {
 /// Arguments of `ash admin serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AdminServeArgs {
-    /// Multiaddr to listen on (repeatable; default TCP and QUIC on every interface at --port)
-    #[arg(long, value_name = "MULTIADDR")]
-    pub(crate) listen: Vec<String>,
-    /// Port for the default listen addresses (0: any free port)
-    #[arg(long, value_name = "PORT", default_value_t = 4517)]
-    pub(crate) port: u16,
-    /// A peer to ask first (repeatable)
-    #[arg(long, value_name = "MULTIADDR")]
-    pub(crate) bootstrap: Vec<String>,
-    /// Do not look for peers on the local network
-    #[arg(long)]
-    pub(crate) no_mdns: bool,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
     /// Credits per signup [default: the genesis's `signup_bonus`, else 100]
     #[arg(long, value_name = "CREDITS")]
     pub(crate) signup_bonus: Option<u64>,
     /// Signups minted per minute at most
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub(crate) signups_per_minute: u32,
-    /// Print JSON lines instead of text
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
 /// Arguments of `ash status`.

@@ -4,14 +4,16 @@ use ash_protocol::{PeerRequest, PeerResponse};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns,
-    ping, request_response,
+    StreamProtocol, allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify,
+    identity, kad, mdns, ping, relay, request_response,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
     MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES, MAX_PENDING_INBOUND_PER_PEER,
-    MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, NetConfig, REQUEST_TIMEOUT,
+    MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, NAT_PROBE_DELAY, NetConfig, RELAY_CIRCUIT_BYTES,
+    RELAY_CIRCUIT_DURATION, RELAY_MAX_CIRCUITS, RELAY_MAX_CIRCUITS_PER_PEER,
+    RELAY_MAX_RESERVATIONS, RELAY_MAX_RESERVATIONS_PER_PEER, REQUEST_TIMEOUT,
 };
 
 /// A request on the wire: the id the answer echoes, and the request.
@@ -36,6 +38,10 @@ pub(crate) struct Behaviour {
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub relay_client: relay::client::Behaviour,
+    pub relay: Toggle<relay::Behaviour>,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::Behaviour,
     pub gossip: gossipsub::Behaviour,
     pub request: request_response::cbor::Behaviour<RequestEnvelope, ResponseEnvelope>,
 }
@@ -43,6 +49,7 @@ pub(crate) struct Behaviour {
 impl Behaviour {
     pub(crate) fn new(
         key: &identity::Keypair,
+        relay_client: relay::client::Behaviour,
         config: &NetConfig,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let peer = key.public().to_peer_id();
@@ -62,14 +69,38 @@ impl Behaviour {
         let ping = ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval));
         let kad_protocol =
             StreamProtocol::try_from_owned(config.kad_protocol()).map_err(|e| e.to_string())?;
-        let mut kad = kad::Behaviour::with_config(
+        let mut kad_config = kad::Config::new(kad_protocol);
+        kad_config.set_periodic_bootstrap_interval(Some(std::time::Duration::from_secs(60)));
+        let mut kad =
+            kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
+        // Answer DHT queries once a peer confirmed that this node's address reaches it
+        // (AutoNAT; libp2p's automatic mode), or from the start on a relay, which says it is
+        // reachable.
+        kad.set_mode(config.relay_server.then_some(kad::Mode::Server));
+        let relay = config.relay_server.then(|| {
+            relay::Behaviour::new(
+                peer,
+                relay::Config {
+                    max_reservations: RELAY_MAX_RESERVATIONS,
+                    max_reservations_per_peer: RELAY_MAX_RESERVATIONS_PER_PEER,
+                    max_circuits: RELAY_MAX_CIRCUITS,
+                    max_circuits_per_peer: RELAY_MAX_CIRCUITS_PER_PEER,
+                    max_circuit_duration: RELAY_CIRCUIT_DURATION,
+                    max_circuit_bytes: RELAY_CIRCUIT_BYTES,
+                    ..relay::Config::default()
+                },
+            )
+        });
+        let autonat = autonat::Behaviour::new(
             peer,
-            kad::store::MemoryStore::new(peer),
-            kad::Config::new(kad_protocol),
+            autonat::Config {
+                boot_delay: NAT_PROBE_DELAY,
+                // Reachable means reachable by the peers of this network, which may all be on
+                // one private network.
+                only_global_ips: false,
+                ..autonat::Config::default()
+            },
         );
-        // Answer DHT queries only once reachable addresses are confirmed (AutoNAT) — until
-        // then, and on a LAN, a client; bootstrap nodes set server mode themselves.
-        kad.set_mode(Some(kad::Mode::Server));
         let mdns = if config.mdns {
             Some(
                 mdns::tokio::Behaviour::new(mdns::Config::default(), peer)
@@ -110,6 +141,10 @@ impl Behaviour {
             ping,
             kad,
             mdns: Toggle::from(mdns),
+            relay_client,
+            relay: Toggle::from(relay),
+            dcutr: dcutr::Behaviour::new(peer),
+            autonat,
             gossip,
             request,
         })

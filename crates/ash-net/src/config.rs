@@ -31,6 +31,21 @@ pub(crate) const STRIKES_BEFORE_BLOCK: u32 = 3;
 pub(crate) const REMEMBERED_PEERS: usize = 4096;
 /// Listen addresses kept per peer.
 pub(crate) const MAX_ADDRESSES_PER_PEER: usize = 16;
+/// Relays a node keeps a reservation on at once, so that peers who cannot reach it directly
+/// still can.
+pub(crate) const MAX_RELAYS: usize = 2;
+/// As a relay: reservations held for others at once, and per peer.
+pub(crate) const RELAY_MAX_RESERVATIONS: usize = 128;
+pub(crate) const RELAY_MAX_RESERVATIONS_PER_PEER: usize = 2;
+/// As a relay: circuits carried at once, and per peer.
+pub(crate) const RELAY_MAX_CIRCUITS: usize = 64;
+pub(crate) const RELAY_MAX_CIRCUITS_PER_PEER: usize = 4;
+/// As a relay: how long one circuit lives and how many bytes it carries (then the peers
+/// reconnect, directly if hole punching worked meanwhile).
+pub(crate) const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
+pub(crate) const RELAY_CIRCUIT_BYTES: u64 = 64 << 20;
+/// How long after start the first reachability probe (AutoNAT) goes out.
+pub(crate) const NAT_PROBE_DELAY: Duration = Duration::from_secs(3);
 
 /// The network a node belongs to: the id of its genesis (32 bytes). Protocol ids and gossip
 /// topics carry its first 8 bytes in hex.
@@ -67,6 +82,10 @@ pub struct NetConfig {
     pub gossip_heartbeat: Duration,
     /// How often peers are pinged.
     pub ping_interval: Duration,
+    /// Carry connections between peers that cannot reach each other (a relay server), and
+    /// answer DHT queries from the start: for a well-connected node whose listen addresses
+    /// others can reach.
+    pub relay_server: bool,
 }
 
 impl NetConfig {
@@ -81,6 +100,7 @@ impl NetConfig {
             agent_version,
             gossip_heartbeat: Duration::from_secs(1),
             ping_interval: Duration::from_secs(15),
+            relay_server: false,
         }
     }
 

@@ -7,17 +7,20 @@ use std::time::{Duration, Instant};
 use ash_identity::{Identity, NodeId};
 use ash_protocol::{PeerError, PeerRequest, PeerResponse};
 use futures_util::StreamExt as _;
+use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, IdentTopic, TopicHash};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, ping, relay, tcp, yamux,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, RequestEnvelope, ResponseEnvelope};
 use crate::config::{
-    MAX_ADDRESSES_PER_PEER, MAX_PENDING_INBOUND_PER_PEER, NetConfig, REMEMBERED_PEERS,
+    MAX_ADDRESSES_PER_PEER, MAX_PENDING_INBOUND_PER_PEER, MAX_RELAYS, NetConfig, REMEMBERED_PEERS,
     REQUEST_TIMEOUT, REQUESTS_PER_PEER_PER_SECOND, STRIKES_BEFORE_BLOCK,
 };
 use crate::handle::{Discovery, NetError, NetEvent, PeerSnapshot, Responder, Topic};
@@ -75,6 +78,9 @@ struct PeerState {
     /// Set once identify confirmed the peer speaks this network.
     confirmed: bool,
     addresses: BTreeSet<Multiaddr>,
+    /// The address of its first connection, and whether this node dialled it.
+    remote: Multiaddr,
+    dialer: bool,
     agent_version: Option<String>,
     rtt: Option<Duration>,
     found_by: Discovery,
@@ -101,6 +107,10 @@ pub(crate) struct EventLoop {
     buckets: HashMap<PeerId, (f64, Instant)>,
     outbound: HashMap<OutboundRequestId, Outbound>,
     inbound: HashMap<u64, Inbound>,
+    /// Listeners through relays (reservations held or asked for), and each relay.
+    relays: HashMap<ListenerId, PeerId>,
+    /// Whether every configured listen address is on loopback (then a relay offers those).
+    loopback_only: bool,
     next_id: u64,
     dropped_events: u64,
 }
@@ -129,7 +139,11 @@ impl EventLoop {
             .with_quic()
             .with_dns()
             .map_err(|e| start(&e))?
-            .with_behaviour(|key| Behaviour::new(key, &behaviour_config))
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| start(&e))?
+            .with_behaviour(|key, relay_client| {
+                Behaviour::new(key, relay_client, &behaviour_config)
+            })
             .map_err(|e| start(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
             .build();
@@ -140,8 +154,10 @@ impl EventLoop {
             swarm.behaviour_mut().gossip.subscribe(&ident).map_err(|e| start(&e))?;
             topics.insert(ident.hash(), topic);
         }
+        let mut loopback_only = true;
         for address in &config.listen {
             let addr = parse(address)?;
+            loopback_only &= is_loopback(&addr);
             swarm.listen_on(addr).map_err(|e| NetError::Address {
                 address: address.clone(),
                 reason: e.to_string(),
@@ -181,6 +197,8 @@ impl EventLoop {
             buckets: HashMap::new(),
             outbound: HashMap::new(),
             inbound: HashMap::new(),
+            relays: HashMap::new(),
+            loopback_only,
             next_id: 1,
             dropped_events: 0,
         })
@@ -230,6 +248,7 @@ impl EventLoop {
                         agent_version: p.agent_version.clone(),
                         rtt: p.rtt,
                         found_by: p.found_by,
+                        relayed: is_relayed(&p.remote),
                     })
                     .collect();
                 peers.sort_by_key(|p| p.node);
@@ -291,8 +310,22 @@ impl EventLoop {
     fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                // A relay offers the addresses it listens on to those it relays for: it is
+                // meant to be reachable there (loopback only when it listens nowhere else).
+                if self.config.relay_server
+                    && !is_relayed(&address)
+                    && (self.loopback_only || !is_loopback(&address))
+                {
+                    self.swarm.add_external_address(without_peer(&address));
+                }
                 let address = with_peer(&address, self.local_peer).to_string();
                 self.emit(NetEvent::Listening { address });
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                // A relay went away: another may take its place.
+                if let Some(relay) = self.relays.remove(&listener_id) {
+                    tracing::debug!(%relay, "relay reservation ended");
+                }
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 let Some(node) = node_of(&peer_id) else {
@@ -314,6 +347,8 @@ impl EventLoop {
                     connections: 0,
                     confirmed: false,
                     addresses: BTreeSet::new(),
+                    remote: endpoint.get_remote_address().clone(),
+                    dialer: endpoint.is_dialer(),
                     agent_version: None,
                     rtt: None,
                     found_by,
@@ -406,6 +441,25 @@ impl EventLoop {
                     }
                 }
             }
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                let public = match new {
+                    autonat::NatStatus::Public(address) => {
+                        Some(with_peer(&address, self.local_peer).to_string())
+                    }
+                    autonat::NatStatus::Private | autonat::NatStatus::Unknown => None,
+                };
+                self.emit(NetEvent::Reachability { public });
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal: false,
+                ..
+            }) => {
+                tracing::debug!(relay = %relay_peer_id, "relay reservation accepted");
+            }
+            BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => {
+                tracing::debug!(peer = %remote_peer_id, ok = result.is_ok(), "direct connection upgrade");
+            }
             BehaviourEvent::Request(request_response::Event::OutboundFailure {
                 request_id,
                 error,
@@ -434,20 +488,43 @@ impl EventLoop {
         // What it says now replaces what it said before (identify pushes come again).
         let addresses: BTreeSet<Multiaddr> =
             info.listen_addrs.iter().take(MAX_ADDRESSES_PER_PEER).map(without_peer).collect();
-        if !state.confirmed {
-            for address in &addresses {
-                self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
-            }
+        // New addresses (a relay reservation made since) are routing news for others.
+        let known = if state.confirmed { state.addresses.clone() } else { BTreeSet::new() };
+        for address in addresses.difference(&known) {
+            self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
         }
         state.addresses = addresses;
+        let relay_at = (!self.config.relay_server
+            && info.protocols.contains(&relay::HOP_PROTOCOL_NAME)
+            && !is_relayed(&state.remote))
+        .then(|| relay_address(&state.remote, state.dialer, &info.listen_addrs))
+        .flatten();
         if !state.confirmed {
             state.confirmed = true;
-            let (node, found_by) = (state.node, state.found_by);
-            self.emit(NetEvent::PeerConnected { node, found_by });
+            let (node, found_by, relayed) = (state.node, state.found_by, is_relayed(&state.remote));
+            self.emit(NetEvent::PeerConnected { node, found_by, relayed });
             // A first peer: learn the rest of the network from it.
             if self.peers.values().filter(|p| p.confirmed).count() == 1 {
                 let _ = self.swarm.behaviour_mut().kad.bootstrap();
             }
+        }
+        if let Some(address) = relay_at {
+            self.reserve(peer, address);
+        }
+    }
+
+    /// Listens through relay `peer` at `address`, so that peers who cannot reach this node
+    /// directly still can; at most [`MAX_RELAYS`] at once.
+    fn reserve(&mut self, peer: PeerId, address: Multiaddr) {
+        if self.relays.len() >= MAX_RELAYS || self.relays.values().any(|r| *r == peer) {
+            return;
+        }
+        let circuit = address.with(Protocol::P2p(peer)).with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit) {
+            Ok(listener) => {
+                self.relays.insert(listener, peer);
+            }
+            Err(e) => tracing::debug!(relay = %peer, error = %e, "relay not used"),
         }
     }
 
@@ -571,8 +648,39 @@ fn peer_in(address: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// Whether `address` goes through a relay.
+fn is_relayed(address: &Multiaddr) -> bool {
+    address.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+fn is_loopback(address: &Multiaddr) -> bool {
+    match address.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
+/// Where to reach a relay for a reservation: the address this node dialled, else the one of
+/// its listen addresses on the host it connected from.
+fn relay_address(remote: &Multiaddr, dialer: bool, listen: &[Multiaddr]) -> Option<Multiaddr> {
+    if dialer {
+        return Some(without_peer(remote));
+    }
+    let host = remote.iter().next()?;
+    listen
+        .iter()
+        .find(|a| a.iter().next().as_ref() == Some(&host) && !is_relayed(a))
+        .map(without_peer)
+}
+
+/// `address` without the `/p2p/<peer>` it ends in (a relayed address keeps its relay's).
 fn without_peer(address: &Multiaddr) -> Multiaddr {
-    address.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
+    let mut address = address.clone();
+    if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
+        address.pop();
+    }
+    address
 }
 
 fn with_peer(address: &Multiaddr, peer: PeerId) -> Multiaddr {

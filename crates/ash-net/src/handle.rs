@@ -70,6 +70,8 @@ pub struct PeerSnapshot {
     pub rtt: Option<Duration>,
     /// How it was found.
     pub found_by: Discovery,
+    /// Whether the connection goes through a relay.
+    pub relayed: bool,
 }
 
 /// What the network reports.
@@ -86,6 +88,14 @@ pub enum NetEvent {
         node: NodeId,
         /// How it was found.
         found_by: Discovery,
+        /// Whether the connection goes through a relay.
+        relayed: bool,
+    },
+    /// What a peer found of this node's reachability (AutoNAT): `Some(address)` when a peer
+    /// reached it there, `None` when none could (then relays carry its connections).
+    Reachability {
+        /// The address peers reach.
+        public: Option<String>,
     },
     /// A peer's last connection closed.
     PeerDisconnected {

@@ -84,6 +84,14 @@ pub enum NodeEvent {
         node: NodeId,
         /// How it was found.
         found_by: Discovery,
+        /// Whether the connection goes through a relay.
+        relayed: bool,
+    },
+    /// What peers found of this node's reachability: the address they reached it at, or
+    /// `None` when none could (relays carry its connections).
+    Reachability {
+        /// The address.
+        public: Option<String>,
     },
     /// A peer left.
     PeerDisconnected {
@@ -255,8 +263,9 @@ impl Service {
     async fn net_event(&mut self, event: NetEvent) {
         match event {
             NetEvent::Listening { address } => self.emit(NodeEvent::Listening { address }),
-            NetEvent::PeerConnected { node, found_by } => {
-                self.emit(NodeEvent::PeerConnected { node, found_by });
+            NetEvent::Reachability { public } => self.emit(NodeEvent::Reachability { public }),
+            NetEvent::PeerConnected { node, found_by, relayed } => {
+                self.emit(NodeEvent::PeerConnected { node, found_by, relayed });
                 self.catch_up(node, None);
             }
             NetEvent::PeerDisconnected { node } => self.emit(NodeEvent::PeerDisconnected { node }),

@@ -60,8 +60,7 @@ fn listen_addresses(listen: &[String], port: u16) -> Vec<String> {
 pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
     let identity = Arc::new(home.identity()?);
-    let listen = listen_addresses(&args.listen, args.port);
-    let config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
+    let config = node_config(&home, args)?;
     run_node(identity, config, args.json, &state_file(&home))
 }
 
@@ -82,8 +81,7 @@ pub(crate) fn admin_serve(args: &AdminServeArgs) -> anyhow::Result<Outcome> {
         Ok(identity) => Arc::new(identity),
         Err(_) => Arc::clone(&key),
     };
-    let listen = listen_addresses(&args.listen, args.port);
-    let mut config = config(&home, listen, &args.bootstrap, !args.no_mdns)?;
+    let mut config = node_config(&home, &args.node)?;
     let signup_bonus = match (genesis.signup_bonus, args.signup_bonus) {
         (Some(set), Some(asked)) if set != asked => anyhow::bail!(
             "the genesis of `{}` sets the signup bonus to {set}; --signup-bonus {asked} would mint what it does not allow",
@@ -94,7 +92,15 @@ pub(crate) fn admin_serve(args: &AdminServeArgs) -> anyhow::Result<Outcome> {
     };
     config.authority =
         Some(Authority { key, signup_bonus, signups_per_minute: args.signups_per_minute });
-    run_node(identity, config, args.json, &state_file(&home))
+    run_node(identity, config, args.node.json, &state_file(&home))
+}
+
+/// The configuration of a node in the foreground, as `args` ask.
+fn node_config(home: &Home, args: &NodeArgs) -> anyhow::Result<NodeConfig> {
+    let listen = listen_addresses(&args.listen, args.port);
+    let mut config = config(home, listen, &args.bootstrap, !args.no_mdns)?;
+    config.net.relay_server = args.relay;
+    Ok(config)
 }
 
 /// Runs a node in the foreground until Ctrl-C or SIGTERM, printing what happens.
@@ -194,10 +200,22 @@ fn run_node(
                         json!({ "address": address }),
                         format!("listening on {address}"),
                     ),
-                    Some(NodeEvent::PeerConnected { node, found_by }) => line(
+                    Some(NodeEvent::PeerConnected { node, found_by, relayed }) => line(
                         "connected",
-                        json!({ "peer": node, "foundBy": found_by.as_str() }),
-                        format!("peer {node} connected ({})", found_by.as_str()),
+                        json!({ "peer": node, "foundBy": found_by.as_str(), "relayed": relayed }),
+                        format!(
+                            "peer {node} connected ({}{})",
+                            found_by.as_str(),
+                            if relayed { ", through a relay" } else { "" }
+                        ),
+                    ),
+                    Some(NodeEvent::Reachability { public }) => line(
+                        "reachability",
+                        json!({ "public": public }),
+                        match public {
+                            Some(address) => format!("peers reach this node at {address}"),
+                            None => "peers cannot reach this node directly; relays carry its connections".to_owned(),
+                        },
                     ),
                     Some(NodeEvent::PeerDisconnected { node }) => line(
                         "disconnected",
@@ -305,6 +323,7 @@ pub(crate) fn peers(args: &PeersArgs) -> anyhow::Result<Outcome> {
                     "addresses": listed.snapshot.addresses,
                     "rttMs": listed.snapshot.rtt.map(|d| d.as_secs_f64() * 1000.0),
                     "foundBy": listed.snapshot.found_by.as_str(),
+                    "relayed": listed.snapshot.relayed,
                 })
             })
             .collect();

@@ -122,9 +122,13 @@ fn a_peer_is_found_through_a_bootstrap_address_and_listed() {
 
     // Alice's node saw Bob come and go, and stops cleanly on SIGTERM.
     let events = stop(node, lines);
-    // (Whether Alice's catch-up with Bob ended before he left depends on timing.)
-    let kinds: Vec<&str> =
-        events.iter().filter_map(|e| e["event"].as_str()).filter(|k| *k != "synced").collect();
+    // (Whether Alice's catch-up with Bob ended before he left, and whether Bob's probe of
+    // her reachability came back, depends on timing.)
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .filter(|k| !["synced", "reachability"].contains(k))
+        .collect();
     // (Bob came twice: `ash peers`, then `ash status --network`.)
     assert_eq!(
         kinds,
@@ -232,40 +236,102 @@ fn the_signup_bonus_arrives_by_itself_from_the_authority_node() {
     );
 }
 
-/// Two network namespaces joined by a veth pair: a LAN of two machines, `10.77.x.1` and
-/// `10.77.x.2`, removed when dropped.
+/// Machines in network namespaces of their own, joined by veth pairs; removed when dropped.
 struct Lan {
-    names: [String; 2],
+    names: Vec<String>,
+}
+
+/// Runs `ip <args>`, which must succeed.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 impl Lan {
-    fn new(subnet: u8) -> Option<Self> {
+    /// `machines` namespaces named after `tag`, or `None` without root or ip(8).
+    fn machines(tag: &str, machines: usize) -> Option<Self> {
         if !nix::unistd::geteuid().is_root() || Command::new("ip").arg("-V").output().is_err() {
             return None;
         }
-        let tag = format!("ash{}n{subnet}", std::process::id());
-        let names = [format!("{tag}a"), format!("{tag}b")];
-        let lan = Self { names: names.clone() };
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().unwrap();
-            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        for name in &names {
+        let tag = format!("ash{}{tag}", std::process::id());
+        let names: Vec<String> = (0..machines).map(|n| format!("{tag}m{n}")).collect();
+        let lan = Self { names };
+        for name in &lan.names {
             ip(&["netns", "add", name]);
-        }
-        ip(&[
-            "link", "add", "va", "netns", &names[0], "type", "veth", "peer", "name", "vb", "netns",
-            &names[1],
-        ]);
-        for (name, dev, host) in [(&names[0], "va", 1), (&names[1], "vb", 2)] {
-            ip(&["-n", name, "addr", "add", &format!("10.77.{subnet}.{host}/24"), "dev", dev]);
-            ip(&["-n", name, "link", "set", dev, "up"]);
             ip(&["-n", name, "link", "set", "lo", "up"]);
         }
         Some(lan)
     }
 
-    /// `ash` run inside machine `n` (0 or 1).
+    /// A cable from machine `a` (device `dev_a`, address `addr_a`) to machine `b`.
+    fn cable(
+        &self,
+        (a, dev_a, addr_a): (usize, &str, &str),
+        (b, dev_b, addr_b): (usize, &str, &str),
+    ) {
+        let (na, nb) = (&self.names[a], &self.names[b]);
+        ip(&[
+            "link", "add", dev_a, "netns", na, "type", "veth", "peer", "name", dev_b, "netns", nb,
+        ]);
+        for (name, dev, addr) in [(na, dev_a, addr_a), (nb, dev_b, addr_b)] {
+            ip(&["-n", name, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", name, "link", "set", dev, "up"]);
+        }
+    }
+
+    /// Two machines on one LAN: `10.77.<subnet>.1` and `.2`.
+    fn new(subnet: u8) -> Option<Self> {
+        let lan = Self::machines(&format!("n{subnet}"), 2)?;
+        lan.cable(
+            (0, "va", &format!("10.77.{subnet}.1/24")),
+            (1, "vb", &format!("10.77.{subnet}.2/24")),
+        );
+        Some(lan)
+    }
+
+    /// Machine 0 on `10.77.<subnet>.0/24` and machine 2 on `10.78.<subnet>.0/24`, both
+    /// cabled to machine 1 (`.254` on each). With `forwarding`, machine 1 routes between them;
+    /// without, neither can reach the other at all.
+    fn routed(subnet: u8, forwarding: bool) -> Option<Self> {
+        let lan = Self::machines(&format!("r{subnet}"), 3)?;
+        lan.cable(
+            (0, "va", &format!("10.77.{subnet}.1/24")),
+            (1, "ra", &format!("10.77.{subnet}.254/24")),
+        );
+        lan.cable(
+            (2, "vb", &format!("10.78.{subnet}.1/24")),
+            (1, "rb", &format!("10.78.{subnet}.254/24")),
+        );
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lan.names[1], "sh", "-c"])
+            .arg(format!("echo {} > /proc/sys/net/ipv4/ip_forward", if forwarding { 1 } else { 0 }))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        if forwarding {
+            ip(&[
+                "-n",
+                &lan.names[0],
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("10.77.{subnet}.254"),
+            ]);
+            ip(&[
+                "-n",
+                &lan.names[2],
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("10.78.{subnet}.254"),
+            ]);
+        }
+        Some(lan)
+    }
+
+    /// `ash` run inside machine `n`.
     fn ash(&self, n: usize, home: &Path) -> Command {
         let mut command = Command::new("ip");
         command
@@ -513,4 +579,106 @@ fn a_node_killed_mid_run_restarts_on_an_intact_ledger_and_catches_up() {
         .output()
         .unwrap();
     assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
+}
+
+/// The first address `lines` says the node listens on that starts with `prefix`.
+fn listening_at(lines: &mut BufReader<std::process::ChildStdout>, prefix: &str) -> String {
+    let event = wait_event(lines, WAIT, |e| {
+        e["event"] == "listening" && e["address"].as_str().is_some_and(|a| a.starts_with(prefix))
+    });
+    event.unwrap_or_else(|| panic!("no listen address starting with {prefix}"))["address"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_peer_behind_a_router_is_found_through_its_bootstrap_address() {
+    let Some(lan) = Lan::routed(4, true) else {
+        eprintln!("skipping: needs root and ip(8) for network namespaces");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let genesis = root.path().join("net.genesis.toml");
+    crate::ledger::new_network(&root.path().join("admin"), "net", &genesis);
+    let (alice, bob) = (root.path().join("alice"), root.path().join("bob"));
+    let alice_id = crate::ledger::join(&alice, &genesis, "alice");
+    crate::ledger::join(&bob, &genesis, "bob");
+    // Alice on one subnet, Bob on the other, a router between: mDNS does not cross it, the
+    // address does.
+    let (a, mut alice_lines) = lan.node(0, &alice, &["node"]);
+    let address = listening_at(&mut alice_lines, "/ip4/10.77.4.1/tcp/");
+    let (b, mut bob_lines) = lan.node(2, &bob, &["node", "--bootstrap", &address]);
+    let connected = wait_event(&mut bob_lines, WAIT, |e| e["event"] == "connected")
+        .expect("Bob's node finds Alice's across the router");
+    assert_eq!(
+        (connected["peer"].as_str(), connected["foundBy"].as_str(), connected["relayed"].as_bool()),
+        (Some(alice_id.as_str()), Some("dialled"), Some(false))
+    );
+    // And takes in her ledger: her profile.
+    let synced = wait_event(&mut bob_lines, WAIT, |e| e["event"] == "synced")
+        .expect("Bob's node catches up with Alice's");
+    assert_eq!(synced["peer"].as_str(), Some(alice_id.as_str()), "{synced}");
+    stop(b, bob_lines);
+    stop(a, alice_lines);
+}
+
+#[test]
+fn a_relay_carries_two_peers_that_cannot_reach_each_other() {
+    let Some(lan) = Lan::routed(5, false) else {
+        eprintln!("skipping: needs root and ip(8) for network namespaces");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let genesis = root.path().join("net.genesis.toml");
+    crate::ledger::new_network(&root.path().join("admin"), "net", &genesis);
+    let (alice, relay, bob) =
+        (root.path().join("alice"), root.path().join("relay"), root.path().join("bob"));
+    let alice_id = crate::ledger::join(&alice, &genesis, "alice");
+    crate::ledger::join(&relay, &genesis, "relay");
+    crate::ledger::join(&bob, &genesis, "bob");
+    // The relay sits on both subnets; Alice and Bob each see only it.
+    let (r, mut relay_lines) = lan.node(1, &relay, &["node", "--relay", "--no-mdns"]);
+    let relay_a = listening_at(&mut relay_lines, "/ip4/10.77.5.254/tcp/");
+    let relay_b = listening_at(&mut relay_lines, "/ip4/10.78.5.254/tcp/");
+    let (a, mut alice_lines) = lan.node(0, &alice, &["node", "--no-mdns", "--bootstrap", &relay_a]);
+    // Alice keeps a reservation on the relay: she listens through it.
+    let circuit = wait_event(&mut alice_lines, WAIT, |e| {
+        e["event"] == "listening"
+            && e["address"].as_str().is_some_and(|a| a.contains("/p2p-circuit/"))
+    })
+    .expect("Alice listens through the relay");
+    // `/ip4/<the relay>/…/p2p/<relay>/p2p-circuit/p2p/<Alice>`, at the relay's address on
+    // either subnet.
+    let circuit = circuit["address"].as_str().unwrap();
+    assert!(
+        circuit.starts_with("/ip4/10.7") && circuit.contains("/p2p-circuit/p2p/12D3KooW"),
+        "{circuit}"
+    );
+    let (b, mut bob_lines) = lan.node(2, &bob, &["node", "--no-mdns", "--bootstrap", &relay_b]);
+    // Bob learns of Alice from the relay's routing table and reaches her through it.
+    let connected = wait_event(&mut bob_lines, std::time::Duration::from_secs(90), |e| {
+        e["event"] == "connected" && e["peer"].as_str() == Some(alice_id.as_str())
+    })
+    .expect("Bob's node reaches Alice's through the relay");
+    assert_eq!(
+        (connected["foundBy"].as_str(), connected["relayed"].as_bool()),
+        (Some("routing"), Some(true)),
+        "{connected}"
+    );
+    // (Identify ran over the circuit to confirm the network.) Alice's profile reaches Bob's
+    // ledger, by the relay, the only way there is.
+    let profile_at_bob = || {
+        let out = ash(&bob).args(["history", &alice_id, "--json"]).output().unwrap();
+        serde_json::from_str::<Value>(&stdout(&out))
+            .is_ok_and(|rows| rows[0]["kind"] == "profile" && rows[0]["verdict"] == "valid")
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !profile_at_bob() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(profile_at_bob(), "Alice's profile never reached Bob's ledger");
+    stop(b, bob_lines);
+    stop(a, alice_lines);
+    stop(r, relay_lines);
 }

@@ -92,13 +92,13 @@ async fn peers_found_by_a_bootstrap_address_answer_and_gossip() {
     assert_eq!(a.listen_addresses().await.unwrap(), vec![a_address.clone()]);
     let (b, mut b_events, _) = node("b", 1, vec![a_address.clone()]).await;
     let found = next(&mut b_events, |e| match e {
-        NetEvent::PeerConnected { node, found_by } => Some((node, found_by)),
+        NetEvent::PeerConnected { node, found_by, relayed: false } => Some((node, found_by)),
         _ => None,
     })
     .await;
     assert_eq!(found, (a.local_node(), Discovery::Dialled));
     let found = next(&mut a_events, |e| match e {
-        NetEvent::PeerConnected { node, found_by } => Some((node, found_by)),
+        NetEvent::PeerConnected { node, found_by, relayed: false } => Some((node, found_by)),
         _ => None,
     })
     .await;
