@@ -313,6 +313,8 @@ pub(crate) struct NetworkCreateArgs {
     /// Credits the authority's node gives each new identity (part of the network's id)
     #[arg(long, value_name = "CREDITS", default_value_t = 100)]
     pub(crate) signup_bonus: u64,
+    #[command(flatten)]
+    pub(crate) terms: NetworkTermsArgs,
     /// A node to ask first, `/ip4/…/tcp/…/p2p/<peer id>` (repeatable; not part of the id)
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) bootstrap: Vec<String>,
@@ -414,6 +416,9 @@ pub(crate) struct JoinArgs {
     /// How long to wait for the signup bonus from the mint authority's node
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub(crate) wait: std::time::Duration,
+    /// The invite code a mint authority gave you, on a network that admits by invitation
+    #[arg(long, value_name = "CODE")]
+    pub(crate) invite: Option<String>,
     /// Do not go online: the signup bonus arrives the next time a node of this identity runs
     #[arg(long)]
     pub(crate) offline: bool,
@@ -519,12 +524,57 @@ pub(crate) enum AdminCommand {
     /// recipient receives it into its own log when it imports the authority's entries
     /// (`ash ledger export`, then `ash ledger import`); one signup mint counts per identity.
     Mint(AdminMintArgs),
+    /// Issue invite codes, on a network whose signup cost is an invite
+    ///
+    /// Each code admits one identity to the signup bonus: the newcomer runs
+    /// `ash join --invite CODE`, and this authority's node (`ash admin serve`) redeems it and
+    /// mints. Only the codes' hashes are kept ($ASH_HOME/admin/invites); a running node sees
+    /// new codes at once.
+    Invite(AdminInviteArgs),
     /// Sign checkpoints of identities' verified state (witness only)
     ///
     /// For each identity (default: every one not proven to equivocate), signs its state at its
     /// latest judged entry with the authority key, which the genesis must list as a witness.
     /// Peers then verify that identity from the checkpoint instead of from its whole history.
     Checkpoint(AdminCheckpointArgs),
+}
+
+/// What a new identity pays for its signup bonus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SignupCostArg {
+    /// Nothing: every identity with a profile receives it
+    None,
+    /// A single-use code from a mint authority (`ash admin invite`)
+    Invite,
+    /// A proof-of-work stamp `ash join` computes (--pow-bits)
+    Pow,
+}
+
+/// A network's terms beyond its authorities, all part of its id.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct NetworkTermsArgs {
+    /// What a new identity pays for its signup bonus, so that identities cost something
+    #[arg(long, value_enum, value_name = "COST", default_value = "none")]
+    pub(crate) signup_cost: SignupCostArg,
+    /// Leading zero bits of the proof-of-work stamp (each bit doubles the work; 20 takes about
+    /// a second) [default: 20]
+    #[arg(long, value_name = "BITS")]
+    pub(crate) pow_bits: Option<u8>,
+    /// Credits per job of a model tier, `TIER=CREDITS` (repeatable; replaces the default
+    /// haiku=2 sonnet=6 opus=30 codex=2)
+    #[arg(long, value_name = "TIER=CREDITS")]
+    pub(crate) price: Vec<String>,
+}
+
+/// Arguments of `ash admin invite`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AdminInviteArgs {
+    /// How many codes
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 1)]
+    pub(crate) count: usize,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Arguments of `ash admin genesis`.
@@ -548,6 +598,8 @@ pub(crate) struct AdminGenesisArgs {
     /// Credits the authority's node gives each new identity (part of the network's id)
     #[arg(long, value_name = "CREDITS")]
     pub(crate) signup_bonus: Option<u64>,
+    #[command(flatten)]
+    pub(crate) terms: NetworkTermsArgs,
     /// A node to ask first, `/ip4/…/tcp/…/p2p/<peer id>` (repeatable; not part of the id)
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) bootstrap: Vec<String>,

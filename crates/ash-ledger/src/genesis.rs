@@ -1,7 +1,7 @@
 //! The genesis: what a network is (its mint authorities, witnesses and parameters) and its id,
 //! which every signed byte string of the ledger begins with.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ash_identity::NodeId;
 
@@ -31,11 +31,56 @@ pub struct Genesis {
     /// Credits the mint authority's node gives each new identity; `None`: its operator
     /// chooses. Part of the id when set.
     pub signup_bonus: Option<u64>,
+    /// What a new identity shows the mint authority for its signup bonus. Part of the id
+    /// unless [`SignupCost::None`].
+    pub signup_cost: SignupCost,
+    /// Credits per job by model tier; `None`: [`DEFAULT_PRICES`]. Part of the id when set.
+    pub prices: Option<BTreeMap<String, u64>>,
     /// Multiaddrs of nodes to ask first (`/ip4/…/tcp/…/p2p/<peer id>`). Hints, not rules: not
     /// part of the id, so the list can change without making another network.
     pub bootstrap: Vec<String>,
     id: Hash,
 }
+
+/// The price of a signup, so that identities cost their maker something (the genesis's
+/// `signup_cost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignupCost {
+    /// Every identity with a profile receives the bonus.
+    #[default]
+    None,
+    /// A single-use code one of the mint authorities issued (`ash admin invite`).
+    Invite,
+    /// A proof of work: a nonce with which `H("ash/signup/work/v1", network id ‖ node id ‖
+    /// nonce)` starts with `bits` zero bits (about 2^bits hashes to find).
+    Work {
+        /// Leading zero bits, [`MIN_WORK_BITS`]–[`MAX_WORK_BITS`].
+        bits: u8,
+    },
+}
+
+impl SignupCost {
+    /// `none`, `invite` or `pow`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Invite => "invite",
+            Self::Work { .. } => "pow",
+        }
+    }
+}
+
+/// Fewest leading zero bits a proof-of-work signup may ask.
+pub const MIN_WORK_BITS: u8 = 8;
+/// Most leading zero bits a proof-of-work signup may ask (about 4 billion hashes).
+pub const MAX_WORK_BITS: u8 = 32;
+
+/// The seed's prices, credits per job by model tier, for networks whose genesis sets none.
+pub const DEFAULT_PRICES: [(&str, u64); 4] =
+    [("haiku", 2), ("sonnet", 6), ("opus", 30), ("codex", 2)];
+
+/// Most tiers a genesis prices.
+const MAX_TIERS: usize = 32;
 
 /// A genesis that is not valid, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +101,12 @@ struct File {
     claim_window_ms: Option<u64>,
     #[serde(default)]
     signup_bonus: Option<u64>,
+    #[serde(default)]
+    signup_cost: Option<String>,
+    #[serde(default)]
+    signup_pow_bits: Option<u8>,
+    #[serde(default)]
+    prices: Option<BTreeMap<String, u64>>,
     #[serde(default)]
     bootstrap: Vec<String>,
     /// The network id the file claims; checked against its contents.
@@ -120,6 +171,8 @@ impl Genesis {
             checkpoint_quorum,
             claim_window_ms,
             signup_bonus: None,
+            signup_cost: SignupCost::None,
+            prices: None,
             bootstrap: Vec::new(),
             id: Hash::default(),
         };
@@ -138,6 +191,91 @@ impl Genesis {
         self.signup_bonus = Some(bonus);
         self.id = tagged_hash(b"ash/ledger/network/v2", &self.to_bytes());
         Ok(self)
+    }
+
+    /// This network with a signup cost: another network unless [`SignupCost::None`].
+    pub fn with_signup_cost(mut self, cost: SignupCost) -> Result<Self, GenesisError> {
+        if let SignupCost::Work { bits } = cost
+            && !(MIN_WORK_BITS..=MAX_WORK_BITS).contains(&bits)
+        {
+            return Err(GenesisError(format!(
+                "`signup_pow_bits` {bits} must be between {MIN_WORK_BITS} and {MAX_WORK_BITS}"
+            )));
+        }
+        self.signup_cost = cost;
+        self.id = tagged_hash(b"ash/ledger/network/v2", &self.to_bytes());
+        Ok(self)
+    }
+
+    /// This network with these prices (credits per job by tier): another network.
+    pub fn with_prices(mut self, prices: BTreeMap<String, u64>) -> Result<Self, GenesisError> {
+        if prices.is_empty() || prices.len() > MAX_TIERS {
+            return Err(GenesisError(format!("`prices` must name 1–{MAX_TIERS} tiers")));
+        }
+        for (tier, price) in &prices {
+            if !valid_name(tier) || tier.len() > 32 {
+                return Err(GenesisError(format!(
+                    "`prices`: tier {tier:?} must be 1–32 bytes of a-z 0-9 . _ -"
+                )));
+            }
+            if *price == 0 || *price > crate::Credits::MAX_ENTRY.get() {
+                return Err(GenesisError(format!(
+                    "`prices`: {tier} = {price} must be between 1 and {}",
+                    crate::Credits::MAX_ENTRY.get()
+                )));
+            }
+        }
+        self.prices = Some(prices);
+        self.id = tagged_hash(b"ash/ledger/network/v2", &self.to_bytes());
+        Ok(self)
+    }
+
+    /// Credits per job of `tier` on this network, if it has that tier.
+    pub fn price(&self, tier: &str) -> Option<u64> {
+        match &self.prices {
+            Some(prices) => prices.get(tier).copied(),
+            None => DEFAULT_PRICES.iter().find(|(t, _)| *t == tier).map(|(_, p)| *p),
+        }
+    }
+
+    /// Every tier and its price.
+    pub fn price_list(&self) -> BTreeMap<String, u64> {
+        match &self.prices {
+            Some(prices) => prices.clone(),
+            None => DEFAULT_PRICES.iter().map(|(t, p)| ((*t).to_owned(), *p)).collect(),
+        }
+    }
+
+    /// Whether `nonce` is `who`'s proof of work on this network (false unless the network
+    /// asks for one).
+    pub fn check_work(&self, who: &NodeId, nonce: u64) -> bool {
+        match self.signup_cost {
+            SignupCost::Work { bits } => work_bits(&self.id, who, nonce) >= u32::from(bits),
+            SignupCost::None | SignupCost::Invite => false,
+        }
+    }
+
+    /// Finds `who`'s proof of work, trying nonces from `start` until `give_up` says so
+    /// (called every 65,536 tries with the count so far); `None` if the network asks for
+    /// none or it gave up.
+    pub fn solve_work(
+        &self,
+        who: &NodeId,
+        start: u64,
+        mut give_up: impl FnMut(u64) -> bool,
+    ) -> Option<u64> {
+        let SignupCost::Work { bits } = self.signup_cost else { return None };
+        let mut nonce = start;
+        loop {
+            if work_bits(&self.id, who, nonce) >= u32::from(bits) {
+                return Some(nonce);
+            }
+            nonce = nonce.wrapping_add(1);
+            let tried = nonce.wrapping_sub(start);
+            if tried.is_multiple_of(1 << 16) && give_up(tried) {
+                return None;
+            }
+        }
     }
 
     /// This network with these bootstrap addresses (the id does not change).
@@ -190,6 +328,28 @@ impl Genesis {
         if let Some(bonus) = file.signup_bonus {
             genesis = genesis.with_signup_bonus(bonus)?;
         }
+        let cost = match (file.signup_cost.as_deref(), file.signup_pow_bits) {
+            (None | Some("none"), None) => SignupCost::None,
+            (Some("invite"), None) => SignupCost::Invite,
+            (Some("pow"), Some(bits)) => SignupCost::Work { bits },
+            (Some("pow"), None) => {
+                return Err(GenesisError("`signup_cost` \"pow\" needs `signup_pow_bits`".into()));
+            }
+            (None | Some("none" | "invite"), Some(_)) => {
+                return Err(GenesisError(
+                    "`signup_pow_bits` is only for `signup_cost = \"pow\"`".into(),
+                ));
+            }
+            (Some(other), _) => {
+                return Err(GenesisError(format!(
+                    "`signup_cost` {other:?} must be \"none\", \"invite\" or \"pow\""
+                )));
+            }
+        };
+        genesis = genesis.with_signup_cost(cost)?;
+        if let Some(prices) = file.prices {
+            genesis = genesis.with_prices(prices)?;
+        }
         genesis = genesis.with_bootstrap(file.bootstrap)?;
         if let Some(claimed) = file.id
             && claimed != genesis.id.to_string()
@@ -224,11 +384,24 @@ impl Genesis {
         if let Some(bonus) = self.signup_bonus {
             text.push_str(&format!("signup_bonus = {bonus}\n"));
         }
+        match self.signup_cost {
+            SignupCost::None => {}
+            SignupCost::Invite => text.push_str("signup_cost = \"invite\"\n"),
+            SignupCost::Work { bits } => {
+                text.push_str(&format!("signup_cost = \"pow\"\nsignup_pow_bits = {bits}\n"));
+            }
+        }
         text.push_str("bootstrap = [");
         for address in &self.bootstrap {
             text.push_str(&format!("\n    \"{address}\","));
         }
         text.push_str(if self.bootstrap.is_empty() { "]\n" } else { "\n]\n" });
+        if let Some(prices) = &self.prices {
+            text.push_str("\n[prices]\n");
+            for (tier, price) in prices {
+                text.push_str(&format!("{tier} = {price}\n"));
+            }
+        }
         text
     }
 
@@ -248,6 +421,23 @@ impl Genesis {
         if let Some(bonus) = self.signup_bonus {
             w.bytes(b"signup_bonus").u64(bonus);
         }
+        match self.signup_cost {
+            SignupCost::None => {}
+            SignupCost::Invite => {
+                w.bytes(b"signup_cost").u8(1);
+            }
+            SignupCost::Work { bits } => {
+                w.bytes(b"signup_cost").u8(2).u8(bits);
+            }
+        }
+        if let Some(prices) = &self.prices {
+            w.bytes(b"prices").u16(u16::try_from(prices.len()).unwrap_or(u16::MAX));
+            for (tier, price) in prices {
+                w.u8(u8::try_from(tier.len()).unwrap_or(u8::MAX))
+                    .bytes(tier.as_bytes())
+                    .u64(*price);
+            }
+        }
         w.0
     }
 
@@ -260,6 +450,23 @@ impl Genesis {
     pub fn is_authority(&self, id: &NodeId) -> bool {
         self.authorities.contains(id)
     }
+}
+
+/// Leading zero bits of `H("ash/signup/work/v1", network ‖ who ‖ nonce)`.
+fn work_bits(network: &Hash, who: &NodeId, nonce: u64) -> u32 {
+    let mut bytes = [0u8; 72];
+    bytes[..32].copy_from_slice(&network.0);
+    bytes[32..64].copy_from_slice(who.as_bytes());
+    bytes[64..].copy_from_slice(&nonce.to_be_bytes());
+    let hash = tagged_hash(b"ash/signup/work/v1", &bytes);
+    let mut bits = 0;
+    for byte in hash.0 {
+        bits += byte.leading_zeros();
+        if byte != 0 {
+            break;
+        }
+    }
+    bits
 }
 
 const fn majority(n: usize) -> u16 {

@@ -28,7 +28,10 @@ pub use entry::{
     Outcome, Profile, Receipt, Receive, Release, ReleaseReason, Reserve, Terms, cancel_bytes,
     commitment_bytes,
 };
-pub use genesis::{DEFAULT_CLAIM_WINDOW_MS, Genesis, GenesisError};
+pub use genesis::{
+    DEFAULT_CLAIM_WINDOW_MS, DEFAULT_PRICES, Genesis, GenesisError, MAX_WORK_BITS, MIN_WORK_BITS,
+    SignupCost,
+};
 pub use verify::{
     Account, Admission, Balance, DEFAULT_SKEW, Equivocation, MAX_QUARANTINE, MAX_VARIANTS, Pending,
     Refusal, Report, Rule, Verdict, Verifier,

@@ -53,6 +53,7 @@ fn config(
         genesis: genesis.clone(),
         info: PeerInfo::default(),
         authority: None,
+        signup: None,
     }
 }
 

@@ -149,13 +149,14 @@ impl Ledger {
     }
 
     /// As mint authority `authority`: a signup mint of `bonus` for each identity with a valid
-    /// profile that this authority has not minted one for, at most `max`; stored. Returns the
-    /// recipients.
+    /// profile that this authority has not minted one for (and, given `admitted`, that is in
+    /// it), at most `max`; stored. Returns the recipients.
     pub fn mint_signups(
         &mut self,
         authority: &Identity,
         bonus: u64,
         max: usize,
+        admitted: Option<&HashSet<NodeId>>,
     ) -> Result<Vec<NodeId>, NodeError> {
         let me = authority.node_id();
         if !self.verifier.genesis().is_authority(&me) || max == 0 {
@@ -174,6 +175,7 @@ impl Ledger {
             .verifier
             .authors()
             .filter(|a| *a != me && !minted.contains(a) && self.verifier.profile(*a).is_some())
+            .filter(|a| admitted.is_none_or(|admitted| admitted.contains(a)))
             .collect();
         due.sort_unstable();
         due.dedup();

@@ -4,16 +4,19 @@
 //! ledger (heads and ranges of entries), catching up with every peer that connects or gossips
 //! new heads (every received entry verified before it is stored, in bounded batches, at most
 //! [`MAX_SYNCS`] catch-ups at once), and gossiping the heads of logs that grew here. The job
-//! On a mint authority's node it mints the signup bonus for every identity it learns of (at a
-//! bounded rate); every node takes the mints made out to it into its own log. The job flow
-//! comes next.
+//! On a mint authority's node it mints the signup bonus for every identity it learns of that
+//! paid the network's signup cost (an invite code from its [`InviteBook`], or a proof of work),
+//! at a bounded rate; every node asks the authorities it meets to admit it, and takes the mints
+//! made out to it into its own log. The job flow comes next.
 //!
 //! Never reads the environment and never prints: the CLI gives it its configuration and shows
 //! its [`NodeEvent`]s.
 
+mod invites;
 mod ledger;
 mod node;
 
+pub use invites::{InviteBook, InviteError, MAX_INVITES, MAX_INVITES_AT_ONCE};
 pub use ledger::{Inserted, Ledger};
 pub use node::{
     Authority, MAX_HEAD_PAGES, MAX_SYNC_ENTRIES, MAX_SYNC_HEADS, MAX_SYNCS, MAX_WAITING_SYNCS,
@@ -29,4 +32,10 @@ pub enum NodeError {
     /// The ledger database failed.
     #[error("ledger: {0}")]
     Ledger(String),
+    /// An invite code was not redeemed.
+    #[error(transparent)]
+    Invite(#[from] InviteError),
+    /// The invite book could not be read or written.
+    #[error("invites: {0}")]
+    Invites(String),
 }

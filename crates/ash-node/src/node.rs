@@ -7,19 +7,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ash_identity::{Identity, NodeId};
-use ash_ledger::{Entry, Genesis};
+use ash_ledger::{Entry, Genesis, SignupCost};
 use ash_net::{
     Discovery, MAX_RESPONSE_BYTES, Net, NetConfig, NetEvent, NetHandle, Responder, Topic,
 };
 use ash_protocol::{
-    Gossip, LogHead, LogStart, MAX_ENTRIES, MAX_GOSSIP_HEADS, MAX_HEADS, MAX_LOGS, PeerError,
-    PeerInfo, PeerRequest, PeerResponse,
+    Gossip, LogHead, LogStart, MAX_ENTRIES, MAX_GOSSIP_HEADS, MAX_HEADS, MAX_INVITE_BYTES,
+    MAX_LOGS, PeerError, PeerInfo, PeerRequest, PeerResponse, SignupProof,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::NodeError;
-use crate::ledger::Ledger;
+use crate::invites::InviteBook;
+use crate::ledger::{Ledger, now_ms};
+use crate::{InviteError, NodeError};
 
 /// Catch-ups running at once; others wait their turn (at most [`MAX_WAITING_SYNCS`] peers).
 pub const MAX_SYNCS: usize = 4;
@@ -43,6 +44,8 @@ const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 const RESYNC_TICKS: u64 = 30;
 /// Heads kept for gossip that could not go out yet.
 const MAX_UNSENT_HEADS: usize = 4096;
+/// Identities admitted to a signup and not minted for yet; beyond, askers are told `busy`.
+const MAX_ADMITTED: usize = 65_536;
 
 /// A mint authority's node: it mints the signup bonus for every new identity it learns of.
 #[derive(Debug, Clone)]
@@ -53,6 +56,8 @@ pub struct Authority {
     pub signup_bonus: u64,
     /// Signups minted per minute at most (bursts of as many); the rest wait.
     pub signups_per_minute: u32,
+    /// The codes this authority issued, on a network whose signup cost is an invite.
+    pub invites: Option<InviteBook>,
 }
 
 /// How to start a node.
@@ -68,6 +73,9 @@ pub struct NodeConfig {
     pub info: PeerInfo,
     /// Set on a mint authority's node.
     pub authority: Option<Authority>,
+    /// What this node shows the mint authorities it meets for its signup bonus, on a network
+    /// with a signup cost (`None`: it asks nothing of them).
+    pub signup: Option<SignupProof>,
 }
 
 /// What the node reports.
@@ -112,6 +120,13 @@ pub enum NodeEvent {
         /// The spendable balance after.
         balance: u64,
     },
+    /// A mint authority answered this node's signup: admitted (the bonus follows), or why not.
+    SignupAnswered {
+        /// The authority's node.
+        authority: NodeId,
+        /// Admitted, or the reason given.
+        admitted: Result<(), String>,
+    },
     /// This authority minted signup bonuses.
     Minted {
         /// For whom.
@@ -148,6 +163,12 @@ impl Node {
     /// Opens the ledger and starts the network and the service loop, inside the current
     /// tokio runtime.
     pub fn start(identity: Arc<Identity>, config: NodeConfig) -> Result<Self, NodeError> {
+        let genesis = config.genesis.clone();
+        // Admitted before a restart and not minted for yet: the mint follows.
+        let admitted = match config.authority.as_ref().and_then(|a| a.invites.as_ref()) {
+            Some(book) => book.admitted()?,
+            None => HashSet::new(),
+        };
         let ledger = Arc::new(Mutex::new(Ledger::open(&config.ledger, config.genesis)?));
         let (net, net_events, net_task) =
             Net::start(&identity, config.net).map_err(NodeError::Net)?.split();
@@ -160,6 +181,10 @@ impl Node {
             info: config.info,
             me: identity,
             authority: config.authority,
+            genesis,
+            signup: config.signup,
+            admitted,
+            asks: JoinSet::new(),
             signup_tokens,
             refilled: std::time::Instant::now(),
             unsent: Vec::new(),
@@ -207,6 +232,12 @@ struct Service {
     info: PeerInfo,
     me: Arc<Identity>,
     authority: Option<Authority>,
+    genesis: Genesis,
+    signup: Option<SignupProof>,
+    /// On an authority's node, with a signup cost: who showed it and waits for the mint.
+    admitted: HashSet<NodeId>,
+    /// Signups this node asked of authorities, until they answer.
+    asks: JoinSet<()>,
     signup_tokens: f64,
     refilled: std::time::Instant,
     unsent: Vec<LogHead>,
@@ -247,6 +278,7 @@ impl Service {
                         self.synced(peer, result).await;
                     }
                 }
+                Some(_) = self.asks.join_next(), if !self.asks.is_empty() => {}
                 _ = tick.tick() => {
                     ticks += 1;
                     self.tick(ticks).await;
@@ -254,6 +286,7 @@ impl Service {
             }
         }
         self.syncs.shutdown().await;
+        self.asks.shutdown().await;
     }
 
     fn emit(&self, event: NodeEvent) {
@@ -266,6 +299,7 @@ impl Service {
             NetEvent::Reachability { public } => self.emit(NodeEvent::Reachability { public }),
             NetEvent::PeerConnected { node, found_by, relayed } => {
                 self.emit(NodeEvent::PeerConnected { node, found_by, relayed });
+                self.ask_signup(node);
                 self.catch_up(node, None);
             }
             NetEvent::PeerDisconnected { node } => self.emit(NodeEvent::PeerDisconnected { node }),
@@ -273,8 +307,82 @@ impl Service {
             NetEvent::Gossip { from, message: Gossip::Heads { heads }, .. } => {
                 self.catch_up(from, Some(heads));
             }
+            NetEvent::Request { from, request: PeerRequest::Signup { proof }, responder } => {
+                let answer = self.admit(from, proof).await;
+                let _ = responder.respond(answer).await;
+                self.settle().await;
+            }
             NetEvent::Request { request, responder, .. } => self.answer(request, responder).await,
         }
+    }
+
+    /// Asks `peer`, if it is a mint authority, to admit this node to its signup bonus.
+    fn ask_signup(&mut self, peer: NodeId) {
+        let Some(proof) = self.signup.clone() else { return };
+        if !self.genesis.is_authority(&peer) || peer == self.me.node_id() {
+            return;
+        }
+        let (net, events) = (self.net.clone(), self.events.clone());
+        self.asks.spawn(async move {
+            let admitted = match net.request(peer, PeerRequest::Signup { proof }).await {
+                Ok(PeerResponse::Admitted) => Ok(()),
+                Ok(PeerResponse::Error(e)) => Err(e.message),
+                Ok(other) => Err(format!("an answer of the wrong kind: {other:?}")),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = events.try_send(NodeEvent::SignupAnswered { authority: peer, admitted });
+        });
+    }
+
+    /// As a mint authority's node: whether `from` paid the network's signup cost with
+    /// `proof`; admitted identities receive the bonus at the next settle.
+    async fn admit(&mut self, from: NodeId, proof: SignupProof) -> PeerResponse {
+        let refuse = |code: &str, message: String| {
+            PeerResponse::Error(PeerError { code: code.into(), message })
+        };
+        let Some(authority) = &self.authority else {
+            return refuse("unsupported", "this is not a mint authority's node".into());
+        };
+        if self.admitted.len() >= MAX_ADMITTED && !self.admitted.contains(&from) {
+            return refuse("busy", "too many signups waiting; ask again later".into());
+        }
+        match (self.genesis.signup_cost, proof) {
+            (SignupCost::None, _) => return PeerResponse::Admitted,
+            (SignupCost::Work { .. }, SignupProof::Work { nonce }) => {
+                if !self.genesis.check_work(&from, nonce) {
+                    return refuse("refused", "the proof of work does not check".into());
+                }
+            }
+            (SignupCost::Invite, SignupProof::Invite { code }) => {
+                if code.len() > MAX_INVITE_BYTES {
+                    return refuse("invalid", "the invite code is too long".into());
+                }
+                let Some(book) = authority.invites.clone() else {
+                    return refuse("refused", "this authority's node holds no invite codes".into());
+                };
+                let redeemed =
+                    tokio::task::spawn_blocking(move || book.redeem(&code, from, now_ms())).await;
+                match redeemed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(NodeError::Invite(e @ (InviteError::Unknown | InviteError::Used)))) => {
+                        return refuse("refused", e.to_string());
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the invite book failed");
+                        return refuse("busy", "the invite book could not be read".into());
+                    }
+                    Err(_) => return refuse("busy", "failed".into()),
+                }
+            }
+            (cost, _) => {
+                return refuse(
+                    "refused",
+                    format!("this network's signup cost is `{}`", cost.as_str()),
+                );
+            }
+        }
+        self.admitted.insert(from);
+        PeerResponse::Admitted
     }
 
     /// Answers a peer from a task of its own (ledger reads run on the blocking pool), at most
@@ -402,11 +510,16 @@ impl Service {
         }
         let (ledger, me, authority) =
             (Arc::clone(&self.ledger), Arc::clone(&self.me), self.authority.clone());
+        // With a signup cost, only the admitted; without, everyone with a profile.
+        let admitted =
+            (self.genesis.signup_cost != SignupCost::None).then(|| self.admitted.clone());
         let done = tokio::task::spawn_blocking(move || {
             let mut ledger = lock(&ledger);
             let received = ledger.receive_mints(&me)?;
             let minted = match &authority {
-                Some(a) => ledger.mint_signups(&a.key, a.signup_bonus, max_signups)?,
+                Some(a) => {
+                    ledger.mint_signups(&a.key, a.signup_bonus, max_signups, admitted.as_ref())?
+                }
                 None => Vec::new(),
             };
             let mut heads = Vec::new();
@@ -431,6 +544,9 @@ impl Service {
             Err(_) => return,
         };
         self.signup_tokens -= minted.len() as f64;
+        for who in &minted {
+            self.admitted.remove(who);
+        }
         if !received.is_empty() {
             self.emit(NodeEvent::Received { amounts: received.clone(), balance });
         }
@@ -452,6 +568,11 @@ fn respond(ledger: &Mutex<Ledger>, info: PeerInfo, request: PeerRequest) -> Peer
         |message: String| PeerResponse::Error(PeerError { code: "invalid".into(), message });
     match request {
         PeerRequest::Info => PeerResponse::Info(info),
+        // The service admits signups itself (they change its state); none reaches here.
+        PeerRequest::Signup { .. } => PeerResponse::Error(PeerError {
+            code: "unsupported".into(),
+            message: "signups are answered by the node's service".into(),
+        }),
         PeerRequest::LedgerHeads { after, limit } => {
             match after.map(|a| a.parse::<NodeId>()).transpose() {
                 Ok(after) => {

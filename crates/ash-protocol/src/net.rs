@@ -29,7 +29,35 @@ pub enum PeerRequest {
         /// At most this many entries.
         limit: u32,
     },
+    /// To a mint authority's node: admit the asker (the identity its connection proves) to the
+    /// signup bonus, with what the network's `signup_cost` asks. The bonus follows as a mint
+    /// once the authority holds the asker's profile.
+    Signup {
+        /// The proof.
+        proof: SignupProof,
+    },
 }
+
+/// What a new identity shows for its signup bonus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignupProof {
+    /// Nothing (networks that ask for nothing mint without being asked).
+    None,
+    /// A code one of the mint authorities issued (at most [`MAX_INVITE_BYTES`]).
+    Invite {
+        /// The code.
+        code: String,
+    },
+    /// A proof-of-work nonce for the asker's identity on this network.
+    Work {
+        /// The nonce.
+        nonce: u64,
+    },
+}
+
+/// Longest invite code.
+pub const MAX_INVITE_BYTES: usize = 128;
 
 /// Most heads one answer holds.
 pub const MAX_HEADS: u32 = 4096;
@@ -88,6 +116,8 @@ pub enum PeerResponse {
         /// The entries.
         entries: Vec<serde_bytes::ByteBuf>,
     },
+    /// The answer to [`PeerRequest::Signup`]: admitted (also when it was before).
+    Admitted,
     /// The request was refused.
     Error(PeerError),
 }
@@ -107,7 +137,7 @@ pub struct PeerInfo {
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerError {
-    /// A stable code: `busy`, `rate_limited`, `unsupported`, `invalid`.
+    /// A stable code: `busy`, `rate_limited`, `unsupported`, `invalid`, `refused`.
     pub code: String,
     /// For people.
     pub message: String,

@@ -5,23 +5,26 @@
 //! verifier, and stores what it accepted; `status` and `history` read the stored verdicts and
 //! summaries without verifying anything again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use ash_identity::{Identity, NodeId};
 use ash_ledger::{
     Admission, Body, Bundle, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile, Receive,
-    Report, Verdict, Verifier, read_bundle, write_bundle,
+    Report, SignupCost, Verdict, Verifier, read_bundle, write_bundle,
 };
+use ash_node::InviteBook;
+use ash_protocol::SignupProof;
 use ash_spec::Severity;
 use ash_store::LedgerDb;
 use serde_json::json;
 
 use super::Outcome;
 use crate::cli::{
-    AdminCheckpointArgs, AdminCommand, AdminGenesisArgs, AdminMintArgs, HistoryArgs, JoinArgs,
-    JsonArgs, LedgerCommand, LedgerExportArgs, LedgerImportArgs, LedgerVerifyArgs, StatusArgs,
+    AdminCheckpointArgs, AdminCommand, AdminGenesisArgs, AdminInviteArgs, AdminMintArgs,
+    HistoryArgs, JoinArgs, JsonArgs, LedgerCommand, LedgerExportArgs, LedgerImportArgs,
+    LedgerVerifyArgs, NetworkTermsArgs, SignupCostArg, StatusArgs,
 };
 use crate::{config, output};
 
@@ -60,6 +63,55 @@ impl Home {
     }
     fn genesis_path(&self) -> PathBuf {
         self.dir.join("genesis.toml")
+    }
+    /// What this identity shows mint authorities for its signup (mode 0600): `invite CODE` or
+    /// `pow NONCE`.
+    fn signup_path(&self) -> PathBuf {
+        self.dir.join("keys/signup")
+    }
+    /// The invite codes this machine's authority issued.
+    pub(crate) fn invites(&self) -> InviteBook {
+        InviteBook::new(self.dir.join("admin/invites"))
+    }
+    /// The signup proof kept for `who` on `genesis`, if the network asks for one and it is
+    /// kept (and, for a stamp, checks).
+    pub(crate) fn signup_proof(&self, genesis: &Genesis, who: &NodeId) -> Option<SignupProof> {
+        let text = std::fs::read_to_string(self.signup_path()).ok()?;
+        let (kind, value) = text.trim().split_once(' ')?;
+        match (genesis.signup_cost, kind) {
+            (SignupCost::Invite, "invite") => Some(SignupProof::Invite { code: value.to_owned() }),
+            (SignupCost::Work { .. }, "pow") => {
+                let nonce = value.parse().ok()?;
+                genesis.check_work(who, nonce).then_some(SignupProof::Work { nonce })
+            }
+            _ => None,
+        }
+    }
+    fn save_signup(&self, proof: &SignupProof) -> anyhow::Result<()> {
+        let text = match proof {
+            SignupProof::None => return Ok(()),
+            SignupProof::Invite { code } => format!("invite {code}\n"),
+            SignupProof::Work { nonce } => format!("pow {nonce}\n"),
+        };
+        let path = self.signup_path();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            file.write_all(text.as_bytes())
+                .with_context(|| format!("writing {}", tmp.display()))?;
+        }
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
     pub(crate) fn ledger(&self) -> anyhow::Result<LedgerDb> {
         Ok(LedgerDb::open(&self.ledger_path())?)
@@ -195,9 +247,13 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
     if verifier.profile(id).is_none() && args.username.is_none() {
         bail!("choose a username for your profile: `ash join --username NAME`");
     }
+    let proof = signup_proof(&home, &genesis, &identity, args)?;
     let username = ensure_profile(&mut verifier, &identity, args.username.as_deref())?;
     if created {
         identity.save(&path)?;
+    }
+    if let Some(proof) = &proof {
+        home.save_signup(proof)?;
     }
     db.save(&mut verifier, now_ms())?;
     let mut balance = verifier.account(id).balance.spendable.get();
@@ -205,21 +261,27 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
     let sealing_key = identity.sealing_cert().to_string();
     // Online, the mint authority's node sends the signup bonus back.
     let mut received = None;
+    let mut refused = None;
     if !args.offline && balance == 0 {
         if !args.json {
             output::note(
                 "looking for the network to receive the signup bonus… (--offline skips this)",
             );
         }
-        received = super::network::await_signup(
+        let outcome = super::network::await_signup(
             &home,
             identity,
             &args.bootstrap,
             !args.no_mdns,
             args.wait,
         )?;
-        if let Some((_, after)) = received {
-            balance = after;
+        match outcome {
+            super::network::Signup::Received { amount, balance: after } => {
+                received = Some((amount, after));
+                balance = after;
+            }
+            super::network::Signup::Refused(reason) => refused = Some(reason),
+            super::network::Signup::Nothing => {}
         }
     }
     if args.json {
@@ -231,11 +293,17 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
             "sealingKey": sealing_key,
             "keyFile": path,
             "signupReceived": received.map(|(amount, _)| amount),
+            "signupCost": genesis.signup_cost.as_str(),
+            "signupRefused": refused,
             "balance": balance,
         }))?;
     } else {
         let verb = if created { "created" } else { "already joined as" };
         let credits = match received {
+            _ if refused.is_some() => format!(
+                "the mint authority refused the signup: {}\n",
+                refused.as_deref().unwrap_or_default()
+            ),
             Some((amount, _)) => format!("received the signup bonus: {amount} credits; balance {balance}\n"),
             None if balance > 0 => format!("balance {balance}\n"),
             None if args.offline => "offline: the signup bonus arrives the next time `ash node` runs\n".to_owned(),
@@ -249,7 +317,7 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
             path.display()
         ));
     }
-    Ok(Outcome::Success)
+    Ok(if refused.is_some() { Outcome::Failure } else { Outcome::Success })
 }
 
 pub(crate) fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
@@ -715,8 +783,126 @@ pub(crate) fn admin(command: AdminCommand) -> anyhow::Result<Outcome> {
         AdminCommand::Genesis(args) => genesis(&args),
         AdminCommand::Serve(args) => super::network::admin_serve(&args),
         AdminCommand::Mint(args) => mint(&args),
+        AdminCommand::Invite(args) => invite(&args),
         AdminCommand::Checkpoint(args) => checkpoint(&args),
     }
+}
+
+/// `genesis` with the signup cost and prices `terms` choose.
+fn with_terms(genesis: Genesis, terms: &NetworkTermsArgs) -> anyhow::Result<Genesis> {
+    let cost = match (terms.signup_cost, terms.pow_bits) {
+        (SignupCostArg::None, None) => SignupCost::None,
+        (SignupCostArg::Invite, None) => SignupCost::Invite,
+        (SignupCostArg::Pow, bits) => SignupCost::Work { bits: bits.unwrap_or(20) },
+        (_, Some(_)) => bail!("--pow-bits is only for --signup-cost pow"),
+    };
+    let mut genesis = genesis.with_signup_cost(cost)?;
+    if !terms.price.is_empty() {
+        let mut prices = BTreeMap::new();
+        for price in &terms.price {
+            let parsed = price
+                .split_once('=')
+                .and_then(|(t, c)| Some((t.trim(), c.trim().parse::<u64>().ok()?)));
+            let Some((tier, credits)) = parsed else {
+                bail!("--price {price:?}: write TIER=CREDITS, e.g. --price sonnet=6");
+            };
+            if prices.insert(tier.to_owned(), credits).is_some() {
+                bail!("--price names tier `{tier}` twice");
+            }
+        }
+        genesis = genesis.with_prices(prices)?;
+    }
+    Ok(genesis)
+}
+
+/// What `ash join` shows the mint authority: nothing, the invite code given (or kept from an
+/// earlier join), or a proof-of-work stamp, found now unless one was kept.
+fn signup_proof(
+    home: &Home,
+    genesis: &Genesis,
+    identity: &Identity,
+    args: &JoinArgs,
+) -> anyhow::Result<Option<SignupProof>> {
+    let kept = home.signup_proof(genesis, &identity.node_id());
+    match genesis.signup_cost {
+        SignupCost::None => {
+            if args.invite.is_some() {
+                bail!("network `{}` asks for no invite code; join without --invite", genesis.name);
+            }
+            Ok(None)
+        }
+        SignupCost::Invite => match (&args.invite, kept) {
+            (Some(code), _) => {
+                let code = code.trim();
+                if code.is_empty() || code.len() > ash_protocol::MAX_INVITE_BYTES {
+                    bail!("--invite: not an invite code");
+                }
+                Ok(Some(SignupProof::Invite { code: code.to_owned() }))
+            }
+            (None, Some(kept)) => Ok(Some(kept)),
+            (None, None) => bail!(
+                "network `{}` admits by invitation: ask one of its mint authorities for a code \
+                 (they issue them with `ash admin invite`) and run `ash join --invite CODE`",
+                genesis.name
+            ),
+        },
+        SignupCost::Work { bits } => {
+            if args.invite.is_some() {
+                bail!("network `{}` asks for a proof of work, not an invite code", genesis.name);
+            }
+            if kept.is_some() {
+                return Ok(kept);
+            }
+            if !args.json {
+                output::note(&format!(
+                    "working out the proof-of-work stamp this network asks for signups ({bits} bits, about {} hashes)…",
+                    1u64 << bits
+                ));
+            }
+            let start = std::time::Instant::now();
+            let nonce = genesis
+                .solve_work(&identity.node_id(), 0, |_| false)
+                .context("no proof of work was found")?;
+            if !args.json {
+                output::note(&format!("found in {:.1} s", start.elapsed().as_secs_f64()));
+            }
+            Ok(Some(SignupProof::Work { nonce }))
+        }
+    }
+}
+
+/// `ash admin invite`: new codes in this authority's book.
+fn invite(args: &AdminInviteArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let authority = home.authority()?;
+    let genesis = home.genesis()?;
+    if !genesis.is_authority(&authority.node_id()) {
+        bail!(
+            "this authority ({}) is not in the genesis of `{}`: its codes would admit nobody",
+            authority.node_id().short(),
+            genesis.name
+        );
+    }
+    if genesis.signup_cost != SignupCost::Invite {
+        bail!(
+            "network `{}` has signup cost `{}`: invite codes would not be asked for",
+            genesis.name,
+            genesis.signup_cost.as_str()
+        );
+    }
+    let book = home.invites();
+    let codes = book.issue(args.count, now_ms())?;
+    let (issued, redeemed) = book.counts()?;
+    if args.json {
+        output::json(&json!({ "codes": codes, "issued": issued, "redeemed": redeemed }))?;
+    } else {
+        let mut text = codes.join("\n");
+        text.push_str(&format!(
+            "\n({issued} issued, {redeemed} redeemed) give each newcomer one: `ash join --network FILE --username NAME --invite CODE`\n"
+        ));
+        output::stdout(&text);
+    }
+    Ok(Outcome::Success)
 }
 
 fn keygen(args: &JsonArgs) -> anyhow::Result<Outcome> {
@@ -765,6 +951,7 @@ pub(crate) fn network_create(args: &crate::cli::NetworkCreateArgs) -> anyhow::Re
         quorum: None,
         claim_window_hours: None,
         signup_bonus: Some(args.signup_bonus),
+        terms: args.terms.clone(),
         bootstrap: args.bootstrap.clone(),
         output: Some(output),
         json: args.json,
@@ -797,7 +984,7 @@ fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
     if let Some(bonus) = args.signup_bonus {
         genesis = genesis.with_signup_bonus(bonus)?;
     }
-    let genesis = genesis.with_bootstrap(args.bootstrap.clone())?;
+    let genesis = with_terms(genesis, &args.terms)?.with_bootstrap(args.bootstrap.clone())?;
     home.install_genesis(&genesis)?;
     if let Some(path) = &args.output {
         std::fs::write(path, genesis.to_toml())
@@ -818,6 +1005,8 @@ fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
             "id": genesis.id(),
             "file": file,
             "signupBonus": genesis.signup_bonus,
+            "signupCost": genesis.signup_cost.as_str(),
+            "prices": genesis.price_list(),
             "bootstrap": genesis.bootstrap,
         }))?;
     } else {

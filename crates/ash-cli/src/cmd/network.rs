@@ -40,7 +40,17 @@ fn config(
     // The genesis's addresses, then the ones given.
     net.bootstrap = genesis.bootstrap.iter().chain(bootstrap).cloned().collect();
     net.mdns = mdns;
-    Ok(NodeConfig { net, ledger: home.ledger_path(), genesis, info: own_info(), authority: None })
+    // What this identity shows the mint authorities, if the network asks (an authority's node
+    // that has not joined asks nothing).
+    let signup = home.identity().ok().and_then(|me| home.signup_proof(&genesis, &me.node_id()));
+    Ok(NodeConfig {
+        net,
+        ledger: home.ledger_path(),
+        genesis,
+        info: own_info(),
+        authority: None,
+        signup,
+    })
 }
 
 /// What this node says of itself when asked.
@@ -90,8 +100,9 @@ pub(crate) fn admin_serve(args: &AdminServeArgs) -> anyhow::Result<Outcome> {
         (Some(set), _) => set,
         (None, asked) => asked.unwrap_or(100),
     };
+    let invites = (genesis.signup_cost == ash_ledger::SignupCost::Invite).then(|| home.invites());
     config.authority =
-        Some(Authority { key, signup_bonus, signups_per_minute: args.signups_per_minute });
+        Some(Authority { key, signup_bonus, signups_per_minute: args.signups_per_minute, invites });
     run_node(identity, config, args.node.json, &state_file(&home))
 }
 
@@ -208,6 +219,18 @@ fn run_node(
                             found_by.as_str(),
                             if relayed { ", through a relay" } else { "" }
                         ),
+                    ),
+                    Some(NodeEvent::SignupAnswered { authority, admitted }) => line(
+                        "signup",
+                        json!({
+                            "authority": authority,
+                            "admitted": admitted.is_ok(),
+                            "reason": admitted.as_ref().err(),
+                        }),
+                        match &admitted {
+                            Ok(()) => format!("the mint authority {authority} admitted this identity to the signup bonus"),
+                            Err(reason) => format!("the mint authority {authority} refused the signup: {reason}"),
+                        },
                     ),
                     Some(NodeEvent::Reachability { public }) => line(
                         "reachability",
@@ -432,16 +455,26 @@ async fn ask_all(handle: &NetHandle, peers: Vec<PeerSnapshot>) -> Vec<Listed> {
     futures_util::future::join_all(asks).await
 }
 
-/// After `ash join`: a node for a moment, to send the new profile out and take in the signup
-/// bonus the mint authority's node sends back. Gives up after `wait`, or sooner when no peer is
-/// found at all. Returns the credits received, if any arrived.
+/// How a signup ended.
+pub(crate) enum Signup {
+    /// The bonus arrived: credits, and the balance after.
+    Received { amount: u64, balance: u64 },
+    /// A mint authority refused it, for this reason.
+    Refused(String),
+    /// Nothing came in time.
+    Nothing,
+}
+
+/// After `ash join`: a node for a moment, to send the new profile out (and the signup proof,
+/// if the network asks for one) and take in the signup bonus the mint authority's node sends
+/// back. Gives up after `wait`, or sooner when no peer is found at all or an authority refuses.
 pub(crate) fn await_signup(
     home: &Home,
     identity: Identity,
     bootstrap: &[String],
     mdns: bool,
     wait: Duration,
-) -> anyhow::Result<Option<(u64, u64)>> {
+) -> anyhow::Result<Signup> {
     /// Without any peer by then, nobody will send the bonus now.
     const ALONE: Duration = Duration::from_secs(3);
     /// How long the node stays up after the bonus arrived, for peers to fetch the receipt.
@@ -451,7 +484,7 @@ pub(crate) fn await_signup(
         let mut node = Node::start(Arc::new(identity), config)?;
         let started = tokio::time::Instant::now();
         let mut peers = 0usize;
-        let mut received = None;
+        let mut outcome = Signup::Nothing;
         loop {
             let until =
                 if peers == 0 { (started + ALONE).min(started + wait) } else { started + wait };
@@ -461,9 +494,13 @@ pub(crate) fn await_signup(
                     None => break,
                     Some(NodeEvent::PeerConnected { .. }) => peers += 1,
                     Some(NodeEvent::Received { amounts, balance }) => {
-                        received = Some((amounts.iter().sum(), balance));
+                        outcome = Signup::Received { amount: amounts.iter().sum(), balance };
                         // A moment for the peers to fetch the receipt.
                         tokio::time::sleep(RECEIPT_GRACE).await;
+                        break;
+                    }
+                    Some(NodeEvent::SignupAnswered { admitted: Err(reason), .. }) => {
+                        outcome = Signup::Refused(reason);
                         break;
                     }
                     Some(_) => {}
@@ -471,7 +508,7 @@ pub(crate) fn await_signup(
             }
         }
         node.stop().await;
-        Ok(received)
+        Ok(outcome)
     })
 }
 

@@ -236,6 +236,147 @@ fn the_signup_bonus_arrives_by_itself_from_the_authority_node() {
     );
 }
 
+/// `ash network create net <extra…>` in `admin`, writing `genesis`; its JSON.
+fn create_network(admin: &Path, genesis: &Path, extra: &[&str]) -> Value {
+    std::fs::create_dir_all(admin).unwrap();
+    let out = ash(admin)
+        .args(["network", "create", "net", "-o", genesis.to_str().unwrap(), "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// `ash join` of `home` as `name` through `address`, with `extra` arguments: exit code and
+/// JSON (or stderr when there is none).
+fn join_online(
+    home: &Path,
+    genesis: &Path,
+    name: &str,
+    address: &str,
+    extra: &[&str],
+) -> (Option<i32>, Value) {
+    std::fs::create_dir_all(home).unwrap();
+    let out = ash(home)
+        .args(["join", "--network", genesis.to_str().unwrap(), "-u", name])
+        .args(["--bootstrap", address, "--no-mdns", "--json"])
+        .args(if extra.contains(&"--wait") { &[][..] } else { &["--wait", "20s"][..] })
+        .args(extra)
+        .output()
+        .unwrap();
+    let value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|_| Value::from(stderr(&out)));
+    (out.status.code(), value)
+}
+
+#[test]
+fn an_invite_network_mints_once_per_code_and_refuses_the_rest() {
+    let root = tempfile::tempdir().unwrap();
+    let genesis = root.path().join("net.genesis.toml");
+    let admin = root.path().join("admin");
+    let created = create_network(&admin, &genesis, &["--signup-cost", "invite"]);
+    assert_eq!(created["signupCost"], "invite", "{created}");
+    // Codes are issued before and while the node runs; the running node sees both.
+    let codes = |n: &str| -> Vec<String> {
+        let out = ash(&admin).args(["admin", "invite", "-n", n, "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let issued: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        issued["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect()
+    };
+    let first = codes("1");
+    let (node, lines, address) = start(&admin, &["admin", "serve"]);
+    let second = codes("1");
+    assert!(first[0].starts_with("inv-") && first[0].len() == 36, "{first:?}");
+    // The book keeps hashes, not codes.
+    let book = std::fs::read_to_string(admin.join("admin/invites")).unwrap();
+    assert!(!book.contains(&first[0][4..]), "{book}");
+
+    // Without a code, nothing is created.
+    let dana = root.path().join("dana");
+    let (code, out) = join_online(&dana, &genesis, "dana", &address, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.as_str().unwrap().contains("admits by invitation"), "{out}");
+    assert!(!dana.join("keys/identity.key").exists());
+    // A made-up code: joined, but refused, and told why.
+    let (code, out) = join_online(
+        &dana,
+        &genesis,
+        "dana",
+        &address,
+        &["--invite", "inv-00000000000000000000000000000000"],
+    );
+    assert_eq!(
+        (code, out["signupRefused"].as_str(), out["balance"].as_u64()),
+        (Some(1), Some("this authority issued no such invite code"), Some(0)),
+        "{out}"
+    );
+    // The real one, asked again by the same identity: admitted, and the bonus arrives.
+    let (code, out) = join_online(&dana, &genesis, "dana", &address, &["--invite", &first[0]]);
+    assert_eq!((code, out["signupReceived"].as_u64()), (Some(0), Some(100)), "{out}");
+    // The same code for someone else is refused; the second code works for them.
+    let erin = root.path().join("erin");
+    let (code, out) = join_online(&erin, &genesis, "erin", &address, &["--invite", &first[0]]);
+    assert_eq!(
+        (code, out["signupRefused"].as_str()),
+        (Some(1), Some("this invite code was already used by another identity")),
+        "{out}"
+    );
+    let (code, out) = join_online(&erin, &genesis, "erin", &address, &["--invite", &second[0]]);
+    assert_eq!((code, out["signupReceived"].as_u64()), (Some(0), Some(100)), "{out}");
+
+    let events = stop(node, lines);
+    let minted: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "minted").filter_map(|e| e["to"].as_str()).collect();
+    assert_eq!(minted.len(), 2, "one mint per redeemed code: {events:?}");
+    // Issuing on a network without invites is refused.
+    let other = root.path().join("other");
+    create_network(&other, &root.path().join("free.genesis.toml"), &[]);
+    let out = ash(&other).args(["admin", "invite"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("has signup cost `none`"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_proof_of_work_network_mints_for_a_stamp_and_not_without() {
+    let root = tempfile::tempdir().unwrap();
+    let genesis = root.path().join("net.genesis.toml");
+    let admin = root.path().join("admin");
+    let created = create_network(
+        &admin,
+        &genesis,
+        &["--signup-cost", "pow", "--pow-bits", "12", "--price", "sonnet=5", "--price", "local=1"],
+    );
+    assert_eq!(
+        (created["signupCost"].as_str(), created["prices"].clone()),
+        (Some("pow"), serde_json::json!({ "local": 1, "sonnet": 5 })),
+        "{created}"
+    );
+    let text = std::fs::read_to_string(&genesis).unwrap();
+    assert!(text.contains("signup_cost = \"pow\"\nsignup_pow_bits = 12\n"), "{text}");
+    let (node, lines, address) = start(&admin, &["admin", "serve"]);
+    // Mallory joins offline and throws her stamp away: her node asks nothing and gets
+    // nothing, though it meets the authority's node, which takes in her profile.
+    let mallory = root.path().join("mallory");
+    crate::ledger::join(&mallory, &genesis, "mallory");
+    std::fs::remove_file(mallory.join("keys/signup")).unwrap();
+    let (mallory_node, mallory_lines, _) = start(&mallory, &["node", "--bootstrap", &address]);
+    // Frank's join works out the stamp and receives the bonus.
+    let frank = root.path().join("frank");
+    let (code, out) = join_online(&frank, &genesis, "frank", &address, &[]);
+    assert_eq!(
+        (code, out["signupReceived"].as_u64(), out["signupCost"].as_str()),
+        (Some(0), Some(100), Some("pow")),
+        "{out}"
+    );
+    let mallory_events = stop(mallory_node, mallory_lines);
+    assert!(mallory_events.iter().any(|e| e["event"] == "connected"), "{mallory_events:?}");
+    assert!(!mallory_events.iter().any(|e| e["event"] == "received"), "{mallory_events:?}");
+    let events = stop(node, lines);
+    let minted: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "minted").filter_map(|e| e["to"].as_str()).collect();
+    assert_eq!(minted, [out["id"].as_str().unwrap()], "{events:?}");
+}
+
 /// Machines in network namespaces of their own, joined by veth pairs; removed when dropped.
 struct Lan {
     names: Vec<String>,

@@ -4,9 +4,10 @@
 use ash_identity::{Identity, Signature};
 use ash_ledger::{
     Admission, Body, Collect, Credits, Entry, Genesis, Hash, LogWriter, Mint, MintKind, Outcome,
-    Profile, Receive, Rule, Verdict, Verifier,
+    Profile, Receive, Rule, SignupCost, Verdict, Verifier,
 };
 use pretty_assertions::assert_eq;
+use std::collections::BTreeSet;
 
 use crate::world::{
     Authority, DEADLINE, SIGNUP, T0, User, World, refusals, refused, spendable, test_genesis,
@@ -494,6 +495,73 @@ fn a_genesis_is_checked_and_round_trips() {
             .to_string()
             .contains("unknown field `mint_authorities`")
     );
+}
+
+#[test]
+fn a_signup_cost_and_prices_are_part_of_the_network() {
+    let w = World::new(2);
+    let id = w.authorities[0].node_id();
+    let head = format!("name = \"x\"\ncreated_at = 1\nauthorities = [\"{id}\"]\n");
+    let read = |extra: &str| Genesis::from_toml(&format!("{head}{extra}"));
+    let free = read("").unwrap();
+    assert_eq!(
+        (free.signup_cost, free.price("sonnet"), free.price("gpt")),
+        (SignupCost::None, Some(6), None)
+    );
+    // Saying "none" is the same network as saying nothing.
+    assert_eq!(read("signup_cost = \"none\"\n").unwrap().id(), free.id());
+    let invite = read("signup_cost = \"invite\"\n").unwrap();
+    let work = read("signup_cost = \"pow\"\nsignup_pow_bits = 8\n").unwrap();
+    let priced = read("[prices]\nsonnet = 5\nlocal = 1\n").unwrap();
+    let ids: BTreeSet<_> = [&free, &invite, &work, &priced].iter().map(|g| g.id()).collect();
+    assert_eq!(ids.len(), 4, "each choice is another network");
+    assert_eq!(
+        (priced.price("sonnet"), priced.price("local"), priced.price("opus")),
+        (Some(5), Some(1), None)
+    );
+    for genesis in [&invite, &work, &priced] {
+        assert_eq!(&Genesis::from_toml(&genesis.to_toml()).unwrap(), genesis);
+    }
+    for (extra, error) in [
+        ("signup_cost = \"pow\"\n", "genesis: `signup_cost` \"pow\" needs `signup_pow_bits`"),
+        (
+            "signup_cost = \"pow\"\nsignup_pow_bits = 40\n",
+            "genesis: `signup_pow_bits` 40 must be between 8 and 32",
+        ),
+        ("signup_pow_bits = 9\n", "genesis: `signup_pow_bits` is only for `signup_cost = \"pow\"`"),
+        (
+            "signup_cost = \"captcha\"\n",
+            "genesis: `signup_cost` \"captcha\" must be \"none\", \"invite\" or \"pow\"",
+        ),
+        (
+            "[prices]\nsonnet = 0\n",
+            "genesis: `prices`: sonnet = 0 must be between 1 and 1000000000000",
+        ),
+        (
+            "[prices]\n\"Big Tier\" = 1\n",
+            "genesis: `prices`: tier \"Big Tier\" must be 1–32 bytes of a-z 0-9 . _ -",
+        ),
+        ("[prices]\n", "genesis: `prices` must name 1–32 tiers"),
+    ] {
+        assert_eq!(read(extra).unwrap_err().to_string(), error, "{extra}");
+    }
+
+    // A stamp is found, checks, and is bound to its identity and its network.
+    let (alice, bob) = (w.id(0), w.id(1));
+    let nonce = work.solve_work(&alice, 0, |_| false).unwrap();
+    assert!(work.check_work(&alice, nonce));
+    let forged = (0..64u64).filter(|n| work.check_work(&alice, *n)).count();
+    assert!(forged < 64, "at 8 bits, most nonces are not stamps");
+    let elsewhere =
+        read("signup_cost = \"pow\"\nsignup_pow_bits = 8\nclaim_window_ms = 5\n").unwrap();
+    assert!(!work.check_work(&bob, nonce), "Alice's stamp is not Bob's");
+    assert!(!elsewhere.check_work(&alice, nonce), "nor hers on another network");
+    // Networks that ask for none accept none.
+    assert!(!free.check_work(&alice, nonce) && !invite.check_work(&alice, nonce));
+    assert_eq!(free.solve_work(&alice, 0, |_| false), None);
+    // Giving up is honoured.
+    let hard = read("signup_cost = \"pow\"\nsignup_pow_bits = 32\n").unwrap();
+    assert_eq!(hard.solve_work(&alice, 0, |tried| tried >= 1 << 16), None);
 }
 
 #[test]

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ash_identity::{Identity, NodeId};
-use ash_ledger::{Body, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile};
+use ash_ledger::{Body, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile, SignupCost};
 use ash_net::{Net, NetConfig, NetEvent, NetworkId};
 use ash_node::{Authority, Ledger, Node, NodeConfig, NodeEvent};
-use ash_protocol::{LogHead, PeerInfo, PeerRequest, PeerResponse};
+use ash_protocol::{LogHead, PeerError, PeerInfo, PeerRequest, PeerResponse, SignupProof};
 
 const WAIT: Duration = Duration::from_secs(20);
 const T: u64 = 1_765_000_000_000;
@@ -51,12 +51,24 @@ fn node_with(
     bootstrap: Vec<String>,
     authority: Option<Authority>,
 ) -> Node {
+    signing_up(who, genesis, ledger, bootstrap, authority, None)
+}
+
+fn signing_up(
+    who: &Identity,
+    genesis: &Genesis,
+    ledger: &Path,
+    bootstrap: Vec<String>,
+    authority: Option<Authority>,
+    signup: Option<SignupProof>,
+) -> Node {
     let config = NodeConfig {
         net: net_config(genesis, bootstrap),
         ledger: ledger.to_path_buf(),
         genesis: genesis.clone(),
         info: PeerInfo::default(),
         authority,
+        signup,
     };
     // Identities are not Clone: the node gets its own copy of the same key.
     let mut secret = *who.transport_secret();
@@ -170,7 +182,9 @@ async fn logs_replicate_both_ways_and_forged_entries_are_never_stored() {
                 PeerRequest::LedgerEntries { .. } => PeerResponse::LedgerEntries {
                     entries: offered.iter().cloned().map(serde_bytes::ByteBuf::from).collect(),
                 },
-                PeerRequest::Info => PeerResponse::Info(PeerInfo::default()),
+                PeerRequest::Info | PeerRequest::Signup { .. } => {
+                    PeerResponse::Info(PeerInfo::default())
+                }
             };
             let _ = responder.respond(answer).await;
         }
@@ -219,7 +233,7 @@ async fn the_authority_node_mints_the_signup_bonus_and_it_arrives_by_itself() {
         let secret = admin.transport_secret();
         Arc::new(Identity::from_secrets(&secret, &[9; 32]).unwrap())
     };
-    let authority = Authority { key, signup_bonus: 100, signups_per_minute: 10 };
+    let authority = Authority { key, signup_bonus: 100, signups_per_minute: 10, invites: None };
     let mut mint = node_with(&admin, &genesis, &admin_db, vec![], Some(authority));
     let address = next(&mut mint, |e| match e {
         NodeEvent::Listening { address } => Some(address),
@@ -252,4 +266,99 @@ async fn the_authority_node_mints_the_signup_bonus_and_it_arrives_by_itself() {
     assert_eq!(mints, 1);
     let ledger = Ledger::open(&dana_db, genesis).unwrap();
     assert_eq!(ledger.verifier().account(dana.node_id()).balance.spendable.get(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_of_work_network_mints_only_for_the_askers_own_stamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, dana, mallory) = (
+        Identity::insecure_from_label("admin3"),
+        Identity::insecure_from_label("dana3"),
+        Identity::insecure_from_label("mallory3"),
+    );
+    let genesis = genesis(&admin).with_signup_cost(SignupCost::Work { bits: 10 }).unwrap();
+    let db = |name: &str| dir.path().join(format!("{name}.db"));
+    for (who, name) in [(&dana, "dana"), (&mallory, "mallory")] {
+        let mut ledger = Ledger::open(&db(name), genesis.clone()).unwrap();
+        assert_eq!(ledger.insert(vec![profile(who, &genesis, name).0]).unwrap().new, 1);
+    }
+    let key = Arc::new(Identity::from_secrets(&admin.transport_secret(), &[9; 32]).unwrap());
+    let authority = Authority { key, signup_bonus: 100, signups_per_minute: 10, invites: None };
+    let mut mint = node_with(&admin, &genesis, &db("admin"), vec![], Some(authority));
+    let address = next(&mut mint, |e| match e {
+        NodeEvent::Listening { address } => Some(address),
+        _ => None,
+    })
+    .await;
+    // Mallory asks by hand, with everything but her own stamp.
+    let mut hostile = node(&mallory, &genesis, &db("mallory"), vec![address.clone()]);
+    next(&mut hostile, |e| matches!(e, NodeEvent::PeerConnected { .. }).then_some(())).await;
+    let dana_stamp = genesis.solve_work(&dana.node_id(), 0, |_| false).unwrap();
+    let mut wrong = 0;
+    while genesis.check_work(&mallory.node_id(), wrong) {
+        wrong += 1;
+    }
+    let refused = |code: &str, message: &str| {
+        PeerResponse::Error(PeerError { code: code.into(), message: message.into() })
+    };
+    let does_not_check = refused("refused", "the proof of work does not check");
+    for (proof, answer) in [
+        (SignupProof::Work { nonce: wrong }, &does_not_check),
+        // Dana's stamp is Dana's: bound to the identity the connection proves.
+        (SignupProof::Work { nonce: dana_stamp }, &does_not_check),
+        (SignupProof::None, &refused("refused", "this network's signup cost is `pow`")),
+        (
+            SignupProof::Invite { code: "inv-00".into() },
+            &refused("refused", "this network's signup cost is `pow`"),
+        ),
+    ] {
+        let got = hostile.net().request(admin.node_id(), PeerRequest::Signup { proof }).await;
+        assert_eq!(got.as_ref(), Ok(answer));
+    }
+    // A node that is no authority's says so.
+    let hostile_address = hostile.net().listen_addresses().await.unwrap().remove(0);
+    let mut bystander = node(&dana, &genesis, &db("bystander"), vec![hostile_address]);
+    next(&mut bystander, |e| matches!(e, NodeEvent::PeerConnected { .. }).then_some(())).await;
+    let proof = SignupProof::Work { nonce: 0 };
+    let got = hostile.net().request(dana.node_id(), PeerRequest::Signup { proof }).await;
+    assert_eq!(got, Ok(refused("unsupported", "this is not a mint authority's node")));
+    bystander.stop().await;
+
+    // Dana's node shows her stamp by itself and receives the bonus; Mallory's profile, which
+    // the authority holds, earns nothing.
+    let proof = Some(SignupProof::Work { nonce: dana_stamp });
+    let mut newcomer = signing_up(&dana, &genesis, &db("dana"), vec![address], None, proof);
+    let answered = next(&mut newcomer, |e| match e {
+        NodeEvent::SignupAnswered { authority, admitted } => Some((authority, admitted)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(answered, (admin.node_id(), Ok(())));
+    let minted = next(&mut mint, |e| match e {
+        NodeEvent::Minted { recipients, .. } => Some(recipients),
+        _ => None,
+    })
+    .await;
+    assert_eq!(minted, vec![dana.node_id()]);
+    let received = next(&mut newcomer, |e| match e {
+        NodeEvent::Received { balance, .. } => Some(balance),
+        _ => None,
+    })
+    .await;
+    assert_eq!(received, 100);
+    newcomer.stop().await;
+    hostile.stop().await;
+    mint.stop().await;
+    let ledger = Ledger::open(&db("admin"), genesis).unwrap();
+    assert_eq!(ledger.verifier().account(mallory.node_id()).username.as_deref(), Some("mallory"));
+    let mints: Vec<NodeId> = ledger
+        .verifier()
+        .valid_entries(admin.node_id())
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Mint(m) => Some(m.recipient),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mints, [dana.node_id()]);
 }
