@@ -404,22 +404,40 @@ impl EventLoop {
             }
             BehaviourEvent::Gossip(gossipsub::Event::Message {
                 message,
+                message_id,
                 propagation_source,
-                ..
             }) => {
-                let (Some(topic), Some(from)) = (
+                // Nothing is forwarded until it is judged here: readable messages of a topic
+                // of this network by an ash identity go on, the rest stops (and counts
+                // against whoever passed it on, in gossipsub's score).
+                let judged = match (
                     self.topics.get(&message.topic).copied(),
                     message.source.as_ref().and_then(node_of),
-                ) else {
-                    return;
+                ) {
+                    (Some(topic), Some(from)) => {
+                        cbor4ii::serde::from_slice::<ash_protocol::Gossip>(&message.data)
+                            .map(|decoded| (topic, from, decoded))
+                            .map_err(|e| format!("gossiped an unreadable message: {e}"))
+                    }
+                    _ => Err("gossiped on an unknown topic or without an ash author".to_owned()),
                 };
-                match cbor4ii::serde::from_slice::<ash_protocol::Gossip>(&message.data) {
-                    Ok(decoded) => self.emit(NetEvent::Gossip { from, topic, message: decoded }),
-                    // Signed by its author, yet unreadable: whoever passed it on strikes.
-                    Err(e) => self.strike(
-                        propagation_source,
-                        &format!("gossiped an unreadable message: {e}"),
-                    ),
+                let acceptance = if judged.is_ok() {
+                    gossipsub::MessageAcceptance::Accept
+                } else {
+                    gossipsub::MessageAcceptance::Reject
+                };
+                self.swarm.behaviour_mut().gossip.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    acceptance,
+                );
+                match judged {
+                    Ok((topic, from, message)) => {
+                        self.emit(NetEvent::Gossip { from, topic, message });
+                    }
+                    // Honest nodes forward only what they could read: whoever passed this on
+                    // wrote it or did not check it.
+                    Err(reason) => self.strike(propagation_source, &reason),
                 }
             }
             BehaviourEvent::Request(request_response::Event::Message { peer, message, .. }) => {

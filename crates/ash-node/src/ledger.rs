@@ -28,6 +28,8 @@ pub(crate) fn now_ms() -> u64 {
 pub struct Ledger {
     db: LedgerDb,
     verifier: Verifier,
+    /// Proofs of equivocation already handed out by [`Ledger::new_equivocations`].
+    told: usize,
 }
 
 /// What inserting received entries did.
@@ -44,7 +46,63 @@ impl Ledger {
     pub fn open(path: &Path, genesis: Genesis) -> Result<Self, NodeError> {
         let db = LedgerDb::open(path).map_err(|e| NodeError::Ledger(e.to_string()))?;
         let verifier = db.load(genesis, now_ms()).map_err(|e| NodeError::Ledger(e.to_string()))?;
-        Ok(Self { db, verifier })
+        // Proofs found before a restart are news for peers once more.
+        Ok(Self { db, verifier, told: 0 })
+    }
+
+    /// The head of `author`'s log here: position and entry id.
+    pub fn log_head(&self, author: NodeId) -> Option<LogHead> {
+        let head = self.verifier.head(author)?;
+        Some(LogHead {
+            author: author.to_string(),
+            seq: head.seq,
+            id: Some(head.id().to_string()),
+            fork: self.fork_position(author),
+        })
+    }
+
+    /// The lowest position of `author`'s log where a proof of equivocation lies, if any.
+    pub fn fork_position(&self, author: NodeId) -> Option<u64> {
+        if !self.verifier.is_frozen(author) {
+            return None;
+        }
+        self.verifier
+            .equivocations()
+            .iter()
+            .filter(|e| e.kept.author == author)
+            .map(|e| e.kept.seq)
+            .min()
+    }
+
+    /// Whether `author` was proven to equivocate here.
+    pub fn is_frozen(&self, author: NodeId) -> bool {
+        self.verifier.is_frozen(author)
+    }
+
+    /// Whether a peer's head (`id`, hex, at `author`'s position `seq`) is another entry than
+    /// the one held here at that position, and one this ledger does not hold yet: a fork to
+    /// fetch.
+    pub fn forks_at(&self, author: NodeId, seq: u64, id: &str) -> bool {
+        let Some(held) = self.verifier.first_at(author, seq) else { return false };
+        let Some(theirs) = ash_identity::decode_hex(id).map(ash_ledger::Hash) else {
+            return false;
+        };
+        held != theirs && self.verifier.entry(&theirs).is_none()
+    }
+
+    /// Proofs of equivocation found since the last call, at most `max`: each pair's
+    /// canonical bytes.
+    pub fn new_equivocations(&mut self, max: usize) -> Vec<(NodeId, [Vec<u8>; 2])> {
+        let all = self.verifier.equivocations();
+        let new: Vec<(NodeId, [Vec<u8>; 2])> = all
+            .get(self.told..)
+            .unwrap_or_default()
+            .iter()
+            .take(max)
+            .map(|e| (e.kept.author, [e.kept.bytes(), e.other.bytes()]))
+            .collect();
+        self.told += new.len();
+        new
     }
 
     /// The position of `author`'s judged head here.
@@ -61,16 +119,15 @@ impl Ledger {
         authors.dedup();
         // Only logs with a judged head count, so a page is never empty while more follow.
         let mut heads = Vec::new();
-        let mut rest = authors.into_iter().filter_map(|author| {
-            Some(LogHead { author: author.to_string(), seq: self.head_seq(author)? })
-        });
+        let mut rest = authors.into_iter().filter_map(|author| self.log_head(author));
         heads.extend(rest.by_ref().take(limit));
         let more = rest.next().is_some();
         (heads, more)
     }
 
-    /// The canonical bytes of `author`'s entries from `from_seq` on, along its judged chain:
-    /// at most `limit` of them and about `max_bytes` in all.
+    /// The canonical bytes of `author`'s entries from `from_seq` on, along its judged chain,
+    /// each followed by the other entries held at its position (proofs of equivocation): at
+    /// most `limit` of them and about `max_bytes` in all.
     pub fn entries(
         &self,
         author: NodeId,
@@ -80,15 +137,18 @@ impl Ledger {
     ) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut size = 0;
-        for entry in
-            self.verifier.chain(author).into_iter().filter(|e| e.seq >= from_seq).take(limit)
-        {
-            let bytes = entry.bytes();
-            size += bytes.len() + 8;
-            if size > max_bytes && !out.is_empty() {
-                break;
+        let frozen = self.verifier.is_frozen(author);
+        'chain: for entry in self.verifier.chain(author).into_iter().filter(|e| e.seq >= from_seq) {
+            let variants =
+                if frozen { self.verifier.variants_at(author, entry.seq) } else { Vec::new() };
+            for entry in std::iter::once(entry).chain(variants) {
+                let bytes = entry.bytes();
+                size += bytes.len() + 8;
+                if out.len() >= limit || (size > max_bytes && !out.is_empty()) {
+                    break 'chain;
+                }
+                out.push(bytes);
             }
-            out.push(bytes);
         }
         out
     }
@@ -106,10 +166,7 @@ impl Ledger {
         let heads = if saved.new == 0 {
             Vec::new()
         } else {
-            authors
-                .into_iter()
-                .filter_map(|a| Some(LogHead { author: a.to_string(), seq: self.head_seq(a)? }))
-                .collect()
+            authors.into_iter().filter_map(|a| self.log_head(a)).collect()
         };
         Ok(Inserted { new: saved.new, heads })
     }

@@ -46,6 +46,13 @@ const RESYNC_TICKS: u64 = 30;
 const MAX_UNSENT_HEADS: usize = 4096;
 /// Identities admitted to a signup and not minted for yet; beyond, askers are told `busy`.
 const MAX_ADMITTED: usize = 65_536;
+/// Proofs of equivocation gossiped at once; the rest go with the next catch-up.
+const MAX_PROOFS_AT_ONCE: usize = 64;
+/// How far back a catch-up looks for where a log forked, when the peer's entries do not
+/// follow the ones held here.
+const FORK_LOOKBACK: u64 = 64;
+/// Largest entry a proof of equivocation may carry.
+const MAX_PROOF_ENTRY_BYTES: usize = 16 << 10;
 
 /// A mint authority's node: it mints the signup bonus for every new identity it learns of.
 #[derive(Debug, Clone)]
@@ -126,6 +133,12 @@ pub enum NodeEvent {
         authority: NodeId,
         /// Admitted, or the reason given.
         admitted: Result<(), String>,
+    },
+    /// An identity was proven to have signed two entries at one position: it is frozen
+    /// (found here, or a proof received by gossip).
+    Equivocated {
+        /// Who.
+        author: NodeId,
     },
     /// This authority minted signup bonuses.
     Minted {
@@ -307,12 +320,72 @@ impl Service {
             NetEvent::Gossip { from, message: Gossip::Heads { heads }, .. } => {
                 self.catch_up(from, Some(heads));
             }
+            NetEvent::Gossip { from, message: Gossip::Equivocation { entries }, .. } => {
+                self.take_proof(from, entries).await;
+            }
             NetEvent::Request { from, request: PeerRequest::Signup { proof }, responder } => {
                 let answer = self.admit(from, proof).await;
                 let _ = responder.respond(answer).await;
                 self.settle().await;
             }
             NetEvent::Request { request, responder, .. } => self.answer(request, responder).await,
+        }
+    }
+
+    /// A proof of equivocation from gossip: both entries go through the verifier's door like
+    /// any other; if they are what they claim, the author is frozen here too. (Gossip already
+    /// carried the proof on; this node does not announce it again.)
+    async fn take_proof(&mut self, from: NodeId, entries: Vec<serde_bytes::ByteBuf>) {
+        let decoded: Vec<Entry> = entries
+            .iter()
+            .filter(|b| b.len() <= MAX_PROOF_ENTRY_BYTES)
+            .filter_map(|b| Entry::decode(b).ok())
+            .collect();
+        let is_proof = matches!(&decoded[..], [a, b]
+            if a.author == b.author && a.seq == b.seq && a.id() != b.id());
+        if !is_proof {
+            tracing::debug!(%from, "gossiped an equivocation proof that is none");
+            return;
+        }
+        let ledger = Arc::clone(&self.ledger);
+        let stored = tokio::task::spawn_blocking(move || {
+            let mut ledger = lock(&ledger);
+            let inserted = ledger.insert(decoded)?;
+            // Known to the network already.
+            let proven = ledger.new_equivocations(usize::MAX);
+            Ok::<_, NodeError>((inserted, proven))
+        })
+        .await;
+        match stored {
+            Ok(Ok((inserted, proven))) => {
+                if inserted.new > 0 {
+                    self.emit(NodeEvent::Synced { from, new: inserted.new, unreadable: 0 });
+                }
+                for (author, _) in proven {
+                    self.emit(NodeEvent::Equivocated { author });
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "storing a proof of equivocation failed"),
+            _ => {}
+        }
+    }
+
+    /// Gossips the proofs of equivocation this node found and has not told yet.
+    async fn tell_proofs(&mut self) {
+        let ledger = Arc::clone(&self.ledger);
+        let proofs = tokio::task::spawn_blocking(move || {
+            lock(&ledger).new_equivocations(MAX_PROOFS_AT_ONCE)
+        })
+        .await
+        .unwrap_or_default();
+        for (author, [kept, other]) in proofs {
+            self.emit(NodeEvent::Equivocated { author });
+            let message = Gossip::Equivocation {
+                entries: vec![serde_bytes::ByteBuf::from(kept), serde_bytes::ByteBuf::from(other)],
+            };
+            if let Err(e) = self.net.publish(Topic::LedgerHeads, &message).await {
+                tracing::debug!(error = %e, "proof of equivocation not gossiped");
+            }
         }
     }
 
@@ -453,8 +526,9 @@ impl Service {
             self.catch_up(next, None);
         }
         self.emit(NodeEvent::Synced { from: peer, new: synced.new, unreadable: synced.unreadable });
-        // Tell the others what grew here.
+        // Tell the others what grew here, and what forked.
         self.gossip(synced.heads).await;
+        self.tell_proofs().await;
         if synced.new > 0 {
             self.settle().await;
         }
@@ -527,8 +601,8 @@ impl Service {
                 .into_iter()
                 .flatten()
             {
-                if let Some(seq) = ledger.head_seq(who) {
-                    heads.push(LogHead { author: who.to_string(), seq });
+                if let Some(head) = ledger.log_head(who) {
+                    heads.push(head);
                 }
             }
             let balance = ledger.verifier().account(me.node_id()).balance.spendable.get();
@@ -632,8 +706,10 @@ async fn sync(
             }
         },
     };
-    // The logs the peer is ahead on, and how far.
+    // The logs the peer is ahead on, and how far; and where it holds another entry at a
+    // position held here (a fork, to fetch: its author equivocated).
     let mut behind: Vec<(NodeId, u64)> = Vec::new();
+    let mut forks: Vec<LogStart> = Vec::new();
     {
         let ledger = lock(ledger);
         for head in heads.into_iter().take(MAX_SYNC_HEADS) {
@@ -641,8 +717,20 @@ async fn sync(
                 synced.unreadable += 1;
                 continue;
             };
+            // A proof the peer holds and this node lacks: the log from the fork on, with the
+            // other entries at each position.
+            if let Some(at) = head.fork
+                && !ledger.is_frozen(author)
+                && forks.len() < MAX_LOGS
+            {
+                forks.push(LogStart { author: head.author.clone(), from_seq: at });
+            }
             if ledger.head_seq(author).is_none_or(|seq| seq < head.seq) {
                 behind.push((author, head.seq));
+            } else if head.id.as_deref().is_some_and(|id| ledger.forks_at(author, head.seq, id))
+                && forks.len() < MAX_LOGS
+            {
+                forks.push(LogStart { author: head.author, from_seq: head.seq });
             }
         }
     }
@@ -724,8 +812,49 @@ async fn sync(
             }
             let from = wanted.get(author).copied().unwrap_or(0);
             let now = ledger_now.head_seq(*author).map_or(0, |s| s + 1);
+            // Entries that do not follow the ones held here: the log forked further back.
+            if now == from && from > 0 && forks.len() < MAX_LOGS {
+                let from_seq = from.saturating_sub(FORK_LOOKBACK);
+                forks.push(LogStart { author: author.to_string(), from_seq });
+            }
             now > from && now <= *target
         });
+    }
+    if !forks.is_empty() {
+        fetch_forks(net, ledger, peer, forks, synced).await;
+    }
+}
+
+/// Fetches the peer's side of forks: its entries from each position given. The verifier keeps
+/// the other entry at a position held here as a proof of equivocation when both are signed by
+/// their author.
+async fn fetch_forks(
+    net: &NetHandle,
+    ledger: &Arc<Mutex<Ledger>>,
+    peer: NodeId,
+    forks: Vec<LogStart>,
+    synced: &mut Synced,
+) {
+    let starts: std::collections::HashMap<String, u64> =
+        forks.iter().map(|f| (f.author.clone(), f.from_seq)).collect();
+    let request = PeerRequest::LedgerEntries { logs: forks, limit: MAX_ENTRIES };
+    let Ok(PeerResponse::LedgerEntries { entries }) = net.request(peer, request).await else {
+        return;
+    };
+    let mut decoded = Vec::new();
+    for bytes in entries.into_iter().take(MAX_ENTRIES as usize) {
+        match Entry::decode(&bytes) {
+            Ok(e) if starts.get(&e.author.to_string()).is_some_and(|from| e.seq >= *from) => {
+                decoded.push(e);
+            }
+            _ => synced.unreadable += 1,
+        }
+    }
+    let shared = Arc::clone(ledger);
+    match tokio::task::spawn_blocking(move || lock(&shared).insert(decoded)).await {
+        Ok(Ok(inserted)) => synced.new += inserted.new,
+        Ok(Err(e)) => synced.error = Some(e),
+        Err(e) => synced.error = Some(NodeError::Ledger(e.to_string())),
     }
 }
 

@@ -75,23 +75,37 @@ pub struct LogStart {
     pub from_seq: u64,
 }
 
-/// The head of one ledger log: its author and the position of its latest judged entry.
+/// The head of one ledger log: its author, and the position and id of its latest judged
+/// entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogHead {
     /// The author (hex node id).
     pub author: String,
     /// The latest judged position.
     pub seq: u64,
+    /// The entry's id (hex); a peer holding another entry at that position has found a fork.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The lowest position where the sender holds two entries of this log (a proof of
+    /// equivocation); a peer without the proof fetches the log from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<u64>,
 }
 
 /// What a node gossips.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Gossip {
-    /// Logs that changed here, with their new heads (on the ledger heads topic).
+    /// Logs that changed here, with their new heads (on the ledger topic).
     Heads {
         /// At most [`MAX_GOSSIP_HEADS`].
         heads: Vec<LogHead>,
+    },
+    /// Proof that an identity signed two entries at one position: both entries' canonical
+    /// bytes (on the ledger topic). Every node that stores them freezes the identity.
+    Equivocation {
+        /// Exactly two entries.
+        entries: Vec<serde_bytes::ByteBuf>,
     },
 }
 

@@ -232,6 +232,11 @@ fn run_node(
                             Err(reason) => format!("the mint authority {authority} refused the signup: {reason}"),
                         },
                     ),
+                    Some(NodeEvent::Equivocated { author }) => line(
+                        "equivocated",
+                        json!({ "author": author }),
+                        format!("{author} signed two entries at one position: frozen"),
+                    ),
                     Some(NodeEvent::Reachability { public }) => line(
                         "reachability",
                         json!({ "public": public }),

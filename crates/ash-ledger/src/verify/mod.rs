@@ -476,6 +476,29 @@ impl Verifier {
         self.nodes.get(id).map(|n| &n.verdict)
     }
 
+    /// The id of the entry held first at `author`'s position `seq`, if any.
+    pub fn first_at(&self, author: NodeId, seq: u64) -> Option<Hash> {
+        self.positions.get(&(author, seq)).copied()
+    }
+
+    /// The other entries held at `author`'s position `seq` (besides the first).
+    pub fn variants_at(&self, author: NodeId, seq: u64) -> Vec<Arc<Entry>> {
+        self.variants
+            .get(&(author, seq))
+            .map(|ids| ids.iter().filter_map(|id| self.entry(id).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `author` was proven to equivocate.
+    pub fn is_frozen(&self, author: NodeId) -> bool {
+        self.frozen.contains(&author)
+    }
+
+    /// The proofs of equivocation found so far, in the order found.
+    pub fn equivocations(&self) -> &[Equivocation] {
+        &self.equivocations
+    }
+
     /// An entry held here by its id.
     pub fn entry(&self, id: &Hash) -> Option<&Arc<Entry>> {
         self.nodes.get(id).map(|n| &n.entry)

@@ -78,7 +78,7 @@ fn answer_info(
 }
 
 fn heads() -> Gossip {
-    Gossip::Heads { heads: vec![LogHead { author: "ab".repeat(32), seq: 7 }] }
+    Gossip::Heads { heads: vec![LogHead { author: "ab".repeat(32), seq: 7, id: None, fork: None }] }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

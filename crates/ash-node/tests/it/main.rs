@@ -12,7 +12,7 @@ use ash_identity::{Identity, NodeId};
 use ash_ledger::{Body, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile, SignupCost};
 use ash_net::{Net, NetConfig, NetEvent, NetworkId};
 use ash_node::{Authority, Ledger, Node, NodeConfig, NodeEvent};
-use ash_protocol::{LogHead, PeerError, PeerInfo, PeerRequest, PeerResponse, SignupProof};
+use ash_protocol::{Gossip, LogHead, PeerError, PeerInfo, PeerRequest, PeerResponse, SignupProof};
 
 const WAIT: Duration = Duration::from_secs(20);
 const T: u64 = 1_765_000_000_000;
@@ -176,7 +176,7 @@ async fn logs_replicate_both_ways_and_forged_entries_are_never_stored() {
             let NetEvent::Request { request, responder, .. } = event else { continue };
             let answer = match request {
                 PeerRequest::LedgerHeads { .. } => PeerResponse::LedgerHeads {
-                    heads: vec![LogHead { author: carol_id.clone(), seq: 0 }],
+                    heads: vec![LogHead { author: carol_id.clone(), seq: 0, id: None, fork: None }],
                     more: false,
                 },
                 PeerRequest::LedgerEntries { .. } => PeerResponse::LedgerEntries {
@@ -361,4 +361,155 @@ async fn a_proof_of_work_network_mints_only_for_the_askers_own_stamp() {
         })
         .collect();
     assert_eq!(mints, [dana.node_id()]);
+}
+
+/// `who`'s log: a profile, then one more entry per reason (positions 1, 2, …).
+fn forked(mallory: &Identity, genesis: &Genesis, reasons: &[&str]) -> Vec<Entry> {
+    let (first, mut writer) = profile(mallory, genesis, "mallory");
+    let mut entries = vec![first];
+    for (i, reason) in reasons.iter().enumerate() {
+        let body = Body::Profile(Profile {
+            username: format!("{reason}{i}"),
+            sealing_key: mallory.sealing_public(),
+            created_at: T,
+        });
+        entries.push(writer.append(T + 1, body));
+    }
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocation_is_found_across_nodes_and_reaches_latecomers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, mallory) =
+        (Identity::insecure_from_label("admin4"), Identity::insecure_from_label("mallory4"));
+    let (alice, bob, carol) = (
+        Identity::insecure_from_label("alice4"),
+        Identity::insecure_from_label("bob4"),
+        Identity::insecure_from_label("carol4"),
+    );
+    let genesis = genesis(&admin);
+    let db = |name: &str| dir.path().join(format!("{name}.db"));
+    // Mallory showed Alice one log and Bob another: the same profile, then different entries
+    // at position 1; Alice's goes on to position 2, so Bob's catch-up finds entries that do
+    // not follow his and must look back for the fork.
+    let to_alice = forked(&mallory, &genesis, &["left", "left"]);
+    let to_bob = forked(&mallory, &genesis, &["right"]);
+    assert_eq!(to_alice[0], to_bob[0]);
+    for (name, entries) in [("alice", to_alice.clone()), ("bob", to_bob.clone())] {
+        let mut ledger = Ledger::open(&db(name), genesis.clone()).unwrap();
+        assert_eq!(ledger.insert(entries.clone()).unwrap().new, entries.len() as u64);
+    }
+    let mut a = node(&alice, &genesis, &db("alice"), vec![]);
+    let address = next(&mut a, |e| match e {
+        NodeEvent::Listening { address } => Some(address),
+        _ => None,
+    })
+    .await;
+    let mut b = node(&bob, &genesis, &db("bob"), vec![address.clone()]);
+    // Both find it: Bob looking back from Alice's position 2, Alice comparing Bob's head id at
+    // position 1 with hers.
+    for side in [&mut a, &mut b] {
+        let found = next(side, |e| match e {
+            NodeEvent::Equivocated { author } => Some(author),
+            _ => None,
+        })
+        .await;
+        assert_eq!(found, mallory.node_id());
+    }
+    // Carol arrives later, holding nothing of Mallory's (the gossiped proof went by before
+    // her): Alice's heads say where the fork lies, and her catch-up fetches both sides.
+    let mut c = node(&carol, &genesis, &db("carol"), vec![address]);
+    let found = next(&mut c, |e| match e {
+        NodeEvent::Equivocated { author } => Some(author),
+        _ => None,
+    })
+    .await;
+    assert_eq!(found, mallory.node_id());
+    for node in [a, b, c] {
+        node.stop().await;
+    }
+    for name in ["alice", "bob", "carol"] {
+        let ledger = Ledger::open(&db(name), genesis.clone()).unwrap();
+        let account = ledger.verifier().account(mallory.node_id());
+        assert!(account.frozen, "{name}: {account:?}");
+        assert_eq!(ledger.verifier().equivocations().len(), 1, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_proof_of_equivocation_freezes_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, mallory, alice, eve) = (
+        Identity::insecure_from_label("admin5"),
+        Identity::insecure_from_label("mallory5"),
+        Identity::insecure_from_label("alice5"),
+        Identity::insecure_from_label("eve5"),
+    );
+    let genesis = genesis(&admin);
+    let db = |name: &str| dir.path().join(format!("{name}.db"));
+    let honest = forked(&alice, &genesis, &["a"]);
+    {
+        let mut ledger = Ledger::open(&db("mallory"), genesis.clone()).unwrap();
+        ledger.insert(honest.clone()).unwrap();
+    }
+    let mut a = node(&mallory, &genesis, &db("mallory"), vec![]);
+    let address = next(&mut a, |e| match e {
+        NodeEvent::Listening { address } => Some(address),
+        _ => None,
+    })
+    .await;
+    let mut e = node(&eve, &genesis, &db("eve"), vec![address]);
+    // Eve's node holds Alice's log after catching up.
+    next(&mut e, |ev| matches!(ev, NodeEvent::Synced { new: 2, .. }).then_some(())).await;
+    // Mallory gossips "proofs" against Alice: her real entry at position 1 beside a copy with
+    // one byte changed (its signature no longer checks), the same entry twice, and entries of
+    // two positions.
+    let real = honest[1].bytes();
+    let mut forged = real.clone();
+    let at = forged.windows(2).position(|w| w == b"a0").unwrap();
+    forged[at] = b'b';
+    assert!(Entry::decode(&forged).is_ok_and(|e| e.seq == 1 && e.author == alice.node_id()));
+    for pair in [
+        vec![real.clone(), forged],
+        vec![real.clone(), real.clone()],
+        vec![real.clone(), honest[0].bytes()],
+    ] {
+        let message = Gossip::Equivocation {
+            entries: pair.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+        };
+        while a.net().publish(ash_net::Topic::LedgerHeads, &message).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Nothing comes of it; a real catch-up afterwards still works.
+    let quiet = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Some(NodeEvent::Equivocated { author }) = e.next_event().await {
+                return author;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "{quiet:?}");
+    {
+        let ledger = e.ledger();
+        let ledger = ledger.lock().unwrap();
+        assert!(!ledger.verifier().account(alice.node_id()).frozen);
+        assert!(ledger.verifier().equivocations().is_empty());
+    }
+    // Had Alice really signed two entries at position 1, the same road carries the proof.
+    let other = forked(&alice, &genesis, &["z"]).remove(1);
+    let message = Gossip::Equivocation {
+        entries: vec![serde_bytes::ByteBuf::from(real), serde_bytes::ByteBuf::from(other.bytes())],
+    };
+    a.net().publish(ash_net::Topic::LedgerHeads, &message).await.unwrap();
+    let found = next(&mut e, |ev| match ev {
+        NodeEvent::Equivocated { author } => Some(author),
+        _ => None,
+    })
+    .await;
+    assert_eq!(found, alice.node_id());
+    a.stop().await;
+    e.stop().await;
 }
