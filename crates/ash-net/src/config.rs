@@ -31,6 +31,8 @@ pub(crate) const STRIKES_BEFORE_BLOCK: u32 = 3;
 pub(crate) const REMEMBERED_PEERS: usize = 4096;
 /// Listen addresses kept per peer.
 pub(crate) const MAX_ADDRESSES_PER_PEER: usize = 16;
+/// Below this many peers, a node asks the DHT for more every 5 s (else every minute).
+pub(crate) const FEW_PEERS: usize = 8;
 /// Relays a node keeps a reservation on at once, so that peers who cannot reach it directly
 /// still can.
 pub(crate) const MAX_RELAYS: usize = 2;

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, RequestEnvelope, ResponseEnvelope};
 use crate::config::{
-    MAX_ADDRESSES_PER_PEER, MAX_PENDING_INBOUND_PER_PEER, MAX_RELAYS, NetConfig, REMEMBERED_PEERS,
-    REQUEST_TIMEOUT, REQUESTS_PER_PEER_PER_SECOND, STRIKES_BEFORE_BLOCK,
+    FEW_PEERS, MAX_ADDRESSES_PER_PEER, MAX_PENDING_INBOUND_PER_PEER, MAX_RELAYS, NetConfig,
+    REMEMBERED_PEERS, REQUEST_TIMEOUT, REQUESTS_PER_PEER_PER_SECOND, STRIKES_BEFORE_BLOCK,
 };
 use crate::handle::{Discovery, NetError, NetEvent, PeerSnapshot, Responder, Topic};
 use crate::peer_id::{keypair, node_of, peer_of};
@@ -213,7 +213,10 @@ impl EventLoop {
                     Some(command) => self.command(command),
                 },
                 event = self.swarm.select_next_some() => self.swarm_event(event),
-                _ = tick.tick() => self.prune(),
+                _ = tick.tick() => {
+                    self.prune();
+                    self.look_for_peers();
+                }
             }
         }
         // Requests still waiting learn that the node stopped.
@@ -622,6 +625,15 @@ impl EventLoop {
         }
         let _ = self.swarm.disconnect_peer_id(peer);
         self.emit(NetEvent::Refused { peer: peer.to_string(), reason: reason.to_owned() });
+    }
+
+    /// While this node knows few peers, asks the DHT again every tick: the peers it asked
+    /// first may have answered nothing then (they answer queries only once reachable).
+    fn look_for_peers(&mut self) {
+        let confirmed = self.peers.values().filter(|p| p.confirmed).count();
+        if (1..FEW_PEERS).contains(&confirmed) {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
     }
 
     /// Forgets answers the caller never gave (the peer's request times out).
