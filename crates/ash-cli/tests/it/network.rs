@@ -823,3 +823,152 @@ fn a_relay_carries_two_peers_that_cannot_reach_each_other() {
     stop(a, alice_lines);
     stop(r, relay_lines);
 }
+
+/// The hostile node of [`a_hostile_node_process_gets_nothing_forged_stored`], as a process of
+/// its own: this test binary, run again inside a namespace with `ASH_TEST_HOSTILE` set to
+/// `<genesis file> <address to dial>`. It answers every catch-up with forged entries for
+/// Carol's log (Mallory's signature relabelled as Carol's, Carol's own entries of another
+/// network, junk), gossips heads claiming Carol's log is long, and forged proofs of
+/// equivocation, until it is killed.
+#[test]
+#[ignore = "a helper process, started by the namespace test"]
+fn hostile_node_process() {
+    use ash_ledger::{Body, Genesis, LogWriter, Profile};
+    use ash_net::{Net, NetConfig, NetEvent, NetworkId, Topic};
+    use ash_protocol::{Gossip, LogHead, PeerInfo, PeerRequest, PeerResponse};
+    let Ok(setup) = std::env::var("ASH_TEST_HOSTILE") else { return };
+    let (genesis, address) = setup.split_once(' ').unwrap();
+    let genesis = Genesis::from_toml(&std::fs::read_to_string(genesis).unwrap()).unwrap();
+    let (mallory, carol) = (
+        ash_identity::Identity::insecure_from_label("mallory"),
+        ash_identity::Identity::insecure_from_label("carol"),
+    );
+    let profile = |name: &str| {
+        Body::Profile(Profile {
+            username: name.into(),
+            sealing_key: mallory.sealing_public(),
+            created_at: 1,
+        })
+    };
+    // Mallory's entry with Carol's id in place of hers: the signature does not check.
+    let mut relabelled = LogWriter::new(&mallory, genesis.id()).append(1, profile("carol")).bytes();
+    let at = relabelled.windows(32).position(|w| w == mallory.node_id().as_bytes()).unwrap();
+    relabelled[at..at + 32].copy_from_slice(carol.node_id().as_bytes());
+    // Carol's own entries, of another network.
+    let elsewhere = Genesis::new("elsewhere", 1, [carol.node_id()].into()).unwrap();
+    let mut writer = LogWriter::new(&carol, elsewhere.id());
+    let foreign: Vec<Vec<u8>> =
+        (0..3).map(|i| writer.append(1 + i, profile(&format!("carol{i}"))).bytes()).collect();
+    let mut forged = vec![relabelled.clone(), vec![0xff; 300]];
+    forged.extend(foreign);
+    let carol_id = carol.node_id().to_string();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let mut config = NetConfig::new(NetworkId(genesis.id().0), "ash/hostile".into());
+        config.listen = vec!["/ip4/0.0.0.0/tcp/0".into()];
+        config.bootstrap = vec![address.to_owned()];
+        config.mdns = false;
+        let (net, mut events, _task) = Net::start(&mallory, config).unwrap().split();
+        println!("ready");
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(300));
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(NetEvent::Request { request, responder, .. }) = event else { continue };
+                    let answer = match request {
+                        PeerRequest::LedgerHeads { .. } => PeerResponse::LedgerHeads {
+                            heads: vec![LogHead { author: carol_id.clone(), seq: 1000, id: None, fork: Some(0) }],
+                            more: false,
+                        },
+                        PeerRequest::LedgerEntries { .. } => PeerResponse::LedgerEntries {
+                            entries: forged.iter().cloned().map(serde_bytes::ByteBuf::from).collect(),
+                        },
+                        _ => PeerResponse::Info(PeerInfo::default()),
+                    };
+                    let _ = responder.respond(answer).await;
+                }
+                _ = tick.tick() => {
+                    let heads = Gossip::Heads {
+                        heads: vec![LogHead { author: carol_id.clone(), seq: 1000, id: None, fork: None }],
+                    };
+                    let _ = net.publish(Topic::LedgerHeads, &heads).await;
+                    let proof = Gossip::Equivocation {
+                        entries: vec![
+                            serde_bytes::ByteBuf::from(relabelled.clone()),
+                            serde_bytes::ByteBuf::from(forged[2].clone()),
+                        ],
+                    };
+                    let _ = net.publish(Topic::LedgerHeads, &proof).await;
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn a_hostile_node_process_gets_nothing_forged_stored() {
+    let Some(lan) = Lan::new(6) else {
+        eprintln!("skipping: needs root and ip(8) for network namespaces");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let genesis = root.path().join("net.genesis.toml");
+    crate::ledger::new_network(&root.path().join("admin"), "net", &genesis);
+    let (alice, bob) = (root.path().join("alice"), root.path().join("bob"));
+    crate::ledger::join(&alice, &genesis, "alice");
+    let bob_id = crate::ledger::join(&bob, &genesis, "bob");
+    let carol_id = ash_identity::Identity::insecure_from_label("carol").node_id().to_string();
+    let (a, mut alice_lines) = lan.node(0, &alice, &["node", "--no-mdns"]);
+    let address = listening_at(&mut alice_lines, "/ip4/10.77.6.1/tcp/");
+    // Mallory's process and Bob's node share the other machine.
+    let mut hostile = Command::new("ip")
+        .args(["netns", "exec", &lan.names[1], "timeout", "120"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "network::hostile_node_process", "--nocapture"])
+        .env("ASH_TEST_HOSTILE", format!("{} {address}", genesis.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut hostile_out = BufReader::new(hostile.stdout.take().unwrap());
+    let mut line = String::new();
+    while hostile_out.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {
+        line.clear();
+    }
+    assert!(line.contains("ready"), "the hostile process did not start");
+    // Alice's node takes Mallory's junk as unreadable and her forgeries to the verifier's door.
+    let struck = wait_event(&mut alice_lines, WAIT, |e| {
+        e["event"] == "synced" && e["unreadable"].as_u64().is_some_and(|n| n > 0)
+    })
+    .expect("Alice's node catches up with Mallory's and reads junk");
+    assert_ne!(struck["peer"].as_str(), Some(bob_id.as_str()));
+    // Bob's honest node, beside Mallory, still replicates with Alice's.
+    let (b, bob_lines) = lan.node(1, &bob, &["node", "--no-mdns", "--bootstrap", &address]);
+    let alice_has_bob = wait_event(&mut alice_lines, WAIT, |e| {
+        e["event"] == "synced"
+            && e["peer"].as_str() == Some(bob_id.as_str())
+            && e["new"].as_u64() > Some(0)
+    });
+    assert!(alice_has_bob.is_some(), "Alice's node never took Bob's profile");
+    // Some seconds of Mallory's gossip later, nobody holds anything of Carol's, nor froze her.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let _ = hostile.kill();
+    let _ = hostile.wait();
+    stop(b, bob_lines);
+    let events = stop(a, alice_lines);
+    assert!(!events.iter().any(|e| e["event"] == "equivocated"), "{events:?}");
+    for home in [&alice, &bob] {
+        let out = ash(home).args(["history", &carol_id, "--json"]).output().unwrap();
+        let rows: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
+        assert!(rows.as_array().is_none_or(Vec::is_empty), "{}: {rows}", home.display());
+        let status = ash(home).args(["status", "--json"]).output().unwrap();
+        assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    }
+    let out = ash(&alice).args(["history", &bob_id, "--json"]).output().unwrap();
+    let rows: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (rows[0]["kind"].as_str(), rows[0]["verdict"].as_str()),
+        (Some("profile"), Some("valid"))
+    );
+}
