@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use ash_identity::{Identity, NodeId};
 use ash_ledger::{
-    Admission, Body, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile, Receive, Verdict,
-    Verifier,
+    Admission, Body, Checkpoint, Credits, Entry, Genesis, LogWriter, Mint, MintKind, Profile,
+    Receive, Verdict, Verifier,
 };
 use ash_protocol::LogHead;
 use ash_store::LedgerDb;
@@ -30,6 +30,17 @@ pub struct Ledger {
     verifier: Verifier,
     /// Proofs of equivocation already handed out by [`Ledger::new_equivocations`].
     told: usize,
+    /// The file's `data_version` when this ledger last looked for others' writes.
+    seen: u64,
+}
+
+/// What taking in received checkpoints did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TakenCheckpoints {
+    /// The ones newer than what was held, kept and stored: subject, position, bytes.
+    pub new: Vec<(NodeId, u64, Vec<u8>)>,
+    /// The ones that are not checkpoints of this network with a quorum of its witnesses.
+    pub refused: u64,
 }
 
 /// What inserting received entries did.
@@ -46,8 +57,59 @@ impl Ledger {
     pub fn open(path: &Path, genesis: Genesis) -> Result<Self, NodeError> {
         let db = LedgerDb::open(path).map_err(|e| NodeError::Ledger(e.to_string()))?;
         let verifier = db.load(genesis, now_ms()).map_err(|e| NodeError::Ledger(e.to_string()))?;
+        let seen = db.data_version().map_err(|e| NodeError::Ledger(e.to_string()))?;
         // Proofs found before a restart are news for peers once more.
-        Ok(Self { db, verifier, told: 0 })
+        Ok(Self { db, verifier, told: 0, seen })
+    }
+
+    /// Takes in received checkpoints: each is kept only if it is of this network, carries a
+    /// quorum of its witnesses' signatures, and is newer than the one held for its subject;
+    /// what was kept is stored.
+    pub fn take_checkpoints(
+        &mut self,
+        received: Vec<Vec<u8>>,
+    ) -> Result<TakenCheckpoints, NodeError> {
+        let mut taken = TakenCheckpoints::default();
+        for bytes in received {
+            let Ok(checkpoint) = Checkpoint::decode(&bytes) else {
+                taken.refused += 1;
+                continue;
+            };
+            let (subject, seq) = (checkpoint.subject, checkpoint.seq);
+            if self.verifier.checkpoint_of(subject).is_some_and(|held| held.seq >= seq) {
+                continue;
+            }
+            match self.verifier.add_checkpoint(checkpoint) {
+                Ok(()) => taken.new.push((subject, seq, bytes)),
+                Err(_) => taken.refused += 1,
+            }
+        }
+        if !taken.new.is_empty() {
+            self.save()?;
+        }
+        Ok(taken)
+    }
+
+    /// The canonical bytes of the checkpoints held for `subjects`, in that order.
+    pub fn checkpoints_for(&self, subjects: &[NodeId]) -> Vec<Vec<u8>> {
+        subjects
+            .iter()
+            .filter_map(|s| self.verifier.checkpoint_of(*s))
+            .map(Checkpoint::to_bytes)
+            .collect()
+    }
+
+    /// Checkpoints another process stored in the file since the last look (`ash admin
+    /// checkpoint` beside a running node): taken in like received ones. Cheap when nothing
+    /// changed.
+    pub fn reload_checkpoints(&mut self) -> Result<TakenCheckpoints, NodeError> {
+        let version = self.db.data_version().map_err(|e| NodeError::Ledger(e.to_string()))?;
+        if version == self.seen {
+            return Ok(TakenCheckpoints::default());
+        }
+        self.seen = version;
+        let stored = self.db.checkpoints().map_err(|e| NodeError::Ledger(e.to_string()))?;
+        self.take_checkpoints(stored.iter().map(Checkpoint::to_bytes).collect())
     }
 
     /// The head of `author`'s log here: position and entry id.
@@ -58,7 +120,13 @@ impl Ledger {
             seq: head.seq,
             id: Some(head.id().to_string()),
             fork: self.fork_position(author),
+            checkpoint: self.checkpoint_seq(author),
         })
+    }
+
+    /// The position of the checkpoint of `author` held here, if any.
+    pub fn checkpoint_seq(&self, author: NodeId) -> Option<u64> {
+        self.verifier.checkpoint_of(author).map(|c| c.seq)
     }
 
     /// The lowest position of `author`'s log where a proof of equivocation lies, if any.

@@ -17,10 +17,10 @@ mod ledger;
 mod node;
 
 pub use invites::{InviteBook, InviteError, MAX_INVITES, MAX_INVITES_AT_ONCE};
-pub use ledger::{Inserted, Ledger};
+pub use ledger::{Inserted, Ledger, TakenCheckpoints};
 pub use node::{
-    Authority, MAX_HEAD_PAGES, MAX_SYNC_ENTRIES, MAX_SYNC_HEADS, MAX_SYNCS, MAX_WAITING_SYNCS,
-    Node, NodeConfig, NodeEvent, SYNC_TIME,
+    Authority, MAX_HEAD_PAGES, MAX_SYNC_CHECKPOINTS, MAX_SYNC_ENTRIES, MAX_SYNC_HEADS, MAX_SYNCS,
+    MAX_WAITING_SYNCS, Node, NodeConfig, NodeEvent, SYNC_TIME,
 };
 
 /// Why the node failed.

@@ -32,6 +32,8 @@ pub const MAX_HEAD_PAGES: usize = 64;
 pub const MAX_SYNC_HEADS: usize = 65_536;
 /// New entries stored from one peer in one catch-up; the rest waits for the next.
 pub const MAX_SYNC_ENTRIES: u64 = 100_000;
+/// Checkpoints fetched from one peer in one catch-up.
+pub const MAX_SYNC_CHECKPOINTS: usize = 4096;
 /// How long one catch-up may take.
 pub const SYNC_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 /// Answers to peers being prepared at once; beyond, peers are told `busy`.
@@ -53,6 +55,9 @@ const MAX_PROOFS_AT_ONCE: usize = 64;
 const FORK_LOOKBACK: u64 = 64;
 /// Largest entry a proof of equivocation may carry.
 const MAX_PROOF_ENTRY_BYTES: usize = 16 << 10;
+/// Largest checkpoint gossiped (the gossip limit, less room for the envelope); larger ones
+/// travel by catch-up.
+const MAX_GOSSIP_CHECKPOINT_BYTES: usize = 60 << 10;
 
 /// A mint authority's node: it mints the signup bonus for every new identity it learns of.
 #[derive(Debug, Clone)]
@@ -133,6 +138,14 @@ pub enum NodeEvent {
         authority: NodeId,
         /// Admitted, or the reason given.
         admitted: Result<(), String>,
+    },
+    /// A checkpoint (witnesses' signatures over an identity's state) newer than the one held
+    /// was kept: received, or stored here by another process.
+    Checkpoint {
+        /// Whose state.
+        subject: NodeId,
+        /// At which position of its log.
+        seq: u64,
     },
     /// An identity was proven to have signed two entries at one position: it is frozen
     /// (found here, or a proof received by gossip).
@@ -268,6 +281,8 @@ struct Service {
 #[derive(Debug, Default)]
 struct Synced {
     new: u64,
+    /// Checkpoints taken: subject and position.
+    checkpoints: Vec<(NodeId, u64)>,
     unreadable: u64,
     heads: Vec<LogHead>,
     /// Why it ended early.
@@ -323,6 +338,18 @@ impl Service {
             NetEvent::Gossip { from, message: Gossip::Equivocation { entries }, .. } => {
                 self.take_proof(from, entries).await;
             }
+            NetEvent::Gossip { message: Gossip::Checkpoint { bytes }, .. } => {
+                let ledger = Arc::clone(&self.ledger);
+                let taken = tokio::task::spawn_blocking(move || {
+                    lock(&ledger).take_checkpoints(vec![bytes.into_vec()])
+                })
+                .await;
+                if let Ok(Ok(taken)) = taken {
+                    for (subject, seq, _) in taken.new {
+                        self.emit(NodeEvent::Checkpoint { subject, seq });
+                    }
+                }
+            }
             NetEvent::Request { from, request: PeerRequest::Signup { proof }, responder } => {
                 let answer = self.admit(from, proof).await;
                 let _ = responder.respond(answer).await;
@@ -367,6 +394,31 @@ impl Service {
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "storing a proof of equivocation failed"),
             _ => {}
+        }
+    }
+
+    /// Takes in the checkpoints another process stored beside this node (`ash admin
+    /// checkpoint`), and gossips them.
+    async fn share_checkpoints(&mut self) {
+        let ledger = Arc::clone(&self.ledger);
+        let taken = tokio::task::spawn_blocking(move || lock(&ledger).reload_checkpoints()).await;
+        let taken = match taken {
+            Ok(Ok(taken)) => taken,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading stored checkpoints failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        for (subject, seq, bytes) in taken.new {
+            self.emit(NodeEvent::Checkpoint { subject, seq });
+            // Larger ones travel by catch-up only.
+            if bytes.len() <= MAX_GOSSIP_CHECKPOINT_BYTES {
+                let message = Gossip::Checkpoint { bytes: serde_bytes::ByteBuf::from(bytes) };
+                if let Err(e) = self.net.publish(Topic::LedgerHeads, &message).await {
+                    tracing::debug!(error = %e, "checkpoint not gossiped");
+                }
+            }
         }
     }
 
@@ -526,6 +578,9 @@ impl Service {
             self.catch_up(next, None);
         }
         self.emit(NodeEvent::Synced { from: peer, new: synced.new, unreadable: synced.unreadable });
+        for (subject, seq) in std::mem::take(&mut synced.checkpoints) {
+            self.emit(NodeEvent::Checkpoint { subject, seq });
+        }
         // Tell the others what grew here, and what forked.
         self.gossip(synced.heads).await;
         self.tell_proofs().await;
@@ -557,6 +612,7 @@ impl Service {
         if !self.unsent.is_empty() {
             self.gossip(Vec::new()).await;
         }
+        self.share_checkpoints().await;
         if self.authority.is_some() {
             self.settle().await;
         }
@@ -642,6 +698,30 @@ fn respond(ledger: &Mutex<Ledger>, info: PeerInfo, request: PeerRequest) -> Peer
         |message: String| PeerResponse::Error(PeerError { code: "invalid".into(), message });
     match request {
         PeerRequest::Info => PeerResponse::Info(info),
+        PeerRequest::LedgerCheckpoints { subjects } => {
+            if subjects.len() > MAX_LOGS {
+                return invalid(format!("at most {MAX_LOGS} logs per request"));
+            }
+            let mut ids = Vec::with_capacity(subjects.len());
+            for subject in subjects {
+                match subject.parse::<NodeId>() {
+                    Ok(id) => ids.push(id),
+                    Err(e) => return invalid(format!("subject: {e}")),
+                }
+            }
+            let mut room = usize::try_from(MAX_RESPONSE_BYTES / 2).unwrap_or(usize::MAX);
+            let checkpoints = lock(ledger)
+                .checkpoints_for(&ids)
+                .into_iter()
+                .take_while(|c| {
+                    let fits = c.len() + 8 <= room;
+                    room = room.saturating_sub(c.len() + 8);
+                    fits
+                })
+                .map(serde_bytes::ByteBuf::from)
+                .collect();
+            PeerResponse::LedgerCheckpoints { checkpoints }
+        }
         // The service admits signups itself (they change its state); none reaches here.
         PeerRequest::Signup { .. } => PeerResponse::Error(PeerError {
             code: "unsupported".into(),
@@ -710,6 +790,8 @@ async fn sync(
     // position held here (a fork, to fetch: its author equivocated).
     let mut behind: Vec<(NodeId, u64)> = Vec::new();
     let mut forks: Vec<LogStart> = Vec::new();
+    // Logs the peer holds a newer checkpoint of.
+    let mut checkpoints: Vec<NodeId> = Vec::new();
     {
         let ledger = lock(ledger);
         for head in heads.into_iter().take(MAX_SYNC_HEADS) {
@@ -717,6 +799,11 @@ async fn sync(
                 synced.unreadable += 1;
                 continue;
             };
+            if head.checkpoint.is_some_and(|at| ledger.checkpoint_seq(author) < Some(at))
+                && checkpoints.len() < MAX_SYNC_CHECKPOINTS
+            {
+                checkpoints.push(author);
+            }
             // A proof the peer holds and this node lacks: the log from the fork on, with the
             // other entries at each position.
             if let Some(at) = head.fork
@@ -822,6 +909,25 @@ async fn sync(
     }
     if !forks.is_empty() {
         fetch_forks(net, ledger, peer, forks, synced).await;
+    }
+    for chunk in checkpoints.chunks(MAX_LOGS) {
+        let subjects = chunk.iter().map(ToString::to_string).collect();
+        let Ok(PeerResponse::LedgerCheckpoints { checkpoints }) =
+            net.request(peer, PeerRequest::LedgerCheckpoints { subjects }).await
+        else {
+            return;
+        };
+        let received: Vec<Vec<u8>> =
+            checkpoints.into_iter().take(chunk.len()).map(serde_bytes::ByteBuf::into_vec).collect();
+        let shared = Arc::clone(ledger);
+        match tokio::task::spawn_blocking(move || lock(&shared).take_checkpoints(received)).await {
+            Ok(Ok(taken)) => {
+                synced.unreadable += taken.refused;
+                synced.checkpoints.extend(taken.new.into_iter().map(|(s, seq, _)| (s, seq)));
+            }
+            Ok(Err(e)) => synced.error = Some(e),
+            Err(e) => synced.error = Some(NodeError::Ledger(e.to_string())),
+        }
     }
 }
 

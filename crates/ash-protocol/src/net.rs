@@ -29,6 +29,11 @@ pub enum PeerRequest {
         /// At most this many entries.
         limit: u32,
     },
+    /// The latest checkpoint held for each of these logs (at most [`MAX_LOGS`]; hex node ids).
+    LedgerCheckpoints {
+        /// Whose.
+        subjects: Vec<String>,
+    },
     /// To a mint authority's node: admit the asker (the identity its connection proves) to the
     /// signup bonus, with what the network's `signup_cost` asks. The bonus follows as a mint
     /// once the authority holds the asker's profile.
@@ -90,6 +95,10 @@ pub struct LogHead {
     /// equivocation); a peer without the proof fetches the log from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<u64>,
+    /// The position of the latest checkpoint the sender holds for this log; a peer holding
+    /// none, or an older one, asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
 }
 
 /// What a node gossips.
@@ -100,6 +109,12 @@ pub enum Gossip {
     Heads {
         /// At most [`MAX_GOSSIP_HEADS`].
         heads: Vec<LogHead>,
+    },
+    /// A checkpoint new to the sender (its canonical bytes, at most the gossip size), on the
+    /// ledger topic; receivers check its witness signatures before they keep it.
+    Checkpoint {
+        /// The checkpoint.
+        bytes: serde_bytes::ByteBuf,
     },
     /// Proof that an identity signed two entries at one position: both entries' canonical
     /// bytes (on the ledger topic). Every node that stores them freezes the identity.
@@ -129,6 +144,12 @@ pub enum PeerResponse {
     LedgerEntries {
         /// The entries.
         entries: Vec<serde_bytes::ByteBuf>,
+    },
+    /// The answer to [`PeerRequest::LedgerCheckpoints`]: the canonical bytes of each checkpoint
+    /// held, in the order asked (subjects without one are left out).
+    LedgerCheckpoints {
+        /// The checkpoints.
+        checkpoints: Vec<serde_bytes::ByteBuf>,
     },
     /// The answer to [`PeerRequest::Signup`]: admitted (also when it was before).
     Admitted,

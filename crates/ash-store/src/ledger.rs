@@ -185,6 +185,24 @@ impl LedgerDb {
         LedgerDbError::Damaged { path: self.path.clone(), what, reason: reason.to_string() }
     }
 
+    /// A number that changes whenever another connection (another process) committed to the
+    /// file since this one last looked (SQLite's `data_version`).
+    pub fn data_version(&self) -> Result<u64, LedgerDbError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(version.unsigned_abs())
+    }
+
+    /// The checkpoints stored (each subject's latest), as they were stored.
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, LedgerDbError> {
+        self.column("SELECT bytes FROM checkpoints", [])?
+            .iter()
+            .map(|bytes| Checkpoint::decode(bytes).map_err(|e| self.damaged("checkpoint", e)))
+            .collect()
+    }
+
     /// The network this ledger holds (`None` until something was saved).
     pub fn network(&self) -> Result<Option<Hash>, LedgerDbError> {
         let value: Option<Vec<u8>> = self

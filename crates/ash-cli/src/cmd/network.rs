@@ -232,6 +232,11 @@ fn run_node(
                             Err(reason) => format!("the mint authority {authority} refused the signup: {reason}"),
                         },
                     ),
+                    Some(NodeEvent::Checkpoint { subject, seq }) => line(
+                        "checkpoint",
+                        json!({ "subject": subject, "seq": seq }),
+                        format!("checkpoint of {subject} at entry {seq}"),
+                    ),
                     Some(NodeEvent::Equivocated { author }) => line(
                         "equivocated",
                         json!({ "author": author }),

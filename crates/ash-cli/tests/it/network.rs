@@ -878,7 +878,7 @@ fn hostile_node_process() {
                     let Some(NetEvent::Request { request, responder, .. }) = event else { continue };
                     let answer = match request {
                         PeerRequest::LedgerHeads { .. } => PeerResponse::LedgerHeads {
-                            heads: vec![LogHead { author: carol_id.clone(), seq: 1000, id: None, fork: Some(0) }],
+                            heads: vec![LogHead { author: carol_id.clone(), seq: 1000, id: None, fork: Some(0), checkpoint: None }],
                             more: false,
                         },
                         PeerRequest::LedgerEntries { .. } => PeerResponse::LedgerEntries {
@@ -890,7 +890,7 @@ fn hostile_node_process() {
                 }
                 _ = tick.tick() => {
                     let heads = Gossip::Heads {
-                        heads: vec![LogHead { author: carol_id.clone(), seq: 1000, id: None, fork: None }],
+                        heads: vec![LogHead { author: carol_id.clone(), seq: 1000, id: None, fork: None, checkpoint: None }],
                     };
                     let _ = net.publish(Topic::LedgerHeads, &heads).await;
                     let proof = Gossip::Equivocation {

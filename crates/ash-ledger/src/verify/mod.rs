@@ -489,6 +489,11 @@ impl Verifier {
             .unwrap_or_default()
     }
 
+    /// The checkpoint of `subject` that counts here, if any.
+    pub fn checkpoint_of(&self, subject: NodeId) -> Option<&Checkpoint> {
+        self.checkpoints.get(&subject)
+    }
+
     /// Whether `author` was proven to equivocate.
     pub fn is_frozen(&self, author: NodeId) -> bool {
         self.frozen.contains(&author)

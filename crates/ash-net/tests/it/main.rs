@@ -78,7 +78,15 @@ fn answer_info(
 }
 
 fn heads() -> Gossip {
-    Gossip::Heads { heads: vec![LogHead { author: "ab".repeat(32), seq: 7, id: None, fork: None }] }
+    Gossip::Heads {
+        heads: vec![LogHead {
+            author: "ab".repeat(32),
+            seq: 7,
+            id: None,
+            fork: None,
+            checkpoint: None,
+        }],
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

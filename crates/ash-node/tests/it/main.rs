@@ -176,15 +176,21 @@ async fn logs_replicate_both_ways_and_forged_entries_are_never_stored() {
             let NetEvent::Request { request, responder, .. } = event else { continue };
             let answer = match request {
                 PeerRequest::LedgerHeads { .. } => PeerResponse::LedgerHeads {
-                    heads: vec![LogHead { author: carol_id.clone(), seq: 0, id: None, fork: None }],
+                    heads: vec![LogHead {
+                        author: carol_id.clone(),
+                        seq: 0,
+                        id: None,
+                        fork: None,
+                        checkpoint: None,
+                    }],
                     more: false,
                 },
                 PeerRequest::LedgerEntries { .. } => PeerResponse::LedgerEntries {
                     entries: offered.iter().cloned().map(serde_bytes::ByteBuf::from).collect(),
                 },
-                PeerRequest::Info | PeerRequest::Signup { .. } => {
-                    PeerResponse::Info(PeerInfo::default())
-                }
+                PeerRequest::Info
+                | PeerRequest::Signup { .. }
+                | PeerRequest::LedgerCheckpoints { .. } => PeerResponse::Info(PeerInfo::default()),
             };
             let _ = responder.respond(answer).await;
         }
@@ -512,4 +518,75 @@ async fn a_forged_proof_of_equivocation_freezes_nobody() {
     assert_eq!(found, alice.node_id());
     a.stop().await;
     e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_written_beside_a_node_reach_every_peer_and_forged_ones_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, alice, bob, carol, mallory) = (
+        Identity::insecure_from_label("admin6"),
+        Identity::insecure_from_label("alice6"),
+        Identity::insecure_from_label("bob6"),
+        Identity::insecure_from_label("carol6"),
+        Identity::insecure_from_label("mallory6"),
+    );
+    let genesis = genesis(&admin);
+    let db = |name: &str| dir.path().join(format!("{name}.db"));
+    {
+        let mut ledger = Ledger::open(&db("alice"), genesis.clone()).unwrap();
+        ledger.insert(forked(&alice, &genesis, &["a"])).unwrap();
+    }
+    let mut a = node(&alice, &genesis, &db("alice"), vec![]);
+    let address = next(&mut a, |e| match e {
+        NodeEvent::Listening { address } => Some(address),
+        _ => None,
+    })
+    .await;
+    let mut b = node(&bob, &genesis, &db("bob"), vec![address.clone()]);
+    next(&mut b, |e| matches!(e, NodeEvent::Synced { new: 2, .. }).then_some(())).await;
+
+    // Mallory, no witness, gossips a checkpoint of Alice's log she signed herself.
+    let hostile = Net::start(&mallory, net_config(&genesis, vec![address.clone()])).unwrap();
+    let (hostile_net, _hostile_events, _task) = hostile.split();
+    let now = T + 10;
+    let mut store = ash_store::LedgerDb::open(&db("alice")).unwrap();
+    let mut verifier = store.load(genesis.clone(), now).unwrap();
+    let unsigned = verifier.checkpoint(alice.node_id(), now).unwrap();
+    let mut forged = unsigned.clone();
+    forged.sign(&mallory);
+    let message = Gossip::Checkpoint { bytes: serde_bytes::ByteBuf::from(forged.to_bytes()) };
+    while hostile_net.publish(ash_net::Topic::LedgerHeads, &message).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The witness signs one beside Alice's running node (as `ash admin checkpoint` would):
+    // her node takes it from the file and gossips it; Bob's takes it, and only it.
+    let mut signed = unsigned;
+    signed.sign(&admin);
+    verifier.add_checkpoint(signed.clone()).unwrap();
+    store.save(&mut verifier, now).unwrap();
+    drop(store);
+    for side in [&mut a, &mut b] {
+        let got = next(side, |e| match e {
+            NodeEvent::Checkpoint { subject, seq } => Some((subject, seq)),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got, (alice.node_id(), 1));
+    }
+    // Carol, arriving later, takes it by catch-up: Alice's heads name its position.
+    let mut c = node(&carol, &genesis, &db("carol"), vec![address]);
+    let got = next(&mut c, |e| match e {
+        NodeEvent::Checkpoint { subject, seq } => Some((subject, seq)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, (alice.node_id(), 1));
+    hostile_net.shutdown().await;
+    for node in [a, b, c] {
+        node.stop().await;
+    }
+    for name in ["bob", "carol"] {
+        let ledger = Ledger::open(&db(name), genesis.clone()).unwrap();
+        assert_eq!(ledger.verifier().checkpoint_of(alice.node_id()), Some(&signed), "{name}");
+    }
 }
