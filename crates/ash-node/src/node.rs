@@ -821,26 +821,20 @@ async fn sync(
             }
         }
     }
+    // An answer asked for while the previous batch was being verified and stored, and the
+    // batch it answers.
+    let mut ready: Option<(Vec<(NodeId, u64, u64)>, Result<PeerResponse, ash_net::NetError>)> =
+        None;
     while !behind.is_empty() && synced.new < MAX_SYNC_ENTRIES {
-        // Up to MAX_LOGS logs per request, each from after its local head.
-        let batch: Vec<(NodeId, u64, u64)> = {
-            let ledger = lock(ledger);
-            behind
-                .iter()
-                .take(MAX_LOGS)
-                .map(|(author, target)| {
-                    (*author, ledger.head_seq(*author).map_or(0, |s| s + 1), *target)
-                })
-                .collect()
+        let (batch, answer) = match ready.take() {
+            Some(ready) => ready,
+            None => {
+                let batch = plan(ledger, behind.iter());
+                let answer = net.request(peer, entries_request(&batch)).await;
+                (batch, answer)
+            }
         };
-        let logs = batch
-            .iter()
-            .map(|(author, from, _)| LogStart { author: author.to_string(), from_seq: *from })
-            .collect();
-        let entries = match net
-            .request(peer, PeerRequest::LedgerEntries { logs, limit: MAX_ENTRIES })
-            .await
-        {
+        let entries = match answer {
             Ok(PeerResponse::LedgerEntries { entries }) => entries,
             // Asked too fast: the peer's allowance refills.
             Ok(PeerResponse::Error(e)) if e.code == "rate_limited" || e.code == "busy" => {
@@ -869,19 +863,34 @@ async fn sync(
         if decoded.is_empty() {
             return;
         }
+        // The next logs (none of this batch's, whose heads are about to move) are asked for
+        // while this batch is verified and stored.
+        let next = {
+            let asked: HashSet<NodeId> = batch.iter().map(|(a, _, _)| *a).collect();
+            plan(ledger, behind.iter().filter(|(a, _)| !asked.contains(a)))
+        };
+        let room = synced.new + (decoded.len() as u64) < MAX_SYNC_ENTRIES;
         let shared = Arc::clone(ledger);
-        let inserted =
-            match tokio::task::spawn_blocking(move || lock(&shared).insert(decoded)).await {
-                Ok(Ok(inserted)) => inserted,
-                Ok(Err(e)) => {
-                    synced.error = Some(e);
-                    return;
-                }
-                Err(e) => {
-                    synced.error = Some(NodeError::Ledger(e.to_string()));
-                    return;
-                }
-            };
+        let insert = tokio::task::spawn_blocking(move || lock(&shared).insert(decoded));
+        let prefetch = async {
+            if next.is_empty() || !room {
+                return None;
+            }
+            Some(net.request(peer, entries_request(&next)).await)
+        };
+        let (inserted, fetched) = tokio::join!(insert, prefetch);
+        ready = fetched.map(|answer| (next, answer));
+        let inserted = match inserted {
+            Ok(Ok(inserted)) => inserted,
+            Ok(Err(e)) => {
+                synced.error = Some(e);
+                return;
+            }
+            Err(e) => {
+                synced.error = Some(NodeError::Ledger(e.to_string()));
+                return;
+            }
+        };
         synced.new += inserted.new;
         synced.heads.extend(inserted.heads);
         // A log of the batch that got entries stays while it moved and is not there yet (one
@@ -929,6 +938,27 @@ async fn sync(
             Err(e) => synced.error = Some(NodeError::Ledger(e.to_string())),
         }
     }
+}
+
+/// The next logs to ask for (at most [`MAX_LOGS`]): each from after its local head, with the
+/// position the peer is at.
+fn plan<'a>(
+    ledger: &Mutex<Ledger>,
+    logs: impl Iterator<Item = &'a (NodeId, u64)>,
+) -> Vec<(NodeId, u64, u64)> {
+    let ledger = lock(ledger);
+    logs.take(MAX_LOGS)
+        .map(|(author, target)| (*author, ledger.head_seq(*author).map_or(0, |s| s + 1), *target))
+        .collect()
+}
+
+/// The request for `batch`'s entries.
+fn entries_request(batch: &[(NodeId, u64, u64)]) -> PeerRequest {
+    let logs = batch
+        .iter()
+        .map(|(author, from, _)| LogStart { author: author.to_string(), from_seq: *from })
+        .collect();
+    PeerRequest::LedgerEntries { logs, limit: MAX_ENTRIES }
 }
 
 /// Fetches the peer's side of forks: its entries from each position given. The verifier keeps

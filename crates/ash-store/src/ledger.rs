@@ -13,22 +13,24 @@ use ash_ledger::{Account, Balance, Checkpoint, Credits, Entry, Genesis, Hash, Ve
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 /// The ledger file's schema version (`PRAGMA user_version`).
-const LEDGER_SCHEMA: i64 = 2;
+const LEDGER_SCHEMA: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
+-- Rows in the order they arrive (rowid), so that storing a batch appends to the table and
+-- only the id index takes writes at random places.
 CREATE TABLE IF NOT EXISTS entries (
-    id BLOB PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
     author BLOB NOT NULL,
     seq INTEGER NOT NULL,
     bytes BLOB NOT NULL,
     verdict TEXT,
     detail TEXT,
     received_at INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS entries_by_log ON entries (author, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
     subject BLOB PRIMARY KEY,
@@ -63,6 +65,33 @@ CREATE TRIGGER IF NOT EXISTS entries_verdict_once BEFORE UPDATE ON entries
     BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only; a verdict is written once'); END;
 CREATE TRIGGER IF NOT EXISTS meta_no_update BEFORE UPDATE ON meta
     BEGIN SELECT RAISE(ABORT, 'the ledger''s network never changes'); END;
+";
+
+/// Format 2 kept entries in a table clustered by their (random) id, so every batch rewrote
+/// pages all over it; format 3 keeps them in arrival order with a unique index on the id. The
+/// rows are copied in one transaction (with the triggers of format 2 out of the way, and back
+/// with the schema that follows).
+const MIGRATE_2_TO_3: &str = "
+BEGIN;
+DROP TRIGGER IF EXISTS entries_no_delete;
+DROP TRIGGER IF EXISTS entries_verdict_once;
+DROP INDEX IF EXISTS entries_by_log;
+ALTER TABLE entries RENAME TO entries_format_2;
+CREATE TABLE entries (
+    id BLOB NOT NULL UNIQUE,
+    author BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    verdict TEXT,
+    detail TEXT,
+    received_at INTEGER NOT NULL
+);
+INSERT INTO entries (id, author, seq, bytes, verdict, detail, received_at)
+    SELECT id, author, seq, bytes, verdict, detail, received_at FROM entries_format_2
+    ORDER BY received_at, author, seq;
+DROP TABLE entries_format_2;
+PRAGMA user_version = 3;
+COMMIT;
 ";
 
 /// A ledger file that could not be opened, read or written.
@@ -168,10 +197,17 @@ impl LedgerDb {
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
             .map_err(err)?;
-        if version != LEDGER_SCHEMA && (version != 0 || tables > 0) {
+        if version != LEDGER_SCHEMA && version != 2 && (version != 0 || tables > 0) {
             return Err(LedgerDbError::Version { path: path.to_owned(), found: version.max(1) });
         }
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(err)?;
+        // A 32 MiB page cache: replication writes into the id index at random places.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;",
+        )
+        .map_err(err)?;
+        if version == 2 {
+            conn.execute_batch(MIGRATE_2_TO_3).map_err(err)?;
+        }
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(&format!("PRAGMA user_version = {LEDGER_SCHEMA}")).map_err(err)?;
         Ok(Self { conn, path: path.to_owned() })

@@ -150,6 +150,49 @@ fn verdicts_are_written_once_and_entries_never_change() {
 }
 
 #[test]
+fn a_format_2_ledger_is_carried_over_whole_and_stays_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let n = net("store-test");
+    let mut db = LedgerDb::open(&path).unwrap();
+    let mut v = Verifier::verify_all(n.genesis.clone(), T0 + 100, history(&n, 1));
+    db.save(&mut v, 1).unwrap();
+    let before = v.report();
+    drop(db);
+    // The file as format 2 wrote it: entries clustered by id.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TRIGGER entries_no_delete; DROP TRIGGER entries_verdict_once; \
+             DROP INDEX entries_by_log; ALTER TABLE entries RENAME TO e3; \
+             CREATE TABLE entries (id BLOB PRIMARY KEY, author BLOB NOT NULL, seq INTEGER NOT NULL, \
+             bytes BLOB NOT NULL, verdict TEXT, detail TEXT, received_at INTEGER NOT NULL) WITHOUT ROWID; \
+             INSERT INTO entries SELECT id, author, seq, bytes, verdict, detail, received_at FROM e3; \
+             DROP TABLE e3; CREATE INDEX entries_by_log ON entries (author, seq); \
+             CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries \
+             BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END; \
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    let db = LedgerDb::open(&path).unwrap();
+    let after = db.load(n.genesis.clone(), T0 + 100).unwrap().report();
+    assert_eq!((after.accounts, after.refused), (before.accounts, before.refused));
+    drop(db);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let clustered: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'entries_format_2' OR sql LIKE '%WITHOUT ROWID%' AND name = 'entries'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!((version, clustered), (3, 0));
+    let err = conn.execute("DELETE FROM entries", []).unwrap_err().to_string();
+    assert!(err.contains("append-only"), "{err}");
+}
+
+#[test]
 fn old_newer_foreign_and_damaged_files_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let n = net("store-test");
@@ -162,7 +205,7 @@ fn old_newer_foreign_and_damaged_files_are_refused_with_the_reason() {
     let err = LedgerDb::open(&old).unwrap_err().to_string();
     assert!(
         err.contains(
-            "ledger format 1; this ash reads format 2 (format 1 ledgers are not carried over"
+            "ledger format 1; this ash reads format 3 (format 1 ledgers are not carried over"
         ),
         "{err}"
     );
@@ -170,7 +213,7 @@ fn old_newer_foreign_and_damaged_files_are_refused_with_the_reason() {
     rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 7").unwrap();
     let err = LedgerDb::open(&newer).unwrap_err().to_string();
     assert!(
-        err.ends_with("ledger format 7; this ash reads format 2 (written by a newer ash)"),
+        err.ends_with("ledger format 7; this ash reads format 3 (written by a newer ash)"),
         "{err}"
     );
     // Another network's genesis.
