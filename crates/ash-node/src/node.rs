@@ -823,8 +823,7 @@ async fn sync(
     }
     // An answer asked for while the previous batch was being verified and stored, and the
     // batch it answers.
-    let mut ready: Option<(Vec<(NodeId, u64, u64)>, Result<PeerResponse, ash_net::NetError>)> =
-        None;
+    let mut ready: Option<(Batch, Result<PeerResponse, ash_net::NetError>)> = None;
     while !behind.is_empty() && synced.new < MAX_SYNC_ENTRIES {
         let (batch, answer) = match ready.take() {
             Some(ready) => ready,
@@ -940,12 +939,13 @@ async fn sync(
     }
 }
 
+/// Logs asked for in one request: each author, the first position asked, and the position the
+/// peer is at.
+type Batch = Vec<(NodeId, u64, u64)>;
+
 /// The next logs to ask for (at most [`MAX_LOGS`]): each from after its local head, with the
 /// position the peer is at.
-fn plan<'a>(
-    ledger: &Mutex<Ledger>,
-    logs: impl Iterator<Item = &'a (NodeId, u64)>,
-) -> Vec<(NodeId, u64, u64)> {
+fn plan<'a>(ledger: &Mutex<Ledger>, logs: impl Iterator<Item = &'a (NodeId, u64)>) -> Batch {
     let ledger = lock(ledger);
     logs.take(MAX_LOGS)
         .map(|(author, target)| (*author, ledger.head_seq(*author).map_or(0, |s| s + 1), *target))
