@@ -175,7 +175,7 @@ fn a_format_2_ledger_is_carried_over_whole_and_stays_append_only() {
         )
         .unwrap();
     let db = LedgerDb::open(&path).unwrap();
-    let after = db.load(n.genesis.clone(), T0 + 100).unwrap().report();
+    let after = db.load(n.genesis, T0 + 100).unwrap().report();
     assert_eq!((after.accounts, after.refused), (before.accounts, before.refused));
     drop(db);
     let conn = rusqlite::Connection::open(&path).unwrap();
