@@ -9,11 +9,12 @@ use libp2p::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::codec::Codec;
 use crate::config::{
     MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES, MAX_PENDING_INBOUND_PER_PEER,
-    MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, NAT_PROBE_DELAY, NetConfig, RELAY_CIRCUIT_BYTES,
-    RELAY_CIRCUIT_DURATION, RELAY_MAX_CIRCUITS, RELAY_MAX_CIRCUITS_PER_PEER,
-    RELAY_MAX_RESERVATIONS, RELAY_MAX_RESERVATIONS_PER_PEER, REQUEST_TIMEOUT,
+    NAT_PROBE_DELAY, NetConfig, RELAY_CIRCUIT_BYTES, RELAY_CIRCUIT_DURATION, RELAY_MAX_CIRCUITS,
+    RELAY_MAX_CIRCUITS_PER_PEER, RELAY_MAX_RESERVATIONS, RELAY_MAX_RESERVATIONS_PER_PEER,
+    REQUEST_TIMEOUT,
 };
 
 /// A request on the wire: the id the answer echoes, and the request.
@@ -43,7 +44,7 @@ pub(crate) struct Behaviour {
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::Behaviour,
     pub gossip: gossipsub::Behaviour,
-    pub request: request_response::cbor::Behaviour<RequestEnvelope, ResponseEnvelope>,
+    pub request: request_response::Behaviour<Codec>,
 }
 
 impl Behaviour {
@@ -124,11 +125,8 @@ impl Behaviour {
         .map_err(str::to_owned)?;
         let request_protocol =
             StreamProtocol::try_from_owned(config.request_protocol()).map_err(|e| e.to_string())?;
-        let codec = request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(MAX_REQUEST_BYTES)
-            .set_response_size_maximum(MAX_RESPONSE_BYTES);
         let request = request_response::Behaviour::with_codec(
-            codec,
+            Codec,
             [(request_protocol, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(REQUEST_TIMEOUT)

@@ -19,6 +19,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, RequestEnvelope, ResponseEnvelope};
+use crate::codec::Incoming;
 use crate::config::{
     FEW_PEERS, MAX_ADDRESSES_PER_PEER, MAX_PENDING_INBOUND_PER_PEER, MAX_RELAYS, NetConfig,
     REMEMBERED_PEERS, REQUEST_TIMEOUT, REQUESTS_PER_PEER_PER_SECOND, STRIKES_BEFORE_BLOCK,
@@ -282,7 +283,7 @@ impl EventLoop {
                     .swarm
                     .behaviour_mut()
                     .request
-                    .send_request(&peer, RequestEnvelope { id, body: request });
+                    .send_request(&peer, Incoming::Request(RequestEnvelope { id, body: request }));
                 self.outbound.insert(request_id, Outbound { id, node, reply });
             }
             Command::Publish { topic, data, reply } => {
@@ -445,9 +446,16 @@ impl EventLoop {
             }
             BehaviourEvent::Request(request_response::Event::Message { peer, message, .. }) => {
                 match message {
-                    request_response::Message::Request { request, channel, .. } => {
-                        self.inbound_request(peer, request, channel);
-                    }
+                    request_response::Message::Request {
+                        request: Incoming::Request(request),
+                        channel,
+                        ..
+                    } => self.inbound_request(peer, request, channel),
+                    // No answer: the stream closes with the connection.
+                    request_response::Message::Request {
+                        request: Incoming::Unreadable(reason),
+                        ..
+                    } => self.strike(peer, &format!("sent {reason}")),
                     request_response::Message::Response { request_id, response } => {
                         let Some(outbound) = self.outbound.remove(&request_id) else { return };
                         if response.id != outbound.id {
@@ -482,6 +490,7 @@ impl EventLoop {
                 tracing::debug!(peer = %remote_peer_id, ok = result.is_ok(), "direct connection upgrade");
             }
             BehaviourEvent::Request(request_response::Event::OutboundFailure {
+                peer,
                 request_id,
                 error,
                 ..
@@ -491,6 +500,13 @@ impl EventLoop {
                         peer: outbound.node,
                         reason: error.to_string(),
                     }));
+                }
+                // An answer that is too large or does not decode (the codec says
+                // `InvalidData`); one that never came is not struck.
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && e.kind() == std::io::ErrorKind::InvalidData
+                {
+                    self.strike(peer, &format!("answered with {e}"));
                 }
             }
             _ => {}

@@ -18,6 +18,7 @@
 //! authenticates it.
 
 mod behaviour;
+mod codec;
 mod config;
 mod event_loop;
 mod handle;

@@ -194,3 +194,41 @@ async fn a_node_of_another_network_is_refused() {
     assert_eq!(a.peers().await.unwrap(), vec![]);
     assert_eq!(c.peers().await.unwrap(), vec![]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_refused_and_their_sender_struck_then_blocked() {
+    let (a, mut a_events, a_address) = node("a3", 1, vec![]).await;
+    let (b, mut b_events, _) = node("b3", 1, vec![a_address.clone()]).await;
+    next(&mut b_events, |e| matches!(e, NetEvent::PeerConnected { .. }).then_some(())).await;
+    // 3,000 subjects of 64 hex digits: about 200 KiB, over the 64 KiB a request may be.
+    let huge = PeerRequest::LedgerCheckpoints { subjects: vec!["ab".repeat(32); 3000] };
+    for strike in 1..=3 {
+        let answer = b.request(a.local_node(), huge.clone()).await;
+        assert!(answer.is_err(), "strike {strike}: {answer:?}");
+        let refused = next(&mut a_events, |e| match e {
+            NetEvent::Refused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .await;
+        assert_eq!(refused, "sent a request larger than 65536 bytes");
+        // B comes back (a strike disconnects), until the third blocks it.
+        if strike < 3 {
+            let _ = b.dial(&a_address).await;
+            next(&mut b_events, |e| matches!(e, NetEvent::PeerConnected { .. }).then_some(()))
+                .await;
+        }
+    }
+    let _ = b.dial(&a_address).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.peers().await.unwrap().is_empty(), "a blocked peer got back in");
+    // An honest peer is still served.
+    let (c, mut c_events, _) = node("c3", 1, vec![a_address]).await;
+    next(&mut c_events, |e| matches!(e, NetEvent::PeerConnected { .. }).then_some(())).await;
+    let answering = answer_info(a_events);
+    assert!(matches!(
+        c.request(a.local_node(), PeerRequest::Info).await,
+        Ok(PeerResponse::Info(_))
+    ));
+    a.shutdown().await;
+    answering.await.unwrap();
+}
