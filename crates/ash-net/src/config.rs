@@ -13,6 +13,8 @@ pub const MAX_GOSSIP_BYTES: usize = 64 << 10;
 pub const MAX_CONNECTIONS: u32 = 256;
 /// Connections at once to or from one peer.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Inbound connections from one IP address at once, by default.
+pub const MAX_INBOUND_PER_IP: u32 = 16;
 /// Requests from one peer waiting for this node's answer; beyond, it is told `busy`.
 pub const MAX_PENDING_INBOUND_PER_PEER: usize = 16;
 /// Requests one peer may send per second, on average (bursts of twice as many).
@@ -88,6 +90,8 @@ pub struct NetConfig {
     /// answer DHT queries from the start: for a well-connected node whose listen addresses
     /// others can reach.
     pub relay_server: bool,
+    /// Inbound connections from one IP address at once; beyond, they are closed.
+    pub max_inbound_per_ip: u32,
 }
 
 impl NetConfig {
@@ -103,6 +107,7 @@ impl NetConfig {
             gossip_heartbeat: Duration::from_secs(1),
             ping_interval: Duration::from_secs(15),
             relay_server: false,
+            max_inbound_per_ip: MAX_INBOUND_PER_IP,
         }
     }
 

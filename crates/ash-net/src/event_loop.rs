@@ -108,6 +108,9 @@ pub(crate) struct EventLoop {
     buckets: HashMap<PeerId, (f64, Instant)>,
     outbound: HashMap<OutboundRequestId, Outbound>,
     inbound: HashMap<u64, Inbound>,
+    /// Inbound connections open per remote IP address, and the address of each.
+    inbound_ips: HashMap<std::net::IpAddr, u32>,
+    connection_ips: HashMap<libp2p::swarm::ConnectionId, std::net::IpAddr>,
     /// Listeners through relays (reservations held or asked for), and each relay.
     relays: HashMap<ListenerId, PeerId>,
     /// Whether every configured listen address is on loopback (then a relay offers those).
@@ -199,6 +202,8 @@ impl EventLoop {
             outbound: HashMap::new(),
             inbound: HashMap::new(),
             relays: HashMap::new(),
+            inbound_ips: HashMap::new(),
+            connection_ips: HashMap::new(),
             loopback_only,
             next_id: 1,
             dropped_events: 0,
@@ -331,7 +336,25 @@ impl EventLoop {
                     tracing::debug!(%relay, "relay reservation ended");
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
+                // Many identities from one address cost one machine little: inbound
+                // connections per IP address are bounded.
+                if !endpoint.is_dialer()
+                    && let Some(ip) = ip_of(endpoint.get_remote_address())
+                {
+                    let count = self.inbound_ips.entry(ip).or_insert(0);
+                    *count += 1;
+                    self.connection_ips.insert(connection_id, ip);
+                    if *count > self.config.max_inbound_per_ip {
+                        let limit = self.config.max_inbound_per_ip;
+                        let _ = self.swarm.close_connection(connection_id);
+                        self.emit(NetEvent::Refused {
+                            peer: peer_id.to_string(),
+                            reason: format!("more than {limit} connections from {ip}"),
+                        });
+                        return;
+                    }
+                }
                 let Some(node) = node_of(&peer_id) else {
                     // Not an Ed25519 key: not an ash node.
                     let _ = self.swarm.disconnect_peer_id(peer_id);
@@ -365,7 +388,15 @@ impl EventLoop {
                     state.addresses.insert(without_peer(endpoint.get_remote_address()));
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+            SwarmEvent::ConnectionClosed { peer_id, num_established, connection_id, .. } => {
+                if let Some(ip) = self.connection_ips.remove(&connection_id)
+                    && let Some(count) = self.inbound_ips.get_mut(&ip)
+                {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.inbound_ips.remove(&ip);
+                    }
+                }
                 if num_established == 0
                     && let Some(state) = self.peers.remove(&peer_id)
                 {
@@ -690,6 +721,19 @@ fn parse(address: &str) -> Result<Multiaddr, NetError> {
 fn peer_in(address: &Multiaddr) -> Option<PeerId> {
     match address.iter().last() {
         Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+/// The IP address a connection came from (`None` through a relay: the relay's is not the
+/// peer's).
+fn ip_of(address: &Multiaddr) -> Option<std::net::IpAddr> {
+    if is_relayed(address) {
+        return None;
+    }
+    match address.iter().next()? {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
         _ => None,
     }
 }

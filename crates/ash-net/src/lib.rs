@@ -26,8 +26,9 @@ mod peer_id;
 
 pub use ash_identity::NodeId;
 pub use config::{
-    MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES, MAX_PENDING_INBOUND_PER_PEER,
-    MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, NetConfig, NetworkId, REQUESTS_PER_PEER_PER_SECOND,
+    MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES, MAX_INBOUND_PER_IP,
+    MAX_PENDING_INBOUND_PER_PEER, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, NetConfig, NetworkId,
+    REQUESTS_PER_PEER_PER_SECOND,
 };
 pub use handle::{
     Discovery, Net, NetError, NetEvent, NetHandle, NetTask, PeerSnapshot, Responder, Topic,

@@ -232,3 +232,37 @@ async fn oversized_requests_are_refused_and_their_sender_struck_then_blocked() {
     a.shutdown().await;
     answering.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_connections_from_one_address_are_bounded() {
+    let mut limited = config(1, vec![]);
+    limited.max_inbound_per_ip = 2;
+    let (a, mut a_events, _task) =
+        Net::start(&Identity::insecure_from_label("a4"), limited).unwrap().split();
+    let address = next(&mut a_events, |e| match e {
+        NetEvent::Listening { address } => Some(address),
+        _ => None,
+    })
+    .await;
+    let mut others = Vec::new();
+    for label in ["b4", "c4", "d4"] {
+        let (other, mut events, _) = node(label, 1, vec![address.clone()]).await;
+        // One at a time, so that which one is turned away is certain.
+        if label != "d4" {
+            next(&mut events, |e| matches!(e, NetEvent::PeerConnected { .. }).then_some(())).await;
+        }
+        others.push((other, events));
+    }
+    let refused = next(&mut a_events, |e| match e {
+        NetEvent::Refused { reason, .. } => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, "more than 2 connections from 127.0.0.1");
+    let mut peers: Vec<_> = a.peers().await.unwrap().into_iter().map(|p| p.node).collect();
+    peers.sort();
+    let mut expected: Vec<_> = others[..2].iter().map(|(o, _)| o.local_node()).collect();
+    expected.sort();
+    assert_eq!(peers, expected);
+    a.shutdown().await;
+}
