@@ -230,11 +230,17 @@ pub fn metadata(root: &Path) -> anyhow::Result<Value> {
     serde_json::from_slice(&output.stdout).context("parsing cargo metadata")
 }
 
-/// The workspace root (the parent of `xtask/`).
+/// The workspace root (the parent of `xtask/`): where cargo says the package is as it runs
+/// (a binary built in another checkout of the same sources may be reused from a shared target
+/// directory), else where it was when built.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "xtask is development tooling run by cargo, not ash runtime code"
+    )]
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// All problems in the repository.

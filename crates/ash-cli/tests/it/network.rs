@@ -825,18 +825,21 @@ fn a_relay_carries_two_peers_that_cannot_reach_each_other() {
 }
 
 /// The hostile node of [`a_hostile_node_process_gets_nothing_forged_stored`], as a process of
-/// its own: this test binary, run again inside a namespace with `ASH_TEST_HOSTILE` set to
+/// its own (by itself, it skips): this test binary, run again inside a namespace with
+/// `ASH_TEST_HOSTILE` set to
 /// `<genesis file> <address to dial>`. It answers every catch-up with forged entries for
 /// Carol's log (Mallory's signature relabelled as Carol's, Carol's own entries of another
 /// network, junk), gossips heads claiming Carol's log is long, and forged proofs of
 /// equivocation, until it is killed.
 #[test]
-#[ignore = "a helper process, started by the namespace test"]
 fn hostile_node_process() {
     use ash_ledger::{Body, Genesis, LogWriter, Profile};
     use ash_net::{Net, NetConfig, NetEvent, NetworkId, Topic};
     use ash_protocol::{Gossip, LogHead, PeerInfo, PeerRequest, PeerResponse};
-    let Ok(setup) = std::env::var("ASH_TEST_HOSTILE") else { return };
+    let Ok(setup) = std::env::var("ASH_TEST_HOSTILE") else {
+        eprintln!("skipping: the hostile node runs only as the namespace test's helper process");
+        return;
+    };
     let (genesis, address) = setup.split_once(' ').unwrap();
     let genesis = Genesis::from_toml(&std::fs::read_to_string(genesis).unwrap()).unwrap();
     let (mallory, carol) = (
@@ -925,7 +928,7 @@ fn a_hostile_node_process_gets_nothing_forged_stored() {
     let mut hostile = Command::new("ip")
         .args(["netns", "exec", &lan.names[1], "timeout", "120"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "network::hostile_node_process", "--nocapture"])
+        .args(["--exact", "network::hostile_node_process", "--nocapture"])
         .env("ASH_TEST_HOSTILE", format!("{} {address}", genesis.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
