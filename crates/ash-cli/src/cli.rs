@@ -513,10 +513,12 @@ pub(crate) enum AdminCommand {
     Genesis(AdminGenesisArgs),
     /// Run the mint authority's node: the signup bonus for every new identity, over the network
     ///
-    /// A node like `ash node` that also mints the signup bonus (once per identity, at most
-    /// --signups-per-minute) for every identity with a profile it learns of; the newcomer's
-    /// node takes it into its log by itself. Needs this machine's authority key
-    /// (`ash admin keygen`) to be one of the genesis's authorities.
+    /// A node like `ash node`, speaking with the authority key, that also mints the signup
+    /// bonus (once per identity, at most --signups-per-minute) for every identity with a
+    /// profile it learns of that paid the network's signup cost; the newcomer's node takes it
+    /// into its log by itself. Needs this machine's authority key (`ash admin keygen`) to be
+    /// one of the genesis's authorities. It holds this home's ledger: to be online as your own
+    /// identity too, run `ash node` from another ASH_HOME.
     Serve(AdminServeArgs),
     /// Mint credits to an identity (mint authority only)
     ///

@@ -19,8 +19,29 @@ use crate::config::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 pub(crate) enum Incoming {
     /// It decoded.
     Request(RequestEnvelope),
-    /// It did not: too large, or not a request. Why.
+    /// A well-formed envelope of a request type this version does not know (a newer peer's):
+    /// its id and type, answered `unsupported`.
+    Unknown {
+        /// The id the answer echoes.
+        id: u64,
+        /// The type it names.
+        kind: String,
+    },
+    /// It did not decode: too large, or not a request. Why.
     Unreadable(String),
+}
+
+/// Just enough of a CBOR map tagged by `type` to name its type.
+#[derive(serde::Deserialize)]
+pub(crate) struct Tagged {
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+}
+
+#[derive(serde::Deserialize)]
+struct TaggedEnvelope {
+    id: u64,
+    body: Tagged,
 }
 
 /// The request-response codec of the network's protocol.
@@ -62,7 +83,15 @@ impl request_response::Codec for Codec {
         let bytes = read_limited(io, MAX_REQUEST_BYTES).await?;
         Ok(match decode(&bytes, MAX_REQUEST_BYTES, "a request") {
             Ok(request) => Incoming::Request(request),
-            Err(reason) => Incoming::Unreadable(reason),
+            Err(reason) => match decode::<TaggedEnvelope>(&bytes, MAX_REQUEST_BYTES, "a request") {
+                Ok(envelope)
+                    if !ash_protocol::REQUEST_TYPES.contains(&envelope.body.kind.as_str()) =>
+                {
+                    Incoming::Unknown { id: envelope.id, kind: envelope.body.kind }
+                }
+                // A known type that does not decode, or no envelope at all.
+                _ => Incoming::Unreadable(reason),
+            },
         })
     }
 
@@ -94,6 +123,7 @@ impl request_response::Codec for Codec {
     {
         match request {
             Incoming::Request(envelope) => write(io, &envelope).await,
+            Incoming::Unknown { kind, .. } => Err(io::Error::other(kind)),
             Incoming::Unreadable(reason) => Err(io::Error::other(reason)),
         }
     }
@@ -108,5 +138,56 @@ impl request_response::Codec for Codec {
         T: AsyncWrite + Unpin + Send,
     {
         write(io, &response).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::request_response::Codec as _;
+
+    use super::*;
+
+    async fn read(bytes: Vec<u8>) -> Incoming {
+        let protocol = StreamProtocol::new("/ash/test/request/1");
+        let mut io = futures_util::io::Cursor::new(bytes);
+        Codec.read_request(&protocol, &mut io).await.unwrap()
+    }
+
+    fn cbor(value: &serde_json::Value) -> Vec<u8> {
+        cbor4ii::serde::to_vec(Vec::new(), value).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_are_read_refused_or_left_to_newer_peers_by_what_they_are() {
+        let cases = [
+            (serde_json::json!({ "id": 7, "body": { "type": "info" } }), "request 7"),
+            // Unknown fields are tolerated.
+            (serde_json::json!({ "id": 7, "body": { "type": "info", "later": 1 } }), "request 7"),
+            (
+                serde_json::json!({ "id": 8, "body": { "type": "job_offer", "price": 3 } }),
+                "unknown 8 job_offer",
+            ),
+            // A type this version knows, with fields that do not fit it, is not a newer peer's.
+            (
+                serde_json::json!({ "id": 9, "body": { "type": "ledger_heads", "limit": "x" } }),
+                "unreadable",
+            ),
+            (serde_json::json!({ "body": { "type": "info" } }), "unreadable"),
+            (serde_json::json!([1, 2, 3]), "unreadable"),
+        ];
+        for (value, expected) in cases {
+            let got = match read(cbor(&value)).await {
+                Incoming::Request(envelope) => format!("request {}", envelope.id),
+                Incoming::Unknown { id, kind } => format!("unknown {id} {kind}"),
+                Incoming::Unreadable(_) => "unreadable".to_owned(),
+            };
+            assert_eq!(got, expected, "{value}");
+        }
+        let huge = cbor(&serde_json::json!({ "id": 1, "body": { "type": "ledger_checkpoints",
+            "subjects": vec!["ab".repeat(32); 2000] } }));
+        assert!(
+            matches!(read(huge).await, Incoming::Unreadable(r) if r == "a request larger than 65536 bytes")
+        );
+        assert!(matches!(read(vec![0xff; 10]).await, Incoming::Unreadable(_)));
     }
 }

@@ -19,7 +19,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, RequestEnvelope, ResponseEnvelope};
-use crate::codec::Incoming;
+use crate::codec::{Incoming, Tagged};
 use crate::config::{
     FEW_PEERS, MAX_ADDRESSES_PER_PEER, MAX_PENDING_INBOUND_PER_PEER, MAX_RELAYS, NetConfig,
     REMEMBERED_PEERS, REQUEST_TIMEOUT, REQUESTS_PER_PEER_PER_SECOND, STRIKES_BEFORE_BLOCK,
@@ -108,9 +108,10 @@ pub(crate) struct EventLoop {
     buckets: HashMap<PeerId, (f64, Instant)>,
     outbound: HashMap<OutboundRequestId, Outbound>,
     inbound: HashMap<u64, Inbound>,
-    /// Inbound connections open per remote IP address, and the address of each.
-    inbound_ips: HashMap<std::net::IpAddr, u32>,
-    connection_ips: HashMap<libp2p::swarm::ConnectionId, std::net::IpAddr>,
+    /// Inbound connections open per source (IP address, IPv6 /64 or relay), and the source of
+    /// each.
+    inbound_ips: HashMap<Source, u32>,
+    connection_ips: HashMap<libp2p::swarm::ConnectionId, Source>,
     /// Listeners through relays (reservations held or asked for), and each relay.
     relays: HashMap<ListenerId, PeerId>,
     /// Whether every configured listen address is on loopback (then a relay offers those).
@@ -340,7 +341,7 @@ impl EventLoop {
                 // Many identities from one address cost one machine little: inbound
                 // connections per IP address are bounded.
                 if !endpoint.is_dialer()
-                    && let Some(ip) = ip_of(endpoint.get_remote_address())
+                    && let Some(ip) = source_of(endpoint.get_remote_address())
                 {
                     let count = self.inbound_ips.entry(ip).or_insert(0);
                     *count += 1;
@@ -456,10 +457,15 @@ impl EventLoop {
                     }
                     _ => Err("gossiped on an unknown topic or without an ash author".to_owned()),
                 };
-                let acceptance = if judged.is_ok() {
-                    gossipsub::MessageAcceptance::Accept
-                } else {
-                    gossipsub::MessageAcceptance::Reject
+                // A message of a type this version does not know (a newer peer's) is neither
+                // passed on nor held against anyone.
+                let unknown = judged.is_err()
+                    && cbor4ii::serde::from_slice::<Tagged>(&message.data)
+                        .is_ok_and(|t| !ash_protocol::GOSSIP_TYPES.contains(&t.kind.as_str()));
+                let acceptance = match (&judged, unknown) {
+                    (Ok(_), _) => gossipsub::MessageAcceptance::Accept,
+                    (Err(_), true) => gossipsub::MessageAcceptance::Ignore,
+                    (Err(_), false) => gossipsub::MessageAcceptance::Reject,
                 };
                 self.swarm.behaviour_mut().gossip.report_message_validation_result(
                     &message_id,
@@ -470,6 +476,7 @@ impl EventLoop {
                     Ok((topic, from, message)) => {
                         self.emit(NetEvent::Gossip { from, topic, message });
                     }
+                    Err(_) if unknown => {}
                     // Honest nodes forward only what they could read: whoever passed this on
                     // wrote it or did not check it.
                     Err(reason) => self.strike(propagation_source, &reason),
@@ -482,6 +489,22 @@ impl EventLoop {
                         channel,
                         ..
                     } => self.inbound_request(peer, request, channel),
+                    // A newer peer's request: said so, not struck.
+                    request_response::Message::Request {
+                        request: Incoming::Unknown { id, kind },
+                        channel,
+                        ..
+                    } => {
+                        let body = PeerResponse::Error(PeerError {
+                            code: "unsupported".into(),
+                            message: format!("this node does not know requests of type `{kind}`"),
+                        });
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .request
+                            .send_response(channel, ResponseEnvelope { id, body });
+                    }
                     // No answer: the stream closes with the connection.
                     request_response::Message::Request {
                         request: Incoming::Unreadable(reason),
@@ -557,7 +580,11 @@ impl EventLoop {
         let addresses: BTreeSet<Multiaddr> =
             info.listen_addrs.iter().take(MAX_ADDRESSES_PER_PEER).map(without_peer).collect();
         // New addresses (a relay reservation made since) are routing news for others.
+        // The routing table holds what the peer says now: at most MAX_ADDRESSES_PER_PEER.
         let known = if state.confirmed { state.addresses.clone() } else { BTreeSet::new() };
+        for address in known.difference(&addresses) {
+            self.swarm.behaviour_mut().kad.remove_address(&peer, address);
+        }
         for address in addresses.difference(&known) {
             self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
         }
@@ -725,15 +752,52 @@ fn peer_in(address: &Multiaddr) -> Option<PeerId> {
     }
 }
 
-/// The IP address a connection came from (`None` through a relay: the relay's is not the
-/// peer's).
-fn ip_of(address: &Multiaddr) -> Option<std::net::IpAddr> {
+/// Where an inbound connection came from, for the bound on connections per source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    /// An IPv4 address.
+    V4(std::net::Ipv4Addr),
+    /// An IPv6 /64 (one machine is commonly given a whole /64).
+    V6([u8; 8]),
+    /// A relay, which carries connections from peers whose addresses it alone sees.
+    Relay(PeerId),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::V4(ip) => write!(f, "{ip}"),
+            Self::V6(prefix) => {
+                let mut full = [0u8; 16];
+                full[..8].copy_from_slice(prefix);
+                write!(f, "{}/64", std::net::Ipv6Addr::from(full))
+            }
+            Self::Relay(peer) => write!(f, "relay {peer}"),
+        }
+    }
+}
+
+/// The source of a connection from `address`.
+fn source_of(address: &Multiaddr) -> Option<Source> {
     if is_relayed(address) {
-        return None;
+        // The relay is the last peer named before `/p2p-circuit`.
+        let mut relay = None;
+        for protocol in address.iter() {
+            match protocol {
+                Protocol::P2p(peer) => relay = Some(peer),
+                Protocol::P2pCircuit => break,
+                _ => {}
+            }
+        }
+        return relay.map(Source::Relay);
     }
     match address.iter().next()? {
-        Protocol::Ip4(ip) => Some(ip.into()),
-        Protocol::Ip6(ip) => Some(ip.into()),
+        Protocol::Ip4(ip) => Some(Source::V4(ip)),
+        Protocol::Ip6(ip) => {
+            let mut prefix = [0u8; 8];
+            prefix.copy_from_slice(&ip.octets()[..8]);
+            Some(Source::V6(prefix))
+        }
         _ => None,
     }
 }

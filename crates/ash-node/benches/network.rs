@@ -54,6 +54,7 @@ fn config(
         info: PeerInfo::default(),
         authority: None,
         signup: None,
+        writer: true,
     }
 }
 

@@ -83,7 +83,7 @@ impl InviteBook {
                 });
                 codes.push(code);
             }
-            Ok(codes)
+            Ok((codes, true))
         })
     }
 
@@ -96,12 +96,13 @@ impl InviteBook {
                 return Err(NodeError::Invite(InviteError::Unknown));
             };
             match line.redeemed_by {
-                Some(by) if by == who => Ok(()),
+                // Asked again: nothing to write.
+                Some(by) if by == who => Ok(((), false)),
                 Some(_) => Err(NodeError::Invite(InviteError::Used)),
                 None => {
                     line.redeemed_by = Some(who);
                     line.redeemed_at = now;
-                    Ok(())
+                    Ok(((), true))
                 }
             }
         })
@@ -127,10 +128,11 @@ impl InviteBook {
         }
     }
 
-    /// Runs `f` on the lines under the lock and writes them back if it succeeds.
+    /// Runs `f` on the lines under the lock and writes them back if it succeeds and says it
+    /// changed them.
     fn change<T>(
         &self,
-        f: impl FnOnce(&mut Vec<Line>) -> Result<T, NodeError>,
+        f: impl FnOnce(&mut Vec<Line>) -> Result<(T, bool), NodeError>,
     ) -> Result<T, NodeError> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| io(dir, &e))?;
@@ -144,7 +146,10 @@ impl InviteBook {
             .map_err(|e| io(&lock_path, &e))?;
         lock.lock().map_err(|e| io(&lock_path, &e))?;
         let mut lines = self.read()?;
-        let result = f(&mut lines)?;
+        let (result, changed) = f(&mut lines)?;
+        if !changed {
+            return Ok(result);
+        }
         let mut text =
             String::from("# ash invite book: sha256(code) issued_ms redeemed_by redeemed_ms\n");
         for l in &lines {

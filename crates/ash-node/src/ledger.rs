@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use ash_identity::{Identity, NodeId};
 use ash_ledger::{
@@ -32,6 +32,10 @@ pub struct Ledger {
     told: usize,
     /// The file's `data_version` when this ledger last looked for others' writes.
     seen: u64,
+    /// The lowest position of a proof of equivocation in each log that has one, and how many
+    /// proofs that takes in.
+    forks: HashMap<NodeId, u64>,
+    indexed: usize,
 }
 
 /// What taking in received checkpoints did.
@@ -59,7 +63,19 @@ impl Ledger {
         let verifier = db.load(genesis, now_ms()).map_err(|e| NodeError::Ledger(e.to_string()))?;
         let seen = db.data_version().map_err(|e| NodeError::Ledger(e.to_string()))?;
         // Proofs found before a restart are news for peers once more.
-        Ok(Self { db, verifier, told: 0, seen })
+        let mut ledger = Self { db, verifier, told: 0, seen, forks: HashMap::new(), indexed: 0 };
+        ledger.index_forks();
+        Ok(ledger)
+    }
+
+    /// Takes the proofs of equivocation found since the last call into [`Ledger::forks`].
+    fn index_forks(&mut self) {
+        let all = self.verifier.equivocations();
+        for proof in all.get(self.indexed..).unwrap_or_default() {
+            let at = self.forks.entry(proof.kept.author).or_insert(proof.kept.seq);
+            *at = (*at).min(proof.kept.seq);
+        }
+        self.indexed = all.len();
     }
 
     /// Takes in received checkpoints: each is kept only if it is of this network, carries a
@@ -131,15 +147,7 @@ impl Ledger {
 
     /// The lowest position of `author`'s log where a proof of equivocation lies, if any.
     pub fn fork_position(&self, author: NodeId) -> Option<u64> {
-        if !self.verifier.is_frozen(author) {
-            return None;
-        }
-        self.verifier
-            .equivocations()
-            .iter()
-            .filter(|e| e.kept.author == author)
-            .map(|e| e.kept.seq)
-            .min()
+        self.forks.get(&author).copied()
     }
 
     /// Whether `author` was proven to equivocate here.
@@ -227,6 +235,7 @@ impl Ledger {
         self.verifier.set_now(now);
         let mut authors: Vec<NodeId> = entries.iter().map(|e| e.author).collect();
         self.verifier.insert_many(entries);
+        self.index_forks();
         let saved =
             self.db.save(&mut self.verifier, now).map_err(|e| NodeError::Ledger(e.to_string()))?;
         authors.sort_unstable();
@@ -287,15 +296,7 @@ impl Ledger {
         if !self.verifier.genesis().is_authority(&me) || max == 0 {
             return Ok(Vec::new());
         }
-        let minted: HashSet<NodeId> = self
-            .verifier
-            .valid_entries(me)
-            .iter()
-            .filter_map(|e| match &e.body {
-                Body::Mint(m) if m.kind == MintKind::Signup => Some(m.recipient),
-                _ => None,
-            })
-            .collect();
+        let minted = self.signups_minted_by(me);
         let mut due: Vec<NodeId> = self
             .verifier
             .authors()
@@ -327,6 +328,18 @@ impl Ledger {
         }
         self.save()?;
         Ok(due)
+    }
+
+    /// The identities `authority` minted a signup bonus for.
+    pub fn signups_minted_by(&self, authority: NodeId) -> HashSet<NodeId> {
+        self.verifier
+            .valid_entries(authority)
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Mint(m) if m.kind == MintKind::Signup => Some(m.recipient),
+                _ => None,
+            })
+            .collect()
     }
 
     fn save(&mut self) -> Result<(), NodeError> {

@@ -2,7 +2,7 @@
 //! questions about the ledger, catches up with every peer that connects or gossips new heads,
 //! and gossips the heads of logs that grew here.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -48,6 +48,8 @@ const RESYNC_TICKS: u64 = 30;
 const MAX_UNSENT_HEADS: usize = 4096;
 /// Identities admitted to a signup and not minted for yet; beyond, askers are told `busy`.
 const MAX_ADMITTED: usize = 65_536;
+/// How long an admission waits for the identity's profile before it is forgotten.
+const ADMISSION_TIME: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 /// Proofs of equivocation gossiped at once; the rest go with the next catch-up.
 const MAX_PROOFS_AT_ONCE: usize = 64;
 /// How far back a catch-up looks for where a log forked, when the peer's entries do not
@@ -88,6 +90,11 @@ pub struct NodeConfig {
     /// What this node shows the mint authorities it meets for its signup bonus, on a network
     /// with a signup cost (`None`: it asks nothing of them).
     pub signup: Option<SignupProof>,
+    /// Whether this node appends to its own log (receipts of mints, and an authority's mints).
+    /// Exactly one process may per identity, or two would write different entries at one
+    /// position: a fork, which freezes the identity. The caller holds the lock that says so;
+    /// a node that does not (a short look around) only reads and replicates.
+    pub writer: bool,
 }
 
 /// What the node reports.
@@ -132,7 +139,8 @@ pub enum NodeEvent {
         /// The spendable balance after.
         balance: u64,
     },
-    /// A mint authority answered this node's signup: admitted (the bonus follows), or why not.
+    /// A mint authority answered this node's signup: admitted (the bonus follows), or why it
+    /// refused. (Busy authorities and failed connections are asked again later, silently.)
     SignupAnswered {
         /// The authority's node.
         authority: NodeId,
@@ -190,12 +198,22 @@ impl Node {
     /// tokio runtime.
     pub fn start(identity: Arc<Identity>, config: NodeConfig) -> Result<Self, NodeError> {
         let genesis = config.genesis.clone();
-        // Admitted before a restart and not minted for yet: the mint follows.
-        let admitted = match config.authority.as_ref().and_then(|a| a.invites.as_ref()) {
-            Some(book) => book.admitted()?,
-            None => HashSet::new(),
-        };
-        let ledger = Arc::new(Mutex::new(Ledger::open(&config.ledger, config.genesis)?));
+        let ledger = Ledger::open(&config.ledger, config.genesis)?;
+        // Admitted by invite before a restart and not minted for yet: the mint follows.
+        let mut admitted = HashMap::new();
+        if let Some(authority) = &config.authority
+            && let Some(book) = &authority.invites
+        {
+            let minted = ledger.signups_minted_by(authority.key.node_id());
+            let now = std::time::Instant::now();
+            for who in book.admitted()? {
+                if !minted.contains(&who) && admitted.len() < MAX_ADMITTED {
+                    admitted.insert(who, now);
+                }
+            }
+        }
+        let ledger = Arc::new(Mutex::new(ledger));
+        let (admissions_tx, admissions) = mpsc::channel(MAX_ANSWERS);
         let (net, net_events, net_task) =
             Net::start(&identity, config.net).map_err(NodeError::Net)?.split();
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
@@ -209,7 +227,9 @@ impl Node {
             authority: config.authority,
             genesis,
             signup: config.signup,
+            writer: config.writer,
             admitted,
+            admissions_tx,
             asks: JoinSet::new(),
             signup_tokens,
             refilled: std::time::Instant::now(),
@@ -222,7 +242,7 @@ impl Node {
             answers: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERS)),
         };
         let task = tokio::spawn(async move {
-            service.run(net_events).await;
+            service.run(net_events, admissions).await;
             net_task.stopped().await;
         });
         Ok(Self { net, ledger, events: receiver, task })
@@ -260,8 +280,13 @@ struct Service {
     authority: Option<Authority>,
     genesis: Genesis,
     signup: Option<SignupProof>,
-    /// On an authority's node, with a signup cost: who showed it and waits for the mint.
-    admitted: HashSet<NodeId>,
+    writer: bool,
+    /// On an authority's node, with a signup cost: who showed it and waits for the mint, and
+    /// since when (admissions expire after [`ADMISSION_TIME`] without a profile to mint for;
+    /// the asker's node asks again when it next connects).
+    admitted: HashMap<NodeId, std::time::Instant>,
+    /// Admissions by invite, redeemed off the loop.
+    admissions_tx: mpsc::Sender<NodeId>,
     /// Signups this node asked of authorities, until they answer.
     asks: JoinSet<()>,
     signup_tokens: f64,
@@ -290,7 +315,11 @@ struct Synced {
 }
 
 impl Service {
-    async fn run(mut self, mut net_events: mpsc::Receiver<NetEvent>) {
+    async fn run(
+        mut self,
+        mut net_events: mpsc::Receiver<NetEvent>,
+        mut admissions: mpsc::Receiver<NodeId>,
+    ) {
         // What arrived while the node was down, or was minted for nobody yet.
         self.settle().await;
         let mut tick = tokio::time::interval(TICK);
@@ -307,6 +336,11 @@ impl Service {
                     }
                 }
                 Some(_) = self.asks.join_next(), if !self.asks.is_empty() => {}
+                Some(who) = admissions.recv() => {
+                    if self.admitted.len() < MAX_ADMITTED {
+                        self.admitted.insert(who, std::time::Instant::now());
+                    }
+                }
                 _ = tick.tick() => {
                     ticks += 1;
                     self.tick(ticks).await;
@@ -350,10 +384,9 @@ impl Service {
                     }
                 }
             }
+            // (The next tick mints for the admitted.)
             NetEvent::Request { from, request: PeerRequest::Signup { proof }, responder } => {
-                let answer = self.admit(from, proof).await;
-                let _ = responder.respond(answer).await;
-                self.settle().await;
+                self.admit(from, proof, responder).await;
             }
             NetEvent::Request { request, responder, .. } => self.answer(request, responder).await,
         }
@@ -374,27 +407,19 @@ impl Service {
             tracing::debug!(%from, "gossiped an equivocation proof that is none");
             return;
         }
+        let received: Vec<Vec<u8>> =
+            entries.into_iter().map(serde_bytes::ByteBuf::into_vec).collect();
         let ledger = Arc::clone(&self.ledger);
-        let stored = tokio::task::spawn_blocking(move || {
-            let mut ledger = lock(&ledger);
-            let inserted = ledger.insert(decoded)?;
-            // Known to the network already.
-            let proven = ledger.new_equivocations(usize::MAX);
-            Ok::<_, NodeError>((inserted, proven))
-        })
-        .await;
+        let stored = tokio::task::spawn_blocking(move || lock(&ledger).insert(decoded)).await;
         match stored {
-            Ok(Ok((inserted, proven))) => {
-                if inserted.new > 0 {
-                    self.emit(NodeEvent::Synced { from, new: inserted.new, unreadable: 0 });
-                }
-                for (author, _) in proven {
-                    self.emit(NodeEvent::Equivocated { author });
-                }
+            Ok(Ok(inserted)) if inserted.new > 0 => {
+                self.emit(NodeEvent::Synced { from, new: inserted.new, unreadable: 0 });
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "storing a proof of equivocation failed"),
             _ => {}
         }
+        // The received proof is known to the network already; others found here are not.
+        self.tell_proofs(&received).await;
     }
 
     /// Takes in the checkpoints another process stored beside this node (`ash admin
@@ -423,7 +448,8 @@ impl Service {
     }
 
     /// Gossips the proofs of equivocation this node found and has not told yet.
-    async fn tell_proofs(&mut self) {
+    /// (A proof made of entries in `known` came by gossip: it is not sent again.)
+    async fn tell_proofs(&mut self, known: &[Vec<u8>]) {
         let ledger = Arc::clone(&self.ledger);
         let proofs = tokio::task::spawn_blocking(move || {
             lock(&ledger).new_equivocations(MAX_PROOFS_AT_ONCE)
@@ -432,6 +458,9 @@ impl Service {
         .unwrap_or_default();
         for (author, [kept, other]) in proofs {
             self.emit(NodeEvent::Equivocated { author });
+            if known.contains(&kept) && known.contains(&other) {
+                continue;
+            }
             let message = Gossip::Equivocation {
                 entries: vec![serde_bytes::ByteBuf::from(kept), serde_bytes::ByteBuf::from(other)],
             };
@@ -451,63 +480,63 @@ impl Service {
         self.asks.spawn(async move {
             let admitted = match net.request(peer, PeerRequest::Signup { proof }).await {
                 Ok(PeerResponse::Admitted) => Ok(()),
-                Ok(PeerResponse::Error(e)) => Err(e.message),
-                Ok(other) => Err(format!("an answer of the wrong kind: {other:?}")),
-                Err(e) => Err(e.to_string()),
+                Ok(PeerResponse::Error(e)) if e.code == "refused" => Err(e.message),
+                // Busy, or the connection failed: asked again on the next connection.
+                other => {
+                    tracing::debug!(%peer, answer = ?other, "signup not answered");
+                    return;
+                }
             };
             let _ = events.try_send(NodeEvent::SignupAnswered { authority: peer, admitted });
         });
     }
 
     /// As a mint authority's node: whether `from` paid the network's signup cost with
-    /// `proof`; admitted identities receive the bonus at the next settle.
-    async fn admit(&mut self, from: NodeId, proof: SignupProof) -> PeerResponse {
+    /// `proof`, answered by `responder`; admitted identities receive the bonus at the next
+    /// settle. An invite is redeemed off the loop (the book is a file).
+    async fn admit(&mut self, from: NodeId, proof: SignupProof, responder: Responder) {
         let refuse = |code: &str, message: String| {
             PeerResponse::Error(PeerError { code: code.into(), message })
         };
-        let Some(authority) = &self.authority else {
-            return refuse("unsupported", "this is not a mint authority's node".into());
-        };
-        if self.admitted.len() >= MAX_ADMITTED && !self.admitted.contains(&from) {
-            return refuse("busy", "too many signups waiting; ask again later".into());
-        }
-        match (self.genesis.signup_cost, proof) {
-            (SignupCost::None, _) => return PeerResponse::Admitted,
-            (SignupCost::Work { .. }, SignupProof::Work { nonce }) => {
-                if !self.genesis.check_work(&from, nonce) {
-                    return refuse("refused", "the proof of work does not check".into());
+        let answer = match (&self.authority, self.genesis.signup_cost, proof) {
+            (None, ..) => refuse("unsupported", "this is not a mint authority's node".into()),
+            _ if self.admitted.len() >= MAX_ADMITTED && !self.admitted.contains_key(&from) => {
+                refuse("busy", "too many signups waiting; ask again later".into())
+            }
+            (Some(_), SignupCost::None, _) => PeerResponse::Admitted,
+            (Some(_), SignupCost::Work { .. }, SignupProof::Work { nonce }) => {
+                if self.genesis.check_work(&from, nonce) {
+                    self.admitted.insert(from, std::time::Instant::now());
+                    PeerResponse::Admitted
+                } else {
+                    refuse("refused", "the proof of work does not check".into())
                 }
             }
-            (SignupCost::Invite, SignupProof::Invite { code }) => {
+            (Some(authority), SignupCost::Invite, SignupProof::Invite { code }) => {
                 if code.len() > MAX_INVITE_BYTES {
-                    return refuse("invalid", "the invite code is too long".into());
-                }
-                let Some(book) = authority.invites.clone() else {
-                    return refuse("refused", "this authority's node holds no invite codes".into());
-                };
-                let redeemed =
-                    tokio::task::spawn_blocking(move || book.redeem(&code, from, now_ms())).await;
-                match redeemed {
-                    Ok(Ok(())) => {}
-                    Ok(Err(NodeError::Invite(e @ (InviteError::Unknown | InviteError::Used)))) => {
-                        return refuse("refused", e.to_string());
+                    refuse("invalid", "the invite code is too long".into())
+                } else if let Some(book) = authority.invites.clone() {
+                    match Arc::clone(&self.answers).try_acquire_owned() {
+                        Ok(permit) => {
+                            let admissions = self.admissions_tx.clone();
+                            tokio::spawn(async move {
+                                let answer = redeem(book, code, from, admissions).await;
+                                let _ = responder.respond(answer).await;
+                                drop(permit);
+                            });
+                            return;
+                        }
+                        Err(_) => refuse("busy", "too many questions at once".into()),
                     }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "the invite book failed");
-                        return refuse("busy", "the invite book could not be read".into());
-                    }
-                    Err(_) => return refuse("busy", "failed".into()),
+                } else {
+                    refuse("refused", "this authority's node holds no invite codes".into())
                 }
             }
-            (cost, _) => {
-                return refuse(
-                    "refused",
-                    format!("this network's signup cost is `{}`", cost.as_str()),
-                );
+            (Some(_), cost, _) => {
+                refuse("refused", format!("this network's signup cost is `{}`", cost.as_str()))
             }
-        }
-        self.admitted.insert(from);
-        PeerResponse::Admitted
+        };
+        let _ = responder.respond(answer).await;
     }
 
     /// Answers a peer from a task of its own (ledger reads run on the blocking pool), at most
@@ -583,7 +612,7 @@ impl Service {
         }
         // Tell the others what grew here, and what forked.
         self.gossip(synced.heads).await;
-        self.tell_proofs().await;
+        self.tell_proofs(&[]).await;
         if synced.new > 0 {
             self.settle().await;
         }
@@ -615,6 +644,8 @@ impl Service {
         self.share_checkpoints().await;
         if self.authority.is_some() {
             self.settle().await;
+            // Admissions whose profile never came are forgotten (the asker asks again).
+            self.admitted.retain(|_, since| since.elapsed() < ADMISSION_TIME);
         }
         if ticks.is_multiple_of(RESYNC_TICKS)
             && let Ok(peers) = self.net.peers().await
@@ -628,6 +659,9 @@ impl Service {
     /// Takes mints made out to this identity into its log and, on an authority's node, mints
     /// the signup bonuses due (within the rate); gossips the heads that grew.
     async fn settle(&mut self) {
+        if !self.writer {
+            return;
+        }
         let now = std::time::Instant::now();
         let mut max_signups = 0;
         if let Some(authority) = &self.authority {
@@ -641,8 +675,8 @@ impl Service {
         let (ledger, me, authority) =
             (Arc::clone(&self.ledger), Arc::clone(&self.me), self.authority.clone());
         // With a signup cost, only the admitted; without, everyone with a profile.
-        let admitted =
-            (self.genesis.signup_cost != SignupCost::None).then(|| self.admitted.clone());
+        let admitted = (self.genesis.signup_cost != SignupCost::None)
+            .then(|| self.admitted.keys().copied().collect::<HashSet<NodeId>>());
         let done = tokio::task::spawn_blocking(move || {
             let mut ledger = lock(&ledger);
             let received = ledger.receive_mints(&me)?;
@@ -689,6 +723,32 @@ impl Service {
         if !received.is_empty() || !minted.is_empty() {
             self.gossip(heads).await;
         }
+    }
+}
+
+/// Redeems an invite `code` for `from` (on the blocking pool), tells the service of the
+/// admission, and says what to answer.
+async fn redeem(
+    book: InviteBook,
+    code: String,
+    from: NodeId,
+    admissions: mpsc::Sender<NodeId>,
+) -> PeerResponse {
+    let error =
+        |code: &str, message: String| PeerResponse::Error(PeerError { code: code.into(), message });
+    match tokio::task::spawn_blocking(move || book.redeem(&code, from, now_ms())).await {
+        Ok(Ok(())) => {
+            let _ = admissions.send(from).await;
+            PeerResponse::Admitted
+        }
+        Ok(Err(NodeError::Invite(e @ (InviteError::Unknown | InviteError::Used)))) => {
+            error("refused", e.to_string())
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the invite book failed");
+            error("busy", "the invite book could not be read".into())
+        }
+        Err(_) => error("busy", "failed".into()),
     }
 }
 

@@ -41,8 +41,9 @@ pub use model::{
     ToolDefinition, ToolResultPart, Usage, UserPart,
 };
 pub use net::{
-    Gossip, LogHead, LogStart, MAX_ENTRIES, MAX_GOSSIP_HEADS, MAX_HEADS, MAX_INVITE_BYTES,
-    MAX_LOGS, PeerError, PeerInfo, PeerRequest, PeerResponse, SignupProof,
+    GOSSIP_TYPES, Gossip, LogHead, LogStart, MAX_ENTRIES, MAX_GOSSIP_HEADS, MAX_HEADS,
+    MAX_INVITE_BYTES, MAX_LOGS, PeerError, PeerInfo, PeerRequest, PeerResponse, REQUEST_TYPES,
+    SignupProof,
 };
 pub use providers::{ModelsOutput, ProviderStatus};
 pub use session::{

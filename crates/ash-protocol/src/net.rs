@@ -64,6 +64,15 @@ pub enum SignupProof {
 /// Longest invite code.
 pub const MAX_INVITE_BYTES: usize = 128;
 
+/// The `type` of every [`PeerRequest`] this version knows. A request of another type is a
+/// newer peer's: answered `unsupported`, not held against it.
+pub const REQUEST_TYPES: [&str; 5] =
+    ["info", "ledger_heads", "ledger_entries", "ledger_checkpoints", "signup"];
+
+/// The `type` of every [`Gossip`] message this version knows; others are a newer peer's and
+/// are neither passed on nor held against anyone.
+pub const GOSSIP_TYPES: [&str; 3] = ["heads", "equivocation", "checkpoint"];
+
 /// Most heads one answer holds.
 pub const MAX_HEADS: u32 = 4096;
 /// Most entries one answer holds.
@@ -176,4 +185,35 @@ pub struct PeerError {
     pub code: String,
     /// For people.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `type` each value is written with.
+    fn kind<T: Serialize>(value: &T) -> String {
+        let json = serde_json::to_value(value).unwrap_or_default();
+        json["type"].as_str().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn the_lists_of_types_name_every_variant() {
+        let requests = [
+            PeerRequest::Info,
+            PeerRequest::LedgerHeads { after: None, limit: 1 },
+            PeerRequest::LedgerEntries { logs: Vec::new(), limit: 1 },
+            PeerRequest::LedgerCheckpoints { subjects: Vec::new() },
+            PeerRequest::Signup { proof: SignupProof::None },
+        ];
+        let kinds: Vec<String> = requests.iter().map(kind).collect();
+        assert_eq!(kinds, REQUEST_TYPES);
+        let gossip = [
+            Gossip::Heads { heads: Vec::new() },
+            Gossip::Equivocation { entries: Vec::new() },
+            Gossip::Checkpoint { bytes: serde_bytes::ByteBuf::new() },
+        ];
+        let kinds: Vec<String> = gossip.iter().map(kind).collect();
+        assert_eq!(kinds, GOSSIP_TYPES);
+    }
 }

@@ -36,6 +36,12 @@ pub(crate) struct Home {
     dir: PathBuf,
 }
 
+/// The right to append to this home's own logs (its identity's, its authority's), held while
+/// alive: one process at a time, or two would write different entries at one position of a
+/// log, a fork that freezes the identity everywhere.
+#[must_use = "the lock is released when this is dropped"]
+pub(crate) struct Writer(#[expect(dead_code, reason = "held for its lock")] std::fs::File);
+
 impl Home {
     pub(crate) fn find() -> anyhow::Result<Self> {
         let dir = config::ash_home().context("cannot find $ASH_HOME or $HOME; set ASH_HOME")?;
@@ -46,6 +52,30 @@ impl Home {
             bail!("fix {} first", dir.join("config.toml").display());
         }
         Ok(Self { dir })
+    }
+    /// Takes the right to append to this home's own logs, or says which process holds it.
+    pub(crate) fn writer(&self) -> anyhow::Result<Writer> {
+        let dir = self.run_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("writer.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Writer(file)),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another ash process writes this home's ledger (an `ash node` or `ash admin serve` \
+                 of {} runs): stop it first. Two writers would fork this identity's log, which \
+                 freezes it",
+                self.dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
     }
     /// Where a running node leaves its state (and proxies their sockets).
     pub(crate) fn run_dir(&self) -> PathBuf {
@@ -234,6 +264,7 @@ fn ensure_profile(
 
 pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
+    let _writer = home.writer()?;
     if let Some(file) = &args.genesis {
         home.install_genesis(&read_genesis(file)?)?;
     }
@@ -705,6 +736,7 @@ fn export(args: &LedgerExportArgs) -> anyhow::Result<Outcome> {
 
 fn import(args: &LedgerImportArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
+    let _writer = home.writer()?;
     let genesis = home.genesis()?;
     let bundle = read(&args.bundle, &genesis)?;
     let mut db = home.ledger()?;
@@ -961,6 +993,7 @@ pub(crate) fn network_create(args: &crate::cli::NetworkCreateArgs) -> anyhow::Re
 
 fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
+    let _writer = home.writer()?;
     let ids = |list: &[String]| {
         list.iter().map(|t| parse_id(t)).collect::<anyhow::Result<BTreeSet<NodeId>>>()
     };
@@ -1023,6 +1056,7 @@ fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
 
 fn mint(args: &AdminMintArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
+    let _writer = home.writer()?;
     let authority = home.authority()?;
     let genesis = home.genesis()?;
     if !genesis.is_authority(&authority.node_id()) {

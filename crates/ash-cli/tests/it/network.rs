@@ -692,7 +692,12 @@ fn a_node_killed_mid_run_restarts_on_an_intact_ledger_and_catches_up() {
     let (mut node, mut lines) = lan.node(1, &bob, &bootstrap);
     wait_event(&mut lines, WAIT, |e| e["event"] == "connected")
         .expect("Bob's node finds the authority's");
-    node.kill().unwrap();
+    // (The ash process itself, not the `timeout` around it, which would leave it running.)
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(bob.join("run/node.json")).unwrap()).unwrap();
+    let pid = i32::try_from(state["pid"].as_u64().unwrap()).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
     node.wait().unwrap();
     // Restarted, it opens what it stored (verified again) and gets the rest, its bonus too
     // (taken in before the kill or after the restart: either way it is in the ledger file).
@@ -974,4 +979,40 @@ fn a_hostile_node_process_gets_nothing_forged_stored() {
         (rows[0]["kind"].as_str(), rows[0]["verdict"].as_str()),
         (Some("profile"), Some("valid"))
     );
+}
+
+#[test]
+fn one_process_at_a_time_writes_a_homes_own_log() {
+    let root = tempfile::tempdir().unwrap();
+    let genesis = root.path().join("net.genesis.toml");
+    let admin = root.path().join("admin");
+    crate::ledger::new_network(&admin, "net", &genesis);
+    let alice = root.path().join("alice");
+    crate::ledger::join(&alice, &genesis, "alice");
+    let (node, lines, address) = start_node(&alice);
+    // A second node, a join and an import of the same home would append from their own idea of
+    // the head: refused while the node runs, saying why.
+    for args in [
+        vec!["node", "--port", "0", "--no-mdns"],
+        vec!["join", "--offline"],
+        vec!["ledger", "import", "/nonexistent.bundle"],
+    ] {
+        let out = ash(&alice).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("another ash process writes this home's ledger"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // Looking around only reads, so it still runs.
+    let out = ash(&alice)
+        .args(["status", "--network", "--bootstrap", &address, "--no-mdns", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stop(node, lines);
+    // Once the node stopped, the home is free again.
+    let out = ash(&alice).args(["join", "--offline"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

@@ -69,6 +69,7 @@ fn signing_up(
         info: PeerInfo::default(),
         authority,
         signup,
+        writer: true,
     };
     // Identities are not Clone: the node gets its own copy of the same key.
     let mut secret = *who.transport_secret();
