@@ -824,7 +824,9 @@ pub fn apply(
     // Git must not find a repository above the tree: paths are relative to the tree.
     let parent = tree.parent().unwrap_or(Path::new("/")).display().to_string();
     let env = [("GIT_CEILING_DIRECTORIES".to_owned(), parent)];
-    let mut base = hardened(&["apply", "--whitespace=nowarn"]);
+    // The journal keeps pre-images as hard links, which changes the files' ctime: a three-way
+    // apply, which holds the index's stat data to the files, must not read that as a change.
+    let mut base = hardened(&["-c", "core.trustctime=false", "apply", "--whitespace=nowarn"]);
     if options.three_way {
         base.push("--3way".to_owned());
     }
