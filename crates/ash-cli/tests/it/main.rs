@@ -69,7 +69,10 @@ fn init_then_info_then_build() {
     assert!(info.ok);
     assert_eq!(info.agent.name, "demo");
     let tools: Vec<&str> = info.agent.tools.iter().map(ash_core::tool_name).collect();
-    assert_eq!(tools, ["activate_skill", "bash", "get_weather", "read_file", "write_file"]);
+    assert_eq!(
+        tools,
+        ["activate_skill", "bash", "edit_file", "get_weather", "read_file", "search", "write_file"]
+    );
     assert_eq!(info.agent.offered_tools, tools);
     assert_eq!(info.agent.unsupported, []);
 

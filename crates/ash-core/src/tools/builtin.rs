@@ -1,4 +1,5 @@
-//! The built-in tools: `bash`, `read_file`, `write_file`, and the `activate_skill` schema.
+//! The built-in tools: `bash`, `read_file`, `write_file`, `edit_file`, `search`, and the
+//! `activate_skill` schema.
 
 use std::time::Duration;
 
@@ -24,6 +25,19 @@ pub(crate) const READ_DESCRIPTION: &str =
     "Read a UTF-8 text file from the workspace. Paths are relative to the workspace root.";
 pub(crate) const WRITE_DESCRIPTION: &str = "Create or replace a file in the workspace with the given \
 text, creating parent directories. Paths are relative to the workspace root.";
+pub(crate) const EDIT_DESCRIPTION: &str = "Replace exact text in a workspace file: `old` must \
+occur exactly once (give more surrounding lines to make it unique), or set `replaceAll`. Returns \
+how many places changed.";
+pub(crate) const SEARCH_DESCRIPTION: &str = "Search the workspace's text files for a regular \
+expression (or, with `literal`, a plain string), line by line, skipping what .gitignore ignores \
+and the .git directory. Returns the matching lines with their paths and line numbers.";
+/// Matches `search` returns at most (the default is 100).
+const SEARCH_MAX_RESULTS: u64 = 1000;
+/// Files `search` reads at most, and the largest it reads.
+const SEARCH_MAX_FILES: usize = 20_000;
+const SEARCH_MAX_FILE_BYTES: u64 = 1 << 20;
+/// Characters of a matching line `search` returns.
+const SEARCH_LINE_CHARS: usize = 400;
 pub(crate) const SKILL_DESCRIPTION: &str = "Load a skill's instructions by name before following \
 it. Returns the instructions and the paths of the skill's files in the workspace.";
 
@@ -59,6 +73,34 @@ pub(crate) fn write_schema() -> Value {
             "content": { "type": "string", "maxLength": WRITE_MAX_BYTES }
         },
         "required": ["path", "content"],
+        "additionalProperties": false
+    })
+}
+
+pub(crate) fn edit_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "path": { "type": "string", "minLength": 1 },
+            "old": { "type": "string", "minLength": 1, "description": "The exact text to replace." },
+            "new": { "type": "string", "maxLength": WRITE_MAX_BYTES, "description": "What replaces it." },
+            "replaceAll": { "type": "boolean", "description": "Replace every occurrence (default false)." }
+        },
+        "required": ["path", "old", "new"],
+        "additionalProperties": false
+    })
+}
+
+pub(crate) fn search_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "pattern": { "type": "string", "minLength": 1, "maxLength": 1000 },
+            "path": { "type": "string", "minLength": 1, "description": "A directory or file to search (default: the whole workspace)." },
+            "literal": { "type": "boolean", "description": "Match the pattern as plain text (default false)." },
+            "maxResults": { "type": "integer", "minimum": 1, "maximum": SEARCH_MAX_RESULTS }
+        },
+        "required": ["pattern"],
         "additionalProperties": false
     })
 }
@@ -252,6 +294,151 @@ pub(crate) async fn write_file(input: &Map<String, Value>, ctx: &CallContext<'_>
     }
 }
 
+/// Replaces `old` in `text`: once (it must occur once), or everywhere. The new text and the
+/// number of places, or why not.
+fn replace(text: &str, old: &str, new: &str, all: bool) -> Result<(String, usize), String> {
+    let count = text.matches(old).count();
+    match count {
+        0 => {
+            Err("`old` does not occur in the file; read it again and copy the text exactly".into())
+        }
+        1 => Ok((text.replacen(old, new, 1), 1)),
+        n if all => Ok((text.replace(old, new), n)),
+        n => Err(format!(
+            "`old` occurs {n} times; add surrounding lines to make it unique, or set replaceAll"
+        )),
+    }
+}
+
+pub(crate) async fn edit_file(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
+    let path = str_field(input, "path");
+    let (old, new) = (str_field(input, "old"), str_field(input, "new"));
+    let all = input.get("replaceAll").and_then(Value::as_bool).unwrap_or(false);
+    let full = match ctx.workspace.resolve(path) {
+        Ok(full) => full,
+        Err(e) => return Outcome::error(e.to_string()),
+    };
+    let (old, new, owner) = (old.to_owned(), new.to_owned(), ctx.sandbox.host_owner());
+    let editing = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+        use std::io::Read as _;
+        let file = open_regular(&full, false).map_err(|e| format!("cannot read it: {e}"))?;
+        let mut bytes = Vec::new();
+        file.take(WRITE_MAX_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        if bytes.len() > WRITE_MAX_BYTES {
+            return Err(format!("it is over {WRITE_MAX_BYTES} bytes; edit it with `bash`"));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())?;
+        let (edited, count) = replace(&text, &old, &new, all)?;
+        if edited.len() > WRITE_MAX_BYTES {
+            return Err(format!("the result would be over {WRITE_MAX_BYTES} bytes"));
+        }
+        write_regular(&full, &edited, &[], owner).map_err(|e| format!("cannot write it: {e}"))?;
+        Ok(count)
+    });
+    match tokio::select! {
+        edited = editing => edited,
+        () = ctx.cancel.cancelled() => return Outcome::error("cancelled"),
+    } {
+        Ok(Ok(count)) => Outcome::ok(json!({ "path": path, "replacements": count })),
+        Ok(Err(e)) => Outcome::error(format!("`{path}`: {e}")),
+        Err(e) => Outcome::error(format!("`{path}`: {e}")),
+    }
+}
+
+/// One matching line.
+#[derive(Debug, PartialEq, Eq)]
+struct Found {
+    path: String,
+    line: u64,
+    text: String,
+}
+
+/// Searches the text files under `start` (inside `root`) for `pattern`, at most `max` lines;
+/// also says whether there were more, or files left unread.
+fn search_tree(
+    root: &std::path::Path,
+    start: &std::path::Path,
+    pattern: &regex::Regex,
+    max: usize,
+) -> (Vec<Found>, bool) {
+    use std::io::BufRead as _;
+    let mut found = Vec::new();
+    let mut files = 0;
+    let walk = ignore::WalkBuilder::new(start)
+        .hidden(false)
+        .follow_links(false)
+        .require_git(false)
+        .filter_entry(|e| e.file_name() != ".git")
+        .build();
+    for entry in walk.flatten() {
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        files += 1;
+        if files > SEARCH_MAX_FILES {
+            return (found, true);
+        }
+        let path = entry.path();
+        if entry.metadata().map_or(true, |m| m.len() > SEARCH_MAX_FILE_BYTES) {
+            continue;
+        }
+        let Ok(file) = open_regular(path, false) else { continue };
+        let shown = path.strip_prefix(root).unwrap_or(path).display().to_string();
+        for (n, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+            let Ok(line) = line else { break };
+            // Binary files are not text: skip them whole.
+            if line.contains(&0) {
+                break;
+            }
+            let text = String::from_utf8_lossy(&line);
+            if pattern.is_match(&text) {
+                if found.len() == max {
+                    return (found, true);
+                }
+                found.push(Found {
+                    path: shown.clone(),
+                    line: n as u64 + 1,
+                    text: text.chars().take(SEARCH_LINE_CHARS).collect(),
+                });
+            }
+        }
+    }
+    (found, false)
+}
+
+pub(crate) async fn search(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
+    let pattern = str_field(input, "pattern");
+    let literal = input.get("literal").and_then(Value::as_bool).unwrap_or(false);
+    let max = input.get("maxResults").and_then(Value::as_u64).unwrap_or(100);
+    let path = input.get("path").and_then(Value::as_str).unwrap_or(".");
+    let source = if literal { regex::escape(pattern) } else { pattern.to_owned() };
+    let regex = match regex::RegexBuilder::new(&source).size_limit(1 << 20).build() {
+        Ok(regex) => regex,
+        Err(e) => return Outcome::error(format!("not a regular expression: {e}")),
+    };
+    let start = match ctx.workspace.resolve(path) {
+        Ok(start) => start,
+        Err(e) => return Outcome::error(e.to_string()),
+    };
+    let root = ctx.workspace.root().to_path_buf();
+    let max = usize::try_from(max).unwrap_or(100);
+    let searching = tokio::task::spawn_blocking(move || search_tree(&root, &start, &regex, max));
+    let (found, more) = match tokio::select! {
+        searched = searching => searched,
+        () = ctx.cancel.cancelled() => return Outcome::error("cancelled"),
+    } {
+        Ok(searched) => searched,
+        Err(e) => return Outcome::error(format!("search failed: {e}")),
+    };
+    let matches: Vec<Value> = found
+        .into_iter()
+        .map(|f| json!({ "path": f.path, "line": f.line, "text": f.text }))
+        .collect();
+    Outcome::ok(json!({ "matches": matches, "truncated": more }))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
@@ -281,5 +468,55 @@ mod tests {
         std::fs::File::create(&path).unwrap().set_len(1000 << 20).unwrap();
         let (bytes, size) = read_head(&path).unwrap();
         assert_eq!((bytes.len(), size), (READ_MAX_BYTES + 1, 1000 << 20));
+    }
+
+    #[test]
+    fn an_edit_replaces_exactly_what_it_names() {
+        let text = "fn a() {}\nfn b() {}\nfn a() {}\n";
+        type Case<'a> = (&'a str, &'a str, bool, Result<(String, usize), String>);
+        let cases: [Case<'_>; 4] = [
+            ("fn b() {}", "fn b() { 1 }", false, Ok(("fn a() {}\nfn b() { 1 }\nfn a() {}\n".into(), 1))),
+            ("fn a() {}", "x", false, Err("`old` occurs 2 times; add surrounding lines to make it unique, or set replaceAll".into())),
+            ("fn a() {}", "x", true, Ok(("x\nfn b() {}\nx\n".into(), 2))),
+            ("fn c", "x", true, Err("`old` does not occur in the file; read it again and copy the text exactly".into())),
+        ];
+        for (old, new, all, expected) in cases {
+            assert_eq!(replace(text, old, new, all), expected, "{old}");
+        }
+    }
+
+    #[test]
+    fn search_reads_text_files_git_keeps_and_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::create_dir_all(root.join("target")).unwrap();
+        std::fs::write(root.join(".gitignore"), "target/\n").unwrap();
+        std::fs::write(root.join("src/lib.rs"), "fn main() {}\n// TODO: one\nlet x = 1;\n")
+            .unwrap();
+        std::fs::write(root.join("notes.md"), "TODO: two\n").unwrap();
+        std::fs::write(root.join("target/out.rs"), "TODO: ignored\n").unwrap();
+        std::fs::write(root.join(".git/config"), "TODO: never\n").unwrap();
+        std::fs::write(root.join("blob.bin"), b"TODO\0binary\n").unwrap();
+        let todo = regex::Regex::new("TODO").unwrap();
+        let (mut found, more) = search_tree(root, root, &todo, 100);
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        let lines: Vec<(String, u64, String)> =
+            found.into_iter().map(|f| (f.path, f.line, f.text)).collect();
+        assert_eq!(
+            (lines, more),
+            (
+                vec![
+                    ("notes.md".to_owned(), 1, "TODO: two".to_owned()),
+                    ("src/lib.rs".to_owned(), 2, "// TODO: one".to_owned()),
+                ],
+                false
+            )
+        );
+        let (found, more) = search_tree(root, root, &todo, 1);
+        assert_eq!((found.len(), more), (1, true));
+        let (found, _) = search_tree(root, &root.join("src"), &todo, 100);
+        assert_eq!(found.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["src/lib.rs"]);
     }
 }

@@ -114,6 +114,8 @@ enum Runner {
     Bash,
     ReadFile,
     WriteFile,
+    EditFile,
+    Search,
     Skill,
     Command { argv: Vec<String>, timeout: Duration },
 }
@@ -170,6 +172,8 @@ impl Toolbox {
         add("bash", builtin::BASH_DESCRIPTION, builtin::bash_schema(), Runner::Bash)?;
         add("read_file", builtin::READ_DESCRIPTION, builtin::read_schema(), Runner::ReadFile)?;
         add("write_file", builtin::WRITE_DESCRIPTION, builtin::write_schema(), Runner::WriteFile)?;
+        add("edit_file", builtin::EDIT_DESCRIPTION, builtin::edit_schema(), Runner::EditFile)?;
+        add("search", builtin::SEARCH_DESCRIPTION, builtin::search_schema(), Runner::Search)?;
         let skills: Vec<SkillEntry> = package
             .skills
             .iter()
@@ -266,6 +270,8 @@ impl Toolbox {
             Runner::Bash => builtin::bash(&input, ctx).await,
             Runner::ReadFile => builtin::read_file(&input, ctx).await,
             Runner::WriteFile => builtin::write_file(&input, ctx).await,
+            Runner::EditFile => builtin::edit_file(&input, ctx).await,
+            Runner::Search => builtin::search(&input, ctx).await,
             Runner::Skill => self.activate_skill(&input),
             Runner::Command { argv, timeout } => {
                 command::run(name, argv, *timeout, &input, ctx).await

@@ -147,7 +147,7 @@ async fn a_conversation_runs_tools_parks_and_continues_with_its_history() {
         .iter()
         .map(|t| t["function"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(tools, ["bash", "read_file", "write_file"]);
+    assert_eq!(tools, ["bash", "edit_file", "read_file", "search", "write_file"]);
     let info = h.engine.run_info(&first.run_id).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -162,6 +162,69 @@ async fn a_conversation_runs_tools_parks_and_continues_with_its_history() {
     // A parked session holds no worker and, without readers, no channel.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!((h.engine.active_runs(), h.engine.live_channels()), (0, 0));
+}
+
+#[tokio::test]
+async fn files_are_edited_in_place_and_searched() {
+    let h = Harness::new("//- agent/system.md\nYou code.\n").await;
+    let source = "fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n// a - b is wrong\n";
+    h.server
+        .push(Reply::Turn(
+            Turn::text("Fixing.")
+                .then_tool_call(
+                    "w",
+                    "write_file",
+                    &json!({ "path": "src/lib.rs", "content": source }).to_string(),
+                )
+                .then_tool_call("s", "search", r#"{"pattern":"a - b","literal":true}"#)
+                .then_tool_call(
+                    "e1",
+                    "edit_file",
+                    r#"{"path":"src/lib.rs","old":"a - b","new":"a + b"}"#,
+                )
+                .then_tool_call(
+                    "e2",
+                    "edit_file",
+                    r#"{"path":"src/lib.rs","old":"    a - b\n","new":"    a + b\n"}"#,
+                )
+                .then_tool_call("e3", "edit_file", r#"{"path":"../escape.rs","old":"x","new":"y"}"#)
+                .then_tool_call("s2", "search", r#"{"pattern":"fn \\w+\\(","path":"src"}"#),
+        ))
+        .push(Reply::Turn(Turn::text("Fixed.")));
+    let sent = h.send("fix add", None).await;
+    let events = read_until(&h.engine, &sent.run_id, 0, &["session.waiting"]).await;
+    let got: Vec<(String, Value, Option<String>)> =
+        results(&events).into_iter().map(|(id, _, _, output, error)| (id, output, error)).collect();
+    assert_eq!(
+        got[1..],
+        [
+            (
+                "s".to_owned(),
+                json!({ "matches": [
+                    { "path": "src/lib.rs", "line": 2, "text": "    a - b" },
+                    { "path": "src/lib.rs", "line": 4, "text": "// a - b is wrong" },
+                ], "truncated": false }),
+                None
+            ),
+            (
+                "e1".to_owned(),
+                Value::Null,
+                Some("`src/lib.rs`: `old` occurs 2 times; add surrounding lines to make it unique, or set replaceAll".to_owned())
+            ),
+            ("e2".to_owned(), json!({ "path": "src/lib.rs", "replacements": 1 }), None),
+            ("e3".to_owned(), Value::Null, Some("`../escape.rs` is outside the workspace; use a path relative to the workspace root".to_owned())),
+            (
+                "s2".to_owned(),
+                json!({ "matches": [{ "path": "src/lib.rs", "line": 1, "text": "fn add(a: i32, b: i32) -> i32 {" }], "truncated": false }),
+                None
+            ),
+        ]
+    );
+    let workspace = h.workspace(sent.run_id.as_str());
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("src/lib.rs")).unwrap(),
+        "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n// a - b is wrong\n"
+    );
 }
 
 #[tokio::test]
@@ -292,7 +355,7 @@ async fn command_tools_validate_input_and_report_bad_output_to_the_model() {
             Some("tool `lookup` did not finish within 1500 ms and was killed".to_owned()),
             Some("tool `lookup` failed with exit code 4: city database offline".to_owned()),
             errors[5].clone(),
-            Some("unknown tool `no_such_tool`; available tools: bash, lookup, read_file, write_file".to_owned()),
+            Some("unknown tool `no_such_tool`; available tools: bash, edit_file, lookup, read_file, search, write_file".to_owned()),
             Some("tool `lookup` printed more than 1048576 bytes; its output was discarded".to_owned()),
         ]
     );
