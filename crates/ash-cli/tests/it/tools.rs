@@ -131,3 +131,25 @@ fn as_a_normal_user_the_sandbox_is_that_user_never_root() {
         assert_eq!((made.uid(), made.mode() & 0o6000), (65534, 0), "{backend}");
     }
 }
+
+#[test]
+fn the_builtin_coding_agent_is_a_valid_agent_with_the_file_tools() {
+    let coder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/coder");
+    let home = tempfile::tempdir().unwrap();
+    let out = crate::ash_env(
+        home.path(),
+        &["info", coder.to_str().unwrap(), "--json"],
+        &[("ASH_HOME", home.path().to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
+    let info: ash_protocol::InfoOutput = serde_json::from_slice(&out.stdout).unwrap();
+    let skills: Vec<&str> = info.agent.skills.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        (info.ok, info.agent.name.as_str(), skills, info.agent.unsupported.len()),
+        (true, "ash-coder", vec!["git-work", "run-checks"], 0)
+    );
+    assert_eq!(
+        info.agent.offered_tools,
+        ["activate_skill", "bash", "edit_file", "read_file", "search", "write_file"]
+    );
+}
