@@ -1043,11 +1043,29 @@ fn genesis(args: &AdminGenesisArgs) -> anyhow::Result<Outcome> {
             "bootstrap": genesis.bootstrap,
         }))?;
     } else {
+        let bonus = genesis.signup_bonus.map_or_else(
+            || "the bonus `ash admin serve` is given".to_owned(),
+            |b| format!("{b} credits"),
+        );
+        let signup = match genesis.signup_cost {
+            SignupCost::None => format!("signup: {bonus} for every new identity"),
+            SignupCost::Invite => {
+                format!("signup: {bonus} for an invite code (issue them with `ash admin invite`)")
+            }
+            SignupCost::Work { bits } => {
+                format!(
+                    "signup: {bonus} for a proof of work ({bits} bits, worked out by `ash join`)"
+                )
+            }
+        };
+        let prices: Vec<String> =
+            genesis.price_list().iter().map(|(tier, price)| format!("{tier} {price}")).collect();
         output::stdout(&format!(
-            "network `{}` ({})\ngenesis: {}\ngive this file to every participant: `ash join --network {} --username NAME`; run the mint authority's node with `ash admin serve`\n",
+            "network `{}` ({})\ngenesis: {}\n{signup}\nprices per job: {}\ngive this file to every participant: `ash join --network {} --username NAME`; run the mint authority's node with `ash admin serve`\n",
             genesis.name,
             genesis.id(),
             file.display(),
+            prices.join(" · "),
             file.display()
         ));
     }
