@@ -165,7 +165,7 @@ impl EventLoop {
             loopback_only &= is_loopback(&addr);
             swarm.listen_on(addr).map_err(|e| NetError::Address {
                 address: address.clone(),
-                reason: e.to_string(),
+                reason: describe(&e),
             })?;
         }
         let mut found = HashMap::new();
@@ -735,6 +735,20 @@ fn remember<V>(map: &mut HashMap<PeerId, V>, peer: PeerId, value: V) {
         map.clear();
     }
     map.insert(peer, value);
+}
+
+/// An error and its causes, as one line (some transports' errors say nothing themselves).
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.contains(&text) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    if parts.is_empty() { format!("{error:?}") } else { parts.join(": ") }
 }
 
 fn parse(address: &str) -> Result<Multiaddr, NetError> {
