@@ -266,3 +266,98 @@ async fn inbound_connections_from_one_address_are_bounded() {
     assert_eq!(peers, expected);
     a.shutdown().await;
 }
+
+/// A plain libp2p peer (not ash): it speaks this network's identify version and gossips with
+/// `authenticity` on the heads topic of network `network`.
+mod plain {
+    use libp2p::swarm::NetworkBehaviour;
+    use libp2p::{Swarm, gossipsub, identify, noise, tcp, yamux};
+
+    #[derive(NetworkBehaviour)]
+    pub struct Plain {
+        identify: identify::Behaviour,
+        pub gossip: gossipsub::Behaviour,
+    }
+
+    pub fn peer(network: u8, signed: bool) -> (Swarm<Plain>, gossipsub::IdentTopic) {
+        let tag = format!("{network:02x}").repeat(8);
+        let swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|key| {
+                let authenticity = if signed {
+                    gossipsub::MessageAuthenticity::Signed(key.clone())
+                } else {
+                    gossipsub::MessageAuthenticity::Anonymous
+                };
+                let config = gossipsub::ConfigBuilder::default()
+                    .validation_mode(if signed {
+                        gossipsub::ValidationMode::Strict
+                    } else {
+                        gossipsub::ValidationMode::None
+                    })
+                    .build()
+                    .unwrap();
+                Plain {
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        format!("/ash/{tag}/1"),
+                        key.public(),
+                    )),
+                    gossip: gossipsub::Behaviour::new(authenticity, config).unwrap(),
+                }
+            })
+            .unwrap()
+            .build();
+        (swarm, gossipsub::IdentTopic::new(format!("ash/{tag}/heads/1")))
+    }
+}
+
+/// Runs `swarm`, publishing `data` on `topic` every 200 ms, for `time`.
+async fn publish_for(
+    swarm: &mut libp2p::Swarm<plain::Plain>,
+    topic: &libp2p::gossipsub::IdentTopic,
+    data: &[u8],
+    time: Duration,
+) {
+    use futures_util::StreamExt as _;
+    let deadline = tokio::time::Instant::now() + time;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    while tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = swarm.select_next_some() => {}
+            _ = tick.tick() => {
+                let _ = swarm.behaviour_mut().gossip.publish(topic.clone(), data.to_vec());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_gossip_from_a_plain_libp2p_peer_goes_nowhere() {
+    let (_a, mut a_events, a_address) = node("a6", 1, vec![]).await;
+    let data = cbor4ii::serde::to_vec(Vec::new(), &heads()).unwrap();
+    // Unsigned: dropped by strict validation before ash reads it.
+    let (mut unsigned, topic) = plain::peer(1, false);
+    unsigned.behaviour_mut().gossip.subscribe(&topic).unwrap();
+    unsigned.dial(a_address.parse::<libp2p::Multiaddr>().unwrap()).unwrap();
+    publish_for(&mut unsigned, &topic, &data, Duration::from_secs(2)).await;
+    while let Ok(event) = a_events.try_recv() {
+        assert!(
+            !matches!(event, NetEvent::Gossip { .. }),
+            "unsigned gossip got through: {event:?}"
+        );
+    }
+    // The same bytes signed by the same kind of peer do arrive: the road was open.
+    let (mut signed, topic) = plain::peer(1, true);
+    signed.behaviour_mut().gossip.subscribe(&topic).unwrap();
+    signed.dial(a_address.parse::<libp2p::Multiaddr>().unwrap()).unwrap();
+    let (arrived, ()) = tokio::join!(
+        next(&mut a_events, |e| match e {
+            NetEvent::Gossip { message, .. } => Some(message),
+            _ => None,
+        }),
+        publish_for(&mut signed, &topic, &data, Duration::from_secs(3)),
+    );
+    assert_eq!(arrived, heads());
+}
