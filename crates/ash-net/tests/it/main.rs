@@ -274,12 +274,12 @@ mod plain {
     use libp2p::{Swarm, gossipsub, identify, noise, tcp, yamux};
 
     #[derive(NetworkBehaviour)]
-    pub struct Plain {
+    pub(crate) struct Plain {
         identify: identify::Behaviour,
-        pub gossip: gossipsub::Behaviour,
+        pub(crate) gossip: gossipsub::Behaviour,
     }
 
-    pub fn peer(network: u8, signed: bool) -> (Swarm<Plain>, gossipsub::IdentTopic) {
+    pub(crate) fn peer(network: u8, signed: bool) -> (Swarm<Plain>, gossipsub::IdentTopic) {
         let tag = format!("{network:02x}").repeat(8);
         let swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
