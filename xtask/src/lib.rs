@@ -42,7 +42,7 @@ pub const ROOMS: &[(&str, &[&str])] = &[
     ("hpke", &["ash-pack"]),
     ("aes-gcm", &["ash-pack"]),
     ("zstd", &["ash-pack"]),
-    // The package walk, and the `search` tool's walk of a workspace (git's ignore rules both).
+    // The package walk, and the `search_files` tool's walk of a workspace (git's ignore rules both).
     ("ignore", &["ash-pack", "ash-core"]),
 ];
 

@@ -4,8 +4,15 @@
 //! sandbox, connection, subagent and agent names. Pure functions over strings.
 
 /// Tool names the runtime defines itself; authored tools may not take them.
-pub const RESERVED_TOOL_NAMES: &[&str] =
-    &["activate_skill", "bash", "edit_file", "load_skill", "read_file", "search", "write_file"];
+pub const RESERVED_TOOL_NAMES: &[&str] = &[
+    "activate_skill",
+    "bash",
+    "edit_file",
+    "load_skill",
+    "read_file",
+    "search_files",
+    "write_file",
+];
 
 /// Longest model-visible tool name (OpenAI and Anthropic both accept 64).
 pub const MAX_TOOL_NAME_LEN: usize = 64;

@@ -385,7 +385,7 @@ async fn the_caller_reaches_authored_tools_and_the_initiator_stays() {
         .collect();
     let (_, info, _) = answer(port, false, "/info", &[("authorization", ops.clone())]).await;
     assert_eq!(info["agent"]["offeredTools"], json!(offered));
-    assert_eq!(offered, ["bash", "edit_file", "read_file", "search", "whoami", "write_file"]);
+    assert_eq!(offered, ["bash", "edit_file", "read_file", "search_files", "whoami", "write_file"]);
 }
 
 #[test]
@@ -426,7 +426,7 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         info["agent"]["offeredTools"],
-        json!(["bash", "edit_file", "read_file", "search", "write_file"])
+        json!(["bash", "edit_file", "read_file", "search_files", "write_file"])
     );
     let marked: Vec<(String, Value)> = info["agent"]["unsupported"]
         .as_array()
@@ -447,7 +447,7 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     let text = crate::stdout(&ash_env(fx.path(), &["info", "."], &[]));
     assert!(text.contains("shell_sandbox  sandbox  A shell.\n      runs a shell command in sandbox shell\n      NOT OFFERED: named sandboxes are not executed yet"), "{text}");
     assert!(
-        text.contains("the model is offered: bash, edit_file, read_file, search, write_file"),
+        text.contains("the model is offered: bash, edit_file, read_file, search_files, write_file"),
         "{text}"
     );
 }

@@ -71,7 +71,15 @@ fn init_then_info_then_build() {
     let tools: Vec<&str> = info.agent.tools.iter().map(ash_core::tool_name).collect();
     assert_eq!(
         tools,
-        ["activate_skill", "bash", "edit_file", "get_weather", "read_file", "search", "write_file"]
+        [
+            "activate_skill",
+            "bash",
+            "edit_file",
+            "get_weather",
+            "read_file",
+            "search_files",
+            "write_file"
+        ]
     );
     assert_eq!(info.agent.offered_tools, tools);
     assert_eq!(info.agent.unsupported, []);

@@ -150,6 +150,6 @@ fn the_builtin_coding_agent_is_a_valid_agent_with_the_file_tools() {
     );
     assert_eq!(
         info.agent.offered_tools,
-        ["activate_skill", "bash", "edit_file", "read_file", "search", "write_file"]
+        ["activate_skill", "bash", "edit_file", "read_file", "search_files", "write_file"]
     );
 }

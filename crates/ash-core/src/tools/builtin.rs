@@ -1,4 +1,4 @@
-//! The built-in tools: `bash`, `read_file`, `write_file`, `edit_file`, `search`, and the
+//! The built-in tools: `bash`, `read_file`, `write_file`, `edit_file`, `search_files`, and the
 //! `activate_skill` schema.
 
 use std::time::Duration;
@@ -31,7 +31,7 @@ how many places changed.";
 pub(crate) const SEARCH_DESCRIPTION: &str = "Search the workspace's text files for a regular \
 expression (or, with `literal`, a plain string), line by line, skipping what .gitignore ignores \
 and the .git directory. Returns the matching lines with their paths and line numbers.";
-/// Matches `search` returns at most (the default is 100).
+/// Matches `search_files` returns at most (the default is 100).
 const SEARCH_MAX_RESULTS: u64 = 1000;
 /// Files `search` reads at most, and the largest it reads.
 const SEARCH_MAX_FILES: usize = 20_000;

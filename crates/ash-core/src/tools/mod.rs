@@ -173,7 +173,7 @@ impl Toolbox {
         add("read_file", builtin::READ_DESCRIPTION, builtin::read_schema(), Runner::ReadFile)?;
         add("write_file", builtin::WRITE_DESCRIPTION, builtin::write_schema(), Runner::WriteFile)?;
         add("edit_file", builtin::EDIT_DESCRIPTION, builtin::edit_schema(), Runner::EditFile)?;
-        add("search", builtin::SEARCH_DESCRIPTION, builtin::search_schema(), Runner::Search)?;
+        add("search_files", builtin::SEARCH_DESCRIPTION, builtin::search_schema(), Runner::Search)?;
         let skills: Vec<SkillEntry> = package
             .skills
             .iter()

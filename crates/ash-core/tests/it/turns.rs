@@ -147,7 +147,7 @@ async fn a_conversation_runs_tools_parks_and_continues_with_its_history() {
         .iter()
         .map(|t| t["function"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(tools, ["bash", "edit_file", "read_file", "search", "write_file"]);
+    assert_eq!(tools, ["bash", "edit_file", "read_file", "search_files", "write_file"]);
     let info = h.engine.run_info(&first.run_id).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -176,7 +176,7 @@ async fn files_are_edited_in_place_and_searched() {
                     "write_file",
                     &json!({ "path": "src/lib.rs", "content": source }).to_string(),
                 )
-                .then_tool_call("s", "search", r#"{"pattern":"a - b","literal":true}"#)
+                .then_tool_call("s", "search_files", r#"{"pattern":"a - b","literal":true}"#)
                 .then_tool_call(
                     "e1",
                     "edit_file",
@@ -188,7 +188,7 @@ async fn files_are_edited_in_place_and_searched() {
                     r#"{"path":"src/lib.rs","old":"    a - b\n","new":"    a + b\n"}"#,
                 )
                 .then_tool_call("e3", "edit_file", r#"{"path":"../escape.rs","old":"x","new":"y"}"#)
-                .then_tool_call("s2", "search", r#"{"pattern":"fn \\w+\\(","path":"src"}"#),
+                .then_tool_call("s2", "search_files", r#"{"pattern":"fn \\w+\\(","path":"src"}"#),
         ))
         .push(Reply::Turn(Turn::text("Fixed.")));
     let sent = h.send("fix add", None).await;
@@ -355,7 +355,7 @@ async fn command_tools_validate_input_and_report_bad_output_to_the_model() {
             Some("tool `lookup` did not finish within 1500 ms and was killed".to_owned()),
             Some("tool `lookup` failed with exit code 4: city database offline".to_owned()),
             errors[5].clone(),
-            Some("unknown tool `no_such_tool`; available tools: bash, edit_file, lookup, read_file, search, write_file".to_owned()),
+            Some("unknown tool `no_such_tool`; available tools: bash, edit_file, lookup, read_file, search_files, write_file".to_owned()),
             Some("tool `lookup` printed more than 1048576 bytes; its output was discarded".to_owned()),
         ]
     );
