@@ -26,10 +26,21 @@ fn main() {
     runtime.block_on(async {
         let admin = Identity::insecure_from_label("bench admin");
         let genesis = Genesis::new("bench", T, BTreeSet::from([admin.node_id()])).unwrap();
-        first_peer(&genesis, false).await;
-        first_peer(&genesis, true).await;
-        replication(&genesis, 100, 500).await;
-        replication(&genesis, 10_000, 5).await;
+        // `-- NAME…` runs only those parts: bootstrap, mdns, long-logs, short-logs.
+        let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+        let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+        if run("bootstrap") {
+            first_peer(&genesis, false).await;
+        }
+        if run("mdns") {
+            first_peer(&genesis, true).await;
+        }
+        if run("long-logs") {
+            replication(&genesis, 100, 500).await;
+        }
+        if run("short-logs") {
+            replication(&genesis, 10_000, 5).await;
+        }
     });
 }
 
