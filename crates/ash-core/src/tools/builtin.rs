@@ -29,8 +29,8 @@ pub(crate) const EDIT_DESCRIPTION: &str = "Replace exact text in a workspace fil
 occur exactly once (give more surrounding lines to make it unique), or set `replaceAll`. Returns \
 how many places changed.";
 pub(crate) const SEARCH_DESCRIPTION: &str = "Search the workspace's text files for a regular \
-expression (or, with `literal`, a plain string), line by line, skipping what .gitignore ignores \
-and the .git directory. Returns the matching lines with their paths and line numbers.";
+expression (or, with `literal`, a plain string), line by line, skipping what the workspace's \
+top .gitignore ignores and the .git directory. Returns the matching lines with their paths and line numbers.";
 /// Matches `search_files` returns at most (the default is 100).
 const SEARCH_MAX_RESULTS: u64 = 1000;
 /// Files `search` reads at most, and the largest it reads.
@@ -298,6 +298,12 @@ pub(crate) async fn write_file(input: &Map<String, Value>, ctx: &CallContext<'_>
 /// number of places, or why not.
 fn replace(text: &str, old: &str, new: &str, all: bool) -> Result<(String, usize), String> {
     let count = text.matches(old).count();
+    // The size of the result, known before it is built.
+    let replaced = if all { count } else { count.min(1) };
+    let size = (text.len() - replaced * old.len()).checked_add(replaced.saturating_mul(new.len()));
+    if size.is_none_or(|size| size > WRITE_MAX_BYTES) {
+        return Err(format!("the result would be over {WRITE_MAX_BYTES} bytes"));
+    }
     match count {
         0 => {
             Err("`old` does not occur in the file; read it again and copy the text exactly".into())
@@ -347,6 +353,21 @@ pub(crate) async fn edit_file(input: &Map<String, Value>, ctx: &CallContext<'_>)
     }
 }
 
+/// The workspace's top `.gitignore` (a regular file, at most 64 KiB; links and FIFOs are not
+/// read), as a matcher; empty without one.
+fn root_gitignore(root: &std::path::Path) -> ignore::gitignore::Gitignore {
+    use std::io::Read as _;
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+    let mut text = Vec::new();
+    if let Ok(file) = open_regular(&root.join(".gitignore"), false) {
+        let _ = file.take(64 << 10).read_to_end(&mut text);
+    }
+    for line in String::from_utf8_lossy(&text).lines() {
+        let _ = builder.add_line(None, line);
+    }
+    builder.build().unwrap_or_else(|_| ignore::gitignore::Gitignore::empty())
+}
+
 /// One matching line.
 #[derive(Debug, PartialEq, Eq)]
 struct Found {
@@ -362,23 +383,30 @@ fn search_tree(
     start: &std::path::Path,
     pattern: &regex::Regex,
     max: usize,
+    cancelled: &std::sync::atomic::AtomicBool,
 ) -> (Vec<Found>, bool) {
-    use std::io::BufRead as _;
+    use std::io::{BufRead as _, Read as _};
+    use std::sync::atomic::Ordering;
     let mut found = Vec::new();
-    let mut files = 0;
+    let ignored = root_gitignore(root);
+    // No ignore file is opened by the walk itself (it would follow links and read without
+    // bounds): only the workspace's top `.gitignore`, read like any file a tool reads.
     let walk = ignore::WalkBuilder::new(start)
-        .hidden(false)
+        .standard_filters(false)
         .follow_links(false)
-        .require_git(false)
-        .filter_entry(|e| e.file_name() != ".git")
+        .filter_entry(move |e| {
+            let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+            e.file_name() != ".git"
+                && !ignored.matched_path_or_any_parents(e.path(), is_dir).is_ignore()
+        })
         .build();
-    for entry in walk.flatten() {
+    for (seen, entry) in walk.flatten().enumerate() {
+        // Directories count too, and a cancelled call stops here.
+        if seen >= SEARCH_MAX_FILES || cancelled.load(Ordering::Relaxed) {
+            return (found, true);
+        }
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
-        }
-        files += 1;
-        if files > SEARCH_MAX_FILES {
-            return (found, true);
         }
         let path = entry.path();
         if entry.metadata().map_or(true, |m| m.len() > SEARCH_MAX_FILE_BYTES) {
@@ -386,7 +414,8 @@ fn search_tree(
         }
         let Ok(file) = open_regular(path, false) else { continue };
         let shown = path.strip_prefix(root).unwrap_or(path).display().to_string();
-        for (n, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let reader = std::io::BufReader::new(file.take(SEARCH_MAX_FILE_BYTES));
+        for (n, line) in reader.split(b'\n').enumerate() {
             let Ok(line) = line else { break };
             // Binary files are not text: skip them whole.
             if line.contains(&0) {
@@ -424,10 +453,16 @@ pub(crate) async fn search(input: &Map<String, Value>, ctx: &CallContext<'_>) ->
     };
     let root = ctx.workspace.root().to_path_buf();
     let max = usize::try_from(max).unwrap_or(100);
-    let searching = tokio::task::spawn_blocking(move || search_tree(&root, &start, &regex, max));
+    let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&cancelled);
+    let searching =
+        tokio::task::spawn_blocking(move || search_tree(&root, &start, &regex, max, &flag));
     let (found, more) = match tokio::select! {
         searched = searching => searched,
-        () = ctx.cancel.cancelled() => return Outcome::error("cancelled"),
+        () = ctx.cancel.cancelled() => {
+            cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Outcome::error("cancelled");
+        }
     } {
         Ok(searched) => searched,
         Err(e) => return Outcome::error(format!("search failed: {e}")),
@@ -500,7 +535,8 @@ mod tests {
         std::fs::write(root.join(".git/config"), "TODO: never\n").unwrap();
         std::fs::write(root.join("blob.bin"), b"TODO\0binary\n").unwrap();
         let todo = regex::Regex::new("TODO").unwrap();
-        let (mut found, more) = search_tree(root, root, &todo, 100);
+        let no = std::sync::atomic::AtomicBool::new(false);
+        let (mut found, more) = search_tree(root, root, &todo, 100, &no);
         found.sort_by(|a, b| a.path.cmp(&b.path));
         let lines: Vec<(String, u64, String)> =
             found.into_iter().map(|f| (f.path, f.line, f.text)).collect();
@@ -514,9 +550,43 @@ mod tests {
                 false
             )
         );
-        let (found, more) = search_tree(root, root, &todo, 1);
+        let (found, more) = search_tree(root, root, &todo, 1, &no);
         assert_eq!((found.len(), more), (1, true));
-        let (found, _) = search_tree(root, &root.join("src"), &todo, 100);
+        let (found, _) = search_tree(root, &root.join("src"), &todo, 100, &no);
         assert_eq!(found.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["src/lib.rs"]);
+        // Cancelled, the walk stops at once.
+        let cancelled = std::sync::atomic::AtomicBool::new(true);
+        assert_eq!(search_tree(root, root, &todo, 100, &cancelled).0, []);
+    }
+
+    #[test]
+    fn hostile_ignore_files_and_replacements_cannot_exhaust_the_host() {
+        // A `.gitignore` that is a link to an endless device, or a FIFO with no writer, is not
+        // read (either would fill memory or block forever); a nested one is not read at all.
+        for make in ["link", "fifo"] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            std::fs::create_dir_all(root.join("sub")).unwrap();
+            std::fs::write(root.join("sub/a.txt"), "needle\n").unwrap();
+            if make == "link" {
+                std::os::unix::fs::symlink("/dev/zero", root.join(".gitignore")).unwrap();
+                std::os::unix::fs::symlink("/dev/zero", root.join("sub/.gitignore")).unwrap();
+            } else {
+                let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+                nix::unistd::mkfifo(&root.join(".gitignore"), mode).unwrap();
+                nix::unistd::mkfifo(&root.join("sub/.ignore"), mode).unwrap();
+            }
+            let needle = regex::Regex::new("needle").unwrap();
+            let no = std::sync::atomic::AtomicBool::new(false);
+            let (found, more) = search_tree(root, root, &needle, 10, &no);
+            assert_eq!((found.len(), more), (1, false), "{make}");
+        }
+        // Replacing every byte of a large file with a large text would build gigabytes.
+        let text = "a".repeat(1 << 20);
+        let new = "b".repeat(1 << 10);
+        assert_eq!(
+            replace(&text, "a", &new, true),
+            Err(format!("the result would be over {WRITE_MAX_BYTES} bytes"))
+        );
     }
 }
