@@ -340,8 +340,10 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
                 // Many identities from one address cost one machine little: inbound
                 // connections per IP address are bounded.
-                if !endpoint.is_dialer()
-                    && let Some(ip) = source_of(endpoint.get_remote_address())
+                if let libp2p::core::ConnectedPoint::Listener { local_addr, send_back_addr } =
+                    &endpoint
+                    && let Some(ip) =
+                        source_of(if is_relayed(local_addr) { local_addr } else { send_back_addr })
                 {
                     let count = self.inbound_ips.entry(ip).or_insert(0);
                     *count += 1;
@@ -375,7 +377,15 @@ impl EventLoop {
                     connections: 0,
                     confirmed: false,
                     addresses: BTreeSet::new(),
-                    remote: endpoint.get_remote_address().clone(),
+                    // (A connection relayed to this node names the circuit only locally.)
+                    remote: match &endpoint {
+                        libp2p::core::ConnectedPoint::Listener { local_addr, .. }
+                            if is_relayed(local_addr) =>
+                        {
+                            local_addr.clone()
+                        }
+                        _ => endpoint.get_remote_address().clone(),
+                    },
                     dialer: endpoint.is_dialer(),
                     agent_version: None,
                     rtt: None,
@@ -460,6 +470,8 @@ impl EventLoop {
                 // A message of a type this version does not know (a newer peer's) is neither
                 // passed on nor held against anyone.
                 let unknown = judged.is_err()
+                    && self.topics.contains_key(&message.topic)
+                    && message.source.as_ref().and_then(node_of).is_some()
                     && cbor4ii::serde::from_slice::<Tagged>(&message.data)
                         .is_ok_and(|t| !ash_protocol::GOSSIP_TYPES.contains(&t.kind.as_str()));
                 let acceptance = match (&judged, unknown) {
@@ -495,10 +507,20 @@ impl EventLoop {
                         channel,
                         ..
                     } => {
-                        let body = PeerResponse::Error(PeerError {
-                            code: "unsupported".into(),
-                            message: format!("this node does not know requests of type `{kind}`"),
-                        });
+                        // Charged like any request.
+                        let body = if self.take_token(peer) {
+                            PeerResponse::Error(PeerError {
+                                code: "unsupported".into(),
+                                message: format!(
+                                    "this node does not know requests of type `{kind}`"
+                                ),
+                            })
+                        } else {
+                            PeerResponse::Error(PeerError {
+                                code: "rate_limited".into(),
+                                message: "too many requests; slow down".into(),
+                            })
+                        };
                         let _ = self
                             .swarm
                             .behaviour_mut()
@@ -685,6 +707,19 @@ impl EventLoop {
         }
         state.pending_inbound += 1;
         self.inbound.insert(key, Inbound { peer, id: request.id, since: now, channel });
+    }
+
+    /// Takes one of `peer`'s request tokens; `false` when it has none left (or no connection).
+    fn take_token(&mut self, peer: PeerId) -> bool {
+        let Some(state) = self.peers.get_mut(&peer) else { return false };
+        let now = Instant::now();
+        let rate = f64::from(REQUESTS_PER_PEER_PER_SECOND);
+        state.tokens = (state.tokens + now.duration_since(state.refilled).as_secs_f64() * rate)
+            .min(rate * 2.0);
+        state.refilled = now;
+        let had = state.tokens >= 1.0;
+        state.tokens = (state.tokens - 1.0).max(0.0);
+        had
     }
 
     /// A protocol violation: disconnect, and block after [`STRIKES_BEFORE_BLOCK`].

@@ -101,6 +101,8 @@ impl Ledger {
             }
         }
         if !taken.new.is_empty() {
+            // A checkpoint can prove an equivocation too.
+            self.index_forks();
             self.save()?;
         }
         Ok(taken)
@@ -283,28 +285,33 @@ impl Ledger {
     }
 
     /// As mint authority `authority`: a signup mint of `bonus` for each identity with a valid
-    /// profile that this authority has not minted one for (and, given `admitted`, that is in
-    /// it), at most `max`; stored. Returns the recipients.
+    /// profile that this authority has not minted one for, at most `max`; stored. Given
+    /// `admitted`, only those, in that order (first come, first minted); else every such
+    /// identity. Returns the recipients.
     pub fn mint_signups(
         &mut self,
         authority: &Identity,
         bonus: u64,
         max: usize,
-        admitted: Option<&HashSet<NodeId>>,
+        admitted: Option<&[NodeId]>,
     ) -> Result<Vec<NodeId>, NodeError> {
         let me = authority.node_id();
         if !self.verifier.genesis().is_authority(&me) || max == 0 {
             return Ok(Vec::new());
         }
         let minted = self.signups_minted_by(me);
-        let mut due: Vec<NodeId> = self
-            .verifier
-            .authors()
-            .filter(|a| *a != me && !minted.contains(a) && self.verifier.profile(*a).is_some())
-            .filter(|a| admitted.is_none_or(|admitted| admitted.contains(a)))
-            .collect();
-        due.sort_unstable();
-        due.dedup();
+        let owed =
+            |a: &NodeId| *a != me && !minted.contains(a) && self.verifier.profile(*a).is_some();
+        let mut due: Vec<NodeId> = match admitted {
+            Some(admitted) => admitted.iter().copied().filter(owed).collect(),
+            None => {
+                let mut all: Vec<NodeId> = self.verifier.authors().filter(owed).collect();
+                all.sort_unstable();
+                all
+            }
+        };
+        let mut seen = HashSet::new();
+        due.retain(|a| seen.insert(*a));
         due.truncate(max);
         if due.is_empty() {
             return Ok(due);

@@ -644,14 +644,27 @@ impl Service {
         self.share_checkpoints().await;
         if self.authority.is_some() {
             self.settle().await;
-            // Admissions whose profile never came are forgotten (the asker asks again).
-            self.admitted.retain(|_, since| since.elapsed() < ADMISSION_TIME);
+            // Admissions whose profile never came are forgotten (the asker asks again); those
+            // waiting only for the mint rate stay.
+            let ledger = lock(&self.ledger);
+            self.admitted.retain(|who, since| {
+                since.elapsed() < ADMISSION_TIME || ledger.verifier().profile(*who).is_some()
+            });
         }
         if ticks.is_multiple_of(RESYNC_TICKS)
             && let Ok(peers) = self.net.peers().await
         {
+            // Until the signup bonus has come, the authorities connected are asked again (an
+            // answer may have been lost, or the admission expired).
+            let waiting = self.signup.is_some() && {
+                let ledger = lock(&self.ledger);
+                ledger.verifier().account(self.me.node_id()).balance.received.get() == 0
+            };
             for peer in peers {
                 self.catch_up(peer.node, None);
+                if waiting {
+                    self.ask_signup(peer.node);
+                }
             }
         }
     }
@@ -675,14 +688,20 @@ impl Service {
         let (ledger, me, authority) =
             (Arc::clone(&self.ledger), Arc::clone(&self.me), self.authority.clone());
         // With a signup cost, only the admitted; without, everyone with a profile.
-        let admitted = (self.genesis.signup_cost != SignupCost::None)
-            .then(|| self.admitted.keys().copied().collect::<HashSet<NodeId>>());
+        // With a signup cost, only the admitted, first come first minted; without, everyone
+        // with a profile.
+        let admitted = (self.genesis.signup_cost != SignupCost::None).then(|| {
+            let mut order: Vec<(std::time::Instant, NodeId)> =
+                self.admitted.iter().map(|(who, since)| (*since, *who)).collect();
+            order.sort_unstable();
+            order.into_iter().map(|(_, who)| who).collect::<Vec<NodeId>>()
+        });
         let done = tokio::task::spawn_blocking(move || {
             let mut ledger = lock(&ledger);
             let received = ledger.receive_mints(&me)?;
             let minted = match &authority {
                 Some(a) => {
-                    ledger.mint_signups(&a.key, a.signup_bonus, max_signups, admitted.as_ref())?
+                    ledger.mint_signups(&a.key, a.signup_bonus, max_signups, admitted.as_deref())?
                 }
                 None => Vec::new(),
             };

@@ -782,7 +782,7 @@ fn a_relay_carries_two_peers_that_cannot_reach_each_other() {
         (root.path().join("alice"), root.path().join("relay"), root.path().join("bob"));
     let alice_id = crate::ledger::join(&alice, &genesis, "alice");
     crate::ledger::join(&relay, &genesis, "relay");
-    crate::ledger::join(&bob, &genesis, "bob");
+    let bob_id = crate::ledger::join(&bob, &genesis, "bob");
     // The relay sits on both subnets; Alice and Bob each see only it.
     let (r, mut relay_lines) = lan.node(1, &relay, &["node", "--relay", "--no-mdns"]);
     let relay_a = listening_at(&mut relay_lines, "/ip4/10.77.5.254/tcp/");
@@ -812,6 +812,12 @@ fn a_relay_carries_two_peers_that_cannot_reach_each_other() {
         (Some("routing"), Some(true)),
         "{connected}"
     );
+    // Alice sees Bob come in through the relay too.
+    let inbound = wait_event(&mut alice_lines, WAIT, |e| {
+        e["event"] == "connected" && e["peer"].as_str() == Some(bob_id.as_str())
+    })
+    .expect("Alice's node sees Bob's");
+    assert_eq!(inbound["relayed"].as_bool(), Some(true), "{inbound}");
     // (Identify ran over the circuit to confirm the network.) Alice's profile reaches Bob's
     // ledger, by the relay, the only way there is.
     let profile_at_bob = || {

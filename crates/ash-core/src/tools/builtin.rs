@@ -563,6 +563,7 @@ mod tests {
     fn hostile_ignore_files_and_replacements_cannot_exhaust_the_host() {
         // A `.gitignore` that is a link to an endless device, or a FIFO with no writer, is not
         // read (either would fill memory or block forever); a nested one is not read at all.
+        let needle = regex::Regex::new("needle").unwrap();
         for make in ["link", "fifo"] {
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path();
@@ -576,7 +577,6 @@ mod tests {
                 nix::unistd::mkfifo(&root.join(".gitignore"), mode).unwrap();
                 nix::unistd::mkfifo(&root.join("sub/.ignore"), mode).unwrap();
             }
-            let needle = regex::Regex::new("needle").unwrap();
             let no = std::sync::atomic::AtomicBool::new(false);
             let (found, more) = search_tree(root, root, &needle, 10, &no);
             assert_eq!((found.len(), more), (1, false), "{make}");
