@@ -769,6 +769,8 @@ pub(crate) enum Template {
     Weather,
     /// agent.toml and system.md only
     Blank,
+    /// ash's own coding agent (file tools, git and checks skills, a scripted offline demo)
+    Coder,
 }
 
 /// Arguments of the commands that read an agent directory (`info`, `build`).

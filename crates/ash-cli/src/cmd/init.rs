@@ -48,6 +48,28 @@ const WEATHER: &[TemplateFile] = &[
     ),
 ];
 
+/// ash's own coding agent, as network jobs run it (`examples/coder/`).
+const CODER: &[TemplateFile] = &[
+    (".gitignore", include_str!("../../../../examples/coder/.gitignore"), false),
+    ("agent/agent.toml", include_str!("../../../../examples/coder/agent/agent.toml"), false),
+    ("agent/system.md", include_str!("../../../../examples/coder/agent/system.md"), false),
+    (
+        "agent/skills/git-work.md",
+        include_str!("../../../../examples/coder/agent/skills/git-work.md"),
+        false,
+    ),
+    (
+        "agent/skills/run-checks.md",
+        include_str!("../../../../examples/coder/agent/skills/run-checks.md"),
+        false,
+    ),
+    (
+        "agent/scripts/demo.jsonl",
+        include_str!("../../../../examples/coder/agent/scripts/demo.jsonl"),
+        false,
+    ),
+];
+
 const BLANK: &[TemplateFile] = &[
     (".gitignore", include_str!("../../templates/blank/gitignore"), false),
     ("agent/agent.toml", include_str!("../../templates/blank/agent/agent.toml"), false),
@@ -80,6 +102,7 @@ pub(crate) fn run(args: &InitArgs) -> anyhow::Result<Outcome> {
     let (files, template_name, placeholder) = match args.template {
         Template::Weather => (WEATHER, "weather", "name = \"weather-agent\""),
         Template::Blank => (BLANK, "blank", "name = \"blank-agent\""),
+        Template::Coder => (CODER, "coder", "name = \"ash-coder\""),
     };
     for (rel, content, executable) in files {
         let content = if rel.ends_with("agent.toml") {

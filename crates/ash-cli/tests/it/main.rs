@@ -131,6 +131,54 @@ fn init_blank_template() {
 }
 
 #[test]
+fn init_coder_template_is_ash_s_coding_agent_and_runs_offline() {
+    let fx = Fixture::new("");
+    let out = ash(fx.path(), &["init", "my-coder", "--template", "coder"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The shipped files are the repository's `examples/coder/`, with the directory's name.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/coder");
+    for rel in ["agent/system.md", "agent/skills/git-work.md", "agent/scripts/demo.jsonl"] {
+        assert_eq!(
+            fs::read_to_string(fx.join("my-coder").join(rel)).unwrap(),
+            fs::read_to_string(example.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    let toml = fs::read_to_string(fx.join("my-coder/agent/agent.toml")).unwrap();
+    assert!(toml.starts_with("name = \"my-coder\"\n"), "{toml}");
+    assert_eq!(ash(fx.path(), &["info", "my-coder"]).status.code(), Some(0));
+    // Its scripted demo runs with no model account: it looks for a TODO with search_files,
+    // tries edit_file, and answers.
+    let home = fx.join("home");
+    let out = ash_env(
+        fx.path(),
+        &["exec", "my-coder", "resolve the TODO", "--json"],
+        &[("ASH_HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    // (The run's workspace is empty: there is no README.md to edit.)
+    let called: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "action.result")
+        .map(|e| {
+            let name = e["data"]["result"]["toolName"].as_str().unwrap_or("").to_owned();
+            (name, e["data"]["status"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    assert_eq!(
+        called,
+        [
+            ("search_files".to_owned(), "completed".to_owned()),
+            ("edit_file".to_owned(), "failed".to_owned())
+        ],
+        "{text}"
+    );
+    assert!(text.contains("ash-coder's scripted demo"), "{text}");
+}
+
+#[test]
 fn init_refuses_a_non_empty_directory() {
     let fx = Fixture::new("//- taken/keep.txt\nmine\n");
     let out = ash(fx.path(), &["init", "taken"]);
