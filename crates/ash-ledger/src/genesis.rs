@@ -176,7 +176,7 @@ impl Genesis {
             bootstrap: Vec::new(),
             id: Hash::default(),
         };
-        genesis.id = tagged_hash(b"ash/ledger/network/v2", &genesis.to_bytes());
+        genesis.rehash();
         Ok(genesis)
     }
 
@@ -189,7 +189,7 @@ impl Genesis {
             )));
         }
         self.signup_bonus = Some(bonus);
-        self.id = tagged_hash(b"ash/ledger/network/v2", &self.to_bytes());
+        self.rehash();
         Ok(self)
     }
 
@@ -203,7 +203,7 @@ impl Genesis {
             )));
         }
         self.signup_cost = cost;
-        self.id = tagged_hash(b"ash/ledger/network/v2", &self.to_bytes());
+        self.rehash();
         Ok(self)
     }
 
@@ -226,7 +226,7 @@ impl Genesis {
             }
         }
         self.prices = Some(prices);
-        self.id = tagged_hash(b"ash/ledger/network/v2", &self.to_bytes());
+        self.rehash();
         Ok(self)
     }
 
@@ -439,6 +439,11 @@ impl Genesis {
             }
         }
         w.0
+    }
+
+    /// Sets the id from the fields that make it, after one of them changed.
+    fn rehash(&mut self) {
+        self.id = tagged_hash(b"ash/ledger/network/v2", &self.to_bytes());
     }
 
     /// The network id: `H("ash/ledger/network/v2", genesis bytes)`.

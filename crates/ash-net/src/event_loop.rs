@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use ash_identity::{Identity, NodeId};
-use ash_protocol::{PeerError, PeerRequest, PeerResponse};
+use ash_protocol::{PeerRequest, PeerResponse};
 use futures_util::StreamExt as _;
 use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, IdentTopic, TopicHash};
@@ -185,7 +185,7 @@ impl EventLoop {
             found.insert(peer, Discovery::Dialled);
             swarm.dial(addr).map_err(|e| NetError::Address {
                 address: address.clone(),
-                reason: e.to_string(),
+                reason: describe(&e),
             })?;
         }
         Ok(Self {
@@ -271,7 +271,7 @@ impl EventLoop {
                     }
                     self.swarm
                         .dial(addr)
-                        .map_err(|e| NetError::Address { address, reason: e.to_string() })
+                        .map_err(|e| NetError::Address { address, reason: describe(&e) })
                 });
                 let _ = reply.send(result);
             }
@@ -308,10 +308,7 @@ impl EventLoop {
                 if let Some(state) = self.peers.get_mut(&inbound.peer) {
                     state.pending_inbound = state.pending_inbound.saturating_sub(1);
                 }
-                let _ = self.swarm.behaviour_mut().request.send_response(
-                    inbound.channel,
-                    ResponseEnvelope { id: inbound.id, body: response },
-                );
+                self.answer(inbound.channel, inbound.id, response);
             }
             Command::Shutdown => {}
         }
@@ -509,23 +506,14 @@ impl EventLoop {
                     } => {
                         // Charged like any request.
                         let body = if self.take_token(peer) {
-                            PeerResponse::Error(PeerError {
-                                code: "unsupported".into(),
-                                message: format!(
-                                    "this node does not know requests of type `{kind}`"
-                                ),
-                            })
+                            PeerResponse::error(
+                                "unsupported",
+                                format!("this node does not know requests of type `{kind}`"),
+                            )
                         } else {
-                            PeerResponse::Error(PeerError {
-                                code: "rate_limited".into(),
-                                message: "too many requests; slow down".into(),
-                            })
+                            PeerResponse::error("rate_limited", "too many requests; slow down")
                         };
-                        let _ = self
-                            .swarm
-                            .behaviour_mut()
-                            .request
-                            .send_response(channel, ResponseEnvelope { id, body });
+                        self.answer(channel, id, body);
                     }
                     // No answer: the stream closes with the connection.
                     request_response::Message::Request {
@@ -651,40 +639,24 @@ impl EventLoop {
         request: RequestEnvelope,
         channel: ResponseChannel<ResponseEnvelope>,
     ) {
-        let refuse = |code: &str, message: &str| {
-            PeerResponse::Error(PeerError { code: code.into(), message: message.into() })
-        };
         // Only peers of this network can open this protocol (its id carries the network), so
         // a request need not wait for identify.
-        let Some(state) = self.peers.get_mut(&peer) else {
-            let body = refuse("invalid", "no connection");
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .request
-                .send_response(channel, ResponseEnvelope { id: request.id, body });
+        if !self.peers.contains_key(&peer) {
+            self.answer(channel, request.id, PeerResponse::error("invalid", "no connection"));
             return;
-        };
-        let now = Instant::now();
-        let rate = f64::from(REQUESTS_PER_PEER_PER_SECOND);
-        state.tokens = (state.tokens + now.duration_since(state.refilled).as_secs_f64() * rate)
-            .min(rate * 2.0);
-        state.refilled = now;
-        let refused = if state.tokens < 1.0 {
-            Some(refuse("rate_limited", "too many requests; slow down"))
+        }
+        let had_token = self.take_token(peer);
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        let refused = if !had_token {
+            Some(PeerResponse::error("rate_limited", "too many requests; slow down"))
         } else if state.pending_inbound >= MAX_PENDING_INBOUND_PER_PEER {
-            Some(refuse("busy", "too many requests waiting for an answer"))
+            Some(PeerResponse::error("busy", "too many requests waiting for an answer"))
         } else {
             None
         };
-        state.tokens = (state.tokens - 1.0).max(0.0);
         let from = state.node;
         if let Some(body) = refused {
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .request
-                .send_response(channel, ResponseEnvelope { id: request.id, body });
+            self.answer(channel, request.id, body);
             return;
         }
         let Some(commands) = self.responder_commands.upgrade() else { return };
@@ -697,16 +669,27 @@ impl EventLoop {
             .is_err()
         {
             self.dropped_events += 1;
-            let body = refuse("busy", "this node is not keeping up");
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .request
-                .send_response(channel, ResponseEnvelope { id: request.id, body });
+            self.answer(
+                channel,
+                request.id,
+                PeerResponse::error("busy", "this node is not keeping up"),
+            );
             return;
         }
-        state.pending_inbound += 1;
-        self.inbound.insert(key, Inbound { peer, id: request.id, since: now, channel });
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.pending_inbound += 1;
+        }
+        let since = Instant::now();
+        self.inbound.insert(key, Inbound { peer, id: request.id, since, channel });
+    }
+
+    /// Sends `body` as the answer to request `id` on `channel`.
+    fn answer(&mut self, channel: ResponseChannel<ResponseEnvelope>, id: u64, body: PeerResponse) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .request
+            .send_response(channel, ResponseEnvelope { id, body });
     }
 
     /// Takes one of `peer`'s request tokens; `false` when it has none left (or no connection).

@@ -13,13 +13,13 @@ use ash_net::{
 };
 use ash_protocol::{
     Gossip, LogHead, LogStart, MAX_ENTRIES, MAX_GOSSIP_HEADS, MAX_HEADS, MAX_INVITE_BYTES,
-    MAX_LOGS, PeerError, PeerInfo, PeerRequest, PeerResponse, SignupProof,
+    MAX_LOGS, PeerInfo, PeerRequest, PeerResponse, SignupProof,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::invites::InviteBook;
-use crate::ledger::{Ledger, now_ms};
+use crate::ledger::{Inserted, Ledger, now_ms};
 use crate::{InviteError, NodeError};
 
 /// Catch-ups running at once; others wait their turn (at most [`MAX_WAITING_SYNCS`] peers).
@@ -409,14 +409,12 @@ impl Service {
         }
         let received: Vec<Vec<u8>> =
             entries.into_iter().map(serde_bytes::ByteBuf::into_vec).collect();
-        let ledger = Arc::clone(&self.ledger);
-        let stored = tokio::task::spawn_blocking(move || lock(&ledger).insert(decoded)).await;
-        match stored {
-            Ok(Ok(inserted)) if inserted.new > 0 => {
+        match store(&self.ledger, decoded).await {
+            Ok(inserted) if inserted.new > 0 => {
                 self.emit(NodeEvent::Synced { from, new: inserted.new, unreadable: 0 });
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "storing a proof of equivocation failed"),
-            _ => {}
+            Err(e) => tracing::warn!(error = %e, "storing a proof of equivocation failed"),
+            Ok(_) => {}
         }
         // The received proof is known to the network already; others found here are not.
         self.tell_proofs(&received).await;
@@ -495,13 +493,10 @@ impl Service {
     /// `proof`, answered by `responder`; admitted identities receive the bonus at the next
     /// settle. An invite is redeemed off the loop (the book is a file).
     async fn admit(&mut self, from: NodeId, proof: SignupProof, responder: Responder) {
-        let refuse = |code: &str, message: String| {
-            PeerResponse::Error(PeerError { code: code.into(), message })
-        };
         let answer = match (&self.authority, self.genesis.signup_cost, proof) {
-            (None, ..) => refuse("unsupported", "this is not a mint authority's node".into()),
+            (None, ..) => PeerResponse::error("unsupported", "this is not a mint authority's node"),
             _ if self.admitted.len() >= MAX_ADMITTED && !self.admitted.contains_key(&from) => {
-                refuse("busy", "too many signups waiting; ask again later".into())
+                PeerResponse::error("busy", "too many signups waiting; ask again later")
             }
             (Some(_), SignupCost::None, _) => PeerResponse::Admitted,
             (Some(_), SignupCost::Work { .. }, SignupProof::Work { nonce }) => {
@@ -509,12 +504,12 @@ impl Service {
                     self.admitted.insert(from, std::time::Instant::now());
                     PeerResponse::Admitted
                 } else {
-                    refuse("refused", "the proof of work does not check".into())
+                    PeerResponse::error("refused", "the proof of work does not check")
                 }
             }
             (Some(authority), SignupCost::Invite, SignupProof::Invite { code }) => {
                 if code.len() > MAX_INVITE_BYTES {
-                    refuse("invalid", "the invite code is too long".into())
+                    PeerResponse::error("invalid", "the invite code is too long")
                 } else if let Some(book) = authority.invites.clone() {
                     match Arc::clone(&self.answers).try_acquire_owned() {
                         Ok(permit) => {
@@ -526,15 +521,16 @@ impl Service {
                             });
                             return;
                         }
-                        Err(_) => refuse("busy", "too many questions at once".into()),
+                        Err(_) => PeerResponse::error("busy", "too many questions at once"),
                     }
                 } else {
-                    refuse("refused", "this authority's node holds no invite codes".into())
+                    PeerResponse::error("refused", "this authority's node holds no invite codes")
                 }
             }
-            (Some(_), cost, _) => {
-                refuse("refused", format!("this network's signup cost is `{}`", cost.as_str()))
-            }
+            (Some(_), cost, _) => PeerResponse::error(
+                "refused",
+                format!("this network's signup cost is `{}`", cost.as_str()),
+            ),
         };
         let _ = responder.respond(answer).await;
     }
@@ -543,18 +539,15 @@ impl Service {
     /// [`MAX_ANSWERS`] at once.
     async fn answer(&self, request: PeerRequest, responder: Responder) {
         let Ok(permit) = Arc::clone(&self.answers).try_acquire_owned() else {
-            let busy =
-                PeerError { code: "busy".into(), message: "too many questions at once".into() };
-            let _ = responder.respond(PeerResponse::Error(busy)).await;
+            let busy = PeerResponse::error("busy", "too many questions at once");
+            let _ = responder.respond(busy).await;
             return;
         };
         let (ledger, info) = (Arc::clone(&self.ledger), self.info.clone());
         tokio::spawn(async move {
             let response = tokio::task::spawn_blocking(move || respond(&ledger, info, request))
                 .await
-                .unwrap_or_else(|_| {
-                    PeerResponse::Error(PeerError { code: "busy".into(), message: "failed".into() })
-                });
+                .unwrap_or_else(|_| PeerResponse::error("busy", "failed"));
             let _ = responder.respond(response).await;
             drop(permit);
         });
@@ -753,28 +746,25 @@ async fn redeem(
     from: NodeId,
     admissions: mpsc::Sender<NodeId>,
 ) -> PeerResponse {
-    let error =
-        |code: &str, message: String| PeerResponse::Error(PeerError { code: code.into(), message });
     match tokio::task::spawn_blocking(move || book.redeem(&code, from, now_ms())).await {
         Ok(Ok(())) => {
             let _ = admissions.send(from).await;
             PeerResponse::Admitted
         }
         Ok(Err(NodeError::Invite(e @ (InviteError::Unknown | InviteError::Used)))) => {
-            error("refused", e.to_string())
+            PeerResponse::error("refused", e.to_string())
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "the invite book failed");
-            error("busy", "the invite book could not be read".into())
+            PeerResponse::error("busy", "the invite book could not be read")
         }
-        Err(_) => error("busy", "failed".into()),
+        Err(_) => PeerResponse::error("busy", "failed"),
     }
 }
 
 /// The answer to one request.
 fn respond(ledger: &Mutex<Ledger>, info: PeerInfo, request: PeerRequest) -> PeerResponse {
-    let invalid =
-        |message: String| PeerResponse::Error(PeerError { code: "invalid".into(), message });
+    let invalid = |message: String| PeerResponse::error("invalid", message);
     match request {
         PeerRequest::Info => PeerResponse::Info(info),
         PeerRequest::LedgerCheckpoints { subjects } => {
@@ -802,10 +792,9 @@ fn respond(ledger: &Mutex<Ledger>, info: PeerInfo, request: PeerRequest) -> Peer
             PeerResponse::LedgerCheckpoints { checkpoints }
         }
         // The service admits signups itself (they change its state); none reaches here.
-        PeerRequest::Signup { .. } => PeerResponse::Error(PeerError {
-            code: "unsupported".into(),
-            message: "signups are answered by the node's service".into(),
-        }),
+        PeerRequest::Signup { .. } => {
+            PeerResponse::error("unsupported", "signups are answered by the node's service")
+        }
         PeerRequest::LedgerHeads { after, limit } => {
             match after.map(|a| a.parse::<NodeId>()).transpose() {
                 Ok(after) => {
@@ -925,19 +914,8 @@ async fn sync(
                 return;
             }
         };
-        let wanted: std::collections::HashMap<NodeId, u64> =
-            batch.iter().map(|(a, from, _)| (*a, *from)).collect();
-        let mut decoded = Vec::with_capacity(entries.len());
-        let mut got: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
-        for bytes in entries.into_iter().take(MAX_ENTRIES as usize) {
-            match Entry::decode(&bytes) {
-                Ok(entry) if wanted.get(&entry.author).is_some_and(|from| entry.seq >= *from) => {
-                    *got.entry(entry.author).or_default() += 1;
-                    decoded.push(entry);
-                }
-                _ => synced.unreadable += 1,
-            }
-        }
+        let wanted: HashMap<NodeId, u64> = batch.iter().map(|(a, from, _)| (*a, *from)).collect();
+        let (decoded, got) = decode_answer(entries, &wanted, &mut synced.unreadable);
         if decoded.is_empty() {
             return;
         }
@@ -948,8 +926,7 @@ async fn sync(
             plan(ledger, behind.iter().filter(|(a, _)| !asked.contains(a)))
         };
         let room = synced.new + (decoded.len() as u64) < MAX_SYNC_ENTRIES;
-        let shared = Arc::clone(ledger);
-        let insert = tokio::task::spawn_blocking(move || lock(&shared).insert(decoded));
+        let insert = store(ledger, decoded);
         let prefetch = async {
             if next.is_empty() || !room {
                 return None;
@@ -959,13 +936,9 @@ async fn sync(
         let (inserted, fetched) = tokio::join!(insert, prefetch);
         ready = fetched.map(|answer| (next, answer));
         let inserted = match inserted {
-            Ok(Ok(inserted)) => inserted,
-            Ok(Err(e)) => {
-                synced.error = Some(e);
-                return;
-            }
+            Ok(inserted) => inserted,
             Err(e) => {
-                synced.error = Some(NodeError::Ledger(e.to_string()));
+                synced.error = Some(e);
                 return;
             }
         };
@@ -977,7 +950,7 @@ async fn sync(
         // goes if it came before (the peer had nothing).
         let last_served = batch.iter().rposition(|(a, _, _)| got.contains_key(a));
         let ledger_now = lock(ledger);
-        let place: std::collections::HashMap<NodeId, usize> =
+        let place: HashMap<NodeId, usize> =
             batch.iter().enumerate().map(|(i, (a, _, _))| (*a, i)).collect();
         behind.retain(|(author, target)| {
             let Some(&i) = place.get(author) else { return true };
@@ -1050,27 +1023,46 @@ async fn fetch_forks(
     forks: Vec<LogStart>,
     synced: &mut Synced,
 ) {
-    let starts: std::collections::HashMap<String, u64> =
-        forks.iter().map(|f| (f.author.clone(), f.from_seq)).collect();
+    let wanted: HashMap<NodeId, u64> =
+        forks.iter().filter_map(|f| Some((f.author.parse().ok()?, f.from_seq))).collect();
     let request = PeerRequest::LedgerEntries { logs: forks, limit: MAX_ENTRIES };
     let Ok(PeerResponse::LedgerEntries { entries }) = net.request(peer, request).await else {
         return;
     };
-    let mut decoded = Vec::new();
+    let (decoded, _) = decode_answer(entries, &wanted, &mut synced.unreadable);
+    match store(ledger, decoded).await {
+        Ok(inserted) => synced.new += inserted.new,
+        Err(e) => synced.error = Some(e),
+    }
+}
+
+/// The entries of an answer that belong to the logs asked for (each at or after the first
+/// position asked), and how many each log got; the rest count as `unreadable`.
+fn decode_answer(
+    entries: Vec<serde_bytes::ByteBuf>,
+    wanted: &HashMap<NodeId, u64>,
+    unreadable: &mut u64,
+) -> (Vec<Entry>, HashMap<NodeId, usize>) {
+    let mut decoded = Vec::with_capacity(entries.len());
+    let mut got: HashMap<NodeId, usize> = HashMap::new();
     for bytes in entries.into_iter().take(MAX_ENTRIES as usize) {
         match Entry::decode(&bytes) {
-            Ok(e) if starts.get(&e.author.to_string()).is_some_and(|from| e.seq >= *from) => {
-                decoded.push(e);
+            Ok(entry) if wanted.get(&entry.author).is_some_and(|from| entry.seq >= *from) => {
+                *got.entry(entry.author).or_default() += 1;
+                decoded.push(entry);
             }
-            _ => synced.unreadable += 1,
+            _ => *unreadable += 1,
         }
     }
-    let shared = Arc::clone(ledger);
-    match tokio::task::spawn_blocking(move || lock(&shared).insert(decoded)).await {
-        Ok(Ok(inserted)) => synced.new += inserted.new,
-        Ok(Err(e)) => synced.error = Some(e),
-        Err(e) => synced.error = Some(NodeError::Ledger(e.to_string())),
-    }
+    (decoded, got)
+}
+
+/// Offers `entries` to the ledger's verifier and stores what it accepts, on the blocking pool.
+async fn store(ledger: &Arc<Mutex<Ledger>>, entries: Vec<Entry>) -> Result<Inserted, NodeError> {
+    let ledger = Arc::clone(ledger);
+    tokio::task::spawn_blocking(move || lock(&ledger).insert(entries))
+        .await
+        .unwrap_or_else(|e| Err(NodeError::Ledger(e.to_string())))
 }
 
 /// Every head `peer` holds, page by page (at most [`MAX_HEAD_PAGES`] and

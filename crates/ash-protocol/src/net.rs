@@ -166,6 +166,13 @@ pub enum PeerResponse {
     Error(PeerError),
 }
 
+impl PeerResponse {
+    /// A refusal with its stable `code` and a message for people.
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        Self::Error(PeerError { code: code.to_owned(), message: message.into() })
+    }
+}
+
 /// What a peer says of itself. Everything here is a claim: balances and names come from the
 /// ledger, never from this.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
