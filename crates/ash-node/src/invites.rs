@@ -202,3 +202,43 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Line>, NodeError> {
 fn io(path: &Path, e: &std::io::Error) -> NodeError {
     NodeError::Invites(format!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    fn id(byte: u8) -> NodeId {
+        ash_identity::Identity::insecure_from_label(&byte.to_string()).node_id()
+    }
+
+    #[test]
+    fn codes_are_redeemed_once_and_a_damaged_book_is_refused_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin/invites");
+        let book = InviteBook::new(path.clone());
+        let codes = book.issue(2, 5).unwrap();
+        assert_eq!(book.redeem(&codes[0], id(1), 6), Ok(()));
+        // Asked again by the same identity: admitted, and nothing is written.
+        let before = std::fs::read(&path).unwrap();
+        assert_eq!(book.redeem(&format!(" {} ", codes[0]), id(1), 7), Ok(()));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(book.redeem(&codes[0], id(2), 8), Err(NodeError::Invite(InviteError::Used)));
+        assert_eq!(book.redeem("inv-0", id(2), 8), Err(NodeError::Invite(InviteError::Unknown)));
+        assert_eq!(book.admitted().unwrap(), HashSet::from([id(1)]));
+        assert_eq!(book.counts().unwrap(), (2, 1));
+        assert_eq!(
+            book.issue(0, 9),
+            Err(NodeError::Invites(format!("issue 1–{MAX_INVITES_AT_ONCE} codes at once, not 0")))
+        );
+        // A line someone edited by hand stops the book, with the place named.
+        let mut text = String::from_utf8(before).unwrap();
+        text.push_str("not a line\n");
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(
+            book.admitted(),
+            Err(NodeError::Invites(format!("{}:4: not an invite line", path.display())))
+        );
+    }
+}
