@@ -164,8 +164,8 @@ mod tests {
             // Unknown fields are tolerated.
             (serde_json::json!({ "id": 7, "body": { "type": "info", "later": 1 } }), "request 7"),
             (
-                serde_json::json!({ "id": 8, "body": { "type": "job_offer", "price": 3 } }),
-                "unknown 8 job_offer",
+                serde_json::json!({ "id": 8, "body": { "type": "job_bid", "price": 3 } }),
+                "unknown 8 job_bid",
             ),
             // A type this version knows, with fields that do not fit it, is not a newer peer's.
             (

@@ -66,6 +66,8 @@ fn config(
         authority: None,
         signup: None,
         writer: true,
+        jobs_dir: ledger.with_extension("jobs"),
+        serve: None,
     }
 }
 

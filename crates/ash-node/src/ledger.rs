@@ -250,8 +250,46 @@ impl Ledger {
         Ok(Inserted { new: saved.new, heads })
     }
 
+    /// Appends `body` to `who`'s own log, verified like any other entry, and stores it;
+    /// returns the entry. A body the rules refuse (a reservation the balance does not cover,
+    /// a collection with nothing owed) is an error, and nothing is stored.
+    pub fn append_entry(&mut self, who: &Identity, body: Body) -> Result<Entry, NodeError> {
+        let entry = self.append(who, body)?;
+        self.save()?;
+        Ok(entry)
+    }
+
+    /// The verdict on the entry with `id`, if it is held.
+    pub fn verdict(&self, id: &ash_ledger::Hash) -> Option<Verdict> {
+        self.verifier.verdict(id).cloned()
+    }
+
+    /// The valid entries of `author` that refer to the reservation `reserve` (its receipt,
+    /// decision or release), in log order.
+    pub fn settlement_of(&self, author: NodeId, reserve: ash_ledger::Hash) -> Vec<Entry> {
+        self.verifier
+            .valid_entries(author)
+            .iter()
+            .filter(|e| match &e.body {
+                Body::Receipt(r) => r.reserve == reserve,
+                Body::Decide(d) => d.reserve == reserve,
+                Body::Release(r) => r.reserve == reserve,
+                _ => false,
+            })
+            .map(|e| (**e).clone())
+            .collect()
+    }
+
+    /// Whether `author` has a valid collection of `source` (a decision or receipt).
+    pub fn collected(&self, author: NodeId, source: ash_ledger::Hash) -> bool {
+        self.verifier
+            .valid_entries(author)
+            .iter()
+            .any(|e| matches!(&e.body, Body::Collect(c) if c.source == source))
+    }
+
     /// Appends a new entry to `who`'s own log, verified like any other.
-    fn append(&mut self, who: &Identity, body: Body) -> Result<(), NodeError> {
+    fn append(&mut self, who: &Identity, body: Body) -> Result<Entry, NodeError> {
         let head = self.verifier.head(who.node_id());
         let mut writer = match &head {
             Some(last) => LogWriter::resume(who, last),
@@ -259,8 +297,15 @@ impl Ledger {
         };
         let time = head.map_or(0, |h| h.time).max(now_ms());
         let kind = body.kind();
-        match self.verifier.insert(writer.append(time, body)) {
-            Admission::Accepted(Verdict::Valid) => Ok(()),
+        let entry = writer.append(time, body);
+        match self.verifier.insert(entry.clone()) {
+            Admission::Accepted(Verdict::Valid) => Ok(entry),
+            Admission::Accepted(Verdict::Refused { rule, detail }) => {
+                // A refused entry has no effect and its log goes on after it; it is kept, as
+                // every peer will judge it the same.
+                self.save()?;
+                Err(NodeError::Refused { kind, rule: rule.name().to_owned(), detail })
+            }
             other => Err(NodeError::Ledger(format!("own {kind} entry not accepted: {other:?}"))),
         }
     }

@@ -7,16 +7,23 @@
 //! On a mint authority's node it mints the signup bonus for every identity it learns of that
 //! paid the network's signup cost (an invite code from its [`InviteBook`], or a proof of work),
 //! at a bounded rate; every node asks the authorities it meets to admit it, and takes the mints
-//! made out to it into its own log. The job flow comes next.
+//! made out to it into its own log. And the job flow on both sides ([`Jobs`]): announce,
+//! offer, reserve, transfer, run, deliver, receipt, decide and collect, durable in `jobs.db`.
 //!
 //! Never reads the environment and never prints: the CLI gives it its configuration and shows
 //! its [`NodeEvent`]s.
 
 mod invites;
+mod jobs;
 mod ledger;
 mod node;
 
 pub use invites::{InviteBook, InviteError, MAX_INVITES, MAX_INVITES_AT_ONCE};
+pub use jobs::{
+    AcceptorRecord, AcceptorState, AgentWork, CHUNKS_IN_FLIGHT, Delivered, GitFactory, JobAgent,
+    JobError, JobEvent, JobSpec, Jobs, MAX_CONCURRENT_JOBS, MAX_PROMPT_BYTES, Offer, Requested,
+    RequesterRecord, RequesterState, ServeConfig, Settlement,
+};
 pub use ledger::{Inserted, Ledger, TakenCheckpoints};
 pub use node::{
     Authority, MAX_HEAD_PAGES, MAX_SYNC_CHECKPOINTS, MAX_SYNC_ENTRIES, MAX_SYNC_HEADS, MAX_SYNCS,
@@ -38,4 +45,18 @@ pub enum NodeError {
     /// The invite book could not be read or written.
     #[error("invites: {0}")]
     Invites(String),
+    /// The ledger's rules refused an entry of this identity's own (a reservation the balance
+    /// does not cover, a collection with nothing owed).
+    #[error("the ledger refused this {kind} entry ({rule}): {detail}")]
+    Refused {
+        /// The entry's kind.
+        kind: &'static str,
+        /// The rule.
+        rule: String,
+        /// Specifics.
+        detail: String,
+    },
+    /// The jobs file failed.
+    #[error("jobs: {0}")]
+    Jobs(String),
 }

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::invites::InviteBook;
+use crate::jobs::Jobs;
 use crate::ledger::{Inserted, Ledger, now_ms};
 use crate::{InviteError, NodeError};
 
@@ -95,6 +96,10 @@ pub struct NodeConfig {
     /// position: a fork, which freezes the identity. The caller holds the lock that says so;
     /// a node that does not (a short look around) only reads and replicates.
     pub writer: bool,
+    /// Where the job records and files live (`$ASH_HOME/jobs`).
+    pub jobs_dir: PathBuf,
+    /// Set on a node that serves jobs.
+    pub serve: Option<crate::ServeConfig>,
 }
 
 /// What the node reports.
@@ -168,6 +173,16 @@ pub enum NodeEvent {
         /// Credits each.
         amount: u64,
     },
+    /// A job changed state (offered, assigned, running, delivered, collected, cancelled,
+    /// released).
+    Job {
+        /// The job.
+        job: String,
+        /// Its new state.
+        state: String,
+        /// For people.
+        detail: String,
+    },
     /// A catch-up with a peer ended.
     Synced {
         /// With whom.
@@ -183,6 +198,7 @@ pub enum NodeEvent {
 pub struct Node {
     net: NetHandle,
     ledger: Arc<Mutex<Ledger>>,
+    jobs: Arc<Jobs>,
     events: mpsc::Receiver<NodeEvent>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -217,6 +233,16 @@ impl Node {
         let (net, net_events, net_task) =
             Net::start(&identity, config.net).map_err(NodeError::Net)?.split();
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
+        let jobs = Jobs::open(
+            net.clone(),
+            Arc::clone(&ledger),
+            Arc::clone(&identity),
+            genesis.clone(),
+            config.jobs_dir,
+            config.serve,
+            config.writer,
+            events.clone(),
+        )?;
         let signup_tokens =
             config.authority.as_ref().map_or(0.0, |a| f64::from(a.signups_per_minute));
         let service = Service {
@@ -240,17 +266,24 @@ impl Node {
             again: HashSet::new(),
             waiting: std::collections::VecDeque::new(),
             answers: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERS)),
+            jobs: Arc::clone(&jobs),
         };
+        jobs.start();
         let task = tokio::spawn(async move {
             service.run(net_events, admissions).await;
             net_task.stopped().await;
         });
-        Ok(Self { net, ledger, events: receiver, task })
+        Ok(Self { net, ledger, jobs, events: receiver, task })
     }
 
     /// The network handle (requests, gossip, peers, shutdown).
     pub const fn net(&self) -> &NetHandle {
         &self.net
+    }
+
+    /// The job flow: ask for jobs, decide on results, list jobs.
+    pub fn jobs(&self) -> Arc<Jobs> {
+        Arc::clone(&self.jobs)
     }
 
     /// The ledger, shared with the service.
@@ -265,6 +298,7 @@ impl Node {
 
     /// Stops the node and waits for it.
     pub async fn stop(self) {
+        self.jobs.stop();
         self.net.shutdown().await;
         let Self { task, events, .. } = self;
         drop(events);
@@ -300,6 +334,7 @@ struct Service {
     /// Peers waiting for a slot, oldest first.
     waiting: std::collections::VecDeque<NodeId>,
     answers: Arc<tokio::sync::Semaphore>,
+    jobs: Arc<Jobs>,
 }
 
 /// What one catch-up did (also when it ended early: what it stored still counts).
@@ -384,6 +419,21 @@ impl Service {
                     }
                 }
             }
+            NetEvent::Gossip { from, message: Gossip::JobAnnounce(announce), .. } => {
+                self.jobs.announced(from, announce);
+            }
+            NetEvent::Request {
+                from,
+                request:
+                    request @ (PeerRequest::JobOffer(_)
+                    | PeerRequest::JobAssign(_)
+                    | PeerRequest::JobChunk { .. }
+                    | PeerRequest::JobProgress { .. }
+                    | PeerRequest::JobDone { .. }
+                    | PeerRequest::JobStatus { .. }
+                    | PeerRequest::JobSettled { .. }),
+                responder,
+            } => self.jobs.inbound(from, request, responder),
             // (The next tick mints for the admitted.)
             NetEvent::Request { from, request: PeerRequest::Signup { proof }, responder } => {
                 self.admit(from, proof, responder).await;
@@ -767,6 +817,14 @@ fn respond(ledger: &Mutex<Ledger>, info: PeerInfo, request: PeerRequest) -> Peer
     let invalid = |message: String| PeerResponse::error("invalid", message);
     match request {
         PeerRequest::Info => PeerResponse::Info(info),
+        // Routed to the job flow before they get here.
+        PeerRequest::JobOffer(_)
+        | PeerRequest::JobAssign(_)
+        | PeerRequest::JobChunk { .. }
+        | PeerRequest::JobProgress { .. }
+        | PeerRequest::JobDone { .. }
+        | PeerRequest::JobStatus { .. }
+        | PeerRequest::JobSettled { .. } => PeerResponse::error("unsupported", "not answered here"),
         PeerRequest::LedgerCheckpoints { subjects } => {
             if subjects.len() > MAX_LOGS {
                 return invalid(format!("at most {MAX_LOGS} logs per request"));

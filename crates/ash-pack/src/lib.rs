@@ -37,7 +37,7 @@ pub use paths::{
 };
 pub use seal::{
     CHUNK_SIZE, Contents, Expect, HEADER_LEN, JobId, Opener, Recipient, SEAL_MAGIC, SEAL_VERSION,
-    SealError, SealedHeader, Sealer, seal_error,
+    SealError, SealedHeader, Sealer, open_prompt, seal_error, seal_prompt,
 };
 pub use secrets::{Finding, secret_name};
 pub use tar::ArchiveError;

@@ -48,6 +48,8 @@ pub enum Contents {
     Package,
     /// A result diff.
     Diff,
+    /// A job's prompt (UTF-8 text).
+    Prompt,
 }
 
 impl Contents {
@@ -55,6 +57,7 @@ impl Contents {
         match self {
             Self::Package => 1,
             Self::Diff => 2,
+            Self::Prompt => 3,
         }
     }
 
@@ -62,6 +65,7 @@ impl Contents {
         match byte {
             1 => Some(Self::Package),
             2 => Some(Self::Diff),
+            3 => Some(Self::Prompt),
             _ => None,
         }
     }
@@ -71,6 +75,7 @@ impl Contents {
         match self {
             Self::Package => "package",
             Self::Diff => "diff",
+            Self::Prompt => "prompt",
         }
     }
 }
@@ -233,6 +238,37 @@ fn nonce(counter: u32, last: bool) -> aes_gcm::Nonce<aes_gcm::aead::consts::U12>
     n[7..11].copy_from_slice(&counter.to_be_bytes());
     n[11] = u8::from(last);
     n.into()
+}
+
+/// Seals a job's prompt for `recipient` (not compressed).
+pub fn seal_prompt(
+    prompt: &str,
+    sender: &Identity,
+    recipient: &Recipient,
+    job: JobId,
+) -> io::Result<Vec<u8>> {
+    let mut sealer = Sealer::new(Vec::new(), sender, recipient, Contents::Prompt, job)?;
+    sealer.write_all(prompt.as_bytes())?;
+    sealer.finish()
+}
+
+/// Opens a sealed prompt with `me`'s key, as `expect` says; refuses one over `max_bytes` or
+/// not UTF-8. Errors say what was wrong, never what the prompt holds.
+pub fn open_prompt(
+    sealed: &[u8],
+    me: &Identity,
+    expect: Expect,
+    max_bytes: usize,
+) -> Result<(SealedHeader, String), String> {
+    let (header, opener) =
+        Opener::new(sealed, me, Contents::Prompt, expect).map_err(|e| e.to_string())?;
+    let mut prompt = Vec::new();
+    opener.take(max_bytes as u64 + 1).read_to_end(&mut prompt).map_err(|e| e.to_string())?;
+    if prompt.len() > max_bytes {
+        return Err(format!("the prompt is larger than {max_bytes} bytes"));
+    }
+    let prompt = String::from_utf8(prompt).map_err(|_| "the prompt is not UTF-8".to_owned())?;
+    Ok((header, prompt))
 }
 
 /// Writes a sealed file: the header at creation, then chunks as plaintext arrives.

@@ -13,6 +13,7 @@ mod agent;
 mod api;
 mod diagnostic;
 mod events;
+mod job;
 mod model;
 mod net;
 mod providers;
@@ -35,6 +36,11 @@ pub use events::{
     EventBody, EventMeta, MessageCompleted, MessageReceived, RunCompleted, RunFailed, RunMode,
     RunStarted, STREAM_VERSION, SessionWaiting, StepCompleted, StopReason, ThinkingCompleted,
     TurnCancelled, TurnCompleted, TurnFailed, TurnStarted,
+};
+pub use job::{
+    JOB_CHUNK_BYTES, JobAnnounce, JobAssign, JobEnd, JobFile, JobOffer, JobStep, JobSummary,
+    JobTerms, MAX_ANNOUNCED_AGENTS, MAX_JOB_NAME, MAX_PROGRESS_STEPS, MAX_PROGRESS_TEXT,
+    MAX_SEALED_PROMPT_BYTES,
 };
 pub use model::{
     AssistantPart, FinishReason, Message, ModelEvent, ModelResponse, ReasoningEffort, ToolCall,

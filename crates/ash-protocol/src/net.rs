@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::job::{JobAnnounce, JobAssign, JobEnd, JobFile, JobOffer, JobStep};
+
 /// A request addressed to one peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -41,6 +43,50 @@ pub enum PeerRequest {
         /// The proof.
         proof: SignupProof,
     },
+    /// An acceptor's offer for an announced job (to its requester).
+    JobOffer(JobOffer),
+    /// The requester chose the asked acceptor (to the acceptor).
+    JobAssign(JobAssign),
+    /// One chunk of a job's sealed package (asked of the requester) or result (asked of the
+    /// acceptor), by its index in chunks of [`crate::JOB_CHUNK_BYTES`].
+    JobChunk {
+        /// The job.
+        job: String,
+        /// Which file.
+        file: JobFile,
+        /// Which chunk.
+        index: u64,
+    },
+    /// The agent's progress on a job (to its requester), numbered from 0 so that a repeat is
+    /// recognised.
+    JobProgress {
+        /// The job.
+        job: String,
+        /// The number of the first step.
+        from: u64,
+        /// At most [`crate::MAX_PROGRESS_STEPS`].
+        steps: Vec<JobStep>,
+    },
+    /// The acceptor's work ended (to the requester): a result to fetch, or a cancellation.
+    JobDone {
+        /// The job.
+        job: String,
+        /// How.
+        end: JobEnd,
+    },
+    /// Where a job stands (asked of the acceptor by a requester that was away).
+    JobStatus {
+        /// The job.
+        job: String,
+    },
+    /// The requester's entries that settle a job (its receipt and decision), so that the
+    /// acceptor collects without waiting for replication.
+    JobSettled {
+        /// The job.
+        job: String,
+        /// Canonical entry bytes.
+        entries: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// What a new identity shows for its signup bonus.
@@ -66,12 +112,24 @@ pub const MAX_INVITE_BYTES: usize = 128;
 
 /// The `type` of every [`PeerRequest`] this version knows. A request of another type is a
 /// newer peer's: answered `unsupported`, not held against it.
-pub const REQUEST_TYPES: [&str; 5] =
-    ["info", "ledger_heads", "ledger_entries", "ledger_checkpoints", "signup"];
+pub const REQUEST_TYPES: [&str; 12] = [
+    "info",
+    "ledger_heads",
+    "ledger_entries",
+    "ledger_checkpoints",
+    "signup",
+    "job_offer",
+    "job_assign",
+    "job_chunk",
+    "job_progress",
+    "job_done",
+    "job_status",
+    "job_settled",
+];
 
 /// The `type` of every [`Gossip`] message this version knows; others are a newer peer's and
 /// are neither passed on nor held against anyone.
-pub const GOSSIP_TYPES: [&str; 3] = ["heads", "equivocation", "checkpoint"];
+pub const GOSSIP_TYPES: [&str; 4] = ["heads", "equivocation", "checkpoint", "job_announce"];
 
 /// Most heads one answer holds.
 pub const MAX_HEADS: u32 = 4096;
@@ -131,6 +189,8 @@ pub enum Gossip {
         /// Exactly two entries.
         entries: Vec<serde_bytes::ByteBuf>,
     },
+    /// A job looking for an acceptor (on the announcement topic).
+    JobAnnounce(JobAnnounce),
 }
 
 /// Most heads one gossip message holds.
@@ -162,6 +222,24 @@ pub enum PeerResponse {
     },
     /// The answer to [`PeerRequest::Signup`]: admitted (also when it was before).
     Admitted,
+    /// Taken note of (offers, progress, ends, settlements).
+    Noted,
+    /// The answer to [`PeerRequest::JobAssign`]: the acceptor checked the reservation and
+    /// takes the job.
+    JobAccepted,
+    /// The answer to [`PeerRequest::JobChunk`].
+    JobChunk {
+        /// The chunk's bytes (the last may be shorter).
+        bytes: serde_bytes::ByteBuf,
+    },
+    /// The answer to [`PeerRequest::JobStatus`]: the acceptor's state of the job (`receiving`,
+    /// `running`, `delivered`, `cancelled`, `collected`), and how it ended, if it did.
+    JobStatus {
+        /// The state.
+        state: String,
+        /// The end.
+        end: Option<JobEnd>,
+    },
     /// The request was refused.
     Error(PeerError),
 }
@@ -212,6 +290,36 @@ mod tests {
             PeerRequest::LedgerEntries { logs: Vec::new(), limit: 1 },
             PeerRequest::LedgerCheckpoints { subjects: Vec::new() },
             PeerRequest::Signup { proof: SignupProof::None },
+            PeerRequest::JobOffer(crate::JobOffer {
+                job: String::new(),
+                agent: String::new(),
+                model: String::new(),
+                sandbox: String::new(),
+            }),
+            PeerRequest::JobAssign(crate::JobAssign {
+                job: String::new(),
+                reserve: serde_bytes::ByteBuf::new(),
+                terms: crate::JobTerms {
+                    tier: String::new(),
+                    price: 0,
+                    package: String::new(),
+                    prompt: String::new(),
+                    agent: String::new(),
+                },
+                prompt: serde_bytes::ByteBuf::new(),
+                size: 0,
+            }),
+            PeerRequest::JobChunk { job: String::new(), file: JobFile::Package, index: 0 },
+            PeerRequest::JobProgress { job: String::new(), from: 0, steps: Vec::new() },
+            PeerRequest::JobDone {
+                job: String::new(),
+                end: JobEnd::Cancelled {
+                    reason: String::new(),
+                    signature: serde_bytes::ByteBuf::new(),
+                },
+            },
+            PeerRequest::JobStatus { job: String::new() },
+            PeerRequest::JobSettled { job: String::new(), entries: Vec::new() },
         ];
         let kinds: Vec<String> = requests.iter().map(kind).collect();
         assert_eq!(kinds, REQUEST_TYPES);
@@ -219,6 +327,14 @@ mod tests {
             Gossip::Heads { heads: Vec::new() },
             Gossip::Equivocation { entries: Vec::new() },
             Gossip::Checkpoint { bytes: serde_bytes::ByteBuf::new() },
+            Gossip::JobAnnounce(crate::JobAnnounce {
+                job: String::new(),
+                tier: String::new(),
+                agents: Vec::new(),
+                size: 0,
+                price: 0,
+                expires: 0,
+            }),
         ];
         let kinds: Vec<String> = gossip.iter().map(kind).collect();
         assert_eq!(kinds, GOSSIP_TYPES);

@@ -10,12 +10,17 @@
 //! verdict written once (enforced by triggers), checkpoints, a bounded quarantine, and a summary
 //! per identity. What the entries mean is `ash-ledger`'s to decide.
 //!
+//! And [`JobsDb`], the job records of both sides of the network's job flow (`jobs.db`): a
+//! state and an opaque record per job, written in one transaction per step.
+//!
 //! Never decides what a run does: the rules (preconditions, status transitions, event stamps)
 //! are `ash-core`'s and are only applied here.
 
+mod jobs;
 mod ledger;
 mod sqlite;
 
+pub use jobs::{JOBS_SCHEMA, JobRow, JobsDb, JobsDbError};
 pub use ledger::{LedgerDb, LedgerDbError, Saved, StoredEntry};
 
 pub use sqlite::{Durability, OpenError, SCHEMA_VERSION, SqliteStore};

@@ -150,6 +150,10 @@ impl Home {
     pub(crate) fn ledger_path(&self) -> PathBuf {
         self.dir.join("ledger.db")
     }
+    /// The job records (`jobs.db`) and each job's files.
+    pub(crate) fn jobs_dir(&self) -> PathBuf {
+        self.dir.join("jobs")
+    }
     pub(crate) fn identity(&self) -> anyhow::Result<Identity> {
         let path = self.identity_path();
         if !path.exists() {

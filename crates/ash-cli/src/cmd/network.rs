@@ -52,6 +52,8 @@ fn config(
         signup,
         // Short looks around only read; callers that hold the home's writer lock say so.
         writer: false,
+        jobs_dir: home.jobs_dir(),
+        serve: None,
     })
 }
 

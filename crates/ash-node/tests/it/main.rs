@@ -70,6 +70,8 @@ fn signing_up(
         authority,
         signup,
         writer: true,
+        jobs_dir: ledger.with_extension("jobs"),
+        serve: None,
     };
     // Identities are not Clone: the node gets its own copy of the same key.
     let mut secret = *who.transport_secret();

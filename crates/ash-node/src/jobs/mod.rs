@@ -1,0 +1,560 @@
+//! The job flow on both sides (`docs/jobs.md`): the requester's announce, choice,
+//! reservation, upload, receipt and decision; the acceptor's offers, checks, download, agent
+//! run, delivery and collection. Every step is written to `jobs.db` before the next begins,
+//! and the ledger entry of a step is written before the job's row.
+//!
+//! The agent and git come from the caller ([`JobAgent`], [`GitFactory`]): this module never
+//! spawns a process itself.
+
+mod acceptor;
+mod requester;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ash_identity::{Identity, NodeId};
+use ash_ledger::Genesis;
+use ash_net::{NetHandle, Responder};
+use ash_protocol::{JobStep, PeerRequest, PeerResponse};
+use ash_store::JobsDb;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+pub use acceptor::{AcceptorRecord, AcceptorState};
+pub use requester::{
+    Delivered, JobEvent, JobSpec, Requested, RequesterRecord, RequesterState, Settlement,
+};
+
+use crate::ledger::{Ledger, now_ms};
+use crate::node::lock;
+use crate::{NodeError, NodeEvent};
+
+/// Jobs one acceptor runs at once at most, whatever it is told.
+pub const MAX_CONCURRENT_JOBS: usize = 64;
+/// Chunks of a package or result asked for at once.
+pub const CHUNKS_IN_FLIGHT: usize = 4;
+/// Longest prompt a job carries (bytes of UTF-8).
+pub const MAX_PROMPT_BYTES: usize = 32 << 10;
+/// Offers an acceptor has open at once, and per requester.
+const MAX_OFFERS: usize = 256;
+const MAX_OFFERS_PER_REQUESTER: usize = 4;
+/// Inbound job requests handled at once; beyond, peers are told `busy`.
+const MAX_JOB_ANSWERS: usize = 32;
+
+/// What runs a job's agent: the built-in agent, or an outside coding agent.
+pub trait JobAgent: Send + Sync {
+    /// `builtin`, `claude`, `codex`.
+    fn kind(&self) -> &str;
+    /// The model it runs on, as offers name it.
+    fn model(&self) -> &str;
+    /// The sandbox backend it runs in.
+    fn sandbox(&self) -> &str;
+    /// Works on `work.workspace` as `work.prompt` asks; returns the agent's last words, or
+    /// why it failed (for the requester: no secrets, no paths of this machine).
+    fn run(&self, work: AgentWork) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+}
+
+/// One agent run.
+#[derive(Debug)]
+pub struct AgentWork {
+    /// The job.
+    pub job: String,
+    /// The unpacked repository, writable; nothing else of this machine's state is.
+    pub workspace: PathBuf,
+    /// What the requester asks.
+    pub prompt: String,
+    /// Where the agent reports its steps (bounded; a full queue drops steps).
+    pub progress: mpsc::Sender<JobStep>,
+}
+
+/// Makes the git that records a job's baseline and extracts its diff, isolated over one tree.
+pub trait GitFactory: Send + Sync {
+    /// Git over `tree`, with its own repository at `git_dir`.
+    fn for_tree(&self, tree: &Path, git_dir: &Path) -> Result<Box<dyn ash_pack::Git>, String>;
+}
+
+/// How this node serves jobs.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// The agents offered.
+    pub agents: Vec<Arc<dyn JobAgent>>,
+    /// The tiers served (empty: every tier the genesis prices).
+    pub tiers: Vec<String>,
+    /// Jobs run at once (at most [`MAX_CONCURRENT_JOBS`]).
+    pub max_concurrent: usize,
+    /// Jobs to take before this node stops offering (`None`: no end).
+    pub max_jobs: Option<u64>,
+    /// Largest sealed package taken.
+    pub max_package_bytes: u64,
+    /// What an unpacked package may hold.
+    pub limits: ash_pack::Limits,
+    /// Longest agent run.
+    pub run_time: Duration,
+    /// Git for baselines and diffs.
+    pub git: Arc<dyn GitFactory>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let agents: Vec<&str> = self.agents.iter().map(|a| a.kind()).collect();
+        f.debug_struct("ServeConfig")
+            .field("agents", &agents)
+            .field("tiers", &self.tiers)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("max_jobs", &self.max_jobs)
+            .field("max_package_bytes", &self.max_package_bytes)
+            .field("run_time", &self.run_time)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a job could not go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// The node failed.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The job was refused before anything was spent.
+    #[error("{0}")]
+    Refused(String),
+    /// No acceptor offered in time; nothing was charged.
+    #[error("no acceptor offered to run the job within {0:?}; nothing was charged")]
+    NoOffer(Duration),
+    /// The acceptor went away; the reservation is released after its deadline.
+    #[error("{0}")]
+    Lost(String),
+    /// The delivered result was refused (it failed the screen or the commitment); it is never
+    /// paid.
+    #[error("the result was refused: {0}")]
+    BadResult(String),
+    /// Packing, sealing or a file of the job failed.
+    #[error("{0}")]
+    Local(String),
+}
+
+/// An acceptor's offer as the requester sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// Who.
+    pub acceptor: NodeId,
+    /// The agent kind.
+    pub agent: String,
+    /// The model.
+    pub model: String,
+    /// The sandbox backend.
+    pub sandbox: String,
+}
+
+/// What the requester's job task hears from its acceptor.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Offer(Offer),
+    Progress { from: u64, steps: Vec<JobStep> },
+    Done(ash_protocol::JobEnd),
+}
+
+/// The job flow of one node: shared by the node's service (which routes peers' job messages
+/// here), the requester's calls, and the acceptor's tasks.
+pub struct Jobs {
+    pub(crate) net: NetHandle,
+    pub(crate) ledger: Arc<Mutex<Ledger>>,
+    pub(crate) me: Arc<Identity>,
+    pub(crate) genesis: Genesis,
+    pub(crate) dir: PathBuf,
+    db: Arc<Mutex<JobsDb>>,
+    pub(crate) serve: Option<ServeConfig>,
+    pub(crate) writer: bool,
+    pub(crate) events: mpsc::Sender<NodeEvent>,
+    /// Requester jobs in progress in this process: where their acceptor's messages go.
+    live: Mutex<HashMap<String, mpsc::Sender<(NodeId, Inbound)>>>,
+    /// Acceptor: offers made and not yet assigned, by job: the requester, the tier, the agent
+    /// kind, the price and when the offer lapses.
+    offers: Mutex<HashMap<String, acceptor::Offered>>,
+    /// Acceptor: jobs running here now, and how many were taken.
+    pub(crate) running: Arc<Semaphore>,
+    pub(crate) taken: Mutex<u64>,
+    answers: Arc<Semaphore>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+/// The SHA-256 of `bytes`, in hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    ash_identity::encode_hex(&Sha256::digest(bytes))
+}
+
+/// The SHA-256 of a file, in hex.
+pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(ash_identity::encode_hex(&hasher.finalize()))
+}
+
+/// A job id as text: 32 lowercase hex digits.
+pub(crate) fn valid_job_id(job: &str) -> bool {
+    ash_identity::decode_hex::<16>(job).is_some() && job.bytes().all(|b| !b.is_ascii_uppercase())
+}
+
+impl Jobs {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open(
+        net: NetHandle,
+        ledger: Arc<Mutex<Ledger>>,
+        me: Arc<Identity>,
+        genesis: Genesis,
+        dir: PathBuf,
+        serve: Option<ServeConfig>,
+        writer: bool,
+        events: mpsc::Sender<NodeEvent>,
+    ) -> Result<Arc<Self>, NodeError> {
+        let db = JobsDb::open(&dir.join("jobs.db")).map_err(|e| NodeError::Jobs(e.to_string()))?;
+        let slots = serve.as_ref().map_or(1, |s| s.max_concurrent.clamp(1, MAX_CONCURRENT_JOBS));
+        Ok(Arc::new(Self {
+            net,
+            ledger,
+            me,
+            genesis,
+            dir,
+            db: Arc::new(Mutex::new(db)),
+            serve,
+            writer,
+            events,
+            live: Mutex::new(HashMap::new()),
+            offers: Mutex::new(HashMap::new()),
+            running: Arc::new(Semaphore::new(slots)),
+            taken: Mutex::new(0),
+            answers: Arc::new(Semaphore::new(MAX_JOB_ANSWERS)),
+            tasks: Mutex::new(JoinSet::new()),
+        }))
+    }
+
+    /// Starts the background work: the acceptor's unfinished jobs continue, and every second
+    /// deliveries are retried, collections made and expired reservations released.
+    pub(crate) fn start(self: &Arc<Self>) {
+        let jobs = Arc::clone(self);
+        self.spawn(async move { jobs.background().await });
+    }
+
+    /// Runs `task` owned by this job flow (aborted when the node stops).
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Finished tasks are reaped as new ones come.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Stops every task of the job flow.
+    pub(crate) fn stop(&self) {
+        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).abort_all();
+    }
+
+    async fn background(self: Arc<Self>) {
+        if self.writer {
+            self.resume_accepted().await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if !self.writer {
+                continue;
+            }
+            self.acceptor_tick().await;
+            self.requester_tick().await;
+        }
+    }
+
+    /// Runs `f` on the jobs file, off the async threads.
+    pub(crate) async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&JobsDb) -> Result<T, ash_store::JobsDbError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&db)
+        })
+        .await
+        .map_err(|e| NodeError::Jobs(e.to_string()))?
+        .map_err(|e| NodeError::Jobs(e.to_string()))
+    }
+
+    /// Writes a job record.
+    pub(crate) async fn save<R: Serialize>(
+        &self,
+        id: &str,
+        side: &'static str,
+        state: &str,
+        record: &R,
+    ) -> Result<(), NodeError> {
+        let json = serde_json::to_string(record).map_err(|e| NodeError::Jobs(e.to_string()))?;
+        let (id, state) = (id.to_owned(), state.to_owned());
+        self.db(move |db| db.put(&id, side, &state, &json, now_ms())).await
+    }
+
+    /// Reads a job record.
+    pub(crate) async fn load<R: for<'de> Deserialize<'de>>(
+        &self,
+        id: &str,
+        side: &'static str,
+    ) -> Result<Option<(String, R)>, NodeError> {
+        let id = id.to_owned();
+        let Some(row) = self.db(move |db| db.get(&id, side)).await? else { return Ok(None) };
+        let record = serde_json::from_str(&row.record)
+            .map_err(|e| NodeError::Jobs(format!("job {}: damaged record: {e}", row.id)))?;
+        Ok(Some((row.state, record)))
+    }
+
+    /// The records of one side, newest first.
+    pub(crate) async fn list<R: for<'de> Deserialize<'de>>(
+        &self,
+        side: &'static str,
+    ) -> Result<Vec<(String, R)>, NodeError> {
+        let rows = self.db(move |db| db.list(Some(side), 10_000)).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            match serde_json::from_str(&row.record) {
+                Ok(record) => out.push((row.state, record)),
+                Err(e) => tracing::warn!(job = %row.id, error = %e, "damaged job record skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The directory of one job's files, created closed to other local users.
+    pub(crate) fn job_dir(&self, job: &str) -> Result<PathBuf, NodeError> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let dir = self.dir.join(job);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| NodeError::Jobs(format!("{}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    pub(crate) fn emit(&self, job: &str, state: &str, detail: String) {
+        let _ = self.events.try_send(NodeEvent::Job {
+            job: job.to_owned(),
+            state: state.into(),
+            detail,
+        });
+    }
+
+    /// Gossips the head of this identity's log, after it grew.
+    pub(crate) async fn announce_head(&self) {
+        let head = lock(&self.ledger).log_head(self.me.node_id());
+        if let Some(head) = head {
+            let message = ash_protocol::Gossip::Heads { heads: vec![head] };
+            if let Err(e) = self.net.publish(ash_net::Topic::LedgerHeads, &message).await {
+                tracing::debug!(error = %e, "head not gossiped");
+            }
+        }
+    }
+
+    /// A peer's job message: handled in a task of its own, at most [`MAX_JOB_ANSWERS`] at once.
+    pub(crate) fn inbound(
+        self: &Arc<Self>,
+        from: NodeId,
+        request: PeerRequest,
+        responder: Responder,
+    ) {
+        let Ok(permit) = Arc::clone(&self.answers).try_acquire_owned() else {
+            tokio::spawn(async move {
+                let busy = PeerResponse::error("busy", "too many job messages at once");
+                let _ = responder.respond(busy).await;
+            });
+            return;
+        };
+        let jobs = Arc::clone(self);
+        self.spawn(async move {
+            let answer = jobs.answer(from, request).await;
+            let _ = responder.respond(answer).await;
+            drop(permit);
+        });
+    }
+
+    async fn answer(self: Arc<Self>, from: NodeId, request: PeerRequest) -> PeerResponse {
+        let job = match &request {
+            PeerRequest::JobOffer(o) => o.job.clone(),
+            PeerRequest::JobAssign(a) => a.job.clone(),
+            PeerRequest::JobChunk { job, .. }
+            | PeerRequest::JobProgress { job, .. }
+            | PeerRequest::JobDone { job, .. }
+            | PeerRequest::JobStatus { job }
+            | PeerRequest::JobSettled { job, .. } => job.clone(),
+            _ => return PeerResponse::error("unsupported", "not a job message"),
+        };
+        if !valid_job_id(&job) {
+            return PeerResponse::error("invalid", "a job id is 32 lowercase hex digits");
+        }
+        let answer = match request {
+            PeerRequest::JobOffer(offer) => self.offered(from, offer),
+            PeerRequest::JobProgress { from: first, steps, .. } => {
+                self.to_requester(&job, from, Inbound::Progress { from: first, steps }).await
+            }
+            PeerRequest::JobDone { end, .. } => {
+                self.to_requester(&job, from, Inbound::Done(end)).await
+            }
+            PeerRequest::JobChunk { file: ash_protocol::JobFile::Package, index, .. } => {
+                self.package_chunk(&job, from, index).await
+            }
+            PeerRequest::JobAssign(assign) => self.assigned(from, assign).await,
+            PeerRequest::JobChunk { file: ash_protocol::JobFile::Result, index, .. } => {
+                self.result_chunk(&job, from, index).await
+            }
+            PeerRequest::JobStatus { .. } => self.status(&job, from).await,
+            PeerRequest::JobSettled { entries, .. } => self.settled(&job, from, entries).await,
+            _ => PeerResponse::error("unsupported", "not a job message"),
+        };
+        if let PeerResponse::Error(e) = &answer {
+            tracing::info!(peer = %from, %job, code = %e.code, reason = %e.message, "job message refused");
+        }
+        answer
+    }
+
+    /// Reads chunk `index` of `path` (chunks of [`ash_protocol::JOB_CHUNK_BYTES`]).
+    pub(crate) async fn read_chunk(path: PathBuf, index: u64) -> PeerResponse {
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+            use std::io::{Read as _, Seek as _};
+            let mut file = std::fs::File::open(&path)?;
+            let size = file.metadata()?.len();
+            let chunk = u64::from(ash_protocol::JOB_CHUNK_BYTES);
+            let Some(start) = index.checked_mul(chunk).filter(|s| *s < size.max(1)) else {
+                return Ok(None);
+            };
+            file.seek(std::io::SeekFrom::Start(start))?;
+            let mut bytes = Vec::with_capacity(chunk.min(size - start.min(size)) as usize);
+            file.take(chunk).read_to_end(&mut bytes)?;
+            Ok(Some(bytes))
+        })
+        .await;
+        match read {
+            Ok(Ok(Some(bytes))) => {
+                PeerResponse::JobChunk { bytes: serde_bytes::ByteBuf::from(bytes) }
+            }
+            Ok(Ok(None)) => PeerResponse::error("invalid", "no such chunk"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "a job file could not be read");
+                PeerResponse::error("busy", "the file cannot be read now")
+            }
+            Err(_) => PeerResponse::error("busy", "failed"),
+        }
+    }
+
+    /// Fetches the file of `size` bytes that `peer` holds for `job` into `path`, from the
+    /// first chunk not yet there, [`CHUNKS_IN_FLIGHT`] at a time; `progress` learns each
+    /// contiguous length written.
+    pub(crate) async fn fetch(
+        &self,
+        peer: NodeId,
+        job: &str,
+        file: ash_protocol::JobFile,
+        path: &Path,
+        size: u64,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), JobError> {
+        use std::io::Write as _;
+        let chunk = u64::from(ash_protocol::JOB_CHUNK_BYTES);
+        let have = std::fs::metadata(path).map_or(0, |m| m.len());
+        // Only whole chunks count: a cut last write is fetched again.
+        let have = if have >= size { size } else { have / chunk * chunk };
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| JobError::Local(format!("{}: {e}", path.display())))?;
+        out.set_len(have).map_err(|e| JobError::Local(e.to_string()))?;
+        use std::io::Seek as _;
+        out.seek(std::io::SeekFrom::Start(have)).map_err(|e| JobError::Local(e.to_string()))?;
+        let total = size.div_ceil(chunk);
+        let mut next = have / chunk;
+        let mut written = have;
+        let mut flight: std::collections::VecDeque<
+            tokio::task::JoinHandle<Result<PeerResponse, ash_net::NetError>>,
+        > = std::collections::VecDeque::new();
+        let mut asked = next;
+        while next < total {
+            while asked < total && flight.len() < CHUNKS_IN_FLIGHT {
+                let (net, job) = (self.net.clone(), job.to_owned());
+                let index = asked;
+                flight.push_back(tokio::spawn(async move {
+                    net.request(peer, PeerRequest::JobChunk { job, file, index }).await
+                }));
+                asked += 1;
+            }
+            let Some(handle) = flight.pop_front() else { break };
+            let answer = handle.await.map_err(|e| JobError::Local(e.to_string()))?;
+            let bytes = match answer {
+                Ok(PeerResponse::JobChunk { bytes }) => bytes.into_vec(),
+                Ok(PeerResponse::Error(e)) => {
+                    for h in flight {
+                        h.abort();
+                    }
+                    return Err(JobError::Lost(format!(
+                        "{peer} refused chunk {next} of the {}: {}",
+                        file_name(file),
+                        e.message
+                    )));
+                }
+                Ok(other) => {
+                    for h in flight {
+                        h.abort();
+                    }
+                    return Err(JobError::Lost(format!(
+                        "{peer} answered chunk {next} with {other:?}"
+                    )));
+                }
+                Err(e) => {
+                    for h in flight {
+                        h.abort();
+                    }
+                    return Err(JobError::Lost(format!("{e}")));
+                }
+            };
+            let expected = chunk.min(size - next * chunk);
+            if bytes.len() as u64 != expected {
+                for h in flight {
+                    h.abort();
+                }
+                return Err(JobError::Lost(format!(
+                    "{peer} sent {} bytes for chunk {next} of the {}, not {expected}",
+                    bytes.len(),
+                    file_name(file)
+                )));
+            }
+            out.write_all(&bytes).map_err(|e| JobError::Local(e.to_string()))?;
+            written += expected;
+            next += 1;
+            progress(written);
+        }
+        out.sync_all().map_err(|e| JobError::Local(e.to_string()))?;
+        Ok(())
+    }
+}
+
+const fn file_name(file: ash_protocol::JobFile) -> &'static str {
+    match file {
+        ash_protocol::JobFile::Package => "package",
+        ash_protocol::JobFile::Result => "result",
+    }
+}

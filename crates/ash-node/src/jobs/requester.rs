@@ -1,0 +1,857 @@
+//! The requester's side: announce, choose, pack and reserve, assign, follow, receive, decide.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ash_identity::{NodeId, PublicKey, Signature, encode_hex};
+use ash_ledger::{Body, Credits, Decide, Entry, Hash, Outcome, Receipt, Release, Reserve, Terms};
+use ash_pack::{Expect, JobId, PackOptions, PatchFile, Recipient, Walk};
+use ash_protocol::{
+    Gossip, JobAnnounce, JobAssign, JobEnd, JobStep, JobSummary, JobTerms, PeerRequest,
+    PeerResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{Inbound, JobError, Jobs, MAX_PROMPT_BYTES, Offer, file_sha256, sha256_hex};
+use crate::ledger::now_ms;
+use crate::node::lock;
+
+const SIDE: &str = "requester";
+/// How often a requester asks its acceptor where the job stands, in case a message was lost.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// A job to ask for.
+#[derive(Debug)]
+pub struct JobSpec {
+    /// What the agent is to do.
+    pub prompt: String,
+    /// The model tier (priced by the genesis).
+    pub tier: String,
+    /// The agent kinds accepted.
+    pub agents: Vec<String>,
+    /// The most this job may cost; a higher price is refused before anything is announced.
+    pub max_price: Option<u64>,
+    /// The repository's files, as packed.
+    pub walk: Walk,
+    /// How to pack.
+    pub pack: PackOptions,
+    /// How long to wait for a first offer.
+    pub offer_time: Duration,
+    /// How long to wait for more offers after the first.
+    pub choose_after: Duration,
+    /// How long the acceptor has to deliver (the reservation's deadline).
+    pub run_time: Duration,
+    /// The repository, for the record.
+    pub repo: Option<PathBuf>,
+}
+
+/// What happens to a job, as the requester follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEvent {
+    /// The job was announced.
+    Announced {
+        /// Its id.
+        job: String,
+        /// Its price.
+        price: u64,
+    },
+    /// An acceptor was chosen.
+    Matched(Offer),
+    /// The package was sealed for it.
+    Packed {
+        /// Sealed bytes.
+        bytes: u64,
+        /// Files, directories and links.
+        entries: u64,
+    },
+    /// Credits were reserved.
+    Reserved {
+        /// How many.
+        amount: u64,
+    },
+    /// The acceptor took the job and is fetching the package.
+    Assigned,
+    /// A step of the agent's work.
+    Step(JobStep),
+    /// The result is here: receipted, screened, and waiting for the decision.
+    Received(JobSummary),
+}
+
+/// A delivered result, receipted and screened, waiting for the requester's decision.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// The job.
+    pub job: String,
+    /// Who ran it.
+    pub acceptor: NodeId,
+    /// The patch (`git diff --binary`).
+    pub patch: Vec<u8>,
+    /// Its files, screened.
+    pub files: Vec<PatchFile>,
+    /// What the acceptor says it changes.
+    pub summary: JobSummary,
+    /// The reserved price: accepting pays it, rejecting half.
+    pub price: u64,
+}
+
+/// How a requested job ended.
+#[derive(Debug, Clone)]
+pub enum Requested {
+    /// A result to decide on.
+    Delivered(Delivered),
+    /// The acceptor gave it up and signed the cancellation; the reservation was released and
+    /// nothing paid.
+    Cancelled {
+        /// The job.
+        job: String,
+        /// The acceptor's reason.
+        reason: String,
+    },
+}
+
+/// A decision, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settlement {
+    /// Accepted or rejected.
+    pub outcome: Outcome,
+    /// What it pays.
+    pub paid: u64,
+}
+
+/// Where a requested job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequesterState {
+    /// Looking for offers.
+    Announced,
+    /// Nobody offered; nothing was charged.
+    NoOffer,
+    /// Credits are reserved for the chosen acceptor.
+    Reserved,
+    /// The acceptor took the job.
+    Running,
+    /// The result was receipted.
+    Received,
+    /// The decision was written.
+    Decided,
+    /// The result was refused (screen or commitment); it is never paid.
+    Refused,
+    /// The reservation was released (cancelled by the acceptor, or expired).
+    Released,
+}
+
+impl RequesterState {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Announced => "announced",
+            Self::NoOffer => "no-offer",
+            Self::Reserved => "reserved",
+            Self::Running => "running",
+            Self::Received => "received",
+            Self::Decided => "decided",
+            Self::Refused => "refused",
+            Self::Released => "released",
+        }
+    }
+}
+
+/// A requested job as `jobs.db` holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequesterRecord {
+    /// The job.
+    pub job: String,
+    /// Where it stands.
+    pub state: RequesterState,
+    /// The repository it came from.
+    pub repo: Option<String>,
+    /// The tier.
+    pub tier: String,
+    /// The price.
+    pub price: u64,
+    /// The first line of the prompt (at most 120 bytes), for history.
+    pub title: String,
+    /// The chosen acceptor.
+    pub acceptor: Option<NodeId>,
+    /// The agent kind and model offered.
+    pub agent: Option<String>,
+    /// The model.
+    pub model: Option<String>,
+    /// The sealed package's size.
+    pub package_size: u64,
+    /// The reserve entry's id (hex).
+    pub reserve: Option<String>,
+    /// Its deadline (ms).
+    pub deadline: u64,
+    /// The receipt's id (hex).
+    pub receipt: Option<String>,
+    /// The receipt's bytes (hex), sent to the acceptor with the decision.
+    pub receipt_entry: Option<String>,
+    /// The decision: `accept` or `reject`.
+    pub outcome: Option<String>,
+    /// What the decision paid.
+    pub paid: Option<u64>,
+    /// What the result changes.
+    pub summary: Option<JobSummary>,
+    /// How the acceptor's work ended, if it said so while no `ash run` was following.
+    pub end: Option<JobEnd>,
+    /// Why it ended as it did, for people.
+    pub reason: Option<String>,
+    /// When it was asked for (ms).
+    pub created: u64,
+}
+
+/// Removes a live job's route when its task ends.
+struct Live<'a> {
+    jobs: &'a Jobs,
+    job: String,
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.jobs.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.job);
+    }
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Accept => "accept",
+        Outcome::Reject => "reject",
+    }
+}
+
+impl Jobs {
+    /// Asks the network for `spec`, reporting to `events`, until a result is delivered (and
+    /// receipted) or the job ends without one.
+    pub async fn request(
+        self: &Arc<Self>,
+        spec: JobSpec,
+        events: mpsc::Sender<JobEvent>,
+    ) -> Result<Requested, JobError> {
+        if !self.writer {
+            return Err(JobError::Refused(
+                "this node only reads the ledger; it cannot reserve credits".into(),
+            ));
+        }
+        if spec.prompt.trim().is_empty() {
+            return Err(JobError::Refused("the prompt is empty".into()));
+        }
+        if spec.prompt.len() > MAX_PROMPT_BYTES {
+            return Err(JobError::Refused(format!(
+                "the prompt is {} bytes; a job's prompt is at most {MAX_PROMPT_BYTES}",
+                spec.prompt.len()
+            )));
+        }
+        let Some(price) = self.genesis.price(&spec.tier) else {
+            let tiers: Vec<String> = self.genesis.price_list().into_keys().collect();
+            return Err(JobError::Refused(format!(
+                "this network has no price for the tier `{}`; it prices {}",
+                spec.tier,
+                tiers.join(", ")
+            )));
+        };
+        if let Some(max) = spec.max_price
+            && price > max
+        {
+            return Err(JobError::Refused(format!(
+                "the tier `{}` costs {price} credits on this network, over --max-price {max}",
+                spec.tier
+            )));
+        }
+        let spendable =
+            lock(&self.ledger).verifier().account(self.me.node_id()).balance.spendable.get();
+        if spendable < price {
+            return Err(JobError::Refused(format!(
+                "the tier `{}` costs {price} credits and {spendable} are spendable; earn credits with `ash serve`, or choose a cheaper tier",
+                spec.tier
+            )));
+        }
+        let id = JobId::random().map_err(|e| JobError::Local(e.to_string()))?;
+        let job = id.to_string();
+        let (tx, mut inbound) = mpsc::channel(256);
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.clone(), tx);
+        let _live = Live { jobs: self, job: job.clone() };
+        let mut record = RequesterRecord {
+            job: job.clone(),
+            state: RequesterState::Announced,
+            repo: spec.repo.as_ref().map(|p| p.display().to_string()),
+            tier: spec.tier.clone(),
+            price,
+            title: title(&spec.prompt),
+            acceptor: None,
+            agent: None,
+            model: None,
+            package_size: 0,
+            reserve: None,
+            deadline: 0,
+            receipt: None,
+            receipt_entry: None,
+            outcome: None,
+            paid: None,
+            summary: None,
+            end: None,
+            reason: None,
+            created: now_ms(),
+        };
+        self.put_requested(&record).await?;
+
+        // Announce, and take offers.
+        let expires = now_ms() + u64::try_from(spec.offer_time.as_millis()).unwrap_or(u64::MAX);
+        let announce = Gossip::JobAnnounce(JobAnnounce {
+            job: job.clone(),
+            tier: spec.tier.clone(),
+            agents: spec.agents.clone(),
+            size: spec.walk.total_size(),
+            price,
+            expires,
+        });
+        let start = Instant::now();
+        let mut published = false;
+        let mut offers: Vec<Offer> = Vec::new();
+        let mut first: Option<Instant> = None;
+        let mut retry = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let waited = start.elapsed();
+            let limit = match first {
+                Some(at) => (at + spec.choose_after).saturating_duration_since(Instant::now()),
+                None => spec.offer_time.saturating_sub(waited),
+            };
+            if limit.is_zero() {
+                break;
+            }
+            tokio::select! {
+                _ = retry.tick(), if !published => {
+                    // Until a peer hears the topic, publishing fails; it is tried again.
+                    match self.net.publish(ash_net::Topic::Announcements, &announce).await {
+                        Ok(()) => {
+                            published = true;
+                            let _ = events.send(JobEvent::Announced { job: job.clone(), price }).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "announcement not published yet"),
+                    }
+                }
+                message = inbound.recv() => match message {
+                    Some((from, Inbound::Offer(offer))) if offer.acceptor == from => {
+                        if from != self.me.node_id()
+                            && spec.agents.contains(&offer.agent)
+                            && !offers.iter().any(|o| o.acceptor == from)
+                        {
+                            first.get_or_insert_with(Instant::now);
+                            offers.push(offer);
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                () = tokio::time::sleep(limit) => {}
+            }
+        }
+        // The first offer whose acceptor has a profile to seal to.
+        let chosen = offers.into_iter().find_map(|offer| {
+            let key = lock(&self.ledger).verifier().profile(offer.acceptor).map(|(_, key)| key)?;
+            Some((offer, key))
+        });
+        let Some((offer, sealing_key)) = chosen else {
+            record.state = RequesterState::NoOffer;
+            record.reason = Some("no acceptor offered".into());
+            self.put_requested(&record).await?;
+            return Err(JobError::NoOffer(spec.offer_time));
+        };
+        let acceptor = offer.acceptor;
+        record.acceptor = Some(acceptor);
+        record.agent = Some(offer.agent.clone());
+        record.model = Some(offer.model.clone());
+        let _ = events.send(JobEvent::Matched(offer.clone())).await;
+
+        // Pack and seal for the chosen acceptor.
+        let dir = self.job_dir(&job)?;
+        let package_path = dir.join("package.sealed");
+        let recipient = Recipient { node: acceptor, key: sealing_key };
+        let (me, walk, options, path) =
+            (Arc::clone(&self.me), spec.walk, spec.pack.clone(), package_path.clone());
+        let packed = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+            let writer = std::io::BufWriter::new(file);
+            let (info, _, writer) = ash_pack::pack(&walk, &me, &recipient, id, &options, writer)
+                .map_err(|e| e.to_string())?;
+            writer
+                .into_inner()
+                .map_err(|e| e.to_string())?
+                .sync_all()
+                .map_err(|e| e.to_string())?;
+            let size = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
+            let hash = file_sha256(&path).map_err(|e| e.to_string())?;
+            Ok::<_, String>((info, size, hash))
+        })
+        .await
+        .map_err(|e| JobError::Local(e.to_string()))?
+        .map_err(|e| JobError::Local(format!("packing the repository: {e}")))?;
+        let (info, size, package_hash) = packed;
+        record.package_size = size;
+        let _ = events.send(JobEvent::Packed { bytes: size, entries: info.entries }).await;
+        let sealed_prompt = ash_pack::seal_prompt(&spec.prompt, &self.me, &recipient, id)
+            .map_err(|e| JobError::Local(format!("sealing the prompt: {e}")))?;
+
+        // Reserve.
+        let terms = JobTerms {
+            tier: spec.tier.clone(),
+            price,
+            package: package_hash.clone(),
+            prompt: sha256_hex(spec.prompt.as_bytes()),
+            agent: offer.agent.clone(),
+        };
+        let Some(terms_hash) = ledger_terms(&terms).and_then(|t| t.digest()) else {
+            return Err(JobError::Refused("the tier or agent name is too long".into()));
+        };
+        let deadline = now_ms() + u64::try_from(spec.run_time.as_millis()).unwrap_or(u64::MAX);
+        let reserve = Body::Reserve(Reserve {
+            job: ash_ledger::JobId(id.0),
+            acceptor,
+            amount: Credits::new(price),
+            deadline,
+            terms: terms_hash,
+        });
+        let entry = self.append(reserve).await?;
+        record.reserve = Some(entry.id().to_string());
+        record.deadline = deadline;
+        record.state = RequesterState::Reserved;
+        self.put_requested(&record).await?;
+        self.announce_head().await;
+        let _ = events.send(JobEvent::Reserved { amount: price }).await;
+
+        // Assign.
+        let assign = PeerRequest::JobAssign(JobAssign {
+            job: job.clone(),
+            reserve: serde_bytes::ByteBuf::from(entry.bytes()),
+            terms,
+            prompt: serde_bytes::ByteBuf::from(sealed_prompt),
+            size,
+        });
+        match self.net.request(acceptor, assign).await {
+            Ok(PeerResponse::JobAccepted) => {}
+            Ok(PeerResponse::JobStatus { end: Some(end @ JobEnd::Cancelled { .. }), .. }) => {
+                return self.ended(&mut record, acceptor, end, &events).await;
+            }
+            Ok(PeerResponse::Error(e)) => {
+                return Err(self
+                    .lost(&mut record, format!("{acceptor} refused the job: {}", e.message))
+                    .await);
+            }
+            Ok(other) => {
+                return Err(self
+                    .lost(&mut record, format!("{acceptor} answered the job with {other:?}"))
+                    .await);
+            }
+            Err(e) => {
+                return Err(self
+                    .lost(&mut record, format!("{acceptor} cannot be reached: {e}"))
+                    .await);
+            }
+        }
+        record.state = RequesterState::Running;
+        self.put_requested(&record).await?;
+        let _ = events.send(JobEvent::Assigned).await;
+
+        // Follow.
+        let mut next_step = 0u64;
+        let mut status = tokio::time::interval(STATUS_EVERY);
+        status.tick().await;
+        let end = loop {
+            let left = Duration::from_millis(deadline.saturating_sub(now_ms()));
+            if left.is_zero() {
+                return Err(self
+                    .lost(&mut record, "no result came before the deadline".to_owned())
+                    .await);
+            }
+            tokio::select! {
+                message = inbound.recv() => match message {
+                    Some((from, Inbound::Progress { from: first, steps })) if from == acceptor => {
+                        for (i, step) in steps.into_iter().enumerate() {
+                            if first + i as u64 == next_step {
+                                next_step += 1;
+                                let _ = events.send(JobEvent::Step(step)).await;
+                            }
+                        }
+                    }
+                    Some((from, Inbound::Done(end))) if from == acceptor => break end,
+                    Some(_) => {}
+                    None => return Err(JobError::Local("the node stopped".into())),
+                },
+                _ = status.tick() => {
+                    let ask = PeerRequest::JobStatus { job: job.clone() };
+                    if let Ok(PeerResponse::JobStatus { end: Some(end), .. }) =
+                        self.net.request(acceptor, ask).await
+                    {
+                        break end;
+                    }
+                }
+                () = tokio::time::sleep(left) => {}
+            }
+        };
+        self.ended(&mut record, acceptor, end, &events).await
+    }
+
+    /// Takes the acceptor's end of the job: a cancellation releases the reservation; a result
+    /// is fetched, checked, receipted and screened.
+    async fn ended(
+        &self,
+        record: &mut RequesterRecord,
+        acceptor: NodeId,
+        end: JobEnd,
+        events: &mpsc::Sender<JobEvent>,
+    ) -> Result<Requested, JobError> {
+        let job = record.job.clone();
+        let reserve = record
+            .reserve
+            .as_deref()
+            .and_then(hash_of)
+            .ok_or_else(|| JobError::Local("no reservation".into()))?;
+        let network = self.genesis.id();
+        let key = acceptor.public_key().map_err(|e| JobError::BadResult(e.to_string()))?;
+        match end {
+            JobEnd::Cancelled { reason, signature } => {
+                let signature = signature_of(&signature).ok_or_else(|| {
+                    JobError::BadResult("a cancellation without a signature".into())
+                })?;
+                if !verifies(
+                    &key,
+                    ash_identity::Domain::LedgerCancel,
+                    &ash_ledger::cancel_bytes(network, reserve),
+                    &signature,
+                ) {
+                    return Err(JobError::BadResult(
+                        "the cancellation's signature does not verify".into(),
+                    ));
+                }
+                self.append(Body::Release(Release::cancelled(reserve, signature))).await?;
+                record.state = RequesterState::Released;
+                record.reason = Some(reason.chars().take(1024).collect());
+                self.put_requested(record).await?;
+                self.announce_head().await;
+                Ok(Requested::Cancelled { job, reason })
+            }
+            JobEnd::Delivered { result, size, commitment, summary } => {
+                let refuse = |reason: String| JobError::BadResult(reason);
+                let checked = async {
+                    let result_hash = ash_identity::decode_hex::<32>(&result)
+                        .map(Hash)
+                        .ok_or_else(|| refuse("the result hash is not 64 hex digits".into()))?;
+                    let signature = signature_of(&commitment)
+                        .ok_or_else(|| refuse("a result without a commitment".into()))?;
+                    let bytes = ash_ledger::commitment_bytes(network, reserve, result_hash);
+                    if !verifies(&key, ash_identity::Domain::LedgerResult, &bytes, &signature) {
+                        return Err(refuse("the result commitment does not verify".into()));
+                    }
+                    if size > ash_pack::MAX_DIFF_BYTES {
+                        return Err(refuse(format!("the result is {size} bytes")));
+                    }
+                    let dir = self.job_dir(&job)?;
+                    let path = dir.join("result.sealed");
+                    self.fetch(acceptor, &job, ash_protocol::JobFile::Result, &path, size, |_| {})
+                        .await?;
+                    let hash = file_sha256(&path).map_err(|e| JobError::Local(e.to_string()))?;
+                    if hash != result {
+                        let _ = std::fs::remove_file(&path);
+                        return Err(refuse("the result is not the one committed to".into()));
+                    }
+                    let me = Arc::clone(&self.me);
+                    let id = job.parse::<JobId>().map_err(|e| JobError::Local(e.to_string()))?;
+                    let (patch, files) = tokio::task::spawn_blocking(move || {
+                        let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+                        let expect = Expect { sender: Some(acceptor), job: Some(id) };
+                        let (_, patch) =
+                            ash_pack::open_diff(file, &me, expect, ash_pack::MAX_DIFF_BYTES)
+                                .map_err(|e| e.to_string())?;
+                        let files = ash_pack::screen(&patch).map_err(|e| e.to_string())?;
+                        Ok::<_, String>((patch, files))
+                    })
+                    .await
+                    .map_err(|e| JobError::Local(e.to_string()))?
+                    .map_err(refuse)?;
+                    Ok((result_hash, signature, patch, files))
+                };
+                let (result_hash, signature, patch, files) = match checked.await {
+                    Ok(checked) => checked,
+                    Err(e @ JobError::BadResult(_)) => {
+                        tracing::warn!(peer = %acceptor, %job, error = %e, "result refused");
+                        record.state = RequesterState::Refused;
+                        record.reason = Some(e.to_string());
+                        self.put_requested(record).await?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
+                let receipt = self
+                    .append(Body::Receipt(Receipt {
+                        reserve,
+                        result: result_hash,
+                        commitment: signature,
+                    }))
+                    .await?;
+                record.receipt = Some(receipt.id().to_string());
+                record.receipt_entry = Some(encode_hex(&receipt.bytes()));
+                record.summary = Some(summary.clone());
+                record.state = RequesterState::Received;
+                self.put_requested(record).await?;
+                self.announce_head().await;
+                let _ = events.send(JobEvent::Received(summary.clone())).await;
+                Ok(Requested::Delivered(Delivered {
+                    job,
+                    acceptor,
+                    patch,
+                    files,
+                    summary,
+                    price: record.price,
+                }))
+            }
+        }
+    }
+
+    /// Writes the decision on a received job and tells its acceptor.
+    pub async fn decide(&self, job: &str, outcome: Outcome) -> Result<Settlement, JobError> {
+        let Some((_, mut record)) = self.load::<RequesterRecord>(job, SIDE).await? else {
+            return Err(JobError::Refused(format!("no job {job} was asked for here")));
+        };
+        if record.state != RequesterState::Received {
+            return Err(JobError::Refused(format!(
+                "job {job} is {}, not waiting for a decision",
+                record.state.as_str()
+            )));
+        }
+        let (Some(reserve), Some(acceptor)) =
+            (record.reserve.as_deref().and_then(hash_of), record.acceptor)
+        else {
+            return Err(JobError::Local("the record has no reservation".into()));
+        };
+        let decide = self.append(Body::Decide(Decide { reserve, outcome })).await?;
+        let paid = outcome.price(Credits::new(record.price)).get();
+        record.outcome = Some(outcome_name(outcome).to_owned());
+        record.paid = Some(paid);
+        record.state = RequesterState::Decided;
+        self.put_requested(&record).await?;
+        self.announce_head().await;
+        let mut entries = Vec::new();
+        if let Some(receipt) = record.receipt_entry.as_deref().and_then(hex_bytes) {
+            entries.push(serde_bytes::ByteBuf::from(receipt));
+        }
+        entries.push(serde_bytes::ByteBuf::from(decide.bytes()));
+        let settled = PeerRequest::JobSettled { job: job.to_owned(), entries };
+        if let Err(e) = self.net.request(acceptor, settled).await {
+            // Replication carries the entries to the acceptor as well.
+            tracing::debug!(%job, error = %e, "the acceptor was not told of the decision");
+        }
+        tracing::info!(%job, outcome = outcome_name(outcome), paid, "decided");
+        Ok(Settlement { outcome, paid })
+    }
+
+    /// The requested jobs held here, newest first.
+    pub async fn requested(&self) -> Result<Vec<RequesterRecord>, JobError> {
+        Ok(self.list::<RequesterRecord>(SIDE).await?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The progress steps received for a job.
+    pub async fn steps(&self, job: &str) -> Result<Vec<JobStep>, JobError> {
+        let job = job.to_owned();
+        let steps = self.db(move |db| db.steps(&job)).await?;
+        Ok(steps.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
+    }
+
+    async fn put_requested(&self, record: &RequesterRecord) -> Result<(), JobError> {
+        Ok(self.save(&record.job, SIDE, record.state.as_str(), record).await?)
+    }
+
+    /// The acceptor is gone or refused after the reservation: the job ends, and the
+    /// reservation is released once its deadline passes.
+    async fn lost(&self, record: &mut RequesterRecord, reason: String) -> JobError {
+        tracing::warn!(job = %record.job, %reason, "job lost");
+        record.reason = Some(reason.clone());
+        if let Err(e) = self.put_requested(record).await {
+            return e;
+        }
+        JobError::Lost(format!(
+            "{reason}; the reservation is released after its deadline (nothing is paid)"
+        ))
+    }
+
+    /// Appends an entry to this identity's log.
+    pub(crate) async fn append(&self, body: Body) -> Result<Entry, JobError> {
+        let (ledger, me) = (Arc::clone(&self.ledger), Arc::clone(&self.me));
+        tokio::task::spawn_blocking(move || lock(&ledger).append_entry(&me, body))
+            .await
+            .map_err(|e| JobError::Local(e.to_string()))?
+            .map_err(JobError::Node)
+    }
+
+    /// An acceptor's offer for one of this process's jobs.
+    pub(crate) fn offered(&self, from: NodeId, offer: ash_protocol::JobOffer) -> PeerResponse {
+        let names = [&offer.agent, &offer.model, &offer.sandbox];
+        if names.iter().any(|n| n.len() > ash_protocol::MAX_JOB_NAME) {
+            return PeerResponse::error("invalid", "a name in the offer is too long");
+        }
+        let route = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&offer.job)
+            .cloned();
+        let Some(route) = route else {
+            return PeerResponse::error("closed", "this job takes no offers");
+        };
+        let offer = Offer {
+            acceptor: from,
+            agent: offer.agent,
+            model: offer.model,
+            sandbox: offer.sandbox,
+        };
+        match route.try_send((from, Inbound::Offer(offer))) {
+            Ok(()) => PeerResponse::Noted,
+            Err(_) => PeerResponse::error("closed", "this job takes no more offers"),
+        }
+    }
+
+    /// Progress or an end from the acceptor of one of this node's jobs: to the task following
+    /// it, or, with none, into the record for later.
+    pub(crate) async fn to_requester(
+        &self,
+        job: &str,
+        from: NodeId,
+        message: Inbound,
+    ) -> PeerResponse {
+        let Ok(Some((_, mut record))) = self.load::<RequesterRecord>(job, SIDE).await else {
+            return PeerResponse::error("invalid", "no such job");
+        };
+        if record.acceptor != Some(from) {
+            return PeerResponse::error("refused", "this job is not yours");
+        }
+        if let Inbound::Progress { from: first, steps } = &message {
+            if steps.len() > ash_protocol::MAX_PROGRESS_STEPS
+                || steps
+                    .iter()
+                    .any(|s| s.text.len() > ash_protocol::MAX_PROGRESS_TEXT || s.kind.len() > 16)
+            {
+                return PeerResponse::error("invalid", "too many or too long progress steps");
+            }
+            let lines: Vec<String> =
+                steps.iter().filter_map(|s| serde_json::to_string(s).ok()).collect();
+            let (id, first) = (job.to_owned(), *first);
+            if let Err(e) = self.db(move |db| db.add_steps(&id, first, &lines)).await {
+                tracing::warn!(error = %e, "progress not stored");
+            }
+        }
+        let route =
+            self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(job).cloned();
+        match (route, message) {
+            (Some(route), message) => {
+                let _ = route.send((from, message)).await;
+            }
+            (None, Inbound::Done(end)) if matches!(record.state, RequesterState::Running) => {
+                record.end = Some(end);
+                if let Err(e) = self.put_requested(&record).await {
+                    tracing::warn!(error = %e, "job end not stored");
+                }
+            }
+            (None, _) => {}
+        }
+        PeerResponse::Noted
+    }
+
+    /// A chunk of a job's package, for its acceptor.
+    pub(crate) async fn package_chunk(&self, job: &str, from: NodeId, index: u64) -> PeerResponse {
+        match self.load::<RequesterRecord>(job, SIDE).await {
+            Ok(Some((_, record)))
+                if record.acceptor == Some(from)
+                    && matches!(
+                        record.state,
+                        RequesterState::Reserved | RequesterState::Running
+                    ) =>
+            {
+                Self::read_chunk(self.dir.join(job).join("package.sealed"), index).await
+            }
+            _ => PeerResponse::error("refused", "no package of this job for you"),
+        }
+    }
+
+    /// Releases the reservations of jobs that ended without a result once their deadline has
+    /// passed.
+    pub(crate) async fn requester_tick(&self) {
+        let Ok(records) = self.list::<RequesterRecord>(SIDE).await else { return };
+        let now = now_ms();
+        for mut record in records.into_iter().map(|(_, r)| r) {
+            let open = matches!(
+                record.state,
+                RequesterState::Reserved | RequesterState::Running | RequesterState::Refused
+            );
+            let live = self
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(&record.job);
+            let Some(reserve) = record.reserve.as_deref().and_then(hash_of) else { continue };
+            if !open || live || record.deadline == 0 || now < record.deadline + 1 {
+                continue;
+            }
+            match self.append(Body::Release(Release::expired(reserve))).await {
+                Ok(_) => {
+                    record.state = RequesterState::Released;
+                    record.reason.get_or_insert_with(|| "expired".to_owned());
+                    let _ = self.put_requested(&record).await;
+                    self.announce_head().await;
+                    self.emit(
+                        &record.job,
+                        "released",
+                        format!("{} credits released", record.price),
+                    );
+                }
+                Err(e) => tracing::warn!(job = %record.job, error = %e, "release failed"),
+            }
+        }
+    }
+}
+
+/// The first line of a prompt, cut to 120 bytes.
+fn title(prompt: &str) -> String {
+    let line = prompt.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    let mut end = line.len().min(120);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_owned()
+}
+
+/// The ledger's form of the terms; `None` when a hash is not 64 hex digits.
+pub(crate) fn ledger_terms(terms: &JobTerms) -> Option<Terms> {
+    Some(Terms {
+        tier: terms.tier.clone(),
+        price: Credits::new(terms.price),
+        package: Hash(ash_identity::decode_hex::<32>(&terms.package)?),
+        prompt: Hash(ash_identity::decode_hex::<32>(&terms.prompt)?),
+        agent: terms.agent.clone(),
+    })
+}
+
+pub(crate) fn signature_of(bytes: &[u8]) -> Option<Signature> {
+    <[u8; 64]>::try_from(bytes).ok().map(Signature)
+}
+
+pub(crate) fn verifies(
+    key: &PublicKey,
+    domain: ash_identity::Domain,
+    bytes: &[u8],
+    signature: &Signature,
+) -> bool {
+    ash_identity::verify(key, domain, bytes, signature).is_ok()
+}
+
+/// A stored hash.
+pub(crate) fn hash_of(hex: &str) -> Option<Hash> {
+    ash_identity::decode_hex::<32>(hex).map(Hash)
+}
+
+fn hex_bytes(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
