@@ -94,6 +94,24 @@ pub(crate) enum Command {
     /// Create a network: this machine becomes its mint authority
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Ask the network to work on this repository; apply the diff that comes back
+    ///
+    /// Packs the repository as `ash pack` does (git's ignore rules; secrets refused), announces
+    /// the job (no prompt, no code), takes the first acceptor that offers within --wait,
+    /// reserves the tier's price on the ledger, sends the sealed package and prompt to that
+    /// acceptor only, shows its agent's steps as they come, and checks, screens and shows the
+    /// diff. Then asks `Apply? (y=full price · n=half · 60s = half)`; --yes and --no-apply answer
+    /// in advance. See docs/jobs.md.
+    #[command(override_usage = "ash run [OPTIONS] <PROMPT>")]
+    Run(RunArgs),
+    /// Run this machine's node and do other people's jobs for credits
+    ///
+    /// A node as `ash node` runs it that also offers to run announced jobs with ash's own
+    /// coding agent, on the model given by --model, each in a fresh workspace under an isolating
+    /// sandbox (nothing of $ASH_HOME or your home visible, no network for its tools, limits).
+    /// Prints each job's steps. On the network's mint authority's home it mints signup bonuses
+    /// too. See docs/jobs.md.
+    Serve(ServeArgs),
     /// Run this machine's network node in the foreground
     ///
     /// Listens on TCP and QUIC on every interface (port 4517 unless --port or --listen), finds
@@ -345,6 +363,82 @@ pub(crate) struct NodeArgs {
     /// Print JSON lines instead of text
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Arguments of `ash run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// What the agent is to do
+    #[arg(value_name = "PROMPT")]
+    pub(crate) prompt: String,
+    /// The repository to send (default: the current directory)
+    #[arg(long, short = 'C', value_name = "DIR", default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// The model tier to pay for (the network's genesis prices each) [default: sonnet]
+    #[arg(long, value_name = "TIER")]
+    pub(crate) tier: Option<String>,
+    /// The agents accepted (repeatable): builtin, claude, codex
+    #[arg(long = "agent", value_name = "KIND", default_value = "builtin")]
+    pub(crate) agents: Vec<String>,
+    /// Refuse to pay more than this many credits
+    #[arg(long, value_name = "CREDITS")]
+    pub(crate) max_price: Option<u64>,
+    /// Apply the result without asking (pays the full price)
+    #[arg(long, short = 'y', conflicts_with = "no_apply")]
+    pub(crate) yes: bool,
+    /// Do not apply the result (pays half the price)
+    #[arg(long)]
+    pub(crate) no_apply: bool,
+    /// How long to wait for an acceptor's offer
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub(crate) wait: std::time::Duration,
+    /// Minutes the acceptor has to deliver (the reservation's deadline)
+    #[arg(long, value_name = "MINUTES", default_value_t = 30)]
+    pub(crate) max_run_minutes: u64,
+    /// Send files that look like secrets anyway
+    #[arg(long)]
+    pub(crate) allow_secrets: bool,
+    /// A peer to ask first (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Do not look for peers on the local network
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+    /// Print one JSON document at the end instead of progress lines
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ash serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+    /// The model the built-in agent runs on (`provider/model`), or `scripted` for the offline
+    /// demo
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) model: Option<String>,
+    /// The agents offered (repeatable)
+    #[arg(long, value_name = "KIND", default_value = "builtin")]
+    pub(crate) agents: Vec<String>,
+    /// The tiers served (repeatable; default: every tier the network prices)
+    #[arg(long = "tier", value_name = "TIER")]
+    pub(crate) tiers: Vec<String>,
+    /// Jobs run at once
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub(crate) max_concurrent: usize,
+    /// Stop offering after this many jobs
+    #[arg(long, short = 'n', value_name = "N")]
+    pub(crate) jobs: Option<u64>,
+    /// Largest sealed package taken, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    pub(crate) max_package_mb: u64,
+    /// Longest agent run, in minutes
+    #[arg(long, value_name = "MINUTES", default_value_t = 20)]
+    pub(crate) max_run_minutes: u64,
+    /// Sandbox backend for the agent's tools and git (never plain)
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
+    pub(crate) sandbox: BackendChoice,
 }
 
 /// Arguments of `ash admin serve`.

@@ -78,6 +78,29 @@ pub(crate) fn confirm(question: &str) -> anyhow::Result<Option<bool>> {
     Ok(Some(answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes")))
 }
 
+/// Asks a yes-or-no question on the terminal, waiting at most `within`; `None` when there is
+/// no terminal, or no answer came in time.
+pub(crate) fn ask_within(question: &str, within: std::time::Duration) -> Option<bool> {
+    let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").ok()?;
+    let mut writer = &tty;
+    writer.write_all(format!("{question} ").as_bytes()).and_then(|()| writer.flush()).ok()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = tty.try_clone().ok()?;
+    // The reader is left blocked if no answer comes; the process ends soon after.
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        if io::BufReader::new(reader).read_line(&mut line).is_ok() {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(within).ok();
+    if line.is_none() {
+        let _ = writer.write_all(b"\n");
+    }
+    let answer = line?.trim().to_ascii_lowercase();
+    Some(answer == "y" || answer == "yes")
+}
+
 /// Asks for a secret on the terminal (`/dev/tty`, so piped stdin stays the REPL's), without
 /// echoing what is typed.
 pub(crate) fn prompt_secret(prompt: &str) -> anyhow::Result<String> {

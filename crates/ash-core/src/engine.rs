@@ -34,6 +34,10 @@ pub struct EngineConfig {
     pub project_dir: PathBuf,
     /// Where session workspaces are created (`<dir>/<runId>/`).
     pub workspaces_dir: PathBuf,
+    /// One directory, made by the caller, that every run of this engine works in instead (a
+    /// job's repository): skills are not copied into it, so they never show in its diff (the
+    /// skill tool still gives their instructions).
+    pub workspace: Option<PathBuf>,
     /// The environment every tool process starts from (`PATH`, `LANG`, …); nothing else of the
     /// server's environment reaches tools.
     pub process_env: BTreeMap<String, String>,
@@ -64,6 +68,7 @@ impl EngineConfig {
         Self {
             project_dir: project_dir.into(),
             workspaces_dir: workspaces_dir.into(),
+            workspace: None,
             process_env: BTreeMap::from([
                 ("PATH".to_owned(), ash_sandbox::DEFAULT_PATH.to_owned()),
                 ("LANG".to_owned(), "C.UTF-8".to_owned()),
@@ -230,7 +235,7 @@ impl Engine {
         config.workspaces_dir = config.workspaces_dir.canonicalize().map_err(|source| {
             EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
         })?;
-        let toolbox = Toolbox::new(spec.root())?;
+        let toolbox = Toolbox::new(spec.root(), config.workspace.is_none())?;
         let inner = Arc::new(Inner {
             spec,
             model,

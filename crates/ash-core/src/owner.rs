@@ -60,7 +60,9 @@ pub(crate) async fn drive(
         store.release_lease(run_id, &inner.owner_id).await?;
         return Ok(());
     }
-    let workspace = {
+    let workspace = if let Some(fixed) = &inner.config.workspace {
+        Workspace::fixed(fixed).map_err(WorkerError::Workspace)?
+    } else {
         let (dir, id, project) = (
             inner.config.workspaces_dir.clone(),
             run_id.to_owned(),

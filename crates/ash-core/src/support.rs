@@ -116,7 +116,7 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
 pub fn runtime_surface(spec: &AgentSpec, now: Option<DateTime<Utc>>) -> AgentSurface {
     let mut surface = spec.surface(now);
     // The spec's schemas were checked when it was built, so this compiles.
-    if let Ok(toolbox) = Toolbox::new(spec.root()) {
+    if let Ok(toolbox) = Toolbox::new(spec.root(), true) {
         for builtin in toolbox.builtins() {
             surface.tools.push(ToolInfo::Builtin {
                 name: builtin.name.clone(),

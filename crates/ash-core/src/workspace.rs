@@ -52,6 +52,11 @@ impl Workspace {
         Ok(Self { root: dir.canonicalize()? })
     }
 
+    /// A directory the caller made, used as it is (nothing seeded).
+    pub(crate) fn fixed(dir: &Path) -> io::Result<Self> {
+        Ok(Self { root: dir.canonicalize()? })
+    }
+
     /// The root directory.
     pub(crate) fn root(&self) -> &Path {
         &self.root

@@ -122,6 +122,20 @@ pub(crate) fn run(args: &InitArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// Writes the built-in coding agent into `dir` afresh (what `ash serve` runs): the files as
+/// this binary carries them, whatever was there before.
+pub(crate) fn install_coder(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    for (rel, content, executable) in CODER {
+        if rel.starts_with("agent/") {
+            write_new(&dir.join(rel), content, *executable)?;
+        }
+    }
+    Ok(())
+}
+
 fn write_new(path: &Path, content: &str, executable: bool) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;

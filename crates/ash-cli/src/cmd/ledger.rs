@@ -100,6 +100,10 @@ impl Home {
         self.dir.join("keys/signup")
     }
     /// The invite codes this machine's authority issued.
+    /// The home directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
     pub(crate) fn invites(&self) -> InviteBook {
         InviteBook::new(self.dir.join("admin/invites"))
     }

@@ -6,6 +6,7 @@ mod exec;
 mod harness;
 mod info;
 mod init;
+mod jobs;
 mod ledger;
 mod models;
 mod network;
@@ -41,6 +42,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::History(args) => ledger::history(&args),
         Command::Network(crate::cli::NetworkCommand::Create(args)) => ledger::network_create(&args),
         Command::Node(args) => network::node(&args),
+        Command::Run(args) => jobs::run(&args),
+        Command::Serve(args) => jobs::serve(&args),
         Command::Peers(args) => network::peers(&args),
         Command::Ledger(command) => ledger::run(command),
         Command::Admin(command) => ledger::admin(command),

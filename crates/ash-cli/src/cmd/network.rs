@@ -28,7 +28,7 @@ fn agent_version() -> String {
 
 /// The node's configuration: this home's network and ledger, the given listen and bootstrap
 /// addresses.
-fn config(
+pub(crate) fn config(
     home: &Home,
     listen: Vec<String>,
     bootstrap: &[String],
@@ -112,7 +112,7 @@ pub(crate) fn admin_serve(args: &AdminServeArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The configuration of a node in the foreground, as `args` ask.
-fn node_config(home: &Home, args: &NodeArgs) -> anyhow::Result<NodeConfig> {
+pub(crate) fn node_config(home: &Home, args: &NodeArgs) -> anyhow::Result<NodeConfig> {
     let listen = listen_addresses(&args.listen, args.port);
     let mut config = config(home, listen, &args.bootstrap, !args.no_mdns)?;
     config.net.relay_server = args.relay;
@@ -140,7 +140,7 @@ pub(crate) struct NodeState {
 }
 
 /// The state file of this home's running node.
-fn state_file(home: &Home) -> std::path::PathBuf {
+pub(crate) fn state_file(home: &Home) -> std::path::PathBuf {
     home.run_dir().join("node.json")
 }
 
@@ -161,7 +161,7 @@ fn write_state(path: &std::path::Path, state: &NodeState) {
     }
 }
 
-fn run_node(
+pub(crate) fn run_node(
     identity: Arc<Identity>,
     config: NodeConfig,
     json: bool,
@@ -283,6 +283,11 @@ fn run_node(
                             );
                         }
                     }
+                    Some(NodeEvent::Job { job, state, detail }) => line(
+                        "job",
+                        json!({ "job": job, "state": state, "detail": detail }),
+                        format!("job {job}: {state} ({detail})"),
+                    ),
                     Some(NodeEvent::Synced { from, new, unreadable }) => {
                         if new > 0 || unreadable > 0 {
                             line(

@@ -55,11 +55,11 @@ fn walk_options() -> WalkOptions {
     WalkOptions { global_excludes }
 }
 
-fn walk_dir(dir: &Path) -> anyhow::Result<Walk> {
+pub(crate) fn walk_dir(dir: &Path) -> anyhow::Result<Walk> {
     walk(dir, &walk_options()).with_context(|| format!("cannot list {}", dir.display()))
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -451,7 +451,7 @@ fn result(args: &PackResultArgs) -> anyhow::Result<Outcome> {
 /// the user's own tree on the plain backend (`ash apply`), or over a tree a peer sent, isolated
 /// (`ash pack open`, `ash pack result`): the host read-only, only that tree and ash's git
 /// directory writable, no network.
-struct SandboxGit {
+pub(crate) struct SandboxGit {
     sandbox: Sandbox,
     runtime: tokio::runtime::Runtime,
     /// What git may read and what it may write, when isolated.
@@ -467,7 +467,7 @@ fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 impl SandboxGit {
     /// Git over the user's own tree.
-    fn own_tree() -> anyhow::Result<Self> {
+    pub(crate) fn own_tree() -> anyhow::Result<Self> {
         Ok(Self {
             sandbox: Sandbox::plain(),
             runtime: current_thread_runtime()?,
@@ -477,7 +477,7 @@ impl SandboxGit {
 
     /// Git over a tree a peer sent, isolated by `backend` (never plain): it reads `tree` and
     /// writes only `git_dir`.
-    fn isolated(
+    pub(crate) fn isolated(
         backend: ash_sandbox::BackendChoice,
         tree: PathBuf,
         git_dir: PathBuf,
@@ -496,6 +496,13 @@ impl SandboxGit {
         fs.read_only.push(tree);
         fs.writable.push(git_dir);
         Ok(Self { sandbox, runtime, fs })
+    }
+}
+
+impl SandboxGit {
+    /// Gives `path` to the user sandboxed processes run as.
+    pub(crate) fn adopt(&self, path: &Path) -> Result<(), ash_sandbox::SandboxError> {
+        self.sandbox.adopt(path)
     }
 }
 

@@ -156,7 +156,9 @@ fn validator(tool: &str, schema: &Value) -> Result<jsonschema::Validator, Schema
 
 impl Toolbox {
     /// Compiles the tools of `package`.
-    pub(crate) fn new(package: &Package) -> Result<Self, SchemaError> {
+    /// The tools of `package`; `seeded`: skill files are copied into each workspace (else
+    /// the skill tool gives the instructions only).
+    pub(crate) fn new(package: &Package, seeded: bool) -> Result<Self, SchemaError> {
         let mut definitions = Vec::new();
         let mut entries = HashMap::new();
         let mut add = |name: &str, description: &str, schema: Value, runner: Runner| {
@@ -181,7 +183,11 @@ impl Toolbox {
                 name: s.name.clone(),
                 description: s.description.clone(),
                 body: s.body.clone(),
-                files: s.files.iter().map(|f| format!("skills/{f}")).collect(),
+                files: if seeded {
+                    s.files.iter().map(|f| format!("skills/{f}")).collect()
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         if !skills.is_empty() {

@@ -463,6 +463,7 @@ impl Jobs {
         let git_factory = Arc::clone(&serve.git);
         let (tree, gd) = (work.clone(), git_dir.clone());
         let base = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir(&gd).map_err(|e| e.to_string())?;
             let file = std::fs::File::open(&package).map_err(|e| e.to_string())?;
             ash_pack::open(std::io::BufReader::new(file), &me, expect, &limits, &dest)
                 .map_err(|e| format!("the package cannot be unpacked: {e}"))?;
@@ -551,7 +552,7 @@ impl Jobs {
                 files: summary.files.len() as u64,
                 insertions: summary.insertions,
                 deletions: summary.deletions,
-                message: clip_text(&message),
+                message: clip_text(&self.private_paths_out(&message)),
             },
         })
     }
@@ -563,6 +564,8 @@ impl Jobs {
         reason: &str,
     ) -> Result<JobEnd, JobError> {
         tracing::info!(job = %record.job, %reason, "job cancelled");
+        // The requester learns why, but not where this node keeps its files.
+        let reason = &self.private_paths_out(reason);
         let signature =
             ash_ledger::cancel_signature(&self.me, self.genesis.id(), hash_of(&record.reserve));
         let end = JobEnd::Cancelled {
@@ -739,6 +742,12 @@ impl Jobs {
     /// The accepted jobs held here, newest first.
     pub async fn accepted(&self) -> Result<Vec<AcceptorRecord>, JobError> {
         Ok(self.list::<AcceptorRecord>(SIDE).await?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// `text` with this node's job directory left out.
+    fn private_paths_out(&self, text: &str) -> String {
+        let dir = self.dir.display().to_string();
+        if dir.len() > 1 { text.replace(&dir, "<jobs>") } else { text.to_owned() }
     }
 
     async fn put_accepted(&self, record: &AcceptorRecord) -> Result<(), JobError> {

@@ -74,7 +74,8 @@ pub struct AgentWork {
 
 /// Makes the git that records a job's baseline and extracts its diff, isolated over one tree.
 pub trait GitFactory: Send + Sync {
-    /// Git over `tree`, with its own repository at `git_dir`.
+    /// Git over `tree`, with its own repository at `git_dir` (which exists); both are given
+    /// to the user sandboxed processes run as, so that the agent's tools may write the tree.
     fn for_tree(&self, tree: &Path, git_dir: &Path) -> Result<Box<dyn ash_pack::Git>, String>;
 }
 
@@ -357,6 +358,11 @@ impl Jobs {
             state: state.into(),
             detail,
         });
+    }
+
+    /// This identity's spendable credits, as the ledger here has them.
+    pub fn balance(&self) -> u64 {
+        lock(&self.ledger).verifier().account(self.me.node_id()).balance.spendable.get()
     }
 
     /// Gossips the head of this identity's log, after it grew.

@@ -1,0 +1,465 @@
+//! `ash run` and `ash serve`: the job flow for people. `ash run` asks the network to work on
+//! this repository and applies the diff that comes back; `ash serve` runs ash's own coding
+//! agent on other people's jobs, in a sandbox.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ash_core::{Engine, EngineConfig, Inbound, MemoryStore};
+use ash_ledger::Outcome as Decision;
+use ash_llm::{Client, ClientConfig, Model};
+use ash_node::{
+    AgentWork, Delivered, GitFactory, JobAgent, JobEvent, JobSpec, Node, Requested, ServeConfig,
+};
+use ash_pack::{ApplyOptions, DiffError, Git};
+use ash_protocol::{EventBody, JobStep, RunMode};
+use ash_sandbox::{BackendKind, Sandbox};
+use ash_spec::{AgentSpec, ModelRef};
+use serde_json::json;
+
+use super::Outcome;
+use super::ledger::Home;
+use super::network;
+use super::start::runtime;
+use crate::cli::{RunArgs, ServeArgs};
+use crate::{config, output};
+
+/// The agent kinds a job may ask for.
+pub(crate) const AGENT_KINDS: [&str; 3] = ["builtin", "claude", "codex"];
+
+/// `ash serve`: this machine's node, serving jobs.
+pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let _writer = home.writer()?;
+    let identity = Arc::new(home.identity()?);
+    let genesis = home.genesis()?;
+    for kind in &args.agents {
+        match kind.as_str() {
+            "builtin" => {}
+            "claude" | "codex" => bail!(
+                "the `{kind}` agent cannot serve jobs yet; serve the built-in agent (--agents builtin)"
+            ),
+            other => bail!("no agent `{other}`; the agents are {}", AGENT_KINDS.join(", ")),
+        }
+    }
+    let prices = genesis.price_list();
+    for tier in &args.tiers {
+        if !prices.contains_key(tier) {
+            let known: Vec<&String> = prices.keys().collect();
+            bail!(
+                "this network has no tier `{tier}`; it prices {}",
+                known.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let Some(model) = args.model.as_deref() else {
+        bail!(
+            "choose the model the built-in agent runs on: --model openai/gpt-4.1-mini (with OPENAI_API_KEY set), or --model scripted for the offline demo (a replayed conversation, labelled as such)"
+        );
+    };
+    let rt = runtime()?;
+    let sandbox = rt
+        .block_on(Sandbox::new(config::sandbox_config(args.sandbox, None)))
+        .context("preparing the sandbox for jobs (`ash sandbox check` shows what works here)")?;
+    if sandbox.backend() == BackendKind::Plain {
+        bail!(
+            "jobs run other people's code: `ash serve` needs an isolating sandbox, and this one is `plain` (`ash sandbox check` shows why)"
+        );
+    }
+    let agent_dir = home.dir().join("agents").join("coder");
+    super::init::install_coder(&agent_dir)?;
+    let builtin = BuiltinAgent::new(&agent_dir, model, Arc::new(sandbox))?;
+    if builtin.scripted {
+        output::note(&format!(
+            "note: the built-in agent replays `{}` offline; no model is called, and requesters see the model named `{}` in the offer",
+            builtin.model_ref, builtin.model_ref
+        ));
+    }
+    let serve = ServeConfig {
+        agents: vec![Arc::new(builtin)],
+        tiers: args.tiers.clone(),
+        max_concurrent: args.max_concurrent.clamp(1, ash_node::MAX_CONCURRENT_JOBS),
+        max_jobs: args.jobs,
+        max_package_bytes: args.max_package_mb.saturating_mul(1 << 20),
+        limits: ash_pack::Limits::default(),
+        run_time: Duration::from_secs(args.max_run_minutes.max(1) * 60),
+        git: Arc::new(IsolatedGit { backend: args.sandbox }),
+    };
+    let mut config = network::node_config(&home, &args.node)?;
+    config.serve = Some(serve);
+    config.info.serving = true;
+    config.info.agents = vec!["builtin".to_owned()];
+    // The mint authority of the network may serve from the same home: its node mints too.
+    if let Ok(key) = home.authority()
+        && genesis.is_authority(&key.node_id())
+    {
+        let invites =
+            (genesis.signup_cost == ash_ledger::SignupCost::Invite).then(|| home.invites());
+        config.authority = Some(ash_node::Authority {
+            key: Arc::new(key),
+            signup_bonus: genesis.signup_bonus.unwrap_or(100),
+            signups_per_minute: 30,
+            invites,
+        });
+    }
+    drop(rt);
+    network::run_node(identity, config, args.node.json, &network::state_file(&home))
+}
+
+/// Git over a job's tree, isolated (`ash pack`'s git).
+struct IsolatedGit {
+    backend: ash_sandbox::BackendChoice,
+}
+
+impl GitFactory for IsolatedGit {
+    fn for_tree(&self, tree: &Path, git_dir: &Path) -> Result<Box<dyn Git>, String> {
+        let git = super::pack::SandboxGit::isolated(
+            self.backend,
+            tree.to_path_buf(),
+            git_dir.to_path_buf(),
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        // The tree and the git directory belong to the user sandboxed processes run as (the
+        // agent's tools write the tree; git writes its directory).
+        git.adopt(tree).map_err(|e| e.to_string())?;
+        git.adopt(git_dir).map_err(|e| e.to_string())?;
+        Ok(Box::new(git))
+    }
+}
+
+/// ash's own coding agent (`examples/coder`), run by the harness engine in the job's
+/// workspace, its tools in the sandbox.
+struct BuiltinAgent {
+    dir: PathBuf,
+    spec: AgentSpec,
+    model: Model,
+    model_ref: ModelRef,
+    scripted: bool,
+    sandbox: Arc<Sandbox>,
+}
+
+impl BuiltinAgent {
+    fn new(dir: &Path, model: &str, sandbox: Arc<Sandbox>) -> anyhow::Result<Self> {
+        let options = config::load_options();
+        let loaded = ash_spec::load(dir, &options)
+            .with_context(|| format!("loading the built-in agent from {}", dir.display()))?;
+        let (spec, _) = loaded
+            .into_result()
+            .map_err(|_| anyhow::anyhow!("the built-in agent does not load; this is a bug"))?;
+        let model_ref = if model == "scripted" {
+            spec.root().model.clone().context("the built-in agent names no demo script")?
+        } else {
+            ModelRef::parse(model).map_err(|e| anyhow::anyhow!("--model {model}: {e}"))?
+        };
+        let (user, _) = config::user_config()?;
+        let table = config::provider_table(&options.env, &user, Some(spec.root()));
+        let client = Client::new(table, ClientConfig::default())?;
+        let model = client.model(&model_ref, &dir.join(&spec.root().dir)).with_context(|| {
+            format!("the model `{model_ref}` cannot be used (`ash models` shows every provider)")
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            scripted: model_ref.provider() == ash_spec::SCRIPTED_PROVIDER,
+            spec,
+            model,
+            model_ref,
+            sandbox,
+        })
+    }
+}
+
+impl JobAgent for BuiltinAgent {
+    fn kind(&self) -> &str {
+        "builtin"
+    }
+
+    fn model(&self) -> &str {
+        self.model.name()
+    }
+
+    fn sandbox(&self) -> &str {
+        self.sandbox.backend().as_str()
+    }
+
+    fn run(&self, work: AgentWork) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+        let (spec, model, dir, sandbox) =
+            (self.spec.clone(), self.model.clone(), self.dir.clone(), Arc::clone(&self.sandbox));
+        Box::pin(async move {
+            let runs = work
+                .workspace
+                .parent()
+                .map_or_else(|| work.workspace.join(".runs"), |p| p.join("runs"));
+            let mut engine_config = EngineConfig::new(&dir, runs);
+            engine_config.workspace = Some(work.workspace.clone());
+            engine_config.process_env = config::process_env();
+            engine_config.sandbox = sandbox;
+            engine_config.tool_policy.fs.hidden.extend(config::private_paths());
+            let engine = Engine::start(spec, model, Arc::new(MemoryStore::new()), engine_config)
+                .map_err(|e| format!("the agent could not start: {e}"))?;
+            let result = drive(&engine, work.prompt, &work.progress).await;
+            engine.shutdown().await;
+            result
+        })
+    }
+}
+
+/// Runs one task-mode turn and reports its steps; the final answer, or why it failed.
+async fn drive(
+    engine: &Engine,
+    prompt: String,
+    progress: &tokio::sync::mpsc::Sender<JobStep>,
+) -> Result<String, String> {
+    let accepted = engine
+        .send(Inbound { mode: RunMode::Task, ..Inbound::new(prompt) })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut follower = engine
+        .follow(&accepted.run_id, 0)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the run disappeared")?;
+    while let Some(event) = follower.next().await.map_err(|e| e.to_string())? {
+        let lines = super::render::lines(&event.body, false);
+        for line in lines.progress {
+            let kind =
+                if line.starts_with('→') || line.starts_with('←') { "tool" } else { "text" };
+            let _ = progress.try_send(JobStep { kind: kind.to_owned(), text: line });
+        }
+        match event.body {
+            EventBody::RunCompleted(done) => return Ok(done.output.unwrap_or_default()),
+            EventBody::RunFailed(failed) => return Err(failed.message),
+            _ => {}
+        }
+    }
+    Err("the run ended without an answer".into())
+}
+
+/// `ash run`: asks the network to work on this repository.
+pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
+    use std::io::IsTerminal as _;
+    let interactive = std::io::stdin().is_terminal() && !args.json;
+    if !args.yes && !args.no_apply && !interactive {
+        bail!(
+            "no terminal to ask whether to apply the result on: pass --yes (apply it and pay the full price) or --no-apply (keep the tree as it is and pay half)"
+        );
+    }
+    for kind in &args.agents {
+        if !AGENT_KINDS.contains(&kind.as_str()) {
+            bail!("no agent `{kind}`; the agents are {}", AGENT_KINDS.join(", "));
+        }
+    }
+    let home = Home::find()?;
+    let _writer = home.writer()?;
+    let identity = Arc::new(home.identity()?);
+    let repo =
+        args.dir.canonicalize().with_context(|| format!("resolving {}", args.dir.display()))?;
+    let walk = super::pack::walk_dir(&repo)?;
+    let findings = ash_pack::scan(&walk)?;
+    if !findings.is_empty() && !args.allow_secrets {
+        let list: Vec<String> = findings
+            .iter()
+            .map(|f| format!("  {}:{}: {} ({})", f.path, f.line, f.rule, f.preview))
+            .collect();
+        bail!(
+            "the package would carry what looks like secrets:\n{}\nnothing was sent; add them to .gitignore or .ashignore, or pass --allow-secrets",
+            list.join("\n")
+        );
+    }
+    let tier = args.tier.clone().unwrap_or_else(|| "sonnet".to_owned());
+    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
+    let mut node_config = network::config(&home, listen, &args.bootstrap, !args.no_mdns)?;
+    node_config.writer = true;
+    let spec = JobSpec {
+        prompt: args.prompt.clone(),
+        tier,
+        agents: args.agents.clone(),
+        max_price: args.max_price,
+        walk,
+        pack: ash_pack::PackOptions { allow_secrets: args.allow_secrets, ..Default::default() },
+        offer_time: args.wait,
+        choose_after: Duration::from_millis(300),
+        run_time: Duration::from_secs(args.max_run_minutes.max(1) * 60),
+        repo: Some(repo.clone()),
+    };
+    let json = args.json;
+    runtime()?.block_on(async {
+        let node = Node::start(identity, node_config).context("starting the network node")?;
+        let jobs = node.jobs();
+        let (events, mut receiver) = tokio::sync::mpsc::channel(256);
+        let printer = tokio::spawn(async move {
+            while let Some(event) = receiver.recv().await {
+                if !json {
+                    progress_line(&event);
+                }
+            }
+        });
+        let requested = tokio::select! {
+            requested = jobs.request(spec, events) => requested,
+            () = super::start::shutdown_signal() => {
+                node.stop().await;
+                bail!("interrupted; a reservation made is released after its deadline");
+            }
+        };
+        let _ = printer.await;
+        let outcome = match requested {
+            Err(e) => {
+                if json {
+                    output::json(&json!({ "state": "failed", "error": e.to_string() }))?;
+                }
+                node.stop().await;
+                return Err(e.into());
+            }
+            Ok(Requested::Cancelled { job, reason }) => {
+                if json {
+                    output::json(
+                        &json!({ "job": job, "state": "cancelled", "reason": reason, "paid": 0 }),
+                    )?;
+                } else {
+                    output::note(&format!(
+                        "the acceptor gave the job up: {reason}; nothing was charged"
+                    ));
+                }
+                Outcome::Failure
+            }
+            Ok(Requested::Delivered(delivered)) => {
+                decide(&jobs, &delivered, &repo, args, &home).await?
+            }
+        };
+        node.stop().await;
+        Ok(outcome)
+    })
+}
+
+/// Shows the result, applies it (or not) and writes the decision.
+async fn decide(
+    jobs: &ash_node::Jobs,
+    delivered: &Delivered,
+    repo: &Path,
+    args: &RunArgs,
+    home: &Home,
+) -> anyhow::Result<Outcome> {
+    let json = args.json;
+    if !json {
+        let mut text = String::new();
+        for file in &delivered.files {
+            let path = file.new_path.clone().or_else(|| file.old_path.clone()).unwrap_or_default();
+            let why = file.sensitive.map_or_else(String::new, |w| format!("  ! {w}"));
+            text.push_str(&format!("  {path}{why}\n"));
+        }
+        output::note(text.trim_end());
+        if !delivered.summary.message.is_empty() {
+            output::note(&format!("agent: {}", delivered.summary.message));
+        }
+    }
+    let price = delivered.price;
+    let half = price / 2;
+    let apply = if args.yes {
+        true
+    } else if args.no_apply {
+        false
+    } else {
+        let question = format!("Apply? (y={price}cr · n={half}cr · 60s = {half}cr)");
+        output::ask_within(&question, Duration::from_secs(60)).unwrap_or(false)
+    };
+    let mut applied_files = 0usize;
+    let mut conflicts = Vec::new();
+    let decision = if apply {
+        let journal = home.dir().join("apply");
+        let patch = delivered.patch.clone();
+        let target = repo.to_path_buf();
+        let applied = tokio::task::spawn_blocking(move || {
+            ash_pack::recover(&journal, &target)?;
+            let git =
+                super::pack::SandboxGit::own_tree().map_err(|e| DiffError::Spawn(e.to_string()))?;
+            let options = ApplyOptions { check_only: false, three_way: false };
+            ash_pack::apply(&git, &target, &patch, options, &journal)
+        })
+        .await
+        .context("applying the result")?;
+        match applied {
+            Ok(applied) => {
+                applied_files = applied.files.len();
+                Decision::Accept
+            }
+            Err(DiffError::Conflicts(found)) => {
+                for conflict in &found {
+                    if !json {
+                        output::note(&format!(
+                            "  {}: {}",
+                            conflict.path,
+                            conflict.messages.join("; ")
+                        ));
+                    }
+                }
+                if !json {
+                    output::note(&format!(
+                        "the result does not apply to {} ({} file(s) conflict); nothing was changed, and it is rejected (half the price)",
+                        repo.display(),
+                        found.len()
+                    ));
+                }
+                conflicts = found;
+                Decision::Reject
+            }
+            Err(e) => return Err(e).context("applying the result"),
+        }
+    } else {
+        Decision::Reject
+    };
+    let settled = jobs.decide(&delivered.job, decision).await?;
+    let balance = jobs.balance();
+    let summary = &delivered.summary;
+    if json {
+        output::json(&json!({
+            "job": delivered.job,
+            "acceptor": delivered.acceptor.to_string(),
+            "state": "decided",
+            "outcome": match settled.outcome { Decision::Accept => "accept", Decision::Reject => "reject" },
+            "applied": matches!(settled.outcome, Decision::Accept),
+            "files": summary.files,
+            "insertions": summary.insertions,
+            "deletions": summary.deletions,
+            "conflicts": conflicts.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+            "paid": settled.paid,
+            "balance": balance,
+        }))?;
+    } else {
+        let what = match settled.outcome {
+            Decision::Accept => format!("applied {applied_files} file(s) to {}", repo.display()),
+            Decision::Reject => "not applied".to_owned(),
+        };
+        output::note(&format!("{what}; paid {} credits; balance {balance}", settled.paid));
+    }
+    Ok(if conflicts.is_empty() { Outcome::Success } else { Outcome::Failure })
+}
+
+/// One progress line on stderr, as the system we follow printed them.
+fn progress_line(event: &JobEvent) {
+    let line = match event {
+        JobEvent::Announced { job, price } => format!("announced job {job} ({price} credits)…"),
+        JobEvent::Matched(offer) => format!(
+            "matched {} ({} agent, {}, sandbox {})",
+            offer.acceptor.short(),
+            offer.agent,
+            offer.model,
+            offer.sandbox
+        ),
+        JobEvent::Packed { bytes, entries } => {
+            format!("packaged ({}, {entries} entries)", super::pack::human(*bytes))
+        }
+        JobEvent::Reserved { amount } => format!("reserved {amount} credits"),
+        JobEvent::Assigned => "running…".to_owned(),
+        JobEvent::Step(step) => format!("  {}", step.text),
+        JobEvent::Received(summary) => format!(
+            "{} file{} changed +{} / -{}",
+            summary.files,
+            if summary.files == 1 { "" } else { "s" },
+            summary.insertions,
+            summary.deletions
+        ),
+    };
+    output::note(&line);
+}
