@@ -415,7 +415,7 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) node: NodeArgs,
     /// The model the built-in agent runs on (`provider/model`), or `scripted` for the offline
-    /// demo
+    /// demo (`scripted:FILE` replays a conversation of your own, one JSON object per line)
     #[arg(long, value_name = "MODEL")]
     pub(crate) model: Option<String>,
     /// The agents offered (repeatable)

@@ -769,6 +769,18 @@ fn describe(error: &dyn std::error::Error) -> String {
     if parts.is_empty() { format!("{error:?}") } else { parts.join(": ") }
 }
 
+/// Whether `address` can be a bootstrap address: a multiaddr ending in `/p2p/<peer id>`.
+pub fn check_bootstrap(address: &str) -> Result<(), NetError> {
+    let parsed = parse(address)?;
+    match peer_in(&parsed) {
+        Some(_) => Ok(()),
+        None => Err(NetError::Address {
+            address: address.to_owned(),
+            reason: "a bootstrap address must end in /p2p/<peer id>".into(),
+        }),
+    }
+}
+
 fn parse(address: &str) -> Result<Multiaddr, NetError> {
     address.parse().map_err(|e: libp2p::multiaddr::Error| NetError::Address {
         address: address.to_owned(),

@@ -30,6 +30,7 @@ pub use config::{
     MAX_PENDING_INBOUND_PER_PEER, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, NetConfig, NetworkId,
     REQUESTS_PER_PEER_PER_SECOND,
 };
+pub use event_loop::check_bootstrap;
 pub use handle::{
     Discovery, Net, NetError, NetEvent, NetHandle, NetTask, PeerSnapshot, Responder, Topic,
 };

@@ -12,7 +12,8 @@ use ash_core::{Engine, EngineConfig, Inbound, MemoryStore};
 use ash_ledger::Outcome as Decision;
 use ash_llm::{Client, ClientConfig, Model};
 use ash_node::{
-    AgentWork, Delivered, GitFactory, JobAgent, JobEvent, JobSpec, Node, Requested, ServeConfig,
+    AgentWork, Delivered, GitFactory, JobAgent, JobError, JobEvent, JobSpec, Node, Requested,
+    ServeConfig,
 };
 use ash_pack::{ApplyOptions, DiffError, Git};
 use ash_protocol::{EventBody, JobStep, RunMode};
@@ -57,7 +58,7 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
     }
     let Some(model) = args.model.as_deref() else {
         bail!(
-            "choose the model the built-in agent runs on: --model openai/gpt-4.1-mini (with OPENAI_API_KEY set), or --model scripted for the offline demo (a replayed conversation, labelled as such)"
+            "choose the model the built-in agent runs on: --model openai/gpt-4.1-mini (with OPENAI_API_KEY set), or --model scripted for the offline demo (a replayed conversation, labelled as such; scripted:FILE replays your own)"
         );
     };
     let rt = runtime()?;
@@ -151,6 +152,11 @@ impl BuiltinAgent {
             .map_err(|_| anyhow::anyhow!("the built-in agent does not load; this is a bug"))?;
         let model_ref = if model == "scripted" {
             spec.root().model.clone().context("the built-in agent names no demo script")?
+        } else if let Some(file) = model.strip_prefix("scripted:") {
+            // A conversation of one's own, replayed: copied beside the agent.
+            let to = dir.join(&spec.root().dir).join("scripts").join("serve.jsonl");
+            std::fs::copy(file, &to).with_context(|| format!("--model scripted:{file}"))?;
+            ModelRef::parse("scripted/scripts/serve.jsonl").map_err(|e| anyhow::anyhow!(e))?
         } else {
             ModelRef::parse(model).map_err(|e| anyhow::anyhow!("--model {model}: {e}"))?
         };
@@ -306,11 +312,20 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         let _ = printer.await;
         let outcome = match requested {
             Err(e) => {
+                node.stop().await;
+                // The job ran and ended without a result (exit 1); the node or this machine
+                // failing is an error (exit 2).
+                let ended = !matches!(e, JobError::Node(_) | JobError::Local(_));
                 if json {
                     output::json(&json!({ "state": "failed", "error": e.to_string() }))?;
                 }
-                node.stop().await;
-                return Err(e.into());
+                if !ended {
+                    return Err(e.into());
+                }
+                if !json {
+                    output::note(&format!("error: {e}"));
+                }
+                return Ok(Outcome::Failure);
             }
             Ok(Requested::Cancelled { job, reason }) => {
                 if json {

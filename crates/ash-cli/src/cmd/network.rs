@@ -37,8 +37,15 @@ pub(crate) fn config(
     let genesis = home.genesis()?;
     let mut net = NetConfig::new(NetworkId(genesis.id().0), agent_version());
     net.listen = listen;
-    // The genesis's addresses, then the ones given.
-    net.bootstrap = genesis.bootstrap.iter().chain(bootstrap).cloned().collect();
+    // The genesis's addresses, the ones given before (remembered), then the ones given now.
+    let remembered = remember_bootstrap(home, bootstrap);
+    let mut all: Vec<String> = Vec::new();
+    for address in genesis.bootstrap.iter().chain(&remembered).chain(bootstrap) {
+        if !all.contains(address) {
+            all.push(address.clone());
+        }
+    }
+    net.bootstrap = all;
     net.mdns = mdns;
     // What this identity shows the mint authorities, if the network asks (an authority's node
     // that has not joined asks nothing).
@@ -55,6 +62,43 @@ pub(crate) fn config(
         jobs_dir: home.jobs_dir(),
         serve: None,
     })
+}
+
+/// Addresses given with `--bootstrap` are remembered in this file, so that later commands
+/// of the same home find the network the same way.
+const REMEMBERED_FILE: &str = "bootstrap.txt";
+/// Addresses remembered at most (the newest first).
+const MAX_REMEMBERED: usize = 16;
+
+/// The addresses given before (newest first), after remembering `given` (which must parse as
+/// bootstrap addresses; others are left out, and the node refuses them as it starts).
+fn remember_bootstrap(home: &Home, given: &[String]) -> Vec<String> {
+    let path = home.dir().join(REMEMBERED_FILE);
+    let held: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| ash_net::check_bootstrap(l).is_ok())
+        .map(str::to_owned)
+        .collect();
+    let fresh: Vec<&String> =
+        given.iter().filter(|a| ash_net::check_bootstrap(a).is_ok()).collect();
+    if fresh.is_empty() {
+        return held;
+    }
+    let mut all: Vec<String> = fresh.into_iter().cloned().collect();
+    for address in held {
+        if !all.contains(&address) {
+            all.push(address);
+        }
+    }
+    all.truncate(MAX_REMEMBERED);
+    let mut text = all.join("\n");
+    text.push('\n');
+    if let Err(e) = std::fs::write(&path, text) {
+        tracing::debug!(error = %e, "bootstrap addresses not remembered");
+    }
+    all
 }
 
 /// What this node says of itself when asked.

@@ -10,6 +10,7 @@ use ash_test_support::Fixture;
 use pretty_assertions::assert_eq;
 
 mod auth;
+mod jobs;
 mod ledger;
 mod models;
 mod network;

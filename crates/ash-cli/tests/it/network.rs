@@ -13,7 +13,7 @@ const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-fn ash(home: &Path) -> Command {
+pub(crate) fn ash(home: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ash"));
     command.env_clear().env("ASH_HOME", home).env("HOME", home).env("PATH", PATH).current_dir(home);
     command
@@ -42,7 +42,10 @@ fn start(home: &Path, command: &[&str]) -> (Child, BufReader<std::process::Child
     (child, lines, address)
 }
 
-fn stop(mut child: Child, mut lines: BufReader<std::process::ChildStdout>) -> Vec<Value> {
+pub(crate) fn stop(
+    mut child: Child,
+    mut lines: BufReader<std::process::ChildStdout>,
+) -> Vec<Value> {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
         nix::sys::signal::Signal::SIGTERM,
@@ -555,7 +558,7 @@ fn two_machines_on_one_lan_find_each_other_by_mdns_with_no_configuration() {
 }
 
 /// Reads `lines` until an event `pick` accepts, for at most `within`.
-fn wait_event(
+pub(crate) fn wait_event(
     lines: &mut BufReader<std::process::ChildStdout>,
     within: std::time::Duration,
     mut pick: impl FnMut(&Value) -> bool,

@@ -203,7 +203,7 @@ impl Jobs {
         let Some(offered) = offered.filter(|o| o.requester == from) else {
             return PeerResponse::error("refused", "this node made you no offer for this job");
         };
-        let checked = self.check_assignment(from, &assign, &offered, &serve).await;
+        let checked = self.check_assignment(from, &assign, &offered).await;
         let (entry, reserve) = match checked {
             Ok(checked) => checked,
             Err(reason) => {
@@ -228,12 +228,28 @@ impl Jobs {
             collected: None,
             created: now_ms(),
         };
-        // A slot, or a signed cancellation at once.
-        let Ok(permit) = Arc::clone(&self.running).try_acquire_owned() else {
-            return match self.cancel_record(record, "every slot of this node is taken").await {
-                Ok(end) => PeerResponse::JobStatus { state: "cancelled".into(), end: Some(end) },
-                Err(e) => PeerResponse::error("busy", e.to_string()),
-            };
+        // A valid reservation this node cannot take is cancelled at once, signed, so that the
+        // requester gets its credits back now rather than at the deadline.
+        let permit = if assign.size > serve.max_package_bytes {
+            Err(format!(
+                "the package is {} bytes; this node takes at most {}",
+                assign.size, serve.max_package_bytes
+            ))
+        } else {
+            Arc::clone(&self.running)
+                .try_acquire_owned()
+                .map_err(|_| "every slot of this node is taken".to_owned())
+        };
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(reason) => {
+                return match self.cancel_record(record, &reason).await {
+                    Ok(end) => {
+                        PeerResponse::JobStatus { state: "cancelled".into(), end: Some(end) }
+                    }
+                    Err(e) => PeerResponse::error("busy", e.to_string()),
+                };
+            }
         };
         let saved = async {
             let dir = self.job_dir(&assign.job)?;
@@ -261,7 +277,6 @@ impl Jobs {
         from: NodeId,
         assign: &JobAssign,
         offered: &Offered,
-        serve: &super::ServeConfig,
     ) -> Result<(Entry, ash_ledger::Reserve), String> {
         let terms = &assign.terms;
         if terms.tier != offered.tier
@@ -269,12 +284,6 @@ impl Jobs {
             || terms.price != offered.price
         {
             return Err("the terms are not the ones offered".into());
-        }
-        if assign.size > serve.max_package_bytes {
-            return Err(format!(
-                "the package is {} bytes; this node takes at most {}",
-                assign.size, serve.max_package_bytes
-            ));
         }
         if assign.prompt.len() > MAX_SEALED_PROMPT_BYTES {
             return Err("the sealed prompt is over the limit".into());

@@ -1,0 +1,325 @@
+//! `ash run` and `ash serve`: jobs between real processes on loopback, with ash's own coding
+//! agent on scripted models, and balances checked on both sides afterwards.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use pretty_assertions::assert_eq;
+use serde_json::Value;
+
+use super::network::{ash, stop, wait_event};
+use super::stderr;
+
+/// A network of two homes: Alice (the mint authority, who serves) and Bob (who asks).
+struct Pair {
+    root: tempfile::TempDir,
+    alice: PathBuf,
+    bob: PathBuf,
+    repo: PathBuf,
+}
+
+fn run_ok(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A git repository whose README.md has a TODO.
+fn repo(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("README.md"), "# Demo\nTODO: write the docs\n").unwrap();
+    std::fs::write(dir.join("main.rs"), "fn main() {}\n").unwrap();
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ] {
+        let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Pair {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let (alice, bob) = (root.path().join("alice"), root.path().join("bob"));
+        let genesis = root.path().join("demo.genesis.toml");
+        for home in [&alice, &bob] {
+            std::fs::create_dir_all(home).unwrap();
+        }
+        run_ok(
+            ash(&alice)
+                .args(["network", "create", "demo", "--signup-cost", "none", "-o"])
+                .arg(&genesis),
+        );
+        run_ok(ash(&alice).args(["join", "--offline", "-u", "alice", "--network"]).arg(&genesis));
+        let repo_dir = root.path().join("repo");
+        repo(&repo_dir);
+        Self { root, alice, bob, repo: repo_dir }
+    }
+
+    /// `ash serve` of Alice on a free loopback port, with `args`; its address once it listens
+    /// and has minted Bob's bonus (Bob's profile is in her ledger only once he connects, so the
+    /// bonus comes with his first command).
+    fn serve(&self, args: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
+        let mut child = ash(&self.alice)
+            .args(["serve", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap());
+        let listening =
+            wait_event(&mut lines, Duration::from_secs(20), |e| e["event"] == "listening")
+                .expect("ash serve did not listen");
+        let address = listening["address"].as_str().unwrap().to_owned();
+        (child, lines, address)
+    }
+
+    /// Bob's `ash run` in the repository, through `address`.
+    fn run(&self, address: &str, args: &[&str]) -> std::process::Output {
+        ash(&self.bob)
+            .current_dir(&self.repo)
+            .args(["run", "--no-mdns", "--json", "--wait", "20s", "--bootstrap", address])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Bob joins through Alice's node, and receives his signup bonus from it.
+    fn bonus(&self, address: &str) {
+        let genesis = self.root.path().join("demo.genesis.toml");
+        run_ok(
+            ash(&self.bob)
+                .args(["join", "-u", "bob", "--no-mdns", "--bootstrap", address, "--network"])
+                .arg(&genesis),
+        );
+        let balance = balance(&self.bob);
+        assert_eq!(balance["received"], 100, "{balance}");
+    }
+
+    fn script(&self, name: &str, lines: &[Value]) -> String {
+        let path = self.root.path().join(name);
+        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+        std::fs::write(&path, text.join("\n")).unwrap();
+        format!("scripted:{}", path.display())
+    }
+
+    fn readme(&self) -> String {
+        std::fs::read_to_string(self.repo.join("README.md")).unwrap()
+    }
+}
+
+/// `ash status --json`'s balance of a home.
+fn balance(home: &Path) -> Value {
+    let out = run_ok(ash(home).args(["status", "--json"]));
+    let status: Value = serde_json::from_str(&out).unwrap();
+    status["balance"].clone()
+}
+
+/// (received, earned, paid, locked, spendable)
+fn credits(home: &Path) -> (u64, u64, u64, u64, u64) {
+    let b = balance(home);
+    let n = |k: &str| b[k].as_u64().unwrap_or_else(|| panic!("{k} in {b}"));
+    (n("received"), n("earned"), n("paid"), n("locked"), n("spendable"))
+}
+
+/// Words of a shell command line: spaces separate, double quotes group.
+fn words(line: &str) -> Vec<String> {
+    let (mut out, mut word, mut quoted) = (Vec::new(), String::new(), false);
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    out.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+#[test]
+fn the_readme_quick_start_works_as_written() {
+    let readme = include_str!("../../../../README.md");
+    let block = readme
+        .split("<!-- quickstart:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- quickstart:end -->").next())
+        .expect("README.md has a quick start between markers");
+    let root = tempfile::tempdir().unwrap();
+    let repo_dir = root.path().join("repo");
+    repo(&repo_dir);
+    let place = |text: &str| {
+        text.replace(
+            "/tmp/demo.genesis.toml",
+            &root.path().join("demo.genesis.toml").display().to_string(),
+        )
+        .replace("/tmp/ash-", &format!("{}/ash-", root.path().display()))
+    };
+    let mut home: Option<PathBuf> = None;
+    let mut serve: Option<(Child, BufReader<ChildStdout>)> = None;
+    let mut address = String::new();
+    let mut commands = 0;
+    for line in block.lines().map(str::trim) {
+        let line = line.split(" # ").next().unwrap_or(line).trim();
+        if let Some(dir) = line.strip_prefix("export ASH_HOME=") {
+            let dir = PathBuf::from(place(dir));
+            std::fs::create_dir_all(&dir).unwrap();
+            home = Some(dir);
+            continue;
+        }
+        if !line.starts_with("ash ") {
+            continue;
+        }
+        commands += 1;
+        let line = place(line).replace("/ip4/127.0.0.1/tcp/4517/p2p/12D3KooW…", &address);
+        let args = words(&line);
+        let home = home.as_deref().expect("ASH_HOME is set before the first command");
+        let mut command = ash(home);
+        command.args(&args[1..]);
+        if args[1] == "serve" {
+            let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+            let mut lines = BufReader::new(child.stdout.take().unwrap());
+            let mut text = String::new();
+            while lines.read_line(&mut text).unwrap() > 0 {
+                if let Some(found) = text.trim().strip_prefix("listening on /ip4/127.0.0.1/tcp/") {
+                    address = format!("/ip4/127.0.0.1/tcp/{found}");
+                    break;
+                }
+                text.clear();
+            }
+            assert!(!address.is_empty(), "ash serve printed no loopback address");
+            serve = Some((child, lines));
+        } else {
+            let out = command.current_dir(&repo_dir).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{line}: {}", stderr(&out));
+        }
+    }
+    assert_eq!(commands, 5, "the quick start is five commands");
+    let readme_now = std::fs::read_to_string(repo_dir.join("README.md")).unwrap();
+    assert_eq!(readme_now, "# Demo\nDONE: write the docs\n");
+    let (bob, alice) = (root.path().join("ash-bob"), root.path().join("ash-alice"));
+    assert_eq!(credits(&bob), (100, 0, 6, 0, 94));
+    assert_eq!(credits(&alice), (100, 6, 0, 0, 106));
+    let (mut child, _) = serve.expect("the quick start serves");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_job_comes_back_as_an_applied_diff_and_both_sides_settle() {
+    let pair = Pair::new();
+    let (serve, lines, address) = pair.serve(&["--model", "scripted"]);
+    pair.bonus(&address);
+    let out = pair.run(&address, &["resolve the TODO", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            result["state"].as_str(),
+            result["outcome"].as_str(),
+            result["applied"].as_bool(),
+            result["files"].as_u64(),
+            result["insertions"].as_u64(),
+            result["deletions"].as_u64(),
+            result["paid"].as_u64(),
+            result["balance"].as_u64()
+        ),
+        (Some("decided"), Some("accept"), Some(true), Some(1), Some(1), Some(1), Some(6), Some(94)),
+        "{result}"
+    );
+    assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
+    let events = stop(serve, lines);
+    let states: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "job").filter_map(|e| e["state"].as_str()).collect();
+    assert_eq!(states, ["offered", "assigned", "running", "delivered", "collected"], "{events:?}");
+    assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
+    assert_eq!(credits(&pair.alice), (100, 6, 0, 0, 106));
+    // The acceptor's workspace kept none of the agent's skills, and the job's sealed files
+    // stay with the acceptor until collected.
+    let job = result["job"].as_str().unwrap();
+    let work = pair.alice.join("jobs").join(job).join("work");
+    assert!(!work.join("skills").exists());
+}
+
+#[test]
+fn rejecting_a_result_pays_half_and_changes_nothing() {
+    let pair = Pair::new();
+    let (serve, lines, address) = pair.serve(&["--model", "scripted"]);
+    pair.bonus(&address);
+    let out = pair.run(&address, &["resolve the TODO", "--no-apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (result["outcome"].as_str(), result["applied"].as_bool(), result["paid"].as_u64()),
+        (Some("reject"), Some(false), Some(3)),
+        "{result}"
+    );
+    assert_eq!(pair.readme(), "# Demo\nTODO: write the docs\n");
+    stop(serve, lines);
+    assert_eq!(credits(&pair.bob), (100, 0, 3, 0, 97));
+    assert_eq!(credits(&pair.alice), (100, 3, 0, 0, 103));
+}
+
+#[test]
+fn with_no_offer_in_time_nothing_is_charged() {
+    let pair = Pair::new();
+    let (serve, lines, address) = pair.serve(&["--model", "scripted"]);
+    pair.bonus(&address);
+    stop(serve, lines);
+    let out = ash(&pair.bob)
+        .current_dir(&pair.repo)
+        .args(["run", "resolve the TODO", "--yes", "--no-mdns", "--wait", "2s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no acceptor offered to run the job"), "{}", stderr(&out));
+    assert_eq!(credits(&pair.bob), (100, 0, 0, 0, 100));
+}
+
+#[test]
+fn an_agent_that_changes_nothing_costs_nothing() {
+    let pair = Pair::new();
+    let idle = pair.script("idle.jsonl", &[serde_json::json!({ "text": "Nothing to change." })]);
+    let (serve, lines, address) = pair.serve(&["--model", &idle]);
+    pair.bonus(&address);
+    let out = pair.run(&address, &["resolve the TODO", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (result["state"].as_str(), result["reason"].as_str(), result["paid"].as_u64()),
+        (Some("cancelled"), Some("the agent changed nothing (no change, no charge)"), Some(0)),
+        "{result}"
+    );
+    stop(serve, lines);
+    assert_eq!(credits(&pair.bob), (100, 0, 0, 0, 100));
+    assert_eq!(credits(&pair.alice), (100, 0, 0, 0, 100));
+}
+
+#[test]
+fn a_package_over_the_acceptors_limit_is_cancelled_at_once() {
+    let pair = Pair::new();
+    let (serve, lines, address) = pair.serve(&["--model", "scripted", "--max-package-mb", "0"]);
+    pair.bonus(&address);
+    let out = pair.run(&address, &["resolve the TODO", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["state"], "cancelled", "{result}");
+    assert!(result["reason"].as_str().unwrap().contains("this node takes at most 0"), "{result}");
+    stop(serve, lines);
+    // Released with the acceptor's signed cancellation: nothing stays locked.
+    assert_eq!(credits(&pair.bob), (100, 0, 0, 0, 100));
+}
