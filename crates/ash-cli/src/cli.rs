@@ -102,8 +102,13 @@ pub(crate) enum Command {
     /// acceptor only, shows its agent's steps as they come, and checks, screens and shows the
     /// diff. Then asks `Apply? (y=full price · n=half · 60s = half)`; --yes and --no-apply answer
     /// in advance. See docs/jobs.md.
-    #[command(override_usage = "ash run [OPTIONS] <PROMPT>")]
+    #[command(override_usage = "ash run [OPTIONS] <PROMPT>\n       ash run --resume JOB [OPTIONS]")]
     Run(RunArgs),
+    /// List the jobs this home asked for and the jobs it ran for others
+    ///
+    /// Newest first: the job, the side (asked or ran), its state, the tier and price, what was
+    /// paid or collected, the other party, and the first line of the prompt (asked side only).
+    Jobs(JsonArgs),
     /// Run this machine's node and do other people's jobs for credits
     ///
     /// A node as `ash node` runs it that also offers to run announced jobs with ash's own
@@ -369,8 +374,12 @@ pub(crate) struct NodeArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
     /// What the agent is to do
-    #[arg(value_name = "PROMPT")]
-    pub(crate) prompt: String,
+    #[arg(value_name = "PROMPT", required_unless_present = "resume")]
+    pub(crate) prompt: Option<String>,
+    /// Take up a job this home asked for whose `ash run` ended early (killed, or cut off):
+    /// follow it, fetch its result, and decide (`ash jobs` lists them)
+    #[arg(long, value_name = "JOB", conflicts_with = "prompt")]
+    pub(crate) resume: Option<String>,
     /// The repository to send (default: the current directory)
     #[arg(long, short = 'C', value_name = "DIR", default_value = ".")]
     pub(crate) dir: PathBuf,

@@ -260,6 +260,10 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
     let _writer = home.writer()?;
     let identity = Arc::new(home.identity()?);
+    if let Some(job) = &args.resume {
+        return resume(args, &home, identity, job);
+    }
+    let prompt = args.prompt.clone().unwrap_or_default();
     let repo =
         args.dir.canonicalize().with_context(|| format!("resolving {}", args.dir.display()))?;
     let walk = super::pack::walk_dir(&repo)?;
@@ -279,7 +283,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     let mut node_config = network::config(&home, listen, &args.bootstrap, !args.no_mdns)?;
     node_config.writer = true;
     let spec = JobSpec {
-        prompt: args.prompt.clone(),
+        prompt,
         tier,
         agents: args.agents.clone(),
         max_price: args.max_price,
@@ -290,6 +294,49 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         run_time: Duration::from_secs(args.max_run_minutes.max(1) * 60),
         repo: Some(repo.clone()),
     };
+    follow(args, &home, identity, node_config, &repo, |jobs, events| {
+        Box::pin(async move { jobs.request(spec, events).await })
+    })
+}
+
+/// `ash run --resume JOB`: the job's node, and the same steps as a new job from where it was.
+fn resume(
+    args: &RunArgs,
+    home: &Home,
+    identity: Arc<ash_identity::Identity>,
+    job: &str,
+) -> anyhow::Result<Outcome> {
+    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
+    let mut node_config = network::config(home, listen, &args.bootstrap, !args.no_mdns)?;
+    node_config.writer = true;
+    // The repository the job came from, as recorded.
+    let db = ash_store::JobsDb::open(&home.jobs_dir().join("jobs.db"))?;
+    let row = db.get(job, "requester")?;
+    drop(db);
+    let repo = row
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.record).ok())
+        .and_then(|r| r["repo"].as_str().map(PathBuf::from));
+    let Some(repo) = repo else {
+        bail!("no job {job} was asked for from this home (`ash jobs` lists them)");
+    };
+    let job = job.to_owned();
+    follow(args, home, identity, node_config, &repo, move |jobs, events| {
+        Box::pin(async move { jobs.resume(&job, events).await })
+    })
+}
+
+type Ask = Pin<Box<dyn Future<Output = Result<Requested, JobError>> + Send>>;
+
+/// Starts the node, asks for (or resumes) the job, shows its progress, then its result and
+/// the decision.
+fn follow(
+    args: &RunArgs,
+    home: &Home,
+    identity: Arc<ash_identity::Identity>,
+    node_config: ash_node::NodeConfig,
+    repo: &Path,
+    ask: impl FnOnce(Arc<ash_node::Jobs>, tokio::sync::mpsc::Sender<JobEvent>) -> Ask,
+) -> anyhow::Result<Outcome> {
     let json = args.json;
     runtime()?.block_on(async {
         let node = Node::start(identity, node_config).context("starting the network node")?;
@@ -303,7 +350,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
             }
         });
         let requested = tokio::select! {
-            requested = jobs.request(spec, events) => requested,
+            requested = ask(Arc::clone(&jobs), events) => requested,
             () = super::start::shutdown_signal() => {
                 node.stop().await;
                 bail!("interrupted; a reservation made is released after its deadline");
@@ -340,7 +387,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
                 Outcome::Failure
             }
             Ok(Requested::Delivered(delivered)) => {
-                decide(&jobs, &delivered, &repo, args, &home).await?
+                decide(&jobs, &delivered, repo, args, home).await?
             }
         };
         node.stop().await;
@@ -477,4 +524,58 @@ fn progress_line(event: &JobEvent) {
         ),
     };
     output::note(&line);
+}
+
+/// `ash jobs`: the jobs of this home, both sides.
+pub(crate) fn list(args: &crate::cli::JsonArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let db = ash_store::JobsDb::open(&home.jobs_dir().join("jobs.db"))?;
+    let rows = db.list(None, 1000)?;
+    let mut listed = Vec::new();
+    for row in rows {
+        let record: serde_json::Value = serde_json::from_str(&row.record).unwrap_or_default();
+        let (other, money) = if row.side == "requester" {
+            (record["acceptor"].clone(), record["paid"].clone())
+        } else {
+            (record["requester"].clone(), record["collected"].clone())
+        };
+        listed.push(json!({
+            "job": row.id,
+            "side": if row.side == "requester" { "asked" } else { "ran" },
+            "state": row.state,
+            "tier": record["tier"],
+            "price": record["price"],
+            "credits": money,
+            "peer": other,
+            "title": record["title"],
+            "reason": record["reason"],
+            "created": row.created,
+        }));
+    }
+    if args.json {
+        output::json(&json!({ "jobs": listed }))?;
+        return Ok(Outcome::Success);
+    }
+    if listed.is_empty() {
+        output::stdout("no jobs yet: `ash run PROMPT` asks for one, `ash serve` runs them\n");
+        return Ok(Outcome::Success);
+    }
+    let mut text = String::new();
+    for job in &listed {
+        let credits = job["credits"].as_u64().map_or_else(String::new, |c| format!(" · {c}cr"));
+        let peer = job["peer"]
+            .as_str()
+            .map_or_else(String::new, |p| format!(" · {}", &p[..p.len().min(12)]));
+        let title = job["title"].as_str().map_or_else(String::new, |t| format!(" · {t}"));
+        text.push_str(&format!(
+            "{} {:5} {:10} {} {}cr{credits}{peer}{title}\n",
+            job["job"].as_str().unwrap_or_default(),
+            job["side"].as_str().unwrap_or_default(),
+            job["state"].as_str().unwrap_or_default(),
+            job["tier"].as_str().unwrap_or_default(),
+            job["price"].as_u64().unwrap_or_default(),
+        ));
+    }
+    output::stdout(&text);
+    Ok(Outcome::Success)
 }

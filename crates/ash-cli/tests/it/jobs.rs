@@ -323,3 +323,127 @@ fn a_package_over_the_acceptors_limit_is_cancelled_at_once() {
     // Released with the acceptor's signed cancellation: nothing stays locked.
     assert_eq!(credits(&pair.bob), (100, 0, 0, 0, 100));
 }
+
+/// A free TCP port on loopback (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A scripted agent that waits before it edits (the delay is per streamed event: a few
+/// seconds in all), time for a test to kill something.
+fn slow_script(pair: &Pair) -> String {
+    pair.script(
+        "slow.jsonl",
+        &[
+            serde_json::json!({ "delayMs": 400, "toolCalls": [{ "id": "c1", "name": "search_files",
+                "input": { "pattern": "TODO", "literal": true } }] }),
+            serde_json::json!({ "toolCalls": [{ "id": "c2", "name": "edit_file",
+                "input": { "path": "README.md", "old": "TODO", "new": "DONE" } }] }),
+            serde_json::json!({ "text": "Resolved the TODO." }),
+        ],
+    )
+}
+
+fn kill9(child: &mut Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+}
+
+fn job_event(lines: &mut BufReader<ChildStdout>, state: &str) -> Value {
+    wait_event(lines, Duration::from_secs(60), |e| e["event"] == "job" && e["state"] == state)
+        .unwrap_or_else(|| panic!("no job event `{state}`"))
+}
+
+#[test]
+fn an_acceptor_killed_mid_run_takes_the_job_up_again_and_it_is_paid_once() {
+    let pair = Pair::new();
+    let slow = slow_script(&pair);
+    let port = free_port().to_string();
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let serve_args = ["--model", slow.as_str()];
+    let start = |pair: &Pair| {
+        let mut child = ash(&pair.alice)
+            .args(["serve", "--listen", &listen, "--no-mdns", "--json"])
+            .args(serve_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap());
+        let at = wait_event(&mut lines, Duration::from_secs(20), |e| e["event"] == "listening")
+            .expect("listening");
+        (child, lines, at["address"].as_str().unwrap().to_owned())
+    };
+    let (mut serve, mut lines, address) = start(&pair);
+    pair.bonus(&address);
+    let run = ash(&pair.bob)
+        .current_dir(&pair.repo)
+        .args(["run", "resolve the TODO", "--yes", "--json", "--no-mdns", "--bootstrap", &address])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = job_event(&mut lines, "running");
+    kill9(&mut serve);
+    // The same node comes back at the same address and finds the job where it was.
+    let (serve, mut lines, _) = start(&pair);
+    assert_eq!(job_event(&mut lines, "running")["job"], running["job"]);
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((result["job"].clone(), result["paid"].as_u64()), (running["job"].clone(), Some(6)));
+    assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
+    job_event(&mut lines, "collected");
+    stop(serve, lines);
+    assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
+    assert_eq!(credits(&pair.alice), (100, 6, 0, 0, 106));
+}
+
+#[test]
+fn a_requester_killed_mid_run_takes_its_result_up_again_with_resume() {
+    let pair = Pair::new();
+    let slow = slow_script(&pair);
+    let (serve, mut lines, address) = pair.serve(&["--model", &slow]);
+    pair.bonus(&address);
+    let mut run = ash(&pair.bob)
+        .current_dir(&pair.repo)
+        .args(["run", "resolve the TODO", "--yes", "--json", "--no-mdns", "--bootstrap", &address])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = job_event(&mut lines, "running");
+    kill9(&mut run);
+    // The acceptor delivers to nobody and keeps the sealed result.
+    job_event(&mut lines, "delivered");
+    let job = running["job"].as_str().unwrap();
+    let listed = run_ok(ash(&pair.bob).args(["jobs", "--json"]));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        (listed["jobs"][0]["job"].as_str(), listed["jobs"][0]["state"].as_str()),
+        (Some(job), Some("running")),
+        "{listed}"
+    );
+    let out = ash(&pair.bob)
+        .args(["run", "--resume", job, "--yes", "--json", "--no-mdns", "--bootstrap", &address])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((result["outcome"].as_str(), result["paid"].as_u64()), (Some("accept"), Some(6)));
+    assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
+    // Resuming a decided job changes nothing and pays nothing again.
+    let again = ash(&pair.bob)
+        .args(["run", "--resume", job, "--yes", "--json", "--no-mdns", "--bootstrap", &address])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    job_event(&mut lines, "collected");
+    stop(serve, lines);
+    assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
+    assert_eq!(credits(&pair.alice), (100, 6, 0, 0, 106));
+}

@@ -28,6 +28,8 @@ const SIDE: &str = "acceptor";
 const PUSH_EVERY_MS: u64 = 5_000;
 /// Longest an announcement may ask offers for.
 const MAX_ANNOUNCE_TIME_MS: u64 = 10 * 60 * 1000;
+/// How long progress reports pause after one failed, and how long the last ones may take.
+const PROGRESS_QUIET: Duration = Duration::from_secs(2);
 /// How long after the reservation's deadline the acceptor keeps trying to fetch the package.
 const FETCH_RETRY: Duration = Duration::from_secs(2);
 
@@ -404,7 +406,8 @@ impl Jobs {
                             ),
                         );
                     }
-                    self.push_end(&mut record).await;
+                    let jobs = Arc::clone(&self);
+                    self.spawn(async move { jobs.push_end(&mut record).await });
                 }
             }
             Err(reason) => {
@@ -487,6 +490,9 @@ impl Jobs {
         let (net, job) = (self.net.clone(), record.job.clone());
         let forward = tokio::spawn(async move {
             let mut sent = 0u64;
+            // After a failed report, steps are dropped for a while rather than queued behind
+            // a requester that is away (progress is best effort; the result is not).
+            let mut quiet_until = tokio::time::Instant::now();
             while let Some(step) = steps.recv().await {
                 let mut batch = vec![clip(&step)];
                 while batch.len() < MAX_PROGRESS_STEPS {
@@ -496,10 +502,17 @@ impl Jobs {
                     }
                 }
                 let n = batch.len() as u64;
-                let request =
-                    PeerRequest::JobProgress { job: job.clone(), from: sent, steps: batch };
-                if let Err(e) = net.request(requester, request).await {
-                    tracing::debug!(error = %e, "progress not delivered");
+                if tokio::time::Instant::now() >= quiet_until {
+                    let request =
+                        PeerRequest::JobProgress { job: job.clone(), from: sent, steps: batch };
+                    let sending = net.request(requester, request);
+                    match tokio::time::timeout(PROGRESS_QUIET, sending).await {
+                        Ok(Ok(_)) => {}
+                        failed => {
+                            tracing::debug!(answer = ?failed, "progress not delivered");
+                            quiet_until = tokio::time::Instant::now() + PROGRESS_QUIET;
+                        }
+                    }
                 }
                 sent += n;
             }
@@ -511,7 +524,11 @@ impl Jobs {
             progress,
         });
         let outcome = tokio::time::timeout(serve.run_time, run).await;
-        let _ = forward.await;
+        // The last steps go out before the end, unless the requester is not listening.
+        let mut forward = forward;
+        if tokio::time::timeout(PROGRESS_QUIET, &mut forward).await.is_err() {
+            forward.abort();
+        }
         let message = match outcome {
             Err(_) => return Err(format!("the agent ran longer than {:?}", serve.run_time)),
             Ok(Err(reason)) => return Err(format!("the agent failed: {reason}")),

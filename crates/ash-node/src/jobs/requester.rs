@@ -454,15 +454,29 @@ impl Jobs {
         self.put_requested(&record).await?;
         let _ = events.send(JobEvent::Assigned).await;
 
-        // Follow.
+        self.follow(&mut record, acceptor, inbound, &events).await
+    }
+
+    /// Follows a job its acceptor runs until it ends (or its deadline passes): steps as they
+    /// come, and every [`STATUS_EVERY`] a question in case a message was lost.
+    async fn follow(
+        &self,
+        record: &mut RequesterRecord,
+        acceptor: NodeId,
+        mut inbound: mpsc::Receiver<(NodeId, Inbound)>,
+        events: &mpsc::Sender<JobEvent>,
+    ) -> Result<Requested, JobError> {
+        let job = record.job.clone();
         let mut next_step = 0u64;
         let mut status = tokio::time::interval(STATUS_EVERY);
-        status.tick().await;
         let end = loop {
-            let left = Duration::from_millis(deadline.saturating_sub(now_ms()));
+            if let Some(end) = record.end.take() {
+                break end;
+            }
+            let left = Duration::from_millis(record.deadline.saturating_sub(now_ms()));
             if left.is_zero() {
                 return Err(self
-                    .lost(&mut record, "no result came before the deadline".to_owned())
+                    .lost(record, "no result came before the deadline".to_owned())
                     .await);
             }
             tokio::select! {
@@ -490,7 +504,72 @@ impl Jobs {
                 () = tokio::time::sleep(left) => {}
             }
         };
-        self.ended(&mut record, acceptor, end, &events).await
+        self.ended(record, acceptor, end, events).await
+    }
+
+    /// Takes up a job this home asked for whose `ash run` ended early (killed, or the
+    /// connection lost): follows it if it runs, fetches a result delivered meanwhile, or
+    /// returns the received result again for the decision.
+    pub async fn resume(
+        self: &Arc<Self>,
+        job: &str,
+        events: mpsc::Sender<JobEvent>,
+    ) -> Result<Requested, JobError> {
+        if !self.writer {
+            return Err(JobError::Refused("this node only reads the ledger".into()));
+        }
+        let Some((_, mut record)) = self.load::<RequesterRecord>(job, SIDE).await? else {
+            return Err(JobError::Refused(format!("no job {job} was asked for here")));
+        };
+        let Some(acceptor) = record.acceptor else {
+            return Err(JobError::Refused(format!(
+                "job {job} never found an acceptor; nothing was reserved"
+            )));
+        };
+        match record.state {
+            RequesterState::Reserved | RequesterState::Running | RequesterState::Received => {}
+            state => {
+                return Err(JobError::Refused(format!(
+                    "job {job} is {}; there is nothing to resume",
+                    state.as_str()
+                )));
+            }
+        }
+        let (tx, inbound) = mpsc::channel(256);
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(job.to_owned(), tx);
+        let _live = Live { jobs: self, job: job.to_owned() };
+        if record.state == RequesterState::Received {
+            // The result is here and receipted: only the decision is missing.
+            let end = self.status_of(&record, acceptor).await?;
+            return self.ended(&mut record, acceptor, end, &events).await;
+        }
+        // Steps received while no `ash run` followed.
+        for step in self.steps(job).await? {
+            let _ = events.send(JobEvent::Step(step)).await;
+        }
+        self.follow(&mut record, acceptor, inbound, &events).await
+    }
+
+    /// The acceptor's end of a job, asked of it.
+    async fn status_of(
+        &self,
+        record: &RequesterRecord,
+        acceptor: NodeId,
+    ) -> Result<JobEnd, JobError> {
+        if let Some(end) = &record.end {
+            return Ok(end.clone());
+        }
+        let ask = PeerRequest::JobStatus { job: record.job.clone() };
+        match self.net.request(acceptor, ask).await {
+            Ok(PeerResponse::JobStatus { end: Some(end), .. }) => Ok(end),
+            Ok(other) => {
+                Err(JobError::Lost(format!("{acceptor} has no result to give: {other:?}")))
+            }
+            Err(e) => Err(JobError::Lost(format!("{acceptor} cannot be reached: {e}"))),
+        }
     }
 
     /// Takes the acceptor's end of the job: a cancellation releases the reservation; a result
@@ -583,15 +662,18 @@ impl Jobs {
                     }
                     Err(e) => return Err(e),
                 };
-                let receipt = self
-                    .append(Body::Receipt(Receipt {
-                        reserve,
-                        result: result_hash,
-                        commitment: signature,
-                    }))
-                    .await?;
-                record.receipt = Some(receipt.id().to_string());
-                record.receipt_entry = Some(encode_hex(&receipt.bytes()));
+                // (A resumed job that was receipted before is not receipted again.)
+                if record.receipt.is_none() {
+                    let receipt = self
+                        .append(Body::Receipt(Receipt {
+                            reserve,
+                            result: result_hash,
+                            commitment: signature,
+                        }))
+                        .await?;
+                    record.receipt = Some(receipt.id().to_string());
+                    record.receipt_entry = Some(encode_hex(&receipt.bytes()));
+                }
                 record.summary = Some(summary.clone());
                 record.state = RequesterState::Received;
                 self.put_requested(record).await?;
