@@ -205,6 +205,8 @@ impl Jobs {
         let Some(offered) = offered.filter(|o| o.requester == from) else {
             return PeerResponse::error("refused", "this node made you no offer for this job");
         };
+        // An assignment takes the offer, whether it holds or not.
+        self.offers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&assign.job);
         let checked = self.check_assignment(from, &assign, &offered).await;
         let (entry, reserve) = match checked {
             Ok(checked) => checked,
@@ -213,7 +215,6 @@ impl Jobs {
                 return PeerResponse::error("refused", reason);
             }
         };
-        self.offers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&assign.job);
         let record = AcceptorRecord {
             job: assign.job.clone(),
             state: AcceptorState::Receiving,

@@ -14,6 +14,8 @@ use ash_net::{Net, NetConfig, NetEvent, NetworkId};
 use ash_node::{Authority, Ledger, Node, NodeConfig, NodeEvent};
 use ash_protocol::{Gossip, LogHead, PeerError, PeerInfo, PeerRequest, PeerResponse, SignupProof};
 
+mod jobs;
+
 const WAIT: Duration = Duration::from_secs(20);
 const T: u64 = 1_765_000_000_000;
 

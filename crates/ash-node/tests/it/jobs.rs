@@ -1,0 +1,679 @@
+//! Jobs between an honest node and a hostile peer speaking the wire protocol by hand: a hostile
+//! acceptor's results are refused and never receipted; a hostile requester's assignments are
+//! refused before any work. Real nodes, real ledgers, real git, a real (scripted) agent.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ash_identity::{Identity, NodeId};
+use ash_ledger::{
+    Body, Credits, Entry, Genesis, Hash, LogWriter, Mint, MintKind, Profile, Reserve,
+};
+use ash_net::{Net, NetEvent, NetHandle};
+use ash_node::{
+    AgentWork, GitFactory, JobAgent, JobError, JobSpec, Ledger, Node, NodeConfig, NodeEvent,
+    ServeConfig,
+};
+use ash_pack::{Git, GitOutput, JobId, Recipient};
+use ash_protocol::{
+    Gossip, JobAnnounce, JobAssign, JobEnd, JobSummary, JobTerms, PeerInfo, PeerRequest,
+    PeerResponse,
+};
+use sha2::{Digest as _, Sha256};
+
+use super::{T, WAIT, net_config};
+
+/// An identity whose copy a node can be given (identities are not Clone).
+struct Who {
+    seed: u8,
+}
+
+impl Who {
+    fn key(&self) -> Identity {
+        Identity::from_secrets(&[self.seed; 32], &[self.seed.wrapping_add(100); 32]).unwrap()
+    }
+    fn id(&self) -> NodeId {
+        self.key().node_id()
+    }
+}
+
+const AUTHORITY: Who = Who { seed: 1 };
+const REQUESTER: Who = Who { seed: 2 };
+const ACCEPTOR: Who = Who { seed: 3 };
+
+fn genesis() -> Genesis {
+    Genesis::new("jobnet", T, BTreeSet::from([AUTHORITY.id()])).unwrap()
+}
+
+/// Every party's profile, and mints of `credits` for the requester and the acceptor: the
+/// entries each ledger starts with. Returns the requester's writer (after its profile).
+fn seed(genesis: &Genesis, credits: u64) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    let (authority, requester, acceptor) = (AUTHORITY.key(), REQUESTER.key(), ACCEPTOR.key());
+    let mut writers: Vec<LogWriter<'_>> = Vec::new();
+    for (who, name) in
+        [(&authority, "authority"), (&requester, "requester"), (&acceptor, "acceptor")]
+    {
+        let mut writer = LogWriter::new(who, genesis.id());
+        entries.push(writer.append(
+            T,
+            Body::Profile(Profile {
+                username: name.into(),
+                sealing_key: who.sealing_public(),
+                created_at: T,
+            }),
+        ));
+        writers.push(writer);
+    }
+    for (n, recipient) in [(1, REQUESTER.id()), (2, ACCEPTOR.id())] {
+        let mint = writers[0].append(
+            T + 1,
+            Body::Mint(Mint {
+                recipient,
+                amount: Credits::new(credits),
+                kind: MintKind::Grant,
+                reason: "test".into(),
+            }),
+        );
+        let receive =
+            writers[n].append(T + 2, Body::Receive(ash_ledger::Receive { mint: mint.id() }));
+        entries.extend([mint, receive]);
+    }
+    entries
+}
+
+fn ledger_with(path: &Path, genesis: &Genesis, entries: Vec<Entry>) {
+    let mut ledger = Ledger::open(path, genesis.clone()).unwrap();
+    ledger.insert(entries).unwrap();
+}
+
+/// Git run directly on the host: in this test, the trees are the test's own.
+struct HostGit;
+
+impl Git for HostGit {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "git over the test's own trees; the node itself spawns nothing"
+    )]
+    fn run(
+        &self,
+        cwd: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        stdin: &[u8],
+    ) -> Result<GitOutput, String> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .envs(env.iter().cloned())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        child.stdin.take().unwrap().write_all(stdin).map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        Ok(GitOutput { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
+    }
+
+    fn isolated(&self) -> bool {
+        true
+    }
+}
+
+impl GitFactory for HostGit {
+    fn for_tree(&self, _tree: &Path, _git_dir: &Path) -> Result<Box<dyn Git>, String> {
+        Ok(Box::new(Self))
+    }
+}
+
+/// An agent that appends a line to `notes.md`, and counts its runs.
+struct Scribe {
+    runs: Arc<AtomicUsize>,
+}
+
+impl JobAgent for Scribe {
+    fn kind(&self) -> &str {
+        "builtin"
+    }
+    fn model(&self) -> &str {
+        "test/scribe"
+    }
+    fn sandbox(&self) -> &str {
+        "none"
+    }
+    fn run(&self, work: AgentWork) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            std::fs::write(work.workspace.join("notes.md"), format!("{}\n", work.prompt))
+                .map_err(|e| e.to_string())?;
+            Ok("wrote notes.md".into())
+        })
+    }
+}
+
+fn start_node(who: &Who, genesis: &Genesis, dir: &Path, serve: Option<ServeConfig>) -> Node {
+    let config = NodeConfig {
+        net: net_config(genesis, Vec::new()),
+        ledger: dir.join("ledger.db"),
+        genesis: genesis.clone(),
+        info: PeerInfo::default(),
+        authority: None,
+        signup: None,
+        writer: true,
+        jobs_dir: dir.join("jobs"),
+        serve,
+    };
+    Node::start(Arc::new(who.key()), config).unwrap()
+}
+
+async fn address(node: &mut Node) -> String {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(NodeEvent::Listening { address }) = node.next_event().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// A raw network peer with `who`'s identity, dialled to `address`; its handle and events.
+async fn hostile(
+    who: &Who,
+    genesis: &Genesis,
+    address: &str,
+) -> (NetHandle, tokio::sync::mpsc::Receiver<NetEvent>, ash_net::NetTask) {
+    let (net, mut events, task) =
+        Net::start(&who.key(), net_config(genesis, vec![address.into()])).unwrap().split();
+    tokio::time::timeout(WAIT, async {
+        while let Some(event) = events.recv().await {
+            if matches!(event, NetEvent::PeerConnected { .. }) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    (net, events, task)
+}
+
+fn repository(dir: &Path) -> ash_pack::Walk {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("README.md"), "# repo\nTODO\n").unwrap();
+    ash_pack::walk(dir, &ash_pack::WalkOptions::default()).unwrap()
+}
+
+fn spec(walk: ash_pack::Walk, prompt: &str) -> JobSpec {
+    JobSpec {
+        prompt: prompt.into(),
+        tier: "sonnet".into(),
+        agents: vec!["builtin".into()],
+        max_price: None,
+        walk,
+        pack: ash_pack::PackOptions::default(),
+        offer_time: Duration::from_secs(10),
+        choose_after: Duration::ZERO,
+        run_time: Duration::from_secs(60),
+        repo: None,
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ash_identity::encode_hex(&Sha256::digest(bytes))
+}
+
+/// What the hostile acceptor does once assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trick {
+    /// Commits to another result than the one it serves.
+    Tampered,
+    /// Signs the commitment over another reservation.
+    OtherReservation,
+    /// Seals a diff that writes into `.git/`.
+    Unscreened,
+    /// Seals the result for another job.
+    OtherJob,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_acceptors_results_are_refused_and_never_receipted() {
+    let genesis = genesis();
+    let root = tempfile::tempdir().unwrap();
+    let r_dir = root.path().join("requester");
+    std::fs::create_dir_all(&r_dir).unwrap();
+    ledger_with(&r_dir.join("ledger.db"), &genesis, seed(&genesis, 100));
+    let mut requester = start_node(&REQUESTER, &genesis, &r_dir, None);
+    let r_address = address(&mut requester).await;
+    let (mallory, mut events, _task) = hostile(&ACCEPTOR, &genesis, &r_address).await;
+    let trick = Arc::new(Mutex::new(Trick::Tampered));
+    // The hostile acceptor: offers on every announcement, takes every assignment, then ends
+    // the job with a result built to deceive.
+    let served: Arc<Mutex<Vec<u8>>> = Arc::default();
+    {
+        let (trick, served, mallory, network) =
+            (Arc::clone(&trick), Arc::clone(&served), mallory.clone(), genesis.id());
+        tokio::spawn(async move {
+            let me = ACCEPTOR.key();
+            while let Some(event) = events.recv().await {
+                match event {
+                    NetEvent::Gossip { from, message: Gossip::JobAnnounce(a), .. } => {
+                        let offer = ash_protocol::JobOffer {
+                            job: a.job,
+                            agent: "builtin".into(),
+                            model: "test/none".into(),
+                            sandbox: "none".into(),
+                        };
+                        let net = mallory.clone();
+                        tokio::spawn(async move {
+                            let _ = net.request(from, PeerRequest::JobOffer(offer)).await;
+                        });
+                    }
+                    NetEvent::Request {
+                        from,
+                        request: PeerRequest::JobAssign(assign),
+                        responder,
+                    } => {
+                        let _ = responder.respond(PeerResponse::JobAccepted).await;
+                        let reserve = Entry::decode(&assign.reserve).unwrap().id();
+                        let job: JobId = assign.job.parse().unwrap();
+                        let trick = *trick.lock().unwrap();
+                        let patch: &[u8] = if trick == Trick::Unscreened {
+                            b"diff --git a/.git/config b/.git/config\nnew file mode 100644\n--- /dev/null\n+++ b/.git/config\n@@ -0,0 +1 @@\n+[core]\n"
+                        } else {
+                            b"diff --git a/notes.md b/notes.md\nnew file mode 100644\n--- /dev/null\n+++ b/notes.md\n@@ -0,0 +1 @@\n+hello\n"
+                        };
+                        let sealed_for =
+                            if trick == Trick::OtherJob { JobId([9; 16]) } else { job };
+                        let to = Recipient { node: from, key: REQUESTER.key().sealing_public() };
+                        let sealed = ash_pack::seal_diff(patch, &me, &to, sealed_for).unwrap();
+                        let hash = sha256_hex(&sealed);
+                        let committed = match trick {
+                            Trick::Tampered => Hash([7; 32]),
+                            _ => Hash(ash_identity::decode_hex::<32>(&hash).unwrap()),
+                        };
+                        let over =
+                            if trick == Trick::OtherReservation { Hash([8; 32]) } else { reserve };
+                        let commitment =
+                            ash_ledger::result_commitment(&me, network, over, committed);
+                        *served.lock().unwrap() = sealed.clone();
+                        let end = JobEnd::Delivered {
+                            result: if trick == Trick::Tampered {
+                                ash_identity::encode_hex(&committed.0)
+                            } else {
+                                hash
+                            },
+                            size: sealed.len() as u64,
+                            commitment: serde_bytes::ByteBuf::from(commitment.0.to_vec()),
+                            summary: JobSummary { files: 1, ..JobSummary::default() },
+                        };
+                        let net = mallory.clone();
+                        tokio::spawn(async move {
+                            let done = PeerRequest::JobDone { job: assign.job, end };
+                            let _ = net.request(from, done).await;
+                        });
+                    }
+                    NetEvent::Request {
+                        request: PeerRequest::JobChunk { index, .. },
+                        responder,
+                        ..
+                    } => {
+                        let bytes = served.lock().unwrap().clone();
+                        let answer = if index == 0 {
+                            PeerResponse::JobChunk { bytes: serde_bytes::ByteBuf::from(bytes) }
+                        } else {
+                            PeerResponse::error("invalid", "no such chunk")
+                        };
+                        let _ = responder.respond(answer).await;
+                    }
+                    NetEvent::Request { responder, .. } => {
+                        let _ = responder.respond(PeerResponse::error("unsupported", "no")).await;
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    let jobs = requester.jobs();
+    let walk_dir = root.path().join("repo");
+    let cases = [
+        (Trick::Tampered, "the result is not the one committed to"),
+        (Trick::OtherReservation, "the result commitment does not verify"),
+        (Trick::Unscreened, "patch refused: .git/config"),
+        (Trick::OtherJob, "sealed for job"),
+    ];
+    for (case, expected) in cases {
+        *trick.lock().unwrap() = case;
+        let (events, mut sink) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move { while sink.recv().await.is_some() {} });
+        let asked =
+            tokio::time::timeout(WAIT, jobs.request(spec(repository(&walk_dir), "go"), events))
+                .await
+                .unwrap();
+        match asked {
+            Err(JobError::BadResult(reason)) => {
+                assert!(reason.contains(expected), "{case:?}: {reason}");
+            }
+            other => panic!("{case:?}: {other:?}"),
+        }
+    }
+    // Nothing was receipted: each reservation stays locked until its deadline, then is
+    // released; nothing is paid.
+    let records = jobs.requested().await.unwrap();
+    let states: Vec<&str> = records.iter().map(|r| r.state.as_str()).collect();
+    assert_eq!(states, ["refused"; 4]);
+    let ledger = requester.ledger();
+    let account = ledger.lock().unwrap().verifier().account(REQUESTER.id());
+    assert_eq!(
+        (account.balance.paid.get(), account.balance.locked.get(), account.balance.spendable.get()),
+        (0, 24, 76)
+    );
+    let receipts = ledger
+        .lock()
+        .unwrap()
+        .verifier()
+        .valid_entries(REQUESTER.id())
+        .iter()
+        .filter(|e| matches!(e.body, Body::Receipt(_)))
+        .count();
+    assert_eq!(receipts, 0);
+    // A peer that is not the job's acceptor cannot end it.
+    let job = records[0].job.clone();
+    let outsider = hostile(&AUTHORITY, &genesis, &r_address).await.0;
+    let forged = PeerRequest::JobDone {
+        job,
+        end: JobEnd::Cancelled {
+            reason: "x".into(),
+            signature: serde_bytes::ByteBuf::from(vec![0; 64]),
+        },
+    };
+    match outsider.request(REQUESTER.id(), forged).await.unwrap() {
+        PeerResponse::Error(e) => assert_eq!(e.code, "refused"),
+        other => panic!("{other:?}"),
+    }
+    requester.stop().await;
+}
+
+/// A hostile requester's assignment, built from what the acceptor offered.
+struct Assignment {
+    job: String,
+    reserve: Entry,
+    terms: JobTerms,
+    prompt: Vec<u8>,
+    size: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
+    let genesis = genesis();
+    let root = tempfile::tempdir().unwrap();
+    let a_dir = root.path().join("acceptor");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    // Mallory's log as the acceptor holds it: her profile and a grant of 14.
+    let seeded = seed(&genesis, 14);
+    ledger_with(&a_dir.join("ledger.db"), &genesis, seeded.clone());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let limits = ash_pack::Limits { max_total_bytes: 1 << 20, ..ash_pack::Limits::default() };
+    let serve = ServeConfig {
+        agents: vec![Arc::new(Scribe { runs: Arc::clone(&runs) })],
+        tiers: Vec::new(),
+        max_concurrent: 2,
+        max_jobs: None,
+        max_package_bytes: 8 << 20,
+        limits,
+        run_time: Duration::from_secs(30),
+        git: Arc::new(HostGit),
+    };
+    let mut acceptor = start_node(&ACCEPTOR, &genesis, &a_dir, Some(serve));
+    let a_address = address(&mut acceptor).await;
+    let (mallory, mut events, _task) = hostile(&REQUESTER, &genesis, &a_address).await;
+    let me = REQUESTER.key();
+    // Mallory's own log, continued after the seeded profile (and the receipt of her grant).
+    let log: Vec<Entry> = seeded.iter().filter(|e| e.author == me.node_id()).cloned().collect();
+    let mut writer = LogWriter::resume(&me, log.last().unwrap());
+    let offers = Arc::new(Mutex::new(Vec::<String>::new()));
+    let served = Arc::new(Mutex::new(log.clone()));
+    let package: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let ends: Arc<Mutex<Vec<JobEnd>>> = Arc::default();
+    {
+        let (offers, served_log) = (Arc::clone(&offers), Arc::clone(&served));
+        let (package, ends) = (Arc::clone(&package), Arc::clone(&ends));
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let NetEvent::Request { request, responder, .. } = event else { continue };
+                let answer = match request {
+                    PeerRequest::JobOffer(offer) => {
+                        offers.lock().unwrap().push(offer.job);
+                        PeerResponse::Noted
+                    }
+                    PeerRequest::JobChunk { index: 0, .. } => PeerResponse::JobChunk {
+                        bytes: serde_bytes::ByteBuf::from(package.lock().unwrap().clone()),
+                    },
+                    PeerRequest::JobDone { end, .. } => {
+                        ends.lock().unwrap().push(end);
+                        PeerResponse::Noted
+                    }
+                    PeerRequest::LedgerEntries { .. } => PeerResponse::LedgerEntries {
+                        entries: served_log
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .map(|e| serde_bytes::ByteBuf::from(e.bytes()))
+                            .collect(),
+                    },
+                    _ => PeerResponse::error("unsupported", "no"),
+                };
+                let _ = responder.respond(answer).await;
+            }
+        });
+    }
+    let announce_for = |job: &str, ms: u64| {
+        Gossip::JobAnnounce(JobAnnounce {
+            job: job.into(),
+            tier: "sonnet".into(),
+            agents: vec!["builtin".into()],
+            size: 100,
+            price: 6,
+            expires: ash_node_now() + ms,
+        })
+    };
+    let announce = |job: &str| announce_for(job, 60_000);
+    let offered = |job: String| {
+        let (mallory, offers) = (mallory.clone(), Arc::clone(&offers));
+        let message = announce(&job);
+        async move {
+            tokio::time::timeout(WAIT, async {
+                loop {
+                    let _ = mallory.publish(ash_net::Topic::Announcements, &message).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if offers.lock().unwrap().contains(&job) {
+                        return;
+                    }
+                }
+            })
+            .await
+            .expect("the acceptor offered");
+        }
+    };
+    let honest = |writer: &mut LogWriter<'_>, job: &str, amount: u64, acceptor: NodeId| {
+        let id: JobId = job.parse().unwrap();
+        let prompt = "do it";
+        let terms = JobTerms {
+            tier: "sonnet".into(),
+            price: 6,
+            package: sha256_hex(b"package"),
+            prompt: sha256_hex(prompt.as_bytes()),
+            agent: "builtin".into(),
+        };
+        let digest = ash_ledger::Terms {
+            tier: terms.tier.clone(),
+            price: Credits::new(terms.price),
+            package: Hash(ash_identity::decode_hex::<32>(&terms.package).unwrap()),
+            prompt: Hash(ash_identity::decode_hex::<32>(&terms.prompt).unwrap()),
+            agent: terms.agent.clone(),
+        }
+        .digest()
+        .unwrap();
+        let reserve = writer.append(
+            ash_node_now(),
+            Body::Reserve(Reserve {
+                job: ash_ledger::JobId(id.0),
+                acceptor,
+                amount: Credits::new(amount),
+                deadline: ash_node_now() + 600_000,
+                terms: digest,
+            }),
+        );
+        let to = Recipient { node: ACCEPTOR.id(), key: ACCEPTOR.key().sealing_public() };
+        let sealed = ash_pack::seal_prompt(prompt, &me, &to, id).unwrap();
+        Assignment { job: job.into(), reserve, terms, prompt: sealed, size: 7 }
+    };
+    let send = |a: Assignment| {
+        let mallory = mallory.clone();
+        async move {
+            let request = PeerRequest::JobAssign(JobAssign {
+                job: a.job,
+                reserve: serde_bytes::ByteBuf::from(a.reserve.bytes()),
+                terms: a.terms,
+                prompt: serde_bytes::ByteBuf::from(a.prompt),
+                size: a.size,
+            });
+            mallory.request(ACCEPTOR.id(), request).await.unwrap()
+        }
+    };
+    let refused = |answer: PeerResponse| match answer {
+        PeerResponse::Error(e) if e.code == "refused" => e.message,
+        other => panic!("not refused: {other:?}"),
+    };
+    let job = |n: u8| JobId([n; 16]).to_string();
+
+    // No offer was made for this job.
+    let a = honest(&mut writer, &job(1), 6, ACCEPTOR.id());
+    assert!(refused(send(a).await).contains("made you no offer"));
+    // Every case below is a job the acceptor offered for; the reservations are built on a
+    // scratch writer so the log mallory serves stays consistent where it must.
+    type Spoil = Box<dyn Fn(&mut Assignment)>;
+    let cases: Vec<(u8, Spoil, &str)> = vec![
+        (2, Box::new(|a: &mut Assignment| a.terms.tier = "opus".into()), "not the ones offered"),
+        (
+            3,
+            Box::new(|a: &mut Assignment| a.terms.prompt = sha256_hex(b"other")),
+            "not for this job, this node and these terms",
+        ),
+        (4, Box::new(|a: &mut Assignment| a.prompt = vec![0; 60 << 10]), "over the limit"),
+        (5, Box::new(|a: &mut Assignment| a.prompt.truncate(100)), "the prompt"),
+        (
+            6,
+            Box::new(|a: &mut Assignment| a.job = JobId([66; 16]).to_string()),
+            "made you no offer",
+        ),
+    ];
+    for (n, spoil, expected) in cases {
+        offered(job(n)).await;
+        let mut scratch = LogWriter::resume(&me, log.last().unwrap());
+        let mut a = honest(&mut scratch, &job(n), 6, ACCEPTOR.id());
+        spoil(&mut a);
+        let reason = refused(send(a).await);
+        assert!(reason.contains(expected), "case {n}: {reason}");
+    }
+    // A reservation naming another acceptor.
+    offered(job(7)).await;
+    let mut scratch = LogWriter::resume(&me, log.last().unwrap());
+    let a = honest(&mut scratch, &job(7), 6, AUTHORITY.id());
+    assert!(refused(send(a).await).contains("not for this job, this node and these terms"));
+    // A flood of announcements: offers stop at four open ones per requester.
+    let before = offers.lock().unwrap().len();
+    for n in 20..40u8 {
+        let _ = mallory.publish(ash_net::Topic::Announcements, &announce_for(&job(n), 2000)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let flood = offers.lock().unwrap().len() - before;
+    // (The offer for job 6 is still open: its assignment named another job.)
+    assert_eq!(flood, 3, "offers for one requester's flood of 20 announcements");
+    // A valid reservation for a package that unpacks past the acceptor's limits (2 MiB of
+    // content, 1 MiB allowed): the acceptor fetches it, refuses to unpack it, runs nothing, and
+    // cancels with its signature, so the requester pays nothing.
+    offers.lock().unwrap().clear();
+    offered(job(10)).await;
+    let big = root.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(big.join("blob.bin"), vec![b'x'; 2 << 20]).unwrap();
+    let walk = ash_pack::walk(&big, &ash_pack::WalkOptions::default()).unwrap();
+    let to = Recipient { node: ACCEPTOR.id(), key: ACCEPTOR.key().sealing_public() };
+    let options = ash_pack::PackOptions::default();
+    let (_, _, sealed) =
+        ash_pack::pack(&walk, &me, &to, JobId([10; 16]), &options, Vec::new()).unwrap();
+    let mut scratch = LogWriter::resume(&me, log.last().unwrap());
+    let mut a = honest(&mut scratch, &job(10), 6, ACCEPTOR.id());
+    a.terms.package = sha256_hex(&sealed);
+    let digest = ash_ledger::Terms {
+        tier: a.terms.tier.clone(),
+        price: Credits::new(6),
+        package: Hash(ash_identity::decode_hex::<32>(&a.terms.package).unwrap()),
+        prompt: Hash(ash_identity::decode_hex::<32>(&a.terms.prompt).unwrap()),
+        agent: a.terms.agent.clone(),
+    }
+    .digest()
+    .unwrap();
+    let mut scratch = LogWriter::resume(&me, log.last().unwrap());
+    let Body::Reserve(mut reserve) = a.reserve.body.clone() else { unreachable!() };
+    reserve.terms = digest;
+    a.reserve = scratch.append(a.reserve.time, Body::Reserve(reserve));
+    a.size = sealed.len() as u64;
+    let reserve_id = a.reserve.id();
+    let tail = a.reserve.clone();
+    served.lock().unwrap().push(tail.clone());
+    *package.lock().unwrap() = sealed;
+    assert_eq!(send(a).await, PeerResponse::JobAccepted);
+    let end = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(end) = ends.lock().unwrap().pop() {
+                return end;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let JobEnd::Cancelled { reason, signature } = end else { panic!("{end:?}") };
+    assert!(reason.contains("cannot be unpacked"), "{reason}");
+    let signature = ash_identity::Signature(signature.as_ref().try_into().unwrap());
+    let signed = ash_ledger::cancel_bytes(genesis.id(), reserve_id);
+    let key = ACCEPTOR.id().public_key().unwrap();
+    assert!(
+        ash_identity::verify(&key, ash_identity::Domain::LedgerCancel, &signed, &signature).is_ok()
+    );
+    // A reservation the balance does not cover: 14 credits, 6 locked for the job above and 6
+    // reserved for someone else since, then 6 for this job; the acceptor fetches the log that
+    // leads to it and the ledger refuses it.
+    offered(job(8)).await;
+    let mut scratch = LogWriter::resume(&me, &tail);
+    let first = honest(&mut scratch, &job(9), 6, AUTHORITY.id()).reserve;
+    let a = honest(&mut scratch, &job(8), 6, ACCEPTOR.id());
+    served.lock().unwrap().extend([first, a.reserve.clone()]);
+    let reason = refused(send(a).await);
+    assert!(reason.contains("refused by the ledger"), "{reason}");
+    // No work was done, and the acceptor's balance is what it was.
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let ledger = acceptor.ledger();
+    let account = ledger.lock().unwrap().verifier().account(ACCEPTOR.id());
+    assert_eq!(account.balance.earned.get(), 0);
+    acceptor.stop().await;
+}
+
+fn ash_node_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .try_into()
+        .unwrap()
+}
