@@ -104,6 +104,12 @@ pub(crate) enum Command {
     /// in advance. See docs/jobs.md.
     #[command(override_usage = "ash run [OPTIONS] <PROMPT>\n       ash run --resume JOB [OPTIONS]")]
     Run(RunArgs),
+    /// Choose the model tier `ash run` pays for when --tier is not given
+    ///
+    /// The tier must be one the network's genesis prices (haiku, sonnet, opus, codex by
+    /// default; `claude-haiku`, `claude-sonnet` and `claude-opus` are accepted too). Kept in
+    /// $ASH_HOME/tier.
+    Set(SetArgs),
     /// List the jobs this home asked for and the jobs it ran for others
     ///
     /// Newest first: the job, the side (asked or ran), its state, the tier and price, what was
@@ -416,6 +422,14 @@ pub(crate) struct RunArgs {
     /// Print one JSON document at the end instead of progress lines
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Arguments of `ash set`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SetArgs {
+    /// The tier
+    #[arg(value_name = "TIER")]
+    pub(crate) tier: String,
 }
 
 /// Arguments of `ash serve`.

@@ -278,7 +278,10 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
             list.join("\n")
         );
     }
-    let tier = args.tier.clone().unwrap_or_else(|| "sonnet".to_owned());
+    let tier = match &args.tier {
+        Some(tier) => tier.clone(),
+        None => chosen_tier(&home),
+    };
     let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
     let mut node_config = network::config(&home, listen, &args.bootstrap, !args.no_mdns)?;
     node_config.writer = true;
@@ -577,5 +580,34 @@ pub(crate) fn list(args: &crate::cli::JsonArgs) -> anyhow::Result<Outcome> {
         ));
     }
     output::stdout(&text);
+    Ok(Outcome::Success)
+}
+
+/// Where `ash set` keeps the tier.
+const TIER_FILE: &str = "tier";
+
+/// The tier `ash set` chose, else `sonnet`.
+fn chosen_tier(home: &Home) -> String {
+    std::fs::read_to_string(home.dir().join(TIER_FILE))
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "sonnet".to_owned())
+}
+
+/// `ash set TIER`.
+pub(crate) fn set(args: &crate::cli::SetArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let genesis = home.genesis()?;
+    let asked = args.tier.to_ascii_lowercase();
+    let tier = asked.strip_prefix("claude-").unwrap_or(&asked).to_owned();
+    let prices = genesis.price_list();
+    let Some(price) = prices.get(&tier) else {
+        let known: Vec<&str> = prices.keys().map(String::as_str).collect();
+        bail!("unknown tier `{}`; this network prices {}", args.tier, known.join(", "));
+    };
+    std::fs::write(home.dir().join(TIER_FILE), format!("{tier}\n"))
+        .with_context(|| format!("writing {}", home.dir().join(TIER_FILE).display()))?;
+    output::stdout(&format!("model: {tier} ({price}cr/task)\n"));
     Ok(Outcome::Success)
 }

@@ -454,6 +454,9 @@ struct Row {
     change: i64,
     balance: i64,
     detail: String,
+    /// The job a reservation, receipt, decision, release or collection belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<String>,
 }
 
 fn history_rows(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<Vec<Row>> {
@@ -468,6 +471,25 @@ fn history_rows(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<
         let entry = stored.entry;
         let verdict = stored.verdict.unwrap_or_else(|| "pending".into());
         let valid = verdict == "valid";
+        // The job of an entry that settles one: its reservation names it.
+        let job_of = |reserve: ash_ledger::Hash| -> anyhow::Result<Option<String>> {
+            Ok(named(reserve)?.and_then(|e| match e.body {
+                Body::Reserve(r) => Some(r.job.to_string()),
+                _ => None,
+            }))
+        };
+        let job = match &entry.body {
+            Body::Reserve(r) => Some(r.job.to_string()),
+            Body::Receipt(r) => job_of(r.reserve)?,
+            Body::Decide(d) => job_of(d.reserve)?,
+            Body::Release(r) => job_of(r.reserve)?,
+            Body::Collect(c) => match named(c.source)?.map(|e| e.body) {
+                Some(Body::Decide(d)) => job_of(d.reserve)?,
+                Some(Body::Receipt(r)) => job_of(r.reserve)?,
+                _ => None,
+            },
+            _ => None,
+        };
         let (change, detail) = match &entry.body {
             Body::Profile(p) => (0, format!("profile {}", p.username)),
             Body::Mint(m) => (0, format!("minted {} for {}", m.amount, m.recipient.short())),
@@ -483,15 +505,20 @@ fn history_rows(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<
                 }
                 (-signed(r.amount), format!("locked for job {} with {}", r.job, r.acceptor.short()))
             }
-            Body::Receipt(r) => (0, format!("result {} delivered", r.result)),
+            Body::Receipt(r) => (
+                0,
+                format!("result {} delivered for job {}", r.result, job.as_deref().unwrap_or("?")),
+            ),
             Body::Decide(d) => {
                 let amount = reserved.get(&d.reserve).copied().unwrap_or_default();
                 let price = d.outcome.price(amount);
-                (signed(amount) - signed(price), format!("{:?}: paid {price}", d.outcome))
+                let job = job.as_deref().unwrap_or("?");
+                (signed(amount) - signed(price), format!("{:?} job {job}: paid {price}", d.outcome))
             }
             Body::Release(r) => {
                 let amount = reserved.get(&r.reserve).copied().unwrap_or_default();
-                (signed(amount), format!("{:?}", r.reason).to_lowercase())
+                let reason = format!("{:?}", r.reason).to_lowercase();
+                (signed(amount), format!("{reason} job {}", job.as_deref().unwrap_or("?")))
             }
             Body::Collect(c) => {
                 let source = named(c.source)?;
@@ -520,7 +547,7 @@ fn history_rows(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<
                 let from = source.map_or_else(|| "?".to_owned(), |s| s.author.short());
                 (
                     signed(owed.checked_sub(before).unwrap_or_default()),
-                    format!("collected from {from}"),
+                    format!("collected from {from} for job {}", job.as_deref().unwrap_or("?")),
                 )
             }
         };
@@ -534,6 +561,7 @@ fn history_rows(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<
             change,
             balance,
             detail,
+            job,
         });
     }
     let _ = genesis;

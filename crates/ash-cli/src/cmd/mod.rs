@@ -44,6 +44,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Node(args) => network::node(&args),
         Command::Run(args) => jobs::run(&args),
         Command::Jobs(args) => jobs::list(&args),
+        Command::Set(args) => jobs::set(&args),
         Command::Serve(args) => jobs::serve(&args),
         Command::Peers(args) => network::peers(&args),
         Command::Ledger(command) => ledger::run(command),

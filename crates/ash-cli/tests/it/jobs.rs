@@ -248,9 +248,36 @@ fn a_job_comes_back_as_an_applied_diff_and_both_sides_settle() {
     assert_eq!(states, ["offered", "assigned", "running", "delivered", "collected"], "{events:?}");
     assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
     assert_eq!(credits(&pair.alice), (100, 6, 0, 0, 106));
-    // The acceptor's workspace kept none of the agent's skills, and the job's sealed files
-    // stay with the acceptor until collected.
+    // Both histories show the job's settlement.
     let job = result["job"].as_str().unwrap();
+    let history = |home: &Path| -> Vec<(String, i64, Option<String>)> {
+        let rows: Value =
+            serde_json::from_str(&run_ok(ash(home).args(["history", "--json"]))).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["kind"].as_str().unwrap().to_owned(),
+                    r["change"].as_i64().unwrap(),
+                    r["job"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    let j = Some(job.to_owned());
+    assert_eq!(
+        history(&pair.bob),
+        [
+            ("profile".to_owned(), 0, None),
+            ("receive".to_owned(), 100, None),
+            ("reserve".to_owned(), -6, j.clone()),
+            ("receipt".to_owned(), 0, j.clone()),
+            ("decide".to_owned(), 0, j.clone()),
+        ]
+    );
+    assert_eq!(history(&pair.alice).last(), Some(&("collect".to_owned(), 6, j)));
+    // The acceptor's workspace kept none of the agent's skills.
     let work = pair.alice.join("jobs").join(job).join("work");
     assert!(!work.join("skills").exists());
 }
@@ -260,18 +287,26 @@ fn rejecting_a_result_pays_half_and_changes_nothing() {
     let pair = Pair::new();
     let (serve, lines, address) = pair.serve(&["--model", "scripted"]);
     pair.bonus(&address);
+    // The tier `ash set` chose is the one paid for.
+    assert_eq!(run_ok(ash(&pair.bob).args(["set", "claude-haiku"])), "model: haiku (2cr/task)\n");
+    let unknown = ash(&pair.bob).args(["set", "gpt-9"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown)
+            .contains("unknown tier `gpt-9`; this network prices codex, haiku, opus, sonnet")
+    );
     let out = pair.run(&address, &["resolve the TODO", "--no-apply"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (result["outcome"].as_str(), result["applied"].as_bool(), result["paid"].as_u64()),
-        (Some("reject"), Some(false), Some(3)),
+        (Some("reject"), Some(false), Some(1)),
         "{result}"
     );
     assert_eq!(pair.readme(), "# Demo\nTODO: write the docs\n");
     stop(serve, lines);
-    assert_eq!(credits(&pair.bob), (100, 0, 3, 0, 97));
-    assert_eq!(credits(&pair.alice), (100, 3, 0, 0, 103));
+    assert_eq!(credits(&pair.bob), (100, 0, 1, 0, 99));
+    assert_eq!(credits(&pair.alice), (100, 1, 0, 0, 101));
 }
 
 #[test]

@@ -279,6 +279,9 @@ fn help_texts() {
         &["sandbox", "--help"],
         &["sandbox", "exec", "--help"],
         &["sandbox", "check", "--help"],
+        &["run", "--help"],
+        &["serve", "--help"],
+        &["jobs", "--help"],
     ] {
         let out = ash(fx.path(), args);
         assert_eq!(out.status.code(), Some(0));
