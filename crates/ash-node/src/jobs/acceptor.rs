@@ -172,7 +172,7 @@ impl Jobs {
         };
         let jobs = Arc::clone(self);
         self.spawn(async move {
-            match jobs.net.request(from, PeerRequest::JobOffer(offer)).await {
+            match Self::ask(&jobs.net, from, PeerRequest::JobOffer(offer)).await {
                 Ok(PeerResponse::Noted) => {
                     jobs.emit(&announce.job, "offered", format!("offered to run it for {from}"));
                 }
@@ -613,7 +613,7 @@ impl Jobs {
         record.pushed = now_ms();
         let _ = self.put_accepted(record).await;
         let done = PeerRequest::JobDone { job: record.job.clone(), end };
-        if let Err(e) = self.net.request(record.requester, done).await {
+        if let Err(e) = Self::ask(&self.net, record.requester, done).await {
             tracing::debug!(job = %record.job, error = %e, "the requester was not told");
         }
     }

@@ -43,6 +43,8 @@ pub const MAX_PROMPT_BYTES: usize = 32 << 10;
 /// Offers an acceptor has open at once, and per requester.
 const MAX_OFFERS: usize = 256;
 const MAX_OFFERS_PER_REQUESTER: usize = 4;
+/// How many times a job message is asked again of a busy or rate-limiting peer.
+const PATIENCE: usize = 10;
 /// Inbound job requests handled at once; beyond, peers are told `busy`.
 const MAX_JOB_ANSWERS: usize = 32;
 
@@ -437,6 +439,26 @@ impl Jobs {
         answer
     }
 
+    /// Asks `peer`, and asks again (a little later, a few times) while it answers that it is
+    /// busy or that this node asks too fast: a job's messages matter more than its pace.
+    pub(crate) async fn ask(
+        net: &NetHandle,
+        peer: NodeId,
+        request: PeerRequest,
+    ) -> Result<PeerResponse, ash_net::NetError> {
+        let mut wait = Duration::from_millis(50);
+        for _ in 0..PATIENCE {
+            match net.request(peer, request.clone()).await {
+                Ok(PeerResponse::Error(e)) if e.code == "rate_limited" || e.code == "busy" => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+        net.request(peer, request).await
+    }
+
     /// Reads chunk `index` of `path` (chunks of [`ash_protocol::JOB_CHUNK_BYTES`]).
     pub(crate) async fn read_chunk(path: PathBuf, index: u64) -> PeerResponse {
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
@@ -504,7 +526,7 @@ impl Jobs {
                 let (net, job) = (self.net.clone(), job.to_owned());
                 let index = asked;
                 flight.push_back(tokio::spawn(async move {
-                    net.request(peer, PeerRequest::JobChunk { job, file, index }).await
+                    Self::ask(&net, peer, PeerRequest::JobChunk { job, file, index }).await
                 }));
                 asked += 1;
             }

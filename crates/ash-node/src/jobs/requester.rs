@@ -19,6 +19,8 @@ use crate::ledger::now_ms;
 use crate::node::lock;
 
 const SIDE: &str = "requester";
+/// How often an announcement nobody offered for is said again.
+const ANNOUNCE_AGAIN: Duration = Duration::from_millis(500);
 /// How often a requester asks its acceptor where the job stands, in case a message was lost.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
@@ -309,6 +311,7 @@ impl Jobs {
         });
         let start = Instant::now();
         let mut published = false;
+        let mut last = Instant::now();
         let mut offers: Vec<Offer> = Vec::new();
         let mut first: Option<Instant> = None;
         let mut retry = tokio::time::interval(Duration::from_millis(100));
@@ -322,13 +325,17 @@ impl Jobs {
                 break;
             }
             tokio::select! {
-                _ = retry.tick(), if !published => {
-                    // Until a peer hears the topic, publishing fails; it is tried again.
+                _ = retry.tick(), if !published || (first.is_none() && last.elapsed() >= ANNOUNCE_AGAIN) => {
+                    // Until a peer hears the topic, publishing fails; it is tried again. Once
+                    // out, it is said again while nobody offers: acceptors busy at first, or
+                    // met since, offer then (each offers once per job).
+                    last = Instant::now();
                     match self.net.publish(ash_net::Topic::Announcements, &announce).await {
-                        Ok(()) => {
+                        Ok(()) if !published => {
                             published = true;
                             let _ = events.send(JobEvent::Announced { job: job.clone(), price }).await;
                         }
+                        Ok(()) => {}
                         Err(e) => tracing::debug!(error = %e, "announcement not published yet"),
                     }
                 }
@@ -429,7 +436,7 @@ impl Jobs {
             prompt: serde_bytes::ByteBuf::from(sealed_prompt),
             size,
         });
-        match self.net.request(acceptor, assign).await {
+        match Self::ask(&self.net, acceptor, assign).await {
             Ok(PeerResponse::JobAccepted) => {}
             Ok(PeerResponse::JobStatus { end: Some(end @ JobEnd::Cancelled { .. }), .. }) => {
                 return self.ended(&mut record, acceptor, end, &events).await;
@@ -496,7 +503,7 @@ impl Jobs {
                 _ = status.tick() => {
                     let ask = PeerRequest::JobStatus { job: job.clone() };
                     if let Ok(PeerResponse::JobStatus { end: Some(end), .. }) =
-                        self.net.request(acceptor, ask).await
+                        Self::ask(&self.net, acceptor, ask).await
                     {
                         break end;
                     }
@@ -563,7 +570,7 @@ impl Jobs {
             return Ok(end.clone());
         }
         let ask = PeerRequest::JobStatus { job: record.job.clone() };
-        match self.net.request(acceptor, ask).await {
+        match Self::ask(&self.net, acceptor, ask).await {
             Ok(PeerResponse::JobStatus { end: Some(end), .. }) => Ok(end),
             Ok(other) => {
                 Err(JobError::Lost(format!("{acceptor} has no result to give: {other:?}")))
@@ -720,7 +727,7 @@ impl Jobs {
         }
         entries.push(serde_bytes::ByteBuf::from(decide.bytes()));
         let settled = PeerRequest::JobSettled { job: job.to_owned(), entries };
-        if let Err(e) = self.net.request(acceptor, settled).await {
+        if let Err(e) = Self::ask(&self.net, acceptor, settled).await {
             // Replication carries the entries to the acceptor as well.
             tracing::debug!(%job, error = %e, "the acceptor was not told of the decision");
         }
