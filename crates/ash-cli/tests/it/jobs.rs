@@ -482,3 +482,43 @@ fn a_requester_killed_mid_run_takes_its_result_up_again_with_resume() {
     assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
     assert_eq!(credits(&pair.alice), (100, 6, 0, 0, 106));
 }
+
+#[test]
+fn a_job_crosses_a_router_between_two_machines() {
+    // Bob's machine and Alice's are on two networks joined by a router (network namespaces).
+    let Some(lan) = super::network::Lan::routed(7, true) else {
+        eprintln!("skipping: needs root and ip(8) for network namespaces");
+        return;
+    };
+    let pair = Pair::new();
+    let (serve, mut lines) =
+        lan.node(0, &pair.alice, &["serve", "--model", "scripted", "--no-mdns"]);
+    let listening = wait_event(&mut lines, Duration::from_secs(20), |e| {
+        e["event"] == "listening"
+            && e["address"].as_str().is_some_and(|a| a.contains("/10.77.7.1/tcp/"))
+    })
+    .expect("ash serve listens on its LAN address");
+    let address = listening["address"].as_str().unwrap().to_owned();
+    let genesis = pair.root.path().join("demo.genesis.toml");
+    let joined = lan
+        .ash(2, &pair.bob)
+        .args(["join", "-u", "bob", "--no-mdns", "--bootstrap", &address, "--network"])
+        .arg(&genesis)
+        .output()
+        .unwrap();
+    assert_eq!(joined.status.code(), Some(0), "{}", stderr(&joined));
+    let out = lan
+        .ash(2, &pair.bob)
+        .current_dir(&pair.repo)
+        .args(["run", "resolve the TODO", "--yes", "--json", "--no-mdns"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((result["outcome"].as_str(), result["paid"].as_u64()), (Some("accept"), Some(6)));
+    assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
+    job_event(&mut lines, "collected");
+    stop(serve, lines);
+    assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
+    assert_eq!(credits(&pair.alice), (100, 6, 0, 0, 106));
+}

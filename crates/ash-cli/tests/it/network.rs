@@ -381,7 +381,7 @@ fn a_proof_of_work_network_mints_for_a_stamp_and_not_without() {
 }
 
 /// Machines in network namespaces of their own, joined by veth pairs; removed when dropped.
-struct Lan {
+pub(crate) struct Lan {
     names: Vec<String>,
 }
 
@@ -424,7 +424,7 @@ impl Lan {
     }
 
     /// Two machines on one LAN: `10.77.<subnet>.1` and `.2`.
-    fn new(subnet: u8) -> Option<Self> {
+    pub(crate) fn new(subnet: u8) -> Option<Self> {
         let lan = Self::machines(&format!("n{subnet}"), 2)?;
         lan.cable(
             (0, "va", &format!("10.77.{subnet}.1/24")),
@@ -436,7 +436,7 @@ impl Lan {
     /// Machine 0 on `10.77.<subnet>.0/24` and machine 2 on `10.78.<subnet>.0/24`, both
     /// cabled to machine 1 (`.254` on each). With `forwarding`, machine 1 routes between them;
     /// without, neither can reach the other at all.
-    fn routed(subnet: u8, forwarding: bool) -> Option<Self> {
+    pub(crate) fn routed(subnet: u8, forwarding: bool) -> Option<Self> {
         let lan = Self::machines(&format!("r{subnet}"), 3)?;
         lan.cable(
             (0, "va", &format!("10.77.{subnet}.1/24")),
@@ -476,7 +476,7 @@ impl Lan {
     }
 
     /// `ash` run inside machine `n`.
-    fn ash(&self, n: usize, home: &Path) -> Command {
+    pub(crate) fn ash(&self, n: usize, home: &Path) -> Command {
         let mut command = Command::new("ip");
         command
             // At most two minutes each: a test waiting for a line that never comes ends anyway.
@@ -492,7 +492,7 @@ impl Lan {
 
 impl Lan {
     /// `ash <args…> --port 0 --json` as a node in machine `n`, and its output lines.
-    fn node(
+    pub(crate) fn node(
         &self,
         n: usize,
         home: &Path,
