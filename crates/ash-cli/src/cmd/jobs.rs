@@ -346,9 +346,29 @@ fn follow(
         let jobs = node.jobs();
         let (events, mut receiver) = tokio::sync::mpsc::channel(256);
         let printer = tokio::spawn(async move {
+            use std::io::IsTerminal as _;
+            let terminal = std::io::stderr().is_terminal();
             while let Some(event) = receiver.recv().await {
-                if !json {
-                    progress_line(&event);
+                if json {
+                    continue;
+                }
+                match event {
+                    // A bar on a terminal; elsewhere only the end.
+                    JobEvent::Uploaded { sent, total } => {
+                        if terminal {
+                            output::note_partial(&format!("\r{}", bar("uploading", sent, total)));
+                        }
+                        if sent >= total {
+                            if terminal {
+                                output::note_partial("\r");
+                            }
+                            output::note(&format!(
+                                "uploaded ({}); running…",
+                                super::pack::human(total)
+                            ));
+                        }
+                    }
+                    other => progress_line(&other),
                 }
             }
         });
@@ -501,6 +521,24 @@ async fn decide(
     Ok(if conflicts.is_empty() { Outcome::Success } else { Outcome::Failure })
 }
 
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `what [#####     ] 12.3 MiB / 45.6 MiB`.
+fn bar(what: &str, done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let filled = usize::try_from(filled).unwrap_or(0);
+    format!(
+        "{what} [{}{}] {} / {}",
+        "#".repeat(filled),
+        " ".repeat(30 - filled.min(30)),
+        super::pack::human(done),
+        super::pack::human(total)
+    )
+}
+
 /// One progress line on stderr, as the system we follow printed them.
 fn progress_line(event: &JobEvent) {
     let line = match event {
@@ -512,11 +550,23 @@ fn progress_line(event: &JobEvent) {
             offer.model,
             offer.sandbox
         ),
+        JobEvent::Packing { entries, bytes } => {
+            format!(
+                "packaging {} ({})…",
+                plural(*entries, "entry", "entries"),
+                super::pack::human(*bytes)
+            )
+        }
+        JobEvent::Uploaded { sent, total } => bar("uploading", *sent, *total),
         JobEvent::Packed { bytes, entries } => {
-            format!("packaged ({}, {entries} entries)", super::pack::human(*bytes))
+            format!(
+                "packaged ({}, {})",
+                super::pack::human(*bytes),
+                plural(*entries, "entry", "entries")
+            )
         }
         JobEvent::Reserved { amount } => format!("reserved {amount} credits"),
-        JobEvent::Assigned => "running…".to_owned(),
+        JobEvent::Assigned => "sending the package…".to_owned(),
         JobEvent::Step(step) => format!("  {}", step.text),
         JobEvent::Received(summary) => format!(
             "{} file{} changed +{} / -{}",

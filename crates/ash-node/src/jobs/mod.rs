@@ -157,8 +157,13 @@ pub struct Offer {
 #[derive(Debug)]
 pub(crate) enum Inbound {
     Offer(Offer),
-    Progress { from: u64, steps: Vec<JobStep> },
+    Progress {
+        from: u64,
+        steps: Vec<JobStep>,
+    },
     Done(ash_protocol::JobEnd),
+    /// The acceptor fetched the package up to this byte.
+    Fetched(u64),
 }
 
 /// The job flow of one node: shared by the node's service (which routes peers' job messages

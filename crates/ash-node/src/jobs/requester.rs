@@ -73,8 +73,22 @@ pub enum JobEvent {
         /// How many.
         amount: u64,
     },
+    /// The package is being sealed for the chosen acceptor.
+    Packing {
+        /// Files, directories and links.
+        entries: u64,
+        /// Bytes of file content.
+        bytes: u64,
+    },
     /// The acceptor took the job and is fetching the package.
     Assigned,
+    /// The acceptor has fetched this much of the package.
+    Uploaded {
+        /// Bytes fetched.
+        sent: u64,
+        /// The package's size.
+        total: u64,
+    },
     /// A step of the agent's work.
     Step(JobStep),
     /// The result is here: receipted, screened, and waiting for the decision.
@@ -373,6 +387,12 @@ impl Jobs {
         let _ = events.send(JobEvent::Matched(offer.clone())).await;
 
         // Pack and seal for the chosen acceptor.
+        let _ = events
+            .send(JobEvent::Packing {
+                entries: spec.walk.entries.len() as u64,
+                bytes: spec.walk.total_size(),
+            })
+            .await;
         let dir = self.job_dir(&job)?;
         let package_path = dir.join("package.sealed");
         let recipient = Recipient { node: acceptor, key: sealing_key };
@@ -497,6 +517,10 @@ impl Jobs {
                         }
                     }
                     Some((from, Inbound::Done(end))) if from == acceptor => break end,
+                    Some((from, Inbound::Fetched(sent))) if from == acceptor => {
+                        let total = record.package_size;
+                        let _ = events.send(JobEvent::Uploaded { sent, total }).await;
+                    }
                     Some(_) => {}
                     None => return Err(JobError::Local("the node stopped".into())),
                 },
@@ -856,7 +880,23 @@ impl Jobs {
                         RequesterState::Reserved | RequesterState::Running
                     ) =>
             {
-                Self::read_chunk(self.dir.join(job).join("package.sealed"), index).await
+                let answer =
+                    Self::read_chunk(self.dir.join(job).join("package.sealed"), index).await;
+                if let PeerResponse::JobChunk { bytes } = &answer {
+                    let chunk = u64::from(ash_protocol::JOB_CHUNK_BYTES);
+                    let sent = index.saturating_mul(chunk).saturating_add(bytes.len() as u64);
+                    let route = self
+                        .live
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get(job)
+                        .cloned();
+                    // (A full queue loses a progress mark, nothing else.)
+                    if let Some(route) = route {
+                        let _ = route.try_send((from, Inbound::Fetched(sent)));
+                    }
+                }
+                answer
             }
             _ => PeerResponse::error("refused", "no package of this job for you"),
         }
