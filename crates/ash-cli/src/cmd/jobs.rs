@@ -16,7 +16,7 @@ use ash_node::{
     ServeConfig,
 };
 use ash_pack::{ApplyOptions, DiffError, Git};
-use ash_protocol::{EventBody, JobStep, RunMode};
+use ash_protocol::{Action, ActionOutput, ActionStatus, EventBody, JobStep, RunMode};
 use ash_sandbox::{BackendKind, Sandbox};
 use ash_spec::{AgentSpec, ModelRef};
 use serde_json::json;
@@ -228,11 +228,37 @@ async fn drive(
         .map_err(|e| e.to_string())?
         .ok_or("the run disappeared")?;
     while let Some(event) = follower.next().await.map_err(|e| e.to_string())? {
-        let lines = super::render::lines(&event.body, false);
-        for line in lines.progress {
-            let kind =
-                if line.starts_with('→') || line.starts_with('←') { "tool" } else { "text" };
-            let _ = progress.try_send(JobStep { kind: kind.to_owned(), text: line });
+        // The requester sees which tools the agent used and the tokens it spent, not what the
+        // model wrote: that comes with the result, which is paid for.
+        let mut steps = Vec::new();
+        match &event.body {
+            EventBody::ActionsRequested(requested) => {
+                for action in &requested.actions {
+                    steps.push(match action {
+                        Action::ToolCall { tool_name, .. } => ("tool", format!("→ {tool_name}")),
+                        Action::LoadSkill { .. } => ("tool", "→ skill".to_owned()),
+                    });
+                }
+            }
+            EventBody::ActionResult(result) => {
+                let name = match &result.result {
+                    ActionOutput::ToolResult { tool_name, .. } => tool_name.clone(),
+                    ActionOutput::LoadSkillResult { name } => name.clone(),
+                };
+                let failed = matches!(result.status, ActionStatus::Failed);
+                steps.push(("tool", format!("← {name}{}", if failed { " failed" } else { "" })));
+            }
+            EventBody::TurnCompleted(turn) => steps.push((
+                "usage",
+                format!(
+                    "({} steps, {} tokens in, {} out)",
+                    turn.steps, turn.usage.input_tokens, turn.usage.output_tokens
+                ),
+            )),
+            _ => {}
+        }
+        for (kind, text) in steps {
+            let _ = progress.try_send(JobStep { kind: kind.to_owned(), text });
         }
         match event.body {
             EventBody::RunCompleted(done) => return Ok(done.output.unwrap_or_default()),

@@ -277,9 +277,10 @@ fn a_job_comes_back_as_an_applied_diff_and_both_sides_settle() {
         ]
     );
     assert_eq!(history(&pair.alice).last(), Some(&("collect".to_owned(), 6, j)));
-    // The acceptor's workspace kept none of the agent's skills.
-    let work = pair.alice.join("jobs").join(job).join("work");
-    assert!(!work.join("skills").exists());
+    // (One file changed: the agent's skills were not copied into the repository.) Once
+    // collected, nothing of the job is kept on the acceptor but its record.
+    assert!(!pair.alice.join("jobs").join("ran").join(job).exists());
+    assert!(pair.alice.join("jobs").join("jobs.db").exists());
 }
 
 #[test]

@@ -17,8 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::requester::ledger_terms;
 use super::{
-    AgentWork, JobError, Jobs, MAX_OFFERS, MAX_OFFERS_PER_REQUESTER, MAX_PROMPT_BYTES, file_sha256,
-    sha256_hex,
+    AgentWork, JobError, Jobs, MAX_OFFERS, MAX_OFFERS_PER_REQUESTER, MAX_PROMPT_BYTES, hash_file,
+    remove, sha256_hex,
 };
 use crate::ledger::now_ms;
 use crate::node::lock;
@@ -30,6 +30,16 @@ const PUSH_EVERY_MS: u64 = 5_000;
 const MAX_ANNOUNCE_TIME_MS: u64 = 10 * 60 * 1000;
 /// How long progress reports pause after one failed, and how long the last ones may take.
 const PROGRESS_QUIET: Duration = Duration::from_secs(2);
+/// How long an offer stays open after the announcement's expiry (the requester packs and
+/// seals in between).
+const OFFER_GRACE_MS: u64 = 30_000;
+/// The earliest and latest deadline a reservation may set.
+const MIN_DEADLINE_MS: u64 = 60_000;
+const MAX_DEADLINE_MS: u64 = 24 * 60 * 60 * 1000;
+/// How long the agent's run leaves before the deadline, for the result to travel.
+const DELIVERY_MARGIN: Duration = Duration::from_secs(30);
+/// A package download that makes no progress for this long is given up.
+const FETCH_STALL: Duration = Duration::from_secs(120);
 /// How long after the reservation's deadline the acceptor keeps trying to fetch the package.
 const FETCH_RETRY: Duration = Duration::from_secs(2);
 
@@ -57,6 +67,9 @@ pub enum AcceptorState {
     Collected,
     /// Given up, with a signed cancellation (nothing is paid).
     Cancelled,
+    /// Delivered, but the ledger refused the collection (the requester's log does not owe it:
+    /// no receipt by the claim window, or a settlement elsewhere); not tried again.
+    Unpaid,
 }
 
 impl AcceptorState {
@@ -68,6 +81,7 @@ impl AcceptorState {
             Self::Delivered => "delivered",
             Self::Collected => "collected",
             Self::Cancelled => "cancelled",
+            Self::Unpaid => "unpaid",
         }
     }
 }
@@ -103,6 +117,9 @@ pub struct AcceptorRecord {
     pub collected: Option<u64>,
     /// When it was accepted (ms).
     pub created: u64,
+    /// Why it ended unpaid, for people.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 impl Jobs {
@@ -145,8 +162,9 @@ impl Jobs {
         {
             let mut offers = self.offers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             offers.retain(|_, o| o.expires > now);
+            let key = (from, announce.job.clone());
             let mine = offers.values().filter(|o| o.requester == from).count();
-            if offers.contains_key(&announce.job)
+            if offers.contains_key(&key)
                 || offers.len() >= MAX_OFFERS
                 || mine >= MAX_OFFERS_PER_REQUESTER
             {
@@ -154,13 +172,13 @@ impl Jobs {
                 return;
             }
             offers.insert(
-                announce.job.clone(),
+                key,
                 Offered {
                     requester: from,
                     tier: announce.tier.clone(),
                     agent: agent.kind().to_owned(),
                     price: announce.price,
-                    expires: announce.expires,
+                    expires: announce.expires + OFFER_GRACE_MS,
                 },
             );
         }
@@ -181,7 +199,7 @@ impl Jobs {
                     jobs.offers
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&announce.job);
+                        .remove(&(from, announce.job.clone()));
                 }
             }
         });
@@ -196,17 +214,25 @@ impl Jobs {
         let Some(serve) = self.serve.clone() else {
             return PeerResponse::error("unsupported", "this node does not serve jobs");
         };
+        // An assignment takes its offer, whether it holds or not (at once: a second assignment
+        // for the same offer finds none).
         let offered = self
             .offers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&assign.job)
-            .cloned();
-        let Some(offered) = offered.filter(|o| o.requester == from) else {
+            .remove(&(from, assign.job.clone()));
+        let Some(offered) = offered else {
             return PeerResponse::error("refused", "this node made you no offer for this job");
         };
-        // An assignment takes the offer, whether it holds or not.
-        self.offers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&assign.job);
+        // A job id is taken once here, whoever asked: another peer cannot reuse a job id it
+        // heard to reach a job's files or record.
+        match self.load::<AcceptorRecord>(&assign.job, SIDE).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return PeerResponse::error("refused", "this node already took a job with this id");
+            }
+            Err(e) => return PeerResponse::error("busy", e.to_string()),
+        }
         let checked = self.check_assignment(from, &assign, &offered).await;
         let (entry, reserve) = match checked {
             Ok(checked) => checked,
@@ -230,6 +256,7 @@ impl Jobs {
             pushed: 0,
             collected: None,
             created: now_ms(),
+            reason: None,
         };
         // A valid reservation this node cannot take is cancelled at once, signed, so that the
         // requester gets its credits back now rather than at the deadline.
@@ -255,7 +282,7 @@ impl Jobs {
             }
         };
         let saved = async {
-            let dir = self.job_dir(&assign.job)?;
+            let dir = self.job_dir(SIDE, &assign.job)?;
             std::fs::write(dir.join("prompt.sealed"), &assign.prompt)
                 .map_err(|e| JobError::Local(e.to_string()))?;
             self.put_accepted(&record).await
@@ -309,8 +336,9 @@ impl Jobs {
         {
             return Err("the reservation is not for this job, this node and these terms".into());
         }
-        if reserve.deadline <= now_ms() {
-            return Err("the reservation's deadline has passed".into());
+        let now = now_ms();
+        if reserve.deadline < now + MIN_DEADLINE_MS || reserve.deadline > now + MAX_DEADLINE_MS {
+            return Err("the reservation's deadline is not between a minute and a day away".into());
         }
         let expect = Expect { sender: Some(from), job: Some(id) };
         let (_, prompt) = ash_pack::open_prompt(&assign.prompt, &self.me, expect, MAX_PROMPT_BYTES)
@@ -319,6 +347,11 @@ impl Jobs {
             return Err("the prompt is not the one the terms name".into());
         }
         self.take_reservation(from, &entry).await?;
+        // Valid once means valid for ever: a reservation already settled or released (a
+        // replay) is refused.
+        if !lock(&self.ledger).settlement_of(from, entry.id()).is_empty() {
+            return Err("the reservation is settled or released already".into());
+        }
         Ok((entry.clone(), reserve.clone()))
     }
 
@@ -340,17 +373,26 @@ impl Jobs {
         };
         let mut verdict = insert(vec![entry.clone()]).await?;
         if !matches!(verdict, Some(Verdict::Valid)) {
-            // This node may lack the requester's latest entries: ask for them.
-            let from_seq = lock(&self.ledger).head_seq(from).map_or(0, |s| s + 1);
-            let ask = PeerRequest::LedgerEntries {
-                logs: vec![LogStart { author: from.to_string(), from_seq }],
-                limit: ash_protocol::MAX_ENTRIES,
+            // This node may lack the requester's latest entries, or the mints they receive:
+            // ask for the requester's log and the mint authorities'.
+            let authors: Vec<NodeId> =
+                std::iter::once(from).chain(self.genesis.authorities.iter().copied()).collect();
+            let logs: Vec<LogStart> = {
+                let ledger = lock(&self.ledger);
+                authors
+                    .iter()
+                    .map(|a| LogStart {
+                        author: a.to_string(),
+                        from_seq: ledger.head_seq(*a).map_or(0, |s| s + 1),
+                    })
+                    .collect()
             };
+            let ask = PeerRequest::LedgerEntries { logs, limit: ash_protocol::MAX_ENTRIES };
             if let Ok(PeerResponse::LedgerEntries { entries }) = self.net.request(from, ask).await {
                 let entries: Vec<Entry> = entries
                     .iter()
                     .filter_map(|b| Entry::decode(b).ok())
-                    .filter(|e| e.author == from)
+                    .filter(|e| authors.contains(&e.author))
                     .collect();
                 verdict = insert(entries).await?;
             }
@@ -419,8 +461,10 @@ impl Jobs {
 
     /// Fetches the package until it is whole and is the one the terms name.
     async fn receive(&self, record: &AcceptorRecord) -> Result<(), String> {
-        let dir = self.job_dir(&record.job).map_err(|e| e.to_string())?;
+        let dir = self.job_dir(SIDE, &record.job).map_err(|e| e.to_string())?;
         let path = dir.join("package.sealed");
+        let mut last_progress = tokio::time::Instant::now();
+        let mut had = 0;
         loop {
             let fetched = self
                 .fetch(
@@ -432,18 +476,26 @@ impl Jobs {
                     |_| {},
                 )
                 .await;
+            let have = std::fs::metadata(&path).map_or(0, |m| m.len());
+            if have > had {
+                (had, last_progress) = (have, tokio::time::Instant::now());
+            }
             match fetched {
                 Ok(()) => break,
-                Err(JobError::Lost(reason)) if now_ms() < record.deadline => {
+                // A download cut off resumes, until the deadline, or until it has made no
+                // progress for a while (a requester that stopped serving it).
+                Err(JobError::Lost(reason))
+                    if now_ms() < record.deadline && last_progress.elapsed() < FETCH_STALL =>
+                {
                     tracing::info!(job = %record.job, %reason, "package download interrupted; resuming");
                     tokio::time::sleep(FETCH_RETRY).await;
                 }
                 Err(e) => return Err(format!("the package could not be fetched: {e}")),
             }
         }
-        let hash = file_sha256(&path).map_err(|e| e.to_string())?;
+        let hash = hash_file(&path).await?;
         if hash != record.package {
-            let _ = std::fs::remove_file(&path);
+            remove(vec![path]).await;
             return Err("the package is not the one the terms name".into());
         }
         Ok(())
@@ -457,7 +509,7 @@ impl Jobs {
         let Some(agent) = serve.agents.iter().find(|a| a.kind() == record.agent).cloned() else {
             return Err(format!("the {} agent is not served here any more", record.agent));
         };
-        let dir = self.job_dir(&record.job).map_err(|e| e.to_string())?;
+        let dir = self.job_dir(SIDE, &record.job).map_err(|e| e.to_string())?;
         let id: JobId = record.job.parse().map_err(|_| "bad job id".to_owned())?;
         let requester = record.requester;
         let sealed = std::fs::read(dir.join("prompt.sealed")).map_err(|e| e.to_string())?;
@@ -466,11 +518,7 @@ impl Jobs {
         // A fresh workspace each time the run starts.
         let work = dir.join("work");
         let git_dir = dir.join("baseline.git");
-        for old in [&work, &git_dir] {
-            if old.exists() {
-                std::fs::remove_dir_all(old).map_err(|e| e.to_string())?;
-            }
-        }
+        remove(vec![work.clone(), git_dir.clone(), dir.join("runs")]).await;
         let (me, limits, package, dest) =
             (Arc::clone(&self.me), serve.limits, dir.join("package.sealed"), work.clone());
         let git_factory = Arc::clone(&serve.git);
@@ -524,14 +572,18 @@ impl Jobs {
             prompt,
             progress,
         });
-        let outcome = tokio::time::timeout(serve.run_time, run).await;
+        // The run ends in time for the result to travel before the deadline.
+        let left = Duration::from_millis(record.deadline.saturating_sub(now_ms()))
+            .saturating_sub(DELIVERY_MARGIN);
+        let run_time = serve.run_time.min(left);
+        let outcome = tokio::time::timeout(run_time, run).await;
         // The last steps go out before the end, unless the requester is not listening.
         let mut forward = forward;
         if tokio::time::timeout(PROGRESS_QUIET, &mut forward).await.is_err() {
             forward.abort();
         }
         let message = match outcome {
-            Err(_) => return Err(format!("the agent ran longer than {:?}", serve.run_time)),
+            Err(_) => return Err(format!("the agent ran longer than {run_time:?}")),
             Ok(Err(reason)) => return Err(format!("the agent failed: {reason}")),
             Ok(Ok(message)) => message,
         };
@@ -602,6 +654,8 @@ impl Jobs {
         record.end = Some(end.clone());
         record.state = AcceptorState::Cancelled;
         self.put_accepted(&record).await?;
+        // Nothing of a cancelled job is kept but its record.
+        remove(vec![self.side_dir(SIDE, &record.job)]).await;
         self.emit(&record.job, "cancelled", reason.to_owned());
         self.push_end(&mut record).await;
         Ok(end)
@@ -628,7 +682,7 @@ impl Jobs {
                         AcceptorState::Delivered | AcceptorState::Collected
                     ) =>
             {
-                Self::read_chunk(self.dir.join(job).join("result.sealed"), index).await
+                Self::read_chunk(self.side_dir(SIDE, job).join("result.sealed"), index).await
             }
             _ => PeerResponse::error("refused", "no result of this job for you"),
         }
@@ -714,15 +768,34 @@ impl Jobs {
         };
         let already = lock(&self.ledger).collected(self.me.node_id(), source);
         if !already {
-            if let Err(e) = self.append(Body::Collect(Collect { source })).await {
-                tracing::warn!(job = %record.job, error = %e, "collection refused");
-                return;
+            match self.append(Body::Collect(Collect { source })).await {
+                Ok(_) => self.announce_head().await,
+                Err(JobError::Node(crate::NodeError::Refused { rule, detail, .. })) => {
+                    // The rules say nothing is owed here: final, never tried again.
+                    tracing::warn!(job = %record.job, %rule, %detail, "collection refused");
+                    record.state = AcceptorState::Unpaid;
+                    record.reason =
+                        Some(format!("the ledger refused the collection ({rule}): {detail}"));
+                    let _ = self.put_accepted(&record).await;
+                    self.emit(
+                        &record.job,
+                        "unpaid",
+                        format!("the ledger refused the collection ({rule})"),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %record.job, error = %e, "collection failed; tried again");
+                    return;
+                }
             }
-            self.announce_head().await;
         }
         record.collected = Some(amount);
         record.state = AcceptorState::Collected;
-        let _ = self.put_accepted(&record).await;
+        if self.put_accepted(&record).await.is_ok() {
+            // Settled: the requester has its result; nothing of the job is kept but its record.
+            remove(vec![self.side_dir(SIDE, &record.job)]).await;
+        }
         let how = match outcome {
             Some(Outcome::Accept) => "accepted",
             Some(Outcome::Reject) => "rejected",

@@ -180,9 +180,9 @@ pub struct Jobs {
     pub(crate) events: mpsc::Sender<NodeEvent>,
     /// Requester jobs in progress in this process: where their acceptor's messages go.
     live: Mutex<HashMap<String, mpsc::Sender<(NodeId, Inbound)>>>,
-    /// Acceptor: offers made and not yet assigned, by job: the requester, the tier, the agent
+    /// Acceptor: offers made and not yet assigned, by requester and job: the tier, the agent
     /// kind, the price and when the offer lapses.
-    offers: Mutex<HashMap<String, acceptor::Offered>>,
+    offers: Mutex<HashMap<(NodeId, String), acceptor::Offered>>,
     /// Acceptor: jobs running here now, and how many were taken.
     pub(crate) running: Arc<Semaphore>,
     pub(crate) taken: Mutex<u64>,
@@ -215,6 +215,35 @@ pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(ash_identity::encode_hex(&hasher.finalize()))
+}
+
+/// The SHA-256 of a file, in hex, off the async threads.
+pub(crate) async fn hash_file(path: &Path) -> Result<String, String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || file_sha256(&path))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Removes a job's files (or some of them), off the async threads; what cannot be removed is
+/// logged and left.
+pub(crate) async fn remove(paths: Vec<PathBuf>) {
+    let _ = tokio::task::spawn_blocking(move || {
+        for path in paths {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "job files not removed");
+            }
+        }
+    })
+    .await;
 }
 
 /// A job id as text: 32 lowercase hex digits.
@@ -276,7 +305,7 @@ impl Jobs {
     }
 
     async fn background(self: Arc<Self>) {
-        if self.writer {
+        if self.writer && self.serve.is_some() {
             self.resume_accepted().await;
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -347,10 +376,16 @@ impl Jobs {
         Ok(out)
     }
 
-    /// The directory of one job's files, created closed to other local users.
-    pub(crate) fn job_dir(&self, job: &str) -> Result<PathBuf, NodeError> {
+    /// Where one side's job keeps its files (`asked/<job>` or `ran/<job>`: a job id another
+    /// peer chose never meets this node's own).
+    pub(crate) fn side_dir(&self, side: &str, job: &str) -> PathBuf {
+        self.dir.join(if side == "requester" { "asked" } else { "ran" }).join(job)
+    }
+
+    /// The directory of one side's job files, created closed to other local users.
+    pub(crate) fn job_dir(&self, side: &str, job: &str) -> Result<PathBuf, NodeError> {
         use std::os::unix::fs::DirBuilderExt as _;
-        let dir = self.dir.join(job);
+        let dir = self.side_dir(side, job);
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -505,20 +540,25 @@ impl Jobs {
         size: u64,
         mut progress: impl FnMut(u64),
     ) -> Result<(), JobError> {
-        use std::io::Write as _;
         let chunk = u64::from(ash_protocol::JOB_CHUNK_BYTES);
         let have = std::fs::metadata(path).map_or(0, |m| m.len());
         // Only whole chunks count: a cut last write is fetched again.
         let have = if have >= size { size } else { have / chunk * chunk };
-        let mut out = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| JobError::Local(format!("{}: {e}", path.display())))?;
-        out.set_len(have).map_err(|e| JobError::Local(e.to_string()))?;
-        use std::io::Seek as _;
-        out.seek(std::io::SeekFrom::Start(have)).map_err(|e| JobError::Local(e.to_string()))?;
+        let opened = path.to_path_buf();
+        let mut out = tokio::task::spawn_blocking(move || {
+            use std::io::Seek as _;
+            let mut out = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&opened)?;
+            out.set_len(have)?;
+            out.seek(std::io::SeekFrom::Start(have))?;
+            Ok::<_, std::io::Error>(out)
+        })
+        .await
+        .map_err(|e| JobError::Local(e.to_string()))?
+        .map_err(|e| JobError::Local(format!("{}: {e}", path.display())))?;
         let total = size.div_ceil(chunk);
         let mut next = have / chunk;
         let mut written = have;
@@ -575,12 +615,21 @@ impl Jobs {
                     file_name(file)
                 )));
             }
-            out.write_all(&bytes).map_err(|e| JobError::Local(e.to_string()))?;
+            out = tokio::task::spawn_blocking(move || {
+                use std::io::Write as _;
+                out.write_all(&bytes).map(|()| out)
+            })
+            .await
+            .map_err(|e| JobError::Local(e.to_string()))?
+            .map_err(|e| JobError::Local(e.to_string()))?;
             written += expected;
             next += 1;
             progress(written);
         }
-        out.sync_all().map_err(|e| JobError::Local(e.to_string()))?;
+        tokio::task::spawn_blocking(move || out.sync_all())
+            .await
+            .map_err(|e| JobError::Local(e.to_string()))?
+            .map_err(|e| JobError::Local(e.to_string()))?;
         Ok(())
     }
 }

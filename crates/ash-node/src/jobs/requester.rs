@@ -14,11 +14,15 @@ use ash_protocol::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{Inbound, JobError, Jobs, MAX_PROMPT_BYTES, Offer, file_sha256, sha256_hex};
+use super::{
+    Inbound, JobError, Jobs, MAX_PROMPT_BYTES, Offer, file_sha256, hash_file, remove, sha256_hex,
+};
 use crate::ledger::now_ms;
 use crate::node::lock;
 
 const SIDE: &str = "requester";
+/// Progress steps kept for one job at most.
+const MAX_STEPS_PER_JOB: u64 = 4096;
 /// How often an announcement nobody offered for is said again.
 const ANNOUNCE_AGAIN: Duration = Duration::from_millis(500);
 /// How often a requester asks its acceptor where the job stands, in case a message was lost.
@@ -209,6 +213,9 @@ pub struct RequesterRecord {
     pub outcome: Option<String>,
     /// What the decision paid.
     pub paid: Option<u64>,
+    /// The receipted result's hash (hex).
+    #[serde(default)]
+    pub result: Option<String>,
     /// What the result changes.
     pub summary: Option<JobSummary>,
     /// How the acceptor's work ended, if it said so while no `ash run` was following.
@@ -306,6 +313,7 @@ impl Jobs {
             receipt_entry: None,
             outcome: None,
             paid: None,
+            result: None,
             summary: None,
             end: None,
             reason: None,
@@ -393,7 +401,7 @@ impl Jobs {
                 bytes: spec.walk.total_size(),
             })
             .await;
-        let dir = self.job_dir(&job)?;
+        let dir = self.job_dir(SIDE, &job)?;
         let package_path = dir.join("package.sealed");
         let recipient = Recipient { node: acceptor, key: sealing_key };
         let (me, walk, options, path) =
@@ -640,10 +648,19 @@ impl Jobs {
                 record.reason = Some(reason.chars().take(1024).collect());
                 self.put_requested(record).await?;
                 self.announce_head().await;
+                remove(vec![self.side_dir(SIDE, &job)]).await;
                 Ok(Requested::Cancelled { job, reason })
             }
             JobEnd::Delivered { result, size, commitment, summary } => {
                 let refuse = |reason: String| JobError::BadResult(reason);
+                // A job receipted before is only ever the result it receipted.
+                if let Some(receipted) = record.result.as_deref()
+                    && receipted != result
+                {
+                    return Err(refuse(format!(
+                        "{acceptor} now offers another result than the one receipted"
+                    )));
+                }
                 let checked = async {
                     let result_hash = ash_identity::decode_hex::<32>(&result)
                         .map(Hash)
@@ -657,11 +674,11 @@ impl Jobs {
                     if size > ash_pack::MAX_DIFF_BYTES {
                         return Err(refuse(format!("the result is {size} bytes")));
                     }
-                    let dir = self.job_dir(&job)?;
+                    let dir = self.job_dir(SIDE, &job)?;
                     let path = dir.join("result.sealed");
                     self.fetch(acceptor, &job, ash_protocol::JobFile::Result, &path, size, |_| {})
                         .await?;
-                    let hash = file_sha256(&path).map_err(|e| JobError::Local(e.to_string()))?;
+                    let hash = hash_file(&path).await.map_err(JobError::Local)?;
                     if hash != result {
                         let _ = std::fs::remove_file(&path);
                         return Err(refuse("the result is not the one committed to".into()));
@@ -704,6 +721,7 @@ impl Jobs {
                         .await?;
                     record.receipt = Some(receipt.id().to_string());
                     record.receipt_entry = Some(encode_hex(&receipt.bytes()));
+                    record.result = Some(ash_identity::encode_hex(&result_hash.0));
                 }
                 record.summary = Some(summary.clone());
                 record.state = RequesterState::Received;
@@ -745,6 +763,7 @@ impl Jobs {
         record.state = RequesterState::Decided;
         self.put_requested(&record).await?;
         self.announce_head().await;
+        remove(vec![self.side_dir(SIDE, job).join("package.sealed")]).await;
         let mut entries = Vec::new();
         if let Some(receipt) = record.receipt_entry.as_deref().and_then(hex_bytes) {
             entries.push(serde_bytes::ByteBuf::from(receipt));
@@ -839,6 +858,11 @@ impl Jobs {
             return PeerResponse::error("refused", "this job is not yours");
         }
         if let Inbound::Progress { from: first, steps } = &message {
+            if record.state != RequesterState::Running
+                || first.saturating_add(steps.len() as u64) > MAX_STEPS_PER_JOB
+            {
+                return PeerResponse::error("refused", "this job takes no more progress");
+            }
             if steps.len() > ash_protocol::MAX_PROGRESS_STEPS
                 || steps
                     .iter()
@@ -856,8 +880,9 @@ impl Jobs {
         let route =
             self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(job).cloned();
         match (route, message) {
+            // (A follower that does not keep up loses progress marks, never the answer.)
             (Some(route), message) => {
-                let _ = route.send((from, message)).await;
+                let _ = route.try_send((from, message));
             }
             (None, Inbound::Done(end)) if matches!(record.state, RequesterState::Running) => {
                 record.end = Some(end);
@@ -881,7 +906,7 @@ impl Jobs {
                     ) =>
             {
                 let answer =
-                    Self::read_chunk(self.dir.join(job).join("package.sealed"), index).await;
+                    Self::read_chunk(self.side_dir(SIDE, job).join("package.sealed"), index).await;
                 if let PeerResponse::JobChunk { bytes } = &answer {
                     let chunk = u64::from(ash_protocol::JOB_CHUNK_BYTES);
                     let sent = index.saturating_mul(chunk).saturating_add(bytes.len() as u64);
@@ -921,17 +946,31 @@ impl Jobs {
             if !open || live || record.deadline == 0 || now < record.deadline + 1 {
                 continue;
             }
+            // Only a reservation nothing settled is released (a receipt made it payable).
+            if !lock(&self.ledger).settlement_of(self.me.node_id(), reserve).is_empty() {
+                continue;
+            }
             match self.append(Body::Release(Release::expired(reserve))).await {
                 Ok(_) => {
                     record.state = RequesterState::Released;
                     record.reason.get_or_insert_with(|| "expired".to_owned());
                     let _ = self.put_requested(&record).await;
                     self.announce_head().await;
+                    remove(vec![self.side_dir(SIDE, &record.job)]).await;
                     self.emit(
                         &record.job,
                         "released",
                         format!("{} credits released", record.price),
                     );
+                }
+                Err(JobError::Node(crate::NodeError::Refused { rule, detail, .. })) => {
+                    // Final: the rules say this reservation cannot be released; never tried
+                    // again (a deadline of 0 is never passed).
+                    tracing::warn!(job = %record.job, %rule, %detail, "release refused");
+                    record.reason =
+                        Some(format!("the ledger refused the release ({rule}): {detail}"));
+                    record.deadline = 0;
+                    let _ = self.put_requested(&record).await;
                 }
                 Err(e) => tracing::warn!(job = %record.job, error = %e, "release failed"),
             }

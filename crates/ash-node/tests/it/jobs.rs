@@ -44,6 +44,8 @@ impl Who {
 const AUTHORITY: Who = Who { seed: 1 };
 const REQUESTER: Who = Who { seed: 2 };
 const ACCEPTOR: Who = Who { seed: 3 };
+/// A third peer with credits: it floods, and tries to take another's job id.
+const OTHER: Who = Who { seed: 4 };
 
 fn genesis() -> Genesis {
     Genesis::new("jobnet", T, BTreeSet::from([AUTHORITY.id()])).unwrap()
@@ -53,11 +55,15 @@ fn genesis() -> Genesis {
 /// entries each ledger starts with. Returns the requester's writer (after its profile).
 fn seed(genesis: &Genesis, credits: u64) -> Vec<Entry> {
     let mut entries = Vec::new();
-    let (authority, requester, acceptor) = (AUTHORITY.key(), REQUESTER.key(), ACCEPTOR.key());
+    let (authority, requester, acceptor, other) =
+        (AUTHORITY.key(), REQUESTER.key(), ACCEPTOR.key(), OTHER.key());
     let mut writers: Vec<LogWriter<'_>> = Vec::new();
-    for (who, name) in
-        [(&authority, "authority"), (&requester, "requester"), (&acceptor, "acceptor")]
-    {
+    for (who, name) in [
+        (&authority, "authority"),
+        (&requester, "requester"),
+        (&acceptor, "acceptor"),
+        (&other, "other"),
+    ] {
         let mut writer = LogWriter::new(who, genesis.id());
         entries.push(writer.append(
             T,
@@ -69,7 +75,7 @@ fn seed(genesis: &Genesis, credits: u64) -> Vec<Entry> {
         ));
         writers.push(writer);
     }
-    for (n, recipient) in [(1, REQUESTER.id()), (2, ACCEPTOR.id())] {
+    for (n, recipient) in [(1, REQUESTER.id()), (2, ACCEPTOR.id()), (3, OTHER.id())] {
         let mint = writers[0].append(
             T + 1,
             Body::Mint(Mint {
@@ -589,19 +595,9 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
     let mut scratch = LogWriter::resume(&me, log.last().unwrap());
     let a = honest(&mut scratch, &job(7), 6, AUTHORITY.id());
     assert!(refused(send(a).await).contains("not for this job, this node and these terms"));
-    // A flood of announcements: offers stop at four open ones per requester.
-    let before = offers.lock().unwrap().len();
-    for n in 20..40u8 {
-        let _ = mallory.publish(ash_net::Topic::Announcements, &announce_for(&job(n), 2000)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let flood = offers.lock().unwrap().len() - before;
-    // (The offer for job 6 is still open: its assignment named another job.)
-    assert_eq!(flood, 3, "offers for one requester's flood of 20 announcements");
     // A valid reservation for a package that unpacks past the acceptor's limits (2 MiB of
     // content, 1 MiB allowed): the acceptor fetches it, refuses to unpack it, runs nothing, and
     // cancels with its signature, so the requester pays nothing.
-    offers.lock().unwrap().clear();
     offered(job(10)).await;
     let big = root.path().join("big");
     std::fs::create_dir_all(&big).unwrap();
@@ -661,6 +657,85 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
     served.lock().unwrap().extend([first, a.reserve.clone()]);
     let reason = refused(send(a).await);
     assert!(reason.contains("refused by the ledger"), "{reason}");
+    // Another peer, hearing job 10's id, announces it as its own and assigns it with a valid
+    // reservation of its own: the id is taken here, whoever asks.
+    let (other, mut other_events, _other_task) = hostile(&OTHER, &genesis, &a_address).await;
+    let other_offers = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let other_offers = Arc::clone(&other_offers);
+        tokio::spawn(async move {
+            while let Some(event) = other_events.recv().await {
+                let NetEvent::Request { request, responder, .. } = event else { continue };
+                let answer = match request {
+                    PeerRequest::JobOffer(offer) => {
+                        other_offers.lock().unwrap().push(offer.job);
+                        PeerResponse::Noted
+                    }
+                    _ => PeerResponse::error("unsupported", "no"),
+                };
+                let _ = responder.respond(answer).await;
+            }
+        });
+    }
+    let ten = job(10);
+    tokio::time::timeout(WAIT, async {
+        while !other_offers.lock().unwrap().contains(&ten) {
+            let _ = other.publish(ash_net::Topic::Announcements, &announce(&ten)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the acceptor offered to the other peer");
+    let other_key = OTHER.key();
+    let other_log: Vec<Entry> =
+        seeded.iter().filter(|e| e.author == other_key.node_id()).cloned().collect();
+    let mut other_writer = LogWriter::resume(&other_key, other_log.last().unwrap());
+    let id = JobId([10; 16]);
+    let terms = JobTerms {
+        tier: "sonnet".into(),
+        price: 6,
+        package: sha256_hex(b"package"),
+        prompt: sha256_hex(b"do it"),
+        agent: "builtin".into(),
+    };
+    let digest = ash_ledger::Terms {
+        tier: terms.tier.clone(),
+        price: Credits::new(6),
+        package: Hash(ash_identity::decode_hex::<32>(&terms.package).unwrap()),
+        prompt: Hash(ash_identity::decode_hex::<32>(&terms.prompt).unwrap()),
+        agent: terms.agent.clone(),
+    }
+    .digest()
+    .unwrap();
+    let reserve = other_writer.append(
+        ash_node_now(),
+        Body::Reserve(Reserve {
+            job: ash_ledger::JobId(id.0),
+            acceptor: ACCEPTOR.id(),
+            amount: Credits::new(6),
+            deadline: ash_node_now() + 600_000,
+            terms: digest,
+        }),
+    );
+    let to = Recipient { node: ACCEPTOR.id(), key: ACCEPTOR.key().sealing_public() };
+    let prompt = ash_pack::seal_prompt("do it", &other_key, &to, id).unwrap();
+    let hijack = PeerRequest::JobAssign(JobAssign {
+        job: ten.clone(),
+        reserve: serde_bytes::ByteBuf::from(reserve.bytes()),
+        terms,
+        prompt: serde_bytes::ByteBuf::from(prompt),
+        size: 7,
+    });
+    let reason = refused(other.request(ACCEPTOR.id(), hijack).await.unwrap());
+    assert!(reason.contains("already took a job with this id"), "{reason}");
+    // A flood of announcements: offers stop at four open ones per requester.
+    let before = other_offers.lock().unwrap().len();
+    for n in 20..40u8 {
+        let _ = other.publish(ash_net::Topic::Announcements, &announce(&job(n))).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let flood = other_offers.lock().unwrap().len() - before;
+    assert_eq!(flood, 4, "offers for one requester's flood of 20 announcements");
     // No work was done, and the acceptor's balance is what it was.
     assert_eq!(runs.load(Ordering::SeqCst), 0);
     let ledger = acceptor.ledger();
