@@ -523,3 +523,39 @@ fn a_job_crosses_a_router_between_two_machines() {
     assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
     assert_eq!(credits(&pair.alice), (100, 6, 0, 0, 106));
 }
+
+#[test]
+fn a_result_that_no_longer_applies_is_rejected_and_changes_nothing() {
+    let pair = Pair::new();
+    let slow = slow_script(&pair);
+    let (serve, mut lines, address) = pair.serve(&["--model", &slow]);
+    pair.bonus(&address);
+    let run = ash(&pair.bob)
+        .current_dir(&pair.repo)
+        .args(["run", "resolve the TODO", "--yes", "--json", "--no-mdns", "--bootstrap", &address])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    job_event(&mut lines, "running");
+    // Bob edits the same line while the agent works.
+    std::fs::write(pair.repo.join("README.md"), "# Demo\nWIP: write the docs\n").unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            result["outcome"].as_str(),
+            result["applied"].as_bool(),
+            result["conflicts"].clone(),
+            result["paid"].as_u64()
+        ),
+        (Some("reject"), Some(false), serde_json::json!(["README.md"]), Some(3)),
+        "{result}"
+    );
+    assert_eq!(pair.readme(), "# Demo\nWIP: write the docs\n");
+    job_event(&mut lines, "collected");
+    stop(serve, lines);
+    assert_eq!(credits(&pair.bob), (100, 0, 3, 0, 97));
+    assert_eq!(credits(&pair.alice), (100, 3, 0, 0, 103));
+}
