@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated INTEGER NOT NULL,
     PRIMARY KEY (id, side)
 );
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (side, state);
 CREATE TABLE IF NOT EXISTS steps (
     id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -166,6 +167,28 @@ impl JobsDb {
             .map_err(|e| self.err(e))
     }
 
+    /// The jobs of one side in one of `states` (unfinished ones, for the periodic work),
+    /// oldest first.
+    pub fn in_states(&self, side: &str, states: &[&str]) -> Result<Vec<JobRow>, JobsDbError> {
+        let mut out = Vec::new();
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, side, state, record, created, updated FROM jobs
+                 WHERE side = ?1 AND state = ?2 ORDER BY created, id",
+            )
+            .map_err(|e| self.err(e))?;
+        for state in states {
+            let rows = statement
+                .query_map(params![side, state], row)
+                .map_err(|e| self.err(e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.err(e))?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// Stores progress steps of a job from position `from` on; steps held already are kept.
     pub fn add_steps(&self, id: &str, from: u64, steps: &[String]) -> Result<(), JobsDbError> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
@@ -205,4 +228,52 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         created: created.unsigned_abs(),
         updated: updated.unsigned_abs(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_are_kept_per_side_found_by_state_and_a_foreign_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        let db = JobsDb::open(&path).unwrap();
+        db.put("a", "requester", "running", "{}", 1).unwrap();
+        db.put("a", "acceptor", "delivered", "{\"x\":1}", 2).unwrap();
+        db.put("b", "requester", "decided", "{}", 3).unwrap();
+        // A step rewrites the row, keeping when it was made.
+        db.put("a", "requester", "received", "{\"y\":2}", 4).unwrap();
+        let got = db.get("a", "requester").unwrap().unwrap();
+        assert_eq!(
+            (got.state.as_str(), got.record.as_str(), got.created, got.updated),
+            ("received", "{\"y\":2}", 1, 4)
+        );
+        let open: Vec<String> = db
+            .in_states("requester", &["received", "running"])
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(open, ["a"]);
+        let all: Vec<(String, String)> =
+            db.list(None, 10).unwrap().into_iter().map(|r| (r.id, r.side)).collect();
+        assert_eq!(
+            all,
+            [
+                ("b".to_owned(), "requester".to_owned()),
+                ("a".to_owned(), "acceptor".to_owned()),
+                ("a".to_owned(), "requester".to_owned())
+            ]
+        );
+        // Steps are kept once per position: a repeat changes nothing.
+        db.add_steps("a", 0, &["s0".into(), "s1".into()]).unwrap();
+        db.add_steps("a", 1, &["other".into(), "s2".into()]).unwrap();
+        assert_eq!(db.steps("a").unwrap(), ["s0", "s1", "s2"]);
+        drop(db);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA user_version = 9").unwrap();
+        drop(conn);
+        assert!(matches!(JobsDb::open(&path), Err(JobsDbError::Version { found: 9, .. })));
+    }
 }

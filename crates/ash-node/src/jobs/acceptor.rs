@@ -806,9 +806,11 @@ impl Jobs {
 
     /// Every second: collects what is owed, and pushes ends the requester has not taken.
     pub(crate) async fn acceptor_tick(&self) {
-        let Ok(records) = self.list::<AcceptorRecord>(SIDE).await else { return };
+        let Ok(records) = self.unfinished::<AcceptorRecord>(SIDE, &["delivered"]).await else {
+            return;
+        };
         let now = now_ms();
-        for (_, mut record) in records {
+        for mut record in records {
             if record.state != AcceptorState::Delivered {
                 continue;
             }
@@ -825,8 +827,11 @@ impl Jobs {
 
     /// After a restart: the jobs accepted and not finished continue.
     pub(crate) async fn resume_accepted(self: &Arc<Self>) {
-        let Ok(records) = self.list::<AcceptorRecord>(SIDE).await else { return };
-        for (_, record) in records {
+        let Ok(records) = self.unfinished::<AcceptorRecord>(SIDE, &["receiving", "running"]).await
+        else {
+            return;
+        };
+        for record in records {
             if matches!(record.state, AcceptorState::Receiving | AcceptorState::Running) {
                 let jobs = Arc::clone(self);
                 self.spawn(async move {

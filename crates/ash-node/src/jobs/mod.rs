@@ -382,6 +382,25 @@ impl Jobs {
         self.dir.join(if side == "requester" { "asked" } else { "ran" }).join(job)
     }
 
+    /// The records of one side in one of `states`.
+    pub(crate) async fn unfinished<R: for<'de> Deserialize<'de>>(
+        &self,
+        side: &'static str,
+        states: &'static [&'static str],
+    ) -> Result<Vec<R>, NodeError> {
+        let rows = self.db(move |db| db.in_states(side, states)).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| match serde_json::from_str(&row.record) {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    tracing::warn!(job = %row.id, error = %e, "damaged job record skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+
     /// The directory of one side's job files, created closed to other local users.
     pub(crate) fn job_dir(&self, side: &str, job: &str) -> Result<PathBuf, NodeError> {
         use std::os::unix::fs::DirBuilderExt as _;

@@ -930,9 +930,10 @@ impl Jobs {
     /// Releases the reservations of jobs that ended without a result once their deadline has
     /// passed.
     pub(crate) async fn requester_tick(&self) {
-        let Ok(records) = self.list::<RequesterRecord>(SIDE).await else { return };
+        let open = &["reserved", "running", "refused"];
+        let Ok(records) = self.unfinished::<RequesterRecord>(SIDE, open).await else { return };
         let now = now_ms();
-        for mut record in records.into_iter().map(|(_, r)| r) {
+        for mut record in records {
             let open = matches!(
                 record.state,
                 RequesterState::Reserved | RequesterState::Running | RequesterState::Refused
