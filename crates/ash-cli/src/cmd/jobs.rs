@@ -371,10 +371,17 @@ fn follow(
         let node = Node::start(identity, node_config).context("starting the network node")?;
         let jobs = node.jobs();
         let (events, mut receiver) = tokio::sync::mpsc::channel(256);
+        // The job's id, once announced: an interrupted `ash run` says how to take it up again.
+        let current: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let seen = Arc::clone(&current);
         let printer = tokio::spawn(async move {
             use std::io::IsTerminal as _;
             let terminal = std::io::stderr().is_terminal();
             while let Some(event) = receiver.recv().await {
+                if let JobEvent::Announced { job, .. } = &event {
+                    *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(job.clone());
+                }
                 if json {
                     continue;
                 }
@@ -402,7 +409,13 @@ fn follow(
             requested = ask(Arc::clone(&jobs), events) => requested,
             () = super::start::shutdown_signal() => {
                 node.stop().await;
-                bail!("interrupted; a reservation made is released after its deadline");
+                let job = current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                match job {
+                    Some(job) => bail!(
+                        "interrupted; `ash run --resume {job}` takes the job up again (a reservation made is released after its deadline otherwise)"
+                    ),
+                    None => bail!("interrupted before the job was announced; nothing was reserved"),
+                }
             }
         };
         let _ = printer.await;

@@ -559,3 +559,47 @@ fn a_result_that_no_longer_applies_is_rejected_and_changes_nothing() {
     assert_eq!(credits(&pair.bob), (100, 0, 3, 0, 97));
     assert_eq!(credits(&pair.alice), (100, 3, 0, 0, 103));
 }
+
+#[test]
+fn a_job_that_cannot_be_paid_or_asked_for_is_refused_before_anything_is_sent() {
+    let pair = Pair::new();
+    let genesis = pair.root.path().join("demo.genesis.toml");
+    // Bob joins offline: an identity with no credits yet.
+    run_ok(ash(&pair.bob).args(["join", "--offline", "-u", "bob", "--network"]).arg(&genesis));
+    let long = "x".repeat(33 << 10);
+    let cases: [(&[&str], i32, &str); 8] = [
+        (&["run", "fix it"], 2, "no terminal to ask whether to apply the result on"),
+        (&["run", "fix it", "--yes", "--agent", "gpt"], 2, "no agent `gpt`"),
+        (&["run", "  ", "--yes"], 1, "the prompt is empty"),
+        (&["run", &long, "--yes"], 1, "a job's prompt is at most 32768"),
+        (&["run", "fix it", "--yes", "--tier", "gpt-9"], 1, "no price for the tier `gpt-9`"),
+        (
+            &["run", "fix it", "--yes", "--max-price", "5"],
+            1,
+            "costs 6 credits on this network, over --max-price 5",
+        ),
+        (&["run", "fix it", "--yes"], 1, "costs 6 credits and 0 are spendable"),
+        (
+            &["run", "--resume", "0123456789abcdef0123456789abcdef", "--yes"],
+            2,
+            "no job 0123456789abcdef0123456789abcdef was asked for",
+        ),
+    ];
+    for (args, code, expected) in cases {
+        let out = ash(&pair.bob)
+            .current_dir(&pair.repo)
+            .args(args)
+            .args(["--no-mdns", "--wait", "1s"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {text}");
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
+    // Nothing was reserved, and no job was recorded past its announcement.
+    assert_eq!(credits(&pair.bob), (0, 0, 0, 0, 0));
+    let listed: Value =
+        serde_json::from_str(&run_ok(ash(&pair.bob).args(["jobs", "--json"]))).unwrap();
+    assert_eq!(listed["jobs"], serde_json::json!([]));
+}

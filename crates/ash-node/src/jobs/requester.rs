@@ -662,6 +662,13 @@ impl Jobs {
                     )));
                 }
                 let checked = async {
+                    // After the deadline the reservation is the requester's to release: a late
+                    // result is not receipted.
+                    if record.receipt.is_none() && now_ms() > record.deadline {
+                        return Err(refuse(
+                            "the result came after the reservation's deadline".into(),
+                        ));
+                    }
                     let result_hash = ash_identity::decode_hex::<32>(&result)
                         .map(Hash)
                         .ok_or_else(|| refuse("the result hash is not 64 hex digits".into()))?;
