@@ -259,10 +259,21 @@ async fn inbound_connections_from_one_address_are_bounded() {
     })
     .await;
     assert_eq!(refused, "more than 2 connections from 127.0.0.1");
-    let mut peers: Vec<_> = a.peers().await.unwrap().into_iter().map(|p| p.node).collect();
-    peers.sort();
     let mut expected: Vec<_> = others[..2].iter().map(|(o, _)| o.local_node()).collect();
     expected.sort();
+    // A peer is listed once identify confirmed it on this side too, which may come after its
+    // own side saw the connection: look until both are, or the wait is over.
+    let listed = || async {
+        let mut peers: Vec<_> = a.peers().await.unwrap().into_iter().map(|p| p.node).collect();
+        peers.sort();
+        peers
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut peers = listed().await;
+    while peers.len() < expected.len() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peers = listed().await;
+    }
     assert_eq!(peers, expected);
     a.shutdown().await;
 }
