@@ -21,11 +21,14 @@ use ash_identity::Identity;
 use ash_ledger::{Body, Credits, Genesis, LogWriter, Mint, MintKind, Outcome, Profile, Receive};
 use ash_net::{NetConfig, NetworkId};
 use ash_node::{
-    AgentWork, GitFactory, JobAgent, JobSpec, Ledger, Node, NodeConfig, NodeEvent, Requested,
-    ServeConfig,
+    AgentWork, JobAgent, JobSpec, Ledger, Node, NodeConfig, NodeEvent, Requested, ServeConfig,
 };
-use ash_pack::{Git, GitOutput};
 use ash_protocol::PeerInfo;
+
+#[path = "../tests/support/host_git.rs"]
+mod host_git;
+
+use host_git::HostGit;
 
 const T: u64 = 1_765_000_000_000;
 const RUNS: usize = 10;
@@ -45,49 +48,6 @@ fn main() {
             concurrent().await;
         }
     });
-}
-
-/// Git run on the host: the trees are the benchmark's own.
-struct HostGit;
-
-impl Git for HostGit {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "git over the benchmark's own trees; the node itself spawns nothing"
-    )]
-    fn run(
-        &self,
-        cwd: &Path,
-        args: &[String],
-        env: &[(String, String)],
-        stdin: &[u8],
-    ) -> Result<GitOutput, String> {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new("git")
-            .args(args)
-            .current_dir(cwd)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .envs(env.iter().cloned())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        child.stdin.take().unwrap().write_all(stdin).map_err(|e| e.to_string())?;
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        Ok(GitOutput { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
-    }
-
-    fn isolated(&self) -> bool {
-        true
-    }
-}
-
-impl GitFactory for HostGit {
-    fn for_tree(&self, _tree: &Path, _git_dir: &Path) -> Result<Box<dyn Git>, String> {
-        Ok(Box::new(Self))
-    }
 }
 
 /// An agent that makes one edit (after `work`, standing for the agent's time).

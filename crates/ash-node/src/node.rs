@@ -203,10 +203,11 @@ pub struct Node {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Locks the ledger; a panic while it was held poisons nothing the verifier has not already
-/// stored, so the lock is taken back.
-pub(crate) fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
-    ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Locks shared state (the ledger, the job flow's maps); a panic while it was held poisons
+/// nothing a later holder cannot use (the verifier stores only what it judged; the maps hold
+/// whole entries), so the lock is taken back.
+pub(crate) fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {
+    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Node {

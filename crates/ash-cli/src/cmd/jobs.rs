@@ -116,7 +116,7 @@ struct IsolatedGit {
 }
 
 impl GitFactory for IsolatedGit {
-    fn for_tree(&self, tree: &Path, git_dir: &Path) -> Result<Box<dyn Git>, String> {
+    fn for_tree(&self, tree: &Path, git_dir: &Path) -> Result<Box<dyn Git + Send>, String> {
         let git = super::pack::SandboxGit::isolated(
             self.backend,
             tree.to_path_buf(),
@@ -308,9 +308,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         Some(tier) => tier.clone(),
         None => chosen_tier(&home),
     };
-    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
-    let mut node_config = network::config(&home, listen, &args.bootstrap, !args.no_mdns)?;
-    node_config.writer = true;
+    let node_config = requester_node(&home, args)?;
     let spec = JobSpec {
         prompt,
         tier,
@@ -335,9 +333,7 @@ fn resume(
     identity: Arc<ash_identity::Identity>,
     job: &str,
 ) -> anyhow::Result<Outcome> {
-    let listen = vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
-    let mut node_config = network::config(home, listen, &args.bootstrap, !args.no_mdns)?;
-    node_config.writer = true;
+    let node_config = requester_node(home, args)?;
     // The repository the job came from, as recorded.
     let db = ash_store::JobsDb::open(&home.jobs_dir().join("jobs.db"))?;
     let row = db.get(job, "requester")?;
@@ -352,6 +348,14 @@ fn resume(
     follow(args, home, identity, node_config, &repo, move |jobs, events| {
         Box::pin(async move { jobs.resume(&job, events).await })
     })
+}
+
+/// The node `ash run` starts: any free port, this home's writer (it reserves and decides).
+fn requester_node(home: &Home, args: &RunArgs) -> anyhow::Result<ash_node::NodeConfig> {
+    let listen = network::listen_addresses(&[], 0);
+    let mut config = network::config(home, listen, &args.bootstrap, !args.no_mdns)?;
+    config.writer = true;
+    Ok(config)
 }
 
 type Ask = Pin<Box<dyn Future<Output = Result<Requested, JobError>> + Send>>;

@@ -107,7 +107,7 @@ fn own_info() -> PeerInfo {
 }
 
 /// The listen addresses: those given, else TCP and QUIC on every interface at `port`.
-fn listen_addresses(listen: &[String], port: u16) -> Vec<String> {
+pub(crate) fn listen_addresses(listen: &[String], port: u16) -> Vec<String> {
     if listen.is_empty() {
         vec![format!("/ip4/0.0.0.0/tcp/{port}"), format!("/ip4/0.0.0.0/udp/{port}/quic-v1")]
     } else {

@@ -361,8 +361,8 @@ fn record_baseline(
     let git = SandboxGit::isolated(backend, record.workspace.clone(), git_dir.clone())?;
     // Freshly unpacked, nobody else in it yet: the sandbox's user may read the tree and write
     // the git directory.
-    git.sandbox.adopt(&record.workspace)?;
-    git.sandbox.adopt(&git_dir)?;
+    git.adopt(&record.workspace)?;
+    git.adopt(&git_dir)?;
     let base = baseline(&git, &record.workspace, &git_dir)?;
     let file = dir.join("tree.json");
     let recorded = OpenedTree { baseline: base.commit.clone(), ..record.clone() };

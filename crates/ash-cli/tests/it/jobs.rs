@@ -81,12 +81,25 @@ impl Pair {
 
     /// Bob's `ash run` in the repository, through `address`.
     fn run(&self, address: &str, args: &[&str]) -> std::process::Output {
-        ash(&self.bob)
+        self.run_command(address, args).output().unwrap()
+    }
+
+    /// Bob's `ash run … --yes` in the background, its output piped.
+    fn spawn_run(&self, address: &str) -> Child {
+        self.run_command(address, &["resolve the TODO", "--yes"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn run_command(&self, address: &str, args: &[&str]) -> Command {
+        let mut command = ash(&self.bob);
+        command
             .current_dir(&self.repo)
             .args(["run", "--no-mdns", "--json", "--wait", "20s", "--bootstrap", address])
-            .args(args)
-            .output()
-            .unwrap()
+            .args(args);
+        command
     }
 
     /// Bob joins through Alice's node, and receives his signup bonus from it.
@@ -416,13 +429,7 @@ fn an_acceptor_killed_mid_run_takes_the_job_up_again_and_it_is_paid_once() {
     };
     let (mut serve, mut lines, address) = start(&pair);
     pair.bonus(&address);
-    let run = ash(&pair.bob)
-        .current_dir(&pair.repo)
-        .args(["run", "resolve the TODO", "--yes", "--json", "--no-mdns", "--bootstrap", &address])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = pair.spawn_run(&address);
     let running = job_event(&mut lines, "running");
     kill9(&mut serve);
     // The same node comes back at the same address and finds the job where it was.
@@ -445,13 +452,7 @@ fn a_requester_killed_mid_run_takes_its_result_up_again_with_resume() {
     let slow = slow_script(&pair);
     let (serve, mut lines, address) = pair.serve(&["--model", &slow]);
     pair.bonus(&address);
-    let mut run = ash(&pair.bob)
-        .current_dir(&pair.repo)
-        .args(["run", "resolve the TODO", "--yes", "--json", "--no-mdns", "--bootstrap", &address])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = pair.spawn_run(&address);
     let running = job_event(&mut lines, "running");
     kill9(&mut run);
     // The acceptor delivers to nobody and keeps the sealed result.
@@ -530,13 +531,7 @@ fn a_result_that_no_longer_applies_is_rejected_and_changes_nothing() {
     let slow = slow_script(&pair);
     let (serve, mut lines, address) = pair.serve(&["--model", &slow]);
     pair.bonus(&address);
-    let run = ash(&pair.bob)
-        .current_dir(&pair.repo)
-        .args(["run", "resolve the TODO", "--yes", "--json", "--no-mdns", "--bootstrap", &address])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = pair.spawn_run(&address);
     job_event(&mut lines, "running");
     // Bob edits the same line while the agent works.
     std::fs::write(pair.repo.join("README.md"), "# Demo\nWIP: write the docs\n").unwrap();

@@ -146,7 +146,7 @@ impl Jobs {
             Some(format!("{} bytes is over this node's package limit", announce.size))
         } else if self.running.available_permits() == 0 {
             Some("every slot is taken".to_owned())
-        } else if serve.max_jobs.is_some_and(|max| *self.lock_taken() >= max) {
+        } else if serve.max_jobs.is_some_and(|max| *lock(&self.taken) >= max) {
             Some("took as many jobs as it was told to".to_owned())
         } else {
             let ledger = lock(&self.ledger);
@@ -160,7 +160,7 @@ impl Jobs {
         }
         let Some(agent) = agent else { return };
         {
-            let mut offers = self.offers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut offers = lock(&self.offers);
             offers.retain(|_, o| o.expires > now);
             let key = (from, announce.job.clone());
             let mine = offers.values().filter(|o| o.requester == from).count();
@@ -196,17 +196,10 @@ impl Jobs {
                 }
                 other => {
                     tracing::debug!(job = %announce.job, answer = ?other, "offer not taken");
-                    jobs.offers
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&(from, announce.job.clone()));
+                    lock(&jobs.offers).remove(&(from, announce.job.clone()));
                 }
             }
         });
-    }
-
-    fn lock_taken(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The requester chose this node: every check before any work, then the job starts.
@@ -216,11 +209,7 @@ impl Jobs {
         };
         // An assignment takes its offer, whether it holds or not (at once: a second assignment
         // for the same offer finds none).
-        let offered = self
-            .offers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&(from, assign.job.clone()));
+        let offered = lock(&self.offers).remove(&(from, assign.job.clone()));
         let Some(offered) = offered else {
             return PeerResponse::error("refused", "this node made you no offer for this job");
         };
@@ -291,7 +280,7 @@ impl Jobs {
             tracing::warn!(error = %e, "an accepted job could not be stored");
             return PeerResponse::error("busy", "this node cannot store the job now");
         }
-        *self.lock_taken() += 1;
+        *lock(&self.taken) += 1;
         self.emit(&assign.job, "assigned", format!("{} credits, from {from}", record.price));
         let jobs = Arc::clone(&self);
         let job = assign.job.clone();
@@ -467,14 +456,7 @@ impl Jobs {
         let mut had = 0;
         loop {
             let fetched = self
-                .fetch(
-                    record.requester,
-                    &record.job,
-                    JobFile::Package,
-                    &path,
-                    record.package_size,
-                    |_| {},
-                )
+                .fetch(record.requester, &record.job, JobFile::Package, &path, record.package_size)
                 .await;
             let have = std::fs::metadata(&path).map_or(0, |m| m.len());
             if have > had {
@@ -529,10 +511,14 @@ impl Jobs {
             ash_pack::open(std::io::BufReader::new(file), &me, expect, &limits, &dest)
                 .map_err(|e| format!("the package cannot be unpacked: {e}"))?;
             let git = git_factory.for_tree(&tree, &gd)?;
-            ash_pack::baseline(&*git, &tree, &gd).map_err(|e| format!("the baseline: {e}"))
+            let base =
+                ash_pack::baseline(&*git, &tree, &gd).map_err(|e| format!("the baseline: {e}"))?;
+            // The same git extracts the diff once the agent is done.
+            Ok::<_, String>((base, git))
         })
         .await
         .map_err(|e| e.to_string())??;
+        let (base, git) = base;
 
         // The agent, with its steps forwarded to the requester.
         let (progress, mut steps) = mpsc::channel::<JobStep>(256);
@@ -593,12 +579,9 @@ impl Jobs {
         let Some(key) = requester_key else {
             return Err("the requester has no profile to seal the result to".into());
         };
-        let (me, tree, gd) = (Arc::clone(&self.me), work.clone(), git_dir.clone());
-        let git_factory = Arc::clone(&serve.git);
-        let result_path = dir.join("result.sealed");
-        let out = result_path.clone();
+        let (me, tree) = (Arc::clone(&self.me), work.clone());
+        let out = dir.join("result.sealed");
         let extracted = tokio::task::spawn_blocking(move || {
-            let git = git_factory.for_tree(&tree, &gd)?;
             let diff = ash_pack::extract(&*git, &tree, &base, ash_pack::MAX_DIFF_BYTES)
                 .map_err(|e| format!("the diff: {e}"))?;
             if diff.patch.is_empty() {
@@ -723,18 +706,10 @@ impl Jobs {
         if let Ok(Ok(new)) = stored
             && new > 0
         {
-            self.announce_heads_of(from).await;
+            self.announce_log(from).await;
         }
         self.collect(record).await;
         PeerResponse::Noted
-    }
-
-    async fn announce_heads_of(&self, author: NodeId) {
-        let head = lock(&self.ledger).log_head(author);
-        if let Some(head) = head {
-            let message = ash_protocol::Gossip::Heads { heads: vec![head] };
-            let _ = self.net.publish(ash_net::Topic::LedgerHeads, &message).await;
-        }
     }
 
     /// Collects what a delivered job's settlement owes: the decision's price, or half once the
@@ -866,11 +841,7 @@ fn hash_of(hex: &str) -> Hash {
 }
 
 fn clip_text(text: &str) -> String {
-    let mut end = text.len().min(MAX_PROGRESS_TEXT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    super::cut(text, MAX_PROGRESS_TEXT).to_owned()
 }
 
 fn clip(step: &JobStep) -> JobStep {

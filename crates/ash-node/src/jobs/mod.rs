@@ -78,7 +78,11 @@ pub struct AgentWork {
 pub trait GitFactory: Send + Sync {
     /// Git over `tree`, with its own repository at `git_dir` (which exists); both are given
     /// to the user sandboxed processes run as, so that the agent's tools may write the tree.
-    fn for_tree(&self, tree: &Path, git_dir: &Path) -> Result<Box<dyn ash_pack::Git>, String>;
+    fn for_tree(
+        &self,
+        tree: &Path,
+        git_dir: &Path,
+    ) -> Result<Box<dyn ash_pack::Git + Send>, String>;
 }
 
 /// How this node serves jobs.
@@ -246,6 +250,15 @@ pub(crate) async fn remove(paths: Vec<PathBuf>) {
     .await;
 }
 
+/// At most the first `max` bytes of `text`, cut at a character boundary.
+pub(crate) fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// A job id as text: 32 lowercase hex digits.
 pub(crate) fn valid_job_id(job: &str) -> bool {
     ash_identity::decode_hex::<16>(job).is_some() && job.bytes().all(|b| !b.is_ascii_uppercase())
@@ -293,7 +306,7 @@ impl Jobs {
 
     /// Runs `task` owned by this job flow (aborted when the node stops).
     pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tasks = lock(&self.tasks);
         // Finished tasks are reaped as new ones come.
         while tasks.try_join_next().is_some() {}
         tasks.spawn(task);
@@ -301,7 +314,7 @@ impl Jobs {
 
     /// Stops every task of the job flow.
     pub(crate) fn stop(&self) {
-        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).abort_all();
+        lock(&self.tasks).abort_all();
     }
 
     async fn background(self: Arc<Self>) {
@@ -326,7 +339,7 @@ impl Jobs {
     ) -> Result<T, NodeError> {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || {
-            let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let db = lock(&db);
             f(&db)
         })
         .await
@@ -428,7 +441,12 @@ impl Jobs {
 
     /// Gossips the head of this identity's log, after it grew.
     pub(crate) async fn announce_head(&self) {
-        let head = lock(&self.ledger).log_head(self.me.node_id());
+        self.announce_log(self.me.node_id()).await;
+    }
+
+    /// Gossips the head of `author`'s log, after it grew here.
+    pub(crate) async fn announce_log(&self, author: NodeId) {
+        let head = lock(&self.ledger).log_head(author);
         if let Some(head) = head {
             let message = ash_protocol::Gossip::Heads { heads: vec![head] };
             if let Err(e) = self.net.publish(ash_net::Topic::LedgerHeads, &message).await {
@@ -548,8 +566,7 @@ impl Jobs {
     }
 
     /// Fetches the file of `size` bytes that `peer` holds for `job` into `path`, from the
-    /// first chunk not yet there, [`CHUNKS_IN_FLIGHT`] at a time; `progress` learns each
-    /// contiguous length written.
+    /// first chunk not yet there, [`CHUNKS_IN_FLIGHT`] at a time.
     pub(crate) async fn fetch(
         &self,
         peer: NodeId,
@@ -557,7 +574,6 @@ impl Jobs {
         file: ash_protocol::JobFile,
         path: &Path,
         size: u64,
-        mut progress: impl FnMut(u64),
     ) -> Result<(), JobError> {
         let chunk = u64::from(ash_protocol::JOB_CHUNK_BYTES);
         let have = std::fs::metadata(path).map_or(0, |m| m.len());
@@ -580,58 +596,42 @@ impl Jobs {
         .map_err(|e| JobError::Local(format!("{}: {e}", path.display())))?;
         let total = size.div_ceil(chunk);
         let mut next = have / chunk;
-        let mut written = have;
-        let mut flight: std::collections::VecDeque<
-            tokio::task::JoinHandle<Result<PeerResponse, ash_net::NetError>>,
-        > = std::collections::VecDeque::new();
+        // Requests still in flight when this ends early (an error, or the caller's drop) are
+        // given up.
+        let mut flight = Flight::default();
         let mut asked = next;
         while next < total {
-            while asked < total && flight.len() < CHUNKS_IN_FLIGHT {
+            while asked < total && flight.0.len() < CHUNKS_IN_FLIGHT {
                 let (net, job) = (self.net.clone(), job.to_owned());
                 let index = asked;
-                flight.push_back(tokio::spawn(async move {
+                flight.0.push_back(tokio::spawn(async move {
                     Self::ask(&net, peer, PeerRequest::JobChunk { job, file, index }).await
                 }));
                 asked += 1;
             }
-            let Some(handle) = flight.pop_front() else { break };
+            let Some(handle) = flight.0.pop_front() else { break };
             let answer = handle.await.map_err(|e| JobError::Local(e.to_string()))?;
+            let what = file_name(file);
             let bytes = match answer {
                 Ok(PeerResponse::JobChunk { bytes }) => bytes.into_vec(),
                 Ok(PeerResponse::Error(e)) => {
-                    for h in flight {
-                        h.abort();
-                    }
+                    let message = e.message;
                     return Err(JobError::Lost(format!(
-                        "{peer} refused chunk {next} of the {}: {}",
-                        file_name(file),
-                        e.message
+                        "{peer} refused chunk {next} of the {what}: {message}"
                     )));
                 }
                 Ok(other) => {
-                    for h in flight {
-                        h.abort();
-                    }
                     return Err(JobError::Lost(format!(
                         "{peer} answered chunk {next} with {other:?}"
                     )));
                 }
-                Err(e) => {
-                    for h in flight {
-                        h.abort();
-                    }
-                    return Err(JobError::Lost(format!("{e}")));
-                }
+                Err(e) => return Err(JobError::Lost(e.to_string())),
             };
             let expected = chunk.min(size - next * chunk);
             if bytes.len() as u64 != expected {
-                for h in flight {
-                    h.abort();
-                }
                 return Err(JobError::Lost(format!(
-                    "{peer} sent {} bytes for chunk {next} of the {}, not {expected}",
-                    bytes.len(),
-                    file_name(file)
+                    "{peer} sent {} bytes for chunk {next} of the {what}, not {expected}",
+                    bytes.len()
                 )));
             }
             out = tokio::task::spawn_blocking(move || {
@@ -641,15 +641,27 @@ impl Jobs {
             .await
             .map_err(|e| JobError::Local(e.to_string()))?
             .map_err(|e| JobError::Local(e.to_string()))?;
-            written += expected;
             next += 1;
-            progress(written);
         }
         tokio::task::spawn_blocking(move || out.sync_all())
             .await
             .map_err(|e| JobError::Local(e.to_string()))?
             .map_err(|e| JobError::Local(e.to_string()))?;
         Ok(())
+    }
+}
+
+/// Chunk requests under way, oldest first; dropped, it gives up the rest.
+#[derive(Default)]
+struct Flight(
+    std::collections::VecDeque<tokio::task::JoinHandle<Result<PeerResponse, ash_net::NetError>>>,
+);
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
     }
 }
 

@@ -205,17 +205,12 @@ pub struct RequesterRecord {
     pub reserve: Option<String>,
     /// Its deadline (ms).
     pub deadline: u64,
-    /// The receipt's id (hex).
+    /// The receipt's id (hex); the entry itself is in the ledger.
     pub receipt: Option<String>,
-    /// The receipt's bytes (hex), sent to the acceptor with the decision.
-    pub receipt_entry: Option<String>,
     /// The decision: `accept` or `reject`.
     pub outcome: Option<String>,
     /// What the decision paid.
     pub paid: Option<u64>,
-    /// The receipted result's hash (hex).
-    #[serde(default)]
-    pub result: Option<String>,
     /// What the result changes.
     pub summary: Option<JobSummary>,
     /// How the acceptor's work ended, if it said so while no `ash run` was following.
@@ -226,7 +221,7 @@ pub struct RequesterRecord {
     pub created: u64,
 }
 
-/// Removes a live job's route when its task ends.
+/// A job followed by this process: where its acceptor's messages go, until dropped.
 struct Live<'a> {
     jobs: &'a Jobs,
     job: String,
@@ -234,9 +229,12 @@ struct Live<'a> {
 
 impl Drop for Live<'_> {
     fn drop(&mut self) {
-        self.jobs.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.job);
+        lock(&self.jobs.live).remove(&self.job);
     }
 }
+
+/// Messages for a followed job queued at most.
+const LIVE_QUEUE: usize = 256;
 
 fn outcome_name(outcome: Outcome) -> &'static str {
     match outcome {
@@ -293,9 +291,7 @@ impl Jobs {
         }
         let id = JobId::random().map_err(|e| JobError::Local(e.to_string()))?;
         let job = id.to_string();
-        let (tx, mut inbound) = mpsc::channel(256);
-        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.clone(), tx);
-        let _live = Live { jobs: self, job: job.clone() };
+        let (_live, mut inbound) = self.go_live(&job);
         let mut record = RequesterRecord {
             job: job.clone(),
             state: RequesterState::Announced,
@@ -310,10 +306,8 @@ impl Jobs {
             reserve: None,
             deadline: 0,
             receipt: None,
-            receipt_entry: None,
             outcome: None,
             paid: None,
-            result: None,
             summary: None,
             end: None,
             reason: None,
@@ -574,12 +568,7 @@ impl Jobs {
                 )));
             }
         }
-        let (tx, inbound) = mpsc::channel(256);
-        self.live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(job.to_owned(), tx);
-        let _live = Live { jobs: self, job: job.to_owned() };
+        let (_live, inbound) = self.go_live(job);
         if record.state == RequesterState::Received {
             // The result is here and receipted: only the decision is missing.
             let end = self.status_of(&record, acceptor).await?;
@@ -590,6 +579,24 @@ impl Jobs {
             let _ = events.send(JobEvent::Step(step)).await;
         }
         self.follow(&mut record, acceptor, inbound, &events).await
+    }
+
+    /// The receipt a job's record names, as the ledger holds it.
+    fn receipt_of(&self, record: &RequesterRecord) -> Option<Entry> {
+        let id = record.receipt.as_deref().and_then(hash_of)?;
+        lock(&self.ledger).verifier().entry(&id).map(|e| (**e).clone())
+    }
+
+    /// Routes `job`'s messages to the returned receiver while the guard lives.
+    fn go_live(&self, job: &str) -> (Live<'_>, mpsc::Receiver<(NodeId, Inbound)>) {
+        let (tx, inbound) = mpsc::channel(LIVE_QUEUE);
+        lock(&self.live).insert(job.to_owned(), tx);
+        (Live { jobs: self, job: job.to_owned() }, inbound)
+    }
+
+    /// Where the messages of `job` go, while a task of this process follows it.
+    fn route(&self, job: &str) -> Option<mpsc::Sender<(NodeId, Inbound)>> {
+        lock(&self.live).get(job).cloned()
     }
 
     /// The acceptor's end of a job, asked of it.
@@ -654,8 +661,8 @@ impl Jobs {
             JobEnd::Delivered { result, size, commitment, summary } => {
                 let refuse = |reason: String| JobError::BadResult(reason);
                 // A job receipted before is only ever the result it receipted.
-                if let Some(receipted) = record.result.as_deref()
-                    && receipted != result
+                if let Some(Body::Receipt(receipted)) = self.receipt_of(record).map(|e| e.body)
+                    && encode_hex(&receipted.result.0) != result
                 {
                     return Err(refuse(format!(
                         "{acceptor} now offers another result than the one receipted"
@@ -683,8 +690,7 @@ impl Jobs {
                     }
                     let dir = self.job_dir(SIDE, &job)?;
                     let path = dir.join("result.sealed");
-                    self.fetch(acceptor, &job, ash_protocol::JobFile::Result, &path, size, |_| {})
-                        .await?;
+                    self.fetch(acceptor, &job, ash_protocol::JobFile::Result, &path, size).await?;
                     let hash = hash_file(&path).await.map_err(JobError::Local)?;
                     if hash != result {
                         let _ = std::fs::remove_file(&path);
@@ -727,8 +733,6 @@ impl Jobs {
                         }))
                         .await?;
                     record.receipt = Some(receipt.id().to_string());
-                    record.receipt_entry = Some(encode_hex(&receipt.bytes()));
-                    record.result = Some(ash_identity::encode_hex(&result_hash.0));
                 }
                 record.summary = Some(summary.clone());
                 record.state = RequesterState::Received;
@@ -772,8 +776,8 @@ impl Jobs {
         self.announce_head().await;
         remove(vec![self.side_dir(SIDE, job).join("package.sealed")]).await;
         let mut entries = Vec::new();
-        if let Some(receipt) = record.receipt_entry.as_deref().and_then(hex_bytes) {
-            entries.push(serde_bytes::ByteBuf::from(receipt));
+        if let Some(receipt) = self.receipt_of(&record) {
+            entries.push(serde_bytes::ByteBuf::from(receipt.bytes()));
         }
         entries.push(serde_bytes::ByteBuf::from(decide.bytes()));
         let settled = PeerRequest::JobSettled { job: job.to_owned(), entries };
@@ -829,12 +833,7 @@ impl Jobs {
         if names.iter().any(|n| n.len() > ash_protocol::MAX_JOB_NAME) {
             return PeerResponse::error("invalid", "a name in the offer is too long");
         }
-        let route = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&offer.job)
-            .cloned();
+        let route = self.route(&offer.job);
         let Some(route) = route else {
             return PeerResponse::error("closed", "this job takes no offers");
         };
@@ -884,9 +883,7 @@ impl Jobs {
                 tracing::warn!(error = %e, "progress not stored");
             }
         }
-        let route =
-            self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(job).cloned();
-        match (route, message) {
+        match (self.route(job), message) {
             // (A follower that does not keep up loses progress marks, never the answer.)
             (Some(route), message) => {
                 let _ = route.try_send((from, message));
@@ -917,12 +914,7 @@ impl Jobs {
                 if let PeerResponse::JobChunk { bytes } = &answer {
                     let chunk = u64::from(ash_protocol::JOB_CHUNK_BYTES);
                     let sent = index.saturating_mul(chunk).saturating_add(bytes.len() as u64);
-                    let route = self
-                        .live
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .get(job)
-                        .cloned();
+                    let route = self.route(job);
                     // (A full queue loses a progress mark, nothing else.)
                     if let Some(route) = route {
                         let _ = route.try_send((from, Inbound::Fetched(sent)));
@@ -945,11 +937,7 @@ impl Jobs {
                 record.state,
                 RequesterState::Reserved | RequesterState::Running | RequesterState::Refused
             );
-            let live = self
-                .live
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains_key(&record.job);
+            let live = lock(&self.live).contains_key(&record.job);
             let Some(reserve) = record.reserve.as_deref().and_then(hash_of) else { continue };
             if !open || live || record.deadline == 0 || now < record.deadline + 1 {
                 continue;
@@ -989,11 +977,7 @@ impl Jobs {
 /// The first line of a prompt, cut to 120 bytes.
 fn title(prompt: &str) -> String {
     let line = prompt.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
-    let mut end = line.len().min(120);
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    line[..end].to_owned()
+    super::cut(line, 120).to_owned()
 }
 
 /// The ledger's form of the terms; `None` when a hash is not 64 hex digits.
@@ -1023,11 +1007,4 @@ pub(crate) fn verifies(
 /// A stored hash.
 pub(crate) fn hash_of(hex: &str) -> Option<Hash> {
     ash_identity::decode_hex::<32>(hex).map(Hash)
-}
-
-fn hex_bytes(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }

@@ -15,16 +15,16 @@ use ash_ledger::{
 };
 use ash_net::{Net, NetEvent, NetHandle};
 use ash_node::{
-    AgentWork, GitFactory, JobAgent, JobError, JobSpec, Ledger, Node, NodeConfig, NodeEvent,
-    ServeConfig,
+    AgentWork, JobAgent, JobError, JobSpec, Ledger, Node, NodeConfig, NodeEvent, ServeConfig,
 };
-use ash_pack::{Git, GitOutput, JobId, Recipient};
+use ash_pack::{JobId, Recipient};
 use ash_protocol::{
     Gossip, JobAnnounce, JobAssign, JobEnd, JobSummary, JobTerms, PeerInfo, PeerRequest,
     PeerResponse,
 };
 use sha2::{Digest as _, Sha256};
 
+use super::host_git::HostGit;
 use super::{T, WAIT, net_config};
 
 /// An identity whose copy a node can be given (identities are not Clone).
@@ -95,49 +95,6 @@ fn seed(genesis: &Genesis, credits: u64) -> Vec<Entry> {
 fn ledger_with(path: &Path, genesis: &Genesis, entries: Vec<Entry>) {
     let mut ledger = Ledger::open(path, genesis.clone()).unwrap();
     ledger.insert(entries).unwrap();
-}
-
-/// Git run directly on the host: in this test, the trees are the test's own.
-struct HostGit;
-
-impl Git for HostGit {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "git over the test's own trees; the node itself spawns nothing"
-    )]
-    fn run(
-        &self,
-        cwd: &Path,
-        args: &[String],
-        env: &[(String, String)],
-        stdin: &[u8],
-    ) -> Result<GitOutput, String> {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new("git")
-            .args(args)
-            .current_dir(cwd)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .envs(env.iter().cloned())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        child.stdin.take().unwrap().write_all(stdin).map_err(|e| e.to_string())?;
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        Ok(GitOutput { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
-    }
-
-    fn isolated(&self) -> bool {
-        true
-    }
-}
-
-impl GitFactory for HostGit {
-    fn for_tree(&self, _tree: &Path, _git_dir: &Path) -> Result<Box<dyn Git>, String> {
-        Ok(Box::new(Self))
-    }
 }
 
 /// An agent that appends a line to `notes.md`, and counts its runs.
@@ -519,15 +476,7 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
             prompt: sha256_hex(prompt.as_bytes()),
             agent: "builtin".into(),
         };
-        let digest = ash_ledger::Terms {
-            tier: terms.tier.clone(),
-            price: Credits::new(terms.price),
-            package: Hash(ash_identity::decode_hex::<32>(&terms.package).unwrap()),
-            prompt: Hash(ash_identity::decode_hex::<32>(&terms.prompt).unwrap()),
-            agent: terms.agent.clone(),
-        }
-        .digest()
-        .unwrap();
+        let digest = terms_digest(&terms);
         let reserve = writer.append(
             ash_node_now(),
             Body::Reserve(Reserve {
@@ -610,15 +559,7 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
     let mut scratch = LogWriter::resume(&me, log.last().unwrap());
     let mut a = honest(&mut scratch, &job(10), 6, ACCEPTOR.id());
     a.terms.package = sha256_hex(&sealed);
-    let digest = ash_ledger::Terms {
-        tier: a.terms.tier.clone(),
-        price: Credits::new(6),
-        package: Hash(ash_identity::decode_hex::<32>(&a.terms.package).unwrap()),
-        prompt: Hash(ash_identity::decode_hex::<32>(&a.terms.prompt).unwrap()),
-        agent: a.terms.agent.clone(),
-    }
-    .digest()
-    .unwrap();
+    let digest = terms_digest(&a.terms);
     let mut scratch = LogWriter::resume(&me, log.last().unwrap());
     let Body::Reserve(mut reserve) = a.reserve.body.clone() else { unreachable!() };
     reserve.terms = digest;
@@ -698,15 +639,7 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
         prompt: sha256_hex(b"do it"),
         agent: "builtin".into(),
     };
-    let digest = ash_ledger::Terms {
-        tier: terms.tier.clone(),
-        price: Credits::new(6),
-        package: Hash(ash_identity::decode_hex::<32>(&terms.package).unwrap()),
-        prompt: Hash(ash_identity::decode_hex::<32>(&terms.prompt).unwrap()),
-        agent: terms.agent.clone(),
-    }
-    .digest()
-    .unwrap();
+    let digest = terms_digest(&terms);
     let reserve = other_writer.append(
         ash_node_now(),
         Body::Reserve(Reserve {
@@ -742,6 +675,19 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
     let account = ledger.lock().unwrap().verifier().account(ACCEPTOR.id());
     assert_eq!(account.balance.earned.get(), 0);
     acceptor.stop().await;
+}
+
+/// The hash a reservation carries for `terms`.
+fn terms_digest(terms: &JobTerms) -> Hash {
+    ash_ledger::Terms {
+        tier: terms.tier.clone(),
+        price: Credits::new(terms.price),
+        package: Hash(ash_identity::decode_hex::<32>(&terms.package).unwrap()),
+        prompt: Hash(ash_identity::decode_hex::<32>(&terms.prompt).unwrap()),
+        agent: terms.agent.clone(),
+    }
+    .digest()
+    .unwrap()
 }
 
 fn ash_node_now() -> u64 {

@@ -14,6 +14,8 @@ use ash_net::{Net, NetConfig, NetEvent, NetworkId};
 use ash_node::{Authority, Ledger, Node, NodeConfig, NodeEvent};
 use ash_protocol::{Gossip, LogHead, PeerError, PeerInfo, PeerRequest, PeerResponse, SignupProof};
 
+#[path = "../support/host_git.rs"]
+mod host_git;
 mod jobs;
 
 const WAIT: Duration = Duration::from_secs(20);
