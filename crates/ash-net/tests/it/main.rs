@@ -211,7 +211,9 @@ async fn oversized_requests_are_refused_and_their_sender_struck_then_blocked() {
         })
         .await;
         assert_eq!(refused, "sent a request larger than 65536 bytes");
-        // B comes back (a strike disconnects), until the third blocks it.
+        // A strike disconnects; B comes back once it has seen that (a dial made while the old
+        // connection still stands adds nothing new), until the third strike blocks it.
+        next(&mut b_events, |e| matches!(e, NetEvent::PeerDisconnected { .. }).then_some(())).await;
         if strike < 3 {
             let _ = b.dial(&a_address).await;
             next(&mut b_events, |e| matches!(e, NetEvent::PeerConnected { .. }).then_some(()))
