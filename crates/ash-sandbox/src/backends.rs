@@ -10,7 +10,7 @@ use crate::BackendKind;
 use crate::exec::{Launch, supervise};
 use crate::helper::{Entry, PROC_READ_ONLY, plan};
 use crate::policy::{DEFAULT_READ_ONLY, Limits};
-use crate::spec::{HELPER_ARG, HelperSpec, PROXY_SOCKET, find_program};
+use crate::spec::{HELPER_ARG, HelperSpec, find_program, forward_socket};
 
 /// Where the helper binary appears inside bubblewrap.
 const BWRAP_HELPER: &str = "/run/ash-helper";
@@ -120,8 +120,8 @@ pub(crate) fn bwrap_args(helper: &Path, spec: &HelperSpec) -> Vec<String> {
                     s(helper),
                     BWRAP_HELPER.into(),
                 ]);
-                if let Some(socket) = &spec.proxy_socket {
-                    args.extend(["--bind".into(), s(socket), PROXY_SOCKET.into()]);
+                for (port, socket) in &spec.forwards {
+                    args.extend(["--bind".into(), s(socket), s(&forward_socket(*port))]);
                 }
                 if !spec.secret_files.is_empty() {
                     args.extend(["--tmpfs".into(), "/run/secrets".into()]);
@@ -283,7 +283,7 @@ mod tests {
             writable: vec!["/work/repo".into()],
             hidden: vec![],
             tmp_bytes: 1024,
-            proxy_socket: None,
+            forwards: vec![],
             secret_files: vec![],
             uid: 1000,
             host_id: None,

@@ -32,8 +32,8 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, chdir, execve, fork, getgid, getuid, pivot_root, setsid};
 
 use crate::spec::{
-    DEFAULT_PATH, HelperSpec, PROXY_PORT, PROXY_SOCKET, REPORT_FD, Report, Rlimits, ZYGOTE_FD,
-    ZygoteRequest, find_program,
+    DEFAULT_PATH, HelperSpec, REPORT_FD, Report, Rlimits, ZYGOTE_FD, ZygoteRequest, find_program,
+    forward_socket,
 };
 
 /// Parts of `/proc` that change the whole machine; read-only in every sandbox.
@@ -186,7 +186,8 @@ fn wait_exit_code(child: Pid) -> i32 {
 }
 
 /// Pid 1 of the sandbox (native) or the helper inside bubblewrap: builds the view if asked,
-/// starts the command, forwards proxy connections, reaps, and reports the command's end.
+/// starts the command, forwards connections to the proxy and services, reaps, and reports the
+/// command's end.
 fn init(spec: &HelperSpec, report: &mut File) -> Result<i32, Failure> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .stage(|| "set the parent-death signal".into())?;
@@ -203,14 +204,13 @@ fn init(spec: &HelperSpec, report: &mut File) -> Result<i32, Failure> {
     if spec.zygote {
         return zygote_loop(spec, report);
     }
-    // Bound before the command starts, so its first connection waits in the backlog.
-    let listener = match &spec.proxy_socket {
-        Some(_) => Some(
-            TcpListener::bind((Ipv4Addr::LOCALHOST, PROXY_PORT))
-                .stage(|| format!("listen on 127.0.0.1:{PROXY_PORT} for the proxy"))?,
-        ),
-        None => None,
-    };
+    // Bound before the command starts, so its first connections wait in the backlog.
+    let mut listeners = Vec::with_capacity(spec.forwards.len());
+    for (port, _) in &spec.forwards {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, *port))
+            .stage(|| format!("listen on 127.0.0.1:{port} for ash's forward"))?;
+        listeners.push((listener, forward_socket(*port)));
+    }
     #[allow(unsafe_code, reason = "fork starts the command while init stays to reap")]
     // SAFETY: init is single-threaded here; the forwarder thread starts after the fork.
     let command = match unsafe { fork() }.stage(|| "fork the command".into())? {
@@ -227,9 +227,9 @@ fn init(spec: &HelperSpec, report: &mut File) -> Result<i32, Failure> {
         }
         ForkResult::Parent { child } => child,
     };
-    if let Some(listener) = listener {
+    for (listener, socket) in listeners {
         // Detached on purpose: init exits when the command does, which ends the thread.
-        std::thread::spawn(move || forward(&listener));
+        std::thread::spawn(move || forward(&listener, &socket));
     }
     loop {
         match waitpid(None, None) {
@@ -443,15 +443,15 @@ fn start_in_zygote(
     127
 }
 
-/// Relays each TCP connection to the sandbox's proxy port to ash's proxy socket.
-fn forward(listener: &TcpListener) {
+/// Relays each TCP connection to a forwarded port to the host socket bound at `socket`.
+fn forward(listener: &TcpListener, socket: &Path) {
     let active = Arc::new(AtomicUsize::new(0));
     for tcp in listener.incoming() {
         let Ok(tcp) = tcp else { continue };
         if active.load(Ordering::Relaxed) >= MAX_FORWARDED {
             continue;
         }
-        let Ok(unix) = UnixStream::connect(PROXY_SOCKET) else { continue };
+        let Ok(unix) = UnixStream::connect(socket) else { continue };
         active.fetch_add(1, Ordering::Relaxed);
         let active = Arc::clone(&active);
         std::thread::spawn(move || {
@@ -876,7 +876,8 @@ fn build_dev(target: &Path) -> Result<(), Failure> {
     .stage(|| "make /dev read-only".into())
 }
 
-/// /run: the proxy socket under /run/ash and secret files under /run/secrets, then read-only.
+/// /run: the forwarded sockets under /run/ash and secret files under /run/secrets, then
+/// read-only.
 fn build_run(spec: &HelperSpec, target: &Path) -> Result<(), Failure> {
     let none: Option<&str> = None;
     make_dir(target)?;
@@ -888,11 +889,11 @@ fn build_run(spec: &HelperSpec, target: &Path) -> Result<(), Failure> {
         Some("mode=0755,size=1m"),
     )
     .stage(|| "mount /run".into())?;
-    if let Some(socket) = &spec.proxy_socket {
-        let dest = under(NEW, Path::new(PROXY_SOCKET));
+    for (port, socket) in &spec.forwards {
+        let dest = under(NEW, &forward_socket(*port));
         make_file(&dest)?;
         mount(Some(&under(OLD, socket)), &dest, none, MsFlags::MS_BIND, none)
-            .stage(|| "bind the proxy socket".into())?;
+            .stage(|| format!("bind the socket behind port {port}"))?;
     }
     if !spec.secret_files.is_empty() {
         let dir = target.join("secrets");
@@ -989,7 +990,7 @@ mod tests {
             writable: vec!["/home/a/ws".into(), "/tmp/x".into()],
             hidden: vec!["/home".into(), "/etc/shadow".into()],
             tmp_bytes: 1,
-            proxy_socket: None,
+            forwards: vec![],
             secret_files: vec![],
             uid: 1000,
             host_id: None,

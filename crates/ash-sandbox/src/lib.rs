@@ -12,7 +12,8 @@
 //! - **podman** / **docker**: a container with the flags this kernel needs;
 //! - **plain**: no isolation, only limits and output caps.
 //!
-//! `network = allow` runs a filtering proxy on the host ([`Connection`] records each decision).
+//! `network = allow` runs a filtering proxy on the host ([`Connection`] records each decision);
+//! a policy's [`Service`]s put Unix sockets of the host on the sandbox's own loopback.
 //! Injected secrets are redacted from captured output. Every process is killed when its run
 //! ends, times out or is cancelled.
 //!
@@ -37,9 +38,9 @@ pub use check::{BackendCheck, Check, check};
 pub use exec::{ExecOutput, ExecRequest, ExitStatus, LimitHit, SandboxError};
 pub use helper::helper_main;
 pub use policy::{
-    DEFAULT_HIDDEN, DEFAULT_READ_ONLY, FsPolicy, HostPattern, HostRule, Limits, NetPolicy,
-    PolicyError, SandboxPolicy, Secret, SecretDelivery, User, is_metadata, parse_bytes,
-    parse_duration,
+    DEFAULT_HIDDEN, DEFAULT_READ_ONLY, FsPolicy, HostPattern, HostRule, Limits, MAX_SERVICES,
+    NetPolicy, PolicyError, SandboxPolicy, Secret, SecretDelivery, Service, User, is_metadata,
+    parse_bytes, parse_duration,
 };
 pub use proxy::Connection;
 pub use sandbox::{BackendChoice, BackendKind, DEFAULT_HOST_ID, Sandbox, SandboxConfig};

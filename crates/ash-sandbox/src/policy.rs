@@ -54,7 +54,26 @@ pub struct SandboxPolicy {
     pub user: User,
     /// Values injected for this process only and redacted from its captured output.
     pub secrets: Vec<Secret>,
+    /// Services of ash's reachable on the sandbox's own loopback (set by ash, never by a
+    /// policy file).
+    pub services: Vec<Service>,
 }
+
+/// A service ash runs for a sandboxed process: connections to `127.0.0.1:port` inside the
+/// sandbox reach the Unix socket `socket` of the host, and nothing else does. What the server
+/// behind the socket answers, and to whom it forwards, is the caller's concern (a job's model
+/// gateway: the agent's only way to its provider, which holds the key the agent never sees).
+/// Native and bubblewrap backends only; the network mode stays what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// The port on the sandbox's loopback (not 3128 with `allow`, which the proxy uses).
+    pub port: u16,
+    /// The host socket, absolute; its server must be listening when the command starts.
+    pub socket: PathBuf,
+}
+
+/// Most services one sandboxed process is given.
+pub const MAX_SERVICES: usize = 8;
 
 /// The filesystem a sandboxed process sees. Paths are absolute; anything not listed does not
 /// exist inside the sandbox (native and bubblewrap backends).
@@ -386,6 +405,9 @@ pub enum PolicyError {
     /// `network.allow` given with a mode other than `allow`, or `allow` without entries.
     #[error("policy: {0}")]
     Network(&'static str),
+    /// A service is malformed: a port zero, repeated or taken, too many, full network.
+    #[error("policy: service: {0}")]
+    Service(String),
     /// A secret name is not a valid variable/file name.
     #[error("policy: secret name `{0}` must be letters, digits and `_`, not starting with a digit")]
     SecretName(String),
@@ -427,6 +449,31 @@ impl SandboxPolicy {
         for secret in &self.secrets {
             if !is_var_name(&secret.name) {
                 return Err(PolicyError::SecretName(secret.name.clone()));
+            }
+        }
+        if self.services.len() > MAX_SERVICES {
+            return Err(PolicyError::Service(format!("at most {MAX_SERVICES} services")));
+        }
+        let mut ports = std::collections::BTreeSet::new();
+        for service in &self.services {
+            check_path("services", &service.socket)?;
+            if service.port == 0 || !ports.insert(service.port) {
+                return Err(PolicyError::Service(format!(
+                    "port {} is zero or given twice",
+                    service.port
+                )));
+            }
+            if matches!(self.net, NetPolicy::Allow(_)) && service.port == crate::spec::PROXY_PORT {
+                return Err(PolicyError::Service(format!(
+                    "port {} is the allow-list proxy's",
+                    service.port
+                )));
+            }
+            if matches!(self.net, NetPolicy::Full) {
+                return Err(PolicyError::Service(
+                    "services need the sandbox's own loopback; `full` network shares the host's"
+                        .into(),
+                ));
             }
         }
         Ok(())

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgroup::{Cgroups, Counters, Kind};
 use crate::exec::{ExecOutput, ExecRequest, ExitStatus, LimitHit, SandboxError, supervise};
+use crate::policy::Service;
 use crate::policy::{NetPolicy, SandboxPolicy, SecretDelivery};
 use crate::proxy::Proxy;
 use crate::spec::{DEFAULT_PATH, HelperSpec, PROXY_PORT, Report, Rlimits, find_program};
@@ -276,6 +277,23 @@ impl Sandbox {
         Ok(())
     }
 
+    /// A fresh path for the Unix socket of a [`Service`] named `name` (`a-z 0-9 -`), in this
+    /// sandbox's private runtime directory, where socket paths stay short enough to bind.
+    /// Nothing is created at the path; an old socket there is removed.
+    pub fn service_socket(&self, name: &str) -> Result<PathBuf, SandboxError> {
+        static SERVICES: AtomicU64 = AtomicU64::new(0);
+        private_dir(&self.config.runtime_dir)?;
+        let clean: String = name
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+            .take(16)
+            .collect();
+        let n = SERVICES.fetch_add(1, Ordering::Relaxed);
+        let path = self.config.runtime_dir.join(format!("{}-{n}.{clean}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Ok(path)
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> BackendKind {
         self.kind
@@ -374,6 +392,14 @@ impl Sandbox {
         for secret in policy.secrets.iter().filter(|s| s.delivery == SecretDelivery::Env) {
             env.insert(secret.name.clone(), secret.value.clone());
         }
+        if !policy.services.is_empty()
+            && !matches!(self.kind, BackendKind::Native | BackendKind::Bwrap)
+        {
+            return Err(SandboxError::Unsupported {
+                backend: self.kind,
+                what: "give a process services on its own loopback (use the native or bwrap backend)",
+            });
+        }
         let proxy = match (&policy.net, self.kind) {
             (
                 NetPolicy::Allow(_),
@@ -443,7 +469,14 @@ impl Sandbox {
             writable: view.writable.clone(),
             hidden: view.hidden.clone(),
             tmp_bytes: limits.disk_bytes.unwrap_or(DEFAULT_TMP_BYTES),
-            proxy_socket: proxy.as_ref().map(|p| p.path().to_path_buf()),
+            forwards: proxy
+                .as_ref()
+                .map(|p| (PROXY_PORT, p.path().to_path_buf()))
+                .into_iter()
+                .chain(
+                    policy.services.iter().map(|Service { port, socket }| (*port, socket.clone())),
+                )
+                .collect(),
             secret_files: policy
                 .secrets
                 .iter()
@@ -502,7 +535,7 @@ impl Sandbox {
         // can take, goes to the zygote of its view: no new helper, namespaces or mounts.
         let zygote = self.config.zygotes
             && self.kind == BackendKind::Native
-            && proxy.is_none()
+            && spec.forwards.is_empty()
             && spec.secret_files.is_empty()
             && cgroup.is_some();
         // The cgroup counts the run's processes (and tells the limit was hit); the per-user

@@ -26,8 +26,10 @@ const MAX_SPEC_BYTES: u32 = 4 << 20;
 /// Port the in-sandbox forwarder listens on (inside the sandbox's own network namespace).
 pub(crate) const PROXY_PORT: u16 = 3128;
 
-/// Where the proxy socket appears inside the sandbox.
-pub(crate) const PROXY_SOCKET: &str = "/run/ash/proxy.sock";
+/// Where the socket behind loopback port `port` appears inside the sandbox.
+pub(crate) fn forward_socket(port: u16) -> PathBuf {
+    PathBuf::from(format!("/run/ash/{port}.sock"))
+}
 
 /// Everything the helper needs. Paths are host paths (canonical); the view keeps them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -42,8 +44,11 @@ pub(crate) struct HelperSpec {
     pub writable: Vec<PathBuf>,
     pub hidden: Vec<PathBuf>,
     pub tmp_bytes: u64,
-    /// Host path of the proxy's socket, bound at [`PROXY_SOCKET`]; present for `allow`.
-    pub proxy_socket: Option<PathBuf>,
+    /// Ports of the sandbox's loopback whose connections are relayed to a host Unix socket
+    /// (bound at [`forward_socket`]): the allow-list proxy at [`PROXY_PORT`], and the
+    /// policy's services.
+    #[serde(default)]
+    pub forwards: Vec<(u16, PathBuf)>,
     /// Files written under `/run/secrets` (name, value).
     pub secret_files: Vec<(String, String)>,
     pub uid: u32,
@@ -204,7 +209,7 @@ mod tests {
             writable: vec!["/w".into()],
             hidden: vec![],
             tmp_bytes: 1,
-            proxy_socket: None,
+            forwards: vec![(3128, "/run/p.sock".into())],
             secret_files: vec![],
             uid: 1000,
             host_id: Some(2_000_000_000),

@@ -371,6 +371,89 @@ async fn connect_tunnels_work_for_allowed_hosts_and_metadata_is_refused_even_if_
 }
 
 #[tokio::test]
+async fn a_service_socket_is_reachable_on_its_port_and_nothing_else_is() {
+    // A host-side service on a Unix socket (as a job's model gateway is), answering one line.
+    for (sb, _rt) in isolating().await {
+        let socket = sb.service_socket("echo").unwrap();
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let server = tokio::spawn(async move {
+            let mut served = 0;
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 64];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let answer = format!("served {}", String::from_utf8_lossy(&buf[..n]).trim());
+                let _ = stream.write_all(answer.as_bytes()).await;
+                served += 1;
+            }
+            served
+        });
+        let host_port = http_server("host").await;
+        let ws = tempfile::tempdir().unwrap();
+        let mut policy = strict(ws.path());
+        policy.services.push(ash_sandbox::Service { port: 4100, socket: socket.clone() });
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/4100; echo hello >&3; cat <&3; echo; \
+             (exec 4<>/dev/tcp/127.0.0.1/{host_port}) 2>/dev/null && echo host-reached || echo host-unreachable; \
+             (exec 5<>/dev/tcp/127.0.0.1/3128) 2>/dev/null && echo proxy-reached || echo no-proxy"
+        );
+        let out = run(&sb, &request(ws.path(), policy, &script)).await;
+        assert_eq!(
+            text(&out.stdout),
+            "served hello\nhost-unreachable\nno-proxy\n",
+            "{}: {out:?}",
+            sb.backend()
+        );
+        server.abort();
+    }
+}
+
+#[tokio::test]
+async fn services_are_refused_where_they_cannot_be_kept_apart() {
+    let ws = tempfile::tempdir().unwrap();
+    let socket = ws.path().join("s.sock");
+    let cases: [(&str, Box<dyn Fn(&mut SandboxPolicy)>, &str); 4] = [
+        (
+            "zero port",
+            Box::new(|p| p.services.push(ash_sandbox::Service { port: 0, socket: socket.clone() })),
+            "policy: service: port 0 is zero or given twice",
+        ),
+        (
+            "twice",
+            Box::new(|p| {
+                for _ in 0..2 {
+                    p.services.push(ash_sandbox::Service { port: 9, socket: socket.clone() });
+                }
+            }),
+            "policy: service: port 9 is zero or given twice",
+        ),
+        (
+            "the proxy's port",
+            Box::new(|p| {
+                p.net = NetPolicy::Allow(vec!["example.com".parse().unwrap()]);
+                p.services.push(ash_sandbox::Service { port: 3128, socket: socket.clone() });
+            }),
+            "policy: service: port 3128 is the allow-list proxy's",
+        ),
+        (
+            "full network",
+            Box::new(|p| {
+                p.net = NetPolicy::Full;
+                p.services.push(ash_sandbox::Service { port: 9, socket: socket.clone() });
+            }),
+            "policy: service: services need the sandbox's own loopback; `full` network shares the host's",
+        ),
+    ];
+    for (case, change, expected) in cases {
+        let mut policy = strict(ws.path());
+        change(&mut policy);
+        assert_eq!(policy.validate().unwrap_err().to_string(), expected, "{case}");
+    }
+    let mut relative = strict(ws.path());
+    relative.services.push(ash_sandbox::Service { port: 9, socket: "s.sock".into() });
+    assert!(relative.validate().is_err());
+}
+
+#[tokio::test]
 async fn full_network_reaches_the_host_loopback() {
     let port = http_server("shared").await;
     for (sb, _rt) in isolating().await {
