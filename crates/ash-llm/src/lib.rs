@@ -14,6 +14,7 @@ mod client;
 mod collect;
 mod config;
 mod error;
+pub mod gateway;
 mod openai;
 mod request;
 mod retry;

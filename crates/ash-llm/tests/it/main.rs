@@ -6,6 +6,7 @@
 mod anthropic;
 mod decoder;
 mod errors;
+mod gateway;
 mod openai;
 mod scripted;
 
