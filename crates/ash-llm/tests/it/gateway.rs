@@ -136,7 +136,8 @@ async fn calls_the_run_may_not_make_are_refused_before_the_provider_sees_them() 
     let anthropic_error = |kind: &str, message: &str| {
         json!({"type": "error", "error": {"type": kind, "message": message}}).to_string()
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, Value, u16, String)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Value, u16, String);
+    let cases: Vec<Case> = vec![
         (
             "no key",
             vec![],
