@@ -137,7 +137,7 @@ async fn calls_the_run_may_not_make_are_refused_before_the_provider_sees_them() 
         json!({"type": "error", "error": {"type": kind, "message": message}}).to_string()
     };
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Value, u16, String);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "no key",
             vec![],
