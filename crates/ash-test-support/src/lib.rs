@@ -1,8 +1,8 @@
 //! Test fixtures and fakes for ash. A dev-dependency only; never linked into the binary.
 //!
 //! Owns the multi-file fixture format (`Fixture`) and the fake model server
-//! (`FakeModelServer`), which speaks the real OpenAI Chat Completions and Anthropic Messages
-//! wire formats over loopback HTTP with server-sent events, replays scripted replies (text,
+//! (`FakeModelServer`), which speaks the real OpenAI Chat Completions, OpenAI Responses and
+//! Anthropic Messages wire formats over loopback HTTP with server-sent events, replays scripted replies (text,
 //! reasoning, parallel tool calls, usage, errors, rate limits, slow and dropped streams) and
 //! records every request; and `store_conformance`, the suite every `ash_core::Store` must pass.
 //! Later issues add fake MCP servers here.

@@ -12,10 +12,12 @@ use std::process::ExitCode;
 use ash_test_support::{FakeModelServer, Reply, Turn};
 use serde_json::Value;
 
-const USAGE: &str = "usage: ash-fake-model [--port N] [--script FILE.jsonl | --chunks N] [--delay-ms N]
+const USAGE: &str = "usage: ash-fake-model [--port N] [--script FILE.jsonl | --chunks N | --edit PATH] [--delay-ms N]
 
-Serves /v1/chat/completions (OpenAI) and /v1/messages (Anthropic) on 127.0.0.1 and answers every
-request with the next scripted turn, cycling. Without --script it says \"Hello from the fake model.\"";
+Serves /v1/chat/completions and /v1/responses (OpenAI) and /v1/messages (Anthropic) on 127.0.0.1
+and answers every request with the next scripted turn, cycling. Without --script it says \"Hello
+from the fake model.\" --edit PATH plays a coding model that writes PATH with whichever tool the
+agent offers (Claude Code, Codex, ash), then says so.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -32,6 +34,7 @@ async fn run() -> Result<(), String> {
     let mut port = 0u16;
     let mut turns = Vec::new();
     let mut delay = std::time::Duration::ZERO;
+    let mut edit = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -41,6 +44,7 @@ async fn run() -> Result<(), String> {
                 let n: usize = value("--chunks")?.parse().map_err(|e| format!("--chunks: {e}"))?;
                 turns.push(Turn::text(&"token ".repeat(n)).chunk_chars(6));
             }
+            "--edit" => edit = Some(value("--edit")?),
             "--delay-ms" => {
                 let ms: u64 =
                     value("--delay-ms")?.parse().map_err(|e| format!("--delay-ms: {e}"))?;
@@ -70,6 +74,10 @@ async fn run() -> Result<(), String> {
         turns.push(Turn::text("Hello from the fake model."));
     }
     let server = FakeModelServer::bind(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    if let Some(path) = edit {
+        turns.clear();
+        server.push(Reply::edit(&path, "hello from the fake model\n", &format!("Wrote {path}.")));
+    }
     for turn in turns {
         server.push(Reply::Turn(turn.delay(delay)));
     }

@@ -17,7 +17,7 @@ use ash_protocol::FinishReason;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Response, StatusCode, Uri};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 /// One scripted answer.
@@ -40,6 +40,19 @@ pub enum Reply {
     },
     /// Accept the request and never answer.
     Hang,
+    /// Behave as a coding model that writes one file: a call of whichever writing tool the
+    /// request offers (Claude Code's `Write` with the absolute path under the `Primary working
+    /// directory` its system prompt names, then `Bash`; Codex's freeform `apply_patch`, then
+    /// `exec_command`; ash's `write_file`), or `summary` as text once the request carries the
+    /// tool's result. With [`FakeModelServer::repeat`], one `Edit` serves a whole episode.
+    Edit {
+        /// The file, relative to the agent's working directory.
+        path: String,
+        /// Its new content.
+        content: String,
+        /// The last words.
+        summary: String,
+    },
 }
 
 impl Reply {
@@ -76,6 +89,11 @@ impl Reply {
             "<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
         );
         Self::body(status, "text/html; charset=utf-8", vec![Bytes::from(page)])
+    }
+
+    /// A coding model's episode that writes `content` to `path` and says `summary`.
+    pub fn edit(path: &str, content: &str, summary: &str) -> Self {
+        Self::Edit { path: path.into(), content: content.into(), summary: summary.into() }
     }
 
     /// A 200 event stream made of exactly these chunks.
@@ -340,6 +358,10 @@ async fn handle(
     body: &Bytes,
 ) -> Response<Body> {
     let path = uri.path().to_owned();
+    if path == "/" {
+        // Claude Code's preflight (`HEAD` on the base URL).
+        return respond(200, &[], Vec::new(), Duration::ZERO, false);
+    }
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let (reply, number) = {
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -372,6 +394,8 @@ async fn handle(
         Some(wire::Format::OpenAi)
     } else if path.ends_with("/messages") {
         Some(wire::Format::Anthropic)
+    } else if path.ends_with("/responses") {
+        Some(wire::Format::Responses)
     } else {
         None
     };
@@ -393,6 +417,9 @@ async fn handle(
             "fake_exhausted",
         ),
         (Some(format), Some(Reply::Turn(turn))) => render_turn(format, &turn, &json),
+        (Some(format), Some(Reply::Edit { path, content, summary })) => {
+            render_turn(format, &edit_turn(&json, &path, &content, &summary), &json)
+        }
         (_, Some(reply)) => reply,
     };
     // Every `Turn` was rendered to `Raw` above; what is left is `Hang`.
@@ -407,9 +434,7 @@ async fn handle(
 /// A turn as the 200 event stream the endpoint's wire format would send.
 fn render_turn(format: wire::Format, turn: &Turn, request: &Value) -> Reply {
     let model = request.get("model").and_then(Value::as_str).unwrap_or("fake-model");
-    let include_usage =
-        request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-    let mut chunks = wire::render(format, turn, model, include_usage);
+    let mut chunks = wire::render(format, turn, model, request);
     let drop = turn.drop_after.is_some_and(|n| n < chunks.len());
     if let Some(n) = turn.drop_after {
         chunks.truncate(n);
@@ -423,6 +448,61 @@ fn render_turn(format: wire::Format, turn: &Turn, request: &Value) -> Reply {
         chunks,
         delay: turn.delay,
         drop,
+    }
+}
+
+/// The turn of [`Reply::Edit`] for `request`.
+fn edit_turn(request: &Value, path: &str, content: &str, summary: &str) -> Turn {
+    let has_result = request["messages"].as_array().is_some_and(|messages| {
+        messages.iter().any(|m| {
+            m["role"] == "tool"
+                || m["content"]
+                    .as_array()
+                    .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+        })
+    }) || request["input"].as_array().is_some_and(|items| {
+        items
+            .iter()
+            .any(|i| i["type"] == "function_call_output" || i["type"] == "custom_tool_call_output")
+    });
+    if has_result {
+        return Turn::text(summary);
+    }
+    let offered: Vec<&str> = request["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| t["name"].as_str().or_else(|| t["function"]["name"].as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let quoted = format!("'{}'", content.replace('\'', "'\\''"));
+    let shell = format!("printf %s {quoted} > '{path}'");
+    let call =
+        |name: &str, arguments: String| Turn::empty().then_tool_call("call_edit", name, &arguments);
+    if offered.contains(&"Write") {
+        let text = request.to_string();
+        let cwd = text
+            .split("Primary working directory: ")
+            .nth(1)
+            .and_then(|rest| rest.split(['\\', '\n', '"']).next())
+            .unwrap_or(".");
+        call("Write", json!({"file_path": format!("{cwd}/{path}"), "content": content}).to_string())
+    } else if offered.contains(&"apply_patch") {
+        let lines: String = content.lines().map(|l| format!("+{l}\n")).collect();
+        call(
+            "apply_patch",
+            format!("*** Begin Patch\n*** Add File: {path}\n{lines}*** End Patch\n"),
+        )
+    } else if offered.contains(&"write_file") {
+        call("write_file", json!({"path": path, "content": content}).to_string())
+    } else if offered.contains(&"exec_command") {
+        call("exec_command", json!({"cmd": shell}).to_string())
+    } else if offered.contains(&"Bash") {
+        call("Bash", json!({"command": shell}).to_string())
+    } else {
+        Turn::text(&format!("fake model server: no tool to write with among {offered:?}"))
     }
 }
 

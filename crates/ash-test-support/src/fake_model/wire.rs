@@ -4,7 +4,11 @@
 //! `tool_calls` fragments keyed by `index`, a finish chunk, a usage chunk when
 //! `stream_options.include_usage` asked for it) and `data: [DONE]`. Anthropic Messages: named
 //! events `message_start`, `ping`, `content_block_start|delta|stop`, `message_delta`,
-//! `message_stop`. One frame per `Bytes`, so tests can drop the connection between frames.
+//! `message_stop`. OpenAI Responses (as Codex reads it): `response.created`, per item
+//! `response.output_item.added`, text deltas and `response.output_item.done` (`message`,
+//! `function_call`, or `custom_tool_call` for a tool the request declared `custom`), then
+//! `response.completed` with the usage. One frame per `Bytes`, so tests can drop the
+//! connection between frames.
 
 use ash_protocol::FinishReason;
 use axum::body::Bytes;
@@ -16,13 +20,76 @@ use super::{Turn, TurnPart};
 pub(super) enum Format {
     OpenAi,
     Anthropic,
+    Responses,
 }
 
-pub(super) fn render(format: Format, turn: &Turn, model: &str, include_usage: bool) -> Vec<Bytes> {
+pub(super) fn render(format: Format, turn: &Turn, model: &str, request: &Value) -> Vec<Bytes> {
+    let include_usage =
+        request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
     match format {
         Format::OpenAi => openai(turn, model, include_usage),
         Format::Anthropic => anthropic(turn, model),
+        Format::Responses => responses(turn, model, request),
     }
+}
+
+fn responses(turn: &Turn, model: &str, request: &Value) -> Vec<Bytes> {
+    let event = |data: Value| {
+        let name = data["type"].as_str().unwrap_or_default().to_owned();
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+    };
+    let custom = |name: &str| {
+        request["tools"]
+            .as_array()
+            .is_some_and(|tools| tools.iter().any(|t| t["type"] == "custom" && t["name"] == name))
+    };
+    let id = "resp_fake";
+    let mut frames = vec![event(json!({"type": "response.created", "response": {
+        "id": id, "object": "response", "status": "in_progress", "model": model, "output": [],
+    }}))];
+    let mut items = Vec::new();
+    for (index, part) in turn.parts.iter().enumerate() {
+        let item = match part {
+            TurnPart::Text(text) => {
+                frames.push(event(json!({"type": "response.output_item.added", "output_index": index,
+                    "item": {"type": "message", "id": format!("msg_{index}"), "role": "assistant", "status": "in_progress", "content": []}})));
+                for piece in pieces(text, turn.chunk_chars) {
+                    frames.push(event(
+                        json!({"type": "response.output_text.delta", "output_index": index,
+                        "item_id": format!("msg_{index}"), "content_index": 0, "delta": piece}),
+                    ));
+                }
+                json!({"type": "message", "id": format!("msg_{index}"), "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]})
+            }
+            TurnPart::Reasoning { text, .. } => {
+                json!({"type": "reasoning", "id": format!("rs_{index}"),
+                "summary": [{"type": "summary_text", "text": text}]})
+            }
+            TurnPart::ToolCall { id, name, arguments } if custom(name) => json!({
+                "type": "custom_tool_call", "id": format!("ctc_{index}"), "call_id": id, "name": name,
+                "input": arguments, "status": "completed"}),
+            TurnPart::ToolCall { id, name, arguments } => json!({
+                "type": "function_call", "id": format!("fc_{index}"), "call_id": id, "name": name,
+                "arguments": arguments, "status": "completed"}),
+        };
+        frames.push(event(
+            json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+        ));
+        items.push(item);
+    }
+    let u = turn.usage;
+    frames.push(event(json!({"type": "response.completed", "response": {
+        "id": id, "object": "response", "status": "completed", "model": model, "output": items,
+        "usage": {
+            "input_tokens": u.input + u.cache_read,
+            "input_tokens_details": {"cached_tokens": u.cache_read},
+            "output_tokens": u.output,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": u.input + u.cache_read + u.output,
+        },
+    }})));
+    frames
 }
 
 fn pieces(text: &str, chars: usize) -> Vec<String> {
