@@ -123,6 +123,16 @@ pub(crate) enum Command {
     /// Prints each job's steps. On the network's mint authority's home it mints signup bonuses
     /// too. See docs/jobs.md.
     Serve(ServeArgs),
+    /// Store the API key an agent serves jobs with, after checking it with the provider
+    ///
+    /// `claude` and `anthropic` store an Anthropic key, `codex` and `openai` an OpenAI key, in
+    /// $ASH_HOME/keys/ (0600). The key is taken from ANTHROPIC_API_KEY / OPENAI_API_KEY when
+    /// set, else from stdin (--stdin) or typed on the terminal. Subscription sign-ins (Claude
+    /// Pro/Max tokens, ChatGPT sign-ins) are refused: the providers allow them for their
+    /// holder's own use only. The key never enters a job's sandbox: agents reach the provider
+    /// through ash, which adds it on the way out. Without an argument, shows where each key
+    /// comes from.
+    Login(LoginArgs),
     /// Run this machine's network node in the foreground
     ///
     /// Listens on TCP and QUIC on every interface (port 4517 unless --port or --listen), finds
@@ -424,6 +434,20 @@ pub(crate) struct RunArgs {
     pub(crate) json: bool,
 }
 
+/// Arguments of `ash login`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoginArgs {
+    /// claude, codex, anthropic or openai
+    #[arg(value_name = "AGENT|PROVIDER")]
+    pub(crate) target: Option<String>,
+    /// Read the key from stdin
+    #[arg(long)]
+    pub(crate) stdin: bool,
+    /// Store the key without asking the provider whether it is good
+    #[arg(long)]
+    pub(crate) no_check: bool,
+}
+
 /// Arguments of `ash set`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SetArgs {
@@ -441,9 +465,15 @@ pub(crate) struct ServeArgs {
     /// demo (`scripted:FILE` replays a conversation of your own, one JSON object per line)
     #[arg(long, value_name = "MODEL")]
     pub(crate) model: Option<String>,
-    /// The agents offered (repeatable)
-    #[arg(long, value_name = "KIND", default_value = "builtin")]
+    /// The agents offered: builtin, claude, codex (repeatable or comma-separated); claude and
+    /// codex must be installed and have an API key (`ash login`)
+    #[arg(long, value_name = "KIND", default_value = "builtin", value_delimiter = ',')]
     pub(crate) agents: Vec<String>,
+    /// The model an outside agent runs for a tier, over its default (repeatable): claude runs
+    /// claude-haiku-4-5, claude-sonnet-4-5 and claude-opus-4-5 for haiku, sonnet and opus;
+    /// codex runs gpt-5.5 for codex
+    #[arg(long, value_name = "AGENT:TIER=MODEL")]
+    pub(crate) tier_model: Vec<String>,
     /// The tiers served (repeatable; default: every tier the network prices)
     #[arg(long = "tier", value_name = "TIER")]
     pub(crate) tiers: Vec<String>,

@@ -175,6 +175,32 @@ pub(crate) fn project_secrets(project: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
+/// The variables model providers' keys are read from: the environment, and for a provider
+/// key the environment does not set, the key `ash login` stored under `$ASH_HOME/keys/`.
+pub(crate) fn model_env() -> BTreeMap<String, String> {
+    let mut env = load_options().env;
+    if let Some(home) = ash_home() {
+        for (provider, var) in [("anthropic", "ANTHROPIC_API_KEY"), ("openai", "OPENAI_API_KEY")] {
+            let set = env.get(var).is_some_and(|v| !v.trim().is_empty());
+            if !set
+                && let Ok(text) = std::fs::read_to_string(home.join("keys").join(provider))
+                && !text.trim().is_empty()
+            {
+                env.insert(var.to_owned(), text.trim().to_owned());
+            }
+        }
+    }
+    env
+}
+
+/// Codex's home: `$CODEX_HOME`, else `~/.codex`.
+pub(crate) fn codex_home() -> Option<PathBuf> {
+    var("CODEX_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".codex")))
+}
+
 /// Paths no sandboxed process may see: `$HOME` and `$ASH_HOME` (keys, config, sessions).
 pub(crate) fn private_paths() -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> =

@@ -4,6 +4,7 @@
 //! (`config`), printing (`output`). Commands live in `cmd/`. Exit codes: 0 success, 1 "ran, and
 //! the answer is no" (e.g. the agent has errors), 2 usage or internal error.
 
+mod agents;
 mod cli;
 mod cmd;
 mod config;

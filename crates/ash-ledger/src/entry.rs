@@ -268,17 +268,23 @@ pub struct Terms {
     pub prompt: Hash,
     /// The agent kind asked for (≤ 64 bytes).
     pub agent: String,
+    /// The model the acceptor offered to run (≤ 64 bytes); the result names the models the
+    /// agent called, and one that differs is grounds to reject.
+    pub model: String,
+    /// Whether the agent's model calls go back to the requester, who answers them with its
+    /// own key (the acceptor sells machine time only).
+    pub routed: bool,
 }
 
 impl Terms {
-    /// The longest tier or agent kind.
+    /// The longest tier, agent kind or model.
     pub const MAX_TEXT: usize = 64;
 
-    /// `H("ash/ledger/terms/v2", bytes)`, the value a reservation's `terms` holds; `None` when
-    /// the tier or the agent kind is over [`Terms::MAX_TEXT`] bytes (they could not be told
-    /// apart from others by their digest).
+    /// `H("ash/ledger/terms/v3", bytes)`, the value a reservation's `terms` holds; `None` when
+    /// the tier, the agent kind or the model is over [`Terms::MAX_TEXT`] bytes (they could not
+    /// be told apart from others by their digest).
     pub fn digest(&self) -> Option<Hash> {
-        if self.tier.len() > Self::MAX_TEXT || self.agent.len() > Self::MAX_TEXT {
+        if [&self.tier, &self.agent, &self.model].iter().any(|t| t.len() > Self::MAX_TEXT) {
             return None;
         }
         let mut w = Writer::default();
@@ -288,8 +294,11 @@ impl Terms {
             .bytes(&self.package.0)
             .bytes(&self.prompt.0)
             .u8(u8::try_from(self.agent.len()).unwrap_or(u8::MAX))
-            .bytes(self.agent.as_bytes());
-        Some(tagged_hash(b"ash/ledger/terms/v2", &w.0))
+            .bytes(self.agent.as_bytes())
+            .u8(u8::try_from(self.model.len()).unwrap_or(u8::MAX))
+            .bytes(self.model.as_bytes())
+            .u8(u8::from(self.routed));
+        Some(tagged_hash(b"ash/ledger/terms/v3", &w.0))
     }
 }
 

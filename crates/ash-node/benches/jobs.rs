@@ -21,7 +21,8 @@ use ash_identity::Identity;
 use ash_ledger::{Body, Credits, Genesis, LogWriter, Mint, MintKind, Outcome, Profile, Receive};
 use ash_net::{NetConfig, NetworkId};
 use ash_node::{
-    AgentWork, JobAgent, JobSpec, Ledger, Node, NodeConfig, NodeEvent, Requested, ServeConfig,
+    AgentEnd, AgentWork, JobAgent, JobSpec, Ledger, Node, NodeConfig, NodeEvent, Requested,
+    ServeConfig,
 };
 use ash_protocol::PeerInfo;
 
@@ -59,19 +60,24 @@ impl JobAgent for OneEdit {
     fn kind(&self) -> &str {
         "builtin"
     }
-    fn model(&self) -> &str {
-        "bench/one-edit"
+    fn model(&self, _tier: &str) -> Option<String> {
+        Some("bench/one-edit".into())
     }
     fn sandbox(&self) -> &str {
         "none"
     }
-    fn run(&self, work: AgentWork) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+    fn run(
+        &self,
+        work: AgentWork,
+    ) -> Pin<Box<dyn Future<Output = Result<AgentEnd, String>> + Send>> {
         let wait = self.work;
         Box::pin(async move {
             tokio::time::sleep(wait).await;
             std::fs::write(work.workspace.join("EDITED.md"), "edited\n")
                 .map_err(|e| e.to_string())?;
-            Ok("one edit".into())
+            let manifest =
+                ash_protocol::JobManifest { models: vec![work.model], ..Default::default() };
+            Ok(AgentEnd { summary: "one edit".into(), manifest })
         })
     }
 }

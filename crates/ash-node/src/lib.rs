@@ -20,9 +20,9 @@ mod node;
 
 pub use invites::{InviteBook, InviteError, MAX_INVITES, MAX_INVITES_AT_ONCE};
 pub use jobs::{
-    AcceptorRecord, AcceptorState, AgentWork, CHUNKS_IN_FLIGHT, Delivered, GitFactory, JobAgent,
-    JobError, JobEvent, JobSpec, Jobs, MAX_CONCURRENT_JOBS, MAX_PROMPT_BYTES, Offer, Requested,
-    RequesterRecord, RequesterState, ServeConfig, Settlement,
+    AcceptorRecord, AcceptorState, AgentEnd, AgentWork, CHUNKS_IN_FLIGHT, Delivered, GitFactory,
+    JobAgent, JobError, JobEvent, JobSpec, Jobs, MAX_CONCURRENT_JOBS, MAX_PROMPT_BYTES, Offer,
+    Requested, RequesterRecord, RequesterState, ServeConfig, Settlement,
 };
 pub use ledger::{Inserted, Ledger, TakenCheckpoints};
 pub use node::{

@@ -126,6 +126,9 @@ pub enum DiffError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// A sealed result's manifest is missing, too long or cut short.
+    #[error("the result's manifest {0}")]
+    Manifest(&'static str),
     /// Applying would conflict; nothing was changed.
     #[error("the patch does not apply; nothing was changed ({} file(s) conflict)", .0.len())]
     Conflicts(Vec<Conflict>),
@@ -1005,6 +1008,72 @@ pub fn seal_diff(
     let mut zstd = zstd::stream::write::Encoder::new(sealer, 3).map_err(stream)?;
     zstd.write_all(patch).map_err(stream)?;
     zstd.finish().map_err(stream)?.finish().map_err(stream)
+}
+
+/// Longest manifest a sealed result carries.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
+
+/// Seals a job's result for `recipient`: `manifest` (opaque here; at most
+/// [`MAX_MANIFEST_BYTES`]) and the patch, so that the hash of the sealed bytes, which the
+/// acceptor signs, covers both. Inside the zstd stream: `manifest_len:u32 || manifest || patch`.
+pub fn seal_result(
+    manifest: &[u8],
+    patch: &[u8],
+    sender: &Identity,
+    recipient: &Recipient,
+    job: JobId,
+) -> Result<Vec<u8>, DiffError> {
+    let len = u32::try_from(manifest.len())
+        .ok()
+        .filter(|n| *n as usize <= MAX_MANIFEST_BYTES)
+        .ok_or(DiffError::Manifest("is over 64 KiB"))?;
+    let sealer =
+        Sealer::new(Vec::new(), sender, recipient, Contents::Result, job).map_err(stream)?;
+    let mut zstd = zstd::stream::write::Encoder::new(sealer, 3).map_err(stream)?;
+    zstd.write_all(&len.to_be_bytes()).map_err(stream)?;
+    zstd.write_all(manifest).map_err(stream)?;
+    zstd.write_all(patch).map_err(stream)?;
+    zstd.finish().map_err(stream)?.finish().map_err(stream)
+}
+
+/// A job's result, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedResult {
+    /// The sealed file's header.
+    pub header: SealedHeader,
+    /// The manifest as sealed.
+    pub manifest: Vec<u8>,
+    /// The patch.
+    pub patch: Vec<u8>,
+}
+
+/// Opens a sealed result with `me`'s key; refuses more than `max_bytes` of patch.
+pub fn open_result(
+    input: impl Read,
+    me: &Identity,
+    expect: Expect,
+    max_bytes: u64,
+) -> Result<OpenedResult, DiffError> {
+    let (header, opener) = Opener::new(input, me, Contents::Result, expect).map_err(stream)?;
+    let mut decoder = zstd::stream::read::Decoder::new(opener).map_err(stream)?;
+    decoder.window_log_max(23).map_err(stream)?;
+    let mut len = [0u8; 4];
+    decoder.read_exact(&mut len).map_err(|_| DiffError::Manifest("is cut short"))?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MANIFEST_BYTES {
+        return Err(DiffError::Manifest("is over 64 KiB"));
+    }
+    let mut manifest = vec![0u8; len];
+    decoder.read_exact(&mut manifest).map_err(|e| match seal_error(&e) {
+        Some(s) => DiffError::Seal(s.clone()),
+        None => DiffError::Manifest("is cut short"),
+    })?;
+    let mut patch = Vec::new();
+    decoder.take(max_bytes + 1).read_to_end(&mut patch).map_err(stream)?;
+    if patch.len() as u64 > max_bytes {
+        return Err(DiffError::TooLarge(max_bytes));
+    }
+    Ok(OpenedResult { header, manifest, patch })
 }
 
 /// Opens a sealed diff with `me`'s key; refuses more than `max_bytes` of patch.

@@ -23,8 +23,8 @@ mod walk;
 
 pub use diff::{
     Applied, ApplyOptions, Baseline, Conflict, Diff, DiffError, DiffSummary, FileChange, Git,
-    GitOutput, MAX_DIFF_BYTES, PatchFile, apply, baseline, extract, open_diff, recover, screen,
-    seal_diff,
+    GitOutput, MAX_DIFF_BYTES, MAX_MANIFEST_BYTES, OpenedResult, PatchFile, apply, baseline,
+    extract, open_diff, open_result, recover, screen, seal_diff, seal_result,
 };
 pub use error::PackError;
 pub use gitindex::IndexError;

@@ -50,6 +50,8 @@ pub enum Contents {
     Diff,
     /// A job's prompt (UTF-8 text).
     Prompt,
+    /// A job's result: a manifest (what ran, for the requester to check) and the diff.
+    Result,
 }
 
 impl Contents {
@@ -58,6 +60,7 @@ impl Contents {
             Self::Package => 1,
             Self::Diff => 2,
             Self::Prompt => 3,
+            Self::Result => 4,
         }
     }
 
@@ -66,16 +69,18 @@ impl Contents {
             1 => Some(Self::Package),
             2 => Some(Self::Diff),
             3 => Some(Self::Prompt),
+            4 => Some(Self::Result),
             _ => None,
         }
     }
 
-    /// `package` or `diff`.
+    /// `package`, `diff`, `prompt` or `result`.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Package => "package",
             Self::Diff => "diff",
             Self::Prompt => "prompt",
+            Self::Result => "result",
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct JobAnnounce {
     pub price: u64,
     /// Offers are taken until this time (ms since the Unix epoch).
     pub expires: u64,
+    /// Whether the agent's model calls are to come back to the requester, who answers them
+    /// with its own key (the price is then the network's machine-time price).
+    #[serde(default)]
+    pub routed: bool,
 }
 
 /// An acceptor's offer to run an announced job (acceptor → requester).
@@ -61,7 +65,33 @@ pub struct JobTerms {
     pub prompt: String,
     /// The agent kind.
     pub agent: String,
+    /// The model the acceptor offered to run, which the result's manifest must name.
+    pub model: String,
+    /// Whether the agent's model calls come back to the requester.
+    pub routed: bool,
 }
+
+/// What the acceptor says ran, sealed with the result (so the commitment covers it): the
+/// requester checks it against the terms.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobManifest {
+    /// The agent kind that ran.
+    pub agent: String,
+    /// Its version, when it has one (`claude` and `codex` report theirs).
+    #[serde(default)]
+    pub version: String,
+    /// Every model the agent's calls named.
+    pub models: Vec<String>,
+    /// Model calls made.
+    pub calls: u64,
+    /// Input tokens the answers reported.
+    pub input_tokens: u64,
+    /// Output tokens the answers reported.
+    pub output_tokens: u64,
+}
+
+/// Most models a manifest may name.
+pub const MAX_MANIFEST_MODELS: usize = 16;
 
 /// The requester's choice of this acceptor (requester → acceptor): the reservation, the terms
 /// and the sealed prompt.

@@ -300,6 +300,8 @@ mod tests {
                 job: String::new(),
                 reserve: serde_bytes::ByteBuf::new(),
                 terms: crate::JobTerms {
+                    model: "m".into(),
+                    routed: false,
                     tier: String::new(),
                     price: 0,
                     package: String::new(),

@@ -8,23 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ash_core::{Engine, EngineConfig, Inbound, MemoryStore};
 use ash_ledger::Outcome as Decision;
-use ash_llm::{Client, ClientConfig, Model};
 use ash_node::{
-    AgentWork, Delivered, GitFactory, JobAgent, JobError, JobEvent, JobSpec, Node, Requested,
-    ServeConfig,
+    Delivered, GitFactory, JobAgent, JobError, JobEvent, JobSpec, Node, Requested, ServeConfig,
 };
 use ash_pack::{ApplyOptions, DiffError, Git};
-use ash_protocol::{Action, ActionOutput, ActionStatus, EventBody, JobStep, RunMode};
 use ash_sandbox::{BackendKind, Sandbox};
-use ash_spec::{AgentSpec, ModelRef};
 use serde_json::json;
 
 use super::Outcome;
 use super::ledger::Home;
 use super::network;
 use super::start::runtime;
+use crate::agents::{BuiltinAgent, CliKind};
 use crate::cli::{RunArgs, ServeArgs};
 use crate::{config, output};
 
@@ -37,13 +33,13 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
     let _writer = home.writer()?;
     let identity = Arc::new(home.identity()?);
     let genesis = home.genesis()?;
+    let mut kinds: Vec<&str> = Vec::new();
     for kind in &args.agents {
-        match kind.as_str() {
-            "builtin" => {}
-            "claude" | "codex" => bail!(
-                "the `{kind}` agent cannot serve jobs yet; serve the built-in agent (--agents builtin)"
-            ),
-            other => bail!("no agent `{other}`; the agents are {}", AGENT_KINDS.join(", ")),
+        if !AGENT_KINDS.contains(&kind.as_str()) {
+            bail!("no agent `{kind}`; the agents are {}", AGENT_KINDS.join(", "));
+        }
+        if !kinds.contains(&kind.as_str()) {
+            kinds.push(kind);
         }
     }
     let prices = genesis.price_list();
@@ -56,11 +52,14 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
-    let Some(model) = args.model.as_deref() else {
+    let priced: Vec<String> =
+        if args.tiers.is_empty() { prices.keys().cloned().collect() } else { args.tiers.clone() };
+    let overrides = tier_models(&args.tier_model)?;
+    if kinds.contains(&"builtin") && args.model.is_none() {
         bail!(
-            "choose the model the built-in agent runs on: --model openai/gpt-4.1-mini (with OPENAI_API_KEY set), or --model scripted for the offline demo (a replayed conversation, labelled as such; scripted:FILE replays your own)"
+            "choose the model the built-in agent runs on: --model openai/gpt-4.1-mini (with OPENAI_API_KEY set or `ash login openai`), or --model scripted for the offline demo (a replayed conversation, labelled as such; scripted:FILE replays your own)"
         );
-    };
+    }
     let rt = runtime()?;
     let sandbox = rt
         .block_on(Sandbox::new(config::sandbox_config(args.sandbox, None)))
@@ -70,17 +69,49 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
             "jobs run other people's code: `ash serve` needs an isolating sandbox, and this one is `plain` (`ash sandbox check` shows why)"
         );
     }
-    let agent_dir = home.dir().join("agents").join("coder");
-    super::init::install_coder(&agent_dir)?;
-    let builtin = BuiltinAgent::new(&agent_dir, model, Arc::new(sandbox))?;
-    if builtin.scripted {
-        output::note(&format!(
-            "note: the built-in agent replays `{}` offline; no model is called, and requesters see the model named `{}` in the offer",
-            builtin.model_ref, builtin.model_ref
-        ));
+    let sandbox = Arc::new(sandbox);
+    let mut agents: Vec<Arc<dyn JobAgent>> = Vec::new();
+    for kind in &kinds {
+        match (*kind, CliKind::from_name(kind)) {
+            ("builtin", _) => {
+                let model = args.model.as_deref().unwrap_or_default();
+                let agent_dir = home.dir().join("agents").join("coder");
+                super::init::install_coder(&agent_dir)?;
+                let builtin = BuiltinAgent::new(&agent_dir, model, Arc::clone(&sandbox))?;
+                if builtin.scripted {
+                    output::note(&format!(
+                        "note: the built-in agent replays `{}` offline; no model is called, and requesters see the model named `{}` in the offer",
+                        builtin.model_ref, builtin.model_ref
+                    ));
+                }
+                output::note(&format!("agent builtin: {} for every tier", builtin.model_ref));
+                agents.push(Arc::new(builtin));
+            }
+            (_, Some(cli)) => {
+                let path = config::process_env().get("PATH").cloned().unwrap_or_default();
+                let mine = overrides.get(cli.name()).cloned().unwrap_or_default();
+                let agent = rt.block_on(crate::agents::external(
+                    cli,
+                    &path,
+                    &mine,
+                    &priced,
+                    Arc::clone(&sandbox),
+                ))?;
+                let models: Vec<String> =
+                    agent.models().iter().map(|(t, m)| format!("{m} for {t}")).collect();
+                output::note(&format!(
+                    "agent {}: {} · {}",
+                    cli.name(),
+                    agent.version(),
+                    models.join(", ")
+                ));
+                agents.push(Arc::new(agent));
+            }
+            _ => {}
+        }
     }
     let serve = ServeConfig {
-        agents: vec![Arc::new(builtin)],
+        agents,
         tiers: args.tiers.clone(),
         max_concurrent: args.max_concurrent.clamp(1, ash_node::MAX_CONCURRENT_JOBS),
         max_jobs: args.jobs,
@@ -92,7 +123,7 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
     let mut config = network::node_config(&home, &args.node)?;
     config.serve = Some(serve);
     config.info.serving = true;
-    config.info.agents = vec!["builtin".to_owned()];
+    config.info.agents = kinds.iter().map(|k| (*k).to_owned()).collect();
     // The mint authority of the network may serve from the same home: its node mints too.
     if let Ok(key) = home.authority()
         && genesis.is_authority(&key.node_id())
@@ -108,6 +139,33 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
     }
     drop(rt);
     network::run_node(identity, config, args.node.json, &network::state_file(&home))
+}
+
+/// `--tier-model AGENT:TIER=MODEL` values, by agent.
+fn tier_models(
+    values: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>
+{
+    let mut out: std::collections::BTreeMap<_, std::collections::BTreeMap<_, _>> =
+        std::collections::BTreeMap::new();
+    for value in values {
+        let parsed = value.split_once(':').and_then(|(agent, rest)| {
+            let (tier, model) = rest.split_once('=')?;
+            Some((agent, tier, model))
+        });
+        let Some((agent, tier, model)) = parsed.filter(|(a, t, m)| {
+            CliKind::from_name(a).is_some()
+                && !t.is_empty()
+                && !m.is_empty()
+                && m.len() <= ash_protocol::MAX_JOB_NAME
+        }) else {
+            bail!(
+                "--tier-model {value}: expected AGENT:TIER=MODEL with AGENT claude or codex (e.g. claude:opus=claude-opus-4-8)"
+            );
+        };
+        out.entry(agent.to_owned()).or_default().insert(tier.to_owned(), model.to_owned());
+    }
+    Ok(out)
 }
 
 /// Git over a job's tree, isolated (`ash pack`'s git).
@@ -129,144 +187,6 @@ impl GitFactory for IsolatedGit {
         git.adopt(git_dir).map_err(|e| e.to_string())?;
         Ok(Box::new(git))
     }
-}
-
-/// ash's own coding agent (`examples/coder`), run by the harness engine in the job's
-/// workspace, its tools in the sandbox.
-struct BuiltinAgent {
-    dir: PathBuf,
-    spec: AgentSpec,
-    model: Model,
-    model_ref: ModelRef,
-    scripted: bool,
-    sandbox: Arc<Sandbox>,
-}
-
-impl BuiltinAgent {
-    fn new(dir: &Path, model: &str, sandbox: Arc<Sandbox>) -> anyhow::Result<Self> {
-        let options = config::load_options();
-        let loaded = ash_spec::load(dir, &options)
-            .with_context(|| format!("loading the built-in agent from {}", dir.display()))?;
-        let (spec, _) = loaded
-            .into_result()
-            .map_err(|_| anyhow::anyhow!("the built-in agent does not load; this is a bug"))?;
-        let model_ref = if model == "scripted" {
-            spec.root().model.clone().context("the built-in agent names no demo script")?
-        } else if let Some(file) = model.strip_prefix("scripted:") {
-            // A conversation of one's own, replayed: copied beside the agent.
-            let to = dir.join(&spec.root().dir).join("scripts").join("serve.jsonl");
-            std::fs::copy(file, &to).with_context(|| format!("--model scripted:{file}"))?;
-            ModelRef::parse("scripted/scripts/serve.jsonl").map_err(|e| anyhow::anyhow!(e))?
-        } else {
-            ModelRef::parse(model).map_err(|e| anyhow::anyhow!("--model {model}: {e}"))?
-        };
-        let (user, _) = config::user_config()?;
-        let table = config::provider_table(&options.env, &user, Some(spec.root()));
-        let client = Client::new(table, ClientConfig::default())?;
-        let model = client.model(&model_ref, &dir.join(&spec.root().dir)).with_context(|| {
-            format!("the model `{model_ref}` cannot be used (`ash models` shows every provider)")
-        })?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            scripted: model_ref.provider() == ash_spec::SCRIPTED_PROVIDER,
-            spec,
-            model,
-            model_ref,
-            sandbox,
-        })
-    }
-}
-
-impl JobAgent for BuiltinAgent {
-    fn kind(&self) -> &str {
-        "builtin"
-    }
-
-    fn model(&self) -> &str {
-        self.model.name()
-    }
-
-    fn sandbox(&self) -> &str {
-        self.sandbox.backend().as_str()
-    }
-
-    fn run(&self, work: AgentWork) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
-        let (spec, model, dir, sandbox) =
-            (self.spec.clone(), self.model.clone(), self.dir.clone(), Arc::clone(&self.sandbox));
-        Box::pin(async move {
-            let runs = work
-                .workspace
-                .parent()
-                .map_or_else(|| work.workspace.join(".runs"), |p| p.join("runs"));
-            let mut engine_config = EngineConfig::new(&dir, runs);
-            engine_config.workspace = Some(work.workspace.clone());
-            engine_config.process_env = config::process_env();
-            engine_config.sandbox = sandbox;
-            engine_config.tool_policy.fs.hidden.extend(config::private_paths());
-            let engine = Engine::start(spec, model, Arc::new(MemoryStore::new()), engine_config)
-                .map_err(|e| format!("the agent could not start: {e}"))?;
-            let result = drive(&engine, work.prompt, &work.progress).await;
-            engine.shutdown().await;
-            result
-        })
-    }
-}
-
-/// Runs one task-mode turn and reports its steps; the final answer, or why it failed.
-async fn drive(
-    engine: &Engine,
-    prompt: String,
-    progress: &tokio::sync::mpsc::Sender<JobStep>,
-) -> Result<String, String> {
-    let accepted = engine
-        .send(Inbound { mode: RunMode::Task, ..Inbound::new(prompt) })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut follower = engine
-        .follow(&accepted.run_id, 0)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the run disappeared")?;
-    while let Some(event) = follower.next().await.map_err(|e| e.to_string())? {
-        // The requester sees which tools the agent used and the tokens it spent, not what the
-        // model wrote: that comes with the result, which is paid for.
-        let mut steps = Vec::new();
-        match &event.body {
-            EventBody::ActionsRequested(requested) => {
-                for action in &requested.actions {
-                    steps.push(match action {
-                        Action::ToolCall { tool_name, .. } => ("tool", format!("→ {tool_name}")),
-                        Action::LoadSkill { .. } => ("tool", "→ skill".to_owned()),
-                    });
-                }
-            }
-            EventBody::ActionResult(result) => {
-                let name = match &result.result {
-                    ActionOutput::ToolResult { tool_name, .. } => tool_name.clone(),
-                    ActionOutput::LoadSkillResult { name } => name.clone(),
-                };
-                let failed = matches!(result.status, ActionStatus::Failed);
-                steps.push(("tool", format!("← {name}{}", if failed { " failed" } else { "" })));
-            }
-            EventBody::TurnCompleted(turn) => steps.push((
-                "usage",
-                format!(
-                    "({} steps, {} tokens in, {} out)",
-                    turn.steps, turn.usage.input_tokens, turn.usage.output_tokens
-                ),
-            )),
-            _ => {}
-        }
-        for (kind, text) in steps {
-            let _ = progress.try_send(JobStep { kind: kind.to_owned(), text });
-        }
-        match event.body {
-            EventBody::RunCompleted(done) => return Ok(done.output.unwrap_or_default()),
-            EventBody::RunFailed(failed) => return Err(failed.message),
-            _ => {}
-        }
-    }
-    Err("the run ended without an answer".into())
 }
 
 /// `ash run`: asks the network to work on this repository.
@@ -481,10 +401,18 @@ async fn decide(
         if !delivered.summary.message.is_empty() {
             output::note(&format!("agent: {}", delivered.summary.message));
         }
+        if let Some(why) = &delivered.mismatch {
+            output::note(&format!(
+                "the result is not what was agreed: {why}; it is rejected (half the price) and not applied"
+            ));
+        }
     }
     let price = delivered.price;
     let half = price / 2;
-    let apply = if args.yes {
+    // A result that ran another model than the terms name is grounds to reject: not applied.
+    let apply = if delivered.mismatch.is_some() {
+        false
+    } else if args.yes {
         true
     } else if args.no_apply {
         false
@@ -551,6 +479,8 @@ async fn decide(
             "insertions": summary.insertions,
             "deletions": summary.deletions,
             "conflicts": conflicts.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+            "models": delivered.manifest.models,
+            "mismatch": delivered.mismatch,
             "paid": settled.paid,
             "balance": balance,
         }))?;
@@ -561,7 +491,11 @@ async fn decide(
         };
         output::note(&format!("{what}; paid {} credits; balance {balance}", settled.paid));
     }
-    Ok(if conflicts.is_empty() { Outcome::Success } else { Outcome::Failure })
+    Ok(if conflicts.is_empty() && delivered.mismatch.is_none() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    })
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {

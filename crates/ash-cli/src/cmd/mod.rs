@@ -15,6 +15,8 @@ mod render;
 mod sandbox;
 mod start;
 
+pub(crate) use start::runtime;
+
 use crate::cli::{Cli, Command};
 
 /// How a command that ran ended.
@@ -46,6 +48,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Jobs(args) => jobs::list(&args),
         Command::Set(args) => jobs::set(&args),
         Command::Serve(args) => jobs::serve(&args),
+        Command::Login(args) => crate::agents::login(&args),
         Command::Peers(args) => network::peers(&args),
         Command::Ledger(command) => ledger::run(command),
         Command::Admin(command) => ledger::admin(command),

@@ -453,9 +453,20 @@ fn result(args: &PackResultArgs) -> anyhow::Result<Outcome> {
 /// directory writable, no network.
 pub(crate) struct SandboxGit {
     sandbox: Sandbox,
-    runtime: tokio::runtime::Runtime,
+    /// Taken only when dropped (see the `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
     /// What git may read and what it may write, when isolated.
     fs: FsPolicy,
+}
+
+impl Drop for SandboxGit {
+    fn drop(&mut self) {
+        // A git may be dropped on an async task (a job given up before its diff); a runtime
+        // dropped there would panic, so it is let go without waiting.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -470,7 +481,7 @@ impl SandboxGit {
     pub(crate) fn own_tree() -> anyhow::Result<Self> {
         Ok(Self {
             sandbox: Sandbox::plain(),
-            runtime: current_thread_runtime()?,
+            runtime: Some(current_thread_runtime()?),
             fs: FsPolicy::default(),
         })
     }
@@ -495,7 +506,7 @@ impl SandboxGit {
         let mut fs = FsPolicy::default();
         fs.read_only.push(tree);
         fs.writable.push(git_dir);
-        Ok(Self { sandbox, runtime, fs })
+        Ok(Self { sandbox, runtime: Some(runtime), fs })
     }
 }
 
@@ -538,10 +549,9 @@ impl Git for SandboxGit {
         request.env = vars;
         request.stdin = stdin.to_vec();
         let cancel = tokio_util::sync::CancellationToken::new();
-        let out = self
-            .runtime
-            .block_on(self.sandbox.exec(&request, &cancel))
-            .map_err(|e| e.to_string())?;
+        let runtime = self.runtime.as_ref().ok_or("git was stopped")?;
+        let out =
+            runtime.block_on(self.sandbox.exec(&request, &cancel)).map_err(|e| e.to_string())?;
         Ok(GitOutput { success: out.status.success(), stdout: out.stdout, stderr: out.stderr })
     }
 

@@ -13,14 +13,14 @@ use super::network::{ash, stop, wait_event};
 use super::stderr;
 
 /// A network of two homes: Alice (the mint authority, who serves) and Bob (who asks).
-struct Pair {
-    root: tempfile::TempDir,
-    alice: PathBuf,
-    bob: PathBuf,
-    repo: PathBuf,
+pub(crate) struct Pair {
+    pub(crate) root: tempfile::TempDir,
+    pub(crate) alice: PathBuf,
+    pub(crate) bob: PathBuf,
+    pub(crate) repo: PathBuf,
 }
 
-fn run_ok(command: &mut Command) -> String {
+pub(crate) fn run_ok(command: &mut Command) -> String {
     let out = command.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -42,7 +42,7 @@ fn repo(dir: &Path) {
 }
 
 impl Pair {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let root = tempfile::tempdir().unwrap();
         let (alice, bob) = (root.path().join("alice"), root.path().join("bob"));
         let genesis = root.path().join("demo.genesis.toml");
@@ -64,7 +64,17 @@ impl Pair {
     /// and has minted Bob's bonus (Bob's profile is in her ledger only once he connects, so the
     /// bonus comes with his first command).
     fn serve(&self, args: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
+        self.serve_with(&[], args)
+    }
+
+    /// As [`Pair::serve`], with `env` added to Alice's environment.
+    pub(crate) fn serve_with(
+        &self,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> (Child, BufReader<ChildStdout>, String) {
         let mut child = ash(&self.alice)
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--json"])
             .args(args)
             .stdout(Stdio::piped())
@@ -80,7 +90,7 @@ impl Pair {
     }
 
     /// Bob's `ash run` in the repository, through `address`.
-    fn run(&self, address: &str, args: &[&str]) -> std::process::Output {
+    pub(crate) fn run(&self, address: &str, args: &[&str]) -> std::process::Output {
         self.run_command(address, args).output().unwrap()
     }
 
@@ -103,7 +113,7 @@ impl Pair {
     }
 
     /// Bob joins through Alice's node, and receives his signup bonus from it.
-    fn bonus(&self, address: &str) {
+    pub(crate) fn bonus(&self, address: &str) {
         let genesis = self.root.path().join("demo.genesis.toml");
         run_ok(
             ash(&self.bob)
@@ -134,7 +144,7 @@ fn balance(home: &Path) -> Value {
 }
 
 /// (received, earned, paid, locked, spendable)
-fn credits(home: &Path) -> (u64, u64, u64, u64, u64) {
+pub(crate) fn credits(home: &Path) -> (u64, u64, u64, u64, u64) {
     let b = balance(home);
     let n = |k: &str| b[k].as_u64().unwrap_or_else(|| panic!("{k} in {b}"));
     (n("received"), n("earned"), n("paid"), n("locked"), n("spendable"))

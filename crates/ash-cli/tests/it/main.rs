@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use ash_test_support::Fixture;
 use pretty_assertions::assert_eq;
 
+mod agents;
 mod auth;
 mod jobs;
 mod ledger;

@@ -73,10 +73,13 @@ fn terms_have_a_fixed_digest() {
         package: Hash([1; 32]),
         prompt: Hash([2; 32]),
         agent: "builtin".into(),
+        model: "anthropic/claude-sonnet-4-5".into(),
+        routed: false,
     };
+    // Computed independently: SHA-256("ash/ledger/terms/v3" || 0 || the bytes above).
     assert_eq!(
         terms.digest().unwrap().to_string(),
-        "739a153888a5e6e5258d774ad2267a184753ce6f98a8eb875428691341312ae6"
+        "1c090974b36933a191dce8722c6ba6b73cd58365ca2d08326cf612ea0a74bc14"
     );
     let changed = [
         Terms { tier: "opus".into(), ..terms.clone() },
@@ -84,11 +87,17 @@ fn terms_have_a_fixed_digest() {
         Terms { package: Hash([9; 32]), ..terms.clone() },
         Terms { prompt: Hash([9; 32]), ..terms.clone() },
         Terms { agent: "claude".into(), ..terms.clone() },
+        Terms { model: "anthropic/claude-opus-4-5".into(), ..terms.clone() },
+        Terms { routed: true, ..terms.clone() },
+        // Lengths are part of the bytes: a tier's end cannot pass for an agent's start.
+        Terms { tier: "sonne".into(), agent: "tbuiltin".into(), ..terms.clone() },
     ];
     for other in changed {
         assert_ne!(other.digest(), terms.digest(), "{other:?}");
     }
-    let long = Terms { tier: "x".repeat(Terms::MAX_TEXT + 1), ..terms };
+    let long = Terms { tier: "x".repeat(Terms::MAX_TEXT + 1), ..terms.clone() };
+    assert_eq!(long.digest(), None);
+    let long = Terms { model: "x".repeat(Terms::MAX_TEXT + 1), ..terms };
     assert_eq!(long.digest(), None);
 }
 

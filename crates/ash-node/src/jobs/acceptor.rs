@@ -17,8 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::requester::ledger_terms;
 use super::{
-    AgentWork, JobError, Jobs, MAX_OFFERS, MAX_OFFERS_PER_REQUESTER, MAX_PROMPT_BYTES, hash_file,
-    remove, sha256_hex,
+    AgentEnd, AgentWork, JobError, Jobs, MAX_OFFERS, MAX_OFFERS_PER_REQUESTER, MAX_PROMPT_BYTES,
+    hash_file, remove, sha256_hex,
 };
 use crate::ledger::now_ms;
 use crate::node::lock;
@@ -49,6 +49,7 @@ pub(crate) struct Offered {
     requester: NodeId,
     tier: String,
     agent: String,
+    model: String,
     price: u64,
     expires: u64,
 }
@@ -99,6 +100,9 @@ pub struct AcceptorRecord {
     pub tier: String,
     /// The agent kind.
     pub agent: String,
+    /// The model the terms name.
+    #[serde(default)]
+    pub model: String,
     /// The price.
     pub price: u64,
     /// The reservation's id (hex).
@@ -131,8 +135,15 @@ impl Jobs {
         }
         let now = now_ms();
         let served_tier = serve.tiers.is_empty() || serve.tiers.contains(&announce.tier);
-        let agent = serve.agents.iter().find(|a| {
-            announce.agents.iter().take(ash_protocol::MAX_ANNOUNCED_AGENTS).any(|k| k == a.kind())
+        // The first agent asked for that serves the tier, and the model it runs for it.
+        let agent = serve.agents.iter().find_map(|a| {
+            let asked = announce
+                .agents
+                .iter()
+                .take(ash_protocol::MAX_ANNOUNCED_AGENTS)
+                .any(|k| k == a.kind());
+            let model = if asked { a.model(&announce.tier) } else { None };
+            model.map(|model| (a, model))
         });
         let why_not = if announce.expires <= now || announce.expires > now + MAX_ANNOUNCE_TIME_MS {
             Some("expired".to_owned())
@@ -140,8 +151,10 @@ impl Jobs {
             Some(format!("tier {} not served", announce.tier))
         } else if self.genesis.price(&announce.tier) != Some(announce.price) {
             Some(format!("price {} is not the network's for {}", announce.price, announce.tier))
+        } else if announce.routed {
+            Some("model calls routed to the requester are not served".to_owned())
         } else if agent.is_none() {
-            Some("no agent asked for is served".to_owned())
+            Some("no agent asked for serves the tier".to_owned())
         } else if announce.size > serve.limits.max_total_bytes {
             Some(format!("{} bytes is over this node's package limit", announce.size))
         } else if self.running.available_permits() == 0 {
@@ -158,7 +171,7 @@ impl Jobs {
             tracing::debug!(job = %announce.job, peer = %from, %reason, "no offer");
             return;
         }
-        let Some(agent) = agent else { return };
+        let Some((agent, model)) = agent else { return };
         {
             let mut offers = lock(&self.offers);
             offers.retain(|_, o| o.expires > now);
@@ -177,6 +190,7 @@ impl Jobs {
                     requester: from,
                     tier: announce.tier.clone(),
                     agent: agent.kind().to_owned(),
+                    model: model.clone(),
                     price: announce.price,
                     expires: announce.expires + OFFER_GRACE_MS,
                 },
@@ -185,7 +199,7 @@ impl Jobs {
         let offer = JobOffer {
             job: announce.job.clone(),
             agent: agent.kind().to_owned(),
-            model: agent.model().to_owned(),
+            model,
             sandbox: agent.sandbox().to_owned(),
         };
         let jobs = Arc::clone(self);
@@ -236,6 +250,7 @@ impl Jobs {
             requester: from,
             tier: assign.terms.tier.clone(),
             agent: assign.terms.agent.clone(),
+            model: assign.terms.model.clone(),
             price: assign.terms.price,
             reserve: entry.id().to_string(),
             deadline: reserve.deadline,
@@ -300,7 +315,9 @@ impl Jobs {
         let terms = &assign.terms;
         if terms.tier != offered.tier
             || terms.agent != offered.agent
+            || terms.model != offered.model
             || terms.price != offered.price
+            || terms.routed
         {
             return Err("the terms are not the ones offered".into());
         }
@@ -500,7 +517,9 @@ impl Jobs {
         // A fresh workspace each time the run starts.
         let work = dir.join("work");
         let git_dir = dir.join("baseline.git");
-        remove(vec![work.clone(), git_dir.clone(), dir.join("runs")]).await;
+        let scratch = dir.join("agent");
+        remove(vec![work.clone(), git_dir.clone(), dir.join("runs"), scratch.clone()]).await;
+        std::fs::create_dir(&scratch).map_err(|e| e.to_string())?;
         let (me, limits, package, dest) =
             (Arc::clone(&self.me), serve.limits, dir.join("package.sealed"), work.clone());
         let git_factory = Arc::clone(&serve.git);
@@ -552,27 +571,33 @@ impl Jobs {
                 sent += n;
             }
         });
-        let run = agent.run(AgentWork {
-            job: record.job.clone(),
-            workspace: work.clone(),
-            prompt,
-            progress,
-        });
         // The run ends in time for the result to travel before the deadline.
         let left = Duration::from_millis(record.deadline.saturating_sub(now_ms()))
             .saturating_sub(DELIVERY_MARGIN);
         let run_time = serve.run_time.min(left);
+        let run = agent.run(AgentWork {
+            job: record.job.clone(),
+            workspace: work.clone(),
+            scratch,
+            prompt,
+            model: record.model.clone(),
+            run_time,
+            progress,
+        });
         let outcome = tokio::time::timeout(run_time, run).await;
         // The last steps go out before the end, unless the requester is not listening.
         let mut forward = forward;
         if tokio::time::timeout(PROGRESS_QUIET, &mut forward).await.is_err() {
             forward.abort();
         }
-        let message = match outcome {
+        let AgentEnd { summary: message, mut manifest } = match outcome {
             Err(_) => return Err(format!("the agent ran longer than {run_time:?}")),
             Ok(Err(reason)) => return Err(format!("the agent failed: {reason}")),
-            Ok(Ok(message)) => message,
+            Ok(Ok(end)) => end,
         };
+        manifest.agent = record.agent.clone();
+        manifest.models.truncate(ash_protocol::MAX_MANIFEST_MODELS);
+        let manifest = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
 
         // The result.
         let requester_key = lock(&self.ledger).verifier().profile(requester).map(|(_, k)| k);
@@ -589,7 +614,7 @@ impl Jobs {
             }
             ash_pack::screen(&diff.patch).map_err(|e| format!("the diff fails the screen: {e}"))?;
             let recipient = Recipient { node: requester, key };
-            let sealed = ash_pack::seal_diff(&diff.patch, &me, &recipient, id)
+            let sealed = ash_pack::seal_result(&manifest, &diff.patch, &me, &recipient, id)
                 .map_err(|e| format!("sealing the diff: {e}"))?;
             write_synced(&out, &sealed).map_err(|e| e.to_string())?;
             Ok::<_, String>(Some((diff.summary, sealed.len() as u64, sha256_hex(&sealed))))

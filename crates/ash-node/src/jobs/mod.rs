@@ -18,7 +18,7 @@ use std::time::Duration;
 use ash_identity::{Identity, NodeId};
 use ash_ledger::Genesis;
 use ash_net::{NetHandle, Responder};
-use ash_protocol::{JobStep, PeerRequest, PeerResponse};
+use ash_protocol::{JobManifest, JobStep, PeerRequest, PeerResponse};
 use ash_store::JobsDb;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -52,13 +52,18 @@ const MAX_JOB_ANSWERS: usize = 32;
 pub trait JobAgent: Send + Sync {
     /// `builtin`, `claude`, `codex`.
     fn kind(&self) -> &str;
-    /// The model it runs on, as offers name it.
-    fn model(&self) -> &str;
+    /// The model it runs for jobs of `tier`, as offers name it; `None`: it does not serve
+    /// the tier.
+    fn model(&self, tier: &str) -> Option<String>;
     /// The sandbox backend it runs in.
     fn sandbox(&self) -> &str;
-    /// Works on `work.workspace` as `work.prompt` asks; returns the agent's last words, or
-    /// why it failed (for the requester: no secrets, no paths of this machine).
-    fn run(&self, work: AgentWork) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+    /// Works on `work.workspace` as `work.prompt` asks, calling only `work.model`; returns the
+    /// agent's last words and what ran, or why it failed (for the requester: no secrets, no
+    /// paths of this machine).
+    fn run(
+        &self,
+        work: AgentWork,
+    ) -> Pin<Box<dyn Future<Output = Result<AgentEnd, String>> + Send>>;
 }
 
 /// One agent run.
@@ -68,10 +73,26 @@ pub struct AgentWork {
     pub job: String,
     /// The unpacked repository, writable; nothing else of this machine's state is.
     pub workspace: PathBuf,
+    /// A directory of the job's own outside the workspace (the agent's home, its gateway's
+    /// files), empty at the start and removed with the job.
+    pub scratch: PathBuf,
     /// What the requester asks.
     pub prompt: String,
+    /// The model the terms name: the only one the agent may call.
+    pub model: String,
+    /// How long the run may take at most (it is cut off then).
+    pub run_time: Duration,
     /// Where the agent reports its steps (bounded; a full queue drops steps).
     pub progress: mpsc::Sender<JobStep>,
+}
+
+/// How an agent's run ended well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentEnd {
+    /// The agent's last words.
+    pub summary: String,
+    /// What ran: sealed with the result, for the requester to check against the terms.
+    pub manifest: JobManifest,
 }
 
 /// Makes the git that records a job's baseline and extracts its diff, isolated over one tree.

@@ -8,8 +8,8 @@ use ash_identity::{NodeId, PublicKey, Signature, encode_hex};
 use ash_ledger::{Body, Credits, Decide, Entry, Hash, Outcome, Receipt, Release, Reserve, Terms};
 use ash_pack::{Expect, JobId, PackOptions, PatchFile, Recipient, Walk};
 use ash_protocol::{
-    Gossip, JobAnnounce, JobAssign, JobEnd, JobStep, JobSummary, JobTerms, PeerRequest,
-    PeerResponse,
+    Gossip, JobAnnounce, JobAssign, JobEnd, JobManifest, JobStep, JobSummary, JobTerms,
+    PeerRequest, PeerResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -112,6 +112,11 @@ pub struct Delivered {
     pub files: Vec<PatchFile>,
     /// What the acceptor says it changes.
     pub summary: JobSummary,
+    /// What the acceptor says ran, sealed with the result (the commitment covers it).
+    pub manifest: JobManifest,
+    /// Why what ran is not what the terms name (a model other than the one offered): grounds
+    /// to reject.
+    pub mismatch: Option<String>,
     /// The reserved price: accepting pays it, rejecting half.
     pub price: u64,
 }
@@ -120,7 +125,7 @@ pub struct Delivered {
 #[derive(Debug, Clone)]
 pub enum Requested {
     /// A result to decide on.
-    Delivered(Delivered),
+    Delivered(Box<Delivered>),
     /// The acceptor gave it up and signed the cancellation; the reservation was released and
     /// nothing paid.
     Cancelled {
@@ -324,6 +329,7 @@ impl Jobs {
             size: spec.walk.total_size(),
             price,
             expires,
+            routed: false,
         });
         let start = Instant::now();
         let mut published = false;
@@ -430,6 +436,8 @@ impl Jobs {
             package: package_hash.clone(),
             prompt: sha256_hex(spec.prompt.as_bytes()),
             agent: offer.agent.clone(),
+            model: offer.model.clone(),
+            routed: false,
         };
         let Some(terms_hash) = ledger_terms(&terms).and_then(|t| t.digest()) else {
             return Err(JobError::Refused("the tier or agent name is too long".into()));
@@ -698,21 +706,23 @@ impl Jobs {
                     }
                     let me = Arc::clone(&self.me);
                     let id = job.parse::<JobId>().map_err(|e| JobError::Local(e.to_string()))?;
-                    let (patch, files) = tokio::task::spawn_blocking(move || {
+                    let (patch, files, manifest) = tokio::task::spawn_blocking(move || {
                         let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
                         let expect = Expect { sender: Some(acceptor), job: Some(id) };
-                        let (_, patch) =
-                            ash_pack::open_diff(file, &me, expect, ash_pack::MAX_DIFF_BYTES)
+                        let opened =
+                            ash_pack::open_result(file, &me, expect, ash_pack::MAX_DIFF_BYTES)
                                 .map_err(|e| e.to_string())?;
-                        let files = ash_pack::screen(&patch).map_err(|e| e.to_string())?;
-                        Ok::<_, String>((patch, files))
+                        let manifest: JobManifest = serde_json::from_slice(&opened.manifest)
+                            .map_err(|e| format!("the result's manifest does not parse: {e}"))?;
+                        let files = ash_pack::screen(&opened.patch).map_err(|e| e.to_string())?;
+                        Ok::<_, String>((opened.patch, files, manifest))
                     })
                     .await
                     .map_err(|e| JobError::Local(e.to_string()))?
                     .map_err(refuse)?;
-                    Ok((result_hash, signature, patch, files))
+                    Ok((result_hash, signature, patch, files, manifest))
                 };
-                let (result_hash, signature, patch, files) = match checked.await {
+                let (result_hash, signature, patch, files, manifest) = match checked.await {
                     Ok(checked) => checked,
                     Err(e @ JobError::BadResult(_)) => {
                         tracing::warn!(peer = %acceptor, %job, error = %e, "result refused");
@@ -739,14 +749,20 @@ impl Jobs {
                 self.put_requested(record).await?;
                 self.announce_head().await;
                 let _ = events.send(JobEvent::Received(summary.clone())).await;
-                Ok(Requested::Delivered(Delivered {
+                let mismatch = mismatch(record, &manifest);
+                if let Some(why) = &mismatch {
+                    tracing::warn!(peer = %acceptor, %job, %why, "the result is not what the terms name");
+                }
+                Ok(Requested::Delivered(Box::new(Delivered {
                     job,
                     acceptor,
                     patch,
                     files,
                     summary,
+                    manifest,
+                    mismatch,
                     price: record.price,
-                }))
+                })))
             }
         }
     }
@@ -981,6 +997,23 @@ fn title(prompt: &str) -> String {
 }
 
 /// The ledger's form of the terms; `None` when a hash is not 64 hex digits.
+/// Why the manifest does not match the job's terms: another agent, a model other than the
+/// one offered, or none at all.
+fn mismatch(record: &RequesterRecord, manifest: &JobManifest) -> Option<String> {
+    let model = record.model.as_deref().unwrap_or_default();
+    let agent = record.agent.as_deref().unwrap_or_default();
+    if manifest.agent != agent {
+        return Some(format!("the {} agent ran, and the terms name {agent}", manifest.agent));
+    }
+    if manifest.models.is_empty() {
+        return Some(format!("the result names no model; the terms name {model}"));
+    }
+    let others: Vec<&str> =
+        manifest.models.iter().map(String::as_str).filter(|m| *m != model).collect();
+    (!others.is_empty())
+        .then(|| format!("the agent called {}, and the terms name {model} only", others.join(", ")))
+}
+
 pub(crate) fn ledger_terms(terms: &JobTerms) -> Option<Terms> {
     Some(Terms {
         tier: terms.tier.clone(),
@@ -988,6 +1021,8 @@ pub(crate) fn ledger_terms(terms: &JobTerms) -> Option<Terms> {
         package: Hash(ash_identity::decode_hex::<32>(&terms.package)?),
         prompt: Hash(ash_identity::decode_hex::<32>(&terms.prompt)?),
         agent: terms.agent.clone(),
+        model: terms.model.clone(),
+        routed: terms.routed,
     })
 }
 

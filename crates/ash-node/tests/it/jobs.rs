@@ -15,12 +15,13 @@ use ash_ledger::{
 };
 use ash_net::{Net, NetEvent, NetHandle};
 use ash_node::{
-    AgentWork, JobAgent, JobError, JobSpec, Ledger, Node, NodeConfig, NodeEvent, ServeConfig,
+    AgentEnd, AgentWork, JobAgent, JobError, JobSpec, Ledger, Node, NodeConfig, NodeEvent,
+    Requested, ServeConfig,
 };
 use ash_pack::{JobId, Recipient};
 use ash_protocol::{
-    Gossip, JobAnnounce, JobAssign, JobEnd, JobSummary, JobTerms, PeerInfo, PeerRequest,
-    PeerResponse,
+    Gossip, JobAnnounce, JobAssign, JobEnd, JobManifest, JobSummary, JobTerms, PeerInfo,
+    PeerRequest, PeerResponse,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -106,18 +107,22 @@ impl JobAgent for Scribe {
     fn kind(&self) -> &str {
         "builtin"
     }
-    fn model(&self) -> &str {
-        "test/scribe"
+    fn model(&self, _tier: &str) -> Option<String> {
+        Some("test/scribe".into())
     }
     fn sandbox(&self) -> &str {
         "none"
     }
-    fn run(&self, work: AgentWork) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+    fn run(
+        &self,
+        work: AgentWork,
+    ) -> Pin<Box<dyn Future<Output = Result<AgentEnd, String>> + Send>> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
             std::fs::write(work.workspace.join("notes.md"), format!("{}\n", work.prompt))
                 .map_err(|e| e.to_string())?;
-            Ok("wrote notes.md".into())
+            let manifest = JobManifest { models: vec![work.model], ..JobManifest::default() };
+            Ok(AgentEnd { summary: "wrote notes.md".into(), manifest })
         })
     }
 }
@@ -205,6 +210,8 @@ enum Trick {
     Unscreened,
     /// Seals the result for another job.
     OtherJob,
+    /// An honest result whose manifest names another model than the one offered.
+    OtherModel,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +264,16 @@ async fn a_hostile_acceptors_results_are_refused_and_never_receipted() {
                         let sealed_for =
                             if trick == Trick::OtherJob { JobId([9; 16]) } else { job };
                         let to = Recipient { node: from, key: REQUESTER.key().sealing_public() };
-                        let sealed = ash_pack::seal_diff(patch, &me, &to, sealed_for).unwrap();
+                        let model =
+                            if trick == Trick::OtherModel { "gpt-other" } else { "test/none" };
+                        let manifest = JobManifest {
+                            agent: "builtin".into(),
+                            models: vec![model.into()],
+                            ..JobManifest::default()
+                        };
+                        let manifest = serde_json::to_vec(&manifest).unwrap();
+                        let sealed =
+                            ash_pack::seal_result(&manifest, patch, &me, &to, sealed_for).unwrap();
                         let hash = sha256_hex(&sealed);
                         let committed = match trick {
                             Trick::Tampered => Hash([7; 32]),
@@ -333,6 +349,7 @@ async fn a_hostile_acceptors_results_are_refused_and_never_receipted() {
     let records = jobs.requested().await.unwrap();
     let states: Vec<&str> = records.iter().map(|r| r.state.as_str()).collect();
     assert_eq!(states, ["refused"; 4]);
+    let refused_job = records[0].job.clone();
     let ledger = requester.ledger();
     let account = ledger.lock().unwrap().verifier().account(REQUESTER.id());
     assert_eq!(
@@ -348,8 +365,27 @@ async fn a_hostile_acceptors_results_are_refused_and_never_receipted() {
         .filter(|e| matches!(e.body, Body::Receipt(_)))
         .count();
     assert_eq!(receipts, 0);
+    // A result that says it ran another model than the one offered is delivered and
+    // receipted (it is what was committed to), and marked as grounds to reject.
+    *trick.lock().unwrap() = Trick::OtherModel;
+    let (events_tx, mut sink) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move { while sink.recv().await.is_some() {} });
+    let asked =
+        tokio::time::timeout(WAIT, jobs.request(spec(repository(&walk_dir), "go"), events_tx))
+            .await
+            .unwrap();
+    match asked {
+        Ok(Requested::Delivered(delivered)) => {
+            assert_eq!(
+                delivered.mismatch.as_deref(),
+                Some("the agent called gpt-other, and the terms name test/none only")
+            );
+            assert_eq!(delivered.manifest.models, ["gpt-other"]);
+        }
+        other => panic!("{other:?}"),
+    }
     // A peer that is not the job's acceptor cannot end it.
-    let job = records[0].job.clone();
+    let job = refused_job;
     let outsider = hostile(&AUTHORITY, &genesis, &r_address).await.0;
     let forged = PeerRequest::JobDone {
         job,
@@ -446,6 +482,7 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
             size: 100,
             price: 6,
             expires: ash_node_now() + ms,
+            routed: false,
         })
     };
     let announce = |job: &str| announce_for(job, 60_000);
@@ -475,6 +512,8 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
             package: sha256_hex(b"package"),
             prompt: sha256_hex(prompt.as_bytes()),
             agent: "builtin".into(),
+            model: "test/scribe".into(),
+            routed: false,
         };
         let digest = terms_digest(&terms);
         let reserve = writer.append(
@@ -638,6 +677,8 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
         package: sha256_hex(b"package"),
         prompt: sha256_hex(b"do it"),
         agent: "builtin".into(),
+        model: "test/scribe".into(),
+        routed: false,
     };
     let digest = terms_digest(&terms);
     let reserve = other_writer.append(
@@ -685,6 +726,8 @@ fn terms_digest(terms: &JobTerms) -> Hash {
         package: Hash(ash_identity::decode_hex::<32>(&terms.package).unwrap()),
         prompt: Hash(ash_identity::decode_hex::<32>(&terms.prompt).unwrap()),
         agent: terms.agent.clone(),
+        model: terms.model.clone(),
+        routed: terms.routed,
     }
     .digest()
     .unwrap()

@@ -5,8 +5,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use ash_pack::{
-    ApplyOptions, Conflict, DiffError, DiffSummary, Expect, FileChange, Git, GitOutput, JobId,
-    MAX_DIFF_BYTES, Recovered, apply, baseline, extract, open_diff, screen, seal_diff,
+    ApplyOptions, Conflict, Contents, DiffError, DiffSummary, Expect, FileChange, Git, GitOutput,
+    JobId, MAX_DIFF_BYTES, MAX_MANIFEST_BYTES, Recovered, apply, baseline, extract, open_diff,
+    open_result, screen, seal_diff, seal_result,
 };
 use pretty_assertions::assert_eq;
 
@@ -281,6 +282,31 @@ fn hostile_patches_are_refused_before_any_write() {
     let files = screen(format!("{}{}", link("x"), hunk_file("deep/new.txt")).as_bytes()).unwrap();
     assert_eq!(files.len(), 2);
     assert_eq!(files[0].link_target.as_deref(), Some("x"));
+}
+
+#[test]
+fn sealed_results_carry_their_manifest_under_the_same_seal() {
+    let manifest = br#"{"models":["claude-sonnet-4-5"]}"#;
+    let patch = b"diff --git a/x b/x\n";
+    let sealed = seal_result(manifest, patch, &bob(), &to(&alice()), JobId([1; 16])).unwrap();
+    let opened = open_result(&sealed[..], &alice(), Expect::default(), 1024).unwrap();
+    assert_eq!((opened.manifest.as_slice(), opened.patch.as_slice()), (&manifest[..], &patch[..]));
+    assert_eq!(opened.header.contents, Contents::Result);
+    // A result is not a diff, nor the other way round.
+    let err = open_diff(&sealed[..], &alice(), Expect::default(), 1024).unwrap_err();
+    assert!(err.to_string().contains("result"), "{err}");
+    let diff = seal_diff(patch, &bob(), &to(&alice()), JobId([1; 16])).unwrap();
+    assert!(open_result(&diff[..], &alice(), Expect::default(), 1024).is_err());
+    // The patch limit holds; a manifest over 64 KiB is refused on both sides.
+    let err = open_result(&sealed[..], &alice(), Expect::default(), 4).unwrap_err();
+    assert_eq!(err.to_string(), "the diff is larger than the limit of 4 bytes");
+    let big = vec![b'x'; MAX_MANIFEST_BYTES + 1];
+    let err = seal_result(&big, patch, &bob(), &to(&alice()), JobId([1; 16])).unwrap_err();
+    assert_eq!(err.to_string(), "the result's manifest is over 64 KiB");
+    // Changing one sealed byte is caught by the seal, manifest or not.
+    let mut flipped = sealed;
+    flipped[60] ^= 1;
+    assert!(open_result(&flipped[..], &alice(), Expect::default(), 1024).is_err());
 }
 
 #[test]

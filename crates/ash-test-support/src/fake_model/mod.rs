@@ -267,6 +267,7 @@ struct State {
     repeat: bool,
     by_step: bool,
     requests: Vec<RecordedRequest>,
+    refused_keys: Vec<String>,
 }
 
 /// The fake server. Stops when dropped.
@@ -330,6 +331,13 @@ impl FakeModelServer {
         self
     }
 
+    /// Answers every request that presents `key` (`x-api-key` or `Authorization: Bearer`)
+    /// with 401, as a provider does a revoked key.
+    pub fn refuse_key(&self, key: &str) -> &Self {
+        self.lock().refused_keys.push(key.to_owned());
+        self
+    }
+
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
@@ -361,6 +369,35 @@ async fn handle(
     if path == "/" {
         // Claude Code's preflight (`HEAD` on the base URL).
         return respond(200, &[], Vec::new(), Duration::ZERO, false);
+    }
+    let key = headers
+        .get("x-api-key")
+        .or_else(|| headers.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned());
+    let refused = key.is_some_and(|k| {
+        state.lock().unwrap_or_else(PoisonError::into_inner).refused_keys.contains(&k)
+    });
+    if refused || path.ends_with("/models") {
+        let (status, body) = if refused {
+            (
+                401,
+                json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
+            )
+        } else {
+            (
+                200,
+                json!({"object": "list", "data": [{"id": "fake-model", "object": "model", "type": "model"}]}),
+            )
+        };
+        let body = vec![Bytes::from(body.to_string())];
+        return respond(
+            status,
+            &[("content-type", "application/json")],
+            body,
+            Duration::ZERO,
+            false,
+        );
     }
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let (reply, number) = {

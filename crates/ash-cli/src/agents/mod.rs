@@ -1,0 +1,82 @@
+//! The agents `ash serve` runs jobs with: ash's own (`builtin`), and Claude Code (`claude`) and
+//! Codex (`codex`) when installed, each in the job's sandbox; and the model keys they use.
+//!
+//! Owns finding the outside CLIs and checking they run here, which model each runs for each
+//! tier, and the keys (`ash login`). Never lets a key into a sandbox: outside agents reach
+//! their provider through ash's model gateway.
+
+mod builtin;
+mod external;
+mod keys;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::bail;
+use ash_llm::ProviderConfig;
+use ash_sandbox::Sandbox;
+
+pub(crate) use builtin::BuiltinAgent;
+pub(crate) use external::{CliAgent, CliKind, detect};
+pub(crate) use keys::login;
+
+use crate::config;
+
+/// The provider `name` as configured, with its key: the environment's, else the one
+/// `ash login` stored.
+pub(crate) fn provider(name: &str) -> anyhow::Result<ProviderConfig> {
+    let (user, _) = config::user_config()?;
+    let table = config::provider_table(&config::model_env(), &user, None);
+    Ok(table.get(name)?.clone())
+}
+
+/// Where the key of `provider` comes from, or why there is none that may serve.
+pub(crate) fn key_source(provider: &ProviderConfig) -> Result<String, String> {
+    let var = provider.api_key_env.clone().unwrap_or_default();
+    match config::var(&var).filter(|v| !v.trim().is_empty()) {
+        Some(key) => match keys::subscription(&provider.name, key.trim()) {
+            Some(why) => Err(format!("${var}: {why}")),
+            None => Ok(format!("${var}")),
+        },
+        None => match config::ash_home().and_then(|h| keys::stored(&h, &provider.name)) {
+            Some(key) => match keys::subscription(&provider.name, &key) {
+                Some(why) => Err(why),
+                None => Ok("`ash login`".to_owned()),
+            },
+            None => Err(keys::signed_in_only(&provider.name).unwrap_or_else(|| {
+                format!(
+                    "no {} API key: run `ash login {}` or set ${var}",
+                    provider.name, provider.name
+                )
+            })),
+        },
+    }
+}
+
+/// Claude Code or Codex, ready to serve: installed, running in `sandbox`, with an API key;
+/// the tiers it serves are its defaults with `overrides` (`TIER=MODEL`) on top, among
+/// `priced`.
+pub(crate) async fn external(
+    kind: CliKind,
+    path: &str,
+    overrides: &BTreeMap<String, String>,
+    priced: &[String],
+    sandbox: Arc<Sandbox>,
+) -> anyhow::Result<CliAgent> {
+    let installed = detect(kind, path, &sandbox).await.map_err(|e| anyhow::anyhow!(e))?;
+    let provider = provider(kind.provider())?;
+    if let Err(why) = key_source(&provider) {
+        bail!("the {} agent cannot serve: {why}", kind.name());
+    }
+    let mut models = kind.default_models();
+    models.extend(overrides.iter().map(|(t, m)| (t.clone(), m.clone())));
+    models.retain(|tier, _| priced.contains(tier));
+    if models.is_empty() {
+        bail!(
+            "the {} agent serves no tier this network prices; name one with --tier-model {}:TIER=MODEL",
+            kind.name(),
+            kind.name()
+        );
+    }
+    Ok(CliAgent::new(kind, installed, models, provider, sandbox))
+}
