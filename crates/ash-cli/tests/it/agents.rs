@@ -109,7 +109,7 @@ fn stop_all(mut serve: Child, lines: std::io::BufReader<ChildStdout>) -> (Vec<Va
 fn search_for(head: &str, tail: &str) -> String {
     format!(
         "A='{head}'; B='{tail}'; K=\"$A$B\"; env | sort > SEEN_ENV.txt; \
-         grep -rlsF -- \"$K\" / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev > FOUND.txt; \
+         grep -rlsF -- \"$K\" \"$PWD\" \"$HOME/..\" /tmp /run /etc /var /root /home /opt > FOUND.txt; \
          for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do grep -lsF -- \"$K\" \"$f\" >> FOUND.txt; done; \
          echo searched >> FOUND.txt"
     )
@@ -120,14 +120,15 @@ fn claude_code_runs_a_job_with_a_key_it_never_holds() {
     let clis = need_clis!();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let model = rt.block_on(FakeModelServer::start());
-    // The agent searches its sandbox for the key, then writes a file and stops.
+    // The agent writes a file, searches its sandbox for the key, and stops.
+    let said = "Wrote HELLO.md, and searched.";
+    model.push(Reply::edit("HELLO.md", "hello from claude\n", said));
     model.push(Reply::Turn(Turn::empty().then_tool_call(
-        "toolu_1",
+        "toolu_2",
         "Bash",
         &serde_json::json!({"command": search_for(KEY_HEAD, KEY_TAIL)}).to_string(),
     )));
-    model.push(Reply::edit("HELLO.md", "hello from claude\n", "Searched, and wrote HELLO.md."));
-    model.push(Reply::edit("HELLO.md", "hello from claude\n", "Searched, and wrote HELLO.md."));
+    model.push(Reply::edit("HELLO.md", "hello from claude\n", said));
     let served = Served::new(&clis, &model);
     let login = served.login("claude", &anthropic_key());
     assert_eq!(login.status.code(), Some(0), "{}", stderr(&login));
@@ -173,13 +174,14 @@ fn codex_runs_a_job_with_a_key_it_never_holds() {
     let clis = need_clis!();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let model = rt.block_on(FakeModelServer::start());
+    let said = "Wrote HELLO.md, and searched.";
+    model.push(Reply::edit("HELLO.md", "hello from codex\n", said));
     model.push(Reply::Turn(Turn::empty().then_tool_call(
-        "call_1",
+        "call_2",
         "exec_command",
         &serde_json::json!({"cmd": search_for(OPENAI_KEY_HEAD, KEY_TAIL)}).to_string(),
     )));
-    model.push(Reply::edit("HELLO.md", "hello from codex\n", "Searched, and wrote HELLO.md."));
-    model.push(Reply::edit("HELLO.md", "hello from codex\n", "Searched, and wrote HELLO.md."));
+    model.push(Reply::edit("HELLO.md", "hello from codex\n", said));
     let served = Served::new(&clis, &model);
     let login = served.login("codex", &openai_key());
     assert_eq!(login.status.code(), Some(0), "{}", stderr(&login));
