@@ -336,6 +336,7 @@ mod tests {
                 size: 0,
                 price: 0,
                 expires: 0,
+                routed: false,
             }),
         ];
         let kinds: Vec<String> = gossip.iter().map(kind).collect();

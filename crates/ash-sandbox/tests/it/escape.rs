@@ -411,7 +411,8 @@ async fn a_service_socket_is_reachable_on_its_port_and_nothing_else_is() {
 async fn services_are_refused_where_they_cannot_be_kept_apart() {
     let ws = tempfile::tempdir().unwrap();
     let socket = ws.path().join("s.sock");
-    let cases: [(&str, Box<dyn Fn(&mut SandboxPolicy)>, &str); 4] = [
+    type Change<'a> = Box<dyn Fn(&mut SandboxPolicy) + 'a>;
+    let cases: [(&str, Change<'_>, &str); 4] = [
         (
             "zero port",
             Box::new(|p| p.services.push(ash_sandbox::Service { port: 0, socket: socket.clone() })),
