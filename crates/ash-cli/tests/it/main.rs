@@ -283,6 +283,7 @@ fn help_texts() {
         &["run", "--help"],
         &["serve", "--help"],
         &["jobs", "--help"],
+        &["login", "--help"],
     ] {
         let out = ash(fx.path(), args);
         assert_eq!(out.status.code(), Some(0));
