@@ -405,6 +405,21 @@ pub(crate) struct RunArgs {
     /// The agents accepted (repeatable): builtin, claude, codex
     #[arg(long = "agent", value_name = "KIND", default_value = "builtin")]
     pub(crate) agents: Vec<String>,
+    /// Answer the agent's model calls here, with your own provider and key (`ash login`),
+    /// and pay the acceptor for machine time only (the network's `machine` price). Takes one
+    /// --agent; the model is --model
+    #[arg(long)]
+    pub(crate) route: bool,
+    /// With --route: the model that answers (`provider/model`) [default: claude:
+    /// anthropic/claude-sonnet-4-5, codex: openai/gpt-5.5]
+    #[arg(long, value_name = "PROVIDER/MODEL", requires = "route")]
+    pub(crate) model: Option<String>,
+    /// With --route: most model calls answered on your key
+    #[arg(long, value_name = "N", default_value_t = 200, requires = "route")]
+    pub(crate) max_calls: u64,
+    /// With --route: most tokens (input and output) spent on your key; later calls are refused
+    #[arg(long, value_name = "N", default_value_t = 2_000_000, requires = "route")]
+    pub(crate) max_tokens: u64,
     /// Refuse to pay more than this many credits
     #[arg(long, value_name = "CREDITS")]
     pub(crate) max_price: Option<u64>,
@@ -474,6 +489,10 @@ pub(crate) struct ServeArgs {
     /// codex runs gpt-5.5 for codex
     #[arg(long, value_name = "AGENT:TIER=MODEL")]
     pub(crate) tier_model: Vec<String>,
+    /// Do not serve routed jobs (whose model calls go back to the requester, who answers them
+    /// with its own key; priced as machine time). Without a key, an agent serves only those
+    #[arg(long)]
+    pub(crate) no_routed: bool,
     /// The tiers served (repeatable; default: every tier the network prices)
     #[arg(long = "tier", value_name = "TIER")]
     pub(crate) tiers: Vec<String>,

@@ -75,9 +75,11 @@ pub const MIN_WORK_BITS: u8 = 8;
 /// Most leading zero bits a proof-of-work signup may ask (about 4 billion hashes).
 pub const MAX_WORK_BITS: u8 = 32;
 
-/// The seed's prices, credits per job by model tier, for networks whose genesis sets none.
-pub const DEFAULT_PRICES: [(&str, u64); 4] =
-    [("haiku", 2), ("sonnet", 6), ("opus", 30), ("codex", 2)];
+/// The seed's prices, credits per job by model tier, for networks whose genesis sets none;
+/// and `machine`, the price of a job whose model calls the requester answers with its own key
+/// (the acceptor sells machine time only).
+pub const DEFAULT_PRICES: [(&str, u64); 5] =
+    [("haiku", 2), ("sonnet", 6), ("opus", 30), ("codex", 2), ("machine", 1)];
 
 /// Most tiers a genesis prices.
 const MAX_TIERS: usize = 32;

@@ -63,6 +63,9 @@ impl JobAgent for OneEdit {
     fn model(&self, _tier: &str) -> Option<String> {
         Some("bench/one-edit".into())
     }
+    fn routable(&self, _api: &str) -> bool {
+        true
+    }
     fn sandbox(&self) -> &str {
         "none"
     }
@@ -142,6 +145,7 @@ async fn world(requesters: usize, slots: usize, work: Duration) -> World {
     };
     let serve = ServeConfig {
         agents: vec![Arc::new(OneEdit { work })],
+        routed: true,
         tiers: Vec::new(),
         max_concurrent: slots,
         max_jobs: None,
@@ -204,6 +208,7 @@ async fn job(requester: &Node, repo: &Path, apply: bool) -> Duration {
         choose_after: Duration::ZERO,
         run_time: Duration::from_secs(600),
         repo: None,
+        routed: None,
     };
     let (events, mut sink) = tokio::sync::mpsc::channel(256);
     tokio::spawn(async move { while sink.recv().await.is_some() {} });

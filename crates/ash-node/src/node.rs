@@ -432,7 +432,9 @@ impl Service {
                     | PeerRequest::JobProgress { .. }
                     | PeerRequest::JobDone { .. }
                     | PeerRequest::JobStatus { .. }
-                    | PeerRequest::JobSettled { .. }),
+                    | PeerRequest::JobSettled { .. }
+                    | PeerRequest::JobModelCall(_)
+                    | PeerRequest::JobModelAnswer(_)),
                 responder,
             } => self.jobs.inbound(from, request, responder),
             // (The next tick mints for the admitted.)
@@ -825,7 +827,9 @@ fn respond(ledger: &Mutex<Ledger>, info: PeerInfo, request: PeerRequest) -> Peer
         | PeerRequest::JobProgress { .. }
         | PeerRequest::JobDone { .. }
         | PeerRequest::JobStatus { .. }
-        | PeerRequest::JobSettled { .. } => PeerResponse::error("unsupported", "not answered here"),
+        | PeerRequest::JobSettled { .. }
+        | PeerRequest::JobModelCall(_)
+        | PeerRequest::JobModelAnswer(_) => PeerResponse::error("unsupported", "not answered here"),
         PeerRequest::LedgerCheckpoints { subjects } => {
             if subjects.len() > MAX_LOGS {
                 return invalid(format!("at most {MAX_LOGS} logs per request"));

@@ -33,10 +33,71 @@ pub struct JobAnnounce {
     pub price: u64,
     /// Offers are taken until this time (ms since the Unix epoch).
     pub expires: u64,
-    /// Whether the agent's model calls are to come back to the requester, who answers them
-    /// with its own key (the price is then the network's machine-time price).
+    /// Set when the agent's model calls are to come back to the requester, who answers them
+    /// with its own key (the price is then the network's `machine` price).
     #[serde(default)]
-    pub routed: bool,
+    pub routed: Option<JobRouted>,
+}
+
+/// How a requester answers a routed job's model calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRouted {
+    /// The API its provider speaks: `anthropic` (Messages) or `openai` (Responses and Chat
+    /// Completions).
+    pub api: String,
+    /// The one model calls may name.
+    pub model: String,
+}
+
+/// The tier whose price a routed job pays: machine time only.
+pub const MACHINE_TIER: &str = "machine";
+/// Largest model call or answer body carried inline in its message; larger ones are fetched
+/// in chunks ([`JobFile::Call`], [`JobFile::Answer`]).
+pub const MAX_INLINE_BODY: usize = 48 << 10;
+/// Largest model call or answer body a routed job carries.
+pub const MAX_MODEL_BODY: u64 = 32 << 20;
+/// Most headers a model call carries on.
+pub const MAX_MODEL_HEADERS: usize = 16;
+
+/// One model call of a routed job's agent (acceptor → requester). The requester answers it
+/// with [`JobModelAnswer`] once its provider has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobModelCall {
+    /// The job.
+    pub job: String,
+    /// The call's number in the job, from 0.
+    pub call: u64,
+    /// `messages`, `responses` or `chat_completions`.
+    pub api: String,
+    /// The query string, without `?`.
+    pub query: String,
+    /// Headers to pass on (at most [`MAX_MODEL_HEADERS`], from the gateway's allow list).
+    pub headers: Vec<(String, String)>,
+    /// The body's size in bytes.
+    pub size: u64,
+    /// Its SHA-256 (hex).
+    pub sha256: String,
+    /// The body, when at most [`MAX_INLINE_BODY`]; else fetched as [`JobFile::Call`].
+    pub body: Option<serde_bytes::ByteBuf>,
+}
+
+/// The requester's answer to a model call (requester → acceptor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobModelAnswer {
+    /// The job.
+    pub job: String,
+    /// The call answered.
+    pub call: u64,
+    /// The HTTP status the agent gets.
+    pub status: u16,
+    /// The content type.
+    pub content_type: String,
+    /// The body's size in bytes.
+    pub size: u64,
+    /// Its SHA-256 (hex).
+    pub sha256: String,
+    /// The body, when at most [`MAX_INLINE_BODY`]; else fetched as [`JobFile::Answer`].
+    pub body: Option<serde_bytes::ByteBuf>,
 }
 
 /// An acceptor's offer to run an announced job (acceptor → requester).
@@ -118,6 +179,10 @@ pub enum JobFile {
     Package,
     /// The result (the requester fetches it from the acceptor).
     Result,
+    /// A routed job's model call body (the requester fetches it from the acceptor).
+    Call(u64),
+    /// The answer to a model call (the acceptor fetches it from the requester).
+    Answer(u64),
 }
 
 /// One step of an agent's work, as the acceptor reports it.

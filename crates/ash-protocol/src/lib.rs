@@ -38,9 +38,10 @@ pub use events::{
     TurnCancelled, TurnCompleted, TurnFailed, TurnStarted,
 };
 pub use job::{
-    JOB_CHUNK_BYTES, JobAnnounce, JobAssign, JobEnd, JobFile, JobManifest, JobOffer, JobStep,
-    JobSummary, JobTerms, MAX_ANNOUNCED_AGENTS, MAX_JOB_NAME, MAX_MANIFEST_MODELS,
-    MAX_PROGRESS_STEPS, MAX_PROGRESS_TEXT, MAX_SEALED_PROMPT_BYTES,
+    JOB_CHUNK_BYTES, JobAnnounce, JobAssign, JobEnd, JobFile, JobManifest, JobModelAnswer,
+    JobModelCall, JobOffer, JobRouted, JobStep, JobSummary, JobTerms, MACHINE_TIER,
+    MAX_ANNOUNCED_AGENTS, MAX_INLINE_BODY, MAX_JOB_NAME, MAX_MANIFEST_MODELS, MAX_MODEL_BODY,
+    MAX_MODEL_HEADERS, MAX_PROGRESS_STEPS, MAX_PROGRESS_TEXT, MAX_SEALED_PROMPT_BYTES,
 };
 pub use model::{
     AssistantPart, FinishReason, Message, ModelEvent, ModelResponse, ReasoningEffort, ToolCall,

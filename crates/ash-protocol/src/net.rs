@@ -87,6 +87,10 @@ pub enum PeerRequest {
         /// Canonical entry bytes.
         entries: Vec<serde_bytes::ByteBuf>,
     },
+    /// A routed job's agent calls its model (to the requester).
+    JobModelCall(crate::JobModelCall),
+    /// The requester's answer to a model call (to the acceptor).
+    JobModelAnswer(crate::JobModelAnswer),
 }
 
 /// What a new identity shows for its signup bonus.
@@ -112,7 +116,7 @@ pub const MAX_INVITE_BYTES: usize = 128;
 
 /// The `type` of every [`PeerRequest`] this version knows. A request of another type is a
 /// newer peer's: answered `unsupported`, not held against it.
-pub const REQUEST_TYPES: [&str; 12] = [
+pub const REQUEST_TYPES: [&str; 14] = [
     "info",
     "ledger_heads",
     "ledger_entries",
@@ -125,6 +129,8 @@ pub const REQUEST_TYPES: [&str; 12] = [
     "job_done",
     "job_status",
     "job_settled",
+    "job_model_call",
+    "job_model_answer",
 ];
 
 /// The `type` of every [`Gossip`] message this version knows; others are a newer peer's and
@@ -322,6 +328,25 @@ mod tests {
             },
             PeerRequest::JobStatus { job: String::new() },
             PeerRequest::JobSettled { job: String::new(), entries: Vec::new() },
+            PeerRequest::JobModelCall(crate::JobModelCall {
+                job: String::new(),
+                call: 0,
+                api: String::new(),
+                query: String::new(),
+                headers: Vec::new(),
+                size: 0,
+                sha256: String::new(),
+                body: None,
+            }),
+            PeerRequest::JobModelAnswer(crate::JobModelAnswer {
+                job: String::new(),
+                call: 0,
+                status: 200,
+                content_type: String::new(),
+                size: 0,
+                sha256: String::new(),
+                body: None,
+            }),
         ];
         let kinds: Vec<String> = requests.iter().map(kind).collect();
         assert_eq!(kinds, REQUEST_TYPES);
@@ -336,7 +361,7 @@ mod tests {
                 size: 0,
                 price: 0,
                 expires: 0,
-                routed: false,
+                routed: None,
             }),
         ];
         let kinds: Vec<String> = gossip.iter().map(kind).collect();

@@ -2,17 +2,19 @@
 //! `$ASH_HOME/agents/coder`), run by the harness engine in the job's workspace with its tools
 //! in the sandbox, on the acceptor's model provider (or a scripted replay).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use ash_core::{Engine, EngineConfig, Inbound, MemoryStore};
-use ash_llm::{Client, ClientConfig, Model};
+use ash_llm::gateway::{Gateway, GatewayConfig};
+use ash_llm::{Client, ClientConfig, Model, ProviderTable};
 use ash_node::{AgentEnd, AgentWork, JobAgent};
 use ash_protocol::{Action, ActionOutput, ActionStatus, EventBody, JobManifest, JobStep, RunMode};
 use ash_sandbox::Sandbox;
-use ash_spec::{AgentSpec, ModelRef};
+use ash_spec::{AgentSpec, ModelRef, Provider, ProviderApi};
 
 use crate::config;
 
@@ -71,6 +73,10 @@ impl JobAgent for BuiltinAgent {
         Some(self.model.name().to_owned())
     }
 
+    fn routable(&self, _api: &str) -> bool {
+        true
+    }
+
     fn sandbox(&self) -> &str {
         self.sandbox.backend().as_str()
     }
@@ -83,6 +89,17 @@ impl JobAgent for BuiltinAgent {
             (self.spec.clone(), self.model.clone(), self.dir.clone(), Arc::clone(&self.sandbox));
         let model_name = model.name().to_owned();
         Box::pin(async move {
+            // A routed job's calls go through a gateway on loopback to the requester, with a
+            // placeholder key; the engine calls the model the terms name.
+            let mut gateway = None;
+            let (model, model_name) = match &work.routed {
+                Some(routed) => {
+                    let (gw, model) = routed_model(routed, &work.model).await?;
+                    gateway = Some(gw);
+                    (model, work.model.clone())
+                }
+                None => (model, model_name),
+            };
             let runs = work.scratch.join("runs");
             let mut engine_config = EngineConfig::new(&dir, runs);
             engine_config.workspace = Some(work.workspace.clone());
@@ -93,11 +110,15 @@ impl JobAgent for BuiltinAgent {
                 .map_err(|e| format!("the agent could not start: {e}"))?;
             let result = drive(&engine, work.prompt, &work.progress).await;
             engine.shutdown().await;
+            let called = match gateway {
+                Some(gateway) => gateway.stop().await.models.into_iter().collect(),
+                None => vec![model_name],
+            };
             let (summary, usage) = result?;
             let manifest = JobManifest {
                 agent: "builtin".to_owned(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
-                models: vec![model_name],
+                models: called,
                 calls: usage.0,
                 input_tokens: usage.1,
                 output_tokens: usage.2,
@@ -105,6 +126,41 @@ impl JobAgent for BuiltinAgent {
             Ok(AgentEnd { summary, manifest })
         })
     }
+}
+
+/// A gateway on loopback whose calls go to a routed job's requester, and the model `name`
+/// behind it as the engine calls it.
+async fn routed_model(
+    routed: &Arc<ash_node::RoutedModel>,
+    name: &str,
+) -> Result<(Gateway, Model), String> {
+    let mut token = [0u8; 24];
+    getrandom::fill(&mut token).map_err(|e| e.to_string())?;
+    let token = format!("ash-run-{}", ash_identity::encode_hex(&token));
+    let upstream = Arc::new(super::routing::ToRequester(Arc::clone(routed)));
+    let config = GatewayConfig {
+        token: token.clone(),
+        model: Some(name.to_owned()),
+        max_calls: None,
+        max_tokens: None,
+    };
+    let gateway = Gateway::start(upstream, config, None, true)
+        .await
+        .map_err(|e| format!("starting the model gateway: {e}"))?;
+    let api =
+        if routed.api() == "anthropic" { ProviderApi::Anthropic } else { ProviderApi::OpenAi };
+    let env = BTreeMap::from([("ASH_ROUTED_KEY".to_owned(), token)]);
+    let mut table = ProviderTable::builtin(&env);
+    let layer = Provider {
+        api,
+        base_url: gateway.base_url(),
+        api_key_env: Some("ASH_ROUTED_KEY".to_owned()),
+    };
+    table.apply("routed", &layer, &env);
+    let client = Client::new(table, ClientConfig::default()).map_err(|e| e.to_string())?;
+    let model_ref = ModelRef::parse(&format!("routed/{name}"))?;
+    let model = client.model(&model_ref, Path::new(".")).map_err(|e| e.to_string())?;
+    Ok((gateway, model))
 }
 
 /// Model calls, input tokens and output tokens of a run.

@@ -241,6 +241,10 @@ impl JobAgent for CliAgent {
         self.models.get(tier).cloned()
     }
 
+    fn routable(&self, api: &str) -> bool {
+        api == self.kind.provider()
+    }
+
     fn sandbox(&self) -> &str {
         self.sandbox.backend().as_str()
     }
@@ -257,10 +261,14 @@ impl JobAgent for CliAgent {
         };
         Box::pin(async move {
             let cancel = CancellationToken::new();
-            let upstream =
-                DirectUpstream::new(&run.provider, Duration::from_secs(10), cancel.clone())
-                    .map_err(|e| format!("the model provider cannot be used: {e}"))?;
-            let result = run.go(work, Arc::new(upstream)).await;
+            let upstream: Arc<dyn Upstream> = match &work.routed {
+                Some(routed) => Arc::new(super::routing::ToRequester(Arc::clone(routed))),
+                None => Arc::new(
+                    DirectUpstream::new(&run.provider, Duration::from_secs(10), cancel.clone())
+                        .map_err(|e| format!("the model provider cannot be used: {e}"))?,
+                ),
+            };
+            let result = run.go(work, upstream).await;
             cancel.cancel();
             result
         })

@@ -8,6 +8,7 @@
 mod builtin;
 mod external;
 mod keys;
+mod routing;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use ash_sandbox::Sandbox;
 pub(crate) use builtin::BuiltinAgent;
 pub(crate) use external::{CliAgent, CliKind, detect};
 pub(crate) use keys::login;
+pub(crate) use routing::{OwnProvider, family};
 
 use crate::config;
 
@@ -53,30 +55,35 @@ pub(crate) fn key_source(provider: &ProviderConfig) -> Result<String, String> {
     }
 }
 
-/// Claude Code or Codex, ready to serve: installed, running in `sandbox`, with an API key;
-/// the tiers it serves are its defaults with `overrides` (`TIER=MODEL`) on top, among
-/// `priced`.
+/// Claude Code or Codex, ready to serve: installed and running in `sandbox`. With an API key
+/// it serves its tiers (its defaults with `overrides`, `TIER=MODEL`, on top, among `priced`);
+/// without one, only jobs whose model calls go back to their requester (`routed`), and says
+/// why not the rest.
 pub(crate) async fn external(
     kind: CliKind,
     path: &str,
     overrides: &BTreeMap<String, String>,
     priced: &[String],
+    routed: bool,
     sandbox: Arc<Sandbox>,
-) -> anyhow::Result<CliAgent> {
+) -> anyhow::Result<(CliAgent, Option<String>)> {
     let installed = detect(kind, path, &sandbox).await.map_err(|e| anyhow::anyhow!(e))?;
     let provider = provider(kind.provider())?;
-    if let Err(why) = key_source(&provider) {
-        bail!("the {} agent cannot serve: {why}", kind.name());
-    }
     let mut models = kind.default_models();
     models.extend(overrides.iter().map(|(t, m)| (t.clone(), m.clone())));
     models.retain(|tier, _| priced.contains(tier));
-    if models.is_empty() {
-        bail!(
+    let without = match key_source(&provider) {
+        Ok(_) if models.is_empty() && !routed => bail!(
             "the {} agent serves no tier this network prices; name one with --tier-model {}:TIER=MODEL",
             kind.name(),
             kind.name()
-        );
-    }
-    Ok(CliAgent::new(kind, installed, models, provider, sandbox))
+        ),
+        Ok(_) => None,
+        Err(why) if routed => {
+            models.clear();
+            Some(why)
+        }
+        Err(why) => bail!("the {} agent cannot serve: {why}", kind.name()),
+    };
+    Ok((CliAgent::new(kind, installed, models, provider, sandbox), without))
 }

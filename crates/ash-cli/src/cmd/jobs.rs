@@ -90,21 +90,28 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
             (_, Some(cli)) => {
                 let path = config::process_env().get("PATH").cloned().unwrap_or_default();
                 let mine = overrides.get(cli.name()).cloned().unwrap_or_default();
-                let agent = rt.block_on(crate::agents::external(
+                let (agent, without) = rt.block_on(crate::agents::external(
                     cli,
                     &path,
                     &mine,
                     &priced,
+                    !args.no_routed,
                     Arc::clone(&sandbox),
                 ))?;
-                let models: Vec<String> =
+                let mut serves: Vec<String> =
                     agent.models().iter().map(|(t, m)| format!("{m} for {t}")).collect();
+                if !args.no_routed {
+                    serves.push("routed jobs (the requester's model and key)".into());
+                }
                 output::note(&format!(
                     "agent {}: {} · {}",
                     cli.name(),
                     agent.version(),
-                    models.join(", ")
+                    serves.join(", ")
                 ));
+                if let Some(why) = without {
+                    output::note(&format!("  only routed jobs: {why}"));
+                }
                 agents.push(Arc::new(agent));
             }
             _ => {}
@@ -113,6 +120,7 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
     let serve = ServeConfig {
         agents,
         tiers: args.tiers.clone(),
+        routed: !args.no_routed,
         max_concurrent: args.max_concurrent.clamp(1, ash_node::MAX_CONCURRENT_JOBS),
         max_jobs: args.jobs,
         max_package_bytes: args.max_package_mb.saturating_mul(1 << 20),
@@ -224,9 +232,15 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
             list.join("\n")
         );
     }
-    let tier = match &args.tier {
-        Some(tier) => tier.clone(),
-        None => chosen_tier(&home),
+    let routed = if args.route { Some(routing(args)?) } else { None };
+    let tier = match (&args.tier, &routed) {
+        (Some(tier), None) => tier.clone(),
+        (Some(_), Some(_)) => bail!(
+            "--route pays for machine time (the `{}` tier); leave --tier out",
+            ash_protocol::MACHINE_TIER
+        ),
+        (None, Some(_)) => ash_protocol::MACHINE_TIER.to_owned(),
+        (None, None) => chosen_tier(&home),
     };
     let node_config = requester_node(&home, args)?;
     let spec = JobSpec {
@@ -240,9 +254,47 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         choose_after: Duration::from_millis(300),
         run_time: Duration::from_secs(args.max_run_minutes.max(1) * 60),
         repo: Some(repo.clone()),
+        routed,
     };
     follow(args, &home, identity, node_config, &repo, |jobs, events| {
         Box::pin(async move { jobs.request(spec, events).await })
+    })
+}
+
+/// `ash run --route`: this machine's provider answers the agent's model calls.
+fn routing(args: &RunArgs) -> anyhow::Result<ash_node::Routing> {
+    let [agent] = args.agents.as_slice() else {
+        bail!("--route takes one --agent: its model calls must speak one provider's API");
+    };
+    let model = match (args.model.as_deref(), agent.as_str()) {
+        (Some(model), _) => model.to_owned(),
+        (None, "claude") => "anthropic/claude-sonnet-4-5".to_owned(),
+        (None, "codex") => "openai/gpt-5.5".to_owned(),
+        (None, _) => {
+            bail!("--route with the {agent} agent: name the model with --model PROVIDER/MODEL")
+        }
+    };
+    let model =
+        ash_spec::ModelRef::parse(&model).map_err(|e| anyhow::anyhow!("--model {model}: {e}"))?;
+    let provider = crate::agents::provider(model.provider())?;
+    if let Err(why) = crate::agents::key_source(&provider) {
+        bail!("--route answers with your own key: {why}");
+    }
+    let api = crate::agents::family(provider.api);
+    let fits = match agent.as_str() {
+        "claude" => api == "anthropic",
+        "codex" => api == "openai",
+        _ => true,
+    };
+    if !fits {
+        bail!("the {agent} agent cannot call {} (an {api} provider)", model.provider());
+    }
+    Ok(ash_node::Routing {
+        api: api.to_owned(),
+        model: model.model().to_owned(),
+        max_calls: args.max_calls,
+        max_tokens: args.max_tokens,
+        provider: Arc::new(crate::agents::OwnProvider::new(&provider)?),
     })
 }
 

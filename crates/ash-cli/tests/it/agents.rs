@@ -258,3 +258,93 @@ fn subscription_sign_ins_and_refused_keys_are_not_stored() {
         stderr(&out)
     );
 }
+
+#[test]
+fn routed_jobs_are_answered_with_the_requesters_key_for_every_agent() {
+    let clis = need_clis!();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let model = rt.block_on(FakeModelServer::start());
+    model.repeat().push(Reply::edit("ROUTED.md", "routed\n", "Wrote ROUTED.md."));
+    let served = Served::new(&clis, &model);
+    let pair = &served.pair;
+    // Alice has no key at all: she serves routed jobs only, with every agent.
+    std::fs::remove_file(pair.alice.join("config.toml")).unwrap();
+    std::fs::write(
+        pair.bob.join("config.toml"),
+        format!(
+            "[providers.anthropic]\nbase_url = \"{url}\"\n\n[providers.openai]\nbase_url = \"{url}\"\n",
+            url = model.base_url()
+        ),
+    )
+    .unwrap();
+    let (serve, lines, address) =
+        served.serve(&["--agents", "claude,codex,builtin", "--model", "scripted"]);
+    pair.bonus(&address);
+    for (target, key) in [("anthropic", anthropic_key()), ("openai", openai_key())] {
+        let mut child = ash(&pair.bob)
+            .args(["login", target, "--stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(format!("{key}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let cases = [
+        ("claude", None, "claude-sonnet-4-5", "/v1/messages"),
+        ("codex", None, "gpt-5.5", "/v1/responses"),
+        ("builtin", Some("anthropic/claude-routed"), "claude-routed", "/v1/messages"),
+    ];
+    let mut spent = 0;
+    for (agent, chosen, called, path) in cases {
+        let before = model.requests().len();
+        let mut args = vec!["say hello", "--agent", agent, "--route", "--yes"];
+        if let Some(chosen) = chosen {
+            args.extend(["--model", chosen]);
+        }
+        let out = pair.run(&address, &args);
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        assert_eq!(out.status.code(), Some(0), "{agent}: {}\n{result}", stderr(&out));
+        assert_eq!(
+            (result["outcome"].as_str(), result["paid"].as_u64(), result["models"].clone()),
+            (Some("accept"), Some(1), serde_json::json!([called])),
+            "{agent}: {result}"
+        );
+        spent += 1;
+        let repo = &pair.repo;
+        assert_eq!(std::fs::read_to_string(repo.join("ROUTED.md")).unwrap(), "routed\n");
+        run_ok(std::process::Command::new("git").current_dir(repo).args(["add", "-A"]));
+        run_ok(std::process::Command::new("git").current_dir(repo).args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            agent,
+        ]));
+        std::fs::remove_file(repo.join("ROUTED.md")).unwrap();
+        run_ok(
+            std::process::Command::new("git").current_dir(repo).args(["commit", "-qam", "undo"]),
+        );
+        // Every call of this job went to Bob's provider with Bob's key, for the one model.
+        let requests = model.requests();
+        let calls: Vec<_> = requests[before..].iter().filter(|r| r.path == path).collect();
+        assert!(calls.len() >= 2, "{agent}: {requests:#?}");
+        for call in calls {
+            let key = call.headers.get("x-api-key").cloned().or_else(|| {
+                call.headers
+                    .get("authorization")
+                    .map(|v| v.trim_start_matches("Bearer ").to_owned())
+            });
+            let expected = if path == "/v1/messages" { anthropic_key() } else { openai_key() };
+            assert_eq!(key, Some(expected), "{agent}");
+            assert_eq!(call.body["model"], called, "{agent}");
+        }
+    }
+    let (events, log) = stop_all(serve, lines);
+    assert!(!format!("{events:?}{log}").contains(KEY_TAIL));
+    assert_eq!(credits(&pair.bob), (100, 0, spent, 0, 100 - spent));
+}

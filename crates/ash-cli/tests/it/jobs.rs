@@ -316,8 +316,9 @@ fn rejecting_a_result_pays_half_and_changes_nothing() {
     let unknown = ash(&pair.bob).args(["set", "gpt-9"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
-        stderr(&unknown)
-            .contains("unknown tier `gpt-9`; this network prices codex, haiku, opus, sonnet")
+        stderr(&unknown).contains(
+            "unknown tier `gpt-9`; this network prices codex, haiku, machine, opus, sonnet"
+        )
     );
     let out = pair.run(&address, &["resolve the TODO", "--no-apply"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -9,8 +9,9 @@ use ash_identity::NodeId;
 use ash_ledger::{Body, Collect, Entry, Hash, MAX_ENTRY_BYTES, Outcome, Verdict};
 use ash_pack::{Expect, JobId, Recipient};
 use ash_protocol::{
-    JobAnnounce, JobAssign, JobEnd, JobFile, JobOffer, JobStep, JobSummary, LogStart,
-    MAX_PROGRESS_STEPS, MAX_PROGRESS_TEXT, MAX_SEALED_PROMPT_BYTES, PeerRequest, PeerResponse,
+    JobAnnounce, JobAssign, JobEnd, JobFile, JobOffer, JobRouted, JobStep, JobSummary, LogStart,
+    MACHINE_TIER, MAX_JOB_NAME, MAX_PROGRESS_STEPS, MAX_PROGRESS_TEXT, MAX_SEALED_PROMPT_BYTES,
+    PeerRequest, PeerResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -50,6 +51,7 @@ pub(crate) struct Offered {
     tier: String,
     agent: String,
     model: String,
+    routed: Option<JobRouted>,
     price: u64,
     expires: u64,
 }
@@ -103,6 +105,9 @@ pub struct AcceptorRecord {
     /// The model the terms name.
     #[serde(default)]
     pub model: String,
+    /// Set when the job's model calls go back to its requester.
+    #[serde(default)]
+    pub routed: Option<JobRouted>,
     /// The price.
     pub price: u64,
     /// The reservation's id (hex).
@@ -135,14 +140,20 @@ impl Jobs {
         }
         let now = now_ms();
         let served_tier = serve.tiers.is_empty() || serve.tiers.contains(&announce.tier);
-        // The first agent asked for that serves the tier, and the model it runs for it.
+        // The first agent asked for that serves the tier (or speaks the routed job's API),
+        // and the model it runs.
+        let routed = announce.routed.as_ref();
         let agent = serve.agents.iter().find_map(|a| {
             let asked = announce
                 .agents
                 .iter()
                 .take(ash_protocol::MAX_ANNOUNCED_AGENTS)
                 .any(|k| k == a.kind());
-            let model = if asked { a.model(&announce.tier) } else { None };
+            let model = match routed {
+                _ if !asked => None,
+                Some(r) => a.routable(&r.api).then(|| r.model.clone()),
+                None => a.model(&announce.tier),
+            };
             model.map(|model| (a, model))
         });
         let why_not = if announce.expires <= now || announce.expires > now + MAX_ANNOUNCE_TIME_MS {
@@ -151,8 +162,12 @@ impl Jobs {
             Some(format!("tier {} not served", announce.tier))
         } else if self.genesis.price(&announce.tier) != Some(announce.price) {
             Some(format!("price {} is not the network's for {}", announce.price, announce.tier))
-        } else if announce.routed {
-            Some("model calls routed to the requester are not served".to_owned())
+        } else if routed.is_some() != (announce.tier == MACHINE_TIER) {
+            Some(format!("only a routed job is priced as {MACHINE_TIER} time, and it always is"))
+        } else if routed.is_some() && !serve.routed {
+            Some("jobs whose model calls go to their requester are not served".to_owned())
+        } else if routed.is_some_and(|r| r.model.is_empty() || r.model.len() > MAX_JOB_NAME) {
+            Some("the routed model's name is empty or too long".to_owned())
         } else if agent.is_none() {
             Some("no agent asked for serves the tier".to_owned())
         } else if announce.size > serve.limits.max_total_bytes {
@@ -191,6 +206,7 @@ impl Jobs {
                     tier: announce.tier.clone(),
                     agent: agent.kind().to_owned(),
                     model: model.clone(),
+                    routed: announce.routed.clone(),
                     price: announce.price,
                     expires: announce.expires + OFFER_GRACE_MS,
                 },
@@ -251,6 +267,7 @@ impl Jobs {
             tier: assign.terms.tier.clone(),
             agent: assign.terms.agent.clone(),
             model: assign.terms.model.clone(),
+            routed: offered.routed.clone(),
             price: assign.terms.price,
             reserve: entry.id().to_string(),
             deadline: reserve.deadline,
@@ -317,7 +334,7 @@ impl Jobs {
             || terms.agent != offered.agent
             || terms.model != offered.model
             || terms.price != offered.price
-            || terms.routed
+            || terms.routed != offered.routed.is_some()
         {
             return Err("the terms are not the ones offered".into());
         }
@@ -501,7 +518,7 @@ impl Jobs {
     }
 
     /// Unpacks, runs the agent, extracts and seals the diff, signs the commitment.
-    async fn run(&self, record: &AcceptorRecord) -> Result<JobEnd, String> {
+    async fn run(self: &Arc<Self>, record: &AcceptorRecord) -> Result<JobEnd, String> {
         let Some(serve) = self.serve.clone() else {
             return Err("this node no longer serves jobs".into());
         };
@@ -582,6 +599,10 @@ impl Jobs {
             prompt,
             model: record.model.clone(),
             run_time,
+            routed: record
+                .routed
+                .as_ref()
+                .map(|r| Arc::new(self.routed_model(&record.job, requester, r))),
             progress,
         });
         let outcome = tokio::time::timeout(run_time, run).await;

@@ -8,6 +8,7 @@
 
 mod acceptor;
 mod requester;
+mod routed;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub use acceptor::{AcceptorRecord, AcceptorState};
 pub use requester::{
     Delivered, JobEvent, JobSpec, Requested, RequesterRecord, RequesterState, Settlement,
 };
+pub use routed::{ModelProvider, RoutedAnswer, RoutedCall, RoutedModel, Routing};
 
 use crate::ledger::{Ledger, now_ms};
 use crate::node::lock;
@@ -55,6 +57,9 @@ pub trait JobAgent: Send + Sync {
     /// The model it runs for jobs of `tier`, as offers name it; `None`: it does not serve
     /// the tier.
     fn model(&self, tier: &str) -> Option<String>;
+    /// Whether it can run routed jobs whose requester answers in `api` (`anthropic` or
+    /// `openai`): Claude Code speaks only the first, Codex only the second.
+    fn routable(&self, api: &str) -> bool;
     /// The sandbox backend it runs in.
     fn sandbox(&self) -> &str;
     /// Works on `work.workspace` as `work.prompt` asks, calling only `work.model`; returns the
@@ -82,6 +87,9 @@ pub struct AgentWork {
     pub model: String,
     /// How long the run may take at most (it is cut off then).
     pub run_time: Duration,
+    /// Set for a routed job: the agent's model calls go to the requester through this, and
+    /// this node's own key is never used.
+    pub routed: Option<Arc<RoutedModel>>,
     /// Where the agent reports its steps (bounded; a full queue drops steps).
     pub progress: mpsc::Sender<JobStep>,
 }
@@ -113,6 +121,9 @@ pub struct ServeConfig {
     pub agents: Vec<Arc<dyn JobAgent>>,
     /// The tiers served (empty: every tier the genesis prices).
     pub tiers: Vec<String>,
+    /// Whether jobs whose model calls go back to their requester are served (priced as
+    /// machine time).
+    pub routed: bool,
     /// Jobs run at once (at most [`MAX_CONCURRENT_JOBS`]).
     pub max_concurrent: usize,
     /// Jobs to take before this node stops offering (`None`: no end).
@@ -212,6 +223,10 @@ pub struct Jobs {
     pub(crate) running: Arc<Semaphore>,
     pub(crate) taken: Mutex<u64>,
     answers: Arc<Semaphore>,
+    /// Requester: routed jobs followed here, whose model calls it answers.
+    routes: Mutex<HashMap<String, Arc<routed::Route>>>,
+    /// Acceptor: model calls of routed jobs waiting on their requester, by job and number.
+    calls: Mutex<HashMap<(String, u64), routed::Pending>>,
     tasks: Mutex<JoinSet<()>>,
 }
 
@@ -314,6 +329,8 @@ impl Jobs {
             running: Arc::new(Semaphore::new(slots)),
             taken: Mutex::new(0),
             answers: Arc::new(Semaphore::new(MAX_JOB_ANSWERS)),
+            routes: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
         }))
     }
@@ -507,6 +524,8 @@ impl Jobs {
             | PeerRequest::JobDone { job, .. }
             | PeerRequest::JobStatus { job }
             | PeerRequest::JobSettled { job, .. } => job.clone(),
+            PeerRequest::JobModelCall(c) => c.job.clone(),
+            PeerRequest::JobModelAnswer(a) => a.job.clone(),
             _ => return PeerResponse::error("unsupported", "not a job message"),
         };
         if !valid_job_id(&job) {
@@ -527,6 +546,13 @@ impl Jobs {
             PeerRequest::JobChunk { file: ash_protocol::JobFile::Result, index, .. } => {
                 self.result_chunk(&job, from, index).await
             }
+            PeerRequest::JobChunk {
+                file: file @ (ash_protocol::JobFile::Call(_) | ash_protocol::JobFile::Answer(_)),
+                index,
+                ..
+            } => self.model_chunk(&job, from, file, index),
+            PeerRequest::JobModelCall(call) => self.model_call(from, call),
+            PeerRequest::JobModelAnswer(answer) => self.model_answer(from, answer),
             PeerRequest::JobStatus { .. } => self.status(&job, from).await,
             PeerRequest::JobSettled { entries, .. } => self.settled(&job, from, entries).await,
             _ => PeerResponse::error("unsupported", "not a job message"),
@@ -690,5 +716,7 @@ const fn file_name(file: ash_protocol::JobFile) -> &'static str {
     match file {
         ash_protocol::JobFile::Package => "package",
         ash_protocol::JobFile::Result => "result",
+        ash_protocol::JobFile::Call(_) => "model call",
+        ash_protocol::JobFile::Answer(_) => "model answer",
     }
 }

@@ -9,11 +9,12 @@ use ash_ledger::{Body, Credits, Decide, Entry, Hash, Outcome, Receipt, Release, 
 use ash_pack::{Expect, JobId, PackOptions, PatchFile, Recipient, Walk};
 use ash_protocol::{
     Gossip, JobAnnounce, JobAssign, JobEnd, JobManifest, JobStep, JobSummary, JobTerms,
-    PeerRequest, PeerResponse,
+    MACHINE_TIER, PeerRequest, PeerResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::routed::Routing;
 use super::{
     Inbound, JobError, Jobs, MAX_PROMPT_BYTES, Offer, file_sha256, hash_file, remove, sha256_hex,
 };
@@ -51,6 +52,9 @@ pub struct JobSpec {
     pub run_time: Duration,
     /// The repository, for the record.
     pub repo: Option<PathBuf>,
+    /// Set when the agent's model calls are to come back here and be answered with this
+    /// node's own provider; the tier is then [`MACHINE_TIER`].
+    pub routed: Option<Routing>,
 }
 
 /// What happens to a job, as the requester follows it.
@@ -270,6 +274,21 @@ impl Jobs {
                 spec.prompt.len()
             )));
         }
+        if spec.routed.is_some() != (spec.tier == MACHINE_TIER) {
+            return Err(JobError::Refused(format!(
+                "a job whose model calls come back here is priced as `{MACHINE_TIER}` time, and only it is"
+            )));
+        }
+        if let Some(routing) = &spec.routed
+            && (routing.model.is_empty()
+                || routing.model.len() > ash_protocol::MAX_JOB_NAME
+                || !matches!(routing.api.as_str(), "anthropic" | "openai"))
+        {
+            return Err(JobError::Refused(
+                "a routed job names a model (at most 64 bytes) of an anthropic or openai provider"
+                    .into(),
+            ));
+        }
         let Some(price) = self.genesis.price(&spec.tier) else {
             let tiers: Vec<String> = self.genesis.price_list().into_keys().collect();
             return Err(JobError::Refused(format!(
@@ -329,7 +348,7 @@ impl Jobs {
             size: spec.walk.total_size(),
             price,
             expires,
-            routed: false,
+            routed: spec.routed.as_ref().map(Routing::announced),
         });
         let start = Instant::now();
         let mut published = false;
@@ -363,8 +382,11 @@ impl Jobs {
                 }
                 message = inbound.recv() => match message {
                     Some((from, Inbound::Offer(offer))) if offer.acceptor == from => {
+                        let model_ok =
+                            spec.routed.as_ref().is_none_or(|r| r.model == offer.model);
                         if from != self.me.node_id()
                             && spec.agents.contains(&offer.agent)
+                            && model_ok
                             && !offers.iter().any(|o| o.acceptor == from)
                         {
                             first.get_or_insert_with(Instant::now);
@@ -437,7 +459,7 @@ impl Jobs {
             prompt: sha256_hex(spec.prompt.as_bytes()),
             agent: offer.agent.clone(),
             model: offer.model.clone(),
-            routed: false,
+            routed: spec.routed.is_some(),
         };
         let Some(terms_hash) = ledger_terms(&terms).and_then(|t| t.digest()) else {
             return Err(JobError::Refused("the tier or agent name is too long".into()));
@@ -457,6 +479,9 @@ impl Jobs {
         self.put_requested(&record).await?;
         self.announce_head().await;
         let _ = events.send(JobEvent::Reserved { amount: price }).await;
+
+        // A routed job's model calls are answered from here on, while this follows it.
+        let _route = spec.routed.clone().map(|r| self.follow_routed(&job, acceptor, r));
 
         // Assign.
         let assign = PeerRequest::JobAssign(JobAssign {

@@ -15,8 +15,8 @@ use ash_ledger::{
 };
 use ash_net::{Net, NetEvent, NetHandle};
 use ash_node::{
-    AgentEnd, AgentWork, JobAgent, JobError, JobSpec, Ledger, Node, NodeConfig, NodeEvent,
-    Requested, ServeConfig,
+    AgentEnd, AgentWork, JobAgent, JobError, JobSpec, Ledger, ModelProvider, Node, NodeConfig,
+    NodeEvent, Requested, RoutedAnswer, RoutedCall, Routing, ServeConfig,
 };
 use ash_pack::{JobId, Recipient};
 use ash_protocol::{
@@ -110,6 +110,9 @@ impl JobAgent for Scribe {
     fn model(&self, _tier: &str) -> Option<String> {
         Some("test/scribe".into())
     }
+    fn routable(&self, _api: &str) -> bool {
+        true
+    }
     fn sandbox(&self) -> &str {
         "none"
     }
@@ -192,6 +195,7 @@ fn spec(walk: ash_pack::Walk, prompt: &str) -> JobSpec {
         choose_after: Duration::ZERO,
         run_time: Duration::from_secs(60),
         repo: None,
+        routed: None,
     }
 }
 
@@ -423,6 +427,7 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
     let limits = ash_pack::Limits { max_total_bytes: 1 << 20, ..ash_pack::Limits::default() };
     let serve = ServeConfig {
         agents: vec![Arc::new(Scribe { runs: Arc::clone(&runs) })],
+        routed: true,
         tiers: Vec::new(),
         max_concurrent: 2,
         max_jobs: None,
@@ -482,7 +487,7 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
             size: 100,
             price: 6,
             expires: ash_node_now() + ms,
-            routed: false,
+            routed: None,
         })
     };
     let announce = |job: &str| announce_for(job, 60_000);
@@ -740,4 +745,207 @@ fn ash_node_now() -> u64 {
         .as_millis()
         .try_into()
         .unwrap()
+}
+
+/// An agent that makes the model calls of its plan (model, body padding) through the routed
+/// model, and writes what came back into `calls.md`.
+struct Caller {
+    plan: Vec<(&'static str, usize)>,
+}
+
+impl JobAgent for Caller {
+    fn kind(&self) -> &str {
+        "builtin"
+    }
+    fn model(&self, _tier: &str) -> Option<String> {
+        None
+    }
+    fn routable(&self, api: &str) -> bool {
+        api == "anthropic"
+    }
+    fn sandbox(&self) -> &str {
+        "none"
+    }
+    fn run(
+        &self,
+        work: AgentWork,
+    ) -> Pin<Box<dyn Future<Output = Result<AgentEnd, String>> + Send>> {
+        let plan = self.plan.clone();
+        Box::pin(async move {
+            let routed = work.routed.ok_or("not a routed job")?;
+            let mut lines = String::new();
+            for (model, pad) in plan {
+                let body = serde_json::json!({"model": model, "pad": "x".repeat(pad)});
+                let call = RoutedCall {
+                    api: "messages".into(),
+                    query: "beta=true".into(),
+                    headers: vec![("anthropic-version".into(), "2023-06-01".into())],
+                    body: body.to_string().into_bytes(),
+                };
+                let answer = routed.call(call).await?;
+                // What came back: its size when answered, else the whole error.
+                let line = if answer.status == 200 && answer.body.iter().all(|b| *b == b'y') {
+                    format!("200 {}", answer.body.len())
+                } else {
+                    format!("{} {}", answer.status, String::from_utf8_lossy(&answer.body))
+                };
+                lines.push_str(&line);
+                lines.push('\n');
+            }
+            std::fs::write(work.workspace.join("calls.md"), &lines).map_err(|e| e.to_string())?;
+            let manifest = JobManifest { models: vec![work.model], ..JobManifest::default() };
+            Ok(AgentEnd { summary: "called".into(), manifest })
+        })
+    }
+}
+
+/// The requester's provider: answers every call with `size` bytes, 10 tokens each, and
+/// records the bodies it was sent.
+struct Echo {
+    size: usize,
+    seen: Arc<Mutex<Vec<(String, usize)>>>,
+}
+
+impl ModelProvider for Echo {
+    fn call(
+        &self,
+        call: RoutedCall,
+    ) -> Pin<Box<dyn Future<Output = Result<RoutedAnswer, String>> + Send + '_>> {
+        Box::pin(async move {
+            self.seen.lock().unwrap().push((call.query.clone(), call.body.len()));
+            Ok(RoutedAnswer {
+                status: 200,
+                content_type: "text/event-stream".into(),
+                body: vec![b'y'; self.size],
+                tokens: 10,
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_jobs_model_calls_are_answered_by_the_requester_within_its_terms() {
+    let genesis = genesis();
+    let root = tempfile::tempdir().unwrap();
+    let (r_dir, a_dir) = (root.path().join("requester"), root.path().join("acceptor"));
+    for dir in [&r_dir, &a_dir] {
+        std::fs::create_dir_all(dir).unwrap();
+        ledger_with(&dir.join("ledger.db"), &genesis, seed(&genesis, 100));
+    }
+    // Small and large bodies both ways (a large one travels in chunks), a call for another
+    // model, and one past the budget of three calls.
+    let plan = vec![
+        ("claude-x", 10),
+        ("claude-x", 200_000),
+        ("claude-other", 10),
+        ("claude-x", 10),
+        ("claude-x", 10),
+    ];
+    let serve = ServeConfig {
+        agents: vec![Arc::new(Caller { plan })],
+        tiers: Vec::new(),
+        routed: true,
+        max_concurrent: 1,
+        max_jobs: None,
+        max_package_bytes: 8 << 20,
+        limits: ash_pack::Limits::default(),
+        run_time: Duration::from_secs(60),
+        git: Arc::new(HostGit),
+    };
+    let mut acceptor = start_node(&ACCEPTOR, &genesis, &a_dir, Some(serve));
+    let a_address = address(&mut acceptor).await;
+    let requester = {
+        let config = NodeConfig {
+            net: net_config(&genesis, vec![a_address.clone()]),
+            ledger: r_dir.join("ledger.db"),
+            genesis: genesis.clone(),
+            info: PeerInfo::default(),
+            authority: None,
+            signup: None,
+            writer: true,
+            jobs_dir: r_dir.join("jobs"),
+            serve: None,
+        };
+        Node::start(Arc::new(REQUESTER.key()), config).unwrap()
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let routing = Routing {
+        api: "anthropic".into(),
+        model: "claude-x".into(),
+        max_calls: 3,
+        max_tokens: 1000,
+        provider: Arc::new(Echo { size: 100_000, seen: Arc::clone(&seen) }),
+    };
+    let jobs = requester.jobs();
+    // A routed job is priced as machine time, and only it is.
+    let mut wrong = spec(repository(&root.path().join("repo")), "call");
+    wrong.routed = Some(routing.clone());
+    let (events, _sink) = tokio::sync::mpsc::channel(64);
+    match jobs.request(wrong, events).await {
+        Err(JobError::Refused(reason)) => assert!(reason.contains("`machine` time"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let mut asked = spec(repository(&root.path().join("repo")), "call");
+    asked.tier = "machine".into();
+    asked.run_time = Duration::from_secs(120);
+    asked.routed = Some(routing);
+    let (events, mut sink) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move { while sink.recv().await.is_some() {} });
+    let delivered = match tokio::time::timeout(WAIT, jobs.request(asked, events)).await.unwrap() {
+        Ok(Requested::Delivered(delivered)) => delivered,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((delivered.price, delivered.mismatch.clone()), (1, None));
+    let patch = String::from_utf8_lossy(&delivered.patch).into_owned();
+    let calls: Vec<&str> = patch.lines().filter_map(|l| l.strip_prefix('+')).skip(1).collect();
+    assert_eq!(
+        calls,
+        [
+            "200 100000",
+            "200 100000",
+            r#"400 {"type":"error","error":{"type":"invalid_request_error","message":"this job's requester answers only for the model `claude-x`, not `claude-other`"}}"#,
+            "200 100000",
+            r#"429 {"type":"error","error":{"type":"budget_exceeded","message":"the requester's budget of 3 model calls for this job is spent"}}"#,
+        ],
+        "{patch}"
+    );
+    // The provider saw the three calls the terms allow, whole, with their query.
+    let seen: Vec<(String, usize)> = seen.lock().unwrap().clone();
+    let sizes: Vec<usize> = seen.iter().map(|(_, n)| *n).collect();
+    let body_len = |pad: usize| {
+        serde_json::json!({"model": "claude-x", "pad": "x".repeat(pad)}).to_string().len()
+    };
+    assert_eq!(sizes, [body_len(10), body_len(200_000), body_len(10)]);
+    assert!(seen.iter().all(|(q, _)| q == "beta=true"));
+    // Nobody else can call on the requester's key, or answer the acceptor's agent.
+    let (outsider, _events, _task) = hostile(&OTHER, &genesis, &a_address).await;
+    let forged_call = PeerRequest::JobModelCall(ash_protocol::JobModelCall {
+        job: delivered.job.clone(),
+        call: 99,
+        api: "messages".into(),
+        query: String::new(),
+        headers: Vec::new(),
+        size: 2,
+        sha256: sha256_hex(b"{}"),
+        body: Some(serde_bytes::ByteBuf::from(b"{}".to_vec())),
+    });
+    let answer = outsider.request(ACCEPTOR.id(), forged_call.clone()).await.unwrap();
+    assert!(matches!(&answer, PeerResponse::Error(e) if e.code == "refused"), "{answer:?}");
+    let forged_answer = PeerRequest::JobModelAnswer(ash_protocol::JobModelAnswer {
+        job: delivered.job.clone(),
+        call: 0,
+        status: 200,
+        content_type: "text/plain".into(),
+        size: 2,
+        sha256: sha256_hex(b"hi"),
+        body: Some(serde_bytes::ByteBuf::from(b"hi".to_vec())),
+    });
+    let answer = outsider.request(ACCEPTOR.id(), forged_answer).await.unwrap();
+    assert!(matches!(&answer, PeerResponse::Error(e) if e.code == "refused"), "{answer:?}");
+    jobs.decide(&delivered.job, ash_ledger::Outcome::Accept).await.unwrap();
+    let ledger = requester.ledger();
+    let account = ledger.lock().unwrap().verifier().account(REQUESTER.id());
+    assert_eq!(account.balance.paid.get(), 1);
+    requester.stop().await;
+    acceptor.stop().await;
 }
