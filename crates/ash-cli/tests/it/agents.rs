@@ -348,3 +348,47 @@ fn routed_jobs_are_answered_with_the_requesters_key_for_every_agent() {
     assert!(!format!("{events:?}{log}").contains(KEY_TAIL));
     assert_eq!(credits(&pair.bob), (100, 0, spent, 0, 100 - spent));
 }
+
+#[test]
+fn a_model_server_that_is_down_or_hangs_ends_the_job_within_its_limits() {
+    let clis = need_clis!();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let model = rt.block_on(FakeModelServer::start());
+    let served = Served::new(&clis, &model);
+    for (target, key) in [("claude", anthropic_key()), ("codex", openai_key())] {
+        let out = served.login(target, &key);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let (serve, lines, address) = served.serve(&["--agents", "claude,codex"]);
+    served.pair.bonus(&address);
+    // Codex against a server that answers 500 to everything (no retries): the job is given up
+    // at once, signed, and nothing is charged.
+    model.repeat().push(Reply::error(500, &serde_json::json!({"error": {"message": "down"}})));
+    let out =
+        served.pair.run(&address, &["say hello", "--agent", "codex", "--tier", "codex", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (result["state"].as_str(), result["paid"].as_u64()),
+        (Some("cancelled"), Some(0)),
+        "{result}"
+    );
+    assert!(result["reason"].as_str().unwrap().starts_with("the agent failed"), "{result}");
+    // Claude against a server that never answers: the run is cut off at its time (the
+    // reservation's minute, less the delivery margin), and nothing is charged.
+    model.clear().push(Reply::Hang);
+    let out = served.pair.run(
+        &address,
+        &["say hello", "--agent", "claude", "--tier", "sonnet", "--yes", "--max-run-minutes", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (result["state"].as_str(), result["paid"].as_u64()),
+        (Some("cancelled"), Some(0)),
+        "{result}"
+    );
+    assert!(result["reason"].as_str().unwrap().contains("ran longer than"), "{result}");
+    let _ = stop_all(serve, lines);
+    assert_eq!(credits(&served.pair.bob), (100, 0, 0, 0, 100));
+}

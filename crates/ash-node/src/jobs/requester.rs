@@ -26,6 +26,8 @@ const SIDE: &str = "requester";
 const MAX_STEPS_PER_JOB: u64 = 4096;
 /// How often an announcement nobody offered for is said again.
 const ANNOUNCE_AGAIN: Duration = Duration::from_millis(500);
+/// Time added to a reservation's deadline for the assignment's way to the acceptor.
+const TRANSIT_MS: u64 = 10_000;
 /// How often a requester asks its acceptor where the job stands, in case a message was lost.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
@@ -464,7 +466,11 @@ impl Jobs {
         let Some(terms_hash) = ledger_terms(&terms).and_then(|t| t.digest()) else {
             return Err(JobError::Refused("the tier or agent name is too long".into()));
         };
-        let deadline = now_ms() + u64::try_from(spec.run_time.as_millis()).unwrap_or(u64::MAX);
+        // The acceptor has `run_time` from when the assignment reaches it: a little more is
+        // given for the messages on the way (an acceptor refuses a deadline under a minute).
+        let deadline = now_ms()
+            .saturating_add(u64::try_from(spec.run_time.as_millis()).unwrap_or(u64::MAX))
+            .saturating_add(TRANSIT_MS);
         let reserve = Body::Reserve(Reserve {
             job: ash_ledger::JobId(id.0),
             acceptor,

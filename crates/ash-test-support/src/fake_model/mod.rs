@@ -343,6 +343,12 @@ impl FakeModelServer {
         self.lock().requests.clone()
     }
 
+    /// Forgets the queued replies (repeat mode stays as it is).
+    pub fn clear(&self) -> &Self {
+        self.lock().replies.clear();
+        self
+    }
+
     /// Replies not yet used.
     pub fn remaining(&self) -> usize {
         self.lock().replies.len()
