@@ -55,6 +55,45 @@ pub(crate) fn key_source(provider: &ProviderConfig) -> Result<String, String> {
     }
 }
 
+/// What `ash status` says of each agent: whether it could serve here (without running it),
+/// as `(kind, serves, detail)` where `serves` is `all` (its tiers and routed jobs), `routed`
+/// (no key: only jobs whose requester answers the model calls) or `none`.
+pub(crate) fn readiness() -> Vec<(&'static str, &'static str, String)> {
+    let mut out = vec![(
+        "builtin",
+        "all",
+        "ash's own coding agent (`ash serve --model PROVIDER/MODEL`)".to_owned(),
+    )];
+    let path = config::process_env().get("PATH").cloned().unwrap_or_default();
+    for kind in CliKind::ALL {
+        let found = path
+            .split(':')
+            .filter(|dir| dir.starts_with('/'))
+            .map(|dir| std::path::Path::new(dir).join(kind.name()))
+            .find(|p| p.is_file());
+        let Some(program) = found else {
+            out.push((
+                kind.name(),
+                "none",
+                format!("not installed (`npm install -g {}`)", kind.package()),
+            ));
+            continue;
+        };
+        let key = provider(kind.provider()).map_err(|e| e.to_string()).and_then(|p| key_source(&p));
+        out.push(match key {
+            Ok(source) => (
+                kind.name(),
+                "all",
+                format!("{} · {} key from {source}", program.display(), kind.provider()),
+            ),
+            Err(why) => {
+                (kind.name(), "routed", format!("{} · routed jobs only: {why}", program.display()))
+            }
+        });
+    }
+    out
+}
+
 /// Claude Code or Codex, ready to serve: installed and running in `sandbox`. With an API key
 /// it serves its tiers (its defaults with `overrides`, `TIER=MODEL`, on top, among `priced`);
 /// without one, only jobs whose model calls go back to their requester (`routed`), and says

@@ -398,7 +398,12 @@ pub(crate) fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     } else {
         (balance, frozen)
     };
+    let agents = crate::agents::readiness();
     if args.json {
+        let agents: Vec<serde_json::Value> = agents
+            .iter()
+            .map(|(kind, serves, detail)| json!({"kind": kind, "serves": serves, "detail": detail}))
+            .collect();
         output::json(&json!({
             "id": id,
             "username": name,
@@ -406,6 +411,7 @@ pub(crate) fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
             "balance": balance,
             "frozen": frozen,
             "node": network,
+            "agents": agents,
         }))?;
     } else {
         let node = match network["node"].as_str() {
@@ -429,8 +435,19 @@ pub(crate) fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
             },
             _ => "node: not running (`ash node` runs one; `ash status --network` looks for peers now)".to_owned(),
         };
+        let agents: String = agents
+            .iter()
+            .map(|(kind, serves, detail)| {
+                let state = match *serves {
+                    "all" => "ready",
+                    "routed" => "routed only",
+                    _ => "not ready",
+                };
+                format!("\n  agent {kind}: {state} — {detail}")
+            })
+            .collect();
         output::stdout(&format!(
-            "\n  {}  ·  {} credits spendable{}\n  id: {id}\n  network: {}\n  received {} · earned {} · paid {} · locked {}\n  {node}\n\n",
+            "\n  {}  ·  {} credits spendable{}\n  id: {id}\n  network: {}\n  received {} · earned {} · paid {} · locked {}\n  {node}{agents}\n\n",
             name.as_deref().unwrap_or("?"),
             balance.spendable.get(),
             if frozen { "  ·  FROZEN (equivocation proven)" } else { "" },

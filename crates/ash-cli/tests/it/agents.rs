@@ -132,6 +132,9 @@ fn claude_code_runs_a_job_with_a_key_it_never_holds() {
     let served = Served::new(&clis, &model);
     let login = served.login("claude", &anthropic_key());
     assert_eq!(login.status.code(), Some(0), "{}", stderr(&login));
+    let status = run_ok(ash(&served.pair.alice).env("PATH", &served.path).arg("status"));
+    assert!(status.contains("agent claude: ready — "), "{status}");
+    assert!(status.contains("anthropic key from `ash login`"), "{status}");
     let (serve, lines, address) = served.serve(&["--agents", "claude"]);
     served.pair.bonus(&address);
     let out =
@@ -277,6 +280,18 @@ fn routed_jobs_are_answered_with_the_requesters_key_for_every_agent() {
         ),
     )
     .unwrap();
+    // `ash status` says what each agent can serve here.
+    let status: Value = serde_json::from_str(&run_ok(
+        ash(&pair.alice).env("PATH", &served.path).args(["status", "--json"]),
+    ))
+    .unwrap();
+    let serves: Vec<(&str, &str)> = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap(), a["serves"].as_str().unwrap()))
+        .collect();
+    assert_eq!(serves, [("builtin", "all"), ("claude", "routed"), ("codex", "routed")]);
     let (serve, lines, address) =
         served.serve(&["--agents", "claude,codex,builtin", "--model", "scripted"]);
     pair.bonus(&address);
