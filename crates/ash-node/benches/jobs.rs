@@ -1,10 +1,12 @@
 //! The job flow's figures, on loopback, between real nodes: the round trip of a job whose
 //! agent makes one edit at once (announce → offer → reserve → package → run → sealed diff →
 //! receipt → applied → decided and collected), the package transfer's throughput (a 49 MB
-//! source tree of 5,000 files, and 64 MiB that does not compress), and one acceptor with 8
-//! jobs at once.
+//! source tree of 5,000 files, and 64 MiB that does not compress), one acceptor with 8 jobs at
+//! once, and the round trip a routed job's model call adds (agent → acceptor → requester →
+//! its provider, answering at once, → back), with small and 200 kB bodies, one call every
+//! 100 ms.
 //!
-//! `cargo bench -p ash-node --bench jobs [-- round-trip|transfer|concurrent]` (README
+//! `cargo bench -p ash-node --bench jobs [-- round-trip|transfer|concurrent|routed]` (README
 //! "Benchmarks"). The requester takes the first offer (the CLI waits 300 ms for more).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
@@ -47,6 +49,9 @@ fn main() {
         }
         if run("concurrent") {
             concurrent().await;
+        }
+        if run("routed") {
+            routed().await;
         }
     });
 }
@@ -93,6 +98,10 @@ struct World {
 }
 
 async fn world(requesters: usize, slots: usize, work: Duration) -> World {
+    world_with(requesters, slots, Arc::new(OneEdit { work })).await
+}
+
+async fn world_with(requesters: usize, slots: usize, agent: Arc<dyn JobAgent>) -> World {
     let root = tempfile::tempdir().unwrap();
     let authority = Identity::insecure_from_label("bench authority");
     let genesis = Genesis::new("jobs-bench", T, BTreeSet::from([authority.node_id()])).unwrap();
@@ -144,7 +153,7 @@ async fn world(requesters: usize, slots: usize, work: Duration) -> World {
         Node::start(Arc::clone(who), config).unwrap()
     };
     let serve = ServeConfig {
-        agents: vec![Arc::new(OneEdit { work })],
+        agents: vec![agent],
         routed: true,
         tiers: Vec::new(),
         max_concurrent: slots,
@@ -394,4 +403,132 @@ fn profile(who: &Identity) -> Body {
         sealing_key: who.sealing_public(),
         created_at: T,
     })
+}
+
+/// An agent that makes `calls` model calls with bodies of `pad` bytes through the routed
+/// model, timing each, then one edit.
+struct Caller {
+    calls: usize,
+    pad: usize,
+    times: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl JobAgent for Caller {
+    fn kind(&self) -> &str {
+        "builtin"
+    }
+    fn model(&self, _tier: &str) -> Option<String> {
+        Some("bench/caller".into())
+    }
+    fn routable(&self, _api: &str) -> bool {
+        true
+    }
+    fn sandbox(&self) -> &str {
+        "none"
+    }
+    fn run(
+        &self,
+        work: AgentWork,
+    ) -> Pin<Box<dyn Future<Output = Result<AgentEnd, String>> + Send>> {
+        let (calls, pad, times) = (self.calls, self.pad, Arc::clone(&self.times));
+        Box::pin(async move {
+            if let Some(routed) = &work.routed {
+                let body = serde_json::json!({"model": work.model, "pad": "x".repeat(pad)});
+                // One call every 100 ms: a model answers far slower than that, and back-to-back
+                // calls would time the per-peer request limit (20 a second), not the way.
+                let mut pace = tokio::time::interval(Duration::from_millis(100));
+                for _ in 0..calls {
+                    pace.tick().await;
+                    let call = ash_node::RoutedCall {
+                        api: "messages".into(),
+                        query: String::new(),
+                        headers: Vec::new(),
+                        body: body.to_string().into_bytes(),
+                    };
+                    let start = Instant::now();
+                    let answer = routed.call(call).await?;
+                    times.lock().unwrap().push(start.elapsed());
+                    assert_eq!(answer.status, 200);
+                }
+            }
+            std::fs::write(work.workspace.join("EDITED.md"), "edited\n")
+                .map_err(|e| e.to_string())?;
+            let manifest =
+                ash_protocol::JobManifest { models: vec![work.model], ..Default::default() };
+            Ok(AgentEnd { summary: "called".into(), manifest })
+        })
+    }
+}
+
+/// Answers every call at once with `size` bytes: what is timed is the way there and back.
+struct Instant0 {
+    size: usize,
+}
+
+impl ash_node::ModelProvider for Instant0 {
+    fn call(
+        &self,
+        _call: ash_node::RoutedCall,
+    ) -> Pin<Box<dyn Future<Output = Result<ash_node::RoutedAnswer, String>> + Send + '_>> {
+        let body = vec![b'y'; self.size];
+        Box::pin(async move {
+            Ok(ash_node::RoutedAnswer {
+                status: 200,
+                content_type: "text/event-stream".into(),
+                body,
+                tokens: 1,
+            })
+        })
+    }
+}
+
+async fn routed() {
+    for (pad, answer, what) in [
+        (1_000, 2_000, "1 kB call, 2 kB answer (inline)"),
+        (200_000, 200_000, "200 kB call, 200 kB answer (chunks)"),
+    ] {
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let caller = Arc::new(Caller { calls: 100, pad, times: Arc::clone(&times) });
+        let world = world_with(1, 1, caller).await;
+        times.lock().unwrap().clear();
+        let repo = world._root.path().join("routed");
+        small_repo(&repo);
+        let walk = ash_pack::walk(&repo, &ash_pack::WalkOptions::default()).unwrap();
+        let spec = JobSpec {
+            prompt: "call".into(),
+            tier: "machine".into(),
+            agents: vec!["builtin".into()],
+            max_price: None,
+            walk,
+            pack: ash_pack::PackOptions::default(),
+            offer_time: Duration::from_secs(30),
+            choose_after: Duration::ZERO,
+            run_time: Duration::from_secs(600),
+            repo: None,
+            routed: Some(ash_node::Routing {
+                api: "anthropic".into(),
+                model: "bench/routed".into(),
+                max_calls: 10_000,
+                max_tokens: u64::MAX,
+                provider: Arc::new(Instant0 { size: answer }),
+            }),
+        };
+        let (events, mut sink) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move { while sink.recv().await.is_some() {} });
+        let jobs = world.requesters[0].jobs();
+        let Requested::Delivered(delivered) = jobs.request(spec, events).await.unwrap() else {
+            panic!("the routed job was cancelled");
+        };
+        jobs.decide(&delivered.job, Outcome::Accept).await.unwrap();
+        let mut times = times.lock().unwrap().clone();
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "routed model call, {what}: median {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} calls)",
+            ms(times[times.len() / 2]),
+            ms(times[times.len() * 99 / 100]),
+            ms(times[times.len() - 1]),
+            times.len()
+        );
+    }
 }
