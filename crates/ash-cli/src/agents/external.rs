@@ -28,6 +28,10 @@ use tokio_util::sync::CancellationToken;
 pub(crate) const GATEWAY_PORT: u16 = 8788;
 /// Longest line of an agent's event stream read (longer lines are skipped).
 const MAX_EVENT_LINE: usize = 4 << 20;
+/// Tool call ids remembered to name their results (later ones are named `tool`).
+const MAX_TOOL_IDS: usize = 4096;
+/// Most bytes of the event stream read in one look.
+const MAX_READ_PER_LOOK: u64 = 16 << 20;
 /// How often the event stream is read while the agent runs.
 const POLL: Duration = Duration::from_millis(200);
 /// Longest text taken from an agent's last words or error.
@@ -403,7 +407,9 @@ impl Run {
         let events = reader.await.map_err(|e| e.to_string())?;
         let out =
             exec.map_err(|e| format!("the {} agent could not start: {e}", self.kind.name()))?;
-        let last_message = std::fs::read_to_string(&last).ok().filter(|t| !t.trim().is_empty());
+        let last_message = read_agent_file(&last, MAX_TEXT as u64)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .filter(|t| !t.trim().is_empty());
         let summary = last_message.or(events.last_words.clone());
         if let Some(limit) = out.limit {
             return Err(format!("the {} agent hit a limit: {limit:?}", self.kind.name()));
@@ -422,6 +428,24 @@ impl Run {
         }
         Ok((clip(&summary.unwrap_or_default()), self.installed.version.clone()))
     }
+}
+
+/// Opens a file the agent could write (its scratch directory is its own): never through a
+/// link (which would lead ash, reading as itself, to a file of the host), and only a regular
+/// file (not a FIFO, device or directory); `None` otherwise.
+fn open_agent_file(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(path).ok()?;
+    file.metadata().ok().filter(std::fs::Metadata::is_file).map(|_| file)
+}
+
+/// At most `max` bytes of a file the agent could write (see [`open_agent_file`]).
+fn read_agent_file(path: &Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    open_agent_file(path)?.take(max).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// A random placeholder key for one run.
@@ -512,9 +536,13 @@ impl Events {
             }
             Some("assistant") => {
                 for block in blocks.iter().filter(|b| b["type"] == "tool_use") {
-                    let name = block["name"].as_str().unwrap_or("tool").to_owned();
-                    if let Some(id) = block["id"].as_str() {
-                        self.tools.insert(id.to_owned(), name.clone());
+                    let name: String =
+                        block["name"].as_str().unwrap_or("tool").chars().take(64).collect();
+                    if let Some(id) = block["id"].as_str()
+                        && self.tools.len() < MAX_TOOL_IDS
+                        && id.len() <= 128
+                    {
+                        self.tools.insert(id.to_owned(), name.chars().take(64).collect());
                     }
                     steps.push(step("tool", format!("→ {name}")));
                 }
@@ -615,49 +643,43 @@ fn step(kind: &str, text: String) -> JobStep {
 }
 
 /// Follows the event stream at `path` until `done`, then reads what is left; sends the steps
-/// it makes (dropped when the queue is full: progress is best effort).
+/// it makes (dropped when the queue is full: progress is best effort). The file is the
+/// agent's to write: it is read only as a regular file, never through a link, a bounded
+/// amount per look.
 async fn follow(
     kind: CliKind,
     path: PathBuf,
     progress: mpsc::Sender<JobStep>,
     done: CancellationToken,
 ) -> Events {
-    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
     let mut events = Events::default();
     let mut line = Vec::new();
     let mut skipping = false;
     let mut offset = 0u64;
-    let mut buf = vec![0u8; 64 << 10];
     loop {
         let finished = done.is_cancelled();
-        if let Ok(mut file) = tokio::fs::File::open(&path).await
-            && file.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
-        {
-            loop {
-                let n = match file.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                offset += n as u64;
-                for &byte in &buf[..n] {
-                    if byte == b'\n' {
-                        if !skipping {
-                            for step in events.read(kind, &line) {
-                                let _ = progress.try_send(step);
-                            }
-                        }
-                        line.clear();
-                        skipping = false;
-                    } else if line.len() >= MAX_EVENT_LINE {
-                        line.clear();
-                        skipping = true;
-                    } else if !skipping {
-                        line.push(byte);
+        let path = path.clone();
+        let taken =
+            tokio::task::spawn_blocking(move || read_from(&path, offset)).await.unwrap_or_default();
+        offset += taken.len() as u64;
+        for &byte in &taken {
+            if byte == b'\n' {
+                if !skipping {
+                    for step in events.read(kind, &line) {
+                        let _ = progress.try_send(step);
                     }
                 }
+                line.clear();
+                skipping = false;
+            } else if line.len() >= MAX_EVENT_LINE {
+                line.clear();
+                skipping = true;
+            } else if !skipping {
+                line.push(byte);
             }
         }
-        if finished {
+        // After the end, the rest is read to its end (a look may have stopped short).
+        if finished && (taken.len() as u64) < MAX_READ_PER_LOOK {
             if !skipping && !line.is_empty() {
                 for step in events.read(kind, &line) {
                     let _ = progress.try_send(step);
@@ -665,9 +687,93 @@ async fn follow(
             }
             return events;
         }
-        tokio::select! {
-            () = done.cancelled() => {}
-            () = tokio::time::sleep(POLL) => {}
+        if !finished {
+            tokio::select! {
+                () = done.cancelled() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
         }
+    }
+}
+
+/// What the agent's file at `path` holds from `offset`, at most [`MAX_READ_PER_LOOK`] bytes.
+fn read_from(path: &Path, offset: u64) -> Vec<u8> {
+    use std::io::{Read as _, Seek as _};
+    let mut taken = Vec::new();
+    if let Some(mut file) = open_agent_file(path)
+        && file.seek(std::io::SeekFrom::Start(offset)).is_ok()
+    {
+        let _ = file.take(MAX_READ_PER_LOOK).read_to_end(&mut taken);
+    }
+    taken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_the_agent_could_write_are_read_only_as_regular_files_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("key");
+        std::fs::write(&secret, "sk-secret").unwrap();
+        // A link to a file of the host, as an agent would plant in its scratch directory.
+        let link = dir.path().join("last-message.txt");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        assert_eq!(read_agent_file(&link, 4096), None);
+        assert_eq!(read_from(&link, 0), Vec::<u8>::new());
+        // A FIFO would block the reader forever; a directory is no file.
+        let fifo = dir.path().join("events.jsonl");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(read_agent_file(&fifo, 4096), None);
+        assert_eq!(read_agent_file(dir.path(), 4096), None);
+        // A regular file is read up to the bound, from where the last look stopped.
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "0123456789").unwrap();
+        assert_eq!(read_agent_file(&file, 4), Some(b"0123".to_vec()));
+        assert_eq!(read_from(&file, 6), b"6789".to_vec());
+    }
+
+    #[test]
+    fn event_streams_become_steps_and_last_words() {
+        let claude = [
+            r#"{"type":"system","subtype":"init","model":"claude-sonnet-4-5"}"#,
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"secret plan"},{"type":"tool_use","id":"t1","name":"Write","input":{}}]}}"#,
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","is_error":true}]}}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"Done.","num_turns":2,"usage":{"input_tokens":5,"cache_read_input_tokens":1,"output_tokens":3}}"#,
+            "not json",
+        ];
+        let mut events = Events::default();
+        let steps: Vec<(String, String)> = claude
+            .iter()
+            .flat_map(|l| events.read(CliKind::Claude, l.as_bytes()))
+            .map(|s| (s.kind, s.text))
+            .collect();
+        let expected = [
+            ("note", "Claude Code on claude-sonnet-4-5"),
+            ("tool", "→ Write"),
+            ("tool", "← Write failed"),
+            ("usage", "(2 turns, 6 tokens in, 3 out)"),
+        ];
+        let expected: Vec<(String, String)> =
+            expected.iter().map(|(k, t)| ((*k).to_owned(), (*t).to_owned())).collect();
+        assert_eq!(steps, expected);
+        assert_eq!((events.last_words.as_deref(), events.error.as_deref()), (Some("Done."), None));
+        let codex = [
+            r#"{"type":"item.started","item":{"type":"command_execution","command":"cat secret"}}"#,
+            r#"{"type":"item.completed","item":{"type":"command_execution","exit_code":2}}"#,
+            r#"{"type":"item.completed","item":{"type":"file_change","changes":[{"path":"a"},{"path":"b"}]}}"#,
+            r#"{"type":"item.completed","item":{"type":"agent_message","text":"All set."}}"#,
+            r#"{"type":"turn.failed","error":{"message":"stream closed"}}"#,
+        ];
+        let mut events = Events::default();
+        let steps: Vec<String> = codex
+            .iter()
+            .flat_map(|l| events.read(CliKind::Codex, l.as_bytes()))
+            .map(|s| s.text)
+            .collect();
+        assert_eq!(steps, ["→ shell", "← shell failed", "← edit (2 files)"]);
+        assert_eq!(events.last_words.as_deref(), Some("All set."));
+        assert_eq!(events.error.as_deref(), Some("Codex: stream closed"));
     }
 }

@@ -531,6 +531,7 @@ async fn decide(
             "insertions": summary.insertions,
             "deletions": summary.deletions,
             "conflicts": conflicts.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+            "message": summary.message,
             "models": delivered.manifest.models,
             "mismatch": delivered.mismatch,
             "paid": settled.paid,

@@ -199,6 +199,7 @@ fn codex_runs_a_job_with_a_key_it_never_holds() {
         (Some("accept"), Some(2), serde_json::json!(["gpt-5.5"])),
         "{result}"
     );
+    assert_eq!(result["message"], said, "{result}");
     let repo = &served.pair.repo;
     assert_eq!(std::fs::read_to_string(repo.join("HELLO.md")).unwrap(), "hello from codex\n");
     let seen = std::fs::read_to_string(repo.join("SEEN_ENV.txt")).unwrap();
@@ -212,7 +213,8 @@ fn codex_runs_a_job_with_a_key_it_never_holds() {
         assert_eq!(call.body["model"], "gpt-5.5");
     }
     let (events, log) = stop_all(serve, lines);
-    let everything = format!("{events:?}{log}{}", stderr(&out));
+    let everything =
+        format!("{events:?}{log}{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
     assert!(!everything.contains(KEY_TAIL), "the key leaked: {everything}");
     assert_eq!(credits(&served.pair.bob), (100, 0, 2, 0, 98));
 }
