@@ -52,6 +52,106 @@ const FORWARDED_HEADERS: &[&str] =
 /// Longest line of an answer the usage meter reads (longer lines are skipped).
 const MAX_METERED_LINE: usize = 1 << 20;
 
+/// Tool types a provider runs itself (searching, fetching, running code, reaching MCP
+/// servers): they cost outside the tokens a budget counts and reach the world from a
+/// sandbox without network, so they are taken out of every call.
+const SERVER_TOOLS: &[&str] = &[
+    "web_search",
+    "web_fetch",
+    "code_execution",
+    "code_interpreter",
+    "image_generation",
+    "file_search",
+    "mcp",
+];
+
+/// Whether a request header goes on to the provider.
+pub fn forwarded(name: &str) -> bool {
+    FORWARDED_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// A call's body as the gateway passes it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Screened {
+    /// The model it names.
+    pub model: String,
+    /// The body to send: the call's own, or with the provider-run tools taken out.
+    pub body: Bytes,
+}
+
+/// Reads what a call's body asks without building it as a tree (a body of many tiny values
+/// would take many times its size): the model, and whether it asks what a run may not —
+/// provider-run tools (taken out), MCP servers at the provider (taken out), background
+/// answers or several answers at once (refused: they cannot be metered).
+pub fn screen(body: &Bytes) -> Result<Screened, String> {
+    use serde_json::value::RawValue;
+    #[derive(serde::Deserialize)]
+    struct ToolHead {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    let top: std::collections::BTreeMap<String, &RawValue> =
+        serde_json::from_slice(body).map_err(|_| "the body must be a JSON object".to_owned())?;
+    let model = top
+        .get("model")
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        .ok_or("the body must be JSON naming a `model`")?;
+    if top.get("background").is_some_and(|raw| raw.get() == "true") {
+        return Err("background answers are not allowed here".into());
+    }
+    if top.get("n").is_some_and(|raw| raw.get() != "1") {
+        return Err("one answer per call (`n` must be 1)".into());
+    }
+    let mut changed = top.contains_key("mcp_servers");
+    let mut kept_tools = None;
+    if let Some(raw) = top.get("tools") {
+        let tools: Vec<&RawValue> =
+            serde_json::from_str(raw.get()).map_err(|_| "`tools` must be a list".to_owned())?;
+        let kept: Vec<&RawValue> = tools
+            .iter()
+            .copied()
+            .filter(|tool| {
+                let kind = serde_json::from_str::<ToolHead>(tool.get()).ok().and_then(|h| h.kind);
+                !kind.is_some_and(|k| SERVER_TOOLS.iter().any(|s| k.starts_with(s)))
+            })
+            .collect();
+        if kept.len() != tools.len() {
+            changed = true;
+        }
+        kept_tools = Some(kept);
+    }
+    if !changed {
+        return Ok(Screened { model, body: body.clone() });
+    }
+    let mut out = String::with_capacity(body.len());
+    out.push('{');
+    for (key, raw) in &top {
+        if key == "mcp_servers" {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(key).map_err(|e| e.to_string())?);
+        out.push(':');
+        match (key.as_str(), &kept_tools) {
+            ("tools", Some(kept)) => {
+                out.push('[');
+                for (n, tool) in kept.iter().enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(tool.get());
+                }
+                out.push(']');
+            }
+            _ => out.push_str(raw.get()),
+        }
+    }
+    out.push('}');
+    Ok(Screened { model, body: Bytes::from(out) })
+}
+
 /// The API a call speaks, by its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -191,7 +291,12 @@ impl DirectUpstream {
             });
         }
         let http =
-            reqwest::Client::builder().connect_timeout(connect_timeout).build().map_err(|err| {
+            // No redirects: one to another host would carry the key there.
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|err| {
                 LlmError::Request {
                     provider: provider.name.clone(),
                     reason: format!("cannot start the HTTP client: {err}"),
@@ -222,7 +327,7 @@ impl DirectUpstream {
         let mut url = self.base.join(call.api.path()).map_err(|e| e.to_string())?;
         url.set_query((!call.query.is_empty()).then_some(call.query.as_str()));
         let mut request = self.http.post(url);
-        for (name, value) in &call.headers {
+        for (name, value) in call.headers.iter().filter(|(name, _)| forwarded(name)) {
             request = request.header(name, value);
         }
         if let Some(key) = &self.key {
@@ -472,7 +577,7 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Ga
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
-        .filter(|(name, _)| FORWARDED_HEADERS.contains(&name.as_str()))
+        .filter(|(name, _)| forwarded(name.as_str()))
         .filter_map(|(name, value)| {
             Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
         })
@@ -489,26 +594,23 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Ga
             );
         }
     };
-    let model = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_owned));
-    let Some(model) = model else {
-        shared.usage().refused += 1;
-        return error(
-            api,
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "the body must be JSON naming a `model`",
-        );
+    let Screened { model, body } = match screen(&body) {
+        Ok(screened) => screened,
+        Err(reason) => {
+            shared.usage().refused += 1;
+            return error(api, StatusCode::BAD_REQUEST, "invalid_request_error", &reason);
+        }
     };
     if let Some(refusal) = check_budget(shared, api, &model) {
         return refusal;
     }
+    let sent = body.len() as u64;
     let call = ModelCall { api, query, headers, model, body };
     match shared.upstream.call(call).await {
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            respond(status, &answer.content_type, answer.body, Some(meter(shared)))
+            let metered = meter(shared, sent, status.is_success());
+            respond(status, &answer.content_type, answer.body, Some(metered))
         }
         Err(reason) => error(api, StatusCode::BAD_GATEWAY, "api_error", &reason),
     }
@@ -558,10 +660,11 @@ fn check_budget(shared: &Shared, api: Api, model: &str) -> Option<Response<Gatew
 }
 
 /// A meter's end: its totals land in this gateway's usage when the answer ends.
-fn meter(shared: &Arc<Shared>) -> MeterEnd {
+/// An answer that failed is charged what it reports, no estimate.
+fn meter(shared: &Arc<Shared>, sent: u64, answered: bool) -> MeterEnd {
     let shared = Arc::clone(shared);
     Box::new(move |meter| {
-        let (input, output) = meter.tokens();
+        let (input, output) = if answered { meter.charged(sent) } else { meter.tokens() };
         let mut usage = shared.usage();
         usage.input_tokens = usage.input_tokens.saturating_add(input);
         usage.output_tokens = usage.output_tokens.saturating_add(output);
@@ -688,6 +791,7 @@ impl Drop for ChannelBody {
 /// Completions usage chunk, or a whole JSON answer's `usage`.
 #[derive(Debug, Default, Clone)]
 pub struct UsageMeter {
+    bytes: u64,
     line: Vec<u8>,
     skipping: bool,
     whole: Vec<u8>,
@@ -698,6 +802,7 @@ pub struct UsageMeter {
 impl UsageMeter {
     /// Reads the next bytes of an answer.
     pub fn feed(&mut self, bytes: &[u8]) {
+        self.bytes = self.bytes.saturating_add(bytes.len() as u64);
         if self.whole.len() < MAX_METERED_LINE {
             let room = MAX_METERED_LINE - self.whole.len();
             self.whole.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -740,6 +845,16 @@ impl UsageMeter {
             // Anthropic reports input at the start and output (cumulative) at the end.
             self.input = self.input.max(input);
             self.output = self.output.max(output);
+        }
+    }
+
+    /// `(input, output)` tokens of a call whose body was `sent` bytes: as the answer reports
+    /// them, or, when it reports none, a byte count's estimate (four bytes a token) so that an
+    /// answer that hides its usage still counts against a budget.
+    pub fn charged(&self, sent: u64) -> (u64, u64) {
+        match self.tokens() {
+            (0, 0) => (sent / 4, self.bytes / 4),
+            reported => reported,
         }
     }
 

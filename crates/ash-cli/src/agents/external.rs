@@ -24,6 +24,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Most model calls one job makes on this machine's key.
+const MAX_JOB_CALLS: u64 = 2000;
+/// Most tokens one job spends on this machine's key (counted as the answers report them).
+const MAX_JOB_TOKENS: u64 = 20_000_000;
 /// The port of the model gateway on the agent's own loopback.
 pub(crate) const GATEWAY_PORT: u16 = 8788;
 /// Longest line of an agent's event stream read (longer lines are skipped).
@@ -131,6 +135,17 @@ pub(crate) async fn detect(
         .map(Path::to_path_buf)
         .or_else(|| program.parent().map(Path::to_path_buf))
         .filter(|root| !shown_anyway(root));
+    // The tree shown to the sandbox must not hold what is never shown ($HOME, $ASH_HOME).
+    if let Some(root) = &root
+        && crate::config::private_paths().iter().any(|private| private.starts_with(root))
+    {
+        return Err(format!(
+            "`{}` is in {}, which would show the sandbox your home; install it with `npm install -g {}` or in a directory of its own",
+            kind.name(),
+            root.display(),
+            kind.package()
+        ));
+    }
     let mut policy = base_policy(root.as_deref());
     policy.limits.wall_time = Duration::from_secs(30);
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -299,8 +314,8 @@ impl Run {
         let config = GatewayConfig {
             token: token.clone(),
             model: Some(work.model.clone()),
-            max_calls: Some(2000),
-            max_tokens: None,
+            max_calls: Some(MAX_JOB_CALLS),
+            max_tokens: Some(MAX_JOB_TOKENS),
         };
         let gateway = Gateway::start(upstream, config, Some(&socket), false)
             .await

@@ -80,6 +80,7 @@ pub(crate) async fn check(provider: &ProviderConfig, key: &str) -> Result<(), St
     let shown = provider.display_base_url().unwrap_or_default();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())?;
     let request = http.get(format!("{base}/models"));

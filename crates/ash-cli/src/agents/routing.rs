@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ash_llm::ProviderConfig;
 use ash_llm::gateway::{
-    AnswerBody, Api, DirectUpstream, ModelAnswer, ModelCall, Upstream, UsageMeter,
+    AnswerBody, Api, DirectUpstream, ModelAnswer, ModelCall, Upstream, UsageMeter, screen,
 };
 use ash_node::{ModelProvider, RoutedAnswer, RoutedCall, RoutedModel};
 use ash_spec::ProviderApi;
@@ -88,18 +88,28 @@ impl ModelProvider for OwnProvider {
     ) -> Pin<Box<dyn Future<Output = Result<RoutedAnswer, String>> + Send + '_>> {
         Box::pin(async move {
             let api = api_of(&call.api).ok_or_else(|| format!("no API `{}`", call.api))?;
-            let model = serde_json::from_slice::<serde_json::Value>(&call.body)
-                .ok()
-                .and_then(|v| v["model"].as_str().map(str::to_owned))
-                .unwrap_or_default();
+            let sent = call.body.len() as u64;
+            // What the acceptor's gateway screened is screened again here: the call spends
+            // this machine's key.
+            let screened = match screen(&call.body.into()) {
+                Ok(screened) => screened,
+                Err(reason) => {
+                    return Ok(RoutedAnswer {
+                        status: 400,
+                        content_type: "application/json".into(),
+                        body: api.error_body("invalid_request_error", &reason).to_vec(),
+                        tokens: 0,
+                    });
+                }
+            };
             let answer = self
                 .upstream
                 .call(ModelCall {
                     api,
                     query: call.query,
                     headers: call.headers,
-                    model,
-                    body: call.body.into(),
+                    model: screened.model,
+                    body: screened.body,
                 })
                 .await?;
             let limit = usize::try_from(ash_protocol::MAX_MODEL_BODY).unwrap_or(usize::MAX);
@@ -122,7 +132,8 @@ impl ModelProvider for OwnProvider {
                     body
                 }
             };
-            let (input, output) = meter.tokens();
+            let ok = (200..300).contains(&answer.status);
+            let (input, output) = if ok { meter.charged(sent) } else { meter.tokens() };
             Ok(RoutedAnswer {
                 status: answer.status,
                 content_type: answer.content_type,

@@ -385,8 +385,18 @@ fn a_package_over_the_acceptors_limit_is_cancelled_at_once() {
 }
 
 /// A free TCP port on loopback (bound and released).
+/// A port free now and outside the kernel's range for outgoing connections (32768–60999), so
+/// that a node restarted on it after a kill finds it still free even while other tests open
+/// many connections.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let start = 20_000 + u16::try_from(std::process::id() % 10_000).unwrap_or(0);
+    (start..32_000)
+        .chain(20_000..start)
+        .find(|port| {
+            std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", *port)).is_ok()
+        })
+        .expect("a free port below 32000")
 }
 
 /// A scripted agent that waits before it edits (the delay is per streamed event: a few

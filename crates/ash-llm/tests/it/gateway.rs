@@ -248,3 +248,60 @@ fn the_meter_reads_each_wire_format_and_skips_what_is_not_usage() {
         assert_eq!(meter.tokens(), expected, "{case}");
     }
 }
+
+#[tokio::test]
+async fn provider_run_tools_are_taken_out_and_unmeterable_calls_refused() {
+    let server = FakeModelServer::start().await;
+    server.repeat().push(Reply::Turn(Turn::text("ok").usage(3, 2, 0, 0)));
+    let gw = gateway(&server, "anthropic", config()).await;
+    let key = [("x-api-key", PLACEHOLDER)];
+    let body = json!({
+        "model": "claude-x",
+        "messages": [],
+        "tools": [
+            {"type": "web_search_20250305", "name": "web_search"},
+            {"name": "Write", "input_schema": {"type": "object"}},
+            {"type": "code_execution_20250522", "name": "code_execution"},
+        ],
+        "mcp_servers": [{"type": "url", "url": "https://example.com/mcp"}],
+    });
+    assert_eq!(post(&gw, "/v1/messages", &key, &body).await.0, 200);
+    let sent = &server.requests()[0].body;
+    assert_eq!(
+        (sent["tools"].clone(), sent.get("mcp_servers")),
+        (json!([{"name": "Write", "input_schema": {"type": "object"}}]), None)
+    );
+    assert_eq!(sent["model"], "claude-x");
+    // A body without provider-run tools goes on byte for byte.
+    let plain = json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(post(&gw, "/v1/messages", &key, &plain).await.0, 200);
+    assert_eq!(server.requests()[1].body, plain);
+    let refused = |message: &str| {
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+            .to_string()
+    };
+    for (body, why) in [
+        (
+            json!({"model": "claude-x", "background": true}),
+            "background answers are not allowed here",
+        ),
+        (json!({"model": "claude-x", "n": 3}), "one answer per call (`n` must be 1)"),
+        (json!(["model"]), "the body must be a JSON object"),
+    ] {
+        assert_eq!(post(&gw, "/v1/messages", &key, &body).await, (400, refused(why)), "{body}");
+    }
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn an_answer_that_hides_its_usage_is_charged_by_its_bytes() {
+    let mut meter = UsageMeter::default();
+    meter.feed(
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"hello there\"}}]}\n\ndata: [DONE]\n\n",
+    );
+    assert_eq!(meter.tokens(), (0, 0));
+    assert_eq!(meter.charged(400), (100, 17));
+    let mut reported = UsageMeter::default();
+    reported.feed(b"data: {\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":2}}\n\n");
+    assert_eq!(reported.charged(400), (8, 2));
+}

@@ -28,6 +28,8 @@ use crate::node::lock;
 
 /// Model calls of one routed job answered at once by its requester.
 const CALLS_IN_FLIGHT: usize = 4;
+/// Bytes of answers a requester holds for its acceptor to fetch, per job; the oldest go first.
+const MAX_HELD_ANSWERS: usize = 64 << 20;
 /// Longest a model call waits for its answer.
 const CALL_TIME: Duration = Duration::from_secs(600);
 
@@ -125,6 +127,19 @@ pub(crate) struct Route {
     /// Answers too large to send inline, until the acceptor has fetched them.
     answers: std::sync::Mutex<HashMap<u64, Arc<Vec<u8>>>>,
     in_flight: Arc<Semaphore>,
+}
+
+impl Route {
+    /// Holds an answer for the acceptor to fetch; the oldest held go first beyond
+    /// [`MAX_HELD_ANSWERS`] bytes.
+    fn hold(&self, n: u64, body: Arc<Vec<u8>>) {
+        let mut answers = lock(&self.answers);
+        answers.insert(n, body);
+        while answers.values().map(|b| b.len()).sum::<usize>() > MAX_HELD_ANSWERS {
+            let Some(oldest) = answers.keys().min().copied() else { break };
+            answers.remove(&oldest);
+        }
+    }
 }
 
 /// Removes a job's route when its `request` ends.
@@ -325,8 +340,17 @@ impl Jobs {
                 "the model call's size, body or headers are wrong",
             );
         }
-        if !lock(&route.used).seen.insert(call.call) {
-            return PeerResponse::error("invalid", "that model call was made before");
+        {
+            let mut used = lock(&route.used);
+            // Every call number is seen once; a job makes at most its budget of them (and a
+            // few refused ones), so the record of them stays small.
+            let room = route.routing.max_calls.saturating_add(64);
+            if used.seen.len() as u64 >= room {
+                return PeerResponse::error("refused", "this job made all the calls it may");
+            }
+            if !used.seen.insert(call.call) {
+                return PeerResponse::error("invalid", "that model call was made before");
+            }
         }
         let Ok(permit) = Arc::clone(&route.in_flight).try_acquire_owned() else {
             lock(&route.used).seen.remove(&call.call);
@@ -346,7 +370,7 @@ impl Jobs {
             let sha256 = sha256_hex(&body);
             let inline = body.len() <= MAX_INLINE_BODY;
             if !inline {
-                lock(&route.answers).insert(n, Arc::new(body.clone()));
+                route.hold(n, Arc::new(body.clone()));
             }
             let message = PeerRequest::JobModelAnswer(JobModelAnswer {
                 job: job.clone(),
@@ -368,37 +392,14 @@ impl Jobs {
     /// Requester: fetches a call's body, checks it against the job's terms and budget, and has
     /// the provider answer it.
     async fn serve_call(&self, route: &Route, call: &JobModelCall) -> Result<RoutedAnswer, String> {
-        let body = match &call.body {
-            Some(body) => body.to_vec(),
-            None => self
-                .fetch_bytes(route.acceptor, &call.job, JobFile::Call(call.call), call.size)
-                .await
-                .map_err(|e| format!("the call's body could not be fetched: {e}"))?,
-        };
-        if sha256_hex(&body) != call.sha256 {
-            return Err("the call's body arrived damaged".into());
-        }
         let refuse = |status: u16, kind: &str, message: String| RoutedAnswer {
             status,
             content_type: "application/json".into(),
             body: error_body(&call.api, kind, &message),
             tokens: 0,
         };
-        let model = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["model"].as_str().map(str::to_owned));
         let routing = &route.routing;
-        if model.as_deref() != Some(routing.model.as_str()) {
-            return Ok(refuse(
-                400,
-                "invalid_request_error",
-                format!(
-                    "this job's requester answers only for the model `{}`, not `{}`",
-                    routing.model,
-                    model.unwrap_or_default()
-                ),
-            ));
-        }
+        // The budget is checked before anything is fetched, and counted before the call.
         {
             let mut used = lock(&route.used);
             if used.calls >= routing.max_calls {
@@ -423,6 +424,36 @@ impl Jobs {
             }
             used.calls += 1;
         }
+        let body = match &call.body {
+            Some(body) => body.to_vec(),
+            None => self
+                .fetch_bytes(route.acceptor, &call.job, JobFile::Call(call.call), call.size)
+                .await
+                .map_err(|e| format!("the call's body could not be fetched: {e}"))?,
+        };
+        if sha256_hex(&body) != call.sha256 {
+            return Err("the call's body arrived damaged".into());
+        }
+        // Only the model is read here (nothing of the body is built as a tree).
+        #[derive(serde::Deserialize)]
+        struct Head {
+            model: Option<String>,
+        }
+        let model = serde_json::from_slice::<Head>(&body).ok().and_then(|h| h.model);
+        if model.as_deref() != Some(routing.model.as_str()) {
+            // A refused call costs nothing: its count is given back.
+            lock(&route.used).calls -= 1;
+            return Ok(refuse(
+                400,
+                "invalid_request_error",
+                format!(
+                    "this job's requester answers only for the model `{}`, not `{}`",
+                    routing.model,
+                    model.unwrap_or_default()
+                ),
+            ));
+        }
+        let sent = body.len() as u64;
         let answer = routing
             .provider
             .call(RoutedCall {
@@ -431,8 +462,16 @@ impl Jobs {
                 headers: call.headers.clone(),
                 body,
             })
-            .await?;
+            .await;
         let mut used = lock(&route.used);
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(reason) => {
+                // What was sent may have been billed: it counts.
+                used.tokens = used.tokens.saturating_add(sent / 4);
+                return Err(reason);
+            }
+        };
         used.tokens = used.tokens.saturating_add(answer.tokens);
         tracing::debug!(job = %call.job, call = call.call, calls = used.calls, tokens = used.tokens, "model call answered");
         if answer.body.len() as u64 > MAX_MODEL_BODY {
@@ -479,31 +518,23 @@ impl Jobs {
                 .and_then(|p| p.body.clone()),
             JobFile::Answer(n) => {
                 let route = lock(&self.routes).get(job).cloned();
-                route.filter(|r| r.acceptor == from).and_then(|r| {
-                    let answers = lock(&r.answers);
-                    let body = answers.get(&n).cloned();
-                    drop(answers);
-                    // The last chunk taken, the answer is let go.
-                    let chunk = u64::from(ash_protocol::JOB_CHUNK_BYTES);
-                    if let Some(b) = &body
-                        && (index + 1) * chunk >= b.len() as u64
-                    {
-                        lock(&r.answers).remove(&n);
-                    }
-                    body
-                })
+                route.filter(|r| r.acceptor == from).and_then(|r| lock(&r.answers).get(&n).cloned())
             }
             JobFile::Package | JobFile::Result => None,
         };
         let Some(bytes) = bytes else {
             return PeerResponse::error("refused", "no such call or answer here");
         };
-        let chunk = u64::from(ash_protocol::JOB_CHUNK_BYTES);
-        let Some(start) = index.checked_mul(chunk).filter(|s| *s < bytes.len() as u64) else {
+        let chunk = ash_protocol::JOB_CHUNK_BYTES as usize;
+        let Some(start) = usize::try_from(index)
+            .ok()
+            .and_then(|i| i.checked_mul(chunk))
+            .filter(|s| *s < bytes.len())
+        else {
             return PeerResponse::error("invalid", "no such chunk");
         };
-        let end = (start + chunk).min(bytes.len() as u64);
-        let slice = bytes.get(start as usize..end as usize).unwrap_or_default();
+        let end = start.saturating_add(chunk).min(bytes.len());
+        let slice = bytes.get(start..end).unwrap_or_default();
         PeerResponse::JobChunk { bytes: serde_bytes::ByteBuf::from(slice.to_vec()) }
     }
 
