@@ -65,7 +65,7 @@ pub const MAX_MODEL_HEADERS: usize = 16;
 pub struct JobModelCall {
     /// The job.
     pub job: String,
-    /// The call's number in the job, from 0.
+    /// The call's number: unique in the job, never used twice (not necessarily from 0).
     pub call: u64,
     /// `messages`, `responses` or `chat_completions`.
     pub api: String,

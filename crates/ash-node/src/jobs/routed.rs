@@ -311,7 +311,9 @@ impl Jobs {
             job: job.to_owned(),
             requester,
             api: routed.api.clone(),
-            next: AtomicU64::new(0),
+            // Numbers never repeat, even when the acceptor restarts the run: each run starts
+            // above every number an earlier one could have used.
+            next: AtomicU64::new(crate::ledger::now_ms().saturating_mul(1000)),
         }
     }
 
