@@ -40,6 +40,8 @@ use crate::error::LlmError;
 
 /// Largest request body the gateway takes (a long conversation with its tools).
 pub const MAX_CALL_BYTES: usize = 32 << 20;
+/// Model calls passed on at once; more wait.
+const CALLS_IN_FLIGHT: usize = 4;
 /// Connections served at once; more wait.
 const MAX_CONNECTIONS: usize = 64;
 /// Time for a request's head to arrive.
@@ -79,74 +81,129 @@ pub struct Screened {
     pub body: Bytes,
 }
 
-/// Reads what a call's body asks without building it as a tree (a body of many tiny values
-/// would take many times its size): the model, and whether it asks what a run may not —
-/// provider-run tools (taken out), MCP servers at the provider (taken out), background
-/// answers or several answers at once (refused: they cannot be metered).
-pub fn screen(body: &Bytes) -> Result<Screened, String> {
+/// Top-level fields taken out of every call: they change the price per token (priority
+/// tiers, fast modes) without the token count showing it.
+const PRICED_FIELDS: &[&str] = &["service_tier", "speed"];
+
+/// A JSON object's members in order, as raw text; refuses a member named twice (a provider
+/// reading the first and this reading the last would disagree on what was asked).
+struct Members<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut members: Vec<(String, &'a serde_json::value::RawValue)> = Vec::new();
+                while let Some((key, value)) =
+                    map.next_entry::<String, &'a serde_json::value::RawValue>()?
+                {
+                    if members.iter().any(|(k, _)| *k == key) {
+                        return Err(serde::de::Error::custom(format!("`{key}` is named twice")));
+                    }
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// Reads what a call of `api` asks without building its body as a tree (a body of many tiny
+/// values would take many times its size): the model, and whether it asks what a run may not.
+/// Taken out: provider-run tools (and any tool whose head does not read), MCP servers at the
+/// provider, price tiers. Refused: a field named twice, background answers, several answers
+/// at once. A streamed Chat Completions call is made to report its usage.
+pub fn screen(api: Api, body: &Bytes) -> Result<Screened, String> {
     use serde_json::value::RawValue;
     #[derive(serde::Deserialize)]
     struct ToolHead {
         #[serde(rename = "type")]
         kind: Option<String>,
     }
-    let top: std::collections::BTreeMap<String, &RawValue> =
-        serde_json::from_slice(body).map_err(|_| "the body must be a JSON object".to_owned())?;
-    let model = top
-        .get("model")
-        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+    let Members(top) = serde_json::from_slice(body).map_err(|e| {
+        let e = e.to_string();
+        if e.contains("named twice") {
+            format!("the body names a field twice ({})", e.split(" at line").next().unwrap_or(&e))
+        } else {
+            "the body must be a JSON object".to_owned()
+        }
+    })?;
+    let get = |name: &str| top.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
+    let model = get("model")
+        .and_then(|raw| serde_json::from_str::<String>(raw).ok())
         .ok_or("the body must be JSON naming a `model`")?;
-    if top.get("background").is_some_and(|raw| raw.get() == "true") {
+    if get("background").is_some_and(|raw| !matches!(raw, "false" | "null")) {
         return Err("background answers are not allowed here".into());
     }
-    if top.get("n").is_some_and(|raw| raw.get() != "1") {
+    if get("n").is_some_and(|raw| raw != "1") {
         return Err("one answer per call (`n` must be 1)".into());
     }
-    let mut changed = top.contains_key("mcp_servers");
+    let mut changed = false;
     let mut kept_tools = None;
-    if let Some(raw) = top.get("tools") {
+    if let Some(raw) = get("tools") {
         let tools: Vec<&RawValue> =
-            serde_json::from_str(raw.get()).map_err(|_| "`tools` must be a list".to_owned())?;
+            serde_json::from_str(raw).map_err(|_| "`tools` must be a list".to_owned())?;
         let kept: Vec<&RawValue> = tools
             .iter()
             .copied()
-            .filter(|tool| {
-                let kind = serde_json::from_str::<ToolHead>(tool.get()).ok().and_then(|h| h.kind);
-                !kind.is_some_and(|k| SERVER_TOOLS.iter().any(|s| k.starts_with(s)))
+            .filter(|tool| match serde_json::from_str::<ToolHead>(tool.get()) {
+                Ok(head) => !head.kind.is_some_and(|k| {
+                    let k = k.to_ascii_lowercase();
+                    SERVER_TOOLS.iter().any(|s| k.starts_with(s))
+                }),
+                Err(_) => false,
             })
             .collect();
-        if kept.len() != tools.len() {
-            changed = true;
-        }
+        changed |= kept.len() != tools.len();
         kept_tools = Some(kept);
     }
+    let dropped = |key: &str| key == "mcp_servers" || PRICED_FIELDS.contains(&key);
+    changed |= top.iter().any(|(k, _)| dropped(k));
+    let streamed = get("stream") == Some("true");
+    let usage_asked = get("stream_options").is_some_and(|raw| {
+        serde_json::from_str::<serde_json::Value>(raw)
+            .is_ok_and(|v| v["include_usage"] == serde_json::Value::Bool(true))
+    });
+    let ask_usage = api == Api::ChatCompletions && streamed && !usage_asked;
+    changed |= ask_usage;
     if !changed {
         return Ok(Screened { model, body: body.clone() });
     }
-    let mut out = String::with_capacity(body.len());
+    let mut out = String::with_capacity(body.len() + 40);
     out.push('{');
-    for (key, raw) in &top {
-        if key == "mcp_servers" {
-            continue;
-        }
-        if out.len() > 1 {
+    let mut first = true;
+    let mut member = |out: &mut String, key: &str, value: &str| {
+        if !first {
             out.push(',');
         }
-        out.push_str(&serde_json::to_string(key).map_err(|e| e.to_string())?);
+        first = false;
+        out.push_str(&serde_json::Value::String(key.to_owned()).to_string());
         out.push(':');
+        out.push_str(value);
+    };
+    for (key, raw) in &top {
+        if dropped(key) || (ask_usage && key == "stream_options") {
+            continue;
+        }
         match (key.as_str(), &kept_tools) {
             ("tools", Some(kept)) => {
-                out.push('[');
-                for (n, tool) in kept.iter().enumerate() {
-                    if n > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(tool.get());
-                }
-                out.push(']');
+                let list: Vec<&str> = kept.iter().map(|t| t.get()).collect();
+                member(&mut out, key, &format!("[{}]", list.join(",")));
             }
-            _ => out.push_str(raw.get()),
+            _ => member(&mut out, key, raw.get()),
         }
+    }
+    if ask_usage {
+        member(&mut out, "stream_options", r#"{"include_usage":true}"#);
     }
     out.push('}');
     Ok(Screened { model, body: Bytes::from(out) })
@@ -415,6 +472,9 @@ pub struct GatewayUsage {
 struct Shared {
     upstream: Arc<dyn Upstream>,
     config: GatewayConfig,
+    /// Calls passed on at once: a budget is checked before a call and counted after, so
+    /// this bounds how far the calls in flight can pass it.
+    in_flight: Arc<Semaphore>,
     usage: Mutex<GatewayUsage>,
     cancel: CancellationToken,
 }
@@ -445,6 +505,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             upstream,
             config,
+            in_flight: Arc::new(Semaphore::new(CALLS_IN_FLIGHT)),
             usage: Mutex::new(GatewayUsage::default()),
             cancel: CancellationToken::new(),
         });
@@ -594,12 +655,16 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Ga
             );
         }
     };
-    let Screened { model, body } = match screen(&body) {
+    let Screened { model, body } = match screen(api, &body) {
         Ok(screened) => screened,
         Err(reason) => {
             shared.usage().refused += 1;
             return error(api, StatusCode::BAD_REQUEST, "invalid_request_error", &reason);
         }
+    };
+    // Held until the answer has been read to its end (and counted).
+    let Ok(permit) = Arc::clone(&shared.in_flight).acquire_owned().await else {
+        return error(api, StatusCode::SERVICE_UNAVAILABLE, "api_error", "the gateway stopped");
     };
     if let Some(refusal) = check_budget(shared, api, &model) {
         return refusal;
@@ -609,7 +674,7 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Ga
     match shared.upstream.call(call).await {
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let metered = meter(shared, sent, status.is_success());
+            let metered = meter(shared, sent, status.is_success(), permit);
             respond(status, &answer.content_type, answer.body, Some(metered))
         }
         Err(reason) => error(api, StatusCode::BAD_GATEWAY, "api_error", &reason),
@@ -661,9 +726,15 @@ fn check_budget(shared: &Shared, api: Api, model: &str) -> Option<Response<Gatew
 
 /// A meter's end: its totals land in this gateway's usage when the answer ends.
 /// An answer that failed is charged what it reports, no estimate.
-fn meter(shared: &Arc<Shared>, sent: u64, answered: bool) -> MeterEnd {
+fn meter(
+    shared: &Arc<Shared>,
+    sent: u64,
+    answered: bool,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> MeterEnd {
     let shared = Arc::clone(shared);
     Box::new(move |meter| {
+        let _permit = permit;
         let (input, output) = if answered { meter.charged(sent) } else { meter.tokens() };
         let mut usage = shared.usage();
         usage.input_tokens = usage.input_tokens.saturating_add(input);
@@ -792,6 +863,7 @@ impl Drop for ChannelBody {
 #[derive(Debug, Default, Clone)]
 pub struct UsageMeter {
     bytes: u64,
+    complete: bool,
     line: Vec<u8>,
     skipping: bool,
     whole: Vec<u8>,
@@ -832,16 +904,23 @@ impl UsageMeter {
     }
 
     fn read(&mut self, value: &Value) {
+        // The events after which nothing more is generated: the usage they carry is final.
+        let kind = value["type"].as_str().unwrap_or_default();
+        if matches!(kind, "message_delta" | "response.completed" | "response.incomplete")
+            || value["usage"]["completion_tokens"].is_u64()
+        {
+            self.complete = true;
+        }
         for usage in [&value["usage"], &value["message"]["usage"], &value["response"]["usage"]] {
             if !usage.is_object() {
                 continue;
             }
             let n = |key: &str| usage[key].as_u64().unwrap_or(0);
             let input = n("input_tokens")
-                + n("prompt_tokens")
-                + n("cache_creation_input_tokens")
-                + n("cache_read_input_tokens");
-            let output = n("output_tokens") + n("completion_tokens");
+                .saturating_add(n("prompt_tokens"))
+                .saturating_add(n("cache_creation_input_tokens"))
+                .saturating_add(n("cache_read_input_tokens"));
+            let output = n("output_tokens").saturating_add(n("completion_tokens"));
             // Anthropic reports input at the start and output (cumulative) at the end.
             self.input = self.input.max(input);
             self.output = self.output.max(output);
@@ -851,9 +930,14 @@ impl UsageMeter {
     /// `(input, output)` tokens of a call whose body was `sent` bytes: as the answer reports
     /// them, or, when it reports none, a byte count's estimate (four bytes a token) so that an
     /// answer that hides its usage still counts against a budget.
+    /// An answer cut short (the reader hung up, the stream broke) before its final usage is
+    /// charged at least the estimate too: what was generated until then was billed.
     pub fn charged(&self, sent: u64) -> (u64, u64) {
-        match self.tokens() {
+        let (input, output) = self.tokens();
+        let whole = self.complete || serde_json::from_slice::<Value>(&self.whole).is_ok();
+        match (input, output) {
             (0, 0) => (sent / 4, self.bytes / 4),
+            _ if !whole => (input.max(sent / 4), output.max(self.bytes / 4)),
             reported => reported,
         }
     }

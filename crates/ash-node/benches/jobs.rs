@@ -506,6 +506,7 @@ async fn routed() {
             run_time: Duration::from_secs(600),
             repo: None,
             routed: Some(ash_node::Routing {
+                provider_name: "bench".into(),
                 api: "anthropic".into(),
                 model: "bench/routed".into(),
                 max_calls: 10_000,

@@ -23,7 +23,7 @@ pub use jobs::{
     AcceptorRecord, AcceptorState, AgentEnd, AgentWork, CHUNKS_IN_FLIGHT, Delivered, GitFactory,
     JobAgent, JobError, JobEvent, JobSpec, Jobs, MAX_CONCURRENT_JOBS, MAX_PROMPT_BYTES,
     ModelProvider, Offer, Requested, RequesterRecord, RequesterState, RoutedAnswer, RoutedCall,
-    RoutedModel, Routing, ServeConfig, Settlement,
+    RoutedModel, RoutedRecord, Routing, ServeConfig, Settlement,
 };
 pub use ledger::{Inserted, Ledger, TakenCheckpoints};
 pub use node::{

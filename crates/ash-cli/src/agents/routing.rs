@@ -91,7 +91,7 @@ impl ModelProvider for OwnProvider {
             let sent = call.body.len() as u64;
             // What the acceptor's gateway screened is screened again here: the call spends
             // this machine's key.
-            let screened = match screen(&call.body.into()) {
+            let screened = match screen(api, &call.body.into()) {
                 Ok(screened) => screened,
                 Err(reason) => {
                     return Ok(RoutedAnswer {
@@ -122,11 +122,24 @@ impl ModelProvider for OwnProvider {
                 AnswerBody::Streaming(mut rx) => {
                     let mut body = Vec::new();
                     while let Some(piece) = rx.recv().await {
-                        let piece = piece?;
-                        meter.feed(&piece);
-                        body.extend_from_slice(&piece);
-                        if body.len() > limit {
-                            return Err("the model's answer is over the limit".into());
+                        let broke = match piece {
+                            Ok(piece) => {
+                                meter.feed(&piece);
+                                body.extend_from_slice(&piece);
+                                (body.len() > limit)
+                                    .then(|| "the model's answer is over the limit".to_owned())
+                            }
+                            Err(reason) => Some(reason),
+                        };
+                        // What was generated until the answer broke was billed: it counts.
+                        if let Some(reason) = broke {
+                            let (input, output) = meter.charged(sent);
+                            return Ok(RoutedAnswer {
+                                status: 502,
+                                content_type: "application/json".into(),
+                                body: api.error_body("api_error", &reason).to_vec(),
+                                tokens: input.saturating_add(output),
+                            });
                         }
                     }
                     body

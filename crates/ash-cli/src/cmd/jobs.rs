@@ -290,6 +290,7 @@ fn routing(args: &RunArgs) -> anyhow::Result<ash_node::Routing> {
         bail!("the {agent} agent cannot call {} (an {api} provider)", model.provider());
     }
     Ok(ash_node::Routing {
+        provider_name: model.provider().to_owned(),
         api: api.to_owned(),
         model: model.model().to_owned(),
         max_calls: args.max_calls,
@@ -310,15 +311,28 @@ fn resume(
     let db = ash_store::JobsDb::open(&home.jobs_dir().join("jobs.db"))?;
     let row = db.get(job, "requester")?;
     drop(db);
-    let repo = row
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.record).ok())
-        .and_then(|r| r["repo"].as_str().map(PathBuf::from));
+    let record = row.and_then(|r| serde_json::from_str::<serde_json::Value>(&r.record).ok());
+    let repo = record.as_ref().and_then(|r| r["repo"].as_str().map(PathBuf::from));
     let Some(repo) = repo else {
         bail!("no job {job} was asked for from this home (`ash jobs` lists them)");
     };
+    // A routed job's calls are answered again by the provider it named.
+    let routed = record
+        .as_ref()
+        .and_then(|r| serde_json::from_value::<ash_node::RoutedRecord>(r["routed"].clone()).ok());
+    let provider: Option<Arc<dyn ash_node::ModelProvider>> = match routed {
+        Some(routed) => {
+            let provider = crate::agents::provider(&routed.provider)?;
+            if let Err(why) = crate::agents::key_source(&provider) {
+                bail!("job {job} is routed and its calls are answered with your key: {why}");
+            }
+            Some(Arc::new(crate::agents::OwnProvider::new(&provider)?))
+        }
+        None => None,
+    };
     let job = job.to_owned();
     follow(args, home, identity, node_config, &repo, move |jobs, events| {
-        Box::pin(async move { jobs.resume(&job, events).await })
+        Box::pin(async move { jobs.resume(&job, provider, events).await })
     })
 }
 

@@ -305,3 +305,70 @@ fn an_answer_that_hides_its_usage_is_charged_by_its_bytes() {
     reported.feed(b"data: {\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":2}}\n\n");
     assert_eq!(reported.charged(400), (8, 2));
 }
+
+#[tokio::test]
+async fn bodies_built_to_read_two_ways_are_refused_or_made_plain() {
+    let server = FakeModelServer::start().await;
+    server.repeat().push(Reply::Turn(Turn::text("ok").usage(3, 2, 0, 0)));
+    let gw = gateway(&server, "openai", config()).await;
+    let auth = format!("Bearer {PLACEHOLDER}");
+    let send = |body: String| {
+        let url = format!("{}/chat/completions", gw.base_url().unwrap());
+        let auth = auth.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let refused = |message: &str| {
+        json!({"error": {"type": "invalid_request_error", "message": message, "code": "invalid_request_error"}})
+            .to_string()
+    };
+    for (body, why) in [
+        (
+            r#"{"model":"gpt-x","model":"gpt-other","messages":[]}"#,
+            "the body names a field twice (`model` is named twice)",
+        ),
+        (r#"{"model":"gpt-x","background":"true"}"#, "background answers are not allowed here"),
+        (r#"{"model":"gpt-x","n":1.0}"#, "one answer per call (`n` must be 1)"),
+    ] {
+        assert_eq!(send(body.to_owned()).await, (400, refused(why)), "{body}");
+    }
+    assert_eq!(server.requests().len(), 0);
+    // A tool whose head does not read (its type named twice) is taken out like a provider's
+    // own; price tiers go; a streamed call is made to report its usage.
+    let body = r#"{"model":"gpt-x","stream":true,"service_tier":"priority","messages":[],
+        "tools":[{"type":"web_search","type":"web_search"},{"type":"function","name":"f"}]}"#;
+    assert_eq!(send(body.to_owned()).await.0, 200);
+    let sent = &server.requests()[0].body;
+    assert_eq!(
+        sent,
+        &json!({"model": "gpt-x", "stream": true, "messages": [],
+            "tools": [{"type": "function", "name": "f"}],
+            "stream_options": {"include_usage": true}})
+    );
+    let usage = gw.stop().await;
+    assert_eq!((usage.input_tokens, usage.output_tokens), (3, 2));
+}
+
+#[test]
+fn an_answer_cut_short_is_charged_at_least_its_bytes() {
+    // Anthropic's start (input known, output 1) and some text, then the reader hung up.
+    let mut meter = UsageMeter::default();
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n";
+    meter.feed(start.as_bytes());
+    meter.feed("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n\n".repeat(50).as_bytes());
+    let (input, output) = meter.charged(400);
+    assert_eq!(input, 100);
+    assert!(output > 1000, "{output}");
+    // The same answer to its end is charged what it reports.
+    meter.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":12}}\n\n");
+    assert_eq!(meter.charged(400), (10, 12));
+}

@@ -30,7 +30,7 @@ pub use acceptor::{AcceptorRecord, AcceptorState};
 pub use requester::{
     Delivered, JobEvent, JobSpec, Requested, RequesterRecord, RequesterState, Settlement,
 };
-pub use routed::{ModelProvider, RoutedAnswer, RoutedCall, RoutedModel, Routing};
+pub use routed::{ModelProvider, RoutedAnswer, RoutedCall, RoutedModel, RoutedRecord, Routing};
 
 use crate::ledger::{Ledger, now_ms};
 use crate::node::lock;

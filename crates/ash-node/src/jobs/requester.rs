@@ -14,7 +14,7 @@ use ash_protocol::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::routed::Routing;
+use super::routed::{ModelProvider, RoutedRecord, Routing};
 use super::{
     Inbound, JobError, Jobs, MAX_PROMPT_BYTES, Offer, file_sha256, hash_file, remove, sha256_hex,
 };
@@ -230,6 +230,9 @@ pub struct RequesterRecord {
     pub reason: Option<String>,
     /// When it was asked for (ms).
     pub created: u64,
+    /// Set for a routed job: how its model calls are answered.
+    #[serde(default)]
+    pub routed: Option<RoutedRecord>,
 }
 
 /// A job followed by this process: where its acceptor's messages go, until dropped.
@@ -338,6 +341,7 @@ impl Jobs {
             end: None,
             reason: None,
             created: now_ms(),
+            routed: spec.routed.as_ref().map(Routing::record),
         };
         self.put_requested(&record).await?;
 
@@ -582,9 +586,12 @@ impl Jobs {
     /// Takes up a job this home asked for whose `ash run` ended early (killed, or the
     /// connection lost): follows it if it runs, fetches a result delivered meanwhile, or
     /// returns the received result again for the decision.
+    /// A routed job's calls are answered by `provider` while this follows it (`None`: they
+    /// are refused, and its agent fails).
     pub async fn resume(
         self: &Arc<Self>,
         job: &str,
+        provider: Option<Arc<dyn ModelProvider>>,
         events: mpsc::Sender<JobEvent>,
     ) -> Result<Requested, JobError> {
         if !self.writer {
@@ -608,6 +615,13 @@ impl Jobs {
             }
         }
         let (_live, inbound) = self.go_live(job);
+        // A routed job's calls are answered again (its budget counts from here).
+        let _route = match (&record.routed, provider) {
+            (Some(routed), Some(provider)) => {
+                Some(self.follow_routed(job, acceptor, routed.with(provider)))
+            }
+            _ => None,
+        };
         if record.state == RequesterState::Received {
             // The result is here and receipted: only the decision is missing.
             let end = self.status_of(&record, acceptor).await?;

@@ -72,6 +72,9 @@ pub trait ModelProvider: Send + Sync {
 /// A requester's terms for routing a job's model calls.
 #[derive(Clone)]
 pub struct Routing {
+    /// The provider's name (`anthropic`, …), kept with the job so that `ash run --resume`
+    /// answers with the same one.
+    pub provider_name: String,
     /// `anthropic` or `openai`: the API the provider speaks.
     pub api: String,
     /// The one model calls may name.
@@ -100,6 +103,47 @@ impl Routing {
     /// As announced.
     pub fn announced(&self) -> JobRouted {
         JobRouted { api: self.api.clone(), model: self.model.clone() }
+    }
+
+    /// As the job's record keeps it.
+    pub fn record(&self) -> RoutedRecord {
+        RoutedRecord {
+            provider: self.provider_name.clone(),
+            api: self.api.clone(),
+            model: self.model.clone(),
+            max_calls: self.max_calls,
+            max_tokens: self.max_tokens,
+        }
+    }
+}
+
+/// A routed job's routing as its requester's record keeps it (everything but the provider
+/// itself, which `ash run --resume` makes again from `provider`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoutedRecord {
+    /// The provider's name.
+    pub provider: String,
+    /// `anthropic` or `openai`.
+    pub api: String,
+    /// The model.
+    pub model: String,
+    /// Most calls.
+    pub max_calls: u64,
+    /// Most tokens.
+    pub max_tokens: u64,
+}
+
+impl RoutedRecord {
+    /// The routing again, answered by `provider`.
+    pub fn with(&self, provider: Arc<dyn ModelProvider>) -> Routing {
+        Routing {
+            provider_name: self.provider.clone(),
+            api: self.api.clone(),
+            model: self.model.clone(),
+            max_calls: self.max_calls,
+            max_tokens: self.max_tokens,
+            provider,
+        }
     }
 }
 

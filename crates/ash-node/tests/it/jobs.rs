@@ -870,6 +870,7 @@ async fn a_routed_jobs_model_calls_are_answered_by_the_requester_within_its_term
     };
     let seen = Arc::new(Mutex::new(Vec::new()));
     let routing = Routing {
+        provider_name: "test".into(),
         api: "anthropic".into(),
         model: "claude-x".into(),
         max_calls: 3,
