@@ -514,38 +514,12 @@ impl Gateway {
         let mut tcp_addr = None;
         if let Some(path) = unix {
             let listener = tokio::net::UnixListener::bind(path)?;
-            let (shared, limit) = (Arc::clone(&shared), Arc::clone(&limit));
-            tasks.spawn(async move {
-                let mut connections = JoinSet::new();
-                loop {
-                    let accepted = tokio::select! {
-                        () = shared.cancel.cancelled() => break,
-                        accepted = listener.accept() => accepted,
-                        Some(_) = connections.join_next() => continue,
-                    };
-                    if let Ok((stream, _)) = accepted {
-                        serve_connection(&mut connections, stream, &shared, &limit).await;
-                    }
-                }
-            });
+            tasks.spawn(serve(listener, Arc::clone(&shared), Arc::clone(&limit)));
         }
         if tcp {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
             tcp_addr = Some(listener.local_addr()?);
-            let (shared, limit) = (Arc::clone(&shared), Arc::clone(&limit));
-            tasks.spawn(async move {
-                let mut connections = JoinSet::new();
-                loop {
-                    let accepted = tokio::select! {
-                        () = shared.cancel.cancelled() => break,
-                        accepted = listener.accept() => accepted,
-                        Some(_) = connections.join_next() => continue,
-                    };
-                    if let Ok((stream, _)) = accepted {
-                        serve_connection(&mut connections, stream, &shared, &limit).await;
-                    }
-                }
-            });
+            tasks.spawn(serve(listener, Arc::clone(&shared), Arc::clone(&limit)));
         }
         Ok(Self { shared, tcp: tcp_addr, socket: unix.map(Path::to_path_buf), tasks })
     }
@@ -574,6 +548,42 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.shared.cancel.cancel();
+    }
+}
+
+/// A listener the gateway serves: a Unix socket or loopback TCP.
+trait Listener: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn next_stream(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn next_stream(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn next_stream(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+/// Accepts connections on `listener` until the gateway stops; each is served by a task of
+/// its own, at most as many at once as `limit` allows.
+async fn serve<L: Listener>(listener: L, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            accepted = listener.next_stream() => accepted,
+            Some(_) = connections.join_next() => continue,
+        };
+        if let Ok(stream) = accepted {
+            serve_connection(&mut connections, stream, &shared, &limit).await;
+        }
     }
 }
 
