@@ -232,6 +232,22 @@ impl Api {
         }
     }
 
+    /// Its name in job messages: `messages`, `responses`, `chat_completions`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Messages => "messages",
+            Self::Responses => "responses",
+            Self::ChatCompletions => "chat_completions",
+        }
+    }
+
+    /// The API named `name` (see [`Api::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Messages, Self::Responses, Self::ChatCompletions]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+
     /// The path below a provider's base URL (which ends in `/v1`).
     pub fn path(self) -> &'static str {
         match self {

@@ -134,9 +134,7 @@ async fn routed_model(
     routed: &Arc<ash_node::RoutedModel>,
     name: &str,
 ) -> Result<(Gateway, Model), String> {
-    let mut token = [0u8; 24];
-    getrandom::fill(&mut token).map_err(|e| e.to_string())?;
-    let token = format!("ash-run-{}", ash_identity::encode_hex(&token));
+    let token = super::external::placeholder().map_err(|e| e.to_string())?;
     let upstream = Arc::new(super::routing::ToRequester(Arc::clone(routed)));
     let config = GatewayConfig {
         token: token.clone(),

@@ -83,6 +83,14 @@ impl CliKind {
         }
     }
 
+    /// Its program in the first directory of `path` (a `PATH` value) that has one.
+    pub(crate) fn on_path(self, path: &str) -> Option<PathBuf> {
+        path.split(':')
+            .filter(|dir| dir.starts_with('/'))
+            .map(|dir| Path::new(dir).join(self.name()))
+            .find(|p| p.is_file())
+    }
+
     /// The models it runs for each tier, unless `--tier-model` says otherwise.
     pub(crate) fn default_models(self) -> BTreeMap<String, String> {
         let pairs: &[(&str, &str)] = match self {
@@ -116,18 +124,13 @@ pub(crate) async fn detect(
     path: &str,
     sandbox: &Sandbox,
 ) -> Result<Installed, String> {
-    let found = path
-        .split(':')
-        .filter(|dir| dir.starts_with('/'))
-        .map(|dir| Path::new(dir).join(kind.name()))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "`{}` is not on PATH; install it with `npm install -g {}`",
-                kind.name(),
-                kind.package()
-            )
-        })?;
+    let found = kind.on_path(path).ok_or_else(|| {
+        format!(
+            "`{}` is not on PATH; install it with `npm install -g {}`",
+            kind.name(),
+            kind.package()
+        )
+    })?;
     let program = std::fs::canonicalize(&found).map_err(|e| format!("{}: {e}", found.display()))?;
     let root = program
         .ancestors()
@@ -463,8 +466,8 @@ fn read_agent_file(path: &Path, max: u64) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// A random placeholder key for one run.
-fn placeholder() -> Result<String, getrandom::Error> {
+/// A random placeholder key for one run: all an agent holds, good only at its gateway.
+pub(crate) fn placeholder() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes)?;
     Ok(format!("ash-run-{}", ash_identity::encode_hex(&bytes)))

@@ -66,12 +66,7 @@ pub(crate) fn readiness() -> Vec<(&'static str, &'static str, String)> {
     )];
     let path = config::process_env().get("PATH").cloned().unwrap_or_default();
     for kind in CliKind::ALL {
-        let found = path
-            .split(':')
-            .filter(|dir| dir.starts_with('/'))
-            .map(|dir| std::path::Path::new(dir).join(kind.name()))
-            .find(|p| p.is_file());
-        let Some(program) = found else {
+        let Some(program) = kind.on_path(&path) else {
             out.push((
                 kind.name(),
                 "none",

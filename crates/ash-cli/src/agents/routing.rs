@@ -15,19 +15,6 @@ use ash_node::{ModelProvider, RoutedAnswer, RoutedCall, RoutedModel};
 use ash_spec::ProviderApi;
 use tokio_util::sync::CancellationToken;
 
-/// The name a gateway API goes by on the wire.
-pub(crate) fn api_name(api: Api) -> &'static str {
-    match api {
-        Api::Messages => "messages",
-        Api::Responses => "responses",
-        Api::ChatCompletions => "chat_completions",
-    }
-}
-
-fn api_of(name: &str) -> Option<Api> {
-    [Api::Messages, Api::Responses, Api::ChatCompletions].into_iter().find(|a| api_name(*a) == name)
-}
-
 /// The family a provider speaks, as routed jobs name it.
 pub(crate) fn family(api: ProviderApi) -> &'static str {
     match api {
@@ -46,7 +33,7 @@ impl Upstream for ToRequester {
     ) -> Pin<Box<dyn Future<Output = Result<ModelAnswer, String>> + Send + '_>> {
         Box::pin(async move {
             let routed = RoutedCall {
-                api: api_name(call.api).to_owned(),
+                api: call.api.name().to_owned(),
                 query: call.query,
                 headers: call.headers,
                 body: call.body.to_vec(),
@@ -87,7 +74,7 @@ impl ModelProvider for OwnProvider {
         call: RoutedCall,
     ) -> Pin<Box<dyn Future<Output = Result<RoutedAnswer, String>> + Send + '_>> {
         Box::pin(async move {
-            let api = api_of(&call.api).ok_or_else(|| format!("no API `{}`", call.api))?;
+            let api = Api::from_name(&call.api).ok_or_else(|| format!("no API `{}`", call.api))?;
             let sent = call.body.len() as u64;
             // What the acceptor's gateway screened is screened again here: the call spends
             // this machine's key.

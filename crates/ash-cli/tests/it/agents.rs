@@ -73,22 +73,27 @@ impl Served {
     }
 
     fn login(&self, target: &str, key: &str) -> std::process::Output {
-        let mut child = ash(&self.pair.alice)
-            .env("PATH", &self.path)
-            .args(["login", target, "--stdin"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(format!("{key}\n").as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        login(&self.pair.alice, &self.path, target, key)
     }
 
     fn serve(&self, args: &[&str]) -> (Child, std::io::BufReader<ChildStdout>, String) {
         self.pair.serve_with(&[("PATH", &self.path)], args)
     }
+}
+
+/// `ash login TARGET --stdin` in `home`, the key piped in.
+fn login(home: &Path, path: &str, target: &str, key: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = ash(home)
+        .env("PATH", path)
+        .args(["login", target, "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{key}\n").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Stops `serve` and returns its events and everything it logged.
@@ -298,15 +303,7 @@ fn routed_jobs_are_answered_with_the_requesters_key_for_every_agent() {
         served.serve(&["--agents", "claude,codex,builtin", "--model", "scripted"]);
     pair.bonus(&address);
     for (target, key) in [("anthropic", anthropic_key()), ("openai", openai_key())] {
-        let mut child = ash(&pair.bob)
-            .args(["login", target, "--stdin"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(format!("{key}\n").as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = login(&pair.bob, &served.path, target, &key);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
     let cases = [
