@@ -543,7 +543,8 @@ impl Events {
 
     fn claude(&mut self, event: &Value) -> Vec<JobStep> {
         let mut steps = Vec::new();
-        let blocks = event["message"]["content"].as_array().cloned().unwrap_or_default();
+        let blocks: &[Value] =
+            event["message"]["content"].as_array().map(Vec::as_slice).unwrap_or_default();
         match event["type"].as_str() {
             Some("system") if event["subtype"] == "init" => {
                 let model = event["model"].as_str().unwrap_or("?");
