@@ -6,11 +6,15 @@ use ash_sandbox::{BackendChoice, NetPolicy};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// ash: durable agents from a directory, and a network that shares idle machines.
+///
+/// `ash` alone, in a terminal, opens the full-screen TUI: ask the network for work on this
+/// repository, decide on the diff that comes back, serve other people's jobs, and watch the
+/// balance (docs/tui.md).
 #[derive(Debug, Parser)]
 #[command(name = "ash", version, propagate_version = true, max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]

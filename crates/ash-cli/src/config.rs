@@ -214,3 +214,24 @@ pub(crate) fn private_paths() -> Vec<PathBuf> {
 pub(crate) fn client_secret(name: &str) -> Option<ash_spec::Secret> {
     var(name).filter(|v| !v.is_empty()).map(ash_spec::Secret::new)
 }
+
+/// The working directory.
+pub(crate) fn current_dir() -> anyhow::Result<PathBuf> {
+    std::env::current_dir().context("reading the working directory")
+}
+
+/// `path` as people read it: under the home directory, `~/…`.
+pub(crate) fn display_path(path: &std::path::Path) -> String {
+    let home = var("HOME").filter(|h| h.len() > 1);
+    match home.and_then(|h| path.strip_prefix(&h).ok().map(std::path::Path::to_path_buf)) {
+        Some(rest) if rest.as_os_str().is_empty() => "~".to_owned(),
+        Some(rest) => format!("~/{}", rest.display()),
+        None => path.display().to_string(),
+    }
+}
+
+/// Whether screens may use colour: not under `NO_COLOR` (<https://no-color.org>) or a
+/// `TERM=dumb` terminal.
+pub(crate) fn color() -> bool {
+    var("NO_COLOR").is_none_or(|v| v.is_empty()) && var("TERM").is_none_or(|t| t != "dumb")
+}

@@ -596,7 +596,9 @@ impl Service {
             let _ = responder.respond(busy).await;
             return;
         };
-        let (ledger, info) = (Arc::clone(&self.ledger), self.info.clone());
+        let (ledger, mut info) = (Arc::clone(&self.ledger), self.info.clone());
+        // Serving may start and stop while the node runs (the TUI's `/serve`).
+        info.serving = self.jobs.offering();
         tokio::spawn(async move {
             let response = tokio::task::spawn_blocking(move || respond(&ledger, info, request))
                 .await

@@ -137,25 +137,29 @@ pub(crate) fn store(home: &Path, provider: &str, key: &str) -> anyhow::Result<Pa
     Ok(path)
 }
 
-/// `ash login [AGENT|PROVIDER]`.
-pub(crate) fn login(args: &LoginArgs) -> anyhow::Result<Outcome> {
-    let home = config::ash_home().context("no $ASH_HOME and no $HOME: set ASH_HOME")?;
-    let Some(target) = &args.target else {
-        for (provider, var) in PROVIDERS {
+/// What `ash login` without a target lists: each provider and where its key comes from.
+pub(crate) fn key_states(home: &Path) -> Vec<String> {
+    PROVIDERS
+        .iter()
+        .map(|(provider, var)| {
             let state = if config::var(var).is_some_and(|v| !v.is_empty()) {
                 format!("from ${var}")
-            } else if stored(&home, provider).is_some() {
-                format!("stored in {}", key_file(&home, provider).display())
+            } else if stored(home, provider).is_some() {
+                format!("stored in {}", key_file(home, provider).display())
             } else {
-                "none (`ash login {provider}`)".replace("{provider}", provider)
+                format!("none (`ash login {provider}`)")
             };
-            output::stdout(&format!("{provider}: {state}\n"));
-        }
-        return Ok(Outcome::Success);
-    };
+            format!("{provider}: {state}")
+        })
+        .collect()
+}
+
+/// The provider whose key `target` (an agent or a provider) means, and the variable the key
+/// may come from instead.
+pub(crate) fn login_provider(target: &str) -> anyhow::Result<(&'static str, &'static str)> {
     let provider = match CliKind::from_name(target) {
         Some(kind) => kind.provider(),
-        None => match PROVIDERS.iter().find(|(p, _)| p == target) {
+        None => match PROVIDERS.iter().find(|(p, _)| *p == target) {
             Some((p, _)) => *p,
             None => bail!(
                 "no agent or provider `{target}`; log in to claude, codex, anthropic or openai"
@@ -163,6 +167,40 @@ pub(crate) fn login(args: &LoginArgs) -> anyhow::Result<Outcome> {
         },
     };
     let var = PROVIDERS.iter().find(|(p, _)| *p == provider).map_or("", |(_, v)| *v);
+    Ok((provider, var))
+}
+
+/// A key as given, trimmed, once its form is one that may serve.
+pub(crate) fn key_form(provider: &str, key: &str) -> anyhow::Result<String> {
+    let key = key.trim().to_owned();
+    if key.is_empty() {
+        bail!("the key is empty");
+    }
+    if let Some(why) = subscription(provider, &key) {
+        bail!("{why}");
+    }
+    if key.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        bail!("the key has spaces or control characters in it; paste the key alone");
+    }
+    Ok(key)
+}
+
+/// Checks `key` with `provider` as configured here.
+pub(crate) async fn check_configured(provider: &str, key: &str) -> anyhow::Result<()> {
+    let (user, _) = config::user_config()?;
+    let table = config::provider_table(&config::load_options().env, &user, None);
+    let provider_config = table.get(provider)?.clone();
+    check(&provider_config, key).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+/// `ash login [AGENT|PROVIDER]`.
+pub(crate) fn login(args: &LoginArgs) -> anyhow::Result<Outcome> {
+    let home = config::ash_home().context("no $ASH_HOME and no $HOME: set ASH_HOME")?;
+    let Some(target) = &args.target else {
+        output::stdout(&(key_states(&home).join("\n") + "\n"));
+        return Ok(Outcome::Success);
+    };
+    let (provider, var) = login_provider(target)?;
     let key = match config::var(var).filter(|v| !v.trim().is_empty()) {
         Some(key) => {
             output::note(&format!("using ${var} from the environment"));
@@ -182,22 +220,9 @@ pub(crate) fn login(args: &LoginArgs) -> anyhow::Result<Outcome> {
             })?
         }
     };
-    let key = key.trim().to_owned();
-    if key.is_empty() {
-        bail!("the key is empty");
-    }
-    if let Some(why) = subscription(provider, &key) {
-        bail!("{why}");
-    }
-    if key.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        bail!("the key has spaces or control characters in it; paste the key alone");
-    }
+    let key = key_form(provider, &key)?;
     if !args.no_check {
-        let (user, _) = config::user_config()?;
-        let table = config::provider_table(&config::load_options().env, &user, None);
-        let provider_config = table.get(provider)?.clone();
-        let rt = crate::cmd::runtime()?;
-        rt.block_on(check(&provider_config, &key)).map_err(|e| anyhow::anyhow!(e))?;
+        crate::cmd::runtime()?.block_on(check_configured(provider, &key))?;
     }
     let path = store(&home, provider, &key)?;
     let checked = if args.no_check { "not checked" } else { "checked with the provider" };

@@ -7,7 +7,7 @@
 
 mod builtin;
 mod external;
-mod keys;
+pub(crate) mod keys;
 mod routing;
 
 use std::collections::BTreeMap;

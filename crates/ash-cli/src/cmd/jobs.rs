@@ -61,61 +61,21 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
         );
     }
     let rt = runtime()?;
-    let sandbox = rt
-        .block_on(Sandbox::new(config::sandbox_config(args.sandbox, None)))
-        .context("preparing the sandbox for jobs (`ash sandbox check` shows what works here)")?;
-    if sandbox.backend() == BackendKind::Plain {
-        bail!(
-            "jobs run other people's code: `ash serve` needs an isolating sandbox, and this one is `plain` (`ash sandbox check` shows why)"
-        );
-    }
-    let sandbox = Arc::new(sandbox);
-    let mut agents: Vec<Arc<dyn JobAgent>> = Vec::new();
-    for kind in &kinds {
-        match (*kind, CliKind::from_name(kind)) {
-            ("builtin", _) => {
-                let model = args.model.as_deref().unwrap_or_default();
-                let agent_dir = home.dir().join("agents").join("coder");
-                super::init::install_coder(&agent_dir)?;
-                let builtin = BuiltinAgent::new(&agent_dir, model, Arc::clone(&sandbox))?;
-                if builtin.scripted {
-                    output::note(&format!(
-                        "note: the built-in agent replays `{}` offline; no model is called, and requesters see the model named `{}` in the offer",
-                        builtin.model_ref, builtin.model_ref
-                    ));
-                }
-                output::note(&format!("agent builtin: {} for every tier", builtin.model_ref));
-                agents.push(Arc::new(builtin));
-            }
-            (_, Some(cli)) => {
-                let path = config::process_env().get("PATH").cloned().unwrap_or_default();
-                let mine = overrides.get(cli.name()).cloned().unwrap_or_default();
-                let (agent, without) = rt.block_on(crate::agents::external(
-                    cli,
-                    &path,
-                    &mine,
-                    &priced,
-                    !args.no_routed,
-                    Arc::clone(&sandbox),
-                ))?;
-                let mut serves: Vec<String> =
-                    agent.models().iter().map(|(t, m)| format!("{m} for {t}")).collect();
-                if !args.no_routed {
-                    serves.push("routed jobs (the requester's model and key)".into());
-                }
-                output::note(&format!(
-                    "agent {}: {} · {}",
-                    cli.name(),
-                    agent.version(),
-                    serves.join(", ")
-                ));
-                if let Some(why) = without {
-                    output::note(&format!("  only routed jobs: {why}"));
-                }
-                agents.push(Arc::new(agent));
-            }
-            _ => {}
+    let sandbox = rt.block_on(job_sandbox(args.sandbox))?;
+    let mut agents = Vec::new();
+    for (agent, notes) in rt.block_on(serve_agents(
+        &home,
+        &kinds,
+        args.model.as_deref(),
+        &overrides,
+        &priced,
+        !args.no_routed,
+        &sandbox,
+    ))? {
+        for note in notes {
+            output::note(&note);
         }
+        agents.push(agent);
     }
     let serve = ServeConfig {
         agents,
@@ -126,27 +86,88 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<Outcome> {
         max_package_bytes: args.max_package_mb.saturating_mul(1 << 20),
         limits: ash_pack::Limits::default(),
         run_time: Duration::from_secs(args.max_run_minutes.max(1) * 60),
-        git: Arc::new(IsolatedGit { backend: args.sandbox }),
+        git: isolated_git(args.sandbox),
     };
     let mut config = network::node_config(&home, &args.node)?;
     config.serve = Some(serve);
     config.info.serving = true;
     config.info.agents = kinds.iter().map(|k| (*k).to_owned()).collect();
     // The mint authority of the network may serve from the same home: its node mints too.
-    if let Ok(key) = home.authority()
-        && genesis.is_authority(&key.node_id())
-    {
-        let invites =
-            (genesis.signup_cost == ash_ledger::SignupCost::Invite).then(|| home.invites());
-        config.authority = Some(ash_node::Authority {
-            key: Arc::new(key),
-            signup_bonus: genesis.signup_bonus.unwrap_or(100),
-            signups_per_minute: 30,
-            invites,
-        });
-    }
+    config.authority = network::home_authority(&home, &genesis);
     drop(rt);
     network::run_node(identity, config, args.node.json, &network::state_file(&home))
+}
+
+/// The sandbox jobs run in: an isolating one, or an error that says why not.
+pub(crate) async fn job_sandbox(
+    backend: ash_sandbox::BackendChoice,
+) -> anyhow::Result<Arc<Sandbox>> {
+    let sandbox = Sandbox::new(config::sandbox_config(backend, None))
+        .await
+        .context("preparing the sandbox for jobs (`ash sandbox check` shows what works here)")?;
+    if sandbox.backend() == BackendKind::Plain {
+        bail!(
+            "jobs run other people's code: serving needs an isolating sandbox, and this one is `plain` (`ash sandbox check` shows why)"
+        );
+    }
+    Ok(Arc::new(sandbox))
+}
+
+/// The agents of `kinds`, ready to serve in `sandbox`, each with what to tell the person
+/// about it. `model` is the built-in agent's; `overrides` the outside agents' models per tier.
+pub(crate) async fn serve_agents(
+    home: &Home,
+    kinds: &[&str],
+    model: Option<&str>,
+    overrides: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    priced: &[String],
+    routed: bool,
+    sandbox: &Arc<Sandbox>,
+) -> anyhow::Result<Vec<(Arc<dyn JobAgent>, Vec<String>)>> {
+    let mut agents: Vec<(Arc<dyn JobAgent>, Vec<String>)> = Vec::new();
+    for kind in kinds {
+        let mut notes = Vec::new();
+        match (*kind, CliKind::from_name(kind)) {
+            ("builtin", _) => {
+                let model = model.unwrap_or_default();
+                let agent_dir = home.dir().join("agents").join("coder");
+                super::init::install_coder(&agent_dir)?;
+                let builtin = BuiltinAgent::new(&agent_dir, model, Arc::clone(sandbox))?;
+                if builtin.scripted {
+                    notes.push(format!(
+                        "note: the built-in agent replays `{}` offline; no model is called, and requesters see the model named `{}` in the offer",
+                        builtin.model_ref, builtin.model_ref
+                    ));
+                }
+                notes.push(format!("agent builtin: {} for every tier", builtin.model_ref));
+                agents.push((Arc::new(builtin), notes));
+            }
+            (_, Some(cli)) => {
+                let path = config::process_env().get("PATH").cloned().unwrap_or_default();
+                let mine = overrides.get(cli.name()).cloned().unwrap_or_default();
+                let (agent, without) =
+                    crate::agents::external(cli, &path, &mine, priced, routed, Arc::clone(sandbox))
+                        .await?;
+                let mut serves: Vec<String> =
+                    agent.models().iter().map(|(t, m)| format!("{m} for {t}")).collect();
+                if routed {
+                    serves.push("routed jobs (the requester's model and key)".into());
+                }
+                notes.push(format!(
+                    "agent {}: {} · {}",
+                    cli.name(),
+                    agent.version(),
+                    serves.join(", ")
+                ));
+                if let Some(why) = without {
+                    notes.push(format!("  only routed jobs: {why}"));
+                }
+                agents.push((Arc::new(agent), notes));
+            }
+            _ => {}
+        }
+    }
+    Ok(agents)
 }
 
 /// `--tier-model AGENT:TIER=MODEL` values, by agent.
@@ -174,6 +195,11 @@ fn tier_models(
         out.entry(agent.to_owned()).or_default().insert(tier.to_owned(), model.to_owned());
     }
     Ok(out)
+}
+
+/// Git for the baselines and diffs of jobs served.
+pub(crate) fn isolated_git(backend: ash_sandbox::BackendChoice) -> Arc<dyn GitFactory> {
+    Arc::new(IsolatedGit { backend })
 }
 
 /// Git over a job's tree, isolated (`ash pack`'s git).
@@ -220,18 +246,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     let prompt = args.prompt.clone().unwrap_or_default();
     let repo =
         args.dir.canonicalize().with_context(|| format!("resolving {}", args.dir.display()))?;
-    let walk = super::pack::walk_dir(&repo)?;
-    let findings = ash_pack::scan(&walk)?;
-    if !findings.is_empty() && !args.allow_secrets {
-        let list: Vec<String> = findings
-            .iter()
-            .map(|f| format!("  {}:{}: {} ({})", f.path, f.line, f.rule, f.preview))
-            .collect();
-        bail!(
-            "the package would carry what looks like secrets:\n{}\nnothing was sent; add them to .gitignore or .ashignore, or pass --allow-secrets",
-            list.join("\n")
-        );
-    }
+    let walk = packed_walk(&repo, args.allow_secrets)?;
     let routed = if args.route { Some(routing(args)?) } else { None };
     let tier = match (&args.tier, &routed) {
         (Some(tier), None) => tier.clone(),
@@ -259,6 +274,24 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     follow(args, &home, identity, node_config, &repo, |jobs, events| {
         Box::pin(async move { jobs.request(spec, events).await })
     })
+}
+
+/// The repository's files as a job packs them; refused when they look like they carry
+/// secrets, unless `allow_secrets`.
+pub(crate) fn packed_walk(repo: &Path, allow_secrets: bool) -> anyhow::Result<ash_pack::Walk> {
+    let walk = super::pack::walk_dir(repo)?;
+    let findings = ash_pack::scan(&walk)?;
+    if !findings.is_empty() && !allow_secrets {
+        let list: Vec<String> = findings
+            .iter()
+            .map(|f| format!("  {}:{}: {} ({})", f.path, f.line, f.rule, f.preview))
+            .collect();
+        bail!(
+            "the package would carry what looks like secrets:\n{}\nnothing was sent; add them to .gitignore or .ashignore, or pass --allow-secrets",
+            list.join("\n")
+        );
+    }
+    Ok(walk)
 }
 
 /// `ash run --route`: this machine's provider answers the agent's model calls.
@@ -307,7 +340,19 @@ fn resume(
     job: &str,
 ) -> anyhow::Result<Outcome> {
     let node_config = requester_node(home, args)?;
-    // The repository the job came from, as recorded.
+    let (repo, provider) = recorded(home, job)?;
+    let job = job.to_owned();
+    follow(args, home, identity, node_config, &repo, move |jobs, events| {
+        Box::pin(async move { jobs.resume(&job, provider, events).await })
+    })
+}
+
+/// The repository a job asked for from this home came from, and the provider that answers
+/// its model calls if it is routed.
+pub(crate) fn recorded(
+    home: &Home,
+    job: &str,
+) -> anyhow::Result<(PathBuf, Option<Arc<dyn ash_node::ModelProvider>>)> {
     let db = ash_store::JobsDb::open(&home.jobs_dir().join("jobs.db"))?;
     let row = db.get(job, "requester")?;
     drop(db);
@@ -330,10 +375,7 @@ fn resume(
         }
         None => None,
     };
-    let job = job.to_owned();
-    follow(args, home, identity, node_config, &repo, move |jobs, events| {
-        Box::pin(async move { jobs.resume(&job, provider, events).await })
-    })
+    Ok((repo, provider))
 }
 
 /// The node `ash run` starts: any free port, this home's writer (it reserves and decides).
@@ -489,24 +531,12 @@ async fn decide(
     let mut applied_files = 0usize;
     let mut conflicts = Vec::new();
     let decision = if apply {
-        let journal = home.dir().join("apply");
-        let patch = delivered.patch.clone();
-        let target = repo.to_path_buf();
-        let applied = tokio::task::spawn_blocking(move || {
-            ash_pack::recover(&journal, &target)?;
-            let git =
-                super::pack::SandboxGit::own_tree().map_err(|e| DiffError::Spawn(e.to_string()))?;
-            let options = ApplyOptions { check_only: false, three_way: false };
-            ash_pack::apply(&git, &target, &patch, options, &journal)
-        })
-        .await
-        .context("applying the result")?;
-        match applied {
-            Ok(applied) => {
-                applied_files = applied.files.len();
+        match apply_result(home, repo, &delivered.patch).await? {
+            Ok(files) => {
+                applied_files = files;
                 Decision::Accept
             }
-            Err(DiffError::Conflicts(found)) => {
+            Err(found) => {
                 for conflict in &found {
                     if !json {
                         output::note(&format!(
@@ -526,7 +556,6 @@ async fn decide(
                 conflicts = found;
                 Decision::Reject
             }
-            Err(e) => return Err(e).context("applying the result"),
         }
     } else {
         Decision::Reject
@@ -563,6 +592,32 @@ async fn decide(
     } else {
         Outcome::Failure
     })
+}
+
+/// Applies a delivered patch to `repo` (journaled: an interrupted apply is rolled back first):
+/// the number of files applied, or the conflicts, with nothing changed.
+pub(crate) async fn apply_result(
+    home: &Home,
+    repo: &Path,
+    patch: &[u8],
+) -> anyhow::Result<Result<usize, Vec<ash_pack::Conflict>>> {
+    let journal = home.dir().join("apply");
+    let patch = patch.to_vec();
+    let target = repo.to_path_buf();
+    let applied = tokio::task::spawn_blocking(move || {
+        ash_pack::recover(&journal, &target)?;
+        let git =
+            super::pack::SandboxGit::own_tree().map_err(|e| DiffError::Spawn(e.to_string()))?;
+        let options = ApplyOptions { check_only: false, three_way: false };
+        ash_pack::apply(&git, &target, &patch, options, &journal)
+    })
+    .await
+    .context("applying the result")?;
+    match applied {
+        Ok(applied) => Ok(Ok(applied.files.len())),
+        Err(DiffError::Conflicts(found)) => Ok(Err(found)),
+        Err(e) => Err(e).context("applying the result"),
+    }
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -681,7 +736,7 @@ pub(crate) fn list(args: &crate::cli::JsonArgs) -> anyhow::Result<Outcome> {
 const TIER_FILE: &str = "tier";
 
 /// The tier `ash set` chose, else `sonnet`.
-fn chosen_tier(home: &Home) -> String {
+pub(crate) fn chosen_tier(home: &Home) -> String {
     std::fs::read_to_string(home.dir().join(TIER_FILE))
         .ok()
         .map(|t| t.trim().to_owned())
@@ -689,19 +744,26 @@ fn chosen_tier(home: &Home) -> String {
         .unwrap_or_else(|| "sonnet".to_owned())
 }
 
-/// `ash set TIER`.
-pub(crate) fn set(args: &crate::cli::SetArgs) -> anyhow::Result<Outcome> {
-    let home = Home::find()?;
+/// Chooses the tier jobs pay for (`claude-opus` means `opus`), remembered in this home: the
+/// tier and its price.
+pub(crate) fn set_tier(home: &Home, asked: &str) -> anyhow::Result<(String, u64)> {
     let genesis = home.genesis()?;
-    let asked = args.tier.to_ascii_lowercase();
-    let tier = asked.strip_prefix("claude-").unwrap_or(&asked).to_owned();
+    let lower = asked.to_ascii_lowercase();
+    let tier = lower.strip_prefix("claude-").unwrap_or(&lower).to_owned();
     let prices = genesis.price_list();
-    let Some(price) = prices.get(&tier) else {
+    let Some(price) = prices.get(&tier).copied() else {
         let known: Vec<&str> = prices.keys().map(String::as_str).collect();
-        bail!("unknown tier `{}`; this network prices {}", args.tier, known.join(", "));
+        bail!("unknown tier `{asked}`; this network prices {}", known.join(", "));
     };
     std::fs::write(home.dir().join(TIER_FILE), format!("{tier}\n"))
         .with_context(|| format!("writing {}", home.dir().join(TIER_FILE).display()))?;
+    Ok((tier, price))
+}
+
+/// `ash set TIER`.
+pub(crate) fn set(args: &crate::cli::SetArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let (tier, price) = set_tier(&home, &args.tier)?;
     output::stdout(&format!("model: {tier} ({price}cr/task)\n"));
     Ok(Outcome::Success)
 }

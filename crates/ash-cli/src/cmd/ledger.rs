@@ -435,30 +435,52 @@ pub(crate) fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
             },
             _ => "node: not running (`ash node` runs one; `ash status --network` looks for peers now)".to_owned(),
         };
-        let agents: String = agents
-            .iter()
-            .map(|(kind, serves, detail)| {
-                let state = match *serves {
-                    "all" => "ready",
-                    "routed" => "routed only",
-                    _ => "not ready",
-                };
-                format!("\n  agent {kind}: {state} — {detail}")
-            })
-            .collect();
-        output::stdout(&format!(
-            "\n  {}  ·  {} credits spendable{}\n  id: {id}\n  network: {}\n  received {} · earned {} · paid {} · locked {}\n  {node}{agents}\n\n",
-            name.as_deref().unwrap_or("?"),
-            balance.spendable.get(),
-            if frozen { "  ·  FROZEN (equivocation proven)" } else { "" },
-            genesis.name,
-            balance.received.get(),
-            balance.earned.get(),
-            balance.paid.get(),
-            balance.locked.get(),
-        ));
+        output::stdout(&status_text(name.as_deref(), &balance, frozen, &genesis.name, id, &node));
     }
     Ok(Outcome::Success)
+}
+
+/// What `ash status` prints: the identity, its balance, the node and the agents.
+fn status_text(
+    name: Option<&str>,
+    balance: &ash_ledger::Balance,
+    frozen: bool,
+    network: &str,
+    id: NodeId,
+    node: &str,
+) -> String {
+    let agents: String = crate::agents::readiness()
+        .iter()
+        .map(|(kind, serves, detail)| {
+            let state = match *serves {
+                "all" => "ready",
+                "routed" => "routed only",
+                _ => "not ready",
+            };
+            format!("\n  agent {kind}: {state} — {detail}")
+        })
+        .collect();
+    format!(
+        "\n  {}  ·  {} credits spendable{}\n  id: {id}\n  network: {network}\n  received {} · earned {} · paid {} · locked {}\n  {node}{agents}\n\n",
+        name.unwrap_or("?"),
+        balance.spendable.get(),
+        if frozen { "  ·  FROZEN (equivocation proven)" } else { "" },
+        balance.received.get(),
+        balance.earned.get(),
+        balance.paid.get(),
+        balance.locked.get(),
+    )
+}
+
+/// `ash status` of this home as text, with `node` for what the network looks like.
+pub(crate) fn own_status_text(home: &Home, node: &str) -> anyhow::Result<String> {
+    let id = home.identity()?.node_id();
+    let genesis = home.genesis()?;
+    let account = home.ledger()?.account(id)?;
+    let balance = account.as_ref().map(|a| a.balance).unwrap_or_default();
+    let frozen = account.as_ref().is_some_and(|a| a.frozen);
+    let name = account.as_ref().and_then(|a| a.username.clone());
+    Ok(status_text(name.as_deref(), &balance, frozen, &genesis.name, id, node))
 }
 
 /// One line of history: an entry of the log and its effect on spendable credits.
@@ -585,19 +607,9 @@ fn history_rows(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<
     Ok(rows)
 }
 
-pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
-    let home = Home::find()?;
-    let id = match &args.id {
-        Some(text) => parse_id(text)?,
-        None => home.identity()?.node_id(),
-    };
-    let genesis = home.genesis()?;
-    let db = home.ledger()?;
-    let rows = history_rows(&db, &genesis, id)?;
-    if args.json {
-        output::json(&rows)?;
-        return Ok(Outcome::Success);
-    }
+/// `ash history` of `id` as text.
+pub(crate) fn history_text(db: &LedgerDb, genesis: &Genesis, id: NodeId) -> anyhow::Result<String> {
+    let rows = history_rows(db, genesis, id)?;
     let mut text = format!("history  {}\n", id.short());
     for row in &rows {
         let when = chrono::DateTime::from_timestamp_millis(i64::try_from(row.time).unwrap_or(0))
@@ -611,6 +623,22 @@ pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
     }
     let spendable = db.account(id)?.map_or(0, |a| a.balance.spendable.get());
     text.push_str(&format!("spendable: {spendable} cr\n"));
+    Ok(text)
+}
+
+pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
+    let home = Home::find()?;
+    let id = match &args.id {
+        Some(text) => parse_id(text)?,
+        None => home.identity()?.node_id(),
+    };
+    let genesis = home.genesis()?;
+    let db = home.ledger()?;
+    if args.json {
+        output::json(&history_rows(&db, &genesis, id)?)?;
+        return Ok(Outcome::Success);
+    }
+    let text = history_text(&db, &genesis, id)?;
     output::stdout(&text);
     Ok(Outcome::Success)
 }

@@ -14,6 +14,7 @@ mod pack;
 mod render;
 mod sandbox;
 mod start;
+mod tui;
 
 pub(crate) use start::runtime;
 
@@ -30,7 +31,17 @@ pub(crate) enum Outcome {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        // `ash` alone: the TUI in a terminal; elsewhere the help, as a usage error.
+        use std::io::IsTerminal as _;
+        if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            return tui::open();
+        }
+        let help = <Cli as clap::CommandFactory>::command().render_help();
+        crate::output::note(&help.to_string());
+        return Ok(Outcome::Code(2));
+    };
+    match command {
         Command::Init(args) => init::run(&args),
         Command::Info(args) => info::run(&args),
         Command::Build(args) => build::run(&args),

@@ -64,6 +64,19 @@ pub(crate) fn config(
     })
 }
 
+/// The mint authority's settings when this home holds the key of one of the network's
+/// authorities: its node mints the signup bonuses too.
+pub(crate) fn home_authority(home: &Home, genesis: &ash_ledger::Genesis) -> Option<Authority> {
+    let key = home.authority().ok().filter(|key| genesis.is_authority(&key.node_id()))?;
+    let invites = (genesis.signup_cost == ash_ledger::SignupCost::Invite).then(|| home.invites());
+    Some(Authority {
+        key: Arc::new(key),
+        signup_bonus: genesis.signup_bonus.unwrap_or(100),
+        signups_per_minute: 30,
+        invites,
+    })
+}
+
 /// Addresses given with `--bootstrap` are remembered in this file, so that later commands
 /// of the same home find the network the same way.
 const REMEMBERED_FILE: &str = "bootstrap.txt";
@@ -183,6 +196,30 @@ pub(crate) struct NodeState {
     pub(crate) received_entries: u64,
 }
 
+impl NodeState {
+    /// This process's node, starting now.
+    pub(crate) fn now() -> Self {
+        Self { pid: std::process::id(), started: now_ms(), ..Self::default() }
+    }
+
+    /// What `event` changes of the state.
+    pub(crate) fn track(&mut self, event: &NodeEvent) {
+        match event {
+            NodeEvent::Listening { address } => self.addresses.push(address.clone()),
+            NodeEvent::PeerConnected { node, .. } => self.peers.push(node.to_string()),
+            NodeEvent::PeerDisconnected { node } => {
+                let gone = node.to_string();
+                self.peers.retain(|p| *p != gone);
+            }
+            NodeEvent::Synced { new, .. } if *new > 0 => {
+                self.last_sync = Some(now_ms());
+                self.received_entries += new;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The state file of this home's running node.
 pub(crate) fn state_file(home: &Home) -> std::path::PathBuf {
     home.run_dir().join("node.json")
@@ -194,7 +231,7 @@ pub(crate) fn running_node(home: &Home) -> Option<NodeState> {
     std::path::Path::new("/proc").join(state.pid.to_string()).exists().then_some(state)
 }
 
-fn write_state(path: &std::path::Path, state: &NodeState) {
+pub(crate) fn write_state(path: &std::path::Path, state: &NodeState) {
     let tmp = path.with_extension("json.tmp");
     let written = serde_json::to_vec_pretty(state)
         .map_err(std::io::Error::other)
@@ -231,26 +268,15 @@ pub(crate) fn run_node(
         if let Some(dir) = state_path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let mut state =
-            NodeState { pid: std::process::id(), started: now_ms(), ..NodeState::default() };
+        let mut state = NodeState::now();
         write_state(state_path, &state);
         loop {
             let event = tokio::select! {
                 () = &mut signal => break,
                 event = node.next_event() => event,
             };
-            match &event {
-                Some(NodeEvent::Listening { address }) => state.addresses.push(address.clone()),
-                Some(NodeEvent::PeerConnected { node, .. }) => state.peers.push(node.to_string()),
-                Some(NodeEvent::PeerDisconnected { node }) => {
-                    let gone = node.to_string();
-                    state.peers.retain(|p| *p != gone);
-                }
-                Some(NodeEvent::Synced { new, .. }) if *new > 0 => {
-                    state.last_sync = Some(now_ms());
-                    state.received_entries += new;
-                }
-                _ => {}
+            if let Some(event) = &event {
+                state.track(event);
             }
             write_state(state_path, &state);
             {

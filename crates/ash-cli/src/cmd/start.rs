@@ -96,6 +96,22 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// Logs to `writer` (a file, while a screen owns the terminal) at the level `ASH_LOG` names,
+/// else `default`.
+pub(crate) fn init_logging_to<W>(default: tracing::Level, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let level =
+        config::log_level().and_then(|l| l.parse::<tracing::Level>().ok()).unwrap_or(default);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
 /// Logs on stderr at the level `ASH_LOG` names, else `default`.
 pub(crate) fn init_logging(default: tracing::Level) {
     let level =

@@ -63,7 +63,7 @@ impl Pair {
     /// `ash serve` of Alice on a free loopback port, with `args`; its address once it listens
     /// and has minted Bob's bonus (Bob's profile is in her ledger only once he connects, so the
     /// bonus comes with his first command).
-    fn serve(&self, args: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
+    pub(crate) fn serve(&self, args: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
         self.serve_with(&[], args)
     }
 
@@ -124,14 +124,14 @@ impl Pair {
         assert_eq!(balance["received"], 100, "{balance}");
     }
 
-    fn script(&self, name: &str, lines: &[Value]) -> String {
+    pub(crate) fn script(&self, name: &str, lines: &[Value]) -> String {
         let path = self.root.path().join(name);
         let text: Vec<String> = lines.iter().map(Value::to_string).collect();
         std::fs::write(&path, text.join("\n")).unwrap();
         format!("scripted:{}", path.display())
     }
 
-    fn readme(&self) -> String {
+    pub(crate) fn readme(&self) -> String {
         std::fs::read_to_string(self.repo.join("README.md")).unwrap()
     }
 }
@@ -401,7 +401,7 @@ fn free_port() -> u16 {
 
 /// A scripted agent that waits before it edits (the delay is per streamed event: a few
 /// seconds in all), time for a test to kill something.
-fn slow_script(pair: &Pair) -> String {
+pub(crate) fn slow_script(pair: &Pair) -> String {
     pair.script(
         "slow.jsonl",
         &[

@@ -20,6 +20,7 @@ mod sandbox;
 mod serve;
 mod stayup;
 mod tools;
+mod tui;
 
 /// Runs `ash` with `args` in `cwd`, with a clean, fixed environment.
 fn ash(cwd: &Path, args: &[&str]) -> Output {

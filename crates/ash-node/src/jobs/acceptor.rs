@@ -134,7 +134,7 @@ pub struct AcceptorRecord {
 impl Jobs {
     /// An announcement heard on the network: offers to run it if this node serves it.
     pub(crate) fn announced(self: &Arc<Self>, from: NodeId, announce: JobAnnounce) {
-        let Some(serve) = &self.serve else { return };
+        let Some(serve) = self.serve_config() else { return };
         if !self.writer || from == self.me.node_id() || !super::valid_job_id(&announce.job) {
             return;
         }
@@ -234,7 +234,7 @@ impl Jobs {
 
     /// The requester chose this node: every check before any work, then the job starts.
     pub(crate) async fn assigned(self: Arc<Self>, from: NodeId, assign: JobAssign) -> PeerResponse {
-        let Some(serve) = self.serve.clone() else {
+        let Some(serve) = self.serve_config() else {
             return PeerResponse::error("unsupported", "this node does not serve jobs");
         };
         // An assignment takes its offer, whether it holds or not (at once: a second assignment
@@ -519,7 +519,7 @@ impl Jobs {
 
     /// Unpacks, runs the agent, extracts and seals the diff, signs the commitment.
     async fn run(self: &Arc<Self>, record: &AcceptorRecord) -> Result<JobEnd, String> {
-        let Some(serve) = self.serve.clone() else {
+        let Some(serve) = self.serve_config() else {
             return Err("this node no longer serves jobs".into());
         };
         let Some(agent) = serve.agents.iter().find(|a| a.kind() == record.agent).cloned() else {

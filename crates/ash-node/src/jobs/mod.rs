@@ -13,7 +13,8 @@ mod routed;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ash_identity::{Identity, NodeId};
@@ -211,7 +212,10 @@ pub struct Jobs {
     pub(crate) genesis: Genesis,
     pub(crate) dir: PathBuf,
     db: Arc<Mutex<JobsDb>>,
-    pub(crate) serve: Option<ServeConfig>,
+    /// How this node serves jobs now (`None`: it does not); switched by [`Jobs::serve`].
+    serve: RwLock<Option<ServeConfig>>,
+    /// Whether the acceptor's unfinished jobs were taken up (once, when serving began).
+    resumed: AtomicBool,
     pub(crate) writer: bool,
     pub(crate) events: mpsc::Sender<NodeEvent>,
     /// Requester jobs in progress in this process: where their acceptor's messages go.
@@ -221,6 +225,8 @@ pub struct Jobs {
     offers: Mutex<HashMap<(NodeId, String), acceptor::Offered>>,
     /// Acceptor: jobs running here now, and how many were taken.
     pub(crate) running: Arc<Semaphore>,
+    /// How many permits `running` was given.
+    slots: Mutex<usize>,
     pub(crate) taken: Mutex<u64>,
     answers: Arc<Semaphore>,
     /// Requester: routed jobs followed here, whose model calls it answers.
@@ -321,12 +327,14 @@ impl Jobs {
             genesis,
             dir,
             db: Arc::new(Mutex::new(db)),
-            serve,
+            serve: RwLock::new(serve),
+            resumed: AtomicBool::new(false),
             writer,
             events,
             live: Mutex::new(HashMap::new()),
             offers: Mutex::new(HashMap::new()),
             running: Arc::new(Semaphore::new(slots)),
+            slots: Mutex::new(slots),
             taken: Mutex::new(0),
             answers: Arc::new(Semaphore::new(MAX_JOB_ANSWERS)),
             routes: Mutex::new(HashMap::new()),
@@ -356,7 +364,10 @@ impl Jobs {
     }
 
     async fn background(self: Arc<Self>) {
-        if self.writer && self.serve.is_some() {
+        if self.writer
+            && self.serve_config().is_some()
+            && !self.resumed.swap(true, Ordering::SeqCst)
+        {
             self.resume_accepted().await;
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -475,6 +486,56 @@ impl Jobs {
     /// This identity's spendable credits, as the ledger here has them.
     pub fn balance(&self) -> u64 {
         lock(&self.ledger).verifier().account(self.me.node_id()).balance.spendable.get()
+    }
+
+    /// How this node serves jobs now, if it does.
+    pub(crate) fn serve_config(&self) -> Option<ServeConfig> {
+        self.serve.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Starts serving jobs as `config` says, or changes how (a node started without serving
+    /// may begin later: the TUI's `/serve`). Jobs taken count from here for
+    /// [`ServeConfig::max_jobs`]; jobs this node took before and left unfinished are taken up
+    /// again, once. The number of jobs run at once grows to `config.max_concurrent` if it was
+    /// lower, and never shrinks below what was allowed before.
+    pub fn serve(self: &Arc<Self>, config: ServeConfig) {
+        let wanted = config.max_concurrent.clamp(1, MAX_CONCURRENT_JOBS);
+        {
+            let mut slots = lock(&self.slots);
+            if wanted > *slots {
+                self.running.add_permits(wanted - *slots);
+                *slots = wanted;
+            }
+        }
+        *lock(&self.taken) = 0;
+        *self.serve.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(config);
+        if self.writer && !self.resumed.swap(true, Ordering::SeqCst) {
+            let jobs = Arc::clone(self);
+            self.spawn(async move { jobs.resume_accepted().await });
+        }
+    }
+
+    /// Stops offering to run jobs; the jobs already taken run to their end and are collected.
+    pub fn stop_serving(&self) {
+        let taken = *lock(&self.taken);
+        if let Some(config) =
+            self.serve.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut()
+        {
+            config.max_jobs = Some(taken);
+        }
+    }
+
+    /// Whether this node offers to run jobs now: it serves, and has not taken as many jobs
+    /// as it was told to.
+    pub fn offering(&self) -> bool {
+        let taken = *lock(&self.taken);
+        self.serve_config().is_some_and(|s| s.max_jobs.is_none_or(|max| taken < max))
+    }
+
+    /// Jobs taken since serving began, and jobs running now.
+    pub fn serving_counts(&self) -> (u64, usize) {
+        let slots = *lock(&self.slots);
+        (*lock(&self.taken), slots.saturating_sub(self.running.available_permits()))
     }
 
     /// Gossips the head of this identity's log, after it grew.

@@ -1,0 +1,198 @@
+//! `ash` alone in a real terminal: tmux runs the TUI, `send-keys` types, `capture-pane` reads
+//! the screen, against a real acceptor (`ash serve` with the built-in agent on a scripted
+//! model) on loopback; the diff lands in the repository and the balances move.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pretty_assertions::assert_eq;
+
+use super::jobs::{Pair, credits, slow_script};
+use super::network::stop;
+
+/// A tmux server of its own running `ash` in one window.
+struct Screen {
+    socket: PathBuf,
+}
+
+impl Screen {
+    /// `ash` (no arguments) in `cwd` with `home`, on a `width`×`height` terminal.
+    fn open(home: &Path, cwd: &Path, width: u16, height: u16) -> Self {
+        let socket = home.join(format!("tmux-{}.sock", std::process::id()));
+        let command = format!(
+            "env -i ASH_HOME={home} HOME={home} PATH=/usr/local/bin:/usr/bin:/bin TERM=xterm-256color LANG=C.UTF-8 NO_COLOR=1 {bin}",
+            home = home.display(),
+            bin = env!("CARGO_BIN_EXE_ash"),
+        );
+        let screen = Self { socket };
+        screen.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            "-c",
+            cwd.to_str().unwrap(),
+            &command,
+        ]);
+        screen
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env("LANG", "C.UTF-8")
+            .output()
+            .expect("tmux runs (CI installs it)")
+    }
+
+    /// What the terminal shows now.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "0"]).stdout).into_owned()
+    }
+
+    /// Types `text` as it is.
+    fn typed(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "0", "-l", text]);
+    }
+
+    /// Presses a key by tmux's name for it (`Enter`, `Escape`, `C-c`).
+    fn press(&self, key: &str) {
+        self.tmux(&["send-keys", "-t", "0", key]);
+    }
+
+    /// Waits until the screen shows `needle`, and returns the screen.
+    fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(started.elapsed() < within, "the screen never showed {needle:?}:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `ash` exited (its window, and so the session, closed).
+    fn wait_closed(&self, within: Duration) {
+        let started = Instant::now();
+        while self.tmux(&["has-session"]).status.success() {
+            assert!(started.elapsed() < within, "ash did not exit:\n{}", self.text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_job_asked_for_in_the_tui_is_applied_and_paid() {
+    let pair = Pair::new();
+    let (serve, lines, address) = pair.serve(&["--model", "scripted"]);
+    pair.bonus(&address);
+    // Bob's home remembers Alice's address from his join.
+    let screen = Screen::open(&pair.bob, &pair.repo, 100, 30);
+    screen.wait_for(" · 100cr · 1 peer · sonnet 6cr/job", LONG);
+    screen.typed("resolve the TODO");
+    screen.press("Enter");
+    let deciding = screen.wait_for("Apply? y = apply (6cr) · n = leave the tree (3cr)", LONG);
+    for line in ["❯ resolve the TODO", "● matched", "⎿ 1 file changed +1 / -1", "  • README.md"]
+    {
+        assert!(deciding.contains(line), "{line:?} in\n{deciding}");
+    }
+    // The diff viewer shows the change; the decision is taken from the prompt.
+    screen.press("d");
+    screen.wait_for("+DONE: write the docs", LONG);
+    screen.press("Escape");
+    screen.press("y");
+    screen.wait_for("⎿ patch applied · 6cr spent", LONG);
+    screen.wait_for(" · 94cr · 1 peer", LONG);
+    assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
+    screen.typed("/quit");
+    screen.press("Enter");
+    screen.wait_closed(LONG);
+    assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
+    let events = stop(serve, lines);
+    let collected = events.iter().any(|e| e["event"] == "job" && e["state"] == "collected");
+    assert!(collected, "{events:?}");
+    // What the session typed is kept for the next one.
+    let history = std::fs::read_to_string(pair.bob.join("tui-history")).unwrap();
+    assert_eq!(history, "\"resolve the TODO\"\n\"/quit\"\n");
+}
+
+#[test]
+fn quitting_mid_job_asks_and_the_job_is_back_after_a_restart() {
+    let pair = Pair::new();
+    let slow = slow_script(&pair);
+    let (serve, lines, address) = pair.serve(&["--model", &slow]);
+    pair.bonus(&address);
+    let screen = Screen::open(&pair.bob, &pair.repo, 80, 24);
+    screen.wait_for(" · 100cr · 1 peer", LONG);
+    screen.typed("resolve the TODO");
+    screen.press("Enter");
+    screen.wait_for("● matched", LONG);
+    screen.typed("/quit");
+    screen.press("Enter");
+    screen.wait_for("quit now? (y/n)", LONG);
+    screen.press("y");
+    screen.wait_closed(LONG);
+    drop(screen);
+
+    // The job is durable: the next screen follows it to its result.
+    let screen = Screen::open(&pair.bob, &pair.repo, 80, 24);
+    screen.wait_for("continues: resolve the TODO", LONG);
+    screen.wait_for("Apply?", LONG);
+    screen.press("n");
+    screen.wait_for("⎿ not applied · 3cr spent", LONG);
+    assert_eq!(pair.readme(), "# Demo\nTODO: write the docs\n");
+    screen.press("C-c");
+    screen.press("C-c");
+    screen.wait_closed(LONG);
+    assert_eq!(credits(&pair.bob), (100, 0, 3, 0, 97));
+    drop(stop(serve, lines));
+}
+
+#[test]
+fn the_tui_serves_jobs_in_its_background() {
+    let pair = Pair::new();
+    // Alice, the network's mint authority, serves from her screen.
+    let screen = Screen::open(&pair.alice, pair.root.path(), 100, 30);
+    screen.wait_for("0 peers", LONG);
+    screen.typed("/serve -n 1 --model scripted");
+    screen.press("Enter");
+    screen.wait_for("⚙ serving builtin · accepted 0/1 · running 0 · earned 0cr", LONG);
+    // Her screen's node listens where `ash status` of her home says.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pair.alice.join("run").join("node.json")).unwrap())
+            .unwrap();
+    let address = state["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.starts_with("/ip4/127.0.0.1/"))
+        .unwrap()
+        .to_owned();
+    pair.bonus(&address);
+    let out = pair.run(&address, &["resolve the TODO", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
+    // It took its one job, was paid, and stops offering.
+    screen.wait_for("collected: 6 credits (accepted)", LONG);
+    screen.wait_for(" · 106cr · ", LONG);
+    assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
+    screen.press("C-c");
+    screen.press("C-c");
+    screen.wait_closed(LONG);
+}

@@ -1,0 +1,741 @@
+//! The screen's state: what each key does, what each update shows. Time comes in from the
+//! caller (`now`), so that every state can be drawn the same way twice.
+
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use zeroize::Zeroizing;
+
+use crate::input::Input;
+use crate::model::{Action, Delivery, JobUpdate, ServePanel, Session, Tone, Update};
+
+/// Transcript lines kept at most; older ones scroll away for good.
+const MAX_TRANSCRIPT: usize = 5_000;
+/// A second Ctrl-C within this quits.
+const DOUBLE_PRESS: Duration = Duration::from_secs(2);
+/// Longest agent step shown (characters).
+const MAX_STEP_CHARS: usize = 200;
+
+/// The slash commands, with their arguments and what they do: `/help` lists them and the
+/// prompt line completes them.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("/serve", "[-n N] [--model M]", "serve jobs in the background of this screen"),
+    ("/status", "", "identity, balance, network and agents"),
+    ("/history", "[id]", "ledger entries with the running balance"),
+    ("/peers", "", "the peers connected now"),
+    ("/model", "[tier]", "switch the tier jobs pay for, or list them"),
+    ("/login", "[provider]", "store a provider's API key, or list them"),
+    ("/apply", "", "apply the result in focus (full price)"),
+    ("/reject", "", "leave the tree as it is (half the price)"),
+    ("/diff", "", "open the result's diff"),
+    ("/cancel", "", "stop the job in focus"),
+    ("/clear", "", "clear the transcript"),
+    ("/help", "", "this list"),
+    ("/quit", "", "leave (jobs carry on when ash starts again)"),
+];
+
+/// What the prompt line is for now.
+#[derive(Debug)]
+enum Mode {
+    /// Typing prompts and commands.
+    Normal,
+    /// A key for `target`, masked.
+    Secret { target: String, hint: String, text: Zeroizing<String> },
+    /// Quitting with a job under way: y or n.
+    ConfirmQuit,
+}
+
+/// A result waiting for the decision, and until when.
+#[derive(Debug)]
+struct Pending {
+    delivery: Delivery,
+    deadline: Instant,
+    /// The decision was sent; the screen waits for it to be written.
+    decided: bool,
+}
+
+/// The diff viewer's place.
+#[derive(Debug, Default, Clone, Copy)]
+struct Viewer {
+    file: usize,
+    scroll: usize,
+}
+
+/// The job in focus.
+#[derive(Debug)]
+struct Focus {
+    job: Option<String>,
+    since: Instant,
+    /// What it does now, for the in-flight line.
+    phase: String,
+    /// Whether an acceptor was chosen (before, cancelling costs nothing).
+    matched: bool,
+    upload: Option<(u64, u64)>,
+}
+
+/// Everything on the screen.
+#[derive(Debug)]
+pub struct App {
+    pub(crate) session: Session,
+    pub(crate) transcript: Vec<(Tone, String)>,
+    pub(crate) input: Input,
+    mode: Mode,
+    focus: Option<Focus>,
+    pending: Option<Pending>,
+    viewer: Option<Viewer>,
+    pub(crate) balance: Option<u64>,
+    pub(crate) peers: usize,
+    pub(crate) serving: Option<ServePanel>,
+    /// Lines scrolled up from the bottom of the transcript.
+    pub(crate) scroll: usize,
+    /// The completion menu's selected row.
+    pub(crate) menu: usize,
+    ctrl_c: Option<Instant>,
+    quit: bool,
+    pub(crate) now: Instant,
+    pub(crate) ticks: usize,
+}
+
+impl App {
+    /// A screen for `session`, opened at `now`.
+    pub fn new(session: Session, now: Instant) -> Self {
+        let input = Input::new(session.history.clone());
+        let mut app = Self {
+            session,
+            transcript: Vec::new(),
+            input,
+            mode: Mode::Normal,
+            focus: None,
+            pending: None,
+            viewer: None,
+            balance: None,
+            peers: 0,
+            serving: None,
+            scroll: 0,
+            menu: 0,
+            ctrl_c: None,
+            quit: false,
+            now,
+            ticks: 0,
+        };
+        app.line(Tone::Dim, "type what the network should do in this repository, or /help");
+        app
+    }
+
+    /// Whether the person asked to leave.
+    pub const fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// The prompt lines typed, oldest first (for the caller to keep).
+    pub fn history(&self) -> &[String] {
+        self.input.history()
+    }
+
+    /// A line for the transcript.
+    fn line(&mut self, tone: Tone, text: impl Into<String>) {
+        self.transcript.push((tone, text.into()));
+        if self.transcript.len() > MAX_TRANSCRIPT {
+            let extra = self.transcript.len() - MAX_TRANSCRIPT;
+            self.transcript.drain(..extra);
+        }
+    }
+
+    /// The time now, for what the next key or update does (no spinner turn, no expiry).
+    pub const fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// Time passes: the spinner turns, and an apply prompt whose time is up answers no.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        self.now = now;
+        self.ticks = self.ticks.wrapping_add(1);
+        match &mut self.pending {
+            Some(p) if !p.decided && now >= p.deadline => {
+                p.decided = true;
+                let job = p.delivery.job.clone();
+                let secs = self.session.decide_within.as_secs();
+                self.line(
+                    Tone::Warn,
+                    format!("⎿ no answer in {secs}s · not applied (half the price)"),
+                );
+                vec![Action::Decide { job, apply: false }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The in-flight line: what the job in focus does, and for how long.
+    pub(crate) fn in_flight(&self) -> Option<String> {
+        let focus = self.focus.as_ref()?;
+        let elapsed = self.now.saturating_duration_since(focus.since).as_secs();
+        let spinner = SPINNER[self.ticks % SPINNER.len()];
+        let job = focus.job.as_deref().map_or_else(String::new, |j| format!(" {}", short(j)));
+        let phase = match (focus.upload, &self.pending) {
+            (_, Some(p)) if !p.decided => "waiting for your decision".to_owned(),
+            (Some((sent, total)), _) if sent < total => upload_bar(sent, total),
+            _ => focus.phase.clone(),
+        };
+        Some(format!("{spinner} job{job} · {phase} · {}", clock(elapsed)))
+    }
+
+    /// The apply prompt, while a result waits.
+    pub(crate) fn apply_prompt(&self) -> Option<String> {
+        let p = self.pending.as_ref().filter(|p| !p.decided)?;
+        let left = p.deadline.saturating_duration_since(self.now).as_secs();
+        let (full, half) = (p.delivery.price, p.delivery.price / 2);
+        Some(format!(
+            "Apply? y = apply ({full}cr) · n = leave the tree ({half}cr) · d = diff · n in {left}s"
+        ))
+    }
+
+    /// The secret being typed, masked, and what it is for.
+    pub(crate) fn secret(&self) -> Option<(String, usize)> {
+        match &self.mode {
+            Mode::Secret { target, hint, text } => {
+                Some((format!("{hint} for {target} (hidden; esc cancels)"), text.chars().count()))
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) const fn confirming_quit(&self) -> bool {
+        matches!(self.mode, Mode::ConfirmQuit)
+    }
+
+    /// The delivery and the viewer's place, while the diff viewer is open.
+    pub(crate) fn viewing(&self) -> Option<(&Delivery, usize, usize)> {
+        let viewer = self.viewer?;
+        let p = self.pending.as_ref()?;
+        Some((&p.delivery, viewer.file, viewer.scroll))
+    }
+
+    /// The commands the prompt line's text could be, while it is a command's name.
+    pub(crate) fn completions(&self) -> Vec<&'static (&'static str, &'static str, &'static str)> {
+        let text = self.input.text();
+        if !matches!(self.mode, Mode::Normal) || !text.starts_with('/') || text.contains(' ') {
+            return Vec::new();
+        }
+        let typed = text.to_ascii_lowercase();
+        COMMANDS.iter().filter(|(name, _, _)| name.starts_with(&typed)).collect()
+    }
+
+    /// Something the caller says.
+    pub fn update(&mut self, update: Update) {
+        match update {
+            Update::Lines(lines) => {
+                for (tone, text) in lines {
+                    for line in text.split('\n') {
+                        self.line(tone, line);
+                    }
+                }
+            }
+            Update::Status { balance, peers } => {
+                self.balance = balance;
+                self.peers = peers;
+            }
+            Update::Tier { tier, price } => {
+                self.session.tier = tier;
+                self.session.price = price;
+            }
+            Update::Serving(panel) => self.serving = panel,
+            Update::AskSecret { target, hint } => {
+                self.mode = Mode::Secret { target, hint, text: Zeroizing::new(String::new()) };
+            }
+            Update::Job(job) => self.job(job),
+        }
+    }
+
+    fn job(&mut self, update: JobUpdate) {
+        let now = self.now;
+        let focus = self.focus.get_or_insert_with(|| Focus {
+            job: None,
+            since: now,
+            phase: String::new(),
+            matched: false,
+            upload: None,
+        });
+        match update {
+            JobUpdate::Resumed { job, title } => {
+                focus.job = Some(job.clone());
+                focus.matched = true;
+                focus.phase = "following the acceptor".into();
+                self.line(Tone::Plain, format!("↻ job {} continues: {title}", short(&job)));
+            }
+            JobUpdate::Packing { entries, bytes } => {
+                focus.phase = format!("packaging {entries} entries ({})", human(bytes));
+            }
+            JobUpdate::Packed { bytes } => {
+                focus.phase = "reserving".into();
+                self.line(Tone::Good, format!("✓ packaged ({})", human(bytes)));
+            }
+            JobUpdate::Announced { job, price } => {
+                focus.phase = "waiting for an acceptor (esc cancels)".into();
+                self.line(Tone::Dim, format!("⎿ announced ({}) · {price}cr", short(&job)));
+                if let Some(f) = &mut self.focus {
+                    f.job = Some(job);
+                }
+            }
+            JobUpdate::Matched { acceptor, agent, model } => {
+                focus.matched = true;
+                focus.phase = "packaging".into();
+                self.line(Tone::Plain, format!("● matched {acceptor} · {agent} · {model}"));
+            }
+            JobUpdate::Reserved { amount } => {
+                self.line(Tone::Dim, format!("⎿ reserved {amount}cr"));
+            }
+            JobUpdate::Uploading { sent, total } => {
+                focus.upload = Some((sent, total));
+                if sent >= total {
+                    focus.phase = "running".into();
+                    self.line(Tone::Dim, format!("↑ {} uploaded · running…", human(total)));
+                }
+            }
+            JobUpdate::Step(text) => {
+                focus.phase = "running".into();
+                let text: String = text.chars().take(MAX_STEP_CHARS).collect();
+                self.line(Tone::Agent, format!("● {text}"));
+            }
+            JobUpdate::Received { files, insertions, deletions } => {
+                focus.phase = "checking the result".into();
+                let s = if files == 1 { "" } else { "s" };
+                self.line(
+                    Tone::Plain,
+                    format!("⎿ {files} file{s} changed +{insertions} / -{deletions}"),
+                );
+            }
+            JobUpdate::Delivered(delivery) => {
+                for file in &delivery.files {
+                    match &file.warning {
+                        Some(why) => self.line(Tone::Warn, format!("  • {} ! {why}", file.path)),
+                        None => self.line(Tone::Plain, format!("  • {}", file.path)),
+                    }
+                }
+                if !delivery.summary.is_empty() {
+                    self.line(Tone::Agent, format!("agent: {}", delivery.summary));
+                }
+                self.pending = Some(Pending {
+                    delivery: *delivery,
+                    deadline: now + self.session.decide_within,
+                    decided: false,
+                });
+            }
+            JobUpdate::Settled { applied, paid, detail } => {
+                for line in detail {
+                    self.line(Tone::Dim, format!("  {line}"));
+                }
+                if applied {
+                    self.line(Tone::Good, format!("⎿ patch applied · {paid}cr spent"));
+                } else {
+                    self.line(Tone::Plain, format!("⎿ not applied · {paid}cr spent"));
+                }
+                self.end_job();
+            }
+            JobUpdate::Ended { tone, message } => {
+                self.line(tone, format!("⎿ {message}"));
+                self.end_job();
+            }
+        }
+    }
+
+    fn end_job(&mut self) {
+        self.focus = None;
+        self.pending = None;
+        self.viewer = None;
+    }
+
+    /// Pasted text goes into the prompt line (or the secret).
+    pub fn paste(&mut self, text: &str) {
+        match &mut self.mode {
+            Mode::Secret { text: secret, .. } => {
+                secret.push_str(text.trim());
+            }
+            Mode::Normal => self.input.insert(text),
+            Mode::ConfirmQuit => {}
+        }
+    }
+
+    /// A key was pressed.
+    pub fn key(&mut self, key: KeyEvent) -> Vec<Action> {
+        if key.kind == KeyEventKind::Release {
+            return Vec::new();
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && key.code == KeyCode::Char('c') {
+            return self.ctrl_c();
+        }
+        self.ctrl_c = None;
+        match self.mode {
+            Mode::ConfirmQuit => return self.confirm_quit(key),
+            Mode::Secret { .. } => return self.secret_key(key),
+            Mode::Normal => {}
+        }
+        if self.viewer.is_some() {
+            return self.viewer_key(key);
+        }
+        // The apply prompt answers single keys on an empty line.
+        if self.input.is_empty()
+            && !ctrl
+            && let Some(p) = self.pending.as_ref().filter(|p| !p.decided)
+        {
+            match key.code {
+                KeyCode::Char('y' | 'Y') => return self.decide(true),
+                KeyCode::Char('n' | 'N') => return self.decide(false),
+                KeyCode::Char('d' | 'D') => {
+                    if !p.delivery.files.is_empty() {
+                        self.viewer = Some(Viewer::default());
+                    }
+                    return Vec::new();
+                }
+                _ => {}
+            }
+        }
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+        let menu = self.completions().len();
+        match key.code {
+            KeyCode::Enter if alt || shift => self.input.insert("\n"),
+            KeyCode::Enter if self.input.text()[..self.input.cursor()].ends_with('\\') => {
+                self.input.backspace();
+                self.input.insert("\n");
+            }
+            KeyCode::Enter => {
+                if menu > 0 && self.input.text() != self.completions()[self.menu.min(menu - 1)].0 {
+                    self.complete();
+                }
+                let line = self.input.take();
+                self.menu = 0;
+                self.scroll = 0;
+                return self.submit(&line);
+            }
+            KeyCode::Tab => self.complete(),
+            KeyCode::Esc => return self.escape(),
+            KeyCode::Up if menu > 0 => self.menu = (self.menu + menu - 1) % menu,
+            KeyCode::Down if menu > 0 => self.menu = (self.menu + 1) % menu,
+            KeyCode::Up => self.input.older(),
+            KeyCode::Down => self.input.newer(),
+            KeyCode::PageUp => self.scroll = self.scroll.saturating_add(10),
+            KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
+            KeyCode::Left => self.input.left(),
+            KeyCode::Right => self.input.right(),
+            KeyCode::Home => self.input.home(),
+            KeyCode::End => self.input.end(),
+            KeyCode::Backspace => self.input.backspace(),
+            KeyCode::Delete => self.input.delete(),
+            KeyCode::Char('a') if ctrl => self.input.home(),
+            KeyCode::Char('e') if ctrl => self.input.end(),
+            KeyCode::Char('u') if ctrl => self.input.delete_to_start(),
+            KeyCode::Char('w') if ctrl => self.input.delete_word(),
+            KeyCode::Char('l') if ctrl => self.transcript.clear(),
+            KeyCode::Char(c) if !ctrl => {
+                self.input.insert(c.encode_utf8(&mut [0; 4]));
+                self.menu = 0;
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn complete(&mut self) {
+        let options = self.completions();
+        if let Some((name, _, _)) = options.get(self.menu.min(options.len().saturating_sub(1))) {
+            let name = *name;
+            self.input.set(name);
+        }
+    }
+
+    fn ctrl_c(&mut self) -> Vec<Action> {
+        let now = self.now;
+        if self.ctrl_c.is_some_and(|at| now.saturating_duration_since(at) < DOUBLE_PRESS) {
+            self.quit = true;
+            return vec![Action::Quit];
+        }
+        self.ctrl_c = Some(now);
+        if let Mode::Secret { .. } | Mode::ConfirmQuit = self.mode {
+            self.mode = Mode::Normal;
+            return Vec::new();
+        }
+        if self.focus.is_some() && self.pending.is_none() {
+            self.line(Tone::Dim, "cancelling… (Ctrl-C again quits)");
+            return vec![Action::Cancel];
+        }
+        if !self.input.is_empty() {
+            self.input.set("");
+            return Vec::new();
+        }
+        self.line(Tone::Dim, "press Ctrl-C again to quit");
+        Vec::new()
+    }
+
+    fn escape(&mut self) -> Vec<Action> {
+        if !self.input.is_empty() {
+            self.input.set("");
+            self.menu = 0;
+            return Vec::new();
+        }
+        if self.focus.as_ref().is_some_and(|f| !f.matched) {
+            return vec![Action::Cancel];
+        }
+        if self.serving.as_ref().is_some_and(|s| s.offering) {
+            return vec![Action::StopServing];
+        }
+        self.scroll = 0;
+        Vec::new()
+    }
+
+    fn confirm_quit(&mut self, key: KeyEvent) -> Vec<Action> {
+        match key.code {
+            KeyCode::Char('y' | 'Y') => {
+                self.quit = true;
+                vec![Action::Quit]
+            }
+            KeyCode::Char('n' | 'N') | KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn secret_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        let Mode::Secret { text, .. } = &mut self.mode else { return Vec::new() };
+        match key.code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                self.line(Tone::Dim, "⎿ no key stored");
+            }
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char(c) if text.len() < 4096 => text.push(c),
+            KeyCode::Enter => {
+                let Mode::Secret { target, text, .. } =
+                    std::mem::replace(&mut self.mode, Mode::Normal)
+                else {
+                    return Vec::new();
+                };
+                if text.trim().is_empty() {
+                    self.line(Tone::Dim, "⎿ no key stored");
+                    return Vec::new();
+                }
+                self.line(Tone::Dim, format!("⎿ checking the key for {target}…"));
+                return vec![Action::LoginKey { target, key: text }];
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn viewer_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        let Some(files) = self.pending.as_ref().map(|p| p.delivery.files.len()) else {
+            self.viewer = None;
+            return Vec::new();
+        };
+        let Some(viewer) = &mut self.viewer else { return Vec::new() };
+        match key.code {
+            KeyCode::Esc | KeyCode::Char('q') => self.viewer = None,
+            KeyCode::Up | KeyCode::Char('k') => {
+                viewer.file = viewer.file.saturating_sub(1);
+                viewer.scroll = 0;
+            }
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                viewer.file = (viewer.file + 1).min(files.saturating_sub(1));
+                viewer.scroll = 0;
+            }
+            KeyCode::PageDown | KeyCode::Char(' ') => {
+                viewer.scroll = viewer.scroll.saturating_add(10)
+            }
+            KeyCode::PageUp => viewer.scroll = viewer.scroll.saturating_sub(10),
+            // Decided from the viewer as from the prompt.
+            KeyCode::Char('y' | 'Y') => return self.decide(true),
+            KeyCode::Char('n' | 'N') => return self.decide(false),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn decide(&mut self, apply: bool) -> Vec<Action> {
+        let Some(p) = self.pending.as_mut().filter(|p| !p.decided) else {
+            self.line(Tone::Dim, "no result waits for a decision");
+            return Vec::new();
+        };
+        p.decided = true;
+        self.viewer = None;
+        let job = p.delivery.job.clone();
+        self.line(Tone::Dim, if apply { "❯ apply" } else { "❯ leave the tree as it is" });
+        vec![Action::Decide { job, apply }]
+    }
+
+    /// A submitted line: a command or a prompt.
+    fn submit(&mut self, line: &str) -> Vec<Action> {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return Vec::new();
+        }
+        if !trimmed.starts_with('/') {
+            if self.pending.as_ref().is_some_and(|p| !p.decided) {
+                self.line(Tone::Warn, "a result waits for your decision: y, n, or d for its diff");
+                return Vec::new();
+            }
+            if self.focus.is_some() {
+                self.line(Tone::Warn, "a job is already in flight; wait for it, or /cancel it");
+                return Vec::new();
+            }
+            for (i, part) in trimmed.split('\n').enumerate() {
+                self.line(Tone::Plain, format!("{} {part}", if i == 0 { "❯" } else { " " }));
+            }
+            self.focus = Some(Focus {
+                job: None,
+                since: self.now,
+                phase: "packaging".into(),
+                matched: false,
+                upload: None,
+            });
+            return vec![Action::Ask(trimmed.to_owned())];
+        }
+        let mut words = trimmed.split_whitespace();
+        let name = words.next().unwrap_or_default().to_ascii_lowercase();
+        let args: Vec<&str> = words.collect();
+        if name != "/clear" {
+            self.line(Tone::Dim, format!("❯ {trimmed}"));
+        }
+        let one = args.first().map(|a| (*a).to_owned());
+        match name.as_str() {
+            "/help" | "/" => {
+                for (name, args, what) in COMMANDS {
+                    let usage =
+                        if args.is_empty() { (*name).to_owned() } else { format!("{name} {args}") };
+                    self.line(Tone::Plain, format!("  {usage:<28} {what}"));
+                }
+                self.line(
+                    Tone::Dim,
+                    "  keys: enter sends · alt-enter or \\ newline · ↑↓ history · tab completes · pgup/pgdn scroll · esc stops · ctrl-c cancels, twice quits",
+                );
+                Vec::new()
+            }
+            "/quit" | "/q" | "/exit" => {
+                if self.focus.is_some() {
+                    self.mode = Mode::ConfirmQuit;
+                    Vec::new()
+                } else {
+                    self.quit = true;
+                    vec![Action::Quit]
+                }
+            }
+            "/clear" => {
+                self.transcript.clear();
+                self.scroll = 0;
+                Vec::new()
+            }
+            "/status" => vec![Action::Status],
+            "/peers" => vec![Action::Peers],
+            "/history" => vec![Action::History(one)],
+            "/model" => vec![Action::Model(one)],
+            "/login" => vec![Action::Login(one)],
+            "/apply" => self.decide(true),
+            "/reject" => self.decide(false),
+            "/diff" => {
+                match &self.pending {
+                    Some(p) if !p.delivery.files.is_empty() => {
+                        self.viewer = Some(Viewer::default())
+                    }
+                    _ => self.line(Tone::Dim, "no result to show"),
+                }
+                Vec::new()
+            }
+            "/cancel" => {
+                if self.focus.is_some() && self.pending.is_none() {
+                    vec![Action::Cancel]
+                } else if self.pending.is_some() {
+                    self.line(Tone::Dim, "the result is here: /reject leaves the tree as it is");
+                    Vec::new()
+                } else {
+                    self.line(Tone::Dim, "no job in flight");
+                    Vec::new()
+                }
+            }
+            "/serve" => self.serve(&args),
+            other => {
+                self.line(Tone::Warn, format!("unknown command: {other} (try /help)"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn serve(&mut self, args: &[&str]) -> Vec<Action> {
+        if self.serving.as_ref().is_some_and(|s| s.offering) {
+            self.line(Tone::Dim, "already serving · esc stops");
+            return Vec::new();
+        }
+        let (mut max_jobs, mut model) = (None, None);
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match *arg {
+                "-n" | "--jobs" => match rest.next().and_then(|n| n.parse::<u64>().ok()) {
+                    Some(n) if n > 0 => max_jobs = Some(n),
+                    _ => {
+                        self.line(Tone::Warn, "/serve -n takes a positive number of jobs");
+                        return Vec::new();
+                    }
+                },
+                "--model" => match rest.next() {
+                    Some(m) => model = Some((*m).to_owned()),
+                    None => {
+                        self.line(Tone::Warn, "/serve --model takes PROVIDER/MODEL");
+                        return Vec::new();
+                    }
+                },
+                n if n.parse::<u64>().is_ok_and(|n| n > 0) => max_jobs = n.parse().ok(),
+                other => {
+                    self.line(
+                        Tone::Warn,
+                        format!("/serve: unknown argument `{other}` (try /help)"),
+                    );
+                    return Vec::new();
+                }
+            }
+        }
+        vec![Action::Serve { max_jobs, model }]
+    }
+}
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+/// The first 8 characters of an id.
+pub(crate) fn short(id: &str) -> &str {
+    let mut end = id.len().min(8);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
+/// `1m 05s`.
+pub(crate) fn clock(secs: u64) -> String {
+    if secs < 60 { format!("{secs}s") } else { format!("{}m {:02}s", secs / 60, secs % 60) }
+}
+
+/// `12.3 KB`.
+pub(crate) fn human(bytes: u64) -> String {
+    match bytes {
+        b if b < 1000 => format!("{b} B"),
+        b if b < 1_000_000 => format!("{:.1} KB", b as f64 / 1e3),
+        b if b < 1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.1} GB", b as f64 / 1e9),
+    }
+}
+
+/// `uploading ███▒░░ 45% · 1.2/2.4 MB`.
+fn upload_bar(sent: u64, total: u64) -> String {
+    const WIDTH: u64 = 12;
+    let filled = (sent.min(total) * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let pct = (sent.min(total) * 100).checked_div(total).unwrap_or(100);
+    let filled = usize::try_from(filled).unwrap_or(0);
+    format!(
+        "uploading {}{} {pct}% · {} / {}",
+        "█".repeat(filled),
+        "░".repeat(12usize.saturating_sub(filled)),
+        human(sent),
+        human(total)
+    )
+}

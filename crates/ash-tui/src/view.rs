@@ -1,0 +1,340 @@
+//! Drawing the [`App`]: one frame from its state, nothing else.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Paragraph};
+use unicode_width::UnicodeWidthChar as _;
+
+use crate::app::App;
+use crate::model::Tone;
+
+/// Smallest screen drawn; below, the screen says so.
+const MIN_WIDTH: u16 = 40;
+const MIN_HEIGHT: u16 = 10;
+/// Rows of the completion menu at most.
+const MENU_ROWS: usize = 6;
+/// Rows of the prompt line at most.
+const INPUT_ROWS: usize = 5;
+
+fn tone_style(tone: Tone, color: bool) -> Style {
+    let style = Style::default();
+    if !color {
+        return match tone {
+            Tone::Dim => style.add_modifier(Modifier::DIM),
+            Tone::Bad | Tone::Warn => style.add_modifier(Modifier::BOLD),
+            _ => style,
+        };
+    }
+    match tone {
+        Tone::Plain => style,
+        Tone::Dim => style.fg(Color::DarkGray),
+        Tone::Good => style.fg(Color::Green),
+        Tone::Bad => style.fg(Color::Red),
+        Tone::Warn => style.fg(Color::Yellow),
+        Tone::Agent => style.fg(Color::Cyan),
+    }
+}
+
+/// `text` cut into rows of at most `width` columns (wide characters count twice).
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut rows = Vec::new();
+    for line in text.split('\n') {
+        let (mut row, mut used) = (String::new(), 0);
+        for c in line.chars() {
+            let c = if c == '\t' { ' ' } else { c };
+            let w = c.width().unwrap_or(0);
+            if used + w > width && !row.is_empty() {
+                rows.push(std::mem::take(&mut row));
+                used = 0;
+            }
+            row.push(c);
+            used += w;
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+impl App {
+    /// Draws the whole screen.
+    pub fn render(&self, frame: &mut Frame<'_>) {
+        let area = frame.area();
+        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+            let text = format!(
+                "the terminal is {}×{}; ash needs {MIN_WIDTH}×{MIN_HEIGHT} at least",
+                area.width, area.height
+            );
+            frame.render_widget(Paragraph::new(wrap(&text, area.width.into()).join("\n")), area);
+            return;
+        }
+        let color = self.session.color;
+        let width = usize::from(area.width);
+        let in_flight = self.in_flight();
+        let apply = self.apply_prompt();
+        let serving = self.serving_line();
+        let menu = self.completions();
+        let menu_rows = menu.len().min(MENU_ROWS);
+        let (prompt, cursor) = self.prompt_rows(width.saturating_sub(2));
+        let prompt_rows = prompt.len().clamp(1, INPUT_ROWS);
+        let rows = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(1),
+            Constraint::Length(u16::from(in_flight.is_some())),
+            Constraint::Length(u16::from(apply.is_some())),
+            Constraint::Length(u16::from(serving.is_some())),
+            Constraint::Length(u16::try_from(menu_rows).unwrap_or(0)),
+            Constraint::Length(u16::try_from(prompt_rows + 2).unwrap_or(3)),
+            Constraint::Length(1),
+        ])
+        .split(area);
+
+        frame.render_widget(Paragraph::new(self.header(width)), rows[0]);
+        if self.viewing().is_some() {
+            self.render_diff(frame, rows[1]);
+        } else {
+            self.render_transcript(frame, rows[1]);
+        }
+        if let Some(line) = in_flight {
+            frame
+                .render_widget(Paragraph::new(line).style(tone_style(Tone::Agent, color)), rows[2]);
+        }
+        if let Some(line) = apply {
+            let style = tone_style(Tone::Warn, color).add_modifier(Modifier::BOLD);
+            frame.render_widget(Paragraph::new(line).style(style), rows[3]);
+        }
+        if let Some(line) = serving {
+            frame.render_widget(Paragraph::new(line).style(tone_style(Tone::Good, color)), rows[4]);
+        }
+        if menu_rows > 0 {
+            let selected = self.menu.min(menu.len() - 1);
+            let start = selected.saturating_sub(menu_rows - 1);
+            let lines: Vec<Line<'_>> = menu
+                .iter()
+                .enumerate()
+                .skip(start)
+                .take(menu_rows)
+                .map(|(i, (name, args, what))| {
+                    let text = format!("  {:<28} {what}", format!("{name} {args}").trim_end());
+                    let style = if i == selected {
+                        Style::default().add_modifier(Modifier::REVERSED)
+                    } else {
+                        tone_style(Tone::Dim, color)
+                    };
+                    Line::styled(text, style)
+                })
+                .collect();
+            frame.render_widget(Paragraph::new(lines), rows[5]);
+        }
+        let title = if self.confirming_quit() { " quit? " } else { "" };
+        let block = Block::default().borders(Borders::TOP | Borders::BOTTOM).title(title);
+        let inner = block.inner(rows[6]);
+        let skip =
+            prompt.len().saturating_sub(prompt_rows).max(cursor.1.saturating_sub(prompt_rows - 1));
+        let shown: Vec<Line<'_>> =
+            prompt.iter().skip(skip).take(prompt_rows).map(|r| Line::raw(r.clone())).collect();
+        frame.render_widget(Paragraph::new(shown).block(block), rows[6]);
+        let (col, row) = cursor;
+        if let (Ok(x), Ok(y)) = (u16::try_from(col), u16::try_from(row.saturating_sub(skip))) {
+            frame.set_cursor_position(Position::new(inner.x + x.min(inner.width), inner.y + y));
+        }
+        let bar = self.status_bar(width);
+        let style = if color {
+            Style::default().fg(Color::Black).bg(Color::Gray)
+        } else {
+            Style::default().add_modifier(Modifier::REVERSED)
+        };
+        frame.render_widget(Paragraph::new(bar).style(style), rows[7]);
+    }
+
+    fn header(&self, width: usize) -> String {
+        let who = match &self.session.username {
+            Some(name) => format!("{name} ({})", self.session.identity),
+            None => self.session.identity.clone(),
+        };
+        let text = format!("◆ ash {} · {who} · {}", self.session.version, self.session.directory);
+        wrap(&text, width).into_iter().next().unwrap_or_default()
+    }
+
+    /// The status bar: identity, balance, peers, tier, agents, serving.
+    fn status_bar(&self, width: usize) -> String {
+        let balance = self.balance.map_or_else(|| "syncing…".to_owned(), |b| format!("{b}cr"));
+        let price = self.session.price.map_or_else(String::new, |p| format!(" {p}cr/job"));
+        let serving = match &self.serving {
+            Some(s) if s.offering => " · serving",
+            Some(_) => " · finishing",
+            None => "",
+        };
+        let peers =
+            if self.peers == 1 { "1 peer".to_owned() } else { format!("{} peers", self.peers) };
+        let text = format!(
+            " {} · {balance} · {peers} · {}{price} · {}{serving}",
+            self.session.identity, self.session.tier, self.session.agents
+        );
+        let mut row = wrap(&text, width).into_iter().next().unwrap_or_default();
+        let used: usize = row.chars().map(|c| c.width().unwrap_or(0)).sum();
+        row.push_str(&" ".repeat(width.saturating_sub(used)));
+        row
+    }
+
+    fn serving_line(&self) -> Option<String> {
+        let s = self.serving.as_ref()?;
+        let of = s.max_jobs.map_or_else(String::new, |m| format!("/{m}"));
+        let end = if s.offering { "esc stops" } else { "stopping after the jobs taken" };
+        Some(format!(
+            "⚙ serving {} · accepted {}{of} · running {} · earned {}cr · {end}",
+            s.agents, s.accepted, s.running, s.earned
+        ))
+    }
+
+    /// The prompt line's rows and where the cursor is in them (column, row).
+    fn prompt_rows(&self, width: usize) -> (Vec<String>, (usize, usize)) {
+        if let Some((label, count)) = self.secret() {
+            let text = format!("{label}: {}", "•".repeat(count.min(64)));
+            let rows = wrap(&text, width);
+            let last = rows.len() - 1;
+            let col = rows[last].chars().map(|c| c.width().unwrap_or(0)).sum();
+            return (rows, (col, last));
+        }
+        if self.confirming_quit() {
+            let text = "a job is under way; it carries on when ash starts again. quit now? (y/n)";
+            let rows = wrap(text, width);
+            let last = rows.len() - 1;
+            let col = rows[last].chars().map(|c| c.width().unwrap_or(0)).sum();
+            return (rows, (col, last));
+        }
+        let text = self.input.text();
+        if text.is_empty() {
+            let hint = if self.apply_prompt().is_some() {
+                "y, n or d · or type a command"
+            } else {
+                "type a prompt, /help for commands"
+            };
+            return (vec![format!("❯ {hint}")], (2, 0));
+        }
+        let body: String = text
+            .split('\n')
+            .enumerate()
+            .map(|(i, l)| if i == 0 { format!("❯ {l}") } else { format!("\n  {l}") })
+            .collect();
+        let before: String = text[..self.input.cursor()]
+            .split('\n')
+            .enumerate()
+            .map(|(i, l)| if i == 0 { format!("❯ {l}") } else { format!("\n  {l}") })
+            .collect();
+        let rows = wrap(&body, width);
+        let upto = wrap(&before, width);
+        let row = upto.len() - 1;
+        let col: usize = upto[row].chars().map(|c| c.width().unwrap_or(0)).sum();
+        // A cursor at the end of a full row sits at the start of the next.
+        if col >= width { (rows, (0, row + 1)) } else { (rows, (col, row)) }
+    }
+
+    fn render_transcript(&self, frame: &mut Frame<'_>, area: Rect) {
+        let color = self.session.color;
+        let width = usize::from(area.width);
+        let height = usize::from(area.height);
+        let mut rows: Vec<Line<'_>> = Vec::new();
+        for (tone, text) in &self.transcript {
+            for row in wrap(text, width) {
+                rows.push(Line::styled(row, tone_style(*tone, color)));
+            }
+        }
+        let max_scroll = rows.len().saturating_sub(height);
+        let scroll = self.scroll.min(max_scroll);
+        let end = rows.len() - scroll;
+        let start = end.saturating_sub(height);
+        let shown: Vec<Line<'_>> = rows.drain(start..end).collect();
+        frame.render_widget(Paragraph::new(shown), area);
+    }
+
+    fn render_diff(&self, frame: &mut Frame<'_>, area: Rect) {
+        let Some((delivery, file, scroll)) = self.viewing() else { return };
+        let color = self.session.color;
+        let list_width = (area.width / 3).clamp(16, 32);
+        let [list_area, diff_area] =
+            Layout::horizontal([Constraint::Length(list_width), Constraint::Min(1)]).areas(area);
+        let title = format!(
+            " {} file{} +{} -{} ",
+            delivery.files.len(),
+            if delivery.files.len() == 1 { "" } else { "s" },
+            delivery.insertions,
+            delivery.deletions
+        );
+        let names: Vec<Line<'_>> = delivery
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mark = if f.warning.is_some() { "!" } else { " " };
+                let text = format!("{mark}{}", f.path);
+                let mut style = if f.warning.is_some() {
+                    tone_style(Tone::Warn, color)
+                } else {
+                    Style::default()
+                };
+                if i == file {
+                    style = style.add_modifier(Modifier::REVERSED);
+                }
+                Line::styled(text, style)
+            })
+            .collect();
+        let list =
+            Paragraph::new(names).block(Block::default().borders(Borders::RIGHT).title(title));
+        frame.render_widget(list, list_area);
+        let Some(shown) = delivery.files.get(file) else { return };
+        let inner_width = usize::from(diff_area.width.saturating_sub(1)).max(1);
+        let mut lines: Vec<Line<'_>> = Vec::new();
+        if let Some(why) = &shown.warning {
+            lines.push(Line::styled(format!("! {why}"), tone_style(Tone::Warn, color)));
+        }
+        for raw in shown.diff.lines() {
+            let tone = if raw.starts_with("+++")
+                || raw.starts_with("---")
+                || raw.starts_with("diff ")
+                || raw.starts_with("index ")
+            {
+                Tone::Dim
+            } else if raw.starts_with('+') {
+                Tone::Good
+            } else if raw.starts_with('-') {
+                Tone::Bad
+            } else if raw.starts_with("@@") {
+                Tone::Agent
+            } else {
+                Tone::Plain
+            };
+            for row in wrap(raw, inner_width) {
+                lines.push(Line::styled(row, tone_style(tone, color)));
+            }
+        }
+        let height = usize::from(diff_area.height.saturating_sub(1));
+        let scroll = scroll.min(lines.len().saturating_sub(height));
+        let footer = Line::styled(
+            format!("{}  ↑↓ file · pgup/pgdn · y/n · esc", short_path(&shown.path, 24)),
+            tone_style(Tone::Dim, color),
+        );
+        let body: Vec<Line<'_>> = lines.into_iter().skip(scroll).take(height).collect();
+        let [body_area, foot_area] =
+            Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(diff_area);
+        let pad =
+            Rect { x: body_area.x + 1, width: body_area.width.saturating_sub(1), ..body_area };
+        frame.render_widget(Paragraph::new(body), pad);
+        frame.render_widget(
+            Paragraph::new(vec![footer]),
+            Rect { x: foot_area.x + 1, width: foot_area.width.saturating_sub(1), ..foot_area },
+        );
+    }
+}
+
+/// The end of a path, at most `max` characters.
+fn short_path(path: &str, max: usize) -> String {
+    let count = path.chars().count();
+    if count <= max {
+        return path.to_owned();
+    }
+    let tail: String = path.chars().skip(count - (max - 1)).collect();
+    format!("…{tail}")
+}
