@@ -46,4 +46,4 @@ pub use spec::{
     PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend, Schedule, Skill, SkillKind,
     Source, Subagent, Tool, ToolKind, ToolOrigin,
 };
-pub use user_config::{UserConfig, parse_user_config};
+pub use user_config::{DECIDE_SECONDS, UserConfig, parse_user_config};

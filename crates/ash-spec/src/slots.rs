@@ -58,9 +58,16 @@ pub(crate) const NETWORK_CONFIG: SlotDoc = SlotDoc {
               authorities = [\"5866666666666666666666666666666666666666666666666666666666666666\"]",
 };
 
+pub(crate) const TUI_CONFIG: SlotDoc = SlotDoc {
+    expected: "[tui] with `decide_seconds`: how long the TUI's apply prompt waits before it answers \
+               no (half the price), from 10 to 3600",
+    example: "[tui]\n\
+              decide_seconds = 120",
+};
+
 pub(crate) const USER_CONFIG: SlotDoc = SlotDoc {
-    expected: "a TOML file with `[providers.<name>]` tables (the same keys as in agent.toml) and a \
-               `[network]` table",
+    expected: "a TOML file with `[providers.<name>]` tables (the same keys as in agent.toml), a \
+               `[network]` table and a `[tui]` table",
     example: "[providers.openai]\n\
               base_url = \"https://gateway.example.com/v1\"\n\
               api_key_env = \"GATEWAY_API_KEY\"",

@@ -26,7 +26,8 @@ use super::network;
 use super::start::runtime;
 use crate::{agents, config, output};
 
-/// How long the apply prompt waits before it answers no (half the price), as `ash run`.
+/// How long the apply prompt waits before it answers no (half the price), as `ash run`,
+/// unless `[tui] decide_seconds` says otherwise.
 const DECIDE_WITHIN: Duration = Duration::from_secs(60);
 /// How long a job waits for a first offer.
 const OFFER_TIME: Duration = Duration::from_secs(60);
@@ -59,7 +60,10 @@ pub(crate) fn open() -> anyhow::Result<Outcome> {
         tier,
         agents: "any agent".to_owned(),
         color: config::color(),
-        decide_within: DECIDE_WITHIN,
+        decide_within: config::user_config()?
+            .0
+            .decide_seconds
+            .map_or(DECIDE_WITHIN, Duration::from_secs),
         history: read_history(&home),
     };
     let mut node_config = network::config(&home, network::listen_addresses(&[], 0), &[], true)?;
