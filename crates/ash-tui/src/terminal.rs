@@ -106,8 +106,10 @@ async fn drive(
     let mut term = Terminal::new(backend).map_err(TuiError::Terminal)?;
     term.clear().map_err(TuiError::Terminal)?;
     let (events_tx, mut events) = mpsc::channel::<std::io::Result<Event>>(EVENT_QUEUE);
-    // The reader thread ends when this loop drops its receiver (it looks every 100 ms).
-    let reader = std::thread::Builder::new()
+    // The reader thread ends when this loop drops its receiver (it looks every 100 ms), or with
+    // the process. It is not joined: on a terminal that hung up, crossterm's poll never returns
+    // (it reads end-of-file again and again), and waiting for it would keep the process alive.
+    std::thread::Builder::new()
         .name("ash-tui-input".into())
         .spawn(move || read_events(&events_tx))
         .map_err(TuiError::Terminal)?;
@@ -162,7 +164,6 @@ async fn drive(
         }
     };
     drop(events);
-    let _ = reader.join();
     outcome
 }
 

@@ -37,7 +37,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
             return tui::open();
         }
-        let help = <Cli as clap::CommandFactory>::command().render_help();
+        let help = <Cli as clap::CommandFactory>::command().render_long_help();
         crate::output::note(&help.to_string());
         return Ok(Outcome::Code(2));
     };

@@ -78,6 +78,19 @@ impl Screen {
         }
     }
 
+    /// Waits until the screen is as `done` wants it, and returns the screen.
+    fn wait_until(&self, what: &str, within: Duration, done: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.text();
+            if done(&text) {
+                return text;
+            }
+            assert!(started.elapsed() < within, "the screen never showed {what}:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until `ash` exited (its window, and so the session, closed).
     fn wait_closed(&self, within: Duration) {
         let started = Instant::now();
@@ -119,6 +132,16 @@ fn a_job_asked_for_in_the_tui_is_applied_and_paid() {
     screen.wait_for("⎿ patch applied · 6cr spent", LONG);
     screen.wait_for(" · 94cr · 1 peer", LONG);
     assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
+    // A smaller terminal redraws: the prompt line and the status bar stay at the bottom.
+    screen.tmux(&["resize-window", "-t", "0", "-x", "80", "-y", "24"]);
+    screen.wait_until("24 rows ending in the status bar", LONG, |text| {
+        let rows: Vec<&str> = text.lines().collect();
+        rows.len() == 24
+            && rows[21].starts_with("❯ type a prompt")
+            && rows[23].starts_with(' ')
+            && rows[23].contains(" · 94cr · 1 peer")
+            && rows.iter().all(|r| r.chars().count() <= 80)
+    });
     screen.typed("/quit");
     screen.press("Enter");
     screen.wait_closed(LONG);
@@ -195,4 +218,47 @@ fn the_tui_serves_jobs_in_its_background() {
     screen.press("C-c");
     screen.press("C-c");
     screen.wait_closed(LONG);
+}
+
+#[test]
+fn a_lost_terminal_ends_the_screen_and_keeps_the_home() {
+    let pair = Pair::new();
+    let screen = Screen::open(&pair.alice, &pair.repo, 80, 24);
+    screen.wait_for("type a prompt", LONG);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pair.alice.join("run").join("node.json")).unwrap())
+            .unwrap();
+    let pid = state["pid"].as_u64().unwrap();
+    // The terminal goes away (its server is killed): ash exits instead of running blind.
+    screen.tmux(&["kill-server"]);
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let started = Instant::now();
+    while proc.exists() && !zombie(&proc) {
+        assert!(started.elapsed() < LONG, "ash {pid} still runs without its terminal");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(screen);
+    // The home is usable at once: its writer lock was let go, and a new screen opens on it.
+    let again = Screen::open(&pair.alice, &pair.repo, 80, 24);
+    again.wait_for("type a prompt", LONG);
+    drop(again);
+    let log = std::fs::read_to_string(pair.alice.join("logs").join("tui.log")).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Whether the process at `/proc/<pid>` has exited and waits to be reaped.
+fn zombie(proc: &Path) -> bool {
+    std::fs::read_to_string(proc.join("stat"))
+        .map(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+#[test]
+fn outside_a_terminal_ash_alone_prints_its_help() {
+    let home = tempfile::tempdir().unwrap();
+    let out = super::network::ash(home.path()).stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let help = String::from_utf8_lossy(&out.stderr);
+    assert!(help.contains("Usage: ash [COMMAND]") && help.contains("opens the full-screen TUI"), "{help}");
+    assert_eq!(out.stdout, b"");
 }
