@@ -20,8 +20,8 @@ mod node;
 
 pub use invites::{InviteBook, InviteError, MAX_INVITES, MAX_INVITES_AT_ONCE};
 pub use jobs::{
-    AcceptorRecord, AcceptorState, AgentEnd, AgentWork, CHUNKS_IN_FLIGHT, Delivered, GitFactory,
-    JobAgent, JobError, JobEvent, JobSpec, Jobs, MAX_CONCURRENT_JOBS, MAX_PROMPT_BYTES,
+    Abandoned, AcceptorRecord, AcceptorState, AgentEnd, AgentWork, CHUNKS_IN_FLIGHT, Delivered,
+    GitFactory, JobAgent, JobError, JobEvent, JobSpec, Jobs, MAX_CONCURRENT_JOBS, MAX_PROMPT_BYTES,
     ModelProvider, Offer, Requested, RequesterRecord, RequesterState, RoutedAnswer, RoutedCall,
     RoutedModel, RoutedRecord, Routing, ServeConfig, Settlement,
 };

@@ -56,7 +56,12 @@ pub fn parse_user_config(file: &str, text: &str) -> (UserConfig, Vec<Diagnostic>
             if let Some(mut tui) = root.table(&mut d, "tui", "a `[tui]` table") {
                 d.doc = &slots::TUI_CONFIG;
                 config.decide_seconds = tui
-                    .integer(&mut d, "decide_seconds", *DECIDE_SECONDS.start(), *DECIDE_SECONDS.end())
+                    .integer(
+                        &mut d,
+                        "decide_seconds",
+                        *DECIDE_SECONDS.start(),
+                        *DECIDE_SECONDS.end(),
+                    )
                     .map(|n| n.value);
                 tui.finish_strict(&mut d, "`[tui]` takes `decide_seconds` only");
                 d.doc = &slots::USER_CONFIG;

@@ -1,6 +1,7 @@
 //! The screen's state: what each key does, what each update shows. Time comes in from the
 //! caller (`now`), so that every state can be drawn the same way twice.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -15,6 +16,10 @@ const MAX_TRANSCRIPT: usize = 5_000;
 const DOUBLE_PRESS: Duration = Duration::from_secs(2);
 /// Longest agent step shown (characters).
 const MAX_STEP_CHARS: usize = 200;
+/// Files of a result listed in the transcript at most (the diff viewer lists them all).
+const MAX_LISTED_FILES: usize = 50;
+/// Longest key taken (bytes).
+const MAX_SECRET: usize = 4096;
 
 /// The slash commands, with their arguments and what they do: `/help` lists them and the
 /// prompt line completes them.
@@ -77,7 +82,7 @@ struct Focus {
 #[derive(Debug)]
 pub struct App {
     pub(crate) session: Session,
-    pub(crate) transcript: Vec<(Tone, String)>,
+    pub(crate) transcript: VecDeque<(Tone, String)>,
     pub(crate) input: Input,
     mode: Mode,
     focus: Option<Focus>,
@@ -88,8 +93,10 @@ pub struct App {
     pub(crate) serving: Option<ServePanel>,
     /// Lines scrolled up from the bottom of the transcript.
     pub(crate) scroll: usize,
-    /// The completion menu's selected row.
+    /// The completion menu's selected row, and whether the person moved it (Enter then takes
+    /// the selection; otherwise only a single match is completed).
     pub(crate) menu: usize,
+    menu_moved: bool,
     ctrl_c: Option<Instant>,
     quit: bool,
     pub(crate) now: Instant,
@@ -102,7 +109,7 @@ impl App {
         let input = Input::new(session.history.clone());
         let mut app = Self {
             session,
-            transcript: Vec::new(),
+            transcript: VecDeque::new(),
             input,
             mode: Mode::Normal,
             focus: None,
@@ -113,6 +120,7 @@ impl App {
             serving: None,
             scroll: 0,
             menu: 0,
+            menu_moved: false,
             ctrl_c: None,
             quit: false,
             now,
@@ -134,10 +142,9 @@ impl App {
 
     /// A line for the transcript.
     fn line(&mut self, tone: Tone, text: impl Into<String>) {
-        self.transcript.push((tone, text.into()));
+        self.transcript.push_back((tone, text.into()));
         if self.transcript.len() > MAX_TRANSCRIPT {
-            let extra = self.transcript.len() - MAX_TRANSCRIPT;
-            self.transcript.drain(..extra);
+            self.transcript.pop_front();
         }
     }
 
@@ -203,6 +210,33 @@ impl App {
         matches!(self.mode, Mode::ConfirmQuit)
     }
 
+    /// Whether leaving now would leave something under way: a job in focus, or a job served.
+    fn quit_needs_asking(&self) -> bool {
+        self.focus.is_some() || self.serving.as_ref().is_some_and(|s| s.running > 0)
+    }
+
+    /// The question asked before leaving, worded by what is under way.
+    pub(crate) fn quit_question(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.focus {
+            Some(f) if f.matched => parts.push(
+                "your job carries on at its acceptor and shows here again when ash starts"
+                    .to_owned(),
+            ),
+            Some(_) => parts.push(
+                "your job has no acceptor yet and is dropped (nothing is charged)".to_owned(),
+            ),
+            None => {}
+        }
+        if let Some(s) = self.serving.as_ref().filter(|s| s.running > 0) {
+            parts.push(format!(
+                "{} job(s) you serve stop until you /serve again (unpaid if their deadline passes)",
+                s.running
+            ));
+        }
+        format!("{}. quit now? (y/n)", parts.join("; "))
+    }
+
     /// The delivery and the viewer's place, while the diff viewer is open.
     pub(crate) fn viewing(&self) -> Option<(&Delivery, usize, usize)> {
         let viewer = self.viewer?;
@@ -239,14 +273,18 @@ impl App {
                 self.session.price = price;
             }
             Update::Serving(panel) => self.serving = panel,
-            Update::AskSecret { target, hint } => {
-                self.mode = Mode::Secret { target, hint, text: Zeroizing::new(String::new()) };
-            }
             Update::Job(job) => self.job(job),
         }
     }
 
     fn job(&mut self, update: JobUpdate) {
+        // Late news of a job no longer in focus (cancelled) is not shown as a new one.
+        if self.focus.is_none() && !matches!(update, JobUpdate::Resumed { .. }) {
+            if let JobUpdate::Ended { tone, message } = update {
+                self.line(tone, format!("⎿ {message}"));
+            }
+            return;
+        }
         let now = self.now;
         let focus = self.focus.get_or_insert_with(|| Focus {
             job: None,
@@ -305,11 +343,18 @@ impl App {
                 );
             }
             JobUpdate::Delivered(delivery) => {
-                for file in &delivery.files {
+                // Sensitive files first: an acceptor chooses the order.
+                let mut listed: Vec<_> = delivery.files.iter().collect();
+                listed.sort_by_key(|f| f.warning.is_none());
+                for file in listed.iter().take(MAX_LISTED_FILES) {
                     match &file.warning {
                         Some(why) => self.line(Tone::Warn, format!("  • {} ! {why}", file.path)),
                         None => self.line(Tone::Plain, format!("  • {}", file.path)),
                     }
+                }
+                if listed.len() > MAX_LISTED_FILES {
+                    let more = listed.len() - MAX_LISTED_FILES;
+                    self.line(Tone::Dim, format!("  … and {more} more (d shows them all)"));
                 }
                 if !delivery.summary.is_empty() {
                     self.line(Tone::Agent, format!("agent: {}", delivery.summary));
@@ -348,7 +393,11 @@ impl App {
     pub fn paste(&mut self, text: &str) {
         match &mut self.mode {
             Mode::Secret { text: secret, .. } => {
-                secret.push_str(text.trim());
+                let room = MAX_SECRET.saturating_sub(secret.len());
+                secret.extend(text.trim().chars().filter(|c| !c.is_control()).take(room));
+                while secret.len() > MAX_SECRET {
+                    secret.pop();
+                }
             }
             Mode::Normal => self.input.insert(text),
             Mode::ConfirmQuit => {}
@@ -400,18 +449,26 @@ impl App {
                 self.input.insert("\n");
             }
             KeyCode::Enter => {
-                if menu > 0 && self.input.text() != self.completions()[self.menu.min(menu - 1)].0 {
+                // A command is completed on Enter when the person chose it in the menu, or
+                // when only one command fits what was typed (never `/` alone: that is /help).
+                if menu > 0 && (self.menu_moved || (menu == 1 && self.input.text() != "/")) {
                     self.complete();
                 }
-                let line = self.input.take();
                 self.menu = 0;
+                self.menu_moved = false;
                 self.scroll = 0;
-                return self.submit(&line);
+                return self.submit_line();
             }
             KeyCode::Tab => self.complete(),
             KeyCode::Esc => return self.escape(),
-            KeyCode::Up if menu > 0 => self.menu = (self.menu + menu - 1) % menu,
-            KeyCode::Down if menu > 0 => self.menu = (self.menu + 1) % menu,
+            KeyCode::Up if menu > 0 => {
+                self.menu = (self.menu + menu - 1) % menu;
+                self.menu_moved = true;
+            }
+            KeyCode::Down if menu > 0 => {
+                self.menu = (self.menu + 1) % menu;
+                self.menu_moved = true;
+            }
             KeyCode::Up => self.input.older(),
             KeyCode::Down => self.input.newer(),
             KeyCode::PageUp => self.scroll = self.scroll.saturating_add(10),
@@ -430,6 +487,7 @@ impl App {
             KeyCode::Char(c) if !ctrl => {
                 self.input.insert(c.encode_utf8(&mut [0; 4]));
                 self.menu = 0;
+                self.menu_moved = false;
             }
             _ => {}
         }
@@ -507,7 +565,7 @@ impl App {
             KeyCode::Backspace => {
                 text.pop();
             }
-            KeyCode::Char(c) if text.len() < 4096 => text.push(c),
+            KeyCode::Char(c) if text.len() < MAX_SECRET => text.push(c),
             KeyCode::Enter => {
                 let Mode::Secret { target, text, .. } =
                     std::mem::replace(&mut self.mode, Mode::Normal)
@@ -566,6 +624,41 @@ impl App {
         vec![Action::Decide { job, apply }]
     }
 
+    /// Submits the prompt line. `/login NAME` asks for the key at once, masked, and neither it
+    /// nor anything typed after the name is kept in the history or shown.
+    fn submit_line(&mut self) -> Vec<Action> {
+        let text = self.input.text().trim().to_owned();
+        let mut words = text.split_whitespace();
+        if words.next().is_some_and(|w| w.eq_ignore_ascii_case("/login")) {
+            let args: Vec<&str> = words.collect();
+            self.input.set("");
+            return match args.as_slice() {
+                [] => {
+                    self.line(Tone::Dim, "❯ /login");
+                    vec![Action::Login]
+                }
+                [target] => {
+                    self.line(Tone::Dim, format!("❯ /login {target}"));
+                    self.mode = Mode::Secret {
+                        target: (*target).to_owned(),
+                        hint: "paste the API key".to_owned(),
+                        text: Zeroizing::new(String::new()),
+                    };
+                    Vec::new()
+                }
+                _ => {
+                    self.line(
+                        Tone::Warn,
+                        "/login takes a provider only (e.g. /login anthropic); the key is asked for next, hidden — nothing was kept",
+                    );
+                    Vec::new()
+                }
+            };
+        }
+        let line = self.input.take();
+        self.submit(&line)
+    }
+
     /// A submitted line: a command or a prompt.
     fn submit(&mut self, line: &str) -> Vec<Action> {
         let trimmed = line.trim();
@@ -614,7 +707,7 @@ impl App {
                 Vec::new()
             }
             "/quit" | "/q" | "/exit" => {
-                if self.focus.is_some() {
+                if self.quit_needs_asking() {
                     self.mode = Mode::ConfirmQuit;
                     Vec::new()
                 } else {
@@ -631,7 +724,7 @@ impl App {
             "/peers" => vec![Action::Peers],
             "/history" => vec![Action::History(one)],
             "/model" => vec![Action::Model(one)],
-            "/login" => vec![Action::Login(one)],
+
             "/apply" => self.decide(true),
             "/reject" => self.decide(false),
             "/diff" => {

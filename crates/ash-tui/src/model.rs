@@ -62,9 +62,10 @@ pub enum Action {
     Peers,
     /// Switch the tier (remembered), or list the tiers.
     Model(Option<String>),
-    /// The providers and their keys, or start storing one's key.
-    Login(Option<String>),
-    /// The key typed for a provider (never shown, never kept by the screen).
+    /// Where each provider's key comes from.
+    Login,
+    /// The key typed for a provider or agent, as named in `/login NAME` (never shown, never
+    /// kept by the screen).
     LoginKey {
         /// The provider.
         target: String,
@@ -115,13 +116,6 @@ pub enum Update {
     },
     /// How this node serves (`None`: it does not).
     Serving(Option<ServePanel>),
-    /// Ask for a secret (a provider's key), masked.
-    AskSecret {
-        /// The provider.
-        target: String,
-        /// What to paste.
-        hint: String,
-    },
 }
 
 /// A step of the job in focus.

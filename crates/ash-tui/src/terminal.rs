@@ -45,11 +45,21 @@ impl std::fmt::Display for TuiError {
 /// Raw mode and the alternate screen, undone when dropped.
 struct Restore;
 
+/// Whether the terminal was asked to tell Shift-Enter from Enter (the kitty keyboard
+/// protocol), and so must be told to stop.
+static ENHANCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Restore {
     fn enter() -> std::io::Result<Self> {
         terminal::enable_raw_mode()?;
         let restore = Self;
         execute!(std::io::stdout(), terminal::EnterAlternateScreen, event::EnableBracketedPaste)?;
+        if terminal::supports_keyboard_enhancement().unwrap_or(false) {
+            let flags = event::KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES;
+            if execute!(std::io::stdout(), event::PushKeyboardEnhancementFlags(flags)).is_ok() {
+                ENHANCED.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
         Ok(restore)
     }
 }
@@ -62,6 +72,9 @@ impl Drop for Restore {
 
 fn give_back() {
     let mut out = std::io::stdout();
+    if ENHANCED.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        let _ = execute!(out, event::PopKeyboardEnhancementFlags);
+    }
     let _ = execute!(
         out,
         event::DisableBracketedPaste,

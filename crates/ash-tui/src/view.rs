@@ -199,8 +199,8 @@ impl App {
             return (rows, (col, last));
         }
         if self.confirming_quit() {
-            let text = "a job is under way; it carries on when ash starts again. quit now? (y/n)";
-            let rows = wrap(text, width);
+            let text = self.quit_question();
+            let rows = wrap(&text, width);
             let last = rows.len() - 1;
             let col = rows[last].chars().map(|c| c.width().unwrap_or(0)).sum();
             return (rows, (col, last));
@@ -256,17 +256,24 @@ impl App {
         let list_width = (area.width / 3).clamp(16, 32);
         let [list_area, diff_area] =
             Layout::horizontal([Constraint::Length(list_width), Constraint::Min(1)]).areas(area);
+        let files = &delivery.files;
+        let sensitive = files.iter().filter(|f| f.warning.is_some()).count();
         let title = format!(
-            " {} file{} +{} -{} ",
-            delivery.files.len(),
-            if delivery.files.len() == 1 { "" } else { "s" },
+            " {} file{} +{} -{}{} ",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
             delivery.insertions,
-            delivery.deletions
+            delivery.deletions,
+            if sensitive > 0 { format!(" · {sensitive} !") } else { String::new() }
         );
-        let names: Vec<Line<'_>> = delivery
-            .files
+        // The list scrolls with the selection.
+        let rows = usize::from(list_area.height.saturating_sub(1)).max(1);
+        let first = file.saturating_sub(rows - 1);
+        let names: Vec<Line<'_>> = files
             .iter()
             .enumerate()
+            .skip(first)
+            .take(rows)
             .map(|(i, f)| {
                 let mark = if f.warning.is_some() { "!" } else { " " };
                 let text = format!("{mark}{}", f.path);
@@ -284,48 +291,50 @@ impl App {
         let list =
             Paragraph::new(names).block(Block::default().borders(Borders::RIGHT).title(title));
         frame.render_widget(list, list_area);
-        let Some(shown) = delivery.files.get(file) else { return };
+        let Some(shown) = files.get(file) else { return };
         let inner_width = usize::from(diff_area.width.saturating_sub(1)).max(1);
-        let mut lines: Vec<Line<'_>> = Vec::new();
-        if let Some(why) = &shown.warning {
-            lines.push(Line::styled(format!("! {why}"), tone_style(Tone::Warn, color)));
-        }
-        for raw in shown.diff.lines() {
-            let tone = if raw.starts_with("+++")
-                || raw.starts_with("---")
-                || raw.starts_with("diff ")
-                || raw.starts_with("index ")
-            {
-                Tone::Dim
-            } else if raw.starts_with('+') {
-                Tone::Good
-            } else if raw.starts_with('-') {
-                Tone::Bad
-            } else if raw.starts_with("@@") {
-                Tone::Agent
-            } else {
-                Tone::Plain
-            };
-            for row in wrap(raw, inner_width) {
+        let height = usize::from(diff_area.height.saturating_sub(1));
+        // Only the rows on screen are wrapped and styled.
+        let mut lines: Vec<Line<'_>> = Vec::with_capacity(height);
+        let mut skipped = 0;
+        let warning = shown.warning.as_ref().map(|why| (Tone::Warn, format!("! {why}")));
+        let body = shown.diff.lines().map(|raw| (diff_tone(raw), raw.to_owned()));
+        'rows: for (tone, raw) in warning.into_iter().chain(body) {
+            for row in wrap(&raw, inner_width) {
+                if skipped < scroll {
+                    skipped += 1;
+                    continue;
+                }
+                if lines.len() >= height {
+                    break 'rows;
+                }
                 lines.push(Line::styled(row, tone_style(tone, color)));
             }
         }
-        let height = usize::from(diff_area.height.saturating_sub(1));
-        let scroll = scroll.min(lines.len().saturating_sub(height));
         let footer = Line::styled(
             format!("{}  ↑↓ file · pgup/pgdn · y/n · esc", short_path(&shown.path, 24)),
             tone_style(Tone::Dim, color),
         );
-        let body: Vec<Line<'_>> = lines.into_iter().skip(scroll).take(height).collect();
         let [body_area, foot_area] =
             Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(diff_area);
-        let pad =
-            Rect { x: body_area.x + 1, width: body_area.width.saturating_sub(1), ..body_area };
-        frame.render_widget(Paragraph::new(body), pad);
-        frame.render_widget(
-            Paragraph::new(vec![footer]),
-            Rect { x: foot_area.x + 1, width: foot_area.width.saturating_sub(1), ..foot_area },
-        );
+        let pad = |r: Rect| Rect { x: r.x + 1, width: r.width.saturating_sub(1), ..r };
+        frame.render_widget(Paragraph::new(lines), pad(body_area));
+        frame.render_widget(Paragraph::new(vec![footer]), pad(foot_area));
+    }
+}
+
+/// How a line of a diff looks.
+fn diff_tone(raw: &str) -> Tone {
+    if ["+++", "---", "diff ", "index "].iter().any(|p| raw.starts_with(p)) {
+        Tone::Dim
+    } else if raw.starts_with('+') {
+        Tone::Good
+    } else if raw.starts_with('-') {
+        Tone::Bad
+    } else if raw.starts_with("@@") {
+        Tone::Agent
+    } else {
+        Tone::Plain
     }
 }
 

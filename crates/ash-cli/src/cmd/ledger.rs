@@ -32,6 +32,7 @@ use crate::{config, output};
 const MAX_BUNDLE_RECORDS: u64 = 2_000_000;
 
 /// `$ASH_HOME`: keys, genesis, ledger, config.
+#[derive(Debug, Clone)]
 pub(crate) struct Home {
     dir: PathBuf,
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use ash_ledger::Outcome as Decision;
 use ash_node::{
-    AcceptorState, Delivered, JobError, JobEvent, JobSpec, Jobs, Node, NodeEvent, Requested,
-    RequesterState, ServeConfig,
+    Abandoned, AcceptorState, Delivered, JobError, JobEvent, JobSpec, Jobs, Node, NodeEvent,
+    Requested, RequesterState, ServeConfig,
 };
 use ash_tui::{Action, Delivery, DiffFile, JobUpdate, ServePanel, Session, Tone, Update};
 use tokio::sync::mpsc;
@@ -126,9 +126,39 @@ fn write_history(dir: &Path, history: &[String]) {
 /// The job in focus, as this process follows it.
 struct Asked {
     task: JoinHandle<Result<Requested, JobError>>,
+    /// Its progress; dropped with it, so that nothing of a cancelled job reaches the screen.
+    events: mpsc::Receiver<JobEvent>,
     job: Option<String>,
-    reserved: bool,
     repo: PathBuf,
+}
+
+/// Slow work done off the driver's loop (so that the screen's next action is not kept
+/// waiting), and what it ended with.
+enum Done {
+    /// The repository was walked for a job.
+    Walked(Box<anyhow::Result<ash_pack::Walk>>, String, u64),
+    /// A decision was written (or the apply failed and the result waits again).
+    Decided { job: String, outcome: Result<Settled, String> },
+    /// Serving started, with these agents (and what to say of them), or why not.
+    Served(
+        anyhow::Result<ReadyAgents>,
+        Option<u64>,
+        Option<String>,
+    ),
+    /// A key was checked and stored, or why not.
+    KeyStored(String, anyhow::Result<PathBuf>),
+    /// Lines to show.
+    Lines(Tone, String),
+}
+
+/// Agents ready to serve, and what to tell the person about each.
+type ReadyAgents = (Vec<Arc<dyn ash_node::JobAgent>>, Vec<String>);
+
+/// A written decision, for the screen.
+struct Settled {
+    applied: bool,
+    paid: u64,
+    detail: Vec<String>,
 }
 
 /// What the node does for the screen.
@@ -139,14 +169,16 @@ struct Driver {
     net: ash_net::NetHandle,
     updates: mpsc::Sender<Update>,
     asked: Option<Asked>,
-    events_tx: mpsc::Sender<JobEvent>,
-    events: mpsc::Receiver<JobEvent>,
+    /// The walk of the repository for a job asked for, while it runs (its number: a cancelled
+    /// walk's end is recognised and dropped).
+    walking: Option<u64>,
+    walks: u64,
     /// Results waiting for the decision, and the repository each goes to.
-    delivered: HashMap<String, (Box<Delivered>, PathBuf)>,
-    /// Since when this screen serves (ms), for the panel's earnings.
-    serving_since: Option<u64>,
-    serving_agents: String,
-    serving_max: Option<u64>,
+    delivered: HashMap<String, (Arc<Delivered>, PathBuf)>,
+    /// Slow work under way (at most one of each kind at once, as the screen asks).
+    work: tokio::task::JoinSet<Done>,
+    /// Serving: since when (for the panel), with which agents, for how many jobs.
+    serving: Option<(String, Option<u64>)>,
     /// What `ash status` in another terminal reads of this node.
     state: network::NodeState,
     state_path: PathBuf,
@@ -160,7 +192,6 @@ impl Driver {
         net: ash_net::NetHandle,
         updates: mpsc::Sender<Update>,
     ) -> Self {
-        let (events_tx, events) = mpsc::channel(256);
         let state_path = network::state_file(&home);
         Self {
             home,
@@ -169,12 +200,11 @@ impl Driver {
             net,
             updates,
             asked: None,
-            events_tx,
-            events,
+            walking: None,
+            walks: 0,
             delivered: HashMap::new(),
-            serving_since: None,
-            serving_agents: String::new(),
-            serving_max: None,
+            work: tokio::task::JoinSet::new(),
+            serving: None,
             state: network::NodeState::now(),
             state_path,
         }
@@ -199,11 +229,9 @@ impl Driver {
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
-            let finished = async {
-                match &mut self.asked {
-                    Some(asked) => Some((&mut asked.task).await),
-                    None => std::future::pending().await,
-                }
+            let (finished, progress) = match &mut self.asked {
+                Some(asked) => (Some(&mut asked.task), Some(&mut asked.events)),
+                None => (None, None),
             };
             tokio::select! {
                 action = actions.recv() => match action {
@@ -211,23 +239,48 @@ impl Driver {
                     Some(action) => self.act(action).await,
                 },
                 Some(event) = node.next_event() => self.node_event(event).await,
-                Some(event) = self.events.recv() => self.job_event(event).await,
-                Some(done) = finished => {
+                Some(event) = async { match progress { Some(p) => p.recv().await, None => std::future::pending().await } } => {
+                    self.job_event(event).await;
+                }
+                done = async { match finished { Some(t) => t.await, None => std::future::pending().await } } => {
                     let asked = self.asked.take();
                     self.finished(done, asked).await;
                 }
+                Some(done) = self.work.join_next() => match done {
+                    Ok(done) => self.done(done).await,
+                    Err(e) => self.lines(Tone::Bad, format!("a task failed: {e}")).await,
+                },
                 _ = tick.tick() => self.refresh().await,
                 Some(()) = async { match &mut hangup { Some(h) => h.recv().await, None => std::future::pending().await } } => break,
             }
         }
         if let Some(asked) = self.asked.take() {
             asked.task.abort();
+            if let Some(job) = &asked.job {
+                let _ = self.jobs.abandon(job).await;
+            }
         }
+        self.work.shutdown().await;
         node.stop().await;
+        let _ = std::fs::remove_file(&self.state_path);
     }
 
-    /// The newest job asked for here that a result may still come back for is followed again.
+    /// The newest job asked for here that a result may still come back for is followed again;
+    /// jobs taken for others and left unfinished are said.
     async fn take_up_unfinished(&mut self) {
+        if let Ok(accepted) = self.jobs.accepted().await {
+            let left = accepted
+                .iter()
+                .filter(|r| matches!(r.state, AcceptorState::Receiving | AcceptorState::Running))
+                .count();
+            if left > 0 {
+                self.lines(
+                    Tone::Warn,
+                    format!("{left} job(s) this home took for others are unfinished: /serve takes them up before their deadline"),
+                )
+                .await;
+            }
+        }
         let Ok(records) = self.jobs.requested().await else { return };
         let open: Vec<_> = records
             .into_iter()
@@ -258,10 +311,10 @@ impl Driver {
             title: newest.title.clone(),
         }))
         .await;
-        let (jobs, job, events) =
-            (Arc::clone(&self.jobs), newest.job.clone(), self.events_tx.clone());
-        let task = tokio::spawn(async move { jobs.resume(&job, provider, events).await });
-        self.asked = Some(Asked { task, job: Some(newest.job.clone()), reserved: true, repo });
+        let (events_tx, events) = mpsc::channel(256);
+        let (jobs, job) = (Arc::clone(&self.jobs), newest.job.clone());
+        let task = tokio::spawn(async move { jobs.resume(&job, provider, events_tx).await });
+        self.asked = Some(Asked { task, events, job: Some(newest.job.clone()), repo });
     }
 
     async fn act(&mut self, action: Action) {
@@ -269,7 +322,7 @@ impl Driver {
         match action {
             Action::Ask(prompt) => self.ask(prompt).await,
             Action::Cancel => self.cancel().await,
-            Action::Decide { job, apply } => self.decide(&job, apply).await,
+            Action::Decide { job, apply } => self.decide(&job, apply),
             Action::Serve { max_jobs, model } => self.serve(max_jobs, model).await,
             Action::StopServing => {
                 self.jobs.stop_serving();
@@ -333,62 +386,58 @@ impl Driver {
                 }
                 Err(e) => self.lines(Tone::Bad, format!("{e:#}")).await,
             },
-            Action::Login(None) => {
+            Action::Login => {
                 let mut text = agents::keys::key_states(self.home.dir()).join("\n");
                 text.push_str("\n/login PROVIDER stores a key (anthropic, openai, claude, codex)");
                 self.lines(Tone::Plain, text).await;
             }
-            Action::Login(Some(target)) => match agents::keys::login_provider(&target) {
-                Ok((provider, _)) => match agents::keys::signed_in_only(provider) {
-                    Some(why) => self.lines(Tone::Bad, why).await,
-                    None => {
-                        self.say(Update::AskSecret {
-                            target: provider.to_owned(),
-                            hint: "paste the API key".to_owned(),
-                        })
-                        .await;
-                    }
-                },
-                Err(e) => self.lines(Tone::Bad, format!("{e:#}")).await,
-            },
             Action::LoginKey { target, key } => {
-                let stored = async {
-                    let key = agents::keys::key_form(&target, &key)?;
-                    agents::keys::check_configured(&target, &key).await?;
-                    agents::keys::store(self.home.dir(), &target, &key)
-                };
-                match stored.await {
-                    Ok(path) => {
-                        let text = format!(
-                            "{target} key stored in {} (checked with the provider)",
-                            path.display()
-                        );
-                        self.lines(Tone::Good, text).await;
-                    }
-                    Err(e) => {
-                        self.lines(Tone::Bad, format!("{target}: {e:#}; nothing stored")).await
-                    }
-                }
+                let home = self.home.clone();
+                self.work.spawn(async move {
+                    let stored = async {
+                        let (provider, _) = agents::keys::login_provider(&target)?;
+                        if let Some(why) = agents::keys::signed_in_only(provider) {
+                            anyhow::bail!("{why}");
+                        }
+                        let key = agents::keys::key_form(provider, &key)?;
+                        agents::keys::check_configured(provider, &key).await?;
+                        agents::keys::store(home.dir(), provider, &key)
+                    };
+                    let stored = stored.await;
+                    Done::KeyStored(target, stored)
+                });
             }
             Action::Quit => {}
         }
     }
 
     async fn ask(&mut self, prompt: String) {
-        if self.asked.is_some() {
+        if self.asked.is_some() || self.walking.is_some() {
             self.lines(Tone::Warn, "a job is already in flight").await;
             return;
         }
+        self.walks += 1;
+        let walk = self.walks;
+        self.walking = Some(walk);
         let repo = self.repo.clone();
-        let walked = {
-            let repo = repo.clone();
-            tokio::task::spawn_blocking(move || super::jobs::packed_walk(&repo, false)).await
-        };
+        self.work.spawn(async move {
+            let walked =
+                tokio::task::spawn_blocking(move || super::jobs::packed_walk(&repo, false))
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|w| w);
+            Done::Walked(Box::new(walked), prompt, walk)
+        });
+    }
+
+    /// The repository is walked: the job is asked for.
+    async fn walked(&mut self, walked: anyhow::Result<ash_pack::Walk>, prompt: String) {
+        self.walking = None;
         let walk = match walked {
-            Ok(Ok(walk)) => walk,
-            Ok(Err(e)) => return self.end(Tone::Bad, format!("{e:#}")).await,
-            Err(e) => return self.end(Tone::Bad, e.to_string()).await,
+            Ok(walk) => walk,
+            Err(e) => return self.end(Tone::Bad, format!("{e:#}")).await,
         };
+        let repo = self.repo.clone();
         let spec = JobSpec {
             prompt,
             tier: chosen_tier(&self.home),
@@ -402,9 +451,10 @@ impl Driver {
             repo: Some(repo.clone()),
             routed: None,
         };
-        let (jobs, events) = (Arc::clone(&self.jobs), self.events_tx.clone());
-        let task = tokio::spawn(async move { jobs.request(spec, events).await });
-        self.asked = Some(Asked { task, job: None, reserved: false, repo });
+        let (events_tx, events) = mpsc::channel(256);
+        let jobs = Arc::clone(&self.jobs);
+        let task = tokio::spawn(async move { jobs.request(spec, events_tx).await });
+        self.asked = Some(Asked { task, events, job: None, repo });
     }
 
     async fn end(&self, tone: Tone, message: String) {
@@ -412,13 +462,38 @@ impl Driver {
     }
 
     async fn cancel(&mut self) {
-        let Some(asked) = self.asked.take() else { return };
+        if self.walking.is_some() {
+            // The walk's end finds no job to ask for.
+            self.walking = None;
+            return self.end(Tone::Dim, "cancelled · nothing was sent".to_owned()).await;
+        }
+        let Some(asked) = self.asked.take() else {
+            return self.end(Tone::Dim, "no job in flight".to_owned()).await;
+        };
         asked.task.abort();
-        let message = match (&asked.job, asked.reserved) {
-            (Some(job), true) => format!(
-                "stopped following job {job}: its reservation is held until the acceptor gives it up or its deadline passes; when ash starts again it takes the job up (`ash run --resume {job}` too)"
+        let job = match &asked.job {
+            Some(job) => job.clone(),
+            None => {
+                return self
+                    .end(
+                        Tone::Dim,
+                        "cancelled before the job was announced · nothing was charged".to_owned(),
+                    )
+                    .await;
+            }
+        };
+        let message = match self.jobs.abandon(&job).await {
+            Ok(Abandoned::NothingReserved) => {
+                "cancelled before an acceptor was chosen · nothing was charged".to_owned()
+            }
+            Ok(Abandoned::Held { price, .. }) => format!(
+                "stopped following job {}: its {price}cr stay reserved until the acceptor gives it up or the deadline passes; the next `ash` here takes it up (or `ash run --resume {job}`)",
+                short(&job)
             ),
-            _ => "cancelled before an acceptor was chosen · nothing was charged".to_owned(),
+            Ok(Abandoned::Ended(state)) => {
+                format!("job {} had already ended ({})", short(&job), state.as_str())
+            }
+            Err(e) => e.to_string(),
         };
         self.end(Tone::Dim, message).await;
     }
@@ -438,12 +513,7 @@ impl Driver {
             },
             JobEvent::Packing { entries, bytes } => JobUpdate::Packing { entries, bytes },
             JobEvent::Packed { bytes, .. } => JobUpdate::Packed { bytes },
-            JobEvent::Reserved { amount } => {
-                if let Some(asked) = &mut self.asked {
-                    asked.reserved = true;
-                }
-                JobUpdate::Reserved { amount }
-            }
+            JobEvent::Reserved { amount } => JobUpdate::Reserved { amount },
             JobEvent::Assigned => return,
             JobEvent::Uploaded { sent, total } => JobUpdate::Uploading { sent, total },
             JobEvent::Step(step) => JobUpdate::Step(step.text),
@@ -461,11 +531,16 @@ impl Driver {
         done: Result<Result<Requested, JobError>, tokio::task::JoinError>,
         asked: Option<Asked>,
     ) {
-        let repo = asked.map_or_else(|| self.repo.clone(), |a| a.repo);
-        // Progress sent before the end is shown before it.
-        while let Ok(event) = self.events.try_recv() {
-            self.job_event(event).await;
-        }
+        let repo = match asked {
+            Some(mut asked) => {
+                // Progress sent before the end is shown before it.
+                while let Ok(event) = asked.events.try_recv() {
+                    self.job_event(event).await;
+                }
+                asked.repo
+            }
+            None => self.repo.clone(),
+        };
         match done {
             Err(e) if e.is_cancelled() => {}
             Err(e) => self.end(Tone::Bad, format!("the job's task failed: {e}")).await,
@@ -489,144 +564,116 @@ impl Driver {
                     // What ran is not what was agreed: rejected, never applied.
                     self.lines(Tone::Bad, format!("the result is not what was agreed: {why}; it is rejected (half the price) and not applied")).await;
                     let job = delivered.job.clone();
-                    self.delivered.insert(job.clone(), (delivered, repo));
-                    self.decide(&job, false).await;
+                    self.delivered.insert(job.clone(), (Arc::from(delivered), repo));
+                    self.decide(&job, false);
                     return;
                 }
                 let view = delivery(&delivered);
-                self.delivered.insert(delivered.job.clone(), (delivered, repo));
+                self.delivered.insert(delivered.job.clone(), (Arc::from(delivered), repo));
                 self.say(Update::Job(JobUpdate::Delivered(Box::new(view)))).await;
             }
         }
     }
 
-    async fn decide(&mut self, job: &str, apply: bool) {
-        let Some((delivered, repo)) = self.delivered.remove(job) else {
-            self.lines(Tone::Bad, format!("no result of job {job} waits here")).await;
+    /// Applies (or not) and writes the decision, off the loop.
+    fn decide(&mut self, job: &str, apply: bool) {
+        let Some((delivered, repo)) = self.delivered.get(job).cloned() else {
+            let job = job.to_owned();
+            self.work.spawn(async move {
+                Done::Lines(Tone::Bad, format!("no result of job {} waits here", short(&job)))
+            });
             return;
         };
-        let mut detail = Vec::new();
-        let decision = if apply {
-            match super::jobs::apply_result(&self.home, &repo, &delivered.patch).await {
-                Ok(Ok(files)) => {
-                    detail.push(format!(
-                        "{files} file(s) applied to {}",
-                        config::display_path(&repo)
-                    ));
-                    Decision::Accept
-                }
-                Ok(Err(conflicts)) => {
-                    for c in &conflicts {
-                        detail.push(format!("{}: {}", c.path, c.messages.join("; ")));
-                    }
-                    detail.push(format!(
-                        "the result does not apply ({} file(s) conflict); nothing was changed, and it is rejected (half the price)",
-                        conflicts.len()
-                    ));
-                    Decision::Reject
-                }
-                Err(e) => {
-                    // Nothing was decided: the result waits again.
-                    self.lines(Tone::Bad, format!("{e:#}")).await;
-                    self.delivered.insert(job.to_owned(), (delivered, repo));
-                    return;
-                }
-            }
-        } else {
-            Decision::Reject
-        };
-        match self.jobs.decide(job, decision).await {
-            Ok(settled) => {
-                let applied = matches!(settled.outcome, Decision::Accept);
-                self.say(Update::Job(JobUpdate::Settled { applied, paid: settled.paid, detail }))
-                    .await;
-            }
-            Err(e) => self.end(Tone::Bad, format!("the decision was not written: {e}")).await,
-        }
-        self.refresh().await;
+        let (home, jobs, job) = (self.home.clone(), Arc::clone(&self.jobs), job.to_owned());
+        self.work.spawn(async move {
+            let outcome = settle(&home, &jobs, &delivered, &repo, apply).await;
+            Done::Decided { job, outcome }
+        });
     }
 
     async fn serve(&mut self, max_jobs: Option<u64>, model: Option<String>) {
+        if self.jobs.offering() {
+            return self.lines(Tone::Dim, "already serving · esc stops").await;
+        }
         let remembered = std::fs::read_to_string(self.home.dir().join(SERVE_MODEL_FILE))
             .ok()
             .map(|m| m.trim().to_owned())
             .filter(|m| !m.is_empty());
         let model = model.or(remembered);
-        match self.start_serving(max_jobs, model.as_deref()).await {
-            Ok(agents) => {
+        let home = self.home.clone();
+        self.lines(Tone::Dim, "preparing the agents and the sandbox…").await;
+        self.work.spawn(async move {
+            let ready = serve_agents(&home, model.as_deref()).await;
+            Done::Served(ready, max_jobs, model)
+        });
+    }
+
+    async fn done(&mut self, done: Done) {
+        match done {
+            Done::Lines(tone, text) => self.lines(tone, text).await,
+            Done::Walked(walked, prompt, walk) => {
+                if self.walking == Some(walk) {
+                    self.walked(*walked, prompt).await;
+                }
+            }
+            Done::Decided { job, outcome: Ok(settled) } => {
+                self.delivered.remove(&job);
+                let Settled { applied, paid, detail } = settled;
+                self.say(Update::Job(JobUpdate::Settled { applied, paid, detail })).await;
+                self.refresh().await;
+            }
+            Done::Decided { job, outcome: Err(why) } => {
+                // Nothing was decided: the result waits again, with a new prompt.
+                self.lines(Tone::Bad, format!("{why}; nothing was decided")).await;
+                if let Some((delivered, _)) = self.delivered.get(&job) {
+                    let view = delivery(delivered);
+                    self.say(Update::Job(JobUpdate::Delivered(Box::new(view)))).await;
+                }
+            }
+            Done::Served(Err(e), ..) => self.lines(Tone::Bad, format!("/serve: {e:#}")).await,
+            Done::Served(Ok((agents, notes)), max_jobs, model) => {
+                for note in notes {
+                    self.lines(Tone::Dim, note).await;
+                }
+                if self.jobs.offering() {
+                    return self.lines(Tone::Dim, "already serving · esc stops").await;
+                }
                 if let Some(model) = &model {
                     let _ = std::fs::write(
                         self.home.dir().join(SERVE_MODEL_FILE),
                         format!("{model}\n"),
                     );
                 }
+                let names: Vec<String> = agents.iter().map(|a| a.kind().to_owned()).collect();
+                self.jobs.serve(ServeConfig {
+                    agents,
+                    tiers: Vec::new(),
+                    routed: true,
+                    max_concurrent: 1,
+                    max_jobs,
+                    max_package_bytes: MAX_PACKAGE_BYTES,
+                    limits: ash_pack::Limits::default(),
+                    run_time: RUN_TIME,
+                    git: super::jobs::isolated_git(ash_sandbox::BackendChoice::Auto),
+                });
+                let names = names.join(", ");
                 let count = max_jobs.map_or_else(|| "no end".to_owned(), |n| format!("{n} job(s)"));
-                self.serving_agents = agents;
-                self.serving_max = max_jobs;
-                self.serving_since = Some(super::ledger::now_ms());
-                self.lines(
-                    Tone::Good,
-                    format!("─── serving · {} · {count} · esc stops ───", self.serving_agents),
-                )
-                .await;
+                self.lines(Tone::Good, format!("─── serving · {names} · {count} · esc stops ───"))
+                    .await;
+                self.serving = Some((names, max_jobs));
+                self.refresh().await;
             }
-            Err(e) => self.lines(Tone::Bad, format!("/serve: {e:#}")).await,
-        }
-    }
-
-    async fn start_serving(
-        &self,
-        max_jobs: Option<u64>,
-        model: Option<&str>,
-    ) -> anyhow::Result<String> {
-        let genesis = self.home.genesis()?;
-        let priced: Vec<String> = genesis.price_list().keys().cloned().collect();
-        // The built-in agent with the model given; Claude Code and Codex when ready here.
-        let mut kinds: Vec<&str> = Vec::new();
-        if model.is_some() {
-            kinds.push("builtin");
-        }
-        for (kind, serves, _) in agents::readiness() {
-            if kind != "builtin" && serves != "none" {
-                kinds.push(kind);
+            Done::KeyStored(target, Ok(path)) => {
+                let text = format!(
+                    "{target} key stored in {} (checked with the provider)",
+                    path.display()
+                );
+                self.lines(Tone::Good, text).await;
+            }
+            Done::KeyStored(target, Err(e)) => {
+                self.lines(Tone::Bad, format!("{target}: {e:#}; nothing stored")).await;
             }
         }
-        if kinds.is_empty() {
-            anyhow::bail!(
-                "no agent to serve with: `/serve --model openai/gpt-4.1-mini` runs the built-in agent (with `/login openai`), or install Claude Code or Codex"
-            );
-        }
-        let sandbox = super::jobs::job_sandbox(ash_sandbox::BackendChoice::Auto).await?;
-        let mut agents = Vec::new();
-        let ready = super::jobs::serve_agents(
-            &self.home,
-            &kinds,
-            model,
-            &Default::default(),
-            &priced,
-            true,
-            &sandbox,
-        )
-        .await?;
-        for (agent, notes) in ready {
-            for note in notes {
-                self.lines(Tone::Dim, note).await;
-            }
-            agents.push(agent);
-        }
-        let names: Vec<String> = agents.iter().map(|a| a.kind().to_owned()).collect();
-        self.jobs.serve(ServeConfig {
-            agents,
-            tiers: Vec::new(),
-            routed: true,
-            max_concurrent: 1,
-            max_jobs,
-            max_package_bytes: 64 << 20,
-            limits: ash_pack::Limits::default(),
-            run_time: RUN_TIME,
-            git: super::jobs::isolated_git(ash_sandbox::BackendChoice::Auto),
-        });
-        Ok(names.join(", "))
     }
 
     async fn node_event(&mut self, event: NodeEvent) {
@@ -644,51 +691,150 @@ impl Driver {
                 )
                 .await;
             }
-            NodeEvent::Job { job, state, detail } if self.serving_since.is_some() => {
+            NodeEvent::Job { job, state, detail } if self.serving.is_some() => {
                 // The jobs this node runs for others (its own are followed as they go).
                 let own = self.asked.as_ref().and_then(|a| a.job.as_deref()) == Some(job.as_str());
                 if !own && state != "offered" {
-                    self.lines(
-                        Tone::Dim,
-                        format!("⚙ job {} {state}: {detail}", &job[..job.len().min(8)]),
-                    )
-                    .await;
+                    self.lines(Tone::Dim, format!("⚙ job {} {state}: {detail}", short(&job))).await;
                 }
             }
             _ => {}
         }
     }
 
-    /// The status bar and the serving panel, once a second.
+    /// The status bar and the serving panel, once a second and after a change.
     async fn refresh(&self) {
         let peers = self.net.peers().await.map(|p| p.len()).unwrap_or(0);
         self.say(Update::Status { balance: Some(self.jobs.balance()), peers }).await;
-        let Some(since) = self.serving_since else { return };
-        let (accepted, running) = self.jobs.serving_counts();
-        let earned = self.jobs.accepted().await.map_or(0, |records| {
-            records
-                .iter()
-                .filter(|r| r.created >= since && r.state == AcceptorState::Collected)
-                .filter_map(|r| r.collected)
-                .sum()
-        });
+        let Some((agents, max_jobs)) = &self.serving else { return };
+        let (accepted, running, earned) = self.jobs.serving_counts();
         let offering = self.jobs.offering();
         let panel = (offering || running > 0).then(|| ServePanel {
-            agents: self.serving_agents.clone(),
+            agents: agents.clone(),
             accepted,
             running,
             earned,
-            max_jobs: self.serving_max,
+            max_jobs: *max_jobs,
             offering,
         });
         self.say(Update::Serving(panel)).await;
     }
 }
 
+/// The largest package a job served from the screen takes.
+const MAX_PACKAGE_BYTES: u64 = 512 << 20;
+
+/// The agents `/serve` runs: the built-in one when a model is known, and Claude Code and Codex
+/// when installed here; each checked in the job sandbox.
+async fn serve_agents(
+    home: &Home,
+    model: Option<&str>,
+) -> anyhow::Result<ReadyAgents> {
+    let genesis = home.genesis()?;
+    let priced: Vec<String> = genesis.price_list().keys().cloned().collect();
+    let mut kinds: Vec<&str> = Vec::new();
+    if model.is_some() {
+        kinds.push("builtin");
+    }
+    for (kind, serves, _) in agents::readiness() {
+        if kind != "builtin" && serves != "none" {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        anyhow::bail!(
+            "no agent to serve with: `/serve --model openai/gpt-4.1-mini` runs the built-in agent (with `/login openai`), `--model scripted` its offline demo; or install Claude Code or Codex"
+        );
+    }
+    let sandbox = super::jobs::job_sandbox(ash_sandbox::BackendChoice::Auto).await?;
+    let ready = super::jobs::serve_agents(
+        home,
+        &kinds,
+        model,
+        &Default::default(),
+        &priced,
+        true,
+        &sandbox,
+    )
+    .await?;
+    let mut agents = Vec::new();
+    let mut notes = Vec::new();
+    for (agent, said) in ready {
+        notes.extend(said);
+        agents.push(agent);
+    }
+    Ok((agents, notes))
+}
+
+/// Applies the result (or not) and writes the decision; `Err` when nothing was decided.
+async fn settle(
+    home: &Home,
+    jobs: &Jobs,
+    delivered: &Delivered,
+    repo: &Path,
+    apply: bool,
+) -> Result<Settled, String> {
+    let mut detail = Vec::new();
+    let decision = if apply {
+        match super::jobs::apply_result(home, repo, &delivered.patch).await {
+            Ok(Ok(files)) => {
+                detail.push(format!("{files} file(s) applied to {}", config::display_path(repo)));
+                Decision::Accept
+            }
+            Ok(Err(conflicts)) => {
+                for c in &conflicts {
+                    detail.push(format!("{}: {}", c.path, c.messages.join("; ")));
+                }
+                detail.push(format!(
+                    "the result does not apply ({} file(s) conflict); nothing was changed, and it is rejected (half the price)",
+                    conflicts.len()
+                ));
+                Decision::Reject
+            }
+            Err(e) => return Err(format!("{e:#}")),
+        }
+    } else {
+        Decision::Reject
+    };
+    let settled = jobs
+        .decide(&delivered.job, decision)
+        .await
+        .map_err(|e| format!("the decision was not written: {e}"))?;
+    Ok(Settled { applied: matches!(settled.outcome, Decision::Accept), paid: settled.paid, detail })
+}
+
+/// The first 8 characters of an id.
+fn short(id: &str) -> &str {
+    let mut end = id.len().min(8);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
+/// The most of one file's diff the viewer holds (the rest is cut, and says so).
+const MAX_SHOWN_DIFF: usize = 256 << 10;
+
 /// A delivered result as the screen shows it: each file with its part of the patch.
 fn delivery(delivered: &Delivered) -> Delivery {
     let text = String::from_utf8_lossy(&delivered.patch);
-    let parts = split_patch(&text);
+    let parts: Vec<String> = split_patch(&text)
+        .into_iter()
+        .map(|part| {
+            if part.len() <= MAX_SHOWN_DIFF {
+                return part;
+            }
+            let mut end = MAX_SHOWN_DIFF;
+            while !part.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!(
+                "{}\n… {} more bytes of this file's diff are not shown here (`git diff` after applying shows them)",
+                &part[..end],
+                part.len() - end
+            )
+        })
+        .collect();
     let files = delivered
         .files
         .iter()

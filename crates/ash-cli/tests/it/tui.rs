@@ -167,7 +167,7 @@ fn quitting_mid_job_asks_and_the_job_is_back_after_a_restart() {
     screen.wait_for("● matched", LONG);
     screen.typed("/quit");
     screen.press("Enter");
-    screen.wait_for("quit now? (y/n)", LONG);
+    screen.wait_for("(y/n)", LONG);
     screen.press("y");
     screen.wait_closed(LONG);
     drop(screen);
@@ -259,6 +259,9 @@ fn outside_a_terminal_ash_alone_prints_its_help() {
     let out = super::network::ash(home.path()).stdin(std::process::Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let help = String::from_utf8_lossy(&out.stderr);
-    assert!(help.contains("Usage: ash [COMMAND]") && help.contains("opens the full-screen TUI"), "{help}");
+    assert!(
+        help.contains("Usage: ash [COMMAND]") && help.contains("opens the full-screen TUI"),
+        "{help}"
+    );
     assert_eq!(out.stdout, b"");
 }

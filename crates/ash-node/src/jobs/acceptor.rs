@@ -238,8 +238,11 @@ impl Jobs {
             return PeerResponse::error("unsupported", "this node does not serve jobs");
         };
         // An assignment takes its offer, whether it holds or not (at once: a second assignment
-        // for the same offer finds none).
+        // for the same offer finds none). A node that stopped offering took its offers back.
         let offered = lock(&self.offers).remove(&(from, assign.job.clone()));
+        if !self.offering() {
+            return PeerResponse::error("refused", "this node no longer takes jobs");
+        }
         let Some(offered) = offered else {
             return PeerResponse::error("refused", "this node made you no offer for this job");
         };
@@ -822,6 +825,7 @@ impl Jobs {
             Some(Outcome::Reject) => "rejected",
             None => "undecided by the deadline",
         };
+        *lock(&self.earned) += amount;
         self.emit(&record.job, "collected", format!("{amount} credits ({how})"));
     }
 

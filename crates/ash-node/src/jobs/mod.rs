@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 
 pub use acceptor::{AcceptorRecord, AcceptorState};
 pub use requester::{
-    Delivered, JobEvent, JobSpec, Requested, RequesterRecord, RequesterState, Settlement,
+    Abandoned, Delivered, JobEvent, JobSpec, Requested, RequesterRecord, RequesterState, Settlement,
 };
 pub use routed::{ModelProvider, RoutedAnswer, RoutedCall, RoutedModel, RoutedRecord, Routing};
 
@@ -228,6 +228,10 @@ pub struct Jobs {
     /// How many permits `running` was given.
     slots: Mutex<usize>,
     pub(crate) taken: Mutex<u64>,
+    /// Credits collected for jobs run here since serving last began.
+    pub(crate) earned: Mutex<u64>,
+    /// Held while a reservation and the record naming it are written.
+    reserving: Arc<tokio::sync::Mutex<()>>,
     answers: Arc<Semaphore>,
     /// Requester: routed jobs followed here, whose model calls it answers.
     routes: Mutex<HashMap<String, Arc<routed::Route>>>,
@@ -336,6 +340,8 @@ impl Jobs {
             running: Arc::new(Semaphore::new(slots)),
             slots: Mutex::new(slots),
             taken: Mutex::new(0),
+            earned: Mutex::new(0),
+            reserving: Arc::new(tokio::sync::Mutex::new(())),
             answers: Arc::new(Semaphore::new(MAX_JOB_ANSWERS)),
             routes: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
@@ -508,6 +514,7 @@ impl Jobs {
             }
         }
         *lock(&self.taken) = 0;
+        *lock(&self.earned) = 0;
         *self.serve.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(config);
         if self.writer && !self.resumed.swap(true, Ordering::SeqCst) {
             let jobs = Arc::clone(self);
@@ -515,8 +522,10 @@ impl Jobs {
         }
     }
 
-    /// Stops offering to run jobs; the jobs already taken run to their end and are collected.
+    /// Stops offering to run jobs: offers made are withdrawn (an assignment for one is
+    /// refused); the jobs already taken run to their end and are collected.
     pub fn stop_serving(&self) {
+        lock(&self.offers).clear();
         let taken = *lock(&self.taken);
         if let Some(config) =
             self.serve.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut()
@@ -532,10 +541,11 @@ impl Jobs {
         self.serve_config().is_some_and(|s| s.max_jobs.is_none_or(|max| taken < max))
     }
 
-    /// Jobs taken since serving began, and jobs running now.
-    pub fn serving_counts(&self) -> (u64, usize) {
+    /// Jobs taken since serving began, jobs running now, and the credits collected since.
+    pub fn serving_counts(&self) -> (u64, usize, u64) {
         let slots = *lock(&self.slots);
-        (*lock(&self.taken), slots.saturating_sub(self.running.available_permits()))
+        let running = slots.saturating_sub(self.running.available_permits());
+        (*lock(&self.taken), running, *lock(&self.earned))
     }
 
     /// Gossips the head of this identity's log, after it grew.

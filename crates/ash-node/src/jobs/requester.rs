@@ -142,6 +142,23 @@ pub enum Requested {
     },
 }
 
+/// Where a job stands once this process stopped following it ([`Jobs::abandon`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandoned {
+    /// No acceptor was chosen: nothing was reserved, and the job ended.
+    NothingReserved,
+    /// Credits are reserved for its acceptor: the job goes on there, and the reservation is
+    /// released if it gives the job up or the deadline passes undelivered.
+    Held {
+        /// The reserved price.
+        price: u64,
+        /// The reservation's deadline (ms).
+        deadline: u64,
+    },
+    /// It had already ended so.
+    Ended(RequesterState),
+}
+
 /// A decision, as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settlement {
@@ -482,11 +499,24 @@ impl Jobs {
             deadline,
             terms: terms_hash,
         });
-        let entry = self.append(reserve).await?;
-        record.reserve = Some(entry.id().to_string());
-        record.deadline = deadline;
-        record.state = RequesterState::Reserved;
-        self.put_requested(&record).await?;
+        // The entry and the record that names it are written together or not at all as far as
+        // this future goes: a caller that drops it (a cancellation, Ctrl-C) while they are
+        // written does not leave a reservation no record knows of (which nothing would
+        // release). [`Jobs::abandon`] waits for them.
+        let held = Arc::clone(&self.reserving).lock_owned().await;
+        let jobs = Arc::clone(self);
+        let mut reserved = record.clone();
+        let written = tokio::spawn(async move {
+            let _held = held;
+            let entry = jobs.append(reserve).await?;
+            reserved.reserve = Some(entry.id().to_string());
+            reserved.deadline = deadline;
+            reserved.state = RequesterState::Reserved;
+            jobs.put_requested(&reserved).await?;
+            Ok::<_, JobError>((entry, reserved))
+        });
+        let (entry, reserved) = written.await.map_err(|e| JobError::Local(e.to_string()))??;
+        record = reserved;
         self.announce_head().await;
         let _ = events.send(JobEvent::Reserved { amount: price }).await;
 
@@ -860,6 +890,29 @@ impl Jobs {
         let job = job.to_owned();
         let steps = self.db(move |db| db.steps(&job)).await?;
         Ok(steps.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
+    }
+
+    /// Gives up following `job`, whose [`Jobs::request`] or [`Jobs::resume`] future was
+    /// dropped: waits for a reservation being written to be written, then says where the job
+    /// stands. A job no acceptor was chosen for ends here (nothing was reserved); a reserved
+    /// one stays as it is, for [`Jobs::resume`] or the release at its deadline.
+    pub async fn abandon(&self, job: &str) -> Result<Abandoned, JobError> {
+        let _written = self.reserving.lock().await;
+        let Some((_, mut record)) = self.load::<RequesterRecord>(job, SIDE).await? else {
+            return Err(JobError::Refused(format!("no job {job} was asked for here")));
+        };
+        Ok(match record.state {
+            RequesterState::Announced => {
+                record.state = RequesterState::NoOffer;
+                record.reason = Some("cancelled before an acceptor was chosen".into());
+                self.put_requested(&record).await?;
+                Abandoned::NothingReserved
+            }
+            RequesterState::Reserved | RequesterState::Running | RequesterState::Received => {
+                Abandoned::Held { price: record.price, deadline: record.deadline }
+            }
+            state => Abandoned::Ended(state),
+        })
     }
 
     async fn put_requested(&self, record: &RequesterRecord) -> Result<(), JobError> {

@@ -187,8 +187,7 @@ fn serving_login_and_quitting_are_drawn() {
     assert_eq!(app.key(key(KeyCode::Esc)), [Action::StopServing]);
 
     typed(&mut app, "/login anthropic");
-    assert_eq!(app.key(key(KeyCode::Enter)), [Action::Login(Some("anthropic".into()))]);
-    app.update(Update::AskSecret { target: "anthropic".into(), hint: "paste the API key".into() });
+    assert_eq!(app.key(key(KeyCode::Enter)), []);
     app.paste("sk-ant-api03-secret");
     insta::assert_snapshot!("secret", draw(&app, 80, 24));
     let sent = app.key(key(KeyCode::Enter));
@@ -290,7 +289,10 @@ fn keys_ask_for_what_they_say() {
         ("/PEERS", vec![Action::Peers]),
         ("/model opus", vec![Action::Model(Some("opus".into()))]),
         ("/model", vec![Action::Model(None)]),
-        ("/login", vec![Action::Login(None)]),
+        ("/login", vec![Action::Login]),
+        // `/` alone is the help, and an ambiguous start is not completed to a command.
+        ("/", vec![]),
+        ("/c", vec![]),
         ("/serve 2", vec![Action::Serve { max_jobs: Some(2), model: None }]),
         (
             "/serve --model openai/gpt-4.1-mini",
@@ -322,4 +324,85 @@ fn a_job_taken_up_again_shows_and_decides() {
     insta::assert_snapshot!("resumed", draw(&app, 80, 24));
     typed(&mut app, "/reject");
     assert_eq!(app.key(key(KeyCode::Enter)), [Action::Decide { job: JOB.into(), apply: false }]);
+}
+
+#[test]
+fn a_key_typed_after_login_is_never_kept() {
+    let t0 = Instant::now();
+    let mut app = app(t0);
+    // The key on the command line itself: refused, not shown, not kept.
+    typed(&mut app, "/login openai sk-proj-abcdef");
+    assert_eq!(app.key(key(KeyCode::Enter)), []);
+    assert!(!draw(&app, 80, 24).contains("sk-proj"));
+    assert!(!app.history().iter().any(|h| h.contains("sk-proj") || h.contains("/login")));
+    // Escape leaves the masked prompt without sending anything.
+    typed(&mut app, "/login openai");
+    app.key(key(KeyCode::Enter));
+    typed(&mut app, "sk-proj-abcdef");
+    assert_eq!(app.key(key(KeyCode::Esc)), []);
+    assert!(!draw(&app, 80, 24).contains("sk-proj"));
+    // A paste is capped, and control characters are dropped.
+    typed(&mut app, "/login openai");
+    app.key(key(KeyCode::Enter));
+    app.paste(&format!("sk-\u{1b}[2J{}", "x".repeat(10_000)));
+    let sent = app.key(key(KeyCode::Enter));
+    let [Action::LoginKey { target, key: secret }] = sent.as_slice() else { panic!("{sent:?}") };
+    assert_eq!(
+        (target.as_str(), secret.len(), secret.starts_with("sk-[2J")),
+        ("openai", 4096, true)
+    );
+}
+
+#[test]
+fn news_of_a_cancelled_job_does_not_bring_it_back() {
+    let t0 = Instant::now();
+    let mut app = app(t0);
+    typed(&mut app, "one");
+    app.key(key(KeyCode::Enter));
+    assert_eq!(app.key(ctrl('c')), [Action::Cancel]);
+    app.update(Update::Job(JobUpdate::Ended { tone: Tone::Dim, message: "cancelled".into() }));
+    // Steps the job sent before it was cancelled arrive late: they are dropped.
+    app.update(Update::Job(JobUpdate::Step("read_file README.md".into())));
+    app.update(Update::Job(JobUpdate::Delivered(Box::new(delivery()))));
+    app.set_now(t0 + Duration::from_secs(5));
+    typed(&mut app, "two");
+    assert_eq!(app.key(key(KeyCode::Enter)), [Action::Ask("two".into())]);
+    assert!(!draw(&app, 80, 24).contains("read_file"));
+}
+
+#[test]
+fn a_result_offered_again_after_a_failed_apply_can_be_decided() {
+    let t0 = Instant::now();
+    let mut app = app(t0);
+    through_delivery(&mut app, t0);
+    assert_eq!(app.key(key(KeyCode::Char('y'))), [Action::Decide { job: JOB.into(), apply: true }]);
+    // The apply failed (nothing decided): the caller offers the result again.
+    app.update(Update::Lines(vec![(Tone::Bad, "git failed; nothing was decided".into())]));
+    app.update(Update::Job(JobUpdate::Delivered(Box::new(delivery()))));
+    assert_eq!(
+        app.key(key(KeyCode::Char('n'))),
+        [Action::Decide { job: JOB.into(), apply: false }]
+    );
+}
+
+#[test]
+fn a_long_file_list_scrolls_with_the_selection() {
+    let t0 = Instant::now();
+    let mut app = app(t0);
+    let mut many = delivery();
+    many.files = (0..40)
+        .map(|i| DiffFile {
+            path: format!("src/file{i:02}.rs"),
+            warning: (i == 39).then(|| "a build script: it runs when the project builds".into()),
+            diff: format!("diff --git a/src/file{i:02}.rs b/src/file{i:02}.rs\n+line\n"),
+        })
+        .collect();
+    typed(&mut app, "many");
+    app.key(key(KeyCode::Enter));
+    app.update(Update::Job(JobUpdate::Delivered(Box::new(many))));
+    app.key(key(KeyCode::Char('d')));
+    for _ in 0..39 {
+        app.key(key(KeyCode::Down));
+    }
+    insta::assert_snapshot!("diff_last_of_many", draw(&app, 80, 24));
 }
