@@ -140,11 +140,7 @@ enum Done {
     /// A decision was written (or the apply failed and the result waits again).
     Decided { job: String, outcome: Result<Settled, String> },
     /// Serving started, with these agents (and what to say of them), or why not.
-    Served(
-        anyhow::Result<ReadyAgents>,
-        Option<u64>,
-        Option<String>,
-    ),
+    Served(anyhow::Result<ReadyAgents>, Option<u64>, Option<String>),
     /// A key was checked and stored, or why not.
     KeyStored(String, anyhow::Result<PathBuf>),
     /// Lines to show.
@@ -726,10 +722,7 @@ const MAX_PACKAGE_BYTES: u64 = 512 << 20;
 
 /// The agents `/serve` runs: the built-in one when a model is known, and Claude Code and Codex
 /// when installed here; each checked in the job sandbox.
-async fn serve_agents(
-    home: &Home,
-    model: Option<&str>,
-) -> anyhow::Result<ReadyAgents> {
+async fn serve_agents(home: &Home, model: Option<&str>) -> anyhow::Result<ReadyAgents> {
     let genesis = home.genesis()?;
     let priced: Vec<String> = genesis.price_list().keys().cloned().collect();
     let mut kinds: Vec<&str> = Vec::new();

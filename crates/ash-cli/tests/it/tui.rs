@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use pretty_assertions::assert_eq;
 
-use super::jobs::{Pair, credits, slow_script};
-use super::network::stop;
+use super::jobs::{Pair, credits, run_ok, slow_script};
+use super::network::{ash, stop};
 
 /// A tmux server of its own running `ash` in one window.
 struct Screen {
@@ -256,7 +256,7 @@ fn zombie(proc: &Path) -> bool {
 #[test]
 fn outside_a_terminal_ash_alone_prints_its_help() {
     let home = tempfile::tempdir().unwrap();
-    let out = super::network::ash(home.path()).stdin(std::process::Stdio::null()).output().unwrap();
+    let out = ash(home.path()).stdin(std::process::Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let help = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -264,4 +264,57 @@ fn outside_a_terminal_ash_alone_prints_its_help() {
         "{help}"
     );
     assert_eq!(out.stdout, b"");
+}
+
+#[test]
+fn cancelling_says_what_it_costs_and_a_reserved_job_comes_back() {
+    let pair = Pair::new();
+    // Alice serves only opus: Bob's sonnet job finds no acceptor, and Esc cancels it freely.
+    let (serve, lines, address) = pair.serve(&["--model", "scripted", "--tier", "opus"]);
+    pair.bonus(&address);
+    let screen = Screen::open(&pair.bob, &pair.repo, 100, 30);
+    screen.wait_for(" · 100cr · 1 peer", LONG);
+    screen.typed("resolve the TODO");
+    screen.press("Enter");
+    screen.wait_for("⎿ announced", LONG);
+    screen.press("Escape");
+    screen.wait_for("cancelled before an acceptor was chosen · nothing was charged", LONG);
+    let jobs = run_ok(ash(&pair.bob).args(["jobs", "--json"]));
+    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    assert_eq!(jobs["jobs"][0]["state"], "no-offer", "{jobs}");
+    screen.press("C-c");
+    screen.press("C-c");
+    screen.wait_closed(LONG);
+    drop(screen);
+    drop(stop(serve, lines));
+
+    // Alice serves sonnet, slowly: once matched, Ctrl-C stops following and the credits stay
+    // reserved; the next screen takes the job up and it is decided there.
+    let slow = slow_script(&pair);
+    let (serve, lines, address) = pair.serve(&["--model", &slow]);
+    // Bob's home finds Alice's new address as if given with --bootstrap before.
+    std::fs::write(pair.bob.join("bootstrap.txt"), format!("{address}\n")).unwrap();
+    let screen = Screen::open(&pair.bob, &pair.repo, 100, 30);
+    screen.wait_for(" · 100cr · 1 peer", LONG);
+    screen.typed("resolve the TODO");
+    screen.press("Enter");
+    screen.wait_for("⎿ reserved 6cr", LONG);
+    screen.press("C-c");
+    screen.wait_for("its 6cr stay reserved", LONG);
+    screen.wait_for(" · 94cr · ", LONG);
+    screen.typed("/q");
+    screen.press("Enter");
+    screen.wait_closed(LONG);
+    drop(screen);
+    let screen = Screen::open(&pair.bob, &pair.repo, 100, 30);
+    screen.wait_for("continues: resolve the TODO", LONG);
+    screen.wait_for("Apply?", LONG);
+    screen.press("y");
+    screen.wait_for("⎿ patch applied · 6cr spent", LONG);
+    assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
+    screen.typed("/q");
+    screen.press("Enter");
+    screen.wait_closed(LONG);
+    assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
+    drop(stop(serve, lines));
 }

@@ -436,6 +436,7 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
         run_time: Duration::from_secs(30),
         git: Arc::new(HostGit),
     };
+    let serve_again = serve.clone();
     let mut acceptor = start_node(&ACCEPTOR, &genesis, &a_dir, Some(serve));
     let a_address = address(&mut acceptor).await;
     let (mallory, mut events, _task) = hostile(&REQUESTER, &genesis, &a_address).await;
@@ -588,6 +589,17 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
     let mut scratch = LogWriter::resume(&me, log.last().unwrap());
     let a = honest(&mut scratch, &job(7), 6, AUTHORITY.id());
     assert!(refused(send(a).await).contains("not for this job, this node and these terms"));
+    // An acceptor that stops serving withdraws its offers: an honest assignment for one is
+    // refused; serving again, it offers again.
+    offered(job(11)).await;
+    acceptor.jobs().stop_serving();
+    assert!(!acceptor.jobs().offering());
+    let mut scratch = LogWriter::resume(&me, log.last().unwrap());
+    let a = honest(&mut scratch, &job(11), 6, ACCEPTOR.id());
+    assert!(refused(send(a).await).contains("no longer takes jobs"));
+    acceptor.jobs().serve(serve_again);
+    assert!(acceptor.jobs().offering());
+    offered(job(12)).await;
     // A valid reservation for a package that unpacks past the acceptor's limits (2 MiB of
     // content, 1 MiB allowed): the acceptor fetches it, refuses to unpack it, runs nothing, and
     // cancels with its signature, so the requester pays nothing.
