@@ -208,6 +208,7 @@ async fn job(requester: &Node, repo: &Path, apply: bool) -> Duration {
     let walk = ash_pack::walk(repo, &ash_pack::WalkOptions::default()).unwrap();
     let spec = JobSpec {
         prompt: "edit".into(),
+        title: None,
         tier: "sonnet".into(),
         agents: vec!["builtin".into()],
         max_price: None,
@@ -496,6 +497,7 @@ async fn routed() {
         let walk = ash_pack::walk(&repo, &ash_pack::WalkOptions::default()).unwrap();
         let spec = JobSpec {
             prompt: "call".into(),
+            title: None,
             tier: "machine".into(),
             agents: vec!["builtin".into()],
             max_price: None,

@@ -28,13 +28,14 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/status", "", "identity, balance, network and agents"),
     ("/history", "[id]", "ledger entries with the running balance"),
     ("/peers", "", "the peers connected now"),
-    ("/model", "[tier]", "switch the tier jobs pay for, or list them"),
+    ("/model", "[tier]", "switch the tier jobs pay for (a picker without one)"),
+    ("/new", "", "start a new conversation: the next prompt carries no earlier turns"),
     ("/login", "[provider]", "store a provider's API key, or list them"),
     ("/apply", "", "apply the result in focus (full price)"),
     ("/reject", "", "leave the tree as it is (half the price)"),
     ("/diff", "", "open the result's diff"),
     ("/cancel", "", "stop the job in focus"),
-    ("/clear", "", "clear the transcript"),
+    ("/clear", "", "clear the transcript and the conversation"),
     ("/help", "", "this list"),
     ("/quit", "", "leave (jobs carry on when ash starts again)"),
 ];
@@ -48,6 +49,8 @@ enum Mode {
     Secret { target: String, hint: String, text: Zeroizing<String> },
     /// Quitting with a job under way: y or n.
     ConfirmQuit,
+    /// Choosing a tier: the tiers with their prices, and the row chosen.
+    Picker { tiers: Vec<(String, u64)>, selected: usize },
 }
 
 /// A result waiting for the decision, and until when.
@@ -90,6 +93,10 @@ pub struct App {
     viewer: Option<Viewer>,
     pub(crate) balance: Option<u64>,
     pub(crate) peers: usize,
+    pub(crate) served: u64,
+    /// Turns of the conversation remembered, and the share of a prompt they take (percent).
+    pub(crate) turns: usize,
+    pub(crate) ctx: u8,
     pub(crate) serving: Option<ServePanel>,
     /// Lines scrolled up from the bottom of the transcript.
     pub(crate) scroll: usize,
@@ -117,6 +124,9 @@ impl App {
             viewer: None,
             balance: None,
             peers: 0,
+            served: 0,
+            turns: 0,
+            ctx: 0,
             serving: None,
             scroll: 0,
             menu: 0,
@@ -264,9 +274,21 @@ impl App {
                     }
                 }
             }
-            Update::Status { balance, peers } => {
+            Update::Status { balance, peers, served } => {
                 self.balance = balance;
                 self.peers = peers;
+                self.served = served;
+            }
+            Update::Conversation { turns, ctx } => {
+                self.turns = turns;
+                self.ctx = ctx;
+            }
+            Update::Tiers(tiers) => {
+                if !tiers.is_empty() && matches!(self.mode, Mode::Normal) {
+                    let selected =
+                        tiers.iter().position(|(t, _)| *t == self.session.tier).unwrap_or(0);
+                    self.mode = Mode::Picker { tiers, selected };
+                }
             }
             Update::Tier { tier, price } => {
                 self.session.tier = tier;
@@ -400,7 +422,7 @@ impl App {
                 }
             }
             Mode::Normal => self.input.insert(text),
-            Mode::ConfirmQuit => {}
+            Mode::ConfirmQuit | Mode::Picker { .. } => {}
         }
     }
 
@@ -417,6 +439,7 @@ impl App {
         match self.mode {
             Mode::ConfirmQuit => return self.confirm_quit(key),
             Mode::Secret { .. } => return self.secret_key(key),
+            Mode::Picker { .. } => return self.picker_key(key),
             Mode::Normal => {}
         }
         if self.viewer.is_some() {
@@ -509,7 +532,7 @@ impl App {
             return vec![Action::Quit];
         }
         self.ctrl_c = Some(now);
-        if let Mode::Secret { .. } | Mode::ConfirmQuit = self.mode {
+        if let Mode::Secret { .. } | Mode::ConfirmQuit | Mode::Picker { .. } = self.mode {
             self.mode = Mode::Normal;
             return Vec::new();
         }
@@ -539,6 +562,35 @@ impl App {
         }
         self.scroll = 0;
         Vec::new()
+    }
+
+    fn picker_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        let Mode::Picker { tiers, selected } = &mut self.mode else { return Vec::new() };
+        let count = tiers.len().max(1);
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => *selected = (*selected + count - 1) % count,
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                *selected = (*selected + 1) % count
+            }
+            KeyCode::Enter => {
+                let tier = tiers.get(*selected).map(|(t, _)| t.clone());
+                self.mode = Mode::Normal;
+                if let Some(tier) = tier {
+                    return vec![Action::Model(Some(tier))];
+                }
+            }
+            KeyCode::Esc | KeyCode::Char('q') => self.mode = Mode::Normal,
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// The `/model` picker's rows (tier, price, chosen), while it is open.
+    pub(crate) fn picker(&self) -> Option<(&[(String, u64)], usize)> {
+        match &self.mode {
+            Mode::Picker { tiers, selected } => Some((tiers, *selected)),
+            _ => None,
+        }
     }
 
     fn confirm_quit(&mut self, key: KeyEvent) -> Vec<Action> {
@@ -715,10 +767,18 @@ impl App {
                     vec![Action::Quit]
                 }
             }
+            "/clear" | "/new" if self.focus.is_some() => {
+                self.line(Tone::Warn, "a job is in flight; the conversation changes once it ends");
+                Vec::new()
+            }
             "/clear" => {
                 self.transcript.clear();
                 self.scroll = 0;
-                Vec::new()
+                vec![Action::NewConversation]
+            }
+            "/new" => {
+                self.line(Tone::Dim, "─── new conversation · turn history cleared ───");
+                vec![Action::NewConversation]
             }
             "/status" => vec![Action::Status],
             "/peers" => vec![Action::Peers],

@@ -60,8 +60,10 @@ pub enum Action {
     History(Option<String>),
     /// The peers connected now.
     Peers,
-    /// Switch the tier (remembered), or list the tiers.
+    /// Switch the tier (remembered); `None`: send the tiers for the picker.
     Model(Option<String>),
+    /// Forget the conversation: the next prompt starts afresh.
+    NewConversation,
     /// Where each provider's key comes from.
     Login,
     /// The key typed for a provider or agent, as named in `/login NAME` (never shown, never
@@ -100,13 +102,26 @@ pub enum Update {
     Lines(Vec<(Tone, String)>),
     /// The job in focus moved on.
     Job(JobUpdate),
-    /// The balance (spendable credits; `None` while unknown) and the peers connected.
+    /// The balance (spendable credits; `None` while unknown), the peers connected, and the
+    /// jobs this identity has served and been paid for.
     Status {
         /// Spendable credits.
         balance: Option<u64>,
         /// Peers connected.
         peers: usize,
+        /// Jobs served and collected for.
+        served: u64,
     },
+    /// The conversation carried into the next prompt: its turns, and how much of a job's
+    /// prompt it takes (percent).
+    Conversation {
+        /// Turns remembered.
+        turns: usize,
+        /// Percent of the prompt limit they take.
+        ctx: u8,
+    },
+    /// The tiers and their prices, for the `/model` picker.
+    Tiers(Vec<(String, u64)>),
     /// The tier jobs pay for now.
     Tier {
         /// Its name.

@@ -76,7 +76,11 @@ impl App {
         let apply = self.apply_prompt();
         let serving = self.serving_line();
         let menu = self.completions();
-        let menu_rows = menu.len().min(MENU_ROWS);
+        let picker = self.picker();
+        let menu_rows = match picker {
+            Some((tiers, _)) => tiers.len().min(MENU_ROWS) + 1,
+            None => menu.len().min(MENU_ROWS),
+        };
         let (prompt, cursor) = self.prompt_rows(width.saturating_sub(2));
         let prompt_rows = prompt.len().clamp(1, INPUT_ROWS);
         let rows = Layout::vertical([
@@ -108,7 +112,24 @@ impl App {
         if let Some(line) = serving {
             frame.render_widget(Paragraph::new(line).style(tone_style(Tone::Good, color)), rows[4]);
         }
-        if menu_rows > 0 {
+        if let Some((tiers, selected)) = picker {
+            let start = selected.saturating_sub(MENU_ROWS - 1);
+            let mut lines = vec![Line::styled(
+                "  choose the tier jobs pay for · ↑↓ enter · esc",
+                tone_style(Tone::Dim, color),
+            )];
+            for (i, (tier, price)) in tiers.iter().enumerate().skip(start).take(MENU_ROWS) {
+                let here = if *tier == self.session.tier { "  (now)" } else { "" };
+                let text = format!("  {tier:<12} {price}cr/job{here}");
+                let style = if i == selected {
+                    Style::default().add_modifier(Modifier::REVERSED)
+                } else {
+                    Style::default()
+                };
+                lines.push(Line::styled(text, style));
+            }
+            frame.render_widget(Paragraph::new(lines), rows[5]);
+        } else if menu_rows > 0 {
             let selected = self.menu.min(menu.len() - 1);
             let start = selected.saturating_sub(menu_rows - 1);
             let lines: Vec<Line<'_>> = menu
@@ -158,24 +179,32 @@ impl App {
         wrap(&text, width).into_iter().next().unwrap_or_default()
     }
 
-    /// The status bar: identity, balance, peers, tier, agents, serving.
+    /// The status bar: identity, balance, peers, tier, serving, agents, jobs served, and the
+    /// conversation; on a narrow screen the last of these give way first.
     fn status_bar(&self, width: usize) -> String {
         let balance = self.balance.map_or_else(|| "syncing…".to_owned(), |b| format!("{b}cr"));
-        let price = self.session.price.map_or_else(String::new, |p| format!(" {p}cr/job"));
-        let serving = match &self.serving {
-            Some(s) if s.offering => " · serving",
-            Some(_) => " · finishing",
-            None => "",
-        };
+        let price = self.session.price.map_or_else(String::new, |p| format!(" {p}cr"));
         let peers =
             if self.peers == 1 { "1 peer".to_owned() } else { format!("{} peers", self.peers) };
-        let text = format!(
-            " {} · {balance} · {peers} · {}{price} · {}{serving}",
-            self.session.identity, self.session.tier, self.session.agents
-        );
+        let identity: String = self.session.identity.chars().take(8).collect();
+        let mut parts = vec![identity, balance, peers, format!("{}{price}", self.session.tier)];
+        match &self.serving {
+            Some(s) if s.offering => parts.push("serving".to_owned()),
+            Some(_) => parts.push("finishing".to_owned()),
+            None => {}
+        }
+        parts.push(self.session.agents.clone());
+        parts.push(format!("served {}", self.served));
+        if self.turns > 0 {
+            parts.push(format!("turn {} ctx {}%", self.turns, self.ctx));
+        }
+        let mut text = format!(" {}", parts.join(" · "));
+        while columns(&text) > width && parts.len() > 4 {
+            parts.pop();
+            text = format!(" {}", parts.join(" · "));
+        }
         let mut row = wrap(&text, width).into_iter().next().unwrap_or_default();
-        let used: usize = row.chars().map(|c| c.width().unwrap_or(0)).sum();
-        row.push_str(&" ".repeat(width.saturating_sub(used)));
+        row.push_str(&" ".repeat(width.saturating_sub(columns(&row))));
         row
     }
 
@@ -336,6 +365,11 @@ fn diff_tone(raw: &str) -> Tone {
     } else {
         Tone::Plain
     }
+}
+
+/// Columns `text` takes.
+fn columns(text: &str) -> usize {
+    text.chars().map(|c| c.width().unwrap_or(0)).sum()
 }
 
 /// The end of a path, at most `max` characters.

@@ -260,6 +260,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     let node_config = requester_node(&home, args)?;
     let spec = JobSpec {
         prompt,
+        title: None,
         tier,
         agents: args.agents.clone(),
         max_price: args.max_price,
@@ -618,6 +619,15 @@ pub(crate) async fn apply_result(
         Err(DiffError::Conflicts(found)) => Ok(Err(found)),
         Err(e) => Err(e).context("applying the result"),
     }
+}
+
+/// At most the first `max` bytes of `text`, cut at a character boundary.
+pub(crate) fn cut_text(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {

@@ -178,6 +178,77 @@ struct Driver {
     /// What `ash status` in another terminal reads of this node.
     state: network::NodeState,
     state_path: PathBuf,
+    /// The earlier turns carried into the next prompt, and the turn under way.
+    conversation: Conversation,
+    current: Option<Turn>,
+    /// Jobs this identity served and was paid for.
+    served: u64,
+}
+
+/// One finished turn of the conversation: what was asked, what the agent said and did, and
+/// how it ended.
+#[derive(Debug, Clone, Default)]
+struct Turn {
+    prompt: String,
+    output: Vec<String>,
+    diff: String,
+    applied: bool,
+    result: String,
+}
+
+/// Agent lines a turn keeps at most, and the diff it keeps (bytes).
+const TURN_LINES: usize = 200;
+const TURN_DIFF: usize = 2_000;
+
+/// The turns of this screen's conversation, oldest first. Each job's prompt carries as many
+/// of the newest as fit in a job's prompt ([`ash_node::MAX_PROMPT_BYTES`]), as the TUI of
+/// the system we follow did.
+#[derive(Debug, Default)]
+struct Conversation {
+    turns: Vec<Turn>,
+}
+
+impl Conversation {
+    /// The prompt sent for `asked`: the earlier turns that fit, then the current one.
+    fn prompt(&self, asked: &str) -> String {
+        let mut first = 0;
+        loop {
+            let text = Self::compose(&self.turns[first..], asked);
+            if text.len() <= ash_node::MAX_PROMPT_BYTES || first == self.turns.len() {
+                return text;
+            }
+            first += 1;
+        }
+    }
+
+    fn compose(turns: &[Turn], asked: &str) -> String {
+        if turns.is_empty() {
+            return asked.to_owned();
+        }
+        let mut text = String::from("## Previous conversation in this session\n");
+        for (i, turn) in turns.iter().enumerate() {
+            let state = if turn.applied { "applied" } else { "not applied" };
+            text.push_str(&format!(
+                "\n### Turn {}\nUser: {}\nAgent output:\n{}\nChanges ({state}):\n```diff\n{}\n```\nResult: {}\n",
+                i + 1,
+                turn.prompt,
+                turn.output.join("\n"),
+                turn.diff.trim_end(),
+                turn.result
+            ));
+        }
+        text.push_str(&format!("\n## Current turn\n{asked}"));
+        text
+    }
+
+    /// The share of a job's prompt the remembered turns take, in percent.
+    fn ctx(&self) -> u8 {
+        if self.turns.is_empty() {
+            return 0;
+        }
+        let used = self.prompt("").len() * 100 / ash_node::MAX_PROMPT_BYTES;
+        u8::try_from(used.min(100)).unwrap_or(100)
+    }
 }
 
 impl Driver {
@@ -203,6 +274,9 @@ impl Driver {
             serving: None,
             state: network::NodeState::now(),
             state_path,
+            conversation: Conversation::default(),
+            current: None,
+            served: 0,
         }
     }
 
@@ -265,6 +339,8 @@ impl Driver {
     /// jobs taken for others and left unfinished are said.
     async fn take_up_unfinished(&mut self) {
         if let Ok(accepted) = self.jobs.accepted().await {
+            self.served =
+                accepted.iter().filter(|r| r.state == AcceptorState::Collected).count() as u64;
             let left = accepted
                 .iter()
                 .filter(|r| matches!(r.state, AcceptorState::Receiving | AcceptorState::Running))
@@ -365,16 +441,14 @@ impl Driver {
             },
             Action::Model(None) => match self.home.genesis() {
                 Ok(genesis) => {
-                    let mine = chosen_tier(&self.home);
-                    let mut text = String::from("tiers (/model TIER switches):");
-                    for (tier, price) in genesis.price_list() {
-                        let here = if tier == mine { "  ← jobs pay for this" } else { "" };
-                        text.push_str(&format!("\n  {tier:<10} {price}cr/job{here}"));
-                    }
-                    self.lines(Tone::Plain, text).await;
+                    self.say(Update::Tiers(genesis.price_list().into_iter().collect())).await
                 }
                 Err(e) => self.lines(Tone::Bad, format!("{e:#}")).await,
             },
+            Action::NewConversation => {
+                self.conversation = Conversation::default();
+                self.say(Update::Conversation { turns: 0, ctx: 0 }).await;
+            }
             Action::Model(Some(tier)) => match super::jobs::set_tier(&self.home, &tier) {
                 Ok((tier, price)) => {
                     self.lines(Tone::Good, format!("model: {tier} ({price}cr/job)")).await;
@@ -427,15 +501,19 @@ impl Driver {
     }
 
     /// The repository is walked: the job is asked for.
-    async fn walked(&mut self, walked: anyhow::Result<ash_pack::Walk>, prompt: String) {
+    async fn walked(&mut self, walked: anyhow::Result<ash_pack::Walk>, asked: String) {
         self.walking = None;
         let walk = match walked {
             Ok(walk) => walk,
             Err(e) => return self.end(Tone::Bad, format!("{e:#}")).await,
         };
+        let prompt = self.conversation.prompt(&asked);
+        let title = Some(asked.clone());
+        self.current = Some(Turn { prompt: asked, ..Turn::default() });
         let repo = self.repo.clone();
         let spec = JobSpec {
             prompt,
+            title,
             tier: chosen_tier(&self.home),
             agents: AGENT_KINDS.iter().map(|k| (*k).to_owned()).collect(),
             max_price: None,
@@ -453,7 +531,9 @@ impl Driver {
         self.asked = Some(Asked { task, events, job: None, repo });
     }
 
-    async fn end(&self, tone: Tone, message: String) {
+    async fn end(&mut self, tone: Tone, message: String) {
+        // Only a job that ended with a decision becomes a turn of the conversation.
+        self.current = None;
         self.say(Update::Job(JobUpdate::Ended { tone, message })).await;
     }
 
@@ -512,7 +592,12 @@ impl Driver {
             JobEvent::Reserved { amount } => JobUpdate::Reserved { amount },
             JobEvent::Assigned => return,
             JobEvent::Uploaded { sent, total } => JobUpdate::Uploading { sent, total },
-            JobEvent::Step(step) => JobUpdate::Step(step.text),
+            JobEvent::Step(step) => {
+                if let Some(turn) = self.current.as_mut().filter(|t| t.output.len() < TURN_LINES) {
+                    turn.output.push(step.text.clone());
+                }
+                JobUpdate::Step(step.text)
+            }
             JobEvent::Received(summary) => JobUpdate::Received {
                 files: summary.files,
                 insertions: summary.insertions,
@@ -565,6 +650,13 @@ impl Driver {
                     return;
                 }
                 let view = delivery(&delivered);
+                if let Some(turn) = &mut self.current {
+                    let text = String::from_utf8_lossy(&delivered.patch);
+                    turn.diff = super::jobs::cut_text(&text, TURN_DIFF).to_owned();
+                    if !delivered.summary.message.is_empty() {
+                        turn.output.push(delivered.summary.message.clone());
+                    }
+                }
                 self.delivered.insert(delivered.job.clone(), (Arc::from(delivered), repo));
                 self.say(Update::Job(JobUpdate::Delivered(Box::new(view)))).await;
             }
@@ -615,6 +707,16 @@ impl Driver {
             Done::Decided { job, outcome: Ok(settled) } => {
                 self.delivered.remove(&job);
                 let Settled { applied, paid, detail } = settled;
+                if let Some(mut turn) = self.current.take() {
+                    turn.applied = applied;
+                    turn.result = format!(
+                        "{}, {paid} credits paid",
+                        if applied { "applied" } else { "not applied" }
+                    );
+                    self.conversation.turns.push(turn);
+                    let (turns, ctx) = (self.conversation.turns.len(), self.conversation.ctx());
+                    self.say(Update::Conversation { turns, ctx }).await;
+                }
                 self.say(Update::Job(JobUpdate::Settled { applied, paid, detail })).await;
                 self.refresh().await;
             }
@@ -687,7 +789,13 @@ impl Driver {
                 )
                 .await;
             }
+            NodeEvent::Job { state, .. } if state == "collected" && self.serving.is_none() => {
+                self.served += 1;
+            }
             NodeEvent::Job { job, state, detail } if self.serving.is_some() => {
+                if state == "collected" {
+                    self.served += 1;
+                }
                 // The jobs this node runs for others (its own are followed as they go).
                 let own = self.asked.as_ref().and_then(|a| a.job.as_deref()) == Some(job.as_str());
                 if !own && state != "offered" {
@@ -701,7 +809,8 @@ impl Driver {
     /// The status bar and the serving panel, once a second and after a change.
     async fn refresh(&self) {
         let peers = self.net.peers().await.map(|p| p.len()).unwrap_or(0);
-        self.say(Update::Status { balance: Some(self.jobs.balance()), peers }).await;
+        let served = self.served;
+        self.say(Update::Status { balance: Some(self.jobs.balance()), peers, served }).await;
         let Some((agents, max_jobs)) = &self.serving else { return };
         let (accepted, running, earned) = self.jobs.serving_counts();
         let offering = self.jobs.offering();
@@ -798,11 +907,7 @@ async fn settle(
 
 /// The first 8 characters of an id.
 fn short(id: &str) -> &str {
-    let mut end = id.len().min(8);
-    while !id.is_char_boundary(end) {
-        end -= 1;
-    }
-    &id[..end]
+    super::jobs::cut_text(id, 8)
 }
 
 /// The most of one file's diff the viewer holds (the rest is cut, and says so).
@@ -866,6 +971,38 @@ fn split_patch(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn turn(n: usize, size: usize) -> Turn {
+        Turn {
+            prompt: format!("ask {n}"),
+            output: vec!["x".repeat(size)],
+            diff: "+y\n".into(),
+            applied: n.is_multiple_of(2),
+            result: format!("turn {n} paid"),
+        }
+    }
+
+    #[test]
+    fn the_conversation_carries_the_newest_turns_that_fit() {
+        let mut conversation = Conversation::default();
+        assert_eq!((conversation.prompt("first"), conversation.ctx()), ("first".to_owned(), 0));
+        conversation.turns.push(turn(1, 10));
+        assert_eq!(
+            conversation.prompt("second"),
+            "## Previous conversation in this session\n\n### Turn 1\nUser: ask 1\nAgent output:\nxxxxxxxxxx\nChanges (not applied):\n```diff\n+y\n```\nResult: turn 1 paid\n\n## Current turn\nsecond"
+        );
+        // Turns of 12 KiB each: only the newest two fit in a 32 KiB prompt.
+        for n in 2..=5 {
+            conversation.turns.push(turn(n, 12 << 10));
+        }
+        let prompt = conversation.prompt("next");
+        assert!(prompt.len() <= ash_node::MAX_PROMPT_BYTES, "{}", prompt.len());
+        assert!(!prompt.contains("User: ask 3") && prompt.contains("User: ask 4"), "{prompt:.200}");
+        assert!(
+            prompt.contains("### Turn 1\nUser: ask 4") && prompt.ends_with("## Current turn\nnext")
+        );
+        assert!((70..=100).contains(&conversation.ctx()), "{}", conversation.ctx());
+    }
 
     #[test]
     fn a_patch_splits_per_file_in_order() {

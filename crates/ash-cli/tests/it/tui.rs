@@ -116,7 +116,7 @@ fn a_job_asked_for_in_the_tui_is_applied_and_paid() {
     pair.bonus(&address);
     // Bob's home remembers Alice's address from his join.
     let screen = Screen::open(&pair.bob, &pair.repo, 100, 30);
-    screen.wait_for(" · 100cr · 1 peer · sonnet 6cr/job", LONG);
+    screen.wait_for(" · 100cr · 1 peer · sonnet 6cr · any agent · served 0", LONG);
     screen.typed("resolve the TODO");
     screen.press("Enter");
     let deciding = screen.wait_for("Apply? y = apply (6cr) · n = leave the tree (3cr)", LONG);
@@ -130,7 +130,8 @@ fn a_job_asked_for_in_the_tui_is_applied_and_paid() {
     screen.press("Escape");
     screen.press("y");
     screen.wait_for("⎿ patch applied · 6cr spent", LONG);
-    screen.wait_for(" · 94cr · 1 peer", LONG);
+    // The job is a turn of the conversation the next prompt carries.
+    screen.wait_for(" · 94cr · 1 peer · sonnet 6cr · any agent · served 0 · turn 1 ctx ", LONG);
     assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
     // A smaller terminal redraws: the prompt line and the status bar stay at the bottom.
     screen.tmux(&["resize-window", "-t", "0", "-x", "80", "-y", "24"]);
@@ -214,6 +215,7 @@ fn the_tui_serves_jobs_in_its_background() {
     // It took its one job, was paid, and stops offering.
     screen.wait_for("collected: 6 credits (accepted)", LONG);
     screen.wait_for(" · 106cr · ", LONG);
+    screen.wait_for(" · served 1", LONG);
     assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
     screen.press("C-c");
     screen.press("C-c");

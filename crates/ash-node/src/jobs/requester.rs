@@ -36,6 +36,9 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 pub struct JobSpec {
     /// What the agent is to do.
     pub prompt: String,
+    /// What the job is called in the records (`ash jobs`, a resumed job's line); `None`:
+    /// the prompt's first line. (The TUI's prompt opens with the earlier conversation.)
+    pub title: Option<String>,
     /// The model tier (priced by the genesis).
     pub tier: String,
     /// The agent kinds accepted.
@@ -344,7 +347,7 @@ impl Jobs {
             repo: spec.repo.as_ref().map(|p| p.display().to_string()),
             tier: spec.tier.clone(),
             price,
-            title: title(&spec.prompt),
+            title: title(spec.title.as_deref().unwrap_or(&spec.prompt)),
             acceptor: None,
             agent: None,
             model: None,

@@ -186,6 +186,7 @@ fn repository(dir: &Path) -> ash_pack::Walk {
 fn spec(walk: ash_pack::Walk, prompt: &str) -> JobSpec {
     JobSpec {
         prompt: prompt.into(),
+        title: None,
         tier: "sonnet".into(),
         agents: vec!["builtin".into()],
         max_price: None,

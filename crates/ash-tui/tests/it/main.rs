@@ -33,7 +33,7 @@ fn session(color: bool) -> Session {
 /// A screen opened at `t0`, with a balance and peers known.
 fn app(t0: Instant) -> App {
     let mut app = App::new(session(false), t0);
-    app.update(Update::Status { balance: Some(100), peers: 2 });
+    app.update(Update::Status { balance: Some(100), peers: 2, served: 3 });
     app
 }
 
@@ -161,7 +161,8 @@ fn the_screen_in_each_state() {
         paid: 6,
         detail: vec!["2 file(s) applied to ~/src/demo".into()],
     }));
-    app.update(Update::Status { balance: Some(94), peers: 2 });
+    app.update(Update::Status { balance: Some(94), peers: 2, served: 3 });
+    app.update(Update::Conversation { turns: 1, ctx: 4 });
     insta::assert_snapshot!("settled", draw(&app, 80, 24));
 }
 
@@ -405,4 +406,28 @@ fn a_long_file_list_scrolls_with_the_selection() {
         app.key(key(KeyCode::Down));
     }
     insta::assert_snapshot!("diff_last_of_many", draw(&app, 80, 24));
+}
+
+#[test]
+fn the_model_picker_chooses_a_tier() {
+    let t0 = Instant::now();
+    let mut app = app(t0);
+    typed(&mut app, "/model");
+    assert_eq!(app.key(key(KeyCode::Enter)), [Action::Model(None)]);
+    app.update(Update::Tiers(vec![
+        ("codex".into(), 2),
+        ("haiku".into(), 2),
+        ("opus".into(), 30),
+        ("sonnet".into(), 6),
+    ]));
+    insta::assert_snapshot!("model_picker", draw(&app, 80, 24));
+    app.key(key(KeyCode::Up));
+    assert_eq!(app.key(key(KeyCode::Enter)), [Action::Model(Some("opus".into()))]);
+    // Esc closes it without a choice; /new and /clear forget the conversation.
+    app.update(Update::Tiers(vec![("haiku".into(), 2)]));
+    assert_eq!(app.key(key(KeyCode::Esc)), []);
+    typed(&mut app, "/new");
+    assert_eq!(app.key(key(KeyCode::Enter)), [Action::NewConversation]);
+    typed(&mut app, "/clear");
+    assert_eq!(app.key(key(KeyCode::Enter)), [Action::NewConversation]);
 }
