@@ -256,7 +256,7 @@ async fn turn(
             }
             Err(error) => return Err(error).context("reading the event stream"),
         };
-        let mut buffer = Vec::new();
+        let mut split = LineSplitter::default();
         loop {
             let chunk = tokio::select! {
                 chunk = bytes.next() => chunk,
@@ -271,9 +271,7 @@ async fn turn(
                 }
             };
             let Some(Ok(chunk)) = chunk else { break };
-            buffer.extend_from_slice(&chunk);
-            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
+            for line in split.push(&chunk)? {
                 let Ok(event) = serde_json::from_slice::<Event>(&line) else { continue };
                 next = event.meta.index + 1;
                 let rendered = render::lines(&event.body, true);
@@ -299,5 +297,72 @@ async fn turn(
             );
         }
         reconnects += 1;
+    }
+}
+
+/// The longest event line taken from a server's stream; a longer one ends the stream with an
+/// error instead of growing without end.
+const MAX_EVENT_LINE: usize = 16 << 20;
+
+/// Cuts an NDJSON byte stream into lines, holding at most [`MAX_EVENT_LINE`] bytes of a line
+/// not yet ended, and looking at each byte once.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` already known to hold no newline.
+    scanned: usize,
+}
+
+impl LineSplitter {
+    /// The lines `chunk` completes (without their newlines).
+    fn push(&mut self, chunk: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.buffer.extend_from_slice(chunk);
+        let mut lines = Vec::new();
+        let mut start = 0;
+        let mut from = self.scanned;
+        while let Some(at) = self.buffer[from..].iter().position(|b| *b == b'\n') {
+            let end = from + at;
+            lines.push(self.buffer[start..end].to_vec());
+            start = end + 1;
+            from = start;
+        }
+        self.buffer.drain(..start);
+        self.scanned = self.buffer.len();
+        if self.buffer.len() > MAX_EVENT_LINE {
+            bail!(
+                "the server sent an event line of more than {} MiB; the stream was closed (the run goes on on the server)",
+                MAX_EVENT_LINE >> 20
+            );
+        }
+        Ok(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_across_chunks_and_an_endless_line_is_refused() {
+        let mut split = LineSplitter::default();
+        assert_eq!(split.push(b"{\"a\"").unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            split.push(b":1}\n{\"b\":2}\n{").unwrap(),
+            [b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]
+        );
+        assert_eq!(split.push(b"}\n").unwrap(), [b"{}".to_vec()]);
+        // A hostile server's line that never ends: refused once it passes the limit.
+        let mut split = LineSplitter::default();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut refused = None;
+        for n in 0..20 {
+            if let Err(e) = split.push(&chunk) {
+                refused = Some((n, e.to_string()));
+                break;
+            }
+        }
+        let (n, message) = refused.expect("refused");
+        assert_eq!(n, 16);
+        assert!(message.contains("more than 16 MiB"), "{message}");
     }
 }
