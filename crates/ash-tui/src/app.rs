@@ -378,8 +378,11 @@ impl App {
                     let more = listed.len() - MAX_LISTED_FILES;
                     self.line(Tone::Dim, format!("  … and {more} more (d shows them all)"));
                 }
-                if !delivery.summary.is_empty() {
-                    self.line(Tone::Agent, format!("agent: {}", delivery.summary));
+                if !delivery.summary.trim().is_empty() {
+                    self.line(Tone::Agent, "agent:");
+                    for line in markdown(&delivery.summary) {
+                        self.line(Tone::Agent, format!("  {line}"));
+                    }
                 }
                 self.pending = Some(Pending {
                     delivery: *delivery,
@@ -852,6 +855,47 @@ impl App {
     }
 }
 
+/// The agent's last words, written in markdown, as terminal lines: headers and emphasis
+/// lose their marks, bullets become `•`, tables become rows of cells, code fences go.
+pub(crate) fn markdown(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim_end();
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") {
+            continue;
+        }
+        // A table's separator row says nothing; its rows become cells joined by `·`.
+        if trimmed.starts_with('|') {
+            let cells: Vec<&str> = trimmed.trim_matches('|').split('|').map(str::trim).collect();
+            if cells.iter().all(|c| c.chars().all(|ch| matches!(ch, '-' | ':' | ' '))) {
+                continue;
+            }
+            out.push(plain(&cells.join(" · ")));
+            continue;
+        }
+        let indent = &line[..line.len() - trimmed.len()];
+        let shown =
+            if let Some(rest) = trimmed.strip_prefix("- ").or_else(|| trimmed.strip_prefix("* ")) {
+                format!("{indent}• {}", plain(rest))
+            } else if trimmed.starts_with('#') {
+                plain(trimmed.trim_start_matches('#').trim_start()).to_uppercase()
+            } else {
+                format!("{indent}{}", plain(trimmed))
+            };
+        out.push(shown);
+    }
+    while out.last().is_some_and(String::is_empty) {
+        out.pop();
+    }
+    out
+}
+
+/// Inline markdown without its marks: `**bold**`, `__bold__`, `` `code` ``.
+fn plain(text: &str) -> String {
+    text.replace("**", "").replace("__", "").replace('`', "")
+}
+
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
 /// The first 8 characters of an id.
@@ -891,4 +935,28 @@ fn upload_bar(sent: u64, total: u64) -> String {
         human(sent),
         human(total)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::markdown;
+
+    #[test]
+    fn markdown_becomes_plain_terminal_lines() {
+        let text = "## Done\n\nI **fixed** the `TODO`:\n- README.md\n  * nested\n\n| file | lines |\n|---|:-:|\n| a.rs | +2 |\n```rust\nfn x() {}\n```\n";
+        assert_eq!(
+            markdown(text),
+            [
+                "DONE",
+                "",
+                "I fixed the TODO:",
+                "• README.md",
+                "  • nested",
+                "",
+                "file · lines",
+                "a.rs · +2",
+                "fn x() {}"
+            ]
+        );
+    }
 }
