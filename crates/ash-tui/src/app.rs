@@ -414,6 +414,22 @@ impl App {
         self.viewer = None;
     }
 
+    /// An action the caller could not take (its queue was full): what it changed here is
+    /// undone, so that nothing waits for an answer that never comes.
+    pub fn not_sent(&mut self, action: &Action) {
+        self.line(Tone::Warn, "busy: that was not taken; try again in a moment");
+        match action {
+            Action::Decide { job, .. } => {
+                if let Some(p) = self.pending.as_mut().filter(|p| p.delivery.job == *job) {
+                    p.decided = false;
+                    p.deadline = p.deadline.max(self.now + Duration::from_secs(10));
+                }
+            }
+            Action::Ask(_) => self.focus = None,
+            _ => {}
+        }
+    }
+
     /// Pasted text goes into the prompt line (or the secret).
     pub fn paste(&mut self, text: &str) {
         match &mut self.mode {

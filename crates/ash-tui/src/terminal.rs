@@ -165,11 +165,8 @@ async fn drive(
             Arrived::Tick => app.tick(Instant::now()),
         };
         for action in asked {
-            if actions.try_send(action).is_err() {
-                app.update(Update::Lines(vec![(
-                    crate::model::Tone::Warn,
-                    "busy: that was not taken; try again in a moment".into(),
-                )]));
+            if let Err(e) = actions.try_send(action) {
+                app.not_sent(&e.into_inner());
             }
         }
         if app.should_quit() {

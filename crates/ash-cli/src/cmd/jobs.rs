@@ -651,6 +651,7 @@ fn bar(what: &str, done: u64, total: u64) -> String {
 /// One progress line on stderr, as the system we follow printed them.
 fn progress_line(event: &JobEvent) {
     let line = match event {
+        JobEvent::Asked { .. } => return,
         JobEvent::Announced { job, price } => format!("announced job {job} ({price} credits)…"),
         JobEvent::Matched(offer) => format!(
             "matched {} ({} agent, {}, sandbox {})",

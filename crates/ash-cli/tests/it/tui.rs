@@ -153,6 +153,10 @@ fn a_job_asked_for_in_the_tui_is_applied_and_paid() {
     // What the session typed is kept for the next one.
     let history = std::fs::read_to_string(pair.bob.join("tui-history")).unwrap();
     assert_eq!(history, "\"resolve the TODO\"\n\"/quit\"\n");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(pair.bob.join("tui-history")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]

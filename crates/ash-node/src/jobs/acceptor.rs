@@ -131,6 +131,18 @@ pub struct AcceptorRecord {
     pub reason: Option<String>,
 }
 
+/// A collection under way; its job leaves the set when it ends.
+struct Collecting<'a> {
+    jobs: &'a Jobs,
+    job: String,
+}
+
+impl Drop for Collecting<'_> {
+    fn drop(&mut self) {
+        lock(&self.jobs.collecting).remove(&self.job);
+    }
+}
+
 impl Jobs {
     /// An announcement heard on the network: offers to run it if this node serves it.
     pub(crate) fn announced(self: &Arc<Self>, from: NodeId, announce: JobAnnounce) {
@@ -238,11 +250,8 @@ impl Jobs {
             return PeerResponse::error("unsupported", "this node does not serve jobs");
         };
         // An assignment takes its offer, whether it holds or not (at once: a second assignment
-        // for the same offer finds none). A node that stopped offering took its offers back.
+        // for the same offer finds none).
         let offered = lock(&self.offers).remove(&(from, assign.job.clone()));
-        if !self.offering() {
-            return PeerResponse::error("refused", "this node no longer takes jobs");
-        }
         let Some(offered) = offered else {
             return PeerResponse::error("refused", "this node made you no offer for this job");
         };
@@ -284,15 +293,20 @@ impl Jobs {
         };
         // A valid reservation this node cannot take is cancelled at once, signed, so that the
         // requester gets its credits back now rather than at the deadline.
+        // A node that stopped serving, or took as many jobs as it was told to (since it
+        // offered), cancels too: the offer was honest when made.
         let permit = if assign.size > serve.max_package_bytes {
             Err(format!(
                 "the package is {} bytes; this node takes at most {}",
                 assign.size, serve.max_package_bytes
             ))
+        } else if !self.take_one() {
+            Err("this node no longer takes jobs".to_owned())
         } else {
-            Arc::clone(&self.running)
-                .try_acquire_owned()
-                .map_err(|_| "every slot of this node is taken".to_owned())
+            Arc::clone(&self.running).try_acquire_owned().map_err(|_| {
+                self.give_back_one();
+                "every slot of this node is taken".to_owned()
+            })
         };
         let permit = match permit {
             Ok(permit) => permit,
@@ -313,9 +327,9 @@ impl Jobs {
         };
         if let Err(e) = saved.await {
             tracing::warn!(error = %e, "an accepted job could not be stored");
+            self.give_back_one();
             return PeerResponse::error("busy", "this node cannot store the job now");
         }
-        *lock(&self.taken) += 1;
         self.emit(&assign.job, "assigned", format!("{} credits, from {from}", record.price));
         let jobs = Arc::clone(&self);
         let job = assign.job.clone();
@@ -763,7 +777,16 @@ impl Jobs {
 
     /// Collects what a delivered job's settlement owes: the decision's price, or half once the
     /// deadline has passed with only a receipt.
-    async fn collect(&self, mut record: AcceptorRecord) {
+    async fn collect(&self, record: AcceptorRecord) {
+        // One collection of a job at a time (the requester's `job_settled` and the tick may
+        // both come), on the record as it is now.
+        if !lock(&self.collecting).insert(record.job.clone()) {
+            return;
+        }
+        let _collecting = Collecting { jobs: self, job: record.job.clone() };
+        let Ok(Some((_, mut record))) = self.load::<AcceptorRecord>(&record.job, SIDE).await else {
+            return;
+        };
         if record.state != AcceptorState::Delivered {
             return;
         }

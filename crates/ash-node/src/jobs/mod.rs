@@ -230,6 +230,8 @@ pub struct Jobs {
     pub(crate) taken: Mutex<u64>,
     /// Credits collected for jobs run here since serving last began.
     pub(crate) earned: Mutex<u64>,
+    /// Acceptor: jobs being collected now.
+    collecting: Mutex<std::collections::HashSet<String>>,
     /// Held while a reservation and the record naming it are written.
     reserving: Arc<tokio::sync::Mutex<()>>,
     answers: Arc<Semaphore>,
@@ -341,6 +343,7 @@ impl Jobs {
             slots: Mutex::new(slots),
             taken: Mutex::new(0),
             earned: Mutex::new(0),
+            collecting: Mutex::new(std::collections::HashSet::new()),
             reserving: Arc::new(tokio::sync::Mutex::new(())),
             answers: Arc::new(Semaphore::new(MAX_JOB_ANSWERS)),
             routes: Mutex::new(HashMap::new()),
@@ -522,16 +525,35 @@ impl Jobs {
         }
     }
 
-    /// Stops offering to run jobs: offers made are withdrawn (an assignment for one is
-    /// refused); the jobs already taken run to their end and are collected.
+    /// Stops offering to run jobs: an assignment for an offer already made is cancelled at
+    /// once with this node's signature (the requester's credits come back); the jobs already
+    /// taken run to their end and are collected.
     pub fn stop_serving(&self) {
-        lock(&self.offers).clear();
         let taken = *lock(&self.taken);
         if let Some(config) =
             self.serve.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut()
         {
             config.max_jobs = Some(taken);
         }
+    }
+
+    /// Counts one more job taken, if serving allows another; false when it does not.
+    pub(crate) fn take_one(&self) -> bool {
+        let config = self.serve_config();
+        let mut taken = lock(&self.taken);
+        match config {
+            Some(serve) if serve.max_jobs.is_none_or(|max| *taken < max) => {
+                *taken += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives back a job counted by [`Jobs::take_one`] that was not taken after all.
+    pub(crate) fn give_back_one(&self) {
+        let mut taken = lock(&self.taken);
+        *taken = taken.saturating_sub(1);
     }
 
     /// Whether this node offers to run jobs now: it serves, and has not taken as many jobs

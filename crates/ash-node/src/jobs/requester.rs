@@ -65,6 +65,11 @@ pub struct JobSpec {
 /// What happens to a job, as the requester follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobEvent {
+    /// The job has its id and its record; nothing is announced or reserved yet.
+    Asked {
+        /// Its id.
+        job: String,
+    },
     /// The job was announced.
     Announced {
         /// Its id.
@@ -364,6 +369,7 @@ impl Jobs {
             routed: spec.routed.as_ref().map(Routing::record),
         };
         self.put_requested(&record).await?;
+        let _ = events.send(JobEvent::Asked { job: job.clone() }).await;
 
         // Announce, and take offers.
         let expires = now_ms() + u64::try_from(spec.offer_time.as_millis()).unwrap_or(u64::MAX);
@@ -668,6 +674,14 @@ impl Jobs {
     }
 
     /// The receipt a job's record names, as the ledger holds it.
+    /// This identity's own entry settling `reserve` that `kind` picks, if one is written.
+    fn settled_by(&self, reserve: Hash, kind: impl Fn(&Body) -> bool) -> Option<Entry> {
+        lock(&self.ledger)
+            .settlement_of(self.me.node_id(), reserve)
+            .into_iter()
+            .find(|e| kind(&e.body))
+    }
+
     fn receipt_of(&self, record: &RequesterRecord) -> Option<Entry> {
         let id = record.receipt.as_deref().and_then(hash_of)?;
         lock(&self.ledger).verifier().entry(&id).map(|e| (**e).clone())
@@ -736,7 +750,11 @@ impl Jobs {
                         "the cancellation's signature does not verify".into(),
                     ));
                 }
-                self.append(Body::Release(Release::cancelled(reserve, signature))).await?;
+                // A release written before (by a run cut short before its record) is taken
+                // as it is.
+                if self.settled_by(reserve, |b| matches!(b, Body::Release(_))).is_none() {
+                    self.append(Body::Release(Release::cancelled(reserve, signature))).await?;
+                }
                 record.state = RequesterState::Released;
                 record.reason = Some(reason.chars().take(1024).collect());
                 self.put_requested(record).await?;
@@ -813,13 +831,27 @@ impl Jobs {
                 };
                 // (A resumed job that was receipted before is not receipted again.)
                 if record.receipt.is_none() {
-                    let receipt = self
-                        .append(Body::Receipt(Receipt {
-                            reserve,
-                            result: result_hash,
-                            commitment: signature,
-                        }))
-                        .await?;
+                    // A receipt written before (by a run cut short before its record) is taken
+                    // as it is, if it is for this result.
+                    let receipt = match self.settled_by(reserve, |b| matches!(b, Body::Receipt(_)))
+                    {
+                        Some(written) => match &written.body {
+                            Body::Receipt(r) if r.result == result_hash => written,
+                            _ => {
+                                return Err(refuse(format!(
+                                    "{acceptor} now offers another result than the one receipted"
+                                )));
+                            }
+                        },
+                        None => {
+                            self.append(Body::Receipt(Receipt {
+                                reserve,
+                                result: result_hash,
+                                commitment: signature,
+                            }))
+                            .await?
+                        }
+                    };
                     record.receipt = Some(receipt.id().to_string());
                 }
                 record.summary = Some(summary.clone());
@@ -861,7 +893,17 @@ impl Jobs {
         else {
             return Err(JobError::Local("the record has no reservation".into()));
         };
-        let decide = self.append(Body::Decide(Decide { reserve, outcome })).await?;
+        // A decision written before (by a run cut short before its record) stands, whatever
+        // is asked now: a reservation is decided once.
+        let written = self.settled_by(reserve, |b| matches!(b, Body::Decide(_))).and_then(|e| {
+            let Body::Decide(d) = &e.body else { return None };
+            let outcome = d.outcome;
+            Some((e, outcome))
+        });
+        let (decide, outcome) = match written {
+            Some(written) => written,
+            None => (self.append(Body::Decide(Decide { reserve, outcome })).await?, outcome),
+        };
         let paid = outcome.price(Credits::new(record.price)).get();
         record.outcome = Some(outcome_name(outcome).to_owned());
         record.paid = Some(paid);

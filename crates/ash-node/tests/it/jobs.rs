@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ash_identity::{Identity, NodeId};
 use ash_ledger::{
-    Body, Credits, Entry, Genesis, Hash, LogWriter, Mint, MintKind, Profile, Reserve,
+    Body, Credits, Entry, Genesis, Hash, LogWriter, Mint, MintKind, Profile, Release, Reserve,
 };
 use ash_net::{Net, NetEvent, NetHandle};
 use ash_node::{
@@ -590,17 +590,6 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
     let mut scratch = LogWriter::resume(&me, log.last().unwrap());
     let a = honest(&mut scratch, &job(7), 6, AUTHORITY.id());
     assert!(refused(send(a).await).contains("not for this job, this node and these terms"));
-    // An acceptor that stops serving withdraws its offers: an honest assignment for one is
-    // refused; serving again, it offers again.
-    offered(job(11)).await;
-    acceptor.jobs().stop_serving();
-    assert!(!acceptor.jobs().offering());
-    let mut scratch = LogWriter::resume(&me, log.last().unwrap());
-    let a = honest(&mut scratch, &job(11), 6, ACCEPTOR.id());
-    assert!(refused(send(a).await).contains("no longer takes jobs"));
-    acceptor.jobs().serve(serve_again);
-    assert!(acceptor.jobs().offering());
-    offered(job(12)).await;
     // A valid reservation for a package that unpacks past the acceptor's limits (2 MiB of
     // content, 1 MiB allowed): the acceptor fetches it, refuses to unpack it, runs nothing, and
     // cancels with its signature, so the requester pays nothing.
@@ -645,6 +634,37 @@ async fn a_hostile_requesters_assignments_are_refused_before_any_work() {
     assert!(
         ash_identity::verify(&key, ash_identity::Domain::LedgerCancel, &signed, &signature).is_ok()
     );
+    // An acceptor that stops serving after it offered: a valid assignment for the offer is
+    // cancelled at once with its signature (the requester's credits come back), and no work is
+    // done; serving again, it offers again.
+    offered(job(11)).await;
+    acceptor.jobs().stop_serving();
+    assert!(!acceptor.jobs().offering());
+    let mut scratch = LogWriter::resume(&me, &tail);
+    let a = honest(&mut scratch, &job(11), 6, ACCEPTOR.id());
+    let reserve_id = a.reserve.id();
+    served.lock().unwrap().push(a.reserve.clone());
+    let answer = send(a).await;
+    let PeerResponse::JobStatus { end: Some(JobEnd::Cancelled { reason, signature }), .. } = answer
+    else {
+        panic!("{answer:?}")
+    };
+    assert!(reason.contains("no longer takes jobs"), "{reason}");
+    let signature = ash_identity::Signature(signature.as_ref().try_into().unwrap());
+    let signed = ash_ledger::cancel_bytes(genesis.id(), reserve_id);
+    assert!(
+        ash_identity::verify(&key, ash_identity::Domain::LedgerCancel, &signed, &signature).is_ok()
+    );
+    // Mallory releases the reservation with it, and serves her log on.
+    let release =
+        scratch.append(ash_node_now(), Body::Release(Release::cancelled(reserve_id, signature)));
+    let tail = release.clone();
+    served.lock().unwrap().push(release.clone());
+    // (As replication would bring it: the acceptor's ledger takes it, and her credits are back.)
+    let inserted = acceptor.ledger().lock().unwrap().insert(vec![release]).unwrap();
+    assert_eq!(inserted.new, 1);
+    acceptor.jobs().serve(serve_again);
+    assert!(acceptor.jobs().offering());
     // A reservation the balance does not cover: 14 credits, 6 locked for the job above and 6
     // reserved for someone else since, then 6 for this job; the acceptor fetches the log that
     // leads to it and the ledger refuses it.

@@ -431,3 +431,23 @@ fn the_model_picker_chooses_a_tier() {
     typed(&mut app, "/clear");
     assert_eq!(app.key(key(KeyCode::Enter)), [Action::NewConversation]);
 }
+
+#[test]
+fn an_action_the_caller_could_not_take_is_undone() {
+    let t0 = Instant::now();
+    let mut app = app(t0);
+    through_delivery(&mut app, t0);
+    let decided = app.key(key(KeyCode::Char('y')));
+    app.not_sent(&decided[0]);
+    // The result waits again, and the answer can be given again.
+    assert_eq!(
+        app.key(key(KeyCode::Char('n'))),
+        [Action::Decide { job: JOB.into(), apply: false }]
+    );
+    app.update(Update::Job(JobUpdate::Settled { applied: false, paid: 3, detail: Vec::new() }));
+    typed(&mut app, "again");
+    let asked = app.key(key(KeyCode::Enter));
+    app.not_sent(&asked[0]);
+    typed(&mut app, "again");
+    assert_eq!(app.key(key(KeyCode::Enter)), [Action::Ask("again".into())]);
+}
