@@ -98,8 +98,10 @@ pub struct App {
     pub(crate) turns: usize,
     pub(crate) ctx: u8,
     pub(crate) serving: Option<ServePanel>,
-    /// Lines scrolled up from the bottom of the transcript.
+    /// Lines scrolled up from the bottom of the transcript, and the most there are (known
+    /// once drawn; `usize::MAX` until the top was reached).
     pub(crate) scroll: usize,
+    pub(crate) max_scroll: std::cell::Cell<usize>,
     /// The completion menu's selected row, and whether the person moved it (Enter then takes
     /// the selection; otherwise only a single match is completed).
     pub(crate) menu: usize,
@@ -129,6 +131,7 @@ impl App {
             ctx: 0,
             serving: None,
             scroll: 0,
+            max_scroll: std::cell::Cell::new(usize::MAX),
             menu: 0,
             menu_moved: false,
             ctrl_c: None,
@@ -513,7 +516,9 @@ impl App {
             }
             KeyCode::Up => self.input.older(),
             KeyCode::Down => self.input.newer(),
-            KeyCode::PageUp => self.scroll = self.scroll.saturating_add(10),
+            KeyCode::PageUp => {
+                self.scroll = self.scroll.saturating_add(10).min(self.max_scroll.get());
+            }
             KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
             KeyCode::Left => self.input.left(),
             KeyCode::Right => self.input.right(),

@@ -265,17 +265,29 @@ impl App {
         let color = self.session.color;
         let width = usize::from(area.width);
         let height = usize::from(area.height);
-        let mut rows: Vec<Line<'_>> = Vec::new();
-        for (tone, text) in &self.transcript {
-            for row in wrap(text, width) {
-                rows.push(Line::styled(row, tone_style(*tone, color)));
+        // Only the newest lines are wrapped: as many as fill the screen above the scroll.
+        let wanted = height + self.scroll;
+        let mut rows: std::collections::VecDeque<(Tone, String)> =
+            std::collections::VecDeque::new();
+        let mut top = true;
+        for (i, (tone, text)) in self.transcript.iter().rev().enumerate() {
+            for row in wrap(text, width).into_iter().rev() {
+                rows.push_front((*tone, row));
+            }
+            if rows.len() >= wanted && i + 1 < self.transcript.len() {
+                top = false;
+                break;
             }
         }
-        let max_scroll = rows.len().saturating_sub(height);
-        let scroll = self.scroll.min(max_scroll);
-        let end = rows.len() - scroll;
+        // How far up the transcript goes, once its top was reached (for PgUp to stop there).
+        self.max_scroll.set(if top { rows.len().saturating_sub(height) } else { usize::MAX });
+        // Scrolled past the top, the top shows.
+        let end = rows.len().saturating_sub(self.scroll).max(height.min(rows.len()));
         let start = end.saturating_sub(height);
-        let shown: Vec<Line<'_>> = rows.drain(start..end).collect();
+        let shown: Vec<Line<'_>> = rows
+            .range(start..end)
+            .map(|(tone, row)| Line::styled(row.clone(), tone_style(*tone, color)))
+            .collect();
         frame.render_widget(Paragraph::new(shown), area);
     }
 

@@ -451,3 +451,24 @@ fn an_action_the_caller_could_not_take_is_undone() {
     typed(&mut app, "again");
     assert_eq!(app.key(key(KeyCode::Enter)), [Action::Ask("again".into())]);
 }
+
+#[test]
+fn paging_up_stops_at_the_top_and_down_comes_back() {
+    let t0 = Instant::now();
+    let mut app = app(t0);
+    let lines: Vec<(Tone, String)> = (1..=40).map(|i| (Tone::Plain, format!("line {i}"))).collect();
+    app.update(Update::Lines(lines));
+    let bottom = draw(&app, 80, 24);
+    assert!(bottom.contains("line 40") && !bottom.contains("line 20\n"), "{bottom}");
+    for _ in 0..30 {
+        app.key(key(KeyCode::PageUp));
+        draw(&app, 80, 24);
+    }
+    let top = draw(&app, 80, 24);
+    assert!(top.contains("type what the network") && top.contains("line 1\n"), "{top}");
+    // However often PgUp was pressed, as few PgDn come back down as it takes.
+    for _ in 0..3 {
+        app.key(key(KeyCode::PageDown));
+    }
+    assert_eq!(draw(&app, 80, 24), bottom);
+}
