@@ -411,7 +411,7 @@ fn follow(
             use std::io::IsTerminal as _;
             let terminal = std::io::stderr().is_terminal();
             while let Some(event) = receiver.recv().await {
-                if let JobEvent::Announced { job, .. } = &event {
+                if let JobEvent::Asked { job } | JobEvent::Announced { job, .. } = &event {
                     *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                         Some(job.clone());
                 }
@@ -441,13 +441,20 @@ fn follow(
         let requested = tokio::select! {
             requested = ask(Arc::clone(&jobs), events) => requested,
             () = super::start::shutdown_signal() => {
-                node.stop().await;
                 let job = current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-                match job {
-                    Some(job) => bail!(
+                // A reservation being written is written (and recorded) before the node stops.
+                let state = match &job {
+                    Some(job) => jobs.abandon(job).await.ok(),
+                    None => None,
+                };
+                node.stop().await;
+                match (job, state) {
+                    (Some(_), Some(ash_node::Abandoned::NothingReserved)) | (None, _) => {
+                        bail!("interrupted before an acceptor was chosen; nothing was reserved")
+                    }
+                    (Some(job), _) => bail!(
                         "interrupted; `ash run --resume {job}` takes the job up again (a reservation made is released after its deadline otherwise)"
                     ),
-                    None => bail!("interrupted before the job was announced; nothing was reserved"),
                 }
             }
         };
