@@ -472,3 +472,34 @@ fn paging_up_stops_at_the_top_and_down_comes_back() {
     }
     assert_eq!(draw(&app, 80, 24), bottom);
 }
+
+#[test]
+fn an_acceptors_text_never_reaches_the_terminal_as_control_sequences() {
+    let t0 = Instant::now();
+    let mut app = app(t0);
+    typed(&mut app, "go");
+    app.key(key(KeyCode::Enter));
+    // A clipboard write (OSC 52), a screen clear and a bell, in a step, a summary and a path.
+    let hostile = "\u{1b}]52;c;ZXZpbA==\u{7}\u{1b}[2J\u{1b}[31mred\r";
+    app.update(Update::Job(JobUpdate::Step(hostile.into())));
+    let mut result = delivery();
+    result.summary = hostile.into();
+    result.files[0].path = format!("README{hostile}.md");
+    app.update(Update::Job(JobUpdate::Delivered(Box::new(result))));
+    for view in [false, true] {
+        if view {
+            app.key(key(KeyCode::Char('d')));
+        }
+        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        term.draw(|frame| app.render(frame)).unwrap();
+        let controls: Vec<String> = term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol().to_owned())
+            .filter(|s| s.chars().any(char::is_control))
+            .collect();
+        assert_eq!(controls, Vec::<String>::new(), "diff viewer open: {view}");
+    }
+}
