@@ -921,11 +921,16 @@ const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "�
 
 /// The first 8 characters of an id.
 pub(crate) fn short(id: &str) -> &str {
-    let mut end = id.len().min(8);
-    while !id.is_char_boundary(end) {
+    cut(id, 8)
+}
+
+/// At most the first `max` bytes of `text`, cut at a character boundary.
+pub(crate) fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    &id[..end]
+    &text[..end]
 }
 
 /// `1m 05s`.

@@ -42,12 +42,8 @@ impl Input {
 
     pub(crate) fn insert(&mut self, text: &str) {
         let room = MAX_INPUT.saturating_sub(self.text.len());
-        let mut end = text.len().min(room);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
         // Carriage returns from pastes become newlines; other control characters are dropped.
-        let clean: String = text[..end]
+        let clean: String = crate::app::cut(text, room)
             .chars()
             .map(|c| if c == '\r' { '\n' } else { c })
             .filter(|c| *c == '\n' || !c.is_control())

@@ -113,40 +113,28 @@ impl App {
             frame.render_widget(Paragraph::new(line).style(tone_style(Tone::Good, color)), rows[4]);
         }
         if let Some((tiers, selected)) = picker {
-            let start = selected.saturating_sub(MENU_ROWS - 1);
+            let rows_of: Vec<String> = tiers
+                .iter()
+                .map(|(tier, price)| {
+                    let here = if *tier == self.session.tier { "  (now)" } else { "" };
+                    format!("  {tier:<12} {price}cr/job{here}")
+                })
+                .collect();
             let mut lines = vec![Line::styled(
                 "  choose the tier jobs pay for · ↑↓ enter · esc",
                 tone_style(Tone::Dim, color),
             )];
-            for (i, (tier, price)) in tiers.iter().enumerate().skip(start).take(MENU_ROWS) {
-                let here = if *tier == self.session.tier { "  (now)" } else { "" };
-                let text = format!("  {tier:<12} {price}cr/job{here}");
-                let style = if i == selected {
-                    Style::default().add_modifier(Modifier::REVERSED)
-                } else {
-                    Style::default()
-                };
-                lines.push(Line::styled(text, style));
-            }
+            lines.extend(choices(rows_of, selected, MENU_ROWS, Style::default()));
             frame.render_widget(Paragraph::new(lines), rows[5]);
         } else if menu_rows > 0 {
-            let selected = self.menu.min(menu.len() - 1);
-            let start = selected.saturating_sub(menu_rows - 1);
-            let lines: Vec<Line<'_>> = menu
+            let rows_of: Vec<String> = menu
                 .iter()
-                .enumerate()
-                .skip(start)
-                .take(menu_rows)
-                .map(|(i, (name, args, what))| {
-                    let text = format!("  {:<28} {what}", format!("{name} {args}").trim_end());
-                    let style = if i == selected {
-                        Style::default().add_modifier(Modifier::REVERSED)
-                    } else {
-                        tone_style(Tone::Dim, color)
-                    };
-                    Line::styled(text, style)
+                .map(|(name, args, what)| {
+                    format!("  {:<28} {what}", format!("{name} {args}").trim_end())
                 })
                 .collect();
+            let selected = self.menu.min(menu.len() - 1);
+            let lines = choices(rows_of, selected, menu_rows, tone_style(Tone::Dim, color));
             frame.render_widget(Paragraph::new(lines), rows[5]);
         }
         let title = if self.confirming_quit() { " quit? " } else { "" };
@@ -220,18 +208,15 @@ impl App {
 
     /// The prompt line's rows and where the cursor is in them (column, row).
     fn prompt_rows(&self, width: usize) -> (Vec<String>, (usize, usize)) {
-        if let Some((label, count)) = self.secret() {
-            let text = format!("{label}: {}", "•".repeat(count.min(64)));
+        // A question in place of the prompt: the cursor after its last character.
+        let asked = match self.secret() {
+            Some((label, count)) => Some(format!("{label}: {}", "•".repeat(count.min(64)))),
+            None => self.confirming_quit().then(|| self.quit_question()),
+        };
+        if let Some(text) = asked {
             let rows = wrap(&text, width);
             let last = rows.len() - 1;
-            let col = rows[last].chars().map(|c| c.width().unwrap_or(0)).sum();
-            return (rows, (col, last));
-        }
-        if self.confirming_quit() {
-            let text = self.quit_question();
-            let rows = wrap(&text, width);
-            let last = rows.len() - 1;
-            let col = rows[last].chars().map(|c| c.width().unwrap_or(0)).sum();
+            let col = columns(&rows[last]);
             return (rows, (col, last));
         }
         let text = self.input.text();
@@ -243,20 +228,17 @@ impl App {
             };
             return (vec![format!("❯ {hint}")], (2, 0));
         }
-        let body: String = text
-            .split('\n')
-            .enumerate()
-            .map(|(i, l)| if i == 0 { format!("❯ {l}") } else { format!("\n  {l}") })
-            .collect();
-        let before: String = text[..self.input.cursor()]
-            .split('\n')
-            .enumerate()
-            .map(|(i, l)| if i == 0 { format!("❯ {l}") } else { format!("\n  {l}") })
-            .collect();
-        let rows = wrap(&body, width);
-        let upto = wrap(&before, width);
+        // The first line after the prompt sign, the others indented under it.
+        let shown = |text: &str| -> String {
+            text.split('\n')
+                .enumerate()
+                .map(|(i, l)| if i == 0 { format!("❯ {l}") } else { format!("\n  {l}") })
+                .collect()
+        };
+        let rows = wrap(&shown(text), width);
+        let upto = wrap(&shown(&text[..self.input.cursor()]), width);
         let row = upto.len() - 1;
-        let col: usize = upto[row].chars().map(|c| c.width().unwrap_or(0)).sum();
+        let col = columns(&upto[row]);
         // A cursor at the end of a full row sits at the start of the next.
         if col >= width { (rows, (0, row + 1)) } else { (rows, (col, row)) }
     }
@@ -377,6 +359,25 @@ fn diff_tone(raw: &str) -> Tone {
     } else {
         Tone::Plain
     }
+}
+
+/// At most `shown` of `rows`, scrolled so that `selected` is among them and drawn reversed;
+/// the others in `style`.
+fn choices(rows: Vec<String>, selected: usize, shown: usize, style: Style) -> Vec<Line<'static>> {
+    let start = selected.saturating_sub(shown.saturating_sub(1));
+    rows.into_iter()
+        .enumerate()
+        .skip(start)
+        .take(shown)
+        .map(|(i, text)| {
+            let style = if i == selected {
+                Style::default().add_modifier(Modifier::REVERSED)
+            } else {
+                style
+            };
+            Line::styled(text, style)
+        })
+        .collect()
 }
 
 /// Columns `text` takes.

@@ -512,12 +512,7 @@ fn manifest(kind: CliKind, version: String, usage: GatewayUsage) -> JobManifest 
 }
 
 fn clip(text: &str) -> String {
-    let text = text.trim();
-    let mut end = text.len().min(MAX_TEXT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    crate::cmd::cut_text(text.trim(), MAX_TEXT).to_owned()
 }
 
 /// What an agent's event stream said.

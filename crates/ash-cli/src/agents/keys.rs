@@ -2,7 +2,6 @@
 //! `$ASH_HOME/keys/`, checks them against the provider, and refuses subscription sign-in
 //! tokens (the providers' terms allow those for their holder's own use only).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -114,7 +113,7 @@ pub(crate) async fn check(provider: &ProviderConfig, key: &str) -> Result<(), St
 
 /// Writes `key` to its file, 0600, in a 0700 directory, replacing any older one.
 pub(crate) fn store(home: &Path, provider: &str, key: &str) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::DirBuilderExt as _;
     let dir = home.join("keys");
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -122,18 +121,7 @@ pub(crate) fn store(home: &Path, provider: &str, key: &str) -> anyhow::Result<Pa
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let path = key_file(home, provider);
-    let temp = dir.join(format!(".{provider}.new"));
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .with_context(|| format!("creating {}", temp.display()))?;
-    file.write_all(format!("{key}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", temp.display()))?;
-    std::fs::rename(&temp, &path).with_context(|| format!("writing {}", path.display()))?;
+    crate::cmd::write_private(&path, format!("{key}\n").as_bytes())?;
     Ok(path)
 }
 

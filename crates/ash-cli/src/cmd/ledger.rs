@@ -31,6 +31,26 @@ use crate::{config, output};
 /// The most records a bundle file may hold.
 const MAX_BUNDLE_RECORDS: u64 = 2_000_000;
 
+/// Writes `bytes` to `path`, readable by its owner only, whole or not at all: through a new
+/// file beside it (any left by an earlier attempt is removed first), synced, then renamed.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.new"));
+    let _ = std::fs::remove_file(&temp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .with_context(|| format!("creating {}", temp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("writing {}", path.display()))
+}
+
 /// `$ASH_HOME`: keys, genesis, ledger, config.
 #[derive(Debug, Clone)]
 pub(crate) struct Home {
@@ -132,21 +152,7 @@ impl Home {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            file.write_all(text.as_bytes())
-                .with_context(|| format!("writing {}", tmp.display()))?;
-        }
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+        write_private(&path, text.as_bytes())
     }
     pub(crate) fn ledger(&self) -> anyhow::Result<LedgerDb> {
         Ok(LedgerDb::open(&self.ledger_path())?)
@@ -362,14 +368,7 @@ pub(crate) fn join(args: &JoinArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     let home = Home::find()?;
-    let identity = home.identity()?;
-    let genesis = home.genesis()?;
-    let id = identity.node_id();
-    let account = home.ledger()?.account(id)?;
-    let balance = account.as_ref().map(|a| a.balance).unwrap_or_default();
-    let frozen = account.as_ref().is_some_and(|a| a.frozen);
-    let name = account.as_ref().and_then(|a| a.username.clone());
-    drop(identity);
+    let standing = Standing::read(&home)?;
     // The network: from the node running here, else (with --network) a look of our own.
     let network = if let Some(node) = super::network::running_node(&home) {
         json!({
@@ -393,12 +392,8 @@ pub(crate) fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
         json!({ "node": "not running" })
     };
     // What the look may have brought in.
-    let (balance, frozen) = if network["node"] == "probe" {
-        let account = home.ledger()?.account(id)?;
-        (account.as_ref().map(|a| a.balance).unwrap_or_default(), account.is_some_and(|a| a.frozen))
-    } else {
-        (balance, frozen)
-    };
+    let standing = if network["node"] == "probe" { Standing::read(&home)? } else { standing };
+    let Standing { id, genesis, balance, frozen, name } = &standing;
     let agents = crate::agents::readiness();
     if args.json {
         let agents: Vec<serde_json::Value> = agents
@@ -436,20 +431,38 @@ pub(crate) fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
             },
             _ => "node: not running (`ash node` runs one; `ash status --network` looks for peers now)".to_owned(),
         };
-        output::stdout(&status_text(name.as_deref(), &balance, frozen, &genesis.name, id, &node));
+        output::stdout(&status_text(&standing, &node));
     }
     Ok(Outcome::Success)
 }
 
-/// What `ash status` prints: the identity, its balance, the node and the agents.
-fn status_text(
-    name: Option<&str>,
-    balance: &ash_ledger::Balance,
-    frozen: bool,
-    network: &str,
+/// This home's identity, its network and its account as the ledger here has it.
+struct Standing {
     id: NodeId,
-    node: &str,
-) -> String {
+    genesis: Genesis,
+    balance: ash_ledger::Balance,
+    frozen: bool,
+    name: Option<String>,
+}
+
+impl Standing {
+    fn read(home: &Home) -> anyhow::Result<Self> {
+        let id = home.identity()?.node_id();
+        let genesis = home.genesis()?;
+        let account = home.ledger()?.account(id)?;
+        Ok(Self {
+            id,
+            genesis,
+            balance: account.as_ref().map(|a| a.balance).unwrap_or_default(),
+            frozen: account.as_ref().is_some_and(|a| a.frozen),
+            name: account.and_then(|a| a.username),
+        })
+    }
+}
+
+/// What `ash status` prints: the identity, its balance, the node and the agents.
+fn status_text(standing: &Standing, node: &str) -> String {
+    let Standing { id, genesis, balance, frozen, name } = standing;
     let agents: String = crate::agents::readiness()
         .iter()
         .map(|(kind, serves, detail)| {
@@ -462,10 +475,11 @@ fn status_text(
         })
         .collect();
     format!(
-        "\n  {}  ·  {} credits spendable{}\n  id: {id}\n  network: {network}\n  received {} · earned {} · paid {} · locked {}\n  {node}{agents}\n\n",
-        name.unwrap_or("?"),
+        "\n  {}  ·  {} credits spendable{}\n  id: {id}\n  network: {}\n  received {} · earned {} · paid {} · locked {}\n  {node}{agents}\n\n",
+        name.as_deref().unwrap_or("?"),
         balance.spendable.get(),
-        if frozen { "  ·  FROZEN (equivocation proven)" } else { "" },
+        if *frozen { "  ·  FROZEN (equivocation proven)" } else { "" },
+        genesis.name,
         balance.received.get(),
         balance.earned.get(),
         balance.paid.get(),
@@ -475,13 +489,7 @@ fn status_text(
 
 /// `ash status` of this home as text, with `node` for what the network looks like.
 pub(crate) fn own_status_text(home: &Home, node: &str) -> anyhow::Result<String> {
-    let id = home.identity()?.node_id();
-    let genesis = home.genesis()?;
-    let account = home.ledger()?.account(id)?;
-    let balance = account.as_ref().map(|a| a.balance).unwrap_or_default();
-    let frozen = account.as_ref().is_some_and(|a| a.frozen);
-    let name = account.as_ref().and_then(|a| a.username.clone());
-    Ok(status_text(name.as_deref(), &balance, frozen, &genesis.name, id, node))
+    Ok(status_text(&Standing::read(home)?, node))
 }
 
 /// One line of history: an entry of the log and its effect on spendable credits.

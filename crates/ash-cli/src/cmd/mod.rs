@@ -16,6 +16,8 @@ mod sandbox;
 mod start;
 mod tui;
 
+pub(crate) use jobs::cut_text;
+pub(crate) use ledger::write_private;
 pub(crate) use start::runtime;
 
 use crate::cli::{Cli, Command};

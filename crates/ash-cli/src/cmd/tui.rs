@@ -117,24 +117,11 @@ fn read_history(home: &Home) -> Vec<String> {
         .collect()
 }
 
-/// Writes the history, readable by its owner only (prompts say what one works on), through a
-/// temporary file and a rename.
+/// Writes the history, readable by its owner only (prompts say what one works on).
 fn write_history(dir: &Path, history: &[String]) {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let text: String =
         history.iter().filter_map(|h| serde_json::to_string(h).ok()).map(|l| l + "\n").collect();
-    let path = dir.join(HISTORY_FILE);
-    let tmp = dir.join(format!("{HISTORY_FILE}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
+    if let Err(e) = super::write_private(&dir.join(HISTORY_FILE), text.as_bytes()) {
         tracing::warn!(error = %e, "the prompt history was not kept");
     }
 }
@@ -159,8 +146,6 @@ enum Done {
     Served(anyhow::Result<ReadyAgents>, Option<u64>, Option<String>),
     /// A key was checked and stored, or why not.
     KeyStored(String, anyhow::Result<PathBuf>),
-    /// Lines to show.
-    Lines(Tone, String),
 }
 
 /// Agents ready to serve, and what to tell the person about each.
@@ -460,7 +445,7 @@ impl Driver {
         match action {
             Action::Ask(prompt) => self.ask(prompt).await,
             Action::Cancel => self.cancel().await,
-            Action::Decide { job, apply } => self.decide(&job, apply),
+            Action::Decide { job, apply } => self.decide(&job, apply).await,
             Action::Serve { max_jobs, model } => self.serve(max_jobs, model).await,
             Action::StopServing => {
                 self.jobs.stop_serving();
@@ -719,7 +704,7 @@ impl Driver {
                     self.lines(Tone::Bad, format!("the result is not what was agreed: {why}; it is rejected (half the price) and not applied")).await;
                     let job = delivered.job.clone();
                     self.delivered.insert(job.clone(), (Arc::from(delivered), repo));
-                    self.decide(&job, false);
+                    self.decide(&job, false).await;
                     return;
                 }
                 let view = delivery(&delivered);
@@ -737,13 +722,11 @@ impl Driver {
     }
 
     /// Applies (or not) and writes the decision, off the loop.
-    fn decide(&mut self, job: &str, apply: bool) {
+    async fn decide(&mut self, job: &str, apply: bool) {
         let Some((delivered, repo)) = self.delivered.get(job).cloned() else {
-            let job = job.to_owned();
-            self.work.spawn(async move {
-                Done::Lines(Tone::Bad, format!("no result of job {} waits here", short(&job)))
-            });
-            return;
+            return self
+                .lines(Tone::Bad, format!("no result of job {} waits here", short(job)))
+                .await;
         };
         let (home, jobs, id) = (self.home.clone(), Arc::clone(&self.jobs), job.to_owned());
         let task = self.deciding.spawn(async move {
@@ -772,7 +755,6 @@ impl Driver {
 
     async fn done(&mut self, done: Done) {
         match done {
-            Done::Lines(tone, text) => self.lines(tone, text).await,
             Done::Walked(walked, prompt, walk) => {
                 if self.walking == Some(walk) {
                     self.walked(*walked, prompt).await;
@@ -1011,14 +993,10 @@ fn delivery(delivered: &Delivered) -> Delivery {
             if part.len() <= MAX_SHOWN_DIFF {
                 return part;
             }
-            let mut end = MAX_SHOWN_DIFF;
-            while !part.is_char_boundary(end) {
-                end -= 1;
-            }
+            let shown = super::jobs::cut_text(&part, MAX_SHOWN_DIFF);
             format!(
-                "{}\n… {} more bytes of this file's diff are not shown here (`git diff` after applying shows them)",
-                &part[..end],
-                part.len() - end
+                "{shown}\n… {} more bytes of this file's diff are not shown here (`git diff` after applying shows them)",
+                part.len() - shown.len()
             )
         })
         .collect();

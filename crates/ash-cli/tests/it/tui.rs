@@ -60,6 +60,12 @@ impl Screen {
         self.tmux(&["send-keys", "-t", "0", "-l", text]);
     }
 
+    /// Types `line` and presses Enter.
+    fn submit(&self, line: &str) {
+        self.typed(line);
+        self.press("Enter");
+    }
+
     /// Presses a key by tmux's name for it (`Enter`, `Escape`, `C-c`).
     fn press(&self, key: &str) {
         self.tmux(&["send-keys", "-t", "0", key]);
@@ -67,15 +73,7 @@ impl Screen {
 
     /// Waits until the screen shows `needle`, and returns the screen.
     fn wait_for(&self, needle: &str, within: Duration) -> String {
-        let started = Instant::now();
-        loop {
-            let text = self.text();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(started.elapsed() < within, "the screen never showed {needle:?}:\n{text}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.wait_until(&format!("{needle:?}"), within, |text| text.contains(needle))
     }
 
     /// Waits until the screen is as `done` wants it, and returns the screen.
@@ -117,8 +115,7 @@ fn a_job_asked_for_in_the_tui_is_applied_and_paid() {
     // Bob's home remembers Alice's address from his join.
     let screen = Screen::open(&pair.bob, &pair.repo, 100, 30);
     screen.wait_for(" · 100cr · 1 peer · sonnet 6cr · any agent · served 0", LONG);
-    screen.typed("resolve the TODO");
-    screen.press("Enter");
+    screen.submit("resolve the TODO");
     let deciding = screen.wait_for("Apply? y = apply (6cr) · n = leave the tree (3cr)", LONG);
     for line in ["❯ resolve the TODO", "● matched", "⎿ 1 file changed +1 / -1", "  • README.md"]
     {
@@ -143,8 +140,7 @@ fn a_job_asked_for_in_the_tui_is_applied_and_paid() {
             && rows[23].contains(" · 94cr · 1 peer")
             && rows.iter().all(|r| r.chars().count() <= 80)
     });
-    screen.typed("/quit");
-    screen.press("Enter");
+    screen.submit("/quit");
     screen.wait_closed(LONG);
     assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
     let events = stop(serve, lines);
@@ -167,11 +163,9 @@ fn quitting_mid_job_asks_and_the_job_is_back_after_a_restart() {
     pair.bonus(&address);
     let screen = Screen::open(&pair.bob, &pair.repo, 80, 24);
     screen.wait_for(" · 100cr · 1 peer", LONG);
-    screen.typed("resolve the TODO");
-    screen.press("Enter");
+    screen.submit("resolve the TODO");
     screen.wait_for("● matched", LONG);
-    screen.typed("/quit");
-    screen.press("Enter");
+    screen.submit("/quit");
     screen.wait_for("(y/n)", LONG);
     screen.press("y");
     screen.wait_closed(LONG);
@@ -197,8 +191,7 @@ fn the_tui_serves_jobs_in_its_background() {
     // Alice, the network's mint authority, serves from her screen.
     let screen = Screen::open(&pair.alice, pair.root.path(), 100, 30);
     screen.wait_for("0 peers", LONG);
-    screen.typed("/serve -n 1 --model scripted");
-    screen.press("Enter");
+    screen.submit("/serve -n 1 --model scripted");
     screen.wait_for("⚙ serving builtin · accepted 0/1 · running 0 · earned 0cr", LONG);
     // Her screen's node listens where `ash status` of her home says.
     let state: serde_json::Value =
@@ -280,8 +273,7 @@ fn cancelling_says_what_it_costs_and_a_reserved_job_comes_back() {
     pair.bonus(&address);
     let screen = Screen::open(&pair.bob, &pair.repo, 100, 30);
     screen.wait_for(" · 100cr · 1 peer", LONG);
-    screen.typed("resolve the TODO");
-    screen.press("Enter");
+    screen.submit("resolve the TODO");
     screen.wait_for("⎿ announced", LONG);
     screen.press("Escape");
     screen.wait_for("cancelled before an acceptor was chosen · nothing was charged", LONG);
@@ -302,14 +294,12 @@ fn cancelling_says_what_it_costs_and_a_reserved_job_comes_back() {
     std::fs::write(pair.bob.join("bootstrap.txt"), format!("{address}\n")).unwrap();
     let screen = Screen::open(&pair.bob, &pair.repo, 100, 30);
     screen.wait_for(" · 100cr · 1 peer", LONG);
-    screen.typed("resolve the TODO");
-    screen.press("Enter");
+    screen.submit("resolve the TODO");
     screen.wait_for("⎿ reserved 6cr", LONG);
     screen.press("C-c");
     screen.wait_for("its 6cr stay reserved", LONG);
     screen.wait_for(" · 94cr · ", LONG);
-    screen.typed("/q");
-    screen.press("Enter");
+    screen.submit("/q");
     screen.wait_closed(LONG);
     drop(screen);
     let screen = Screen::open(&pair.bob, &pair.repo, 100, 30);
@@ -318,8 +308,7 @@ fn cancelling_says_what_it_costs_and_a_reserved_job_comes_back() {
     screen.press("y");
     screen.wait_for("⎿ patch applied · 6cr spent", LONG);
     assert_eq!(pair.readme(), "# Demo\nDONE: write the docs\n");
-    screen.typed("/q");
-    screen.press("Enter");
+    screen.submit("/q");
     screen.wait_closed(LONG);
     assert_eq!(credits(&pair.bob), (100, 0, 6, 0, 94));
     drop(stop(serve, lines));

@@ -186,7 +186,7 @@ impl Jobs {
             Some(format!("{} bytes is over this node's package limit", announce.size))
         } else if self.running.available_permits() == 0 {
             Some("every slot is taken".to_owned())
-        } else if serve.max_jobs.is_some_and(|max| *lock(&self.taken) >= max) {
+        } else if !serve.takes_more(*lock(&self.taken)) {
             Some("took as many jobs as it was told to".to_owned())
         } else {
             let ledger = lock(&self.ledger);

@@ -139,6 +139,13 @@ pub struct ServeConfig {
     pub git: Arc<dyn GitFactory>,
 }
 
+impl ServeConfig {
+    /// Whether a node that took `taken` jobs since it began serving takes another.
+    pub(crate) fn takes_more(&self, taken: u64) -> bool {
+        self.max_jobs.is_none_or(|max| taken < max)
+    }
+}
+
 impl std::fmt::Debug for ServeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let agents: Vec<&str> = self.agents.iter().map(|a| a.kind()).collect();
@@ -542,7 +549,7 @@ impl Jobs {
         let config = self.serve_config();
         let mut taken = lock(&self.taken);
         match config {
-            Some(serve) if serve.max_jobs.is_none_or(|max| *taken < max) => {
+            Some(serve) if serve.takes_more(*taken) => {
                 *taken += 1;
                 true
             }
@@ -560,7 +567,7 @@ impl Jobs {
     /// as it was told to.
     pub fn offering(&self) -> bool {
         let taken = *lock(&self.taken);
-        self.serve_config().is_some_and(|s| s.max_jobs.is_none_or(|max| taken < max))
+        self.serve_config().is_some_and(|s| s.takes_more(taken))
     }
 
     /// Jobs taken since serving began, jobs running now, and the credits collected since.
