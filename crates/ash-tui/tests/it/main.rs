@@ -11,6 +11,7 @@ use ash_tui::{
 use pretty_assertions::assert_eq;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
 const JOB: &str = "5f0c2a9e41d7b3c8a6e2f1d0c9b8a7e6";
@@ -37,10 +38,15 @@ fn app(t0: Instant) -> App {
     app
 }
 
-fn draw(app: &App, width: u16, height: u16) -> String {
+/// The screen's cells after one frame.
+fn frame(app: &App, width: u16, height: u16) -> Buffer {
     let mut term = Terminal::new(TestBackend::new(width, height)).unwrap();
     term.draw(|frame| app.render(frame)).unwrap();
-    let buffer = term.backend().buffer().clone();
+    term.backend().buffer().clone()
+}
+
+fn draw(app: &App, width: u16, height: u16) -> String {
+    let buffer = frame(app, width, height);
     let mut rows = Vec::new();
     for y in 0..height {
         let mut row = String::new();
@@ -223,11 +229,7 @@ fn no_colour_means_no_colour() {
         let mut app = App::new(session(color), t0);
         through_delivery(&mut app, t0);
         app.key(key(KeyCode::Char('d')));
-        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        term.draw(|frame| app.render(frame)).unwrap();
-        let coloured = term
-            .backend()
-            .buffer()
+        let coloured = frame(&app, 80, 24)
             .content()
             .iter()
             .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
@@ -490,11 +492,7 @@ fn an_acceptors_text_never_reaches_the_terminal_as_control_sequences() {
         if view {
             app.key(key(KeyCode::Char('d')));
         }
-        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        term.draw(|frame| app.render(frame)).unwrap();
-        let controls: Vec<String> = term
-            .backend()
-            .buffer()
+        let controls: Vec<String> = frame(&app, 80, 24)
             .content()
             .iter()
             .map(|c| c.symbol().to_owned())
