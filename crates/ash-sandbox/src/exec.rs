@@ -237,24 +237,41 @@ impl Launch {
     }
 }
 
-/// What supervision saw.
-pub(crate) struct Supervised {
+/// How a supervised process ended.
+pub(crate) struct Waited {
     pub status: ExitStatus,
-    pub stdout: (Vec<u8>, bool),
-    pub stderr: (Vec<u8>, bool),
     pub limit: Option<LimitHit>,
     pub elapsed: Duration,
     pub reports: Vec<Report>,
 }
 
-/// Spawns `launch` and supervises it to its end, `wall_time`, or `cancel`. The process group
-/// is killed in every case before this returns.
-pub(crate) async fn supervise(
-    mut launch: Launch,
-    wall_time: Duration,
-    output_bytes: usize,
-    cancel: &CancellationToken,
-) -> Result<Supervised, SandboxError> {
+/// What supervision saw: how the process ended and its captured output.
+pub(crate) struct Supervised {
+    pub waited: Waited,
+    pub stdout: (Vec<u8>, bool),
+    pub stderr: (Vec<u8>, bool),
+}
+
+/// A spawned process: its pipes, and what waiting for it needs.
+pub(crate) struct Started {
+    pub stdin: Option<tokio::process::ChildStdin>,
+    pub stdout: Option<tokio::process::ChildStdout>,
+    pub stderr: Option<tokio::process::ChildStderr>,
+    pub waiter: Waiter,
+}
+
+/// Waits for a spawned process; kills its group on every way out.
+pub(crate) struct Waiter {
+    child: tokio::process::Child,
+    group: Option<Pid>,
+    report_read: Option<std::os::fd::OwnedFd>,
+    started: Instant,
+    program: String,
+}
+
+/// Spawns `launch` in a fresh process group with a parent-death signal, the report pipe on
+/// fd 3 and its cgroups joined. Its stdin prefix (`launch.stdin`) is not written yet.
+pub(crate) fn start(launch: &mut Launch) -> Result<Started, SandboxError> {
     let (report_read, report_write) = if launch.reports {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
             SandboxError::Io { what: "create the report pipe".into(), source: e.into() }
@@ -287,59 +304,101 @@ pub(crate) async fn supervise(
     // Our copy of the write end must close, or reading the reports never ends.
     drop(report_write);
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let exited = CancellationToken::new();
+    Ok(Started {
+        stdin: child.stdin.take(),
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
+        waiter: Waiter { child, group, report_read, started, program: launch.program.clone() },
+    })
+}
 
-    let wait = async {
-        let (status, limit) = tokio::select! {
-            status = child.wait() => (status, None),
-            () = tokio::time::sleep(wall_time) => {
-                kill_group(group);
-                (child.wait().await, Some(LimitHit::WallTime))
-            }
-            () = cancel.cancelled() => {
-                kill_group(group);
-                (child.wait().await, Some(LimitHit::Cancelled))
-            }
+impl Waiter {
+    /// The process group, killed when the process ends.
+    pub(crate) fn group(&self) -> Option<Pid> {
+        self.group
+    }
+
+    /// Waits for the process to end, `wall_time` to pass, or `cancel`; kills what is left of
+    /// its group, then cancels `exited` and reads the helper's reports.
+    pub(crate) async fn wait(
+        mut self,
+        wall_time: Duration,
+        cancel: &CancellationToken,
+        exited: &CancellationToken,
+    ) -> Result<Waited, SandboxError> {
+        let group = self.group;
+        let child = &mut self.child;
+        let wait = async {
+            let (status, limit) = tokio::select! {
+                status = child.wait() => (status, None),
+                () = tokio::time::sleep(wall_time) => {
+                    kill_group(group);
+                    (child.wait().await, Some(LimitHit::WallTime))
+                }
+                () = cancel.cancelled() => {
+                    kill_group(group);
+                    (child.wait().await, Some(LimitHit::Cancelled))
+                }
+            };
+            let elapsed = self.started.elapsed();
+            // Whatever the command left running in its group goes with it.
+            kill_group(group);
+            exited.cancel();
+            (status, limit, elapsed)
         };
-        let elapsed = started.elapsed();
-        // Whatever the command left running in its group goes with it.
-        kill_group(group);
-        exited.cancel();
-        (status, limit, elapsed)
-    };
-    let feed = async {
-        if let Some(mut stdin) = stdin {
-            tokio::select! {
-                // A command that does not read its input closes the pipe; that is its business.
-                _ = stdin.write_all(&launch.stdin) => {}
-                () = exited.cancelled() => {}
-            }
-        }
-    };
-    let reports = async {
-        let Some(fd) = report_read else { return Vec::new() };
-        let pipe = tokio::fs::File::from_std(std::fs::File::from(fd));
-        let (bytes, _) = read_capped(Some(pipe), 64 * 1024, &exited).await;
-        Report::parse_all(&bytes)
-    };
-    let ((status, limit, elapsed), (), stdout, stderr, reports) = tokio::join!(
-        wait,
+        let report_read = self.report_read.take();
+        let reports = async {
+            let Some(fd) = report_read else { return Vec::new() };
+            let pipe = tokio::fs::File::from_std(std::fs::File::from(fd));
+            let (bytes, _) = read_capped(Some(pipe), 64 * 1024, exited).await;
+            Report::parse_all(&bytes)
+        };
+        let ((status, limit, elapsed), reports) = tokio::join!(wait, reports);
+        let status = status
+            .map_err(|source| SandboxError::Wait { program: self.program.clone(), source })?;
+        let status = match (status.code(), status.signal()) {
+            (Some(code), _) => ExitStatus::Exited(code),
+            (None, Some(signal)) => ExitStatus::Signaled(signal),
+            (None, None) => ExitStatus::Exited(-1),
+        };
+        Ok(Waited { status, limit, elapsed, reports })
+    }
+}
+
+/// Spawns `launch`, writes its stdin, captures its output (`output_bytes` of each stream) and
+/// supervises it to its end, `wall_time`, or `cancel`. The process group is killed in every
+/// case before this returns.
+pub(crate) async fn supervise(
+    mut launch: Launch,
+    wall_time: Duration,
+    output_bytes: usize,
+    cancel: &CancellationToken,
+) -> Result<Supervised, SandboxError> {
+    let Started { stdin, stdout, stderr, waiter } = start(&mut launch)?;
+    let exited = CancellationToken::new();
+    let feed = feed(stdin, &launch.stdin, &exited);
+    let (waited, (), stdout, stderr) = tokio::join!(
+        waiter.wait(wall_time, cancel, &exited),
         feed,
         read_capped(stdout, output_bytes, &exited),
         read_capped(stderr, output_bytes, &exited),
-        reports
     );
-    let status =
-        status.map_err(|source| SandboxError::Wait { program: launch.program.clone(), source })?;
-    let status = match (status.code(), status.signal()) {
-        (Some(code), _) => ExitStatus::Exited(code),
-        (None, Some(signal)) => ExitStatus::Signaled(signal),
-        (None, None) => ExitStatus::Exited(-1),
-    };
-    Ok(Supervised { status, stdout, stderr, limit, elapsed, reports })
+    Ok(Supervised { waited: waited?, stdout, stderr })
+}
+
+/// Writes `bytes` to `stdin` and closes it, or gives up once the process exited. A command
+/// that does not read its input closes the pipe; that is its business.
+pub(crate) async fn feed(
+    stdin: Option<impl tokio::io::AsyncWrite + Unpin>,
+    bytes: &[u8],
+    exited: &CancellationToken,
+) {
+    if let Some(mut stdin) = stdin {
+        tokio::select! {
+            _ = stdin.write_all(bytes) => {}
+            () = exited.cancelled() => {}
+        }
+    }
 }
 
 /// In the child between fork and exec: die with ash, receive the report pipe as fd 3, join

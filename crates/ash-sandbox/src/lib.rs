@@ -43,5 +43,7 @@ pub use policy::{
     parse_bytes, parse_duration,
 };
 pub use proxy::Connection;
-pub use sandbox::{BackendChoice, BackendKind, DEFAULT_HOST_ID, Sandbox, SandboxConfig};
+pub use sandbox::{
+    BackendChoice, BackendKind, DEFAULT_HOST_ID, Process, ProcessEnd, Sandbox, SandboxConfig,
+};
 pub use spec::{DEFAULT_PATH, HELPER_ARG};

@@ -4,15 +4,19 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cgroup::{Cgroups, Counters, Kind};
-use crate::exec::{ExecOutput, ExecRequest, ExitStatus, LimitHit, SandboxError, supervise};
+use crate::cgroup::{CgroupRun, Cgroups, Counters, Kind};
+use crate::exec::{
+    ExecOutput, ExecRequest, ExitStatus, Launch, LimitHit, SandboxError, Waited, read_capped,
+};
+use crate::policy::Limits;
 use crate::policy::Service;
 use crate::policy::{NetPolicy, SandboxPolicy, SecretDelivery};
+use crate::proxy::Connection;
 use crate::proxy::Proxy;
 use crate::spec::{DEFAULT_PATH, HelperSpec, PROXY_PORT, Report, Rlimits, find_program};
 
@@ -367,6 +371,119 @@ impl Sandbox {
         request: &ExecRequest,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, SandboxError> {
+        let prepared = self.prepare(request).await?;
+        let stop = cancel.child_token();
+        let limits = prepared.run.limits;
+        // A native run without an allow-list proxy or secret files, whose leftovers its cgroups
+        // can take, goes to the zygote of its view: no new helper, namespaces or mounts.
+        let zygote = self.config.zygotes
+            && self.kind == BackendKind::Native
+            && prepared.spec.forwards.is_empty()
+            && prepared.spec.secret_files.is_empty()
+            && prepared.run.cgroup.is_some();
+        if zygote && let Ok(helper) = self.helper() {
+            match self.zygotes.get(helper, &prepared.spec).await {
+                Ok(z) => {
+                    let Prepared { spec, launch, mut run } = prepared;
+                    // The cgroup counts the run's processes (and tells the limit was hit); the
+                    // per-user count stays a backstop just above it.
+                    let mut rlimits = spec.rlimits;
+                    if self.cgroups.as_ref().is_some_and(|c| c.has(Kind::Pids)) {
+                        rlimits.nproc = rlimits.nproc.map(|n| n.saturating_add(2));
+                    }
+                    let disk_hit = AtomicBool::new(false);
+                    let done = CancellationToken::new();
+                    let supervise = async {
+                        let out = z
+                            .run(
+                                spec.argv.clone(),
+                                spec.cwd.clone(),
+                                spec.env.clone(),
+                                rlimits,
+                                &request.stdin,
+                                &launch.cgroup_procs,
+                                limits.wall_time,
+                                limits.output_bytes,
+                                &stop,
+                            )
+                            .await;
+                        if out.is_err() {
+                            self.zygotes.retire(&spec);
+                        }
+                        done.cancel();
+                        out
+                    };
+                    let watch = run.watch_disk(&done, &disk_hit, &stop);
+                    let (supervised, ()) = tokio::join!(supervise, watch);
+                    let supervised = match supervised {
+                        Ok(supervised) => supervised,
+                        Err(e) => {
+                            run.release().await;
+                            return Err(e);
+                        }
+                    };
+                    let ended =
+                        run.conclude(&supervised.waited, disk_hit.load(Ordering::Relaxed)).await?;
+                    return Ok(self.output(ended, supervised.stdout, supervised.stderr, request));
+                }
+                Err(error) => tracing::debug!(%error, "no zygote; starting a helper"),
+            }
+        }
+        let mut process = self.start(prepared, &stop).await?;
+        let exited = process.exited.clone();
+        let feed = crate::exec::feed(process.stdin.take(), &request.stdin, &exited);
+        let (stdout, stderr) = (process.stdout.take(), process.stderr.take());
+        let ((), stdout, stderr, ended) = tokio::join!(
+            feed,
+            read_capped(stdout, limits.output_bytes, &exited),
+            read_capped(stderr, limits.output_bytes, &exited),
+            process.finish(),
+        );
+        Ok(self.output(ended?, stdout, stderr, request))
+    }
+
+    /// The caller's view of a finished run: its output capped and with secrets redacted.
+    fn output(
+        &self,
+        ended: Ended,
+        (mut stdout, stdout_truncated): (Vec<u8>, bool),
+        (mut stderr, stderr_truncated): (Vec<u8>, bool),
+        request: &ExecRequest,
+    ) -> ExecOutput {
+        crate::redact::redact(&mut stdout, &request.policy.secrets, stdout_truncated);
+        crate::redact::redact(&mut stderr, &request.policy.secrets, stderr_truncated);
+        ExecOutput {
+            status: ended.status,
+            stdout,
+            stderr,
+            stdout_truncated,
+            stderr_truncated,
+            limit: ended.limit,
+            elapsed: ended.elapsed,
+            backend: self.kind,
+            connections: ended.connections,
+            connections_omitted: ended.connections_omitted,
+        }
+    }
+
+    /// Starts `request` and hands back its pipes: a long-lived process (a server on stdio)
+    /// under the same policy, limits and cleanup as [`Sandbox::exec`]. `request.stdin` is
+    /// ignored; write to [`Process::stdin`]. The process ends at its wall-time limit, on
+    /// `cancel`, on [`Process::kill`], or when the [`Process`] is dropped; what it started is
+    /// gone and its proxy and cgroups released by the time [`Process::wait`] returns. Secrets
+    /// are not redacted from a stream: a process that prints one hands it to its reader.
+    pub async fn spawn(
+        &self,
+        request: &ExecRequest,
+        cancel: &CancellationToken,
+    ) -> Result<Process, SandboxError> {
+        let prepared = self.prepare(request).await?;
+        self.start(prepared, cancel).await
+    }
+
+    /// Everything a run needs before its process starts: checks, paths, proxy, cgroups and
+    /// the backend's launch.
+    async fn prepare(&self, request: &ExecRequest) -> Result<Prepared, SandboxError> {
         if request.argv.is_empty() {
             return Err(SandboxError::EmptyArgv);
         }
@@ -495,13 +612,13 @@ impl Sandbox {
             None => None,
         };
         let mut launch = match self.kind {
-            BackendKind::Plain => crate::backends::plain(&spec, &request.stdin),
-            BackendKind::Native => crate::backends::native(self.helper()?, &spec, &request.stdin),
+            BackendKind::Plain => crate::backends::plain(&spec, &[]),
+            BackendKind::Native => crate::backends::native(self.helper()?, &spec, &[]),
             BackendKind::Bwrap => crate::backends::bwrap(
                 self.tool(self.tools.bwrap.as_ref())?,
                 self.helper()?,
                 &spec,
-                &request.stdin,
+                &[],
             ),
             BackendKind::Podman | BackendKind::Docker => {
                 let runtime = self.tool(self.container_runtime())?;
@@ -512,147 +629,96 @@ impl Sandbox {
                     &name,
                     &spec,
                     limits,
-                    &request.stdin,
+                    &[],
                 )
             }
         };
         if let Some(cgroup) = &cgroup {
             launch.cgroup_procs = cgroup.procs_fds();
         }
-        // The disk limit holds while the command runs: a watcher measures the writable roots
-        // and stops the run once they grew past it.
-        let stop = cancel.child_token();
-        let done = CancellationToken::new();
-        let disk_hit = std::sync::atomic::AtomicBool::new(false);
-        let watch = async {
-            let (Some(before), Some(max)) = (disk_before, limits.disk_bytes) else { return };
-            if watch_disk(view.writable.clone(), before, max, &done).await {
-                disk_hit.store(true, Ordering::Relaxed);
-                stop.cancel();
-            }
-        };
-        // A native run without an allow-list proxy or secret files, whose leftovers its cgroups
-        // can take, goes to the zygote of its view: no new helper, namespaces or mounts.
-        let zygote = self.config.zygotes
-            && self.kind == BackendKind::Native
-            && spec.forwards.is_empty()
-            && spec.secret_files.is_empty()
-            && cgroup.is_some();
-        // The cgroup counts the run's processes (and tells the limit was hit); the per-user
-        // count stays a backstop just above it.
-        let mut zygote_rlimits = spec.rlimits;
-        if self.cgroups.as_ref().is_some_and(|c| c.has(Kind::Pids)) {
-            zygote_rlimits.nproc = zygote_rlimits.nproc.map(|n| n.saturating_add(2));
-        }
-        let run = async {
-            let mut out = None;
-            if zygote && let Ok(helper) = self.helper() {
-                match self.zygotes.get(helper, &spec).await {
-                    Ok(z) => {
-                        let result = z
-                            .run(
-                                spec.argv.clone(),
-                                spec.cwd.clone(),
-                                spec.env.clone(),
-                                zygote_rlimits,
-                                &request.stdin,
-                                &launch.cgroup_procs,
-                                limits.wall_time,
-                                limits.output_bytes,
-                                &stop,
-                            )
-                            .await;
-                        if result.is_err() {
-                            self.zygotes.retire(&spec);
-                        }
-                        out = Some(result);
-                    }
-                    Err(error) => tracing::debug!(%error, "no zygote; starting a helper"),
-                }
-            }
-            let out = match out {
-                Some(out) => out,
-                None => supervise(launch, limits.wall_time, limits.output_bytes, &stop).await,
-            };
-            done.cancel();
-            out
-        };
-        let (supervised, ()) = tokio::join!(run, watch);
-        let disk_hit = disk_hit.load(Ordering::Relaxed);
-        if let Some(runtime) = self.container_runtime() {
-            crate::backends::remove_container(runtime, &name).await;
-        }
-        let counters = match cgroup {
-            Some(cgroup) => cgroup.finish().await,
-            None => Counters::default(),
-        };
-        let (connections, connections_omitted) = match proxy {
-            Some(proxy) => proxy.stop().await,
-            None => (Vec::new(), 0),
-        };
-        let supervised = supervised?;
-        let mut status = supervised.status;
-        for report in &supervised.reports {
-            match report {
-                Report::Setup { stage, message } => {
-                    return Err(SandboxError::Setup {
-                        stage: stage.clone(),
-                        message: message.clone(),
-                    });
-                }
-                Report::Exec { message } => return Err(SandboxError::Exec(message.clone())),
-                Report::Exit { code } => status = ExitStatus::Exited(*code),
-                Report::Signal { signal } => status = ExitStatus::Signaled(*signal),
-                Report::Ready => {}
-            }
-        }
-        let grew = disk_hit
-            || match (disk_before, limits.disk_bytes) {
-                (Some(before), Some(max)) => {
-                    disk_usage(view.writable.clone()).await.saturating_sub(before) >= max
-                }
-                _ => false,
-            };
-        let limit = if disk_hit { Some(LimitHit::Disk) } else { supervised.limit };
-        let limit = limit.or_else(|| {
-            let sig = match status {
-                ExitStatus::Signaled(sig) => Some(sig),
-                ExitStatus::Exited(_) => None,
-            };
-            match sig {
-                Some(s) if s == nix::libc::SIGXCPU => Some(LimitHit::CpuTime),
-                Some(s) if s == nix::libc::SIGXFSZ => Some(LimitHit::Disk),
-                Some(s) if s == nix::libc::SIGKILL && counters.oom_kills > 0 => {
-                    Some(LimitHit::Memory)
-                }
-                Some(s)
-                    if s == nix::libc::SIGKILL
-                        && limits.cpu_time.is_some_and(|c| supervised.elapsed >= c) =>
-                {
-                    Some(LimitHit::CpuTime)
-                }
-                _ if counters.oom_kills > 0 && !status.success() => Some(LimitHit::Memory),
-                _ if counters.pids_max_hits > 0 && !status.success() => Some(LimitHit::Pids),
-                _ if grew => Some(LimitHit::Disk),
-                _ => None,
-            }
-        });
-        let (mut stdout, stdout_truncated) = supervised.stdout;
-        let (mut stderr, stderr_truncated) = supervised.stderr;
-        crate::redact::redact(&mut stdout, &policy.secrets, stdout_truncated);
-        crate::redact::redact(&mut stderr, &policy.secrets, stderr_truncated);
-        Ok(ExecOutput {
-            status,
-            stdout,
-            stderr,
-            stdout_truncated,
-            stderr_truncated,
-            limit,
-            elapsed: supervised.elapsed,
-            backend: self.kind,
-            connections,
-            connections_omitted,
+        Ok(Prepared {
+            spec,
+            launch,
+            run: Run {
+                name,
+                container: self.container_runtime().cloned(),
+                proxy,
+                cgroup,
+                disk_before,
+                writable: view.writable,
+                limits: *limits,
+            },
         })
+    }
+
+    /// Spawns a prepared run and writes the backend's stdin prefix (the helper's spec); a
+    /// task owned by the returned [`Process`] waits for it and cleans up.
+    async fn start(
+        &self,
+        prepared: Prepared,
+        cancel: &CancellationToken,
+    ) -> Result<Process, SandboxError> {
+        let Prepared { mut launch, mut run, spec: _ } = prepared;
+        let started = match crate::exec::start(&mut launch) {
+            Ok(started) => started,
+            Err(e) => {
+                run.release().await;
+                return Err(e);
+            }
+        };
+        let crate::exec::Started { mut stdin, stdout, stderr, waiter } = started;
+        let group = waiter.group();
+        let stop = cancel.child_token();
+        let exited = CancellationToken::new();
+        let prefix = std::mem::take(&mut launch.stdin);
+        let task = {
+            let stop = stop.clone();
+            let exited = exited.clone();
+            tokio::spawn(async move {
+                let disk_hit = AtomicBool::new(false);
+                let done = CancellationToken::new();
+                let wait = async {
+                    let waited = waiter.wait(run.limits.wall_time, &stop, &exited).await;
+                    done.cancel();
+                    waited
+                };
+                let watch = run.watch_disk(&done, &disk_hit, &stop);
+                let (waited, ()) = tokio::join!(wait, watch);
+                match waited {
+                    Ok(waited) => run.conclude(&waited, disk_hit.load(Ordering::Relaxed)).await,
+                    Err(e) => {
+                        run.release().await;
+                        Err(e)
+                    }
+                }
+            })
+        };
+        let mut process =
+            Process { stdin: None, stdout, stderr, kill: stop, exited, group, task: Some(task) };
+        if !prefix.is_empty()
+            && let Some(pipe) = stdin.as_mut()
+        {
+            use tokio::io::AsyncWriteExt as _;
+            // The helper reads its spec at once; one that does not is stuck, not slow.
+            let written = tokio::select! {
+                written = tokio::time::timeout(PREFIX_TIMEOUT, pipe.write_all(&prefix)) => written,
+                () = process.exited.cancelled() => Ok(Ok(())),
+            };
+            if !matches!(written, Ok(Ok(()))) {
+                // The report says why (a setup failure) once the process is gone.
+                process.kill();
+                drop(stdin);
+                return Err(match process.wait().await {
+                    Err(e) => e,
+                    Ok(_) => SandboxError::Io {
+                        what: "hand the sandbox its spec".into(),
+                        source: std::io::Error::other("the helper did not read it"),
+                    },
+                });
+            }
+        }
+        process.stdin = stdin;
+        Ok(process)
     }
 
     /// The Landlock ABI sandboxed commands get: the kernel's, capped by
@@ -687,6 +753,208 @@ impl Sandbox {
             backend: self.kind,
             why: "its launcher is not installed".into(),
         })
+    }
+}
+
+/// How long a helper may take to read its spec.
+const PREFIX_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A run ready to start: the helper spec, the backend's launch and what the run holds.
+struct Prepared {
+    spec: HelperSpec,
+    launch: Launch,
+    run: Run,
+}
+
+/// What one run holds on the host until it is over: its proxy, cgroups, container name and
+/// the disk baseline.
+struct Run {
+    name: String,
+    container: Option<PathBuf>,
+    proxy: Option<Proxy>,
+    cgroup: Option<CgroupRun>,
+    disk_before: Option<u64>,
+    writable: Vec<PathBuf>,
+    limits: Limits,
+}
+
+/// How a run ended and what the proxy decided.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    status: ExitStatus,
+    limit: Option<LimitHit>,
+    elapsed: Duration,
+    connections: Vec<Connection>,
+    connections_omitted: u64,
+}
+
+impl Run {
+    /// Measures the writable roots until `done` and stops the run (`stop`) once they grew past
+    /// the disk limit, so the limit holds while the command runs.
+    async fn watch_disk(
+        &self,
+        done: &CancellationToken,
+        hit: &AtomicBool,
+        stop: &CancellationToken,
+    ) {
+        let (Some(before), Some(max)) = (self.disk_before, self.limits.disk_bytes) else { return };
+        if watch_disk(self.writable.clone(), before, max, done).await {
+            hit.store(true, Ordering::Relaxed);
+            stop.cancel();
+        }
+    }
+
+    /// Releases what the run held: the container, the cgroups (their counters) and the proxy
+    /// (its decisions).
+    async fn release(&mut self) -> (Counters, (Vec<Connection>, u64)) {
+        if let Some(runtime) = &self.container {
+            crate::backends::remove_container(runtime, &self.name).await;
+        }
+        let counters = match self.cgroup.take() {
+            Some(cgroup) => cgroup.finish().await,
+            None => Counters::default(),
+        };
+        let decisions = match self.proxy.take() {
+            Some(proxy) => proxy.stop().await,
+            None => (Vec::new(), 0),
+        };
+        (counters, decisions)
+    }
+
+    /// Releases what the run held and reads how it ended.
+    async fn conclude(mut self, waited: &Waited, disk_hit: bool) -> Result<Ended, SandboxError> {
+        let (counters, (connections, connections_omitted)) = self.release().await;
+        let mut status = waited.status;
+        for report in &waited.reports {
+            match report {
+                Report::Setup { stage, message } => {
+                    return Err(SandboxError::Setup {
+                        stage: stage.clone(),
+                        message: message.clone(),
+                    });
+                }
+                Report::Exec { message } => return Err(SandboxError::Exec(message.clone())),
+                Report::Exit { code } => status = ExitStatus::Exited(*code),
+                Report::Signal { signal } => status = ExitStatus::Signaled(*signal),
+                Report::Ready => {}
+            }
+        }
+        let limits = &self.limits;
+        let grew = disk_hit
+            || match (self.disk_before, limits.disk_bytes) {
+                (Some(before), Some(max)) => {
+                    disk_usage(self.writable.clone()).await.saturating_sub(before) >= max
+                }
+                _ => false,
+            };
+        let limit = if disk_hit { Some(LimitHit::Disk) } else { waited.limit };
+        let limit = limit.or_else(|| {
+            let sig = match status {
+                ExitStatus::Signaled(sig) => Some(sig),
+                ExitStatus::Exited(_) => None,
+            };
+            match sig {
+                Some(s) if s == nix::libc::SIGXCPU => Some(LimitHit::CpuTime),
+                Some(s) if s == nix::libc::SIGXFSZ => Some(LimitHit::Disk),
+                Some(s) if s == nix::libc::SIGKILL && counters.oom_kills > 0 => {
+                    Some(LimitHit::Memory)
+                }
+                Some(s)
+                    if s == nix::libc::SIGKILL
+                        && limits.cpu_time.is_some_and(|c| waited.elapsed >= c) =>
+                {
+                    Some(LimitHit::CpuTime)
+                }
+                _ if counters.oom_kills > 0 && !status.success() => Some(LimitHit::Memory),
+                _ if counters.pids_max_hits > 0 && !status.success() => Some(LimitHit::Pids),
+                _ if grew => Some(LimitHit::Disk),
+                _ => None,
+            }
+        });
+        Ok(Ended { status, limit, elapsed: waited.elapsed, connections, connections_omitted })
+    }
+}
+
+/// A process started by [`Sandbox::spawn`]: its pipes, and the handle to wait for it or kill
+/// it. Dropping it kills the process; the run's cleanup then finishes in the background.
+#[derive(Debug)]
+pub struct Process {
+    /// The process's stdin; dropping it closes the pipe.
+    pub stdin: Option<tokio::process::ChildStdin>,
+    /// The process's stdout.
+    pub stdout: Option<tokio::process::ChildStdout>,
+    /// The process's stderr.
+    pub stderr: Option<tokio::process::ChildStderr>,
+    kill: CancellationToken,
+    exited: CancellationToken,
+    group: Option<nix::unistd::Pid>,
+    task: Option<tokio::task::JoinHandle<Result<Ended, SandboxError>>>,
+}
+
+/// How a spawned process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessEnd {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// The limit that ended it, if one did ([`LimitHit::Cancelled`] after [`Process::kill`]).
+    pub limit: Option<LimitHit>,
+    /// Time from spawn to exit.
+    pub elapsed: Duration,
+    /// Every connection the proxy allowed or denied, in order (`allow` policies only).
+    pub connections: Vec<Connection>,
+}
+
+impl Process {
+    /// Kills the process and everything it started; [`Process::wait`] then returns.
+    pub fn kill(&self) {
+        self.kill.cancel();
+    }
+
+    /// Whether the process has exited (its pipes may still hold output).
+    pub fn has_exited(&self) -> bool {
+        self.exited.is_cancelled()
+    }
+
+    /// Resolves once the process has exited.
+    pub async fn exited(&self) {
+        self.exited.cancelled().await;
+    }
+
+    /// Waits for the process to end and its run to be cleaned up.
+    pub async fn wait(mut self) -> Result<ProcessEnd, SandboxError> {
+        let ended = self.finish().await?;
+        Ok(ProcessEnd {
+            status: ended.status,
+            limit: ended.limit,
+            elapsed: ended.elapsed,
+            connections: ended.connections,
+        })
+    }
+
+    async fn finish(&mut self) -> Result<Ended, SandboxError> {
+        let Some(task) = self.task.take() else {
+            return Err(SandboxError::Io {
+                what: "wait for the process".into(),
+                source: std::io::Error::other("it was already waited for"),
+            });
+        };
+        match task.await {
+            Ok(ended) => ended,
+            Err(join) => Err(SandboxError::Io {
+                what: "supervise the process".into(),
+                source: std::io::Error::other(join.to_string()),
+            }),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.kill.cancel();
+            // At once, not when the supervising task next runs.
+            crate::exec::kill_group(self.group);
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
-use crate::exec::{ExitStatus, LimitHit, SandboxError, Supervised, read_capped};
+use crate::exec::{ExitStatus, LimitHit, SandboxError, Supervised, Waited, read_capped};
 use crate::spec::{HELPER_ARG, HelperSpec, Report, Rlimits, ZYGOTE_ARG, ZygoteRequest};
 
 /// A zygote unused this long is retired.
@@ -251,13 +251,7 @@ impl Zygote {
             exited.cancel();
             (Report::parse_all(&bytes), limit, elapsed)
         };
-        let feed = async {
-            let mut stdin_pipe = stdin_pipe;
-            tokio::select! {
-                _ = stdin_pipe.write_all(stdin) => {}
-                () = exited.cancelled() => {}
-            }
-        };
+        let feed = crate::exec::feed(Some(stdin_pipe), stdin, &exited);
         let ((reports, limit, elapsed), (), stdout, stderr) = tokio::join!(
             wait,
             feed,
@@ -278,6 +272,6 @@ impl Zygote {
                 source: std::io::Error::other("the zygote ended before the command"),
             });
         };
-        Ok(Supervised { status, stdout, stderr, limit, elapsed, reports })
+        Ok(Supervised { waited: Waited { status, limit, elapsed, reports }, stdout, stderr })
     }
 }
