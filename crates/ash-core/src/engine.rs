@@ -20,7 +20,7 @@ use crate::api::{Accepted, CancelOutcome, Inbound, RunId, RunSnapshot, SessionId
 use crate::hub::{Follower, Hub};
 use crate::ids;
 use crate::store::{Commit, Expect, JournalRecord, NewRun, Store, StoreError};
-use crate::tools::{SchemaError, Toolbox};
+use crate::tools::{Registry, SchemaError};
 
 /// Steps per turn when `limits.max_steps_per_turn` is not set.
 pub const DEFAULT_MAX_STEPS_PER_TURN: u32 = 50;
@@ -181,7 +181,7 @@ pub(crate) struct Inner {
     pub(crate) model: Model,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) config: EngineConfig,
-    pub(crate) toolbox: Toolbox,
+    pub(crate) tools: Registry,
     pub(crate) hub: Arc<Hub>,
     pub(crate) owner_id: String,
     active: Mutex<HashMap<String, ActiveRun>>,
@@ -235,13 +235,13 @@ impl Engine {
         config.workspaces_dir = config.workspaces_dir.canonicalize().map_err(|source| {
             EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
         })?;
-        let toolbox = Toolbox::new(spec.root(), config.workspace.is_none())?;
+        let tools = Registry::new(spec.root(), config.workspace.is_none())?;
         let inner = Arc::new(Inner {
             spec,
             model,
             store,
             config,
-            toolbox,
+            tools,
             hub: Arc::new(Hub::default()),
             owner_id: ids::owner_id(),
             active: Mutex::new(HashMap::new()),
@@ -267,7 +267,7 @@ impl Engine {
 
     /// The tools the model is offered, built-ins included, sorted by name.
     pub fn offered_tools(&self) -> Vec<String> {
-        self.inner.toolbox.definitions().iter().map(|d| d.name.clone()).collect()
+        self.inner.tools.states().map(|(name, _)| name.to_owned()).collect()
     }
 
     /// This engine's lease owner id.

@@ -19,7 +19,7 @@ use crate::ids;
 use crate::prompt::system_prompt;
 use crate::replay::{RunState, TurnState, calls_of, text_of};
 use crate::store::{Commit, Expect, JournalRecord, RunRecord, StoreError, add_usage};
-use crate::tools::{CallContext, Outcome, Toolbox, call_policy};
+use crate::tools::{CallContext, Outcome, Registry, call_policy};
 use crate::workspace::Workspace;
 
 /// Why a worker stopped before its run parked or ended.
@@ -232,10 +232,10 @@ impl TurnWorker<'_> {
             system: system_prompt(
                 self.inner.spec.root(),
                 self.workspace.root(),
-                self.inner.toolbox.skills(),
+                self.inner.tools.skills(),
             ),
             messages: self.state.history.clone(),
-            tools: self.inner.toolbox.definitions().to_vec(),
+            tools: self.inner.tools.definitions(),
             ..ModelRequest::default()
         };
         // Dropping the stream (cancel, shutdown) aborts the request; the call has no side
@@ -378,7 +378,7 @@ impl TurnWorker<'_> {
             sandbox: &config.sandbox,
             policy: &policy,
         };
-        let running = self.inner.toolbox.call(call, &ctx);
+        let running = self.inner.tools.call(call, &ctx);
         tokio::pin!(running);
         let outcome = tokio::select! {
             outcome = &mut running => Some(outcome),
@@ -517,7 +517,7 @@ enum TurnEnd {
 fn action_of(call: &ToolCall) -> Action {
     let input = serde_json::from_str::<Value>(&call.arguments)
         .unwrap_or_else(|_| Value::String(call.arguments.clone()));
-    if Toolbox::is_skill_call(&call.name) {
+    if Registry::is_skill_call(&call.name) {
         Action::LoadSkill { call_id: call.id.clone(), input }
     } else {
         Action::ToolCall { call_id: call.id.clone(), tool_name: call.name.clone(), input }
@@ -532,7 +532,7 @@ fn push_result(
     attempt: u32,
     outcome: &Outcome,
 ) {
-    let result = if Toolbox::is_skill_call(&call.name) {
+    let result = if Registry::is_skill_call(&call.name) {
         let name = serde_json::from_str::<Value>(&call.arguments)
             .ok()
             .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned))

@@ -11,7 +11,7 @@ use ash_protocol::{AgentSurface, ToolInfo, UnsupportedInfo};
 use ash_spec::{AgentSpec, ConnectionKind, ToolKind};
 use chrono::{DateTime, Utc};
 
-use crate::tools::Toolbox;
+use crate::tools::Registry;
 
 /// The items of `spec` this runtime parses but does not execute, in file order.
 pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
@@ -116,16 +116,17 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
 pub fn runtime_surface(spec: &AgentSpec, now: Option<DateTime<Utc>>) -> AgentSurface {
     let mut surface = spec.surface(now);
     // The spec's schemas were checked when it was built, so this compiles.
-    if let Ok(toolbox) = Toolbox::new(spec.root(), true) {
-        for builtin in toolbox.builtins() {
+    if let Ok(registry) = Registry::new(spec.root(), true) {
+        for (_, runner) in registry.states().filter(|(_, runner)| runner.is_builtin()) {
+            let builtin = runner.definition();
             surface.tools.push(ToolInfo::Builtin {
-                name: builtin.name.clone(),
-                description: builtin.description.clone(),
-                input_schema: builtin.input_schema.clone(),
+                name: builtin.name,
+                description: builtin.description,
+                input_schema: builtin.input_schema,
             });
         }
         surface.tools.sort_by(|a, b| tool_name(a).cmp(tool_name(b)));
-        surface.offered_tools = toolbox.definitions().iter().map(|d| d.name.clone()).collect();
+        surface.offered_tools = registry.states().map(|(name, _)| name.to_owned()).collect();
     }
     surface.unsupported = unsupported(spec);
     surface

@@ -6,7 +6,100 @@ use std::time::Duration;
 use ash_sandbox::LimitHit;
 use serde_json::{Map, Value, json};
 
-use super::{CallContext, Outcome};
+use ash_protocol::ToolDefinition;
+
+use super::{CallContext, CallFuture, Outcome, Runner, Schema, SchemaError};
+
+/// One of the runtime's file and shell tools.
+pub(crate) struct Builtin {
+    kind: Kind,
+    schema: Schema,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Bash,
+    ReadFile,
+    WriteFile,
+    EditFile,
+    Search,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bash => "bash",
+            Self::ReadFile => "read_file",
+            Self::WriteFile => "write_file",
+            Self::EditFile => "edit_file",
+            Self::Search => "search_files",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Self::Bash => BASH_DESCRIPTION,
+            Self::ReadFile => READ_DESCRIPTION,
+            Self::WriteFile => WRITE_DESCRIPTION,
+            Self::EditFile => EDIT_DESCRIPTION,
+            Self::Search => SEARCH_DESCRIPTION,
+        }
+    }
+
+    fn schema(self) -> Value {
+        match self {
+            Self::Bash => bash_schema(),
+            Self::ReadFile => read_schema(),
+            Self::WriteFile => write_schema(),
+            Self::EditFile => edit_schema(),
+            Self::Search => search_schema(),
+        }
+    }
+}
+
+impl Builtin {
+    /// Every built-in file and shell tool.
+    pub(crate) fn all() -> Result<Vec<Self>, SchemaError> {
+        [Kind::Bash, Kind::ReadFile, Kind::WriteFile, Kind::EditFile, Kind::Search]
+            .into_iter()
+            .map(|kind| Ok(Self { kind, schema: Schema::compile(kind.name(), kind.schema())? }))
+            .collect()
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+}
+
+impl Runner for Builtin {
+    fn definition(&self) -> ToolDefinition {
+        ToolDefinition {
+            name: self.kind.name().to_owned(),
+            description: self.kind.description().to_owned(),
+            input_schema: self.schema.value.clone(),
+        }
+    }
+
+    fn check(&self, input: &Value) -> Vec<String> {
+        self.schema.problems(input)
+    }
+
+    fn call<'a>(&'a self, input: Map<String, Value>, ctx: &'a CallContext<'a>) -> CallFuture<'a> {
+        Box::pin(async move {
+            match self.kind {
+                Kind::Bash => bash(&input, ctx).await,
+                Kind::ReadFile => read_file(&input, ctx).await,
+                Kind::WriteFile => write_file(&input, ctx).await,
+                Kind::EditFile => edit_file(&input, ctx).await,
+                Kind::Search => search(&input, ctx).await,
+            }
+        })
+    }
+
+    fn is_builtin(&self) -> bool {
+        true
+    }
+}
 
 /// Bytes of stdout (and of stderr) a `bash` call returns.
 pub(crate) const BASH_OUTPUT_BYTES: usize = 64 * 1024;
@@ -19,16 +112,16 @@ pub(crate) const READ_MAX_BYTES: usize = 256 * 1024;
 /// Largest content `write_file` accepts.
 const WRITE_MAX_BYTES: usize = 8 * 1024 * 1024;
 
-pub(crate) const BASH_DESCRIPTION: &str = "Run a shell command with bash in the workspace directory. \
+const BASH_DESCRIPTION: &str = "Run a shell command with bash in the workspace directory. \
 Returns the exit code, stdout and stderr (each cut at 64 KiB).";
-pub(crate) const READ_DESCRIPTION: &str =
+const READ_DESCRIPTION: &str =
     "Read a UTF-8 text file from the workspace. Paths are relative to the workspace root.";
-pub(crate) const WRITE_DESCRIPTION: &str = "Create or replace a file in the workspace with the given \
+const WRITE_DESCRIPTION: &str = "Create or replace a file in the workspace with the given \
 text, creating parent directories. Paths are relative to the workspace root.";
-pub(crate) const EDIT_DESCRIPTION: &str = "Replace exact text in a workspace file: `old` must \
+const EDIT_DESCRIPTION: &str = "Replace exact text in a workspace file: `old` must \
 occur exactly once (give more surrounding lines to make it unique), or set `replaceAll`. Returns \
 how many places changed.";
-pub(crate) const SEARCH_DESCRIPTION: &str = "Search the workspace's text files for a regular \
+const SEARCH_DESCRIPTION: &str = "Search the workspace's text files for a regular \
 expression (or, with `literal`, a plain string), line by line, skipping what the workspace's \
 top .gitignore ignores and the .git directory. Returns the matching lines with their paths and line numbers.";
 /// Matches `search_files` returns at most (the default is 100).
@@ -38,10 +131,8 @@ const SEARCH_MAX_FILES: usize = 20_000;
 const SEARCH_MAX_FILE_BYTES: u64 = 1 << 20;
 /// Characters of a matching line `search` returns.
 const SEARCH_LINE_CHARS: usize = 400;
-pub(crate) const SKILL_DESCRIPTION: &str = "Load a skill's instructions by name before following \
-it. Returns the instructions and the paths of the skill's files in the workspace.";
 
-pub(crate) fn bash_schema() -> Value {
+fn bash_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
@@ -56,7 +147,7 @@ pub(crate) fn bash_schema() -> Value {
     })
 }
 
-pub(crate) fn read_schema() -> Value {
+fn read_schema() -> Value {
     json!({
         "type": "object",
         "properties": { "path": { "type": "string", "minLength": 1 } },
@@ -65,7 +156,7 @@ pub(crate) fn read_schema() -> Value {
     })
 }
 
-pub(crate) fn write_schema() -> Value {
+fn write_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
@@ -77,7 +168,7 @@ pub(crate) fn write_schema() -> Value {
     })
 }
 
-pub(crate) fn edit_schema() -> Value {
+fn edit_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
@@ -91,7 +182,7 @@ pub(crate) fn edit_schema() -> Value {
     })
 }
 
-pub(crate) fn search_schema() -> Value {
+fn search_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
@@ -105,20 +196,11 @@ pub(crate) fn search_schema() -> Value {
     })
 }
 
-pub(crate) fn skill_schema(names: &[&str]) -> Value {
-    json!({
-        "type": "object",
-        "properties": { "name": { "type": "string", "enum": names } },
-        "required": ["name"],
-        "additionalProperties": false
-    })
-}
-
 fn str_field<'a>(input: &'a Map<String, Value>, key: &str) -> &'a str {
     input.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
-pub(crate) async fn bash(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
+async fn bash(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
     let command = str_field(input, "command");
     let timeout =
         input.get("timeoutMs").and_then(Value::as_u64).map_or(BASH_TIMEOUT, Duration::from_millis);
@@ -188,7 +270,7 @@ fn read_head(path: &std::path::Path) -> std::io::Result<(Vec<u8>, u64)> {
     Ok((bytes, size))
 }
 
-pub(crate) async fn read_file(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
+async fn read_file(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
     let path = str_field(input, "path");
     let full = match ctx.workspace.resolve(path) {
         Ok(full) => full,
@@ -251,7 +333,7 @@ fn write_regular(
     Ok(())
 }
 
-pub(crate) async fn write_file(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
+async fn write_file(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
     let path = str_field(input, "path");
     let content = str_field(input, "content");
     let full = match ctx.workspace.resolve(path) {
@@ -316,7 +398,7 @@ fn replace(text: &str, old: &str, new: &str, all: bool) -> Result<(String, usize
     }
 }
 
-pub(crate) async fn edit_file(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
+async fn edit_file(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
     let path = str_field(input, "path");
     let (old, new) = (str_field(input, "old"), str_field(input, "new"));
     let all = input.get("replaceAll").and_then(Value::as_bool).unwrap_or(false);
@@ -437,7 +519,7 @@ fn search_tree(
     (found, false)
 }
 
-pub(crate) async fn search(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
+async fn search(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
     let pattern = str_field(input, "pattern");
     let literal = input.get("literal").and_then(Value::as_bool).unwrap_or(false);
     let max = input.get("maxResults").and_then(Value::as_u64).unwrap_or(100);

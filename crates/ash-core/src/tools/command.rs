@@ -3,21 +3,65 @@
 
 use std::time::Duration;
 
+use ash_protocol::ToolDefinition;
 use ash_sandbox::LimitHit;
 use serde_json::{Map, Value};
 
-use super::{CallContext, Outcome};
+use super::{CallContext, CallFuture, Outcome, Runner, Schema, SchemaError};
+
+/// A `tools/*.toml` command tool.
+pub(crate) struct CommandTool {
+    name: String,
+    description: String,
+    schema: Schema,
+    argv: Vec<String>,
+    timeout: Duration,
+}
+
+impl CommandTool {
+    pub(crate) fn new(
+        tool: &ash_spec::Tool,
+        argv: &[String],
+        timeout_ms: u64,
+    ) -> Result<Self, SchemaError> {
+        Ok(Self {
+            name: tool.name.clone(),
+            description: tool.description.clone(),
+            schema: Schema::compile(&tool.name, tool.input_schema.clone())?,
+            argv: argv.to_vec(),
+            timeout: Duration::from_millis(timeout_ms),
+        })
+    }
+}
+
+impl Runner for CommandTool {
+    fn definition(&self) -> ToolDefinition {
+        ToolDefinition {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            input_schema: self.schema.value.clone(),
+        }
+    }
+
+    fn check(&self, input: &Value) -> Vec<String> {
+        self.schema.problems(input)
+    }
+
+    fn call<'a>(&'a self, input: Map<String, Value>, ctx: &'a CallContext<'a>) -> CallFuture<'a> {
+        Box::pin(run(&self.name, &self.argv, self.timeout, input, ctx))
+    }
+}
 
 /// Bytes of stdout (and of stderr) a command tool may print.
 pub(crate) const COMMAND_OUTPUT_BYTES: usize = 1024 * 1024;
 /// Characters of stdout or stderr quoted back in an error.
 const QUOTE_CHARS: usize = 400;
 
-pub(crate) async fn run(
+async fn run(
     name: &str,
     argv: &[String],
     timeout: Duration,
-    input: &Map<String, Value>,
+    input: Map<String, Value>,
     ctx: &CallContext<'_>,
 ) -> Outcome {
     // Authored `./` paths were stored project-relative by the compiler.
@@ -32,7 +76,7 @@ pub(crate) async fn run(
     env.insert("ASH_SESSION".to_owned(), ctx.session.to_string());
     env.insert("ASH_WORKSPACE".to_owned(), ctx.workspace.root().display().to_string());
     env.insert("HOME".to_owned(), ctx.workspace.root().display().to_string());
-    let stdin = Value::Object(input.clone()).to_string().into_bytes();
+    let stdin = Value::Object(input).to_string().into_bytes();
     let request = ctx.request(argv, env, stdin, timeout, COMMAND_OUTPUT_BYTES);
     let out = match ctx.sandbox.exec(&request, ctx.cancel).await {
         Ok(out) => out,

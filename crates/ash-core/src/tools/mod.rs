@@ -8,15 +8,19 @@
 
 mod builtin;
 mod command;
+mod skill;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ash_protocol::{ToolCall, ToolDefinition};
 use ash_sandbox::{ExecRequest, Sandbox, SandboxPolicy};
-use ash_spec::{Package, ToolKind};
-use serde_json::{Map, Value, json};
+use ash_spec::{Package, ToolKind, ToolOrigin};
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::workspace::Workspace;
@@ -110,19 +114,62 @@ impl CallContext<'_> {
     }
 }
 
-enum Runner {
-    Bash,
-    ReadFile,
-    WriteFile,
-    EditFile,
-    Search,
-    Skill,
-    Command { argv: Vec<String>, timeout: Duration },
+/// A future a tool call returns.
+pub(crate) type CallFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// Whether a tool can be called now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Availability {
+    /// It can.
+    Available,
+    /// It cannot (its server is down, still starting, or no longer offers it), and why.
+    Unavailable(String),
 }
 
-struct Entry {
-    runner: Runner,
+/// One model-visible tool: its definition, its input check and its call. Built-ins, command
+/// tools, HTTP tools and MCP tools are runners; the [`Registry`] holds them by name.
+pub(crate) trait Runner: Send + Sync {
+    /// The definition the model is offered (for a server's tool, the server's current one).
+    fn definition(&self) -> ToolDefinition;
+    /// Whether it can be called now.
+    fn availability(&self) -> Availability {
+        Availability::Available
+    }
+    /// What is wrong with `input` by the tool's input schema (at most a few problems).
+    fn check(&self, input: &Value) -> Vec<String>;
+    /// Runs one call whose input passed [`Runner::check`]; never fails, a failure is an
+    /// [`Outcome`] error.
+    fn call<'a>(&'a self, input: Map<String, Value>, ctx: &'a CallContext<'a>) -> CallFuture<'a>;
+    /// Whether this is one of the runtime's own tools.
+    fn is_builtin(&self) -> bool {
+        false
+    }
+}
+
+/// A JSON Schema and its compiled validator.
+pub(crate) struct Schema {
+    pub(crate) value: Value,
     validator: jsonschema::Validator,
+}
+
+impl Schema {
+    pub(crate) fn compile(tool: &str, value: Value) -> Result<Self, SchemaError> {
+        let validator = jsonschema::validator_for(&value)
+            .map_err(|e| SchemaError { tool: tool.to_owned(), reason: e.to_string() })?;
+        Ok(Self { value, validator })
+    }
+
+    /// At most [`MAX_SCHEMA_ERRORS`] problems of `input`, each with where it is.
+    pub(crate) fn problems(&self, input: &Value) -> Vec<String> {
+        self.validator
+            .iter_errors(input)
+            .take(MAX_SCHEMA_ERRORS)
+            .map(|e| {
+                let at = e.instance_path().as_str();
+                format!("at `{}`: {e}", if at.is_empty() { "/" } else { at })
+            })
+            .collect()
+    }
 }
 
 /// Skills a package offers.
@@ -134,10 +181,11 @@ pub(crate) struct SkillEntry {
     pub(crate) files: Vec<String>,
 }
 
-/// The model-visible tools of one package.
-pub(crate) struct Toolbox {
-    definitions: Vec<ToolDefinition>,
-    entries: HashMap<String, Entry>,
+/// The model-visible tools of one package, by name: one list, built from the spec's
+/// `model_tools()` plus the runtime's built-ins, that the model request, `ash info` and
+/// `GET /info` all read.
+pub(crate) struct Registry {
+    runners: BTreeMap<String, Arc<dyn Runner>>,
     skills: Vec<SkillEntry>,
 }
 
@@ -149,33 +197,18 @@ pub struct SchemaError {
     reason: String,
 }
 
-fn validator(tool: &str, schema: &Value) -> Result<jsonschema::Validator, SchemaError> {
-    jsonschema::validator_for(schema)
-        .map_err(|e| SchemaError { tool: tool.to_owned(), reason: e.to_string() })
-}
-
-impl Toolbox {
-    /// Compiles the tools of `package`.
+impl Registry {
     /// The tools of `package`; `seeded`: skill files are copied into each workspace (else
-    /// the skill tool gives the instructions only).
-    pub(crate) fn new(package: &Package, seeded: bool) -> Result<Self, SchemaError> {
-        let mut definitions = Vec::new();
-        let mut entries = HashMap::new();
-        let mut add = |name: &str, description: &str, schema: Value, runner: Runner| {
-            let validator = validator(name, &schema)?;
-            definitions.push(ToolDefinition {
-                name: name.to_owned(),
-                description: description.to_owned(),
-                input_schema: schema,
-            });
-            entries.insert(name.to_owned(), Entry { runner, validator });
-            Ok::<(), SchemaError>(())
-        };
-        add("bash", builtin::BASH_DESCRIPTION, builtin::bash_schema(), Runner::Bash)?;
-        add("read_file", builtin::READ_DESCRIPTION, builtin::read_schema(), Runner::ReadFile)?;
-        add("write_file", builtin::WRITE_DESCRIPTION, builtin::write_schema(), Runner::WriteFile)?;
-        add("edit_file", builtin::EDIT_DESCRIPTION, builtin::edit_schema(), Runner::EditFile)?;
-        add("search_files", builtin::SEARCH_DESCRIPTION, builtin::search_schema(), Runner::Search)?;
+    /// the skill tool gives the instructions only). `connections` runs the package's
+    /// connection tools; without it (`ash info` offline) they show as not connected.
+    pub(crate) fn new(
+        package: &Package,
+        seeded: bool,
+    ) -> Result<Self, SchemaError> {
+        let mut runners: BTreeMap<String, Arc<dyn Runner>> = BTreeMap::new();
+        for builtin in builtin::Builtin::all()? {
+            runners.insert(builtin.name().to_owned(), Arc::new(builtin));
+        }
         let skills: Vec<SkillEntry> = package
             .skills
             .iter()
@@ -191,43 +224,47 @@ impl Toolbox {
             })
             .collect();
         if !skills.is_empty() {
-            let names: Vec<&str> = skills.iter().map(|s| s.name.as_str()).collect();
-            add(
-                ACTIVATE_SKILL,
-                builtin::SKILL_DESCRIPTION,
-                builtin::skill_schema(&names),
-                Runner::Skill,
-            )?;
+            let tool = skill::SkillTool::new(skills.clone())?;
+            runners.insert(ACTIVATE_SKILL.to_owned(), Arc::new(tool));
         }
-        // Tool kinds this runtime does not execute are left out; `crate::support` lists them.
-        for tool in &package.tools {
-            match &tool.kind {
-                ToolKind::Command { argv, timeout_ms, sandbox: _ } => add(
-                    &tool.name,
-                    &tool.description,
-                    tool.input_schema.clone(),
-                    Runner::Command {
-                        argv: argv.clone(),
-                        timeout: Duration::from_millis(*timeout_ms),
-                    },
-                )?,
-                ToolKind::Http { .. } => {}
-            }
+        for tool in package.model_tools() {
+            let runner: Arc<dyn Runner> = match tool.origin {
+                ToolOrigin::Authored(authored) => match &authored.kind {
+                    ToolKind::Command { argv, timeout_ms, sandbox: _ } => {
+                        Arc::new(command::CommandTool::new(authored, argv, *timeout_ms)?)
+                    }
+                    ToolKind::Http { .. } => continue,
+                },
+                // Not executed yet: `crate::support` lists them and `Engine::start` refuses
+                // them unless told to run without.
+                ToolOrigin::Mcp { .. } | ToolOrigin::Sandbox(_) | ToolOrigin::Subagent(_) => {
+                    continue;
+                }
+            };
+            runners.insert(tool.name.clone(), runner);
         }
-        definitions.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Self { definitions, entries, skills })
+        Ok(Self { runners, skills })
     }
 
-    /// Tool definitions for the model, sorted by name.
-    pub(crate) fn definitions(&self) -> &[ToolDefinition] {
-        &self.definitions
+    /// Definitions for the model, sorted by name. An unavailable tool is still offered, its
+    /// description saying why it cannot be called now, so the model can tell the user.
+    pub(crate) fn definitions(&self) -> Vec<ToolDefinition> {
+        self.runners
+            .values()
+            .map(|runner| {
+                let mut definition = runner.definition();
+                if let Availability::Unavailable(why) = runner.availability() {
+                    definition.description =
+                        format!("UNAVAILABLE right now ({why}). {}", definition.description);
+                }
+                definition
+            })
+            .collect()
     }
 
-    /// Definitions of the built-in tools offered (not the package's own).
-    pub(crate) fn builtins(&self) -> impl Iterator<Item = &ToolDefinition> {
-        self.definitions.iter().filter(|d| {
-            self.entries.get(&d.name).is_some_and(|e| !matches!(e.runner, Runner::Command { .. }))
-        })
+    /// Every tool with its availability, sorted by name.
+    pub(crate) fn states(&self) -> impl Iterator<Item = (&str, &dyn Runner)> {
+        self.runners.iter().map(|(name, runner)| (name.as_str(), runner.as_ref()))
     }
 
     /// The skills catalogue.
@@ -243,28 +280,23 @@ impl Toolbox {
     /// Runs one call to completion; never fails, a failure is an [`Outcome`] error.
     pub(crate) async fn call(&self, call: &ToolCall, ctx: &CallContext<'_>) -> Outcome {
         let name = if call.name == LOAD_SKILL { ACTIVATE_SKILL } else { call.name.as_str() };
-        let Some(entry) = self.entries.get(name) else {
-            let known: Vec<&str> = self.definitions.iter().map(|d| d.name.as_str()).collect();
+        let Some(runner) = self.runners.get(name) else {
+            let known: Vec<&str> = self.runners.keys().map(String::as_str).collect();
             return Outcome::error(format!(
                 "unknown tool `{}`; available tools: {}",
                 call.name,
                 known.join(", ")
             ));
         };
+        if let Availability::Unavailable(why) = runner.availability() {
+            return Outcome::error(format!("tool `{name}` is unavailable right now: {why}"));
+        }
         let input = match ash_llm::tool_input(call) {
             Ok(input) => input,
             Err(e) => return Outcome::error(format!("{e}; send the arguments as a JSON object")),
         };
         let value = Value::Object(input);
-        let problems: Vec<String> = entry
-            .validator
-            .iter_errors(&value)
-            .take(MAX_SCHEMA_ERRORS)
-            .map(|e| {
-                let at = e.instance_path().as_str();
-                format!("at `{}`: {e}", if at.is_empty() { "/" } else { at })
-            })
-            .collect();
+        let problems = runner.check(&value);
         if !problems.is_empty() {
             return Outcome::error(format!(
                 "the input of `{name}` does not match its schema: {}",
@@ -272,34 +304,6 @@ impl Toolbox {
             ));
         }
         let Value::Object(input) = value else { return Outcome::error("input is not an object") };
-        match &entry.runner {
-            Runner::Bash => builtin::bash(&input, ctx).await,
-            Runner::ReadFile => builtin::read_file(&input, ctx).await,
-            Runner::WriteFile => builtin::write_file(&input, ctx).await,
-            Runner::EditFile => builtin::edit_file(&input, ctx).await,
-            Runner::Search => builtin::search(&input, ctx).await,
-            Runner::Skill => self.activate_skill(&input),
-            Runner::Command { argv, timeout } => {
-                command::run(name, argv, *timeout, &input, ctx).await
-            }
-        }
-    }
-
-    fn activate_skill(&self, input: &Map<String, Value>) -> Outcome {
-        let name = input.get("name").and_then(Value::as_str).unwrap_or_default();
-        match self.skills.iter().find(|s| s.name == name) {
-            Some(skill) => Outcome::ok(json!({
-                "name": skill.name,
-                "instructions": skill.body,
-                "files": skill.files,
-            })),
-            None => {
-                let known: Vec<&str> = self.skills.iter().map(|s| s.name.as_str()).collect();
-                Outcome::error(format!(
-                    "unknown skill `{name}`; available skills: {}",
-                    known.join(", ")
-                ))
-            }
-        }
+        runner.call(input, ctx).await
     }
 }
