@@ -562,6 +562,7 @@ fn push_result(
             tool_name: call.name.clone(),
             output: outcome.model_text(),
             is_error: outcome.error.is_some(),
+            images: outcome.images.clone(),
         },
     });
 }

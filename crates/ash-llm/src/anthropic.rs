@@ -83,10 +83,26 @@ pub(crate) fn request_body(model: &str, request: &ModelRequest) -> Value {
                 content
                     .iter()
                     .map(|result| {
+                        let content = if result.images.is_empty() {
+                            json!(result.output)
+                        } else {
+                            let mut blocks = vec![json!({"type": "text", "text": result.output})];
+                            blocks.extend(result.images.iter().map(|image| {
+                                json!({
+                                    "type": "image",
+                                    "source": {
+                                        "type": "base64",
+                                        "media_type": image.media_type,
+                                        "data": image.data,
+                                    },
+                                })
+                            }));
+                            Value::Array(blocks)
+                        };
                         let mut block = json!({
                             "type": "tool_result",
                             "tool_use_id": result.call_id,
-                            "content": result.output,
+                            "content": content,
                         });
                         if result.is_error {
                             block["is_error"] = json!(true);

@@ -56,6 +56,7 @@ pub(crate) fn request_body(provider: &str, model: &str, request: &ModelRequest) 
                 messages.push(msg);
             }
             Message::Tool { content } => {
+                let mut images = Vec::new();
                 for result in content {
                     // No error flag exists on the wire; the prefix carries it.
                     let output = if result.is_error {
@@ -68,6 +69,21 @@ pub(crate) fn request_body(provider: &str, model: &str, request: &ModelRequest) 
                         "tool_call_id": result.call_id,
                         "content": output,
                     }));
+                    if !result.images.is_empty() {
+                        images.push(json!({
+                            "type": "text",
+                            "text": format!("The images `{}` returned (call {}):", result.tool_name, result.call_id),
+                        }));
+                        images.extend(result.images.iter().map(|image| json!({
+                            "type": "image_url",
+                            "image_url": {"url": format!("data:{};base64,{}", image.media_type, image.data)},
+                        })));
+                    }
+                }
+                // A tool message holds text only: images follow as the user's, after all the
+                // results (a tool message must answer its call directly).
+                if !images.is_empty() {
+                    messages.push(json!({"role": "user", "content": images}));
                 }
             }
         }

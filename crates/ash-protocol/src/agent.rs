@@ -278,6 +278,9 @@ pub struct ConnectionInfo {
     pub headers: BTreeMap<String, String>,
     /// Credentials the runtime attaches.
     pub auth: ConnectionAuthInfo,
+    /// Whether an MCP server's own instructions become a prompt layer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instructions: bool,
     /// Timeout and retry policy.
     pub policy: PolicyInfo,
     /// MCP tool lowering; null when no tools are exposed to the model.
@@ -296,12 +299,34 @@ pub enum TransportInfo {
         /// Server URL (as a template when interpolated).
         url: String,
     },
-    /// A child process speaking MCP on stdio.
+    /// A child process speaking MCP on stdio, in ash's sandbox.
     #[serde(rename_all = "camelCase")]
     Stdio {
         /// Argv.
         command: Vec<String>,
+        /// Variables added to its environment (values as templates).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        env: BTreeMap<String, String>,
+        /// What it may reach.
+        #[serde(default)]
+        network: ServerNetworkInfo,
     },
+}
+
+/// The network of a stdio MCP server's sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ServerNetworkInfo {
+    /// None (a private loopback only).
+    #[default]
+    None,
+    /// Only these hosts, through ash's filtering proxy.
+    Allow {
+        /// Host rules.
+        hosts: Vec<String>,
+    },
+    /// The host's network.
+    Full,
 }
 
 /// Connection credentials, secrets shown as templates.

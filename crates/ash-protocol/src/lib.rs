@@ -22,8 +22,8 @@ mod session;
 pub use agent::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
     HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo, PolicyInfo,
-    PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, SkillInfo, SourceFileInfo,
-    SubagentInfo, ToolInfo, TransportInfo, UnsupportedInfo,
+    PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, ServerNetworkInfo, SkillInfo,
+    SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo, UnsupportedInfo,
 };
 pub use api::{
     API_PREFIX, ApiError, CancelAccepted, HEARTBEAT_TYPE, Health, Heartbeat, HeartbeatData,
@@ -45,7 +45,7 @@ pub use job::{
 };
 pub use model::{
     AssistantPart, FinishReason, Message, ModelEvent, ModelResponse, ReasoningEffort, ToolCall,
-    ToolDefinition, ToolResultPart, Usage, UserPart,
+    ToolDefinition, ToolImage, ToolResultPart, Usage, UserPart,
 };
 pub use net::{
     GOSSIP_TYPES, Gossip, LogHead, LogStart, MAX_ENTRIES, MAX_GOSSIP_HEADS, MAX_HEADS,

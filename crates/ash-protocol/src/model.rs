@@ -101,6 +101,20 @@ pub struct ToolResultPart {
     /// Whether the call failed; the model sees the output as an error.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_error: bool,
+    /// Images the tool returned (an MCP tool's image content), shown to the model after the
+    /// text where the provider takes images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ToolImage>,
+}
+
+/// An image in a tool result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolImage {
+    /// Its media type, e.g. `image/png`.
+    pub media_type: String,
+    /// The image, base64-encoded.
+    pub data: String,
 }
 
 /// A tool the model may call.

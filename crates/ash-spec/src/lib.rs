@@ -43,7 +43,7 @@ pub use spec::{
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_SANDBOX_TIMEOUT_MS,
     DEFAULT_TOOL_TIMEOUT_MS, ForwardedHeader, HttpMethod, JwtAlgorithm, JwtClaims, Layout, Limits,
     MAX_RETRY_ATTEMPTS, MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ModelRef, ModelTool, Package,
-    PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend, Schedule, Skill, SkillKind,
-    Source, Subagent, Tool, ToolKind, ToolOrigin,
+    PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend, Schedule, ServerNetwork, Skill,
+    SkillKind, Source, Subagent, Tool, ToolKind, ToolOrigin,
 };
 pub use user_config::{DECIDE_SECONDS, UserConfig, parse_user_config};

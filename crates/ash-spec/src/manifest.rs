@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use ash_protocol::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
     DiagnosticInfo, HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo,
-    PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, SkillInfo,
-    SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
+    PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, ServerNetworkInfo,
+    SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
@@ -23,7 +23,7 @@ use crate::diagnostic::Diagnostic;
 use crate::source::sha256_hex;
 use crate::spec::{
     AgentSpec, AuthStrategy, ConnectionAuth, ConnectionKind, McpTransport, Package, Sandbox,
-    SkillKind, ToolKind, ToolOrigin,
+    ServerNetwork, SkillKind, ToolKind, ToolOrigin,
 };
 
 /// The directory `ash build` writes, relative to the project directory.
@@ -170,9 +170,20 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
                             McpTransport::StreamableHttp { url } => {
                                 TransportInfo::StreamableHttp { url: url.template().to_owned() }
                             }
-                            McpTransport::Stdio { command } => {
-                                TransportInfo::Stdio { command: command.clone() }
-                            }
+                            McpTransport::Stdio { command, env, network } => TransportInfo::Stdio {
+                                command: command.clone(),
+                                env: env
+                                    .iter()
+                                    .map(|(k, v)| (k.clone(), v.display_secret()))
+                                    .collect(),
+                                network: match network {
+                                    ServerNetwork::None => ServerNetworkInfo::None,
+                                    ServerNetwork::Full => ServerNetworkInfo::Full,
+                                    ServerNetwork::Allow(hosts) => {
+                                        ServerNetworkInfo::Allow { hosts: hosts.clone() }
+                                    }
+                                },
+                            },
                         }),
                         None,
                         Default::default(),
@@ -210,6 +221,7 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
                             ConnectionAuthInfo::Bearer { token: token.display_secret() }
                         }
                     },
+                    instructions: c.instructions,
                     policy: PolicyInfo {
                         timeout_ms: c.timeout_ms,
                         retry_attempts: c.retry_attempts,

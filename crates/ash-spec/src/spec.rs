@@ -484,6 +484,8 @@ pub struct Connection {
     pub timeout_ms: u64,
     /// Retries after the first attempt.
     pub retry_attempts: u32,
+    /// Whether an MCP server's own instructions become a prompt layer (`instructions = true`).
+    pub instructions: bool,
     /// Where it was authored.
     pub source: Source,
 }
@@ -520,12 +522,30 @@ pub enum McpTransport {
         /// Server URL.
         url: Interpolated,
     },
-    /// A child process on stdio.
+    /// A child process on stdio, run in ash's sandbox.
     Stdio {
         /// Argv; authored `./`/`../` paths were resolved to project-relative paths written
         /// `./<path>`: every argument starting with `./` is relative to the project directory.
         command: Vec<String>,
+        /// Variables added to the process's environment (`[transport.env]`), often its own
+        /// credentials.
+        env: BTreeMap<String, Interpolated>,
+        /// What the process may reach.
+        network: ServerNetwork,
     },
+}
+
+/// The network of a stdio MCP server's sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ServerNetwork {
+    /// None at all (the default): a private loopback only.
+    #[default]
+    None,
+    /// Only these hosts (`api.github.com`, `*.example.com`, `10.0.0.5:8080`), through ash's
+    /// filtering proxy.
+    Allow(Vec<String>),
+    /// The host's network, unfiltered.
+    Full,
 }
 
 /// MCP tool lowering.

@@ -118,6 +118,25 @@ impl<'t, 'i> Fields<'t, 'i> {
         }
     }
 
+    /// A boolean.
+    pub(crate) fn boolean(&mut self, d: &mut FileDiag<'_>, key: &str) -> Option<Located<bool>> {
+        let value = self.take(key)?;
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(Located { value: *b, span: value.span() }),
+            _ => {
+                self.wrong_type(d, key, value, "true or false");
+                None
+            }
+        }
+    }
+
+    /// Whether `key` holds a string (as opposed to another type, or nothing).
+    pub(crate) fn is_string(&self, key: &str) -> bool {
+        self.table
+            .iter()
+            .any(|(k, v)| k.get_ref() == key && matches!(v.get_ref(), DeValue::String(_)))
+    }
+
     pub(crate) fn required_string(
         &mut self,
         d: &mut FileDiag<'_>,

@@ -191,8 +191,18 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
             (Some(ash_protocol::TransportInfo::StreamableHttp { url }), _) => {
                 format!("streamable-http {url}")
             }
-            (Some(ash_protocol::TransportInfo::Stdio { command }), _) => {
-                format!("stdio {}", command.join(" "))
+            (Some(ash_protocol::TransportInfo::Stdio { command, env, network }), _) => {
+                let network = match network {
+                    ash_protocol::ServerNetworkInfo::None => "no network".to_owned(),
+                    ash_protocol::ServerNetworkInfo::Full => "full network".to_owned(),
+                    ash_protocol::ServerNetworkInfo::Allow { hosts } => {
+                        format!("network {}", hosts.join(", "))
+                    }
+                };
+                let env: Vec<&str> = env.keys().map(String::as_str).collect();
+                let env =
+                    if env.is_empty() { String::new() } else { format!(", env {}", env.join(" ")) };
+                format!("stdio {} ({network}{env})", command.join(" "))
             }
             (None, Some(url)) => url.clone(),
             (None, None) => String::new(),

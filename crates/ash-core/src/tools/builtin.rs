@@ -222,19 +222,19 @@ async fn bash(input: &Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
     }
     match out.limit {
         Some(LimitHit::WallTime) => Outcome {
-            error: Some(format!(
+            output: result,
+            ..Outcome::error(format!(
                 "the command did not finish within {} ms and was killed",
                 timeout.as_millis()
-            )),
-            output: result,
+            ))
         },
         Some(LimitHit::Cancelled) => Outcome::error("the command was cancelled"),
         Some(other) => Outcome {
-            error: Some(format!(
+            output: result,
+            ..Outcome::error(format!(
                 "the command was killed: it reached its sandbox's {} limit",
                 other.as_str()
-            )),
-            output: result,
+            ))
         },
         None => Outcome::ok(result),
     }

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ash_protocol::{ToolCall, ToolDefinition};
+use ash_protocol::{ToolCall, ToolDefinition, ToolImage};
 use ash_sandbox::{ExecRequest, Sandbox, SandboxPolicy};
 use ash_spec::{Package, ToolKind, ToolOrigin};
 use serde_json::{Map, Value};
@@ -40,23 +40,28 @@ pub(crate) struct Outcome {
     pub(crate) output: Value,
     /// Set when the call failed; the model sees this text as an error.
     pub(crate) error: Option<String>,
+    /// The text the model sees, when it is not `output` serialised (an MCP result's content).
+    pub(crate) text: Option<String>,
+    /// Images for the model (an MCP result's image content).
+    pub(crate) images: Vec<ToolImage>,
 }
 
 impl Outcome {
     pub(crate) fn ok(output: Value) -> Self {
-        Self { output, error: None }
+        Self { output, error: None, text: None, images: Vec::new() }
     }
 
     pub(crate) fn error(message: impl Into<String>) -> Self {
-        Self { output: Value::Null, error: Some(message.into()) }
+        Self { output: Value::Null, error: Some(message.into()), text: None, images: Vec::new() }
     }
 
     /// The text the model sees.
     pub(crate) fn model_text(&self) -> String {
-        match (&self.error, &self.output) {
-            (Some(error), _) => error.clone(),
-            (None, Value::String(text)) => text.clone(),
-            (None, value) => value.to_string(),
+        match (&self.error, &self.text, &self.output) {
+            (Some(error), _, _) => error.clone(),
+            (None, Some(text), _) => text.clone(),
+            (None, None, Value::String(text)) => text.clone(),
+            (None, None, value) => value.to_string(),
         }
     }
 }
@@ -201,10 +206,7 @@ impl Registry {
     /// The tools of `package`; `seeded`: skill files are copied into each workspace (else
     /// the skill tool gives the instructions only). `connections` runs the package's
     /// connection tools; without it (`ash info` offline) they show as not connected.
-    pub(crate) fn new(
-        package: &Package,
-        seeded: bool,
-    ) -> Result<Self, SchemaError> {
+    pub(crate) fn new(package: &Package, seeded: bool) -> Result<Self, SchemaError> {
         let mut runners: BTreeMap<String, Arc<dyn Runner>> = BTreeMap::new();
         for builtin in builtin::Builtin::all()? {
             runners.insert(builtin.name().to_owned(), Arc::new(builtin));

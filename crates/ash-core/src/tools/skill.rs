@@ -3,7 +3,9 @@
 use ash_protocol::ToolDefinition;
 use serde_json::{Map, Value, json};
 
-use super::{ACTIVATE_SKILL, CallContext, CallFuture, Outcome, Runner, Schema, SchemaError, SkillEntry};
+use super::{
+    ACTIVATE_SKILL, CallContext, CallFuture, Outcome, Runner, Schema, SchemaError, SkillEntry,
+};
 
 pub(crate) const SKILL_DESCRIPTION: &str = "Load a skill's instructions by name before following \
 it. Returns the instructions and the paths of the skill's files in the workspace.";

@@ -72,6 +72,7 @@ async fn replays_turns_by_position_from_an_agent_directory() {
             tool_name: "get_weather".into(),
             output: "sunny".into(),
             is_error: false,
+            images: Vec::new(),
         }],
     });
     // Asking again for the same position gives the same answer: replay is by position.

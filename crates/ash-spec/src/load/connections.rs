@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diagnostic::FileDiag;
+use crate::interpolate::Interpolated;
 use crate::load::agent_toml::check_url;
 use crate::load::tools::resolve_argv;
 use crate::load::{Ctx, interpolate, load_named_tomls};
@@ -11,7 +12,7 @@ use crate::names::{is_tool_name, lower_snake_case};
 use crate::slots;
 use crate::spec::{
     Connection, ConnectionAuth, ConnectionKind, DEFAULT_CONNECTION_TIMEOUT_MS, MAX_RETRY_ATTEMPTS,
-    MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, Source,
+    MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ServerNetwork, Source,
 };
 use crate::toml_doc::{self, Fields};
 
@@ -30,6 +31,7 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
     let doc = toml_doc::parse(&src, &mut d)?;
     let mut fields = Fields::root(&doc);
     let kind_text = fields.required_string(&mut d, "kind", "`mcp` or `http`")?;
+    let mut instructions = false;
 
     let kind = match kind_text.value.as_str() {
         "mcp" => {
@@ -71,10 +73,17 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
                                     None
                                 };
                                 let base = path.parent().unwrap_or(path);
-                                argv.and_then(|argv| {
+                                let command = argv.and_then(|argv| {
                                     resolve_argv(&mut d, tree, base, "transport.command", &argv)
-                                })
-                                .map(|command| McpTransport::Stdio { command })
+                                });
+                                let env = server_env(&mut d, env, &mut t);
+                                let network = server_network(&mut d, &mut t);
+                                match (command, env, network) {
+                                    (Some(command), Some(env), Some(network)) => {
+                                        Some(McpTransport::Stdio { command, env, network })
+                                    }
+                                    _ => None,
+                                }
                             }
                             Some(ty) => {
                                 d.error(
@@ -91,6 +100,7 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
                 }
             };
             let tools = mcp_tools(&mut d, &mut fields, &name);
+            instructions = fields.boolean(&mut d, "instructions").is_some_and(|b| b.value);
             Some(ConnectionKind::Mcp { transport: transport?, tools: tools? })
         }
         "http" => {
@@ -175,8 +185,101 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
         auth: auth?,
         timeout_ms,
         retry_attempts,
+        instructions,
         source: Source::File(rel),
     })
+}
+
+/// Most variables `[transport.env]` may set.
+const MAX_SERVER_ENV: usize = 64;
+
+/// `[transport.env]` of a stdio server: names a process environment accepts, values with
+/// `${VAR}`s resolved. `None` on error.
+fn server_env(
+    d: &mut FileDiag<'_>,
+    env: &BTreeMap<String, String>,
+    t: &mut Fields<'_, '_>,
+) -> Option<BTreeMap<String, Interpolated>> {
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    let entries = t.string_map(d, "env");
+    if entries.len() > MAX_SERVER_ENV {
+        d.error(
+            "too-many",
+            entries.first().map(|(k, _)| k.span.clone()),
+            format!("`transport.env` sets {} variables; at most {MAX_SERVER_ENV}", entries.len()),
+            "`transport.env`: the variables the server needs",
+        );
+        return None;
+    }
+    for (key, value) in entries {
+        let name_ok = key.value.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !name_ok {
+            ok = false;
+            d.error(
+                "invalid-name",
+                Some(key.span),
+                format!("`{}` is not an environment variable name", key.value),
+                "`transport.env` keys: letters, digits and `_`, not starting with a digit",
+            );
+            continue;
+        }
+        // The server's own settings, often its credentials: treated as secrets.
+        match interpolate(d, env, &format!("transport.env.{}", key.value), &value, true) {
+            Some(v) => {
+                out.insert(key.value, v);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `transport.network` of a stdio server: `"none"` (the default), `"full"`, or a list of
+/// hosts. `None` on error.
+fn server_network(d: &mut FileDiag<'_>, t: &mut Fields<'_, '_>) -> Option<ServerNetwork> {
+    const EXPECTED: &str =
+        "`\"none\"`, `\"full\"`, or a list of hosts such as [\"api.github.com\"]";
+    if !t.has("network") {
+        return Some(ServerNetwork::None);
+    }
+    if t.is_string("network") {
+        let word = t.string(d, "network", EXPECTED)?;
+        return match word.value.as_str() {
+            "none" => Some(ServerNetwork::None),
+            "full" => Some(ServerNetwork::Full),
+            other => {
+                d.error(
+                    "invalid-value",
+                    Some(word.span),
+                    format!("unknown network `{other}`"),
+                    format!("`transport.network`: {EXPECTED}"),
+                );
+                None
+            }
+        };
+    }
+    let hosts = t.strings(d, "network", EXPECTED)?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    for host in hosts {
+        let valid = !host.value.is_empty()
+            && host.value.len() <= 253
+            && host.value.chars().all(|c| c.is_ascii_alphanumeric() || ".-*:[]".contains(c));
+        if valid {
+            out.push(host.value);
+        } else {
+            ok = false;
+            d.error(
+                "invalid-value",
+                Some(host.span),
+                format!("`{}` is not a host", host.value),
+                "`transport.network`: hosts such as `api.github.com`, `*.example.com` or `10.0.0.5:8080`",
+            );
+        }
+    }
+    ok.then_some(ServerNetwork::Allow(out))
 }
 
 /// `[tools]`: `Some(None)` when absent (nothing lowered), `None` on error.
