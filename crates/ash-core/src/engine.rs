@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{Accepted, CancelOutcome, Inbound, RunId, RunSnapshot, SessionId};
+use crate::connections::{Connections, Launcher};
 use crate::hub::{Follower, Hub};
 use crate::ids;
 use crate::store::{Commit, Expect, JournalRecord, NewRun, Store, StoreError};
@@ -34,6 +35,9 @@ pub struct EngineConfig {
     pub project_dir: PathBuf,
     /// Where session workspaces are created (`<dir>/<runId>/`).
     pub workspaces_dir: PathBuf,
+    /// Where each stdio MCP server gets its own directory (`<dir>/<connection>/`, its `HOME`
+    /// and working directory). By default `connections` beside the workspaces directory.
+    pub connections_dir: PathBuf,
     /// One directory, made by the caller, that every run of this engine works in instead (a
     /// job's repository): skills are not copied into it, so they never show in its diff (the
     /// skill tool still gives their instructions).
@@ -65,9 +69,11 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// Defaults for an agent in `project_dir` keeping workspaces under `workspaces_dir`.
     pub fn new(project_dir: impl Into<PathBuf>, workspaces_dir: impl Into<PathBuf>) -> Self {
+        let workspaces_dir: PathBuf = workspaces_dir.into();
         Self {
             project_dir: project_dir.into(),
-            workspaces_dir: workspaces_dir.into(),
+            connections_dir: workspaces_dir.with_file_name("connections"),
+            workspaces_dir,
             workspace: None,
             process_env: BTreeMap::from([
                 ("PATH".to_owned(), ash_sandbox::DEFAULT_PATH.to_owned()),
@@ -182,6 +188,7 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) config: EngineConfig,
     pub(crate) tools: Registry,
+    pub(crate) connections: Connections,
     pub(crate) hub: Arc<Hub>,
     pub(crate) owner_id: String,
     active: Mutex<HashMap<String, ActiveRun>>,
@@ -235,13 +242,15 @@ impl Engine {
         config.workspaces_dir = config.workspaces_dir.canonicalize().map_err(|source| {
             EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
         })?;
-        let tools = Registry::new(spec.root(), config.workspace.is_none())?;
+        let connections = Connections::new(spec.root());
+        let tools = Registry::new(spec.root(), config.workspace.is_none(), Some(&connections))?;
         let inner = Arc::new(Inner {
             spec,
             model,
             store,
             config,
             tools,
+            connections,
             hub: Arc::new(Hub::default()),
             owner_id: ids::owner_id(),
             active: Mutex::new(HashMap::new()),
@@ -250,6 +259,19 @@ impl Engine {
             hard_stop: CancellationToken::new(),
             quiet: Quiet::default(),
         });
+        inner.connections.start(
+            Launcher {
+                sandbox: Arc::clone(&inner.config.sandbox),
+                policy: inner.config.tool_policy.clone(),
+                project_dir: inner.config.project_dir.clone(),
+                workspaces_dir: inner.config.workspaces_dir.clone(),
+                connections_dir: inner.config.connections_dir.clone(),
+                env: inner.config.process_env.clone(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            &inner.tasks,
+            &inner.shutdown,
+        );
         inner.tasks.spawn(sweep(Arc::clone(&inner)));
         Ok(Self { inner })
     }
@@ -263,6 +285,21 @@ impl Engine {
     /// was started with [`EngineConfig::allow_unsupported`]).
     pub fn unsupported(&self) -> Vec<ash_protocol::UnsupportedInfo> {
         crate::support::unsupported(&self.inner.spec)
+    }
+
+    /// The agent surface as this engine runs it: tools as the model is offered them, with
+    /// each MCP tool's live state (`GET /info`).
+    pub fn surface(
+        &self,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> ash_protocol::AgentSurface {
+        crate::support::surface_of(&self.inner.spec, &self.inner.tools, now)
+    }
+
+    /// Waits (at most `within`) until every MCP connection has made its first attempt: ready,
+    /// or down with a reason.
+    pub async fn connections_settled(&self, within: Duration) {
+        self.inner.connections.settled(within).await;
     }
 
     /// The tools the model is offered, built-ins included, sorted by name.

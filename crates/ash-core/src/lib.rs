@@ -3,7 +3,8 @@
 //! Owns sessions, runs, turns and steps; one worker task per active run holding a lease in the
 //! store; the turn loop (prompt assembly, model call, actions, repeat until the model stops or a
 //! limit says stop); conversation and task modes; per-session workspaces; the built-in tools
-//! (`bash`, `read_file`, `write_file`, `activate_skill`/`load_skill`) and command tools; the
+//! (`bash`, `read_file`, `write_file`, `activate_skill`/`load_skill`), command tools and the
+//! tools of MCP connections (servers kept alive, their credentials kept here); the
 //! [`Store`] trait with the journal and event records, and an in-memory implementation; and the
 //! live event hub with [`Follower`]s that join history and live events without gaps.
 //!
@@ -16,6 +17,7 @@
 //! `ash-sandbox`. SQLite and PostgreSQL stores live in `ash-store`.
 
 mod api;
+mod connections;
 mod engine;
 mod hub;
 mod ids;

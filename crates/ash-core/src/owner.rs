@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use ash_llm::ModelRequest;
 use ash_protocol::{
-    Action, ActionError, ActionOutput, ActionResult, ActionStatus, ActionsRequested, AssistantPart,
-    EventBody, FinishReason, MessageCompleted, ModelResponse, RunCompleted, RunFailed, RunMode,
-    RunStatus, SessionContext, SessionTurn, SessionWaiting, StepCompleted, StopReason,
-    ThinkingCompleted, ToolCall, ToolResultPart, TurnCancelled, TurnCompleted, TurnFailed, Usage,
+    Action, ActionError, ActionOutput, ActionProgress, ActionResult, ActionStatus,
+    ActionsRequested, AssistantPart, EventBody, FinishReason, MessageCompleted, ModelResponse,
+    RunCompleted, RunFailed, RunMode, RunStatus, SessionContext, SessionTurn, SessionWaiting,
+    StepCompleted, StopReason, ThinkingCompleted, ToolCall, ToolResultPart, TurnCancelled,
+    TurnCompleted, TurnFailed, Usage,
 };
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -19,7 +20,12 @@ use crate::ids;
 use crate::prompt::system_prompt;
 use crate::replay::{RunState, TurnState, calls_of, text_of};
 use crate::store::{Commit, Expect, JournalRecord, RunRecord, StoreError, add_usage};
-use crate::tools::{CallContext, Outcome, Registry, call_policy};
+use crate::tools::{CallContext, Outcome, Registry, ToolProgress, call_policy};
+
+/// Least time between two stored `action.progress` events of one call.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// Most `action.progress` events stored for one call.
+const MAX_PROGRESS_EVENTS: u64 = 200;
 use crate::workspace::Workspace;
 
 /// Why a worker stopped before its run parked or ended.
@@ -233,6 +239,7 @@ impl TurnWorker<'_> {
                 self.inner.spec.root(),
                 self.workspace.root(),
                 self.inner.tools.skills(),
+                &self.inner.connections.instructions(),
             ),
             messages: self.state.history.clone(),
             tools: self.inner.tools.definitions(),
@@ -338,7 +345,9 @@ impl TurnWorker<'_> {
             attempt
         };
 
-        let Some(outcome) = self.execute(turn, &call).await else {
+        let (outcome, progress_events) = self.execute(turn, &call, attempt).await;
+        self.record.event_count += progress_events;
+        let Some(outcome) = outcome else {
             return Ok(Stop::Interrupted);
         };
         let mut commit = self.commit();
@@ -351,7 +360,14 @@ impl TurnWorker<'_> {
     }
 
     /// Executes `call`; `None` when shutdown killed it and it must run again after a restart.
-    async fn execute(&self, turn: &TurnState, call: &ToolCall) -> Option<Outcome> {
+    /// The progress it reports is stored as `action.progress` events as it comes (at most one
+    /// every [`PROGRESS_EVERY`], [`MAX_PROGRESS_EVENTS`] in all); their count is returned too.
+    async fn execute(
+        &self,
+        turn: &TurnState,
+        call: &ToolCall,
+        attempt: u32,
+    ) -> (Option<Outcome>, u64) {
         let context = SessionContext {
             session_id: self.record.run_id.clone(),
             run_id: self.record.run_id.clone(),
@@ -369,6 +385,7 @@ impl TurnWorker<'_> {
             &config.workspaces_dir,
             self.workspace.root(),
         );
+        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel::<ToolProgress>(16);
         let ctx = CallContext {
             workspace: &self.workspace,
             project_dir: &config.project_dir,
@@ -377,24 +394,66 @@ impl TurnWorker<'_> {
             cancel: &action_cancel,
             sandbox: &config.sandbox,
             policy: &policy,
+            progress: Some(&progress_tx),
         };
         let running = self.inner.tools.call(call, &ctx);
         tokio::pin!(running);
-        let outcome = tokio::select! {
-            outcome = &mut running => Some(outcome),
-            () = self.cancel.cancelled() => {
-                action_cancel.cancel();
-                running.await;
-                Some(Outcome::error("cancelled by the user"))
-            }
-            () = self.inner.hard_stop.cancelled() => {
-                // Shutdown grace is over: kill it and leave no result, so it runs again.
-                action_cancel.cancel();
-                running.await;
-                None
+        let mut stored = 0u64;
+        let mut last: Option<std::time::Instant> = None;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut running => break Some(outcome),
+                Some(progress) = progress_rx.recv() => {
+                    let due = last.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+                    if due && stored < MAX_PROGRESS_EVENTS {
+                        last = Some(std::time::Instant::now());
+                        stored += self.store_progress(turn, call, attempt, progress).await;
+                    }
+                }
+                () = self.cancel.cancelled() => {
+                    action_cancel.cancel();
+                    running.await;
+                    break Some(Outcome::error("cancelled by the user"));
+                }
+                () = self.inner.hard_stop.cancelled() => {
+                    // Shutdown grace is over: kill it and leave no result, so it runs again.
+                    action_cancel.cancel();
+                    running.await;
+                    break None;
+                }
             }
         };
-        outcome
+        (outcome, stored)
+    }
+
+    /// Stores and publishes one `action.progress` event; how many events that was.
+    async fn store_progress(
+        &self,
+        turn: &TurnState,
+        call: &ToolCall,
+        attempt: u32,
+        progress: ToolProgress,
+    ) -> u64 {
+        let mut commit = self.commit();
+        commit.events.push(EventBody::ActionProgress(ActionProgress {
+            turn_id: ids::turn_id(turn.sequence),
+            step_index: turn.step,
+            call_id: call.id.clone(),
+            attempt,
+            progress: progress.progress,
+            total: progress.total,
+            message: progress.message,
+        }));
+        match self.inner.store.commit(&self.record.run_id, commit).await {
+            Ok(events) => {
+                self.inner.hub.publish(&self.record.run_id, &events);
+                events.len() as u64
+            }
+            Err(error) => {
+                tracing::debug!(%error, "progress not stored");
+                0
+            }
+        }
     }
 
     async fn end_turn(&mut self, turn: &TurnState, reason: StopReason) -> Result<Stop, StoreError> {

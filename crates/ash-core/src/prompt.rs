@@ -1,5 +1,6 @@
-//! Prompt assembly: `system.md` and the `system/` layers in order, then a section naming the
-//! live workspace, then the skills catalogue.
+//! Prompt assembly: `system.md` and the `system/` layers in order, the instructions of MCP
+//! servers whose connection asks for them, then a section naming the live workspace, then the
+//! skills catalogue.
 
 use std::path::Path;
 
@@ -8,8 +9,20 @@ use ash_spec::Package;
 use crate::tools::{ACTIVATE_SKILL, SkillEntry};
 
 /// The system prompt of one step.
-pub(crate) fn system_prompt(package: &Package, workspace: &Path, skills: &[SkillEntry]) -> String {
+pub(crate) fn system_prompt(
+    package: &Package,
+    workspace: &Path,
+    skills: &[SkillEntry],
+    servers: &[(String, String)],
+) -> String {
     let mut out = package.system_prompt();
+    // Instructions of MCP servers whose connection asks for them (`instructions = true`).
+    for (connection, instructions) in servers {
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&format!("## MCP server `{connection}`\n\n{}", instructions.trim()));
+    }
     if !out.is_empty() {
         out.push_str("\n\n");
     }

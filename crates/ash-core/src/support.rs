@@ -1,7 +1,7 @@
 //! What of an agent this runtime executes, and what it only parses.
 //!
-//! Owns the list of configured items the engine does not run yet (named sandboxes,
-//! connections, HTTP tools, a command tool's `sandbox`, subagents, schedules, the cost and
+//! Owns the list of configured items the engine does not run yet (named sandboxes, HTTP
+//! connections and tools, a command tool's `sandbox`, subagents, schedules, the cost and
 //! session-time budgets) and the runtime's view of the agent surface: the tools the model is
 //! really offered, built-ins included. [`crate::Engine::start`] refuses an agent with such
 //! items unless [`crate::EngineConfig::allow_unsupported`] says to run without them; `ash info`
@@ -11,7 +11,7 @@ use ash_protocol::{AgentSurface, ToolInfo, UnsupportedInfo};
 use ash_spec::{AgentSpec, ConnectionKind, ToolKind};
 use chrono::{DateTime, Utc};
 
-use crate::tools::Registry;
+use crate::tools::{Availability, Registry};
 
 /// The items of `spec` this runtime parses but does not execute, in file order.
 pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
@@ -32,19 +32,15 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
         );
     }
     for connection in &root.connections {
-        let tools: Vec<String> = match &connection.kind {
-            ConnectionKind::Mcp { tools: Some(tools), .. } => {
-                tools.allow.iter().map(|t| format!("{}__{t}", tools.namespace)).collect()
-            }
-            ConnectionKind::Mcp { tools: None, .. } | ConnectionKind::Http { .. } => Vec::new(),
-        };
-        push(
-            connection.source.display(),
-            format!("connections/{}", connection.name),
-            "connections (MCP and HTTP) are not executed yet; none of their tools are offered"
-                .to_owned(),
-            tools,
-        );
+        // MCP connections run (`crate::connections`); HTTP ones are next.
+        if let ConnectionKind::Http { .. } = &connection.kind {
+            push(
+                connection.source.display(),
+                format!("connections/{}", connection.name),
+                "HTTP connections are not executed yet".to_owned(),
+                Vec::new(),
+            );
+        }
     }
     for tool in &root.tools {
         match &tool.kind {
@@ -110,24 +106,54 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
     out
 }
 
-/// The agent surface as this runtime runs it: the authored surface plus the built-in tools,
-/// the names of the tools the model is offered, and the unsupported items. `now` fixes the
-/// schedules' next fire times.
+/// The agent surface as this runtime runs it, offline (no connection is started, so their
+/// tools show as not connected): the authored surface plus the built-in tools, the names of
+/// the tools the model is offered, and the unsupported items. `now` fixes the schedules' next
+/// fire times.
 pub fn runtime_surface(spec: &AgentSpec, now: Option<DateTime<Utc>>) -> AgentSurface {
-    let mut surface = spec.surface(now);
-    // The spec's schemas were checked when it was built, so this compiles.
-    if let Ok(registry) = Registry::new(spec.root(), true) {
-        for (_, runner) in registry.states().filter(|(_, runner)| runner.is_builtin()) {
-            let builtin = runner.definition();
-            surface.tools.push(ToolInfo::Builtin {
-                name: builtin.name,
-                description: builtin.description,
-                input_schema: builtin.input_schema,
-            });
+    match Registry::new(spec.root(), true, None) {
+        Ok(registry) => surface_of(spec, &registry, now),
+        // The spec's schemas were checked when it was built, so this does not happen.
+        Err(_) => {
+            let mut surface = spec.surface(now);
+            surface.unsupported = unsupported(spec);
+            surface
         }
-        surface.tools.sort_by(|a, b| tool_name(a).cmp(tool_name(b)));
-        surface.offered_tools = registry.states().map(|(name, _)| name.to_owned()).collect();
     }
+}
+
+/// The surface of `spec` with the tools as `registry` offers them: the model request, `ash
+/// info` and `GET /info` read this one list.
+pub(crate) fn surface_of(
+    spec: &AgentSpec,
+    registry: &Registry,
+    now: Option<DateTime<Utc>>,
+) -> AgentSurface {
+    let mut surface = spec.surface(now);
+    for (_, runner) in registry.states().filter(|(_, runner)| runner.is_builtin()) {
+        let builtin = runner.definition();
+        surface.tools.push(ToolInfo::Builtin {
+            name: builtin.name,
+            description: builtin.description,
+            input_schema: builtin.input_schema,
+        });
+    }
+    for tool in &mut surface.tools {
+        if let ToolInfo::Mcp { name, description, input_schema, unavailable, .. } = tool
+            && let Some(runner) = registry.get(name)
+        {
+            match runner.availability() {
+                Availability::Available => {
+                    let definition = runner.definition();
+                    *description = Some(definition.description);
+                    *input_schema = Some(definition.input_schema);
+                }
+                Availability::Unavailable(why) => *unavailable = Some(why),
+            }
+        }
+    }
+    surface.tools.sort_by(|a, b| tool_name(a).cmp(tool_name(b)));
+    surface.offered_tools = registry.states().map(|(name, _)| name.to_owned()).collect();
     surface.unsupported = unsupported(spec);
     surface
 }

@@ -197,6 +197,16 @@ pub enum ToolInfo {
         remote_name: String,
         /// Source file of the connection.
         source: String,
+        /// The description the server gives (known once connected).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// The input schema the server gives (known once connected).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_schema: Option<Value>,
+        /// Why the model cannot call it right now (server down, starting, not offering it, or
+        /// not connected because `ash info` starts no servers); absent when it can.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unavailable: Option<String>,
     },
     /// The delegation tool of a subagent.
     #[serde(rename_all = "camelCase")]

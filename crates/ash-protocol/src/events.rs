@@ -80,6 +80,9 @@ pub enum EventBody {
     /// The model asked for actions; none has run yet.
     #[serde(rename = "actions.requested")]
     ActionsRequested(ActionsRequested),
+    /// A running action reported progress (an MCP tool's progress notifications).
+    #[serde(rename = "action.progress")]
+    ActionProgress(ActionProgress),
     /// One action finished.
     #[serde(rename = "action.result")]
     ActionResult(ActionResult),
@@ -116,6 +119,7 @@ impl EventBody {
             Self::ThinkingCompleted(_) => "thinking.completed",
             Self::MessageCompleted(_) => "message.completed",
             Self::ActionsRequested(_) => "actions.requested",
+            Self::ActionProgress(_) => "action.progress",
             Self::ActionResult(_) => "action.result",
             Self::StepCompleted(_) => "step.completed",
             Self::TurnCompleted(_) => "turn.completed",
@@ -236,6 +240,28 @@ pub enum ActionStatus {
     Completed,
     /// It did not produce a result; `error.message` says why. The model saw the error.
     Failed,
+}
+
+/// `action.progress`: how far a running action is, as its tool reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionProgress {
+    /// Turn id.
+    pub turn_id: String,
+    /// Step index within the turn.
+    pub step_index: u32,
+    /// Call id from `actions.requested`.
+    pub call_id: String,
+    /// Which execution of the action reports.
+    pub attempt: u32,
+    /// How far (increasing within an attempt).
+    pub progress: f64,
+    /// Out of how much, when the tool knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    /// What the tool says it is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `action.result`.

@@ -32,10 +32,10 @@ pub use api::{
 };
 pub use diagnostic::{BuildOutput, DiagnosticInfo, InfoOutput, SeverityInfo};
 pub use events::{
-    Action, ActionError, ActionOutput, ActionResult, ActionStatus, ActionsRequested, Event,
-    EventBody, EventMeta, MessageCompleted, MessageReceived, RunCompleted, RunFailed, RunMode,
-    RunStarted, STREAM_VERSION, SessionWaiting, StepCompleted, StopReason, ThinkingCompleted,
-    TurnCancelled, TurnCompleted, TurnFailed, TurnStarted,
+    Action, ActionError, ActionOutput, ActionProgress, ActionResult, ActionStatus,
+    ActionsRequested, Event, EventBody, EventMeta, MessageCompleted, MessageReceived, RunCompleted,
+    RunFailed, RunMode, RunStarted, STREAM_VERSION, SessionWaiting, StepCompleted, StopReason,
+    ThinkingCompleted, TurnCancelled, TurnCompleted, TurnFailed, TurnStarted,
 };
 pub use job::{
     JOB_CHUNK_BYTES, JobAnnounce, JobAssign, JobEnd, JobFile, JobManifest, JobModelAnswer,

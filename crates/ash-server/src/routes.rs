@@ -193,7 +193,7 @@ async fn health(State(app): State<App>) -> Response {
 }
 
 async fn info(State(app): State<App>) -> Response {
-    let agent = ash_core::runtime_surface(app.engine.spec(), Some(chrono::Utc::now()));
+    let agent = app.engine.surface(Some(chrono::Utc::now()));
     Json(json!({ "ok": true, "agent": agent })).into_response()
 }
 

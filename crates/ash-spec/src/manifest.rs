@@ -325,6 +325,10 @@ fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
             connection: connection.name.clone(),
             remote_name: (*remote_name).to_owned(),
             source: connection.source.display().to_owned(),
+            // What the server says comes with a connection, never from the files.
+            description: None,
+            input_schema: None,
+            unavailable: None,
         },
         ToolOrigin::Subagent(subagent) => ToolInfo::Subagent {
             name,

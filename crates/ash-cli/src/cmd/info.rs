@@ -150,11 +150,28 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
                 let _ = writeln!(out, "{indent}  {name}  sandbox  {description}");
                 let _ = writeln!(out, "{indent}      runs a shell command in sandbox {sandbox}");
             }
-            ToolInfo::Mcp { name, connection, remote_name, .. } => {
+            ToolInfo::Mcp {
+                name,
+                connection,
+                remote_name,
+                description,
+                input_schema,
+                unavailable,
+                ..
+            } => {
                 let _ = writeln!(
                     out,
                     "{indent}  {name}  mcp  tool `{remote_name}` of connection {connection}"
                 );
+                if let Some(description) = description {
+                    let _ = writeln!(out, "{indent}      {}", description.trim());
+                }
+                if let Some(schema) = input_schema {
+                    let _ = writeln!(out, "{indent}      input: {schema}");
+                }
+                if let Some(why) = unavailable {
+                    let _ = writeln!(out, "{indent}      UNAVAILABLE: {why}");
+                }
             }
             ToolInfo::Subagent { name, description, subagent, .. } => {
                 let _ = writeln!(out, "{indent}  {name}  subagent  {description}");

@@ -53,6 +53,11 @@ pub(crate) fn lines(body: &EventBody, narration_as_reply: bool) -> Lines {
                 });
             }
         }
+        EventBody::ActionProgress(p) => {
+            let total = p.total.map(|t| format!("/{t}")).unwrap_or_default();
+            let message = p.message.as_deref().map(|m| format!(" {m}")).unwrap_or_default();
+            out.progress.push(format!("  … {}{total}{message}", p.progress));
+        }
         EventBody::ActionResult(result) => {
             let (name, output) = match &result.result {
                 ActionOutput::ToolResult { tool_name, output } => {

@@ -8,6 +8,7 @@
 
 mod builtin;
 mod command;
+mod mcp;
 mod skill;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use ash_spec::{Package, ToolKind, ToolOrigin};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::Connections;
 use crate::workspace::Workspace;
 
 /// Name of the skill tool.
@@ -82,6 +84,19 @@ pub(crate) struct CallContext<'a> {
     pub(crate) sandbox: &'a Sandbox,
     /// The policy of this call's processes (workspace writable, project read-only).
     pub(crate) policy: &'a SandboxPolicy,
+    /// Where a tool that reports progress sends it (`action.progress` events).
+    pub(crate) progress: Option<&'a tokio::sync::mpsc::Sender<ToolProgress>>,
+}
+
+/// One progress report of a running call.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ToolProgress {
+    /// How far (increasing).
+    pub(crate) progress: f64,
+    /// Out of how much, when known.
+    pub(crate) total: Option<f64>,
+    /// What the tool says it is doing.
+    pub(crate) message: Option<String>,
 }
 
 /// The policy of a call in `workspace`: the template, plus the workspace writable and the
@@ -206,7 +221,11 @@ impl Registry {
     /// The tools of `package`; `seeded`: skill files are copied into each workspace (else
     /// the skill tool gives the instructions only). `connections` runs the package's
     /// connection tools; without it (`ash info` offline) they show as not connected.
-    pub(crate) fn new(package: &Package, seeded: bool) -> Result<Self, SchemaError> {
+    pub(crate) fn new(
+        package: &Package,
+        seeded: bool,
+        connections: Option<&Connections>,
+    ) -> Result<Self, SchemaError> {
         let mut runners: BTreeMap<String, Arc<dyn Runner>> = BTreeMap::new();
         for builtin in builtin::Builtin::all()? {
             runners.insert(builtin.name().to_owned(), Arc::new(builtin));
@@ -237,11 +256,15 @@ impl Registry {
                     }
                     ToolKind::Http { .. } => continue,
                 },
+                ToolOrigin::Mcp { connection, remote_name } => Arc::new(mcp::McpTool::new(
+                    &tool.name,
+                    &connection.name,
+                    remote_name,
+                    connections.and_then(|c| c.mcp(&connection.name)).cloned(),
+                )),
                 // Not executed yet: `crate::support` lists them and `Engine::start` refuses
                 // them unless told to run without.
-                ToolOrigin::Mcp { .. } | ToolOrigin::Sandbox(_) | ToolOrigin::Subagent(_) => {
-                    continue;
-                }
+                ToolOrigin::Sandbox(_) | ToolOrigin::Subagent(_) => continue,
             };
             runners.insert(tool.name.clone(), runner);
         }
@@ -267,6 +290,11 @@ impl Registry {
     /// Every tool with its availability, sorted by name.
     pub(crate) fn states(&self) -> impl Iterator<Item = (&str, &dyn Runner)> {
         self.runners.iter().map(|(name, runner)| (name.as_str(), runner.as_ref()))
+    }
+
+    /// The tool named `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&dyn Runner> {
+        self.runners.get(name).map(AsRef::as_ref)
     }
 
     /// The skills catalogue.

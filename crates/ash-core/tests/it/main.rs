@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
+mod mcp;
 mod turns;
 
 use std::collections::BTreeMap;
@@ -39,16 +40,36 @@ impl Harness {
         store: Arc<dyn Store>,
         tweak: impl FnOnce(&mut EngineConfig),
     ) -> Self {
+        Self::with_env(files, &BTreeMap::new(), store, tweak).await
+    }
+
+    /// An engine whose agent files may name `${VAR}`s of `env`.
+    pub(crate) async fn with_env(
+        files: &str,
+        env: &BTreeMap<String, String>,
+        store: Arc<dyn Store>,
+        tweak: impl FnOnce(&mut EngineConfig),
+    ) -> Self {
         let server = FakeModelServer::start().await;
         let fixture = Fixture::new(&format!("{AGENT_TOML}{files}"));
         let state = tempfile::tempdir().unwrap();
-        let engine = engine_for(&fixture, &server, Arc::clone(&store), state.path(), tweak);
+        let options = LoadOptions { env: env.clone() };
+        let engine =
+            engine_for(&fixture, &options, &server, Arc::clone(&store), state.path(), tweak);
         Self { engine, server, fixture, store, state }
     }
 
     /// A second engine on the same agent, store and state directory (a restarted server).
     pub(crate) fn restart(&self, tweak: impl FnOnce(&mut EngineConfig)) -> Engine {
-        engine_for(&self.fixture, &self.server, Arc::clone(&self.store), self.state.path(), tweak)
+        let options = LoadOptions::default();
+        engine_for(
+            &self.fixture,
+            &options,
+            &self.server,
+            Arc::clone(&self.store),
+            self.state.path(),
+            tweak,
+        )
     }
 
     pub(crate) async fn send(&self, message: &str, token: Option<&str>) -> Accepted {
@@ -62,12 +83,13 @@ impl Harness {
 
 fn engine_for(
     fixture: &Fixture,
+    options: &LoadOptions,
     server: &FakeModelServer,
     store: Arc<dyn Store>,
     state: &Path,
     tweak: impl FnOnce(&mut EngineConfig),
 ) -> Engine {
-    let loaded = ash_spec::load(fixture.path(), &LoadOptions::default()).unwrap();
+    let loaded = ash_spec::load(fixture.path(), options).unwrap();
     let (spec, _) = loaded.into_result().unwrap_or_else(|d| panic!("fixture invalid: {d:#?}"));
     let env = BTreeMap::from([("OPENAI_API_KEY".to_owned(), "sk-test".to_owned())]);
     let mut table = ProviderTable::builtin(&env);

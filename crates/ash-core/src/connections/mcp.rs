@@ -1,0 +1,462 @@
+//! One MCP connection kept alive for an engine: its server started (a stdio server as a
+//! long-lived process in ash's sandbox) or reached (streamable HTTP), initialized, its tools
+//! listed and listed again when it says they changed; when it dies or stops answering, its
+//! tools are unavailable with the reason while it is restarted with backoff.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use ash_mcp::{Client, RemoteTool};
+use ash_sandbox::{ExecRequest, Process};
+use ash_spec::{Connection, ConnectionAuth, ConnectionKind, McpTransport, ServerNetwork};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::Launcher;
+use super::redact::Redactor;
+use crate::tools::Schema;
+
+/// First wait before a restart; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A session that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(60);
+/// How often an HTTP server is asked whether it is still there.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// A stdio server lives this long before it is restarted fresh.
+const SERVER_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long a server whose connection closed gets to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+/// Lines of a server's stderr kept for the reason it died.
+const STDERR_LINES: usize = 8;
+
+/// A tool as the server last described it, with its input schema compiled.
+pub(crate) struct ServerTool {
+    pub(crate) remote: RemoteTool,
+    /// The compiled schema, or why it does not compile.
+    pub(crate) schema: Result<Schema, String>,
+}
+
+enum Phase {
+    Starting,
+    Ready(Arc<Client>),
+    Down(String),
+}
+
+struct State {
+    phase: Phase,
+    /// The tools the server offered last, kept while it is down.
+    tools: BTreeMap<String, Arc<ServerTool>>,
+    instructions: Option<String>,
+}
+
+/// One MCP connection of an engine.
+pub(crate) struct McpConnection {
+    pub(crate) connection: Connection,
+    pub(crate) redactor: Redactor,
+    state: RwLock<State>,
+    /// Bumped on every change of phase or tools.
+    generation: watch::Sender<u64>,
+    /// A call saw the session break: look now.
+    wake: Notify,
+}
+
+impl McpConnection {
+    pub(crate) fn new(connection: Connection) -> Self {
+        Self {
+            redactor: Redactor::of(&connection),
+            connection,
+            state: RwLock::new(State {
+                phase: Phase::Starting,
+                tools: BTreeMap::new(),
+                instructions: None,
+            }),
+            generation: watch::channel(0).0,
+            wake: Notify::new(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.connection.name
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        change(&mut self.state.write().unwrap_or_else(PoisonError::into_inner));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The tool `remote` as the server last described it.
+    pub(crate) fn described(&self, remote: &str) -> Option<Arc<ServerTool>> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner).tools.get(remote).cloned()
+    }
+
+    /// The session and the tool, or why `remote` cannot be called now.
+    pub(crate) fn callable(&self, remote: &str) -> Result<(Arc<Client>, Arc<ServerTool>), String> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let client = match &state.phase {
+            Phase::Starting => {
+                return Err(format!("MCP server `{}` is still starting", self.name()));
+            }
+            Phase::Down(why) => {
+                return Err(format!("MCP server `{}` is down: {why}", self.name()));
+            }
+            Phase::Ready(client) => client,
+        };
+        let Some(tool) = state.tools.get(remote) else {
+            let offered: Vec<&str> = state.tools.keys().map(String::as_str).take(20).collect();
+            return Err(format!(
+                "MCP server `{}` does not offer `{remote}` (it offers: {})",
+                self.name(),
+                if offered.is_empty() { "nothing".to_owned() } else { offered.join(", ") }
+            ));
+        };
+        if let Err(why) = &tool.schema {
+            return Err(format!(
+                "the input schema MCP server `{}` gives for `{remote}` is unusable: {why}",
+                self.name()
+            ));
+        }
+        Ok((Arc::clone(client), Arc::clone(tool)))
+    }
+
+    /// The server's instructions, when it is up and gave some.
+    pub(crate) fn instructions(&self) -> Option<String> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        match state.phase {
+            Phase::Ready(_) => state.instructions.clone(),
+            Phase::Starting | Phase::Down(_) => None,
+        }
+    }
+
+    /// Where the connection stands: `None` when ready, else why not.
+    pub(crate) fn problem(&self) -> Option<String> {
+        match &self.state.read().unwrap_or_else(PoisonError::into_inner).phase {
+            Phase::Ready(_) => None,
+            Phase::Starting => Some("starting".into()),
+            Phase::Down(why) => Some(why.clone()),
+        }
+    }
+
+    /// Waits (at most `within`) until the connection is ready; whether it is.
+    pub(crate) async fn ready(&self, within: Duration) -> bool {
+        let mut changes = self.generation.subscribe();
+        let wait = async {
+            loop {
+                if self.problem().is_none() {
+                    return true;
+                }
+                if changes.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(within, wait).await.unwrap_or(false)
+    }
+
+    /// Waits (at most `within`) until the first attempt to connect is over, either way.
+    pub(crate) async fn settled(&self, within: Duration) {
+        let mut changes = self.generation.subscribe();
+        let wait = async {
+            while matches!(
+                self.state.read().unwrap_or_else(PoisonError::into_inner).phase,
+                Phase::Starting
+            ) {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(within, wait).await;
+    }
+
+    /// A call saw the session break; the supervisor checks at once.
+    pub(crate) fn broken(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Keeps the connection up until `stop`.
+    pub(crate) async fn supervise(
+        self: Arc<Self>,
+        launcher: Arc<Launcher>,
+        stop: CancellationToken,
+    ) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let started = Instant::now();
+            let why = self.session(&launcher, &stop).await;
+            let Some(why) = why else { return };
+            let why = self.redactor.text(&why);
+            tracing::warn!(connection = %self.name(), reason = %why, "MCP server unavailable; restarting");
+            self.update(|s| s.phase = Phase::Down(why));
+            if started.elapsed() >= STABLE {
+                backoff = FIRST_BACKOFF;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            self.update(|s| s.phase = Phase::Starting);
+        }
+    }
+
+    /// One session: connect, list, then watch it; `None` when stopped, else why it ended.
+    async fn session(&self, launcher: &Launcher, stop: &CancellationToken) -> Option<String> {
+        let deadline = Duration::from_millis(self.connection.timeout_ms);
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let (client, mut process) = match &self.connection.kind {
+            ConnectionKind::Mcp {
+                transport: McpTransport::Stdio { command, env, network },
+                ..
+            } => {
+                let mut process =
+                    match launcher.spawn_server(self.name(), command, env, network, stop).await {
+                        Ok(process) => process,
+                        Err(why) => return Some(why),
+                    };
+                if let Some(err) = process.stderr.take() {
+                    let lines = Arc::clone(&stderr);
+                    let name = self.name().to_owned();
+                    let redactor = self.redactor.clone();
+                    // Ends with the process (its pipe closes); owned by nobody else.
+                    tokio::spawn(async move {
+                        let mut reader = tokio::io::BufReader::new(err).lines();
+                        while let Ok(Some(line)) = reader.next_line().await {
+                            let line = redactor.text(&ash_mcp_cut(&line, 300));
+                            tracing::debug!(connection = %name, "{line}");
+                            let mut kept = lines.lock().unwrap_or_else(PoisonError::into_inner);
+                            if kept.len() == STDERR_LINES {
+                                kept.pop_front();
+                            }
+                            kept.push_back(line);
+                        }
+                    });
+                }
+                let (Some(read), Some(write)) = (process.stdout.take(), process.stdin.take())
+                else {
+                    return Some("the server's pipes were not opened".into());
+                };
+                let connected = tokio::select! {
+                    connected = Client::stdio(read, write, &launcher.version, deadline) => connected,
+                    () = stop.cancelled() => return None,
+                };
+                match connected {
+                    Ok(client) => (client, Some(process)),
+                    Err(e) => return Some(ended(e.to_string(), Some(process), &stderr).await),
+                }
+            }
+            ConnectionKind::Mcp { transport: McpTransport::StreamableHttp { url }, .. } => {
+                let headers = match auth_headers(&self.connection.auth) {
+                    Ok(headers) => headers,
+                    Err(why) => return Some(why),
+                };
+                let connected = tokio::select! {
+                    connected = Client::http(url.expose(), headers, &launcher.version, deadline) => connected,
+                    () = stop.cancelled() => return None,
+                };
+                match connected {
+                    Ok(client) => (client, None),
+                    Err(e) => return Some(e.to_string()),
+                }
+            }
+            ConnectionKind::Http { .. } => return Some("not an MCP connection".into()),
+        };
+        let client = Arc::new(client);
+        if let Err(why) = self.list(&client, deadline).await {
+            return Some(ended(why, process, &stderr).await);
+        }
+        let instructions = client.server().instructions.clone();
+        self.update(|s| {
+            s.phase = Phase::Ready(Arc::clone(&client));
+            s.instructions = instructions;
+        });
+        tracing::info!(connection = %self.name(), server = %client.server().name, "MCP server ready");
+        let why = loop {
+            let exited = async {
+                match &process {
+                    Some(process) => process.exited().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let ping = async {
+                match process {
+                    Some(_) => std::future::pending::<()>().await,
+                    None => tokio::time::sleep(PING_EVERY).await,
+                }
+            };
+            tokio::select! {
+                () = client.tools_changed() => {
+                    if let Err(why) = self.list(&client, deadline).await {
+                        break why;
+                    }
+                }
+                () = exited => break "the server exited".to_owned(),
+                () = self.wake.notified() => {
+                    if client.is_closed() {
+                        // A process that closed its end is usually exiting: say so.
+                        if let Some(process) = &process
+                            && tokio::time::timeout(EXIT_GRACE, process.exited()).await.is_ok()
+                        {
+                            break "the server exited".to_owned();
+                        }
+                        break "the connection to the server closed".to_owned();
+                    }
+                    if let Err(e) = client.ping(deadline).await {
+                        break format!("the server stopped answering: {e}");
+                    }
+                }
+                () = ping => {
+                    if let Err(e) = client.ping(deadline).await {
+                        break format!("the server stopped answering: {e}");
+                    }
+                }
+                () = stop.cancelled() => {
+                    // Calls in flight finish with an error; the process goes with its handle.
+                    return None;
+                }
+            }
+        };
+        self.update(|s| s.phase = Phase::Starting);
+        drop(client);
+        Some(ended(why, process.take(), &stderr).await)
+    }
+
+    /// Lists the server's tools into the state.
+    async fn list(&self, client: &Client, deadline: Duration) -> Result<(), String> {
+        let listed = client
+            .list_tools(deadline)
+            .await
+            .map_err(|e| format!("listing its tools failed: {e}"))?;
+        let tools = listed
+            .into_iter()
+            .map(|remote| {
+                let schema = Schema::compile(&remote.name, remote.input_schema.clone())
+                    .map_err(|e| e.to_string());
+                (remote.name.clone(), Arc::new(ServerTool { remote, schema }))
+            })
+            .collect();
+        self.update(|s| s.tools = tools);
+        Ok(())
+    }
+}
+
+/// `why` a session ended, with the process's exit status and last stderr lines when it was
+/// a process (which is killed if it still runs).
+async fn ended(why: String, process: Option<Process>, stderr: &Mutex<VecDeque<String>>) -> String {
+    let Some(process) = process else { return why };
+    process.kill();
+    let status = match process.wait().await {
+        Ok(end) => match end.status {
+            ash_sandbox::ExitStatus::Exited(code) => format!("exit code {code}"),
+            ash_sandbox::ExitStatus::Signaled(signal) => format!("signal {signal}"),
+        },
+        Err(e) => e.to_string(),
+    };
+    let last: Vec<String> =
+        stderr.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+    if last.is_empty() {
+        format!("{why} ({status})")
+    } else {
+        format!("{why} ({status}); its last words on stderr: {}", last.join(" | "))
+    }
+}
+
+/// The headers an HTTP MCP server gets: the connection's credentials, marked sensitive.
+pub(crate) fn auth_headers(auth: &ConnectionAuth) -> Result<reqwest::header::HeaderMap, String> {
+    use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+    let mut headers = HeaderMap::new();
+    let value = |text: &str| {
+        let mut value = HeaderValue::from_str(text)
+            .map_err(|_| "the credentials hold characters a header cannot carry".to_owned())?;
+        value.set_sensitive(true);
+        Ok::<_, String>(value)
+    };
+    match auth {
+        ConnectionAuth::None => {}
+        ConnectionAuth::Bearer { token } => {
+            headers.insert(AUTHORIZATION, value(&format!("Bearer {}", token.expose()))?);
+        }
+        ConnectionAuth::Basic { username, password } => {
+            use base64::Engine as _;
+            let pair = format!("{}:{}", username.expose(), password.expose());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            headers.insert(AUTHORIZATION, value(&format!("Basic {encoded}"))?);
+        }
+        ConnectionAuth::ApiKey { header, value: key } => {
+            let name = HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| format!("`{header}` is not a header name"))?;
+            headers.insert(name, value(key.expose())?);
+        }
+    }
+    Ok(headers)
+}
+
+/// What a stdio server may reach.
+pub(crate) fn server_net(network: &ServerNetwork) -> Result<ash_sandbox::NetPolicy, String> {
+    Ok(match network {
+        ServerNetwork::None => ash_sandbox::NetPolicy::None,
+        ServerNetwork::Full => ash_sandbox::NetPolicy::Full,
+        ServerNetwork::Allow(hosts) => ash_sandbox::NetPolicy::Allow(
+            hosts
+                .iter()
+                .map(|h| {
+                    h.parse()
+                        .map_err(|e: ash_sandbox::PolicyError| format!("network host `{h}`: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+fn ash_mcp_cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+impl Launcher {
+    /// Starts stdio server `name`: `command` in its own directory, the project read-only,
+    /// `env` added to the base environment, `network` as configured.
+    async fn spawn_server(
+        &self,
+        name: &str,
+        command: &[String],
+        env: &BTreeMap<String, ash_spec::Interpolated>,
+        network: &ServerNetwork,
+        stop: &CancellationToken,
+    ) -> Result<Process, String> {
+        let dir = self.connections_dir.join(name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the server's directory {}: {e}", dir.display()))?;
+        self.sandbox
+            .adopt(&dir)
+            .map_err(|e| format!("cannot hand the server its directory: {e}"))?;
+        let argv: Vec<String> = command
+            .iter()
+            .map(|arg| match arg.strip_prefix("./") {
+                Some(rel) => self.project_dir.join(rel).display().to_string(),
+                None => arg.clone(),
+            })
+            .collect();
+        let mut vars = self.env.clone();
+        vars.insert("HOME".to_owned(), dir.display().to_string());
+        for (key, value) in env {
+            vars.insert(key.clone(), value.expose().to_owned());
+        }
+        let mut policy =
+            crate::tools::call_policy(&self.policy, &self.project_dir, &self.workspaces_dir, &dir);
+        policy.net = server_net(network)?;
+        policy.limits.wall_time = SERVER_LIFETIME;
+        // A server idles most of its life; its CPU share is still capped.
+        policy.limits.cpu_time = None;
+        let request = ExecRequest { argv, cwd: dir, env: vars, stdin: Vec::new(), policy };
+        self.sandbox
+            .spawn(&request, stop)
+            .await
+            .map_err(|e| format!("could not start the server: {e}"))
+    }
+}
