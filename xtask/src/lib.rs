@@ -33,7 +33,7 @@ pub const ROOMS: &[(&str, &[&str])] = &[
     ("clap", &["ash-cli"]),
     ("tracing-subscriber", &["ash-cli"]),
     ("anyhow", &["ash-cli", "xtask"]),
-    ("rmcp", &["ash-core", "ash-test-support"]),
+    ("rmcp", &["ash-mcp"]),
     ("landlock", &["ash-sandbox"]),
     ("seccompiler", &["ash-sandbox"]),
     ("ed25519-dalek", &["ash-identity"]),
@@ -55,6 +55,9 @@ pub const FORBIDDEN_PATHS: &[(&str, &str)] = &[
     ("ash-ledger", "ash-core"),
     ("ash-net", "ash-core"),
     ("ash-pack", "ash-core"),
+    // The MCP adapter speaks the protocol; engines and stores are its callers' business.
+    ("ash-mcp", "ash-core"),
+    ("ash-mcp", "ash-sandbox"),
 ];
 
 /// The dependency graph of the workspace, reduced to what the rules need.
