@@ -29,7 +29,7 @@ pub(crate) enum Command {
     /// Prints prompt layers, skills, tools with their model-visible names and schemas, sandboxes,
     /// connections, schedules with their next fire time, subagents, and every diagnostic.
     /// Exits 1 when the agent has errors.
-    Info(AgentDirArgs),
+    Info(InfoArgs),
     /// Compile an agent directory into DIR/.ash/
     ///
     /// Writes .ash/manifest.json (format version, content hashes, resolved surface) and
@@ -952,6 +952,22 @@ pub(crate) struct AgentDirArgs {
     /// Print one JSON document on stdout instead of text (see docs/cli-json.md)
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Arguments of `ash info`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct InfoArgs {
+    #[command(flatten)]
+    pub(crate) agent: AgentDirArgs,
+    /// Start the agent's MCP servers (stdio ones in the sandbox) and show the tools they offer
+    /// with their descriptions and schemas, or why each is unavailable; then stop them. Without
+    /// it, nothing is started or contacted
+    #[arg(long)]
+    pub(crate) connect: bool,
+    /// Sandbox backend of the servers --connect starts: auto (the strongest available, never
+    /// none), native, bwrap, podman, docker, or plain (no isolation)
+    #[arg(long, default_value = "auto", value_parser = parse_backend, requires = "connect")]
+    pub(crate) sandbox: BackendChoice,
 }
 
 /// Arguments of `ash models`.

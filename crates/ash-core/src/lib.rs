@@ -41,5 +41,5 @@ pub use store::{
     Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError,
     StoreFuture, add_usage, check_expect, lease_expiry, next_flags, now_ms, rfc3339, stamp_events,
 };
-pub use support::{runtime_surface, tool_name, unsupported};
+pub use support::{connected_surface, runtime_surface, tool_name, unsupported};
 pub use tools::SchemaError;

@@ -122,6 +122,43 @@ pub fn runtime_surface(spec: &AgentSpec, now: Option<DateTime<Utc>>) -> AgentSur
     }
 }
 
+/// The agent surface with every MCP connection started and asked for its tools (`ash info
+/// --connect`): each allow-listed tool with the server's description and schema, or why it
+/// is unavailable. Waits at most `within` for the servers, then stops them.
+pub async fn connected_surface(
+    spec: &AgentSpec,
+    config: &crate::EngineConfig,
+    now: Option<DateTime<Utc>>,
+    within: std::time::Duration,
+) -> AgentSurface {
+    let connections = crate::connections::Connections::new(spec.root());
+    let Ok(registry) = Registry::new(spec.root(), true, Some(&connections)) else {
+        return runtime_surface(spec, now);
+    };
+    let tasks = tokio_util::task::TaskTracker::new();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let canonical = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    connections.start(
+        crate::connections::Launcher {
+            sandbox: std::sync::Arc::clone(&config.sandbox),
+            policy: config.tool_policy.clone(),
+            project_dir: canonical(&config.project_dir),
+            workspaces_dir: canonical(&config.workspaces_dir),
+            connections_dir: config.connections_dir.clone(),
+            env: config.process_env.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        &tasks,
+        &stop,
+    );
+    connections.settled(within).await;
+    let surface = surface_of(spec, &registry, now);
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    surface
+}
+
 /// The surface of `spec` with the tools as `registry` offers them: the model request, `ash
 /// info` and `GET /info` read this one list.
 pub(crate) fn surface_of(

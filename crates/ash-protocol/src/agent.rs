@@ -320,6 +320,9 @@ pub enum TransportInfo {
         /// What it may reach.
         #[serde(default)]
         network: ServerNetworkInfo,
+        /// Host paths it may read besides the system and the project.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        read_only: Vec<String>,
     },
 }
 

@@ -170,20 +170,23 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
                             McpTransport::StreamableHttp { url } => {
                                 TransportInfo::StreamableHttp { url: url.template().to_owned() }
                             }
-                            McpTransport::Stdio { command, env, network } => TransportInfo::Stdio {
-                                command: command.clone(),
-                                env: env
-                                    .iter()
-                                    .map(|(k, v)| (k.clone(), v.display_secret()))
-                                    .collect(),
-                                network: match network {
-                                    ServerNetwork::None => ServerNetworkInfo::None,
-                                    ServerNetwork::Full => ServerNetworkInfo::Full,
-                                    ServerNetwork::Allow(hosts) => {
-                                        ServerNetworkInfo::Allow { hosts: hosts.clone() }
-                                    }
-                                },
-                            },
+                            McpTransport::Stdio { command, env, network, read_only } => {
+                                TransportInfo::Stdio {
+                                    command: command.clone(),
+                                    read_only: read_only.clone(),
+                                    env: env
+                                        .iter()
+                                        .map(|(k, v)| (k.clone(), v.display_secret()))
+                                        .collect(),
+                                    network: match network {
+                                        ServerNetwork::None => ServerNetworkInfo::None,
+                                        ServerNetwork::Full => ServerNetworkInfo::Full,
+                                        ServerNetwork::Allow(hosts) => {
+                                            ServerNetworkInfo::Allow { hosts: hosts.clone() }
+                                        }
+                                    },
+                                }
+                            }
                         }),
                         None,
                         Default::default(),

@@ -532,6 +532,9 @@ pub enum McpTransport {
         env: BTreeMap<String, Interpolated>,
         /// What the process may reach.
         network: ServerNetwork,
+        /// Host paths the server may read besides the system and the project (`read_only`):
+        /// absolute, e.g. a virtualenv under a home directory, which the sandbox hides.
+        read_only: Vec<String>,
     },
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use ash_core::{Engine, EngineConfig, MemoryStore, Store};
 use ash_llm::{Client, ClientConfig};
-use ash_sandbox::{BackendKind, Sandbox};
+use ash_sandbox::{BackendChoice, BackendKind, NetPolicy, Sandbox};
 use ash_spec::SCRIPTED_PROVIDER;
 use ash_store::{Durability, SqliteStore};
 
@@ -110,23 +110,10 @@ pub(crate) async fn start(
             (Arc::new(MemoryStore::new()), "memory (nothing is kept)".to_owned(), state)
         }
     };
-    let mut engine_config = EngineConfig::new(dir, state_dir.join("workspaces"));
-    engine_config.process_env = config::process_env();
+    let mut engine_config =
+        tool_config(dir, &state_dir, args.sandbox, args.tool_network.clone()).await?;
     engine_config.lease_ttl = Duration::from_secs(args.lease_ttl.max(1));
-    let sandbox = Sandbox::new(config::sandbox_config(args.sandbox, None))
-        .await
-        .context("preparing the sandbox for tools (`ash sandbox check` shows what works here)")?;
-    if sandbox.backend() == BackendKind::Plain {
-        output::note(
-            "warning: tools run without isolation (sandbox backend `plain`); `ash sandbox check` shows why",
-        );
-    }
-    engine_config.sandbox = Arc::new(sandbox);
-    engine_config.tool_policy.net = args.tool_network.clone();
-    engine_config.tool_policy.fs.hidden.extend(config::private_paths());
-    // Tools see the project read-only, but never its secret files or the run store.
     let project = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
-    engine_config.tool_policy.fs.hidden.extend(config::project_secrets(&project));
     // The store's own directory (which holds the workspaces, closed to others) is hidden as a
     // whole when it is not the project itself, so a workspace below it stays reachable.
     for path in store_paths {
@@ -152,6 +139,35 @@ pub(crate) async fn start(
         model: model_ref.to_string(),
         _temp: temp,
     })
+}
+
+/// The engine configuration of tool processes and connection servers for the agent in `dir`
+/// with state under `state_dir`: the sandbox (`backend`, warning when it does not isolate),
+/// the base environment, tools' network, and the project's secret files and ash's private
+/// paths hidden.
+pub(crate) async fn tool_config(
+    dir: &Path,
+    state_dir: &Path,
+    backend: BackendChoice,
+    network: NetPolicy,
+) -> anyhow::Result<EngineConfig> {
+    let mut engine_config = EngineConfig::new(dir, state_dir.join("workspaces"));
+    engine_config.process_env = config::process_env();
+    let sandbox = Sandbox::new(config::sandbox_config(backend, None))
+        .await
+        .context("preparing the sandbox for tools (`ash sandbox check` shows what works here)")?;
+    if sandbox.backend() == BackendKind::Plain {
+        output::note(
+            "warning: tools run without isolation (sandbox backend `plain`); `ash sandbox check` shows why",
+        );
+    }
+    engine_config.sandbox = Arc::new(sandbox);
+    engine_config.tool_policy.net = network;
+    engine_config.tool_policy.fs.hidden.extend(config::private_paths());
+    // Tools see the project read-only, but never its secret files or the run store.
+    let project = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
+    engine_config.tool_policy.fs.hidden.extend(config::project_secrets(&project));
+    Ok(engine_config)
 }
 
 /// Builds the agent's access gate once before serving, so a key that does not parse stops the

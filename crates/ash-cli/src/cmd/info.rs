@@ -8,15 +8,39 @@ use anyhow::Context as _;
 use ash_protocol::{AgentSurface, InfoOutput, MANIFEST_FORMAT_VERSION, ToolInfo};
 use chrono::{DateTime, Utc};
 
-use crate::cli::AgentDirArgs;
+use std::time::Duration;
+
+use crate::cli::{AgentDirArgs, InfoArgs};
 use crate::cmd::Outcome;
 use crate::{config, output};
 
-pub(crate) fn run(args: &AgentDirArgs) -> anyhow::Result<Outcome> {
-    let loaded = ash_spec::load(&args.dir, &config::load_options())
-        .with_context(|| format!("loading the agent in {}", args.dir.display()))?;
-    let info = info_output(&loaded, Utc::now());
-    if args.json {
+/// How long `--connect` waits for the servers.
+const CONNECT_WAIT: Duration = Duration::from_secs(60);
+
+pub(crate) fn run(args: &InfoArgs) -> anyhow::Result<Outcome> {
+    let AgentDirArgs { dir, json } = &args.agent;
+    let loaded = ash_spec::load(dir, &config::load_options())
+        .with_context(|| format!("loading the agent in {}", dir.display()))?;
+    let mut info = info_output(&loaded, Utc::now());
+    if args.connect && !loaded.has_errors() {
+        let state = tempfile::Builder::new().prefix("ash-info-").tempdir()?;
+        let runtime = crate::cmd::start::runtime()?;
+        info.agent = runtime.block_on(async {
+            let config = crate::cmd::harness::tool_config(
+                dir,
+                state.path(),
+                args.sandbox,
+                ash_sandbox::NetPolicy::None,
+            )
+            .await?;
+            output::note("starting the agent's MCP servers to ask for their tools…");
+            let surface =
+                ash_core::connected_surface(loaded.spec(), &config, Some(Utc::now()), CONNECT_WAIT)
+                    .await;
+            anyhow::Ok(surface)
+        })?;
+    }
+    if *json {
         output::json(&info)?;
     } else {
         output::stdout(&render(&info));
@@ -208,7 +232,7 @@ fn render_surface(out: &mut String, a: &AgentSurface, indent: &str) {
             (Some(ash_protocol::TransportInfo::StreamableHttp { url }), _) => {
                 format!("streamable-http {url}")
             }
-            (Some(ash_protocol::TransportInfo::Stdio { command, env, network }), _) => {
+            (Some(ash_protocol::TransportInfo::Stdio { command, env, network, .. }), _) => {
                 let network = match network {
                     ash_protocol::ServerNetworkInfo::None => "no network".to_owned(),
                     ash_protocol::ServerNetworkInfo::Full => "full network".to_owned(),

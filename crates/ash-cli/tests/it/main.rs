@@ -11,6 +11,7 @@ use pretty_assertions::assert_eq;
 
 mod agents;
 mod auth;
+mod connections;
 mod jobs;
 mod ledger;
 mod models;

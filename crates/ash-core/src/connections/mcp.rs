@@ -208,14 +208,14 @@ impl McpConnection {
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
         let (client, mut process) = match &self.connection.kind {
             ConnectionKind::Mcp {
-                transport: McpTransport::Stdio { command, env, network },
+                transport: McpTransport::Stdio { command, env, network, read_only },
                 ..
             } => {
-                let mut process =
-                    match launcher.spawn_server(self.name(), command, env, network, stop).await {
-                        Ok(process) => process,
-                        Err(why) => return Some(why),
-                    };
+                let server = Server { name: self.name(), command, env, network, read_only };
+                let mut process = match launcher.spawn_server(&server, stop).await {
+                    Ok(process) => process,
+                    Err(why) => return Some(why),
+                };
                 if let Some(err) = process.stderr.take() {
                     let lines = Arc::clone(&stderr);
                     let name = self.name().to_owned();
@@ -418,17 +418,25 @@ fn ash_mcp_cut(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
+/// A stdio server as its connection describes it.
+#[derive(Clone, Copy)]
+struct Server<'a> {
+    name: &'a str,
+    command: &'a [String],
+    env: &'a BTreeMap<String, ash_spec::Interpolated>,
+    network: &'a ServerNetwork,
+    read_only: &'a [String],
+}
+
 impl Launcher {
     /// Starts stdio server `name`: `command` in its own directory, the project read-only,
     /// `env` added to the base environment, `network` as configured.
     async fn spawn_server(
         &self,
-        name: &str,
-        command: &[String],
-        env: &BTreeMap<String, ash_spec::Interpolated>,
-        network: &ServerNetwork,
+        server: &Server<'_>,
         stop: &CancellationToken,
     ) -> Result<Process, String> {
+        let Server { name, command, env, network, read_only } = *server;
         let dir = self.connections_dir.join(name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create the server's directory {}: {e}", dir.display()))?;
@@ -450,6 +458,7 @@ impl Launcher {
         let mut policy =
             crate::tools::call_policy(&self.policy, &self.project_dir, &self.workspaces_dir, &dir);
         policy.net = server_net(network)?;
+        policy.fs.read_only.extend(read_only.iter().map(std::path::PathBuf::from));
         policy.limits.wall_time = SERVER_LIFETIME;
         // A server idles most of its life; its CPU share is still capped.
         policy.limits.cpu_time = None;

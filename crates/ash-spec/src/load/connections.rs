@@ -76,11 +76,17 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
                                 let command = argv.and_then(|argv| {
                                     resolve_argv(&mut d, tree, base, "transport.command", &argv)
                                 });
-                                let env = server_env(&mut d, env, &mut t);
+                                let env_vars = server_env(&mut d, env, &mut t);
                                 let network = server_network(&mut d, &mut t);
-                                match (command, env, network) {
-                                    (Some(command), Some(env), Some(network)) => {
-                                        Some(McpTransport::Stdio { command, env, network })
+                                let read_only = server_read_only(&mut d, env, &mut t);
+                                match (command, env_vars, network, read_only) {
+                                    (Some(command), Some(env), Some(network), Some(read_only)) => {
+                                        Some(McpTransport::Stdio {
+                                            command,
+                                            env,
+                                            network,
+                                            read_only,
+                                        })
                                     }
                                     _ => None,
                                 }
@@ -231,6 +237,54 @@ fn server_env(
                 out.insert(key.value, v);
             }
             None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `transport.read_only` of a stdio server: absolute host paths (`${VAR}`s resolved), at most
+/// 32. `None` on error.
+fn server_read_only(
+    d: &mut FileDiag<'_>,
+    env: &BTreeMap<String, String>,
+    t: &mut Fields<'_, '_>,
+) -> Option<Vec<String>> {
+    if !t.has("read_only") {
+        return Some(Vec::new());
+    }
+    let paths = t.strings(d, "read_only", "a list of absolute paths")?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    if paths.len() > 32 {
+        d.error(
+            "too-many",
+            paths.first().map(|p| p.span.clone()),
+            format!("`transport.read_only` lists {} paths; at most 32", paths.len()),
+            "`transport.read_only`: the few directories the server's program needs",
+        );
+        return None;
+    }
+    for path in paths {
+        let Some(resolved) = interpolate(d, env, "transport.read_only", &path, false) else {
+            ok = false;
+            continue;
+        };
+        let text = resolved.expose();
+        let valid = text.starts_with('/')
+            && !text.contains('\0')
+            && !std::path::Path::new(text)
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+        if valid {
+            out.push(text.to_owned());
+        } else {
+            ok = false;
+            d.error(
+                "invalid-value",
+                Some(path.span),
+                format!("`{}` is not an absolute path without `..`", path.value),
+                "`transport.read_only`: absolute paths such as \"/opt/mcp\" or \"${HOME}/.venvs/mcp\"",
+            );
         }
     }
     ok.then_some(out)

@@ -1,0 +1,241 @@
+//! Connections end to end through `ash start`: the protocol's reference MCP server over stdio
+//! in ash's sandbox, a server on the official Python SDK over streamable HTTP with bearer auth,
+//! one whose credentials are missing; what `GET /info` and `ash info --connect` show, what the
+//! model gets, and that no secret reaches an event, a log or an error.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ash_protocol::{ActionOutput, AgentSurface, EventBody, ToolInfo};
+use ash_test_support::mcp::{McpServers, free_port};
+use ash_test_support::{FakeModelServer, Reply, Turn};
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+
+use crate::serve::{Server, agent, read_events};
+
+const TOKEN: &str = "fixture-bearer-token-4711";
+
+/// The Python fixture over streamable HTTP on `port`, demanding `TOKEN`.
+struct HttpFixture(Child);
+
+impl HttpFixture {
+    async fn start(servers: &McpServers, port: u16) -> Self {
+        let argv = servers.fixture_argv(&["http", &port.to_string(), TOKEN]);
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "the fixture did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self(child)
+    }
+}
+
+impl Drop for HttpFixture {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The directory holding every installed server (read-only for the stdio server's sandbox).
+fn install_root(servers: &McpServers) -> String {
+    let mut root = servers.everything.as_path();
+    while !root.ends_with("node") {
+        root = root.parent().unwrap();
+    }
+    root.display().to_string()
+}
+
+fn connections(servers: &McpServers, port: u16) -> String {
+    format!(
+        r#"//- agent/connections/everything.toml
+kind = "mcp"
+
+[transport]
+type = "stdio"
+command = ["{everything}", "stdio"]
+read_only = ["{root}"]
+
+[tools]
+allow = ["get-sum", "get-tiny-image"]
+namespace = "everything"
+//- agent/connections/fixture.toml
+kind = "mcp"
+
+[transport]
+type = "streamable-http"
+url = "http://127.0.0.1:{port}/mcp"
+
+[auth]
+kind = "bearer"
+token = "${{FIXTURE_TOKEN}}"
+
+[tools]
+allow = ["add"]
+namespace = "fixture"
+//- agent/connections/locked.toml
+kind = "mcp"
+
+[transport]
+type = "streamable-http"
+url = "http://127.0.0.1:{port}/mcp"
+
+[tools]
+allow = ["add"]
+namespace = "locked"
+"#,
+        everything = servers.everything.display(),
+        root = install_root(servers),
+    )
+}
+
+async fn info(server: &Server) -> AgentSurface {
+    let url = format!("{}/.well-known/ash/v1/info", server.base);
+    let value: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    serde_json::from_value(value["agent"].clone()).unwrap()
+}
+
+fn tool<'a>(surface: &'a AgentSurface, name: &str) -> &'a ToolInfo {
+    surface
+        .tools
+        .iter()
+        .find(|t| match t {
+            ToolInfo::Mcp { name: n, .. } => n == name,
+            _ => false,
+        })
+        .unwrap_or_else(|| panic!("no tool {name}"))
+}
+
+/// Waits until `GET /info` shows every MCP tool settled (available, or down for a reason
+/// other than starting).
+async fn settled(server: &Server) -> AgentSurface {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let surface = info(server).await;
+        let starting = surface.tools.iter().any(|t| {
+            matches!(t, ToolInfo::Mcp { unavailable: Some(why), .. } if why.contains("starting"))
+        });
+        if !starting {
+            return surface;
+        }
+        assert!(Instant::now() < deadline, "connections did not settle: {surface:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_servers_over_stdio_in_the_sandbox_and_over_http_with_bearer_auth() {
+    let Some(servers) = McpServers::find() else { return };
+    let port = free_port();
+    let _fixture = HttpFixture::start(&servers, port).await;
+    let model = FakeModelServer::start().await;
+    let dir = agent(&model, &connections(&servers, port));
+    let store = dir.path().join("state/runs.db");
+    let server = Server::start_with(dir.path(), &store, &[], &[("FIXTURE_TOKEN", TOKEN)]);
+
+    let surface = settled(&server).await;
+    let ToolInfo::Mcp { description, input_schema, unavailable, .. } =
+        tool(&surface, "everything__get-sum")
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (description.as_deref(), unavailable, input_schema.as_ref().map(|s| &s["required"])),
+        (Some("Returns the sum of two numbers"), &None, Some(&json!(["a", "b"])))
+    );
+    let ToolInfo::Mcp { unavailable, .. } = tool(&surface, "fixture__add") else { unreachable!() };
+    assert_eq!(unavailable, &None);
+    let ToolInfo::Mcp { unavailable, .. } = tool(&surface, "locked__add") else { unreachable!() };
+    let why = unavailable.clone().unwrap();
+    assert!(why.contains("unauthorized") && why.contains("[auth]"), "{why}");
+
+    model
+        .push(Reply::Turn(
+            Turn::text("Adding.")
+                .then_tool_call("c1", "everything__get-sum", r#"{"a":2,"b":3}"#)
+                .then_tool_call("c2", "fixture__add", r#"{"a":20,"b":22}"#)
+                .then_tool_call("c3", "everything__get-tiny-image", "{}")
+                .then_tool_call("c4", "locked__add", r#"{"a":1,"b":1}"#),
+        ))
+        .push(Reply::Turn(Turn::text("5 and 42.")));
+    let response = reqwest::Client::new()
+        .post(format!("{}/.well-known/ash/v1/message", server.base))
+        .json(&json!({"message": "add"}))
+        .send()
+        .await
+        .unwrap();
+    let accepted: Value = response.json().await.unwrap();
+    let stream = reqwest::get(format!(
+        "{}/.well-known/ash/v1/runs/{}/stream",
+        server.base,
+        accepted["runId"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    let events = read_events(stream, &["session.waiting"]).await;
+    let results: Vec<(String, Option<String>)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::ActionResult(r) => {
+                let ActionOutput::ToolResult { output, .. } = &r.result else { return None };
+                let text = output["content"][0]["text"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| output["content"][0]["type"].as_str().map(str::to_owned));
+                Some((r.call_id.clone(), r.error.as_ref().map(|e| e.message.clone()).or(text)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        results[..3].to_vec(),
+        [
+            ("c1".to_owned(), Some("The sum of 2 and 3 is 5.".to_owned())),
+            ("c2".to_owned(), Some("42".to_owned())),
+            ("c3".to_owned(), Some("Here's the image you requested:".to_owned())),
+        ]
+    );
+    assert!(results[3].1.as_deref().is_some_and(|e| e.starts_with("tool `locked__add` is unavailable right now: MCP server `locked` is down: the server refused the request as unauthorized")), "{results:?}");
+    let second = &model.requests()[1].body;
+    assert!(second.to_string().contains("data:image/png;base64,"), "the model sees the image");
+
+    let everything = serde_json::to_string(&events).unwrap() + &server.log();
+    assert!(!everything.contains(TOKEN), "the token leaked");
+}
+
+#[test]
+fn info_connect_shows_what_the_servers_offer_and_info_alone_starts_none() {
+    let Some(servers) = McpServers::find() else { return };
+    let model = tokio::runtime::Runtime::new().unwrap().block_on(FakeModelServer::start());
+    let dir = agent(&model, &connections(&servers, free_port()));
+    let offline = crate::ash(dir.path(), &["info", "."]);
+    let text = crate::stdout(&offline);
+    assert!(
+        text.contains("everything__get-sum  mcp  tool `get-sum` of connection everything"),
+        "{text}"
+    );
+    assert!(text.contains("UNAVAILABLE: not connected (`ash info` does not start servers; `ash info --connect` does)"), "{text}");
+    let connected =
+        crate::ash_env(dir.path(), &["info", ".", "--connect"], &[("FIXTURE_TOKEN", TOKEN)]);
+    let text = crate::stdout(&connected);
+    assert!(
+        text.contains("Returns the sum of two numbers"),
+        "{text}\n{}",
+        crate::stderr(&connected)
+    );
+    assert!(text.contains(r#""required":["a","b"]"#), "{text}");
+    // Nothing listens on the HTTP fixture's port in this test.
+    assert!(
+        text.contains("fixture__add  mcp")
+            && text.contains("UNAVAILABLE: MCP server `fixture` is down"),
+        "{text}"
+    );
+}
