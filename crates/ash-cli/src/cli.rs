@@ -60,6 +60,16 @@ pub(crate) enum Command {
     /// Works with piped stdin too (one message per line). With --url, talks to a running server
     /// instead.
     Dev(DevArgs),
+    /// Serve an agent to MCP clients over stdio
+    ///
+    /// Speaks the Model Context Protocol on stdin and stdout (logs go to stderr), offering the
+    /// agent as one tool named after it that takes `message` and, to continue a conversation,
+    /// `continuationToken`, and answers with the agent's reply, its continuationToken and run id.
+    /// Progress notifications follow the run's events. Every call is a durable run in the
+    /// store, like a message sent to `ash start` (which serves the same tool over streamable HTTP
+    /// at /.well-known/ash/v1/mcp, behind the agent's auth). Configure it in an MCP client as
+    /// the command `ash mcp /path/to/agent`.
+    Mcp(McpArgs),
     /// Run one task-mode turn and print the answer
     ///
     /// Sends PROMPT to the agent in task mode, shows tool calls on stderr as they happen, and
@@ -900,6 +910,19 @@ pub(crate) struct DevArgs {
     /// Port for the local server (0 picks a free one)
     #[arg(long, default_value_t = 0)]
     pub(crate) port: u16,
+    /// SQLite file for runs and events [default: DIR/.ash/state/ash.db]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) store: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) store_args: StoreArgs,
+}
+
+/// Arguments of `ash mcp`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct McpArgs {
+    /// Agent project directory (holding agent/, or the agent files themselves)
+    #[arg(default_value = ".")]
+    pub(crate) dir: PathBuf,
     /// SQLite file for runs and events [default: DIR/.ash/state/ash.db]
     #[arg(long, value_name = "PATH")]
     pub(crate) store: Option<PathBuf>,

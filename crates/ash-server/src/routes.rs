@@ -76,11 +76,28 @@ struct App {
 /// with an IP allow list answers every request with 403.
 pub fn router(engine: Engine, config: ServerConfig) -> Result<Router, GateError> {
     let gate = Arc::new(Gate::new(engine.spec().root(), &config.oidc)?);
-    Ok(router_with_gate(engine, config, gate))
+    Ok(router_with_gate(engine, config, gate, None, tokio_util::sync::CancellationToken::new()))
 }
 
-fn router_with_gate(engine: Engine, config: ServerConfig, gate: Arc<Gate>) -> Router {
+/// The `Host` names the MCP endpoint accepts when the server listens on loopback only: a page
+/// in a browser on this machine cannot reach it through a rebound DNS name.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+fn router_with_gate(
+    engine: Engine,
+    config: ServerConfig,
+    gate: Arc<Gate>,
+    mcp_hosts: Option<Vec<String>>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Router {
+    let mcp = ash_mcp::server::http_service(
+        crate::mcp::agent_info(&engine),
+        crate::mcp::engine_agent(engine.clone()),
+        mcp_hosts,
+        stop,
+    );
     let api = Router::new()
+        .route_service("/mcp", mcp)
         .route("/health", get(health))
         .route("/info", get(info))
         .route("/message", post(message))
@@ -122,8 +139,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let gate = Arc::new(Gate::new(engine.spec().root(), &config.oidc)?);
-    let app = router_with_gate(engine.clone(), config.clone(), Arc::clone(&gate));
     let stop = tokio_util::sync::CancellationToken::new();
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let mcp_hosts = loopback.then(|| LOOPBACK_HOSTS.map(str::to_owned).to_vec());
+    let app = router_with_gate(
+        engine.clone(),
+        config.clone(),
+        Arc::clone(&gate),
+        mcp_hosts,
+        stop.child_token(),
+    );
     let server = crate::server::accept_loop(listener, app, config, stop.clone());
     let drain = async {
         shutdown.await;
@@ -176,7 +201,7 @@ async fn not_found() -> HttpError {
         StatusCode::NOT_FOUND,
         "route_not_found",
         format!(
-            "no such route; the API lives under {API_PREFIX}/ (health, info, message, runs/:runId, runs/:runId/stream, runs/:runId/cancel)"
+            "no such route; the API lives under {API_PREFIX}/ (health, info, message, runs/:runId, runs/:runId/stream, runs/:runId/cancel, mcp)"
         ),
     )
 }

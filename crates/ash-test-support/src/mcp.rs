@@ -14,6 +14,8 @@ pub struct McpServers {
     pub python: PathBuf,
     /// The fixture server script (modes in its docstring).
     pub fixture: PathBuf,
+    /// An independent MCP client on the Python SDK (`mcp/client.py`, usage in its docstring).
+    pub client: PathBuf,
 }
 
 impl McpServers {
@@ -27,6 +29,7 @@ impl McpServers {
             everything: root.join("node/node_modules/.bin/mcp-server-everything"),
             python: root.join("python/bin/python"),
             fixture: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp/fixture_server.py"),
+            client: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp/client.py"),
         };
         if servers.everything.exists() && servers.python.exists() {
             Some(servers)

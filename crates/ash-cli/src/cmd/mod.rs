@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod jobs;
 mod ledger;
+mod mcp;
 mod models;
 mod network;
 mod pack;
@@ -50,6 +51,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Models(args) => models::run(&args),
         Command::Start(args) => start::run(&args),
         Command::Dev(args) => dev::run(&args),
+        Command::Mcp(args) => mcp::run(&args),
         Command::Exec(args) => exec::run(&args),
         Command::Sandbox(command) => sandbox::run(command),
         Command::Join(args) => ledger::join(&args),

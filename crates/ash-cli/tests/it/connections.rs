@@ -239,3 +239,154 @@ fn info_connect_shows_what_the_servers_offer_and_info_alone_starts_none() {
         "{text}"
     );
 }
+
+/// Runs the Python SDK's client (`client.py`) with `args`, feeding it `calls`; its report.
+fn python_client(servers: &McpServers, args: &[&str], calls: &Value) -> Value {
+    let mut child = Command::new(&servers.python)
+        .arg(&servers.client)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), calls.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the MCP client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The scripted conversation both transports get: a tool call then an answer, then a second
+/// answer in the same session.
+fn conversation(model: &FakeModelServer) {
+    model
+        .push(Reply::Turn(Turn::text("Noting it.").then_tool_call(
+            "w1",
+            "write_file",
+            r#"{"path":"note.txt","content":"hi"}"#,
+        )))
+        .push(Reply::Turn(Turn::text("Hello from the agent.")))
+        .push(Reply::Turn(Turn::text("Second answer.")));
+}
+
+/// What a report says, without ids.
+fn answers(report: &Value) -> Vec<Value> {
+    report["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| match a.get("error") {
+            Some(error) => json!({"error": error}),
+            None => json!({"isError": a["isError"], "text": a["text"], "progress": a["progress"]}),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_is_an_mcp_tool_over_stdio_for_an_independent_client() {
+    let Some(servers) = McpServers::find() else { return };
+    let model = FakeModelServer::start().await;
+    conversation(&model);
+    let dir = agent(&model, "");
+    let spec = json!({
+        "command": [env!("CARGO_BIN_EXE_ash"), "mcp", "."],
+        "env": {"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-test"},
+        "cwd": dir.path(),
+    });
+    let calls = json!([
+        {"message": "say hello"},
+        {"message": "and again", "continue": true},
+        {"raw": {"msg": "no message"}},
+    ]);
+    let servers2 = servers.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        python_client(&servers2, &["stdio", &spec.to_string()], &calls)
+    })
+    .await
+    .unwrap();
+    assert_eq!(report["server"], "e2e");
+    let tool = &report["tools"][0];
+    assert_eq!(
+        (&tool["name"], &tool["inputSchema"]["required"]),
+        (&json!("e2e"), &json!(["message"]))
+    );
+    let answers = answers(&report);
+    assert_eq!(
+        answers[..2].to_vec(),
+        [
+            json!({"isError": false, "text": ["Hello from the agent."], "progress": ["calling write_file", "write_file done"]}),
+            json!({"isError": false, "text": ["Second answer."], "progress": []}),
+        ]
+    );
+    assert!(
+        answers[2]["error"].as_str().unwrap().contains("unknown argument `msg`"),
+        "{answers:?}"
+    );
+    // One durable session: the second answer continued the first run.
+    let first = &report["answers"][0]["structured"];
+    let second = &report["answers"][1]["structured"];
+    assert_eq!(first["runId"], second["runId"]);
+    assert!(first["continuationToken"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ash_start_serves_the_agent_as_an_mcp_tool_behind_its_auth() {
+    let Some(servers) = McpServers::find() else { return };
+    let model = FakeModelServer::start().await;
+    conversation(&model);
+    // The agent requires HTTP basic credentials.
+    let dir = ash_test_support::Fixture::new(&format!(
+        "//- agent/agent.toml\nname = \"e2e\"\nmodel = \"openai/gpt-test\"\n\n\
+         [[auth.strategies]]\nkind = \"http-basic\"\nusername = \"ops\"\npassword = \"${{OPS_PASSWORD}}\"\n\n\
+         [providers.openai]\nbase_url = \"{}\"\n//- agent/system.md\nBe brief.\n",
+        model.base_url()
+    ));
+    let store = dir.path().join("state/runs.db");
+    let server = Server::start_with(dir.path(), &store, &[], &[("OPS_PASSWORD", "open-sesame-42")]);
+    let url = format!("{}/.well-known/ash/v1/mcp", server.base);
+
+    let refused = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+
+    use base64::Engine as _;
+    let basic =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ops:open-sesame-42"));
+    let calls = json!([{"message": "say hello"}, {"message": "and again", "continue": true}]);
+    let servers2 = servers.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        python_client(&servers2, &["http", &url, &basic], &calls)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        answers(&report),
+        [
+            json!({"isError": false, "text": ["Hello from the agent."], "progress": ["calling write_file", "write_file done"]}),
+            json!({"isError": false, "text": ["Second answer."], "progress": []}),
+        ]
+    );
+    // The run is an ordinary durable run: its events are on the HTTP API too.
+    let run = report["answers"][0]["structured"]["runId"].as_str().unwrap().to_owned();
+    let info: Value = reqwest::Client::new()
+        .get(format!("{}/.well-known/ash/v1/runs/{run}", server.base))
+        .basic_auth("ops", Some("open-sesame-42"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["turns"], 2, "{info}");
+}
