@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{Accepted, CancelOutcome, Inbound, RunId, RunSnapshot, SessionId};
-use crate::connections::{Connections, Launcher};
+use crate::connections::{Broker, Connections, Launcher};
 use crate::hub::{Follower, Hub};
 use crate::ids;
 use crate::store::{Commit, Expect, JournalRecord, NewRun, Store, StoreError};
@@ -115,6 +115,12 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+    /// The endpoint through which tools reach connections could not be opened.
+    #[error("cannot open the endpoint tools reach connections through: {0}")]
+    Broker(String),
+    /// A connection cannot be used as configured.
+    #[error(transparent)]
+    Connection(#[from] crate::connections::ConnectionError),
     /// The agent configures items this engine does not execute.
     #[error("{}", unsupported_message(.0))]
     Unsupported(Vec<ash_protocol::UnsupportedInfo>),
@@ -188,7 +194,9 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) config: EngineConfig,
     pub(crate) tools: Registry,
-    pub(crate) connections: Connections,
+    pub(crate) connections: Arc<Connections>,
+    /// How command tools reach the connections (present when the agent has any).
+    pub(crate) broker: Option<Broker>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) owner_id: String,
     active: Mutex<HashMap<String, ActiveRun>>,
@@ -242,14 +250,15 @@ impl Engine {
         config.workspaces_dir = config.workspaces_dir.canonicalize().map_err(|source| {
             EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
         })?;
-        let connections = Connections::new(spec.root());
+        let connections = Arc::new(Connections::new(spec.root())?);
         let tools = Registry::new(spec.root(), config.workspace.is_none(), Some(&connections))?;
-        let inner = Arc::new(Inner {
+        let mut inner = Inner {
             spec,
             model,
             store,
             config,
             tools,
+            broker: None,
             connections,
             hub: Arc::new(Hub::default()),
             owner_id: ids::owner_id(),
@@ -258,7 +267,23 @@ impl Engine {
             shutdown: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             quiet: Quiet::default(),
-        });
+        };
+        if !inner.connections.is_empty() {
+            let socket = inner
+                .config
+                .sandbox
+                .service_socket("connections")
+                .map_err(|e| EngineError::Broker(e.to_string()))?;
+            let broker = Broker::start(
+                Arc::clone(&inner.connections),
+                socket,
+                &inner.tasks,
+                &inner.shutdown,
+            )
+            .map_err(|e| EngineError::Broker(e.to_string()))?;
+            inner.broker = Some(broker);
+        }
+        let inner = Arc::new(inner);
         inner.connections.start(
             Launcher {
                 sandbox: Arc::clone(&inner.config.sandbox),

@@ -31,6 +31,7 @@ mod tools;
 mod workspace;
 
 pub use api::{Accepted, CancelOutcome, Inbound, RunId, RunSnapshot, SessionId};
+pub use connections::ConnectionError;
 pub use engine::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STEPS_PER_TURN, Engine, EngineConfig, EngineError,
     SendError, default_tool_policy,

@@ -395,6 +395,7 @@ impl TurnWorker<'_> {
             sandbox: &config.sandbox,
             policy: &policy,
             progress: Some(&progress_tx),
+            broker: self.inner.broker.as_ref(),
         };
         let running = self.inner.tools.call(call, &ctx);
         tokio::pin!(running);

@@ -1,14 +1,13 @@
 //! What of an agent this runtime executes, and what it only parses.
 //!
-//! Owns the list of configured items the engine does not run yet (named sandboxes, HTTP
-//! connections and tools, a command tool's `sandbox`, subagents, schedules, the cost and
+//! Owns the list of configured items the engine does not run yet (named sandboxes, a command tool's `sandbox`, subagents, schedules, the cost and
 //! session-time budgets) and the runtime's view of the agent surface: the tools the model is
 //! really offered, built-ins included. [`crate::Engine::start`] refuses an agent with such
 //! items unless [`crate::EngineConfig::allow_unsupported`] says to run without them; `ash info`
 //! and `GET /info` show this same list, so what they show is what runs.
 
 use ash_protocol::{AgentSurface, ToolInfo, UnsupportedInfo};
-use ash_spec::{AgentSpec, ConnectionKind, ToolKind};
+use ash_spec::{AgentSpec, ToolKind};
 use chrono::{DateTime, Utc};
 
 use crate::tools::{Availability, Registry};
@@ -31,28 +30,8 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
             vec![sandbox.tool_name()],
         );
     }
-    for connection in &root.connections {
-        // MCP connections run (`crate::connections`); HTTP ones are next.
-        if let ConnectionKind::Http { .. } = &connection.kind {
-            push(
-                connection.source.display(),
-                format!("connections/{}", connection.name),
-                "HTTP connections are not executed yet".to_owned(),
-                Vec::new(),
-            );
-        }
-    }
     for tool in &root.tools {
         match &tool.kind {
-            ToolKind::Http { connection, .. } => push(
-                tool.source.display(),
-                format!("tools/{}", tool.name),
-                format!(
-                    "HTTP tools are not executed yet (they call connection `{connection}`); the model is not offered `{}`",
-                    tool.name
-                ),
-                vec![tool.name.clone()],
-            ),
             ToolKind::Command { sandbox: Some(sandbox), .. } => push(
                 tool.source.display(),
                 format!("tools/{}.sandbox", tool.name),
@@ -62,7 +41,7 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
                 ),
                 Vec::new(),
             ),
-            ToolKind::Command { sandbox: None, .. } => {}
+            ToolKind::Command { sandbox: None, .. } | ToolKind::Http { .. } => {}
         }
     }
     for subagent in &root.subagents {
@@ -111,7 +90,8 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
 /// the tools the model is offered, and the unsupported items. `now` fixes the schedules' next
 /// fire times.
 pub fn runtime_surface(spec: &AgentSpec, now: Option<DateTime<Utc>>) -> AgentSurface {
-    match Registry::new(spec.root(), true, None) {
+    let offline = crate::connections::Connections::offline(spec.root()).unwrap_or_default();
+    match Registry::new(spec.root(), true, Some(&offline)) {
         Ok(registry) => surface_of(spec, &registry, now),
         // The spec's schemas were checked when it was built, so this does not happen.
         Err(_) => {
@@ -131,7 +111,9 @@ pub async fn connected_surface(
     now: Option<DateTime<Utc>>,
     within: std::time::Duration,
 ) -> AgentSurface {
-    let connections = crate::connections::Connections::new(spec.root());
+    let Ok(connections) = crate::connections::Connections::new(spec.root()) else {
+        return runtime_surface(spec, now);
+    };
     let Ok(registry) = Registry::new(spec.root(), true, Some(&connections)) else {
         return runtime_surface(spec, now);
     };

@@ -242,6 +242,9 @@ pub struct HttpToolInfo {
     pub path: String,
     /// Per-call timeout.
     pub timeout_ms: u64,
+    /// JSON Pointer into the answer: the part the model gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
     /// Source file.
     pub source: String,
 }

@@ -303,7 +303,7 @@ fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
                 sandbox: sandbox.clone(),
                 source: tool.source.display().to_owned(),
             },
-            ToolKind::Http { connection, method, path, timeout_ms } => {
+            ToolKind::Http { connection, method, path, timeout_ms, response } => {
                 ToolInfo::Http(HttpToolInfo {
                     name,
                     description: tool.description.clone(),
@@ -312,6 +312,7 @@ fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
                     method: method.as_str().to_owned(),
                     path: path.clone(),
                     timeout_ms: *timeout_ms,
+                    response: response.clone(),
                     source: tool.source.display().to_owned(),
                 })
             }

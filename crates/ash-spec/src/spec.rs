@@ -352,6 +352,9 @@ pub enum ToolKind {
         path: String,
         /// Per-call timeout in milliseconds.
         timeout_ms: u64,
+        /// A JSON Pointer (RFC 6901) into a JSON answer: the part the model gets (`response`);
+        /// `None` gives status, headers and the whole body.
+        response: Option<String>,
     },
 }
 

@@ -121,6 +121,15 @@ impl McpConnection {
         Ok((Arc::clone(client), Arc::clone(tool)))
     }
 
+    /// The session, or why there is none now.
+    pub(crate) fn client(&self) -> Result<Arc<Client>, String> {
+        match &self.state.read().unwrap_or_else(PoisonError::into_inner).phase {
+            Phase::Ready(client) => Ok(Arc::clone(client)),
+            Phase::Starting => Err(format!("MCP server `{}` is still starting", self.name())),
+            Phase::Down(why) => Err(format!("MCP server `{}` is down: {why}", self.name())),
+        }
+    }
+
     /// The server's instructions, when it is up and gave some.
     pub(crate) fn instructions(&self) -> Option<String> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);

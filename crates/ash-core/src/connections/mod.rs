@@ -5,6 +5,8 @@
 //! engine owns ([`McpConnection::supervise`]), so registration is asynchronous: until a server
 //! answers, its tools are offered as unavailable with the reason.
 
+mod broker;
+mod http;
 mod mcp;
 mod redact;
 
@@ -18,6 +20,8 @@ use ash_spec::{ConnectionKind, Package};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use broker::{BROKER_PORT, Broker};
+pub(crate) use http::{HttpConnection, HttpRequest};
 pub(crate) use mcp::McpConnection;
 
 /// What starting a stdio server needs.
@@ -39,18 +43,65 @@ pub(crate) struct Launcher {
 #[derive(Default)]
 pub(crate) struct Connections {
     mcp: BTreeMap<String, Arc<McpConnection>>,
+    http: BTreeMap<String, Arc<HttpConnection>>,
+}
+
+/// A connection that cannot be used as configured.
+#[derive(Debug, thiserror::Error)]
+#[error("connection `{name}` cannot be used: {why}")]
+pub struct ConnectionError {
+    name: String,
+    why: String,
 }
 
 impl Connections {
     /// The connections of `package`, not started.
-    pub(crate) fn new(package: &Package) -> Self {
-        let mcp = package
-            .connections
-            .iter()
-            .filter(|c| matches!(c.kind, ConnectionKind::Mcp { .. }))
-            .map(|c| (c.name.clone(), Arc::new(McpConnection::new(c.clone()))))
+    pub(crate) fn new(package: &Package) -> Result<Self, ConnectionError> {
+        let mut out = Self::default();
+        for connection in &package.connections {
+            match connection.kind {
+                ConnectionKind::Mcp { .. } => {
+                    let runtime = Arc::new(McpConnection::new(connection.clone()));
+                    out.mcp.insert(connection.name.clone(), runtime);
+                }
+                ConnectionKind::Http { .. } => {
+                    let runtime = HttpConnection::new(connection)
+                        .map_err(|why| ConnectionError { name: connection.name.clone(), why })?;
+                    out.http.insert(connection.name.clone(), Arc::new(runtime));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The connections of `package` as `ash info` sees them without starting anything: the
+    /// HTTP ones (building them contacts nothing), no MCP servers.
+    pub(crate) fn offline(package: &Package) -> Result<Self, ConnectionError> {
+        let mut all = Self::new(package)?;
+        all.mcp.clear();
+        Ok(all)
+    }
+
+    /// HTTP connection `name`.
+    pub(crate) fn http(&self, name: &str) -> Option<&Arc<HttpConnection>> {
+        self.http.get(name)
+    }
+
+    /// Whether the package has any connection.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.mcp.is_empty() && self.http.is_empty()
+    }
+
+    /// The names and kinds of every connection.
+    pub(crate) fn names(&self) -> Vec<(String, &'static str)> {
+        let mut out: Vec<(String, &'static str)> = self
+            .mcp
+            .keys()
+            .map(|n| (n.clone(), "mcp"))
+            .chain(self.http.keys().map(|n| (n.clone(), "http")))
             .collect();
-        Self { mcp }
+        out.sort();
+        out
     }
 
     /// Starts supervising every MCP connection in `tasks` until `stop`.

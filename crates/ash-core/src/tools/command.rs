@@ -1,13 +1,15 @@
 //! Command tools (`tools/*.toml` with `command`): input JSON on stdin, the session in
-//! `ASH_SESSION`, a JSON result on stdout.
+//! `ASH_SESSION`, a JSON result on stdout; and, when the agent has connections, the broker's
+//! URL and a token for this call in `ASH_CONNECTIONS_URL` and `ASH_CONNECTIONS_TOKEN`.
 
 use std::time::Duration;
 
 use ash_protocol::ToolDefinition;
-use ash_sandbox::LimitHit;
+use ash_sandbox::{BackendKind, LimitHit, NetPolicy, Service};
 use serde_json::{Map, Value};
 
 use super::{CallContext, CallFuture, Outcome, Runner, Schema, SchemaError};
+use crate::connections::BROKER_PORT;
 
 /// A `tools/*.toml` command tool.
 pub(crate) struct CommandTool {
@@ -76,8 +78,29 @@ async fn run(
     env.insert("ASH_SESSION".to_owned(), ctx.session.to_string());
     env.insert("ASH_WORKSPACE".to_owned(), ctx.workspace.root().display().to_string());
     env.insert("HOME".to_owned(), ctx.workspace.root().display().to_string());
+    // The agent's connections, through the runtime: a token for this call only, never a
+    // connection's credentials.
+    let pass = ctx.broker.map(|broker| {
+        let pass = broker.pass();
+        env.insert("ASH_CONNECTIONS_TOKEN".to_owned(), pass.token().to_owned());
+        (broker, pass)
+    });
     let stdin = Value::Object(input).to_string().into_bytes();
-    let request = ctx.request(argv, env, stdin, timeout, COMMAND_OUTPUT_BYTES);
+    let mut request = ctx.request(argv, env, stdin, timeout, COMMAND_OUTPUT_BYTES);
+    if let Some((broker, _)) = &pass {
+        let relayed = matches!(ctx.sandbox.backend(), BackendKind::Native | BackendKind::Bwrap)
+            && !matches!(request.policy.net, NetPolicy::Full);
+        let url = if relayed {
+            request
+                .policy
+                .services
+                .push(Service { port: BROKER_PORT, socket: broker.socket().to_path_buf() });
+            format!("http://127.0.0.1:{BROKER_PORT}")
+        } else {
+            format!("http://{}", broker.tcp())
+        };
+        request.env.insert("ASH_CONNECTIONS_URL".to_owned(), url);
+    }
     let out = match ctx.sandbox.exec(&request, ctx.cancel).await {
         Ok(out) => out,
         Err(e) => return Outcome::error(format!("tool `{name}`: {e}")),

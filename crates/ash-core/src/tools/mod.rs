@@ -8,6 +8,7 @@
 
 mod builtin;
 mod command;
+mod http;
 mod mcp;
 mod skill;
 
@@ -86,6 +87,8 @@ pub(crate) struct CallContext<'a> {
     pub(crate) policy: &'a SandboxPolicy,
     /// Where a tool that reports progress sends it (`action.progress` events).
     pub(crate) progress: Option<&'a tokio::sync::mpsc::Sender<ToolProgress>>,
+    /// How command tools reach the agent's connections (when it has any).
+    pub(crate) broker: Option<&'a crate::connections::Broker>,
 }
 
 /// One progress report of a running call.
@@ -254,7 +257,22 @@ impl Registry {
                     ToolKind::Command { argv, timeout_ms, sandbox: _ } => {
                         Arc::new(command::CommandTool::new(authored, argv, *timeout_ms)?)
                     }
-                    ToolKind::Http { .. } => continue,
+                    ToolKind::Http { connection, method, path, timeout_ms, response } => {
+                        match connections.and_then(|c| c.http(connection)) {
+                            Some(live) => Arc::new(http::HttpTool::new(
+                                authored,
+                                &http::HttpToolSpec {
+                                    method: *method,
+                                    path,
+                                    timeout_ms: *timeout_ms,
+                                    response: response.as_deref(),
+                                },
+                                Arc::clone(live),
+                            )?),
+                            // Offline (`ash info`): described by the spec's surface.
+                            None => continue,
+                        }
+                    }
                 },
                 ToolOrigin::Mcp { connection, remote_name } => Arc::new(mcp::McpTool::new(
                     &tool.name,

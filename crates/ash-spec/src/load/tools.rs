@@ -287,7 +287,28 @@ fn http_kind(
     };
     let path = fields.required_string(d, "path", "a path starting with `/`");
     let path = path.and_then(|p| check_http_path(d, &p, schema));
-    Some(ToolKind::Http { connection: connection?, method: method?, path: path?, timeout_ms })
+    let response = match fields.string(d, "response", "a JSON Pointer such as \"/data/items\"") {
+        None => Some(None),
+        Some(pointer) if pointer.value.is_empty() || pointer.value.starts_with('/') => {
+            Some(Some(pointer.value))
+        }
+        Some(pointer) => {
+            d.error(
+                "invalid-value",
+                Some(pointer.span),
+                format!("`{}` is not a JSON Pointer", pointer.value),
+                "`response`: a JSON Pointer into the answer, starting with `/` (\"/data/items\")",
+            );
+            None
+        }
+    };
+    Some(ToolKind::Http {
+        connection: connection?,
+        method: method?,
+        path: path?,
+        timeout_ms,
+        response: response?,
+    })
 }
 
 fn check_http_path(
