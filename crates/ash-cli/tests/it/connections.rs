@@ -81,6 +81,9 @@ token = "${{FIXTURE_TOKEN}}"
 [tools]
 allow = ["add"]
 namespace = "fixture"
+//- agent/tools/sum-via-runtime.toml
+description = "Adds 1 and 2 with the fixture server, through the runtime."
+command = ["bash", "-c", "curl -s -H \"Authorization: Bearer $ASH_CONNECTIONS_TOKEN\" -d '{{\"a\":1,\"b\":2}}' \"$ASH_CONNECTIONS_URL/connections/fixture/tools/add\""]
 //- agent/connections/locked.toml
 kind = "mcp"
 
@@ -163,7 +166,8 @@ async fn mcp_servers_over_stdio_in_the_sandbox_and_over_http_with_bearer_auth() 
                 .then_tool_call("c1", "everything__get-sum", r#"{"a":2,"b":3}"#)
                 .then_tool_call("c2", "fixture__add", r#"{"a":20,"b":22}"#)
                 .then_tool_call("c3", "everything__get-tiny-image", "{}")
-                .then_tool_call("c4", "locked__add", r#"{"a":1,"b":1}"#),
+                .then_tool_call("c4", "locked__add", r#"{"a":1,"b":1}"#)
+                .then_tool_call("c5", "sum_via_runtime", "{}"),
         ))
         .push(Reply::Turn(Turn::text("5 and 42.")));
     let response = reqwest::Client::new()
@@ -204,6 +208,15 @@ async fn mcp_servers_over_stdio_in_the_sandbox_and_over_http_with_bearer_auth() 
         ]
     );
     assert!(results[3].1.as_deref().is_some_and(|e| e.starts_with("tool `locked__add` is unavailable right now: MCP server `locked` is down: the server refused the request as unauthorized")), "{results:?}");
+    // The command tool, in the native sandbox, reached the HTTP server's `add` through the
+    // runtime's relayed endpoint without holding the bearer token.
+    let via = events.iter().find_map(|e| match &e.body {
+        EventBody::ActionResult(r) if r.call_id == "c5" => Some(r.clone()),
+        _ => None,
+    });
+    let via = via.unwrap();
+    let ActionOutput::ToolResult { output, .. } = &via.result else { unreachable!() };
+    assert_eq!((&output["content"][0]["text"], &via.error), (&json!("3"), &None), "{output}");
     let second = &model.requests()[1].body;
     assert!(second.to_string().contains("data:image/png;base64,"), "the model sees the image");
 
