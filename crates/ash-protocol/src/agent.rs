@@ -298,8 +298,25 @@ pub struct ConnectionInfo {
     pub policy: PolicyInfo,
     /// MCP tool lowering; null when no tools are exposed to the model.
     pub tools: Option<McpToolsInfo>,
+    /// For `kind = "openapi"`: the document and the operations offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openapi: Option<OpenApiInfo>,
     /// Source file.
     pub source: String,
+}
+
+/// The document of an `openapi` connection and the operations it offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenApiInfo {
+    /// The document, project-relative.
+    pub spec: String,
+    /// The API's title.
+    pub title: String,
+    /// Prefix of the tools' names.
+    pub namespace: String,
+    /// The operationIds offered as tools.
+    pub allow: Vec<String>,
 }
 
 /// MCP transport.

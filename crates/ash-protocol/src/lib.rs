@@ -21,9 +21,9 @@ mod session;
 
 pub use agent::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
-    HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo, PolicyInfo,
-    PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, ServerNetworkInfo, SkillInfo,
-    SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo, UnsupportedInfo,
+    HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo, OpenApiInfo,
+    PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, ServerNetworkInfo,
+    SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo, UnsupportedInfo,
 };
 pub use api::{
     API_PREFIX, ApiError, CancelAccepted, HEARTBEAT_TYPE, Health, Heartbeat, HeartbeatData,

@@ -19,6 +19,7 @@ mod ipnet;
 mod load;
 mod manifest;
 mod names;
+mod openapi;
 mod providers;
 mod slots;
 mod source;
@@ -36,14 +37,17 @@ pub use manifest::{
     BUILD_DIR, BuildError, BuildOutput, DIAGNOSTICS_FILE, MANIFEST_FILE, to_json_bytes, write_build,
 };
 pub use names::{MAX_TOOL_NAME_LEN, RESERVED_TOOL_NAMES, is_tool_name, lower_snake_case};
+pub use openapi::{
+    MAX_OPERATIONS, OpenApiDoc, Operation, OperationParts, parse_openapi, placeholders,
+};
 pub use providers::{BUILTIN_PROVIDERS, BuiltinProvider, SCRIPTED_PROVIDER, builtin_provider};
 pub use source::{MAX_ASSET_BYTES, MAX_TEXT_BYTES};
 pub use spec::{
     AgentSpec, AuthStrategy, Connection, ConnectionAuth, ConnectionKind,
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_SANDBOX_TIMEOUT_MS,
     DEFAULT_TOOL_TIMEOUT_MS, ForwardedHeader, HttpMethod, JwtAlgorithm, JwtClaims, Layout, Limits,
-    MAX_RETRY_ATTEMPTS, MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ModelRef, ModelTool, Package,
-    PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend, Schedule, ServerNetwork, Skill,
-    SkillKind, Source, Subagent, Tool, ToolKind, ToolOrigin,
+    MAX_RETRY_ATTEMPTS, MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ModelRef, ModelTool,
+    OpenApiTools, Package, PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend, Schedule,
+    ServerNetwork, Skill, SkillKind, Source, Subagent, Tool, ToolKind, ToolOrigin,
 };
 pub use user_config::{DECIDE_SECONDS, UserConfig, parse_user_config};

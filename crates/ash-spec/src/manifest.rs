@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use ash_protocol::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
     DiagnosticInfo, HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo,
-    PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, ServerNetworkInfo,
-    SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
+    OpenApiInfo, PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo,
+    ServerNetworkInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
@@ -196,13 +196,22 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
                             namespace: t.namespace.clone(),
                         }),
                     ),
-                    ConnectionKind::Http { base_url, headers } => (
-                        "http",
+                    ConnectionKind::Http { base_url, headers, openapi } => (
+                        if openapi.is_some() { "openapi" } else { "http" },
                         None,
                         Some(base_url.template().to_owned()),
                         headers.iter().map(|(k, v)| (k.clone(), v.display_secret())).collect(),
                         None,
                     ),
+                };
+                let openapi = match &c.kind {
+                    ConnectionKind::Http { openapi: Some(api), .. } => Some(OpenApiInfo {
+                        spec: api.spec.clone(),
+                        title: api.title.clone(),
+                        namespace: api.namespace.clone(),
+                        allow: api.operations.iter().map(|o| o.id.clone()).collect(),
+                    }),
+                    _ => None,
                 };
                 ConnectionInfo {
                     name: c.name.clone(),
@@ -230,6 +239,7 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
                         retry_attempts: c.retry_attempts,
                     },
                     tools,
+                    openapi,
                     source: c.source.display().to_owned(),
                 }
             })
@@ -334,6 +344,17 @@ fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
             input_schema: None,
             unavailable: None,
         },
+        ToolOrigin::OpenApi { connection, operation } => ToolInfo::Http(HttpToolInfo {
+            name,
+            description: operation.description.clone(),
+            input_schema: operation.input_schema.clone(),
+            connection: connection.name.clone(),
+            method: operation.method.as_str().to_owned(),
+            path: operation.path.clone(),
+            timeout_ms: connection.timeout_ms,
+            response: None,
+            source: connection.source.display().to_owned(),
+        }),
         ToolOrigin::Subagent(subagent) => ToolInfo::Subagent {
             name,
             description: subagent.package.description.clone().unwrap_or_default(),

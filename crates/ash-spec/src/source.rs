@@ -330,6 +330,27 @@ impl Tree {
         Some(bytes)
     }
 
+    /// Reads a text file that a slot's file names (an OpenAPI document), at most `max` bytes,
+    /// only when it resolves inside the agent root; hashed into the build like every file
+    /// read. The error says why, for the caller to report where the name was written.
+    pub(crate) fn read_named(&mut self, path: &Path, max: u64) -> Result<String, String> {
+        let canonical = self.inside(path).ok_or("it is not a file inside the agent directory")?;
+        let meta = fs::metadata(&canonical).map_err(|e| format!("cannot read it: {e}"))?;
+        if !meta.is_file() {
+            return Err("it is not a regular file".into());
+        }
+        let mut bytes = Vec::new();
+        File::open(&canonical)
+            .and_then(|file| file.take(max + 1).read_to_end(&mut bytes))
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        if bytes.len() as u64 > max {
+            return Err(format!("it is larger than the limit of {}", human_bytes(max)));
+        }
+        let rel = self.rel(path);
+        self.files.insert(rel, FileHash { sha256: sha256_hex(&bytes), bytes: bytes.len() as u64 });
+        String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())
+    }
+
     /// Hashes every file below `dir` (bounded); returns their paths relative to `dir`, sorted.
     pub(crate) fn walk_files(
         &mut self,

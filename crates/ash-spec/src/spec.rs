@@ -192,6 +192,16 @@ impl Package {
                 }
             }
         }
+        for connection in &self.connections {
+            if let ConnectionKind::Http { openapi: Some(api), .. } = &connection.kind {
+                for operation in &api.operations {
+                    out.push(ModelTool {
+                        name: api.tool_name(operation),
+                        origin: ToolOrigin::OpenApi { connection, operation },
+                    });
+                }
+            }
+        }
         for subagent in &self.subagents {
             out.push(ModelTool {
                 name: subagent.tool_name(),
@@ -225,6 +235,13 @@ pub enum ToolOrigin<'a> {
         connection: &'a Connection,
         /// The tool's name on the server.
         remote_name: &'a str,
+    },
+    /// An allowed operation of an `openapi` connection.
+    OpenApi {
+        /// The connection.
+        connection: &'a Connection,
+        /// The operation.
+        operation: &'a crate::openapi::Operation,
     },
     /// `subagents/<id>/`.
     Subagent(&'a Subagent),
@@ -475,7 +492,7 @@ impl SandboxBackend {
 }
 
 /// A named downstream dependency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
     /// Name from the file slug.
     pub name: String,
@@ -499,7 +516,7 @@ pub const DEFAULT_CONNECTION_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_RETRY_ATTEMPTS: u32 = 10;
 
 /// What a connection talks to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ConnectionKind {
     /// A Model Context Protocol server.
     Mcp {
@@ -508,13 +525,36 @@ pub enum ConnectionKind {
         /// Tools exposed to the model; `None` exposes none.
         tools: Option<McpTools>,
     },
-    /// A plain HTTP API.
+    /// A plain HTTP API (`kind = "http"`), or one an OpenAPI document describes
+    /// (`kind = "openapi"`), whose allowed operations are tools.
     Http {
         /// Base URL.
         base_url: Interpolated,
         /// Extra headers.
         headers: BTreeMap<String, Interpolated>,
+        /// For `kind = "openapi"`: the document and the operations offered as tools.
+        openapi: Option<OpenApiTools>,
     },
+}
+
+/// The operations of an `openapi` connection offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenApiTools {
+    /// The document, project-relative (`./agent/lib/shop.yaml`).
+    pub spec: String,
+    /// The API's title.
+    pub title: String,
+    /// Prefix of model-visible names (`<namespace>__<operation>`).
+    pub namespace: String,
+    /// The allowed operations, each usable, in `allow` order.
+    pub operations: Vec<crate::openapi::Operation>,
+}
+
+impl OpenApiTools {
+    /// The model-visible name of `operation`: `<namespace>__<operationId lowered>`.
+    pub fn tool_name(&self, operation: &crate::openapi::Operation) -> String {
+        format!("{}__{}", self.namespace, crate::names::lower_snake_case(&operation.id))
+    }
 }
 
 /// MCP transport.

@@ -286,9 +286,8 @@ fn parse_request(body: &[u8]) -> Result<HttpRequest, String> {
         Some(Value::String(m)) => m,
         Some(_) => return Err("`method` must be a string".into()),
     };
-    let path = match object.remove("path") {
-        Some(Value::String(p)) => p,
-        _ => return Err("`path` (a string starting with `/`) is required".into()),
+    let Some(Value::String(path)) = object.remove("path") else {
+        return Err("`path` (a string starting with `/`) is required".into());
     };
     let mut query = Vec::new();
     match object.remove("query") {

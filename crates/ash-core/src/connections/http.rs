@@ -79,7 +79,7 @@ pub(crate) struct HttpConnection {
 impl HttpConnection {
     /// The runtime side of `connection` (an `http` one), or why it cannot be used.
     pub(crate) fn new(connection: &Connection) -> Result<Self, String> {
-        let ConnectionKind::Http { base_url, headers: extra } = &connection.kind else {
+        let ConnectionKind::Http { base_url, headers: extra, .. } = &connection.kind else {
             return Err("not an HTTP connection".into());
         };
         let mut base = reqwest::Url::parse(base_url.expose())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ash_protocol::ToolDefinition;
-use ash_spec::HttpMethod;
+use ash_spec::{HttpMethod, Operation, OperationParts};
 use serde_json::{Map, Value};
 
 use super::{CallContext, CallFuture, Outcome, Runner, Schema, SchemaError};
@@ -25,6 +25,8 @@ pub(crate) struct HttpTool {
     path: String,
     timeout: Duration,
     response: Option<String>,
+    /// For an OpenAPI operation: where each input goes (else by method).
+    parts: Option<OperationParts>,
 }
 
 /// An HTTP tool's settings, as its file gives them.
@@ -50,6 +52,27 @@ impl HttpTool {
             path: spec.path.to_owned(),
             timeout: Duration::from_millis(spec.timeout_ms),
             response: spec.response.map(str::to_owned),
+            parts: None,
+        })
+    }
+
+    /// The tool of an `openapi` connection's operation.
+    pub(crate) fn operation(
+        name: &str,
+        operation: &Operation,
+        timeout_ms: u64,
+        connection: Arc<HttpConnection>,
+    ) -> Result<Self, SchemaError> {
+        Ok(Self {
+            name: name.to_owned(),
+            description: operation.description.clone(),
+            schema: Schema::compile(name, operation.input_schema.clone())?,
+            connection,
+            method: operation.method,
+            path: operation.path.clone(),
+            timeout: Duration::from_millis(timeout_ms),
+            response: None,
+            parts: Some(operation.parts.clone()),
         })
     }
 
@@ -70,6 +93,39 @@ impl HttpTool {
             rest = &rest[open + close + 1..];
         }
         path.push_str(rest);
+        if let Some(parts) = &self.parts {
+            let mut query = Vec::new();
+            let mut headers = std::collections::BTreeMap::new();
+            for name in &parts.query {
+                match input.remove(name) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Array(items)) => {
+                        for item in items {
+                            query.push((
+                                name.clone(),
+                                scalar(&item).unwrap_or_else(|| item.to_string()),
+                            ));
+                        }
+                    }
+                    Some(other) => query
+                        .push((name.clone(), scalar(&other).unwrap_or_else(|| other.to_string()))),
+                }
+            }
+            for name in &parts.header {
+                if let Some(value) = input.remove(name).filter(|v| !v.is_null()) {
+                    headers
+                        .insert(name.clone(), scalar(&value).unwrap_or_else(|| value.to_string()));
+                }
+            }
+            let body = if parts.body { input.remove("body") } else { None };
+            return Ok(HttpRequest {
+                method: self.method.as_str().to_owned(),
+                path,
+                query,
+                headers,
+                body,
+            });
+        }
         let (query, body) = match self.method {
             HttpMethod::Get | HttpMethod::Delete => {
                 let mut query = Vec::new();

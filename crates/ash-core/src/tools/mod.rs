@@ -274,6 +274,17 @@ impl Registry {
                         }
                     }
                 },
+                ToolOrigin::OpenApi { connection, operation } => {
+                    match connections.and_then(|c| c.http(&connection.name)) {
+                        Some(live) => Arc::new(http::HttpTool::operation(
+                            &tool.name,
+                            operation,
+                            connection.timeout_ms,
+                            Arc::clone(live),
+                        )?),
+                        None => continue,
+                    }
+                }
                 ToolOrigin::Mcp { connection, remote_name } => Arc::new(mcp::McpTool::new(
                     &tool.name,
                     &connection.name,

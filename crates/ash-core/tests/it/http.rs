@@ -73,6 +73,38 @@ token = "${{SHOP_TOKEN}}"
 
 [policy]
 timeout_ms = 5000
+//- agent/connections/shop-api.toml
+kind = "openapi"
+spec = "../lib/shop.openapi.yaml"
+base_url = "{base}"
+
+[auth]
+kind = "bearer"
+token = "${{SHOP_TOKEN}}"
+
+[operations]
+allow = ["getOrder", "createOrder"]
+namespace = "shop"
+//- agent/lib/shop.openapi.yaml
+openapi: 3.0.3
+info: {{title: Shop}}
+servers: [{{url: "https://shop.invalid/v1"}}]
+paths:
+  /orders/{{id}}:
+    get:
+      operationId: getOrder
+      summary: Look up an order.
+      parameters:
+        - {{name: id, in: path, required: true, schema: {{type: string}}}}
+        - {{name: expand, in: query, schema: {{type: string}}}}
+  /orders:
+    post:
+      operationId: createOrder
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {{type: object, properties: {{item: {{type: string}}}}, required: [item]}}
 //- agent/tools/get-order.toml
 kind = "http"
 description = "Look up an order."
@@ -134,7 +166,10 @@ async fn http_tools_and_a_command_tool_reach_an_authenticated_api_without_seeing
                 .then_tool_call("h2", "place_order", r#"{"item":"tea"}"#)
                 .then_tool_call("h3", "get_order", r#"{"id":"missing"}"#)
                 .then_tool_call("h4", "get_order", r#"{"id":".."}"#)
-                .then_tool_call("h5", "via_runtime", "{}"),
+                .then_tool_call("h5", "via_runtime", "{}")
+                .then_tool_call("o1", "shop__get_order", r#"{"id":"9","expand":"items"}"#)
+                .then_tool_call("o2", "shop__create_order", r#"{"body":{"item":"cake"}}"#)
+                .then_tool_call("o3", "shop__create_order", r#"{"body":{}}"#),
         ))
         .push(Reply::Turn(Turn::text("Done.")));
     let run = h.send("orders", None).await;
@@ -173,6 +208,21 @@ async fn http_tools_and_a_command_tool_reach_an_authenticated_api_without_seeing
     assert_eq!(
         via["escape"]["error"],
         "path `/../../etc` may not climb out of the base URL with `..`"
+    );
+    // OpenAPI operations: parameters where the document puts them, the body as the body.
+    assert_eq!(
+        out[5].1["body"]["order"],
+        json!({"id": "9", "query": "expand=items", "path": "/v1/orders/9"})
+    );
+    assert_eq!(
+        out[6].1,
+        json!({"status": 201, "headers": {"content-type": "application/json"}, "body": {"created": {"item": "cake"}}})
+    );
+    assert_eq!(
+        out[7].2.as_deref(),
+        Some(
+            r#"the input of `shop__create_order` does not match its schema: at `/body`: "item" is a required property"#
+        )
     );
     let env_text = via["env"].as_str().unwrap();
     assert!(env_text.contains("ASH_CONNECTIONS_URL=http://"), "{env_text}");

@@ -12,7 +12,7 @@ use crate::names::{is_tool_name, lower_snake_case};
 use crate::slots;
 use crate::spec::{
     Connection, ConnectionAuth, ConnectionKind, DEFAULT_CONNECTION_TIMEOUT_MS, MAX_RETRY_ATTEMPTS,
-    MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ServerNetwork, Source,
+    MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, OpenApiTools, ServerNetwork, Source,
 };
 use crate::toml_doc::{self, Fields};
 
@@ -30,7 +30,7 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
     let mut d = FileDiag::new(&rel, &src, &slots::CONNECTION, diags);
     let doc = toml_doc::parse(&src, &mut d)?;
     let mut fields = Fields::root(&doc);
-    let kind_text = fields.required_string(&mut d, "kind", "`mcp` or `http`")?;
+    let kind_text = fields.required_string(&mut d, "kind", "`mcp`, `http` or `openapi`")?;
     let mut instructions = false;
 
     let kind = match kind_text.value.as_str() {
@@ -109,23 +109,48 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
             instructions = fields.boolean(&mut d, "instructions").is_some_and(|b| b.value);
             Some(ConnectionKind::Mcp { transport: transport?, tools: tools? })
         }
-        "http" => {
-            let base_url = fields.required_string(&mut d, "base_url", "an http(s) URL");
-            let base_url = base_url.and_then(|u| {
-                let resolved = interpolate(&mut d, env, "base_url", &u, false)?;
-                match check_url(resolved.expose()) {
-                    Ok(()) => Some(resolved),
-                    Err(why) => {
-                        d.error(
-                            "invalid-url",
-                            Some(u.span),
-                            format!("`base_url` {why}"),
-                            "`base_url`: an http or https URL",
-                        );
-                        None
-                    }
+        "http" | "openapi" => {
+            let openapi = if kind_text.value == "openapi" {
+                let base = path.parent().unwrap_or(path);
+                openapi_tools(&mut d, tree, base, &mut fields, &name)
+            } else {
+                Some(None)
+            };
+            let base_url = if kind_text.value == "openapi" {
+                fields.string(&mut d, "base_url", "an http(s) URL")
+            } else {
+                fields.required_string(&mut d, "base_url", "an http(s) URL")
+            };
+            let base_url = match (base_url, &openapi) {
+                (Some(u), _) => {
+                    let resolved = interpolate(&mut d, env, "base_url", &u, false);
+                    resolved.and_then(|resolved| match check_url(resolved.expose()) {
+                        Ok(()) => Some(resolved),
+                        Err(why) => {
+                            d.error(
+                                "invalid-url",
+                                Some(u.span),
+                                format!("`base_url` {why}"),
+                                "`base_url`: an http or https URL",
+                            );
+                            None
+                        }
+                    })
                 }
-            });
+                // The document's first server.
+                (None, Some(Some((_, Some(server))))) => {
+                    Some(Interpolated::literal(server.clone()))
+                }
+                (None, Some(Some((_, None)))) => {
+                    fields.missing(
+                        &mut d,
+                        "base_url",
+                        "the API's URL (the document names no absolute server)",
+                    );
+                    None
+                }
+                (None, _) => None,
+            };
             let mut headers = BTreeMap::new();
             let mut headers_ok = true;
             for (key, value) in fields.string_map(&mut d, "headers") {
@@ -146,8 +171,12 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
                     None => headers_ok = false,
                 }
             }
-            match (base_url, headers_ok) {
-                (Some(base_url), true) => Some(ConnectionKind::Http { base_url, headers }),
+            match (base_url, headers_ok, openapi) {
+                (Some(base_url), true, Some(api)) => Some(ConnectionKind::Http {
+                    base_url,
+                    headers,
+                    openapi: api.map(|(api, _)| api),
+                }),
                 _ => None,
             }
         }
@@ -156,7 +185,7 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
                 "invalid-value",
                 Some(kind_text.span),
                 format!("unknown connection kind `{other}`"),
-                "`kind`: `mcp` or `http`",
+                "`kind`: `mcp`, `http` or `openapi`",
             );
             return None;
         }
@@ -193,6 +222,143 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Connection> 
         retry_attempts,
         instructions,
         source: Source::File(rel),
+    })
+}
+
+/// `spec` and `[operations]` of an `openapi` connection: the document read and the allowed
+/// operations checked; with the document's first server URL. `Some(None)` never happens
+/// here (that is a plain `http` connection); `None` on error.
+fn openapi_tools(
+    d: &mut FileDiag<'_>,
+    tree: &mut crate::source::Tree,
+    base: &Path,
+    fields: &mut Fields<'_, '_>,
+    connection: &str,
+) -> Option<Option<(OpenApiTools, Option<String>)>> {
+    let spec = fields.required_string(d, "spec", "the OpenAPI document, e.g. \"../lib/shop.yaml\"");
+    let doc = spec.and_then(|spec| {
+        if !(spec.value.starts_with("./") || spec.value.starts_with("../")) {
+            d.error(
+                "invalid-value",
+                Some(spec.span),
+                format!(
+                    "`spec` = `{}` must be a path relative to this file (`./` or `../`)",
+                    spec.value
+                ),
+                "`spec`: a path such as \"../lib/shop.openapi.yaml\"",
+            );
+            return None;
+        }
+        let path = base.join(&spec.value);
+        let text = match tree.read_named(&path, crate::source::MAX_ASSET_BYTES) {
+            Ok(text) => text,
+            Err(why) => {
+                d.error(
+                    "invalid-value",
+                    Some(spec.span),
+                    format!("`spec` = `{}`: {why}", spec.value),
+                    "`spec`: an OpenAPI 3 document inside the agent directory",
+                );
+                return None;
+            }
+        };
+        match crate::openapi::parse_openapi(&text) {
+            Ok(doc) => Some((doc, format!("./{}", tree.rel(&path)), spec.span)),
+            Err(why) => {
+                d.error(
+                    "invalid-openapi",
+                    Some(spec.span),
+                    format!("`spec` = `{}`: {why}", spec.value),
+                    "an OpenAPI 3.0 or 3.1 document, JSON or YAML",
+                );
+                None
+            }
+        }
+    });
+    let Some(mut ops) = fields.table(d, "operations", "a table") else {
+        fields.missing(
+            d,
+            "operations",
+            "an [operations] table with `allow`, the operationIds offered as tools",
+        );
+        return None;
+    };
+    let mut ok = true;
+    let namespace = match ops.string(d, "namespace", "a lower_snake_case prefix") {
+        Some(ns) if is_tool_name(&ns.value) => ns.value,
+        Some(ns) => {
+            ok = false;
+            let lowered = lower_snake_case(&ns.value);
+            d.error(
+                "invalid-name",
+                Some(ns.span),
+                format!("namespace `{}` must be lower_snake_case; use `{lowered}`", ns.value),
+                "`operations.namespace`: lower_snake_case, starting with a letter",
+            );
+            lowered
+        }
+        None => lower_snake_case(connection),
+    };
+    let allow = if ops.has("allow") {
+        ops.strings(d, "allow", "a list of the document's operationIds")
+    } else {
+        ops.missing(d, "allow", "a list of the document's operationIds");
+        None
+    };
+    ops.finish(d);
+    let (doc, spec, _) = doc?;
+    let mut operations = Vec::new();
+    for id in allow? {
+        let Some(operation) = doc.operations.iter().find(|o| o.id == id.value) else {
+            ok = false;
+            let known: Vec<&str> = doc.operations.iter().map(|o| o.id.as_str()).take(20).collect();
+            d.error(
+                "unknown-operation",
+                Some(id.span),
+                format!(
+                    "the document has no operation `{}` (it has: {})",
+                    id.value,
+                    known.join(", ")
+                ),
+                "`operations.allow`: operationIds of the document",
+            );
+            continue;
+        };
+        if let Some(why) = &operation.unusable {
+            ok = false;
+            d.error(
+                "unusable-operation",
+                Some(id.span),
+                format!("operation `{}` cannot be offered: {why}", id.value),
+                "`operations.allow`: operations with JSON bodies and path, query or header parameters",
+            );
+            continue;
+        }
+        let tool = format!("{namespace}__{}", lower_snake_case(&operation.id));
+        if tool.len() > crate::names::MAX_TOOL_NAME_LEN {
+            ok = false;
+            d.error(
+                "invalid-name",
+                Some(id.span),
+                format!(
+                    "operation `{}` would be the tool `{tool}`, longer than {} characters",
+                    id.value,
+                    crate::names::MAX_TOOL_NAME_LEN
+                ),
+                "a shorter `operations.namespace`",
+            );
+            continue;
+        }
+        if operations.iter().any(|o: &crate::openapi::Operation| o.id == operation.id) {
+            continue;
+        }
+        operations.push(operation.clone());
+    }
+    ok.then(|| {
+        Some((
+            OpenApiTools { spec, title: doc.title.clone(), namespace, operations },
+            doc.server.clone(),
+        ))
     })
 }
 

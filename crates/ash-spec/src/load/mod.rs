@@ -568,6 +568,7 @@ fn describe_origin<'a>(origin: &'a crate::spec::ToolOrigin<'a>) -> (&'static str
         ToolOrigin::Authored(tool) => ("the tool", &tool.source),
         ToolOrigin::Sandbox(sandbox) => ("the sandbox tool", &sandbox.source),
         ToolOrigin::Mcp { connection, .. } => ("the MCP tool", &connection.source),
+        ToolOrigin::OpenApi { connection, .. } => ("the OpenAPI operation", &connection.source),
         ToolOrigin::Subagent(subagent) => ("the subagent tool", &subagent.source),
     }
 }

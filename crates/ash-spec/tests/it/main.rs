@@ -113,6 +113,9 @@ fn render_package(out: &mut String, p: &Package, indent: &str) {
             ToolOrigin::Mcp { connection, remote_name } => {
                 format!("mcp {}.{remote_name}", connection.name)
             }
+            ToolOrigin::OpenApi { connection, operation } => {
+                format!("openapi {}.{}", connection.name, operation.id)
+            }
             ToolOrigin::Subagent(s) => format!("subagent {}", s.id),
         };
         let _ = writeln!(out, "{indent}  tool {}: {what}", t.name);

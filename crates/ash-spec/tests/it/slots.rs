@@ -631,3 +631,56 @@ export const x = 1;
     let full: String = loaded.diagnostics().iter().map(ToString::to_string).collect();
     assert_snapshot!(full);
 }
+
+#[test]
+fn openapi_connections_and_their_operations() {
+    assert_snapshot!(check(
+        r#"
+//- agent/system.md
+Hi.
+//- agent/lib/shop.yaml
+openapi: 3.1.0
+info: {title: Shop}
+servers: [{url: "https://shop.example/v1"}]
+paths:
+  /orders/{id}:
+    get:
+      operationId: getOrder
+      summary: Look up an order.
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: string}}
+    delete:
+      operationId: deleteOrder
+      parameters:
+        - {name: id, in: path, required: true}
+        - {name: session, in: cookie, required: true}
+//- agent/lib/swagger.json
+{"swagger": "2.0", "paths": {}}
+//- agent/connections/shop.toml
+kind = "openapi"
+spec = "../lib/shop.yaml"
+[operations]
+allow = ["getOrder"]
+//- agent/connections/bad-ops.toml
+kind = "openapi"
+spec = "../lib/shop.yaml"
+base_url = "https://other.example/api"
+[operations]
+allow = ["getOrder", "deleteOrder", "listOrders"]
+namespace = "BadName"
+//- agent/connections/old.toml
+kind = "openapi"
+spec = "../lib/swagger.json"
+[operations]
+allow = []
+//- agent/connections/outside.toml
+kind = "openapi"
+spec = "../../../etc/passwd"
+[operations]
+allow = ["x"]
+//- agent/connections/no-ops.toml
+kind = "openapi"
+spec = "../lib/shop.yaml"
+"#
+    ));
+}
