@@ -166,9 +166,11 @@ impl Sandbox {
     pub fn plain() -> Self {
         Self {
             kind: BackendKind::Plain,
+            // A directory of this user's own below /tmp, never /tmp itself: the runtime
+            // directory is made private (0700) when first used.
             config: SandboxConfig::new(
                 BackendChoice::Exactly(BackendKind::Plain),
-                PathBuf::from("/tmp"),
+                PathBuf::from(format!("/tmp/ash-runtime-{}", nix::unistd::geteuid().as_raw())),
             ),
             tools: Tools::default(),
             cgroups: None,
@@ -699,22 +701,27 @@ impl Sandbox {
             && let Some(pipe) = stdin.as_mut()
         {
             use tokio::io::AsyncWriteExt as _;
-            // The helper reads its spec at once; one that does not is stuck, not slow.
+            // The helper reads its spec at once; one that does not is stuck, not slow. One
+            // that closed its stdin has exited or is exiting: its end (a setup report, an
+            // exit status) is what the caller learns from `wait`.
             let written = tokio::select! {
                 written = tokio::time::timeout(PREFIX_TIMEOUT, pipe.write_all(&prefix)) => written,
                 () = process.exited.cancelled() => Ok(Ok(())),
             };
-            if !matches!(written, Ok(Ok(()))) {
-                // The report says why (a setup failure) once the process is gone.
-                process.kill();
-                drop(stdin);
-                return Err(match process.wait().await {
-                    Err(e) => e,
-                    Ok(_) => SandboxError::Io {
-                        what: "hand the sandbox its spec".into(),
-                        source: std::io::Error::other("the helper did not read it"),
-                    },
-                });
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => stdin = None,
+                Err(_) => {
+                    process.kill();
+                    drop(stdin);
+                    return Err(match process.wait().await {
+                        Err(e) => e,
+                        Ok(_) => SandboxError::Io {
+                            what: "hand the sandbox its spec".into(),
+                            source: std::io::Error::other("the helper did not read it"),
+                        },
+                    });
+                }
             }
         }
         process.stdin = stdin;
@@ -1037,6 +1044,16 @@ fn private_dir(dir: &Path) -> Result<(), SandboxError> {
             "use",
             std::io::Error::other(
                 "it must be a directory (not a link) owned by this user; remove it or fix its owner",
+            ),
+        ));
+    }
+    // A shared directory (sticky, like /tmp) is never taken over: closing it would lock every
+    // other user out of it.
+    if meta.mode() & 0o1000 != 0 {
+        return Err(io(
+            "use",
+            std::io::Error::other(
+                "it is a shared (sticky) directory; give the sandbox a runtime directory of its own",
             ),
         ));
     }

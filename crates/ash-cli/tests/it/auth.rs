@@ -403,10 +403,8 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     for expected in [
-        "the agent configures 5 item(s) this runtime does not execute yet",
+        "the agent configures 3 item(s) this runtime does not execute yet",
         "agent/sandboxes/shell.toml: `sandboxes/shell`: named sandboxes are not executed yet; the model is not offered `shell_sandbox`",
-        "agent/connections/api.toml: `connections/api`",
-        "agent/tools/fetch.toml: `tools/fetch`: HTTP tools are not executed yet",
         "agent/schedules/nightly.md: `schedules/nightly`: schedules are not executed yet",
         "agent/agent.toml: `limits.session_timeout_ms`: session expiry is not enforced yet",
         "--allow-unsupported",
@@ -424,9 +422,10 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     );
     let out = ash_env(fx.path(), &["info", ".", "--json"], &[]);
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The HTTP tool runs (its connection is an ordinary HTTP connection).
     assert_eq!(
         info["agent"]["offeredTools"],
-        json!(["bash", "edit_file", "read_file", "search_files", "write_file"])
+        json!(["bash", "edit_file", "fetch", "read_file", "search_files", "write_file"])
     );
     let marked: Vec<(String, Value)> = info["agent"]["unsupported"]
         .as_array()
@@ -438,8 +437,6 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
         marked,
         [
             ("sandboxes/shell".to_owned(), json!(["shell_sandbox"])),
-            ("connections/api".to_owned(), Value::Null),
-            ("tools/fetch".to_owned(), json!(["fetch"])),
             ("schedules/nightly".to_owned(), Value::Null),
             ("limits.session_timeout_ms".to_owned(), Value::Null),
         ]
@@ -447,7 +444,9 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     let text = crate::stdout(&ash_env(fx.path(), &["info", "."], &[]));
     assert!(text.contains("shell_sandbox  sandbox  A shell.\n      runs a shell command in sandbox shell\n      NOT OFFERED: named sandboxes are not executed yet"), "{text}");
     assert!(
-        text.contains("the model is offered: bash, edit_file, read_file, search_files, write_file"),
+        text.contains(
+            "the model is offered: bash, edit_file, fetch, read_file, search_files, write_file"
+        ),
         "{text}"
     );
 }

@@ -412,3 +412,29 @@ async fn under_root_only_directories_others_cannot_change_are_handed_over() {
     std::fs::create_dir(&ws).unwrap();
     sb.adopt(&ws).unwrap();
 }
+
+#[tokio::test]
+async fn a_shared_directory_is_never_taken_over_as_the_runtime_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Like /tmp: sticky and open to everyone, and (here) owned by whoever runs the test.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let config = SandboxConfig::new(
+        BackendChoice::Exactly(ash_sandbox::BackendKind::Plain),
+        shared.path().to_path_buf(),
+    );
+    let sandbox = Sandbox::new(config).await.unwrap();
+    let err = sandbox.service_socket("svc").unwrap_err();
+    assert!(err.to_string().contains("shared (sticky) directory"), "{err}");
+    let mode = std::fs::metadata(shared.path()).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777);
+    // The ready-made plain sandbox keeps its sockets in a directory of its own.
+    let plain = Sandbox::plain().service_socket("svc").unwrap();
+    assert!(
+        !plain.starts_with("/tmp/") || plain.parent() != Some(std::path::Path::new("/tmp")),
+        "{}",
+        plain.display()
+    );
+    let tmp = std::fs::metadata("/tmp").unwrap().permissions().mode() & 0o7777;
+    assert_eq!(tmp & 0o1777, 0o1777, "/tmp stays open to everyone");
+}
