@@ -36,7 +36,8 @@ pub struct EngineConfig {
     /// Where session workspaces are created (`<dir>/<runId>/`).
     pub workspaces_dir: PathBuf,
     /// Where each stdio MCP server gets its own directory (`<dir>/<connection>/`, its `HOME`
-    /// and working directory). By default `connections` beside the workspaces directory.
+    /// and working directory), hidden from tools. By default `servers` beside the workspaces
+    /// directory.
     pub connections_dir: PathBuf,
     /// One directory, made by the caller, that every run of this engine works in instead (a
     /// job's repository): skills are not copied into it, so they never show in its diff (the
@@ -72,7 +73,7 @@ impl EngineConfig {
         let workspaces_dir: PathBuf = workspaces_dir.into();
         Self {
             project_dir: project_dir.into(),
-            connections_dir: workspaces_dir.with_file_name("connections"),
+            connections_dir: workspaces_dir.with_file_name("servers"),
             workspaces_dir,
             workspace: None,
             process_env: BTreeMap::from([
@@ -250,6 +251,8 @@ impl Engine {
         config.workspaces_dir = config.workspaces_dir.canonicalize().map_err(|source| {
             EngineError::Workspaces { path: config.workspaces_dir.clone(), source }
         })?;
+        config.connections_dir = std::path::absolute(&config.connections_dir)
+            .unwrap_or_else(|_| config.connections_dir.clone());
         let connections = Arc::new(Connections::new(spec.root())?);
         let tools = Registry::new(spec.root(), config.workspace.is_none(), Some(&connections))?;
         let mut inner = Inner {
@@ -274,9 +277,15 @@ impl Engine {
                 .sandbox
                 .service_socket("connections")
                 .map_err(|e| EngineError::Broker(e.to_string()))?;
+            // Loopback TCP only where the relay cannot go: no isolation, or the host's network.
+            let tcp = !matches!(
+                inner.config.sandbox.backend(),
+                ash_sandbox::BackendKind::Native | ash_sandbox::BackendKind::Bwrap
+            ) || matches!(inner.config.tool_policy.net, ash_sandbox::NetPolicy::Full);
             let broker = Broker::start(
                 Arc::clone(&inner.connections),
                 socket,
+                tcp,
                 &inner.tasks,
                 &inner.shutdown,
             )

@@ -20,7 +20,7 @@ use crate::ids;
 use crate::prompt::system_prompt;
 use crate::replay::{RunState, TurnState, calls_of, text_of};
 use crate::store::{Commit, Expect, JournalRecord, RunRecord, StoreError, add_usage};
-use crate::tools::{CallContext, Outcome, Registry, ToolProgress, call_policy};
+use crate::tools::{CallContext, Outcome, PrivateDirs, Registry, ToolProgress, call_policy};
 
 /// Least time between two stored `action.progress` events of one call.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -379,12 +379,12 @@ impl TurnWorker<'_> {
         let session = serde_json::to_value(&context).unwrap_or(Value::Null);
         let action_cancel = CancellationToken::new();
         let config = &self.inner.config;
-        let policy = call_policy(
-            &config.tool_policy,
-            &config.project_dir,
-            &config.workspaces_dir,
-            self.workspace.root(),
-        );
+        let dirs = PrivateDirs {
+            project_dir: &config.project_dir,
+            workspaces_dir: &config.workspaces_dir,
+            connections_dir: &config.connections_dir,
+        };
+        let policy = call_policy(&config.tool_policy, &dirs, self.workspace.root());
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel::<ToolProgress>(16);
         let ctx = CallContext {
             workspace: &self.workspace,

@@ -24,9 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::content::{ToolOutput, convert};
 use crate::error::{CallError, McpError};
 
-/// Longest line a server may write on stdio; a longer one ends the session (a server that
-/// floods is not one to keep talking to).
+/// Longest line a server may write on stdio; a longer message is dropped (the call it
+/// answered then ends at its timeout).
 pub const MAX_LINE_BYTES: usize = 16 << 20;
+/// Largest input schema of a tool kept; a larger one makes the tool unusable.
+pub const MAX_SCHEMA_BYTES: usize = 64 << 10;
 /// Pages of `tools/list` read at most.
 const MAX_PAGES: usize = 20;
 /// Tools a server may offer at most.
@@ -49,6 +51,9 @@ pub struct RemoteTool {
     pub output_schema: Option<Value>,
     /// The server says calling it twice does no more than calling it once (or it only reads).
     pub idempotent: bool,
+    /// Why the tool cannot be offered as the server describes it (a schema that is not an
+    /// object, or too large).
+    pub problem: Option<String>,
 }
 
 /// One progress notification of a call.
@@ -102,11 +107,9 @@ impl ClientHandler for Handler {
         params: ProgressNotificationParam,
         _cx: NotificationContext<RoleClient>,
     ) {
-        let progress = Progress {
-            progress: params.progress,
-            total: params.total,
-            message: params.message.map(|m| cut(&m, 500)),
-        };
+        // Messages are cut by the caller, after it took its secrets out.
+        let progress =
+            Progress { progress: params.progress, total: params.total, message: params.message };
         let mut dispatch = self.dispatch.lock().unwrap_or_else(PoisonError::into_inner);
         match dispatch.calls.get(&params.progress_token) {
             // A call that does not keep up loses notifications, never blocks the session.
@@ -285,11 +288,13 @@ impl Client {
                     )));
                 }
                 let annotations = tool.annotations.as_ref();
+                let input_schema = Value::Object((*tool.input_schema).clone());
                 out.push(RemoteTool {
-                    name: tool.name.to_string(),
-                    title: tool.title.clone(),
+                    name: cut(&tool.name, 200),
+                    title: tool.title.as_ref().map(|t| cut(t, 200)),
                     description: tool.description.as_ref().map(|d| cut(d, 16 * 1024)),
-                    input_schema: Value::Object((*tool.input_schema).clone()),
+                    problem: schema_problem(&input_schema),
+                    input_schema,
                     output_schema: tool
                         .output_schema
                         .as_ref()
@@ -372,6 +377,18 @@ impl Client {
         self.closed.cancel();
         let _ = self.service.close_with_timeout(Duration::from_secs(2)).await;
     }
+}
+
+/// What makes a tool's input schema unusable for a model: not an object schema, or too large.
+fn schema_problem(schema: &Value) -> Option<String> {
+    if let Some(ty) = schema.get("type")
+        && ty != "object"
+    {
+        return Some(format!("its input schema is of type {ty}, not an object"));
+    }
+    let size = schema.to_string().len();
+    (size > MAX_SCHEMA_BYTES)
+        .then(|| format!("its input schema is {size} bytes; the limit is {MAX_SCHEMA_BYTES}"))
 }
 
 fn result_kind(result: &ServerResult) -> &'static str {

@@ -11,10 +11,21 @@ use crate::client::cut;
 
 /// Largest base64 payload of one image, audio or blob block kept.
 pub const MAX_BINARY_BYTES: usize = 4 << 20;
-/// Largest text the model reads from one result.
+/// Largest text the model reads from one result (the caller cuts, after redacting).
 pub const MAX_MODEL_TEXT_BYTES: usize = 256 << 10;
 /// Images of one result shown to the model at most.
 pub const MAX_IMAGES: usize = 8;
+/// Base64 bytes of the images of one result shown to the model at most (what providers take
+/// in one request, with room for the conversation).
+pub const MAX_IMAGE_BYTES: usize = 5 << 20;
+
+/// The image types every provider takes, and how each file starts.
+const IMAGE_TYPES: [(&str, &[u8]); 4] = [
+    ("image/png", b"\x89PNG\r\n\x1a\n"),
+    ("image/jpeg", b"\xff\xd8\xff"),
+    ("image/gif", b"GIF8"),
+    ("image/webp", b"RIFF"),
+];
 
 /// A tool call's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,20 +56,22 @@ pub(crate) fn convert(mut result: CallToolResult) -> ToolOutput {
             }
             ContentBlock::Image(image) => {
                 let bytes = image.data.len();
+                let shown: usize = images.iter().map(|i: &ToolImage| i.data.len()).sum();
+                let mime: String =
+                    image.mime_type.chars().filter(|c| !c.is_control()).take(100).collect();
                 if bytes > MAX_BINARY_BYTES {
                     omitted.push(index);
-                    format!(
-                        "[image {}, {bytes} bytes of base64: too large, left out]",
-                        image.mime_type
-                    )
-                } else if images.len() < MAX_IMAGES {
+                    format!("[image {mime}, {bytes} bytes of base64: too large, left out]")
+                } else if let Err(why) = check_image(&image.mime_type, &image.data) {
+                    format!("[image {mime}: not shown to the model: {why}]")
+                } else if images.len() >= MAX_IMAGES || shown + bytes > MAX_IMAGE_BYTES {
+                    format!("[image {mime}: more images than a request takes, not shown]")
+                } else {
                     images.push(ToolImage {
                         media_type: image.mime_type.clone(),
                         data: image.data.clone(),
                     });
-                    format!("[image {} #{}: attached]", image.mime_type, images.len())
-                } else {
-                    format!("[image {}: more than {MAX_IMAGES} images, not shown]", image.mime_type)
+                    format!("[image {mime} #{}: attached]", images.len())
                 }
             }
             ContentBlock::Audio(audio) => {
@@ -136,6 +149,31 @@ pub(crate) fn convert(mut result: CallToolResult) -> ToolOutput {
     ToolOutput { result: value, text, images, is_error }
 }
 
+/// Whether `data` is an image of a type every provider takes, and really of `mime`.
+fn check_image(mime: &str, data: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let Some((_, magic)) = IMAGE_TYPES.iter().find(|(m, _)| *m == mime) else {
+        return Err(format!(
+            "`{}` is not one of png, jpeg, gif or webp",
+            mime.chars().take(100).collect::<String>()
+        ));
+    };
+    let head: String = data.chars().take(24).collect();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(head.as_bytes())
+        .map_err(|_| "its data is not base64".to_owned())?;
+    if !decoded.starts_with(magic) {
+        return Err(format!("its data is not a {mime} file"));
+    }
+    // The rest must be base64 too: a provider refuses the whole request otherwise.
+    if !data.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+        || !data.len().is_multiple_of(4)
+    {
+        return Err("its data is not base64".into());
+    }
+    Ok(())
+}
+
 /// Replaces the base64 payload of an oversized block by its size.
 fn leave_out(block: &mut Value) {
     let target = match block.get_mut("resource") {
@@ -153,4 +191,36 @@ fn leave_out(block: &mut Value) {
 
 fn mime(mime: Option<&str>) -> String {
     mime.map(|m| format!(" ({m})")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{CallToolResult, ContentBlock};
+
+    use super::convert;
+
+    const PNG: &str =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgAAACAAFUok9dAAAAAElFTkSuQmCC";
+
+    #[test]
+    fn only_real_images_of_common_types_reach_the_model() {
+        let blocks = vec![
+            ContentBlock::image(PNG, "image/png"),
+            ContentBlock::image("PHN2Zz48L3N2Zz4=", "image/svg+xml"),
+            ContentBlock::image(PNG, "image/jpeg"),
+            ContentBlock::image("not base64 at all!", "image/png"),
+        ];
+        let out = convert(CallToolResult::success(blocks));
+        assert_eq!(out.images.len(), 1);
+        assert_eq!(
+            out.text,
+            [
+                "[image image/png #1: attached]",
+                "[image image/svg+xml: not shown to the model: `image/svg+xml` is not one of png, jpeg, gif or webp]",
+                "[image image/jpeg: not shown to the model: its data is not a image/jpeg file]",
+                "[image image/png: not shown to the model: its data is not base64]",
+            ]
+            .join("\n")
+        );
+    }
 }

@@ -83,8 +83,27 @@ impl McpError {
     }
 }
 
+/// `text` without the URLs transports quote (`... for url (https://host/?key=...)`): a URL
+/// may carry a credential in its query.
+pub(crate) fn without_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" for url (") {
+        out.push_str(&rest[..at]);
+        match rest[at..].find(')') {
+            Some(close) => rest = &rest[at + close + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A transport's text, sorted into what an operator can act on.
 fn classify(text: &str) -> McpError {
+    let text = &without_urls(text);
     for (status, what) in [("HTTP 401", "401 Unauthorized"), ("HTTP 403", "403 Forbidden")] {
         if text.contains(status) {
             return McpError::Unauthorized(what.into());
@@ -119,4 +138,25 @@ pub enum CallError {
     /// The session broke while the call was in flight.
     #[error("{0}")]
     Failed(McpError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_urls;
+
+    #[test]
+    fn quoted_urls_are_taken_out_of_transport_errors() {
+        let cases = [
+            (
+                "error sending request for url (https://h/mcp?key=SECRET): refused",
+                "error sending request: refused",
+            ),
+            ("a for url (x) b for url (y) c", "a b c"),
+            ("unclosed for url (https://h/?k=S", "unclosed"),
+            ("no url here", "no url here"),
+        ];
+        let got: Vec<String> = cases.iter().map(|(text, _)| without_urls(text)).collect();
+        let want: Vec<String> = cases.iter().map(|(_, out)| (*out).to_owned()).collect();
+        assert_eq!(got, want);
+    }
 }

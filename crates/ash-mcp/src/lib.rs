@@ -14,6 +14,10 @@ mod content;
 mod error;
 pub mod server;
 
-pub use client::{Client, MAX_LINE_BYTES, MAX_TOOLS, Progress, RemoteTool, ServerInfo};
-pub use content::{MAX_BINARY_BYTES, MAX_IMAGES, MAX_MODEL_TEXT_BYTES, ToolOutput};
+pub use client::{
+    Client, MAX_LINE_BYTES, MAX_SCHEMA_BYTES, MAX_TOOLS, Progress, RemoteTool, ServerInfo,
+};
+pub use content::{
+    MAX_BINARY_BYTES, MAX_IMAGE_BYTES, MAX_IMAGES, MAX_MODEL_TEXT_BYTES, ToolOutput,
+};
 pub use error::{CallError, McpError};

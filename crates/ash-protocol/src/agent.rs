@@ -167,6 +167,9 @@ pub enum ToolInfo {
         timeout_ms: u64,
         /// Named sandbox the command runs in, if any.
         sandbox: Option<String>,
+        /// Connections it may reach through the runtime's endpoint.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        connections: Vec<String>,
         /// Source file.
         source: String,
     },

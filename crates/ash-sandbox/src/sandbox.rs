@@ -549,6 +549,12 @@ impl Sandbox {
                 }
                 env.remove("NO_PROXY");
                 env.remove("no_proxy");
+                // The sandbox's own loopback holds only ash's relays (its services): clients
+                // reach them directly, not through the proxy, which refuses loopback.
+                if !policy.services.is_empty() {
+                    env.insert("NO_PROXY".into(), "127.0.0.1,localhost".into());
+                    env.insert("no_proxy".into(), "127.0.0.1,localhost".into());
+                }
                 Some(proxy)
             }
             _ => None,

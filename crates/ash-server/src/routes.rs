@@ -96,8 +96,14 @@ fn router_with_gate(
         mcp_hosts,
         stop,
     );
-    let api = Router::new()
+    // rmcp reads the body itself: it is read here first, within the same size and time limits
+    // as every other body, so a slow or endless one cannot hold a connection.
+    let limits = (config.max_body_bytes, config.body_timeout);
+    let mcp = Router::new()
         .route_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(limits, buffered_body));
+    let api = Router::new()
+        .merge(mcp)
         .route("/health", get(health))
         .route("/info", get(info))
         .route("/message", post(message))
@@ -163,6 +169,30 @@ pub async fn serve(
     };
     tokio::join!(server, drain, prefetch);
     Ok(())
+}
+
+/// Reads the request's body whole, at most `limit` bytes within `timeout`, before the handler.
+async fn buffered_body(
+    State((limit, timeout)): State<(usize, Duration)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(Err(_)) => HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+        .into_response(),
+        Err(_) => HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {} s", timeout.as_secs()),
+        )
+        .into_response(),
+    }
 }
 
 /// One log line per request, and `cache-control: no-store` on every response.

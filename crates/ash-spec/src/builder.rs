@@ -138,6 +138,7 @@ impl AgentSpecBuilder {
                 argv: argv.into_iter().map(Into::into).collect(),
                 timeout_ms: DEFAULT_TOOL_TIMEOUT_MS,
                 sandbox: None,
+                connections: Vec::new(),
             },
             source: Source::Code,
         })

@@ -45,13 +45,15 @@ impl Drop for Secret {
 pub struct Interpolated {
     template: String,
     value: Secret,
+    /// The value of each `${VAR}` the template references, in order.
+    vars: Vec<Secret>,
 }
 
 impl Interpolated {
     /// A value with no references (programmatic authoring).
     pub fn literal(value: impl Into<String>) -> Self {
         let value = value.into();
-        Self { template: value.replace('$', "$$"), value: Secret::new(value) }
+        Self { template: value.replace('$', "$$"), value: Secret::new(value), vars: Vec::new() }
     }
 
     /// The text as written, e.g. `${ASH_BASIC_PASSWORD}`. Safe to show.
@@ -62,6 +64,12 @@ impl Interpolated {
     /// The resolved value. Treat as secret.
     pub fn expose(&self) -> &str {
         self.value.expose()
+    }
+
+    /// The value of each `${VAR}` the template references: what must be redacted wherever the
+    /// resolved value (or a part of it, such as a URL's query) might be shown.
+    pub fn env_values(&self) -> impl Iterator<Item = &str> {
+        self.vars.iter().map(Secret::expose)
     }
 
     /// Whether the value comes wholly from the environment: the template is nothing but
@@ -119,6 +127,7 @@ pub(crate) fn resolve(
     env: &BTreeMap<String, String>,
 ) -> Result<Interpolated, InterpolateError> {
     let mut out = String::with_capacity(template.len());
+    let mut vars = Vec::new();
     let mut rest = template;
     while let Some(idx) = rest.find('$') {
         out.push_str(&rest[..idx]);
@@ -139,7 +148,10 @@ pub(crate) fn resolve(
                 Some(value) if value.is_empty() => {
                     return Err(InterpolateError::Empty(name.to_owned()));
                 }
-                Some(value) => out.push_str(value),
+                Some(value) => {
+                    out.push_str(value);
+                    vars.push(Secret::new(value.clone()));
+                }
             }
             rest = &tail[close + 1..];
         } else {
@@ -148,7 +160,7 @@ pub(crate) fn resolve(
         }
     }
     out.push_str(rest);
-    Ok(Interpolated { template: template.to_owned(), value: Secret::new(out) })
+    Ok(Interpolated { template: template.to_owned(), value: Secret::new(out), vars })
 }
 
 #[cfg(test)]

@@ -304,7 +304,8 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
 fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
     match origin {
         ToolOrigin::Authored(tool) => match &tool.kind {
-            ToolKind::Command { argv, timeout_ms, sandbox } => ToolInfo::Command {
+            ToolKind::Command { argv, timeout_ms, sandbox, connections } => ToolInfo::Command {
+                connections: connections.clone(),
                 name,
                 description: tool.description.clone(),
                 input_schema: tool.input_schema.clone(),

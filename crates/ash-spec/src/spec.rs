@@ -358,6 +358,9 @@ pub enum ToolKind {
         timeout_ms: u64,
         /// Named sandbox to run in.
         sandbox: Option<String>,
+        /// Connections the process may reach through the runtime's endpoint
+        /// (`ASH_CONNECTIONS_URL`); none gets no endpoint at all.
+        connections: Vec<String>,
     },
     /// A request through a named HTTP connection.
     Http {

@@ -82,8 +82,9 @@ token = "${{FIXTURE_TOKEN}}"
 allow = ["add"]
 namespace = "fixture"
 //- agent/tools/sum-via-runtime.toml
-description = "Adds 1 and 2 with the fixture server, through the runtime."
-command = ["bash", "-c", "curl -s -H \"Authorization: Bearer $ASH_CONNECTIONS_TOKEN\" -d '{{\"a\":1,\"b\":2}}' \"$ASH_CONNECTIONS_URL/connections/fixture/tools/add\""]
+description = "Adds 1 and 2 with the fixture server, through the runtime; tries a tool the connection does not allow."
+connections = ["fixture"]
+command = ["bash", "-c", "code=$(curl -s -o /dev/null -w '%{{http_code}}' -H \"Authorization: Bearer $ASH_CONNECTIONS_TOKEN\" -d '{{}}' \"$ASH_CONNECTIONS_URL/connections/fixture/tools/hang\"); sum=$(curl -s -H \"Authorization: Bearer $ASH_CONNECTIONS_TOKEN\" -d '{{\"a\":1,\"b\":2}}' \"$ASH_CONNECTIONS_URL/connections/fixture/tools/add\"); printf '{{\"forbidden\": %s, \"sum\": %s}}' \"$code\" \"$sum\""]
 //- agent/connections/locked.toml
 kind = "mcp"
 
@@ -216,7 +217,11 @@ async fn mcp_servers_over_stdio_in_the_sandbox_and_over_http_with_bearer_auth() 
     });
     let via = via.unwrap();
     let ActionOutput::ToolResult { output, .. } = &via.result else { unreachable!() };
-    assert_eq!((&output["content"][0]["text"], &via.error), (&json!("3"), &None), "{output}");
+    assert_eq!(
+        (&output["sum"]["content"][0]["text"], &output["forbidden"], &via.error),
+        (&json!("3"), &json!(403), &None),
+        "{output}"
+    );
     let second = &model.requests()[1].body;
     assert!(second.to_string().contains("data:image/png;base64,"), "the model sees the image");
 

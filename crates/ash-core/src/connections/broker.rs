@@ -11,7 +11,7 @@
 //! - `POST /connections/{name}/tools/{tool}` (MCP connections): the tool's arguments →
 //!   `{"content","structuredContent","isError"}`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,10 +39,21 @@ const MAX_CONNECTIONS: usize = 64;
 /// Time to send a request's headers.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A token valid while its call runs; dropping it ends it.
+/// What a token allows while its call runs.
+#[derive(Clone)]
+struct Grant {
+    /// The connections the tool declared.
+    connections: Vec<String>,
+    /// Fires when the call ends: its requests in flight stop.
+    ended: CancellationToken,
+}
+
+type Passes = Arc<Mutex<HashMap<String, Grant>>>;
+
+/// A token valid while its call runs; dropping it ends it and the requests it started.
 pub(crate) struct Pass {
     token: String,
-    passes: Arc<Mutex<HashSet<String>>>,
+    passes: Passes,
 }
 
 impl Pass {
@@ -53,55 +64,67 @@ impl Pass {
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        self.passes.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.token);
+        let grant = self.passes.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.token);
+        if let Some(grant) = grant {
+            grant.ended.cancel();
+        }
     }
 }
 
 /// The broker of one engine.
 pub(crate) struct Broker {
     socket: PathBuf,
-    tcp: SocketAddr,
-    passes: Arc<Mutex<HashSet<String>>>,
+    tcp: Option<SocketAddr>,
+    passes: Passes,
 }
 
 struct Shared {
     connections: Arc<Connections>,
-    passes: Arc<Mutex<HashSet<String>>>,
+    passes: Passes,
     stop: CancellationToken,
 }
 
 impl Broker {
-    /// Listens on `socket` and on a loopback TCP port, serving in `tasks` until `stop`.
-    /// Called inside the runtime.
+    /// Listens on `socket` (relayed into isolating sandboxes) and, when `tcp` (tools that
+    /// share the host's network, or run without isolation), on a loopback TCP port; serving in
+    /// `tasks` until `stop`. Each listener has its own connection limit. Called inside the
+    /// runtime.
     pub(crate) fn start(
         connections: Arc<Connections>,
         socket: PathBuf,
+        tcp: bool,
         tasks: &TaskTracker,
         stop: &CancellationToken,
     ) -> std::io::Result<Self> {
-        let passes = Arc::new(Mutex::new(HashSet::new()));
+        let passes: Passes = Arc::default();
         let unix = tokio::net::UnixListener::bind(&socket)?;
-        let tcp = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-        tcp.set_nonblocking(true)?;
-        let tcp = tokio::net::TcpListener::from_std(tcp)?;
-        let tcp_addr = tcp.local_addr()?;
         let shared =
             Arc::new(Shared { connections, passes: Arc::clone(&passes), stop: stop.child_token() });
-        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let (s1, l1) = (Arc::clone(&shared), Arc::clone(&limit));
+        let unix_shared = Arc::clone(&shared);
         tasks.spawn(async move {
-            accept(|| async { unix.accept().await.map(|(s, _)| s) }, s1, l1).await;
+            let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+            accept(|| async { unix.accept().await.map(|(s, _)| s) }, unix_shared, limit).await;
         });
-        tasks.spawn(async move {
-            accept(|| async { tcp.accept().await.map(|(s, _)| s) }, shared, limit).await;
-        });
+        let mut tcp_addr = None;
+        if tcp {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tcp_addr = Some(listener.local_addr()?);
+            tasks.spawn(async move {
+                let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+                accept(|| async { listener.accept().await.map(|(s, _)| s) }, shared, limit).await;
+            });
+        }
         Ok(Self { socket, tcp: tcp_addr, passes })
     }
 
-    /// A fresh token for one call: 244 random bits (two v4 UUIDs, from the OS's generator).
-    pub(crate) fn pass(&self) -> Pass {
+    /// A fresh token for one call that may reach `connections`: 244 random bits (two v4
+    /// UUIDs, from the OS's generator).
+    pub(crate) fn pass(&self, connections: &[String]) -> Pass {
         let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        self.passes.lock().unwrap_or_else(PoisonError::into_inner).insert(token.clone());
+        let grant = Grant { connections: connections.to_vec(), ended: CancellationToken::new() };
+        self.passes.lock().unwrap_or_else(PoisonError::into_inner).insert(token.clone(), grant);
         Pass { token, passes: Arc::clone(&self.passes) }
     }
 
@@ -111,7 +134,7 @@ impl Broker {
     }
 
     /// The loopback TCP address, for processes that share the host's network.
-    pub(crate) fn tcp(&self) -> SocketAddr {
+    pub(crate) fn tcp(&self) -> Option<SocketAddr> {
         self.tcp
     }
 }
@@ -172,15 +195,32 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
-    let known = token
-        .as_ref()
-        .is_some_and(|t| shared.passes.lock().unwrap_or_else(PoisonError::into_inner).contains(t));
-    if !known {
+    let grant = token.and_then(|t| {
+        shared.passes.lock().unwrap_or_else(PoisonError::into_inner).get(&t).cloned()
+    });
+    let Some(grant) = grant else {
         return error(
             StatusCode::UNAUTHORIZED,
             "send `Authorization: Bearer $ASH_CONNECTIONS_TOKEN`; the token is valid while the tool call runs",
         );
+    };
+    // The request ends with the call that made it, or with the engine.
+    tokio::select! {
+        response = serve(shared, &grant, request) => response,
+        () = grant.ended.cancelled() => {
+            error(StatusCode::GONE, "the tool call this token belonged to has ended")
+        }
+        () = shared.stop.cancelled() => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down")
+        }
     }
+}
+
+async fn serve(
+    shared: &Shared,
+    grant: &Grant,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -195,18 +235,23 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     };
     let connections = &shared.connections;
     let known_names = || {
-        let names: Vec<String> = connections.names().into_iter().map(|(n, _)| n).collect();
-        if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        if grant.connections.is_empty() { "none".to_owned() } else { grant.connections.join(", ") }
     };
+    let granted = |name: &str| grant.connections.iter().any(|c| c == name);
     match (method, segments.as_slice()) {
         (Method::GET, ["connections"]) => {
             let list: Vec<Value> = connections
                 .names()
                 .into_iter()
+                .filter(|(name, _)| granted(name))
                 .map(|(name, kind)| json!({"name": name, "kind": kind}))
                 .collect();
             answer(StatusCode::OK, &json!({"connections": list}))
         }
+        (_, ["connections", name, ..]) if !granted(name) => error(
+            StatusCode::FORBIDDEN,
+            &format!("this tool may reach only the connections its file lists: {}", known_names()),
+        ),
         (Method::POST, ["connections", name, "request"]) => {
             let Some(http) = connections.http(name) else {
                 return error(
@@ -219,7 +264,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
                 Err(why) => return error(StatusCode::BAD_REQUEST, &why),
             };
             let timeout = Duration::from_millis(http.connection.timeout_ms);
-            match http.send(&request, timeout, &shared.stop).await {
+            match http.send(&request, timeout, &grant.ended).await {
                 Ok(response) => answer(StatusCode::OK, &response.to_json()),
                 Err(why) => error(StatusCode::BAD_GATEWAY, &why),
             }
@@ -241,13 +286,24 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
                     );
                 }
             };
-            let client = match mcp.client() {
-                Ok(client) => client,
-                Err(why) => return error(StatusCode::SERVICE_UNAVAILABLE, &why),
+            // The tools the connection allows, no others.
+            let (client, _) = match mcp.callable(tool) {
+                Ok(ready) if mcp.allows(tool) => ready,
+                Ok(_) => {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        &format!(
+                            "`{tool}` is not in the [tools] allow list of connection `{name}`"
+                        ),
+                    );
+                }
+                Err(why) => {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, &mcp.redactor.text(&why));
+                }
             };
             let (progress, _ignored) = tokio::sync::mpsc::channel(1);
             let timeout = Duration::from_millis(mcp.connection.timeout_ms);
-            match client.call(tool, arguments, timeout, &progress, &shared.stop).await {
+            match client.call(tool, arguments, timeout, &progress, &grant.ended).await {
                 Ok(output) => {
                     let mut result = output.result;
                     mcp.redactor.json(&mut result);

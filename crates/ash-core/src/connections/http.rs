@@ -33,6 +33,16 @@ const RESERVED: &[&str] = &[
     "te",
     "trailer",
     "keep-alive",
+    // Headers some servers and gateways route or authorize by.
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-method-override",
 ];
 
 /// One request through a connection.
@@ -117,19 +127,38 @@ impl HttpConnection {
 
     /// The URL of `path` (and `query`) below the base URL, or why it is not below it.
     fn url(&self, path: &str, query: &[(String, String)]) -> Result<reqwest::Url, String> {
+        let shown: String = path.chars().filter(|c| !c.is_control()).take(200).collect();
         if !path.starts_with('/') || path.starts_with("//") || path.contains('\\') {
-            return Err(format!("path `{path}` must start with a single `/`"));
+            return Err(format!("path `{shown}` must start with a single `/`"));
+        }
+        if path.chars().any(char::is_control) || path.contains("://") || path.contains('@') {
+            return Err(format!(
+                "path `{shown}` must be a plain path (no control characters, scheme or user)"
+            ));
         }
         let decoded = path.replace("%2e", ".").replace("%2E", ".");
         if decoded.split('/').any(|segment| segment == "..") {
-            return Err(format!("path `{path}` may not climb out of the base URL with `..`"));
+            return Err(format!("path `{shown}` may not climb out of the base URL with `..`"));
+        }
+        // Servers that decode these before routing would read other paths than the one checked.
+        let lower = path.to_ascii_lowercase();
+        if lower.contains("%2f")
+            || lower.contains("%5c")
+            || lower.contains("%2e")
+            || path.contains(';')
+        {
+            return Err(format!("path `{shown}` may not hold `;` or an encoded `/`, `\\` or `.`"));
         }
         let mut url = self
             .base
             .join(path.trim_start_matches('/'))
             .map_err(|e| format!("path `{path}`: {e}"))?;
-        if url.origin() != self.base.origin() || !url.path().starts_with(self.base.path()) {
-            return Err(format!("path `{path}` leaves the connection's base URL"));
+        if url.origin() != self.base.origin()
+            || !url.path().starts_with(self.base.path())
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(format!("path `{shown}` leaves the connection's base URL"));
         }
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -249,7 +278,7 @@ impl HttpConnection {
         let mut headers = BTreeMap::new();
         for name in ["content-type", "location", "retry-after", "etag", "last-modified"] {
             if let Some(value) = response.headers().get(name).and_then(|v| v.to_str().ok()) {
-                headers.insert(name.to_owned(), value.to_owned());
+                headers.insert(name.to_owned(), self.redactor.text(value));
             }
         }
         let mut bytes = Vec::new();

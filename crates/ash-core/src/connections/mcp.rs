@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use ash_mcp::{Client, RemoteTool};
 use ash_sandbox::{ExecRequest, Process};
 use ash_spec::{Connection, ConnectionAuth, ConnectionKind, McpTransport, ServerNetwork};
-use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -121,13 +120,9 @@ impl McpConnection {
         Ok((Arc::clone(client), Arc::clone(tool)))
     }
 
-    /// The session, or why there is none now.
-    pub(crate) fn client(&self) -> Result<Arc<Client>, String> {
-        match &self.state.read().unwrap_or_else(PoisonError::into_inner).phase {
-            Phase::Ready(client) => Ok(Arc::clone(client)),
-            Phase::Starting => Err(format!("MCP server `{}` is still starting", self.name())),
-            Phase::Down(why) => Err(format!("MCP server `{}` is down: {why}", self.name())),
-        }
+    /// Whether `remote` is in the connection's `[tools]` allow list.
+    pub(crate) fn allows(&self, remote: &str) -> bool {
+        matches!(&self.connection.kind, ConnectionKind::Mcp { tools: Some(tools), .. } if tools.allow.iter().any(|t| t == remote))
     }
 
     /// The server's instructions, when it is up and gave some.
@@ -230,18 +225,7 @@ impl McpConnection {
                     let name = self.name().to_owned();
                     let redactor = self.redactor.clone();
                     // Ends with the process (its pipe closes); owned by nobody else.
-                    tokio::spawn(async move {
-                        let mut reader = tokio::io::BufReader::new(err).lines();
-                        while let Ok(Some(line)) = reader.next_line().await {
-                            let line = redactor.text(&ash_mcp_cut(&line, 300));
-                            tracing::debug!(connection = %name, "{line}");
-                            let mut kept = lines.lock().unwrap_or_else(PoisonError::into_inner);
-                            if kept.len() == STDERR_LINES {
-                                kept.pop_front();
-                            }
-                            kept.push_back(line);
-                        }
-                    });
+                    tokio::spawn(drain_stderr(err, name, redactor, lines));
                 }
                 let (Some(read), Some(write)) = (process.stdout.take(), process.stdin.take())
                 else {
@@ -341,8 +325,11 @@ impl McpConnection {
         let tools = listed
             .into_iter()
             .map(|remote| {
-                let schema = Schema::compile(&remote.name, remote.input_schema.clone())
-                    .map_err(|e| e.to_string());
+                let schema = match &remote.problem {
+                    Some(problem) => Err(problem.clone()),
+                    None => Schema::compile(&remote.name, remote.input_schema.clone())
+                        .map_err(|e| e.to_string()),
+                };
                 (remote.name.clone(), Arc::new(ServerTool { remote, schema }))
             })
             .collect();
@@ -419,12 +406,51 @@ pub(crate) fn server_net(network: &ServerNetwork) -> Result<ash_sandbox::NetPoli
     })
 }
 
-fn ash_mcp_cut(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+/// Characters of one stderr line kept.
+const STDERR_LINE_BYTES: usize = 300;
+
+/// Reads a server's stderr to its end, keeping its last lines (each cut, secrets out): never
+/// more than a few kilobytes however the server writes, and never stopping early, so the
+/// server never blocks on a full pipe.
+async fn drain_stderr(
+    mut err: tokio::process::ChildStderr,
+    name: String,
+    redactor: super::redact::Redactor,
+    lines: Arc<Mutex<VecDeque<String>>>,
+) {
+    use tokio::io::AsyncReadExt as _;
+    let mut line = Vec::with_capacity(STDERR_LINE_BYTES);
+    let mut buf = [0u8; 4096];
+    let keep = |line: &mut Vec<u8>| {
+        let text = redactor.cut(&String::from_utf8_lossy(line), STDERR_LINE_BYTES);
+        line.clear();
+        if text.trim().is_empty() {
+            return;
+        }
+        tracing::debug!(connection = %name, "{text}");
+        let mut kept = lines.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() == STDERR_LINES {
+            kept.pop_front();
+        }
+        kept.push_back(text);
+    };
+    loop {
+        let n = match err.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in buf.get(..n).unwrap_or_default() {
+            if byte == b'\n' {
+                keep(&mut line);
+            } else if line.len() < STDERR_LINE_BYTES * 4 {
+                // Past this, the rest of the line is read and dropped.
+                line.push(byte);
+            }
+        }
     }
-    text[..end].to_owned()
+    if !line.is_empty() {
+        keep(&mut line);
+    }
 }
 
 /// A stdio server as its connection describes it.
@@ -464,8 +490,7 @@ impl Launcher {
         for (key, value) in env {
             vars.insert(key.clone(), value.expose().to_owned());
         }
-        let mut policy =
-            crate::tools::call_policy(&self.policy, &self.project_dir, &self.workspaces_dir, &dir);
+        let mut policy = crate::tools::call_policy(&self.policy, &self.dirs(), &dir);
         policy.net = server_net(network)?;
         policy.fs.read_only.extend(read_only.iter().map(std::path::PathBuf::from));
         policy.limits.wall_time = SERVER_LIFETIME;

@@ -39,6 +39,16 @@ pub(crate) struct Launcher {
     pub(crate) version: String,
 }
 
+impl Launcher {
+    pub(crate) fn dirs(&self) -> crate::tools::PrivateDirs<'_> {
+        crate::tools::PrivateDirs {
+            project_dir: &self.project_dir,
+            workspaces_dir: &self.workspaces_dir,
+            connections_dir: &self.connections_dir,
+        }
+    }
+}
+
 /// The connections of one package.
 #[derive(Default)]
 pub(crate) struct Connections {

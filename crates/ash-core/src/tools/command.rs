@@ -18,6 +18,8 @@ pub(crate) struct CommandTool {
     schema: Schema,
     argv: Vec<String>,
     timeout: Duration,
+    /// The connections it may reach through the runtime's endpoint.
+    connections: Vec<String>,
 }
 
 impl CommandTool {
@@ -25,6 +27,7 @@ impl CommandTool {
         tool: &ash_spec::Tool,
         argv: &[String],
         timeout_ms: u64,
+        connections: &[String],
     ) -> Result<Self, SchemaError> {
         Ok(Self {
             name: tool.name.clone(),
@@ -32,6 +35,7 @@ impl CommandTool {
             schema: Schema::compile(&tool.name, tool.input_schema.clone())?,
             argv: argv.to_vec(),
             timeout: Duration::from_millis(timeout_ms),
+            connections: connections.to_vec(),
         })
     }
 }
@@ -50,7 +54,7 @@ impl Runner for CommandTool {
     }
 
     fn call<'a>(&'a self, input: Map<String, Value>, ctx: &'a CallContext<'a>) -> CallFuture<'a> {
-        Box::pin(run(&self.name, &self.argv, self.timeout, input, ctx))
+        Box::pin(run(self, input, ctx))
     }
 }
 
@@ -59,13 +63,8 @@ pub(crate) const COMMAND_OUTPUT_BYTES: usize = 1024 * 1024;
 /// Characters of stdout or stderr quoted back in an error.
 const QUOTE_CHARS: usize = 400;
 
-async fn run(
-    name: &str,
-    argv: &[String],
-    timeout: Duration,
-    input: Map<String, Value>,
-    ctx: &CallContext<'_>,
-) -> Outcome {
+async fn run(tool: &CommandTool, input: Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
+    let (name, argv, timeout) = (tool.name.as_str(), tool.argv.as_slice(), tool.timeout);
     // Authored `./` paths were stored project-relative by the compiler.
     let argv: Vec<String> = argv
         .iter()
@@ -78,12 +77,16 @@ async fn run(
     env.insert("ASH_SESSION".to_owned(), ctx.session.to_string());
     env.insert("ASH_WORKSPACE".to_owned(), ctx.workspace.root().display().to_string());
     env.insert("HOME".to_owned(), ctx.workspace.root().display().to_string());
-    // The agent's connections, through the runtime: a token for this call only, never a
-    // connection's credentials.
-    let pass = ctx.broker.map(|broker| {
-        let pass = broker.pass();
+    // The connections the tool declares, through the runtime: a token for this call and
+    // these connections only, never a connection's credentials.
+    let pass = ctx.broker.filter(|_| !tool.connections.is_empty()).and_then(|broker| {
+        // A container's network cannot reach the host's loopback, nor a relay.
+        if matches!(ctx.sandbox.backend(), BackendKind::Podman | BackendKind::Docker) {
+            return None;
+        }
+        let pass = broker.pass(&tool.connections);
         env.insert("ASH_CONNECTIONS_TOKEN".to_owned(), pass.token().to_owned());
-        (broker, pass)
+        Some((broker, pass))
     });
     let stdin = Value::Object(input).to_string().into_bytes();
     let mut request = ctx.request(argv, env, stdin, timeout, COMMAND_OUTPUT_BYTES);
@@ -95,11 +98,13 @@ async fn run(
                 .policy
                 .services
                 .push(Service { port: BROKER_PORT, socket: broker.socket().to_path_buf() });
-            format!("http://127.0.0.1:{BROKER_PORT}")
+            Some(format!("http://127.0.0.1:{BROKER_PORT}"))
         } else {
-            format!("http://{}", broker.tcp())
+            broker.tcp().map(|addr| format!("http://{addr}"))
         };
-        request.env.insert("ASH_CONNECTIONS_URL".to_owned(), url);
+        if let Some(url) = url {
+            request.env.insert("ASH_CONNECTIONS_URL".to_owned(), url);
+        }
     }
     let out = match ctx.sandbox.exec(&request, ctx.cancel).await {
         Ok(out) => out,

@@ -89,6 +89,10 @@ impl HttpTool {
                 .ok_or_else(|| format!("`{field}` is required (the path names it)"))?;
             let text = scalar(&value)
                 .ok_or_else(|| format!("`{field}` must be a string, number or boolean"))?;
+            // One value fills one segment: a server decoding `%2F` must not see another path.
+            if text.contains('/') || text.contains('\\') || text == "." || text == ".." {
+                return Err(format!("`{field}` may not contain `/` or `\\`, nor be `.` or `..`"));
+            }
             path.push_str(&encode_segment(&text));
             rest = &rest[open + close + 1..];
         }

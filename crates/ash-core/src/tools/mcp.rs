@@ -49,7 +49,7 @@ impl McpTool {
         let forward = async {
             while let Some(p) = progress_rx.recv().await {
                 if let Some(sink) = ctx.progress {
-                    let message = p.message.map(|m| connection.redactor.text(&m));
+                    let message = p.message.map(|m| connection.redactor.cut(&m, 500));
                     let _ = sink.try_send(ToolProgress {
                         progress: p.progress,
                         total: p.total,
@@ -81,7 +81,9 @@ impl McpTool {
                     Ok(output) => return Ok(output),
                     Err(e) => {
                         let broke = matches!(e, CallError::NotSent(_) | CallError::Failed(_));
-                        if broke {
+                        // A call that timed out may mean a server that stopped reading: the
+                        // supervisor asks it whether it is there.
+                        if broke || matches!(e, CallError::Timeout(_)) {
                             connection.broken();
                         }
                         // Only a call that never reached the server, or one the server says
@@ -108,7 +110,10 @@ impl McpTool {
             Ok(output) => {
                 let mut result = output.result;
                 connection.redactor.json(&mut result);
-                let text = connection.redactor.text(&output.text);
+                let mut text = connection.redactor.cut(&output.text, ash_mcp::MAX_MODEL_TEXT_BYTES);
+                if output.text.len() > ash_mcp::MAX_MODEL_TEXT_BYTES {
+                    text.push_str(&format!("\n[… cut at {} bytes]", ash_mcp::MAX_MODEL_TEXT_BYTES));
+                }
                 Outcome {
                     output: result,
                     error: output.is_error.then(|| text.clone()),

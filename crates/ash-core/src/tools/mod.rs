@@ -102,19 +102,27 @@ pub(crate) struct ToolProgress {
     pub(crate) message: Option<String>,
 }
 
+/// Where an engine keeps what tool processes must not see: the project's `.ash/` (the store,
+/// other workspaces), the workspaces, and the stdio servers' own directories.
+pub(crate) struct PrivateDirs<'a> {
+    pub(crate) project_dir: &'a Path,
+    pub(crate) workspaces_dir: &'a Path,
+    pub(crate) connections_dir: &'a Path,
+}
+
 /// The policy of a call in `workspace`: the template, plus the workspace writable and the
-/// project read-only, with the project's `.ash/` (the store, other workspaces) and every other
-/// workspace hidden.
+/// project read-only, with the project's `.ash/` (the store, other workspaces), every other
+/// workspace and every MCP server's directory hidden.
 pub(crate) fn call_policy(
     template: &SandboxPolicy,
-    project_dir: &Path,
-    workspaces_dir: &Path,
+    dirs: &PrivateDirs<'_>,
     workspace: &Path,
 ) -> SandboxPolicy {
     let mut policy = template.clone();
-    policy.fs.read_only.push(project_dir.to_path_buf());
-    policy.fs.hidden.push(project_dir.join(".ash"));
-    policy.fs.hidden.push(workspaces_dir.to_path_buf());
+    policy.fs.read_only.push(dirs.project_dir.to_path_buf());
+    policy.fs.hidden.push(dirs.project_dir.join(".ash"));
+    policy.fs.hidden.push(dirs.workspaces_dir.to_path_buf());
+    policy.fs.hidden.push(dirs.connections_dir.to_path_buf());
     policy.fs.writable.push(workspace.to_path_buf());
     policy
 }
@@ -254,9 +262,9 @@ impl Registry {
         for tool in package.model_tools() {
             let runner: Arc<dyn Runner> = match tool.origin {
                 ToolOrigin::Authored(authored) => match &authored.kind {
-                    ToolKind::Command { argv, timeout_ms, sandbox: _ } => {
-                        Arc::new(command::CommandTool::new(authored, argv, *timeout_ms)?)
-                    }
+                    ToolKind::Command { argv, timeout_ms, sandbox: _, connections } => Arc::new(
+                        command::CommandTool::new(authored, argv, *timeout_ms, connections)?,
+                    ),
                     ToolKind::Http { connection, method, path, timeout_ms, response } => {
                         match connections.and_then(|c| c.http(connection)) {
                             Some(live) => Arc::new(http::HttpTool::new(

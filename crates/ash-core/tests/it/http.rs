@@ -128,14 +128,19 @@ path = "/orders"
 [input_schema]
 type = "object"
 properties.item = {{ type = "string" }}
+//- agent/tools/no-grant.toml
+description = "Declares no connection."
+command = ["bash", "-c", "printf '{{\"url\": \"%s\"}}' \"${{ASH_CONNECTIONS_URL:-none}}\""]
 //- agent/tools/via-runtime.toml
 description = "Fetches order 7 through the runtime's connection endpoint and shows its environment."
+connections = ["shop"]
 command = ["bash", "-c", """
 answer=$(curl -s -H "Authorization: Bearer $ASH_CONNECTIONS_TOKEN" -d '{{"method":"GET","path":"/orders/7"}}' "$ASH_CONNECTIONS_URL/connections/shop/request")
 denied=$(curl -s -o /dev/null -w '%{{http_code}}' -H 'Authorization: Bearer guess' "$ASH_CONNECTIONS_URL/connections")
 escape=$(curl -s -H "Authorization: Bearer $ASH_CONNECTIONS_TOKEN" -d '{{"path":"/../../etc"}}' "$ASH_CONNECTIONS_URL/connections/shop/request")
+other=$(curl -s -o /dev/null -w '%{{http_code}}' -H "Authorization: Bearer $ASH_CONNECTIONS_TOKEN" -d '{{"path":"/orders/1"}}' "$ASH_CONNECTIONS_URL/connections/shop-api/request")
 files=$(cat "$HOME"/* /proc/self/environ 2>/dev/null | tr '\\0' '\\n')
-printf '{{"answer": %s, "denied": "%s", "escape": %s, "env": %s}}' "$answer" "$denied" "$escape" "$(env | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read() + sys.argv[1]))' "$files")"
+printf '{{"answer": %s, "denied": "%s", "other": "%s", "escape": %s, "env": %s}}' "$answer" "$denied" "$other" "$escape" "$(env | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read() + sys.argv[1]))' "$files")"
 """]
 "#
     )
@@ -162,14 +167,15 @@ async fn http_tools_and_a_command_tool_reach_an_authenticated_api_without_seeing
     h.server
         .push(Reply::Turn(
             Turn::text("Working.")
-                .then_tool_call("h1", "get_order", r#"{"id":"a/b ü","expand":"items"}"#)
+                .then_tool_call("h1", "get_order", r#"{"id":"a b ü","expand":"items"}"#)
                 .then_tool_call("h2", "place_order", r#"{"item":"tea"}"#)
                 .then_tool_call("h3", "get_order", r#"{"id":"missing"}"#)
                 .then_tool_call("h4", "get_order", r#"{"id":".."}"#)
                 .then_tool_call("h5", "via_runtime", "{}")
                 .then_tool_call("o1", "shop__get_order", r#"{"id":"9","expand":"items"}"#)
                 .then_tool_call("o2", "shop__create_order", r#"{"body":{"item":"cake"}}"#)
-                .then_tool_call("o3", "shop__create_order", r#"{"body":{}}"#),
+                .then_tool_call("o3", "shop__create_order", r#"{"body":{}}"#)
+                .then_tool_call("n1", "no_grant", "{}"),
         ))
         .push(Reply::Turn(Turn::text("Done.")));
     let run = h.send("orders", None).await;
@@ -180,7 +186,7 @@ async fn http_tools_and_a_command_tool_reach_an_authenticated_api_without_seeing
         [
             (
                 "h1".to_owned(),
-                json!({"id": "a/b ü", "query": "expand=items", "path": "/v1/orders/a%2Fb%20%C3%BC"}),
+                json!({"id": "a b ü", "query": "expand=items", "path": "/v1/orders/a%20b%20%C3%BC"}),
                 None
             ),
             (
@@ -196,7 +202,7 @@ async fn http_tools_and_a_command_tool_reach_an_authenticated_api_without_seeing
     );
     assert_eq!(
         out[3].2.as_deref(),
-        Some("tool `get_order`: path `/orders/%2E%2E` may not climb out of the base URL with `..`")
+        Some("tool `get_order`: `id` may not contain `/` or `\\`, nor be `.` or `..`")
     );
     let via = &out[4].1;
     assert_eq!(out[4].2, None, "{via}");
@@ -205,6 +211,8 @@ async fn http_tools_and_a_command_tool_reach_an_authenticated_api_without_seeing
     // The API echoed the credential: what reaches the tool is redacted.
     assert_eq!(via["answer"]["body"]["seen"], "Bearer <redacted>");
     assert_eq!(via["denied"], "401");
+    assert_eq!(via["other"], "403", "a connection the tool does not declare");
+    assert_eq!(out[8].1, json!({"url": "none"}), "a tool declaring no connection gets no endpoint");
     assert_eq!(
         via["escape"]["error"],
         "path `/../../etc` may not climb out of the base URL with `..`"

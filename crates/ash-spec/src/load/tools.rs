@@ -145,8 +145,38 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, stem: &str, scope: &Scope<'_>) -> Op
                 None
             }
         };
-        match (argv, sandbox) {
-            (Some(argv), Some(sandbox)) => Some(ToolKind::Command { argv, timeout_ms, sandbox }),
+        let connections = if fields.has("connections") {
+            fields.strings(&mut d, "connections", "a list of connection names").map(|names| {
+                let mut ok = Vec::new();
+                for name in names {
+                    if scope.connections.iter().any(|c| c.name == name.value) {
+                        if !ok.contains(&name.value) {
+                            ok.push(name.value);
+                        }
+                    } else {
+                        let known: Vec<&str> =
+                            scope.connections.iter().map(|c| c.name.as_str()).collect();
+                        d.error(
+                            "unknown-connection",
+                            Some(name.span),
+                            format!(
+                                "no connection named `{}` (known: {})",
+                                name.value,
+                                list_or_none(&known)
+                            ),
+                            "`connections`: names of connections/<name>.toml files",
+                        );
+                    }
+                }
+                ok
+            })
+        } else {
+            Some(Vec::new())
+        };
+        match (argv, sandbox, connections) {
+            (Some(argv), Some(sandbox), Some(connections)) => {
+                Some(ToolKind::Command { argv, timeout_ms, sandbox, connections })
+            }
             _ => None,
         }
     };

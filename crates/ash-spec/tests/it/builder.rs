@@ -42,6 +42,7 @@ fn weather_by_builder() -> AgentSpec {
                 "type": "object"
             }),
             kind: ash_spec::ToolKind::Command {
+                connections: Vec::new(),
                 argv: vec!["sh".to_owned(), "./agent/lib/get-weather.sh".to_owned()],
                 timeout_ms: 10_000,
                 sandbox: None,

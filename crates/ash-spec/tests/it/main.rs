@@ -102,7 +102,7 @@ fn render_package(out: &mut String, p: &Package, indent: &str) {
     for t in p.model_tools() {
         let what = match t.origin {
             ToolOrigin::Authored(tool) => match &tool.kind {
-                ToolKind::Command { argv, timeout_ms, sandbox } => {
+                ToolKind::Command { argv, timeout_ms, sandbox, .. } => {
                     format!("command {argv:?} timeout={timeout_ms} sandbox={sandbox:?}")
                 }
                 ToolKind::Http { connection, method, path, .. } => {
