@@ -4,6 +4,7 @@ Modes (first argument):
   stdio                 the server on stdin/stdout
   http PORT [TOKEN]     streamable HTTP on 127.0.0.1:PORT at /mcp; with TOKEN, every request
                         must carry `Authorization: Bearer TOKEN` (else 401 + WWW-Authenticate)
+  many N                stdio, offering N more tools `tool_0` … (the registry benchmark)
   silent                reads stdin and never answers (a server that hangs at initialize)
   garbage               answers every line with text that is not JSON-RPC
 """
@@ -106,6 +107,16 @@ def bearer(app, token):
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "stdio"
     if mode == "stdio":
+        server.run("stdio")
+    elif mode == "many":
+        def make(i):
+            def tool(city: str, days: int = 1, units: str = "metric") -> str:
+                return f"{i}: {city} {days} {units}"
+
+            return tool
+
+        for i in range(int(sys.argv[2])):
+            server.add_tool(make(i), name=f"tool_{i}", description=f"Generated tool number {i}.")
         server.run("stdio")
     elif mode == "http":
         import uvicorn
