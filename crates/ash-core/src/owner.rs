@@ -234,6 +234,7 @@ impl TurnWorker<'_> {
     }
 
     async fn call_model(&self) -> Result<ModelResponse, ash_llm::LlmError> {
+        self.inner.connections.started().await;
         let request = ModelRequest {
             system: system_prompt(
                 self.inner.spec.root(),

@@ -131,7 +131,7 @@ fn turn(index: usize, line: Line) -> Result<Turn, String> {
     }
     let has_calls = !line.tool_calls.is_empty();
     for (n, call) in line.tool_calls.into_iter().enumerate() {
-        if !ash_spec::is_tool_name(&call.name) {
+        if !ash_spec::is_model_tool_name(&call.name) {
             return Err(format!("tool call {} has the invalid name `{}`", n + 1, call.name));
         }
         let id = call.id.unwrap_or_else(|| format!("call_{}_{}", index + 1, n + 1));

@@ -36,7 +36,9 @@ pub use load::{LoadError, LoadOptions, Loaded, MAX_SUBAGENT_DEPTH, default_agent
 pub use manifest::{
     BUILD_DIR, BuildError, BuildOutput, DIAGNOSTICS_FILE, MANIFEST_FILE, to_json_bytes, write_build,
 };
-pub use names::{MAX_TOOL_NAME_LEN, RESERVED_TOOL_NAMES, is_tool_name, lower_snake_case};
+pub use names::{
+    MAX_TOOL_NAME_LEN, RESERVED_TOOL_NAMES, is_model_tool_name, is_tool_name, lower_snake_case,
+};
 pub use openapi::{
     MAX_OPERATIONS, OpenApiDoc, Operation, OperationParts, parse_openapi, placeholders,
 };

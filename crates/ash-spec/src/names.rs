@@ -17,6 +17,15 @@ pub const RESERVED_TOOL_NAMES: &[&str] = &[
 /// Longest model-visible tool name (OpenAI and Anthropic both accept 64).
 pub const MAX_TOOL_NAME_LEN: usize = 64;
 
+/// Whether `name` is a name every model provider takes for a tool (`^[A-Za-z0-9_-]{1,64}$`):
+/// the rule for what the model may see and call, which an MCP tool's lowered name
+/// (`<namespace>__<remote-name>`) must meet. Authored names are stricter ([`is_tool_name`]).
+pub fn is_model_tool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TOOL_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Lowers a path or identifier to `lower_snake_case`: separators (`/`, `-`, `.`, spaces and any
 /// other non-alphanumeric character) and camelCase boundaries become `_`, letters are lowered,
 /// repeated `_` collapse and leading/trailing `_` are trimmed.

@@ -408,3 +408,40 @@ async fn ash_start_serves_the_agent_as_an_mcp_tool_behind_its_auth() {
         .unwrap();
     assert_eq!(info["turns"], 2, "{info}");
 }
+
+/// The connection file the README shows under "Connect an MCP server".
+fn readme_connection() -> String {
+    let readme = include_str!("../../../../README.md");
+    let section =
+        readme.split("### Connect an MCP server").nth(1).expect("the README's MCP section");
+    let block = section.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).unwrap();
+    block.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn the_readme_s_mcp_connection_works_against_the_real_server_from_npm() {
+    if McpServers::find().is_none() {
+        return;
+    }
+    let dir = ash_test_support::Fixture::new(&format!(
+        "//- agent/agent.toml\nname = \"readme\"\nmodel = \"scripted/demo.jsonl\"\n\
+         //- agent/demo.jsonl\n\
+         {{\"toolCalls\": [{{\"name\": \"everything__get-sum\", \"input\": {{\"a\": 2, \"b\": 3}}}}]}}\n\
+         {{\"text\": \"done\"}}\n\
+         //- agent/system.md\nAdd.\n\
+         //- agent/connections/everything.toml\n{}\n",
+        readme_connection()
+    ));
+    let out = crate::ash_env(dir.path(), &["exec", ".", "add 2 and 3", "--json"], &[]);
+    let text = crate::stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", crate::stderr(&out));
+    let result = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["type"] == "action.result")
+        .expect("an action.result");
+    assert_eq!(
+        result["data"]["result"]["output"]["content"][0]["text"], "The sum of 2 and 3 is 5.",
+        "{result}"
+    );
+}

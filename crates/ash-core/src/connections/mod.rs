@@ -137,6 +137,16 @@ impl Connections {
             .collect()
     }
 
+    /// Waits until no connection is starting (its first attempt, or a restart), at most the
+    /// longest connection timeout (capped at two minutes): a model call made right after the
+    /// engine starts then sees the servers' tools rather than "still starting".
+    pub(crate) async fn started(&self) {
+        let longest = self.mcp.values().map(|c| c.connection.timeout_ms).max().unwrap_or(0);
+        if longest > 0 {
+            self.settled(Duration::from_millis(longest.min(120_000))).await;
+        }
+    }
+
     /// Waits (at most `within` in all) until every connection's first attempt is over.
     pub(crate) async fn settled(&self, within: Duration) {
         let all = async {

@@ -549,9 +549,7 @@ fn mcp_tools(
     let mut names = Vec::new();
     for tool in allow.unwrap_or_default() {
         let visible = format!("{namespace}__{}", tool.value);
-        let provider_safe =
-            tool.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if tool.value.is_empty() || !provider_safe || visible.len() > 64 {
+        if tool.value.is_empty() || !crate::names::is_model_tool_name(&visible) {
             ok = false;
             d.error(
                 "invalid-name",
