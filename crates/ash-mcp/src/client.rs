@@ -145,6 +145,18 @@ impl Dispatch {
     }
 }
 
+/// A call's progress registration, removed when the call ends or is dropped.
+struct Registered<'a> {
+    dispatch: &'a Mutex<Dispatch>,
+    token: ProgressToken,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.dispatch.lock().unwrap_or_else(PoisonError::into_inner).calls.remove(&self.token);
+    }
+}
+
 /// One MCP session. Dropping it closes the session (a stdio server then sees its stdin end).
 pub struct Client {
     service: RunningService<RoleClient, Handler>,
@@ -338,11 +350,12 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .register(token.clone(), progress.clone());
+        // Unregistered however this future ends, dropped included.
+        let _registered = Registered { dispatch, token };
         let answer = tokio::select! {
             answer = handle.await_response() => Some(answer),
             () = cancel.cancelled() => None,
         };
-        dispatch.lock().unwrap_or_else(PoisonError::into_inner).calls.remove(&token);
         let Some(answer) = answer else {
             let notice =
                 CancelledNotificationParam::new(Some(id), Some("cancelled by the user".into()));

@@ -204,12 +204,10 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             "send `Authorization: Bearer $ASH_CONNECTIONS_TOKEN`; the token is valid while the tool call runs",
         );
     };
-    // The request ends with the call that made it, or with the engine.
+    // The request ends with the call that made it (each step below watches `grant.ended`, so a
+    // call in flight is told to stop), or with the engine.
     tokio::select! {
         response = serve(shared, &grant, request) => response,
-        () = grant.ended.cancelled() => {
-            error(StatusCode::GONE, "the tool call this token belonged to has ended")
-        }
         () = shared.stop.cancelled() => {
             error(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down")
         }
@@ -224,7 +222,14 @@ async fn serve(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let body = match Limited::new(request.into_body(), MAX_REQUEST_BYTES).collect().await {
+    let read = Limited::new(request.into_body(), MAX_REQUEST_BYTES).collect();
+    let read = tokio::select! {
+        read = read => read,
+        () = grant.ended.cancelled() => {
+            return error(StatusCode::GONE, "the tool call this token belonged to has ended");
+        }
+    };
+    let body = match read {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
             return error(
