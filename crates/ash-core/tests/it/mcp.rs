@@ -19,6 +19,13 @@ use crate::{Harness, bodies, read_until};
 const SECRET: &str = "super-secret-value-123";
 
 fn connection(servers: &McpServers) -> String {
+    connection_allowing(
+        servers,
+        r#"["add", "image", "slow", "setting", "crash", "hang", "missing_tool"]"#,
+    )
+}
+
+fn connection_allowing(servers: &McpServers, allow: &str) -> String {
     let argv: Vec<String> =
         servers.fixture_argv(&["stdio"]).iter().map(|a| format!("{a:?}")).collect();
     format!(
@@ -34,7 +41,7 @@ command = [{}]
 FIXTURE_SETTING = "${{FIXTURE_SETTING}}"
 
 [tools]
-allow = ["add", "image", "slow", "setting", "crash", "hang", "missing_tool"]
+allow = {allow}
 namespace = "fixture"
 
 [policy]
@@ -261,5 +268,49 @@ async fn a_crashed_server_is_restarted_and_a_hung_call_times_out() {
         Some(
             "MCP server `fixture` did not answer `hang` within 2000 ms (the connection's timeout_ms); it was told to stop"
         )
+    );
+}
+
+#[tokio::test]
+async fn a_tool_the_server_adds_mid_session_becomes_callable() {
+    let Some(servers) = McpServers::find() else { return };
+    let env = BTreeMap::from([("FIXTURE_SETTING".to_owned(), SECRET.to_owned())]);
+    let files = connection_allowing(&servers, r#"["grow", "late"]"#);
+    let h = Harness::with_env(&files, &env, Arc::new(MemoryStore::new()), |_| {}).await;
+    h.engine.connections_settled(Duration::from_secs(30)).await;
+    let surface = h.engine.surface(None);
+    let ToolInfo::Mcp { unavailable, .. } = mcp_tool(&surface, "fixture__late") else { panic!() };
+    assert!(
+        unavailable.as_deref().is_some_and(|u| u.contains("does not offer `late`")),
+        "{unavailable:?}"
+    );
+    h.server
+        .push(Reply::Turn(Turn::text("Growing.").then_tool_call("g1", "fixture__grow", "{}")))
+        .push(Reply::Turn(Turn::text("Grown.")))
+        .push(Reply::Turn(Turn::text("Late.").then_tool_call("l1", "fixture__late", "{}")))
+        .push(Reply::Turn(Turn::text("Done.")));
+    let run = h.send("grow", None).await;
+    let events = read_until(&h.engine, &run.run_id, 0, &["session.waiting"]).await;
+    assert_eq!(results(&events)[0].3, None);
+    // The server said its list changed; the runtime listed it again.
+    let mut offered = false;
+    for _ in 0..200 {
+        let surface = h.engine.surface(None);
+        if let ToolInfo::Mcp { unavailable: None, description, .. } =
+            mcp_tool(&surface, "fixture__late")
+        {
+            assert_eq!(description.as_deref(), Some("Appears after grow is called."));
+            offered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(offered, "the new tool was never offered");
+    let next = h.send("call it", Some(&run.continuation_token)).await;
+    let start = events.last().unwrap().meta.index + 1;
+    let events = read_until(&h.engine, &next.run_id, start, &["session.waiting"]).await;
+    assert_eq!(
+        results(&events)[0].2["content"],
+        json!([{"type": "text", "text": "late tool answered"}])
     );
 }

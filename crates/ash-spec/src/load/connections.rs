@@ -235,6 +235,14 @@ fn openapi_tools(
     fields: &mut Fields<'_, '_>,
     connection: &str,
 ) -> Option<Option<(OpenApiTools, Option<String>)>> {
+    if let Some(url) = fields.string(d, "spec_url", "a URL") {
+        d.error(
+            "unsupported",
+            Some(url.span),
+            "`spec_url` is not supported: ash reads OpenAPI documents from the agent directory, so what the agent offers is what was built",
+            "download the document into lib/ and write `spec = \"../lib/<file>\"`",
+        );
+    }
     let spec = fields.required_string(d, "spec", "the OpenAPI document, e.g. \"../lib/shop.yaml\"");
     let doc = spec.and_then(|spec| {
         if !(spec.value.starts_with("./") || spec.value.starts_with("../")) {

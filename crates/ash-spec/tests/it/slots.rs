@@ -681,6 +681,11 @@ allow = ["x"]
 //- agent/connections/no-ops.toml
 kind = "openapi"
 spec = "../lib/shop.yaml"
+//- agent/connections/remote.toml
+kind = "openapi"
+spec_url = "https://shop.example/openapi.json"
+[operations]
+allow = ["getOrder"]
 "#
     ));
 }
