@@ -209,52 +209,11 @@ impl McpConnection {
     /// One session: connect, list, then watch it; `None` when stopped, else why it ended.
     async fn session(&self, launcher: &Launcher, stop: &CancellationToken) -> Option<String> {
         let deadline = Duration::from_millis(self.connection.timeout_ms);
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        let (client, mut process) = match &self.connection.kind {
-            ConnectionKind::Mcp {
-                transport: McpTransport::Stdio { command, env, network, read_only },
-                ..
-            } => {
-                let server = Server { name: self.name(), command, env, network, read_only };
-                let mut process = match launcher.spawn_server(&server, stop).await {
-                    Ok(process) => process,
-                    Err(why) => return Some(why),
-                };
-                if let Some(err) = process.stderr.take() {
-                    let lines = Arc::clone(&stderr);
-                    let name = self.name().to_owned();
-                    let redactor = self.redactor.clone();
-                    // Ends with the process (its pipe closes); owned by nobody else.
-                    tokio::spawn(drain_stderr(err, name, redactor, lines));
-                }
-                let (Some(read), Some(write)) = (process.stdout.take(), process.stdin.take())
-                else {
-                    return Some("the server's pipes were not opened".into());
-                };
-                let connected = tokio::select! {
-                    connected = Client::stdio(read, write, &launcher.version, deadline) => connected,
-                    () = stop.cancelled() => return None,
-                };
-                match connected {
-                    Ok(client) => (client, Some(process)),
-                    Err(e) => return Some(ended(e.to_string(), Some(process), &stderr).await),
-                }
-            }
-            ConnectionKind::Mcp { transport: McpTransport::StreamableHttp { url }, .. } => {
-                let headers = match auth_headers(&self.connection.auth) {
-                    Ok(headers) => headers,
-                    Err(why) => return Some(why),
-                };
-                let connected = tokio::select! {
-                    connected = Client::http(url.expose(), headers, &launcher.version, deadline) => connected,
-                    () = stop.cancelled() => return None,
-                };
-                match connected {
-                    Ok(client) => (client, None),
-                    Err(e) => return Some(e.to_string()),
-                }
-            }
-            ConnectionKind::Http { .. } => return Some("not an MCP connection".into()),
+        let stderr = Stderr::default();
+        let (client, process) = match self.connect(launcher, stop, &stderr).await {
+            Ok(connected) => connected,
+            Err(Ended::Stopped) => return None,
+            Err(Ended::Because(why, process)) => return Some(ended(why, process, &stderr).await),
         };
         let client = Arc::new(client);
         if let Err(why) = self.list(&client, deadline).await {
@@ -266,9 +225,72 @@ impl McpConnection {
             s.instructions = instructions;
         });
         tracing::info!(connection = %self.name(), server = %client.server().name, "MCP server ready");
-        let why = loop {
+        let why = self.watch(&client, process.as_ref(), deadline, stop).await?;
+        self.update(|s| s.phase = Phase::Starting);
+        drop(client);
+        Some(ended(why, process, &stderr).await)
+    }
+
+    /// Starts (stdio) or reaches (HTTP) the server and initializes a session.
+    async fn connect(
+        &self,
+        launcher: &Launcher,
+        stop: &CancellationToken,
+        stderr: &Stderr,
+    ) -> Result<(Client, Option<Process>), Ended> {
+        let deadline = Duration::from_millis(self.connection.timeout_ms);
+        let because = |why: String| Ended::Because(why, None);
+        match &self.connection.kind {
+            ConnectionKind::Mcp {
+                transport: McpTransport::Stdio { command, env, network, read_only },
+                ..
+            } => {
+                let server = Server { name: self.name(), command, env, network, read_only };
+                let mut process = launcher.spawn_server(&server, stop).await.map_err(because)?;
+                if let Some(err) = process.stderr.take() {
+                    stderr.drain(err, self.name().to_owned(), self.redactor.clone());
+                }
+                let (Some(read), Some(write)) = (process.stdout.take(), process.stdin.take())
+                else {
+                    return Err(Ended::Because(
+                        "the server's pipes were not opened".into(),
+                        Some(process),
+                    ));
+                };
+                let connected = tokio::select! {
+                    connected = Client::stdio(read, write, &launcher.version, deadline) => connected,
+                    () = stop.cancelled() => return Err(Ended::Stopped),
+                };
+                match connected {
+                    Ok(client) => Ok((client, Some(process))),
+                    Err(e) => Err(Ended::Because(e.to_string(), Some(process))),
+                }
+            }
+            ConnectionKind::Mcp { transport: McpTransport::StreamableHttp { url }, .. } => {
+                let headers = auth_headers(&self.connection.auth).map_err(because)?;
+                let connected = tokio::select! {
+                    connected = Client::http(url.expose(), headers, &launcher.version, deadline) => connected,
+                    () = stop.cancelled() => return Err(Ended::Stopped),
+                };
+                connected.map(|client| (client, None)).map_err(|e| because(e.to_string()))
+            }
+            ConnectionKind::Http { .. } => Err(because("not an MCP connection".into())),
+        }
+    }
+
+    /// Watches a ready session: re-lists on change, notices the process exiting, asks the
+    /// server whether it is there (HTTP every [`PING_EVERY`], either when a call saw trouble).
+    /// `None` when stopped, else why the session is over.
+    async fn watch(
+        &self,
+        client: &Client,
+        process: Option<&Process>,
+        deadline: Duration,
+        stop: &CancellationToken,
+    ) -> Option<String> {
+        loop {
             let exited = async {
-                match &process {
+                match process {
                     Some(process) => process.exited().await,
                     None => std::future::pending().await,
                 }
@@ -281,39 +303,34 @@ impl McpConnection {
             };
             tokio::select! {
                 () = client.tools_changed() => {
-                    if let Err(why) = self.list(&client, deadline).await {
-                        break why;
+                    if let Err(why) = self.list(client, deadline).await {
+                        return Some(why);
                     }
                 }
-                () = exited => break "the server exited".to_owned(),
+                () = exited => return Some("the server exited".to_owned()),
                 () = self.wake.notified() => {
                     if client.is_closed() {
                         // A process that closed its end is usually exiting: say so.
-                        if let Some(process) = &process
+                        if let Some(process) = process
                             && tokio::time::timeout(EXIT_GRACE, process.exited()).await.is_ok()
                         {
-                            break "the server exited".to_owned();
+                            return Some("the server exited".to_owned());
                         }
-                        break "the connection to the server closed".to_owned();
+                        return Some("the connection to the server closed".to_owned());
                     }
                     if let Err(e) = client.ping(deadline).await {
-                        break format!("the server stopped answering: {e}");
+                        return Some(format!("the server stopped answering: {e}"));
                     }
                 }
                 () = ping => {
                     if let Err(e) = client.ping(deadline).await {
-                        break format!("the server stopped answering: {e}");
+                        return Some(format!("the server stopped answering: {e}"));
                     }
                 }
-                () = stop.cancelled() => {
-                    // Calls in flight finish with an error; the process goes with its handle.
-                    return None;
-                }
+                // Calls in flight finish with an error; the process goes with its handle.
+                () = stop.cancelled() => return None,
             }
-        };
-        self.update(|s| s.phase = Phase::Starting);
-        drop(client);
-        Some(ended(why, process.take(), &stderr).await)
+        }
     }
 
     /// Lists the server's tools into the state.
@@ -338,9 +355,17 @@ impl McpConnection {
     }
 }
 
+/// Why connecting did not give a session.
+enum Ended {
+    /// The engine is stopping.
+    Stopped,
+    /// This, and the process when one was started.
+    Because(String, Option<Process>),
+}
+
 /// `why` a session ended, with the process's exit status and last stderr lines when it was
 /// a process (which is killed if it still runs).
-async fn ended(why: String, process: Option<Process>, stderr: &Mutex<VecDeque<String>>) -> String {
+async fn ended(why: String, process: Option<Process>, stderr: &Stderr) -> String {
     let Some(process) = process else { return why };
     process.kill();
     let status = match process.wait().await {
@@ -350,8 +375,7 @@ async fn ended(why: String, process: Option<Process>, stderr: &Mutex<VecDeque<St
         },
         Err(e) => e.to_string(),
     };
-    let last: Vec<String> =
-        stderr.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+    let last = stderr.last().await;
     if last.is_empty() {
         format!("{why} ({status})")
     } else {
@@ -404,6 +428,46 @@ pub(crate) fn server_net(network: &ServerNetwork) -> Result<ash_sandbox::NetPoli
                 .collect::<Result<_, _>>()?,
         ),
     })
+}
+
+/// A stdio server's stderr: the task draining it (owned here, ended with the session) and the
+/// last lines it kept.
+#[derive(Default)]
+struct Stderr {
+    lines: Arc<Mutex<VecDeque<String>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Stderr {
+    /// Starts draining `err`.
+    fn drain(
+        &self,
+        err: tokio::process::ChildStderr,
+        name: String,
+        redactor: super::redact::Redactor,
+    ) {
+        let task = tokio::spawn(drain_stderr(err, name, redactor, Arc::clone(&self.lines)));
+        *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+    }
+
+    /// The last lines, once the process is gone and its pipe read to the end (or shortly).
+    async fn last(&self) -> Vec<String> {
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(mut task) = task
+            && tokio::time::timeout(EXIT_GRACE, &mut task).await.is_err()
+        {
+            task.abort();
+        }
+        self.lines.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+}
+
+impl Drop for Stderr {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            task.abort();
+        }
+    }
 }
 
 /// Characters of one stderr line kept.
