@@ -2,6 +2,8 @@
 
 use anyhow::Context as _;
 use ash_server::ServerConfig;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::cli::StartArgs;
 use crate::cmd::Outcome;
@@ -109,7 +111,18 @@ where
         .with_writer(writer)
         .with_target(false)
         .with_ansi(false)
+        .finish()
+        .with(quiet_dependencies(level))
         .try_init();
+}
+
+/// What the logs leave out whatever the level: the MCP SDK's own traces, which quote every
+/// message (tool results and progress a server sent, secrets an echoing server repeated).
+/// Its warnings still show.
+fn quiet_dependencies(level: tracing::Level) -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("rmcp", tracing::Level::WARN)
 }
 
 /// Logs on stderr at the level `ASH_LOG` names, else `default`.
@@ -122,5 +135,7 @@ pub(crate) fn init_logging(default: tracing::Level) {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
+        .finish()
+        .with(quiet_dependencies(level))
         .try_init();
 }
