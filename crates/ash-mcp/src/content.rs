@@ -7,11 +7,9 @@ use ash_protocol::ToolImage;
 use rmcp::model::{CallToolResult, ContentBlock, ResourceContents};
 use serde_json::Value;
 
-use crate::client::cut;
-
 /// Largest base64 payload of one image, audio or blob block kept.
 pub const MAX_BINARY_BYTES: usize = 4 << 20;
-/// Largest text the model reads from one result (the caller cuts, after redacting).
+/// Largest text the model reads from one result: the caller cuts there, after redacting.
 pub const MAX_MODEL_TEXT_BYTES: usize = 256 << 10;
 /// Images of one result shown to the model at most.
 pub const MAX_IMAGES: usize = 8;
@@ -128,14 +126,6 @@ pub(crate) fn convert(mut result: CallToolResult) -> ToolOutput {
     }
     if text.is_empty() {
         text = "(the tool returned no content)".to_owned();
-    }
-    if text.len() > MAX_MODEL_TEXT_BYTES {
-        let total = text.len();
-        text = format!(
-            "{}\n[… {} more bytes cut]",
-            cut(&text, MAX_MODEL_TEXT_BYTES),
-            total - MAX_MODEL_TEXT_BYTES
-        );
     }
     let is_error = result.is_error == Some(true);
     let mut value = serde_json::to_value(&result).unwrap_or(Value::Null);

@@ -14,6 +14,8 @@ use crate::spec::HttpMethod;
 
 /// Deepest `$ref` nesting inlined; deeper schemas accept anything.
 const MAX_REF_DEPTH: usize = 16;
+/// Most schema nodes one operation's input may inline; a larger one makes it unusable.
+const MAX_SCHEMA_NODES: usize = 20_000;
 /// Most operations read from one document.
 pub const MAX_OPERATIONS: usize = 1000;
 /// Longest description kept per operation.
@@ -62,8 +64,10 @@ pub struct OpenApiDoc {
     pub operations: Vec<Operation>,
 }
 
-/// Parses an OpenAPI 3.0 or 3.1 document.
-pub fn parse_openapi(text: &str) -> Result<OpenApiDoc, String> {
+/// Parses an OpenAPI 3.0 or 3.1 document; the inputs of the operations `wanted` accepts are
+/// built (the others keep an empty schema: building every input of a large document would
+/// cost for nothing).
+pub fn parse_openapi(text: &str, wanted: &dyn Fn(&str) -> bool) -> Result<OpenApiDoc, String> {
     let root: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(_) => serde_saphyr::from_str(text)
@@ -104,7 +108,7 @@ pub fn parse_openapi(text: &str) -> Result<OpenApiDoc, String> {
             if operations.len() == MAX_OPERATIONS {
                 return Err(format!("the document has more than {MAX_OPERATIONS} operations"));
             }
-            operations.push(operation(&root, path, key, method, op, &shared));
+            operations.push(operation(&root, path, key, method, op, &shared, wanted));
         }
     }
     Ok(OpenApiDoc { title, server, operations })
@@ -118,43 +122,65 @@ fn resolve<'a>(root: &'a Value, value: &'a Value) -> &'a Value {
     }
 }
 
-/// `schema` with every local `$ref` inlined (to [`MAX_REF_DEPTH`]); an external `$ref` is an
-/// error.
-fn inline(root: &Value, schema: &Value, depth: usize) -> Result<Value, String> {
-    if depth > MAX_REF_DEPTH {
-        return Ok(json!({}));
-    }
-    match schema {
-        Value::Object(map) => {
-            if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
-                let Some(pointer) = reference.strip_prefix('#') else {
-                    return Err(format!("it refers to `{reference}` outside the document"));
-                };
-                let target = root
-                    .pointer(pointer)
-                    .ok_or_else(|| format!("`{reference}` points at nothing"))?;
-                return inline(root, target, depth + 1);
-            }
-            let mut out = Map::new();
-            for (key, value) in map {
-                // Documentation-only keys of OpenAPI that are not JSON Schema.
-                if matches!(key.as_str(), "xml" | "externalDocs" | "example" | "discriminator") {
-                    continue;
+/// Inlines local `$ref`s: a reference already being inlined further up (recursion) becomes
+/// `{}`, as does anything deeper than [`MAX_REF_DEPTH`]; more than [`MAX_SCHEMA_NODES`] nodes
+/// in all is an error.
+struct Inliner<'a> {
+    root: &'a Value,
+    /// The references being inlined, outermost first.
+    chain: Vec<String>,
+    nodes: usize,
+}
+
+impl Inliner<'_> {
+    /// `schema` with every local `$ref` inlined; an external `$ref` is an error.
+    fn inline(&mut self, schema: &Value) -> Result<Value, String> {
+        self.nodes += 1;
+        if self.nodes > MAX_SCHEMA_NODES {
+            return Err(format!("its input schema expands past {MAX_SCHEMA_NODES} nodes"));
+        }
+        match schema {
+            Value::Object(map) => {
+                if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
+                    let Some(pointer) = reference.strip_prefix('#') else {
+                        return Err(format!("it refers to `{reference}` outside the document"));
+                    };
+                    if self.chain.len() >= MAX_REF_DEPTH
+                        || self.chain.iter().any(|r| r == reference)
+                    {
+                        return Ok(json!({}));
+                    }
+                    let target = self
+                        .root
+                        .pointer(pointer)
+                        .ok_or_else(|| format!("`{reference}` points at nothing"))?;
+                    self.chain.push(reference.to_owned());
+                    let inlined = self.inline(target);
+                    self.chain.pop();
+                    return inlined;
                 }
-                out.insert(key.clone(), inline(root, value, depth)?);
+                let mut out = Map::new();
+                for (key, value) in map {
+                    // Documentation-only keys of OpenAPI that are not JSON Schema.
+                    if matches!(key.as_str(), "xml" | "externalDocs" | "example" | "discriminator")
+                    {
+                        continue;
+                    }
+                    out.insert(key.clone(), self.inline(value)?);
+                }
+                // OpenAPI 3.0's `nullable` is JSON Schema's `type: [T, "null"]`.
+                if out.remove("nullable") == Some(Value::Bool(true))
+                    && let Some(Value::String(ty)) = out.get("type").cloned()
+                {
+                    out.insert("type".into(), json!([ty, "null"]));
+                }
+                Ok(Value::Object(out))
             }
-            // OpenAPI 3.0's `nullable` is JSON Schema's `type: [T, "null"]`.
-            if out.remove("nullable") == Some(Value::Bool(true))
-                && let Some(Value::String(ty)) = out.get("type").cloned()
-            {
-                out.insert("type".into(), json!([ty, "null"]));
+            Value::Array(items) => {
+                items.iter().map(|i| self.inline(i)).collect::<Result<_, _>>().map(Value::Array)
             }
-            Ok(Value::Object(out))
+            other => Ok(other.clone()),
         }
-        Value::Array(items) => {
-            items.iter().map(|i| inline(root, i, depth)).collect::<Result<_, _>>().map(Value::Array)
-        }
-        other => Ok(other.clone()),
     }
 }
 
@@ -165,6 +191,7 @@ fn operation(
     method: HttpMethod,
     op: &Map<String, Value>,
     shared: &[Value],
+    wanted: &dyn Fn(&str) -> bool,
 ) -> Operation {
     let id = op
         .get("operationId")
@@ -193,7 +220,11 @@ fn operation(
         parts: OperationParts::default(),
         unusable: None,
     };
-    match input(root, path, op, shared) {
+    if !wanted(&result.id) {
+        return result;
+    }
+    let mut inliner = Inliner { root, chain: Vec::new(), nodes: 0 };
+    match input(&mut inliner, path, op, shared) {
         Ok((schema, parts)) => {
             result.input_schema = schema;
             result.parts = parts;
@@ -204,11 +235,12 @@ fn operation(
 }
 
 fn input(
-    root: &Value,
+    inliner: &mut Inliner<'_>,
     path: &str,
     op: &Map<String, Value>,
     shared: &[Value],
 ) -> Result<(Value, OperationParts), String> {
+    let root = inliner.root;
     // Operation parameters override path-level ones of the same name and place.
     let mut params: BTreeMap<(String, String), Value> = BTreeMap::new();
     let own = op.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -238,7 +270,7 @@ fn input(
             return Err(format!("two parameters are named `{name}`"));
         }
         let mut schema = match param.get("schema") {
-            Some(schema) => inline(root, schema, 0)?,
+            Some(schema) => inliner.inline(schema)?,
             None => json!({"type": "string"}),
         };
         if let (Some(text), Value::Object(map)) =
@@ -273,7 +305,7 @@ fn input(
                 if properties.contains_key("body") {
                     return Err("a parameter is named `body`, which the request body needs".into());
                 }
-                let schema = media.get("schema").map_or(Ok(json!({})), |s| inline(root, s, 0))?;
+                let schema = media.get("schema").map_or(Ok(json!({})), |s| inliner.inline(s))?;
                 properties.insert("body".into(), schema);
                 parts.body = true;
                 if body_required {
@@ -358,7 +390,7 @@ paths:
 
     #[test]
     fn operations_become_tool_inputs_with_refs_inlined() {
-        let doc = parse_openapi(DOC).unwrap();
+        let doc = parse_openapi(DOC, &|_| true).unwrap();
         assert_eq!(
             (doc.title.as_str(), doc.server.as_deref()),
             ("Shop", Some("https://shop.example/v1"))
@@ -418,6 +450,25 @@ paths:
     }
 
     #[test]
+    fn a_schema_that_refers_to_itself_in_many_places_is_cut_not_expanded() {
+        // A tree whose every branch refers back: expanding it level by level would be k^depth.
+        let doc = r##"{"openapi": "3.1.0", "info": {"title": "t"},
+          "components": {"schemas": {"Node": {"type": "object", "properties": {
+            "a": {"$ref": "#/components/schemas/Node"}, "b": {"$ref": "#/components/schemas/Node"},
+            "c": {"$ref": "#/components/schemas/Node"}, "d": {"$ref": "#/components/schemas/Node"},
+            "e": {"items": {"$ref": "#/components/schemas/Node"}}}}}},
+          "paths": {"/n": {"post": {"operationId": "put", "requestBody": {"required": true,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Node"}}}}}}}}"##;
+        let doc = parse_openapi(doc, &|_| true).unwrap();
+        let body = &doc.operations[0].input_schema["properties"]["body"];
+        assert_eq!(body["properties"]["a"], json!({}));
+        assert_eq!(body["properties"]["e"]["items"], json!({}));
+        // Operations nobody asked for are not built.
+        let lazy = parse_openapi(DOC, &|id| id == "getOrder").unwrap();
+        assert_eq!(lazy.operations[2].input_schema, json!({"type": "object"}));
+    }
+
+    #[test]
     fn documents_ash_cannot_read_are_refused_with_the_reason() {
         let cases = [
             (
@@ -428,7 +479,7 @@ paths:
             ("{\"openapi\": \"4.0\"}", "`openapi` must name version 3.0 or 3.1"),
         ];
         for (text, want) in cases {
-            assert_eq!(parse_openapi(text).unwrap_err(), want);
+            assert_eq!(parse_openapi(text, &|_| true).unwrap_err(), want);
         }
     }
 }

@@ -110,9 +110,12 @@ impl McpTool {
             Ok(output) => {
                 let mut result = output.result;
                 connection.redactor.json(&mut result);
-                let mut text = connection.redactor.cut(&output.text, ash_mcp::MAX_MODEL_TEXT_BYTES);
-                if output.text.len() > ash_mcp::MAX_MODEL_TEXT_BYTES {
-                    text.push_str(&format!("\n[… cut at {} bytes]", ash_mcp::MAX_MODEL_TEXT_BYTES));
+                let mut text = connection.redactor.text(&output.text);
+                if text.len() > ash_mcp::MAX_MODEL_TEXT_BYTES {
+                    let total = text.len();
+                    let end = text.floor_char_boundary(ash_mcp::MAX_MODEL_TEXT_BYTES);
+                    text.truncate(end);
+                    text.push_str(&format!("\n[… {} more bytes cut]", total - end));
                 }
                 Outcome {
                     output: result,

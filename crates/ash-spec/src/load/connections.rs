@@ -244,45 +244,6 @@ fn openapi_tools(
         );
     }
     let spec = fields.required_string(d, "spec", "the OpenAPI document, e.g. \"../lib/shop.yaml\"");
-    let doc = spec.and_then(|spec| {
-        if !(spec.value.starts_with("./") || spec.value.starts_with("../")) {
-            d.error(
-                "invalid-value",
-                Some(spec.span),
-                format!(
-                    "`spec` = `{}` must be a path relative to this file (`./` or `../`)",
-                    spec.value
-                ),
-                "`spec`: a path such as \"../lib/shop.openapi.yaml\"",
-            );
-            return None;
-        }
-        let path = base.join(&spec.value);
-        let text = match tree.read_named(&path, crate::source::MAX_ASSET_BYTES) {
-            Ok(text) => text,
-            Err(why) => {
-                d.error(
-                    "invalid-value",
-                    Some(spec.span),
-                    format!("`spec` = `{}`: {why}", spec.value),
-                    "`spec`: an OpenAPI 3 document inside the agent directory",
-                );
-                return None;
-            }
-        };
-        match crate::openapi::parse_openapi(&text) {
-            Ok(doc) => Some((doc, format!("./{}", tree.rel(&path)), spec.span)),
-            Err(why) => {
-                d.error(
-                    "invalid-openapi",
-                    Some(spec.span),
-                    format!("`spec` = `{}`: {why}", spec.value),
-                    "an OpenAPI 3.0 or 3.1 document, JSON or YAML",
-                );
-                None
-            }
-        }
-    });
     let Some(mut ops) = fields.table(d, "operations", "a table") else {
         fields.missing(
             d,
@@ -314,6 +275,47 @@ fn openapi_tools(
         None
     };
     ops.finish(d);
+    // The allow list first: only the operations it names are built.
+    let doc = spec.and_then(|spec| {
+        if !(spec.value.starts_with("./") || spec.value.starts_with("../")) {
+            d.error(
+                "invalid-value",
+                Some(spec.span),
+                format!(
+                    "`spec` = `{}` must be a path relative to this file (`./` or `../`)",
+                    spec.value
+                ),
+                "`spec`: a path such as \"../lib/shop.openapi.yaml\"",
+            );
+            return None;
+        }
+        let path = base.join(&spec.value);
+        let text = match tree.read_named(&path, crate::source::MAX_ASSET_BYTES) {
+            Ok(text) => text,
+            Err(why) => {
+                d.error(
+                    "invalid-value",
+                    Some(spec.span),
+                    format!("`spec` = `{}`: {why}", spec.value),
+                    "`spec`: an OpenAPI 3 document inside the agent directory",
+                );
+                return None;
+            }
+        };
+        let wanted = |id: &str| allow.as_ref().is_some_and(|a| a.iter().any(|x| x.value == id));
+        match crate::openapi::parse_openapi(&text, &wanted) {
+            Ok(doc) => Some((doc, format!("./{}", tree.rel(&path)), spec.span)),
+            Err(why) => {
+                d.error(
+                    "invalid-openapi",
+                    Some(spec.span),
+                    format!("`spec` = `{}`: {why}", spec.value),
+                    "an OpenAPI 3.0 or 3.1 document, JSON or YAML",
+                );
+                None
+            }
+        }
+    });
     let (doc, spec, _) = doc?;
     let mut operations = Vec::new();
     for id in allow? {
