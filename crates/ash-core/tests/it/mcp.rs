@@ -109,7 +109,8 @@ async fn a_stdio_server_s_tools_are_called_with_content_progress_errors_and_no_s
                 .then_tool_call("c3", "fixture__setting", "{}")
                 .then_tool_call("c4", "fixture__slow", r#"{"steps":4}"#)
                 .then_tool_call("c5", "fixture__add", r#"{"a":"x","b":1}"#)
-                .then_tool_call("c6", "fixture__missing_tool", "{}"),
+                .then_tool_call("c6", "fixture__missing_tool", "{}")
+                .then_tool_call("c7", "fixture__huge", r#"{"kb":300}"#),
         ))
         .push(Reply::Turn(Turn::text("Done.")));
     let first = h.send("use the fixture", None).await;
