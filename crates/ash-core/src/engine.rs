@@ -117,8 +117,13 @@ pub enum EngineError {
         source: std::io::Error,
     },
     /// The endpoint through which tools reach connections could not be opened.
-    #[error("cannot open the endpoint tools reach connections through: {0}")]
-    Broker(String),
+    #[error("cannot open the endpoint tools reach connections through")]
+    Broker(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Command tools that call connections need a sandbox the endpoint can reach.
+    #[error(
+        "the command tools {0} list connections, which the {1} sandbox backend cannot reach through the runtime; use the native or bwrap backend"
+    )]
+    ConnectionsUnreachable(String, ash_sandbox::BackendKind),
     /// A connection cannot be used as configured.
     #[error(transparent)]
     Connection(#[from] crate::connections::ConnectionError),
@@ -271,17 +276,28 @@ impl Engine {
             hard_stop: CancellationToken::new(),
             quiet: Quiet::default(),
         };
+        let backend = inner.config.sandbox.backend();
+        if matches!(backend, ash_sandbox::BackendKind::Podman | ash_sandbox::BackendKind::Docker) {
+            let callers: Vec<String> = inner
+                .spec
+                .root()
+                .tools
+                .iter()
+                .filter(|t| matches!(&t.kind, ash_spec::ToolKind::Command { connections, .. } if !connections.is_empty()))
+                .map(|t| format!("`{}`", t.name))
+                .collect();
+            if !callers.is_empty() {
+                return Err(EngineError::ConnectionsUnreachable(callers.join(", "), backend));
+            }
+        }
         if !inner.connections.is_empty() {
             let socket = inner
                 .config
                 .sandbox
                 .service_socket("connections")
-                .map_err(|e| EngineError::Broker(e.to_string()))?;
-            // Loopback TCP only where the relay cannot go: no isolation, or the host's network.
-            let tcp = !matches!(
-                inner.config.sandbox.backend(),
-                ash_sandbox::BackendKind::Native | ash_sandbox::BackendKind::Bwrap
-            ) || matches!(inner.config.tool_policy.net, ash_sandbox::NetPolicy::Full);
+                .map_err(|e| EngineError::Broker(Box::new(e)))?; // Loopback TCP only where the relay cannot go: no isolation, or the host's network
+            // (containers were refused above). The one rule `tools::command` follows too.
+            let tcp = crate::tools::broker_over_tcp(backend, &inner.config.tool_policy.net);
             let broker = Broker::start(
                 Arc::clone(&inner.connections),
                 socket,
@@ -289,23 +305,11 @@ impl Engine {
                 &inner.tasks,
                 &inner.shutdown,
             )
-            .map_err(|e| EngineError::Broker(e.to_string()))?;
+            .map_err(|e| EngineError::Broker(Box::new(e)))?;
             inner.broker = Some(broker);
         }
         let inner = Arc::new(inner);
-        inner.connections.start(
-            Launcher {
-                sandbox: Arc::clone(&inner.config.sandbox),
-                policy: inner.config.tool_policy.clone(),
-                project_dir: inner.config.project_dir.clone(),
-                workspaces_dir: inner.config.workspaces_dir.clone(),
-                connections_dir: inner.config.connections_dir.clone(),
-                env: inner.config.process_env.clone(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-            },
-            &inner.tasks,
-            &inner.shutdown,
-        );
+        inner.connections.start(Launcher::new(&inner.config), &inner.tasks, &inner.shutdown);
         inner.tasks.spawn(sweep(Arc::clone(&inner)));
         Ok(Self { inner })
     }

@@ -119,25 +119,13 @@ pub async fn connected_surface(
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let stop = tokio_util::sync::CancellationToken::new();
-    let canonical = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    connections.start(
-        crate::connections::Launcher {
-            sandbox: std::sync::Arc::clone(&config.sandbox),
-            policy: config.tool_policy.clone(),
-            project_dir: canonical(&config.project_dir),
-            workspaces_dir: canonical(&config.workspaces_dir),
-            connections_dir: config.connections_dir.clone(),
-            env: config.process_env.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        },
-        &tasks,
-        &stop,
-    );
+    connections.start(crate::connections::Launcher::new(config), &tasks, &stop);
     connections.settled(within).await;
     let surface = surface_of(spec, &registry, now);
     stop.cancel();
     tasks.close();
-    tasks.wait().await;
+    // Each supervisor ends its server within a few seconds; more is not waited for.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), tasks.wait()).await;
     surface
 }
 

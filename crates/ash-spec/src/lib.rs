@@ -37,7 +37,8 @@ pub use manifest::{
     BUILD_DIR, BuildError, BuildOutput, DIAGNOSTICS_FILE, MANIFEST_FILE, to_json_bytes, write_build,
 };
 pub use names::{
-    MAX_TOOL_NAME_LEN, RESERVED_TOOL_NAMES, is_model_tool_name, is_tool_name, lower_snake_case,
+    MAX_TOOL_NAME_LEN, RESERVED_HEADERS, RESERVED_TOOL_NAMES, is_model_tool_name, is_tool_name,
+    lower_snake_case,
 };
 pub use openapi::{
     MAX_OPERATIONS, OpenApiDoc, Operation, OperationParts, parse_openapi, placeholders,

@@ -17,6 +17,32 @@ pub const RESERVED_TOOL_NAMES: &[&str] = &[
 /// Longest model-visible tool name (OpenAI and Anthropic both accept 64).
 pub const MAX_TOOL_NAME_LEN: usize = 64;
 
+/// HTTP headers a connection's caller may not set (a tool's input, an OpenAPI header
+/// parameter, a command tool through the runtime): the connection's credentials, what the
+/// transport decides, and what servers and gateways route or authorize by.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-method-override",
+];
+
 /// Whether `name` is a name every model provider takes for a tool (`^[A-Za-z0-9_-]{1,64}$`):
 /// the rule for what the model may see and call, which an MCP tool's lowered name
 /// (`<namespace>__<remote-name>`) must meet. Authored names are stricter ([`is_tool_name`]).

@@ -84,10 +84,12 @@ pub fn parse_openapi(text: &str, wanted: &dyn Fn(&str) -> bool) -> Result<OpenAp
         return Err("`openapi` must name version 3.0 or 3.1".into());
     }
     let title = root.pointer("/info/title").and_then(Value::as_str).unwrap_or_default().to_owned();
+    // Only a plain absolute URL: one with `{variables}` needs `base_url`.
     let server = root
         .pointer("/servers/0/url")
         .and_then(Value::as_str)
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .filter(|u| !u.contains('{') && !u.chars().any(char::is_whitespace))
         .map(str::to_owned);
     let paths =
         root.get("paths").and_then(Value::as_object).ok_or("the document has no `paths`")?;
@@ -258,6 +260,11 @@ fn input(
         let list = match place.as_str() {
             "path" => &mut parts.path,
             "query" => &mut parts.query,
+            "header"
+                if crate::names::RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) =>
+            {
+                return Err(format!("header parameter `{name}` is one the connection sets itself"));
+            }
             "header" => &mut parts.header,
             "cookie" if !is_required => continue,
             other => {

@@ -152,7 +152,13 @@ where
             stream = next() => stream,
             Some(_) = connections.join_next() => continue,
         };
-        let Ok(stream) = stream else { continue };
+        let Ok(stream) = stream else {
+            // Out of descriptors, say: not a loop that spins.
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                () = shared.stop.cancelled() => break,
+            }
+        };
         let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { break };
         let shared = Arc::clone(&shared);
         connections.spawn(async move {
@@ -261,7 +267,9 @@ async fn serve(
             let Some(http) = connections.http(name) else {
                 return error(
                     StatusCode::NOT_FOUND,
-                    &format!("no HTTP connection `{name}`; this agent declares: {}", known_names()),
+                    &format!(
+                        "`{name}` is an MCP connection: call its tools with POST /connections/{name}/tools/TOOL"
+                    ),
                 );
             };
             let request = match parse_request(&body) {
@@ -278,7 +286,9 @@ async fn serve(
             let Some(mcp) = connections.mcp(name) else {
                 return error(
                     StatusCode::NOT_FOUND,
-                    &format!("no MCP connection `{name}`; this agent declares: {}", known_names()),
+                    &format!(
+                        "`{name}` is an HTTP connection: send requests with POST /connections/{name}/request"
+                    ),
                 );
             };
             let arguments = match serde_json::from_slice::<Value>(&body) {

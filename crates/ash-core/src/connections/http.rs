@@ -21,29 +21,7 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 4 << 20;
 const RETRY_WAIT: Duration = Duration::from_millis(200);
 
 /// Headers a caller may not set: the connection's own, and what the transport decides.
-const RESERVED: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    // Headers some servers and gateways route or authorize by.
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-http-method-override",
-    "x-method-override",
-];
+pub(crate) const RESERVED: &[&str] = ash_spec::RESERVED_HEADERS;
 
 /// One request through a connection.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -131,7 +109,7 @@ impl HttpConnection {
         if !path.starts_with('/') || path.starts_with("//") || path.contains('\\') {
             return Err(format!("path `{shown}` must start with a single `/`"));
         }
-        if path.chars().any(char::is_control) || path.contains("://") || path.contains('@') {
+        if path.chars().any(char::is_control) || path.contains("://") {
             return Err(format!(
                 "path `{shown}` must be a plain path (no control characters, scheme or user)"
             ));
@@ -160,8 +138,13 @@ impl HttpConnection {
         {
             return Err(format!("path `{shown}` leaves the connection's base URL"));
         }
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // `join` drops the base's query: a key written there (`?key=${KEY}`) is kept, first.
+        url.set_query(None);
+        let base_pairs: Vec<(String, String)> = self.base.query_pairs().into_owned().collect();
+        if !base_pairs.is_empty() || !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(base_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .extend_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         Ok(url)
     }
@@ -313,5 +296,60 @@ impl HttpConnection {
         };
         self.redactor.json(&mut body);
         Ok(HttpResponse { status, headers, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ash_spec::{Connection, ConnectionAuth, ConnectionKind, Interpolated, Source};
+
+    use super::HttpConnection;
+
+    fn connection(base: &str) -> HttpConnection {
+        let connection = Connection {
+            name: "api".into(),
+            kind: ConnectionKind::Http {
+                base_url: Interpolated::literal(base),
+                headers: BTreeMap::new(),
+                openapi: None,
+            },
+            auth: ConnectionAuth::None,
+            timeout_ms: 1000,
+            retry_attempts: 0,
+            instructions: false,
+            source: Source::Code,
+        };
+        HttpConnection::new(&connection).unwrap()
+    }
+
+    #[test]
+    fn paths_stay_below_the_base_url_and_keep_its_query() {
+        let api = connection("https://api.example/v1?key=k1");
+        let q = vec![("a".to_owned(), "b c".to_owned())];
+        let cases: Vec<(&str, Result<String, &str>)> = vec![
+            ("/orders/7", Ok("https://api.example/v1/orders/7?key=k1&a=b+c".into())),
+            ("/a%20b", Ok("https://api.example/v1/a%20b?key=k1&a=b+c".into())),
+            ("/../etc", Err("may not climb out")),
+            ("/%2e%2e/etc", Err("may not climb out")),
+            ("/a%2Fb", Err("encoded")),
+            ("/a%5cb", Err("encoded")),
+            ("/a;b", Err("encoded")),
+            ("//evil.example/x", Err("single `/`")),
+            ("/\\evil", Err("single `/`")),
+            ("/https://u:p@api.example/v1/x", Err("plain path")),
+            ("/users/@me", Ok("https://api.example/v1/users/@me?key=k1&a=b+c".into())),
+            ("/a\tb", Err("plain path")),
+            ("orders", Err("single `/`")),
+        ];
+        for (path, want) in cases {
+            let got = api.url(path, &q).map(|u| u.to_string());
+            match (got, want) {
+                (Ok(url), Ok(want)) => assert_eq!(url, want, "{path}"),
+                (Err(why), Err(want)) => assert!(why.contains(want), "{path}: {why}"),
+                (got, want) => panic!("{path}: got {got:?}, wanted {want:?}"),
+            }
+        }
     }
 }

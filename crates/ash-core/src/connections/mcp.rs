@@ -58,6 +58,8 @@ pub(crate) struct McpConnection {
     state: RwLock<State>,
     /// Bumped on every change of phase or tools.
     generation: watch::Sender<u64>,
+    /// Set once the first attempt to connect is over, either way.
+    first_done: std::sync::atomic::AtomicBool,
     /// A call saw the session break: look now.
     wake: Notify,
 }
@@ -73,6 +75,7 @@ impl McpConnection {
                 instructions: None,
             }),
             generation: watch::channel(0).0,
+            first_done: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
@@ -161,18 +164,41 @@ impl McpConnection {
 
     /// Waits (at most `within`) until the first attempt to connect is over, either way.
     pub(crate) async fn settled(&self, within: Duration) {
+        use std::sync::atomic::Ordering;
         let mut changes = self.generation.subscribe();
         let wait = async {
-            while matches!(
-                self.state.read().unwrap_or_else(PoisonError::into_inner).phase,
-                Phase::Starting
-            ) {
+            while !self.first_done.load(Ordering::Acquire) {
                 if changes.changed().await.is_err() {
                     return;
                 }
             }
         };
         let _ = tokio::time::timeout(within, wait).await;
+    }
+
+    /// Waits (at most `within`) until a session other than `old` is ready; whether one is.
+    pub(crate) async fn replaced(&self, old: &Arc<Client>, within: Duration) -> bool {
+        let mut changes = self.generation.subscribe();
+        let wait = async {
+            loop {
+                let fresh = matches!(
+                    &self.state.read().unwrap_or_else(PoisonError::into_inner).phase,
+                    Phase::Ready(client) if !Arc::ptr_eq(client, old)
+                );
+                if fresh {
+                    return true;
+                }
+                if changes.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(within, wait).await.unwrap_or(false)
+    }
+
+    /// Whether the server is starting or down (rather than up without some tool).
+    pub(crate) fn is_out(&self) -> bool {
+        !matches!(self.state.read().unwrap_or_else(PoisonError::into_inner).phase, Phase::Ready(_))
     }
 
     /// A call saw the session break; the supervisor checks at once.
@@ -193,6 +219,7 @@ impl McpConnection {
             let Some(why) = why else { return };
             let why = self.redactor.text(&why);
             tracing::warn!(connection = %self.name(), reason = %why, "MCP server unavailable; restarting");
+            self.first_done.store(true, std::sync::atomic::Ordering::Release);
             self.update(|s| s.phase = Phase::Down(why));
             if started.elapsed() >= STABLE {
                 backoff = FIRST_BACKOFF;
@@ -212,21 +239,30 @@ impl McpConnection {
         let stderr = Stderr::default();
         let (client, process) = match self.connect(launcher, stop, &stderr).await {
             Ok(connected) => connected,
-            Err(Ended::Stopped) => return None,
+            Err(Ended::Stopped(process)) => {
+                stopped(process).await;
+                return None;
+            }
             Err(Ended::Because(why, process)) => return Some(ended(why, process, &stderr).await),
         };
         let client = Arc::new(client);
         if let Err(why) = self.list(&client, deadline).await {
             return Some(ended(why, process, &stderr).await);
         }
-        let instructions = client.server().instructions.clone();
+        let instructions = client.server().instructions.as_deref().map(|i| self.redactor.text(i));
+        self.first_done.store(true, std::sync::atomic::Ordering::Release);
         self.update(|s| {
             s.phase = Phase::Ready(Arc::clone(&client));
             s.instructions = instructions;
         });
         tracing::info!(connection = %self.name(), server = %client.server().name, "MCP server ready");
-        let why = self.watch(&client, process.as_ref(), deadline, stop).await?;
-        self.update(|s| s.phase = Phase::Starting);
+        let Some(why) = self.watch(&client, process.as_ref(), deadline, stop).await else {
+            stopped(process).await;
+            return None;
+        };
+        // The session is over: no call may take it while its end is read.
+        let what = self.redactor.text(&why);
+        self.update(|s| s.phase = Phase::Down(what));
         drop(client);
         Some(ended(why, process, &stderr).await)
     }
@@ -259,7 +295,7 @@ impl McpConnection {
                 };
                 let connected = tokio::select! {
                     connected = Client::stdio(read, write, &launcher.version, deadline) => connected,
-                    () = stop.cancelled() => return Err(Ended::Stopped),
+                    () = stop.cancelled() => return Err(Ended::Stopped(Some(process))),
                 };
                 match connected {
                     Ok(client) => Ok((client, Some(process))),
@@ -270,7 +306,7 @@ impl McpConnection {
                 let headers = auth_headers(&self.connection.auth).map_err(because)?;
                 let connected = tokio::select! {
                     connected = Client::http(url.expose(), headers, &launcher.version, deadline) => connected,
-                    () = stop.cancelled() => return Err(Ended::Stopped),
+                    () = stop.cancelled() => return Err(Ended::Stopped(None)),
                 };
                 connected.map(|client| (client, None)).map_err(|e| because(e.to_string()))
             }
@@ -339,9 +375,13 @@ impl McpConnection {
             .list_tools(deadline)
             .await
             .map_err(|e| format!("listing its tools failed: {e}"))?;
+        // What a server says about its tools reaches the model and `/info`: secrets out first.
         let tools = listed
             .into_iter()
-            .map(|remote| {
+            .map(|mut remote| {
+                remote.title = remote.title.map(|t| self.redactor.text(&t));
+                remote.description = remote.description.map(|d| self.redactor.text(&d));
+                self.redactor.json(&mut remote.input_schema);
                 let schema = match &remote.problem {
                     Some(problem) => Err(problem.clone()),
                     None => Schema::compile(&remote.name, remote.input_schema.clone())
@@ -357,10 +397,19 @@ impl McpConnection {
 
 /// Why connecting did not give a session.
 enum Ended {
-    /// The engine is stopping.
-    Stopped,
+    /// The engine is stopping (with the process when one was started).
+    Stopped(Option<Process>),
     /// This, and the process when one was started.
     Because(String, Option<Process>),
+}
+
+/// Ends a stopped session's process within the supervisor's own task, so the sandbox releases
+/// what the run held (cgroups, proxy) before the engine is gone.
+async fn stopped(process: Option<Process>) {
+    if let Some(process) = process {
+        process.kill();
+        let _ = tokio::time::timeout(EXIT_GRACE * 5, process.wait()).await;
+    }
 }
 
 /// `why` a session ended, with the process's exit status and last stderr lines when it was

@@ -40,6 +40,23 @@ pub(crate) struct Launcher {
 }
 
 impl Launcher {
+    /// What `config` says about starting servers; its directories made absolute (they are
+    /// already canonical in a started engine).
+    pub(crate) fn new(config: &crate::EngineConfig) -> Self {
+        let absolute = |p: &std::path::Path| {
+            p.canonicalize().or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf())
+        };
+        Self {
+            sandbox: Arc::clone(&config.sandbox),
+            policy: config.tool_policy.clone(),
+            project_dir: absolute(&config.project_dir),
+            workspaces_dir: absolute(&config.workspaces_dir),
+            connections_dir: absolute(&config.connections_dir),
+            env: config.process_env.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
     pub(crate) fn dirs(&self) -> crate::tools::PrivateDirs<'_> {
         crate::tools::PrivateDirs {
             project_dir: &self.project_dir,
@@ -137,9 +154,9 @@ impl Connections {
             .collect()
     }
 
-    /// Waits until no connection is starting (its first attempt, or a restart), at most the
-    /// longest connection timeout (capped at two minutes): a model call made right after the
-    /// engine starts then sees the servers' tools rather than "still starting".
+    /// Waits until every connection's first attempt is over, at most the longest connection
+    /// timeout (capped at two minutes): a model call made right after the engine starts then
+    /// sees the servers' tools rather than "still starting". A restart later is not waited for.
     pub(crate) async fn started(&self) {
         let longest = self.mcp.values().map(|c| c.connection.timeout_ms).max().unwrap_or(0);
         if longest > 0 {

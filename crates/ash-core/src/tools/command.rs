@@ -63,6 +63,13 @@ pub(crate) const COMMAND_OUTPUT_BYTES: usize = 1024 * 1024;
 /// Characters of stdout or stderr quoted back in an error.
 const QUOTE_CHARS: usize = 400;
 
+/// Whether a tool process reaches the broker over loopback TCP (no isolation, or the host's
+/// network) rather than through a relay on its sandbox's own loopback. Container backends reach
+/// neither; `Engine::start` refuses tools that list connections there.
+pub(crate) fn broker_over_tcp(backend: BackendKind, net: &NetPolicy) -> bool {
+    !matches!(backend, BackendKind::Native | BackendKind::Bwrap) || matches!(net, NetPolicy::Full)
+}
+
 async fn run(tool: &CommandTool, input: Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
     let (name, argv, timeout) = (tool.name.as_str(), tool.argv.as_slice(), tool.timeout);
     // Authored `./` paths were stored project-relative by the compiler.
@@ -79,21 +86,15 @@ async fn run(tool: &CommandTool, input: Map<String, Value>, ctx: &CallContext<'_
     env.insert("HOME".to_owned(), ctx.workspace.root().display().to_string());
     // The connections the tool declares, through the runtime: a token for this call and
     // these connections only, never a connection's credentials.
-    let pass = ctx.broker.filter(|_| !tool.connections.is_empty()).and_then(|broker| {
-        // A container's network cannot reach the host's loopback, nor a relay.
-        if matches!(ctx.sandbox.backend(), BackendKind::Podman | BackendKind::Docker) {
-            return None;
-        }
+    let pass = ctx.broker.filter(|_| !tool.connections.is_empty()).map(|broker| {
         let pass = broker.pass(&tool.connections);
         env.insert("ASH_CONNECTIONS_TOKEN".to_owned(), pass.token().to_owned());
-        Some((broker, pass))
+        (broker, pass)
     });
     let stdin = Value::Object(input).to_string().into_bytes();
     let mut request = ctx.request(argv, env, stdin, timeout, COMMAND_OUTPUT_BYTES);
     if let Some((broker, _)) = &pass {
-        let relayed = matches!(ctx.sandbox.backend(), BackendKind::Native | BackendKind::Bwrap)
-            && !matches!(request.policy.net, NetPolicy::Full);
-        let url = if relayed {
+        let url = if !broker_over_tcp(ctx.sandbox.backend(), &request.policy.net) {
             request
                 .policy
                 .services

@@ -66,9 +66,13 @@ impl McpTool {
                 let (client, tool) = match connection.callable(&self.remote) {
                     Ok(ready) => ready,
                     Err(why) => {
-                        // A server restarting answers soon: wait for it within the timeout.
+                        // A server starting or restarting answers soon: wait for it within the
+                        // timeout. A server that is up without this tool does not change.
                         let left = timeout.saturating_sub(started.elapsed());
-                        if attempt < spec.retry_attempts && connection.ready(left).await {
+                        if attempt < spec.retry_attempts
+                            && connection.is_out()
+                            && connection.ready(left).await
+                        {
                             attempt += 1;
                             continue;
                         }
@@ -94,8 +98,15 @@ impl McpTool {
                         if again && attempt < spec.retry_attempts && !ctx.cancel.is_cancelled() {
                             attempt += 1;
                             let left = timeout.saturating_sub(started.elapsed());
-                            if broke {
-                                connection.ready(left).await;
+                            // The broken session is still the one on record until its
+                            // supervisor notices: wait for another.
+                            if broke && !connection.replaced(&client, left).await {
+                                return Err(describe(
+                                    &e,
+                                    &self.connection_name,
+                                    &self.remote,
+                                    timeout,
+                                ));
                             }
                             continue;
                         }

@@ -12,6 +12,8 @@ mod http;
 mod mcp;
 mod skill;
 
+pub(crate) use command::broker_over_tcp;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
