@@ -253,21 +253,10 @@ fn openapi_tools(
         return None;
     };
     let mut ok = true;
-    let namespace = match ops.string(d, "namespace", "a lower_snake_case prefix") {
-        Some(ns) if is_tool_name(&ns.value) => ns.value,
-        Some(ns) => {
-            ok = false;
-            let lowered = lower_snake_case(&ns.value);
-            d.error(
-                "invalid-name",
-                Some(ns.span),
-                format!("namespace `{}` must be lower_snake_case; use `{lowered}`", ns.value),
-                "`operations.namespace`: lower_snake_case, starting with a letter",
-            );
-            lowered
-        }
-        None => lower_snake_case(connection),
-    };
+    let namespace = namespace(d, &mut ops, "operations", connection).unwrap_or_else(|lowered| {
+        ok = false;
+        lowered
+    });
     let allow = if ops.has("allow") {
         ops.strings(d, "allow", "a list of the document's operationIds")
     } else {
@@ -512,6 +501,31 @@ fn server_network(d: &mut FileDiag<'_>, t: &mut Fields<'_, '_>) -> Option<Server
     ok.then_some(ServerNetwork::Allow(out))
 }
 
+/// `namespace` in the `[table]` that lowers remote names into model-visible tools (`tools` of
+/// an MCP connection, `operations` of an OpenAPI one): lower_snake_case, by default the
+/// connection's name lowered. An invalid one is reported and `Err` holds it lowered.
+fn namespace(
+    d: &mut FileDiag<'_>,
+    t: &mut Fields<'_, '_>,
+    table: &str,
+    connection: &str,
+) -> Result<String, String> {
+    match t.string(d, "namespace", "a lower_snake_case prefix") {
+        Some(ns) if is_tool_name(&ns.value) => Ok(ns.value),
+        Some(ns) => {
+            let lowered = lower_snake_case(&ns.value);
+            d.error(
+                "invalid-name",
+                Some(ns.span),
+                format!("namespace `{}` must be lower_snake_case; use `{lowered}`", ns.value),
+                format!("`{table}.namespace`: lower_snake_case, starting with a letter"),
+            );
+            Err(lowered)
+        }
+        None => Ok(lower_snake_case(connection)),
+    }
+}
+
 /// `[tools]`: `Some(None)` when absent (nothing lowered), `None` on error.
 fn mcp_tools(
     d: &mut FileDiag<'_>,
@@ -532,24 +546,10 @@ fn mcp_tools(
         }
         _ => {}
     }
-    let namespace = match t.string(d, "namespace", "a lower_snake_case prefix") {
-        Some(ns) if is_tool_name(&ns.value) => ns.value,
-        Some(ns) => {
-            ok = false;
-            d.error(
-                "invalid-name",
-                Some(ns.span),
-                format!(
-                    "namespace `{}` must be lower_snake_case; use `{}`",
-                    ns.value,
-                    lower_snake_case(&ns.value)
-                ),
-                "`tools.namespace`: lower_snake_case, starting with a letter",
-            );
-            String::new()
-        }
-        None => lower_snake_case(connection),
-    };
+    let namespace = namespace(d, &mut t, "tools", connection).unwrap_or_else(|lowered| {
+        ok = false;
+        lowered
+    });
     let allow = if t.has("allow") {
         t.strings(d, "allow", "a list of the server's tool names")
     } else {
