@@ -591,13 +591,7 @@ impl Launcher {
         self.sandbox
             .adopt(&dir)
             .map_err(|e| format!("cannot hand the server its directory: {e}"))?;
-        let argv: Vec<String> = command
-            .iter()
-            .map(|arg| match arg.strip_prefix("./") {
-                Some(rel) => self.project_dir.join(rel).display().to_string(),
-                None => arg.clone(),
-            })
-            .collect();
+        let argv = crate::tools::project_argv(command, &self.project_dir);
         let mut vars = self.env.clone();
         vars.insert("HOME".to_owned(), dir.display().to_string());
         for (key, value) in env {

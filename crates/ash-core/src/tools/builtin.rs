@@ -8,12 +8,12 @@ use serde_json::{Map, Value, json};
 
 use ash_protocol::ToolDefinition;
 
-use super::{CallContext, CallFuture, Outcome, Runner, Schema, SchemaError};
+use super::{CallContext, CallFuture, Declared, Outcome, Runner, SchemaError};
 
 /// One of the runtime's file and shell tools.
 pub(crate) struct Builtin {
     kind: Kind,
-    schema: Schema,
+    declared: Declared,
 }
 
 #[derive(Clone, Copy)]
@@ -62,7 +62,10 @@ impl Builtin {
     pub(crate) fn all() -> Result<Vec<Self>, SchemaError> {
         [Kind::Bash, Kind::ReadFile, Kind::WriteFile, Kind::EditFile, Kind::Search]
             .into_iter()
-            .map(|kind| Ok(Self { kind, schema: Schema::compile(kind.name(), kind.schema())? }))
+            .map(|kind| {
+                let declared = Declared::new(kind.name(), kind.description(), kind.schema())?;
+                Ok(Self { kind, declared })
+            })
             .collect()
     }
 
@@ -73,15 +76,11 @@ impl Builtin {
 
 impl Runner for Builtin {
     fn definition(&self) -> ToolDefinition {
-        ToolDefinition {
-            name: self.kind.name().to_owned(),
-            description: self.kind.description().to_owned(),
-            input_schema: self.schema.value.clone(),
-        }
+        self.declared.definition()
     }
 
     fn check(&self, input: &Value) -> Vec<String> {
-        self.schema.problems(input)
+        self.declared.problems(input)
     }
 
     fn call<'a>(&'a self, input: Map<String, Value>, ctx: &'a CallContext<'a>) -> CallFuture<'a> {

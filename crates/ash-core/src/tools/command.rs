@@ -8,14 +8,12 @@ use ash_protocol::ToolDefinition;
 use ash_sandbox::{BackendKind, LimitHit, NetPolicy, Service};
 use serde_json::{Map, Value};
 
-use super::{CallContext, CallFuture, Outcome, Runner, Schema, SchemaError};
+use super::{CallContext, CallFuture, Declared, Outcome, Runner, SchemaError, project_argv};
 use crate::connections::BROKER_PORT;
 
 /// A `tools/*.toml` command tool.
 pub(crate) struct CommandTool {
-    name: String,
-    description: String,
-    schema: Schema,
+    declared: Declared,
     argv: Vec<String>,
     timeout: Duration,
     /// The connections it may reach through the runtime's endpoint.
@@ -30,9 +28,7 @@ impl CommandTool {
         connections: &[String],
     ) -> Result<Self, SchemaError> {
         Ok(Self {
-            name: tool.name.clone(),
-            description: tool.description.clone(),
-            schema: Schema::compile(&tool.name, tool.input_schema.clone())?,
+            declared: Declared::new(&tool.name, &tool.description, tool.input_schema.clone())?,
             argv: argv.to_vec(),
             timeout: Duration::from_millis(timeout_ms),
             connections: connections.to_vec(),
@@ -42,15 +38,11 @@ impl CommandTool {
 
 impl Runner for CommandTool {
     fn definition(&self) -> ToolDefinition {
-        ToolDefinition {
-            name: self.name.clone(),
-            description: self.description.clone(),
-            input_schema: self.schema.value.clone(),
-        }
+        self.declared.definition()
     }
 
     fn check(&self, input: &Value) -> Vec<String> {
-        self.schema.problems(input)
+        self.declared.problems(input)
     }
 
     fn call<'a>(&'a self, input: Map<String, Value>, ctx: &'a CallContext<'a>) -> CallFuture<'a> {
@@ -71,15 +63,8 @@ pub(crate) fn broker_over_tcp(backend: BackendKind, net: &NetPolicy) -> bool {
 }
 
 async fn run(tool: &CommandTool, input: Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
-    let (name, argv, timeout) = (tool.name.as_str(), tool.argv.as_slice(), tool.timeout);
-    // Authored `./` paths were stored project-relative by the compiler.
-    let argv: Vec<String> = argv
-        .iter()
-        .map(|arg| match arg.strip_prefix("./") {
-            Some(rel) => ctx.project_dir.join(rel).display().to_string(),
-            None => arg.clone(),
-        })
-        .collect();
+    let (name, argv, timeout) = (tool.declared.name(), tool.argv.as_slice(), tool.timeout);
+    let argv = project_argv(argv, ctx.project_dir);
     let mut env = ctx.env.clone();
     env.insert("ASH_SESSION".to_owned(), ctx.session.to_string());
     env.insert("ASH_WORKSPACE".to_owned(), ctx.workspace.root().display().to_string());

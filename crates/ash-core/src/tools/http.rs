@@ -10,16 +10,14 @@ use ash_protocol::ToolDefinition;
 use ash_spec::{HttpMethod, Operation, OperationParts};
 use serde_json::{Map, Value};
 
-use super::{CallContext, CallFuture, Outcome, Runner, Schema, SchemaError};
+use super::{CallContext, CallFuture, Declared, Outcome, Runner, SchemaError};
 use crate::connections::{HttpConnection, HttpRequest};
 
 /// Characters of an error answer's body quoted back to the model.
 const QUOTE_CHARS: usize = 800;
 
 pub(crate) struct HttpTool {
-    name: String,
-    description: String,
-    schema: Schema,
+    declared: Declared,
     connection: Arc<HttpConnection>,
     method: HttpMethod,
     path: String,
@@ -44,9 +42,7 @@ impl HttpTool {
         connection: Arc<HttpConnection>,
     ) -> Result<Self, SchemaError> {
         Ok(Self {
-            name: tool.name.clone(),
-            description: tool.description.clone(),
-            schema: Schema::compile(&tool.name, tool.input_schema.clone())?,
+            declared: Declared::new(&tool.name, &tool.description, tool.input_schema.clone())?,
             connection,
             method: spec.method,
             path: spec.path.to_owned(),
@@ -64,9 +60,7 @@ impl HttpTool {
         connection: Arc<HttpConnection>,
     ) -> Result<Self, SchemaError> {
         Ok(Self {
-            name: name.to_owned(),
-            description: operation.description.clone(),
-            schema: Schema::compile(name, operation.input_schema.clone())?,
+            declared: Declared::new(name, &operation.description, operation.input_schema.clone())?,
             connection,
             method: operation.method,
             path: operation.path.clone(),
@@ -101,24 +95,13 @@ impl HttpTool {
             let mut query = Vec::new();
             let mut headers = std::collections::BTreeMap::new();
             for name in &parts.query {
-                match input.remove(name) {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(items)) => {
-                        for item in items {
-                            query.push((
-                                name.clone(),
-                                scalar(&item).unwrap_or_else(|| item.to_string()),
-                            ));
-                        }
-                    }
-                    Some(other) => query
-                        .push((name.clone(), scalar(&other).unwrap_or_else(|| other.to_string()))),
+                if let Some(value) = input.remove(name) {
+                    push_query(&mut query, name, value);
                 }
             }
             for name in &parts.header {
                 if let Some(value) = input.remove(name).filter(|v| !v.is_null()) {
-                    headers
-                        .insert(name.clone(), scalar(&value).unwrap_or_else(|| value.to_string()));
+                    headers.insert(name.clone(), text(&value));
                 }
             }
             let body = if parts.body { input.remove("body") } else { None };
@@ -134,20 +117,7 @@ impl HttpTool {
             HttpMethod::Get | HttpMethod::Delete => {
                 let mut query = Vec::new();
                 for (key, value) in input {
-                    match value {
-                        Value::Null => {}
-                        Value::Array(items) => {
-                            for item in items {
-                                query.push((
-                                    key.clone(),
-                                    scalar(&item).unwrap_or_else(|| item.to_string()),
-                                ));
-                            }
-                        }
-                        other => {
-                            query.push((key, scalar(&other).unwrap_or_else(|| other.to_string())))
-                        }
-                    }
+                    push_query(&mut query, &key, value);
                 }
                 (query, None)
             }
@@ -167,11 +137,11 @@ impl HttpTool {
     async fn run(&self, input: Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
         let request = match self.request(input) {
             Ok(request) => request,
-            Err(why) => return Outcome::error(format!("tool `{}`: {why}", self.name)),
+            Err(why) => return Outcome::error(format!("tool `{}`: {why}", self.declared.name())),
         };
         let response = match self.connection.send(&request, self.timeout, ctx.cancel).await {
             Ok(response) => response,
-            Err(why) => return Outcome::error(format!("tool `{}`: {why}", self.name)),
+            Err(why) => return Outcome::error(format!("tool `{}`: {why}", self.declared.name())),
         };
         if response.status >= 400 {
             let body = match &response.body {
@@ -196,12 +166,27 @@ impl HttpTool {
                     output: response.to_json(),
                     ..Outcome::error(format!(
                         "tool `{}`: the answer has nothing at `{pointer}` (its `response` pointer)",
-                        self.name
+                        self.declared.name()
                     ))
                 },
             },
         }
     }
+}
+
+/// Adds `key=value` to `query`: nothing for null, one pair per element of an array, and a
+/// value that is not a scalar as its JSON.
+fn push_query(query: &mut Vec<(String, String)>, key: &str, value: Value) {
+    match value {
+        Value::Null => {}
+        Value::Array(items) => query.extend(items.iter().map(|item| (key.to_owned(), text(item)))),
+        other => query.push((key.to_owned(), text(&other))),
+    }
+}
+
+/// A value as text: a scalar as itself, anything else as its JSON.
+fn text(value: &Value) -> String {
+    scalar(value).unwrap_or_else(|| value.to_string())
 }
 
 /// A scalar as text.
@@ -234,15 +219,11 @@ fn encode_segment(text: &str) -> String {
 
 impl Runner for HttpTool {
     fn definition(&self) -> ToolDefinition {
-        ToolDefinition {
-            name: self.name.clone(),
-            description: self.description.clone(),
-            input_schema: self.schema.value.clone(),
-        }
+        self.declared.definition()
     }
 
     fn check(&self, input: &Value) -> Vec<String> {
-        self.schema.problems(input)
+        self.declared.problems(input)
     }
 
     fn call<'a>(&'a self, input: Map<String, Value>, ctx: &'a CallContext<'a>) -> CallFuture<'a> {

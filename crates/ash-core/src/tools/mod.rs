@@ -129,6 +129,17 @@ pub(crate) fn call_policy(
     policy
 }
 
+/// `argv` as it runs: an argument starting with `./` (an authored `./` or `../` path, stored
+/// project-relative by the compiler) resolved against `project_dir`; the rest as written.
+pub(crate) fn project_argv(argv: &[String], project_dir: &Path) -> Vec<String> {
+    argv.iter()
+        .map(|arg| match arg.strip_prefix("./") {
+            Some(rel) => project_dir.join(rel).display().to_string(),
+            None => arg.clone(),
+        })
+        .collect()
+}
+
 impl CallContext<'_> {
     /// A request for `argv` in the workspace under this call's policy, with `wall_time` and
     /// `output_bytes` as its limits.
@@ -202,6 +213,47 @@ impl Schema {
                 format!("at `{}`: {e}", if at.is_empty() { "/" } else { at })
             })
             .collect()
+    }
+}
+
+/// What a tool fixed when it was built is offered as: its name, description and input schema
+/// (compiled). The built-in, skill, command and HTTP tools declare themselves this way; an MCP
+/// tool's definition is its server's, as last listed.
+pub(crate) struct Declared {
+    name: String,
+    description: String,
+    schema: Schema,
+}
+
+impl Declared {
+    pub(crate) fn new(
+        name: &str,
+        description: &str,
+        input_schema: Value,
+    ) -> Result<Self, SchemaError> {
+        Ok(Self {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            schema: Schema::compile(name, input_schema)?,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The definition the model is offered.
+    pub(crate) fn definition(&self) -> ToolDefinition {
+        ToolDefinition {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            input_schema: self.schema.value.clone(),
+        }
+    }
+
+    /// What is wrong with `input` by the input schema.
+    pub(crate) fn problems(&self, input: &Value) -> Vec<String> {
+        self.schema.problems(input)
     }
 }
 

@@ -4,7 +4,7 @@ use ash_protocol::ToolDefinition;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ACTIVATE_SKILL, CallContext, CallFuture, Outcome, Runner, Schema, SchemaError, SkillEntry,
+    ACTIVATE_SKILL, CallContext, CallFuture, Declared, Outcome, Runner, SchemaError, SkillEntry,
 };
 
 pub(crate) const SKILL_DESCRIPTION: &str = "Load a skill's instructions by name before following \
@@ -13,7 +13,7 @@ it. Returns the instructions and the paths of the skill's files in the workspace
 /// The skill tool of a package with skills.
 pub(crate) struct SkillTool {
     skills: Vec<SkillEntry>,
-    schema: Schema,
+    declared: Declared,
 }
 
 impl SkillTool {
@@ -25,8 +25,8 @@ impl SkillTool {
             "required": ["name"],
             "additionalProperties": false
         });
-        let schema = Schema::compile(ACTIVATE_SKILL, schema)?;
-        Ok(Self { skills, schema })
+        let declared = Declared::new(ACTIVATE_SKILL, SKILL_DESCRIPTION, schema)?;
+        Ok(Self { skills, declared })
     }
 
     fn activate(&self, input: &Map<String, Value>) -> Outcome {
@@ -50,15 +50,11 @@ impl SkillTool {
 
 impl Runner for SkillTool {
     fn definition(&self) -> ToolDefinition {
-        ToolDefinition {
-            name: ACTIVATE_SKILL.to_owned(),
-            description: SKILL_DESCRIPTION.to_owned(),
-            input_schema: self.schema.value.clone(),
-        }
+        self.declared.definition()
     }
 
     fn check(&self, input: &Value) -> Vec<String> {
-        self.schema.problems(input)
+        self.declared.problems(input)
     }
 
     fn call<'a>(&'a self, input: Map<String, Value>, _ctx: &'a CallContext<'a>) -> CallFuture<'a> {
