@@ -22,6 +22,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A session that lasted this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(60);
+/// Least time between two listings of a server's tools when it says they changed.
+const RELIST_EVERY: Duration = Duration::from_secs(1);
 /// How often an HTTP server is asked whether it is still there.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// A stdio server lives this long before it is restarted fresh.
@@ -324,6 +326,7 @@ impl McpConnection {
         deadline: Duration,
         stop: &CancellationToken,
     ) -> Option<String> {
+        let mut listed = Instant::now();
         loop {
             let exited = async {
                 match process {
@@ -337,8 +340,14 @@ impl McpConnection {
                     None => tokio::time::sleep(PING_EVERY).await,
                 }
             };
-            tokio::select! {
-                () = client.tools_changed() => {
+            tokio::select! {                () = client.tools_changed() => {
+                    // A storm of announcements is one listing a second: they coalesce while
+                    // this waits.
+                    let since = listed.elapsed();
+                    if since < RELIST_EVERY {
+                        tokio::time::sleep(RELIST_EVERY - since).await;
+                    }
+                    listed = Instant::now();
                     if let Err(why) = self.list(client, deadline).await {
                         return Some(why);
                     }
