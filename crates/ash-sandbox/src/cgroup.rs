@@ -126,8 +126,8 @@ impl CgroupRun {
         self.procs.iter().map(|f| f.as_raw_fd()).collect()
     }
 
-    /// Reads the counters, kills anything still in the groups, and removes them.
-    pub(crate) async fn finish(self) -> Counters {
+    /// What the kernel counted so far.
+    pub(crate) fn counters(&self) -> Counters {
         let mut counters = Counters::default();
         for (kind, dir, v2) in &self.dirs {
             match kind {
@@ -139,6 +139,12 @@ impl CgroupRun {
                 Kind::Cpu => {}
             }
         }
+        counters
+    }
+
+    /// Reads the counters, kills anything still in the groups, and removes them.
+    pub(crate) async fn finish(self) -> Counters {
+        let counters = self.counters();
         drop(self.procs);
         for (_, dir, _) in &self.dirs {
             // The run's last process is usually still being reaped when its result arrives:

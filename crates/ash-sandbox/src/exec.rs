@@ -125,6 +125,19 @@ pub struct ExecOutput {
     pub connections: Vec<Connection>,
     /// Decisions made after the first thousand, counted but not kept.
     pub connections_omitted: u64,
+    /// What the command used, where ash's helper ran it (the native and bwrap backends);
+    /// `None` for plain and container runs.
+    pub usage: Option<CommandUsage>,
+}
+
+/// What one command used, as the kernel counted it for the command and every descendant it
+/// waited for (a shell's children included; a process left running in the background is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandUsage {
+    /// User plus system CPU time.
+    pub cpu_time: Duration,
+    /// The largest resident set of any one of its processes, in bytes.
+    pub peak_memory_bytes: u64,
 }
 
 /// Why a command could not run.
@@ -452,6 +465,41 @@ pub(crate) async fn read_capped(
     cap: usize,
     exited: &CancellationToken,
 ) -> (Vec<u8>, bool) {
+    read_teed(pipe, cap, exited, None).await
+}
+
+/// Which pipe a chunk of live output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A piece of a command's output as it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// The pipe.
+    pub stream: OutputStream,
+    /// The bytes, as read (a UTF-8 character may be split across two chunks).
+    pub bytes: Vec<u8>,
+}
+
+/// Where a command's output goes while it runs, besides the captured copy. Chunks that do not
+/// fit (the receiver is slow) are dropped rather than slowing the command: the captured output
+/// at the end is complete up to its cap. Refused for policies with secrets, which are redacted
+/// only from the captured copy.
+#[derive(Debug, Clone)]
+pub struct OutputSink(pub tokio::sync::mpsc::Sender<OutputChunk>);
+
+/// [`read_capped`], also handing each read (up to the cap) to `tee`.
+pub(crate) async fn read_teed(
+    pipe: Option<impl AsyncRead + Unpin>,
+    cap: usize,
+    exited: &CancellationToken,
+    tee: Option<(&OutputSink, OutputStream)>,
+) -> (Vec<u8>, bool) {
     let Some(mut pipe) = pipe else { return (Vec::new(), false) };
     let mut kept = Vec::with_capacity(cap.min(8 * 1024));
     let mut truncated = false;
@@ -474,7 +522,13 @@ pub(crate) async fn read_capped(
         if chunk.len() > room {
             truncated = true;
         }
-        kept.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+        let keep = chunk.get(..room.min(chunk.len())).unwrap_or_default();
+        if let Some((sink, stream)) = tee
+            && !keep.is_empty()
+        {
+            let _ = sink.0.try_send(OutputChunk { stream, bytes: keep.to_vec() });
+        }
+        kept.extend_from_slice(keep);
     }
     (kept, truncated)
 }

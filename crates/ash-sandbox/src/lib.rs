@@ -31,11 +31,15 @@ mod policy;
 mod proxy;
 mod redact;
 mod sandbox;
+mod session;
 mod spec;
 mod zygote;
 
 pub use check::{BackendCheck, Check, check};
-pub use exec::{ExecOutput, ExecRequest, ExitStatus, LimitHit, SandboxError};
+pub use exec::{
+    CommandUsage, ExecOutput, ExecRequest, ExitStatus, LimitHit, OutputChunk, OutputSink,
+    OutputStream, SandboxError,
+};
 pub use helper::helper_main;
 pub use policy::{
     DEFAULT_HIDDEN, DEFAULT_READ_ONLY, FsPolicy, HostPattern, HostRule, Limits, MAX_SERVICES,
@@ -46,4 +50,5 @@ pub use proxy::Connection;
 pub use sandbox::{
     BackendChoice, BackendKind, DEFAULT_HOST_ID, Process, ProcessEnd, Sandbox, SandboxConfig,
 };
+pub use session::{SandboxSession, SessionCommand};
 pub use spec::{DEFAULT_PATH, HELPER_ARG};

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgroup::{CgroupRun, Cgroups, Counters, Kind};
 use crate::exec::{
-    ExecOutput, ExecRequest, ExitStatus, Launch, LimitHit, SandboxError, Waited, read_capped,
+    ExecOutput, ExecRequest, ExitStatus, Launch, LimitHit, OutputSink, OutputStream, SandboxError,
+    Waited, read_teed,
 };
 use crate::policy::Limits;
 use crate::policy::Service;
@@ -139,11 +140,11 @@ impl SandboxConfig {
 /// A configured backend. Cheap to share (`Arc`); every [`Sandbox::exec`] is independent.
 #[derive(Debug)]
 pub struct Sandbox {
-    kind: BackendKind,
-    config: SandboxConfig,
+    pub(crate) kind: BackendKind,
+    pub(crate) config: SandboxConfig,
     tools: Tools,
-    cgroups: Option<Cgroups>,
-    zygotes: crate::zygote::Zygotes,
+    pub(crate) cgroups: Option<Cgroups>,
+    pub(crate) zygotes: crate::zygote::Zygotes,
 }
 
 /// Launchers found on this machine.
@@ -373,6 +374,23 @@ impl Sandbox {
         request: &ExecRequest,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, SandboxError> {
+        self.exec_streaming(request, cancel, None).await
+    }
+
+    /// [`Sandbox::exec`], also handing the output to `sink` as it is read. A policy with
+    /// secrets is refused a sink: they are redacted only from the captured copy.
+    pub async fn exec_streaming(
+        &self,
+        request: &ExecRequest,
+        cancel: &CancellationToken,
+        sink: Option<&OutputSink>,
+    ) -> Result<ExecOutput, SandboxError> {
+        if sink.is_some() && !request.policy.secrets.is_empty() {
+            return Err(SandboxError::Unsupported {
+                backend: self.kind,
+                what: "stream the output of a command that holds secrets (they are redacted only from the captured output)",
+            });
+        }
         let prepared = self.prepare(request).await?;
         let stop = cancel.child_token();
         let limits = prepared.run.limits;
@@ -407,6 +425,7 @@ impl Sandbox {
                                 limits.wall_time,
                                 limits.output_bytes,
                                 &stop,
+                                sink,
                             )
                             .await;
                         if out.is_err() {
@@ -426,7 +445,12 @@ impl Sandbox {
                     };
                     let ended =
                         run.conclude(&supervised.waited, disk_hit.load(Ordering::Relaxed)).await?;
-                    return Ok(self.output(ended, supervised.stdout, supervised.stderr, request));
+                    return Ok(self.output(
+                        ended,
+                        supervised.stdout,
+                        supervised.stderr,
+                        &request.policy.secrets,
+                    ));
                 }
                 Err(error) => tracing::debug!(%error, "no zygote; starting a helper"),
             }
@@ -437,23 +461,33 @@ impl Sandbox {
         let (stdout, stderr) = (process.stdout.take(), process.stderr.take());
         let ((), stdout, stderr, ended) = tokio::join!(
             feed,
-            read_capped(stdout, limits.output_bytes, &exited),
-            read_capped(stderr, limits.output_bytes, &exited),
+            read_teed(
+                stdout,
+                limits.output_bytes,
+                &exited,
+                sink.map(|s| (s, OutputStream::Stdout))
+            ),
+            read_teed(
+                stderr,
+                limits.output_bytes,
+                &exited,
+                sink.map(|s| (s, OutputStream::Stderr))
+            ),
             process.finish(),
         );
-        Ok(self.output(ended?, stdout, stderr, request))
+        Ok(self.output(ended?, stdout, stderr, &request.policy.secrets))
     }
 
     /// The caller's view of a finished run: its output capped and with secrets redacted.
-    fn output(
+    pub(crate) fn output(
         &self,
         ended: Ended,
         (mut stdout, stdout_truncated): (Vec<u8>, bool),
         (mut stderr, stderr_truncated): (Vec<u8>, bool),
-        request: &ExecRequest,
+        secrets: &[crate::policy::Secret],
     ) -> ExecOutput {
-        crate::redact::redact(&mut stdout, &request.policy.secrets, stdout_truncated);
-        crate::redact::redact(&mut stderr, &request.policy.secrets, stderr_truncated);
+        crate::redact::redact(&mut stdout, secrets, stdout_truncated);
+        crate::redact::redact(&mut stderr, secrets, stderr_truncated);
         ExecOutput {
             status: ended.status,
             stdout,
@@ -465,6 +499,7 @@ impl Sandbox {
             backend: self.kind,
             connections: ended.connections,
             connections_omitted: ended.connections_omitted,
+            usage: ended.usage,
         }
     }
 
@@ -485,7 +520,7 @@ impl Sandbox {
 
     /// Everything a run needs before its process starts: checks, paths, proxy, cgroups and
     /// the backend's launch.
-    async fn prepare(&self, request: &ExecRequest) -> Result<Prepared, SandboxError> {
+    pub(crate) async fn prepare(&self, request: &ExecRequest) -> Result<Prepared, SandboxError> {
         if request.argv.is_empty() {
             return Err(SandboxError::EmptyArgv);
         }
@@ -754,7 +789,7 @@ impl Sandbox {
         }
     }
 
-    fn helper(&self) -> Result<&Path, SandboxError> {
+    pub(crate) fn helper(&self) -> Result<&Path, SandboxError> {
         self.config.helper.as_deref().ok_or(SandboxError::Unavailable {
             backend: self.kind,
             why: "no helper binary was configured".into(),
@@ -773,19 +808,19 @@ impl Sandbox {
 const PREFIX_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A run ready to start: the helper spec, the backend's launch and what the run holds.
-struct Prepared {
-    spec: HelperSpec,
+pub(crate) struct Prepared {
+    pub(crate) spec: HelperSpec,
     launch: Launch,
-    run: Run,
+    pub(crate) run: Run,
 }
 
 /// What one run holds on the host until it is over: its proxy, cgroups, container name and
 /// the disk baseline.
-struct Run {
+pub(crate) struct Run {
     name: String,
     container: Option<PathBuf>,
     proxy: Option<Proxy>,
-    cgroup: Option<CgroupRun>,
+    pub(crate) cgroup: Option<CgroupRun>,
     disk_before: Option<u64>,
     writable: Vec<PathBuf>,
     limits: Limits,
@@ -794,11 +829,18 @@ struct Run {
 /// How a run ended and what the proxy decided.
 #[derive(Debug)]
 pub(crate) struct Ended {
-    status: ExitStatus,
-    limit: Option<LimitHit>,
-    elapsed: Duration,
-    connections: Vec<Connection>,
-    connections_omitted: u64,
+    pub(crate) status: ExitStatus,
+    pub(crate) limit: Option<LimitHit>,
+    pub(crate) elapsed: Duration,
+    pub(crate) connections: Vec<Connection>,
+    pub(crate) connections_omitted: u64,
+    pub(crate) usage: Option<crate::exec::CommandUsage>,
+}
+
+impl fmt::Debug for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 impl Run {
@@ -819,7 +861,7 @@ impl Run {
 
     /// Releases what the run held: the container, the cgroups (their counters) and the proxy
     /// (its decisions).
-    async fn release(&mut self) -> (Counters, (Vec<Connection>, u64)) {
+    pub(crate) async fn release(&mut self) -> (Counters, (Vec<Connection>, u64)) {
         if let Some(runtime) = &self.container {
             crate::backends::remove_container(runtime, &self.name).await;
         }
@@ -847,8 +889,8 @@ impl Run {
                     });
                 }
                 Report::Exec { message } => return Err(SandboxError::Exec(message.clone())),
-                Report::Exit { code } => status = ExitStatus::Exited(*code),
-                Report::Signal { signal } => status = ExitStatus::Signaled(*signal),
+                Report::Exit { code, .. } => status = ExitStatus::Exited(*code),
+                Report::Signal { signal, .. } => status = ExitStatus::Signaled(*signal),
                 Report::Ready => {}
             }
         }
@@ -884,7 +926,16 @@ impl Run {
                 _ => None,
             }
         });
-        Ok(Ended { status, limit, elapsed: waited.elapsed, connections, connections_omitted })
+        let usage =
+            waited.reports.iter().find_map(Report::usage).map(crate::spec::RunUsage::public);
+        Ok(Ended {
+            status,
+            limit,
+            elapsed: waited.elapsed,
+            connections,
+            connections_omitted,
+            usage,
+        })
     }
 }
 

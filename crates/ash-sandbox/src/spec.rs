@@ -142,11 +142,48 @@ pub(crate) enum Report {
     /// The command could not be executed (`exec` failed).
     Exec { message: String },
     /// The command exited.
-    Exit { code: i32 },
+    Exit {
+        code: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<RunUsage>,
+    },
     /// A signal ended the command.
-    Signal { signal: i32 },
+    Signal {
+        signal: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<RunUsage>,
+    },
     /// A zygote built its view and waits for commands.
     Ready,
+}
+
+/// What the kernel counted for a command and the descendants it waited for (`wait4`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct RunUsage {
+    /// User plus system CPU time, in microseconds.
+    pub cpu_us: u64,
+    /// The largest resident set of any one of its processes, in kibibytes.
+    pub max_rss_kib: u64,
+}
+
+impl RunUsage {
+    /// The public shape.
+    pub(crate) fn public(self) -> crate::exec::CommandUsage {
+        crate::exec::CommandUsage {
+            cpu_time: std::time::Duration::from_micros(self.cpu_us),
+            peak_memory_bytes: self.max_rss_kib.saturating_mul(1024),
+        }
+    }
+}
+
+impl Report {
+    /// The usage an exit or signal report carries.
+    pub(crate) fn usage(&self) -> Option<RunUsage> {
+        match self {
+            Self::Exit { usage, .. } | Self::Signal { usage, .. } => *usage,
+            Self::Setup { .. } | Self::Exec { .. } | Self::Ready => None,
+        }
+    }
 }
 
 impl HelperSpec {

@@ -21,7 +21,9 @@ use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
-use crate::exec::{ExitStatus, LimitHit, SandboxError, Supervised, Waited, read_capped};
+use crate::exec::{
+    ExitStatus, LimitHit, OutputSink, OutputStream, SandboxError, Supervised, Waited, read_teed,
+};
 use crate::spec::{HELPER_ARG, HelperSpec, Report, Rlimits, ZYGOTE_ARG, ZygoteRequest};
 
 /// A zygote unused this long is retired.
@@ -197,6 +199,7 @@ impl Zygote {
         wall_time: Duration,
         output_bytes: usize,
         cancel: &CancellationToken,
+        sink: Option<&OutputSink>,
     ) -> Result<Supervised, SandboxError> {
         use tokio::net::unix::pipe::{Receiver, Sender};
         *self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
@@ -255,13 +258,13 @@ impl Zygote {
         let ((reports, limit, elapsed), (), stdout, stderr) = tokio::join!(
             wait,
             feed,
-            read_capped(Some(stdout), output_bytes, &exited),
-            read_capped(Some(stderr), output_bytes, &exited),
+            read_teed(Some(stdout), output_bytes, &exited, sink.map(|s| (s, OutputStream::Stdout))),
+            read_teed(Some(stderr), output_bytes, &exited, sink.map(|s| (s, OutputStream::Stderr))),
         );
         let _ = DRAIN_GRACE;
         let status = reports.iter().find_map(|r| match r {
-            Report::Exit { code } => Some(ExitStatus::Exited(*code)),
-            Report::Signal { signal } => Some(ExitStatus::Signaled(*signal)),
+            Report::Exit { code, .. } => Some(ExitStatus::Exited(*code)),
+            Report::Signal { signal, .. } => Some(ExitStatus::Signaled(*signal)),
             _ => None,
         });
         let failed_early =

@@ -9,6 +9,7 @@ mod escape;
 mod hostile;
 mod plain;
 mod policy;
+mod session;
 mod spawn;
 
 use std::collections::BTreeMap;
