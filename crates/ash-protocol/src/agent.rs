@@ -272,10 +272,38 @@ pub struct SandboxInfo {
     pub on_session: Vec<String>,
     /// Per-command timeout.
     pub timeout_ms: u64,
-    /// `sha256:<hex>` over backend, image and bootstrap commands; the template cache key.
+    /// What its commands may reach.
+    #[serde(default)]
+    pub network: ServerNetworkInfo,
+    /// What its commands may consume beyond ash's defaults.
+    #[serde(default)]
+    pub limits: SandboxLimitsInfo,
+    /// `sha256:<hex>` over backend, image, network, limits and bootstrap commands; the
+    /// template cache key.
     pub template_key: String,
     /// Source file.
     pub source: String,
+}
+
+/// `[limits]` of a named sandbox; absent ones keep ash's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxLimitsInfo {
+    /// Memory of the whole sandbox, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Share of one CPU, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<u64>,
+    /// Processes and threads at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// What one command may add to the sandbox's files, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mb: Option<u64>,
+    /// Output kept per stream of one command, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_kb: Option<u64>,
 }
 
 /// A connection.

@@ -22,7 +22,8 @@ mod session;
 pub use agent::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
     HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo, OpenApiInfo,
-    PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo, ServerNetworkInfo,
+    PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, SandboxLimitsInfo, ScheduleInfo,
+    ServerNetworkInfo,
     SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo, UnsupportedInfo,
 };
 pub use api::{

@@ -168,6 +168,8 @@ impl AgentSpecBuilder {
             bootstrap: bootstrap.iter().map(|s| (*s).to_owned()).collect(),
             on_session: on_session.iter().map(|s| (*s).to_owned()).collect(),
             timeout_ms: DEFAULT_SANDBOX_TIMEOUT_MS,
+            network: crate::spec::ServerNetwork::None,
+            limits: crate::spec::SandboxLimits::default(),
             source: Source::Code,
         });
         self

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use ash_protocol::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
     DiagnosticInfo, HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo,
-    OpenApiInfo, PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, ScheduleInfo,
+    OpenApiInfo, PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, SandboxLimitsInfo, ScheduleInfo,
     ServerNetworkInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,6 +23,7 @@ use crate::diagnostic::Diagnostic;
 use crate::source::sha256_hex;
 use crate::spec::{
     AgentSpec, AuthStrategy, ConnectionAuth, ConnectionKind, McpTransport, Package, Sandbox,
+    SandboxLimits,
     ServerNetwork, SkillKind, ToolKind, ToolOrigin,
 };
 
@@ -55,9 +56,19 @@ fn subagent_input_schema() -> serde_json::Value {
     })
 }
 
+/// The wire form of a sandboxed process's network.
+fn network_info(network: &ServerNetwork) -> ServerNetworkInfo {
+    match network {
+        ServerNetwork::None => ServerNetworkInfo::None,
+        ServerNetwork::Full => ServerNetworkInfo::Full,
+        ServerNetwork::Allow(hosts) => ServerNetworkInfo::Allow { hosts: hosts.clone() },
+    }
+}
+
 impl Sandbox {
-    /// `sha256:` over the length-prefixed backend, image and bootstrap commands: the key under
-    /// which a prepared template is cached. `on_session` and the description do not change it.
+    /// `sha256:` over the length-prefixed backend, image, network, limits and bootstrap
+    /// commands: the key under which a prepared template is cached. `on_session`, the timeout
+    /// and the description do not change it.
     pub fn template_key(&self) -> String {
         let mut bytes = b"ash.sandbox.template.v1\0".to_vec();
         let mut field = |text: &str| {
@@ -66,6 +77,10 @@ impl Sandbox {
         };
         field(self.backend.as_str());
         field(self.image.as_deref().unwrap_or(""));
+        // What bootstrap may reach and consume shapes what it leaves.
+        field(&serde_json::to_string(&network_info(&self.network)).unwrap_or_default());
+        let SandboxLimits { memory_mb, cpu_percent, pids, disk_mb, output_kb } = self.limits;
+        field(&format!("{memory_mb:?}/{cpu_percent:?}/{pids:?}/{disk_mb:?}/{output_kb:?}"));
         for command in &self.bootstrap {
             field(command);
         }
@@ -155,6 +170,14 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
                 bootstrap: s.bootstrap.clone(),
                 on_session: s.on_session.clone(),
                 timeout_ms: s.timeout_ms,
+                network: network_info(&s.network),
+                limits: SandboxLimitsInfo {
+                    memory_mb: s.limits.memory_mb,
+                    cpu_percent: s.limits.cpu_percent,
+                    pids: s.limits.pids,
+                    disk_mb: s.limits.disk_mb,
+                    output_kb: s.limits.output_kb,
+                },
                 template_key: s.template_key(),
                 source: s.source.display().to_owned(),
             })
@@ -178,13 +201,7 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
                                         .iter()
                                         .map(|(k, v)| (k.clone(), v.display_secret()))
                                         .collect(),
-                                    network: match network {
-                                        ServerNetwork::None => ServerNetworkInfo::None,
-                                        ServerNetwork::Full => ServerNetworkInfo::Full,
-                                        ServerNetwork::Allow(hosts) => {
-                                            ServerNetworkInfo::Allow { hosts: hosts.clone() }
-                                        }
-                                    },
+                                    network: network_info(network),
                                 }
                             }
                         }),

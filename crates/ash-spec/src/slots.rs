@@ -131,10 +131,16 @@ pub(crate) const TOOL_HTTP: SlotDoc = SlotDoc {
 pub(crate) const SANDBOX: SlotDoc = SlotDoc {
     expected: "sandboxes/<name>.toml: optional `description`, `backend` (auto, local, bwrap, \
                podman, docker), `image`, `bootstrap` and `on_session` command lists, \
-               `timeout_ms`; the name comes from the file path",
+               `timeout_ms`, `network` (\"none\", \"full\" or a list of hosts) and [limits] \
+               (memory_mb, cpu_percent, pids, disk_mb, output_kb); the name comes from the file \
+               path",
     example: "description = \"Use this isolated repo shell for maintenance tasks.\"\n\
               bootstrap = [\"mkdir -p repo\"]\n\
-              on_session = [\"touch .session-ready\"]",
+              on_session = [\"touch .session-ready\"]\n\
+              network = [\"pypi.org\", \"files.pythonhosted.org\"]\n\
+              \n\
+              [limits]\n\
+              memory_mb = 1024",
 };
 
 pub(crate) const CONNECTION: SlotDoc = SlotDoc {

@@ -440,8 +440,27 @@ pub struct Sandbox {
     pub on_session: Vec<String>,
     /// Per-command timeout in milliseconds.
     pub timeout_ms: u64,
+    /// What its commands may reach (`network`; none by default).
+    pub network: ServerNetwork,
+    /// What its commands may consume (`[limits]`).
+    pub limits: SandboxLimits,
     /// Where it was authored.
     pub source: Source,
+}
+
+/// `[limits]` of a named sandbox; `None` keeps ash's default for untrusted code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SandboxLimits {
+    /// Memory of the whole sandbox, in MiB (default 2048).
+    pub memory_mb: Option<u64>,
+    /// Share of one CPU, in percent (default 100).
+    pub cpu_percent: Option<u64>,
+    /// Processes and threads at once (default 512).
+    pub pids: Option<u64>,
+    /// Bytes a command may add to the sandbox's files, in MiB (default 1024).
+    pub disk_mb: Option<u64>,
+    /// Output kept per stream of one command, in KiB (default 1024).
+    pub output_kb: Option<u64>,
 }
 
 impl Sandbox {
@@ -584,7 +603,7 @@ pub enum McpTransport {
     },
 }
 
-/// The network of a stdio MCP server's sandbox.
+/// The network of a sandboxed process ash keeps: a stdio MCP server's, a named sandbox's.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ServerNetwork {
     /// None at all (the default): a private loopback only.

@@ -455,9 +455,12 @@ fn server_read_only(
     ok.then_some(out)
 }
 
-/// `transport.network` of a stdio server: `"none"` (the default), `"full"`, or a list of
-/// hosts. `None` on error.
-fn server_network(d: &mut FileDiag<'_>, t: &mut Fields<'_, '_>) -> Option<ServerNetwork> {
+/// `network` of a sandboxed process (a stdio server's `transport.network`, a named
+/// sandbox's `network`): `"none"` (the default), `"full"`, or a list of hosts. `None` on error.
+pub(super) fn server_network(
+    d: &mut FileDiag<'_>,
+    t: &mut Fields<'_, '_>,
+) -> Option<ServerNetwork> {
     const EXPECTED: &str =
         "`\"none\"`, `\"full\"`, or a list of hosts such as [\"api.github.com\"]";
     if !t.has("network") {
@@ -473,7 +476,7 @@ fn server_network(d: &mut FileDiag<'_>, t: &mut Fields<'_, '_>) -> Option<Server
                     "invalid-value",
                     Some(word.span),
                     format!("unknown network `{other}`"),
-                    format!("`transport.network`: {EXPECTED}"),
+                    format!("`{}`: {EXPECTED}", t.name("network")),
                 );
                 None
             }
@@ -494,7 +497,10 @@ fn server_network(d: &mut FileDiag<'_>, t: &mut Fields<'_, '_>) -> Option<Server
                 "invalid-value",
                 Some(host.span),
                 format!("`{}` is not a host", host.value),
-                "`transport.network`: hosts such as `api.github.com`, `*.example.com` or `10.0.0.5:8080`",
+                format!(
+                    "`{}`: hosts such as `api.github.com`, `*.example.com` or `10.0.0.5:8080`",
+                    t.name("network")
+                ),
             );
         }
     }

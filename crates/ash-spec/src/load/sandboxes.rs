@@ -7,7 +7,8 @@ use crate::load::{Ctx, load_named_tomls};
 use crate::names::{is_tool_name, lower_snake_case};
 use crate::slots;
 use crate::spec::{
-    DEFAULT_SANDBOX_TIMEOUT_MS, MAX_TOOL_TIMEOUT_MS, Sandbox, SandboxBackend, Source,
+    DEFAULT_SANDBOX_TIMEOUT_MS, MAX_TOOL_TIMEOUT_MS, Sandbox, SandboxBackend, SandboxLimits,
+    Source,
 };
 use crate::toml_doc::{self, Fields, Located};
 
@@ -86,6 +87,25 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
     let timeout_ms = fields
         .integer(&mut d, "timeout_ms", 1, MAX_TOOL_TIMEOUT_MS)
         .map_or(DEFAULT_SANDBOX_TIMEOUT_MS, |t| t.value);
+    let network = super::connections::server_network(&mut d, &mut fields);
+    let limits = limits(&mut d, &mut fields);
+    if let (Some(backend), Some(crate::spec::ServerNetwork::Allow(_))) = (backend, &network)
+        && matches!(
+            backend,
+            SandboxBackend::Local | SandboxBackend::Podman | SandboxBackend::Docker
+        )
+    {
+        d.error(
+            "unsupported",
+            None,
+            format!(
+                "backend `{}` cannot enforce a network allow list; use `auto` or `bwrap`, or `network = \"full\"`",
+                backend.as_str()
+            ),
+            "`network`: a host list needs the `auto` or `bwrap` backend",
+        );
+        return None;
+    }
     fields.finish(&mut d);
     Some(Sandbox {
         name,
@@ -95,8 +115,35 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
         bootstrap: bootstrap?,
         on_session: on_session?,
         timeout_ms,
+        network: network?,
+        limits: limits?,
         source: Source::File(rel),
     })
+}
+
+/// `[limits]`: what the sandbox's commands may consume.
+fn limits(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>) -> Option<SandboxLimits> {
+    if !fields.has("limits") {
+        return Some(SandboxLimits::default());
+    }
+    const KNOWN: [&str; 5] = ["memory_mb", "cpu_percent", "pids", "disk_mb", "output_kb"];
+    let mut t = fields.table(d, "limits", "a table of limits")?;
+    let mut ok = t.keys().iter().all(|k| KNOWN.contains(&k.as_str()));
+    let mut int = |t: &mut Fields<'_, '_>, key: &str, max: u64| {
+        let present = t.has(key);
+        let value = t.integer(d, key, 1, max).map(|v| v.value);
+        ok &= !present || value.is_some();
+        value
+    };
+    let out = SandboxLimits {
+        memory_mb: int(&mut t, "memory_mb", 1 << 20),
+        cpu_percent: int(&mut t, "cpu_percent", 100 * 1024),
+        pids: int(&mut t, "pids", 1 << 20),
+        disk_mb: int(&mut t, "disk_mb", 1 << 24),
+        output_kb: int(&mut t, "output_kb", 64 * 1024),
+    };
+    t.finish_strict(d, "a limit ash does not know would not be enforced");
+    ok.then_some(out)
 }
 
 fn hook(d: &mut FileDiag<'_>, fields: &mut Fields<'_, '_>, key: &str) -> Option<Vec<String>> {

@@ -440,12 +440,32 @@ backend = "vm"
 backend = "docker"
 //- agent/sandboxes/empty-cmd.toml
 bootstrap = [""]
+//- agent/sandboxes/py.toml
+network = ["pypi.org", "files.pythonhosted.org"]
+[limits]
+memory_mb = 1024
+pids = 64
+//- agent/sandboxes/open.toml
+network = "full"
+[limits]
+output_kb = 16
+//- agent/sandboxes/bad-network.toml
+network = "some"
+//- agent/sandboxes/bad-host.toml
+network = ["exa mple.com"]
+//- agent/sandboxes/bad-limits.toml
+[limits]
+memory_mb = 0
+swap_mb = 10
+//- agent/sandboxes/local-allow.toml
+backend = "local"
+network = ["example.com"]
 "#
     ));
 }
 
 #[test]
-fn sandbox_template_keys_follow_bootstrap_only() {
+fn sandbox_template_keys_follow_what_shapes_the_template() {
     let a = crate::check_spec(
         "//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo\"]\non_session = [\"a\"]\n",
     );
@@ -453,9 +473,17 @@ fn sandbox_template_keys_follow_bootstrap_only() {
         "//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo\"]\non_session = [\"b\"]\ndescription = \"d\"\n",
     );
     let c = crate::check_spec("//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo2\"]\n");
+    let d = crate::check_spec(
+        "//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo\"]\nnetwork = [\"pypi.org\"]\n",
+    );
+    let e = crate::check_spec(
+        "//- agent/sandboxes/s.toml\nbootstrap = [\"mkdir repo\"]\n[limits]\nmemory_mb = 64\n",
+    );
     let key = |spec: &ash_spec::AgentSpec| spec.root().sandboxes[0].template_key();
     assert_eq!(key(&a), key(&b));
-    assert_ne!(key(&a), key(&c));
+    for other in [&c, &d, &e] {
+        assert_ne!(key(&a), key(other));
+    }
 }
 
 #[test]
