@@ -39,6 +39,13 @@ pub struct EngineConfig {
     /// and working directory), hidden from tools. By default `servers` beside the workspaces
     /// directory.
     pub connections_dir: PathBuf,
+    /// Where named sandboxes keep their templates and each session's copy
+    /// (`templates/`, `sessions/<runId>/`), hidden from tools. By default `sandboxes` beside
+    /// the workspaces directory.
+    pub sandboxes_dir: PathBuf,
+    /// How to build the backends named sandboxes ask for by name (`bwrap`, `podman`,
+    /// `docker`); `None`: only `auto` (this engine's [`EngineConfig::sandbox`]) and `local`.
+    pub sandbox_config: Option<ash_sandbox::SandboxConfig>,
     /// One directory, made by the caller, that every run of this engine works in instead (a
     /// job's repository): skills are not copied into it, so they never show in its diff (the
     /// skill tool still gives their instructions).
@@ -74,6 +81,8 @@ impl EngineConfig {
         Self {
             project_dir: project_dir.into(),
             connections_dir: workspaces_dir.with_file_name("servers"),
+            sandboxes_dir: workspaces_dir.with_file_name("sandboxes"),
+            sandbox_config: None,
             workspaces_dir,
             workspace: None,
             process_env: BTreeMap::from([
@@ -203,6 +212,8 @@ pub(crate) struct Inner {
     pub(crate) connections: Arc<Connections>,
     /// How command tools reach the connections (present when the agent has any).
     pub(crate) broker: Option<Broker>,
+    /// The named sandboxes.
+    pub(crate) sandboxes: crate::sandboxes::Sandboxes,
     pub(crate) hub: Arc<Hub>,
     pub(crate) owner_id: String,
     active: Mutex<HashMap<String, ActiveRun>>,
@@ -258,6 +269,21 @@ impl Engine {
         })?;
         config.connections_dir = std::path::absolute(&config.connections_dir)
             .unwrap_or_else(|_| config.connections_dir.clone());
+        config.sandboxes_dir = std::path::absolute(&config.sandboxes_dir)
+            .unwrap_or_else(|_| config.sandboxes_dir.clone());
+        let sandboxes = crate::sandboxes::Sandboxes::new(
+            spec.root(),
+            crate::sandboxes::Shared {
+                dir: config.sandboxes_dir.clone(),
+                sandbox: Arc::clone(&config.sandbox),
+                config: config.sandbox_config.clone(),
+                policy: config.tool_policy.clone(),
+                env: config.process_env.clone(),
+                project_dir: config.project_dir.clone(),
+                workspaces_dir: config.workspaces_dir.clone(),
+                connections_dir: config.connections_dir.clone(),
+            },
+        );
         let connections = Arc::new(Connections::new(spec.root())?);
         let tools = Registry::new(spec.root(), config.workspace.is_none(), Some(&connections))?;
         let mut inner = Inner {
@@ -267,6 +293,7 @@ impl Engine {
             config,
             tools,
             broker: None,
+            sandboxes,
             connections,
             hub: Arc::new(Hub::default()),
             owner_id: ids::owner_id(),

@@ -25,6 +25,7 @@ mod memory;
 mod owner;
 mod prompt;
 mod replay;
+mod sandboxes;
 mod store;
 mod support;
 mod tools;

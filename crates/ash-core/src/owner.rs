@@ -20,13 +20,17 @@ use crate::ids;
 use crate::prompt::system_prompt;
 use crate::replay::{RunState, TurnState, calls_of, text_of};
 use crate::store::{Commit, Expect, JournalRecord, RunRecord, StoreError, add_usage};
-use crate::tools::{CallContext, Outcome, PrivateDirs, Registry, ToolProgress, call_policy};
+use crate::tools::{
+    CallContext, Outcome, PrivateDirs, Registry, SandboxNote, ToolEvent, ToolProgress, call_policy,
+};
+use crate::workspace::Workspace;
 
 /// Least time between two stored `action.progress` events of one call.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// Most `action.progress` events stored for one call.
 const MAX_PROGRESS_EVENTS: u64 = 200;
-use crate::workspace::Workspace;
+/// Most `sandbox.*` events stored for one call (the sandbox bounds its output events too).
+const MAX_SANDBOX_EVENTS: u64 = 2000;
 
 /// Why a worker stopped before its run parked or ended.
 #[derive(Debug, thiserror::Error)]
@@ -93,17 +97,23 @@ pub(crate) async fn drive(
         cancel: cancel.clone(),
         releasing: releasing.clone(),
         started: None,
+        sandboxes: crate::sandboxes::Opened::new(&inner.sandboxes, run_id),
     };
-    if turn.record.status == RunStatus::Queued {
-        let mut commit = turn.commit();
-        commit.status = Some(RunStatus::Running);
-        turn.apply(commit).await?;
+    let worked = async {
+        if turn.record.status == RunStatus::Queued {
+            let mut commit = turn.commit();
+            commit.status = Some(RunStatus::Running);
+            turn.apply(commit).await?;
+        }
+        tokio::select! {
+            stop = turn.run() => stop,
+            lost = watch_lease(inner, run_id, wake, &cancel, &releasing) => Err(lost),
+        }
     }
-    let stop = tokio::select! {
-        stop = turn.run() => stop?,
-        lost = watch_lease(inner, run_id, wake, &cancel, &releasing) => return Err(lost),
-    };
-    if let Stop::Interrupted = stop {
+    .await;
+    // What the run's sandboxes left running ends here; their files stay for the next turn.
+    turn.sandboxes.close().await;
+    if let Stop::Interrupted = worked? {
         store.release_lease(run_id, &inner.owner_id).await?;
     }
     Ok(())
@@ -149,6 +159,8 @@ struct TurnWorker<'a> {
     releasing: CancellationToken,
     /// The call whose start this worker stored with its step's output and has not run yet.
     started: Option<String>,
+    /// The named sandboxes this worker opened for the run.
+    sandboxes: crate::sandboxes::Opened<'a>,
 }
 
 impl TurnWorker<'_> {
@@ -361,8 +373,9 @@ impl TurnWorker<'_> {
     }
 
     /// Executes `call`; `None` when shutdown killed it and it must run again after a restart.
-    /// The progress it reports is stored as `action.progress` events as it comes (at most one
-    /// every [`PROGRESS_EVERY`], [`MAX_PROGRESS_EVENTS`] in all); their count is returned too.
+    /// What it reports is stored as it comes (`action.progress`, `sandbox.*`; see
+    /// [`TurnWorker::report`]), up to its end even when it was told to stop; the number of
+    /// events stored is returned too.
     async fn execute(
         &self,
         turn: &TurnState,
@@ -384,9 +397,10 @@ impl TurnWorker<'_> {
             project_dir: &config.project_dir,
             workspaces_dir: &config.workspaces_dir,
             connections_dir: &config.connections_dir,
+            sandboxes_dir: &config.sandboxes_dir,
         };
         let policy = call_policy(&config.tool_policy, &dirs, self.workspace.root());
-        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel::<ToolProgress>(16);
+        let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<ToolEvent>(16);
         let ctx = CallContext {
             workspace: &self.workspace,
             project_dir: &config.project_dir,
@@ -395,57 +409,80 @@ impl TurnWorker<'_> {
             cancel: &action_cancel,
             sandbox: &config.sandbox,
             policy: &policy,
-            progress: Some(&progress_tx),
+            events: Some(&events_tx),
             broker: self.inner.broker.as_ref(),
+            sandboxes: (!self.inner.sandboxes.is_empty()).then_some(&self.sandboxes),
         };
         let running = self.inner.tools.call(call, &ctx);
         tokio::pin!(running);
-        let mut stored = 0u64;
-        let mut last: Option<std::time::Instant> = None;
+        let mut reported = Reported::default();
+        // `Some(false)`: the user cancelled; `Some(true)`: shutdown's grace is over. Either way
+        // the call is told to stop, and what it reports until it has is still stored.
+        let mut stopped: Option<bool> = None;
         let outcome = loop {
             tokio::select! {
-                outcome = &mut running => break Some(outcome),
-                Some(progress) = progress_rx.recv() => {
-                    let due = last.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
-                    if due && stored < MAX_PROGRESS_EVENTS {
-                        last = Some(std::time::Instant::now());
-                        stored += self.store_progress(turn, call, attempt, progress).await;
-                    }
+                biased;
+                Some(event) = events_rx.recv() => {
+                    self.report(&mut reported, turn, call, attempt, event).await;
                 }
-                () = self.cancel.cancelled() => {
+                outcome = &mut running => break outcome,
+                () = self.cancel.cancelled(), if stopped.is_none() => {
                     action_cancel.cancel();
-                    running.await;
-                    break Some(Outcome::error("cancelled by the user"));
+                    stopped = Some(false);
                 }
-                () = self.inner.hard_stop.cancelled() => {
-                    // Shutdown grace is over: kill it and leave no result, so it runs again.
+                () = self.inner.hard_stop.cancelled(), if stopped != Some(true) => {
                     action_cancel.cancel();
-                    running.await;
-                    break None;
+                    stopped = Some(true);
                 }
             }
         };
-        (outcome, stored)
+        while let Ok(event) = events_rx.try_recv() {
+            self.report(&mut reported, turn, call, attempt, event).await;
+        }
+        let outcome = match stopped {
+            None => Some(outcome),
+            Some(false) => Some(Outcome::error("cancelled by the user")),
+            // Killed at shutdown: no result, so it runs again after the restart.
+            Some(true) => None,
+        };
+        (outcome, reported.stored)
     }
 
-    /// Stores and publishes one `action.progress` event; how many events that was.
-    async fn store_progress(
+    /// Stores what a running call reported: progress at most every [`PROGRESS_EVERY`] and
+    /// [`MAX_PROGRESS_EVENTS`] in all, sandbox notes up to [`MAX_SANDBOX_EVENTS`].
+    async fn report(
         &self,
+        reported: &mut Reported,
         turn: &TurnState,
         call: &ToolCall,
         attempt: u32,
-        progress: ToolProgress,
-    ) -> u64 {
+        event: ToolEvent,
+    ) {
+        let body = match event {
+            ToolEvent::Progress(progress) => {
+                let due = reported.last.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+                if !due || reported.progressed >= MAX_PROGRESS_EVENTS {
+                    return;
+                }
+                reported.last = Some(std::time::Instant::now());
+                reported.progressed += 1;
+                progress_event(turn, call, attempt, progress)
+            }
+            ToolEvent::Sandbox(note) => {
+                if reported.noted >= MAX_SANDBOX_EVENTS {
+                    return;
+                }
+                reported.noted += 1;
+                sandbox_event(turn, call, attempt, note)
+            }
+        };
+        reported.stored += self.store_event(body).await;
+    }
+
+    /// Stores and publishes one event a running call reported; how many events that was.
+    async fn store_event(&self, body: EventBody) -> u64 {
         let mut commit = self.commit();
-        commit.events.push(EventBody::ActionProgress(ActionProgress {
-            turn_id: ids::turn_id(turn.sequence),
-            step_index: turn.step,
-            call_id: call.id.clone(),
-            attempt,
-            progress: progress.progress,
-            total: progress.total,
-            message: progress.message,
-        }));
+        commit.events.push(body);
         match self.inner.store.commit(&self.record.run_id, commit).await {
             Ok(events) => {
                 self.inner.hub.publish(&self.record.run_id, &events);
@@ -566,6 +603,87 @@ impl TurnWorker<'_> {
             }
         }
     }
+}
+
+/// The `action.progress` event of a call's progress report.
+fn progress_event(
+    turn: &TurnState,
+    call: &ToolCall,
+    attempt: u32,
+    progress: ToolProgress,
+) -> EventBody {
+    EventBody::ActionProgress(ActionProgress {
+        turn_id: ids::turn_id(turn.sequence),
+        step_index: turn.step,
+        call_id: call.id.clone(),
+        attempt,
+        progress: progress.progress,
+        total: progress.total,
+        message: progress.message,
+    })
+}
+
+/// The `sandbox.*` event of a call's sandbox note.
+fn sandbox_event(turn: &TurnState, call: &ToolCall, attempt: u32, note: SandboxNote) -> EventBody {
+    let call_id = call.id.clone();
+    match note {
+        SandboxNote::Command { sandbox, phase, command } => {
+            EventBody::SandboxCommand(ash_protocol::SandboxCommand {
+                turn_id: ids::turn_id(turn.sequence),
+                step_index: turn.step,
+                call_id,
+                attempt,
+                sandbox,
+                phase,
+                command,
+            })
+        }
+        SandboxNote::Output { sandbox, stream, text } => {
+            EventBody::SandboxOutput(ash_protocol::SandboxOutput {
+                call_id,
+                attempt,
+                sandbox,
+                stream,
+                text,
+            })
+        }
+        SandboxNote::Exited {
+            sandbox,
+            phase,
+            exit_code,
+            limit,
+            error,
+            elapsed_ms,
+            cpu_time_ms,
+            peak_memory_bytes,
+            output_elided,
+        } => EventBody::SandboxExited(ash_protocol::SandboxExited {
+            call_id,
+            attempt,
+            sandbox,
+            phase,
+            exit_code,
+            limit,
+            error,
+            elapsed_ms,
+            cpu_time_ms,
+            peak_memory_bytes,
+            output_elided,
+        }),
+    }
+}
+
+/// What a running call reported so far.
+#[derive(Default)]
+struct Reported {
+    /// Events stored.
+    stored: u64,
+    /// `action.progress` events stored.
+    progressed: u64,
+    /// `sandbox.*` events stored.
+    noted: u64,
+    /// When the last progress was stored.
+    last: Option<std::time::Instant>,
 }
 
 enum TurnEnd {

@@ -1,7 +1,7 @@
 //! What of an agent this runtime executes, and what it only parses.
 //!
-//! Owns the list of configured items the engine does not run yet (named sandboxes, a command tool's `sandbox`, subagents, schedules, the cost and
-//! session-time budgets) and the runtime's view of the agent surface: the tools the model is
+//! Owns the list of configured items the engine does not run yet (a command tool in a named
+//! sandbox that lists connections, subagents, schedules, the cost and session-time budgets) and the runtime's view of the agent surface: the tools the model is
 //! really offered, built-ins included. [`crate::Engine::start`] refuses an agent with such
 //! items unless [`crate::EngineConfig::allow_unsupported`] says to run without them; `ash info`
 //! and `GET /info` show this same list, so what they show is what runs.
@@ -19,29 +19,22 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
     let mut push = |source: &str, item: String, reason: String, tools: Vec<String>| {
         out.push(UnsupportedInfo { source: source.to_owned(), item, reason, tools });
     };
-    for sandbox in &root.sandboxes {
-        push(
-            sandbox.source.display(),
-            format!("sandboxes/{}", sandbox.name),
-            format!(
-                "named sandboxes are not executed yet; the model is not offered `{}`",
-                sandbox.tool_name()
-            ),
-            vec![sandbox.tool_name()],
-        );
-    }
     for tool in &root.tools {
         match &tool.kind {
-            ToolKind::Command { sandbox: Some(sandbox), .. } => push(
-                tool.source.display(),
-                format!("tools/{}.sandbox", tool.name),
-                format!(
-                    "a command tool's `sandbox` is not executed yet; `{}` would run in the default tool sandbox instead of `{sandbox}`",
-                    tool.name
-                ),
-                Vec::new(),
-            ),
-            ToolKind::Command { sandbox: None, .. } | ToolKind::Http { .. } => {}
+            ToolKind::Command { sandbox: Some(sandbox), connections, .. }
+                if !connections.is_empty() =>
+            {
+                push(
+                    tool.source.display(),
+                    format!("tools/{}.connections", tool.name),
+                    format!(
+                        "a command tool in a named sandbox (`{sandbox}`) cannot reach connections yet; `{}` would run without them",
+                        tool.name
+                    ),
+                    Vec::new(),
+                );
+            }
+            ToolKind::Command { .. } | ToolKind::Http { .. } => {}
         }
     }
     for subagent in &root.subagents {

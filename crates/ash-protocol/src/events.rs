@@ -83,6 +83,15 @@ pub enum EventBody {
     /// A running action reported progress (an MCP tool's progress notifications).
     #[serde(rename = "action.progress")]
     ActionProgress(ActionProgress),
+    /// A command started in a named sandbox (the call's own, or its bootstrap or on_session).
+    #[serde(rename = "sandbox.command")]
+    SandboxCommand(SandboxCommand),
+    /// Output of a sandbox command, as it came.
+    #[serde(rename = "sandbox.output")]
+    SandboxOutput(SandboxOutput),
+    /// A sandbox command ended.
+    #[serde(rename = "sandbox.exited")]
+    SandboxExited(SandboxExited),
     /// One action finished.
     #[serde(rename = "action.result")]
     ActionResult(ActionResult),
@@ -120,6 +129,9 @@ impl EventBody {
             Self::MessageCompleted(_) => "message.completed",
             Self::ActionsRequested(_) => "actions.requested",
             Self::ActionProgress(_) => "action.progress",
+            Self::SandboxCommand(_) => "sandbox.command",
+            Self::SandboxOutput(_) => "sandbox.output",
+            Self::SandboxExited(_) => "sandbox.exited",
             Self::ActionResult(_) => "action.result",
             Self::StepCompleted(_) => "step.completed",
             Self::TurnCompleted(_) => "turn.completed",
@@ -262,6 +274,98 @@ pub struct ActionProgress {
     /// What the tool says it is doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// Why a named sandbox ran a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxPhase {
+    /// Preparing the sandbox's template (once per template key).
+    Bootstrap,
+    /// Preparing the sandbox for this session (once per session).
+    OnSession,
+    /// The call's own command.
+    Call,
+}
+
+/// `sandbox.command`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxCommand {
+    /// Turn id.
+    pub turn_id: String,
+    /// Step index within the turn.
+    pub step_index: u32,
+    /// The call that needed the command.
+    pub call_id: String,
+    /// Which execution of that call.
+    pub attempt: u32,
+    /// The sandbox's name (`repo-shell`).
+    pub sandbox: String,
+    /// Why the command runs.
+    pub phase: SandboxPhase,
+    /// The shell command.
+    pub command: String,
+}
+
+/// Which pipe sandbox output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStreamName {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// `sandbox.output`: a piece of a command's output. Pieces are merged and bounded per call;
+/// the complete (capped) output is in the call's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxOutput {
+    /// Call id.
+    pub call_id: String,
+    /// Which execution of that call.
+    pub attempt: u32,
+    /// The sandbox's name.
+    pub sandbox: String,
+    /// The pipe.
+    pub stream: OutputStreamName,
+    /// The text (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// `sandbox.exited`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxExited {
+    /// Call id.
+    pub call_id: String,
+    /// Which execution of that call.
+    pub attempt: u32,
+    /// The sandbox's name.
+    pub sandbox: String,
+    /// Why the command ran.
+    pub phase: SandboxPhase,
+    /// Exit code (128 + signal when a signal ended it); null when it could not start.
+    pub exit_code: Option<i32>,
+    /// The limit that ended it (`wall_time`, `memory`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// Why it could not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall time, in milliseconds.
+    pub elapsed_ms: u64,
+    /// CPU time of the command and what it waited for, in milliseconds, where counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time_ms: Option<u64>,
+    /// Largest resident set of one of its processes, in bytes, where counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
+    /// Output left out of `sandbox.output` events (past the per-call bound).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_elided: bool,
 }
 
 /// `action.result`.

@@ -23,8 +23,8 @@ pub use agent::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
     HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo, OpenApiInfo,
     PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, SandboxLimitsInfo, ScheduleInfo,
-    ServerNetworkInfo,
-    SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo, UnsupportedInfo,
+    ServerNetworkInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
+    UnsupportedInfo,
 };
 pub use api::{
     API_PREFIX, ApiError, CancelAccepted, HEARTBEAT_TYPE, Health, Heartbeat, HeartbeatData,
@@ -34,8 +34,9 @@ pub use api::{
 pub use diagnostic::{BuildOutput, DiagnosticInfo, InfoOutput, SeverityInfo};
 pub use events::{
     Action, ActionError, ActionOutput, ActionProgress, ActionResult, ActionStatus,
-    ActionsRequested, Event, EventBody, EventMeta, MessageCompleted, MessageReceived, RunCompleted,
-    RunFailed, RunMode, RunStarted, STREAM_VERSION, SessionWaiting, StepCompleted, StopReason,
+    ActionsRequested, Event, EventBody, EventMeta, MessageCompleted, MessageReceived,
+    OutputStreamName, RunCompleted, RunFailed, RunMode, RunStarted, STREAM_VERSION, SandboxCommand,
+    SandboxExited, SandboxOutput, SandboxPhase, SessionWaiting, StepCompleted, StopReason,
     ThinkingCompleted, TurnCancelled, TurnCompleted, TurnFailed, TurnStarted,
 };
 pub use job::{

@@ -230,13 +230,14 @@ impl SandboxSession {
         }
         let status = waited.status;
         let failed = !status.success();
-        let limit = waited.limit.or_else(|| match status {
+        let counted = match status {
             ExitStatus::Signaled(s) if s == nix::libc::SIGXCPU => Some(LimitHit::CpuTime),
             ExitStatus::Signaled(s) if s == nix::libc::SIGXFSZ => Some(LimitHit::Disk),
             _ if failed && after.oom_kills > before.oom_kills => Some(LimitHit::Memory),
             _ if failed && after.pids_max_hits > before.pids_max_hits => Some(LimitHit::Pids),
             _ => None,
-        });
+        };
+        let limit = waited.limit.or(counted);
         let usage =
             waited.reports.iter().find_map(Report::usage).map(crate::spec::RunUsage::public);
         let ended = Ended {

@@ -34,7 +34,8 @@ pub use interpolate::{Interpolated, REDACTED, Secret};
 pub use ipnet::{IpNet, tls_or_loopback};
 pub use load::{LoadError, LoadOptions, Loaded, MAX_SUBAGENT_DEPTH, default_agent_name, load};
 pub use manifest::{
-    BUILD_DIR, BuildError, BuildOutput, DIAGNOSTICS_FILE, MANIFEST_FILE, to_json_bytes, write_build,
+    BUILD_DIR, BuildError, BuildOutput, DIAGNOSTICS_FILE, MANIFEST_FILE, sandbox_input_schema,
+    to_json_bytes, write_build,
 };
 pub use names::{
     MAX_TOOL_NAME_LEN, RESERVED_HEADERS, RESERVED_TOOL_NAMES, is_model_tool_name, is_tool_name,
@@ -50,8 +51,8 @@ pub use spec::{
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_SANDBOX_TIMEOUT_MS,
     DEFAULT_TOOL_TIMEOUT_MS, ForwardedHeader, HttpMethod, JwtAlgorithm, JwtClaims, Layout, Limits,
     MAX_RETRY_ATTEMPTS, MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ModelRef, ModelTool,
-    OpenApiTools, Package, PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend, SandboxLimits,
-    Schedule,
-    ServerNetwork, Skill, SkillKind, Source, Subagent, Tool, ToolKind, ToolOrigin,
+    OpenApiTools, Package, PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend,
+    SandboxLimits, Schedule, ServerNetwork, Skill, SkillKind, Source, Subagent, Tool, ToolKind,
+    ToolOrigin,
 };
 pub use user_config::{DECIDE_SECONDS, UserConfig, parse_user_config};

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use ash_protocol::{
     AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
     DiagnosticInfo, HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo,
-    OpenApiInfo, PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, SandboxLimitsInfo, ScheduleInfo,
-    ServerNetworkInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
+    OpenApiInfo, PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, SandboxLimitsInfo,
+    ScheduleInfo, ServerNetworkInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo,
+    TransportInfo,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
@@ -23,8 +24,7 @@ use crate::diagnostic::Diagnostic;
 use crate::source::sha256_hex;
 use crate::spec::{
     AgentSpec, AuthStrategy, ConnectionAuth, ConnectionKind, McpTransport, Package, Sandbox,
-    SandboxLimits,
-    ServerNetwork, SkillKind, ToolKind, ToolOrigin,
+    SandboxLimits, ServerNetwork, SkillKind, ToolKind, ToolOrigin,
 };
 
 /// The directory `ash build` writes, relative to the project directory.
@@ -35,13 +35,27 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const DIAGNOSTICS_FILE: &str = "diagnostics.json";
 
 /// Input schema of every sandbox tool.
-fn sandbox_input_schema() -> serde_json::Value {
+pub fn sandbox_input_schema() -> serde_json::Value {
     json!({
         "type": "object",
         "properties": {
-            "command": { "type": "string", "description": "Shell command to run in the sandbox." }
+            "command": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Shell command (bash) to run in the sandbox's directory."
+            },
+            "cwd": {
+                "type": "string",
+                "description": "Working directory, relative to the sandbox's directory."
+            },
+            "timeoutMs": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Stop the command after this long (at most the sandbox's limit)."
+            }
         },
-        "required": ["command"]
+        "required": ["command"],
+        "additionalProperties": false
     })
 }
 

@@ -153,9 +153,11 @@ pub(crate) async fn tool_config(
 ) -> anyhow::Result<EngineConfig> {
     let mut engine_config = EngineConfig::new(dir, state_dir.join("workspaces"));
     engine_config.process_env = config::process_env();
-    let sandbox = Sandbox::new(config::sandbox_config(backend, None))
+    let sandbox_config = config::sandbox_config(backend, None);
+    let sandbox = Sandbox::new(sandbox_config.clone())
         .await
         .context("preparing the sandbox for tools (`ash sandbox check` shows what works here)")?;
+    engine_config.sandbox_config = Some(sandbox_config);
     if sandbox.backend() == BackendKind::Plain {
         output::note(
             "warning: tools run without isolation (sandbox backend `plain`); `ash sandbox check` shows why",

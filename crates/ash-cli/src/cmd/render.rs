@@ -1,6 +1,6 @@
 //! Rendering run events for people: what `ash dev` and `ash exec` print while a turn runs.
 
-use ash_protocol::{Action, ActionOutput, ActionStatus, EventBody, FinishReason};
+use ash_protocol::{Action, ActionOutput, ActionStatus, EventBody, FinishReason, SandboxPhase};
 use serde_json::Value;
 
 /// Characters of a tool input or output shown inline.
@@ -76,6 +76,32 @@ pub(crate) fn lines(body: &EventBody, narration_as_reply: bool) -> Lines {
                 }
                 _ => format!("← {name}{attempt}: {output}"),
             });
+        }
+        EventBody::SandboxCommand(c) => {
+            let phase = match c.phase {
+                SandboxPhase::Bootstrap => " (bootstrap)",
+                SandboxPhase::OnSession => " (on_session)",
+                SandboxPhase::Call => "",
+            };
+            out.progress.push(format!(
+                "  [{}]{phase} $ {}",
+                c.sandbox,
+                preview(&Value::String(c.command.clone()))
+            ));
+        }
+        EventBody::SandboxOutput(o) => {
+            for line in o.text.lines() {
+                out.progress.push(format!("  [{}] {line}", o.sandbox));
+            }
+        }
+        EventBody::SandboxExited(e) if e.exit_code != Some(0) => {
+            let how = match (&e.error, e.exit_code, &e.limit) {
+                (Some(error), _, _) => format!("could not run: {error}"),
+                (None, _, Some(limit)) => format!("stopped by its {limit} limit"),
+                (None, Some(code), None) => format!("exit code {code}"),
+                (None, None, None) => "ended".to_owned(),
+            };
+            out.progress.push(format!("  [{}] {how}", e.sandbox));
         }
         EventBody::TurnFailed(f) => {
             out.progress.push(format!("turn failed ({}): {}", f.code, f.message))

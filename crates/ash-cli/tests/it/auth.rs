@@ -395,6 +395,8 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
          //- agent/demo.jsonl\n{\"text\": \"hi\"}\n\
          //- agent/system.md\nHi.\n\
          //- agent/sandboxes/shell.toml\ndescription = \"A shell.\"\n\
+         //- agent/subagents/helper/agent.toml\ndescription = \"Helps.\"\n\
+         //- agent/subagents/helper/system.md\nHelp.\n\
          //- agent/tools/fetch.toml\ndescription = \"Fetch.\"\nkind = \"http\"\nconnection = \"api\"\nmethod = \"GET\"\npath = \"/x\"\n\
          //- agent/connections/api.toml\nkind = \"http\"\nbase_url = \"https://api.example\"\n\
          //- agent/schedules/nightly.md\n---\ncron: \"0 3 * * *\"\n---\nTidy up.\n",
@@ -404,7 +406,7 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     let err = stderr(&out);
     for expected in [
         "the agent configures 3 item(s) this runtime does not execute yet",
-        "agent/sandboxes/shell.toml: `sandboxes/shell`: named sandboxes are not executed yet; the model is not offered `shell_sandbox`",
+        "agent/subagents/helper: `subagents/helper`: subagents are not executed yet; the model is not offered `helper`",
         "agent/schedules/nightly.md: `schedules/nightly`: schedules are not executed yet",
         "agent/agent.toml: `limits.session_timeout_ms`: session expiry is not enforced yet",
         "--allow-unsupported",
@@ -416,16 +418,25 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     let err = stderr(&out);
     assert!(
         err.contains(
-            "warning: ignoring agent/sandboxes/shell.toml `sandboxes/shell` (--allow-unsupported)"
+            "warning: ignoring agent/subagents/helper `subagents/helper` (--allow-unsupported)"
         ),
         "{err}"
     );
     let out = ash_env(fx.path(), &["info", ".", "--json"], &[]);
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
-    // The HTTP tool runs (its connection is an ordinary HTTP connection).
+    // The HTTP tool runs (its connection is an ordinary HTTP connection), and so does the
+    // named sandbox.
     assert_eq!(
         info["agent"]["offeredTools"],
-        json!(["bash", "edit_file", "fetch", "read_file", "search_files", "write_file"])
+        json!([
+            "bash",
+            "edit_file",
+            "fetch",
+            "read_file",
+            "search_files",
+            "shell_sandbox",
+            "write_file"
+        ])
     );
     let marked: Vec<(String, Value)> = info["agent"]["unsupported"]
         .as_array()
@@ -436,16 +447,16 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     assert_eq!(
         marked,
         [
-            ("sandboxes/shell".to_owned(), json!(["shell_sandbox"])),
+            ("subagents/helper".to_owned(), json!(["helper"])),
             ("schedules/nightly".to_owned(), Value::Null),
             ("limits.session_timeout_ms".to_owned(), Value::Null),
         ]
     );
     let text = crate::stdout(&ash_env(fx.path(), &["info", "."], &[]));
-    assert!(text.contains("shell_sandbox  sandbox  A shell.\n      runs a shell command in sandbox shell\n      NOT OFFERED: named sandboxes are not executed yet"), "{text}");
+    assert!(text.contains("NOT OFFERED: subagents are not executed yet"), "{text}");
     assert!(
         text.contains(
-            "the model is offered: bash, edit_file, fetch, read_file, search_files, write_file"
+            "the model is offered: bash, edit_file, fetch, read_file, search_files, shell_sandbox, write_file"
         ),
         "{text}"
     );

@@ -167,3 +167,55 @@ fn agent_tools_run_in_the_sandbox() {
     );
     assert!(all.contains("no-store") && all.contains("ws\\nash-sandbox"), "{all}");
 }
+
+#[test]
+fn a_named_sandbox_runs_isolated_with_its_template_and_streams_its_commands() {
+    let fx = Fixture::new(
+        "//- agent/agent.toml\nname = \"boxed\"\nmodel = \"scripted/demo.jsonl\"\n\
+         //- agent/system.md\nUse the box.\n\
+         //- agent/sandboxes/box.toml\ndescription = \"A box.\"\n\
+         bootstrap = [\"echo prepared > ready.txt\"]\non_session = [\"date +%s > session.txt\"]\n\
+         [limits]\nmemory_mb = 256\n",
+    );
+    fs::create_dir_all(fx.join("home")).unwrap();
+    fs::write(fx.join("home/secret.txt"), "home secret").unwrap();
+    let command = format!(
+        "cat ready.txt; cat {home}/secret.txt 2>&1 || true; test -s session.txt && echo on-session; echo $HOME | grep -q sandboxes && echo home-ok; hostname",
+        home = fx.join("home").display()
+    );
+    let script = serde_json::json!({"toolCalls": [{"id": "c1", "name": "box_sandbox", "input": {"command": command}}]}).to_string()
+        + "\n{\"text\":\"done\"}\n";
+    fs::write(fx.join("agent/demo.jsonl"), script).unwrap();
+    let home = fx.join("home").display().to_string();
+    let out = ash_env(fx.path(), &["exec", ".", "go", "--json"], &[("HOME", &home)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let of = |ty: &str| events.iter().filter(|e| e["type"] == ty).collect::<Vec<_>>();
+    let phases: Vec<&str> =
+        of("sandbox.command").iter().map(|e| e["data"]["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["bootstrap", "on_session", "call"]);
+    let result = &of("action.result")[0]["data"];
+    let stdout_text = result["result"]["output"]["stdout"].as_str().unwrap();
+    assert_eq!(result["status"], "completed", "{result}");
+    assert!(stdout_text.starts_with("prepared\n"), "{stdout_text}");
+    assert!(
+        !stdout_text.contains("home secret"),
+        "the sandbox read the host's $HOME: {stdout_text}"
+    );
+    assert!(stdout_text.contains("on-session\nhome-ok\n"), "{stdout_text}");
+    let exited = of("sandbox.exited");
+    let call_end = &exited.last().unwrap()["data"];
+    assert_eq!(call_end["exitCode"], 0);
+    if stdout_text.ends_with("ash-sandbox\n") {
+        // An isolating backend ran it: the helper counted what it used.
+        assert!(call_end["peakMemoryBytes"].as_u64().is_some_and(|m| m > 0), "{call_end}");
+        assert!(result["result"]["output"]["usage"]["peakMemoryBytes"].is_u64(), "{result}");
+    }
+    let streamed: String = of("sandbox.output")
+        .iter()
+        .filter(|e| e["data"]["stream"] == "stdout")
+        .map(|e| e["data"]["text"].as_str().unwrap())
+        .collect();
+    assert!(streamed.contains("prepared\n") && streamed.contains(stdout_text), "{streamed}");
+}

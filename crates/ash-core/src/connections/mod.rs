@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use broker::{BROKER_PORT, Broker};
 pub(crate) use http::{HttpConnection, HttpRequest};
-pub(crate) use mcp::McpConnection;
+pub(crate) use mcp::{McpConnection, server_net};
 
 /// What starting a stdio server needs.
 pub(crate) struct Launcher {
@@ -33,6 +33,8 @@ pub(crate) struct Launcher {
     pub(crate) workspaces_dir: PathBuf,
     /// Each stdio server's own directory is `<connections_dir>/<name>`.
     pub(crate) connections_dir: PathBuf,
+    /// Named sandboxes' directories, hidden from servers.
+    pub(crate) sandboxes_dir: PathBuf,
     /// The base environment of every process.
     pub(crate) env: BTreeMap<String, String>,
     /// ash's version, told to servers.
@@ -52,6 +54,7 @@ impl Launcher {
             project_dir: absolute(&config.project_dir),
             workspaces_dir: absolute(&config.workspaces_dir),
             connections_dir: absolute(&config.connections_dir),
+            sandboxes_dir: absolute(&config.sandboxes_dir),
             env: config.process_env.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
@@ -62,6 +65,7 @@ impl Launcher {
             project_dir: &self.project_dir,
             workspaces_dir: &self.workspaces_dir,
             connections_dir: &self.connections_dir,
+            sandboxes_dir: &self.sandboxes_dir,
         }
     }
 }

@@ -18,6 +18,8 @@ pub(crate) struct CommandTool {
     timeout: Duration,
     /// The connections it may reach through the runtime's endpoint.
     connections: Vec<String>,
+    /// The named sandbox it runs in, instead of the session's workspace.
+    sandbox: Option<String>,
 }
 
 impl CommandTool {
@@ -26,12 +28,14 @@ impl CommandTool {
         argv: &[String],
         timeout_ms: u64,
         connections: &[String],
+        sandbox: Option<&str>,
     ) -> Result<Self, SchemaError> {
         Ok(Self {
             declared: Declared::new(&tool.name, &tool.description, tool.input_schema.clone())?,
             argv: argv.to_vec(),
             timeout: Duration::from_millis(timeout_ms),
             connections: connections.to_vec(),
+            sandbox: sandbox.map(str::to_owned),
         })
     }
 }
@@ -65,6 +69,12 @@ pub(crate) fn broker_over_tcp(backend: BackendKind, net: &NetPolicy) -> bool {
 async fn run(tool: &CommandTool, input: Map<String, Value>, ctx: &CallContext<'_>) -> Outcome {
     let (name, argv, timeout) = (tool.declared.name(), tool.argv.as_slice(), tool.timeout);
     let argv = project_argv(argv, ctx.project_dir);
+    if let Some(sandbox) = &tool.sandbox {
+        return match in_sandbox(tool, sandbox, argv, input, ctx).await {
+            Ok(out) => result(name, timeout, &out),
+            Err(error) => Outcome::error(format!("tool `{name}`: {error}")),
+        };
+    }
     let mut env = ctx.env.clone();
     env.insert("ASH_SESSION".to_owned(), ctx.session.to_string());
     env.insert("ASH_WORKSPACE".to_owned(), ctx.workspace.root().display().to_string());
@@ -92,10 +102,38 @@ async fn run(tool: &CommandTool, input: Map<String, Value>, ctx: &CallContext<'_
             request.env.insert("ASH_CONNECTIONS_URL".to_owned(), url);
         }
     }
-    let out = match ctx.sandbox.exec(&request, ctx.cancel).await {
-        Ok(out) => out,
-        Err(e) => return Outcome::error(format!("tool `{name}`: {e}")),
-    };
+    match ctx.sandbox.exec(&request, ctx.cancel).await {
+        Ok(out) => result(name, timeout, &out),
+        Err(e) => Outcome::error(format!("tool `{name}`: {e}")),
+    }
+}
+
+/// Runs the tool in the run's copy of named sandbox `sandbox`, its directory the working
+/// directory and `HOME`. Its start, output and end are streamed like the sandbox's own calls.
+async fn in_sandbox(
+    tool: &CommandTool,
+    sandbox: &str,
+    argv: Vec<String>,
+    input: Map<String, Value>,
+    ctx: &CallContext<'_>,
+) -> Result<ash_sandbox::ExecOutput, String> {
+    let opened = ctx.sandboxes.ok_or_else(|| format!("sandbox `{sandbox}` is not available"))?;
+    let log = crate::sandboxes::Log { events: ctx.events, sandbox, cancel: ctx.cancel };
+    let (session, root) = opened.session(sandbox, &log).await?;
+    let mut run = ash_sandbox::SessionCommand::new(argv.clone(), root.clone());
+    run.env = ctx.env.clone();
+    run.env.insert("ASH_SESSION".to_owned(), ctx.session.to_string());
+    run.env.insert("ASH_WORKSPACE".to_owned(), root.display().to_string());
+    run.env.insert("HOME".to_owned(), root.display().to_string());
+    run.env.insert("ASH_SANDBOX".to_owned(), sandbox.to_owned());
+    run.stdin = Value::Object(input).to_string().into_bytes();
+    run.wall_time = Some(tool.timeout);
+    let shown = argv.join(" ");
+    log.exec(&session, &run, ash_protocol::SandboxPhase::Call, &shown).await
+}
+
+/// A command tool's outcome from how its process ended: its stdout's JSON, or why not.
+fn result(name: &str, timeout: Duration, out: &ash_sandbox::ExecOutput) -> Outcome {
     match out.limit {
         Some(LimitHit::WallTime) => {
             return Outcome::error(format!(

@@ -11,7 +11,7 @@ use ash_protocol::ToolDefinition;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::{Availability, CallContext, CallFuture, Outcome, Runner, ToolProgress};
+use super::{Availability, CallContext, CallFuture, Outcome, Runner, ToolEvent, ToolProgress};
 use crate::connections::McpConnection;
 
 /// Why a tool of a connection the runtime did not start cannot be called.
@@ -48,13 +48,13 @@ impl McpTool {
         let (progress_tx, mut progress_rx) = mpsc::channel::<ash_mcp::Progress>(32);
         let forward = async {
             while let Some(p) = progress_rx.recv().await {
-                if let Some(sink) = ctx.progress {
+                if let Some(sink) = ctx.events {
                     let message = p.message.map(|m| connection.redactor.cut(&m, 500));
-                    let _ = sink.try_send(ToolProgress {
+                    let _ = sink.try_send(ToolEvent::Progress(ToolProgress {
                         progress: p.progress,
                         total: p.total,
                         message,
-                    });
+                    }));
                 }
             }
         };

@@ -10,6 +10,7 @@ mod builtin;
 mod command;
 mod http;
 mod mcp;
+mod sandbox;
 mod skill;
 
 pub(crate) use command::broker_over_tcp;
@@ -87,10 +88,44 @@ pub(crate) struct CallContext<'a> {
     pub(crate) sandbox: &'a Sandbox,
     /// The policy of this call's processes (workspace writable, project read-only).
     pub(crate) policy: &'a SandboxPolicy,
-    /// Where a tool that reports progress sends it (`action.progress` events).
-    pub(crate) progress: Option<&'a tokio::sync::mpsc::Sender<ToolProgress>>,
+    /// Where a tool reports what happens while it runs (`action.progress` and `sandbox.*`
+    /// events).
+    pub(crate) events: Option<&'a tokio::sync::mpsc::Sender<ToolEvent>>,
     /// How command tools reach the agent's connections (when it has any).
     pub(crate) broker: Option<&'a crate::connections::Broker>,
+    /// The run's named sandboxes (when the agent has any).
+    pub(crate) sandboxes: Option<&'a crate::sandboxes::Opened<'a>>,
+}
+
+/// Something a running call reports.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ToolEvent {
+    /// Progress (at most one stored per `PROGRESS_EVERY`).
+    Progress(ToolProgress),
+    /// A named sandbox's command (every one stored).
+    Sandbox(SandboxNote),
+}
+
+/// A named sandbox's command as a call reports it; the worker adds turn, step, call and
+/// attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SandboxNote {
+    /// It started.
+    Command { sandbox: String, phase: ash_protocol::SandboxPhase, command: String },
+    /// It printed.
+    Output { sandbox: String, stream: ash_protocol::OutputStreamName, text: String },
+    /// It ended.
+    Exited {
+        sandbox: String,
+        phase: ash_protocol::SandboxPhase,
+        exit_code: Option<i32>,
+        limit: Option<String>,
+        error: Option<String>,
+        elapsed_ms: u64,
+        cpu_time_ms: Option<u64>,
+        peak_memory_bytes: Option<u64>,
+        output_elided: bool,
+    },
 }
 
 /// One progress report of a running call.
@@ -105,16 +140,18 @@ pub(crate) struct ToolProgress {
 }
 
 /// Where an engine keeps what tool processes must not see: the project's `.ash/` (the store,
-/// other workspaces), the workspaces, and the stdio servers' own directories.
+/// other workspaces), the workspaces, the stdio servers' own directories and the named
+/// sandboxes' directories.
 pub(crate) struct PrivateDirs<'a> {
     pub(crate) project_dir: &'a Path,
     pub(crate) workspaces_dir: &'a Path,
     pub(crate) connections_dir: &'a Path,
+    pub(crate) sandboxes_dir: &'a Path,
 }
 
 /// The policy of a call in `workspace`: the template, plus the workspace writable and the
 /// project read-only, with the project's `.ash/` (the store, other workspaces), every other
-/// workspace and every MCP server's directory hidden.
+/// workspace, every MCP server's directory and every named sandbox's directory hidden.
 pub(crate) fn call_policy(
     template: &SandboxPolicy,
     dirs: &PrivateDirs<'_>,
@@ -125,6 +162,7 @@ pub(crate) fn call_policy(
     policy.fs.hidden.push(dirs.project_dir.join(".ash"));
     policy.fs.hidden.push(dirs.workspaces_dir.to_path_buf());
     policy.fs.hidden.push(dirs.connections_dir.to_path_buf());
+    policy.fs.hidden.push(dirs.sandboxes_dir.to_path_buf());
     policy.fs.writable.push(workspace.to_path_buf());
     policy
 }
@@ -316,9 +354,15 @@ impl Registry {
         for tool in package.model_tools() {
             let runner: Arc<dyn Runner> = match tool.origin {
                 ToolOrigin::Authored(authored) => match &authored.kind {
-                    ToolKind::Command { argv, timeout_ms, sandbox: _, connections } => Arc::new(
-                        command::CommandTool::new(authored, argv, *timeout_ms, connections)?,
-                    ),
+                    ToolKind::Command { argv, timeout_ms, sandbox, connections } => {
+                        Arc::new(command::CommandTool::new(
+                            authored,
+                            argv,
+                            *timeout_ms,
+                            connections,
+                            sandbox.as_deref(),
+                        )?)
+                    }
                     ToolKind::Http { connection, method, path, timeout_ms, response } => {
                         match connections.and_then(|c| c.http(connection)) {
                             Some(live) => Arc::new(http::HttpTool::new(
@@ -353,9 +397,15 @@ impl Registry {
                     remote_name,
                     connections.and_then(|c| c.mcp(&connection.name)).cloned(),
                 )),
+                ToolOrigin::Sandbox(named) => Arc::new(sandbox::SandboxTool::new(
+                    &tool.name,
+                    &named.name,
+                    &named.description,
+                    named.timeout_ms,
+                )?),
                 // Not executed yet: `crate::support` lists them and `Engine::start` refuses
                 // them unless told to run without.
-                ToolOrigin::Sandbox(_) | ToolOrigin::Subagent(_) => continue,
+                ToolOrigin::Subagent(_) => continue,
             };
             runners.insert(tool.name.clone(), runner);
         }

@@ -5,6 +5,7 @@
 
 mod http;
 mod mcp;
+mod sandboxes;
 mod turns;
 
 use std::collections::BTreeMap;

@@ -7,8 +7,7 @@ use crate::load::{Ctx, load_named_tomls};
 use crate::names::{is_tool_name, lower_snake_case};
 use crate::slots;
 use crate::spec::{
-    DEFAULT_SANDBOX_TIMEOUT_MS, MAX_TOOL_TIMEOUT_MS, Sandbox, SandboxBackend, SandboxLimits,
-    Source,
+    DEFAULT_SANDBOX_TIMEOUT_MS, MAX_TOOL_TIMEOUT_MS, Sandbox, SandboxBackend, SandboxLimits, Source,
 };
 use crate::toml_doc::{self, Fields, Located};
 
