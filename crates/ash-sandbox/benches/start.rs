@@ -3,7 +3,9 @@
 //!
 //! Run with `cargo bench -p ash-sandbox --bench start` (an optimised build). Prints, for each
 //! backend this machine has, p50 and p99 over 200 runs and the p50 added over the baseline;
-//! also the native backend with cgroup limits (memory, pids) and with an allow-list proxy.
+//! also the native backend with cgroup limits (memory, pids), with an allow-list proxy, and a
+//! command in a warm [`ash_sandbox::SandboxSession`] (what a named sandbox's call costs) against
+//! a one-shot exec under the same policy.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use ash_sandbox::{
     BackendChoice, BackendKind, ExecRequest, NetPolicy, Sandbox, SandboxConfig, SandboxPolicy,
+    SessionCommand,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -98,5 +101,32 @@ async fn main() {
         let mut allow = policy.clone();
         allow.net = NetPolicy::Allow(vec!["api.openai.com:443".parse().unwrap()]);
         report("native + allow-list proxy", measure(&sb, &allow).await, Some(base));
+
+        // A named sandbox's policy: strict limits, one writable directory.
+        let dir = tempfile::tempdir().unwrap();
+        sb.adopt(dir.path()).unwrap();
+        let strict = SandboxPolicy::strict(dir.path());
+        let one_shot = report("native one-shot (strict)", measure(&sb, &strict).await, Some(base));
+        let sb = std::sync::Arc::new(sb);
+        let session = sb.session(strict, dir.path().to_path_buf()).await.unwrap();
+        let mut command = SessionCommand::new(vec!["/bin/true".into()], dir.path().to_path_buf());
+        command.env.insert("PATH".into(), "/usr/bin:/bin".into());
+        let cancel = CancellationToken::new();
+        for _ in 0..10 {
+            session.exec(&command, &cancel, None).await.unwrap();
+        }
+        let mut samples = Vec::with_capacity(RUNS);
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            let out = session.exec(&command, &cancel, None).await.unwrap();
+            assert!(out.status.success(), "{out:?}");
+            samples.push(started.elapsed());
+        }
+        let warm = report("native session (warm)", samples, Some(base));
+        println!(
+            "a warm session saves {:.2} ms p50 per command over a one-shot exec",
+            ms(one_shot.saturating_sub(warm))
+        );
+        session.close().await;
     }
 }
