@@ -170,6 +170,9 @@ pub enum ToolInfo {
         /// Connections it may reach through the runtime's endpoint.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         connections: Vec<String>,
+        /// When a call waits for a person's approval; absent: never.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval: Option<ApprovalInfo>,
         /// Source file.
         source: String,
     },
@@ -186,6 +189,9 @@ pub enum ToolInfo {
         input_schema: Value,
         /// The sandbox's name.
         sandbox: String,
+        /// When a call waits for a person's approval; absent: never.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval: Option<ApprovalInfo>,
         /// Source file.
         source: String,
     },
@@ -227,6 +233,36 @@ pub enum ToolInfo {
     },
 }
 
+/// When a tool's call waits for a person's approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum ApprovalInfo {
+    /// Every call.
+    Always,
+    /// Calls whose input matches any rule.
+    When {
+        /// The rules.
+        rules: Vec<ApprovalRuleInfo>,
+    },
+}
+
+/// One approval rule: `pointer` and exactly one test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRuleInfo {
+    /// JSON Pointer into the input.
+    pub pointer: String,
+    /// The value there equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<Value>,
+    /// The string there matches this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    /// The number there is above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+}
+
 /// An HTTP tool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -248,6 +284,9 @@ pub struct HttpToolInfo {
     /// JSON Pointer into the answer: the part the model gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
+    /// When a call waits for a person's approval; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalInfo>,
     /// Source file.
     pub source: String,
 }

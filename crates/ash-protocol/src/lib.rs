@@ -20,11 +20,11 @@ mod providers;
 mod session;
 
 pub use agent::{
-    AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
-    HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo, OpenApiInfo,
-    PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, SandboxLimitsInfo, ScheduleInfo,
-    ServerNetworkInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
-    UnsupportedInfo,
+    AgentManifest, AgentSurface, ApprovalInfo, ApprovalRuleInfo, AuthInfo, AuthStrategyInfo,
+    ConnectionAuthInfo, ConnectionInfo, HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION,
+    McpToolsInfo, NetworkInfo, OpenApiInfo, PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo,
+    SandboxLimitsInfo, ScheduleInfo, ServerNetworkInfo, SkillInfo, SourceFileInfo, SubagentInfo,
+    ToolInfo, TransportInfo, UnsupportedInfo,
 };
 pub use api::{
     API_PREFIX, ApiError, CancelAccepted, HEARTBEAT_TYPE, Health, Heartbeat, HeartbeatData,

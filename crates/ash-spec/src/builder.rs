@@ -140,6 +140,7 @@ impl AgentSpecBuilder {
                 sandbox: None,
                 connections: Vec::new(),
             },
+            approval: crate::spec::Approval::Never,
             source: Source::Code,
         })
     }
@@ -170,6 +171,7 @@ impl AgentSpecBuilder {
             timeout_ms: DEFAULT_SANDBOX_TIMEOUT_MS,
             network: crate::spec::ServerNetwork::None,
             limits: crate::spec::SandboxLimits::default(),
+            approval: crate::spec::Approval::Never,
             source: Source::Code,
         });
         self

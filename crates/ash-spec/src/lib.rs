@@ -47,12 +47,12 @@ pub use openapi::{
 pub use providers::{BUILTIN_PROVIDERS, BuiltinProvider, SCRIPTED_PROVIDER, builtin_provider};
 pub use source::{MAX_ASSET_BYTES, MAX_TEXT_BYTES};
 pub use spec::{
-    AgentSpec, AuthStrategy, Connection, ConnectionAuth, ConnectionKind,
-    DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_SANDBOX_TIMEOUT_MS,
-    DEFAULT_TOOL_TIMEOUT_MS, ForwardedHeader, HttpMethod, JwtAlgorithm, JwtClaims, Layout, Limits,
-    MAX_RETRY_ATTEMPTS, MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport, ModelRef, ModelTool,
-    OpenApiTools, Package, PromptLayer, Provider, ProviderApi, Sandbox, SandboxBackend,
-    SandboxLimits, Schedule, ServerNetwork, Skill, SkillKind, Source, Subagent, Tool, ToolKind,
-    ToolOrigin,
+    AgentSpec, Approval, ApprovalRule, ApprovalTest, AuthStrategy, Connection, ConnectionAuth,
+    ConnectionKind, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_CONNECTION_TIMEOUT_MS,
+    DEFAULT_SANDBOX_TIMEOUT_MS, DEFAULT_TOOL_TIMEOUT_MS, ForwardedHeader, HttpMethod, JwtAlgorithm,
+    JwtClaims, Layout, Limits, MAX_RETRY_ATTEMPTS, MAX_TOOL_TIMEOUT_MS, McpTools, McpTransport,
+    ModelRef, ModelTool, OpenApiTools, Package, PromptLayer, Provider, ProviderApi, Sandbox,
+    SandboxBackend, SandboxLimits, Schedule, ServerNetwork, Skill, SkillKind, Source, Subagent,
+    Tool, ToolKind, ToolOrigin,
 };
 pub use user_config::{DECIDE_SECONDS, UserConfig, parse_user_config};

@@ -11,11 +11,11 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use ash_protocol::{
-    AgentManifest, AgentSurface, AuthInfo, AuthStrategyInfo, ConnectionAuthInfo, ConnectionInfo,
-    DiagnosticInfo, HttpToolInfo, LimitsInfo, MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo,
-    OpenApiInfo, PolicyInfo, PromptLayerInfo, ProviderInfo, SandboxInfo, SandboxLimitsInfo,
-    ScheduleInfo, ServerNetworkInfo, SkillInfo, SourceFileInfo, SubagentInfo, ToolInfo,
-    TransportInfo,
+    AgentManifest, AgentSurface, ApprovalInfo, ApprovalRuleInfo, AuthInfo, AuthStrategyInfo,
+    ConnectionAuthInfo, ConnectionInfo, DiagnosticInfo, HttpToolInfo, LimitsInfo,
+    MANIFEST_FORMAT_VERSION, McpToolsInfo, NetworkInfo, OpenApiInfo, PolicyInfo, PromptLayerInfo,
+    ProviderInfo, SandboxInfo, SandboxLimitsInfo, ScheduleInfo, ServerNetworkInfo, SkillInfo,
+    SourceFileInfo, SubagentInfo, ToolInfo, TransportInfo,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
@@ -23,8 +23,8 @@ use serde_json::json;
 use crate::diagnostic::Diagnostic;
 use crate::source::sha256_hex;
 use crate::spec::{
-    AgentSpec, AuthStrategy, ConnectionAuth, ConnectionKind, McpTransport, Package, Sandbox,
-    SandboxLimits, ServerNetwork, SkillKind, ToolKind, ToolOrigin,
+    AgentSpec, Approval, ApprovalTest, AuthStrategy, ConnectionAuth, ConnectionKind, McpTransport,
+    Package, Sandbox, SandboxLimits, ServerNetwork, SkillKind, ToolKind, ToolOrigin,
 };
 
 /// The directory `ash build` writes, relative to the project directory.
@@ -332,6 +332,33 @@ fn package_surface(p: &Package, now: Option<DateTime<Utc>>) -> AgentSurface {
     }
 }
 
+/// The wire form of a tool's approval setting; `None` for never.
+fn approval_info(approval: &Approval) -> Option<ApprovalInfo> {
+    match approval {
+        Approval::Never => None,
+        Approval::Always => Some(ApprovalInfo::Always),
+        Approval::When(rules) => Some(ApprovalInfo::When {
+            rules: rules
+                .iter()
+                .map(|rule| {
+                    let mut info = ApprovalRuleInfo {
+                        pointer: rule.pointer.clone(),
+                        equals: None,
+                        matches: None,
+                        above: None,
+                    };
+                    match &rule.test {
+                        ApprovalTest::Equals(value) => info.equals = Some(value.clone()),
+                        ApprovalTest::Matches(pattern) => info.matches = Some(pattern.clone()),
+                        ApprovalTest::Above(limit) => info.above = Some(*limit),
+                    }
+                    info
+                })
+                .collect(),
+        }),
+    }
+}
+
 fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
     match origin {
         ToolOrigin::Authored(tool) => match &tool.kind {
@@ -343,6 +370,7 @@ fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
                 argv: argv.clone(),
                 timeout_ms: *timeout_ms,
                 sandbox: sandbox.clone(),
+                approval: approval_info(&tool.approval),
                 source: tool.source.display().to_owned(),
             },
             ToolKind::Http { connection, method, path, timeout_ms, response } => {
@@ -355,6 +383,7 @@ fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
                     path: path.clone(),
                     timeout_ms: *timeout_ms,
                     response: response.clone(),
+                    approval: approval_info(&tool.approval),
                     source: tool.source.display().to_owned(),
                 })
             }
@@ -364,6 +393,7 @@ fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
             description: sandbox.description.clone(),
             input_schema: sandbox_input_schema(),
             sandbox: sandbox.name.clone(),
+            approval: approval_info(&sandbox.approval),
             source: sandbox.source.display().to_owned(),
         },
         ToolOrigin::Mcp { connection, remote_name } => ToolInfo::Mcp {
@@ -385,6 +415,7 @@ fn tool_info(name: String, origin: &ToolOrigin<'_>) -> ToolInfo {
             path: operation.path.clone(),
             timeout_ms: connection.timeout_ms,
             response: None,
+            approval: None,
             source: connection.source.display().to_owned(),
         }),
         ToolOrigin::Subagent(subagent) => ToolInfo::Subagent {

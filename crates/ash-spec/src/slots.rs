@@ -101,7 +101,8 @@ pub(crate) const SKILL_PACKAGED: SlotDoc = SlotDoc {
 pub(crate) const TOOL_COMMAND: SlotDoc = SlotDoc {
     expected: "tools/<name>.toml: `description`, `command` (argv; `./` and `../` paths are \
                relative to the tool file), optional `name`, `input_schema` (a JSON Schema \
-               object), `timeout_ms` and `sandbox`",
+               object), `timeout_ms`, `sandbox`, `connections` and `approval` (\"required\", \
+               \"never\", or [approval] when = [{ pointer, equals | matches | above }])",
     example: "description = \"Get the current weather for a city.\"\n\
               command = [\"sh\", \"../lib/get-weather.sh\"]\n\
               timeout_ms = 10000\n\
@@ -115,7 +116,7 @@ pub(crate) const TOOL_COMMAND: SlotDoc = SlotDoc {
 pub(crate) const TOOL_HTTP: SlotDoc = SlotDoc {
     expected: "tools/<name>.toml with kind = \"http\": `description`, `connection` (an http \
                connection), `method`, `path` (starting with `/`, `{field}` placeholders), \
-               optional `input_schema` and `timeout_ms`",
+               optional `input_schema`, `timeout_ms`, `response` and `approval`",
     example: "kind = \"http\"\n\
               description = \"Look up an order.\"\n\
               connection = \"shop\"\n\
@@ -132,8 +133,8 @@ pub(crate) const SANDBOX: SlotDoc = SlotDoc {
     expected: "sandboxes/<name>.toml: optional `description`, `backend` (auto, local, bwrap, \
                podman, docker), `image`, `bootstrap` and `on_session` command lists, \
                `timeout_ms`, `network` (\"none\", \"full\" or a list of hosts) and [limits] \
-               (memory_mb, cpu_percent, pids, disk_mb, output_kb); the name comes from the file \
-               path",
+               (memory_mb, cpu_percent, pids, disk_mb, output_kb), `approval`; the name comes \
+               from the file path",
     example: "description = \"Use this isolated repo shell for maintenance tasks.\"\n\
               bootstrap = [\"mkdir -p repo\"]\n\
               on_session = [\"touch .session-ready\"]\n\

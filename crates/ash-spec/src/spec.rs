@@ -342,8 +342,71 @@ pub struct Tool {
     pub input_schema: Value,
     /// How it runs.
     pub kind: ToolKind,
+    /// Whether a call waits for a person's approval first.
+    pub approval: Approval,
     /// Where it was authored.
     pub source: Source,
+}
+
+/// Whether a call waits for a person's approval before it runs (`approval`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Approval {
+    /// It runs at once (the default).
+    #[default]
+    Never,
+    /// Every call waits (`approval = "required"`).
+    Always,
+    /// A call waits when any rule matches its input (`[approval] when = [...]`).
+    When(Vec<ApprovalRule>),
+}
+
+/// One rule of `[approval] when`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRule {
+    /// JSON Pointer into the call's input (`/branch`; `""` is the whole input).
+    pub pointer: String,
+    /// What the value there must be for the call to wait.
+    pub test: ApprovalTest,
+}
+
+/// The test of an [`ApprovalRule`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApprovalTest {
+    /// The value equals this JSON value.
+    Equals(Value),
+    /// The value is a string this regular expression finds a match in.
+    Matches(String),
+    /// The value is a number above this one.
+    Above(f64),
+}
+
+impl Approval {
+    /// Why a call with `input` needs approval (`None`: it runs at once). A pointer that names
+    /// nothing matches nothing.
+    pub fn required(&self, input: &Value) -> Option<String> {
+        match self {
+            Self::Never => None,
+            Self::Always => Some("every call of this tool needs approval".to_owned()),
+            Self::When(rules) => rules.iter().find_map(|rule| {
+                let value = input.pointer(&rule.pointer)?;
+                let at = if rule.pointer.is_empty() { "the input" } else { &rule.pointer };
+                match &rule.test {
+                    ApprovalTest::Equals(expected) => {
+                        (value == expected).then(|| format!("{at} is {expected}"))
+                    }
+                    ApprovalTest::Matches(pattern) => {
+                        let text = value.as_str()?;
+                        let regex = regex::Regex::new(pattern).ok()?;
+                        regex.is_match(text).then(|| format!("{at} matches `{pattern}`"))
+                    }
+                    ApprovalTest::Above(limit) => {
+                        let number = value.as_f64()?;
+                        (number > *limit).then(|| format!("{at} is {number}, above {limit}"))
+                    }
+                }
+            }),
+        }
+    }
 }
 
 /// How an authored tool runs.
@@ -424,7 +487,7 @@ impl HttpMethod {
 }
 
 /// A named sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sandbox {
     /// Name from the file path (`repo-shell`).
     pub name: String,
@@ -444,6 +507,8 @@ pub struct Sandbox {
     pub network: ServerNetwork,
     /// What its commands may consume (`[limits]`).
     pub limits: SandboxLimits,
+    /// Whether a call waits for a person's approval first.
+    pub approval: Approval,
     /// Where it was authored.
     pub source: Source,
 }

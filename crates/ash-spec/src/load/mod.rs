@@ -5,6 +5,7 @@
 //! Each slot's own format lives in a sibling file. Never executes, never writes.
 
 mod agent_toml;
+mod approval;
 mod connections;
 mod modules;
 mod prompt;

@@ -88,6 +88,7 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
         .map_or(DEFAULT_SANDBOX_TIMEOUT_MS, |t| t.value);
     let network = super::connections::server_network(&mut d, &mut fields);
     let limits = limits(&mut d, &mut fields);
+    let approval = super::approval::approval(&mut d, &mut fields);
     if let (Some(backend), Some(crate::spec::ServerNetwork::Allow(_))) = (backend, &network)
         && matches!(
             backend,
@@ -116,6 +117,7 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, name: String) -> Option<Sandbox> {
         timeout_ms,
         network: network?,
         limits: limits?,
+        approval: approval?,
         source: Source::File(rel),
     })
 }

@@ -180,12 +180,14 @@ fn load_one(ctx: &mut Ctx<'_>, path: &Path, stem: &str, scope: &Scope<'_>) -> Op
             _ => None,
         }
     };
+    let approval = super::approval::approval(&mut d, &mut fields);
     fields.finish(&mut d);
     Some(Tool {
         name: name?,
         description: description?,
         input_schema: schema?,
         kind: kind?,
+        approval: approval?,
         source: Source::File(rel),
     })
 }

@@ -47,6 +47,7 @@ fn weather_by_builder() -> AgentSpec {
                 timeout_ms: 10_000,
                 sandbox: None,
             },
+            approval: ash_spec::Approval::Never,
             source: ash_spec::Source::Code,
         })
         .build()

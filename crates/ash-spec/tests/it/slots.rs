@@ -1,6 +1,7 @@
 //! One fixture per slot, in the nested and flat layouts.
 
 use insta::assert_snapshot;
+use serde_json::json;
 
 use crate::{check, load, surface_json};
 
@@ -714,6 +715,92 @@ kind = "openapi"
 spec_url = "https://shop.example/openapi.json"
 [operations]
 allow = ["getOrder"]
+"#
+    ));
+}
+
+#[test]
+fn approvals_parse_and_decide_on_the_input() {
+    let spec = crate::check_spec(
+        r#"//- agent/tools/deploy.toml
+description = "Deploy."
+command = ["true"]
+[input_schema]
+type = "object"
+[approval]
+when = [
+  { pointer = "/branch", equals = "main" },
+  { pointer = "/command", matches = "^rm " },
+  { pointer = "/amount", above = 100 },
+]
+//- agent/tools/always.toml
+description = "Always asks."
+command = ["true"]
+approval = "required"
+//- agent/tools/never.toml
+description = "Never asks."
+command = ["true"]
+approval = "never"
+//- agent/sandboxes/box.toml
+approval = "required"
+"#,
+    );
+    let tool = |name: &str| spec.root().tools.iter().find(|t| t.name == name).unwrap();
+    let deploy = &tool("deploy").approval;
+    let cases = [
+        (json!({"branch": "main"}), Some("/branch is \"main\"")),
+        (json!({"branch": "dev"}), None),
+        (json!({"command": "rm -rf /"}), Some("/command matches `^rm `")),
+        (json!({"command": "ls; rm x"}), None),
+        (json!({"amount": 100}), None),
+        (json!({"amount": 100.5}), Some("/amount is 100.5, above 100")),
+        (json!({"amount": "1000"}), None),
+        (json!({}), None),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(deploy.required(&input).as_deref(), expected, "{input}");
+    }
+    assert!(tool("always").approval.required(&json!({})).is_some());
+    assert_eq!(tool("never").approval, ash_spec::Approval::Never);
+    assert_eq!(spec.root().sandboxes[0].approval, ash_spec::Approval::Always);
+}
+
+#[test]
+fn broken_approvals_are_reported() {
+    assert_snapshot!(check(
+        r#"
+//- agent/system.md
+Hi.
+//- agent/tools/word.toml
+description = "Bad word."
+command = ["true"]
+approval = "sometimes"
+//- agent/tools/empty.toml
+description = "No rules."
+command = ["true"]
+[approval]
+when = []
+//- agent/tools/two-tests.toml
+description = "Two tests."
+command = ["true"]
+[approval]
+when = [{ pointer = "/a", equals = 1, above = 2 }]
+//- agent/tools/bad-pointer.toml
+description = "Bad pointer."
+command = ["true"]
+[approval]
+when = [{ pointer = "a", equals = 1 }]
+//- agent/tools/bad-regex.toml
+description = "Bad regex."
+command = ["true"]
+[approval]
+when = [{ pointer = "/a", matches = "(" }]
+//- agent/tools/typo.toml
+description = "Typo."
+command = ["true"]
+[approval]
+when = [{ pointer = "/a", equal = 1 }]
+unless = []
 "#
     ));
 }
