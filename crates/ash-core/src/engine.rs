@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use ash_llm::Model;
 use ash_protocol::{
-    EventBody, MessageReceived, RunStarted, RunStatus, SessionAuthContext, TurnStarted,
+    EventBody, InputResolved, MessageReceived, RunStarted, RunStatus, SessionAuthContext,
+    TurnResumed, TurnStarted,
 };
 use ash_sandbox::{NetPolicy, Sandbox, SandboxPolicy};
 use ash_spec::AgentSpec;
@@ -20,7 +21,10 @@ use crate::api::{Accepted, CancelOutcome, Inbound, RunId, RunSnapshot, SessionId
 use crate::connections::{Broker, Connections, Launcher};
 use crate::hub::{Follower, Hub};
 use crate::ids;
-use crate::store::{Commit, Expect, JournalRecord, NewRun, Store, StoreError};
+use crate::replay::RunState;
+use crate::store::{
+    Commit, Expect, JournalRecord, NewRun, Pause, Resolution, RunRecord, Store, StoreError,
+};
 use crate::tools::{Registry, SchemaError};
 
 /// Steps per turn when `limits.max_steps_per_turn` is not set.
@@ -72,6 +76,24 @@ pub struct EngineConfig {
     /// Run an agent that configures items this engine does not execute
     /// ([`crate::unsupported`]), without them. Off: such an agent is refused.
     pub allow_unsupported: bool,
+    /// What time it is, for session budgets (tests move it).
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The engine's time, in milliseconds since the Unix epoch.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        crate::store::now_ms()
+    }
 }
 
 impl EngineConfig {
@@ -96,6 +118,7 @@ impl EngineConfig {
             sandbox: Arc::new(Sandbox::plain()),
             tool_policy: default_tool_policy(),
             allow_unsupported: false,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -180,6 +203,9 @@ pub enum SendError {
     /// The session is working on a turn.
     #[error("the session is {}; wait for `session.waiting` before sending the next message", .0.as_str())]
     Busy(RunStatus),
+    /// The session paused in the middle of a turn.
+    #[error("the session is paused: {0}")]
+    Paused(String),
     /// The session ended.
     #[error("the session has ended ({}); start a new session without a continuation token", .0.as_str())]
     Ended(RunStatus),
@@ -190,6 +216,48 @@ pub enum SendError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Why a paused run could not continue.
+#[derive(Debug, thiserror::Error)]
+pub enum ContinueError {
+    /// No run has this id.
+    #[error("no run has this id")]
+    UnknownRun,
+    /// The run is not paused (it runs, waits for a message, or ended).
+    #[error("the run is not paused (it is {}); nothing waits for an answer", .0.as_str())]
+    NotPaused(RunStatus),
+    /// The answer names another request than the one the run waits for, or came twice.
+    #[error("{0}")]
+    Stale(String),
+    /// The budget that paused it is still spent.
+    #[error("{0}; raise the limit in agent.toml and restart before resuming")]
+    StillSpent(String),
+    /// The answer is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Someone other than the session's own caller answered.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A person's answer to an `input.requested`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The request answered.
+    pub request_id: String,
+    /// Whether the call may run.
+    pub approve: bool,
+    /// What they said (shown to the model with a denial).
+    pub message: Option<String>,
+    /// Who answered, when the agent requires authentication.
+    pub caller: Option<SessionAuthContext>,
+}
+
+/// Longest message an answer may carry, in bytes.
+const MAX_ANSWER_MESSAGE_BYTES: usize = 4096;
 
 /// The harness engine. Cheap to clone.
 #[derive(Clone)]
@@ -214,6 +282,8 @@ pub(crate) struct Inner {
     pub(crate) broker: Option<Broker>,
     /// The named sandboxes.
     pub(crate) sandboxes: crate::sandboxes::Sandboxes,
+    /// The price of the agent's model, when known (`[prices]`, else the built-in table).
+    pub(crate) price: Option<ash_spec::Price>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) owner_id: String,
     active: Mutex<HashMap<String, ActiveRun>>,
@@ -284,6 +354,13 @@ impl Engine {
                 connections_dir: config.connections_dir.clone(),
             },
         );
+        let price = spec.root().model.as_ref().and_then(|model| {
+            spec.root()
+                .prices
+                .get(&model.to_string())
+                .copied()
+                .or_else(|| ash_spec::builtin_price(model.provider(), model.model()))
+        });
         let connections = Arc::new(Connections::new(spec.root())?);
         let tools = Registry::new(spec.root(), config.workspace.is_none(), Some(&connections))?;
         let mut inner = Inner {
@@ -294,6 +371,7 @@ impl Engine {
             tools,
             broker: None,
             sandboxes,
+            price,
             connections,
             hub: Arc::new(Hub::default()),
             owner_id: ids::owner_id(),
@@ -423,6 +501,14 @@ impl Engine {
                     inner.store.run_by_token(&token).await?.ok_or(SendError::UnknownToken)?;
                 match record.status {
                     RunStatus::Waiting => {}
+                    RunStatus::Paused => {
+                        let state = inner.replayed(&record.run_id).await?;
+                        let why = state
+                            .turn
+                            .and_then(|t| t.paused)
+                            .map_or_else(|| "it waits".to_owned(), |p| p.message());
+                        return Err(SendError::Paused(why));
+                    }
                     status if status.is_terminal() => return Err(SendError::Ended(status)),
                     status => return Err(SendError::Busy(status)),
                 }
@@ -469,9 +555,142 @@ impl Engine {
         }))
     }
 
+    /// Answers the approval a paused run waits for: the call runs (approved) or gets a
+    /// `rejected` result (denied), and the turn continues. Returns the index of the first
+    /// event the answer added. A stale or repeated answer is refused and changes nothing.
+    pub async fn answer(&self, run_id: &RunId, answer: Answer) -> Result<u64, ContinueError> {
+        if answer.message.as_ref().is_some_and(|m| m.len() > MAX_ANSWER_MESSAGE_BYTES) {
+            return Err(ContinueError::Invalid(format!(
+                "`message` is longer than {MAX_ANSWER_MESSAGE_BYTES} bytes"
+            )));
+        }
+        let (record, turn, pause) = self.paused(run_id).await?;
+        let Pause::Approval { request_id, call_id, .. } = &pause else {
+            return Err(ContinueError::Stale(format!(
+                "the run waits for a raised budget, not for an answer ({})",
+                pause.message()
+            )));
+        };
+        if *request_id != answer.request_id {
+            return Err(ContinueError::Stale(format!(
+                "the run waits for request `{request_id}`, not `{}` (an old or unknown request)",
+                answer.request_id
+            )));
+        }
+        // An approval in someone's session is theirs to give: when the agent authenticates
+        // callers, only the session's initiator or the turn's caller may answer.
+        let state = self.inner.replayed(run_id.as_str()).await?;
+        let owners: Vec<&SessionAuthContext> = state
+            .initiator
+            .iter()
+            .chain(state.turn.as_ref().and_then(|t| t.caller.as_ref()))
+            .collect();
+        let same = |a: &SessionAuthContext, b: &SessionAuthContext| {
+            a.authenticator == b.authenticator && a.principal_id == b.principal_id
+        };
+        if !owners.is_empty()
+            && !answer.caller.as_ref().is_some_and(|c| owners.iter().any(|o| same(o, c)))
+        {
+            return Err(ContinueError::Forbidden(
+                "only the caller who started this session (or sent this turn) may answer its approvals"
+                    .to_owned(),
+            ));
+        }
+        let by = answer.caller.as_ref().map(|c| c.principal_id.clone());
+        let resolution = if answer.approve {
+            Resolution::Approved { request_id: request_id.clone(), by: by.clone() }
+        } else {
+            Resolution::Denied {
+                request_id: request_id.clone(),
+                by: by.clone(),
+                message: answer.message.clone(),
+            }
+        };
+        let event = EventBody::InputResolved(InputResolved {
+            request_id: request_id.clone(),
+            call_id: call_id.clone(),
+            decision: if answer.approve { "approved" } else { "denied" }.to_owned(),
+            by,
+            message: answer.message,
+        });
+        self.continue_paused(&record, turn, resolution, vec![event]).await
+    }
+
+    /// Continues a run paused on a spent budget once the budget allows it again (after the
+    /// limit was raised and the server restarted). Returns the index of the first event added.
+    pub async fn resume(&self, run_id: &RunId) -> Result<u64, ContinueError> {
+        let (record, turn, pause) = self.paused(run_id).await?;
+        if let Pause::Approval { request_id, .. } = &pause {
+            return Err(ContinueError::Stale(format!(
+                "the run waits for an answer to request `{request_id}`; POST it to /runs/:runId/input"
+            )));
+        }
+        let state = self.inner.replayed(run_id.as_str()).await?;
+        let now = self.inner.config.clock.now_ms();
+        if let Some((_, spent)) = self.inner.budget_spent(&record, &state, now)
+        {
+            return Err(ContinueError::StillSpent(spent));
+        }
+        let event = EventBody::TurnResumed(TurnResumed {
+            turn_id: ids::turn_id(turn),
+            code: pause.code().to_owned(),
+        });
+        self.continue_paused(&record, turn, Resolution::Resumed, vec![event]).await
+    }
+
+    /// The paused run `run_id`: its row, its open turn and why it waits.
+    async fn paused(&self, run_id: &RunId) -> Result<(RunRecord, u32, Pause), ContinueError> {
+        let record =
+            self.inner.store.run(run_id.as_str()).await?.ok_or(ContinueError::UnknownRun)?;
+        if record.status != RunStatus::Paused {
+            return Err(ContinueError::NotPaused(record.status));
+        }
+        let state = self.inner.replayed(run_id.as_str()).await?;
+        let Some((turn, Some(pause))) = state.turn.map(|t| (t.sequence, t.paused)) else {
+            return Err(ContinueError::NotPaused(record.status));
+        };
+        Ok((record, turn, pause))
+    }
+
+    /// Stores `resolution` of the pause and queues the run; one writer wins a race, the other
+    /// is told its answer is stale.
+    async fn continue_paused(
+        &self,
+        record: &RunRecord,
+        turn: u32,
+        resolution: Resolution,
+        events: Vec<EventBody>,
+    ) -> Result<u64, ContinueError> {
+        let mut commit = Commit::new(Expect::Status(RunStatus::Paused));
+        commit.records.push(JournalRecord::TurnResumed { turn, resolution });
+        commit.events = events;
+        commit.status = Some(RunStatus::Queued);
+        let stored = match self.inner.store.commit(&record.run_id, commit).await {
+            Ok(stored) => stored,
+            Err(StoreError::Conflict { .. }) => {
+                return Err(ContinueError::Stale(
+                    "the run already continued (another answer or resume came first)".to_owned(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.inner.hub.publish(&record.run_id, &stored);
+        self.inner.ensure_worker(&record.run_id);
+        Ok(stored.first().map_or(record.event_count, |e| e.meta.index))
+    }
+
     /// Asks the run's worker, wherever it runs, to cancel the active turn; `None` for an
-    /// unknown run.
+    /// unknown run. A paused turn is ended too.
     pub async fn cancel(&self, run_id: &RunId) -> Result<Option<CancelOutcome>, StoreError> {
+        if let Ok((record, turn, _)) = self.paused(run_id).await {
+            let outcome = self.continue_paused(&record, turn, Resolution::Cancelled, Vec::new());
+            return match outcome.await {
+                Ok(_) => Ok(Some(CancelOutcome::Cancelling)),
+                Err(ContinueError::Store(e)) => Err(e),
+                // It continued meanwhile: cancel it as a running turn.
+                Err(_) => Box::pin(self.cancel(run_id)).await,
+            };
+        }
         let Some(status) = self.inner.store.request_cancel(run_id.as_str()).await? else {
             return Ok(None);
         };
@@ -555,6 +774,13 @@ impl Inner {
         self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// `run_id`'s journal, replayed.
+    pub(crate) async fn replayed(&self, run_id: &str) -> Result<RunState, StoreError> {
+        let mut state = RunState::default();
+        state.apply_all(self.store.journal(run_id, 0).await?);
+        Ok(state)
+    }
+
     /// Makes sure a worker task owns `run_id` and will see its latest message.
     pub(crate) fn ensure_worker(self: &Arc<Self>, run_id: &str) {
         if self.shutdown.is_cancelled() {
@@ -586,10 +812,70 @@ impl Inner {
         }
     }
 
+    /// Which session budget `record` (whose journal replays to `state`) has spent at `now_ms`,
+    /// if any: its code and what was reached.
+    pub(crate) fn budget_spent(
+        &self,
+        record: &RunRecord,
+        state: &RunState,
+        now_ms: i64,
+    ) -> Option<(String, String)> {
+        let limits = &self.spec.root().limits;
+        let usage = record.usage;
+        if let Some(max) = limits.max_input_tokens_per_session
+            && usage.input_tokens >= max
+        {
+            return Some((
+                "token_budget".to_owned(),
+                format!("the session used {} input tokens of its {max} (`limits.max_input_tokens_per_session`)", usage.input_tokens),
+            ));
+        }
+        if let Some(max) = limits.max_output_tokens_per_session
+            && usage.output_tokens >= max
+        {
+            return Some((
+                "token_budget".to_owned(),
+                format!("the session used {} output tokens of its {max} (`limits.max_output_tokens_per_session`)", usage.output_tokens),
+            ));
+        }
+        if let Some(max) = limits.max_cost_micro_usd_per_session
+            && state.cost_micro_usd >= max
+        {
+            return Some((
+                "cost_budget".to_owned(),
+                format!(
+                    "the session spent ${:.4} of its ${:.4} (`limits.max_cost_usd_per_session`)",
+                    dollars(state.cost_micro_usd),
+                    dollars(max)
+                ),
+            ));
+        }
+        if let Some(max) = limits.session_timeout_ms {
+            let age = now_ms.saturating_sub(record.created_at_ms);
+            if u64::try_from(age).unwrap_or(0) >= max {
+                return Some((
+                    "session_timeout".to_owned(),
+                    format!(
+                        "the session is {} s old, past its limit of {} s (`limits.session_timeout_ms`)",
+                        age / 1000,
+                        max / 1000
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
     /// Steps a turn may take.
     pub(crate) fn max_steps(&self) -> u32 {
         self.spec.root().limits.max_steps_per_turn.unwrap_or(DEFAULT_MAX_STEPS_PER_TURN)
     }
+}
+
+/// Micro-dollars as dollars, for messages.
+#[expect(clippy::cast_precision_loss, reason = "for people to read")]
+fn dollars(micro: u64) -> f64 {
+    micro as f64 / 1e6
 }
 
 /// At most one "worker stopped" warning per this long; the others are counted.

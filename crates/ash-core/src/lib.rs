@@ -34,13 +34,14 @@ mod workspace;
 pub use api::{Accepted, CancelOutcome, Inbound, RunId, RunSnapshot, SessionId};
 pub use connections::ConnectionError;
 pub use engine::{
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STEPS_PER_TURN, Engine, EngineConfig, EngineError,
-    SendError, default_tool_policy,
+    Answer, Clock, ContinueError, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STEPS_PER_TURN, Engine,
+    EngineConfig, EngineError, SendError, SystemClock, default_tool_policy,
 };
 pub use hub::Follower;
 pub use memory::MemoryStore;
 pub use store::{
-    Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError,
+    Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, Pause, Resolution, RunRecord, Store,
+    StoreError,
     StoreFuture, add_usage, check_expect, lease_expiry, next_flags, now_ms, rfc3339, stamp_events,
 };
 pub use support::{connected_surface, runtime_surface, tool_name, unsupported};

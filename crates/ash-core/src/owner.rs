@@ -9,7 +9,7 @@ use ash_protocol::{
     ActionsRequested, AssistantPart, EventBody, FinishReason, MessageCompleted, ModelResponse,
     RunCompleted, RunFailed, RunMode, RunStatus, SessionContext, SessionTurn, SessionWaiting,
     StepCompleted, StopReason, ThinkingCompleted, ToolCall, ToolResultPart, TurnCancelled,
-    TurnCompleted, TurnFailed, Usage,
+    TurnCompleted, TurnFailed, Usage, InputRequested, WaitReason,
 };
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -19,7 +19,7 @@ use crate::engine::Inner;
 use crate::ids;
 use crate::prompt::system_prompt;
 use crate::replay::{RunState, TurnState, calls_of, text_of};
-use crate::store::{Commit, Expect, JournalRecord, RunRecord, StoreError, add_usage};
+use crate::store::{Commit, Expect, JournalRecord, Pause, RunRecord, StoreError, add_usage};
 use crate::tools::{
     CallContext, Outcome, PrivateDirs, Registry, SandboxNote, ToolEvent, ToolProgress, call_policy,
 };
@@ -65,8 +65,8 @@ pub(crate) async fn drive(
     let Some(record) = store.run(run_id).await? else { return Ok(()) };
     let mut state = RunState::default();
     state.apply_all(store.journal(run_id, 0).await?);
-    if state.turn.is_none() {
-        // Nothing open: a worker that finished raced with this one.
+    if state.turn.as_ref().is_none_or(|t| t.paused.is_some()) {
+        // Nothing open (a worker that finished raced with this one), or paused: no work.
         store.release_lease(run_id, &inner.owner_id).await?;
         return Ok(());
     }
@@ -199,16 +199,15 @@ impl TurnWorker<'_> {
             if self.inner.shutdown.is_cancelled() {
                 return Ok(Stop::Interrupted);
             }
-            if self.cancel.is_cancelled() {
+            if self.cancel.is_cancelled() || turn.cancelled {
                 return Ok(self.end_cancelled(&turn).await?);
             }
             if let Some(open) = &turn.open {
                 match open.next_call().cloned() {
-                    Some(call) => {
-                        if let Stop::Interrupted = self.run_action(&turn, call).await? {
-                            return Ok(Stop::Interrupted);
-                        }
-                    }
+                    Some(call) => match self.run_action(&turn, call).await? {
+                        Step::Next => {}
+                        Step::Stop(stop) => return Ok(stop),
+                    },
                     None => {
                         let mut commit = self.commit();
                         step_finished(&mut commit, &turn);
@@ -220,8 +219,10 @@ impl TurnWorker<'_> {
             if turn.step >= self.inner.max_steps() {
                 return Ok(self.end_turn(&turn, StopReason::StepLimit).await?);
             }
-            if self.over_budget() {
-                return Ok(self.end_turn(&turn, StopReason::TokenLimit).await?);
+            let now = self.inner.config.clock.now_ms();
+            if let Some((code, message)) = self.inner.budget_spent(&self.record, &self.state, now)
+            {
+                return Ok(self.pause(&turn, Pause::Budget { code, message }, None).await?);
             }
             let response = tokio::select! {
                 response = self.call_model() => response,
@@ -238,11 +239,39 @@ impl TurnWorker<'_> {
         }
     }
 
-    fn over_budget(&self) -> bool {
-        let limits = &self.inner.spec.root().limits;
-        let usage = self.record.usage;
-        limits.max_input_tokens_per_session.is_some_and(|max| usage.input_tokens >= max)
-            || limits.max_output_tokens_per_session.is_some_and(|max| usage.output_tokens >= max)
+    /// Parks the turn: no task, status `paused`, `session.waiting` with the reason (after
+    /// `input.requested` for an approval).
+    async fn pause(
+        &mut self,
+        turn: &TurnState,
+        pause: Pause,
+        asked: Option<InputRequested>,
+    ) -> Result<Stop, StoreError> {
+        let mut commit = self.commit();
+        commit.events.extend(asked.map(EventBody::InputRequested));
+        commit.events.push(EventBody::SessionWaiting(SessionWaiting {
+            continuation_token: self.record.continuation_token.clone(),
+            reason: Some(WaitReason { code: pause.code().to_owned(), message: pause.message() }),
+        }));
+        commit.records.push(JournalRecord::TurnPaused { turn: turn.sequence, pause });
+        commit.status = Some(RunStatus::Paused);
+        commit.release_lease = true;
+        self.apply(commit).await?;
+        Ok(Stop::Ended)
+    }
+
+    /// Whether `call` may run now: it needs no approval or was approved; was denied; or waits.
+    fn gate(&self, turn: &TurnState, call: &ToolCall) -> Gate {
+        let decided = turn.open.as_ref().and_then(|open| open.decisions.get(&call.id));
+        match decided {
+            Some(Ok(())) => return Gate::Run,
+            Some(Err(message)) => return Gate::Denied(message.clone()),
+            None => {}
+        }
+        match self.inner.tools.approval_needed(call) {
+            None => Gate::Run,
+            Some(reason) => Gate::Ask(reason),
+        }
     }
 
     async fn call_model(&self) -> Result<ModelResponse, ash_llm::LlmError> {
@@ -307,9 +336,14 @@ impl TurnWorker<'_> {
             content: response.content,
             finish_reason,
             usage: response.usage,
+            cost_micro_usd: self.inner.price.map(|p| p.cost_micro_usd(&response.usage)),
         });
         commit.usage = response.usage;
         if let Some(first) = calls.first() {
+            if self.inner.tools.approval_needed(first).is_some() {
+                // It may wait for a person: started only once it may run.
+                return self.apply(commit).await;
+            }
             // The first action starts in the same commit as the output that asks for it: one
             // write (and one sync) less per step. After a crash it counts as in flight.
             commit.records.push(JournalRecord::ActionStarted {
@@ -338,9 +372,48 @@ impl TurnWorker<'_> {
     }
 
     /// Runs one action (again, with a higher attempt, if a crash interrupted it) and stores its
-    /// result.
-    async fn run_action(&mut self, turn: &TurnState, call: ToolCall) -> Result<Stop, WorkerError> {
-        let Some(open) = &turn.open else { return Ok(Stop::Ended) };
+    /// result; or, when it needs approval, records its denial or pauses the turn for an answer.
+    async fn run_action(&mut self, turn: &TurnState, call: ToolCall) -> Result<Step, WorkerError> {
+        let Some(open) = &turn.open else { return Ok(Step::Stop(Stop::Ended)) };
+        match self.gate(turn, &call) {
+            Gate::Run => {}
+            Gate::Denied(message) => {
+                let attempt = open.attempts.get(&call.id).copied().unwrap_or(1);
+                let why = message.map_or_else(String::new, |m| format!(": {m}"));
+                let outcome = Outcome::error(format!("a person denied this call{why}"));
+                let mut commit = self.commit();
+                push_result(&mut commit, turn, &call, attempt, &outcome);
+                if let Some(EventBody::ActionResult(result)) = commit.events.last_mut() {
+                    result.status = ActionStatus::Rejected;
+                }
+                if open.results.len() + 1 == open.calls.len() {
+                    step_finished(&mut commit, turn);
+                }
+                self.apply(commit).await?;
+                return Ok(Step::Next);
+            }
+            Gate::Ask(reason) => {
+                let request_id = format!("req_{}_{}_{}", turn.sequence, turn.step, call.id);
+                let asked = InputRequested {
+                    turn_id: ids::turn_id(turn.sequence),
+                    step_index: turn.step,
+                    request_id: request_id.clone(),
+                    kind: "approval".to_owned(),
+                    call_id: call.id.clone(),
+                    tool_name: call.name.clone(),
+                    input: serde_json::from_str(&call.arguments)
+                        .unwrap_or_else(|_| Value::String(call.arguments.clone())),
+                    reason: reason.clone(),
+                };
+                let pause = Pause::Approval {
+                    request_id,
+                    call_id: call.id.clone(),
+                    tool_name: call.name.clone(),
+                    reason,
+                };
+                return Ok(Step::Stop(self.pause(turn, pause, Some(asked)).await?));
+            }
+        }
         let attempt = if self.started.as_deref() == Some(call.id.as_str()) {
             // Its start was stored with the step's output, by this worker, just now.
             self.started = None;
@@ -361,7 +434,7 @@ impl TurnWorker<'_> {
         let (outcome, progress_events) = self.execute(turn, &call, attempt).await;
         self.record.event_count += progress_events;
         let Some(outcome) = outcome else {
-            return Ok(Stop::Interrupted);
+            return Ok(Step::Stop(Stop::Interrupted));
         };
         let mut commit = self.commit();
         push_result(&mut commit, turn, &call, attempt, &outcome);
@@ -369,7 +442,7 @@ impl TurnWorker<'_> {
             step_finished(&mut commit, turn);
         }
         self.apply(commit).await?;
-        Ok(Stop::Ended)
+        Ok(Step::Next)
     }
 
     /// Executes `call`; `None` when shutdown killed it and it must run again after a restart.
@@ -587,6 +660,7 @@ impl TurnWorker<'_> {
             (RunMode::Conversation, _) => {
                 commit.events.push(EventBody::SessionWaiting(SessionWaiting {
                     continuation_token: self.record.continuation_token.clone(),
+                    reason: None,
                 }));
                 commit.status = Some(RunStatus::Waiting);
             }
@@ -686,6 +760,24 @@ struct Reported {
     last: Option<std::time::Instant>,
 }
 
+/// What the loop does after an action.
+enum Step {
+    /// Go on with the turn.
+    Next,
+    /// The worker stops.
+    Stop(Stop),
+}
+
+/// Whether a call may run.
+enum Gate {
+    /// It may.
+    Run,
+    /// A person denied it (with what they said).
+    Denied(Option<String>),
+    /// It waits for a person; why.
+    Ask(String),
+}
+
 enum TurnEnd {
     Completed(StopReason),
     Failed(String, String),
@@ -748,15 +840,19 @@ fn push_result(
 
 /// Adds the end of the open step to `commit`.
 fn step_finished(commit: &mut Commit, turn: &TurnState) {
-    let (finish_reason, usage) = turn
+    let (finish_reason, usage, cost) = turn
         .open
         .as_ref()
-        .map_or((FinishReason::Stop, Usage::default()), |o| (o.finish_reason, o.usage));
+        .map_or((FinishReason::Stop, Usage::default(), None), |o| {
+            (o.finish_reason, o.usage, o.cost_micro_usd)
+        });
     commit.records.push(JournalRecord::StepFinished { turn: turn.sequence, step: turn.step });
     commit.events.push(EventBody::StepCompleted(StepCompleted {
         turn_id: ids::turn_id(turn.sequence),
         step_index: turn.step,
         finish_reason,
         usage,
+        #[expect(clippy::cast_precision_loss, reason = "dollars for people, not for sums")]
+        cost_usd: cost.map(|micro| micro as f64 / 1e6),
     }));
 }

@@ -10,7 +10,7 @@ use ash_protocol::{
     ToolResultPart, Usage,
 };
 
-use crate::store::{JournalRecord, add_usage};
+use crate::store::{JournalRecord, Pause, Resolution, add_usage};
 
 /// A run's state as its journal describes it.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -23,6 +23,8 @@ pub(crate) struct RunState {
     pub(crate) journal_len: u64,
     /// Who sent the session's first message.
     pub(crate) initiator: Option<SessionAuthContext>,
+    /// What every priced model call of the session cost, in micro-USD.
+    pub(crate) cost_micro_usd: u64,
 }
 
 /// An open turn.
@@ -40,6 +42,10 @@ pub(crate) struct TurnState {
     pub(crate) open: Option<OpenStep>,
     /// Who sent the turn's message.
     pub(crate) caller: Option<SessionAuthContext>,
+    /// Why it is paused, while it is.
+    pub(crate) paused: Option<Pause>,
+    /// It was cancelled while paused: it ends at once.
+    pub(crate) cancelled: bool,
 }
 
 /// A step between its model output and its last action result.
@@ -55,6 +61,10 @@ pub(crate) struct OpenStep {
     pub(crate) finish_reason: FinishReason,
     /// Tokens of the step's model call.
     pub(crate) usage: Usage,
+    /// What the step's model call cost, in micro-USD, where priced.
+    pub(crate) cost_micro_usd: Option<u64>,
+    /// Answers to approval requests, per call id: `Ok` approved, `Err(message)` denied.
+    pub(crate) decisions: HashMap<String, Result<(), Option<String>>>,
 }
 
 impl OpenStep {
@@ -111,9 +121,13 @@ impl RunState {
                     reply: None,
                     open: None,
                     caller,
+                    paused: None,
+                    cancelled: false,
                 });
             }
-            JournalRecord::StepOutput { step, content, finish_reason, usage, .. } => {
+            JournalRecord::StepOutput { step, content, finish_reason, usage, cost_micro_usd, .. } => {
+                self.cost_micro_usd =
+                    self.cost_micro_usd.saturating_add(cost_micro_usd.unwrap_or(0));
                 let calls = calls_of(&content);
                 let reply = text_of(&content);
                 self.history.push(Message::Assistant { content });
@@ -129,6 +143,8 @@ impl RunState {
                         attempts: HashMap::new(),
                         finish_reason,
                         usage,
+                        cost_micro_usd,
+                        decisions: HashMap::new(),
                     });
                 }
             }
@@ -153,6 +169,29 @@ impl RunState {
                 }
             }
             JournalRecord::TurnEnded { .. } => self.turn = None,
+            JournalRecord::TurnPaused { pause, .. } => {
+                if let Some(turn) = &mut self.turn {
+                    turn.paused = Some(pause);
+                }
+            }
+            JournalRecord::TurnResumed { resolution, .. } => {
+                let Some(turn) = &mut self.turn else { return };
+                let paused = turn.paused.take();
+                let call = match paused {
+                    Some(Pause::Approval { call_id, .. }) => Some(call_id),
+                    _ => None,
+                };
+                match (resolution, call, turn.open.as_mut()) {
+                    (Resolution::Approved { .. }, Some(call), Some(open)) => {
+                        open.decisions.insert(call, Ok(()));
+                    }
+                    (Resolution::Denied { message, .. }, Some(call), Some(open)) => {
+                        open.decisions.insert(call, Err(message));
+                    }
+                    (Resolution::Cancelled, _, _) => turn.cancelled = true,
+                    _ => {}
+                }
+            }
         }
     }
 

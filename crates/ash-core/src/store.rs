@@ -212,6 +212,9 @@ pub enum JournalRecord {
         finish_reason: FinishReason,
         /// Tokens of the call.
         usage: Usage,
+        /// What the call cost, in micro-USD, where the model's price is known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_micro_usd: Option<u64>,
     },
     /// An action is about to run (again, if `attempt` > 1).
     #[serde(rename_all = "camelCase")]
@@ -249,6 +252,101 @@ pub enum JournalRecord {
         /// Turn ordinal.
         turn: u32,
     },
+    /// The turn paused (status `paused`): it holds no task until the pause is resolved.
+    #[serde(rename_all = "camelCase")]
+    TurnPaused {
+        /// Turn ordinal.
+        turn: u32,
+        /// Why.
+        pause: Pause,
+    },
+    /// A paused turn continues.
+    #[serde(rename_all = "camelCase")]
+    TurnResumed {
+        /// Turn ordinal.
+        turn: u32,
+        /// What resolved the pause.
+        resolution: Resolution,
+    },
+}
+
+/// Why a turn paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Pause {
+    /// A call waits for a person's approval.
+    #[serde(rename_all = "camelCase")]
+    Approval {
+        /// The id an answer names.
+        request_id: String,
+        /// The call.
+        call_id: String,
+        /// Its tool.
+        tool_name: String,
+        /// Why it needs approval.
+        reason: String,
+    },
+    /// A session budget is spent.
+    #[serde(rename_all = "camelCase")]
+    Budget {
+        /// `token_budget`, `cost_budget` or `session_timeout`.
+        code: String,
+        /// What was reached.
+        message: String,
+    },
+}
+
+impl Pause {
+    /// The code `session.waiting` carries.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Approval { .. } => "input_required",
+            Self::Budget { code, .. } => code,
+        }
+    }
+
+    /// What a person reads.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Approval { call_id, tool_name, reason, .. } => format!(
+                "call `{call_id}` of `{tool_name}` waits for approval ({reason}); answer it with POST /runs/:runId/input"
+            ),
+            Self::Budget { message, .. } => {
+                format!("{message}; raise the limit in agent.toml, restart, then POST /runs/:runId/resume")
+            }
+        }
+    }
+}
+
+/// What resolved a pause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Resolution {
+    /// The call was approved; it runs.
+    #[serde(rename_all = "camelCase")]
+    Approved {
+        /// The request answered.
+        request_id: String,
+        /// Who answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// The call was denied; it never runs.
+    #[serde(rename_all = "camelCase")]
+    Denied {
+        /// The request answered.
+        request_id: String,
+        /// Who answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// Why, as they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// The budget was raised.
+    Resumed,
+    /// The turn was cancelled while paused.
+    Cancelled,
 }
 
 /// Why a store call failed.

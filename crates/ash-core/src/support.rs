@@ -1,7 +1,7 @@
 //! What of an agent this runtime executes, and what it only parses.
 //!
 //! Owns the list of configured items the engine does not run yet (a command tool in a named
-//! sandbox that lists connections, subagents, schedules, the cost and session-time budgets) and the runtime's view of the agent surface: the tools the model is
+//! sandbox that lists connections, subagents, schedules) and the runtime's view of the agent surface: the tools the model is
 //! really offered, built-ins included. [`crate::Engine::start`] refuses an agent with such
 //! items unless [`crate::EngineConfig::allow_unsupported`] says to run without them; `ash info`
 //! and `GET /info` show this same list, so what they show is what runs.
@@ -53,25 +53,6 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
             schedule.source.display(),
             format!("schedules/{}", schedule.name),
             "schedules are not executed yet; this one would never fire".to_owned(),
-            Vec::new(),
-        );
-    }
-    let agent_toml = format!("{}/agent.toml", root.dir.trim_end_matches('/'));
-    let agent_toml = agent_toml.trim_start_matches("./").to_owned();
-    if root.limits.max_cost_micro_usd_per_session.is_some() {
-        push(
-            &agent_toml,
-            "limits.max_cost_usd_per_session".to_owned(),
-            "cost budgets are not enforced yet; the session would spend without this limit"
-                .to_owned(),
-            Vec::new(),
-        );
-    }
-    if root.limits.session_timeout_ms.is_some() {
-        push(
-            &agent_toml,
-            "limits.session_timeout_ms".to_owned(),
-            "session expiry is not enforced yet; sessions would never expire".to_owned(),
             Vec::new(),
         );
     }

@@ -74,6 +74,10 @@ pub enum RunStatus {
     Running,
     /// Parked at `session.waiting`; accepts the next message.
     Waiting,
+    /// Parked in the middle of a turn at `session.waiting` with a reason: waiting for an
+    /// answer (`POST /runs/:runId/input`) or for a raised budget (`POST /runs/:runId/resume`).
+    /// Holds no task; accepts no message until it continues.
+    Paused,
     /// Ended with `run.completed`.
     Completed,
     /// Ended with `run.failed`.
@@ -87,6 +91,7 @@ impl RunStatus {
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Waiting => "waiting",
+            Self::Paused => "paused",
             Self::Completed => "completed",
             Self::Failed => "failed",
         }
@@ -137,6 +142,31 @@ pub struct CancelAccepted {
     pub ok: bool,
     /// `cancelling` when a turn was active, `no_active_turn` otherwise.
     pub status: String,
+}
+
+/// `POST /runs/:runId/input` body: the answer to an `input.requested`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InputAnswer {
+    /// The `requestId` of the `input.requested` event answered.
+    pub request_id: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// Why (shown to the model with a denial).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// `POST /runs/:runId/input` and `POST /runs/:runId/resume` answer: the run continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunContinues {
+    /// Always `true`.
+    pub ok: bool,
+    /// The run.
+    pub run_id: String,
+    /// Index of the first event the answer added: follow from here.
+    pub start_index: u64,
 }
 
 /// `GET /health` answer.

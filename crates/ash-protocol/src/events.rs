@@ -95,6 +95,15 @@ pub enum EventBody {
     /// One action finished.
     #[serde(rename = "action.result")]
     ActionResult(ActionResult),
+    /// A call waits for a person's approval.
+    #[serde(rename = "input.requested")]
+    InputRequested(InputRequested),
+    /// The approval was answered.
+    #[serde(rename = "input.resolved")]
+    InputResolved(InputResolved),
+    /// A paused turn continues.
+    #[serde(rename = "turn.resumed")]
+    TurnResumed(TurnResumed),
     /// A step (one model call and its actions) finished.
     #[serde(rename = "step.completed")]
     StepCompleted(StepCompleted),
@@ -133,6 +142,9 @@ impl EventBody {
             Self::SandboxOutput(_) => "sandbox.output",
             Self::SandboxExited(_) => "sandbox.exited",
             Self::ActionResult(_) => "action.result",
+            Self::InputRequested(_) => "input.requested",
+            Self::InputResolved(_) => "input.resolved",
+            Self::TurnResumed(_) => "turn.resumed",
             Self::StepCompleted(_) => "step.completed",
             Self::TurnCompleted(_) => "turn.completed",
             Self::TurnFailed(_) => "turn.failed",
@@ -252,6 +264,8 @@ pub enum ActionStatus {
     Completed,
     /// It did not produce a result; `error.message` says why. The model saw the error.
     Failed,
+    /// A person denied it; it never ran. The model saw why.
+    Rejected,
 }
 
 /// `action.progress`: how far a running action is, as its tool reported it.
@@ -418,7 +432,7 @@ pub struct ActionError {
 }
 
 /// `step.completed`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepCompleted {
     /// Turn id.
@@ -429,6 +443,9 @@ pub struct StepCompleted {
     pub finish_reason: FinishReason,
     /// Tokens of this step's model call.
     pub usage: Usage,
+    /// What the call cost, in USD, where the model's price is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 /// Why a turn ended without an error.
@@ -487,6 +504,70 @@ pub struct TurnCancelled {
 pub struct SessionWaiting {
     /// The token to send with the next message.
     pub continuation_token: String,
+    /// Why a run paused in the middle of a turn (absent at the end of a turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<WaitReason>,
+}
+
+/// Why a run paused: `code` `input_required` (an approval is asked for; answer it) or
+/// `cost_budget`, `token_budget`, `session_timeout` (raise the limit, then resume).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitReason {
+    /// Stable code.
+    pub code: String,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+/// `input.requested`: a call waits for a person's approval; the run pauses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputRequested {
+    /// Turn id.
+    pub turn_id: String,
+    /// Step index within the turn.
+    pub step_index: u32,
+    /// The id an answer names.
+    pub request_id: String,
+    /// What is asked: `approval`.
+    pub kind: String,
+    /// The call waiting.
+    pub call_id: String,
+    /// Its tool.
+    pub tool_name: String,
+    /// Its input.
+    pub input: Value,
+    /// Why it needs approval.
+    pub reason: String,
+}
+
+/// `input.resolved`: an answer arrived; the run continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputResolved {
+    /// The request answered.
+    pub request_id: String,
+    /// The call it was about.
+    pub call_id: String,
+    /// `approved` or `denied`.
+    pub decision: String,
+    /// Who answered, when the agent requires authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// What they said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `turn.resumed`: a paused turn continues (a budget was raised, or an answer arrived).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnResumed {
+    /// Turn id.
+    pub turn_id: String,
+    /// The code of the pause it leaves.
+    pub code: String,
 }
 
 /// `run.failed`.

@@ -1,6 +1,6 @@
 //! JSON error responses: `{ "ok": false, "code": …, "error": … }` with the matching status.
 
-use ash_core::{SendError, StoreError};
+use ash_core::{ContinueError, SendError, StoreError};
 use ash_protocol::ApiError;
 use axum::Json;
 use axum::http::StatusCode;
@@ -49,6 +49,27 @@ impl From<StoreError> for HttpError {
     }
 }
 
+impl From<ContinueError> for HttpError {
+    fn from(e: ContinueError) -> Self {
+        let (status, code) = match &e {
+            ContinueError::UnknownRun => (StatusCode::NOT_FOUND, "run_not_found"),
+            ContinueError::NotPaused(_) => (StatusCode::CONFLICT, "run_not_paused"),
+            ContinueError::Stale(_) => (StatusCode::CONFLICT, "stale_answer"),
+            ContinueError::StillSpent(_) => (StatusCode::CONFLICT, "budget_spent"),
+            ContinueError::Forbidden(_) => (StatusCode::FORBIDDEN, "not_your_session"),
+            ContinueError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            ContinueError::Store(StoreError::Lost(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
+            ContinueError::Store(store) => {
+                tracing::error!(error = %store, "store failure");
+                (StatusCode::INTERNAL_SERVER_ERROR, "store_error")
+            }
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
 impl From<SendError> for HttpError {
     fn from(e: SendError) -> Self {
         let (status, code) = match &e {
@@ -58,6 +79,7 @@ impl From<SendError> for HttpError {
             }
             SendError::UnknownToken => (StatusCode::NOT_FOUND, "unknown_continuation_token"),
             SendError::Busy(_) => (StatusCode::CONFLICT, "session_busy"),
+            SendError::Paused(_) => (StatusCode::CONFLICT, "session_paused"),
             SendError::Ended(_) => (StatusCode::CONFLICT, "session_ended"),
             SendError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             SendError::Store(StoreError::Lost(_)) => {

@@ -4,9 +4,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ash_core::{CancelOutcome, Engine, Inbound, RunId, RunSnapshot};
+use ash_core::{Answer, CancelOutcome, Engine, Inbound, RunId, RunSnapshot};
 use ash_protocol::{
-    API_PREFIX, CancelAccepted, Health, MessageAccepted, MessageRequest, RUN_ID_HEADER, RunInfo,
+    API_PREFIX, CancelAccepted, Health, InputAnswer, MessageAccepted, MessageRequest,
+    RUN_ID_HEADER, RunContinues, RunInfo,
     SESSION_ID_HEADER, STREAM_FORMAT_HEADER, STREAM_VERSION, STREAM_VERSION_HEADER,
     SessionAuthContext,
 };
@@ -110,6 +111,8 @@ fn router_with_gate(
         .route("/runs/{run_id}", get(run_info))
         .route("/runs/{run_id}/stream", get(stream))
         .route("/runs/{run_id}/cancel", post(cancel))
+        .route("/runs/{run_id}/input", post(input))
+        .route("/runs/{run_id}/resume", post(resume))
         .route("/sessions/{session_id}/stream", get(stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -231,7 +234,7 @@ async fn not_found() -> HttpError {
         StatusCode::NOT_FOUND,
         "route_not_found",
         format!(
-            "no such route; the API lives under {API_PREFIX}/ (health, info, message, runs/:runId, runs/:runId/stream, runs/:runId/cancel, mcp)"
+            "no such route; the API lives under {API_PREFIX}/ (health, info, message, runs/:runId, runs/:runId/stream, runs/:runId/cancel, runs/:runId/input, runs/:runId/resume, mcp)"
         ),
     )
 }
@@ -409,6 +412,49 @@ async fn cancel(
         None => return Err(HttpError::run_not_found(&run_id)),
     };
     Ok((status, Json(CancelAccepted { ok: true, status: text.to_owned() })).into_response())
+}
+
+/// `POST /runs/:runId/input`: the answer to the approval a paused run waits for.
+async fn input(
+    State(app): State<App>,
+    run_id: Result<Path<String>, PathRejection>,
+    caller: Option<Extension<SessionAuthContext>>,
+    request: Request,
+) -> Result<Response, HttpError> {
+    let run_id = run_id_of(run_id)?;
+    let body = json_body(request, app.config.max_body_bytes, app.config.body_timeout).await?;
+    let expected =
+        "send {\"requestId\": \"…\", \"decision\": \"approve\" | \"deny\", \"message\"?: \"…\"}";
+    let parsed: InputAnswer = serde_json::from_slice(&body)
+        .map_err(|e| HttpError::bad_request("invalid_body", format!("{e}; {expected}")))?;
+    let approve = match parsed.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        other => {
+            return Err(HttpError::bad_request(
+                "invalid_body",
+                format!("`decision` is `{other}`; {expected}"),
+            ));
+        }
+    };
+    let answer = Answer {
+        request_id: parsed.request_id,
+        approve,
+        message: parsed.message,
+        caller: caller.map(|Extension(c)| c),
+    };
+    let start_index = app.engine.answer(&RunId::new(run_id.clone()), answer).await?;
+    Ok(Json(RunContinues { ok: true, run_id, start_index }).into_response())
+}
+
+/// `POST /runs/:runId/resume`: continues a run paused on a budget that now allows it.
+async fn resume(
+    State(app): State<App>,
+    run_id: Result<Path<String>, PathRejection>,
+) -> Result<Response, HttpError> {
+    let run_id = run_id_of(run_id)?;
+    let start_index = app.engine.resume(&RunId::new(run_id.clone())).await?;
+    Ok(Json(RunContinues { ok: true, run_id, start_index }).into_response())
 }
 
 /// `startIndex` from the query: absent is 0; anything but a non-negative integer is refused.

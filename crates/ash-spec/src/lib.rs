@@ -20,6 +20,7 @@ mod load;
 mod manifest;
 mod names;
 mod openapi;
+mod prices;
 mod providers;
 mod slots;
 mod source;
@@ -44,6 +45,7 @@ pub use names::{
 pub use openapi::{
     MAX_OPERATIONS, OpenApiDoc, Operation, OperationParts, parse_openapi, placeholders,
 };
+pub use prices::{Price, builtin_price};
 pub use providers::{BUILTIN_PROVIDERS, BuiltinProvider, SCRIPTED_PROVIDER, builtin_provider};
 pub use source::{MAX_ASSET_BYTES, MAX_TEXT_BYTES};
 pub use spec::{

@@ -39,6 +39,13 @@ pub(crate) const LIMITS: SlotDoc = SlotDoc {
     example: "[limits]\nmax_steps_per_turn = 32\nmax_cost_usd_per_session = 5.0",
 };
 
+pub(crate) const PRICES: SlotDoc = SlotDoc {
+    expected: "[prices.\"provider/model\"] with non-negative numbers `input` and `output`, and \
+               optional `cache_read` and `cache_write` (default: `input`), in USD per million \
+               tokens",
+    example: "[prices.\"openai/gpt-4.1-mini\"]\ninput = 0.4\noutput = 1.6\ncache_read = 0.1",
+};
+
 pub(crate) const PROVIDERS: SlotDoc = SlotDoc {
     expected: "[providers.<name>] with `api` (`openai` or `anthropic`), optional `base_url` \
                (http or https) and `api_key_env` (an environment variable name)",

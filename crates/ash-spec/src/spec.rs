@@ -136,6 +136,8 @@ pub struct Package {
     pub limits: Limits,
     /// Declared model providers.
     pub providers: BTreeMap<String, Provider>,
+    /// `[prices."provider/model"]`: what its models' calls cost, over the built-in table.
+    pub prices: BTreeMap<String, crate::prices::Price>,
     /// The package's `lib/` directory, project-relative; never mounted into workspaces.
     pub lib: Option<String>,
 }
@@ -162,6 +164,7 @@ impl Package {
             auth: Vec::new(),
             limits: Limits::default(),
             providers: BTreeMap::new(),
+            prices: BTreeMap::new(),
             lib: None,
         }
     }

@@ -357,6 +357,7 @@ fn status_from(text: &str) -> Result<RunStatus, String> {
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Waiting,
+        RunStatus::Paused,
         RunStatus::Completed,
         RunStatus::Failed,
     ]

@@ -310,6 +310,8 @@ pub(crate) struct SkillEntry {
 pub(crate) struct Registry {
     runners: BTreeMap<String, Arc<dyn Runner>>,
     skills: Vec<SkillEntry>,
+    /// Tools whose calls may wait for a person, by name.
+    approvals: BTreeMap<String, ash_spec::Approval>,
 }
 
 /// A tool's schema failed to compile (the spec checked it, so this is a bug elsewhere).
@@ -351,7 +353,16 @@ impl Registry {
             let tool = skill::SkillTool::new(skills.clone())?;
             runners.insert(ACTIVATE_SKILL.to_owned(), Arc::new(tool));
         }
+        let mut approvals = BTreeMap::new();
         for tool in package.model_tools() {
+            let approval = match tool.origin {
+                ToolOrigin::Authored(authored) => Some(&authored.approval),
+                ToolOrigin::Sandbox(named) => Some(&named.approval),
+                _ => None,
+            };
+            if let Some(approval) = approval.filter(|a| **a != ash_spec::Approval::Never) {
+                approvals.insert(tool.name.clone(), approval.clone());
+            }
             let runner: Arc<dyn Runner> = match tool.origin {
                 ToolOrigin::Authored(authored) => match &authored.kind {
                     ToolKind::Command { argv, timeout_ms, sandbox, connections } => {
@@ -409,7 +420,14 @@ impl Registry {
             };
             runners.insert(tool.name.clone(), runner);
         }
-        Ok(Self { runners, skills })
+        Ok(Self { runners, skills, approvals })
+    }
+
+    /// Why `call` must wait for a person's approval before it runs (`None`: it need not).
+    pub(crate) fn approval_needed(&self, call: &ToolCall) -> Option<String> {
+        let approval = self.approvals.get(&call.name)?;
+        let input = serde_json::from_str::<Value>(&call.arguments).unwrap_or(Value::Null);
+        approval.required(&input)
     }
 
     /// Definitions for the model, sorted by name. An unavailable tool is still offered, its

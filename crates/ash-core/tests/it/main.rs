@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
+mod approvals;
 mod http;
 mod mcp;
 mod sandboxes;

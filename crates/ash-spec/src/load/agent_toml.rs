@@ -168,6 +168,14 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
         d.doc = &slots::AGENT_TOML;
     }
 
+    if let Some(mut prices) =
+        root.table(&mut d, "prices", "a table of `[prices.\"provider/model\"]`")
+    {
+        d.doc = &slots::PRICES;
+        package.prices = parse_prices(&mut d, &mut prices);
+        d.doc = &slots::AGENT_TOML;
+    }
+
     if let Some(mut providers) = root.table(&mut d, "providers", "a table of `[providers.<name>]`")
     {
         d.doc = &slots::PROVIDERS;
@@ -189,13 +197,13 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
     if let Some(model) = &package.model {
         let provider = model.provider();
         if provider == SCRIPTED_PROVIDER {
-            script = check_script(&mut d, path, model.model(), model_span);
+            script = check_script(&mut d, path, model.model(), model_span.clone());
         } else if builtin_provider(provider).is_none() && !package.providers.contains_key(provider)
         {
             let names: Vec<&str> = BUILTIN_PROVIDERS.iter().map(|p| p.name).collect();
             d.warning(
                 "unknown-provider",
-                model_span,
+                model_span.clone(),
                 format!(
                     "model provider `{provider}` is neither built in ({}, {SCRIPTED_PROVIDER}) nor declared in [providers.{provider}]",
                     names.join(", ")
@@ -203,6 +211,20 @@ pub(super) fn load(ctx: &mut Ctx<'_>, path: &Path, role: &PackageRole, package: 
                 "a built-in provider or a `[providers.<name>]` table",
             );
         }
+    }
+    if let (Some(_), Some(model)) = (package.limits.max_cost_micro_usd_per_session, &package.model)
+        && !package.prices.contains_key(&model.to_string())
+        && crate::prices::builtin_price(model.provider(), model.model()).is_none()
+    {
+        d.doc = &slots::PRICES;
+        d.error(
+            "unpriced-model",
+            model_span,
+            format!(
+                "`limits.max_cost_usd_per_session` needs the price of `{model}`, which ash does not know; a budget it cannot count would not be enforced"
+            ),
+            format!("[prices.\"{model}\"] with `input` and `output` in USD per million tokens"),
+        );
     }
     if let Some(script) = script {
         // Hashed like any authored file, so editing the script changes the manifest.
@@ -235,6 +257,62 @@ fn check_script(
         "`model`: \"scripted/<file>\" naming a JSONL script in the package, e.g. \"scripted/scripts/demo.jsonl\"",
     );
     None
+}
+
+/// `[prices."provider/model"]` tables: USD per million tokens.
+fn parse_prices(
+    d: &mut FileDiag<'_>,
+    prices: &mut Fields<'_, '_>,
+) -> BTreeMap<String, crate::prices::Price> {
+    let mut out = BTreeMap::new();
+    for name in prices.keys() {
+        let Some(mut table) = prices.table(d, &name, "a table") else { continue };
+        if let Err(why) = ModelRef::parse(&name) {
+            d.error("invalid-name", Some(table.span()), why, "`[prices.\"provider/model\"]`");
+            continue;
+        }
+        let mut micro = |t: &mut Fields<'_, '_>, key: &str| {
+            t.non_negative_number(d, key).and_then(|usd| {
+                if usd.value > 1e6 {
+                    d.error(
+                        "out-of-range",
+                        Some(usd.span),
+                        format!("`{}` is above a million dollars per million tokens", t.name(key)),
+                        "a price in USD per million tokens, e.g. 0.4",
+                    );
+                    return None;
+                }
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "checked 0..=1e6 above"
+                )]
+                Some((usd.value * 1e6).round() as u64)
+            })
+        };
+        let has = |t: &Fields<'_, '_>, key: &str| t.has(key);
+        let (needs_input, needs_output) = (!has(&table, "input"), !has(&table, "output"));
+        let input = micro(&mut table, "input");
+        let output = micro(&mut table, "output");
+        let cache_read = micro(&mut table, "cache_read");
+        let cache_write = micro(&mut table, "cache_write");
+        for (missing, key) in [(needs_input, "input"), (needs_output, "output")] {
+            if missing {
+                table.missing(d, key, "a price in USD per million tokens, e.g. 0.4");
+            }
+        }
+        table.finish_strict(d, "a price ash does not know would not be counted");
+        if let (Some(input), Some(output)) = (input, output) {
+            let price = crate::prices::Price {
+                input,
+                output,
+                cache_read: cache_read.unwrap_or(input),
+                cache_write: cache_write.unwrap_or(input),
+            };
+            out.insert(name, price);
+        }
+    }
+    out
 }
 
 /// `[providers.<name>]` tables, in `agent.toml` or the user's config file.
