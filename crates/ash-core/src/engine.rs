@@ -627,8 +627,7 @@ impl Engine {
         }
         let state = self.inner.replayed(run_id.as_str()).await?;
         let now = self.inner.config.clock.now_ms();
-        if let Some((_, spent)) = self.inner.budget_spent(&record, &state, now)
-        {
+        if let Some((_, spent)) = self.inner.budget_spent(&record, &state, now) {
             return Err(ContinueError::StillSpent(spent));
         }
         let event = EventBody::TurnResumed(TurnResumed {
@@ -827,7 +826,10 @@ impl Inner {
         {
             return Some((
                 "token_budget".to_owned(),
-                format!("the session used {} input tokens of its {max} (`limits.max_input_tokens_per_session`)", usage.input_tokens),
+                format!(
+                    "the session used {} input tokens of its {max} (`limits.max_input_tokens_per_session`)",
+                    usage.input_tokens
+                ),
             ));
         }
         if let Some(max) = limits.max_output_tokens_per_session
@@ -835,7 +837,10 @@ impl Inner {
         {
             return Some((
                 "token_budget".to_owned(),
-                format!("the session used {} output tokens of its {max} (`limits.max_output_tokens_per_session`)", usage.output_tokens),
+                format!(
+                    "the session used {} output tokens of its {max} (`limits.max_output_tokens_per_session`)",
+                    usage.output_tokens
+                ),
             ));
         }
         if let Some(max) = limits.max_cost_micro_usd_per_session

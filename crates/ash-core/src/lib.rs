@@ -41,8 +41,8 @@ pub use hub::Follower;
 pub use memory::MemoryStore;
 pub use store::{
     Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, Pause, Resolution, RunRecord, Store,
-    StoreError,
-    StoreFuture, add_usage, check_expect, lease_expiry, next_flags, now_ms, rfc3339, stamp_events,
+    StoreError, StoreFuture, add_usage, check_expect, lease_expiry, next_flags, now_ms, rfc3339,
+    stamp_events,
 };
 pub use support::{connected_surface, runtime_surface, tool_name, unsupported};
 pub use tools::SchemaError;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use ash_llm::ModelRequest;
 use ash_protocol::{
     Action, ActionError, ActionOutput, ActionProgress, ActionResult, ActionStatus,
-    ActionsRequested, AssistantPart, EventBody, FinishReason, MessageCompleted, ModelResponse,
-    RunCompleted, RunFailed, RunMode, RunStatus, SessionContext, SessionTurn, SessionWaiting,
-    StepCompleted, StopReason, ThinkingCompleted, ToolCall, ToolResultPart, TurnCancelled,
-    TurnCompleted, TurnFailed, Usage, InputRequested, WaitReason,
+    ActionsRequested, AssistantPart, EventBody, FinishReason, InputRequested, MessageCompleted,
+    ModelResponse, RunCompleted, RunFailed, RunMode, RunStatus, SessionContext, SessionTurn,
+    SessionWaiting, StepCompleted, StopReason, ThinkingCompleted, ToolCall, ToolResultPart,
+    TurnCancelled, TurnCompleted, TurnFailed, Usage, WaitReason,
 };
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -220,8 +220,7 @@ impl TurnWorker<'_> {
                 return Ok(self.end_turn(&turn, StopReason::StepLimit).await?);
             }
             let now = self.inner.config.clock.now_ms();
-            if let Some((code, message)) = self.inner.budget_spent(&self.record, &self.state, now)
-            {
+            if let Some((code, message)) = self.inner.budget_spent(&self.record, &self.state, now) {
                 return Ok(self.pause(&turn, Pause::Budget { code, message }, None).await?);
             }
             let response = tokio::select! {
@@ -840,10 +839,8 @@ fn push_result(
 
 /// Adds the end of the open step to `commit`.
 fn step_finished(commit: &mut Commit, turn: &TurnState) {
-    let (finish_reason, usage, cost) = turn
-        .open
-        .as_ref()
-        .map_or((FinishReason::Stop, Usage::default(), None), |o| {
+    let (finish_reason, usage, cost) =
+        turn.open.as_ref().map_or((FinishReason::Stop, Usage::default(), None), |o| {
             (o.finish_reason, o.usage, o.cost_micro_usd)
         });
     commit.records.push(JournalRecord::StepFinished { turn: turn.sequence, step: turn.step });

@@ -125,7 +125,14 @@ impl RunState {
                     cancelled: false,
                 });
             }
-            JournalRecord::StepOutput { step, content, finish_reason, usage, cost_micro_usd, .. } => {
+            JournalRecord::StepOutput {
+                step,
+                content,
+                finish_reason,
+                usage,
+                cost_micro_usd,
+                ..
+            } => {
                 self.cost_micro_usd =
                     self.cost_micro_usd.saturating_add(cost_micro_usd.unwrap_or(0));
                 let calls = calls_of(&content);

@@ -312,7 +312,9 @@ impl Pause {
                 "call `{call_id}` of `{tool_name}` waits for approval ({reason}); answer it with POST /runs/:runId/input"
             ),
             Self::Budget { message, .. } => {
-                format!("{message}; raise the limit in agent.toml, restart, then POST /runs/:runId/resume")
+                format!(
+                    "{message}; raise the limit in agent.toml, restart, then POST /runs/:runId/resume"
+                )
             }
         }
     }

@@ -29,18 +29,16 @@ pub use agent::{
 pub use api::{
     API_PREFIX, ApiError, CancelAccepted, HEARTBEAT_TYPE, Health, Heartbeat, HeartbeatData,
     InputAnswer, MessageAccepted, MessageRequest, RUN_ID_HEADER, RunContinues, RunInfo, RunStatus,
-    SESSION_ID_HEADER,
-    STREAM_FORMAT_HEADER, STREAM_VERSION_HEADER,
+    SESSION_ID_HEADER, STREAM_FORMAT_HEADER, STREAM_VERSION_HEADER,
 };
 pub use diagnostic::{BuildOutput, DiagnosticInfo, InfoOutput, SeverityInfo};
 pub use events::{
     Action, ActionError, ActionOutput, ActionProgress, ActionResult, ActionStatus,
     ActionsRequested, Event, EventBody, EventMeta, InputRequested, InputResolved, MessageCompleted,
-    MessageReceived,
-    OutputStreamName, RunCompleted, RunFailed, RunMode, RunStarted, STREAM_VERSION, SandboxCommand,
-    SandboxExited, SandboxOutput, SandboxPhase, SessionWaiting, StepCompleted, StopReason,
-    ThinkingCompleted, TurnCancelled, TurnCompleted, TurnFailed, TurnResumed, TurnStarted,
-    WaitReason,
+    MessageReceived, OutputStreamName, RunCompleted, RunFailed, RunMode, RunStarted,
+    STREAM_VERSION, SandboxCommand, SandboxExited, SandboxOutput, SandboxPhase, SessionWaiting,
+    StepCompleted, StopReason, ThinkingCompleted, TurnCancelled, TurnCompleted, TurnFailed,
+    TurnResumed, TurnStarted, WaitReason,
 };
 pub use job::{
     JOB_CHUNK_BYTES, JobAnnounce, JobAssign, JobEnd, JobFile, JobManifest, JobModelAnswer,

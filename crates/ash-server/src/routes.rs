@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use ash_core::{Answer, CancelOutcome, Engine, Inbound, RunId, RunSnapshot};
 use ash_protocol::{
     API_PREFIX, CancelAccepted, Health, InputAnswer, MessageAccepted, MessageRequest,
-    RUN_ID_HEADER, RunContinues, RunInfo,
-    SESSION_ID_HEADER, STREAM_FORMAT_HEADER, STREAM_VERSION, STREAM_VERSION_HEADER,
-    SessionAuthContext,
+    RUN_ID_HEADER, RunContinues, RunInfo, SESSION_ID_HEADER, STREAM_FORMAT_HEADER, STREAM_VERSION,
+    STREAM_VERSION_HEADER, SessionAuthContext,
 };
 use axum::Router;
 use axum::body::Body;

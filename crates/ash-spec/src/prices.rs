@@ -27,10 +27,11 @@ impl Price {
     pub fn cost_micro_usd(&self, usage: &Usage) -> u64 {
         let cached = usage.cache_read_tokens.saturating_add(usage.cache_write_tokens);
         let fresh = usage.input_tokens.saturating_sub(cached);
-        let total = u128::from(fresh) * u128::from(self.input)
-            + u128::from(usage.output_tokens) * u128::from(self.output)
-            + u128::from(usage.cache_read_tokens) * u128::from(self.cache_read)
-            + u128::from(usage.cache_write_tokens) * u128::from(self.cache_write);
+        let part = |tokens: u64, price: u64| u128::from(tokens).saturating_mul(u128::from(price));
+        let total = part(fresh, self.input)
+            .saturating_add(part(usage.output_tokens, self.output))
+            .saturating_add(part(usage.cache_read_tokens, self.cache_read))
+            .saturating_add(part(usage.cache_write_tokens, self.cache_write));
         u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }
@@ -59,7 +60,12 @@ const BUILTIN_PRICES: &[(&str, Price)] = &[
     ),
     (
         "anthropic/claude-sonnet-4-5",
-        Price { input: usd(3000), output: usd(15_000), cache_read: usd(300), cache_write: usd(3750) },
+        Price {
+            input: usd(3000),
+            output: usd(15_000),
+            cache_read: usd(300),
+            cache_write: usd(3750),
+        },
     ),
     (
         "openai/gpt-4.1",
@@ -75,7 +81,12 @@ const BUILTIN_PRICES: &[(&str, Price)] = &[
     ),
     (
         "openai/gpt-4o",
-        Price { input: usd(2500), output: usd(10_000), cache_read: usd(1250), cache_write: usd(2500) },
+        Price {
+            input: usd(2500),
+            output: usd(10_000),
+            cache_read: usd(1250),
+            cache_write: usd(2500),
+        },
     ),
     (
         "openai/gpt-4o-mini",
@@ -83,7 +94,12 @@ const BUILTIN_PRICES: &[(&str, Price)] = &[
     ),
     (
         "openai/gpt-5",
-        Price { input: usd(1250), output: usd(10_000), cache_read: usd(125), cache_write: usd(1250) },
+        Price {
+            input: usd(1250),
+            output: usd(10_000),
+            cache_read: usd(125),
+            cache_write: usd(1250),
+        },
     ),
     (
         "openai/gpt-5-mini",

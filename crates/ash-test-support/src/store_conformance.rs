@@ -136,11 +136,10 @@ async fn preconditions_guard_commits(store: Arc<dyn Store>) {
 
     assert!(store.acquire_lease("r1", "a", TTL).await.expect("lease"));
     let mut park = lease("a");
-    park.events =
-        vec![EventBody::SessionWaiting(SessionWaiting {
-            continuation_token: "ash:r1".to_owned(),
-            reason: None,
-        })];
+    park.events = vec![EventBody::SessionWaiting(SessionWaiting {
+        continuation_token: "ash:r1".to_owned(),
+        reason: None,
+    })];
     park.status = Some(RunStatus::Waiting);
     park.release_lease = true;
     let events = store.commit("r1", park).await.expect("park");

@@ -2,14 +2,19 @@
 //!
 //! The REPL is an HTTP client of the public API, so it behaves exactly as any other client:
 //! POST /message, then read the NDJSON stream from the returned `startIndex`, reconnecting from
-//! the last index if the connection drops, until `session.waiting` or the run's end.
+//! the last index if the connection drops, until `session.waiting` or the run's end. A call
+//! that waits for approval is asked about at the prompt and answered with
+//! POST /runs/:runId/input; a run paused on a budget is resumed with `/resume`.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ash_protocol::{API_PREFIX, ApiError, Event, EventBody, MessageAccepted, MessageRequest};
+use ash_protocol::{
+    API_PREFIX, ApiError, Event, EventBody, InputAnswer, InputRequested, MessageAccepted,
+    MessageRequest, RunContinues,
+};
 use ash_server::ServerConfig;
 use ash_spec::Secret;
 use base64::Engine as _;
@@ -27,10 +32,25 @@ use crate::{config, output};
 const RECONNECTS: u32 = 5;
 
 const HELP: &str = "Type a message and press Enter. Commands:
-  /new    start a new session (forget the continuation token)
-  /help   show this help
-  /quit   leave (also Ctrl-D)
-Ctrl-C cancels the running turn.";
+  /new     start a new session (forget the continuation token)
+  /resume  continue a run paused on a budget (after raising it and restarting the server)
+  /help    show this help
+  /quit    leave (also Ctrl-D)
+Ctrl-C cancels the running turn. A call that needs approval is asked about here: y approves,
+anything else denies (what you type after `n ` goes to the model).";
+
+/// Lines of the REPL's input.
+type Input = tokio::io::Lines<BufReader<tokio::io::Stdin>>;
+
+/// Where a turn left the session.
+struct Left {
+    /// The token for the next message; `None` when the session ended.
+    token: Option<String>,
+    /// The run, for `/resume`.
+    run_id: String,
+    /// Its stream path.
+    stream_path: String,
+}
 
 /// Credentials the REPL sends on every request.
 enum Credentials {
@@ -170,6 +190,7 @@ async fn repl(base: &str, credentials: Option<&Credentials>) -> anyhow::Result<(
     }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut token: Option<String> = None;
+    let mut last: Option<(String, String)> = None;
     loop {
         if interactive {
             output::note_partial("you> ");
@@ -189,7 +210,19 @@ async fn repl(base: &str, credentials: Option<&Credentials>) -> anyhow::Result<(
             }
             "/new" => {
                 token = None;
+                last = None;
                 output::note("(new session)");
+                continue;
+            }
+            "/resume" => {
+                let Some((run_id, stream_path)) = last.clone() else {
+                    output::note("(no run to resume yet)");
+                    continue;
+                };
+                match resume(&http, base, &run_id, &stream_path, &mut lines).await {
+                    Ok(left) => token = left.token,
+                    Err(error) => output::note(&format!("error: {error:#}")),
+                }
                 continue;
             }
             _ if message.starts_with('/') => {
@@ -198,23 +231,60 @@ async fn repl(base: &str, credentials: Option<&Credentials>) -> anyhow::Result<(
             }
             _ => {}
         }
-        match turn(&http, base, message, token.as_deref()).await {
-            Ok(Some(next)) => token = Some(next),
-            Ok(None) => token = None,
+        match turn(&http, base, message, token.as_deref(), &mut lines).await {
+            Ok(left) => {
+                token = left.token;
+                last = Some((left.run_id, left.stream_path));
+            }
             Err(error) => output::note(&format!("error: {error:#}")),
         }
     }
     Ok(())
 }
 
-/// Sends one message and renders its turn. Returns the token for the next message, `None`
-/// when the session ended.
+/// An error answer as a message that says what to do.
+async fn refused(response: reqwest::Response) -> anyhow::Error {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<ApiError>(&text) {
+        Ok(error) if status == reqwest::StatusCode::UNAUTHORIZED => anyhow::anyhow!(
+            "{} ({}); pass `--basic USER` (password from ASH_PASSWORD or a prompt) or `--token` (from ASH_TOKEN or a prompt)",
+            error.error,
+            error.code
+        ),
+        Ok(error) => anyhow::anyhow!("{} ({})", error.error, error.code),
+        Err(_) => anyhow::anyhow!("the server answered {status}: {text}"),
+    }
+}
+
+/// `/resume`: asks the server to continue the paused run, then follows it.
+async fn resume(
+    http: &reqwest::Client,
+    base: &str,
+    run_id: &str,
+    stream_path: &str,
+    lines: &mut Input,
+) -> anyhow::Result<Left> {
+    let response = http
+        .post(format!("{base}{API_PREFIX}/runs/{run_id}/resume"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    if !response.status().is_success() {
+        return Err(refused(response).await);
+    }
+    let continues: RunContinues = response.json().await.context("reading the server's answer")?;
+    follow(http, base, run_id, stream_path, continues.start_index, lines).await
+}
+
+/// Sends one message and renders its turn.
 async fn turn(
     http: &reqwest::Client,
     base: &str,
     message: &str,
     token: Option<&str>,
-) -> anyhow::Result<Option<String>> {
+    lines: &mut Input,
+) -> anyhow::Result<Left> {
     let body = MessageRequest {
         message: message.to_owned(),
         continuation_token: token.map(str::to_owned),
@@ -227,24 +297,34 @@ async fn turn(
         .await
         .with_context(|| format!("cannot reach {base}"))?;
     if !response.status().is_success() {
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        match serde_json::from_str::<ApiError>(&text) {
-            Ok(error) if status == reqwest::StatusCode::UNAUTHORIZED => bail!(
-                "{} ({}); pass `--basic USER` (password from ASH_PASSWORD or a prompt) or `--token` (from ASH_TOKEN or a prompt)",
-                error.error,
-                error.code
-            ),
-            Ok(error) => bail!("{} ({})", error.error, error.code),
-            Err(_) => bail!("the server answered {status}: {text}"),
-        }
+        return Err(refused(response).await);
     }
     let accepted: MessageAccepted = response.json().await.context("reading the server's answer")?;
-    let mut next = accepted.start_index;
+    let run_id = accepted.run_id.clone();
+    follow(http, base, &run_id, &accepted.stream_path, accepted.start_index, lines).await
+}
+
+/// Renders `run_id`'s events from `start` until the session waits or ends, asking the person
+/// about every call that waits for approval.
+async fn follow(
+    http: &reqwest::Client,
+    base: &str,
+    run_id: &str,
+    stream_path: &str,
+    start: u64,
+    lines: &mut Input,
+) -> anyhow::Result<Left> {
+    let left = |token: Option<String>| Left {
+        token,
+        run_id: run_id.to_owned(),
+        stream_path: stream_path.to_owned(),
+    };
+    let mut next = start;
     let mut reconnects = 0;
     let mut cancelled = false;
+    let mut asked: Option<InputRequested> = None;
     loop {
-        let url = format!("{base}{}?startIndex={next}", accepted.stream_path);
+        let url = format!("{base}{stream_path}?startIndex={next}");
         let stream = http.get(&url).send().await.and_then(reqwest::Response::error_for_status);
         let mut bytes = match stream {
             Ok(response) => response.bytes_stream(),
@@ -263,7 +343,7 @@ async fn turn(
                 _ = tokio::signal::ctrl_c(), if !cancelled => {
                     cancelled = true;
                     output::note("(cancelling)");
-                    http.post(format!("{base}{API_PREFIX}/runs/{}/cancel", accepted.run_id))
+                    http.post(format!("{base}{API_PREFIX}/runs/{run_id}/cancel"))
                         .send()
                         .await
                         .context("asking the server to cancel")?;
@@ -282,22 +362,68 @@ async fn turn(
                     output::stdout(&format!("{}\n", reply.trim_end()));
                 }
                 match event.body {
-                    EventBody::SessionWaiting(waiting) => {
-                        return Ok(Some(waiting.continuation_token));
-                    }
-                    EventBody::RunCompleted(_) | EventBody::RunFailed(_) => return Ok(None),
+                    EventBody::InputRequested(request) => asked = Some(request),
+                    EventBody::SessionWaiting(waiting) => match (waiting.reason, asked.take()) {
+                        (Some(reason), Some(request)) if reason.code == "input_required" => {
+                            approve(http, base, run_id, &request, lines).await?;
+                        }
+                        (Some(reason), _) => {
+                            output::note(&format!(
+                                "(paused: {}; raise the limit, restart the server, then /resume)",
+                                reason.message.split("; raise").next().unwrap_or_default()
+                            ));
+                            return Ok(left(Some(waiting.continuation_token)));
+                        }
+                        (None, _) => return Ok(left(Some(waiting.continuation_token))),
+                    },
+                    EventBody::RunCompleted(_) | EventBody::RunFailed(_) => return Ok(left(None)),
                     _ => {}
                 }
             }
         }
         if reconnects >= RECONNECTS {
-            bail!(
-                "the event stream kept closing; the run goes on on the server ({})",
-                accepted.run_id
-            );
+            bail!("the event stream kept closing; the run goes on on the server ({run_id})");
         }
         reconnects += 1;
     }
+}
+
+/// Asks the person whether `request`'s call may run and posts the answer.
+async fn approve(
+    http: &reqwest::Client,
+    base: &str,
+    run_id: &str,
+    request: &InputRequested,
+    lines: &mut Input,
+) -> anyhow::Result<()> {
+    output::note(&format!(
+        "  ? `{}` wants to run with {} ({})",
+        request.tool_name, request.input, request.reason
+    ));
+    output::note_partial("  approve? [y/N] ");
+    let line = lines.next_line().await.context("reading stdin")?.unwrap_or_default();
+    let line = line.trim();
+    let approve = matches!(line, "y" | "Y" | "yes");
+    let message = line
+        .strip_prefix("n ")
+        .or_else(|| line.strip_prefix("no "))
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty());
+    let body = InputAnswer {
+        request_id: request.request_id.clone(),
+        decision: if approve { "approve" } else { "deny" }.to_owned(),
+        message,
+    };
+    let response = http
+        .post(format!("{base}{API_PREFIX}/runs/{run_id}/input"))
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    if !response.status().is_success() {
+        return Err(refused(response).await);
+    }
+    Ok(())
 }
 
 /// The longest event line taken from a server's stream; a longer one ends the stream with an

@@ -53,6 +53,15 @@ pub(crate) fn run(args: &ExecArgs) -> anyhow::Result<Outcome> {
                     break;
                 }
                 EventBody::RunFailed(_) => break,
+                EventBody::SessionWaiting(waiting) => {
+                    if let Some(reason) = &waiting.reason {
+                        output::note(&format!(
+                            "the run paused ({}): {}; `ash exec` answers nothing, so it stops here — run the agent with `ash dev` or `ash start` to answer it",
+                            reason.code, reason.message
+                        ));
+                    }
+                    break;
+                }
                 _ => {}
             }
         }

@@ -74,6 +74,10 @@ pub(crate) fn lines(body: &EventBody, narration_as_reply: bool) -> Lines {
                 (ActionStatus::Failed, Some(error)) => {
                     format!("← {name} failed{attempt}: {}", error.message)
                 }
+                (ActionStatus::Rejected, error) => format!(
+                    "← {name} denied{}",
+                    error.as_ref().map(|e| format!(": {}", e.message)).unwrap_or_default()
+                ),
                 _ => format!("← {name}{attempt}: {output}"),
             });
         }
@@ -103,6 +107,17 @@ pub(crate) fn lines(body: &EventBody, narration_as_reply: bool) -> Lines {
             };
             out.progress.push(format!("  [{}] {how}", e.sandbox));
         }
+        EventBody::InputRequested(r) => out.progress.push(format!(
+            "  ⏸ {} waits for approval ({}): {}",
+            r.tool_name,
+            r.reason,
+            preview(&r.input)
+        )),
+        EventBody::InputResolved(r) => {
+            let why = r.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+            out.progress.push(format!("  ▶ {}{why}", r.decision));
+        }
+        EventBody::TurnResumed(r) => out.progress.push(format!("  ▶ resumed ({})", r.code)),
         EventBody::TurnFailed(f) => {
             out.progress.push(format!("turn failed ({}): {}", f.code, f.message))
         }

@@ -405,10 +405,9 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     for expected in [
-        "the agent configures 3 item(s) this runtime does not execute yet",
+        "the agent configures 2 item(s) this runtime does not execute yet",
         "agent/subagents/helper: `subagents/helper`: subagents are not executed yet; the model is not offered `helper`",
         "agent/schedules/nightly.md: `schedules/nightly`: schedules are not executed yet",
-        "agent/agent.toml: `limits.session_timeout_ms`: session expiry is not enforced yet",
         "--allow-unsupported",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
@@ -449,7 +448,6 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
         [
             ("subagents/helper".to_owned(), json!(["helper"])),
             ("schedules/nightly".to_owned(), Value::Null),
-            ("limits.session_timeout_ms".to_owned(), Value::Null),
         ]
     );
     let text = crate::stdout(&ash_env(fx.path(), &["info", "."], &[]));

@@ -572,7 +572,7 @@ fn dev_reads_messages_from_a_pipe_and_keeps_the_session() {
     );
     let err = stderr(&out);
     for expected in [
-        "/new    start a new session",
+        "/new     start a new session",
         "(new session)",
         "unknown command `/bogus`",
         "ash dev: `demo` on http://127.0.0.1:",
@@ -596,4 +596,129 @@ fn start_refuses_a_damaged_store_and_leaves_it_untouched() {
         "{err}"
     );
     assert_eq!(std::fs::read(fx.join("state.db")).unwrap(), garbage);
+}
+
+const DEPLOY_TOOL: &str = "//- agent/tools/deploy.toml\ndescription = \"Deploy.\"\ncommand = [\"bash\", \"-c\", \"cat\"]\n\
+    [input_schema]\ntype = \"object\"\nproperties.branch = { type = \"string\" }\n\
+    [approval]\nwhen = [{ pointer = \"/branch\", equals = \"main\" }]\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_over_http_refuses_stale_answers_and_continues_on_the_right_one() {
+    let model = FakeModelServer::start().await;
+    let fx = agent(&model, DEPLOY_TOOL);
+    model
+        .push(Reply::Turn(Turn::empty().then_tool_call("c1", "deploy", r#"{"branch":"main"}"#)))
+        .push(Reply::Turn(Turn::text("Deployed.")));
+    let server = Server::start(fx.path(), &fx.join("state/ash.db"));
+    let first = accepted(&server, json!({"message": "deploy main"})).await;
+    let events = stream_until(&server, &first.run_id, 0, &["session.waiting"]).await;
+    let asked = events
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::InputRequested(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("input.requested");
+    let info: Value = http()
+        .get(server.url(&format!("/runs/{}", first.run_id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["status"], "paused");
+
+    let input = server.url(&format!("/runs/{}/input", first.run_id));
+    let post = |body: Value| {
+        let input = input.clone();
+        async move {
+            let response = http().post(input).json(&body).send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let cases = [
+        (json!({"requestId": asked.request_id, "decision": "maybe"}), 400, "invalid_body"),
+        (json!({"requestId": asked.request_id}), 400, "invalid_body"),
+        (json!({"requestId": "req_9_9_x", "decision": "approve"}), 409, "stale_answer"),
+        (
+            json!({"requestId": asked.request_id, "decision": "approve", "extra": 1}),
+            400,
+            "invalid_body",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = post(body.clone()).await;
+        assert_eq!((got, answer["code"].as_str()), (status, Some(code)), "{body}: {answer}");
+    }
+    let (status, refused, _) = post_message(
+        &server,
+        json!({"message": "hello?", "continuationToken": first.continuation_token}),
+    )
+    .await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("session_paused")), "{refused}");
+    let resume =
+        http().post(server.url(&format!("/runs/{}/resume", first.run_id))).send().await.unwrap();
+    assert_eq!(resume.status().as_u16(), 409);
+
+    let (status, answer) =
+        post(json!({"requestId": asked.request_id, "decision": "approve"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["ok"].as_bool(), answer["runId"].as_str()),
+        (Some(true), Some(first.run_id.as_str()))
+    );
+    let (status, again) = post(json!({"requestId": asked.request_id, "decision": "approve"})).await;
+    assert!(status == 409 && again["code"] != "", "{again}");
+    let start = answer["startIndex"].as_u64().unwrap();
+    let events = stream_until(&server, &first.run_id, start, &["session.waiting"]).await;
+    assert_eq!(types(&events)[..2], ["input.resolved", "action.result"]);
+    let replies: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::MessageCompleted(m) => Some(m.message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, ["Deployed."]);
+}
+
+#[test]
+fn dev_asks_at_the_prompt_before_a_call_that_needs_approval() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let model = rt.block_on(FakeModelServer::start());
+    model
+        .push(Reply::Turn(Turn::empty().then_tool_call("c1", "deploy", r#"{"branch":"main"}"#)))
+        .push(Reply::Turn(Turn::text("Deployed main.")))
+        .push(Reply::Turn(Turn::empty().then_tool_call("c2", "deploy", r#"{"branch":"main"}"#)))
+        .push(Reply::Turn(Turn::text("Not deployed.")));
+    let fx = agent(&model, DEPLOY_TOOL);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ash"))
+        .args(["dev", ".", "--store"])
+        .arg(fx.join("dev.db"))
+        .current_dir(fx.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("OPENAI_API_KEY", "sk-test")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"deploy main\ny\nagain\nn not today\n/quit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Deployed main.\nNot deployed.\n");
+    let err = stderr(&out);
+    for expected in [
+        "? `deploy` wants to run with {\"branch\":\"main\"} (/branch is \"main\")",
+        "approve? [y/N]",
+        "▶ approved",
+        "▶ denied: not today",
+        "← deploy denied: a person denied this call: not today",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    let last = model.requests().last().unwrap().body.to_string();
+    assert!(last.contains("not today"), "{last}");
 }

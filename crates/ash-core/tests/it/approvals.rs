@@ -58,15 +58,24 @@ async fn an_approval_pauses_the_run_without_a_task_and_an_answer_continues_it() 
     let events = read_until(&h.engine, &first.run_id, 0, &["session.waiting"]).await;
     let tail: Vec<&str> = types(&events).into_iter().rev().take(3).collect();
     assert_eq!(tail, ["session.waiting", "input.requested", "action.result"]);
-    let Some(EventBody::InputRequested(asked)) = bodies(&events, "input.requested").first().copied().cloned() else {
+    let Some(EventBody::InputRequested(asked)) =
+        bodies(&events, "input.requested").first().copied().cloned()
+    else {
         panic!("no input.requested")
     };
     assert_eq!(
-        (asked.call_id.as_str(), asked.tool_name.as_str(), asked.kind.as_str(), asked.reason.as_str()),
+        (
+            asked.call_id.as_str(),
+            asked.tool_name.as_str(),
+            asked.kind.as_str(),
+            asked.reason.as_str()
+        ),
         ("c2", "deploy", "approval", "/branch is \"main\"")
     );
     assert_eq!(asked.input, serde_json::json!({"branch": "main"}));
-    let Some(EventBody::SessionWaiting(waiting)) = bodies(&events, "session.waiting").pop().cloned() else {
+    let Some(EventBody::SessionWaiting(waiting)) =
+        bodies(&events, "session.waiting").pop().cloned()
+    else {
         panic!()
     };
     assert_eq!(waiting.reason.as_ref().map(|r| r.code.as_str()), Some("input_required"));
@@ -89,26 +98,38 @@ async fn an_approval_pauses_the_run_without_a_task_and_an_answer_continues_it() 
             ..ash_core::Inbound::new("hello?")
         })
         .await;
-    assert!(matches!(&refused, Err(SendError::Paused(why)) if why.contains("waits for approval")), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(SendError::Paused(why)) if why.contains("waits for approval")),
+        "{refused:?}"
+    );
     let stale = h.engine.answer(&first.run_id, answer("req_0_0_other", true, None)).await;
     assert!(matches!(&stale, Err(ContinueError::Stale(_))), "{stale:?}");
     let resume = h.engine.resume(&first.run_id).await;
     assert!(matches!(&resume, Err(ContinueError::Stale(_))), "{resume:?}");
-    let unknown = h.engine.answer(&RunId::new("wrun_nope"), answer(&asked.request_id, true, None)).await;
+    let unknown =
+        h.engine.answer(&RunId::new("wrun_nope"), answer(&asked.request_id, true, None)).await;
     assert!(matches!(unknown, Err(ContinueError::UnknownRun)));
-    assert_eq!(h.engine.run_info(&first.run_id).await.unwrap().unwrap().event_count, info.event_count);
+    assert_eq!(
+        h.engine.run_info(&first.run_id).await.unwrap().unwrap().event_count,
+        info.event_count
+    );
 
     // A restarted server still has it paused; the answer goes to the new one.
     h.engine.shutdown().await;
     let engine = h.restart(|_| {});
     let start = engine.answer(&first.run_id, answer(&asked.request_id, true, None)).await.unwrap();
     let again = engine.answer(&first.run_id, answer(&asked.request_id, true, None)).await;
-    assert!(matches!(&again, Err(ContinueError::NotPaused(_) | ContinueError::Stale(_))), "{again:?}");
+    assert!(
+        matches!(&again, Err(ContinueError::NotPaused(_) | ContinueError::Stale(_))),
+        "{again:?}"
+    );
     let events = read_until(&engine, &first.run_id, start, &["session.waiting"]).await;
     assert_eq!(types(&events)[0], "input.resolved");
     // c2 ran; c3 asks in turn.
     assert_eq!(results(&events), [("c2".to_owned(), ActionStatus::Completed, None)]);
-    let Some(EventBody::InputRequested(second)) = bodies(&events, "input.requested").first().copied().cloned() else {
+    let Some(EventBody::InputRequested(second)) =
+        bodies(&events, "input.requested").first().copied().cloned()
+    else {
         panic!("c3 must ask too")
     };
     assert_eq!(second.call_id, "c3");
@@ -135,7 +156,11 @@ async fn an_approval_pauses_the_run_without_a_task_and_an_answer_continues_it() 
 #[tokio::test]
 async fn cancelling_a_paused_run_ends_its_turn() {
     let h = Harness::with(DEPLOY, Arc::new(MemoryStore::new()), |_| {}).await;
-    h.server.push(Reply::Turn(Turn::empty().then_tool_call("c1", "deploy", r#"{"branch":"main"}"#)));
+    h.server.push(Reply::Turn(Turn::empty().then_tool_call(
+        "c1",
+        "deploy",
+        r#"{"branch":"main"}"#,
+    )));
     let first = h.send("deploy main", None).await;
     read_until(&h.engine, &first.run_id, 0, &["session.waiting"]).await;
     let info = h.engine.run_info(&first.run_id).await.unwrap().unwrap();
@@ -171,12 +196,24 @@ async fn a_spent_budget_pauses_the_run_and_a_raised_one_resumes_it() {
         .push(Reply::Turn(Turn::text("Done.")));
     let first = h.send("spend", None).await;
     let events = read_until(&h.engine, &first.run_id, 0, &["session.waiting"]).await;
-    let Some(EventBody::StepCompleted(step)) = bodies(&events, "step.completed").pop().cloned() else { panic!() };
+    let Some(EventBody::StepCompleted(step)) = bodies(&events, "step.completed").pop().cloned()
+    else {
+        panic!()
+    };
     assert_eq!(step.cost_usd, Some(0.000_015));
-    let Some(EventBody::SessionWaiting(waiting)) = bodies(&events, "session.waiting").pop().cloned() else { panic!() };
+    let Some(EventBody::SessionWaiting(waiting)) =
+        bodies(&events, "session.waiting").pop().cloned()
+    else {
+        panic!()
+    };
     let reason = waiting.reason.unwrap();
     assert_eq!(reason.code, "cost_budget");
-    assert!(reason.message.contains("spent $0.0000 of its $0.0000") || reason.message.contains("max_cost_usd_per_session"), "{}", reason.message);
+    assert!(
+        reason.message.contains("spent $0.0000 of its $0.0000")
+            || reason.message.contains("max_cost_usd_per_session"),
+        "{}",
+        reason.message
+    );
     assert_eq!(h.engine.run_info(&first.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
     assert_eq!(h.server.requests().len(), 1, "no model call past the budget");
     let still = h.engine.resume(&first.run_id).await;
@@ -209,7 +246,11 @@ async fn a_spent_budget_pauses_the_run_and_a_raised_one_resumes_it() {
     clock.0.store(61_000, Ordering::Relaxed);
     let next = h.send("two", Some(&first.continuation_token)).await;
     let events = read_until(&h.engine, &next.run_id, next.start_index, &["session.waiting"]).await;
-    let Some(EventBody::SessionWaiting(waiting)) = bodies(&events, "session.waiting").pop().cloned() else { panic!() };
+    let Some(EventBody::SessionWaiting(waiting)) =
+        bodies(&events, "session.waiting").pop().cloned()
+    else {
+        panic!()
+    };
     assert_eq!(waiting.reason.map(|r| r.code), Some("session_timeout".to_owned()));
     assert_eq!(h.server.requests().len(), 1);
 }

@@ -98,6 +98,11 @@ max_output_tokens_per_session = 100000
 max_cost_usd_per_session = 2.5
 session_timeout_ms = 86400000
 
+[prices."local/qwen2.5"]
+input = 0.05
+output = 0.2
+cache_read = 0.01
+
 [providers.local]
 api = "openai"
 base_url = "http://127.0.0.1:11434/v1"
