@@ -809,3 +809,16 @@ unless = []
 "#
     ));
 }
+
+#[test]
+fn the_readme_sandbox_example_loads_clean() {
+    let readme = include_str!("../../../../README.md");
+    let start = readme.find("# agent/sandboxes/py.toml").expect("the README shows a sandbox");
+    let block = &readme[start..];
+    let block = &block[block.find('\n').unwrap() + 1..block.find("```").unwrap()];
+    let spec = crate::check_spec(&format!("//- agent/sandboxes/py.toml\n{block}"));
+    let sandbox = &spec.root().sandboxes[0];
+    assert_eq!(sandbox.limits.memory_mb, Some(1024));
+    assert!(sandbox.approval.required(&json!({"command": "rm -rf work"})).is_some());
+    assert!(sandbox.approval.required(&json!({"command": "ls"})).is_none());
+}
