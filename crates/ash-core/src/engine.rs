@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use ash_llm::Model;
 use ash_protocol::{
-    EventBody, InputResolved, MessageReceived, RunStarted, RunStatus, SessionAuthContext,
-    TurnResumed, TurnStarted,
+    EventBody, MessageReceived, RunStarted, RunStatus, SessionAuthContext, TurnStarted,
 };
 use ash_sandbox::{NetPolicy, Sandbox, SandboxPolicy};
 use ash_spec::AgentSpec;
@@ -22,10 +21,7 @@ use crate::connections::{Broker, Connections, Launcher};
 use crate::hub::{Follower, Hub};
 use crate::ids;
 use crate::replay::RunState;
-use crate::store::{
-    Commit, Expect, JournalRecord, NewRun, Pause, Resolution, RunRecord, Store, StoreError,
-};
-use crate::tools::{Registry, SchemaError};
+use crate::store::{Commit, Expect, JournalRecord, NewRun, RunRecord, Store, StoreError};
 
 /// Steps per turn when `limits.max_steps_per_turn` is not set.
 pub const DEFAULT_MAX_STEPS_PER_TURN: u32 = 50;
@@ -78,6 +74,9 @@ pub struct EngineConfig {
     pub allow_unsupported: bool,
     /// What time it is, for session budgets (tests move it).
     pub clock: Arc<dyn Clock>,
+    /// Resolves the models subagents name for themselves; `None`: every subagent must run on
+    /// its parent's model.
+    pub models: Option<Arc<dyn crate::agents::ResolveModel>>,
 }
 
 /// The engine's time, in milliseconds since the Unix epoch.
@@ -119,6 +118,7 @@ impl EngineConfig {
             tool_policy: default_tool_policy(),
             allow_unsupported: false,
             clock: Arc::new(SystemClock),
+            models: None,
         }
     }
 }
@@ -137,9 +137,9 @@ pub fn default_tool_policy() -> SandboxPolicy {
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// A tool schema did not compile.
+    /// A tool schema did not compile, or a subagent's model cannot be used.
     #[error(transparent)]
-    Schema(#[from] SchemaError),
+    Agents(#[from] crate::agents::AgentError),
     /// The project directory cannot be resolved.
     #[error("cannot resolve the project directory {path}: {source}")]
     Project {
@@ -256,9 +256,6 @@ pub struct Answer {
     pub caller: Option<SessionAuthContext>,
 }
 
-/// Longest message an answer may carry, in bytes.
-const MAX_ANSWER_MESSAGE_BYTES: usize = 4096;
-
 /// The harness engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -273,17 +270,13 @@ impl std::fmt::Debug for Engine {
 
 pub(crate) struct Inner {
     pub(crate) spec: AgentSpec,
-    pub(crate) model: Model,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) config: EngineConfig,
-    pub(crate) tools: Registry,
+    /// The root agent and every subagent: tools, sandboxes, model and price of each.
+    pub(crate) agents: crate::agents::Agents,
     pub(crate) connections: Arc<Connections>,
     /// How command tools reach the connections (present when the agent has any).
     pub(crate) broker: Option<Broker>,
-    /// The named sandboxes.
-    pub(crate) sandboxes: crate::sandboxes::Sandboxes,
-    /// The price of the agent's model, when known (`[prices]`, else the built-in table).
-    pub(crate) price: Option<ash_spec::Price>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) owner_id: String,
     active: Mutex<HashMap<String, ActiveRun>>,
@@ -341,37 +334,34 @@ impl Engine {
             .unwrap_or_else(|_| config.connections_dir.clone());
         config.sandboxes_dir = std::path::absolute(&config.sandboxes_dir)
             .unwrap_or_else(|_| config.sandboxes_dir.clone());
-        let sandboxes = crate::sandboxes::Sandboxes::new(
-            spec.root(),
-            crate::sandboxes::Shared {
-                dir: config.sandboxes_dir.clone(),
-                sandbox: Arc::clone(&config.sandbox),
-                config: config.sandbox_config.clone(),
-                policy: config.tool_policy.clone(),
-                env: config.process_env.clone(),
-                project_dir: config.project_dir.clone(),
-                workspaces_dir: config.workspaces_dir.clone(),
-                connections_dir: config.connections_dir.clone(),
-            },
-        );
-        let price = spec.root().model.as_ref().and_then(|model| {
-            spec.root()
-                .prices
-                .get(&model.to_string())
-                .copied()
-                .or_else(|| ash_spec::builtin_price(model.provider(), model.model()))
-        });
+        let shared = crate::sandboxes::Shared {
+            dir: config.sandboxes_dir.clone(),
+            sandbox: Arc::clone(&config.sandbox),
+            config: config.sandbox_config.clone(),
+            policy: config.tool_policy.clone(),
+            env: config.process_env.clone(),
+            project_dir: config.project_dir.clone(),
+            workspaces_dir: config.workspaces_dir.clone(),
+            connections_dir: config.connections_dir.clone(),
+        };
         let connections = Arc::new(Connections::new(spec.root())?);
-        let tools = Registry::new(spec.root(), config.workspace.is_none(), Some(&connections))?;
+        let agents = crate::agents::Agents::new(
+            spec.root(),
+            model,
+            &crate::agents::Build {
+                seeded: config.workspace.is_none(),
+                connections: &connections,
+                shared: &shared,
+                models: config.models.as_deref(),
+                project_dir: &config.project_dir,
+            },
+        )?;
         let mut inner = Inner {
             spec,
-            model,
             store,
             config,
-            tools,
+            agents,
             broker: None,
-            sandboxes,
-            price,
             connections,
             hub: Arc::new(Hub::default()),
             owner_id: ids::owner_id(),
@@ -436,7 +426,7 @@ impl Engine {
         &self,
         now: Option<chrono::DateTime<chrono::Utc>>,
     ) -> ash_protocol::AgentSurface {
-        crate::support::surface_of(&self.inner.spec, &self.inner.tools, now)
+        crate::support::surface_of(&self.inner.spec, &self.inner.agents.root().tools, now)
     }
 
     /// Waits (at most `within`) until every MCP connection has made its first attempt: ready,
@@ -447,7 +437,7 @@ impl Engine {
 
     /// The tools the model is offered, built-ins included, sorted by name.
     pub fn offered_tools(&self) -> Vec<String> {
-        self.inner.tools.states().map(|(name, _)| name.to_owned()).collect()
+        self.inner.agents.root().tools.states().map(|(name, _)| name.to_owned()).collect()
     }
 
     /// This engine's lease owner id.
@@ -557,149 +547,23 @@ impl Engine {
 
     /// Answers the approval a paused run waits for: the call runs (approved) or gets a
     /// `rejected` result (denied), and the turn continues. Returns the index of the first
-    /// event the answer added. A stale or repeated answer is refused and changes nothing.
+    /// event the answer added. A stale or repeated answer is refused and changes nothing. An
+    /// approval inside a subagent is answered on the run that delegated to it (the root).
     pub async fn answer(&self, run_id: &RunId, answer: Answer) -> Result<u64, ContinueError> {
-        if answer.message.as_ref().is_some_and(|m| m.len() > MAX_ANSWER_MESSAGE_BYTES) {
-            return Err(ContinueError::Invalid(format!(
-                "`message` is longer than {MAX_ANSWER_MESSAGE_BYTES} bytes"
-            )));
-        }
-        let (record, turn, pause) = self.paused(run_id).await?;
-        let Pause::Approval { request_id, call_id, .. } = &pause else {
-            return Err(ContinueError::Stale(format!(
-                "the run waits for a raised budget, not for an answer ({})",
-                pause.message()
-            )));
-        };
-        if *request_id != answer.request_id {
-            return Err(ContinueError::Stale(format!(
-                "the run waits for request `{request_id}`, not `{}` (an old or unknown request)",
-                answer.request_id
-            )));
-        }
-        // An approval in someone's session is theirs to give: when the agent authenticates
-        // callers, only the session's initiator or the turn's caller may answer.
-        let state = self.inner.replayed(run_id.as_str()).await?;
-        let owners: Vec<&SessionAuthContext> = state
-            .initiator
-            .iter()
-            .chain(state.turn.as_ref().and_then(|t| t.caller.as_ref()))
-            .collect();
-        let same = |a: &SessionAuthContext, b: &SessionAuthContext| {
-            a.authenticator == b.authenticator && a.principal_id == b.principal_id
-        };
-        if !owners.is_empty()
-            && !answer.caller.as_ref().is_some_and(|c| owners.iter().any(|o| same(o, c)))
-        {
-            return Err(ContinueError::Forbidden(
-                "only the caller who started this session (or sent this turn) may answer its approvals"
-                    .to_owned(),
-            ));
-        }
-        let by = answer.caller.as_ref().map(|c| c.principal_id.clone());
-        let resolution = if answer.approve {
-            Resolution::Approved { request_id: request_id.clone(), by: by.clone() }
-        } else {
-            Resolution::Denied {
-                request_id: request_id.clone(),
-                by: by.clone(),
-                message: answer.message.clone(),
-            }
-        };
-        let event = EventBody::InputResolved(InputResolved {
-            request_id: request_id.clone(),
-            call_id: call_id.clone(),
-            decision: if answer.approve { "approved" } else { "denied" }.to_owned(),
-            by,
-            message: answer.message,
-        });
-        self.continue_paused(&record, turn, resolution, vec![event]).await
+        self.inner.answer(run_id.as_str(), answer, false).await
     }
 
     /// Continues a run paused on a spent budget once the budget allows it again (after the
-    /// limit was raised and the server restarted). Returns the index of the first event added.
+    /// limit was raised and the server restarted), its paused subagents first. Returns the index
+    /// of the first event added.
     pub async fn resume(&self, run_id: &RunId) -> Result<u64, ContinueError> {
-        let (record, turn, pause) = self.paused(run_id).await?;
-        if let Pause::Approval { request_id, .. } = &pause {
-            return Err(ContinueError::Stale(format!(
-                "the run waits for an answer to request `{request_id}`; POST it to /runs/:runId/input"
-            )));
-        }
-        let state = self.inner.replayed(run_id.as_str()).await?;
-        let now = self.inner.config.clock.now_ms();
-        if let Some((_, spent)) = self.inner.budget_spent(&record, &state, now) {
-            return Err(ContinueError::StillSpent(spent));
-        }
-        let event = EventBody::TurnResumed(TurnResumed {
-            turn_id: ids::turn_id(turn),
-            code: pause.code().to_owned(),
-        });
-        self.continue_paused(&record, turn, Resolution::Resumed, vec![event]).await
-    }
-
-    /// The paused run `run_id`: its row, its open turn and why it waits.
-    async fn paused(&self, run_id: &RunId) -> Result<(RunRecord, u32, Pause), ContinueError> {
-        let record =
-            self.inner.store.run(run_id.as_str()).await?.ok_or(ContinueError::UnknownRun)?;
-        if record.status != RunStatus::Paused {
-            return Err(ContinueError::NotPaused(record.status));
-        }
-        let state = self.inner.replayed(run_id.as_str()).await?;
-        let Some((turn, Some(pause))) = state.turn.map(|t| (t.sequence, t.paused)) else {
-            return Err(ContinueError::NotPaused(record.status));
-        };
-        Ok((record, turn, pause))
-    }
-
-    /// Stores `resolution` of the pause and queues the run; one writer wins a race, the other
-    /// is told its answer is stale.
-    async fn continue_paused(
-        &self,
-        record: &RunRecord,
-        turn: u32,
-        resolution: Resolution,
-        events: Vec<EventBody>,
-    ) -> Result<u64, ContinueError> {
-        let mut commit = Commit::new(Expect::Status(RunStatus::Paused));
-        commit.records.push(JournalRecord::TurnResumed { turn, resolution });
-        commit.events = events;
-        commit.status = Some(RunStatus::Queued);
-        let stored = match self.inner.store.commit(&record.run_id, commit).await {
-            Ok(stored) => stored,
-            Err(StoreError::Conflict { .. }) => {
-                return Err(ContinueError::Stale(
-                    "the run already continued (another answer or resume came first)".to_owned(),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        self.inner.hub.publish(&record.run_id, &stored);
-        self.inner.ensure_worker(&record.run_id);
-        Ok(stored.first().map_or(record.event_count, |e| e.meta.index))
+        self.inner.resume(run_id.as_str()).await
     }
 
     /// Asks the run's worker, wherever it runs, to cancel the active turn; `None` for an
-    /// unknown run. A paused turn is ended too.
+    /// unknown run. A paused turn is ended too, and so are the subagent runs it waits on.
     pub async fn cancel(&self, run_id: &RunId) -> Result<Option<CancelOutcome>, StoreError> {
-        if let Ok((record, turn, _)) = self.paused(run_id).await {
-            let outcome = self.continue_paused(&record, turn, Resolution::Cancelled, Vec::new());
-            return match outcome.await {
-                Ok(_) => Ok(Some(CancelOutcome::Cancelling)),
-                Err(ContinueError::Store(e)) => Err(e),
-                // It continued meanwhile: cancel it as a running turn.
-                Err(_) => Box::pin(self.cancel(run_id)).await,
-            };
-        }
-        let Some(status) = self.inner.store.request_cancel(run_id.as_str()).await? else {
-            return Ok(None);
-        };
-        if !status.is_active() {
-            return Ok(Some(CancelOutcome::NoActiveTurn));
-        }
-        if let Some(run) = self.inner.lock_active().get(run_id.as_str()) {
-            run.wake.notify_one();
-        }
-        Ok(Some(CancelOutcome::Cancelling))
+        self.inner.cancel_run(run_id.as_str()).await
     }
 
     /// Follows `run_id`'s events from index `start`; `None` for an unknown run.
@@ -773,6 +637,13 @@ impl Inner {
         self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Wakes `run_id`'s worker, if this engine has one, to look at its cancel flag now.
+    pub(crate) fn wake(&self, run_id: &str) {
+        if let Some(run) = self.lock_active().get(run_id) {
+            run.wake.notify_one();
+        }
+    }
+
     /// `run_id`'s journal, replayed.
     pub(crate) async fn replayed(&self, run_id: &str) -> Result<RunState, StoreError> {
         let mut state = RunState::default();
@@ -815,12 +686,15 @@ impl Inner {
     /// if any: its code and what was reached.
     pub(crate) fn budget_spent(
         &self,
+        agent: &crate::agents::Agent,
         record: &RunRecord,
         state: &RunState,
         now_ms: i64,
     ) -> Option<(String, String)> {
-        let limits = &self.spec.root().limits;
-        let usage = record.usage;
+        let limits = &agent.package.limits;
+        // What its subagents spent counts too.
+        let usage = crate::store::add_usage(record.usage, state.child_usage);
+        let cost = state.cost_micro_usd.saturating_add(state.child_cost_micro_usd);
         if let Some(max) = limits.max_input_tokens_per_session
             && usage.input_tokens >= max
         {
@@ -844,13 +718,13 @@ impl Inner {
             ));
         }
         if let Some(max) = limits.max_cost_micro_usd_per_session
-            && state.cost_micro_usd >= max
+            && cost >= max
         {
             return Some((
                 "cost_budget".to_owned(),
                 format!(
                     "the session spent ${:.4} of its ${:.4} (`limits.max_cost_usd_per_session`)",
-                    dollars(state.cost_micro_usd),
+                    dollars(cost),
                     dollars(max)
                 ),
             ));
@@ -869,11 +743,6 @@ impl Inner {
             }
         }
         None
-    }
-
-    /// Steps a turn may take.
-    pub(crate) fn max_steps(&self) -> u32 {
-        self.spec.root().limits.max_steps_per_turn.unwrap_or(DEFAULT_MAX_STEPS_PER_TURN)
     }
 }
 

@@ -5,7 +5,11 @@ const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A 26-character, time-ordered, random id (ULID text form of a UUIDv7).
 pub(crate) fn ulid() -> String {
-    let value = u128::from_be_bytes(*uuid::Uuid::now_v7().as_bytes());
+    crockford(u128::from_be_bytes(*uuid::Uuid::now_v7().as_bytes()))
+}
+
+/// `value` as 26 Crockford base32 characters, most significant first (the ULID text form).
+pub(crate) fn crockford(value: u128) -> String {
     (0..26)
         .rev()
         .map(|i| {

@@ -16,6 +16,7 @@
 //! Never speaks HTTP, reads the process environment, or spawns processes except through
 //! `ash-sandbox`. SQLite and PostgreSQL stores live in `ash-store`.
 
+mod agents;
 mod api;
 mod connections;
 mod engine;
@@ -23,14 +24,17 @@ mod hub;
 mod ids;
 mod memory;
 mod owner;
+mod pauses;
 mod prompt;
 mod replay;
 mod sandboxes;
 mod store;
+mod subagents;
 mod support;
 mod tools;
 mod workspace;
 
+pub use agents::{AgentError, ResolveModel};
 pub use api::{Accepted, CancelOutcome, Inbound, RunId, RunSnapshot, SessionId};
 pub use connections::ConnectionError;
 pub use engine::{
@@ -40,9 +44,9 @@ pub use engine::{
 pub use hub::Follower;
 pub use memory::MemoryStore;
 pub use store::{
-    Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, Pause, Resolution, RunRecord, Store,
-    StoreError, StoreFuture, add_usage, check_expect, lease_expiry, next_flags, now_ms, rfc3339,
-    stamp_events,
+    Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, ParentLink, Pause, Resolution,
+    RunRecord, Store, StoreError, StoreFuture, add_usage, check_expect, lease_expiry, next_flags,
+    now_ms, rfc3339, stamp_events,
 };
 pub use support::{connected_surface, runtime_surface, tool_name, unsupported};
 pub use tools::SchemaError;

@@ -19,9 +19,10 @@ use crate::engine::Inner;
 use crate::ids;
 use crate::prompt::system_prompt;
 use crate::replay::{RunState, TurnState, calls_of, text_of};
-use crate::store::{Commit, Expect, JournalRecord, Pause, RunRecord, StoreError, add_usage};
+use crate::store::{Ask, Commit, Expect, JournalRecord, Pause, RunRecord, StoreError, add_usage};
 use crate::tools::{
-    CallContext, Outcome, PrivateDirs, Registry, SandboxNote, ToolEvent, ToolProgress, call_policy,
+    CallContext, Outcome, PrivateDirs, Registry, SandboxNote, SubagentNote, ToolEvent,
+    ToolProgress, call_policy,
 };
 use crate::workspace::Workspace;
 
@@ -70,6 +71,9 @@ pub(crate) async fn drive(
         store.release_lease(run_id, &inner.owner_id).await?;
         return Ok(());
     }
+    let Some(agent) = inner.agents.get(&state.agent).cloned() else {
+        return fail_unknown_agent(inner, record, &state).await;
+    };
     let workspace = if let Some(fixed) = &inner.config.workspace {
         Workspace::fixed(fixed).map_err(WorkerError::Workspace)?
     } else {
@@ -78,7 +82,7 @@ pub(crate) async fn drive(
             run_id.to_owned(),
             inner.config.project_dir.clone(),
         );
-        let package = inner.spec.root().clone();
+        let package = agent.package.clone();
         let sandbox = Arc::clone(&inner.config.sandbox);
         tokio::task::spawn_blocking(move || {
             Workspace::open(&dir, &id, &project, &package, &sandbox)
@@ -97,7 +101,8 @@ pub(crate) async fn drive(
         cancel: cancel.clone(),
         releasing: releasing.clone(),
         started: None,
-        sandboxes: crate::sandboxes::Opened::new(&inner.sandboxes, run_id),
+        sandboxes: crate::sandboxes::Opened::new(&agent.sandboxes, run_id),
+        agent: Arc::clone(&agent),
     };
     let worked = async {
         if turn.record.status == RunStatus::Queued {
@@ -116,6 +121,36 @@ pub(crate) async fn drive(
     if let Stop::Interrupted = worked? {
         store.release_lease(run_id, &inner.owner_id).await?;
     }
+    Ok(())
+}
+
+/// Ends the open turn of a run whose agent this engine no longer has (its subagent was removed
+/// from the directory since), saying so, and releases the lease.
+async fn fail_unknown_agent(
+    inner: &Arc<Inner>,
+    record: RunRecord,
+    state: &RunState,
+) -> Result<(), WorkerError> {
+    let Some(turn) = &state.turn else { return Ok(()) };
+    let message = format!(
+        "this run is subagent `{}`, which the agent no longer has; restore it to continue",
+        state.agent
+    );
+    let mut commit = Commit::new(Expect::Lease(inner.owner_id.clone()));
+    commit.records.push(JournalRecord::TurnEnded { turn: turn.sequence });
+    commit.events.push(EventBody::TurnFailed(TurnFailed {
+        turn_id: ids::turn_id(turn.sequence),
+        code: "unknown_agent".to_owned(),
+        message: message.clone(),
+        usage: turn.usage,
+    }));
+    commit
+        .events
+        .push(EventBody::RunFailed(RunFailed { code: "unknown_agent".to_owned(), message }));
+    commit.status = Some(RunStatus::Failed);
+    commit.release_lease = true;
+    let events = inner.store.commit(&record.run_id, commit).await?;
+    inner.hub.publish(&record.run_id, &events);
     Ok(())
 }
 
@@ -161,6 +196,8 @@ struct TurnWorker<'a> {
     started: Option<String>,
     /// The named sandboxes this worker opened for the run.
     sandboxes: crate::sandboxes::Opened<'a>,
+    /// The agent the run is: its tools, model, price and limits.
+    agent: Arc<crate::agents::Agent>,
 }
 
 impl TurnWorker<'_> {
@@ -216,11 +253,13 @@ impl TurnWorker<'_> {
                 }
                 continue;
             }
-            if turn.step >= self.inner.max_steps() {
+            if turn.step >= self.max_steps() {
                 return Ok(self.end_turn(&turn, StopReason::StepLimit).await?);
             }
             let now = self.inner.config.clock.now_ms();
-            if let Some((code, message)) = self.inner.budget_spent(&self.record, &self.state, now) {
+            if let Some((code, message)) =
+                self.inner.budget_spent(&self.agent, &self.record, &self.state, now)
+            {
                 return Ok(self.pause(&turn, Pause::Budget { code, message }, None).await?);
             }
             let response = tokio::select! {
@@ -236,6 +275,15 @@ impl TurnWorker<'_> {
                 }
             }
         }
+    }
+
+    /// Steps a turn of this agent may take.
+    fn max_steps(&self) -> u32 {
+        self.agent
+            .package
+            .limits
+            .max_steps_per_turn
+            .unwrap_or(crate::engine::DEFAULT_MAX_STEPS_PER_TURN)
     }
 
     /// Parks the turn: no task, status `paused`, `session.waiting` with the reason (after
@@ -259,6 +307,37 @@ impl TurnWorker<'_> {
         Ok(Stop::Ended)
     }
 
+    /// Pauses the turn because the subagent `call` delegated to paused: an approval it waits
+    /// for surfaces here (`input.requested` naming the child's request), a budget as its reason.
+    async fn pause_for_child(
+        &mut self,
+        turn: &TurnState,
+        call: &ToolCall,
+        child: crate::subagents::ChildPause,
+    ) -> Result<Stop, StoreError> {
+        let ask = child
+            .ask
+            .map(|ask| Ask { request_id: format!("{}/{}", child.run_id, ask.request_id), ..ask });
+        let asked = ask.as_ref().map(|ask| InputRequested {
+            turn_id: ids::turn_id(turn.sequence),
+            step_index: turn.step,
+            request_id: ask.request_id.clone(),
+            kind: "approval".to_owned(),
+            call_id: ask.call_id.clone(),
+            tool_name: ask.tool_name.clone(),
+            input: ask.input.clone(),
+            reason: ask.reason.clone(),
+        });
+        let pause = Pause::Subagent {
+            call_id: call.id.clone(),
+            child_run_id: child.run_id.clone(),
+            code: child.pause.code().to_owned(),
+            message: child.pause.message(),
+            ask,
+        };
+        self.pause(turn, pause, asked).await
+    }
+
     /// Whether `call` may run now: it needs no approval or was approved; was denied; or waits.
     fn gate(&self, turn: &TurnState, call: &ToolCall) -> Gate {
         let decided = turn.open.as_ref().and_then(|open| open.decisions.get(&call.id));
@@ -267,7 +346,7 @@ impl TurnWorker<'_> {
             Some(Err(message)) => return Gate::Denied(message.clone()),
             None => {}
         }
-        match self.inner.tools.approval_needed(call) {
+        match self.agent.tools.approval_needed(call) {
             None => Gate::Run,
             Some(reason) => Gate::Ask(reason),
         }
@@ -277,18 +356,18 @@ impl TurnWorker<'_> {
         self.inner.connections.started().await;
         let request = ModelRequest {
             system: system_prompt(
-                self.inner.spec.root(),
+                &self.agent.package,
                 self.workspace.root(),
-                self.inner.tools.skills(),
+                self.agent.tools.skills(),
                 &self.inner.connections.instructions(),
             ),
             messages: self.state.history.clone(),
-            tools: self.inner.tools.definitions(),
+            tools: self.agent.tools.definitions(),
             ..ModelRequest::default()
         };
         // Dropping the stream (cancel, shutdown) aborts the request; the call has no side
         // effects and simply happens again.
-        self.inner.model.stream(&request, CancellationToken::new()).collect().await
+        self.agent.model.stream(&request, CancellationToken::new()).collect().await
     }
 
     /// Stores a model output before any of its actions run.
@@ -326,7 +405,7 @@ impl TurnWorker<'_> {
             commit.events.push(EventBody::ActionsRequested(ActionsRequested {
                 turn_id: turn_id.clone(),
                 step_index: step,
-                actions: calls.iter().map(action_of).collect(),
+                actions: calls.iter().map(|c| action_of(&self.agent.tools, c)).collect(),
             }));
         }
         commit.records.push(JournalRecord::StepOutput {
@@ -335,11 +414,11 @@ impl TurnWorker<'_> {
             content: response.content,
             finish_reason,
             usage: response.usage,
-            cost_micro_usd: self.inner.price.map(|p| p.cost_micro_usd(&response.usage)),
+            cost_micro_usd: self.agent.price.map(|p| p.cost_micro_usd(&response.usage)),
         });
         commit.usage = response.usage;
         if let Some(first) = calls.first() {
-            if self.inner.tools.approval_needed(first).is_some() {
+            if self.agent.tools.approval_needed(first).is_some() {
                 // It may wait for a person: started only once it may run.
                 return self.apply(commit).await;
             }
@@ -381,7 +460,7 @@ impl TurnWorker<'_> {
                 let why = message.map_or_else(String::new, |m| format!(": {m}"));
                 let outcome = Outcome::error(format!("a person denied this call{why}"));
                 let mut commit = self.commit();
-                push_result(&mut commit, turn, &call, attempt, &outcome);
+                push_result(&self.agent.tools, &mut commit, turn, &call, attempt, &outcome);
                 if let Some(EventBody::ActionResult(result)) = commit.events.last_mut() {
                     result.status = ActionStatus::Rejected;
                 }
@@ -418,7 +497,9 @@ impl TurnWorker<'_> {
             self.started = None;
             open.attempts.get(&call.id).copied().unwrap_or(1)
         } else {
-            let attempt = open.attempts.get(&call.id).map_or(1, |a| a + 1);
+            // A delegation its subagent's answer or resume let go on keeps its attempt.
+            let reattach = open.reattach.as_deref() == Some(call.id.as_str());
+            let attempt = open.attempts.get(&call.id).map_or(1, |a| a + u32::from(!reattach));
             let mut started = self.commit();
             started.records.push(JournalRecord::ActionStarted {
                 turn: turn.sequence,
@@ -435,8 +516,11 @@ impl TurnWorker<'_> {
         let Some(outcome) = outcome else {
             return Ok(Step::Stop(Stop::Interrupted));
         };
+        if let Some(child) = outcome.paused {
+            return Ok(Step::Stop(self.pause_for_child(turn, &call, *child).await?));
+        }
         let mut commit = self.commit();
-        push_result(&mut commit, turn, &call, attempt, &outcome);
+        push_result(&self.agent.tools, &mut commit, turn, &call, attempt, &outcome);
         if open.results.len() + 1 == open.calls.len() {
             step_finished(&mut commit, turn);
         }
@@ -459,8 +543,25 @@ impl TurnWorker<'_> {
             run_id: self.record.run_id.clone(),
             mode: self.record.mode,
             turn: SessionTurn { id: ids::turn_id(turn.sequence), sequence: turn.sequence },
-            parent: None,
+            parent: self.state.parent.as_ref().map(|p| {
+                serde_json::json!({
+                    "runId": p.run_id,
+                    "sessionId": p.session_id,
+                    "turn": { "id": ids::turn_id(p.turn), "sequence": p.turn },
+                })
+            }),
             auth: self.state.auth(turn),
+        };
+        let delegation = crate::subagents::Delegation {
+            inner: self.inner,
+            parent: crate::store::ParentLink {
+                run_id: self.record.run_id.clone(),
+                session_id: self.record.run_id.clone(),
+                turn: turn.sequence,
+                call_id: call.id.clone(),
+            },
+            attempt,
+            caller: turn.caller.clone(),
         };
         let session = serde_json::to_value(&context).unwrap_or(Value::Null);
         let action_cancel = CancellationToken::new();
@@ -483,9 +584,10 @@ impl TurnWorker<'_> {
             policy: &policy,
             events: Some(&events_tx),
             broker: self.inner.broker.as_ref(),
-            sandboxes: (!self.inner.sandboxes.is_empty()).then_some(&self.sandboxes),
+            sandboxes: (!self.agent.sandboxes.is_empty()).then_some(&self.sandboxes),
+            delegation: Some(&delegation),
         };
-        let running = self.inner.tools.call(call, &ctx);
+        let running = self.agent.tools.call(call, &ctx);
         tokio::pin!(running);
         let mut reported = Reported::default();
         // `Some(false)`: the user cancelled; `Some(true)`: shutdown's grace is over. Either way
@@ -512,6 +614,8 @@ impl TurnWorker<'_> {
             self.report(&mut reported, turn, call, attempt, event).await;
         }
         let outcome = match stopped {
+            // Shutdown stopped a delegation: it re-attaches after the restart.
+            _ if outcome.interrupted && self.inner.shutdown.is_cancelled() => None,
             None => Some(outcome),
             Some(false) => Some(Outcome::error("cancelled by the user")),
             // Killed at shutdown: no result, so it runs again after the restart.
@@ -547,6 +651,8 @@ impl TurnWorker<'_> {
                 reported.noted += 1;
                 sandbox_event(turn, call, attempt, note)
             }
+            // A child's events are bounded by its own limits; each appears once.
+            ToolEvent::Subagent(note) => subagent_event(call, note),
         };
         reported.stored += self.store_event(body).await;
     }
@@ -572,7 +678,7 @@ impl TurnWorker<'_> {
         let end = match (self.record.mode, reason) {
             (RunMode::Task, StopReason::StepLimit) => TurnEnd::Failed(
                 "step_limit".to_owned(),
-                format!("the turn reached its limit of {} steps", self.inner.max_steps()),
+                format!("the turn reached its limit of {} steps", self.max_steps()),
             ),
             (RunMode::Task, StopReason::TokenLimit) => TurnEnd::Failed(
                 "token_limit".to_owned(),
@@ -610,6 +716,7 @@ impl TurnWorker<'_> {
             for call in open.calls.iter().skip(open.results.len()) {
                 let attempt = open.attempts.get(&call.id).copied().unwrap_or(1);
                 push_result(
+                    &self.agent.tools,
                     &mut commit,
                     turn,
                     call,
@@ -694,6 +801,39 @@ fn progress_event(
         total: progress.total,
         message: progress.message,
     })
+}
+
+/// The `subagent.*` event of a delegation's note.
+fn subagent_event(call: &ToolCall, note: SubagentNote) -> EventBody {
+    let call_id = call.id.clone();
+    match note {
+        SubagentNote::Started { subagent, child_run_id, attempt } => {
+            EventBody::SubagentStarted(ash_protocol::SubagentStarted {
+                call_id,
+                attempt,
+                subagent_name: subagent,
+                child_session_id: child_run_id.clone(),
+                child_run_id,
+            })
+        }
+        SubagentNote::Event { subagent, event } => {
+            EventBody::SubagentEvent(ash_protocol::SubagentEvent {
+                call_id,
+                subagent_name: subagent,
+                event,
+            })
+        }
+        SubagentNote::Completed { subagent, status, output, error, usage } => {
+            EventBody::SubagentCompleted(ash_protocol::SubagentCompleted {
+                call_id,
+                subagent_name: subagent,
+                status,
+                output,
+                error,
+                usage,
+            })
+        }
+    }
 }
 
 /// The `sandbox.*` event of a call's sandbox note.
@@ -784,11 +924,13 @@ enum TurnEnd {
 }
 
 /// The `actions.requested` entry of a call.
-fn action_of(call: &ToolCall) -> Action {
+fn action_of(tools: &Registry, call: &ToolCall) -> Action {
     let input = serde_json::from_str::<Value>(&call.arguments)
         .unwrap_or_else(|_| Value::String(call.arguments.clone()));
     if Registry::is_skill_call(&call.name) {
         Action::LoadSkill { call_id: call.id.clone(), input }
+    } else if let Some(name) = tools.subagent(&call.name) {
+        Action::SubagentCall { call_id: call.id.clone(), name: name.to_owned(), input }
     } else {
         Action::ToolCall { call_id: call.id.clone(), tool_name: call.name.clone(), input }
     }
@@ -796,6 +938,7 @@ fn action_of(call: &ToolCall) -> Action {
 
 /// Adds an action's journal record and `action.result` event to `commit`.
 fn push_result(
+    tools: &Registry,
     commit: &mut Commit,
     turn: &TurnState,
     call: &ToolCall,
@@ -808,6 +951,11 @@ fn push_result(
             .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_default();
         ActionOutput::LoadSkillResult { name }
+    } else if let Some(name) = tools.subagent(&call.name) {
+        ActionOutput::SubagentResult {
+            subagent_name: name.to_owned(),
+            output: outcome.output.clone(),
+        }
     } else {
         ActionOutput::ToolResult { tool_name: call.name.clone(), output: outcome.output.clone() }
     };
@@ -834,6 +982,7 @@ fn push_result(
             is_error: outcome.error.is_some(),
             images: outcome.images.clone(),
         },
+        child: outcome.child,
     });
 }
 

@@ -10,7 +10,7 @@ use ash_protocol::{
     ToolResultPart, Usage,
 };
 
-use crate::store::{JournalRecord, Pause, Resolution, add_usage};
+use crate::store::{JournalRecord, ParentLink, Pause, Resolution, add_usage};
 
 /// A run's state as its journal describes it.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -25,6 +25,14 @@ pub(crate) struct RunState {
     pub(crate) initiator: Option<SessionAuthContext>,
     /// What every priced model call of the session cost, in micro-USD.
     pub(crate) cost_micro_usd: u64,
+    /// The agent this run is (`""`: the root).
+    pub(crate) agent: String,
+    /// Tokens of the subagent runs it delegated to (finished ones).
+    pub(crate) child_usage: Usage,
+    /// What they cost, in micro-USD.
+    pub(crate) child_cost_micro_usd: u64,
+    /// Who delegated to it, for a subagent's run.
+    pub(crate) parent: Option<ParentLink>,
 }
 
 /// An open turn.
@@ -65,6 +73,8 @@ pub(crate) struct OpenStep {
     pub(crate) cost_micro_usd: Option<u64>,
     /// Answers to approval requests, per call id: `Ok` approved, `Err(message)` denied.
     pub(crate) decisions: HashMap<String, Result<(), Option<String>>>,
+    /// A delegation whose subagent's pause was resolved: it re-attaches without a new attempt.
+    pub(crate) reattach: Option<String>,
 }
 
 impl OpenStep {
@@ -109,6 +119,10 @@ impl RunState {
     pub(crate) fn apply(&mut self, record: JournalRecord) {
         self.journal_len += 1;
         match record {
+            JournalRecord::RunOpened { agent, parent } => {
+                self.agent = agent;
+                self.parent = Some(parent);
+            }
             JournalRecord::TurnQueued { sequence, message, caller } => {
                 self.history.push(Message::user(message));
                 if sequence == 0 {
@@ -152,15 +166,23 @@ impl RunState {
                         usage,
                         cost_micro_usd,
                         decisions: HashMap::new(),
+                        reattach: None,
                     });
                 }
             }
             JournalRecord::ActionStarted { call_id, attempt, .. } => {
                 if let Some(open) = self.open_step() {
+                    if open.reattach.as_deref() == Some(call_id.as_str()) {
+                        open.reattach = None;
+                    }
                     open.attempts.insert(call_id, attempt);
                 }
             }
-            JournalRecord::ActionFinished { result, .. } => {
+            JournalRecord::ActionFinished { result, child, .. } => {
+                if let Some((usage, cost)) = child {
+                    self.child_usage = add_usage(self.child_usage, usage);
+                    self.child_cost_micro_usd = self.child_cost_micro_usd.saturating_add(cost);
+                }
                 if let Some(open) = self.open_step() {
                     open.results.push(result);
                 }
@@ -185,10 +207,15 @@ impl RunState {
                 let Some(turn) = &mut self.turn else { return };
                 let paused = turn.paused.take();
                 let call = match paused {
-                    Some(Pause::Approval { call_id, .. }) => Some(call_id),
+                    Some(Pause::Approval { call_id, .. } | Pause::Subagent { call_id, .. }) => {
+                        Some(call_id)
+                    }
                     _ => None,
                 };
                 match (resolution, call, turn.open.as_mut()) {
+                    (Resolution::Delegated { .. }, Some(call), Some(open)) => {
+                        open.reattach = Some(call);
+                    }
                     (Resolution::Approved { .. }, Some(call), Some(open)) => {
                         open.decisions.insert(call, Ok(()));
                     }

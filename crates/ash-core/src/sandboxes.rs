@@ -46,9 +46,13 @@ const QUOTE_CHARS: usize = 600;
 pub(crate) struct Sandboxes {
     named: BTreeMap<String, Named>,
     shared: Shared,
+    /// Where this agent's templates live: `templates/` for the root, `templates/@a@b/` for
+    /// subagent `a/b` (`@` is in no slug, so no template name collides).
+    templates: PathBuf,
 }
 
 /// What every sandbox of an engine shares.
+#[derive(Clone)]
 pub(crate) struct Shared {
     /// `<state>/sandboxes`.
     pub(crate) dir: PathBuf,
@@ -78,7 +82,11 @@ struct Named {
 }
 
 impl Sandboxes {
-    pub(crate) fn new(package: &Package, shared: Shared) -> Self {
+    pub(crate) fn new(package: &Package, agent: &str, shared: Shared) -> Self {
+        let mut templates = shared.dir.join("templates");
+        if !agent.is_empty() {
+            templates.push(format!("@{}", agent.replace('/', "@")));
+        }
         let named = package
             .sandboxes
             .iter()
@@ -95,7 +103,7 @@ impl Sandboxes {
                 (spec.name.clone(), named)
             })
             .collect();
-        Self { named, shared }
+        Self { named, shared, templates }
     }
 
     /// Whether the agent has any.
@@ -159,7 +167,7 @@ impl Sandboxes {
 
     /// The template of `named`, built now if this key has none.
     async fn template(&self, named: &Named, log: &Log<'_>) -> Result<PathBuf, String> {
-        let templates = self.shared.dir.join("templates");
+        let templates = &self.templates;
         let dir = templates.join(format!("{}-{}", named.slug, named.key));
         if dir.is_dir() {
             return Ok(dir);
@@ -170,7 +178,7 @@ impl Sandboxes {
         }
         let io =
             |what: &str, e: std::io::Error| format!("sandbox `{}`: {what}: {e}", named.spec.name);
-        std::fs::create_dir_all(&templates).map_err(|e| io("cannot create its template", e))?;
+        std::fs::create_dir_all(templates).map_err(|e| io("cannot create its template", e))?;
         let staging =
             templates.join(format!(".{}-{}-{}", named.slug, named.key, crate::ids::ulid()));
         std::fs::create_dir(&staging).map_err(|e| io("cannot create its template", e))?;
@@ -190,7 +198,7 @@ impl Sandboxes {
                 return Err(io("cannot store its template", e));
             }
         }
-        remove_older_templates(&templates, &named.slug, &named.key);
+        remove_older_templates(templates, &named.slug, &named.key);
         Ok(dir)
     }
 

@@ -188,6 +188,15 @@ pub enum Expect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum JournalRecord {
+    /// A subagent's run: which agent it is and who delegated to it. First in its journal; a
+    /// run without it is the root agent's.
+    #[serde(rename_all = "camelCase")]
+    RunOpened {
+        /// The subagent's path (`reviewer`, `reviewer/helper`).
+        agent: String,
+        /// The delegating run, turn and call.
+        parent: ParentLink,
+    },
     /// A user message was accepted and starts turn `sequence`.
     #[serde(rename_all = "camelCase")]
     TurnQueued {
@@ -237,6 +246,9 @@ pub enum JournalRecord {
         step: u32,
         /// The result.
         result: ToolResultPart,
+        /// What a subagent's run spent (tokens, micro-USD), counted in this run's budget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        child: Option<(Usage, u64)>,
     },
     /// Every action of the step has a result.
     #[serde(rename_all = "camelCase")]
@@ -270,6 +282,20 @@ pub enum JournalRecord {
     },
 }
 
+/// The run, turn and call that started a subagent's run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentLink {
+    /// The parent run.
+    pub run_id: String,
+    /// Its session.
+    pub session_id: String,
+    /// The delegating turn's ordinal.
+    pub turn: u32,
+    /// The delegation call.
+    pub call_id: String,
+}
+
 /// Why a turn paused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -294,6 +320,38 @@ pub enum Pause {
         /// What was reached.
         message: String,
     },
+    /// A subagent this turn delegated to paused; this run waits with it.
+    #[serde(rename_all = "camelCase")]
+    Subagent {
+        /// The delegation call.
+        call_id: String,
+        /// The child run.
+        child_run_id: String,
+        /// The child's pause code.
+        code: String,
+        /// The child's pause message.
+        message: String,
+        /// The approval it waits for, when it waits for one, as asked here: its request id is
+        /// `<childRunId>/<the child's request id>`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ask: Option<Ask>,
+    },
+}
+
+/// An approval as a parent run asks for it on behalf of its subagent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ask {
+    /// The id an answer names.
+    pub request_id: String,
+    /// The call that waits, in the subagent's run.
+    pub call_id: String,
+    /// Its tool.
+    pub tool_name: String,
+    /// Its input.
+    pub input: serde_json::Value,
+    /// Why it needs approval.
+    pub reason: String,
 }
 
 impl Pause {
@@ -301,7 +359,7 @@ impl Pause {
     pub fn code(&self) -> &str {
         match self {
             Self::Approval { .. } => "input_required",
-            Self::Budget { code, .. } => code,
+            Self::Budget { code, .. } | Self::Subagent { code, .. } => code,
         }
     }
 
@@ -316,6 +374,7 @@ impl Pause {
                     "{message}; raise the limit in agent.toml, restart, then POST /runs/:runId/resume"
                 )
             }
+            Self::Subagent { message, .. } => format!("in a subagent: {message}"),
         }
     }
 }
@@ -347,6 +406,12 @@ pub enum Resolution {
     },
     /// The budget was raised.
     Resumed,
+    /// The subagent's pause was resolved; the delegation re-attaches to it.
+    #[serde(rename_all = "camelCase")]
+    Delegated {
+        /// The child run.
+        child_run_id: String,
+    },
     /// The turn was cancelled while paused.
     Cancelled,
 }

@@ -1,7 +1,7 @@
 //! What of an agent this runtime executes, and what it only parses.
 //!
 //! Owns the list of configured items the engine does not run yet (a command tool in a named
-//! sandbox that lists connections, subagents, schedules) and the runtime's view of the agent surface: the tools the model is
+//! sandbox that lists connections, schedules) and the runtime's view of the agent surface: the tools the model is
 //! really offered, built-ins included. [`crate::Engine::start`] refuses an agent with such
 //! items unless [`crate::EngineConfig::allow_unsupported`] says to run without them; `ash info`
 //! and `GET /info` show this same list, so what they show is what runs.
@@ -19,7 +19,13 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
     let mut push = |source: &str, item: String, reason: String, tools: Vec<String>| {
         out.push(UnsupportedInfo { source: source.to_owned(), item, reason, tools });
     };
-    for tool in &root.tools {
+    let mut packages = vec![root];
+    let mut at = 0;
+    while let Some(package) = packages.get(at).copied() {
+        packages.extend(package.subagents.iter().map(|s| s.package.as_ref()));
+        at += 1;
+    }
+    for tool in packages.iter().flat_map(|p| &p.tools) {
         match &tool.kind {
             ToolKind::Command { sandbox: Some(sandbox), connections, .. }
                 if !connections.is_empty() =>
@@ -36,17 +42,6 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
             }
             ToolKind::Command { .. } | ToolKind::Http { .. } => {}
         }
-    }
-    for subagent in &root.subagents {
-        push(
-            subagent.source.display(),
-            format!("subagents/{}", subagent.id),
-            format!(
-                "subagents are not executed yet; the model is not offered `{}`",
-                subagent.tool_name()
-            ),
-            vec![subagent.tool_name()],
-        );
     }
     for schedule in &root.schedules {
         push(
@@ -65,7 +60,7 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
 /// fire times.
 pub fn runtime_surface(spec: &AgentSpec, now: Option<DateTime<Utc>>) -> AgentSurface {
     let offline = crate::connections::Connections::offline(spec.root()).unwrap_or_default();
-    match Registry::new(spec.root(), true, Some(&offline)) {
+    match Registry::new(spec.root(), "", true, Some(&offline)) {
         Ok(registry) => surface_of(spec, &registry, now),
         // The spec's schemas were checked when it was built, so this does not happen.
         Err(_) => {
@@ -88,7 +83,7 @@ pub async fn connected_surface(
     let Ok(connections) = crate::connections::Connections::new(spec.root()) else {
         return runtime_surface(spec, now);
     };
-    let Ok(registry) = Registry::new(spec.root(), true, Some(&connections)) else {
+    let Ok(registry) = Registry::new(spec.root(), "", true, Some(&connections)) else {
         return runtime_surface(spec, now);
     };
     let tasks = tokio_util::task::TaskTracker::new();

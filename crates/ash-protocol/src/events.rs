@@ -95,6 +95,15 @@ pub enum EventBody {
     /// One action finished.
     #[serde(rename = "action.result")]
     ActionResult(ActionResult),
+    /// A delegation started (or re-attached to) its subagent's run.
+    #[serde(rename = "subagent.started")]
+    SubagentStarted(SubagentStarted),
+    /// One event of the subagent's run, inline.
+    #[serde(rename = "subagent.event")]
+    SubagentEvent(SubagentEvent),
+    /// The subagent's run ended.
+    #[serde(rename = "subagent.completed")]
+    SubagentCompleted(SubagentCompleted),
     /// A call waits for a person's approval.
     #[serde(rename = "input.requested")]
     InputRequested(InputRequested),
@@ -142,6 +151,9 @@ impl EventBody {
             Self::SandboxOutput(_) => "sandbox.output",
             Self::SandboxExited(_) => "sandbox.exited",
             Self::ActionResult(_) => "action.result",
+            Self::SubagentStarted(_) => "subagent.started",
+            Self::SubagentEvent(_) => "subagent.event",
+            Self::SubagentCompleted(_) => "subagent.completed",
             Self::InputRequested(_) => "input.requested",
             Self::InputResolved(_) => "input.resolved",
             Self::TurnResumed(_) => "turn.resumed",
@@ -252,6 +264,16 @@ pub enum Action {
         /// Call id.
         call_id: String,
         /// Parsed arguments.
+        input: Value,
+    },
+    /// A delegation to a subagent.
+    #[serde(rename_all = "camelCase")]
+    SubagentCall {
+        /// Call id.
+        call_id: String,
+        /// The subagent's id.
+        name: String,
+        /// Parsed arguments (`message`).
         input: Value,
     },
 }
@@ -422,6 +444,14 @@ pub enum ActionOutput {
         /// Skill name.
         name: String,
     },
+    /// A subagent's answer.
+    #[serde(rename_all = "camelCase")]
+    SubagentResult {
+        /// The subagent's id.
+        subagent_name: String,
+        /// Its final reply.
+        output: Value,
+    },
 }
 
 /// Why an action failed.
@@ -518,6 +548,56 @@ pub struct WaitReason {
     pub code: String,
     /// What happened and what to do.
     pub message: String,
+}
+
+/// `subagent.started`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubagentStarted {
+    /// The delegation call.
+    pub call_id: String,
+    /// Which execution of it.
+    pub attempt: u32,
+    /// The subagent's id.
+    pub subagent_name: String,
+    /// The child run, derived from this run and the call: a re-run of the call after a crash
+    /// re-attaches to it.
+    pub child_run_id: String,
+    /// Its session.
+    pub child_session_id: String,
+}
+
+/// `subagent.event`: one event of the child run, its own envelope (index and id in the child's
+/// stream) kept whole. Each child event appears once, however often the call re-attaches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubagentEvent {
+    /// The delegation call.
+    pub call_id: String,
+    /// The subagent's id.
+    pub subagent_name: String,
+    /// The child's event.
+    pub event: Box<Event>,
+}
+
+/// `subagent.completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubagentCompleted {
+    /// The delegation call.
+    pub call_id: String,
+    /// The subagent's id.
+    pub subagent_name: String,
+    /// `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// Its final reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Tokens the child used.
+    pub usage: Usage,
 }
 
 /// `input.requested`: a call waits for a person's approval; the run pauses.

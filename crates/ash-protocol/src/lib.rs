@@ -37,8 +37,9 @@ pub use events::{
     ActionsRequested, Event, EventBody, EventMeta, InputRequested, InputResolved, MessageCompleted,
     MessageReceived, OutputStreamName, RunCompleted, RunFailed, RunMode, RunStarted,
     STREAM_VERSION, SandboxCommand, SandboxExited, SandboxOutput, SandboxPhase, SessionWaiting,
-    StepCompleted, StopReason, ThinkingCompleted, TurnCancelled, TurnCompleted, TurnFailed,
-    TurnResumed, TurnStarted, WaitReason,
+    StepCompleted, StopReason, SubagentCompleted, SubagentEvent, SubagentStarted,
+    ThinkingCompleted, TurnCancelled, TurnCompleted, TurnFailed, TurnResumed, TurnStarted,
+    WaitReason,
 };
 pub use job::{
     JOB_CHUNK_BYTES, JobAnnounce, JobAssign, JobEnd, JobFile, JobManifest, JobModelAnswer,

@@ -83,6 +83,9 @@ impl Agent for EngineAgent {
                                     format!("calling {tool_name}")
                                 }
                                 Action::LoadSkill { .. } => "loading a skill".to_owned(),
+                                Action::SubagentCall { name, .. } => {
+                                    format!("delegating to {name}")
+                                }
                             };
                             progress.send(&what).await;
                         }
@@ -91,6 +94,9 @@ impl Agent for EngineAgent {
                         let name = match &result.result {
                             ActionOutput::ToolResult { tool_name, .. } => tool_name.as_str(),
                             ActionOutput::LoadSkillResult { name } => name.as_str(),
+                            ActionOutput::SubagentResult { subagent_name, .. } => {
+                                subagent_name.as_str()
+                            }
                         };
                         let how = if result.error.is_some() { "failed" } else { "done" };
                         progress.send(&format!("{name} {how}")).await;
@@ -111,6 +117,13 @@ impl Agent for EngineAgent {
                         return Err(format!(
                             "the run failed ({}): {}",
                             failed.code, failed.message
+                        ));
+                    }
+                    EventBody::SessionWaiting(waiting) if waiting.reason.is_some() => {
+                        let reason = waiting.reason.as_ref().map(|r| r.message.as_str());
+                        return Err(format!(
+                            "the run {run} paused: {}; it continues over the HTTP API",
+                            reason.unwrap_or_default()
                         ));
                     }
                     EventBody::SessionWaiting(waiting) => {

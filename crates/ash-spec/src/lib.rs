@@ -36,7 +36,7 @@ pub use ipnet::{IpNet, tls_or_loopback};
 pub use load::{LoadError, LoadOptions, Loaded, MAX_SUBAGENT_DEPTH, default_agent_name, load};
 pub use manifest::{
     BUILD_DIR, BuildError, BuildOutput, DIAGNOSTICS_FILE, MANIFEST_FILE, sandbox_input_schema,
-    to_json_bytes, write_build,
+    subagent_input_schema, to_json_bytes, write_build,
 };
 pub use names::{
     MAX_TOOL_NAME_LEN, RESERVED_HEADERS, RESERVED_TOOL_NAMES, is_model_tool_name, is_tool_name,

@@ -60,7 +60,7 @@ pub fn sandbox_input_schema() -> serde_json::Value {
 }
 
 /// Input schema of every subagent delegation tool.
-fn subagent_input_schema() -> serde_json::Value {
+pub fn subagent_input_schema() -> serde_json::Value {
     json!({
         "type": "object",
         "properties": {

@@ -191,6 +191,7 @@ async fn drive(
                     steps.push(match action {
                         Action::ToolCall { tool_name, .. } => ("tool", format!("→ {tool_name}")),
                         Action::LoadSkill { .. } => ("tool", "→ skill".to_owned()),
+                        Action::SubagentCall { name, .. } => ("tool", format!("→ {name}")),
                     });
                 }
             }
@@ -198,6 +199,7 @@ async fn drive(
                 let name = match &result.result {
                     ActionOutput::ToolResult { tool_name, .. } => tool_name.clone(),
                     ActionOutput::LoadSkillResult { name } => name.clone(),
+                    ActionOutput::SubagentResult { subagent_name, .. } => subagent_name.clone(),
                 };
                 let failed = matches!(result.status, ActionStatus::Failed);
                 steps.push(("tool", format!("← {name}{}", if failed { " failed" } else { "" })));

@@ -39,6 +39,20 @@ pub(crate) enum StoreChoice {
     Memory,
 }
 
+/// Subagents' own models, from the same provider table as the root's.
+#[derive(Debug)]
+struct ClientModels(Client);
+
+impl ash_core::ResolveModel for ClientModels {
+    fn resolve(
+        &self,
+        reference: &ash_spec::ModelRef,
+        package_dir: &Path,
+    ) -> Result<ash_llm::Model, String> {
+        self.0.model(reference, package_dir).map_err(|e| e.to_string())
+    }
+}
+
 /// Loads the agent in `dir` and starts an engine over `store`. Must run inside a tokio
 /// runtime. Fails with the diagnostics printed when the agent has errors.
 pub(crate) async fn start(
@@ -125,6 +139,7 @@ pub(crate) async fn start(
         }
     }
     engine_config.allow_unsupported = args.allow_unsupported;
+    engine_config.models = Some(Arc::new(ClientModels(client)));
     let engine = Engine::start(spec, model, store, engine_config)?;
     for item in engine.unsupported() {
         output::note(&format!(

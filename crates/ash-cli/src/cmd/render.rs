@@ -50,6 +50,9 @@ pub(crate) fn lines(body: &EventBody, narration_as_reply: bool) -> Lines {
                         format!("→ {tool_name} {}", preview(input))
                     }
                     Action::LoadSkill { input, .. } => format!("→ skill {}", preview(input)),
+                    Action::SubagentCall { name, input, .. } => {
+                        format!("→ subagent {name} {}", preview(input))
+                    }
                 });
             }
         }
@@ -64,6 +67,9 @@ pub(crate) fn lines(body: &EventBody, narration_as_reply: bool) -> Lines {
                     (tool_name.as_str(), preview(output))
                 }
                 ActionOutput::LoadSkillResult { name } => (name.as_str(), "loaded".to_owned()),
+                ActionOutput::SubagentResult { subagent_name, output } => {
+                    (subagent_name.as_str(), preview(output))
+                }
             };
             let attempt = if result.attempt > 1 {
                 format!(" (attempt {})", result.attempt)

@@ -405,8 +405,7 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     for expected in [
-        "the agent configures 2 item(s) this runtime does not execute yet",
-        "agent/subagents/helper: `subagents/helper`: subagents are not executed yet; the model is not offered `helper`",
+        "the agent configures 1 item(s) this runtime does not execute yet",
         "agent/schedules/nightly.md: `schedules/nightly`: schedules are not executed yet",
         "--allow-unsupported",
     ] {
@@ -417,20 +416,21 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     let err = stderr(&out);
     assert!(
         err.contains(
-            "warning: ignoring agent/subagents/helper `subagents/helper` (--allow-unsupported)"
+            "warning: ignoring agent/schedules/nightly.md `schedules/nightly` (--allow-unsupported)"
         ),
         "{err}"
     );
     let out = ash_env(fx.path(), &["info", ".", "--json"], &[]);
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
-    // The HTTP tool runs (its connection is an ordinary HTTP connection), and so does the
-    // named sandbox.
+    // The HTTP tool runs (its connection is an ordinary HTTP connection), and so do the
+    // named sandbox and the subagent.
     assert_eq!(
         info["agent"]["offeredTools"],
         json!([
             "bash",
             "edit_file",
             "fetch",
+            "helper",
             "read_file",
             "search_files",
             "shell_sandbox",
@@ -446,15 +446,14 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     assert_eq!(
         marked,
         [
-            ("subagents/helper".to_owned(), json!(["helper"])),
             ("schedules/nightly".to_owned(), Value::Null),
         ]
     );
     let text = crate::stdout(&ash_env(fx.path(), &["info", "."], &[]));
-    assert!(text.contains("NOT OFFERED: subagents are not executed yet"), "{text}");
+    assert!(text.contains("schedules are not executed yet"), "{text}");
     assert!(
         text.contains(
-            "the model is offered: bash, edit_file, fetch, read_file, search_files, shell_sandbox, write_file"
+            "the model is offered: bash, edit_file, fetch, helper, read_file, search_files, shell_sandbox, write_file"
         ),
         "{text}"
     );

@@ -722,3 +722,114 @@ fn dev_asks_at_the_prompt_before_a_call_that_needs_approval() {
     let last = model.requests().last().unwrap().body.to_string();
     assert!(last.contains("not today"), "{last}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_while_a_subagent_works_in_its_sandbox_resumes_one_child_once() {
+    let model = FakeModelServer::start().await;
+    let fx = agent(
+        &model,
+        "//- agent/subagents/builder/agent.toml\ndescription = \"Builds things in its box.\"\n\
+         //- agent/subagents/builder/system.md\nYou build.\n\
+         //- agent/subagents/builder/sandboxes/box.toml\nbootstrap = [\"echo prepared > prepared\"]\n",
+    );
+    let store = fx.join("state/ash.db");
+    model
+        .push(Reply::Turn(Turn::empty().then_tool_call(
+            "d1",
+            "builder",
+            r#"{"message":"build it"}"#,
+        )))
+        .push(Reply::Turn(
+            Turn::empty()
+                .then_tool_call(
+                    "b1",
+                    "box_sandbox",
+                    r#"{"command":"cat prepared; echo once >> once.log"}"#,
+                )
+                .then_tool_call(
+                    "b2",
+                    "box_sandbox",
+                    r#"{"command":"echo start >> slow.log; sleep 3; echo end >> slow.log"}"#,
+                ),
+        ));
+    let server = Server::start(fx.path(), &store);
+    let run = accepted(&server, json!({"message": "build my thing"})).await;
+    // Killed while the child's second sandbox command runs.
+    let url = server.url(&format!("/runs/{}/stream?startIndex=0", run.run_id));
+    let response = http().get(url).send().await.unwrap();
+    let mut seen = read_events(response, &["subagent.event"]).await;
+    while !seen.iter().any(|e| {
+        matches!(&e.body, EventBody::SubagentEvent(s)
+            if matches!(&s.event.body, EventBody::SandboxCommand(c) if c.call_id == "b2"))
+    }) {
+        let from = seen.last().map_or(0, |e| e.meta.index + 1);
+        let url = server.url(&format!("/runs/{}/stream?startIndex={from}", run.run_id));
+        let response = http().get(url).send().await.unwrap();
+        seen.extend(read_events(response, &["subagent.event"]).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.sigkill();
+
+    model.push(Reply::Turn(Turn::text("Built."))).push(Reply::Turn(Turn::text("It is built.")));
+    let server = Server::start(fx.path(), &store);
+    let events = stream_until(&server, &run.run_id, 0, &["session.waiting"]).await;
+    assert_eq!(indexes(&events), (0..events.len() as u64).collect::<Vec<_>>(), "contiguous");
+    let children: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::SubagentStarted(s) => Some(s.child_run_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(children.len(), 1, "one child: {children:?}");
+    let child_events: Vec<&Event> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::SubagentEvent(s) => Some(s.event.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let child_indexes: Vec<u64> = child_events.iter().map(|e| e.meta.index).collect();
+    assert_eq!(
+        child_indexes,
+        (0..child_indexes.len() as u64).collect::<Vec<_>>(),
+        "each child event once"
+    );
+    let commands: Vec<(String, String, u32)> = child_events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::SandboxCommand(c) => {
+                Some((format!("{:?}", c.phase), c.call_id.clone(), c.attempt))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            ("Bootstrap".to_owned(), "b1".to_owned(), 1),
+            ("OnSession".to_owned(), "b1".to_owned(), 1),
+            ("Call".to_owned(), "b1".to_owned(), 1),
+            ("Call".to_owned(), "b2".to_owned(), 1),
+            ("Call".to_owned(), "b2".to_owned(), 2),
+        ][..]
+            .iter()
+            .filter(|(phase, _, _)| phase != "OnSession")
+            .cloned()
+            .collect::<Vec<_>>(),
+        "bootstrap once, the finished call once, the interrupted one again"
+    );
+    let replies: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::MessageCompleted(m) => Some(m.message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, ["It is built."]);
+    let child = children.into_iter().next().unwrap();
+    let dir = fx.join("state/sandboxes/sessions").join(&child).join("box_sandbox");
+    assert_eq!(std::fs::read_to_string(dir.join("once.log")).unwrap(), "once\n");
+    assert_eq!(std::fs::read_to_string(dir.join("slow.log")).unwrap(), "start\nstart\nend\n");
+    assert_eq!(model.requests().len(), 4);
+}

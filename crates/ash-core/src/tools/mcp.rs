@@ -133,6 +133,7 @@ impl McpTool {
                     error: output.is_error.then(|| text.clone()),
                     text: Some(text),
                     images: output.images,
+                    ..Outcome::ok(Value::Null)
                 }
             }
         }

@@ -12,6 +12,7 @@ mod http;
 mod mcp;
 mod sandbox;
 mod skill;
+mod subagent;
 
 pub(crate) use command::broker_over_tcp;
 
@@ -50,15 +51,39 @@ pub(crate) struct Outcome {
     pub(crate) text: Option<String>,
     /// Images for the model (an MCP result's image content).
     pub(crate) images: Vec<ToolImage>,
+    /// What a subagent's run spent (tokens, micro-USD), for this run's budget.
+    pub(crate) child: Option<(ash_protocol::Usage, u64)>,
+    /// The subagent paused: this run pauses with it instead of taking a result.
+    pub(crate) paused: Option<Box<crate::subagents::ChildPause>>,
+    /// Shutdown stopped it before its end: no result; it runs again after the restart.
+    pub(crate) interrupted: bool,
 }
 
 impl Outcome {
     pub(crate) fn ok(output: Value) -> Self {
-        Self { output, error: None, text: None, images: Vec::new() }
+        Self {
+            output,
+            error: None,
+            text: None,
+            images: Vec::new(),
+            child: None,
+            paused: None,
+            interrupted: false,
+        }
     }
 
     pub(crate) fn error(message: impl Into<String>) -> Self {
-        Self { output: Value::Null, error: Some(message.into()), text: None, images: Vec::new() }
+        Self { error: Some(message.into()), ..Self::ok(Value::Null) }
+    }
+
+    /// A call shutdown stopped before its end.
+    pub(crate) fn interrupted() -> Self {
+        Self { interrupted: true, ..Self::error("the server is shutting down") }
+    }
+
+    /// A delegation whose subagent paused.
+    pub(crate) fn paused(pause: crate::subagents::ChildPause) -> Self {
+        Self { paused: Some(Box::new(pause)), ..Self::ok(Value::Null) }
     }
 
     /// The text the model sees.
@@ -95,6 +120,8 @@ pub(crate) struct CallContext<'a> {
     pub(crate) broker: Option<&'a crate::connections::Broker>,
     /// The run's named sandboxes (when the agent has any).
     pub(crate) sandboxes: Option<&'a crate::sandboxes::Opened<'a>>,
+    /// How a subagent's tool starts its child run.
+    pub(crate) delegation: Option<&'a crate::subagents::Delegation<'a>>,
 }
 
 /// Something a running call reports.
@@ -104,6 +131,25 @@ pub(crate) enum ToolEvent {
     Progress(ToolProgress),
     /// A named sandbox's command (every one stored).
     Sandbox(SandboxNote),
+    /// A subagent's run, inline (every one stored).
+    Subagent(SubagentNote),
+}
+
+/// A delegation as a call reports it; the worker adds the call id.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SubagentNote {
+    /// The child run started or was re-attached to.
+    Started { subagent: String, child_run_id: String, attempt: u32 },
+    /// One of its events.
+    Event { subagent: String, event: Box<ash_protocol::Event> },
+    /// It ended.
+    Completed {
+        subagent: String,
+        status: String,
+        output: Option<String>,
+        error: Option<String>,
+        usage: ash_protocol::Usage,
+    },
 }
 
 /// A named sandbox's command as a call reports it; the worker adds turn, step, call and
@@ -312,6 +358,8 @@ pub(crate) struct Registry {
     skills: Vec<SkillEntry>,
     /// Tools whose calls may wait for a person, by name.
     approvals: BTreeMap<String, ash_spec::Approval>,
+    /// Subagents' tools: tool name → subagent id.
+    subagents: BTreeMap<String, String>,
 }
 
 /// A tool's schema failed to compile (the spec checked it, so this is a bug elsewhere).
@@ -328,6 +376,7 @@ impl Registry {
     /// connection tools; without it (`ash info` offline) they show as not connected.
     pub(crate) fn new(
         package: &Package,
+        agent: &str,
         seeded: bool,
         connections: Option<&Connections>,
     ) -> Result<Self, SchemaError> {
@@ -354,6 +403,7 @@ impl Registry {
             runners.insert(ACTIVATE_SKILL.to_owned(), Arc::new(tool));
         }
         let mut approvals = BTreeMap::new();
+        let mut subagents = BTreeMap::new();
         for tool in package.model_tools() {
             let approval = match tool.origin {
                 ToolOrigin::Authored(authored) => Some(&authored.approval),
@@ -414,13 +464,23 @@ impl Registry {
                     &named.description,
                     named.timeout_ms,
                 )?),
-                // Not executed yet: `crate::support` lists them and `Engine::start` refuses
-                // them unless told to run without.
-                ToolOrigin::Subagent(_) => continue,
+                ToolOrigin::Subagent(sub) => {
+                    let path = crate::agents::child_path(agent, &sub.id);
+                    let description = sub.package.description.clone().unwrap_or_default();
+                    let tool =
+                        subagent::SubagentTool::new(&tool.name, &sub.id, &path, &description)?;
+                    subagents.insert(tool.definition().name, tool.id().to_owned());
+                    Arc::new(tool)
+                }
             };
             runners.insert(tool.name.clone(), runner);
         }
-        Ok(Self { runners, skills, approvals })
+        Ok(Self { runners, skills, approvals, subagents })
+    }
+
+    /// The subagent whose tool `name` is, if it is one.
+    pub(crate) fn subagent(&self, name: &str) -> Option<&str> {
+        self.subagents.get(name).map(String::as_str)
     }
 
     /// Why `call` must wait for a person's approval before it runs (`None`: it need not).

@@ -23,6 +23,9 @@ fn results(
                 let output = match &r.result {
                     ActionOutput::ToolResult { output, .. } => output.clone(),
                     ActionOutput::LoadSkillResult { name } => json!({ "skill": name }),
+                    ActionOutput::SubagentResult { subagent_name, output } => {
+                        json!({ "subagent": subagent_name, "output": output })
+                    }
                 };
                 (
                     r.call_id.clone(),
