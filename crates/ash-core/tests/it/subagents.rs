@@ -160,7 +160,7 @@ command = ["bash", "-c", "cat > /dev/null; echo '\"quick\"'"]
         })
         .collect();
     assert!(
-        started.len() >= 1 && started.iter().all(|(c, _)| *c == started[0].0),
+        !started.is_empty() && started.iter().all(|(c, _)| *c == started[0].0),
         "one child: {started:?}"
     );
     let forwarded = inline(&events);
