@@ -558,6 +558,7 @@ impl TurnWorker<'_> {
                 run_id: self.record.run_id.clone(),
                 session_id: self.record.run_id.clone(),
                 turn: turn.sequence,
+                step: turn.step,
                 call_id: call.id.clone(),
             },
             attempt,
@@ -816,10 +817,11 @@ fn subagent_event(call: &ToolCall, note: SubagentNote) -> EventBody {
                 child_run_id,
             })
         }
-        SubagentNote::Event { subagent, event } => {
+        SubagentNote::Event { subagent, child_run_id, event } => {
             EventBody::SubagentEvent(ash_protocol::SubagentEvent {
                 call_id,
                 subagent_name: subagent,
+                child_run_id,
                 event,
             })
         }

@@ -292,6 +292,8 @@ pub struct ParentLink {
     pub session_id: String,
     /// The delegating turn's ordinal.
     pub turn: u32,
+    /// The step of that turn.
+    pub step: u32,
     /// The delegation call.
     pub call_id: String,
 }

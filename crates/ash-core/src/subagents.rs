@@ -29,13 +29,16 @@ const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Events read per page when looking for what the parent already forwarded.
 const SCAN_PAGE: usize = 512;
 
-/// `wrun_<26 Crockford characters of SHA-256(parent, call)>`: the same child for the same call.
-pub(crate) fn child_run_id(parent: &str, call_id: &str) -> String {
+/// `wrun_<26 Crockford characters of SHA-256(parent, turn, step, call)>`: the same child for
+/// the same call. The turn and step are part of it because models reuse call ids across steps.
+pub(crate) fn child_run_id(parent: &ParentLink) -> String {
     let mut hash = Sha256::new();
     hash.update(b"ash.subagent.v1\0");
-    hash.update(parent.as_bytes());
+    hash.update(parent.run_id.as_bytes());
     hash.update([0]);
-    hash.update(call_id.as_bytes());
+    hash.update(parent.turn.to_be_bytes());
+    hash.update(parent.step.to_be_bytes());
+    hash.update(parent.call_id.as_bytes());
     let digest = hash.finalize();
     let mut value = 0u128;
     for byte in digest.iter().take(16) {
@@ -78,7 +81,7 @@ impl Delegation<'_> {
         cancel: &CancellationToken,
     ) -> Outcome {
         let inner = self.inner;
-        let child = child_run_id(&self.parent.run_id, &self.parent.call_id);
+        let child = child_run_id(&self.parent);
         let existed = match self.open(&child, path, message).await {
             Ok(existed) => existed,
             Err(error) => return Outcome::error(format!("subagent `{id}`: {error}")),
@@ -102,6 +105,18 @@ impl Delegation<'_> {
         } else {
             0
         };
+        if existed {
+            // Everything was forwarded, its end included, before a crash: the end is the answer.
+            match self.ended(&child, from).await {
+                Ok(Some(event)) => {
+                    if let Some(outcome) = self.conclude(id, &child, &event.body, &note).await {
+                        return outcome;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => return Outcome::error(format!("subagent `{id}`: {error}")),
+            }
+        }
         inner.ensure_worker(&child);
         let mut follower = Follower::new(
             child.clone(),
@@ -138,54 +153,95 @@ impl Delegation<'_> {
                 Err(error) => return Outcome::error(format!("subagent `{id}`: {error}")),
             };
             let body = event.body.clone();
-            note(SubagentNote::Event { subagent: id.to_owned(), event: Box::new(event) }).await;
-            match body {
-                EventBody::RunCompleted(done) => {
-                    note(SubagentNote::Completed {
-                        subagent: id.to_owned(),
-                        status: "completed".to_owned(),
-                        output: done.output.clone(),
-                        error: None,
-                        usage: done.usage,
-                    })
-                    .await;
-                    let mut outcome = Outcome::ok(Value::String(done.output.unwrap_or_default()));
-                    outcome.child = Some(self.spent(&child, done.usage).await);
-                    return outcome;
-                }
-                EventBody::RunFailed(failed) => {
-                    let status = if failed.code == "cancelled" { "cancelled" } else { "failed" };
-                    let usage = inner
-                        .store
-                        .run(&child)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|r| r.usage)
-                        .unwrap_or_default();
-                    note(SubagentNote::Completed {
-                        subagent: id.to_owned(),
-                        status: status.to_owned(),
-                        output: None,
-                        error: Some(failed.message.clone()),
-                        usage,
-                    })
-                    .await;
-                    let mut outcome =
-                        Outcome::error(format!("subagent `{id}` {status}: {}", failed.message));
-                    outcome.child = Some(self.spent(&child, usage).await);
-                    return outcome;
-                }
-                EventBody::SessionWaiting(waiting) if waiting.reason.is_some() => {
-                    match self.paused(&child, path).await {
-                        Ok(Some(pause)) => return Outcome::paused(pause),
-                        // It moved on since: keep following.
-                        Ok(None) => {}
-                        Err(error) => return Outcome::error(format!("subagent `{id}`: {error}")),
-                    }
-                }
-                _ => {}
+            note(SubagentNote::Event {
+                subagent: id.to_owned(),
+                child_run_id: child.clone(),
+                event: Box::new(event),
+            })
+            .await;
+            if let Some(outcome) = self.conclude(id, &child, &body, &note).await {
+                return outcome;
             }
+            if let EventBody::SessionWaiting(waiting) = &body
+                && waiting.reason.is_some()
+            {
+                match self.paused(&child, path).await {
+                    Ok(Some(pause)) => return Outcome::paused(pause),
+                    // It moved on since: keep following.
+                    Ok(None) => {}
+                    Err(error) => return Outcome::error(format!("subagent `{id}`: {error}")),
+                }
+            }
+        }
+    }
+
+    /// The child's terminal event, when the child ended and `from` is past it.
+    async fn ended(
+        &self,
+        child: &str,
+        from: u64,
+    ) -> Result<Option<ash_protocol::Event>, StoreError> {
+        let store = &self.inner.store;
+        let Some(record) = store.run(child).await? else { return Ok(None) };
+        if !record.status.is_terminal() || from < record.event_count || record.event_count == 0 {
+            return Ok(None);
+        }
+        Ok(store.events(child, record.event_count - 1, 1, 1 << 20).await?.into_iter().next())
+    }
+
+    /// How the child's event `body` ends the delegation, if it does: its reply or its failure
+    /// (`subagent.completed` is told first).
+    async fn conclude<F, Fut>(
+        &self,
+        id: &str,
+        child: &str,
+        body: &EventBody,
+        note: &F,
+    ) -> Option<Outcome>
+    where
+        F: Fn(SubagentNote) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        match body {
+            EventBody::RunCompleted(done) => {
+                note(SubagentNote::Completed {
+                    subagent: id.to_owned(),
+                    status: "completed".to_owned(),
+                    output: done.output.clone(),
+                    error: None,
+                    usage: done.usage,
+                })
+                .await;
+                let mut outcome =
+                    Outcome::ok(Value::String(done.output.clone().unwrap_or_default()));
+                outcome.child = Some(self.spent(child, done.usage).await);
+                Some(outcome)
+            }
+            EventBody::RunFailed(failed) => {
+                let status = if failed.code == "cancelled" { "cancelled" } else { "failed" };
+                let usage = self
+                    .inner
+                    .store
+                    .run(child)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| r.usage)
+                    .unwrap_or_default();
+                note(SubagentNote::Completed {
+                    subagent: id.to_owned(),
+                    status: status.to_owned(),
+                    output: None,
+                    error: Some(failed.message.clone()),
+                    usage,
+                })
+                .await;
+                let mut outcome =
+                    Outcome::error(format!("subagent `{id}` {status}: {}", failed.message));
+                outcome.child = Some(self.spent(child, usage).await);
+                Some(outcome)
+            }
+            _ => None,
         }
     }
 
@@ -244,15 +300,13 @@ impl Delegation<'_> {
             from = last.meta.index + 1;
             for event in &page {
                 if let EventBody::SubagentEvent(forwarded) = &event.body
-                    && forwarded.call_id == self.parent.call_id
+                    && forwarded.child_run_id == child
                     && forwarded.event.meta.index >= next
                 {
                     next = forwarded.event.meta.index + 1;
                 }
             }
         }
-        // The child exists, so it has at least its opening events.
-        let _ = child;
         Ok(next)
     }
 
@@ -311,14 +365,33 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::ParentLink;
+
+    fn link(run: &str, turn: u32, step: u32, call: &str) -> ParentLink {
+        ParentLink {
+            run_id: run.to_owned(),
+            session_id: run.to_owned(),
+            turn,
+            step,
+            call_id: call.to_owned(),
+        }
+    }
+
     #[test]
     fn a_child_id_is_the_same_for_the_same_call_only() {
-        let a = super::child_run_id("wrun_A", "call_1");
-        assert_eq!(a, super::child_run_id("wrun_A", "call_1"));
-        assert_ne!(a, super::child_run_id("wrun_A", "call_2"));
-        assert_ne!(a, super::child_run_id("wrun_B", "call_1"));
+        let id = |run, turn, step, call| super::child_run_id(&link(run, turn, step, call));
+        let a = id("wrun_A", 0, 0, "call_1");
+        assert_eq!(a, id("wrun_A", 0, 0, "call_1"));
+        for other in [
+            id("wrun_A", 0, 0, "call_2"),
+            id("wrun_B", 0, 0, "call_1"),
+            id("wrun_A", 1, 0, "call_1"),
+            id("wrun_A", 0, 1, "call_1"),
+        ] {
+            assert_ne!(a, other);
+        }
         // No separator trick: ("ab", "c") and ("a", "bc") differ.
-        assert_ne!(super::child_run_id("ab", "c"), super::child_run_id("a", "bc"));
+        assert_ne!(id("ab", 0, 0, "c"), id("a", 0, 0, "bc"));
         assert!(a.starts_with("wrun_") && a.len() == 31, "{a}");
     }
 }

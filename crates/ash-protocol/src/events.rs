@@ -576,6 +576,8 @@ pub struct SubagentEvent {
     pub call_id: String,
     /// The subagent's id.
     pub subagent_name: String,
+    /// The child run the event is from.
+    pub child_run_id: String,
     /// The child's event.
     pub event: Box<Event>,
 }

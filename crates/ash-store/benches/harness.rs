@@ -7,7 +7,10 @@
 //! - per step: the extra time of a turn with one more step (a `read_file` tool call), p50/p99;
 //! - 1,000 concurrent sessions: wall time, turns per second, errors;
 //! - memory per parked session: resident memory growth per session after 1,000 parked sessions,
-//!   and the number of worker tasks and live channels left (both must be 0).
+//!   and the number of worker tasks and live channels left (both must be 0);
+//! - per delegation: a turn that delegates to a subagent answering in one step, against the
+//!   two-step turn, with the child's model call removed: what a child run costs beyond its model;
+//! - parked approvals: 1,000 runs paused on a call that needs approval hold no worker task.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -195,6 +198,55 @@ async fn scenario(durability: Durability, label: &str) {
         rss_after.saturating_sub(rss_before) as f64 / CONCURRENT as f64
     );
     many.shutdown().await;
+
+    // Delegation: the parent's tool step is a child run answering in one step.
+    let delegating = Fixture::new(
+        "//- agent/agent.toml\nname = \"bench\"\nmodel = \"openai/bench\"\n//- agent/system.md\nBe brief.\n\
+         //- agent/subagents/helper/agent.toml\ndescription = \"Helps.\"\n\
+         //- agent/tools/guarded.toml\ndescription = \"Needs approval.\"\ncommand = [\"true\"]\napproval = \"required\"\n",
+    );
+    let server = FakeModelServer::start().await;
+    server
+        .push(Reply::Turn(Turn::empty().then_tool_call("d", "helper", r#"{"message":"help"}"#)))
+        .push(Reply::Turn(Turn::text("ok")))
+        .push(Reply::Turn(Turn::text("ok")))
+        .repeat();
+    let parent = engine(&delegating, &server, durability, "delegate");
+    let delegation_times = turn_times(&parent).await;
+    let extra = |p: f64| {
+        percentile(&delegation_times, p)
+            .saturating_sub(percentile(&two_times, p))
+            .saturating_sub(model)
+    };
+    println!(
+        "  delegating turn  p50 {}  p99 {}",
+        micros(percentile(&delegation_times, 0.5)),
+        micros(percentile(&delegation_times, 0.99))
+    );
+    println!(
+        "  per-delegation overhead (child run beyond its model call)  p50 {}  p99 {}",
+        micros(extra(0.5)),
+        micros(extra(0.99))
+    );
+    parent.shutdown().await;
+
+    // Parked approvals hold nothing.
+    let server = FakeModelServer::start().await;
+    server.push(Reply::Turn(Turn::empty().then_tool_call("g", "guarded", "{}"))).repeat();
+    let guarded = engine(&delegating, &server, durability, "guarded");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENT {
+        let engine = guarded.clone();
+        tasks.spawn(async move { turn(&engine, None).await });
+    }
+    while tasks.join_next().await.is_some() {}
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!(
+        "  {CONCURRENT} runs paused on an approval: {} worker tasks, {} live channels",
+        guarded.active_runs(),
+        guarded.live_channels()
+    );
+    guarded.shutdown().await;
 }
 
 fn main() {

@@ -443,12 +443,7 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
         .iter()
         .map(|u| (u["item"].as_str().unwrap().to_owned(), u["tools"].clone()))
         .collect();
-    assert_eq!(
-        marked,
-        [
-            ("schedules/nightly".to_owned(), Value::Null),
-        ]
-    );
+    assert_eq!(marked, [("schedules/nightly".to_owned(), Value::Null),]);
     let text = crate::stdout(&ash_env(fx.path(), &["info", "."], &[]));
     assert!(text.contains("schedules are not executed yet"), "{text}");
     assert!(

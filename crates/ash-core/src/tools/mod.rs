@@ -141,7 +141,7 @@ pub(crate) enum SubagentNote {
     /// The child run started or was re-attached to.
     Started { subagent: String, child_run_id: String, attempt: u32 },
     /// One of its events.
-    Event { subagent: String, event: Box<ash_protocol::Event> },
+    Event { subagent: String, child_run_id: String, event: Box<ash_protocol::Event> },
     /// It ended.
     Completed {
         subagent: String,

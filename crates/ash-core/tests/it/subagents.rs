@@ -120,6 +120,26 @@ async fn a_delegation_runs_a_child_and_streams_its_events_inline() {
         "{child_request}"
     );
     assert!(!child_request.contains("\"reviewer\""), "the child is not offered itself");
+
+    // The next turn reuses the call id (models do): it is another delegation, another child.
+    h.server
+        .push(Reply::Turn(delegate("d1", "review again")))
+        .push(Reply::Turn(Turn::text("Still good.")))
+        .push(Reply::Turn(Turn::text("Fine again.")));
+    let next = h.send("and now?", Some(&first.continuation_token)).await;
+    let events = read_until(&h.engine, &next.run_id, next.start_index, &["session.waiting"]).await;
+    let Some(EventBody::SubagentStarted(again)) =
+        bodies(&events, "subagent.started").first().copied().cloned()
+    else {
+        panic!()
+    };
+    assert_ne!(again.child_run_id, started.child_run_id);
+    let Some(EventBody::SubagentCompleted(done)) =
+        bodies(&events, "subagent.completed").first().copied().cloned()
+    else {
+        panic!()
+    };
+    assert_eq!(done.output.as_deref(), Some("Still good."));
 }
 
 #[tokio::test]
