@@ -32,6 +32,8 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200
 const MAX_PROGRESS_EVENTS: u64 = 200;
 /// Most `sandbox.*` events stored for one call (the sandbox bounds its output events too).
 const MAX_SANDBOX_EVENTS: u64 = 2000;
+/// Most events a running call reported stored in one commit.
+const REPORT_BATCH: usize = 64;
 
 /// Why a worker stopped before its run parked or ended.
 #[derive(Debug, thiserror::Error)]
@@ -520,6 +522,9 @@ impl TurnWorker<'_> {
             return Ok(Step::Stop(self.pause_for_child(turn, &call, *child).await?));
         }
         let mut commit = self.commit();
+        if let Some(completed) = outcome.completed.clone() {
+            commit.events.push(subagent_event(&call, completed));
+        }
         push_result(&self.agent.tools, &mut commit, turn, &call, attempt, &outcome);
         if open.results.len() + 1 == open.calls.len() {
             step_finished(&mut commit, turn);
@@ -598,7 +603,15 @@ impl TurnWorker<'_> {
             tokio::select! {
                 biased;
                 Some(event) = events_rx.recv() => {
-                    self.report(&mut reported, turn, call, attempt, event).await;
+                    // What else is waiting goes in the same commit: one write for a burst.
+                    let mut batch = vec![event];
+                    while batch.len() < REPORT_BATCH {
+                        match events_rx.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    self.report(&mut reported, turn, call, attempt, batch).await;
                 }
                 outcome = &mut running => break outcome,
                 () = self.cancel.cancelled(), if stopped.is_none() => {
@@ -611,9 +624,11 @@ impl TurnWorker<'_> {
                 }
             }
         };
+        let mut rest = Vec::new();
         while let Ok(event) = events_rx.try_recv() {
-            self.report(&mut reported, turn, call, attempt, event).await;
+            rest.push(event);
         }
+        self.report(&mut reported, turn, call, attempt, rest).await;
         let outcome = match stopped {
             // Shutdown stopped a delegation: it re-attaches after the restart.
             _ if outcome.interrupted && self.inner.shutdown.is_cancelled() => None,
@@ -633,35 +648,40 @@ impl TurnWorker<'_> {
         turn: &TurnState,
         call: &ToolCall,
         attempt: u32,
-        event: ToolEvent,
+        events: Vec<ToolEvent>,
     ) {
-        let body = match event {
-            ToolEvent::Progress(progress) => {
-                let due = reported.last.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
-                if !due || reported.progressed >= MAX_PROGRESS_EVENTS {
-                    return;
+        let mut bodies = Vec::with_capacity(events.len());
+        for event in events {
+            bodies.push(match event {
+                ToolEvent::Progress(progress) => {
+                    let due = reported.last.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+                    if !due || reported.progressed >= MAX_PROGRESS_EVENTS {
+                        continue;
+                    }
+                    reported.last = Some(std::time::Instant::now());
+                    reported.progressed += 1;
+                    progress_event(turn, call, attempt, progress)
                 }
-                reported.last = Some(std::time::Instant::now());
-                reported.progressed += 1;
-                progress_event(turn, call, attempt, progress)
-            }
-            ToolEvent::Sandbox(note) => {
-                if reported.noted >= MAX_SANDBOX_EVENTS {
-                    return;
+                ToolEvent::Sandbox(note) => {
+                    if reported.noted >= MAX_SANDBOX_EVENTS {
+                        continue;
+                    }
+                    reported.noted += 1;
+                    sandbox_event(turn, call, attempt, note)
                 }
-                reported.noted += 1;
-                sandbox_event(turn, call, attempt, note)
-            }
-            // A child's events are bounded by its own limits; each appears once.
-            ToolEvent::Subagent(note) => subagent_event(call, note),
-        };
-        reported.stored += self.store_event(body).await;
+                // A child's events are bounded by its own limits; each appears once.
+                ToolEvent::Subagent(note) => subagent_event(call, note),
+            });
+        }
+        if !bodies.is_empty() {
+            reported.stored += self.store_events(bodies).await;
+        }
     }
 
-    /// Stores and publishes one event a running call reported; how many events that was.
-    async fn store_event(&self, body: EventBody) -> u64 {
+    /// Stores and publishes, in one commit, events a running call reported; how many that was.
+    async fn store_events(&self, bodies: Vec<EventBody>) -> u64 {
         let mut commit = self.commit();
-        commit.events.push(body);
+        commit.events = bodies;
         match self.inner.store.commit(&self.record.run_id, commit).await {
             Ok(events) => {
                 self.inner.hub.publish(&self.record.run_id, &events);

@@ -109,7 +109,7 @@ impl Delegation<'_> {
             // Everything was forwarded, its end included, before a crash: the end is the answer.
             match self.ended(&child, from).await {
                 Ok(Some(event)) => {
-                    if let Some(outcome) = self.conclude(id, &child, &event.body, &note).await {
+                    if let Some(outcome) = self.conclude(id, &child, &event.body).await {
                         return outcome;
                     }
                 }
@@ -159,7 +159,7 @@ impl Delegation<'_> {
                 event: Box::new(event),
             })
             .await;
-            if let Some(outcome) = self.conclude(id, &child, &body, &note).await {
+            if let Some(outcome) = self.conclude(id, &child, &body).await {
                 return outcome;
             }
             if let EventBody::SessionWaiting(waiting) = &body
@@ -189,32 +189,22 @@ impl Delegation<'_> {
         Ok(store.events(child, record.event_count - 1, 1, 1 << 20).await?.into_iter().next())
     }
 
-    /// How the child's event `body` ends the delegation, if it does: its reply or its failure
-    /// (`subagent.completed` is told first).
-    async fn conclude<F, Fut>(
-        &self,
-        id: &str,
-        child: &str,
-        body: &EventBody,
-        note: &F,
-    ) -> Option<Outcome>
-    where
-        F: Fn(SubagentNote) -> Fut,
-        Fut: std::future::Future<Output = ()>,
-    {
+    /// How the child's event `body` ends the delegation, if it does: its reply or its failure,
+    /// with the `subagent.completed` the result's commit stores.
+    async fn conclude(&self, id: &str, child: &str, body: &EventBody) -> Option<Outcome> {
         match body {
             EventBody::RunCompleted(done) => {
-                note(SubagentNote::Completed {
+                let mut outcome =
+                    Outcome::ok(Value::String(done.output.clone().unwrap_or_default()));
+                outcome.child = Some(self.spent(child, done.usage).await);
+                // Stored with the call's result, in its commit.
+                outcome.completed = Some(SubagentNote::Completed {
                     subagent: id.to_owned(),
                     status: "completed".to_owned(),
                     output: done.output.clone(),
                     error: None,
                     usage: done.usage,
-                })
-                .await;
-                let mut outcome =
-                    Outcome::ok(Value::String(done.output.clone().unwrap_or_default()));
-                outcome.child = Some(self.spent(child, done.usage).await);
+                });
                 Some(outcome)
             }
             EventBody::RunFailed(failed) => {
@@ -228,17 +218,16 @@ impl Delegation<'_> {
                     .flatten()
                     .map(|r| r.usage)
                     .unwrap_or_default();
-                note(SubagentNote::Completed {
+                let mut outcome =
+                    Outcome::error(format!("subagent `{id}` {status}: {}", failed.message));
+                outcome.child = Some(self.spent(child, usage).await);
+                outcome.completed = Some(SubagentNote::Completed {
                     subagent: id.to_owned(),
                     status: status.to_owned(),
                     output: None,
                     error: Some(failed.message.clone()),
                     usage,
-                })
-                .await;
-                let mut outcome =
-                    Outcome::error(format!("subagent `{id}` {status}: {}", failed.message));
-                outcome.child = Some(self.spent(child, usage).await);
+                });
                 Some(outcome)
             }
             _ => None,
@@ -270,7 +259,9 @@ impl Delegation<'_> {
             EventBody::TurnStarted(TurnStarted { turn_id: turn_id.clone(), sequence: 0 }),
             EventBody::MessageReceived(MessageReceived { turn_id, message }),
         ];
-        first.status = Some(RunStatus::Queued);
+        // Running at once: the worker that takes it skips a commit (its lease is free, so the
+        // sweep finds it like a queued run).
+        first.status = Some(RunStatus::Running);
         first.turns = 1;
         let run = NewRun {
             run_id: child.to_owned(),

@@ -57,6 +57,8 @@ pub(crate) struct Outcome {
     pub(crate) paused: Option<Box<crate::subagents::ChildPause>>,
     /// Shutdown stopped it before its end: no result; it runs again after the restart.
     pub(crate) interrupted: bool,
+    /// A delegation's `subagent.completed`, stored in the result's commit.
+    pub(crate) completed: Option<SubagentNote>,
 }
 
 impl Outcome {
@@ -69,6 +71,7 @@ impl Outcome {
             child: None,
             paused: None,
             interrupted: false,
+            completed: None,
         }
     }
 
