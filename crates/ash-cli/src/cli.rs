@@ -77,6 +77,14 @@ pub(crate) enum Command {
     /// the run fails.
     #[command(override_usage = "ash exec [OPTIONS] [DIR] <PROMPT>")]
     Exec(ExecArgs),
+    /// List the agent's schedules and their next fire times, or run one now
+    ///
+    /// Schedules are `schedules/<name>.md` files with a 5-field `cron:` (UTC) and the prompt as
+    /// their body. `ash start` fires each at its times as a task-mode run with the `schedule`
+    /// principal, once per fire time even across restarts; a fire missed while no server ran
+    /// runs late only if it is the most recent one and at most an hour old. `--run NAME` runs
+    /// one now in this process, like `ash exec` (exits 1 when the run fails).
+    Schedules(SchedulesArgs),
     /// Run commands in a sandbox, or see what isolation this machine supports
     ///
     /// Every process ash starts (agent tools, network jobs) runs in a sandbox: a private
@@ -941,6 +949,28 @@ pub(crate) struct ExecArgs {
     pub(crate) json: bool,
     /// Keep the run in this SQLite file instead of memory
     #[arg(long, value_name = "PATH")]
+    pub(crate) store: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) store_args: StoreArgs,
+}
+
+/// Arguments of `ash schedules`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SchedulesArgs {
+    /// Agent project directory (holding agent/, or the agent files themselves)
+    #[arg(default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Print JSON on stdout: the list, or (with --run) every event as one line
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// How many next fire times to list per schedule
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(usize))]
+    pub(crate) count: usize,
+    /// Run this schedule now instead of listing
+    #[arg(long, value_name = "NAME")]
+    pub(crate) run: Option<String>,
+    /// With --run: keep the run in this SQLite file instead of memory
+    #[arg(long, value_name = "PATH", requires = "run")]
     pub(crate) store: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) store_args: StoreArgs,

@@ -77,6 +77,10 @@ pub struct EngineConfig {
     /// Resolves the models subagents name for themselves; `None`: every subagent must run on
     /// its parent's model.
     pub models: Option<Arc<dyn crate::agents::ResolveModel>>,
+    /// Run the agent's schedules (`ash start`); off for one-off engines (`ash exec`, jobs).
+    pub schedules: bool,
+    /// How often the scheduler looks at the clock.
+    pub schedule_tick: Duration,
 }
 
 /// The engine's time, in milliseconds since the Unix epoch.
@@ -119,6 +123,8 @@ impl EngineConfig {
             allow_unsupported: false,
             clock: Arc::new(SystemClock),
             models: None,
+            schedules: false,
+            schedule_tick: Duration::from_secs(1),
         }
     }
 }
@@ -212,6 +218,9 @@ pub enum SendError {
     /// The engine is shutting down.
     #[error("the server is shutting down; retry against the restarted server")]
     ShuttingDown,
+    /// No schedule has this name.
+    #[error("the agent has no schedule named `{0}`")]
+    UnknownSchedule(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -406,6 +415,10 @@ impl Engine {
         let inner = Arc::new(inner);
         inner.connections.start(Launcher::new(&inner.config), &inner.tasks, &inner.shutdown);
         inner.tasks.spawn(sweep(Arc::clone(&inner)));
+        if inner.config.schedules && !inner.spec.root().schedules.is_empty() {
+            let tick = inner.config.schedule_tick;
+            inner.tasks.spawn(crate::schedules::run(Arc::clone(&inner), tick));
+        }
         Ok(Self { inner })
     }
 
@@ -564,6 +577,25 @@ impl Engine {
     /// unknown run. A paused turn is ended too, and so are the subagent runs it waits on.
     pub async fn cancel(&self, run_id: &RunId) -> Result<Option<CancelOutcome>, StoreError> {
         self.inner.cancel_run(run_id.as_str()).await
+    }
+
+    /// Starts schedule `name` now, outside its cron times (`ash schedules --run`): a task-mode
+    /// run with its prompt and the `schedule` principal.
+    pub async fn fire_schedule(&self, name: &str) -> Result<Accepted, SendError> {
+        let Some(schedule) = self.inner.spec.root().schedules.iter().find(|s| s.name == name)
+        else {
+            return Err(SendError::UnknownSchedule(name.to_owned()));
+        };
+        let run_id = ids::run_id();
+        crate::schedules::start_run(&self.inner, &run_id, &schedule.name, &schedule.prompt).await?;
+        let token =
+            self.inner.store.run(&run_id).await?.map(|r| r.continuation_token).unwrap_or_default();
+        Ok(Accepted {
+            session_id: SessionId::new(run_id.clone()),
+            run_id: RunId::new(run_id),
+            continuation_token: token,
+            start_index: 0,
+        })
     }
 
     /// Follows `run_id`'s events from index `start`; `None` for an unknown run.

@@ -28,6 +28,7 @@ mod pauses;
 mod prompt;
 mod replay;
 mod sandboxes;
+mod schedules;
 mod store;
 mod subagents;
 mod support;
@@ -43,6 +44,7 @@ pub use engine::{
 };
 pub use hub::Follower;
 pub use memory::MemoryStore;
+pub use schedules::{CATCH_UP as SCHEDULE_CATCH_UP, fire_run_id as schedule_run_id};
 pub use store::{
     Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, ParentLink, Pause, Resolution,
     RunRecord, Store, StoreError, StoreFuture, add_usage, check_expect, lease_expiry, next_flags,

@@ -1,7 +1,7 @@
 //! What of an agent this runtime executes, and what it only parses.
 //!
 //! Owns the list of configured items the engine does not run yet (a command tool in a named
-//! sandbox that lists connections, schedules) and the runtime's view of the agent surface: the tools the model is
+//! sandbox that lists connections) and the runtime's view of the agent surface: the tools the model is
 //! really offered, built-ins included. [`crate::Engine::start`] refuses an agent with such
 //! items unless [`crate::EngineConfig::allow_unsupported`] says to run without them; `ash info`
 //! and `GET /info` show this same list, so what they show is what runs.
@@ -42,14 +42,6 @@ pub fn unsupported(spec: &AgentSpec) -> Vec<UnsupportedInfo> {
             }
             ToolKind::Command { .. } | ToolKind::Http { .. } => {}
         }
-    }
-    for schedule in &root.schedules {
-        push(
-            schedule.source.display(),
-            format!("schedules/{}", schedule.name),
-            "schedules are not executed yet; this one would never fire".to_owned(),
-            Vec::new(),
-        );
     }
     out
 }

@@ -82,6 +82,7 @@ impl From<SendError> for HttpError {
             SendError::Paused(_) => (StatusCode::CONFLICT, "session_paused"),
             SendError::Ended(_) => (StatusCode::CONFLICT, "session_ended"),
             SendError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            SendError::UnknownSchedule(_) => (StatusCode::NOT_FOUND, "unknown_schedule"),
             SendError::Store(StoreError::Lost(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }

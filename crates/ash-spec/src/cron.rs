@@ -58,6 +58,11 @@ impl CronExpr {
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron.find_next_occurrence(&after, false).ok()
     }
+
+    /// The last fire time at or before `at`, or `None` when there is none.
+    pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_previous_occurrence(&at, true).ok()
+    }
 }
 
 impl PartialEq for CronExpr {

@@ -132,7 +132,7 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
                 init_logging(tracing::Level::WARN);
                 let store = args.store.clone().unwrap_or_else(|| harness::default_store(&dir));
                 let harness =
-                    harness::start(&dir, StoreChoice::Sqlite(store), &args.store_args).await?;
+                    harness::start(&dir, StoreChoice::Sqlite(store), &args.store_args, false).await?;
                 let root = harness.engine.spec().root();
                 if !root.auth.is_empty() && credentials.is_none() {
                     bail!(

@@ -59,6 +59,7 @@ pub(crate) async fn start(
     dir: &Path,
     store: StoreChoice,
     args: &StoreArgs,
+    schedules: bool,
 ) -> anyhow::Result<Harness> {
     let options = config::load_options();
     let loaded = ash_spec::load(dir, &options)
@@ -139,6 +140,7 @@ pub(crate) async fn start(
         }
     }
     engine_config.allow_unsupported = args.allow_unsupported;
+    engine_config.schedules = schedules;
     engine_config.models = Some(Arc::new(ClientModels(client)));
     let engine = Engine::start(spec, model, store, engine_config)?;
     for item in engine.unsupported() {

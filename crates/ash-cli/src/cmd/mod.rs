@@ -14,6 +14,7 @@ mod network;
 mod pack;
 mod render;
 mod sandbox;
+mod schedules;
 mod start;
 mod tui;
 
@@ -53,6 +54,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Dev(args) => dev::run(&args),
         Command::Mcp(args) => mcp::run(&args),
         Command::Exec(args) => exec::run(&args),
+        Command::Schedules(args) => schedules::run(&args),
         Command::Sandbox(command) => sandbox::run(command),
         Command::Join(args) => ledger::join(&args),
         Command::Status(args) => ledger::status(&args),

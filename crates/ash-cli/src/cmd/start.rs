@@ -15,7 +15,7 @@ pub(crate) fn run(args: &StartArgs) -> anyhow::Result<Outcome> {
     runtime()?.block_on(async {
         let store = args.store.clone().unwrap_or_else(|| harness::default_store(&args.dir));
         let harness =
-            harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args).await?;
+            harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args, true).await?;
         let files = raise_open_files();
         let server_config = server_config(args, files);
         harness::check_access(&harness, &server_config)?;

@@ -833,3 +833,37 @@ async fn a_server_killed_while_a_subagent_works_in_its_sandbox_resumes_one_child
     assert_eq!(std::fs::read_to_string(dir.join("slow.log")).unwrap(), "start\nstart\nend\n");
     assert_eq!(model.requests().len(), 4);
 }
+
+#[test]
+fn schedules_are_listed_and_one_runs_now_with_the_schedule_principal() {
+    let fx = Fixture::new(
+        "//- agent/agent.toml\nname = \"cron\"\nmodel = \"scripted/demo.jsonl\"\n\
+         //- agent/system.md\nBe brief.\n\
+         //- agent/demo.jsonl\n{\"toolCalls\": [{\"id\": \"w\", \"name\": \"whoami\", \"input\": {}}]}\n{\"text\": \"tidied\"}\n\
+         //- agent/tools/whoami.toml\ndescription = \"Who.\"\ncommand = [\"bash\", \"-c\", \"cat > /dev/null; echo \\\"$ASH_SESSION\\\"\"]\n\
+         //- agent/schedules/nightly.md\n---\ncron: \"0 3 * * *\"\n---\nTidy up.\n",
+    );
+    let out = ash_env(fx.path(), &["schedules", ".", "--json", "--count", "2"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &listed["schedules"][0];
+    assert_eq!((row["name"].as_str(), row["cron"].as_str()), (Some("nightly"), Some("0 3 * * *")));
+    let fires = row["nextFires"].as_array().unwrap();
+    assert_eq!(fires.len(), 2);
+    assert!(fires.iter().all(|f| f.as_str().unwrap().ends_with("T03:00:00Z")), "{fires:?}");
+
+    let out = ash_env(fx.path(), &["schedules", ".", "--run", "nightly"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "tidied\n");
+    let err = stderr(&out);
+    assert!(err.contains("running schedule `nightly` now"), "{err}");
+    assert!(
+        err.contains("\\\"principalId\\\":\\\"ash:schedule:nightly\\\"")
+            || err.contains("ash:schedule:nightly"),
+        "{err}"
+    );
+
+    let out = ash_env(fx.path(), &["schedules", ".", "--run", "weekly"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no schedule named `weekly`"), "{}", stderr(&out));
+}

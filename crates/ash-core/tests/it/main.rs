@@ -7,6 +7,7 @@ mod approvals;
 mod http;
 mod mcp;
 mod sandboxes;
+mod schedules;
 mod subagents;
 mod turns;
 
