@@ -988,7 +988,7 @@ pub(crate) struct InitArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Template {
-    /// The weather agent: prompt layers, a skill, a command tool, a sandbox
+    /// The weather agent: prompt layers, a skill, a command tool, a named sandbox, a subagent
     Weather,
     /// agent.toml and system.md only
     Blank,

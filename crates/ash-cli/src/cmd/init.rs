@@ -46,6 +46,28 @@ const WEATHER: &[TemplateFile] = &[
         include_str!("../../../../examples/weather-agent/agent/scripts/demo.jsonl"),
         false,
     ),
+    (
+        "agent/sandboxes/notes.toml",
+        include_str!("../../../../examples/weather-agent/agent/sandboxes/notes.toml"),
+        false,
+    ),
+    (
+        "agent/subagents/forecaster/agent.toml",
+        include_str!("../../../../examples/weather-agent/agent/subagents/forecaster/agent.toml"),
+        false,
+    ),
+    (
+        "agent/subagents/forecaster/system.md",
+        include_str!("../../../../examples/weather-agent/agent/subagents/forecaster/system.md"),
+        false,
+    ),
+    (
+        "agent/subagents/forecaster/scripts/forecast.jsonl",
+        include_str!(
+            "../../../../examples/weather-agent/agent/subagents/forecaster/scripts/forecast.jsonl"
+        ),
+        false,
+    ),
 ];
 
 /// ash's own coding agent, as network jobs run it (`examples/coder/`).

@@ -399,14 +399,15 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
          //- agent/subagents/helper/system.md\nHelp.\n\
          //- agent/tools/fetch.toml\ndescription = \"Fetch.\"\nkind = \"http\"\nconnection = \"api\"\nmethod = \"GET\"\npath = \"/x\"\n\
          //- agent/connections/api.toml\nkind = \"http\"\nbase_url = \"https://api.example\"\n\
-         //- agent/schedules/nightly.md\n---\ncron: \"0 3 * * *\"\n---\nTidy up.\n",
+         //- agent/schedules/nightly.md\n---\ncron: \"0 3 * * *\"\n---\nTidy up.\n\
+         //- agent/tools/boxed.toml\ndescription = \"Calls the API from the box.\"\ncommand = [\"true\"]\nsandbox = \"shell\"\nconnections = [\"api\"]\n",
     );
     let out = ash_env(fx.path(), &["exec", ".", "hello"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     for expected in [
         "the agent configures 1 item(s) this runtime does not execute yet",
-        "agent/schedules/nightly.md: `schedules/nightly`: schedules are not executed yet",
+        "agent/tools/boxed.toml: `tools/boxed.connections`: a command tool in a named sandbox (`shell`) cannot reach connections yet",
         "--allow-unsupported",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
@@ -416,7 +417,7 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
     let err = stderr(&out);
     assert!(
         err.contains(
-            "warning: ignoring agent/schedules/nightly.md `schedules/nightly` (--allow-unsupported)"
+            "warning: ignoring agent/tools/boxed.toml `tools/boxed.connections` (--allow-unsupported)"
         ),
         "{err}"
     );
@@ -428,6 +429,7 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
         info["agent"]["offeredTools"],
         json!([
             "bash",
+            "boxed",
             "edit_file",
             "fetch",
             "helper",
@@ -443,12 +445,12 @@ fn unexecuted_features_are_refused_unless_allowed_and_info_marks_them() {
         .iter()
         .map(|u| (u["item"].as_str().unwrap().to_owned(), u["tools"].clone()))
         .collect();
-    assert_eq!(marked, [("schedules/nightly".to_owned(), Value::Null),]);
+    assert_eq!(marked, [("tools/boxed.connections".to_owned(), Value::Null)]);
     let text = crate::stdout(&ash_env(fx.path(), &["info", "."], &[]));
-    assert!(text.contains("schedules are not executed yet"), "{text}");
+    assert!(text.contains("cannot reach connections yet"), "{text}");
     assert!(
         text.contains(
-            "the model is offered: bash, edit_file, fetch, helper, read_file, search_files, shell_sandbox, write_file"
+            "the model is offered: bash, boxed, edit_file, fetch, helper, read_file, search_files, shell_sandbox, write_file"
         ),
         "{text}"
     );

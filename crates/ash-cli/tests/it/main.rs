@@ -79,7 +79,9 @@ fn init_then_info_then_build() {
             "activate_skill",
             "bash",
             "edit_file",
+            "forecaster",
             "get_weather",
+            "notes_sandbox",
             "read_file",
             "search_files",
             "write_file"

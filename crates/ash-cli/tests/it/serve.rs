@@ -514,7 +514,10 @@ fn exec_prints_the_answer_and_fails_with_exit_1() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = ash_env(&fx.join("demo"), &["exec", "What's the weather?"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "It's 72°F and sunny in Brooklyn, with a light breeze.\n");
+    assert_eq!(
+        stdout(&out),
+        "It's 72°F and sunny in Brooklyn, with a light breeze; tomorrow looks the same (noted in my forecast log).\n"
+    );
     let err = stderr(&out);
     assert!(
         err.starts_with(
@@ -567,7 +570,7 @@ fn dev_reads_messages_from_a_pipe_and_keeps_the_session() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
-        "Let me load the weather skill first.\nIt's 72°F and sunny in Brooklyn, with a light breeze.\n\
+        "Let me load the weather skill first.\nIt's 72°F and sunny in Brooklyn, with a light breeze; tomorrow looks the same (noted in my forecast log).\n\
          This scripted demo answers one question. To talk to a real model, set `model = \"openai/gpt-4.1-mini\"` in agent/agent.toml and export OPENAI_API_KEY.\n"
     );
     let err = stderr(&out);
