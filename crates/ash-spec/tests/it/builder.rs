@@ -50,6 +50,21 @@ fn weather_by_builder() -> AgentSpec {
             approval: ash_spec::Approval::Never,
             source: ash_spec::Source::Code,
         })
+        .sandbox(
+            "notes",
+            "A scratch shell whose files last for the session; keep the forecast log (forecasts.csv) here.",
+            &["echo city,forecast > forecasts.csv"],
+            &[],
+        )
+        .subagent(
+            "forecaster",
+            AgentSpec::builder("forecaster")
+                .description("Forecasts tomorrow's weather for a city. Give it the city.")
+                .model("scripted/scripts/forecast.jsonl")
+                .system(include_str!(
+                    "../../../../examples/weather-agent/agent/subagents/forecaster/system.md"
+                )),
+        )
         .build()
         .unwrap()
 }
