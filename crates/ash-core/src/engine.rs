@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ash_llm::Model;
 use ash_protocol::{
-    EventBody, MessageReceived, RunStarted, RunStatus, SessionAuthContext, TurnStarted,
+    EventBody, MessageReceived, RunMode, RunStarted, RunStatus, SessionAuthContext, TurnStarted,
 };
 use ash_sandbox::{NetPolicy, Sandbox, SandboxPolicy};
 use ash_spec::AgentSpec;
@@ -569,8 +569,13 @@ impl Engine {
     /// Continues a run paused on a spent budget once the budget allows it again (after the
     /// limit was raised and the server restarted), its paused subagents first. Returns the index
     /// of the first event added.
-    pub async fn resume(&self, run_id: &RunId) -> Result<u64, ContinueError> {
-        self.inner.resume(run_id.as_str()).await
+    /// `caller` is checked like an answer's: the session's own.
+    pub async fn resume(
+        &self,
+        run_id: &RunId,
+        caller: Option<&SessionAuthContext>,
+    ) -> Result<u64, ContinueError> {
+        self.inner.resume(run_id.as_str(), Some(caller)).await
     }
 
     /// Asks the run's worker, wherever it runs, to cancel the active turn; `None` for an
@@ -643,6 +648,35 @@ impl Engine {
         }
         inner.hard_stop.cancel();
     }
+}
+
+/// A new task-mode run `run_id` whose first turn is `message` from `caller`: its row and its
+/// first commit (`opened` goes first in its journal, for a subagent's run). Schedules and
+/// delegations create runs this way.
+pub(crate) fn task_run(
+    run_id: &str,
+    message: String,
+    caller: Option<SessionAuthContext>,
+    opened: Option<JournalRecord>,
+) -> (NewRun, Commit) {
+    let mut first = turn_commit(Expect::Status(RunStatus::Queued), 0, message, caller);
+    first.events.insert(
+        0,
+        EventBody::RunStarted(RunStarted {
+            run_id: run_id.to_owned(),
+            session_id: run_id.to_owned(),
+            mode: RunMode::Task,
+        }),
+    );
+    if let Some(opened) = opened {
+        first.records.insert(0, opened);
+    }
+    let run = NewRun {
+        run_id: run_id.to_owned(),
+        continuation_token: ids::continuation_token(),
+        mode: RunMode::Task,
+    };
+    (run, first)
 }
 
 /// The commit that queues turn `sequence` with `message` from `caller`.
@@ -774,7 +808,70 @@ impl Inner {
                 ));
             }
         }
+        let grant = state.grant?;
+        let over = |spent: u64, left: Option<u64>| left.is_some_and(|left| spent >= left);
+        let delegated = "of what the run that delegated to it had left; raise the root's limit";
+        if over(usage.input_tokens, grant.input_tokens)
+            || over(usage.output_tokens, grant.output_tokens)
+        {
+            return Some((
+                "token_budget".to_owned(),
+                format!("the subagent used the tokens {delegated}"),
+            ));
+        }
+        if over(cost, grant.cost_micro_usd) {
+            return Some((
+                "cost_budget".to_owned(),
+                format!("the subagent spent the money {delegated}"),
+            ));
+        }
+        if grant.deadline_ms.is_some_and(|deadline| now_ms >= deadline) {
+            return Some((
+                "session_timeout".to_owned(),
+                format!("the subagent ran out of the session time {delegated}"),
+            ));
+        }
         None
+    }
+
+    /// What a run may still spend (its own limits, and what its parent granted it): the grant
+    /// of a subagent it delegates to.
+    pub(crate) fn remaining(
+        &self,
+        agent: &crate::agents::Agent,
+        record: &RunRecord,
+        state: &RunState,
+    ) -> crate::store::Grant {
+        let limits = &agent.package.limits;
+        let usage = crate::store::add_usage(record.usage, state.child_usage);
+        let cost = state.cost_micro_usd.saturating_add(state.child_cost_micro_usd);
+        let granted = state.grant.unwrap_or_default();
+        let least = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let left = |limit: Option<u64>, spent: u64| limit.map(|l| l.saturating_sub(spent));
+        let deadline = limits
+            .session_timeout_ms
+            .map(|t| record.created_at_ms.saturating_add(i64::try_from(t).unwrap_or(i64::MAX)));
+        crate::store::Grant {
+            input_tokens: least(
+                left(limits.max_input_tokens_per_session, usage.input_tokens),
+                left(granted.input_tokens, usage.input_tokens),
+            ),
+            output_tokens: least(
+                left(limits.max_output_tokens_per_session, usage.output_tokens),
+                left(granted.output_tokens, usage.output_tokens),
+            ),
+            cost_micro_usd: least(
+                left(limits.max_cost_micro_usd_per_session, cost),
+                left(granted.cost_micro_usd, cost),
+            ),
+            deadline_ms: match (deadline, granted.deadline_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
     }
 }
 

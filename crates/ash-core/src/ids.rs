@@ -29,6 +29,26 @@ pub(crate) fn event_id() -> String {
     format!("evt_{}", ulid())
 }
 
+/// `wrun_<26 Crockford characters of SHA-256>` over `domain` and each part, each part
+/// length-prefixed (so no two part lists hash alike): the same run for the same parts (a
+/// schedule's fire, a delegation's child).
+pub(crate) fn derived_run_id(domain: &[u8], parts: &[&[u8]]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(domain);
+    hash.update([0]);
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    let digest = hash.finalize();
+    let mut value = 0u128;
+    for byte in digest.iter().take(16) {
+        value = (value << 8) | u128::from(*byte);
+    }
+    format!("wrun_{}", crockford(value))
+}
+
 /// `ash:<uuid v4>`: an unguessable continuation token.
 pub(crate) fn continuation_token() -> String {
     format!("ash:{}", uuid::Uuid::new_v4())

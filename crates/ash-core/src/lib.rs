@@ -46,7 +46,7 @@ pub use hub::Follower;
 pub use memory::MemoryStore;
 pub use schedules::{CATCH_UP as SCHEDULE_CATCH_UP, fire_run_id as schedule_run_id};
 pub use store::{
-    Commit, Expect, JournalRecord, Lease, LeaseState, NewRun, ParentLink, Pause, Resolution,
+    Commit, Expect, Grant, JournalRecord, Lease, LeaseState, NewRun, ParentLink, Pause, Resolution,
     RunRecord, Store, StoreError, StoreFuture, add_usage, check_expect, lease_expiry, next_flags,
     now_ms, rfc3339, stamp_events,
 };

@@ -376,8 +376,9 @@ impl TurnWorker<'_> {
     async fn record_step(
         &mut self,
         turn: &TurnState,
-        response: ModelResponse,
+        mut response: ModelResponse,
     ) -> Result<(), StoreError> {
+        unique_call_ids(&mut response.content);
         let turn_id = ids::turn_id(turn.sequence);
         let step = turn.step;
         let calls = calls_of(&response.content);
@@ -943,6 +944,29 @@ enum TurnEnd {
     Completed(StopReason),
     Failed(String, String),
     Cancelled,
+}
+
+/// Makes every tool call id of one model output unique: a repeated id gets `~2`, `~3`, … (and
+/// never another call's id). Approvals, attempts, results and subagents are keyed by call id
+/// within a step, so two calls must never share one.
+fn unique_call_ids(content: &mut [AssistantPart]) {
+    let mut seen = std::collections::HashSet::new();
+    for part in content.iter_mut() {
+        let AssistantPart::ToolCall(call) = part else { continue };
+        if seen.insert(call.id.clone()) {
+            continue;
+        }
+        let mut n = 2;
+        let id = loop {
+            let candidate = format!("{}~{n}", call.id);
+            if !seen.contains(&candidate) {
+                break candidate;
+            }
+            n += 1;
+        };
+        seen.insert(id.clone());
+        call.id = id;
+    }
 }
 
 /// The `actions.requested` entry of a call.

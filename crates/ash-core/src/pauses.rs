@@ -8,12 +8,16 @@
 
 use std::sync::Arc;
 
-use ash_protocol::{EventBody, InputResolved, RunStatus, SessionAuthContext, TurnResumed};
+use ash_protocol::{
+    Authenticator, EventBody, InputResolved, RunStatus, SessionAuthContext, TurnResumed,
+};
 
 use crate::api::CancelOutcome;
 use crate::engine::{Answer, ContinueError, Inner};
 use crate::ids;
-use crate::store::{Ask, Commit, Expect, JournalRecord, Pause, Resolution, RunRecord, StoreError};
+use crate::store::{
+    Ask, Commit, Expect, Grant, JournalRecord, Pause, Resolution, RunRecord, StoreError,
+};
 
 /// Longest message an answer may carry, in bytes.
 const MAX_ANSWER_MESSAGE_BYTES: usize = 4096;
@@ -34,6 +38,7 @@ impl Inner {
         }
         let (record, turn, pause) = self.paused(run_id).await?;
         if !owner_checked {
+            self.check_direct(run_id).await?;
             self.check_owner(run_id, answer.caller.as_ref()).await?;
         }
         let (request_id, call_id) = match &pause {
@@ -88,10 +93,12 @@ impl Inner {
         caller: Option<&SessionAuthContext>,
     ) -> Result<(), ContinueError> {
         let state = self.replayed(run_id).await?;
+        // A scheduled run's principal is the runtime: the agent's callers answer for it.
         let owners: Vec<&SessionAuthContext> = state
             .initiator
             .iter()
             .chain(state.turn.as_ref().and_then(|t| t.caller.as_ref()))
+            .filter(|o| o.authenticator != Authenticator::Schedule)
             .collect();
         let same = |a: &SessionAuthContext, b: &SessionAuthContext| {
             a.authenticator == b.authenticator && a.principal_id == b.principal_id
@@ -105,9 +112,30 @@ impl Inner {
         ))
     }
 
+    /// A subagent's run is answered and resumed through its root run, never directly: the
+    /// root's pause describes the child's, and they must not part ways.
+    async fn check_direct(&self, run_id: &str) -> Result<(), ContinueError> {
+        match self.replayed(run_id).await?.parent {
+            Some(parent) => Err(ContinueError::Stale(format!(
+                "this run is a subagent's; answer or resume the run that delegated to it (`{}`)",
+                parent.run_id
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Continues `run_id` paused on a spent budget, once it allows (its subagent first).
-    pub(crate) async fn resume(self: &Arc<Self>, run_id: &str) -> Result<u64, ContinueError> {
+    /// `caller`: who asks, checked like an answer's; `None` when a parent passes it down.
+    pub(crate) async fn resume(
+        self: &Arc<Self>,
+        run_id: &str,
+        caller: Option<Option<&SessionAuthContext>>,
+    ) -> Result<u64, ContinueError> {
         let (record, turn, pause) = self.paused(run_id).await?;
+        if let Some(caller) = caller {
+            self.check_direct(run_id).await?;
+            self.check_owner(run_id, caller).await?;
+        }
         let resolution = match &pause {
             Pause::Approval { request_id, .. }
             | Pause::Subagent { ask: Some(Ask { request_id, .. }), .. } => {
@@ -116,7 +144,9 @@ impl Inner {
                 )));
             }
             Pause::Subagent { child_run_id, ask: None, .. } => {
-                match Box::pin(self.resume(child_run_id)).await {
+                // The child spends what this run has left now (its limit was raised).
+                let grant = self.grant_of(run_id).await?;
+                match Box::pin(self.resume_granted(child_run_id, grant)).await {
                     Ok(_) | Err(ContinueError::NotPaused(_)) => {}
                     Err(e) => return Err(e),
                 }
@@ -137,6 +167,51 @@ impl Inner {
             code: pause.code().to_owned(),
         });
         self.continue_paused(&record, turn, resolution, vec![event]).await
+    }
+
+    /// What `run_id` lets a subagent spend: what is left of its budgets.
+    pub(crate) async fn grant_of(&self, run_id: &str) -> Result<Grant, StoreError> {
+        let record =
+            self.store.run(run_id).await?.ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
+        let state = self.replayed(run_id).await?;
+        let agent = self.agents.get(&state.agent).unwrap_or(self.agents.root());
+        Ok(self.remaining(agent, &record, &state))
+    }
+
+    /// Resumes subagent run `run_id`, paused on a budget, with a new `grant` from its parent.
+    async fn resume_granted(
+        self: &Arc<Self>,
+        run_id: &str,
+        grant: Grant,
+    ) -> Result<u64, ContinueError> {
+        let (record, turn, pause) = self.paused(run_id).await?;
+        let mut state = self.replayed(run_id).await?;
+        state.grant = Some(grant);
+        let agent = self.agents.get(&state.agent).unwrap_or(self.agents.root());
+        if let Pause::Subagent { child_run_id, ask: None, .. } = &pause {
+            // Its own subagent paused on the budget: pass the new grant down first.
+            let below = self.remaining(agent, &record, &state);
+            match Box::pin(self.resume_granted(child_run_id, below)).await {
+                Ok(_) | Err(ContinueError::NotPaused(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let resolution = Resolution::Delegated { child_run_id: child_run_id.clone() };
+            let records = vec![JournalRecord::Granted { grant }];
+            return self.continue_with(&record, turn, records, resolution, Vec::new()).await;
+        }
+        let Pause::Budget { .. } = &pause else {
+            return Err(ContinueError::Stale(pause.message()));
+        };
+        let now = self.config.clock.now_ms();
+        if let Some((_, spent)) = self.budget_spent(agent, &record, &state, now) {
+            return Err(ContinueError::StillSpent(spent));
+        }
+        let event = EventBody::TurnResumed(TurnResumed {
+            turn_id: ids::turn_id(turn),
+            code: pause.code().to_owned(),
+        });
+        let records = vec![JournalRecord::Granted { grant }];
+        self.continue_with(&record, turn, records, Resolution::Resumed, vec![event]).await
     }
 
     /// The paused run `run_id`: its row, its open turn and why it waits.
@@ -164,7 +239,23 @@ impl Inner {
         resolution: Resolution,
         events: Vec<EventBody>,
     ) -> Result<u64, ContinueError> {
-        let mut commit = Commit::new(Expect::Status(RunStatus::Paused));
+        self.continue_with(record, turn, Vec::new(), resolution, events).await
+    }
+
+    /// [`Inner::continue_paused`] with `records` stored before the resolution.
+    async fn continue_with(
+        self: &Arc<Self>,
+        record: &RunRecord,
+        turn: u32,
+        records: Vec<JournalRecord>,
+        resolution: Resolution,
+        events: Vec<EventBody>,
+    ) -> Result<u64, ContinueError> {
+        let mut commit = Commit::new(Expect::Unchanged {
+            status: RunStatus::Paused,
+            journal_count: record.journal_count,
+        });
+        commit.records = records;
         commit.records.push(JournalRecord::TurnResumed { turn, resolution });
         commit.events = events;
         commit.status = Some(RunStatus::Queued);

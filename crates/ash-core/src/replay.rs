@@ -33,6 +33,8 @@ pub(crate) struct RunState {
     pub(crate) child_cost_micro_usd: u64,
     /// Who delegated to it, for a subagent's run.
     pub(crate) parent: Option<ParentLink>,
+    /// What its parent lets it spend, for a subagent's run.
+    pub(crate) grant: Option<crate::store::Grant>,
 }
 
 /// An open turn.
@@ -119,10 +121,12 @@ impl RunState {
     pub(crate) fn apply(&mut self, record: JournalRecord) {
         self.journal_len += 1;
         match record {
-            JournalRecord::RunOpened { agent, parent } => {
+            JournalRecord::RunOpened { agent, parent, grant } => {
                 self.agent = agent;
                 self.parent = Some(parent);
+                self.grant = grant;
             }
+            JournalRecord::Granted { grant } => self.grant = Some(grant),
             JournalRecord::TurnQueued { sequence, message, caller } => {
                 self.history.push(Message::user(message));
                 if sequence == 0 {

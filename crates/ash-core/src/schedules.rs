@@ -12,33 +12,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ash_protocol::{
-    AttributeValue, Authenticator, EventBody, MessageReceived, PrincipalType, RunMode, RunStarted,
-    RunStatus, SessionAuthContext, TurnStarted,
-};
+use ash_protocol::{AttributeValue, Authenticator, PrincipalType, SessionAuthContext};
 use chrono::{DateTime, Utc};
-use sha2::{Digest as _, Sha256};
 
 use crate::engine::Inner;
 use crate::ids;
-use crate::store::{Commit, Expect, JournalRecord, NewRun, StoreError};
+use crate::store::StoreError;
 
 /// How late a fire may still run: missed fires older than this are skipped.
 pub const CATCH_UP: Duration = Duration::from_secs(3600);
 
 /// `wrun_<26 Crockford characters of SHA-256(name, fire time)>`: one run per fire.
 pub fn fire_run_id(name: &str, at: DateTime<Utc>) -> String {
-    let mut hash = Sha256::new();
-    hash.update(b"ash.schedule.v1\0");
-    hash.update(name.as_bytes());
-    hash.update([0]);
-    hash.update(at.timestamp_millis().to_be_bytes());
-    let digest = hash.finalize();
-    let mut value = 0u128;
-    for byte in digest.iter().take(16) {
-        value = (value << 8) | u128::from(*byte);
-    }
-    format!("wrun_{}", ids::crockford(value))
+    ids::derived_run_id(
+        b"ash.schedule.v1",
+        &[name.as_bytes(), &at.timestamp_millis().to_be_bytes()],
+    )
 }
 
 /// The principal scheduled runs carry: `ash:schedule:<name>`.
@@ -61,29 +50,8 @@ pub(crate) async fn start_run(
     name: &str,
     prompt: &str,
 ) -> Result<bool, StoreError> {
-    let turn_id = ids::turn_id(0);
-    let mut first = Commit::new(Expect::Status(RunStatus::Queued));
-    first.records = vec![JournalRecord::TurnQueued {
-        sequence: 0,
-        message: prompt.to_owned(),
-        caller: Some(principal(name)),
-    }];
-    first.events = vec![
-        EventBody::RunStarted(RunStarted {
-            run_id: run_id.to_owned(),
-            session_id: run_id.to_owned(),
-            mode: RunMode::Task,
-        }),
-        EventBody::TurnStarted(TurnStarted { turn_id: turn_id.clone(), sequence: 0 }),
-        EventBody::MessageReceived(MessageReceived { turn_id, message: prompt.to_owned() }),
-    ];
-    first.status = Some(RunStatus::Queued);
-    first.turns = 1;
-    let run = NewRun {
-        run_id: run_id.to_owned(),
-        continuation_token: ids::continuation_token(),
-        mode: RunMode::Task,
-    };
+    let (run, first) =
+        crate::engine::task_run(run_id, prompt.to_owned(), Some(principal(name)), None);
     match inner.store.create_run(run, first).await {
         Ok(events) => {
             inner.hub.publish(run_id, &events);

@@ -182,6 +182,15 @@ pub enum Expect {
     Status(RunStatus),
     /// This owner holds the lease (a worker's write).
     Lease(String),
+    /// The run has this status and exactly this many journal records: nothing happened to it
+    /// since it was read (an answer to a paused run: a stale one must not resolve a later
+    /// pause).
+    Unchanged {
+        /// The status read.
+        status: RunStatus,
+        /// The journal length read.
+        journal_count: u64,
+    },
 }
 
 /// One durable fact about a run's progress; replaying the journal rebuilds the run.
@@ -196,6 +205,15 @@ pub enum JournalRecord {
         agent: String,
         /// The delegating run, turn and call.
         parent: ParentLink,
+        /// What the parent had left of its budgets: the child spends no more.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<Grant>,
+    },
+    /// A new grant from the parent (its budget was raised), replacing the one before.
+    #[serde(rename_all = "camelCase")]
+    Granted {
+        /// What the child may spend now.
+        grant: Grant,
     },
     /// A user message was accepted and starts turn `sequence`.
     #[serde(rename_all = "camelCase")]
@@ -280,6 +298,25 @@ pub enum JournalRecord {
         /// What resolved the pause.
         resolution: Resolution,
     },
+}
+
+/// What a subagent's run may spend: what its parent had left when it delegated (none: no
+/// limit of that kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    /// Input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    /// Output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    /// Micro-USD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_micro_usd: Option<u64>,
+    /// When the root's session time runs out, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
 }
 
 /// The run, turn and call that started a subagent's run.
@@ -516,6 +553,39 @@ pub fn check_expect(record: &RunRecord, expect: &Expect) -> Result<(), StoreErro
             Some(lease) => Err(conflict(format!("the lease belongs to `{}`", lease.owner))),
             None => Err(conflict("the lease was released".to_owned())),
         },
-        Expect::Status(_) => Ok(()),
+        Expect::Unchanged { status, journal_count }
+            if record.status != *status || record.journal_count != *journal_count =>
+        {
+            Err(conflict("the run changed since it was read".to_owned()))
+        }
+        Expect::Status(_) | Expect::Unchanged { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_expectation_fails_once_anything_was_journaled() {
+        let record = RunRecord {
+            run_id: "wrun_x".to_owned(),
+            continuation_token: "ash:t".to_owned(),
+            mode: RunMode::Conversation,
+            status: RunStatus::Paused,
+            turns: 1,
+            event_count: 9,
+            journal_count: 4,
+            usage: Usage::default(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            lease: None,
+            cancel_requested: false,
+        };
+        let unchanged = |status, journal_count| Expect::Unchanged { status, journal_count };
+        assert!(check_expect(&record, &unchanged(RunStatus::Paused, 4)).is_ok());
+        // Paused again, but on something that happened after it was read.
+        assert!(check_expect(&record, &unchanged(RunStatus::Paused, 3)).is_err());
+        assert!(check_expect(&record, &unchanged(RunStatus::Waiting, 4)).is_err());
     }
 }

@@ -10,18 +10,14 @@
 
 use std::sync::Arc;
 
-use ash_protocol::{
-    EventBody, MessageReceived, RunMode, RunStarted, RunStatus, SessionAuthContext, TurnStarted,
-    Usage,
-};
+use ash_protocol::{EventBody, RunStatus, SessionAuthContext, Usage};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Inner;
 use crate::hub::Follower;
 use crate::ids;
-use crate::store::{Ask, Commit, Expect, JournalRecord, NewRun, ParentLink, Pause, StoreError};
+use crate::store::{Ask, JournalRecord, ParentLink, Pause, StoreError};
 use crate::tools::{Outcome, SubagentNote, ToolEvent};
 
 /// Longest a cancelled child is waited for before the parent gives up on seeing its end.
@@ -32,19 +28,15 @@ const SCAN_PAGE: usize = 512;
 /// `wrun_<26 Crockford characters of SHA-256(parent, turn, step, call)>`: the same child for
 /// the same call. The turn and step are part of it because models reuse call ids across steps.
 pub(crate) fn child_run_id(parent: &ParentLink) -> String {
-    let mut hash = Sha256::new();
-    hash.update(b"ash.subagent.v1\0");
-    hash.update(parent.run_id.as_bytes());
-    hash.update([0]);
-    hash.update(parent.turn.to_be_bytes());
-    hash.update(parent.step.to_be_bytes());
-    hash.update(parent.call_id.as_bytes());
-    let digest = hash.finalize();
-    let mut value = 0u128;
-    for byte in digest.iter().take(16) {
-        value = (value << 8) | u128::from(*byte);
-    }
-    format!("wrun_{}", ids::crockford(value))
+    ids::derived_run_id(
+        b"ash.subagent.v1",
+        &[
+            parent.run_id.as_bytes(),
+            &parent.turn.to_be_bytes(),
+            &parent.step.to_be_bytes(),
+            parent.call_id.as_bytes(),
+        ],
+    )
 }
 
 /// One delegation as the parent's worker asks for it.
@@ -240,34 +232,17 @@ impl Delegation<'_> {
         if store.run(child).await?.is_some() {
             return Ok(true);
         }
-        let turn_id = ids::turn_id(0);
-        let mut first = Commit::new(Expect::Status(RunStatus::Queued));
-        first.records = vec![
-            JournalRecord::RunOpened { agent: path.to_owned(), parent: self.parent.clone() },
-            JournalRecord::TurnQueued {
-                sequence: 0,
-                message: message.clone(),
-                caller: self.caller.clone(),
-            },
-        ];
-        first.events = vec![
-            EventBody::RunStarted(RunStarted {
-                run_id: child.to_owned(),
-                session_id: child.to_owned(),
-                mode: RunMode::Task,
-            }),
-            EventBody::TurnStarted(TurnStarted { turn_id: turn_id.clone(), sequence: 0 }),
-            EventBody::MessageReceived(MessageReceived { turn_id, message }),
-        ];
+        let grant = self.inner.grant_of(&self.parent.run_id).await?;
+        let opened = JournalRecord::RunOpened {
+            agent: path.to_owned(),
+            parent: self.parent.clone(),
+            grant: Some(grant),
+        };
+        let (run, mut first) =
+            crate::engine::task_run(child, message, self.caller.clone(), Some(opened));
         // Running at once: the worker that takes it skips a commit (its lease is free, so the
         // sweep finds it like a queued run).
         first.status = Some(RunStatus::Running);
-        first.turns = 1;
-        let run = NewRun {
-            run_id: child.to_owned(),
-            continuation_token: ids::continuation_token(),
-            mode: RunMode::Task,
-        };
         match store.create_run(run, first).await {
             Ok(events) => {
                 self.inner.hub.publish(child, &events);

@@ -880,18 +880,14 @@ impl Run {
     async fn conclude(mut self, waited: &Waited, disk_hit: bool) -> Result<Ended, SandboxError> {
         let (counters, (connections, connections_omitted)) = self.release().await;
         let mut status = waited.status;
+        if let Some(failure) = Report::failure(&waited.reports) {
+            return Err(failure);
+        }
         for report in &waited.reports {
             match report {
-                Report::Setup { stage, message } => {
-                    return Err(SandboxError::Setup {
-                        stage: stage.clone(),
-                        message: message.clone(),
-                    });
-                }
-                Report::Exec { message } => return Err(SandboxError::Exec(message.clone())),
                 Report::Exit { code, .. } => status = ExitStatus::Exited(*code),
                 Report::Signal { signal, .. } => status = ExitStatus::Signaled(*signal),
-                Report::Ready => {}
+                Report::Setup { .. } | Report::Exec { .. } | Report::Ready => {}
             }
         }
         let limits = &self.limits;

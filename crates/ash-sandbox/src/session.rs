@@ -216,17 +216,8 @@ impl SandboxSession {
                 .unwrap_or_default()
         };
         let waited = &supervised.waited;
-        for report in &waited.reports {
-            match report {
-                Report::Setup { stage, message } => {
-                    return Err(SandboxError::Setup {
-                        stage: stage.clone(),
-                        message: message.clone(),
-                    });
-                }
-                Report::Exec { message } => return Err(SandboxError::Exec(message.clone())),
-                _ => {}
-            }
+        if let Some(failure) = Report::failure(&waited.reports) {
+            return Err(failure);
         }
         let status = waited.status;
         let failed = !status.success();

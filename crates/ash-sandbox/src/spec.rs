@@ -177,6 +177,18 @@ impl RunUsage {
 }
 
 impl Report {
+    /// Why the command never ran, when the reports say it could not be set up or executed.
+    pub(crate) fn failure(reports: &[Self]) -> Option<crate::exec::SandboxError> {
+        reports.iter().find_map(|report| match report {
+            Self::Setup { stage, message } => Some(crate::exec::SandboxError::Setup {
+                stage: stage.clone(),
+                message: message.clone(),
+            }),
+            Self::Exec { message } => Some(crate::exec::SandboxError::Exec(message.clone())),
+            Self::Exit { .. } | Self::Signal { .. } | Self::Ready => None,
+        })
+    }
+
     /// The usage an exit or signal report carries.
     pub(crate) fn usage(&self) -> Option<RunUsage> {
         match self {

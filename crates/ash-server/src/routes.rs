@@ -450,9 +450,11 @@ async fn input(
 async fn resume(
     State(app): State<App>,
     run_id: Result<Path<String>, PathRejection>,
+    caller: Option<Extension<SessionAuthContext>>,
 ) -> Result<Response, HttpError> {
     let run_id = run_id_of(run_id)?;
-    let start_index = app.engine.resume(&RunId::new(run_id.clone())).await?;
+    let caller = caller.map(|Extension(c)| c);
+    let start_index = app.engine.resume(&RunId::new(run_id.clone()), caller.as_ref()).await?;
     Ok(Json(RunContinues { ok: true, run_id, start_index }).into_response())
 }
 

@@ -104,7 +104,7 @@ async fn an_approval_pauses_the_run_without_a_task_and_an_answer_continues_it() 
     );
     let stale = h.engine.answer(&first.run_id, answer("req_0_0_other", true, None)).await;
     assert!(matches!(&stale, Err(ContinueError::Stale(_))), "{stale:?}");
-    let resume = h.engine.resume(&first.run_id).await;
+    let resume = h.engine.resume(&first.run_id, None).await;
     assert!(matches!(&resume, Err(ContinueError::Stale(_))), "{resume:?}");
     let unknown =
         h.engine.answer(&RunId::new("wrun_nope"), answer(&asked.request_id, true, None)).await;
@@ -216,7 +216,7 @@ async fn a_spent_budget_pauses_the_run_and_a_raised_one_resumes_it() {
     );
     assert_eq!(h.engine.run_info(&first.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
     assert_eq!(h.server.requests().len(), 1, "no model call past the budget");
-    let still = h.engine.resume(&first.run_id).await;
+    let still = h.engine.resume(&first.run_id, None).await;
     assert!(matches!(&still, Err(ContinueError::StillSpent(_))), "{still:?}");
 
     // Raised and restarted: resume continues the same turn.
@@ -225,7 +225,7 @@ async fn a_spent_budget_pauses_the_run_and_a_raised_one_resumes_it() {
     let text = std::fs::read_to_string(&file).unwrap().replace("0.00001", "1.0");
     std::fs::write(&file, text).unwrap();
     let engine = h.restart(|_| {});
-    let start = engine.resume(&first.run_id).await.unwrap();
+    let start = engine.resume(&first.run_id, None).await.unwrap();
     let events = read_until(&engine, &first.run_id, start, &["session.waiting"]).await;
     assert_eq!(types(&events)[0], "turn.resumed");
     assert!(types(&events).contains(&"turn.completed"), "{:?}", types(&events));
@@ -253,4 +253,52 @@ async fn a_spent_budget_pauses_the_run_and_a_raised_one_resumes_it() {
     };
     assert_eq!(waiting.reason.map(|r| r.code), Some("session_timeout".to_owned()));
     assert_eq!(h.server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn calls_sharing_an_id_are_told_apart_and_each_asks_for_itself() {
+    let h = Harness::with(DEPLOY, Arc::new(MemoryStore::new()), |_| {}).await;
+    // A model that reuses one id: a harmless call, then one that needs approval.
+    h.server
+        .push(Reply::Turn(
+            Turn::empty().then_tool_call("x", "deploy", r#"{"branch":"main"}"#).then_tool_call(
+                "x",
+                "deploy",
+                r#"{"branch":"main"}"#,
+            ),
+        ))
+        .push(Reply::Turn(Turn::text("Both done.")));
+    let first = h.send("deploy twice", None).await;
+    let events = read_until(&h.engine, &first.run_id, 0, &["session.waiting"]).await;
+    let Some(EventBody::ActionsRequested(requested)) =
+        bodies(&events, "actions.requested").first().copied().cloned()
+    else {
+        panic!()
+    };
+    let ids: Vec<String> = requested
+        .actions
+        .iter()
+        .map(|a| match a {
+            ash_protocol::Action::ToolCall { call_id, .. } => call_id.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, ["x", "x~2"]);
+    let Some(EventBody::InputRequested(asked)) =
+        bodies(&events, "input.requested").first().copied().cloned()
+    else {
+        panic!()
+    };
+    assert_eq!(asked.call_id, "x");
+    let start =
+        h.engine.answer(&first.run_id, answer(&asked.request_id, true, None)).await.unwrap();
+    // The second call asks on its own: one approval never covers another call.
+    let events = read_until(&h.engine, &first.run_id, start, &["session.waiting"]).await;
+    let Some(EventBody::InputRequested(second)) =
+        bodies(&events, "input.requested").first().copied().cloned()
+    else {
+        panic!("the second call must ask too: {:?}", types(&events))
+    };
+    assert_eq!(second.call_id, "x~2");
+    assert_ne!(second.request_id, asked.request_id);
 }

@@ -236,6 +236,12 @@ approval = "required"
     // The child's own request id is not an answer to the root.
     let inner_id = asked.request_id.split_once('/').unwrap().1.to_owned();
     assert!(h.engine.answer(&first.run_id, answer(&inner_id)).await.is_err());
+    // The child is answered through its root only.
+    let direct = h.engine.answer(&child, answer(&inner_id)).await;
+    assert!(
+        matches!(&direct, Err(ash_core::ContinueError::Stale(why)) if why.contains("delegated")),
+        "{direct:?}"
+    );
     let start = h.engine.answer(&first.run_id, answer(&asked.request_id)).await.unwrap();
     let events = read_until(&h.engine, &first.run_id, start, &["session.waiting"]).await;
     let Some(EventBody::ActionResult(result)) =
@@ -275,4 +281,48 @@ approval = "required"
     let child_events = read_until(&h.engine, &child, 0, &["run.failed"]).await;
     assert!(types(&child_events).contains(&"turn.cancelled"), "{:?}", types(&child_events));
     let _: Value = json!(null);
+}
+
+#[tokio::test]
+async fn a_subagent_spends_only_what_its_parent_has_left_and_a_raised_budget_resumes_both() {
+    // Each fake model call writes 5 tokens; the root may write 12 in all.
+    let files = "[limits]\nmax_output_tokens_per_session = 12\n\
+        //- agent/subagents/reviewer/agent.toml\ndescription = \"Works in steps.\"\n\
+        //- agent/subagents/reviewer/tools/step.toml\ndescription = \"A step.\"\ncommand = [\"bash\", \"-c\", \"cat > /dev/null; echo '\\\"ok\\\"'\"]\n";
+    let h = Harness::with(files, Arc::new(MemoryStore::new()), |_| {}).await;
+    h.server
+        .push(Reply::Turn(delegate("d1", "work")))
+        .push(Reply::Turn(Turn::empty().then_tool_call("s1", "step", "{}")))
+        .push(Reply::Turn(Turn::empty().then_tool_call("s2", "step", "{}")))
+        .push(Reply::Turn(Turn::text("Worked.")))
+        .push(Reply::Turn(Turn::text("All done.")));
+    let first = h.send("work a lot", None).await;
+    let events = read_until(&h.engine, &first.run_id, 0, &["session.waiting"]).await;
+    let Some(EventBody::SessionWaiting(waiting)) =
+        bodies(&events, "session.waiting").pop().cloned()
+    else {
+        panic!()
+    };
+    let reason = waiting.reason.expect("the root paused with its child");
+    assert_eq!(reason.code, "token_budget");
+    assert!(reason.message.contains("delegated"), "{}", reason.message);
+    assert_eq!(h.server.requests().len(), 3, "the child stopped at the root's budget");
+    assert_eq!(h.engine.run_info(&first.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
+
+    // Raised at the root and resumed there: the child gets the new room and finishes.
+    h.engine.shutdown().await;
+    let file = h.fixture.path().join("agent/agent.toml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("= 12", "= 100");
+    std::fs::write(&file, text).unwrap();
+    let engine = h.restart(|_| {});
+    let start = engine.resume(&first.run_id, None).await.unwrap();
+    let events = read_until(&engine, &first.run_id, start, &["session.waiting"]).await;
+    let Some(EventBody::SubagentCompleted(done)) =
+        bodies(&events, "subagent.completed").first().copied().cloned()
+    else {
+        panic!("{:?}", types(&events))
+    };
+    assert_eq!(done.output.as_deref(), Some("Worked."));
+    assert_eq!(h.server.requests().len(), 5);
+    engine.shutdown().await;
 }
