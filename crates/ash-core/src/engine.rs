@@ -575,7 +575,7 @@ impl Engine {
         run_id: &RunId,
         caller: Option<&SessionAuthContext>,
     ) -> Result<u64, ContinueError> {
-        self.inner.resume(run_id.as_str(), Some(caller)).await
+        self.inner.resume(run_id.as_str(), caller).await
     }
 
     /// Asks the run's worker, wherever it runs, to cancel the active turn; `None` for an
@@ -592,9 +592,10 @@ impl Engine {
             return Err(SendError::UnknownSchedule(name.to_owned()));
         };
         let run_id = ids::run_id();
-        crate::schedules::start_run(&self.inner, &run_id, &schedule.name, &schedule.prompt).await?;
         let token =
-            self.inner.store.run(&run_id).await?.map(|r| r.continuation_token).unwrap_or_default();
+            crate::schedules::start_run(&self.inner, &run_id, &schedule.name, &schedule.prompt)
+                .await?
+                .unwrap_or_default();
         Ok(Accepted {
             session_id: SessionId::new(run_id.clone()),
             run_id: RunId::new(run_id),
@@ -759,8 +760,7 @@ impl Inner {
     ) -> Option<(String, String)> {
         let limits = &agent.package.limits;
         // What its subagents spent counts too.
-        let usage = crate::store::add_usage(record.usage, state.child_usage);
-        let cost = state.cost_micro_usd.saturating_add(state.child_cost_micro_usd);
+        let (usage, cost) = state.spent(record.usage);
         if let Some(max) = limits.max_input_tokens_per_session
             && usage.input_tokens >= max
         {
@@ -843,8 +843,7 @@ impl Inner {
         state: &RunState,
     ) -> crate::store::Grant {
         let limits = &agent.package.limits;
-        let usage = crate::store::add_usage(record.usage, state.child_usage);
-        let cost = state.cost_micro_usd.saturating_add(state.child_cost_micro_usd);
+        let (usage, cost) = state.spent(record.usage);
         let granted = state.grant.unwrap_or_default();
         let least = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),

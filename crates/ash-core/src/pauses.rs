@@ -15,12 +15,21 @@ use ash_protocol::{
 use crate::api::CancelOutcome;
 use crate::engine::{Answer, ContinueError, Inner};
 use crate::ids;
+use crate::replay::RunState;
 use crate::store::{
     Ask, Commit, Expect, Grant, JournalRecord, Pause, Resolution, RunRecord, StoreError,
 };
 
 /// Longest message an answer may carry, in bytes.
 const MAX_ANSWER_MESSAGE_BYTES: usize = 4096;
+
+/// A paused run as read once: its row, its replayed journal, its open turn and why it waits.
+pub(crate) struct Paused {
+    record: RunRecord,
+    state: RunState,
+    turn: u32,
+    pause: Pause,
+}
 
 impl Inner {
     /// Answers the approval `run_id` (or a subagent under it) waits for. `owner_checked`: the
@@ -36,10 +45,9 @@ impl Inner {
                 "`message` is longer than {MAX_ANSWER_MESSAGE_BYTES} bytes"
             )));
         }
-        let (record, turn, pause) = self.paused(run_id).await?;
+        let Paused { record, state, turn, pause } = self.paused(run_id).await?;
         if !owner_checked {
-            self.check_direct(run_id).await?;
-            self.check_owner(run_id, answer.caller.as_ref()).await?;
+            check_caller(&state, answer.caller.as_ref())?;
         }
         let (request_id, call_id) = match &pause {
             Pause::Approval { request_id, call_id, .. } => (request_id, call_id),
@@ -85,57 +93,33 @@ impl Inner {
         self.continue_paused(&record, turn, resolution, vec![event]).await
     }
 
-    /// An approval in someone's session is theirs to give: when the agent authenticates
-    /// callers, only the session's initiator or the turn's sender may answer.
-    async fn check_owner(
-        self: &Arc<Self>,
-        run_id: &str,
-        caller: Option<&SessionAuthContext>,
-    ) -> Result<(), ContinueError> {
-        let state = self.replayed(run_id).await?;
-        // A scheduled run's principal is the runtime: the agent's callers answer for it.
-        let owners: Vec<&SessionAuthContext> = state
-            .initiator
-            .iter()
-            .chain(state.turn.as_ref().and_then(|t| t.caller.as_ref()))
-            .filter(|o| o.authenticator != Authenticator::Schedule)
-            .collect();
-        let same = |a: &SessionAuthContext, b: &SessionAuthContext| {
-            a.authenticator == b.authenticator && a.principal_id == b.principal_id
-        };
-        if owners.is_empty() || caller.is_some_and(|c| owners.iter().any(|o| same(o, c))) {
-            return Ok(());
-        }
-        Err(ContinueError::Forbidden(
-            "only the caller who started this session (or sent this turn) may answer its approvals"
-                .to_owned(),
-        ))
-    }
-
-    /// A subagent's run is answered and resumed through its root run, never directly: the
-    /// root's pause describes the child's, and they must not part ways.
-    async fn check_direct(&self, run_id: &str) -> Result<(), ContinueError> {
-        match self.replayed(run_id).await?.parent {
-            Some(parent) => Err(ContinueError::Stale(format!(
-                "this run is a subagent's; answer or resume the run that delegated to it (`{}`)",
-                parent.run_id
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    /// Continues `run_id` paused on a spent budget, once it allows (its subagent first).
-    /// `caller`: who asks, checked like an answer's; `None` when a parent passes it down.
+    /// Continues `run_id` paused on a spent budget, once it allows (its subagent first), for
+    /// `caller`, who is checked like an answer's.
     pub(crate) async fn resume(
         self: &Arc<Self>,
         run_id: &str,
-        caller: Option<Option<&SessionAuthContext>>,
+        caller: Option<&SessionAuthContext>,
     ) -> Result<u64, ContinueError> {
-        let (record, turn, pause) = self.paused(run_id).await?;
-        if let Some(caller) = caller {
-            self.check_direct(run_id).await?;
-            self.check_owner(run_id, caller).await?;
+        let paused = self.paused(run_id).await?;
+        check_caller(&paused.state, caller)?;
+        self.resume_paused(paused, None).await
+    }
+
+    /// Resumes `paused`, with a new `grant` from its parent when it is a subagent's run whose
+    /// root's budget was raised. A run paused on its own subagent passes what it has left now
+    /// down to it first.
+    async fn resume_paused(
+        self: &Arc<Self>,
+        paused: Paused,
+        grant: Option<Grant>,
+    ) -> Result<u64, ContinueError> {
+        let Paused { record, mut state, turn, pause } = paused;
+        if grant.is_some() {
+            state.grant = grant;
         }
+        let records: Vec<JournalRecord> =
+            grant.map(|grant| JournalRecord::Granted { grant }).into_iter().collect();
+        let agent = self.agents.get(&state.agent).unwrap_or(self.agents.root());
         let resolution = match &pause {
             Pause::Approval { request_id, .. }
             | Pause::Subagent { ask: Some(Ask { request_id, .. }), .. } => {
@@ -144,18 +128,20 @@ impl Inner {
                 )));
             }
             Pause::Subagent { child_run_id, ask: None, .. } => {
-                // The child spends what this run has left now (its limit was raised).
-                let grant = self.grant_of(run_id).await?;
-                match Box::pin(self.resume_granted(child_run_id, grant)).await {
+                let below = self.remaining(agent, &record, &state);
+                let resumed = match self.paused(child_run_id).await {
+                    Ok(child) => Box::pin(self.resume_paused(child, Some(below))).await,
+                    Err(e) => Err(e),
+                };
+                match resumed {
+                    // Resumed, or it moved on already: either way this run goes on.
                     Ok(_) | Err(ContinueError::NotPaused(_)) => {}
                     Err(e) => return Err(e),
                 }
                 Resolution::Delegated { child_run_id: child_run_id.clone() }
             }
             Pause::Budget { .. } => {
-                let state = self.replayed(run_id).await?;
                 let now = self.config.clock.now_ms();
-                let agent = self.agents.get(&state.agent).unwrap_or(self.agents.root());
                 if let Some((_, spent)) = self.budget_spent(agent, &record, &state, now) {
                     return Err(ContinueError::StillSpent(spent));
                 }
@@ -166,7 +152,7 @@ impl Inner {
             turn_id: ids::turn_id(turn),
             code: pause.code().to_owned(),
         });
-        self.continue_paused(&record, turn, resolution, vec![event]).await
+        self.continue_with(&record, turn, records, resolution, vec![event]).await
     }
 
     /// What `run_id` lets a subagent spend: what is left of its budgets.
@@ -178,56 +164,18 @@ impl Inner {
         Ok(self.remaining(agent, &record, &state))
     }
 
-    /// Resumes subagent run `run_id`, paused on a budget, with a new `grant` from its parent.
-    async fn resume_granted(
-        self: &Arc<Self>,
-        run_id: &str,
-        grant: Grant,
-    ) -> Result<u64, ContinueError> {
-        let (record, turn, pause) = self.paused(run_id).await?;
-        let mut state = self.replayed(run_id).await?;
-        state.grant = Some(grant);
-        let agent = self.agents.get(&state.agent).unwrap_or(self.agents.root());
-        if let Pause::Subagent { child_run_id, ask: None, .. } = &pause {
-            // Its own subagent paused on the budget: pass the new grant down first.
-            let below = self.remaining(agent, &record, &state);
-            match Box::pin(self.resume_granted(child_run_id, below)).await {
-                Ok(_) | Err(ContinueError::NotPaused(_)) => {}
-                Err(e) => return Err(e),
-            }
-            let resolution = Resolution::Delegated { child_run_id: child_run_id.clone() };
-            let records = vec![JournalRecord::Granted { grant }];
-            return self.continue_with(&record, turn, records, resolution, Vec::new()).await;
-        }
-        let Pause::Budget { .. } = &pause else {
-            return Err(ContinueError::Stale(pause.message()));
-        };
-        let now = self.config.clock.now_ms();
-        if let Some((_, spent)) = self.budget_spent(agent, &record, &state, now) {
-            return Err(ContinueError::StillSpent(spent));
-        }
-        let event = EventBody::TurnResumed(TurnResumed {
-            turn_id: ids::turn_id(turn),
-            code: pause.code().to_owned(),
-        });
-        let records = vec![JournalRecord::Granted { grant }];
-        self.continue_with(&record, turn, records, Resolution::Resumed, vec![event]).await
-    }
-
-    /// The paused run `run_id`: its row, its open turn and why it waits.
-    pub(crate) async fn paused(
-        self: &Arc<Self>,
-        run_id: &str,
-    ) -> Result<(RunRecord, u32, Pause), ContinueError> {
+    /// The paused run `run_id`, read once.
+    pub(crate) async fn paused(self: &Arc<Self>, run_id: &str) -> Result<Paused, ContinueError> {
         let record = self.store.run(run_id).await?.ok_or(ContinueError::UnknownRun)?;
         if record.status != RunStatus::Paused {
             return Err(ContinueError::NotPaused(record.status));
         }
         let state = self.replayed(run_id).await?;
-        let Some((turn, Some(pause))) = state.turn.map(|t| (t.sequence, t.paused)) else {
+        let Some((turn, Some(pause))) = state.turn.as_ref().map(|t| (t.sequence, t.paused.clone()))
+        else {
             return Err(ContinueError::NotPaused(record.status));
         };
-        Ok((record, turn, pause))
+        Ok(Paused { record, state, turn, pause })
     }
 
     /// Stores `resolution` of the pause and queues the run; one writer wins a race, the other
@@ -280,7 +228,7 @@ impl Inner {
         run_id: &str,
     ) -> Result<Option<CancelOutcome>, StoreError> {
         match self.paused(run_id).await {
-            Ok((record, turn, pause)) => {
+            Ok(Paused { record, turn, pause, .. }) => {
                 if let Pause::Subagent { child_run_id, .. } = &pause
                     && let Err(error) = Box::pin(self.cancel_run(child_run_id)).await
                 {
@@ -307,6 +255,39 @@ impl Inner {
         self.wake(run_id);
         Ok(Some(CancelOutcome::Cancelling))
     }
+}
+
+/// Whether `caller` may answer or resume the paused run `state` replays. A subagent's run is
+/// answered and resumed through its root run, never directly: the root's pause describes the
+/// child's, and they must not part ways. An approval in someone's session is theirs to give:
+/// when the agent authenticates callers, only the session's initiator or the turn's sender may
+/// answer; a scheduled run's principal is the runtime, so the agent's callers answer for it.
+fn check_caller(
+    state: &RunState,
+    caller: Option<&SessionAuthContext>,
+) -> Result<(), ContinueError> {
+    if let Some(parent) = &state.parent {
+        return Err(ContinueError::Stale(format!(
+            "this run is a subagent's; answer or resume the run that delegated to it (`{}`)",
+            parent.run_id
+        )));
+    }
+    let owners: Vec<&SessionAuthContext> = state
+        .initiator
+        .iter()
+        .chain(state.turn.as_ref().and_then(|t| t.caller.as_ref()))
+        .filter(|o| o.authenticator != Authenticator::Schedule)
+        .collect();
+    let same = |a: &SessionAuthContext, b: &SessionAuthContext| {
+        a.authenticator == b.authenticator && a.principal_id == b.principal_id
+    };
+    if owners.is_empty() || caller.is_some_and(|c| owners.iter().any(|o| same(o, c))) {
+        return Ok(());
+    }
+    Err(ContinueError::Forbidden(
+        "only the caller who started this session (or sent this turn) may answer its approvals"
+            .to_owned(),
+    ))
 }
 
 fn stale(waited: &str, given: &str) -> ContinueError {

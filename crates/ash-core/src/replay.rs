@@ -233,6 +233,15 @@ impl RunState {
         }
     }
 
+    /// What the run spent in all: `own` (the tokens of its row) with its finished subagents'
+    /// tokens, and the priced cost of both, in micro-USD.
+    pub(crate) fn spent(&self, own: Usage) -> (Usage, u64) {
+        (
+            add_usage(own, self.child_usage),
+            self.cost_micro_usd.saturating_add(self.child_cost_micro_usd),
+        )
+    }
+
     /// `auth` of the session context while `turn` is active.
     pub(crate) fn auth(&self, turn: &TurnState) -> SessionAuth {
         SessionAuth { current: turn.caller.clone(), initiator: self.initiator.clone() }

@@ -429,7 +429,9 @@ impl Log<'_> {
             return Err(format!(
                 "`{command}` failed with exit code {}{}",
                 out.status.code(),
-                quote(&out.stderr).map(|q| format!(": {q}")).unwrap_or_default()
+                crate::tools::quote_part(&out.stderr, QUOTE_CHARS, true)
+                    .map(|q| format!(": {q}"))
+                    .unwrap_or_default()
             ));
         }
         Ok(out)
@@ -561,20 +563,6 @@ fn utf8_prefix(bytes: &[u8]) -> usize {
         Err(e) if e.error_len().is_none() => e.valid_up_to(),
         Err(_) => bytes.len(),
     }
-}
-
-/// The end of `bytes` as trimmed text, or `None` when there is nothing.
-fn quote(bytes: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let count = text.chars().count();
-    if count <= QUOTE_CHARS {
-        return Some(text.to_owned());
-    }
-    Some(format!("…{}", text.chars().skip(count - QUOTE_CHARS).collect::<String>()))
 }
 
 /// Copies the tree at `from` to `to` (which must not exist): directories, regular files with

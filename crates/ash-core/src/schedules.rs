@@ -42,23 +42,24 @@ pub(crate) fn principal(name: &str) -> SessionAuthContext {
     }
 }
 
-/// Creates the run of schedule `name` with `prompt` under `run_id`; `Ok(false)` when that run
-/// exists already (the fire happened).
+/// Creates the run of schedule `name` with `prompt` under `run_id` and returns its
+/// continuation token; `Ok(None)` when that run exists already (the fire happened).
 pub(crate) async fn start_run(
     inner: &Arc<Inner>,
     run_id: &str,
     name: &str,
     prompt: &str,
-) -> Result<bool, StoreError> {
+) -> Result<Option<String>, StoreError> {
     let (run, first) =
         crate::engine::task_run(run_id, prompt.to_owned(), Some(principal(name)), None);
+    let token = run.continuation_token.clone();
     match inner.store.create_run(run, first).await {
         Ok(events) => {
             inner.hub.publish(run_id, &events);
             inner.ensure_worker(run_id);
-            Ok(true)
+            Ok(Some(token))
         }
-        Err(StoreError::Conflict { .. }) => Ok(false),
+        Err(StoreError::Conflict { .. }) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -89,10 +90,10 @@ pub(crate) async fn run(inner: Arc<Inner>, tick: Duration) {
                 if at - fire <= catch_up {
                     let id = fire_run_id(&schedule.name, fire);
                     match start_run(&inner, &id, &schedule.name, &schedule.prompt).await {
-                        Ok(true) => {
+                        Ok(Some(_)) => {
                             tracing::info!(schedule = %schedule.name, %fire, run_id = %id, "schedule fired")
                         }
-                        Ok(false) => {}
+                        Ok(None) => {}
                         Err(error) => {
                             // Tried again at the next tick.
                             tracing::warn!(schedule = %schedule.name, %fire, %error, "cannot start a scheduled run");

@@ -312,10 +312,7 @@ impl Delegation<'_> {
     /// its own subagents spent.
     async fn spent(&self, child: &str, usage: Usage) -> (Usage, u64) {
         match self.inner.replayed(child).await {
-            Ok(state) => (
-                crate::store::add_usage(usage, state.child_usage),
-                state.cost_micro_usd.saturating_add(state.child_cost_micro_usd),
-            ),
+            Ok(state) => state.spent(usage),
             Err(_) => (usage, 0),
         }
     }

@@ -257,6 +257,25 @@ async fn refused(response: reqwest::Response) -> anyhow::Error {
     }
 }
 
+/// POSTs `body` (as JSON, when there is one) to the API route `path` of `base`: the answer
+/// when it succeeded, else what the server refused and why.
+async fn post(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Option<&impl serde::Serialize>,
+) -> anyhow::Result<reqwest::Response> {
+    let mut request = http.post(format!("{base}{API_PREFIX}{path}"));
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.with_context(|| format!("cannot reach {base}"))?;
+    if !response.status().is_success() {
+        return Err(refused(response).await);
+    }
+    Ok(response)
+}
+
 /// `/resume`: asks the server to continue the paused run, then follows it.
 async fn resume(
     http: &reqwest::Client,
@@ -265,14 +284,7 @@ async fn resume(
     stream_path: &str,
     lines: &mut Input,
 ) -> anyhow::Result<Left> {
-    let response = http
-        .post(format!("{base}{API_PREFIX}/runs/{run_id}/resume"))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    if !response.status().is_success() {
-        return Err(refused(response).await);
-    }
+    let response = post(http, base, &format!("/runs/{run_id}/resume"), None::<&()>).await?;
     let continues: RunContinues = response.json().await.context("reading the server's answer")?;
     follow(http, base, run_id, stream_path, continues.start_index, lines).await
 }
@@ -290,15 +302,7 @@ async fn turn(
         continuation_token: token.map(str::to_owned),
         mode: None,
     };
-    let response = http
-        .post(format!("{base}{API_PREFIX}/message"))
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    if !response.status().is_success() {
-        return Err(refused(response).await);
-    }
+    let response = post(http, base, "/message", Some(&body)).await?;
     let accepted: MessageAccepted = response.json().await.context("reading the server's answer")?;
     let run_id = accepted.run_id.clone();
     follow(http, base, &run_id, &accepted.stream_path, accepted.start_index, lines).await
@@ -414,15 +418,7 @@ async fn approve(
         decision: if approve { "approve" } else { "deny" }.to_owned(),
         message,
     };
-    let response = http
-        .post(format!("{base}{API_PREFIX}/runs/{run_id}/input"))
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    if !response.status().is_success() {
-        return Err(refused(response).await);
-    }
+    post(http, base, &format!("/runs/{run_id}/input"), Some(&body)).await?;
     Ok(())
 }
 

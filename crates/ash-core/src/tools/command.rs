@@ -173,14 +173,25 @@ fn result(name: &str, timeout: Duration, out: &ash_sandbox::ExecOutput) -> Outco
 
 /// The start of `bytes` as trimmed text, or `None` when there is nothing.
 fn quote(bytes: &[u8]) -> Option<String> {
+    quote_part(bytes, QUOTE_CHARS, false)
+}
+
+/// The start (or, with `end`, the end) of `bytes` as trimmed text, at most `chars` characters
+/// with `…` where it was cut, or `None` when there is nothing. Errors quote a process's output
+/// this way.
+pub(crate) fn quote_part(bytes: &[u8], chars: usize, end: bool) -> Option<String> {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim();
     if text.is_empty() {
         return None;
     }
-    let mut quoted: String = text.chars().take(QUOTE_CHARS).collect();
-    if text.chars().nth(QUOTE_CHARS).is_some() {
-        quoted.push('…');
+    let count = text.chars().count();
+    if count <= chars {
+        return Some(text.to_owned());
     }
-    Some(quoted)
+    Some(if end {
+        format!("…{}", text.chars().skip(count - chars).collect::<String>())
+    } else {
+        format!("{}…", text.chars().take(chars).collect::<String>())
+    })
 }

@@ -14,7 +14,7 @@ mod sandbox;
 mod skill;
 mod subagent;
 
-pub(crate) use command::broker_over_tcp;
+pub(crate) use command::{broker_over_tcp, quote_part};
 
 use std::collections::BTreeMap;
 use std::future::Future;
