@@ -649,6 +649,11 @@ async fn an_approval_over_http_refuses_stale_answers_and_continues_on_the_right_
             400,
             "invalid_body",
         ),
+        (
+            json!({"requestId": asked.request_id, "decision": "deny", "message": "x".repeat(5000)}),
+            400,
+            "invalid_body",
+        ),
     ];
     for (body, status, code) in cases {
         let (got, answer) = post(body.clone()).await;

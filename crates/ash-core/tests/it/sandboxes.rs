@@ -230,3 +230,30 @@ async fn a_changed_definition_builds_a_new_template_and_a_failed_bootstrap_keeps
     );
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_command_flooding_output_is_capped_in_its_result_and_in_the_stream() {
+    let flood = "//- agent/sandboxes/box.toml\n[limits]\noutput_kb = 64\n";
+    let h = Harness::with(flood, Arc::new(MemoryStore::new()), |_| {}).await;
+    h.server
+        .push(Reply::Turn(Turn::empty().then_tool_call(
+            "f",
+            "box_sandbox",
+            r#"{"command":"head -c 3000000 /dev/zero | tr '\\0' a"}"#,
+        )))
+        .push(Reply::Turn(Turn::text("Flooded.")));
+    let first = h.send("flood", None).await;
+    let events = read_until(&h.engine, &first.run_id, 0, &["session.waiting"]).await;
+    let result = &results(&events)[0];
+    assert_eq!(result.1, ActionStatus::Completed);
+    assert_eq!(result.2["truncated"], json!(true));
+    assert_eq!(result.2["stdout"].as_str().unwrap().len(), 64 * 1024);
+    let streamed: usize = bodies(&events, "sandbox.output")
+        .into_iter()
+        .map(|b| match b {
+            EventBody::SandboxOutput(o) => o.text.len(),
+            _ => unreachable!(),
+        })
+        .sum();
+    assert!(streamed <= 256 * 1024, "{streamed}");
+}
