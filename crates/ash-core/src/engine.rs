@@ -415,6 +415,9 @@ impl Engine {
         let inner = Arc::new(inner);
         inner.connections.start(Launcher::new(&inner.config), &inner.tasks, &inner.shutdown);
         inner.tasks.spawn(sweep(Arc::clone(&inner)));
+        if let Some(changes) = inner.store.changes() {
+            inner.tasks.spawn(follow_changes(Arc::clone(&inner), changes));
+        }
         if inner.config.schedules && !inner.spec.root().schedules.is_empty() {
             let tick = inner.config.schedule_tick;
             inner.tasks.spawn(crate::schedules::run(Arc::clone(&inner), tick));
@@ -711,6 +714,13 @@ impl Inner {
         }
     }
 
+    /// Wakes every worker of this engine.
+    fn wake_all(&self) {
+        for run in self.lock_active().values() {
+            run.wake.notify_one();
+        }
+    }
+
     /// `run_id`'s journal, replayed.
     pub(crate) async fn replayed(&self, run_id: &str) -> Result<RunState, StoreError> {
         let mut state = RunState::default();
@@ -917,12 +927,42 @@ async fn worker(inner: Arc<Inner>, run_id: String, wake: Arc<Notify>) {
     }
 }
 
+/// Passes what other processes commit to this one: readers of a changed run read the store
+/// again, and a worker here renews its lease at once (so a cancel asked on another node
+/// reaches it without waiting for the next renewal).
+async fn follow_changes(
+    inner: Arc<Inner>,
+    mut changes: tokio::sync::broadcast::Receiver<crate::store::StoreChange>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            () = inner.shutdown.cancelled() => return,
+        };
+        match change {
+            Ok(crate::store::StoreChange::Run(run_id)) => {
+                inner.hub.poke(Some(&run_id));
+                inner.wake(&run_id);
+            }
+            Ok(crate::store::StoreChange::Any) | Err(RecvError::Lagged(_)) => {
+                inner.hub.poke(None);
+                inner.wake_all();
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 /// Resumes runs whose worker is gone, now and every `sweep_interval`.
 async fn sweep(inner: Arc<Inner>) {
     loop {
-        match inner.store.claimable_runs(64).await {
+        // Claimed atomically: several engines sharing a store never sweep up the same run.
+        // The worker takes the lease again under its own epoch.
+        let ttl = inner.config.lease_ttl;
+        match inner.store.claim_runs(&inner.owner_id, ttl, 64).await {
             Ok(runs) => {
-                for run_id in runs {
+                for (run_id, _) in runs {
                     inner.ensure_worker(&run_id);
                 }
             }

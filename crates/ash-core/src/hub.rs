@@ -5,6 +5,10 @@
 //! reads the store from its cursor, then waits for live events; whenever a live event is not the
 //! one it expects (it lagged, or arrived ahead), it reads the store again. So the store is the
 //! truth and the channel only a wake-up with a fast path.
+//!
+//! When other processes write to the same store (several nodes on PostgreSQL), their events
+//! never pass through this hub: the store's change feed pokes the run's channel instead, and a
+//! poked follower reads the store.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,15 +27,43 @@ const PAGE: usize = 256;
 /// not read pins at most this plus one event, beside the one line being written to it.
 const PAGE_BYTES: usize = 64 * 1024;
 
+/// What a run's channel carries.
+#[derive(Debug, Clone)]
+enum Live {
+    /// An event this process stored.
+    Event(Arc<Event>),
+    /// Another process stored something: read the store.
+    Poke,
+}
+
+type Channels = HashMap<String, broadcast::Sender<Live>>;
+
 /// Per-run broadcast channels, created on first subscription and dropped with the last reader.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
-    channels: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    channels: Mutex<Channels>,
 }
 
 impl Hub {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<Event>>>> {
+    fn lock(&self) -> MutexGuard<'_, Channels> {
         self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tells `run_id`'s readers (every run's, for `None`) that the store changed underneath.
+    pub(crate) fn poke(&self, run_id: Option<&str>) {
+        let channels = self.lock();
+        match run_id {
+            Some(run_id) => {
+                if let Some(sender) = channels.get(run_id) {
+                    let _ = sender.send(Live::Poke);
+                }
+            }
+            None => {
+                for sender in channels.values() {
+                    let _ = sender.send(Live::Poke);
+                }
+            }
+        }
     }
 
     /// Sends stored events to current readers of `run_id`.
@@ -44,12 +76,12 @@ impl Hub {
             }
             for event in events {
                 // No receiver left between the check and the send is fine: nothing to deliver.
-                let _ = sender.send(Arc::new(event.clone()));
+                let _ = sender.send(Live::Event(Arc::new(event.clone())));
             }
         }
     }
 
-    fn subscribe(&self, run_id: &str) -> broadcast::Receiver<Arc<Event>> {
+    fn subscribe(&self, run_id: &str) -> broadcast::Receiver<Live> {
         self.lock()
             .entry(run_id.to_owned())
             .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
@@ -73,7 +105,7 @@ impl Hub {
 pub struct Follower {
     run_id: String,
     next: u64,
-    receiver: Option<broadcast::Receiver<Arc<Event>>>,
+    receiver: Option<broadcast::Receiver<Live>>,
     buffer: VecDeque<Event>,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
@@ -139,11 +171,12 @@ impl Follower {
                 () = self.stop.cancelled() => return Ok(None),
             };
             match received {
-                Ok(event) if event.meta.index == self.next => {
+                Ok(Live::Event(event)) if event.meta.index == self.next => {
                     self.buffer.push_back((*event).clone())
                 }
-                // Old (already read from the store) or ahead (missed some): the store decides.
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                // Old (already read from the store), ahead (missed some), or stored by another
+                // process: the store decides.
+                Ok(Live::Event(_) | Live::Poke) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Ok(None),
             }
         }

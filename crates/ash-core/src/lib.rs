@@ -46,9 +46,10 @@ pub use hub::Follower;
 pub use memory::MemoryStore;
 pub use schedules::{CATCH_UP as SCHEDULE_CATCH_UP, fire_run_id as schedule_run_id};
 pub use store::{
-    Commit, Expect, Grant, JournalRecord, Lease, LeaseState, NewRun, ParentLink, Pause, Resolution,
-    RunRecord, Store, StoreError, StoreFuture, add_usage, check_expect, lease_expiry, next_flags,
-    now_ms, rfc3339, stamp_events,
+    Commit, Expect, Fence, Grant, JournalRecord, Lease, LeaseState, NewRun, PAYLOAD_FORMAT,
+    ParentLink, Pause, PoolHealth, Resolution, RunRecord, Store, StoreChange, StoreError,
+    StoreFuture, StoreHealth, add_usage, check_expect, check_payload_format, lease_expiry,
+    next_flags, now_ms, rfc3339, stamp_events,
 };
 pub use support::{connected_surface, runtime_surface, tool_name, unsupported};
 pub use tools::SchemaError;

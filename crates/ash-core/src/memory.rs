@@ -7,8 +7,9 @@ use std::time::Duration;
 use ash_protocol::{Event, RunStatus, Usage};
 
 use crate::store::{
-    Commit, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError, StoreFuture,
-    add_usage, check_expect, lease_expiry, next_flags, now_ms, stamp_events,
+    Commit, Fence, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError,
+    StoreFuture, StoreHealth, add_usage, check_expect, lease_expiry, next_flags, now_ms,
+    stamp_events,
 };
 
 /// A [`Store`] that keeps everything in memory.
@@ -28,6 +29,8 @@ struct Entry {
     record: RunRecord,
     events: Vec<Event>,
     journal: Vec<JournalRecord>,
+    /// The last lease epoch handed out (it outlives the lease).
+    epoch: u64,
 }
 
 impl MemoryStore {
@@ -69,6 +72,19 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// Gives the lease to `owner` under the next epoch.
+    fn take_lease(&mut self, owner: &str, now: i64, ttl: Duration) -> Fence {
+        self.epoch += 1;
+        self.record.lease = Some(Lease {
+            owner: owner.to_owned(),
+            epoch: self.epoch,
+            expires_at_ms: lease_expiry(now, ttl),
+        });
+        Fence { owner: owner.to_owned(), epoch: self.epoch }
+    }
+}
+
 impl Store for MemoryStore {
     fn create_run(&self, run: NewRun, first: Commit) -> StoreFuture<'_, Vec<Event>> {
         let mut state = self.lock();
@@ -98,6 +114,7 @@ impl Store for MemoryStore {
             },
             events: Vec::new(),
             journal: Vec::new(),
+            epoch: 0,
         };
         let events = entry.apply(first, now);
         state.tokens.insert(run.continuation_token, run.run_id.clone());
@@ -157,29 +174,22 @@ impl Store for MemoryStore {
         run_id: &'a str,
         owner: &'a str,
         ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
+    ) -> StoreFuture<'a, Option<Fence>> {
         let mut state = self.lock();
-        let Some(entry) = state.runs.get_mut(run_id) else {
-            return ready(Ok(false));
-        };
         let now = now_ms();
-        let record = &mut entry.record;
-        let free = match &record.lease {
-            None => true,
-            Some(lease) => lease.owner == owner || lease.expires_at_ms <= now,
-        };
-        if !free || !record.status.is_active() {
-            return ready(Ok(false));
-        }
-        record.lease =
-            Some(Lease { owner: owner.to_owned(), expires_at_ms: lease_expiry(now, ttl) });
-        ready(Ok(true))
+        let fence = state.runs.get_mut(run_id).and_then(|entry| {
+            let free = entry.record.lease.as_ref().is_none_or(|lease| {
+                lease.owner == owner || lease.expires_at_ms <= now
+            });
+            (free && entry.record.status.is_active()).then(|| entry.take_lease(owner, now, ttl))
+        });
+        ready(Ok(fence))
     }
 
     fn renew_lease<'a>(
         &'a self,
         run_id: &'a str,
-        owner: &'a str,
+        fence: &'a Fence,
         ttl: Duration,
     ) -> StoreFuture<'a, Option<LeaseState>> {
         let mut state = self.lock();
@@ -188,7 +198,7 @@ impl Store for MemoryStore {
         };
         let record = &mut entry.record;
         match &mut record.lease {
-            Some(lease) if lease.owner == owner => {
+            Some(lease) if lease.owner == fence.owner && lease.epoch == fence.epoch => {
                 lease.expires_at_ms = lease_expiry(now_ms(), ttl);
                 ready(Ok(Some(LeaseState { cancel_requested: record.cancel_requested })))
             }
@@ -196,28 +206,59 @@ impl Store for MemoryStore {
         }
     }
 
-    fn release_lease<'a>(&'a self, run_id: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
+    fn release_lease<'a>(&'a self, run_id: &'a str, fence: &'a Fence) -> StoreFuture<'a, ()> {
         let mut state = self.lock();
         if let Some(entry) = state.runs.get_mut(run_id)
-            && entry.record.lease.as_ref().is_some_and(|l| l.owner == owner)
+            && entry.record.lease.as_ref().is_some_and(|l| l.owner == fence.owner && l.epoch == fence.epoch)
         {
             entry.record.lease = None;
         }
         ready(Ok(()))
     }
 
-    fn claimable_runs(&self, limit: usize) -> StoreFuture<'_, Vec<String>> {
-        let state = self.lock();
+    fn claim_runs<'a>(
+        &'a self,
+        owner: &'a str,
+        ttl: Duration,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Fence)>> {
+        let mut state = self.lock();
         let now = now_ms();
-        let mut runs: Vec<&RunRecord> = state
+        let mut runs: Vec<(i64, String)> = state
             .runs
             .values()
             .map(|e| &e.record)
             .filter(|r| r.status.is_active())
             .filter(|r| r.lease.as_ref().is_none_or(|l| l.expires_at_ms <= now))
+            .map(|r| (r.updated_at_ms, r.run_id.clone()))
             .collect();
-        runs.sort_by(|a, b| (a.updated_at_ms, &a.run_id).cmp(&(b.updated_at_ms, &b.run_id)));
-        ready(Ok(runs.into_iter().take(limit).map(|r| r.run_id.clone()).collect()))
+        runs.sort();
+        let claimed = runs
+            .into_iter()
+            .take(limit)
+            .filter_map(|(_, id)| {
+                let fence = state.runs.get_mut(&id)?.take_lease(owner, now, ttl);
+                Some((id, fence))
+            })
+            .collect();
+        ready(Ok(claimed))
+    }
+
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        let state = self.lock();
+        let now = now_ms();
+        let mut health = StoreHealth { backend: "memory".to_owned(), ..StoreHealth::default() };
+        for entry in state.runs.values() {
+            let record = &entry.record;
+            *health.runs_by_status.entry(record.status.as_str().to_owned()).or_default() += 1;
+            if record.status.is_active() {
+                match &record.lease {
+                    Some(lease) if lease.expires_at_ms > now => health.leases_held += 1,
+                    _ => health.leases_claimable += 1,
+                }
+            }
+        }
+        ready(Ok(health))
     }
 
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Option<RunStatus>> {

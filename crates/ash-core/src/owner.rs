@@ -19,7 +19,9 @@ use crate::engine::Inner;
 use crate::ids;
 use crate::prompt::system_prompt;
 use crate::replay::{RunState, TurnState, calls_of, text_of};
-use crate::store::{Ask, Commit, Expect, JournalRecord, Pause, RunRecord, StoreError, add_usage};
+use crate::store::{
+    Ask, Commit, Expect, Fence, JournalRecord, Pause, RunRecord, StoreError, add_usage,
+};
 use crate::tools::{
     CallContext, Outcome, PrivateDirs, Registry, SandboxNote, SubagentNote, ToolEvent,
     ToolProgress, call_policy,
@@ -62,19 +64,19 @@ pub(crate) async fn drive(
 ) -> Result<(), WorkerError> {
     let store = &inner.store;
     let ttl = inner.config.lease_ttl;
-    if !store.acquire_lease(run_id, &inner.owner_id, ttl).await? {
+    let Some(fence) = store.acquire_lease(run_id, &inner.owner_id, ttl).await? else {
         return Ok(());
-    }
+    };
     let Some(record) = store.run(run_id).await? else { return Ok(()) };
     let mut state = RunState::default();
     state.apply_all(store.journal(run_id, 0).await?);
     if state.turn.as_ref().is_none_or(|t| t.paused.is_some()) {
         // Nothing open (a worker that finished raced with this one), or paused: no work.
-        store.release_lease(run_id, &inner.owner_id).await?;
+        store.release_lease(run_id, &fence).await?;
         return Ok(());
     }
     let Some(agent) = inner.agents.get(&state.agent).cloned() else {
-        return fail_unknown_agent(inner, record, &state).await;
+        return fail_unknown_agent(inner, record, &state, fence).await;
     };
     let workspace = if let Some(fixed) = &inner.config.workspace {
         Workspace::fixed(fixed).map_err(WorkerError::Workspace)?
@@ -102,6 +104,7 @@ pub(crate) async fn drive(
         workspace,
         cancel: cancel.clone(),
         releasing: releasing.clone(),
+        fence: fence.clone(),
         started: None,
         sandboxes: crate::sandboxes::Opened::new(&agent.sandboxes, run_id),
         agent: Arc::clone(&agent),
@@ -114,14 +117,14 @@ pub(crate) async fn drive(
         }
         tokio::select! {
             stop = turn.run() => stop,
-            lost = watch_lease(inner, run_id, wake, &cancel, &releasing) => Err(lost),
+            lost = watch_lease(inner, run_id, &fence, wake, &cancel, &releasing) => Err(lost),
         }
     }
     .await;
     // What the run's sandboxes left running ends here; their files stay for the next turn.
     turn.sandboxes.close().await;
     if let Stop::Interrupted = worked? {
-        store.release_lease(run_id, &inner.owner_id).await?;
+        store.release_lease(run_id, &fence).await?;
     }
     Ok(())
 }
@@ -132,13 +135,14 @@ async fn fail_unknown_agent(
     inner: &Arc<Inner>,
     record: RunRecord,
     state: &RunState,
+    fence: Fence,
 ) -> Result<(), WorkerError> {
     let Some(turn) = &state.turn else { return Ok(()) };
     let message = format!(
         "this run is subagent `{}`, which the agent no longer has; restore it to continue",
         state.agent
     );
-    let mut commit = Commit::new(Expect::Lease(inner.owner_id.clone()));
+    let mut commit = Commit::new(Expect::Lease(fence));
     commit.records.push(JournalRecord::TurnEnded { turn: turn.sequence });
     commit.events.push(EventBody::TurnFailed(TurnFailed {
         turn_id: ids::turn_id(turn.sequence),
@@ -161,6 +165,7 @@ async fn fail_unknown_agent(
 async fn watch_lease(
     inner: &Inner,
     run_id: &str,
+    fence: &Fence,
     wake: &Notify,
     cancel: &CancellationToken,
     releasing: &CancellationToken,
@@ -171,7 +176,7 @@ async fn watch_lease(
             () = tokio::time::sleep(ttl / 3) => {}
             () = wake.notified() => {}
         }
-        match inner.store.renew_lease(run_id, &inner.owner_id, ttl).await {
+        match inner.store.renew_lease(run_id, fence, ttl).await {
             Ok(Some(state)) => {
                 if state.cancel_requested {
                     cancel.cancel();
@@ -194,6 +199,8 @@ struct TurnWorker<'a> {
     cancel: CancellationToken,
     /// Set before a commit that releases the lease is sent.
     releasing: CancellationToken,
+    /// The lease this worker holds; every write carries it.
+    fence: Fence,
     /// The call whose start this worker stored with its step's output and has not run yet.
     started: Option<String>,
     /// The named sandboxes this worker opened for the run.
@@ -204,7 +211,7 @@ struct TurnWorker<'a> {
 
 impl TurnWorker<'_> {
     fn commit(&self) -> Commit {
-        Commit::new(Expect::Lease(self.inner.owner_id.clone()))
+        Commit::new(Expect::Lease(self.fence.clone()))
     }
 
     fn turn(&self) -> Option<&TurnState> {

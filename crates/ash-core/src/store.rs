@@ -51,27 +51,35 @@ pub trait Store: Send + Sync + 'static {
     fn journal<'a>(&'a self, run_id: &'a str, from: u64) -> StoreFuture<'a, Vec<JournalRecord>>;
 
     /// Takes the run's lease for `owner` if the run is queued or running and the lease is free,
-    /// expired, or already `owner`'s. Returns whether `owner` now holds it.
+    /// expired, or already `owner`'s, by the store's clock. Every taking gets a new epoch, one
+    /// above the last: the [`Fence`] that `owner`'s writes must then carry. `None`: not taken.
     fn acquire_lease<'a>(
         &'a self,
         run_id: &'a str,
         owner: &'a str,
         ttl: Duration,
-    ) -> StoreFuture<'a, bool>;
+    ) -> StoreFuture<'a, Option<Fence>>;
 
-    /// Extends `owner`'s lease. `None` when `owner` no longer holds it.
+    /// Extends the lease `fence` names. `None` when it was taken again since (by anyone).
     fn renew_lease<'a>(
         &'a self,
         run_id: &'a str,
-        owner: &'a str,
+        fence: &'a Fence,
         ttl: Duration,
     ) -> StoreFuture<'a, Option<LeaseState>>;
 
-    /// Gives up `owner`'s lease, if held.
-    fn release_lease<'a>(&'a self, run_id: &'a str, owner: &'a str) -> StoreFuture<'a, ()>;
+    /// Gives up the lease `fence` names, if it is still that one.
+    fn release_lease<'a>(&'a self, run_id: &'a str, fence: &'a Fence) -> StoreFuture<'a, ()>;
 
-    /// Runs that are queued or running and whose lease is free or expired, oldest first.
-    fn claimable_runs(&self, limit: usize) -> StoreFuture<'_, Vec<String>>;
+    /// Takes, in one atomic step, the leases of up to `limit` runs that are queued or running
+    /// and whose lease is free or expired (oldest first), for `owner`. Two callers never take
+    /// the same run; a caller does not wait for runs another one is taking.
+    fn claim_runs<'a>(
+        &'a self,
+        owner: &'a str,
+        ttl: Duration,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Fence)>>;
 
     /// Flags an active run for cancellation and returns its status (`None`: unknown run).
     /// Inactive runs are left as they are.
@@ -82,6 +90,69 @@ pub trait Store: Send + Sync + 'static {
     fn check(&self) -> StoreFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Changes made by other processes sharing this store (other nodes), as they commit: runs
+    /// whose events or cancel flag changed. `None`: nobody else writes to this store, so the
+    /// engine's own publishing is all there is.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        None
+    }
+
+    /// How the store is doing: its backend, its connection pool, and its runs and leases.
+    fn health(&self) -> StoreFuture<'_, StoreHealth>;
+}
+
+/// A change another process committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// This run's events or cancel flag changed.
+    Run(String),
+    /// Changes may have been missed (the listener reconnected): any run may have changed.
+    Any,
+}
+
+/// A store's health, for operators (`GET /metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreHealth {
+    /// `memory`, `sqlite` or `postgres`.
+    pub backend: String,
+    /// The connection pool, for stores that have one.
+    pub pool: Option<PoolHealth>,
+    /// Runs by status.
+    pub runs_by_status: std::collections::BTreeMap<String, u64>,
+    /// Active runs whose lease is held and current.
+    pub leases_held: u64,
+    /// Active runs whose lease is free or expired: work waiting for a worker.
+    pub leases_claimable: u64,
+}
+
+/// A connection pool's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolHealth {
+    /// Most connections it opens.
+    pub max_size: u64,
+    /// Connections open.
+    pub size: u64,
+    /// Open connections not in use.
+    pub available: u64,
+    /// Callers waiting for a connection.
+    pub waiting: u64,
+}
+
+/// The format of the JSON payloads (events, journal records) this build writes. Each stored
+/// payload carries the format it was written in; a store refuses to read a newer one.
+pub const PAYLOAD_FORMAT: u32 = 1;
+
+/// Refuses a payload written in a format newer than [`PAYLOAD_FORMAT`]; `what` names it.
+pub fn check_payload_format(format: i64, what: &dyn std::fmt::Display) -> Result<(), StoreError> {
+    if format > i64::from(PAYLOAD_FORMAT) || format < 1 {
+        return Err(StoreError::Corrupt(format!(
+            "{what} is stored in format {format}; this ash reads formats 1 to {PAYLOAD_FORMAT}: upgrade ash"
+        )));
+    }
+    Ok(())
 }
 
 /// A run to create.
@@ -129,8 +200,22 @@ pub struct RunRecord {
 pub struct Lease {
     /// Owner id.
     pub owner: String,
-    /// Expiry, milliseconds since the Unix epoch.
+    /// Which taking of the lease this is (see [`Fence`]).
+    pub epoch: u64,
+    /// Expiry by the store's clock, milliseconds since the Unix epoch.
     pub expires_at_ms: i64,
+}
+
+/// Proof of holding a run's lease: who took it and which taking it was. A worker's writes
+/// carry it ([`Expect::Lease`]); once anyone takes the lease again (another node after it
+/// expired, or the same one), the epoch moves on and the old writer is refused, however late
+/// its write arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fence {
+    /// Owner id.
+    pub owner: String,
+    /// The run's lease epoch when it was taken: one above the taking before.
+    pub epoch: u64,
 }
 
 /// What a lease renewal learned.
@@ -180,8 +265,8 @@ impl Commit {
 pub enum Expect {
     /// The run has this status (a follow-up expects `waiting`).
     Status(RunStatus),
-    /// This owner holds the lease (a worker's write).
-    Lease(String),
+    /// This taking of the lease is still the current one (a worker's write).
+    Lease(Fence),
     /// The run has this status and exactly this many journal records: nothing happened to it
     /// since it was read (an answer to a paused run: a stale one must not resolve a later
     /// pause).
@@ -548,9 +633,12 @@ pub fn check_expect(record: &RunRecord, expect: &Expect) -> Result<(), StoreErro
             status.as_str(),
             record.status.as_str()
         ))),
-        Expect::Lease(owner) => match &record.lease {
-            Some(lease) if lease.owner == *owner => Ok(()),
-            Some(lease) => Err(conflict(format!("the lease belongs to `{}`", lease.owner))),
+        Expect::Lease(fence) => match &record.lease {
+            Some(lease) if lease.owner == fence.owner && lease.epoch == fence.epoch => Ok(()),
+            Some(lease) => Err(conflict(format!(
+                "the lease was taken again (by `{}`, epoch {}; this write holds epoch {})",
+                lease.owner, lease.epoch, fence.epoch
+            ))),
             None => Err(conflict("the lease was released".to_owned())),
         },
         Expect::Unchanged { status, journal_count }

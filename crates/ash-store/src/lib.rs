@@ -2,8 +2,11 @@
 //!
 //! Owns [`SqliteStore`]: one SQLite file in WAL mode holding runs, their journals and their
 //! event logs; every commit is one transaction, a damaged or foreign file is refused and left
-//! untouched, and the schema is versioned. PostgreSQL for several machines comes next behind
-//! the same trait; the conformance suite in `ash-test-support` runs against every backend.
+//! untouched. And [`PostgresStore`]: the same in a PostgreSQL database that several `ash start`
+//! nodes share, with lease times from the database's clock and a change feed
+//! (`LISTEN`/`NOTIFY`) that wakes readers on other nodes. Each backend's schema is a list of
+//! numbered SQL files ([`migrations`]); the conformance suite in `ash-test-support` runs
+//! against every backend.
 //!
 //! Also owns [`LedgerDb`], the network half's credit ledger on disk: an append-only SQLite file
 //! of the entries an `ash-ledger` verifier accepted (signed, on the network, in place), each
@@ -18,9 +21,14 @@
 
 mod jobs;
 mod ledger;
+pub mod migrations;
+mod postgres;
 mod sqlite;
 
 pub use jobs::{JOBS_SCHEMA, JobRow, JobsDb, JobsDbError};
 pub use ledger::{LedgerDb, LedgerDbError, Saved, StoredEntry};
 
+pub use postgres::{
+    Migrated, PG_SCHEMA_VERSION, PgError, PgOptions, PostgresStore, describe_url, is_postgres_url,
+};
 pub use sqlite::{Durability, OpenError, SCHEMA_VERSION, SqliteStore};

@@ -6,49 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ash_core::{
-    Commit, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError, StoreFuture,
-    add_usage, check_expect, lease_expiry, next_flags, now_ms, stamp_events,
+    Commit, Fence, JournalRecord, Lease, LeaseState, NewRun, PAYLOAD_FORMAT, RunRecord, Store,
+    StoreError, StoreFuture, StoreHealth, add_usage, check_expect, check_payload_format,
+    lease_expiry, next_flags, now_ms, stamp_events,
 };
 use ash_protocol::{Event, RunMode, RunStatus, Usage};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
-/// Version of the schema this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS ash_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    token TEXT NOT NULL UNIQUE,
-    mode TEXT NOT NULL,
-    status TEXT NOT NULL,
-    turns INTEGER NOT NULL,
-    event_count INTEGER NOT NULL,
-    journal_count INTEGER NOT NULL,
-    input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    cache_read_tokens INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    lease_owner TEXT,
-    lease_expires INTEGER,
-    cancel_requested INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, updated_at);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    PRIMARY KEY (run_id, idx)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS journal (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    record TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-";
+/// Version of the schema this build writes: the last of its migrations
+/// (`migrations/sqlite/`).
+pub const SCHEMA_VERSION: i64 = crate::migrations::latest(crate::migrations::SQLITE);
 
 /// How hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,32 +246,17 @@ impl SqliteStore {
         if check != "ok" {
             return Err(corrupt(check));
         }
-        let has_meta: bool = conn
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'ash_meta'",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(corrupt_or)?;
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| {
                 row.get(0)
             })
             .map_err(corrupt_or)?;
-        if !has_meta && tables > 0 {
+        let found = schema_version(&conn).map_err(corrupt_or)?;
+        if found == 0 && tables > 0 {
             return Err(corrupt("it holds tables but no ash schema".to_owned()));
         }
-        if has_meta {
-            let version: Option<String> = conn
-                .query_row("SELECT value FROM ash_meta WHERE key = 'schema_version'", [], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(corrupt_or)?;
-            let found = version.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-            if found > SCHEMA_VERSION {
-                return Err(OpenError::TooNew { path: path.to_owned(), found });
-            }
+        if found > SCHEMA_VERSION {
+            return Err(OpenError::TooNew { path: path.to_owned(), found });
         }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
         let sync = match durability {
@@ -313,12 +265,7 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", sync).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
-        conn.execute_batch(SCHEMA).map_err(sqlite)?;
-        conn.execute(
-            "INSERT OR IGNORE INTO ash_meta (key, value) VALUES ('schema_version', ?1)",
-            params![SCHEMA_VERSION.to_string()],
-        )
-        .map_err(sqlite)?;
+        migrate(&conn).map_err(sqlite)?;
         let file = FileIdentity::of(path)
             .map_err(|e| OpenError::Sqlite { path: path.to_owned(), reason: e.to_string() })?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), file: Arc::new(file), pending: Arc::default() })
@@ -344,7 +291,41 @@ impl SqliteStore {
     }
 }
 
-fn mode_from(text: &str) -> Result<RunMode, String> {
+/// The version recorded in `ash_meta` (0: no schema yet).
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let has_meta: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'ash_meta'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_meta {
+        return Ok(0);
+    }
+    let version: Option<String> = conn
+        .query_row("SELECT value FROM ash_meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .optional()?;
+    Ok(version.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0))
+}
+
+/// Applies the migrations the file has not had, each in its own transaction with the version
+/// it reaches.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let current = schema_version(conn)?;
+    for migration in crate::migrations::pending(crate::migrations::SQLITE, current) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(migration.sql)?;
+        tx.execute(
+            "INSERT INTO ash_meta (key, value) VALUES ('schema_version', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![migration.version.to_string()],
+        )?;
+        tx.commit()?;
+        tracing::info!(version = migration.version, name = migration.name, "store migrated");
+    }
+    Ok(())
+}
+
+pub(crate) fn mode_from(text: &str) -> Result<RunMode, String> {
     match text {
         "conversation" => Ok(RunMode::Conversation),
         "task" => Ok(RunMode::Task),
@@ -352,7 +333,7 @@ fn mode_from(text: &str) -> Result<RunMode, String> {
     }
 }
 
-fn status_from(text: &str) -> Result<RunStatus, String> {
+pub(crate) fn status_from(text: &str) -> Result<RunStatus, String> {
     [
         RunStatus::Queued,
         RunStatus::Running,
@@ -368,7 +349,7 @@ fn status_from(text: &str) -> Result<RunStatus, String> {
 
 const RUN_COLUMNS: &str = "run_id, token, mode, status, turns, event_count, journal_count, \
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, created_at, updated_at, \
-    lease_owner, lease_expires, cancel_requested";
+    lease_owner, lease_expires, cancel_requested, lease_epoch";
 
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -421,6 +402,7 @@ fn read_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let status: String = row.get(3)?;
     let owner: Option<String> = row.get(13)?;
     let expires: Option<i64> = row.get(14)?;
+    let epoch: i64 = row.get(16)?;
     Ok(RunRecord {
         run_id: row.get(0)?,
         continuation_token: row.get(1)?,
@@ -437,7 +419,11 @@ fn read_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         },
         created_at_ms: row.get(11)?,
         updated_at_ms: row.get(12)?,
-        lease: owner.zip(expires).map(|(owner, expires_at_ms)| Lease { owner, expires_at_ms }),
+        lease: owner.zip(expires).map(|(owner, expires_at_ms)| Lease {
+            owner,
+            epoch: u64_of(epoch),
+            expires_at_ms,
+        }),
         cancel_requested: row.get::<_, i64>(15)? != 0,
     })
 }
@@ -459,20 +445,26 @@ fn apply(tx: &Connection, record: &RunRecord, commit: Commit) -> Result<Vec<Even
     let events = stamp_events(commit.events, record.event_count, now);
     {
         let mut insert = tx
-            .prepare_cached("INSERT INTO events (run_id, idx, event) VALUES (?1, ?2, ?3)")
+            .prepare_cached(
+                "INSERT INTO events (run_id, idx, event, format) VALUES (?1, ?2, ?3, ?4)",
+            )
             .map_err(backend)?;
         for event in &events {
             let text = serde_json::to_string(event).map_err(backend)?;
             insert
-                .execute(params![record.run_id, i64_of(event.meta.index), text])
+                .execute(params![record.run_id, i64_of(event.meta.index), text, PAYLOAD_FORMAT])
                 .map_err(backend)?;
         }
         let mut insert = tx
-            .prepare_cached("INSERT INTO journal (run_id, seq, record) VALUES (?1, ?2, ?3)")
+            .prepare_cached(
+                "INSERT INTO journal (run_id, seq, record, format) VALUES (?1, ?2, ?3, ?4)",
+            )
             .map_err(backend)?;
         for (record_json, seq) in commit.records.iter().zip(record.journal_count..) {
             let text = serde_json::to_string(record_json).map_err(backend)?;
-            insert.execute(params![record.run_id, i64_of(seq), text]).map_err(backend)?;
+            insert
+                .execute(params![record.run_id, i64_of(seq), text, PAYLOAD_FORMAT])
+                .map_err(backend)?;
         }
     }
     let usage = add_usage(record.usage, commit.usage);
@@ -518,7 +510,7 @@ impl Store for SqliteStore {
                 .execute(
                     &format!(
                         "INSERT OR IGNORE INTO runs ({RUN_COLUMNS}) VALUES \
-                         (?1, ?2, ?3, 'queued', 0, 0, 0, 0, 0, 0, 0, ?4, ?4, NULL, NULL, 0)"
+                         (?1, ?2, ?3, 'queued', 0, 0, 0, 0, 0, 0, 0, ?4, ?4, NULL, NULL, 0, 0)"
                     ),
                     params![run.run_id, run.continuation_token, run.mode.as_str(), now],
                 )
@@ -594,17 +586,18 @@ impl Store for SqliteStore {
         let run_id = run_id.to_owned();
         self.with(move |conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT idx, event FROM events WHERE run_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3")
+                .prepare_cached("SELECT idx, event, format FROM events WHERE run_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3")
                 .map_err(backend)?;
             let rows = stmt
                 .query_map(params![run_id, i64_of(from), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
                 })
                 .map_err(backend)?;
             let mut out = Vec::new();
             let mut bytes = 0usize;
             for row in rows {
-                let (idx, text) = row.map_err(backend)?;
+                let (idx, text, format) = row.map_err(backend)?;
+                check_payload_format(format, &format_args!("event {idx} of run `{run_id}`"))?;
                 bytes = bytes.saturating_add(text.len());
                 let event: Event = serde_json::from_str(&text).map_err(|e| {
                     StoreError::Corrupt(format!("event {idx} of run `{run_id}` cannot be read: {e}"))
@@ -623,17 +616,18 @@ impl Store for SqliteStore {
         self.with(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT seq, record FROM journal WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq",
+                    "SELECT seq, record, format FROM journal WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq",
                 )
                 .map_err(backend)?;
             let rows = stmt
                 .query_map(params![run_id, i64_of(from)], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
                 })
                 .map_err(backend)?;
             let mut out = Vec::new();
             for row in rows {
-                let (seq, text) = row.map_err(backend)?;
+                let (seq, text, format) = row.map_err(backend)?;
+                check_payload_format(format, &format_args!("journal record {seq} of run `{run_id}`"))?;
                 out.push(serde_json::from_str(&text).map_err(|e| {
                     StoreError::Corrupt(format!(
                         "journal record {seq} of run `{run_id}` cannot be read: {e}"
@@ -649,19 +643,22 @@ impl Store for SqliteStore {
         run_id: &'a str,
         owner: &'a str,
         ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
+    ) -> StoreFuture<'a, Option<Fence>> {
         let (run_id, owner) = (run_id.to_owned(), owner.to_owned());
         self.with(move |conn| {
             let now = now_ms();
-            let changed = conn
-                .execute(
-                    "UPDATE runs SET lease_owner = ?2, lease_expires = ?3 WHERE run_id = ?1 \
-                     AND status IN ('queued', 'running') \
-                     AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_expires <= ?4)",
+            let epoch: Option<i64> = conn
+                .query_row(
+                    "UPDATE runs SET lease_owner = ?2, lease_expires = ?3, lease_epoch = lease_epoch + 1 \
+                     WHERE run_id = ?1 AND status IN ('queued', 'running') \
+                     AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_expires <= ?4) \
+                     RETURNING lease_epoch",
                     params![run_id, owner, lease_expiry(now, ttl), now],
+                    |row| row.get(0),
                 )
+                .optional()
                 .map_err(backend)?;
-            Ok(changed == 1)
+            Ok(epoch.map(|epoch| Fence { owner, epoch: u64_of(epoch) }))
         })
     }
 
@@ -672,14 +669,15 @@ impl Store for SqliteStore {
     fn renew_lease<'a>(
         &'a self,
         run_id: &'a str,
-        owner: &'a str,
+        fence: &'a Fence,
         ttl: Duration,
     ) -> StoreFuture<'a, Option<LeaseState>> {
-        let (run_id, owner) = (run_id.to_owned(), owner.to_owned());
+        let (run_id, fence) = (run_id.to_owned(), fence.clone());
         self.with(move |conn| {
             conn.query_row(
-                "UPDATE runs SET lease_expires = ?3 WHERE run_id = ?1 AND lease_owner = ?2 RETURNING cancel_requested",
-                params![run_id, owner, lease_expiry(now_ms(), ttl)],
+                "UPDATE runs SET lease_expires = ?4 WHERE run_id = ?1 AND lease_owner = ?2 \
+                 AND lease_epoch = ?3 RETURNING cancel_requested",
+                params![run_id, fence.owner, i64_of(fence.epoch), lease_expiry(now_ms(), ttl)],
                 |row| Ok(LeaseState { cancel_requested: row.get::<_, i64>(0)? != 0 }),
             )
             .optional()
@@ -687,30 +685,77 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release_lease<'a>(&'a self, run_id: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
-        let (run_id, owner) = (run_id.to_owned(), owner.to_owned());
+    fn release_lease<'a>(&'a self, run_id: &'a str, fence: &'a Fence) -> StoreFuture<'a, ()> {
+        let (run_id, fence) = (run_id.to_owned(), fence.clone());
         self.with(move |conn| {
             conn.execute(
-                "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE run_id = ?1 AND lease_owner = ?2",
-                params![run_id, owner],
+                "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE run_id = ?1 \
+                 AND lease_owner = ?2 AND lease_epoch = ?3",
+                params![run_id, fence.owner, i64_of(fence.epoch)],
             )
             .map_err(backend)?;
             Ok(())
         })
     }
 
-    fn claimable_runs(&self, limit: usize) -> StoreFuture<'_, Vec<String>> {
+    fn claim_runs<'a>(
+        &'a self,
+        owner: &'a str,
+        ttl: Duration,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Fence)>> {
+        let owner = owner.to_owned();
         self.with(move |conn| {
+            let now = now_ms();
+            // One statement: SQLite has one writer, so nobody claims between the choice and
+            // the update.
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT run_id FROM runs WHERE status IN ('queued', 'running') \
-                     AND (lease_owner IS NULL OR lease_expires <= ?1) ORDER BY updated_at, run_id LIMIT ?2",
+                    "UPDATE runs SET lease_owner = ?1, lease_expires = ?2, lease_epoch = lease_epoch + 1 \
+                     WHERE run_id IN (SELECT run_id FROM runs WHERE status IN ('queued', 'running') \
+                     AND (lease_owner IS NULL OR lease_expires <= ?3) ORDER BY updated_at, run_id LIMIT ?4) \
+                     RETURNING run_id, lease_epoch",
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![now_ms(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| row.get(0))
+                .query_map(
+                    params![owner, lease_expiry(now, ttl), now, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+                )
                 .map_err(backend)?;
-            rows.collect::<Result<Vec<String>, _>>().map_err(backend)
+            rows.map(|row| {
+                let (run_id, epoch) = row.map_err(backend)?;
+                Ok((run_id, Fence { owner: owner.clone(), epoch: u64_of(epoch) }))
+            })
+            .collect()
+        })
+    }
+
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        self.with(|conn| {
+            let mut health = StoreHealth { backend: "sqlite".to_owned(), ..StoreHealth::default() };
+            let mut stmt = conn
+                .prepare_cached("SELECT status, count(*) FROM runs GROUP BY status")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+                .map_err(backend)?;
+            for row in rows {
+                let (status, count) = row.map_err(backend)?;
+                health.runs_by_status.insert(status, u64_of(count));
+            }
+            let (held, claimable): (i64, i64) = conn
+                .query_row(
+                    "SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires > ?1), \
+                     count(*) FILTER (WHERE lease_owner IS NULL OR lease_expires <= ?1) \
+                     FROM runs WHERE status IN ('queued', 'running')",
+                    params![now_ms()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(backend)?;
+            health.leases_held = u64_of(held);
+            health.leases_claimable = u64_of(claimable);
+            Ok(health)
         })
     }
 

@@ -19,15 +19,19 @@ async fn sqlite_passes_the_store_conformance_suite() {
     ash_test_support::store_conformance::run_all(|| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.path().join(format!("store-{n}.db"));
-        Arc::new(SqliteStore::open(&path, Durability::Full).unwrap()) as Arc<dyn Store>
+        std::future::ready(
+            Arc::new(SqliteStore::open(&path, Durability::Full).unwrap()) as Arc<dyn Store>
+        )
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_memory_store_passes_the_same_suite() {
-    ash_test_support::store_conformance::run_all(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>)
-        .await;
+    ash_test_support::store_conformance::run_all(|| {
+        std::future::ready(Arc::new(MemoryStore::new()) as Arc<dyn Store>)
+    })
+    .await;
 }
 
 fn started() -> Commit {
@@ -105,9 +109,63 @@ fn a_store_from_a_newer_ash_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "the store {} has schema version 99; this ash reads up to 1; upgrade ash",
+            "the store {} has schema version 99; this ash reads up to 2; upgrade ash",
             path.display()
         )
+    );
+}
+
+/// A file written by ash before lease epochs and payload formats (schema 1, built here from
+/// its own migration file) is migrated on open: its runs, events and journal stay as they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_one_store_is_migrated_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ash.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(ash_store::migrations::SQLITE[0].sql).unwrap();
+        conn.execute_batch(
+            "INSERT INTO ash_meta VALUES ('schema_version', '1');
+             INSERT INTO runs VALUES ('r1', 'ash:t', 'task', 'running', 1, 1, 1, 5, 6, 0, 0, 10, 20, 'old', 99, 0);
+             INSERT INTO events VALUES ('r1', 0, '{\"type\":\"turn.started\",\"data\":{\"turnId\":\"turn_0\",\"sequence\":0},\"meta\":{\"id\":\"evt_01\",\"index\":0,\"at\":\"2026-01-01T00:00:00.000Z\"}}');
+             INSERT INTO journal VALUES ('r1', 0, '{\"type\":\"turn-queued\",\"sequence\":0,\"message\":\"hi\"}');",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    let run = store.run("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (run.status, run.event_count, run.usage.input_tokens, run.lease.map(|l| (l.owner, l.epoch))),
+        (RunStatus::Running, 1, 5, Some(("old".to_owned(), 0)))
+    );
+    assert_eq!(store.events("r1", 0, 10, usize::MAX).await.unwrap().len(), 1);
+    assert_eq!(store.journal("r1", 0).await.unwrap().len(), 1);
+    // The old lease expired long ago: the next taking is epoch 1.
+    let fence = store.acquire_lease("r1", "new", std::time::Duration::from_secs(5)).await.unwrap();
+    assert_eq!(fence.map(|f| f.epoch), Some(1));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: String = conn
+        .query_row("SELECT value FROM ash_meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, ash_store::SCHEMA_VERSION.to_string());
+}
+
+/// A payload a newer ash wrote in a format this one does not know is refused by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payload_in_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ash.db");
+    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    let run = NewRun { run_id: "r1".into(), continuation_token: "ash:t".into(), mode: RunMode::Task };
+    store.create_run(run, started()).await.unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE events SET format = 2 WHERE idx = 0", [])
+        .unwrap();
+    let err = store.events("r1", 0, 10, usize::MAX).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "stored data is corrupt: event 0 of run `r1` is stored in format 2; this ash reads formats 1 to 1: upgrade ash"
     );
 }
 
