@@ -193,3 +193,5 @@ async fn a_damaged_row_is_reported_not_guessed() {
     let err = store.run("r1").await.unwrap_err();
     assert_eq!(err.to_string(), "stored data is corrupt: unknown run status `exploded`");
 }
+
+mod postgres;
