@@ -92,6 +92,14 @@ pub(crate) enum Command {
     /// command that way; `ash sandbox check` shows which backends work here. See docs/sandbox.md.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Manage the store of runs and events: bring its schema up to date
+    ///
+    /// SQLite files are brought up to date when they are opened. A PostgreSQL database shared
+    /// by several nodes is created empty by the first `ash start`, but an older schema is only
+    /// changed by `ash store migrate`, so that no running node meets a schema it does not know:
+    /// stop the old nodes, migrate, start the new ones.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Create this machine's network identity and its profile entry
     ///
     /// Installs the network's genesis file (--genesis, the first time) as $ASH_HOME/genesis.toml,
@@ -861,6 +869,13 @@ pub(crate) struct StoreArgs {
     /// (without it, a missing store is an error: it was deleted or moved, and its runs with it)
     #[arg(long)]
     pub(crate) new_store: bool,
+    /// Where session workspaces, named sandboxes and MCP servers' directories live on this
+    /// machine [default: beside a SQLite store; DIR/.ash/state with PostgreSQL]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// With PostgreSQL: most database connections this process opens
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub(crate) pool_size: usize,
 }
 
 /// Arguments of `ash start`.
@@ -875,9 +890,10 @@ pub(crate) struct StartArgs {
     /// Port to listen on (0 picks a free one; the log line names it)
     #[arg(long, default_value_t = 3000)]
     pub(crate) port: u16,
-    /// SQLite file for runs and events [default: DIR/.ash/state/ash.db]
-    #[arg(long, value_name = "PATH")]
-    pub(crate) store: Option<PathBuf>,
+    /// Where runs and events are kept: a SQLite file, or a `postgres://…` URL of a database
+    /// that several `ash start` nodes share [default: ASH_STORE, else DIR/.ash/state/ash.db]
+    #[arg(long, value_name = "PATH|URL")]
+    pub(crate) store: Option<String>,
     /// Connections open at once (at most the open-file limit less a reserve); beyond, a client
     /// gets `503 too_many_connections`
     #[arg(long, value_name = "N", default_value_t = 16_384)]
@@ -918,9 +934,10 @@ pub(crate) struct DevArgs {
     /// Port for the local server (0 picks a free one)
     #[arg(long, default_value_t = 0)]
     pub(crate) port: u16,
-    /// SQLite file for runs and events [default: DIR/.ash/state/ash.db]
-    #[arg(long, value_name = "PATH")]
-    pub(crate) store: Option<PathBuf>,
+    /// Where runs and events are kept: a SQLite file, or a `postgres://…` URL
+    /// [default: DIR/.ash/state/ash.db]
+    #[arg(long, value_name = "PATH|URL")]
+    pub(crate) store: Option<String>,
     #[command(flatten)]
     pub(crate) store_args: StoreArgs,
 }
@@ -931,9 +948,10 @@ pub(crate) struct McpArgs {
     /// Agent project directory (holding agent/, or the agent files themselves)
     #[arg(default_value = ".")]
     pub(crate) dir: PathBuf,
-    /// SQLite file for runs and events [default: DIR/.ash/state/ash.db]
-    #[arg(long, value_name = "PATH")]
-    pub(crate) store: Option<PathBuf>,
+    /// Where runs and events are kept: a SQLite file, or a `postgres://…` URL
+    /// [default: DIR/.ash/state/ash.db]
+    #[arg(long, value_name = "PATH|URL")]
+    pub(crate) store: Option<String>,
     #[command(flatten)]
     pub(crate) store_args: StoreArgs,
 }
@@ -947,9 +965,9 @@ pub(crate) struct ExecArgs {
     /// Print every event as one JSON line on stdout (see docs/api.md)
     #[arg(long)]
     pub(crate) json: bool,
-    /// Keep the run in this SQLite file instead of memory
-    #[arg(long, value_name = "PATH")]
-    pub(crate) store: Option<PathBuf>,
+    /// Keep the run in this SQLite file (or `postgres://…` database) instead of memory
+    #[arg(long, value_name = "PATH|URL")]
+    pub(crate) store: Option<String>,
     #[command(flatten)]
     pub(crate) store_args: StoreArgs,
 }
@@ -969,9 +987,10 @@ pub(crate) struct SchedulesArgs {
     /// Run this schedule now instead of listing
     #[arg(long, value_name = "NAME")]
     pub(crate) run: Option<String>,
-    /// With --run: keep the run in this SQLite file instead of memory
-    #[arg(long, value_name = "PATH", requires = "run")]
-    pub(crate) store: Option<PathBuf>,
+    /// With --run: keep the run in this SQLite file (or `postgres://…` database) instead of
+    /// memory
+    #[arg(long, value_name = "PATH|URL", requires = "run")]
+    pub(crate) store: Option<String>,
     #[command(flatten)]
     pub(crate) store_args: StoreArgs,
 }
@@ -1046,6 +1065,24 @@ impl ExecArgs {
             _ => (PathBuf::from("."), ""),
         }
     }
+}
+
+/// `ash store …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Bring a store's schema to this ash's version (and say which it was)
+    Migrate(StoreMigrateArgs),
+}
+
+/// Arguments of `ash store migrate`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StoreMigrateArgs {
+    /// The store: a SQLite file or a `postgres://…` URL [default: ASH_STORE]
+    #[arg(long, value_name = "PATH|URL")]
+    pub(crate) store: Option<String>,
+    /// Print one JSON object: {store, from, to}
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `ash sandbox …`

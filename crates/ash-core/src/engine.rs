@@ -629,6 +629,11 @@ impl Engine {
         self.inner.store.check().await
     }
 
+    /// The store's health: its backend, pool, runs by status and leases.
+    pub async fn store_health(&self) -> Result<crate::store::StoreHealth, StoreError> {
+        self.inner.store.health().await
+    }
+
     /// Runs with a live worker task (a parked session has none).
     pub fn active_runs(&self) -> usize {
         self.inner.lock_active().len()

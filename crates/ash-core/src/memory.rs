@@ -178,9 +178,11 @@ impl Store for MemoryStore {
         let mut state = self.lock();
         let now = now_ms();
         let fence = state.runs.get_mut(run_id).and_then(|entry| {
-            let free = entry.record.lease.as_ref().is_none_or(|lease| {
-                lease.owner == owner || lease.expires_at_ms <= now
-            });
+            let free = entry
+                .record
+                .lease
+                .as_ref()
+                .is_none_or(|lease| lease.owner == owner || lease.expires_at_ms <= now);
             (free && entry.record.status.is_active()).then(|| entry.take_lease(owner, now, ttl))
         });
         ready(Ok(fence))
@@ -209,7 +211,11 @@ impl Store for MemoryStore {
     fn release_lease<'a>(&'a self, run_id: &'a str, fence: &'a Fence) -> StoreFuture<'a, ()> {
         let mut state = self.lock();
         if let Some(entry) = state.runs.get_mut(run_id)
-            && entry.record.lease.as_ref().is_some_and(|l| l.owner == fence.owner && l.epoch == fence.epoch)
+            && entry
+                .record
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.owner == fence.owner && l.epoch == fence.epoch)
         {
             entry.record.lease = None;
         }

@@ -105,6 +105,7 @@ fn router_with_gate(
     let api = Router::new()
         .merge(mcp)
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/info", get(info))
         .route("/message", post(message))
         .route("/runs/{run_id}", get(run_info))
@@ -233,7 +234,7 @@ async fn not_found() -> HttpError {
         StatusCode::NOT_FOUND,
         "route_not_found",
         format!(
-            "no such route; the API lives under {API_PREFIX}/ (health, info, message, runs/:runId, runs/:runId/stream, runs/:runId/cancel, runs/:runId/input, runs/:runId/resume, mcp)"
+            "no such route; the API lives under {API_PREFIX}/ (health, metrics, info, message, runs/:runId, runs/:runId/stream, runs/:runId/cancel, runs/:runId/input, runs/:runId/resume, mcp)"
         ),
     )
 }
@@ -247,6 +248,52 @@ async fn health(State(app): State<App>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// The store's and the engine's state in Prometheus' text format: runs by status, leases held
+/// and waiting for a worker, the connection pool, and this node's live workers.
+async fn metrics(State(app): State<App>) -> Response {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let health = app.engine.store_health().await;
+    let _ =
+        writeln!(out, "# HELP ash_store_up Whether the store answered.\n# TYPE ash_store_up gauge");
+    let backend = health.as_ref().map_or("unknown", |h| h.backend.as_str());
+    let _ = writeln!(out, "ash_store_up{{backend=\"{backend}\"}} {}", u8::from(health.is_ok()));
+    if let Ok(health) = &health {
+        let _ = writeln!(out, "# HELP ash_store_runs Runs by status.\n# TYPE ash_store_runs gauge");
+        for (status, count) in &health.runs_by_status {
+            let _ = writeln!(out, "ash_store_runs{{status=\"{status}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ash_store_leases Active runs whose lease is held, or free or expired (claimable).\n# TYPE ash_store_leases gauge"
+        );
+        let _ = writeln!(out, "ash_store_leases{{state=\"held\"}} {}", health.leases_held);
+        let _ =
+            writeln!(out, "ash_store_leases{{state=\"claimable\"}} {}", health.leases_claimable);
+        if let Some(pool) = &health.pool {
+            let _ = writeln!(
+                out,
+                "# HELP ash_store_pool Database connections: most, open, idle, and callers waiting.\n# TYPE ash_store_pool gauge"
+            );
+            for (state, value) in [
+                ("max", pool.max_size),
+                ("open", pool.size),
+                ("idle", pool.available),
+                ("waiting", pool.waiting),
+            ] {
+                let _ = writeln!(out, "ash_store_pool{{state=\"{state}\"}} {value}");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ash_engine_active_runs Runs with a worker on this node.\n# TYPE ash_engine_active_runs gauge\nash_engine_active_runs {}",
+        app.engine.active_runs()
+    );
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+        .into_response()
 }
 
 async fn info(State(app): State<App>) -> Response {

@@ -53,7 +53,8 @@ mod tests {
     #[test]
     fn the_lists_match_the_files() {
         for (backend, list) in [("sqlite", SQLITE), ("postgres", POSTGRES)] {
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+            let dir =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
             let mut files: Vec<String> = std::fs::read_dir(&dir)
                 .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
                 .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))

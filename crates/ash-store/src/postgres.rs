@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ash_core::{
-    Commit, Fence, JournalRecord, Lease, LeaseState, NewRun, PAYLOAD_FORMAT, PoolHealth,
-    RunRecord, Store, StoreChange, StoreError, StoreFuture, StoreHealth, add_usage, check_expect,
+    Commit, Fence, JournalRecord, Lease, LeaseState, NewRun, PAYLOAD_FORMAT, PoolHealth, RunRecord,
+    Store, StoreChange, StoreError, StoreFuture, StoreHealth, add_usage, check_expect,
     check_payload_format, next_flags, stamp_events,
 };
 use ash_protocol::{Event, RunStatus, Usage};
@@ -236,7 +236,10 @@ async fn migrate_with(
     client: &mut tokio_postgres::Client,
     target: &str,
 ) -> Result<Migrated, PgError> {
-    let fail = |e: tokio_postgres::Error| PgError::Backend { target: target.to_owned(), reason: reason(&e) };
+    let fail = |e: tokio_postgres::Error| PgError::Backend {
+        target: target.to_owned(),
+        reason: reason(&e),
+    };
     let tx = client.transaction().await.map_err(fail)?;
     tx.execute("SELECT pg_advisory_xact_lock(hashtext('ash_store_migrations'))", &[])
         .await
@@ -273,7 +276,10 @@ impl PostgresStore {
         let unreachable = |reason: String| PgError::Unreachable { target: target.clone(), reason };
         {
             let mut client = pool.get().await.map_err(|e| unreachable(pool_reason(&e)))?;
-            let fail = |e: tokio_postgres::Error| PgError::Backend { target: target.clone(), reason: reason(&e) };
+            let fail = |e: tokio_postgres::Error| PgError::Backend {
+                target: target.clone(),
+                reason: reason(&e),
+            };
             let (found, foreign) = schema_version(&**client).await.map_err(fail)?;
             if foreign {
                 return Err(PgError::Foreign { target });
@@ -319,7 +325,9 @@ impl PostgresStore {
         run_id: &str,
     ) -> Result<(), StoreError> {
         let payload = format!("{} {run_id}", self.origin);
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map_err(|e| backend(&e))?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await
+            .map_err(|e| backend(&e))?;
         Ok(())
     }
 }
@@ -343,7 +351,11 @@ fn ash_core_origin() -> String {
 
 /// Listens for other nodes' changes until aborted, reconnecting (and reporting that anything
 /// may have changed) whenever the connection drops.
-async fn listen(config: tokio_postgres::Config, origin: Arc<str>, changes: broadcast::Sender<StoreChange>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    origin: Arc<str>,
+    changes: broadcast::Sender<StoreChange>,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     loop {
@@ -459,7 +471,9 @@ async fn lock_run(
     run_id: &str,
 ) -> Result<(RunRecord, i64), StoreError> {
     let statement = tx
-        .prepare_cached(&format!("SELECT {RUN_COLUMNS}, {NOW} FROM runs WHERE run_id = $1 FOR UPDATE"))
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS}, {NOW} FROM runs WHERE run_id = $1 FOR UPDATE"
+        ))
         .await
         .map_err(|e| backend(&e))?;
     let row = tx
@@ -492,7 +506,9 @@ async fn apply(
     let mut records = Vec::with_capacity(commit.records.len());
     for (record_json, seq) in commit.records.iter().zip(record.journal_count..) {
         seqs.push(i64_of(seq));
-        records.push(serde_json::to_string(record_json).map_err(|e| StoreError::Backend(e.to_string()))?);
+        records.push(
+            serde_json::to_string(record_json).map_err(|e| StoreError::Backend(e.to_string()))?,
+        );
     }
     let usage = add_usage(record.usage, commit.usage);
     let lease = if commit.release_lease { None } else { record.lease.as_ref() };
@@ -651,10 +667,15 @@ impl Store for PostgresStore {
             let mut bytes = 0usize;
             for row in rows {
                 let (idx, text, format): (i64, String, i32) = (row.get(0), row.get(1), row.get(2));
-                check_payload_format(format.into(), &format_args!("event {idx} of run `{run_id}`"))?;
+                check_payload_format(
+                    format.into(),
+                    &format_args!("event {idx} of run `{run_id}`"),
+                )?;
                 bytes = bytes.saturating_add(text.len());
                 out.push(serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Corrupt(format!("event {idx} of run `{run_id}` cannot be read: {e}"))
+                    StoreError::Corrupt(format!(
+                        "event {idx} of run `{run_id}` cannot be read: {e}"
+                    ))
                 })?);
                 if bytes >= max_bytes {
                     break;
@@ -673,12 +694,18 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(|e| backend(&e))?;
-            let rows =
-                client.query(&statement, &[&run_id, &i64_of(from)]).await.map_err(|e| backend(&e))?;
+            let rows = client
+                .query(&statement, &[&run_id, &i64_of(from)])
+                .await
+                .map_err(|e| backend(&e))?;
             rows.iter()
                 .map(|row| {
-                    let (seq, text, format): (i64, String, i32) = (row.get(0), row.get(1), row.get(2));
-                    check_payload_format(format.into(), &format_args!("journal record {seq} of run `{run_id}`"))?;
+                    let (seq, text, format): (i64, String, i32) =
+                        (row.get(0), row.get(1), row.get(2));
+                    check_payload_format(
+                        format.into(),
+                        &format_args!("journal record {seq} of run `{run_id}`"),
+                    )?;
                     serde_json::from_str(&text).map_err(|e| {
                         StoreError::Corrupt(format!(
                             "journal record {seq} of run `{run_id}` cannot be read: {e}"

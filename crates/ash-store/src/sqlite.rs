@@ -271,6 +271,13 @@ impl SqliteStore {
         Ok(Self { conn: Arc::new(Mutex::new(conn)), file: Arc::new(file), pending: Arc::default() })
     }
 
+    /// The schema version of the file at `path` (0: none yet), read without changing it.
+    pub fn version_of(path: &Path) -> Result<i64, OpenError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| classify(path, &e, Some(())))?;
+        schema_version(&conn).map_err(|e| classify(path, &e, Some(())))
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     fn with<T, F>(&self, f: F) -> StoreFuture<'_, T>
     where

@@ -145,9 +145,11 @@ impl Cluster {
     fn ctl(&self, action: &str) {
         let data = self.dir.join("data");
         let log = self.dir.join("log");
-        let options = format!("-c listen_addresses=127.0.0.1 -p {} -k {}", self.port, self.dir.display());
+        let options =
+            format!("-c listen_addresses=127.0.0.1 -p {} -k {}", self.port, self.dir.display());
         let args = [action, "-w", "-m", "fast", "-D"].map(std::ffi::OsStr::new);
-        let rest = [data.as_os_str(), "-l".as_ref(), log.as_os_str(), "-o".as_ref(), options.as_ref()];
+        let rest =
+            [data.as_os_str(), "-l".as_ref(), log.as_os_str(), "-o".as_ref(), options.as_ref()];
         run_as_postgres("pg_ctl", &[&args[..], &rest[..]].concat());
     }
 }
@@ -206,6 +208,9 @@ mod tests {
     fn database_urls_swap_the_database_only() {
         assert_eq!(database_url("postgres://a@h:1/postgres", "x"), "postgres://a@h:1/x");
         assert_eq!(database_url("postgres://a@h:1", "x"), "postgres://a@h:1/x");
-        assert_eq!(database_url("postgres://a@h:1/db?sslmode=disable", "x"), "postgres://a@h:1/x?sslmode=disable");
+        assert_eq!(
+            database_url("postgres://a@h:1/db?sslmode=disable", "x"),
+            "postgres://a@h:1/x?sslmode=disable"
+        );
     }
 }

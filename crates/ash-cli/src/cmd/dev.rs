@@ -130,9 +130,10 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
             Err(dir) => {
                 // Request lines would interleave with the conversation: warnings only.
                 init_logging(tracing::Level::WARN);
-                let store = args.store.clone().unwrap_or_else(|| harness::default_store(&dir));
-                let harness =
-                    harness::start(&dir, StoreChoice::Sqlite(store), &args.store_args, false).await?;
+                let store = StoreChoice::from_arg(args.store.as_deref(), || {
+                    StoreChoice::Sqlite(harness::default_store(&dir))
+                });
+                let harness = harness::start(&dir, store, &args.store_args, false).await?;
                 let root = harness.engine.spec().root();
                 if !root.auth.is_empty() && credentials.is_none() {
                     bail!(

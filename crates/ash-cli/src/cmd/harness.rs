@@ -10,7 +10,7 @@ use ash_core::{Engine, EngineConfig, MemoryStore, Store};
 use ash_llm::{Client, ClientConfig};
 use ash_sandbox::{BackendChoice, BackendKind, NetPolicy, Sandbox};
 use ash_spec::SCRIPTED_PROVIDER;
-use ash_store::{Durability, SqliteStore};
+use ash_store::{Durability, PgOptions, PostgresStore, SqliteStore};
 
 use crate::cli::StoreArgs;
 use crate::{config, output};
@@ -35,8 +35,21 @@ pub(crate) struct Harness {
 pub(crate) enum StoreChoice {
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (its URL) that several nodes may share.
+    Postgres(String),
     /// Memory only (nothing survives the process).
     Memory,
+}
+
+impl StoreChoice {
+    /// What `--store` names: a `postgres://` URL, else a SQLite file; `None`: `default`.
+    pub(crate) fn from_arg(arg: Option<&str>, default: impl FnOnce() -> Self) -> Self {
+        match arg {
+            Some(url) if ash_store::is_postgres_url(url) => Self::Postgres(url.to_owned()),
+            Some(path) => Self::Sqlite(PathBuf::from(path)),
+            None => default(),
+        }
+    }
 }
 
 /// Subagents' own models, from the same provider table as the root's.
@@ -98,22 +111,24 @@ pub(crate) async fn start(
             );
             let durability = if args.fast_sync { Durability::Normal } else { Durability::Full };
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                use std::os::unix::fs::DirBuilderExt as _;
-                // Transcripts and tokens live here: closed to other local users.
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
+                create_private_dir(dir)?;
             }
             let store = SqliteStore::open(&path, durability)?;
             {
                 use std::os::unix::fs::PermissionsExt as _;
                 let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
             }
-            let state =
-                path.parent().map_or_else(|| dir.join(DEFAULT_STATE_DIR), Path::to_path_buf);
+            let state = args.state_dir.clone().unwrap_or_else(|| {
+                path.parent().map_or_else(|| dir.join(DEFAULT_STATE_DIR), Path::to_path_buf)
+            });
             (Arc::new(store), format!("sqlite {}", path.display()), state)
+        }
+        StoreChoice::Postgres(url) => {
+            let options = PgOptions { pool_size: args.pool_size.max(1), ..PgOptions::default() };
+            let store = PostgresStore::connect(&url, options).await?;
+            let state = args.state_dir.clone().unwrap_or_else(|| dir.join(DEFAULT_STATE_DIR));
+            create_private_dir(&state)?;
+            (Arc::new(store), format!("postgres {}", ash_store::describe_url(&url)), state)
         }
         StoreChoice::Memory => {
             let dir = tempfile::Builder::new()
@@ -198,6 +213,16 @@ pub(crate) fn check_access(
     ash_server::Gate::new(harness.engine.spec().root(), &config.oidc)
         .map(drop)
         .context("the agent's access configuration cannot be enforced")
+}
+
+/// Creates `dir` closed to other local users: transcripts and tokens live there.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 /// A store that should exist but does not is an error, never a silent fresh start: session

@@ -16,9 +16,10 @@ use crate::output;
 pub(crate) fn run(args: &McpArgs) -> anyhow::Result<Outcome> {
     runtime()?.block_on(async {
         init_logging(tracing::Level::WARN);
-        let store = args.store.clone().unwrap_or_else(|| harness::default_store(&args.dir));
-        let harness =
-            harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args, false).await?;
+        let store = StoreChoice::from_arg(args.store.as_deref(), || {
+            StoreChoice::Sqlite(harness::default_store(&args.dir))
+        });
+        let harness = harness::start(&args.dir, store, &args.store_args, false).await?;
         let info = ash_server::mcp::agent_info(&harness.engine);
         output::note(&format!(
             "ash mcp: `{}` as the MCP tool `{}` on stdio (model {}, store {})",

@@ -16,6 +16,7 @@ mod render;
 mod sandbox;
 mod schedules;
 mod start;
+mod store;
 mod tui;
 
 pub(crate) use jobs::cut_text;
@@ -56,6 +57,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Exec(args) => exec::run(&args),
         Command::Schedules(args) => schedules::run(&args),
         Command::Sandbox(command) => sandbox::run(command),
+        Command::Store(command) => store::run(command),
         Command::Join(args) => ledger::join(&args),
         Command::Status(args) => ledger::status(&args),
         Command::History(args) => ledger::history(&args),

@@ -13,9 +13,11 @@ use crate::{config, output};
 pub(crate) fn run(args: &StartArgs) -> anyhow::Result<Outcome> {
     init_logging(tracing::Level::INFO);
     runtime()?.block_on(async {
-        let store = args.store.clone().unwrap_or_else(|| harness::default_store(&args.dir));
-        let harness =
-            harness::start(&args.dir, StoreChoice::Sqlite(store), &args.store_args, true).await?;
+        let store = args.store.clone().or_else(|| config::var("ASH_STORE").filter(|v| !v.is_empty()));
+        let store = StoreChoice::from_arg(store.as_deref(), || {
+            StoreChoice::Sqlite(harness::default_store(&args.dir))
+        });
+        let harness = harness::start(&args.dir, store, &args.store_args, true).await?;
         let files = raise_open_files();
         let server_config = server_config(args, files);
         harness::check_access(&harness, &server_config)?;

@@ -135,7 +135,12 @@ async fn a_version_one_store_is_migrated_and_keeps_its_runs() {
     let store = SqliteStore::open(&path, Durability::Full).unwrap();
     let run = store.run("r1").await.unwrap().unwrap();
     assert_eq!(
-        (run.status, run.event_count, run.usage.input_tokens, run.lease.map(|l| (l.owner, l.epoch))),
+        (
+            run.status,
+            run.event_count,
+            run.usage.input_tokens,
+            run.lease.map(|l| (l.owner, l.epoch))
+        ),
         (RunStatus::Running, 1, 5, Some(("old".to_owned(), 0)))
     );
     assert_eq!(store.events("r1", 0, 10, usize::MAX).await.unwrap().len(), 1);
@@ -156,7 +161,8 @@ async fn a_payload_in_a_newer_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ash.db");
     let store = SqliteStore::open(&path, Durability::Full).unwrap();
-    let run = NewRun { run_id: "r1".into(), continuation_token: "ash:t".into(), mode: RunMode::Task };
+    let run =
+        NewRun { run_id: "r1".into(), continuation_token: "ash:t".into(), mode: RunMode::Task };
     store.create_run(run, started()).await.unwrap();
     rusqlite::Connection::open(&path)
         .unwrap()

@@ -16,10 +16,8 @@ async fn connect(url: &str) -> PostgresStore {
 
 fn started(sequence: u32) -> Commit {
     let mut commit = Commit::new(Expect::Status(RunStatus::Queued));
-    commit.events = vec![EventBody::TurnStarted(TurnStarted {
-        turn_id: format!("turn_{sequence}"),
-        sequence,
-    })];
+    commit.events =
+        vec![EventBody::TurnStarted(TurnStarted { turn_id: format!("turn_{sequence}"), sequence })];
     commit
 }
 
@@ -71,7 +69,10 @@ async fn schemas_it_cannot_use_are_refused_by_name() {
     psql(&newer, "UPDATE ash_meta SET value = '99' WHERE key = 'schema_version'");
     let err = PostgresStore::connect(&newer, PgOptions::default()).await.unwrap_err();
     assert!(matches!(err, PgError::TooNew { found: 99, .. }), "{err}");
-    assert!(err.to_string().contains("schema version 99; this ash reads up to 1: upgrade ash"), "{err}");
+    assert!(
+        err.to_string().contains("schema version 99; this ash reads up to 1: upgrade ash"),
+        "{err}"
+    );
     let err = PostgresStore::migrate(&newer).await.unwrap_err();
     assert!(matches!(err, PgError::TooNew { found: 99, .. }), "migrate refuses it too: {err}");
 
@@ -85,7 +86,10 @@ async fn schemas_it_cannot_use_are_refused_by_name() {
     let migrated = PostgresStore::migrate(&fresh).await.unwrap();
     assert_eq!((migrated.from, migrated.to), (0, ash_store::PG_SCHEMA_VERSION));
     let again = PostgresStore::migrate(&fresh).await.unwrap();
-    assert_eq!((again.from, again.to), (ash_store::PG_SCHEMA_VERSION, ash_store::PG_SCHEMA_VERSION));
+    assert_eq!(
+        (again.from, again.to),
+        (ash_store::PG_SCHEMA_VERSION, ash_store::PG_SCHEMA_VERSION)
+    );
 }
 
 /// An unreachable server is named (host, port, database) without the password.
