@@ -18,6 +18,7 @@
 
 mod agents;
 mod api;
+mod carry;
 mod connections;
 mod engine;
 mod hub;
@@ -48,8 +49,8 @@ pub use schedules::{CATCH_UP as SCHEDULE_CATCH_UP, fire_run_id as schedule_run_i
 pub use store::{
     Commit, Expect, Fence, Grant, JournalRecord, Lease, LeaseState, NewRun, PAYLOAD_FORMAT,
     ParentLink, Pause, PoolHealth, Resolution, RunRecord, Store, StoreChange, StoreError,
-    StoreFuture, StoreHealth, add_usage, check_expect, check_payload_format, lease_expiry,
-    next_flags, now_ms, rfc3339, stamp_events,
+    StoreFuture, StoreHealth, add_usage, check_expect, check_fence, check_payload_format,
+    lease_expiry, next_flags, now_ms, rfc3339, stamp_events,
 };
 pub use support::{connected_surface, runtime_surface, tool_name, unsupported};
 pub use tools::SchemaError;

@@ -8,8 +8,8 @@ use ash_protocol::{Event, RunStatus, Usage};
 
 use crate::store::{
     Commit, Fence, JournalRecord, Lease, LeaseState, NewRun, RunRecord, Store, StoreError,
-    StoreFuture, StoreHealth, add_usage, check_expect, lease_expiry, next_flags, now_ms,
-    stamp_events,
+    StoreFuture, StoreHealth, add_usage, check_expect, check_fence, lease_expiry, next_flags,
+    now_ms, stamp_events,
 };
 
 /// A [`Store`] that keeps everything in memory.
@@ -22,6 +22,9 @@ pub struct MemoryStore {
 struct State {
     runs: HashMap<String, Entry>,
     tokens: HashMap<String, String>,
+    blobs: HashMap<String, Vec<u8>>,
+    /// By run and area.
+    snapshots: HashMap<(String, String), String>,
 }
 
 #[derive(Debug)]
@@ -248,6 +251,43 @@ impl Store for MemoryStore {
             })
             .collect();
         ready(Ok(claimed))
+    }
+
+    fn missing_blobs<'a>(&'a self, hashes: &'a [String]) -> StoreFuture<'a, Vec<String>> {
+        let state = self.lock();
+        ready(Ok(hashes.iter().filter(|h| !state.blobs.contains_key(*h)).cloned().collect()))
+    }
+
+    fn put_blob<'a>(&'a self, hash: &'a str, data: &'a [u8]) -> StoreFuture<'a, ()> {
+        self.lock().blobs.entry(hash.to_owned()).or_insert_with(|| data.to_vec());
+        ready(Ok(()))
+    }
+
+    fn blob<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        ready(Ok(self.lock().blobs.get(hash).cloned()))
+    }
+
+    fn put_snapshot<'a>(
+        &'a self,
+        run_id: &'a str,
+        fence: &'a Fence,
+        area: &'a str,
+        manifest: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        let mut state = self.lock();
+        let Some(entry) = state.runs.get(run_id) else {
+            return ready(Err(StoreError::NotFound(run_id.to_owned())));
+        };
+        if let Err(e) = check_fence(&entry.record, fence) {
+            return ready(Err(e));
+        }
+        state.snapshots.insert((run_id.to_owned(), area.to_owned()), manifest.to_owned());
+        ready(Ok(()))
+    }
+
+    fn snapshot<'a>(&'a self, run_id: &'a str, area: &'a str) -> StoreFuture<'a, Option<String>> {
+        let key = (run_id.to_owned(), area.to_owned());
+        ready(Ok(self.lock().snapshots.get(&key).cloned()))
     }
 
     fn health(&self) -> StoreFuture<'_, StoreHealth> {

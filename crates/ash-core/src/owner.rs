@@ -46,6 +46,8 @@ pub(crate) enum WorkerError {
     LeaseLost,
     #[error("cannot prepare the workspace: {0}")]
     Workspace(std::io::Error),
+    #[error("cannot restore the run's files from the store: {0}")]
+    Carry(#[from] crate::carry::CarryError),
 }
 
 /// How a turn's work ended.
@@ -78,6 +80,7 @@ pub(crate) async fn drive(
     let Some(agent) = inner.agents.get(&state.agent).cloned() else {
         return fail_unknown_agent(inner, record, &state, fence).await;
     };
+    let carried = restore_carried(inner, run_id).await?;
     let workspace = if let Some(fixed) = &inner.config.workspace {
         Workspace::fixed(fixed).map_err(WorkerError::Workspace)?
     } else {
@@ -105,6 +108,7 @@ pub(crate) async fn drive(
         cancel: cancel.clone(),
         releasing: releasing.clone(),
         fence: fence.clone(),
+        carried,
         started: None,
         sandboxes: crate::sandboxes::Opened::new(&agent.sandboxes, run_id),
         agent: Arc::clone(&agent),
@@ -160,6 +164,34 @@ async fn fail_unknown_agent(
     Ok(())
 }
 
+/// On a store other nodes share: the run's workspace and sandbox copies, restored from the
+/// store where this node's copy is not the last one stored.
+async fn restore_carried(
+    inner: &Arc<Inner>,
+    run_id: &str,
+) -> Result<Vec<crate::carry::Carried>, WorkerError> {
+    use crate::carry::Carried;
+    if !inner.store.is_shared() || inner.config.workspace.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut carried = vec![
+        Carried::new("workspace", inner.config.workspaces_dir.join(run_id)),
+        Carried::new("sandboxes", inner.config.sandboxes_dir.join("sessions").join(run_id)),
+    ];
+    for area in &mut carried {
+        if area.restore(inner.store.as_ref(), run_id).await? {
+            // Owned by the user tools run as, closed to others, like a directory made here.
+            inner
+                .config
+                .sandbox
+                .adopt(area.dir())
+                .map_err(|e| WorkerError::Workspace(std::io::Error::other(e)))?;
+            tracing::info!(run_id, area = area.name(), "restored the run's files from the store");
+        }
+    }
+    Ok(carried)
+}
+
 /// Renews the lease every third of its lifetime (or when woken), turns a stored cancel request
 /// into `cancel`, and returns if the lease was lost.
 async fn watch_lease(
@@ -201,6 +233,8 @@ struct TurnWorker<'a> {
     releasing: CancellationToken,
     /// The lease this worker holds; every write carries it.
     fence: Fence,
+    /// The directories that move with the run (on a shared store).
+    carried: Vec<crate::carry::Carried>,
     /// The call whose start this worker stored with its step's output and has not run yet.
     started: Option<String>,
     /// The named sandboxes this worker opened for the run.
@@ -212,6 +246,23 @@ struct TurnWorker<'a> {
 impl TurnWorker<'_> {
     fn commit(&self) -> Commit {
         Commit::new(Expect::Lease(self.fence.clone()))
+    }
+
+    /// Stores the run's directories as this action left them, before its result: a node that
+    /// takes over later finds them so (or runs the action again on the state before it).
+    async fn save_carried(&mut self) -> Result<(), StoreError> {
+        let (store, run_id, fence) = (self.inner.store.as_ref(), &self.record.run_id, &self.fence);
+        for area in &mut self.carried {
+            match area.save(store, run_id, fence).await {
+                Ok(()) => {}
+                Err(crate::carry::CarryError::Store(error)) => return Err(error),
+                // Not fatal here: a takeover would find the files of an earlier action.
+                Err(error) => {
+                    tracing::warn!(run_id, area = area.name(), %error, "cannot store the run's files")
+                }
+            }
+        }
+        Ok(())
     }
 
     fn turn(&self) -> Option<&TurnState> {
@@ -529,6 +580,7 @@ impl TurnWorker<'_> {
         if let Some(child) = outcome.paused {
             return Ok(Step::Stop(self.pause_for_child(turn, &call, *child).await?));
         }
+        self.save_carried().await?;
         let mut commit = self.commit();
         if let Some(completed) = outcome.completed.clone() {
             commit.events.push(subagent_event(&call, completed));

@@ -100,6 +100,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// How the store is doing: its backend, its connection pool, and its runs and leases.
     fn health(&self) -> StoreFuture<'_, StoreHealth>;
+
+    /// Whether other processes (other nodes) share this store, so a run may move between
+    /// machines and its directories must move with it.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Which of `hashes` (SHA-256, hex) the store holds no contents for.
+    fn missing_blobs<'a>(&'a self, hashes: &'a [String]) -> StoreFuture<'a, Vec<String>>;
+
+    /// Keeps `data` under its SHA-256 `hash` (computed by the caller, checked by the reader).
+    /// Keeping a hash already kept changes nothing.
+    fn put_blob<'a>(&'a self, hash: &'a str, data: &'a [u8]) -> StoreFuture<'a, ()>;
+
+    /// The contents kept under `hash`.
+    fn blob<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
+
+    /// Replaces the run's snapshot of `area` (a manifest) if `fence` is still the run's lease;
+    /// else [`StoreError::Conflict`].
+    fn put_snapshot<'a>(
+        &'a self,
+        run_id: &'a str,
+        fence: &'a Fence,
+        area: &'a str,
+        manifest: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The run's snapshot of `area`.
+    fn snapshot<'a>(&'a self, run_id: &'a str, area: &'a str) -> StoreFuture<'a, Option<String>>;
+}
+
+/// Checks that `fence` is `record`'s current lease, for writes outside a [`Commit`].
+pub fn check_fence(record: &RunRecord, fence: &Fence) -> Result<(), StoreError> {
+    check_expect(record, &Expect::Lease(fence.clone()))
 }
 
 /// A change another process committed.

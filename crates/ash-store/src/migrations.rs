@@ -26,10 +26,11 @@ macro_rules! migrations {
 }
 
 /// The SQLite store's migrations.
-pub const SQLITE: &[Migration] = migrations!("sqlite": 0001 "runs", 0002 "fencing_and_formats");
+pub const SQLITE: &[Migration] =
+    migrations!("sqlite": 0001 "runs", 0002 "fencing_and_formats", 0003 "carried_state");
 
 /// The PostgreSQL store's migrations.
-pub const POSTGRES: &[Migration] = migrations!("postgres": 0001 "runs");
+pub const POSTGRES: &[Migration] = migrations!("postgres": 0001 "runs", 0002 "carried_state");
 
 /// The version a backend's migrations reach.
 pub const fn latest(migrations: &[Migration]) -> i64 {

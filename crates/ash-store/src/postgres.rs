@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ash_core::{
     Commit, Fence, JournalRecord, Lease, LeaseState, NewRun, PAYLOAD_FORMAT, PoolHealth, RunRecord,
-    Store, StoreChange, StoreError, StoreFuture, StoreHealth, add_usage, check_expect,
+    Store, StoreChange, StoreError, StoreFuture, StoreHealth, add_usage, check_expect, check_fence,
     check_payload_format, next_flags, stamp_events,
 };
 use ash_protocol::{Event, RunStatus, Usage};
@@ -843,6 +843,86 @@ impl Store for PostgresStore {
             let client = self.client().await?;
             client.execute("SELECT 1", &[]).await.map_err(|e| backend(&e))?;
             Ok(())
+        })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn missing_blobs<'a>(&'a self, hashes: &'a [String]) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT h FROM UNNEST($1::text[]) AS t(h) WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE hash = h)",
+                    &[&hashes],
+                )
+                .await
+                .map_err(|e| backend(&e))?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn put_blob<'a>(&'a self, hash: &'a str, data: &'a [u8]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+                    &[&hash, &data],
+                )
+                .await
+                .map_err(|e| backend(&e))?;
+            Ok(())
+        })
+    }
+
+    fn blob<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt("SELECT data FROM blobs WHERE hash = $1", &[&hash])
+                .await
+                .map_err(|e| backend(&e))?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn put_snapshot<'a>(
+        &'a self,
+        run_id: &'a str,
+        fence: &'a Fence,
+        area: &'a str,
+        manifest: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| backend(&e))?;
+            let (record, _) = lock_run(&tx, run_id).await?;
+            check_fence(&record, fence)?;
+            tx.execute(
+                "INSERT INTO snapshots (run_id, area, manifest) VALUES ($1, $2, $3) \
+                 ON CONFLICT (run_id, area) DO UPDATE SET manifest = excluded.manifest",
+                &[&run_id, &area, &manifest],
+            )
+            .await
+            .map_err(|e| backend(&e))?;
+            tx.commit().await.map_err(|e| backend(&e))
+        })
+    }
+
+    fn snapshot<'a>(&'a self, run_id: &'a str, area: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT manifest FROM snapshots WHERE run_id = $1 AND area = $2",
+                    &[&run_id, &area],
+                )
+                .await
+                .map_err(|e| backend(&e))?;
+            Ok(row.map(|row| row.get(0)))
         })
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use ash_core::{
     Commit, Fence, JournalRecord, Lease, LeaseState, NewRun, PAYLOAD_FORMAT, RunRecord, Store,
-    StoreError, StoreFuture, StoreHealth, add_usage, check_expect, check_payload_format,
-    lease_expiry, next_flags, now_ms, stamp_events,
+    StoreError, StoreFuture, StoreHealth, add_usage, check_expect, check_fence,
+    check_payload_format, lease_expiry, next_flags, now_ms, stamp_events,
 };
 use ash_protocol::{Event, RunMode, RunStatus, Usage};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
@@ -763,6 +763,83 @@ impl Store for SqliteStore {
             health.leases_held = u64_of(held);
             health.leases_claimable = u64_of(claimable);
             Ok(health)
+        })
+    }
+
+    fn missing_blobs<'a>(&'a self, hashes: &'a [String]) -> StoreFuture<'a, Vec<String>> {
+        let hashes = hashes.to_vec();
+        self.with(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1").map_err(backend)?;
+            let mut missing = Vec::new();
+            for hash in hashes {
+                if !stmt.exists(params![hash]).map_err(backend)? {
+                    missing.push(hash);
+                }
+            }
+            Ok(missing)
+        })
+    }
+
+    fn put_blob<'a>(&'a self, hash: &'a str, data: &'a [u8]) -> StoreFuture<'a, ()> {
+        let (hash, data) = (hash.to_owned(), data.to_vec());
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?1, ?2)",
+                params![hash, data],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn blob<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        let hash = hash.to_owned();
+        self.with(move |conn| {
+            conn.query_row("SELECT data FROM blobs WHERE hash = ?1", params![hash], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn put_snapshot<'a>(
+        &'a self,
+        run_id: &'a str,
+        fence: &'a Fence,
+        area: &'a str,
+        manifest: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        let (run_id, fence, area, manifest) =
+            (run_id.to_owned(), fence.clone(), area.to_owned(), manifest.to_owned());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let record =
+                load_run(&tx, &run_id)?.ok_or_else(|| StoreError::NotFound(run_id.clone()))?;
+            check_fence(&record, &fence)?;
+            tx.execute(
+                "INSERT INTO snapshots (run_id, area, manifest) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (run_id, area) DO UPDATE SET manifest = excluded.manifest",
+                params![run_id, area, manifest],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+    }
+
+    fn snapshot<'a>(&'a self, run_id: &'a str, area: &'a str) -> StoreFuture<'a, Option<String>> {
+        let (run_id, area) = (run_id.to_owned(), area.to_owned());
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT manifest FROM snapshots WHERE run_id = ?1 AND area = ?2",
+                params![run_id, area],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(backend)
         })
     }
 

@@ -71,6 +71,7 @@ where
     concurrent_commits_are_answered_each_on_their_own(make().await).await;
     workers_that_claim_commit_and_die_never_interleave(make().await).await;
     health_counts_runs_and_leases(make().await).await;
+    blobs_and_fenced_snapshots(make().await).await;
 }
 
 async fn creates_and_reads_back(store: Arc<dyn Store>) {
@@ -529,4 +530,43 @@ async fn health_counts_runs_and_leases(store: Arc<dyn Store>) {
         ),
         (vec![("queued".to_owned(), 2), ("waiting".to_owned(), 1)], 1, 1)
     );
+}
+
+/// Contents kept by hash (once), and each run's snapshots written only by its lease holder.
+async fn blobs_and_fenced_snapshots(store: Arc<dyn Store>) {
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    assert_eq!(
+        store.missing_blobs(&[a.clone(), b.clone()]).await.expect("missing"),
+        [a.clone(), b.clone()]
+    );
+    store.put_blob(&a, b"hello\0world").await.expect("put");
+    store.put_blob(&a, b"ignored: already kept").await.expect("put again");
+    assert_eq!(store.missing_blobs(&[a.clone(), b.clone()]).await.expect("missing"), [b.clone()]);
+    assert_eq!(store.blob(&a).await.expect("blob").as_deref(), Some(&b"hello\0world"[..]));
+    assert_eq!(store.blob(&b).await.expect("blob"), None);
+    let big = vec![7u8; 3 * 1024 * 1024];
+    store.put_blob(&b, &big).await.expect("a large blob");
+    assert_eq!(store.blob(&b).await.expect("blob").map(|d| d.len()), Some(big.len()));
+
+    store.create_run(new_run("r1"), first_commit()).await.expect("create");
+    assert_eq!(store.snapshot("r1", "workspace").await.expect("snapshot"), None);
+    let old = take(&store, "r1", "a", TTL).await;
+    store.put_snapshot("r1", &old, "workspace", "{\"v\":1}").await.expect("put");
+    // Taken again (a restarted worker): the old fence is stale.
+    let new = take(&store, "r1", "a", TTL).await;
+    let stale = store.put_snapshot("r1", &old, "workspace", "{\"v\":2}").await;
+    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "an old lease: {stale:?}");
+    assert_eq!(
+        store.snapshot("r1", "workspace").await.expect("read").as_deref(),
+        Some("{\"v\":1}")
+    );
+    store.put_snapshot("r1", &new, "workspace", "{\"v\":3}").await.expect("the holder writes");
+    store.put_snapshot("r1", &new, "sandboxes", "{}").await.expect("another area");
+    assert_eq!(
+        store.snapshot("r1", "workspace").await.expect("read").as_deref(),
+        Some("{\"v\":3}")
+    );
+    assert_eq!(store.snapshot("r1", "sandboxes").await.expect("read").as_deref(), Some("{}"));
+    let unknown = store.put_snapshot("nope", &new, "workspace", "{}").await;
+    assert!(matches!(unknown, Err(StoreError::NotFound(_))), "{unknown:?}");
 }

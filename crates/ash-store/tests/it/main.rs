@@ -109,7 +109,7 @@ fn a_store_from_a_newer_ash_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "the store {} has schema version 99; this ash reads up to 2; upgrade ash",
+            "the store {} has schema version 99; this ash reads up to 3; upgrade ash",
             path.display()
         )
     );

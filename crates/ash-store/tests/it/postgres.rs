@@ -70,7 +70,7 @@ async fn schemas_it_cannot_use_are_refused_by_name() {
     let err = PostgresStore::connect(&newer, PgOptions::default()).await.unwrap_err();
     assert!(matches!(err, PgError::TooNew { found: 99, .. }), "{err}");
     assert!(
-        err.to_string().contains("schema version 99; this ash reads up to 1: upgrade ash"),
+        err.to_string().contains("schema version 99; this ash reads up to 2: upgrade ash"),
         "{err}"
     );
     let err = PostgresStore::migrate(&newer).await.unwrap_err();

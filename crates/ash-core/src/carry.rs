@@ -1,0 +1,378 @@
+//! State that moves with a run between nodes sharing a store: the session workspace and the
+//! session copies of named sandboxes. After each action, before its result is committed, a
+//! worker stores a snapshot of each directory (a manifest of paths, modes and content hashes,
+//! and the contents the store lacks, addressed by hash). A worker that takes the run over on
+//! another node restores them before it works, so it finds the files as they were after the
+//! last finished action; a file an action left half-written when its node died is rolled back
+//! with it, and the action runs again, as after any crash.
+//!
+//! Only for stores other processes share ([`Store::is_shared`]); a single node keeps its
+//! directories where they are. Limits: a file over [`MAX_FILE`] bytes, anything but regular
+//! files, directories and symbolic links, and whatever exceeds [`MAX_TOTAL`] bytes or
+//! [`MAX_ENTRIES`] entries is not carried (the manifest names what was left out).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::store::{Fence, Store, StoreError};
+
+/// Largest file carried.
+pub(crate) const MAX_FILE: u64 = 64 * 1024 * 1024;
+/// Most bytes of files carried per directory.
+pub(crate) const MAX_TOTAL: u64 = 1024 * 1024 * 1024;
+/// Most entries carried per directory.
+pub(crate) const MAX_ENTRIES: usize = 200_000;
+/// The manifest format this build writes and reads.
+const MANIFEST_FORMAT: u32 = 1;
+
+/// What a directory held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Manifest {
+    format: u32,
+    /// By relative path (`/`-separated), in order: parents before children.
+    entries: BTreeMap<String, Entry>,
+    /// What was not carried, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    left_out: Vec<String>,
+}
+
+/// One path of a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum Entry {
+    Dir,
+    #[serde(rename_all = "camelCase")]
+    File {
+        sha256: String,
+        size: u64,
+        executable: bool,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+/// Why carrying failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CarryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("the stored snapshot of `{area}` cannot be used: {reason}")]
+    Bad { area: String, reason: String },
+}
+
+/// A directory a run carries, and what was learnt of it last time.
+#[derive(Debug)]
+pub(crate) struct Carried {
+    /// `workspace`, `sandboxes`.
+    area: &'static str,
+    dir: PathBuf,
+    /// Hashes of files as last seen (size, modification and change times, inode): a file that
+    /// kept all four is not read again.
+    seen: HashMap<String, (Stamp, String)>,
+    /// The manifest last stored.
+    last: Option<String>,
+}
+
+type Stamp = (u64, i64, i64, i64, i64, u64);
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt as _;
+    (meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), meta.ino())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The marker beside `dir` that names the snapshot its contents came from or went to.
+fn marker(dir: &Path) -> PathBuf {
+    let name = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!(".{name}.carried"))
+}
+
+impl Carried {
+    pub(crate) fn new(area: &'static str, dir: PathBuf) -> Self {
+        Self { area, dir, seen: HashMap::new(), last: None }
+    }
+
+    /// The directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its area's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.area
+    }
+
+    /// Stores the directory's current state for the lease holder `fence`: the contents the
+    /// store lacks, then the manifest (refused if the lease moved on).
+    pub(crate) async fn save(
+        &mut self,
+        store: &dyn Store,
+        run_id: &str,
+        fence: &Fence,
+    ) -> Result<(), CarryError> {
+        let (dir, seen) = (self.dir.clone(), std::mem::take(&mut self.seen));
+        let (mut manifest, seen, read) = tokio::task::spawn_blocking(move || scan(&dir, seen))
+            .await
+            .map_err(io::Error::other)??;
+        self.seen = seen;
+        let wanted: Vec<String> = read.keys().cloned().collect();
+        for hash in store.missing_blobs(&wanted).await? {
+            let Some(path) = read.get(&hash) else { continue };
+            let bytes = tokio::fs::read(self.dir.join(path)).await?;
+            let actual = sha256_hex(&bytes);
+            if actual != hash {
+                // Changed since it was scanned: carry what it holds now.
+                if let Some(Entry::File { sha256, size, .. }) = manifest.entries.get_mut(path) {
+                    sha256.clone_from(&actual);
+                    *size = bytes.len() as u64;
+                }
+                self.seen.remove(path);
+            }
+            store.put_blob(&actual, &bytes).await?;
+        }
+        let text = serde_json::to_string(&manifest).map_err(io::Error::other)?;
+        if self.last.as_deref() == Some(text.as_str()) {
+            return Ok(());
+        }
+        store.put_snapshot(run_id, fence, self.area, &text).await?;
+        tokio::fs::write(marker(&self.dir), sha256_hex(text.as_bytes())).await?;
+        manifest.entries.clear();
+        self.last = Some(text);
+        Ok(())
+    }
+
+    /// Makes the directory what the store's snapshot says, unless it already is (its marker
+    /// names that snapshot). Returns whether it restored anything.
+    pub(crate) async fn restore(
+        &mut self,
+        store: &dyn Store,
+        run_id: &str,
+    ) -> Result<bool, CarryError> {
+        let Some(text) = store.snapshot(run_id, self.area).await? else { return Ok(false) };
+        let id = sha256_hex(text.as_bytes());
+        let here = tokio::fs::read_to_string(marker(&self.dir)).await.ok();
+        if here.as_deref() == Some(id.as_str()) && self.dir.exists() {
+            self.last = Some(text);
+            return Ok(false);
+        }
+        let bad = |reason: String| CarryError::Bad { area: self.area.to_owned(), reason };
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("its manifest does not parse: {e}")))?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(bad(format!(
+                "its manifest is in format {}; this ash reads {MANIFEST_FORMAT}: upgrade ash",
+                manifest.format
+            )));
+        }
+        let plan = plan(&manifest).map_err(bad)?;
+        if let Some(parent) = self.dir.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let name =
+            self.dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let staging = self.dir.with_file_name(format!(".{name}.restore-{}", crate::ids::ulid()));
+        let written = self.write(store, &staging, &plan).await;
+        if let Err(error) = written {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            return Err(error);
+        }
+        // Swap: the old directory goes aside first, so a crash leaves one or the other whole.
+        if self.dir.exists() {
+            let old = self.dir.with_file_name(format!(".{name}.old-{}", crate::ids::ulid()));
+            tokio::fs::rename(&self.dir, &old).await?;
+            tokio::fs::rename(&staging, &self.dir).await?;
+            tokio::fs::remove_dir_all(&old).await?;
+        } else {
+            tokio::fs::rename(&staging, &self.dir).await?;
+        }
+        tokio::fs::write(marker(&self.dir), &id).await?;
+        if !manifest.left_out.is_empty() {
+            tracing::warn!(run_id, area = self.area, left_out = ?manifest.left_out, "restored without what was too large to carry");
+        }
+        self.last = Some(text);
+        self.seen.clear();
+        Ok(true)
+    }
+
+    async fn write(
+        &self,
+        store: &dyn Store,
+        staging: &Path,
+        plan: &Plan<'_>,
+    ) -> Result<(), CarryError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let bad = |reason: String| CarryError::Bad { area: self.area.to_owned(), reason };
+        tokio::fs::create_dir(staging).await?;
+        for dir in &plan.dirs {
+            tokio::fs::create_dir(staging.join(dir)).await?;
+        }
+        for (path, sha256, executable) in &plan.files {
+            let bytes = store.blob(sha256).await?.ok_or_else(|| {
+                bad(format!("the contents of `{path}` are missing from the store"))
+            })?;
+            if sha256_hex(&bytes) != **sha256 {
+                return Err(bad(format!("the contents of `{path}` do not match their hash")));
+            }
+            let to = staging.join(path);
+            tokio::fs::write(&to, &bytes).await?;
+            let mode = if *executable { 0o755 } else { 0o644 };
+            tokio::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).await?;
+        }
+        for (path, target) in &plan.links {
+            tokio::fs::symlink(target, staging.join(path)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What a restore writes, checked: every path relative and plain, parents before children,
+/// nothing below a link.
+struct Plan<'a> {
+    dirs: Vec<&'a str>,
+    files: Vec<(&'a str, &'a String, bool)>,
+    links: Vec<(&'a str, &'a String)>,
+}
+
+fn plan(manifest: &Manifest) -> Result<Plan<'_>, String> {
+    let mut plan = Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new() };
+    let mut dirs: HashSet<&str> = HashSet::new();
+    for (path, entry) in &manifest.entries {
+        let plain = !path.is_empty()
+            && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)))
+            && !path.contains('\0');
+        if !plain {
+            return Err(format!("it names the path `{path}`, which is not a plain relative path"));
+        }
+        // BTreeMap order puts a parent before its children; a child of anything but a
+        // directory (a link, a file) would be written through it.
+        if let Some((parent, _)) = path.rsplit_once('/')
+            && !dirs.contains(parent)
+        {
+            return Err(format!("`{path}` is not inside a directory of the snapshot"));
+        }
+        match entry {
+            Entry::Dir => {
+                dirs.insert(path);
+                plan.dirs.push(path);
+            }
+            Entry::File { sha256, executable, .. } => plan.files.push((path, sha256, *executable)),
+            Entry::Symlink { target } => plan.links.push((path, target)),
+        }
+    }
+    Ok(plan)
+}
+
+/// Walks `dir` (never through links) into a manifest; returns it, the updated cache, and the
+/// files whose contents were read, by hash.
+fn scan(
+    dir: &Path,
+    mut seen: HashMap<String, (Stamp, String)>,
+) -> io::Result<(Manifest, HashMap<String, (Stamp, String)>, HashMap<String, String>)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut manifest =
+        Manifest { format: MANIFEST_FORMAT, entries: BTreeMap::new(), left_out: Vec::new() };
+    let mut read = HashMap::new();
+    let mut total = 0u64;
+    let mut next_seen = HashMap::new();
+    if !dir.exists() {
+        return Ok((manifest, next_seen, read));
+    }
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, relative)) = stack.pop() {
+        let mut children: Vec<_> = std::fs::read_dir(&path)?.collect::<Result<_, _>>()?;
+        children.sort_by_key(std::fs::DirEntry::file_name);
+        for child in children {
+            let name = child.file_name().to_string_lossy().into_owned();
+            let rel = if relative.is_empty() { name } else { format!("{relative}/{name}") };
+            if manifest.entries.len() >= MAX_ENTRIES {
+                manifest.left_out.push(format!("{rel}: over {MAX_ENTRIES} entries"));
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(child.path())?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                manifest.entries.insert(rel.clone(), Entry::Dir);
+                stack.push((child.path(), rel));
+            } else if kind.is_symlink() {
+                let target = std::fs::read_link(child.path())?;
+                manifest
+                    .entries
+                    .insert(rel, Entry::Symlink { target: target.to_string_lossy().into_owned() });
+            } else if kind.is_file() {
+                let size = meta.len();
+                if size > MAX_FILE {
+                    manifest.left_out.push(format!("{rel}: {size} bytes, over {MAX_FILE}"));
+                    continue;
+                }
+                if total + size > MAX_TOTAL {
+                    manifest.left_out.push(format!("{rel}: past {MAX_TOTAL} bytes in all"));
+                    continue;
+                }
+                total += size;
+                let now = stamp(&meta);
+                let sha256 = match seen.remove(&rel) {
+                    Some((was, hash)) if was == now => hash,
+                    _ => {
+                        let hash = sha256_hex(&std::fs::read(child.path())?);
+                        read.insert(hash.clone(), rel.clone());
+                        hash
+                    }
+                };
+                next_seen.insert(rel.clone(), (now, sha256.clone()));
+                let executable = meta.permissions().mode() & 0o111 != 0;
+                manifest.entries.insert(rel, Entry::File { sha256, size, executable });
+            } else {
+                manifest.left_out.push(format!("{rel}: not a file, directory or link"));
+            }
+        }
+    }
+    Ok((manifest, next_seen, read))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(entries: &[(&str, Entry)]) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            entries: entries.iter().map(|(p, e)| ((*p).to_owned(), e.clone())).collect(),
+            left_out: Vec::new(),
+        }
+    }
+
+    fn file() -> Entry {
+        Entry::File { sha256: "00".to_owned(), size: 0, executable: false }
+    }
+
+    #[test]
+    fn a_hostile_manifest_is_refused_before_anything_is_written() {
+        let link = Entry::Symlink { target: "/etc".to_owned() };
+        let cases: Vec<(Manifest, &str)> = vec![
+            (manifest(&[("../x", file())]), "`../x`"),
+            (manifest(&[("/etc/passwd", file())]), "`/etc/passwd`"),
+            (manifest(&[("a/./b", file())]), "`a/./b`"),
+            (manifest(&[("", file())]), "``"),
+            // A file written through a link to a host directory.
+            (manifest(&[("a", link), ("a/passwd", file())]), "`a/passwd` is not inside"),
+            (manifest(&[("f", file()), ("f/x", file())]), "`f/x` is not inside"),
+            (manifest(&[("missing/x", file())]), "`missing/x` is not inside"),
+        ];
+        for (manifest, expected) in cases {
+            let error = plan(&manifest).err().unwrap_or_default();
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+        assert!(plan(&manifest(&[("a", Entry::Dir), ("a/b", file())])).is_ok());
+    }
+}
