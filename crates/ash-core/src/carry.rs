@@ -356,6 +356,132 @@ mod tests {
         Entry::File { sha256: "00".to_owned(), size: 0, executable: false }
     }
 
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::store::{Commit, Expect, NewRun};
+
+    async fn leased_run(store: &Arc<dyn Store>) -> Fence {
+        let run = NewRun {
+            run_id: "r1".to_owned(),
+            continuation_token: "ash:t".to_owned(),
+            mode: ash_protocol::RunMode::Task,
+        };
+        store
+            .create_run(run, Commit::new(Expect::Status(ash_protocol::RunStatus::Queued)))
+            .await
+            .unwrap();
+        store.acquire_lease("r1", "a", Duration::from_secs(60)).await.unwrap().unwrap()
+    }
+
+    /// Lists a directory: path, kind, mode and contents (or link target).
+    fn listing(dir: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(next) = stack.pop() {
+            for entry in std::fs::read_dir(&next).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path.strip_prefix(dir).unwrap().display().to_string();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                let what = if meta.is_symlink() {
+                    format!("link {}", std::fs::read_link(&path).unwrap().display())
+                } else if meta.is_dir() {
+                    stack.push(path.clone());
+                    "dir".to_owned()
+                } else {
+                    let mode = meta.permissions().mode() & 0o111;
+                    format!(
+                        "file {mode:o} {}",
+                        String::from_utf8_lossy(&std::fs::read(&path).unwrap())
+                    )
+                };
+                out.push((rel, what));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// One node saves, another (its own directory) restores the same files; a change uploads
+    /// only what changed; the first node, behind, is brought up to date; a tampered content
+    /// is refused.
+    #[tokio::test]
+    async fn a_directory_moves_between_nodes_through_the_store() {
+        let store: Arc<dyn Store> = Arc::new(crate::MemoryStore::new());
+        let fence = leased_run(&store).await;
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let here = one.path().join("r1");
+        std::fs::create_dir_all(here.join("src/deep")).unwrap();
+        std::fs::write(here.join("notes.txt"), "forecast: rain").unwrap();
+        std::fs::write(here.join("src/deep/run.sh"), "#!/bin/sh\necho hi").unwrap();
+        std::fs::set_permissions(
+            here.join("src/deep/run.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::create_dir(here.join("empty")).unwrap();
+        std::os::unix::fs::symlink("notes.txt", here.join("latest")).unwrap();
+        let mut node_one = Carried::new("workspace", here.clone());
+        node_one.save(store.as_ref(), "r1", &fence).await.unwrap();
+
+        let there = two.path().join("r1");
+        let mut node_two = Carried::new("workspace", there.clone());
+        assert!(node_two.restore(store.as_ref(), "r1").await.unwrap());
+        assert_eq!(listing(&there), listing(&here));
+        assert!(!node_two.restore(store.as_ref(), "r1").await.unwrap(), "already current");
+
+        // Node two works on: one file changes, one is removed.
+        std::fs::write(there.join("notes.txt"), "forecast: sun").unwrap();
+        std::fs::remove_file(there.join("src/deep/run.sh")).unwrap();
+        let fence = store.acquire_lease("r1", "b", Duration::from_secs(60)).await.unwrap();
+        assert!(fence.is_none(), "a still holds it");
+        let fence = store.acquire_lease("r1", "a", Duration::from_secs(60)).await.unwrap().unwrap();
+        node_two.save(store.as_ref(), "r1", &fence).await.unwrap();
+        assert!(node_one.restore(store.as_ref(), "r1").await.unwrap(), "node one was behind");
+        assert_eq!(listing(&here), listing(&there));
+        assert_eq!(std::fs::read_to_string(here.join("notes.txt")).unwrap(), "forecast: sun");
+
+        // Contents that do not match their hash are refused, and nothing is replaced.
+        let manifest: Manifest =
+            serde_json::from_str(&store.snapshot("r1", "workspace").await.unwrap().unwrap())
+                .unwrap();
+        let Some(Entry::File { sha256, .. }) = manifest.entries.get("notes.txt") else { panic!() };
+        let forged_store: Arc<dyn Store> = Arc::new(crate::MemoryStore::new());
+        let forged_fence = leased_run(&forged_store).await;
+        forged_store.put_blob(sha256, b"forecast: evil").await.unwrap();
+        forged_store
+            .put_snapshot(
+                "r1",
+                &forged_fence,
+                "workspace",
+                &serde_json::to_string(&manifest).unwrap(),
+            )
+            .await
+            .unwrap();
+        let third = tempfile::tempdir().unwrap();
+        let mut node_three = Carried::new("workspace", third.path().join("r1"));
+        let error = node_three.restore(forged_store.as_ref(), "r1").await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the stored snapshot of `workspace` cannot be used: the contents of `notes.txt` do not match their hash"
+        );
+        assert!(!third.path().join("r1").exists());
+    }
+
+    /// A stale lease cannot store a snapshot.
+    #[tokio::test]
+    async fn a_stale_lease_cannot_save() {
+        let store: Arc<dyn Store> = Arc::new(crate::MemoryStore::new());
+        let old = leased_run(&store).await;
+        let _new = store.acquire_lease("r1", "a", Duration::from_secs(60)).await.unwrap().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        let mut carried = Carried::new("workspace", dir.path().to_path_buf());
+        let error = carried.save(store.as_ref(), "r1", &old).await.unwrap_err();
+        assert!(matches!(error, CarryError::Store(StoreError::Conflict { .. })), "{error}");
+    }
+
     #[test]
     fn a_hostile_manifest_is_refused_before_anything_is_written() {
         let link = Entry::Symlink { target: "/etc".to_owned() };
