@@ -154,6 +154,12 @@ pub(crate) async fn start(
             _ => engine_config.tool_policy.fs.hidden.push(path),
         }
     }
+    // The state directory holds every session's workspace and sandboxes: hidden as a whole
+    // (each call then sees its own workspace), unless it is the project itself.
+    let state = std::path::absolute(&state_dir).unwrap_or_else(|_| state_dir.clone());
+    if state != project && !engine_config.tool_policy.fs.hidden.contains(&state) {
+        engine_config.tool_policy.fs.hidden.push(state);
+    }
     engine_config.allow_unsupported = args.allow_unsupported;
     engine_config.schedules = schedules;
     engine_config.models = Some(Arc::new(ClientModels(client)));

@@ -16,6 +16,7 @@ mod jobs;
 mod ledger;
 mod models;
 mod network;
+mod nodes;
 mod pack;
 mod sandbox;
 mod serve;
@@ -284,6 +285,7 @@ fn help_texts() {
         &["sandbox", "--help"],
         &["sandbox", "exec", "--help"],
         &["sandbox", "check", "--help"],
+        &["store", "migrate", "--help"],
         &["run", "--help"],
         &["serve", "--help"],
         &["jobs", "--help"],

@@ -81,7 +81,7 @@ impl Server {
         Self { child, base, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{PREFIX}{path}", self.base)
     }
 
@@ -95,7 +95,7 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
-    fn sigkill(mut self) {
+    pub(crate) fn sigkill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -137,7 +137,7 @@ async fn post_message(server: &Server, body: Value) -> (u16, Value, Option<Strin
     (status, response.json().await.unwrap(), run_id)
 }
 
-async fn accepted(server: &Server, body: Value) -> MessageAccepted {
+pub(crate) async fn accepted(server: &Server, body: Value) -> MessageAccepted {
     let (status, value, header) = post_message(server, body).await;
     assert_eq!(status, 202, "{value}");
     let accepted: MessageAccepted = serde_json::from_value(value).unwrap();
@@ -146,7 +146,12 @@ async fn accepted(server: &Server, body: Value) -> MessageAccepted {
 }
 
 /// Reads the stream from `start` until an event of one of the `until` types.
-async fn stream_until(server: &Server, run_id: &str, start: u64, until: &[&str]) -> Vec<Event> {
+pub(crate) async fn stream_until(
+    server: &Server,
+    run_id: &str,
+    start: u64,
+    until: &[&str],
+) -> Vec<Event> {
     let url = server.url(&format!("/runs/{run_id}/stream?startIndex={start}"));
     let response = http().get(url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
@@ -187,11 +192,11 @@ pub(crate) async fn read_events(mut response: reqwest::Response, until: &[&str])
     }
 }
 
-fn types(events: &[Event]) -> Vec<&'static str> {
+pub(crate) fn types(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(|e| e.body.type_name()).collect()
 }
 
-fn indexes(events: &[Event]) -> Vec<u64> {
+pub(crate) fn indexes(events: &[Event]) -> Vec<u64> {
     events.iter().map(|e| e.meta.index).collect()
 }
 
