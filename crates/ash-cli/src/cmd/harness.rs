@@ -143,6 +143,10 @@ pub(crate) async fn start(
     let mut engine_config =
         tool_config(dir, &state_dir, args.sandbox, args.tool_network.clone()).await?;
     engine_config.lease_ttl = Duration::from_secs(args.lease_ttl.max(1));
+    // A run whose worker died waits for its lease to expire, then for the next sweep: at most
+    // a second more (a quarter of a shorter lease).
+    engine_config.sweep_interval =
+        (engine_config.lease_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let project = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
     // The store's own directory (which holds the workspaces, closed to others) is hidden as a
     // whole when it is not the project itself, so a workspace below it stays reachable.
