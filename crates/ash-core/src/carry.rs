@@ -129,7 +129,15 @@ impl Carried {
         let wanted: Vec<String> = read.keys().cloned().collect();
         for hash in store.missing_blobs(&wanted).await? {
             let Some(path) = read.get(&hash) else { continue };
-            let bytes = tokio::fs::read(self.dir.join(path)).await?;
+            let (root, rel) = (self.dir.canonicalize()?, path.clone());
+            let bytes = tokio::task::spawn_blocking(move || read_inside(&root, &rel))
+                .await
+                .map_err(io::Error::other)??;
+            let Some(bytes) = bytes else {
+                // No longer a regular file inside the directory: carried as it was scanned is
+                // impossible, so this snapshot is skipped; the next action's will have it.
+                return Ok(());
+            };
             let actual = sha256_hex(&bytes);
             if actual != hash {
                 // Changed since it was scanned: carry what it holds now.
@@ -273,6 +281,40 @@ fn plan(manifest: &Manifest) -> Result<Plan<'_>, String> {
     Ok(plan)
 }
 
+/// Opens `root/rel` without following a link at its end (nor blocking on a FIFO), and only if
+/// the descriptor is that very path: a parent swapped for a link leads elsewhere and yields
+/// `None`, as does a directory where a file was asked for (`dir` false) or the reverse.
+fn open_inside(root: &Path, rel: &str, dir: bool) -> io::Result<Option<std::fs::File>> {
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+    let mut flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    if dir {
+        flags |= OFlag::O_DIRECTORY;
+    }
+    let Ok(file) = std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(&path)
+    else {
+        return Ok(None);
+    };
+    let real =
+        std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)))?;
+    let kind = file.metadata()?.file_type();
+    if real != path || (if dir { !kind.is_dir() } else { !kind.is_file() }) {
+        return Ok(None);
+    }
+    Ok(Some(file))
+}
+
+/// The contents of the regular file `root/rel` (at most [`MAX_FILE`] bytes), read as
+/// [`open_inside`] opens it; `None` when it is no longer such a file or grew past the limit.
+fn read_inside(root: &Path, rel: &str) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let Some(file) = open_inside(root, rel, false)? else { return Ok(None) };
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_FILE).then_some(bytes))
+}
+
 /// Walks `dir` (never through links) into a manifest; returns it, the updated cache, and the
 /// files whose contents were read, by hash.
 fn scan(
@@ -288,9 +330,19 @@ fn scan(
     if !dir.exists() {
         return Ok((manifest, next_seen, read));
     }
-    let mut stack = vec![(dir.to_path_buf(), String::new())];
-    while let Some((path, relative)) = stack.pop() {
-        let mut children: Vec<_> = std::fs::read_dir(&path)?.collect::<Result<_, _>>()?;
+    let dir = &dir.canonicalize()?;
+    let mut stack = vec![String::new()];
+    while let Some(relative) = stack.pop() {
+        // Listed through a descriptor opened without following links and checked to be where
+        // it should: a tool that swapped a directory for a link since cannot point this walk
+        // (which may run as root) at a host directory.
+        let Some(handle) = open_inside(dir, &relative, true)? else {
+            manifest.left_out.push(format!("{relative}: changed while it was read, or unreadable"));
+            continue;
+        };
+        let listing = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
+        let mut children: Vec<_> = std::fs::read_dir(&listing)?.collect::<Result<_, _>>()?;
+        drop(handle);
         children.sort_by_key(std::fs::DirEntry::file_name);
         for child in children {
             let name = child.file_name().to_string_lossy().into_owned();
@@ -299,13 +351,21 @@ fn scan(
                 manifest.left_out.push(format!("{rel}: over {MAX_ENTRIES} entries"));
                 continue;
             }
-            let meta = std::fs::symlink_metadata(child.path())?;
+            let Ok(meta) = std::fs::symlink_metadata(dir.join(&rel)) else {
+                manifest.left_out.push(format!("{rel}: changed while it was read, or unreadable"));
+                continue;
+            };
             let kind = meta.file_type();
             if kind.is_dir() {
                 manifest.entries.insert(rel.clone(), Entry::Dir);
-                stack.push((child.path(), rel));
+                stack.push(rel);
             } else if kind.is_symlink() {
-                let target = std::fs::read_link(child.path())?;
+                let Ok(target) = std::fs::read_link(dir.join(&rel)) else {
+                    manifest
+                        .left_out
+                        .push(format!("{rel}: changed while it was read, or unreadable"));
+                    continue;
+                };
                 manifest
                     .entries
                     .insert(rel, Entry::Symlink { target: target.to_string_lossy().into_owned() });
@@ -324,7 +384,13 @@ fn scan(
                 let sha256 = match seen.remove(&rel) {
                     Some((was, hash)) if was == now => hash,
                     _ => {
-                        let hash = sha256_hex(&std::fs::read(child.path())?);
+                        let Some(bytes) = read_inside(dir, &rel)? else {
+                            manifest
+                                .left_out
+                                .push(format!("{rel}: changed while it was read, or unreadable"));
+                            continue;
+                        };
+                        let hash = sha256_hex(&bytes);
                         read.insert(hash.clone(), rel.clone());
                         hash
                     }
@@ -467,6 +533,31 @@ mod tests {
             "the stored snapshot of `workspace` cannot be used: the contents of `notes.txt` do not match their hash"
         );
         assert!(!third.path().join("r1").exists());
+    }
+
+    /// What a tool in the directory can plant for the scan, which may run as root: links (to
+    /// a host file, to a host directory, as a parent), a FIFO (a read would block forever).
+    /// None of it is followed or read; the host's files stay out of the snapshot.
+    #[test]
+    fn a_scan_reads_nothing_outside_its_directory() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("secret"), "host secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("ok.txt"), "fine").unwrap();
+        std::os::unix::fs::symlink(host.path().join("secret"), root.join("file-link")).unwrap();
+        std::os::unix::fs::symlink(host.path(), root.join("dir-link")).unwrap();
+        nix::unistd::mkfifo(&root.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(read_inside(&root, "ok.txt").unwrap().as_deref(), Some(&b"fine"[..]));
+        for rel in ["file-link", "dir-link/secret", "pipe", "missing"] {
+            assert_eq!(read_inside(&root, rel).unwrap(), None, "{rel}");
+        }
+        assert!(open_inside(&root, "dir-link", true).unwrap().is_none(), "a linked directory");
+        let (manifest, _, read) = scan(&root, HashMap::new()).unwrap();
+        let text = serde_json::to_string(&manifest).unwrap();
+        assert!(!text.contains("secret") || text.contains("\"target\""), "{text}");
+        assert_eq!(read.len(), 1, "only ok.txt was read: {read:?}");
+        assert_eq!(manifest.left_out, ["pipe: not a file, directory or link"]);
     }
 
     /// A stale lease cannot store a snapshot.
