@@ -76,12 +76,24 @@ pub(crate) struct Carried {
     dir: PathBuf,
     /// Hashes of files as last seen (size, modification and change times, inode): a file that
     /// kept all four is not read again.
-    seen: HashMap<String, (Stamp, String)>,
+    seen: Seen,
     /// The manifest last stored.
     last: Option<String>,
 }
 
 type Stamp = (u64, i64, i64, i64, i64, u64);
+
+/// Each file's stamp and hash, by relative path.
+type Seen = HashMap<String, (Stamp, String)>;
+
+/// What a walk found.
+struct Scan {
+    manifest: Manifest,
+    /// The cache for the next walk.
+    seen: Seen,
+    /// Relative paths of the files whose contents were read, by hash.
+    read: HashMap<String, String>,
+}
 
 fn stamp(meta: &std::fs::Metadata) -> Stamp {
     use std::os::unix::fs::MetadataExt as _;
@@ -122,9 +134,10 @@ impl Carried {
         fence: &Fence,
     ) -> Result<(), CarryError> {
         let (dir, seen) = (self.dir.clone(), std::mem::take(&mut self.seen));
-        let (mut manifest, seen, read) = tokio::task::spawn_blocking(move || scan(&dir, seen))
-            .await
-            .map_err(io::Error::other)??;
+        let Scan { mut manifest, seen, read } =
+            tokio::task::spawn_blocking(move || scan(&dir, seen))
+                .await
+                .map_err(io::Error::other)??;
         self.seen = seen;
         let wanted: Vec<String> = read.keys().cloned().collect();
         for hash in store.missing_blobs(&wanted).await? {
@@ -317,10 +330,7 @@ fn read_inside(root: &Path, rel: &str) -> io::Result<Option<Vec<u8>>> {
 
 /// Walks `dir` (never through links) into a manifest; returns it, the updated cache, and the
 /// files whose contents were read, by hash.
-fn scan(
-    dir: &Path,
-    mut seen: HashMap<String, (Stamp, String)>,
-) -> io::Result<(Manifest, HashMap<String, (Stamp, String)>, HashMap<String, String>)> {
+fn scan(dir: &Path, mut seen: Seen) -> io::Result<Scan> {
     use std::os::unix::fs::PermissionsExt as _;
     let mut manifest =
         Manifest { format: MANIFEST_FORMAT, entries: BTreeMap::new(), left_out: Vec::new() };
@@ -328,7 +338,7 @@ fn scan(
     let mut total = 0u64;
     let mut next_seen = HashMap::new();
     if !dir.exists() {
-        return Ok((manifest, next_seen, read));
+        return Ok(Scan { manifest, seen: next_seen, read });
     }
     let dir = &dir.canonicalize()?;
     let mut stack = vec![String::new()];
@@ -403,7 +413,7 @@ fn scan(
             }
         }
     }
-    Ok((manifest, next_seen, read))
+    Ok(Scan { manifest, seen: next_seen, read })
 }
 
 #[cfg(test)]
@@ -553,7 +563,7 @@ mod tests {
             assert_eq!(read_inside(&root, rel).unwrap(), None, "{rel}");
         }
         assert!(open_inside(&root, "dir-link", true).unwrap().is_none(), "a linked directory");
-        let (manifest, _, read) = scan(&root, HashMap::new()).unwrap();
+        let Scan { manifest, read, .. } = scan(&root, HashMap::new()).unwrap();
         let text = serde_json::to_string(&manifest).unwrap();
         assert!(!text.contains("secret") || text.contains("\"target\""), "{text}");
         assert_eq!(read.len(), 1, "only ok.txt was read: {read:?}");

@@ -9,7 +9,7 @@
 pub struct Migration {
     /// Its number: one above the one before, from 1.
     pub version: i64,
-    /// Its file name, without the number and extension.
+    /// Its file name, without the extension (`0001_runs`).
     pub name: &'static str,
     /// The statements.
     pub sql: &'static str,
@@ -20,17 +20,17 @@ macro_rules! migrations {
         &[$(Migration {
             version: $version,
             name: $name,
-            sql: include_str!(concat!("../migrations/", $backend, "/", stringify!($version), "_", $name, ".sql")),
+            sql: include_str!(concat!("../migrations/", $backend, "/", $name, ".sql")),
         }),+]
     };
 }
 
 /// The SQLite store's migrations.
 pub const SQLITE: &[Migration] =
-    migrations!("sqlite": 0001 "runs", 0002 "fencing_and_formats", 0003 "carried_state");
+    migrations!("sqlite": 1 "0001_runs", 2 "0002_fencing_and_formats", 3 "0003_carried_state");
 
 /// The PostgreSQL store's migrations.
-pub const POSTGRES: &[Migration] = migrations!("postgres": 0001 "runs", 0002 "carried_state");
+pub const POSTGRES: &[Migration] = migrations!("postgres": 1 "0001_runs", 2 "0002_carried_state");
 
 /// The version a backend's migrations reach.
 pub const fn latest(migrations: &[Migration]) -> i64 {
@@ -62,10 +62,14 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
             files.sort();
-            let listed: Vec<String> =
-                list.iter().map(|m| format!("{:04}_{}.sql", m.version, m.name)).collect();
+            let listed: Vec<String> = list.iter().map(|m| format!("{}.sql", m.name)).collect();
             assert_eq!(files, listed, "{backend}");
             let versions: Vec<i64> = list.iter().map(|m| m.version).collect();
+            let numbered: Vec<String> = list.iter().map(|m| format!("{:04}_", m.version)).collect();
+            assert!(
+                list.iter().zip(&numbered).all(|(m, n)| m.name.starts_with(n.as_str())),
+                "{backend}: each file is numbered as its version"
+            );
             let expected: Vec<i64> = (1..=i64::try_from(list.len()).unwrap_or(0)).collect();
             assert_eq!(versions, expected, "{backend}");
         }

@@ -5,6 +5,11 @@
 //! Without `ASH_TEST_POSTGRES` a test that needs PostgreSQL says so on stderr and passes
 //! without running, unless `ASH_TEST_REQUIRE_POSTGRES` is set (as `.ci/run` does): then it
 //! fails, so CI never skips one silently.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::print_stderr,
+    reason = "tests find their database server and run its programs themselves"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -36,8 +36,7 @@ fn migrate(args: &StoreMigrateArgs) -> anyhow::Result<Outcome> {
         (format!("sqlite {}", path.display()), from, ash_store::SCHEMA_VERSION)
     };
     if args.json {
-        let line = serde_json::json!({ "store": described, "from": from, "to": to });
-        println!("{line}");
+        output::json(&serde_json::json!({ "store": described, "from": from, "to": to }))?;
     } else if from == to {
         output::note(&format!("the store {described} is at schema version {to}: nothing to do"));
     } else {
