@@ -126,7 +126,9 @@ impl Carried {
     }
 
     /// Stores the directory's current state for the lease holder `fence`: the contents the
-    /// store lacks, then the manifest (refused if the lease moved on).
+    /// store lacks, then the manifest (refused if the lease moved on). A file that changed
+    /// between the walk and its upload skips this snapshot (the next action's has it), and
+    /// the cache of hashes is kept only once a snapshot is whole.
     pub(crate) async fn save(
         &mut self,
         store: &dyn Store,
@@ -134,58 +136,52 @@ impl Carried {
         fence: &Fence,
     ) -> Result<(), CarryError> {
         let (dir, seen) = (self.dir.clone(), std::mem::take(&mut self.seen));
-        let Scan { mut manifest, seen, read } =
-            tokio::task::spawn_blocking(move || scan(&dir, seen))
-                .await
-                .map_err(io::Error::other)??;
-        self.seen = seen;
+        let Scan { manifest, seen, read } = tokio::task::spawn_blocking(move || scan(&dir, seen))
+            .await
+            .map_err(io::Error::other)??;
         let wanted: Vec<String> = read.keys().cloned().collect();
+        let root = if wanted.is_empty() { self.dir.clone() } else { self.dir.canonicalize()? };
         for hash in store.missing_blobs(&wanted).await? {
             let Some(path) = read.get(&hash) else { continue };
-            let (root, rel) = (self.dir.canonicalize()?, path.clone());
+            let (root, rel) = (root.clone(), path.clone());
             let bytes = tokio::task::spawn_blocking(move || read_inside(&root, &rel))
                 .await
                 .map_err(io::Error::other)??;
-            let Some(bytes) = bytes else {
-                // No longer a regular file inside the directory: carried as it was scanned is
-                // impossible, so this snapshot is skipped; the next action's will have it.
-                return Ok(());
-            };
-            let actual = sha256_hex(&bytes);
-            if actual != hash {
-                // Changed since it was scanned: carry what it holds now.
-                if let Some(Entry::File { sha256, size, .. }) = manifest.entries.get_mut(path) {
-                    sha256.clone_from(&actual);
-                    *size = bytes.len() as u64;
-                }
-                self.seen.remove(path);
+            match bytes {
+                Some(bytes) if sha256_hex(&bytes) == hash => store.put_blob(&hash, &bytes).await?,
+                // Gone, replaced or rewritten since the walk: not this snapshot.
+                _ => return Ok(()),
             }
-            store.put_blob(&actual, &bytes).await?;
         }
         let text = serde_json::to_string(&manifest).map_err(io::Error::other)?;
-        if self.last.as_deref() == Some(text.as_str()) {
-            return Ok(());
+        if self.last.as_deref() != Some(text.as_str()) {
+            store.put_snapshot(run_id, fence, self.area, &text).await?;
+            self.mark(&sha256_hex(text.as_bytes())).await?;
+            self.last = Some(text);
         }
-        store.put_snapshot(run_id, fence, self.area, &text).await?;
-        tokio::fs::write(marker(&self.dir), sha256_hex(text.as_bytes())).await?;
-        manifest.entries.clear();
-        self.last = Some(text);
+        self.seen = seen;
         Ok(())
     }
 
+    /// Records beside the directory that it holds the snapshot `id`.
+    pub(crate) async fn mark(&self, id: &str) -> io::Result<()> {
+        tokio::fs::write(marker(&self.dir), id).await
+    }
+
     /// Makes the directory what the store's snapshot says, unless it already is (its marker
-    /// names that snapshot). Returns whether it restored anything.
+    /// names that snapshot). Returns the snapshot's id when it restored it: the caller marks
+    /// the directory with it ([`Carried::mark`]) once it made it usable.
     pub(crate) async fn restore(
         &mut self,
         store: &dyn Store,
         run_id: &str,
-    ) -> Result<bool, CarryError> {
-        let Some(text) = store.snapshot(run_id, self.area).await? else { return Ok(false) };
+    ) -> Result<Option<String>, CarryError> {
+        let Some(text) = store.snapshot(run_id, self.area).await? else { return Ok(None) };
         let id = sha256_hex(text.as_bytes());
         let here = tokio::fs::read_to_string(marker(&self.dir)).await.ok();
         if here.as_deref() == Some(id.as_str()) && self.dir.exists() {
             self.last = Some(text);
-            return Ok(false);
+            return Ok(None);
         }
         let bad = |reason: String| CarryError::Bad { area: self.area.to_owned(), reason };
         let manifest: Manifest = serde_json::from_str(&text)
@@ -208,7 +204,9 @@ impl Carried {
             let _ = tokio::fs::remove_dir_all(&staging).await;
             return Err(error);
         }
-        // Swap: the old directory goes aside first, so a crash leaves one or the other whole.
+        // Swap: the old directory goes aside first, so a crash leaves one or the other whole
+        // (and no marker: the next worker restores again).
+        let _ = tokio::fs::remove_file(marker(&self.dir)).await;
         if self.dir.exists() {
             let old = self.dir.with_file_name(format!(".{name}.old-{}", crate::ids::ulid()));
             tokio::fs::rename(&self.dir, &old).await?;
@@ -217,13 +215,12 @@ impl Carried {
         } else {
             tokio::fs::rename(&staging, &self.dir).await?;
         }
-        tokio::fs::write(marker(&self.dir), &id).await?;
         if !manifest.left_out.is_empty() {
             tracing::warn!(run_id, area = self.area, left_out = ?manifest.left_out, "restored without what was too large to carry");
         }
         self.last = Some(text);
         self.seen.clear();
-        Ok(true)
+        Ok(Some(id))
     }
 
     async fn write(
@@ -238,11 +235,11 @@ impl Carried {
         for dir in &plan.dirs {
             tokio::fs::create_dir(staging.join(dir)).await?;
         }
-        for (path, sha256, executable) in &plan.files {
+        for (path, sha256, size, executable) in &plan.files {
             let bytes = store.blob(sha256).await?.ok_or_else(|| {
                 bad(format!("the contents of `{path}` are missing from the store"))
             })?;
-            if sha256_hex(&bytes) != **sha256 {
+            if bytes.len() as u64 != *size || sha256_hex(&bytes) != **sha256 {
                 return Err(bad(format!("the contents of `{path}` do not match their hash")));
             }
             let to = staging.join(path);
@@ -261,13 +258,17 @@ impl Carried {
 /// nothing below a link.
 struct Plan<'a> {
     dirs: Vec<&'a str>,
-    files: Vec<(&'a str, &'a String, bool)>,
+    files: Vec<(&'a str, &'a String, u64, bool)>,
     links: Vec<(&'a str, &'a String)>,
 }
 
 fn plan(manifest: &Manifest) -> Result<Plan<'_>, String> {
+    if manifest.entries.len() > MAX_ENTRIES {
+        return Err(format!("it has {} entries, over {MAX_ENTRIES}", manifest.entries.len()));
+    }
     let mut plan = Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new() };
     let mut dirs: HashSet<&str> = HashSet::new();
+    let mut total = 0u64;
     for (path, entry) in &manifest.entries {
         let plain = !path.is_empty()
             && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)))
@@ -287,7 +288,16 @@ fn plan(manifest: &Manifest) -> Result<Plan<'_>, String> {
                 dirs.insert(path);
                 plan.dirs.push(path);
             }
-            Entry::File { sha256, executable, .. } => plan.files.push((path, sha256, *executable)),
+            Entry::File { sha256, size, executable } => {
+                if *size > MAX_FILE {
+                    return Err(format!("`{path}` is {size} bytes, over {MAX_FILE}"));
+                }
+                total = total.saturating_add(*size);
+                if total > MAX_TOTAL {
+                    return Err(format!("its files hold over {MAX_TOTAL} bytes"));
+                }
+                plan.files.push((path, sha256, *size, *executable));
+            }
             Entry::Symlink { target } => plan.links.push((path, target)),
         }
     }
@@ -355,7 +365,12 @@ fn scan(dir: &Path, mut seen: Seen) -> io::Result<Scan> {
         drop(handle);
         children.sort_by_key(std::fs::DirEntry::file_name);
         for child in children {
-            let name = child.file_name().to_string_lossy().into_owned();
+            let Ok(name) = child.file_name().into_string() else {
+                // Read lossily, two such names could become one: not carried at all.
+                let lossy = child.file_name().to_string_lossy().into_owned();
+                manifest.left_out.push(format!("{relative}/{lossy}: not a UTF-8 name"));
+                continue;
+            };
             let rel = if relative.is_empty() { name } else { format!("{relative}/{name}") };
             if manifest.entries.len() >= MAX_ENTRIES {
                 manifest.left_out.push(format!("{rel}: over {MAX_ENTRIES} entries"));
@@ -503,9 +518,11 @@ mod tests {
 
         let there = two.path().join("r1");
         let mut node_two = Carried::new("workspace", there.clone());
-        assert!(node_two.restore(store.as_ref(), "r1").await.unwrap());
+        let id = node_two.restore(store.as_ref(), "r1").await.unwrap().expect("restored");
         assert_eq!(listing(&there), listing(&here));
-        assert!(!node_two.restore(store.as_ref(), "r1").await.unwrap(), "already current");
+        assert!(node_two.restore(store.as_ref(), "r1").await.unwrap().is_some(), "not marked yet");
+        node_two.mark(&id).await.unwrap();
+        assert_eq!(node_two.restore(store.as_ref(), "r1").await.unwrap(), None, "already current");
 
         // Node two works on: one file changes, one is removed.
         std::fs::write(there.join("notes.txt"), "forecast: sun").unwrap();
@@ -514,7 +531,10 @@ mod tests {
         assert!(fence.is_none(), "a still holds it");
         let fence = store.acquire_lease("r1", "a", Duration::from_secs(60)).await.unwrap().unwrap();
         node_two.save(store.as_ref(), "r1", &fence).await.unwrap();
-        assert!(node_one.restore(store.as_ref(), "r1").await.unwrap(), "node one was behind");
+        assert!(
+            node_one.restore(store.as_ref(), "r1").await.unwrap().is_some(),
+            "node one was behind"
+        );
         assert_eq!(listing(&here), listing(&there));
         assert_eq!(std::fs::read_to_string(here.join("notes.txt")).unwrap(), "forecast: sun");
 

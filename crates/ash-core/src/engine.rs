@@ -58,6 +58,9 @@ pub struct EngineConfig {
     pub lease_ttl: Duration,
     /// How often the engine looks for runs whose worker died.
     pub sweep_interval: Duration,
+    /// Look for such runs at all: off for one-off engines on a store others share, which
+    /// must not take other nodes' runs (and leave them half-done when they exit).
+    pub sweep: bool,
     /// On shutdown, how long running tool calls may finish before they are killed (and re-run
     /// after the restart).
     pub shutdown_grace: Duration,
@@ -116,6 +119,7 @@ impl EngineConfig {
             ]),
             lease_ttl: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(2),
+            sweep: true,
             shutdown_grace: Duration::from_secs(10),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             sandbox: Arc::new(Sandbox::plain()),
@@ -414,7 +418,9 @@ impl Engine {
         }
         let inner = Arc::new(inner);
         inner.connections.start(Launcher::new(&inner.config), &inner.tasks, &inner.shutdown);
-        inner.tasks.spawn(sweep(Arc::clone(&inner)));
+        if inner.config.sweep {
+            inner.tasks.spawn(sweep(Arc::clone(&inner)));
+        }
         if let Some(changes) = inner.store.changes() {
             inner.tasks.spawn(follow_changes(Arc::clone(&inner), changes));
         }

@@ -21,6 +21,9 @@ use crate::store::{Store, StoreError};
 
 /// Live events kept per run for slow readers before they must re-read the store.
 const CHANNEL_CAPACITY: usize = 256;
+/// On a store other processes write to, how often an idle reader reads the store anyway: the
+/// change feed is the fast path, this the floor when a notification was lost.
+const SHARED_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Events read from the store per page.
 const PAGE: usize = 256;
 /// Stored JSON per page: a page ends with the event that reaches it, so a reader that does
@@ -166,9 +169,11 @@ impl Follower {
                 continue;
             }
             let Some(receiver) = self.receiver.as_mut() else { return Ok(None) };
+            let shared = self.store.is_shared();
             let received = tokio::select! {
                 received = receiver.recv() => received,
                 () = self.stop.cancelled() => return Ok(None),
+                () = tokio::time::sleep(SHARED_POLL), if shared => continue,
             };
             match received {
                 Ok(Live::Event(event)) if event.meta.index == self.next => {

@@ -24,6 +24,14 @@ pub(crate) fn run_id() -> String {
     format!("wrun_{}", ulid())
 }
 
+/// Whether `text` is a run id this engine could have made (`wrun_` and 26 Crockford
+/// characters). Ids read back from a store another process writes are checked before they
+/// name a directory.
+pub(crate) fn is_run_id(text: &str) -> bool {
+    text.strip_prefix("wrun_")
+        .is_some_and(|rest| rest.len() == 26 && rest.bytes().all(|c| CROCKFORD.contains(&c)))
+}
+
 /// `evt_<ULID>`: an event id.
 pub(crate) fn event_id() -> String {
     format!("evt_{}", ulid())
@@ -75,5 +83,16 @@ mod tests {
         assert!(a.bytes().all(|c| super::CROCKFORD.contains(&c)), "{a}");
         assert!(a.as_str() <= b.as_str() || a[..10] == b[..10], "{a} then {b}");
         assert!(super::continuation_token().starts_with("ash:"));
+        assert!(super::is_run_id(&super::run_id()));
+        assert!(super::is_run_id(&super::derived_run_id(b"x", &[b"y"])));
+        for bad in [
+            "wrun_../../../../etc/profile.d",
+            "/etc",
+            "wrun_",
+            "wrun_0000000000000000000000000I",
+            "r1",
+        ] {
+            assert!(!super::is_run_id(bad), "{bad}");
+        }
     }
 }

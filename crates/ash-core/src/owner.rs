@@ -66,6 +66,11 @@ pub(crate) async fn drive(
 ) -> Result<(), WorkerError> {
     let store = &inner.store;
     let ttl = inner.config.lease_ttl;
+    if !ids::is_run_id(run_id) {
+        // Not one of ours (a store others write to): it must never name a directory.
+        tracing::error!(run_id, "refusing to work on a run whose id ash could not have made");
+        return Ok(());
+    }
     let Some(fence) = store.acquire_lease(run_id, &inner.owner_id, ttl).await? else {
         return Ok(());
     };
@@ -80,7 +85,26 @@ pub(crate) async fn drive(
     let Some(agent) = inner.agents.get(&state.agent).cloned() else {
         return fail_unknown_agent(inner, record, &state, fence).await;
     };
-    let carried = restore_carried(inner, run_id).await?;
+    let cancel = CancellationToken::new();
+    let releasing = CancellationToken::new();
+    // Renewed while the files are restored: a large restore must not cost the lease.
+    let restored = tokio::select! {
+        restored = restore_carried(inner, run_id) => restored,
+        lost = watch_lease(inner, run_id, &fence, wake, &cancel, &releasing) => Err(lost),
+    };
+    let carried = match restored {
+        Ok(carried) => carried,
+        Err(WorkerError::Carry(crate::carry::CarryError::Bad { area, reason })) => {
+            let message = format!(
+                "this run's {area} cannot be restored on this node from the shared store ({reason})"
+            );
+            return fail_turn(inner, record, &state, fence, "files_unavailable", message).await;
+        }
+        Err(error) => {
+            store.release_lease(run_id, &fence).await?;
+            return Err(error);
+        }
+    };
     let workspace = if let Some(fixed) = &inner.config.workspace {
         Workspace::fixed(fixed).map_err(WorkerError::Workspace)?
     } else {
@@ -98,8 +122,6 @@ pub(crate) async fn drive(
         .map_err(|e| WorkerError::Workspace(std::io::Error::other(e)))?
         .map_err(WorkerError::Workspace)?
     };
-    let cancel = CancellationToken::new();
-    let releasing = CancellationToken::new();
     let mut turn = TurnWorker {
         inner,
         record,
@@ -141,22 +163,33 @@ async fn fail_unknown_agent(
     state: &RunState,
     fence: Fence,
 ) -> Result<(), WorkerError> {
-    let Some(turn) = &state.turn else { return Ok(()) };
     let message = format!(
         "this run is subagent `{}`, which the agent no longer has; restore it to continue",
         state.agent
     );
+    fail_turn(inner, record, state, fence, "unknown_agent", message).await
+}
+
+/// Ends the open turn and the run as failed with `code`, saying `message`, and releases the
+/// lease: what this node cannot work on.
+async fn fail_turn(
+    inner: &Arc<Inner>,
+    record: RunRecord,
+    state: &RunState,
+    fence: Fence,
+    code: &str,
+    message: String,
+) -> Result<(), WorkerError> {
+    let Some(turn) = &state.turn else { return Ok(()) };
     let mut commit = Commit::new(Expect::Lease(fence));
     commit.records.push(JournalRecord::TurnEnded { turn: turn.sequence });
     commit.events.push(EventBody::TurnFailed(TurnFailed {
         turn_id: ids::turn_id(turn.sequence),
-        code: "unknown_agent".to_owned(),
+        code: code.to_owned(),
         message: message.clone(),
         usage: turn.usage,
     }));
-    commit
-        .events
-        .push(EventBody::RunFailed(RunFailed { code: "unknown_agent".to_owned(), message }));
+    commit.events.push(EventBody::RunFailed(RunFailed { code: code.to_owned(), message }));
     commit.status = Some(RunStatus::Failed);
     commit.release_lease = true;
     let events = inner.store.commit(&record.run_id, commit).await?;
@@ -178,16 +211,30 @@ async fn restore_carried(
         Carried::new("workspace", inner.config.workspaces_dir.join(run_id)),
         Carried::new("sandboxes", inner.config.sandboxes_dir.join("sessions").join(run_id)),
     ];
+    let adopt = |dir: &std::path::Path| {
+        inner
+            .config
+            .sandbox
+            .adopt(dir)
+            .map_err(|e| WorkerError::Workspace(std::io::Error::other(e)))
+    };
     for area in &mut carried {
-        if area.restore(inner.store.as_ref(), run_id).await? {
-            // Owned by the user tools run as, closed to others, like a directory made here.
-            inner
-                .config
-                .sandbox
-                .adopt(area.dir())
-                .map_err(|e| WorkerError::Workspace(std::io::Error::other(e)))?;
-            tracing::info!(run_id, area = area.name(), "restored the run's files from the store");
+        let Some(restored) = area.restore(inner.store.as_ref(), run_id).await? else { continue };
+        // Owned by the user tools run as, closed to others, as when made here: the workspace
+        // whole; of the sandboxes, each one's copy (the directory holding them stays ash's).
+        if area.name() == "workspace" {
+            adopt(area.dir())?;
+        } else {
+            for entry in std::fs::read_dir(area.dir()).map_err(WorkerError::Workspace)? {
+                let path = entry.map_err(WorkerError::Workspace)?.path();
+                if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                    adopt(&path)?;
+                }
+            }
         }
+        // Only once it is usable does this node's copy count as the stored one.
+        area.mark(&restored).await.map_err(WorkerError::Workspace)?;
+        tracing::info!(run_id, area = area.name(), "restored the run's files from the store");
     }
     Ok(carried)
 }
@@ -203,22 +250,41 @@ async fn watch_lease(
     releasing: &CancellationToken,
 ) -> WorkerError {
     let ttl = inner.config.lease_ttl;
+    // Past this instant the lease may be someone else's even if the store cannot say so (it
+    // is unreachable): the worker stops rather than act twice beside a node that took over.
+    // A tenth of the lease is kept as a margin for the clocks' drift and the trip there.
+    let margin = ttl / 10;
+    let mut held_until = tokio::time::Instant::now() + ttl - margin;
     loop {
         tokio::select! {
             () = tokio::time::sleep(ttl / 3) => {}
             () = wake.notified() => {}
+            () = tokio::time::sleep_until(held_until) => {}
         }
-        match inner.store.renew_lease(run_id, fence, ttl).await {
-            Ok(Some(state)) => {
+        let sent = tokio::time::Instant::now();
+        let renewed =
+            tokio::time::timeout(ttl / 3, inner.store.renew_lease(run_id, fence, ttl)).await;
+        match renewed {
+            Ok(Ok(Some(state))) => {
+                held_until = sent + ttl - margin;
                 if state.cancel_requested {
                     cancel.cancel();
                 }
             }
             // The turn's last commit gave the lease up itself: not a takeover.
-            Ok(None) if releasing.is_cancelled() => std::future::pending::<()>().await,
-            Ok(None) => return WorkerError::LeaseLost,
-            // A store hiccup: keep working; the next renewal or commit will tell.
-            Err(error) => tracing::warn!(run_id, %error, "cannot renew the lease"),
+            Ok(Ok(None)) if releasing.is_cancelled() => std::future::pending::<()>().await,
+            Ok(Ok(None)) => return WorkerError::LeaseLost,
+            // A store hiccup: keep working while the lease surely holds; the next renewal or
+            // commit will tell.
+            Ok(Err(error)) => tracing::warn!(run_id, %error, "cannot renew the lease"),
+            Err(_) => tracing::warn!(run_id, "renewing the lease timed out"),
+        }
+        if tokio::time::Instant::now() >= held_until && !releasing.is_cancelled() {
+            tracing::warn!(
+                run_id,
+                "the lease could not be renewed before it ran out; stopping work on the run"
+            );
+            return WorkerError::LeaseLost;
         }
     }
 }

@@ -61,6 +61,23 @@ pub enum PgError {
     /// The URL does not parse.
     #[error("the store URL is not a valid PostgreSQL URL: {0}")]
     BadUrl(String),
+    /// The URL asks for TLS, which this build does not speak to PostgreSQL.
+    #[error(
+        "the store URL asks for TLS (sslmode=require), which ash does not speak to PostgreSQL yet; reach the database over a private network, a local socket or a TLS tunnel, with sslmode=disable"
+    )]
+    TlsUnsupported,
+    /// The database already serves another agent.
+    #[error(
+        "the database at {target} serves the agent `{serves}`, not `{agent}`: give each agent its own database or schema (`?options=-csearch_path%3D<schema>`)"
+    )]
+    OtherAgent {
+        /// Host, port and database.
+        target: String,
+        /// The agent it serves.
+        serves: String,
+        /// The agent asked for.
+        agent: String,
+    },
     /// The server could not be reached or refused the login.
     #[error("cannot reach the PostgreSQL store at {target}: {reason}")]
     Unreachable {
@@ -190,7 +207,16 @@ fn parse(url: &str, options: &PgOptions) -> Result<tokio_postgres::Config, PgErr
         // The driver's message never repeats the URL.
         PgError::BadUrl(e.to_string())
     })?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(PgError::TlsUnsupported);
+    }
     config.connect_timeout(options.connect_timeout);
+    // A connection whose peer vanished (a partition, a dead server) is noticed in about half a
+    // minute, not after the system's two hours of TCP keepalive.
+    config.keepalives_idle(Duration::from_secs(10));
+    config.keepalives_interval(Duration::from_secs(5));
+    config.keepalives_retries(3);
+    config.tcp_user_timeout(Duration::from_secs(30));
     if config.get_application_name().is_none() {
         config.application_name("ash");
     }
@@ -298,6 +324,30 @@ impl PostgresStore {
         Ok(Self { pool, origin, changes, _listener: Arc::new(ListenerGuard(task.abort_handle())) })
     }
 
+    /// Binds the database to `agent`: the first node records it, later ones must serve the same
+    /// agent (runs carry no agent of their own, and a node works on any run it can claim).
+    pub async fn bind_agent(&self, url: &str, agent: &str) -> Result<(), PgError> {
+        let target = describe_url(url);
+        let fail = |reason: String| PgError::Backend { target: target.clone(), reason };
+        let client = self.pool.get().await.map_err(|e| fail(pool_reason(&e)))?;
+        client
+            .execute(
+                "INSERT INTO ash_meta (key, value) VALUES ('agent', $1) ON CONFLICT (key) DO NOTHING",
+                &[&agent],
+            )
+            .await
+            .map_err(|e| fail(reason(&e)))?;
+        let row = client
+            .query_one("SELECT value FROM ash_meta WHERE key = 'agent'", &[])
+            .await
+            .map_err(|e| fail(reason(&e)))?;
+        let serves: String = row.get(0);
+        if serves != agent {
+            return Err(PgError::OtherAgent { target, serves, agent: agent.to_owned() });
+        }
+        Ok(())
+    }
+
     /// Brings the database at `url` to this build's schema version.
     pub async fn migrate(url: &str) -> Result<Migrated, PgError> {
         let options = PgOptions::default();
@@ -357,15 +407,13 @@ async fn listen(
     changes: broadcast::Sender<StoreChange>,
 ) {
     let mut backoff = Duration::from_millis(100);
-    let mut first = true;
     loop {
-        match listen_once(&config, &origin, &changes, first).await {
+        match listen_once(&config, &origin, &changes).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(error) => {
                 tracing::warn!(store = %target_of(&config), %error, "lost the change feed; reconnecting");
             }
         }
-        first = false;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
@@ -376,7 +424,6 @@ async fn listen_once(
     config: &tokio_postgres::Config,
     origin: &str,
     changes: &broadcast::Sender<StoreChange>,
-    first: bool,
 ) -> Result<(), String> {
     use futures_util::StreamExt as _;
     let (client, mut connection) = config.connect(NoTls).await.map_err(|e| reason(&e))?;
@@ -397,10 +444,9 @@ async fn listen_once(
     });
     let _driver = ListenerGuard(driver.abort_handle());
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(|e| reason(&e))?;
-    if !first {
-        // Whatever was sent while nobody listened is lost: every reader reads again.
-        let _ = changes.send(StoreChange::Any);
-    }
+    // Whatever was sent while nobody listened (before the first connection too) is lost:
+    // every reader reads again.
+    let _ = changes.send(StoreChange::Any);
     while let Some(message) = messages.recv().await {
         if let tokio_postgres::AsyncMessage::Notification(note) = message {
             let Some((from, run_id)) = note.payload().split_once(' ') else { continue };

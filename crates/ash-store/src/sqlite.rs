@@ -319,7 +319,12 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let current = schema_version(conn)?;
     for migration in crate::migrations::pending(crate::migrations::SQLITE, current) {
-        let tx = conn.unchecked_transaction()?;
+        // Taken for writing first, then read again: another process opening the same file
+        // may have applied it meanwhile.
+        let tx = Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        if schema_version(&tx)? >= migration.version {
+            continue;
+        }
         tx.execute_batch(migration.sql)?;
         tx.execute(
             "INSERT INTO ash_meta (key, value) VALUES ('schema_version', ?1) \

@@ -132,7 +132,7 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<Outcome> {
                 init_logging(tracing::Level::WARN);
                 let store = StoreChoice::from_arg(args.store.as_deref(), || {
                     StoreChoice::Sqlite(harness::default_store(&dir))
-                });
+                })?;
                 let harness = harness::start(&dir, store, &args.store_args, false).await?;
                 let root = harness.engine.spec().root();
                 if !root.auth.is_empty() && credentials.is_none() {

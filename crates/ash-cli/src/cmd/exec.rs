@@ -67,7 +67,7 @@ pub(crate) async fn follow_task(
 pub(crate) fn run(args: &ExecArgs) -> anyhow::Result<Outcome> {
     let (dir, prompt) = args.dir_and_prompt();
     runtime()?.block_on(async {
-        let store = StoreChoice::from_arg(args.store.as_deref(), || StoreChoice::Memory);
+        let store = StoreChoice::from_arg(args.store.as_deref(), || StoreChoice::Memory)?;
         let harness = harness::start(&dir, store, &args.store_args, false).await?;
         if harness.scripted && !args.json {
             output::note(&harness::scripted_label(&harness.model));

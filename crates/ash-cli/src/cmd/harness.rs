@@ -43,12 +43,20 @@ pub(crate) enum StoreChoice {
 
 impl StoreChoice {
     /// What `--store` names: a `postgres://` URL, else a SQLite file; `None`: `default`.
-    pub(crate) fn from_arg(arg: Option<&str>, default: impl FnOnce() -> Self) -> Self {
-        match arg {
+    /// Another URL is refused rather than taken for a file name (which would show it, password
+    /// and all, and make directories of it).
+    pub(crate) fn from_arg(
+        arg: Option<&str>,
+        default: impl FnOnce() -> Self,
+    ) -> anyhow::Result<Self> {
+        Ok(match arg {
             Some(url) if ash_store::is_postgres_url(url) => Self::Postgres(url.to_owned()),
+            Some(other) if other.contains("://") => bail!(
+                "the store must be a SQLite file path or a postgres:// (postgresql://) URL; this one is neither (a quoted or misspelt URL?)"
+            ),
             Some(path) => Self::Sqlite(PathBuf::from(path)),
             None => default(),
-        }
+        })
     }
 }
 
@@ -101,6 +109,7 @@ pub(crate) async fn start(
     })?;
     let mut temp = None;
     let mut store_paths = Vec::new();
+    let shared = matches!(store, StoreChoice::Postgres(_));
     let (store, store_text, state_dir): (Arc<dyn Store>, String, PathBuf) = match store {
         StoreChoice::Sqlite(path) => {
             refuse_missing_store(&path, args.new_store)?;
@@ -126,6 +135,7 @@ pub(crate) async fn start(
         StoreChoice::Postgres(url) => {
             let options = PgOptions { pool_size: args.pool_size.max(1), ..PgOptions::default() };
             let store = PostgresStore::connect(&url, options).await?;
+            store.bind_agent(&url, spec.name()).await?;
             let state = args.state_dir.clone().unwrap_or_else(|| dir.join(DEFAULT_STATE_DIR));
             create_private_dir(&state)?;
             (Arc::new(store), format!("postgres {}", ash_store::describe_url(&url)), state)
@@ -166,6 +176,8 @@ pub(crate) async fn start(
     }
     engine_config.allow_unsupported = args.allow_unsupported;
     engine_config.schedules = schedules;
+    // One-off commands on a shared store work on their own runs only.
+    engine_config.sweep = schedules || !shared;
     engine_config.models = Some(Arc::new(ClientModels(client)));
     let engine = Engine::start(spec, model, store, engine_config)?;
     for item in engine.unsupported() {

@@ -18,7 +18,7 @@ pub(crate) fn run(args: &McpArgs) -> anyhow::Result<Outcome> {
         init_logging(tracing::Level::WARN);
         let store = StoreChoice::from_arg(args.store.as_deref(), || {
             StoreChoice::Sqlite(harness::default_store(&args.dir))
-        });
+        })?;
         let harness = harness::start(&args.dir, store, &args.store_args, false).await?;
         let info = ash_server::mcp::agent_info(&harness.engine);
         output::note(&format!(

@@ -77,7 +77,7 @@ fn rfc3339(at: &DateTime<Utc>) -> String {
 /// `--run NAME`: the schedule's run now, in this process, shown like `ash exec`.
 fn run_now(args: &SchedulesArgs, name: &str) -> anyhow::Result<Outcome> {
     runtime()?.block_on(async {
-        let store = StoreChoice::from_arg(args.store.as_deref(), || StoreChoice::Memory);
+        let store = StoreChoice::from_arg(args.store.as_deref(), || StoreChoice::Memory)?;
         let harness = harness::start(&args.dir, store, &args.store_args, false).await?;
         let engine = &harness.engine;
         let accepted = engine.fire_schedule(name).await?;

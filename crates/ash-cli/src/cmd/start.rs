@@ -16,7 +16,7 @@ pub(crate) fn run(args: &StartArgs) -> anyhow::Result<Outcome> {
         let store = args.store.clone().or_else(|| config::var("ASH_STORE").filter(|v| !v.is_empty()));
         let store = StoreChoice::from_arg(store.as_deref(), || {
             StoreChoice::Sqlite(harness::default_store(&args.dir))
-        });
+        })?;
         let harness = harness::start(&args.dir, store, &args.store_args, true).await?;
         let files = raise_open_files();
         let server_config = server_config(args, files);
