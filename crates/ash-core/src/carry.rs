@@ -95,9 +95,15 @@ struct Scan {
     read: HashMap<String, String>,
 }
 
-fn stamp(meta: &std::fs::Metadata) -> Stamp {
-    use std::os::unix::fs::MetadataExt as _;
-    (meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), meta.ino())
+fn stamp(stat: &nix::sys::stat::FileStat) -> Stamp {
+    (
+        u64::try_from(stat.st_size).unwrap_or(0),
+        stat.st_mtime,
+        stat.st_mtime_nsec,
+        stat.st_ctime,
+        stat.st_ctime_nsec,
+        stat.st_ino,
+    )
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -341,7 +347,8 @@ fn read_inside(root: &Path, rel: &str) -> io::Result<Option<Vec<u8>>> {
 /// Walks `dir` (never through links) into a manifest; returns it, the updated cache, and the
 /// files whose contents were read, by hash.
 fn scan(dir: &Path, mut seen: Seen) -> io::Result<Scan> {
-    use std::os::unix::fs::PermissionsExt as _;
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::{SFlag, fstatat};
     let mut manifest =
         Manifest { format: MANIFEST_FORMAT, entries: BTreeMap::new(), left_out: Vec::new() };
     let mut read = HashMap::new();
@@ -362,7 +369,6 @@ fn scan(dir: &Path, mut seen: Seen) -> io::Result<Scan> {
         };
         let listing = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
         let mut children: Vec<_> = std::fs::read_dir(&listing)?.collect::<Result<_, _>>()?;
-        drop(handle);
         children.sort_by_key(std::fs::DirEntry::file_name);
         for child in children {
             let Ok(name) = child.file_name().into_string() else {
@@ -376,16 +382,18 @@ fn scan(dir: &Path, mut seen: Seen) -> io::Result<Scan> {
                 manifest.left_out.push(format!("{rel}: over {MAX_ENTRIES} entries"));
                 continue;
             }
-            let Ok(meta) = std::fs::symlink_metadata(dir.join(&rel)) else {
+            // Looked at through the listed directory's descriptor, never through its path.
+            let name = child.file_name();
+            let Ok(stat) = fstatat(&handle, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
                 manifest.left_out.push(format!("{rel}: changed while it was read, or unreadable"));
                 continue;
             };
-            let kind = meta.file_type();
-            if kind.is_dir() {
+            let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+            if kind == SFlag::S_IFDIR {
                 manifest.entries.insert(rel.clone(), Entry::Dir);
                 stack.push(rel);
-            } else if kind.is_symlink() {
-                let Ok(target) = std::fs::read_link(dir.join(&rel)) else {
+            } else if kind == SFlag::S_IFLNK {
+                let Ok(target) = nix::fcntl::readlinkat(&handle, name.as_os_str()) else {
                     manifest
                         .left_out
                         .push(format!("{rel}: changed while it was read, or unreadable"));
@@ -394,8 +402,8 @@ fn scan(dir: &Path, mut seen: Seen) -> io::Result<Scan> {
                 manifest
                     .entries
                     .insert(rel, Entry::Symlink { target: target.to_string_lossy().into_owned() });
-            } else if kind.is_file() {
-                let size = meta.len();
+            } else if kind == SFlag::S_IFREG {
+                let size = u64::try_from(stat.st_size).unwrap_or(0);
                 if size > MAX_FILE {
                     manifest.left_out.push(format!("{rel}: {size} bytes, over {MAX_FILE}"));
                     continue;
@@ -405,7 +413,7 @@ fn scan(dir: &Path, mut seen: Seen) -> io::Result<Scan> {
                     continue;
                 }
                 total += size;
-                let now = stamp(&meta);
+                let now = stamp(&stat);
                 let sha256 = match seen.remove(&rel) {
                     Some((was, hash)) if was == now => hash,
                     _ => {
@@ -421,7 +429,7 @@ fn scan(dir: &Path, mut seen: Seen) -> io::Result<Scan> {
                     }
                 };
                 next_seen.insert(rel.clone(), (now, sha256.clone()));
-                let executable = meta.permissions().mode() & 0o111 != 0;
+                let executable = stat.st_mode & 0o111 != 0;
                 manifest.entries.insert(rel, Entry::File { sha256, size, executable });
             } else {
                 manifest.left_out.push(format!("{rel}: not a file, directory or link"));
