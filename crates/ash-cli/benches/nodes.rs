@@ -67,20 +67,25 @@ fn script_workload(model: &FakeModelServer) {
         .by_step();
 }
 
-/// POST a fresh session to `post`, read its stream on `read` to `session.waiting`. Returns the
-/// time taken and, per event, how long after its store timestamp `read` delivered it.
-async fn one_session(http: &reqwest::Client, post: &str, read: &str) -> (Duration, Vec<Duration>) {
-    let started = Instant::now();
+/// POSTs `message` as a fresh session to `base`; its run id.
+async fn post(http: &reqwest::Client, base: &str, message: &str) -> String {
     let accepted: Value = http
-        .post(format!("{post}{PREFIX}/message"))
-        .json(&json!({"message": "What's the weather in Paris?"}))
+        .post(format!("{base}{PREFIX}/message"))
+        .json(&json!({ "message": message }))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let run_id = accepted["runId"].as_str().expect("accepted").to_owned();
+    accepted["runId"].as_str().expect("accepted").to_owned()
+}
+
+/// POST a fresh session to `post`, read its stream on `read` to `session.waiting`. Returns the
+/// time taken and, per event, how long after its store timestamp `read` delivered it.
+async fn one_session(http: &reqwest::Client, post: &str, read: &str) -> (Duration, Vec<Duration>) {
+    let started = Instant::now();
+    let run_id = self::post(http, post, "What's the weather in Paris?").await;
     let mut response =
         http.get(format!("{read}{PREFIX}/runs/{run_id}/stream?startIndex=0")).send().await.unwrap();
     let mut lags = Vec::new();
@@ -212,16 +217,7 @@ async fn takeover(model: &FakeModelServer, pg: &Postgres, ttl: u64) {
             .push(Reply::Turn(Turn::empty().then_tool_call("s", "slow", "{}")))
             .push(Reply::Turn(Turn::text("done")))
             .by_step();
-        let accepted: Value = http
-            .post(format!("{base}{PREFIX}/message"))
-            .json(&json!({"message": "work"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let run_id = accepted["runId"].as_str().unwrap().to_owned();
+        let run_id = post(&http, &base, "work").await;
         // Wait until some node works on it (its workspace exists), then kill that one.
         let working = loop {
             if let Some(n) = (0..3).find(|n| {

@@ -23,6 +23,7 @@ mod jobs;
 mod ledger;
 pub mod migrations;
 mod postgres;
+mod row;
 mod sqlite;
 
 pub use jobs::{JOBS_SCHEMA, JobRow, JobsDb, JobsDbError};

@@ -19,6 +19,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use crate::migrations::{self, POSTGRES};
+use crate::row::{RUN_COLUMNS, i64_of, mode_from, status_from, u64_of};
 
 /// Version of the schema this build writes: the last of its migrations
 /// (`migrations/postgres/`).
@@ -462,18 +463,6 @@ async fn listen_once(
     }
 }
 
-const RUN_COLUMNS: &str = "run_id, token, mode, status, turns, event_count, journal_count, \
-    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, created_at, updated_at, \
-    lease_owner, lease_expires, cancel_requested, lease_epoch";
-
-fn u64_of(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn i64_of(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 fn ttl_ms(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
@@ -489,8 +478,8 @@ fn read_run(row: &tokio_postgres::Row) -> Result<RunRecord, StoreError> {
     Ok(RunRecord {
         run_id: row.try_get(0).map_err(get)?,
         continuation_token: row.try_get(1).map_err(get)?,
-        mode: crate::sqlite::mode_from(&mode).map_err(StoreError::Corrupt)?,
-        status: crate::sqlite::status_from(&status).map_err(StoreError::Corrupt)?,
+        mode: mode_from(&mode).map_err(StoreError::Corrupt)?,
+        status: status_from(&status).map_err(StoreError::Corrupt)?,
         turns: u32::try_from(number(4)?).unwrap_or(u32::MAX),
         event_count: u64_of(number(5)?),
         journal_count: u64_of(number(6)?),
@@ -880,7 +869,7 @@ impl Store for PostgresStore {
                 .map_err(|e| backend(&e))?
                 .map(|row| row.get(0));
             tx.commit().await.map_err(|e| backend(&e))?;
-            status.map(|s| crate::sqlite::status_from(&s).map_err(StoreError::Corrupt)).transpose()
+            status.map(|s| status_from(&s).map_err(StoreError::Corrupt)).transpose()
         })
     }
 

@@ -10,8 +10,10 @@ use ash_core::{
     StoreError, StoreFuture, StoreHealth, add_usage, check_expect, check_fence,
     check_payload_format, lease_expiry, next_flags, now_ms, stamp_events,
 };
-use ash_protocol::{Event, RunMode, RunStatus, Usage};
+use ash_protocol::{Event, RunStatus, Usage};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
+
+use crate::row::{RUN_COLUMNS, i64_of, mode_from, status_from, u64_of};
 
 /// Version of the schema this build writes: the last of its migrations
 /// (`migrations/sqlite/`).
@@ -335,40 +337,6 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         tracing::info!(version = migration.version, name = migration.name, "store migrated");
     }
     Ok(())
-}
-
-pub(crate) fn mode_from(text: &str) -> Result<RunMode, String> {
-    match text {
-        "conversation" => Ok(RunMode::Conversation),
-        "task" => Ok(RunMode::Task),
-        other => Err(format!("unknown run mode `{other}`")),
-    }
-}
-
-pub(crate) fn status_from(text: &str) -> Result<RunStatus, String> {
-    [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Waiting,
-        RunStatus::Paused,
-        RunStatus::Completed,
-        RunStatus::Failed,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == text)
-    .ok_or_else(|| format!("unknown run status `{text}`"))
-}
-
-const RUN_COLUMNS: &str = "run_id, token, mode, status, turns, event_count, journal_count, \
-    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, created_at, updated_at, \
-    lease_owner, lease_expires, cancel_requested, lease_epoch";
-
-fn u64_of(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn i64_of(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// A value SQLite holds that no ash wrote.
