@@ -257,3 +257,38 @@ async fn metrics_show_the_shared_store() {
         assert!(lines.contains(&expected), "missing {expected} in\n{text}");
     }
 }
+
+/// A tampered database (or a compromised node) plants a queued run whose id walks out of the
+/// state directory, with a snapshot to restore there: a node refuses to work on it and writes
+/// nothing outside its state directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planted_run_id_never_names_a_directory() {
+    let Some(pg) = Postgres::shared("the planted run id test") else { return };
+    let url = pg.fresh_database();
+    let model = FakeModelServer::start().await;
+    let fx = agent(&model, "");
+    let state = fx.join("deep/node");
+    let server = node(fx.path(), &url, &state);
+    let planted = "../../planted";
+    psql(
+        &url,
+        &format!(
+            "INSERT INTO runs VALUES ('{planted}', 'ash:planted', 'conversation', 'queued', 1, 0, 1, 0, 0, 0, 0, 0, 0, NULL, NULL, false, 0);
+             INSERT INTO journal VALUES ('{planted}', 0, '{{\"type\":\"turn-queued\",\"sequence\":0,\"message\":\"hi\"}}', 1);
+             INSERT INTO snapshots VALUES ('{planted}', 'workspace', '{{\"format\":1,\"entries\":{{\"pwned\":{{\"kind\":\"dir\"}}}}}}');"
+        ),
+    );
+    // Several sweeps.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!fx.join("planted").exists(), "a directory was made from the planted id");
+    assert!(!fx.join("deep/planted").exists());
+    assert!(
+        server.log().contains("refusing to work on a run whose id ash could not have made"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        psql(&url, &format!("SELECT status FROM runs WHERE run_id = '{planted}'")),
+        "queued"
+    );
+}
