@@ -292,3 +292,41 @@ async fn a_planted_run_id_never_names_a_directory() {
         "queued"
     );
 }
+
+/// A snapshot tampered with in the database (a path leaving the workspace) is not restored:
+/// the next turn fails with `files_unavailable`, naming the path, and nothing is written
+/// outside the node's state directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_snapshot_fails_the_turn_by_name() {
+    let Some(pg) = Postgres::shared("the tampered snapshot test") else { return };
+    let url = pg.fresh_database();
+    let model = FakeModelServer::start().await;
+    let fx = agent(&model, "");
+    let server = node(fx.path(), &url, &fx.join("node"));
+    model
+        .push(Reply::Turn(Turn::empty().then_tool_call(
+            "t1",
+            "bash",
+            r#"{"command":"echo hi > note.txt"}"#,
+        )))
+        .push(Reply::Turn(Turn::text("noted")));
+    let run = accepted(&server, json!({"message": "note"})).await;
+    let first = stream_until(&server, &run.run_id, 0, &["session.waiting"]).await;
+    let manifest = psql(&url, "SELECT manifest FROM snapshots WHERE area = 'workspace'");
+    assert!(manifest.contains("note.txt"), "{manifest}");
+    psql(
+        &url,
+        r#"UPDATE snapshots SET manifest = '{"format":1,"entries":{"../escaped":{"kind":"dir"}}}' WHERE area = 'workspace'"#,
+    );
+    accepted(&server, json!({"message": "again", "continuationToken": run.continuation_token}))
+        .await;
+    let events = stream_until(&server, &run.run_id, first.len() as u64, &["run.failed"]).await;
+    let failed = events.iter().find_map(|e| match &e.body {
+        EventBody::TurnFailed(f) => Some((f.code.clone(), f.message.clone())),
+        _ => None,
+    });
+    let (code, message) = failed.expect("turn.failed");
+    assert_eq!(code, "files_unavailable");
+    assert!(message.contains("`../escaped`"), "{message}");
+    assert!(!fx.join("escaped").exists() && !fx.join("node/escaped").exists());
+}
