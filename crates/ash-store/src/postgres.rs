@@ -3,6 +3,7 @@
 //! the database's clock, so nodes' clocks never decide who holds a run; every commit that
 //! stores events or asks a cancel sends a notification the other nodes listen for.
 
+use std::path::Path;
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,8 @@ use ash_core::{
 use ash_protocol::{Event, RunStatus, Usage};
 use deadpool_postgres::{Manager, Pool, Runtime};
 use tokio::sync::broadcast;
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::migrations::{self, POSTGRES};
 use crate::row::{RUN_COLUMNS, i64_of, mode_from, status_from, u64_of};
@@ -62,11 +63,9 @@ pub enum PgError {
     /// The URL does not parse.
     #[error("the store URL is not a valid PostgreSQL URL: {0}")]
     BadUrl(String),
-    /// The URL asks for TLS, which this build does not speak to PostgreSQL.
-    #[error(
-        "the store URL asks for TLS (sslmode=require), which ash does not speak to PostgreSQL yet; reach the database over a private network, a local socket or a TLS tunnel, with sslmode=disable"
-    )]
-    TlsUnsupported,
+    /// TLS cannot be set up: the `sslrootcert` file, or the platform's trust store.
+    #[error("cannot set up TLS to PostgreSQL: {0}")]
+    Tls(String),
     /// The database already serves another agent.
     #[error(
         "the database at {target} serves the agent `{serves}`, not `{agent}`: give each agent its own database or schema (`?options=-csearch_path%3D<schema>`)"
@@ -162,7 +161,7 @@ impl Drop for ListenerGuard {
 
 /// Where a URL points, for messages: host, port and database, never credentials.
 pub fn describe_url(url: &str) -> String {
-    match tokio_postgres::Config::from_str(url) {
+    match tokio_postgres::Config::from_str(&split_libpq_tls(url).0) {
         Ok(config) => target_of(&config),
         Err(_) => "<an unparsable URL>".to_owned(),
     }
@@ -203,14 +202,23 @@ fn pool_error(e: &deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
-fn parse(url: &str, options: &PgOptions) -> Result<tokio_postgres::Config, PgError> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+/// Where and how to connect: the driver's settings and the TLS connector.
+#[derive(Clone)]
+struct Target {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+/// Reads `url`. Beside the driver's own parameters it takes libpq's `sslrootcert=FILE` (a
+/// PEM file of certificate authorities trusted besides the system's) and `sslmode=verify-ca`
+/// or `verify-full`, which mean what `require` means here: TLS is always verified, against
+/// the system's trust store and `sslrootcert`, host name included.
+fn parse(url: &str, options: &PgOptions) -> Result<Target, PgError> {
+    let (url, rootcert) = split_libpq_tls(url);
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
         // The driver's message never repeats the URL.
         PgError::BadUrl(e.to_string())
     })?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(PgError::TlsUnsupported);
-    }
     config.connect_timeout(options.connect_timeout);
     // A connection whose peer vanished (a partition, a dead server) is noticed in about half a
     // minute, not after the system's two hours of TCP keepalive.
@@ -221,11 +229,83 @@ fn parse(url: &str, options: &PgOptions) -> Result<tokio_postgres::Config, PgErr
     if config.get_application_name().is_none() {
         config.application_name("ash");
     }
-    Ok(config)
+    Ok(Target { config, tls: tls_connector(rootcert.as_deref())? })
 }
 
-fn build_pool(config: &tokio_postgres::Config, options: &PgOptions) -> Result<Pool, PgError> {
-    let manager = Manager::new(config.clone(), NoTls);
+/// `url` without the libpq TLS parameters the driver does not read, and the `sslrootcert`
+/// file; `verify-ca`/`verify-full` become `require` (always verified here).
+fn split_libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut rootcert = None;
+    let kept: Vec<String> = query
+        .split('&')
+        .filter_map(|pair| match pair.split_once('=') {
+            Some(("sslrootcert", file)) => {
+                rootcert = Some(std::path::PathBuf::from(percent_decode(file)));
+                None
+            }
+            Some(("sslmode", "verify-ca" | "verify-full")) => Some("sslmode=require".to_owned()),
+            _ => Some(pair.to_owned()),
+        })
+        .collect();
+    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    (url, rootcert)
+}
+
+/// `%XX` escapes decoded (a path in a URL).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// TLS on rustls: the platform's trust store plus the certificate authorities in `rootcert`.
+/// Used as the server asks and `sslmode` allows (`prefer` by default: TLS when the server
+/// offers it).
+fn tls_connector(rootcert: Option<&Path>) -> Result<MakeRustlsConnect, PgError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let extra: Vec<CertificateDer<'static>> = match rootcert {
+        None => Vec::new(),
+        Some(file) => {
+            CertificateDer::pem_file_iter(file).and_then(Iterator::collect).map_err(|e| {
+                PgError::Tls(format!("cannot read sslrootcert {}: {e}", file.display()))
+            })?
+        }
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, Arc::clone(&provider))
+            .map_err(|e| PgError::Tls(e.to_string()))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PgError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn build_pool(target: &Target, options: &PgOptions) -> Result<Pool, PgError> {
+    let manager = Manager::new(target.config.clone(), target.tls.clone());
     Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .runtime(Runtime::Tokio1)
@@ -233,7 +313,7 @@ fn build_pool(config: &tokio_postgres::Config, options: &PgOptions) -> Result<Po
         .create_timeout(Some(options.connect_timeout))
         .recycle_timeout(Some(options.connect_timeout))
         .build()
-        .map_err(|e| PgError::Backend { target: target_of(config), reason: e.to_string() })
+        .map_err(|e| PgError::Backend { target: target_of(&target.config), reason: e.to_string() })
 }
 
 /// The schema version recorded in the database (0: none), and whether foreign tables are there.
@@ -297,9 +377,9 @@ impl PostgresStore {
     /// Connects to the database at `url`, creates ash's schema in an empty one, refuses one at
     /// another version, and starts listening for other nodes' changes.
     pub async fn connect(url: &str, options: PgOptions) -> Result<Self, PgError> {
-        let config = parse(url, &options)?;
-        let target = target_of(&config);
-        let pool = build_pool(&config, &options)?;
+        let tls = parse(url, &options)?;
+        let target = target_of(&tls.config);
+        let pool = build_pool(&tls, &options)?;
         let unreachable = |reason: String| PgError::Unreachable { target: target.clone(), reason };
         {
             let mut client = pool.get().await.map_err(|e| unreachable(pool_reason(&e)))?;
@@ -321,7 +401,7 @@ impl PostgresStore {
         }
         let origin: Arc<str> = Arc::from(ash_core_origin());
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
-        let task = tokio::spawn(listen(config, Arc::clone(&origin), changes.clone()));
+        let task = tokio::spawn(listen(tls, Arc::clone(&origin), changes.clone()));
         Ok(Self { pool, origin, changes, _listener: Arc::new(ListenerGuard(task.abort_handle())) })
     }
 
@@ -352,10 +432,11 @@ impl PostgresStore {
     /// Brings the database at `url` to this build's schema version.
     pub async fn migrate(url: &str) -> Result<Migrated, PgError> {
         let options = PgOptions::default();
-        let config = parse(url, &options)?;
-        let target = target_of(&config);
-        let (mut client, connection) = config
-            .connect(NoTls)
+        let tls = parse(url, &options)?;
+        let target = target_of(&tls.config);
+        let (mut client, connection) = tls
+            .config
+            .connect(tls.tls.clone())
             .await
             .map_err(|e| PgError::Unreachable { target: target.clone(), reason: reason(&e) })?;
         let driver = tokio::spawn(connection);
@@ -402,17 +483,13 @@ fn ash_core_origin() -> String {
 
 /// Listens for other nodes' changes until aborted, reconnecting (and reporting that anything
 /// may have changed) whenever the connection drops.
-async fn listen(
-    config: tokio_postgres::Config,
-    origin: Arc<str>,
-    changes: broadcast::Sender<StoreChange>,
-) {
+async fn listen(target: Target, origin: Arc<str>, changes: broadcast::Sender<StoreChange>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match listen_once(&config, &origin, &changes).await {
+        match listen_once(&target, &origin, &changes).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(error) => {
-                tracing::warn!(store = %target_of(&config), %error, "lost the change feed; reconnecting");
+                tracing::warn!(store = %target_of(&target.config), %error, "lost the change feed; reconnecting");
             }
         }
         tokio::time::sleep(backoff).await;
@@ -422,12 +499,13 @@ async fn listen(
 
 /// One connection's life of listening.
 async fn listen_once(
-    config: &tokio_postgres::Config,
+    target: &Target,
     origin: &str,
     changes: &broadcast::Sender<StoreChange>,
 ) -> Result<(), String> {
     use futures_util::StreamExt as _;
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| reason(&e))?;
+    let (client, mut connection) =
+        target.config.connect(target.tls.clone()).await.map_err(|e| reason(&e))?;
     let (sender, mut messages) = tokio::sync::mpsc::channel(CHANGES_CAPACITY);
     let driver = tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -1008,4 +1086,39 @@ impl Store for PostgresStore {
 /// Whether `text` names a PostgreSQL store rather than a file.
 pub fn is_postgres_url(text: &str) -> bool {
     text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{describe_url, split_libpq_tls};
+
+    #[test]
+    fn libpq_tls_parameters_are_read_and_passed_on_as_the_driver_reads_them() {
+        let cases = [
+            ("postgres://a@h/db", "postgres://a@h/db", None),
+            (
+                "postgres://a@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20one.pem",
+                "postgres://a@h/db?sslmode=require",
+                Some("/etc/ca one.pem"),
+            ),
+            (
+                "postgres://a@h/db?application_name=x&sslmode=verify-ca",
+                "postgres://a@h/db?application_name=x&sslmode=require",
+                None,
+            ),
+            ("postgres://a@h/db?sslrootcert=ca.pem", "postgres://a@h/db", Some("ca.pem")),
+        ];
+        for (url, expected, rootcert) in cases {
+            let (rest, file) = split_libpq_tls(url);
+            assert_eq!(
+                (rest.as_str(), file.as_deref().and_then(std::path::Path::to_str)),
+                (expected, rootcert),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            describe_url("postgres://u:secret@db.example:6543/ash?sslrootcert=ca.pem"),
+            "db.example:6543/ash"
+        );
+    }
 }

@@ -105,12 +105,29 @@ pub fn bin_dir() -> PathBuf {
 pub struct Cluster {
     dir: PathBuf,
     port: u16,
+    /// Server settings beside the address (TLS).
+    settings: String,
 }
 
 impl Cluster {
     /// Initialises and starts a cluster; `None` (with the reason) where PostgreSQL is absent,
     /// as for [`Postgres::shared`].
     pub fn start(what: &str) -> Option<Self> {
+        Self::start_with(what, false)
+    }
+
+    /// Like [`Cluster::start`], serving TLS with a certificate for `127.0.0.1` and `localhost`
+    /// signed by a certificate authority of its own: [`Cluster::ca_file`].
+    pub fn start_with_tls(what: &str) -> Option<Self> {
+        Self::start_with(what, true)
+    }
+
+    /// The PEM file of the certificate authority that signed a TLS cluster's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    fn start_with(what: &str, tls: bool) -> Option<Self> {
         Postgres::shared(what)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -118,11 +135,20 @@ impl Cluster {
             .expect("a free port");
         let dir = std::env::temp_dir().join(format!("ash-pg-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
+        let settings = if tls {
+            make_certificates(&dir);
+            format!(
+                "-c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                dir.display()
+            )
+        } else {
+            String::new()
+        };
         as_postgres_owner(&dir);
         let data = dir.join("data");
         let args = ["-A", "trust", "-U", "ash", "-D"].map(std::ffi::OsStr::new);
         run_as_postgres("initdb", &[&args[..], &[data.as_os_str()]].concat());
-        let cluster = Self { dir, port };
+        let cluster = Self { dir, port, settings };
         cluster.ctl("start");
         psql(&cluster.admin_url(), "CREATE DATABASE ash");
         Some(cluster)
@@ -150,8 +176,12 @@ impl Cluster {
     fn ctl(&self, action: &str) {
         let data = self.dir.join("data");
         let log = self.dir.join("log");
-        let options =
-            format!("-c listen_addresses=127.0.0.1 -p {} -k {}", self.port, self.dir.display());
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} {}",
+            self.port,
+            self.dir.display(),
+            self.settings
+        );
         let args = [action, "-w", "-m", "fast", "-D"].map(std::ffi::OsStr::new);
         let rest =
             [data.as_os_str(), "-l".as_ref(), log.as_os_str(), "-o".as_ref(), options.as_ref()];
@@ -166,6 +196,60 @@ impl Drop for Cluster {
         let _ = stop.output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 and localhost it signed, in
+/// `dir` (`ca.crt`, `server.crt`, `server.key`), made with the `openssl` program.
+fn make_certificates(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let openssl = |args: &[&str]| {
+        let out =
+            Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ca = [
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ash test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ];
+    openssl(&[&["req", "-x509"][..], &ec, &ca].concat());
+    let csr = ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"];
+    openssl(&[&["req"][..], &ec, &csr].concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600))
+        .expect("close the key");
 }
 
 fn is_root() -> bool {
