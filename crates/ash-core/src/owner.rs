@@ -71,9 +71,11 @@ pub(crate) async fn drive(
         tracing::error!(run_id, "refusing to work on a run whose id ash could not have made");
         return Ok(());
     }
+    let asked = tokio::time::Instant::now();
     let Some(fence) = store.acquire_lease(run_id, &inner.owner_id, ttl).await? else {
         return Ok(());
     };
+    let held = Held::new(fence.clone(), asked, ttl);
     let Some(record) = store.run(run_id).await? else { return Ok(()) };
     let mut state = RunState::default();
     state.apply_all(store.journal(run_id, 0).await?);
@@ -90,7 +92,7 @@ pub(crate) async fn drive(
     // Renewed while the files are restored: a large restore must not cost the lease.
     let restored = tokio::select! {
         restored = restore_carried(inner, run_id) => restored,
-        lost = watch_lease(inner, run_id, &fence, wake, &cancel, &releasing) => Err(lost),
+        lost = watch_lease(inner, run_id, &held, wake, &cancel, &releasing) => Err(lost),
     };
     let carried = match restored {
         Ok(carried) => carried,
@@ -143,7 +145,7 @@ pub(crate) async fn drive(
         }
         tokio::select! {
             stop = turn.run() => stop,
-            lost = watch_lease(inner, run_id, &fence, wake, &cancel, &releasing) => Err(lost),
+            lost = watch_lease(inner, run_id, &held, wake, &cancel, &releasing) => Err(lost),
         }
     }
     .await;
@@ -239,34 +241,57 @@ async fn restore_carried(
     Ok(carried)
 }
 
+/// The lease a worker holds, and until when it surely holds it by this process's clock: the
+/// last renewal's (or the taking's) send time plus the lease time, less a tenth for the drift
+/// of clocks and the trip to the store.
+struct Held {
+    fence: Fence,
+    until: std::sync::Mutex<tokio::time::Instant>,
+    ttl: std::time::Duration,
+}
+
+impl Held {
+    fn new(fence: Fence, asked: tokio::time::Instant, ttl: std::time::Duration) -> Self {
+        Self { fence, until: std::sync::Mutex::new(asked + ttl - ttl / 10), ttl }
+    }
+
+    fn until(&self) -> tokio::time::Instant {
+        *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn renewed(&self, sent: tokio::time::Instant) {
+        *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            sent + self.ttl - self.ttl / 10;
+    }
+}
+
 /// Renews the lease every third of its lifetime (or when woken), turns a stored cancel request
-/// into `cancel`, and returns if the lease was lost.
+/// into `cancel`, and returns if the lease was lost — or may have been: past the instant it
+/// surely held, the worker stops rather than act twice beside a node that took over while the
+/// store could not be reached.
 async fn watch_lease(
     inner: &Inner,
     run_id: &str,
-    fence: &Fence,
+    held: &Held,
     wake: &Notify,
     cancel: &CancellationToken,
     releasing: &CancellationToken,
 ) -> WorkerError {
     let ttl = inner.config.lease_ttl;
-    // Past this instant the lease may be someone else's even if the store cannot say so (it
-    // is unreachable): the worker stops rather than act twice beside a node that took over.
-    // A tenth of the lease is kept as a margin for the clocks' drift and the trip there.
-    let margin = ttl / 10;
-    let mut held_until = tokio::time::Instant::now() + ttl - margin;
     loop {
         tokio::select! {
             () = tokio::time::sleep(ttl / 3) => {}
             () = wake.notified() => {}
-            () = tokio::time::sleep_until(held_until) => {}
+            () = tokio::time::sleep_until(held.until()) => {}
         }
         let sent = tokio::time::Instant::now();
+        // Never waited on past the margin beyond the sure instant: by then the lease is gone.
+        let budget = (held.until() + ttl / 10).saturating_duration_since(sent).min(ttl / 3);
         let renewed =
-            tokio::time::timeout(ttl / 3, inner.store.renew_lease(run_id, fence, ttl)).await;
+            tokio::time::timeout(budget, inner.store.renew_lease(run_id, &held.fence, ttl)).await;
         match renewed {
             Ok(Ok(Some(state))) => {
-                held_until = sent + ttl - margin;
+                held.renewed(sent);
                 if state.cancel_requested {
                     cancel.cancel();
                 }
@@ -279,7 +304,7 @@ async fn watch_lease(
             Ok(Err(error)) => tracing::warn!(run_id, %error, "cannot renew the lease"),
             Err(_) => tracing::warn!(run_id, "renewing the lease timed out"),
         }
-        if tokio::time::Instant::now() >= held_until && !releasing.is_cancelled() {
+        if tokio::time::Instant::now() >= held.until() && !releasing.is_cancelled() {
             tracing::warn!(
                 run_id,
                 "the lease could not be renewed before it ran out; stopping work on the run"
