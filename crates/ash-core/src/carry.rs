@@ -66,6 +66,10 @@ pub(crate) enum CarryError {
     Io(#[from] io::Error),
     #[error("the stored snapshot of `{area}` cannot be used: {reason}")]
     Bad { area: String, reason: String },
+    #[error(
+        "the stored snapshot of `{area}` is in format {format}; this ash reads {MANIFEST_FORMAT}: a newer node must take the run"
+    )]
+    Newer { area: String, format: u32 },
 }
 
 /// A directory a run carries, and what was learnt of it last time.
@@ -92,7 +96,7 @@ struct Scan {
     /// The cache for the next walk.
     seen: Seen,
     /// Relative paths of the files whose contents were read, by hash.
-    read: HashMap<String, String>,
+    read: HashMap<String, Vec<String>>,
 }
 
 fn stamp(stat: &nix::sys::stat::FileStat) -> Stamp {
@@ -132,9 +136,9 @@ impl Carried {
     }
 
     /// Stores the directory's current state for the lease holder `fence`: the contents the
-    /// store lacks, then the manifest (refused if the lease moved on). A file that changed
-    /// between the walk and its upload skips this snapshot (the next action's has it), and
-    /// the cache of hashes is kept only once a snapshot is whole.
+    /// store lacks, then the manifest (refused if the lease moved on). A file rewritten
+    /// between the walk and its upload is carried as read at its upload; one gone by then is
+    /// left out. The cache of hashes is kept only once a snapshot is stored whole.
     pub(crate) async fn save(
         &mut self,
         store: &dyn Store,
@@ -142,21 +146,34 @@ impl Carried {
         fence: &Fence,
     ) -> Result<(), CarryError> {
         let (dir, seen) = (self.dir.clone(), std::mem::take(&mut self.seen));
-        let Scan { manifest, seen, read } = tokio::task::spawn_blocking(move || scan(&dir, seen))
-            .await
-            .map_err(io::Error::other)??;
+        let Scan { mut manifest, mut seen, read } =
+            tokio::task::spawn_blocking(move || scan(&dir, seen))
+                .await
+                .map_err(io::Error::other)??;
         let wanted: Vec<String> = read.keys().cloned().collect();
         let root = if wanted.is_empty() { self.dir.clone() } else { self.dir.canonicalize()? };
         for hash in store.missing_blobs(&wanted).await? {
-            let Some(path) = read.get(&hash) else { continue };
-            let (root, rel) = (root.clone(), path.clone());
-            let bytes = tokio::task::spawn_blocking(move || read_inside(&root, &rel))
-                .await
-                .map_err(io::Error::other)??;
-            match bytes {
-                Some(bytes) if sha256_hex(&bytes) == hash => store.put_blob(&hash, &bytes).await?,
-                // Gone, replaced or rewritten since the walk: not this snapshot.
-                _ => return Ok(()),
+            for path in read.get(&hash).into_iter().flatten() {
+                let (root, rel) = (root.clone(), path.clone());
+                let bytes = tokio::task::spawn_blocking(move || read_inside(&root, &rel))
+                    .await
+                    .map_err(io::Error::other)??;
+                let Some(bytes) = bytes else {
+                    // Gone or replaced since the walk: not carried this time.
+                    manifest.entries.remove(path);
+                    seen.remove(path);
+                    continue;
+                };
+                let actual = sha256_hex(&bytes);
+                if actual != hash {
+                    // Rewritten since the walk: carried as read now, hashed again next time.
+                    if let Some(Entry::File { sha256, size, .. }) = manifest.entries.get_mut(path) {
+                        sha256.clone_from(&actual);
+                        *size = bytes.len() as u64;
+                    }
+                    seen.remove(path);
+                }
+                store.put_blob(&actual, &bytes).await?;
             }
         }
         let text = serde_json::to_string(&manifest).map_err(io::Error::other)?;
@@ -192,18 +209,30 @@ impl Carried {
         let bad = |reason: String| CarryError::Bad { area: self.area.to_owned(), reason };
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| bad(format!("its manifest does not parse: {e}")))?;
-        if manifest.format != MANIFEST_FORMAT {
-            return Err(bad(format!(
-                "its manifest is in format {}; this ash reads {MANIFEST_FORMAT}: upgrade ash",
-                manifest.format
-            )));
+        if manifest.format > MANIFEST_FORMAT {
+            return Err(CarryError::Newer { area: self.area.to_owned(), format: manifest.format });
         }
-        let plan = plan(&manifest).map_err(bad)?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(bad(format!("its manifest is in the unknown format {}", manifest.format)));
+        }
+        let plan = plan(&manifest, self.area != "sandboxes").map_err(bad)?;
         if let Some(parent) = self.dir.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
         let name =
             self.dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        // What an interrupted restore left beside the directory.
+        if let Some(parent) = self.dir.parent()
+            && let Ok(mut entries) = tokio::fs::read_dir(parent).await
+        {
+            let (restoring, old) = (format!(".{name}.restore-"), format!(".{name}.old-"));
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if file.starts_with(&restoring) || file.starts_with(&old) {
+                    let _ = tokio::fs::remove_dir_all(entry.path()).await;
+                }
+            }
+        }
         let staging = self.dir.with_file_name(format!(".{name}.restore-{}", crate::ids::ulid()));
         let written = self.write(store, &staging, &plan).await;
         if let Err(error) = written {
@@ -268,7 +297,9 @@ struct Plan<'a> {
     links: Vec<(&'a str, &'a String)>,
 }
 
-fn plan(manifest: &Manifest) -> Result<Plan<'_>, String> {
+/// `top_links`: whether a link may stand at the top of the directory (not where each entry is
+/// a sandbox's own directory, which a link would send elsewhere).
+fn plan(manifest: &Manifest, top_links: bool) -> Result<Plan<'_>, String> {
     if manifest.entries.len() > MAX_ENTRIES {
         return Err(format!("it has {} entries, over {MAX_ENTRIES}", manifest.entries.len()));
     }
@@ -303,6 +334,9 @@ fn plan(manifest: &Manifest) -> Result<Plan<'_>, String> {
                     return Err(format!("its files hold over {MAX_TOTAL} bytes"));
                 }
                 plan.files.push((path, sha256, *size, *executable));
+            }
+            Entry::Symlink { .. } if !top_links && !path.contains('/') => {
+                return Err(format!("`{path}` is a link where a directory of its own belongs"));
             }
             Entry::Symlink { target } => plan.links.push((path, target)),
         }
@@ -424,7 +458,7 @@ fn scan(dir: &Path, mut seen: Seen) -> io::Result<Scan> {
                             continue;
                         };
                         let hash = sha256_hex(&bytes);
-                        read.insert(hash.clone(), rel.clone());
+                        read.entry(hash.clone()).or_insert_with(Vec::new).push(rel.clone());
                         hash
                     }
                 };
@@ -625,9 +659,13 @@ mod tests {
             (manifest(&[("missing/x", file())]), "`missing/x` is not inside"),
         ];
         for (manifest, expected) in cases {
-            let error = plan(&manifest).err().unwrap_or_default();
+            let error = plan(&manifest, true).err().unwrap_or_default();
             assert!(error.contains(expected), "{expected}: {error}");
         }
-        assert!(plan(&manifest(&[("a", Entry::Dir), ("a/b", file())])).is_ok());
+        assert!(plan(&manifest(&[("a", Entry::Dir), ("a/b", file())]), true).is_ok());
+        let top_link = manifest(&[("py", Entry::Symlink { target: "/home/ash".to_owned() })]);
+        assert!(plan(&top_link, true).is_ok(), "a link in a workspace is the user's");
+        let error = plan(&top_link, false).err().unwrap_or_default();
+        assert_eq!(error, "`py` is a link where a directory of its own belongs");
     }
 }

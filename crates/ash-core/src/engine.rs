@@ -927,10 +927,19 @@ impl Quiet {
 
 async fn worker(inner: Arc<Inner>, run_id: String, wake: Arc<Notify>) {
     loop {
-        if let Err(error) = crate::owner::drive(&inner, &run_id, &wake).await
+        let failed = crate::owner::drive(&inner, &run_id, &wake).await.err();
+        if let Some(error) = &failed
             && let Some(held) = inner.quiet.allow()
         {
             tracing::warn!(run_id = %run_id, %error, held_back = held, "run worker stopped; the run resumes after its lease expires");
+        }
+        // Without a sweep (a one-off engine on a shared store) nothing else brings the run
+        // back: this worker tries again, a second later, until it parks or ends.
+        if failed.is_some() && !inner.config.sweep {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                () = inner.shutdown.cancelled() => {}
+            }
         }
         if !inner.worker_should_continue(&run_id) {
             break;

@@ -23,7 +23,7 @@ use crate::store::{Store, StoreError};
 const CHANNEL_CAPACITY: usize = 256;
 /// On a store other processes write to, how often an idle reader reads the store anyway: the
 /// change feed is the fast path, this the floor when a notification was lost.
-const SHARED_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+const SHARED_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Events read from the store per page.
 const PAGE: usize = 256;
 /// Stored JSON per page: a page ends with the event that reaches it, so a reader that does

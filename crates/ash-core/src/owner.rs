@@ -285,8 +285,11 @@ async fn watch_lease(
             () = tokio::time::sleep_until(held.until()) => {}
         }
         let sent = tokio::time::Instant::now();
-        // Never waited on past the margin beyond the sure instant: by then the lease is gone.
-        let budget = (held.until() + ttl / 10).saturating_duration_since(sent).min(ttl / 3);
+        // Waited on until the lease's own end at most; a renewal that succeeds late still
+        // proves the lease is this worker's (nobody took it: its epoch is unchanged).
+        let budget = (held.until() + ttl / 10)
+            .saturating_duration_since(sent)
+            .max(std::time::Duration::from_millis(100));
         let renewed =
             tokio::time::timeout(budget, inner.store.renew_lease(run_id, &held.fence, ttl)).await;
         match renewed {
@@ -304,7 +307,12 @@ async fn watch_lease(
             Ok(Err(error)) => tracing::warn!(run_id, %error, "cannot renew the lease"),
             Err(_) => tracing::warn!(run_id, "renewing the lease timed out"),
         }
-        if tokio::time::Instant::now() >= held.until() && !releasing.is_cancelled() {
+        // Only where another node could take the run over: alone on its store, a worker that
+        // stopped would gain nothing and kill its tools.
+        if inner.store.is_shared()
+            && tokio::time::Instant::now() >= held.until()
+            && !releasing.is_cancelled()
+        {
             tracing::warn!(
                 run_id,
                 "the lease could not be renewed before it ran out; stopping work on the run"

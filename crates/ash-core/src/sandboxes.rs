@@ -318,6 +318,11 @@ impl<'a> Opened<'a> {
         let ready = base.join(format!("{}.ready", named.slug));
         let backend = sandboxes.backend(named).await?;
         let io = |what: &str, e: std::io::Error| format!("sandbox `{name}`: {what}: {e}");
+        // A link here (from a snapshot another node stored) would make the sandbox's writable
+        // root another directory: refused, never followed.
+        if root.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!("sandbox `{name}`: its session directory is a link; refusing it"));
+        }
         if !root.is_dir() {
             let template = sandboxes.template(named, log).await?;
             std::fs::create_dir_all(&base).map_err(|e| io("cannot create its directory", e))?;

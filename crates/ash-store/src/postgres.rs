@@ -202,11 +202,33 @@ fn pool_error(e: &deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
-/// Where and how to connect: the driver's settings and the TLS connector.
+/// Where and how to connect: the driver's settings and the TLS connector (`None`: plain text,
+/// for `sslmode=disable` and Unix sockets, where TLS has no host name to verify).
 #[derive(Clone)]
 struct Target {
     config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl Target {
+    /// One connection, driven by a task of its own.
+    async fn connect(
+        &self,
+    ) -> Result<
+        (tokio_postgres::Client, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>),
+        tokio_postgres::Error,
+    > {
+        Ok(match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                (client, tokio::spawn(connection))
+            }
+            None => {
+                let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+                (client, tokio::spawn(connection))
+            }
+        })
+    }
 }
 
 /// Reads `url`. Beside the driver's own parameters it takes libpq's `sslrootcert=FILE` (a
@@ -229,7 +251,29 @@ fn parse(url: &str, options: &PgOptions) -> Result<Target, PgError> {
     if config.get_application_name().is_none() {
         config.application_name("ash");
     }
-    Ok(Target { config, tls: tls_connector(rootcert.as_deref())? })
+    use tokio_postgres::config::{Host, SslMode};
+    let mode = config.get_ssl_mode();
+    let tcp = config.get_hosts().iter().any(|h| matches!(h, Host::Tcp(_)));
+    if mode == SslMode::Require && !tcp {
+        return Err(PgError::Tls(
+            "sslmode=require needs a host name to verify the server's certificate against"
+                .to_owned(),
+        ));
+    }
+    let tls = if mode == SslMode::Disable || !tcp {
+        None
+    } else {
+        match tls_connector(rootcert.as_deref()) {
+            Ok(tls) => Some(tls),
+            // `prefer` takes TLS only where it can: no trust store here, so plain text.
+            Err(PgError::Tls(reason)) if mode == SslMode::Prefer && rootcert.is_none() => {
+                tracing::warn!(%reason, "no TLS to PostgreSQL (sslmode=prefer): connecting in plain text");
+                None
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    Ok(Target { config, tls })
 }
 
 /// `url` without the libpq TLS parameters the driver does not read, and the `sslrootcert`
@@ -292,20 +336,41 @@ fn tls_connector(rootcert: Option<&Path>) -> Result<MakeRustlsConnect, PgError> 
         }
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier =
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, Arc::clone(&provider))
-            .map_err(|e| PgError::Tls(e.to_string()))?;
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
+        match rustls_platform_verifier::Verifier::new_with_extra_roots(
+            extra.clone(),
+            Arc::clone(&provider),
+        ) {
+            Ok(verifier) => Arc::new(verifier),
+            // A machine without a system trust store (a slim container): the given roots only.
+            Err(_) if !extra.is_empty() => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in extra {
+                    roots.add(cert).map_err(|e| PgError::Tls(format!("sslrootcert: {e}")))?;
+                }
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .map_err(|e| PgError::Tls(e.to_string()))?
+            }
+            Err(e) => return Err(PgError::Tls(e.to_string())),
+        };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| PgError::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }
 
 fn build_pool(target: &Target, options: &PgOptions) -> Result<Pool, PgError> {
-    let manager = Manager::new(target.config.clone(), target.tls.clone());
+    let manager = match &target.tls {
+        Some(tls) => Manager::new(target.config.clone(), tls.clone()),
+        None => Manager::new(target.config.clone(), tokio_postgres::NoTls),
+    };
     Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .runtime(Runtime::Tokio1)
@@ -380,7 +445,10 @@ impl PostgresStore {
         let tls = parse(url, &options)?;
         let target = target_of(&tls.config);
         let pool = build_pool(&tls, &options)?;
-        let unreachable = |reason: String| PgError::Unreachable { target: target.clone(), reason };
+        let unreachable = |reason: String| PgError::Unreachable {
+            target: target.clone(),
+            reason: tls_hint(reason),
+        };
         {
             let mut client = pool.get().await.map_err(|e| unreachable(pool_reason(&e)))?;
             let fail = |e: tokio_postgres::Error| PgError::Backend {
@@ -434,12 +502,10 @@ impl PostgresStore {
         let options = PgOptions::default();
         let tls = parse(url, &options)?;
         let target = target_of(&tls.config);
-        let (mut client, connection) = tls
-            .config
-            .connect(tls.tls.clone())
-            .await
-            .map_err(|e| PgError::Unreachable { target: target.clone(), reason: reason(&e) })?;
-        let driver = tokio::spawn(connection);
+        let (mut client, driver) = tls.connect().await.map_err(|e| PgError::Unreachable {
+            target: target.clone(),
+            reason: tls_hint(reason(&e)),
+        })?;
         let migrated = migrate_with(&mut client, &target).await;
         drop(client);
         let _ = driver.await;
@@ -461,6 +527,17 @@ impl PostgresStore {
             .await
             .map_err(|e| backend(&e))?;
         Ok(())
+    }
+}
+
+/// `reason`, with what to do when the server's certificate was not trusted.
+fn tls_hint(reason: String) -> String {
+    if reason.to_lowercase().contains("certificate") {
+        format!(
+            "{reason}; the server's TLS certificate is not trusted here: add `sslrootcert=FILE` (the PEM of its authority) to the URL, or `sslmode=disable` to connect in plain text"
+        )
+    } else {
+        reason
     }
 }
 
@@ -497,30 +574,49 @@ async fn listen(target: Target, origin: Arc<str>, changes: broadcast::Sender<Sto
     }
 }
 
+/// Drives `connection`, passing what the server sends unasked (notifications) to `sender`.
+async fn pass_messages<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    sender: tokio::sync::mpsc::Sender<tokio_postgres::AsyncMessage>,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt as _;
+    let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = stream.next().await {
+        match message {
+            Ok(message) => {
+                if sender.send(message).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(reason(&e)),
+        }
+    }
+    Ok(())
+}
+
 /// One connection's life of listening.
 async fn listen_once(
     target: &Target,
     origin: &str,
     changes: &broadcast::Sender<StoreChange>,
 ) -> Result<(), String> {
-    use futures_util::StreamExt as _;
-    let (client, mut connection) =
-        target.config.connect(target.tls.clone()).await.map_err(|e| reason(&e))?;
     let (sender, mut messages) = tokio::sync::mpsc::channel(CHANGES_CAPACITY);
-    let driver = tokio::spawn(async move {
-        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = stream.next().await {
-            match message {
-                Ok(message) => {
-                    if sender.send(message).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(reason(&e)),
-            }
+    let (client, driver) = match &target.tls {
+        Some(tls) => {
+            let (client, connection) =
+                target.config.connect(tls.clone()).await.map_err(|e| reason(&e))?;
+            (client, tokio::spawn(pass_messages(connection, sender)))
         }
-        Ok(())
-    });
+        None => {
+            let (client, connection) =
+                target.config.connect(tokio_postgres::NoTls).await.map_err(|e| reason(&e))?;
+            (client, tokio::spawn(pass_messages(connection, sender)))
+        }
+    };
     let _driver = ListenerGuard(driver.abort_handle());
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(|e| reason(&e))?;
     // Whatever was sent while nobody listened (before the first connection too) is lost:

@@ -163,6 +163,18 @@ impl Cluster {
         format!("postgres://ash@127.0.0.1:{}/ash", self.port)
     }
 
+    /// The URL of its database `ash` over its Unix socket.
+    pub fn socket_url(&self) -> String {
+        let dir: String = self
+            .dir
+            .display()
+            .to_string()
+            .chars()
+            .map(|c| if c == '/' { "%2F".to_owned() } else { c.to_string() })
+            .collect();
+        format!("postgres://ash@{dir}:{}/ash", self.port)
+    }
+
     /// Stops the server (fast shutdown: sessions are ended, nothing committed is lost).
     pub fn stop(&self) {
         self.ctl("stop");

@@ -191,6 +191,20 @@ async fn tls_is_verified_against_the_given_authority() {
             .unwrap_err();
     assert!(matches!(err, PgError::Unreachable { .. }), "{err}");
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    // Over the Unix socket TLS has no host name to verify: plain, or refused if required.
+    drop(connect(&cluster.socket_url()).await);
+    let err = PostgresStore::connect(
+        &format!("{}?sslmode=require", cluster.socket_url()),
+        PgOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, PgError::Tls(_)), "{err}");
+    let untrusted = PostgresStore::connect(&cluster.url(), PgOptions::default()).await.unwrap_err();
+    assert!(
+        untrusted.to_string().contains("add `sslrootcert=FILE`"),
+        "prefer says what to do: {untrusted}"
+    );
     let missing = format!("{}?sslrootcert=/nonexistent/ca.pem", cluster.url());
     let err = PostgresStore::connect(&missing, PgOptions::default()).await.unwrap_err();
     assert!(
