@@ -72,11 +72,30 @@ pub(crate) enum CarryError {
     Newer { area: String, format: u32 },
 }
 
+/// Which of a run's directories a snapshot is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Area {
+    /// The session workspace: its top holds whatever the run made there.
+    Workspace,
+    /// The session copies of named sandboxes: its top holds one directory per sandbox (and
+    /// their markers), never a link, which would send a sandbox's writable root elsewhere.
+    Sandboxes,
+}
+
+impl Area {
+    /// Its name in the store and in messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Workspace => "workspace",
+            Self::Sandboxes => "sandboxes",
+        }
+    }
+}
+
 /// A directory a run carries, and what was learnt of it last time.
 #[derive(Debug)]
 pub(crate) struct Carried {
-    /// `workspace`, `sandboxes`.
-    area: &'static str,
+    area: Area,
     dir: PathBuf,
     /// Hashes of files as last seen (size, modification and change times, inode): a file that
     /// kept all four is not read again.
@@ -121,7 +140,7 @@ fn marker(dir: &Path) -> PathBuf {
 }
 
 impl Carried {
-    pub(crate) fn new(area: &'static str, dir: PathBuf) -> Self {
+    pub(crate) fn new(area: Area, dir: PathBuf) -> Self {
         Self { area, dir, seen: HashMap::new(), last: None }
     }
 
@@ -130,8 +149,8 @@ impl Carried {
         &self.dir
     }
 
-    /// Its area's name.
-    pub(crate) fn name(&self) -> &'static str {
+    /// Which directory it is.
+    pub(crate) fn area(&self) -> Area {
         self.area
     }
 
@@ -178,7 +197,7 @@ impl Carried {
         }
         let text = serde_json::to_string(&manifest).map_err(io::Error::other)?;
         if self.last.as_deref() != Some(text.as_str()) {
-            store.put_snapshot(run_id, fence, self.area, &text).await?;
+            store.put_snapshot(run_id, fence, self.area.name(), &text).await?;
             self.mark(&sha256_hex(text.as_bytes())).await?;
             self.last = Some(text);
         }
@@ -199,23 +218,26 @@ impl Carried {
         store: &dyn Store,
         run_id: &str,
     ) -> Result<Option<String>, CarryError> {
-        let Some(text) = store.snapshot(run_id, self.area).await? else { return Ok(None) };
+        let Some(text) = store.snapshot(run_id, self.area.name()).await? else { return Ok(None) };
         let id = sha256_hex(text.as_bytes());
         let here = tokio::fs::read_to_string(marker(&self.dir)).await.ok();
         if here.as_deref() == Some(id.as_str()) && self.dir.exists() {
             self.last = Some(text);
             return Ok(None);
         }
-        let bad = |reason: String| CarryError::Bad { area: self.area.to_owned(), reason };
+        let bad = |reason: String| CarryError::Bad { area: self.area.name().to_owned(), reason };
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| bad(format!("its manifest does not parse: {e}")))?;
         if manifest.format > MANIFEST_FORMAT {
-            return Err(CarryError::Newer { area: self.area.to_owned(), format: manifest.format });
+            return Err(CarryError::Newer {
+                area: self.area.name().to_owned(),
+                format: manifest.format,
+            });
         }
         if manifest.format != MANIFEST_FORMAT {
             return Err(bad(format!("its manifest is in the unknown format {}", manifest.format)));
         }
-        let plan = plan(&manifest, self.area != "sandboxes").map_err(bad)?;
+        let plan = plan(&manifest, self.area == Area::Workspace).map_err(bad)?;
         if let Some(parent) = self.dir.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
@@ -251,7 +273,7 @@ impl Carried {
             tokio::fs::rename(&staging, &self.dir).await?;
         }
         if !manifest.left_out.is_empty() {
-            tracing::warn!(run_id, area = self.area, left_out = ?manifest.left_out, "restored without what was too large to carry");
+            tracing::warn!(run_id, area = self.area.name(), left_out = ?manifest.left_out, "restored without what was too large to carry");
         }
         self.last = Some(text);
         self.seen.clear();
@@ -265,7 +287,7 @@ impl Carried {
         plan: &Plan<'_>,
     ) -> Result<(), CarryError> {
         use std::os::unix::fs::PermissionsExt as _;
-        let bad = |reason: String| CarryError::Bad { area: self.area.to_owned(), reason };
+        let bad = |reason: String| CarryError::Bad { area: self.area.name().to_owned(), reason };
         tokio::fs::create_dir(staging).await?;
         for dir in &plan.dirs {
             tokio::fs::create_dir(staging.join(dir)).await?;
@@ -555,11 +577,11 @@ mod tests {
         .unwrap();
         std::fs::create_dir(here.join("empty")).unwrap();
         std::os::unix::fs::symlink("notes.txt", here.join("latest")).unwrap();
-        let mut node_one = Carried::new("workspace", here.clone());
+        let mut node_one = Carried::new(Area::Workspace, here.clone());
         node_one.save(store.as_ref(), "r1", &fence).await.unwrap();
 
         let there = two.path().join("r1");
-        let mut node_two = Carried::new("workspace", there.clone());
+        let mut node_two = Carried::new(Area::Workspace, there.clone());
         let id = node_two.restore(store.as_ref(), "r1").await.unwrap().expect("restored");
         assert_eq!(listing(&there), listing(&here));
         assert!(node_two.restore(store.as_ref(), "r1").await.unwrap().is_some(), "not marked yet");
@@ -598,7 +620,7 @@ mod tests {
             .await
             .unwrap();
         let third = tempfile::tempdir().unwrap();
-        let mut node_three = Carried::new("workspace", third.path().join("r1"));
+        let mut node_three = Carried::new(Area::Workspace, third.path().join("r1"));
         let error = node_three.restore(forged_store.as_ref(), "r1").await.unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -640,7 +662,7 @@ mod tests {
         let _new = store.acquire_lease("r1", "a", Duration::from_secs(60)).await.unwrap().unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), "x").unwrap();
-        let mut carried = Carried::new("workspace", dir.path().to_path_buf());
+        let mut carried = Carried::new(Area::Workspace, dir.path().to_path_buf());
         let error = carried.save(store.as_ref(), "r1", &old).await.unwrap_err();
         assert!(matches!(error, CarryError::Store(StoreError::Conflict { .. })), "{error}");
     }

@@ -205,13 +205,13 @@ async fn restore_carried(
     inner: &Arc<Inner>,
     run_id: &str,
 ) -> Result<Vec<crate::carry::Carried>, WorkerError> {
-    use crate::carry::Carried;
+    use crate::carry::{Area, Carried};
     if !inner.store.is_shared() || inner.config.workspace.is_some() {
         return Ok(Vec::new());
     }
     let mut carried = vec![
-        Carried::new("workspace", inner.config.workspaces_dir.join(run_id)),
-        Carried::new("sandboxes", inner.config.sandboxes_dir.join("sessions").join(run_id)),
+        Carried::new(Area::Workspace, inner.config.workspaces_dir.join(run_id)),
+        Carried::new(Area::Sandboxes, inner.config.sandboxes_dir.join("sessions").join(run_id)),
     ];
     let adopt = |dir: &std::path::Path| {
         inner
@@ -224,7 +224,7 @@ async fn restore_carried(
         let Some(restored) = area.restore(inner.store.as_ref(), run_id).await? else { continue };
         // Owned by the user tools run as, closed to others, as when made here: the workspace
         // whole; of the sandboxes, each one's copy (the directory holding them stays ash's).
-        if area.name() == "workspace" {
+        if area.area() == Area::Workspace {
             adopt(area.dir())?;
         } else {
             for entry in std::fs::read_dir(area.dir()).map_err(WorkerError::Workspace)? {
@@ -236,7 +236,11 @@ async fn restore_carried(
         }
         // Only once it is usable does this node's copy count as the stored one.
         area.mark(&restored).await.map_err(WorkerError::Workspace)?;
-        tracing::info!(run_id, area = area.name(), "restored the run's files from the store");
+        tracing::info!(
+            run_id,
+            area = area.area().name(),
+            "restored the run's files from the store"
+        );
     }
     Ok(carried)
 }
@@ -357,7 +361,7 @@ impl TurnWorker<'_> {
                 Err(crate::carry::CarryError::Store(error)) => return Err(error),
                 // Not fatal here: a takeover would find the files of an earlier action.
                 Err(error) => {
-                    tracing::warn!(run_id, area = area.name(), %error, "cannot store the run's files")
+                    tracing::warn!(run_id, area = area.area().name(), %error, "cannot store the run's files")
                 }
             }
         }
