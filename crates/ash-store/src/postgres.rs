@@ -210,22 +210,24 @@ struct Target {
     tls: Option<MakeRustlsConnect>,
 }
 
+/// A connection's driver task; it ends with `Err` when the connection broke.
+type Driver = tokio::task::JoinHandle<Result<(), String>>;
+
 impl Target {
-    /// One connection, driven by a task of its own.
+    /// One connection, driven by a task of its own that passes what the server sends unasked
+    /// (notifications) to `messages`, when given.
     async fn connect(
         &self,
-    ) -> Result<
-        (tokio_postgres::Client, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>),
-        tokio_postgres::Error,
-    > {
+        messages: Option<tokio::sync::mpsc::Sender<tokio_postgres::AsyncMessage>>,
+    ) -> Result<(tokio_postgres::Client, Driver), tokio_postgres::Error> {
         Ok(match &self.tls {
             Some(tls) => {
                 let (client, connection) = self.config.connect(tls.clone()).await?;
-                (client, tokio::spawn(connection))
+                (client, tokio::spawn(drive_connection(connection, messages)))
             }
             None => {
                 let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
-                (client, tokio::spawn(connection))
+                (client, tokio::spawn(drive_connection(connection, messages)))
             }
         })
     }
@@ -502,7 +504,7 @@ impl PostgresStore {
         let options = PgOptions::default();
         let tls = parse(url, &options)?;
         let target = target_of(&tls.config);
-        let (mut client, driver) = tls.connect().await.map_err(|e| PgError::Unreachable {
+        let (mut client, driver) = tls.connect(None).await.map_err(|e| PgError::Unreachable {
             target: target.clone(),
             reason: tls_hint(reason(&e)),
         })?;
@@ -574,10 +576,11 @@ async fn listen(target: Target, origin: Arc<str>, changes: broadcast::Sender<Sto
     }
 }
 
-/// Drives `connection`, passing what the server sends unasked (notifications) to `sender`.
-async fn pass_messages<S, T>(
+/// Drives `connection` to its end, passing what the server sends unasked (notifications) to
+/// `messages` when given; stops once they are no longer wanted.
+async fn drive_connection<S, T>(
     mut connection: tokio_postgres::Connection<S, T>,
-    sender: tokio::sync::mpsc::Sender<tokio_postgres::AsyncMessage>,
+    messages: Option<tokio::sync::mpsc::Sender<tokio_postgres::AsyncMessage>>,
 ) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -588,7 +591,9 @@ where
     while let Some(message) = stream.next().await {
         match message {
             Ok(message) => {
-                if sender.send(message).await.is_err() {
+                if let Some(sender) = &messages
+                    && sender.send(message).await.is_err()
+                {
                     return Ok(());
                 }
             }
@@ -605,18 +610,7 @@ async fn listen_once(
     changes: &broadcast::Sender<StoreChange>,
 ) -> Result<(), String> {
     let (sender, mut messages) = tokio::sync::mpsc::channel(CHANGES_CAPACITY);
-    let (client, driver) = match &target.tls {
-        Some(tls) => {
-            let (client, connection) =
-                target.config.connect(tls.clone()).await.map_err(|e| reason(&e))?;
-            (client, tokio::spawn(pass_messages(connection, sender)))
-        }
-        None => {
-            let (client, connection) =
-                target.config.connect(tokio_postgres::NoTls).await.map_err(|e| reason(&e))?;
-            (client, tokio::spawn(pass_messages(connection, sender)))
-        }
-    };
+    let (client, driver) = target.connect(Some(sender)).await.map_err(|e| reason(&e))?;
     let _driver = ListenerGuard(driver.abort_handle());
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(|e| reason(&e))?;
     // Whatever was sent while nobody listened (before the first connection too) is lost:
